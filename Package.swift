@@ -1,0 +1,102 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "inventory",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "inventoryd", targets: ["inventoryd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // C shims: each is touched only by its one Swift wrapper module.
+        .systemLibrary(
+            name: "CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        .systemLibrary(
+            name: "CMariaDB",
+            pkgConfig: "libmariadb",
+            providers: [.apt(["libmariadb-dev"])]
+        ),
+        .target(
+            name: "RedisClient",
+            dependencies: [
+                "CHiredis",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "MySQLClient",
+            dependencies: [
+                "CMariaDB",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Inventory",
+            dependencies: [
+                "RedisClient",
+                "MySQLClient",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "InventoryAPI",
+            dependencies: [
+                "Inventory",
+                "RedisClient",
+                "MySQLClient",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "inventoryd",
+            dependencies: [
+                "InventoryAPI",
+                "Inventory",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "InventoryTestSupport",
+            dependencies: ["Inventory", "RedisClient", "MySQLClient", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "RedisClientTests",
+            dependencies: ["RedisClient"]
+        ),
+        .testTarget(
+            name: "MySQLClientTests",
+            dependencies: ["MySQLClient", "Inventory"]
+        ),
+        .testTarget(
+            name: "InventoryTests",
+            dependencies: ["Inventory", "InventoryTestSupport"]
+        ),
+        .testTarget(
+            name: "InventoryAPITests",
+            dependencies: [
+                "InventoryAPI",
+                "InventoryTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
+    ]
+)

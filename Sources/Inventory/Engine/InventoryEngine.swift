@@ -1,0 +1,416 @@
+import Foundation
+import Logging
+import MySQLClient
+import RedisClient
+
+/// Settings of the engine, each with a default that works locally.
+public struct EngineConfiguration: Sendable {
+    /// Hold time of a reservation that does not say (`ttlSeconds`).
+    public var defaultTTLSeconds: Int
+    /// How long orders and de-duplication keys outlive their hold, so replays and late cancels are recognised.
+    public var retentionSeconds: Int
+    /// TTL of item hashes; 0 keeps them until deleted.
+    public var itemTTLSeconds: Int
+    public var keys: KeyLayout
+
+    public init(defaultTTLSeconds: Int = 1800, retentionSeconds: Int = 7 * 86_400, itemTTLSeconds: Int = 0, keys: KeyLayout = KeyLayout()) {
+        self.defaultTTLSeconds = defaultTTLSeconds
+        self.retentionSeconds = retentionSeconds
+        self.itemTTLSeconds = itemTTLSeconds
+        self.keys = keys
+    }
+}
+
+/// The reservation engine: every change of stock in Redis goes through one of its Lua scripts; stock
+/// administration also writes MySQL, the system of record, and reverses the Redis half when that fails.
+public final class InventoryEngine: Sendable {
+    public let configuration: EngineConfiguration
+    private let redis: RedisClient
+    private let runner: RedisScriptRunner
+    private let scripts: InventoryScripts
+    private let stockRepository: StockRepository
+    private let mysql: MySQLClient
+    private let logger: Logger
+
+    private var keys: KeyLayout { configuration.keys }
+
+    public init(
+        redis: RedisClient,
+        mysql: MySQLClient,
+        scripts: InventoryScripts,
+        configuration: EngineConfiguration = EngineConfiguration(),
+        logger: Logger
+    ) {
+        self.redis = redis
+        self.runner = RedisScriptRunner(client: redis)
+        self.scripts = scripts
+        self.mysql = mysql
+        self.stockRepository = StockRepository(client: mysql)
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Loads the scripts into Redis (SCRIPT LOAD), so a broken script fails the start, not a request.
+    public func loadScripts() async throws {
+        try await redisCall { try await self.runner.load(self.scripts.all) }
+    }
+
+    // MARK: - Reservations
+
+    /// Holds stock for every item of an order, or for none.
+    public func reserve(_ command: ReserveCommand, failpoint: String = "") async throws -> ReserveOutcome {
+        let orderId = command.orderId
+        var keyList = [keys.order(orderId), keys.outbox(forOrder: orderId), keys.expiryIndex(forOrder: orderId)]
+        var arguments = [
+            orderId, command.fingerprint, command.bizId, command.userId ?? "", command.shortage.rawValue,
+            String(Self.nowMilliseconds()), String(command.ttlSeconds), String(configuration.retentionSeconds), failpoint,
+        ]
+        keyList.reserveCapacity(3 + 3 * command.items.count)
+        arguments.reserveCapacity(9 + 2 * command.items.count)
+        for item in command.items {
+            let id = StockItemID(bizId: command.bizId, skuId: item.skuId)
+            keyList.append(keys.item(id))
+            keyList.append(keys.reserveKey(id, orderId: orderId))
+            keyList.append(keys.rollbackKey(id, orderId: orderId))
+            arguments.append(String(item.skuId))
+            arguments.append(String(item.quantity))
+        }
+        let reply = try await runScript(scripts.reserve, keys: keyList, arguments: arguments)
+        let fields = reply.array ?? []
+        switch fields.first?.text {
+        case "ok":
+            return .created(
+                Reservation(
+                    orderId: orderId, bizId: command.bizId, status: .reserved,
+                    lines: ReservationLine.parse(fields[safe: 2]?.text ?? ""),
+                    expiresAtMilliseconds: fields[safe: 1]?.int, persisted: false
+                )
+            )
+        case "replay":
+            let status = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .reserved
+            return .replayed(
+                Reservation(
+                    orderId: orderId, bizId: command.bizId, status: status,
+                    lines: ReservationLine.parse(fields[safe: 3]?.text ?? ""),
+                    expiresAtMilliseconds: fields[safe: 2]?.int, persisted: false
+                )
+            )
+        case "conflict":
+            throw InventoryError.idempotencyConflict
+        case "cancelled":
+            throw InventoryError.orderClosed(ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .cancelled)
+        case "missing":
+            let indices = (fields[safe: 1]?.text ?? "").split(separator: ",").compactMap { Int($0) }
+            throw InventoryError.unknownItems(indices.compactMap { command.items[safe: $0 - 1]?.skuId })
+        case "short":
+            let available = (fields[safe: 1]?.text ?? "").split(separator: ",").map { Int64($0) ?? 0 }
+            var shortages: [InventoryError.Shortage] = []
+            for (index, item) in command.items.enumerated() {
+                let have = available[safe: index] ?? 0
+                if have < item.quantity || command.shortage == .partial {
+                    shortages.append(.init(skuId: item.skuId, requested: item.quantity, available: have))
+                }
+            }
+            throw InventoryError.insufficientStock(shortages)
+        default:
+            throw InventoryError.unavailable("reserve script answered \(reply)")
+        }
+    }
+
+    /// Payment succeeded: the held stock is sold.
+    public func confirm(orderId: String) async throws -> TransitionOutcome {
+        for _ in 0..<3 {
+            guard let order = try await readOrder(orderId) else { throw InventoryError.notFound }
+            var keyList = [keys.order(orderId), keys.outbox(forOrder: orderId), keys.expiryIndex(forOrder: orderId)]
+            for line in order.lines {
+                let id = StockItemID(bizId: order.bizId, skuId: line.skuId)
+                keyList.append(keys.item(id))
+                keyList.append(keys.reserveKey(id, orderId: orderId))
+            }
+            let reply = try await runScript(
+                scripts.confirm, keys: keyList,
+                arguments: [orderId, String(Self.nowMilliseconds()), order.linesText]
+            )
+            let fields = reply.array ?? []
+            switch fields.first?.text {
+            case "ok":
+                return TransitionOutcome(reservation: order.reservation(status: .confirmed), replayed: false)
+            case "replay":
+                let status = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .confirmed
+                return TransitionOutcome(reservation: order.reservation(status: status), replayed: true)
+            case "notfound":
+                throw InventoryError.notFound
+            case "cancelled":
+                throw InventoryError.orderClosed(ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .cancelled)
+            case "stale":
+                continue
+            default:
+                throw InventoryError.unavailable("confirm script answered \(reply)")
+            }
+        }
+        throw InventoryError.unavailable("order \(orderId) kept changing during confirm")
+    }
+
+    /// Gives an order's held stock back. Cancelling an unknown order records it as cancelled, so that a reserve
+    /// arriving later is refused (no hanging reservation).
+    public func cancel(orderId: String, failpoint: String = "") async throws -> TransitionOutcome {
+        try await rollback(orderId: orderId, reason: .cancelled, failpoint: failpoint)
+    }
+
+    func rollback(orderId: String, reason: ReservationStatus, failpoint: String) async throws -> TransitionOutcome {
+        for _ in 0..<3 {
+            let order = try await readOrder(orderId)
+            var keyList = [keys.order(orderId), keys.outbox(forOrder: orderId), keys.expiryIndex(forOrder: orderId)]
+            for line in order?.lines ?? [] {
+                let id = StockItemID(bizId: order!.bizId, skuId: line.skuId)
+                keyList.append(keys.item(id))
+                keyList.append(keys.reserveKey(id, orderId: orderId))
+                keyList.append(keys.rollbackKey(id, orderId: orderId))
+            }
+            let reply = try await runScript(
+                scripts.rollback, keys: keyList,
+                arguments: [
+                    orderId, reason.rawValue, String(Self.nowMilliseconds()), String(configuration.retentionSeconds),
+                    failpoint, order?.linesText ?? "",
+                ]
+            )
+            let fields = reply.array ?? []
+            switch fields.first?.text {
+            case "ok":
+                return TransitionOutcome(reservation: order!.reservation(status: reason), replayed: false)
+            case "replay":
+                let status = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? reason
+                let reservation =
+                    order?.reservation(status: status)
+                    ?? Reservation(orderId: orderId, bizId: "", status: status, lines: [], expiresAtMilliseconds: nil, persisted: false)
+                return TransitionOutcome(reservation: reservation, replayed: true)
+            case "empty":
+                return TransitionOutcome(
+                    reservation: Reservation(
+                        orderId: orderId, bizId: "", status: .cancelled, lines: [], expiresAtMilliseconds: nil,
+                        persisted: false
+                    ),
+                    replayed: false
+                )
+            case "gone":
+                throw InventoryError.notFound
+            case "confirmed":
+                throw InventoryError.invalidState(ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .confirmed)
+            case "notexpired":
+                throw InventoryError.invalidState(.reserved)
+            case "stale":
+                continue
+            default:
+                throw InventoryError.unavailable("rollback script answered \(reply)")
+            }
+        }
+        throw InventoryError.unavailable("order \(orderId) kept changing during rollback")
+    }
+
+    /// The order as Redis holds it.
+    public func reservation(orderId: String) async throws -> Reservation {
+        guard let order = try await readOrder(orderId) else { throw InventoryError.notFound }
+        return order.reservation(status: order.status)
+    }
+
+    // MARK: - Stock
+
+    /// The item's stock.
+    public func stock(_ id: StockItemID) async throws -> StockLevel {
+        let reply = try await redisCall {
+            try await self.redis.command(
+                "HMGET", self.keys.item(id), "stock_num", "used_stock_num", "is_sell_out", "is_infinite", "danger_num",
+                "backorder_limit"
+            )
+        }
+        let fields = reply.array ?? []
+        guard let available = fields[safe: 0]?.int else { throw InventoryError.notFound }
+        return StockLevel(
+            item: id,
+            available: available,
+            reserved: fields[safe: 1]?.int ?? 0,
+            soldOut: fields[safe: 2]?.text == "1",
+            infinite: fields[safe: 3]?.text == "1",
+            dangerNum: fields[safe: 4]?.int ?? 0,
+            backorderLimit: fields[safe: 5]?.int ?? 0
+        )
+    }
+
+    /// Sets on-hand stock (available + reserved) and the item's settings in Redis and MySQL.
+    public func setStock(_ id: StockItemID, _ settings: StockSettings) async throws -> StockLevel {
+        let itemKey = keys.item(id)
+        let reply = try await runScript(
+            scripts.setStock, keys: [itemKey],
+            arguments: [
+                String(settings.stock), settings.infinite.map { $0 ? "1" : "0" } ?? "",
+                settings.dangerNum.map(String.init) ?? "", settings.backorderLimit.map(String.init) ?? "",
+                String(configuration.itemTTLSeconds),
+            ]
+        )
+        let fields = reply.array ?? []
+        let delta: Int64
+        switch fields.first?.text {
+        case "created":
+            // Redis had nothing: MySQL may still have a row (Redis lost its data), so move it to the new value.
+            let existing: StockRow?
+            do {
+                existing = try await stockRepository.row(bizId: id.bizId, skuId: id.skuId)
+            } catch {
+                await undoStock(itemKey: itemKey, delta: settings.stock, adjustmentKey: nil, fingerprint: "")
+                throw mapMySQL(error)
+            }
+            delta = settings.stock - (existing?.stock ?? 0)
+        case "ok":
+            delta = fields[safe: 1]?.int ?? 0
+        case "below_reserved":
+            throw InventoryError.belowReserved(reserved: fields[safe: 1]?.int ?? 0)
+        default:
+            throw InventoryError.unavailable("set_stock script answered \(reply)")
+        }
+        do {
+            _ = try await stockRepository.apply(
+                StockChange(
+                    bizId: id.bizId, skuId: id.skuId, delta: delta, reason: "set", source: "set:\(UUID().uuidString)",
+                    infinite: settings.infinite, dangerNum: settings.dangerNum, backorderLimit: settings.backorderLimit
+                )
+            )
+        } catch {
+            await undoStock(itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "")
+            throw mapMySQL(error)
+        }
+        return try await stock(id)
+    }
+
+    /// Adds or removes on-hand stock once per adjustment id, in Redis and MySQL.
+    public func adjustStock(_ id: StockItemID, _ adjustment: StockAdjustment) async throws -> AdjustmentOutcome {
+        let itemKey = keys.item(id)
+        let adjustmentKey = keys.adjustmentKey(id, adjustmentId: adjustment.adjustmentId)
+        let reply = try await runScript(
+            scripts.adjustStock, keys: [itemKey, adjustmentKey],
+            arguments: [String(adjustment.delta), adjustment.fingerprint, String(configuration.retentionSeconds)]
+        )
+        let fields = reply.array ?? []
+        switch fields.first?.text {
+        case "ok":
+            do {
+                _ = try await stockRepository.apply(
+                    StockChange(
+                        bizId: id.bizId, skuId: id.skuId, delta: adjustment.delta,
+                        reason: adjustment.reason ?? "adjustment",
+                        source: "adj:\(id.bizId):\(id.skuId):\(adjustment.adjustmentId)",
+                        infinite: nil, dangerNum: nil, backorderLimit: nil
+                    )
+                )
+            } catch {
+                await undoStock(
+                    itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey,
+                    fingerprint: adjustment.fingerprint
+                )
+                throw mapMySQL(error)
+            }
+            return AdjustmentOutcome(level: try await stock(id), replayed: false)
+        case "replay":
+            return AdjustmentOutcome(level: try await stock(id), replayed: true)
+        case "conflict":
+            throw InventoryError.idempotencyConflict
+        case "missing":
+            throw InventoryError.notFound
+        case "below_reserved":
+            throw InventoryError.belowReserved(reserved: fields[safe: 2]?.int ?? 0)
+        default:
+            throw InventoryError.unavailable("adjust_stock script answered \(reply)")
+        }
+    }
+
+    // MARK: - Health
+
+    /// Whether Redis answers and the scripts are loaded, and whether MySQL answers.
+    public func readiness() async -> (redis: Bool, scripts: Bool, mysql: Bool) {
+        let redisUp = (try? await redis.command("PING")) != nil
+        let mysqlUp = (try? await mysql.ping()) != nil
+        return (redisUp, runner.isLoaded(scripts.all), mysqlUp)
+    }
+
+    // MARK: - Internals
+
+    /// First level of compensation: reverse a Redis stock change whose MySQL half failed. When that fails too,
+    /// the difference is left for the reconciler, and said loudly.
+    private func undoStock(itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String) async {
+        do {
+            _ = try await runScript(
+                scripts.undoStock, keys: [itemKey, adjustmentKey ?? itemKey], arguments: [String(delta), fingerprint]
+            )
+            logger.warning(
+                "stock change reversed in Redis after MySQL failed",
+                metadata: ["item": "\(itemKey)", "delta": "\(delta)"]
+            )
+        } catch {
+            logger.error(
+                "stock change could not be reversed in Redis; the reconciler must repair it",
+                metadata: ["item": "\(itemKey)", "delta": "\(delta)", "error": "\(error)"]
+            )
+        }
+    }
+
+    private struct StoredOrder {
+        let orderId: String
+        let bizId: String
+        let status: ReservationStatus
+        let linesText: String
+        let expiresAt: Int64?
+
+        var lines: [ReservationLine] { ReservationLine.parse(linesText) }
+
+        func reservation(status: ReservationStatus) -> Reservation {
+            Reservation(
+                orderId: orderId, bizId: bizId, status: status, lines: lines, expiresAtMilliseconds: expiresAt,
+                persisted: false
+            )
+        }
+    }
+
+    private func readOrder(_ orderId: String) async throws -> StoredOrder? {
+        let reply = try await redisCall {
+            try await self.redis.command("HMGET", self.keys.order(orderId), "status", "biz", "lines", "expires_at")
+        }
+        let fields = reply.array ?? []
+        guard let statusText = fields[safe: 0]?.text, let status = ReservationStatus(rawValue: statusText) else {
+            return nil
+        }
+        return StoredOrder(
+            orderId: orderId,
+            bizId: fields[safe: 1]?.text ?? "",
+            status: status,
+            linesText: fields[safe: 2]?.text ?? "",
+            expiresAt: fields[safe: 3]?.int
+        )
+    }
+
+    private func runScript(_ script: RedisScript, keys: [String], arguments: [String]) async throws -> RedisValue {
+        try await redisCall { try await self.runner.run(script, keys: keys, arguments: arguments) }
+    }
+
+    private func redisCall<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as RedisError {
+            if error.outcomeUnknown { throw InventoryError.outcomeUnknown("Redis: \(error.message)") }
+            throw InventoryError.unavailable("Redis: \(error.message)")
+        }
+    }
+
+    private func mapMySQL(_ error: any Error) -> InventoryError {
+        if let error = error as? InventoryError { return error }
+        return .unavailable("MySQL: \(error)")
+    }
+
+    static func nowMilliseconds() -> Int64 {
+        Int64(Date().timeIntervalSince1970 * 1000)
+    }
+}
+
+extension Array {
+    subscript(safe index: Int) -> Element? {
+        indices.contains(index) ? self[index] : nil
+    }
+}

@@ -1,0 +1,36 @@
+import Foundation
+import RedisClient
+
+/// The Lua scripts of `lua/`, one operation each.
+public struct InventoryScripts: Sendable {
+    public let reserve: RedisScript
+    public let rollback: RedisScript
+    public let confirm: RedisScript
+    public let setStock: RedisScript
+    public let adjustStock: RedisScript
+    public let undoStock: RedisScript
+
+    public var all: [RedisScript] { [reserve, rollback, confirm, setStock, adjustStock, undoStock] }
+
+    /// Reads the scripts from a directory (by default the repository's `lua/`, or `INVENTORY_LUA_DIR`).
+    public static func load(from directory: String = ProjectFiles.directory("lua", environmentVariable: "INVENTORY_LUA_DIR"))
+        throws -> InventoryScripts
+    {
+        func script(_ name: String) throws -> RedisScript {
+            let path = directory + "/" + name + ".lua"
+            guard let data = FileManager.default.contents(atPath: path), let source = String(data: data, encoding: .utf8)
+            else {
+                throw InventoryError.unavailable("cannot read Lua script \(path)")
+            }
+            return RedisScript(name: name, source: source)
+        }
+        return InventoryScripts(
+            reserve: try script("reserve"),
+            rollback: try script("rollback"),
+            confirm: try script("confirm"),
+            setStock: try script("set_stock"),
+            adjustStock: try script("adjust_stock"),
+            undoStock: try script("undo_stock")
+        )
+    }
+}

@@ -1,0 +1,28 @@
+/// Why an inventory operation did not do what was asked. A small set, mapped once to HTTP by the API layer.
+public enum InventoryError: Error, Sendable, Equatable {
+    /// One line that could not be held in full.
+    public struct Shortage: Sendable, Equatable {
+        public let skuId: UInt64
+        public let requested: Int64
+        public let available: Int64
+    }
+
+    /// Not enough stock; nothing was held.
+    case insufficientStock([Shortage])
+    /// Items that do not exist (not set up with `PUT /v1/stock`).
+    case unknownItems([UInt64])
+    /// The order was cancelled or expired, so it cannot be reserved or confirmed.
+    case orderClosed(ReservationStatus)
+    /// The same orderId (or adjustmentId) came with a different body.
+    case idempotencyConflict
+    /// No such order, or no such stock item.
+    case notFound
+    /// The order is in a state that does not allow this step (e.g. refund of an unconfirmed order).
+    case invalidState(ReservationStatus)
+    /// Setting or lowering on-hand stock below what live reservations hold.
+    case belowReserved(reserved: Int64)
+    /// A store could not be reached; nothing was changed.
+    case unavailable(String)
+    /// A store stopped answering mid-call: the change may have been made. Retrying with the same id is safe.
+    case outcomeUnknown(String)
+}

@@ -1,0 +1,103 @@
+/// A request to hold stock for one order.
+public struct ReserveCommand: Sendable {
+    /// One requested line.
+    public struct Item: Sendable, Equatable {
+        public let skuId: UInt64
+        public let quantity: Int64
+
+        public init(skuId: UInt64, quantity: Int64) {
+            self.skuId = skuId
+            self.quantity = quantity
+        }
+    }
+
+    public let orderId: String
+    public let bizId: String
+    public let userId: String?
+    public let items: [Item]
+    public let ttlSeconds: Int
+    public let shortage: ShortageMode
+
+    public init(orderId: String, bizId: String, userId: String?, items: [Item], ttlSeconds: Int, shortage: ShortageMode) {
+        self.orderId = orderId
+        self.bizId = bizId
+        self.userId = userId
+        self.items = items
+        self.ttlSeconds = ttlSeconds
+        self.shortage = shortage
+    }
+
+    /// What makes two requests "the same body" for idempotency: the fields that change what is held, with the
+    /// items in a canonical order so that listing them differently is still the same request.
+    var fingerprint: String {
+        let lines = items.sorted { $0.skuId < $1.skuId }.map { "\($0.skuId)x\($0.quantity)" }.joined(separator: ",")
+        return "\(bizId)|\(userId ?? "")|\(shortage.rawValue)|\(ttlSeconds)|\(lines)"
+    }
+}
+
+/// One line of a reservation: what was asked and what is held.
+public struct ReservationLine: Sendable, Equatable {
+    public let skuId: UInt64
+    public let requested: Int64
+    public let reserved: Int64
+
+    public init(skuId: UInt64, requested: Int64, reserved: Int64) {
+        self.skuId = skuId
+        self.requested = requested
+        self.reserved = reserved
+    }
+
+    /// Parses the scripts' `sku:requested:reserved,...` form.
+    static func parse(_ text: String) -> [ReservationLine] {
+        text.split(separator: ",").compactMap { part in
+            let fields = part.split(separator: ":")
+            guard fields.count == 3, let sku = UInt64(fields[0]), let requested = Int64(fields[1]),
+                let reserved = Int64(fields[2])
+            else { return nil }
+            return ReservationLine(skuId: sku, requested: requested, reserved: reserved)
+        }
+    }
+}
+
+/// An order's hold on stock, as Redis knows it.
+public struct Reservation: Sendable, Equatable {
+    public let orderId: String
+    public let bizId: String
+    public let status: ReservationStatus
+    public let lines: [ReservationLine]
+    /// Milliseconds since 1970 when an unconfirmed hold is released; nil for a cancel of an unknown order.
+    public let expiresAtMilliseconds: Int64?
+    /// Whether the task journal row is committed in MySQL.
+    public let persisted: Bool
+
+    public init(
+        orderId: String,
+        bizId: String,
+        status: ReservationStatus,
+        lines: [ReservationLine],
+        expiresAtMilliseconds: Int64?,
+        persisted: Bool
+    ) {
+        self.orderId = orderId
+        self.bizId = bizId
+        self.status = status
+        self.lines = lines
+        self.expiresAtMilliseconds = expiresAtMilliseconds
+        self.persisted = persisted
+    }
+}
+
+/// How a reserve ended when it did not fail.
+public enum ReserveOutcome: Sendable, Equatable {
+    /// Held now.
+    case created(Reservation)
+    /// The same order with the same body was reserved before; this is what it holds.
+    case replayed(Reservation)
+}
+
+/// How a confirm, cancel or refund ended when it did not fail.
+public struct TransitionOutcome: Sendable, Equatable {
+    public let reservation: Reservation
+    /// True when the order was already in the target state, so nothing changed.
+    public let replayed: Bool
+}

@@ -1,0 +1,55 @@
+/// An item's stock as Redis holds it.
+public struct StockLevel: Sendable, Equatable {
+    public let item: StockItemID
+    /// What can still be reserved (`stock_num`); below zero only for backorders.
+    public let available: Int64
+    /// What live reservations hold (`used_stock_num`).
+    public let reserved: Int64
+    public let soldOut: Bool
+    public let infinite: Bool
+    public let dangerNum: Int64
+    public let backorderLimit: Int64
+
+    /// At or below the low-stock threshold.
+    public var lowStock: Bool { !infinite && available <= dangerNum }
+
+    /// Available plus reserved: what is physically there and not yet sold.
+    public var onHand: Int64 { available + reserved }
+}
+
+/// The settings a `PUT` of stock sets.
+public struct StockSettings: Sendable, Equatable {
+    /// On-hand stock: available plus reserved.
+    public let stock: Int64
+    public let infinite: Bool?
+    public let dangerNum: Int64?
+    public let backorderLimit: Int64?
+
+    public init(stock: Int64, infinite: Bool? = nil, dangerNum: Int64? = nil, backorderLimit: Int64? = nil) {
+        self.stock = stock
+        self.infinite = infinite
+        self.dangerNum = dangerNum
+        self.backorderLimit = backorderLimit
+    }
+}
+
+/// An idempotent change of on-hand stock.
+public struct StockAdjustment: Sendable, Equatable {
+    public let adjustmentId: String
+    public let delta: Int64
+    public let reason: String?
+
+    public init(adjustmentId: String, delta: Int64, reason: String?) {
+        self.adjustmentId = adjustmentId
+        self.delta = delta
+        self.reason = reason
+    }
+
+    var fingerprint: String { "\(delta)|\(reason ?? "")" }
+}
+
+/// How an adjustment ended when it did not fail.
+public struct AdjustmentOutcome: Sendable, Equatable {
+    public let level: StockLevel
+    public let replayed: Bool
+}

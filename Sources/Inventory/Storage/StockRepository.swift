@@ -1,0 +1,183 @@
+import MySQLClient
+
+/// A stock item's row in MySQL, the system of record.
+public struct StockRow: Sendable, Equatable {
+    public let bizId: String
+    public let skuId: UInt64
+    /// On-hand stock as MySQL knows it.
+    public let stock: Int64
+    public let infinite: Bool
+    public let dangerNum: Int64
+    public let backorderLimit: Int64
+
+    /// Creates a row value.
+    public init(bizId: String, skuId: UInt64, stock: Int64, infinite: Bool, dangerNum: Int64, backorderLimit: Int64) {
+        self.bizId = bizId
+        self.skuId = skuId
+        self.stock = stock
+        self.infinite = infinite
+        self.dangerNum = dangerNum
+        self.backorderLimit = backorderLimit
+    }
+}
+
+/// One change to on-hand stock in MySQL, recorded in the ledger under a unique `source`.
+public struct StockChange: Sendable {
+    public var bizId: String
+    public var skuId: UInt64
+    /// Added to on-hand stock; negative removes. A row that does not exist yet starts from 0.
+    public var delta: Int64
+    /// Why, for the ledger (at most 32 characters): "set", "adjustment", "confirm", "refund", ...
+    public var reason: String
+    /// What caused the change, unique across all changes (at most 191 characters): replaying a change with the
+    /// same source applies nothing.
+    public var source: String
+    /// New settings; nil keeps the current value (or the column default for a new row).
+    public var infinite: Bool?
+    public var dangerNum: Int64?
+    public var backorderLimit: Int64?
+
+    /// Creates a change; the settings default to "leave unchanged".
+    public init(
+        bizId: String,
+        skuId: UInt64,
+        delta: Int64,
+        reason: String,
+        source: String,
+        infinite: Bool? = nil,
+        dangerNum: Int64? = nil,
+        backorderLimit: Int64? = nil
+    ) {
+        self.bizId = bizId
+        self.skuId = skuId
+        self.delta = delta
+        self.reason = reason
+        self.source = source
+        self.infinite = infinite
+        self.dangerNum = dangerNum
+        self.backorderLimit = backorderLimit
+    }
+}
+
+/// What `StockRepository.apply` did.
+public enum StockChangeOutcome: Sendable, Equatable {
+    /// The change was applied; on-hand stock is now `stockAfter`.
+    case applied(stockAfter: Int64)
+    /// A change with the same source was applied before; nothing changed.
+    case duplicate
+}
+
+/// MySQL access for the stock table and its ledger.
+public struct StockRepository: Sendable {
+    /// Attempts of one change when InnoDB picks its transaction as a deadlock victim (two first-time upserts of
+    /// the same item can deadlock on the insert-intention locks). The rollback undid everything, and the ledger's
+    /// unique source keeps a retry from applying twice.
+    static let deadlockAttempts = 3
+
+    private let client: MySQLClient
+
+    /// Creates a repository on `client`.
+    public init(client: MySQLClient) {
+        self.client = client
+    }
+
+    /// Applies `change` at most once per source, in one transaction: the ledger row first (its unique source
+    /// catches a replay before anything else is touched), then the stock row, created if missing, then the
+    /// ledger row's `stock_after`.
+    public func apply(_ change: StockChange) async throws -> StockChangeOutcome {
+        guard let skuId = Self.skuValue(change.skuId) else {
+            throw MySQLError(code: .queryFailed, sqlState: "22003", message: "skuId \(change.skuId) is above \(Int64.max)")
+        }
+        var attempt = 1
+        while true {
+            do {
+                let stockAfter = try await client.withTransaction { connection in
+                    try Self.apply(change, skuId: skuId, on: connection)
+                }
+                return .applied(stockAfter: stockAfter)
+            } catch is DuplicateSource {
+                return .duplicate
+            } catch let error as MySQLError where error.code == .deadlock && attempt < Self.deadlockAttempts {
+                attempt += 1
+            }
+        }
+    }
+
+    /// The item's row, or nil when MySQL has none.
+    public func row(bizId: String, skuId: UInt64) async throws -> StockRow? {
+        // A skuId apply cannot store cannot have a row.
+        guard let sku = Self.skuValue(skuId) else { return nil }
+        let result = try await client.query(
+            """
+            SELECT biz_id, sku_id, stock, is_infinite, danger_num, backorder_limit
+            FROM stock WHERE biz_id = ? AND sku_id = ?
+            """,
+            [.string(bizId), sku]
+        )
+        guard let row = result.rows.first else { return nil }
+        return StockRow(
+            bizId: row.string("biz_id") ?? bizId,
+            skuId: row.uint64("sku_id") ?? skuId,
+            stock: row.int64("stock") ?? 0,
+            infinite: row.bool("is_infinite") ?? false,
+            dangerNum: row.int64("danger_num") ?? 0,
+            backorderLimit: row.int64("backorder_limit") ?? 0
+        )
+    }
+
+    // MARK: - Transaction body
+
+    /// Thrown inside the transaction so that `withTransaction` rolls it back; `apply` turns it into `.duplicate`.
+    private struct DuplicateSource: Error {}
+
+    private static func apply(_ change: StockChange, skuId: MySQLValue, on connection: MySQLConnection) throws -> Int64 {
+        let bizId = MySQLValue.string(change.bizId)
+        let ledger: MySQLResult
+        do {
+            ledger = try connection.query(
+                """
+                INSERT INTO stock_ledger (biz_id, sku_id, delta, stock_after, reason, source, created_at)
+                VALUES (?, ?, ?, 0, ?, ?, NOW(3))
+                """,
+                [bizId, skuId, .int(change.delta), .string(change.reason), .string(change.source)]
+            )
+        } catch let error as MySQLError where error.code == .duplicateKey {
+            throw DuplicateSource()
+        }
+        _ = try connection.query(
+            """
+            INSERT INTO stock (biz_id, sku_id, stock, is_infinite, danger_num, backorder_limit, version, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, 1, NOW(3), NOW(3))
+            ON DUPLICATE KEY UPDATE
+                stock = stock + ?,
+                is_infinite = COALESCE(?, is_infinite),
+                danger_num = COALESCE(?, danger_num),
+                backorder_limit = COALESCE(?, backorder_limit),
+                version = version + 1,
+                updated_at = NOW(3)
+            """,
+            [
+                bizId, skuId, .int(change.delta),
+                .int(change.infinite == true ? 1 : 0), .int(change.dangerNum ?? 0), .int(change.backorderLimit ?? 0),
+                .int(change.delta),
+                change.infinite.map { .int($0 ? 1 : 0) } ?? .null,
+                change.dangerNum.map(MySQLValue.int) ?? .null,
+                change.backorderLimit.map(MySQLValue.int) ?? .null,
+            ]
+        )
+        // The upsert holds the row's exclusive lock until commit, so this reads the value this change produced.
+        let current = try connection.query("SELECT stock FROM stock WHERE biz_id = ? AND sku_id = ?", [bizId, skuId])
+        guard let stockAfter = current.rows.first?.int64("stock"), let ledgerId = Int64(exactly: ledger.lastInsertID)
+        else {
+            throw MySQLError(code: .queryFailed, message: "stock row or ledger id missing right after writing them")
+        }
+        _ = try connection.query("UPDATE stock_ledger SET stock_after = ? WHERE id = ?", [.int(stockAfter), .int(ledgerId)])
+        return stockAfter
+    }
+
+    /// sku_id is BIGINT UNSIGNED but `MySQLValue` carries signed integers; ids up to `Int64.max` (what the API
+    /// accepts) bind exactly as `.int`.
+    private static func skuValue(_ skuId: UInt64) -> MySQLValue? {
+        Int64(exactly: skuId).map(MySQLValue.int)
+    }
+}

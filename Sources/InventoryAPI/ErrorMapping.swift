@@ -1,0 +1,48 @@
+import Hummingbird
+import Inventory
+
+extension Problem {
+    /// The one place domain errors become HTTP answers.
+    init(_ error: InventoryError) {
+        switch error {
+        case .insufficientStock(let shortages):
+            self.init(
+                .conflict, type: "insufficient-stock", title: "Insufficient stock",
+                detail: "not enough stock for \(shortages.count) item(s); nothing was reserved",
+                items: shortages.map { .init(skuId: $0.skuId, requested: $0.requested, available: $0.available) }
+            )
+        case .unknownItems(let skus):
+            self.init(
+                .notFound, type: "unknown-stock-item", title: "Unknown stock item",
+                detail: "no stock is set up for skuId \(skus.map(String.init).joined(separator: ", ")); nothing was reserved",
+                unknownSkuIds: skus
+            )
+        case .orderClosed(let status):
+            self.init(
+                .conflict, type: "order-closed", title: "Order already \(status.rawValue)",
+                detail: "the order was \(status.rawValue) before; it cannot be reserved or confirmed"
+            )
+        case .idempotencyConflict:
+            self.init(
+                .unprocessableContent, type: "idempotency-conflict", title: "Same id, different request",
+                detail: "this id was already used with a different body; use a new id or resend the original body"
+            )
+        case .notFound:
+            self = .notFound("no such resource")
+        case .invalidState(let status):
+            self.init(
+                .conflict, type: "invalid-state", title: "Not allowed in state \(status.rawValue)",
+                detail: "the order is \(status.rawValue), which does not allow this operation"
+            )
+        case .belowReserved(let reserved):
+            self.init(
+                .conflict, type: "below-reserved", title: "Stock below what is reserved",
+                detail: "on-hand stock may not go below the \(reserved) unit(s) held by live reservations"
+            )
+        case .unavailable(let detail):
+            self = .unavailable("\(detail); nothing was changed")
+        case .outcomeUnknown(let detail):
+            self = .unavailable("\(detail); the change may or may not have been made: retry with the same id")
+        }
+    }
+}

@@ -1,0 +1,49 @@
+import Hummingbird
+import Logging
+
+/// Wraps the router so that every answer that is not a success is problem+json: the router's own "no route"
+/// becomes 404 or, when the path exists with other methods, 405 with `Allow`; anything thrown that is not a
+/// `Problem` becomes a 500 problem and is logged, instead of the server's plain-text default.
+struct ProblemResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Context == BasicRequestContext {
+    typealias Context = BasicRequestContext
+
+    let inner: Inner
+    let routes: [(method: HTTPRequest.Method, path: [Substring])]
+    let logger: Logger
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        do {
+            let response = try await inner.respond(to: request, context: context)
+            if response.status == .notFound, response.headers[.contentType] != "application/problem+json" {
+                return routeMiss(request)
+            }
+            return response
+        } catch let problem as Problem {
+            return problem.makeResponse()
+        } catch let error as HTTPError {
+            return Problem(error.status, type: "http-\(error.status.code)", title: error.status.reasonPhrase, detail: error.body ?? error.status.reasonPhrase).makeResponse()
+        } catch {
+            logger.error("unhandled error", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
+            return Problem(.internalServerError, type: "internal", title: "Internal error", detail: "an unexpected error occurred")
+                .makeResponse()
+        }
+    }
+
+    private func routeMiss(_ request: Request) -> Response {
+        let segments = request.uri.path.split(separator: "/")
+        let allowed = routes.filter { route in
+            route.path.count == segments.count
+                && zip(route.path, segments).allSatisfy { template, segment in template.hasPrefix(":") || template == segment }
+        }.map(\.method.rawValue)
+        if allowed.isEmpty {
+            return Problem.notFound("no resource at \(request.uri.path)").makeResponse()
+        }
+        var headers = HTTPFields()
+        headers[.allow] = Set(allowed).sorted().joined(separator: ", ")
+        return Problem(
+            .methodNotAllowed, type: "method-not-allowed", title: "Method not allowed",
+            detail: "\(request.method.rawValue) is not allowed on \(request.uri.path); use \(headers[.allow] ?? "")",
+            headers: headers
+        ).makeResponse()
+    }
+}

@@ -1,0 +1,227 @@
+import Foundation
+import Inventory
+
+/// Limits of the API's inputs, from the design.
+public struct InputLimits: Sendable {
+    public var maxItems = 50
+    public var maxQuantity: Int64 = 1_000_000
+    public var maxStock: Int64 = 1_000_000_000_000
+    public var maxTTLSeconds = 86_400
+    public var maxBodyBytes = 64 * 1024
+
+    public init() {}
+}
+
+/// A coding key for any field name, so bodies are read field by field and every problem is reported.
+struct AnyKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(_ string: String) { self.stringValue = string }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+/// Collects field problems while a body is read, instead of stopping at the first.
+struct FieldReader {
+    let container: KeyedDecodingContainer<AnyKey>
+    let pointer: String
+    var problems: [Problem.FieldError] = []
+
+    init(decoder: any Decoder, pointer: String) throws {
+        self.container = try decoder.container(keyedBy: AnyKey.self)
+        self.pointer = pointer
+    }
+
+    mutating func fail(_ field: String, _ detail: String) {
+        problems.append(.init(pointer: "\(pointer)/\(field)", detail: detail))
+    }
+
+    /// The field's value, nil when absent or null; a value of the wrong type or out of range is a problem.
+    mutating func read<T: Decodable>(_ field: String, _ type: T.Type, expected: String) -> T? {
+        do {
+            return try container.decodeIfPresent(T.self, forKey: AnyKey(field))
+        } catch {
+            fail(field, "must be \(expected)")
+            return nil
+        }
+    }
+
+    mutating func required<T: Decodable>(_ field: String, _ type: T.Type, expected: String) -> T? {
+        let value = read(field, type, expected: expected)
+        if value == nil, !problems.contains(where: { $0.pointer == "\(pointer)/\(field)" }) {
+            fail(field, "is required (\(expected))")
+        }
+        return value
+    }
+}
+
+enum Patterns {
+    /// 1-64 of `A-Za-z0-9._:-`.
+    static func isOrderId(_ text: some StringProtocol) -> Bool {
+        !text.isEmpty && text.utf8.count <= 64
+            && text.utf8.allSatisfy { byte in
+                switch byte {
+                case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                    UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: ":"),
+                    UInt8(ascii: "-"):
+                    return true
+                default: return false
+                }
+            }
+    }
+
+    /// 1-32 of `a-z0-9_-`.
+    static func isBizId(_ text: some StringProtocol) -> Bool {
+        !text.isEmpty && text.utf8.count <= 32
+            && text.utf8.allSatisfy { byte in
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"),
+                    UInt8(ascii: "-"):
+                    return true
+                default: return false
+                }
+            }
+    }
+
+    static let orderIdRule = "1-64 characters of A-Z a-z 0-9 . _ : -"
+    static let bizIdRule = "1-32 characters of a-z 0-9 _ -"
+}
+
+/// The body of `POST /v1/reservations`, read so that every problem in it is reported at once.
+struct ReserveBody: Decodable {
+    var orderId: String?
+    var bizId: String?
+    var userId: String?
+    var items: [ReserveItemBody] = []
+    var ttlSeconds: Int?
+    var shortage: ShortageMode?
+    var problems: [Problem.FieldError] = []
+
+    init(from decoder: any Decoder) throws {
+        var reader = try FieldReader(decoder: decoder, pointer: "#")
+        let limits = decoder.userInfo[.inputLimits] as? InputLimits ?? InputLimits()
+        if let orderId = reader.required("orderId", String.self, expected: "a string of \(Patterns.orderIdRule)") {
+            if Patterns.isOrderId(orderId) { self.orderId = orderId } else {
+                reader.fail("orderId", "must be \(Patterns.orderIdRule)")
+            }
+        }
+        if let bizId = reader.read("bizId", String.self, expected: "a string of \(Patterns.bizIdRule)") {
+            if Patterns.isBizId(bizId) { self.bizId = bizId } else { reader.fail("bizId", "must be \(Patterns.bizIdRule)") }
+        }
+        if let userId = reader.read("userId", String.self, expected: "a string of 1-64 characters") {
+            if userId.isEmpty || userId.utf8.count > 64 || userId.contains("|") {
+                reader.fail("userId", "must be 1-64 characters, without '|'")
+            } else {
+                self.userId = userId
+            }
+        }
+        if let items = reader.required("items", [ReserveItemBody].self, expected: "an array of {skuId, quantity}") {
+            if items.isEmpty || items.count > limits.maxItems {
+                reader.fail("items", "must hold 1 to \(limits.maxItems) items")
+            }
+            var seen = Set<UInt64>()
+            for (index, item) in items.enumerated() {
+                reader.problems.append(contentsOf: item.problems(at: "#/items/\(index)", limits: limits))
+                if let sku = item.skuId, !seen.insert(sku).inserted {
+                    reader.fail("items/\(index)/skuId", "skuId \(sku) appears more than once")
+                }
+            }
+            self.items = items
+        }
+        if let ttl = reader.read("ttlSeconds", Int.self, expected: "an integer from 1 to \(limits.maxTTLSeconds)") {
+            if (1...limits.maxTTLSeconds).contains(ttl) { ttlSeconds = ttl } else {
+                reader.fail("ttlSeconds", "must be an integer from 1 to \(limits.maxTTLSeconds)")
+            }
+        }
+        let modes = ShortageMode.allCases.map(\.rawValue).joined(separator: ", ")
+        if let mode = reader.read("shortage", String.self, expected: "one of \(modes)") {
+            if let parsed = ShortageMode(rawValue: mode) { shortage = parsed } else {
+                reader.fail("shortage", "must be one of \(modes)")
+            }
+        }
+        problems = reader.problems
+    }
+}
+
+/// One element of `items`. Never throws: an element that is not an object is recorded as a problem.
+struct ReserveItemBody: Decodable {
+    var skuId: UInt64?
+    var quantity: Int64?
+    var raw: [Problem.FieldError] = []
+    var notAnObject = false
+
+    init(from decoder: any Decoder) throws {
+        guard var reader = try? FieldReader(decoder: decoder, pointer: "") else {
+            notAnObject = true
+            return
+        }
+        skuId = reader.required("skuId", UInt64.self, expected: "an integer from 1 to \(UInt64.max)")
+        quantity = reader.required("quantity", Int64.self, expected: "a positive integer")
+        raw = reader.problems
+    }
+
+    func problems(at pointer: String, limits: InputLimits) -> [Problem.FieldError] {
+        if notAnObject { return [.init(pointer: pointer, detail: "must be an object {skuId, quantity}")] }
+        var result = raw.map { Problem.FieldError(pointer: pointer + $0.pointer, detail: $0.detail) }
+        if skuId == 0 { result.append(.init(pointer: pointer + "/skuId", detail: "must be at least 1")) }
+        if let quantity, !(1...limits.maxQuantity).contains(quantity) {
+            result.append(.init(pointer: pointer + "/quantity", detail: "must be an integer from 1 to \(limits.maxQuantity)"))
+        }
+        return result
+    }
+}
+
+/// The body of `PUT /v1/stock/{bizId}/{skuId}`.
+struct StockBody: Decodable {
+    var settings: StockSettings?
+    var problems: [Problem.FieldError] = []
+
+    init(from decoder: any Decoder) throws {
+        var reader = try FieldReader(decoder: decoder, pointer: "#")
+        let limits = decoder.userInfo[.inputLimits] as? InputLimits ?? InputLimits()
+        let range = "an integer from 0 to \(limits.maxStock)"
+        let stock = reader.required("stock", Int64.self, expected: range)
+        if let stock, !(0...limits.maxStock).contains(stock) { reader.fail("stock", "must be \(range)") }
+        let infinite = reader.read("infinite", Bool.self, expected: "true or false")
+        let danger = reader.read("dangerNum", Int64.self, expected: range)
+        if let danger, !(0...limits.maxStock).contains(danger) { reader.fail("dangerNum", "must be \(range)") }
+        let backorder = reader.read("backorderLimit", Int64.self, expected: range)
+        if let backorder, !(0...limits.maxStock).contains(backorder) {
+            reader.fail("backorderLimit", "must be \(range)")
+        }
+        problems = reader.problems
+        if problems.isEmpty, let stock {
+            settings = StockSettings(stock: stock, infinite: infinite, dangerNum: danger, backorderLimit: backorder)
+        }
+    }
+}
+
+/// The body of `POST /v1/stock/{bizId}/{skuId}/adjustments`.
+struct AdjustmentBody: Decodable {
+    var adjustment: StockAdjustment?
+    var problems: [Problem.FieldError] = []
+
+    init(from decoder: any Decoder) throws {
+        var reader = try FieldReader(decoder: decoder, pointer: "#")
+        let limits = decoder.userInfo[.inputLimits] as? InputLimits ?? InputLimits()
+        let id = reader.required("adjustmentId", String.self, expected: "a string of \(Patterns.orderIdRule)")
+        if let id, !Patterns.isOrderId(id) { reader.fail("adjustmentId", "must be \(Patterns.orderIdRule)") }
+        let range = "a non-zero integer from -\(limits.maxStock) to \(limits.maxStock)"
+        let delta = reader.required("delta", Int64.self, expected: range)
+        if let delta, delta == 0 || !(-limits.maxStock...limits.maxStock).contains(delta) {
+            reader.fail("delta", "must be \(range)")
+        }
+        let reason = reader.read("reason", String.self, expected: "a string of at most 32 characters")
+        if let reason, reason.isEmpty || reason.utf8.count > 32 || reason.contains("|") {
+            reader.fail("reason", "must be 1-32 characters, without '|'")
+        }
+        problems = reader.problems
+        if problems.isEmpty, let id, let delta {
+            adjustment = StockAdjustment(adjustmentId: id, delta: delta, reason: reason)
+        }
+    }
+}
+
+extension CodingUserInfoKey {
+    static let inputLimits = CodingUserInfoKey(rawValue: "inventory.inputLimits")!
+}

@@ -1,0 +1,177 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Inventory
+import Logging
+
+/// The HTTP API v1 over an engine: decode and validate, call the engine, encode. No business rules here.
+public struct InventoryRoutes: Sendable {
+    let engine: InventoryEngine
+    let limits: InputLimits
+
+    public init(engine: InventoryEngine, limits: InputLimits = InputLimits()) {
+        self.engine = engine
+        self.limits = limits
+    }
+
+    /// Adds every route to a router.
+    public func register(on router: Router<BasicRequestContext>) {
+        router.post("/v1/reservations") { request, context in try await self.reserve(request, context) }
+        router.get("/v1/reservations/:orderId") { request, context in
+            let orderId = try self.orderId(context)
+            return try await self.call { try self.json(.ok, ReservationBody(try await self.engine.reservation(orderId: orderId))) }
+        }
+        router.post("/v1/reservations/:orderId/confirm") { request, context in
+            let orderId = try self.orderId(context)
+            return try await self.call {
+                let outcome = try await self.engine.confirm(orderId: orderId)
+                return try self.json(.ok, ReservationBody(outcome.reservation), replayed: outcome.replayed)
+            }
+        }
+        router.post("/v1/reservations/:orderId/cancel") { request, context in
+            let orderId = try self.orderId(context)
+            return try await self.call {
+                let outcome = try await self.engine.cancel(orderId: orderId)
+                return try self.json(.ok, ReservationBody(outcome.reservation), replayed: outcome.replayed)
+            }
+        }
+        router.get("/v1/stock/:bizId/:skuId") { request, context in
+            let id = try self.stockItem(context)
+            return try await self.call { try self.json(.ok, StockLevelBody(try await self.engine.stock(id))) }
+        }
+        router.put("/v1/stock/:bizId/:skuId") { request, context in
+            let id = try self.stockItem(context)
+            let body = try await self.decode(StockBody.self, request, context)
+            guard let settings = body.settings else { throw Problem.invalid(body.problems) }
+            return try await self.call { try self.json(.ok, StockLevelBody(try await self.engine.setStock(id, settings))) }
+        }
+        router.post("/v1/stock/:bizId/:skuId/adjustments") { request, context in
+            let id = try self.stockItem(context)
+            let body = try await self.decode(AdjustmentBody.self, request, context)
+            guard let adjustment = body.adjustment else { throw Problem.invalid(body.problems) }
+            return try await self.call {
+                let outcome = try await self.engine.adjustStock(id, adjustment)
+                return try self.json(.ok, StockLevelBody(outcome.level), replayed: outcome.replayed)
+            }
+        }
+        router.get("/healthz") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: "{\"status\":\"ok\"}"))
+            )
+        }
+        router.get("/readyz") { _, _ in
+            let state = await self.engine.readiness()
+            let ready = state.redis && state.scripts && state.mysql
+            let body = ReadinessBody(ready: ready, redis: state.redis, scripts: state.scripts, mysql: state.mysql)
+            return try self.json(ready ? .ok : .serviceUnavailable, body)
+        }
+    }
+
+    private func reserve(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let body = try await decode(ReserveBody.self, request, context)
+        guard body.problems.isEmpty, let orderId = body.orderId else { throw Problem.invalid(body.problems) }
+        let command = ReserveCommand(
+            orderId: orderId,
+            bizId: body.bizId ?? "default",
+            userId: body.userId,
+            items: body.items.compactMap { item in
+                guard let sku = item.skuId, let quantity = item.quantity else { return nil }
+                return ReserveCommand.Item(skuId: sku, quantity: quantity)
+            },
+            ttlSeconds: body.ttlSeconds ?? engine.configuration.defaultTTLSeconds,
+            shortage: body.shortage ?? .reject
+        )
+        return try await call {
+            switch try await engine.reserve(command) {
+            case .created(let reservation):
+                return try json(.created, ReservationBody(reservation))
+            case .replayed(let reservation):
+                return try json(.ok, ReservationBody(reservation), replayed: true)
+            }
+        }
+    }
+
+    // MARK: - Helpers
+
+    /// Runs an engine call, turning its errors into problems.
+    private func call(_ body: () async throws -> Response) async throws -> Response {
+        do {
+            return try await body()
+        } catch let error as InventoryError {
+            throw Problem(error)
+        }
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: BasicRequestContext) async throws -> T {
+        guard let contentType = request.headers[.contentType] else {
+            throw Problem(
+                .unsupportedMediaType, type: "unsupported-media-type", title: "Unsupported media type",
+                detail: "send the body as application/json (no Content-Type was given)"
+            )
+        }
+        let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        guard mediaType == "application/json" else {
+            throw Problem(
+                .unsupportedMediaType, type: "unsupported-media-type", title: "Unsupported media type",
+                detail: "send the body as application/json, not \(contentType)"
+            )
+        }
+        var request = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: limits.maxBodyBytes)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw Problem(
+                .contentTooLarge, type: "body-too-large", title: "Body too large",
+                detail: "the body may be at most \(limits.maxBodyBytes) bytes"
+            )
+        }
+        let decoder = JSONDecoder()
+        decoder.userInfo[.inputLimits] = limits
+        do {
+            return try decoder.decode(T.self, from: Data(buffer.readableBytesView))
+        } catch DecodingError.typeMismatch(_, let context) where context.codingPath.isEmpty {
+            throw Problem.badRequest("the body must be a JSON object")
+        } catch {
+            throw Problem.badRequest("the body is not valid JSON")
+        }
+    }
+
+    private func orderId(_ context: BasicRequestContext) throws -> String {
+        let orderId = context.parameters.get("orderId") ?? ""
+        guard Patterns.isOrderId(orderId) else {
+            throw Problem.badRequest(
+                "orderId in the path must be \(Patterns.orderIdRule)",
+                errors: [.init(pointer: "path/orderId", detail: "must be \(Patterns.orderIdRule)")]
+            )
+        }
+        return orderId
+    }
+
+    private func stockItem(_ context: BasicRequestContext) throws -> StockItemID {
+        let biz = context.parameters.get("bizId") ?? ""
+        let skuText = context.parameters.get("skuId") ?? ""
+        var errors: [Problem.FieldError] = []
+        if !Patterns.isBizId(biz) { errors.append(.init(pointer: "path/bizId", detail: "must be \(Patterns.bizIdRule)")) }
+        let sku = UInt64(skuText)
+        if sku == nil || sku == 0 {
+            errors.append(.init(pointer: "path/skuId", detail: "must be an integer from 1 to \(UInt64.max)"))
+        }
+        guard errors.isEmpty, let sku else {
+            throw Problem.badRequest(errors.map { "\($0.pointer) \($0.detail)" }.joined(separator: "; "), errors: errors)
+        }
+        return StockItemID(bizId: biz, skuId: sku)
+    }
+
+    private func json(_ status: HTTPResponse.Status, _ value: some Encodable, replayed: Bool = false) throws -> Response {
+        let data = try JSONEncoder().encode(value)
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if replayed { headers[.idempotentReplayed] = "true" }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+extension HTTPField.Name {
+    static let idempotentReplayed = HTTPField.Name("Idempotent-Replayed")!
+}

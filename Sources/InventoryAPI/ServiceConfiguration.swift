@@ -1,0 +1,78 @@
+import Inventory
+import MySQLClient
+import RedisClient
+
+/// Every setting of the service, read from `INVENTORY_*` environment variables; each has a default that works
+/// with the servers `scripts/setup.sh` starts. The README lists them.
+public struct ServiceConfiguration: Sendable {
+    public var httpHost = "127.0.0.1"
+    public var httpPort = 8080
+    public var redis = RedisConfiguration()
+    public var mysql = MySQLConfiguration()
+    public var engine = EngineConfiguration()
+    public var limits = InputLimits()
+    public var logLevel = "info"
+
+    public init() {}
+
+    /// Reads the environment; an unparsable value is an error naming the variable, not a silent default.
+    public static func fromEnvironment(_ environment: [String: String]) throws -> ServiceConfiguration {
+        var settings = ServiceConfiguration()
+        var reader = EnvironmentReader(environment: environment)
+        settings.httpHost = reader.string("INVENTORY_HTTP_HOST", settings.httpHost)
+        settings.httpPort = try reader.int("INVENTORY_HTTP_PORT", settings.httpPort, 1...65535)
+        settings.redis.host = reader.string("INVENTORY_REDIS_HOST", settings.redis.host)
+        settings.redis.port = try reader.int("INVENTORY_REDIS_PORT", settings.redis.port, 1...65535)
+        settings.redis.connections = try reader.int("INVENTORY_REDIS_CONNECTIONS", settings.redis.connections, 1...256)
+        settings.redis.commandTimeoutMilliseconds = Int64(
+            try reader.int("INVENTORY_REDIS_TIMEOUT_MS", Int(settings.redis.commandTimeoutMilliseconds), 1...600_000)
+        )
+        settings.redis.password = environment["INVENTORY_REDIS_PASSWORD"]
+        settings.redis.database = try reader.int("INVENTORY_REDIS_DB", settings.redis.database, 0...15)
+        settings.mysql.host = reader.string("INVENTORY_MYSQL_HOST", settings.mysql.host)
+        settings.mysql.port = try reader.int("INVENTORY_MYSQL_PORT", settings.mysql.port, 1...65535)
+        settings.mysql.user = reader.string("INVENTORY_MYSQL_USER", settings.mysql.user)
+        settings.mysql.password = reader.string("INVENTORY_MYSQL_PASSWORD", settings.mysql.password)
+        settings.mysql.database = reader.string("INVENTORY_MYSQL_DATABASE", settings.mysql.database)
+        settings.mysql.poolSize = try reader.int("INVENTORY_MYSQL_POOL_SIZE", settings.mysql.poolSize, 1...256)
+        settings.engine.defaultTTLSeconds = try reader.int(
+            "INVENTORY_RESERVATION_TTL_SECONDS", settings.engine.defaultTTLSeconds, 1...86_400
+        )
+        settings.engine.retentionSeconds = try reader.int(
+            "INVENTORY_RETENTION_SECONDS", settings.engine.retentionSeconds, 60...(365 * 86_400)
+        )
+        settings.engine.itemTTLSeconds = try reader.int(
+            "INVENTORY_ITEM_TTL_SECONDS", settings.engine.itemTTLSeconds, 0...(365 * 86_400)
+        )
+        settings.engine.keys = KeyLayout(
+            prefix: reader.string("INVENTORY_KEY_PREFIX", settings.engine.keys.prefix),
+            shards: try reader.int("INVENTORY_SHARDS", settings.engine.keys.shards, 1...16384)
+        )
+        settings.limits.maxQuantity = Int64(try reader.int("INVENTORY_MAX_QUANTITY", Int(settings.limits.maxQuantity), 1...Int(Int32.max)))
+        settings.limits.maxBodyBytes = try reader.int("INVENTORY_MAX_BODY_BYTES", settings.limits.maxBodyBytes, 1024...(16 << 20))
+        settings.logLevel = reader.string("INVENTORY_LOG_LEVEL", settings.logLevel)
+        return settings
+    }
+}
+
+/// An environment variable that is set but cannot be used.
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+struct EnvironmentReader {
+    let environment: [String: String]
+
+    func string(_ name: String, _ fallback: String) -> String {
+        guard let value = environment[name], !value.isEmpty else { return fallback }
+        return value
+    }
+
+    func int(_ name: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {
+        guard let text = environment[name], !text.isEmpty else { return fallback }
+        guard let value = Int(text), range.contains(value) else {
+            throw ConfigurationError(description: "\(name)=\(text) is not an integer in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return value
+    }
+}

@@ -1,0 +1,123 @@
+import Foundation
+import Inventory
+import Logging
+import MySQLClient
+import RedisClient
+
+/// Real Redis and MariaDB for tests, as `scripts/setup.sh` starts them (settings from `INVENTORY_*`).
+///
+/// Every test gets its own key prefix and business id, so tests run in parallel without seeing each other's
+/// keys or rows, against the same servers.
+public struct TestStores: Sendable {
+    public let redis: RedisClient
+    public let mysql: MySQLClient
+    public let engine: InventoryEngine
+    public let keys: KeyLayout
+    /// A business id no other test uses.
+    public let bizId: String
+
+    /// Opens clients, applies migrations once per process, and runs `body`; the clients are closed afterwards and
+    /// this test's Redis keys deleted, whatever `body` did.
+    public static func with<T: Sendable>(
+        redisTimeoutMilliseconds: Int64 = 2000,
+        _ body: @Sendable (TestStores) async throws -> T
+    ) async throws -> T {
+        let environment = ProcessInfo.processInfo.environment
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        let tag = String(UUID().uuidString.prefix(8)).lowercased()
+        let redis = RedisClient(
+            configuration: RedisConfiguration(
+                host: environment["INVENTORY_REDIS_HOST"] ?? "127.0.0.1",
+                port: Int(environment["INVENTORY_REDIS_PORT"] ?? "") ?? 6390,
+                connections: 2,
+                commandTimeoutMilliseconds: redisTimeoutMilliseconds
+            ),
+            logger: logger
+        )
+        let mysql = MySQLClient(configuration: mysqlConfiguration(environment), logger: logger)
+        try await Migrations.once(mysql: mysql, logger: logger)
+        let keys = KeyLayout(prefix: "t\(tag)", shards: 4)
+        let engine = InventoryEngine(
+            redis: redis, mysql: mysql, scripts: try InventoryScripts.load(),
+            configuration: EngineConfiguration(keys: keys), logger: logger
+        )
+        try await engine.loadScripts()
+        let stores = TestStores(redis: redis, mysql: mysql, engine: engine, keys: keys, bizId: "t\(tag)")
+        do {
+            let result = try await body(stores)
+            await stores.close()
+            return result
+        } catch {
+            await stores.close()
+            throw error
+        }
+    }
+
+    /// The MySQL settings of the test database.
+    public static func mysqlConfiguration(_ environment: [String: String]) -> MySQLConfiguration {
+        MySQLConfiguration(
+            host: environment["INVENTORY_MYSQL_HOST"] ?? "127.0.0.1",
+            port: Int(environment["INVENTORY_MYSQL_PORT"] ?? "") ?? 3390,
+            user: environment["INVENTORY_MYSQL_USER"] ?? "inventory",
+            password: environment["INVENTORY_MYSQL_PASSWORD"] ?? "inventory",
+            database: environment["INVENTORY_MYSQL_TEST_DATABASE"] ?? "inventory_test",
+            poolSize: 4
+        )
+    }
+
+    /// A stock item of this test's business.
+    public func item(_ sku: UInt64) -> StockItemID { StockItemID(bizId: bizId, skuId: sku) }
+
+    /// The raw fields of an item hash.
+    public func itemFields(_ sku: UInt64) async throws -> [String: String] {
+        let reply = try await redis.command("HGETALL", keys.item(item(sku)))
+        var fields: [String: String] = [:]
+        let values = reply.array ?? []
+        for index in stride(from: 0, to: values.count - 1, by: 2) {
+            fields[values[index].text ?? ""] = values[index + 1].text ?? ""
+        }
+        return fields
+    }
+
+    /// Scans this test's keys matching a pattern after the prefix.
+    public func keys(matching pattern: String) async throws -> [String] {
+        var cursor = "0"
+        var found: [String] = []
+        repeat {
+            let reply = try await redis.command("SCAN", cursor, "MATCH", "\(keys.prefix):\(pattern)", "COUNT", "1000")
+            let parts = reply.array ?? []
+            cursor = parts.first?.text ?? "0"
+            found.append(contentsOf: (parts.count > 1 ? parts[1].array ?? [] : []).compactMap(\.text))
+        } while cursor != "0"
+        return found.sorted()
+    }
+
+    private func close() async {
+        if let leftovers = try? await keys(matching: "*"), !leftovers.isEmpty {
+            for chunk in stride(from: 0, to: leftovers.count, by: 500) {
+                let slice = Array(leftovers[chunk..<min(chunk + 500, leftovers.count)])
+                _ = try? await redis.send(["DEL"] + slice)
+            }
+        }
+        await redis.shutdown()
+        await mysql.shutdown()
+    }
+}
+
+/// Applies the migrations once per test process, however many tests start at once.
+actor Migrations {
+    static let shared = Migrations()
+    private var done = false
+
+    static func once(mysql: MySQLClient, logger: Logger) async throws {
+        try await shared.run(mysql: mysql, logger: logger)
+    }
+
+    private func run(mysql: MySQLClient, logger: Logger) async throws {
+        if done { return }
+        let directory = ProjectFiles.directory("migrations", environmentVariable: "INVENTORY_MIGRATIONS_DIR")
+        _ = try await Migrator(client: mysql, directory: directory, logger: logger).migrate()
+        done = true
+    }
+}

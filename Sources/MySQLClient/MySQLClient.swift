@@ -1,0 +1,298 @@
+import CMariaDB
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// A MySQL/MariaDB client for many concurrent callers: a bounded pool of Connector/C connections, opened on first
+/// use, whose blocking calls run on the client's own thread pool (one thread per connection), never on an event
+/// loop or the Swift cooperative pool. A connection that breaks is closed and replaced on a later lease, so the
+/// client recovers by itself after the server restarts.
+///
+/// Call `shutdown()` before dropping the client: it owns threads.
+public final class MySQLClient: Sendable {
+    /// The settings the client was created with.
+    public let configuration: MySQLConfiguration
+    private let logger: Logger
+    private let threadPool: NIOThreadPool
+    private let state: NIOLockedValueBox<PoolState>
+
+    /// Creates a client and starts its threads; no connection is opened until the first lease.
+    public init(configuration: MySQLConfiguration, logger: Logger) {
+        let size = max(configuration.poolSize, 1)
+        self.configuration = configuration
+        self.logger = logger
+        self.threadPool = NIOThreadPool(numberOfThreads: size)
+        self.threadPool.start()
+        self.state = NIOLockedValueBox(PoolState(handles: (0..<size).map { _ in MySQLConnectionHandle() }))
+    }
+
+    /// Runs one statement with bound parameters on any pooled connection (see `MySQLConnection.query`).
+    public func query(_ sql: String, _ binds: [MySQLValue] = []) async throws -> MySQLResult {
+        try await withConnection { try $0.query(sql, binds) }
+    }
+
+    /// Leases a connection, waiting while all `poolSize` are busy, and runs `body` with it on the client's thread
+    /// pool. `body` escapes only in the type system: it runs, and is released, before this returns. A transaction
+    /// `body` leaves open is rolled back.
+    public func withConnection<T: Sendable>(
+        _ body: @escaping @Sendable (MySQLConnection) throws -> T
+    ) async throws -> T {
+        let handle = try await lease()
+        // Release runs only after the work item finished: runIfActive resumes when the body has run, or when the
+        // work item was cancelled before it started, and never while the handle is in use.
+        defer { release(handle) }
+        do {
+            return try await threadPool.runIfActive { [configuration, logger] in
+                try MariaDBLibrary.prepareCurrentThread()
+                try Self.makeReady(handle, configuration: configuration, logger: logger)
+                let connection = MySQLConnection(handle: handle)
+                defer { Self.endLease(connection, handle, logger: logger) }
+                return try body(connection)
+            }
+        } catch is NIOThreadPoolError.ThreadPoolInactive {
+            throw MySQLError(code: .poolClosed, message: "the MySQL client is shut down")
+        }
+    }
+
+    /// Runs `body` in one transaction: autocommit off, commit when `body` returns, rollback when it throws (the
+    /// error is rethrown). A `.deadlock` error means the whole transaction was rolled back and may be retried.
+    public func withTransaction<T: Sendable>(
+        _ body: @escaping @Sendable (MySQLConnection) throws -> T
+    ) async throws -> T {
+        try await withConnection { connection in
+            try connection.begin()
+            do {
+                let value = try body(connection)
+                try connection.commit()
+                return value
+            } catch {
+                connection.rollbackQuietly()
+                throw error
+            }
+        }
+    }
+
+    /// Checks that the server answers. Stale pooled connections (the server restarted) are replaced rather than
+    /// reported: only a server that cannot be reached on a fresh connection fails the ping.
+    public func ping() async throws {
+        var attempts = 0
+        while true {
+            do {
+                return try await withConnection { try $0.ping() }
+            } catch let error as MySQLError where error.code == .connectionLost && attempts < configuration.poolSize {
+                // That connection is now closed; another stale one may be next in line.
+                attempts += 1
+            }
+        }
+    }
+
+    /// Waits for leased connections to come back, closes every connection and stops the threads. Waiting and
+    /// later callers get `.poolClosed`. Safe to call more than once; every call returns once the client is closed.
+    public func shutdown() async {
+        let role = state.withLockedValue { $0.beginShutdown() }
+        switch role {
+        case .closed:
+            return
+        case .follower:
+            await withCheckedContinuation { continuation in
+                let isClosed = state.withLockedValue { state in
+                    if state.lifecycle == .closed { return true }
+                    state.closeWaiters.append(continuation)
+                    return false
+                }
+                if isClosed { continuation.resume() }
+            }
+        case .closer(let waiters):
+            let closed = MySQLError(code: .poolClosed, message: "the MySQL client is shut down")
+            for waiter in waiters {
+                waiter.continuation.resume(throwing: closed)
+            }
+            await withCheckedContinuation { continuation in
+                let isDrained = state.withLockedValue { state in
+                    if state.leased == 0 { return true }
+                    state.drained = continuation
+                    return false
+                }
+                if isDrained { continuation.resume() }
+            }
+            let handles = state.withLockedValue { state in
+                state.lifecycle = .closing
+                defer { state.idle.removeAll() }
+                return state.idle
+            }
+            _ = try? await threadPool.runIfActive {
+                for handle in handles {
+                    handle.close()
+                }
+            }
+            try? await threadPool.shutdownGracefully()
+            let followers = state.withLockedValue { state in
+                state.lifecycle = .closed
+                defer { state.closeWaiters.removeAll() }
+                return state.closeWaiters
+            }
+            for follower in followers {
+                follower.resume()
+            }
+            logger.debug("MySQL client shut down")
+        }
+    }
+
+    // MARK: - Pool
+
+    private func lease() async throws -> MySQLConnectionHandle {
+        let id = state.withLockedValue { $0.makeWaiterID() }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<MySQLConnectionHandle, any Error>) in
+                let outcome = state.withLockedValue { state -> Result<MySQLConnectionHandle, any Error>? in
+                    // Checked under the lock that the cancellation handler also takes, so a cancellation either
+                    // sees this waiter queued or happened before this check.
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    return state.lease(waiter: Waiter(id: id, continuation: continuation))
+                }
+                if let outcome { continuation.resume(with: outcome) }
+            }
+        } onCancel: {
+            let waiter = state.withLockedValue { $0.removeWaiter(id: id) }
+            waiter?.continuation.resume(throwing: CancellationError())
+        }
+    }
+
+    private func release(_ handle: MySQLConnectionHandle) {
+        let action = state.withLockedValue { $0.release(handle) }
+        switch action {
+        case .none:
+            break
+        case .handOver(let waiter):
+            waiter.continuation.resume(returning: handle)
+        case .drained(let continuation):
+            continuation.resume()
+        }
+    }
+
+    /// Opens the handle if it has no connection, and pings it first if it sat idle long enough to have gone
+    /// stale; runs on a pool thread.
+    private static func makeReady(_ handle: MySQLConnectionHandle, configuration: MySQLConfiguration, logger: Logger) throws {
+        if let mysql = handle.mysql,
+            handle.lastUsed.duration(to: .now) >= .seconds(configuration.idleValidationSeconds),
+            mysql_ping(mysql) != 0
+        {
+            logger.info(
+                "discarding a stale MySQL connection",
+                metadata: ["mysql.errno": "\(mysql_errno(mysql))", "mysql.error": "\(String(cString: mysql_error(mysql)))"]
+            )
+            handle.close()
+        }
+        if handle.mysql == nil {
+            try handle.open(configuration)
+            logger.debug("opened a MySQL connection", metadata: ["mysql.host": "\(configuration.host):\(configuration.port)"])
+        }
+    }
+
+    private static func endLease(_ connection: MySQLConnection, _ handle: MySQLConnectionHandle, logger: Logger) {
+        let outcome = connection.endLease()
+        if outcome.wasInTransaction {
+            logger.warning("a MySQL connection came back inside a transaction; it was rolled back")
+        }
+        if outcome.isBroken {
+            logger.warning("closing a broken MySQL connection; the next lease opens a new one")
+            handle.close()
+        }
+        handle.lastUsed = .now
+    }
+}
+
+private struct Waiter: Sendable {
+    let id: UInt64
+    let continuation: CheckedContinuation<MySQLConnectionHandle, any Error>
+}
+
+/// The pool's bookkeeping, only touched under the client's lock. Handles without a connection are pool slots too:
+/// they are opened on the pool thread by the lease that takes them.
+private struct PoolState: Sendable {
+    enum Lifecycle: Equatable {
+        case running, draining, closing, closed
+    }
+
+    enum ShutdownRole {
+        /// This call closes the pool; these waiters must be failed.
+        case closer([Waiter])
+        /// Another call is closing the pool; wait for it.
+        case follower
+        case closed
+    }
+
+    enum ReleaseAction {
+        case none
+        case handOver(Waiter)
+        case drained(CheckedContinuation<Void, Never>)
+    }
+
+    /// Unleased handles; connected ones at the end, where leases take from, so an unopened slot is used only
+    /// when every open connection is busy.
+    var idle: [MySQLConnectionHandle]
+    var leased = 0
+    var waiters = CircularBuffer<Waiter>()
+    var nextWaiterID: UInt64 = 0
+    var lifecycle = Lifecycle.running
+    var drained: CheckedContinuation<Void, Never>?
+    var closeWaiters: [CheckedContinuation<Void, Never>] = []
+
+    init(handles: [MySQLConnectionHandle]) {
+        self.idle = handles
+    }
+
+    mutating func makeWaiterID() -> UInt64 {
+        defer { nextWaiterID &+= 1 }
+        return nextWaiterID
+    }
+
+    /// A handle now, a failure now, or nil when the waiter was queued.
+    mutating func lease(waiter: Waiter) -> Result<MySQLConnectionHandle, any Error>? {
+        guard lifecycle == .running else {
+            return .failure(MySQLError(code: .poolClosed, message: "the MySQL client is shut down"))
+        }
+        if let handle = idle.popLast() {
+            leased += 1
+            return .success(handle)
+        }
+        waiters.append(waiter)
+        return nil
+    }
+
+    mutating func removeWaiter(id: UInt64) -> Waiter? {
+        guard let index = waiters.firstIndex(where: { $0.id == id }) else { return nil }
+        return waiters.remove(at: index)
+    }
+
+    mutating func release(_ handle: MySQLConnectionHandle) -> ReleaseAction {
+        if let waiter = waiters.popFirst() {
+            return .handOver(waiter)
+        }
+        leased -= 1
+        if handle.mysql == nil {
+            idle.insert(handle, at: 0)
+        } else {
+            idle.append(handle)
+        }
+        if leased == 0, let drained {
+            self.drained = nil
+            return .drained(drained)
+        }
+        return .none
+    }
+
+    mutating func beginShutdown() -> ShutdownRole {
+        switch lifecycle {
+        case .running:
+            lifecycle = .draining
+            defer { waiters.removeAll() }
+            return .closer(Array(waiters))
+        case .draining, .closing:
+            return .follower
+        case .closed:
+            return .closed
+        }
+    }
+}

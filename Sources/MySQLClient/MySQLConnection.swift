@@ -1,0 +1,458 @@
+import CMariaDB
+
+/// One leased connection, handed to the closure of `MySQLClient.withConnection` / `withTransaction`.
+///
+/// Every method blocks the calling thread on the network, which is why the type is not `Sendable`: it only exists
+/// inside a closure that the client runs on its own thread pool, and it stops working when that closure returns.
+public final class MySQLConnection {
+    /// Most prepared statements kept per connection; the server caps the total (`max_prepared_stmt_count`).
+    static let statementCacheLimit = 256
+
+    private let handle: MySQLConnectionHandle
+    private var isLeased = true
+
+    init(handle: MySQLConnectionHandle) {
+        self.handle = handle
+    }
+
+    /// Runs one statement through the binary protocol with `binds` as the values of its `?` placeholders, and
+    /// returns all of its rows. Values never become part of the SQL text, so they need no escaping. The statement
+    /// is prepared once per connection and reused.
+    public func query(_ sql: String, _ binds: [MySQLValue] = []) throws -> MySQLResult {
+        let mysql = try liveConnection()
+        do {
+            return try run(preparedStatement(sql, on: mysql), binds)
+        } catch let error as MySQLError where error.errno == 1615 {
+            // ER_NEED_REPREPARE: after a schema change the server could not re-prepare the cached statement by
+            // itself; a fresh prepare can.
+            dropStatement(sql)
+            return try run(preparedStatement(sql, on: mysql), binds)
+        }
+    }
+
+    /// Runs SQL text as is, through the text protocol, discarding any rows. Meant for DDL and statements the
+    /// binary protocol cannot prepare; never build its text from outside input, use `query` with binds for values.
+    public func execute(_ sql: String) throws {
+        let mysql = try liveConnection()
+        let status = sql.withCString { mysql_real_query(mysql, $0, CUnsignedLong(sql.utf8.count)) }
+        guard status == 0 else { throw connectionError(mysql) }
+        while true {
+            if let result = mysql_store_result(mysql) {
+                mysql_free_result(result)
+            } else if mysql_field_count(mysql) != 0 {
+                throw connectionError(mysql)
+            }
+            let next = mysql_next_result(mysql)
+            if next > 0 { throw connectionError(mysql) }
+            if next < 0 { return }
+        }
+    }
+
+    // MARK: - Used by MySQLClient
+
+    func ping() throws {
+        let mysql = try liveConnection()
+        guard mysql_ping(mysql) == 0 else { throw connectionError(mysql) }
+    }
+
+    /// Starts a transaction by turning autocommit off; the next statement opens it.
+    func begin() throws {
+        let mysql = try liveConnection()
+        guard mysql_autocommit(mysql, 0) == 0 else { throw connectionError(mysql) }
+    }
+
+    /// Commits and turns autocommit back on. A `.connectionLost` from here means the commit may or may not have
+    /// happened.
+    func commit() throws {
+        let mysql = try liveConnection()
+        guard mysql_commit(mysql) == 0 else { throw connectionError(mysql) }
+        guard mysql_autocommit(mysql, 1) == 0 else { throw connectionError(mysql) }
+    }
+
+    /// Rolls back and turns autocommit back on, ignoring failures: it runs while another error is already on its
+    /// way out, and a connection that cannot roll back is broken and will be closed, which rolls back too.
+    func rollbackQuietly() {
+        guard let mysql = try? liveConnection() else { return }
+        if mysql_rollback(mysql) != 0 {
+            _ = connectionError(mysql)
+            return
+        }
+        if mysql_autocommit(mysql, 1) != 0 {
+            _ = connectionError(mysql)
+        }
+    }
+
+    /// Ends the lease: a connection still inside a transaction (the closure began one and did not finish it) is
+    /// rolled back, so the next lease never inherits half a transaction.
+    func endLease() -> (wasInTransaction: Bool, isBroken: Bool) {
+        var wasInTransaction = false
+        if let mysql = handle.mysql, !handle.isBroken {
+            let status = mysql.pointee.server_status
+            let inTransaction = status & UInt32(SERVER_STATUS_IN_TRANS) != 0
+            let autocommitOff = status & UInt32(SERVER_STATUS_AUTOCOMMIT) == 0
+            if inTransaction || autocommitOff {
+                wasInTransaction = inTransaction
+                rollbackQuietly()
+            }
+        }
+        isLeased = false
+        return (wasInTransaction, handle.isBroken)
+    }
+
+    // MARK: - Statements
+
+    private func liveConnection() throws -> UnsafeMutablePointer<MYSQL> {
+        guard isLeased else {
+            throw MySQLError(code: .queryFailed, message: "MySQLConnection used after its withConnection closure returned")
+        }
+        guard !handle.isBroken, let mysql = handle.mysql else {
+            throw MySQLError(code: .connectionLost, message: "the connection was lost earlier in this closure")
+        }
+        return mysql
+    }
+
+    private func preparedStatement(_ sql: String, on mysql: UnsafeMutablePointer<MYSQL>) throws -> UnsafeMutablePointer<MYSQL_STMT> {
+        if let cached = handle.statements[sql] {
+            return cached
+        }
+        guard let statement = mysql_stmt_init(mysql) else { throw connectionError(mysql) }
+        let status = sql.withCString { mysql_stmt_prepare(statement, $0, CUnsignedLong(sql.utf8.count)) }
+        guard status == 0 else {
+            let error = statementError(statement)
+            mysql_stmt_close(statement)
+            throw error
+        }
+        if handle.statements.count >= Self.statementCacheLimit, let victim = handle.statements.first {
+            // Any victim will do: a working set larger than the cache means ad-hoc SQL, which no order saves.
+            mysql_stmt_close(victim.value)
+            handle.statements.removeValue(forKey: victim.key)
+        }
+        handle.statements[sql] = statement
+        return statement
+    }
+
+    private func dropStatement(_ sql: String) {
+        if let statement = handle.statements.removeValue(forKey: sql) {
+            mysql_stmt_close(statement)
+        }
+    }
+
+    private func run(_ statement: UnsafeMutablePointer<MYSQL_STMT>, _ binds: [MySQLValue]) throws -> MySQLResult {
+        let placeholders = Int(mysql_stmt_param_count(statement))
+        guard binds.count == placeholders else {
+            throw MySQLError(
+                code: .queryFailed,
+                sqlState: "07001",
+                message: "the statement has \(placeholders) placeholders but \(binds.count) values were bound"
+            )
+        }
+        // Connector/C keeps pointers into these buffers until mysql_stmt_execute has sent them.
+        let parameters = ParameterBindings(binds)
+        defer { parameters.deallocate() }
+        if placeholders > 0, mysql_stmt_bind_param(statement, parameters.binds) != 0 {
+            throw statementError(statement)
+        }
+        guard mysql_stmt_execute(statement) == 0 else { throw statementError(statement) }
+        defer { _ = mysql_stmt_free_result(statement) }
+
+        var result = MySQLResult()
+        if mysql_stmt_field_count(statement) > 0 {
+            result.rows = try fetchRows(statement)
+        }
+        result.affectedRows = mysql_stmt_affected_rows(statement)
+        result.lastInsertID = mysql_stmt_insert_id(statement)
+        try discardFurtherResults(statement)
+        return result
+    }
+
+    private func fetchRows(_ statement: UnsafeMutablePointer<MYSQL_STMT>) throws -> [MySQLRow] {
+        guard let metadata = mysql_stmt_result_metadata(statement) else { throw statementError(statement) }
+        defer { mysql_free_result(metadata) }
+        let count = Int(mysql_num_fields(metadata))
+        guard count > 0, let fields = mysql_fetch_fields(metadata) else { return [] }
+        let columns = (0..<count).map { String(cString: fields[$0].name) }
+
+        // Buffering the whole result first frees the server (and its locks) before rows are converted.
+        guard mysql_stmt_store_result(statement) == 0 else { throw statementError(statement) }
+        let outputs = ResultBindings(fields: fields, count: count)
+        defer { outputs.deallocate() }
+        guard mysql_stmt_bind_result(statement, outputs.binds) == 0 else { throw statementError(statement) }
+
+        var rows: [MySQLRow] = []
+        rows.reserveCapacity(Int(clamping: mysql_stmt_num_rows(statement)))
+        while true {
+            let status = mysql_stmt_fetch(statement)
+            if status == MYSQL_NO_DATA { break }
+            // MYSQL_DATA_TRUNCATED only says some column did not fit its buffer; `value` fetches those whole.
+            guard status == 0 || status == MYSQL_DATA_TRUNCATED else { throw statementError(statement) }
+            var values: [MySQLValue] = []
+            values.reserveCapacity(count)
+            for column in 0..<count {
+                values.append(try outputs.value(at: column, of: statement, onError: statementError))
+            }
+            rows.append(MySQLRow(columns: columns, values: values))
+        }
+        return rows
+    }
+
+    /// A CALL returns a status result after its rows; leaving it unread would put the connection out of sync.
+    private func discardFurtherResults(_ statement: UnsafeMutablePointer<MYSQL_STMT>) throws {
+        while mysql_stmt_more_results(statement) != 0 {
+            let next = mysql_stmt_next_result(statement)
+            if next > 0 { throw statementError(statement) }
+            if next < 0 { return }
+            if mysql_stmt_field_count(statement) > 0 {
+                guard mysql_stmt_store_result(statement) == 0 else { throw statementError(statement) }
+                _ = mysql_stmt_free_result(statement)
+            }
+        }
+    }
+
+    // MARK: - Errors
+
+    /// Reads the connection's last error, and marks the connection broken when the error says it is.
+    private func connectionError(_ mysql: UnsafeMutablePointer<MYSQL>) -> MySQLError {
+        record(MySQLError(
+            errno: mysql_errno(mysql),
+            sqlState: String(cString: mysql_sqlstate(mysql)),
+            message: String(cString: mysql_error(mysql))
+        ))
+    }
+
+    private func statementError(_ statement: UnsafeMutablePointer<MYSQL_STMT>) -> MySQLError {
+        record(MySQLError(
+            errno: mysql_stmt_errno(statement),
+            sqlState: String(cString: mysql_stmt_sqlstate(statement)),
+            message: String(cString: mysql_stmt_error(statement))
+        ))
+    }
+
+    private func record(_ error: MySQLError) -> MySQLError {
+        if error.discardsConnection {
+            handle.isBroken = true
+        }
+        return error
+    }
+}
+
+@available(*, unavailable, message: "a MySQLConnection lives on one pool thread inside one closure")
+extension MySQLConnection: Sendable {}
+
+/// Input buffers for one execution: one `MYSQL_BIND` per placeholder, pointing at copies of the values.
+private struct ParameterBindings {
+    let binds: UnsafeMutablePointer<MYSQL_BIND>
+    private let lengths: UnsafeMutablePointer<CUnsignedLong>
+    private let buffers: [UnsafeMutableRawPointer?]
+
+    init(_ values: [MySQLValue]) {
+        let capacity = max(values.count, 1)
+        binds = .allocate(capacity: capacity)
+        binds.initialize(repeating: MYSQL_BIND(), count: capacity)
+        lengths = .allocate(capacity: capacity)
+        lengths.initialize(repeating: 0, count: capacity)
+        var buffers: [UnsafeMutableRawPointer?] = []
+        buffers.reserveCapacity(values.count)
+        for (index, value) in values.enumerated() {
+            var bind = MYSQL_BIND()
+            let buffer: UnsafeMutableRawPointer?
+            let length: Int
+            switch value {
+            case .null:
+                bind.buffer_type = MYSQL_TYPE_NULL
+                buffer = nil
+                length = 0
+            case .int(let integer):
+                bind.buffer_type = MYSQL_TYPE_LONGLONG
+                buffer = Self.copy(integer)
+                length = MemoryLayout<Int64>.size
+            case .double(let double):
+                bind.buffer_type = MYSQL_TYPE_DOUBLE
+                buffer = Self.copy(double)
+                length = MemoryLayout<Double>.size
+            case .string(let text):
+                bind.buffer_type = MYSQL_TYPE_STRING
+                buffer = Self.copy(text.utf8)
+                length = text.utf8.count
+            case .bytes(let bytes):
+                // BLOB, not STRING, so the server treats the value as binary rather than utf8mb4 text.
+                bind.buffer_type = MYSQL_TYPE_BLOB
+                buffer = Self.copy(bytes)
+                length = bytes.count
+            }
+            lengths[index] = CUnsignedLong(length)
+            bind.buffer = buffer
+            bind.buffer_length = CUnsignedLong(length)
+            bind.length = lengths + index
+            binds[index] = bind
+            buffers.append(buffer)
+        }
+        self.buffers = buffers
+    }
+
+    func deallocate() {
+        for buffer in buffers {
+            buffer?.deallocate()
+        }
+        binds.deallocate()
+        lengths.deallocate()
+    }
+
+    private static func copy<T: BitwiseCopyable>(_ value: T) -> UnsafeMutableRawPointer {
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<T>.size, alignment: MemoryLayout<T>.alignment)
+        buffer.storeBytes(of: value, as: T.self)
+        return buffer
+    }
+
+    private static func copy<C: Collection<UInt8>>(_ bytes: C) -> UnsafeMutableRawPointer {
+        // At least one byte, so an empty value still points at memory of its own rather than at whatever a
+        // zero-byte allocation returns.
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 1)
+        UnsafeMutableRawBufferPointer(start: buffer, count: bytes.count).copyBytes(from: bytes)
+        return buffer
+    }
+}
+
+/// Output buffers for one result set, which `mysql_stmt_fetch` fills row by row.
+///
+/// Integers and floats are fetched in their binary form (no text round trip, no precision loss); everything else
+/// as text or bytes into a buffer of modest size, and a value that does not fit is fetched again, whole, with
+/// `mysql_stmt_fetch_column`, so large TEXT/BLOB columns cost memory only for the rows that need it.
+private struct ResultBindings {
+    private enum Kind: Equatable {
+        case integer(unsigned: Bool)
+        case double
+        case text
+        case binary
+    }
+
+    /// Large enough for every number, date and typical VARCHAR; larger values take the re-fetch path.
+    private static let maximumInitialCapacity = 1024
+    /// MySQL's charset number for binary strings.
+    private static let binaryCharset: UInt32 = 63
+
+    let binds: UnsafeMutablePointer<MYSQL_BIND>
+    private let kinds: [Kind]
+    private let buffers: [UnsafeMutableRawPointer]
+    private let capacities: [Int]
+    private let lengths: UnsafeMutablePointer<CUnsignedLong>
+    private let nulls: UnsafeMutablePointer<my_bool>
+    private let truncations: UnsafeMutablePointer<my_bool>
+
+    init(fields: UnsafeMutablePointer<MYSQL_FIELD>, count: Int) {
+        binds = .allocate(capacity: count)
+        binds.initialize(repeating: MYSQL_BIND(), count: count)
+        lengths = .allocate(capacity: count)
+        lengths.initialize(repeating: 0, count: count)
+        nulls = .allocate(capacity: count)
+        nulls.initialize(repeating: 0, count: count)
+        truncations = .allocate(capacity: count)
+        truncations.initialize(repeating: 0, count: count)
+        var kinds: [Kind] = []
+        var buffers: [UnsafeMutableRawPointer] = []
+        var capacities: [Int] = []
+        for index in 0..<count {
+            let field = fields[index]
+            let kind = Self.kind(of: field)
+            var bind = MYSQL_BIND()
+            let capacity: Int
+            switch kind {
+            case .integer(let unsigned):
+                bind.buffer_type = MYSQL_TYPE_LONGLONG
+                bind.is_unsigned = unsigned ? 1 : 0
+                capacity = MemoryLayout<Int64>.size
+            case .double:
+                bind.buffer_type = MYSQL_TYPE_DOUBLE
+                capacity = MemoryLayout<Double>.size
+            case .text, .binary:
+                bind.buffer_type = kind == .text ? MYSQL_TYPE_STRING : MYSQL_TYPE_BLOB
+                // One spare byte, where Connector/C puts a terminating NUL when there is room.
+                let declared = Int(clamping: field.length) &+ 1
+                capacity = min(max(declared, 32), Self.maximumInitialCapacity)
+            }
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
+            bind.buffer = buffer
+            bind.buffer_length = CUnsignedLong(capacity)
+            bind.length = lengths + index
+            bind.is_null = nulls + index
+            bind.error = truncations + index
+            binds[index] = bind
+            kinds.append(kind)
+            buffers.append(buffer)
+            capacities.append(capacity)
+        }
+        self.kinds = kinds
+        self.buffers = buffers
+        self.capacities = capacities
+    }
+
+    func deallocate() {
+        for buffer in buffers {
+            buffer.deallocate()
+        }
+        binds.deallocate()
+        lengths.deallocate()
+        nulls.deallocate()
+        truncations.deallocate()
+    }
+
+    /// The value of one column of the row the last `mysql_stmt_fetch` produced.
+    func value(
+        at column: Int,
+        of statement: UnsafeMutablePointer<MYSQL_STMT>,
+        onError: (UnsafeMutablePointer<MYSQL_STMT>) -> MySQLError
+    ) throws -> MySQLValue {
+        if nulls[column] != 0 {
+            return .null
+        }
+        let buffer = buffers[column]
+        switch kinds[column] {
+        case .integer(unsigned: false):
+            return .int(buffer.load(as: Int64.self))
+        case .integer(unsigned: true):
+            let value = buffer.load(as: UInt64.self)
+            return value <= UInt64(Int64.max) ? .int(Int64(value)) : .string(String(value))
+        case .double:
+            return .double(buffer.load(as: Double.self))
+        case .text:
+            return .string(try withBytes(of: column, statement, onError) { String(decoding: $0, as: UTF8.self) })
+        case .binary:
+            return .bytes(try withBytes(of: column, statement, onError) { Array($0) })
+        }
+    }
+
+    private func withBytes<R>(
+        of column: Int,
+        _ statement: UnsafeMutablePointer<MYSQL_STMT>,
+        _ onError: (UnsafeMutablePointer<MYSQL_STMT>) -> MySQLError,
+        _ body: (UnsafeRawBufferPointer) -> R
+    ) throws -> R {
+        let length = Int(lengths[column])
+        if length <= capacities[column] {
+            return body(UnsafeRawBufferPointer(start: buffers[column], count: length))
+        }
+        let whole = UnsafeMutableRawPointer.allocate(byteCount: length, alignment: 1)
+        defer { whole.deallocate() }
+        var bind = binds[column]
+        bind.buffer = whole
+        bind.buffer_length = CUnsignedLong(length)
+        guard mysql_stmt_fetch_column(statement, &bind, UInt32(column), 0) == 0 else {
+            throw onError(statement)
+        }
+        return body(UnsafeRawBufferPointer(start: whole, count: min(length, Int(lengths[column]))))
+    }
+
+    private static func kind(of field: MYSQL_FIELD) -> Kind {
+        switch field.type {
+        case MYSQL_TYPE_TINY, MYSQL_TYPE_SHORT, MYSQL_TYPE_INT24, MYSQL_TYPE_LONG, MYSQL_TYPE_LONGLONG, MYSQL_TYPE_YEAR:
+            return .integer(unsigned: field.flags & UInt32(UNSIGNED_FLAG) != 0)
+        case MYSQL_TYPE_FLOAT, MYSQL_TYPE_DOUBLE:
+            return .double
+        case MYSQL_TYPE_STRING, MYSQL_TYPE_VAR_STRING, MYSQL_TYPE_VARCHAR, MYSQL_TYPE_TINY_BLOB,
+            MYSQL_TYPE_MEDIUM_BLOB, MYSQL_TYPE_LONG_BLOB, MYSQL_TYPE_BLOB, MYSQL_TYPE_BIT, MYSQL_TYPE_GEOMETRY:
+            return field.charsetnr == binaryCharset ? .binary : .text
+        default:
+            // DECIMAL, dates and times, JSON, ENUM, SET: the server's text form is exact and what callers expect.
+            return .text
+        }
+    }
+}

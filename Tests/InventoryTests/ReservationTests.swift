@@ -1,0 +1,320 @@
+import Foundation
+import Inventory
+import InventoryTestSupport
+import RedisClient
+import Testing
+
+@testable import Inventory
+
+/// The reservation engine against the real Redis (and MariaDB for stock administration), with exact numbers.
+@Suite("Reservations on real Redis")
+struct ReservationTests {
+    func command(
+        _ stores: TestStores, _ orderId: String, _ items: [(UInt64, Int64)], shortage: ShortageMode = .reject,
+        ttl: Int = 1800
+    ) -> ReserveCommand {
+        ReserveCommand(
+            orderId: orderId, bizId: stores.bizId, userId: "u1",
+            items: items.map { ReserveCommand.Item(skuId: $0.0, quantity: $0.1) }, ttlSeconds: ttl, shortage: shortage
+        )
+    }
+
+    @Test("set 10, reserve 3, cancel: 7/3 then 10/0")
+    func reserveAndCancel() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let outcome = try await engine.reserve(command(stores, "o-1", [(1, 3)]))
+            guard case .created(let reservation) = outcome else {
+                Issue.record("expected a new reservation, got \(outcome)")
+                return
+            }
+            #expect(reservation.lines == [ReservationLine(skuId: 1, requested: 3, reserved: 3)])
+            var level = try await engine.stock(stores.item(1))
+            #expect(level.available == 7)
+            #expect(level.reserved == 3)
+            #expect(level.soldOut == false)
+
+            let cancelled = try await engine.cancel(orderId: "o-1")
+            #expect(cancelled.replayed == false)
+            #expect(cancelled.reservation.status == .cancelled)
+            level = try await engine.stock(stores.item(1))
+            #expect(level.available == 10)
+            #expect(level.reserved == 0)
+            #expect(try await stores.keys(matching: "{\(stores.bizId):1}:rsv:*").isEmpty)
+            #expect(try await stores.keys(matching: "{\(stores.bizId):1}:rbk:*").count == 1)
+
+            let again = try await engine.cancel(orderId: "o-1")
+            #expect(again.replayed == true)
+            level = try await engine.stock(stores.item(1))
+            #expect(level.available == 10)
+            #expect(level.reserved == 0)
+        }
+    }
+
+    @Test("500 concurrent reservations of 1 on stock 100: exactly 100 held, never below zero")
+    func noOversellUnderConcurrency() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(7), StockSettings(stock: 100))
+            let results = await withTaskGroup(of: String.self, returning: [String: Int].self) { group in
+                for index in 0..<500 {
+                    group.addTask {
+                        do {
+                            _ = try await engine.reserve(command(stores, "c-\(index)", [(7, 1)]))
+                            return "ok"
+                        } catch InventoryError.insufficientStock {
+                            return "short"
+                        } catch {
+                            return "error: \(error)"
+                        }
+                    }
+                }
+                var counts: [String: Int] = [:]
+                for await result in group { counts[result, default: 0] += 1 }
+                return counts
+            }
+            #expect(results == ["ok": 100, "short": 400])
+            let level = try await engine.stock(stores.item(7))
+            #expect(level.available == 0)
+            #expect(level.reserved == 100)
+            #expect(level.soldOut == true)
+            #expect(try await stores.keys(matching: "{\(stores.bizId):7}:rsv:*").count == 100)
+        }
+    }
+
+    @Test("a replay answers what was held and holds nothing more; another body for the same orderId is refused")
+    func idempotentReplay() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let first = try await engine.reserve(command(stores, "r-1", [(1, 4)]))
+            let second = try await engine.reserve(command(stores, "r-1", [(1, 4)]))
+            guard case .created(let created) = first, case .replayed(let replayed) = second else {
+                Issue.record("expected created then replayed, got \(first) and \(second)")
+                return
+            }
+            #expect(created.lines == replayed.lines)
+            #expect(created.expiresAtMilliseconds == replayed.expiresAtMilliseconds)
+            await #expect(throws: InventoryError.idempotencyConflict) {
+                try await engine.reserve(command(stores, "r-1", [(1, 5)]))
+            }
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.available == 6)
+            #expect(level.reserved == 4)
+        }
+    }
+
+    @Test("cancel before reserve: the cancel is recorded and the late reserve gets order-closed")
+    func cancelBeforeReserve() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let cancel = try await engine.cancel(orderId: "late-1")
+            #expect(cancel.reservation.status == .cancelled)
+            #expect(cancel.reservation.lines.isEmpty)
+            await #expect(throws: InventoryError.orderClosed(.cancelled)) {
+                try await engine.reserve(command(stores, "late-1", [(1, 2)]))
+            }
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.available == 10)
+            #expect(level.reserved == 0)
+        }
+    }
+
+    @Test("a multi-item order short on one item holds nothing")
+    func multiItemAllOrNothing() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.setStock(stores.item(2), StockSettings(stock: 2))
+            _ = try await engine.setStock(stores.item(3), StockSettings(stock: 10))
+            do {
+                _ = try await engine.reserve(command(stores, "m-1", [(1, 5), (2, 3), (3, 1)]))
+                Issue.record("the reserve should have failed")
+            } catch InventoryError.insufficientStock(let shortages) {
+                #expect(shortages == [.init(skuId: 2, requested: 3, available: 2)])
+            }
+            for (sku, stock) in [(UInt64(1), Int64(10)), (2, 2), (3, 10)] {
+                let level = try await engine.stock(stores.item(sku))
+                #expect(level.available == stock)
+                #expect(level.reserved == 0)
+            }
+            #expect(try await stores.keys(matching: "*:rsv:*").isEmpty)
+            await #expect(throws: InventoryError.notFound) { try await engine.reservation(orderId: "m-1") }
+            // The order was not recorded, so the same orderId may be reserved once stock allows.
+            guard case .created = try await engine.reserve(command(stores, "m-1", [(1, 5), (2, 2), (3, 1)])) else {
+                Issue.record("expected the second attempt to hold stock")
+                return
+            }
+            #expect(try await engine.stock(stores.item(2)).available == 0)
+        }
+    }
+
+    @Test("unknown items are refused and nothing is held")
+    func unknownItem() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            await #expect(throws: InventoryError.unknownItems([99])) {
+                try await engine.reserve(command(stores, "u-1", [(1, 1), (99, 1)]))
+            }
+            #expect(try await engine.stock(stores.item(1)).available == 10)
+        }
+    }
+
+    @Test("a reply lost to a timeout: the retry with the same orderId holds the stock once")
+    func retryAfterLostReply() async throws {
+        try await TestStores.with(redisTimeoutMilliseconds: 150) { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            // Keep Redis busy for 600 ms on another connection, so the reserve waits in Redis' socket buffer past
+            // the client's 150 ms timeout; Redis runs it afterwards and its reply goes nowhere.
+            let busy = Task {
+                try await stores.redis.send([
+                    "EVAL",
+                    "local t = redis.call('TIME'); local start = t[1] * 1000000 + t[2]; "
+                        + "repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start > 600000; return 1",
+                    "0",
+                ])
+            }
+            try await Task.sleep(for: .milliseconds(50))
+            var firstTimedOut = false
+            do {
+                _ = try await engine.reserve(command(stores, "lost-1", [(1, 3)]))
+            } catch InventoryError.outcomeUnknown {
+                firstTimedOut = true
+            }
+            _ = try? await busy.value
+            #expect(firstTimedOut)
+            try await Task.sleep(for: .milliseconds(700))
+            _ = try await engine.reserve(command(stores, "lost-1", [(1, 3)]))
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.available == 7)
+            #expect(level.reserved == 3)
+        }
+    }
+
+    @Test("reserve stopped between deduct and key: no oversell, only a leak the reconciler repairs")
+    func reserveFailingHalfWay() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            await #expect(throws: InventoryError.self) {
+                try await engine.reserve(command(stores, "half-1", [(1, 3)]), failpoint: "after_deduct")
+            }
+            var level = try await engine.stock(stores.item(1))
+            // Step 1 stayed, step 2 never ran: stock is held by nobody, never handed out twice.
+            #expect(level.available == 7)
+            #expect(level.reserved == 3)
+            #expect(try await stores.keys(matching: "*:rsv:*").isEmpty)
+            // The client's retry reserves again; available only ever goes down.
+            _ = try await engine.reserve(command(stores, "half-1", [(1, 3)]))
+            level = try await engine.stock(stores.item(1))
+            #expect(level.available == 4)
+            #expect(level.available + 3 <= 10, "available plus what live reservations hold never exceeds on-hand")
+        }
+    }
+
+    @Test("rollback stopped between its two steps: a retry restores once")
+    func rollbackFailingHalfWay() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.reserve(command(stores, "rb-1", [(1, 3)]))
+            await #expect(throws: InventoryError.self) {
+                try await engine.cancel(orderId: "rb-1", failpoint: "after_rollback_key")
+            }
+            var level = try await engine.stock(stores.item(1))
+            #expect(level.available == 7)
+            #expect(level.reserved == 3)
+            #expect(try await stores.keys(matching: "*:rbk:*").count == 1)
+            _ = try await engine.cancel(orderId: "rb-1")
+            _ = try await engine.cancel(orderId: "rb-1")
+            level = try await engine.stock(stores.item(1))
+            #expect(level.available == 10)
+            #expect(level.reserved == 0)
+        }
+    }
+
+    @Test("confirm releases the hold without giving stock back; replays and late cancels are handled")
+    func confirmFlow() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.reserve(command(stores, "p-1", [(1, 3)]))
+            let confirmed = try await engine.confirm(orderId: "p-1")
+            #expect(confirmed.replayed == false)
+            #expect(confirmed.reservation.status == .confirmed)
+            var level = try await engine.stock(stores.item(1))
+            #expect(level.available == 7)
+            #expect(level.reserved == 0)
+            #expect(try await stores.itemFields(1)["confirmed_unapplied"] == "3")
+            #expect(try await engine.confirm(orderId: "p-1").replayed == true)
+            await #expect(throws: InventoryError.invalidState(.confirmed)) { try await engine.cancel(orderId: "p-1") }
+            await #expect(throws: InventoryError.notFound) { try await engine.confirm(orderId: "nobody") }
+            _ = try await engine.reserve(command(stores, "p-2", [(1, 2)]))
+            _ = try await engine.cancel(orderId: "p-2")
+            await #expect(throws: InventoryError.orderClosed(.cancelled)) { try await engine.confirm(orderId: "p-2") }
+            level = try await engine.stock(stores.item(1))
+            #expect(level.available == 7)
+            #expect(level.reserved == 0)
+        }
+    }
+
+    @Test("shortage modes: partial holds what is there, backorder goes down to its limit")
+    func shortageModes() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 4))
+            _ = try await engine.setStock(stores.item(2), StockSettings(stock: 2, backorderLimit: 5))
+            guard case .created(let partial) = try await engine.reserve(command(stores, "s-1", [(1, 6)], shortage: .partial))
+            else {
+                Issue.record("partial should hold what is there")
+                return
+            }
+            #expect(partial.lines == [ReservationLine(skuId: 1, requested: 6, reserved: 4)])
+            #expect(try await engine.stock(stores.item(1)).available == 0)
+            await #expect(throws: InventoryError.self) {
+                try await engine.reserve(command(stores, "s-2", [(1, 1)], shortage: .partial))
+            }
+            _ = try await engine.reserve(command(stores, "s-3", [(2, 7)], shortage: .backorder))
+            let back = try await engine.stock(stores.item(2))
+            #expect(back.available == -5)
+            #expect(back.reserved == 7)
+            #expect(back.soldOut == true)
+            await #expect(throws: InventoryError.self) {
+                try await engine.reserve(command(stores, "s-4", [(2, 1)], shortage: .backorder))
+            }
+            _ = try await engine.cancel(orderId: "s-3")
+            #expect(try await engine.stock(stores.item(2)).available == 2)
+        }
+    }
+
+    @Test("an infinite item never runs out")
+    func infiniteItem() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 0, infinite: true))
+            _ = try await engine.reserve(command(stores, "i-1", [(1, 1000)]))
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.infinite)
+            #expect(level.available == 0)
+            #expect(level.reserved == 1000)
+            _ = try await engine.cancel(orderId: "i-1")
+            #expect(try await engine.stock(stores.item(1)).reserved == 0)
+        }
+    }
+
+    @Test("every key one script touches for an item shares the item's hash tag")
+    func keysShareHashTag() {
+        let keys = KeyLayout(prefix: "inv", shards: 16)
+        let id = StockItemID(bizId: "shop", skuId: 42)
+        let tags = [keys.item(id), keys.reserveKey(id, orderId: "o:1"), keys.rollbackKey(id, orderId: "o:1")].map {
+            $0.split(separator: "{")[1].split(separator: "}")[0]
+        }
+        #expect(Set(tags) == ["shop:42"])
+        #expect(keys.order("o:1").contains("{s\(keys.shard(of: "o:1"))}"))
+        #expect(keys.outbox(forOrder: "o:1").contains("{s\(keys.shard(of: "o:1"))}"))
+    }
+}

@@ -1,0 +1,122 @@
+-- reserve.lua: hold stock for one order, every item or none.
+--
+-- KEYS[1] order hash            KEYS[2] outbox stream        KEYS[3] expiry index (zset of orderIds)
+-- then for each item i = 0..n-1:
+--   KEYS[4+3i] item hash        KEYS[5+3i] reserve key       KEYS[6+3i] rollback key
+-- ARGV[1] orderId   ARGV[2] request fingerprint   ARGV[3] bizId   ARGV[4] userId ('' if none)
+-- ARGV[5] shortage mode: reject | partial | backorder
+-- ARGV[6] now (ms)  ARGV[7] ttl (s)  ARGV[8] retention (s) that order and de-duplication keys outlive the hold
+-- ARGV[9] failpoint ('' in production; 'after_deduct' lets tests stop the script between its two steps)
+-- then for each item: ARGV[10+2i] skuId, ARGV[11+2i] quantity
+--
+-- Returns one of
+--   {'ok', expiresAtMs, lines}            held now; lines = 'sku:requested:reserved,...'
+--   {'replay', status, expiresAtMs, lines} same orderId and same body as before: what was decided then
+--   {'conflict'}                          same orderId, different body
+--   {'cancelled', status}                 the order was cancelled or expired first (no hanging reservation)
+--   {'missing', 'i,j'}                    items (1-based) that are not in Redis
+--   {'short', 'avail1,avail2,...'}        not enough stock; nothing was held
+--
+-- The documented order: for each item, deduct first (stock_num -q, used_stock_num +q), then write the
+-- reserve key. A script that fails between the two keeps the deduction without the key: stock leaks toward
+-- under-selling, which the reconciler repairs, and never toward overselling.
+
+local order = KEYS[1]
+local status = redis.call('HGET', order, 'status')
+if status then
+  if status == 'cancelled' or status == 'expired' then
+    return {'cancelled', status}
+  end
+  local saved = redis.call('HMGET', order, 'fp', 'expires_at', 'lines')
+  if saved[1] ~= ARGV[2] then
+    return {'conflict'}
+  end
+  return {'replay', status, saved[2], saved[3]}
+end
+
+local now = tonumber(ARGV[6])
+local ttl = tonumber(ARGV[7])
+local retention = tonumber(ARGV[8])
+local mode = ARGV[5]
+local n = (#ARGV - 9) / 2
+
+local missing = {}
+local short = false
+local anyGranted = false
+local plan = {}
+local availableList = {}
+for i = 0, n - 1 do
+  local itemKey = KEYS[4 + 3 * i]
+  if redis.call('EXISTS', KEYS[6 + 3 * i]) == 1 then
+    return {'cancelled', 'cancelled'}
+  end
+  local fields = redis.call('HMGET', itemKey, 'stock_num', 'is_infinite', 'backorder_limit')
+  local quantity = tonumber(ARGV[11 + 2 * i])
+  if not fields[1] then
+    missing[#missing + 1] = tostring(i + 1)
+    availableList[#availableList + 1] = '0'
+  else
+    local stock = tonumber(fields[1])
+    local infinite = fields[2] == '1'
+    local grant = quantity
+    if not infinite then
+      if mode == 'backorder' then
+        local limit = tonumber(fields[3] or '0')
+        if stock - quantity < -limit then
+          short = true
+        end
+      elseif mode == 'partial' then
+        if stock < quantity then
+          grant = math.max(stock, 0)
+        end
+      elseif stock < quantity then
+        short = true
+      end
+    end
+    if grant > 0 then anyGranted = true end
+    plan[i + 1] = {grant = grant, infinite = infinite}
+    availableList[#availableList + 1] = tostring(math.max(stock, 0))
+  end
+end
+if #missing > 0 then
+  return {'missing', table.concat(missing, ',')}
+end
+if short or not anyGranted then
+  return {'short', table.concat(availableList, ',')}
+end
+
+local keep = ttl + retention
+local lines = {}
+local events = {}
+for i = 0, n - 1 do
+  local itemKey = KEYS[4 + 3 * i]
+  local grant = plan[i + 1].grant
+  local sku = ARGV[10 + 2 * i]
+  if grant > 0 then
+    -- step 1: deduct
+    if plan[i + 1].infinite then
+      redis.call('HINCRBY', itemKey, 'used_stock_num', grant)
+    else
+      local left = redis.call('HINCRBY', itemKey, 'stock_num', -grant)
+      redis.call('HINCRBY', itemKey, 'used_stock_num', grant)
+      redis.call('HSET', itemKey, 'is_sell_out', left <= 0 and '1' or '0')
+    end
+    if ARGV[9] == 'after_deduct' then
+      error('failpoint after_deduct')
+    end
+    -- step 2: the reserve key
+    redis.call('SET', KEYS[5 + 3 * i], grant, 'EX', keep)
+    events[#events + 1] = sku .. ':' .. grant
+  end
+  lines[#lines + 1] = sku .. ':' .. ARGV[11 + 2 * i] .. ':' .. grant
+end
+
+local expiresAt = now + ttl * 1000
+local linesText = table.concat(lines, ',')
+redis.call('HSET', order, 'status', 'reserved', 'fp', ARGV[2], 'biz', ARGV[3], 'user', ARGV[4],
+  'lines', linesText, 'expires_at', expiresAt, 'created_at', now, 'updated_at', now)
+redis.call('EXPIRE', order, keep)
+redis.call('ZADD', KEYS[3], expiresAt, ARGV[1])
+redis.call('XADD', KEYS[2], '*', 'type', 'reserve', 'order', ARGV[1], 'biz', ARGV[3], 'user', ARGV[4],
+  'items', table.concat(events, ','), 'expires_at', expiresAt, 'at', now)
+return {'ok', expiresAt, linesText}

@@ -1,0 +1,83 @@
+-- rollback.lua: give an order's held stock back (cancel, or expiry by the sweeper).
+--
+-- KEYS[1] order hash   KEYS[2] outbox stream   KEYS[3] expiry index
+-- then for each item i = 0..n-1: KEYS[4+3i] item hash, KEYS[5+3i] reserve key, KEYS[6+3i] rollback key
+-- ARGV[1] orderId   ARGV[2] reason: cancelled | expired   ARGV[3] now (ms)   ARGV[4] retention (s)
+-- ARGV[5] failpoint ('' in production; 'after_rollback_key' stops between the two steps)
+-- ARGV[6] the order's lines as the caller read them ('' when the caller found no order)
+--
+-- Returns one of
+--   {'ok', status, lines}      released now
+--   {'replay', status}         already cancelled or expired
+--   {'empty'}                  the order never reserved: recorded as cancelled so a later reserve is refused
+--   {'gone'}                   expiry of an order that no longer exists: nothing to do
+--   {'confirmed', status}      confirmed or refunded orders are not rolled back
+--   {'notexpired'}             an expiry that arrived before the hold's deadline
+--   {'stale'}                  the caller's view of the order's lines is out of date: read again and retry
+--
+-- The documented order: for each item, write the rollback key first, then restore the stock and drop the
+-- reserve key. Stopping in between leaves the hold in place with the key written: the order can no longer be
+-- reserved again (no hanging), and the reconciler or a retry of the rollback restores the stock once, because
+-- restoring depends on the reserve key that only the restore deletes.
+
+local order = KEYS[1]
+local reason = ARGV[2]
+local now = tonumber(ARGV[3])
+local retention = tonumber(ARGV[4])
+local fields = redis.call('HMGET', order, 'status', 'lines', 'expires_at')
+local status = fields[1]
+
+if not status then
+  if reason == 'expired' then
+    return {'gone'}
+  end
+  redis.call('HSET', order, 'status', 'cancelled', 'lines', '', 'empty', '1', 'created_at', now, 'updated_at', now)
+  redis.call('EXPIRE', order, retention)
+  redis.call('XADD', KEYS[2], '*', 'type', 'cancel', 'order', ARGV[1], 'items', '', 'at', now)
+  return {'empty'}
+end
+if status == 'cancelled' or status == 'expired' then
+  return {'replay', status}
+end
+if status ~= 'reserved' then
+  return {'confirmed', status}
+end
+if reason == 'expired' and tonumber(fields[3]) > now then
+  return {'notexpired'}
+end
+if fields[2] ~= ARGV[6] then
+  return {'stale'}
+end
+
+local n = (#KEYS - 3) / 3
+local events = {}
+for i = 0, n - 1 do
+  local itemKey = KEYS[4 + 3 * i]
+  local reserveKey = KEYS[5 + 3 * i]
+  -- step 1: the rollback key
+  redis.call('SET', KEYS[6 + 3 * i], '1', 'EX', retention)
+  if ARGV[5] == 'after_rollback_key' then
+    error('failpoint after_rollback_key')
+  end
+  -- step 2: restore what this item's reserve key says was held, and drop the key
+  local held = tonumber(redis.call('GET', reserveKey) or '0')
+  if held > 0 then
+    if redis.call('HGET', itemKey, 'is_infinite') == '1' then
+      redis.call('HINCRBY', itemKey, 'used_stock_num', -held)
+    else
+      local left = redis.call('HINCRBY', itemKey, 'stock_num', held)
+      redis.call('HINCRBY', itemKey, 'used_stock_num', -held)
+      redis.call('HSET', itemKey, 'is_sell_out', left <= 0 and '1' or '0')
+    end
+    redis.call('DEL', reserveKey)
+  end
+  local sku = string.match(itemKey, ':(%d+)}')
+  events[#events + 1] = (sku or '?') .. ':' .. held
+end
+
+redis.call('HSET', order, 'status', reason, 'updated_at', now)
+redis.call('EXPIRE', order, retention)
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('XADD', KEYS[2], '*', 'type', reason == 'expired' and 'expire' or 'cancel', 'order', ARGV[1],
+  'items', table.concat(events, ','), 'at', now)
+return {'ok', reason, fields[2]}

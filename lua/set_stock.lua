@@ -1,0 +1,43 @@
+-- set_stock.lua: set an item's on-hand stock (available + reserved) and its settings.
+--
+-- KEYS[1] item hash
+-- ARGV[1] on-hand stock   ARGV[2] infinite: '' unchanged | '0' | '1'
+-- ARGV[3] danger_num ('' unchanged)   ARGV[4] backorder_limit ('' unchanged)   ARGV[5] key ttl (s), 0 = none
+--
+-- Returns one of
+--   {'created'}                       the item was not in Redis and now is, with nothing reserved
+--   {'ok', delta}                     on-hand moved by delta (what MySQL must add too)
+--   {'below_reserved', reserved}      on-hand may not go below what live reservations hold
+--
+-- Reservations move stock between stock_num and used_stock_num without changing on-hand, so the change is a
+-- delta that commutes with them and with the worker's confirm deductions in MySQL.
+
+local item = KEYS[1]
+local onHand = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[5])
+local current = redis.call('HMGET', item, 'stock_num', 'used_stock_num')
+
+local function settings()
+  if ARGV[2] ~= '' then redis.call('HSET', item, 'is_infinite', ARGV[2]) end
+  if ARGV[3] ~= '' then redis.call('HSET', item, 'danger_num', ARGV[3]) end
+  if ARGV[4] ~= '' then redis.call('HSET', item, 'backorder_limit', ARGV[4]) end
+  if ttl > 0 then redis.call('EXPIRE', item, ttl) end
+end
+
+if not current[1] then
+  redis.call('HSET', item, 'stock_num', onHand, 'used_stock_num', 0, 'confirmed_unapplied', 0,
+    'is_sell_out', onHand <= 0 and '1' or '0', 'is_infinite', '0', 'danger_num', 0, 'backorder_limit', 0,
+    'lock_time', 0, 'lock_user_id', '')
+  settings()
+  return {'created'}
+end
+
+local used = tonumber(current[2] or '0')
+if onHand < used then
+  return {'below_reserved', used}
+end
+local stock = tonumber(current[1])
+local left = onHand - used
+redis.call('HSET', item, 'stock_num', left, 'is_sell_out', left <= 0 and '1' or '0')
+settings()
+return {'ok', onHand - (stock + used)}
