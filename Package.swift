@@ -76,11 +76,17 @@ let package = Package(
         ),
         .target(
             name: "InventoryTestSupport",
-            dependencies: ["Inventory", "RedisClient", "MySQLClient", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "Inventory", "RedisClient", "MySQLClient",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "RedisClientTests",
-            dependencies: ["RedisClient"]
+            dependencies: ["RedisClient", "InventoryTestSupport"]
         ),
         .testTarget(
             name: "MySQLClientTests",

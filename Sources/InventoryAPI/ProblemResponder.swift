@@ -14,10 +14,16 @@ struct ProblemResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Context
     func respond(to request: Request, context: Context) async throws -> Response {
         do {
             let response = try await inner.respond(to: request, context: context)
-            if response.status == .notFound, response.headers[.contentType] != "application/problem+json" {
-                return routeMiss(request)
+            guard response.status.code >= 400, response.headers[.contentType] != "application/problem+json" else {
+                return response
             }
-            return response
+            // The router answers a path it does not know, and errors thrown by Hummingbird itself (a body over
+            // the limit), in its own format; they are re-said as problems here, once for every route.
+            if response.status == .notFound { return routeMiss(request) }
+            return Problem(
+                response.status, type: "http-\(response.status.code)", title: response.status.reasonPhrase,
+                detail: response.status == .contentTooLarge ? "the body is larger than the service accepts" : response.status.reasonPhrase
+            ).makeResponse()
         } catch let problem as Problem {
             return problem.makeResponse()
         } catch let error as HTTPError {

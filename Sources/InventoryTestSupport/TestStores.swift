@@ -20,6 +20,7 @@ public struct TestStores: Sendable {
     /// this test's Redis keys deleted, whatever `body` did.
     public static func with<T: Sendable>(
         redisTimeoutMilliseconds: Int64 = 2000,
+        redisPort: Int? = nil,
         _ body: @Sendable (TestStores) async throws -> T
     ) async throws -> T {
         let environment = ProcessInfo.processInfo.environment
@@ -28,8 +29,8 @@ public struct TestStores: Sendable {
         let tag = String(UUID().uuidString.prefix(8)).lowercased()
         let redis = RedisClient(
             configuration: RedisConfiguration(
-                host: environment["INVENTORY_REDIS_HOST"] ?? "127.0.0.1",
-                port: Int(environment["INVENTORY_REDIS_PORT"] ?? "") ?? 6390,
+                host: redisAddress(environment).host,
+                port: redisPort ?? redisAddress(environment).port,
                 connections: 2,
                 commandTimeoutMilliseconds: redisTimeoutMilliseconds
             ),
@@ -52,6 +53,11 @@ public struct TestStores: Sendable {
             await stores.close()
             throw error
         }
+    }
+
+    /// Where the project's Redis listens.
+    public static func redisAddress(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> (host: String, port: Int) {
+        (environment["INVENTORY_REDIS_HOST"] ?? "127.0.0.1", Int(environment["INVENTORY_REDIS_PORT"] ?? "") ?? 6390)
     }
 
     /// The MySQL settings of the test database.

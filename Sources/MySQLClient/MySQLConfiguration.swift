@@ -15,8 +15,8 @@ public struct MySQLConfiguration: Sendable {
     public var poolSize: Int
     /// Limit for establishing a TCP connection and completing the handshake.
     public var connectTimeoutSeconds: Int
-    /// Limit for waiting on one read from the server. A query running longer than this fails with
-    /// `.connectionLost` and its connection is discarded, so keep it above the slowest legitimate query.
+    /// Limit for waiting on one read from the server. A query running longer than this fails with `.timeout`
+    /// and its connection is discarded, so keep it above the slowest legitimate query.
     public var readTimeoutSeconds: Int
     /// Limit for one write to the server.
     public var writeTimeoutSeconds: Int

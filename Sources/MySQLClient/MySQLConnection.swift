@@ -10,6 +10,8 @@ public final class MySQLConnection {
 
     private let handle: MySQLConnectionHandle
     private var isLeased = true
+    /// When the current call into Connector/C began, to recognise a read timeout.
+    private var operationStarted = ContinuousClock.now
 
     init(handle: MySQLConnectionHandle) {
         self.handle = handle
@@ -23,8 +25,9 @@ public final class MySQLConnection {
         do {
             return try run(preparedStatement(sql, on: mysql), binds)
         } catch let error as MySQLError where error.errno == 1615 {
-            // ER_NEED_REPREPARE: after a schema change the server could not re-prepare the cached statement by
-            // itself; a fresh prepare can.
+            // A schema change invalidated the cached statement: the server could not re-prepare it by itself
+            // (ER_NEED_REPREPARE), or its result now has a different number of columns (CR_NEW_STMT_METADATA).
+            // Closing it also discards the result Connector/C left pending; a fresh prepare sees the new schema.
             dropStatement(sql)
             return try run(preparedStatement(sql, on: mysql), binds)
         }
@@ -108,6 +111,7 @@ public final class MySQLConnection {
         guard !handle.isBroken, let mysql = handle.mysql else {
             throw MySQLError(code: .connectionLost, message: "the connection was lost earlier in this closure")
         }
+        operationStarted = .now
         return mysql
     }
 
@@ -228,6 +232,15 @@ public final class MySQLConnection {
     }
 
     private func record(_ error: MySQLError) -> MySQLError {
+        var error = error
+        if error.errno == 2013, operationStarted.duration(to: .now) >= handle.readTimeout {
+            error = MySQLError(
+                code: .timeout,
+                errno: error.errno,
+                sqlState: error.sqlState,
+                message: "\(error.message) (no reply within the \(handle.readTimeout) read timeout)"
+            )
+        }
         if error.discardsConnection {
             handle.isBroken = true
         }

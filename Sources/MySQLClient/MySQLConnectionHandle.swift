@@ -45,6 +45,9 @@ final class MySQLConnectionHandle: @unchecked Sendable {
     var isBroken = false
     /// When the last lease ended, to decide whether the connection needs a ping before reuse.
     var lastUsed = ContinuousClock.now
+    /// The read timeout the connection was opened with: Connector/C reports its expiry as an ordinary lost
+    /// connection, which only the elapsed time tells apart.
+    private(set) var readTimeout = Duration.seconds(10)
 
     init() {}
 
@@ -92,6 +95,7 @@ final class MySQLConnectionHandle: @unchecked Sendable {
         }
         self.mysql = mysql
         self.isBroken = false
+        self.readTimeout = .seconds(configuration.readTimeoutSeconds)
     }
 
     /// Closes the statements and the connection; the handle can be opened again.

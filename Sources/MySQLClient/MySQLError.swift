@@ -7,7 +7,9 @@ public struct MySQLError: Error, Sendable, CustomStringConvertible {
         case connectionFailed
         /// The connection broke while a statement was in flight: the statement may or may not have taken effect.
         case connectionLost
-        /// The server stopped the statement because it ran past its time limit.
+        /// The statement ran past a time limit: the server's (`max_statement_time`; the statement did not take
+        /// effect) or the client's read timeout (the connection is dropped and the statement may or may not have
+        /// taken effect).
         case timeout
         /// A unique or primary key already holds the value (errno 1062).
         case duplicateKey
@@ -52,7 +54,8 @@ public struct MySQLError: Error, Sendable, CustomStringConvertible {
     var discardsConnection: Bool {
         switch code {
         case .connectionFailed, .connectionLost: return true
-        default: return Self.desynchronisingErrnos.contains(errno)
+        // A client-side read timeout (errno 2013) drops the socket; a server-side statement timeout does not.
+        default: return Self.lostErrnos.contains(errno) || Self.desynchronisingErrnos.contains(errno)
         }
     }
 

@@ -23,9 +23,10 @@ final class RedisChannelHandler: ChannelDuplexHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
-        if let closedError {
-            request.promise.fail(closedError)
-            promise?.fail(closedError)
+        if closedError != nil {
+            let error = RedisError(.notSent, "connection to Redis is closing; the command was not sent")
+            request.promise.fail(error)
+            promise?.fail(error)
             return
         }
         pending.append((request.promise, request.deadline))

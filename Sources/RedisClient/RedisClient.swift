@@ -65,16 +65,28 @@ public final class RedisClient: Sendable, Service {
             value = (value &+ 1) % slots.count
             return value
         }
+        return send(arguments, slot: slots[index], retryIfNotSent: true)
+    }
+
+    private func send(_ arguments: [String], slot: ConnectionSlot, retryIfNotSent: Bool) -> EventLoopFuture<RedisValue> {
         let timeout = TimeAmount.milliseconds(configuration.commandTimeoutMilliseconds)
-        return channel(slot: slots[index]).flatMap { channel in
+        return channel(slot: slot).flatMap { channel in
             var buffer = channel.allocator.buffer(capacity: RESPEncoder.encodedSize(arguments))
             RESPEncoder.encode(arguments, into: &buffer)
             let promise = channel.eventLoop.makePromise(of: RedisValue.self)
             let request = RedisRequest(bytes: buffer, promise: promise, deadline: .now() + timeout)
             channel.writeAndFlush(request).whenFailure { error in
-                promise.fail(error as? RedisError ?? RedisError(.connectionClosed, "write failed: \(error)"))
+                promise.fail(error as? RedisError ?? RedisError(.notSent, "write failed: \(error)"))
             }
-            return promise.futureResult
+            return promise.futureResult.flatMapError { error in
+                // A command that never left is safe to send again, once the closing connection is gone.
+                guard retryIfNotSent, let redisError = error as? RedisError, redisError.code == .notSent else {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+                return channel.closeFuture.flatMap {
+                    self.send(arguments, slot: slot, retryIfNotSent: false)
+                }
+            }
         }
     }
 

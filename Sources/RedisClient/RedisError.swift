@@ -12,6 +12,9 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         case protocolError
         /// The server answered with an error reply.
         case server
+        /// The command was never written (its connection was closing); it did not run. The client retries such a
+        /// command once on a new connection before reporting this.
+        case notSent
         /// The client has been shut down.
         case shutdown
     }

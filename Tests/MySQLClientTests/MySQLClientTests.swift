@@ -79,6 +79,20 @@ struct MySQLClientTests {
         }
     }
 
+    @Test("a cached statement follows a schema change of its table")
+    func cachedStatementAfterSchemaChange() async throws {
+        try await withClient(poolSize: 1) { client in
+            try await withTable(client, "id BIGINT NOT NULL PRIMARY KEY") { table in
+                _ = try await client.query("INSERT INTO \(table) (id) VALUES (?)", [1])
+                #expect(try await client.query("SELECT * FROM \(table)").rows.first?.columns == ["id"])
+                try await client.withConnection { try $0.execute("ALTER TABLE \(table) ADD COLUMN note VARCHAR(16) NOT NULL DEFAULT 'x'") }
+                let row = try await client.query("SELECT * FROM \(table)").rows.first
+                #expect(row?.columns == ["id", "note"])
+                #expect(row?.values == [1, "x"])
+            }
+        }
+    }
+
     @Test("a wrong number of bound values is refused before reaching the server")
     func placeholderCountMismatch() async throws {
         try await withClient { client in
@@ -156,6 +170,24 @@ struct MySQLClientTests {
         }
     }
 
+    @Test("a caller waiting for a connection can be cancelled; shutdown lets leased work finish and fails waiters")
+    func waitingCancellationAndShutdown() async throws {
+        let client = MySQLClient(configuration: Self.configuration(poolSize: 1), logger: Self.logger)
+        let busy = Task { try await client.query("SELECT SLEEP(0.5) AS slept") }
+        try await Task.sleep(for: .milliseconds(100))
+        let cancelled = Task { try await client.query("SELECT 1") }
+        try await Task.sleep(for: .milliseconds(50))
+        cancelled.cancel()
+        await #expect(throws: CancellationError.self) { try await cancelled.value }
+
+        let waiting = Task { try await client.query("SELECT 1") }
+        try await Task.sleep(for: .milliseconds(50))
+        await client.shutdown()
+        #expect(try await busy.value.rows.first?.int64("slept") == 0)
+        let refused = await #expect(throws: MySQLError.self) { try await waiting.value }
+        #expect(refused?.code == .poolClosed)
+    }
+
     @Test("a killed connection is replaced: at once when validated, on the next lease when it broke mid-query")
     func reconnectsAfterConnectionLoss() async throws {
         try await withClient { admin in
@@ -194,6 +226,22 @@ struct MySQLClientTests {
         await client.shutdown()
         let closed = await #expect(throws: MySQLError.self) { try await client.query("SELECT 1") }
         #expect(closed?.code == .poolClosed)
+    }
+
+    @Test("a statement past the server's or the client's time limit fails with .timeout, and the client recovers")
+    func timeouts() async throws {
+        var configuration = Self.configuration(poolSize: 1)
+        configuration.readTimeoutSeconds = 1
+        let client = MySQLClient(configuration: configuration, logger: Self.logger)
+        let serverSide = await #expect(throws: MySQLError.self) {
+            try await client.query("SET STATEMENT max_statement_time = 0.1 FOR SELECT SLEEP(2)")
+        }
+        #expect(serverSide?.code == .timeout)
+        let clientSide = await #expect(throws: MySQLError.self) { try await client.query("SELECT SLEEP(3)") }
+        #expect(clientSide?.code == .timeout)
+        #expect(clientSide?.errno == 2013)
+        #expect(try await client.query("SELECT 1 AS one").rows.first?.int64("one") == 1)
+        await client.shutdown()
     }
 
     // MARK: - Migrator
@@ -384,24 +432,3 @@ private func withTable<T>(
     }
 }
 
-@Test func scratchReadTimeout() async throws {
-    var configuration = MySQLClientTests.configuration(poolSize: 1)
-    configuration.readTimeoutSeconds = 1
-    let client = MySQLClient(configuration: configuration, logger: MySQLClientTests.logger)
-    let start = ContinuousClock.now
-    do {
-        _ = try await client.query("SELECT SLEEP(5)")
-        print("SCRATCH no error")
-    } catch {
-        print("SCRATCH", error, ContinuousClock.now - start)
-    }
-    do {
-        _ = try await client.query("SET STATEMENT max_statement_time=0.2 FOR SELECT SLEEP(2)")
-        print("SCRATCH2 no error")
-    } catch { print("SCRATCH2", error) }
-    do {
-        let r = try await client.query("SELECT 1 AS one, NOW(3) AS now, CAST(1.5 AS DECIMAL(5,2)) AS dec, SUM(2) AS s, JSON_OBJECT('a', 1) AS j, b'101' AS bits, CAST(0.1 AS FLOAT) AS f")
-        print("SCRATCH3", r.rows[0].columns, r.rows[0].values)
-    } catch { print("SCRATCH3", error) }
-    await client.shutdown()
-}
