@@ -24,7 +24,7 @@ public final class MySQLConnection {
         let mysql = try liveConnection()
         do {
             return try run(preparedStatement(sql, on: mysql), binds)
-        } catch let error as MySQLError where error.errno == 1615 {
+        } catch let error as MySQLError where error.errno == 1615 || error.errno == 2057 {
             // A schema change invalidated the cached statement: the server could not re-prepare it by itself
             // (ER_NEED_REPREPARE), or its result now has a different number of columns (CR_NEW_STMT_METADATA).
             // Closing it also discards the result Connector/C left pending; a fresh prepare sees the new schema.

@@ -2,12 +2,17 @@ import MySQLClient
 
 /// A stock item's row in MySQL, the system of record.
 public struct StockRow: Sendable, Equatable {
+    /// The business line that owns the stock.
     public let bizId: String
+    /// The SKU.
     public let skuId: UInt64
     /// On-hand stock as MySQL knows it.
     public let stock: Int64
+    /// Whether the item never runs out.
     public let infinite: Bool
+    /// Low-stock threshold.
     public let dangerNum: Int64
+    /// How far below zero a backorder reserve may take available stock.
     public let backorderLimit: Int64
 
     /// Creates a row value.
@@ -23,7 +28,9 @@ public struct StockRow: Sendable, Equatable {
 
 /// One change to on-hand stock in MySQL, recorded in the ledger under a unique `source`.
 public struct StockChange: Sendable {
+    /// The business line that owns the stock.
     public var bizId: String
+    /// The SKU; at most `Int64.max`, the largest value the API accepts.
     public var skuId: UInt64
     /// Added to on-hand stock; negative removes. A row that does not exist yet starts from 0.
     public var delta: Int64
@@ -32,9 +39,11 @@ public struct StockChange: Sendable {
     /// What caused the change, unique across all changes (at most 191 characters): replaying a change with the
     /// same source applies nothing.
     public var source: String
-    /// New settings; nil keeps the current value (or the column default for a new row).
+    /// New "never runs out" setting; nil keeps the current value (false for a new row).
     public var infinite: Bool?
+    /// New low-stock threshold; nil keeps the current value (0 for a new row).
     public var dangerNum: Int64?
+    /// New backorder limit; nil keeps the current value (0 for a new row).
     public var backorderLimit: Int64?
 
     /// Creates a change; the settings default to "leave unchanged".
