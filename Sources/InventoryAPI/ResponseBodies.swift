@@ -1,9 +1,14 @@
 import Foundation
 import Inventory
 
+/// A body the API answers with, written by hand (see `JSONWriter`).
+protocol ResponseBody {
+    func write(to writer: inout JSONWriter)
+}
+
 /// A reservation as the API shows it.
-struct ReservationBody: Encodable {
-    struct Line: Encodable {
+struct ReservationBody: ResponseBody {
+    struct Line {
         let skuId: UInt64
         let requested: Int64
         let reserved: Int64
@@ -21,16 +26,32 @@ struct ReservationBody: Encodable {
         bizId = reservation.bizId.isEmpty ? nil : reservation.bizId
         status = reservation.status.rawValue
         items = reservation.lines.map { Line(skuId: $0.skuId, requested: $0.requested, reserved: $0.reserved) }
-        expiresAt = reservation.expiresAtMilliseconds.map { milliseconds in
-            Date(timeIntervalSince1970: Double(milliseconds) / 1000)
-                .formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
-        }
+        expiresAt = reservation.expiresAtMilliseconds.map(Timestamp.rfc3339(milliseconds:))
         persisted = reservation.persisted
+    }
+
+    func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("orderId", orderId)
+        if let bizId { writer.field("bizId", bizId) }
+        writer.field("status", status)
+        writer.beginArray("items")
+        for line in items {
+            writer.beginObject()
+            writer.field("skuId", line.skuId)
+            writer.field("requested", line.requested)
+            writer.field("reserved", line.reserved)
+            writer.endObject()
+        }
+        writer.endArray()
+        writer.field("expiresAt", expiresAt)
+        writer.field("persisted", persisted)
+        writer.endObject()
     }
 }
 
 /// An item's stock as the API shows it.
-struct StockLevelBody: Encodable {
+struct StockLevelBody: ResponseBody {
     let bizId: String
     let skuId: UInt64
     let available: Int64
@@ -54,11 +75,35 @@ struct StockLevelBody: Encodable {
         lowStock = level.lowStock
         backorderLimit = level.backorderLimit
     }
+
+    func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("bizId", bizId)
+        writer.field("skuId", skuId)
+        writer.field("available", available)
+        writer.field("reserved", reserved)
+        writer.field("onHand", onHand)
+        writer.field("soldOut", soldOut)
+        writer.field("infinite", infinite)
+        writer.field("dangerNum", dangerNum)
+        writer.field("lowStock", lowStock)
+        writer.field("backorderLimit", backorderLimit)
+        writer.endObject()
+    }
 }
 
-struct ReadinessBody: Encodable {
+struct ReadinessBody: ResponseBody {
     let ready: Bool
     let redis: Bool
     let scripts: Bool
     let mysql: Bool
+
+    func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("ready", ready)
+        writer.field("redis", redis)
+        writer.field("scripts", scripts)
+        writer.field("mysql", mysql)
+        writer.endObject()
+    }
 }

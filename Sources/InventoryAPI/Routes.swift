@@ -164,11 +164,12 @@ public struct InventoryRoutes: Sendable {
         return StockItemID(bizId: biz, skuId: sku)
     }
 
-    private func json(_ status: HTTPResponse.Status, _ value: some Encodable, replayed: Bool = false) throws -> Response {
-        let data = try JSONEncoder().encode(value)
+    private func json(_ status: HTTPResponse.Status, _ value: some ResponseBody, replayed: Bool = false) throws -> Response {
+        var writer = JSONWriter()
+        value.write(to: &writer)
         var headers: HTTPFields = [.contentType: "application/json"]
         if replayed { headers[.idempotentReplayed] = "true" }
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: writer.buffer))
     }
 }
 

@@ -20,6 +20,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     )
     private var timer: Scheduled<Void>?
     private var closedError: RedisError?
+    private var flushScheduled = false
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
@@ -32,6 +33,17 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         pending.append((request.promise, request.deadline))
         if timer == nil { armTimer(context: context, deadline: request.deadline) }
         context.write(wrapOutboundOut(request.bytes), promise: promise)
+        // Callers write without flushing; one flush is queued behind the writes already waiting on the event loop,
+        // so a burst of commands leaves in one syscall instead of one each.
+        if !flushScheduled {
+            flushScheduled = true
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.execute {
+                let (handler, context) = loopBound.value
+                handler.flushScheduled = false
+                context.flush()
+            }
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -75,7 +75,8 @@ public final class RedisClient: Sendable, Service {
             RESPEncoder.encode(arguments, into: &buffer)
             let promise = channel.eventLoop.makePromise(of: RedisValue.self)
             let request = RedisRequest(bytes: buffer, promise: promise, deadline: .now() + timeout)
-            channel.writeAndFlush(request).whenFailure { error in
+            // The handler flushes once per event-loop tick (see RedisChannelHandler.write).
+            channel.write(request).whenFailure { error in
                 promise.fail(error as? RedisError ?? RedisError(.notSent, "write failed: \(error)"))
             }
             return promise.futureResult.flatMapError { error in
