@@ -45,24 +45,34 @@ local short = false
 local anyGranted = false
 local plan = {}
 local availableList = {}
+-- Counters are read once per item and written back once (one HSET of three fields instead of three calls);
+-- the table also keeps a repeated item right, should a caller send one twice.
+local counters = {}
 for i = 0, n - 1 do
   local itemKey = KEYS[4 + 3 * i]
   if redis.call('EXISTS', KEYS[6 + 3 * i]) == 1 then
     return {'cancelled', 'cancelled'}
   end
-  local fields = redis.call('HMGET', itemKey, 'stock_num', 'is_infinite', 'backorder_limit')
+  local item = counters[itemKey]
+  if not item then
+    local fields = redis.call('HMGET', itemKey, 'stock_num', 'used_stock_num', 'is_infinite', 'backorder_limit')
+    if fields[1] then
+      item = {stock = tonumber(fields[1]), used = tonumber(fields[2] or '0'), infinite = fields[3] == '1',
+        limit = tonumber(fields[4] or '0')}
+      item.left = item.stock
+      counters[itemKey] = item
+    end
+  end
   local quantity = tonumber(ARGV[11 + 2 * i])
-  if not fields[1] then
+  if not item then
     missing[#missing + 1] = tostring(i + 1)
     availableList[#availableList + 1] = '0'
   else
-    local stock = tonumber(fields[1])
-    local infinite = fields[2] == '1'
+    local stock = item.left
     local grant = quantity
-    if not infinite then
+    if not item.infinite then
       if mode == 'backorder' then
-        local limit = tonumber(fields[3] or '0')
-        if stock - quantity < -limit then
+        if stock - quantity < -item.limit then
           short = true
         end
       elseif mode == 'partial' then
@@ -72,9 +82,11 @@ for i = 0, n - 1 do
       elseif stock < quantity then
         short = true
       end
+      -- later lines of the same item see what earlier lines take
+      item.left = stock - grant
     end
     if grant > 0 then anyGranted = true end
-    plan[i + 1] = {grant = grant, infinite = infinite}
+    plan[i + 1] = grant
     availableList[#availableList + 1] = tostring(math.max(stock, 0))
   end
 end
@@ -88,19 +100,22 @@ end
 local keep = ttl + retention
 local lines = {}
 local events = {}
+local applied = {}
 for i = 0, n - 1 do
   local itemKey = KEYS[4 + 3 * i]
-  local grant = plan[i + 1].grant
+  local grant = plan[i + 1]
   local sku = ARGV[10 + 2 * i]
   if grant > 0 then
     -- step 1: deduct
-    if plan[i + 1].infinite then
-      redis.call('HINCRBY', itemKey, 'used_stock_num', grant)
-    else
-      local left = redis.call('HINCRBY', itemKey, 'stock_num', -grant)
-      redis.call('HINCRBY', itemKey, 'used_stock_num', grant)
-      redis.call('HSET', itemKey, 'is_sell_out', left <= 0 and '1' or '0')
+    local item = counters[itemKey]
+    local current = applied[itemKey] or {stock = item.stock, used = item.used}
+    if not item.infinite then
+      current.stock = current.stock - grant
     end
+    current.used = current.used + grant
+    applied[itemKey] = current
+    redis.call('HSET', itemKey, 'stock_num', current.stock, 'used_stock_num', current.used,
+      'is_sell_out', (not item.infinite and current.stock <= 0) and '1' or '0')
     if ARGV[9] == 'after_deduct' then
       error('failpoint after_deduct')
     end
