@@ -90,7 +90,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MySQLClientTests",
-            dependencies: ["MySQLClient", "Inventory"]
+            dependencies: ["MySQLClient", "Inventory", "InventoryTestSupport"]
         ),
         .testTarget(
             name: "InventoryTests",

@@ -2,6 +2,7 @@ import Foundation
 import Inventory
 import Logging
 import MySQLClient
+import InventoryTestSupport
 import Testing
 
 /// Integration tests against the real MariaDB started by `scripts/setup.sh` (database `inventory_test`).
@@ -376,16 +377,10 @@ struct MySQLClientTests {
     }()
 
     static func configuration(poolSize: Int = 4, idleValidationSeconds: Int = 5) -> MySQLConfiguration {
-        let environment = ProcessInfo.processInfo.environment
-        return MySQLConfiguration(
-            host: environment["INVENTORY_MYSQL_HOST"] ?? "127.0.0.1",
-            port: environment["INVENTORY_MYSQL_PORT"].flatMap(Int.init) ?? 3390,
-            user: environment["INVENTORY_MYSQL_USER"] ?? "inventory",
-            password: environment["INVENTORY_MYSQL_PASSWORD"] ?? "inventory",
-            database: environment["INVENTORY_MYSQL_TEST_DATABASE"] ?? "inventory_test",
-            poolSize: poolSize,
-            idleValidationSeconds: idleValidationSeconds
-        )
+        var configuration = TestStores.mysqlConfiguration(ProcessInfo.processInfo.environment)
+        configuration.poolSize = poolSize
+        configuration.idleValidationSeconds = idleValidationSeconds
+        return configuration
     }
 
     static func uniqueSuffix() -> String {
