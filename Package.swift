@@ -52,6 +52,8 @@ let package = Package(
                 "RedisClient",
                 "MySQLClient",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
@@ -91,6 +93,10 @@ let package = Package(
         .testTarget(
             name: "MySQLClientTests",
             dependencies: ["MySQLClient", "Inventory", "InventoryTestSupport"]
+        ),
+        .testTarget(
+            name: "JournalRepositoryTests",
+            dependencies: ["Inventory", "MySQLClient", "InventoryTestSupport"]
         ),
         .testTarget(
             name: "InventoryTests",

@@ -17,7 +17,7 @@
 
 local order = KEYS[1]
 local now = tonumber(ARGV[2])
-local fields = redis.call('HMGET', order, 'status', 'lines')
+local fields = redis.call('HMGET', order, 'status', 'lines', 'biz')
 local status = fields[1]
 if not status then
   return {'notfound'}
@@ -47,5 +47,6 @@ end
 
 redis.call('HSET', order, 'status', 'confirmed', 'updated_at', now)
 redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('XADD', KEYS[2], '*', 'type', 'confirm', 'order', ARGV[1], 'items', table.concat(events, ','), 'at', now)
+redis.call('XADD', KEYS[2], '*', 'type', 'confirm', 'order', ARGV[1], 'biz', fields[3] or '',
+  'items', table.concat(events, ','), 'at', now)
 return {'ok', fields[2]}

@@ -10,7 +10,7 @@
 -- then for each item: ARGV[10+2i] skuId, ARGV[11+2i] quantity
 --
 -- Returns one of
---   {'ok', expiresAtMs, lines}            held now; lines = 'sku:requested:reserved,...'
+--   {'ok', expiresAtMs, lines, eventId}   held now; lines = 'sku:requested:reserved,...'; eventId = outbox entry
 --   {'replay', status, expiresAtMs, lines} same orderId and same body as before: what was decided then
 --   {'conflict'}                          same orderId, different body
 --   {'cancelled', status}                 the order was cancelled or expired first (no hanging reservation)
@@ -128,10 +128,10 @@ end
 
 local expiresAt = now + ttl * 1000
 local linesText = table.concat(lines, ',')
+local eventId = redis.call('XADD', KEYS[2], '*', 'type', 'reserve', 'order', ARGV[1], 'biz', ARGV[3],
+  'user', ARGV[4], 'items', table.concat(events, ','), 'expires_at', expiresAt, 'at', now)
 redis.call('HSET', order, 'status', 'reserved', 'fp', ARGV[2], 'biz', ARGV[3], 'user', ARGV[4],
-  'lines', linesText, 'expires_at', expiresAt, 'created_at', now, 'updated_at', now)
+  'lines', linesText, 'expires_at', expiresAt, 'created_at', now, 'updated_at', now, 'event', eventId)
 redis.call('EXPIRE', order, keep)
 redis.call('ZADD', KEYS[3], expiresAt, ARGV[1])
-redis.call('XADD', KEYS[2], '*', 'type', 'reserve', 'order', ARGV[1], 'biz', ARGV[3], 'user', ARGV[4],
-  'items', table.concat(events, ','), 'expires_at', expiresAt, 'at', now)
-return {'ok', expiresAt, linesText}
+return {'ok', expiresAt, linesText, eventId}

@@ -24,16 +24,20 @@ local order = KEYS[1]
 local reason = ARGV[2]
 local now = tonumber(ARGV[3])
 local retention = tonumber(ARGV[4])
-local fields = redis.call('HMGET', order, 'status', 'lines', 'expires_at')
+local fields = redis.call('HMGET', order, 'status', 'lines', 'expires_at', 'biz')
 local status = fields[1]
 
+-- An expiry that finds nothing left to expire clears the index entry, so the sweeper does not see it again.
+if reason == 'expired' and status ~= 'reserved' then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end
 if not status then
   if reason == 'expired' then
     return {'gone'}
   end
   redis.call('HSET', order, 'status', 'cancelled', 'lines', '', 'empty', '1', 'created_at', now, 'updated_at', now)
   redis.call('EXPIRE', order, retention)
-  redis.call('XADD', KEYS[2], '*', 'type', 'cancel', 'order', ARGV[1], 'items', '', 'at', now)
+  redis.call('XADD', KEYS[2], '*', 'type', 'cancel', 'order', ARGV[1], 'biz', '', 'items', '', 'at', now)
   return {'empty'}
 end
 if status == 'cancelled' or status == 'expired' then
@@ -79,5 +83,5 @@ redis.call('HSET', order, 'status', reason, 'updated_at', now)
 redis.call('EXPIRE', order, retention)
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('XADD', KEYS[2], '*', 'type', reason == 'expired' and 'expire' or 'cancel', 'order', ARGV[1],
-  'items', table.concat(events, ','), 'at', now)
+  'biz', fields[4] or '', 'items', table.concat(events, ','), 'at', now)
 return {'ok', reason, fields[2]}

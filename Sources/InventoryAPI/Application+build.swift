@@ -26,6 +26,7 @@ extension InventoryRoutes {
     static let templates: [(method: HTTPRequest.Method, path: [Substring])] = ([
         (.post, "/v1/reservations"), (.get, "/v1/reservations/:orderId"),
         (.post, "/v1/reservations/:orderId/confirm"), (.post, "/v1/reservations/:orderId/cancel"),
+        (.post, "/v1/reservations/:orderId/refund"),
         (.get, "/v1/stock/:bizId/:skuId"), (.put, "/v1/stock/:bizId/:skuId"),
         (.post, "/v1/stock/:bizId/:skuId/adjustments"), (.get, "/healthz"), (.get, "/readyz"),
     ] as [(HTTPRequest.Method, String)]).map { ($0.0, $0.1.split(separator: "/")) }

@@ -19,7 +19,7 @@ struct ReservationBody: ResponseBody {
     let status: String
     let items: [Line]
     let expiresAt: String?
-    let persisted: Bool
+    let persisted: Bool?
 
     init(_ reservation: Reservation) {
         orderId = reservation.orderId
@@ -45,7 +45,7 @@ struct ReservationBody: ResponseBody {
         }
         writer.endArray()
         writer.field("expiresAt", expiresAt)
-        writer.field("persisted", persisted)
+        if let persisted { writer.field("persisted", persisted) } else { writer.field("persisted", nil as String?) }
         writer.endObject()
     }
 }

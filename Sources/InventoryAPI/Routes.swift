@@ -35,6 +35,13 @@ public struct InventoryRoutes: Sendable {
                 return try self.json(.ok, ReservationBody(outcome.reservation), replayed: outcome.replayed)
             }
         }
+        router.post("/v1/reservations/:orderId/refund") { request, context in
+            let orderId = try self.orderId(context)
+            return try await self.call {
+                let outcome = try await self.engine.refund(orderId: orderId)
+                return try self.json(.ok, ReservationBody(outcome.reservation), replayed: outcome.replayed)
+            }
+        }
         router.get("/v1/stock/:bizId/:skuId") { request, context in
             let id = try self.stockItem(context)
             return try await self.call { try self.json(.ok, StockLevelBody(try await self.engine.stock(id))) }

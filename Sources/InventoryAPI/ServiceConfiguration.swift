@@ -12,6 +12,11 @@ public struct ServiceConfiguration: Sendable {
     public var engine = EngineConfiguration()
     public var limits = InputLimits()
     public var logLevel = "info"
+    /// Run the write-back worker inside `serve`.
+    public var runWorker = true
+    public var worker = WriteBackConfiguration()
+    /// Run the expiry sweeper inside `serve`, every this many milliseconds; 0 = off.
+    public var sweepIntervalMilliseconds = 1000
 
     public init() {}
 
@@ -51,6 +56,20 @@ public struct ServiceConfiguration: Sendable {
         settings.limits.maxQuantity = Int64(try reader.int("INVENTORY_MAX_QUANTITY", Int(settings.limits.maxQuantity), 1...Int(Int32.max)))
         settings.limits.maxBodyBytes = try reader.int("INVENTORY_MAX_BODY_BYTES", settings.limits.maxBodyBytes, 1024...(16 << 20))
         settings.logLevel = reader.string("INVENTORY_LOG_LEVEL", settings.logLevel)
+        let durability = reader.string("INVENTORY_DURABILITY", settings.engine.durability.rawValue)
+        guard let mode = Durability(rawValue: durability) else {
+            throw ConfigurationError(description: "INVENTORY_DURABILITY=\(durability) is not async or sync")
+        }
+        settings.engine.durability = mode
+        settings.runWorker = try reader.bool("INVENTORY_WORKER", settings.runWorker)
+        settings.worker.consumer = reader.string("INVENTORY_WORKER_CONSUMER", settings.worker.consumer)
+        settings.worker.batchSize = try reader.int("INVENTORY_WORKER_BATCH", settings.worker.batchSize, 1...100_000)
+        settings.worker.claimIdleMilliseconds = try reader.int(
+            "INVENTORY_WORKER_CLAIM_IDLE_MS", settings.worker.claimIdleMilliseconds, 100...3_600_000
+        )
+        settings.sweepIntervalMilliseconds = try reader.int(
+            "INVENTORY_SWEEP_INTERVAL_MS", settings.sweepIntervalMilliseconds, 0...3_600_000
+        )
         return settings
     }
 }
@@ -66,6 +85,15 @@ struct EnvironmentReader {
     func string(_ name: String, _ fallback: String) -> String {
         guard let value = environment[name], !value.isEmpty else { return fallback }
         return value
+    }
+
+    func bool(_ name: String, _ fallback: Bool) throws -> Bool {
+        guard let text = environment[name], !text.isEmpty else { return fallback }
+        switch text.lowercased() {
+        case "1", "true", "on", "yes": return true
+        case "0", "false", "off", "no": return false
+        default: throw ConfigurationError(description: "\(name)=\(text) is not on or off")
+        }
     }
 
     func int(_ name: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {

@@ -15,12 +15,16 @@ public struct TestStores: Sendable {
     public let keys: KeyLayout
     /// A business id no other test uses.
     public let bizId: String
+    public let redisConfiguration: RedisConfiguration
+    public let logger: Logger
 
     /// Opens clients, applies migrations once per process, and runs `body`; the clients are closed afterwards and
     /// this test's Redis keys deleted, whatever `body` did.
     public static func with<T: Sendable>(
         redisTimeoutMilliseconds: Int64 = 2000,
         redisPort: Int? = nil,
+        mysqlPort: Int? = nil,
+        durability: Durability = .async,
         _ body: @Sendable (TestStores) async throws -> T
     ) async throws -> T {
         let environment = ProcessInfo.processInfo.environment
@@ -36,15 +40,25 @@ public struct TestStores: Sendable {
             ),
             logger: logger
         )
-        let mysql = MySQLClient(configuration: mysqlConfiguration(environment), logger: logger)
-        try await Migrations.once(mysql: mysql, logger: logger)
+        var mysqlSettings = mysqlConfiguration(environment)
+        try await Migrations.once(configuration: mysqlSettings, logger: logger)
+        if let mysqlPort {
+            mysqlSettings.port = mysqlPort
+            mysqlSettings.connectTimeoutSeconds = 1
+            mysqlSettings.readTimeoutSeconds = 2
+            mysqlSettings.writeTimeoutSeconds = 2
+        }
+        let mysql = MySQLClient(configuration: mysqlSettings, logger: logger)
         let keys = KeyLayout(prefix: "t\(tag)", shards: 4)
         let engine = InventoryEngine(
             redis: redis, mysql: mysql, scripts: try InventoryScripts.load(),
-            configuration: EngineConfiguration(keys: keys), logger: logger
+            configuration: EngineConfiguration(durability: durability, keys: keys), logger: logger
         )
         try await engine.loadScripts()
-        let stores = TestStores(redis: redis, mysql: mysql, engine: engine, keys: keys, bizId: "t\(tag)")
+        let stores = TestStores(
+            redis: redis, mysql: mysql, engine: engine, keys: keys, bizId: "t\(tag)",
+            redisConfiguration: redis.configuration, logger: logger
+        )
         do {
             let result = try await body(stores)
             await stores.close()
@@ -70,6 +84,57 @@ public struct TestStores: Sendable {
             database: environment["INVENTORY_MYSQL_TEST_DATABASE"] ?? "inventory_test",
             poolSize: 4
         )
+    }
+
+    /// A write-back worker over this test's streams (not started).
+    public func worker(batchSize: Int = 1000, claimIdleMilliseconds: Int = 30_000, consumer: String = "test") -> WriteBackWorker {
+        WriteBackWorker(
+            engine: engine, redis: redis, readerConfiguration: redisConfiguration, journal: JournalRepository(client: mysql),
+            keys: keys,
+            configuration: WriteBackConfiguration(
+                consumer: consumer, batchSize: batchSize, blockMilliseconds: 20, claimIdleMilliseconds: claimIdleMilliseconds,
+                maxBackoffMilliseconds: 200
+            ),
+            logger: logger
+        )
+    }
+
+    /// Entries still in this test's outbox streams (the worker deletes what it has applied).
+    public func outboxLength() async throws -> Int {
+        var total = 0
+        for stream in keys.outboxes {
+            total += Int(try await redis.command("XLEN", stream).int ?? 0)
+        }
+        return total
+    }
+
+    /// Waits, bounded, until the worker has applied and deleted every outbox entry; false if it did not in time.
+    public func drained(within seconds: Double = 30) async throws -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        while ContinuousClock.now < deadline {
+            if try await outboxLength() == 0 { return true }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+
+    /// The journal rows of this test's business, by order, as (order, sku, quantity, status).
+    public func journalRows() async throws -> [JournalLine] {
+        let result = try await mysql.query(
+            "SELECT order_id, sku_id, quantity, status FROM reservation_journal WHERE biz_id = ? ORDER BY order_id, sku_id",
+            [.string(bizId)]
+        )
+        return result.rows.map { row in
+            JournalLine(
+                orderId: row.string("order_id") ?? "", skuId: UInt64(row.int64("sku_id") ?? 0),
+                quantity: row.int64("quantity") ?? 0, status: row.string("status") ?? ""
+            )
+        }
+    }
+
+    /// MySQL's stock of one item of this test's business.
+    public func mysqlStock(_ sku: UInt64) async throws -> Int64? {
+        try await StockRepository(client: mysql).row(bizId: bizId, skuId: sku)?.stock
     }
 
     /// A stock item of this test's business.
@@ -111,19 +176,43 @@ public struct TestStores: Sendable {
     }
 }
 
+/// One journal row, as tests compare them.
+public struct JournalLine: Sendable, Equatable, CustomStringConvertible {
+    public let orderId: String
+    public let skuId: UInt64
+    public let quantity: Int64
+    public let status: String
+
+    public init(orderId: String, skuId: UInt64, quantity: Int64, status: String) {
+        self.orderId = orderId
+        self.skuId = skuId
+        self.quantity = quantity
+        self.status = status
+    }
+
+    public var description: String { "\(orderId)/\(skuId)x\(quantity)=\(status)" }
+}
+
 /// Applies the migrations once per test process, however many tests start at once.
 actor Migrations {
     static let shared = Migrations()
     private var done = false
 
-    static func once(mysql: MySQLClient, logger: Logger) async throws {
-        try await shared.run(mysql: mysql, logger: logger)
+    static func once(configuration: MySQLConfiguration, logger: Logger) async throws {
+        try await shared.run(configuration: configuration, logger: logger)
     }
 
-    private func run(mysql: MySQLClient, logger: Logger) async throws {
+    private func run(configuration: MySQLConfiguration, logger: Logger) async throws {
         if done { return }
+        let mysql = MySQLClient(configuration: configuration, logger: logger)
         let directory = ProjectFiles.directory("migrations", environmentVariable: "INVENTORY_MIGRATIONS_DIR")
-        _ = try await Migrator(client: mysql, directory: directory, logger: logger).migrate()
+        do {
+            _ = try await Migrator(client: mysql, directory: directory, logger: logger).migrate()
+            await mysql.shutdown()
+        } catch {
+            await mysql.shutdown()
+            throw error
+        }
         done = true
     }
 }

@@ -8,7 +8,8 @@ import ServiceLifecycle
 /// hiredis decoding replies on the event loop. Nothing blocks a thread; a closed connection is reopened on the
 /// next command, so the client recovers by itself after Redis restarts.
 public final class RedisClient: Sendable, Service {
-    private let configuration: RedisConfiguration
+    /// The settings this client was made with.
+    public let configuration: RedisConfiguration
     private let group: any EventLoopGroup
     private let logger: Logger
     private let slots: [ConnectionSlot]

@@ -166,7 +166,7 @@ struct ReservationTests {
     @Test("a reply lost on the way back: the retry with the same orderId holds the stock once")
     func retryAfterLostReply() async throws {
         let upstream = TestStores.redisAddress()
-        let proxy = try await ReplyDroppingProxy.start(upstreamHost: upstream.host, upstreamPort: upstream.port)
+        let proxy = try await FaultProxy.start(upstreamHost: upstream.host, upstreamPort: upstream.port)
         try await TestStores.with(redisTimeoutMilliseconds: 1000, redisPort: proxy.port) { stores in
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))

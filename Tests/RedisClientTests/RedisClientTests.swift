@@ -101,7 +101,7 @@ struct RedisClientTests {
     @Test("a command that gets no reply in time fails with timeout instead of hanging, and the client recovers")
     func timeout() async throws {
         let upstream = TestStores.redisAddress()
-        let proxy = try await ReplyDroppingProxy.start(upstreamHost: upstream.host, upstreamPort: upstream.port)
+        let proxy = try await FaultProxy.start(upstreamHost: upstream.host, upstreamPort: upstream.port)
         let redis = Self.client(timeoutMilliseconds: 1000, connections: 1, port: proxy.port)
         #expect(try await redis.command("PING") == .status("PONG"))
         proxy.dropReplies = true

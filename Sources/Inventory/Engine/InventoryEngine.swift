@@ -3,8 +3,18 @@ import Logging
 import MySQLClient
 import RedisClient
 
+/// When a reserve answers.
+public enum Durability: String, Sendable {
+    /// After Redis has held the stock and appended the journal event (fastest; on a Redis crash at most the AOF
+    /// fsync window is lost, stock and event together).
+    case async
+    /// After the journal row is committed in MySQL as well, through group-committed batches.
+    case sync
+}
+
 /// Settings of the engine, each with a default that works locally.
 public struct EngineConfiguration: Sendable {
+    public var durability: Durability
     /// Hold time of a reservation that does not say (`ttlSeconds`).
     public var defaultTTLSeconds: Int
     /// How long orders and de-duplication keys outlive their hold, so replays and late cancels are recognised.
@@ -13,7 +23,11 @@ public struct EngineConfiguration: Sendable {
     public var itemTTLSeconds: Int
     public var keys: KeyLayout
 
-    public init(defaultTTLSeconds: Int = 1800, retentionSeconds: Int = 7 * 86_400, itemTTLSeconds: Int = 0, keys: KeyLayout = KeyLayout()) {
+    public init(
+        durability: Durability = .async, defaultTTLSeconds: Int = 1800, retentionSeconds: Int = 7 * 86_400,
+        itemTTLSeconds: Int = 0, keys: KeyLayout = KeyLayout()
+    ) {
+        self.durability = durability
         self.defaultTTLSeconds = defaultTTLSeconds
         self.retentionSeconds = retentionSeconds
         self.itemTTLSeconds = itemTTLSeconds
@@ -29,6 +43,8 @@ public final class InventoryEngine: Sendable {
     private let runner: RedisScriptRunner
     private let scripts: InventoryScripts
     private let stockRepository: StockRepository
+    private let journal: JournalRepository
+    private let committer: JournalCommitter
     private let mysql: MySQLClient
     private let logger: Logger
 
@@ -46,6 +62,8 @@ public final class InventoryEngine: Sendable {
         self.scripts = scripts
         self.mysql = mysql
         self.stockRepository = StockRepository(client: mysql)
+        self.journal = JournalRepository(client: mysql)
+        self.committer = JournalCommitter(journal: journal)
         self.configuration = configuration
         self.logger = logger
     }
@@ -79,20 +97,22 @@ public final class InventoryEngine: Sendable {
         let fields = reply.array ?? []
         switch fields.first?.text {
         case "ok":
-            return .created(
-                Reservation(
-                    orderId: orderId, bizId: command.bizId, status: .reserved,
-                    lines: ReservationLine.parse(fields[safe: 2]?.text ?? ""),
-                    expiresAtMilliseconds: fields[safe: 1]?.int, persisted: false
-                )
+            let reservation = Reservation(
+                orderId: orderId, bizId: command.bizId, status: .reserved,
+                lines: ReservationLine.parse(fields[safe: 2]?.text ?? ""),
+                expiresAtMilliseconds: fields[safe: 1]?.int, persisted: false
             )
+            guard configuration.durability == .sync else { return .created(reservation) }
+            let eventId = fields[safe: 3]?.text ?? ""
+            try await commitJournal(command, reservation: reservation, eventId: eventId)
+            return .created(reservation.with(persisted: true))
         case "replay":
             let status = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .reserved
             return .replayed(
                 Reservation(
                     orderId: orderId, bizId: command.bizId, status: status,
                     lines: ReservationLine.parse(fields[safe: 3]?.text ?? ""),
-                    expiresAtMilliseconds: fields[safe: 2]?.int, persisted: false
+                    expiresAtMilliseconds: fields[safe: 2]?.int, persisted: nil
                 )
             )
         case "conflict":
@@ -210,7 +230,130 @@ public final class InventoryEngine: Sendable {
     /// The order as Redis holds it.
     public func reservation(orderId: String) async throws -> Reservation {
         guard let order = try await readOrder(orderId) else { throw InventoryError.notFound }
-        return order.reservation(status: order.status)
+        let persisted: Bool?
+        if order.lines.contains(where: { $0.reserved > 0 }) {
+            persisted = try? await journal.isPersisted(orderId: orderId, bizId: order.bizId)
+        } else {
+            persisted = nil
+        }
+        return order.reservation(status: order.status).with(persisted: persisted)
+    }
+
+    /// Refund before shipment: a confirmed order's stock becomes available again, in Redis now and in MySQL
+    /// through the write-back worker.
+    public func refund(orderId: String) async throws -> TransitionOutcome {
+        for _ in 0..<3 {
+            guard let order = try await readOrder(orderId) else { throw InventoryError.notFound }
+            var keyList = [keys.order(orderId), keys.outbox(forOrder: orderId)]
+            for line in order.lines {
+                keyList.append(keys.item(StockItemID(bizId: order.bizId, skuId: line.skuId)))
+            }
+            let reply = try await runScript(
+                scripts.refund, keys: keyList, arguments: [orderId, String(Self.nowMilliseconds()), order.linesText]
+            )
+            let fields = reply.array ?? []
+            switch fields.first?.text {
+            case "ok":
+                return TransitionOutcome(reservation: order.reservation(status: .refunded), replayed: false)
+            case "replay":
+                return TransitionOutcome(reservation: order.reservation(status: .refunded), replayed: true)
+            case "notfound":
+                throw InventoryError.notFound
+            case "state":
+                throw InventoryError.invalidState(ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? order.status)
+            case "stale":
+                continue
+            default:
+                throw InventoryError.unavailable("refund script answered \(reply)")
+            }
+        }
+        throw InventoryError.unavailable("order \(orderId) kept changing during refund")
+    }
+
+    /// Releases an unconfirmed hold whose time is up (the expiry sweeper's step). Returns whether it expired now.
+    @discardableResult
+    public func expire(orderId: String) async throws -> Bool {
+        do {
+            return try await !rollback(orderId: orderId, reason: .expired, failpoint: "").replayed
+        } catch InventoryError.notFound, InventoryError.invalidState {
+            return false
+        }
+    }
+
+    /// Orders whose hold expired by `nowMilliseconds`, oldest first, at most `limit` of one shard's index.
+    public func expiredOrders(shard: Int, nowMilliseconds: Int64, limit: Int) async throws -> [String] {
+        let reply = try await redisCall {
+            try await self.redis.command(
+                "ZRANGEBYSCORE", self.keys.expiryIndexes[shard], "-inf", String(nowMilliseconds), "LIMIT", "0",
+                String(limit)
+            )
+        }
+        return (reply.array ?? []).compactMap(\.text)
+    }
+
+    // MARK: - Journal
+
+    /// Sync mode: the reserve answers only once its journal rows are committed. When that fails the hold is
+    /// taken back, so that a 503 holds nothing and the client may retry the same orderId.
+    private func commitJournal(_ command: ReserveCommand, reservation: Reservation, eventId: String) async throws {
+        let event = OutboxEvent(
+            id: eventId, stream: keys.outbox(forOrder: command.orderId), kind: .reserve, orderId: command.orderId,
+            bizId: command.bizId, userId: command.userId,
+            lines: reservation.lines.filter { $0.reserved > 0 }.map { .init(skuId: $0.skuId, quantity: $0.reserved) },
+            expiresAtMilliseconds: reservation.expiresAtMilliseconds, atMilliseconds: Self.nowMilliseconds(),
+            reserveEventId: nil
+        )
+        let failure: InventoryError
+        do {
+            let result = try await committer.commit(event)
+            guard let duplicate = result.duplicates.first(where: { $0.orderId == command.orderId }) else { return }
+            failure = .orderClosed(ReservationStatus(rawValue: duplicate.existingStatus.lowercased()) ?? .cancelled)
+        } catch {
+            failure = mapMySQL(error)
+        }
+        await undoReserve(orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId)
+        throw failure
+    }
+
+    /// Takes back a hold made by the reserve event `eventId` (compensation: sync-mode journal failure, or a
+    /// duplicate the worker found in the journal).
+    public func undoReserve(orderId: String, bizId: String, lines: [ReservationLine], eventId: String) async {
+        var keyList = [keys.order(orderId), keys.outbox(forOrder: orderId), keys.expiryIndex(forOrder: orderId)]
+        for line in lines {
+            let id = StockItemID(bizId: bizId, skuId: line.skuId)
+            keyList.append(keys.item(id))
+            keyList.append(keys.reserveKey(id, orderId: orderId))
+        }
+        do {
+            _ = try await runScript(
+                scripts.undoReserve, keys: keyList, arguments: [orderId, eventId, String(Self.nowMilliseconds())]
+            )
+            logger.warning("reservation taken back", metadata: ["orderId": "\(orderId)", "event": "\(eventId)"])
+        } catch {
+            logger.error(
+                "reservation could not be taken back; the reconciler must repair it",
+                metadata: ["orderId": "\(orderId)", "event": "\(eventId)", "error": "\(error)"]
+            )
+        }
+    }
+
+    /// The worker committed these outbox entries: acknowledge and delete them in one step.
+    public func acknowledge(stream: String, group: String, ids: [String]) async throws {
+        var offset = 0
+        while offset < ids.count {
+            let chunk = Array(ids[offset..<min(offset + 1000, ids.count)])
+            _ = try await runScript(scripts.ack, keys: [stream], arguments: [group] + chunk)
+            offset += chunk.count
+        }
+    }
+
+    /// The worker committed a confirm or refund line: stop counting it as in flight, once per line.
+    public func markApplied(_ id: StockItemID, orderId: String, kind: OutboxEvent.Kind, quantity: Int64) async throws {
+        let field = kind == .refund ? "refund_unapplied" : "confirmed_unapplied"
+        _ = try await runScript(
+            scripts.applied, keys: [keys.item(id), keys.appliedMarker(id, orderId: orderId, kind: kind.rawValue)],
+            arguments: [field, String(quantity), String(configuration.retentionSeconds)]
+        )
     }
 
     // MARK: - Stock
@@ -404,7 +547,7 @@ public final class InventoryEngine: Sendable {
         return .unavailable("MySQL: \(error)")
     }
 
-    static func nowMilliseconds() -> Int64 {
+    public static func nowMilliseconds() -> Int64 {
         Int64(Date().timeIntervalSince1970 * 1000)
     }
 }

@@ -26,6 +26,17 @@ public struct KeyLayout: Sendable {
         "\(prefix):{\(id.bizId):\(id.skuId)}:adj:\(adjustmentId)"
     }
 
+    /// Marks that the worker has counted a confirm or refund line as applied (see `applied.lua`).
+    public func appliedMarker(_ id: StockItemID, orderId: String, kind: String) -> String {
+        "\(prefix):{\(id.bizId):\(id.skuId)}:applied:\(kind):\(orderId)"
+    }
+
+    /// Every outbox stream, one per shard.
+    public var outboxes: [String] { (0..<shards).map { outbox(shard: $0) } }
+
+    /// Every expiry index, one per shard.
+    public var expiryIndexes: [String] { (0..<shards).map { "\(prefix):{s\($0)}:expiry" } }
+
     public func order(_ orderId: String) -> String { "\(prefix):{s\(shard(of: orderId))}:order:\(orderId)" }
 
     public func outbox(forOrder orderId: String) -> String { outbox(shard: shard(of: orderId)) }

@@ -9,8 +9,14 @@ public struct InventoryScripts: Sendable {
     public let setStock: RedisScript
     public let adjustStock: RedisScript
     public let undoStock: RedisScript
+    public let refund: RedisScript
+    public let undoReserve: RedisScript
+    public let applied: RedisScript
+    public let ack: RedisScript
 
-    public var all: [RedisScript] { [reserve, rollback, confirm, setStock, adjustStock, undoStock] }
+    public var all: [RedisScript] {
+        [reserve, rollback, confirm, setStock, adjustStock, undoStock, refund, undoReserve, applied, ack]
+    }
 
     /// Reads the scripts from a directory (by default the repository's `lua/`, or `INVENTORY_LUA_DIR`).
     public static func load(from directory: String = ProjectFiles.directory("lua", environmentVariable: "INVENTORY_LUA_DIR"))
@@ -30,7 +36,11 @@ public struct InventoryScripts: Sendable {
             confirm: try script("confirm"),
             setStock: try script("set_stock"),
             adjustStock: try script("adjust_stock"),
-            undoStock: try script("undo_stock")
+            undoStock: try script("undo_stock"),
+            refund: try script("refund"),
+            undoReserve: try script("undo_reserve"),
+            applied: try script("applied"),
+            ack: try script("ack")
         )
     }
 }

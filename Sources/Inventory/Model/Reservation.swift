@@ -67,8 +67,8 @@ public struct Reservation: Sendable, Equatable {
     public let lines: [ReservationLine]
     /// Milliseconds since 1970 when an unconfirmed hold is released; nil for a cancel of an unknown order.
     public let expiresAtMilliseconds: Int64?
-    /// Whether the task journal row is committed in MySQL.
-    public let persisted: Bool
+    /// Whether the task journal rows are committed in MySQL; nil when that could not be found out (MySQL down).
+    public let persisted: Bool?
 
     public init(
         orderId: String,
@@ -76,7 +76,7 @@ public struct Reservation: Sendable, Equatable {
         status: ReservationStatus,
         lines: [ReservationLine],
         expiresAtMilliseconds: Int64?,
-        persisted: Bool
+        persisted: Bool?
     ) {
         self.orderId = orderId
         self.bizId = bizId
@@ -84,6 +84,13 @@ public struct Reservation: Sendable, Equatable {
         self.lines = lines
         self.expiresAtMilliseconds = expiresAtMilliseconds
         self.persisted = persisted
+    }
+
+    func with(persisted: Bool?) -> Reservation {
+        Reservation(
+            orderId: orderId, bizId: bizId, status: status, lines: lines, expiresAtMilliseconds: expiresAtMilliseconds,
+            persisted: persisted
+        )
     }
 }
 

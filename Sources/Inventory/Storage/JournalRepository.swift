@@ -1,0 +1,684 @@
+import MySQLClient
+
+/// One event read from the Redis Stream outbox.
+public struct OutboxEvent: Sendable, Equatable {
+    /// What happened to the order in Redis.
+    public enum Kind: String, Sendable {
+        case reserve, confirm, cancel, expire, refund, undo
+    }
+
+    /// One stock item of the order and its quantity.
+    public struct Line: Sendable, Equatable {
+        /// The SKU, of the event's business line.
+        public let skuId: UInt64
+        /// The quantity the event moved; lines of quantity 0 (or less) change no row and no stock.
+        public let quantity: Int64
+
+        /// Creates a line.
+        public init(skuId: UInt64, quantity: Int64) {
+            self.skuId = skuId
+            self.quantity = quantity
+        }
+    }
+
+    /// The stream entry id, "ms-seq".
+    public let id: String
+    /// The stream key the event came from.
+    public let stream: String
+    /// What happened.
+    public let kind: Kind
+    /// The order.
+    public let orderId: String
+    /// The business line of every line of the event.
+    public let bizId: String
+    /// The user who reserved; reserve only.
+    public let userId: String?
+    /// The lines; may be empty (a cancel of an order that never reserved).
+    public let lines: [Line]
+    /// When the hold runs out, Unix milliseconds; reserve only.
+    public let expiresAtMilliseconds: Int64?
+    /// When Redis applied the event, Unix milliseconds.
+    public let atMilliseconds: Int64
+    /// Undo only: the id of the reserve event being undone.
+    public let reserveEventId: String?
+
+    /// Creates an event.
+    public init(
+        id: String,
+        stream: String,
+        kind: Kind,
+        orderId: String,
+        bizId: String,
+        userId: String?,
+        lines: [Line],
+        expiresAtMilliseconds: Int64?,
+        atMilliseconds: Int64,
+        reserveEventId: String?
+    ) {
+        self.id = id
+        self.stream = stream
+        self.kind = kind
+        self.orderId = orderId
+        self.bizId = bizId
+        self.userId = userId
+        self.lines = lines
+        self.expiresAtMilliseconds = expiresAtMilliseconds
+        self.atMilliseconds = atMilliseconds
+        self.reserveEventId = reserveEventId
+    }
+}
+
+/// What `JournalRepository.apply` did to MySQL.
+public struct JournalBatchResult: Sendable, Equatable {
+    /// A reserve line whose journal row already existed from another reserve event.
+    public struct DuplicateLine: Sendable, Equatable {
+        /// The order.
+        public let orderId: String
+        /// The business line.
+        public let bizId: String
+        /// The SKU.
+        public let skuId: UInt64
+        /// The quantity the duplicate reserve event holds in Redis.
+        public let quantity: Int64
+        /// The status of the row that was there first ("RESERVED", "CONFIRMED", ...).
+        public let existingStatus: String
+        /// The id of the duplicate reserve event (the one whose hold must be taken back).
+        public let eventId: String
+        /// The reserve event that created the existing row ("" for a row written before that was recorded).
+        public let existingReserveEvent: String
+
+        /// Creates a duplicate line.
+        public init(
+            orderId: String,
+            bizId: String,
+            skuId: UInt64,
+            quantity: Int64,
+            existingStatus: String,
+            eventId: String,
+            existingReserveEvent: String
+        ) {
+            self.orderId = orderId
+            self.bizId = bizId
+            self.skuId = skuId
+            self.quantity = quantity
+            self.existingStatus = existingStatus
+            self.eventId = eventId
+            self.existingReserveEvent = existingReserveEvent
+        }
+    }
+
+    /// Reserve lines whose (order, biz, sku) row already existed from ANOTHER reserve event: a real duplicate hold
+    /// in Redis (e.g. after Redis lost its data) that the caller must compensate. A redelivery of the same event
+    /// (same reserve_event) is not a duplicate. In batch order.
+    public var duplicates: [DuplicateLine]
+    /// Journal rows created by reserve events.
+    public var rowsInserted: Int
+    /// Journal rows whose status changed (confirm, cancel, expire, refund).
+    public var rowsUpdated: Int
+    /// Journal rows removed by undo events.
+    public var rowsDeleted: Int
+    /// Stock ledger rows written, one per confirm or refund line applied to MySQL stock for the first time.
+    public var stockChanges: Int
+    /// Stock items that confirm or refund lines of this batch named but that have no stock row: their stock was not
+    /// changed and no ledger row was written for them (a redelivery after the row exists applies them then). The
+    /// journal rows were written all the same. Sorted by business line, then SKU.
+    public var missingStockItems: [StockItemID]
+
+    /// Creates a result; everything defaults to "nothing happened".
+    public init(
+        duplicates: [DuplicateLine] = [],
+        rowsInserted: Int = 0,
+        rowsUpdated: Int = 0,
+        rowsDeleted: Int = 0,
+        stockChanges: Int = 0,
+        missingStockItems: [StockItemID] = []
+    ) {
+        self.duplicates = duplicates
+        self.rowsInserted = rowsInserted
+        self.rowsUpdated = rowsUpdated
+        self.rowsDeleted = rowsDeleted
+        self.stockChanges = stockChanges
+        self.missingStockItems = missingStockItems
+    }
+}
+
+/// One row of the task journal.
+public struct JournalRow: Sendable, Equatable {
+    public let orderId: String
+    public let bizId: String
+    public let skuId: UInt64
+    public let userId: String?
+    public let quantity: Int64
+    /// "RESERVED", "CONFIRMED", "CANCELLED", "EXPIRED" or "REFUNDED".
+    public let status: String
+    /// When the hold runs out, Unix milliseconds.
+    public let expiresAtMilliseconds: Int64
+    /// The id of the reserve event that created the row.
+    public let reserveEvent: String
+
+    /// Creates a row value.
+    public init(
+        orderId: String,
+        bizId: String,
+        skuId: UInt64,
+        userId: String?,
+        quantity: Int64,
+        status: String,
+        expiresAtMilliseconds: Int64,
+        reserveEvent: String
+    ) {
+        self.orderId = orderId
+        self.bizId = bizId
+        self.skuId = skuId
+        self.userId = userId
+        self.quantity = quantity
+        self.status = status
+        self.expiresAtMilliseconds = expiresAtMilliseconds
+        self.reserveEvent = reserveEvent
+    }
+}
+
+/// MySQL access for the task journal (`reservation_journal`) as the write-back worker and sync mode fill it from
+/// outbox events, and for the stock changes those events carry (confirm, refund) through the stock ledger.
+public struct JournalRepository: Sendable {
+    /// Attempts of one batch: the first and up to three retries when InnoDB rolls the transaction back (deadlock,
+    /// lock wait timeout) or another transaction applied the same stock changes concurrently. The rollback undid
+    /// everything and every statement is idempotent, so a retry is safe.
+    static let transactionAttempts = 4
+    /// Most rows (or tuples of an IN list) per statement. Statements are only ever built for power-of-two row
+    /// counts up to this, the last chunk padded by repeating its last row, so each statement has at most ten
+    /// shapes and the connections' prepared-statement caches keep them instead of preparing one per batch size.
+    /// Below MariaDB's `in_predicate_conversion_threshold` (1000), so IN lists stay range scans of the index.
+    static let maxRowsPerStatement = 512
+
+    private let client: MySQLClient
+
+    /// Creates a repository on `client`.
+    public init(client: MySQLClient) {
+        self.client = client
+    }
+
+    /// Applies a batch of outbox events in one transaction, idempotently: applying the same events again, or any
+    /// part of them again after the rest, changes nothing (see the phases of `BatchPlan`). Retried as a whole
+    /// when InnoDB rolls it back.
+    public func apply(_ events: [OutboxEvent]) async throws -> JournalBatchResult {
+        let plan = BatchPlan(events)
+        if plan.isEmpty { return JournalBatchResult() }
+        var attempt = 1
+        while true {
+            do {
+                return try await client.withTransaction { connection in
+                    try plan.run(on: connection)
+                }
+            } catch let error as MySQLError where error.code == .deadlock && attempt < Self.transactionAttempts {
+                attempt += 1
+            }
+        }
+    }
+
+    /// The journal rows of an order, by business line and SKU.
+    public func rows(orderId: String) async throws -> [JournalRow] {
+        let result = try await client.query(
+            """
+            SELECT order_id, biz_id, sku_id, user_id, quantity, status, expires_at, reserve_event
+            FROM reservation_journal WHERE order_id = ? ORDER BY biz_id, sku_id
+            """,
+            [.string(orderId)]
+        )
+        return result.rows.map { row in
+            JournalRow(
+                orderId: row.string("order_id") ?? orderId,
+                bizId: row.string("biz_id") ?? "",
+                skuId: row.uint64("sku_id") ?? 0,
+                userId: row.string("user_id"),
+                quantity: row.int64("quantity") ?? 0,
+                status: row.string("status") ?? "",
+                expiresAtMilliseconds: row.string("expires_at").flatMap(JournalTime.milliseconds(fromDatetime:)) ?? 0,
+                reserveEvent: row.string("reserve_event") ?? ""
+            )
+        }
+    }
+
+    /// Whether the journal holds any row of the order in that business line.
+    public func isPersisted(orderId: String, bizId: String) async throws -> Bool {
+        let result = try await client.query(
+            "SELECT 1 AS found FROM reservation_journal WHERE order_id = ? AND biz_id = ? LIMIT 1",
+            [.string(orderId), .string(bizId)]
+        )
+        return !result.rows.isEmpty
+    }
+}
+
+// MARK: - Batch plan
+
+/// (order, biz, sku): the journal's unique key.
+private struct LineKey: Hashable, Sendable, Comparable {
+    let orderId: String
+    let bizId: String
+    let skuId: UInt64
+
+    static func < (lhs: LineKey, rhs: LineKey) -> Bool {
+        (lhs.orderId, lhs.bizId, lhs.skuId) < (rhs.orderId, rhs.bizId, rhs.skuId)
+    }
+
+    var binds: [MySQLValue] {
+        [.string(orderId), .string(bizId), skuValue(skuId)]
+    }
+}
+
+private struct ReserveLine: Sendable {
+    let key: LineKey
+    let userId: String?
+    let quantity: Int64
+    let expiresAt: String
+    let eventId: String
+}
+
+private struct UndoLine: Sendable {
+    let key: LineKey
+    let reserveEventId: String
+}
+
+private struct StatusChange: Sendable {
+    let from: String
+    let to: String
+    let keys: [LineKey]
+}
+
+private struct LedgerLine: Sendable {
+    let item: StockItemID
+    let delta: Int64
+    let reason: String
+    let source: String
+}
+
+/// A batch of events sorted into the statements that apply it, computed before the transaction starts so that a
+/// retry only repeats SQL.
+///
+/// Phases, in this order (events of one order line arrive in causal order; a phase only ever moves a row forward):
+/// 1. undo: delete the line's row while it is RESERVED and still carries the undone reserve event's id. Reserve
+///    lines of the batch that an undo of the batch undoes are dropped from phase 2, so [reserve E1, undo E1] leaves
+///    no row; running undo first lets [undo E1, reserve E2] (a retry after a sync-mode failure) replace E1's row by
+///    E2's instead of reporting E2 as a duplicate.
+/// 2. reserve: insert RESERVED rows, keeping any existing row; an existing row of another reserve event is a
+///    duplicate.
+/// 3. confirm: RESERVED → CONFIRMED.
+/// 4. cancel, expire: RESERVED → CANCELLED / EXPIRED (a late cancel never touches a CONFIRMED or REFUNDED row).
+/// 5. refund: CONFIRMED → REFUNDED.
+/// 6. stock: every confirm (−q) and refund (+q) line once per ledger source, summed per item into one UPDATE of each
+///    item's row, and one ledger row per line carrying the item's stock after the batch.
+private struct BatchPlan: Sendable {
+    var undos: [UndoLine] = []
+    var reserves: [ReserveLine] = []
+    var statusChanges: [StatusChange] = []
+    var ledger: [LedgerLine] = []
+
+    var isEmpty: Bool {
+        undos.isEmpty && reserves.isEmpty && statusChanges.allSatisfy(\.keys.isEmpty) && ledger.isEmpty
+    }
+
+    init(_ events: [OutboxEvent]) {
+        var confirms: [LineKey] = []
+        var cancels: [LineKey] = []
+        var expiries: [LineKey] = []
+        var refunds: [LineKey] = []
+        var ledgerSources: Set<String> = []
+        var undone: Set<UndoKey> = []
+
+        for event in events where event.kind == .undo {
+            guard let reserveEventId = event.reserveEventId, !reserveEventId.isEmpty else { continue }
+            for line in event.lines {
+                let key = LineKey(orderId: event.orderId, bizId: event.bizId, skuId: line.skuId)
+                if undone.insert(UndoKey(key: key, eventId: reserveEventId)).inserted {
+                    undos.append(UndoLine(key: key, reserveEventId: reserveEventId))
+                }
+            }
+        }
+        for event in events {
+            for line in event.lines {
+                let key = LineKey(orderId: event.orderId, bizId: event.bizId, skuId: line.skuId)
+                switch event.kind {
+                case .reserve:
+                    guard line.quantity > 0, !undone.contains(UndoKey(key: key, eventId: event.id)) else { continue }
+                    reserves.append(
+                        ReserveLine(
+                            key: key, userId: event.userId, quantity: line.quantity,
+                            expiresAt: JournalTime.datetime(
+                                milliseconds: event.expiresAtMilliseconds ?? event.atMilliseconds
+                            ),
+                            eventId: event.id
+                        )
+                    )
+                case .confirm, .refund:
+                    if event.kind == .confirm { confirms.append(key) } else { refunds.append(key) }
+                    guard line.quantity > 0 else { continue }
+                    let reason = event.kind.rawValue
+                    let source = "\(reason):\(event.orderId):\(event.bizId):\(line.skuId)"
+                    if ledgerSources.insert(source).inserted {
+                        ledger.append(
+                            LedgerLine(
+                                item: StockItemID(bizId: event.bizId, skuId: line.skuId),
+                                delta: event.kind == .confirm ? -line.quantity : line.quantity,
+                                reason: reason, source: source
+                            )
+                        )
+                    }
+                case .cancel:
+                    cancels.append(key)
+                case .expire:
+                    expiries.append(key)
+                case .undo:
+                    continue
+                }
+            }
+        }
+        statusChanges = [
+            StatusChange(from: "RESERVED", to: "CONFIRMED", keys: Self.unique(confirms)),
+            StatusChange(from: "RESERVED", to: "CANCELLED", keys: Self.unique(cancels)),
+            StatusChange(from: "RESERVED", to: "EXPIRED", keys: Self.unique(expiries)),
+            StatusChange(from: "CONFIRMED", to: "REFUNDED", keys: Self.unique(refunds)),
+        ]
+    }
+
+    private struct UndoKey: Hashable {
+        let key: LineKey
+        let eventId: String
+    }
+
+    /// Distinct keys in index order, so concurrent batches lock rows in the same order.
+    private static func unique(_ keys: [LineKey]) -> [LineKey] {
+        Array(Set(keys)).sorted()
+    }
+
+    func run(on connection: MySQLConnection) throws -> JournalBatchResult {
+        var result = JournalBatchResult()
+        result.rowsDeleted = try undo(on: connection)
+        try reserve(on: connection, into: &result)
+        for change in statusChanges where !change.keys.isEmpty {
+            result.rowsUpdated += try update(change, on: connection)
+        }
+        try applyStock(on: connection, into: &result)
+        return result
+    }
+
+    // MARK: Phases
+
+    private func undo(on connection: MySQLConnection) throws -> Int {
+        var deleted = 0
+        for chunk in chunks(undos.sorted { $0.key < $1.key }) {
+            let result = try connection.query(
+                """
+                DELETE FROM reservation_journal
+                WHERE status = 'RESERVED' AND (order_id, biz_id, sku_id, reserve_event) IN (\(tuples(chunk.count, width: 4)))
+                """,
+                chunk.flatMap { $0.key.binds + [.string($0.reserveEventId)] }
+            )
+            deleted += Int(result.affectedRows)
+        }
+        return deleted
+    }
+
+    private func reserve(on connection: MySQLConnection, into result: inout JournalBatchResult) throws {
+        guard !reserves.isEmpty else { return }
+        // The first reserve of a line in the batch creates its row; later ones of other events are duplicates.
+        var seen: Set<LineKey> = []
+        let firsts = reserves.filter { seen.insert($0.key).inserted }.sorted { $0.key < $1.key }
+        for chunk in chunks(firsts) {
+            let inserted = try connection.query(
+                """
+                INSERT INTO reservation_journal (order_id, biz_id, sku_id, user_id, quantity, status, expires_at, reserve_event)
+                VALUES \(tuples(chunk.count, "(?, ?, ?, ?, ?, 'RESERVED', ?, ?)"))
+                ON DUPLICATE KEY UPDATE id = id
+                """,
+                chunk.flatMap { line in
+                    line.key.binds + [
+                        line.userId.map(MySQLValue.string) ?? .null, .int(line.quantity), .string(line.expiresAt),
+                        .string(line.eventId),
+                    ]
+                }
+            )
+            // A row that already existed counts 0 (its no-op update changes nothing).
+            result.rowsInserted += Int(inserted.affectedRows)
+        }
+
+        // The insert locked every one of these rows, existing or new, so this reads their current state.
+        var existing: [LineKey: (status: String, reserveEvent: String)] = [:]
+        for chunk in chunks(firsts.map(\.key)) {
+            let rows = try connection.query(
+                """
+                SELECT order_id, biz_id, sku_id, status, reserve_event FROM reservation_journal
+                WHERE (order_id, biz_id, sku_id) IN (\(tuples(chunk.count, width: 3)))
+                """,
+                chunk.flatMap(\.binds)
+            ).rows
+            for row in rows {
+                guard let orderId = row.string("order_id"), let bizId = row.string("biz_id"),
+                    let skuId = row.uint64("sku_id")
+                else { continue }
+                existing[LineKey(orderId: orderId, bizId: bizId, skuId: skuId)] =
+                    (row.string("status") ?? "", row.string("reserve_event") ?? "")
+            }
+        }
+        for line in reserves {
+            guard let row = existing[line.key], row.reserveEvent != line.eventId else { continue }
+            result.duplicates.append(
+                JournalBatchResult.DuplicateLine(
+                    orderId: line.key.orderId, bizId: line.key.bizId, skuId: line.key.skuId, quantity: line.quantity,
+                    existingStatus: row.status, eventId: line.eventId, existingReserveEvent: row.reserveEvent
+                )
+            )
+        }
+    }
+
+    private func update(_ change: StatusChange, on connection: MySQLConnection) throws -> Int {
+        var updated = 0
+        for chunk in chunks(change.keys) {
+            let result = try connection.query(
+                """
+                UPDATE reservation_journal SET status = ?
+                WHERE status = ? AND (order_id, biz_id, sku_id) IN (\(tuples(chunk.count, width: 3)))
+                """,
+                [.string(change.to), .string(change.from)] + chunk.flatMap(\.binds)
+            )
+            updated += Int(result.affectedRows)
+        }
+        return updated
+    }
+
+    private func applyStock(on connection: MySQLConnection, into result: inout JournalBatchResult) throws {
+        guard !ledger.isEmpty else { return }
+        // Lines whose ledger row exists were applied by an earlier delivery.
+        var applied: Set<String> = []
+        for chunk in chunks(ledger.map(\.source)) {
+            let rows = try connection.query(
+                "SELECT source FROM stock_ledger WHERE source IN (\(tuples(chunk.count, "?")))",
+                chunk.map(MySQLValue.string)
+            ).rows
+            for row in rows {
+                if let source = row.string("source") { applied.insert(source) }
+            }
+        }
+        let pending = ledger.filter { !applied.contains($0.source) }
+        guard !pending.isEmpty else { return }
+
+        var deltas: [StockItemID: Int64] = [:]
+        for line in pending {
+            deltas[line.item, default: 0] += line.delta
+        }
+        let items = deltas.keys.sorted { ($0.bizId, $0.skuId) < ($1.bizId, $1.skuId) }
+        // One UPDATE per chunk of items, each item's row changed once: a row a padding duplicate matches again is
+        // still updated only once by a multiple-table UPDATE.
+        for chunk in chunks(items) {
+            _ = try connection.query(
+                """
+                UPDATE stock s JOIN (
+                    \(tuples(chunk.count, "SELECT ? AS biz_id, CAST(? AS UNSIGNED) AS sku_id, CAST(? AS SIGNED) AS delta", separator: "\n    UNION ALL "))
+                ) d ON s.biz_id = d.biz_id AND s.sku_id = d.sku_id
+                SET s.stock = s.stock + d.delta, s.version = s.version + 1
+                """,
+                chunk.flatMap { item in [.string(item.bizId), skuValue(item.skuId), .int(deltas[item] ?? 0)] }
+            )
+        }
+        // The UPDATE holds each row's exclusive lock until commit, so this reads the value the batch produced.
+        var stockAfter: [StockItemID: Int64] = [:]
+        for chunk in chunks(items) {
+            let rows = try connection.query(
+                "SELECT biz_id, sku_id, stock FROM stock WHERE (biz_id, sku_id) IN (\(tuples(chunk.count, width: 2)))",
+                chunk.flatMap { item in [.string(item.bizId), skuValue(item.skuId)] }
+            ).rows
+            for row in rows {
+                guard let bizId = row.string("biz_id"), let skuId = row.uint64("sku_id"), let stock = row.int64("stock")
+                else { continue }
+                stockAfter[StockItemID(bizId: bizId, skuId: skuId)] = stock
+            }
+        }
+        result.missingStockItems = items.filter { stockAfter[$0] == nil }
+
+        let rows = pending.compactMap { line in stockAfter[line.item].map { (line, $0) } }
+        var written = 0
+        for chunk in chunks(rows) {
+            let inserted = try connection.query(
+                """
+                INSERT INTO stock_ledger (biz_id, sku_id, delta, stock_after, reason, source)
+                VALUES \(tuples(chunk.count, "(?, ?, ?, ?, ?, ?)"))
+                ON DUPLICATE KEY UPDATE id = id
+                """,
+                chunk.flatMap { line, after in
+                    [
+                        .string(line.item.bizId), skuValue(line.item.skuId), .int(line.delta), .int(after),
+                        .string(line.reason), .string(line.source),
+                    ]
+                }
+            )
+            written += Int(inserted.affectedRows)
+        }
+        guard written == rows.count else {
+            // A source this transaction did not see a moment ago is there now: another transaction applied some of
+            // these lines concurrently, and the stock UPDATE above counted them a second time. Roll back and retry;
+            // the retry sees those rows and skips their lines.
+            throw MySQLError(
+                code: .deadlock,
+                message: "stock ledger rows appeared during the batch (\(written) of \(rows.count) written): applied concurrently"
+            )
+        }
+        result.stockChanges = written
+    }
+}
+
+// MARK: - SQL helpers
+
+/// sku_id is BIGINT UNSIGNED but `MySQLValue` carries signed integers: ids up to `Int64.max` bind as `.int`, larger
+/// ones as their decimal text, which MariaDB converts exactly (compared with or stored into the unsigned column).
+private func skuValue(_ skuId: UInt64) -> MySQLValue {
+    if let signed = Int64(exactly: skuId) { return .int(signed) }
+    return .string(String(skuId))
+}
+
+/// `count` copies of `tuple`, separated by commas.
+private func tuples(_ count: Int, _ tuple: String, separator: String = ", ") -> String {
+    Array(repeating: tuple, count: count).joined(separator: separator)
+}
+
+/// `count` placeholder tuples of `width` values: "(?, ?), (?, ?)".
+private func tuples(_ count: Int, width: Int) -> String {
+    tuples(count, "(" + Array(repeating: "?", count: width).joined(separator: ", ") + ")")
+}
+
+/// Splits `items` into chunks of `JournalRepository.maxRowsPerStatement`, the last one padded to the next power of
+/// two by repeating its last element. Every statement here is indifferent to a repeated row: an IN list matches
+/// the same rows, an upsert of a row inserted by the same statement changes nothing, a multiple-table UPDATE changes
+/// each row once.
+private func chunks<T>(_ items: [T]) -> [ArraySlice<T>] {
+    let limit = JournalRepository.maxRowsPerStatement
+    var result: [ArraySlice<T>] = []
+    var start = 0
+    while start < items.count {
+        let end = min(start + limit, items.count)
+        var chunk = items[start..<end]
+        var size = 1
+        while size < chunk.count { size <<= 1 }
+        if size > chunk.count, let last = chunk.last {
+            var padded = Array(chunk)
+            padded.append(contentsOf: repeatElement(last, count: size - chunk.count))
+            chunk = padded[...]
+        }
+        result.append(chunk)
+        start = end
+    }
+    return result
+}
+
+// MARK: - Time
+
+/// DATETIME(3) text in UTC, as the journal stores `expires_at`, to and from Unix milliseconds.
+enum JournalTime {
+    /// "YYYY-MM-DD HH:MM:SS.mmm" in UTC; clamped to the years 1970-9999.
+    static func datetime(milliseconds: Int64) -> String {
+        let clamped = min(max(milliseconds, 0), 253_402_300_799_999)
+        let days = clamped / 86_400_000
+        var rest = clamped % 86_400_000
+        let (year, month, day) = civil(fromDays: days)
+        let hour = rest / 3_600_000
+        rest %= 3_600_000
+        let minute = rest / 60_000
+        rest %= 60_000
+        let second = rest / 1000
+        let millisecond = rest % 1000
+        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2)) \(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2)).\(pad(millisecond, 3))"
+    }
+
+    /// Unix milliseconds of "YYYY-MM-DD HH:MM:SS[.fff...]" read as UTC; nil when the text is not of that form.
+    static func milliseconds(fromDatetime text: String) -> Int64? {
+        let bytes = Array(text.utf8)
+        guard bytes.count >= 19 else { return nil }
+        func number(_ range: Range<Int>) -> Int64? {
+            var value: Int64 = 0
+            for index in range {
+                let byte = bytes[index]
+                guard byte >= 48, byte <= 57 else { return nil }
+                value = value * 10 + Int64(byte - 48)
+            }
+            return value
+        }
+        guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
+            let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19)
+        else { return nil }
+        var millisecond: Int64 = 0
+        if bytes.count > 20, bytes[19] == UInt8(ascii: ".") {
+            let digits = min(bytes.count, 23)
+            guard let fraction = number(20..<digits) else { return nil }
+            millisecond = fraction
+            for _ in digits..<23 { millisecond *= 10 }
+        }
+        let days = daysFromCivil(year: year, month: month, day: day)
+        return ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millisecond
+    }
+
+    private static func pad(_ value: Int64, _ width: Int) -> String {
+        let digits = String(value)
+        return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
+    }
+
+    /// Howard Hinnant's `civil_from_days`: the proleptic Gregorian date of a day count since 1970-01-01.
+    private static func civil(fromDays days: Int64) -> (year: Int64, month: Int64, day: Int64) {
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let shiftedMonth = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * shiftedMonth + 2) / 5 + 1
+        let month = shiftedMonth < 10 ? shiftedMonth + 3 : shiftedMonth - 9
+        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
+    }
+
+    /// Howard Hinnant's `days_from_civil`: days since 1970-01-01 of a proleptic Gregorian date.
+    private static func daysFromCivil(year: Int64, month: Int64, day: Int64) -> Int64 {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
+    }
+}

@@ -1,0 +1,65 @@
+import Logging
+import NIOConcurrencyHelpers
+import ServiceLifecycle
+
+/// Releases holds that were not confirmed in time: every interval it takes each shard's expired orders from
+/// the expiry index and rolls them back (reason `expired`). A hold is therefore counted as reserved at most one
+/// interval (plus one sweep's work) past its deadline.
+public final class ExpirySweeper: Service, Sendable {
+    private let engine: InventoryEngine
+    private let intervalMilliseconds: Int
+    private let batch: Int
+    private let logger: Logger
+    private let expiredCount = NIOLockedValueBox(0)
+
+    public init(engine: InventoryEngine, intervalMilliseconds: Int = 1000, batch: Int = 500, logger: Logger) {
+        self.engine = engine
+        self.intervalMilliseconds = intervalMilliseconds
+        self.batch = batch
+        self.logger = logger
+    }
+
+    /// Holds expired by this sweeper so far.
+    public var expired: Int { expiredCount.withLockedValue { $0 } }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await self.sweepOnce()
+                try? await Task.sleep(for: .milliseconds(self.intervalMilliseconds))
+            }
+        }
+    }
+
+    /// One pass over every shard; returns how many holds it expired.
+    @discardableResult
+    public func sweepOnce() async -> Int {
+        var total = 0
+        for shard in 0..<engine.configuration.keys.shards {
+            while true {
+                let orders: [String]
+                do {
+                    orders = try await engine.expiredOrders(
+                        shard: shard, nowMilliseconds: InventoryEngine.nowMilliseconds(), limit: batch
+                    )
+                } catch {
+                    logger.warning("expiry sweep could not read its index", metadata: ["error": "\(error)"])
+                    return total
+                }
+                var handled = 0
+                for orderId in orders {
+                    do {
+                        if try await engine.expire(orderId: orderId) { total += 1 }
+                        handled += 1
+                    } catch {
+                        logger.warning("expiry of an order failed", metadata: ["orderId": "\(orderId)", "error": "\(error)"])
+                    }
+                }
+                // A full batch means more may be waiting, unless this one made no progress (store trouble).
+                if orders.count < batch || handled == 0 { break }
+            }
+        }
+        expiredCount.withLockedValue { $0 += total }
+        return total
+    }
+}

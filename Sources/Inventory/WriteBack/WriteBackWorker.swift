@@ -1,0 +1,269 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import RedisClient
+import ServiceLifecycle
+
+/// Settings of the write-back worker.
+public struct WriteBackConfiguration: Sendable {
+    /// Consumer group shared by every worker.
+    public var group: String
+    /// This worker's name in the group. Stable across restarts of one instance, so a restarted worker finds
+    /// the entries it had read but not acknowledged.
+    public var consumer: String
+    /// Entries read per batch (per stream).
+    public var batchSize: Int
+    /// How long one read waits for new entries.
+    public var blockMilliseconds: Int
+    /// Entries another consumer has held this long without acknowledging are taken over (a crashed worker).
+    public var claimIdleMilliseconds: Int
+    /// Longest pause between retries while MySQL is down.
+    public var maxBackoffMilliseconds: Int
+
+    public init(
+        group: String = "writeback",
+        consumer: String = ProcessInfo.processInfo.hostName,
+        batchSize: Int = 1000,
+        blockMilliseconds: Int = 50,
+        claimIdleMilliseconds: Int = 30_000,
+        maxBackoffMilliseconds: Int = 2000
+    ) {
+        self.group = group
+        self.consumer = consumer
+        self.batchSize = batchSize
+        self.blockMilliseconds = blockMilliseconds
+        self.claimIdleMilliseconds = claimIdleMilliseconds
+        self.maxBackoffMilliseconds = maxBackoffMilliseconds
+    }
+}
+
+/// What the worker has done so far, for metrics, tests and the load harness.
+public struct WriteBackStats: Sendable {
+    public var batches = 0
+    public var events = 0
+    public var duplicates = 0
+    public var failedAttempts = 0
+    /// Journal lag (event appended in Redis → committed in MySQL) of recent events, in milliseconds.
+    public var recentLagMilliseconds: [Int64] = []
+
+    /// The lag percentile (0...100) of the recent sample, or nil when there is none.
+    public func lagPercentile(_ percentile: Double) -> Int64? {
+        guard !recentLagMilliseconds.isEmpty else { return nil }
+        let sorted = recentLagMilliseconds.sorted()
+        let rank = Int((percentile / 100 * Double(sorted.count - 1)).rounded())
+        return sorted[min(max(rank, 0), sorted.count - 1)]
+    }
+}
+
+/// Applies the outbox to MySQL: reads every shard's stream through a consumer group (at-least-once), applies a
+/// batch in one transaction (idempotent, see `JournalRepository.apply`), then settles Redis (duplicates taken
+/// back, applied confirms and refunds no longer counted as in flight) and only then acknowledges and deletes the
+/// entries. While MySQL is down it retries the same batch with backoff; nothing is acknowledged before commit.
+public final class WriteBackWorker: Service, Sendable {
+    private let engine: InventoryEngine
+    private let reader: RedisClient
+    private let redis: RedisClient
+    private let journal: JournalRepository
+    private let keys: KeyLayout
+    private let configuration: WriteBackConfiguration
+    private let logger: Logger
+    private let statsBox = NIOLockedValueBox(WriteBackStats())
+    private let stopping = NIOLockedValueBox(false)
+
+    /// - Parameters:
+    ///   - redis: the shared client, for scripts and acknowledgements.
+    ///   - readerConfiguration: where Redis is; the worker opens its own connection for blocking reads, which
+    ///     would otherwise stall every command pipelined behind them.
+    public init(
+        engine: InventoryEngine,
+        redis: RedisClient,
+        readerConfiguration: RedisConfiguration,
+        journal: JournalRepository,
+        keys: KeyLayout,
+        configuration: WriteBackConfiguration = WriteBackConfiguration(),
+        logger: Logger
+    ) {
+        var readerSettings = readerConfiguration
+        readerSettings.connections = 1
+        readerSettings.commandTimeoutMilliseconds = max(
+            readerConfiguration.commandTimeoutMilliseconds, Int64(configuration.blockMilliseconds) + 5000
+        )
+        self.engine = engine
+        self.reader = RedisClient(configuration: readerSettings, logger: logger)
+        self.redis = redis
+        self.journal = journal
+        self.keys = keys
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// A copy of the counters.
+    public var stats: WriteBackStats { statsBox.withLockedValue { $0 } }
+
+    /// Runs until graceful shutdown (or cancellation), finishing the batch in hand first.
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await self.loop()
+        } onGracefulShutdown: {
+            self.stop()
+        }
+        await reader.shutdown()
+    }
+
+    /// Asks the loop to stop after the batch in hand.
+    public func stop() {
+        stopping.withLockedValue { $0 = true }
+    }
+
+    private var shouldStop: Bool { stopping.withLockedValue { $0 } || Task.isCancelled }
+
+    private func loop() async throws {
+        var groupsReady = false
+        // Entries this consumer read before a crash come first ("0"), then new ones (">").
+        var readOwnPending = true
+        var lastClaim = ContinuousClock.now
+        var backoff = 50
+        while !shouldStop {
+            do {
+                if !groupsReady {
+                    try await createGroups()
+                    groupsReady = true
+                }
+                if ContinuousClock.now - lastClaim > .milliseconds(configuration.claimIdleMilliseconds / 2) {
+                    lastClaim = ContinuousClock.now
+                    if try await claimAbandoned() > 0 { readOwnPending = true }
+                }
+                let entries = try await read(pending: readOwnPending)
+                if entries.isEmpty {
+                    readOwnPending = false
+                    continue
+                }
+                try await process(entries)
+                backoff = 50
+            } catch {
+                statsBox.withLockedValue { $0.failedAttempts += 1 }
+                logger.warning(
+                    "write-back batch failed; retrying",
+                    metadata: ["error": "\(error)", "backoffMs": "\(backoff)"]
+                )
+                readOwnPending = true
+                try? await Task.sleep(for: .milliseconds(backoff))
+                backoff = min(backoff * 2, configuration.maxBackoffMilliseconds)
+            }
+        }
+    }
+
+    private func createGroups() async throws {
+        for stream in keys.outboxes {
+            let reply = try await redis.send(["XGROUP", "CREATE", stream, configuration.group, "0", "MKSTREAM"])
+            if let message = reply.errorMessage, !message.hasPrefix("BUSYGROUP") {
+                throw RedisError(.server, "XGROUP CREATE \(stream): \(message)")
+            }
+        }
+    }
+
+    private func read(pending: Bool) async throws -> [(stream: String, id: String, event: OutboxEvent?)] {
+        let streams = keys.outboxes
+        var command = ["XREADGROUP", "GROUP", configuration.group, configuration.consumer, "COUNT", String(configuration.batchSize)]
+        if !pending { command += ["BLOCK", String(configuration.blockMilliseconds)] }
+        command.append("STREAMS")
+        command += streams
+        command += Array(repeating: pending ? "0" : ">", count: streams.count)
+        let reply = try await reader.send(command)
+        if let message = reply.errorMessage {
+            if message.hasPrefix("NOGROUP") { try await createGroups() }
+            throw RedisError(.server, "XREADGROUP: \(message)")
+        }
+        var entries: [(stream: String, id: String, event: OutboxEvent?)] = []
+        for streamReply in reply.array ?? [] {
+            guard let parts = streamReply.array, let stream = parts.first?.text, parts.count > 1 else { continue }
+            for entry in OutboxEvent.entries(stream: stream, parts[1]) {
+                entries.append((stream, entry.id, entry.event))
+            }
+        }
+        return entries
+    }
+
+    /// Takes over entries another consumer read and never acknowledged (it crashed).
+    private func claimAbandoned() async throws -> Int {
+        var claimed = 0
+        for stream in keys.outboxes {
+            let reply = try await redis.send([
+                "XAUTOCLAIM", stream, configuration.group, configuration.consumer,
+                String(configuration.claimIdleMilliseconds), "0", "COUNT", String(configuration.batchSize), "JUSTID",
+            ])
+            claimed += reply.array?[safe: 1]?.array?.count ?? 0
+        }
+        if claimed > 0 {
+            logger.warning("took over outbox entries of a consumer that stopped", metadata: ["entries": "\(claimed)"])
+        }
+        return claimed
+    }
+
+    private func process(_ entries: [(stream: String, id: String, event: OutboxEvent?)]) async throws {
+        let events = Self.cancellingUndone(entries.compactMap(\.event))
+        let result = try await journal.apply(events)
+        let committedAt = InventoryEngine.nowMilliseconds()
+        try await settleRedis(events, duplicates: result.duplicates)
+        var byStream: [String: [String]] = [:]
+        for entry in entries { byStream[entry.stream, default: []].append(entry.id) }
+        for (stream, ids) in byStream {
+            try await engine.acknowledge(stream: stream, group: configuration.group, ids: ids)
+        }
+        statsBox.withLockedValue { stats in
+            stats.batches += 1
+            stats.events += events.count
+            stats.duplicates += result.duplicates.count
+            for event in events where event.kind == .reserve && event.atMilliseconds > 0 {
+                stats.recentLagMilliseconds.append(committedAt - event.atMilliseconds)
+            }
+            if stats.recentLagMilliseconds.count > 20_000 {
+                stats.recentLagMilliseconds.removeFirst(stats.recentLagMilliseconds.count - 20_000)
+            }
+        }
+    }
+
+    /// A reserve and its undo in the same batch cancel out; applying both would report the reserve as a duplicate
+    /// of the row its retry has since written.
+    static func cancellingUndone(_ events: [OutboxEvent]) -> [OutboxEvent] {
+        let undone = Set(events.filter { $0.kind == .undo }.compactMap(\.reserveEventId))
+        guard !undone.isEmpty else { return events }
+        let reserves = Set(events.filter { $0.kind == .reserve }.map(\.id))
+        return events.filter { event in
+            switch event.kind {
+            case .reserve: return !undone.contains(event.id)
+            case .undo: return !reserves.contains(event.reserveEventId ?? "")
+            default: return true
+            }
+        }
+    }
+
+    /// After commit: confirm and refund lines stop counting as in flight; duplicate holds are taken back.
+    private func settleRedis(_ events: [OutboxEvent], duplicates: [JournalBatchResult.DuplicateLine]) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for event in events where event.kind == .confirm || event.kind == .refund {
+                for line in event.lines where line.quantity > 0 {
+                    group.addTask {
+                        try await self.engine.markApplied(
+                            StockItemID(bizId: event.bizId, skuId: line.skuId), orderId: event.orderId, kind: event.kind,
+                            quantity: line.quantity
+                        )
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let duplicateOrders = Set(duplicates.map { "\($0.bizId)\u{0}\($0.orderId)" })
+        for event in events where event.kind == .reserve && duplicateOrders.contains("\(event.bizId)\u{0}\(event.orderId)") {
+            logger.error(
+                "reservation duplicates a journal row of an earlier reserve; taking the new hold back",
+                metadata: ["orderId": "\(event.orderId)", "event": "\(event.id)"]
+            )
+            await engine.undoReserve(
+                orderId: event.orderId, bizId: event.bizId,
+                lines: event.lines.map { ReservationLine(skuId: $0.skuId, requested: $0.quantity, reserved: $0.quantity) },
+                eventId: event.id
+            )
+        }
+    }
+}

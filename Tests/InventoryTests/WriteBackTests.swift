@@ -1,0 +1,267 @@
+import Foundation
+import Inventory
+import InventoryTestSupport
+import RedisClient
+import Testing
+
+/// The journal, the write-back worker, expiry, refunds and the durability modes, on real Redis and MariaDB.
+@Suite("Write-back to MySQL")
+struct WriteBackTests {
+    func reserve(
+        _ stores: TestStores, _ orderId: String, _ items: [(UInt64, Int64)], ttl: Int = 1800
+    ) async throws -> ReserveOutcome {
+        try await stores.engine.reserve(
+            ReserveCommand(
+                orderId: orderId, bizId: stores.bizId, userId: "u-\(orderId)",
+                items: items.map { .init(skuId: $0.0, quantity: $0.1) }, ttlSeconds: ttl, shortage: .reject
+            )
+        )
+    }
+
+    /// Runs a worker while `body` runs, then stops it.
+    func withWorker<T: Sendable>(
+        _ worker: WriteBackWorker, _ body: @Sendable () async throws -> T
+    ) async throws -> T {
+        let task = Task { try await worker.run() }
+        do {
+            let result = try await body()
+            worker.stop()
+            try await task.value
+            return result
+        } catch {
+            worker.stop()
+            _ = try? await task.value
+            throw error
+        }
+    }
+
+    /// db_stock == stock_num + used_stock_num + confirmed_unapplied − refund_unapplied, and nothing in flight.
+    func expectSettled(_ stores: TestStores, _ sku: UInt64, mysql: Int64, available: Int64, reserved: Int64) async throws {
+        let fields = try await stores.itemFields(sku)
+        #expect(fields["stock_num"] == String(available), "item \(sku) available")
+        #expect(fields["used_stock_num"] == String(reserved), "item \(sku) reserved")
+        #expect((fields["confirmed_unapplied"] ?? "0") == "0", "item \(sku) confirms in flight")
+        #expect((fields["refund_unapplied"] ?? "0") == "0", "item \(sku) refunds in flight")
+        #expect(try await stores.mysqlStock(sku) == mysql, "item \(sku) MySQL stock")
+    }
+
+    @Test("a mixed run leaves one journal row per line in its final state, and MySQL stock = initial − confirmed + refunded")
+    func mixedRun() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 100))
+            _ = try await engine.setStock(stores.item(2), StockSettings(stock: 50))
+            _ = try await reserve(stores, "A", [(1, 3)])
+            _ = try await engine.confirm(orderId: "A")
+            _ = try await reserve(stores, "B", [(1, 2), (2, 1)])
+            _ = try await engine.cancel(orderId: "B")
+            _ = try await reserve(stores, "C", [(2, 4)], ttl: 1)
+            _ = try await reserve(stores, "D", [(1, 5)])
+            _ = try await engine.confirm(orderId: "D")
+            let refund = try await engine.refund(orderId: "D")
+            #expect(refund.replayed == false)
+            #expect(try await engine.refund(orderId: "D").replayed == true)
+            _ = try await reserve(stores, "E", [(2, 2)])
+            await #expect(throws: InventoryError.invalidState(.reserved)) { try await engine.refund(orderId: "E") }
+            _ = try await engine.cancel(orderId: "F")
+
+            let worker = stores.worker()
+            try await withWorker(worker) {
+                #expect(try await stores.drained())
+                // C's hold ends once its second is up; the sweeper takes it back, the worker journals it.
+                try await Task.sleep(for: .milliseconds(1100))
+                let sweeper = ExpirySweeper(engine: engine, logger: stores.logger)
+                #expect(await sweeper.sweepOnce() == 1)
+                #expect(await sweeper.sweepOnce() == 0)
+                #expect(try await stores.drained())
+            }
+            let rows = try await stores.journalRows().map(\.description)
+            #expect(
+                rows == [
+                    "A/1x3=CONFIRMED", "B/1x2=CANCELLED", "B/2x1=CANCELLED", "C/2x4=EXPIRED", "D/1x5=REFUNDED",
+                    "E/2x2=RESERVED",
+                ]
+            )
+            try await expectSettled(stores, 1, mysql: 97, available: 97, reserved: 0)
+            try await expectSettled(stores, 2, mysql: 50, available: 48, reserved: 2)
+            #expect(try await engine.reservation(orderId: "E").persisted == true)
+            #expect(worker.stats.duplicates == 0)
+        }
+    }
+
+    @Test("async mode with MySQL unreachable: reserves succeed, the journal catches up, nothing missing or doubled")
+    func asyncWhileMySQLDown() async throws {
+        let upstream = TestStores.mysqlConfiguration(ProcessInfo.processInfo.environment)
+        let proxy = try await FaultProxy.start(upstreamHost: upstream.host, upstreamPort: upstream.port)
+        try await TestStores.with(mysqlPort: proxy.port) { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 1000))
+            proxy.down = true
+            let worker = stores.worker(batchSize: 7)
+            try await withWorker(worker) {
+                for index in 0..<60 {
+                    _ = try await reserve(stores, "o\(index)", [(1, 2)])
+                    if index % 3 == 0 { _ = try await engine.confirm(orderId: "o\(index)") }
+                }
+                #expect(try await engine.stock(stores.item(1)).available == 880)
+                await #expect(throws: InventoryError.self) {
+                    try await engine.setStock(stores.item(1), StockSettings(stock: 2000))
+                }
+                #expect(try await engine.stock(stores.item(1)).available == 880, "a failed PUT is reversed in Redis")
+                let deadline = ContinuousClock.now + .seconds(10)
+                while worker.stats.failedAttempts < 2, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(worker.stats.failedAttempts >= 2)
+                #expect(try await stores.outboxLength() == 80, "nothing is acknowledged while MySQL is down")
+                proxy.down = false
+                #expect(try await stores.drained())
+            }
+            let rows = try await stores.journalRows()
+            #expect(rows.count == 60)
+            #expect(rows.filter { $0.status == "CONFIRMED" }.count == 20)
+            #expect(rows.filter { $0.status == "RESERVED" }.count == 40)
+            #expect(rows.allSatisfy { $0.quantity == 2 })
+            try await expectSettled(stores, 1, mysql: 960, available: 880, reserved: 80)
+        }
+        await proxy.close()
+    }
+
+    @Test("sync mode: the answer waits for the journal; with MySQL unreachable it is 503 and holds nothing")
+    func syncMode() async throws {
+        let upstream = TestStores.mysqlConfiguration(ProcessInfo.processInfo.environment)
+        let proxy = try await FaultProxy.start(upstreamHost: upstream.host, upstreamPort: upstream.port)
+        try await TestStores.with(mysqlPort: proxy.port, durability: .sync) { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            guard case .created(let held) = try await reserve(stores, "s1", [(1, 3)]) else {
+                Issue.record("expected a new reservation")
+                return
+            }
+            #expect(held.persisted == true)
+            #expect(try await stores.journalRows().map(\.description) == ["s1/1x3=RESERVED"], "committed before the answer")
+
+            proxy.down = true
+            do {
+                _ = try await reserve(stores, "s2", [(1, 4)])
+                Issue.record("a sync reserve must not succeed without MySQL")
+            } catch InventoryError.unavailable {
+            }
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.available == 7)
+            #expect(level.reserved == 3)
+            await #expect(throws: InventoryError.notFound) { try await engine.reservation(orderId: "s2") }
+            proxy.down = false
+
+            // The same orderId can be retried: the failed attempt left no trace that refuses it.
+            guard case .created = try await reserve(stores, "s2", [(1, 4)]) else {
+                Issue.record("the retry should hold stock")
+                return
+            }
+            let concurrent = try await withThrowingTaskGroup(of: Bool.self, returning: Int.self) { group in
+                for index in 0..<3 {
+                    group.addTask { if case .created = try await reserve(stores, "g\(index)", [(1, 1)]) { true } else { false } }
+                }
+                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            #expect(concurrent == 3)
+            // The outbox still carries every event; the worker finds the rows already there and undone ones gone.
+            try await withWorker(stores.worker()) {
+                let drained = try await stores.drained()
+                #expect(drained)
+            }
+            #expect(
+                try await stores.journalRows().map(\.description) == [
+                    "g0/1x1=RESERVED", "g1/1x1=RESERVED", "g2/1x1=RESERVED", "s1/1x3=RESERVED", "s2/1x4=RESERVED",
+                ]
+            )
+            try await expectSettled(stores, 1, mysql: 10, available: 0, reserved: 10)
+        }
+        await proxy.close()
+    }
+
+    @Test("a hold that duplicates a journal row of an earlier reserve (Redis lost the order) is taken back")
+    func duplicateCompensated() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await reserve(stores, "dup", [(1, 3)])
+            let worker = stores.worker()
+            try await withWorker(worker) {
+                #expect(try await stores.drained())
+                // Redis forgets the order (data loss), the client retries: a second hold for the same line.
+                _ = try await stores.redis.command("DEL", stores.keys.order("dup"), stores.keys.reserveKey(stores.item(1), orderId: "dup"))
+                _ = try await reserve(stores, "dup", [(1, 3)])
+                #expect(try await engine.stock(stores.item(1)).available == 4)
+                #expect(try await stores.drained())
+            }
+            #expect(worker.stats.duplicates == 1)
+            #expect(try await engine.stock(stores.item(1)).available == 7, "the duplicate hold is released")
+            #expect(try await stores.journalRows().map(\.description) == ["dup/1x3=RESERVED"])
+        }
+    }
+
+    @Test("SIGKILL of the worker process mid-run, then a restart: nothing lost, nothing doubled")
+    func workerKilled() async throws {
+        let binary = ProjectFiles.directory("", environmentVariable: "INVENTORY_ROOT_UNUSED") + "/.build/debug/inventoryd"
+        try #require(FileManager.default.isExecutableFile(atPath: binary), "build inventoryd first (scripts/test.sh does)")
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 1_000_000))
+            let total = 3000
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for chunk in 0..<8 {
+                    group.addTask {
+                        for index in stride(from: chunk, to: total, by: 8) {
+                            _ = try await reserve(stores, "k\(index)", [(1, 1)])
+                            if index % 2 == 0 { _ = try await engine.confirm(orderId: "k\(index)") }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            var environment = ProcessInfo.processInfo.environment
+            let mysql = TestStores.mysqlConfiguration(environment)
+            environment["INVENTORY_MYSQL_DATABASE"] = mysql.database
+            environment["INVENTORY_KEY_PREFIX"] = stores.keys.prefix
+            environment["INVENTORY_SHARDS"] = String(stores.keys.shards)
+            environment["INVENTORY_WORKER_BATCH"] = "50"
+            environment["INVENTORY_WORKER_CONSUMER"] = "killed-worker"
+            environment["INVENTORY_SWEEP_INTERVAL_MS"] = "0"
+            environment["INVENTORY_LOG_LEVEL"] = "error"
+            func start() throws -> Process {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: binary)
+                process.arguments = ["worker"]
+                process.environment = environment
+                try process.run()
+                return process
+            }
+            var kills = 0
+            for _ in 0..<3 {
+                let process = try start()
+                // Kill it as soon as it has committed something, while most of the outbox is still ahead of it.
+                let deadline = ContinuousClock.now + .seconds(30)
+                var journalled = 0
+                while ContinuousClock.now < deadline {
+                    journalled = try await stores.journalRows().count
+                    if journalled > kills * 600 + 50 || journalled == total { break }
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+                if journalled < total { kills += 1 }
+            }
+            #expect(kills >= 1, "the worker was killed mid-run at least once")
+            let last = try start()
+            #expect(try await stores.drained(within: 60))
+            last.terminate()
+            last.waitUntilExit()
+            let rows = try await stores.journalRows()
+            #expect(rows.count == total)
+            #expect(rows.filter { $0.status == "CONFIRMED" }.count == total / 2)
+            #expect(Set(rows.map(\.orderId)).count == total)
+            try await expectSettled(stores, 1, mysql: 1_000_000 - Int64(total / 2), available: 1_000_000 - Int64(total), reserved: Int64(total / 2))
+        }
+    }
+}

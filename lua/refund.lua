@@ -1,0 +1,52 @@
+-- refund.lua: a confirmed order is refunded before shipment; its stock becomes available again.
+--
+-- KEYS[1] order hash   KEYS[2] outbox stream   then for each line i = 0..n-1: KEYS[3+i] item hash
+-- ARGV[1] orderId   ARGV[2] now (ms)   ARGV[3] the order's lines as the caller read them
+--
+-- Returns one of
+--   {'ok', lines}             refunded now
+--   {'replay'}                refunded before
+--   {'notfound'}              no such order
+--   {'state', status}         only a confirmed order can be refunded
+--   {'stale'}                 the caller's view of the order's lines is out of date
+--
+-- stock_num +q, and refund_unapplied +q until the write-back worker has added q to MySQL's stock, so the
+-- reconciler can account for the refund while it is in flight.
+
+local order = KEYS[1]
+local now = tonumber(ARGV[2])
+local fields = redis.call('HMGET', order, 'status', 'lines', 'biz')
+local status = fields[1]
+if not status then
+  return {'notfound'}
+end
+if status == 'refunded' then
+  return {'replay'}
+end
+if status ~= 'confirmed' then
+  return {'state', status}
+end
+if fields[2] ~= ARGV[3] then
+  return {'stale'}
+end
+
+local events = {}
+local i = 0
+for sku, reserved in string.gmatch(fields[2], '(%d+):%d+:(%d+)') do
+  local itemKey = KEYS[3 + i]
+  local quantity = tonumber(reserved)
+  if quantity > 0 then
+    if redis.call('HGET', itemKey, 'is_infinite') ~= '1' then
+      local left = redis.call('HINCRBY', itemKey, 'stock_num', quantity)
+      redis.call('HINCRBY', itemKey, 'refund_unapplied', quantity)
+      redis.call('HSET', itemKey, 'is_sell_out', left <= 0 and '1' or '0')
+    end
+    events[#events + 1] = sku .. ':' .. quantity
+  end
+  i = i + 1
+end
+
+redis.call('HSET', order, 'status', 'refunded', 'updated_at', now)
+redis.call('XADD', KEYS[2], '*', 'type', 'refund', 'order', ARGV[1], 'biz', fields[3] or '',
+  'items', table.concat(events, ','), 'at', now)
+return {'ok', fields[2]}
