@@ -13,6 +13,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // C shims: each is touched only by its one Swift wrapper module.
@@ -109,6 +110,33 @@ let package = Package(
                 "InventoryTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
+        ),
+        // The load harness (issue 5): the logic is a library so its tests call the code the binary runs.
+        .target(
+            name: "LoadHarness",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "loadtest/Sources/LoadHarness"
+        ),
+        .executableTarget(
+            name: "loadgen",
+            dependencies: ["LoadHarness"],
+            path: "loadtest/Sources/loadgen"
+        ),
+        .testTarget(
+            name: "LoadHarnessTests",
+            dependencies: [
+                "LoadHarness",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "loadtest/Tests/LoadHarnessTests"
         ),
     ]
 )

@@ -122,8 +122,12 @@ public final class WriteBackWorker: Service, Sendable {
         // Entries this consumer read before a crash come first ("0"), then new ones (">").
         var readOwnPending = true
         var lastClaim = ContinuousClock.now
+        var lastReport = (at: ContinuousClock.now, events: 0)
         var backoff = 50
         while !shouldStop {
+            if ContinuousClock.now - lastReport.at >= .seconds(10) {
+                lastReport = report(since: lastReport)
+            }
             do {
                 if !groupsReady {
                     try await createGroups()
@@ -151,6 +155,29 @@ public final class WriteBackWorker: Service, Sendable {
                 backoff = min(backoff * 2, configuration.maxBackoffMilliseconds)
             }
         }
+    }
+
+    /// One structured log line of progress every 10 s while events flow: rate and journal lag.
+    private func report(since last: (at: ContinuousClock.Instant, events: Int)) -> (at: ContinuousClock.Instant, events: Int) {
+        let now = ContinuousClock.now
+        let stats = statsBox.withLockedValue { stats in
+            let copy = stats
+            stats.recentLagMilliseconds.removeAll(keepingCapacity: true)
+            return copy
+        }
+        let applied = stats.events - last.events
+        if applied > 0 {
+            let seconds = Double((now - last.at).components.seconds) + Double((now - last.at).components.attoseconds) / 1e18
+            logger.info(
+                "write-back progress",
+                metadata: [
+                    "events": "\(applied)", "eventsPerSecond": "\(Int(Double(applied) / max(seconds, 0.001)))",
+                    "lagP50Ms": "\(stats.lagPercentile(50) ?? 0)", "lagP99Ms": "\(stats.lagPercentile(99) ?? 0)",
+                    "lagMaxMs": "\(stats.lagPercentile(100) ?? 0)", "batches": "\(stats.batches)",
+                ]
+            )
+        }
+        return (now, stats.events)
     }
 
     private func createGroups() async throws {
