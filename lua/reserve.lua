@@ -7,7 +7,8 @@
 -- ARGV[5] shortage mode: reject | partial | backorder
 -- ARGV[6] now (ms)  ARGV[7] ttl (s)  ARGV[8] retention (s) that order and de-duplication keys outlive the hold
 -- ARGV[9] failpoint ('' in production; 'after_deduct' lets tests stop the script between its two steps)
--- then for each item: ARGV[10+2i] skuId, ARGV[11+2i] quantity
+-- ARGV[10] item TTL (s): an item reserved with less than half of it left gets it back (keep-warm); 0 = none
+-- then for each item: ARGV[11+2i] skuId, ARGV[12+2i] quantity
 --
 -- Returns one of
 --   {'ok', expiresAtMs, lines, eventId}   held now; lines = 'sku:requested:reserved,...'; eventId = outbox entry
@@ -38,7 +39,8 @@ local now = tonumber(ARGV[6])
 local ttl = tonumber(ARGV[7])
 local retention = tonumber(ARGV[8])
 local mode = ARGV[5]
-local n = (#ARGV - 9) / 2
+local n = (#ARGV - 10) / 2
+local itemTTL = tonumber(ARGV[10])
 
 local missing = {}
 local short = false
@@ -63,7 +65,7 @@ for i = 0, n - 1 do
       counters[itemKey] = item
     end
   end
-  local quantity = tonumber(ARGV[11 + 2 * i])
+  local quantity = tonumber(ARGV[12 + 2 * i])
   if not item then
     missing[#missing + 1] = tostring(i + 1)
     availableList[#availableList + 1] = '0'
@@ -104,7 +106,7 @@ local applied = {}
 for i = 0, n - 1 do
   local itemKey = KEYS[4 + 3 * i]
   local grant = plan[i + 1]
-  local sku = ARGV[10 + 2 * i]
+  local sku = ARGV[11 + 2 * i]
   if grant > 0 then
     -- step 1: deduct
     local item = counters[itemKey]
@@ -116,6 +118,12 @@ for i = 0, n - 1 do
     applied[itemKey] = current
     redis.call('HSET', itemKey, 'stock_num', current.stock, 'used_stock_num', current.used,
       'is_sell_out', (not item.infinite and current.stock <= 0) and '1' or '0')
+    if itemTTL > 0 and not item.warmed then
+      item.warmed = true
+      if redis.call('TTL', itemKey) < itemTTL / 2 then
+        redis.call('EXPIRE', itemKey, itemTTL)
+      end
+    end
     if ARGV[9] == 'after_deduct' then
       error('failpoint after_deduct')
     end
@@ -123,7 +131,7 @@ for i = 0, n - 1 do
     redis.call('SET', KEYS[5 + 3 * i], grant, 'EX', keep)
     events[#events + 1] = sku .. ':' .. grant
   end
-  lines[#lines + 1] = sku .. ':' .. ARGV[11 + 2 * i] .. ':' .. grant
+  lines[#lines + 1] = sku .. ':' .. ARGV[12 + 2 * i] .. ':' .. grant
 end
 
 local expiresAt = now + ttl * 1000

@@ -155,7 +155,7 @@ struct ReserveItemBody: Decodable {
             notAnObject = true
             return
         }
-        skuId = reader.required("skuId", UInt64.self, expected: "an integer from 1 to \(UInt64.max)")
+        skuId = reader.required("skuId", UInt64.self, expected: "an integer from 1 to \(Int64.max)")
         quantity = reader.required("quantity", Int64.self, expected: "a positive integer")
         raw = reader.problems
     }
@@ -163,7 +163,9 @@ struct ReserveItemBody: Decodable {
     func problems(at pointer: String, limits: InputLimits) -> [Problem.FieldError] {
         if notAnObject { return [.init(pointer: pointer, detail: "must be an object {skuId, quantity}")] }
         var result = raw.map { Problem.FieldError(pointer: pointer + $0.pointer, detail: $0.detail) }
-        if skuId == 0 { result.append(.init(pointer: pointer + "/skuId", detail: "must be at least 1")) }
+        if let skuId, skuId == 0 || skuId > UInt64(Int64.max) {
+            result.append(.init(pointer: pointer + "/skuId", detail: "must be an integer from 1 to \(Int64.max)"))
+        }
         if let quantity, !(1...limits.maxQuantity).contains(quantity) {
             result.append(.init(pointer: pointer + "/quantity", detail: "must be an integer from 1 to \(limits.maxQuantity)"))
         }

@@ -161,9 +161,10 @@ public struct InventoryRoutes: Sendable {
         let skuText = context.parameters.get("skuId") ?? ""
         var errors: [Problem.FieldError] = []
         if !Patterns.isBizId(biz) { errors.append(.init(pointer: "path/bizId", detail: "must be \(Patterns.bizIdRule)")) }
+        // Positive and signed 64-bit: what the MySQL column and every client language hold exactly.
         let sku = UInt64(skuText)
-        if sku == nil || sku == 0 {
-            errors.append(.init(pointer: "path/skuId", detail: "must be an integer from 1 to \(UInt64.max)"))
+        if sku == nil || sku == 0 || sku! > UInt64(Int64.max) {
+            errors.append(.init(pointer: "path/skuId", detail: "must be an integer from 1 to \(Int64.max)"))
         }
         guard errors.isEmpty, let sku else {
             throw Problem.badRequest(errors.map { "\($0.pointer) \($0.detail)" }.joined(separator: "; "), errors: errors)

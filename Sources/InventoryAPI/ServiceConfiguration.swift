@@ -17,6 +17,10 @@ public struct ServiceConfiguration: Sendable {
     public var worker = WriteBackConfiguration()
     /// Run the expiry sweeper inside `serve`, every this many milliseconds; 0 = off.
     public var sweepIntervalMilliseconds = 1000
+    /// Run the reconciler inside `serve`, every this many seconds; 0 = off.
+    public var reconcileIntervalSeconds = 300
+    /// Let the periodic reconciler repair what it finds.
+    public var reconcileFix = false
 
     public init() {}
 
@@ -70,6 +74,10 @@ public struct ServiceConfiguration: Sendable {
         settings.sweepIntervalMilliseconds = try reader.int(
             "INVENTORY_SWEEP_INTERVAL_MS", settings.sweepIntervalMilliseconds, 0...3_600_000
         )
+        settings.reconcileIntervalSeconds = try reader.int(
+            "INVENTORY_RECONCILE_INTERVAL_SECONDS", settings.reconcileIntervalSeconds, 0...86_400
+        )
+        settings.reconcileFix = try reader.bool("INVENTORY_RECONCILE_FIX", settings.reconcileFix)
         return settings
     }
 }

@@ -296,3 +296,88 @@ private struct PoolState: Sendable {
         }
     }
 }
+
+// MARK: - Sessions
+
+/// A leased connection whose statements are awaited one after another, for work that must keep a transaction
+/// open across other awaits (the reconciler holds row locks while it reads Redis).
+///
+/// `@unchecked Sendable`: the wrapped connection is only touched on the client's pool threads, by one statement
+/// at a time; the `busy` flag refuses a second statement from another task while one runs, so the C handle is
+/// never used concurrently.
+public final class MySQLSession: @unchecked Sendable {
+    fileprivate let connection: MySQLConnection
+    fileprivate let threadPool: NIOThreadPool
+    private let busy = NIOLockedValueBox(false)
+
+    fileprivate init(connection: MySQLConnection, threadPool: NIOThreadPool) {
+        self.connection = connection
+        self.threadPool = threadPool
+    }
+
+    /// Runs one statement with bound parameters (see `MySQLConnection.query`).
+    public func query(_ sql: String, _ binds: [MySQLValue] = []) async throws -> MySQLResult {
+        try await run { try $0.query(sql, binds) }
+    }
+
+    /// Runs a statement that cannot be prepared (see `MySQLConnection.execute`).
+    public func execute(_ sql: String) async throws {
+        try await run { try $0.execute(sql) }
+    }
+
+    private func run<T: Sendable>(_ body: @escaping @Sendable (MySQLConnection) throws -> T) async throws -> T {
+        let free = busy.withLockedValue { busy -> Bool in
+            if busy { return false }
+            busy = true
+            return true
+        }
+        guard free else {
+            throw MySQLError(code: .queryFailed, message: "a MySQLSession was used by two tasks at once")
+        }
+        defer { busy.withLockedValue { $0 = false } }
+        let box = UncheckedConnection(connection: connection)
+        do {
+            return try await threadPool.runIfActive {
+                try MariaDBLibrary.prepareCurrentThread()
+                return try body(box.connection)
+            }
+        } catch is NIOThreadPoolError.ThreadPoolInactive {
+            throw MySQLError(code: .poolClosed, message: "the MySQL client is shut down")
+        }
+    }
+}
+
+/// Carries the session's connection into a pool work item; see `MySQLSession` for why that is safe.
+private struct UncheckedConnection: @unchecked Sendable {
+    let connection: MySQLConnection
+}
+
+extension MySQLClient {
+    /// Leases a connection for `body`, whose statements run on the pool one at a time while `body` may await
+    /// anything else in between. A transaction `body` leaves open is rolled back when the lease ends.
+    public func withSession<T: Sendable>(_ body: (MySQLSession) async throws -> T) async throws -> T {
+        let handle = try await lease()
+        defer { release(handle) }
+        let box: UncheckedConnection
+        do {
+            box = try await threadPool.runIfActive { [configuration, logger] in
+                try MariaDBLibrary.prepareCurrentThread()
+                try Self.makeReady(handle, configuration: configuration, logger: logger)
+                return UncheckedConnection(connection: MySQLConnection(handle: handle))
+            }
+        } catch is NIOThreadPoolError.ThreadPoolInactive {
+            throw MySQLError(code: .poolClosed, message: "the MySQL client is shut down")
+        }
+        let session = MySQLSession(connection: box.connection, threadPool: threadPool)
+        let result: Result<T, any Error>
+        do {
+            result = .success(try await body(session))
+        } catch {
+            result = .failure(error)
+        }
+        _ = try? await threadPool.runIfActive { [logger] in
+            Self.endLease(box.connection, handle, logger: logger)
+        }
+        return try result.get()
+    }
+}

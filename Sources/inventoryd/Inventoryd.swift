@@ -12,7 +12,7 @@ import ServiceLifecycle
 struct Inventoryd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Redis-first inventory reservation service.",
-        subcommands: [Serve.self, Worker.self, Migrate.self],
+        subcommands: [Serve.self, Worker.self, Migrate.self, Reconcile.self, Warm.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -63,6 +63,16 @@ struct Components {
         }
         return services
     }
+
+    func reconciler() throws -> Reconciler {
+        Reconciler(redis: redis, mysql: mysql, scripts: try InventoryScripts.load(), keys: settings.engine.keys, logger: logger)
+    }
+
+    /// Closes the clients of a one-shot command.
+    func close() async {
+        await redis.shutdown()
+        await mysql.shutdown()
+    }
 }
 
 struct Serve: AsyncParsableCommand {
@@ -74,9 +84,17 @@ struct Serve: AsyncParsableCommand {
         let components = try Components()
         await components.loadScripts()
         let settings = components.settings
+        var services: [any Service] = [components.redis] + components.backgroundServices()
+        if settings.reconcileIntervalSeconds > 0 {
+            services.append(
+                ReconcilerService(
+                    reconciler: try components.reconciler(), intervalSeconds: settings.reconcileIntervalSeconds,
+                    fix: settings.reconcileFix, logger: components.logger
+                )
+            )
+        }
         let app = buildApplication(
-            engine: components.engine, configuration: settings,
-            services: [components.redis] + components.backgroundServices(), logger: components.logger
+            engine: components.engine, configuration: settings, services: services, logger: components.logger
         )
         components.logger.info(
             "starting",
@@ -131,5 +149,136 @@ struct Migrate: AsyncParsableCommand {
             await mysql.shutdown()
             throw error
         }
+    }
+}
+
+struct Reconcile: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check that Redis and MySQL agree on every stock item (or one).",
+        discussion: "Exit status: 0 clean, 1 differences found, 2 could not run."
+    )
+
+    @Flag(help: "Check every stock item (the default).")
+    var all = false
+
+    @Option(help: "Check one item, as BIZ:SKU.")
+    var item: String?
+
+    @Flag(help: "Repair what differs (rebuild the Redis counters from MySQL and the work in flight).")
+    var fix = false
+
+    @Flag(help: "Print the report as JSON on stdout.")
+    var json = false
+
+    func run() async throws {
+        let target: StockItemID?
+        if let item {
+            let parts = item.split(separator: ":")
+            guard parts.count == 2, let sku = UInt64(parts[1]) else {
+                throw ValidationError("--item must be BIZ:SKU, like default:42")
+            }
+            target = StockItemID(bizId: String(parts[0]), skuId: sku)
+        } else {
+            target = nil
+        }
+        let components: Components
+        do {
+            components = try Components()
+        } catch {
+            FileHandle.standardError.write(Data("reconcile: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let started = ContinuousClock.now
+        let outcome: Result<ReconcileReport, any Error>
+        do {
+            let reconciler = try components.reconciler()
+            let report = try await reconciler.run(item: target, fix: fix) { report in
+                if ContinuousClock.now - started > .seconds(2) {
+                    FileHandle.standardError.write(
+                        Data("reconcile: \(report.itemsChecked) items checked, \(report.differences.count) differences\n".utf8)
+                    )
+                }
+            }
+            outcome = .success(report)
+        } catch {
+            outcome = .failure(error)
+        }
+        await components.close()
+        switch outcome {
+        case .failure(let error):
+            FileHandle.standardError.write(Data("reconcile: could not run: \(error)\n".utf8))
+            throw ExitCode(2)
+        case .success(let report):
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            } else {
+                print(
+                    "reconcile: \(report.itemsChecked) items checked (\(report.itemsNotLoaded) not loaded in Redis), "
+                        + "\(report.differences.count) differences, \(report.differences.filter(\.fixed).count) fixed, "
+                        + String(format: "%.2f s", report.seconds)
+                )
+                for difference in report.differences {
+                    print(
+                        "  \(difference.item): db stock \(difference.dbStock), journal reserved \(difference.journalReserved); "
+                            + "redis \(difference.redis); expected \(difference.expected)\(difference.fixed ? " (fixed)" : "")"
+                    )
+                }
+            }
+            // Differences found is 1 even when --fix repaired them: the run found something; a second run tells.
+            if !report.clean { throw ExitCode(1) }
+        }
+    }
+}
+
+struct Warm: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Preload stock items into Redis before a sale: one BIZ:SKU per line, from a file or stdin."
+    )
+
+    @Argument(help: "File with one BIZ:SKU per line; stdin when absent.")
+    var file: String?
+
+    func run() async throws {
+        let text: String
+        if let file {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw ValidationError("cannot read \(file)")
+            }
+            text = String(decoding: data, as: UTF8.self)
+        } else {
+            text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+        }
+        var items: [StockItemID] = []
+        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+            let parts = trimmed.split(separator: ":")
+            guard parts.count == 2, let sku = UInt64(parts[1]) else {
+                throw ValidationError("line \(number + 1): expected BIZ:SKU, got '\(trimmed)'")
+            }
+            items.append(StockItemID(bizId: String(parts[0]), skuId: sku))
+        }
+        let components = try Components()
+        await components.loadScripts()
+        var loaded = 0
+        var unknown: [StockItemID] = []
+        var failed = 0
+        for (index, item) in items.enumerated() {
+            do {
+                if try await components.engine.ensureItem(item) { loaded += 1 } else { unknown.append(item) }
+            } catch {
+                failed += 1
+                FileHandle.standardError.write(Data("warm: \(item): \(error)\n".utf8))
+            }
+            if (index + 1) % 1000 == 0 {
+                FileHandle.standardError.write(Data("warm: \(index + 1)/\(items.count)\n".utf8))
+            }
+        }
+        await components.close()
+        print("warm: \(loaded) items in Redis, \(unknown.count) unknown to MySQL, \(failed) failed")
+        for item in unknown { print("  unknown: \(item)") }
+        if failed > 0 || !unknown.isEmpty { throw ExitCode(1) }
     }
 }

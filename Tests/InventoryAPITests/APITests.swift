@@ -138,6 +138,8 @@ struct APITests {
                 ("quantity fractional", .post, "/v1/reservations", order(#"[{"skuId": 1, "quantity": 1.5}]"#), Self.json, 422),
                 ("skuId zero", .post, "/v1/reservations", order(#"[{"skuId": 0, "quantity": 1}]"#), Self.json, 422),
                 ("skuId negative", .post, "/v1/reservations", order(#"[{"skuId": -1, "quantity": 1}]"#), Self.json, 422),
+                ("skuId above Int64.max", .post, "/v1/reservations", order(#"[{"skuId": 9223372036854775808, "quantity": 1}]"#), Self.json, 422),
+                ("skuId above Int64.max in path", .put, "/v1/stock/\(biz)/9223372036854775808", #"{"stock": 1}"#, Self.json, 400),
                 ("skuId beyond 64 bits", .post, "/v1/reservations", order(#"[{"skuId": 18446744073709551616, "quantity": 1}]"#), Self.json, 422),
                 ("item not an object", .post, "/v1/reservations", order(#"[1]"#), Self.json, 422),
                 ("no items", .post, "/v1/reservations", order("[]"), Self.json, 422),

@@ -262,13 +262,36 @@ struct JournalRepositoryTests {
         }
     }
 
+    @Test("stock arithmetic stays exact above 2^53, and many items change in one call")
+    func exactStock() async throws {
+        let big: Int64 = 9_007_199_254_740_993  // 2^53 + 1: a double cannot hold it
+        var items: [UInt64: Int64] = [1: big]
+        for sku: UInt64 in 100..<400 { items[sku] = 1000 }
+        try await withFixture(items: items) { f in
+            var batch = [f.reserve("a", [1: 1]), f.event(.confirm, "a", [1: 1])]
+            for sku: UInt64 in 100..<400 {
+                let lines = [OutboxEvent.Line(skuId: sku, quantity: Int64(sku % 7 + 1))]
+                batch.append(f.event(.confirm, "m\(sku)", lines))
+            }
+            let result = try await f.journal.apply(batch)
+            #expect(result == JournalBatchResult(rowsInserted: 1, rowsUpdated: 1, stockChanges: 301))
+            #expect(try await f.stock(1) == big - 1)
+            #expect(try await f.ledger().first?.stockAfter == big - 1)
+            for sku: UInt64 in [100, 257, 399] {
+                #expect(try await f.stock(sku) == 1000 - Int64(sku % 7 + 1))
+            }
+            #expect(try await f.journal.apply(batch) == JournalBatchResult())
+        }
+    }
+
     @Test("SKUs above Int64.max round-trip exactly and stay distinct")
     func largeSkus() async throws {
         try await withFixture(items: [:]) { f in
             let top = UInt64.max
             let next = UInt64.max - 1
+            let reserve = f.reserve("a", [top: 1, next: 2, 7: 3])
             let result = try await f.journal.apply([
-                f.reserve("a", [top: 1, next: 2, 7: 3]),
+                reserve,
                 f.event(.cancel, "a", [next: 2]),
                 f.event(.confirm, "a", [top: 1]),
             ])
@@ -280,7 +303,11 @@ struct JournalRepositoryTests {
             #expect(rows.map(\.skuId) == [7, next, top])
             #expect(rows.map(\.quantity) == [3, 2, 1])
             #expect(rows.map(\.status) == ["RESERVED", "CANCELLED", "CONFIRMED"])
-            #expect(try await f.journal.apply([f.reserve("a", [top: 1, next: 2, 7: 3])]).duplicates.isEmpty)
+            #expect(try await f.journal.apply([reserve]) == JournalBatchResult())
+            let duplicate = try await f.journal.apply([f.reserve("a", [top: 4, next: 5])])
+            #expect(duplicate.duplicates.map(\.skuId) == [top, next])
+            #expect(duplicate.duplicates.map(\.quantity) == [4, 5])
+            #expect(duplicate.duplicates.map(\.existingStatus) == ["CONFIRMED", "CANCELLED"])
         }
     }
 
@@ -297,6 +324,24 @@ struct JournalRepositoryTests {
                 "SELECT CAST(expires_at AS CHAR) AS t FROM reservation_journal WHERE order_id = ?", [.string(f.order("t2"))]
             )
             #expect(text.rows.first?.string("t") == "2024-02-29 12:34:56.789")
+        }
+    }
+
+    @Test func perfTemp() async throws {
+        try await withFixture(items: [1: 1_000_000_000, 2: 1_000_000_000]) { f in
+            var total: Duration = .zero
+            var totalC: Duration = .zero
+            var totalR: Duration = .zero
+            for round in 0..<20 {
+                var batch: [OutboxEvent] = []
+                for i in 0..<1000 { batch.append(f.reserve("p\(round)-\(i)", [UInt64(i % 2 + 1): 1], id: "1763700200000-\(round * 1000 + i)")) }
+                let clock = ContinuousClock()
+                total += try await clock.measure { _ = try await f.journal.apply(batch) }
+                totalR += try await clock.measure { _ = try await f.journal.apply(batch) }
+                let confirms = batch.map { e in f.event(.confirm, String(e.orderId.dropFirst(f.bizId.count + 1)), e.lines) }
+                totalC += try await clock.measure { _ = try await f.journal.apply(confirms) }
+            }
+            print("PERF reserve 20k rows: \(total), redelivery: \(totalR), confirm 20k: \(totalC)")
         }
     }
 
@@ -454,7 +499,7 @@ struct JournalRepositoryTests {
                     StockChange(bizId: fixture.bizId, skuId: sku, delta: stock, reason: "set", source: "seed:\(fixture.bizId):\(sku)")
                 )
             }
-            do { try await body(fixture) } catch { print("DEBUG body failed: \(error)"); throw error }
+            try await body(fixture)
         } catch {
             await fixture.cleanUp()
             await client.shutdown()

@@ -1,7 +1,14 @@
 import Foundation
 import Logging
 import MySQLClient
+import NIOConcurrencyHelpers
 import RedisClient
+
+/// What the engine has done that is not visible in the stores, for metrics and tests.
+public struct EngineCounters: Sendable, Equatable {
+    /// Stock items this process rebuilt in Redis from MySQL (the init path).
+    public var itemRebuilds = 0
+}
 
 /// When a reserve answers.
 public enum Durability: String, Sendable {
@@ -19,13 +26,18 @@ public struct EngineConfiguration: Sendable {
     public var defaultTTLSeconds: Int
     /// How long orders and de-duplication keys outlive their hold, so replays and late cancels are recognised.
     public var retentionSeconds: Int
-    /// TTL of item hashes; 0 keeps them until deleted.
+    /// TTL of item hashes, extended while the item is being reserved; 0 keeps them until deleted. An item that
+    /// expires is rebuilt from MySQL on its next use.
     public var itemTTLSeconds: Int
     public var keys: KeyLayout
+    /// Lifetime of an item's init lock: a holder that died is taken over after this.
+    public var initLockMilliseconds: Int64 = 5000
+    /// How long a caller waits for another caller's rebuild of an item before answering 503.
+    public var initWaitMilliseconds: Int64 = 3000
 
     public init(
         durability: Durability = .async, defaultTTLSeconds: Int = 1800, retentionSeconds: Int = 7 * 86_400,
-        itemTTLSeconds: Int = 0, keys: KeyLayout = KeyLayout()
+        itemTTLSeconds: Int = 7 * 86_400, keys: KeyLayout = KeyLayout()
     ) {
         self.durability = durability
         self.defaultTTLSeconds = defaultTTLSeconds
@@ -47,6 +59,9 @@ public final class InventoryEngine: Sendable {
     private let committer: JournalCommitter
     private let mysql: MySQLClient
     private let logger: Logger
+    private let counters = NIOLockedValueBox(EngineCounters())
+    /// Rebuilds in progress in this process, so concurrent callers share one instead of polling Redis.
+    private let rebuilding = NIOLockedValueBox<[StockItemID: Task<Bool, any Error>]>([:])
 
     private var keys: KeyLayout { configuration.keys }
 
@@ -77,14 +92,30 @@ public final class InventoryEngine: Sendable {
 
     /// Holds stock for every item of an order, or for none.
     public func reserve(_ command: ReserveCommand, failpoint: String = "") async throws -> ReserveOutcome {
+        do {
+            return try await reserveOnce(command, failpoint: failpoint)
+        } catch InventoryError.unknownItems(let skus) {
+            // Missing from Redis is not missing: a cold, evicted or lost item is rebuilt from MySQL, then the
+            // reserve runs again. Items MySQL does not know either are unknown.
+            var unknown: [UInt64] = []
+            for sku in skus where try await !ensureItem(StockItemID(bizId: command.bizId, skuId: sku)) {
+                unknown.append(sku)
+            }
+            if !unknown.isEmpty { throw InventoryError.unknownItems(unknown) }
+            return try await reserveOnce(command, failpoint: failpoint)
+        }
+    }
+
+    private func reserveOnce(_ command: ReserveCommand, failpoint: String) async throws -> ReserveOutcome {
         let orderId = command.orderId
         var keyList = [keys.order(orderId), keys.outbox(forOrder: orderId), keys.expiryIndex(forOrder: orderId)]
         var arguments = [
             orderId, command.fingerprint, command.bizId, command.userId ?? "", command.shortage.rawValue,
             String(Self.nowMilliseconds()), String(command.ttlSeconds), String(configuration.retentionSeconds), failpoint,
+            String(configuration.itemTTLSeconds),
         ]
         keyList.reserveCapacity(3 + 3 * command.items.count)
-        arguments.reserveCapacity(9 + 2 * command.items.count)
+        arguments.reserveCapacity(10 + 2 * command.items.count)
         for item in command.items {
             let id = StockItemID(bizId: command.bizId, skuId: item.skuId)
             keyList.append(keys.item(id))
@@ -358,8 +389,14 @@ public final class InventoryEngine: Sendable {
 
     // MARK: - Stock
 
-    /// The item's stock.
+    /// The item's stock (rebuilt from MySQL first if Redis does not have it).
     public func stock(_ id: StockItemID) async throws -> StockLevel {
+        if let level = try await readStock(id) { return level }
+        guard try await ensureItem(id), let level = try await readStock(id) else { throw InventoryError.notFound }
+        return level
+    }
+
+    private func readStock(_ id: StockItemID) async throws -> StockLevel? {
         let reply = try await redisCall {
             try await self.redis.command(
                 "HMGET", self.keys.item(id), "stock_num", "used_stock_num", "is_sell_out", "is_infinite", "danger_num",
@@ -367,7 +404,7 @@ public final class InventoryEngine: Sendable {
             )
         }
         let fields = reply.array ?? []
-        guard let available = fields[safe: 0]?.int else { throw InventoryError.notFound }
+        guard let available = fields[safe: 0]?.int else { return nil }
         return StockLevel(
             item: id,
             available: available,
@@ -426,6 +463,15 @@ public final class InventoryEngine: Sendable {
 
     /// Adds or removes on-hand stock once per adjustment id, in Redis and MySQL.
     public func adjustStock(_ id: StockItemID, _ adjustment: StockAdjustment) async throws -> AdjustmentOutcome {
+        do {
+            return try await adjustStockOnce(id, adjustment)
+        } catch InventoryError.notFound {
+            guard try await ensureItem(id) else { throw InventoryError.notFound }
+            return try await adjustStockOnce(id, adjustment)
+        }
+    }
+
+    private func adjustStockOnce(_ id: StockItemID, _ adjustment: StockAdjustment) async throws -> AdjustmentOutcome {
         let itemKey = keys.item(id)
         let adjustmentKey = keys.adjustmentKey(id, adjustmentId: adjustment.adjustmentId)
         let reply = try await runScript(
@@ -463,6 +509,85 @@ public final class InventoryEngine: Sendable {
         default:
             throw InventoryError.unavailable("adjust_stock script answered \(reply)")
         }
+    }
+
+    // MARK: - Initialisation with a lock
+
+    /// Counters of this engine.
+    public var stats: EngineCounters { counters.withLockedValue { $0 } }
+
+    /// Makes sure the item is in Redis, rebuilding it from MySQL when it is missing: one caller across all
+    /// instances takes the init lock and rebuilds, the others wait (bounded) and then see the rebuilt item.
+    /// Returns false when MySQL has no such item either.
+    public func ensureItem(_ id: StockItemID) async throws -> Bool {
+        let (task, owner) = rebuilding.withLockedValue { running -> (Task<Bool, any Error>, Bool) in
+            if let task = running[id] { return (task, false) }
+            let task = Task { try await self.rebuild(id) }
+            running[id] = task
+            return (task, true)
+        }
+        if owner {
+            defer { _ = rebuilding.withLockedValue { $0.removeValue(forKey: id) } }
+            return try await task.value
+        }
+        return try await task.value
+    }
+
+    private func rebuild(_ id: StockItemID) async throws -> Bool {
+        let caller = UUID().uuidString
+        let itemKey = keys.item(id)
+        let deadline = ContinuousClock.now + .milliseconds(configuration.initWaitMilliseconds)
+        var pause = 2
+        while true {
+            let reply = try await runScript(
+                scripts.initLock, keys: [itemKey],
+                arguments: [caller, String(Self.nowMilliseconds()), String(configuration.initLockMilliseconds)]
+            )
+            switch reply.array?.first?.text {
+            case "ready":
+                return true
+            case "locked":
+                return try await rebuildLocked(id, itemKey: itemKey, caller: caller)
+            default:
+                guard ContinuousClock.now < deadline else {
+                    throw InventoryError.unavailable("stock item \(id) is being rebuilt by another caller; retry")
+                }
+                try await Task.sleep(for: .milliseconds(pause))
+                pause = min(pause * 2, 50)
+            }
+        }
+    }
+
+    private func rebuildLocked(_ id: StockItemID, itemKey: String, caller: String) async throws -> Bool {
+        let snapshot: (row: StockRow, liveReserved: Int64)?
+        do {
+            snapshot = try await stockRepository.initSnapshot(bizId: id.bizId, skuId: id.skuId)
+        } catch {
+            _ = try? await redisCall { try await self.redis.command("DEL", itemKey) }
+            throw mapMySQL(error)
+        }
+        guard let snapshot else {
+            // Nothing to rebuild: drop the lock-only hash so the item stays plainly absent.
+            _ = try await redisCall { try await self.redis.command("DEL", itemKey) }
+            return false
+        }
+        let row = snapshot.row
+        let reply = try await runScript(
+            scripts.initItem, keys: [itemKey],
+            arguments: [
+                caller, String(row.infinite ? row.stock : row.stock - snapshot.liveReserved), String(snapshot.liveReserved),
+                row.infinite ? "1" : "0", String(row.dangerNum), String(row.backorderLimit),
+                String(configuration.itemTTLSeconds),
+            ]
+        )
+        if reply.array?.first?.text == "ok" {
+            counters.withLockedValue { $0.itemRebuilds += 1 }
+            logger.notice(
+                "stock item rebuilt from MySQL",
+                metadata: ["item": "\(id)", "stock": "\(row.stock)", "liveReserved": "\(snapshot.liveReserved)"]
+            )
+        }
+        return true
     }
 
     // MARK: - Health

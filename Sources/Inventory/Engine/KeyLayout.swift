@@ -31,6 +31,9 @@ public struct KeyLayout: Sendable {
         "\(prefix):{\(id.bizId):\(id.skuId)}:applied:\(kind):\(orderId)"
     }
 
+    /// The reconciler's lease: one reconciliation at a time across all instances.
+    public var reconcileLease: String { "\(prefix):reconcile:lease" }
+
     /// Every outbox stream, one per shard.
     public var outboxes: [String] { (0..<shards).map { outbox(shard: $0) } }
 

@@ -13,9 +13,16 @@ public struct InventoryScripts: Sendable {
     public let undoReserve: RedisScript
     public let applied: RedisScript
     public let ack: RedisScript
+    public let initLock: RedisScript
+    public let initItem: RedisScript
+    public let snapshot: RedisScript
+    public let fixItem: RedisScript
 
     public var all: [RedisScript] {
-        [reserve, rollback, confirm, setStock, adjustStock, undoStock, refund, undoReserve, applied, ack]
+        [
+            reserve, rollback, confirm, setStock, adjustStock, undoStock, refund, undoReserve, applied, ack, initLock,
+            initItem, snapshot, fixItem,
+        ]
     }
 
     /// Reads the scripts from a directory (by default the repository's `lua/`, or `INVENTORY_LUA_DIR`).
@@ -40,7 +47,11 @@ public struct InventoryScripts: Sendable {
             refund: try script("refund"),
             undoReserve: try script("undo_reserve"),
             applied: try script("applied"),
-            ack: try script("ack")
+            ack: try script("ack"),
+            initLock: try script("init_lock"),
+            initItem: try script("init_item"),
+            snapshot: try script("snapshot"),
+            fixItem: try script("fix_item")
         )
     }
 }

@@ -182,14 +182,15 @@ public struct JournalRow: Sendable, Equatable {
 /// outbox events, and for the stock changes those events carry (confirm, refund) through the stock ledger.
 public struct JournalRepository: Sendable {
     /// Attempts of one batch: the first and up to three retries when InnoDB rolls the transaction back (deadlock,
-    /// lock wait timeout) or another transaction applied the same stock changes concurrently. The rollback undid
-    /// everything and every statement is idempotent, so a retry is safe.
+    /// lock wait timeout) or another transaction wrote some of the same rows concurrently. The rollback undid
+    /// everything and the batch is idempotent, so a retry is safe; it waits a few random milliseconds first so that
+    /// two colliding batches do not collide again.
     static let transactionAttempts = 4
-    /// Most rows (or tuples of an IN list) per statement. Statements are only ever built for power-of-two row
-    /// counts up to this, the last chunk padded by repeating its last row, so each statement has at most ten
-    /// shapes and the connections' prepared-statement caches keep them instead of preparing one per batch size.
-    /// Below MariaDB's `in_predicate_conversion_threshold` (1000), so IN lists stay range scans of the index.
+    /// Most rows (or tuples of an IN list) per statement; below MariaDB's `in_predicate_conversion_threshold`
+    /// (1000), so IN lists stay range scans of the index.
     static let maxRowsPerStatement = 512
+    /// Most items per stock UPDATE: its CASE is evaluated per row, so its cost grows with the square of this.
+    static let maxItemsPerStockUpdate = 128
 
     private let client: MySQLClient
 
@@ -211,6 +212,7 @@ public struct JournalRepository: Sendable {
                     try plan.run(on: connection)
                 }
             } catch let error as MySQLError where error.code == .deadlock && attempt < Self.transactionAttempts {
+                try await Task.sleep(for: .milliseconds(Int.random(in: 1...(5 * attempt))))
                 attempt += 1
             }
         }
@@ -300,13 +302,16 @@ private struct LedgerLine: Sendable {
 ///    lines of the batch that an undo of the batch undoes are dropped from phase 2, so [reserve E1, undo E1] leaves
 ///    no row; running undo first lets [undo E1, reserve E2] (a retry after a sync-mode failure) replace E1's row by
 ///    E2's instead of reporting E2 as a duplicate.
-/// 2. reserve: insert RESERVED rows, keeping any existing row; an existing row of another reserve event is a
-///    duplicate.
+/// 2. reserve: insert RESERVED rows for lines that have none; a row of another reserve event is a duplicate.
 /// 3. confirm: RESERVED → CONFIRMED.
 /// 4. cancel, expire: RESERVED → CANCELLED / EXPIRED (a late cancel never touches a CONFIRMED or REFUNDED row).
 /// 5. refund: CONFIRMED → REFUNDED.
-/// 6. stock: every confirm (−q) and refund (+q) line once per ledger source, summed per item into one UPDATE of each
-///    item's row, and one ledger row per line carrying the item's stock after the batch.
+/// 6. stock: every confirm (−q) and refund (+q) line once per ledger source, summed per item into one change of
+///    each item's row, and one ledger row per line carrying the item's stock after the batch.
+///
+/// The transaction runs at READ COMMITTED: searches take no gap locks, so batches of other orders (other workers,
+/// sync mode's group commits) never block on the gaps next to rows they do not share. Nothing here relies on a
+/// snapshot: every row read is then either locked by this transaction or checked again by a unique key.
 private struct BatchPlan: Sendable {
     var undos: [UndoLine] = []
     var reserves: [ReserveLine] = []
@@ -334,6 +339,7 @@ private struct BatchPlan: Sendable {
                 }
             }
         }
+        undos.sort { $0.key < $1.key }
         for event in events {
             for line in event.lines {
                 let key = LineKey(orderId: event.orderId, bizId: event.bizId, skuId: line.skuId)
@@ -391,6 +397,8 @@ private struct BatchPlan: Sendable {
     }
 
     func run(on connection: MySQLConnection) throws -> JournalBatchResult {
+        // Allowed here: no statement has run yet, so the transaction withTransaction opened has not started.
+        try connection.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         var result = JournalBatchResult()
         result.rowsDeleted = try undo(on: connection)
         try reserve(on: connection, into: &result)
@@ -405,11 +413,11 @@ private struct BatchPlan: Sendable {
 
     private func undo(on connection: MySQLConnection) throws -> Int {
         var deleted = 0
-        for chunk in chunks(undos.sorted { $0.key < $1.key }) {
+        for chunk in paddedChunks(undos) {
             let result = try connection.query(
                 """
                 DELETE FROM reservation_journal
-                WHERE status = 'RESERVED' AND (order_id, biz_id, sku_id, reserve_event) IN (\(tuples(chunk.count, width: 4)))
+                WHERE status = 'RESERVED' AND (order_id, biz_id, sku_id, reserve_event) IN (\(tuples(chunk.count, "(?, ?, \(sku), ?)")))
                 """,
                 chunk.flatMap { $0.key.binds + [.string($0.reserveEventId)] }
             )
@@ -423,31 +431,15 @@ private struct BatchPlan: Sendable {
         // The first reserve of a line in the batch creates its row; later ones of other events are duplicates.
         var seen: Set<LineKey> = []
         let firsts = reserves.filter { seen.insert($0.key).inserted }.sorted { $0.key < $1.key }
-        for chunk in chunks(firsts) {
-            let inserted = try connection.query(
-                """
-                INSERT INTO reservation_journal (order_id, biz_id, sku_id, user_id, quantity, status, expires_at, reserve_event)
-                VALUES \(tuples(chunk.count, "(?, ?, ?, ?, ?, 'RESERVED', ?, ?)"))
-                ON DUPLICATE KEY UPDATE id = id
-                """,
-                chunk.flatMap { line in
-                    line.key.binds + [
-                        line.userId.map(MySQLValue.string) ?? .null, .int(line.quantity), .string(line.expiresAt),
-                        .string(line.eventId),
-                    ]
-                }
-            )
-            // A row that already existed counts 0 (its no-op update changes nothing).
-            result.rowsInserted += Int(inserted.affectedRows)
-        }
 
-        // The insert locked every one of these rows, existing or new, so this reads their current state.
+        // Rows that exist already (a redelivery, sync mode's commit, or a duplicate) are read, not written: an
+        // insert that meets an existing key would lock the gap before it.
         var existing: [LineKey: (status: String, reserveEvent: String)] = [:]
-        for chunk in chunks(firsts.map(\.key)) {
+        for chunk in paddedChunks(firsts.map(\.key)) {
             let rows = try connection.query(
                 """
                 SELECT order_id, biz_id, sku_id, status, reserve_event FROM reservation_journal
-                WHERE (order_id, biz_id, sku_id) IN (\(tuples(chunk.count, width: 3)))
+                WHERE (order_id, biz_id, sku_id) IN (\(tuples(chunk.count, "(?, ?, \(sku))")))
                 """,
                 chunk.flatMap(\.binds)
             ).rows
@@ -459,6 +451,28 @@ private struct BatchPlan: Sendable {
                     (row.string("status") ?? "", row.string("reserve_event") ?? "")
             }
         }
+
+        let missing = firsts.filter { existing[$0.key] == nil }
+        for chunk in exactChunks(missing) {
+            let inserted = try insertingConcurrently(
+                connection,
+                """
+                INSERT INTO reservation_journal (order_id, biz_id, sku_id, user_id, quantity, status, expires_at, reserve_event)
+                VALUES \(tuples(chunk.count, "(?, ?, \(sku), ?, ?, 'RESERVED', ?, ?)"))
+                """,
+                chunk.flatMap { line in
+                    line.key.binds + [
+                        line.userId.map(MySQLValue.string) ?? .null, .int(line.quantity), .string(line.expiresAt),
+                        .string(line.eventId),
+                    ]
+                }
+            )
+            result.rowsInserted += Int(inserted.affectedRows)
+        }
+        for line in missing {
+            existing[line.key] = ("RESERVED", line.eventId)
+        }
+
         for line in reserves {
             guard let row = existing[line.key], row.reserveEvent != line.eventId else { continue }
             result.duplicates.append(
@@ -472,11 +486,11 @@ private struct BatchPlan: Sendable {
 
     private func update(_ change: StatusChange, on connection: MySQLConnection) throws -> Int {
         var updated = 0
-        for chunk in chunks(change.keys) {
+        for chunk in paddedChunks(change.keys) {
             let result = try connection.query(
                 """
                 UPDATE reservation_journal SET status = ?
-                WHERE status = ? AND (order_id, biz_id, sku_id) IN (\(tuples(chunk.count, width: 3)))
+                WHERE status = ? AND (order_id, biz_id, sku_id) IN (\(tuples(chunk.count, "(?, ?, \(sku))")))
                 """,
                 [.string(change.to), .string(change.from)] + chunk.flatMap(\.binds)
             )
@@ -487,9 +501,10 @@ private struct BatchPlan: Sendable {
 
     private func applyStock(on connection: MySQLConnection, into result: inout JournalBatchResult) throws {
         guard !ledger.isEmpty else { return }
-        // Lines whose ledger row exists were applied by an earlier delivery.
+        // Lines whose ledger row exists were applied by an earlier delivery. A row committed by a concurrent
+        // transaction after this read makes the ledger insert below fail, and the batch is retried.
         var applied: Set<String> = []
-        for chunk in chunks(ledger.map(\.source)) {
+        for chunk in paddedChunks(ledger.map(\.source)) {
             let rows = try connection.query(
                 "SELECT source FROM stock_ledger WHERE source IN (\(tuples(chunk.count, "?")))",
                 chunk.map(MySQLValue.string)
@@ -506,42 +521,52 @@ private struct BatchPlan: Sendable {
             deltas[line.item, default: 0] += line.delta
         }
         let items = deltas.keys.sorted { ($0.bizId, $0.skuId) < ($1.bizId, $1.skuId) }
-        // One UPDATE per chunk of items, each item's row changed once: a row a padding duplicate matches again is
-        // still updated only once by a multiple-table UPDATE.
-        for chunk in chunks(items) {
-            _ = try connection.query(
-                """
-                UPDATE stock s JOIN (
-                    \(tuples(chunk.count, "SELECT ? AS biz_id, CAST(? AS UNSIGNED) AS sku_id, CAST(? AS SIGNED) AS delta", separator: "\n    UNION ALL "))
-                ) d ON s.biz_id = d.biz_id AND s.sku_id = d.sku_id
-                SET s.stock = s.stock + d.delta, s.version = s.version + 1
-                """,
-                chunk.flatMap { item in [.string(item.bizId), skuValue(item.skuId), .int(deltas[item] ?? 0)] }
-            )
-        }
-        // The UPDATE holds each row's exclusive lock until commit, so this reads the value the batch produced.
-        var stockAfter: [StockItemID: Int64] = [:]
-        for chunk in chunks(items) {
+
+        // Lock the items' rows, in key order, and read their stock; an item without a row is reported, and neither
+        // its stock nor its ledger changes.
+        var stockBefore: [StockItemID: Int64] = [:]
+        for chunk in paddedChunks(items) {
             let rows = try connection.query(
-                "SELECT biz_id, sku_id, stock FROM stock WHERE (biz_id, sku_id) IN (\(tuples(chunk.count, width: 2)))",
+                """
+                SELECT biz_id, sku_id, stock FROM stock
+                WHERE (biz_id, sku_id) IN (\(tuples(chunk.count, "(?, \(sku))"))) FOR UPDATE
+                """,
                 chunk.flatMap { item in [.string(item.bizId), skuValue(item.skuId)] }
             ).rows
             for row in rows {
                 guard let bizId = row.string("biz_id"), let skuId = row.uint64("sku_id"), let stock = row.int64("stock")
                 else { continue }
-                stockAfter[StockItemID(bizId: bizId, skuId: skuId)] = stock
+                stockBefore[StockItemID(bizId: bizId, skuId: skuId)] = stock
             }
         }
-        result.missingStockItems = items.filter { stockAfter[$0] == nil }
+        result.missingStockItems = items.filter { stockBefore[$0] == nil }
+        let present = items.filter { stockBefore[$0] != nil }
 
-        let rows = pending.compactMap { line in stockAfter[line.item].map { (line, $0) } }
-        var written = 0
-        for chunk in chunks(rows) {
-            let inserted = try connection.query(
+        // One change per item: each row is in exactly one statement, which adds the item's summed delta.
+        for chunk in paddedChunks(present, limit: JournalRepository.maxItemsPerStockUpdate) {
+            _ = try connection.query(
+                """
+                UPDATE stock
+                SET stock = stock + CASE \(tuples(chunk.count, "WHEN biz_id = ? AND sku_id = \(sku) THEN CAST(? AS SIGNED)", separator: " ")) END,
+                    version = version + 1
+                WHERE (biz_id, sku_id) IN (\(tuples(chunk.count, "(?, \(sku))")))
+                """,
+                chunk.flatMap { item in [.string(item.bizId), skuValue(item.skuId), .int(deltas[item] ?? 0)] }
+                    + chunk.flatMap { item in [.string(item.bizId), skuValue(item.skuId)] }
+            )
+        }
+
+        // The rows are locked, so the stock after the batch is what was read plus what was added.
+        let rows = pending.compactMap { line -> (LedgerLine, Int64)? in
+            guard let before = stockBefore[line.item], let delta = deltas[line.item] else { return nil }
+            return (line, before + delta)
+        }
+        for chunk in exactChunks(rows) {
+            let inserted = try insertingConcurrently(
+                connection,
                 """
                 INSERT INTO stock_ledger (biz_id, sku_id, delta, stock_after, reason, source)
-                VALUES \(tuples(chunk.count, "(?, ?, ?, ?, ?, ?)"))
-                ON DUPLICATE KEY UPDATE id = id
+                VALUES \(tuples(chunk.count, "(?, \(sku), ?, ?, ?, ?)"))
                 """,
                 chunk.flatMap { line, after in
                     [
@@ -550,25 +575,35 @@ private struct BatchPlan: Sendable {
                     ]
                 }
             )
-            written += Int(inserted.affectedRows)
+            result.stockChanges += Int(inserted.affectedRows)
         }
-        guard written == rows.count else {
-            // A source this transaction did not see a moment ago is there now: another transaction applied some of
-            // these lines concurrently, and the stock UPDATE above counted them a second time. Roll back and retry;
-            // the retry sees those rows and skips their lines.
-            throw MySQLError(
-                code: .deadlock,
-                message: "stock ledger rows appeared during the batch (\(written) of \(rows.count) written): applied concurrently"
-            )
-        }
-        result.stockChanges = written
     }
 }
 
 // MARK: - SQL helpers
 
-/// sku_id is BIGINT UNSIGNED but `MySQLValue` carries signed integers: ids up to `Int64.max` bind as `.int`, larger
-/// ones as their decimal text, which MariaDB converts exactly (compared with or stored into the unsigned column).
+/// Runs an INSERT of rows this transaction found missing a moment ago. A duplicate key means another transaction
+/// wrote one of them since (the same events applied concurrently): that is turned into `.deadlock`, so the batch
+/// rolls back and is retried, and the retry finds those rows.
+private func insertingConcurrently(_ connection: MySQLConnection, _ sql: String, _ binds: [MySQLValue]) throws -> MySQLResult {
+    do {
+        return try connection.query(sql, binds)
+    } catch let error as MySQLError where error.code == .duplicateKey {
+        throw MySQLError(
+            code: .deadlock, errno: error.errno, sqlState: error.sqlState,
+            message: "a row appeared while the batch ran (applied concurrently): \(error.message)"
+        )
+    }
+}
+
+/// The placeholder of every sku_id value. sku_id is BIGINT UNSIGNED but `MySQLValue` carries signed integers: ids up
+/// to `Int64.max` bind as `.int`, larger ones as their decimal text (`skuValue`). A bare text parameter is not
+/// compared exactly with the column: in an IN list of several such values MariaDB reads them through a double, and
+/// 18446744073709551614 matches the row of 18446744073709551615. The cast makes every value an exact unsigned integer
+/// (and keeps the IN lists range scans of the unique key).
+private let sku = "CAST(? AS UNSIGNED)"
+
+/// A sku_id parameter, for the `sku` placeholder.
 private func skuValue(_ skuId: UInt64) -> MySQLValue {
     if let signed = Int64(exactly: skuId) { return .int(signed) }
     return .string(String(skuId))
@@ -579,33 +614,22 @@ private func tuples(_ count: Int, _ tuple: String, separator: String = ", ") -> 
     Array(repeating: tuple, count: count).joined(separator: separator)
 }
 
-/// `count` placeholder tuples of `width` values: "(?, ?), (?, ?)".
-private func tuples(_ count: Int, width: Int) -> String {
-    tuples(count, "(" + Array(repeating: "?", count: width).joined(separator: ", ") + ")")
+/// Chunks of at most `limit` elements, for INSERTs, which must not repeat a row.
+private func exactChunks<T>(_ items: [T], limit: Int = JournalRepository.maxRowsPerStatement) -> [ArraySlice<T>] {
+    stride(from: 0, to: items.count, by: limit).map { items[$0..<min($0 + limit, items.count)] }
 }
 
-/// Splits `items` into chunks of `JournalRepository.maxRowsPerStatement`, the last one padded to the next power of
-/// two by repeating its last element. Every statement here is indifferent to a repeated row: an IN list matches
-/// the same rows, an upsert of a row inserted by the same statement changes nothing, a multiple-table UPDATE changes
-/// each row once.
-private func chunks<T>(_ items: [T]) -> [ArraySlice<T>] {
-    let limit = JournalRepository.maxRowsPerStatement
-    var result: [ArraySlice<T>] = []
-    var start = 0
-    while start < items.count {
-        let end = min(start + limit, items.count)
-        var chunk = items[start..<end]
+/// Chunks of at most `limit` elements (a power of two), the last one padded to the next power of two by repeating
+/// its last element, for statements that a repeated key does not change: an IN list matches the same rows, a CASE
+/// takes its first matching branch. Each such statement then has at most log2(limit) + 1 shapes, which the
+/// connections' prepared-statement caches keep, instead of one per batch size.
+private func paddedChunks<T>(_ items: [T], limit: Int = JournalRepository.maxRowsPerStatement) -> [ArraySlice<T>] {
+    exactChunks(items, limit: limit).map { chunk in
         var size = 1
         while size < chunk.count { size <<= 1 }
-        if size > chunk.count, let last = chunk.last {
-            var padded = Array(chunk)
-            padded.append(contentsOf: repeatElement(last, count: size - chunk.count))
-            chunk = padded[...]
-        }
-        result.append(chunk)
-        start = end
+        guard size > chunk.count, let last = chunk.last else { return chunk }
+        return (Array(chunk) + repeatElement(last, count: size - chunk.count))[...]
     }
-    return result
 }
 
 // MARK: - Time

@@ -1,0 +1,247 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The monotonic clock every measurement uses (nanoseconds; the same clock as `NIODeadline`).
+@inline(__always)
+func monotonicNow() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
+
+/// One keep-alive HTTP/1.1 connection that sends one request at a time, like a wrk connection.
+///
+/// Lives on one event loop and is only touched there: the decisions are `DriverCore`'s, this class does the I/O.
+/// A request without an answer after the timeout, or a connection that drops, ends the job with an error and the
+/// next job opens a new connection.
+final class LoadConnection {
+    private let loop: EventLoop
+    private let address: SocketAddress?
+    private let target: Target
+    private let renderer: RequestRenderer
+    private let timeoutNanoseconds: UInt64
+    private(set) var core: DriverCore
+    let done: EventLoopPromise<Void>
+
+    private var handler: LoadHandler?
+    private var generation = 0
+    private var connecting = false
+    private var timer: Scheduled<Void>?
+    private var inFlightSince: UInt64?
+    private var finished = false
+
+    init(
+        loop: EventLoop, address: SocketAddress?, target: Target, renderer: RequestRenderer, timeout: Duration,
+        core: DriverCore
+    ) {
+        self.loop = loop
+        self.address = address
+        self.target = target
+        self.renderer = renderer
+        timeoutNanoseconds = UInt64(timeout.nanoseconds)
+        self.core = core
+        done = loop.makePromise()
+    }
+
+    func start() { pump() }
+
+    /// Starts the next job when one is due; otherwise waits for its time or finishes.
+    private func pump() {
+        guard !finished, !core.isBusy, timer == nil else { return }
+        switch core.nextJob(now: monotonicNow()) {
+        case .finished:
+            finish()
+        case .wait(let until):
+            timer = loop.assumeIsolated().scheduleTask(deadline: .uptimeNanoseconds(until)) {
+                self.timer = nil
+                self.pump()
+            }
+        case .send(let operation):
+            send(operation)
+        }
+    }
+
+    private func send(_ operation: Operation) {
+        guard let handler, let job = core.job else {
+            connect()
+            return
+        }
+        let (head, body) = renderer.request(operation, job, allocator: handler.allocator)
+        let now = monotonicNow()
+        core.didSend(now: now)
+        inFlightSince = now
+        handler.send(head, body)
+    }
+
+    private func connect() {
+        guard !connecting else { return }
+        connecting = true
+        generation += 1
+        let generation = self.generation
+        let bootstrap = ClientBootstrap(group: loop)
+            .connectTimeout(.nanoseconds(Int64(timeoutNanoseconds)))
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
+                }
+            }
+        let future = address.map { bootstrap.connect(to: $0) } ?? bootstrap.connect(host: target.connectHost, port: target.port)
+        future.assumeIsolated().whenComplete { result in
+            self.connecting = false
+            switch result {
+            case .success(let channel):
+                guard !self.finished, generation == self.generation else {
+                    channel.close(promise: nil)
+                    return
+                }
+                let handler = LoadHandler(connection: self, generation: generation)
+                do {
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                } catch {
+                    channel.close(promise: nil)
+                    self.connectFailed()
+                    return
+                }
+                self.handler = handler
+                if let operation = self.core.currentOperation { self.send(operation) } else { self.pump() }
+            case .failure:
+                self.connectFailed()
+            }
+        }
+    }
+
+    /// The job waiting for the connection fails (nothing was sent); the next try waits a little so a server that is
+    /// down does not turn the run into a connect storm.
+    private func connectFailed() {
+        core.didFail(.connect)
+        timer = loop.assumeIsolated().scheduleTask(in: .milliseconds(100)) {
+            self.timer = nil
+            self.pump()
+        }
+    }
+
+    // MARK: Events from the handler
+
+    func answered(generation: Int, status: Int, replayed: Bool, keepAlive: Bool) {
+        guard generation == self.generation, inFlightSince != nil else { return }
+        inFlightSince = nil
+        let next = core.didAnswer(status: status, replayed: replayed, now: monotonicNow())
+        if !keepAlive { dropChannel() }
+        if case .send(let operation) = next { send(operation) } else { pump() }
+    }
+
+    func failed(generation: Int, _ kind: ErrorKind) {
+        guard generation == self.generation else { return }
+        dropChannel()
+        if inFlightSince != nil {
+            inFlightSince = nil
+            core.didFail(kind)
+        }
+        pump()
+    }
+
+    /// Called by the event loop's ticker: a request past the timeout ends its job and its connection.
+    func checkTimeout(now: UInt64) {
+        guard let since = inFlightSince, now - since > timeoutNanoseconds else { return }
+        inFlightSince = nil
+        dropChannel()
+        core.didFail(.timeout)
+        pump()
+    }
+
+    private func dropChannel() {
+        generation += 1
+        handler?.close()
+        handler = nil
+    }
+
+    private func finish() {
+        guard !finished else { return }
+        finished = true
+        timer?.cancel()
+        timer = nil
+        dropChannel()
+        done.succeed()
+    }
+}
+
+/// The pipeline end of a `LoadConnection`: writes requests, reads answer heads, reports to the connection.
+final class LoadHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    private let connection: LoadConnection
+    private let generation: Int
+    private var context: ChannelHandlerContext?
+    private var status = 0
+    private var replayed = false
+    private var keepAlive = true
+    private var reported = false
+
+    init(connection: LoadConnection, generation: Int) {
+        self.connection = connection
+        self.generation = generation
+    }
+
+    var allocator: ByteBufferAllocator { context?.channel.allocator ?? ByteBufferAllocator() }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func send(_ head: HTTPRequestHead, _ body: ByteBuffer?) {
+        guard let context else {
+            connection.failed(generation: generation, .write)
+            return
+        }
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        if let body { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
+    func close() {
+        reported = true
+        context?.close(promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            status = Int(head.status.code)
+            keepAlive = head.isKeepAlive
+            replayed = head.headers.first(name: "Idempotent-Replayed")?.lowercased() == "true"
+        case .body:
+            break
+        case .end:
+            connection.answered(generation: generation, status: status, replayed: replayed, keepAlive: keepAlive)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        report(Self.kind(of: error))
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        report(.closed)
+        context.fireChannelInactive()
+    }
+
+    private func report(_ kind: ErrorKind) {
+        guard !reported else { return }
+        reported = true
+        connection.failed(generation: generation, kind)
+    }
+
+    static func kind(of error: Error) -> ErrorKind {
+        if error is HTTPParserError { return .protocol }
+        if let error = error as? IOError, error.errnoCode == EPIPE { return .write }
+        return .closed
+    }
+}

@@ -1,0 +1,49 @@
+-- snapshot.lua: one atomic look at what the reconciler compares with MySQL, for a page of stock items.
+--
+-- KEYS[1..n] item hashes, then every outbox stream
+-- ARGV[1] n   ARGV[2] key prefix   then n item ids 'bizId:skuId' (same order as the item keys)
+--
+-- Returns {items, entries}:
+--   items[i] = {exists, stock_num, used_stock_num, confirmed_unapplied, refund_unapplied, is_infinite}
+--   entries  = outbox entries (not yet acknowledged) touching these items, one per line:
+--              {type, orderId, bizId, skuId, quantity, entryId, reserveEvent, appliedMarkerSet}
+--
+-- Counters and in-flight entries come from the same instant, so the reconciler can account for work in flight
+-- exactly: an entry is in the outbox until the worker has committed it and settled Redis.
+
+local n = tonumber(ARGV[1])
+local prefix = ARGV[2]
+local wanted = {}
+local items = {}
+for i = 1, n do
+  wanted[ARGV[2 + i]] = true
+  local f = redis.call('HMGET', KEYS[i], 'stock_num', 'used_stock_num', 'confirmed_unapplied', 'refund_unapplied',
+    'is_infinite')
+  items[i] = {f[1] and 1 or 0, f[1] or '0', f[2] or '0', f[3] or '0', f[4] or '0', f[5] or '0'}
+end
+
+local entries = {}
+for s = n + 1, #KEYS do
+  local stream = redis.call('XRANGE', KEYS[s], '-', '+')
+  for _, entry in ipairs(stream) do
+    local fields = {}
+    local raw = entry[2]
+    for j = 1, #raw, 2 do
+      fields[raw[j]] = raw[j + 1]
+    end
+    local biz = fields['biz'] or ''
+    for sku, quantity in string.gmatch(fields['items'] or '', '(%d+):(%d+)') do
+      local id = biz .. ':' .. sku
+      if wanted[id] then
+        local kind = fields['type']
+        local marked = 0
+        if kind == 'confirm' or kind == 'refund' then
+          local marker = prefix .. ':{' .. id .. '}:applied:' .. kind .. ':' .. fields['order']
+          marked = redis.call('EXISTS', marker)
+        end
+        entries[#entries + 1] = {kind, fields['order'], biz, sku, quantity, entry[1], fields['reserve_event'] or '', marked}
+      end
+    end
+  end
+end
+return {items, entries}
