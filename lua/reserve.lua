@@ -29,7 +29,8 @@ if status then
     return {'cancelled', status}
   end
   local saved = redis.call('HMGET', order, 'fp', 'expires_at', 'lines')
-  if saved[1] ~= ARGV[2] then
+  -- fp '' marks an order restored from the journal, whose request body is not known any more.
+  if saved[1] ~= ARGV[2] and saved[1] ~= '' then
     return {'conflict'}
   end
   return {'replay', status, saved[2], saved[3]}

@@ -164,6 +164,9 @@ struct Reconcile: AsyncParsableCommand {
     @Option(help: "Check one item, as BIZ:SKU.")
     var item: String?
 
+    @Option(help: "Check the items of one business line.")
+    var biz: String?
+
     @Flag(help: "Repair what differs (rebuild the Redis counters from MySQL and the work in flight).")
     var fix = false
 
@@ -171,15 +174,17 @@ struct Reconcile: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let target: StockItemID?
+        let scope: Reconciler.Scope
         if let item {
             let parts = item.split(separator: ":")
             guard parts.count == 2, let sku = UInt64(parts[1]) else {
                 throw ValidationError("--item must be BIZ:SKU, like default:42")
             }
-            target = StockItemID(bizId: String(parts[0]), skuId: sku)
+            scope = .item(StockItemID(bizId: String(parts[0]), skuId: sku))
+        } else if let biz {
+            scope = .business(biz)
         } else {
-            target = nil
+            scope = .all
         }
         let components: Components
         do {
@@ -192,7 +197,7 @@ struct Reconcile: AsyncParsableCommand {
         let outcome: Result<ReconcileReport, any Error>
         do {
             let reconciler = try components.reconciler()
-            let report = try await reconciler.run(item: target, fix: fix) { report in
+            let report = try await reconciler.run(scope, fix: fix) { report in
                 if ContinuousClock.now - started > .seconds(2) {
                     FileHandle.standardError.write(
                         Data("reconcile: \(report.itemsChecked) items checked, \(report.differences.count) differences\n".utf8)

@@ -327,24 +327,6 @@ struct JournalRepositoryTests {
         }
     }
 
-    @Test func perfTemp() async throws {
-        try await withFixture(items: [1: 1_000_000_000, 2: 1_000_000_000]) { f in
-            var total: Duration = .zero
-            var totalC: Duration = .zero
-            var totalR: Duration = .zero
-            for round in 0..<20 {
-                var batch: [OutboxEvent] = []
-                for i in 0..<1000 { batch.append(f.reserve("p\(round)-\(i)", [UInt64(i % 2 + 1): 1], id: "1763700200000-\(round * 1000 + i)")) }
-                let clock = ContinuousClock()
-                total += try await clock.measure { _ = try await f.journal.apply(batch) }
-                totalR += try await clock.measure { _ = try await f.journal.apply(batch) }
-                let confirms = batch.map { e in f.event(.confirm, String(e.orderId.dropFirst(f.bizId.count + 1)), e.lines) }
-                totalC += try await clock.measure { _ = try await f.journal.apply(confirms) }
-            }
-            print("PERF reserve 20k rows: \(total), redelivery: \(totalR), confirm 20k: \(totalC)")
-        }
-    }
-
     // MARK: - Fixture
 
     struct LedgerRow: Equatable {

@@ -322,6 +322,23 @@ public final class InventoryEngine: Sendable {
         return (reply.array ?? []).compactMap(\.text)
     }
 
+    /// Orders the journal still holds RESERVED although their hold ended more than `graceMilliseconds` ago.
+    public func staleJournalHolds(graceMilliseconds: Int64, limit: Int) async throws -> [String] {
+        do {
+            let result = try await mysql.query(
+                """
+                SELECT DISTINCT order_id FROM reservation_journal
+                WHERE status = 'RESERVED' AND expires_at < FROM_UNIXTIME(? / 1000)
+                LIMIT ?
+                """,
+                [.int(Self.nowMilliseconds() - graceMilliseconds), .int(Int64(limit))]
+            )
+            return result.rows.compactMap { $0.string("order_id") }
+        } catch {
+            throw mapMySQL(error)
+        }
+    }
+
     // MARK: - Journal
 
     /// Sync mode: the reserve answers only once its journal rows are committed. When that fails the hold is
@@ -637,7 +654,44 @@ public final class InventoryEngine: Sendable {
         }
     }
 
+    /// The order as Redis holds it; an order Redis lost but the journal has is restored first.
     private func readOrder(_ orderId: String) async throws -> StoredOrder? {
+        if let order = try await readStoredOrder(orderId) { return order }
+        guard try await restoreOrder(orderId) else { return nil }
+        return try await readStoredOrder(orderId)
+    }
+
+    /// Rebuilds an order's hash and its reserve/rollback keys from its journal rows. Returns false when the
+    /// journal has no row of it (or MySQL cannot be asked: then the order is as unknown as Redis says).
+    private func restoreOrder(_ orderId: String) async throws -> Bool {
+        guard let rows = try? await journal.rows(orderId: orderId), let first = rows.first else { return false }
+        let lines = rows.filter { $0.bizId == first.bizId }
+        // Items first, so they count these holds from the same journal.
+        for line in lines {
+            _ = try await ensureItem(StockItemID(bizId: first.bizId, skuId: line.skuId))
+        }
+        var keyList = [keys.order(orderId), keys.expiryIndex(forOrder: orderId)]
+        for line in lines {
+            let id = StockItemID(bizId: first.bizId, skuId: line.skuId)
+            keyList.append(keys.reserveKey(id, orderId: orderId))
+            keyList.append(keys.rollbackKey(id, orderId: orderId))
+        }
+        let status = first.status.lowercased()
+        let linesText = lines.map { "\($0.skuId):\($0.quantity):\($0.quantity)" }.joined(separator: ",")
+        let reply = try await runScript(
+            scripts.restoreOrder, keys: keyList,
+            arguments: [
+                orderId, first.bizId, first.userId ?? "", status, linesText, String(first.expiresAtMilliseconds),
+                String(Self.nowMilliseconds()), String(configuration.retentionSeconds),
+            ] + lines.map { String($0.quantity) }
+        )
+        if reply.array?.first?.text == "ok" {
+            logger.notice("order restored from the journal", metadata: ["orderId": "\(orderId)", "status": "\(status)"])
+        }
+        return true
+    }
+
+    private func readStoredOrder(_ orderId: String) async throws -> StoredOrder? {
         let reply = try await redisCall {
             try await self.redis.command("HMGET", self.keys.order(orderId), "status", "biz", "lines", "expires_at")
         }

@@ -17,11 +17,12 @@ public struct InventoryScripts: Sendable {
     public let initItem: RedisScript
     public let snapshot: RedisScript
     public let fixItem: RedisScript
+    public let restoreOrder: RedisScript
 
     public var all: [RedisScript] {
         [
             reserve, rollback, confirm, setStock, adjustStock, undoStock, refund, undoReserve, applied, ack, initLock,
-            initItem, snapshot, fixItem,
+            initItem, snapshot, fixItem, restoreOrder,
         ]
     }
 
@@ -51,7 +52,8 @@ public struct InventoryScripts: Sendable {
             initLock: try script("init_lock"),
             initItem: try script("init_item"),
             snapshot: try script("snapshot"),
-            fixItem: try script("fix_item")
+            fixItem: try script("fix_item"),
+            restoreOrder: try script("restore_order")
         )
     }
 }

@@ -97,15 +97,22 @@ public final class Reconciler: Sendable {
         self.pageSize = max(1, pageSize)
     }
 
-    /// Reconciles every item (or one), holding the lease for the whole run.
+    /// What one run covers.
+    public enum Scope: Sendable {
+        case all
+        case business(String)
+        case item(StockItemID)
+    }
+
+    /// Reconciles every item of the scope, holding the lease for the whole run.
     /// - Parameter progress: called after each page with the items checked so far.
     public func run(
-        item: StockItemID? = nil, fix: Bool = false, progress: (@Sendable (ReconcileReport) -> Void)? = nil
+        _ scope: Scope = .all, fix: Bool = false, progress: (@Sendable (ReconcileReport) -> Void)? = nil
     ) async throws -> ReconcileReport {
         let started = ContinuousClock.now
         let lease = try await acquireLease()
         do {
-            let report = try await reconcile(item: item, fix: fix, lease: lease, started: started, progress: progress)
+            let report = try await reconcile(scope, fix: fix, lease: lease, started: started, progress: progress)
             _ = try? await redis.send(Self.releaseLease(keys: keys, owner: lease))
             return report
         } catch {
@@ -115,24 +122,25 @@ public final class Reconciler: Sendable {
     }
 
     private func reconcile(
-        item: StockItemID?, fix: Bool, lease: String, started: ContinuousClock.Instant,
+        _ scope: Scope, fix: Bool, lease: String, started: ContinuousClock.Instant,
         progress: (@Sendable (ReconcileReport) -> Void)?
     ) async throws -> ReconcileReport {
         var report = ReconcileReport()
         var after: (String, UInt64)? = nil
         while true {
             let page: [StockPageRow]
-            if let item {
-                page = try await pageRows(only: item)
-            } else {
-                page = try await pageRows(after: after)
+            switch scope {
+            case .item(let item): page = try await pageRows(only: item)
+            case .business(let biz): page = try await pageRows(business: biz, after: after?.1)
+            case .all: page = try await pageRows(after: after)
             }
             if page.isEmpty { break }
             try await renewLease(lease)
             try await check(page, fix: fix, into: &report)
             report.itemsChecked += page.count
             progress?(report)
-            guard item == nil, page.count == pageSize, let last = page.last else { break }
+            if case .item = scope { break }
+            guard page.count == pageSize, let last = page.last else { break }
             after = (last.bizId, last.skuId)
         }
         report.seconds = Self.seconds(ContinuousClock.now - started)
@@ -178,6 +186,19 @@ public final class Reconciler: Sendable {
                     [.int(Int64(pageSize))]
                 )
             }
+        }
+        return result.rows.map(Self.pageRow)
+    }
+
+    private func pageRows(business: String, after: UInt64?) async throws -> [StockPageRow] {
+        let result = try await mysqlCall {
+            try await self.mysql.query(
+                """
+                SELECT biz_id, sku_id, stock, is_infinite FROM stock
+                WHERE biz_id = ? AND sku_id > ? ORDER BY sku_id LIMIT ?
+                """,
+                [.string(business), skuValue(after ?? 0), .int(Int64(self.pageSize))]
+            )
         }
         return result.rows.map(Self.pageRow)
     }

@@ -24,11 +24,39 @@ public final class ExpirySweeper: Service, Sendable {
 
     public func run() async throws {
         await cancelWhenGracefulShutdown {
+            var round = 0
             while !Task.isCancelled {
                 await self.sweepOnce()
+                round += 1
+                // Every minute or so, also the journal's view: holds whose Redis order or index entry was lost.
+                if round % max(1, 60_000 / max(self.intervalMilliseconds, 1)) == 0 {
+                    await self.sweepJournal()
+                }
                 try? await Task.sleep(for: .milliseconds(self.intervalMilliseconds))
             }
         }
+    }
+
+    /// Expires orders the journal holds RESERVED past their deadline plus `graceMilliseconds` (by then the Redis
+    /// index should have handled them): the net under holds whose Redis state was lost. Returns how many expired.
+    @discardableResult
+    public func sweepJournal(graceMilliseconds: Int64 = 60_000) async -> Int {
+        let orders: [String]
+        do {
+            orders = try await engine.staleJournalHolds(graceMilliseconds: graceMilliseconds, limit: batch)
+        } catch {
+            logger.warning("expiry sweep could not read the journal", metadata: ["error": "\(error)"])
+            return 0
+        }
+        var expired = 0
+        for orderId in orders {
+            if (try? await engine.expire(orderId: orderId)) == true { expired += 1 }
+        }
+        if expired > 0 {
+            logger.warning("expired holds found only through the journal", metadata: ["orders": "\(expired)"])
+        }
+        expiredCount.withLockedValue { $0 += expired }
+        return expired
     }
 
     /// One pass over every shard; returns how many holds it expired.

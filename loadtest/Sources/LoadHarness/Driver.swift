@@ -56,8 +56,11 @@ struct DriverCore {
     private(set) var pacing: Pacing
     /// Jobs this connection may still start (nil: bounded by the deadline only).
     private(set) var remainingJobs: Int?
-    /// No job starts at or after this time (nil: bounded by the job count only).
-    let deadline: UInt64?
+    /// How long the phase runs, in nanoseconds (nil: bounded by the job count only).
+    let duration: UInt64?
+    /// No job starts at or after this time; set by `begin(at:)`.
+    private(set) var deadline: UInt64?
+    private var begun = false
     var factory: JobFactory
     let recorder: Recorder
 
@@ -67,13 +70,29 @@ struct DriverCore {
     private var sent = false
     private var firstStatus = 0
 
-    init(pacing: Pacing, jobs: Int?, deadline: UInt64?, factory: JobFactory, recorder: Recorder) {
-        precondition(jobs != nil || deadline != nil, "every run is bounded by a duration or a request count")
-        self.pacing = pacing
+    /// A connection's decisions: `index` of `connections` shares an open-loop rate with the others.
+    init(
+        mode: LoadMode, index: Int, connections: Int, jobs: Int?, duration: UInt64?, factory: JobFactory, recorder: Recorder
+    ) {
+        precondition(jobs != nil || duration != nil, "every run is bounded by a duration or a request count")
+        switch mode {
+        case .closed: pacing = .closed
+        case .open(let rate): pacing = .open(OpenLoopPacer(start: 0, rate: rate, index: index, connections: connections))
+        }
         remainingJobs = jobs
-        self.deadline = deadline
+        self.duration = duration
         self.factory = factory
         self.recorder = recorder
+    }
+
+    /// Starts the phase clock (once the connections are open, so connecting is not measured): open-loop arrivals
+    /// count from `start`, and no job starts `duration` after it.
+    mutating func begin(at start: UInt64) {
+        begun = true
+        deadline = duration.map { start + $0 }
+        if case .open(let pacer) = pacing {
+            pacing = .open(OpenLoopPacer(start: start, rate: pacer.rate, index: pacer.index, connections: pacer.connections))
+        }
     }
 
     var isBusy: Bool { job != nil }
@@ -82,6 +101,7 @@ struct DriverCore {
     /// Starts the next job if one is due.
     mutating func nextJob(now: UInt64) -> Next {
         precondition(job == nil, "one job at a time per connection")
+        precondition(begun, "begin(at:) first")
         if remainingJobs == 0 { return .finished }
         switch pacing {
         case .closed:

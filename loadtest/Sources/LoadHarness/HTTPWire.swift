@@ -223,15 +223,9 @@ struct ResponseParser {
     /// Index of the "\r\n\r\n" that ends the head, if present.
     private static func headEnd(_ bytes: UnsafeRawBufferPointer) -> Int? {
         guard bytes.count >= 4 else { return nil }
-        var index = 0
-        let last = bytes.count - 4
-        while index <= last {
-            if bytes[index + 3] != 10 {
-                index += bytes[index + 3] == 13 ? 1 : 4
-                continue
-            }
-            if bytes[index] == 13 && bytes[index + 1] == 10 && bytes[index + 2] == 13 { return index }
-            index += 1
+        for index in 0...(bytes.count - 4)
+        where bytes[index + 3] == 10 && bytes[index + 2] == 13 && bytes[index + 1] == 10 && bytes[index] == 13 {
+            return index
         }
         return nil
     }

@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHTTP1
 import NIOPosix
 
 #if canImport(Glibc)
@@ -34,6 +33,9 @@ final class LoadConnection {
     private var timer: Scheduled<Void>?
     private var inFlightSince: UInt64?
     private var finished = false
+    private var started = false
+    /// Completed when the first connection attempt ends (either way).
+    private var opened: EventLoopPromise<Void>?
 
     init(
         loop: EventLoop, address: SocketAddress?, target: Target, renderer: RequestRenderer, timeout: Duration,
@@ -48,11 +50,25 @@ final class LoadConnection {
         done = loop.makePromise()
     }
 
-    func start() { pump() }
+    /// Opens the connection before the phase starts, so connecting is not part of the first request's latency. A
+    /// failure is not counted here: the first job tries again and counts it.
+    func open() -> EventLoopFuture<Void> {
+        let promise = loop.makePromise(of: Void.self)
+        opened = promise
+        connect()
+        return promise.futureResult
+    }
+
+    /// Starts sending: the phase clock starts at `start`.
+    func start(at start: UInt64) {
+        started = true
+        core.begin(at: start)
+        pump()
+    }
 
     /// Starts the next job when one is due; otherwise waits for its time or finishes.
     private func pump() {
-        guard !finished, !core.isBusy, timer == nil else { return }
+        guard started, !finished, !core.isBusy, timer == nil else { return }
         switch core.nextJob(now: monotonicNow()) {
         case .finished:
             finish()
@@ -71,11 +87,11 @@ final class LoadConnection {
             connect()
             return
         }
-        let (head, body) = renderer.request(operation, job, allocator: handler.allocator)
+        let bytes = renderer.request(operation, job, allocator: handler.allocator)
         let now = monotonicNow()
         core.didSend(now: now)
         inFlightSince = now
-        handler.send(head, body)
+        handler.send(bytes)
     }
 
     private func connect() {
@@ -86,14 +102,19 @@ final class LoadConnection {
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(.nanoseconds(Int64(timeoutNanoseconds)))
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
-                }
-            }
         let future = address.map { bootstrap.connect(to: $0) } ?? bootstrap.connect(host: target.connectHost, port: target.port)
         future.assumeIsolated().whenComplete { result in
             self.connecting = false
+            if let opened = self.opened {
+                self.opened = nil
+                if case .success(let channel) = result, !self.finished {
+                    self.adopt(channel, generation: generation)
+                } else if case .success(let channel) = result {
+                    channel.close(promise: nil)
+                }
+                opened.succeed()
+                return
+            }
             switch result {
             case .success(let channel):
                 guard !self.finished, generation == self.generation else {
@@ -113,6 +134,16 @@ final class LoadConnection {
             case .failure:
                 self.connectFailed()
             }
+        }
+    }
+
+    private func adopt(_ channel: Channel, generation: Int) {
+        let handler = LoadHandler(connection: self, generation: generation)
+        do {
+            try channel.pipeline.syncOperations.addHandler(handler)
+            self.handler = handler
+        } catch {
+            channel.close(promise: nil)
         }
     }
 
@@ -171,17 +202,16 @@ final class LoadConnection {
     }
 }
 
-/// The pipeline end of a `LoadConnection`: writes requests, reads answer heads, reports to the connection.
+/// The only handler of a `LoadConnection`'s channel: writes request bytes, parses answers with `ResponseParser`,
+/// reports to the connection.
 final class LoadHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private let connection: LoadConnection
     private let generation: Int
     private var context: ChannelHandlerContext?
-    private var status = 0
-    private var replayed = false
-    private var keepAlive = true
+    private var parser = ResponseParser()
     private var reported = false
 
     init(connection: LoadConnection, generation: Int) {
@@ -195,14 +225,12 @@ final class LoadHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
-    func send(_ head: HTTPRequestHead, _ body: ByteBuffer?) {
+    func send(_ bytes: ByteBuffer) {
         guard let context else {
             connection.failed(generation: generation, .write)
             return
         }
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        if let body { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
     }
 
     func close() {
@@ -211,15 +239,22 @@ final class LoadHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            status = Int(head.status.code)
-            keepAlive = head.isKeepAlive
-            replayed = head.headers.first(name: "Idempotent-Replayed")?.lowercased() == "true"
-        case .body:
-            break
-        case .end:
-            connection.answered(generation: generation, status: status, replayed: replayed, keepAlive: keepAlive)
+        // Parse first, report after: reporting may close the channel, which re-enters this handler.
+        var first: ParsedResponse?
+        var more: [ParsedResponse] = []
+        var failed = false
+        do {
+            try parser.feed(unwrapInboundIn(data)) { response in
+                if first == nil { first = response } else { more.append(response) }
+            }
+        } catch {
+            failed = true
+        }
+        if let first { deliver(first) }
+        for response in more { deliver(response) }
+        if failed {
+            report(.protocol)
+            context.close(promise: nil)
         }
     }
 
@@ -229,8 +264,19 @@ final class LoadHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        // An answer delimited by the close completes here; either way the connection learns the channel is gone (an
+        // answer cut short counts as `closed` only if a request was waiting).
+        var last: ParsedResponse?
+        _ = parser.finish { last = $0 }
+        if let last { deliver(last) }
         report(.closed)
         context.fireChannelInactive()
+    }
+
+    private func deliver(_ response: ParsedResponse) {
+        connection.answered(
+            generation: generation, status: response.status, replayed: response.replayed, keepAlive: response.keepAlive
+        )
     }
 
     private func report(_ kind: ErrorKind) {
@@ -240,7 +286,6 @@ final class LoadHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     static func kind(of error: Error) -> ErrorKind {
-        if error is HTTPParserError { return .protocol }
         if let error = error as? IOError, error.errnoCode == EPIPE { return .write }
         return .closed
     }

@@ -84,31 +84,35 @@ struct PhaseRunner: Sendable {
 
     func run(_ plan: PhasePlan) async throws -> PhaseMeasurement {
         let loops = Array(group.makeIterator())
-        let start = monotonicNow() + 5_000_000
-        let deadline = plan.duration.map { start + UInt64($0.nanoseconds) }
         let items = self.items
         var bound: [(EventLoop, NIOLoopBound<LoopWorkers>)] = []
-        var finished: [EventLoopFuture<Void>] = []
+        var opened: [EventLoopFuture<Void>] = []
         for (loopIndex, loop) in loops.enumerated() {
-            let (workers, done) = try await loop.submit { () -> (NIOLoopBound<LoopWorkers>, [EventLoopFuture<Void>]) in
+            let (workers, open) = try await loop.submit { () -> (NIOLoopBound<LoopWorkers>, [EventLoopFuture<Void>]) in
                 let workers = LoopWorkers(recorder: Recorder(items: items))
-                var done: [EventLoopFuture<Void>] = []
                 for index in stride(from: loopIndex, to: plan.connections, by: loops.count) {
-                    let connection = Self.makeConnection(plan, index: index, loop: loop, start: start, deadline: deadline, recorder: workers.recorder)
-                    workers.connections.append(connection)
-                    done.append(connection.done.futureResult)
+                    workers.connections.append(Self.makeConnection(plan, index: index, loop: loop, recorder: workers.recorder))
                 }
-                let timeoutCheck = TimeAmount.nanoseconds(Swift.max(10_000_000, Swift.min(100_000_000, plan.timeout.nanoseconds / 4)))
-                let boundWorkers = NIOLoopBound(workers, eventLoop: loop)
-                workers.ticker = loop.scheduleRepeatedTask(initialDelay: timeoutCheck, delay: timeoutCheck) { _ in
-                    let now = monotonicNow()
-                    for connection in boundWorkers.value.connections { connection.checkTimeout(now: now) }
-                }
-                for connection in workers.connections { connection.start() }
-                return (boundWorkers, done)
+                return (NIOLoopBound(workers, eventLoop: loop), workers.connections.map { $0.open() })
             }.get()
             bound.append((loop, workers))
-            finished += done
+            opened += open
+        }
+        try await EventLoopFuture.andAllComplete(opened, on: loops[0]).get()
+
+        let start = monotonicNow() + 1_000_000
+        var finished: [EventLoopFuture<Void>] = []
+        for (loop, workers) in bound {
+            finished += try await loop.submit { () -> [EventLoopFuture<Void>] in
+                let local = workers.value
+                let timeoutCheck = TimeAmount.nanoseconds(Swift.max(10_000_000, Swift.min(100_000_000, plan.timeout.nanoseconds / 4)))
+                local.ticker = loop.scheduleRepeatedTask(initialDelay: timeoutCheck, delay: timeoutCheck) { _ in
+                    let now = monotonicNow()
+                    for connection in workers.value.connections { connection.checkTimeout(now: now) }
+                }
+                for connection in local.connections { connection.start(at: start) }
+                return local.connections.map { $0.done.futureResult }
+            }.get()
         }
 
         let allDone = EventLoopFuture.andAllComplete(finished, on: loops[0])
@@ -163,20 +167,16 @@ struct PhaseRunner: Sendable {
         return PhaseMeasurement(elapsedSeconds: Double(end - start) / 1e9, totals: totals!, timeline: points)
     }
 
-    private static func makeConnection(
-        _ plan: PhasePlan, index: Int, loop: EventLoop, start: UInt64, deadline: UInt64?, recorder: Recorder
-    ) -> LoadConnection {
-        let pacing: DriverCore.Pacing
-        switch plan.mode {
-        case .closed: pacing = .closed
-        case .open(let rate): pacing = .open(OpenLoopPacer(start: start, rate: rate, index: index, connections: plan.connections))
-        }
+    private static func makeConnection(_ plan: PhasePlan, index: Int, loop: EventLoop, recorder: Recorder) -> LoadConnection {
         let jobs = plan.jobs.map { $0 / plan.connections + (index < $0 % plan.connections ? 1 : 0) }
         let factory = JobFactory(
             scenario: plan.scenario, sampler: plan.sampler, mix: plan.mix, orderPrefix: "\(plan.orderPrefix)c\(index)-",
             seed: plan.seed &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15
         )
-        let core = DriverCore(pacing: pacing, jobs: jobs, deadline: deadline, factory: factory, recorder: recorder)
+        let core = DriverCore(
+            mode: plan.mode, index: index, connections: plan.connections, jobs: jobs,
+            duration: plan.duration.map { UInt64($0.nanoseconds) }, factory: factory, recorder: recorder
+        )
         return LoadConnection(
             loop: loop, address: plan.address, target: plan.target,
             renderer: RequestRenderer(target: plan.target, bizId: plan.bizId), timeout: plan.timeout, core: core

@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHTTP1
 
 /// What a run sends. Each scenario turns into jobs (one order, or one health check) of one to two requests.
 public enum Scenario: String, CaseIterable, Sendable, Codable {
@@ -129,20 +128,22 @@ struct JobFactory: Sendable {
     }
 }
 
-/// Builds the HTTP requests of jobs for one target and business line.
+/// Builds the HTTP/1.1 requests of jobs for one target and business line, as bytes (see `HTTPWire.swift`).
 struct RequestRenderer: Sendable {
     let target: Target
     let bizId: String
-    let reservePath: String
-    let healthzPath: String
-    let hostHeader: String
+    private let reservePath: String
+    private let hostLine: String
+    private let healthz: ByteBuffer
+    private let reserveHead: String
 
     init(target: Target, bizId: String) {
         self.target = target
         self.bizId = bizId
         reservePath = target.basePath + "/v1/reservations"
-        healthzPath = target.basePath + "/healthz"
-        hostHeader = target.hostHeader
+        hostLine = "Host: \(target.hostHeader)\r\n"
+        healthz = ByteBuffer(string: "GET \(target.basePath)/healthz HTTP/1.1\r\n\(hostLine)\r\n")
+        reserveHead = "POST \(reservePath) HTTP/1.1\r\n\(hostLine)Content-Type: application/json\r\nContent-Length: "
     }
 
     /// The JSON body of the job's reserve (also its replay: a replay must be byte-for-byte the same order).
@@ -158,23 +159,24 @@ struct RequestRenderer: Sendable {
         return body
     }
 
-    /// The head and optional body of one step of a job.
-    func request(_ operation: Operation, _ job: Job, allocator: ByteBufferAllocator) -> (HTTPRequestHead, ByteBuffer?) {
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(4)
-        headers.add(name: "Host", value: hostHeader)
+    /// The bytes of one step of a job.
+    func request(_ operation: Operation, _ job: Job, allocator: ByteBufferAllocator) -> ByteBuffer {
         switch operation {
         case .healthz:
-            return (HTTPRequestHead(version: .http1_1, method: .GET, uri: healthzPath, headers: headers), nil)
+            return healthz
         case .reserve, .replay:
-            let body = allocator.buffer(string: reserveBody(job))
-            headers.add(name: "Content-Type", value: "application/json")
-            headers.add(name: "Content-Length", value: String(body.readableBytes))
-            return (HTTPRequestHead(version: .http1_1, method: .POST, uri: reservePath, headers: headers), body)
+            let body = reserveBody(job)
+            var buffer = allocator.buffer(capacity: reserveHead.utf8.count + body.utf8.count + 12)
+            buffer.writeString(reserveHead)
+            buffer.writeString(String(body.utf8.count))
+            buffer.writeStaticString("\r\n\r\n")
+            buffer.writeString(body)
+            return buffer
         case .confirm, .cancel:
-            headers.add(name: "Content-Length", value: "0")
-            let uri = "\(reservePath)/\(job.orderId)/\(operation == .confirm ? "confirm" : "cancel")"
-            return (HTTPRequestHead(version: .http1_1, method: .POST, uri: uri, headers: headers), nil)
+            let action = operation == .confirm ? "confirm" : "cancel"
+            return allocator.buffer(
+                string: "POST \(reservePath)/\(job.orderId)/\(action) HTTP/1.1\r\n\(hostLine)Content-Length: 0\r\n\r\n"
+            )
         }
     }
 }

@@ -1,0 +1,185 @@
+import Foundation
+import Synchronization
+import InventoryTestSupport
+import RedisClient
+import Testing
+
+@testable import Inventory
+
+/// The reconciler against real stores: clean whatever is in flight, exact about what is not.
+@Suite("Reconciler")
+struct ReconcilerTests {
+    func reconciler(_ stores: TestStores) throws -> Reconciler {
+        Reconciler(
+            redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(), keys: stores.keys,
+            logger: stores.logger, pageSize: 3
+        )
+    }
+
+    func reserve(_ stores: TestStores, _ orderId: String, _ items: [(UInt64, Int64)]) async throws {
+        _ = try await stores.engine.reserve(
+            ReserveCommand(
+                orderId: orderId, bizId: stores.bizId, userId: nil, items: items.map { .init(skuId: $0.0, quantity: $0.1) },
+                ttlSeconds: 600, shortage: .reject
+            )
+        )
+    }
+
+    /// A workload touching every kind of event over five items.
+    func workload(_ stores: TestStores, prefix: String) async throws {
+        let engine = stores.engine
+        for index in 0..<20 {
+            let order = "\(prefix)\(index)"
+            try await reserve(stores, order, [(UInt64(1 + index % 5), 2), (UInt64(1 + (index + 1) % 5), 1)])
+            switch index % 4 {
+            case 0: _ = try await engine.confirm(orderId: order)
+            case 1: _ = try await engine.cancel(orderId: order)
+            case 2:
+                _ = try await engine.confirm(orderId: order)
+                _ = try await engine.refund(orderId: order)
+            default: break
+            }
+        }
+    }
+
+    @Test("clean with everything in flight, with a batch committed but not settled, and after a drain")
+    func cleanWhateverIsInFlight() async throws {
+        try await TestStores.with { stores in
+            for sku in UInt64(1)...5 { _ = try await stores.engine.setStock(stores.item(sku), StockSettings(stock: 100)) }
+            try await workload(stores, prefix: "w")
+            let reconciler = try reconciler(stores)
+            var report = try await reconciler.run(.business(stores.bizId))
+            #expect(report.itemsChecked == 5)
+            #expect(report.differences == [], "nothing applied yet")
+
+            // The worker's commit without its Redis settlement and acknowledgement: as if it died right after.
+            var events: [OutboxEvent] = []
+            for stream in stores.keys.outboxes {
+                let reply = try await stores.redis.command("XRANGE", stream, "-", "+")
+                events += OutboxEvent.entries(stream: stream, reply).compactMap(\.event)
+            }
+            #expect(events.count == 40)
+            _ = try await JournalRepository(client: stores.mysql).apply(Array(events.prefix(23)))
+            report = try await reconciler.run(.business(stores.bizId))
+            #expect(report.differences == [], "committed, not settled")
+
+            let worker = stores.worker()
+            let task = Task { try await worker.run() }
+            #expect(try await stores.drained())
+            try await workload(stores, prefix: "x")
+            report = try await reconciler.run(.business(stores.bizId))
+            #expect(report.differences == [], "while the worker runs")
+            #expect(try await stores.drained())
+            worker.stop()
+            try await task.value
+            report = try await reconciler.run(.business(stores.bizId))
+            #expect(report.differences == [], "after the drain")
+        }
+    }
+
+    @Test("a difference injected behind the service's back is reported with its amounts, and --fix repairs it")
+    func injectedDifference() async throws {
+        try await TestStores.with { stores in
+            for sku in UInt64(1)...4 { _ = try await stores.engine.setStock(stores.item(sku), StockSettings(stock: 50)) }
+            try await reserve(stores, "a", [(2, 3)])
+            try await reserve(stores, "b", [(3, 4)])
+            let worker = stores.worker()
+            let task = Task { try await worker.run() }
+            #expect(try await stores.drained())
+            worker.stop()
+            try await task.value
+
+            _ = try await stores.redis.command("HINCRBY", stores.keys.item(stores.item(2)), "stock_num", "5")
+            _ = try await stores.mysql.query(
+                "UPDATE reservation_journal SET quantity = 6 WHERE biz_id = ? AND order_id = 'b'", [.string(stores.bizId)]
+            )
+            let reconciler = try reconciler(stores)
+            let report = try await reconciler.run(.business(stores.bizId))
+            #expect(report.differences.count == 2)
+            let stock = try #require(report.differences.first { $0.skuId == 2 })
+            #expect(stock.dbStock == 50)
+            #expect(stock.redis.stockNum == 52)
+            #expect(stock.expected.stockNum == 47)
+            #expect(stock.redis.usedStockNum == 3)
+            let used = try #require(report.differences.first { $0.skuId == 3 })
+            #expect(used.journalReserved == 6)
+            #expect(used.redis.usedStockNum == 4)
+            #expect(used.expected.usedStockNum == 6)
+            #expect(used.expected.stockNum == 44)
+
+            let fixed = try await reconciler.run(.business(stores.bizId), fix: true)
+            #expect(fixed.differences.count == 2)
+            #expect(fixed.differences.allSatisfy { $0.fixed })
+            #expect(try await reconciler.run(.business(stores.bizId)).differences == [])
+            let level = try await stores.engine.stock(stores.item(2))
+            #expect(level.available == 47)
+            #expect(level.reserved == 3)
+        }
+    }
+
+    @Test("one reconciliation at a time: a held lease refuses a second")
+    func lease() async throws {
+        try await TestStores.with { stores in
+            _ = try await stores.redis.command("SET", stores.keys.reconcileLease, "someone-else", "PX", "60000")
+            await #expect(throws: ReconcileError.self) { try await reconciler(stores).run(.business(stores.bizId)) }
+        }
+    }
+
+    @Test("Redis loses everything mid-workload: items and orders come back from MySQL, no oversell, clean after a drain")
+    func redisDataLoss() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 150))
+            let worker = stores.worker(batchSize: 20)
+            let task = Task { try await worker.run() }
+            let outcomes = NIOLockedCounter()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for lane in 0..<4 {
+                    group.addTask {
+                        for index in 0..<60 {
+                            let order = "f\(lane)-\(index)"
+                            do {
+                                try await reserve(stores, order, [(1, 1)])
+                                outcomes.add("held")
+                                if index % 3 == 0 { _ = try await engine.confirm(orderId: order) }
+                                if index % 3 == 1 { _ = try await engine.cancel(orderId: order) }
+                            } catch InventoryError.insufficientStock {
+                                outcomes.add("short")
+                            } catch InventoryError.notFound {
+                                outcomes.add("lost")  // reserved, then Redis lost it before the journal had it
+                            }
+                        }
+                    }
+                }
+                group.addTask {
+                    try await Task.sleep(for: .milliseconds(150))
+                    // FLUSHALL for this test's keys (other tests share the server).
+                    let keys = try await stores.keys(matching: "*")
+                    for chunk in keys.chunked(500) { _ = try await stores.redis.send(["DEL"] + chunk) }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await stores.drained())
+            let sweeper = ExpirySweeper(engine: engine, logger: stores.logger)
+            _ = await sweeper.sweepJournal(graceMilliseconds: -1_000_000)
+            #expect(try await stores.drained())
+            worker.stop()
+            try await task.value
+            let rows = try await stores.journalRows()
+            let live = rows.filter { $0.status == "RESERVED" || $0.status == "CONFIRMED" }.reduce(0) { $0 + $1.quantity }
+            #expect(live <= 150, "never more held or sold than there is")
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.available >= 0)
+            let report = try await reconciler(stores).run(.business(stores.bizId))
+            #expect(report.differences == [])
+            #expect(outcomes.value["held", default: 0] > 0)
+        }
+    }
+}
+
+/// A small thread-safe tally for tests.
+final class NIOLockedCounter: Sendable {
+    private let counts = Mutex<[String: Int]>([:])
+    func add(_ key: String) { counts.withLock { $0[key, default: 0] += 1 } }
+    var value: [String: Int] { counts.withLock { $0 } }
+}

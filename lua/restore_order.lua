@@ -1,0 +1,40 @@
+-- restore_order.lua: bring back an order Redis lost (FLUSHALL, failover without the AOF tail) from its journal
+-- rows, so that it can still be confirmed, cancelled, refunded or expired.
+--
+-- KEYS[1] order hash   KEYS[2] expiry index
+-- then for each line i = 0..n-1: KEYS[3+2i] reserve key, KEYS[4+2i] rollback key
+-- ARGV[1] orderId   ARGV[2] bizId   ARGV[3] userId   ARGV[4] status (reserved | confirmed | cancelled | expired |
+-- refunded)   ARGV[5] lines 'sku:qty:qty,...'   ARGV[6] expiresAt (ms)   ARGV[7] now (ms)   ARGV[8] retention (s)
+-- then for each line: ARGV[9+i] its quantity
+--
+-- Returns {'ok'} when restored, {'exists'} when the order is in Redis (nothing is touched).
+--
+-- The item counters are not touched: the init path rebuilds an item from the same journal, counting RESERVED
+-- lines as held, and an item that survived still counts the hold. The request fingerprint is lost; a restored
+-- order has fp '' and reserve.lua treats any replay of it as the same request.
+
+local order = KEYS[1]
+if redis.call('EXISTS', order) == 1 then
+  return {'exists'}
+end
+local status = ARGV[4]
+local now = tonumber(ARGV[7])
+local expiresAt = tonumber(ARGV[6])
+local retention = tonumber(ARGV[8])
+local keep = math.max(math.floor((expiresAt - now) / 1000), 0) + retention
+redis.call('HSET', order, 'status', status, 'fp', '', 'biz', ARGV[2], 'user', ARGV[3], 'lines', ARGV[5],
+  'expires_at', expiresAt, 'created_at', now, 'updated_at', now, 'event', '', 'restored', '1')
+redis.call('EXPIRE', order, keep)
+local n = (#KEYS - 2) / 2
+for i = 0, n - 1 do
+  local quantity = ARGV[9 + i]
+  if status == 'reserved' or status == 'confirmed' or status == 'refunded' then
+    redis.call('SET', KEYS[3 + 2 * i], quantity, 'EX', keep)
+  else
+    redis.call('SET', KEYS[4 + 2 * i], '1', 'EX', retention)
+  end
+end
+if status == 'reserved' then
+  redis.call('ZADD', KEYS[2], expiresAt, ARGV[1])
+end
+return {'ok'}
