@@ -12,7 +12,7 @@ struct WireTests {
         return responses
     }
 
-    static let created = "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"status\":\"x\"}"
+    static let created = "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 14\r\n\r\n{\"status\":\"x\"}"
     static let replay = "HTTP/1.1 200 OK\r\nidempotent-replayed: true\r\ncontent-length: 2\r\n\r\n{}"
     static let chunked = "HTTP/1.1 409 Conflict\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\na;x=y\r\n0123456789\r\n0\r\n\r\n"
 
