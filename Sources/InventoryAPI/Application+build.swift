@@ -5,7 +5,7 @@ import ServiceLifecycle
 
 /// Builds the HTTP application the binary runs and the tests call, around an engine.
 public func buildApplication(
-    engine: InventoryEngine,
+    engine: any InventoryService,
     configuration: ServiceConfiguration,
     services: [any Service] = [],
     logger: Logger

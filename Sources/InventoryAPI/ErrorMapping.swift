@@ -41,6 +41,8 @@ extension Problem {
             )
         case .unavailable(let detail):
             self = .unavailable("\(detail); nothing was changed")
+        case .notSupported(let detail):
+            self.init(.notImplemented, type: "not-supported", title: "Not supported by this engine", detail: detail)
         case .outcomeUnknown(let detail):
             self = .unavailable("\(detail); the change may or may not have been made: retry with the same id")
         }

@@ -94,16 +94,12 @@ struct StockLevelBody: ResponseBody {
 
 struct ReadinessBody: ResponseBody {
     let ready: Bool
-    let redis: Bool
-    let scripts: Bool
-    let mysql: Bool
+    let checks: [(name: String, ok: Bool)]
 
     func write(to writer: inout JSONWriter) {
         writer.beginObject()
         writer.field("ready", ready)
-        writer.field("redis", redis)
-        writer.field("scripts", scripts)
-        writer.field("mysql", mysql)
+        for check in checks { writer.field(check.name, check.ok) }
         writer.endObject()
     }
 }

@@ -6,10 +6,10 @@ import Logging
 
 /// The HTTP API v1 over an engine: decode and validate, call the engine, encode. No business rules here.
 public struct InventoryRoutes: Sendable {
-    let engine: InventoryEngine
+    let engine: any InventoryService
     let limits: InputLimits
 
-    public init(engine: InventoryEngine, limits: InputLimits = InputLimits()) {
+    public init(engine: any InventoryService, limits: InputLimits = InputLimits()) {
         self.engine = engine
         self.limits = limits
     }
@@ -31,7 +31,7 @@ public struct InventoryRoutes: Sendable {
         router.post("/v1/reservations/:orderId/cancel") { request, context in
             let orderId = try self.orderId(context)
             return try await self.call {
-                let outcome = try await self.engine.cancel(orderId: orderId)
+                let outcome = try await self.engine.cancel(orderId: orderId, failpoint: "")
                 return try self.json(.ok, ReservationBody(outcome.reservation), replayed: outcome.replayed)
             }
         }
@@ -68,10 +68,9 @@ public struct InventoryRoutes: Sendable {
             )
         }
         router.get("/readyz") { _, _ in
-            let state = await self.engine.readiness()
-            let ready = state.redis && state.scripts && state.mysql
-            let body = ReadinessBody(ready: ready, redis: state.redis, scripts: state.scripts, mysql: state.mysql)
-            return try self.json(ready ? .ok : .serviceUnavailable, body)
+            let checks = await self.engine.readinessChecks()
+            let ready = checks.allSatisfy(\.ok)
+            return try self.json(ready ? .ok : .serviceUnavailable, ReadinessBody(ready: ready, checks: checks))
         }
     }
 
@@ -86,11 +85,11 @@ public struct InventoryRoutes: Sendable {
                 guard let sku = item.skuId, let quantity = item.quantity else { return nil }
                 return ReserveCommand.Item(skuId: sku, quantity: quantity)
             },
-            ttlSeconds: body.ttlSeconds ?? engine.configuration.defaultTTLSeconds,
+            ttlSeconds: body.ttlSeconds ?? engine.defaultTTLSeconds,
             shortage: body.shortage ?? .reject
         )
         return try await call {
-            switch try await engine.reserve(command) {
+            switch try await engine.reserve(command, failpoint: "") {
             case .created(let reservation):
                 return try json(.created, ReservationBody(reservation))
             case .replayed(let reservation):

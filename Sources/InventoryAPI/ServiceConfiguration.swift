@@ -12,6 +12,8 @@ public struct ServiceConfiguration: Sendable {
     public var engine = EngineConfiguration()
     public var limits = InputLimits()
     public var logLevel = "info"
+    /// `redis` (the service) or `db` (the database-only design, for side-by-side benchmarks).
+    public var engineKind = "redis"
     /// Run the write-back worker inside `serve`.
     public var runWorker = true
     public var worker = WriteBackConfiguration()
@@ -66,6 +68,10 @@ public struct ServiceConfiguration: Sendable {
         }
         settings.engine.durability = mode
         settings.runWorker = try reader.bool("INVENTORY_WORKER", settings.runWorker)
+        settings.engineKind = reader.string("INVENTORY_ENGINE", settings.engineKind)
+        guard ["redis", "db"].contains(settings.engineKind) else {
+            throw ConfigurationError(description: "INVENTORY_ENGINE=\(settings.engineKind) is not redis or db")
+        }
         settings.worker.consumer = reader.string("INVENTORY_WORKER_CONSUMER", settings.worker.consumer)
         settings.worker.batchSize = try reader.int("INVENTORY_WORKER_BATCH", settings.worker.batchSize, 1...100_000)
         settings.worker.claimIdleMilliseconds = try reader.int(

@@ -82,8 +82,12 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let components = try Components()
-        await components.loadScripts()
         let settings = components.settings
+        if settings.engineKind == "db" {
+            try await serveDatabaseOnly(components)
+            return
+        }
+        await components.loadScripts()
         var services: [any Service] = [components.redis] + components.backgroundServices()
         if settings.reconcileIntervalSeconds > 0 {
             services.append(
@@ -107,6 +111,19 @@ struct Serve: AsyncParsableCommand {
         try await app.runService()
         await components.mysql.shutdown()
     }
+}
+
+/// The database-only baseline: the same API over one MySQL transaction per reservation; no Redis, no worker.
+private func serveDatabaseOnly(_ components: Components) async throws {
+    let settings = components.settings
+    let engine = DatabaseOnlyEngine(mysql: components.mysql, defaultTTLSeconds: settings.engine.defaultTTLSeconds)
+    let app = buildApplication(engine: engine, configuration: settings, logger: components.logger)
+    components.logger.info(
+        "starting the database-only engine (baseline for benchmarks)",
+        metadata: ["http": "\(settings.httpHost):\(settings.httpPort)", "mysql": "\(settings.mysql.host):\(settings.mysql.port)"]
+    )
+    try await app.runService()
+    await components.mysql.shutdown()
 }
 
 struct Worker: AsyncParsableCommand {

@@ -23,6 +23,8 @@ public enum InventoryError: Error, Sendable, Equatable {
     case belowReserved(reserved: Int64)
     /// A store could not be reached; nothing was changed.
     case unavailable(String)
+    /// This engine does not offer the operation (the database-only baseline).
+    case notSupported(String)
     /// A store stopped answering mid-call: the change may have been made. Retrying with the same id is safe.
     case outcomeUnknown(String)
 }

@@ -184,13 +184,14 @@ public struct LoadgenCommand: AsyncParsableCommand {
     public func validate() throws { _ = try makeConfiguration() }
 
     public func run() async throws {
-        let config = try makeConfiguration(command: CommandLine.arguments.map { ($0 as NSString).lastPathComponent == $0 ? $0 : $0 })
+        let config = try makeConfiguration(command: ["loadgen"] + CommandLine.arguments.dropFirst())
         let harness = Harness(configuration: config, progress: quiet ? SilentSink() : StandardErrorSink())
         let outcome: Harness.Outcome
         do {
             outcome = try await harness.run()
-        } catch let error as SetupError {
-            FileHandle.standardError.write(Data("loadgen: \(error.description)\n".utf8))
+        } catch {
+            // Not a measurement: the service did not answer, a stock PUT was refused, a file could not be written.
+            FileHandle.standardError.write(Data("loadgen: \(error)\n".utf8))
             throw ExitCode(2)
         }
         print(TextReport.render(outcome.report, files: outcome.files), terminator: "")

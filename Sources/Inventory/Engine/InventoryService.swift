@@ -1,0 +1,25 @@
+/// What the HTTP API needs from an engine. The Redis-first `InventoryEngine` is the service; the
+/// `DatabaseOnlyEngine` implements the same operations the way the old design did, for side-by-side benchmarks.
+public protocol InventoryService: Sendable {
+    /// Hold time of a reservation that does not say.
+    var defaultTTLSeconds: Int { get }
+    func reserve(_ command: ReserveCommand, failpoint: String) async throws -> ReserveOutcome
+    func confirm(orderId: String) async throws -> TransitionOutcome
+    func cancel(orderId: String, failpoint: String) async throws -> TransitionOutcome
+    func refund(orderId: String) async throws -> TransitionOutcome
+    func reservation(orderId: String) async throws -> Reservation
+    func stock(_ id: StockItemID) async throws -> StockLevel
+    func setStock(_ id: StockItemID, _ settings: StockSettings) async throws -> StockLevel
+    func adjustStock(_ id: StockItemID, _ adjustment: StockAdjustment) async throws -> AdjustmentOutcome
+    /// Named checks (store reachable, scripts loaded, …) and whether each passes.
+    func readinessChecks() async -> [(name: String, ok: Bool)]
+}
+
+extension InventoryEngine: InventoryService {
+    public var defaultTTLSeconds: Int { configuration.defaultTTLSeconds }
+
+    public func readinessChecks() async -> [(name: String, ok: Bool)] {
+        let state = await readiness()
+        return [("redis", state.redis), ("scripts", state.scripts), ("mysql", state.mysql)]
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+import Inventory
+import InventoryTestSupport
+import Testing
+
+/// The database-only baseline must be a fair opponent: correct, idempotent, no oversell.
+@Suite("Database-only engine (baseline)")
+struct DatabaseOnlyEngineTests {
+    @Test("reserve, replay, confirm, cancel; 200 concurrent reserves of 1 on stock 50 hold exactly 50")
+    func behaves() async throws {
+        try await TestStores.with { stores in
+            let engine = DatabaseOnlyEngine(mysql: stores.mysql)
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 50))
+            func command(_ order: String, _ quantity: Int64) -> ReserveCommand {
+                ReserveCommand(
+                    orderId: order, bizId: stores.bizId, userId: nil, items: [.init(skuId: 1, quantity: quantity)],
+                    ttlSeconds: 60, shortage: .reject
+                )
+            }
+            guard case .created = try await engine.reserve(command("a", 3), failpoint: ""),
+                case .replayed = try await engine.reserve(command("a", 3), failpoint: "")
+            else {
+                Issue.record("expected created, then replayed")
+                return
+            }
+            await #expect(throws: InventoryError.idempotencyConflict) { try await engine.reserve(command("a", 4), failpoint: "") }
+            _ = try await engine.confirm(orderId: "a")
+            _ = try await engine.reserve(command("b", 2), failpoint: "")
+            _ = try await engine.cancel(orderId: "b", failpoint: "")
+            #expect(try await engine.cancel(orderId: "b", failpoint: "").replayed)
+            var level = try await engine.stock(item)
+            #expect(level.available == 47)
+            #expect(level.reserved == 0)
+
+            let held = try await withThrowingTaskGroup(of: Bool.self, returning: Int.self) { group in
+                for index in 0..<200 {
+                    group.addTask {
+                        do {
+                            _ = try await engine.reserve(command("c\(index)", 1), failpoint: "")
+                            return true
+                        } catch InventoryError.insufficientStock {
+                            return false
+                        }
+                    }
+                }
+                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            #expect(held == 47)
+            level = try await engine.stock(item)
+            #expect(level.available == 0)
+            #expect(level.reserved == 47)
+            await #expect(throws: InventoryError.unknownItems([9])) {
+                try await engine.reserve(
+                    ReserveCommand(orderId: "u", bizId: stores.bizId, userId: nil, items: [.init(skuId: 9, quantity: 1)], ttlSeconds: 60, shortage: .reject),
+                    failpoint: ""
+                )
+            }
+        }
+    }
+}
