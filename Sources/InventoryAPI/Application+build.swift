@@ -1,6 +1,8 @@
 import Hummingbird
 import Inventory
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 
 /// Builds the HTTP application the binary runs and the tests call, around an engine.
@@ -8,10 +10,19 @@ public func buildApplication(
     engine: any InventoryService,
     configuration: ServiceConfiguration,
     services: [any Service] = [],
+    metrics: PrometheusCollectorRegistry? = nil,
     logger: Logger
 ) -> some ApplicationProtocol {
     let router = Router(context: BasicRequestContext.self)
+    router.add(middleware: MetricsMiddleware())
     InventoryRoutes(engine: engine, limits: configuration.limits).register(on: router)
+    router.get("/metrics") { _, _ in
+        guard let metrics else { throw Problem.notFound("metrics are not exported by this instance") }
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: metrics.emitToBuffer()))
+        )
+    }
     let responder = ProblemResponder(inner: router.buildResponder(), routes: InventoryRoutes.templates, logger: logger)
     return Application(
         responder: responder,
@@ -28,6 +39,27 @@ extension InventoryRoutes {
         (.post, "/v1/reservations/:orderId/confirm"), (.post, "/v1/reservations/:orderId/cancel"),
         (.post, "/v1/reservations/:orderId/refund"),
         (.get, "/v1/stock/:bizId/:skuId"), (.put, "/v1/stock/:bizId/:skuId"),
-        (.post, "/v1/stock/:bizId/:skuId/adjustments"), (.get, "/healthz"), (.get, "/readyz"),
+        (.post, "/v1/stock/:bizId/:skuId/adjustments"), (.get, "/healthz"), (.get, "/readyz"), (.get, "/openapi.json"), (.get, "/metrics"),
     ] as [(HTTPRequest.Method, String)]).map { ($0.0, $0.1.split(separator: "/")) }
+}
+
+/// Sends swift-metrics to a Prometheus registry, with names and label names made valid for Prometheus
+/// (Hummingbird's request metrics use dots). Call once per process.
+public func bootstrapPrometheus() -> PrometheusCollectorRegistry {
+    let registry = PrometheusCollectorRegistry()
+    var factory = PrometheusMetricsFactory(registry: registry)
+    factory.nameAndLabelSanitizer = { name, labels in
+        func clean(_ text: String) -> String {
+            String(text.map { $0.isLetter || $0.isNumber || $0 == "_" || $0 == ":" ? $0 : "_" })
+        }
+        return (clean(name), labels.map { (clean($0.0), $0.1) })
+    }
+    factory.defaultDurationHistogramBuckets = [
+        .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+        .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+        .milliseconds(500), .seconds(1), .seconds(2), .seconds(5),
+    ]
+    factory.defaultValueHistogramBuckets = [1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000]
+    MetricsSystem.bootstrap(factory)
+    return registry
 }

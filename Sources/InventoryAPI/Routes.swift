@@ -72,6 +72,7 @@ public struct InventoryRoutes: Sendable {
             let ready = checks.allSatisfy(\.ok)
             return try self.json(ready ? .ok : .serviceUnavailable, ReadinessBody(ready: ready, checks: checks))
         }
+        OpenAPIDocument.load().register(on: router)
     }
 
     private func reserve(_ request: Request, _ context: BasicRequestContext) async throws -> Response {

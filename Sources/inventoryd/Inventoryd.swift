@@ -98,7 +98,8 @@ struct Serve: AsyncParsableCommand {
             )
         }
         let app = buildApplication(
-            engine: components.engine, configuration: settings, services: services, logger: components.logger
+            engine: components.engine, configuration: settings, services: services, metrics: bootstrapPrometheus(),
+            logger: components.logger
         )
         components.logger.info(
             "starting",
@@ -117,7 +118,7 @@ struct Serve: AsyncParsableCommand {
 private func serveDatabaseOnly(_ components: Components) async throws {
     let settings = components.settings
     let engine = DatabaseOnlyEngine(mysql: components.mysql, defaultTTLSeconds: settings.engine.defaultTTLSeconds)
-    let app = buildApplication(engine: engine, configuration: settings, logger: components.logger)
+    let app = buildApplication(engine: engine, configuration: settings, metrics: bootstrapPrometheus(), logger: components.logger)
     components.logger.info(
         "starting the database-only engine (baseline for benchmarks)",
         metadata: ["http": "\(settings.httpHost):\(settings.httpPort)", "mysql": "\(settings.mysql.host):\(settings.mysql.port)"]

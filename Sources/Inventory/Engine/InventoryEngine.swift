@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Logging
 import MySQLClient
@@ -36,7 +37,7 @@ public struct EngineConfiguration: Sendable {
     public var initWaitMilliseconds: Int64 = 3000
 
     public init(
-        durability: Durability = .async, defaultTTLSeconds: Int = 1800, retentionSeconds: Int = 7 * 86_400,
+        durability: Durability = .async, defaultTTLSeconds: Int = 1800, retentionSeconds: Int = 86_400,
         itemTTLSeconds: Int = 7 * 86_400, keys: KeyLayout = KeyLayout()
     ) {
         self.durability = durability
@@ -92,6 +93,17 @@ public final class InventoryEngine: Sendable {
 
     /// Holds stock for every item of an order, or for none.
     public func reserve(_ command: ReserveCommand, failpoint: String = "") async throws -> ReserveOutcome {
+        do {
+            let outcome = try await reserveRebuildingItems(command, failpoint: failpoint)
+            if case .created = outcome { InventoryMetrics.reservation(.created) } else { InventoryMetrics.reservation(.replayed) }
+            return outcome
+        } catch {
+            InventoryMetrics.reservation(for: error)
+            throw error
+        }
+    }
+
+    private func reserveRebuildingItems(_ command: ReserveCommand, failpoint: String) async throws -> ReserveOutcome {
         do {
             return try await reserveOnce(command, failpoint: failpoint)
         } catch InventoryError.unknownItems(let skus) {
@@ -422,7 +434,7 @@ public final class InventoryEngine: Sendable {
         }
         let fields = reply.array ?? []
         guard let available = fields[safe: 0]?.int else { return nil }
-        return StockLevel(
+        let level = StockLevel(
             item: id,
             available: available,
             reserved: fields[safe: 1]?.int ?? 0,
@@ -431,6 +443,22 @@ public final class InventoryEngine: Sendable {
             dangerNum: fields[safe: 4]?.int ?? 0,
             backorderLimit: fields[safe: 5]?.int ?? 0
         )
+        noteLowStock(level)
+        return level
+    }
+
+    /// Low-stock items get gauges, and a warning the first time they are seen low.
+    private func noteLowStock(_ level: StockLevel) {
+        guard level.lowStock, level.dangerNum > 0 || level.available <= 0 else { return }
+        if InventoryMetrics.lowStock(level.item, available: level.available, reserved: level.reserved) {
+            logger.warning(
+                "low stock",
+                metadata: [
+                    "item": "\(level.item)", "available": "\(level.available)", "reserved": "\(level.reserved)",
+                    "dangerNum": "\(level.dangerNum)",
+                ]
+            )
+        }
     }
 
     /// Sets on-hand stock (available + reserved) and the item's settings in Redis and MySQL.
@@ -599,6 +627,7 @@ public final class InventoryEngine: Sendable {
         )
         if reply.array?.first?.text == "ok" {
             counters.withLockedValue { $0.itemRebuilds += 1 }
+            InventoryMetrics.itemRebuilds.increment()
             logger.notice(
                 "stock item rebuilt from MySQL",
                 metadata: ["item": "\(id)", "stock": "\(row.stock)", "liveReserved": "\(snapshot.liveReserved)"]
@@ -709,13 +738,16 @@ public final class InventoryEngine: Sendable {
     }
 
     private func runScript(_ script: RedisScript, keys: [String], arguments: [String]) async throws -> RedisValue {
-        try await redisCall { try await self.runner.run(script, keys: keys, arguments: arguments) }
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { InventoryMetrics.scriptTimer(script.name).recordNanoseconds(InventoryMetrics.since(start)) }
+        return try await redisCall { try await self.runner.run(script, keys: keys, arguments: arguments) }
     }
 
     private func redisCall<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let error as RedisError {
+            InventoryMetrics.redisError()
             if error.outcomeUnknown { throw InventoryError.outcomeUnknown("Redis: \(error.message)") }
             throw InventoryError.unavailable("Redis: \(error.message)")
         }
@@ -723,6 +755,7 @@ public final class InventoryEngine: Sendable {
 
     private func mapMySQL(_ error: any Error) -> InventoryError {
         if let error = error as? InventoryError { return error }
+        InventoryMetrics.mysqlError()
         return .unavailable("MySQL: \(error)")
     }
 

@@ -154,6 +154,10 @@ public final class Reconciler: Sendable {
             )
         }
         await record(report)
+        InventoryMetrics.reconcileDifferences.increment(by: report.differences.count)
+        InventoryMetrics.reconcileFixed.increment(by: report.differences.filter(\.fixed).count)
+        InventoryMetrics.reconcileLastDifferences.record(report.differences.count)
+        InventoryMetrics.reconcileItems.record(report.itemsChecked)
         return report
     }
 

@@ -88,6 +88,7 @@ public final class ExpirySweeper: Service, Sendable {
             }
         }
         expiredCount.withLockedValue { $0 += total }
+        InventoryMetrics.expired.increment(by: total)
         return total
     }
 }

@@ -43,6 +43,11 @@ public struct WriteBackStats: Sendable {
     public var events = 0
     public var duplicates = 0
     public var failedAttempts = 0
+    /// Time spent reading the outbox, in the MySQL transaction, settling Redis and acknowledging, in ms.
+    public var readMilliseconds = 0.0
+    public var applyMilliseconds = 0.0
+    public var settleMilliseconds = 0.0
+    public var acknowledgeMilliseconds = 0.0
     /// Journal lag (event appended in Redis → committed in MySQL) of recent events, in milliseconds.
     public var recentLagMilliseconds: [Int64] = []
 
@@ -122,6 +127,7 @@ public final class WriteBackWorker: Service, Sendable {
         // Entries this consumer read before a crash come first ("0"), then new ones (">").
         var readOwnPending = true
         var lastClaim = ContinuousClock.now
+        var lastGauge = ContinuousClock.now
         var lastReport = (at: ContinuousClock.now, events: 0)
         var backoff = 50
         while !shouldStop {
@@ -140,6 +146,10 @@ public final class WriteBackWorker: Service, Sendable {
                 let entries = try await read(pending: readOwnPending)
                 if entries.isEmpty {
                     readOwnPending = false
+                    if ContinuousClock.now - lastGauge > .seconds(1) {
+                        lastGauge = ContinuousClock.now
+                        InventoryMetrics.outboxEntries.record(try await outboxLength())
+                    }
                     continue
                 }
                 try await process(entries)
@@ -174,10 +184,21 @@ public final class WriteBackWorker: Service, Sendable {
                     "events": "\(applied)", "eventsPerSecond": "\(Int(Double(applied) / max(seconds, 0.001)))",
                     "lagP50Ms": "\(stats.lagPercentile(50) ?? 0)", "lagP99Ms": "\(stats.lagPercentile(99) ?? 0)",
                     "lagMaxMs": "\(stats.lagPercentile(100) ?? 0)", "batches": "\(stats.batches)",
+                    "readMs": "\(Int(stats.readMilliseconds))", "applyMs": "\(Int(stats.applyMilliseconds))",
+                    "settleMs": "\(Int(stats.settleMilliseconds))", "ackMs": "\(Int(stats.acknowledgeMilliseconds))",
                 ]
             )
         }
         return (now, stats.events)
+    }
+
+    /// Entries in every outbox stream.
+    private func outboxLength() async throws -> Int {
+        var total = 0
+        for stream in keys.outboxes {
+            total += Int(try await redis.command("XLEN", stream).int ?? 0)
+        }
+        return total
     }
 
     private func createGroups() async throws {
@@ -189,7 +210,16 @@ public final class WriteBackWorker: Service, Sendable {
         }
     }
 
+    static func milliseconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+    }
+
     private func read(pending: Bool) async throws -> [(stream: String, id: String, event: OutboxEvent?)] {
+        let started = ContinuousClock.now
+        defer {
+            let elapsed = Self.milliseconds(ContinuousClock.now - started)
+            statsBox.withLockedValue { $0.readMilliseconds += elapsed }
+        }
         let streams = keys.outboxes
         var command = ["XREADGROUP", "GROUP", configuration.group, configuration.consumer, "COUNT", String(configuration.batchSize)]
         if !pending { command += ["BLOCK", String(configuration.blockMilliseconds)] }
@@ -228,16 +258,33 @@ public final class WriteBackWorker: Service, Sendable {
     }
 
     private func process(_ entries: [(stream: String, id: String, event: OutboxEvent?)]) async throws {
+        let clock = ContinuousClock()
         let events = Self.cancellingUndone(entries.compactMap(\.event))
+        let start = clock.now
         let result = try await journal.apply(events)
         let committedAt = InventoryEngine.nowMilliseconds()
+        let applied = clock.now
         try await settleRedis(events, duplicates: result.duplicates)
+        let settled = clock.now
         var byStream: [String: [String]] = [:]
         for entry in entries { byStream[entry.stream, default: []].append(entry.id) }
-        for (stream, ids) in byStream {
-            try await engine.acknowledge(stream: stream, group: configuration.group, ids: ids)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (stream, ids) in byStream {
+                group.addTask { try await self.engine.acknowledge(stream: stream, group: self.configuration.group, ids: ids) }
+            }
+            try await group.waitForAll()
+        }
+        let acknowledged = clock.now
+        InventoryMetrics.batchSize.record(entries.count)
+        InventoryMetrics.eventsApplied.increment(by: events.count)
+        InventoryMetrics.mysqlTimer("journal_batch").recordNanoseconds(Int64(Self.milliseconds(applied - start) * 1_000_000))
+        for event in events where event.kind == .reserve && event.atMilliseconds > 0 {
+            InventoryMetrics.journalLag.recordMilliseconds(committedAt - event.atMilliseconds)
         }
         statsBox.withLockedValue { stats in
+            stats.applyMilliseconds += Self.milliseconds(applied - start)
+            stats.settleMilliseconds += Self.milliseconds(settled - applied)
+            stats.acknowledgeMilliseconds += Self.milliseconds(acknowledged - settled)
             stats.batches += 1
             stats.events += events.count
             stats.duplicates += result.duplicates.count

@@ -153,8 +153,11 @@ struct PhaseRunner: Sendable {
         }
         let end = monotonicNow()
         var points = timeline
-        let tail = try await Self.sample(bound, since: start + UInt64(points.count) * 1_000_000_000, start: start)
-        if tail.requests > 0 || tail.errors > 0 { points.append(tail) }
+        // The last, partial interval: kept when it is long enough for its rate to mean something (its requests are
+        // in the totals either way).
+        let tailStart = start + UInt64(points.count) * 1_000_000_000
+        let tail = try await Self.sample(bound, since: tailStart, start: start)
+        if (tail.requests > 0 || tail.errors > 0) && end >= tailStart + 500_000_000 { points.append(tail) }
 
         var totals: RecorderTotals?
         for (loop, workers) in bound {

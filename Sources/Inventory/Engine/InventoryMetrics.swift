@@ -1,0 +1,109 @@
+import Dispatch
+import Metrics
+import NIOConcurrencyHelpers
+
+/// The service's own metrics, through swift-metrics (exported for Prometheus by the binary). Every label set is
+/// made once and kept, so the hot path only increments.
+public enum InventoryMetrics {
+    /// Reserve outcomes.
+    public enum Outcome: String, CaseIterable, Sendable {
+        case created, replayed, insufficientStock = "insufficient_stock", unknownItem = "unknown_item"
+        case orderClosed = "order_closed", conflict, unavailable
+    }
+
+    private static let reservations: [Outcome: Counter] = Dictionary(
+        uniqueKeysWithValues: Outcome.allCases.map {
+            ($0, Counter(label: "inventory_reservations_total", dimensions: [("outcome", $0.rawValue)]))
+        }
+    )
+
+    static func reservation(_ outcome: Outcome) {
+        reservations[outcome]?.increment()
+    }
+
+    static func reservation(for error: any Error) {
+        switch error as? InventoryError {
+        case .insufficientStock: reservation(.insufficientStock)
+        case .unknownItems: reservation(.unknownItem)
+        case .orderClosed: reservation(.orderClosed)
+        case .idempotencyConflict: reservation(.conflict)
+        default: reservation(.unavailable)
+        }
+    }
+
+    private static let scriptTimers = NIOLockedValueBox<[String: Timer]>([:])
+    private static let redisErrors = Counter(label: "inventory_redis_errors_total")
+    private static let mysqlErrors = Counter(label: "inventory_mysql_errors_total")
+    private static let mysqlTimers = NIOLockedValueBox<[String: Timer]>([:])
+
+    /// Times one script call (`inventory_redis_script_seconds{script}`).
+    static func scriptTimer(_ name: String) -> Timer {
+        scriptTimers.withLockedValue { timers in
+            if let timer = timers[name] { return timer }
+            let timer = Timer(label: "inventory_redis_script_seconds", dimensions: [("script", name)])
+            timers[name] = timer
+            return timer
+        }
+    }
+
+    /// Times one kind of MySQL work (`inventory_mysql_seconds{operation}`).
+    static func mysqlTimer(_ operation: String) -> Timer {
+        mysqlTimers.withLockedValue { timers in
+            if let timer = timers[operation] { return timer }
+            let timer = Timer(label: "inventory_mysql_seconds", dimensions: [("operation", operation)])
+            timers[operation] = timer
+            return timer
+        }
+    }
+
+    static func redisError() { redisErrors.increment() }
+    static func mysqlError() { mysqlErrors.increment() }
+
+    /// Journal lag: event appended in Redis → its row committed in MySQL.
+    static let journalLag = Timer(label: "inventory_journal_lag_seconds")
+    /// Outbox entries per write-back batch.
+    static let batchSize = Recorder(label: "inventory_writeback_batch_events", aggregate: true)
+    /// Entries waiting in the outbox streams.
+    static let outboxEntries = Gauge(label: "inventory_outbox_entries")
+    /// Outbox entries applied to MySQL.
+    static let eventsApplied = Counter(label: "inventory_writeback_events_total")
+    /// Differences the reconciler found (and how many it fixed).
+    static let reconcileDifferences = Counter(label: "inventory_reconcile_differences_total")
+    static let reconcileFixed = Counter(label: "inventory_reconcile_fixed_total")
+    static let reconcileLastDifferences = Gauge(label: "inventory_reconcile_last_differences")
+    static let reconcileItems = Gauge(label: "inventory_reconcile_last_items")
+    /// Holds released by the expiry sweeper.
+    static let expired = Counter(label: "inventory_expired_total")
+    /// Items rebuilt from MySQL.
+    static let itemRebuilds = Counter(label: "inventory_item_rebuilds_total")
+
+    private static let lowStock = NIOLockedValueBox<[StockItemID: (Gauge, Gauge)]>([:])
+    /// Items tracked by the low-stock gauges at most: a sale has a few hot items, not millions.
+    static let lowStockLimit = 1000
+
+    /// Records an item's available and reserved while it is at or below its low-stock threshold
+    /// (`inventory_low_stock_available{biz,sku}`, `inventory_low_stock_reserved{biz,sku}`); returns true the first
+    /// time the item is seen low, so the caller can log it once.
+    @discardableResult
+    static func lowStock(_ item: StockItemID, available: Int64, reserved: Int64) -> Bool {
+        let (gauges, first) = lowStock.withLockedValue { tracked -> ((Gauge, Gauge)?, Bool) in
+            if let gauges = tracked[item] { return (gauges, false) }
+            guard tracked.count < lowStockLimit else { return (nil, false) }
+            let labels = [("biz", item.bizId), ("sku", String(item.skuId))]
+            let gauges = (
+                Gauge(label: "inventory_low_stock_available", dimensions: labels),
+                Gauge(label: "inventory_low_stock_reserved", dimensions: labels)
+            )
+            tracked[item] = gauges
+            return (gauges, true)
+        }
+        gauges?.0.record(available)
+        gauges?.1.record(reserved)
+        return first
+    }
+
+    /// Nanoseconds since `start` (a `DispatchTime.now().uptimeNanoseconds`).
+    static func since(_ start: UInt64) -> Int64 {
+        Int64(DispatchTime.now().uptimeNanoseconds &- start)
+    }
+}
