@@ -14,6 +14,7 @@ public func buildApplication(
     logger: Logger
 ) -> some ApplicationProtocol {
     let router = Router(context: BasicRequestContext.self)
+    router.add(middleware: RequestIdMiddleware())
     router.add(middleware: MetricsMiddleware())
     InventoryRoutes(engine: engine, limits: configuration.limits).register(on: router)
     router.get("/metrics") { _, _ in

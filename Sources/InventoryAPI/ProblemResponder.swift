@@ -19,11 +19,9 @@ struct ProblemResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Context
             }
             // The router answers a path it does not know, and errors thrown by Hummingbird itself (a body over
             // the limit), in its own format; they are re-said as problems here, once for every route.
-            if response.status == .notFound { return routeMiss(request) }
-            return Problem(
-                response.status, type: "http-\(response.status.code)", title: response.status.reasonPhrase,
-                detail: response.status == .contentTooLarge ? "the body is larger than the service accepts" : response.status.reasonPhrase
-            ).makeResponse()
+            var problem = response.status == .notFound ? routeMiss(request) : genericProblem(response)
+            problem.headers[.requestId] = response.headers[.requestId]
+            return problem
         } catch let problem as Problem {
             return problem.makeResponse()
         } catch let error as HTTPError {
@@ -33,6 +31,13 @@ struct ProblemResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Context
             return Problem(.internalServerError, type: "internal", title: "Internal error", detail: "an unexpected error occurred")
                 .makeResponse()
         }
+    }
+
+    private func genericProblem(_ response: Response) -> Response {
+        Problem(
+                response.status, type: "http-\(response.status.code)", title: response.status.reasonPhrase,
+                detail: response.status == .contentTooLarge ? "the body is larger than the service accepts" : response.status.reasonPhrase
+        ).makeResponse()
     }
 
     private func routeMiss(_ request: Request) -> Response {

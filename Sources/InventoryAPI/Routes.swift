@@ -19,25 +19,27 @@ public struct InventoryRoutes: Sendable {
         router.post("/v1/reservations") { request, context in try await self.reserve(request, context) }
         router.get("/v1/reservations/:orderId") { request, context in
             let orderId = try self.orderId(context)
-            return try await self.call { try self.json(.ok, ReservationBody(try await self.engine.reservation(orderId: orderId))) }
+            return try await self.call(orderId: orderId) {
+                try self.json(.ok, ReservationBody(try await self.engine.reservation(orderId: orderId)))
+            }
         }
         router.post("/v1/reservations/:orderId/confirm") { request, context in
             let orderId = try self.orderId(context)
-            return try await self.call {
+            return try await self.call(orderId: orderId) {
                 let outcome = try await self.engine.confirm(orderId: orderId)
                 return try self.json(.ok, ReservationBody(outcome.reservation), replayed: outcome.replayed)
             }
         }
         router.post("/v1/reservations/:orderId/cancel") { request, context in
             let orderId = try self.orderId(context)
-            return try await self.call {
+            return try await self.call(orderId: orderId) {
                 let outcome = try await self.engine.cancel(orderId: orderId, failpoint: "")
                 return try self.json(.ok, ReservationBody(outcome.reservation), replayed: outcome.replayed)
             }
         }
         router.post("/v1/reservations/:orderId/refund") { request, context in
             let orderId = try self.orderId(context)
-            return try await self.call {
+            return try await self.call(orderId: orderId) {
                 let outcome = try await self.engine.refund(orderId: orderId)
                 return try self.json(.ok, ReservationBody(outcome.reservation), replayed: outcome.replayed)
             }
@@ -89,7 +91,7 @@ public struct InventoryRoutes: Sendable {
             ttlSeconds: body.ttlSeconds ?? engine.defaultTTLSeconds,
             shortage: body.shortage ?? .reject
         )
-        return try await call {
+        return try await call(orderId: orderId) {
             switch try await engine.reserve(command, failpoint: "") {
             case .created(let reservation):
                 return try json(.created, ReservationBody(reservation))
@@ -101,9 +103,10 @@ public struct InventoryRoutes: Sendable {
 
     // MARK: - Helpers
 
-    /// Runs an engine call, turning its errors into problems.
-    private func call(_ body: () async throws -> Response) async throws -> Response {
+    /// Runs an engine call, turning its errors into problems; log lines written meanwhile name the order.
+    private func call(orderId: String? = nil, _ body: () async throws -> Response) async throws -> Response {
         do {
+            if let orderId { return try await RequestMetadata.$orderId.withValue(orderId) { try await body() } }
             return try await body()
         } catch let error as InventoryError {
             throw Problem(error)

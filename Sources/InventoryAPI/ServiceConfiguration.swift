@@ -1,4 +1,5 @@
 import Inventory
+import Logging
 import MySQLClient
 import RedisClient
 
@@ -12,6 +13,8 @@ public struct ServiceConfiguration: Sendable {
     public var engine = EngineConfiguration()
     public var limits = InputLimits()
     public var logLevel = "info"
+    /// `json` (one object per line) or `text`.
+    public var logFormat = "json"
     /// `redis` (the service) or `db` (the database-only design, for side-by-side benchmarks).
     public var engineKind = "redis"
     /// Run the write-back worker inside `serve`.
@@ -62,6 +65,13 @@ public struct ServiceConfiguration: Sendable {
         settings.limits.maxQuantity = Int64(try reader.int("INVENTORY_MAX_QUANTITY", Int(settings.limits.maxQuantity), 1...Int(Int32.max)))
         settings.limits.maxBodyBytes = try reader.int("INVENTORY_MAX_BODY_BYTES", settings.limits.maxBodyBytes, 1024...(16 << 20))
         settings.logLevel = reader.string("INVENTORY_LOG_LEVEL", settings.logLevel)
+        guard Logger.Level(rawValue: settings.logLevel) != nil else {
+            throw ConfigurationError(description: "INVENTORY_LOG_LEVEL=\(settings.logLevel) is not trace, debug, info, notice, warning, error or critical")
+        }
+        settings.logFormat = reader.string("INVENTORY_LOG_FORMAT", settings.logFormat)
+        guard ["json", "text"].contains(settings.logFormat) else {
+            throw ConfigurationError(description: "INVENTORY_LOG_FORMAT=\(settings.logFormat) is not json or text")
+        }
         let durability = reader.string("INVENTORY_DURABILITY", settings.engine.durability.rawValue)
         guard let mode = Durability(rawValue: durability) else {
             throw ConfigurationError(description: "INVENTORY_DURABILITY=\(durability) is not async or sync")

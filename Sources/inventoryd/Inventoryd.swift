@@ -27,6 +27,7 @@ struct Components {
 
     init() throws {
         settings = try ServiceConfiguration.fromEnvironment(ProcessInfo.processInfo.environment)
+        bootstrapLogging(settings)
         var logger = Logger(label: "inventoryd")
         logger.logLevel = Logger.Level(rawValue: settings.logLevel) ?? .info
         self.logger = logger
@@ -112,6 +113,18 @@ struct Serve: AsyncParsableCommand {
         try await app.runService()
         await components.mysql.shutdown()
     }
+}
+
+/// Logs as JSON lines (or text) on standard output, with the request and order ids of the task that logs.
+private func bootstrapLogging(_ settings: ServiceConfiguration) {
+    let format = settings.logFormat
+    LoggingSystem.bootstrap(
+        { label, provider in
+            if format == "text" { return StreamLogHandler.standardOutput(label: label, metadataProvider: provider) }
+            return JSONLogHandler(label: label, metadataProvider: provider)
+        },
+        metadataProvider: RequestMetadata.provider
+    )
 }
 
 /// The database-only baseline: the same API over one MySQL transaction per reservation; no Redis, no worker.

@@ -181,6 +181,24 @@ struct APITests {
         }
     }
 
+    @Test("a sane X-Request-Id is echoed, on errors too; a missing or insane one is replaced by a fresh id")
+    func requestId() async throws {
+        try await withClient { client, _ in
+            let name = HTTPField.Name("X-Request-Id")!
+            let given = try await Self.send(client, .get, "/healthz", headers: [name: "abc-123"])
+            #expect(given.headers[name] == "abc-123")
+            let missing = try await Self.send(client, .get, "/healthz", headers: [:])
+            #expect(missing.headers[name]?.isEmpty == false)
+            let insane = try await Self.send(client, .get, "/nowhere", headers: [name: String(repeating: "x", count: 500)])
+            #expect(insane.status == .notFound)
+            #expect(insane.headers[name]?.count ?? 0 <= 128)
+            #expect(insane.headers[name]?.isEmpty == false)
+            let problem = try await Self.send(client, .post, "/v1/reservations", "{", headers: [name: "req-9", .contentType: "application/json"])
+            #expect(problem.status == .badRequest)
+            #expect(problem.headers[name] == "req-9")
+        }
+    }
+
     @Test("health and readiness")
     func health() async throws {
         try await withClient { client, _ in

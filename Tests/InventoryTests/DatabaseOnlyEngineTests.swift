@@ -12,9 +12,10 @@ struct DatabaseOnlyEngineTests {
             let engine = DatabaseOnlyEngine(mysql: stores.mysql)
             let item = stores.item(1)
             _ = try await engine.setStock(item, StockSettings(stock: 50))
+            // Order ids are global, like the Redis engine's: this test's are made unique by its business id.
             func command(_ order: String, _ quantity: Int64) -> ReserveCommand {
                 ReserveCommand(
-                    orderId: order, bizId: stores.bizId, userId: nil, items: [.init(skuId: 1, quantity: quantity)],
+                    orderId: "\(stores.bizId)-\(order)", bizId: stores.bizId, userId: nil, items: [.init(skuId: 1, quantity: quantity)],
                     ttlSeconds: 60, shortage: .reject
                 )
             }
@@ -25,10 +26,10 @@ struct DatabaseOnlyEngineTests {
                 return
             }
             await #expect(throws: InventoryError.idempotencyConflict) { try await engine.reserve(command("a", 4), failpoint: "") }
-            _ = try await engine.confirm(orderId: "a")
+            _ = try await engine.confirm(orderId: "\(stores.bizId)-a")
             _ = try await engine.reserve(command("b", 2), failpoint: "")
-            _ = try await engine.cancel(orderId: "b", failpoint: "")
-            #expect(try await engine.cancel(orderId: "b", failpoint: "").replayed)
+            _ = try await engine.cancel(orderId: "\(stores.bizId)-b", failpoint: "")
+            #expect(try await engine.cancel(orderId: "\(stores.bizId)-b", failpoint: "").replayed)
             var level = try await engine.stock(item)
             #expect(level.available == 47)
             #expect(level.reserved == 0)
@@ -52,7 +53,7 @@ struct DatabaseOnlyEngineTests {
             #expect(level.reserved == 47)
             await #expect(throws: InventoryError.unknownItems([9])) {
                 try await engine.reserve(
-                    ReserveCommand(orderId: "u", bizId: stores.bizId, userId: nil, items: [.init(skuId: 9, quantity: 1)], ttlSeconds: 60, shortage: .reject),
+                    ReserveCommand(orderId: "\(stores.bizId)-u", bizId: stores.bizId, userId: nil, items: [.init(skuId: 9, quantity: 1)], ttlSeconds: 60, shortage: .reject),
                     failpoint: ""
                 )
             }

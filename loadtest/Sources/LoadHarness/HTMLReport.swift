@@ -308,7 +308,7 @@ struct Chart {
     }
 
     static func label(_ value: Double) -> String {
-        if value == 0 { return "0" }
+        if value == value.rounded() && value < 1000 { return String(Int(value)) }
         if value >= 1000 { return Format.grouped(Int(value.rounded())) }
         if value >= 10 { return String(format: "%.0f", value) }
         if value >= 1 { return String(format: "%.1f", value) }

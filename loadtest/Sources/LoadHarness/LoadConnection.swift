@@ -121,15 +121,10 @@ final class LoadConnection {
                     channel.close(promise: nil)
                     return
                 }
-                let handler = LoadHandler(connection: self, generation: generation)
-                do {
-                    try channel.pipeline.syncOperations.addHandler(handler)
-                } catch {
-                    channel.close(promise: nil)
+                guard self.adopt(channel, generation: generation) else {
                     self.connectFailed()
                     return
                 }
-                self.handler = handler
                 if let operation = self.core.currentOperation { self.send(operation) } else { self.pump() }
             case .failure:
                 self.connectFailed()
@@ -137,13 +132,17 @@ final class LoadConnection {
         }
     }
 
-    private func adopt(_ channel: Channel, generation: Int) {
+    /// Puts the handler on a new channel; false (and the channel closed) if that fails.
+    @discardableResult
+    private func adopt(_ channel: Channel, generation: Int) -> Bool {
         let handler = LoadHandler(connection: self, generation: generation)
         do {
             try channel.pipeline.syncOperations.addHandler(handler)
             self.handler = handler
+            return true
         } catch {
             channel.close(promise: nil)
+            return false
         }
     }
 

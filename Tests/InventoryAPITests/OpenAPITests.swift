@@ -1,0 +1,585 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Inventory
+@testable import InventoryAPI
+import InventoryTestSupport
+import Logging
+import NIOCore
+import Prometheus
+import Testing
+
+/// Keeps `openapi/openapi.json` true: real answers of the real application (real Redis and MariaDB) are checked
+/// against it, and the document's operations against the routes the code registers.
+@Suite("OpenAPI document")
+struct OpenAPITests {
+    static let json: HTTPFields = [.contentType: "application/json"]
+
+    /// The application on this test's stores, as `inventoryd serve` builds it (with a metrics registry).
+    func withClient(
+        redisTimeoutMilliseconds: Int64 = 2000, redisPort: Int? = nil,
+        _ body: @escaping @Sendable (any TestClientProtocol, TestStores) async throws -> Void
+    ) async throws {
+        try await TestStores.with(redisTimeoutMilliseconds: redisTimeoutMilliseconds, redisPort: redisPort) { stores in
+            var logger = Logger(label: "openapi-test")
+            logger.logLevel = .critical
+            let app = buildApplication(
+                engine: stores.engine, configuration: ServiceConfiguration(), metrics: PrometheusCollectorRegistry(),
+                logger: logger
+            )
+            try await app.test(.router) { client in try await body(client, stores) }
+        }
+    }
+
+    @Test("the document is OpenAPI 3.1 and its operations are exactly the routes the code registers")
+    func operationsMatchRoutes() async throws {
+        let contract = try OpenAPIContract()
+        #expect(contract.document["openapi"]?.stringValue?.hasPrefix("3.1.") == true)
+        // Every $ref in the document resolves, and every schema uses only keywords the validator checks.
+        #expect(contract.brokenReferences().isEmpty, "\(contract.brokenReferences())")
+        #expect(contract.unsupportedSchemaKeywords().isEmpty, "\(contract.unsupportedSchemaKeywords())")
+
+        let documented = contract.operations
+        // The routes InventoryRoutes registers, and the router-wide list the 404/405 answers are built from.
+        let router = Router(context: BasicRequestContext.self)
+        InventoryRoutes(engine: NoEngine()).register(on: router)
+        let registered = Set(router.routes.map { "\($0.method.rawValue) \($0.path.description)" })
+        #expect(registered.subtracting(documented).isEmpty, "registered but not documented: \(registered.subtracting(documented).sorted())")
+        let templates = Set(
+            InventoryRoutes.templates.map { route in
+                "\(route.method.rawValue) /" + route.path.map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }.joined(separator: "/")
+            }
+        )
+        #expect(templates == documented, "routes without a document entry: \(templates.subtracting(documented).sorted()); documented without a route: \(documented.subtracting(templates).sorted())")
+    }
+
+    @Test("every route's real answers, successes and errors, are documented and match their schemas")
+    func realAnswersMatchTheDocument() async throws {
+        let contract = try OpenAPIContract()
+        try await withClient { client, stores in
+            let biz = stores.bizId
+            let json = Self.json
+            @discardableResult
+            func send(
+                _ label: String, _ method: HTTPRequest.Method, _ uri: String, _ body: String? = nil, headers: HTTPFields = json,
+                expect status: Int, sourceLocation: SourceLocation = #_sourceLocation
+            ) async throws -> TestResponse {
+                let response = try await client.execute(
+                    uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) }
+                )
+                #expect(Int(response.status.code) == status, "\(label): got \(response.status.code)", sourceLocation: sourceLocation)
+                contract.check(label, method, uri, body: body, response, sourceLocation: sourceLocation)
+                return response
+            }
+            let oversized = #"{"pad": "\#(String(repeating: "x", count: 70_000))"}"#
+
+            // Operations.
+            try await send("liveness", .get, "/healthz", expect: 200)
+            try await send("readiness", .get, "/readyz", expect: 200)
+            let document = try await send("the document", .get, "/openapi.json", expect: 200)
+            #expect(Data(document.body.readableBytesView) == contract.bytes, "/openapi.json must serve the file byte for byte")
+            try await send("metrics", .get, "/metrics", expect: 200)
+
+            // Stock.
+            try await send("set stock", .put, "/v1/stock/\(biz)/1", #"{"stock": 10, "dangerNum": 2, "infinite": false, "backorderLimit": null}"#, expect: 200)
+            try await send("set stock", .put, "/v1/stock/\(biz)/2", #"{"stock": 1}"#, expect: 200)
+            try await send("set stock with a backorder limit", .put, "/v1/stock/\(biz)/3", #"{"stock": 0, "backorderLimit": 5}"#, expect: 200)
+            try await send("stock negative", .put, "/v1/stock/\(biz)/1", #"{"stock": -1}"#, expect: 422)
+            try await send("stock fields wrong", .put, "/v1/stock/\(biz)/1", #"{"stock": 1, "infinite": "yes", "dangerNum": 1000000000001}"#, expect: 422)
+            try await send("stock missing", .put, "/v1/stock/\(biz)/1", "{}", expect: 422)
+            try await send("stock without content type", .put, "/v1/stock/\(biz)/1", #"{"stock": 1}"#, headers: [:], expect: 415)
+            try await send("stock malformed", .put, "/v1/stock/\(biz)/1", "{", expect: 400)
+            try await send("stock oversized", .put, "/v1/stock/\(biz)/1", oversized, expect: 413)
+            try await send("stock skuId 0 in path", .put, "/v1/stock/\(biz)/0", #"{"stock": 1}"#, expect: 400)
+            try await send("read stock", .get, "/v1/stock/\(biz)/1", expect: 200)
+            try await send("read unknown stock", .get, "/v1/stock/\(biz)/999", expect: 404)
+            try await send("bad bizId in path", .get, "/v1/stock/BAD!/1", expect: 400)
+            try await send("skuId beyond 64 bits in path", .get, "/v1/stock/\(biz)/18446744073709551616", expect: 400)
+
+            // Adjustments.
+            let adjust = "/v1/stock/\(biz)/1/adjustments"
+            try await send("adjust", .post, adjust, #"{"adjustmentId": "adj-1", "delta": 5, "reason": "recount"}"#, expect: 200)
+            let adjustReplay = try await send("adjust replay", .post, adjust, #"{"adjustmentId": "adj-1", "delta": 5, "reason": "recount"}"#, expect: 200)
+            #expect(adjustReplay.headers[.idempotentReplayed] == "true")
+            try await send("adjust same id, other delta", .post, adjust, #"{"adjustmentId": "adj-1", "delta": 6}"#, expect: 422)
+            try await send("adjust zero", .post, adjust, #"{"adjustmentId": "adj-2", "delta": 0}"#, expect: 422)
+            try await send("adjust bad fields", .post, adjust, #"{"adjustmentId": "a b", "delta": 1, "reason": "x|y"}"#, expect: 422)
+            try await send("adjust unknown item", .post, "/v1/stock/\(biz)/999/adjustments", #"{"adjustmentId": "adj-3", "delta": 1}"#, expect: 404)
+            try await send("adjust as text", .post, adjust, #"{"adjustmentId": "adj-4", "delta": 1}"#, headers: [.contentType: "text/plain"], expect: 415)
+            try await send("adjust not an object", .post, adjust, "[1]", expect: 400)
+            try await send("adjust oversized", .post, adjust, oversized, expect: 413)
+            try await send("adjust bad skuId in path", .post, "/v1/stock/\(biz)/abc/adjustments", #"{"adjustmentId": "adj-5", "delta": 1}"#, expect: 400)
+
+            // Reservations.
+            let reserve = #"{"orderId": "o-1", "bizId": "\#(biz)", "userId": "u-1", "items": [{"skuId": 1, "quantity": 3}], "ttlSeconds": 600, "shortage": "reject"}"#
+            try await send("reserve", .post, "/v1/reservations", reserve, expect: 201)
+            let replay = try await send("reserve replay", .post, "/v1/reservations", reserve, expect: 200)
+            #expect(replay.headers[.idempotentReplayed] == "true")
+            try await send(
+                "reserve same id, other body", .post, "/v1/reservations",
+                #"{"orderId": "o-1", "bizId": "\#(biz)", "userId": "u-1", "items": [{"skuId": 1, "quantity": 4}], "ttlSeconds": 600}"#,
+                expect: 422
+            )
+            try await send("reserve empty", .post, "/v1/reservations", #"{"orderId": "", "items": []}"#, expect: 422)
+            try await send(
+                "reserve every field wrong", .post, "/v1/reservations",
+                #"{"orderId": "a b", "bizId": "B!", "userId": "", "items": [{"skuId": 0, "quantity": 0}, 7], "ttlSeconds": 0, "shortage": "maybe"}"#,
+                expect: 422
+            )
+            try await send("reserve items not an array", .post, "/v1/reservations", #"{"orderId": "o-x", "items": "none"}"#, expect: 422)
+            try await send(
+                "reserve too many items", .post, "/v1/reservations",
+                #"{"orderId": "o-x", "items": ["# + (1...51).map { #"{"skuId": \#($0), "quantity": 1}"# }.joined(separator: ",") + "]}",
+                expect: 422
+            )
+            try await send(
+                "reserve quantity above max", .post, "/v1/reservations",
+                #"{"orderId": "o-x", "items": [{"skuId": 1, "quantity": 1000001}]}"#, expect: 422
+            )
+            try await send(
+                "reserve ttl above max", .post, "/v1/reservations",
+                #"{"orderId": "o-x", "items": [{"skuId": 1, "quantity": 1}], "ttlSeconds": 86401}"#, expect: 422
+            )
+            try await send(
+                "reserve userId with a bar", .post, "/v1/reservations",
+                #"{"orderId": "o-x", "items": [{"skuId": 1, "quantity": 1}], "userId": "a|b"}"#, expect: 422
+            )
+            try await send(
+                "reserve skuId beyond Int64", .post, "/v1/reservations",
+                #"{"orderId": "o-x", "items": [{"skuId": 9223372036854775808, "quantity": 1}]}"#, expect: 422
+            )
+            try await send("reserve malformed", .post, "/v1/reservations", #"{"orderId": "#, expect: 400)
+            try await send("reserve not an object", .post, "/v1/reservations", "[1, 2]", expect: 400)
+            try await send("reserve empty body", .post, "/v1/reservations", "", expect: 400)
+            try await send("reserve without content type", .post, "/v1/reservations", reserve, headers: [:], expect: 415)
+            try await send("reserve as text", .post, "/v1/reservations", reserve, headers: [.contentType: "text/plain"], expect: 415)
+            try await send("reserve oversized", .post, "/v1/reservations", oversized, expect: 413)
+            try await send(
+                "reserve with a charset", .post, "/v1/reservations",
+                #"{"orderId": "o-charset", "bizId": "\#(biz)", "items": [{"skuId": 1, "quantity": 1}], "userId": null}"#,
+                headers: [.contentType: "application/json; charset=utf-8"], expect: 201
+            )
+            let unknown = try await send(
+                "reserve unknown item", .post, "/v1/reservations",
+                #"{"orderId": "o-unknown", "bizId": "\#(biz)", "items": [{"skuId": 1, "quantity": 1}, {"skuId": 999, "quantity": 1}]}"#,
+                expect: 404
+            )
+            #expect(try JSONValue.parse(Data(unknown.body.readableBytesView))["unknownSkuIds"] == .array([.integer(999)]))
+            try await send(
+                "reserve short", .post, "/v1/reservations",
+                #"{"orderId": "o-short", "bizId": "\#(biz)", "items": [{"skuId": 2, "quantity": 5}]}"#, expect: 409
+            )
+            try await send(
+                "reserve partial", .post, "/v1/reservations",
+                #"{"orderId": "o-partial", "bizId": "\#(biz)", "items": [{"skuId": 2, "quantity": 5}], "shortage": "partial"}"#,
+                expect: 201
+            )
+            try await send(
+                "reserve backorder", .post, "/v1/reservations",
+                #"{"orderId": "o-back", "bizId": "\#(biz)", "items": [{"skuId": 3, "quantity": 2}], "shortage": "backorder"}"#,
+                expect: 201
+            )
+            let backordered = try await send("stock below zero", .get, "/v1/stock/\(biz)/3", expect: 200)
+            #expect(try JSONValue.parse(Data(backordered.body.readableBytesView))["available"] == .integer(-2))
+            try await send("read reservation", .get, "/v1/reservations/o-1", expect: 200)
+            try await send("read unknown reservation", .get, "/v1/reservations/nope", expect: 404)
+            try await send("orderId too long in path", .get, "/v1/reservations/" + String(repeating: "a", count: 65), expect: 400)
+
+            // Confirm, refund, cancel.
+            try await send("confirm", .post, "/v1/reservations/o-1/confirm", expect: 200)
+            let confirmAgain = try await send("confirm replay", .post, "/v1/reservations/o-1/confirm", expect: 200)
+            #expect(confirmAgain.headers[.idempotentReplayed] == "true")
+            try await send("confirm unknown", .post, "/v1/reservations/nope/confirm", expect: 404)
+            try await send("confirm bad id", .post, "/v1/reservations/bad~id/confirm", expect: 400)
+            try await send("refund", .post, "/v1/reservations/o-1/refund", expect: 200)
+            let refundAgain = try await send("refund replay", .post, "/v1/reservations/o-1/refund", expect: 200)
+            #expect(refundAgain.headers[.idempotentReplayed] == "true")
+            try await send("refund unknown", .post, "/v1/reservations/nope/refund", expect: 404)
+            try await send("refund unconfirmed", .post, "/v1/reservations/o-partial/refund", expect: 409)
+            try await send("refund bad id", .post, "/v1/reservations/" + String(repeating: "r", count: 65) + "/refund", expect: 400)
+            try await send("cancel refunded", .post, "/v1/reservations/o-1/cancel", expect: 409)
+            try await send("cancel", .post, "/v1/reservations/o-partial/cancel", expect: 200)
+            let cancelAgain = try await send("cancel replay", .post, "/v1/reservations/o-partial/cancel", expect: 200)
+            #expect(cancelAgain.headers[.idempotentReplayed] == "true")
+            try await send("confirm cancelled", .post, "/v1/reservations/o-partial/confirm", expect: 409)
+            try await send("cancel unknown", .post, "/v1/reservations/never-1/cancel", expect: 200)
+            try await send("read order cancelled unseen", .get, "/v1/reservations/never-1", expect: 200)
+            try await send(
+                "reserve after cancel", .post, "/v1/reservations",
+                #"{"orderId": "never-1", "bizId": "\#(biz)", "items": [{"skuId": 1, "quantity": 1}]}"#, expect: 409
+            )
+            try await send("cancel bad id", .post, "/v1/reservations/bad~id/cancel", expect: 400)
+
+            // Stock below what is held.
+            try await send(
+                "reserve to hold", .post, "/v1/reservations",
+                #"{"orderId": "o-hold", "bizId": "\#(biz)", "items": [{"skuId": 1, "quantity": 5}]}"#, expect: 201
+            )
+            try await send("set stock below reserved", .put, "/v1/stock/\(biz)/1", #"{"stock": 1}"#, expect: 409)
+            try await send("adjust below reserved", .post, adjust, #"{"adjustmentId": "adj-6", "delta": -1000}"#, expect: 409)
+
+            // Requests that match no operation.
+            try await send("wrong method", .delete, "/v1/reservations", expect: 405)
+            try await send("wrong method on stock", .post, "/v1/stock/\(biz)/1", #"{"stock": 1}"#, expect: 405)
+            try await send("wrong method on health", .put, "/healthz", expect: 405)
+            try await send("wrong method on a reservation", .patch, "/v1/reservations/o-1", expect: 405)
+            try await send("unknown path", .get, "/v1/nothing", expect: 404)
+            try await send("unknown nested path", .post, "/v1/reservations/o-1/ship", expect: 404)
+
+            // Without a metrics registry, /metrics is a 404 problem.
+            let bare = buildApplication(engine: stores.engine, configuration: ServiceConfiguration(), logger: Logger(label: "openapi-test"))
+            try await bare.test(.router) { client in
+                let response = try await client.execute(uri: "/metrics", method: .get)
+                #expect(response.status == .notFound)
+                contract.check("metrics not exported", .get, "/metrics", body: nil, response)
+            }
+        }
+
+        let missed = contract.operations.subtracting(contract.exercised)
+        #expect(missed.isEmpty, "documented operations never exercised: \(missed.sorted())")
+        let seen = Set(contract.coverage.map { "\($0.operation) \($0.status)" })
+        let documentedStatuses = contract.paths.flatMap { path, item in
+            OpenAPIContract.methods.flatMap { method in
+                (item[method]?["responses"]?.objectValue ?? [:]).keys.map { "\(method.uppercased()) \(path) \($0)" }
+            }
+        }
+        print("OpenAPI: \(seen.count) of \(documentedStatuses.count) documented answers exercised; not exercised: \(Set(documentedStatuses).subtracting(seen).sorted())")
+    }
+
+    @Test("a store that is down: 503 with Retry-After, and readiness 503, as documented")
+    func storeDown() async throws {
+        let contract = try OpenAPIContract()
+        let upstream = TestStores.redisAddress()
+        let proxy = try await FaultProxy.start(upstreamHost: upstream.host, upstreamPort: upstream.port)
+        try await withClient(redisTimeoutMilliseconds: 500, redisPort: proxy.port) { client, stores in
+            let set = try await client.execute(
+                uri: "/v1/stock/\(stores.bizId)/1", method: .put, headers: Self.json, body: ByteBuffer(string: #"{"stock": 5}"#)
+            )
+            #expect(set.status == .ok)
+            proxy.down = true
+            let cases: [(String, HTTPRequest.Method, String, String?)] = [
+                ("read stock", .get, "/v1/stock/\(stores.bizId)/1", nil),
+                ("reserve", .post, "/v1/reservations", #"{"orderId": "down-1", "bizId": "\#(stores.bizId)", "items": [{"skuId": 1, "quantity": 1}]}"#),
+                ("confirm", .post, "/v1/reservations/down-1/confirm", nil),
+                ("readiness", .get, "/readyz", nil),
+            ]
+            for (label, method, uri, body) in cases {
+                let response = try await client.execute(
+                    uri: uri, method: method, headers: Self.json, body: body.map { ByteBuffer(string: $0) }
+                )
+                #expect(response.status == .serviceUnavailable, "\(label): got \(response.status.code)")
+                contract.check(label, method, uri, body: body, response)
+            }
+            proxy.down = false
+        }
+        await proxy.close()
+    }
+
+    @Test("a missing document file is a 404 problem, not a crash")
+    func missingDocument() async throws {
+        let contract = try OpenAPIContract()
+        let router = Router(context: BasicRequestContext.self)
+        OpenAPIDocument.load(path: "/nonexistent/openapi/openapi.json").register(on: router)
+        try await Application(router: router).test(.router) { client in
+            let response = try await client.execute(uri: "/openapi.json", method: .get)
+            #expect(response.status == .notFound)
+            contract.check("document missing", .get, "/openapi.json", body: nil, response)
+        }
+    }
+}
+
+/// An engine that is never called: enough to register the routes and list them.
+private struct NoEngine: InventoryService {
+    var defaultTTLSeconds: Int { 1800 }
+    func reserve(_ command: ReserveCommand, failpoint: String) async throws -> ReserveOutcome { throw InventoryError.notSupported("") }
+    func confirm(orderId: String) async throws -> TransitionOutcome { throw InventoryError.notSupported("") }
+    func cancel(orderId: String, failpoint: String) async throws -> TransitionOutcome { throw InventoryError.notSupported("") }
+    func refund(orderId: String) async throws -> TransitionOutcome { throw InventoryError.notSupported("") }
+    func reservation(orderId: String) async throws -> Reservation { throw InventoryError.notSupported("") }
+    func stock(_ id: StockItemID) async throws -> StockLevel { throw InventoryError.notSupported("") }
+    func setStock(_ id: StockItemID, _ settings: StockSettings) async throws -> StockLevel { throw InventoryError.notSupported("") }
+    func adjustStock(_ id: StockItemID, _ adjustment: StockAdjustment) async throws -> AdjustmentOutcome {
+        throw InventoryError.notSupported("")
+    }
+    func readinessChecks() async -> [(name: String, ok: Bool)] { [] }
+}
+
+extension HTTPField.Name {
+    fileprivate static let idempotentReplayed = HTTPField.Name("Idempotent-Replayed")!
+}
+
+/// The OpenAPI document, and the checks of one real exchange against it.
+final class OpenAPIContract: @unchecked Sendable {
+    let bytes: Data
+    let document: JSONValue
+    let validator: JSONSchemaValidator
+    /// "METHOD /template" of every operation seen.
+    private(set) var exercised: Set<String> = []
+    /// Every (operation, status) seen, and whether the document had it.
+    private(set) var coverage: [(operation: String, status: Int, documented: Bool)] = []
+
+    static let methods = ["get", "put", "post", "delete", "options", "head", "patch", "trace"]
+    /// Headers whose presence the document must announce.
+    static let watchedHeaders = ["Idempotent-Replayed", "Retry-After", "Allow"]
+
+    init() throws {
+        let path = OpenAPIDocument.defaultPath
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ContractError(description: "no OpenAPI document at \(path)")
+        }
+        bytes = data
+        document = try JSONValue.parse(data)
+        validator = JSONSchemaValidator(root: document)
+    }
+
+    struct ContractError: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    var paths: [String: JSONValue] { document["paths"]?.objectValue ?? [:] }
+
+    /// "METHOD /template" of every documented operation.
+    var operations: Set<String> {
+        Set(
+            paths.flatMap { path, item in
+                Self.methods.filter { item[$0] != nil }.map { "\($0.uppercased()) \(path)" }
+            }
+        )
+    }
+
+    /// Follows `$ref`s (responses, headers, parameters, request bodies).
+    func resolved(_ value: JSONValue) -> JSONValue {
+        var value = value
+        var hops = 0
+        while let reference = value["$ref"]?.stringValue, let target = validator.resolve(reference: reference), hops < 16 {
+            value = target
+            hops += 1
+        }
+        return value
+    }
+
+    /// Every `$ref` in the document that points nowhere.
+    func brokenReferences() -> [String] {
+        var broken: [String] = []
+        func walk(_ value: JSONValue) {
+            switch value {
+            case .object(let members):
+                if let reference = members["$ref"]?.stringValue, validator.resolve(reference: reference) == nil {
+                    broken.append(reference)
+                }
+                members.values.forEach(walk)
+            case .array(let values): values.forEach(walk)
+            default: break
+            }
+        }
+        walk(document)
+        return broken
+    }
+
+    /// Schema keywords anywhere in the document (components and every `schema` member) that the validator would
+    /// not check.
+    func unsupportedSchemaKeywords() -> [String] {
+        var found: [String] = []
+        for (name, schema) in document["components"]?["schemas"]?.objectValue ?? [:] {
+            found += validator.unsupportedKeywords(in: schema, at: "#/components/schemas/\(name)")
+        }
+        func walk(_ value: JSONValue, _ location: String) {
+            switch value {
+            case .object(let members):
+                for (key, member) in members {
+                    if key == "schema" { found += validator.unsupportedKeywords(in: member, at: "\(location)/schema") }
+                    walk(member, "\(location)/\(key)")
+                }
+            case .array(let values):
+                for (index, element) in values.enumerated() { walk(element, "\(location)/\(index)") }
+            default:
+                break
+            }
+        }
+        walk(document, "#")
+        return found
+    }
+
+    /// The documented path template a concrete path falls under (literal segments preferred over parameters).
+    func template(for path: String) -> String? {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        var best: (template: String, literals: Int)?
+        for template in paths.keys {
+            let parts = template.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+            guard parts.count == segments.count else { continue }
+            var literals = 0
+            var matches = true
+            for (part, segment) in zip(parts, segments) {
+                if part.hasPrefix("{") && part.hasSuffix("}") {
+                    if segment.isEmpty { matches = false }
+                } else if part == segment {
+                    literals += 1
+                } else {
+                    matches = false
+                }
+            }
+            if matches, literals > (best?.literals ?? -1) { best = (template, literals) }
+        }
+        return best?.template
+    }
+
+    /// Records an issue for everything in this exchange the document does not say.
+    func check(
+        _ label: String, _ method: HTTPRequest.Method, _ uri: String, body: String?, _ response: TestResponse,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        let path = String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
+        for problem in problems(method, path, body: body, response) {
+            Issue.record("\(label) (\(method.rawValue) \(path) → \(response.status.code)): \(problem)", sourceLocation: sourceLocation)
+        }
+    }
+
+    private func problems(_ method: HTTPRequest.Method, _ path: String, body: String?, _ response: TestResponse) -> [String] {
+        var problems: [String] = []
+        let status = Int(response.status.code)
+        let template = template(for: path)
+        let operation = template.flatMap { paths[$0]?[method.rawValue.lowercased()] }
+
+        // The documented answer.
+        let answer: JSONValue
+        if let operation, let template {
+            let name = "\(method.rawValue) \(template)"
+            exercised.insert(name)
+            let documented = operation["responses"]?[String(status)].map(resolved)
+            coverage.append((name, status, documented != nil))
+            guard let documented else { return ["status \(status) is not documented for \(name)"] }
+            answer = documented
+        } else {
+            let expected = template == nil ? 404 : 405
+            if status != expected {
+                problems.append("no documented operation matches, so the answer must be \(expected)")
+            }
+            guard let documented = document["x-unrouted-responses"]?[String(status)].map(resolved) else {
+                return problems + ["status \(status) is not documented in x-unrouted-responses"]
+            }
+            answer = documented
+            if status == 405, let template {
+                let allowed = Self.methods.filter { paths[template]?[$0] != nil }.map { $0.uppercased() }.sorted()
+                    .joined(separator: ", ")
+                if response.headers[.allow] != allowed {
+                    problems.append("Allow is \(response.headers[.allow] ?? "absent"), the document has \(allowed) on \(template)")
+                }
+            }
+        }
+
+        // Headers.
+        let headers = (answer["headers"]?.objectValue ?? [:]).mapValues(resolved)
+        for (name, header) in headers {
+            guard let field = HTTPField.Name(name) else {
+                problems.append("bad header name \(name) in the document")
+                continue
+            }
+            let value = response.headers[field]
+            if header["required"]?.boolValue == true, value == nil {
+                problems.append("the documented header \(name) is missing")
+            }
+            if let value, let schema = header["schema"] {
+                problems += validator.errors(.string(value), against: schema, at: "header \(name)")
+            }
+        }
+        for name in Self.watchedHeaders where response.headers[HTTPField.Name(name)!] != nil {
+            if !headers.keys.contains(where: { $0.lowercased() == name.lowercased() }) {
+                problems.append("the header \(name) is sent but not documented for this answer")
+            }
+        }
+
+        // Content type and body.
+        let content = answer["content"]?.objectValue ?? [:]
+        var problemType: String?
+        if content.isEmpty {
+            if response.body.readableBytes > 0 { problems.append("a body is sent but the document has no content") }
+        } else if let contentType = response.headers[.contentType] {
+            let sent = DocumentedMediaType(contentType)
+            if let (_, media) = content.first(where: { DocumentedMediaType($0.key).accepts(sent) }) {
+                let text = String(buffer: response.body)
+                let instance: JSONValue?
+                if sent.type.hasSuffix("json") {
+                    instance = try? JSONValue.parse(text)
+                    if instance == nil { problems.append("the body is not JSON: \(text.prefix(200))") }
+                } else {
+                    instance = .string(text)
+                }
+                if let instance, let schema = media["schema"] {
+                    problems += validator.errors(instance, against: schema, at: "body")
+                    problemType = sent.type == "application/problem+json" ? instance["type"]?.stringValue : nil
+                }
+            } else {
+                problems.append("Content-Type \(contentType) is not one of the documented \(content.keys.sorted())")
+            }
+        } else {
+            problems.append("no Content-Type; the document has \(content.keys.sorted())")
+        }
+
+        guard let operation, let template else { return problems }
+        // The request body: accepted ones must satisfy the documented schema, refused-as-invalid ones must not.
+        if let body, let requestSchema = operation["requestBody"].map(resolved)?["content"]?["application/json"]?["schema"],
+            let instance = try? JSONValue.parse(body)
+        {
+            let errors = validator.errors(instance, against: requestSchema, at: "request")
+            if (200..<300).contains(status), !errors.isEmpty {
+                problems.append("the service accepted a body the document calls invalid: \(errors)")
+            }
+            if problemType?.hasSuffix("/validation-failed") == true, errors.isEmpty {
+                problems.append("the service refused a body as invalid that the documented schema accepts: \(body.prefix(300))")
+            }
+        }
+        // Path parameters: accepted ones must satisfy their schemas, ones a 400 points at must not.
+        let parameters = ((paths[template]?["parameters"]?.arrayValue ?? []) + (operation["parameters"]?.arrayValue ?? []))
+            .map(resolved).filter { $0["in"]?.stringValue == "path" }
+        let templateParts = template.split(separator: "/", omittingEmptySubsequences: false)
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        let pointers = Set(
+            (problemType?.hasSuffix("/malformed-request") == true
+                ? (try? JSONValue.parse(String(buffer: response.body)))?["errors"]?.arrayValue ?? [] : [])
+                .compactMap { $0["pointer"]?.stringValue }
+        )
+        for parameter in parameters {
+            guard let name = parameter["name"]?.stringValue, let schema = parameter["schema"],
+                let index = templateParts.firstIndex(of: Substring("{\(name)}")), segments.indices.contains(index)
+            else {
+                problems.append("path parameter \(parameter) is not in \(template)")
+                continue
+            }
+            let text = String(segments[index])
+            let typed = resolved(schema)["type"]?.stringValue == "integer"
+            let value: JSONValue =
+                typed && !text.isEmpty && text.allSatisfy(\.isNumber) ? (try? JSONValue.parse(text)) ?? .string(text) : .string(text)
+            let valid = validator.isValid(value, against: schema)
+            if (200..<300).contains(status), !valid {
+                problems.append("the service accepted the path parameter \(name)=\(text) that the document calls invalid")
+            }
+            if pointers.contains("path/\(name)"), valid {
+                problems.append("the service refused the path parameter \(name)=\(text) that the document accepts")
+            }
+        }
+        return problems
+    }
+}
+
+/// A media type with its parameters, for matching a `Content-Type` against the document's content keys.
+struct DocumentedMediaType {
+    let type: String
+    let parameters: [String: String]
+
+    init(_ text: String) {
+        let parts = text.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+        type = (parts.first ?? "").lowercased()
+        var parameters: [String: String] = [:]
+        for part in parts.dropFirst() {
+            let pair = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if pair.count == 2 { parameters[pair[0].lowercased()] = pair[1].trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+        }
+        self.parameters = parameters
+    }
+
+    /// The same type, and every parameter this (documented) type names is sent with the same value.
+    func accepts(_ sent: DocumentedMediaType) -> Bool {
+        type == sent.type && parameters.allSatisfy { sent.parameters[$0.key] == $0.value }
+    }
+}
