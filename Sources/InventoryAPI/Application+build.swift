@@ -16,7 +16,9 @@ public func buildApplication(
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: RequestIdMiddleware())
     router.add(middleware: MetricsMiddleware())
-    InventoryRoutes(engine: engine, limits: configuration.limits).register(on: router)
+    let limiter = configuration.hotItemLimit > 0
+        ? HotItemLimiter(limit: configuration.hotItemLimit, windowMilliseconds: configuration.hotItemWindowMilliseconds) : nil
+    InventoryRoutes(engine: engine, limits: configuration.limits, limiter: limiter).register(on: router)
     router.get("/metrics") { _, _ in
         guard let metrics else { throw Problem.notFound("metrics are not exported by this instance") }
         return Response(

@@ -8,10 +8,12 @@ import Logging
 public struct InventoryRoutes: Sendable {
     let engine: any InventoryService
     let limits: InputLimits
+    let limiter: HotItemLimiter?
 
-    public init(engine: any InventoryService, limits: InputLimits = InputLimits()) {
+    public init(engine: any InventoryService, limits: InputLimits = InputLimits(), limiter: HotItemLimiter? = nil) {
         self.engine = engine
         self.limits = limits
+        self.limiter = limiter
     }
 
     /// Adds every route to a router.
@@ -91,6 +93,16 @@ public struct InventoryRoutes: Sendable {
             ttlSeconds: body.ttlSeconds ?? engine.defaultTTLSeconds,
             shortage: body.shortage ?? .reject
         )
+        if let limiter, !limiter.admit(command.items.map { StockItemID(bizId: command.bizId, skuId: $0.skuId) }) {
+            InventoryMetrics.limited()
+            var headers = HTTPFields()
+            headers[.retryAfter] = "1"
+            throw Problem(
+                .tooManyRequests, type: "hot-item-limited", title: "Too many reservations of this item",
+                detail: "an item of this order takes more reservations than this instance admits per window; retry",
+                headers: headers
+            )
+        }
         return try await call(orderId: orderId) {
             switch try await engine.reserve(command, failpoint: "") {
             case .created(let reservation):

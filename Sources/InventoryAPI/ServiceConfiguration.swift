@@ -13,6 +13,9 @@ public struct ServiceConfiguration: Sendable {
     public var engine = EngineConfiguration()
     public var limits = InputLimits()
     public var logLevel = "info"
+    /// Reservations admitted per item per window by the hot-item limiter; 0 = off.
+    public var hotItemLimit = 0
+    public var hotItemWindowMilliseconds = 10
     /// `json` (one object per line) or `text`.
     public var logFormat = "json"
     /// `redis` (the service) or `db` (the database-only design, for side-by-side benchmarks).
@@ -68,6 +71,10 @@ public struct ServiceConfiguration: Sendable {
         guard Logger.Level(rawValue: settings.logLevel) != nil else {
             throw ConfigurationError(description: "INVENTORY_LOG_LEVEL=\(settings.logLevel) is not trace, debug, info, notice, warning, error or critical")
         }
+        settings.hotItemLimit = try reader.int("INVENTORY_HOT_ITEM_LIMIT", settings.hotItemLimit, 0...1_000_000)
+        settings.hotItemWindowMilliseconds = try reader.int(
+            "INVENTORY_HOT_ITEM_WINDOW_MS", settings.hotItemWindowMilliseconds, 1...60_000
+        )
         settings.logFormat = reader.string("INVENTORY_LOG_FORMAT", settings.logFormat)
         guard ["json", "text"].contains(settings.logFormat) else {
             throw ConfigurationError(description: "INVENTORY_LOG_FORMAT=\(settings.logFormat) is not json or text")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 
+import Inventory
 @testable import InventoryAPI
 
 @Suite("Hand-written JSON")
@@ -40,5 +41,21 @@ struct JSONWriterTests {
         #expect(object["none"] is NSNull)
         #expect((object["list"] as? [[String: Any]])?.count == 2)
         #expect(String(decoding: data, as: UTF8.self).contains("\"big\":18446744073709551615"))
+    }
+}
+
+@Suite("Hot-item limiter")
+struct HotItemLimiterTests {
+    @Test("admits the limit per item per window, refuses the rest, and starts again in the next window")
+    func windows() {
+        let limiter = HotItemLimiter(limit: 3, windowMilliseconds: 10)
+        let hot = StockItemID(bizId: "b", skuId: 1)
+        let other = StockItemID(bizId: "b", skuId: 2)
+        let start: UInt64 = 1_000_000_000
+        #expect((0..<5).map { _ in limiter.admit([hot], now: start) } == [true, true, true, false, false])
+        #expect(limiter.admit([other], now: start + 1))
+        #expect(limiter.admit([other, hot], now: start + 2) == false, "all-or-nothing: a hot item refuses the order")
+        #expect(limiter.admit([other], now: start + 3), "the refused order counted nothing")
+        #expect(limiter.admit([hot], now: start + 10_000_000))
     }
 }

@@ -17,6 +17,11 @@ public enum InventoryMetrics {
         }
     )
 
+    private static let limitedCounter = Counter(label: "inventory_hot_item_limited_total")
+
+    /// A reserve refused by the hot-item limiter.
+    public static func limited() { limitedCounter.increment() }
+
     static func reservation(_ outcome: Outcome) {
         reservations[outcome]?.increment()
     }
