@@ -14,7 +14,11 @@ struct ProblemResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Context
     func respond(to request: Request, context: Context) async throws -> Response {
         do {
             let response = try await inner.respond(to: request, context: context)
-            guard response.status.code >= 400, response.headers[.contentType] != "application/problem+json" else {
+            // Only answers without a body of ours are re-said: problems pass, and so do JSON answers such as
+            // /readyz's 503 with its per-check results.
+            let contentType = response.headers[.contentType]
+            guard response.status.code >= 400, contentType != "application/problem+json", contentType != "application/json"
+            else {
                 return response
             }
             // The router answers a path it does not know, and errors thrown by Hummingbird itself (a body over

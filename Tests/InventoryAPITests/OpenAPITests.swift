@@ -227,6 +227,29 @@ struct OpenAPITests {
             try await send("unknown path", .get, "/v1/nothing", expect: 404)
             try await send("unknown nested path", .post, "/v1/reservations/o-1/ship", expect: 404)
 
+            // The caller's request id comes back.
+            let tagged = try await send("request id", .get, "/healthz", headers: [HTTPField.Name("X-Request-Id")!: "openapi-test-1"], expect: 200)
+            #expect(tagged.headers[HTTPField.Name("X-Request-Id")!] == "openapi-test-1")
+
+            // With the hot-item limiter on (1 reservation per item per minute), a second reserve of the item is a 429.
+            var limitedConfiguration = ServiceConfiguration()
+            limitedConfiguration.hotItemLimit = 1
+            limitedConfiguration.hotItemWindowMilliseconds = 60_000
+            let limited = buildApplication(engine: stores.engine, configuration: limitedConfiguration, logger: Logger(label: "openapi-test"))
+            try await limited.test(.router) { client in
+                var statuses: [Int] = []
+                // At most one window boundary falls between three quick requests, so one of them is refused.
+                for index in 0..<3 where !statuses.contains(429) {
+                    let body = #"{"orderId": "hot-\#(index)", "bizId": "\#(biz)", "items": [{"skuId": 1, "quantity": 1}]}"#
+                    let response = try await client.execute(
+                        uri: "/v1/reservations", method: .post, headers: json, body: ByteBuffer(string: body)
+                    )
+                    statuses.append(Int(response.status.code))
+                    contract.check("hot item \(index)", .post, "/v1/reservations", body: body, response)
+                }
+                #expect(statuses.contains(429), "the limiter never refused: \(statuses)")
+            }
+
             // Without a metrics registry, /metrics is a 404 problem.
             let bare = buildApplication(engine: stores.engine, configuration: ServiceConfiguration(), logger: Logger(label: "openapi-test"))
             try await bare.test(.router) { client in
@@ -276,10 +299,46 @@ struct OpenAPITests {
         await proxy.close()
     }
 
+    @Test("the schema validator checks what the document relies on")
+    func validator() throws {
+        let root = try JSONValue.parse(
+            #"{"components": {"schemas": {"Id": {"type": "integer", "minimum": 1, "maximum": 9223372036854775807}}}}"#
+        )
+        let validator = JSONSchemaValidator(root: root)
+        func valid(_ instance: String, _ schema: String) throws -> Bool {
+            validator.isValid(try JSONValue.parse(instance), against: try JSONValue.parse(schema))
+        }
+        let id = ##"{"$ref": "#/components/schemas/Id"}"##
+        #expect(try valid("9223372036854775807", id))
+        #expect(try !valid("9223372036854775808", id))
+        #expect(try !valid("0", id))
+        #expect(try !valid("true", id))
+        #expect(try !valid("1.5", id))
+        #expect(try valid("null", #"{"type": ["string", "null"], "minLength": 1}"#))
+        #expect(try !valid(#""""#, #"{"type": ["string", "null"], "minLength": 1}"#))
+        #expect(try !valid("1", #"{"type": "boolean"}"#))
+        #expect(try valid(#""xa-1y""#, #"{"pattern": "a-[0-9]"}"#))
+        #expect(try !valid(#""a b""#, #"{"pattern": "^[a-z]+$"}"#))
+        let object = #"{"type": "object", "required": ["a"], "properties": {"a": {"const": 1}}, "additionalProperties": false}"#
+        #expect(try valid(#"{"a": 1.0}"#, object))
+        #expect(try !valid(#"{"a": 1, "b": 2}"#, object))
+        #expect(try !valid("{}", object))
+        let either = #"{"oneOf": [{"type": "integer"}, {"type": "number"}]}"#
+        #expect(try valid("1.5", either))
+        #expect(try !valid("1", either), "an integer is a number too: both branches match")
+        #expect(try !valid("0", #"{"not": {"const": 0}}"#))
+        #expect(try valid(#"["a", "b"]"#, #"{"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 2}"#))
+        #expect(try !valid(#"["a", "c"]"#, #"{"type": "array", "items": {"enum": ["a", "b"]}}"#))
+        #expect(try !valid(#""2026-13-01T00:00:00.000Z""#, #"{"format": "date-time"}"#))
+        #expect(try !valid("1", #"{"multipleOf": 2}"#), "an unknown keyword is an error, not a pass")
+        #expect(validator.unsupportedKeywords(in: try JSONValue.parse(#"{"properties": {"a": {"uniqueItems": true}}}"#)) == ["$.properties.a: uniqueItems"])
+    }
+
     @Test("a missing document file is a 404 problem, not a crash")
     func missingDocument() async throws {
         let contract = try OpenAPIContract()
         let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: RequestIdMiddleware())
         OpenAPIDocument.load(path: "/nonexistent/openapi/openapi.json").register(on: router)
         try await Application(router: router).test(.router) { client in
             let response = try await client.execute(uri: "/openapi.json", method: .get)
@@ -321,7 +380,7 @@ final class OpenAPIContract: @unchecked Sendable {
 
     static let methods = ["get", "put", "post", "delete", "options", "head", "patch", "trace"]
     /// Headers whose presence the document must announce.
-    static let watchedHeaders = ["Idempotent-Replayed", "Retry-After", "Allow"]
+    static let watchedHeaders = ["Idempotent-Replayed", "Retry-After", "Allow", "X-Request-Id"]
 
     init() throws {
         let path = OpenAPIDocument.defaultPath

@@ -675,10 +675,11 @@ public final class InventoryEngine: Sendable {
 
         var lines: [ReservationLine] { ReservationLine.parse(linesText) }
 
+        /// Whether the journal has it is not known from Redis: nil, not a guess.
         func reservation(status: ReservationStatus) -> Reservation {
             Reservation(
                 orderId: orderId, bizId: bizId, status: status, lines: lines, expiresAtMilliseconds: expiresAt,
-                persisted: false
+                persisted: nil
             )
         }
     }
