@@ -23,3 +23,8 @@ export INVENTORY_ROOT INVENTORY_LOCAL_DIR \
     INVENTORY_MYSQL_HOST INVENTORY_MYSQL_PORT INVENTORY_MYSQL_USER INVENTORY_MYSQL_PASSWORD \
     INVENTORY_MYSQL_DATABASE INVENTORY_MYSQL_TEST_DATABASE \
     INVENTORY_HTTP_HOST INVENTORY_HTTP_PORT
+
+# Swift comes from /opt/swift on these machines; put it on PATH when a shell does not have it.
+if ! command -v swift >/dev/null 2>&1 && [ -x /opt/swift/usr/bin/swift ]; then
+    export PATH="/opt/swift/usr/bin:$PATH"
+fi

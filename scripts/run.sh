@@ -8,9 +8,6 @@ set -euo pipefail
 bash "$INVENTORY_ROOT/scripts/setup.sh"
 
 cd "$INVENTORY_ROOT"
-if ! command -v swift >/dev/null 2>&1 && [ -x /opt/swift/usr/bin/swift ]; then
-    export PATH="/opt/swift/usr/bin:$PATH"
-fi
 
 echo "==> swift build -c release --product inventoryd"
 swift build -c release --product inventoryd

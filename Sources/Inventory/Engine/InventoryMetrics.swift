@@ -36,27 +36,27 @@ public enum InventoryMetrics {
         }
     }
 
-    private static let scriptTimers = NIOLockedValueBox<[String: Timer]>([:])
+    private static let timers = NIOLockedValueBox<[String: Timer]>([:])
     private static let redisErrors = Counter(label: "inventory_redis_errors_total")
     private static let mysqlErrors = Counter(label: "inventory_mysql_errors_total")
-    private static let mysqlTimers = NIOLockedValueBox<[String: Timer]>([:])
 
     /// Times one script call (`inventory_redis_script_seconds{script}`).
     static func scriptTimer(_ name: String) -> Timer {
-        scriptTimers.withLockedValue { timers in
-            if let timer = timers[name] { return timer }
-            let timer = Timer(label: "inventory_redis_script_seconds", dimensions: [("script", name)])
-            timers[name] = timer
-            return timer
-        }
+        timer("inventory_redis_script_seconds", ("script", name))
     }
 
     /// Times one kind of MySQL work (`inventory_mysql_seconds{operation}`).
     static func mysqlTimer(_ operation: String) -> Timer {
-        mysqlTimers.withLockedValue { timers in
-            if let timer = timers[operation] { return timer }
-            let timer = Timer(label: "inventory_mysql_seconds", dimensions: [("operation", operation)])
-            timers[operation] = timer
+        timer("inventory_mysql_seconds", ("operation", operation))
+    }
+
+    /// A timer per label and dimension value, made on first use and kept.
+    private static func timer(_ label: String, _ dimension: (String, String)) -> Timer {
+        let key = "\(label)\u{0}\(dimension.1)"
+        return timers.withLockedValue { timers in
+            if let timer = timers[key] { return timer }
+            let timer = Timer(label: label, dimensions: [dimension])
+            timers[key] = timer
             return timer
         }
     }
