@@ -10,6 +10,8 @@ public struct ServiceConfiguration: Sendable {
     public var httpPort = 8080
     public var redis = RedisConfiguration()
     public var mysql = MySQLConfiguration()
+    /// A read replica for the reconciler's first pass; nil = read the primary.
+    public var mysqlReplica: MySQLConfiguration?
     public var engine = EngineConfiguration()
     public var limits = InputLimits()
     public var logLevel = "info"
@@ -52,6 +54,13 @@ public struct ServiceConfiguration: Sendable {
         settings.mysql.password = reader.string("INVENTORY_MYSQL_PASSWORD", settings.mysql.password)
         settings.mysql.database = reader.string("INVENTORY_MYSQL_DATABASE", settings.mysql.database)
         settings.mysql.poolSize = try reader.int("INVENTORY_MYSQL_POOL_SIZE", settings.mysql.poolSize, 1...256)
+        if let replicaHost = environment["INVENTORY_MYSQL_REPLICA_HOST"], !replicaHost.isEmpty {
+            var replica = settings.mysql
+            replica.host = replicaHost
+            replica.port = try reader.int("INVENTORY_MYSQL_REPLICA_PORT", settings.mysql.port, 1...65535)
+            replica.poolSize = 2
+            settings.mysqlReplica = replica
+        }
         settings.engine.defaultTTLSeconds = try reader.int(
             "INVENTORY_RESERVATION_TTL_SECONDS", settings.engine.defaultTTLSeconds, 1...86_400
         )

@@ -23,6 +23,7 @@ struct Components {
     let logger: Logger
     let redis: RedisClient
     let mysql: MySQLClient
+    let replica: MySQLClient?
     let engine: InventoryEngine
 
     init() throws {
@@ -33,6 +34,7 @@ struct Components {
         self.logger = logger
         redis = RedisClient(configuration: settings.redis, logger: logger)
         mysql = MySQLClient(configuration: settings.mysql, logger: logger)
+        replica = settings.mysqlReplica.map { MySQLClient(configuration: $0, logger: logger) }
         engine = InventoryEngine(
             redis: redis, mysql: mysql, scripts: try InventoryScripts.load(), configuration: settings.engine, logger: logger
         )
@@ -65,14 +67,19 @@ struct Components {
         return services
     }
 
+    /// The reconciler, reading a replica first when `INVENTORY_MYSQL_REPLICA_HOST` is set.
     func reconciler() throws -> Reconciler {
-        Reconciler(redis: redis, mysql: mysql, scripts: try InventoryScripts.load(), keys: settings.engine.keys, logger: logger)
+        Reconciler(
+            redis: redis, mysql: mysql, replica: replica, scripts: try InventoryScripts.load(), keys: settings.engine.keys,
+            logger: logger
+        )
     }
 
     /// Closes the clients of a one-shot command.
     func close() async {
         await redis.shutdown()
         await mysql.shutdown()
+        await replica?.shutdown()
     }
 }
 

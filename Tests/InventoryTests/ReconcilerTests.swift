@@ -183,3 +183,55 @@ final class NIOLockedCounter: Sendable {
     func add(_ key: String) { counts.withLock { $0[key, default: 0] += 1 } }
     var value: [String: Int] { counts.withLock { $0 } }
 }
+
+/// `inventoryd reconcile` as cron runs it: exit status 1 with the item and amounts, `--fix`, then 0.
+@Suite("inventoryd reconcile command")
+struct ReconcileCommandTests {
+    @Test("exit status 1 when Redis was changed behind the service's back, 0 after --fix, JSON on request")
+    func exitStatus() async throws {
+        let binary = ProjectFiles.directory("", environmentVariable: "INVENTORY_ROOT_UNUSED") + "/.build/debug/inventoryd"
+        try #require(FileManager.default.isExecutableFile(atPath: binary), "build inventoryd first (scripts/test.sh does)")
+        try await TestStores.with { stores in
+            _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 20))
+            _ = try await stores.engine.setStock(stores.item(2), StockSettings(stock: 20))
+            _ = try await stores.redis.command("HINCRBY", stores.keys.item(stores.item(2)), "stock_num", "-3")
+            var environment = ProcessInfo.processInfo.environment
+            environment["INVENTORY_MYSQL_DATABASE"] = TestStores.mysqlConfiguration(environment).database
+            environment["INVENTORY_KEY_PREFIX"] = stores.keys.prefix
+            environment["INVENTORY_SHARDS"] = String(stores.keys.shards)
+            environment["INVENTORY_LOG_LEVEL"] = "critical"
+            // The first pass reads "the replica" (here the same server), the confirmation the primary.
+            environment["INVENTORY_MYSQL_REPLICA_HOST"] = TestStores.mysqlConfiguration(environment).host
+            func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: binary)
+                process.arguments = ["reconcile"] + arguments
+                process.environment = environment
+                let pipe = Pipe()
+                process.standardOutput = pipe
+                try process.run()
+                let data = pipe.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+            }
+            let found = try run(["--biz", stores.bizId])
+            #expect(found.status == 1)
+            #expect(found.output.contains("2 items checked"))
+            #expect(found.output.contains("\(stores.bizId):2: db stock 20"))
+            #expect(found.output.contains("redis stock_num=17"))
+            #expect(found.output.contains("expected stock_num=20"))
+            let fixed = try run(["--biz", stores.bizId, "--fix"])
+            #expect(fixed.status == 1)
+            #expect(fixed.output.contains("(fixed)"))
+            let clean = try run(["--biz", stores.bizId])
+            #expect(clean.status == 0)
+            let json = try run(["--item", "\(stores.bizId):2", "--json"])
+            #expect(json.status == 0)
+            let report = try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any]
+            #expect(report?["itemsChecked"] as? Int == 1)
+            #expect((report?["differences"] as? [Any])?.isEmpty == true)
+            environment["INVENTORY_REDIS_PORT"] = "1"
+            #expect(try run(["--biz", stores.bizId]).status == 2, "a store it cannot reach: could not run")
+        }
+    }
+}

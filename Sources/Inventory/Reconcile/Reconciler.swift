@@ -79,18 +79,25 @@ public final class Reconciler: Sendable {
     private let redis: RedisClient
     private let runner: RedisScriptRunner
     private let mysql: MySQLClient
+    /// Where the first, unlocked pass reads: a replica when one is configured, else the primary.
+    private let reader: MySQLClient
     private let scripts: InventoryScripts
     private let keys: KeyLayout
     private let logger: Logger
     private let pageSize: Int
 
+    /// - Parameters:
+    ///   - mysql: the primary; differences are confirmed there, with the row locked.
+    ///   - replica: read by the first pass when given, to keep the bulk of the reading off the primary. A replica
+    ///     that lags only produces items to check again on the primary, never a reported difference.
     public init(
-        redis: RedisClient, mysql: MySQLClient, scripts: InventoryScripts, keys: KeyLayout, logger: Logger,
-        pageSize: Int = 1000
+        redis: RedisClient, mysql: MySQLClient, replica: MySQLClient? = nil, scripts: InventoryScripts, keys: KeyLayout,
+        logger: Logger, pageSize: Int = 1000
     ) {
         self.redis = redis
         self.runner = RedisScriptRunner(client: redis)
         self.mysql = mysql
+        self.reader = replica ?? mysql
         self.scripts = scripts
         self.keys = keys
         self.logger = logger
@@ -174,7 +181,7 @@ public final class Reconciler: Sendable {
         let result: MySQLResult
         if let after {
             result = try await mysqlCall {
-                try await self.mysql.query(
+                try await self.reader.query(
                     """
                     SELECT biz_id, sku_id, stock, is_infinite FROM stock
                     WHERE biz_id > ? OR (biz_id = ? AND sku_id > ?)
@@ -185,7 +192,7 @@ public final class Reconciler: Sendable {
             }
         } else {
             result = try await mysqlCall {
-                try await self.mysql.query(
+                try await self.reader.query(
                     "SELECT biz_id, sku_id, stock, is_infinite FROM stock ORDER BY biz_id, sku_id LIMIT ?",
                     [.int(Int64(pageSize))]
                 )
@@ -196,7 +203,7 @@ public final class Reconciler: Sendable {
 
     private func pageRows(business: String, after: UInt64?) async throws -> [StockPageRow] {
         let result = try await mysqlCall {
-            try await self.mysql.query(
+            try await self.reader.query(
                 """
                 SELECT biz_id, sku_id, stock, is_infinite FROM stock
                 WHERE biz_id = ? AND sku_id > ? ORDER BY sku_id LIMIT ?
@@ -209,7 +216,7 @@ public final class Reconciler: Sendable {
 
     private func pageRows(only item: StockItemID) async throws -> [StockPageRow] {
         let result = try await mysqlCall {
-            try await self.mysql.query(
+            try await self.reader.query(
                 "SELECT biz_id, sku_id, stock, is_infinite FROM stock WHERE biz_id = ? AND sku_id = ?",
                 [.string(item.bizId), skuValue(item.skuId)]
             )
@@ -527,7 +534,7 @@ public final class Reconciler: Sendable {
     private func query(_ session: MySQLSession?, _ sql: String, _ binds: [MySQLValue]) async throws -> MySQLResult {
         try await mysqlCall {
             if let session { return try await session.query(sql, binds) }
-            return try await self.mysql.query(sql, binds)
+            return try await self.reader.query(sql, binds)
         }
     }
 
