@@ -127,7 +127,7 @@ struct ReconcilerTests {
 
     @Test("Redis loses everything mid-workload: items and orders come back from MySQL, no oversell, clean after a drain")
     func redisDataLoss() async throws {
-        try await TestStores.with { stores in
+        try await TestStores.with(redisTimeoutMilliseconds: 10_000) { stores in
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 150))
             let worker = stores.worker(batchSize: 20)
@@ -153,9 +153,21 @@ struct ReconcilerTests {
                 }
                 group.addTask {
                     try await Task.sleep(for: .milliseconds(150))
-                    // FLUSHALL for this test's keys (other tests share the server).
-                    let keys = try await stores.keys(matching: "*")
-                    for chunk in keys.chunked(500) { _ = try await stores.redis.send(["DEL"] + chunk) }
+                    // FLUSHALL, but of this test's keys only (other tests share the server), and atomic like
+                    // FLUSHALL: one script, so no request sees half of the data gone.
+                    _ = try await stores.redis.command(
+                        "EVAL",
+                        """
+                        local cursor = '0'
+                        repeat
+                          local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
+                          cursor = page[1]
+                          for _, key in ipairs(page[2]) do redis.call('DEL', key) end
+                        until cursor == '0'
+                        return 1
+                        """,
+                        "0", "\(stores.keys.prefix):*"
+                    )
                 }
                 try await group.waitForAll()
             }
