@@ -64,6 +64,7 @@ struct Components {
         if settings.sweepIntervalMilliseconds > 0 {
             services.append(ExpirySweeper(engine: engine, intervalMilliseconds: settings.sweepIntervalMilliseconds, logger: logger))
         }
+        services.append(CompensationRetrier(engine: engine, logger: logger))
         return services
     }
 

@@ -376,25 +376,13 @@ public final class InventoryEngine: Sendable {
     }
 
     /// Takes back a hold made by the reserve event `eventId` (compensation: sync-mode journal failure, or a
-    /// duplicate the worker found in the journal).
+    /// duplicate the worker found in the journal). When Redis cannot be reached it becomes a durable retry task.
     public func undoReserve(orderId: String, bizId: String, lines: [ReservationLine], eventId: String) async {
-        var keyList = [keys.order(orderId), keys.outbox(forOrder: orderId), keys.expiryIndex(forOrder: orderId)]
-        for line in lines {
-            let id = StockItemID(bizId: bizId, skuId: line.skuId)
-            keyList.append(keys.item(id))
-            keyList.append(keys.reserveKey(id, orderId: orderId))
-        }
-        do {
-            _ = try await runScript(
-                scripts.undoReserve, keys: keyList, arguments: [orderId, eventId, String(Self.nowMilliseconds())]
-            )
-            logger.warning("reservation taken back", metadata: ["orderId": "\(orderId)", "event": "\(eventId)"])
-        } catch {
-            logger.error(
-                "reservation could not be taken back; the reconciler must repair it",
-                metadata: ["orderId": "\(orderId)", "event": "\(eventId)", "error": "\(error)"]
-            )
-        }
+        let task = CompensationTask.undoReserve(
+            orderId: orderId, bizId: bizId, eventId: eventId,
+            lines: lines.map { "\($0.skuId):\($0.reserved)" }.joined(separator: ",")
+        )
+        await compensate(task)
     }
 
     /// The worker committed these outbox entries: acknowledge and delete them in one step.
@@ -648,22 +636,83 @@ public final class InventoryEngine: Sendable {
     // MARK: - Internals
 
     /// First level of compensation: reverse a Redis stock change whose MySQL half failed. When that fails too,
-    /// the difference is left for the reconciler, and said loudly.
+    /// it becomes a durable retry task (second level); the reconciler is the third.
     private func undoStock(itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String) async {
+        // Same hash tag as the item: "prefix:{biz:sku}:item" → "prefix:{biz:sku}:undo:<id>".
+        let marker = String(itemKey.dropLast("item".count)) + "undo:" + UUID().uuidString
+        await compensate(
+            .undoStock(itemKey: itemKey, adjustmentKey: adjustmentKey ?? itemKey, delta: delta, fingerprint: fingerprint, marker: marker)
+        )
+    }
+
+    /// Runs a reversal now; a failure is stored in MySQL for the retrier, and only if that fails too is it left
+    /// to the reconciler.
+    func compensate(_ task: CompensationTask) async {
         do {
-            _ = try await runScript(
-                scripts.undoStock, keys: [itemKey, adjustmentKey ?? itemKey], arguments: [String(delta), fingerprint]
-            )
-            logger.warning(
-                "stock change reversed in Redis after MySQL failed",
-                metadata: ["item": "\(itemKey)", "delta": "\(delta)"]
-            )
+            try await runCompensation(task)
+            logger.warning("change reversed", metadata: ["compensation": "\(task)"])
         } catch {
-            logger.error(
-                "stock change could not be reversed in Redis; the reconciler must repair it",
-                metadata: ["item": "\(itemKey)", "delta": "\(delta)", "error": "\(error)"]
+            do {
+                _ = try await mysql.query(
+                    "INSERT INTO compensation_tasks (kind, payload, last_error) VALUES (?, ?, ?)",
+                    [.string(task.kind), .string(task.payload), .string("\(error)")]
+                )
+                logger.error(
+                    "reversal failed; stored as a retry task", metadata: ["compensation": "\(task)", "error": "\(error)"]
+                )
+            } catch let storeError {
+                logger.critical(
+                    "reversal failed and could not be stored; the reconciler must repair it",
+                    metadata: ["compensation": "\(task)", "error": "\(error)", "storeError": "\(storeError)"]
+                )
+            }
+        }
+    }
+
+    /// Runs one reversal; safe to run again (undo_stock has a marker, undo_reserve checks the order's event).
+    func runCompensation(_ task: CompensationTask) async throws {
+        switch task {
+        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker):
+            _ = try await runScript(
+                scripts.undoStock, keys: [itemKey, adjustmentKey, marker],
+                arguments: [String(delta), fingerprint, String(configuration.retentionSeconds)]
+            )
+        case .undoReserve(let orderId, let bizId, let eventId, let lines):
+            var keyList = [keys.order(orderId), keys.outbox(forOrder: orderId), keys.expiryIndex(forOrder: orderId)]
+            for sku in lines.split(separator: ",").compactMap({ UInt64($0.split(separator: ":").first ?? "") }) {
+                let id = StockItemID(bizId: bizId, skuId: sku)
+                keyList.append(keys.item(id))
+                keyList.append(keys.reserveKey(id, orderId: orderId))
+            }
+            _ = try await runScript(
+                scripts.undoReserve, keys: keyList, arguments: [orderId, eventId, String(Self.nowMilliseconds())]
             )
         }
+    }
+
+    /// Runs stored retry tasks, oldest first; returns how many succeeded now.
+    public func retryCompensations(limit: Int = 100) async throws -> Int {
+        let pending = try await mysql.query(
+            "SELECT id, kind, payload FROM compensation_tasks WHERE status = 'PENDING' ORDER BY id LIMIT ?",
+            [.int(Int64(limit))]
+        )
+        var done = 0
+        for row in pending.rows {
+            guard let id = row.int64("id"), let task = CompensationTask(kind: row.string("kind") ?? "", payload: row.string("payload") ?? "")
+            else { continue }
+            do {
+                try await runCompensation(task)
+                _ = try await mysql.query("UPDATE compensation_tasks SET status = 'DONE', attempts = attempts + 1 WHERE id = ?", [.int(id)])
+                logger.notice("retry task succeeded", metadata: ["compensation": "\(task)"])
+                done += 1
+            } catch {
+                _ = try? await mysql.query(
+                    "UPDATE compensation_tasks SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                    [.string("\(error)"), .int(id)]
+                )
+            }
+        }
+        return done
     }
 
     private struct StoredOrder {

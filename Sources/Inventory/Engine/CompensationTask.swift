@@ -1,0 +1,68 @@
+import Logging
+import ServiceLifecycle
+
+/// A reversal of a Redis change, stored in MySQL (`compensation_tasks`) when it could not run at once.
+public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
+    /// Reverse a stock delta in Redis, once (the marker key makes a retry harmless).
+    case undoStock(itemKey: String, adjustmentKey: String, delta: Int64, fingerprint: String, marker: String)
+    /// Take back the hold of one reserve event.
+    case undoReserve(orderId: String, bizId: String, eventId: String, lines: String)
+
+    var kind: String {
+        switch self {
+        case .undoStock: return "undo_stock"
+        case .undoReserve: return "undo_reserve"
+        }
+    }
+
+    /// Tab-separated fields; none of them can hold a tab (keys, ids and numbers).
+    var payload: String {
+        switch self {
+        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker):
+            return [itemKey, adjustmentKey, String(delta), fingerprint, marker].joined(separator: "\t")
+        case .undoReserve(let orderId, let bizId, let eventId, let lines):
+            return [orderId, bizId, eventId, lines].joined(separator: "\t")
+        }
+    }
+
+    init?(kind: String, payload: String) {
+        let fields = payload.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+        switch (kind, fields.count) {
+        case ("undo_stock", 5):
+            guard let delta = Int64(fields[2]) else { return nil }
+            self = .undoStock(itemKey: fields[0], adjustmentKey: fields[1], delta: delta, fingerprint: fields[3], marker: fields[4])
+        case ("undo_reserve", 4):
+            self = .undoReserve(orderId: fields[0], bizId: fields[1], eventId: fields[2], lines: fields[3])
+        default:
+            return nil
+        }
+    }
+
+    public var description: String { "\(kind) \(payload.replacingOccurrences(of: "\t", with: " "))" }
+}
+
+/// Runs the stored retry tasks every few seconds until each succeeds (the second level of compensation).
+public final class CompensationRetrier: Service, Sendable {
+    private let engine: InventoryEngine
+    private let intervalMilliseconds: Int
+    private let logger: Logger
+
+    public init(engine: InventoryEngine, intervalMilliseconds: Int = 2000, logger: Logger) {
+        self.engine = engine
+        self.intervalMilliseconds = intervalMilliseconds
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    _ = try await self.engine.retryCompensations()
+                } catch {
+                    self.logger.debug("retry tasks not read this round", metadata: ["error": "\(error)"])
+                }
+                try? await Task.sleep(for: .milliseconds(self.intervalMilliseconds))
+            }
+        }
+    }
+}
