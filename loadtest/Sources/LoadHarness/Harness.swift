@@ -54,12 +54,39 @@ public struct HarnessConfiguration: Sendable {
     public var healthz = false
     public var timeout: Duration = .seconds(5)
     public var drain: Duration = .seconds(5)
+    /// `inventoryd` to run as `reconcile --biz <bizId>` after each phase (same INVENTORY_* environment), or nil.
+    public var reconcileCommand: String?
     /// Where the JSON and HTML files go; nil writes none.
     public var outputDirectory: String? = "loadtest/results"
     public var seed: UInt64 = 1
     public var command: [String] = []
 
     public init() {}
+}
+
+extension Harness {
+    /// Runs `command reconcile --biz <biz>`: the service's own proof that Redis and MySQL agree on every item of
+    /// the phase, work in flight included (exit 0 clean, 1 differences, 2 could not run).
+    static func reconcile(_ command: String, biz: String, phase: String) -> CheckResult {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: command)
+        process.arguments = ["reconcile", "--biz", biz]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        do {
+            try process.run()
+        } catch {
+            return CheckResult(phase: phase, name: "reconciler clean", passed: false, detail: "cannot run \(command): \(error)")
+        }
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("reconcile:") }
+        return CheckResult(
+            phase: phase, name: "reconciler clean", passed: process.terminationStatus == 0,
+            detail: "exit \(process.terminationStatus): \(text.map(String.init) ?? String(decoding: data.prefix(300), as: UTF8.self))"
+        )
+    }
 }
 
 /// Runs a configured load test: sets stock, drives every phase, checks the stock, prints and writes the results.
@@ -188,6 +215,9 @@ public struct Harness: Sendable {
                         phase: label, ledgers: ledgers, observed: observed, replayCreated: totals.replayCreated,
                         replayUnmarked: totals.replayUnmarked, drained: settledAfter
                     )
+                    if let command = config.reconcileCommand {
+                        checks.append(Self.reconcile(command, biz: biz, phase: label))
+                    }
                     report.stock = StockSummary(
                         bizId: biz, items: items, stockPerItem: config.stock,
                         successes: ledgers.reduce(0) { $0 + $1.successes }, held: ledgers.reduce(0) { $0 + $1.held },

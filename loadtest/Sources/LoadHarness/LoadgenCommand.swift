@@ -78,6 +78,9 @@ public struct LoadgenCommand: AsyncParsableCommand {
     @Option(help: "After a phase, wait up to this long for reserved to settle (expiring holds need the sweeper).")
     var drain = "5s"
 
+    @Option(name: .customLong("reconcile-with"), help: "Path of inventoryd: after each phase run `inventoryd reconcile --biz <bizId>` (same INVENTORY_* environment) and require it clean.")
+    var reconcileWith: String?
+
     @Option(help: "Directory of the JSON and HTML results.")
     var out = "loadtest/results"
 
@@ -171,6 +174,7 @@ public struct LoadgenCommand: AsyncParsableCommand {
         config.timeout = try Self.duration(timeout, "--timeout")
         guard config.timeout > .zero else { throw ValidationError("--timeout must be positive") }
         config.drain = try Self.duration(drain, "--drain")
+        config.reconcileCommand = reconcileWith
         config.outputDirectory = noFiles ? nil : out
         config.seed = seed
         return config

@@ -64,3 +64,15 @@ struct StockCheckTests {
         #expect(replays[1].passed == false)
     }
 }
+
+@Suite("Reconciler check")
+struct ReconcileCheckTests {
+    @Test("the reconcile command's exit status decides the check; a command that cannot run fails it")
+    func exitStatus() {
+        #expect(Harness.reconcile("/bin/true", biz: "b", phase: "p").passed)
+        let failed = Harness.reconcile("/bin/false", biz: "b", phase: "p")
+        #expect(!failed.passed)
+        #expect(failed.detail.hasPrefix("exit 1"))
+        #expect(!Harness.reconcile("/nonexistent/inventoryd", biz: "b", phase: "p").passed)
+    }
+}
