@@ -99,6 +99,22 @@ public struct TestStores: Sendable {
         )
     }
 
+    /// After a fault proxy cut the connections: pings every pooled connection until each answers again, so the
+    /// test's next command does not land on a connection that is still being torn down.
+    public func reconnected(within seconds: Double = 5) async throws {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        var healthy = 0
+        while healthy < redisConfiguration.connections * 2, ContinuousClock.now < deadline {
+            do {
+                _ = try await redis.command("PING")
+                healthy += 1
+            } catch {
+                healthy = 0
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+    }
+
     /// Entries still in this test's outbox streams (the worker deletes what it has applied).
     public func outboxLength() async throws -> Int {
         var total = 0

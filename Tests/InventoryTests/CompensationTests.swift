@@ -35,6 +35,7 @@ struct CompensationTests {
             proxy.down = true
             await engine.compensate(undo(4, "a"))
             proxy.down = false
+            try await stores.reconnected()
             #expect(try await pending(stores) == 1, "stored for the retrier")
             #expect(try await engine.stock(item).available == 10, "not applied while Redis was away")
 
@@ -42,6 +43,7 @@ struct CompensationTests {
             proxy.dropReplies = true
             await engine.compensate(undo(1, "b"))
             proxy.dropReplies = false
+            try await stores.reconnected()
             #expect(try await pending(stores) == 2)
 
             _ = try await engine.retryCompensations(limit: 1000)
