@@ -69,6 +69,12 @@ public struct TestStores: Sendable {
         }
     }
 
+    /// The debug `inventoryd` that `swift build --build-tests` (scripts/test.sh) produces, for tests that run it as
+    /// a process.
+    public static var inventorydBinary: String {
+        ProjectFiles.directory(".build", environmentVariable: "INVENTORY_BUILD_DIR") + "/debug/inventoryd"
+    }
+
     /// Where the project's Redis listens.
     public static func redisAddress(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> (host: String, port: Int) {
         (environment["INVENTORY_REDIS_HOST"] ?? "127.0.0.1", Int(environment["INVENTORY_REDIS_PORT"] ?? "") ?? 6390)

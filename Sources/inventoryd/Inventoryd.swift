@@ -4,6 +4,7 @@ import Inventory
 import InventoryAPI
 import Logging
 import MySQLClient
+import Prometheus
 import RedisClient
 import ServiceLifecycle
 
@@ -90,10 +91,12 @@ struct Serve: AsyncParsableCommand {
     )
 
     func run() async throws {
+        // Metrics first: swift-metrics binds every metric made from now on to this factory.
+        let registry = bootstrapPrometheus()
         let components = try Components()
         let settings = components.settings
         if settings.engineKind == "db" {
-            try await serveDatabaseOnly(components)
+            try await serveDatabaseOnly(components, metrics: registry)
             return
         }
         await components.loadScripts()
@@ -107,7 +110,7 @@ struct Serve: AsyncParsableCommand {
             )
         }
         let app = buildApplication(
-            engine: components.engine, configuration: settings, services: services, metrics: bootstrapPrometheus(),
+            engine: components.engine, configuration: settings, services: services, metrics: registry,
             logger: components.logger
         )
         components.logger.info(
@@ -136,10 +139,10 @@ private func bootstrapLogging(_ settings: ServiceConfiguration) {
 }
 
 /// The database-only baseline: the same API over one MySQL transaction per reservation; no Redis, no worker.
-private func serveDatabaseOnly(_ components: Components) async throws {
+private func serveDatabaseOnly(_ components: Components, metrics: PrometheusCollectorRegistry) async throws {
     let settings = components.settings
     let engine = DatabaseOnlyEngine(mysql: components.mysql, defaultTTLSeconds: settings.engine.defaultTTLSeconds)
-    let app = buildApplication(engine: engine, configuration: settings, metrics: bootstrapPrometheus(), logger: components.logger)
+    let app = buildApplication(engine: engine, configuration: settings, metrics: metrics, logger: components.logger)
     components.logger.info(
         "starting the database-only engine (baseline for benchmarks)",
         metadata: ["http": "\(settings.httpHost):\(settings.httpPort)", "mysql": "\(settings.mysql.host):\(settings.mysql.port)"]

@@ -201,7 +201,7 @@ final class NIOLockedCounter: Sendable {
 struct ReconcileCommandTests {
     @Test("exit status 1 when Redis was changed behind the service's back, 0 after --fix, JSON on request")
     func exitStatus() async throws {
-        let binary = ProjectFiles.directory("", environmentVariable: "INVENTORY_ROOT_UNUSED") + "/.build/debug/inventoryd"
+        let binary = TestStores.inventorydBinary
         try #require(FileManager.default.isExecutableFile(atPath: binary), "build inventoryd first (scripts/test.sh does)")
         try await TestStores.with { stores in
             _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 20))

@@ -203,7 +203,7 @@ struct WriteBackTests {
 
     @Test("SIGKILL of the worker process mid-run, then a restart: nothing lost, nothing doubled")
     func workerKilled() async throws {
-        let binary = ProjectFiles.directory("", environmentVariable: "INVENTORY_ROOT_UNUSED") + "/.build/debug/inventoryd"
+        let binary = TestStores.inventorydBinary
         try #require(FileManager.default.isExecutableFile(atPath: binary), "build inventoryd first (scripts/test.sh does)")
         try await TestStores.with { stores in
             let engine = stores.engine

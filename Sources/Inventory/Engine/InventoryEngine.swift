@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Logging
+import Metrics
 import MySQLClient
 import NIOConcurrencyHelpers
 import RedisClient
@@ -63,6 +64,8 @@ public final class InventoryEngine: Sendable {
     private let counters = NIOLockedValueBox(EngineCounters())
     /// Rebuilds in progress in this process, so concurrent callers share one instead of polling Redis.
     private let rebuilding = NIOLockedValueBox<[StockItemID: Task<Bool, any Error>]>([:])
+    /// One timer per script, made here so the reserve path does not look one up under a lock on every call.
+    private let scriptTimers: [String: Timer]
 
     private var keys: KeyLayout { configuration.keys }
 
@@ -80,6 +83,7 @@ public final class InventoryEngine: Sendable {
         self.stockRepository = StockRepository(client: mysql)
         self.journal = JournalRepository(client: mysql)
         self.committer = JournalCommitter(journal: journal)
+        self.scriptTimers = Dictionary(uniqueKeysWithValues: scripts.all.map { ($0.name, InventoryMetrics.scriptTimer($0.name)) })
         self.configuration = configuration
         self.logger = logger
     }
@@ -789,7 +793,10 @@ public final class InventoryEngine: Sendable {
 
     private func runScript(_ script: RedisScript, keys: [String], arguments: [String]) async throws -> RedisValue {
         let start = DispatchTime.now().uptimeNanoseconds
-        defer { InventoryMetrics.scriptTimer(script.name).recordNanoseconds(InventoryMetrics.since(start)) }
+        defer {
+            (scriptTimers[script.name] ?? InventoryMetrics.scriptTimer(script.name))
+                .recordNanoseconds(InventoryMetrics.since(start))
+        }
         return try await redisCall { try await self.runner.run(script, keys: keys, arguments: arguments) }
     }
 
