@@ -90,7 +90,9 @@ private final class Forwarder: ChannelInboundHandler, Sendable {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if upstream, state.withLockedValue({ $0.dropReplies }) { return }
+        // While down nothing passes either way, even on a connection whose close is still on its way.
+        let (down, dropReplies) = state.withLockedValue { ($0.down, $0.dropReplies) }
+        if down || (upstream && dropReplies) { return }
         peer.writeAndFlush(unwrapInboundIn(data), promise: nil)
     }
 
