@@ -34,8 +34,10 @@ end
 
 local n = (#KEYS - 3) / 2
 local events = {}
+local epochs = {}
 for i = 0, n - 1 do
   local itemKey = KEYS[4 + 2 * i]
+  epochs[#epochs + 1] = redis.call('HGET', itemKey, 'epoch') or ''
   local held = tonumber(redis.call('GET', KEYS[5 + 2 * i]) or '0')
   if held > 0 then
     redis.call('HINCRBY', itemKey, 'used_stock_num', -held)
@@ -48,5 +50,5 @@ end
 redis.call('HSET', order, 'status', 'confirmed', 'updated_at', now)
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('XADD', KEYS[2], '*', 'type', 'confirm', 'order', ARGV[1], 'biz', fields[3] or '',
-  'items', table.concat(events, ','), 'at', now)
+  'items', table.concat(events, ','), 'epochs', table.concat(epochs, ','), 'at', now)
 return {'ok', fields[2]}

@@ -31,6 +31,7 @@ if fields[2] ~= ARGV[3] then
 end
 
 local events = {}
+local epochs = {}
 local i = 0
 for sku, reserved in string.gmatch(fields[2], '(%d+):%d+:(%d+)') do
   local itemKey = KEYS[3 + i]
@@ -42,11 +43,12 @@ for sku, reserved in string.gmatch(fields[2], '(%d+):%d+:(%d+)') do
       redis.call('HSET', itemKey, 'is_sell_out', left <= 0 and '1' or '0')
     end
     events[#events + 1] = sku .. ':' .. quantity
+    epochs[#epochs + 1] = redis.call('HGET', itemKey, 'epoch') or ''
   end
   i = i + 1
 end
 
 redis.call('HSET', order, 'status', 'refunded', 'updated_at', now)
 redis.call('XADD', KEYS[2], '*', 'type', 'refund', 'order', ARGV[1], 'biz', fields[3] or '',
-  'items', table.concat(events, ','), 'at', now)
+  'items', table.concat(events, ','), 'epochs', table.concat(epochs, ','), 'at', now)
 return {'ok', fields[2]}

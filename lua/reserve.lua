@@ -11,7 +11,9 @@
 -- then for each item: ARGV[11+2i] skuId, ARGV[12+2i] quantity
 --
 -- Returns one of
---   {'ok', expiresAtMs, lines, eventId}   held now; lines = 'sku:requested:reserved,...'; eventId = outbox entry
+--   {'ok', expiresAtMs, lines, eventId, epochs}
+--                                         held now; lines = 'sku:requested:reserved,...'; eventId = outbox entry;
+--                                         epochs = the held items' epochs, in the order of the event's items
 --   {'replay', status, expiresAtMs, lines} same orderId and same body as before: what was decided then
 --   {'conflict'}                          same orderId, different body
 --   {'cancelled', status}                 the order was cancelled or expired first (no hanging reservation)
@@ -58,10 +60,11 @@ for i = 0, n - 1 do
   end
   local item = counters[itemKey]
   if not item then
-    local fields = redis.call('HMGET', itemKey, 'stock_num', 'used_stock_num', 'is_infinite', 'backorder_limit')
+    local fields = redis.call('HMGET', itemKey, 'stock_num', 'used_stock_num', 'is_infinite', 'backorder_limit',
+      'epoch')
     if fields[1] then
       item = {stock = tonumber(fields[1]), used = tonumber(fields[2] or '0'), infinite = fields[3] == '1',
-        limit = tonumber(fields[4] or '0')}
+        limit = tonumber(fields[4] or '0'), epoch = fields[5] or ''}
       item.left = item.stock
       counters[itemKey] = item
     end
@@ -103,6 +106,7 @@ end
 local keep = ttl + retention
 local lines = {}
 local events = {}
+local epochs = {}
 local applied = {}
 for i = 0, n - 1 do
   local itemKey = KEYS[4 + 3 * i]
@@ -131,16 +135,18 @@ for i = 0, n - 1 do
     -- step 2: the reserve key
     redis.call('SET', KEYS[5 + 3 * i], grant, 'EX', keep)
     events[#events + 1] = sku .. ':' .. grant
+    epochs[#epochs + 1] = item.epoch
   end
   lines[#lines + 1] = sku .. ':' .. ARGV[12 + 2 * i] .. ':' .. grant
 end
 
 local expiresAt = now + ttl * 1000
 local linesText = table.concat(lines, ',')
+local epochsText = table.concat(epochs, ',')
 local eventId = redis.call('XADD', KEYS[2], '*', 'type', 'reserve', 'order', ARGV[1], 'biz', ARGV[3],
-  'user', ARGV[4], 'items', table.concat(events, ','), 'expires_at', expiresAt, 'at', now)
+  'user', ARGV[4], 'items', table.concat(events, ','), 'epochs', epochsText, 'expires_at', expiresAt, 'at', now)
 redis.call('HSET', order, 'status', 'reserved', 'fp', ARGV[2], 'biz', ARGV[3], 'user', ARGV[4],
   'lines', linesText, 'expires_at', expiresAt, 'created_at', now, 'updated_at', now, 'event', eventId)
 redis.call('EXPIRE', order, keep)
 redis.call('ZADD', KEYS[3], expiresAt, ARGV[1])
-return {'ok', expiresAt, linesText, eventId}
+return {'ok', expiresAt, linesText, eventId, epochsText}

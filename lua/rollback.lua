@@ -55,9 +55,11 @@ end
 
 local n = (#KEYS - 3) / 3
 local events = {}
+local epochs = {}
 for i = 0, n - 1 do
   local itemKey = KEYS[4 + 3 * i]
   local reserveKey = KEYS[5 + 3 * i]
+  epochs[#epochs + 1] = redis.call('HGET', itemKey, 'epoch') or ''
   -- step 1: the rollback key
   redis.call('SET', KEYS[6 + 3 * i], '1', 'EX', retention)
   if ARGV[5] == 'after_rollback_key' then
@@ -83,5 +85,5 @@ redis.call('HSET', order, 'status', reason, 'updated_at', now)
 redis.call('EXPIRE', order, retention)
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('XADD', KEYS[2], '*', 'type', reason == 'expired' and 'expire' or 'cancel', 'order', ARGV[1],
-  'biz', fields[4] or '', 'items', table.concat(events, ','), 'at', now)
+  'biz', fields[4] or '', 'items', table.concat(events, ','), 'epochs', table.concat(epochs, ','), 'at', now)
 return {'ok', reason, fields[2]}

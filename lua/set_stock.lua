@@ -3,6 +3,7 @@
 -- KEYS[1] item hash
 -- ARGV[1] on-hand stock   ARGV[2] infinite: '' unchanged | '0' | '1'
 -- ARGV[3] danger_num ('' unchanged)   ARGV[4] backorder_limit ('' unchanged)   ARGV[5] key ttl (s), 0 = none
+-- ARGV[6] epoch of the item if this creates it
 --
 -- Returns one of
 --   {'created'}                       the item was not in Redis and now is, with nothing reserved
@@ -27,7 +28,7 @@ end
 if not current[1] then
   redis.call('HSET', item, 'stock_num', onHand, 'used_stock_num', 0, 'confirmed_unapplied', 0,
     'is_sell_out', onHand <= 0 and '1' or '0', 'is_infinite', '0', 'danger_num', 0, 'backorder_limit', 0,
-    'lock_time', 0, 'lock_user_id', '')
+    'lock_time', 0, 'lock_user_id', '', 'epoch', ARGV[6])
   settings()
   return {'created'}
 end

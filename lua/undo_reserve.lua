@@ -17,9 +17,11 @@ if fields[1] ~= 'reserved' or fields[2] ~= ARGV[2] then
 end
 local n = (#KEYS - 3) / 2
 local events = {}
+local epochs = {}
 for i = 0, n - 1 do
   local itemKey = KEYS[4 + 2 * i]
   local reserveKey = KEYS[5 + 2 * i]
+  epochs[#epochs + 1] = redis.call('HGET', itemKey, 'epoch') or ''
   local held = tonumber(redis.call('GET', reserveKey) or '0')
   if held > 0 then
     if redis.call('HGET', itemKey, 'is_infinite') == '1' then
@@ -37,5 +39,6 @@ end
 redis.call('DEL', order)
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('XADD', KEYS[2], '*', 'type', 'undo', 'order', ARGV[1], 'biz', fields[3] or '',
-  'items', table.concat(events, ','), 'reserve_event', ARGV[2], 'at', tonumber(ARGV[3]))
+  'items', table.concat(events, ','), 'epochs', table.concat(epochs, ','), 'reserve_event', ARGV[2],
+  'at', tonumber(ARGV[3]))
 return {'ok'}

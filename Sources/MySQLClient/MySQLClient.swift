@@ -325,6 +325,11 @@ public final class MySQLSession: @unchecked Sendable {
         try await run { try $0.execute(sql) }
     }
 
+    /// Runs `body` with the session's connection on the client's pool, for several statements in one hop.
+    public func perform<T: Sendable>(_ body: @escaping @Sendable (MySQLConnection) throws -> T) async throws -> T {
+        try await run(body)
+    }
+
     private func run<T: Sendable>(_ body: @escaping @Sendable (MySQLConnection) throws -> T) async throws -> T {
         let free = busy.withLockedValue { busy -> Bool in
             if busy { return false }

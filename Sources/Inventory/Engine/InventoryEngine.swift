@@ -82,7 +82,7 @@ public final class InventoryEngine: Sendable {
         self.mysql = mysql
         self.stockRepository = StockRepository(client: mysql)
         self.journal = JournalRepository(client: mysql)
-        self.committer = JournalCommitter(journal: journal)
+        self.committer = JournalCommitter(journal: journal, epochs: RedisItemEpochs(redis: redis, keys: configuration.keys))
         self.scriptTimers = Dictionary(uniqueKeysWithValues: scripts.all.map { ($0.name, InventoryMetrics.scriptTimer($0.name)) })
         self.configuration = configuration
         self.logger = logger
@@ -151,7 +151,8 @@ public final class InventoryEngine: Sendable {
             )
             guard configuration.durability == .sync else { return .created(reservation) }
             let eventId = fields[safe: 3]?.text ?? ""
-            try await commitJournal(command, reservation: reservation, eventId: eventId)
+            let epochs = (fields[safe: 4]?.text ?? "").split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            try await commitJournal(command, reservation: reservation, eventId: eventId, epochs: epochs)
             return .created(reservation.with(persisted: true))
         case "replay":
             let status = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .reserved
@@ -359,22 +360,35 @@ public final class InventoryEngine: Sendable {
 
     /// Sync mode: the reserve answers only once its journal rows are committed. When that fails the hold is
     /// taken back, so that a 503 holds nothing and the client may retry the same orderId.
-    private func commitJournal(_ command: ReserveCommand, reservation: Reservation, eventId: String) async throws {
+    private func commitJournal(
+        _ command: ReserveCommand, reservation: Reservation, eventId: String, epochs: [String]
+    ) async throws {
+        let held = reservation.lines.filter { $0.reserved > 0 }
         let event = OutboxEvent(
             id: eventId, stream: keys.outbox(forOrder: command.orderId), kind: .reserve, orderId: command.orderId,
             bizId: command.bizId, userId: command.userId,
-            lines: reservation.lines.filter { $0.reserved > 0 }.map { .init(skuId: $0.skuId, quantity: $0.reserved) },
+            lines: held.enumerated().map { index, line in
+                .init(skuId: line.skuId, quantity: line.reserved, epoch: epochs[safe: index] ?? "")
+            },
             expiresAtMilliseconds: reservation.expiresAtMilliseconds, atMilliseconds: Self.nowMilliseconds(),
             reserveEventId: nil
         )
-        let failure: InventoryError
+        let result: JournalBatchResult
         do {
-            let result = try await committer.commit(event)
-            guard let duplicate = result.duplicates.first(where: { $0.orderId == command.orderId }) else { return }
-            failure = .orderClosed(ReservationStatus(rawValue: duplicate.existingStatus.lowercased()) ?? .cancelled)
+            result = try await committer.commit(event)
         } catch {
-            failure = mapMySQL(error)
+            await undoReserve(orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId)
+            throw mapMySQL(error)
         }
+        if result.staleLines.contains(where: { $0.eventId == eventId }) {
+            // Redis lost this hold before its row was committed and rebuilt the item without it: nothing is held
+            // any more, and nothing is to be taken back.
+            throw InventoryError.unavailable("Redis lost its data while this reservation was being recorded; retry")
+        }
+        guard let duplicate = result.duplicates.first(where: { $0.orderId == command.orderId }) else { return }
+        let failure = InventoryError.orderClosed(
+            ReservationStatus(rawValue: duplicate.existingStatus.lowercased()) ?? .cancelled
+        )
         await undoReserve(orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId)
         throw failure
     }
@@ -399,13 +413,24 @@ public final class InventoryEngine: Sendable {
         }
     }
 
-    /// The worker committed a confirm or refund line: stop counting it as in flight, once per line.
-    public func markApplied(_ id: StockItemID, orderId: String, kind: OutboxEvent.Kind, quantity: Int64) async throws {
+    /// The worker committed a confirm or refund line: stop counting it as in flight, once per line, unless the
+    /// item was rebuilt since the line was made (`epoch`), from a MySQL that had it already.
+    public func markApplied(
+        _ id: StockItemID, orderId: String, kind: OutboxEvent.Kind, quantity: Int64, epoch: String
+    ) async throws {
         let field = kind == .refund ? "refund_unapplied" : "confirmed_unapplied"
         _ = try await runScript(
             scripts.applied, keys: [keys.item(id), keys.appliedMarker(id, orderId: orderId, kind: kind.rawValue)],
-            arguments: [field, String(quantity), String(configuration.retentionSeconds)]
+            arguments: [field, String(quantity), String(configuration.retentionSeconds), epoch]
         )
+    }
+
+    /// Where the write-back worker reads the items' epochs.
+    public var itemEpochs: any ItemEpochSource { RedisItemEpochs(redis: redis, keys: keys) }
+
+    /// A fresh epoch for an item being created or rebuilt in Redis: random, so two rebuilds never share one.
+    static func newEpoch() -> String {
+        String(UInt64.random(in: 1...UInt64.max), radix: 36)
     }
 
     // MARK: - Stock
@@ -456,12 +481,14 @@ public final class InventoryEngine: Sendable {
     /// Sets on-hand stock (available + reserved) and the item's settings in Redis and MySQL.
     public func setStock(_ id: StockItemID, _ settings: StockSettings) async throws -> StockLevel {
         let itemKey = keys.item(id)
+        // An item MySQL has but Redis lost is rebuilt first, so live reservations keep counting.
+        _ = try await ensureItem(id)
         let reply = try await runScript(
             scripts.setStock, keys: [itemKey],
             arguments: [
                 String(settings.stock), settings.infinite.map { $0 ? "1" : "0" } ?? "",
                 settings.dangerNum.map(String.init) ?? "", settings.backorderLimit.map(String.init) ?? "",
-                String(configuration.itemTTLSeconds),
+                String(configuration.itemTTLSeconds), Self.newEpoch(),
             ]
         )
         let fields = reply.array ?? []
@@ -595,34 +622,45 @@ public final class InventoryEngine: Sendable {
         }
     }
 
+    /// Rebuilds the item while holding its MySQL stock row locked, from the read until Redis has the result: a
+    /// write-back batch touching the item either commits before the read (and is counted) or waits and then sees
+    /// the new epoch (and leaves out its lines of the old one; see `JournalRepository.apply(_:epochs:)`).
     private func rebuildLocked(_ id: StockItemID, itemKey: String, caller: String) async throws -> Bool {
-        let snapshot: (row: StockRow, liveReserved: Int64)?
+        let epoch = Self.newEpoch()
+        let outcome: (written: Bool, row: StockRow, liveReserved: Int64)?
         do {
-            snapshot = try await stockRepository.initSnapshot(bizId: id.bizId, skuId: id.skuId)
+            outcome = try await stockRepository.withInitSnapshot(bizId: id.bizId, skuId: id.skuId) { snapshot in
+                guard let (row, liveReserved) = snapshot else { return nil }
+                let reply = try await self.runScript(
+                    self.scripts.initItem, keys: [itemKey],
+                    arguments: [
+                        caller, String(row.infinite ? row.stock : row.stock - liveReserved), String(liveReserved),
+                        row.infinite ? "1" : "0", String(row.dangerNum), String(row.backorderLimit),
+                        String(self.configuration.itemTTLSeconds), epoch,
+                    ]
+                )
+                return (reply.array?.first?.text == "ok", row, liveReserved)
+            }
+        } catch let error as InventoryError {
+            throw error
         } catch {
             _ = try? await redisCall { try await self.redis.command("DEL", itemKey) }
             throw mapMySQL(error)
         }
-        guard let snapshot else {
+        guard let outcome else {
             // Nothing to rebuild: drop the lock-only hash so the item stays plainly absent.
             _ = try await redisCall { try await self.redis.command("DEL", itemKey) }
             return false
         }
-        let row = snapshot.row
-        let reply = try await runScript(
-            scripts.initItem, keys: [itemKey],
-            arguments: [
-                caller, String(row.infinite ? row.stock : row.stock - snapshot.liveReserved), String(snapshot.liveReserved),
-                row.infinite ? "1" : "0", String(row.dangerNum), String(row.backorderLimit),
-                String(configuration.itemTTLSeconds),
-            ]
-        )
-        if reply.array?.first?.text == "ok" {
+        if outcome.written {
             counters.withLockedValue { $0.itemRebuilds += 1 }
             InventoryMetrics.itemRebuilds.increment()
             logger.notice(
                 "stock item rebuilt from MySQL",
-                metadata: ["item": "\(id)", "stock": "\(row.stock)", "liveReserved": "\(snapshot.liveReserved)"]
+                metadata: [
+                    "item": "\(id)", "stock": "\(outcome.row.stock)", "liveReserved": "\(outcome.liveReserved)",
+                    "epoch": "\(epoch)",
+                ]
             )
         }
         return true
@@ -818,6 +856,35 @@ public final class InventoryEngine: Sendable {
 
     public static func nowMilliseconds() -> Int64 {
         Int64(Date().timeIntervalSince1970 * 1000)
+    }
+}
+
+/// The items' epochs as Redis has them now, read with one pipelined HMGET per item.
+struct RedisItemEpochs: ItemEpochSource {
+    let redis: RedisClient
+    let keys: KeyLayout
+
+    func currentEpochs(_ items: [StockItemID]) async throws -> [StockItemID: String] {
+        do {
+            return try await withThrowingTaskGroup(of: (StockItemID, String?).self) { group in
+                for item in items {
+                    group.addTask {
+                        let fields = try await redis.command("HMGET", keys.item(item), "stock_num", "epoch").array ?? []
+                        // No stock_num: missing, or only the init lock of a rebuild that has not written yet.
+                        guard fields.first?.text != nil else { return (item, nil) }
+                        return (item, fields[safe: 1]?.text ?? "")
+                    }
+                }
+                var epochs: [StockItemID: String] = [:]
+                for try await (item, epoch) in group {
+                    if let epoch { epochs[item] = epoch }
+                }
+                return epochs
+            }
+        } catch let error as RedisError {
+            InventoryMetrics.redisError()
+            throw InventoryError.unavailable("Redis: \(error.message)")
+        }
     }
 }
 

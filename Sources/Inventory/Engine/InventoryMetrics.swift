@@ -81,6 +81,8 @@ public enum InventoryMetrics {
     static let expired = Counter(label: "inventory_expired_total")
     /// Items rebuilt from MySQL.
     static let itemRebuilds = Counter(label: "inventory_item_rebuilds_total")
+    /// Outbox lines left out of the journal because Redis lost them and rebuilt their item first.
+    static let staleLines = Counter(label: "inventory_writeback_stale_lines_total")
 
     private static let lowStock = NIOLockedValueBox<[StockItemID: (Gauge, Gauge)]>([:])
     /// Items tracked by the low-stock gauges at most: a sale has a few hot items, not millions.

@@ -13,11 +13,14 @@ public struct OutboxEvent: Sendable, Equatable {
         public let skuId: UInt64
         /// The quantity the event moved; lines of quantity 0 (or less) change no row and no stock.
         public let quantity: Int64
+        /// The epoch the item had in Redis when the event changed it ("" for an item that has none).
+        public let epoch: String
 
         /// Creates a line.
-        public init(skuId: UInt64, quantity: Int64) {
+        public init(skuId: UInt64, quantity: Int64, epoch: String = "") {
             self.skuId = skuId
             self.quantity = quantity
+            self.epoch = epoch
         }
     }
 
@@ -41,6 +44,15 @@ public struct OutboxEvent: Sendable, Equatable {
     public let atMilliseconds: Int64
     /// Undo only: the id of the reserve event being undone.
     public let reserveEventId: String?
+
+    /// A copy with only the lines `keep` accepts.
+    func filteringLines(_ keep: (Line) -> Bool) -> OutboxEvent {
+        OutboxEvent(
+            id: id, stream: stream, kind: kind, orderId: orderId, bizId: bizId, userId: userId,
+            lines: lines.filter(keep), expiresAtMilliseconds: expiresAtMilliseconds, atMilliseconds: atMilliseconds,
+            reserveEventId: reserveEventId
+        )
+    }
 
     /// Creates an event.
     public init(
@@ -119,6 +131,8 @@ public struct JournalBatchResult: Sendable, Equatable {
     public var rowsDeleted: Int
     /// Stock ledger rows written, one per confirm or refund line applied to MySQL stock for the first time.
     public var stockChanges: Int
+    /// Lines left out because Redis has rebuilt their item since the event changed it (see `apply(_:epochs:)`).
+    public var staleLines: [StaleLine] = []
     /// Stock items that confirm or refund lines of this batch named but that have no stock row: their stock was not
     /// changed and no ledger row was written for them (a redelivery after the row exists applies them then). The
     /// journal rows were written all the same. Sorted by business line, then SKU.
@@ -140,6 +154,27 @@ public struct JournalBatchResult: Sendable, Equatable {
         self.stockChanges = stockChanges
         self.missingStockItems = missingStockItems
     }
+}
+
+/// A line of an event made in an earlier epoch of its item than Redis has now: Redis lost the data the event
+/// changed and rebuilt the item from MySQL without it, so the line was not applied.
+public struct StaleLine: Sendable, Equatable, Hashable {
+    /// The outbox event.
+    public let eventId: String
+    /// What the event did.
+    public let kind: OutboxEvent.Kind
+    /// The order.
+    public let orderId: String
+    /// The stock item.
+    public let item: StockItemID
+    /// The quantity the line moved.
+    public let quantity: Int64
+}
+
+/// Where a batch learns each item's epoch in Redis.
+public protocol ItemEpochSource: Sendable {
+    /// The epoch of each item Redis holds now; an item that is missing or still being rebuilt is left out.
+    func currentEpochs(_ items: [StockItemID]) async throws -> [StockItemID: String]
 }
 
 /// One row of the task journal.
@@ -202,19 +237,81 @@ public struct JournalRepository: Sendable {
     /// Applies a batch of outbox events in one transaction, idempotently: applying the same events again, or any
     /// part of them again after the rest, changes nothing (see the phases of `BatchPlan`). Retried as a whole
     /// when InnoDB rolls it back.
-    public func apply(_ events: [OutboxEvent]) async throws -> JournalBatchResult {
-        let plan = BatchPlan(events)
-        if plan.isEmpty { return JournalBatchResult() }
+    ///
+    /// With `epochs`, lines of an epoch older than their item's epoch in Redis are left out (`staleLines`): Redis
+    /// lost the data those lines changed and rebuilt the item from MySQL without them, so applying them now would
+    /// make the journal count what Redis does not (a hold Redis does not count lets it sell the unit twice). The
+    /// stock rows of the batch's items are locked first, and the rebuild holds the same lock from its read of
+    /// MySQL until it has written Redis: either the rebuild reads after this commit (and counts these lines) or
+    /// this batch sees the rebuilt epoch.
+    public func apply(_ events: [OutboxEvent], epochs: (any ItemEpochSource)? = nil) async throws -> JournalBatchResult {
+        let items = Set(events.flatMap { event in event.lines.map { StockItemID(bizId: event.bizId, skuId: $0.skuId) } })
+            .sorted { ($0.bizId, $0.skuId) < ($1.bizId, $1.skuId) }
+        guard let epochs, !items.isEmpty else {
+            let plan = BatchPlan(events)
+            if plan.isEmpty { return JournalBatchResult() }
+            return try await retryingDeadlocks {
+                try await client.withTransaction { connection in try plan.run(on: connection) }
+            }
+        }
+        return try await retryingDeadlocks {
+            try await client.withSession { session in
+                try await session.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                try await session.execute("START TRANSACTION")
+                do {
+                    try await session.perform { connection in try Self.lockStockRows(items, on: connection) }
+                    let current = try await epochs.currentEpochs(items)
+                    var stale: [StaleLine] = []
+                    let kept = events.map { event in
+                        event.filteringLines { line in
+                            let item = StockItemID(bizId: event.bizId, skuId: line.skuId)
+                            guard let epoch = current[item], epoch != line.epoch else { return true }
+                            stale.append(
+                                StaleLine(
+                                    eventId: event.id, kind: event.kind, orderId: event.orderId, item: item,
+                                    quantity: line.quantity
+                                )
+                            )
+                            return false
+                        }
+                    }
+                    let plan = BatchPlan(kept)
+                    var result = try await session.perform { connection in
+                        try plan.run(on: connection, settingIsolation: false)
+                    }
+                    result.staleLines = stale
+                    try await session.execute("COMMIT")
+                    return result
+                } catch {
+                    try? await session.execute("ROLLBACK")
+                    throw error
+                }
+            }
+        }
+    }
+
+    private func retryingDeadlocks(_ body: () async throws -> JournalBatchResult) async throws -> JournalBatchResult {
         var attempt = 1
         while true {
             do {
-                return try await client.withTransaction { connection in
-                    try plan.run(on: connection)
-                }
+                return try await body()
             } catch let error as MySQLError where error.code == .deadlock && attempt < Self.transactionAttempts {
                 try await Task.sleep(for: .milliseconds(Int.random(in: 1...(5 * attempt))))
                 attempt += 1
             }
+        }
+    }
+
+    /// Locks the stock rows of `items` (sorted, so concurrent batches lock in one order).
+    private static func lockStockRows(_ items: [StockItemID], on connection: MySQLConnection) throws {
+        for chunk in paddedChunks(items) {
+            _ = try connection.query(
+                """
+                SELECT biz_id FROM stock
+                WHERE (biz_id, sku_id) IN (\(tuples(chunk.count, "(?, \(sku))"))) ORDER BY biz_id, sku_id FOR UPDATE
+                """,
+                chunk.flatMap { item in [.string(item.bizId), skuValue(item.skuId)] }
+            )
         }
     }
 
@@ -396,9 +493,9 @@ private struct BatchPlan: Sendable {
         Array(Set(keys)).sorted()
     }
 
-    func run(on connection: MySQLConnection) throws -> JournalBatchResult {
+    func run(on connection: MySQLConnection, settingIsolation: Bool = true) throws -> JournalBatchResult {
         // Allowed here: no statement has run yet, so the transaction withTransaction opened has not started.
-        try connection.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        if settingIsolation { try connection.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED") }
         var result = JournalBatchResult()
         result.rowsDeleted = try undo(on: connection)
         try reserve(on: connection, into: &result)

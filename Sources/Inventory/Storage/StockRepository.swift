@@ -134,31 +134,47 @@ public struct StockRepository: Sendable {
         )
     }
 
-    /// What the init path rebuilds a Redis item from: the stock row, read with its lock held so no confirm is
-    /// applied halfway through the read, and the sum of the item's live (RESERVED) journal lines.
-    public func initSnapshot(bizId: String, skuId: UInt64) async throws -> (row: StockRow, liveReserved: Int64)? {
-        guard let sku = Self.skuValue(skuId) else { return nil }
-        return try await client.withTransaction { connection in
-            let result = try connection.query(
-                """
-                SELECT stock, is_infinite, danger_num, backorder_limit FROM stock
-                WHERE biz_id = ? AND sku_id = ? FOR UPDATE
-                """,
-                [.string(bizId), sku]
-            )
-            guard let row = result.rows.first else { return nil }
-            let live = try connection.query(
-                """
-                SELECT COALESCE(SUM(quantity), 0) AS live FROM reservation_journal
-                WHERE biz_id = ? AND sku_id = ? AND status = 'RESERVED'
-                """,
-                [.string(bizId), sku]
-            )
-            let stock = StockRow(
-                bizId: bizId, skuId: skuId, stock: row.int64("stock") ?? 0, infinite: row.bool("is_infinite") ?? false,
-                dangerNum: row.int64("danger_num") ?? 0, backorderLimit: row.int64("backorder_limit") ?? 0
-            )
-            return (stock, live.rows.first?.int64("live") ?? 0)
+    /// What the init path rebuilds a Redis item from: the stock row and the sum of the item's live (RESERVED)
+    /// journal lines, nil when MySQL has no such item. The row stays locked (FOR UPDATE) while `body` runs, so no
+    /// confirm is applied halfway through the read and no write-back batch of the item commits until `body` has
+    /// written Redis; the transaction commits when `body` returns and rolls back when it throws.
+    public func withInitSnapshot<T: Sendable>(
+        bizId: String, skuId: UInt64, _ body: ((row: StockRow, liveReserved: Int64)?) async throws -> T
+    ) async throws -> T {
+        guard let sku = Self.skuValue(skuId) else { return try await body(nil) }
+        return try await client.withSession { session in
+            try await session.execute("START TRANSACTION")
+            do {
+                let snapshot = try await session.perform { connection -> (row: StockRow, liveReserved: Int64)? in
+                    let result = try connection.query(
+                        """
+                        SELECT stock, is_infinite, danger_num, backorder_limit FROM stock
+                        WHERE biz_id = ? AND sku_id = ? FOR UPDATE
+                        """,
+                        [.string(bizId), sku]
+                    )
+                    guard let row = result.rows.first else { return nil }
+                    let live = try connection.query(
+                        """
+                        SELECT COALESCE(SUM(quantity), 0) AS live FROM reservation_journal
+                        WHERE biz_id = ? AND sku_id = ? AND status = 'RESERVED'
+                        """,
+                        [.string(bizId), sku]
+                    )
+                    let stock = StockRow(
+                        bizId: bizId, skuId: skuId, stock: row.int64("stock") ?? 0,
+                        infinite: row.bool("is_infinite") ?? false, dangerNum: row.int64("danger_num") ?? 0,
+                        backorderLimit: row.int64("backorder_limit") ?? 0
+                    )
+                    return (stock, live.rows.first?.int64("live") ?? 0)
+                }
+                let value = try await body(snapshot)
+                try await session.execute("COMMIT")
+                return value
+            } catch {
+                try? await session.execute("ROLLBACK")
+                throw error
+            }
         }
     }
 

@@ -12,12 +12,14 @@ final class JournalCommitter: Sendable {
     }
 
     private let journal: JournalRepository
+    private let epochs: any ItemEpochSource
     private let state = NIOLockedValueBox(State())
     /// Rows per transaction at most, so one commit stays short.
     private let maxBatch: Int
 
-    init(journal: JournalRepository, maxBatch: Int = 1000) {
+    init(journal: JournalRepository, epochs: any ItemEpochSource, maxBatch: Int = 1000) {
         self.journal = journal
+        self.epochs = epochs
         self.maxBatch = maxBatch
     }
 
@@ -46,7 +48,7 @@ final class JournalCommitter: Sendable {
             }
             if batch.isEmpty { return }
             do {
-                let result = try await journal.apply(batch.map(\.event))
+                let result = try await journal.apply(batch.map(\.event), epochs: epochs)
                 for waiter in batch { waiter.continuation.resume(returning: result) }
             } catch {
                 for waiter in batch { waiter.continuation.resume(throwing: error) }

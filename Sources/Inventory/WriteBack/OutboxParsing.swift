@@ -2,7 +2,7 @@ import RedisClient
 
 extension OutboxEvent {
     /// Reads an outbox entry as the scripts write it: `type`, `order`, `biz`, `user`, `items` (`sku:qty,...`),
-    /// `expires_at`, `at`, `reserve_event`. Nil for an entry that is not an event (or was deleted: no fields).
+    /// `epochs` (the items' epochs, in the same order), `expires_at`, `at`, `reserve_event`. Nil for an entry that is not an event (or was deleted: no fields).
     static func parse(stream: String, id: String, fields: [RedisValue]) -> OutboxEvent? {
         var values: [String: String] = [:]
         var index = 0
@@ -13,10 +13,11 @@ extension OutboxEvent {
         guard let kindText = values["type"], let kind = Kind(rawValue: kindText), let orderId = values["order"] else {
             return nil
         }
-        let lines = (values["items"] ?? "").split(separator: ",").compactMap { part -> Line? in
+        let epochs = (values["epochs"] ?? "").split(separator: ",", omittingEmptySubsequences: false)
+        let lines = (values["items"] ?? "").split(separator: ",").enumerated().compactMap { index, part -> Line? in
             let pieces = part.split(separator: ":")
             guard pieces.count == 2, let sku = UInt64(pieces[0]), let quantity = Int64(pieces[1]) else { return nil }
-            return Line(skuId: sku, quantity: quantity)
+            return Line(skuId: sku, quantity: quantity, epoch: index < epochs.count ? String(epochs[index]) : "")
         }
         let user = values["user"].flatMap { $0.isEmpty ? nil : $0 }
         return OutboxEvent(

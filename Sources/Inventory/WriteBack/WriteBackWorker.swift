@@ -261,10 +261,11 @@ public final class WriteBackWorker: Service, Sendable {
         let clock = ContinuousClock()
         let events = Self.cancellingUndone(entries.compactMap(\.event))
         let start = clock.now
-        let result = try await journal.apply(events)
+        let result = try await journal.apply(events, epochs: engine.itemEpochs)
         let committedAt = InventoryEngine.nowMilliseconds()
         let applied = clock.now
-        try await settleRedis(events, duplicates: result.duplicates)
+        if !result.staleLines.isEmpty { reportStale(result.staleLines) }
+        try await settleRedis(events, result: result)
         let settled = clock.now
         var byStream: [String: [String]] = [:]
         for entry in entries { byStream[entry.stream, default: []].append(entry.id) }
@@ -312,21 +313,38 @@ public final class WriteBackWorker: Service, Sendable {
         }
     }
 
+    /// Lines Redis lost before they were committed: the item was rebuilt from MySQL without them, so they were
+    /// left out (async mode's loss window; see README, "Durability").
+    private func reportStale(_ lines: [StaleLine]) {
+        InventoryMetrics.staleLines.increment(by: lines.count)
+        for line in lines.prefix(100) {
+            logger.error(
+                "outbox line of an item Redis has rebuilt since; left out of the journal",
+                metadata: [
+                    "orderId": "\(line.orderId)", "item": "\(line.item)", "kind": "\(line.kind.rawValue)",
+                    "quantity": "\(line.quantity)", "event": "\(line.eventId)",
+                ]
+            )
+        }
+    }
+
     /// After commit: confirm and refund lines stop counting as in flight; duplicate holds are taken back.
-    private func settleRedis(_ events: [OutboxEvent], duplicates: [JournalBatchResult.DuplicateLine]) async throws {
+    private func settleRedis(_ events: [OutboxEvent], result: JournalBatchResult) async throws {
+        let stale = Set(result.staleLines.map { "\($0.eventId)\u{0}\($0.item.skuId)" })
         try await withThrowingTaskGroup(of: Void.self) { group in
             for event in events where event.kind == .confirm || event.kind == .refund {
-                for line in event.lines where line.quantity > 0 {
+                for line in event.lines where line.quantity > 0 && !stale.contains("\(event.id)\u{0}\(line.skuId)") {
                     group.addTask {
                         try await self.engine.markApplied(
                             StockItemID(bizId: event.bizId, skuId: line.skuId), orderId: event.orderId, kind: event.kind,
-                            quantity: line.quantity
+                            quantity: line.quantity, epoch: line.epoch
                         )
                     }
                 }
             }
             try await group.waitForAll()
         }
+        let duplicates = result.duplicates
         let duplicateOrders = Set(duplicates.map { "\($0.bizId)\u{0}\($0.orderId)" })
         for event in events where event.kind == .reserve && duplicateOrders.contains("\(event.bizId)\u{0}\(event.orderId)") {
             logger.error(

@@ -1,0 +1,166 @@
+import Foundation
+import InventoryTestSupport
+import RedisClient
+import Synchronization
+import Testing
+
+@testable import Inventory
+
+/// Redis loses its data while the write-back worker holds events it read before: the lines of the lost epoch must
+/// not reach the journal after the item was rebuilt without them, or the journal counts a hold Redis does not and
+/// the unit is sold twice.
+@Suite("Epoch fence between rebuilds and write-back")
+struct EpochFenceTests {
+    func reserve(_ stores: TestStores, _ orderId: String, _ quantity: Int64) async throws {
+        _ = try await stores.engine.reserve(
+            ReserveCommand(
+                orderId: orderId, bizId: stores.bizId, userId: nil, items: [.init(skuId: 1, quantity: quantity)],
+                ttlSeconds: 600, shortage: .reject
+            )
+        )
+    }
+
+    /// The outbox entries of the test, as the worker would have read them.
+    func outboxEvents(_ stores: TestStores) async throws -> [OutboxEvent] {
+        var events: [OutboxEvent] = []
+        for stream in stores.keys.outboxes {
+            let reply = try await stores.redis.command("XRANGE", stream, "-", "+")
+            events += OutboxEvent.entries(stream: stream, reply).compactMap(\.event)
+        }
+        return events.sorted { $0.id < $1.id }
+    }
+
+    /// Deletes every key of the test in one script: FLUSHALL for this test only.
+    func flush(_ stores: TestStores) async throws {
+        _ = try await stores.redis.command(
+            "EVAL",
+            """
+            local cursor = '0'
+            repeat
+              local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
+              cursor = page[1]
+              for _, key in ipairs(page[2]) do redis.call('DEL', key) end
+            until cursor == '0'
+            return 1
+            """,
+            "0", "\(stores.keys.prefix):*"
+        )
+    }
+
+    func journal(_ stores: TestStores) -> JournalRepository { JournalRepository(client: stores.mysql) }
+
+    @Test("a reserve read before Redis lost its data and committed after the rebuild is left out, not oversold")
+    func staleReserve() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            try await reserve(stores, "early", 4)
+            let held = try await outboxEvents(stores).filter { $0.kind == .reserve }
+            #expect(held.count == 1)
+            #expect(held.first?.lines.first?.epoch.isEmpty == false, "events carry the item's epoch")
+
+            try await flush(stores)
+            let rebuilt = try await engine.stock(stores.item(1))
+            #expect(rebuilt.available == 10)
+            #expect(rebuilt.reserved == 0)
+
+            let result = try await journal(stores).apply(held, epochs: engine.itemEpochs)
+            #expect(result.rowsInserted == 0)
+            #expect(result.staleLines.map(\.orderId) == ["early"])
+            #expect(try await stores.journalRows().isEmpty)
+
+            // The rebuilt item sells its 10 units once; the journal and Redis agree.
+            try await reserve(stores, "later", 10)
+            let worker = stores.worker()
+            let task = Task { try await worker.run() }
+            #expect(try await stores.drained())
+            worker.stop()
+            try await task.value
+            let rows = try await stores.journalRows()
+            #expect(rows.map(\.orderId) == ["later"])
+            #expect(rows.reduce(0) { $0 + $1.quantity } == 10)
+            let report = try await ReconcilerTests().reconciler(stores).run(.business(stores.bizId))
+            #expect(report.differences == [])
+        }
+    }
+
+    @Test("a confirm read before the loss is left out, and its applied mark does not move the rebuilt counter")
+    func staleConfirm() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            try await reserve(stores, "paid", 3)
+            let journal = journal(stores)
+            let reserved = try await outboxEvents(stores)
+            _ = try await journal.apply(reserved, epochs: engine.itemEpochs)
+            for event in reserved { _ = try await stores.redis.command("XDEL", event.stream, event.id) }
+            _ = try await engine.confirm(orderId: "paid")
+            let confirms = try await outboxEvents(stores).filter { $0.kind == .confirm }
+            #expect(confirms.count == 1)
+
+            try await flush(stores)
+            let rebuilt = try await engine.stock(stores.item(1))
+            #expect(rebuilt.available == 7)
+            #expect(rebuilt.reserved == 3)
+
+            let result = try await journal.apply(confirms, epochs: engine.itemEpochs)
+            #expect(result.staleLines.count == 1)
+            #expect(result.stockChanges == 0)
+            #expect(try await stores.mysqlStock(1) == 10)
+            #expect(try await stores.journalRows().map(\.status) == ["RESERVED"])
+            let line = try #require(confirms.first?.lines.first)
+            try await engine.markApplied(stores.item(1), orderId: "paid", kind: .confirm, quantity: 3, epoch: line.epoch)
+            #expect(try await stores.itemFields(1)["confirmed_unapplied"] == "0")
+            let report = try await ReconcilerTests().reconciler(stores).run(.business(stores.bizId))
+            #expect(report.differences == [])
+        }
+    }
+
+    @Test("a batch holding the item's row makes a rebuild wait, and the rebuild then counts its lines")
+    func rebuildWaitsForBatch() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            try await reserve(stores, "inflight", 4)
+            let held = try await outboxEvents(stores)
+
+            // The batch has locked the row when it asks for epochs; Redis loses its data at that moment and a
+            // reader starts the rebuild, which must wait for the batch's commit.
+            let rebuild = Mutex<Task<StockLevel, any Error>?>(nil)
+            let source = InterposedEpochs(inner: engine.itemEpochs) {
+                try await flush(stores)
+                rebuild.withLock { $0 = Task { try await engine.stock(stores.item(1)) } }
+                try await Task.sleep(for: .milliseconds(300))
+            }
+            let result = try await journal(stores).apply(held, epochs: source)
+            #expect(result.staleLines.isEmpty)
+            #expect(result.rowsInserted == 1)
+            let level = try await #require(rebuild.withLock { $0 }).value
+            #expect(level.available == 6)
+            #expect(level.reserved == 4)
+            let report = try await ReconcilerTests().reconciler(stores).run(.business(stores.bizId))
+            #expect(report.differences == [])
+        }
+    }
+}
+
+/// Runs `before` once, on the first call, then answers what `inner` answers.
+private final class InterposedEpochs: ItemEpochSource {
+    let inner: any ItemEpochSource
+    let before: @Sendable () async throws -> Void
+    let ran = Mutex(false)
+
+    init(inner: any ItemEpochSource, before: @escaping @Sendable () async throws -> Void) {
+        self.inner = inner
+        self.before = before
+    }
+
+    func currentEpochs(_ items: [StockItemID]) async throws -> [StockItemID: String] {
+        let first = ran.withLock { ran in
+            defer { ran = true }
+            return !ran
+        }
+        if first { try await before() }
+        return try await inner.currentEpochs(items)
+    }
+}
