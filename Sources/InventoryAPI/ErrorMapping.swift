@@ -1,5 +1,6 @@
 import Hummingbird
 import Inventory
+import Logging
 
 extension Problem {
     /// The one place domain errors become HTTP answers.
@@ -46,5 +47,15 @@ extension Problem {
         case .outcomeUnknown(let detail):
             self = .unavailable("\(detail); the change may or may not have been made: retry with the same id")
         }
+    }
+}
+
+extension Problem {
+    /// An error nothing expected (a bug, or a failure no layer maps): logged with the request's path (and, through
+    /// the task-local metadata, its id), answered as a 500 problem that says nothing about the internals.
+    static func unexpected(_ error: any Error, request: Request, logger: Logger) -> Response {
+        logger.error("unhandled error", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
+        return Problem(.internalServerError, type: "internal", title: "Internal error", detail: "an unexpected error occurred")
+            .makeResponse()
     }
 }

@@ -3,7 +3,8 @@ import Logging
 
 /// Wraps the router so that every answer that is not a success is problem+json: the router's own "no route"
 /// becomes 404 or, when the path exists with other methods, 405 with `Allow`; anything thrown that is not a
-/// `Problem` becomes a 500 problem and is logged, instead of the server's plain-text default.
+/// `Problem` becomes a 500 problem and is logged, instead of the server's plain-text default. Every answer leaves
+/// with an `X-Request-Id`: the one `RequestIdMiddleware` gave it, or a fresh one for an answer made out here.
 struct ProblemResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Context == BasicRequestContext {
     typealias Context = BasicRequestContext
 
@@ -12,6 +13,14 @@ struct ProblemResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Context
     let logger: Logger
 
     func respond(to request: Request, context: Context) async throws -> Response {
+        var response = await answer(request, context: context)
+        if response.headers[.requestId] == nil {
+            response.headers[.requestId] = RequestIdMiddleware<Context>.newId()
+        }
+        return response
+    }
+
+    private func answer(_ request: Request, context: Context) async -> Response {
         do {
             let response = try await inner.respond(to: request, context: context)
             // Only answers without a body of ours are re-said: problems pass, and so do JSON answers such as
@@ -31,9 +40,7 @@ struct ProblemResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Context
         } catch let error as HTTPError {
             return Problem(error.status, type: "http-\(error.status.code)", title: error.status.reasonPhrase, detail: error.body ?? error.status.reasonPhrase).makeResponse()
         } catch {
-            logger.error("unhandled error", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
-            return Problem(.internalServerError, type: "internal", title: "Internal error", detail: "an unexpected error occurred")
-                .makeResponse()
+            return Problem.unexpected(error, request: request, logger: logger)
         }
     }
 

@@ -9,17 +9,29 @@ struct RequestIdMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let incoming = request.headers[.requestId]
         let id = incoming.flatMap { Self.isSane($0) ? $0 : nil } ?? Self.newId()
-        var response: Response
-        do {
-            response = try await RequestMetadata.$requestId.withValue(id) {
-                try await next(request, context)
-            }
-        } catch let error as any HTTPResponseError {
-            // Errors become responses here rather than in the router, so that they carry the id too.
-            response = try error.response(from: request, context: context)
+        var response = await RequestMetadata.$requestId.withValue(id) {
+            await Self.answer(request, context: context, next: next)
         }
         response.headers[.requestId] = id
         return response
+    }
+
+    /// The handler's answer, or its error as an answer: errors become responses here rather than in the router,
+    /// so that they carry the id too, and an unexpected one is logged while the request id is still known.
+    private static func answer(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as any HTTPResponseError {
+            do {
+                return try error.response(from: request, context: context)
+            } catch {
+                return Problem.unexpected(error, request: request, logger: context.logger)
+            }
+        } catch {
+            return Problem.unexpected(error, request: request, logger: context.logger)
+        }
     }
 
     /// 1-128 visible ASCII characters: anything else (control characters, huge values) is not logged as given.
