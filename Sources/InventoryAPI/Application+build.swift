@@ -5,7 +5,8 @@ import Metrics
 import Prometheus
 import ServiceLifecycle
 
-/// Builds the HTTP application the binary runs and the tests call, around an engine.
+/// Builds the HTTP application the binary runs and the tests call, around an engine. A `WriteBackWorker` among
+/// `services` is the one the status page reports on.
 public func buildApplication(
     engine: any InventoryService,
     configuration: ServiceConfiguration,
@@ -19,6 +20,7 @@ public func buildApplication(
     let limiter = configuration.hotItemLimit > 0
         ? HotItemLimiter(limit: configuration.hotItemLimit, windowMilliseconds: configuration.hotItemWindowMilliseconds) : nil
     InventoryRoutes(engine: engine, limits: configuration.limits, limiter: limiter).register(on: router)
+    StatusRoutes(engine: engine, worker: services.lazy.compactMap { $0 as? WriteBackWorker }.first).register(on: router)
     router.get("/metrics") { _, _ in
         guard let metrics else { throw Problem.notFound("metrics are not exported by this instance") }
         return Response(
@@ -43,6 +45,7 @@ extension InventoryRoutes {
         (.post, "/v1/reservations/:orderId/refund"),
         (.get, "/v1/stock/:bizId/:skuId"), (.put, "/v1/stock/:bizId/:skuId"),
         (.post, "/v1/stock/:bizId/:skuId/adjustments"), (.get, "/healthz"), (.get, "/readyz"), (.get, "/openapi.json"), (.get, "/metrics"),
+        (.get, "/"), (.get, "/v1/status"),
     ] as [(HTTPRequest.Method, String)]).map { ($0.0, $0.1.split(separator: "/")) }
 }
 

@@ -16,6 +16,13 @@ struct JSONWriter {
         needsComma = false
     }
 
+    /// Opens an object as the value of `key` in the enclosing object.
+    mutating func beginObject(_ key: String) {
+        self.key(key)
+        buffer.writeInteger(UInt8(ascii: "{"))
+        needsComma = false
+    }
+
     mutating func endObject() {
         buffer.writeInteger(UInt8(ascii: "}"))
         needsComma = true
@@ -44,6 +51,12 @@ struct JSONWriter {
     mutating func field(_ key: String, _ value: some BinaryInteger) {
         self.key(key)
         buffer.writeString(String(value))
+    }
+
+    /// `key` with the value null.
+    mutating func null(_ key: String) {
+        self.key(key)
+        buffer.writeStaticString("null")
     }
 
     mutating func field(_ key: String, _ value: Bool) {

@@ -80,6 +80,9 @@ struct OpenAPITests {
             let document = try await send("the document", .get, "/openapi.json", expect: 200)
             #expect(Data(document.body.readableBytesView) == contract.bytes, "/openapi.json must serve the file byte for byte")
             try await send("metrics", .get, "/metrics", expect: 200)
+            try await send("status page", .get, "/", expect: 200)
+            try await send("status", .get, "/v1/status", expect: 200)
+            try await send("wrong method on the status page", .post, "/", expect: 405)
 
             // Stock.
             try await send("set stock", .put, "/v1/stock/\(biz)/1", #"{"stock": 10, "dangerNum": 2, "infinite": false, "backorderLimit": null}"#, expect: 200)
@@ -286,6 +289,7 @@ struct OpenAPITests {
                 ("reserve", .post, "/v1/reservations", #"{"orderId": "down-1", "bizId": "\#(stores.bizId)", "items": [{"skuId": 1, "quantity": 1}]}"#),
                 ("confirm", .post, "/v1/reservations/down-1/confirm", nil),
                 ("readiness", .get, "/readyz", nil),
+                ("status", .get, "/v1/status", nil),
             ]
             for (label, method, uri, body) in cases {
                 let response = try await client.execute(

@@ -466,7 +466,7 @@ public final class InventoryEngine: Sendable {
 
     /// Low-stock items get gauges, and a warning the first time they are seen low.
     private func noteLowStock(_ level: StockLevel) {
-        guard level.lowStock, level.dangerNum > 0 || level.available <= 0 else { return }
+        guard Self.isWatched(level) else { return }
         if InventoryMetrics.lowStock(level.item, available: level.available, reserved: level.reserved) {
             logger.warning(
                 "low stock",
@@ -673,6 +673,50 @@ public final class InventoryEngine: Sendable {
         let redisUp = (try? await redis.command("PING")) != nil
         let mysqlUp = (try? await mysql.ping()) != nil
         return (redisUp, runner.isLoaded(scripts.all), mysqlUp)
+    }
+
+    // MARK: - Status
+
+    /// Items worth an operator's eye: at or below a threshold that was set, or at (or below) zero.
+    private static func isWatched(_ level: StockLevel) -> Bool {
+        level.lowStock && (level.dangerNum > 0 || level.available <= 0)
+    }
+
+    /// The items seen low (the low-stock gauges' set, bounded by `InventoryMetrics.lowStockLimit`) as Redis has
+    /// them now, the lowest first; items restocked since, or not in Redis, are left out.
+    public func lowStockLevels() async throws -> [StockLevel] {
+        let levels = try await withThrowingTaskGroup(of: StockLevel?.self) { group in
+            for item in InventoryMetrics.lowStockItems() {
+                group.addTask { try await self.readStock(item) }
+            }
+            var levels: [StockLevel] = []
+            for try await level in group {
+                if let level, Self.isWatched(level) { levels.append(level) }
+            }
+            return levels
+        }
+        return levels.sorted { ($0.available, $0.item.bizId, $0.item.skuId) < ($1.available, $1.item.bizId, $1.item.skuId) }
+    }
+
+    /// Entries in every outbox stream: events the write-back worker has not applied yet.
+    public func outboxLength() async throws -> Int {
+        var total = 0
+        for stream in keys.outboxes {
+            total += Int(try await redisCall { try await self.redis.command("XLEN", stream) }.int ?? 0)
+        }
+        return total
+    }
+
+    /// Low items, outbox length and the last reconciliation. Redis failing is an error; MySQL failing only
+    /// leaves the reconciliation out.
+    public func status(lowStockLimit: Int) async throws -> EngineStatus {
+        async let reconcile = try? ReconcileSummary.latest(in: mysql)
+        let low = try await lowStockLevels()
+        let outbox = try await outboxLength()
+        return EngineStatus(
+            lowStock: Array(low.prefix(lowStockLimit)), lowStockCount: low.count, outboxEntries: outbox,
+            lastReconcile: await reconcile
+        )
     }
 
     // MARK: - Internals

@@ -109,6 +109,11 @@ public enum InventoryMetrics {
         return first
     }
 
+    /// The items the low-stock gauges track (at most `lowStockLimit`): every item seen low since the start.
+    static func lowStockItems() -> [StockItemID] {
+        lowStock.withLockedValue { Array($0.keys) }
+    }
+
     /// Nanoseconds since `start` (a `DispatchTime.now().uptimeNanoseconds`).
     static func since(_ start: UInt64) -> Int64 {
         Int64(DispatchTime.now().uptimeNanoseconds &- start)

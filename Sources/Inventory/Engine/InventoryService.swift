@@ -13,6 +13,14 @@ public protocol InventoryService: Sendable {
     func adjustStock(_ id: StockItemID, _ adjustment: StockAdjustment) async throws -> AdjustmentOutcome
     /// Named checks (store reachable, scripts loaded, …) and whether each passes.
     func readinessChecks() async -> [(name: String, ok: Bool)]
+    /// What the status page shows, with at most `lowStockLimit` low items; throws `InventoryError.unavailable`
+    /// only when the store that holds the stock cannot be asked.
+    func status(lowStockLimit: Int) async throws -> EngineStatus
+}
+
+extension InventoryService {
+    /// An engine that tracks nothing for the status page shows nothing (the database-only baseline).
+    public func status(lowStockLimit: Int) async throws -> EngineStatus { EngineStatus() }
 }
 
 extension InventoryEngine: InventoryService {

@@ -50,13 +50,61 @@ public struct WriteBackStats: Sendable {
     public var acknowledgeMilliseconds = 0.0
     /// Journal lag (event appended in Redis → committed in MySQL) of recent events, in milliseconds.
     public var recentLagMilliseconds: [Int64] = []
+    /// The lag sample of the window before: the progress log starts a new sample every 10 s, and a reader just
+    /// after that still wants recent numbers.
+    public var previousLagMilliseconds: [Int64] = []
+    /// Events applied in each of the last seconds.
+    var rate = EventRate()
 
     /// The lag percentile (0...100) of the recent sample, or nil when there is none.
     public func lagPercentile(_ percentile: Double) -> Int64? {
-        guard !recentLagMilliseconds.isEmpty else { return nil }
-        let sorted = recentLagMilliseconds.sorted()
+        Self.percentile(percentile, of: recentLagMilliseconds)
+    }
+
+    /// The percentile (0...100) of a sample by nearest rank, or nil for an empty sample.
+    static func percentile(_ percentile: Double, of sample: [Int64]) -> Int64? {
+        guard !sample.isEmpty else { return nil }
+        let sorted = sample.sorted()
         let rank = Int((percentile / 100 * Double(sorted.count - 1)).rounded())
         return sorted[min(max(rank, 0), sorted.count - 1)]
+    }
+}
+
+/// What the status page shows of a running worker.
+public struct WriteBackProgress: Sendable, Equatable {
+    /// Journal lag of the events applied in the last 10-20 s; nil when none were.
+    public var lagP50Milliseconds: Int64?
+    public var lagP99Milliseconds: Int64?
+    /// Events applied per second over the last (up to 10) whole seconds; nil in the worker's first second.
+    public var eventsPerSecond: Int?
+}
+
+/// Events counted per second since a start, kept for the last `windowSeconds` seconds only: a rate that follows
+/// the load, in bounded memory.
+struct EventRate: Sendable {
+    static let windowSeconds: Int64 = 10
+    private var started = ContinuousClock.now
+    private var counts: [Int64: Int] = [:]
+
+    /// Counts events at `now`.
+    mutating func record(_ events: Int, at now: ContinuousClock.Instant = .now) {
+        let second = Self.wholeSeconds(now - started)
+        counts[second, default: 0] += events
+        counts = counts.filter { $0.key > second - Self.windowSeconds }
+    }
+
+    /// Events per second over the whole seconds of the window before the current one; nil before the first
+    /// whole second.
+    func perSecond(at now: ContinuousClock.Instant = .now) -> Int? {
+        let current = Self.wholeSeconds(now - started)
+        let span = min(Self.windowSeconds, current)
+        guard span > 0 else { return nil }
+        let total = counts.filter { $0.key >= current - span && $0.key < current }.values.reduce(0, +)
+        return Int((Double(total) / Double(span)).rounded())
+    }
+
+    private static func wholeSeconds(_ duration: Duration) -> Int64 {
+        max(duration.components.seconds, 0)
     }
 }
 
@@ -105,6 +153,17 @@ public final class WriteBackWorker: Service, Sendable {
     /// A copy of the counters.
     public var stats: WriteBackStats { statsBox.withLockedValue { $0 } }
 
+    /// Recent journal lag and throughput, for the status page.
+    public var progress: WriteBackProgress {
+        statsBox.withLockedValue { stats in
+            let sample = stats.previousLagMilliseconds + stats.recentLagMilliseconds
+            return WriteBackProgress(
+                lagP50Milliseconds: WriteBackStats.percentile(50, of: sample),
+                lagP99Milliseconds: WriteBackStats.percentile(99, of: sample), eventsPerSecond: stats.rate.perSecond()
+            )
+        }
+    }
+
     /// Runs until graceful shutdown (or cancellation), finishing the batch in hand first.
     public func run() async throws {
         try await withGracefulShutdownHandler {
@@ -123,6 +182,7 @@ public final class WriteBackWorker: Service, Sendable {
     private var shouldStop: Bool { stopping.withLockedValue { $0 } || Task.isCancelled }
 
     private func loop() async throws {
+        statsBox.withLockedValue { $0.rate = EventRate() }
         var groupsReady = false
         // Entries this consumer read before a crash come first ("0"), then new ones (">").
         var readOwnPending = true
@@ -148,7 +208,7 @@ public final class WriteBackWorker: Service, Sendable {
                     readOwnPending = false
                     if ContinuousClock.now - lastGauge > .seconds(1) {
                         lastGauge = ContinuousClock.now
-                        InventoryMetrics.outboxEntries.record(try await outboxLength())
+                        InventoryMetrics.outboxEntries.record(try await engine.outboxLength())
                     }
                     continue
                 }
@@ -172,7 +232,8 @@ public final class WriteBackWorker: Service, Sendable {
         let now = ContinuousClock.now
         let stats = statsBox.withLockedValue { stats in
             let copy = stats
-            stats.recentLagMilliseconds.removeAll(keepingCapacity: true)
+            stats.previousLagMilliseconds = stats.recentLagMilliseconds
+            stats.recentLagMilliseconds = []
             return copy
         }
         let applied = stats.events - last.events
@@ -190,15 +251,6 @@ public final class WriteBackWorker: Service, Sendable {
             )
         }
         return (now, stats.events)
-    }
-
-    /// Entries in every outbox stream.
-    private func outboxLength() async throws -> Int {
-        var total = 0
-        for stream in keys.outboxes {
-            total += Int(try await redis.command("XLEN", stream).int ?? 0)
-        }
-        return total
     }
 
     private func createGroups() async throws {
@@ -289,6 +341,7 @@ public final class WriteBackWorker: Service, Sendable {
             stats.batches += 1
             stats.events += events.count
             stats.duplicates += result.duplicates.count
+            stats.rate.record(events.count)
             for event in events where event.kind == .reserve && event.atMilliseconds > 0 {
                 stats.recentLagMilliseconds.append(committedAt - event.atMilliseconds)
             }
