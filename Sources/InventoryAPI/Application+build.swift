@@ -16,7 +16,7 @@ public func buildApplication(
 ) -> some ApplicationProtocol {
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: RequestIdMiddleware())
-    router.add(middleware: MetricsMiddleware())
+    router.add(middleware: KnownMethodMetricsMiddleware())
     let limiter = configuration.hotItemLimit > 0
         ? HotItemLimiter(limit: configuration.hotItemLimit, windowMilliseconds: configuration.hotItemWindowMilliseconds) : nil
     InventoryRoutes(engine: engine, limits: configuration.limits, limiter: limiter).register(on: router)
@@ -31,6 +31,7 @@ public func buildApplication(
     let responder = ProblemResponder(inner: router.buildResponder(), routes: InventoryRoutes.templates, logger: logger)
     return Application(
         responder: responder,
+        server: SlowClientGuard.server(timeoutSeconds: configuration.httpIdleTimeoutSeconds, logger: logger),
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "inventoryd"),
         services: services,
         logger: logger

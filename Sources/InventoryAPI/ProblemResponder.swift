@@ -53,7 +53,10 @@ struct ProblemResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Context
 
     private func routeMiss(_ request: Request) -> Response {
         let segments = request.uri.path.split(separator: "/")
-        let allowed = routes.filter { route in
+        // An empty segment ("/v1/reservations//confirm", a trailing "/") is another resource, not a route's.
+        let hasEmptySegment = request.uri.path != "/"
+            && request.uri.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().contains("")
+        let allowed = hasEmptySegment ? [] : routes.filter { route in
             route.path.count == segments.count
                 && zip(route.path, segments).allSatisfy { template, segment in template.hasPrefix(":") || template == segment }
         }.map(\.method.rawValue)

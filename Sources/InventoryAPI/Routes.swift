@@ -132,7 +132,8 @@ public struct InventoryRoutes: Sendable {
                 detail: "send the body as application/json (no Content-Type was given)"
             )
         }
-        let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        // Not split(separator:), which drops empty pieces and so would read ";application/json" as JSON.
+        let mediaType = contentType.prefix { $0 != ";" }.trimmingCharacters(in: .whitespaces).lowercased()
         guard mediaType == "application/json" else {
             throw Problem(
                 .unsupportedMediaType, type: "unsupported-media-type", title: "Unsupported media type",
@@ -143,11 +144,13 @@ public struct InventoryRoutes: Sendable {
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: limits.maxBodyBytes)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw Problem(
-                .contentTooLarge, type: "body-too-large", title: "Body too large",
-                detail: "the body may be at most \(limits.maxBodyBytes) bytes"
-            )
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            // NIOTooManyBytesError: ProblemResponder answers it as the documented http-413 problem, the same as a body
+            // that is too large for Hummingbird itself.
+            throw error
+        } catch {
+            // The connection broke or was cut off (a body too slow to arrive) before the body was complete.
+            throw Problem.badRequest("the body ended before it was complete")
         }
         let decoder = JSONDecoder()
         decoder.userInfo[.inputLimits] = limits
@@ -176,8 +179,9 @@ public struct InventoryRoutes: Sendable {
         let skuText = context.parameters.get("skuId") ?? ""
         var errors: [Problem.FieldError] = []
         if !Patterns.isBizId(biz) { errors.append(.init(pointer: "path/bizId", detail: "must be \(Patterns.bizIdRule)")) }
-        // Positive and signed 64-bit: what the MySQL column and every client language hold exactly.
-        let sku = UInt64(skuText)
+        // Positive and signed 64-bit: what the MySQL column and every client language hold exactly. Decimal digits
+        // only: UInt64("+1") would take a sign the document does not allow.
+        let sku = skuText.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) } ? UInt64(skuText) : nil
         if sku == nil || sku == 0 || sku! > UInt64(Int64.max) {
             errors.append(.init(pointer: "path/skuId", detail: "must be an integer from 1 to \(Int64.max)"))
         }

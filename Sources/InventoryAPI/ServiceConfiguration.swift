@@ -8,6 +8,9 @@ import RedisClient
 public struct ServiceConfiguration: Sendable {
     public var httpHost = "127.0.0.1"
     public var httpPort = 8080
+    /// Seconds a connection may sit without a complete request part (idle, or a head that never ends), and a
+    /// request's body may take after its head, before the connection is closed; 0 = no limit.
+    public var httpIdleTimeoutSeconds = 10
     public var redis = RedisConfiguration()
     public var mysql = MySQLConfiguration()
     /// A read replica for the reconciler's first pass; nil = read the primary.
@@ -40,6 +43,7 @@ public struct ServiceConfiguration: Sendable {
         var reader = EnvironmentReader(environment: environment)
         settings.httpHost = reader.string("INVENTORY_HTTP_HOST", settings.httpHost)
         settings.httpPort = try reader.int("INVENTORY_HTTP_PORT", settings.httpPort, 1...65535)
+        settings.httpIdleTimeoutSeconds = try reader.int("INVENTORY_HTTP_IDLE_TIMEOUT_SECONDS", settings.httpIdleTimeoutSeconds, 0...3600)
         settings.redis.host = reader.string("INVENTORY_REDIS_HOST", settings.redis.host)
         settings.redis.port = try reader.int("INVENTORY_REDIS_PORT", settings.redis.port, 1...65535)
         settings.redis.connections = try reader.int("INVENTORY_REDIS_CONNECTIONS", settings.redis.connections, 1...256)
