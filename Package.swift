@@ -134,6 +134,26 @@ let package = Package(
             dependencies: ["LoadHarness"],
             path: "loadtest/Sources/loadgen"
         ),
+        // The fault suite (issue 6): its own Redis and MariaDB, the real inventoryd, faults under load.
+        .target(
+            name: "FaultSuite",
+            dependencies: [
+                "LoadHarness", "Inventory",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "loadtest/Sources/FaultSuite"
+        ),
+        .executableTarget(
+            name: "faults",
+            dependencies: ["FaultSuite", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "loadtest/Sources/faults"
+        ),
+        .testTarget(
+            name: "FaultSuiteTests",
+            dependencies: ["FaultSuite", "InventoryTestSupport"],
+            path: "loadtest/Tests/FaultSuiteTests"
+        ),
         .testTarget(
             name: "LoadHarnessTests",
             dependencies: [

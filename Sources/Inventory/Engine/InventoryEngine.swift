@@ -152,7 +152,11 @@ public final class InventoryEngine: Sendable {
             guard configuration.durability == .sync else { return .created(reservation) }
             let eventId = fields[safe: 3]?.text ?? ""
             let epochs = (fields[safe: 4]?.text ?? "").split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-            try await commitJournal(command, reservation: reservation, eventId: eventId, epochs: epochs)
+            do {
+                try await commitJournal(command, reservation: reservation, eventId: eventId, epochs: epochs)
+            } catch is JournalHasOrder {
+                return .replayed(try await self.reservation(orderId: orderId))
+            }
             return .created(reservation.with(persisted: true))
         case "replay":
             let status = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .reserved
@@ -386,12 +390,16 @@ public final class InventoryEngine: Sendable {
             throw InventoryError.unavailable("Redis lost its data while this reservation was being recorded; retry")
         }
         guard let duplicate = result.duplicates.first(where: { $0.orderId == command.orderId }) else { return }
-        let failure = InventoryError.orderClosed(
-            ReservationStatus(rawValue: duplicate.existingStatus.lowercased()) ?? .cancelled
-        )
+        // The journal has this order from an earlier reserve that Redis lost (a retry after Redis lost its data):
+        // this second hold is taken back, and the answer is what the journal holds.
         await undoReserve(orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId)
-        throw failure
+        let status = ReservationStatus(rawValue: duplicate.existingStatus.lowercased()) ?? .cancelled
+        if status == .cancelled || status == .expired { throw InventoryError.orderClosed(status) }
+        throw JournalHasOrder()
     }
+
+    /// Thrown by `commitJournal` when the order's live rows were in the journal already: answer a replay.
+    private struct JournalHasOrder: Error {}
 
     /// Takes back a hold made by the reserve event `eventId` (compensation: sync-mode journal failure, or a
     /// duplicate the worker found in the journal). When Redis cannot be reached it becomes a durable retry task.
@@ -829,12 +837,15 @@ public final class InventoryEngine: Sendable {
     /// Rebuilds an order's hash and its reserve/rollback keys from its journal rows. Returns false when the
     /// journal has no row of it (or MySQL cannot be asked: then the order is as unknown as Redis says).
     private func restoreOrder(_ orderId: String) async throws -> Bool {
+        guard let seen = try? await journal.rows(orderId: orderId), let any = seen.first else { return false }
+        // Items first, so they count these holds from the same journal. The rows are read again afterwards: a
+        // write-back batch may have moved them before the rebuild read MySQL (a confirm Redis lost, say), and
+        // once the items are rebuilt no line of the lost epoch changes them any more.
+        for line in seen where line.bizId == any.bizId {
+            _ = try await ensureItem(StockItemID(bizId: any.bizId, skuId: line.skuId))
+        }
         guard let rows = try? await journal.rows(orderId: orderId), let first = rows.first else { return false }
         let lines = rows.filter { $0.bizId == first.bizId }
-        // Items first, so they count these holds from the same journal.
-        for line in lines {
-            _ = try await ensureItem(StockItemID(bizId: first.bizId, skuId: line.skuId))
-        }
         var keyList = [keys.order(orderId), keys.expiryIndex(forOrder: orderId)]
         for line in lines {
             let id = StockItemID(bizId: first.bizId, skuId: line.skuId)

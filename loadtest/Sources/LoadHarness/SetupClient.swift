@@ -5,11 +5,19 @@ import NIOPosix
 
 /// A plain sequential HTTP/1.1 client for what happens around a phase: setting stock before it and reading it after.
 /// Not on the measured path.
-struct SetupClient: Sendable {
+public struct SetupClient: Sendable {
     let group: EventLoopGroup
     let target: Target
     let address: SocketAddress?
-    let timeout: Duration
+    public let timeout: Duration
+
+    /// A client of `target` on `group`; a request without an answer within `timeout` fails.
+    public init(group: EventLoopGroup, target: Target, address: SocketAddress? = nil, timeout: Duration) {
+        self.group = group
+        self.target = target
+        self.address = address
+        self.timeout = timeout
+    }
 
     /// An item's stock as the service shows it.
     struct StockLevel: Sendable, Decodable, Equatable {
@@ -18,7 +26,7 @@ struct SetupClient: Sendable {
     }
 
     /// Opens one connection for `body`, closed afterwards.
-    func withConnection<T: Sendable>(_ body: (SetupConnection) async throws -> T) async throws -> T {
+    public func withConnection<T: Sendable>(_ body: (SetupConnection) async throws -> T) async throws -> T {
         let bootstrap = ClientBootstrap(group: group).connectTimeout(.nanoseconds(timeout.nanoseconds))
         let initializer: @Sendable (Channel) -> EventLoopFuture<NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>> = {
             channel in
@@ -73,7 +81,7 @@ struct SetupClient: Sendable {
 }
 
 /// One open setup connection: one request at a time.
-final class SetupConnection {
+public final class SetupConnection {
     private let channel: Channel
     private let target: Target
     private let timeout: Duration
@@ -94,7 +102,7 @@ final class SetupConnection {
 
     /// Sends one request and collects its answer. A request without an answer within the timeout closes the
     /// connection and throws.
-    func request(_ method: HTTPMethod, _ path: String, json: String? = nil) async throws -> (status: Int, body: String) {
+    public func request(_ method: HTTPMethod, _ path: String, json: String? = nil) async throws -> (status: Int, body: String) {
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: target.hostHeader)
         var body: ByteBuffer?

@@ -1,0 +1,224 @@
+import Foundation
+
+/// A child process the fault suite starts, kills and restarts: a server of its own (Redis, MariaDB) or the
+/// service. Output goes to a log file in the run's directory.
+final class ChildProcess: @unchecked Sendable {
+    let name: String
+    let executable: String
+    let arguments: [String]
+    let environment: [String: String]
+    let logPath: String
+    private let lock = NSLock()
+    private var process: Process?
+
+    init(name: String, executable: String, arguments: [String], environment: [String: String] = [:], logPath: String) {
+        self.name = name
+        self.executable = executable
+        self.arguments = arguments
+        self.environment = environment
+        self.logPath = logPath
+    }
+
+    /// Starts the process; it must not be running.
+    func start() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        if !FileManager.default.fileExists(atPath: logPath) {
+            FileManager.default.createFile(atPath: logPath, contents: nil)
+        }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        log.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        lock.withLock { self.process = process }
+    }
+
+    var isRunning: Bool { lock.withLock { process?.isRunning ?? false } }
+    var pid: Int32? { lock.withLock { process?.processIdentifier } }
+
+    /// Sends `signal` and waits (bounded) for the process to exit; returns its exit status, nil if it did not exit.
+    @discardableResult
+    func stop(signal: Int32, within seconds: Double = 60) async -> Int32? {
+        guard let process = lock.withLock({ self.process }) else { return nil }
+        if process.isRunning { kill(process.processIdentifier, signal) }
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning, Date() < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        if process.isRunning { return nil }
+        lock.withLock { self.process = nil }
+        return process.terminationStatus
+    }
+}
+
+/// Where the fault suite finds the servers' programs (installed by scripts/setup.sh).
+enum Tools {
+    static func find(_ names: String...) throws -> String {
+        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
+        for name in names {
+            for directory in path + ["/usr/sbin", "/sbin", "/usr/bin", "/usr/local/bin"] {
+                let candidate = "\(directory)/\(name)"
+                if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            }
+        }
+        throw FaultSuiteError("none of \(names.joined(separator: ", ")) is installed (run scripts/setup.sh)")
+    }
+
+    /// A TCP port nothing listens on right now.
+    static func freePort() throws -> Int {
+        let socket = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
+                guard bind(socket, pointer, length) == 0 else { return -1 }
+                return getsockname(socket, pointer, &length)
+            }
+        }
+        guard bound == 0 else { throw FaultSuiteError("cannot find a free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Runs a program to completion; throws with its output when it fails.
+    @discardableResult
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw FaultSuiteError("\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(output)")
+        }
+        return output
+    }
+}
+
+/// A Redis server of the suite's own, with an append-only file, on a free loopback port.
+final class PrivateRedis: Sendable {
+    let port: Int
+    let directory: String
+    private let child: ChildProcess
+
+    init(directory: String) throws {
+        self.port = try Tools.freePort()
+        self.directory = directory
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        child = ChildProcess(
+            name: "redis", executable: try Tools.find("redis-server"),
+            arguments: [
+                "--port", String(port), "--bind", "127.0.0.1", "--protected-mode", "no", "--dir", directory,
+                "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--enable-debug-command", "local",
+            ],
+            logPath: directory + "/redis.log"
+        )
+    }
+
+    func start() async throws {
+        try child.start()
+        try await waitUntil("redis on port \(port)") { (try? Tools.run(try Tools.find("redis-cli"), ["-p", String(self.port), "ping"])) == "PONG\n" }
+    }
+
+    /// SIGKILL: the process dies at once; what it wrote to the AOF (every write, fsync'd once a second) survives.
+    func kill() async { await child.stop(signal: SIGKILL) }
+
+    /// Runs a redis-cli command.
+    @discardableResult
+    func cli(_ arguments: String...) throws -> String {
+        try Tools.run(try Tools.find("redis-cli"), ["-p", String(port)] + arguments)
+    }
+
+    func shutdown() async { await child.stop(signal: SIGTERM) }
+}
+
+/// A MariaDB server of the suite's own (initialised once into its directory) on a free loopback port.
+final class PrivateMariaDB: Sendable {
+    let port: Int
+    let directory: String
+    private let child: ChildProcess
+    private let socket: String
+
+    init(directory: String) throws {
+        self.port = try Tools.freePort()
+        self.directory = directory
+        self.socket = directory + "/mysqld.sock"
+        let user = ProcessInfo.processInfo.environment["USER"] ?? (try? Tools.run("/usr/bin/id", ["-un"]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? "root"
+        try FileManager.default.createDirectory(atPath: directory + "/data", withIntermediateDirectories: true)
+        if !FileManager.default.fileExists(atPath: directory + "/data/mysql") {
+            try Tools.run(
+                try Tools.find("mariadb-install-db", "mysql_install_db"),
+                [
+                    "--no-defaults", "--datadir=\(directory)/data", "--user=\(user)",
+                    "--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve",
+                ]
+            )
+        }
+        child = ChildProcess(
+            name: "mariadb", executable: try Tools.find("mariadbd", "mysqld"),
+            arguments: [
+                "--no-defaults", "--user=\(user)", "--datadir=\(directory)/data", "--port=\(port)",
+                "--bind-address=127.0.0.1", "--socket=\(socket)", "--pid-file=\(directory)/mysqld.pid",
+                "--log-error=\(directory)/error.log", "--innodb-buffer-pool-size=64M",
+                "--innodb-flush-log-at-trx-commit=2", "--max-connections=300", "--skip-name-resolve",
+            ],
+            logPath: directory + "/mariadbd.out"
+        )
+    }
+
+    func start() async throws {
+        try child.start()
+        let admin = try Tools.find("mariadb-admin", "mysqladmin")
+        try await waitUntil("mariadb on port \(port)") {
+            (try? Tools.run(admin, ["--no-defaults", "--socket=\(self.socket)", "-uroot", "--connect-timeout=2", "ping"])) != nil
+        }
+    }
+
+    /// Creates the database and the application user (idempotent).
+    func prepare(database: String, user: String, password: String) throws {
+        try Tools.run(
+            try Tools.find("mariadb", "mysql"),
+            [
+                "--no-defaults", "--socket=\(socket)", "-uroot", "-e",
+                """
+                CREATE DATABASE IF NOT EXISTS `\(database)`;
+                CREATE USER IF NOT EXISTS '\(user)'@'%' IDENTIFIED BY '\(password)';
+                CREATE USER IF NOT EXISTS '\(user)'@'127.0.0.1' IDENTIFIED BY '\(password)';
+                GRANT ALL ON `\(database)`.* TO '\(user)'@'%';
+                GRANT ALL ON `\(database)`.* TO '\(user)'@'127.0.0.1';
+                """,
+            ]
+        )
+    }
+
+    /// A clean stop (SIGTERM), as an operator's restart would do.
+    func stop() async { await child.stop(signal: SIGTERM, within: 120) }
+}
+
+/// Polls `condition` every 100 ms for up to `seconds`.
+func waitUntil(_ what: String, within seconds: Double = 60, _ condition: @Sendable () async throws -> Bool) async throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if (try? await condition()) == true { return }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    throw FaultSuiteError("\(what) not ready within \(Int(seconds)) s")
+}
+
+/// The suite could not set up or run a scenario (not a failed invariant: those are in the report).
+public struct FaultSuiteError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,218 @@
+import Foundation
+import LoadHarness
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// What the clients were told, order by order: the ground truth the journal and the stores are checked against.
+final class Ledger: @unchecked Sendable {
+    struct Order: Sendable {
+        let sku: Int
+        let quantity: Int64
+        /// Seconds since the scenario started when the hold was acknowledged.
+        let acknowledgedAt: Double
+        var confirmed = false
+        var cancelled = false
+    }
+
+    private let lock = NSLock()
+    private(set) var orders: [String: Order] = [:]
+    private(set) var statuses: [Int: Int] = [:]
+    private(set) var transportErrors = 0
+    private(set) var hung = 0
+    private(set) var gaveUp = 0
+    private(set) var sequenceViolations: [String] = []
+
+    func answered(_ status: Int) { lock.withLock { statuses[status, default: 0] += 1 } }
+    func transportError(timeout: Bool) {
+        lock.withLock {
+            transportErrors += 1
+            if timeout { hung += 1 }
+        }
+    }
+    func held(_ orderId: String, sku: Int, quantity: Int64, at: Double) {
+        lock.withLock { orders[orderId] = Order(sku: sku, quantity: quantity, acknowledgedAt: at) }
+    }
+    func confirmed(_ orderId: String) { lock.withLock { orders[orderId]?.confirmed = true } }
+    func cancelled(_ orderId: String) { lock.withLock { orders[orderId]?.cancelled = true } }
+    func abandoned() { lock.withLock { gaveUp += 1 } }
+    func violation(_ text: String) { lock.withLock { sequenceViolations.append(text) } }
+    var snapshot: (orders: [String: Order], statuses: [Int: Int], transport: Int, hung: Int, gaveUp: Int, violations: [String]) {
+        lock.withLock { (orders, statuses, transportErrors, hung, gaveUp, sequenceViolations) }
+    }
+}
+
+/// The steady workload: `lanes` clients, each on its own connection (reopened after a failure), reserving one
+/// unit of a random item, then confirming, cancelling or leaving the hold. Every request whose outcome is unknown
+/// (503, connection lost, no answer) is retried with the same orderId until it gets a definite answer, as a
+/// checkout service would. Some orders are also sent twice, confirmed twice, or cancelled before they reserve,
+/// and the answers to those are checked.
+struct Workload: Sendable {
+    let client: SetupClient
+    let bizId: String
+    let runId: String
+    let items: Int
+    let lanes: Int
+    let start: ContinuousClock.Instant
+    let ledger: Ledger
+    let stop: StopFlag
+    /// How long one step is retried before it is given up.
+    let retryLimit: Duration
+
+    enum Step: Sendable {
+        case reserve(order: String, sku: Int, repeatAfter: Bool)
+        case reserveAgain(order: String, sku: Int)
+        case confirm(order: String, repeatAfter: Bool)
+        case cancel(order: String)
+        case cancelAfterConfirm(order: String)
+        case cancelFirst(order: String, sku: Int)
+        case reserveAfterCancel(order: String, sku: Int)
+    }
+
+    func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            for lane in 0..<lanes {
+                group.addTask { await runLane(lane) }
+            }
+        }
+    }
+
+    private func seconds() -> Double {
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    }
+
+    private func runLane(_ lane: Int) async {
+        var random = SplitMix64(seed: UInt64(lane + 1) &* 0x9E37_79B9 &+ UInt64(runId.hashValue & 0xffff))
+        var counter = 0
+        var queue: [Step] = []
+        var stepStarted = ContinuousClock.now
+        func nextOrder() {
+            counter += 1
+            let order = "\(runId)-\(lane)-\(counter)"
+            let sku = 1 + Int(random.next() % UInt64(items))
+            if counter % 10 == 0 {
+                queue.append(.cancelFirst(order: order, sku: sku))
+            } else {
+                queue.append(.reserve(order: order, sku: sku, repeatAfter: counter % 5 == 0))
+            }
+            stepStarted = .now
+        }
+        while true {
+            do {
+                try await client.withConnection { connection in
+                    while true {
+                        if queue.isEmpty {
+                            if stop.isSet { return }
+                            nextOrder()
+                        }
+                        guard let step = queue.first else { continue }
+                        if ContinuousClock.now - stepStarted > retryLimit {
+                            ledger.abandoned()
+                            queue.removeFirst()
+                            stepStarted = .now
+                            continue
+                        }
+                        let sent = ContinuousClock.now
+                        let status: Int
+                        do {
+                            status = try await send(step, on: connection).status
+                        } catch {
+                            // No answer within the client's timeout is a hang; a connection reset is not.
+                            ledger.transportError(timeout: ContinuousClock.now - sent >= client.timeout * 0.95)
+                            throw error
+                        }
+                        ledger.answered(status)
+                        if status == 503 || status == 429 || status >= 500 {
+                            try await Task.sleep(for: .milliseconds(50))
+                            continue
+                        }
+                        queue.removeFirst()
+                        stepStarted = .now
+                        queue.insert(contentsOf: follow(step, status: status, random: &random), at: 0)
+                    }
+                }
+                return
+            } catch {
+                // A failed connect (the service is down) is counted when the request itself failed, not here.
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    private func send(_ step: Step, on connection: SetupConnection) async throws -> (status: Int, body: String) {
+        switch step {
+        case .reserve(let order, let sku, _), .reserveAgain(let order, let sku), .reserveAfterCancel(let order, let sku):
+            return try await connection.request(
+                .POST, "/v1/reservations",
+                json: #"{"orderId":"\#(order)","bizId":"\#(bizId)","items":[{"skuId":\#(sku),"quantity":1}]}"#
+            )
+        case .confirm(let order, _):
+            return try await connection.request(.POST, "/v1/reservations/\(order)/confirm")
+        case .cancel(let order), .cancelFirst(let order, _), .cancelAfterConfirm(let order):
+            return try await connection.request(.POST, "/v1/reservations/\(order)/cancel")
+        }
+    }
+
+    /// Records a definite answer and returns the steps that follow it.
+    private func follow(_ step: Step, status: Int, random: inout SplitMix64) -> [Step] {
+        switch step {
+        case .reserve(let order, let sku, let repeatAfter):
+            guard status == 200 || status == 201 else {
+                if status != 409 { ledger.violation("reserve \(order): \(status)") }
+                return []
+            }
+            ledger.held(order, sku: sku, quantity: 1, at: seconds())
+            // The same request again must be a replay (200) that holds nothing more.
+            var next: [Step] = repeatAfter ? [.reserveAgain(order: order, sku: sku)] : []
+            let roll = random.next() % 10
+            if roll < 4 {
+                next.append(.confirm(order: order, repeatAfter: roll == 0))
+            } else if roll < 7 {
+                next.append(.cancel(order: order))
+            }
+            return next
+        case .reserveAgain(let order, _):
+            if status != 200 { ledger.violation("reserve sent twice \(order): \(status)") }
+            return []
+        case .confirm(let order, let repeatAfter):
+            guard status == 200 else {
+                ledger.violation("confirm \(order): \(status)")
+                return []
+            }
+            ledger.confirmed(order)
+            // A confirm sent twice is a replay; a cancel after it is refused (409).
+            return repeatAfter ? [.confirm(order: order, repeatAfter: false), .cancelAfterConfirm(order: order)] : []
+        case .cancel(let order):
+            if status == 200 {
+                ledger.cancelled(order)
+            } else if status != 409 {
+                ledger.violation("cancel \(order): \(status)")
+            }
+            return []
+        case .cancelAfterConfirm(let order):
+            if status != 409 { ledger.violation("cancel after confirm \(order): \(status)") }
+            return []
+        case .cancelFirst(let order, let sku):
+            if status != 200 { ledger.violation("cancel before reserve \(order): \(status)") }
+            return [.reserveAfterCancel(order: order, sku: sku)]
+        case .reserveAfterCancel(let order, let sku):
+            if status == 200 || status == 201 {
+                // The anti-hanging guard failed: a reserve after its cancel must be refused. Keep the truth.
+                ledger.violation("reserve after cancel \(order): \(status)")
+                ledger.held(order, sku: sku, quantity: 1, at: seconds())
+            } else if status != 409 {
+                ledger.violation("reserve after cancel \(order): \(status)")
+            }
+            return []
+        }
+    }
+}
+
+/// Tells the lanes to finish what they are doing and stop.
+final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+}
