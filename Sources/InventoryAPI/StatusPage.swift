@@ -91,7 +91,10 @@ enum StatusPage {
         }
         function pad(n) { return String(n).padStart(2, "0"); }
         function clock(date) { return pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds()); }
-        function ms(value) { return value === null ? "–" : value + " ms"; }
+        function ms(value) {
+          if (value === null) return "–";
+          return value < 1000 ? value + " ms" : (value / 1000).toFixed(1) + " s";
+        }
         function ago(iso) {
           const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
           if (seconds < 120) return seconds + " s ago";
@@ -157,8 +160,14 @@ enum StatusPage {
           const timer = setTimeout(() => abort.abort(), REFRESH_MS);
           try {
             const response = await fetch(STATUS_URL, { cache: "no-store", signal: abort.signal });
-            const body = await response.json();
-            if (!response.ok) throw new Error(response.status + " " + (body.detail || body.title || "error"));
+            const text = await response.text();
+            let body = null;
+            try { body = JSON.parse(text); } catch (_) { body = null; }
+            if (!response.ok) {
+              const reason = body && (body.detail || body.title);
+              throw new Error("HTTP " + response.status + (reason ? " (" + reason + ")" : ""));
+            }
+            if (body === null) throw new Error("the answer is not JSON");
             show(body);
             lastGood = new Date();
             document.body.classList.remove("failed");
