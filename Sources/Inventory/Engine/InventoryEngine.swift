@@ -160,6 +160,9 @@ public final class InventoryEngine: Sendable {
             return .created(reservation.with(persisted: true))
         case "replay":
             let status = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .reserved
+            if configuration.durability == .sync && status == .reserved {
+                try await ensureRecorded(orderId: orderId, bizId: command.bizId)
+            }
             return .replayed(
                 Reservation(
                     orderId: orderId, bizId: command.bizId, status: status,
@@ -381,7 +384,7 @@ public final class InventoryEngine: Sendable {
         do {
             result = try await committer.commit(event)
         } catch {
-            await undoReserve(orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId)
+            await takeBackUnrecorded(command, lines: reservation.lines, eventId: eventId)
             throw mapMySQL(error)
         }
         if result.staleLines.contains(where: { $0.eventId == eventId }) {
@@ -400,6 +403,51 @@ public final class InventoryEngine: Sendable {
 
     /// Thrown by `commitJournal` when the order's live rows were in the journal already: answer a replay.
     private struct JournalHasOrder: Error {}
+
+    /// Sync mode, the journal commit failed: takes the hold back now, or, when Redis cannot do that either, leaves
+    /// it to the outbox. It is not stored as a retry task: the client was told 503 and may retry, and a replay
+    /// answered 200 meanwhile must not be undone later. A hold left so is recorded by the write-back worker like
+    /// any async reserve and expires if nobody confirms it.
+    private func takeBackUnrecorded(_ command: ReserveCommand, lines: [ReservationLine], eventId: String) async {
+        let task = CompensationTask.undoReserve(
+            orderId: command.orderId, bizId: command.bizId, eventId: eventId,
+            lines: lines.map { "\($0.skuId):\($0.reserved)" }.joined(separator: ",")
+        )
+        do {
+            try await runCompensation(task)
+            logger.warning("change reversed", metadata: ["compensation": "\(task)"])
+        } catch {
+            logger.error(
+                "could not take back a hold whose journal row failed; the worker records it from the outbox",
+                metadata: ["orderId": "\(command.orderId)", "event": "\(eventId)", "error": "\(error)"]
+            )
+        }
+    }
+
+    /// Sync mode, a replay of a held order: answers only once the journal has it, committing its reserve event
+    /// from the outbox if the worker has not yet (a retry after a 503 whose hold could not be taken back).
+    private func ensureRecorded(orderId: String, bizId: String) async throws {
+        if (try? await journal.isPersisted(orderId: orderId, bizId: bizId)) == true { return }
+        let stream = keys.outbox(forOrder: orderId)
+        let eventId = try await redisCall { try await self.redis.command("HGET", self.keys.order(orderId), "event") }.text ?? ""
+        let entry = eventId.isEmpty
+            ? nil
+            : OutboxEvent.entries(
+                stream: stream, try await redisCall { try await self.redis.command("XRANGE", stream, eventId, eventId) }
+            ).first?.event
+        guard let event = entry, event.kind == .reserve else {
+            throw InventoryError.unavailable("the reservation is held but not recorded yet; retry")
+        }
+        let result: JournalBatchResult
+        do {
+            result = try await committer.commit(event)
+        } catch {
+            throw mapMySQL(error)
+        }
+        if result.staleLines.contains(where: { $0.eventId == event.id }) {
+            throw InventoryError.unavailable("Redis lost its data while this reservation was being recorded; retry")
+        }
+    }
 
     /// Takes back a hold made by the reserve event `eventId` (compensation: sync-mode journal failure, or a
     /// duplicate the worker found in the journal). When Redis cannot be reached it becomes a durable retry task.
