@@ -82,7 +82,9 @@ public final class InventoryEngine: Sendable {
         self.mysql = mysql
         self.stockRepository = StockRepository(client: mysql)
         self.journal = JournalRepository(client: mysql)
-        self.committer = JournalCommitter(journal: journal, epochs: RedisItemEpochs(redis: redis, keys: configuration.keys))
+        self.committer = JournalCommitter(
+            journal: journal, epochs: RedisItemEpochs(runner: runner, script: scripts.epochs, keys: configuration.keys)
+        )
         self.scriptTimers = Dictionary(uniqueKeysWithValues: scripts.all.map { ($0.name, InventoryMetrics.scriptTimer($0.name)) })
         self.configuration = configuration
         self.logger = logger
@@ -482,7 +484,7 @@ public final class InventoryEngine: Sendable {
     }
 
     /// Where the write-back worker reads the items' epochs.
-    public var itemEpochs: any ItemEpochSource { RedisItemEpochs(redis: redis, keys: keys) }
+    public var itemEpochs: any ItemEpochSource { RedisItemEpochs(runner: runner, script: scripts.epochs, keys: keys) }
 
     /// A fresh epoch for an item being created or rebuilt in Redis: random, so two rebuilds never share one.
     static func newEpoch() -> String {
@@ -962,32 +964,30 @@ public final class InventoryEngine: Sendable {
     }
 }
 
-/// The items' epochs as Redis has them now, read with one pipelined HMGET per item.
+/// The items' epochs as Redis has them now, read by `epochs.lua` in chunks of 500 items.
 struct RedisItemEpochs: ItemEpochSource {
-    let redis: RedisClient
+    let runner: RedisScriptRunner
+    let script: RedisScript
     let keys: KeyLayout
 
     func currentEpochs(_ items: [StockItemID]) async throws -> [StockItemID: String] {
+        var epochs: [StockItemID: String] = [:]
         do {
-            return try await withThrowingTaskGroup(of: (StockItemID, String?).self) { group in
-                for item in items {
-                    group.addTask {
-                        let fields = try await redis.command("HMGET", keys.item(item), "stock_num", "epoch").array ?? []
-                        // No stock_num: missing, or only the init lock of a rebuild that has not written yet.
-                        guard fields.first?.text != nil else { return (item, nil) }
-                        return (item, fields[safe: 1]?.text ?? "")
-                    }
+            var offset = 0
+            while offset < items.count {
+                let chunk = items[offset..<min(offset + 500, items.count)]
+                let reply = try await runner.run(script, keys: chunk.map { keys.item($0) }, arguments: [])
+                let values = reply.array ?? []
+                for (index, item) in chunk.enumerated() {
+                    if let epoch = values[safe: index]?.text { epochs[item] = epoch }
                 }
-                var epochs: [StockItemID: String] = [:]
-                for try await (item, epoch) in group {
-                    if let epoch { epochs[item] = epoch }
-                }
-                return epochs
+                offset += chunk.count
             }
         } catch let error as RedisError {
             InventoryMetrics.redisError()
             throw InventoryError.unavailable("Redis: \(error.message)")
         }
+        return epochs
     }
 }
 

@@ -18,11 +18,12 @@ public struct InventoryScripts: Sendable {
     public let snapshot: RedisScript
     public let fixItem: RedisScript
     public let restoreOrder: RedisScript
+    public let epochs: RedisScript
 
     public var all: [RedisScript] {
         [
             reserve, rollback, confirm, setStock, adjustStock, undoStock, refund, undoReserve, applied, ack, initLock,
-            initItem, snapshot, fixItem, restoreOrder,
+            initItem, snapshot, fixItem, restoreOrder, epochs,
         ]
     }
 
@@ -53,7 +54,8 @@ public struct InventoryScripts: Sendable {
             initItem: try script("init_item"),
             snapshot: try script("snapshot"),
             fixItem: try script("fix_item"),
-            restoreOrder: try script("restore_order")
+            restoreOrder: try script("restore_order"),
+            epochs: try script("epochs")
         )
     }
 }
