@@ -385,6 +385,15 @@ public final class InventoryEngine: Sendable {
         let result: JournalBatchResult
         do {
             result = try await committer.commit(event)
+        } catch let error as JournalCommitOutcomeUnknown {
+            // The commit may have happened: taking the hold back now could leave an undo that later deletes a
+            // row a retry's replay relied on. The hold stays; the worker records it from the outbox (or finds it
+            // recorded), a retry's replay answers once the journal has it, and unconfirmed it expires.
+            logger.warning(
+                "journal commit outcome unknown; the hold is left to the write-back worker",
+                metadata: ["orderId": "\(command.orderId)", "event": "\(eventId)", "error": "\(error)"]
+            )
+            throw mapMySQL(error)
         } catch {
             await takeBackUnrecorded(command, lines: reservation.lines, eventId: eventId)
             throw mapMySQL(error)

@@ -171,6 +171,12 @@ public struct StaleLine: Sendable, Equatable, Hashable {
     public let quantity: Int64
 }
 
+/// The connection broke while COMMIT was in flight: the batch may or may not be in the journal.
+public struct JournalCommitOutcomeUnknown: Error, CustomStringConvertible {
+    public let underlying: MySQLError
+    public var description: String { "journal commit outcome unknown: \(underlying)" }
+}
+
 /// Where a batch learns each item's epoch in Redis.
 public protocol ItemEpochSource: Sendable {
     /// The epoch of each item Redis holds now; an item that is missing or still being rebuilt is left out.
@@ -280,7 +286,11 @@ public struct JournalRepository: Sendable {
                         try plan.run(on: connection, settingIsolation: false)
                     }
                     result.staleLines = stale
-                    try await session.execute("COMMIT")
+                    do {
+                        try await session.execute("COMMIT")
+                    } catch let error as MySQLError where error.code == .connectionLost {
+                        throw JournalCommitOutcomeUnknown(underlying: error)
+                    }
                     return result
                 } catch {
                     try? await session.execute("ROLLBACK")
