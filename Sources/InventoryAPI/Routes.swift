@@ -163,8 +163,14 @@ public struct InventoryRoutes: Sendable {
         }
     }
 
+    /// A path parameter as the client meant it: the router hands it over percent-encoded, and a client may encode
+    /// any character (":" as %3A). Empty when it does not decode to UTF-8, which no rule accepts.
+    private func parameter(_ name: String, _ context: BasicRequestContext) -> String {
+        context.parameters.get(name)?.removingPercentEncoding ?? ""
+    }
+
     private func orderId(_ context: BasicRequestContext) throws -> String {
-        let orderId = context.parameters.get("orderId") ?? ""
+        let orderId = parameter("orderId", context)
         guard Patterns.isOrderId(orderId) else {
             throw Problem.badRequest(
                 "orderId in the path must be \(Patterns.orderIdRule)",
@@ -175,8 +181,8 @@ public struct InventoryRoutes: Sendable {
     }
 
     private func stockItem(_ context: BasicRequestContext) throws -> StockItemID {
-        let biz = context.parameters.get("bizId") ?? ""
-        let skuText = context.parameters.get("skuId") ?? ""
+        let biz = parameter("bizId", context)
+        let skuText = parameter("skuId", context)
         var errors: [Problem.FieldError] = []
         if !Patterns.isBizId(biz) { errors.append(.init(pointer: "path/bizId", detail: "must be \(Patterns.bizIdRule)")) }
         // Positive and signed 64-bit: what the MySQL column and every client language hold exactly. Decimal digits
