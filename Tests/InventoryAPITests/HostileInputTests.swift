@@ -462,7 +462,7 @@ struct HostileCorpus {
         contentType: String? = "application/json", expected: Set<Int>
     ) {
         var headers = HTTPFields()
-        if let contentType, let field = HTTPField.Name("Content-Type") { headers[field] = contentType }
+        if let contentType { headers[.contentType] = contentType }
         // Now and then a junk request id too: it must be replaced, never break the answer.
         if Int.random(in: 0..<10, using: &generator) == 0 {
             headers[HTTPField.Name("X-Request-Id")!] = Self.junkText(&generator, length: Int.random(in: 1...300, using: &generator))
