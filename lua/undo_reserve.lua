@@ -1,36 +1,62 @@
--- undo_reserve.lua: take back a reservation whose synchronous journal write failed, as if it never happened.
+-- undo_reserve.lua: take back a hold whose journal row must not exist: a sync reserve whose journal commit failed,
+-- or a reserve the worker found duplicating a journal row of an earlier reserve of the order (Redis had lost it).
 --
--- KEYS[1] order hash   KEYS[2] outbox stream   KEYS[3] expiry index
--- then for each line i = 0..n-1: KEYS[4+2i] item hash, KEYS[5+2i] reserve key
--- ARGV[1] orderId   ARGV[2] the reserve's outbox event id   ARGV[3] now (ms)
+-- KEYS[1] order hash   KEYS[2] outbox stream   KEYS[3] expiry index   KEYS[4] undone marker of this reserve event
+-- then for each line i = 0..n-1: KEYS[5+2i] item hash, KEYS[6+2i] reserve key
+-- ARGV[1] orderId   ARGV[2] the reserve's outbox event id   ARGV[3] now (ms)   ARGV[4] retention (s)
+-- then for each line: ARGV[5+i] the quantity the reserve event held
 --
--- Returns {'ok'} when undone, {'gone'} when the order is no longer the reservation of that event (cancelled,
--- confirmed or replaced meanwhile: nothing is touched).
+-- Returns
+--   {'ok'}       the order was still that reservation: its stock is back, the order hash is deleted (so the
+--                caller may retry the same orderId), and an undo event tells the worker to remove the journal row
+--                that reserve event created, if any
+--   {'settled'}  the order went on with that hold (confirmed, cancelled, expired) before it could be taken back: the
+--                journal keeps the earlier row and applies the order's later events to it, so the item hands back
+--                the one hold too many it counts (used_stock_num −q, stock_num +q); the order stays
+--   {'gone'}     the order is another reservation now (or none), or this was done before: nothing is touched
 --
--- Unlike a rollback no rollback key is written and the order hash is deleted, so the caller may retry the same
--- orderId. The undo event tells the worker to remove the journal row that reserve event created, if any.
+-- The marker records that the event was taken back, once: a retry of this script changes nothing, and a sync reserve
+-- that meets the event's journal row knows the row is about to be removed (see InventoryEngine.commitJournal).
 
 local order = KEYS[1]
 local fields = redis.call('HMGET', order, 'status', 'event', 'biz')
-if fields[1] ~= 'reserved' or fields[2] ~= ARGV[2] then
+if fields[2] ~= ARGV[2] then
   return {'gone'}
 end
-local n = (#KEYS - 3) / 2
+if not redis.call('SET', KEYS[4], '1', 'NX', 'EX', tonumber(ARGV[4])) then
+  return {'gone'}
+end
+local n = (#KEYS - 4) / 2
+
+local function giveBack(itemKey, quantity)
+  if redis.call('HGET', itemKey, 'is_infinite') == '1' then
+    redis.call('HINCRBY', itemKey, 'used_stock_num', -quantity)
+  else
+    local left = redis.call('HINCRBY', itemKey, 'stock_num', quantity)
+    redis.call('HINCRBY', itemKey, 'used_stock_num', -quantity)
+    redis.call('HSET', itemKey, 'is_sell_out', left <= 0 and '1' or '0')
+  end
+end
+
+if fields[1] ~= 'reserved' then
+  for i = 0, n - 1 do
+    local quantity = tonumber(ARGV[5 + i] or '0')
+    if quantity > 0 and redis.call('HEXISTS', KEYS[5 + 2 * i], 'stock_num') == 1 then
+      giveBack(KEYS[5 + 2 * i], quantity)
+    end
+  end
+  return {'settled'}
+end
+
 local events = {}
 local epochs = {}
 for i = 0, n - 1 do
-  local itemKey = KEYS[4 + 2 * i]
-  local reserveKey = KEYS[5 + 2 * i]
+  local itemKey = KEYS[5 + 2 * i]
+  local reserveKey = KEYS[6 + 2 * i]
   epochs[#epochs + 1] = redis.call('HGET', itemKey, 'epoch') or ''
   local held = tonumber(redis.call('GET', reserveKey) or '0')
   if held > 0 then
-    if redis.call('HGET', itemKey, 'is_infinite') == '1' then
-      redis.call('HINCRBY', itemKey, 'used_stock_num', -held)
-    else
-      local left = redis.call('HINCRBY', itemKey, 'stock_num', held)
-      redis.call('HINCRBY', itemKey, 'used_stock_num', -held)
-      redis.call('HSET', itemKey, 'is_sell_out', left <= 0 and '1' or '0')
-    end
+    giveBack(itemKey, held)
     redis.call('DEL', reserveKey)
   end
   local sku = string.match(itemKey, ':(%d+)}')

@@ -46,7 +46,6 @@ struct ShutdownTests {
             let outcome = tally.snapshot
             print("SIGTERM under load (\(durability.rawValue)): \(outcome)")
             #expect(exit == 0, "inventoryd exited with \(exit.map(String.init) ?? "no status (killed)"); its output:\n\(server.output())")
-            #expect(outcome.acknowledgedAfterSigterm > 0, "requests were still answered after SIGTERM: \(outcome)")
             #expect(outcome.refused == Self.connections, "every client went on until a connection was refused")
             #expect(outcome.unexpected.isEmpty, "\(outcome.unexpected.prefix(5))")
             let badStatuses = outcome.statuses.filter { $0.key >= 500 && $0.key != 503 }

@@ -173,7 +173,7 @@ struct ReconcilerTests {
             }
             #expect(try await stores.drained())
             let sweeper = ExpirySweeper(engine: engine, logger: stores.logger)
-            _ = await sweeper.sweepJournal(graceMilliseconds: -1_000_000)
+            _ = await sweeper.sweepJournal(graceMilliseconds: -1_000_000, bizId: stores.bizId)
             #expect(try await stores.drained())
             worker.stop()
             try await task.value

@@ -349,15 +349,18 @@ public final class InventoryEngine: Sendable {
     }
 
     /// Orders the journal still holds RESERVED although their hold ended more than `graceMilliseconds` ago.
-    public func staleJournalHolds(graceMilliseconds: Int64, limit: Int) async throws -> [String] {
+    public func staleJournalHolds(graceMilliseconds: Int64, limit: Int, bizId: String? = nil) async throws -> [String] {
         do {
             let result = try await mysql.query(
                 """
                 SELECT DISTINCT order_id FROM reservation_journal
-                WHERE status = 'RESERVED' AND expires_at < FROM_UNIXTIME(? / 1000)
+                WHERE status = 'RESERVED' AND expires_at < FROM_UNIXTIME(? / 1000) AND (? = '' OR biz_id = ?)
                 LIMIT ?
                 """,
-                [.int(Self.nowMilliseconds() - graceMilliseconds), .int(Int64(limit))]
+                [
+                    .int(Self.nowMilliseconds() - graceMilliseconds), .string(bizId ?? ""), .string(bizId ?? ""),
+                    .int(Int64(limit)),
+                ]
             )
             return result.rows.compactMap { $0.string("order_id") }
         } catch {
@@ -404,9 +407,19 @@ public final class InventoryEngine: Sendable {
             throw InventoryError.unavailable("Redis lost its data while this reservation was being recorded; retry")
         }
         guard let duplicate = result.duplicates.first(where: { $0.orderId == command.orderId }) else { return }
-        // The journal has this order from an earlier reserve that Redis lost (a retry after Redis lost its data):
-        // this second hold is taken back, and the answer is what the journal holds.
+        // The journal has this order from an earlier reserve: this second hold is taken back. If that earlier
+        // hold was itself taken back (its sync commit failed, but the worker wrote its row from the outbox), the
+        // row is about to be removed: the client retries. Otherwise Redis lost the order, and the answer is what
+        // the journal holds.
         await undoReserve(orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId)
+        let earlierUndone = try? await redisCall {
+            try await self.redis.command(
+                "EXISTS", self.keys.undoneMarker(orderId: command.orderId, eventId: duplicate.existingReserveEvent)
+            )
+        }
+        if earlierUndone?.int != 0 {
+            throw InventoryError.unavailable("an earlier attempt of this order is still being taken back; retry")
+        }
         let status = ReservationStatus(rawValue: duplicate.existingStatus.lowercased()) ?? .cancelled
         if status == .cancelled || status == .expired { throw InventoryError.orderClosed(status) }
         throw JournalHasOrder()
@@ -438,9 +451,14 @@ public final class InventoryEngine: Sendable {
     /// Sync mode, a replay of a held order: answers only once the journal has it, committing its reserve event
     /// from the outbox if the worker has not yet (a retry after a 503 whose hold could not be taken back).
     private func ensureRecorded(orderId: String, bizId: String) async throws {
-        if (try? await journal.isPersisted(orderId: orderId, bizId: bizId)) == true { return }
         let stream = keys.outbox(forOrder: orderId)
         let eventId = try await redisCall { try await self.redis.command("HGET", self.keys.order(orderId), "event") }.text ?? ""
+        // A restored order ('' event) came from the journal. Otherwise the row must be this hold's own: a row of
+        // an earlier attempt of the order may be one an undo is about to remove.
+        let recorded = eventId.isEmpty
+            ? try? await journal.isPersisted(orderId: orderId, bizId: bizId)
+            : try? await journal.hasRow(orderId: orderId, bizId: bizId, reserveEvent: eventId)
+        if recorded == true { return }
         let entry = eventId.isEmpty
             ? nil
             : OutboxEvent.entries(
@@ -807,8 +825,8 @@ public final class InventoryEngine: Sendable {
         } catch {
             do {
                 _ = try await mysql.query(
-                    "INSERT INTO compensation_tasks (kind, payload, last_error) VALUES (?, ?, ?)",
-                    [.string(task.kind), .string(task.payload), .string("\(error)")]
+                    "INSERT INTO compensation_tasks (kind, key_prefix, payload, last_error) VALUES (?, ?, ?, ?)",
+                    [.string(task.kind), .string(keys.prefix), .string(task.payload), .string("\(error)")]
                 )
                 logger.error(
                     "reversal failed; stored as a retry task", metadata: ["compensation": "\(task)", "error": "\(error)"]
@@ -831,23 +849,41 @@ public final class InventoryEngine: Sendable {
                 arguments: [String(delta), fingerprint, String(configuration.retentionSeconds)]
             )
         case .undoReserve(let orderId, let bizId, let eventId, let lines):
-            var keyList = [keys.order(orderId), keys.outbox(forOrder: orderId), keys.expiryIndex(forOrder: orderId)]
-            for sku in lines.split(separator: ",").compactMap({ UInt64($0.split(separator: ":").first ?? "") }) {
+            var keyList = [
+                keys.order(orderId), keys.outbox(forOrder: orderId), keys.expiryIndex(forOrder: orderId),
+                keys.undoneMarker(orderId: orderId, eventId: eventId),
+            ]
+            var quantities: [String] = []
+            for line in lines.split(separator: ",") {
+                let parts = line.split(separator: ":")
+                guard let sku = UInt64(parts.first ?? "") else { continue }
                 let id = StockItemID(bizId: bizId, skuId: sku)
                 keyList.append(keys.item(id))
                 keyList.append(keys.reserveKey(id, orderId: orderId))
+                quantities.append(parts.count > 1 ? String(parts[1]) : "0")
             }
-            _ = try await runScript(
-                scripts.undoReserve, keys: keyList, arguments: [orderId, eventId, String(Self.nowMilliseconds())]
+            let reply = try await runScript(
+                scripts.undoReserve, keys: keyList,
+                arguments: [orderId, eventId, String(Self.nowMilliseconds()), String(configuration.retentionSeconds)]
+                    + quantities
             )
+            if reply.array?.first?.text == "settled" {
+                logger.warning(
+                    "a duplicate hold was confirmed or cancelled before it was taken back; its item counts it no more",
+                    metadata: ["orderId": "\(orderId)", "event": "\(eventId)"]
+                )
+            }
         }
     }
 
     /// Runs stored retry tasks, oldest first; returns how many succeeded now.
     public func retryCompensations(limit: Int = 100) async throws -> Int {
         let pending = try await mysql.query(
-            "SELECT id, kind, payload FROM compensation_tasks WHERE status = 'PENDING' ORDER BY id LIMIT ?",
-            [.int(Int64(limit))]
+            """
+            SELECT id, kind, payload FROM compensation_tasks
+            WHERE status = 'PENDING' AND key_prefix IN ('', ?) ORDER BY id LIMIT ?
+            """,
+            [.string(keys.prefix), .int(Int64(limit))]
         )
         var done = 0
         for row in pending.rows {

@@ -44,6 +44,11 @@ public struct KeyLayout: Sendable {
 
     public func outbox(forOrder orderId: String) -> String { outbox(shard: shard(of: orderId)) }
 
+    /// Marks a reserve event whose hold was taken back (see `undo_reserve.lua`); in the order's slot.
+    public func undoneMarker(orderId: String, eventId: String) -> String {
+        "\(prefix):{s\(shard(of: orderId))}:undone:\(eventId)"
+    }
+
     public func expiryIndex(forOrder orderId: String) -> String { "\(prefix):{s\(shard(of: orderId))}:expiry" }
 
     public func outbox(shard: Int) -> String { "\(prefix):{s\(shard)}:outbox" }

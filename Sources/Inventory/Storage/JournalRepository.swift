@@ -349,6 +349,15 @@ public struct JournalRepository: Sendable {
     }
 
     /// Whether the journal holds any row of the order in that business line.
+    /// Whether the journal has a row of this order made by this reserve event.
+    public func hasRow(orderId: String, bizId: String, reserveEvent: String) async throws -> Bool {
+        let result = try await client.query(
+            "SELECT 1 AS found FROM reservation_journal WHERE order_id = ? AND biz_id = ? AND reserve_event = ? LIMIT 1",
+            [.string(orderId), .string(bizId), .string(reserveEvent)]
+        )
+        return !result.rows.isEmpty
+    }
+
     public func isPersisted(orderId: String, bizId: String) async throws -> Bool {
         let result = try await client.query(
             "SELECT 1 AS found FROM reservation_journal WHERE order_id = ? AND biz_id = ? LIMIT 1",

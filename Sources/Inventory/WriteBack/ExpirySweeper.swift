@@ -38,12 +38,13 @@ public final class ExpirySweeper: Service, Sendable {
     }
 
     /// Expires orders the journal holds RESERVED past their deadline plus `graceMilliseconds` (by then the Redis
-    /// index should have handled them): the net under holds whose Redis state was lost. Returns how many expired.
+    /// index should have handled them): the net under holds whose Redis state was lost. Only those of `bizId` when
+    /// given (a test sharing the database with others). Returns how many expired.
     @discardableResult
-    public func sweepJournal(graceMilliseconds: Int64 = 60_000) async -> Int {
+    public func sweepJournal(graceMilliseconds: Int64 = 60_000, bizId: String? = nil) async -> Int {
         let orders: [String]
         do {
-            orders = try await engine.staleJournalHolds(graceMilliseconds: graceMilliseconds, limit: batch)
+            orders = try await engine.staleJournalHolds(graceMilliseconds: graceMilliseconds, limit: batch, bizId: bizId)
         } catch {
             logger.warning("expiry sweep could not read the journal", metadata: ["error": "\(error)"])
             return 0
