@@ -112,7 +112,7 @@ public final class FaultRunner: Sendable {
         self.log = log
     }
 
-    public func run(only: Set<Fault>? = nil) async throws -> [FaultResult] {
+    public func run(only: Set<Fault>? = nil, durability: String? = nil) async throws -> [FaultResult] {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let redis = try PrivateRedis(directory: directory + "/redis")
         log("fault suite: starting Redis on \(redis.port) and MariaDB (data in \(directory))")
@@ -125,7 +125,8 @@ public final class FaultRunner: Sendable {
         do {
             let base = ServiceEnvironment(redisPort: redis.port, mysqlPort: mariadb.port, httpPort: try Tools.freePort())
             try Tools.run(inventoryd, ["migrate"], environment: base.variables(durability: "async"))
-            for scenario in profile.scenarios where only?.contains(scenario.fault) ?? true {
+            for scenario in profile.scenarios
+            where only?.contains(scenario.fault) ?? true && (durability == nil || durability == scenario.durability) {
                 let context = ScenarioContext(
                     profile: profile, inventoryd: inventoryd, directory: directory, redis: redis, mariadb: mariadb,
                     environment: base, group: group, log: log

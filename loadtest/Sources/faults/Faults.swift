@@ -15,6 +15,9 @@ struct Faults: AsyncParsableCommand {
     @Option(help: "Run only these faults (comma-separated): \(Fault.allCases.map(\.rawValue).joined(separator: ", ")).")
     var only: String?
 
+    @Option(help: "Run only the scenarios of this durability mode (sync or async).")
+    var durability: String?
+
     @Option(help: "The inventoryd binary to run.")
     var inventoryd = ".build/release/inventoryd"
 
@@ -39,7 +42,7 @@ struct Faults: AsyncParsableCommand {
         let runner = FaultRunner(profile: full ? .full : .quick, inventoryd: inventoryd, directory: runDirectory) { line in
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
-        let outcome = try await runner.run(only: selected)
+        let outcome = try await runner.run(only: selected, durability: durability)
         let table = FaultRunner.markdown(outcome)
         print(table)
         try FileManager.default.createDirectory(atPath: results, withIntermediateDirectories: true)
