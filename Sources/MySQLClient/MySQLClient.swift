@@ -196,7 +196,10 @@ public final class MySQLClient: Sendable {
             logger.warning("a MySQL connection came back inside a transaction; it was rolled back")
         }
         if outcome.isBroken {
-            logger.warning("closing a broken MySQL connection; the next lease opens a new one")
+            logger.warning(
+                "closing a broken MySQL connection; the next lease opens a new one",
+                metadata: ["brokenBy": "\(outcome.brokenBy)"]
+            )
             handle.close()
         }
         handle.lastUsed = .now

@@ -12,6 +12,8 @@ public final class MySQLConnection {
     private var isLeased = true
     /// When the current call into Connector/C began, to recognise a read timeout.
     private var operationStarted = ContinuousClock.now
+    /// The statement running now, for the log line of a connection it breaks.
+    private var currentSQL = ""
 
     init(handle: MySQLConnectionHandle) {
         self.handle = handle
@@ -22,6 +24,7 @@ public final class MySQLConnection {
     /// is prepared once per connection and reused.
     public func query(_ sql: String, _ binds: [MySQLValue] = []) throws -> MySQLResult {
         let mysql = try liveConnection()
+        currentSQL = sql
         do {
             return try run(preparedStatement(sql, on: mysql), binds)
         } catch let error as MySQLError where error.errno == 1615 || error.errno == 2057 {
@@ -37,6 +40,7 @@ public final class MySQLConnection {
     /// binary protocol cannot prepare; never build its text from outside input, use `query` with binds for values.
     public func execute(_ sql: String) throws {
         let mysql = try liveConnection()
+        currentSQL = sql
         let status = sql.withCString { mysql_real_query(mysql, $0, CUnsignedLong(sql.utf8.count)) }
         guard status == 0 else { throw connectionError(mysql) }
         while true {
@@ -87,7 +91,7 @@ public final class MySQLConnection {
 
     /// Ends the lease: a connection still inside a transaction (the closure began one and did not finish it) is
     /// rolled back, so the next lease never inherits half a transaction.
-    func endLease() -> (wasInTransaction: Bool, isBroken: Bool) {
+    func endLease() -> (wasInTransaction: Bool, isBroken: Bool, brokenBy: String) {
         var wasInTransaction = false
         if let mysql = handle.mysql, !handle.isBroken {
             let status = mysql.pointee.server_status
@@ -99,7 +103,7 @@ public final class MySQLConnection {
             }
         }
         isLeased = false
-        return (wasInTransaction, handle.isBroken)
+        return (wasInTransaction, handle.isBroken, handle.brokenBy)
     }
 
     // MARK: - Statements
@@ -243,6 +247,9 @@ public final class MySQLConnection {
         }
         if error.discardsConnection {
             handle.isBroken = true
+            let elapsed = operationStarted.duration(to: .now)
+            let statement = currentSQL.split(whereSeparator: \.isWhitespace).joined(separator: " ").prefix(120)
+            handle.brokenBy = "\(statement) (after \(elapsed)): \(error.message)"
         }
         return error
     }

@@ -43,6 +43,8 @@ final class MySQLConnectionHandle: @unchecked Sendable {
     var statements: [String: UnsafeMutablePointer<MYSQL_STMT>] = [:]
     /// Set when an error left the connection unusable; the end of the lease then closes it.
     var isBroken = false
+    /// What broke it: the statement (its first 120 characters), how long it ran and the error, for the log.
+    var brokenBy = ""
     /// When the last lease ended, to decide whether the connection needs a ping before reuse.
     var lastUsed = ContinuousClock.now
     /// The read timeout the connection was opened with: Connector/C reports its expiry as an ordinary lost
@@ -95,6 +97,7 @@ final class MySQLConnectionHandle: @unchecked Sendable {
         }
         self.mysql = mysql
         self.isBroken = false
+        self.brokenBy = ""
         self.readTimeout = .seconds(configuration.readTimeoutSeconds)
     }
 
@@ -109,5 +112,6 @@ final class MySQLConnectionHandle: @unchecked Sendable {
         }
         mysql = nil
         isBroken = false
+        brokenBy = ""
     }
 }
