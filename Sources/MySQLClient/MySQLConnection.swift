@@ -23,6 +23,8 @@ public final class MySQLConnection {
     /// returns all of its rows. Values never become part of the SQL text, so they need no escaping. The statement
     /// is prepared once per connection and reused.
     public func query(_ sql: String, _ binds: [MySQLValue] = []) throws -> MySQLResult {
+        try handle.enter(sql)
+        defer { handle.leave() }
         let mysql = try liveConnection()
         currentSQL = sql
         do {
@@ -39,6 +41,8 @@ public final class MySQLConnection {
     /// Runs SQL text as is, through the text protocol, discarding any rows. Meant for DDL and statements the
     /// binary protocol cannot prepare; never build its text from outside input, use `query` with binds for values.
     public func execute(_ sql: String) throws {
+        try handle.enter(sql)
+        defer { handle.leave() }
         let mysql = try liveConnection()
         currentSQL = sql
         let status = sql.withCString { mysql_real_query(mysql, $0, CUnsignedLong(sql.utf8.count)) }

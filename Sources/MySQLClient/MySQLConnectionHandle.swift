@@ -1,4 +1,5 @@
 import CMariaDB
+import NIOConcurrencyHelpers
 import NIOPosix
 
 /// Process-wide Connector/C setup.
@@ -45,6 +46,29 @@ final class MySQLConnectionHandle: @unchecked Sendable {
     var isBroken = false
     /// What broke it: the statement (its first 120 characters), how long it ran and the error, for the log.
     var brokenBy = ""
+    /// The statement running on this connection now, if any: Connector/C must never see two threads on one
+    /// connection (their packets would interleave), so a second statement meanwhile is refused, loudly.
+    private let running = NIOLockedValueBox<String?>(nil)
+
+    /// Marks `sql` as running; throws if another statement is running on this connection.
+    func enter(_ sql: String) throws {
+        let other = running.withLockedValue { current -> String? in
+            if let current { return current }
+            current = sql
+            return nil
+        }
+        if let other {
+            throw MySQLError(
+                code: .queryFailed,
+                message: "a MySQL connection was used by two threads at once: \(sql.prefix(80)) while \(other.prefix(80)) ran"
+            )
+        }
+    }
+
+    /// Marks the running statement as finished.
+    func leave() {
+        running.withLockedValue { $0 = nil }
+    }
     /// When the last lease ended, to decide whether the connection needs a ping before reuse.
     var lastUsed = ContinuousClock.now
     /// The read timeout the connection was opened with: Connector/C reports its expiry as an ordinary lost
