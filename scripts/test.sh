@@ -16,7 +16,7 @@ if [ "$#" -gt 0 ]; then
     echo "==> swift test $*"
     exec swift test "$@"
 fi
-# The fault suite restarts servers of its own and loads the machine for ~2 min: it runs after the other tests,
+# The fault suite restarts servers of its own and loads the machine for about a minute: it runs after the other tests,
 # not beside them, so their timeouts are not judged on a machine it keeps busy.
 echo "==> swift test --skip FaultSuiteTests"
 swift test --skip FaultSuiteTests
