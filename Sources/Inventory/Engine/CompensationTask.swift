@@ -8,6 +8,14 @@ public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
     /// Take back the hold of one reserve event.
     case undoReserve(orderId: String, bizId: String, eventId: String, lines: String)
 
+    /// Takes back what `lines` held for the reserve event `eventId` ("sku:reserved,...").
+    static func undoReserve(orderId: String, bizId: String, eventId: String, lines: [ReservationLine]) -> Self {
+        .undoReserve(
+            orderId: orderId, bizId: bizId, eventId: eventId,
+            lines: lines.map { "\($0.skuId):\($0.reserved)" }.joined(separator: ",")
+        )
+    }
+
     var kind: String {
         switch self {
         case .undoStock: return "undo_stock"

@@ -398,7 +398,13 @@ public final class InventoryEngine: Sendable {
             )
             throw mapMySQL(error)
         } catch {
-            await takeBackUnrecorded(command, lines: reservation.lines, eventId: eventId)
+            // Taken back now, or, when Redis cannot do that either, left to the outbox: not a retry task, since
+            // the client was told 503 and a replay answered 200 meanwhile must not be undone later. The worker
+            // records such a hold like any async reserve, and it expires if nobody confirms it.
+            await compensate(
+                .undoReserve(orderId: command.orderId, bizId: command.bizId, eventId: eventId, lines: reservation.lines),
+                storingFailure: false
+            )
             throw mapMySQL(error)
         }
         if result.staleLines.contains(where: { $0.eventId == eventId }) {
@@ -427,26 +433,6 @@ public final class InventoryEngine: Sendable {
 
     /// Thrown by `commitJournal` when the order's live rows were in the journal already: answer a replay.
     private struct JournalHasOrder: Error {}
-
-    /// Sync mode, the journal commit failed: takes the hold back now, or, when Redis cannot do that either, leaves
-    /// it to the outbox. It is not stored as a retry task: the client was told 503 and may retry, and a replay
-    /// answered 200 meanwhile must not be undone later. A hold left so is recorded by the write-back worker like
-    /// any async reserve and expires if nobody confirms it.
-    private func takeBackUnrecorded(_ command: ReserveCommand, lines: [ReservationLine], eventId: String) async {
-        let task = CompensationTask.undoReserve(
-            orderId: command.orderId, bizId: command.bizId, eventId: eventId,
-            lines: lines.map { "\($0.skuId):\($0.reserved)" }.joined(separator: ",")
-        )
-        do {
-            try await runCompensation(task)
-            logger.warning("change reversed", metadata: ["compensation": "\(task)"])
-        } catch {
-            logger.error(
-                "could not take back a hold whose journal row failed; the worker records it from the outbox",
-                metadata: ["orderId": "\(command.orderId)", "event": "\(eventId)", "error": "\(error)"]
-            )
-        }
-    }
 
     /// Sync mode, a replay of a held order: answers only once the journal has it, committing its reserve event
     /// from the outbox if the worker has not yet (a retry after a 503 whose hold could not be taken back).
@@ -481,11 +467,7 @@ public final class InventoryEngine: Sendable {
     /// Takes back a hold made by the reserve event `eventId` (compensation: sync-mode journal failure, or a
     /// duplicate the worker found in the journal). When Redis cannot be reached it becomes a durable retry task.
     public func undoReserve(orderId: String, bizId: String, lines: [ReservationLine], eventId: String) async {
-        let task = CompensationTask.undoReserve(
-            orderId: orderId, bizId: bizId, eventId: eventId,
-            lines: lines.map { "\($0.skuId):\($0.reserved)" }.joined(separator: ",")
-        )
-        await compensate(task)
+        await compensate(.undoReserve(orderId: orderId, bizId: bizId, eventId: eventId, lines: lines))
     }
 
     /// The worker committed these outbox entries: acknowledge and delete them in one step.
@@ -818,11 +800,18 @@ public final class InventoryEngine: Sendable {
 
     /// Runs a reversal now; a failure is stored in MySQL for the retrier, and only if that fails too is it left
     /// to the reconciler.
-    func compensate(_ task: CompensationTask) async {
+    func compensate(_ task: CompensationTask, storingFailure: Bool = true) async {
         do {
             try await runCompensation(task)
             logger.warning("change reversed", metadata: ["compensation": "\(task)"])
         } catch {
+            guard storingFailure else {
+                logger.error(
+                    "reversal failed; not stored, the write-back worker records the change from the outbox",
+                    metadata: ["compensation": "\(task)", "error": "\(error)"]
+                )
+                return
+            }
             do {
                 _ = try await mysql.query(
                     "INSERT INTO compensation_tasks (kind, key_prefix, payload, last_error) VALUES (?, ?, ?, ?)",

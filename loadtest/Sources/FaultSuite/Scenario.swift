@@ -66,10 +66,7 @@ struct ScenarioContext: Sendable {
         let running = Task { await workload.run() }
         var faultTimes: [Double] = []
         try await Task.sleep(for: profile.loadBetween)
-        func now() -> Double {
-            let elapsed = ContinuousClock.now - start
-            return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        }
+        func now() -> Double { (ContinuousClock.now - start).seconds }
         for index in 0..<injections {
             log("  \(fault.rawValue) (\(durability)): injection \(index + 1) of \(injections)")
             let injectedAt = now()
@@ -218,13 +215,6 @@ struct ScenarioContext: Sendable {
     }
 }
 
-extension PrivateRedis {
-    @discardableResult
-    func cli(_ arguments: [String]) throws -> String {
-        try Tools.run(try Tools.find("redis-cli"), ["-p", String(port)] + arguments)
-    }
-}
-
 extension PrivateMariaDB {
     /// Rows of a query as tab-separated fields (the mariadb client's batch mode).
     func query(_ sql: String) throws -> [[String]] {
@@ -233,22 +223,5 @@ extension PrivateMariaDB {
             ["--no-defaults", "--socket=\(directory)/mysqld.sock", "-uroot", "-N", "-B", "inventory", "-e", sql]
         )
         return output.split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
-    }
-}
-
-extension Tools {
-    /// Runs a program and returns its exit status; its standard output goes to `logPath`.
-    static func status(_ executable: String, _ arguments: [String], environment: [String: String], logPath: String) throws -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
-        process.waitUntilExit()
-        return process.terminationStatus
     }
 }

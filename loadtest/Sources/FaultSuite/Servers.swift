@@ -43,8 +43,13 @@ final class ChildProcess: @unchecked Sendable {
     /// Sends `signal` and waits (bounded) for the process to exit; returns its exit status, nil if it did not exit.
     @discardableResult
     func stop(signal: Int32, within seconds: Double = 60) async -> Int32? {
+        if let process = lock.withLock({ self.process }), process.isRunning { kill(process.processIdentifier, signal) }
+        return await waitForExit(within: seconds)
+    }
+
+    /// Waits (bounded) for the process to exit; returns its exit status, nil if it did not exit.
+    func waitForExit(within seconds: Double) async -> Int32? {
         guard let process = lock.withLock({ self.process }) else { return nil }
-        if process.isRunning { kill(process.processIdentifier, signal) }
         let deadline = Date().addingTimeInterval(seconds)
         while process.isRunning, Date() < deadline {
             try? await Task.sleep(for: .milliseconds(20))
@@ -90,20 +95,36 @@ enum Tools {
     /// Runs a program to completion; throws with its output when it fails.
     @discardableResult
     static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
+        let process = try launch(executable, arguments, environment: environment, output: pipe)
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             throw FaultSuiteError("\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(output)")
         }
         return output
+    }
+
+    /// Runs a program to completion with its output in `logPath`; returns its exit status.
+    static func status(_ executable: String, _ arguments: [String], environment: [String: String], logPath: String) throws -> Int32 {
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        let process = try launch(executable, arguments, environment: environment, output: log)
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    private static func launch(
+        _ executable: String, _ arguments: [String], environment: [String: String], output: Any
+    ) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        return process
     }
 }
 
@@ -138,6 +159,12 @@ final class PrivateRedis: Sendable {
     /// Runs a redis-cli command.
     @discardableResult
     func cli(_ arguments: String...) throws -> String {
+        try cli(arguments)
+    }
+
+    /// Runs a redis-cli command.
+    @discardableResult
+    func cli(_ arguments: [String]) throws -> String {
         try Tools.run(try Tools.find("redis-cli"), ["-p", String(port)] + arguments)
     }
 
@@ -145,7 +172,7 @@ final class PrivateRedis: Sendable {
     /// inherits the block and never sees the signal), SIGKILL if it has not exited within 10 s.
     func shutdown() async {
         _ = try? cli("SHUTDOWN", "NOSAVE")
-        if await child.stop(signal: 0, within: 10) == nil {
+        if await child.waitForExit(within: 10) == nil {
             await child.stop(signal: SIGKILL)
         }
     }
@@ -212,6 +239,13 @@ final class PrivateMariaDB: Sendable {
 
     /// A clean stop (SIGTERM), as an operator's restart would do.
     func stop() async { await child.stop(signal: SIGTERM, within: 120) }
+}
+
+extension Duration {
+    /// The duration in seconds, fractions included.
+    var seconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
 }
 
 /// Polls `condition` every 100 ms for up to `seconds`.

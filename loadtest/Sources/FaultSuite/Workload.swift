@@ -77,10 +77,7 @@ struct Workload: Sendable {
         }
     }
 
-    private func seconds() -> Double {
-        let elapsed = ContinuousClock.now - start
-        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-    }
+    private func seconds() -> Double { (ContinuousClock.now - start).seconds }
 
     private func runLane(_ lane: Int) async {
         var random = SplitMix64(seed: UInt64(lane + 1) &* 0x9E37_79B9 &+ UInt64(runId.hashValue & 0xffff))
