@@ -268,18 +268,23 @@ public struct JournalRepository: Sendable {
                     try await session.perform { connection in try Self.lockStockRows(items, on: connection) }
                     let current = try await epochs.currentEpochs(items)
                     var stale: [StaleLine] = []
-                    let kept = events.map { event in
-                        event.filteringLines { line in
+                    var staleKeys: Set<StaleKey> = []
+                    for (index, event) in events.enumerated() {
+                        for line in event.lines {
                             let item = StockItemID(bizId: event.bizId, skuId: line.skuId)
-                            guard let epoch = current[item], epoch != line.epoch else { return true }
+                            guard let epoch = current[item], epoch != line.epoch else { continue }
                             stale.append(
                                 StaleLine(
                                     eventId: event.id, kind: event.kind, orderId: event.orderId, item: item,
                                     quantity: line.quantity
                                 )
                             )
-                            return false
+                            staleKeys.insert(StaleKey(event: index, skuId: line.skuId))
                         }
+                    }
+                    // Stale lines are rare (a Redis data loss): the batch is copied only when there are some.
+                    let kept = staleKeys.isEmpty ? events : events.enumerated().map { index, event in
+                        event.filteringLines { !staleKeys.contains(StaleKey(event: index, skuId: $0.skuId)) }
                     }
                     let plan = BatchPlan(kept)
                     var result = try await session.perform { connection in
@@ -298,6 +303,12 @@ public struct JournalRepository: Sendable {
                 }
             }
         }
+    }
+
+    /// A line of the batch by its event's position and its SKU.
+    private struct StaleKey: Hashable {
+        let event: Int
+        let skuId: UInt64
     }
 
     private func retryingDeadlocks(_ body: () async throws -> JournalBatchResult) async throws -> JournalBatchResult {
@@ -382,6 +393,12 @@ private struct LineKey: Hashable, Sendable, Comparable {
     var binds: [MySQLValue] {
         [.string(orderId), .string(bizId), skuValue(skuId)]
     }
+
+    func appendBinds(to binds: inout [MySQLValue]) {
+        binds.append(.string(orderId))
+        binds.append(.string(bizId))
+        binds.append(skuValue(skuId))
+    }
 }
 
 private struct ReserveLine: Sendable {
@@ -431,6 +448,11 @@ private struct LedgerLine: Sendable {
 private struct BatchPlan: Sendable {
     var undos: [UndoLine] = []
     var reserves: [ReserveLine] = []
+    /// Positions in `reserves` of each line's first reserve (it creates the row; later ones of other events are
+    /// duplicates), in key order, so concurrent batches lock rows in the same order.
+    var firstReserves: [Int] = []
+    /// For each position in `reserves`, the position of its line's first reserve.
+    var firstOfLine: [Int] = []
     var statusChanges: [StatusChange] = []
     var ledger: [LedgerLine] = []
 
@@ -494,6 +516,18 @@ private struct BatchPlan: Sendable {
                 }
             }
         }
+        var firstByKey: [LineKey: Int] = [:]
+        firstByKey.reserveCapacity(reserves.count)
+        firstOfLine.reserveCapacity(reserves.count)
+        for (index, line) in reserves.enumerated() {
+            let first = firstByKey[line.key, default: index]
+            if first == index {
+                firstByKey[line.key] = index
+                firstReserves.append(index)
+            }
+            firstOfLine.append(first)
+        }
+        firstReserves.sort { [reserves] in reserves[$0].key < reserves[$1].key }
         statusChanges = [
             StatusChange(from: "RESERVED", to: "CONFIRMED", keys: Self.unique(confirms)),
             StatusChange(from: "RESERVED", to: "CANCELLED", keys: Self.unique(cancels)),
@@ -544,53 +578,59 @@ private struct BatchPlan: Sendable {
 
     private func reserve(on connection: MySQLConnection, into result: inout JournalBatchResult) throws {
         guard !reserves.isEmpty else { return }
-        // The first reserve of a line in the batch creates its row; later ones of other events are duplicates.
-        var seen: Set<LineKey> = []
-        let firsts = reserves.filter { seen.insert($0.key).inserted }.sorted { $0.key < $1.key }
-
         // Rows that exist already (a redelivery, sync mode's commit, or a duplicate) are read, not written: an
-        // insert that meets an existing key would lock the gap before it.
-        var existing: [LineKey: (status: String, reserveEvent: String)] = [:]
-        for chunk in paddedChunks(firsts.map(\.key)) {
+        // insert that meets an existing key would lock the gap before it. Indexed by position in `reserves`.
+        var existing = [(status: String, reserveEvent: String)?](repeating: nil, count: reserves.count)
+        for chunk in paddedChunks(firstReserves) {
+            var binds: [MySQLValue] = []
+            binds.reserveCapacity(chunk.count * 3)
+            for index in chunk { reserves[index].key.appendBinds(to: &binds) }
             let rows = try connection.query(
                 """
                 SELECT order_id, biz_id, sku_id, status, reserve_event FROM reservation_journal
                 WHERE (order_id, biz_id, sku_id) IN (\(tuples(chunk.count, "(?, ?, \(sku))")))
                 """,
-                chunk.flatMap(\.binds)
+                binds
             ).rows
+            guard !rows.isEmpty else { continue }
+            let positions = Dictionary(chunk.map { (reserves[$0].key, $0) }, uniquingKeysWith: { first, _ in first })
             for row in rows {
                 guard let orderId = row.string("order_id"), let bizId = row.string("biz_id"),
-                    let skuId = row.uint64("sku_id")
+                    let skuId = row.uint64("sku_id"),
+                    let position = positions[LineKey(orderId: orderId, bizId: bizId, skuId: skuId)]
                 else { continue }
-                existing[LineKey(orderId: orderId, bizId: bizId, skuId: skuId)] =
-                    (row.string("status") ?? "", row.string("reserve_event") ?? "")
+                existing[position] = (row.string("status") ?? "", row.string("reserve_event") ?? "")
             }
         }
 
-        let missing = firsts.filter { existing[$0.key] == nil }
+        let missing = firstReserves.filter { existing[$0] == nil }
         for chunk in exactChunks(missing) {
+            var binds: [MySQLValue] = []
+            binds.reserveCapacity(chunk.count * 7)
+            for index in chunk {
+                let line = reserves[index]
+                line.key.appendBinds(to: &binds)
+                binds.append(line.userId.map(MySQLValue.string) ?? .null)
+                binds.append(.int(line.quantity))
+                binds.append(.string(line.expiresAt))
+                binds.append(.string(line.eventId))
+            }
             let inserted = try insertingConcurrently(
                 connection,
                 """
                 INSERT INTO reservation_journal (order_id, biz_id, sku_id, user_id, quantity, status, expires_at, reserve_event)
                 VALUES \(tuples(chunk.count, "(?, ?, \(sku), ?, ?, 'RESERVED', ?, ?)"))
                 """,
-                chunk.flatMap { line in
-                    line.key.binds + [
-                        line.userId.map(MySQLValue.string) ?? .null, .int(line.quantity), .string(line.expiresAt),
-                        .string(line.eventId),
-                    ]
-                }
+                binds
             )
             result.rowsInserted += Int(inserted.affectedRows)
         }
-        for line in missing {
-            existing[line.key] = ("RESERVED", line.eventId)
+        for index in missing {
+            existing[index] = ("RESERVED", reserves[index].eventId)
         }
 
-        for line in reserves {
-            guard let row = existing[line.key], row.reserveEvent != line.eventId else { continue }
+        for (index, line) in reserves.enumerated() {
+            guard let row = existing[firstOfLine[index]], row.reserveEvent != line.eventId else { continue }
             result.duplicates.append(
                 JournalBatchResult.DuplicateLine(
                     orderId: line.key.orderId, bizId: line.key.bizId, skuId: line.key.skuId, quantity: line.quantity,

@@ -4,27 +4,43 @@ extension OutboxEvent {
     /// Reads an outbox entry as the scripts write it: `type`, `order`, `biz`, `user`, `items` (`sku:qty,...`),
     /// `epochs` (the items' epochs, in the same order), `expires_at`, `at`, `reserve_event`. Nil for an entry that is not an event (or was deleted: no fields).
     static func parse(stream: String, id: String, fields: [RedisValue]) -> OutboxEvent? {
-        var values: [String: String] = [:]
+        // One pass over the pairs, no dictionary: the worker parses every entry of every batch.
+        var kind: Kind?
+        var orderId: String?
+        var bizId = ""
+        var user: String?
+        var items = ""
+        var epochs = ""
+        var expiresAt: Int64?
+        var at: Int64 = 0
+        var reserveEvent: String?
         var index = 0
         while index + 1 < fields.count {
-            values[fields[index].text ?? ""] = fields[index + 1].text ?? ""
+            let value = fields[index + 1].text ?? ""
+            switch fields[index].text ?? "" {
+            case "type": kind = Kind(rawValue: value)
+            case "order": orderId = value
+            case "biz": bizId = value
+            case "user": user = value.isEmpty ? nil : value
+            case "items": items = value
+            case "epochs": epochs = value
+            case "expires_at": expiresAt = Int64(value)
+            case "at": at = Int64(value) ?? 0
+            case "reserve_event": reserveEvent = value
+            default: break
+            }
             index += 2
         }
-        guard let kindText = values["type"], let kind = Kind(rawValue: kindText), let orderId = values["order"] else {
-            return nil
-        }
-        let epochs = (values["epochs"] ?? "").split(separator: ",", omittingEmptySubsequences: false)
-        let lines = (values["items"] ?? "").split(separator: ",").enumerated().compactMap { index, part -> Line? in
+        guard let kind, let orderId else { return nil }
+        let epochList = epochs.split(separator: ",", omittingEmptySubsequences: false)
+        let lines = items.split(separator: ",").enumerated().compactMap { index, part -> Line? in
             let pieces = part.split(separator: ":")
             guard pieces.count == 2, let sku = UInt64(pieces[0]), let quantity = Int64(pieces[1]) else { return nil }
-            return Line(skuId: sku, quantity: quantity, epoch: index < epochs.count ? String(epochs[index]) : "")
+            return Line(skuId: sku, quantity: quantity, epoch: index < epochList.count ? String(epochList[index]) : "")
         }
-        let user = values["user"].flatMap { $0.isEmpty ? nil : $0 }
         return OutboxEvent(
-            id: id, stream: stream, kind: kind, orderId: orderId, bizId: values["biz"] ?? "", userId: user,
-            lines: lines, expiresAtMilliseconds: values["expires_at"].flatMap { Int64($0) },
-            atMilliseconds: values["at"].flatMap { Int64($0) } ?? 0,
-            reserveEventId: values["reserve_event"]
+            id: id, stream: stream, kind: kind, orderId: orderId, bizId: bizId, userId: user, lines: lines,
+            expiresAtMilliseconds: expiresAt, atMilliseconds: at, reserveEventId: reserveEvent
         )
     }
 

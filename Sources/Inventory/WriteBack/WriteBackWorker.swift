@@ -43,7 +43,8 @@ public struct WriteBackStats: Sendable {
     public var events = 0
     public var duplicates = 0
     public var failedAttempts = 0
-    /// Time spent reading the outbox, in the MySQL transaction, settling Redis and acknowledging, in ms.
+    /// Time spent reading the outbox (mostly while the batch before is applied), in the MySQL transaction,
+    /// settling Redis and acknowledging, in ms.
     public var readMilliseconds = 0.0
     public var applyMilliseconds = 0.0
     public var settleMilliseconds = 0.0
@@ -107,6 +108,9 @@ struct EventRate: Sendable {
         max(duration.components.seconds, 0)
     }
 }
+
+/// One entry read from an outbox stream; `event` is nil for an entry deleted while pending (acknowledged as is).
+typealias OutboxEntry = (stream: String, id: String, event: OutboxEvent?)
 
 /// Applies the outbox to MySQL: reads every shard's stream through a consumer group (at-least-once), applies a
 /// batch in one transaction (idempotent, see `JournalRepository.apply`), then settles Redis (duplicates taken
@@ -190,7 +194,12 @@ public final class WriteBackWorker: Service, Sendable {
         var lastGauge = ContinuousClock.now
         var lastReport = (at: ContinuousClock.now, events: 0)
         var backoff = 50
-        while !shouldStop {
+        // The next batch of new entries, read while the one in hand is applied.
+        var prefetched: Task<[OutboxEntry], any Error>?
+        defer { prefetched?.cancel() }
+        // A batch read ahead is applied before stopping: left unapplied, its entries would wait as this consumer's
+        // pending entries until it restarts (or another worker claims them).
+        while !shouldStop || prefetched != nil {
             if ContinuousClock.now - lastReport.at >= .seconds(10) {
                 lastReport = report(since: lastReport)
             }
@@ -203,7 +212,13 @@ public final class WriteBackWorker: Service, Sendable {
                     lastClaim = ContinuousClock.now
                     if try await claimAbandoned() > 0 { readOwnPending = true }
                 }
-                let entries = try await read(pending: readOwnPending)
+                let entries: [OutboxEntry]
+                if let next = prefetched {
+                    prefetched = nil
+                    entries = try await next.value
+                } else {
+                    entries = try await read(pending: readOwnPending)
+                }
                 if entries.isEmpty {
                     readOwnPending = false
                     if ContinuousClock.now - lastGauge > .seconds(1) {
@@ -212,9 +227,19 @@ public final class WriteBackWorker: Service, Sendable {
                     }
                     continue
                 }
+                // Only new entries (">") are read ahead: re-reading this consumer's pending ones ("0") would return
+                // the batch in hand. Read entries stay pending until acknowledged, so a failure below loses none:
+                // the retry reads them back with the batch in hand (same connection, so after this read).
+                if !readOwnPending && !shouldStop {
+                    prefetched = Task { try await self.read(pending: false) }
+                }
                 try await process(entries)
                 backoff = 50
             } catch {
+                if let next = prefetched {
+                    prefetched = nil
+                    _ = await next.result
+                }
                 statsBox.withLockedValue { $0.failedAttempts += 1 }
                 logger.warning(
                     "write-back batch failed; retrying",
@@ -266,7 +291,7 @@ public final class WriteBackWorker: Service, Sendable {
         Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
     }
 
-    private func read(pending: Bool) async throws -> [(stream: String, id: String, event: OutboxEvent?)] {
+    private func read(pending: Bool) async throws -> [OutboxEntry] {
         let started = ContinuousClock.now
         defer {
             let elapsed = Self.milliseconds(ContinuousClock.now - started)
@@ -283,7 +308,7 @@ public final class WriteBackWorker: Service, Sendable {
             if message.hasPrefix("NOGROUP") { try await createGroups() }
             throw RedisError(.server, "XREADGROUP: \(message)")
         }
-        var entries: [(stream: String, id: String, event: OutboxEvent?)] = []
+        var entries: [OutboxEntry] = []
         for streamReply in reply.array ?? [] {
             guard let parts = streamReply.array, let stream = parts.first?.text, parts.count > 1 else { continue }
             for entry in OutboxEvent.entries(stream: stream, parts[1]) {
@@ -309,7 +334,7 @@ public final class WriteBackWorker: Service, Sendable {
         return claimed
     }
 
-    private func process(_ entries: [(stream: String, id: String, event: OutboxEvent?)]) async throws {
+    private func process(_ entries: [OutboxEntry]) async throws {
         let clock = ContinuousClock()
         let events = Self.cancellingUndone(entries.compactMap(\.event))
         let start = clock.now
