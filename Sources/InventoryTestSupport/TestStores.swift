@@ -36,7 +36,8 @@ public struct TestStores: Sendable {
                 host: redisAddress(environment).host,
                 port: redisPort ?? redisAddress(environment).port,
                 connections: 2,
-                commandTimeoutMilliseconds: redisTimeoutMilliseconds
+                commandTimeoutMilliseconds: redisTimeoutMilliseconds,
+                database: redisTestDatabase(environment)
             ),
             logger: logger
         )
@@ -78,6 +79,23 @@ public struct TestStores: Sendable {
     /// Where the project's Redis listens.
     public static func redisAddress(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> (host: String, port: Int) {
         (environment["INVENTORY_REDIS_HOST"] ?? "127.0.0.1", Int(environment["INVENTORY_REDIS_PORT"] ?? "") ?? 6390)
+    }
+
+    /// The Redis database the tests use (`INVENTORY_REDIS_TEST_DB`, default 1), as MySQL has `inventory_test`: the
+    /// service's data in database 0 (millions of keys after a load test) then never slows the tests' scans.
+    public static func redisTestDatabase(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Int {
+        Int(environment["INVENTORY_REDIS_TEST_DB"] ?? "") ?? 1
+    }
+
+    /// The environment for an `inventoryd` process run against this test's stores: the test databases, its key
+    /// prefix and shards; callers add what the process needs besides.
+    public func serviceEnvironment() -> [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        environment["INVENTORY_MYSQL_DATABASE"] = Self.mysqlConfiguration(environment).database
+        environment["INVENTORY_REDIS_DB"] = String(redisConfiguration.database)
+        environment["INVENTORY_KEY_PREFIX"] = keys.prefix
+        environment["INVENTORY_SHARDS"] = String(keys.shards)
+        return environment
     }
 
     /// The MySQL settings of the test database.

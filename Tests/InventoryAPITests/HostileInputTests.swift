@@ -97,8 +97,8 @@ struct HostileInputTests {
     func slowClients() async throws {
         try await TestStores.with { stores in
             var configuration = ServiceConfiguration()
-            // Long enough that a normal client blocked until the slow ones are cut off would show in its latency.
-            configuration.httpIdleTimeoutSeconds = 2
+            // Long enough for the normal clients below to be served well before the slow ones are cut off.
+            configuration.httpIdleTimeoutSeconds = 5
             let app = buildApplication(engine: stores.engine, configuration: configuration, logger: Self.quietLogger)
             try await app.test(.live) { client in
                 let port = try #require(client.port)
@@ -136,27 +136,27 @@ struct HostileInputTests {
                     }
                 }
 
-                // Meanwhile other clients are served, promptly.
-                var slowest = Duration.zero
+                // Meanwhile other clients are served: before the slow ones are cut off, so not behind them.
                 for index in 0..<15 {
-                    let started = ContinuousClock.now
                     let health = try await WireExchange.send(port: port, .get, "/healthz")
                     let reserve = try await WireExchange.send(
                         port: port, .post, "/v1/reservations",
                         #"{"orderId": "fast-\#(index)", "bizId": "\#(biz)", "items": [{"skuId": 1, "quantity": 1}]}"#
                     )
                     let read = try await WireExchange.send(port: port, .get, "/v1/reservations/fast-\(index)")
-                    slowest = max(slowest, ContinuousClock.now - started)
                     #expect([health.status, reserve.status, read.status] as [Int] == [200, 201, 200])
+                    if index == 0 {
+                        let stillOpen = (silent + drips).filter { !$0.isClosed }.count
+                        #expect(stillOpen == 60, "a normal client was served only after \(60 - stillOpen) slow ones were cut off")
+                    }
                     try await Task.sleep(for: .milliseconds(50))
                 }
-                #expect(slowest < .milliseconds(1500), "a normal client waited \(slowest) beside the slow ones")
 
-                // The slow ones are cut off: within the 2 s timeout plus scheduling slack.
+                // The slow ones are cut off: within the 5 s timeout plus scheduling slack.
                 for (kind, connections) in [("silent", silent), ("head drip", headDrips), ("body drip", bodyDrips)] {
                     var open = 0
                     for connection in connections {
-                        if !(await connection.closedByPeer(within: 3)) { open += 1 }
+                        if !(await connection.closedByPeer(within: 6)) { open += 1 }
                     }
                     #expect(open == 0, "\(open) \(kind) connections were still open after the timeout")
                 }

@@ -175,10 +175,7 @@ struct ServeProcess {
 
     static func start(binary: String, stores: TestStores, durability: Durability) async throws -> ServeProcess {
         let port = try await freePort()
-        var environment = ProcessInfo.processInfo.environment
-        environment["INVENTORY_MYSQL_DATABASE"] = TestStores.mysqlConfiguration(environment).database
-        environment["INVENTORY_KEY_PREFIX"] = stores.keys.prefix
-        environment["INVENTORY_SHARDS"] = String(stores.keys.shards)
+        var environment = stores.serviceEnvironment()
         environment["INVENTORY_HTTP_HOST"] = "127.0.0.1"
         environment["INVENTORY_HTTP_PORT"] = String(port)
         environment["INVENTORY_WORKER_CONSUMER"] = "serve-\(stores.keys.prefix)"

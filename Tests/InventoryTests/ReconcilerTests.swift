@@ -207,10 +207,7 @@ struct ReconcileCommandTests {
             _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 20))
             _ = try await stores.engine.setStock(stores.item(2), StockSettings(stock: 20))
             _ = try await stores.redis.command("HINCRBY", stores.keys.item(stores.item(2)), "stock_num", "-3")
-            var environment = ProcessInfo.processInfo.environment
-            environment["INVENTORY_MYSQL_DATABASE"] = TestStores.mysqlConfiguration(environment).database
-            environment["INVENTORY_KEY_PREFIX"] = stores.keys.prefix
-            environment["INVENTORY_SHARDS"] = String(stores.keys.shards)
+            var environment = stores.serviceEnvironment()
             environment["INVENTORY_LOG_LEVEL"] = "critical"
             // The first pass reads "the replica" (here the same server), the confirmation the primary.
             environment["INVENTORY_MYSQL_REPLICA_HOST"] = TestStores.mysqlConfiguration(environment).host

@@ -220,11 +220,7 @@ struct WriteBackTests {
                 }
                 try await group.waitForAll()
             }
-            var environment = ProcessInfo.processInfo.environment
-            let mysql = TestStores.mysqlConfiguration(environment)
-            environment["INVENTORY_MYSQL_DATABASE"] = mysql.database
-            environment["INVENTORY_KEY_PREFIX"] = stores.keys.prefix
-            environment["INVENTORY_SHARDS"] = String(stores.keys.shards)
+            var environment = stores.serviceEnvironment()
             environment["INVENTORY_WORKER_BATCH"] = "50"
             environment["INVENTORY_WORKER_CONSUMER"] = "killed-worker"
             environment["INVENTORY_SWEEP_INTERVAL_MS"] = "0"
