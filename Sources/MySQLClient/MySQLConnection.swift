@@ -167,14 +167,23 @@ public final class MySQLConnection {
         guard mysql_stmt_execute(statement) == 0 else { throw statementError(statement) }
         defer { _ = mysql_stmt_free_result(statement) }
 
-        var result = MySQLResult()
-        if mysql_stmt_field_count(statement) > 0 {
-            result.rows = try fetchRows(statement)
+        do {
+            var result = MySQLResult()
+            if mysql_stmt_field_count(statement) > 0 {
+                result.rows = try fetchRows(statement)
+            }
+            result.affectedRows = mysql_stmt_affected_rows(statement)
+            result.lastInsertID = mysql_stmt_insert_id(statement)
+            try discardFurtherResults(statement)
+            return result
+        } catch {
+            // An error in place of a row (InnoDB found a deadlock after a locking read sent its first rows) leaves
+            // Connector/C counting rows as still to come, which mysql_stmt_free_result does not clear: the
+            // statement's next execution would first wait for them, for the whole read timeout, and lose the
+            // connection. A reset makes it a prepared statement again.
+            _ = mysql_stmt_reset(statement)
+            throw error
         }
-        result.affectedRows = mysql_stmt_affected_rows(statement)
-        result.lastInsertID = mysql_stmt_insert_id(statement)
-        try discardFurtherResults(statement)
-        return result
     }
 
     private func fetchRows(_ statement: UnsafeMutablePointer<MYSQL_STMT>) throws -> [MySQLRow] {

@@ -94,6 +94,29 @@ struct MySQLClientTests {
         }
     }
 
+    @Test("a statement whose rows end in an error runs again at once, without waiting for rows that never come")
+    func errorAfterFirstRows() async throws {
+        // The write-back batch's locking read met this as a deadlock found after its first row was sent: the
+        // cached statement's next execution waited out the read timeout (10 s) and lost the connection.
+        // A scalar subquery that returns two rows for the second row only is the same error after a row, on
+        // demand.
+        try await withClient(poolSize: 1, readTimeoutSeconds: 2) { client in
+            try await withTable(client, "n INT NOT NULL PRIMARY KEY") { table in
+                _ = try await client.query("INSERT INTO \(table) (n) VALUES (1), (2)")
+                let select = "SELECT n, (SELECT 1 FROM \(table) AS other WHERE \(table).n > ?) AS pair FROM \(table) ORDER BY n"
+                let connectionID = try await client.query("SELECT CONNECTION_ID() AS id").rows.first?.int64("id")
+                let error = await #expect(throws: MySQLError.self) { try await client.query(select, [1]) }
+                #expect(error?.errno == 1242)  // ER_SUBQUERY_NO_1_ROW
+
+                let started = ContinuousClock.now
+                let rows = try await client.query(select, [2]).rows
+                #expect(rows.map { $0.int64("n") } == [1, 2])
+                #expect(started.duration(to: .now) < .seconds(1))
+                #expect(try await client.query("SELECT CONNECTION_ID() AS id").rows.first?.int64("id") == connectionID)
+            }
+        }
+    }
+
     @Test("a wrong number of bound values is refused before reaching the server")
     func placeholderCountMismatch() async throws {
         try await withClient { client in
@@ -392,12 +415,12 @@ struct MySQLClientTests {
 private func withClient<T>(
     poolSize: Int = 4,
     idleValidationSeconds: Int = 5,
+    readTimeoutSeconds: Int = 10,
     _ body: (MySQLClient) async throws -> T
 ) async throws -> T {
-    let client = MySQLClient(
-        configuration: MySQLClientTests.configuration(poolSize: poolSize, idleValidationSeconds: idleValidationSeconds),
-        logger: MySQLClientTests.logger
-    )
+    var configuration = MySQLClientTests.configuration(poolSize: poolSize, idleValidationSeconds: idleValidationSeconds)
+    configuration.readTimeoutSeconds = readTimeoutSeconds
+    let client = MySQLClient(configuration: configuration, logger: MySQLClientTests.logger)
     do {
         let value = try await body(client)
         await client.shutdown()
