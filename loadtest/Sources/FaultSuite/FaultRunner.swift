@@ -72,9 +72,11 @@ public struct FaultResult: Sendable, Codable {
     public var acknowledgedHolds: Int
     public var acknowledgedConfirms: Int
     public var acknowledgedCancels: Int
+    /// Holds of a 1 s TTL whose reserve, sent again after it, was refused as expired.
+    public var holdsSeenExpired: Int
     /// Units the journal counts as held or sold beyond the stock, plus any negative MySQL stock.
     public var oversoldUnits: Int64
-    /// Acknowledged holds beyond the stock, counted from the clients' answers (holds not cancelled).
+    /// Acknowledged holds beyond the stock, counted from the clients' answers (holds not cancelled and not of a 1 s TTL).
     public var acknowledgedOverStock: Int64
     /// MySQL stock != initial − confirmed in the journal, per item.
     public var stockMismatches: [String]

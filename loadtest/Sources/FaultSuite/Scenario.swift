@@ -144,7 +144,7 @@ struct ScenarioContext: Sendable {
         var oversold: Int64 = 0
         var mismatches: [String] = []
         var acknowledgedLive: [Int: Int64] = [:]
-        for order in told.orders.values where !order.cancelled {
+        for order in told.orders.values where !order.cancelled && !order.expiring {
             acknowledgedLive[order.sku, default: 0] += order.quantity
         }
         var overStock: Int64 = 0
@@ -175,6 +175,7 @@ struct ScenarioContext: Sendable {
             }
             if order.confirmed && row.status != "CONFIRMED" { lostTransitions += 1 }
             if order.cancelled && row.status != "CANCELLED" { lostTransitions += 1 }
+            if order.expired && row.status != "EXPIRED" { lostTransitions += 1 }
         }
         let reconcile = try Tools.status(
             inventoryd, ["reconcile", "--biz", bizId, "--json"], environment: environment.variables(durability: durability),
@@ -207,6 +208,7 @@ struct ScenarioContext: Sendable {
             acknowledgedHolds: acknowledgedCount,
             acknowledgedConfirms: told.orders.values.filter(\.confirmed).count,
             acknowledgedCancels: told.orders.values.filter(\.cancelled).count,
+            holdsSeenExpired: told.orders.values.filter(\.expired).count,
             oversoldUnits: oversold, acknowledgedOverStock: overStock, stockMismatches: mismatches,
             lostReservations: lost, lostOrders: lostOrders, faultTimes: faultTimes, lostTransitions: lostTransitions,
             lossWindowMs: window,

@@ -11,8 +11,12 @@ final class Ledger: @unchecked Sendable {
         let quantity: Int64
         /// Seconds since the scenario started when the hold was acknowledged.
         let acknowledgedAt: Double
+        /// Reserved with a 1 s TTL: the hold may have expired and its unit been sold again.
+        var expiring = false
         var confirmed = false
         var cancelled = false
+        /// A reserve sent again after the TTL was refused as expired.
+        var expired = false
     }
 
     private let lock = NSLock()
@@ -30,9 +34,10 @@ final class Ledger: @unchecked Sendable {
             if timeout { hung += 1 }
         }
     }
-    func held(_ orderId: String, sku: Int, quantity: Int64, at: Double) {
-        lock.withLock { orders[orderId] = Order(sku: sku, quantity: quantity, acknowledgedAt: at) }
+    func held(_ orderId: String, sku: Int, quantity: Int64, at: Double, expiring: Bool = false) {
+        lock.withLock { orders[orderId] = Order(sku: sku, quantity: quantity, acknowledgedAt: at, expiring: expiring) }
     }
+    func expired(_ orderId: String) { lock.withLock { orders[orderId]?.expired = true } }
     func confirmed(_ orderId: String) { lock.withLock { orders[orderId]?.confirmed = true } }
     func cancelled(_ orderId: String) { lock.withLock { orders[orderId]?.cancelled = true } }
     func abandoned() { lock.withLock { gaveUp += 1 } }
@@ -45,8 +50,9 @@ final class Ledger: @unchecked Sendable {
 /// The steady workload: `lanes` clients, each on its own connection (reopened after a failure), reserving one
 /// unit of a random item, then confirming, cancelling or leaving the hold. Every request whose outcome is unknown
 /// (503, connection lost, no answer) is retried with the same orderId until it gets a definite answer, as a
-/// checkout service would. Some orders are also sent twice, confirmed twice, or cancelled before they reserve,
-/// and the answers to those are checked.
+/// checkout service would. Some orders are also sent twice, confirmed twice, confirmed after their cancel,
+/// cancelled before they reserve, or reserved with a 1 s TTL and sent again after it ran out, and the answers to
+/// those are checked.
 struct Workload: Sendable {
     let client: SetupClient
     let bizId: String
@@ -67,7 +73,15 @@ struct Workload: Sendable {
         case cancelAfterConfirm(order: String)
         case cancelFirst(order: String, sku: Int)
         case reserveAfterCancel(order: String, sku: Int)
+        case confirmAfterCancel(order: String)
+        /// A hold that runs out after 1 s, and the same request sent again once the sweeper had time to expire it.
+        case reserveExpiring(order: String, sku: Int)
+        case reserveAfterExpiry(order: String, sku: Int)
     }
+
+    /// Seconds after an expiring hold's acknowledgement that it is sent again: its 1 s TTL, the sweeper's 1 s
+    /// interval, and slack.
+    static let expiryCheckDelay = Duration.seconds(4)
 
     func run() async {
         await withTaskGroup(of: Void.self) { group in
@@ -83,6 +97,8 @@ struct Workload: Sendable {
         var random = SplitMix64(seed: UInt64(lane + 1) &* 0x9E37_79B9 &+ UInt64(runId.hashValue & 0xffff))
         var counter = 0
         var queue: [Step] = []
+        // Steps due later (a reserve sent again after its hold's TTL), taken when the queue is empty.
+        var later: [(due: ContinuousClock.Instant, step: Step)] = []
         var stepStarted = ContinuousClock.now
         func nextOrder() {
             counter += 1
@@ -90,6 +106,8 @@ struct Workload: Sendable {
             let sku = 1 + Int(random.next() % UInt64(items))
             if counter % 10 == 0 {
                 queue.append(.cancelFirst(order: order, sku: sku))
+            } else if counter % 10 == 7 {
+                queue.append(.reserveExpiring(order: order, sku: sku))
             } else {
                 queue.append(.reserve(order: order, sku: sku, repeatAfter: counter % 5 == 0))
             }
@@ -101,7 +119,12 @@ struct Workload: Sendable {
                     while true {
                         if queue.isEmpty {
                             if stop.isSet { return }
-                            nextOrder()
+                            if let due = later.firstIndex(where: { $0.due <= .now }) {
+                                queue.append(later.remove(at: due).step)
+                                stepStarted = .now
+                            } else {
+                                nextOrder()
+                            }
                         }
                         guard let step = queue.first else { continue }
                         if ContinuousClock.now - stepStarted > retryLimit {
@@ -126,7 +149,15 @@ struct Workload: Sendable {
                         }
                         queue.removeFirst()
                         stepStarted = .now
-                        queue.insert(contentsOf: follow(step, status: status, random: &random), at: 0)
+                        let next = follow(step, status: status, random: &random)
+                        for step in next {
+                            if case .reserveAfterExpiry = step {
+                                later.append((.now + Self.expiryCheckDelay, step))
+                            }
+                        }
+                        queue.insert(
+                            contentsOf: next.filter { if case .reserveAfterExpiry = $0 { false } else { true } }, at: 0
+                        )
                     }
                 }
                 return
@@ -144,7 +175,12 @@ struct Workload: Sendable {
                 .POST, "/v1/reservations",
                 json: #"{"orderId":"\#(order)","bizId":"\#(bizId)","items":[{"skuId":\#(sku),"quantity":1}]}"#
             )
-        case .confirm(let order, _):
+        case .reserveExpiring(let order, let sku), .reserveAfterExpiry(let order, let sku):
+            return try await connection.request(
+                .POST, "/v1/reservations",
+                json: #"{"orderId":"\#(order)","bizId":"\#(bizId)","items":[{"skuId":\#(sku),"quantity":1}],"ttlSeconds":1}"#
+            )
+        case .confirm(let order, _), .confirmAfterCancel(let order):
             return try await connection.request(.POST, "/v1/reservations/\(order)/confirm")
         case .cancel(let order), .cancelFirst(let order, _), .cancelAfterConfirm(let order):
             return try await connection.request(.POST, "/v1/reservations/\(order)/cancel")
@@ -183,8 +219,32 @@ struct Workload: Sendable {
         case .cancel(let order):
             if status == 200 {
                 ledger.cancelled(order)
+                // A confirm after the cancel must be refused (409).
+                return random.next() % 4 == 0 ? [.confirmAfterCancel(order: order)] : []
             } else if status != 409 {
                 ledger.violation("cancel \(order): \(status)")
+            }
+            return []
+        case .confirmAfterCancel(let order):
+            if status != 409 { ledger.violation("confirm after cancel \(order): \(status)") }
+            return []
+        case .reserveExpiring(let order, let sku):
+            guard status == 200 || status == 201 else {
+                if status != 409 { ledger.violation("reserve \(order): \(status)") }
+                return []
+            }
+            ledger.held(order, sku: sku, quantity: 1, at: seconds(), expiring: true)
+            return [.reserveAfterExpiry(order: order, sku: sku)]
+        case .reserveAfterExpiry(let order, let sku):
+            // 409 once the sweeper expired the hold; 200 (a replay) if it has not got to it yet (it was down, or
+            // Redis was); never a new hold.
+            if status == 409 {
+                ledger.expired(order)
+            } else if status == 201 {
+                ledger.violation("reserve after expiry \(order): \(status)")
+                ledger.held(order, sku: sku, quantity: 1, at: seconds())
+            } else if status != 200 {
+                ledger.violation("reserve after expiry \(order): \(status)")
             }
             return []
         case .cancelAfterConfirm(let order):

@@ -24,5 +24,9 @@ struct QuickFaultsTests {
             #expect(result.acknowledgedHolds > 0, "the workload was served around the fault")
             if result.durability == "sync" { #expect(result.lostReservations == 0) }
         }
+        // The reordered requests were exercised, not only scheduled: a reserve sent again after its hold's TTL
+        // was refused as expired, and a confirm after a cancel was refused (a violation otherwise).
+        #expect(results.map(\.holdsSeenExpired).reduce(0, +) > 0)
+        #expect(results.map(\.acknowledgedCancels).reduce(0, +) > 0)
     }
 }
