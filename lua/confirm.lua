@@ -5,7 +5,8 @@
 -- ARGV[1] orderId   ARGV[2] now (ms)   ARGV[3] the order's lines as the caller read them
 --
 -- Returns one of
---   {'ok', lines}              confirmed now
+--   {'ok', lines, eventId}     confirmed now; eventId = the outbox entry (also kept as the order's
+--                              `transition_event`, for sync mode's replays)
 --   {'replay', status}         already confirmed (or refunded since)
 --   {'notfound'}               no such order
 --   {'cancelled', status}      cancelled or expired first
@@ -47,8 +48,8 @@ for i = 0, n - 1 do
   events[#events + 1] = (sku or '?') .. ':' .. held
 end
 
-redis.call('HSET', order, 'status', 'confirmed', 'updated_at', now)
 redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('XADD', KEYS[2], '*', 'type', 'confirm', 'order', ARGV[1], 'biz', fields[3] or '',
+local id = redis.call('XADD', KEYS[2], '*', 'type', 'confirm', 'order', ARGV[1], 'biz', fields[3] or '',
   'items', table.concat(events, ','), 'epochs', table.concat(epochs, ','), 'at', now)
-return {'ok', fields[2]}
+redis.call('HSET', order, 'status', 'confirmed', 'updated_at', now, 'transition_event', id)
+return {'ok', fields[2], id}

@@ -7,7 +7,9 @@
 -- ARGV[6] the order's lines as the caller read them ('' when the caller found no order)
 --
 -- Returns one of
---   {'ok', status, lines}      released now
+--   {'ok', status, lines, eventId}
+--                              released now; eventId = the outbox entry (also kept as the order's
+--                              `transition_event`, for sync mode's replays)
 --   {'replay', status}         already cancelled or expired
 --   {'empty'}                  the order never reserved: recorded as cancelled so a later reserve is refused
 --   {'gone'}                   expiry of an order that no longer exists: nothing to do
@@ -81,9 +83,9 @@ for i = 0, n - 1 do
   events[#events + 1] = (sku or '?') .. ':' .. held
 end
 
-redis.call('HSET', order, 'status', reason, 'updated_at', now)
-redis.call('EXPIRE', order, retention)
 redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('XADD', KEYS[2], '*', 'type', reason == 'expired' and 'expire' or 'cancel', 'order', ARGV[1],
+local id = redis.call('XADD', KEYS[2], '*', 'type', reason == 'expired' and 'expire' or 'cancel', 'order', ARGV[1],
   'biz', fields[4] or '', 'items', table.concat(events, ','), 'epochs', table.concat(epochs, ','), 'at', now)
-return {'ok', reason, fields[2]}
+redis.call('HSET', order, 'status', reason, 'updated_at', now, 'transition_event', id)
+redis.call('EXPIRE', order, retention)
+return {'ok', reason, fields[2], id}

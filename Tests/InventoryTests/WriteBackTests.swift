@@ -180,6 +180,55 @@ struct WriteBackTests {
         await proxy.close()
     }
 
+    @Test("sync mode: confirm and cancel answer after their journal rows; with MySQL unreachable 503, and a retry answers once recorded")
+    func syncTransitions() async throws {
+        let upstream = TestStores.mysqlConfiguration(ProcessInfo.processInfo.environment)
+        let proxy = try await FaultProxy.start(upstreamHost: upstream.host, upstreamPort: upstream.port)
+        try await TestStores.with(mysqlPort: proxy.port, durability: .sync) { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            for (order, quantity) in [("c1", 2), ("c2", 3), ("c3", 1), ("c4", 1)] as [(String, Int64)] {
+                _ = try await reserve(stores, order, [(1, quantity)])
+            }
+            #expect(try await engine.confirm(orderId: "c1").replayed == false)
+            #expect(try await engine.cancel(orderId: "c2").replayed == false)
+            // No worker runs: the answers waited for the journal, and the confirm's stock left MySQL with it.
+            #expect(
+                try await stores.journalRows().map(\.description) == [
+                    "c1/1x2=CONFIRMED", "c2/1x3=CANCELLED", "c3/1x1=RESERVED", "c4/1x1=RESERVED",
+                ]
+            )
+            #expect(try await stores.mysqlStock(1) == 8)
+
+            proxy.down = true
+            await #expect(throws: InventoryError.self) { try await engine.confirm(orderId: "c3") }
+            await #expect(throws: InventoryError.self) { try await engine.cancel(orderId: "c4") }
+            proxy.down = false
+            try await stores.reconnected()
+            // Redis made the changes and keeps them (the outbox has them); the journal does not have them yet.
+            #expect(try await engine.reservation(orderId: "c3").status == .confirmed)
+            #expect(try await engine.reservation(orderId: "c4").status == .cancelled)
+            #expect(try await stores.journalRows().map(\.status).suffix(2) == ["RESERVED", "RESERVED"])
+            // The client's retry is a replay, answered once the journal has the change.
+            #expect(try await engine.confirm(orderId: "c3").replayed)
+            #expect(try await engine.cancel(orderId: "c4").replayed)
+            let recorded = [
+                "c1/1x2=CONFIRMED", "c2/1x3=CANCELLED", "c3/1x1=CONFIRMED", "c4/1x1=CANCELLED",
+            ]
+            #expect(try await stores.journalRows().map(\.description) == recorded)
+            #expect(try await stores.mysqlStock(1) == 7)
+
+            // The worker applies every event again: nothing moves twice.
+            try await withWorker(stores.worker()) {
+                let drained = try await stores.drained()
+                #expect(drained)
+            }
+            #expect(try await stores.journalRows().map(\.description) == recorded)
+            try await expectSettled(stores, 1, mysql: 7, available: 7, reserved: 0)
+        }
+        await proxy.close()
+    }
+
     @Test("a hold that duplicates a journal row of an earlier reserve (Redis lost the order) is taken back")
     func duplicateCompensated() async throws {
         try await TestStores.with { stores in

@@ -211,9 +211,15 @@ public final class InventoryEngine: Sendable {
             let fields = reply.array ?? []
             switch fields.first?.text {
             case "ok":
+                if configuration.durability == .sync {
+                    try await recordTransition(orderId: orderId, eventId: fields[safe: 2]?.text ?? "")
+                }
                 return TransitionOutcome(reservation: order.reservation(status: .confirmed), replayed: false)
             case "replay":
                 let status = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .confirmed
+                if configuration.durability == .sync && status == .confirmed && order.holdsStock {
+                    try await ensureTransitionRecorded(orderId: orderId, bizId: order.bizId, journalStatus: "CONFIRMED")
+                }
                 return TransitionOutcome(reservation: order.reservation(status: status), replayed: true)
             case "notfound":
                 throw InventoryError.notFound
@@ -254,9 +260,15 @@ public final class InventoryEngine: Sendable {
             let fields = reply.array ?? []
             switch fields.first?.text {
             case "ok":
+                if configuration.durability == .sync && reason == .cancelled {
+                    try await recordTransition(orderId: orderId, eventId: fields[safe: 3]?.text ?? "")
+                }
                 return TransitionOutcome(reservation: order!.reservation(status: reason), replayed: false)
             case "replay":
                 let status = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? reason
+                if configuration.durability == .sync && reason == .cancelled && status == .cancelled, let order, order.holdsStock {
+                    try await ensureTransitionRecorded(orderId: orderId, bizId: order.bizId, journalStatus: "CANCELLED")
+                }
                 let reservation =
                     order?.reservation(status: status)
                     ?? Reservation(orderId: orderId, bizId: "", status: status, lines: [], expiresAtMilliseconds: nil, persisted: false)
@@ -462,6 +474,50 @@ public final class InventoryEngine: Sendable {
         if result.staleLines.contains(where: { $0.eventId == event.id }) {
             throw InventoryError.unavailable("Redis lost its data while this reservation was being recorded; retry")
         }
+    }
+
+    /// Sync mode, a confirm or cancel just made in Redis: answers only once the journal has it, by committing its
+    /// outbox entry (the worker applies it again later, which changes nothing). It is not taken back when the
+    /// commit fails: the client gets 503, the worker records it from the outbox, and a retry's replay answers 200
+    /// once the journal has it.
+    private func recordTransition(orderId: String, eventId: String) async throws {
+        let stream = keys.outbox(forOrder: orderId)
+        let entry = eventId.isEmpty
+            ? nil
+            : OutboxEvent.entries(
+                stream: stream, try await redisCall { try await self.redis.command("XRANGE", stream, eventId, eventId) }
+            ).first?.event
+        guard let event = entry else {
+            throw InventoryError.unavailable("the change is made but not recorded yet; retry")
+        }
+        let result: JournalBatchResult
+        do {
+            result = try await committer.commit(event)
+        } catch {
+            throw mapMySQL(error)
+        }
+        if result.staleLines.contains(where: { $0.eventId == event.id }) {
+            // Redis lost the order's items after this change and rebuilt them from the journal without it.
+            throw InventoryError.unavailable("Redis lost its data while this change was being recorded; retry")
+        }
+    }
+
+    /// Sync mode, a replay of a confirm or cancel: answers only once the journal's rows of the order have the
+    /// status (a confirmed order refunded since counts as confirmed), committing the change's outbox entry if the
+    /// worker has not yet (a retry after a 503).
+    private func ensureTransitionRecorded(orderId: String, bizId: String, journalStatus: String) async throws {
+        let rows: [JournalRow]
+        do {
+            rows = try await journal.rows(orderId: orderId).filter { $0.bizId == bizId }
+        } catch {
+            throw mapMySQL(error)
+        }
+        let done = journalStatus == "CONFIRMED" ? ["CONFIRMED", "REFUNDED"] : [journalStatus]
+        if !rows.isEmpty && rows.allSatisfy({ done.contains($0.status) }) { return }
+        let eventId = try await redisCall {
+            try await self.redis.command("HGET", self.keys.order(orderId), "transition_event")
+        }.text ?? ""
+        try await recordTransition(orderId: orderId, eventId: eventId)
     }
 
     /// Takes back a hold made by the reserve event `eventId` (compensation: sync-mode journal failure, or a
@@ -901,6 +957,8 @@ public final class InventoryEngine: Sendable {
         let expiresAt: Int64?
 
         var lines: [ReservationLine] { ReservationLine.parse(linesText) }
+        /// Whether any line held stock, and so has a journal row.
+        var holdsStock: Bool { lines.contains { $0.reserved > 0 } }
 
         /// Whether the journal has it is not known from Redis: nil, not a guess.
         func reservation(status: ReservationStatus) -> Reservation {
