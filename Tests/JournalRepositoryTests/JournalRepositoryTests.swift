@@ -1,5 +1,5 @@
 import Foundation
-import Inventory
+@testable import Inventory
 import InventoryTestSupport
 import Logging
 import MySQLClient
@@ -215,6 +215,15 @@ struct JournalRepositoryTests {
     }
 
     // MARK: - Volume and edge cases
+
+    @Test("IN-list chunks are never of one element (a one-tuple IN makes MariaDB scan the table) and pad to powers of two")
+    func chunkShapes() {
+        #expect(paddedChunks([7]).map(Array.init) == [[7, 7]])
+        #expect(paddedChunks([1, 2, 3]).map(Array.init) == [[1, 2, 3, 3]])
+        #expect(paddedChunks(Array(1...513)).map(\.count) == [512, 2])
+        #expect(paddedChunks([Int]()).isEmpty)
+        #expect(exactChunks(Array(1...513)).map(\.count) == [512, 1])
+    }
 
     @Test("2,000 reserve events apply in one call, and 2,000 confirms move stock once each")
     func largeBatch() async throws {

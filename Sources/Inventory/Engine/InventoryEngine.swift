@@ -212,7 +212,9 @@ public final class InventoryEngine: Sendable {
             switch fields.first?.text {
             case "ok":
                 if configuration.durability == .sync {
-                    try await recordTransition(orderId: orderId, eventId: fields[safe: 2]?.text ?? "")
+                    try await recordTransition(
+                        orderId: orderId, bizId: order.bizId, eventId: fields[safe: 2]?.text ?? "", journalStatus: "CONFIRMED"
+                    )
                 }
                 return TransitionOutcome(reservation: order.reservation(status: .confirmed), replayed: false)
             case "replay":
@@ -261,7 +263,9 @@ public final class InventoryEngine: Sendable {
             switch fields.first?.text {
             case "ok":
                 if configuration.durability == .sync && reason == .cancelled {
-                    try await recordTransition(orderId: orderId, eventId: fields[safe: 3]?.text ?? "")
+                    try await recordTransition(
+                        orderId: orderId, bizId: order!.bizId, eventId: fields[safe: 3]?.text ?? "", journalStatus: "CANCELLED"
+                    )
                 }
                 return TransitionOutcome(reservation: order!.reservation(status: reason), replayed: false)
             case "replay":
@@ -480,7 +484,7 @@ public final class InventoryEngine: Sendable {
     /// outbox entry (the worker applies it again later, which changes nothing). It is not taken back when the
     /// commit fails: the client gets 503, the worker records it from the outbox, and a retry's replay answers 200
     /// once the journal has it.
-    private func recordTransition(orderId: String, eventId: String) async throws {
+    private func recordTransition(orderId: String, bizId: String, eventId: String, journalStatus: String) async throws {
         let stream = keys.outbox(forOrder: orderId)
         let entry = eventId.isEmpty
             ? nil
@@ -488,6 +492,8 @@ public final class InventoryEngine: Sendable {
                 stream: stream, try await redisCall { try await self.redis.command("XRANGE", stream, eventId, eventId) }
             ).first?.event
         guard let event = entry else {
+            // A worker deletes an entry only after committing it: gone means recorded, unless Redis lost it.
+            if try await isRecorded(orderId: orderId, bizId: bizId, journalStatus: journalStatus) { return }
             throw InventoryError.unavailable("the change is made but not recorded yet; retry")
         }
         let result: JournalBatchResult
@@ -502,10 +508,19 @@ public final class InventoryEngine: Sendable {
         }
     }
 
-    /// Sync mode, a replay of a confirm or cancel: answers only once the journal's rows of the order have the
-    /// status (a confirmed order refunded since counts as confirmed), committing the change's outbox entry if the
-    /// worker has not yet (a retry after a 503).
+    /// Sync mode, a replay of a confirm or cancel: answers only once the journal has it, committing the change's
+    /// outbox entry if no worker has yet (a retry after a 503).
     private func ensureTransitionRecorded(orderId: String, bizId: String, journalStatus: String) async throws {
+        if try await isRecorded(orderId: orderId, bizId: bizId, journalStatus: journalStatus) { return }
+        let eventId = try await redisCall {
+            try await self.redis.command("HGET", self.keys.order(orderId), "transition_event")
+        }.text ?? ""
+        try await recordTransition(orderId: orderId, bizId: bizId, eventId: eventId, journalStatus: journalStatus)
+    }
+
+    /// Whether the journal's rows of the order all have the status (a confirmed order refunded since counts as
+    /// confirmed).
+    private func isRecorded(orderId: String, bizId: String, journalStatus: String) async throws -> Bool {
         let rows: [JournalRow]
         do {
             rows = try await journal.rows(orderId: orderId).filter { $0.bizId == bizId }
@@ -513,11 +528,7 @@ public final class InventoryEngine: Sendable {
             throw mapMySQL(error)
         }
         let done = journalStatus == "CONFIRMED" ? ["CONFIRMED", "REFUNDED"] : [journalStatus]
-        if !rows.isEmpty && rows.allSatisfy({ done.contains($0.status) }) { return }
-        let eventId = try await redisCall {
-            try await self.redis.command("HGET", self.keys.order(orderId), "transition_event")
-        }.text ?? ""
-        try await recordTransition(orderId: orderId, eventId: eventId)
+        return !rows.isEmpty && rows.allSatisfy { done.contains($0.status) }
     }
 
     /// Takes back a hold made by the reserve event `eventId` (compensation: sync-mode journal failure, or a

@@ -771,17 +771,21 @@ private func tuples(_ count: Int, _ tuple: String, separator: String = ", ") -> 
 }
 
 /// Chunks of at most `limit` elements, for INSERTs, which must not repeat a row.
-private func exactChunks<T>(_ items: [T], limit: Int = JournalRepository.maxRowsPerStatement) -> [ArraySlice<T>] {
+func exactChunks<T>(_ items: [T], limit: Int = JournalRepository.maxRowsPerStatement) -> [ArraySlice<T>] {
     stride(from: 0, to: items.count, by: limit).map { items[$0..<min($0 + limit, items.count)] }
 }
 
 /// Chunks of at most `limit` elements (a power of two), the last one padded to the next power of two by repeating
 /// its last element, for statements that a repeated key does not change: an IN list matches the same rows, a CASE
-/// takes its first matching branch. Each such statement then has at most log2(limit) + 1 shapes, which the
+/// takes its first matching branch. Each such statement then has at most log2(limit) shapes, which the
 /// connections' prepared-statement caches keep, instead of one per batch size.
-private func paddedChunks<T>(_ items: [T], limit: Int = JournalRepository.maxRowsPerStatement) -> [ArraySlice<T>] {
+///
+/// Never one element: MariaDB turns `(a, b) IN ((?, ?))` into a row equality that its single-table UPDATE and
+/// DELETE cannot use an index for, and scans the whole table (EXPLAIN: `index PRIMARY`, 1.7M rows examined for
+/// one journal row; the stock row's lock held meanwhile). Two equal tuples keep the range plan.
+func paddedChunks<T>(_ items: [T], limit: Int = JournalRepository.maxRowsPerStatement) -> [ArraySlice<T>] {
     exactChunks(items, limit: limit).map { chunk in
-        var size = 1
+        var size = 2
         while size < chunk.count { size <<= 1 }
         guard size > chunk.count, let last = chunk.last else { return chunk }
         return (Array(chunk) + repeatElement(last, count: size - chunk.count))[...]
