@@ -2,7 +2,9 @@
 -- or a reserve the worker found duplicating a journal row of an earlier reserve of the order (Redis had lost it).
 --
 -- KEYS[1] order hash   KEYS[2] outbox stream   KEYS[3] expiry index   KEYS[4] undone marker of this reserve event
--- then for each line i = 0..n-1: KEYS[5+2i] item hash, KEYS[6+2i] reserve key
+-- KEYS[5] undone marker of the earlier reserve event whose journal row this one duplicates (a marker no event has
+-- when there is none)
+-- then for each line i = 0..n-1: KEYS[6+2i] item hash, KEYS[7+2i] reserve key
 -- ARGV[1] orderId   ARGV[2] the reserve's outbox event id   ARGV[3] now (ms)   ARGV[4] retention (s)
 -- then for each line: ARGV[5+i] the quantity the reserve event held
 --
@@ -12,7 +14,9 @@
 --                that reserve event created, if any
 --   {'settled'}  the order went on with that hold (confirmed, cancelled, expired) before it could be taken back: the
 --                journal keeps the earlier row and applies the order's later events to it, so the item hands back
---                the one hold too many it counts (used_stock_num −q, stock_num +q); the order stays
+--                the one hold too many it counts (used_stock_num −q, stock_num +q): the earlier hold, which a
+--                rebuild from the journal counted. Unless the earlier hold was itself taken back in Redis (its
+--                marker exists): then this hold is the only one counted, and nothing is handed back. The order stays
 --   {'gone'}     the order is another reservation now (or none), or this was done before: nothing is touched
 --
 -- The marker records that the event was taken back, once: a retry of this script changes nothing, and a sync reserve
@@ -26,7 +30,7 @@ end
 if not redis.call('SET', KEYS[4], '1', 'NX', 'EX', tonumber(ARGV[4])) then
   return {'gone'}
 end
-local n = (#KEYS - 4) / 2
+local n = (#KEYS - 5) / 2
 
 local function giveBack(itemKey, quantity)
   if redis.call('HGET', itemKey, 'is_infinite') == '1' then
@@ -39,10 +43,12 @@ local function giveBack(itemKey, quantity)
 end
 
 if fields[1] ~= 'reserved' then
-  for i = 0, n - 1 do
-    local quantity = tonumber(ARGV[5 + i] or '0')
-    if quantity > 0 and redis.call('HEXISTS', KEYS[5 + 2 * i], 'stock_num') == 1 then
-      giveBack(KEYS[5 + 2 * i], quantity)
+  if redis.call('EXISTS', KEYS[5]) == 0 then
+    for i = 0, n - 1 do
+      local quantity = tonumber(ARGV[5 + i] or '0')
+      if quantity > 0 and redis.call('HEXISTS', KEYS[6 + 2 * i], 'stock_num') == 1 then
+        giveBack(KEYS[6 + 2 * i], quantity)
+      end
     end
   end
   return {'settled'}
@@ -51,8 +57,8 @@ end
 local events = {}
 local epochs = {}
 for i = 0, n - 1 do
-  local itemKey = KEYS[5 + 2 * i]
-  local reserveKey = KEYS[6 + 2 * i]
+  local itemKey = KEYS[6 + 2 * i]
+  local reserveKey = KEYS[7 + 2 * i]
   epochs[#epochs + 1] = redis.call('HGET', itemKey, 'epoch') or ''
   local held = tonumber(redis.call('GET', reserveKey) or '0')
   if held > 0 then

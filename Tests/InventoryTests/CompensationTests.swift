@@ -53,4 +53,41 @@ struct CompensationTests {
         }
         await proxy.close()
     }
+
+    @Test("a duplicate hold confirmed before it is taken back: handed back when a rebuild counted the earlier hold, not when that one was taken back")
+    func settledDuplicate() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            func hold(_ orderId: String) async throws -> String {
+                _ = try await engine.reserve(
+                    ReserveCommand(
+                        orderId: orderId, bizId: stores.bizId, userId: nil, items: [.init(skuId: 1, quantity: 1)],
+                        ttlSeconds: 600, shortage: .reject
+                    )
+                )
+                return try await stores.redis.command("HGET", stores.keys.order(orderId), "event").text ?? ""
+            }
+            let line = [ReservationLine(skuId: 1, requested: 1, reserved: 1)]
+
+            // The earlier attempt's hold was taken back in Redis (its marker is set): this hold is the only one
+            // the item counts, and it stays counted as confirmed.
+            let first = try await hold("d1")
+            _ = try await stores.redis.command("SET", stores.keys.undoneMarker(orderId: "d1", eventId: "1-0"), "1")
+            _ = try await engine.confirm(orderId: "d1")
+            await engine.undoReserve(orderId: "d1", bizId: stores.bizId, lines: line, eventId: first, earlierEventId: "1-0")
+            var fields = try await stores.itemFields(1)
+            #expect([fields["stock_num"], fields["used_stock_num"], fields["confirmed_unapplied"]] == ["9", "0", "1"])
+
+            // A rebuild from the journal counted the earlier hold (Redis had lost the order): the item hands the
+            // one hold too many back.
+            let second = try await hold("d2")
+            _ = try await stores.redis.command("HINCRBY", stores.keys.item(stores.item(1)), "used_stock_num", "1")
+            _ = try await stores.redis.command("HINCRBY", stores.keys.item(stores.item(1)), "stock_num", "-1")
+            _ = try await engine.confirm(orderId: "d2")
+            await engine.undoReserve(orderId: "d2", bizId: stores.bizId, lines: line, eventId: second, earlierEventId: "2-0")
+            fields = try await stores.itemFields(1)
+            #expect([fields["stock_num"], fields["used_stock_num"], fields["confirmed_unapplied"]] == ["8", "0", "2"])
+        }
+    }
 }

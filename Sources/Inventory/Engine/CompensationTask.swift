@@ -5,14 +5,17 @@ import ServiceLifecycle
 public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
     /// Reverse a stock delta in Redis, once (the marker key makes a retry harmless).
     case undoStock(itemKey: String, adjustmentKey: String, delta: Int64, fingerprint: String, marker: String)
-    /// Take back the hold of one reserve event.
-    case undoReserve(orderId: String, bizId: String, eventId: String, lines: String)
+    /// Take back the hold of one reserve event; `earlierEventId` is the reserve event whose journal row it
+    /// duplicates ("" when none).
+    case undoReserve(orderId: String, bizId: String, eventId: String, lines: String, earlierEventId: String)
 
     /// Takes back what `lines` held for the reserve event `eventId` ("sku:reserved,...").
-    static func undoReserve(orderId: String, bizId: String, eventId: String, lines: [ReservationLine]) -> Self {
+    static func undoReserve(
+        orderId: String, bizId: String, eventId: String, lines: [ReservationLine], earlierEventId: String = ""
+    ) -> Self {
         .undoReserve(
             orderId: orderId, bizId: bizId, eventId: eventId,
-            lines: lines.map { "\($0.skuId):\($0.reserved)" }.joined(separator: ",")
+            lines: lines.map { "\($0.skuId):\($0.reserved)" }.joined(separator: ","), earlierEventId: earlierEventId
         )
     }
 
@@ -28,8 +31,8 @@ public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker):
             return [itemKey, adjustmentKey, String(delta), fingerprint, marker].joined(separator: "\t")
-        case .undoReserve(let orderId, let bizId, let eventId, let lines):
-            return [orderId, bizId, eventId, lines].joined(separator: "\t")
+        case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):
+            return [orderId, bizId, eventId, lines, earlierEventId].joined(separator: "\t")
         }
     }
 
@@ -39,8 +42,11 @@ public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
         case ("undo_stock", 5):
             guard let delta = Int64(fields[2]) else { return nil }
             self = .undoStock(itemKey: fields[0], adjustmentKey: fields[1], delta: delta, fingerprint: fields[3], marker: fields[4])
-        case ("undo_reserve", 4):
-            self = .undoReserve(orderId: fields[0], bizId: fields[1], eventId: fields[2], lines: fields[3])
+        case ("undo_reserve", 4), ("undo_reserve", 5):
+            self = .undoReserve(
+                orderId: fields[0], bizId: fields[1], eventId: fields[2], lines: fields[3],
+                earlierEventId: fields.count > 4 ? fields[4] : ""
+            )
         default:
             return nil
         }

@@ -433,7 +433,10 @@ public final class InventoryEngine: Sendable {
         // hold was itself taken back (its sync commit failed, but the worker wrote its row from the outbox), the
         // row is about to be removed: the client retries. Otherwise Redis lost the order, and the answer is what
         // the journal holds.
-        await undoReserve(orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId)
+        await undoReserve(
+            orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId,
+            earlierEventId: duplicate.existingReserveEvent
+        )
         let earlierUndone = try? await redisCall {
             try await self.redis.command(
                 "EXISTS", self.keys.undoneMarker(orderId: command.orderId, eventId: duplicate.existingReserveEvent)
@@ -477,6 +480,18 @@ public final class InventoryEngine: Sendable {
         }
         if result.staleLines.contains(where: { $0.eventId == event.id }) {
             throw InventoryError.unavailable("Redis lost its data while this reservation was being recorded; retry")
+        }
+        // The journal's row of the order is an earlier attempt's that was taken back in Redis and is about to be
+        // removed: this hold is not recorded yet (a later retry commits it once that row is gone).
+        if let duplicate = result.duplicates.first(where: { $0.orderId == orderId && $0.eventId == event.id }) {
+            let earlierUndone = try? await redisCall {
+                try await self.redis.command(
+                    "EXISTS", self.keys.undoneMarker(orderId: orderId, eventId: duplicate.existingReserveEvent)
+                )
+            }
+            if earlierUndone?.int != 0 {
+                throw InventoryError.unavailable("an earlier attempt of this order is still being taken back; retry")
+            }
         }
     }
 
@@ -533,8 +548,12 @@ public final class InventoryEngine: Sendable {
 
     /// Takes back a hold made by the reserve event `eventId` (compensation: sync-mode journal failure, or a
     /// duplicate the worker found in the journal). When Redis cannot be reached it becomes a durable retry task.
-    public func undoReserve(orderId: String, bizId: String, lines: [ReservationLine], eventId: String) async {
-        await compensate(.undoReserve(orderId: orderId, bizId: bizId, eventId: eventId, lines: lines))
+    public func undoReserve(
+        orderId: String, bizId: String, lines: [ReservationLine], eventId: String, earlierEventId: String = ""
+    ) async {
+        await compensate(
+            .undoReserve(orderId: orderId, bizId: bizId, eventId: eventId, lines: lines, earlierEventId: earlierEventId)
+        )
     }
 
     /// The worker committed these outbox entries: acknowledge and delete them in one step.
@@ -904,10 +923,12 @@ public final class InventoryEngine: Sendable {
                 scripts.undoStock, keys: [itemKey, adjustmentKey, marker],
                 arguments: [String(delta), fingerprint, String(configuration.retentionSeconds)]
             )
-        case .undoReserve(let orderId, let bizId, let eventId, let lines):
+        case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):
+            // With no earlier event, a marker name no event has ("" is never an event id).
             var keyList = [
                 keys.order(orderId), keys.outbox(forOrder: orderId), keys.expiryIndex(forOrder: orderId),
                 keys.undoneMarker(orderId: orderId, eventId: eventId),
+                keys.undoneMarker(orderId: orderId, eventId: earlierEventId),
             ]
             var quantities: [String] = []
             for line in lines.split(separator: ",") {

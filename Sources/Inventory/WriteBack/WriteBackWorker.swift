@@ -423,8 +423,10 @@ public final class WriteBackWorker: Service, Sendable {
             try await group.waitForAll()
         }
         let duplicates = result.duplicates
-        let duplicateOrders = Set(duplicates.map { "\($0.bizId)\u{0}\($0.orderId)" })
-        for event in events where event.kind == .reserve && duplicateOrders.contains("\(event.bizId)\u{0}\(event.orderId)") {
+        let earlierEvents = Dictionary(
+            duplicates.map { ("\($0.bizId)\u{0}\($0.orderId)", $0.existingReserveEvent) }, uniquingKeysWith: { first, _ in first }
+        )
+        for event in events where event.kind == .reserve && earlierEvents["\(event.bizId)\u{0}\(event.orderId)"] != nil {
             logger.error(
                 "reservation duplicates a journal row of an earlier reserve; taking the new hold back",
                 metadata: ["orderId": "\(event.orderId)", "event": "\(event.id)"]
@@ -432,7 +434,7 @@ public final class WriteBackWorker: Service, Sendable {
             await engine.undoReserve(
                 orderId: event.orderId, bizId: event.bizId,
                 lines: event.lines.map { ReservationLine(skuId: $0.skuId, requested: $0.quantity, reserved: $0.quantity) },
-                eventId: event.id
+                eventId: event.id, earlierEventId: earlierEvents["\(event.bizId)\u{0}\(event.orderId)"] ?? ""
             )
         }
     }
