@@ -1,5 +1,5 @@
 import Foundation
-import Inventory
+@testable import Inventory
 import InventoryTestSupport
 import RedisClient
 import Testing
@@ -227,6 +227,51 @@ struct WriteBackTests {
             try await expectSettled(stores, 1, mysql: 7, available: 7, reserved: 0)
         }
         await proxy.close()
+    }
+
+    @Test("sync mode: a replay meeting the row of an earlier attempt taken back in Redis answers 503 until that row is gone")
+    func syncReplayAfterUndoneAttempt() async throws {
+        try await TestStores.with(durability: .sync) { stores in
+            // The first attempt and the retry were made in Redis without a journal commit (their commits' outcomes
+            // were lost); an async engine on the same keys makes such holds.
+            let unrecorded = InventoryEngine(
+                redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(),
+                configuration: EngineConfiguration(durability: .async, keys: stores.keys), logger: stores.logger
+            )
+            _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let command = ReserveCommand(
+                orderId: "u1", bizId: stores.bizId, userId: nil, items: [.init(skuId: 1, quantity: 1)], ttlSeconds: 600,
+                shortage: .reject
+            )
+            func event() async throws -> OutboxEvent? {
+                let id = try await stores.redis.command("HGET", stores.keys.order("u1"), "event").text ?? ""
+                let stream = stores.keys.outbox(forOrder: "u1")
+                return OutboxEvent.entries(stream: stream, try await stores.redis.command("XRANGE", stream, id, id)).first?.event
+            }
+            _ = try await unrecorded.reserve(command)
+            let first = try #require(try await event())
+            // The worker wrote the first attempt's row from the outbox; then that attempt was taken back in Redis.
+            _ = try await JournalRepository(client: stores.mysql).apply([first])
+            _ = try await stores.redis.command("XDEL", first.stream, first.id)
+            await stores.engine.undoReserve(
+                orderId: "u1", bizId: stores.bizId, lines: [ReservationLine(skuId: 1, requested: 1, reserved: 1)],
+                eventId: first.id
+            )
+            // The retry holds again; its replay must not be answered from the first attempt's row.
+            _ = try await unrecorded.reserve(command)
+            await #expect(throws: InventoryError.self) { try await stores.engine.reserve(command) }
+            // Once the worker has removed that row and recorded the retry, the replay is answered.
+            try await withWorker(stores.worker()) {
+                let drained = try await stores.drained()
+                #expect(drained)
+            }
+            guard case .replayed = try await stores.engine.reserve(command) else {
+                Issue.record("expected a replay")
+                return
+            }
+            #expect(try await stores.journalRows().map(\.description) == ["u1/1x1=RESERVED"])
+            try await expectSettled(stores, 1, mysql: 10, available: 9, reserved: 1)
+        }
     }
 
     @Test("a hold that duplicates a journal row of an earlier reserve (Redis lost the order) is taken back")
