@@ -1011,14 +1011,21 @@ public final class InventoryEngine: Sendable {
     /// Rebuilds an order's hash and its reserve/rollback keys from its journal rows. Returns false when the
     /// journal has no row of it (or MySQL cannot be asked: then the order is as unknown as Redis says).
     private func restoreOrder(_ orderId: String) async throws -> Bool {
-        guard let seen = try? await journal.rows(orderId: orderId), let any = seen.first else { return false }
+        // MySQL that cannot be asked is 503, not "no such order": a cancel would otherwise be recorded as one
+        // before any reserve and answered 200, while the journal still holds the order's stock.
+        let journalRows = { [journal] in
+            do { return try await journal.rows(orderId: orderId) } catch { throw self.mapMySQL(error) }
+        }
+        let seen = try await journalRows()
+        guard let any = seen.first else { return false }
         // Items first, so they count these holds from the same journal. The rows are read again afterwards: a
         // write-back batch may have moved them before the rebuild read MySQL (a confirm Redis lost, say), and
         // once the items are rebuilt no line of the lost epoch changes them any more.
         for line in seen where line.bizId == any.bizId {
             _ = try await ensureItem(StockItemID(bizId: any.bizId, skuId: line.skuId))
         }
-        guard let rows = try? await journal.rows(orderId: orderId), let first = rows.first else { return false }
+        let rows = try await journalRows()
+        guard let first = rows.first else { return false }
         let lines = rows.filter { $0.bizId == first.bizId }
         var keyList = [keys.order(orderId), keys.expiryIndex(forOrder: orderId)]
         for line in lines {

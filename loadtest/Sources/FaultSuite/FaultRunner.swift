@@ -88,6 +88,8 @@ public struct FaultResult: Sendable, Codable {
     public var faultTimes: [Double]
     /// Acknowledged confirms or cancels the journal does not show.
     public var lostTransitions: Int
+    /// The first of them: order, what the client was told, the journal's status.
+    public var lostTransitionOrders: [String]
     /// For holds lost to a Redis data loss: the longest time between their acknowledgement and the loss, in ms.
     public var lossWindowMs: Double?
     /// Answers that contradicted an earlier answer (a replay that was not 200, a reserve after its cancel...).

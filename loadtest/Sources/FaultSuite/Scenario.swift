@@ -161,6 +161,7 @@ struct ScenarioContext: Sendable {
         var lost = 0
         var lostOrders: [String] = []
         var lostTransitions = 0
+        var lostTransitionOrders: [String] = []
         var window: Double?
         for (orderId, order) in told.orders {
             guard let row = journal[orderId] else {
@@ -173,8 +174,14 @@ struct ScenarioContext: Sendable {
                 }
                 continue
             }
-            if order.confirmed && row.status != "CONFIRMED" { lostTransitions += 1 }
-            if order.cancelled && row.status != "CANCELLED" { lostTransitions += 1 }
+            if (order.confirmed && row.status != "CONFIRMED") || (order.cancelled && row.status != "CANCELLED") {
+                lostTransitions += 1
+                if lostTransitionOrders.count < 20 {
+                    lostTransitionOrders.append(
+                        "\(orderId) \(order.confirmed ? "confirmed" : "cancelled"), journal \(row.status)"
+                    )
+                }
+            }
             // An expiry is the sweeper's, never waited for: after a data loss the journal sweep redoes it later.
             if order.expired && row.status != "EXPIRED" && fault != .redisFlushall { lostTransitions += 1 }
         }
@@ -215,6 +222,7 @@ struct ScenarioContext: Sendable {
             holdsSeenExpired: told.orders.values.filter(\.expired).count,
             oversoldUnits: oversold, acknowledgedOverStock: overStock, stockMismatches: mismatches,
             lostReservations: lost, lostOrders: lostOrders, faultTimes: faultTimes, lostTransitions: lostTransitions,
+            lostTransitionOrders: lostTransitionOrders,
             lossWindowMs: window,
             sequenceViolations: told.violations, reconcileExit: reconcile, passed: failures.isEmpty, failures: failures
         )
