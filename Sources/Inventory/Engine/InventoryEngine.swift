@@ -437,12 +437,7 @@ public final class InventoryEngine: Sendable {
             orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId,
             earlierEventId: duplicate.existingReserveEvent
         )
-        let earlierUndone = try? await redisCall {
-            try await self.redis.command(
-                "EXISTS", self.keys.undoneMarker(orderId: command.orderId, eventId: duplicate.existingReserveEvent)
-            )
-        }
-        if earlierUndone?.int != 0 {
+        if await wasTakenBack(orderId: command.orderId, eventId: duplicate.existingReserveEvent) {
             throw InventoryError.unavailable("an earlier attempt of this order is still being taken back; retry")
         }
         let status = ReservationStatus(rawValue: duplicate.existingStatus.lowercased()) ?? .cancelled
@@ -483,16 +478,20 @@ public final class InventoryEngine: Sendable {
         }
         // The journal's row of the order is an earlier attempt's that was taken back in Redis and is about to be
         // removed: this hold is not recorded yet (a later retry commits it once that row is gone).
-        if let duplicate = result.duplicates.first(where: { $0.orderId == orderId && $0.eventId == event.id }) {
-            let earlierUndone = try? await redisCall {
-                try await self.redis.command(
-                    "EXISTS", self.keys.undoneMarker(orderId: orderId, eventId: duplicate.existingReserveEvent)
-                )
-            }
-            if earlierUndone?.int != 0 {
-                throw InventoryError.unavailable("an earlier attempt of this order is still being taken back; retry")
-            }
+        if let duplicate = result.duplicates.first(where: { $0.orderId == orderId && $0.eventId == event.id }),
+            await wasTakenBack(orderId: orderId, eventId: duplicate.existingReserveEvent)
+        {
+            throw InventoryError.unavailable("an earlier attempt of this order is still being taken back; retry")
         }
+    }
+
+    /// Whether the hold of reserve event `eventId` was taken back in Redis (its undone marker); true when Redis
+    /// cannot tell, the safe side for a caller deciding not to answer from that event's journal row.
+    private func wasTakenBack(orderId: String, eventId: String) async -> Bool {
+        let marker = try? await redisCall {
+            try await self.redis.command("EXISTS", self.keys.undoneMarker(orderId: orderId, eventId: eventId))
+        }
+        return marker?.int != 0
     }
 
     /// Sync mode, a confirm or cancel just made in Redis: answers only once the journal has it, by committing its
