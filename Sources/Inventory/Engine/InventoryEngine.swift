@@ -451,7 +451,6 @@ public final class InventoryEngine: Sendable {
     /// Sync mode, a replay of a held order: answers only once the journal has it, committing its reserve event
     /// from the outbox if the worker has not yet (a retry after a 503 whose hold could not be taken back).
     private func ensureRecorded(orderId: String, bizId: String) async throws {
-        let stream = keys.outbox(forOrder: orderId)
         let eventId = try await redisCall { try await self.redis.command("HGET", self.keys.order(orderId), "event") }.text ?? ""
         // A restored order ('' event) came from the journal. Otherwise the row must be this hold's own: a row of
         // an earlier attempt of the order may be one an undo is about to remove.
@@ -459,23 +458,10 @@ public final class InventoryEngine: Sendable {
             ? try? await journal.isPersisted(orderId: orderId, bizId: bizId)
             : try? await journal.hasRow(orderId: orderId, bizId: bizId, reserveEvent: eventId)
         if recorded == true { return }
-        let entry = eventId.isEmpty
-            ? nil
-            : OutboxEvent.entries(
-                stream: stream, try await redisCall { try await self.redis.command("XRANGE", stream, eventId, eventId) }
-            ).first?.event
-        guard let event = entry, event.kind == .reserve else {
+        guard let event = try await outboxEvent(orderId: orderId, eventId: eventId), event.kind == .reserve else {
             throw InventoryError.unavailable("the reservation is held but not recorded yet; retry")
         }
-        let result: JournalBatchResult
-        do {
-            result = try await committer.commit(event)
-        } catch {
-            throw mapMySQL(error)
-        }
-        if result.staleLines.contains(where: { $0.eventId == event.id }) {
-            throw InventoryError.unavailable("Redis lost its data while this reservation was being recorded; retry")
-        }
+        let result = try await commitFromOutbox(event, what: "reservation")
         // The journal's row of the order is an earlier attempt's that was taken back in Redis and is about to be
         // removed: this hold is not recorded yet (a later retry commits it once that row is gone).
         if let duplicate = result.duplicates.first(where: { $0.orderId == orderId && $0.eventId == event.id }),
@@ -499,17 +485,25 @@ public final class InventoryEngine: Sendable {
     /// commit fails: the client gets 503, the worker records it from the outbox, and a retry's replay answers 200
     /// once the journal has it.
     private func recordTransition(orderId: String, bizId: String, eventId: String, journalStatus: String) async throws {
-        let stream = keys.outbox(forOrder: orderId)
-        let entry = eventId.isEmpty
-            ? nil
-            : OutboxEvent.entries(
-                stream: stream, try await redisCall { try await self.redis.command("XRANGE", stream, eventId, eventId) }
-            ).first?.event
-        guard let event = entry else {
+        guard let event = try await outboxEvent(orderId: orderId, eventId: eventId) else {
             // A worker deletes an entry only after committing it: gone means recorded, unless Redis lost it.
             if try await isRecorded(orderId: orderId, bizId: bizId, journalStatus: journalStatus) { return }
             throw InventoryError.unavailable("the change is made but not recorded yet; retry")
         }
+        _ = try await commitFromOutbox(event, what: "change")
+    }
+
+    /// The order's outbox entry `eventId`, nil when there is none (or no id).
+    private func outboxEvent(orderId: String, eventId: String) async throws -> OutboxEvent? {
+        guard !eventId.isEmpty else { return nil }
+        let stream = keys.outbox(forOrder: orderId)
+        let reply = try await redisCall { try await self.redis.command("XRANGE", stream, eventId, eventId) }
+        return OutboxEvent.entries(stream: stream, reply).first?.event
+    }
+
+    /// Sync mode: commits an outbox entry through the group committer before the answer. A line of it left out as
+    /// stale means Redis lost the order's items after the change and rebuilt them from the journal without it: 503.
+    private func commitFromOutbox(_ event: OutboxEvent, what: String) async throws -> JournalBatchResult {
         let result: JournalBatchResult
         do {
             result = try await committer.commit(event)
@@ -517,9 +511,9 @@ public final class InventoryEngine: Sendable {
             throw mapMySQL(error)
         }
         if result.staleLines.contains(where: { $0.eventId == event.id }) {
-            // Redis lost the order's items after this change and rebuilt them from the journal without it.
-            throw InventoryError.unavailable("Redis lost its data while this change was being recorded; retry")
+            throw InventoryError.unavailable("Redis lost its data while this \(what) was being recorded; retry")
         }
+        return result
     }
 
     /// Sync mode, a replay of a confirm or cancel: answers only once the journal has it, committing the change's

@@ -359,7 +359,6 @@ public struct JournalRepository: Sendable {
         }
     }
 
-    /// Whether the journal holds any row of the order in that business line.
     /// Whether the journal has a row of this order made by this reserve event.
     public func hasRow(orderId: String, bizId: String, reserveEvent: String) async throws -> Bool {
         let result = try await client.query(
@@ -369,6 +368,7 @@ public struct JournalRepository: Sendable {
         return !result.rows.isEmpty
     }
 
+    /// Whether the journal holds any row of the order in that business line.
     public func isPersisted(orderId: String, bizId: String) async throws -> Bool {
         let result = try await client.query(
             "SELECT 1 AS found FROM reservation_journal WHERE order_id = ? AND biz_id = ? LIMIT 1",
@@ -391,7 +391,9 @@ private struct LineKey: Hashable, Sendable, Comparable {
     }
 
     var binds: [MySQLValue] {
-        [.string(orderId), .string(bizId), skuValue(skuId)]
+        var binds: [MySQLValue] = []
+        appendBinds(to: &binds)
+        return binds
     }
 
     func appendBinds(to binds: inout [MySQLValue]) {
