@@ -285,14 +285,19 @@ struct WriteBackTests {
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
             _ = try await reserve(stores, "dup", [(1, 3)])
+            try await withWorker(stores.worker()) {
+                let drained = try await stores.drained()
+                #expect(drained)
+            }
+            // Redis forgets the order (data loss), the client retries: a second hold for the same line. No worker
+            // runs meanwhile (one reading ahead would take the hold back before it could be seen).
+            _ = try await stores.redis.command("DEL", stores.keys.order("dup"), stores.keys.reserveKey(stores.item(1), orderId: "dup"))
+            _ = try await reserve(stores, "dup", [(1, 3)])
+            #expect(try await engine.stock(stores.item(1)).available == 4)
             let worker = stores.worker()
             try await withWorker(worker) {
-                #expect(try await stores.drained())
-                // Redis forgets the order (data loss), the client retries: a second hold for the same line.
-                _ = try await stores.redis.command("DEL", stores.keys.order("dup"), stores.keys.reserveKey(stores.item(1), orderId: "dup"))
-                _ = try await reserve(stores, "dup", [(1, 3)])
-                #expect(try await engine.stock(stores.item(1)).available == 4)
-                #expect(try await stores.drained())
+                let drained = try await stores.drained()
+                #expect(drained)
             }
             #expect(worker.stats.duplicates == 1)
             #expect(try await engine.stock(stores.item(1)).available == 7, "the duplicate hold is released")
