@@ -134,7 +134,14 @@ public final class RedisClient: Sendable, Service {
                 RESPEncoder.encode(arguments, into: &buffer)
                 let promise = channel.eventLoop.makePromise(of: RedisValue.self)
                 let deadline = NIODeadline.now() + .milliseconds(configuration.commandTimeoutMilliseconds)
-                channel.writeAndFlush(RedisRequest(bytes: buffer, promise: promise, deadline: deadline), promise: nil)
+                // A connection closed before the write reaches the handler fails the write, not the request:
+                // without this its promise, and every caller waiting for the connection, waited forever (the
+                // OpenAPI store-down test hung about one run in two, on a reconnect through its cut proxy).
+                let written = channel.eventLoop.makePromise(of: Void.self)
+                written.futureResult.whenFailure { error in
+                    promise.fail(RedisError(.connectionFailed, "\(arguments[0]) not sent: \(error)"))
+                }
+                channel.writeAndFlush(RedisRequest(bytes: buffer, promise: promise, deadline: deadline), promise: written)
                 return promise.futureResult.flatMapThrowing { reply in
                     if case .error(let message) = reply {
                         throw RedisError(.connectionFailed, "\(arguments[0]) failed: \(message)")
