@@ -3,6 +3,7 @@
 -- KEYS[1] order hash            KEYS[2] outbox stream        KEYS[3] expiry index (zset of orderIds)
 -- then for each item i = 0..n-1:
 --   KEYS[4+3i] item hash        KEYS[5+3i] reserve key       KEYS[6+3i] rollback key
+-- then for each item i = 0..n-1: KEYS[4+3n+i] the item's per-user usage hash (see below)
 -- ARGV[1] orderId   ARGV[2] request fingerprint   ARGV[3] bizId   ARGV[4] userId ('' if none)
 -- ARGV[5] shortage mode: reject | partial | backorder
 -- ARGV[6] now (ms)  ARGV[7] ttl (s)  ARGV[8] retention (s) that order and de-duplication keys outlive the hold
@@ -19,6 +20,14 @@
 --   {'cancelled', status}                 the order was cancelled or expired first (no hanging reservation)
 --   {'missing', 'i,j'}                    items (1-based) that are not in Redis
 --   {'short', 'avail1,avail2,...'}        not enough stock; nothing was held
+--   {'nouser', 'i,j'}                     items (1-based) with a per-user limit, and the order names no user
+--   {'userlimit', 'i:limit:used,...'}     the user would get more than an item's per-user limit; nothing was held
+--
+-- Per-user limits: an item with user_limit > 0 lets one user hold or buy at most that many units per window of
+-- user_window seconds (0: over the item's life). Its usage hash maps userId -> 'window:units', window being
+-- floor(now / user_window) (0 without a window); units of an earlier window count as 0. Checked and counted here,
+-- in the same script as the hold, so concurrent requests of one user cannot exceed it; cancel, expiry and a
+-- take-back give the units back while the window is the same (rollback.lua, undo_reserve.lua).
 --
 -- The documented order: for each item, deduct first (stock_num -q, used_stock_num +q), then write the
 -- reserve key. A script that fails between the two keeps the deduction without the key: stock leaks toward
@@ -45,7 +54,10 @@ local mode = ARGV[5]
 local n = (#ARGV - 10) / 2
 local itemTTL = tonumber(ARGV[10])
 
+local user = ARGV[4]
 local missing = {}
+local nouser = {}
+local limited = {}
 local short = false
 local anyGranted = false
 local plan = {}
@@ -61,11 +73,20 @@ for i = 0, n - 1 do
   local item = counters[itemKey]
   if not item then
     local fields = redis.call('HMGET', itemKey, 'stock_num', 'used_stock_num', 'is_infinite', 'backorder_limit',
-      'epoch')
+      'epoch', 'user_limit', 'user_window')
     if fields[1] then
       item = {stock = tonumber(fields[1]), used = tonumber(fields[2] or '0'), infinite = fields[3] == '1',
-        limit = tonumber(fields[4] or '0'), epoch = fields[5] or ''}
+        limit = tonumber(fields[4] or '0'), epoch = fields[5] or '', userLimit = tonumber(fields[6] or '0')}
       item.left = item.stock
+      if item.userLimit > 0 and user ~= '' then
+        local window = tonumber(fields[7] or '0')
+        item.window = window > 0 and math.floor(now / (window * 1000)) or 0
+        item.usersKey = KEYS[4 + 3 * n + i]
+        local usage = redis.call('HGET', item.usersKey, user)
+        local usedWindow, units = string.match(usage or '', '^(%d+):(%d+)$')
+        item.userUsed = (tonumber(usedWindow) == item.window) and tonumber(units) or 0
+        item.userLeft = item.userLimit - item.userUsed
+      end
       counters[itemKey] = item
     end
   end
@@ -88,6 +109,20 @@ for i = 0, n - 1 do
       elseif stock < quantity then
         short = true
       end
+    end
+    if item.userLimit > 0 then
+      if user == '' then
+        nouser[#nouser + 1] = tostring(i + 1)
+      elseif grant > item.userLeft then
+        if mode == 'partial' then
+          grant = math.max(item.userLeft, 0)
+        else
+          limited[#limited + 1] = (i + 1) .. ':' .. item.userLimit .. ':' .. item.userUsed
+        end
+      end
+      if item.userLeft then item.userLeft = item.userLeft - grant end
+    end
+    if not item.infinite then
       -- later lines of the same item see what earlier lines take
       item.left = stock - grant
     end
@@ -99,7 +134,26 @@ end
 if #missing > 0 then
   return {'missing', table.concat(missing, ',')}
 end
-if short or not anyGranted then
+if #nouser > 0 then
+  return {'nouser', table.concat(nouser, ',')}
+end
+if #limited > 0 then
+  return {'userlimit', table.concat(limited, ',')}
+end
+if short then
+  return {'short', table.concat(availableList, ',')}
+end
+if not anyGranted then
+  -- partial: nothing left, either in stock or in the user's allowance
+  for i = 0, n - 1 do
+    local item = counters[KEYS[4 + 3 * i]]
+    if item.userLeft and item.userLeft <= 0 then
+      limited[#limited + 1] = (i + 1) .. ':' .. item.userLimit .. ':' .. item.userUsed
+    end
+  end
+  if #limited > 0 then
+    return {'userlimit', table.concat(limited, ',')}
+  end
   return {'short', table.concat(availableList, ',')}
 end
 
@@ -134,6 +188,16 @@ for i = 0, n - 1 do
     end
     -- step 2: the reserve key
     redis.call('SET', KEYS[5 + 3 * i], grant, 'EX', keep)
+    if item.usersKey then
+      item.userUsed = item.userUsed + grant
+      redis.call('HSET', item.usersKey, user, item.window .. ':' .. item.userUsed)
+      if itemTTL > 0 and not item.usersWarmed then
+        item.usersWarmed = true
+        if redis.call('TTL', item.usersKey) < itemTTL / 2 then
+          redis.call('EXPIRE', item.usersKey, itemTTL)
+        end
+      end
+    end
     events[#events + 1] = sku .. ':' .. grant
     epochs[#epochs + 1] = item.epoch
   end

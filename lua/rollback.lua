@@ -2,6 +2,7 @@
 --
 -- KEYS[1] order hash   KEYS[2] outbox stream   KEYS[3] expiry index
 -- then for each item i = 0..n-1: KEYS[4+3i] item hash, KEYS[5+3i] reserve key, KEYS[6+3i] rollback key
+-- then for each item i = 0..n-1: KEYS[4+3n+i] the item's per-user usage hash
 -- ARGV[1] orderId   ARGV[2] reason: cancelled | expired   ARGV[3] now (ms)   ARGV[4] retention (s)
 -- ARGV[5] failpoint ('' in production; 'after_rollback_key' stops between the two steps)
 -- ARGV[6] the order's lines as the caller read them ('' when the caller found no order)
@@ -26,8 +27,25 @@ local order = KEYS[1]
 local reason = ARGV[2]
 local now = tonumber(ARGV[3])
 local retention = tonumber(ARGV[4])
-local fields = redis.call('HMGET', order, 'status', 'lines', 'expires_at', 'biz')
+local fields = redis.call('HMGET', order, 'status', 'lines', 'expires_at', 'biz', 'user', 'created_at', 'restored')
 local status = fields[1]
+local user = fields[5] or ''
+local createdAt = tonumber(fields[6] or '0') or 0
+local restored = fields[7] == '1'
+
+-- Per-user limits (see reserve.lua): what an item gives back of the order's hold, the user gets back too, while the
+-- window the order was counted in is still the current one. A restored order's time is not its reserve's: nothing.
+local function giveBackUser(itemKey, usersKey, held, now)
+  if user == '' or restored or held <= 0 then return end
+  local config = redis.call('HMGET', itemKey, 'user_limit', 'user_window')
+  if tonumber(config[1] or '0') <= 0 then return end
+  local window = tonumber(config[2] or '0')
+  local current = window > 0 and math.floor(now / (window * 1000)) or 0
+  local counted = window > 0 and math.floor(createdAt / (window * 1000)) or 0
+  local usedWindow, units = string.match(redis.call('HGET', usersKey, user) or '', '^(%d+):(%d+)$')
+  if counted ~= current or tonumber(usedWindow) ~= current then return end
+  redis.call('HSET', usersKey, user, current .. ':' .. math.max(tonumber(units) - held, 0))
+end
 
 -- An expiry that finds nothing left to expire clears the index entry, so the sweeper does not see it again.
 if reason == 'expired' and status ~= 'reserved' then
@@ -55,7 +73,7 @@ if fields[2] ~= ARGV[6] then
   return {'stale'}
 end
 
-local n = (#KEYS - 3) / 3
+local n = (#KEYS - 3) / 4
 local events = {}
 local epochs = {}
 for i = 0, n - 1 do
@@ -78,6 +96,7 @@ for i = 0, n - 1 do
       redis.call('HSET', itemKey, 'is_sell_out', left <= 0 and '1' or '0')
     end
     redis.call('DEL', reserveKey)
+    giveBackUser(itemKey, KEYS[4 + 3 * n + i], held, now)
   end
   local sku = string.match(itemKey, ':(%d+)}')
   events[#events + 1] = (sku or '?') .. ':' .. held

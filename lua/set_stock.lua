@@ -4,6 +4,8 @@
 -- ARGV[1] on-hand stock   ARGV[2] infinite: '' unchanged | '0' | '1'
 -- ARGV[3] danger_num ('' unchanged)   ARGV[4] backorder_limit ('' unchanged)   ARGV[5] key ttl (s), 0 = none
 -- ARGV[6] epoch of the item if this creates it
+-- ARGV[7] user_limit: units per user, 0 = none ('' unchanged)   ARGV[8] user_window (s), 0 = the item's life
+-- ('' unchanged); see reserve.lua
 --
 -- Returns one of
 --   {'created'}                       the item was not in Redis and now is, with nothing reserved
@@ -22,13 +24,15 @@ local function settings()
   if ARGV[2] ~= '' then redis.call('HSET', item, 'is_infinite', ARGV[2]) end
   if ARGV[3] ~= '' then redis.call('HSET', item, 'danger_num', ARGV[3]) end
   if ARGV[4] ~= '' then redis.call('HSET', item, 'backorder_limit', ARGV[4]) end
+  if ARGV[7] ~= '' then redis.call('HSET', item, 'user_limit', ARGV[7]) end
+  if ARGV[8] ~= '' then redis.call('HSET', item, 'user_window', ARGV[8]) end
   if ttl > 0 then redis.call('EXPIRE', item, ttl) end
 end
 
 if not current[1] then
   redis.call('HSET', item, 'stock_num', onHand, 'used_stock_num', 0, 'confirmed_unapplied', 0,
     'is_sell_out', onHand <= 0 and '1' or '0', 'is_infinite', '0', 'danger_num', 0, 'backorder_limit', 0,
-    'lock_time', 0, 'lock_user_id', '', 'epoch', ARGV[6])
+    'user_limit', 0, 'user_window', 0, 'lock_time', 0, 'lock_user_id', '', 'epoch', ARGV[6])
   settings()
   return {'created'}
 end

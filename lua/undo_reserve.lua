@@ -5,6 +5,7 @@
 -- KEYS[5] undone marker of the earlier reserve event whose journal row this one duplicates (a marker no event has
 -- when there is none)
 -- then for each line i = 0..n-1: KEYS[6+2i] item hash, KEYS[7+2i] reserve key
+-- then for each line i = 0..n-1: KEYS[6+2n+i] the item's per-user usage hash
 -- ARGV[1] orderId   ARGV[2] the reserve's outbox event id   ARGV[3] now (ms)   ARGV[4] retention (s)
 -- then for each line: ARGV[5+i] the quantity the reserve event held
 --
@@ -23,14 +24,32 @@
 -- that meets the event's journal row knows the row is about to be removed (see InventoryEngine.commitJournal).
 
 local order = KEYS[1]
-local fields = redis.call('HMGET', order, 'status', 'event', 'biz')
+local fields = redis.call('HMGET', order, 'status', 'event', 'biz', 'user', 'created_at', 'restored')
 if fields[2] ~= ARGV[2] then
   return {'gone'}
 end
 if not redis.call('SET', KEYS[4], '1', 'NX', 'EX', tonumber(ARGV[4])) then
   return {'gone'}
 end
-local n = (#KEYS - 5) / 2
+local n = (#KEYS - 5) / 3
+local now = tonumber(ARGV[3])
+local user = fields[4] or ''
+local createdAt = tonumber(fields[5] or '0') or 0
+local restored = fields[6] == '1'
+
+-- Per-user limits (see reserve.lua): what an item gives back of the order's hold, the user gets back too, while the
+-- window the order was counted in is still the current one. A restored order's time is not its reserve's: nothing.
+local function giveBackUser(itemKey, usersKey, held, now)
+  if user == '' or restored or held <= 0 then return end
+  local config = redis.call('HMGET', itemKey, 'user_limit', 'user_window')
+  if tonumber(config[1] or '0') <= 0 then return end
+  local window = tonumber(config[2] or '0')
+  local current = window > 0 and math.floor(now / (window * 1000)) or 0
+  local counted = window > 0 and math.floor(createdAt / (window * 1000)) or 0
+  local usedWindow, units = string.match(redis.call('HGET', usersKey, user) or '', '^(%d+):(%d+)$')
+  if counted ~= current or tonumber(usedWindow) ~= current then return end
+  redis.call('HSET', usersKey, user, current .. ':' .. math.max(tonumber(units) - held, 0))
+end
 
 local function giveBack(itemKey, quantity)
   if redis.call('HGET', itemKey, 'is_infinite') == '1' then
@@ -48,6 +67,7 @@ if fields[1] ~= 'reserved' then
       local quantity = tonumber(ARGV[5 + i] or '0')
       if quantity > 0 and redis.call('HEXISTS', KEYS[6 + 2 * i], 'stock_num') == 1 then
         giveBack(KEYS[6 + 2 * i], quantity)
+        giveBackUser(KEYS[6 + 2 * i], KEYS[6 + 2 * n + i], quantity, now)
       end
     end
   end
@@ -64,6 +84,7 @@ for i = 0, n - 1 do
   if held > 0 then
     giveBack(itemKey, held)
     redis.call('DEL', reserveKey)
+    giveBackUser(itemKey, KEYS[6 + 2 * n + i], held, now)
   end
   local sku = string.match(itemKey, ':(%d+)}')
   events[#events + 1] = (sku or '?') .. ':' .. held

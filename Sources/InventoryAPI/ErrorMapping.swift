@@ -12,6 +12,20 @@ extension Problem {
                 detail: "not enough stock for \(shortages.count) item(s); nothing was reserved",
                 items: shortages.map { .init(skuId: $0.skuId, requested: $0.requested, available: $0.available) }
             )
+        case .userLimitExceeded(let lines):
+            self.init(
+                .conflict, type: "user-limit-exceeded", title: "Per-user limit reached",
+                detail: "the user would get more than \(lines.count) item(s)' per-user limit allows; nothing was reserved"
+            )
+            userLimits = lines.map { .init(skuId: $0.skuId, requested: $0.requested, limit: $0.limit, used: $0.used) }
+        case .userRequired(let skus):
+            // 409, not 422: the body is well-formed; the item's settings (a per-user limit) ask for more.
+            self.init(
+                .conflict, type: "user-required", title: "A user is required",
+                detail: "skuId \(skus.map(String.init).joined(separator: ", ")) has a per-user limit: the order must name its userId; nothing was reserved",
+                unknownSkuIds: nil
+            )
+            userRequiredSkuIds = skus
         case .unknownItems(let skus):
             self.init(
                 .notFound, type: "unknown-stock-item", title: "Unknown stock item",

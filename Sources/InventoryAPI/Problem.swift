@@ -16,6 +16,14 @@ public struct Problem: Error, HTTPResponseError, Sendable {
         public let available: Int64
     }
 
+    /// One stock line that would take the user past its per-user limit.
+    public struct UserLimitLine: Encodable, Sendable, Equatable {
+        public let skuId: UInt64
+        public let requested: Int64
+        public let limit: Int64
+        public let used: Int64
+    }
+
     public let status: HTTPResponse.Status
     public let type: String
     public let title: String
@@ -23,6 +31,8 @@ public struct Problem: Error, HTTPResponseError, Sendable {
     public var errors: [FieldError]?
     public var items: [ItemShortage]?
     public var unknownSkuIds: [UInt64]?
+    public var userLimits: [UserLimitLine]?
+    public var userRequiredSkuIds: [UInt64]?
     public var headers: HTTPFields
 
     public init(
@@ -51,6 +61,8 @@ public struct Problem: Error, HTTPResponseError, Sendable {
         let errors: [FieldError]?
         let items: [ItemShortage]?
         let unknownSkuIds: [UInt64]?
+        let userLimits: [UserLimitLine]?
+        let userRequiredSkuIds: [UInt64]?
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
@@ -60,7 +72,8 @@ public struct Problem: Error, HTTPResponseError, Sendable {
     func makeResponse() -> Response {
         let body = Body(
             type: Self.typeBase + type, title: title, status: status.code, detail: detail, errors: errors,
-            items: items, unknownSkuIds: unknownSkuIds
+            items: items, unknownSkuIds: unknownSkuIds, userLimits: userLimits,
+            userRequiredSkuIds: userRequiredSkuIds
         )
         let data = (try? JSONEncoder().encode(body)) ?? Data("{}".utf8)
         var headers = self.headers

@@ -175,6 +175,9 @@ struct ReserveItemBody: Decodable {
 
 /// The body of `PUT /v1/stock/{bizId}/{skuId}`.
 struct StockBody: Decodable {
+    /// A per-user window of at most a year.
+    static let maxUserWindowSeconds: Int64 = 366 * 86_400
+
     var settings: StockSettings?
     var problems: [Problem.FieldError] = []
 
@@ -191,9 +194,19 @@ struct StockBody: Decodable {
         if let backorder, !(0...limits.maxStock).contains(backorder) {
             reader.fail("backorderLimit", "must be \(range)")
         }
+        let userLimit = reader.read("perUserLimit", Int64.self, expected: range)
+        if let userLimit, !(0...limits.maxStock).contains(userLimit) { reader.fail("perUserLimit", "must be \(range)") }
+        let windowRange = "an integer from 0 to \(StockBody.maxUserWindowSeconds) (seconds)"
+        let window = reader.read("perUserWindowSeconds", Int64.self, expected: windowRange)
+        if let window, !(0...StockBody.maxUserWindowSeconds).contains(window) {
+            reader.fail("perUserWindowSeconds", "must be \(windowRange)")
+        }
         problems = reader.problems
         if problems.isEmpty, let stock {
-            settings = StockSettings(stock: stock, infinite: infinite, dangerNum: danger, backorderLimit: backorder)
+            settings = StockSettings(
+                stock: stock, infinite: infinite, dangerNum: danger, backorderLimit: backorder, userLimit: userLimit,
+                userWindowSeconds: window
+            )
         }
     }
 }

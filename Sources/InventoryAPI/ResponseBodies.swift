@@ -62,6 +62,8 @@ struct StockLevelBody: ResponseBody {
     let dangerNum: Int64
     let lowStock: Bool
     let backorderLimit: Int64
+    let perUserLimit: Int64
+    let perUserWindowSeconds: Int64
 
     init(_ level: StockLevel) {
         bizId = level.item.bizId
@@ -74,6 +76,8 @@ struct StockLevelBody: ResponseBody {
         dangerNum = level.dangerNum
         lowStock = level.lowStock
         backorderLimit = level.backorderLimit
+        perUserLimit = level.userLimit
+        perUserWindowSeconds = level.userWindowSeconds
     }
 
     func write(to writer: inout JSONWriter) {
@@ -88,6 +92,8 @@ struct StockLevelBody: ResponseBody {
         writer.field("dangerNum", dangerNum)
         writer.field("lowStock", lowStock)
         writer.field("backorderLimit", backorderLimit)
+        writer.field("perUserLimit", perUserLimit)
+        writer.field("perUserWindowSeconds", perUserWindowSeconds)
         writer.endObject()
     }
 }

@@ -214,6 +214,41 @@ struct OpenAPITests {
             )
             try await send("cancel bad id", .post, "/v1/reservations/bad~id/cancel", expect: 400)
 
+            // Per-user limits.
+            try await send(
+                "set a per-user limit", .put, "/v1/stock/\(biz)/4",
+                #"{"stock": 50, "perUserLimit": 2, "perUserWindowSeconds": 86400}"#, expect: 200
+            )
+            try await send("per-user limit out of range", .put, "/v1/stock/\(biz)/4", #"{"stock": 50, "perUserLimit": -1}"#, expect: 422)
+            try await send(
+                "per-user window out of range", .put, "/v1/stock/\(biz)/4",
+                #"{"stock": 50, "perUserWindowSeconds": 99999999999}"#, expect: 422
+            )
+            try await send(
+                "reserve within the per-user limit", .post, "/v1/reservations",
+                #"{"orderId": "o-user-1", "bizId": "\#(biz)", "userId": "u-9", "items": [{"skuId": 4, "quantity": 2}]}"#,
+                expect: 201
+            )
+            let overLimit = try await send(
+                "reserve past the per-user limit", .post, "/v1/reservations",
+                #"{"orderId": "o-user-2", "bizId": "\#(biz)", "userId": "u-9", "items": [{"skuId": 4, "quantity": 1}]}"#,
+                expect: 409
+            )
+            #expect(
+                try JSONValue.parse(Data(overLimit.body.readableBytesView))["type"]
+                    == .string("https://inventory.example/problems/user-limit-exceeded")
+            )
+            let anonymous = try await send(
+                "reserve a limited item without a user", .post, "/v1/reservations",
+                #"{"orderId": "o-user-3", "bizId": "\#(biz)", "items": [{"skuId": 4, "quantity": 1}]}"#, expect: 409
+            )
+            #expect(
+                try JSONValue.parse(Data(anonymous.body.readableBytesView))["userRequiredSkuIds"] == .array([.integer(4)])
+            )
+            let limitedStock = try await send("stock with a per-user limit", .get, "/v1/stock/\(biz)/4", expect: 200)
+            #expect(try JSONValue.parse(Data(limitedStock.body.readableBytesView))["perUserLimit"] == .integer(2))
+            #expect(try JSONValue.parse(Data(limitedStock.body.readableBytesView))["reserved"] == .integer(2))
+
             // Stock below what is held.
             try await send(
                 "reserve to hold", .post, "/v1/reservations",

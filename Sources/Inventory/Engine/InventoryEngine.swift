@@ -132,7 +132,7 @@ public final class InventoryEngine: Sendable {
             String(Self.nowMilliseconds()), String(command.ttlSeconds), String(configuration.retentionSeconds), failpoint,
             String(configuration.itemTTLSeconds),
         ]
-        keyList.reserveCapacity(3 + 3 * command.items.count)
+        keyList.reserveCapacity(3 + 4 * command.items.count)
         arguments.reserveCapacity(10 + 2 * command.items.count)
         for item in command.items {
             let id = StockItemID(bizId: command.bizId, skuId: item.skuId)
@@ -141,6 +141,9 @@ public final class InventoryEngine: Sendable {
             keyList.append(keys.rollbackKey(id, orderId: orderId))
             arguments.append(String(item.skuId))
             arguments.append(String(item.quantity))
+        }
+        for item in command.items {
+            keyList.append(keys.userUsage(StockItemID(bizId: command.bizId, skuId: item.skuId)))
         }
         let reply = try await runScript(scripts.reserve, keys: keyList, arguments: arguments)
         let fields = reply.array ?? []
@@ -189,6 +192,17 @@ public final class InventoryEngine: Sendable {
                 }
             }
             throw InventoryError.insufficientStock(shortages)
+        case "userlimit":
+            // 'i:limit:used,...', i 1-based
+            let lines = (fields[safe: 1]?.text ?? "").split(separator: ",").compactMap { entry -> InventoryError.UserLimit? in
+                let parts = entry.split(separator: ":").compactMap { Int64($0) }
+                guard parts.count == 3, let item = command.items[safe: Int(parts[0]) - 1] else { return nil }
+                return .init(skuId: item.skuId, requested: item.quantity, limit: parts[1], used: parts[2])
+            }
+            throw InventoryError.userLimitExceeded(lines)
+        case "nouser":
+            let indices = (fields[safe: 1]?.text ?? "").split(separator: ",").compactMap { Int($0) }
+            throw InventoryError.userRequired(indices.compactMap { command.items[safe: $0 - 1]?.skuId })
         default:
             throw InventoryError.unavailable("reserve script answered \(reply)")
         }
@@ -251,6 +265,9 @@ public final class InventoryEngine: Sendable {
                 keyList.append(keys.item(id))
                 keyList.append(keys.reserveKey(id, orderId: orderId))
                 keyList.append(keys.rollbackKey(id, orderId: orderId))
+            }
+            for line in order?.lines ?? [] {
+                keyList.append(keys.userUsage(StockItemID(bizId: order!.bizId, skuId: line.skuId)))
             }
             let reply = try await runScript(
                 scripts.rollback, keys: keyList,
@@ -592,7 +609,7 @@ public final class InventoryEngine: Sendable {
         let reply = try await redisCall {
             try await self.redis.command(
                 "HMGET", self.keys.item(id), "stock_num", "used_stock_num", "is_sell_out", "is_infinite", "danger_num",
-                "backorder_limit"
+                "backorder_limit", "user_limit", "user_window"
             )
         }
         let fields = reply.array ?? []
@@ -604,7 +621,9 @@ public final class InventoryEngine: Sendable {
             soldOut: fields[safe: 2]?.text == "1",
             infinite: fields[safe: 3]?.text == "1",
             dangerNum: fields[safe: 4]?.int ?? 0,
-            backorderLimit: fields[safe: 5]?.int ?? 0
+            backorderLimit: fields[safe: 5]?.int ?? 0,
+            userLimit: fields[safe: 6]?.int ?? 0,
+            userWindowSeconds: fields[safe: 7]?.int ?? 0
         )
         noteLowStock(level)
         return level
@@ -635,6 +654,7 @@ public final class InventoryEngine: Sendable {
                 String(settings.stock), settings.infinite.map { $0 ? "1" : "0" } ?? "",
                 settings.dangerNum.map(String.init) ?? "", settings.backorderLimit.map(String.init) ?? "",
                 String(configuration.itemTTLSeconds), Self.newEpoch(),
+                settings.userLimit.map(String.init) ?? "", settings.userWindowSeconds.map(String.init) ?? "",
             ]
         )
         let fields = reply.array ?? []
@@ -661,7 +681,8 @@ public final class InventoryEngine: Sendable {
             _ = try await stockRepository.apply(
                 StockChange(
                     bizId: id.bizId, skuId: id.skuId, delta: delta, reason: "set", source: "set:\(UUID().uuidString)",
-                    infinite: settings.infinite, dangerNum: settings.dangerNum, backorderLimit: settings.backorderLimit
+                    infinite: settings.infinite, dangerNum: settings.dangerNum, backorderLimit: settings.backorderLimit,
+                    userLimit: settings.userLimit, userWindowSeconds: settings.userWindowSeconds
                 )
             )
         } catch {
@@ -775,17 +796,26 @@ public final class InventoryEngine: Sendable {
         let epoch = Self.newEpoch()
         let outcome: (written: Bool, row: StockRow, liveReserved: Int64)?
         do {
-            outcome = try await stockRepository.withInitSnapshot(bizId: id.bizId, skuId: id.skuId) { snapshot in
-                guard let (row, liveReserved) = snapshot else { return nil }
+            outcome = try await stockRepository.withInitSnapshot(
+                bizId: id.bizId, skuId: id.skuId, nowMilliseconds: Self.nowMilliseconds()
+            ) { snapshot in
+                guard let snapshot else { return nil }
+                let row = snapshot.row
+                var arguments = [
+                    caller, String(row.infinite ? row.stock : row.stock - snapshot.liveReserved),
+                    String(snapshot.liveReserved), row.infinite ? "1" : "0", String(row.dangerNum),
+                    String(row.backorderLimit), String(self.configuration.itemTTLSeconds), epoch,
+                    String(row.userLimit), String(row.userWindowSeconds), String(snapshot.userWindow),
+                ]
+                arguments.reserveCapacity(arguments.count + 2 * snapshot.usage.count)
+                for usage in snapshot.usage {
+                    arguments.append(usage.userId)
+                    arguments.append(String(usage.units))
+                }
                 let reply = try await self.runScript(
-                    self.scripts.initItem, keys: [itemKey],
-                    arguments: [
-                        caller, String(row.infinite ? row.stock : row.stock - liveReserved), String(liveReserved),
-                        row.infinite ? "1" : "0", String(row.dangerNum), String(row.backorderLimit),
-                        String(self.configuration.itemTTLSeconds), epoch,
-                    ]
+                    self.scripts.initItem, keys: [itemKey, self.keys.userUsage(id)], arguments: arguments
                 )
-                return (reply.array?.first?.text == "ok", row, liveReserved)
+                return (reply.array?.first?.text == "ok", row, snapshot.liveReserved)
             }
         } catch let error as InventoryError {
             throw error
@@ -924,14 +954,17 @@ public final class InventoryEngine: Sendable {
                 keys.undoneMarker(orderId: orderId, eventId: earlierEventId),
             ]
             var quantities: [String] = []
+            var usageKeys: [String] = []
             for line in lines.split(separator: ",") {
                 let parts = line.split(separator: ":")
                 guard let sku = UInt64(parts.first ?? "") else { continue }
                 let id = StockItemID(bizId: bizId, skuId: sku)
                 keyList.append(keys.item(id))
                 keyList.append(keys.reserveKey(id, orderId: orderId))
+                usageKeys.append(keys.userUsage(id))
                 quantities.append(parts.count > 1 ? String(parts[1]) : "0")
             }
+            keyList += usageKeys
             let reply = try await runScript(
                 scripts.undoReserve, keys: keyList,
                 arguments: [orderId, eventId, String(Self.nowMilliseconds()), String(configuration.retentionSeconds)]

@@ -8,7 +8,7 @@ public enum InventoryMetrics {
     /// Reserve outcomes.
     public enum Outcome: String, CaseIterable, Sendable {
         case created, replayed, insufficientStock = "insufficient_stock", unknownItem = "unknown_item"
-        case orderClosed = "order_closed", conflict, unavailable
+        case orderClosed = "order_closed", conflict, unavailable, userLimit = "user_limit", userRequired = "user_required"
     }
 
     private static let reservations: [Outcome: Counter] = Dictionary(
@@ -32,6 +32,8 @@ public enum InventoryMetrics {
         case .unknownItems: reservation(.unknownItem)
         case .orderClosed: reservation(.orderClosed)
         case .idempotencyConflict: reservation(.conflict)
+        case .userLimitExceeded: reservation(.userLimit)
+        case .userRequired: reservation(.userRequired)
         default: reservation(.unavailable)
         }
     }

@@ -22,6 +22,9 @@ public struct KeyLayout: Sendable {
         "\(prefix):{\(id.bizId):\(id.skuId)}:rbk:\(orderId)"
     }
 
+    /// Per-user usage of an item with a per-user limit: userId -> "window:units" (see `reserve.lua`).
+    public func userUsage(_ id: StockItemID) -> String { "\(prefix):{\(id.bizId):\(id.skuId)}:users" }
+
     public func adjustmentKey(_ id: StockItemID, adjustmentId: String) -> String {
         "\(prefix):{\(id.bizId):\(id.skuId)}:adj:\(adjustmentId)"
     }

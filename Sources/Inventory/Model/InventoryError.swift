@@ -7,8 +7,22 @@ public enum InventoryError: Error, Sendable, Equatable {
         public let available: Int64
     }
 
+    /// One line that would take the user past the item's per-user limit.
+    public struct UserLimit: Sendable, Equatable {
+        public let skuId: UInt64
+        public let requested: Int64
+        /// Units per user (per window, if the item has one).
+        public let limit: Int64
+        /// What the user holds or bought of it already (in the current window).
+        public let used: Int64
+    }
+
     /// Not enough stock; nothing was held.
     case insufficientStock([Shortage])
+    /// The user would get more than a per-user limit allows; nothing was held.
+    case userLimitExceeded([UserLimit])
+    /// Items with a per-user limit, reserved by an order that names no user.
+    case userRequired([UInt64])
     /// Items that do not exist (not set up with `PUT /v1/stock`).
     case unknownItems([UInt64])
     /// The order was cancelled or expired, so it cannot be reserved or confirmed.

@@ -9,6 +9,10 @@ public struct StockLevel: Sendable, Equatable {
     public let infinite: Bool
     public let dangerNum: Int64
     public let backorderLimit: Int64
+    /// At most this many units per user (0: no limit).
+    public var userLimit: Int64 = 0
+    /// The per-user limit counts over windows of this many seconds (0: the item's whole life).
+    public var userWindowSeconds: Int64 = 0
 
     /// At or below the low-stock threshold.
     public var lowStock: Bool { !infinite && available <= dangerNum }
@@ -24,12 +28,21 @@ public struct StockSettings: Sendable, Equatable {
     public let infinite: Bool?
     public let dangerNum: Int64?
     public let backorderLimit: Int64?
+    /// Units per user, 0 for none.
+    public let userLimit: Int64?
+    /// The window the per-user limit counts over, in seconds; 0 for the item's whole life.
+    public let userWindowSeconds: Int64?
 
-    public init(stock: Int64, infinite: Bool? = nil, dangerNum: Int64? = nil, backorderLimit: Int64? = nil) {
+    public init(
+        stock: Int64, infinite: Bool? = nil, dangerNum: Int64? = nil, backorderLimit: Int64? = nil,
+        userLimit: Int64? = nil, userWindowSeconds: Int64? = nil
+    ) {
         self.stock = stock
         self.infinite = infinite
         self.dangerNum = dangerNum
         self.backorderLimit = backorderLimit
+        self.userLimit = userLimit
+        self.userWindowSeconds = userWindowSeconds
     }
 }
 

@@ -14,16 +14,48 @@ public struct StockRow: Sendable, Equatable {
     public let dangerNum: Int64
     /// How far below zero a backorder reserve may take available stock.
     public let backorderLimit: Int64
+    /// At most this many units per user (0: no limit).
+    public let userLimit: Int64
+    /// The window the per-user limit counts over, in seconds (0: the item's whole life).
+    public let userWindowSeconds: Int64
 
     /// Creates a row value.
-    public init(bizId: String, skuId: UInt64, stock: Int64, infinite: Bool, dangerNum: Int64, backorderLimit: Int64) {
+    public init(
+        bizId: String, skuId: UInt64, stock: Int64, infinite: Bool, dangerNum: Int64, backorderLimit: Int64,
+        userLimit: Int64 = 0, userWindowSeconds: Int64 = 0
+    ) {
         self.bizId = bizId
         self.skuId = skuId
         self.stock = stock
         self.infinite = infinite
         self.dangerNum = dangerNum
         self.backorderLimit = backorderLimit
+        self.userLimit = userLimit
+        self.userWindowSeconds = userWindowSeconds
     }
+
+    /// Reads the columns `stockColumns` names.
+    init(_ row: MySQLRow, bizId: String, skuId: UInt64) {
+        self.init(
+            bizId: bizId, skuId: skuId, stock: row.int64("stock") ?? 0, infinite: row.bool("is_infinite") ?? false,
+            dangerNum: row.int64("danger_num") ?? 0, backorderLimit: row.int64("backorder_limit") ?? 0,
+            userLimit: row.int64("user_limit") ?? 0, userWindowSeconds: row.int64("user_window_seconds") ?? 0
+        )
+    }
+
+    /// The columns `init(_:bizId:skuId:)` reads.
+    static let columns = "stock, is_infinite, danger_num, backorder_limit, user_limit, user_window_seconds"
+
+    /// The index of the per-user window `milliseconds` falls in (0 when the limit counts over the item's life).
+    public func userWindow(atMilliseconds milliseconds: Int64) -> Int64 {
+        userWindowSeconds > 0 ? milliseconds / (userWindowSeconds * 1000) : 0
+    }
+}
+
+/// One user's units of an item in the current per-user window, as the journal counts them.
+public struct UserUsage: Sendable, Equatable {
+    public let userId: String
+    public let units: Int64
 }
 
 /// One change to on-hand stock in MySQL, recorded in the ledger under a unique `source`.
@@ -45,6 +77,10 @@ public struct StockChange: Sendable {
     public var dangerNum: Int64?
     /// New backorder limit; nil keeps the current value (0 for a new row).
     public var backorderLimit: Int64?
+    /// New per-user limit; nil keeps the current value (0, none, for a new row).
+    public var userLimit: Int64?
+    /// New per-user window in seconds; nil keeps the current value (0, the item's life, for a new row).
+    public var userWindowSeconds: Int64?
 
     /// Creates a change; the settings default to "leave unchanged".
     public init(
@@ -55,7 +91,9 @@ public struct StockChange: Sendable {
         source: String,
         infinite: Bool? = nil,
         dangerNum: Int64? = nil,
-        backorderLimit: Int64? = nil
+        backorderLimit: Int64? = nil,
+        userLimit: Int64? = nil,
+        userWindowSeconds: Int64? = nil
     ) {
         self.bizId = bizId
         self.skuId = skuId
@@ -65,6 +103,8 @@ public struct StockChange: Sendable {
         self.infinite = infinite
         self.dangerNum = dangerNum
         self.backorderLimit = backorderLimit
+        self.userLimit = userLimit
+        self.userWindowSeconds = userWindowSeconds
     }
 }
 
@@ -117,43 +157,42 @@ public struct StockRepository: Sendable {
         // A skuId apply cannot store cannot have a row.
         guard let sku = Self.skuValue(skuId) else { return nil }
         let result = try await client.query(
-            """
-            SELECT biz_id, sku_id, stock, is_infinite, danger_num, backorder_limit
-            FROM stock WHERE biz_id = ? AND sku_id = ?
-            """,
-            [.string(bizId), sku]
+            "SELECT \(StockRow.columns) FROM stock WHERE biz_id = ? AND sku_id = ?", [.string(bizId), sku]
         )
         guard let row = result.rows.first else { return nil }
-        return StockRow(
-            bizId: row.string("biz_id") ?? bizId,
-            skuId: row.uint64("sku_id") ?? skuId,
-            stock: row.int64("stock") ?? 0,
-            infinite: row.bool("is_infinite") ?? false,
-            dangerNum: row.int64("danger_num") ?? 0,
-            backorderLimit: row.int64("backorder_limit") ?? 0
-        )
+        return StockRow(row, bizId: bizId, skuId: skuId)
     }
 
-    /// What the init path rebuilds a Redis item from: the stock row and the sum of the item's live (RESERVED)
-    /// journal lines, nil when MySQL has no such item. The row stays locked (FOR UPDATE) while `body` runs, so no
-    /// confirm is applied halfway through the read and no write-back batch of the item commits until `body` has
-    /// written Redis; the transaction commits when `body` returns and rolls back when it throws.
+    /// What the init path rebuilds a Redis item from, nil when MySQL has no such item.
+    public struct InitSnapshot: Sendable {
+        /// The stock row.
+        public let row: StockRow
+        /// The sum of the item's live (RESERVED) journal lines.
+        public let liveReserved: Int64
+        /// The window `usage` counts (see `StockRow.userWindow`).
+        public let userWindow: Int64
+        /// Each user's units in that window, when the item has a per-user limit (empty otherwise).
+        public let usage: [UserUsage]
+    }
+
+    /// What the init path rebuilds a Redis item from (nil when MySQL has no such item). The row stays locked
+    /// (FOR UPDATE) while `body` runs, so no confirm is applied halfway through the read and no write-back batch of
+    /// the item commits until `body` has written Redis; the transaction commits when `body` returns and rolls back
+    /// when it throws.
     public func withInitSnapshot<T: Sendable>(
-        bizId: String, skuId: UInt64, _ body: ((row: StockRow, liveReserved: Int64)?) async throws -> T
+        bizId: String, skuId: UInt64, nowMilliseconds: Int64, _ body: (InitSnapshot?) async throws -> T
     ) async throws -> T {
         guard let sku = Self.skuValue(skuId) else { return try await body(nil) }
         return try await client.withSession { session in
             try await session.execute("START TRANSACTION")
             do {
-                let snapshot = try await session.perform { connection -> (row: StockRow, liveReserved: Int64)? in
+                let snapshot = try await session.perform { connection -> InitSnapshot? in
                     let result = try connection.query(
-                        """
-                        SELECT stock, is_infinite, danger_num, backorder_limit FROM stock
-                        WHERE biz_id = ? AND sku_id = ? FOR UPDATE
-                        """,
+                        "SELECT \(StockRow.columns) FROM stock WHERE biz_id = ? AND sku_id = ? FOR UPDATE",
                         [.string(bizId), sku]
                     )
-                    guard let row = result.rows.first else { return nil }
+                    guard let first = result.rows.first else { return nil }
+                    let row = StockRow(first, bizId: bizId, skuId: skuId)
                     let live = try connection.query(
                         """
                         SELECT COALESCE(SUM(quantity), 0) AS live FROM reservation_journal
@@ -161,12 +200,31 @@ public struct StockRepository: Sendable {
                         """,
                         [.string(bizId), sku]
                     )
-                    let stock = StockRow(
-                        bizId: bizId, skuId: skuId, stock: row.int64("stock") ?? 0,
-                        infinite: row.bool("is_infinite") ?? false, dangerNum: row.int64("danger_num") ?? 0,
-                        backorderLimit: row.int64("backorder_limit") ?? 0
+                    let window = row.userWindow(atMilliseconds: nowMilliseconds)
+                    var usage: [UserUsage] = []
+                    if row.userLimit > 0 {
+                        // Held and sold units count; created_at (the row's first write) stands for the reserve's
+                        // time, which is later by the write-back lag at most.
+                        let since = row.userWindowSeconds > 0 ? window * row.userWindowSeconds : 0
+                        let users = try connection.query(
+                            """
+                            SELECT user_id, SUM(quantity) AS units FROM reservation_journal
+                            WHERE biz_id = ? AND sku_id = ? AND user_id IS NOT NULL AND user_id <> ''
+                              AND status IN ('RESERVED', 'CONFIRMED', 'REFUNDED') AND created_at >= FROM_UNIXTIME(?)
+                            GROUP BY user_id
+                            """,
+                            [.string(bizId), sku, .int(since)]
+                        )
+                        usage = users.rows.compactMap { row in
+                            guard let user = row.string("user_id"), let units = row.int64("units"), units > 0 else {
+                                return nil
+                            }
+                            return UserUsage(userId: user, units: units)
+                        }
+                    }
+                    return InitSnapshot(
+                        row: row, liveReserved: live.rows.first?.int64("live") ?? 0, userWindow: window, usage: usage
                     )
-                    return (stock, live.rows.first?.int64("live") ?? 0)
                 }
                 let value = try await body(snapshot)
                 try await session.execute("COMMIT")
@@ -199,23 +257,29 @@ public struct StockRepository: Sendable {
         }
         _ = try connection.query(
             """
-            INSERT INTO stock (biz_id, sku_id, stock, is_infinite, danger_num, backorder_limit, version, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, 1, NOW(3), NOW(3))
+            INSERT INTO stock (biz_id, sku_id, stock, is_infinite, danger_num, backorder_limit, user_limit,
+                user_window_seconds, version, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, NOW(3), NOW(3))
             ON DUPLICATE KEY UPDATE
                 stock = stock + ?,
                 is_infinite = COALESCE(?, is_infinite),
                 danger_num = COALESCE(?, danger_num),
                 backorder_limit = COALESCE(?, backorder_limit),
+                user_limit = COALESCE(?, user_limit),
+                user_window_seconds = COALESCE(?, user_window_seconds),
                 version = version + 1,
                 updated_at = NOW(3)
             """,
             [
                 bizId, skuId, .int(change.delta),
                 .int(change.infinite == true ? 1 : 0), .int(change.dangerNum ?? 0), .int(change.backorderLimit ?? 0),
+                .int(change.userLimit ?? 0), .int(change.userWindowSeconds ?? 0),
                 .int(change.delta),
                 change.infinite.map { .int($0 ? 1 : 0) } ?? .null,
                 change.dangerNum.map(MySQLValue.int) ?? .null,
                 change.backorderLimit.map(MySQLValue.int) ?? .null,
+                change.userLimit.map(MySQLValue.int) ?? .null,
+                change.userWindowSeconds.map(MySQLValue.int) ?? .null,
             ]
         )
         // The upsert holds the row's exclusive lock until commit, so this reads the value this change produced.

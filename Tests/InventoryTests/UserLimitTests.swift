@@ -1,0 +1,208 @@
+import Foundation
+import Inventory
+import InventoryTestSupport
+import RedisClient
+import Testing
+
+@testable import Inventory
+
+/// Per-user limits against the real stores: checked in the reserve script, given back by cancel and expiry,
+/// rebuilt from the journal with the item.
+@Suite("Per-user limits on real Redis")
+struct UserLimitTests {
+    func command(
+        _ stores: TestStores, _ orderId: String, user: String?, _ items: [(UInt64, Int64)],
+        shortage: ShortageMode = .reject, ttl: Int = 1800
+    ) -> ReserveCommand {
+        ReserveCommand(
+            orderId: orderId, bizId: stores.bizId, userId: user,
+            items: items.map { ReserveCommand.Item(skuId: $0.0, quantity: $0.1) }, ttlSeconds: ttl, shortage: shortage
+        )
+    }
+
+    /// Reserves concurrently, one task per (orderId, user, quantity), and counts the outcomes.
+    func reserveConcurrently(
+        _ stores: TestStores, _ requests: [(String, String, Int64)], sku: UInt64
+    ) async -> [String: Int] {
+        await withTaskGroup(of: String.self, returning: [String: Int].self) { group in
+            for (orderId, user, quantity) in requests {
+                group.addTask {
+                    do {
+                        _ = try await stores.engine.reserve(command(stores, orderId, user: user, [(sku, quantity)]))
+                        return "ok"
+                    } catch InventoryError.userLimitExceeded {
+                        return "limit"
+                    } catch InventoryError.insufficientStock {
+                        return "short"
+                    } catch {
+                        return "error: \(error)"
+                    }
+                }
+            }
+            var counts: [String: Int] = [:]
+            for await result in group { counts[result, default: 0] += 1 }
+            return counts
+        }
+    }
+
+    @Test("200 concurrent reserves of 1 by one user, limit 3: exactly 3 held, 197 refused with the limit")
+    func concurrentOneUser() async throws {
+        try await TestStores.with { stores in
+            _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 1000, userLimit: 3))
+            let results = await reserveConcurrently(stores, (0..<200).map { ("a-\($0)", "alice", 1) }, sku: 1)
+            #expect(results == ["ok": 3, "limit": 197])
+            let level = try await stores.engine.stock(stores.item(1))
+            #expect(level.available == 997)
+            #expect(level.reserved == 3)
+            #expect(level.userLimit == 3)
+            #expect(try await stores.redis.command("HGET", stores.keys.userUsage(stores.item(1)), "alice").text == "0:3")
+        }
+    }
+
+    @Test("10 users × 20 concurrent reserves of 1, limit 3, stock 25: 25 held, nobody above 3")
+    func concurrentManyUsers() async throws {
+        try await TestStores.with { stores in
+            _ = try await stores.engine.setStock(stores.item(2), StockSettings(stock: 25, userLimit: 3))
+            var requests: [(String, String, Int64)] = []
+            for attempt in 0..<20 {
+                for user in 0..<10 { requests.append(("m-\(user)-\(attempt)", "user\(user)", 1)) }
+            }
+            let results = await reserveConcurrently(stores, requests, sku: 2)
+            #expect(results["ok"] == 25)
+            #expect(results["ok", default: 0] + results["limit", default: 0] + results["short", default: 0] == 200)
+            let level = try await stores.engine.stock(stores.item(2))
+            #expect(level.available == 0)
+            #expect(level.reserved == 25)
+            var held: [String: Int] = [:]
+            for key in try await stores.keys(matching: "{\(stores.bizId):2}:rsv:*") {
+                let orderId = String(key.split(separator: ":").last ?? "")
+                held[String(orderId.split(separator: "-")[1]), default: 0] += 1
+            }
+            #expect(held.values.reduce(0, +) == 25)
+            #expect(held.values.allSatisfy { $0 <= 3 })
+        }
+    }
+
+    @Test("cancel and expiry give the units back; confirm keeps them counted")
+    func givenBack() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(3), StockSettings(stock: 100, userLimit: 2))
+            _ = try await engine.reserve(command(stores, "g-1", user: "bob", [(3, 2)]))
+            await #expect(throws: InventoryError.userLimitExceeded([.init(skuId: 3, requested: 1, limit: 2, used: 2)])) {
+                try await engine.reserve(command(stores, "g-2", user: "bob", [(3, 1)]))
+            }
+            _ = try await engine.cancel(orderId: "g-1")
+            // a replayed cancel gives nothing back twice
+            _ = try await engine.cancel(orderId: "g-1")
+            _ = try await engine.reserve(command(stores, "g-3", user: "bob", [(3, 1)]))
+            _ = try await engine.confirm(orderId: "g-3")
+            _ = try await engine.reserve(command(stores, "g-4", user: "bob", [(3, 1)], ttl: 1))
+            await #expect(throws: InventoryError.userLimitExceeded([.init(skuId: 3, requested: 1, limit: 2, used: 2)])) {
+                try await engine.reserve(command(stores, "g-5", user: "bob", [(3, 1)]))
+            }
+            // g-4's hold runs out: the expiry gives its unit back, the confirmed g-3 stays counted
+            try await Task.sleep(for: .milliseconds(1100))
+            #expect(try await engine.expire(orderId: "g-4"))
+            _ = try await engine.reserve(command(stores, "g-6", user: "bob", [(3, 1)]))
+            await #expect(throws: InventoryError.userLimitExceeded([.init(skuId: 3, requested: 1, limit: 2, used: 2)])) {
+                try await engine.reserve(command(stores, "g-7", user: "bob", [(3, 1)]))
+            }
+            let level = try await engine.stock(stores.item(3))
+            #expect(level.available == 98)
+            #expect(level.reserved == 1)
+        }
+    }
+
+    @Test("an order without a user is refused on a limited item and holds nothing; unlimited items do not ask")
+    func userRequired() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(4), StockSettings(stock: 10, userLimit: 5))
+            _ = try await engine.setStock(stores.item(5), StockSettings(stock: 10))
+            await #expect(throws: InventoryError.userRequired([4])) {
+                try await engine.reserve(command(stores, "n-1", user: nil, [(5, 1), (4, 1)]))
+            }
+            #expect(try await engine.stock(stores.item(5)).available == 10)
+            #expect(try await engine.stock(stores.item(4)).available == 10)
+            _ = try await engine.reserve(command(stores, "n-2", user: nil, [(5, 1)]))
+            #expect(try await engine.stock(stores.item(5)).available == 9)
+            // removing the limit lets anonymous orders through again
+            _ = try await engine.setStock(stores.item(4), StockSettings(stock: 10, userLimit: 0))
+            _ = try await engine.reserve(command(stores, "n-3", user: nil, [(4, 1)]))
+            #expect(try await engine.stock(stores.item(4)).available == 9)
+        }
+    }
+
+    @Test("partial reserves up to the user's allowance; with none left it is the limit, not a shortage")
+    func partialClamps() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(6), StockSettings(stock: 100, userLimit: 3))
+            let outcome = try await engine.reserve(command(stores, "p-1", user: "carol", [(6, 5)], shortage: .partial))
+            guard case .created(let reservation) = outcome else {
+                Issue.record("expected a new reservation, got \(outcome)")
+                return
+            }
+            #expect(reservation.lines == [ReservationLine(skuId: 6, requested: 5, reserved: 3)])
+            await #expect(throws: InventoryError.userLimitExceeded([.init(skuId: 6, requested: 2, limit: 3, used: 3)])) {
+                try await engine.reserve(command(stores, "p-2", user: "carol", [(6, 2)], shortage: .partial))
+            }
+            #expect(try await engine.stock(stores.item(6)).reserved == 3)
+        }
+    }
+
+    @Test("a window counts only its own units: an earlier window's count is ignored, and not given back into this one")
+    func windows() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(7), StockSettings(stock: 100, userLimit: 2, userWindowSeconds: 3600))
+            let current = InventoryEngine.nowMilliseconds() / 3_600_000
+            let usage = stores.keys.userUsage(stores.item(7))
+            // dave used his 2 units in the previous hour
+            _ = try await stores.redis.command("HSET", usage, "dave", "\(current - 1):2")
+            _ = try await engine.reserve(command(stores, "w-1", user: "dave", [(7, 2)]))
+            #expect(try await stores.redis.command("HGET", usage, "dave").text == "\(current):2")
+            await #expect(throws: InventoryError.userLimitExceeded([.init(skuId: 7, requested: 1, limit: 2, used: 2)])) {
+                try await engine.reserve(command(stores, "w-2", user: "dave", [(7, 1)]))
+            }
+            // an order counted in an earlier window gives nothing back into this one
+            _ = try await stores.redis.command(
+                "HSET", stores.keys.order("w-1"), "created_at", String((current - 1) * 3_600_000 + 5)
+            )
+            _ = try await engine.cancel(orderId: "w-1")
+            #expect(try await stores.redis.command("HGET", usage, "dave").text == "\(current):2")
+            #expect(try await engine.stock(stores.item(7)).reserved == 0)
+        }
+    }
+
+    @Test("Redis loses the item: the rebuild counts each user's held and sold units from the journal")
+    func rebuiltFromJournal() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(8), StockSettings(stock: 100, userLimit: 3))
+            _ = try await engine.reserve(command(stores, "r-1", user: "erin", [(8, 2)]))
+            _ = try await engine.reserve(command(stores, "r-2", user: "frank", [(8, 1)]))
+            _ = try await engine.reserve(command(stores, "r-3", user: "frank", [(8, 2)]))
+            _ = try await engine.confirm(orderId: "r-2")
+            _ = try await engine.cancel(orderId: "r-3")
+            let worker = stores.worker()
+            let running = Task { try await worker.run() }
+            #expect(try await stores.drained())
+            worker.stop()
+            try await running.value
+            _ = try await stores.redis.command("DEL", stores.keys.item(stores.item(8)), stores.keys.userUsage(stores.item(8)))
+
+            await #expect(throws: InventoryError.userLimitExceeded([.init(skuId: 8, requested: 2, limit: 3, used: 2)])) {
+                try await engine.reserve(command(stores, "r-4", user: "erin", [(8, 2)]))
+            }
+            #expect(engine.stats.itemRebuilds == 1)
+            _ = try await engine.reserve(command(stores, "r-5", user: "erin", [(8, 1)]))
+            _ = try await engine.reserve(command(stores, "r-6", user: "frank", [(8, 2)]))
+            let level = try await engine.stock(stores.item(8))
+            #expect(level.reserved == 5)
+            #expect(level.available == 94)
+            #expect(level.userLimit == 3)
+        }
+    }
+}
