@@ -1,12 +1,15 @@
 -- init_item.lua: write a stock item rebuilt from MySQL, if this caller still holds its init lock.
 --
--- KEYS[1] item hash   KEYS[2] the item's per-user usage hash (see reserve.lua)
+-- KEYS[1] item hash   KEYS[2] the item's per-user usage hash (see reserve.lua)   KEYS[3] the item's code set
 -- ARGV[1] caller id   ARGV[2] stock_num (db stock − live reserved)   ARGV[3] used_stock_num (live reserved)
 -- ARGV[4] is_infinite   ARGV[5] danger_num   ARGV[6] backorder_limit   ARGV[7] item TTL (s), 0 = none
 -- ARGV[8] the item's new epoch: events carry the epoch of the item they changed, and the write-back worker drops
 --         those of an earlier epoch, which this rebuild did not count (see JournalRepository.apply)
 -- ARGV[9] user_limit   ARGV[10] user_window (s)   ARGV[11] the current window
--- then pairs ARGV[12+2j] userId, ARGV[13+2j] that user's units in the current window, as the journal counts them
+-- ARGV[12] pool_kind ('' none | one_time | reusable | batch)   ARGV[13] pool_status   ARGV[14] pool_expires (ms, 0
+-- none)   ARGV[15] pool_batch   ARGV[16] c = how many codes follow, ARGV[17..16+c] the pool's usable codes (one-time:
+-- those no live or sold journal line holds; reusable: all)
+-- then pairs ARGV[17+c+2j] userId, ARGV[18+c+2j] that user's units in the current window, as the journal counts them
 --
 -- Returns {'ok'} when written, {'lost'} when the lock was taken over or the item appeared meanwhile (the caller's
 -- numbers may be stale, so nothing is written).
@@ -20,11 +23,17 @@ local stock = tonumber(ARGV[2])
 redis.call('HSET', item, 'stock_num', stock, 'used_stock_num', ARGV[3], 'confirmed_unapplied', 0,
   'refund_unapplied', 0, 'is_sell_out', stock <= 0 and '1' or '0', 'is_infinite', ARGV[4], 'danger_num', ARGV[5],
   'backorder_limit', ARGV[6], 'user_limit', ARGV[9], 'user_window', ARGV[10], 'lock_user_id', '', 'lock_time', 0,
-  'epoch', ARGV[8])
+  'epoch', ARGV[8], 'pool_kind', ARGV[12], 'pool_status', ARGV[13], 'pool_expires', ARGV[14], 'pool_batch', ARGV[15])
+-- The code set likewise: exactly the codes the journal leaves usable.
+redis.call('DEL', KEYS[3])
+local codeCount = tonumber(ARGV[16])
+for first = 17, 16 + codeCount, 500 do
+  redis.call('SADD', KEYS[3], unpack(ARGV, first, math.min(first + 499, 16 + codeCount)))
+end
 -- The usage hash is rebuilt with the item: it counts what the rebuilt item counts, no more and no less.
 redis.call('DEL', KEYS[2])
 local window = ARGV[11]
-for first = 12, #ARGV, 400 do
+for first = 17 + codeCount, #ARGV, 400 do
   local chunk = {}
   for j = first, math.min(first + 398, #ARGV - 1), 2 do
     chunk[#chunk + 1] = ARGV[j]

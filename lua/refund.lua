@@ -1,6 +1,7 @@
 -- refund.lua: a confirmed order is refunded before shipment; its stock becomes available again.
 --
 -- KEYS[1] order hash   KEYS[2] outbox stream   then for each line i = 0..n-1: KEYS[3+i] item hash
+-- then for each line i = 0..n-1: KEYS[3+n+i] the item's set of usable codes (a one-time pool gets its codes back)
 -- ARGV[1] orderId   ARGV[2] now (ms)   ARGV[3] the order's lines as the caller read them
 --
 -- Returns one of
@@ -13,9 +14,18 @@
 -- stock_num +q, and refund_unapplied +q until the write-back worker has added q to MySQL's stock, so the
 -- reconciler can account for the refund while it is in flight.
 
+-- Code pools (see reserve.lua): a one-time pool gets the codes of the hold back; others never took any out.
+local function giveBackCodes(itemKey, codesKey, codes)
+  if not codes or codes == '' then return end
+  if redis.call('HGET', itemKey, 'pool_kind') ~= 'one_time' then return end
+  local list = {}
+  for code in string.gmatch(codes, '[^|]+') do list[#list + 1] = code end
+  if #list > 0 then redis.call('SADD', codesKey, unpack(list)) end
+end
+
 local order = KEYS[1]
 local now = tonumber(ARGV[2])
-local fields = redis.call('HMGET', order, 'status', 'lines', 'biz')
+local fields = redis.call('HMGET', order, 'status', 'lines', 'biz', 'codes')
 local status = fields[1]
 if not status then
   return {'notfound'}
@@ -32,6 +42,9 @@ end
 
 local events = {}
 local epochs = {}
+local n = (#KEYS - 2) / 2
+local heldCodes = {}
+for codes in string.gmatch((fields[4] or '') .. ',', '([^,]*),') do heldCodes[#heldCodes + 1] = codes end
 local i = 0
 for sku, reserved in string.gmatch(fields[2], '(%d+):%d+:(%d+)') do
   local itemKey = KEYS[3 + i]
@@ -42,6 +55,7 @@ for sku, reserved in string.gmatch(fields[2], '(%d+):%d+:(%d+)') do
       redis.call('HINCRBY', itemKey, 'refund_unapplied', quantity)
       redis.call('HSET', itemKey, 'is_sell_out', left <= 0 and '1' or '0')
     end
+    giveBackCodes(itemKey, KEYS[3 + n + i], heldCodes[i + 1])
     events[#events + 1] = sku .. ':' .. quantity
     epochs[#epochs + 1] = redis.call('HGET', itemKey, 'epoch') or ''
   end

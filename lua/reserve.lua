@@ -4,30 +4,40 @@
 -- then for each item i = 0..n-1:
 --   KEYS[4+3i] item hash        KEYS[5+3i] reserve key       KEYS[6+3i] rollback key
 -- then for each item i = 0..n-1: KEYS[4+3n+i] the item's per-user usage hash (see below)
+-- then for each item i = 0..n-1: KEYS[4+4n+i] the item's set of usable codes (code pools, see below)
 -- ARGV[1] orderId   ARGV[2] request fingerprint   ARGV[3] bizId   ARGV[4] userId ('' if none)
 -- ARGV[5] shortage mode: reject | partial | backorder
 -- ARGV[6] now (ms)  ARGV[7] ttl (s)  ARGV[8] retention (s) that order and de-duplication keys outlive the hold
 -- ARGV[9] failpoint ('' in production; 'after_deduct' lets tests stop the script between its two steps)
 -- ARGV[10] item TTL (s): an item reserved with less than half of it left gets it back (keep-warm); 0 = none
--- then for each item: ARGV[11+2i] skuId, ARGV[12+2i] quantity
+-- then for each item: ARGV[11+3i] skuId, ARGV[12+3i] quantity, ARGV[13+3i] the codes asked for ('c1|c2', or '')
 --
 -- Returns one of
---   {'ok', expiresAtMs, lines, eventId, epochs}
+--   {'ok', expiresAtMs, lines, eventId, epochs, codes}
 --                                         held now; lines = 'sku:requested:reserved,...'; eventId = outbox entry;
---                                         epochs = the held items' epochs, in the order of the event's items
---   {'replay', status, expiresAtMs, lines} same orderId and same body as before: what was decided then
+--                                         epochs = the held items' epochs, in the order of the event's items;
+--                                         codes = the codes held, per line ('c1|c2,,c3'; '' when no item has a pool)
+--   {'replay', status, expiresAtMs, lines, codes} same orderId and same body as before: what was decided then
 --   {'conflict'}                          same orderId, different body
 --   {'cancelled', status}                 the order was cancelled or expired first (no hanging reservation)
 --   {'missing', 'i,j'}                    items (1-based) that are not in Redis
 --   {'short', 'avail1,avail2,...'}        not enough stock; nothing was held
 --   {'nouser', 'i,j'}                     items (1-based) with a per-user limit, and the order names no user
 --   {'userlimit', 'i:limit:used,...'}     the user would get more than an item's per-user limit; nothing was held
+--   {'pool', i, reason}                   item i's code pool is 'offline' or 'expired'; nothing was held
+--   {'code', i, code}                     a code asked for is not in item i's pool or not usable; nothing was held
 --
 -- Per-user limits: an item with user_limit > 0 lets one user hold or buy at most that many units per window of
 -- user_window seconds (0: over the item's life). Its usage hash maps userId -> 'window:units', window being
 -- floor(now / user_window) (0 without a window); units of an earlier window count as 0. Checked and counted here,
 -- in the same script as the hold, so concurrent requests of one user cannot exceed it; cancel, expiry and a
 -- take-back give the units back while the window is the same (rollback.lua, undo_reserve.lua).
+--
+-- Code pools: an item with pool_kind set hands out codes with its units. one_time: the codes set holds the usable
+-- codes and stock_num equals its size; a hold takes codes out of it (SPOP, or the ones asked for), cancel, expiry,
+-- take-back and refund put them back, confirm keeps them out (used). reusable: the set holds every code; a hold
+-- names some (SRANDMEMBER) and takes none out; stock is counted as for any item. batch: every unit carries the
+-- batch code. The codes held are kept in the order hash ('codes', per line) and written into the outbox event.
 --
 -- The documented order: for each item, deduct first (stock_num -q, used_stock_num +q), then write the
 -- reserve key. A script that fails between the two keeps the deduction without the key: stock leaks toward
@@ -39,19 +49,19 @@ if status then
   if status == 'cancelled' or status == 'expired' then
     return {'cancelled', status}
   end
-  local saved = redis.call('HMGET', order, 'fp', 'expires_at', 'lines')
+  local saved = redis.call('HMGET', order, 'fp', 'expires_at', 'lines', 'codes')
   -- fp '' marks an order restored from the journal, whose request body is not known any more.
   if saved[1] ~= ARGV[2] and saved[1] ~= '' then
     return {'conflict'}
   end
-  return {'replay', status, saved[2], saved[3]}
+  return {'replay', status, saved[2], saved[3], saved[4] or ''}
 end
 
 local now = tonumber(ARGV[6])
 local ttl = tonumber(ARGV[7])
 local retention = tonumber(ARGV[8])
 local mode = ARGV[5]
-local n = (#ARGV - 10) / 2
+local n = (#ARGV - 10) / 3
 local itemTTL = tonumber(ARGV[10])
 
 local user = ARGV[4]
@@ -73,11 +83,25 @@ for i = 0, n - 1 do
   local item = counters[itemKey]
   if not item then
     local fields = redis.call('HMGET', itemKey, 'stock_num', 'used_stock_num', 'is_infinite', 'backorder_limit',
-      'epoch', 'user_limit', 'user_window')
+      'epoch', 'user_limit', 'user_window', 'pool_kind', 'pool_status', 'pool_expires', 'pool_batch')
     if fields[1] then
       item = {stock = tonumber(fields[1]), used = tonumber(fields[2] or '0'), infinite = fields[3] == '1',
-        limit = tonumber(fields[4] or '0'), epoch = fields[5] or '', userLimit = tonumber(fields[6] or '0')}
+        limit = tonumber(fields[4] or '0'), epoch = fields[5] or '', userLimit = tonumber(fields[6] or '0'),
+        pool = fields[8] or '', poolStatus = fields[9], poolExpires = tonumber(fields[10] or '0'), batch = fields[11]}
       item.left = item.stock
+      if item.pool ~= '' then
+        if item.poolStatus == 'offline' then
+          return {'pool', i + 1, 'offline'}
+        end
+        if item.poolExpires > 0 and now >= item.poolExpires then
+          return {'pool', i + 1, 'expired'}
+        end
+        item.codesKey = KEYS[4 + 4 * n + i]
+        if item.pool == 'one_time' then
+          -- a one-time pool can only hand out codes it has, whatever the counters say
+          item.left = math.min(item.left, redis.call('SCARD', item.codesKey))
+        end
+      end
       if item.userLimit > 0 and user ~= '' then
         local window = tonumber(fields[7] or '0')
         item.window = window > 0 and math.floor(now / (window * 1000)) or 0
@@ -90,19 +114,33 @@ for i = 0, n - 1 do
       counters[itemKey] = item
     end
   end
-  local quantity = tonumber(ARGV[12 + 2 * i])
+  local quantity = tonumber(ARGV[12 + 3 * i])
+  local asked = ARGV[13 + 3 * i]
   if not item then
     missing[#missing + 1] = tostring(i + 1)
     availableList[#availableList + 1] = '0'
   else
     local stock = item.left
     local grant = quantity
-    if not item.infinite then
-      if mode == 'backorder' then
+    if asked ~= '' then
+      for code in string.gmatch(asked, '[^|]+') do
+        local usable
+        if item.pool == 'batch' then
+          usable = code == item.batch
+        elseif item.pool ~= '' then
+          usable = redis.call('SISMEMBER', item.codesKey, code) == 1
+        end
+        if not usable then
+          return {'code', i + 1, code}
+        end
+      end
+    end
+    if not item.infinite or item.pool == 'one_time' then
+      if mode == 'backorder' and item.pool ~= 'one_time' then
         if stock - quantity < -item.limit then
           short = true
         end
-      elseif mode == 'partial' then
+      elseif mode == 'partial' and asked == '' then
         if stock < quantity then
           grant = math.max(stock, 0)
         end
@@ -160,12 +198,16 @@ end
 local keep = ttl + retention
 local lines = {}
 local events = {}
+local lineCodes = {}
+local eventCodes = {}
+local anyCodes = false
 local epochs = {}
 local applied = {}
 for i = 0, n - 1 do
   local itemKey = KEYS[4 + 3 * i]
   local grant = plan[i + 1]
-  local sku = ARGV[11 + 2 * i]
+  local sku = ARGV[11 + 3 * i]
+  local held = ''
   if grant > 0 then
     -- step 1: deduct
     local item = counters[itemKey]
@@ -198,19 +240,51 @@ for i = 0, n - 1 do
         end
       end
     end
+    if item.pool ~= '' then
+      anyCodes = true
+      local asked = ARGV[13 + 3 * i]
+      local codes = {}
+      if asked ~= '' then
+        for code in string.gmatch(asked, '[^|]+') do codes[#codes + 1] = code end
+        if item.pool == 'one_time' then redis.call('SREM', item.codesKey, unpack(codes)) end
+      elseif item.pool == 'one_time' then
+        codes = redis.call('SPOP', item.codesKey, grant)
+      elseif item.pool == 'reusable' then
+        local distinct = redis.call('SRANDMEMBER', item.codesKey, grant)
+        for k = 1, grant do
+          if #distinct == 0 then break end
+          codes[k] = distinct[(k - 1) % #distinct + 1]
+        end
+      else
+        for k = 1, grant do codes[k] = item.batch or '' end
+      end
+      held = table.concat(codes, '|')
+    end
     events[#events + 1] = sku .. ':' .. grant
     epochs[#epochs + 1] = item.epoch
+    eventCodes[#eventCodes + 1] = held
   end
-  lines[#lines + 1] = sku .. ':' .. ARGV[12 + 2 * i] .. ':' .. grant
+  lineCodes[#lineCodes + 1] = held
+  lines[#lines + 1] = sku .. ':' .. ARGV[12 + 3 * i] .. ':' .. grant
 end
 
 local expiresAt = now + ttl * 1000
 local linesText = table.concat(lines, ',')
 local epochsText = table.concat(epochs, ',')
-local eventId = redis.call('XADD', KEYS[2], '*', 'type', 'reserve', 'order', ARGV[1], 'biz', ARGV[3],
-  'user', ARGV[4], 'items', table.concat(events, ','), 'epochs', epochsText, 'expires_at', expiresAt, 'at', now)
+local eventId
+local codesText = ''
+if anyCodes then
+  codesText = table.concat(lineCodes, ',')
+  eventId = redis.call('XADD', KEYS[2], '*', 'type', 'reserve', 'order', ARGV[1], 'biz', ARGV[3],
+    'user', ARGV[4], 'items', table.concat(events, ','), 'epochs', epochsText, 'expires_at', expiresAt, 'at', now,
+    'codes', table.concat(eventCodes, ','))
+  redis.call('HSET', order, 'codes', codesText)
+else
+  eventId = redis.call('XADD', KEYS[2], '*', 'type', 'reserve', 'order', ARGV[1], 'biz', ARGV[3],
+    'user', ARGV[4], 'items', table.concat(events, ','), 'epochs', epochsText, 'expires_at', expiresAt, 'at', now)
+end
 redis.call('HSET', order, 'status', 'reserved', 'fp', ARGV[2], 'biz', ARGV[3], 'user', ARGV[4],
   'lines', linesText, 'expires_at', expiresAt, 'created_at', now, 'updated_at', now, 'event', eventId)
 redis.call('EXPIRE', order, keep)
 redis.call('ZADD', KEYS[3], expiresAt, ARGV[1])
-return {'ok', expiresAt, linesText, eventId, epochsText}
+return {'ok', expiresAt, linesText, eventId, epochsText, codesText}

@@ -3,6 +3,7 @@
 -- KEYS[1] order hash   KEYS[2] outbox stream   KEYS[3] expiry index
 -- then for each item i = 0..n-1: KEYS[4+3i] item hash, KEYS[5+3i] reserve key, KEYS[6+3i] rollback key
 -- then for each item i = 0..n-1: KEYS[4+3n+i] the item's per-user usage hash
+-- then for each item i = 0..n-1: KEYS[4+4n+i] the item's set of usable codes (code pools)
 -- ARGV[1] orderId   ARGV[2] reason: cancelled | expired   ARGV[3] now (ms)   ARGV[4] retention (s)
 -- ARGV[5] failpoint ('' in production; 'after_rollback_key' stops between the two steps)
 -- ARGV[6] the order's lines as the caller read them ('' when the caller found no order)
@@ -27,11 +28,21 @@ local order = KEYS[1]
 local reason = ARGV[2]
 local now = tonumber(ARGV[3])
 local retention = tonumber(ARGV[4])
-local fields = redis.call('HMGET', order, 'status', 'lines', 'expires_at', 'biz', 'user', 'created_at', 'restored')
+local fields = redis.call('HMGET', order, 'status', 'lines', 'expires_at', 'biz', 'user', 'created_at', 'restored',
+  'codes')
 local status = fields[1]
 local user = fields[5] or ''
 local createdAt = tonumber(fields[6] or '0') or 0
 local restored = fields[7] == '1'
+
+-- Code pools (see reserve.lua): a one-time pool gets the codes of the hold back; others never took any out.
+local function giveBackCodes(itemKey, codesKey, codes)
+  if not codes or codes == '' then return end
+  if redis.call('HGET', itemKey, 'pool_kind') ~= 'one_time' then return end
+  local list = {}
+  for code in string.gmatch(codes, '[^|]+') do list[#list + 1] = code end
+  if #list > 0 then redis.call('SADD', codesKey, unpack(list)) end
+end
 
 -- Per-user limits (see reserve.lua): what an item gives back of the order's hold, the user gets back too, while the
 -- window the order was counted in is still the current one. A restored order's time is not its reserve's: nothing.
@@ -73,7 +84,9 @@ if fields[2] ~= ARGV[6] then
   return {'stale'}
 end
 
-local n = (#KEYS - 3) / 4
+local n = (#KEYS - 3) / 5
+local heldCodes = {}
+for codes in string.gmatch((fields[8] or '') .. ',', '([^,]*),') do heldCodes[#heldCodes + 1] = codes end
 local events = {}
 local epochs = {}
 for i = 0, n - 1 do
@@ -97,6 +110,7 @@ for i = 0, n - 1 do
     end
     redis.call('DEL', reserveKey)
     giveBackUser(itemKey, KEYS[4 + 3 * n + i], held, now)
+    giveBackCodes(itemKey, KEYS[4 + 4 * n + i], heldCodes[i + 1])
   end
   local sku = string.match(itemKey, ':(%d+)}')
   events[#events + 1] = (sku or '?') .. ':' .. held

@@ -6,6 +6,7 @@
 -- when there is none)
 -- then for each line i = 0..n-1: KEYS[6+2i] item hash, KEYS[7+2i] reserve key
 -- then for each line i = 0..n-1: KEYS[6+2n+i] the item's per-user usage hash
+-- then for each line i = 0..n-1: KEYS[6+3n+i] the item's set of usable codes (code pools)
 -- ARGV[1] orderId   ARGV[2] the reserve's outbox event id   ARGV[3] now (ms)   ARGV[4] retention (s)
 -- then for each line: ARGV[5+i] the quantity the reserve event held
 --
@@ -24,18 +25,44 @@
 -- that meets the event's journal row knows the row is about to be removed (see InventoryEngine.commitJournal).
 
 local order = KEYS[1]
-local fields = redis.call('HMGET', order, 'status', 'event', 'biz', 'user', 'created_at', 'restored')
+local fields = redis.call('HMGET', order, 'status', 'event', 'biz', 'user', 'created_at', 'restored', 'codes')
 if fields[2] ~= ARGV[2] then
   return {'gone'}
 end
 if not redis.call('SET', KEYS[4], '1', 'NX', 'EX', tonumber(ARGV[4])) then
   return {'gone'}
 end
-local n = (#KEYS - 5) / 3
+local n = (#KEYS - 5) / 4
 local now = tonumber(ARGV[3])
 local user = fields[4] or ''
 local createdAt = tonumber(fields[5] or '0') or 0
 local restored = fields[6] == '1'
+-- The order's codes are per line of the order; the lines here are the reserve event's (held lines only), so they
+-- are matched by skuId through the order's lines.
+local heldCodes = {}
+do
+  local bySku = {}
+  local lines = redis.call('HGET', order, 'lines') or ''
+  local codeList = {}
+  for codes in string.gmatch((fields[7] or '') .. ',', '([^,]*),') do codeList[#codeList + 1] = codes end
+  local k = 0
+  for sku in string.gmatch(lines, '(%d+):%d+:%d+') do
+    k = k + 1
+    bySku[sku] = codeList[k]
+  end
+  for i = 0, n - 1 do
+    heldCodes[i + 1] = bySku[string.match(KEYS[6 + 2 * i], ':(%d+)}') or '']
+  end
+end
+
+-- Code pools (see reserve.lua): a one-time pool gets the codes of the hold back; others never took any out.
+local function giveBackCodes(itemKey, codesKey, codes)
+  if not codes or codes == '' then return end
+  if redis.call('HGET', itemKey, 'pool_kind') ~= 'one_time' then return end
+  local list = {}
+  for code in string.gmatch(codes, '[^|]+') do list[#list + 1] = code end
+  if #list > 0 then redis.call('SADD', codesKey, unpack(list)) end
+end
 
 -- Per-user limits (see reserve.lua): what an item gives back of the order's hold, the user gets back too, while the
 -- window the order was counted in is still the current one. A restored order's time is not its reserve's: nothing.
@@ -85,6 +112,7 @@ for i = 0, n - 1 do
     giveBack(itemKey, held)
     redis.call('DEL', reserveKey)
     giveBackUser(itemKey, KEYS[6 + 2 * n + i], held, now)
+    giveBackCodes(itemKey, KEYS[6 + 3 * n + i], heldCodes[i + 1])
   end
   local sku = string.match(itemKey, ':(%d+)}')
   events[#events + 1] = (sku or '?') .. ':' .. held

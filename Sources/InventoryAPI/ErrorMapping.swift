@@ -26,6 +26,23 @@ extension Problem {
                 unknownSkuIds: nil
             )
             userRequiredSkuIds = skus
+        case .poolUnavailable(let sku, let reason):
+            self.init(
+                .conflict, type: "code-pool-unavailable", title: "Code pool unavailable",
+                detail: "the code pool of skuId \(sku) is \(reason): it hands out no codes; nothing was reserved"
+            )
+        case .codeUnavailable(let sku, let code):
+            self.init(
+                .conflict, type: "code-unavailable", title: "Code not available",
+                detail: "code \(code) is not a usable code of skuId \(sku)'s pool (unknown, held or used); nothing was reserved"
+            )
+        case .noCodePool(let sku):
+            self.init(
+                .notFound, type: "no-code-pool", title: "No code pool",
+                detail: sku == 0 ? "the item has no code pool" : "skuId \(sku) has no code pool"
+            )
+        case .poolConflict(let detail):
+            self.init(.conflict, type: "code-pool-conflict", title: "Not allowed for this code pool", detail: detail)
         case .unknownItems(let skus):
             self.init(
                 .notFound, type: "unknown-stock-item", title: "Unknown stock item",

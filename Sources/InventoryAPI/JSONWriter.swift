@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 
 /// Writes the API's small response objects straight into a buffer: on the reserve path this replaces
@@ -53,6 +54,13 @@ struct JSONWriter {
         buffer.writeString(String(value))
     }
 
+    /// A string element of the enclosing array.
+    mutating func element(_ value: String) {
+        separator()
+        writeString(value)
+        needsComma = true
+    }
+
     /// `key` with the value null.
     mutating func null(_ key: String) {
         self.key(key)
@@ -100,6 +108,15 @@ struct JSONWriter {
 
 /// RFC 3339 UTC timestamps with milliseconds, from Unix milliseconds, without a formatter object.
 enum Timestamp {
+    /// Unix milliseconds of an RFC 3339 date-time (with or without fractional seconds); nil when it is not one.
+    static func milliseconds(rfc3339 text: String) -> Int64? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let date = formatter.date(from: text) { return Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.date(from: text).map { Int64($0.timeIntervalSince1970) * 1000 }
+    }
+
     static func rfc3339(milliseconds: Int64) -> String {
         let days = milliseconds >= 0 ? milliseconds / 86_400_000 : (milliseconds - 86_399_999) / 86_400_000
         let msOfDay = milliseconds - days * 86_400_000

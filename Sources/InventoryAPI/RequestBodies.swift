@@ -8,6 +8,8 @@ public struct InputLimits: Sendable {
     public var maxStock: Int64 = 1_000_000_000_000
     public var maxTTLSeconds = 86_400
     public var maxBodyBytes = 64 * 1024
+    /// A code upload (`POST /v1/stock/{bizId}/{skuId}/codes`) may be larger: up to this many bytes.
+    public var maxCodeUploadBytes = 8 * 1024 * 1024
 
     public init() {}
 }
@@ -84,6 +86,8 @@ enum Patterns {
     }
 
     static let orderIdRule = "1-64 characters of A-Z a-z 0-9 . _ : -"
+    /// Codes of a code pool follow the orderId rule: they travel in the scripts' '|' and ',' separated lists.
+    static let codeRule = orderIdRule
     static let bizIdRule = "1-32 characters of a-z 0-9 _ -"
 }
 
@@ -147,6 +151,7 @@ struct ReserveBody: Decodable {
 struct ReserveItemBody: Decodable {
     var skuId: UInt64?
     var quantity: Int64?
+    var codes: [String]?
     var raw: [Problem.FieldError] = []
     var notAnObject = false
 
@@ -157,6 +162,7 @@ struct ReserveItemBody: Decodable {
         }
         skuId = reader.required("skuId", UInt64.self, expected: "an integer from 1 to \(Int64.max)")
         quantity = reader.required("quantity", Int64.self, expected: "a positive integer")
+        codes = reader.read("codes", [String].self, expected: "an array of codes")
         raw = reader.problems
     }
 
@@ -168,6 +174,17 @@ struct ReserveItemBody: Decodable {
         }
         if let quantity, !(1...limits.maxQuantity).contains(quantity) {
             result.append(.init(pointer: pointer + "/quantity", detail: "must be an integer from 1 to \(limits.maxQuantity)"))
+        }
+        if let codes {
+            if let quantity, codes.count != quantity {
+                result.append(.init(pointer: pointer + "/codes", detail: "must name exactly `quantity` codes, one per unit"))
+            }
+            if Set(codes).count != codes.count {
+                result.append(.init(pointer: pointer + "/codes", detail: "must not name a code twice"))
+            }
+            for (index, code) in codes.enumerated() where !Patterns.isOrderId(code) {
+                result.append(.init(pointer: pointer + "/codes/\(index)", detail: "must be \(Patterns.codeRule)"))
+            }
         }
         return result
     }
@@ -239,4 +256,64 @@ struct AdjustmentBody: Decodable {
 
 extension CodingUserInfoKey {
     static let inputLimits = CodingUserInfoKey(rawValue: "inventory.inputLimits")!
+}
+
+/// The body of `PUT /v1/stock/{bizId}/{skuId}/pool`.
+struct PoolBody: Decodable {
+    static let kinds = ["one-time": CodePoolKind.oneTime, "reusable": .reusable, "batch": .batch]
+
+    var pool: CodePool?
+    var problems: [Problem.FieldError] = []
+
+    init(from decoder: any Decoder) throws {
+        var reader = try FieldReader(decoder: decoder, pointer: "#")
+        let kindNames = Self.kinds.keys.sorted().joined(separator: ", ")
+        let kindText = reader.required("kind", String.self, expected: "one of \(kindNames)")
+        let kind = kindText.flatMap { Self.kinds[$0] }
+        if kindText != nil, kind == nil { reader.fail("kind", "must be one of \(kindNames)") }
+        let status = reader.read("status", String.self, expected: "online or offline")
+        if let status, status != "online", status != "offline" { reader.fail("status", "must be online or offline") }
+        let expiresText = reader.read("expiresAt", String.self, expected: "an RFC 3339 date-time")
+        let expires = expiresText.flatMap(Timestamp.milliseconds(rfc3339:))
+        if expiresText != nil, expires == nil { reader.fail("expiresAt", "must be an RFC 3339 date-time") }
+        let batchCode = reader.read("batchCode", String.self, expected: "a code of \(Patterns.codeRule)")
+        if let batchCode, !Patterns.isOrderId(batchCode) { reader.fail("batchCode", "must be \(Patterns.codeRule)") }
+        if kind == .batch, batchCode == nil { reader.fail("batchCode", "is required for a batch pool") }
+        if let kind, kind != .batch, batchCode != nil { reader.fail("batchCode", "is only for a batch pool") }
+        problems = reader.problems
+        if problems.isEmpty, let kind {
+            pool = CodePool(kind: kind, online: status != "offline", expiresAtMilliseconds: expires, batchCode: batchCode)
+        }
+    }
+}
+
+/// A code upload: one code per line (CR LF or LF; blank lines skipped), each of `Patterns.codeRule`. A code the
+/// upload repeats is counted once; every invalid line is reported by its number, and then nothing is loaded.
+struct CodeUpload {
+    var codes: [String] = []
+    var repeated = 0
+    var problems: [Problem.FieldError] = []
+
+    static let maxCodes = 100_000
+
+    init(_ text: Substring) {
+        var seen = Set<Substring>()
+        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine
+            if line.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
+            guard Patterns.isOrderId(line) else {
+                if problems.count < 100 {
+                    problems.append(.init(pointer: "#/lines/\(index + 1)", detail: "line \(index + 1): a code must be \(Patterns.codeRule)"))
+                }
+                continue
+            }
+            if seen.insert(line).inserted { codes.append(String(line)) } else { repeated += 1 }
+        }
+        if codes.count > Self.maxCodes {
+            problems.append(.init(pointer: "#/lines", detail: "at most \(Self.maxCodes) codes per upload"))
+        }
+        if codes.isEmpty, problems.isEmpty {
+            problems.append(.init(pointer: "#/lines", detail: "the upload holds no code"))
+        }
+    }
 }

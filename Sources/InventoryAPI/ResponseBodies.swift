@@ -12,6 +12,7 @@ struct ReservationBody: ResponseBody {
         let skuId: UInt64
         let requested: Int64
         let reserved: Int64
+        let codes: [String]
     }
 
     let orderId: String
@@ -25,7 +26,9 @@ struct ReservationBody: ResponseBody {
         orderId = reservation.orderId
         bizId = reservation.bizId.isEmpty ? nil : reservation.bizId
         status = reservation.status.rawValue
-        items = reservation.lines.map { Line(skuId: $0.skuId, requested: $0.requested, reserved: $0.reserved) }
+        items = reservation.lines.map {
+            Line(skuId: $0.skuId, requested: $0.requested, reserved: $0.reserved, codes: $0.codes)
+        }
         expiresAt = reservation.expiresAtMilliseconds.map(Timestamp.rfc3339(milliseconds:))
         persisted = reservation.persisted
     }
@@ -41,6 +44,11 @@ struct ReservationBody: ResponseBody {
             writer.field("skuId", line.skuId)
             writer.field("requested", line.requested)
             writer.field("reserved", line.reserved)
+            if !line.codes.isEmpty {
+                writer.beginArray("codes")
+                for code in line.codes { writer.element(code) }
+                writer.endArray()
+            }
             writer.endObject()
         }
         writer.endArray()
@@ -106,6 +114,35 @@ struct ReadinessBody: ResponseBody {
         writer.beginObject()
         writer.field("ready", ready)
         for check in checks { writer.field(check.name, check.ok) }
+        writer.endObject()
+    }
+}
+
+/// A code pool as the API shows it.
+struct PoolAnswer: ResponseBody {
+    let item: StockItemID
+    let pool: CodePool
+
+    func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("bizId", item.bizId)
+        writer.field("skuId", item.skuId)
+        writer.field("kind", PoolBody.kinds.first { $0.value == pool.kind }?.key ?? pool.kind.rawValue)
+        writer.field("status", pool.online ? "online" : "offline")
+        writer.field("expiresAt", pool.expiresAtMilliseconds.map(Timestamp.rfc3339(milliseconds:)))
+        writer.field("batchCode", pool.batchCode)
+        writer.endObject()
+    }
+}
+
+/// What a code upload did.
+struct CodeLoadBody: ResponseBody {
+    let outcome: CodeLoadOutcome
+
+    func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("added", Int64(outcome.added))
+        writer.field("duplicates", Int64(outcome.duplicates))
         writer.endObject()
     }
 }

@@ -65,6 +65,45 @@ public struct InventoryRoutes: Sendable {
                 return try self.json(.ok, StockLevelBody(outcome.level), replayed: outcome.replayed)
             }
         }
+        router.put("/v1/stock/:bizId/:skuId/pool") { request, context in
+            let id = try self.stockItem(context)
+            let body = try await self.decode(PoolBody.self, request, context)
+            guard let pool = body.pool else { throw Problem.invalid(body.problems) }
+            return try await self.call { try self.json(.ok, PoolAnswer(item: id, pool: try await self.engine.setPool(id, pool))) }
+        }
+        router.get("/v1/stock/:bizId/:skuId/pool") { request, context in
+            let id = try self.stockItem(context)
+            return try await self.call { try self.json(.ok, PoolAnswer(item: id, pool: try await self.engine.pool(id))) }
+        }
+        router.post("/v1/stock/:bizId/:skuId/codes") { request, context in
+            let id = try self.stockItem(context)
+            let upload = CodeUpload(try await self.text(request))
+            guard upload.problems.isEmpty else {
+                throw Problem(
+                    .unprocessableContent, type: "invalid-codes", title: "Invalid code upload",
+                    detail: "\(upload.problems.count) problem(s), the first: \(upload.problems[0].detail); nothing was loaded",
+                    errors: upload.problems
+                )
+            }
+            return try await self.call {
+                let outcome = try await self.engine.loadCodes(id, upload.codes)
+                return try self.json(
+                    .ok, CodeLoadBody(outcome: CodeLoadOutcome(added: outcome.added, duplicates: outcome.duplicates + upload.repeated))
+                )
+            }
+        }
+        router.get("/v1/stock/:bizId/:skuId/codes") { request, context in
+            let id = try self.stockItem(context)
+            return try await self.call {
+                let codes = try await self.engine.unusedCodes(id)
+                var buffer = ByteBuffer()
+                for code in codes {
+                    buffer.writeString(code)
+                    buffer.writeInteger(UInt8(ascii: "\n"))
+                }
+                return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: buffer))
+            }
+        }
         router.get("/healthz") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "application/json"],
@@ -88,7 +127,7 @@ public struct InventoryRoutes: Sendable {
             userId: body.userId,
             items: body.items.compactMap { item in
                 guard let sku = item.skuId, let quantity = item.quantity else { return nil }
-                return ReserveCommand.Item(skuId: sku, quantity: quantity)
+                return ReserveCommand.Item(skuId: sku, quantity: quantity, codes: item.codes ?? [])
             },
             ttlSeconds: body.ttlSeconds ?? engine.defaultTTLSeconds,
             shortage: body.shortage ?? .reject
@@ -161,6 +200,33 @@ public struct InventoryRoutes: Sendable {
         } catch {
             throw Problem.badRequest("the body is not valid JSON")
         }
+    }
+
+    /// A text/plain body (a code upload), up to `limits.maxCodeUploadBytes`.
+    private func text(_ request: Request) async throws -> Substring {
+        let contentType = request.headers[.contentType] ?? ""
+        let mediaType = contentType.prefix { $0 != ";" }.trimmingCharacters(in: .whitespaces).lowercased()
+        guard mediaType == "text/plain" else {
+            throw Problem(
+                .unsupportedMediaType, type: "unsupported-media-type", title: "Unsupported media type",
+                detail: "send the codes as text/plain, one per line"
+            )
+        }
+        var request = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: limits.maxCodeUploadBytes)
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            throw error
+        } catch {
+            throw Problem.badRequest("the body ended before it was complete")
+        }
+        guard let text = buffer.getString(at: buffer.readerIndex, length: buffer.readableBytes),
+            text.utf8.count == buffer.readableBytes
+        else {
+            throw Problem.badRequest("the body is not UTF-8 text")
+        }
+        return Substring(text)
     }
 
     /// A path parameter as the client meant it: the router hands it over percent-encoded, and a client may encode

@@ -57,6 +57,7 @@ public final class InventoryEngine: Sendable {
     private let runner: RedisScriptRunner
     private let scripts: InventoryScripts
     private let stockRepository: StockRepository
+    private let codePools: CodePoolRepository
     private let journal: JournalRepository
     private let committer: JournalCommitter
     private let mysql: MySQLClient
@@ -81,6 +82,7 @@ public final class InventoryEngine: Sendable {
         self.scripts = scripts
         self.mysql = mysql
         self.stockRepository = StockRepository(client: mysql)
+        self.codePools = CodePoolRepository(client: mysql)
         self.journal = JournalRepository(client: mysql)
         self.committer = JournalCommitter(
             journal: journal, epochs: RedisItemEpochs(runner: runner, script: scripts.epochs, keys: configuration.keys)
@@ -141,9 +143,13 @@ public final class InventoryEngine: Sendable {
             keyList.append(keys.rollbackKey(id, orderId: orderId))
             arguments.append(String(item.skuId))
             arguments.append(String(item.quantity))
+            arguments.append(item.codes.joined(separator: "|"))
         }
         for item in command.items {
             keyList.append(keys.userUsage(StockItemID(bizId: command.bizId, skuId: item.skuId)))
+        }
+        for item in command.items {
+            keyList.append(keys.codes(StockItemID(bizId: command.bizId, skuId: item.skuId)))
         }
         let reply = try await runScript(scripts.reserve, keys: keyList, arguments: arguments)
         let fields = reply.array ?? []
@@ -151,7 +157,7 @@ public final class InventoryEngine: Sendable {
         case "ok":
             let reservation = Reservation(
                 orderId: orderId, bizId: command.bizId, status: .reserved,
-                lines: ReservationLine.parse(fields[safe: 2]?.text ?? ""),
+                lines: ReservationLine.parse(fields[safe: 2]?.text ?? "", codes: fields[safe: 5]?.text ?? ""),
                 expiresAtMilliseconds: fields[safe: 1]?.int, persisted: false
             )
             guard configuration.durability == .sync else { return .created(reservation) }
@@ -171,7 +177,7 @@ public final class InventoryEngine: Sendable {
             return .replayed(
                 Reservation(
                     orderId: orderId, bizId: command.bizId, status: status,
-                    lines: ReservationLine.parse(fields[safe: 3]?.text ?? ""),
+                    lines: ReservationLine.parse(fields[safe: 3]?.text ?? "", codes: fields[safe: 4]?.text ?? ""),
                     expiresAtMilliseconds: fields[safe: 2]?.int, persisted: nil
                 )
             )
@@ -200,6 +206,12 @@ public final class InventoryEngine: Sendable {
                 return .init(skuId: item.skuId, requested: item.quantity, limit: parts[1], used: parts[2])
             }
             throw InventoryError.userLimitExceeded(lines)
+        case "pool":
+            let sku = command.items[safe: Int(fields[safe: 1]?.int ?? 0) - 1]?.skuId ?? 0
+            throw InventoryError.poolUnavailable(skuId: sku, reason: fields[safe: 2]?.text ?? "offline")
+        case "code":
+            let sku = command.items[safe: Int(fields[safe: 1]?.int ?? 0) - 1]?.skuId ?? 0
+            throw InventoryError.codeUnavailable(skuId: sku, code: fields[safe: 2]?.text ?? "")
         case "nouser":
             let indices = (fields[safe: 1]?.text ?? "").split(separator: ",").compactMap { Int($0) }
             throw InventoryError.userRequired(indices.compactMap { command.items[safe: $0 - 1]?.skuId })
@@ -269,6 +281,9 @@ public final class InventoryEngine: Sendable {
             for line in order?.lines ?? [] {
                 keyList.append(keys.userUsage(StockItemID(bizId: order!.bizId, skuId: line.skuId)))
             }
+            for line in order?.lines ?? [] {
+                keyList.append(keys.codes(StockItemID(bizId: order!.bizId, skuId: line.skuId)))
+            }
             let reply = try await runScript(
                 scripts.rollback, keys: keyList,
                 arguments: [
@@ -337,6 +352,9 @@ public final class InventoryEngine: Sendable {
             var keyList = [keys.order(orderId), keys.outbox(forOrder: orderId)]
             for line in order.lines {
                 keyList.append(keys.item(StockItemID(bizId: order.bizId, skuId: line.skuId)))
+            }
+            for line in order.lines {
+                keyList.append(keys.codes(StockItemID(bizId: order.bizId, skuId: line.skuId)))
             }
             let reply = try await runScript(
                 scripts.refund, keys: keyList, arguments: [orderId, String(Self.nowMilliseconds()), order.linesText]
@@ -742,6 +760,89 @@ public final class InventoryEngine: Sendable {
         }
     }
 
+    // MARK: - Code pools
+
+    /// Creates or changes the item's code pool (its kind is fixed once set), in MySQL, then in Redis.
+    public func setPool(_ id: StockItemID, _ pool: CodePool) async throws -> CodePool {
+        do {
+            try await codePools.setPool(bizId: id.bizId, skuId: id.skuId, pool)
+        } catch let refusal as CodePoolRepository.Refusal {
+            throw Self.inventoryError(refusal)
+        } catch {
+            throw mapMySQL(error)
+        }
+        // An item Redis does not have is rebuilt with its pool; one it has gets the settings written.
+        guard try await ensureItem(id) else { throw InventoryError.notFound }
+        let reply = try await runScript(scripts.setPool, keys: [keys.item(id)], arguments: pool.scriptArguments)
+        if reply.array?.first?.text == "missing", try await !ensureItem(id) {
+            throw InventoryError.notFound
+        }
+        return pool
+    }
+
+    /// The item's code pool; `notFound` when it has none.
+    public func pool(_ id: StockItemID) async throws -> CodePool {
+        let pool: CodePool?
+        do { pool = try await codePools.pool(bizId: id.bizId, skuId: id.skuId) } catch { throw mapMySQL(error) }
+        guard let pool else { throw InventoryError.noCodePool(id.skuId) }
+        return pool
+    }
+
+    /// Adds codes to the item's pool: recorded in MySQL (new ones only, in one transaction; a one-time pool's
+    /// stock grows by as many), then added in Redis. `codes` must already be valid and distinct.
+    public func loadCodes(_ id: StockItemID, _ codes: [String]) async throws -> CodeLoadOutcome {
+        let fresh: [String]
+        do {
+            fresh = try await codePools.loadCodes(bizId: id.bizId, skuId: id.skuId, codes)
+        } catch let refusal as CodePoolRepository.Refusal {
+            throw Self.inventoryError(refusal)
+        } catch {
+            throw mapMySQL(error)
+        }
+        if !fresh.isEmpty {
+            do {
+                _ = try await runScript(scripts.addCodes, keys: [keys.item(id), keys.codes(id)], arguments: fresh)
+            } catch {
+                // MySQL has the codes: an item Redis drops is rebuilt from it on its next use.
+                _ = try? await redisCall { try await self.redis.command("DEL", self.keys.item(id)) }
+                throw error
+            }
+        }
+        return CodeLoadOutcome(added: fresh.count, duplicates: codes.count - fresh.count)
+    }
+
+    /// The pool's codes still unused, live from Redis, sorted: a one-time pool's usable codes (neither held nor
+    /// used), a reusable pool's codes (never used up), a batch pool's code.
+    public func unusedCodes(_ id: StockItemID) async throws -> [String] {
+        let pool = try await pool(id)
+        if pool.kind == .batch { return pool.batchCode.map { [$0] } ?? [] }
+        guard try await ensureItem(id) else { throw InventoryError.notFound }
+        var cursor = "0"
+        var codes: [String] = []
+        repeat {
+            let reply = try await redisCall {
+                try await self.redis.command("SSCAN", self.keys.codes(id), cursor, "COUNT", "1000")
+            }
+            let parts = reply.array ?? []
+            cursor = parts.first?.text ?? "0"
+            codes += (parts[safe: 1]?.array ?? []).compactMap(\.text)
+        } while cursor != "0"
+        return codes.sorted()
+    }
+
+    private static func inventoryError(_ refusal: CodePoolRepository.Refusal) -> InventoryError {
+        switch refusal {
+        case .kindChange(let kind):
+            return .poolConflict("the pool is \(kind.rawValue); a pool's kind cannot change")
+        case .stockWithoutCodes(let stock):
+            return .poolConflict(
+                "the item has \(stock) unit(s) of stock: a one-time pool's stock is its codes, so it needs an item with none"
+            )
+        case .noPool:
+            return .noCodePool(0)
+        }
+    }
+
     // MARK: - Initialisation with a lock
 
     /// Counters of this engine.
@@ -807,13 +908,17 @@ public final class InventoryEngine: Sendable {
                     String(row.backorderLimit), String(self.configuration.itemTTLSeconds), epoch,
                     String(row.userLimit), String(row.userWindowSeconds), String(snapshot.userWindow),
                 ]
+                arguments += snapshot.pool?.scriptArguments ?? ["", "", "0", ""]
+                arguments.append(String(snapshot.codes.count))
+                arguments += snapshot.codes
                 arguments.reserveCapacity(arguments.count + 2 * snapshot.usage.count)
                 for usage in snapshot.usage {
                     arguments.append(usage.userId)
                     arguments.append(String(usage.units))
                 }
                 let reply = try await self.runScript(
-                    self.scripts.initItem, keys: [itemKey, self.keys.userUsage(id)], arguments: arguments
+                    self.scripts.initItem, keys: [itemKey, self.keys.userUsage(id), self.keys.codes(id)],
+                    arguments: arguments
                 )
                 return (reply.array?.first?.text == "ok", row, snapshot.liveReserved)
             }
@@ -955,6 +1060,7 @@ public final class InventoryEngine: Sendable {
             ]
             var quantities: [String] = []
             var usageKeys: [String] = []
+            var codeKeys: [String] = []
             for line in lines.split(separator: ",") {
                 let parts = line.split(separator: ":")
                 guard let sku = UInt64(parts.first ?? "") else { continue }
@@ -962,9 +1068,10 @@ public final class InventoryEngine: Sendable {
                 keyList.append(keys.item(id))
                 keyList.append(keys.reserveKey(id, orderId: orderId))
                 usageKeys.append(keys.userUsage(id))
+                codeKeys.append(keys.codes(id))
                 quantities.append(parts.count > 1 ? String(parts[1]) : "0")
             }
-            keyList += usageKeys
+            keyList += usageKeys + codeKeys
             let reply = try await runScript(
                 scripts.undoReserve, keys: keyList,
                 arguments: [orderId, eventId, String(Self.nowMilliseconds()), String(configuration.retentionSeconds)]
@@ -1012,9 +1119,11 @@ public final class InventoryEngine: Sendable {
         let bizId: String
         let status: ReservationStatus
         let linesText: String
+        /// The codes held per line ("" when no line's item has a code pool).
+        var codesText = ""
         let expiresAt: Int64?
 
-        var lines: [ReservationLine] { ReservationLine.parse(linesText) }
+        var lines: [ReservationLine] { ReservationLine.parse(linesText, codes: codesText) }
         /// Whether any line held stock, and so has a journal row.
         var holdsStock: Bool { lines.contains { $0.reserved > 0 } }
 
@@ -1076,7 +1185,9 @@ public final class InventoryEngine: Sendable {
 
     private func readStoredOrder(_ orderId: String) async throws -> StoredOrder? {
         let reply = try await redisCall {
-            try await self.redis.command("HMGET", self.keys.order(orderId), "status", "biz", "lines", "expires_at")
+            try await self.redis.command(
+                "HMGET", self.keys.order(orderId), "status", "biz", "lines", "expires_at", "codes"
+            )
         }
         let fields = reply.array ?? []
         guard let statusText = fields[safe: 0]?.text, let status = ReservationStatus(rawValue: statusText) else {
@@ -1087,6 +1198,7 @@ public final class InventoryEngine: Sendable {
             bizId: fields[safe: 1]?.text ?? "",
             status: status,
             linesText: fields[safe: 2]?.text ?? "",
+            codesText: fields[safe: 4]?.text ?? "",
             expiresAt: fields[safe: 3]?.int
         )
     }

@@ -16,9 +16,27 @@ public protocol InventoryService: Sendable {
     /// What the status page shows, with at most `lowStockLimit` low items; throws `InventoryError.unavailable`
     /// only when the store that holds the stock cannot be asked.
     func status(lowStockLimit: Int) async throws -> EngineStatus
+    /// Code pools (see `InventoryEngine`); engines without them answer `notSupported`.
+    func setPool(_ id: StockItemID, _ pool: CodePool) async throws -> CodePool
+    func pool(_ id: StockItemID) async throws -> CodePool
+    func loadCodes(_ id: StockItemID, _ codes: [String]) async throws -> CodeLoadOutcome
+    func unusedCodes(_ id: StockItemID) async throws -> [String]
 }
 
 extension InventoryService {
+    public func setPool(_ id: StockItemID, _ pool: CodePool) async throws -> CodePool {
+        throw InventoryError.notSupported("code pools need the Redis-first engine")
+    }
+    public func pool(_ id: StockItemID) async throws -> CodePool {
+        throw InventoryError.notSupported("code pools need the Redis-first engine")
+    }
+    public func loadCodes(_ id: StockItemID, _ codes: [String]) async throws -> CodeLoadOutcome {
+        throw InventoryError.notSupported("code pools need the Redis-first engine")
+    }
+    public func unusedCodes(_ id: StockItemID) async throws -> [String] {
+        throw InventoryError.notSupported("code pools need the Redis-first engine")
+    }
+
     /// An engine that tracks nothing for the status page shows nothing (the database-only baseline).
     public func status(lowStockLimit: Int) async throws -> EngineStatus { EngineStatus() }
 }

@@ -25,6 +25,9 @@ public struct KeyLayout: Sendable {
     /// Per-user usage of an item with a per-user limit: userId -> "window:units" (see `reserve.lua`).
     public func userUsage(_ id: StockItemID) -> String { "\(prefix):{\(id.bizId):\(id.skuId)}:users" }
 
+    /// The code set of an item with a code pool: the usable codes (one-time) or all codes (reusable).
+    public func codes(_ id: StockItemID) -> String { "\(prefix):{\(id.bizId):\(id.skuId)}:codes" }
+
     public func adjustmentKey(_ id: StockItemID, adjustmentId: String) -> String {
         "\(prefix):{\(id.bizId):\(id.skuId)}:adj:\(adjustmentId)"
     }

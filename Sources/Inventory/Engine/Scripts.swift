@@ -19,11 +19,13 @@ public struct InventoryScripts: Sendable {
     public let fixItem: RedisScript
     public let restoreOrder: RedisScript
     public let epochs: RedisScript
+    public let setPool: RedisScript
+    public let addCodes: RedisScript
 
     public var all: [RedisScript] {
         [
             reserve, rollback, confirm, setStock, adjustStock, undoStock, refund, undoReserve, applied, ack, initLock,
-            initItem, snapshot, fixItem, restoreOrder, epochs,
+            initItem, snapshot, fixItem, restoreOrder, epochs, setPool, addCodes,
         ]
     }
 
@@ -55,7 +57,9 @@ public struct InventoryScripts: Sendable {
             snapshot: try script("snapshot"),
             fixItem: try script("fix_item"),
             restoreOrder: try script("restore_order"),
-            epochs: try script("epochs")
+            epochs: try script("epochs"),
+            setPool: try script("set_pool"),
+            addCodes: try script("add_codes")
         )
     }
 }

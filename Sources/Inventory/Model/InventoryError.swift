@@ -23,6 +23,14 @@ public enum InventoryError: Error, Sendable, Equatable {
     case userLimitExceeded([UserLimit])
     /// Items with a per-user limit, reserved by an order that names no user.
     case userRequired([UInt64])
+    /// The item's code pool hands out nothing now: `reason` is "offline" or "expired".
+    case poolUnavailable(skuId: UInt64, reason: String)
+    /// A code asked for is not in the item's pool, or not usable (held or used).
+    case codeUnavailable(skuId: UInt64, code: String)
+    /// The item has no code pool (codes uploaded or asked for an item without one).
+    case noCodePool(UInt64)
+    /// A change a code pool does not allow (its kind once set; the stock of a one-time pool, which is its codes).
+    case poolConflict(String)
     /// Items that do not exist (not set up with `PUT /v1/stock`).
     case unknownItems([UInt64])
     /// The order was cancelled or expired, so it cannot be reserved or confirmed.

@@ -4,10 +4,13 @@ public struct ReserveCommand: Sendable {
     public struct Item: Sendable, Equatable {
         public let skuId: UInt64
         public let quantity: Int64
+        /// Specific codes of the item's code pool, one per unit; empty to let the pool choose.
+        public let codes: [String]
 
-        public init(skuId: UInt64, quantity: Int64) {
+        public init(skuId: UInt64, quantity: Int64, codes: [String] = []) {
             self.skuId = skuId
             self.quantity = quantity
+            self.codes = codes
         }
     }
 
@@ -30,7 +33,9 @@ public struct ReserveCommand: Sendable {
     /// What makes two requests "the same body" for idempotency: the fields that change what is held, with the
     /// items in a canonical order so that listing them differently is still the same request.
     var fingerprint: String {
-        let lines = items.sorted { $0.skuId < $1.skuId }.map { "\($0.skuId)x\($0.quantity)" }.joined(separator: ",")
+        let lines = items.sorted { $0.skuId < $1.skuId }.map { item in
+            item.codes.isEmpty ? "\(item.skuId)x\(item.quantity)" : "\(item.skuId)x\(item.quantity)=\(item.codes.joined(separator: "|"))"
+        }.joined(separator: ",")
         return "\(bizId)|\(userId ?? "")|\(shortage.rawValue)|\(ttlSeconds)|\(lines)"
     }
 }
@@ -40,11 +45,25 @@ public struct ReservationLine: Sendable, Equatable {
     public let skuId: UInt64
     public let requested: Int64
     public let reserved: Int64
+    /// The codes held, for an item with a code pool (empty otherwise).
+    public var codes: [String] = []
 
-    public init(skuId: UInt64, requested: Int64, reserved: Int64) {
+    public init(skuId: UInt64, requested: Int64, reserved: Int64, codes: [String] = []) {
         self.skuId = skuId
         self.requested = requested
         self.reserved = reserved
+        self.codes = codes
+    }
+
+    /// Parses the lines and the codes held per line (`c1|c2,,c3`, "" when no line has a pool).
+    static func parse(_ text: String, codes: String) -> [ReservationLine] {
+        var lines = parse(text)
+        guard !codes.isEmpty else { return lines }
+        for (index, held) in codes.split(separator: ",", omittingEmptySubsequences: false).enumerated()
+        where index < lines.count {
+            lines[index].codes = held.split(separator: "|").map(String.init)
+        }
+        return lines
     }
 
     /// Parses the scripts' `sku:requested:reserved,...` form.

@@ -15,12 +15,15 @@ public struct OutboxEvent: Sendable, Equatable {
         public let quantity: Int64
         /// The epoch the item had in Redis when the event changed it ("" for an item that has none).
         public let epoch: String
+        /// Reserve only: the codes of the item's code pool the line holds (empty for an item without one).
+        public let codes: [String]
 
         /// Creates a line.
-        public init(skuId: UInt64, quantity: Int64, epoch: String = "") {
+        public init(skuId: UInt64, quantity: Int64, epoch: String = "", codes: [String] = []) {
             self.skuId = skuId
             self.quantity = quantity
             self.epoch = epoch
+            self.codes = codes
         }
     }
 
@@ -409,6 +412,7 @@ private struct ReserveLine: Sendable {
     let quantity: Int64
     let expiresAt: String
     let eventId: String
+    let codes: [String]
 }
 
 private struct UndoLine: Sendable {
@@ -492,7 +496,7 @@ private struct BatchPlan: Sendable {
                             expiresAt: JournalTime.datetime(
                                 milliseconds: event.expiresAtMilliseconds ?? event.atMilliseconds
                             ),
-                            eventId: event.id
+                            eventId: event.id, codes: line.codes
                         )
                     )
                 case .confirm, .refund:
@@ -574,6 +578,14 @@ private struct BatchPlan: Sendable {
                 chunk.flatMap { $0.key.binds + [.string($0.reserveEventId)] }
             )
             deleted += Int(result.affectedRows)
+            // The codes the undone reserve held: usable again once their assignment is gone.
+            _ = try connection.query(
+                """
+                DELETE FROM code_assignments
+                WHERE (order_id, biz_id, sku_id, reserve_event) IN (\(tuples(chunk.count, "(?, ?, \(sku), ?)")))
+                """,
+                chunk.flatMap { $0.key.binds + [.string($0.reserveEventId)] }
+            )
         }
         return deleted
     }
@@ -626,6 +638,24 @@ private struct BatchPlan: Sendable {
                 binds
             )
             result.rowsInserted += Int(inserted.affectedRows)
+        }
+        // The codes of the rows written now, in the same transaction (a line's row and its codes come together).
+        let assignments = missing.flatMap { index in reserves[index].codes.map { (reserves[index], $0) } }
+        for chunk in exactChunks(assignments) {
+            var binds: [MySQLValue] = []
+            binds.reserveCapacity(chunk.count * 5)
+            for (line, code) in chunk {
+                line.key.appendBinds(to: &binds)
+                binds.append(.string(code))
+                binds.append(.string(line.eventId))
+            }
+            _ = try connection.query(
+                """
+                INSERT IGNORE INTO code_assignments (order_id, biz_id, sku_id, code, reserve_event)
+                VALUES \(tuples(chunk.count, "(?, ?, \(sku), ?, ?)"))
+                """,
+                binds
+            )
         }
         for index in missing {
             existing[index] = ("RESERVED", reserves[index].eventId)

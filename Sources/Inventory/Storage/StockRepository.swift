@@ -173,6 +173,10 @@ public struct StockRepository: Sendable {
         public let userWindow: Int64
         /// Each user's units in that window, when the item has a per-user limit (empty otherwise).
         public let usage: [UserUsage]
+        /// The item's code pool, if it has one.
+        public let pool: CodePool?
+        /// The pool's usable codes as the journal leaves them (see `CodePoolRepository.usableCodes`).
+        public let codes: [String]
     }
 
     /// What the init path rebuilds a Redis item from (nil when MySQL has no such item). The row stays locked
@@ -222,8 +226,11 @@ public struct StockRepository: Sendable {
                             return UserUsage(userId: user, units: units)
                         }
                     }
+                    let pool = try CodePoolRepository.pool(bizId: bizId, sku: sku, on: connection)
+                    let codes = try pool.map { try CodePoolRepository.usableCodes(bizId: bizId, sku: sku, kind: $0.kind, on: connection) } ?? []
                     return InitSnapshot(
-                        row: row, liveReserved: live.rows.first?.int64("live") ?? 0, userWindow: window, usage: usage
+                        row: row, liveReserved: live.rows.first?.int64("live") ?? 0, userWindow: window, usage: usage,
+                        pool: pool, codes: codes
                     )
                 }
                 let value = try await body(snapshot)
@@ -239,9 +246,9 @@ public struct StockRepository: Sendable {
     // MARK: - Transaction body
 
     /// Thrown inside the transaction so that `withTransaction` rolls it back; `apply` turns it into `.duplicate`.
-    private struct DuplicateSource: Error {}
+    struct DuplicateSource: Error {}
 
-    private static func apply(_ change: StockChange, skuId: MySQLValue, on connection: MySQLConnection) throws -> Int64 {
+    static func apply(_ change: StockChange, skuId: MySQLValue, on connection: MySQLConnection) throws -> Int64 {
         let bizId = MySQLValue.string(change.bizId)
         let ledger: MySQLResult
         do {
@@ -294,7 +301,7 @@ public struct StockRepository: Sendable {
 
     /// sku_id is BIGINT UNSIGNED but `MySQLValue` carries signed integers; ids up to `Int64.max` (what the API
     /// accepts) bind exactly as `.int`.
-    private static func skuValue(_ skuId: UInt64) -> MySQLValue? {
+    static func skuValue(_ skuId: UInt64) -> MySQLValue? {
         Int64(exactly: skuId).map(MySQLValue.int)
     }
 }

@@ -14,6 +14,7 @@ extension OutboxEvent {
         var expiresAt: Int64?
         var at: Int64 = 0
         var reserveEvent: String?
+        var codes = ""
         var index = 0
         while index + 1 < fields.count {
             let value = fields[index + 1].text ?? ""
@@ -27,16 +28,22 @@ extension OutboxEvent {
             case "expires_at": expiresAt = Int64(value)
             case "at": at = Int64(value) ?? 0
             case "reserve_event": reserveEvent = value
+            case "codes": codes = value
             default: break
             }
             index += 2
         }
         guard let kind, let orderId else { return nil }
         let epochList = epochs.split(separator: ",", omittingEmptySubsequences: false)
+        // codes: per line of `items`, '|'-separated, lines ','-separated; absent for events without codes
+        let codeList = codes.isEmpty ? [] : codes.split(separator: ",", omittingEmptySubsequences: false)
         let lines = items.split(separator: ",").enumerated().compactMap { index, part -> Line? in
             let pieces = part.split(separator: ":")
             guard pieces.count == 2, let sku = UInt64(pieces[0]), let quantity = Int64(pieces[1]) else { return nil }
-            return Line(skuId: sku, quantity: quantity, epoch: index < epochList.count ? String(epochList[index]) : "")
+            return Line(
+                skuId: sku, quantity: quantity, epoch: index < epochList.count ? String(epochList[index]) : "",
+                codes: index < codeList.count ? codeList[index].split(separator: "|").map(String.init) : []
+            )
         }
         return OutboxEvent(
             id: id, stream: stream, kind: kind, orderId: orderId, bizId: bizId, userId: user, lines: lines,

@@ -1,0 +1,50 @@
+/// How a code pool hands out its codes.
+public enum CodePoolKind: String, Sendable, CaseIterable {
+    /// Each code is handed out once: usable, held by a reservation, or used. The item's stock is its codes.
+    case oneTime = "one_time"
+    /// Codes may be handed out again; a hold counts stock but uses no code.
+    case reusable
+    /// Every unit carries the same code (the batch number); only the count matters.
+    case batch
+
+    /// The spelling of the MySQL column.
+    var column: String { rawValue.uppercased() }
+
+    init?(column: String) { self.init(rawValue: column.lowercased()) }
+}
+
+/// A stock item's code pool settings.
+public struct CodePool: Sendable, Equatable {
+    public let kind: CodePoolKind
+    /// An offline pool hands out nothing.
+    public let online: Bool
+    /// No new holds from this moment on (Unix milliseconds); nil for never.
+    public let expiresAtMilliseconds: Int64?
+    /// The code of every unit of a batch pool.
+    public let batchCode: String?
+
+    public init(kind: CodePoolKind, online: Bool = true, expiresAtMilliseconds: Int64? = nil, batchCode: String? = nil) {
+        self.kind = kind
+        self.online = online
+        self.expiresAtMilliseconds = expiresAtMilliseconds
+        self.batchCode = batchCode
+    }
+
+    /// The item hash fields of `set_pool.lua` / `init_item.lua`: kind, status, expiry, batch code.
+    var scriptArguments: [String] {
+        [kind.rawValue, online ? "online" : "offline", String(expiresAtMilliseconds ?? 0), batchCode ?? ""]
+    }
+}
+
+/// What loading codes did.
+public struct CodeLoadOutcome: Sendable, Equatable {
+    /// Codes new to the pool, now usable.
+    public let added: Int
+    /// Codes of the upload the pool had already, or that the upload repeated: skipped.
+    public let duplicates: Int
+
+    public init(added: Int, duplicates: Int) {
+        self.added = added
+        self.duplicates = duplicates
+    }
+}

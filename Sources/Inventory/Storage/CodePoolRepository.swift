@@ -1,0 +1,148 @@
+import Foundation
+import MySQLClient
+
+/// MySQL access for code pools (`code_pools`, `codes`, `code_assignments`). A code's state is not stored: it is
+/// held while an assignment's journal row is RESERVED, used while it is CONFIRMED, and usable otherwise, so the
+/// write-back worker only ever inserts assignments with their journal rows (and deletes them with an undo).
+public struct CodePoolRepository: Sendable {
+    /// Why a pool change was refused; nothing was written.
+    public enum Refusal: Error, Sendable, Equatable {
+        /// A pool's kind is fixed once set.
+        case kindChange(from: CodePoolKind)
+        /// A one-time pool's stock is its codes: the item may not have stock of its own when the pool is made.
+        case stockWithoutCodes(Int64)
+        /// The item has no code pool.
+        case noPool
+    }
+
+    private let client: MySQLClient
+
+    public init(client: MySQLClient) {
+        self.client = client
+    }
+
+    /// Creates or changes the item's pool; a new pool's item gets a stock row (of 0) if it had none.
+    public func setPool(bizId: String, skuId: UInt64, _ pool: CodePool) async throws {
+        guard let sku = StockRepository.skuValue(skuId) else { throw Refusal.noPool }
+        try await client.withTransaction { connection in
+            if let existing = try Self.pool(bizId: bizId, sku: sku, on: connection, locking: true) {
+                guard existing.kind == pool.kind else { throw Refusal.kindChange(from: existing.kind) }
+            } else {
+                let stock = try connection.query(
+                    "SELECT stock FROM stock WHERE biz_id = ? AND sku_id = ? FOR UPDATE", [.string(bizId), sku]
+                ).rows.first?.int64("stock")
+                if pool.kind == .oneTime, let stock, stock != 0 { throw Refusal.stockWithoutCodes(stock) }
+                if stock == nil {
+                    _ = try connection.query(
+                        "INSERT IGNORE INTO stock (biz_id, sku_id, stock, version) VALUES (?, ?, 0, 0)", [.string(bizId), sku]
+                    )
+                }
+            }
+            _ = try connection.query(
+                """
+                INSERT INTO code_pools (biz_id, sku_id, kind, status, expires_at, batch_code)
+                VALUES (?, ?, ?, ?, ?, ?)
+                ON DUPLICATE KEY UPDATE status = VALUES(status), expires_at = VALUES(expires_at),
+                    batch_code = VALUES(batch_code)
+                """,
+                [
+                    .string(bizId), sku, .string(pool.kind.column), .string(pool.online ? "ONLINE" : "OFFLINE"),
+                    pool.expiresAtMilliseconds.map { .string(JournalTime.datetime(milliseconds: $0)) } ?? .null,
+                    pool.batchCode.map(MySQLValue.string) ?? .null,
+                ]
+            )
+        }
+    }
+
+    /// The item's pool, nil when it has none.
+    public func pool(bizId: String, skuId: UInt64) async throws -> CodePool? {
+        guard let sku = StockRepository.skuValue(skuId) else { return nil }
+        return try await client.withConnection { connection in try Self.pool(bizId: bizId, sku: sku, on: connection) }
+    }
+
+    /// Records codes new to the pool, in one transaction; a one-time pool's stock grows by as many (with a ledger
+    /// row). Returns the codes that were new, in upload order.
+    public func loadCodes(bizId: String, skuId: UInt64, _ codes: [String]) async throws -> [String] {
+        guard let sku = StockRepository.skuValue(skuId) else { throw Refusal.noPool }
+        return try await client.withTransaction { connection in
+            // The pool row's lock orders concurrent uploads of one pool.
+            guard let pool = try Self.pool(bizId: bizId, sku: sku, on: connection, locking: true) else {
+                throw Refusal.noPool
+            }
+            var known: Set<String> = []
+            for chunk in exactChunks(codes) {
+                let rows = try connection.query(
+                    "SELECT code FROM codes WHERE biz_id = ? AND sku_id = ? AND code IN (\(Array(repeating: "?", count: chunk.count).joined(separator: ", ")))",
+                    [.string(bizId), sku] + chunk.map(MySQLValue.string)
+                ).rows
+                for row in rows { if let code = row.string("code") { known.insert(code) } }
+            }
+            let fresh = codes.filter { !known.contains($0) }
+            for chunk in exactChunks(fresh) {
+                _ = try connection.query(
+                    "INSERT INTO codes (biz_id, sku_id, code) VALUES \(Array(repeating: "(?, ?, ?)", count: chunk.count).joined(separator: ", "))",
+                    chunk.flatMap { [MySQLValue.string(bizId), sku, .string($0)] }
+                )
+            }
+            if pool.kind == .oneTime, !fresh.isEmpty {
+                _ = try StockRepository.apply(
+                    StockChange(
+                        bizId: bizId, skuId: skuId, delta: Int64(fresh.count), reason: "codes",
+                        source: "codes:\(bizId):\(skuId):\(UUID().uuidString)"
+                    ),
+                    skuId: sku, on: connection
+                )
+            }
+            return fresh
+        }
+    }
+
+    /// The pool's codes as the journal leaves them usable: for a one-time pool those no RESERVED or CONFIRMED
+    /// journal line holds, for a reusable pool all of them, for a batch pool none (its code is a setting).
+    public func usableCodes(bizId: String, skuId: UInt64) async throws -> [String] {
+        guard let sku = StockRepository.skuValue(skuId) else { return [] }
+        return try await client.withConnection { connection in
+            guard let pool = try Self.pool(bizId: bizId, sku: sku, on: connection) else { return [] }
+            return try Self.usableCodes(bizId: bizId, sku: sku, kind: pool.kind, on: connection)
+        }
+    }
+
+    static func pool(bizId: String, sku: MySQLValue, on connection: MySQLConnection, locking: Bool = false) throws -> CodePool? {
+        let row = try connection.query(
+            """
+            SELECT kind, status, expires_at, batch_code FROM code_pools WHERE biz_id = ? AND sku_id = ?\(locking ? " FOR UPDATE" : "")
+            """,
+            [.string(bizId), sku]
+        ).rows.first
+        guard let row, let kind = CodePoolKind(column: row.string("kind") ?? "") else { return nil }
+        return CodePool(
+            kind: kind, online: row.string("status") != "OFFLINE",
+            expiresAtMilliseconds: row.string("expires_at").flatMap(JournalTime.milliseconds(fromDatetime:)),
+            batchCode: row.string("batch_code")
+        )
+    }
+
+    static func usableCodes(bizId: String, sku: MySQLValue, kind: CodePoolKind, on connection: MySQLConnection) throws -> [String] {
+        let sql: String
+        switch kind {
+        case .batch:
+            return []
+        case .reusable:
+            sql = "SELECT code FROM codes c WHERE biz_id = ? AND sku_id = ? ORDER BY code"
+        case .oneTime:
+            sql = """
+                SELECT c.code FROM codes c
+                WHERE c.biz_id = ? AND c.sku_id = ? AND NOT EXISTS (
+                    SELECT 1 FROM code_assignments a
+                    JOIN reservation_journal j
+                      ON j.order_id = a.order_id AND j.biz_id = a.biz_id AND j.sku_id = a.sku_id
+                     AND j.reserve_event = a.reserve_event
+                    WHERE a.biz_id = c.biz_id AND a.sku_id = c.sku_id AND a.code = c.code
+                      AND j.status IN ('RESERVED', 'CONFIRMED')
+                )
+                ORDER BY c.code
+                """
+        }
+        return try connection.query(sql, [.string(bizId), sku]).rows.compactMap { $0.string("code") }
+    }
+}

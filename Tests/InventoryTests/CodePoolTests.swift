@@ -1,0 +1,168 @@
+import Foundation
+import Inventory
+import InventoryTestSupport
+import RedisClient
+import Testing
+
+@testable import Inventory
+
+/// Code pools against the real stores: codes held by the reserve script, put back by cancel, kept by confirm,
+/// journalled with their rows, rebuilt from the journal.
+@Suite("Code pools on real Redis and MariaDB")
+struct CodePoolTests {
+    func command(_ stores: TestStores, _ orderId: String, _ sku: UInt64, _ quantity: Int64, codes: [String] = [])
+        -> ReserveCommand
+    {
+        ReserveCommand(
+            orderId: orderId, bizId: stores.bizId, userId: "u-\(orderId)",
+            items: [ReserveCommand.Item(skuId: sku, quantity: quantity, codes: codes)], ttlSeconds: 1800, shortage: .reject
+        )
+    }
+
+    func codes(_ prefix: String, _ count: Int) -> [String] {
+        (0..<count).map { String(format: "\(prefix)%03d", $0) }
+    }
+
+    func held(_ outcome: ReserveOutcome) -> [String] {
+        switch outcome {
+        case .created(let reservation), .replayed(let reservation): return reservation.lines.flatMap(\.codes)
+        }
+    }
+
+    @Test("1,000 concurrent locks on 100 one-time codes: exactly 100 held, 100 distinct codes, all of the pool")
+    func concurrentLocks() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let loaded = codes("V", 100)
+            _ = try await engine.setPool(stores.item(1), CodePool(kind: .oneTime))
+            #expect(try await engine.loadCodes(stores.item(1), loaded) == CodeLoadOutcome(added: 100, duplicates: 0))
+            #expect(try await engine.stock(stores.item(1)).available == 100)
+            #expect(try await stores.mysqlStock(1) == 100)
+            let results = await withTaskGroup(of: [String]?.self, returning: [[String]?].self) { group in
+                for index in 0..<1000 {
+                    group.addTask {
+                        do {
+                            return self.held(try await engine.reserve(command(stores, "l-\(index)", 1, 1)))
+                        } catch {
+                            return nil
+                        }
+                    }
+                }
+                var all: [[String]?] = []
+                for await result in group { all.append(result) }
+                return all
+            }
+            let handedOut = results.compactMap { $0 }
+            #expect(handedOut.count == 100)
+            #expect(handedOut.allSatisfy { $0.count == 1 })
+            #expect(Set(handedOut.flatMap { $0 }) == Set(loaded))
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.available == 0)
+            #expect(level.reserved == 100)
+            #expect(try await engine.unusedCodes(stores.item(1)) == [])
+        }
+    }
+
+    @Test("confirm and unlock, replayed: used codes stay out, unlocked ones come back once; export, journal, rebuild agree")
+    func lifecycle() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(2)
+            let loaded = codes("K", 20)
+            _ = try await engine.setPool(item, CodePool(kind: .oneTime))
+            _ = try await engine.loadCodes(item, loaded)
+            // a second upload with known codes adds only the new one
+            #expect(try await engine.loadCodes(item, ["K000", "K019", "K020"]) == CodeLoadOutcome(added: 1, duplicates: 2))
+
+            let first = held(try await engine.reserve(command(stores, "c-1", 2, 2)))
+            let second = held(try await engine.reserve(command(stores, "c-2", 2, 3)))
+            let asked = try #require(Set(loaded + ["K020"]).subtracting(first + second).sorted().first)
+            #expect(held(try await engine.reserve(command(stores, "c-3", 2, 1, codes: [asked]))) == [asked])
+            await #expect(throws: InventoryError.codeUnavailable(skuId: 2, code: asked)) {
+                try await engine.reserve(command(stores, "c-4", 2, 1, codes: [asked]))
+            }
+            // a replay answers the same codes and takes none
+            #expect(held(try await engine.reserve(command(stores, "c-1", 2, 2))) == first)
+
+            _ = try await engine.confirm(orderId: "c-1")
+            #expect(try await engine.confirm(orderId: "c-1").replayed)
+            _ = try await engine.cancel(orderId: "c-2")
+            #expect(try await engine.cancel(orderId: "c-2").replayed)
+            #expect(try await engine.reservation(orderId: "c-2").lines.first?.codes == second)
+
+            let unused = Set(loaded + ["K020"]).subtracting(first).subtracting([asked]).sorted()
+            #expect(try await engine.unusedCodes(item) == unused)
+            let level = try await engine.stock(item)
+            #expect(level.available == 18)
+            #expect(level.reserved == 1)
+
+            let worker = stores.worker()
+            let running = Task { try await worker.run() }
+            #expect(try await stores.drained())
+            worker.stop()
+            try await running.value
+            // MySQL, the system of record, leaves exactly the same codes usable
+            #expect(try await CodePoolRepository(client: stores.mysql).usableCodes(bizId: stores.bizId, skuId: 2) == unused)
+            #expect(try await stores.mysqlStock(2) == 19)
+            let assignments = try await stores.mysql.query(
+                "SELECT order_id, code FROM code_assignments WHERE biz_id = ? ORDER BY order_id, code", [.string(stores.bizId)]
+            ).rows.map { "\($0.string("order_id") ?? ""):\($0.string("code") ?? "")" }
+            #expect(assignments == (first.map { "c-1:\($0)" } + second.map { "c-2:\($0)" }).sorted() + ["c-3:\(asked)"])
+
+            let reconciler = Reconciler(
+                redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(), keys: stores.keys,
+                logger: stores.logger, pageSize: 3
+            )
+            #expect(try await reconciler.run(.business(stores.bizId)).differences == [])
+
+            // Redis loses the item and its codes: the rebuild brings back exactly the usable ones
+            _ = try await stores.redis.command("DEL", stores.keys.item(item), stores.keys.codes(item))
+            #expect(try await engine.unusedCodes(item) == unused)
+            #expect(try await engine.stock(item).available == 18)
+            _ = try await engine.cancel(orderId: "c-3")
+            #expect(try await engine.unusedCodes(item) == (unused + [asked]).sorted())
+        }
+    }
+
+    @Test("offline or expired pools hand out nothing; reusable and batch pools name codes without using them up")
+    func kinds() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setPool(stores.item(3), CodePool(kind: .oneTime, online: false))
+            _ = try await engine.loadCodes(stores.item(3), ["A1", "A2"])
+            await #expect(throws: InventoryError.poolUnavailable(skuId: 3, reason: "offline")) {
+                try await engine.reserve(command(stores, "k-1", 3, 1))
+            }
+            let past = InventoryEngine.nowMilliseconds() - 1000
+            _ = try await engine.setPool(stores.item(3), CodePool(kind: .oneTime, expiresAtMilliseconds: past))
+            await #expect(throws: InventoryError.poolUnavailable(skuId: 3, reason: "expired")) {
+                try await engine.reserve(command(stores, "k-2", 3, 1))
+            }
+            await #expect(throws: InventoryError.poolConflict("the pool is one_time; a pool's kind cannot change")) {
+                try await engine.setPool(stores.item(3), CodePool(kind: .reusable))
+            }
+            #expect(try await engine.stock(stores.item(3)).available == 2)
+
+            _ = try await engine.setStock(stores.item(4), StockSettings(stock: 10))
+            _ = try await engine.setPool(stores.item(4), CodePool(kind: .reusable))
+            _ = try await engine.loadCodes(stores.item(4), ["R1", "R2", "R3"])
+            #expect(try await engine.stock(stores.item(4)).available == 10, "reusable codes do not make stock")
+            let reusable = held(try await engine.reserve(command(stores, "k-3", 4, 5)))
+            #expect(reusable.count == 5)
+            #expect(Set(reusable) == ["R1", "R2", "R3"])
+            #expect(try await engine.unusedCodes(stores.item(4)) == ["R1", "R2", "R3"])
+            #expect(try await engine.stock(stores.item(4)).available == 5)
+
+            _ = try await engine.setStock(stores.item(5), StockSettings(stock: 4))
+            _ = try await engine.setPool(stores.item(5), CodePool(kind: .batch, batchCode: "LOT-7"))
+            #expect(held(try await engine.reserve(command(stores, "k-4", 5, 3))) == ["LOT-7", "LOT-7", "LOT-7"])
+            #expect(try await engine.unusedCodes(stores.item(5)) == ["LOT-7"])
+
+            // a one-time pool needs an item without stock of its own
+            _ = try await engine.setStock(stores.item(6), StockSettings(stock: 3))
+            await #expect(throws: InventoryError.self) {
+                try await engine.setPool(stores.item(6), CodePool(kind: .oneTime))
+            }
+        }
+    }
+}

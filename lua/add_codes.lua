@@ -1,0 +1,22 @@
+-- add_codes.lua: add codes MySQL has just recorded to an item's code pool in Redis.
+--
+-- KEYS[1] item hash   KEYS[2] the item's code set
+-- ARGV[1..n] the codes (new to the pool: MySQL's unique key kept out those it had)
+--
+-- Returns {'ok', added} or {'missing'} (the item is not in Redis; the init path will read the codes from MySQL).
+--
+-- A one-time pool's stock is its codes: stock_num grows by what the set gained, as MySQL's stock did.
+
+local fields = redis.call('HMGET', KEYS[1], 'stock_num', 'pool_kind')
+if not fields[1] then
+  return {'missing'}
+end
+local added = 0
+for first = 1, #ARGV, 500 do
+  added = added + redis.call('SADD', KEYS[2], unpack(ARGV, first, math.min(first + 499, #ARGV)))
+end
+if fields[2] == 'one_time' and added > 0 then
+  local left = redis.call('HINCRBY', KEYS[1], 'stock_num', added)
+  redis.call('HSET', KEYS[1], 'is_sell_out', left <= 0 and '1' or '0')
+end
+return {'ok', added}

@@ -1,0 +1,15 @@
+-- set_pool.lua: write an item's code pool settings into its hash (the item must be in Redis: the init path writes
+-- them for an item it rebuilds).
+--
+-- KEYS[1] item hash
+-- ARGV[1] pool_kind (one_time | reusable | batch)   ARGV[2] pool_status (online | offline)
+-- ARGV[3] pool_expires (Unix ms, 0 = never)   ARGV[4] pool_batch (the batch code, '' for other kinds)
+--
+-- Returns {'ok'} or {'missing'} (the item is not in Redis).
+
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {'missing'}
+end
+redis.call('HSET', KEYS[1], 'pool_kind', ARGV[1], 'pool_status', ARGV[2], 'pool_expires', ARGV[3],
+  'pool_batch', ARGV[4])
+return {'ok'}
