@@ -45,7 +45,9 @@ extension InventoryRoutes {
         (.post, "/v1/reservations/:orderId/confirm"), (.post, "/v1/reservations/:orderId/cancel"),
         (.post, "/v1/reservations/:orderId/refund"),
         (.get, "/v1/stock/:bizId/:skuId"), (.put, "/v1/stock/:bizId/:skuId"),
-        (.post, "/v1/stock/:bizId/:skuId/adjustments"), (.get, "/healthz"), (.get, "/readyz"), (.get, "/openapi.json"), (.get, "/metrics"),
+        (.post, "/v1/stock/:bizId/:skuId/adjustments"), (.put, "/v1/stock/:bizId/:skuId/pool"),
+        (.get, "/v1/stock/:bizId/:skuId/pool"), (.post, "/v1/stock/:bizId/:skuId/codes"),
+        (.get, "/v1/stock/:bizId/:skuId/codes"), (.get, "/healthz"), (.get, "/readyz"), (.get, "/openapi.json"), (.get, "/metrics"),
         (.get, "/"), (.get, "/v1/status"),
     ] as [(HTTPRequest.Method, String)]).map { ($0.0, $0.1.split(separator: "/")) }
 }

@@ -21,6 +21,11 @@ struct ProblemResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Context
     }
 
     private func answer(_ request: Request, context: Context) async -> Response {
+        // The router reads "/v1/stock//1/codes" as "/v1/stock/1/codes", which another route's template matches
+        // ("/v1/stock/:bizId/:skuId" with skuId "codes"): a path with an empty segment is no route's, before routing.
+        if Self.hasEmptySegment(request.uri.path) {
+            return Problem.notFound("no resource at \(request.uri.path)").makeResponse()
+        }
         do {
             let response = try await inner.respond(to: request, context: context)
             // Only answers without a body of ours are re-said: problems pass, and so do JSON answers such as
@@ -51,12 +56,14 @@ struct ProblemResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Context
         ).makeResponse()
     }
 
+    /// An empty segment ("/v1/reservations//confirm", a trailing "/") makes another resource, not a route's.
+    static func hasEmptySegment(_ path: String) -> Bool {
+        path != "/" && path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().contains("")
+    }
+
     private func routeMiss(_ request: Request) -> Response {
         let segments = request.uri.path.split(separator: "/")
-        // An empty segment ("/v1/reservations//confirm", a trailing "/") is another resource, not a route's.
-        let hasEmptySegment = request.uri.path != "/"
-            && request.uri.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().contains("")
-        let allowed = hasEmptySegment ? [] : routes.filter { route in
+        let allowed = Self.hasEmptySegment(request.uri.path) ? [] : routes.filter { route in
             route.path.count == segments.count
                 && zip(route.path, segments).allSatisfy { template, segment in template.hasPrefix(":") || template == segment }
         }.map(\.method.rawValue)

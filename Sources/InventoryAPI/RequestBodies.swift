@@ -298,8 +298,9 @@ struct CodeUpload {
 
     init(_ text: Substring) {
         var seen = Set<Substring>()
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine
+        // "\r\n" is one Character in Swift: both line ends are separators.
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+        for (index, line) in lines.enumerated() {
             if line.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
             guard Patterns.isOrderId(line) else {
                 if problems.count < 100 {

@@ -249,6 +249,49 @@ struct OpenAPITests {
             #expect(try JSONValue.parse(Data(limitedStock.body.readableBytesView))["perUserLimit"] == .integer(2))
             #expect(try JSONValue.parse(Data(limitedStock.body.readableBytesView))["reserved"] == .integer(2))
 
+            // Code pools.
+            let text: HTTPFields = [.contentType: "text/plain"]
+            try await send("pool unknown", .get, "/v1/stock/\(biz)/20/pool", expect: 404)
+            try await send("codes without a pool", .post, "/v1/stock/\(biz)/20/codes", "A1\n", headers: text, expect: 404)
+            try await send("set a one-time pool", .put, "/v1/stock/\(biz)/20/pool", #"{"kind": "one-time"}"#, expect: 200)
+            try await send("pool kind unknown", .put, "/v1/stock/\(biz)/20/pool", #"{"kind": "forever"}"#, expect: 422)
+            try await send(
+                "batch pool without its code", .put, "/v1/stock/\(biz)/21/pool", #"{"kind": "batch", "expiresAt": "soon"}"#, expect: 422
+            )
+            try await send("pool kind change", .put, "/v1/stock/\(biz)/20/pool", #"{"kind": "reusable"}"#, expect: 409)
+            try await send("read the pool", .get, "/v1/stock/\(biz)/20/pool", expect: 200)
+            let loaded = try await send(
+                "upload codes", .post, "/v1/stock/\(biz)/20/codes", "C-1\r\nC-2\n\nC-3\nC-1\n", headers: text, expect: 200
+            )
+            #expect(try JSONValue.parse(Data(loaded.body.readableBytesView))["duplicates"] == .integer(1))
+            let badUpload = try await send(
+                "upload with bad lines", .post, "/v1/stock/\(biz)/20/codes", "C-4\nnot a code\nC-5\nC|6\n", headers: text,
+                expect: 422
+            )
+            #expect(
+                try JSONValue.parse(Data(badUpload.body.readableBytesView))["errors"]?.arrayValue?.count == 2,
+                "lines 2 and 4 are reported"
+            )
+            try await send("upload as JSON", .post, "/v1/stock/\(biz)/20/codes", #"{"codes": []}"#, expect: 415)
+            try await send(
+                "reserve a code", .post, "/v1/reservations",
+                #"{"orderId": "o-code-1", "bizId": "\#(biz)", "userId": "u-1", "items": [{"skuId": 20, "quantity": 1, "codes": ["C-2"]}]}"#,
+                expect: 201
+            )
+            try await send(
+                "reserve a held code", .post, "/v1/reservations",
+                #"{"orderId": "o-code-2", "bizId": "\#(biz)", "items": [{"skuId": 20, "quantity": 1, "codes": ["C-2"]}]}"#,
+                expect: 409
+            )
+            try await send("read a reservation with codes", .get, "/v1/reservations/o-code-1", expect: 200)
+            let exported = try await send("export codes", .get, "/v1/stock/\(biz)/20/codes", expect: 200)
+            #expect(String(buffer: exported.body) == "C-1\nC-3\n")
+            try await send("set the pool offline", .put, "/v1/stock/\(biz)/20/pool", #"{"kind": "one-time", "status": "offline"}"#, expect: 200)
+            try await send(
+                "reserve from an offline pool", .post, "/v1/reservations",
+                #"{"orderId": "o-code-4", "bizId": "\#(biz)", "items": [{"skuId": 20, "quantity": 1}]}"#, expect: 409
+            )
+
             // Stock below what is held.
             try await send(
                 "reserve to hold", .post, "/v1/reservations",
