@@ -9,12 +9,16 @@
 --   {'conflict'}                      this adjustment id was used with another body
 --   {'missing'}                       the item is not in Redis
 --   {'below_reserved', available, reserved}  removing that much would leave less on hand than is reserved
+--   {'codes'}                         the item has a one-time code pool: its stock is its codes (upload codes)
 --
 -- The adjustment key is written with the change, in one script: a replay can never apply it twice.
 
 local item = KEYS[1]
 local saved = redis.call('GET', KEYS[2])
-local current = redis.call('HMGET', item, 'stock_num', 'used_stock_num')
+local current = redis.call('HMGET', item, 'stock_num', 'used_stock_num', 'pool_kind')
+if current[3] == 'one_time' then
+  return {'codes'}
+end
 if saved then
   if saved ~= ARGV[2] then
     return {'conflict'}

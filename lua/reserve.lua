@@ -10,10 +10,12 @@
 -- ARGV[6] now (ms)  ARGV[7] ttl (s)  ARGV[8] retention (s) that order and de-duplication keys outlive the hold
 -- ARGV[9] failpoint ('' in production; 'after_deduct' lets tests stop the script between its two steps)
 -- ARGV[10] item TTL (s): an item reserved with less than half of it left gets it back (keep-warm); 0 = none
--- then for each item: ARGV[11+3i] skuId, ARGV[12+3i] quantity, ARGV[13+3i] the codes asked for ('c1|c2', or '')
+-- ARGV[11] '1' to dispense: hold and confirm at once (the order is confirmed; a reserve and a confirm event follow
+--          each other in the outbox), '' for a plain hold
+-- then for each item: ARGV[12+3i] skuId, ARGV[13+3i] quantity, ARGV[14+3i] the codes asked for ('c1|c2', or '')
 --
 -- Returns one of
---   {'ok', expiresAtMs, lines, eventId, epochs, codes}
+--   {'ok', expiresAtMs, lines, eventId, epochs, codes, confirmEventId ('' unless dispensed)}
 --                                         held now; lines = 'sku:requested:reserved,...'; eventId = outbox entry;
 --                                         epochs = the held items' epochs, in the order of the event's items;
 --                                         codes = the codes held, per line ('c1|c2,,c3'; '' when no item has a pool)
@@ -61,7 +63,8 @@ local now = tonumber(ARGV[6])
 local ttl = tonumber(ARGV[7])
 local retention = tonumber(ARGV[8])
 local mode = ARGV[5]
-local n = (#ARGV - 10) / 3
+local n = (#ARGV - 11) / 3
+local dispense = ARGV[11] == '1'
 local itemTTL = tonumber(ARGV[10])
 
 local user = ARGV[4]
@@ -114,8 +117,8 @@ for i = 0, n - 1 do
       counters[itemKey] = item
     end
   end
-  local quantity = tonumber(ARGV[12 + 3 * i])
-  local asked = ARGV[13 + 3 * i]
+  local quantity = tonumber(ARGV[13 + 3 * i])
+  local asked = ARGV[14 + 3 * i]
   if not item then
     missing[#missing + 1] = tostring(i + 1)
     availableList[#availableList + 1] = '0'
@@ -206,7 +209,7 @@ local applied = {}
 for i = 0, n - 1 do
   local itemKey = KEYS[4 + 3 * i]
   local grant = plan[i + 1]
-  local sku = ARGV[11 + 3 * i]
+  local sku = ARGV[12 + 3 * i]
   local held = ''
   if grant > 0 then
     -- step 1: deduct
@@ -242,7 +245,7 @@ for i = 0, n - 1 do
     end
     if item.pool ~= '' then
       anyCodes = true
-      local asked = ARGV[13 + 3 * i]
+      local asked = ARGV[14 + 3 * i]
       local codes = {}
       if asked ~= '' then
         for code in string.gmatch(asked, '[^|]+') do codes[#codes + 1] = code end
@@ -265,7 +268,7 @@ for i = 0, n - 1 do
     eventCodes[#eventCodes + 1] = held
   end
   lineCodes[#lineCodes + 1] = held
-  lines[#lines + 1] = sku .. ':' .. ARGV[12 + 3 * i] .. ':' .. grant
+  lines[#lines + 1] = sku .. ':' .. ARGV[13 + 3 * i] .. ':' .. grant
 end
 
 local expiresAt = now + ttl * 1000
@@ -286,5 +289,20 @@ end
 redis.call('HSET', order, 'status', 'reserved', 'fp', ARGV[2], 'biz', ARGV[3], 'user', ARGV[4],
   'lines', linesText, 'expires_at', expiresAt, 'created_at', now, 'updated_at', now, 'event', eventId)
 redis.call('EXPIRE', order, keep)
-redis.call('ZADD', KEYS[3], expiresAt, ARGV[1])
-return {'ok', expiresAt, linesText, eventId, epochsText, codesText}
+if not dispense then
+  redis.call('ZADD', KEYS[3], expiresAt, ARGV[1])
+  return {'ok', expiresAt, linesText, eventId, epochsText, codesText, ''}
+end
+-- Dispense: the hold is sold at once, as confirm.lua would sell it (used_stock_num -q, confirmed_unapplied +q;
+-- a one-time pool's codes stay out, used).
+for itemKey, current in pairs(applied) do
+  local sold = current.used - counters[itemKey].used
+  if sold > 0 then
+    redis.call('HINCRBY', itemKey, 'used_stock_num', -sold)
+    redis.call('HINCRBY', itemKey, 'confirmed_unapplied', sold)
+  end
+end
+local confirmId = redis.call('XADD', KEYS[2], '*', 'type', 'confirm', 'order', ARGV[1], 'biz', ARGV[3],
+  'items', table.concat(events, ','), 'epochs', epochsText, 'at', now)
+redis.call('HSET', order, 'status', 'confirmed', 'transition_event', confirmId)
+return {'ok', expiresAt, linesText, eventId, epochsText, codesText, confirmId}

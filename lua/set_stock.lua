@@ -11,6 +11,7 @@
 --   {'created'}                       the item was not in Redis and now is, with nothing reserved
 --   {'ok', delta}                     on-hand moved by delta (what MySQL must add too)
 --   {'below_reserved', reserved}      on-hand may not go below what live reservations hold
+--   {'codes'}                         the item has a one-time code pool: its stock is its codes (upload codes)
 --
 -- Reservations move stock between stock_num and used_stock_num without changing on-hand, so the change is a
 -- delta that commutes with them and with the worker's confirm deductions in MySQL.
@@ -18,7 +19,10 @@
 local item = KEYS[1]
 local onHand = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[5])
-local current = redis.call('HMGET', item, 'stock_num', 'used_stock_num')
+local current = redis.call('HMGET', item, 'stock_num', 'used_stock_num', 'pool_kind')
+if current[3] == 'one_time' then
+  return {'codes'}
+end
 
 local function settings()
   if ARGV[2] ~= '' then redis.call('HSET', item, 'is_infinite', ARGV[2]) end

@@ -99,6 +99,7 @@ struct ReserveBody: Decodable {
     var items: [ReserveItemBody] = []
     var ttlSeconds: Int?
     var shortage: ShortageMode?
+    var dispense = false
     var problems: [Problem.FieldError] = []
 
     init(from decoder: any Decoder) throws {
@@ -137,6 +138,7 @@ struct ReserveBody: Decodable {
                 reader.fail("ttlSeconds", "must be an integer from 1 to \(limits.maxTTLSeconds)")
             }
         }
+        if let dispense = reader.read("dispense", Bool.self, expected: "true or false") { self.dispense = dispense }
         let modes = ShortageMode.allCases.map(\.rawValue).joined(separator: ", ")
         if let mode = reader.read("shortage", String.self, expected: "one of \(modes)") {
             if let parsed = ShortageMode(rawValue: mode) { shortage = parsed } else {

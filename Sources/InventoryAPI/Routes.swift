@@ -130,7 +130,8 @@ public struct InventoryRoutes: Sendable {
                 return ReserveCommand.Item(skuId: sku, quantity: quantity, codes: item.codes ?? [])
             },
             ttlSeconds: body.ttlSeconds ?? engine.defaultTTLSeconds,
-            shortage: body.shortage ?? .reject
+            shortage: body.shortage ?? .reject,
+            dispense: body.dispense
         )
         if let limiter, !limiter.admit(command.items.map { StockItemID(bizId: command.bizId, skuId: $0.skuId) }) {
             InventoryMetrics.limited()

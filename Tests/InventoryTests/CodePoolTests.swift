@@ -71,6 +71,11 @@ struct CodePoolTests {
             let loaded = codes("K", 20)
             _ = try await engine.setPool(item, CodePool(kind: .oneTime))
             _ = try await engine.loadCodes(item, loaded)
+            // a one-time pool's stock is its codes: not set or adjusted by hand
+            await #expect(throws: InventoryEngine.oneTimeStock) { try await engine.setStock(item, StockSettings(stock: 50)) }
+            await #expect(throws: InventoryEngine.oneTimeStock) {
+                try await engine.adjustStock(item, StockAdjustment(adjustmentId: "a-1", delta: 5, reason: nil))
+            }
             // a second upload with known codes adds only the new one
             #expect(try await engine.loadCodes(item, ["K000", "K019", "K020"]) == CodeLoadOutcome(added: 1, duplicates: 2))
 
@@ -121,6 +126,75 @@ struct CodePoolTests {
             #expect(try await engine.stock(item).available == 18)
             _ = try await engine.cancel(orderId: "c-3")
             #expect(try await engine.unusedCodes(item) == (unused + [asked]).sorted())
+        }
+    }
+
+    @Test("dispense: codes allocated and used at once, replayed without taking more, journalled as confirmed")
+    func dispense() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(9)
+            _ = try await engine.setPool(item, CodePool(kind: .oneTime))
+            _ = try await engine.loadCodes(item, codes("D", 5))
+            let order = ReserveCommand(
+                orderId: "d-1", bizId: stores.bizId, userId: "u", items: [.init(skuId: 9, quantity: 2)], ttlSeconds: 60,
+                shortage: .reject, dispense: true
+            )
+            let first = try await engine.reserve(order)
+            guard case .created(let reservation) = first else {
+                Issue.record("expected a new reservation, got \(first)")
+                return
+            }
+            #expect(reservation.status == .confirmed)
+            let used = held(first)
+            #expect(used.count == 2)
+            guard case .replayed(let again) = try await engine.reserve(order) else {
+                Issue.record("expected a replay")
+                return
+            }
+            #expect(again.status == .confirmed)
+            #expect(again.lines.flatMap(\.codes) == used)
+            // a plain reserve of the same order id is another request
+            await #expect(throws: InventoryError.idempotencyConflict) {
+                try await engine.reserve(command(stores, "d-1", 9, 2))
+            }
+            #expect(try await engine.unusedCodes(item) == Set(codes("D", 5)).subtracting(used).sorted())
+            let level = try await engine.stock(item)
+            #expect(level.available == 3)
+            #expect(level.reserved == 0)
+            await #expect(throws: InventoryError.invalidState(.confirmed)) { try await engine.cancel(orderId: "d-1") }
+
+            let worker = stores.worker()
+            let running = Task { try await worker.run() }
+            #expect(try await stores.drained())
+            worker.stop()
+            try await running.value
+            #expect(try await stores.journalRows().map(\.status) == ["CONFIRMED"])
+            #expect(try await stores.mysqlStock(9) == 3)
+            #expect(try await CodePoolRepository(client: stores.mysql).usableCodes(bizId: stores.bizId, skuId: 9)
+                == Set(codes("D", 5)).subtracting(used).sorted())
+        }
+    }
+
+    @Test("dispense in sync mode: answered after the journal row is committed as CONFIRMED")
+    func dispenseSync() async throws {
+        try await TestStores.with(durability: .sync) { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(10), StockSettings(stock: 5))
+            let order = ReserveCommand(
+                orderId: "ds-1", bizId: stores.bizId, userId: "u", items: [.init(skuId: 10, quantity: 2)], ttlSeconds: 60,
+                shortage: .reject, dispense: true
+            )
+            guard case .created(let reservation) = try await engine.reserve(order) else {
+                Issue.record("expected a new reservation")
+                return
+            }
+            #expect(reservation.status == .confirmed)
+            #expect(reservation.persisted == true)
+            #expect(try await stores.journalRows().map(\.status) == ["CONFIRMED"])
+            let level = try await engine.stock(stores.item(10))
+            #expect(level.available == 3)
+            #expect(level.reserved == 0)
         }
     }
 

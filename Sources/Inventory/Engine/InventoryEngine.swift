@@ -132,10 +132,12 @@ public final class InventoryEngine: Sendable {
         var arguments = [
             orderId, command.fingerprint, command.bizId, command.userId ?? "", command.shortage.rawValue,
             String(Self.nowMilliseconds()), String(command.ttlSeconds), String(configuration.retentionSeconds), failpoint,
-            String(configuration.itemTTLSeconds),
+            // Sync mode commits the hold first and then confirms it (see below): a dispense in one script would
+            // leave nothing a failed commit could take back.
+            String(configuration.itemTTLSeconds), command.dispense && configuration.durability == .async ? "1" : "",
         ]
-        keyList.reserveCapacity(3 + 4 * command.items.count)
-        arguments.reserveCapacity(10 + 2 * command.items.count)
+        keyList.reserveCapacity(3 + 5 * command.items.count)
+        arguments.reserveCapacity(11 + 3 * command.items.count)
         for item in command.items {
             let id = StockItemID(bizId: command.bizId, skuId: item.skuId)
             keyList.append(keys.item(id))
@@ -155,8 +157,9 @@ public final class InventoryEngine: Sendable {
         let fields = reply.array ?? []
         switch fields.first?.text {
         case "ok":
+            let confirmEventId = fields[safe: 6]?.text ?? ""
             let reservation = Reservation(
-                orderId: orderId, bizId: command.bizId, status: .reserved,
+                orderId: orderId, bizId: command.bizId, status: confirmEventId.isEmpty ? .reserved : .confirmed,
                 lines: ReservationLine.parse(fields[safe: 2]?.text ?? "", codes: fields[safe: 5]?.text ?? ""),
                 expiresAtMilliseconds: fields[safe: 1]?.int, persisted: false
             )
@@ -168,11 +171,17 @@ public final class InventoryEngine: Sendable {
             } catch is JournalHasOrder {
                 return .replayed(try await self.reservation(orderId: orderId))
             }
+            if command.dispense {
+                return .created(try await confirm(orderId: orderId).reservation.with(persisted: true))
+            }
             return .created(reservation.with(persisted: true))
         case "replay":
             let status = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .reserved
             if configuration.durability == .sync && status == .reserved {
                 try await ensureRecorded(orderId: orderId, bizId: command.bizId)
+                if command.dispense {
+                    return .replayed(try await confirm(orderId: orderId).reservation.with(persisted: true))
+                }
             }
             return .replayed(
                 Reservation(
@@ -692,6 +701,8 @@ public final class InventoryEngine: Sendable {
             delta = fields[safe: 1]?.int ?? 0
         case "below_reserved":
             throw InventoryError.belowReserved(reserved: fields[safe: 1]?.int ?? 0)
+        case "codes":
+            throw Self.oneTimeStock
         default:
             throw InventoryError.unavailable("set_stock script answered \(reply)")
         }
@@ -755,6 +766,8 @@ public final class InventoryEngine: Sendable {
             throw InventoryError.notFound
         case "below_reserved":
             throw InventoryError.belowReserved(reserved: fields[safe: 2]?.int ?? 0)
+        case "codes":
+            throw Self.oneTimeStock
         default:
             throw InventoryError.unavailable("adjust_stock script answered \(reply)")
         }
@@ -829,6 +842,10 @@ public final class InventoryEngine: Sendable {
         } while cursor != "0"
         return codes.sorted()
     }
+
+    static let oneTimeStock = InventoryError.poolConflict(
+        "the item has a one-time code pool: its stock is its codes; upload codes instead of setting or adjusting stock"
+    )
 
     private static func inventoryError(_ refusal: CodePoolRepository.Refusal) -> InventoryError {
         switch refusal {

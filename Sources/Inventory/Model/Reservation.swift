@@ -20,14 +20,20 @@ public struct ReserveCommand: Sendable {
     public let items: [Item]
     public let ttlSeconds: Int
     public let shortage: ShortageMode
+    /// Hold and confirm at once (allocate and use): the order is confirmed when it is answered.
+    public let dispense: Bool
 
-    public init(orderId: String, bizId: String, userId: String?, items: [Item], ttlSeconds: Int, shortage: ShortageMode) {
+    public init(
+        orderId: String, bizId: String, userId: String?, items: [Item], ttlSeconds: Int, shortage: ShortageMode,
+        dispense: Bool = false
+    ) {
         self.orderId = orderId
         self.bizId = bizId
         self.userId = userId
         self.items = items
         self.ttlSeconds = ttlSeconds
         self.shortage = shortage
+        self.dispense = dispense
     }
 
     /// What makes two requests "the same body" for idempotency: the fields that change what is held, with the
@@ -36,7 +42,7 @@ public struct ReserveCommand: Sendable {
         let lines = items.sorted { $0.skuId < $1.skuId }.map { item in
             item.codes.isEmpty ? "\(item.skuId)x\(item.quantity)" : "\(item.skuId)x\(item.quantity)=\(item.codes.joined(separator: "|"))"
         }.joined(separator: ",")
-        return "\(bizId)|\(userId ?? "")|\(shortage.rawValue)|\(ttlSeconds)|\(lines)"
+        return "\(bizId)|\(userId ?? "")|\(shortage.rawValue)|\(ttlSeconds)|\(lines)\(dispense ? "|dispense" : "")"
     }
 }
 
