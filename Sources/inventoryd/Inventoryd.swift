@@ -264,8 +264,12 @@ struct Reconcile: AsyncParsableCommand {
                 print(
                     "reconcile: \(report.itemsChecked) items checked (\(report.itemsNotLoaded) not loaded in Redis), "
                         + "\(report.differences.count) differences, \(report.differences.filter(\.fixed).count) fixed, "
+                        + "\(report.poolsChecked) code pools, \(report.codeDifferences.count) code differences, "
                         + String(format: "%.2f s", report.seconds)
                 )
+                for difference in report.codeDifferences {
+                    print("  \(difference.item): \(difference.detail) (not fixed: rebuild the item)")
+                }
                 for difference in report.differences {
                     print(
                         "  \(difference.item): db stock \(difference.dbStock), journal reserved \(difference.journalReserved); "

@@ -118,7 +118,25 @@ struct CodePoolTests {
                 redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(), keys: stores.keys,
                 logger: stores.logger, pageSize: 3
             )
-            #expect(try await reconciler.run(.business(stores.bizId)).differences == [])
+            let clean = try await reconciler.run(.business(stores.bizId))
+            #expect(clean.clean)
+            #expect(clean.poolsChecked == 1)
+            // codes changed behind the service's back are found: one Redis does not count, one MySQL never had
+            _ = try await stores.redis.command("SADD", stores.keys.codes(item), "FORGED-1")
+            let forged = try await reconciler.run(.business(stores.bizId))
+            #expect(forged.codeDifferences.map(\.detail) == [
+                "Redis: stock_num 18 but 19 usable codes", "Redis has 1 code(s) MySQL does not: FORGED-1",
+            ])
+            _ = try await stores.redis.command("SREM", stores.keys.codes(item), "FORGED-1")
+            _ = try await stores.mysql.query(
+                "INSERT INTO codes (biz_id, sku_id, code) VALUES (?, 2, 'EXTRA-1')", [.string(stores.bizId)]
+            )
+            let extra = try await reconciler.run(.business(stores.bizId))
+            #expect(extra.codeDifferences.map(\.detail) == ["MySQL: stock 19 but 22 codes of which 2 used"])
+            _ = try await stores.mysql.query(
+                "DELETE FROM codes WHERE biz_id = ? AND code = 'EXTRA-1'", [.string(stores.bizId)]
+            )
+            #expect(try await reconciler.run(.business(stores.bizId)).clean)
 
             // Redis loses the item and its codes: the rebuild brings back exactly the usable ones
             _ = try await stores.redis.command("DEL", stores.keys.item(item), stores.keys.codes(item))

@@ -857,6 +857,8 @@ public final class InventoryEngine: Sendable {
             )
         case .noPool:
             return .noCodePool(0)
+        case .infinite:
+            return .poolConflict("the item never runs out: a one-time pool has exactly its codes")
         }
     }
 

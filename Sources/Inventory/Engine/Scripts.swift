@@ -21,11 +21,12 @@ public struct InventoryScripts: Sendable {
     public let epochs: RedisScript
     public let setPool: RedisScript
     public let addCodes: RedisScript
+    public let poolCounts: RedisScript
 
     public var all: [RedisScript] {
         [
             reserve, rollback, confirm, setStock, adjustStock, undoStock, refund, undoReserve, applied, ack, initLock,
-            initItem, snapshot, fixItem, restoreOrder, epochs, setPool, addCodes,
+            initItem, snapshot, fixItem, restoreOrder, epochs, setPool, addCodes, poolCounts,
         ]
     }
 
@@ -59,7 +60,8 @@ public struct InventoryScripts: Sendable {
             restoreOrder: try script("restore_order"),
             epochs: try script("epochs"),
             setPool: try script("set_pool"),
-            addCodes: try script("add_codes")
+            addCodes: try script("add_codes"),
+            poolCounts: try script("pool_counts")
         )
     }
 }

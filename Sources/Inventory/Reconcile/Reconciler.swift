@@ -38,15 +38,29 @@ public struct ReconcileDifference: Sendable, Equatable, Encodable {
     public var item: StockItemID { StockItemID(bizId: bizId, skuId: skuId) }
 }
 
+/// A code pool whose codes do not agree with its counts, or with MySQL. Reported, not fixed: the repair is a
+/// rebuild of the item from MySQL (drop its hash and code set once nothing of it is in flight).
+public struct CodeDifference: Sendable, Equatable, Encodable {
+    public let bizId: String
+    public let skuId: UInt64
+    /// What disagrees, with the numbers or codes.
+    public let detail: String
+
+    public var item: StockItemID { StockItemID(bizId: bizId, skuId: skuId) }
+}
+
 /// The outcome of one reconciliation.
 public struct ReconcileReport: Sendable, Encodable {
     public var itemsChecked = 0
     /// Items MySQL has and Redis does not (cold or evicted): not a difference, the init path loads them on use.
     public var itemsNotLoaded = 0
     public var differences: [ReconcileDifference] = []
+    /// Code pools checked, and what disagreed about their codes.
+    public var poolsChecked = 0
+    public var codeDifferences: [CodeDifference] = []
     public var seconds = 0.0
 
-    public var clean: Bool { differences.isEmpty }
+    public var clean: Bool { differences.isEmpty && codeDifferences.isEmpty }
 }
 
 /// Why a reconciliation could not run.
@@ -160,10 +174,13 @@ public final class Reconciler: Sendable {
                 ]
             )
         }
+        for difference in report.codeDifferences {
+            logger.error("reconcile code difference", metadata: ["item": "\(difference.item)", "detail": "\(difference.detail)"])
+        }
         await record(report)
-        InventoryMetrics.reconcileDifferences.increment(by: report.differences.count)
+        InventoryMetrics.reconcileDifferences.increment(by: report.differences.count + report.codeDifferences.count)
         InventoryMetrics.reconcileFixed.increment(by: report.differences.filter(\.fixed).count)
-        InventoryMetrics.reconcileLastDifferences.record(report.differences.count)
+        InventoryMetrics.reconcileLastDifferences.record(report.differences.count + report.codeDifferences.count)
         InventoryMetrics.reconcileItems.record(report.itemsChecked)
         return report
     }
@@ -288,6 +305,108 @@ public final class Reconciler: Sendable {
                 report.differences.append(difference)
             }
         }
+        try await checkCodes(ids, into: &report)
+    }
+
+    // MARK: - Code pools
+
+    /// The codes of the page's code pools:
+    /// - Redis: a one-time pool's code set has exactly stock_num codes (every script moves both at once);
+    /// - MySQL: a one-time pool's stock is its codes not used (a CONFIRMED journal line holds a used code), in one
+    ///   statement's snapshot (the worker writes a confirm's stock and its line status in one transaction);
+    /// - every code Redis can hand out is one MySQL has (codes are recorded in MySQL before Redis gets them).
+    private func checkCodes(_ ids: [StockItemID], into report: inout ReconcileReport) async throws {
+        guard !ids.isEmpty else { return }
+        let pools = try await mysqlCall {
+            try await self.reader.query(
+                "SELECT biz_id, sku_id, kind FROM code_pools WHERE (biz_id, sku_id) IN (\(Array(repeating: "(?, ?)", count: max(ids.count, 2)).joined(separator: ", ")))",
+                (ids + (ids.count == 1 ? ids : [])).flatMap { [MySQLValue.string($0.bizId), skuValue($0.skuId)] }
+            )
+        }.rows.compactMap { row -> (StockItemID, CodePoolKind)? in
+            guard let biz = row.string("biz_id"), let sku = row.uint64("sku_id"),
+                let kind = CodePoolKind(column: row.string("kind") ?? "")
+            else { return nil }
+            return (StockItemID(bizId: biz, skuId: sku), kind)
+        }
+        guard !pools.isEmpty else { return }
+        report.poolsChecked += pools.count
+        let oneTime = pools.filter { $0.1 == .oneTime }.map(\.0)
+        if !oneTime.isEmpty {
+            let reply = try await redisCall {
+                try await self.runner.run(
+                    self.scripts.poolCounts, keys: oneTime.flatMap { [self.keys.item($0), self.keys.codes($0)] }, arguments: []
+                )
+            }
+            for (id, counts) in zip(oneTime, reply.array ?? []) {
+                let parts = counts.array ?? []
+                guard let stock = parts.first?.int, let size = parts[safe: 1]?.int, stock != size else { continue }
+                report.codeDifferences.append(
+                    CodeDifference(bizId: id.bizId, skuId: id.skuId, detail: "Redis: stock_num \(stock) but \(size) usable codes")
+                )
+            }
+            for id in oneTime {
+                let row = try await mysqlCall {
+                    try await self.mysql.query(
+                        """
+                        SELECT (SELECT stock FROM stock WHERE biz_id = ? AND sku_id = ?) AS stock,
+                               (SELECT COUNT(*) FROM codes WHERE biz_id = ? AND sku_id = ?) AS codes,
+                               (SELECT COUNT(*) FROM code_assignments a JOIN reservation_journal j
+                                  ON j.order_id = a.order_id AND j.biz_id = a.biz_id AND j.sku_id = a.sku_id
+                                 AND j.reserve_event = a.reserve_event
+                                WHERE a.biz_id = ? AND a.sku_id = ? AND j.status = 'CONFIRMED') AS used
+                        """,
+                        Array(repeating: [MySQLValue.string(id.bizId), skuValue(id.skuId)], count: 3).flatMap { $0 }
+                    )
+                }.rows.first
+                let stock = row?.int64("stock") ?? 0
+                let codes = row?.int64("codes") ?? 0
+                let used = row?.int64("used") ?? 0
+                if stock != codes - used {
+                    report.codeDifferences.append(
+                        CodeDifference(
+                            bizId: id.bizId, skuId: id.skuId,
+                            detail: "MySQL: stock \(stock) but \(codes) codes of which \(used) used"
+                        )
+                    )
+                }
+            }
+        }
+        for (id, kind) in pools where kind != .batch {
+            let unknown = try await codesMySQLLacks(id)
+            if !unknown.isEmpty {
+                report.codeDifferences.append(
+                    CodeDifference(
+                        bizId: id.bizId, skuId: id.skuId,
+                        detail: "Redis has \(unknown.count) code(s) MySQL does not: \(unknown.prefix(5).joined(separator: ", "))"
+                    )
+                )
+            }
+        }
+    }
+
+    /// Codes in the item's Redis code set that MySQL's `codes` does not have, streamed a SSCAN page at a time.
+    private func codesMySQLLacks(_ id: StockItemID) async throws -> [String] {
+        var cursor = "0"
+        var missing: [String] = []
+        repeat {
+            let reply = try await redisCall {
+                try await self.redis.command("SSCAN", self.keys.codes(id), cursor, "COUNT", "1000")
+            }
+            let parts = reply.array ?? []
+            cursor = parts.first?.text ?? "0"
+            let page = (parts[safe: 1]?.array ?? []).compactMap(\.text)
+            guard !page.isEmpty else { continue }
+            let known = Set(
+                try await mysqlCall {
+                    try await self.reader.query(
+                        "SELECT code FROM codes WHERE biz_id = ? AND sku_id = ? AND code IN (\(Array(repeating: "?", count: page.count).joined(separator: ", ")))",
+                        [.string(id.bizId), skuValue(id.skuId)] + page.map(MySQLValue.string)
+                    )
+                }.rows.compactMap { $0.string("code") }
+            )
+            missing += page.filter { !known.contains($0) }
+        } while cursor != "0"
+        return missing
     }
 
     /// The exact check of one item: its stock row and RESERVED journal lines locked while Redis is read again.
@@ -569,7 +688,15 @@ public final class Reconciler: Sendable {
     private func record(_ report: ReconcileReport) async {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let details = (try? encoder.encode(report.differences)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
+        // Count differences, then code differences ({bizId, skuId, detail}), in one array.
+        var parts: [String] = []
+        for difference in report.differences {
+            if let data = try? encoder.encode(difference) { parts.append(String(decoding: data, as: UTF8.self)) }
+        }
+        for difference in report.codeDifferences {
+            if let data = try? encoder.encode(difference) { parts.append(String(decoding: data, as: UTF8.self)) }
+        }
+        let details = "[" + parts.joined(separator: ",") + "]"
         do {
             _ = try await mysql.query(
                 """
@@ -578,7 +705,7 @@ public final class Reconciler: Sendable {
                 """,
                 [
                     .int(Int64(report.seconds * 1_000_000)), .int(Int64(report.itemsChecked)),
-                    .int(Int64(report.differences.count)), .string(details),
+                    .int(Int64(report.differences.count + report.codeDifferences.count)), .string(details),
                 ]
             )
         } catch {

@@ -13,6 +13,8 @@ public struct CodePoolRepository: Sendable {
         case stockWithoutCodes(Int64)
         /// The item has no code pool.
         case noPool
+        /// A one-time pool cannot be infinite: it has exactly its codes.
+        case infinite
     }
 
     private let client: MySQLClient
@@ -28,10 +30,12 @@ public struct CodePoolRepository: Sendable {
             if let existing = try Self.pool(bizId: bizId, sku: sku, on: connection, locking: true) {
                 guard existing.kind == pool.kind else { throw Refusal.kindChange(from: existing.kind) }
             } else {
-                let stock = try connection.query(
-                    "SELECT stock FROM stock WHERE biz_id = ? AND sku_id = ? FOR UPDATE", [.string(bizId), sku]
-                ).rows.first?.int64("stock")
+                let row = try connection.query(
+                    "SELECT stock, is_infinite FROM stock WHERE biz_id = ? AND sku_id = ? FOR UPDATE", [.string(bizId), sku]
+                ).rows.first
+                let stock = row?.int64("stock")
                 if pool.kind == .oneTime, let stock, stock != 0 { throw Refusal.stockWithoutCodes(stock) }
+                if pool.kind == .oneTime, row?.bool("is_infinite") == true { throw Refusal.infinite }
                 if stock == nil {
                     _ = try connection.query(
                         "INSERT IGNORE INTO stock (biz_id, sku_id, stock, version) VALUES (?, ?, 0, 0)", [.string(bizId), sku]
