@@ -6,6 +6,7 @@
 -- ARGV[1] orderId   ARGV[2] bizId   ARGV[3] userId   ARGV[4] status (reserved | confirmed | cancelled | expired |
 -- refunded)   ARGV[5] lines 'sku:qty:qty,...'   ARGV[6] expiresAt (ms)   ARGV[7] now (ms)   ARGV[8] retention (s)
 -- then for each line: ARGV[9+i] its quantity
+-- then ARGV[9+n] the codes the lines hold ('c1|c2,,c3'; '' when no line's item has a code pool)
 --
 -- Returns {'ok'} when restored, {'exists'} when the order is in Redis (nothing is touched).
 --
@@ -26,6 +27,9 @@ redis.call('HSET', order, 'status', status, 'fp', '', 'biz', ARGV[2], 'user', AR
   'expires_at', expiresAt, 'created_at', now, 'updated_at', now, 'event', '', 'restored', '1')
 redis.call('EXPIRE', order, keep)
 local n = (#KEYS - 2) / 2
+if (ARGV[9 + n] or '') ~= '' then
+  redis.call('HSET', order, 'codes', ARGV[9 + n])
+end
 for i = 0, n - 1 do
   local quantity = ARGV[9 + i]
   if status == 'reserved' or status == 'confirmed' or status == 'refunded' then

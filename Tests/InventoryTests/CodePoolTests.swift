@@ -194,6 +194,27 @@ struct CodePoolTests {
         }
     }
 
+    @Test("an order Redis lost comes back from the journal with its codes; its cancel puts them back")
+    func restoredWithCodes() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(11)
+            _ = try await engine.setPool(item, CodePool(kind: .oneTime))
+            _ = try await engine.loadCodes(item, codes("R", 4))
+            let taken = held(try await engine.reserve(command(stores, "lost-1", 11, 2)))
+            let worker = stores.worker()
+            let running = Task { try await worker.run() }
+            #expect(try await stores.drained())
+            worker.stop()
+            try await running.value
+            _ = try await stores.redis.command("DEL", stores.keys.order("lost-1"))
+            #expect(try await engine.reservation(orderId: "lost-1").lines.first?.codes == taken.sorted())
+            _ = try await engine.cancel(orderId: "lost-1")
+            #expect(try await engine.unusedCodes(item) == codes("R", 4))
+            #expect(try await engine.stock(item).available == 4)
+        }
+    }
+
     @Test("dispense in sync mode: answered after the journal row is committed as CONFIRMED")
     func dispenseSync() async throws {
         try await TestStores.with(durability: .sync) { stores in

@@ -1189,12 +1189,15 @@ public final class InventoryEngine: Sendable {
         }
         let status = first.status.lowercased()
         let linesText = lines.map { "\($0.skuId):\($0.quantity):\($0.quantity)" }.joined(separator: ",")
+        let assigned: [UInt64: [String]]
+        do { assigned = try await codePools.assignedCodes(orderId: orderId, bizId: first.bizId) } catch { throw mapMySQL(error) }
+        let codesText = assigned.isEmpty ? "" : lines.map { assigned[$0.skuId, default: []].joined(separator: "|") }.joined(separator: ",")
         let reply = try await runScript(
             scripts.restoreOrder, keys: keyList,
             arguments: [
                 orderId, first.bizId, first.userId ?? "", status, linesText, String(first.expiresAtMilliseconds),
                 String(Self.nowMilliseconds()), String(configuration.retentionSeconds),
-            ] + lines.map { String($0.quantity) }
+            ] + lines.map { String($0.quantity) } + [codesText]
         )
         if reply.array?.first?.text == "ok" {
             logger.notice("order restored from the journal", metadata: ["orderId": "\(orderId)", "status": "\(status)"])

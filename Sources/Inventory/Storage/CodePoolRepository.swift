@@ -111,6 +111,25 @@ public struct CodePoolRepository: Sendable {
         }
     }
 
+    /// The codes each line of an order's journal rows holds (by skuId), for restoring an order Redis lost.
+    public func assignedCodes(orderId: String, bizId: String) async throws -> [UInt64: [String]] {
+        let rows = try await client.query(
+            """
+            SELECT a.sku_id, a.code FROM code_assignments a
+            JOIN reservation_journal j
+              ON j.order_id = a.order_id AND j.biz_id = a.biz_id AND j.sku_id = a.sku_id AND j.reserve_event = a.reserve_event
+            WHERE a.order_id = ? AND a.biz_id = ? ORDER BY a.sku_id, a.code
+            """,
+            [.string(orderId), .string(bizId)]
+        ).rows
+        var codes: [UInt64: [String]] = [:]
+        for row in rows {
+            guard let sku = row.uint64("sku_id"), let code = row.string("code") else { continue }
+            codes[sku, default: []].append(code)
+        }
+        return codes
+    }
+
     static func pool(bizId: String, sku: MySQLValue, on connection: MySQLConnection, locking: Bool = false) throws -> CodePool? {
         let row = try connection.query(
             """
