@@ -4,6 +4,7 @@
 -- KEYS[1] item hash
 -- ARGV[1] pool_kind (one_time | reusable | batch)   ARGV[2] pool_status (online | offline)
 -- ARGV[3] pool_expires (Unix ms, 0 = never)   ARGV[4] pool_batch (the batch code, '' for other kinds)
+-- ARGV[5] the item's user_limit, the pool's maximum per user ('' unchanged)
 --
 -- Returns {'ok'} or {'missing'} (the item is not in Redis).
 
@@ -12,4 +13,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 redis.call('HSET', KEYS[1], 'pool_kind', ARGV[1], 'pool_status', ARGV[2], 'pool_expires', ARGV[3],
   'pool_batch', ARGV[4])
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 'user_limit', ARGV[5])
+end
 return {'ok'}

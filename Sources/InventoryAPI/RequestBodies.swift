@@ -282,9 +282,17 @@ struct PoolBody: Decodable {
         if let batchCode, !Patterns.isOrderId(batchCode) { reader.fail("batchCode", "must be \(Patterns.codeRule)") }
         if kind == .batch, batchCode == nil { reader.fail("batchCode", "is required for a batch pool") }
         if let kind, kind != .batch, batchCode != nil { reader.fail("batchCode", "is only for a batch pool") }
+        let limits = decoder.userInfo[.inputLimits] as? InputLimits ?? InputLimits()
+        let perUser = reader.read("maxPerUser", Int64.self, expected: "an integer from 0 to \(limits.maxStock)")
+        if let perUser, !(0...limits.maxStock).contains(perUser) {
+            reader.fail("maxPerUser", "must be an integer from 0 to \(limits.maxStock)")
+        }
         problems = reader.problems
         if problems.isEmpty, let kind {
-            pool = CodePool(kind: kind, online: status != "offline", expiresAtMilliseconds: expires, batchCode: batchCode)
+            pool = CodePool(
+                kind: kind, online: status != "offline", expiresAtMilliseconds: expires, batchCode: batchCode,
+                maxPerUser: perUser
+            )
         }
     }
 }

@@ -131,6 +131,7 @@ struct PoolAnswer: ResponseBody {
         writer.field("status", pool.online ? "online" : "offline")
         writer.field("expiresAt", pool.expiresAtMilliseconds.map(Timestamp.rfc3339(milliseconds:)))
         writer.field("batchCode", pool.batchCode)
+        writer.field("maxPerUser", pool.maxPerUser ?? 0)
         writer.endObject()
     }
 }

@@ -253,7 +253,7 @@ struct OpenAPITests {
             let text: HTTPFields = [.contentType: "text/plain"]
             try await send("pool unknown", .get, "/v1/stock/\(biz)/20/pool", expect: 404)
             try await send("codes without a pool", .post, "/v1/stock/\(biz)/20/codes", "A1\n", headers: text, expect: 404)
-            try await send("set a one-time pool", .put, "/v1/stock/\(biz)/20/pool", #"{"kind": "one-time"}"#, expect: 200)
+            try await send("set a one-time pool", .put, "/v1/stock/\(biz)/20/pool", #"{"kind": "one-time", "maxPerUser": 5}"#, expect: 200)
             try await send("pool kind unknown", .put, "/v1/stock/\(biz)/20/pool", #"{"kind": "forever"}"#, expect: 422)
             try await send(
                 "batch pool without its code", .put, "/v1/stock/\(biz)/21/pool", #"{"kind": "batch", "expiresAt": "soon"}"#, expect: 422

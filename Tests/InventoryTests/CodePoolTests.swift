@@ -215,6 +215,42 @@ struct CodePoolTests {
         }
     }
 
+    @Test("a pool's maximum per user: 50 concurrent locks by one user of a pool limited to 2 get 2 codes")
+    func maxPerUser() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(12)
+            let pool = try await engine.setPool(item, CodePool(kind: .oneTime, maxPerUser: 2))
+            #expect(pool.maxPerUser == 2)
+            _ = try await engine.loadCodes(item, codes("M", 10))
+            let outcomes = await withTaskGroup(of: Bool.self, returning: [Bool].self) { group in
+                for index in 0..<50 {
+                    group.addTask {
+                        let order = ReserveCommand(
+                            orderId: "m-\(index)", bizId: stores.bizId, userId: "greedy", items: [.init(skuId: 12, quantity: 1)],
+                            ttlSeconds: 60, shortage: .reject
+                        )
+                        do {
+                            _ = try await engine.reserve(order)
+                            return true
+                        } catch InventoryError.userLimitExceeded {
+                            return false
+                        } catch {
+                            Issue.record("unexpected \(error)")
+                            return false
+                        }
+                    }
+                }
+                var all: [Bool] = []
+                for await outcome in group { all.append(outcome) }
+                return all
+            }
+            #expect(outcomes.filter { $0 }.count == 2)
+            #expect(try await engine.unusedCodes(item).count == 8)
+            #expect(try await engine.stock(item).userLimit == 2)
+        }
+    }
+
     @Test("dispense in sync mode: answered after the journal row is committed as CONFIRMED")
     func dispenseSync() async throws {
         try await TestStores.with(durability: .sync) { stores in

@@ -786,11 +786,13 @@ public final class InventoryEngine: Sendable {
         }
         // An item Redis does not have is rebuilt with its pool; one it has gets the settings written.
         guard try await ensureItem(id) else { throw InventoryError.notFound }
-        let reply = try await runScript(scripts.setPool, keys: [keys.item(id)], arguments: pool.scriptArguments)
+        let reply = try await runScript(
+            scripts.setPool, keys: [keys.item(id)], arguments: pool.scriptArguments + [pool.maxPerUser.map(String.init) ?? ""]
+        )
         if reply.array?.first?.text == "missing", try await !ensureItem(id) {
             throw InventoryError.notFound
         }
-        return pool
+        return try await self.pool(id)
     }
 
     /// The item's code pool; `notFound` when it has none.

@@ -22,12 +22,19 @@ public struct CodePool: Sendable, Equatable {
     public let expiresAtMilliseconds: Int64?
     /// The code of every unit of a batch pool.
     public let batchCode: String?
+    /// At most this many units (codes) per user: the item's per-user limit (0 for none). Nil in a change leaves
+    /// it as it is.
+    public let maxPerUser: Int64?
 
-    public init(kind: CodePoolKind, online: Bool = true, expiresAtMilliseconds: Int64? = nil, batchCode: String? = nil) {
+    public init(
+        kind: CodePoolKind, online: Bool = true, expiresAtMilliseconds: Int64? = nil, batchCode: String? = nil,
+        maxPerUser: Int64? = nil
+    ) {
         self.kind = kind
         self.online = online
         self.expiresAtMilliseconds = expiresAtMilliseconds
         self.batchCode = batchCode
+        self.maxPerUser = maxPerUser
     }
 
     /// The item hash fields of `set_pool.lua` / `init_item.lua`: kind, status, expiry, batch code.

@@ -55,6 +55,11 @@ public struct CodePoolRepository: Sendable {
                     pool.batchCode.map(MySQLValue.string) ?? .null,
                 ]
             )
+            if let maxPerUser = pool.maxPerUser {
+                _ = try connection.query(
+                    "UPDATE stock SET user_limit = ? WHERE biz_id = ? AND sku_id = ?", [.int(maxPerUser), .string(bizId), sku]
+                )
+            }
         }
     }
 
@@ -133,7 +138,9 @@ public struct CodePoolRepository: Sendable {
     static func pool(bizId: String, sku: MySQLValue, on connection: MySQLConnection, locking: Bool = false) throws -> CodePool? {
         let row = try connection.query(
             """
-            SELECT kind, status, expires_at, batch_code FROM code_pools WHERE biz_id = ? AND sku_id = ?\(locking ? " FOR UPDATE" : "")
+            SELECT p.kind, p.status, p.expires_at, p.batch_code, s.user_limit
+            FROM code_pools p LEFT JOIN stock s ON s.biz_id = p.biz_id AND s.sku_id = p.sku_id
+            WHERE p.biz_id = ? AND p.sku_id = ?\(locking ? " FOR UPDATE" : "")
             """,
             [.string(bizId), sku]
         ).rows.first
@@ -141,7 +148,7 @@ public struct CodePoolRepository: Sendable {
         return CodePool(
             kind: kind, online: row.string("status") != "OFFLINE",
             expiresAtMilliseconds: row.string("expires_at").flatMap(JournalTime.milliseconds(fromDatetime:)),
-            batchCode: row.string("batch_code")
+            batchCode: row.string("batch_code"), maxPerUser: row.int64("user_limit") ?? 0
         )
     }
 
