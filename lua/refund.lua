@@ -14,14 +14,7 @@
 -- stock_num +q, and refund_unapplied +q until the write-back worker has added q to MySQL's stock, so the
 -- reconciler can account for the refund while it is in flight.
 
--- Code pools (see reserve.lua): a one-time pool gets the codes of the hold back; others never took any out.
-local function giveBackCodes(itemKey, codesKey, codes)
-  if not codes or codes == '' then return end
-  if redis.call('HGET', itemKey, 'pool_kind') ~= 'one_time' then return end
-  local list = {}
-  for code in string.gmatch(codes, '[^|]+') do list[#list + 1] = code end
-  if #list > 0 then redis.call('SADD', codesKey, unpack(list)) end
-end
+--!include give_back
 
 local order = KEYS[1]
 local now = tonumber(ARGV[2])
@@ -43,8 +36,7 @@ end
 local events = {}
 local epochs = {}
 local n = (#KEYS - 2) / 2
-local heldCodes = {}
-for codes in string.gmatch((fields[4] or '') .. ',', '([^,]*),') do heldCodes[#heldCodes + 1] = codes end
+local heldCodes = splitLines(fields[4])
 local i = 0
 for sku, reserved in string.gmatch(fields[2], '(%d+):%d+:(%d+)') do
   local itemKey = KEYS[3 + i]

@@ -24,6 +24,8 @@
 -- reserved again (no hanging), and the reconciler or a retry of the rollback restores the stock once, because
 -- restoring depends on the reserve key that only the restore deletes.
 
+--!include give_back
+
 local order = KEYS[1]
 local reason = ARGV[2]
 local now = tonumber(ARGV[3])
@@ -35,28 +37,6 @@ local user = fields[5] or ''
 local createdAt = tonumber(fields[6] or '0') or 0
 local restored = fields[7] == '1'
 
--- Code pools (see reserve.lua): a one-time pool gets the codes of the hold back; others never took any out.
-local function giveBackCodes(itemKey, codesKey, codes)
-  if not codes or codes == '' then return end
-  if redis.call('HGET', itemKey, 'pool_kind') ~= 'one_time' then return end
-  local list = {}
-  for code in string.gmatch(codes, '[^|]+') do list[#list + 1] = code end
-  if #list > 0 then redis.call('SADD', codesKey, unpack(list)) end
-end
-
--- Per-user limits (see reserve.lua): what an item gives back of the order's hold, the user gets back too, while the
--- window the order was counted in is still the current one. A restored order's time is not its reserve's: nothing.
-local function giveBackUser(itemKey, usersKey, held, now)
-  if user == '' or restored or held <= 0 then return end
-  local config = redis.call('HMGET', itemKey, 'user_limit', 'user_window')
-  if tonumber(config[1] or '0') <= 0 then return end
-  local window = tonumber(config[2] or '0')
-  local current = window > 0 and math.floor(now / (window * 1000)) or 0
-  local counted = window > 0 and math.floor(createdAt / (window * 1000)) or 0
-  local usedWindow, units = string.match(redis.call('HGET', usersKey, user) or '', '^(%d+):(%d+)$')
-  if counted ~= current or tonumber(usedWindow) ~= current then return end
-  redis.call('HSET', usersKey, user, current .. ':' .. math.max(tonumber(units) - held, 0))
-end
 
 -- An expiry that finds nothing left to expire clears the index entry, so the sweeper does not see it again.
 if reason == 'expired' and status ~= 'reserved' then
@@ -85,8 +65,7 @@ if fields[2] ~= ARGV[6] then
 end
 
 local n = (#KEYS - 3) / 5
-local heldCodes = {}
-for codes in string.gmatch((fields[8] or '') .. ',', '([^,]*),') do heldCodes[#heldCodes + 1] = codes end
+local heldCodes = splitLines(fields[8])
 local events = {}
 local epochs = {}
 for i = 0, n - 1 do
@@ -109,7 +88,7 @@ for i = 0, n - 1 do
       redis.call('HSET', itemKey, 'is_sell_out', left <= 0 and '1' or '0')
     end
     redis.call('DEL', reserveKey)
-    giveBackUser(itemKey, KEYS[4 + 3 * n + i], held, now)
+    giveBackUser(itemKey, KEYS[4 + 3 * n + i], user, createdAt, restored, held, now)
     giveBackCodes(itemKey, KEYS[4 + 4 * n + i], heldCodes[i + 1])
   end
   local sku = string.match(itemKey, ':(%d+)}')

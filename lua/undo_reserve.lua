@@ -24,6 +24,8 @@
 -- The marker records that the event was taken back, once: a retry of this script changes nothing, and a sync reserve
 -- that meets the event's journal row knows the row is about to be removed (see InventoryEngine.commitJournal).
 
+--!include give_back
+
 local order = KEYS[1]
 local fields = redis.call('HMGET', order, 'status', 'event', 'biz', 'user', 'created_at', 'restored', 'codes')
 if fields[2] ~= ARGV[2] then
@@ -43,8 +45,7 @@ local heldCodes = {}
 do
   local bySku = {}
   local lines = redis.call('HGET', order, 'lines') or ''
-  local codeList = {}
-  for codes in string.gmatch((fields[7] or '') .. ',', '([^,]*),') do codeList[#codeList + 1] = codes end
+  local codeList = splitLines(fields[7])
   local k = 0
   for sku in string.gmatch(lines, '(%d+):%d+:%d+') do
     k = k + 1
@@ -55,28 +56,6 @@ do
   end
 end
 
--- Code pools (see reserve.lua): a one-time pool gets the codes of the hold back; others never took any out.
-local function giveBackCodes(itemKey, codesKey, codes)
-  if not codes or codes == '' then return end
-  if redis.call('HGET', itemKey, 'pool_kind') ~= 'one_time' then return end
-  local list = {}
-  for code in string.gmatch(codes, '[^|]+') do list[#list + 1] = code end
-  if #list > 0 then redis.call('SADD', codesKey, unpack(list)) end
-end
-
--- Per-user limits (see reserve.lua): what an item gives back of the order's hold, the user gets back too, while the
--- window the order was counted in is still the current one. A restored order's time is not its reserve's: nothing.
-local function giveBackUser(itemKey, usersKey, held, now)
-  if user == '' or restored or held <= 0 then return end
-  local config = redis.call('HMGET', itemKey, 'user_limit', 'user_window')
-  if tonumber(config[1] or '0') <= 0 then return end
-  local window = tonumber(config[2] or '0')
-  local current = window > 0 and math.floor(now / (window * 1000)) or 0
-  local counted = window > 0 and math.floor(createdAt / (window * 1000)) or 0
-  local usedWindow, units = string.match(redis.call('HGET', usersKey, user) or '', '^(%d+):(%d+)$')
-  if counted ~= current or tonumber(usedWindow) ~= current then return end
-  redis.call('HSET', usersKey, user, current .. ':' .. math.max(tonumber(units) - held, 0))
-end
 
 local function giveBack(itemKey, quantity)
   if redis.call('HGET', itemKey, 'is_infinite') == '1' then
@@ -94,7 +73,7 @@ if fields[1] ~= 'reserved' then
       local quantity = tonumber(ARGV[5 + i] or '0')
       if quantity > 0 and redis.call('HEXISTS', KEYS[6 + 2 * i], 'stock_num') == 1 then
         giveBack(KEYS[6 + 2 * i], quantity)
-        giveBackUser(KEYS[6 + 2 * i], KEYS[6 + 2 * n + i], quantity, now)
+        giveBackUser(KEYS[6 + 2 * i], KEYS[6 + 2 * n + i], user, createdAt, restored, quantity, now)
       end
     end
   end
@@ -111,7 +90,7 @@ for i = 0, n - 1 do
   if held > 0 then
     giveBack(itemKey, held)
     redis.call('DEL', reserveKey)
-    giveBackUser(itemKey, KEYS[6 + 2 * n + i], held, now)
+    giveBackUser(itemKey, KEYS[6 + 2 * n + i], user, createdAt, restored, held, now)
     giveBackCodes(itemKey, KEYS[6 + 3 * n + i], heldCodes[i + 1])
   end
   local sku = string.match(itemKey, ':(%d+)}')

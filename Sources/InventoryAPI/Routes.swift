@@ -166,32 +166,7 @@ public struct InventoryRoutes: Sendable {
     }
 
     private func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: BasicRequestContext) async throws -> T {
-        guard let contentType = request.headers[.contentType] else {
-            throw Problem(
-                .unsupportedMediaType, type: "unsupported-media-type", title: "Unsupported media type",
-                detail: "send the body as application/json (no Content-Type was given)"
-            )
-        }
-        // Not split(separator:), which drops empty pieces and so would read ";application/json" as JSON.
-        let mediaType = contentType.prefix { $0 != ";" }.trimmingCharacters(in: .whitespaces).lowercased()
-        guard mediaType == "application/json" else {
-            throw Problem(
-                .unsupportedMediaType, type: "unsupported-media-type", title: "Unsupported media type",
-                detail: "send the body as application/json, not \(contentType)"
-            )
-        }
-        var request = request
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.body.collect(upTo: limits.maxBodyBytes)
-        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
-            // NIOTooManyBytesError: ProblemResponder answers it as the documented http-413 problem, the same as a body
-            // that is too large for Hummingbird itself.
-            throw error
-        } catch {
-            // The connection broke or was cut off (a body too slow to arrive) before the body was complete.
-            throw Problem.badRequest("the body ended before it was complete")
-        }
+        let buffer = try await body(request, as: "application/json", upTo: limits.maxBodyBytes)
         let decoder = JSONDecoder()
         decoder.userInfo[.inputLimits] = limits
         do {
@@ -205,29 +180,42 @@ public struct InventoryRoutes: Sendable {
 
     /// A text/plain body (a code upload), up to `limits.maxCodeUploadBytes`.
     private func text(_ request: Request) async throws -> Substring {
-        let contentType = request.headers[.contentType] ?? ""
-        let mediaType = contentType.prefix { $0 != ";" }.trimmingCharacters(in: .whitespaces).lowercased()
-        guard mediaType == "text/plain" else {
-            throw Problem(
-                .unsupportedMediaType, type: "unsupported-media-type", title: "Unsupported media type",
-                detail: "send the codes as text/plain, one per line"
-            )
-        }
-        var request = request
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.body.collect(upTo: limits.maxCodeUploadBytes)
-        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
-            throw error
-        } catch {
-            throw Problem.badRequest("the body ended before it was complete")
-        }
+        let buffer = try await body(request, as: "text/plain", upTo: limits.maxCodeUploadBytes)
         guard let text = buffer.getString(at: buffer.readerIndex, length: buffer.readableBytes),
             text.utf8.count == buffer.readableBytes
         else {
             throw Problem.badRequest("the body is not UTF-8 text")
         }
         return Substring(text)
+    }
+
+    /// The whole body of a request sent as `mediaType` (parameters such as charset allowed), at most `limit` bytes.
+    private func body(_ request: Request, as mediaType: String, upTo limit: Int) async throws -> ByteBuffer {
+        guard let contentType = request.headers[.contentType] else {
+            throw Problem(
+                .unsupportedMediaType, type: "unsupported-media-type", title: "Unsupported media type",
+                detail: "send the body as \(mediaType) (no Content-Type was given)"
+            )
+        }
+        // Not split(separator:), which drops empty pieces and so would read ";application/json" as JSON.
+        let given = contentType.prefix { $0 != ";" }.trimmingCharacters(in: .whitespaces).lowercased()
+        guard given == mediaType else {
+            throw Problem(
+                .unsupportedMediaType, type: "unsupported-media-type", title: "Unsupported media type",
+                detail: "send the body as \(mediaType), not \(contentType)"
+            )
+        }
+        var request = request
+        do {
+            return try await request.body.collect(upTo: limit)
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            // NIOTooManyBytesError: ProblemResponder answers it as the documented http-413 problem, the same as a body
+            // that is too large for Hummingbird itself.
+            throw error
+        } catch {
+            // The connection broke or was cut off (a body too slow to arrive) before the body was complete.
+            throw Problem.badRequest("the body ended before it was complete")
+        }
     }
 
     /// A path parameter as the client meant it: the router hands it over percent-encoded, and a client may encode

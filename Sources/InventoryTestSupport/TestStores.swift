@@ -158,6 +158,16 @@ public struct TestStores: Sendable {
         return false
     }
 
+    /// Runs a write-back worker until the outbox is empty (bounded), then stops it; false if it did not drain in time.
+    public func drainWithWorker(within seconds: Double = 30) async throws -> Bool {
+        let worker = worker()
+        let running = Task { try await worker.run() }
+        let drained = try await drained(within: seconds)
+        worker.stop()
+        try await running.value
+        return drained
+    }
+
     /// The journal rows of this test's business, by order, as (order, sku, quantity, status).
     public func journalRows() async throws -> [JournalLine] {
         let result = try await mysql.query(

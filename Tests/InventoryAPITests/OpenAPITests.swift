@@ -356,7 +356,7 @@ struct OpenAPITests {
         let contract = try OpenAPIContract()
         let upstream = TestStores.redisAddress()
         let proxy = try await FaultProxy.start(upstreamHost: upstream.host, upstreamPort: upstream.port)
-        try await withClient(redisTimeoutMilliseconds: 500, redisPort: proxy.port) { client, stores in
+        try await withClient(redisPort: proxy.port) { client, stores in
             let set = try await client.execute(
                 uri: "/v1/stock/\(stores.bizId)/1", method: .put, headers: Self.json, body: ByteBuffer(string: #"{"stock": 5}"#)
             )

@@ -101,11 +101,7 @@ struct CodePoolTests {
             #expect(level.available == 18)
             #expect(level.reserved == 1)
 
-            let worker = stores.worker()
-            let running = Task { try await worker.run() }
-            #expect(try await stores.drained())
-            worker.stop()
-            try await running.value
+            #expect(try await stores.drainWithWorker())
             // MySQL, the system of record, leaves exactly the same codes usable
             #expect(try await CodePoolRepository(client: stores.mysql).usableCodes(bizId: stores.bizId, skuId: 2) == unused)
             #expect(try await stores.mysqlStock(2) == 19)
@@ -182,11 +178,7 @@ struct CodePoolTests {
             #expect(level.reserved == 0)
             await #expect(throws: InventoryError.invalidState(.confirmed)) { try await engine.cancel(orderId: "d-1") }
 
-            let worker = stores.worker()
-            let running = Task { try await worker.run() }
-            #expect(try await stores.drained())
-            worker.stop()
-            try await running.value
+            #expect(try await stores.drainWithWorker())
             #expect(try await stores.journalRows().map(\.status) == ["CONFIRMED"])
             #expect(try await stores.mysqlStock(9) == 3)
             #expect(try await CodePoolRepository(client: stores.mysql).usableCodes(bizId: stores.bizId, skuId: 9)
@@ -202,11 +194,7 @@ struct CodePoolTests {
             _ = try await engine.setPool(item, CodePool(kind: .oneTime))
             _ = try await engine.loadCodes(item, codes("R", 4))
             let taken = held(try await engine.reserve(command(stores, "lost-1", 11, 2)))
-            let worker = stores.worker()
-            let running = Task { try await worker.run() }
-            #expect(try await stores.drained())
-            worker.stop()
-            try await running.value
+            #expect(try await stores.drainWithWorker())
             _ = try await stores.redis.command("DEL", stores.keys.order("lost-1"))
             #expect(try await engine.reservation(orderId: "lost-1").lines.first?.codes == taken.sorted())
             _ = try await engine.cancel(orderId: "lost-1")

@@ -186,11 +186,7 @@ struct UserLimitTests {
             _ = try await engine.reserve(command(stores, "r-3", user: "frank", [(8, 2)]))
             _ = try await engine.confirm(orderId: "r-2")
             _ = try await engine.cancel(orderId: "r-3")
-            let worker = stores.worker()
-            let running = Task { try await worker.run() }
-            #expect(try await stores.drained())
-            worker.stop()
-            try await running.value
+            #expect(try await stores.drainWithWorker())
             _ = try await stores.redis.command("DEL", stores.keys.item(stores.item(8)), stores.keys.userUsage(stores.item(8)))
 
             await #expect(throws: InventoryError.userLimitExceeded([.init(skuId: 8, requested: 2, limit: 3, used: 2)])) {

@@ -832,16 +832,8 @@ public final class InventoryEngine: Sendable {
         let pool = try await pool(id)
         if pool.kind == .batch { return pool.batchCode.map { [$0] } ?? [] }
         guard try await ensureItem(id) else { throw InventoryError.notFound }
-        var cursor = "0"
         var codes: [String] = []
-        repeat {
-            let reply = try await redisCall {
-                try await self.redis.command("SSCAN", self.keys.codes(id), cursor, "COUNT", "1000")
-            }
-            let parts = reply.array ?? []
-            cursor = parts.first?.text ?? "0"
-            codes += (parts[safe: 1]?.array ?? []).compactMap(\.text)
-        } while cursor != "0"
+        try await redisCall { try await self.redis.scanSet(self.keys.codes(id)) { codes += $0 } }
         return codes.sorted()
     }
 

@@ -34,12 +34,21 @@ public struct InventoryScripts: Sendable {
     public static func load(from directory: String = ProjectFiles.directory("lua", environmentVariable: "INVENTORY_LUA_DIR"))
         throws -> InventoryScripts
     {
-        func script(_ name: String) throws -> RedisScript {
-            let path = directory + "/" + name + ".lua"
+        func read(_ path: String) throws -> String {
             guard let data = FileManager.default.contents(atPath: path), let source = String(data: data, encoding: .utf8)
             else {
                 throw InventoryError.unavailable("cannot read Lua script \(path)")
             }
+            return source
+        }
+        // A line `--!include NAME` stands for `lib/NAME.lua`: helpers several scripts share, written once.
+        func script(_ name: String) throws -> RedisScript {
+            let lines = try read(directory + "/" + name + ".lua").split(separator: "\n", omittingEmptySubsequences: false)
+            let source = try lines.map { line -> String in
+                guard line.hasPrefix("--!include ") else { return String(line) }
+                let library = line.dropFirst("--!include ".count).trimmingCharacters(in: .whitespaces)
+                return try read(directory + "/lib/" + library + ".lua")
+            }.joined(separator: "\n")
             return RedisScript(name: name, source: source)
         }
         return InventoryScripts(

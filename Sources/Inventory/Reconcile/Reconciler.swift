@@ -386,26 +386,20 @@ public final class Reconciler: Sendable {
 
     /// Codes in the item's Redis code set that MySQL's `codes` does not have, streamed a SSCAN page at a time.
     private func codesMySQLLacks(_ id: StockItemID) async throws -> [String] {
-        var cursor = "0"
         var missing: [String] = []
-        repeat {
-            let reply = try await redisCall {
-                try await self.redis.command("SSCAN", self.keys.codes(id), cursor, "COUNT", "1000")
+        try await redisCall {
+            try await self.redis.scanSet(self.keys.codes(id)) { page in
+                let known = Set(
+                    try await self.mysqlCall {
+                        try await self.reader.query(
+                            "SELECT code FROM codes WHERE biz_id = ? AND sku_id = ? AND code IN (\(Array(repeating: "?", count: page.count).joined(separator: ", ")))",
+                            [.string(id.bizId), skuValue(id.skuId)] + page.map(MySQLValue.string)
+                        )
+                    }.rows.compactMap { $0.string("code") }
+                )
+                missing += page.filter { !known.contains($0) }
             }
-            let parts = reply.array ?? []
-            cursor = parts.first?.text ?? "0"
-            let page = (parts[safe: 1]?.array ?? []).compactMap(\.text)
-            guard !page.isEmpty else { continue }
-            let known = Set(
-                try await mysqlCall {
-                    try await self.reader.query(
-                        "SELECT code FROM codes WHERE biz_id = ? AND sku_id = ? AND code IN (\(Array(repeating: "?", count: page.count).joined(separator: ", ")))",
-                        [.string(id.bizId), skuValue(id.skuId)] + page.map(MySQLValue.string)
-                    )
-                }.rows.compactMap { $0.string("code") }
-            )
-            missing += page.filter { !known.contains($0) }
-        } while cursor != "0"
+        }
         return missing
     }
 

@@ -1,0 +1,34 @@
+-- lib/give_back.lua: what a hold hands back besides its stock. Not a script of its own: the scripts that give a
+-- hold back (rollback, undo_reserve, refund) include it where they say `--!include give_back` (see
+-- InventoryScripts.load), so the one copy here is what each of them runs.
+
+-- The order hash's per-line lists ('a,,b' -> {'a', '', 'b'}), as reserve.lua writes its 'codes' field.
+local function splitLines(text)
+  local list = {}
+  for part in string.gmatch((text or '') .. ',', '([^,]*),') do list[#list + 1] = part end
+  return list
+end
+
+-- Per-user limits (see reserve.lua): what an item gives back of an order's hold, the order's user gets back too,
+-- while the window the order was counted in is still the current one. A restored order's time is not its
+-- reserve's time: it gives nothing back (erring toward refusing, never toward exceeding).
+local function giveBackUser(itemKey, usersKey, user, createdAt, restored, held, now)
+  if user == '' or restored or held <= 0 then return end
+  local config = redis.call('HMGET', itemKey, 'user_limit', 'user_window')
+  if tonumber(config[1] or '0') <= 0 then return end
+  local window = tonumber(config[2] or '0')
+  local current = window > 0 and math.floor(now / (window * 1000)) or 0
+  local counted = window > 0 and math.floor(createdAt / (window * 1000)) or 0
+  local usedWindow, units = string.match(redis.call('HGET', usersKey, user) or '', '^(%d+):(%d+)$')
+  if counted ~= current or tonumber(usedWindow) ~= current then return end
+  redis.call('HSET', usersKey, user, current .. ':' .. math.max(tonumber(units) - held, 0))
+end
+
+-- Code pools (see reserve.lua): a one-time pool gets the codes of the hold back ('c1|c2'); others took none out.
+local function giveBackCodes(itemKey, codesKey, codes)
+  if not codes or codes == '' then return end
+  if redis.call('HGET', itemKey, 'pool_kind') ~= 'one_time' then return end
+  local list = {}
+  for code in string.gmatch(codes, '[^|]+') do list[#list + 1] = code end
+  if #list > 0 then redis.call('SADD', codesKey, unpack(list)) end
+end
