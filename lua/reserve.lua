@@ -26,7 +26,8 @@
 --   {'short', 'avail1,avail2,...'}        not enough stock; nothing was held
 --   {'nouser', 'i,j'}                     items (1-based) with a per-user limit, and the order names no user
 --   {'userlimit', 'i:limit:used,...'}     the user would get more than an item's per-user limit; nothing was held
---   {'pool', i, reason}                   item i's code pool is 'offline' or 'expired'; nothing was held
+--   {'pool', i, reason}                   item i's code pool is 'offline', 'expired' or (reusable) 'empty'; nothing
+--                                         was held
 --   {'code', i, code}                     a code asked for is not in item i's pool or not usable; nothing was held
 --
 -- Per-user limits: an item with user_limit > 0 lets one user hold or buy at most that many units per window of
@@ -103,6 +104,8 @@ for i = 0, n - 1 do
         if item.pool == 'one_time' then
           -- a one-time pool can only hand out codes it has, whatever the counters say
           item.left = math.min(item.left, redis.call('SCARD', item.codesKey))
+        elseif item.pool == 'reusable' and redis.call('SCARD', item.codesKey) == 0 then
+          return {'pool', i + 1, 'empty'}
         end
       end
       if item.userLimit > 0 and user ~= '' then

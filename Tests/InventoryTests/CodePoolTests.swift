@@ -193,11 +193,13 @@ struct CodePoolTests {
             let item = stores.item(11)
             _ = try await engine.setPool(item, CodePool(kind: .oneTime))
             _ = try await engine.loadCodes(item, codes("R", 4))
-            let taken = held(try await engine.reserve(command(stores, "lost-1", 11, 2)))
+            // Order ids are global (the journal is searched by orderId alone): one no other run of this test used.
+            let orderId = "lost-\(stores.bizId)"
+            let taken = held(try await engine.reserve(command(stores, orderId, 11, 2)))
             #expect(try await stores.drainWithWorker())
-            _ = try await stores.redis.command("DEL", stores.keys.order("lost-1"))
-            #expect(try await engine.reservation(orderId: "lost-1").lines.first?.codes == taken.sorted())
-            _ = try await engine.cancel(orderId: "lost-1")
+            _ = try await stores.redis.command("DEL", stores.keys.order(orderId))
+            #expect(try await engine.reservation(orderId: orderId).lines.first?.codes == taken.sorted())
+            _ = try await engine.cancel(orderId: orderId)
             #expect(try await engine.unusedCodes(item) == codes("R", 4))
             #expect(try await engine.stock(item).available == 4)
         }
@@ -282,6 +284,9 @@ struct CodePoolTests {
 
             _ = try await engine.setStock(stores.item(4), StockSettings(stock: 10))
             _ = try await engine.setPool(stores.item(4), CodePool(kind: .reusable))
+            await #expect(throws: InventoryError.poolUnavailable(skuId: 4, reason: "empty")) {
+                try await engine.reserve(command(stores, "k-0", 4, 1))
+            }
             _ = try await engine.loadCodes(stores.item(4), ["R1", "R2", "R3"])
             #expect(try await engine.stock(stores.item(4)).available == 10, "reusable codes do not make stock")
             let reusable = held(try await engine.reserve(command(stores, "k-3", 4, 5)))

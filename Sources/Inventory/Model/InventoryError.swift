@@ -23,7 +23,8 @@ public enum InventoryError: Error, Sendable, Equatable {
     case userLimitExceeded([UserLimit])
     /// Items with a per-user limit, reserved by an order that names no user.
     case userRequired([UInt64])
-    /// The item's code pool hands out nothing now: `reason` is "offline" or "expired".
+    /// The item's code pool hands out nothing now: `reason` is "offline", "expired" or "empty" (a reusable pool
+    /// without codes).
     case poolUnavailable(skuId: UInt64, reason: String)
     /// A code asked for is not in the item's pool, or not usable (held or used).
     case codeUnavailable(skuId: UInt64, code: String)
