@@ -26,7 +26,7 @@ public struct CodePoolRepository: Sendable {
     /// Creates or changes the item's pool; a new pool's item gets a stock row (of 0) if it had none.
     public func setPool(bizId: String, skuId: UInt64, _ pool: CodePool) async throws {
         guard let sku = StockRepository.skuValue(skuId) else { throw Refusal.noPool }
-        try await client.withTransaction { connection in
+        try await transaction { connection in
             if let existing = try Self.pool(bizId: bizId, sku: sku, on: connection, locking: true) {
                 guard existing.kind == pool.kind else { throw Refusal.kindChange(from: existing.kind) }
             } else {
@@ -73,7 +73,7 @@ public struct CodePoolRepository: Sendable {
     /// row). Returns the codes that were new, in upload order.
     public func loadCodes(bizId: String, skuId: UInt64, _ codes: [String]) async throws -> [String] {
         guard let sku = StockRepository.skuValue(skuId) else { throw Refusal.noPool }
-        return try await client.withTransaction { connection in
+        return try await transaction { connection in
             // The pool row's lock orders concurrent uploads of one pool.
             guard let pool = try Self.pool(bizId: bizId, sku: sku, on: connection, locking: true) else {
                 throw Refusal.noPool
@@ -103,6 +103,22 @@ public struct CodePoolRepository: Sendable {
                 )
             }
             return fresh
+        }
+    }
+
+    /// Runs `body` in a READ COMMITTED transaction (its searches take no gap locks, so changes of neighbouring
+    /// items do not block each other), again when InnoDB picks it as a deadlock victim: the rollback undid it all.
+    private func transaction<T: Sendable>(_ body: @escaping @Sendable (MySQLConnection) throws -> T) async throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try await client.withTransaction { connection in
+                    try connection.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                    return try body(connection)
+                }
+            } catch let error as MySQLError where error.code == .deadlock && attempt < StockRepository.deadlockAttempts {
+                attempt += 1
+            }
         }
     }
 
