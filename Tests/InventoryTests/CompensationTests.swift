@@ -20,7 +20,7 @@ struct CompensationTests {
     func storedAndRetried() async throws {
         let upstream = TestStores.redisAddress()
         let proxy = try await FaultProxy.start(upstreamHost: upstream.host, upstreamPort: upstream.port)
-        try await TestStores.with(redisTimeoutMilliseconds: 500, redisPort: proxy.port) { stores in
+        try await TestStores.with(redisPort: proxy.port) { stores in
             let engine = stores.engine
             let item = stores.item(1)
             _ = try await engine.setStock(item, StockSettings(stock: 10))

@@ -167,7 +167,7 @@ struct ReservationTests {
     func retryAfterLostReply() async throws {
         let upstream = TestStores.redisAddress()
         let proxy = try await FaultProxy.start(upstreamHost: upstream.host, upstreamPort: upstream.port)
-        try await TestStores.with(redisTimeoutMilliseconds: 1000, redisPort: proxy.port) { stores in
+        try await TestStores.with(redisPort: proxy.port) { stores in
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
             proxy.dropReplies = true
