@@ -54,3 +54,4 @@ stop_mariadb() {
 
 stop_redis
 stop_mariadb
+bash "$INVENTORY_ROOT/scripts/cluster.sh" stop

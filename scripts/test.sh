@@ -7,6 +7,8 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 bash "$INVENTORY_ROOT/scripts/setup.sh"
+# The Redis Cluster client's tests use a local 3-master cluster (issue 8).
+bash "$INVENTORY_ROOT/scripts/cluster.sh" start
 
 cd "$INVENTORY_ROOT"
 

@@ -50,6 +50,30 @@ public final class RedisClient: Sendable, Service {
         try await sendFuture(arguments).get()
     }
 
+    /// Sends `ASKING` and then one command on the same connection, back to back: Redis Cluster's answer to an `ASK`
+    /// redirection (the flag holds for that connection's next command only). Returns the command's reply.
+    public func sendAsking(_ arguments: [String]) async throws -> RedisValue {
+        if isShutdown.withLockedValue({ $0 }) { throw RedisError(.shutdown, "Redis client is shut down") }
+        let slot = slots[next.withLockedValue { value -> Int in
+            value = (value &+ 1) % slots.count
+            return value
+        }]
+        let timeout = TimeAmount.milliseconds(configuration.commandTimeoutMilliseconds)
+        return try await channel(slot: slot).flatMap { channel -> EventLoopFuture<RedisValue> in
+            var replies: [EventLoopFuture<RedisValue>] = []
+            for command in [["ASKING"], arguments] {
+                var buffer = channel.allocator.buffer(capacity: RESPEncoder.encodedSize(command))
+                RESPEncoder.encode(command, into: &buffer)
+                let promise = channel.eventLoop.makePromise(of: RedisValue.self)
+                channel.write(RedisRequest(bytes: buffer, promise: promise, deadline: .now() + timeout)).whenFailure { error in
+                    promise.fail(error as? RedisError ?? RedisError(.notSent, "write failed: \(error)"))
+                }
+                replies.append(promise.futureResult)
+            }
+            return replies[0].and(replies[1]).map { $0.1 }
+        }.get()
+    }
+
     /// Sends one command; a `.error` reply is thrown as `RedisError(.server, …)`.
     @discardableResult
     public func command(_ arguments: String...) async throws -> RedisValue {
