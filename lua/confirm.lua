@@ -8,9 +8,8 @@
 --   {'ok', lines, eventId}     confirmed now; eventId = the outbox entry (also kept as the order's
 --                              `transition_event`, for sync mode's replays)
 --   {'replay', status}         already confirmed (or refunded since)
---   {'notfound'}               no such order
 --   {'cancelled', status}      cancelled or expired first
---   {'stale'}                  the caller's view of the order's lines is out of date
+--   {'stale'}                  the caller's view of the order is out of date (its lines changed, or it is gone)
 --
 -- used_stock_num -q with stock_num unchanged; confirmed_unapplied +q counts what MySQL has not deducted yet,
 -- so the reconciler can check db_stock == stock_num + used_stock_num + confirmed_unapplied exactly. The reserve
@@ -21,7 +20,9 @@ local now = tonumber(ARGV[2])
 local fields = redis.call('HMGET', order, 'status', 'lines', 'biz')
 local status = fields[1]
 if not status then
-  return {'notfound'}
+  -- The caller read the order, and it is gone now (Redis lost its data in between): read again (the order comes
+  -- back from the journal), rather than answer that an order that was there does not exist.
+  return {'stale'}
 end
 if status == 'cancelled' or status == 'expired' then
   return {'cancelled', status}

@@ -7,9 +7,8 @@
 -- Returns one of
 --   {'ok', lines}             refunded now
 --   {'replay'}                refunded before
---   {'notfound'}              no such order
 --   {'state', status}         only a confirmed order can be refunded
---   {'stale'}                 the caller's view of the order's lines is out of date
+--   {'stale'}                 the caller's view of the order is out of date (its lines changed, or it is gone)
 --
 -- stock_num +q, and refund_unapplied +q until the write-back worker has added q to MySQL's stock, so the
 -- reconciler can account for the refund while it is in flight.
@@ -21,7 +20,9 @@ local now = tonumber(ARGV[2])
 local fields = redis.call('HMGET', order, 'status', 'lines', 'biz', 'codes')
 local status = fields[1]
 if not status then
-  return {'notfound'}
+  -- The caller read the order, and it is gone now (Redis lost its data in between): read again (the order comes
+  -- back from the journal), rather than answer that an order that was there does not exist.
+  return {'stale'}
 end
 if status == 'refunded' then
   return {'replay'}

@@ -13,11 +13,13 @@
 --                              released now; eventId = the outbox entry (also kept as the order's
 --                              `transition_event`, for sync mode's replays)
 --   {'replay', status}         already cancelled or expired
---   {'empty'}                  the order never reserved: recorded as cancelled so a later reserve is refused
+--   {'empty'}                  the order never reserved (the caller found none either): recorded as cancelled so
+--                              a later reserve is refused
 --   {'gone'}                   expiry of an order that no longer exists: nothing to do
 --   {'confirmed', status}      confirmed or refunded orders are not rolled back
 --   {'notexpired'}             an expiry that arrived before the hold's deadline
---   {'stale'}                  the caller's view of the order's lines is out of date: read again and retry
+--   {'stale'}                  the caller's view of the order is out of date (its lines changed, or it is gone):
+--                              read again and retry
 --
 -- The documented order: for each item, write the rollback key first, then restore the stock and drop the
 -- reserve key. Stopping in between leaves the hold in place with the key written: the order can no longer be
@@ -45,6 +47,11 @@ end
 if not status then
   if reason == 'expired' then
     return {'gone'}
+  end
+  if ARGV[6] ~= '' then
+    -- The caller read the order with its lines and it is gone now (Redis lost its data in between): not a cancel
+    -- before any reserve. Read again: the order comes back from the journal, or is truly unknown.
+    return {'stale'}
   end
   redis.call('HSET', order, 'status', 'cancelled', 'lines', '', 'empty', '1', 'created_at', now, 'updated_at', now)
   redis.call('EXPIRE', order, retention)

@@ -105,6 +105,44 @@ struct ReservationTests {
         }
     }
 
+    /// Found by the fault suite (sync, FLUSHALL): a cancel read the order, Redis lost everything, and the rollback
+    /// script then recorded a cancel of an unknown order and answered 200 while the journal kept the hold.
+    @Test("an order gone between the caller's read and its script: every transition script says stale, records nothing")
+    func goneBetweenReadAndScript() async throws {
+        try await TestStores.with { stores in
+            let runner = RedisScriptRunner(client: stores.redis)
+            let scripts = try InventoryScripts.load()
+            let orderId = "gone-\(stores.bizId)"
+            let id = stores.item(1)
+            let keys = stores.keys
+            let order = [keys.order(orderId), keys.outbox(forOrder: orderId), keys.expiryIndex(forOrder: orderId)]
+            let now = String(InventoryEngine.nowMilliseconds())
+            let rollback = try await runner.run(
+                scripts.rollback,
+                keys: order + [keys.item(id), keys.reserveKey(id, orderId: orderId), keys.rollbackKey(id, orderId: orderId),
+                    keys.userUsage(id), keys.codes(id)],
+                arguments: [orderId, "cancelled", now, "60", "", "1:1:1"]
+            )
+            #expect(rollback.array?.first?.text == "stale")
+            let confirm = try await runner.run(
+                scripts.confirm, keys: order + [keys.item(id), keys.reserveKey(id, orderId: orderId)],
+                arguments: [orderId, now, "1:1:1"]
+            )
+            #expect(confirm.array?.first?.text == "stale")
+            let refund = try await runner.run(
+                scripts.refund, keys: [order[0], order[1], keys.item(id), keys.codes(id)], arguments: [orderId, now, "1:1:1"]
+            )
+            #expect(refund.array?.first?.text == "stale")
+            #expect(try await stores.redis.command("EXISTS", keys.order(orderId)) == .integer(0), "no order recorded")
+            #expect(try await stores.outboxLength() == 0, "no event written")
+            // With no order read at all, a cancel is still recorded (cancel before reserve).
+            let empty = try await runner.run(
+                scripts.rollback, keys: order, arguments: [orderId, "cancelled", now, "60", "", ""]
+            )
+            #expect(empty.array?.first?.text == "empty")
+        }
+    }
+
     @Test("cancel before reserve: the cancel is recorded and the late reserve gets order-closed")
     func cancelBeforeReserve() async throws {
         try await TestStores.with { stores in

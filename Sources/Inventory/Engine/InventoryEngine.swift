@@ -258,8 +258,6 @@ public final class InventoryEngine: Sendable {
                     try await ensureTransitionRecorded(orderId: orderId, bizId: order.bizId, journalStatus: "CONFIRMED")
                 }
                 return TransitionOutcome(reservation: order.reservation(status: status), replayed: true)
-            case "notfound":
-                throw InventoryError.notFound
             case "cancelled":
                 throw InventoryError.orderClosed(ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .cancelled)
             case "stale":
@@ -374,8 +372,6 @@ public final class InventoryEngine: Sendable {
                 return TransitionOutcome(reservation: order.reservation(status: .refunded), replayed: false)
             case "replay":
                 return TransitionOutcome(reservation: order.reservation(status: .refunded), replayed: true)
-            case "notfound":
-                throw InventoryError.notFound
             case "state":
                 throw InventoryError.invalidState(ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? order.status)
             case "stale":
