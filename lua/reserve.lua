@@ -75,6 +75,7 @@ local limited = {}
 local short = false
 local anyGranted = false
 local plan = {}
+local askedCodes = {}
 local availableList = {}
 -- Counters are read once per item and written back once (one HSET of three fields instead of three calls);
 -- the table also keeps a repeated item right, should a caller send one twice.
@@ -129,7 +130,9 @@ for i = 0, n - 1 do
     local stock = item.left
     local grant = quantity
     if asked ~= '' then
+      local codes = {}
       for code in string.gmatch(asked, '[^|]+') do
+        codes[#codes + 1] = code
         local usable
         if item.pool == 'batch' then
           usable = code == item.batch
@@ -140,6 +143,7 @@ for i = 0, n - 1 do
           return {'code', i + 1, code}
         end
       end
+      askedCodes[i + 1] = codes
     end
     if not item.infinite or item.pool == 'one_time' then
       if mode == 'backorder' and item.pool ~= 'one_time' then
@@ -201,6 +205,17 @@ if not anyGranted then
   return {'short', table.concat(availableList, ',')}
 end
 
+-- An item (or its usage hash) held with less than half its TTL left gets the TTL back, once per script (keep-warm).
+local warmed = {}
+local function keepWarm(key)
+  if itemTTL > 0 and not warmed[key] then
+    warmed[key] = true
+    if redis.call('TTL', key) < itemTTL / 2 then
+      redis.call('EXPIRE', key, itemTTL)
+    end
+  end
+end
+
 local keep = ttl + retention
 local lines = {}
 local events = {}
@@ -225,12 +240,7 @@ for i = 0, n - 1 do
     applied[itemKey] = current
     redis.call('HSET', itemKey, 'stock_num', current.stock, 'used_stock_num', current.used,
       'is_sell_out', (not item.infinite and current.stock <= 0) and '1' or '0')
-    if itemTTL > 0 and not item.warmed then
-      item.warmed = true
-      if redis.call('TTL', itemKey) < itemTTL / 2 then
-        redis.call('EXPIRE', itemKey, itemTTL)
-      end
-    end
+    keepWarm(itemKey)
     if ARGV[9] == 'after_deduct' then
       error('failpoint after_deduct')
     end
@@ -239,19 +249,12 @@ for i = 0, n - 1 do
     if item.usersKey then
       item.userUsed = item.userUsed + grant
       redis.call('HSET', item.usersKey, user, item.window .. ':' .. item.userUsed)
-      if itemTTL > 0 and not item.usersWarmed then
-        item.usersWarmed = true
-        if redis.call('TTL', item.usersKey) < itemTTL / 2 then
-          redis.call('EXPIRE', item.usersKey, itemTTL)
-        end
-      end
+      keepWarm(item.usersKey)
     end
     if item.pool ~= '' then
       anyCodes = true
-      local asked = ARGV[14 + 3 * i]
-      local codes = {}
-      if asked ~= '' then
-        for code in string.gmatch(asked, '[^|]+') do codes[#codes + 1] = code end
+      local codes = askedCodes[i + 1] or {}
+      if #codes > 0 then
         if item.pool == 'one_time' then redis.call('SREM', item.codesKey, unpack(codes)) end
       elseif item.pool == 'one_time' then
         codes = redis.call('SPOP', item.codesKey, grant)
@@ -277,18 +280,16 @@ end
 local expiresAt = now + ttl * 1000
 local linesText = table.concat(lines, ',')
 local epochsText = table.concat(epochs, ',')
-local eventId
+local event = {'type', 'reserve', 'order', ARGV[1], 'biz', ARGV[3], 'user', ARGV[4], 'items',
+  table.concat(events, ','), 'epochs', epochsText, 'expires_at', expiresAt, 'at', now}
 local codesText = ''
 if anyCodes then
   codesText = table.concat(lineCodes, ',')
-  eventId = redis.call('XADD', KEYS[2], '*', 'type', 'reserve', 'order', ARGV[1], 'biz', ARGV[3],
-    'user', ARGV[4], 'items', table.concat(events, ','), 'epochs', epochsText, 'expires_at', expiresAt, 'at', now,
-    'codes', table.concat(eventCodes, ','))
+  event[#event + 1] = 'codes'
+  event[#event + 1] = table.concat(eventCodes, ',')
   redis.call('HSET', order, 'codes', codesText)
-else
-  eventId = redis.call('XADD', KEYS[2], '*', 'type', 'reserve', 'order', ARGV[1], 'biz', ARGV[3],
-    'user', ARGV[4], 'items', table.concat(events, ','), 'epochs', epochsText, 'expires_at', expiresAt, 'at', now)
 end
+local eventId = redis.call('XADD', KEYS[2], '*', unpack(event))
 redis.call('HSET', order, 'status', 'reserved', 'fp', ARGV[2], 'biz', ARGV[3], 'user', ARGV[4],
   'lines', linesText, 'expires_at', expiresAt, 'created_at', now, 'updated_at', now, 'event', eventId)
 redis.call('EXPIRE', order, keep)

@@ -39,7 +39,7 @@ extension Problem {
         case .noCodePool(let sku):
             self.init(
                 .notFound, type: "no-code-pool", title: "No code pool",
-                detail: sku == 0 ? "the item has no code pool" : "skuId \(sku) has no code pool"
+                detail: "skuId \(sku) has no code pool"
             )
         case .poolConflict(let detail):
             self.init(.conflict, type: "code-pool-conflict", title: "Not allowed for this code pool", detail: detail)

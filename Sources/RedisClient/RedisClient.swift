@@ -58,19 +58,10 @@ public final class RedisClient: Sendable, Service {
             value = (value &+ 1) % slots.count
             return value
         }]
-        let timeout = TimeAmount.milliseconds(configuration.commandTimeoutMilliseconds)
+        let timeout = configuration.commandTimeoutMilliseconds
         return try await channel(slot: slot).flatMap { channel -> EventLoopFuture<RedisValue> in
-            var replies: [EventLoopFuture<RedisValue>] = []
-            for command in [["ASKING"], arguments] {
-                var buffer = channel.allocator.buffer(capacity: RESPEncoder.encodedSize(command))
-                RESPEncoder.encode(command, into: &buffer)
-                let promise = channel.eventLoop.makePromise(of: RedisValue.self)
-                channel.write(RedisRequest(bytes: buffer, promise: promise, deadline: .now() + timeout)).whenFailure { error in
-                    promise.fail(error as? RedisError ?? RedisError(.notSent, "write failed: \(error)"))
-                }
-                replies.append(promise.futureResult)
-            }
-            return replies[0].and(replies[1]).map { $0.1 }
+            let asking = Self.request(["ASKING"], on: channel, timeoutMilliseconds: timeout)
+            return asking.and(Self.request(arguments, on: channel, timeoutMilliseconds: timeout)).map { $0.1 }
         }.get()
     }
 
@@ -94,17 +85,9 @@ public final class RedisClient: Sendable, Service {
     }
 
     private func send(_ arguments: [String], slot: ConnectionSlot, retryIfNotSent: Bool) -> EventLoopFuture<RedisValue> {
-        let timeout = TimeAmount.milliseconds(configuration.commandTimeoutMilliseconds)
+        let timeout = configuration.commandTimeoutMilliseconds
         return channel(slot: slot).flatMap { channel in
-            var buffer = channel.allocator.buffer(capacity: RESPEncoder.encodedSize(arguments))
-            RESPEncoder.encode(arguments, into: &buffer)
-            let promise = channel.eventLoop.makePromise(of: RedisValue.self)
-            let request = RedisRequest(bytes: buffer, promise: promise, deadline: .now() + timeout)
-            // The handler flushes once per event-loop tick (see RedisChannelHandler.write).
-            channel.write(request).whenFailure { error in
-                promise.fail(error as? RedisError ?? RedisError(.notSent, "write failed: \(error)"))
-            }
-            return promise.futureResult.flatMapError { error in
+            Self.request(arguments, on: channel, timeoutMilliseconds: timeout).flatMapError { error in
                 // A command that never left is safe to send again, once the closing connection is gone.
                 guard retryIfNotSent, let redisError = error as? RedisError, redisError.code == .notSent else {
                     return channel.eventLoop.makeFailedFuture(error)
@@ -114,6 +97,24 @@ public final class RedisClient: Sendable, Service {
                 }
             }
         }
+    }
+
+    /// Writes one command on `channel` and returns its reply. The handler flushes once per event-loop tick (see
+    /// RedisChannelHandler.write). A write that fails fails the reply with `.notSent` (the command never left, so it
+    /// may be sent again): without that, a connection closed before the write reached the handler left the reply,
+    /// and every caller waiting on that connection, waiting forever (the OpenAPI store-down test hung about one run
+    /// in two, on a reconnect through its cut proxy).
+    private static func request(
+        _ arguments: [String], on channel: any Channel, timeoutMilliseconds: Int64
+    ) -> EventLoopFuture<RedisValue> {
+        var buffer = channel.allocator.buffer(capacity: RESPEncoder.encodedSize(arguments))
+        RESPEncoder.encode(arguments, into: &buffer)
+        let promise = channel.eventLoop.makePromise(of: RedisValue.self)
+        let request = RedisRequest(bytes: buffer, promise: promise, deadline: .now() + .milliseconds(timeoutMilliseconds))
+        channel.write(request).whenFailure { error in
+            promise.fail(error as? RedisError ?? RedisError(.notSent, "write failed: \(error)"))
+        }
+        return promise.futureResult
     }
 
     private func channel(slot: ConnectionSlot) -> EventLoopFuture<any Channel> {
@@ -154,23 +155,16 @@ public final class RedisClient: Sendable, Service {
         var chain = channel.eventLoop.makeSucceededVoidFuture()
         for arguments in commands {
             chain = chain.flatMap {
-                var buffer = channel.allocator.buffer(capacity: RESPEncoder.encodedSize(arguments))
-                RESPEncoder.encode(arguments, into: &buffer)
-                let promise = channel.eventLoop.makePromise(of: RedisValue.self)
-                let deadline = NIODeadline.now() + .milliseconds(configuration.commandTimeoutMilliseconds)
-                // A connection closed before the write reaches the handler fails the write, not the request:
-                // without this its promise, and every caller waiting for the connection, waited forever (the
-                // OpenAPI store-down test hung about one run in two, on a reconnect through its cut proxy).
-                let written = channel.eventLoop.makePromise(of: Void.self)
-                written.futureResult.whenFailure { error in
-                    promise.fail(RedisError(.connectionFailed, "\(arguments[0]) not sent: \(error)"))
-                }
-                channel.writeAndFlush(RedisRequest(bytes: buffer, promise: promise, deadline: deadline), promise: written)
-                return promise.futureResult.flatMapThrowing { reply in
-                    if case .error(let message) = reply {
-                        throw RedisError(.connectionFailed, "\(arguments[0]) failed: \(message)")
+                request(arguments, on: channel, timeoutMilliseconds: configuration.commandTimeoutMilliseconds)
+                    .flatMapErrorThrowing { error in
+                        guard let redisError = error as? RedisError, redisError.code == .notSent else { throw error }
+                        throw RedisError(.connectionFailed, "\(arguments[0]) not sent: \(redisError.message)")
                     }
-                }
+                    .flatMapThrowing { reply in
+                        if case .error(let message) = reply {
+                            throw RedisError(.connectionFailed, "\(arguments[0]) failed: \(message)")
+                        }
+                    }
             }
         }
         return chain

@@ -138,21 +138,24 @@ public final class InventoryEngine: Sendable {
         ]
         keyList.reserveCapacity(3 + 5 * command.items.count)
         arguments.reserveCapacity(11 + 3 * command.items.count)
+        // Per item: item hash, reserve key, rollback key; then every item's usage hash, then every item's code set.
+        var usageKeys: [String] = []
+        var codeKeys: [String] = []
+        usageKeys.reserveCapacity(command.items.count)
+        codeKeys.reserveCapacity(command.items.count)
         for item in command.items {
             let id = StockItemID(bizId: command.bizId, skuId: item.skuId)
             keyList.append(keys.item(id))
             keyList.append(keys.reserveKey(id, orderId: orderId))
             keyList.append(keys.rollbackKey(id, orderId: orderId))
+            usageKeys.append(keys.userUsage(id))
+            codeKeys.append(keys.codes(id))
             arguments.append(String(item.skuId))
             arguments.append(String(item.quantity))
             arguments.append(item.codes.joined(separator: "|"))
         }
-        for item in command.items {
-            keyList.append(keys.userUsage(StockItemID(bizId: command.bizId, skuId: item.skuId)))
-        }
-        for item in command.items {
-            keyList.append(keys.codes(StockItemID(bizId: command.bizId, skuId: item.skuId)))
-        }
+        keyList += usageKeys
+        keyList += codeKeys
         let reply = try await runScript(scripts.reserve, keys: keyList, arguments: arguments)
         let fields = reply.array ?? []
         switch fields.first?.text {
@@ -776,7 +779,7 @@ public final class InventoryEngine: Sendable {
         do {
             try await codePools.setPool(bizId: id.bizId, skuId: id.skuId, pool)
         } catch let refusal as CodePoolRepository.Refusal {
-            throw Self.inventoryError(refusal)
+            throw Self.inventoryError(refusal, id)
         } catch {
             throw mapMySQL(error)
         }
@@ -806,7 +809,7 @@ public final class InventoryEngine: Sendable {
         do {
             fresh = try await codePools.loadCodes(bizId: id.bizId, skuId: id.skuId, codes)
         } catch let refusal as CodePoolRepository.Refusal {
-            throw Self.inventoryError(refusal)
+            throw Self.inventoryError(refusal, id)
         } catch {
             throw mapMySQL(error)
         }
@@ -837,7 +840,7 @@ public final class InventoryEngine: Sendable {
         "the item has a one-time code pool: its stock is its codes; upload codes instead of setting or adjusting stock"
     )
 
-    private static func inventoryError(_ refusal: CodePoolRepository.Refusal) -> InventoryError {
+    private static func inventoryError(_ refusal: CodePoolRepository.Refusal, _ id: StockItemID) -> InventoryError {
         switch refusal {
         case .kindChange(let kind):
             return .poolConflict("the pool is \(kind.rawValue); a pool's kind cannot change")
@@ -846,7 +849,7 @@ public final class InventoryEngine: Sendable {
                 "the item has \(stock) unit(s) of stock: a one-time pool's stock is its codes, so it needs an item with none"
             )
         case .noPool:
-            return .noCodePool(0)
+            return .noCodePool(id.skuId)
         case .infinite:
             return .poolConflict("the item never runs out: a one-time pool has exactly its codes")
         }

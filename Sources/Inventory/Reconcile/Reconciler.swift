@@ -317,12 +317,17 @@ public final class Reconciler: Sendable {
     /// - every code Redis can hand out is one MySQL has (codes are recorded in MySQL before Redis gets them).
     private func checkCodes(_ ids: [StockItemID], into report: inout ReconcileReport) async throws {
         guard !ids.isEmpty else { return }
-        let pools = try await mysqlCall {
-            try await self.reader.query(
-                "SELECT biz_id, sku_id, kind FROM code_pools WHERE (biz_id, sku_id) IN (\(Array(repeating: "(?, ?)", count: max(ids.count, 2)).joined(separator: ", ")))",
-                (ids + (ids.count == 1 ? ids : [])).flatMap { [MySQLValue.string($0.bizId), skuValue($0.skuId)] }
-            )
-        }.rows.compactMap { row -> (StockItemID, CodePoolKind)? in
+        var rows: [MySQLRow] = []
+        // Padded: a one-tuple row IN would not use the primary key.
+        for chunk in paddedChunks(ids) {
+            rows += try await mysqlCall {
+                try await self.reader.query(
+                    "SELECT biz_id, sku_id, kind FROM code_pools WHERE (biz_id, sku_id) IN (\(tuples(chunk.count, "(?, ?)")))",
+                    chunk.flatMap { [MySQLValue.string($0.bizId), skuValue($0.skuId)] }
+                )
+            }.rows
+        }
+        let pools = rows.compactMap { row -> (StockItemID, CodePoolKind)? in
             guard let biz = row.string("biz_id"), let sku = row.uint64("sku_id"),
                 let kind = CodePoolKind(column: row.string("kind") ?? "")
             else { return nil }
@@ -392,7 +397,7 @@ public final class Reconciler: Sendable {
                 let known = Set(
                     try await self.mysqlCall {
                         try await self.reader.query(
-                            "SELECT code FROM codes WHERE biz_id = ? AND sku_id = ? AND code IN (\(Array(repeating: "?", count: page.count).joined(separator: ", ")))",
+                            "SELECT code FROM codes WHERE biz_id = ? AND sku_id = ? AND code IN (\(tuples(page.count, "?")))",
                             [.string(id.bizId), skuValue(id.skuId)] + page.map(MySQLValue.string)
                         )
                     }.rows.compactMap { $0.string("code") }

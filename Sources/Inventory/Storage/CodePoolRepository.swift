@@ -81,7 +81,7 @@ public struct CodePoolRepository: Sendable {
             var known: Set<String> = []
             for chunk in exactChunks(codes) {
                 let rows = try connection.query(
-                    "SELECT code FROM codes WHERE biz_id = ? AND sku_id = ? AND code IN (\(Array(repeating: "?", count: chunk.count).joined(separator: ", ")))",
+                    "SELECT code FROM codes WHERE biz_id = ? AND sku_id = ? AND code IN (\(tuples(chunk.count, "?")))",
                     [.string(bizId), sku] + chunk.map(MySQLValue.string)
                 ).rows
                 for row in rows { if let code = row.string("code") { known.insert(code) } }
@@ -89,7 +89,7 @@ public struct CodePoolRepository: Sendable {
             let fresh = codes.filter { !known.contains($0) }
             for chunk in exactChunks(fresh) {
                 _ = try connection.query(
-                    "INSERT INTO codes (biz_id, sku_id, code) VALUES \(Array(repeating: "(?, ?, ?)", count: chunk.count).joined(separator: ", "))",
+                    "INSERT INTO codes (biz_id, sku_id, code) VALUES \(tuples(chunk.count, "(?, ?, ?)"))",
                     chunk.flatMap { [MySQLValue.string(bizId), sku, .string($0)] }
                 )
             }

@@ -798,7 +798,7 @@ private func skuValue(_ skuId: UInt64) -> MySQLValue {
 }
 
 /// `count` copies of `tuple`, separated by commas.
-private func tuples(_ count: Int, _ tuple: String, separator: String = ", ") -> String {
+func tuples(_ count: Int, _ tuple: String, separator: String = ", ") -> String {
     Array(repeating: tuple, count: count).joined(separator: separator)
 }
 
