@@ -12,6 +12,9 @@ public struct ServiceConfiguration: Sendable {
     /// request's body may take after its head, before the connection is closed; 0 = no limit.
     public var httpIdleTimeoutSeconds = 10
     public var redis = RedisConfiguration()
+    /// Redis Cluster: nodes to read the slot map from ("host:port"); empty for a single Redis (`redis`). The
+    /// connections, timeout and password of `redis` apply to every node.
+    public var redisCluster: [String] = []
     public var mysql = MySQLConfiguration()
     /// A read replica for the reconciler's first pass; nil = read the primary.
     public var mysqlReplica: MySQLConfiguration?
@@ -52,6 +55,11 @@ public struct ServiceConfiguration: Sendable {
         )
         settings.redis.password = environment["INVENTORY_REDIS_PASSWORD"]
         settings.redis.database = try reader.int("INVENTORY_REDIS_DB", settings.redis.database, 0...15)
+        settings.redisCluster = reader.string("INVENTORY_REDIS_CLUSTER", "").split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        for node in settings.redisCluster where Int(node.split(separator: ":").last ?? "") == nil || !node.contains(":") {
+            throw ConfigurationError(description: "INVENTORY_REDIS_CLUSTER: \(node) is not host:port")
+        }
         settings.mysql.host = reader.string("INVENTORY_MYSQL_HOST", settings.mysql.host)
         settings.mysql.port = try reader.int("INVENTORY_MYSQL_PORT", settings.mysql.port, 1...65535)
         settings.mysql.user = reader.string("INVENTORY_MYSQL_USER", settings.mysql.user)
@@ -76,7 +84,8 @@ public struct ServiceConfiguration: Sendable {
         )
         settings.engine.keys = KeyLayout(
             prefix: reader.string("INVENTORY_KEY_PREFIX", settings.engine.keys.prefix),
-            shards: try reader.int("INVENTORY_SHARDS", settings.engine.keys.shards, 1...16384)
+            shards: try reader.int("INVENTORY_SHARDS", settings.engine.keys.shards, 1...16384),
+            clustered: !settings.redisCluster.isEmpty
         )
         settings.limits.maxQuantity = Int64(try reader.int("INVENTORY_MAX_QUANTITY", Int(settings.limits.maxQuantity), 1...Int(Int32.max)))
         settings.limits.maxBodyBytes = try reader.int("INVENTORY_MAX_BODY_BYTES", settings.limits.maxBodyBytes, 1024...(16 << 20))

@@ -217,17 +217,3 @@ private final class ConnectionSlot: Sendable {
         return future
     }
 }
-
-extension RedisClient {
-    /// Every member of a set, one SSCAN page at a time (`count` is Redis's hint of a page's size): `body` sees each
-    /// page; a member added or removed meanwhile may be seen or not, as SSCAN guarantees.
-    public func scanSet(_ key: String, count: Int = 1000, _ body: ([String]) async throws -> Void) async throws {
-        var cursor = "0"
-        repeat {
-            let parts = try await command("SSCAN", key, cursor, "COUNT", String(count)).array ?? []
-            cursor = parts.first?.text ?? "0"
-            let page = (parts.count > 1 ? parts[1].array ?? [] : []).compactMap(\.text)
-            if !page.isEmpty { try await body(page) }
-        } while cursor != "0"
-    }
-}

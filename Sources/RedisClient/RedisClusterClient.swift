@@ -1,5 +1,6 @@
 import Logging
 import NIOConcurrencyHelpers
+import ServiceLifecycle
 
 /// A client for Redis Cluster: it learns which master serves each slot (`CLUSTER SLOTS`), sends every command to
 /// the master of its routing key's slot through that node's own pipelined `RedisClient`, and follows the cluster's
@@ -9,7 +10,7 @@ import NIOConcurrencyHelpers
 ///
 /// The caller names the routing key, since only it knows which argument is a key (all keys of one command must
 /// share a slot: use hash tags). `masters` lists the nodes for what must reach every master (SCAN, outbox reads).
-public final class RedisClusterClient: Sendable {
+public final class RedisClusterClient: Sendable, Service {
     /// A node's address, "host:port".
     public typealias Address = String
 
@@ -121,6 +122,12 @@ public final class RedisClusterClient: Sendable {
             state.nodes[address] = client
             return client
         }
+    }
+
+    /// Runs until graceful shutdown, then closes the connections.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await shutdown()
     }
 
     /// Closes every node's connections.

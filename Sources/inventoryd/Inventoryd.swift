@@ -22,7 +22,8 @@ struct Inventoryd: AsyncParsableCommand {
 struct Components {
     let settings: ServiceConfiguration
     let logger: Logger
-    let redis: RedisClient
+    /// The single Redis, or the cluster when `INVENTORY_REDIS_CLUSTER` names its nodes.
+    let redis: any RedisRouter & Service
     let mysql: MySQLClient
     let replica: MySQLClient?
     let engine: InventoryEngine
@@ -33,7 +34,11 @@ struct Components {
         var logger = Logger(label: "inventoryd")
         logger.logLevel = Logger.Level(rawValue: settings.logLevel) ?? .info
         self.logger = logger
-        redis = RedisClient(configuration: settings.redis, logger: logger)
+        if settings.redisCluster.isEmpty {
+            redis = RedisClient(configuration: settings.redis, logger: logger)
+        } else {
+            redis = RedisClusterClient(seeds: settings.redisCluster, configuration: settings.redis, logger: logger)
+        }
         mysql = MySQLClient(configuration: settings.mysql, logger: logger)
         replica = settings.mysqlReplica.map { MySQLClient(configuration: $0, logger: logger) }
         engine = InventoryEngine(
@@ -116,7 +121,8 @@ struct Serve: AsyncParsableCommand {
         components.logger.info(
             "starting",
             metadata: [
-                "http": "\(settings.httpHost):\(settings.httpPort)", "redis": "\(settings.redis.host):\(settings.redis.port)",
+                "http": "\(settings.httpHost):\(settings.httpPort)", "redis": settings.redisCluster.isEmpty
+                    ? "\(settings.redis.host):\(settings.redis.port)" : "cluster \(settings.redisCluster.joined(separator: ","))",
                 "mysql": "\(settings.mysql.host):\(settings.mysql.port)/\(settings.mysql.database)",
                 "durability": "\(settings.engine.durability.rawValue)", "worker": "\(settings.runWorker)",
             ]

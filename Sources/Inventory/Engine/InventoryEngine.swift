@@ -53,7 +53,7 @@ public struct EngineConfiguration: Sendable {
 /// administration also writes MySQL, the system of record, and reverses the Redis half when that fails.
 public final class InventoryEngine: Sendable {
     public let configuration: EngineConfiguration
-    private let redis: RedisClient
+    private let redis: any RedisRouter
     private let runner: RedisScriptRunner
     private let scripts: InventoryScripts
     private let stockRepository: StockRepository
@@ -71,7 +71,7 @@ public final class InventoryEngine: Sendable {
     private var keys: KeyLayout { configuration.keys }
 
     public init(
-        redis: RedisClient,
+        redis: any RedisRouter,
         mysql: MySQLClient,
         scripts: InventoryScripts,
         configuration: EngineConfiguration = EngineConfiguration(),
@@ -127,11 +127,25 @@ public final class InventoryEngine: Sendable {
     }
 
     private func reserveOnce(_ command: ReserveCommand, failpoint: String) async throws -> ReserveOutcome {
+        guard keys.clustered else {
+            return try await reservePart(
+                command, shard: keys.shard(of: command.orderId), fingerprint: command.fingerprint,
+                now: Self.nowMilliseconds(), failpoint: failpoint
+            ).outcome
+        }
+        return try await reserveInParts(command, failpoint: failpoint)
+    }
+
+    /// Holds one part of an order (on a single Redis the whole order) with one script; `eventId` is the outbox
+    /// entry of a hold made now ("" for a replay).
+    private func reservePart(
+        _ command: ReserveCommand, shard: Int, fingerprint: String, now: Int64, failpoint: String
+    ) async throws -> (outcome: ReserveOutcome, eventId: String) {
         let orderId = command.orderId
-        var keyList = [keys.order(orderId), keys.outbox(forOrder: orderId), keys.expiryIndex(forOrder: orderId)]
+        var keyList = [keys.order(orderId, shard: shard), keys.outbox(shard: shard), keys.expiryIndex(shard: shard)]
         var arguments = [
-            orderId, command.fingerprint, command.bizId, command.userId ?? "", command.shortage.rawValue,
-            String(Self.nowMilliseconds()), String(command.ttlSeconds), String(configuration.retentionSeconds), failpoint,
+            orderId, fingerprint, command.bizId, command.userId ?? "", command.shortage.rawValue,
+            String(now), String(command.ttlSeconds), String(configuration.retentionSeconds), failpoint,
             // Sync mode commits the hold first and then confirms it (see below): a dispense in one script would
             // leave nothing a failed commit could take back.
             String(configuration.itemTTLSeconds), command.dispense && configuration.durability == .async ? "1" : "",
@@ -166,33 +180,32 @@ public final class InventoryEngine: Sendable {
                 lines: ReservationLine.parse(fields[safe: 2]?.text ?? "", codes: fields[safe: 5]?.text ?? ""),
                 expiresAtMilliseconds: fields[safe: 1]?.int, persisted: false
             )
-            guard configuration.durability == .sync else { return .created(reservation) }
             let eventId = fields[safe: 3]?.text ?? ""
+            guard configuration.durability == .sync else { return (.created(reservation), eventId) }
             let epochs = (fields[safe: 4]?.text ?? "").split(separator: ",", omittingEmptySubsequences: false).map(String.init)
             do {
-                try await commitJournal(command, reservation: reservation, eventId: eventId, epochs: epochs)
+                try await commitJournal(command, reservation: reservation, eventId: eventId, epochs: epochs, shard: shard)
             } catch is JournalHasOrder {
-                return .replayed(try await self.reservation(orderId: orderId))
+                return (.replayed(try await self.reservation(orderId: orderId)), "")
             }
             if command.dispense {
-                return .created(try await confirm(orderId: orderId).reservation.with(persisted: true))
+                return (.created(try await confirm(orderId: orderId).reservation.with(persisted: true)), eventId)
             }
-            return .created(reservation.with(persisted: true))
+            return (.created(reservation.with(persisted: true)), eventId)
         case "replay":
             let status = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .reserved
             if configuration.durability == .sync && status == .reserved {
-                try await ensureRecorded(orderId: orderId, bizId: command.bizId)
+                try await ensureRecorded(orderId: orderId, bizId: command.bizId, shard: shard)
                 if command.dispense {
-                    return .replayed(try await confirm(orderId: orderId).reservation.with(persisted: true))
+                    return (.replayed(try await confirm(orderId: orderId).reservation.with(persisted: true)), "")
                 }
             }
-            return .replayed(
-                Reservation(
-                    orderId: orderId, bizId: command.bizId, status: status,
-                    lines: ReservationLine.parse(fields[safe: 3]?.text ?? "", codes: fields[safe: 4]?.text ?? ""),
-                    expiresAtMilliseconds: fields[safe: 2]?.int, persisted: nil
-                )
+            let reservation = Reservation(
+                orderId: orderId, bizId: command.bizId, status: status,
+                lines: ReservationLine.parse(fields[safe: 3]?.text ?? "", codes: fields[safe: 4]?.text ?? ""),
+                expiresAtMilliseconds: fields[safe: 2]?.int, persisted: nil
             )
+            return (.replayed(reservation), "")
         case "conflict":
             throw InventoryError.idempotencyConflict
         case "cancelled":
@@ -232,42 +245,178 @@ public final class InventoryEngine: Sendable {
         }
     }
 
+    /// Redis Cluster: an order is held in parts, one script per shard its items are in, all or none. The
+    /// directory is opened first (idempotency and the hanging-reservation guard live there), then every part is
+    /// held at once; when one part fails, the parts held are taken back (undo_reserve: the journal loses their rows
+    /// too) and the directory is removed, so the order may be tried again. A dispense holds every part, then
+    /// confirms the order.
+    private func reserveInParts(_ command: ReserveCommand, failpoint: String) async throws -> ReserveOutcome {
+        let orderId = command.orderId
+        var positions: [Int: [Int]] = [:]
+        for (index, item) in command.items.enumerated() {
+            positions[keys.itemShard(StockItemID(bizId: command.bizId, skuId: item.skuId)), default: []].append(index)
+        }
+        let shards = positions.keys.sorted()
+        let opened = try await runScript(
+            scripts.dirOpen, keys: [keys.directory(orderId)],
+            arguments: [
+                command.fingerprint, command.bizId, shards.map(String.init).joined(separator: ","),
+                String(command.ttlSeconds + configuration.retentionSeconds),
+            ]
+        ).array ?? []
+        switch opened.first?.text {
+        case "new", "same": break
+        case "conflict": throw InventoryError.idempotencyConflict
+        case "closed": throw InventoryError.orderClosed(ReservationStatus(rawValue: opened[safe: 1]?.text ?? "") ?? .cancelled)
+        default: throw InventoryError.unavailable("dir_open answered \(opened)")
+        }
+        let now = Self.nowMilliseconds()
+        let fingerprint = command.fingerprint
+        let results = await withTaskGroup(of: (Int, Result<(outcome: ReserveOutcome, eventId: String), any Error>).self) { group in
+            for shard in shards {
+                let part = ReserveCommand(
+                    orderId: orderId, bizId: command.bizId, userId: command.userId,
+                    items: positions[shard, default: []].map { command.items[$0] }, ttlSeconds: command.ttlSeconds,
+                    shortage: command.shortage, dispense: false
+                )
+                group.addTask {
+                    do {
+                        return (shard, .success(try await self.reservePart(
+                            part, shard: shard, fingerprint: fingerprint, now: now, failpoint: failpoint
+                        )))
+                    } catch {
+                        return (shard, .failure(error))
+                    }
+                }
+            }
+            var results: [Int: Result<(outcome: ReserveOutcome, eventId: String), any Error>] = [:]
+            for await (shard, result) in group { results[shard] = result }
+            return results
+        }
+        var lines = [ReservationLine?](repeating: nil, count: command.items.count)
+        var failures: [any Error] = []
+        var allReplayed = true
+        var status = ReservationStatus.reserved
+        var expiresAt: Int64?
+        for shard in shards {
+            switch results[shard] {
+            case .success(let held)?:
+                let reservation: Reservation
+                switch held.outcome {
+                case .created(let made): reservation = made; allReplayed = false
+                case .replayed(let made): reservation = made
+                }
+                status = reservation.status
+                expiresAt = [expiresAt, reservation.expiresAtMilliseconds].compactMap { $0 }.min()
+                for (line, position) in zip(reservation.lines, positions[shard, default: []]) { lines[position] = line }
+            case .failure(let error)?: failures.append(error)
+            case nil: failures.append(InventoryError.unavailable("part \(shard) of order \(orderId) did not answer"))
+            }
+        }
+        guard failures.isEmpty else {
+            await takeBackParts(command, results: results, positions: positions)
+            throw Self.merged(failures)
+        }
+        let reservation = Reservation(
+            orderId: orderId, bizId: command.bizId, status: status, lines: lines.compactMap { $0 },
+            expiresAtMilliseconds: expiresAt, persisted: configuration.durability == .sync ? true : nil
+        )
+        if command.dispense {
+            let confirmed = try await confirm(orderId: orderId)
+            return allReplayed && confirmed.replayed ? .replayed(confirmed.reservation) : .created(confirmed.reservation)
+        }
+        return allReplayed ? .replayed(reservation) : .created(reservation.with(persisted: configuration.durability == .sync ? true : false))
+    }
+
+    /// A cluster reserve that failed in one part: the parts that hold stock for it (held now, or by an earlier
+    /// attempt that never finished) are taken back, then the directory is removed if nothing decided the order.
+    private func takeBackParts(
+        _ command: ReserveCommand, results: [Int: Result<(outcome: ReserveOutcome, eventId: String), any Error>],
+        positions: [Int: [Int]]
+    ) async {
+        for (shard, result) in results {
+            guard case .success(let held) = result else { continue }
+            let reservation: Reservation
+            var eventId = held.eventId
+            switch held.outcome {
+            case .created(let made): reservation = made
+            case .replayed(let made):
+                reservation = made
+                guard made.status == .reserved else { continue }
+                eventId = (try? await redisCall {
+                    try await self.redis.keyed("HGET", self.keys.order(command.orderId, shard: shard), "event")
+                })?.text ?? ""
+            }
+            guard !eventId.isEmpty else { continue }
+            await undoReserve(orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId)
+        }
+        _ = try? await runScript(scripts.dirClose, keys: [keys.directory(command.orderId)], arguments: [command.fingerprint])
+    }
+
+    /// One error for the failures of several parts: items Redis lacks first (they are rebuilt and the reserve
+    /// runs again), else their shortages together, else the first.
+    private static func merged(_ failures: [any Error]) -> any Error {
+        let unknown = failures.flatMap { failure -> [UInt64] in
+            if case InventoryError.unknownItems(let skus)? = failure as? InventoryError { return skus }
+            return []
+        }
+        if !unknown.isEmpty { return InventoryError.unknownItems(unknown) }
+        var shortages: [InventoryError.Shortage] = []
+        for failure in failures {
+            guard case InventoryError.insufficientStock(let lines)? = failure as? InventoryError else { return failures[0] }
+            shortages += lines
+        }
+        return InventoryError.insufficientStock(shortages)
+    }
+
     /// Payment succeeded: the held stock is sold.
     public func confirm(orderId: String) async throws -> TransitionOutcome {
         for _ in 0..<3 {
             guard let order = try await readOrder(orderId) else { throw InventoryError.notFound }
-            var keyList = [keys.order(orderId), keys.outbox(forOrder: orderId), keys.expiryIndex(forOrder: orderId)]
-            for line in order.lines {
-                let id = StockItemID(bizId: order.bizId, skuId: line.skuId)
-                keyList.append(keys.item(id))
-                keyList.append(keys.reserveKey(id, orderId: orderId))
+            if keys.clustered {
+                let decided = try await decide(orderId, .confirmed, from: [.reserved]).state
+                if decided == .cancelled || decided == .expired { throw InventoryError.orderClosed(decided) }
             }
-            let reply = try await runScript(
-                scripts.confirm, keys: keyList,
-                arguments: [orderId, String(Self.nowMilliseconds()), order.linesText]
-            )
-            let fields = reply.array ?? []
-            switch fields.first?.text {
-            case "ok":
-                if configuration.durability == .sync {
-                    try await recordTransition(
-                        orderId: orderId, bizId: order.bizId, eventId: fields[safe: 2]?.text ?? "", journalStatus: "CONFIRMED"
-                    )
+            var replayed = true
+            var replayStatus = ReservationStatus.confirmed
+            var stale = false
+            for part in order.pieces {
+                var keyList = [
+                    keys.order(orderId, shard: part.shard), keys.outbox(shard: part.shard), keys.expiryIndex(shard: part.shard),
+                ]
+                for line in part.lines {
+                    let id = StockItemID(bizId: order.bizId, skuId: line.skuId)
+                    keyList.append(keys.item(id))
+                    keyList.append(keys.reserveKey(id, orderId: orderId))
                 }
-                return TransitionOutcome(reservation: order.reservation(status: .confirmed), replayed: false)
-            case "replay":
-                let status = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .confirmed
-                if configuration.durability == .sync && status == .confirmed && order.holdsStock {
-                    try await ensureTransitionRecorded(orderId: orderId, bizId: order.bizId, journalStatus: "CONFIRMED")
+                let reply = try await runScript(
+                    scripts.confirm, keys: keyList, arguments: [orderId, String(Self.nowMilliseconds()), part.linesText]
+                )
+                let fields = reply.array ?? []
+                switch fields.first?.text {
+                case "ok":
+                    replayed = false
+                    if configuration.durability == .sync {
+                        try await recordTransition(
+                            orderId: orderId, part: part, eventId: fields[safe: 2]?.text ?? "", journalStatus: "CONFIRMED"
+                        )
+                    }
+                case "replay":
+                    replayStatus = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .confirmed
+                    if configuration.durability == .sync && replayStatus == .confirmed && part.holdsStock {
+                        try await ensureTransitionRecorded(orderId: orderId, part: part, journalStatus: "CONFIRMED")
+                    }
+                case "cancelled":
+                    throw InventoryError.orderClosed(ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .cancelled)
+                case "stale":
+                    stale = true
+                default:
+                    throw InventoryError.unavailable("confirm script answered \(reply)")
                 }
-                return TransitionOutcome(reservation: order.reservation(status: status), replayed: true)
-            case "cancelled":
-                throw InventoryError.orderClosed(ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .cancelled)
-            case "stale":
-                continue
-            default:
-                throw InventoryError.unavailable("confirm script answered \(reply)")
+                if stale { break }
             }
+            if stale { continue }
+            return TransitionOutcome(reservation: order.reservation(status: replayed ? replayStatus : .confirmed), replayed: replayed)
         }
         throw InventoryError.unavailable("order \(orderId) kept changing during confirm")
     }
@@ -281,65 +430,117 @@ public final class InventoryEngine: Sendable {
     func rollback(orderId: String, reason: ReservationStatus, failpoint: String) async throws -> TransitionOutcome {
         for _ in 0..<3 {
             let order = try await readOrder(orderId)
-            var keyList = [keys.order(orderId), keys.outbox(forOrder: orderId), keys.expiryIndex(forOrder: orderId)]
-            for line in order?.lines ?? [] {
-                let id = StockItemID(bizId: order!.bizId, skuId: line.skuId)
-                keyList.append(keys.item(id))
-                keyList.append(keys.reserveKey(id, orderId: orderId))
-                keyList.append(keys.rollbackKey(id, orderId: orderId))
-            }
-            for line in order?.lines ?? [] {
-                keyList.append(keys.userUsage(StockItemID(bizId: order!.bizId, skuId: line.skuId)))
-            }
-            for line in order?.lines ?? [] {
-                keyList.append(keys.codes(StockItemID(bizId: order!.bizId, skuId: line.skuId)))
-            }
-            let reply = try await runScript(
-                scripts.rollback, keys: keyList,
-                arguments: [
-                    orderId, reason.rawValue, String(Self.nowMilliseconds()), String(configuration.retentionSeconds),
-                    failpoint, order?.linesText ?? "",
-                ]
-            )
-            let fields = reply.array ?? []
-            switch fields.first?.text {
-            case "ok":
-                if configuration.durability == .sync && reason == .cancelled {
-                    try await recordTransition(
-                        orderId: orderId, bizId: order!.bizId, eventId: fields[safe: 3]?.text ?? "", journalStatus: "CANCELLED"
+            if keys.clustered {
+                guard let order else {
+                    // The directory is the guard: a reserve arriving later finds the order cancelled.
+                    guard reason == .cancelled else { throw InventoryError.notFound }
+                    let recorded = try await decide(orderId, .cancelled, from: [], recording: true)
+                    guard recorded.state == .cancelled else { continue }
+                    return TransitionOutcome(
+                        reservation: Reservation(
+                            orderId: orderId, bizId: "", status: .cancelled, lines: [], expiresAtMilliseconds: nil,
+                            persisted: false
+                        ),
+                        replayed: !recorded.changed
                     )
                 }
-                return TransitionOutcome(reservation: order!.reservation(status: reason), replayed: false)
-            case "replay":
-                let status = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? reason
-                if configuration.durability == .sync && reason == .cancelled && status == .cancelled, let order, order.holdsStock {
-                    try await ensureTransitionRecorded(orderId: orderId, bizId: order.bizId, journalStatus: "CANCELLED")
+                if reason == .expired, let expiresAt = order.expiresAt, expiresAt > Self.nowMilliseconds() {
+                    throw InventoryError.invalidState(.reserved)
                 }
-                let reservation =
-                    order?.reservation(status: status)
-                    ?? Reservation(orderId: orderId, bizId: "", status: status, lines: [], expiresAtMilliseconds: nil, persisted: false)
-                return TransitionOutcome(reservation: reservation, replayed: true)
-            case "empty":
-                return TransitionOutcome(
-                    reservation: Reservation(
-                        orderId: orderId, bizId: "", status: .cancelled, lines: [], expiresAtMilliseconds: nil,
-                        persisted: false
-                    ),
-                    replayed: false
-                )
-            case "gone":
-                throw InventoryError.notFound
-            case "confirmed":
-                throw InventoryError.invalidState(ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .confirmed)
-            case "notexpired":
-                throw InventoryError.invalidState(.reserved)
-            case "stale":
-                continue
-            default:
-                throw InventoryError.unavailable("rollback script answered \(reply)")
+                let decided = try await decide(orderId, reason, from: [.reserved]).state
+                if decided != reason { throw InventoryError.invalidState(decided) }
             }
+            var replayed = true
+            var replayStatus = reason
+            var outcome: TransitionOutcome?
+            var stale = false
+            for part in order.map({ $0.pieces.map(Optional.some) }) ?? [nil] {
+                let shard = part?.shard ?? keys.shard(of: orderId)
+                var keyList = [keys.order(orderId, shard: shard), keys.outbox(shard: shard), keys.expiryIndex(shard: shard)]
+                let ids = (part?.lines ?? []).map { StockItemID(bizId: part!.bizId, skuId: $0.skuId) }
+                for id in ids {
+                    keyList.append(keys.item(id))
+                    keyList.append(keys.reserveKey(id, orderId: orderId))
+                    keyList.append(keys.rollbackKey(id, orderId: orderId))
+                }
+                keyList += ids.map { keys.userUsage($0) }
+                keyList += ids.map { keys.codes($0) }
+                let reply = try await runScript(
+                    scripts.rollback, keys: keyList,
+                    arguments: [
+                        orderId, reason.rawValue, String(Self.nowMilliseconds()), String(configuration.retentionSeconds),
+                        failpoint, part?.linesText ?? "",
+                    ]
+                )
+                let fields = reply.array ?? []
+                switch fields.first?.text {
+                case "ok":
+                    replayed = false
+                    if configuration.durability == .sync && reason == .cancelled, let part {
+                        try await recordTransition(
+                            orderId: orderId, part: part, eventId: fields[safe: 3]?.text ?? "", journalStatus: "CANCELLED"
+                        )
+                    }
+                case "replay":
+                    replayStatus = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? reason
+                    if configuration.durability == .sync && reason == .cancelled && replayStatus == .cancelled, let part,
+                        part.holdsStock
+                    {
+                        try await ensureTransitionRecorded(orderId: orderId, part: part, journalStatus: "CANCELLED")
+                    }
+                case "empty":
+                    outcome = TransitionOutcome(
+                        reservation: Reservation(
+                            orderId: orderId, bizId: "", status: .cancelled, lines: [], expiresAtMilliseconds: nil,
+                            persisted: false
+                        ),
+                        replayed: false
+                    )
+                case "gone":
+                    throw InventoryError.notFound
+                case "confirmed":
+                    throw InventoryError.invalidState(ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .confirmed)
+                case "notexpired":
+                    throw InventoryError.invalidState(.reserved)
+                case "stale":
+                    stale = true
+                default:
+                    throw InventoryError.unavailable("rollback script answered \(reply)")
+                }
+                if stale { break }
+            }
+            if stale { continue }
+            if let outcome { return outcome }
+            let status = replayed ? replayStatus : reason
+            let reservation =
+                order?.reservation(status: status)
+                ?? Reservation(orderId: orderId, bizId: "", status: status, lines: [], expiresAtMilliseconds: nil, persisted: false)
+            return TransitionOutcome(reservation: reservation, replayed: replayed)
         }
         throw InventoryError.unavailable("order \(orderId) kept changing during rollback")
+    }
+
+    /// Redis Cluster: decides the order's next state in its directory (the parts follow). Returns the state the
+    /// directory has now (`to` when this caller or an earlier one decided it, else the state that came first) and
+    /// whether this caller changed it. With `recording`, an order without a directory is recorded in state `to` (a
+    /// cancel of an unknown order).
+    private func decide(
+        _ orderId: String, _ to: ReservationStatus, from: [ReservationStatus], recording: Bool = false
+    ) async throws -> (state: ReservationStatus, changed: Bool) {
+        let reply = try await runScript(
+            scripts.dirTransition, keys: [keys.directory(orderId)],
+            arguments: [
+                to.rawValue, from.map(\.rawValue).joined(separator: "|"),
+                recording ? String(configuration.retentionSeconds) : "", "", "",
+            ]
+        ).array ?? []
+        switch reply.first?.text {
+        case "ok", "created": return (to, true)
+        case "same": return (to, false)
+        case "state": return (ReservationStatus(rawValue: reply[safe: 1]?.text ?? "") ?? .cancelled, false)
+        case "none": throw InventoryError.notFound
+        default: throw InventoryError.unavailable("dir_transition answered \(reply)")
+        }
     }
 
     /// The order as Redis holds it.
@@ -359,38 +560,50 @@ public final class InventoryEngine: Sendable {
     public func refund(orderId: String) async throws -> TransitionOutcome {
         for _ in 0..<3 {
             guard let order = try await readOrder(orderId) else { throw InventoryError.notFound }
-            var keyList = [keys.order(orderId), keys.outbox(forOrder: orderId)]
-            for line in order.lines {
-                keyList.append(keys.item(StockItemID(bizId: order.bizId, skuId: line.skuId)))
+            if keys.clustered {
+                let decided = try await decide(orderId, .refunded, from: [.confirmed]).state
+                if decided != .refunded { throw InventoryError.invalidState(decided) }
             }
-            for line in order.lines {
-                keyList.append(keys.codes(StockItemID(bizId: order.bizId, skuId: line.skuId)))
+            var replayed = true
+            var stale = false
+            for part in order.pieces {
+                var keyList = [keys.order(orderId, shard: part.shard), keys.outbox(shard: part.shard)]
+                let ids = part.lines.map { StockItemID(bizId: order.bizId, skuId: $0.skuId) }
+                keyList += ids.map { keys.item($0) }
+                keyList += ids.map { keys.codes($0) }
+                let reply = try await runScript(
+                    scripts.refund, keys: keyList, arguments: [orderId, String(Self.nowMilliseconds()), part.linesText]
+                )
+                let fields = reply.array ?? []
+                switch fields.first?.text {
+                case "ok": replayed = false
+                case "replay": break
+                case "state":
+                    throw InventoryError.invalidState(ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? order.status)
+                case "stale": stale = true
+                default: throw InventoryError.unavailable("refund script answered \(reply)")
+                }
+                if stale { break }
             }
-            let reply = try await runScript(
-                scripts.refund, keys: keyList, arguments: [orderId, String(Self.nowMilliseconds()), order.linesText]
-            )
-            let fields = reply.array ?? []
-            switch fields.first?.text {
-            case "ok":
-                return TransitionOutcome(reservation: order.reservation(status: .refunded), replayed: false)
-            case "replay":
-                return TransitionOutcome(reservation: order.reservation(status: .refunded), replayed: true)
-            case "state":
-                throw InventoryError.invalidState(ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? order.status)
-            case "stale":
-                continue
-            default:
-                throw InventoryError.unavailable("refund script answered \(reply)")
-            }
+            if stale { continue }
+            return TransitionOutcome(reservation: order.reservation(status: .refunded), replayed: replayed)
         }
         throw InventoryError.unavailable("order \(orderId) kept changing during refund")
     }
 
     /// Releases an unconfirmed hold whose time is up (the expiry sweeper's step). Returns whether it expired now.
+    /// On a cluster, a part left behind by a confirm or cancel that stopped half-way is moved on instead.
     @discardableResult
     public func expire(orderId: String) async throws -> Bool {
         do {
             return try await !rollback(orderId: orderId, reason: .expired, failpoint: "").replayed
+        } catch InventoryError.invalidState(let state) where keys.clustered && state != .reserved {
+            switch state {
+            case .confirmed: _ = try await confirm(orderId: orderId)
+            case .cancelled: _ = try await cancel(orderId: orderId)
+            default: break
+            }
+            return false
         } catch InventoryError.notFound, InventoryError.invalidState {
             return false
         }
@@ -399,7 +612,7 @@ public final class InventoryEngine: Sendable {
     /// Orders whose hold expired by `nowMilliseconds`, oldest first, at most `limit` of one shard's index.
     public func expiredOrders(shard: Int, nowMilliseconds: Int64, limit: Int) async throws -> [String] {
         let reply = try await redisCall {
-            try await self.redis.command(
+            try await self.redis.keyed(
                 "ZRANGEBYSCORE", self.keys.expiryIndexes[shard], "-inf", String(nowMilliseconds), "LIMIT", "0",
                 String(limit)
             )
@@ -432,11 +645,11 @@ public final class InventoryEngine: Sendable {
     /// Sync mode: the reserve answers only once its journal rows are committed. When that fails the hold is
     /// taken back, so that a 503 holds nothing and the client may retry the same orderId.
     private func commitJournal(
-        _ command: ReserveCommand, reservation: Reservation, eventId: String, epochs: [String]
+        _ command: ReserveCommand, reservation: Reservation, eventId: String, epochs: [String], shard: Int
     ) async throws {
         let held = reservation.lines.filter { $0.reserved > 0 }
         let event = OutboxEvent(
-            id: eventId, stream: keys.outbox(forOrder: command.orderId), kind: .reserve, orderId: command.orderId,
+            id: eventId, stream: keys.outbox(shard: shard), kind: .reserve, orderId: command.orderId,
             bizId: command.bizId, userId: command.userId,
             lines: held.enumerated().map { index, line in
                 .init(skuId: line.skuId, quantity: line.reserved, epoch: epochs[safe: index] ?? "")
@@ -480,7 +693,7 @@ public final class InventoryEngine: Sendable {
             orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId,
             earlierEventId: duplicate.existingReserveEvent
         )
-        if await wasTakenBack(orderId: command.orderId, eventId: duplicate.existingReserveEvent) {
+        if await wasTakenBack(orderId: command.orderId, eventId: duplicate.existingReserveEvent, shard: shard) {
             throw InventoryError.unavailable("an earlier attempt of this order is still being taken back; retry")
         }
         let status = ReservationStatus(rawValue: duplicate.existingStatus.lowercased()) ?? .cancelled
@@ -493,22 +706,24 @@ public final class InventoryEngine: Sendable {
 
     /// Sync mode, a replay of a held order: answers only once the journal has it, committing its reserve event
     /// from the outbox if the worker has not yet (a retry after a 503 whose hold could not be taken back).
-    private func ensureRecorded(orderId: String, bizId: String) async throws {
-        let eventId = try await redisCall { try await self.redis.command("HGET", self.keys.order(orderId), "event") }.text ?? ""
+    private func ensureRecorded(orderId: String, bizId: String, shard: Int) async throws {
+        let eventId = try await redisCall {
+            try await self.redis.keyed("HGET", self.keys.order(orderId, shard: shard), "event")
+        }.text ?? ""
         // A restored order ('' event) came from the journal. Otherwise the row must be this hold's own: a row of
         // an earlier attempt of the order may be one an undo is about to remove.
         let recorded = eventId.isEmpty
             ? try? await journal.isPersisted(orderId: orderId, bizId: bizId)
             : try? await journal.hasRow(orderId: orderId, bizId: bizId, reserveEvent: eventId)
         if recorded == true { return }
-        guard let event = try await outboxEvent(orderId: orderId, eventId: eventId), event.kind == .reserve else {
+        guard let event = try await outboxEvent(shard: shard, eventId: eventId), event.kind == .reserve else {
             throw InventoryError.unavailable("the reservation is held but not recorded yet; retry")
         }
         let result = try await commitFromOutbox(event, what: "reservation")
         // The journal's row of the order is an earlier attempt's that was taken back in Redis and is about to be
         // removed: this hold is not recorded yet (a later retry commits it once that row is gone).
         if let duplicate = result.duplicates.first(where: { $0.orderId == orderId && $0.eventId == event.id }),
-            await wasTakenBack(orderId: orderId, eventId: duplicate.existingReserveEvent)
+            await wasTakenBack(orderId: orderId, eventId: duplicate.existingReserveEvent, shard: shard)
         {
             throw InventoryError.unavailable("an earlier attempt of this order is still being taken back; retry")
         }
@@ -516,9 +731,9 @@ public final class InventoryEngine: Sendable {
 
     /// Whether the hold of reserve event `eventId` was taken back in Redis (its undone marker); true when Redis
     /// cannot tell, the safe side for a caller deciding not to answer from that event's journal row.
-    private func wasTakenBack(orderId: String, eventId: String) async -> Bool {
+    private func wasTakenBack(orderId: String, eventId: String, shard: Int) async -> Bool {
         let marker = try? await redisCall {
-            try await self.redis.command("EXISTS", self.keys.undoneMarker(orderId: orderId, eventId: eventId))
+            try await self.redis.keyed("EXISTS", self.keys.undoneMarker(orderId: orderId, eventId: eventId, shard: shard))
         }
         return marker?.int != 0
     }
@@ -527,20 +742,20 @@ public final class InventoryEngine: Sendable {
     /// outbox entry (the worker applies it again later, which changes nothing). It is not taken back when the
     /// commit fails: the client gets 503, the worker records it from the outbox, and a retry's replay answers 200
     /// once the journal has it.
-    private func recordTransition(orderId: String, bizId: String, eventId: String, journalStatus: String) async throws {
-        guard let event = try await outboxEvent(orderId: orderId, eventId: eventId) else {
+    private func recordTransition(orderId: String, part: StoredOrder, eventId: String, journalStatus: String) async throws {
+        guard let event = try await outboxEvent(shard: part.shard, eventId: eventId) else {
             // A worker deletes an entry only after committing it: gone means recorded, unless Redis lost it.
-            if try await isRecorded(orderId: orderId, bizId: bizId, journalStatus: journalStatus) { return }
+            if try await isRecorded(orderId: orderId, part: part, journalStatus: journalStatus) { return }
             throw InventoryError.unavailable("the change is made but not recorded yet; retry")
         }
         _ = try await commitFromOutbox(event, what: "change")
     }
 
     /// The order's outbox entry `eventId`, nil when there is none (or no id).
-    private func outboxEvent(orderId: String, eventId: String) async throws -> OutboxEvent? {
+    private func outboxEvent(shard: Int, eventId: String) async throws -> OutboxEvent? {
         guard !eventId.isEmpty else { return nil }
-        let stream = keys.outbox(forOrder: orderId)
-        let reply = try await redisCall { try await self.redis.command("XRANGE", stream, eventId, eventId) }
+        let stream = keys.outbox(shard: shard)
+        let reply = try await redisCall { try await self.redis.keyed("XRANGE", stream, eventId, eventId) }
         return OutboxEvent.entries(stream: stream, reply).first?.event
     }
 
@@ -561,20 +776,21 @@ public final class InventoryEngine: Sendable {
 
     /// Sync mode, a replay of a confirm or cancel: answers only once the journal has it, committing the change's
     /// outbox entry if no worker has yet (a retry after a 503).
-    private func ensureTransitionRecorded(orderId: String, bizId: String, journalStatus: String) async throws {
-        if try await isRecorded(orderId: orderId, bizId: bizId, journalStatus: journalStatus) { return }
+    private func ensureTransitionRecorded(orderId: String, part: StoredOrder, journalStatus: String) async throws {
+        if try await isRecorded(orderId: orderId, part: part, journalStatus: journalStatus) { return }
         let eventId = try await redisCall {
-            try await self.redis.command("HGET", self.keys.order(orderId), "transition_event")
+            try await self.redis.keyed("HGET", self.keys.order(orderId, shard: part.shard), "transition_event")
         }.text ?? ""
-        try await recordTransition(orderId: orderId, bizId: bizId, eventId: eventId, journalStatus: journalStatus)
+        try await recordTransition(orderId: orderId, part: part, eventId: eventId, journalStatus: journalStatus)
     }
 
-    /// Whether the journal's rows of the order all have the status (a confirmed order refunded since counts as
-    /// confirmed).
-    private func isRecorded(orderId: String, bizId: String, journalStatus: String) async throws -> Bool {
+    /// Whether the journal's rows of the order's part all have the status (a confirmed order refunded since counts
+    /// as confirmed).
+    private func isRecorded(orderId: String, part: StoredOrder, journalStatus: String) async throws -> Bool {
+        let skus = Set(part.lines.map(\.skuId))
         let rows: [JournalRow]
         do {
-            rows = try await journal.rows(orderId: orderId).filter { $0.bizId == bizId }
+            rows = try await journal.rows(orderId: orderId).filter { $0.bizId == part.bizId && skus.contains($0.skuId) }
         } catch {
             throw mapMySQL(error)
         }
@@ -633,7 +849,7 @@ public final class InventoryEngine: Sendable {
 
     private func readStock(_ id: StockItemID) async throws -> StockLevel? {
         let reply = try await redisCall {
-            try await self.redis.command(
+            try await self.redis.keyed(
                 "HMGET", self.keys.item(id), "stock_num", "used_stock_num", "is_sell_out", "is_infinite", "danger_num",
                 "backorder_limit", "user_limit", "user_window"
             )
@@ -818,7 +1034,7 @@ public final class InventoryEngine: Sendable {
                 _ = try await runScript(scripts.addCodes, keys: [keys.item(id), keys.codes(id)], arguments: fresh)
             } catch {
                 // MySQL has the codes: an item Redis drops is rebuilt from it on its next use.
-                _ = try? await redisCall { try await self.redis.command("DEL", self.keys.item(id)) }
+                _ = try? await redisCall { try await self.redis.keyed("DEL", self.keys.item(id)) }
                 throw error
             }
         }
@@ -937,12 +1153,12 @@ public final class InventoryEngine: Sendable {
         } catch let error as InventoryError {
             throw error
         } catch {
-            _ = try? await redisCall { try await self.redis.command("DEL", itemKey) }
+            _ = try? await redisCall { try await self.redis.keyed("DEL", itemKey) }
             throw mapMySQL(error)
         }
         guard let outcome else {
             // Nothing to rebuild: drop the lock-only hash so the item stays plainly absent.
-            _ = try await redisCall { try await self.redis.command("DEL", itemKey) }
+            _ = try await redisCall { try await self.redis.keyed("DEL", itemKey) }
             return false
         }
         if outcome.written {
@@ -963,7 +1179,12 @@ public final class InventoryEngine: Sendable {
 
     /// Whether Redis answers and the scripts are loaded, and whether MySQL answers.
     public func readiness() async -> (redis: Bool, scripts: Bool, mysql: Bool) {
-        let redisUp = (try? await redis.command("PING")) != nil
+        var redisUp = true
+        do {
+            for node in try await redis.dataNodes() { try await node.command("PING") }
+        } catch {
+            redisUp = false
+        }
         let mysqlUp = (try? await mysql.ping()) != nil
         return (redisUp, runner.isLoaded(scripts.all), mysqlUp)
     }
@@ -995,7 +1216,7 @@ public final class InventoryEngine: Sendable {
     public func outboxLength() async throws -> Int {
         var total = 0
         for stream in keys.outboxes {
-            total += Int(try await redisCall { try await self.redis.command("XLEN", stream) }.int ?? 0)
+            total += Int(try await redisCall { try await self.redis.keyed("XLEN", stream) }.int ?? 0)
         }
         return total
     }
@@ -1064,11 +1285,14 @@ public final class InventoryEngine: Sendable {
                 arguments: [String(delta), fingerprint, String(configuration.retentionSeconds)]
             )
         case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):
-            // With no earlier event, a marker name no event has ("" is never an event id).
+            // With no earlier event, a marker name no event has ("" is never an event id). The lines of one reserve
+            // event are one part of the order: its shard follows from any of them.
+            let firstSku = lines.split(separator: ",").first.flatMap { UInt64($0.split(separator: ":").first ?? "") } ?? 0
+            let shard = keys.partShard(orderId: orderId, item: StockItemID(bizId: bizId, skuId: firstSku))
             var keyList = [
-                keys.order(orderId), keys.outbox(forOrder: orderId), keys.expiryIndex(forOrder: orderId),
-                keys.undoneMarker(orderId: orderId, eventId: eventId),
-                keys.undoneMarker(orderId: orderId, eventId: earlierEventId),
+                keys.order(orderId, shard: shard), keys.outbox(shard: shard), keys.expiryIndex(shard: shard),
+                keys.undoneMarker(orderId: orderId, eventId: eventId, shard: shard),
+                keys.undoneMarker(orderId: orderId, eventId: earlierEventId, shard: shard),
             ]
             var quantities: [String] = []
             var usageKeys: [String] = []
@@ -1134,16 +1358,40 @@ public final class InventoryEngine: Sendable {
         /// The codes held per line ("" when no line's item has a code pool).
         var codesText = ""
         let expiresAt: Int64?
+        /// The shard the order (or this part of it) is kept in.
+        var shard = 0
+        /// Redis Cluster: the order's parts, and the state its directory has decided; nil on a single Redis.
+        var parts: [StoredOrder]?
+        var directoryState: ReservationStatus?
 
         var lines: [ReservationLine] { ReservationLine.parse(linesText, codes: codesText) }
         /// Whether any line held stock, and so has a journal row.
         var holdsStock: Bool { lines.contains { $0.reserved > 0 } }
+        /// What a transition runs a script on: each part, or the order itself.
+        var pieces: [StoredOrder] { parts ?? [self] }
 
         /// Whether the journal has it is not known from Redis: nil, not a guess.
         func reservation(status: ReservationStatus) -> Reservation {
             Reservation(
                 orderId: orderId, bizId: bizId, status: status, lines: lines, expiresAtMilliseconds: expiresAt,
                 persisted: nil
+            )
+        }
+
+        /// A cluster order from its directory's state and its parts: lines in the parts' order, the state the parts
+        /// agree on (the directory's while they do not: a transition under way).
+        static func merged(orderId: String, bizId: String, state: ReservationStatus, parts: [StoredOrder]) -> StoredOrder {
+            let statuses = Set(parts.map(\.status))
+            let withCodes = parts.contains { !$0.codesText.isEmpty }
+            let codes = parts.map { part -> String in
+                guard withCodes, part.codesText.isEmpty else { return part.codesText }
+                return Array(repeating: "", count: part.lines.count).joined(separator: ",")
+            }
+            return StoredOrder(
+                orderId: orderId, bizId: bizId, status: statuses.count == 1 ? statuses.first! : state,
+                linesText: parts.map(\.linesText).filter { !$0.isEmpty }.joined(separator: ","),
+                codesText: withCodes ? codes.joined(separator: ",") : "",
+                expiresAt: parts.compactMap(\.expiresAt).min(), shard: 0, parts: parts, directoryState: state
             )
         }
     }
@@ -1155,8 +1403,9 @@ public final class InventoryEngine: Sendable {
         return try await readStoredOrder(orderId)
     }
 
-    /// Rebuilds an order's hash and its reserve/rollback keys from its journal rows. Returns false when the
-    /// journal has no row of it (or MySQL cannot be asked: then the order is as unknown as Redis says).
+    /// Rebuilds an order's hash (on a cluster: its missing parts, and its directory if that is missing too) and its
+    /// reserve/rollback keys from its journal rows. Returns false when the journal has no row of it (or MySQL cannot
+    /// be asked: then the order is as unknown as Redis says).
     private func restoreOrder(_ orderId: String) async throws -> Bool {
         // MySQL that cannot be asked is 503, not "no such order": a cancel would otherwise be recorded as one
         // before any reserve and answered 200, while the journal still holds the order's stock.
@@ -1173,35 +1422,66 @@ public final class InventoryEngine: Sendable {
         }
         let rows = try await journalRows()
         guard let first = rows.first else { return false }
-        let lines = rows.filter { $0.bizId == first.bizId }
-        var keyList = [keys.order(orderId), keys.expiryIndex(forOrder: orderId)]
-        for line in lines {
-            let id = StockItemID(bizId: first.bizId, skuId: line.skuId)
-            keyList.append(keys.reserveKey(id, orderId: orderId))
-            keyList.append(keys.rollbackKey(id, orderId: orderId))
-        }
         let status = first.status.lowercased()
-        let linesText = lines.map { "\($0.skuId):\($0.quantity):\($0.quantity)" }.joined(separator: ",")
         let assigned: [UInt64: [String]]
         do { assigned = try await codePools.assignedCodes(orderId: orderId, bizId: first.bizId) } catch { throw mapMySQL(error) }
-        let codesText = assigned.isEmpty ? "" : lines.map { assigned[$0.skuId, default: []].joined(separator: "|") }.joined(separator: ",")
-        let reply = try await runScript(
-            scripts.restoreOrder, keys: keyList,
-            arguments: [
-                orderId, first.bizId, first.userId ?? "", status, linesText, String(first.expiresAtMilliseconds),
-                String(Self.nowMilliseconds()), String(configuration.retentionSeconds),
-            ] + lines.map { String($0.quantity) } + [codesText]
-        )
-        if reply.array?.first?.text == "ok" {
-            logger.notice("order restored from the journal", metadata: ["orderId": "\(orderId)", "status": "\(status)"])
+        var parts: [Int: [JournalRow]] = [:]
+        for line in rows where line.bizId == first.bizId {
+            parts[keys.partShard(orderId: orderId, item: StockItemID(bizId: first.bizId, skuId: line.skuId)), default: []].append(line)
+        }
+        for (shard, lines) in parts.sorted(by: { $0.key < $1.key }) {
+            var keyList = [keys.order(orderId, shard: shard), keys.expiryIndex(shard: shard)]
+            for line in lines {
+                let id = StockItemID(bizId: first.bizId, skuId: line.skuId)
+                keyList.append(keys.reserveKey(id, orderId: orderId))
+                keyList.append(keys.rollbackKey(id, orderId: orderId))
+            }
+            let linesText = lines.map { "\($0.skuId):\($0.quantity):\($0.quantity)" }.joined(separator: ",")
+            let codesText =
+                assigned.isEmpty ? "" : lines.map { assigned[$0.skuId, default: []].joined(separator: "|") }.joined(separator: ",")
+            let reply = try await runScript(
+                scripts.restoreOrder, keys: keyList,
+                arguments: [
+                    orderId, first.bizId, first.userId ?? "", status, linesText, String(first.expiresAtMilliseconds),
+                    String(Self.nowMilliseconds()), String(configuration.retentionSeconds),
+                ] + lines.map { String($0.quantity) } + [codesText]
+            )
+            if reply.array?.first?.text == "ok" {
+                logger.notice("order restored from the journal", metadata: ["orderId": "\(orderId)", "status": "\(status)"])
+            }
+        }
+        if keys.clustered {
+            _ = try await runScript(
+                scripts.dirTransition, keys: [keys.directory(orderId)],
+                arguments: [
+                    status, "", String(configuration.retentionSeconds),
+                    parts.keys.sorted().map(String.init).joined(separator: ","), first.bizId,
+                ]
+            )
         }
         return true
     }
 
     private func readStoredOrder(_ orderId: String) async throws -> StoredOrder? {
+        guard keys.clustered else { return try await readPart(orderId, shard: keys.shard(of: orderId)) }
+        let fields = try await redisCall {
+            try await self.redis.keyed("HMGET", self.keys.directory(orderId), "state", "shards", "biz")
+        }.array ?? []
+        guard let stateText = fields[safe: 0]?.text, let state = ReservationStatus(rawValue: stateText) else { return nil }
+        var parts: [StoredOrder] = []
+        for shard in (fields[safe: 1]?.text ?? "").split(separator: ",").compactMap({ Int($0) }) {
+            // A part not there: a reserve still under way or one that stopped half-way (nothing to answer from
+            // yet), or a part Redis lost (restored from the journal by the caller).
+            guard let part = try await readPart(orderId, shard: shard) else { return nil }
+            parts.append(part)
+        }
+        return StoredOrder.merged(orderId: orderId, bizId: fields[safe: 2]?.text ?? "", state: state, parts: parts)
+    }
+
+    private func readPart(_ orderId: String, shard: Int) async throws -> StoredOrder? {
         let reply = try await redisCall {
-            try await self.redis.command(
-                "HMGET", self.keys.order(orderId), "status", "biz", "lines", "expires_at", "codes"
+            try await self.redis.keyed(
+                "HMGET", self.keys.order(orderId, shard: shard), "status", "biz", "lines", "expires_at", "codes"
             )
         }
         let fields = reply.array ?? []
@@ -1214,7 +1494,8 @@ public final class InventoryEngine: Sendable {
             status: status,
             linesText: fields[safe: 2]?.text ?? "",
             codesText: fields[safe: 4]?.text ?? "",
-            expiresAt: fields[safe: 3]?.int
+            expiresAt: fields[safe: 3]?.int,
+            shard: shard
         )
     }
 
@@ -1256,16 +1537,20 @@ struct RedisItemEpochs: ItemEpochSource {
 
     func currentEpochs(_ items: [StockItemID]) async throws -> [StockItemID: String] {
         var epochs: [StockItemID: String] = [:]
+        // On a cluster one script reads the items of one shard (one slot).
+        let groups = keys.clustered ? Array(Dictionary(grouping: items, by: keys.itemShard).values) : [items]
         do {
-            var offset = 0
-            while offset < items.count {
-                let chunk = items[offset..<min(offset + 500, items.count)]
-                let reply = try await runner.run(script, keys: chunk.map { keys.item($0) }, arguments: [])
-                let values = reply.array ?? []
-                for (index, item) in chunk.enumerated() {
-                    if let epoch = values[safe: index]?.text { epochs[item] = epoch }
+            for group in groups {
+                var offset = 0
+                while offset < group.count {
+                    let chunk = group[offset..<min(offset + 500, group.count)]
+                    let reply = try await runner.run(script, keys: chunk.map { keys.item($0) }, arguments: [])
+                    let values = reply.array ?? []
+                    for (index, item) in chunk.enumerated() {
+                        if let epoch = values[safe: index]?.text { epochs[item] = epoch }
+                    }
+                    offset += chunk.count
                 }
-                offset += chunk.count
             }
         } catch let error as RedisError {
             InventoryMetrics.redisError()

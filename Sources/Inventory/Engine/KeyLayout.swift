@@ -1,40 +1,67 @@
 /// Where everything lives in Redis.
 ///
-/// An item's keys share the hash tag `{bizId:skuId}`, so one item's script runs on one Redis Cluster slot. An
-/// order's hash, the outbox stream its events go to and its expiry index share the tag `{sN}` of the order's shard
-/// (a hash of the orderId), so all of one order's events land in one stream, in order, for the write-back worker.
+/// On a single Redis an item's keys share the hash tag `{bizId:skuId}`, and an order's hash, the outbox stream its
+/// events go to and its expiry index share the tag `{sN}` of the order's shard (a hash of the orderId), so all of
+/// one order's events land in one stream, in order, for the write-back worker; one script may touch both.
+///
+/// On Redis Cluster (`clustered`) a script may only touch keys of one slot. There an item's keys carry the tag of
+/// the item's shard (`{sN}`, N a hash of bizId:skuId), and an order is kept in parts, one per shard its items are in:
+/// each part (hash, outbox stream, expiry index) shares its items' tag, so one script holds a part's stock and
+/// writes its journal event together. The order's directory, in the order's own shard, names its parts and is the
+/// one place where the order's state is decided (see `InventoryEngine`).
 public struct KeyLayout: Sendable {
     public let prefix: String
     public let shards: Int
+    /// Keys laid out for Redis Cluster: item tags are shard tags, orders are kept in parts.
+    public let clustered: Bool
 
-    public init(prefix: String = "inv", shards: Int = 16) {
+    public init(prefix: String = "inv", shards: Int = 16, clustered: Bool = false) {
         self.prefix = prefix
         self.shards = max(1, shards)
+        self.clustered = clustered
     }
 
-    public func item(_ id: StockItemID) -> String { "\(prefix):{\(id.bizId):\(id.skuId)}:item" }
-
-    public func reserveKey(_ id: StockItemID, orderId: String) -> String {
-        "\(prefix):{\(id.bizId):\(id.skuId)}:rsv:\(orderId)"
+    /// The common start of an item's keys: `prefix:{biz:sku}`, or `prefix:{sN}:biz:sku` on a cluster.
+    private func itemBase(_ id: StockItemID) -> String {
+        clustered ? "\(prefix):{s\(itemShard(id))}:\(id.bizId):\(id.skuId)" : "\(prefix):{\(id.bizId):\(id.skuId)}"
     }
 
-    public func rollbackKey(_ id: StockItemID, orderId: String) -> String {
-        "\(prefix):{\(id.bizId):\(id.skuId)}:rbk:\(orderId)"
-    }
+    /// The shard of an item on a cluster (the tag of its keys and of the order parts holding it).
+    public func itemShard(_ id: StockItemID) -> Int { shard(of: "\(id.bizId):\(id.skuId)") }
+
+    /// The shard where the part of an order that holds `item` is kept: the order's own shard on a single Redis
+    /// (one part), the item's on a cluster.
+    public func partShard(orderId: String, item: StockItemID) -> Int { clustered ? itemShard(item) : shard(of: orderId) }
+
+    public func item(_ id: StockItemID) -> String { itemBase(id) + ":item" }
+
+    public func reserveKey(_ id: StockItemID, orderId: String) -> String { itemBase(id) + ":rsv:" + orderId }
+
+    public func rollbackKey(_ id: StockItemID, orderId: String) -> String { itemBase(id) + ":rbk:" + orderId }
 
     /// Per-user usage of an item with a per-user limit: userId -> "window:units" (see `reserve.lua`).
-    public func userUsage(_ id: StockItemID) -> String { "\(prefix):{\(id.bizId):\(id.skuId)}:users" }
+    public func userUsage(_ id: StockItemID) -> String { itemBase(id) + ":users" }
 
     /// The code set of an item with a code pool: the usable codes (one-time) or all codes (reusable).
-    public func codes(_ id: StockItemID) -> String { "\(prefix):{\(id.bizId):\(id.skuId)}:codes" }
+    public func codes(_ id: StockItemID) -> String { itemBase(id) + ":codes" }
 
-    public func adjustmentKey(_ id: StockItemID, adjustmentId: String) -> String {
-        "\(prefix):{\(id.bizId):\(id.skuId)}:adj:\(adjustmentId)"
-    }
+    public func adjustmentKey(_ id: StockItemID, adjustmentId: String) -> String { itemBase(id) + ":adj:" + adjustmentId }
 
     /// Marks that the worker has counted a confirm or refund line as applied (see `applied.lua`).
     public func appliedMarker(_ id: StockItemID, orderId: String, kind: String) -> String {
-        "\(prefix):{\(id.bizId):\(id.skuId)}:applied:\(kind):\(orderId)"
+        itemBase(id) + ":applied:\(kind):\(orderId)"
+    }
+
+    /// A cluster's order directory: which parts an order has, and its state (see `dir_open.lua`).
+    public func directory(_ orderId: String) -> String { "\(prefix):{s\(shard(of: orderId))}:dir:\(orderId)" }
+
+    /// The part of an order kept in `shard` (on a single Redis the whole order, in its own shard).
+    public func order(_ orderId: String, shard: Int) -> String { "\(prefix):{s\(shard)}:order:\(orderId)" }
+
+    public func expiryIndex(shard: Int) -> String { "\(prefix):{s\(shard)}:expiry" }
+
+    public func undoneMarker(orderId: String, eventId: String, shard: Int) -> String {
+        "\(prefix):{s\(shard)}:undone:\(eventId)"
     }
 
     /// The reconciler's lease: one reconciliation at a time across all instances.
@@ -44,18 +71,19 @@ public struct KeyLayout: Sendable {
     public var outboxes: [String] { (0..<shards).map { outbox(shard: $0) } }
 
     /// Every expiry index, one per shard.
-    public var expiryIndexes: [String] { (0..<shards).map { "\(prefix):{s\($0)}:expiry" } }
+    public var expiryIndexes: [String] { (0..<shards).map { expiryIndex(shard: $0) } }
 
-    public func order(_ orderId: String) -> String { "\(prefix):{s\(shard(of: orderId))}:order:\(orderId)" }
+    /// The order's hash on a single Redis (its only part).
+    public func order(_ orderId: String) -> String { order(orderId, shard: shard(of: orderId)) }
 
     public func outbox(forOrder orderId: String) -> String { outbox(shard: shard(of: orderId)) }
 
     /// Marks a reserve event whose hold was taken back (see `undo_reserve.lua`); in the order's slot.
     public func undoneMarker(orderId: String, eventId: String) -> String {
-        "\(prefix):{s\(shard(of: orderId))}:undone:\(eventId)"
+        undoneMarker(orderId: orderId, eventId: eventId, shard: shard(of: orderId))
     }
 
-    public func expiryIndex(forOrder orderId: String) -> String { "\(prefix):{s\(shard(of: orderId))}:expiry" }
+    public func expiryIndex(forOrder orderId: String) -> String { expiryIndex(shard: shard(of: orderId)) }
 
     public func outbox(shard: Int) -> String { "\(prefix):{s\(shard)}:outbox" }
 

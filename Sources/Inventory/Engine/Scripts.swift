@@ -22,11 +22,14 @@ public struct InventoryScripts: Sendable {
     public let setPool: RedisScript
     public let addCodes: RedisScript
     public let poolCounts: RedisScript
+    public let dirOpen: RedisScript
+    public let dirTransition: RedisScript
+    public let dirClose: RedisScript
 
     public var all: [RedisScript] {
         [
             reserve, rollback, confirm, setStock, adjustStock, undoStock, refund, undoReserve, applied, ack, initLock,
-            initItem, snapshot, fixItem, restoreOrder, epochs, setPool, addCodes, poolCounts,
+            initItem, snapshot, fixItem, restoreOrder, epochs, setPool, addCodes, poolCounts, dirOpen, dirTransition, dirClose,
         ]
     }
 
@@ -70,7 +73,10 @@ public struct InventoryScripts: Sendable {
             epochs: try script("epochs"),
             setPool: try script("set_pool"),
             addCodes: try script("add_codes"),
-            poolCounts: try script("pool_counts")
+            poolCounts: try script("pool_counts"),
+            dirOpen: try script("dir_open"),
+            dirTransition: try script("dir_transition"),
+            dirClose: try script("dir_close")
         )
     }
 }

@@ -90,7 +90,7 @@ public enum ReconcileError: Error, Sendable, CustomStringConvertible {
 /// the worker from moving it while it is judged; only that check reports a difference, and in fix mode repairs
 /// it (compare-and-set on the counters it judged).
 public final class Reconciler: Sendable {
-    private let redis: RedisClient
+    private let redis: any RedisRouter
     private let runner: RedisScriptRunner
     private let mysql: MySQLClient
     /// Where the first, unlocked pass reads: a replica when one is configured, else the primary.
@@ -105,7 +105,7 @@ public final class Reconciler: Sendable {
     ///   - replica: read by the first pass when given, to keep the bulk of the reading off the primary. A replica
     ///     that lags only produces items to check again on the primary, never a reported difference.
     public init(
-        redis: RedisClient, mysql: MySQLClient, replica: MySQLClient? = nil, scripts: InventoryScripts, keys: KeyLayout,
+        redis: any RedisRouter, mysql: MySQLClient, replica: MySQLClient? = nil, scripts: InventoryScripts, keys: KeyLayout,
         logger: Logger, pageSize: Int = 1000
     ) {
         self.redis = redis
@@ -134,10 +134,10 @@ public final class Reconciler: Sendable {
         let lease = try await acquireLease()
         do {
             let report = try await reconcile(scope, fix: fix, lease: lease, started: started, progress: progress)
-            _ = try? await redis.send(Self.releaseLease(keys: keys, owner: lease))
+            _ = try? await redis.send(Self.releaseLease(keys: keys, owner: lease), routingKey: keys.reconcileLease)
             return report
         } catch {
-            _ = try? await redis.send(Self.releaseLease(keys: keys, owner: lease))
+            _ = try? await redis.send(Self.releaseLease(keys: keys, owner: lease), routingKey: keys.reconcileLease)
             throw error
         }
     }
@@ -661,7 +661,9 @@ public final class Reconciler: Sendable {
     private func acquireLease() async throws -> String {
         let owner = UUID().uuidString
         let reply = try await redisCall {
-            try await self.redis.send(["SET", self.keys.reconcileLease, owner, "NX", "PX", "60000"])
+            try await self.redis.send(
+                ["SET", self.keys.reconcileLease, owner, "NX", "PX", "60000"], routingKey: self.keys.reconcileLease
+            )
         }
         guard reply == .status("OK") else { throw ReconcileError.leaseHeld }
         return owner
@@ -673,7 +675,7 @@ public final class Reconciler: Sendable {
                 "EVAL",
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], 60000) end return 0",
                 "1", self.keys.reconcileLease, owner,
-            ])
+            ], routingKey: self.keys.reconcileLease)
         }
     }
 

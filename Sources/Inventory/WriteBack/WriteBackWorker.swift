@@ -119,7 +119,7 @@ typealias OutboxEntry = (stream: String, id: String, event: OutboxEvent?)
 public final class WriteBackWorker: Service, Sendable {
     private let engine: InventoryEngine
     private let reader: RedisClient
-    private let redis: RedisClient
+    private let redis: any RedisRouter
     private let journal: JournalRepository
     private let keys: KeyLayout
     private let configuration: WriteBackConfiguration
@@ -133,7 +133,7 @@ public final class WriteBackWorker: Service, Sendable {
     ///     would otherwise stall every command pipelined behind them.
     public init(
         engine: InventoryEngine,
-        redis: RedisClient,
+        redis: any RedisRouter,
         readerConfiguration: RedisConfiguration,
         journal: JournalRepository,
         keys: KeyLayout,
@@ -280,7 +280,9 @@ public final class WriteBackWorker: Service, Sendable {
 
     private func createGroups() async throws {
         for stream in keys.outboxes {
-            let reply = try await redis.send(["XGROUP", "CREATE", stream, configuration.group, "0", "MKSTREAM"])
+            let reply = try await redis.send(
+                ["XGROUP", "CREATE", stream, configuration.group, "0", "MKSTREAM"], routingKey: stream
+            )
             if let message = reply.errorMessage, !message.hasPrefix("BUSYGROUP") {
                 throw RedisError(.server, "XGROUP CREATE \(stream): \(message)")
             }
@@ -297,6 +299,7 @@ public final class WriteBackWorker: Service, Sendable {
             let elapsed = Self.milliseconds(ContinuousClock.now - started)
             statsBox.withLockedValue { $0.readMilliseconds += elapsed }
         }
+        if keys.clustered { return try await readEachStream(pending: pending) }
         let streams = keys.outboxes
         var command = ["XREADGROUP", "GROUP", configuration.group, configuration.consumer, "COUNT", String(configuration.batchSize)]
         if !pending { command += ["BLOCK", String(configuration.blockMilliseconds)] }
@@ -318,14 +321,45 @@ public final class WriteBackWorker: Service, Sendable {
         return entries
     }
 
+    /// Redis Cluster: one read can only name streams of one slot, and each shard's stream has its own, so every
+    /// stream is read by itself on its master, without blocking (a blocking read would hold the connection the
+    /// engine's commands to that master share); when all are empty the worker waits `blockMilliseconds`.
+    private func readEachStream(pending: Bool) async throws -> [OutboxEntry] {
+        var entries: [OutboxEntry] = []
+        // In a random order, so that busy streams early in the list do not starve the later ones.
+        for stream in keys.outboxes.shuffled() where entries.count < configuration.batchSize {
+            let command = [
+                "XREADGROUP", "GROUP", configuration.group, configuration.consumer, "COUNT",
+                String(configuration.batchSize - entries.count), "STREAMS", stream, pending ? "0" : ">",
+            ]
+            let reply = try await redis.send(command, routingKey: stream)
+            if let message = reply.errorMessage {
+                if message.hasPrefix("NOGROUP") { try await createGroups() }
+                throw RedisError(.server, "XREADGROUP \(stream): \(message)")
+            }
+            for streamReply in reply.array ?? [] {
+                guard let parts = streamReply.array, parts.count > 1 else { continue }
+                for entry in OutboxEvent.entries(stream: stream, parts[1]) {
+                    entries.append((stream, entry.id, entry.event))
+                }
+            }
+        }
+        if entries.isEmpty && !pending {
+            try await Task.sleep(for: .milliseconds(min(configuration.blockMilliseconds, 100)))
+        }
+        return entries
+    }
+
     /// Takes over entries another consumer read and never acknowledged (it crashed).
     private func claimAbandoned() async throws -> Int {
         var claimed = 0
         for stream in keys.outboxes {
-            let reply = try await redis.send([
-                "XAUTOCLAIM", stream, configuration.group, configuration.consumer,
-                String(configuration.claimIdleMilliseconds), "0", "COUNT", String(configuration.batchSize), "JUSTID",
-            ])
+            let reply = try await redis.send(
+                [
+                    "XAUTOCLAIM", stream, configuration.group, configuration.consumer,
+                    String(configuration.claimIdleMilliseconds), "0", "COUNT", String(configuration.batchSize), "JUSTID",
+                ], routingKey: stream
+            )
             claimed += reply.array?[safe: 1]?.array?.count ?? 0
         }
         if claimed > 0 {

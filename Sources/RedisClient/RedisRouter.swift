@@ -1,0 +1,51 @@
+/// Where a command goes: the one Redis there is, or the master of a Redis Cluster that serves the slot of the
+/// command's key. Everything above the Redis clients talks to this, so it runs on either unchanged.
+public protocol RedisRouter: Sendable {
+    /// Sends a command to the node serving `routingKey` (a single Redis serves every key). Error replies come back
+    /// as `.error`, as with `RedisClient.send`.
+    func send(_ arguments: [String], routingKey: String) async throws -> RedisValue
+
+    /// The client of every node that holds data: a single Redis itself; every master of a cluster.
+    func dataNodes() async throws -> [RedisClient]
+
+    /// Closes every connection.
+    func shutdown() async
+}
+
+extension RedisClient: RedisRouter {
+    public func send(_ arguments: [String], routingKey: String) async throws -> RedisValue {
+        try await send(arguments)
+    }
+
+    public func dataNodes() async throws -> [RedisClient] { [self] }
+}
+
+extension RedisClusterClient: RedisRouter {
+    public func dataNodes() async throws -> [RedisClient] {
+        if masters.isEmpty { try await refresh() }
+        return masters.map { node($0) }
+    }
+}
+
+extension RedisRouter {
+    /// Sends a command whose first argument is its key (`HGET key …`, `XADD key …`, `SSCAN key …`), routed by that
+    /// key; an error reply is thrown as `RedisError(.server, …)`.
+    @discardableResult
+    public func keyed(_ arguments: String...) async throws -> RedisValue {
+        let reply = try await send(arguments, routingKey: arguments.count > 1 ? arguments[1] : "")
+        if case .error(let message) = reply { throw RedisError(.server, message) }
+        return reply
+    }
+
+    /// Every member of a set, one SSCAN page at a time (`count` is Redis's hint of a page's size): `body` sees each
+    /// page; a member added or removed meanwhile may be seen or not, as SSCAN guarantees.
+    public func scanSet(_ key: String, count: Int = 1000, _ body: ([String]) async throws -> Void) async throws {
+        var cursor = "0"
+        repeat {
+            let parts = try await keyed("SSCAN", key, cursor, "COUNT", String(count)).array ?? []
+            cursor = parts.first?.text ?? "0"
+            let page = (parts.count > 1 ? parts[1].array ?? [] : []).compactMap(\.text)
+            if !page.isEmpty { try await body(page) }
+        } while cursor != "0"
+    }
+}

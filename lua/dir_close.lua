@@ -1,0 +1,13 @@
+-- dir_close.lua: Redis Cluster, a reserve that held nothing in the end (a part was short, its other parts taken
+-- back) removes the directory it opened, so the order may be reserved again, unless the order was decided
+-- meanwhile (a cancel that came first stays recorded).
+--
+-- KEYS[1] the order's directory   ARGV[1] the request fingerprint that opened it
+--
+-- Returns 1 when removed, 0 when left.
+local f = redis.call('HMGET', KEYS[1], 'state', 'fp')
+if f[1] == 'reserved' and f[2] == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0

@@ -1,0 +1,29 @@
+-- dir_open.lua: Redis Cluster, a reserve opens the order's directory before it holds stock in the order's parts.
+--
+-- KEYS[1] the order's directory (a hash in the order's own shard)
+-- ARGV[1] request fingerprint   ARGV[2] bizId   ARGV[3] the shards of its parts ('3,7')   ARGV[4] TTL (s): the hold
+-- plus the retention of orders
+--
+-- Returns one of
+--   {'new'}                   opened: state 'reserved'
+--   {'same', state}           opened before by the same request (a replay, or a retry after a failure)
+--   {'conflict'}              opened by another request of the same orderId
+--   {'closed', state}         the order was cancelled or expired first (no hanging reservation)
+--
+-- The directory is where a cluster order's state is decided: confirm, cancel, expiry and refund change it first
+-- (dir_transition.lua), then the parts follow; whoever changes it first wins, and a part left behind by a crash is
+-- moved on by the next caller or the expiry sweeper.
+local f = redis.call('HMGET', KEYS[1], 'state', 'fp')
+if not f[1] then
+  redis.call('HSET', KEYS[1], 'state', 'reserved', 'fp', ARGV[1], 'biz', ARGV[2], 'shards', ARGV[3])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+  return {'new'}
+end
+if f[1] == 'cancelled' or f[1] == 'expired' then
+  return {'closed', f[1]}
+end
+-- fp '' marks a directory restored from the journal, whose request body is not known any more.
+if f[2] ~= ARGV[1] and f[2] ~= '' then
+  return {'conflict'}
+end
+return {'same', f[1]}

@@ -1,0 +1,33 @@
+-- dir_transition.lua: Redis Cluster, decide an order's next state in its directory before its parts follow.
+--
+-- KEYS[1] the order's directory
+-- ARGV[1] the new state   ARGV[2] the states it may come from ('reserved|confirmed')
+-- ARGV[3] '' to change an existing directory only; otherwise the TTL (s) of a directory this records when there
+--         is none (a cancel of an order never reserved, or an order restored from the journal)
+-- ARGV[4] the shards of the parts of a directory this records ('' for none)   ARGV[5] its bizId
+--
+-- Returns one of
+--   {'ok'}            changed now
+--   {'same'}          already in that state: the parts follow again (they may be behind after a crash)
+--   {'state', state}  in another state it may not leave for this one
+--   {'created'}       there was none; recorded in the new state
+--   {'none'}          there is none (ARGV[3] '')
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then
+  if ARGV[3] == '' then
+    return {'none'}
+  end
+  redis.call('HSET', KEYS[1], 'state', ARGV[1], 'fp', '', 'biz', ARGV[5], 'shards', ARGV[4])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+  return {'created'}
+end
+if state == ARGV[1] then
+  return {'same'}
+end
+for from in string.gmatch(ARGV[2], '[^|]+') do
+  if state == from then
+    redis.call('HSET', KEYS[1], 'state', ARGV[1])
+    return {'ok'}
+  end
+end
+return {'state', state}
