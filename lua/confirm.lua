@@ -45,7 +45,7 @@ for i = 0, n - 1 do
     redis.call('HINCRBY', itemKey, 'used_stock_num', -held)
     redis.call('HINCRBY', itemKey, 'confirmed_unapplied', held)
   end
-  local sku = string.match(itemKey, ':(%d+)}')
+  local sku = string.match(itemKey, ':(%d+)}?:item$')
   events[#events + 1] = (sku or '?') .. ':' .. held
 end
 

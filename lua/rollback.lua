@@ -98,7 +98,7 @@ for i = 0, n - 1 do
     giveBackUser(itemKey, KEYS[4 + 3 * n + i], user, createdAt, restored, held, now)
     giveBackCodes(itemKey, KEYS[4 + 4 * n + i], heldCodes[i + 1])
   end
-  local sku = string.match(itemKey, ':(%d+)}')
+  local sku = string.match(itemKey, ':(%d+)}?:item$')
   events[#events + 1] = (sku or '?') .. ':' .. held
 end
 

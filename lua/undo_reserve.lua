@@ -52,7 +52,7 @@ do
     bySku[sku] = codeList[k]
   end
   for i = 0, n - 1 do
-    heldCodes[i + 1] = bySku[string.match(KEYS[6 + 2 * i], ':(%d+)}') or '']
+    heldCodes[i + 1] = bySku[string.match(KEYS[6 + 2 * i], ':(%d+)}?:item$') or '']
   end
 end
 
@@ -93,7 +93,7 @@ for i = 0, n - 1 do
     giveBackUser(itemKey, KEYS[6 + 2 * n + i], user, createdAt, restored, held, now)
     giveBackCodes(itemKey, KEYS[6 + 3 * n + i], heldCodes[i + 1])
   end
-  local sku = string.match(itemKey, ':(%d+)}')
+  local sku = string.match(itemKey, ':(%d+)}?:item$')
   events[#events + 1] = (sku or '?') .. ':' .. held
 end
 redis.call('DEL', order)

@@ -7,9 +7,10 @@ import RedisClient
 /// Real Redis and MariaDB for tests, as `scripts/setup.sh` starts them (settings from `INVENTORY_*`).
 ///
 /// Every test gets its own key prefix and business id, so tests run in parallel without seeing each other's
-/// keys or rows, against the same servers.
+/// keys or rows, against the same servers. With `cluster` (default: `INVENTORY_TEST_REDIS_CLUSTER=1`) Redis is the
+/// local 3-master cluster of `scripts/cluster.sh` and the keys are laid out for it.
 public struct TestStores: Sendable {
-    public let redis: RedisClient
+    public let redis: any RedisRouter
     public let mysql: MySQLClient
     public let engine: InventoryEngine
     public let keys: KeyLayout
@@ -25,22 +26,24 @@ public struct TestStores: Sendable {
         redisPort: Int? = nil,
         mysqlPort: Int? = nil,
         durability: Durability = .async,
+        cluster: Bool = clusterByDefault,
         _ body: @Sendable (TestStores) async throws -> T
     ) async throws -> T {
         let environment = ProcessInfo.processInfo.environment
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         let tag = String(UUID().uuidString.prefix(8)).lowercased()
-        let redis = RedisClient(
-            configuration: RedisConfiguration(
-                host: redisAddress(environment).host,
-                port: redisPort ?? redisAddress(environment).port,
-                connections: 2,
-                commandTimeoutMilliseconds: redisTimeoutMilliseconds,
-                database: redisTestDatabase(environment)
-            ),
-            logger: logger
+        let redisConfiguration = RedisConfiguration(
+            host: redisAddress(environment).host,
+            port: redisPort ?? redisAddress(environment).port,
+            connections: 2,
+            commandTimeoutMilliseconds: redisTimeoutMilliseconds,
+            database: cluster ? 0 : redisTestDatabase(environment)
         )
+        let redis: any RedisRouter =
+            cluster
+            ? RedisClusterClient(seeds: clusterSeeds(environment), configuration: redisConfiguration, logger: logger)
+            : RedisClient(configuration: redisConfiguration, logger: logger)
         var mysqlSettings = mysqlConfiguration(environment)
         try await Migrations.once(configuration: mysqlSettings, logger: logger)
         if let mysqlPort {
@@ -50,7 +53,7 @@ public struct TestStores: Sendable {
             mysqlSettings.writeTimeoutSeconds = 2
         }
         let mysql = MySQLClient(configuration: mysqlSettings, logger: logger)
-        let keys = KeyLayout(prefix: "t\(tag)", shards: 4)
+        let keys = KeyLayout(prefix: "t\(tag)", shards: cluster ? 8 : 4, clustered: cluster)
         let engine = InventoryEngine(
             redis: redis, mysql: mysql, scripts: try InventoryScripts.load(),
             configuration: EngineConfiguration(durability: durability, keys: keys), logger: logger
@@ -58,7 +61,7 @@ public struct TestStores: Sendable {
         try await engine.loadScripts()
         let stores = TestStores(
             redis: redis, mysql: mysql, engine: engine, keys: keys, bizId: "t\(tag)",
-            redisConfiguration: redis.configuration, logger: logger
+            redisConfiguration: redisConfiguration, logger: logger
         )
         do {
             let result = try await body(stores)
@@ -74,6 +77,15 @@ public struct TestStores: Sendable {
     /// a process.
     public static var inventorydBinary: String {
         ProjectFiles.directory(".build", environmentVariable: "INVENTORY_BUILD_DIR") + "/debug/inventoryd"
+    }
+
+    /// Whether tests use the local Redis Cluster unless they say (`INVENTORY_TEST_REDIS_CLUSTER=1`).
+    public static var clusterByDefault: Bool { ProcessInfo.processInfo.environment["INVENTORY_TEST_REDIS_CLUSTER"] == "1" }
+
+    /// The nodes of the local cluster `scripts/cluster.sh` starts (`INVENTORY_CLUSTER_PORT_BASE`, 3 masters).
+    public static func clusterSeeds(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> [String] {
+        let base = Int(environment["INVENTORY_CLUSTER_PORT_BASE"] ?? "") ?? 7390
+        return (0..<3).map { "127.0.0.1:\(base + $0)" }
     }
 
     /// Where the project's Redis listens.
@@ -95,6 +107,7 @@ public struct TestStores: Sendable {
         environment["INVENTORY_REDIS_DB"] = String(redisConfiguration.database)
         environment["INVENTORY_KEY_PREFIX"] = keys.prefix
         environment["INVENTORY_SHARDS"] = String(keys.shards)
+        if keys.clustered { environment["INVENTORY_REDIS_CLUSTER"] = Self.clusterSeeds().joined(separator: ",") }
         return environment
     }
 
@@ -130,7 +143,7 @@ public struct TestStores: Sendable {
         var healthy = 0
         while healthy < redisConfiguration.connections * 2, ContinuousClock.now < deadline {
             do {
-                _ = try await redis.command("PING")
+                for node in try await redis.dataNodes() { try await node.command("PING") }
                 healthy += 1
             } catch {
                 healthy = 0
@@ -201,24 +214,31 @@ public struct TestStores: Sendable {
         return fields
     }
 
-    /// Scans this test's keys matching a pattern after the prefix.
+    /// Scans this test's keys matching a pattern after the prefix (on every master of a cluster).
     public func keys(matching pattern: String) async throws -> [String] {
-        var cursor = "0"
         var found: [String] = []
-        repeat {
-            let reply = try await redis.command("SCAN", cursor, "MATCH", "\(keys.prefix):\(pattern)", "COUNT", "1000")
-            let parts = reply.array ?? []
-            cursor = parts.first?.text ?? "0"
-            found.append(contentsOf: (parts.count > 1 ? parts[1].array ?? [] : []).compactMap(\.text))
-        } while cursor != "0"
+        for node in try await redis.dataNodes() {
+            var cursor = "0"
+            repeat {
+                let reply = try await node.command("SCAN", cursor, "MATCH", "\(keys.prefix):\(pattern)", "COUNT", "1000")
+                let parts = reply.array ?? []
+                cursor = parts.first?.text ?? "0"
+                found.append(contentsOf: (parts.count > 1 ? parts[1].array ?? [] : []).compactMap(\.text))
+            } while cursor != "0"
+        }
         return found.sorted()
     }
 
     private func close() async {
         if let leftovers = try? await keys(matching: "*"), !leftovers.isEmpty {
-            for chunk in stride(from: 0, to: leftovers.count, by: 500) {
-                let slice = Array(leftovers[chunk..<min(chunk + 500, leftovers.count)])
-                _ = try? await redis.send(["DEL"] + slice)
+            if keys.clustered {
+                // One slot per command on a cluster.
+                for key in leftovers { _ = try? await redis.command("DEL", key) }
+            } else {
+                for chunk in stride(from: 0, to: leftovers.count, by: 500) {
+                    let slice = Array(leftovers[chunk..<min(chunk + 500, leftovers.count)])
+                    _ = try? await redis.send(["DEL"] + slice, routingKey: slice[0])
+                }
             }
         }
         await redis.shutdown()

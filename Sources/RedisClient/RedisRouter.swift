@@ -29,9 +29,10 @@ extension RedisClusterClient: RedisRouter {
 
 extension RedisRouter {
     /// Sends a command whose first argument is its key (`HGET key …`, `XADD key …`, `SSCAN key …`), routed by that
-    /// key; an error reply is thrown as `RedisError(.server, …)`.
+    /// key; an error reply is thrown as `RedisError(.server, …)`. (`RedisClient.command` does the same on its one
+    /// node.)
     @discardableResult
-    public func keyed(_ arguments: String...) async throws -> RedisValue {
+    public func command(_ arguments: String...) async throws -> RedisValue {
         let reply = try await send(arguments, routingKey: arguments.count > 1 ? arguments[1] : "")
         if case .error(let message) = reply { throw RedisError(.server, message) }
         return reply
@@ -42,7 +43,7 @@ extension RedisRouter {
     public func scanSet(_ key: String, count: Int = 1000, _ body: ([String]) async throws -> Void) async throws {
         var cursor = "0"
         repeat {
-            let parts = try await keyed("SSCAN", key, cursor, "COUNT", String(count)).array ?? []
+            let parts = try await command("SSCAN", key, cursor, "COUNT", String(count)).array ?? []
             cursor = parts.first?.text ?? "0"
             let page = (parts.count > 1 ? parts[1].array ?? [] : []).compactMap(\.text)
             if !page.isEmpty { try await body(page) }

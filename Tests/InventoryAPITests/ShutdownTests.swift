@@ -119,7 +119,7 @@ struct ShutdownTests {
     static func pendingEntries(_ stores: TestStores) async throws -> Int {
         var total = 0
         for stream in stores.keys.outboxes {
-            let reply = try await stores.redis.send(["XPENDING", stream, "writeback"])
+            let reply = try await stores.redis.send(["XPENDING", stream, "writeback"], routingKey: stream)
             total += Int(reply.array?.first?.int ?? 0)
         }
         return total

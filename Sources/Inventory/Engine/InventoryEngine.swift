@@ -344,7 +344,7 @@ public final class InventoryEngine: Sendable {
                 reservation = made
                 guard made.status == .reserved else { continue }
                 eventId = (try? await redisCall {
-                    try await self.redis.keyed("HGET", self.keys.order(command.orderId, shard: shard), "event")
+                    try await self.redis.command("HGET", self.keys.order(command.orderId, shard: shard), "event")
                 })?.text ?? ""
             }
             guard !eventId.isEmpty else { continue }
@@ -612,7 +612,7 @@ public final class InventoryEngine: Sendable {
     /// Orders whose hold expired by `nowMilliseconds`, oldest first, at most `limit` of one shard's index.
     public func expiredOrders(shard: Int, nowMilliseconds: Int64, limit: Int) async throws -> [String] {
         let reply = try await redisCall {
-            try await self.redis.keyed(
+            try await self.redis.command(
                 "ZRANGEBYSCORE", self.keys.expiryIndexes[shard], "-inf", String(nowMilliseconds), "LIMIT", "0",
                 String(limit)
             )
@@ -708,7 +708,7 @@ public final class InventoryEngine: Sendable {
     /// from the outbox if the worker has not yet (a retry after a 503 whose hold could not be taken back).
     private func ensureRecorded(orderId: String, bizId: String, shard: Int) async throws {
         let eventId = try await redisCall {
-            try await self.redis.keyed("HGET", self.keys.order(orderId, shard: shard), "event")
+            try await self.redis.command("HGET", self.keys.order(orderId, shard: shard), "event")
         }.text ?? ""
         // A restored order ('' event) came from the journal. Otherwise the row must be this hold's own: a row of
         // an earlier attempt of the order may be one an undo is about to remove.
@@ -733,7 +733,7 @@ public final class InventoryEngine: Sendable {
     /// cannot tell, the safe side for a caller deciding not to answer from that event's journal row.
     private func wasTakenBack(orderId: String, eventId: String, shard: Int) async -> Bool {
         let marker = try? await redisCall {
-            try await self.redis.keyed("EXISTS", self.keys.undoneMarker(orderId: orderId, eventId: eventId, shard: shard))
+            try await self.redis.command("EXISTS", self.keys.undoneMarker(orderId: orderId, eventId: eventId, shard: shard))
         }
         return marker?.int != 0
     }
@@ -755,7 +755,7 @@ public final class InventoryEngine: Sendable {
     private func outboxEvent(shard: Int, eventId: String) async throws -> OutboxEvent? {
         guard !eventId.isEmpty else { return nil }
         let stream = keys.outbox(shard: shard)
-        let reply = try await redisCall { try await self.redis.keyed("XRANGE", stream, eventId, eventId) }
+        let reply = try await redisCall { try await self.redis.command("XRANGE", stream, eventId, eventId) }
         return OutboxEvent.entries(stream: stream, reply).first?.event
     }
 
@@ -779,7 +779,7 @@ public final class InventoryEngine: Sendable {
     private func ensureTransitionRecorded(orderId: String, part: StoredOrder, journalStatus: String) async throws {
         if try await isRecorded(orderId: orderId, part: part, journalStatus: journalStatus) { return }
         let eventId = try await redisCall {
-            try await self.redis.keyed("HGET", self.keys.order(orderId, shard: part.shard), "transition_event")
+            try await self.redis.command("HGET", self.keys.order(orderId, shard: part.shard), "transition_event")
         }.text ?? ""
         try await recordTransition(orderId: orderId, part: part, eventId: eventId, journalStatus: journalStatus)
     }
@@ -849,7 +849,7 @@ public final class InventoryEngine: Sendable {
 
     private func readStock(_ id: StockItemID) async throws -> StockLevel? {
         let reply = try await redisCall {
-            try await self.redis.keyed(
+            try await self.redis.command(
                 "HMGET", self.keys.item(id), "stock_num", "used_stock_num", "is_sell_out", "is_infinite", "danger_num",
                 "backorder_limit", "user_limit", "user_window"
             )
@@ -1034,7 +1034,7 @@ public final class InventoryEngine: Sendable {
                 _ = try await runScript(scripts.addCodes, keys: [keys.item(id), keys.codes(id)], arguments: fresh)
             } catch {
                 // MySQL has the codes: an item Redis drops is rebuilt from it on its next use.
-                _ = try? await redisCall { try await self.redis.keyed("DEL", self.keys.item(id)) }
+                _ = try? await redisCall { try await self.redis.command("DEL", self.keys.item(id)) }
                 throw error
             }
         }
@@ -1153,12 +1153,12 @@ public final class InventoryEngine: Sendable {
         } catch let error as InventoryError {
             throw error
         } catch {
-            _ = try? await redisCall { try await self.redis.keyed("DEL", itemKey) }
+            _ = try? await redisCall { try await self.redis.command("DEL", itemKey) }
             throw mapMySQL(error)
         }
         guard let outcome else {
             // Nothing to rebuild: drop the lock-only hash so the item stays plainly absent.
-            _ = try await redisCall { try await self.redis.keyed("DEL", itemKey) }
+            _ = try await redisCall { try await self.redis.command("DEL", itemKey) }
             return false
         }
         if outcome.written {
@@ -1216,7 +1216,7 @@ public final class InventoryEngine: Sendable {
     public func outboxLength() async throws -> Int {
         var total = 0
         for stream in keys.outboxes {
-            total += Int(try await redisCall { try await self.redis.keyed("XLEN", stream) }.int ?? 0)
+            total += Int(try await redisCall { try await self.redis.command("XLEN", stream) }.int ?? 0)
         }
         return total
     }
@@ -1465,7 +1465,7 @@ public final class InventoryEngine: Sendable {
     private func readStoredOrder(_ orderId: String) async throws -> StoredOrder? {
         guard keys.clustered else { return try await readPart(orderId, shard: keys.shard(of: orderId)) }
         let fields = try await redisCall {
-            try await self.redis.keyed("HMGET", self.keys.directory(orderId), "state", "shards", "biz")
+            try await self.redis.command("HMGET", self.keys.directory(orderId), "state", "shards", "biz")
         }.array ?? []
         guard let stateText = fields[safe: 0]?.text, let state = ReservationStatus(rawValue: stateText) else { return nil }
         var parts: [StoredOrder] = []
@@ -1480,7 +1480,7 @@ public final class InventoryEngine: Sendable {
 
     private func readPart(_ orderId: String, shard: Int) async throws -> StoredOrder? {
         let reply = try await redisCall {
-            try await self.redis.keyed(
+            try await self.redis.command(
                 "HMGET", self.keys.order(orderId, shard: shard), "status", "biz", "lines", "expires_at", "codes"
             )
         }

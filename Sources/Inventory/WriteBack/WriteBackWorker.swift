@@ -413,13 +413,18 @@ public final class WriteBackWorker: Service, Sendable {
     /// A reserve and its undo in the same batch cancel out; applying both would report the reserve as a duplicate
     /// of the row its retry has since written.
     static func cancellingUndone(_ events: [OutboxEvent]) -> [OutboxEvent] {
-        let undone = Set(events.filter { $0.kind == .undo }.compactMap(\.reserveEventId))
+        // Entry ids are unique within a stream only: two shards' streams hand out the same "ms-seq" all the time.
+        // An undo is written to the stream of the reserve it undoes, so the pair is matched within a stream.
+        func entry(_ stream: String, _ id: String) -> String { stream + "\u{0}" + id }
+        let undone = Set(events.compactMap { event in
+            event.kind == .undo ? event.reserveEventId.map { entry(event.stream, $0) } : nil
+        })
         guard !undone.isEmpty else { return events }
-        let reserves = Set(events.filter { $0.kind == .reserve }.map(\.id))
+        let reserves = Set(events.filter { $0.kind == .reserve }.map { entry($0.stream, $0.id) })
         return events.filter { event in
             switch event.kind {
-            case .reserve: return !undone.contains(event.id)
-            case .undo: return !reserves.contains(event.reserveEventId ?? "")
+            case .reserve: return !undone.contains(entry(event.stream, event.id))
+            case .undo: return !reserves.contains(entry(event.stream, event.reserveEventId ?? ""))
             default: return true
             }
         }

@@ -1,0 +1,268 @@
+import Foundation
+import Inventory
+import InventoryTestSupport
+import RedisClient
+import Testing
+
+@testable import Inventory
+
+/// The engine on the local 3-master Redis Cluster (`scripts/cluster.sh`, started by the test command): orders whose
+/// items live on different masters are held in parts, all or none, and the journal is exact after the drain.
+@Suite("Engine on Redis Cluster")
+struct ClusterEngineTests {
+    /// One sku per master (the first of 1...500 whose item key's slot that master serves), in master order.
+    func skusOnEveryMaster(_ stores: TestStores) async throws -> [UInt64] {
+        let cluster = try #require(stores.redis as? RedisClusterClient)
+        try await cluster.refresh()
+        var chosen: [String: UInt64] = [:]
+        for sku in UInt64(1)...500 where chosen.count < 3 {
+            let owner = cluster.owner(of: stores.keys.item(stores.item(sku)))
+            if chosen[owner] == nil { chosen[owner] = sku }
+        }
+        try #require(chosen.count == 3, "three masters serve the test's items: \(chosen)")
+        return chosen.keys.sorted().map { chosen[$0]! }
+    }
+
+    func command(
+        _ stores: TestStores, _ orderId: String, _ items: [(UInt64, Int64)], ttl: Int = 1800, dispense: Bool = false
+    ) -> ReserveCommand {
+        ReserveCommand(
+            orderId: orderId, bizId: stores.bizId, userId: "u1",
+            items: items.map { ReserveCommand.Item(skuId: $0.0, quantity: $0.1) }, ttlSeconds: ttl, shortage: .reject,
+            dispense: dispense
+        )
+    }
+
+    func level(_ stores: TestStores, _ sku: UInt64) async throws -> (available: Int64, reserved: Int64) {
+        let level = try await stores.engine.stock(stores.item(sku))
+        return (level.available, level.reserved)
+    }
+
+    @Test("an order over three masters: held in three parts, confirmed, journal and MySQL stock exact after the drain")
+    func threeParts() async throws {
+        try await TestStores.with(cluster: true) { stores in
+            let engine = stores.engine
+            let skus = try await skusOnEveryMaster(stores)
+            for sku in skus { _ = try await engine.setStock(stores.item(sku), StockSettings(stock: 10)) }
+            let outcome = try await engine.reserve(command(stores, "\(stores.bizId)-c-1", [(skus[0], 1), (skus[1], 2), (skus[2], 3)]))
+            guard case .created(let held) = outcome else {
+                Issue.record("expected a new reservation, got \(outcome)")
+                return
+            }
+            #expect(held.lines.map(\.skuId) == skus, "lines in the order asked")
+            #expect(held.lines.map(\.reserved) == [1, 2, 3])
+            // One part per shard, each in its items' slot.
+            let shards = Set(skus.map { stores.keys.itemShard(stores.item($0)) })
+            #expect(try await stores.keys(matching: "*:order:\(stores.bizId)-c-1").count == shards.count)
+            for (sku, quantity) in zip(skus, [Int64(1), 2, 3]) {
+                #expect(try await level(stores, sku) == (10 - quantity, quantity))
+            }
+            // Read back part by part: lines grouped by part.
+            let read = try await engine.reservation(orderId: "\(stores.bizId)-c-1")
+            #expect(read.status == .reserved)
+            #expect(read.lines.sorted { $0.skuId < $1.skuId } == held.lines.sorted { $0.skuId < $1.skuId })
+
+            let replay = try await engine.reserve(command(stores, "\(stores.bizId)-c-1", [(skus[2], 3), (skus[0], 1), (skus[1], 2)]))
+            guard case .replayed(let again) = replay else {
+                Issue.record("expected a replay, got \(replay)")
+                return
+            }
+            #expect(again.lines.map(\.reserved).reduce(0, +) == 6)
+            await #expect(throws: InventoryError.idempotencyConflict) {
+                try await engine.reserve(command(stores, "\(stores.bizId)-c-1", [(skus[0], 2)]))
+            }
+
+            let confirmed = try await engine.confirm(orderId: "\(stores.bizId)-c-1")
+            #expect(confirmed.replayed == false)
+            #expect(confirmed.reservation.status == .confirmed)
+            #expect(try await engine.confirm(orderId: "\(stores.bizId)-c-1").replayed == true)
+            await #expect(throws: InventoryError.invalidState(.confirmed)) { try await engine.cancel(orderId: "\(stores.bizId)-c-1") }
+            for (sku, quantity) in zip(skus, [Int64(1), 2, 3]) {
+                #expect(try await level(stores, sku) == (10 - quantity, 0))
+            }
+            #expect(try await stores.drainWithWorker())
+            let rows = try await stores.journalRows()
+            #expect(rows.count == 3)
+            #expect(rows.allSatisfy { $0.orderId == "\(stores.bizId)-c-1" && $0.status == "CONFIRMED" }, "\(rows)")
+            for (sku, quantity) in zip(skus, [Int64(1), 2, 3]) {
+                #expect(try await stores.mysqlStock(sku) == 10 - quantity)
+            }
+
+            let refunded = try await engine.refund(orderId: "\(stores.bizId)-c-1")
+            #expect(refunded.replayed == false)
+            #expect(try await engine.refund(orderId: "\(stores.bizId)-c-1").replayed == true)
+            for sku in skus { #expect(try await level(stores, sku) == (10, 0)) }
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.journalRows().allSatisfy { $0.status == "REFUNDED" })
+            for sku in skus { #expect(try await stores.mysqlStock(sku) == 10) }
+        }
+    }
+
+    @Test("one part short: the parts held are taken back, nothing stays held, the same orderId succeeds later")
+    func shortPartCompensated() async throws {
+        try await TestStores.with(cluster: true) { stores in
+            let engine = stores.engine
+            let skus = try await skusOnEveryMaster(stores)
+            _ = try await engine.setStock(stores.item(skus[0]), StockSettings(stock: 10))
+            _ = try await engine.setStock(stores.item(skus[1]), StockSettings(stock: 10))
+            _ = try await engine.setStock(stores.item(skus[2]), StockSettings(stock: 1))
+            let order = command(stores, "\(stores.bizId)-c-short", [(skus[0], 4), (skus[1], 5), (skus[2], 2)])
+            do {
+                _ = try await engine.reserve(order)
+                Issue.record("a short part must fail the order")
+            } catch InventoryError.insufficientStock(let lines) {
+                #expect(lines == [.init(skuId: skus[2], requested: 2, available: 1)])
+            }
+            #expect(try await level(stores, skus[0]) == (10, 0))
+            #expect(try await level(stores, skus[1]) == (10, 0))
+            #expect(try await level(stores, skus[2]) == (1, 0))
+            await #expect(throws: InventoryError.notFound) { try await engine.reservation(orderId: "\(stores.bizId)-c-short") }
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.journalRows().isEmpty, "the held parts' rows are undone with them")
+
+            _ = try await engine.adjustStock(
+                stores.item(skus[2]), StockAdjustment(adjustmentId: "in-1", delta: 1, reason: "inbound")
+            )
+            guard case .created = try await engine.reserve(order) else {
+                Issue.record("the same orderId reserves once the stock is there")
+                return
+            }
+            #expect(try await level(stores, skus[2]) == (0, 2))
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.journalRows().map(\.description).sorted() == [
+                "\(stores.bizId)-c-short/\(skus[0])x4=RESERVED", "\(stores.bizId)-c-short/\(skus[1])x5=RESERVED", "\(stores.bizId)-c-short/\(skus[2])x2=RESERVED",
+            ].sorted())
+        }
+    }
+
+    @Test("300 concurrent 3-item orders over three masters, stock 50 each: every order all or nothing, counters exact")
+    func noOversellAcrossMasters() async throws {
+        try await TestStores.with(cluster: true) { stores in
+            let engine = stores.engine
+            let skus = try await skusOnEveryMaster(stores)
+            for sku in skus { _ = try await engine.setStock(stores.item(sku), StockSettings(stock: 50)) }
+            let results = await withTaskGroup(of: (String, Bool).self, returning: [String: Bool].self) { group in
+                for index in 0..<300 {
+                    group.addTask {
+                        let orderId = "\(stores.bizId)-c-many-\(index)"
+                        do {
+                            _ = try await engine.reserve(command(stores, orderId, skus.map { ($0, 1) }))
+                            return (orderId, true)
+                        } catch {
+                            return (orderId, false)
+                        }
+                    }
+                }
+                var results: [String: Bool] = [:]
+                for await (orderId, held) in group { results[orderId] = held }
+                return results
+            }
+            let held = results.filter(\.value).map(\.key)
+            #expect(held.count >= 1 && held.count <= 50, "held \(held.count)")
+            for sku in skus {
+                #expect(try await level(stores, sku) == (50 - Int64(held.count), Int64(held.count)))
+            }
+            for orderId in held.prefix(20) {
+                #expect(try await engine.reservation(orderId: orderId).lines.map(\.reserved) == [1, 1, 1])
+            }
+            #expect(try await stores.drainWithWorker())
+            let rows = try await stores.journalRows()
+            #expect(rows.count == 3 * held.count)
+            #expect(Set(rows.map(\.orderId)) == Set(held))
+            #expect(rows.allSatisfy { $0.status == "RESERVED" && $0.quantity == 1 })
+        }
+    }
+
+    @Test("one hot item on a cluster: 200 concurrent holds of 1 on stock 50, exactly 50")
+    func hotItem() async throws {
+        try await TestStores.with(cluster: true) { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(9), StockSettings(stock: 50))
+            let held = await withTaskGroup(of: Int.self, returning: Int.self) { group in
+                for index in 0..<200 {
+                    group.addTask {
+                        (try? await engine.reserve(command(stores, "\(stores.bizId)-c-hot-\(index)", [(9, 1)]))) != nil ? 1 : 0
+                    }
+                }
+                return await group.reduce(0, +)
+            }
+            #expect(held == 50)
+            #expect(try await level(stores, 9) == (0, 50))
+        }
+    }
+
+    @Test("cancel before reserve is recorded in the directory; a later reserve is refused; cancel of a held order frees every part")
+    func cancelOrders() async throws {
+        try await TestStores.with(cluster: true) { stores in
+            let engine = stores.engine
+            let skus = try await skusOnEveryMaster(stores)
+            for sku in skus { _ = try await engine.setStock(stores.item(sku), StockSettings(stock: 5)) }
+            let empty = try await engine.cancel(orderId: "\(stores.bizId)-c-early")
+            #expect(empty.replayed == false)
+            #expect(try await engine.cancel(orderId: "\(stores.bizId)-c-early").replayed == true)
+            await #expect(throws: InventoryError.orderClosed(.cancelled)) {
+                try await engine.reserve(command(stores, "\(stores.bizId)-c-early", [(skus[0], 1), (skus[1], 1)]))
+            }
+            for sku in skus { #expect(try await level(stores, sku) == (5, 0)) }
+
+            _ = try await engine.reserve(command(stores, "\(stores.bizId)-c-held", [(skus[0], 2), (skus[2], 3)]))
+            let cancelled = try await engine.cancel(orderId: "\(stores.bizId)-c-held")
+            #expect(cancelled.replayed == false)
+            #expect(cancelled.reservation.status == .cancelled)
+            #expect(try await engine.cancel(orderId: "\(stores.bizId)-c-held").replayed == true)
+            await #expect(throws: InventoryError.orderClosed(.cancelled)) { try await engine.confirm(orderId: "\(stores.bizId)-c-held") }
+            for sku in skus { #expect(try await level(stores, sku) == (5, 0)) }
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.journalRows().map(\.status) == ["CANCELLED", "CANCELLED"])
+        }
+    }
+
+    @Test("expiry frees every part; a confirm decided in the directory but left half-done is finished by the sweeper's step")
+    func expiryAndRollForward() async throws {
+        try await TestStores.with(cluster: true) { stores in
+            let engine = stores.engine
+            let skus = try await skusOnEveryMaster(stores)
+            for sku in skus { _ = try await engine.setStock(stores.item(sku), StockSettings(stock: 5)) }
+            _ = try await engine.reserve(command(stores, "\(stores.bizId)-c-exp", [(skus[0], 1), (skus[1], 1)], ttl: 1))
+            _ = try await engine.reserve(command(stores, "\(stores.bizId)-c-fwd", [(skus[1], 2), (skus[2], 2)], ttl: 1))
+            // A confirm that decided in the directory and stopped before its parts (a crash).
+            _ = try await stores.redis.command("HSET", stores.keys.directory("\(stores.bizId)-c-fwd"), "state", "confirmed")
+            try await Task.sleep(for: .milliseconds(1100))
+            var due: Set<String> = []
+            for shard in 0..<stores.keys.shards {
+                due.formUnion(try await engine.expiredOrders(shard: shard, nowMilliseconds: InventoryEngine.nowMilliseconds(), limit: 100))
+            }
+            #expect(due == ["\(stores.bizId)-c-exp", "\(stores.bizId)-c-fwd"])
+            #expect(try await engine.expire(orderId: "\(stores.bizId)-c-exp") == true)
+            #expect(try await engine.expire(orderId: "\(stores.bizId)-c-fwd") == false, "not expired: confirmed instead")
+            #expect(try await engine.reservation(orderId: "\(stores.bizId)-c-exp").status == .expired)
+            #expect(try await engine.reservation(orderId: "\(stores.bizId)-c-fwd").status == .confirmed)
+            #expect(try await level(stores, skus[0]) == (5, 0))
+            #expect(try await level(stores, skus[1]) == (3, 0))
+            #expect(try await level(stores, skus[2]) == (3, 0))
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.journalRows().map(\.description).sorted() == [
+                "\(stores.bizId)-c-exp/\(skus[0])x1=EXPIRED", "\(stores.bizId)-c-exp/\(skus[1])x1=EXPIRED", "\(stores.bizId)-c-fwd/\(skus[1])x2=CONFIRMED",
+                "\(stores.bizId)-c-fwd/\(skus[2])x2=CONFIRMED",
+            ].sorted())
+            for sku in skus { #expect(try await stores.mysqlStock(sku) == (sku == skus[0] ? 5 : 3)) }
+        }
+    }
+
+    @Test("an undo cancels only its own stream's reserve in a batch: entry ids repeat across streams")
+    func undoMatchedWithinItsStream() {
+        func event(_ stream: String, _ id: String, _ kind: OutboxEvent.Kind, order: String, undoes: String? = nil) -> OutboxEvent {
+            OutboxEvent(
+                id: id, stream: stream, kind: kind, orderId: order, bizId: "b", userId: nil,
+                lines: [.init(skuId: 1, quantity: 1)], expiresAtMilliseconds: nil, atMilliseconds: 0, reserveEventId: undoes
+            )
+        }
+        let batch = [
+            event("inv:{s1}:outbox", "100-0", .reserve, order: "a"),
+            event("inv:{s2}:outbox", "100-0", .reserve, order: "b"),
+            event("inv:{s1}:outbox", "100-1", .undo, order: "a", undoes: "100-0"),
+        ]
+        let kept = WriteBackWorker.cancellingUndone(batch)
+        #expect(kept.map(\.orderId) == ["b"], "a's reserve and its undo cancel out; b's reserve with the same id stays")
+    }
+}
