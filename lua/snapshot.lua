@@ -1,7 +1,8 @@
 -- snapshot.lua: one atomic look at what the reconciler compares with MySQL, for a page of stock items.
 --
--- KEYS[1..n] item hashes, then every outbox stream
--- ARGV[1] n   ARGV[2] key prefix   then n item ids 'bizId:skuId' (same order as the item keys)
+-- KEYS[1..n] item hashes, then the outbox streams (every one on a single Redis; on a cluster the one of the items'
+-- shard, the only stream with entries of them)
+-- ARGV[1] n   ARGV[2] key prefix (unused)   then n item ids 'bizId:skuId' (same order as the item keys)
 --
 -- Returns {items, entries}:
 --   items[i] = {exists, stock_num, used_stock_num, confirmed_unapplied, refund_unapplied, is_infinite}
@@ -12,11 +13,10 @@
 -- exactly: an entry is in the outbox until the worker has committed it and settled Redis.
 
 local n = tonumber(ARGV[1])
-local prefix = ARGV[2]
 local wanted = {}
 local items = {}
 for i = 1, n do
-  wanted[ARGV[2 + i]] = true
+  wanted[ARGV[2 + i]] = i
   local f = redis.call('HMGET', KEYS[i], 'stock_num', 'used_stock_num', 'confirmed_unapplied', 'refund_unapplied',
     'is_infinite')
   items[i] = {f[1] and 1 or 0, f[1] or '0', f[2] or '0', f[3] or '0', f[4] or '0', f[5] or '0'}
@@ -38,7 +38,8 @@ for s = n + 1, #KEYS do
         local kind = fields['type']
         local marked = 0
         if kind == 'confirm' or kind == 'refund' then
-          local marker = prefix .. ':{' .. id .. '}:applied:' .. kind .. ':' .. fields['order']
+          -- the item's key without its last part 'item' is the common start of its keys, in either layout
+          local marker = string.sub(KEYS[wanted[id]], 1, -5) .. 'applied:' .. kind .. ':' .. fields['order']
           marked = redis.call('EXISTS', marker)
         end
         entries[#entries + 1] = {kind, fields['order'], biz, sku, quantity, entry[1], fields['reserve_event'] or '', marked}

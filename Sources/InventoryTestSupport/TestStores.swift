@@ -214,6 +214,14 @@ public struct TestStores: Sendable {
         return fields
     }
 
+    /// This test's keys of one item: `suffix` is a pattern after the item's common start ("rsv:*", "*"), which
+    /// depends on the layout (single Redis or cluster).
+    public func itemKeys(_ sku: UInt64, _ suffix: String) async throws -> [String] {
+        let itemKey = keys.item(item(sku))
+        let base = itemKey.dropFirst(keys.prefix.count + 1).dropLast("item".count)
+        return try await self.keys(matching: base + suffix)
+    }
+
     /// Scans this test's keys matching a pattern after the prefix (on every master of a cluster).
     public func keys(matching pattern: String) async throws -> [String] {
         var found: [String] = []

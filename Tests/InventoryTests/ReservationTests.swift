@@ -41,8 +41,8 @@ struct ReservationTests {
             level = try await engine.stock(stores.item(1))
             #expect(level.available == 10)
             #expect(level.reserved == 0)
-            #expect(try await stores.keys(matching: "{\(stores.bizId):1}:rsv:*").isEmpty)
-            #expect(try await stores.keys(matching: "{\(stores.bizId):1}:rbk:*").count == 1)
+            #expect(try await stores.itemKeys(1, "rsv:*").isEmpty)
+            #expect(try await stores.itemKeys(1, "rbk:*").count == 1)
 
             let again = try await engine.cancel(orderId: "o-1")
             #expect(again.replayed == true)
@@ -79,7 +79,7 @@ struct ReservationTests {
             #expect(level.available == 0)
             #expect(level.reserved == 100)
             #expect(level.soldOut == true)
-            #expect(try await stores.keys(matching: "{\(stores.bizId):7}:rsv:*").count == 100)
+            #expect(try await stores.itemKeys(7, "rsv:*").count == 100)
         }
     }
 

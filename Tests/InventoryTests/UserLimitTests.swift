@@ -74,7 +74,7 @@ struct UserLimitTests {
             #expect(level.available == 0)
             #expect(level.reserved == 25)
             var held: [String: Int] = [:]
-            for key in try await stores.keys(matching: "{\(stores.bizId):2}:rsv:*") {
+            for key in try await stores.itemKeys(2, "rsv:*") {
                 let orderId = String(key.split(separator: ":").last ?? "")
                 held[String(orderId.split(separator: "-")[1]), default: 0] += 1
             }

@@ -246,8 +246,8 @@ public final class InventoryEngine: Sendable {
     }
 
     /// Redis Cluster: an order is held in parts, one script per shard its items are in, all or none. The
-    /// directory is opened first (idempotency and the hanging-reservation guard live there), then every part is
-    /// held at once; when one part fails, the parts held are taken back (undo_reserve: the journal loses their rows
+    /// directory is opened first (idempotency and the hanging-reservation guard live there), then the parts are
+    /// held one after another; when one part fails, the parts held are taken back (undo_reserve: the journal loses their rows
     /// too) and the directory is removed, so the order may be tried again. A dispense holds every part, then
     /// confirms the order.
     private func reserveInParts(_ command: ReserveCommand, failpoint: String) async throws -> ReserveOutcome {
@@ -270,28 +270,26 @@ public final class InventoryEngine: Sendable {
         case "closed": throw InventoryError.orderClosed(ReservationStatus(rawValue: opened[safe: 1]?.text ?? "") ?? .cancelled)
         default: throw InventoryError.unavailable("dir_open answered \(opened)")
         }
+        // Part after part, in shard order, stopping at the first that fails: orders over the same items then take
+        // them in the same order, so concurrent orders do not each hold a part another needs and all fail (an
+        // order refused at its first part held nothing; one that got it competes for the next only with the
+        // others that did).
         let now = Self.nowMilliseconds()
-        let fingerprint = command.fingerprint
-        let results = await withTaskGroup(of: (Int, Result<(outcome: ReserveOutcome, eventId: String), any Error>).self) { group in
-            for shard in shards {
-                let part = ReserveCommand(
-                    orderId: orderId, bizId: command.bizId, userId: command.userId,
-                    items: positions[shard, default: []].map { command.items[$0] }, ttlSeconds: command.ttlSeconds,
-                    shortage: command.shortage, dispense: false
+        var results: [Int: Result<(outcome: ReserveOutcome, eventId: String), any Error>] = [:]
+        for shard in shards {
+            let part = ReserveCommand(
+                orderId: orderId, bizId: command.bizId, userId: command.userId,
+                items: positions[shard, default: []].map { command.items[$0] }, ttlSeconds: command.ttlSeconds,
+                shortage: command.shortage, dispense: false
+            )
+            do {
+                results[shard] = .success(
+                    try await reservePart(part, shard: shard, fingerprint: command.fingerprint, now: now, failpoint: failpoint)
                 )
-                group.addTask {
-                    do {
-                        return (shard, .success(try await self.reservePart(
-                            part, shard: shard, fingerprint: fingerprint, now: now, failpoint: failpoint
-                        )))
-                    } catch {
-                        return (shard, .failure(error))
-                    }
-                }
+            } catch {
+                results[shard] = .failure(error)
+                break
             }
-            var results: [Int: Result<(outcome: ReserveOutcome, eventId: String), any Error>] = [:]
-            for await (shard, result) in group { results[shard] = result }
-            return results
         }
         var lines = [ReservationLine?](repeating: nil, count: command.items.count)
         var failures: [any Error] = []
@@ -310,7 +308,7 @@ public final class InventoryEngine: Sendable {
                 expiresAt = [expiresAt, reservation.expiresAtMilliseconds].compactMap { $0 }.min()
                 for (line, position) in zip(reservation.lines, positions[shard, default: []]) { lines[position] = line }
             case .failure(let error)?: failures.append(error)
-            case nil: failures.append(InventoryError.unavailable("part \(shard) of order \(orderId) did not answer"))
+            case nil: break  // not tried: an earlier part failed
             }
         }
         guard failures.isEmpty else {
@@ -323,7 +321,8 @@ public final class InventoryEngine: Sendable {
         )
         if command.dispense {
             let confirmed = try await confirm(orderId: orderId)
-            return allReplayed && confirmed.replayed ? .replayed(confirmed.reservation) : .created(confirmed.reservation)
+            let reservation = confirmed.reservation.with(persisted: configuration.durability == .sync ? true : nil)
+            return allReplayed && confirmed.replayed ? .replayed(reservation) : .created(reservation)
         }
         return allReplayed ? .replayed(reservation) : .created(reservation.with(persisted: configuration.durability == .sync ? true : false))
     }

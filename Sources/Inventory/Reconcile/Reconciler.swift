@@ -336,20 +336,22 @@ public final class Reconciler: Sendable {
         guard !pools.isEmpty else { return }
         report.poolsChecked += pools.count
         let oneTime = pools.filter { $0.1 == .oneTime }.map(\.0)
-        if !oneTime.isEmpty {
+        // One script per shard on a cluster (one slot each).
+        let groups = keys.clustered ? Array(Dictionary(grouping: oneTime, by: keys.itemShard).values) : [oneTime]
+        for group in groups where !group.isEmpty {
             let reply = try await redisCall {
                 try await self.runner.run(
-                    self.scripts.poolCounts, keys: oneTime.flatMap { [self.keys.item($0), self.keys.codes($0)] }, arguments: []
+                    self.scripts.poolCounts, keys: group.flatMap { [self.keys.item($0), self.keys.codes($0)] }, arguments: []
                 )
             }
-            for (id, counts) in zip(oneTime, reply.array ?? []) {
+            for (id, counts) in zip(group, reply.array ?? []) {
                 let parts = counts.array ?? []
                 guard let stock = parts.first?.int, let size = parts[safe: 1]?.int, stock != size else { continue }
                 report.codeDifferences.append(
                     CodeDifference(bizId: id.bizId, skuId: id.skuId, detail: "Redis: stock_num \(stock) but \(size) usable codes")
                 )
             }
-            for id in oneTime {
+            for id in group {
                 let row = try await mysqlCall {
                     try await self.mysql.query(
                         """
@@ -504,23 +506,26 @@ public final class Reconciler: Sendable {
         var confirmedInFlight: Int64 = 0
         var refundInFlight: Int64 = 0
         var committedUnsettled: Int64 = 0
+        // By order and entry id: entry ids repeat across streams, and an undo names a reserve of its own order.
         let reservesInFlight = Set(
             entries.filter { $0.kind == .reserve && applied.rows[Applied.key($0.orderId, sku)]?.reserveEvent != $0.entryId }
-                .map(\.entryId)
+                .map { $0.orderId + "\u{0}" + $0.entryId }
         )
         for entry in entries {
             let row = applied.rows[Applied.key(entry.orderId, sku)]
             switch entry.kind {
             case .reserve:
-                if reservesInFlight.contains(entry.entryId) { used += entry.quantity }
+                if reservesInFlight.contains(entry.orderId + "\u{0}" + entry.entryId) { used += entry.quantity }
             case .undo:
                 let rowStillLive = row?.reserveEvent == entry.reserveEvent && row?.status == "RESERVED"
-                if rowStillLive || reservesInFlight.contains(entry.reserveEvent) { used -= entry.quantity }
+                if rowStillLive || reservesInFlight.contains(entry.orderId + "\u{0}" + entry.reserveEvent) { used -= entry.quantity }
             case .confirm, .cancel, .expire:
                 // Redis has released the hold; MySQL still counts it while the row is RESERVED, or will once the
                 // reserve in flight before it lands.
                 let rowLive = row?.status == "RESERVED"
-                let rowComing = row == nil && entries.contains { $0.kind == .reserve && $0.orderId == entry.orderId && reservesInFlight.contains($0.entryId) }
+                let rowComing = row == nil && entries.contains {
+                    $0.kind == .reserve && $0.orderId == entry.orderId && reservesInFlight.contains($0.orderId + "\u{0}" + $0.entryId)
+                }
                 if rowLive || rowComing { used -= entry.quantity }
                 if entry.kind == .confirm, !entry.marked {
                     confirmedInFlight += entry.quantity
@@ -551,15 +556,28 @@ public final class Reconciler: Sendable {
 
     // MARK: - Reads
 
+    /// On a single Redis one script reads the page's items and every outbox at one instant. On a cluster one
+    /// script per shard reads the shard's items and its one outbox, the only stream with entries of those items.
     private func snapshot(_ ids: [StockItemID]) async throws -> Snapshot {
+        var snapshot = Snapshot()
+        guard keys.clustered else {
+            try await read(ids, streams: keys.outboxes, into: &snapshot)
+            return snapshot
+        }
+        for (shard, group) in Dictionary(grouping: ids, by: keys.itemShard) {
+            try await read(group, streams: [keys.outbox(shard: shard)], into: &snapshot)
+        }
+        return snapshot
+    }
+
+    private func read(_ ids: [StockItemID], streams: [String], into snapshot: inout Snapshot) async throws {
         let reply = try await redisCall {
             try await self.runner.run(
-                self.scripts.snapshot, keys: ids.map(self.keys.item) + self.keys.outboxes,
+                self.scripts.snapshot, keys: ids.map(self.keys.item) + streams,
                 arguments: [String(ids.count), self.keys.prefix] + ids.map { "\($0.bizId):\($0.skuId)" }
             )
         }
         let parts = reply.array ?? []
-        var snapshot = Snapshot()
         for (index, value) in (parts[safe: 0]?.array ?? []).enumerated() {
             guard let fields = value.array, fields.first?.int == 1, let id = ids[safe: index] else { continue }
             snapshot.counters[id] = .init(
@@ -581,7 +599,6 @@ public final class Reconciler: Sendable {
                 )
             )
         }
-        return snapshot
     }
 
     /// Σ quantity of RESERVED journal lines per item.
