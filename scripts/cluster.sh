@@ -7,8 +7,9 @@
 #   scripts/cluster.sh reset    stop the nodes and delete their data
 #   scripts/cluster.sh status   CLUSTER INFO and the slot map of the first node
 #
-# Ports: INVENTORY_CLUSTER_PORT_BASE (default 7390) and the next two. Needs redis-server and redis-cli
-# (scripts/setup.sh installs them).
+# Ports: INVENTORY_CLUSTER_PORT_BASE (default 7390) and the next two; with INVENTORY_CLUSTER_REPLICAS=1 (default 0)
+# three more, one replica per master (for failover runs). Data: INVENTORY_CLUSTER_DIR (default .local/cluster).
+# Needs redis-server and redis-cli (scripts/setup.sh installs them).
 set -Eeuo pipefail
 
 # shellcheck source=scripts/env.sh
@@ -18,8 +19,11 @@ set -Eeuo pipefail
 
 trap 'printf "%s: failed at line %s\n" "${0##*/}" "$LINENO" >&2' ERR
 
-CLUSTER_DIR="$INVENTORY_LOCAL_DIR/cluster"
-PORTS=("$INVENTORY_CLUSTER_PORT_BASE" "$((INVENTORY_CLUSTER_PORT_BASE + 1))" "$((INVENTORY_CLUSTER_PORT_BASE + 2))")
+CLUSTER_DIR="${INVENTORY_CLUSTER_DIR:-$INVENTORY_LOCAL_DIR/cluster}"
+REPLICAS="${INVENTORY_CLUSTER_REPLICAS:-0}"
+case "$REPLICAS" in 0 | 1) ;; *) die "INVENTORY_CLUSTER_REPLICAS must be 0 or 1" ;; esac
+PORTS=()
+for ((n = 0; n < 3 * (1 + REPLICAS); n++)); do PORTS+=("$((INVENTORY_CLUSTER_PORT_BASE + n))"); done
 
 node_ping() { redis-cli -h 127.0.0.1 -p "$1" PING 2>/dev/null | grep -q PONG; }
 
@@ -66,7 +70,7 @@ start() {
         # to converge instead of creating a new one.
         if [ "$(redis-cli -p "${PORTS[0]}" CLUSTER INFO | awk -F: '/^cluster_known_nodes/ {print $2}' | tr -d '\r')" = "1" ]; then
             step "cluster: creating it over ${PORTS[*]}"
-            redis-cli --cluster create "${PORTS[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >"$CLUSTER_DIR/create.log" 2>&1 ||
+            redis-cli --cluster create "${PORTS[@]/#/127.0.0.1:}" --cluster-replicas "$REPLICAS" --cluster-yes >"$CLUSTER_DIR/create.log" 2>&1 ||
                 die "redis-cli --cluster create failed" "$CLUSTER_DIR/create.log"
         fi
     fi
@@ -77,7 +81,7 @@ start() {
         sleep 0.1
     done
     for port in "${PORTS[@]}"; do cluster_ok "$port" || die "cluster state is not ok on node $port" "$CLUSTER_DIR/$port/redis.log"; done
-    step "cluster: ready on 127.0.0.1:${PORTS[0]}-${PORTS[2]}"
+    step "cluster: ready on 127.0.0.1:${PORTS[0]}-${PORTS[${#PORTS[@]} - 1]} ($REPLICAS replica(s) per master)"
 }
 
 stop() {

@@ -27,6 +27,8 @@ public final class RedisClusterClient: Sendable, Service {
     private let state = NIOLockedValueBox(State())
     /// Redirections followed before a command gives up (a cluster that keeps moving a slot).
     private let maxRedirects = 5
+    /// How long a command waits in all while its slot is half migrated (TRYAGAIN) before the reply is given up.
+    private let maxTryAgainMilliseconds = 2000
 
     /// - Parameters:
     ///   - seeds: nodes to read the slot map from ("host:port"), tried in order.
@@ -71,7 +73,9 @@ public final class RedisClusterClient: Sendable, Service {
         if state.withLockedValue({ $0.owners[slot].isEmpty }) { try await refresh() }
         var target = state.withLockedValue { $0.owners[slot] }
         var asking = false
-        for _ in 0...maxRedirects {
+        var redirected = 0
+        var waited = 0
+        while redirected <= maxRedirects {
             let client = node(target)
             let reply = asking ? try await client.sendAsking(arguments) : try await client.send(arguments)
             asking = false
@@ -79,6 +83,7 @@ public final class RedisClusterClient: Sendable, Service {
             let parts = message.split(separator: " ")
             switch parts.first {
             case "MOVED" where parts.count == 3:
+                redirected += 1
                 let movedTo = String(parts[2])
                 state.withLockedValue { state in
                     state.owners[slot] = movedTo
@@ -89,12 +94,18 @@ public final class RedisClusterClient: Sendable, Service {
                 // corrected entry and the command goes on).
                 try? await refresh()
             case "ASK" where parts.count == 3:
+                redirected += 1
                 state.withLockedValue { $0.redirects += 1 }
                 target = String(parts[2])
                 asking = true
-            case "TRYAGAIN":
-                // A multi-key command during a slot migration, with its keys split for a moment.
-                try await Task.sleep(for: .milliseconds(20))
+            case "TRYAGAIN" where waited < maxTryAgainMilliseconds:
+                // A command over several keys of a slot being migrated, some moved and some not (or not there yet):
+                // it can run once the slot has moved, which takes as long as its keys take to migrate. Waits up to
+                // `maxTryAgainMilliseconds` in all, then answers TRYAGAIN (a 503 above).
+                let pause = min(10 << min(waited / 40, 3), 80)
+                try await Task.sleep(for: .milliseconds(pause))
+                waited += pause
+                target = state.withLockedValue { $0.owners[slot] }
             default:
                 return reply
             }

@@ -266,4 +266,60 @@ struct ClusterEngineTests {
         let kept = WriteBackWorker.cancellingUndone(batch)
         #expect(kept.map(\.orderId) == ["b"], "a's reserve and its undo cancel out; b's reserve with the same id stays")
     }
+
+    @Test(
+        "two workers share the outbox stream by stream: each order's events in order, journal exact",
+        arguments: [false, true]
+    )
+    func twoWorkers(cluster: Bool) async throws {
+        try await TestStores.with(cluster: cluster) { stores in
+            let engine = stores.engine
+            for sku in UInt64(1)...6 { _ = try await engine.setStock(stores.item(sku), StockSettings(stock: 1000)) }
+            let workers = [stores.worker(consumer: "wa"), stores.worker(consumer: "wb")]
+            let running = workers.map { worker in Task { try await worker.run() } }
+            // The second worker to start finds the first holding every stream; within a lease refresh or two the
+            // first gives half back.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline, workers.contains(where: { $0.streams.count != stores.keys.shards / 2 }) {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(workers.map { $0.streams.count } == [stores.keys.shards / 2, stores.keys.shards / 2])
+            #expect(Set(workers[0].streams).isDisjoint(with: workers[1].streams))
+            // Reserve, then at once confirm or cancel: the two events of one part follow each other closely in
+            // one stream, which two workers splitting it would apply out of order.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for lane in 0..<8 {
+                    group.addTask {
+                        for index in stride(from: lane, to: 200, by: 8) {
+                            let orderId = "\(stores.bizId)-w-\(index)"
+                            let skus = [UInt64(1 + index % 6), UInt64(1 + (index + 1) % 6)]
+                            _ = try await engine.reserve(command(stores, orderId, skus.map { ($0, 1) }))
+                            if index % 2 == 0 {
+                                _ = try await engine.confirm(orderId: orderId)
+                            } else {
+                                _ = try await engine.cancel(orderId: orderId)
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await stores.drained())
+            for worker in workers { worker.stop() }
+            for task in running { try await task.value }
+            #expect(workers.allSatisfy { $0.stats.events > 0 }, "both workers applied events: \(workers.map(\.stats.events))")
+            let rows = try await stores.journalRows()
+            #expect(rows.count == 400)
+            let wrong = rows.filter { row in
+                let index = Int(row.orderId.split(separator: "-").last ?? "") ?? -1
+                return row.status != (index % 2 == 0 ? "CONFIRMED" : "CANCELLED")
+            }
+            #expect(wrong.isEmpty, "rows out of step with their orders: \(wrong.prefix(5))")
+            for sku in UInt64(1)...6 {
+                // Each sku is in 200 * 2 / 6 lines, half of them confirmed.
+                let confirmed = rows.filter { $0.skuId == sku && $0.status == "CONFIRMED" }.count
+                #expect(try await stores.mysqlStock(sku) == 1000 - Int64(confirmed))
+            }
+        }
+    }
 }

@@ -347,7 +347,9 @@ public final class InventoryEngine: Sendable {
                 })?.text ?? ""
             }
             guard !eventId.isEmpty else { continue }
-            await undoReserve(orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId)
+            await undoReserve(
+                orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId, routine: true
+            )
         }
         _ = try? await runScript(scripts.dirClose, keys: [keys.directory(command.orderId)], arguments: [command.fingerprint])
     }
@@ -800,10 +802,12 @@ public final class InventoryEngine: Sendable {
     /// Takes back a hold made by the reserve event `eventId` (compensation: sync-mode journal failure, or a
     /// duplicate the worker found in the journal). When Redis cannot be reached it becomes a durable retry task.
     public func undoReserve(
-        orderId: String, bizId: String, lines: [ReservationLine], eventId: String, earlierEventId: String = ""
+        orderId: String, bizId: String, lines: [ReservationLine], eventId: String, earlierEventId: String = "",
+        routine: Bool = false
     ) async {
         await compensate(
-            .undoReserve(orderId: orderId, bizId: bizId, eventId: eventId, lines: lines, earlierEventId: earlierEventId)
+            .undoReserve(orderId: orderId, bizId: bizId, eventId: eventId, lines: lines, earlierEventId: earlierEventId),
+            routine: routine
         )
     }
 
@@ -1246,10 +1250,12 @@ public final class InventoryEngine: Sendable {
 
     /// Runs a reversal now; a failure is stored in MySQL for the retrier, and only if that fails too is it left
     /// to the reconciler.
-    func compensate(_ task: CompensationTask, storingFailure: Bool = true) async {
+    /// `routine`: an expected step (a cluster order's parts taken back after another part was short), logged at
+    /// debug level instead of as a warning.
+    func compensate(_ task: CompensationTask, storingFailure: Bool = true, routine: Bool = false) async {
         do {
             try await runCompensation(task)
-            logger.warning("change reversed", metadata: ["compensation": "\(task)"])
+            logger.log(level: routine ? .debug : .warning, "change reversed", metadata: ["compensation": "\(task)"])
         } catch {
             guard storingFailure else {
                 logger.error(

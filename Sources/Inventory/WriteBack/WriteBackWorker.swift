@@ -126,6 +126,10 @@ public final class WriteBackWorker: Service, Sendable {
     private let logger: Logger
     private let statsBox = NIOLockedValueBox(WriteBackStats())
     private let stopping = NIOLockedValueBox(false)
+    /// The streams this worker holds the lease of, and so reads (see `refreshLeases`).
+    private let owned = NIOLockedValueBox<[String]>([])
+    /// How long a stream's lease lasts without renewal; a worker renews its leases every second.
+    static let leaseMilliseconds = 10_000
 
     /// - Parameters:
     ///   - redis: the shared client, for scripts and acknowledgements.
@@ -157,6 +161,9 @@ public final class WriteBackWorker: Service, Sendable {
     /// A copy of the counters.
     public var stats: WriteBackStats { statsBox.withLockedValue { $0 } }
 
+    /// The outbox streams this worker reads now (it holds their leases).
+    public var streams: [String] { owned.withLockedValue { $0 } }
+
     /// Recent journal lag and throughput, for the status page.
     public var progress: WriteBackProgress {
         statsBox.withLockedValue { stats in
@@ -175,6 +182,10 @@ public final class WriteBackWorker: Service, Sendable {
         } onGracefulShutdown: {
             self.stop()
         }
+        // The batch in hand is applied: the streams go back at once, not when their leases run out.
+        for stream in owned.withLockedValue({ $0 }) { _ = try? await runLease(stream, acquire: false) }
+        owned.withLockedValue { $0 = [] }
+        _ = try? await redis.command("ZREM", keys.prefix + ":workers", configuration.consumer)
         await reader.shutdown()
     }
 
@@ -192,6 +203,7 @@ public final class WriteBackWorker: Service, Sendable {
         var readOwnPending = true
         var lastClaim = ContinuousClock.now
         var lastGauge = ContinuousClock.now
+        var lastLease: ContinuousClock.Instant?
         var lastReport = (at: ContinuousClock.now, events: 0)
         var backoff = 50
         // The next batch of new entries, read while the one in hand is applied.
@@ -207,6 +219,12 @@ public final class WriteBackWorker: Service, Sendable {
                 if !groupsReady {
                     try await createGroups()
                     groupsReady = true
+                }
+                // Leases change between batches only: with nothing read ahead and nothing of this worker's left
+                // pending, so a stream given up has no entry of it held here.
+                if prefetched == nil, lastLease.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true {
+                    lastLease = ContinuousClock.now
+                    if try await refreshLeases(mayRelease: !readOwnPending) { readOwnPending = true }
                 }
                 if ContinuousClock.now - lastClaim > .milliseconds(configuration.claimIdleMilliseconds / 2) {
                     lastClaim = ContinuousClock.now
@@ -230,7 +248,7 @@ public final class WriteBackWorker: Service, Sendable {
                 // Only new entries (">") are read ahead: re-reading this consumer's pending ones ("0") would return
                 // the batch in hand. Read entries stay pending until acknowledged, so a failure below loses none:
                 // the retry reads them back with the batch in hand (same connection, so after this read).
-                if !readOwnPending && !shouldStop {
+                if !readOwnPending && !shouldStop && ContinuousClock.now - (lastLease ?? .now) < .milliseconds(900) {
                     prefetched = Task { try await self.read(pending: false) }
                 }
                 try await process(entries)
@@ -300,7 +318,11 @@ public final class WriteBackWorker: Service, Sendable {
             statsBox.withLockedValue { $0.readMilliseconds += elapsed }
         }
         if keys.clustered { return try await readEachStream(pending: pending) }
-        let streams = keys.outboxes
+        let streams = owned.withLockedValue { $0 }
+        guard !streams.isEmpty else {
+            try await Task.sleep(for: .milliseconds(configuration.blockMilliseconds))
+            return []
+        }
         var command = ["XREADGROUP", "GROUP", configuration.group, configuration.consumer, "COUNT", String(configuration.batchSize)]
         if !pending { command += ["BLOCK", String(configuration.blockMilliseconds)] }
         command.append("STREAMS")
@@ -327,7 +349,7 @@ public final class WriteBackWorker: Service, Sendable {
     private func readEachStream(pending: Bool) async throws -> [OutboxEntry] {
         var entries: [OutboxEntry] = []
         // In a random order, so that busy streams early in the list do not starve the later ones.
-        for stream in keys.outboxes.shuffled() where entries.count < configuration.batchSize {
+        for stream in owned.withLockedValue({ $0 }).shuffled() where entries.count < configuration.batchSize {
             let command = [
                 "XREADGROUP", "GROUP", configuration.group, configuration.consumer, "COUNT",
                 String(configuration.batchSize - entries.count), "STREAMS", stream, pending ? "0" : ">",
@@ -350,10 +372,81 @@ public final class WriteBackWorker: Service, Sendable {
         return entries
     }
 
+    /// Several workers share the outbox stream by stream: each stream is read by the one worker holding its lease
+    /// (`prefix:{sN}:outbox:lease`, in the stream's slot), so one stream's entries, and with them one order's
+    /// events, are applied in their order (two workers splitting a stream could commit a confirm before the
+    /// reserve it confirms, and the confirm would find no row). Workers say they are alive in `prefix:workers`; each
+    /// holds about streams / workers leases, renews its own, takes free ones up to that share and gives back what is
+    /// above it. A stream taken over from a worker that stopped renewing comes with that worker's pending entries,
+    /// claimed at once and applied first. Returns true when this worker took streams over.
+    private func refreshLeases(mayRelease: Bool) async throws -> Bool {
+        let now = InventoryEngine.nowMilliseconds()
+        let ttl = Self.leaseMilliseconds
+        let members = keys.prefix + ":workers"
+        _ = try await redis.command("ZADD", members, String(now), configuration.consumer)
+        _ = try await redis.command("ZREMRANGEBYSCORE", members, "-inf", String(now - Int64(ttl)))
+        let workers = max(1, Int(try await redis.command("ZCARD", members).int ?? 1))
+        let share = (keys.outboxes.count + workers - 1) / workers
+        var held: [String] = []
+        var free: [String] = []
+        for stream in keys.outboxes {
+            let holder = try await redis.command("GET", stream + ":lease").text
+            if holder == configuration.consumer { held.append(stream) } else if holder == nil { free.append(stream) }
+        }
+        // Above the share: give back (only between batches with nothing pending here).
+        while held.count > share, mayRelease, let stream = held.popLast() {
+            _ = try await runLease(stream, acquire: false)
+        }
+        var kept: [String] = []
+        for stream in held where try await runLease(stream, acquire: true) { kept.append(stream) }
+        var taken: [String] = []
+        for stream in free.shuffled() where kept.count + taken.count < share {
+            if try await runLease(stream, acquire: true) { taken.append(stream) }
+        }
+        for stream in taken {
+            // Whatever a stopped worker had read of it is applied before anything newer.
+            _ = try await redis.send(
+                [
+                    "XAUTOCLAIM", stream, configuration.group, configuration.consumer, "0", "0", "COUNT", "100000",
+                    "JUSTID",
+                ], routingKey: stream
+            )
+        }
+        let streams = (kept + taken).sorted()
+        owned.withLockedValue { $0 = streams }
+        if !taken.isEmpty {
+            logger.info("outbox streams taken", metadata: ["streams": "\(taken.count)", "held": "\(streams.count)", "workers": "\(workers)"])
+        }
+        return !taken.isEmpty
+    }
+
+    /// Takes or renews (`acquire`) or gives back a stream's lease; true when this worker holds it afterwards.
+    private func runLease(_ stream: String, acquire: Bool) async throws -> Bool {
+        let script = """
+            local holder = redis.call('GET', KEYS[1])
+            if ARGV[2] == '0' then
+              if holder == ARGV[1] then redis.call('DEL', KEYS[1]) end
+              return 0
+            end
+            if holder == ARGV[1] or not holder then
+              redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+              return 1
+            end
+            return 0
+            """
+        let key = stream + ":lease"
+        let reply = try await redis.send(
+            ["EVAL", script, "1", key, configuration.consumer, acquire ? "1" : "0", String(Self.leaseMilliseconds)],
+            routingKey: key
+        )
+        if let message = reply.errorMessage { throw RedisError(.server, "lease of \(stream): \(message)") }
+        return reply.int == 1
+    }
+
     /// Takes over entries another consumer read and never acknowledged (it crashed).
     private func claimAbandoned() async throws -> Int {
         var claimed = 0
-        for stream in keys.outboxes {
+        for stream in owned.withLockedValue({ $0 }) {
             let reply = try await redis.send(
                 [
                     "XAUTOCLAIM", stream, configuration.group, configuration.consumer,

@@ -168,7 +168,7 @@ public enum HTMLReport {
         if let requests = settings.requests { pairs.append(("requests", Format.grouped(requests))) }
         if let rate = settings.rate { pairs.append(("rate", Format.rate(rate))) }
         if settings.scenario == .zipf || settings.scenario == .multi { pairs.append(("zipf s", "\(settings.zipfS)")) }
-        if settings.scenario == .lifecycle { pairs.append(("mix", settings.mix)) }
+        if settings.scenario == .lifecycle || settings.scenario == .mixed { pairs.append(("mix", settings.mix)) }
         var rows = "<table>\n"
         for (name, value) in pairs { rows += "<tr><td>\(escape(name))</td><td style=\"text-align:left\">\(escape(value))</td></tr>\n" }
         return rows + "</table>\n"

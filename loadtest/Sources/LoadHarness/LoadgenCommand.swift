@@ -15,7 +15,7 @@ public struct LoadgenCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "hot | zipf | lifecycle | retry | multi | healthz.")
+    @Option(help: "hot | zipf | lifecycle | retry | multi | mixed | healthz.")
     var scenario: Scenario = .hot
 
     @Option(name: [.customShort("c"), .long], help: "Connections, each with one request in flight.")
@@ -63,7 +63,7 @@ public struct LoadgenCommand: AsyncParsableCommand {
     @Option(help: "bizId of the run (default lt<random>; with several targets or rounds each phase appends -<n>).")
     var biz: String?
 
-    @Option(name: .customLong("target"), help: "Base URL or name=URL (default http://127.0.0.1:8080); repeat to compare targets: redis=URL --target db=URL.")
+    @Option(name: .customLong("target"), help: "Base URL or name=URL (default http://127.0.0.1:8080); name=URL1,URL2 spreads the connections over instances of one service; repeat to compare targets: redis=URL --target db=URL.")
     var targets: [String] = []
 
     @Option(help: "With several targets: run them alternately this many times (A B A B for 2).")

@@ -180,9 +180,13 @@ struct PhaseRunner: Sendable {
             mode: plan.mode, index: index, connections: plan.connections, jobs: jobs,
             duration: plan.duration.map { UInt64($0.nanoseconds) }, factory: factory, recorder: recorder
         )
+        // Connections spread over the target's instances, round robin (the first instance's address is resolved).
+        let instances = plan.target.instances
+        let instance = instances[index % instances.count]
+        let address = index % instances.count == 0 ? plan.address : try? SocketAddress(ipAddress: instance.connectHost, port: instance.port)
         return LoadConnection(
-            loop: loop, address: plan.address, target: plan.target,
-            renderer: RequestRenderer(target: plan.target, bizId: plan.bizId), timeout: plan.timeout, core: core
+            loop: loop, address: address, target: instance,
+            renderer: RequestRenderer(target: instance, bizId: plan.bizId), timeout: plan.timeout, core: core
         )
     }
 

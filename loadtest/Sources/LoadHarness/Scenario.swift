@@ -12,6 +12,9 @@ public enum Scenario: String, CaseIterable, Sendable, Codable {
     case retry
     /// Orders of 2-5 distinct items, drawn with the Zipf skew.
     case multi
+    /// Orders of 1-4 distinct items (Zipf), then confirm / cancel / let expire (`--mix`), as `lifecycle`: on a Redis
+    /// Cluster their items are on different masters.
+    case mixed
     /// GET /healthz only: the server's HTTP ceiling (no stock, no checks).
     case healthz
 
@@ -21,7 +24,7 @@ public enum Scenario: String, CaseIterable, Sendable, Codable {
     /// The number of items used when `--items` is not given.
     public var defaultItems: Int {
         switch self {
-        case .zipf, .multi: 1000
+        case .zipf, .multi, .mixed: 1000
         case .hot, .lifecycle, .retry, .healthz: 1
         }
     }
@@ -117,12 +120,18 @@ struct JobFactory: Sendable {
             let size = Swift.min(2 + Int(generator.next() % 4), sampler.count)
             let lines = sampler.sampleDistinct(size, using: &generator).map { OrderLine(item: $0, quantity: 1) }
             return Job(orderId: orderId, lines: lines, plan: .reserve)
-        case .lifecycle:
-            let line = OrderLine(item: sampler.sample(using: &generator), quantity: 1)
+        case .lifecycle, .mixed:
+            let lines: [OrderLine]
+            if scenario == .mixed {
+                let size = Swift.min(1 + Int(generator.next() % 4), sampler.count)
+                lines = sampler.sampleDistinct(size, using: &generator).map { OrderLine(item: $0, quantity: 1) }
+            } else {
+                lines = [OrderLine(item: sampler.sample(using: &generator), quantity: 1)]
+            }
             switch mix.pick(using: &generator) {
-            case .confirm: return Job(orderId: orderId, lines: [line], plan: .reserveThenConfirm)
-            case .cancel: return Job(orderId: orderId, lines: [line], plan: .reserveThenCancel)
-            case .expire: return Job(orderId: orderId, lines: [line], plan: .reserveToExpire, ttlSeconds: 1)
+            case .confirm: return Job(orderId: orderId, lines: lines, plan: .reserveThenConfirm)
+            case .cancel: return Job(orderId: orderId, lines: lines, plan: .reserveThenCancel)
+            case .expire: return Job(orderId: orderId, lines: lines, plan: .reserveToExpire, ttlSeconds: 1)
             }
         }
     }

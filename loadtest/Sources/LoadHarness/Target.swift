@@ -9,6 +9,12 @@ public struct Target: Sendable, Equatable, Codable {
     public var port: Int
     /// Path prefix without a trailing slash ("" for none); every API path is appended to it.
     public var basePath: String
+    /// More instances of the same service (same stores): the connections are spread over this one and these,
+    /// round robin, as a load balancer would (`name=URL1,URL2`).
+    public var others: [Target]?
+
+    /// This instance and the others.
+    public var instances: [Target] { [self] + (others ?? []) }
 
     /// The base URL, normalised.
     public var url: String {
@@ -24,6 +30,7 @@ public struct Target: Sendable, Equatable, Codable {
 
     /// True for 127.0.0.0/8, ::1 and `localhost`: the only addresses a load test may aim at without `--allow-remote`.
     public var isLoopback: Bool {
+        if let others, !others.allSatisfy(\.isLoopback) { return false }
         let lower = host.lowercased()
         if lower == "localhost" || lower == "::1" || lower == "0:0:0:0:0:0:0:1" { return true }
         let octets = lower.split(separator: ".", omittingEmptySubsequences: false)
@@ -41,7 +48,8 @@ public struct Target: Sendable, Equatable, Codable {
         self.basePath = basePath
     }
 
-    /// Parses `URL` or `name=URL`. Only `http://` is supported (the harness speaks plain HTTP/1.1).
+    /// Parses `URL` or `name=URL`, or several URLs of one service's instances separated by commas (`name=URL1,URL2`).
+    /// Only `http://` is supported (the harness speaks plain HTTP/1.1).
     public static func parse(_ spec: String) throws(TargetError) -> Target {
         var name: String?
         var urlText = spec
@@ -51,6 +59,17 @@ public struct Target: Sendable, Equatable, Codable {
             guard let name, !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
                 throw TargetError("target name must be letters, digits, - or _: \(spec)")
             }
+        }
+        let urls = urlText.split(separator: ",").map(String.init)
+        if urls.count > 1 {
+            var first = try parse(urls[0])
+            first.others = []
+            for url in urls.dropFirst() { first.others!.append(try parse(url)) }
+            guard first.others!.allSatisfy({ $0.basePath == first.basePath }) else {
+                throw TargetError("instances of one target must share a path: \(urlText)")
+            }
+            first.name = name ?? first.name + "+\(urls.count - 1)"
+            return first
         }
         guard urlText.lowercased().hasPrefix("http://") else {
             if urlText.lowercased().hasPrefix("https://") {

@@ -8,7 +8,7 @@ struct CommandTests {
         try LoadgenCommand.parse(arguments).makeConfiguration()
     }
 
-    @Test("targets: URL or name=URL; loopback only unless --allow-remote")
+    @Test("targets: URL or name=URL, or a service's instances as URL,URL; loopback only unless --allow-remote")
     func targets() throws {
         let plain = try Target.parse("http://127.0.0.1:8080")
         #expect(plain.name == "127.0.0.1:8080" && plain.port == 8080 && plain.basePath == "" && plain.isLoopback)
@@ -22,6 +22,11 @@ struct CommandTests {
         #expect(throws: TargetError.self) { try Target.parse("127.0.0.1:8080") }
         #expect(throws: TargetError.self) { try Target.parse("http://127.0.0.1:99999") }
         #expect(throws: (any Error).self) { try configuration(["--target", "http://192.168.1.10:8080"]) }
+        let spread = try Target.parse("cluster=http://127.0.0.1:8080,http://127.0.0.1:8082")
+        #expect(spread.name == "cluster" && spread.instances.map(\.port) == [8080, 8082] && spread.isLoopback)
+        #expect(try Target.parse("http://127.0.0.1:8080,http://127.0.0.1:8082").name == "127.0.0.1:8080+1")
+        #expect(try !Target.parse("http://127.0.0.1:8080,http://10.0.0.5:8080").isLoopback)
+        #expect(throws: TargetError.self) { try Target.parse("http://127.0.0.1:8080/a,http://127.0.0.1:8082/b") }
         let remote = try configuration(["--target", "http://192.168.1.10:8080", "--allow-remote"])
         #expect(remote.targets.map(\.host) == ["192.168.1.10"])
     }
