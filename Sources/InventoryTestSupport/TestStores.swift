@@ -8,7 +8,8 @@ import RedisClient
 ///
 /// Every test gets its own key prefix and business id, so tests run in parallel without seeing each other's
 /// keys or rows, against the same servers. With `cluster` (default: `INVENTORY_TEST_REDIS_CLUSTER=1`) Redis is the
-/// local 3-master cluster of `scripts/cluster.sh` and the keys are laid out for it.
+/// local 3-master cluster of `scripts/cluster.sh` and the keys are laid out for it; a test that names `redisPort`
+/// (a fault proxy in front of the single Redis) runs on the single Redis.
 public struct TestStores: Sendable {
     public let redis: any RedisRouter
     public let mysql: MySQLClient
@@ -33,6 +34,8 @@ public struct TestStores: Sendable {
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         let tag = String(UUID().uuidString.prefix(8)).lowercased()
+        // A test that names a Redis port puts a fault proxy in front of the single Redis: it runs there.
+        let cluster = cluster && redisPort == nil
         let redisConfiguration = RedisConfiguration(
             host: redisAddress(environment).host,
             port: redisPort ?? redisAddress(environment).port,
@@ -212,6 +215,44 @@ public struct TestStores: Sendable {
             fields[values[index].text ?? ""] = values[index + 1].text ?? ""
         }
         return fields
+    }
+
+    /// The shard of the part of an order that holds `sku` (the order's own shard on a single Redis).
+    public func partShard(_ orderId: String, sku: UInt64) -> Int { keys.partShard(orderId: orderId, item: item(sku)) }
+
+    /// The hash of the part of an order that holds `sku` (the whole order on a single Redis).
+    public func orderKey(_ orderId: String, sku: UInt64) -> String { keys.order(orderId, shard: partShard(orderId, sku: sku)) }
+
+    /// The outbox stream the events of the part of an order that holds `sku` go to.
+    public func outboxKey(_ orderId: String, sku: UInt64) -> String { keys.outbox(shard: partShard(orderId, sku: sku)) }
+
+    /// The expiry index of the part of an order that holds `sku`.
+    public func expiryKey(_ orderId: String, sku: UInt64) -> String { keys.expiryIndex(shard: partShard(orderId, sku: sku)) }
+
+    /// The undone marker of a reserve event of the part of an order that holds `sku`.
+    public func undoneMarkerKey(_ orderId: String, eventId: String, sku: UInt64) -> String {
+        keys.undoneMarker(orderId: orderId, eventId: eventId, shard: partShard(orderId, sku: sku))
+    }
+
+    /// Deletes every key of this test, as FLUSHALL would for this test only (other tests share the servers): one
+    /// script per node, so no request sees half of a node's data gone (on a cluster each master loses its part at
+    /// its own instant).
+    public func loseEverything() async throws {
+        for node in try await redis.dataNodes() {
+            _ = try await node.command(
+                "EVAL",
+                """
+                local cursor = '0'
+                repeat
+                  local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
+                  cursor = page[1]
+                  for _, key in ipairs(page[2]) do redis.call('DEL', key) end
+                until cursor == '0'
+                return 1
+                """,
+                "0", "\(keys.prefix):*"
+            )
+        }
     }
 
     /// This test's keys of one item: `suffix` is a pattern after the item's common start ("rsv:*", "*"), which

@@ -197,7 +197,7 @@ struct CodePoolTests {
             let orderId = "lost-\(stores.bizId)"
             let taken = held(try await engine.reserve(command(stores, orderId, 11, 2)))
             #expect(try await stores.drainWithWorker())
-            _ = try await stores.redis.command("DEL", stores.keys.order(orderId))
+            _ = try await stores.redis.command("DEL", stores.orderKey(orderId, sku: 11))
             #expect(try await engine.reservation(orderId: orderId).lines.first?.codes == taken.sorted())
             _ = try await engine.cancel(orderId: orderId)
             #expect(try await engine.unusedCodes(item) == codes("R", 4))

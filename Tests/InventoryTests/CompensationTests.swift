@@ -66,14 +66,14 @@ struct CompensationTests {
                         ttlSeconds: 600, shortage: .reject
                     )
                 )
-                return try await stores.redis.command("HGET", stores.keys.order(orderId), "event").text ?? ""
+                return try await stores.redis.command("HGET", stores.orderKey(orderId, sku: 1), "event").text ?? ""
             }
             let line = [ReservationLine(skuId: 1, requested: 1, reserved: 1)]
 
             // The earlier attempt's hold was taken back in Redis (its marker is set): this hold is the only one
             // the item counts, and it stays counted as confirmed.
             let first = try await hold("d1")
-            _ = try await stores.redis.command("SET", stores.keys.undoneMarker(orderId: "d1", eventId: "1-0"), "1")
+            _ = try await stores.redis.command("SET", stores.undoneMarkerKey("d1", eventId: "1-0", sku: 1), "1")
             _ = try await engine.confirm(orderId: "d1")
             await engine.undoReserve(orderId: "d1", bizId: stores.bizId, lines: line, eventId: first, earlierEventId: "1-0")
             var fields = try await stores.itemFields(1)

@@ -30,21 +30,9 @@ struct EpochFenceTests {
         return events.sorted { $0.id < $1.id }
     }
 
-    /// Deletes every key of the test in one script: FLUSHALL for this test only.
+    /// Deletes every key of the test: FLUSHALL for this test only.
     func flush(_ stores: TestStores) async throws {
-        _ = try await stores.redis.command(
-            "EVAL",
-            """
-            local cursor = '0'
-            repeat
-              local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
-              cursor = page[1]
-              for _, key in ipairs(page[2]) do redis.call('DEL', key) end
-            until cursor == '0'
-            return 1
-            """,
-            "0", "\(stores.keys.prefix):*"
-        )
+        try await stores.loseEverything()
     }
 
     func journal(_ stores: TestStores) -> JournalRepository { JournalRepository(client: stores.mysql) }

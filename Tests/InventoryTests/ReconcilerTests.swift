@@ -160,21 +160,8 @@ struct ReconcilerTests {
                 }
                 group.addTask {
                     try await Task.sleep(for: .milliseconds(150))
-                    // FLUSHALL, but of this test's keys only (other tests share the server), and atomic like
-                    // FLUSHALL: one script, so no request sees half of the data gone.
-                    _ = try await stores.redis.command(
-                        "EVAL",
-                        """
-                        local cursor = '0'
-                        repeat
-                          local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
-                          cursor = page[1]
-                          for _, key in ipairs(page[2]) do redis.call('DEL', key) end
-                        until cursor == '0'
-                        return 1
-                        """,
-                        "0", "\(stores.keys.prefix):*"
-                    )
+                    // FLUSHALL, but of this test's keys only (other tests share the server).
+                    try await stores.loseEverything()
                 }
                 try await group.waitForAll()
             }

@@ -115,7 +115,9 @@ struct ReservationTests {
             let orderId = "gone-\(stores.bizId)"
             let id = stores.item(1)
             let keys = stores.keys
-            let order = [keys.order(orderId), keys.outbox(forOrder: orderId), keys.expiryIndex(forOrder: orderId)]
+            let order = [
+                stores.orderKey(orderId, sku: 1), stores.outboxKey(orderId, sku: 1), stores.expiryKey(orderId, sku: 1),
+            ]
             let now = String(InventoryEngine.nowMilliseconds())
             let rollback = try await runner.run(
                 scripts.rollback,
@@ -133,7 +135,7 @@ struct ReservationTests {
                 scripts.refund, keys: [order[0], order[1], keys.item(id), keys.codes(id)], arguments: [orderId, now, "1:1:1"]
             )
             #expect(refund.array?.first?.text == "stale")
-            #expect(try await stores.redis.command("EXISTS", keys.order(orderId)) == .integer(0), "no order recorded")
+            #expect(try await stores.redis.command("EXISTS", order[0]) == .integer(0), "no order recorded")
             #expect(try await stores.outboxLength() == 0, "no event written")
             // With no order read at all, a cancel is still recorded (cancel before reserve).
             let empty = try await runner.run(

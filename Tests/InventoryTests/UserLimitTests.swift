@@ -168,7 +168,7 @@ struct UserLimitTests {
             }
             // an order counted in an earlier window gives nothing back into this one
             _ = try await stores.redis.command(
-                "HSET", stores.keys.order("w-1"), "created_at", String((current - 1) * 3_600_000 + 5)
+                "HSET", stores.orderKey("w-1", sku: 7), "created_at", String((current - 1) * 3_600_000 + 5)
             )
             _ = try await engine.cancel(orderId: "w-1")
             #expect(try await stores.redis.command("HGET", usage, "dave").text == "\(current):2")

@@ -249,8 +249,8 @@ struct WriteBackTests {
                 shortage: .reject
             )
             func event() async throws -> OutboxEvent? {
-                let id = try await stores.redis.command("HGET", stores.keys.order("u1"), "event").text ?? ""
-                let stream = stores.keys.outbox(forOrder: "u1")
+                let id = try await stores.redis.command("HGET", stores.orderKey("u1", sku: 1), "event").text ?? ""
+                let stream = stores.outboxKey("u1", sku: 1)
                 return OutboxEvent.entries(stream: stream, try await stores.redis.command("XRANGE", stream, id, id)).first?.event
             }
             _ = try await unrecorded.reserve(command)
@@ -291,7 +291,7 @@ struct WriteBackTests {
             }
             // Redis forgets the order (data loss), the client retries: a second hold for the same line. No worker
             // runs meanwhile (one reading ahead would take the hold back before it could be seen).
-            _ = try await stores.redis.command("DEL", stores.keys.order("dup"), stores.keys.reserveKey(stores.item(1), orderId: "dup"))
+            _ = try await stores.redis.command("DEL", stores.orderKey("dup", sku: 1), stores.keys.reserveKey(stores.item(1), orderId: "dup"))
             _ = try await reserve(stores, "dup", [(1, 3)])
             #expect(try await engine.stock(stores.item(1)).available == 4)
             let worker = stores.worker()

@@ -78,14 +78,25 @@ done
 step "two instances on :$PORT_A and :$PORT_B over the cluster $SEEDS"
 
 node_id() { redis-cli -p "$1" CLUSTER MYID | tr -d '\r'; }
-masters() { redis-cli -p "$BASE" CLUSTER NODES | awk '$3 ~ /master/ && $3 !~ /fail/ {split($2, a, "@"); split(a[1], b, ":"); print b[2]}' | sort -n; }
+# CLUSTER NODES from the first node that answers it (a replica loading a full sync answers LOADING for a while).
+nodes() {
+    local port out
+    for ((port = BASE; port < BASE + 6; port++)); do
+        out="$(redis-cli -p "$port" CLUSTER NODES 2>/dev/null)" || continue
+        case "$out" in *LOADING* | "") continue ;; esac
+        printf '%s\n' "$out"
+        return
+    done
+    die "no cluster node answers CLUSTER NODES"
+}
+masters() { nodes | awk '$3 ~ /master/ && $3 !~ /fail/ {split($2, a, "@"); split(a[1], b, ":"); print b[2]}' | sort -n; }
 
 disrupt() {
     sleep "$RESHARD_AT"
     local from to moved
     from="$(masters | sed -n 1p)"
     to="$(masters | sed -n 2p)"
-    moved="$(redis-cli -p "$BASE" CLUSTER NODES | awk -v id="$(node_id "$from")" '$1 == id {n = 0; for (i = 9; i <= NF; i++) { split($i, r, "-"); n += (r[2] == "" ? 1 : r[2] - r[1] + 1) } print n}')"
+    moved="$(nodes | awk -v id="$(node_id "$from")" '$1 == id {n = 0; for (i = 9; i <= NF; i++) { split($i, r, "-"); n += (r[2] == "" ? 1 : r[2] - r[1] + 1) } print n}')"
     step "reshard: moving all $moved slots of :$from to :$to, keys included"
     local started=$SECONDS
     redis-cli --cluster reshard "127.0.0.1:$BASE" --cluster-from "$(node_id "$from")" --cluster-to "$(node_id "$to")" \
@@ -95,7 +106,7 @@ disrupt() {
     [ "$wait" -gt 0 ] && sleep "$wait"
     local master replica
     master="$(masters | tail -1)"
-    replica="$(redis-cli -p "$BASE" CLUSTER NODES | awk -v id="$(node_id "$master")" '$4 == id {split($2, a, "@"); split(a[1], b, ":"); print b[2]}' | head -1)"
+    replica="$(nodes | awk -v id="$(node_id "$master")" '$4 == id {split($2, a, "@"); split(a[1], b, ":"); print b[2]}' | head -1)"
     [ -n "$replica" ] || die "no replica of :$master"
     step "failover: :$replica takes over from master :$master"
     redis-cli -p "$replica" CLUSTER FAILOVER >"$LOGS/failover.log" 2>&1
@@ -105,7 +116,7 @@ disrupt() {
     done
     redis-cli -p "$replica" ROLE | head -1 | grep -q master || die "the replica :$replica did not become master" "$LOGS/failover.log"
     step "failover: :$replica is master, :$master its replica"
-    redis-cli -p "$BASE" CLUSTER NODES >"$LOGS/nodes-after.txt"
+    nodes >"$LOGS/nodes-after.txt"
 }
 disrupt &
 DISRUPT=$!
