@@ -257,6 +257,20 @@ public final class InventoryEngine: Sendable {
             positions[keys.itemShard(StockItemID(bizId: command.bizId, skuId: item.skuId)), default: []].append(index)
         }
         let shards = positions.keys.sorted()
+        if shards.count > 1 {
+            // An item Redis lacks would fail its part after other parts held stock: found first, so that a reserve
+            // naming an unknown item changes nothing (the caller rebuilds what MySQL has, and refuses the rest).
+            let missing = try await withThrowingTaskGroup(of: UInt64?.self, returning: [UInt64].self) { group in
+                for item in command.items {
+                    let key = keys.item(StockItemID(bizId: command.bizId, skuId: item.skuId))
+                    group.addTask {
+                        try await self.redisCall { try await self.redis.command("EXISTS", key) }.int == 1 ? nil : item.skuId
+                    }
+                }
+                return try await group.reduce(into: []) { if let sku = $1 { $0.append(sku) } }
+            }
+            if !missing.isEmpty { throw InventoryError.unknownItems(missing) }
+        }
         let opened = try await runScript(
             scripts.dirOpen, keys: [keys.directory(orderId)],
             arguments: [
