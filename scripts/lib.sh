@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by setup.sh and stop.sh: where the project's servers keep their files, and small helpers.
+# Shared by the scripts (setup.sh, stop.sh, cluster.sh, the load-test scripts): where the project's servers keep their files, and small helpers.
 # Sourced after env.sh; not meant to be run.
 # shellcheck disable=SC2034 # the path variables are used by the scripts that source this file
 
@@ -24,6 +24,16 @@ die() {
         tail -n 40 "$2" >&2
     fi
     exit 1
+}
+
+# wait_ready PORT LOGFILE: wait up to 10 s for an inventoryd on 127.0.0.1:PORT to answer /readyz, else die.
+wait_ready() {
+    local i
+    for ((i = 0; i < 100; i++)); do
+        curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    die "inventoryd on $1 is not ready" "$2"
 }
 
 # find_tool NAME...: path of the first NAME found on PATH or in the sbin dirs (not on a normal user's PATH).

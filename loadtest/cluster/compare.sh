@@ -54,13 +54,10 @@ start cluster-a "${PORTS_CLUSTER[0]}" "$SEEDS"
 start cluster-b "${PORTS_CLUSTER[1]}" "$SEEDS"
 start single-a "${PORTS_SINGLE[0]}"
 start single-b "${PORTS_SINGLE[1]}"
-for port in "${PORTS_CLUSTER[@]}" "${PORTS_SINGLE[@]}"; do
-    for ((i = 0; i < 100; i++)); do
-        curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
-    curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || die "inventoryd on $port is not ready" "$LOGS/inventoryd-cluster-a.log"
-done
+wait_ready "${PORTS_CLUSTER[0]}" "$LOGS/inventoryd-cluster-a.log"
+wait_ready "${PORTS_CLUSTER[1]}" "$LOGS/inventoryd-cluster-b.log"
+wait_ready "${PORTS_SINGLE[0]}" "$LOGS/inventoryd-single-a.log"
+wait_ready "${PORTS_SINGLE[1]}" "$LOGS/inventoryd-single-b.log"
 step "cluster pair on :${PORTS_CLUSTER[*]}, single-Redis pair on :${PORTS_SINGLE[*]}"
 
 reconcile() { # pair bizId

@@ -68,13 +68,8 @@ for name in a b; do
         .build/release/inventoryd serve >"$LOGS/inventoryd-$name.log" 2>&1 &
     PIDS+=("$!")
 done
-for port in "$PORT_A" "$PORT_B"; do
-    for ((i = 0; i < 100; i++)); do
-        curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
-    curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || die "inventoryd on $port is not ready" "$LOGS/inventoryd-a.log"
-done
+wait_ready "$PORT_A" "$LOGS/inventoryd-a.log"
+wait_ready "$PORT_B" "$LOGS/inventoryd-b.log"
 step "two instances on :$PORT_A and :$PORT_B over the cluster $SEEDS"
 
 node_id() { redis-cli -p "$1" CLUSTER MYID | tr -d '\r'; }
