@@ -116,10 +116,14 @@ public final class FaultRunner: Sendable {
         self.log = log
     }
 
-    public func run(only: Set<Fault>? = nil, durability: String? = nil) async throws -> [FaultResult] {
+    /// - Parameter cluster: run the service on a Redis Cluster of three masters instead of one Redis.
+    public func run(only: Set<Fault>? = nil, durability: String? = nil, cluster: Bool = false) async throws -> [FaultResult] {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let redis = try PrivateRedis(directory: directory + "/redis")
-        log("fault suite: starting Redis on \(redis.port) and MariaDB (data in \(directory))")
+        let redis = try PrivateRedis(directory: directory + "/redis", cluster: cluster)
+        log(
+            "fault suite: starting \(cluster ? "a Redis Cluster on \(redis.ports)" : "Redis on \(redis.port)") and MariaDB"
+                + " (data in \(directory))"
+        )
         try await redis.start()
         let mariadb = try PrivateMariaDB(directory: directory + "/mariadb")
         try await mariadb.start()
@@ -127,7 +131,10 @@ public final class FaultRunner: Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var results: [FaultResult] = []
         do {
-            let base = ServiceEnvironment(redisPort: redis.port, mysqlPort: mariadb.port, httpPort: try Tools.freePort())
+            let base = ServiceEnvironment(
+                redisPort: redis.port, mysqlPort: mariadb.port, httpPort: try Tools.freePort(),
+                clusterPorts: cluster ? redis.ports : []
+            )
             try Tools.run(inventoryd, ["migrate"], environment: base.variables(durability: "async"))
             for scenario in profile.scenarios
             where only?.contains(scenario.fault) ?? true && (durability == nil || durability == scenario.durability) {
@@ -185,9 +192,11 @@ struct ServiceEnvironment: Sendable {
     let redisPort: Int
     let mysqlPort: Int
     let httpPort: Int
+    /// The cluster's nodes; empty for a single Redis.
+    var clusterPorts: [Int] = []
 
     func variables(durability: String, prefix: String = "inv") -> [String: String] {
-        [
+        var variables = [
             "INVENTORY_REDIS_HOST": "127.0.0.1", "INVENTORY_REDIS_PORT": String(redisPort),
             "INVENTORY_MYSQL_HOST": "127.0.0.1", "INVENTORY_MYSQL_PORT": String(mysqlPort),
             "INVENTORY_MYSQL_USER": "inventory", "INVENTORY_MYSQL_PASSWORD": "inventory",
@@ -197,5 +206,9 @@ struct ServiceEnvironment: Sendable {
             "INVENTORY_WORKER_CONSUMER": "faults", "INVENTORY_WORKER_CLAIM_IDLE_MS": "2000",
             "INVENTORY_LOG_FORMAT": "json", "INVENTORY_LOG_LEVEL": "notice",
         ]
+        if !clusterPorts.isEmpty {
+            variables["INVENTORY_REDIS_CLUSTER"] = clusterPorts.map { "127.0.0.1:\($0)" }.joined(separator: ",")
+        }
+        return variables
     }
 }

@@ -94,7 +94,7 @@ struct ScenarioContext: Sendable {
             try await Task.sleep(for: .milliseconds(300))
             try await redis.start()
         case .redisFlushall:
-            try redis.cli("FLUSHALL")
+            try redis.everyNode("FLUSHALL")
         case .mariadbStop:
             await mariadb.stop()
             try await Task.sleep(for: profile.mariadbDown)
@@ -102,21 +102,17 @@ struct ScenarioContext: Sendable {
         case .redisSlow:
             try redis.cli("DEBUG", "SLEEP", String(profile.redisSleepSeconds))
         case .redisFull:
-            try redis.cli("CONFIG", "SET", "maxmemory-policy", "noeviction")
-            try redis.cli("CONFIG", "SET", "maxmemory", "1")
+            try redis.everyNode("CONFIG", "SET", "maxmemory-policy", "noeviction")
+            try redis.everyNode("CONFIG", "SET", "maxmemory", "1")
             try await Task.sleep(for: profile.redisFullFor)
-            try redis.cli("CONFIG", "SET", "maxmemory", "0")
+            try redis.everyNode("CONFIG", "SET", "maxmemory", "0")
         }
     }
 
     /// Waits until the worker has applied every outbox entry.
     private func drain() async throws {
-        let streams = KeyLayout(prefix: "inv").outboxes
-        let script = "local n = 0 for _, k in ipairs(KEYS) do n = n + redis.call('XLEN', k) end return n"
-        try await waitUntil("the outbox to drain", within: 120) {
-            let output = try redis.cli(["EVAL", script, String(streams.count)] + streams)
-            return output.trimmingCharacters(in: .whitespacesAndNewlines) == "0"
-        }
+        let streams = KeyLayout(prefix: "inv", clustered: redis.clustered).outboxes
+        try await waitUntil("the outbox to drain", within: 120) { try redis.length(of: streams) == 0 }
     }
 
     private func check(

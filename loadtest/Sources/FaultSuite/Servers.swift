@@ -128,52 +128,97 @@ enum Tools {
     }
 }
 
-/// A Redis server of the suite's own, with an append-only file, on a free loopback port.
+/// A Redis of the suite's own, with append-only files, on free loopback ports: one server, or (`cluster`) a Redis
+/// Cluster of three masters. A fault that hits "Redis" hits the one server, or on a cluster: a restart or a slow
+/// node is the first master, a FLUSHALL or a full memory is every master.
 final class PrivateRedis: Sendable {
-    let port: Int
+    /// The server, or the cluster's first node (the one a restart or a slow-down hits).
+    var port: Int { ports[0] }
+    let ports: [Int]
     let directory: String
-    private let child: ChildProcess
+    let clustered: Bool
+    private let children: [ChildProcess]
 
-    init(directory: String) throws {
-        self.port = try Tools.freePort()
+    init(directory: String, cluster: Bool = false) throws {
         self.directory = directory
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        child = ChildProcess(
-            name: "redis", executable: try Tools.find("redis-server"),
-            arguments: [
-                "--port", String(port), "--bind", "127.0.0.1", "--protected-mode", "no", "--dir", directory,
+        self.clustered = cluster
+        let ports = try (0..<(cluster ? 3 : 1)).map { _ in try Tools.freePort() }
+        self.ports = ports
+        let server = try Tools.find("redis-server")
+        children = try ports.map { port in
+            let dir = cluster ? "\(directory)/\(port)" : directory
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            var arguments = [
+                "--port", String(port), "--bind", "127.0.0.1", "--protected-mode", "no", "--dir", dir,
                 "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--enable-debug-command", "local",
-            ],
-            logPath: directory + "/redis.log"
-        )
+            ]
+            if cluster {
+                // A node slowed down for a few seconds is slow, not failed: the timeout is above the suite's sleeps.
+                arguments += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "8000"]
+            }
+            return ChildProcess(name: "redis-\(port)", executable: server, arguments: arguments, logPath: dir + "/redis.log")
+        }
     }
 
+    /// Starts the servers that are not running (all at first; the killed one after a restart) and, the first time,
+    /// forms the cluster.
     func start() async throws {
-        try child.start()
-        try await waitUntil("redis on port \(port)") { (try? Tools.run(try Tools.find("redis-cli"), ["-p", String(self.port), "ping"])) == "PONG\n" }
+        let cli = try Tools.find("redis-cli")
+        for (port, child) in zip(ports, children) where !child.isRunning {
+            try child.start()
+            try await waitUntil("redis on port \(port)") { (try? Tools.run(cli, ["-p", String(port), "ping"])) == "PONG\n" }
+        }
+        guard clustered else { return }
+        let known = try Tools.run(cli, ["-p", String(ports[0]), "CLUSTER", "INFO"])
+        if known.contains("cluster_known_nodes:1\r") || known.contains("cluster_known_nodes:1\n") {
+            try Tools.run(cli, ["--cluster", "create"] + ports.map { "127.0.0.1:\($0)" } + ["--cluster-replicas", "0", "--cluster-yes"])
+        }
+        for port in ports {
+            try await waitUntil("the cluster on port \(port)") {
+                (try? Tools.run(cli, ["-p", String(port), "CLUSTER", "INFO"]))?.contains("cluster_state:ok") == true
+            }
+        }
     }
 
-    /// SIGKILL: the process dies at once; what it wrote to the AOF (every write, fsync'd once a second) survives.
-    func kill() async { await child.stop(signal: SIGKILL) }
+    /// SIGKILL of the server (the cluster's first node): the process dies at once; what it wrote to the AOF (every
+    /// write, fsync'd once a second) survives.
+    func kill() async { await children[0].stop(signal: SIGKILL) }
 
-    /// Runs a redis-cli command.
+    /// Runs a redis-cli command on the server (the cluster's first node).
     @discardableResult
     func cli(_ arguments: String...) throws -> String {
-        try cli(arguments)
-    }
-
-    /// Runs a redis-cli command.
-    @discardableResult
-    func cli(_ arguments: [String]) throws -> String {
         try Tools.run(try Tools.find("redis-cli"), ["-p", String(port)] + arguments)
     }
 
-    /// Stops the server: SHUTDOWN NOSAVE over the protocol (a server started from a thread that blocks SIGTERM
-    /// inherits the block and never sees the signal), SIGKILL if it has not exited within 10 s.
+    /// Runs a redis-cli command on the server, or on every node of the cluster.
+    func everyNode(_ arguments: String...) throws {
+        for port in ports { try Tools.run(try Tools.find("redis-cli"), ["-p", String(port)] + arguments) }
+    }
+
+    /// Entries in these outbox streams (on a cluster each is read on the node serving it).
+    func length(of streams: [String]) throws -> Int {
+        let cli = try Tools.find("redis-cli")
+        guard clustered else {
+            let script = "local n = 0 for _, k in ipairs(KEYS) do n = n + redis.call('XLEN', k) end return n"
+            let output = try Tools.run(cli, ["-p", String(port), "EVAL", script, String(streams.count)] + streams)
+            return Int(output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        }
+        var total = 0
+        for stream in streams {
+            let output = try Tools.run(cli, ["-c", "-p", String(port), "XLEN", stream])
+            total += Int(output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        }
+        return total
+    }
+
+    /// Stops the servers: SHUTDOWN NOSAVE over the protocol (a server started from a thread that blocks SIGTERM
+    /// inherits the block and never sees the signal), SIGKILL if one has not exited within 10 s.
     func shutdown() async {
-        _ = try? cli("SHUTDOWN", "NOSAVE")
-        if await child.waitForExit(within: 10) == nil {
-            await child.stop(signal: SIGKILL)
+        for (port, child) in zip(ports, children) {
+            _ = try? Tools.run(try Tools.find("redis-cli"), ["-p", String(port), "SHUTDOWN", "NOSAVE"])
+            if await child.waitForExit(within: 10) == nil {
+                await child.stop(signal: SIGKILL)
+            }
         }
     }
 }

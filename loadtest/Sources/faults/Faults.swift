@@ -18,6 +18,9 @@ struct Faults: AsyncParsableCommand {
     @Option(help: "Run only the scenarios of this durability mode (sync or async).")
     var durability: String?
 
+    @Flag(help: "Run the service on a Redis Cluster of three masters (a restart or a slow node hits one master, FLUSHALL and a full memory hit every master).")
+    var cluster = false
+
     @Option(help: "The inventoryd binary to run.")
     var inventoryd = ".build/release/inventoryd"
 
@@ -42,11 +45,11 @@ struct Faults: AsyncParsableCommand {
         let runner = FaultRunner(profile: full ? .full : .quick, inventoryd: inventoryd, directory: runDirectory) { line in
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
-        let outcome = try await runner.run(only: selected, durability: durability)
+        let outcome = try await runner.run(only: selected, durability: durability, cluster: cluster)
         let table = FaultRunner.markdown(outcome)
         print(table)
         try FileManager.default.createDirectory(atPath: results, withIntermediateDirectories: true)
-        let base = "\(results)/faults-\(Self.stamp())-\(full ? "full" : "quick")"
+        let base = "\(results)/faults-\(Self.stamp())-\(full ? "full" : "quick")\(cluster ? "-cluster" : "")"
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(outcome).write(to: URL(fileURLWithPath: base + ".json"))
