@@ -2,12 +2,14 @@
 -- back) removes the directory it opened, so the order may be reserved again, unless the order was decided
 -- meanwhile (a cancel that came first stays recorded).
 --
--- KEYS[1] the order's directory   ARGV[1] the request fingerprint that opened it
+-- KEYS[1] the order's directory   KEYS[2] its shard's index of reserves under way
+-- ARGV[1] the request fingerprint that opened it   ARGV[2] orderId
 --
 -- Returns 1 when removed, 0 when left.
 local f = redis.call('HMGET', KEYS[1], 'state', 'fp')
-if f[1] == 'reserved' and f[2] == ARGV[1] then
+if (f[1] == 'reserved' or f[1] == 'reserving') and f[2] == ARGV[1] then
   redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[2])
   return 1
 end
 return 0

@@ -1,22 +1,28 @@
 -- dir_open.lua: Redis Cluster, a reserve opens the order's directory before it holds stock in the order's parts.
 --
--- KEYS[1] the order's directory (a hash in the order's own shard)
+-- KEYS[1] the order's directory (a hash in the order's own shard)   KEYS[2] that shard's index of reserves under way
 -- ARGV[1] request fingerprint   ARGV[2] bizId   ARGV[3] the shards of its parts ('3,7')   ARGV[4] TTL (s): the hold
--- plus the retention of orders
+-- plus the retention of orders   ARGV[5] orderId   ARGV[6] '' for an order of one part; else the deadline (ms) by
+-- which the reserve must have held every part (dir_commit.lua), after which the expiry sweeper gives up on it
 --
 -- Returns one of
---   {'new'}                   opened: state 'reserved'
+--   {'new'}                   opened: state 'reserved' (one part) or 'reserving' (several, until dir_commit.lua)
 --   {'same', state}           opened before by the same request (a replay, or a retry after a failure)
 --   {'conflict'}              opened by another request of the same orderId
 --   {'closed', state}         the order was cancelled or expired first (no hanging reservation)
 --
 -- The directory is where a cluster order's state is decided: confirm, cancel, expiry and refund change it first
 -- (dir_transition.lua), then the parts follow; whoever changes it first wins, and a part left behind by a crash is
--- moved on by the next caller or the expiry sweeper.
+-- moved on by the next caller or the expiry sweeper. An order of several parts is 'reserving' until all are held:
+-- a reserve that stops half-way (a crash) leaves it there, and the sweeper takes its parts back after the deadline.
 local f = redis.call('HMGET', KEYS[1], 'state', 'fp')
 if not f[1] then
-  redis.call('HSET', KEYS[1], 'state', 'reserved', 'fp', ARGV[1], 'biz', ARGV[2], 'shards', ARGV[3])
+  local state = ARGV[6] == '' and 'reserved' or 'reserving'
+  redis.call('HSET', KEYS[1], 'state', state, 'fp', ARGV[1], 'biz', ARGV[2], 'shards', ARGV[3])
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+  if state == 'reserving' then
+    redis.call('ZADD', KEYS[2], tonumber(ARGV[6]), ARGV[5])
+  end
   return {'new'}
 end
 if f[1] == 'cancelled' or f[1] == 'expired' then

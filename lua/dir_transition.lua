@@ -1,10 +1,11 @@
 -- dir_transition.lua: Redis Cluster, decide an order's next state in its directory before its parts follow.
 --
--- KEYS[1] the order's directory
+-- KEYS[1] the order's directory   KEYS[2] its shard's index of reserves under way (left when the order leaves
+-- 'reserving')
 -- ARGV[1] the new state   ARGV[2] the states it may come from ('reserved|confirmed')
 -- ARGV[3] '' to change an existing directory only; otherwise the TTL (s) of a directory this records when there
 --         is none (a cancel of an order never reserved, or an order restored from the journal)
--- ARGV[4] the shards of the parts of a directory this records ('' for none)   ARGV[5] its bizId
+-- ARGV[4] the shards of the parts of a directory this records ('' for none)   ARGV[5] its bizId   ARGV[6] orderId
 --
 -- Returns one of
 --   {'ok'}            changed now
@@ -27,6 +28,9 @@ end
 for from in string.gmatch(ARGV[2], '[^|]+') do
   if state == from then
     redis.call('HSET', KEYS[1], 'state', ARGV[1])
+    if state == 'reserving' then
+      redis.call('ZREM', KEYS[2], ARGV[6])
+    end
     return {'ok'}
   end
 end

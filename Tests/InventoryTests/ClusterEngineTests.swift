@@ -322,4 +322,50 @@ struct ClusterEngineTests {
             }
         }
     }
+
+    @Test("a reserve of several parts that stops half-way: given up after its deadline, its parts taken back, the order cancelled")
+    func abandonedReserve() async throws {
+        try await TestStores.with(cluster: true) { stores in
+            let engine = stores.engine
+            let sweeper = ExpirySweeper(engine: engine, logger: stores.logger)
+            // The sweeper is given the time, so its deadline check is exact whatever the machine's load.
+            let before = InventoryEngine.nowMilliseconds()
+            let after = before + engine.configuration.reserveDeadlineMilliseconds + 60_000
+            let skus = try await skusOnEveryMaster(stores)
+            for sku in skus { _ = try await engine.setStock(stores.item(sku), StockSettings(stock: 5)) }
+            let crashed = "\(stores.bizId)-c-crash"
+            let order = command(stores, crashed, [(skus[0], 1), (skus[1], 2), (skus[2], 3)])
+            await #expect(throws: InventoryError.unavailable("failpoint after_first_part")) {
+                try await engine.reserve(order, failpoint: "after_first_part")
+            }
+            // Its first part holds stock; the order is not visible yet.
+            let held = try await [level(stores, skus[0]), level(stores, skus[1]), level(stores, skus[2])]
+            #expect(held.map(\.reserved).reduce(0, +) > 0 && held.map(\.reserved).reduce(0, +) < 6)
+            await #expect(throws: InventoryError.notFound) { try await engine.reservation(orderId: crashed) }
+            #expect(await sweeper.sweepAbandoned(nowMilliseconds: before) == 0, "not before its deadline")
+            let shard = stores.keys.shard(of: crashed)
+            #expect(try await engine.abandonedReserves(shard: shard, nowMilliseconds: after, limit: 10) == [crashed])
+            #expect(await sweeper.sweepAbandoned(nowMilliseconds: after) == 1)
+            #expect(await sweeper.sweepAbandoned(nowMilliseconds: after) == 0, "once")
+            for sku in skus { #expect(try await level(stores, sku) == (5, 0)) }
+            // The client's retry is told the order is closed, and holds nothing.
+            await #expect(throws: InventoryError.orderClosed(.cancelled)) { try await engine.reserve(order) }
+            for sku in skus { #expect(try await level(stores, sku) == (5, 0)) }
+
+            // The client cancels a reserve that stopped half-way: its parts come back at once.
+            let cancelled = "\(stores.bizId)-c-cancelled"
+            await #expect(throws: InventoryError.unavailable("failpoint after_first_part")) {
+                try await engine.reserve(command(stores, cancelled, [(skus[0], 1), (skus[2], 1)]), failpoint: "after_first_part")
+            }
+            // Not visible until every part is held: a confirm finds nothing to confirm.
+            await #expect(throws: InventoryError.notFound) { try await engine.confirm(orderId: cancelled) }
+            #expect(try await engine.cancel(orderId: cancelled).reservation.status == .cancelled)
+            for sku in skus { #expect(try await level(stores, sku) == (5, 0)) }
+            #expect(await sweeper.sweepAbandoned(nowMilliseconds: after) == 0)
+
+            #expect(try await stores.drainWithWorker())
+            let rows = try await stores.journalRows()
+            #expect(!rows.isEmpty && rows.allSatisfy { $0.status == "CANCELLED" }, "\(rows)")
+        }
+    }
 }

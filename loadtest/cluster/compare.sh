@@ -9,10 +9,12 @@
 #   loadtest/cluster/compare.sh                      # zipf and multi over 1000 items, 64 connections, 3 x 10 s
 #   SCENARIOS="mixed" ROUNDS=2 DURATION=15s loadtest/cluster/compare.sh
 #
-# Results: loadtest/results/ (JSON and HTML per scenario); instance logs under .local/compare/<time>/.
+# Results: loadtest/results/ (JSON and HTML per scenario); instance logs under .local/compare/<time>/. The cluster is
+# its own (ports from 7690, data under .local/cluster-compare), not the tests' one: its keys would slow their scans.
 set -Eeuo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+export INVENTORY_CLUSTER_PORT_BASE="${COMPARE_CLUSTER_PORT_BASE:-7690}"
 # shellcheck source=scripts/env.sh
 . "$ROOT/scripts/env.sh"
 # shellcheck source=scripts/lib.sh
@@ -29,9 +31,11 @@ LOGS="$INVENTORY_LOCAL_DIR/compare/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$LOGS"
 PIDS=()
 
+export INVENTORY_CLUSTER_DIR="$INVENTORY_LOCAL_DIR/cluster-compare"
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    bash "$ROOT/scripts/cluster.sh" stop >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 

@@ -36,6 +36,9 @@ public struct EngineConfiguration: Sendable {
     public var initLockMilliseconds: Int64 = 5000
     /// How long a caller waits for another caller's rebuild of an item before answering 503.
     public var initWaitMilliseconds: Int64 = 3000
+    /// Redis Cluster: how long a reserve of several parts may take to hold them all; a reserve still under way
+    /// after this (its caller crashed) is given up by the expiry sweeper, which takes its parts back.
+    public var reserveDeadlineMilliseconds: Int64 = 10_000
 
     public init(
         durability: Durability = .async, defaultTTLSeconds: Int = 1800, retentionSeconds: Int = 86_400,
@@ -271,11 +274,13 @@ public final class InventoryEngine: Sendable {
             }
             if !missing.isEmpty { throw InventoryError.unknownItems(missing) }
         }
+        let now = Self.nowMilliseconds()
         let opened = try await runScript(
-            scripts.dirOpen, keys: [keys.directory(orderId)],
+            scripts.dirOpen, keys: [keys.directory(orderId), keys.pendingIndex(forOrder: orderId)],
             arguments: [
                 command.fingerprint, command.bizId, shards.map(String.init).joined(separator: ","),
-                String(command.ttlSeconds + configuration.retentionSeconds),
+                String(command.ttlSeconds + configuration.retentionSeconds), orderId,
+                shards.count > 1 ? String(now + configuration.reserveDeadlineMilliseconds) : "",
             ]
         ).array ?? []
         switch opened.first?.text {
@@ -288,7 +293,6 @@ public final class InventoryEngine: Sendable {
         // them in the same order, so concurrent orders do not each hold a part another needs and all fail (an
         // order refused at its first part held nothing; one that got it competes for the next only with the
         // others that did).
-        let now = Self.nowMilliseconds()
         var results: [Int: Result<(outcome: ReserveOutcome, eventId: String), any Error>] = [:]
         for shard in shards {
             let part = ReserveCommand(
@@ -298,12 +302,17 @@ public final class InventoryEngine: Sendable {
             )
             do {
                 results[shard] = .success(
-                    try await reservePart(part, shard: shard, fingerprint: command.fingerprint, now: now, failpoint: failpoint)
+                    try await reservePart(
+                        part, shard: shard, fingerprint: command.fingerprint, now: now,
+                        failpoint: failpoint == "after_first_part" ? "" : failpoint
+                    )
                 )
             } catch {
                 results[shard] = .failure(error)
                 break
             }
+            // Tests: the caller stops after its first part, as a crash would (nothing taken back).
+            if failpoint == "after_first_part" { throw InventoryError.unavailable("failpoint after_first_part") }
         }
         var lines = [ReservationLine?](repeating: nil, count: command.items.count)
         var failures: [any Error] = []
@@ -328,6 +337,20 @@ public final class InventoryEngine: Sendable {
         guard failures.isEmpty else {
             await takeBackParts(command, results: results, positions: positions)
             throw Self.merged(failures)
+        }
+        if shards.count > 1 {
+            // Every part is held: the order is reserved, unless it was decided otherwise meanwhile (a cancel, or the
+            // sweeper giving up on a reserve past its deadline: either takes the parts back).
+            let committed = try await runScript(
+                scripts.dirCommit, keys: [keys.directory(orderId), keys.pendingIndex(forOrder: orderId)], arguments: [orderId]
+            ).array ?? []
+            if committed.first?.text != "ok" {
+                let state = committed[safe: 1]?.text ?? ""
+                if let closed = ReservationStatus(rawValue: state), closed == .cancelled || closed == .expired {
+                    throw InventoryError.orderClosed(closed)
+                }
+                throw InventoryError.unavailable("order \(orderId) is \(state.isEmpty ? "gone" : state) after its parts were held")
+            }
         }
         let reservation = Reservation(
             orderId: orderId, bizId: command.bizId, status: status, lines: lines.compactMap { $0 },
@@ -365,7 +388,10 @@ public final class InventoryEngine: Sendable {
                 orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId, routine: true
             )
         }
-        _ = try? await runScript(scripts.dirClose, keys: [keys.directory(command.orderId)], arguments: [command.fingerprint])
+        _ = try? await runScript(
+            scripts.dirClose, keys: [keys.directory(command.orderId), keys.pendingIndex(forOrder: command.orderId)],
+            arguments: [command.fingerprint, command.orderId]
+        )
     }
 
     /// One error for the failures of several parts: items Redis lacks first (they are rebuilt and the reserve
@@ -389,7 +415,7 @@ public final class InventoryEngine: Sendable {
         for _ in 0..<3 {
             guard let order = try await readOrder(orderId) else { throw InventoryError.notFound }
             if keys.clustered {
-                let decided = try await decide(orderId, .confirmed, from: [.reserved]).state
+                let decided = try await decide(orderId, .confirmed, from: ["reserved"]).state
                 if decided == .cancelled || decided == .expired { throw InventoryError.orderClosed(decided) }
             }
             var replayed = true
@@ -447,10 +473,14 @@ public final class InventoryEngine: Sendable {
             let order = try await readOrder(orderId)
             if keys.clustered {
                 guard let order else {
-                    // The directory is the guard: a reserve arriving later finds the order cancelled.
+                    // Nothing to read: an order never reserved, or a reserve under way (its directory open, its
+                    // parts not all held yet). The directory is the guard: recorded (or turned) cancelled, a
+                    // reserve arriving later, or still under way, finds the order cancelled; parts held already are
+                    // taken back, and the parts not held yet are fenced.
                     guard reason == .cancelled else { throw InventoryError.notFound }
-                    let recorded = try await decide(orderId, .cancelled, from: [], recording: true)
+                    let recorded = try await decide(orderId, .cancelled, from: ["reserved", "reserving"], recording: true)
                     guard recorded.state == .cancelled else { continue }
+                    try await releaseParts(orderId)
                     return TransitionOutcome(
                         reservation: Reservation(
                             orderId: orderId, bizId: "", status: .cancelled, lines: [], expiresAtMilliseconds: nil,
@@ -462,7 +492,7 @@ public final class InventoryEngine: Sendable {
                 if reason == .expired, let expiresAt = order.expiresAt, expiresAt > Self.nowMilliseconds() {
                     throw InventoryError.invalidState(.reserved)
                 }
-                let decided = try await decide(orderId, reason, from: [.reserved]).state
+                let decided = try await decide(orderId, reason, from: ["reserved"]).state
                 if decided != reason { throw InventoryError.invalidState(decided) }
             }
             var replayed = true
@@ -539,23 +569,88 @@ public final class InventoryEngine: Sendable {
     /// directory has now (`to` when this caller or an earlier one decided it, else the state that came first) and
     /// whether this caller changed it. With `recording`, an order without a directory is recorded in state `to` (a
     /// cancel of an unknown order).
+    /// `from` names directory states: the reservation statuses, and `reserving` (a reserve of several parts under
+    /// way, which no transition but a cancel may leave: 503 for the others until it is done).
     private func decide(
-        _ orderId: String, _ to: ReservationStatus, from: [ReservationStatus], recording: Bool = false
+        _ orderId: String, _ to: ReservationStatus, from: [String], recording: Bool = false
     ) async throws -> (state: ReservationStatus, changed: Bool) {
         let reply = try await runScript(
-            scripts.dirTransition, keys: [keys.directory(orderId)],
+            scripts.dirTransition, keys: [keys.directory(orderId), keys.pendingIndex(forOrder: orderId)],
             arguments: [
-                to.rawValue, from.map(\.rawValue).joined(separator: "|"),
-                recording ? String(configuration.retentionSeconds) : "", "", "",
+                to.rawValue, from.joined(separator: "|"), recording ? String(configuration.retentionSeconds) : "", "", "",
+                orderId,
             ]
         ).array ?? []
         switch reply.first?.text {
         case "ok", "created": return (to, true)
         case "same": return (to, false)
-        case "state": return (ReservationStatus(rawValue: reply[safe: 1]?.text ?? "") ?? .cancelled, false)
+        case "state":
+            let state = reply[safe: 1]?.text ?? ""
+            guard let status = ReservationStatus(rawValue: state) else {
+                throw InventoryError.unavailable("order \(orderId) is still being reserved; retry")
+            }
+            return (status, false)
         case "none": throw InventoryError.notFound
         default: throw InventoryError.unavailable("dir_transition answered \(reply)")
         }
+    }
+
+    /// Redis Cluster: takes back what the parts of a cancelled order hold, and fences the parts that hold nothing
+    /// (each is recorded cancelled, so a part reserve still under way is refused). Safe to run again.
+    private func releaseParts(_ orderId: String) async throws {
+        let fields = try await redisCall {
+            try await self.redis.command("HMGET", self.keys.directory(orderId), "shards", "biz")
+        }.array ?? []
+        let bizId = fields[safe: 1]?.text ?? ""
+        for shard in (fields[safe: 0]?.text ?? "").split(separator: ",").compactMap({ Int($0) }) {
+            let part = try await readPart(orderId, shard: shard)
+            if let part, part.status != .reserved { continue }
+            var keyList = [keys.order(orderId, shard: shard), keys.outbox(shard: shard), keys.expiryIndex(shard: shard)]
+            let ids = (part?.lines ?? []).map { StockItemID(bizId: bizId, skuId: $0.skuId) }
+            for id in ids {
+                keyList.append(keys.item(id))
+                keyList.append(keys.reserveKey(id, orderId: orderId))
+                keyList.append(keys.rollbackKey(id, orderId: orderId))
+            }
+            keyList += ids.map { keys.userUsage($0) }
+            keyList += ids.map { keys.codes($0) }
+            _ = try await runScript(
+                scripts.rollback, keys: keyList,
+                arguments: [
+                    orderId, ReservationStatus.cancelled.rawValue, String(Self.nowMilliseconds()),
+                    String(configuration.retentionSeconds), "", part?.linesText ?? "",
+                ]
+            )
+        }
+    }
+
+    /// Redis Cluster: reserves of several parts still under way past their deadline in one shard (their callers
+    /// stopped half-way), at most `limit`.
+    public func abandonedReserves(shard: Int, nowMilliseconds: Int64, limit: Int) async throws -> [String] {
+        let reply = try await redisCall {
+            try await self.redis.command(
+                "ZRANGEBYSCORE", self.keys.pendingIndex(shard: shard), "-inf", String(nowMilliseconds), "LIMIT", "0",
+                String(limit)
+            )
+        }
+        return (reply.array ?? []).compactMap(\.text)
+    }
+
+    /// Redis Cluster: gives up on a reserve of several parts that did not finish in time: the order is cancelled
+    /// (its caller, if it comes back, is told so) and its parts are taken back. Returns whether it was given up now.
+    @discardableResult
+    public func abandon(orderId: String) async throws -> Bool {
+        let decided = try await decide(orderId, .cancelled, from: ["reserving"])
+        if decided.state == .cancelled {
+            try await releaseParts(orderId)
+            if decided.changed {
+                logger.warning("a reserve of several parts did not finish in time; its parts are taken back", metadata: ["orderId": "\(orderId)"])
+            }
+            return decided.changed
+        }
+        // Reserved or decided since: nothing under way any more.
+        _ = try? await redisCall { try await self.redis.command("ZREM", self.keys.pendingIndex(forOrder: orderId), orderId) }
+        return false
     }
 
     /// The order as Redis holds it.
@@ -576,7 +671,7 @@ public final class InventoryEngine: Sendable {
         for _ in 0..<3 {
             guard let order = try await readOrder(orderId) else { throw InventoryError.notFound }
             if keys.clustered {
-                let decided = try await decide(orderId, .refunded, from: [.confirmed]).state
+                let decided = try await decide(orderId, .refunded, from: ["confirmed"]).state
                 if decided != .refunded { throw InventoryError.invalidState(decided) }
             }
             var replayed = true
@@ -1471,10 +1566,10 @@ public final class InventoryEngine: Sendable {
         }
         if keys.clustered {
             _ = try await runScript(
-                scripts.dirTransition, keys: [keys.directory(orderId)],
+                scripts.dirTransition, keys: [keys.directory(orderId), keys.pendingIndex(forOrder: orderId)],
                 arguments: [
                     status, "", String(configuration.retentionSeconds),
-                    parts.keys.sorted().map(String.init).joined(separator: ","), first.bizId,
+                    parts.keys.sorted().map(String.init).joined(separator: ","), first.bizId, orderId,
                 ]
             )
         }

@@ -55,6 +55,13 @@ public struct KeyLayout: Sendable {
     /// A cluster's order directory: which parts an order has, and its state (see `dir_open.lua`).
     public func directory(_ orderId: String) -> String { "\(prefix):{s\(shard(of: orderId))}:dir:\(orderId)" }
 
+    /// A cluster shard's index of reserves of several parts under way (orderId → the deadline, ms), in the slot of
+    /// the directories of its orders.
+    public func pendingIndex(shard: Int) -> String { "\(prefix):{s\(shard)}:pending" }
+
+    /// The pending index next to an order's directory.
+    public func pendingIndex(forOrder orderId: String) -> String { pendingIndex(shard: shard(of: orderId)) }
+
     /// The part of an order kept in `shard` (on a single Redis the whole order, in its own shard).
     public func order(_ orderId: String, shard: Int) -> String { "\(prefix):{s\(shard)}:order:\(orderId)" }
 

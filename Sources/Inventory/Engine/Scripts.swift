@@ -25,11 +25,12 @@ public struct InventoryScripts: Sendable {
     public let dirOpen: RedisScript
     public let dirTransition: RedisScript
     public let dirClose: RedisScript
+    public let dirCommit: RedisScript
 
     public var all: [RedisScript] {
         [
             reserve, rollback, confirm, setStock, adjustStock, undoStock, refund, undoReserve, applied, ack, initLock,
-            initItem, snapshot, fixItem, restoreOrder, epochs, setPool, addCodes, poolCounts, dirOpen, dirTransition, dirClose,
+            initItem, snapshot, fixItem, restoreOrder, epochs, setPool, addCodes, poolCounts, dirOpen, dirTransition, dirClose, dirCommit,
         ]
     }
 
@@ -76,7 +77,8 @@ public struct InventoryScripts: Sendable {
             poolCounts: try script("pool_counts"),
             dirOpen: try script("dir_open"),
             dirTransition: try script("dir_transition"),
-            dirClose: try script("dir_close")
+            dirClose: try script("dir_close"),
+            dirCommit: try script("dir_commit")
         )
     }
 }

@@ -90,6 +90,23 @@ public final class ExpirySweeper: Service, Sendable {
         }
         expiredCount.withLockedValue { $0 += total }
         InventoryMetrics.expired.increment(by: total)
+        if engine.configuration.keys.clustered { await sweepAbandoned() }
+        return total
+    }
+
+    /// Redis Cluster: gives up on reserves of several parts still under way past their deadline (their callers
+    /// stopped half-way) and takes their parts back. Returns how many.
+    @discardableResult
+    public func sweepAbandoned(nowMilliseconds: Int64 = InventoryEngine.nowMilliseconds()) async -> Int {
+        var total = 0
+        for shard in 0..<engine.configuration.keys.shards {
+            do {
+                let orders = try await engine.abandonedReserves(shard: shard, nowMilliseconds: nowMilliseconds, limit: batch)
+                for orderId in orders where try await engine.abandon(orderId: orderId) { total += 1 }
+            } catch {
+                logger.warning("giving up on unfinished reserves failed", metadata: ["error": "\(error)"])
+            }
+        }
         return total
     }
 }

@@ -92,6 +92,25 @@ enum Tools {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
+    /// A free port for a cluster node: its bus listens 10,000 above it, which must be free and a valid port too.
+    static func freeClusterPort() throws -> Int {
+        for _ in 0..<200 {
+            let port = try freePort()
+            guard port + 10_000 <= 65_535 else { continue }
+            let bus = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(bus) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = UInt16(port + 10_000).bigEndian
+            let bound = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(bus, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if bound == 0 { return port }
+        }
+        throw FaultSuiteError("cannot find a free port for a cluster node (and its bus port)")
+    }
+
     /// Runs a program to completion; throws with its output when it fails.
     @discardableResult
     static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> String {
@@ -142,7 +161,7 @@ final class PrivateRedis: Sendable {
     init(directory: String, cluster: Bool = false) throws {
         self.directory = directory
         self.clustered = cluster
-        let ports = try (0..<(cluster ? 3 : 1)).map { _ in try Tools.freePort() }
+        let ports = try (0..<(cluster ? 3 : 1)).map { _ in cluster ? try Tools.freeClusterPort() : try Tools.freePort() }
         self.ports = ports
         let server = try Tools.find("redis-server")
         children = try ports.map { port in

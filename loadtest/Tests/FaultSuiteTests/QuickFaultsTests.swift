@@ -4,17 +4,21 @@ import InventoryTestSupport
 import Testing
 
 /// The quick fault run on every change: each fault injected under load into the real `inventoryd`, with Redis and
-/// MariaDB servers of the suite's own (so restarting them disturbs no other test), then every invariant checked.
-@Suite("Faults under load (quick run)")
+/// MariaDB servers of the suite's own (so restarting them disturbs no other test), then every invariant checked; once
+/// on one Redis and once on a Redis Cluster of three masters, one after the other (each loads the machine).
+@Suite("Faults under load (quick run)", .serialized)
 struct QuickFaultsTests {
-    @Test("every fault: nothing oversold, no acknowledged hold lost (sync), reconciler clean after the drain")
-    func quickRun() async throws {
+    @Test(
+        "every fault: nothing oversold, no acknowledged hold lost (sync), reconciler clean after the drain",
+        arguments: [false, true]
+    )
+    func quickRun(cluster: Bool) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("faults-\(UUID().uuidString.prefix(8))").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let runner = FaultRunner(profile: .quick, inventoryd: TestStores.inventorydBinary, directory: directory) { line in
             print(line)
         }
-        let results = try await runner.run()
+        let results = try await runner.run(cluster: cluster)
         print(FaultRunner.markdown(results))
         #expect(results.count == FaultProfile.quick.scenarios.count)
         for result in results {
