@@ -29,6 +29,8 @@ public final class RedisClusterClient: Sendable, Service {
     private let maxRedirects = 5
     /// How long a command waits in all while its slot is half migrated (TRYAGAIN) before the reply is given up.
     private let maxTryAgainMilliseconds = 2000
+    /// ASK redirections followed by one command.
+    private let maxAsks = 100
 
     /// - Parameters:
     ///   - seeds: nodes to read the slot map from ("host:port"), tried in order.
@@ -74,8 +76,11 @@ public final class RedisClusterClient: Sendable, Service {
         var target = state.withLockedValue { $0.owners[slot] }
         var asking = false
         var redirected = 0
+        var asked = 0
         var waited = 0
-        while redirected <= maxRedirects {
+        // MOVED counts toward `maxRedirects`; ASK does not (while a slot migrates, ASK and TRYAGAIN alternate until
+        // it has moved, bounded by the TRYAGAIN wait), only toward a generous bound of its own.
+        while redirected <= maxRedirects && asked <= maxAsks {
             let client = node(target)
             let reply = asking ? try await client.sendAsking(arguments) : try await client.send(arguments)
             asking = false
@@ -94,7 +99,7 @@ public final class RedisClusterClient: Sendable, Service {
                 // corrected entry and the command goes on).
                 try? await refresh()
             case "ASK" where parts.count == 3:
-                redirected += 1
+                asked += 1
                 state.withLockedValue { $0.redirects += 1 }
                 target = String(parts[2])
                 asking = true
@@ -110,7 +115,7 @@ public final class RedisClusterClient: Sendable, Service {
                 return reply
             }
         }
-        throw RedisError(.server, "slot \(slot) kept moving: more than \(maxRedirects) redirections")
+        throw RedisError(.server, "slot \(slot) kept moving: \(redirected) MOVED and \(asked) ASK redirections")
     }
 
     /// `send`, with an error reply thrown as `RedisError(.server, …)`.
