@@ -501,15 +501,7 @@ public final class InventoryEngine: Sendable {
             var stale = false
             for part in order.map({ $0.pieces.map(Optional.some) }) ?? [nil] {
                 let shard = part?.shard ?? keys.shard(of: orderId)
-                var keyList = [keys.order(orderId, shard: shard), keys.outbox(shard: shard), keys.expiryIndex(shard: shard)]
-                let ids = (part?.lines ?? []).map { StockItemID(bizId: part!.bizId, skuId: $0.skuId) }
-                for id in ids {
-                    keyList.append(keys.item(id))
-                    keyList.append(keys.reserveKey(id, orderId: orderId))
-                    keyList.append(keys.rollbackKey(id, orderId: orderId))
-                }
-                keyList += ids.map { keys.userUsage($0) }
-                keyList += ids.map { keys.codes($0) }
+                let keyList = rollbackKeys(orderId, shard: shard, bizId: part?.bizId ?? "", lines: part?.lines ?? [])
                 let reply = try await runScript(
                     scripts.rollback, keys: keyList,
                     arguments: [
@@ -605,23 +597,27 @@ public final class InventoryEngine: Sendable {
         for shard in (fields[safe: 0]?.text ?? "").split(separator: ",").compactMap({ Int($0) }) {
             let part = try await readPart(orderId, shard: shard)
             if let part, part.status != .reserved { continue }
-            var keyList = [keys.order(orderId, shard: shard), keys.outbox(shard: shard), keys.expiryIndex(shard: shard)]
-            let ids = (part?.lines ?? []).map { StockItemID(bizId: bizId, skuId: $0.skuId) }
-            for id in ids {
-                keyList.append(keys.item(id))
-                keyList.append(keys.reserveKey(id, orderId: orderId))
-                keyList.append(keys.rollbackKey(id, orderId: orderId))
-            }
-            keyList += ids.map { keys.userUsage($0) }
-            keyList += ids.map { keys.codes($0) }
             _ = try await runScript(
-                scripts.rollback, keys: keyList,
+                scripts.rollback, keys: rollbackKeys(orderId, shard: shard, bizId: bizId, lines: part?.lines ?? []),
                 arguments: [
                     orderId, ReservationStatus.cancelled.rawValue, String(Self.nowMilliseconds()),
                     String(configuration.retentionSeconds), "", part?.linesText ?? "",
                 ]
             )
         }
+    }
+
+    /// The keys of rollback.lua for a part of an order (on a single Redis the order): its hash, outbox and expiry
+    /// index, per line the item, reserve and rollback keys, then every line's usage hash, then every line's code set.
+    private func rollbackKeys(_ orderId: String, shard: Int, bizId: String, lines: [ReservationLine]) -> [String] {
+        var keyList = [keys.order(orderId, shard: shard), keys.outbox(shard: shard), keys.expiryIndex(shard: shard)]
+        let ids = lines.map { StockItemID(bizId: bizId, skuId: $0.skuId) }
+        for id in ids {
+            keyList.append(keys.item(id))
+            keyList.append(keys.reserveKey(id, orderId: orderId))
+            keyList.append(keys.rollbackKey(id, orderId: orderId))
+        }
+        return keyList + ids.map { keys.userUsage($0) } + ids.map { keys.codes($0) }
     }
 
     /// Redis Cluster: reserves of several parts still under way past their deadline in one shard (their callers
