@@ -218,6 +218,25 @@ struct ClusterEngineTests {
         }
     }
 
+    @Test("a confirmed order whose part Redis lost before the journal had it: a cancel is refused by the directory (409), not retried forever")
+    func cancelAfterConfirmWithPartLost() async throws {
+        try await TestStores.with(cluster: true) { stores in
+            let engine = stores.engine
+            let skus = try await skusOnEveryMaster(stores)
+            _ = try await engine.setStock(stores.item(skus[0]), StockSettings(stock: 5))
+            let orderId = "\(stores.bizId)-c-lost"
+            _ = try await engine.reserve(command(stores, orderId, [(skus[0], 1)]))
+            _ = try await engine.confirm(orderId: orderId)
+            // A FLUSHALL of the part's master, not yet of the directory's (one master after another), before the
+            // worker wrote any row (async): the part and its outbox entries are gone, the journal is empty.
+            let part = stores.keys.partShard(orderId: orderId, item: stores.item(skus[0]))
+            _ = try await stores.redis.command("DEL", stores.keys.order(orderId, shard: part))
+            #expect(try await stores.journalRows().isEmpty)
+            await #expect(throws: InventoryError.invalidState(.confirmed)) { try await engine.cancel(orderId: orderId) }
+            #expect(try await stores.redis.command("HGET", stores.keys.directory(orderId), "state").text == "confirmed")
+        }
+    }
+
     @Test("expiry frees every part; a confirm decided in the directory but left half-done is finished by the sweeper's step")
     func expiryAndRollForward() async throws {
         try await TestStores.with(cluster: true) { stores in

@@ -479,7 +479,10 @@ public final class InventoryEngine: Sendable {
                     // taken back, and the parts not held yet are fenced.
                     guard reason == .cancelled else { throw InventoryError.notFound }
                     let recorded = try await decide(orderId, .cancelled, from: ["reserved", "reserving"], recording: true)
-                    guard recorded.state == .cancelled else { continue }
+                    // Decided otherwise (confirmed, expired) while its parts are gone and the journal has no row
+                    // (Redis lost them before the worker wrote it): the directory is the answer, as for an order
+                    // that can be read. Reading again would not bring the parts back.
+                    guard recorded.state == .cancelled else { throw InventoryError.invalidState(recorded.state) }
                     try await releaseParts(orderId)
                     return TransitionOutcome(
                         reservation: Reservation(

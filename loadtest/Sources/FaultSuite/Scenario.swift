@@ -192,7 +192,9 @@ struct ScenarioContext: Sendable {
         if !mismatches.isEmpty { failures.append(contentsOf: mismatches) }
         if reconcile != 0 { failures.append("reconciler exit \(reconcile)") }
         if told.hung > 0 { failures.append("\(told.hung) requests hung") }
-        if told.gaveUp > 0 { failures.append("\(told.gaveUp) steps never got a definite answer") }
+        if told.gaveUp > 0 {
+            failures.append("\(told.gaveUp) steps never got a definite answer: \(told.abandoned.joined(separator: "; "))")
+        }
         let errors = told.statuses.filter { $0.key >= 500 && $0.key != 503 }.values.reduce(0, +)
         if errors > 0 { failures.append("\(errors) 5xx answers other than 503") }
         if durability == "sync" || !dataLoss {

@@ -25,6 +25,7 @@ final class Ledger: @unchecked Sendable {
     private(set) var transportErrors = 0
     private(set) var hung = 0
     private(set) var gaveUp = 0
+    private(set) var abandonedSteps: [String] = []
     private(set) var sequenceViolations: [String] = []
 
     func answered(_ status: Int) { lock.withLock { statuses[status, default: 0] += 1 } }
@@ -40,10 +41,19 @@ final class Ledger: @unchecked Sendable {
     func expired(_ orderId: String) { lock.withLock { orders[orderId]?.expired = true } }
     func confirmed(_ orderId: String) { lock.withLock { orders[orderId]?.confirmed = true } }
     func cancelled(_ orderId: String) { lock.withLock { orders[orderId]?.cancelled = true } }
-    func abandoned() { lock.withLock { gaveUp += 1 } }
+    /// A step retried past the limit; the first few are named in the report, to find them in the service's log.
+    func abandoned(_ step: String) {
+        lock.withLock {
+            gaveUp += 1
+            if abandonedSteps.count < 5 { abandonedSteps.append(step) }
+        }
+    }
     func violation(_ text: String) { lock.withLock { sequenceViolations.append(text) } }
-    var snapshot: (orders: [String: Order], statuses: [Int: Int], transport: Int, hung: Int, gaveUp: Int, violations: [String]) {
-        lock.withLock { (orders, statuses, transportErrors, hung, gaveUp, sequenceViolations) }
+    var snapshot: (
+        orders: [String: Order], statuses: [Int: Int], transport: Int, hung: Int, gaveUp: Int, abandoned: [String],
+        violations: [String]
+    ) {
+        lock.withLock { (orders, statuses, transportErrors, hung, gaveUp, abandonedSteps, sequenceViolations) }
     }
 }
 
@@ -100,6 +110,7 @@ struct Workload: Sendable {
         // Steps due later (a reserve sent again after its hold's TTL), taken when the queue is empty.
         var later: [(due: ContinuousClock.Instant, step: Step)] = []
         var stepStarted = ContinuousClock.now
+        var lastStatus: Int?
         func nextOrder() {
             counter += 1
             let order = "\(runId)-\(lane)-\(counter)"
@@ -128,9 +139,10 @@ struct Workload: Sendable {
                         }
                         guard let step = queue.first else { continue }
                         if ContinuousClock.now - stepStarted > retryLimit {
-                            ledger.abandoned()
+                            ledger.abandoned("\(step) (last answer \(lastStatus.map(String.init) ?? "none"))")
                             queue.removeFirst()
                             stepStarted = .now
+                            lastStatus = nil
                             continue
                         }
                         let sent = ContinuousClock.now
@@ -143,12 +155,14 @@ struct Workload: Sendable {
                             throw error
                         }
                         ledger.answered(status)
+                        lastStatus = status
                         if status == 503 || status == 429 || status >= 500 {
                             try await Task.sleep(for: .milliseconds(50))
                             continue
                         }
                         queue.removeFirst()
                         stepStarted = .now
+                        lastStatus = nil
                         let next = follow(step, status: status, random: &random)
                         for step in next {
                             if case .reserveAfterExpiry = step {
