@@ -92,4 +92,9 @@ mysql_ping() {
     [ -n "${MARIADB_ADMIN:-}" ] && [ -S "$MYSQL_SOCK" ] && mysql_admin ping >/dev/null 2>&1
 }
 
-MARIADB_ADMIN="$(find_tool mariadb-admin mysqladmin || true)"
+# Found when this file is sourced; setup.sh looks again after it installed the packages (on a fresh machine
+# mariadb-admin arrives only then).
+find_mariadb_admin() {
+    MARIADB_ADMIN="$(find_tool mariadb-admin mysqladmin || true)"
+}
+find_mariadb_admin

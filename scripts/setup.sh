@@ -184,6 +184,7 @@ create_databases() {
 }
 
 install_packages
+find_mariadb_admin
 start_redis
 if is_loopback "$INVENTORY_MYSQL_HOST"; then
     start_mariadb
