@@ -260,20 +260,10 @@ public final class InventoryEngine: Sendable {
             positions[keys.itemShard(StockItemID(bizId: command.bizId, skuId: item.skuId)), default: []].append(index)
         }
         let shards = positions.keys.sorted()
-        if shards.count > 1 {
-            // An item Redis lacks would fail its part after other parts held stock: found first, so that a reserve
-            // naming an unknown item changes nothing (the caller rebuilds what MySQL has, and refuses the rest).
-            let missing = try await withThrowingTaskGroup(of: UInt64?.self, returning: [UInt64].self) { group in
-                for item in command.items {
-                    let key = keys.item(StockItemID(bizId: command.bizId, skuId: item.skuId))
-                    group.addTask {
-                        try await self.redisCall { try await self.redis.command("EXISTS", key) }.int == 1 ? nil : item.skuId
-                    }
-                }
-                return try await group.reduce(into: []) { if let sku = $1 { $0.append(sku) } }
-            }
-            if !missing.isEmpty { throw InventoryError.unknownItems(missing) }
-        }
+        // An item Redis lacks would fail its part after other parts held stock: looked for first (while the
+        // directory opens), so that a reserve naming an unknown item holds nothing (the caller rebuilds what MySQL
+        // has, and refuses the rest).
+        async let missingItems = shards.count > 1 ? self.missingItems(command) : []
         let now = Self.nowMilliseconds()
         let opened = try await runScript(
             scripts.dirOpen, keys: [keys.directory(orderId), keys.pendingIndex(forOrder: orderId)],
@@ -283,12 +273,22 @@ public final class InventoryEngine: Sendable {
                 shards.count > 1 ? String(now + configuration.reserveDeadlineMilliseconds) : "",
             ]
         ).array ?? []
+        let missing = try await missingItems
         switch opened.first?.text {
-        case "new", "same": break
+        case "new":
+            if !missing.isEmpty {
+                // Opened by this request and nothing held: removed again, so that the order may be tried again.
+                _ = try? await runScript(
+                    scripts.dirClose, keys: [keys.directory(orderId), keys.pendingIndex(forOrder: orderId)],
+                    arguments: [command.fingerprint, orderId]
+                )
+            }
+        case "same": break
         case "conflict": throw InventoryError.idempotencyConflict
         case "closed": throw InventoryError.orderClosed(ReservationStatus(rawValue: opened[safe: 1]?.text ?? "") ?? .cancelled)
         default: throw InventoryError.unavailable("dir_open answered \(opened)")
         }
+        if !missing.isEmpty { throw InventoryError.unknownItems(missing) }
         // Part after part, in shard order, stopping at the first that fails: orders over the same items then take
         // them in the same order, so concurrent orders do not each hold a part another needs and all fail (an
         // order refused at its first part held nothing; one that got it competes for the next only with the
@@ -362,6 +362,19 @@ public final class InventoryEngine: Sendable {
             return allReplayed && confirmed.replayed ? .replayed(reservation) : .created(reservation)
         }
         return allReplayed ? .replayed(reservation) : .created(reservation.with(persisted: configuration.durability == .sync ? true : false))
+    }
+
+    /// The order's items Redis lacks (one EXISTS per item, all at once).
+    private func missingItems(_ command: ReserveCommand) async throws -> [UInt64] {
+        try await withThrowingTaskGroup(of: UInt64?.self, returning: [UInt64].self) { group in
+            for item in command.items {
+                let key = keys.item(StockItemID(bizId: command.bizId, skuId: item.skuId))
+                group.addTask {
+                    try await self.redisCall { try await self.redis.command("EXISTS", key) }.int == 1 ? nil : item.skuId
+                }
+            }
+            return try await group.reduce(into: []) { if let sku = $1 { $0.append(sku) } }
+        }
     }
 
     /// A cluster reserve that failed in one part: the parts that hold stock for it (held now, or by an earlier
