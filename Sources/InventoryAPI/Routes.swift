@@ -205,7 +205,6 @@ public struct InventoryRoutes: Sendable {
                 detail: "send the body as \(mediaType), not \(contentType)"
             )
         }
-        var request = request
         do {
             return try await request.body.collect(upTo: limit)
         } catch let error as any HTTPResponseError where error.status == .contentTooLarge {

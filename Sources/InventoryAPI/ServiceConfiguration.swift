@@ -43,7 +43,7 @@ public struct ServiceConfiguration: Sendable {
     /// Reads the environment; an unparsable value is an error naming the variable, not a silent default.
     public static func fromEnvironment(_ environment: [String: String]) throws -> ServiceConfiguration {
         var settings = ServiceConfiguration()
-        var reader = EnvironmentReader(environment: environment)
+        let reader = EnvironmentReader(environment: environment)
         settings.httpHost = reader.string("INVENTORY_HTTP_HOST", settings.httpHost)
         settings.httpPort = try reader.int("INVENTORY_HTTP_PORT", settings.httpPort, 1...65535)
         settings.httpIdleTimeoutSeconds = try reader.int("INVENTORY_HTTP_IDLE_TIMEOUT_SECONDS", settings.httpIdleTimeoutSeconds, 0...3600)
