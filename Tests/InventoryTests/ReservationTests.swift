@@ -310,6 +310,28 @@ struct ReservationTests {
         }
     }
 
+    @Test("a shutdown stops the expiry sweep: a cancelled sweep expires nothing, the next one takes the backlog")
+    func sweepStopsWhenCancelled() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 100))
+            for index in 0..<20 { _ = try await engine.reserve(command(stores, "x-\(index)", [(1, 1)], ttl: 1)) }
+            try await Task.sleep(for: .milliseconds(1100))
+            let sweeper = ExpirySweeper(engine: engine, logger: stores.logger)
+            // The service's graceful shutdown cancels the sweeper's task; a sweep under a cancelled task (here
+            // cancelled before it begins, so that nothing depends on timing) must not work off the backlog first.
+            let cancelled = Task {
+                withUnsafeCurrentTask { $0?.cancel() }
+                return await sweeper.sweepOnce()
+            }
+            #expect(await cancelled.value == 0)
+            #expect(try await engine.stock(stores.item(1)).reserved == 20)
+            #expect(await sweeper.sweepOnce() == 20)
+            let after = try await engine.stock(stores.item(1))
+            #expect([after.available, after.reserved] == [100, 0])
+        }
+    }
+
     @Test("shortage modes: partial holds what is there, backorder goes down to its limit")
     func shortageModes() async throws {
         try await TestStores.with { stores in

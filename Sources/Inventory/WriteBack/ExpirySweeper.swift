@@ -50,7 +50,7 @@ public final class ExpirySweeper: Service, Sendable {
             return 0
         }
         var expired = 0
-        for orderId in orders {
+        for orderId in orders where !Task.isCancelled {
             if (try? await engine.expire(orderId: orderId)) == true { expired += 1 }
         }
         if expired > 0 {
@@ -60,12 +60,18 @@ public final class ExpirySweeper: Service, Sendable {
         return expired
     }
 
-    /// One pass over every shard; returns how many holds it expired.
+    /// One pass over every shard; returns how many holds it expired. A cancelled task (the service shutting down)
+    /// stops after the order at hand: a backlog of expired holds (thousands, after the service was down) must not
+    /// hold up a shutdown until it is worked off.
     @discardableResult
     public func sweepOnce() async -> Int {
         var total = 0
-        for shard in 0..<engine.configuration.keys.shards {
-            while true {
+        defer {
+            expiredCount.withLockedValue { $0 += total }
+            InventoryMetrics.expired.increment(by: total)
+        }
+        for shard in 0..<engine.configuration.keys.shards where !Task.isCancelled {
+            while !Task.isCancelled {
                 let orders: [String]
                 do {
                     orders = try await engine.expiredOrders(
@@ -76,7 +82,7 @@ public final class ExpirySweeper: Service, Sendable {
                     return total
                 }
                 var handled = 0
-                for orderId in orders {
+                for orderId in orders where !Task.isCancelled {
                     do {
                         if try await engine.expire(orderId: orderId) { total += 1 }
                         handled += 1
@@ -88,9 +94,7 @@ public final class ExpirySweeper: Service, Sendable {
                 if orders.count < batch || handled == 0 { break }
             }
         }
-        expiredCount.withLockedValue { $0 += total }
-        InventoryMetrics.expired.increment(by: total)
-        if engine.configuration.keys.clustered { await sweepAbandoned() }
+        if engine.configuration.keys.clustered && !Task.isCancelled { await sweepAbandoned() }
         return total
     }
 
@@ -99,10 +103,12 @@ public final class ExpirySweeper: Service, Sendable {
     @discardableResult
     public func sweepAbandoned(nowMilliseconds: Int64 = InventoryEngine.nowMilliseconds()) async -> Int {
         var total = 0
-        for shard in 0..<engine.configuration.keys.shards {
+        for shard in 0..<engine.configuration.keys.shards where !Task.isCancelled {
             do {
                 let orders = try await engine.abandonedReserves(shard: shard, nowMilliseconds: nowMilliseconds, limit: batch)
-                for orderId in orders where try await engine.abandon(orderId: orderId) { total += 1 }
+                for orderId in orders where !Task.isCancelled {
+                    if try await engine.abandon(orderId: orderId) { total += 1 }
+                }
             } catch {
                 logger.warning("giving up on unfinished reserves failed", metadata: ["error": "\(error)"])
             }
