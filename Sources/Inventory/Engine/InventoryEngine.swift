@@ -1594,13 +1594,25 @@ public final class InventoryEngine: Sendable {
             try await self.redis.command("HMGET", self.keys.directory(orderId), "state", "shards", "biz")
         }.array ?? []
         guard let stateText = fields[safe: 0]?.text, let state = ReservationStatus(rawValue: stateText) else { return nil }
-        var parts: [StoredOrder] = []
-        for shard in (fields[safe: 1]?.text ?? "").split(separator: ",").compactMap({ Int($0) }) {
-            // A part not there: a reserve still under way or one that stopped half-way (nothing to answer from
-            // yet), or a part Redis lost (restored from the journal by the caller).
-            guard let part = try await readPart(orderId, shard: shard) else { return nil }
-            parts.append(part)
+        let shards = (fields[safe: 1]?.text ?? "").split(separator: ",").compactMap { Int($0) }
+        // The parts are read all at once (one round trip, not one per part), kept in the directory's order.
+        let read: [StoredOrder?]
+        if shards.count == 1 {
+            read = [try await readPart(orderId, shard: shards[0])]
+        } else {
+            read = try await withThrowingTaskGroup(of: (Int, StoredOrder?).self) { group in
+                for (index, shard) in shards.enumerated() {
+                    group.addTask { (index, try await self.readPart(orderId, shard: shard)) }
+                }
+                var parts = [StoredOrder?](repeating: nil, count: shards.count)
+                for try await (index, part) in group { parts[index] = part }
+                return parts
+            }
         }
+        // A part not there: a reserve still under way or one that stopped half-way (nothing to answer from yet),
+        // or a part Redis lost (restored from the journal by the caller).
+        let parts = read.compactMap { $0 }
+        guard parts.count == shards.count else { return nil }
         return StoredOrder.merged(orderId: orderId, bizId: fields[safe: 2]?.text ?? "", state: state, parts: parts)
     }
 
