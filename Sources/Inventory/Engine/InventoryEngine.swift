@@ -260,29 +260,33 @@ public final class InventoryEngine: Sendable {
             positions[keys.itemShard(StockItemID(bizId: command.bizId, skuId: item.skuId)), default: []].append(index)
         }
         let shards = positions.keys.sorted()
-        // An item Redis lacks would fail its part after other parts held stock: looked for first (while the
-        // directory opens), so that a reserve naming an unknown item holds nothing (the caller rebuilds what MySQL
-        // has, and refuses the rest).
-        async let missingItems = shards.count > 1 ? self.missingItems(command) : []
         let now = Self.nowMilliseconds()
-        let opened = try await runScript(
-            scripts.dirOpen, keys: [keys.directory(orderId), keys.pendingIndex(forOrder: orderId)],
-            arguments: [
-                command.fingerprint, command.bizId, shards.map(String.init).joined(separator: ","),
-                String(command.ttlSeconds + configuration.retentionSeconds), orderId,
-                shards.count > 1 ? String(now + configuration.reserveDeadlineMilliseconds) : "",
-            ]
-        ).array ?? []
-        let missing = try await missingItems
+        let openDirectory = {
+            try await self.runScript(
+                self.scripts.dirOpen, keys: self.directoryKeys(orderId),
+                arguments: [
+                    command.fingerprint, command.bizId, shards.map(String.init).joined(separator: ","),
+                    String(command.ttlSeconds + self.configuration.retentionSeconds), orderId,
+                    shards.count > 1 ? String(now + self.configuration.reserveDeadlineMilliseconds) : "",
+                ]
+            ).array ?? []
+        }
+        let opened: [RedisValue]
+        var missing: [UInt64] = []
+        if shards.count > 1 {
+            // An item Redis lacks would fail its part after other parts held stock: looked for first (while the
+            // directory opens), so that a reserve naming an unknown item holds nothing (the caller rebuilds what
+            // MySQL has, and refuses the rest).
+            async let lookedFor = missingItems(command)
+            opened = try await openDirectory()
+            missing = try await lookedFor
+        } else {
+            opened = try await openDirectory()
+        }
         switch opened.first?.text {
         case "new":
-            if !missing.isEmpty {
-                // Opened by this request and nothing held: removed again, so that the order may be tried again.
-                _ = try? await runScript(
-                    scripts.dirClose, keys: [keys.directory(orderId), keys.pendingIndex(forOrder: orderId)],
-                    arguments: [command.fingerprint, orderId]
-                )
-            }
+            // Opened by this request and nothing held: removed again, so that the order may be tried again.
+            if !missing.isEmpty { await closeDirectory(command) }
         case "same": break
         case "conflict": throw InventoryError.idempotencyConflict
         case "closed": throw InventoryError.orderClosed(ReservationStatus(rawValue: opened[safe: 1]?.text ?? "") ?? .cancelled)
@@ -342,7 +346,7 @@ public final class InventoryEngine: Sendable {
             // Every part is held: the order is reserved, unless it was decided otherwise meanwhile (a cancel, or the
             // sweeper giving up on a reserve past its deadline: either takes the parts back).
             let committed = try await runScript(
-                scripts.dirCommit, keys: [keys.directory(orderId), keys.pendingIndex(forOrder: orderId)], arguments: [orderId]
+                scripts.dirCommit, keys: directoryKeys(orderId), arguments: [orderId]
             ).array ?? []
             if committed.first?.text != "ok" {
                 let state = committed[safe: 1]?.text ?? ""
@@ -401,10 +405,20 @@ public final class InventoryEngine: Sendable {
                 orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId, routine: true
             )
         }
+        await closeDirectory(command)
+    }
+
+    /// Removes the directory a reserve opened, unless the order was decided meanwhile (dir_close.lua).
+    private func closeDirectory(_ command: ReserveCommand) async {
         _ = try? await runScript(
-            scripts.dirClose, keys: [keys.directory(command.orderId), keys.pendingIndex(forOrder: command.orderId)],
-            arguments: [command.fingerprint, command.orderId]
+            scripts.dirClose, keys: directoryKeys(command.orderId), arguments: [command.fingerprint, command.orderId]
         )
+    }
+
+    /// Redis Cluster: the keys of the directory scripts, the order's directory and its shard's index of reserves
+    /// under way.
+    private func directoryKeys(_ orderId: String) -> [String] {
+        [keys.directory(orderId), keys.pendingIndex(forOrder: orderId)]
     }
 
     /// One error for the failures of several parts: items Redis lacks first (they are rebuilt and the reserve
@@ -583,7 +597,7 @@ public final class InventoryEngine: Sendable {
         _ orderId: String, _ to: ReservationStatus, from: [String], recording: Bool = false
     ) async throws -> (state: ReservationStatus, changed: Bool) {
         let reply = try await runScript(
-            scripts.dirTransition, keys: [keys.directory(orderId), keys.pendingIndex(forOrder: orderId)],
+            scripts.dirTransition, keys: directoryKeys(orderId),
             arguments: [
                 to.rawValue, from.joined(separator: "|"), recording ? String(configuration.retentionSeconds) : "", "", "",
                 orderId,
@@ -1578,7 +1592,7 @@ public final class InventoryEngine: Sendable {
         }
         if keys.clustered {
             _ = try await runScript(
-                scripts.dirTransition, keys: [keys.directory(orderId), keys.pendingIndex(forOrder: orderId)],
+                scripts.dirTransition, keys: directoryKeys(orderId),
                 arguments: [
                     status, "", String(configuration.retentionSeconds),
                     parts.keys.sorted().map(String.init).joined(separator: ","), first.bizId, orderId,
