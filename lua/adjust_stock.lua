@@ -4,7 +4,7 @@
 -- ARGV[1] delta   ARGV[2] fingerprint of the request (delta and reason)   ARGV[3] retention (s) of the key
 --
 -- Returns one of
---   {'ok', available, reserved}       applied now
+--   {'ok', available, reserved, epoch} applied now (epoch: the item's, which an undo of it names)
 --   {'replay', available, reserved}   this adjustment id was applied before with the same body
 --   {'conflict'}                      this adjustment id was used with another body
 --   {'missing'}                       the item is not in Redis
@@ -15,7 +15,7 @@
 
 local item = KEYS[1]
 local saved = redis.call('GET', KEYS[2])
-local current = redis.call('HMGET', item, 'stock_num', 'used_stock_num', 'pool_kind')
+local current = redis.call('HMGET', item, 'stock_num', 'used_stock_num', 'pool_kind', 'epoch')
 if current[3] == 'one_time' then
   return {'codes'}
 end
@@ -36,4 +36,4 @@ end
 local left = redis.call('HINCRBY', item, 'stock_num', delta)
 redis.call('HSET', item, 'is_sell_out', left <= 0 and '1' or '0')
 redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[3]))
-return {'ok', left, current[2]}
+return {'ok', left, current[2], current[4] or ''}

@@ -10,10 +10,19 @@
 --   {'replay', status}         already confirmed (or refunded since)
 --   {'cancelled', status}      cancelled or expired first
 --   {'stale'}                  the caller's view of the order is out of date (its lines changed, or it is gone)
+--   {'missing', 'i,j'}         items (1-based) not whole in Redis: rebuild them, then run again (lib/items.lua)
+--   {'lost'}                   a hold Redis lost with its item (rebuilt without it), and the item cannot sell its
+--                              units again: nothing is changed (the caller cancels the order: its hold is gone)
 --
 -- used_stock_num -q with stock_num unchanged; confirmed_unapplied +q counts what MySQL has not deducted yet,
 -- so the reconciler can check db_stock == stock_num + used_stock_num + confirmed_unapplied exactly. The reserve
 -- key stays (the source design's write-back column) and expires with the order.
+--
+-- A hold of an earlier epoch (lib/items.lua) is not in its item: the rebuild did not count it and the worker leaves
+-- its reserve line out. Its units are sold from the item as it is now (stock_num -q, confirmed_unapplied +q), so
+-- MySQL is deducted by this confirm's line like any other; when the item cannot cover them, nothing is sold.
+
+--!include items
 
 local order = KEYS[1]
 local now = tonumber(ARGV[2])
@@ -35,15 +44,51 @@ if fields[2] ~= ARGV[3] then
 end
 
 local n = (#KEYS - 3) / 2
+local itemKeys = {}
+for i = 0, n - 1 do itemKeys[i + 1] = KEYS[4 + 2 * i] end
+local missing = missingItems(itemKeys)
+if missing then
+  return missing
+end
+
+-- Read every line first: a hold the item does not count must be sold from the item now, all lines or none.
+local plan = {}
+local left = {}
+for i = 0, n - 1 do
+  local itemKey = itemKeys[i + 1]
+  local item = redis.call('HMGET', itemKey, 'epoch', 'stock_num', 'is_infinite', 'pool_kind')
+  local held, counted = holdIn(KEYS[5 + 2 * i], item[1])
+  if held > 0 and not counted then
+    -- a one-time pool's rebuild put the lost hold's codes back in its set: they cannot be sold with the units
+    if item[4] == 'one_time' then
+      return {'lost'}
+    end
+    if item[3] ~= '1' then
+      left[itemKey] = (left[itemKey] or tonumber(item[2])) - held
+      if left[itemKey] < 0 then
+        return {'lost'}
+      end
+    end
+  end
+  plan[i + 1] = {epoch = item[1] or '', held = held, counted = counted}
+end
+
 local events = {}
 local epochs = {}
 for i = 0, n - 1 do
-  local itemKey = KEYS[4 + 2 * i]
-  epochs[#epochs + 1] = redis.call('HGET', itemKey, 'epoch') or ''
-  local held = tonumber(redis.call('GET', KEYS[5 + 2 * i]) or '0')
+  local itemKey = itemKeys[i + 1]
+  local line = plan[i + 1]
+  epochs[#epochs + 1] = line.epoch
+  local held = line.held
   if held > 0 then
-    redis.call('HINCRBY', itemKey, 'used_stock_num', -held)
+    if line.counted then
+      redis.call('HINCRBY', itemKey, 'used_stock_num', -held)
+    elseif redis.call('HGET', itemKey, 'is_infinite') ~= '1' then
+      local stock = redis.call('HINCRBY', itemKey, 'stock_num', -held)
+      redis.call('HSET', itemKey, 'is_sell_out', stock <= 0 and '1' or '0')
+    end
     redis.call('HINCRBY', itemKey, 'confirmed_unapplied', held)
+    redis.call('SET', KEYS[5 + 2 * i], holdValue(held, line.epoch), 'KEEPTTL')
   end
   local sku = string.match(itemKey, ':(%d+)}?:item$')
   events[#events + 1] = (sku or '?') .. ':' .. held

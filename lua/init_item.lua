@@ -1,6 +1,7 @@
 -- init_item.lua: write a stock item rebuilt from MySQL, if this caller still holds its init lock.
 --
 -- KEYS[1] item hash   KEYS[2] the item's per-user usage hash (see reserve.lua)   KEYS[3] the item's code set
+-- then KEYS[4..3+h] the reserve keys of the item's live holds as the journal has them (see below)
 -- ARGV[1] caller id   ARGV[2] stock_num (db stock − live reserved)   ARGV[3] used_stock_num (live reserved)
 -- ARGV[4] is_infinite   ARGV[5] danger_num   ARGV[6] backorder_limit   ARGV[7] item TTL (s), 0 = none
 -- ARGV[8] the item's new epoch: events carry the epoch of the item they changed, and the write-back worker drops
@@ -9,7 +10,13 @@
 -- ARGV[12] pool_kind ('' none | one_time | reusable | batch)   ARGV[13] pool_status   ARGV[14] pool_expires (ms, 0
 -- none)   ARGV[15] pool_batch   ARGV[16] c = how many codes follow, ARGV[17..16+c] the pool's usable codes (one-time:
 -- those no live or sold journal line holds; reusable: all)
--- then pairs ARGV[17+c+2j] userId, ARGV[18+c+2j] that user's units in the current window, as the journal counts them
+-- ARGV[17+c] h = how many live holds follow, ARGV[18+c..17+c+h] their quantities (KEYS[4..3+h] their reserve keys)
+-- then pairs ARGV[18+c+h+2j] userId, ARGV[19+c+h+2j] that user's units in the current window, as the journal counts
+-- them
+--
+-- The holds the rebuild counts (the journal's RESERVED lines) get their reserve keys written with the new epoch, where
+-- Redis still has them; a hold Redis has that the journal did not have is of the old epoch and not counted (see
+-- lib/items.lua).
 --
 -- Returns {'ok'} when written, {'lost'} when the lock was taken over or the item appeared meanwhile (the caller's
 -- numbers may be stale, so nothing is written).
@@ -30,10 +37,14 @@ local codeCount = tonumber(ARGV[16])
 for first = 17, 16 + codeCount, 500 do
   redis.call('SADD', KEYS[3], unpack(ARGV, first, math.min(first + 499, 16 + codeCount)))
 end
+local holdCount = tonumber(ARGV[17 + codeCount])
+for j = 1, holdCount do
+  redis.call('SET', KEYS[3 + j], ARGV[17 + codeCount + j] .. '@' .. ARGV[8], 'XX', 'KEEPTTL')
+end
 -- The usage hash is rebuilt with the item: it counts what the rebuilt item counts, no more and no less.
 redis.call('DEL', KEYS[2])
 local window = ARGV[11]
-for first = 17 + codeCount, #ARGV, 400 do
+for first = 18 + codeCount + holdCount, #ARGV, 400 do
   local chunk = {}
   for j = first, math.min(first + 398, #ARGV - 1), 2 do
     chunk[#chunk + 1] = ARGV[j]
@@ -41,7 +52,8 @@ for first = 17 + codeCount, #ARGV, 400 do
   end
   if #chunk > 0 then redis.call('HSET', KEYS[2], unpack(chunk)) end
 end
-for _, key in ipairs(KEYS) do
+for k = 1, 3 do
+  local key = KEYS[k]
   if tonumber(ARGV[7]) > 0 then
     redis.call('EXPIRE', key, tonumber(ARGV[7]))
   else

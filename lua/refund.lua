@@ -9,11 +9,13 @@
 --   {'replay'}                refunded before
 --   {'state', status}         only a confirmed order can be refunded
 --   {'stale'}                 the caller's view of the order is out of date (its lines changed, or it is gone)
+--   {'missing', 'i,j'}        items (1-based) not whole in Redis: rebuild them, then run again (lib/items.lua)
 --
 -- stock_num +q, and refund_unapplied +q until the write-back worker has added q to MySQL's stock, so the
 -- reconciler can account for the refund while it is in flight.
 
 --!include give_back
+--!include items
 
 local order = KEYS[1]
 local now = tonumber(ARGV[2])
@@ -34,9 +36,15 @@ if fields[2] ~= ARGV[3] then
   return {'stale'}
 end
 
+local n = (#KEYS - 2) / 2
+local itemKeys = {}
+for i = 0, n - 1 do itemKeys[i + 1] = KEYS[3 + i] end
+local missing = missingItems(itemKeys)
+if missing then
+  return missing
+end
 local events = {}
 local epochs = {}
-local n = (#KEYS - 2) / 2
 local heldCodes = splitLines(fields[4])
 local i = 0
 for sku, reserved in string.gmatch(fields[2], '(%d+):%d+:(%d+)') do

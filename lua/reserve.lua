@@ -46,6 +46,8 @@
 -- reserve key. A script that fails between the two keeps the deduction without the key: stock leaks toward
 -- under-selling, which the reconciler repairs, and never toward overselling.
 
+--!include items
+
 local order = KEYS[1]
 local status = redis.call('HGET', order, 'status')
 if status then
@@ -205,7 +207,7 @@ if not anyGranted then
   return {'short', table.concat(availableList, ',')}
 end
 
--- An item (or its usage hash) held with less than half its TTL left gets the TTL back, once per script (keep-warm).
+-- An item (or its usage hash, or its code set) held with less than half its TTL left gets the TTL back, once per script (keep-warm).
 local warmed = {}
 local function keepWarm(key)
   if itemTTL > 0 and not warmed[key] then
@@ -244,8 +246,8 @@ for i = 0, n - 1 do
     if ARGV[9] == 'after_deduct' then
       error('failpoint after_deduct')
     end
-    -- step 2: the reserve key
-    redis.call('SET', KEYS[5 + 3 * i], grant, 'EX', keep)
+    -- step 2: the reserve key, with the epoch of the item it holds in (lib/items.lua)
+    redis.call('SET', KEYS[5 + 3 * i], holdValue(grant, item.epoch), 'EX', keep)
     if item.usersKey then
       item.userUsed = item.userUsed + grant
       redis.call('HSET', item.usersKey, user, item.window .. ':' .. item.userUsed)
@@ -253,6 +255,8 @@ for i = 0, n - 1 do
     end
     if item.pool ~= '' then
       anyCodes = true
+      -- the code set lives as long as its item (a pool whose codes expired would hand out none)
+      keepWarm(item.codesKey)
       local codes = askedCodes[i + 1] or {}
       if #codes > 0 then
         if item.pool == 'one_time' then redis.call('SREM', item.codesKey, unpack(codes)) end

@@ -3,6 +3,7 @@
 --
 -- KEYS[1] order hash   KEYS[2] expiry index
 -- then for each line i = 0..n-1: KEYS[3+2i] reserve key, KEYS[4+2i] rollback key
+-- then for each line i = 0..n-1: KEYS[3+2n+i] its item hash (a hold is written with the item's epoch, lib/items.lua)
 -- ARGV[1] orderId   ARGV[2] bizId   ARGV[3] userId   ARGV[4] status (reserved | confirmed | cancelled | expired |
 -- refunded)   ARGV[5] lines 'sku:qty:qty,...'   ARGV[6] expiresAt (ms)   ARGV[7] now (ms)   ARGV[8] retention (s)
 -- then for each line: ARGV[9+i] its quantity
@@ -26,14 +27,15 @@ local keep = math.max(math.floor((expiresAt - now) / 1000), 0) + retention
 redis.call('HSET', order, 'status', status, 'fp', '', 'biz', ARGV[2], 'user', ARGV[3], 'lines', ARGV[5],
   'expires_at', expiresAt, 'created_at', now, 'updated_at', now, 'event', '', 'restored', '1')
 redis.call('EXPIRE', order, keep)
-local n = (#KEYS - 2) / 2
+local n = (#KEYS - 2) / 3
 if (ARGV[9 + n] or '') ~= '' then
   redis.call('HSET', order, 'codes', ARGV[9 + n])
 end
 for i = 0, n - 1 do
   local quantity = ARGV[9 + i]
   if status == 'reserved' or status == 'confirmed' or status == 'refunded' then
-    redis.call('SET', KEYS[3 + 2 * i], quantity, 'EX', keep)
+    redis.call('SET', KEYS[3 + 2 * i], quantity .. '@' .. (redis.call('HGET', KEYS[3 + 2 * n + i], 'epoch') or ''),
+      'EX', keep)
   else
     redis.call('SET', KEYS[4 + 2 * i], '1', 'EX', retention)
   end

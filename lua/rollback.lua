@@ -20,6 +20,7 @@
 --   {'notexpired'}             an expiry that arrived before the hold's deadline
 --   {'stale'}                  the caller's view of the order is out of date (its lines changed, or it is gone):
 --                              read again and retry
+--   {'missing', 'i,j'}         items (1-based) not whole in Redis: rebuild them, then run again (lib/items.lua)
 --
 -- The documented order: for each item, write the rollback key first, then restore the stock and drop the
 -- reserve key. Stopping in between leaves the hold in place with the key written: the order can no longer be
@@ -27,6 +28,7 @@
 -- restoring depends on the reserve key that only the restore deletes.
 
 --!include give_back
+--!include items
 
 local order = KEYS[1]
 local reason = ARGV[2]
@@ -72,20 +74,32 @@ if fields[2] ~= ARGV[6] then
 end
 
 local n = (#KEYS - 3) / 5
+local itemKeys = {}
+for i = 0, n - 1 do itemKeys[i + 1] = KEYS[4 + 3 * i] end
+local missing = missingItems(itemKeys)
+if missing then
+  return missing
+end
 local heldCodes = splitLines(fields[8])
 local events = {}
 local epochs = {}
 for i = 0, n - 1 do
   local itemKey = KEYS[4 + 3 * i]
   local reserveKey = KEYS[5 + 3 * i]
-  epochs[#epochs + 1] = redis.call('HGET', itemKey, 'epoch') or ''
+  local epoch = redis.call('HGET', itemKey, 'epoch') or ''
+  epochs[#epochs + 1] = epoch
   -- step 1: the rollback key
   redis.call('SET', KEYS[6 + 3 * i], '1', 'EX', retention)
   if ARGV[5] == 'after_rollback_key' then
     error('failpoint after_rollback_key')
   end
-  -- step 2: restore what this item's reserve key says was held, and drop the key
-  local held = tonumber(redis.call('GET', reserveKey) or '0')
+  -- step 2: restore what this item's reserve key says was held, and drop the key. A hold of an earlier epoch of
+  -- the item is not counted in it (lib/items.lua): nothing to restore.
+  local held, counted = holdIn(reserveKey, epoch)
+  if not counted then
+    redis.call('DEL', reserveKey)
+    held = 0
+  end
   if held > 0 then
     if redis.call('HGET', itemKey, 'is_infinite') == '1' then
       redis.call('HINCRBY', itemKey, 'used_stock_num', -held)

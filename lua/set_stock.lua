@@ -8,8 +8,9 @@
 -- ('' unchanged); see reserve.lua
 --
 -- Returns one of
---   {'created'}                       the item was not in Redis and now is, with nothing reserved
---   {'ok', delta}                     on-hand moved by delta (what MySQL must add too)
+--   {'created', epoch}                the item was not in Redis and now is, with nothing reserved
+--   {'ok', delta, epoch}              on-hand moved by delta (what MySQL must add too); epoch = the item's, which
+--                                     an undo of this change names (undo_stock.lua)
 --   {'below_reserved', reserved}      on-hand may not go below what live reservations hold
 --   {'codes'}                         the item has a one-time code pool: its stock is its codes (upload codes)
 --
@@ -19,7 +20,7 @@
 local item = KEYS[1]
 local onHand = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[5])
-local current = redis.call('HMGET', item, 'stock_num', 'used_stock_num', 'pool_kind')
+local current = redis.call('HMGET', item, 'stock_num', 'used_stock_num', 'pool_kind', 'epoch')
 if current[3] == 'one_time' then
   return {'codes'}
 end
@@ -38,7 +39,7 @@ if not current[1] then
     'is_sell_out', onHand <= 0 and '1' or '0', 'is_infinite', '0', 'danger_num', 0, 'backorder_limit', 0,
     'user_limit', 0, 'user_window', 0, 'lock_time', 0, 'lock_user_id', '', 'epoch', ARGV[6])
   settings()
-  return {'created'}
+  return {'created', ARGV[6]}
 end
 
 local used = tonumber(current[2] or '0')
@@ -49,4 +50,4 @@ local stock = tonumber(current[1])
 local left = onHand - used
 redis.call('HSET', item, 'stock_num', left, 'is_sell_out', left <= 0 and '1' or '0')
 settings()
-return {'ok', onHand - (stock + used)}
+return {'ok', onHand - (stock + used), current[4] or ''}

@@ -2,8 +2,8 @@
 -- or a reserve the worker found duplicating a journal row of an earlier reserve of the order (Redis had lost it).
 --
 -- KEYS[1] order hash   KEYS[2] outbox stream   KEYS[3] expiry index   KEYS[4] undone marker of this reserve event
--- KEYS[5] undone marker of the earlier reserve event whose journal row this one duplicates (a marker no event has
--- when there is none)
+-- KEYS[5] undone marker of the earlier reserve event whose journal row this one duplicates; KEYS[4] again when there
+-- is none (a sync reserve whose commit failed, a cluster part taken back)
 -- then for each line i = 0..n-1: KEYS[6+2i] item hash, KEYS[7+2i] reserve key
 -- then for each line i = 0..n-1: KEYS[6+2n+i] the item's per-user usage hash
 -- then for each line i = 0..n-1: KEYS[6+3n+i] the item's set of usable codes (code pools)
@@ -18,23 +18,34 @@
 --                journal keeps the earlier row and applies the order's later events to it, so the item hands back
 --                the one hold too many it counts (used_stock_num −q, stock_num +q): the earlier hold, which a
 --                rebuild from the journal counted. Unless the earlier hold was itself taken back in Redis (its
---                marker exists): then this hold is the only one counted, and nothing is handed back. The order stays
+--                marker exists): then this hold is the only one counted, and nothing is handed back. With no earlier
+--                event nothing is handed back either: the cancel or expiry that settled the order gave this hold
+--                back already, or the confirm sold it. The order stays
+--   {'missing', 'i,j'}  items (1-based) not whole in Redis: rebuild them, then run again (lib/items.lua)
 --   {'gone'}     the order is another reservation now (or none), or this was done before: nothing is touched
 --
 -- The marker records that the event was taken back, once: a retry of this script changes nothing, and a sync reserve
 -- that meets the event's journal row knows the row is about to be removed (see InventoryEngine.commitJournal).
 
 --!include give_back
+--!include items
 
 local order = KEYS[1]
 local fields = redis.call('HMGET', order, 'status', 'event', 'biz', 'user', 'created_at', 'restored', 'codes')
 if fields[2] ~= ARGV[2] then
   return {'gone'}
 end
-if not redis.call('SET', KEYS[4], '1', 'NX', 'EX', tonumber(ARGV[4])) then
+local n = (#KEYS - 5) / 4
+if redis.call('EXISTS', KEYS[4]) == 1 then
   return {'gone'}
 end
-local n = (#KEYS - 5) / 4
+local itemKeys = {}
+for i = 0, n - 1 do itemKeys[i + 1] = KEYS[6 + 2 * i] end
+local missing = missingItems(itemKeys)
+if missing then
+  return missing
+end
+redis.call('SET', KEYS[4], '1', 'EX', tonumber(ARGV[4]))
 local now = tonumber(ARGV[3])
 local user = fields[4] or ''
 local createdAt = tonumber(fields[5] or '0') or 0
@@ -68,10 +79,10 @@ local function giveBack(itemKey, quantity)
 end
 
 if fields[1] ~= 'reserved' then
-  if redis.call('EXISTS', KEYS[5]) == 0 then
+  if KEYS[5] ~= KEYS[4] and redis.call('EXISTS', KEYS[5]) == 0 then
     for i = 0, n - 1 do
       local quantity = tonumber(ARGV[5 + i] or '0')
-      if quantity > 0 and redis.call('HEXISTS', KEYS[6 + 2 * i], 'stock_num') == 1 then
+      if quantity > 0 then
         giveBack(KEYS[6 + 2 * i], quantity)
         giveBackUser(KEYS[6 + 2 * i], KEYS[6 + 2 * n + i], user, createdAt, restored, quantity, now)
       end
@@ -85,8 +96,14 @@ local epochs = {}
 for i = 0, n - 1 do
   local itemKey = KEYS[6 + 2 * i]
   local reserveKey = KEYS[7 + 2 * i]
-  epochs[#epochs + 1] = redis.call('HGET', itemKey, 'epoch') or ''
-  local held = tonumber(redis.call('GET', reserveKey) or '0')
+  local epoch = redis.call('HGET', itemKey, 'epoch') or ''
+  epochs[#epochs + 1] = epoch
+  -- a hold of an earlier epoch is not in the item (lib/items.lua): nothing to give back
+  local held, counted = holdIn(reserveKey, epoch)
+  if not counted then
+    redis.call('DEL', reserveKey)
+    held = 0
+  end
   if held > 0 then
     giveBack(itemKey, held)
     redis.call('DEL', reserveKey)

@@ -3,8 +3,9 @@ import ServiceLifecycle
 
 /// A reversal of a Redis change, stored in MySQL (`compensation_tasks`) when it could not run at once.
 public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
-    /// Reverse a stock delta in Redis, once (the marker key makes a retry harmless).
-    case undoStock(itemKey: String, adjustmentKey: String, delta: Int64, fingerprint: String, marker: String)
+    /// Reverse a stock delta in Redis, once (the marker key makes a retry harmless), if the item is still of the
+    /// epoch the delta was made in (`epoch`; "" for any): a rebuilt item never counted it.
+    case undoStock(itemKey: String, adjustmentKey: String, delta: Int64, fingerprint: String, marker: String, epoch: String)
     /// Take back the hold of one reserve event; `earlierEventId` is the reserve event whose journal row it
     /// duplicates ("" when none).
     case undoReserve(orderId: String, bizId: String, eventId: String, lines: String, earlierEventId: String)
@@ -29,8 +30,8 @@ public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
     /// Tab-separated fields; none of them can hold a tab (keys, ids and numbers).
     var payload: String {
         switch self {
-        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker):
-            return [itemKey, adjustmentKey, String(delta), fingerprint, marker].joined(separator: "\t")
+        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let epoch):
+            return [itemKey, adjustmentKey, String(delta), fingerprint, marker, epoch].joined(separator: "\t")
         case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):
             return [orderId, bizId, eventId, lines, earlierEventId].joined(separator: "\t")
         }
@@ -39,9 +40,12 @@ public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
     init?(kind: String, payload: String) {
         let fields = payload.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
         switch (kind, fields.count) {
-        case ("undo_stock", 5):
+        case ("undo_stock", 5), ("undo_stock", 6):
             guard let delta = Int64(fields[2]) else { return nil }
-            self = .undoStock(itemKey: fields[0], adjustmentKey: fields[1], delta: delta, fingerprint: fields[3], marker: fields[4])
+            self = .undoStock(
+                itemKey: fields[0], adjustmentKey: fields[1], delta: delta, fingerprint: fields[3], marker: fields[4],
+                epoch: fields.count > 5 ? fields[5] : ""
+            )
         case ("undo_reserve", 4), ("undo_reserve", 5):
             self = .undoReserve(
                 orderId: fields[0], bizId: fields[1], eventId: fields[2], lines: fields[3],

@@ -457,11 +457,21 @@ public final class InventoryEngine: Sendable {
                     keyList.append(keys.item(id))
                     keyList.append(keys.reserveKey(id, orderId: orderId))
                 }
-                let reply = try await runScript(
-                    scripts.confirm, keys: keyList, arguments: [orderId, String(Self.nowMilliseconds()), part.linesText]
+                let reply = try await runOnItems(
+                    scripts.confirm, keys: keyList, arguments: [orderId, String(Self.nowMilliseconds()), part.linesText],
+                    items: part.lines.map { StockItemID(bizId: order.bizId, skuId: $0.skuId) }
                 )
                 let fields = reply.array ?? []
                 switch fields.first?.text {
+                case "lost":
+                    // Redis lost the hold with its item (rebuilt without it) and the item cannot sell the units again:
+                    // nothing was sold. The order is cancelled, so that what it still holds elsewhere comes back.
+                    logger.error(
+                        "a confirmed payment found its hold lost with its item and no stock left to sell; the order is cancelled",
+                        metadata: ["orderId": "\(orderId)"]
+                    )
+                    _ = try await cancel(orderId: orderId)
+                    throw InventoryError.orderClosed(.cancelled)
                 case "ok":
                     replayed = false
                     if configuration.durability == .sync {
@@ -532,12 +542,13 @@ public final class InventoryEngine: Sendable {
             for part in order.map({ $0.pieces.map(Optional.some) }) ?? [nil] {
                 let shard = part?.shard ?? keys.shard(of: orderId)
                 let keyList = rollbackKeys(orderId, shard: shard, bizId: part?.bizId ?? "", lines: part?.lines ?? [])
-                let reply = try await runScript(
+                let reply = try await runOnItems(
                     scripts.rollback, keys: keyList,
                     arguments: [
                         orderId, reason.rawValue, String(Self.nowMilliseconds()), String(configuration.retentionSeconds),
                         failpoint, part?.linesText ?? "",
-                    ]
+                    ],
+                    items: (part?.lines ?? []).map { StockItemID(bizId: part?.bizId ?? "", skuId: $0.skuId) }
                 )
                 let fields = reply.array ?? []
                 switch fields.first?.text {
@@ -627,12 +638,13 @@ public final class InventoryEngine: Sendable {
         for shard in (fields[safe: 0]?.text ?? "").split(separator: ",").compactMap({ Int($0) }) {
             let part = try await readPart(orderId, shard: shard)
             if let part, part.status != .reserved { continue }
-            _ = try await runScript(
+            _ = try await runOnItems(
                 scripts.rollback, keys: rollbackKeys(orderId, shard: shard, bizId: bizId, lines: part?.lines ?? []),
                 arguments: [
                     orderId, ReservationStatus.cancelled.rawValue, String(Self.nowMilliseconds()),
                     String(configuration.retentionSeconds), "", part?.linesText ?? "",
-                ]
+                ],
+                items: (part?.lines ?? []).map { StockItemID(bizId: bizId, skuId: $0.skuId) }
             )
         }
     }
@@ -707,8 +719,9 @@ public final class InventoryEngine: Sendable {
                 let ids = part.lines.map { StockItemID(bizId: order.bizId, skuId: $0.skuId) }
                 keyList += ids.map { keys.item($0) }
                 keyList += ids.map { keys.codes($0) }
-                let reply = try await runScript(
-                    scripts.refund, keys: keyList, arguments: [orderId, String(Self.nowMilliseconds()), part.linesText]
+                let reply = try await runOnItems(
+                    scripts.refund, keys: keyList, arguments: [orderId, String(Self.nowMilliseconds()), part.linesText],
+                    items: ids
                 )
                 let fields = reply.array ?? []
                 switch fields.first?.text {
@@ -1039,19 +1052,22 @@ public final class InventoryEngine: Sendable {
         )
         let fields = reply.array ?? []
         let delta: Int64
+        let epoch: String
         switch fields.first?.text {
         case "created":
             // Redis had nothing: MySQL may still have a row (Redis lost its data), so move it to the new value.
+            epoch = fields[safe: 1]?.text ?? ""
             let existing: StockRow?
             do {
                 existing = try await stockRepository.row(bizId: id.bizId, skuId: id.skuId)
             } catch {
-                await undoStock(itemKey: itemKey, delta: settings.stock, adjustmentKey: nil, fingerprint: "")
+                await undoStock(itemKey: itemKey, delta: settings.stock, adjustmentKey: nil, fingerprint: "", epoch: epoch)
                 throw mapMySQL(error)
             }
             delta = settings.stock - (existing?.stock ?? 0)
         case "ok":
             delta = fields[safe: 1]?.int ?? 0
+            epoch = fields[safe: 2]?.text ?? ""
         case "below_reserved":
             throw InventoryError.belowReserved(reserved: fields[safe: 1]?.int ?? 0)
         case "codes":
@@ -1068,7 +1084,7 @@ public final class InventoryEngine: Sendable {
                 )
             )
         } catch {
-            await undoStock(itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "")
+            await undoStock(itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", epoch: epoch)
             throw mapMySQL(error)
         }
         return try await stock(id)
@@ -1076,6 +1092,28 @@ public final class InventoryEngine: Sendable {
 
     /// Adds or removes on-hand stock once per adjustment id, in Redis and MySQL.
     public func adjustStock(_ id: StockItemID, _ adjustment: StockAdjustment) async throws -> AdjustmentOutcome {
+        // MySQL's ledger is the authority on what was applied: Redis's key of the adjustment may be gone (retention
+        // over, data lost), and a replay must not move Redis even for a moment (a reserve could sell those units).
+        let recorded: (delta: Int64, reason: String)?
+        do {
+            recorded = try await stockRepository.ledgerEntry(source: Self.adjustmentSource(id, adjustment))
+        } catch {
+            throw mapMySQL(error)
+        }
+        if let recorded {
+            guard recorded.delta == adjustment.delta, recorded.reason == (adjustment.reason ?? "adjustment") else {
+                throw InventoryError.idempotencyConflict
+            }
+            guard try await ensureItem(id) else { throw InventoryError.notFound }
+            // Remembered in Redis again, so the next replay is answered there.
+            _ = try await redisCall {
+                try await self.redis.command(
+                    "SET", self.keys.adjustmentKey(id, adjustmentId: adjustment.adjustmentId), adjustment.fingerprint,
+                    "NX", "EX", String(self.configuration.retentionSeconds)
+                )
+            }
+            return AdjustmentOutcome(level: try await stock(id), replayed: true)
+        }
         do {
             return try await adjustStockOnce(id, adjustment)
         } catch InventoryError.notFound {
@@ -1094,21 +1132,31 @@ public final class InventoryEngine: Sendable {
         let fields = reply.array ?? []
         switch fields.first?.text {
         case "ok":
+            let epoch = fields[safe: 3]?.text ?? ""
+            let outcome: StockChangeOutcome
             do {
-                _ = try await stockRepository.apply(
+                outcome = try await stockRepository.apply(
                     StockChange(
                         bizId: id.bizId, skuId: id.skuId, delta: adjustment.delta,
                         reason: adjustment.reason ?? "adjustment",
-                        source: "adj:\(id.bizId):\(id.skuId):\(adjustment.adjustmentId)",
+                        source: Self.adjustmentSource(id, adjustment),
                         infinite: nil, dangerNum: nil, backorderLimit: nil
                     )
                 )
             } catch {
                 await undoStock(
                     itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey,
-                    fingerprint: adjustment.fingerprint
+                    fingerprint: adjustment.fingerprint, epoch: epoch
                 )
                 throw mapMySQL(error)
+            }
+            if outcome == .duplicate {
+                // MySQL's ledger is the authority: it had this adjustment already (Redis forgot its key: retention
+                // over, or data lost), so this is a replay. The Redis half made now is reversed; the key stays, so
+                // the next replay is answered in Redis. (A conflicting body cannot be told from the ledger, which
+                // keeps the source only: a replay after the key is gone is taken as the same adjustment.)
+                await undoStock(itemKey: itemKey, delta: adjustment.delta, adjustmentKey: nil, fingerprint: "", epoch: epoch)
+                return AdjustmentOutcome(level: try await stock(id), replayed: true)
             }
             return AdjustmentOutcome(level: try await stock(id), replayed: false)
         case "replay":
@@ -1124,6 +1172,11 @@ public final class InventoryEngine: Sendable {
         default:
             throw InventoryError.unavailable("adjust_stock script answered \(reply)")
         }
+    }
+
+    /// The ledger source of an adjustment: unique per item and adjustment id.
+    static func adjustmentSource(_ id: StockItemID, _ adjustment: StockAdjustment) -> String {
+        "adj:\(id.bizId):\(id.skuId):\(adjustment.adjustmentId)"
     }
 
     // MARK: - Code pools
@@ -1277,13 +1330,18 @@ public final class InventoryEngine: Sendable {
                 arguments += snapshot.pool?.scriptArguments ?? ["", "", "0", ""]
                 arguments.append(String(snapshot.codes.count))
                 arguments += snapshot.codes
+                // The holds this rebuild counts keep counting: their reserve keys get the new epoch.
+                arguments.append(String(snapshot.liveHolds.count))
+                arguments += snapshot.liveHolds.map { String($0.quantity) }
                 arguments.reserveCapacity(arguments.count + 2 * snapshot.usage.count)
                 for usage in snapshot.usage {
                     arguments.append(usage.userId)
                     arguments.append(String(usage.units))
                 }
                 let reply = try await self.runScript(
-                    self.scripts.initItem, keys: [itemKey, self.keys.userUsage(id), self.keys.codes(id)],
+                    self.scripts.initItem,
+                    keys: [itemKey, self.keys.userUsage(id), self.keys.codes(id)]
+                        + snapshot.liveHolds.map { self.keys.reserveKey(id, orderId: $0.orderId) },
                     arguments: arguments
                 )
                 return (reply.array?.first?.text == "ok", row, snapshot.liveReserved)
@@ -1375,11 +1433,15 @@ public final class InventoryEngine: Sendable {
 
     /// First level of compensation: reverse a Redis stock change whose MySQL half failed. When that fails too,
     /// it becomes a durable retry task (second level); the reconciler is the third.
-    private func undoStock(itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String) async {
+    /// `epoch`: the item's epoch the change was made in (a rebuilt item never counted it).
+    private func undoStock(itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String, epoch: String) async {
         // Same hash tag as the item: "prefix:{biz:sku}:item" → "prefix:{biz:sku}:undo:<id>".
         let marker = String(itemKey.dropLast("item".count)) + "undo:" + UUID().uuidString
         await compensate(
-            .undoStock(itemKey: itemKey, adjustmentKey: adjustmentKey ?? itemKey, delta: delta, fingerprint: fingerprint, marker: marker)
+            .undoStock(
+                itemKey: itemKey, adjustmentKey: adjustmentKey ?? itemKey, delta: delta, fingerprint: fingerprint,
+                marker: marker, epoch: epoch
+            )
         )
     }
 
@@ -1419,28 +1481,31 @@ public final class InventoryEngine: Sendable {
     /// Runs one reversal; safe to run again (undo_stock has a marker, undo_reserve checks the order's event).
     func runCompensation(_ task: CompensationTask) async throws {
         switch task {
-        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker):
+        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let epoch):
             _ = try await runScript(
                 scripts.undoStock, keys: [itemKey, adjustmentKey, marker],
-                arguments: [String(delta), fingerprint, String(configuration.retentionSeconds)]
+                arguments: [String(delta), fingerprint, String(configuration.retentionSeconds), epoch]
             )
         case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):
             // With no earlier event, a marker name no event has ("" is never an event id). The lines of one reserve
             // event are one part of the order: its shard follows from any of them.
             let firstSku = lines.split(separator: ",").first.flatMap { UInt64($0.split(separator: ":").first ?? "") } ?? 0
             let shard = keys.partShard(orderId: orderId, item: StockItemID(bizId: bizId, skuId: firstSku))
+            // With no earlier event, this event's own marker stands in its place (undo_reserve.lua).
+            let marker = keys.undoneMarker(orderId: orderId, eventId: eventId, shard: shard)
             var keyList = [
-                keys.order(orderId, shard: shard), keys.outbox(shard: shard), keys.expiryIndex(shard: shard),
-                keys.undoneMarker(orderId: orderId, eventId: eventId, shard: shard),
-                keys.undoneMarker(orderId: orderId, eventId: earlierEventId, shard: shard),
+                keys.order(orderId, shard: shard), keys.outbox(shard: shard), keys.expiryIndex(shard: shard), marker,
+                earlierEventId.isEmpty ? marker : keys.undoneMarker(orderId: orderId, eventId: earlierEventId, shard: shard),
             ]
             var quantities: [String] = []
             var usageKeys: [String] = []
             var codeKeys: [String] = []
+            var items: [StockItemID] = []
             for line in lines.split(separator: ",") {
                 let parts = line.split(separator: ":")
                 guard let sku = UInt64(parts.first ?? "") else { continue }
                 let id = StockItemID(bizId: bizId, skuId: sku)
+                items.append(id)
                 keyList.append(keys.item(id))
                 keyList.append(keys.reserveKey(id, orderId: orderId))
                 usageKeys.append(keys.userUsage(id))
@@ -1448,10 +1513,11 @@ public final class InventoryEngine: Sendable {
                 quantities.append(parts.count > 1 ? String(parts[1]) : "0")
             }
             keyList += usageKeys + codeKeys
-            let reply = try await runScript(
+            let reply = try await runOnItems(
                 scripts.undoReserve, keys: keyList,
                 arguments: [orderId, eventId, String(Self.nowMilliseconds()), String(configuration.retentionSeconds)]
-                    + quantities
+                    + quantities,
+                items: items
             )
             if reply.array?.first?.text == "settled" {
                 logger.warning(
@@ -1571,11 +1637,12 @@ public final class InventoryEngine: Sendable {
         }
         for (shard, lines) in parts.sorted(by: { $0.key < $1.key }) {
             var keyList = [keys.order(orderId, shard: shard), keys.expiryIndex(shard: shard)]
-            for line in lines {
-                let id = StockItemID(bizId: first.bizId, skuId: line.skuId)
+            let ids = lines.map { StockItemID(bizId: first.bizId, skuId: $0.skuId) }
+            for id in ids {
                 keyList.append(keys.reserveKey(id, orderId: orderId))
                 keyList.append(keys.rollbackKey(id, orderId: orderId))
             }
+            keyList += ids.map { keys.item($0) }
             let linesText = lines.map { "\($0.skuId):\($0.quantity):\($0.quantity)" }.joined(separator: ",")
             let codesText =
                 assigned.isEmpty ? "" : lines.map { assigned[$0.skuId, default: []].joined(separator: "|") }.joined(separator: ",")
@@ -1649,6 +1716,27 @@ public final class InventoryEngine: Sendable {
             expiresAt: fields[safe: 3]?.int,
             shard: shard
         )
+    }
+
+    /// Runs a script that changes items (lib/items.lua): when it answers `missing`, the items it names are rebuilt
+    /// from MySQL through the one init path, and it runs again. `items` are the script's items in the order its key
+    /// list names them.
+    private func runOnItems(
+        _ script: RedisScript, keys: [String], arguments: [String], items: [StockItemID]
+    ) async throws -> RedisValue {
+        for _ in 0..<3 {
+            let reply = try await runScript(script, keys: keys, arguments: arguments)
+            guard let fields = reply.array, fields.first?.text == "missing" else { return reply }
+            for position in (fields[safe: 1]?.text ?? "").split(separator: ",").compactMap({ Int($0) }) {
+                guard let id = items[safe: position - 1] else {
+                    throw InventoryError.unavailable("\(script.name) named item \(position) of \(items.count) missing")
+                }
+                if try await !ensureItem(id) {
+                    throw InventoryError.unavailable("stock item \(id) is in neither Redis nor MySQL")
+                }
+            }
+        }
+        throw InventoryError.unavailable("the items of \(script.name) kept vanishing from Redis; retry")
     }
 
     private func runScript(_ script: RedisScript, keys: [String], arguments: [String]) async throws -> RedisValue {

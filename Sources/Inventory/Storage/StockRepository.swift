@@ -130,6 +130,15 @@ public struct StockRepository: Sendable {
         self.client = client
     }
 
+    /// The change the ledger recorded for `source` (its delta and reason), nil when it has none.
+    public func ledgerEntry(source: String) async throws -> (delta: Int64, reason: String)? {
+        let result = try await client.query(
+            "SELECT delta, reason FROM stock_ledger WHERE source = ? LIMIT 1", [.string(source)]
+        )
+        guard let row = result.rows.first, let delta = row.int64("delta") else { return nil }
+        return (delta, row.string("reason") ?? "")
+    }
+
     /// Applies `change` at most once per source, in one transaction: the ledger row first (its unique source
     /// catches a replay before anything else is touched), then the stock row, created if missing, then the
     /// ledger row's `stock_after`.
@@ -168,7 +177,9 @@ public struct StockRepository: Sendable {
         /// The stock row.
         public let row: StockRow
         /// The sum of the item's live (RESERVED) journal lines.
-        public let liveReserved: Int64
+        public var liveReserved: Int64 { liveHolds.reduce(0) { $0 + $1.quantity } }
+        /// The item's live (RESERVED) journal lines: which order holds how much.
+        public let liveHolds: [(orderId: String, quantity: Int64)]
         /// The window `usage` counts (see `StockRow.userWindow`).
         public let userWindow: Int64
         /// Each user's units in that window, when the item has a per-user limit (empty otherwise).
@@ -199,11 +210,15 @@ public struct StockRepository: Sendable {
                     let row = StockRow(first, bizId: bizId, skuId: skuId)
                     let live = try connection.query(
                         """
-                        SELECT COALESCE(SUM(quantity), 0) AS live FROM reservation_journal
+                        SELECT order_id, quantity FROM reservation_journal
                         WHERE biz_id = ? AND sku_id = ? AND status = 'RESERVED'
                         """,
                         [.string(bizId), sku]
                     )
+                    let holds = live.rows.compactMap { row -> (orderId: String, quantity: Int64)? in
+                        guard let order = row.string("order_id"), let quantity = row.int64("quantity") else { return nil }
+                        return (order, quantity)
+                    }
                     let window = row.userWindow(atMilliseconds: nowMilliseconds)
                     var usage: [UserUsage] = []
                     if row.userLimit > 0 {
@@ -229,7 +244,7 @@ public struct StockRepository: Sendable {
                     let pool = try CodePoolRepository.pool(bizId: bizId, sku: sku, on: connection)
                     let codes = try pool.map { try CodePoolRepository.usableCodes(bizId: bizId, sku: sku, kind: $0.kind, on: connection) } ?? []
                     return InitSnapshot(
-                        row: row, liveReserved: live.rows.first?.int64("live") ?? 0, userWindow: window, usage: usage,
+                        row: row, liveHolds: holds, userWindow: window, usage: usage,
                         pool: pool, codes: codes
                     )
                 }

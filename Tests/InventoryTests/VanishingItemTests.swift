@@ -1,0 +1,177 @@
+import Foundation
+import InventoryTestSupport
+import RedisClient
+import Testing
+
+@testable import Inventory
+
+/// Single keys that vanish (a TTL ran out, Redis evicted them, an operator deleted them) while the rest of an
+/// order's state is there. A script never writes into an item it does not find whole: it answers "missing", the
+/// engine rebuilds the item from MySQL under the init lock and runs the script again (issue 17, item 1).
+@Suite("Items that vanish between operations")
+struct VanishingItemTests {
+    func command(_ stores: TestStores, _ orderId: String, user: String? = nil, _ quantity: Int64) -> ReserveCommand {
+        ReserveCommand(
+            orderId: orderId, bizId: stores.bizId, userId: user, items: [.init(skuId: 1, quantity: quantity)],
+            ttlSeconds: 600, shortage: .reject
+        )
+    }
+
+    func reconciler(_ stores: TestStores) throws -> Reconciler {
+        Reconciler(
+            redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(), keys: stores.keys,
+            logger: stores.logger, pageSize: 3
+        )
+    }
+
+    func deleteItem(_ stores: TestStores, _ sku: UInt64 = 1) async throws {
+        _ = try await stores.redis.command("DEL", stores.keys.item(stores.item(sku)))
+    }
+
+    /// The item is whole again: every field a rebuild writes, an epoch, and a TTL.
+    func expectWhole(_ stores: TestStores, _ sku: UInt64 = 1) async throws {
+        let fields = try await stores.itemFields(sku)
+        for field in ["stock_num", "used_stock_num", "is_infinite", "backorder_limit", "user_limit", "epoch"] {
+            #expect(fields[field] != nil, "item field \(field) after the operation")
+        }
+        #expect(fields["epoch"]?.isEmpty == false)
+        let ttl = try await stores.redis.command("TTL", stores.keys.item(stores.item(sku))).int ?? -2
+        #expect(ttl > 0, "the item has its TTL (\(ttl))")
+    }
+
+    @Test("cancel after the item hash is gone: the item comes back from MySQL whole, with its settings", arguments: [true, false])
+    func cancelAfterItemDeleted(drainFirst: Bool) async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10, userLimit: 3))
+            _ = try await engine.reserve(command(stores, "o-1", user: "u1", 2))
+            // Drained: the journal has the hold and the rebuild counts it. Not drained: the rebuild cannot count
+            // it, the worker leaves its reserve line out as stale, and the cancel must hand back nothing.
+            if drainFirst { #expect(try await stores.drainWithWorker()) }
+            try await deleteItem(stores)
+
+            let cancelled = try await engine.cancel(orderId: "o-1")
+            #expect(cancelled.reservation.status == .cancelled)
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.available == 10)
+            #expect(level.reserved == 0)
+            #expect(level.userLimit == 3)
+            try await expectWhole(stores)
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.mysqlStock(1) == 10)
+            #expect(try await reconciler(stores).run(.business(stores.bizId)).differences == [])
+            // The user's allowance is whole again: three units.
+            _ = try await engine.reserve(command(stores, "o-2", user: "u1", 3))
+        }
+    }
+
+    @Test("refund after the item hash is gone: stock comes back once, in both stores")
+    func refundAfterItemDeleted() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.reserve(command(stores, "o-1", 3))
+            _ = try await engine.confirm(orderId: "o-1")
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.mysqlStock(1) == 7)
+            try await deleteItem(stores)
+
+            let refunded = try await engine.refund(orderId: "o-1")
+            #expect(refunded.reservation.status == .refunded)
+            try await expectWhole(stores)
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.available == 10)
+            #expect(level.reserved == 0)
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.mysqlStock(1) == 10)
+            #expect(try await reconciler(stores).run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    @Test("confirm after the item hash is gone: the confirm carries the rebuilt epoch and MySQL is deducted")
+    func confirmAfterItemDeleted() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.reserve(command(stores, "o-1", 3))
+            #expect(try await stores.drainWithWorker())
+            try await deleteItem(stores)
+
+            let confirmed = try await engine.confirm(orderId: "o-1")
+            #expect(confirmed.reservation.status == .confirmed)
+            try await expectWhole(stores)
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.mysqlStock(1) == 7)
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.available == 7)
+            #expect(level.reserved == 0)
+            #expect(try await stores.journalRows().map(\.status) == ["CONFIRMED"])
+            #expect(try await reconciler(stores).run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    @Test("a take-back after the item hash is gone leaves no partial item and hands back only what the item counts")
+    func undoReserveAfterItemDeleted() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.reserve(command(stores, "o-1", 4))
+            let eventId = try await stores.redis.command("HGET", stores.orderKey("o-1", sku: 1), "event").text ?? ""
+            #expect(!eventId.isEmpty)
+            try await deleteItem(stores)
+
+            await engine.undoReserve(
+                orderId: "o-1", bizId: stores.bizId, lines: [ReservationLine(skuId: 1, requested: 4, reserved: 4)],
+                eventId: eventId
+            )
+            try await expectWhole(stores)
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.available == 10)
+            #expect(level.reserved == 0)
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.mysqlStock(1) == 10)
+            #expect(try await reconciler(stores).run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    @Test("an adjustment replayed after its de-duplication key is gone is a replay: MySQL's ledger decides")
+    func adjustmentReplayAfterKeyDeleted() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let adjustment = StockAdjustment(adjustmentId: "a-1", delta: 5, reason: nil)
+            let first = try await engine.adjustStock(stores.item(1), adjustment)
+            #expect(!first.replayed)
+            _ = try await stores.redis.command(
+                "DEL", stores.keys.adjustmentKey(stores.item(1), adjustmentId: "a-1")
+            )
+
+            let again = try await engine.adjustStock(stores.item(1), adjustment)
+            #expect(again.replayed)
+            #expect(again.level.available == 15)
+            #expect(try await stores.mysqlStock(1) == 15)
+            #expect(try await reconciler(stores).run(.business(stores.bizId)).differences == [])
+            // Remembered in Redis again: the next replay is answered there.
+            let third = try await engine.adjustStock(stores.item(1), adjustment)
+            #expect(third.replayed)
+            #expect(third.level.available == 15)
+        }
+    }
+
+    @Test("an adjustment replayed after its key and the item are gone is a replay too")
+    func adjustmentReplayAfterItemAndKeyDeleted() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let adjustment = StockAdjustment(adjustmentId: "a-1", delta: -4, reason: "damage")
+            _ = try await engine.adjustStock(stores.item(1), adjustment)
+            try await stores.loseEverything()
+
+            let again = try await engine.adjustStock(stores.item(1), adjustment)
+            #expect(again.replayed)
+            #expect(again.level.available == 6)
+            #expect(try await stores.mysqlStock(1) == 6)
+            #expect(try await reconciler(stores).run(.business(stores.bizId)).differences == [])
+        }
+    }
+}

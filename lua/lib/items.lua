@@ -1,0 +1,37 @@
+-- lib/items.lua: the one rule for items that vanish. Not a script of its own: scripts that change an item include it
+-- where they say `--!include items` (see InventoryScripts.load).
+--
+-- Any key may be gone when a script runs (its TTL ran out, Redis evicted it, an operator deleted it). A script never
+-- writes into an item it does not find whole: it answers {'missing', 'i,j'} (the positions, 1-based, in the list of
+-- items it was given) before its first write, the engine rebuilds those items from MySQL under the init lock (a new
+-- epoch), and runs the script again.
+--
+-- A hold belongs to the epoch of the item it was made in: its reserve key holds 'quantity@epoch'. A rebuild counts
+-- the holds the journal has and writes their keys with its new epoch (init_item.lua); a hold it did not count (its
+-- reserve line had not reached the journal, and the write-back worker now leaves it out as stale) is not in the
+-- rebuilt item, so it gives nothing back and sells nothing from it.
+
+-- An item is whole once a rebuild or a PUT wrote stock_num; a hash holding only an init lock is not.
+local function missingItems(itemKeys)
+  local missing = {}
+  for i, key in ipairs(itemKeys) do
+    if redis.call('HEXISTS', key, 'stock_num') == 0 then missing[#missing + 1] = tostring(i) end
+  end
+  if #missing == 0 then return nil end
+  return {'missing', table.concat(missing, ',')}
+end
+
+-- The value of a reserve key holding `quantity` in the item's `epoch`.
+local function holdValue(quantity, epoch)
+  return quantity .. '@' .. (epoch or '')
+end
+
+-- What a reserve key holds: the quantity, and whether the item (of epoch `epoch`) counts it. A key written before
+-- holds carried their epoch (a plain number) counts.
+local function holdIn(reserveKey, epoch)
+  local value = redis.call('GET', reserveKey)
+  if not value then return 0, true end
+  local quantity, made = string.match(value, '^(%d+)@(.*)$')
+  if not quantity then return tonumber(value) or 0, true end
+  return tonumber(quantity), made == (epoch or '')
+end
