@@ -15,6 +15,9 @@ local added = 0
 for first = 1, #ARGV, 500 do
   added = added + redis.call('SADD', KEYS[2], unpack(ARGV, first, math.min(first + 499, #ARGV)))
 end
+-- the code set lives as long as its item (reserve.lua keeps both warm)
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 if fields[2] == 'one_time' and added > 0 then
   local left = redis.call('HINCRBY', KEYS[1], 'stock_num', added)
   redis.call('HSET', KEYS[1], 'is_sell_out', left <= 0 and '1' or '0')

@@ -2,7 +2,7 @@
 --
 -- KEYS[1] order hash   KEYS[2] outbox stream   KEYS[3] expiry index
 -- then for each item i = 0..n-1: KEYS[4+2i] item hash, KEYS[5+2i] reserve key
--- ARGV[1] orderId   ARGV[2] now (ms)   ARGV[3] the order's lines as the caller read them
+-- ARGV[1] orderId   ARGV[2] now (ms; '' = Redis TIME, lib/clock.lua)   ARGV[3] the order's lines as the caller read them
 --
 -- Returns one of
 --   {'ok', lines, eventId}     confirmed now; eventId = the outbox entry (also kept as the order's
@@ -22,10 +22,11 @@
 -- its reserve line out. Its units are sold from the item as it is now (stock_num -q, confirmed_unapplied +q), so
 -- MySQL is deducted by this confirm's line like any other; when the item cannot cover them, nothing is sold.
 
+--!include clock
 --!include items
 
 local order = KEYS[1]
-local now = tonumber(ARGV[2])
+local now = clockNow(ARGV[2])
 local fields = redis.call('HMGET', order, 'status', 'lines', 'biz')
 local status = fields[1]
 if not status then

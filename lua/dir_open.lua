@@ -2,8 +2,9 @@
 --
 -- KEYS[1] the order's directory (a hash in the order's own shard)   KEYS[2] that shard's index of reserves under way
 -- ARGV[1] request fingerprint   ARGV[2] bizId   ARGV[3] the shards of its parts ('3,7')   ARGV[4] TTL (s): the hold
--- plus the retention of orders   ARGV[5] orderId   ARGV[6] '' for an order of one part; else the deadline (ms) by
--- which the reserve must have held every part (dir_commit.lua), after which the expiry sweeper gives up on it
+-- plus the retention of orders   ARGV[5] orderId   ARGV[6] '' for an order of one part; else how long (ms) the
+-- reserve may take to hold every part (dir_commit.lua): past that deadline (Redis's TIME plus this, lib/clock.lua)
+-- the expiry sweeper gives up on it
 --
 -- Returns one of
 --   {'new'}                   opened: state 'reserved' (one part) or 'reserving' (several, until dir_commit.lua)
@@ -15,13 +16,15 @@
 -- (dir_transition.lua), then the parts follow; whoever changes it first wins, and a part left behind by a crash is
 -- moved on by the next caller or the expiry sweeper. An order of several parts is 'reserving' until all are held:
 -- a reserve that stops half-way (a crash) leaves it there, and the sweeper takes its parts back after the deadline.
+--!include clock
+
 local f = redis.call('HMGET', KEYS[1], 'state', 'fp')
 if not f[1] then
   local state = ARGV[6] == '' and 'reserved' or 'reserving'
   redis.call('HSET', KEYS[1], 'state', state, 'fp', ARGV[1], 'biz', ARGV[2], 'shards', ARGV[3])
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
   if state == 'reserving' then
-    redis.call('ZADD', KEYS[2], tonumber(ARGV[6]), ARGV[5])
+    redis.call('ZADD', KEYS[2], clockNow('') + tonumber(ARGV[6]), ARGV[5])
   end
   return {'new'}
 end

@@ -1,7 +1,7 @@
 -- init_lock.lua: decide who rebuilds a stock item that is missing from Redis.
 --
 -- KEYS[1] item hash
--- ARGV[1] caller id   ARGV[2] now (ms)   ARGV[3] lock lifetime (ms)
+-- ARGV[1] caller id   ARGV[2] now (ms; '' = Redis TIME, lib/clock.lua)   ARGV[3] lock lifetime (ms)
 --
 -- Returns one of
 --   {'ready'}    the item is there (someone rebuilt it, or it never went away): just use it
@@ -11,12 +11,13 @@
 -- The lock lives in the item hash itself (lock_user_id, lock_time), so taking it and finding the item rebuilt
 -- are one atomic look. A lock older than its lifetime belongs to a caller that died: it is taken over.
 
+--!include clock
 local item = KEYS[1]
 local fields = redis.call('HMGET', item, 'stock_num', 'lock_user_id', 'lock_time')
 if fields[1] then
   return {'ready'}
 end
-local now = tonumber(ARGV[2])
+local now = clockNow(ARGV[2])
 if fields[2] and fields[2] ~= '' and fields[2] ~= ARGV[1] and tonumber(fields[3] or '0') + tonumber(ARGV[3]) > now then
   return {'wait'}
 end

@@ -2,7 +2,7 @@
 --
 -- KEYS[1] order hash   KEYS[2] outbox stream   then for each line i = 0..n-1: KEYS[3+i] item hash
 -- then for each line i = 0..n-1: KEYS[3+n+i] the item's set of usable codes (a one-time pool gets its codes back)
--- ARGV[1] orderId   ARGV[2] now (ms)   ARGV[3] the order's lines as the caller read them
+-- ARGV[1] orderId   ARGV[2] now (ms; '' = Redis TIME, lib/clock.lua)   ARGV[3] the order's lines as the caller read them
 --
 -- Returns one of
 --   {'ok', lines}             refunded now
@@ -14,11 +14,12 @@
 -- stock_num +q, and refund_unapplied +q until the write-back worker has added q to MySQL's stock, so the
 -- reconciler can account for the refund while it is in flight.
 
+--!include clock
 --!include give_back
 --!include items
 
 local order = KEYS[1]
-local now = tonumber(ARGV[2])
+local now = clockNow(ARGV[2])
 local fields = redis.call('HMGET', order, 'status', 'lines', 'biz', 'codes')
 local status = fields[1]
 if not status then

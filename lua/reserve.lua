@@ -7,7 +7,8 @@
 -- then for each item i = 0..n-1: KEYS[4+4n+i] the item's set of usable codes (code pools, see below)
 -- ARGV[1] orderId   ARGV[2] request fingerprint   ARGV[3] bizId   ARGV[4] userId ('' if none)
 -- ARGV[5] shortage mode: reject | partial | backorder
--- ARGV[6] now (ms)  ARGV[7] ttl (s)  ARGV[8] retention (s) that order and de-duplication keys outlive the hold
+-- ARGV[6] now (ms; '' = Redis TIME, lib/clock.lua)  ARGV[7] ttl (s)
+-- ARGV[8] retention (s) that order and de-duplication keys outlive the hold
 -- ARGV[9] failpoint ('' in production; 'after_deduct' lets tests stop the script between its two steps)
 -- ARGV[10] item TTL (s): an item reserved with less than half of it left gets it back (keep-warm); 0 = none
 -- ARGV[11] '1' to dispense: hold and confirm at once (the order is confirmed; a reserve and a confirm event follow
@@ -46,6 +47,7 @@
 -- reserve key. A script that fails between the two keeps the deduction without the key: stock leaks toward
 -- under-selling, which the reconciler repairs, and never toward overselling.
 
+--!include clock
 --!include items
 
 local order = KEYS[1]
@@ -62,7 +64,7 @@ if status then
   return {'replay', status, saved[2], saved[3], saved[4] or ''}
 end
 
-local now = tonumber(ARGV[6])
+local now = clockNow(ARGV[6])
 local ttl = tonumber(ARGV[7])
 local retention = tonumber(ARGV[8])
 local mode = ARGV[5]

@@ -5,7 +5,8 @@
 -- then for each line i = 0..n-1: KEYS[3+2i] reserve key, KEYS[4+2i] rollback key
 -- then for each line i = 0..n-1: KEYS[3+2n+i] its item hash (a hold is written with the item's epoch, lib/items.lua)
 -- ARGV[1] orderId   ARGV[2] bizId   ARGV[3] userId   ARGV[4] status (reserved | confirmed | cancelled | expired |
--- refunded)   ARGV[5] lines 'sku:qty:qty,...'   ARGV[6] expiresAt (ms)   ARGV[7] now (ms)   ARGV[8] retention (s)
+-- refunded)   ARGV[5] lines 'sku:qty:qty,...'   ARGV[6] expiresAt (ms)   ARGV[7] now (ms; '' = Redis TIME, lib/clock.lua)
+-- ARGV[8] retention (s)
 -- then for each line: ARGV[9+i] its quantity
 -- then ARGV[9+n] the codes the lines hold ('c1|c2,,c3'; '' when no line's item has a code pool)
 --
@@ -15,12 +16,13 @@
 -- lines as held, and an item that survived still counts the hold. The request fingerprint is lost; a restored
 -- order has fp '' and reserve.lua treats any replay of it as the same request.
 
+--!include clock
 local order = KEYS[1]
 if redis.call('EXISTS', order) == 1 then
   return {'exists'}
 end
 local status = ARGV[4]
-local now = tonumber(ARGV[7])
+local now = clockNow(ARGV[7])
 local expiresAt = tonumber(ARGV[6])
 local retention = tonumber(ARGV[8])
 local keep = math.max(math.floor((expiresAt - now) / 1000), 0) + retention

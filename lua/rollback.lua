@@ -4,7 +4,7 @@
 -- then for each item i = 0..n-1: KEYS[4+3i] item hash, KEYS[5+3i] reserve key, KEYS[6+3i] rollback key
 -- then for each item i = 0..n-1: KEYS[4+3n+i] the item's per-user usage hash
 -- then for each item i = 0..n-1: KEYS[4+4n+i] the item's set of usable codes (code pools)
--- ARGV[1] orderId   ARGV[2] reason: cancelled | expired   ARGV[3] now (ms)   ARGV[4] retention (s)
+-- ARGV[1] orderId   ARGV[2] reason: cancelled | expired   ARGV[3] now (ms; '' = Redis TIME, lib/clock.lua)   ARGV[4] retention (s)
 -- ARGV[5] failpoint ('' in production; 'after_rollback_key' stops between the two steps)
 -- ARGV[6] the order's lines as the caller read them ('' when the caller found no order)
 --
@@ -27,12 +27,13 @@
 -- reserved again (no hanging), and the reconciler or a retry of the rollback restores the stock once, because
 -- restoring depends on the reserve key that only the restore deletes.
 
+--!include clock
 --!include give_back
 --!include items
 
 local order = KEYS[1]
 local reason = ARGV[2]
-local now = tonumber(ARGV[3])
+local now = clockNow(ARGV[3])
 local retention = tonumber(ARGV[4])
 local fields = redis.call('HMGET', order, 'status', 'lines', 'expires_at', 'biz', 'user', 'created_at', 'restored',
   'codes')

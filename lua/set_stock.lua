@@ -1,6 +1,7 @@
 -- set_stock.lua: set an item's on-hand stock (available + reserved) and its settings.
 --
--- KEYS[1] item hash
+-- KEYS[1] item hash   KEYS[2] its per-user usage hash   KEYS[3] its code set (they live as long as the item: a usage
+-- hash that expired while its item lives would reset a lifetime limit, a code set would leave a pool without codes)
 -- ARGV[1] on-hand stock   ARGV[2] infinite: '' unchanged | '0' | '1'
 -- ARGV[3] danger_num ('' unchanged)   ARGV[4] backorder_limit ('' unchanged)   ARGV[5] key ttl (s), 0 = none
 -- ARGV[6] epoch of the item if this creates it
@@ -31,7 +32,9 @@ local function settings()
   if ARGV[4] ~= '' then redis.call('HSET', item, 'backorder_limit', ARGV[4]) end
   if ARGV[7] ~= '' then redis.call('HSET', item, 'user_limit', ARGV[7]) end
   if ARGV[8] ~= '' then redis.call('HSET', item, 'user_window', ARGV[8]) end
-  if ttl > 0 then redis.call('EXPIRE', item, ttl) end
+  if ttl > 0 then
+    for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
+  end
 end
 
 if not current[1] then

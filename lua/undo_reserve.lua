@@ -7,7 +7,8 @@
 -- then for each line i = 0..n-1: KEYS[6+2i] item hash, KEYS[7+2i] reserve key
 -- then for each line i = 0..n-1: KEYS[6+2n+i] the item's per-user usage hash
 -- then for each line i = 0..n-1: KEYS[6+3n+i] the item's set of usable codes (code pools)
--- ARGV[1] orderId   ARGV[2] the reserve's outbox event id   ARGV[3] now (ms)   ARGV[4] retention (s)
+-- ARGV[1] orderId   ARGV[2] the reserve's outbox event id   ARGV[3] now (ms; '' = Redis TIME, lib/clock.lua)
+-- ARGV[4] retention (s)
 -- then for each line: ARGV[5+i] the quantity the reserve event held
 --
 -- Returns
@@ -27,6 +28,7 @@
 -- The marker records that the event was taken back, once: a retry of this script changes nothing, and a sync reserve
 -- that meets the event's journal row knows the row is about to be removed (see InventoryEngine.commitJournal).
 
+--!include clock
 --!include give_back
 --!include items
 
@@ -46,7 +48,7 @@ if missing then
   return missing
 end
 redis.call('SET', KEYS[4], '1', 'EX', tonumber(ARGV[4]))
-local now = tonumber(ARGV[3])
+local now = clockNow(ARGV[3])
 local user = fields[4] or ''
 local createdAt = tonumber(fields[5] or '0') or 0
 local restored = fields[6] == '1'
@@ -117,5 +119,5 @@ redis.call('DEL', order)
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('XADD', KEYS[2], '*', 'type', 'undo', 'order', ARGV[1], 'biz', fields[3] or '',
   'items', table.concat(events, ','), 'epochs', table.concat(epochs, ','), 'reserve_event', ARGV[2],
-  'at', tonumber(ARGV[3]))
+  'at', now)
 return {'ok'}

@@ -39,6 +39,10 @@ public struct EngineConfiguration: Sendable {
     /// Redis Cluster: how long a reserve of several parts may take to hold them all; a reserve still under way
     /// after this (its caller crashed) is given up by the expiry sweeper, which takes its parts back.
     public var reserveDeadlineMilliseconds: Int64 = 10_000
+    /// This instance's clock (Unix ms). Nothing that decides a hold's fate reads it: deadlines, per-user windows
+    /// and lock times come from Redis (`TIME` inside the scripts, `redisNow()`), so instances whose clocks differ
+    /// agree. It stamps what only this instance sees (journal commit times, the write-back lag). Tests skew it.
+    public var clock: @Sendable () -> Int64 = InventoryEngine.nowMilliseconds
 
     public init(
         durability: Durability = .async, defaultTTLSeconds: Int = 1800, retentionSeconds: Int = 86_400,
@@ -133,7 +137,7 @@ public final class InventoryEngine: Sendable {
         guard keys.clustered else {
             return try await reservePart(
                 command, shard: keys.shard(of: command.orderId), fingerprint: command.fingerprint,
-                now: Self.nowMilliseconds(), failpoint: failpoint
+                now: nil, failpoint: failpoint
             ).outcome
         }
         return try await reserveInParts(command, failpoint: failpoint)
@@ -142,13 +146,13 @@ public final class InventoryEngine: Sendable {
     /// Holds one part of an order (on a single Redis the whole order) with one script; `eventId` is the outbox
     /// entry of a hold made now ("" for a replay).
     private func reservePart(
-        _ command: ReserveCommand, shard: Int, fingerprint: String, now: Int64, failpoint: String
+        _ command: ReserveCommand, shard: Int, fingerprint: String, now: Int64?, failpoint: String
     ) async throws -> (outcome: ReserveOutcome, eventId: String) {
         let orderId = command.orderId
         var keyList = [keys.order(orderId, shard: shard), keys.outbox(shard: shard), keys.expiryIndex(shard: shard)]
         var arguments = [
             orderId, fingerprint, command.bizId, command.userId ?? "", command.shortage.rawValue,
-            String(now), String(command.ttlSeconds), String(configuration.retentionSeconds), failpoint,
+            now.map(String.init) ?? Self.redisTime, String(command.ttlSeconds), String(configuration.retentionSeconds), failpoint,
             // Sync mode commits the hold first and then confirms it (see below): a dispense in one script would
             // leave nothing a failed commit could take back.
             String(configuration.itemTTLSeconds), command.dispense && configuration.durability == .async ? "1" : "",
@@ -260,14 +264,13 @@ public final class InventoryEngine: Sendable {
             positions[keys.itemShard(StockItemID(bizId: command.bizId, skuId: item.skuId)), default: []].append(index)
         }
         let shards = positions.keys.sorted()
-        let now = Self.nowMilliseconds()
         let openDirectory = {
             try await self.runScript(
                 self.scripts.dirOpen, keys: self.directoryKeys(orderId),
                 arguments: [
                     command.fingerprint, command.bizId, shards.map(String.init).joined(separator: ","),
                     String(command.ttlSeconds + self.configuration.retentionSeconds), orderId,
-                    shards.count > 1 ? String(now + self.configuration.reserveDeadlineMilliseconds) : "",
+                    shards.count > 1 ? String(self.configuration.reserveDeadlineMilliseconds) : "",
                 ]
             ).array ?? []
         }
@@ -307,7 +310,7 @@ public final class InventoryEngine: Sendable {
             do {
                 results[shard] = .success(
                     try await reservePart(
-                        part, shard: shard, fingerprint: command.fingerprint, now: now,
+                        part, shard: shard, fingerprint: command.fingerprint, now: nil,
                         failpoint: failpoint == "after_first_part" ? "" : failpoint
                     )
                 )
@@ -458,7 +461,7 @@ public final class InventoryEngine: Sendable {
                     keyList.append(keys.reserveKey(id, orderId: orderId))
                 }
                 let reply = try await runOnItems(
-                    scripts.confirm, keys: keyList, arguments: [orderId, String(Self.nowMilliseconds()), part.linesText],
+                    scripts.confirm, keys: keyList, arguments: [orderId, Self.redisTime, part.linesText],
                     items: part.lines.map { StockItemID(bizId: order.bizId, skuId: $0.skuId) }
                 )
                 let fields = reply.array ?? []
@@ -529,7 +532,7 @@ public final class InventoryEngine: Sendable {
                         replayed: !recorded.changed
                     )
                 }
-                if reason == .expired, let expiresAt = order.expiresAt, expiresAt > Self.nowMilliseconds() {
+                if reason == .expired, let expiresAt = order.expiresAt, try await expiresAt > redisNow(routingKey: keys.directory(orderId)) {
                     throw InventoryError.invalidState(.reserved)
                 }
                 let decided = try await decide(orderId, reason, from: ["reserved"]).state
@@ -545,7 +548,7 @@ public final class InventoryEngine: Sendable {
                 let reply = try await runOnItems(
                     scripts.rollback, keys: keyList,
                     arguments: [
-                        orderId, reason.rawValue, String(Self.nowMilliseconds()), String(configuration.retentionSeconds),
+                        orderId, reason.rawValue, Self.redisTime, String(configuration.retentionSeconds),
                         failpoint, part?.linesText ?? "",
                     ],
                     items: (part?.lines ?? []).map { StockItemID(bizId: part?.bizId ?? "", skuId: $0.skuId) }
@@ -641,7 +644,7 @@ public final class InventoryEngine: Sendable {
             _ = try await runOnItems(
                 scripts.rollback, keys: rollbackKeys(orderId, shard: shard, bizId: bizId, lines: part?.lines ?? []),
                 arguments: [
-                    orderId, ReservationStatus.cancelled.rawValue, String(Self.nowMilliseconds()),
+                    orderId, ReservationStatus.cancelled.rawValue, Self.redisTime,
                     String(configuration.retentionSeconds), "", part?.linesText ?? "",
                 ],
                 items: (part?.lines ?? []).map { StockItemID(bizId: bizId, skuId: $0.skuId) }
@@ -720,7 +723,7 @@ public final class InventoryEngine: Sendable {
                 keyList += ids.map { keys.item($0) }
                 keyList += ids.map { keys.codes($0) }
                 let reply = try await runOnItems(
-                    scripts.refund, keys: keyList, arguments: [orderId, String(Self.nowMilliseconds()), part.linesText],
+                    scripts.refund, keys: keyList, arguments: [orderId, Self.redisTime, part.linesText],
                     items: ids
                 )
                 let fields = reply.array ?? []
@@ -779,7 +782,7 @@ public final class InventoryEngine: Sendable {
                 LIMIT ?
                 """,
                 [
-                    .int(Self.nowMilliseconds() - graceMilliseconds), .string(bizId ?? ""), .string(bizId ?? ""),
+                    .int(configuration.clock() - graceMilliseconds), .string(bizId ?? ""), .string(bizId ?? ""),
                     .int(Int64(limit)),
                 ]
             )
@@ -803,7 +806,7 @@ public final class InventoryEngine: Sendable {
             lines: held.enumerated().map { index, line in
                 .init(skuId: line.skuId, quantity: line.reserved, epoch: epochs[safe: index] ?? "")
             },
-            expiresAtMilliseconds: reservation.expiresAtMilliseconds, atMilliseconds: Self.nowMilliseconds(),
+            expiresAtMilliseconds: reservation.expiresAtMilliseconds, atMilliseconds: configuration.clock(),
             reserveEventId: nil
         )
         let result: JournalBatchResult
@@ -1042,7 +1045,7 @@ public final class InventoryEngine: Sendable {
         // An item MySQL has but Redis lost is rebuilt first, so live reservations keep counting.
         _ = try await ensureItem(id)
         let reply = try await runScript(
-            scripts.setStock, keys: [itemKey],
+            scripts.setStock, keys: [itemKey, keys.userUsage(id), keys.codes(id)],
             arguments: [
                 String(settings.stock), settings.infinite.map { $0 ? "1" : "0" } ?? "",
                 settings.dangerNum.map(String.init) ?? "", settings.backorderLimit.map(String.init) ?? "",
@@ -1292,7 +1295,7 @@ public final class InventoryEngine: Sendable {
         while true {
             let reply = try await runScript(
                 scripts.initLock, keys: [itemKey],
-                arguments: [caller, String(Self.nowMilliseconds()), String(configuration.initLockMilliseconds)]
+                arguments: [caller, Self.redisTime, String(configuration.initLockMilliseconds)]
             )
             switch reply.array?.first?.text {
             case "ready":
@@ -1314,10 +1317,12 @@ public final class InventoryEngine: Sendable {
     /// the new epoch (and leaves out its lines of the old one; see `JournalRepository.apply(_:epochs:)`).
     private func rebuildLocked(_ id: StockItemID, itemKey: String, caller: String) async throws -> Bool {
         let epoch = Self.newEpoch()
+        // The per-user window the rebuilt usage counts is Redis's current one, as reserve.lua computes it.
+        let now = try await redisNow(routingKey: itemKey)
         let outcome: (written: Bool, row: StockRow, liveReserved: Int64)?
         do {
             outcome = try await stockRepository.withInitSnapshot(
-                bizId: id.bizId, skuId: id.skuId, nowMilliseconds: Self.nowMilliseconds()
+                bizId: id.bizId, skuId: id.skuId, nowMilliseconds: now
             ) { snapshot in
                 guard let snapshot else { return nil }
                 let row = snapshot.row
@@ -1515,7 +1520,7 @@ public final class InventoryEngine: Sendable {
             keyList += usageKeys + codeKeys
             let reply = try await runOnItems(
                 scripts.undoReserve, keys: keyList,
-                arguments: [orderId, eventId, String(Self.nowMilliseconds()), String(configuration.retentionSeconds)]
+                arguments: [orderId, eventId, Self.redisTime, String(configuration.retentionSeconds)]
                     + quantities,
                 items: items
             )
@@ -1650,7 +1655,7 @@ public final class InventoryEngine: Sendable {
                 scripts.restoreOrder, keys: keyList,
                 arguments: [
                     orderId, first.bizId, first.userId ?? "", status, linesText, String(first.expiresAtMilliseconds),
-                    String(Self.nowMilliseconds()), String(configuration.retentionSeconds),
+                    Self.redisTime, String(configuration.retentionSeconds),
                 ] + lines.map { String($0.quantity) } + [codesText]
             )
             if reply.array?.first?.text == "ok" {
@@ -1764,8 +1769,23 @@ public final class InventoryEngine: Sendable {
         return .unavailable("MySQL: \(error)")
     }
 
+    /// The wall clock of this process (Unix ms): the default of `EngineConfiguration.clock`.
     public static func nowMilliseconds() -> Int64 {
         Int64(Date().timeIntervalSince1970 * 1000)
+    }
+
+    /// The `now` argument that makes a script read Redis's own clock (lua/lib/clock.lua).
+    static let redisTime = ""
+
+    /// Redis's clock (Unix ms), read on the node of `routingKey`: the one clock every instance shares, for the
+    /// decisions the engine makes outside a script (is a hold due, which per-user window is current).
+    public func redisNow(routingKey: String? = nil) async throws -> Int64 {
+        let reply = try await redisCall {
+            try await self.redis.send(["TIME"], routingKey: routingKey ?? self.keys.expiryIndexes[0])
+        }
+        let parts = (reply.array ?? []).compactMap { $0.text.flatMap { Int64($0) } }
+        guard parts.count == 2 else { throw InventoryError.unavailable("Redis TIME answered \(reply)") }
+        return parts[0] * 1000 + parts[1] / 1000
     }
 }
 

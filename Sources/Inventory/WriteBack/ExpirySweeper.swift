@@ -74,9 +74,10 @@ public final class ExpirySweeper: Service, Sendable {
             while !Task.isCancelled {
                 let orders: [String]
                 do {
-                    orders = try await engine.expiredOrders(
-                        shard: shard, nowMilliseconds: InventoryEngine.nowMilliseconds(), limit: batch
-                    )
+                    // Redis's clock, not this instance's: an instance whose clock is ahead must not pick holds early
+                    // (rollback.lua checks the deadline against the same clock again).
+                    let now = try await engine.redisNow(routingKey: engine.configuration.keys.expiryIndexes[shard])
+                    orders = try await engine.expiredOrders(shard: shard, nowMilliseconds: now, limit: batch)
                 } catch {
                     logger.warning("expiry sweep could not read its index", metadata: ["error": "\(error)"])
                     return total
@@ -99,18 +100,31 @@ public final class ExpirySweeper: Service, Sendable {
     }
 
     /// Redis Cluster: gives up on reserves of several parts still under way past their deadline (their callers
-    /// stopped half-way) and takes their parts back. Returns how many.
+    /// stopped half-way) and takes their parts back. Returns how many. `nowMilliseconds` nil: Redis's clock (the
+    /// deadlines were set by it, lua/dir_open.lua). One order that fails is logged and skipped: the others of its
+    /// shard are still given up (it is tried again next sweep).
     @discardableResult
-    public func sweepAbandoned(nowMilliseconds: Int64 = InventoryEngine.nowMilliseconds()) async -> Int {
+    public func sweepAbandoned(nowMilliseconds: Int64? = nil) async -> Int {
         var total = 0
         for shard in 0..<engine.configuration.keys.shards where !Task.isCancelled {
+            let orders: [String]
             do {
-                let orders = try await engine.abandonedReserves(shard: shard, nowMilliseconds: nowMilliseconds, limit: batch)
-                for orderId in orders where !Task.isCancelled {
-                    if try await engine.abandon(orderId: orderId) { total += 1 }
-                }
+                let pending = engine.configuration.keys.pendingIndex(shard: shard)
+                let now: Int64
+                if let nowMilliseconds { now = nowMilliseconds } else { now = try await engine.redisNow(routingKey: pending) }
+                orders = try await engine.abandonedReserves(shard: shard, nowMilliseconds: now, limit: batch)
             } catch {
-                logger.warning("giving up on unfinished reserves failed", metadata: ["error": "\(error)"])
+                logger.warning("unfinished reserves could not be read", metadata: ["error": "\(error)"])
+                continue
+            }
+            for orderId in orders where !Task.isCancelled {
+                do {
+                    if try await engine.abandon(orderId: orderId) { total += 1 }
+                } catch {
+                    logger.warning(
+                        "giving up on an unfinished reserve failed", metadata: ["orderId": "\(orderId)", "error": "\(error)"]
+                    )
+                }
             }
         }
         return total

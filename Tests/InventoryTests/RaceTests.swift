@@ -1,0 +1,140 @@
+import Foundation
+import InventoryTestSupport
+import RedisClient
+import Testing
+
+@testable import Inventory
+
+/// Operations that race, instances whose clocks differ, keys that outlive or underlive each other (issue 17,
+/// items 5, 7, 9 and 12).
+@Suite("Races, clocks and companion keys")
+struct RaceTests {
+    func command(
+        _ stores: TestStores, _ orderId: String, user: String? = nil, _ quantity: Int64, sku: UInt64 = 1, ttl: Int = 600
+    ) -> ReserveCommand {
+        ReserveCommand(
+            orderId: orderId, bizId: stores.bizId, userId: user, items: [.init(skuId: sku, quantity: quantity)],
+            ttlSeconds: ttl, shortage: .reject
+        )
+    }
+
+    /// A second instance on the same stores whose clock is `skew` ms off.
+    func skewedEngine(_ stores: TestStores, by skew: Int64) throws -> InventoryEngine {
+        var configuration = stores.engine.configuration
+        configuration.clock = { InventoryEngine.nowMilliseconds() + skew }
+        return InventoryEngine(
+            redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(), configuration: configuration,
+            logger: stores.logger
+        )
+    }
+
+    func ttl(_ stores: TestStores, _ key: String) async throws -> Int64 {
+        try await stores.redis.command("TTL", key).int ?? -2
+    }
+
+    @Test("a take-back with no earlier event, after a cancel gave the hold back, hands nothing back a second time")
+    func undoAfterCancelHandsBackOnce() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.reserve(command(stores, "o-1", 4))
+            let eventId = try await stores.redis.command("HGET", stores.orderKey("o-1", sku: 1), "event").text ?? ""
+            #expect(!eventId.isEmpty)
+            _ = try await engine.cancel(orderId: "o-1")
+
+            // A sync reserve whose commit failed (or a cluster part taken back) after the cancel already ran.
+            await engine.undoReserve(
+                orderId: "o-1", bizId: stores.bizId, lines: [ReservationLine(skuId: 1, requested: 4, reserved: 4)],
+                eventId: eventId
+            )
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.available == 10)
+            #expect(level.reserved == 0)
+        }
+    }
+
+    @Test("two instances with skewed clocks count one per-user window: Redis's clock decides")
+    func skewedClocksShareTheWindow() async throws {
+        try await TestStores.with { stores in
+            // An instance an hour ahead would be in another 60 s window, and another day.
+            let ahead = try skewedEngine(stores, by: 3_600_000)
+            _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10, userLimit: 1, userWindowSeconds: 60))
+            _ = try await stores.engine.reserve(command(stores, "o-a", user: "u1", 1))
+            // A window boundary may fall between the two reserves by chance: the second is refused only when both
+            // are counted in the same window of Redis's clock, which is what is checked.
+            let window = { (ms: Int64) in ms / 60_000 }
+            let before = try await stores.engine.redisNow()
+            do {
+                _ = try await ahead.reserve(command(stores, "o-b", user: "u1", 1))
+                let after = try await stores.engine.redisNow()
+                #expect(window(before) != window(after), "a second unit in one window of Redis's clock")
+            } catch InventoryError.userLimitExceeded {
+                // refused: one window, one unit
+            }
+        }
+    }
+
+    @Test("an instance whose clock is ahead neither expires a hold early nor sweeps it")
+    func skewedClockDoesNotExpireEarly() async throws {
+        try await TestStores.with { stores in
+            let ahead = try skewedEngine(stores, by: 3_600_000)
+            _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await stores.engine.reserve(command(stores, "o-1", 4, ttl: 600))
+
+            #expect(try await ahead.expire(orderId: "o-1") == false)
+            #expect(await ExpirySweeper(engine: ahead, logger: stores.logger).sweepOnce() == 0)
+            #expect(try await stores.engine.reservation(orderId: "o-1").status == .reserved)
+            #expect(try await stores.engine.stock(stores.item(1)).reserved == 4)
+        }
+    }
+
+    @Test("PUT stock renews the usage hash and the code set with the item; a reserve keeps the code set warm")
+    func companionKeysLiveAsLongAsTheItem() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 10, userLimit: 5))
+            _ = try await engine.setPool(item, CodePool(kind: .reusable))
+            _ = try await engine.loadCodes(item, ["CODE-A", "CODE-B"])
+            _ = try await engine.reserve(command(stores, "o-1", user: "u1", 1))
+            let usage = stores.keys.userUsage(item)
+            let codes = stores.keys.codes(item)
+            let day: Int64 = 86_400
+            // Both about to run out while the item lives on.
+            _ = try await stores.redis.command("EXPIRE", usage, "5")
+            _ = try await stores.redis.command("EXPIRE", codes, "5")
+
+            _ = try await engine.setStock(item, StockSettings(stock: 12))
+            #expect(try await ttl(stores, usage) > day, "a lifetime per-user limit must not reset while its item lives")
+            #expect(try await ttl(stores, codes) > day, "a pool must not lose its codes while its item lives")
+
+            _ = try await stores.redis.command("EXPIRE", codes, "5")
+            _ = try await engine.reserve(command(stores, "o-2", user: "u2", 1))
+            #expect(try await ttl(stores, codes) > day, "kept warm by a reserve, like the item")
+        }
+    }
+
+    @Test("the sweeper gives up on every abandoned reserve of a shard, also after one it cannot give up")
+    func sweepAbandonedSkipsAFailure() async throws {
+        try await TestStores.with(cluster: true) { stores in
+            let engine = stores.engine
+            let sweeper = ExpirySweeper(engine: engine, logger: stores.logger)
+            let skus = try await ClusterEngineTests().skusOnEveryMaster(stores)
+            for sku in skus { _ = try await engine.setStock(stores.item(sku), StockSettings(stock: 5)) }
+            let crashed = "\(stores.bizId)-crash"
+            let order = ReserveCommand(
+                orderId: crashed, bizId: stores.bizId, userId: nil,
+                items: [.init(skuId: skus[0], quantity: 1), .init(skuId: skus[1], quantity: 1)], ttlSeconds: 600,
+                shortage: .reject
+            )
+            await #expect(throws: InventoryError.unavailable("failpoint after_first_part")) {
+                try await engine.reserve(order, failpoint: "after_first_part")
+            }
+            // An entry of the same shard, first in line, whose directory is gone: giving it up fails.
+            _ = try await stores.redis.command("ZADD", stores.keys.pendingIndex(forOrder: crashed), "0", "no-such-order")
+            let after = InventoryEngine.nowMilliseconds() + engine.configuration.reserveDeadlineMilliseconds + 60_000
+            #expect(await sweeper.sweepAbandoned(nowMilliseconds: after) == 1)
+            for sku in skus { #expect(try await engine.stock(stores.item(sku)).reserved == 0) }
+        }
+    }
+}
