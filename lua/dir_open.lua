@@ -1,16 +1,18 @@
 -- dir_open.lua: Redis Cluster, a reserve opens the order's directory before it holds stock in the order's parts.
 --
 -- KEYS[1] the order's directory (a hash in the order's own shard)   KEYS[2] that shard's index of reserves under way
+-- KEYS[3] that shard's generation marker (see reserve.lua)
 -- ARGV[1] request fingerprint   ARGV[2] bizId   ARGV[3] the shards of its parts ('3,7')   ARGV[4] TTL (s): the hold
 -- plus the retention of orders   ARGV[5] orderId   ARGV[6] '' for an order of one part; else how long (ms) the
 -- reserve may take to hold every part (dir_commit.lua): past that deadline (Redis's TIME plus this, lib/clock.lua)
--- the expiry sweeper gives up on it
+-- the expiry sweeper gives up on it   ARGV[7] '1' when the caller asked the journal about this order already
 --
 -- Returns one of
 --   {'new'}                   opened: state 'reserved' (one part) or 'reserving' (several, until dir_commit.lua)
 --   {'same', state}           opened before by the same request (a replay, or a retry after a failure)
 --   {'conflict'}              opened by another request of the same orderId
 --   {'closed', state}         the order was cancelled or expired first (no hanging reservation)
+--   {'ask', 'marker' | 'journal'}  no directory, and Redis may have lost it: as reserve.lua
 --
 -- The directory is where a cluster order's state is decided: confirm, cancel, expiry and refund change it first
 -- (dir_transition.lua), then the parts follow; whoever changes it first wins, and a part left behind by a crash is
@@ -19,6 +21,15 @@
 --!include clock
 
 local f = redis.call('HMGET', KEYS[1], 'state', 'fp')
+if not f[1] and ARGV[7] ~= '1' then
+  local trusted = redis.call('GET', KEYS[3])
+  if not trusted then
+    return {'ask', 'marker'}
+  end
+  if clockNow('') < tonumber(trusted) then
+    return {'ask', 'journal'}
+  end
+end
 if not f[1] then
   local state = ARGV[6] == '' and 'reserved' or 'reserving'
   redis.call('HSET', KEYS[1], 'state', state, 'fp', ARGV[1], 'biz', ARGV[2], 'shards', ARGV[3])

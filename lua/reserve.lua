@@ -5,6 +5,7 @@
 --   KEYS[4+3i] item hash        KEYS[5+3i] reserve key       KEYS[6+3i] rollback key
 -- then for each item i = 0..n-1: KEYS[4+3n+i] the item's per-user usage hash (see below)
 -- then for each item i = 0..n-1: KEYS[4+4n+i] the item's set of usable codes (code pools, see below)
+-- KEYS[4+5n] the order's shard's generation marker (see below)
 -- ARGV[1] orderId   ARGV[2] request fingerprint   ARGV[3] bizId   ARGV[4] userId ('' if none)
 -- ARGV[5] shortage mode: reject | partial | backorder
 -- ARGV[6] now (ms; '' = Redis TIME, lib/clock.lua)  ARGV[7] ttl (s)
@@ -13,7 +14,8 @@
 -- ARGV[10] item TTL (s): an item reserved with less than half of it left gets it back (keep-warm); 0 = none
 -- ARGV[11] '1' to dispense: hold and confirm at once (the order is confirmed; a reserve and a confirm event follow
 --          each other in the outbox), '' for a plain hold
--- then for each item: ARGV[12+3i] skuId, ARGV[13+3i] quantity, ARGV[14+3i] the codes asked for ('c1|c2', or '')
+-- ARGV[12] '1' when the caller has asked the journal about this order already (see below), '' otherwise
+-- then for each item: ARGV[13+3i] skuId, ARGV[14+3i] quantity, ARGV[15+3i] the codes asked for ('c1|c2', or '')
 --
 -- Returns one of
 --   {'ok', expiresAtMs, lines, eventId, epochs, codes, confirmEventId ('' unless dispensed)}
@@ -30,6 +32,15 @@
 --   {'pool', i, reason}                   item i's code pool is 'offline', 'expired' or (reusable) 'empty'; nothing
 --                                         was held
 --   {'code', i, code}                     a code asked for is not in item i's pool or not usable; nothing was held
+--   {'ask', 'marker' | 'journal'}         the order is not in Redis and Redis may have lost it: the shard's generation
+--                                         marker is missing (make it), or younger than a retention period (ask the
+--                                         journal about the order, then run again with ARGV[12] = '1')
+--
+-- Generation marker: Redis that lost data (FLUSHALL, a failover to a stale replica) has forgotten orders clients rely
+-- on: a confirmed order whose retry must be answered from the journal, a cancel before any reserve that must keep
+-- refusing. The marker holds the Redis time until which an order Redis does not know may be one it forgot; the
+-- caller makes it (0 on a shard's first start, a retention period from now after a loss; see
+-- InventoryEngine.askJournal), and until then asks the journal before holding stock for an unknown order.
 --
 -- Per-user limits: an item with user_limit > 0 lets one user hold or buy at most that many units per window of
 -- user_window seconds (0: over the item's life). Its usage hash maps userId -> 'window:units', window being
@@ -65,10 +76,19 @@ if status then
 end
 
 local now = clockNow(ARGV[6])
+if ARGV[12] ~= '1' then
+  local trusted = redis.call('GET', KEYS[#KEYS])
+  if not trusted then
+    return {'ask', 'marker'}
+  end
+  if now < tonumber(trusted) then
+    return {'ask', 'journal'}
+  end
+end
 local ttl = tonumber(ARGV[7])
 local retention = tonumber(ARGV[8])
 local mode = ARGV[5]
-local n = (#ARGV - 11) / 3
+local n = (#ARGV - 12) / 3
 local dispense = ARGV[11] == '1'
 local itemTTL = tonumber(ARGV[10])
 
@@ -125,8 +145,8 @@ for i = 0, n - 1 do
       counters[itemKey] = item
     end
   end
-  local quantity = tonumber(ARGV[13 + 3 * i])
-  local asked = ARGV[14 + 3 * i]
+  local quantity = tonumber(ARGV[14 + 3 * i])
+  local asked = ARGV[15 + 3 * i]
   if not item then
     missing[#missing + 1] = tostring(i + 1)
     availableList[#availableList + 1] = '0'
@@ -231,7 +251,7 @@ local applied = {}
 for i = 0, n - 1 do
   local itemKey = KEYS[4 + 3 * i]
   local grant = plan[i + 1]
-  local sku = ARGV[12 + 3 * i]
+  local sku = ARGV[13 + 3 * i]
   local held = ''
   if grant > 0 then
     -- step 1: deduct
@@ -280,7 +300,7 @@ for i = 0, n - 1 do
     eventCodes[#eventCodes + 1] = held
   end
   lineCodes[#lineCodes + 1] = held
-  lines[#lines + 1] = sku .. ':' .. ARGV[13 + 3 * i] .. ':' .. grant
+  lines[#lines + 1] = sku .. ':' .. ARGV[14 + 3 * i] .. ':' .. grant
 end
 
 local expiresAt = now + ttl * 1000

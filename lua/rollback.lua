@@ -13,8 +13,9 @@
 --                              released now; eventId = the outbox entry (also kept as the order's
 --                              `transition_event`, for sync mode's replays)
 --   {'replay', status}         already cancelled or expired
---   {'empty'}                  the order never reserved (the caller found none either): recorded as cancelled so
---                              a later reserve is refused
+--   {'empty', eventId}         the order never reserved (the caller found none either): recorded as cancelled so
+--                              a later reserve is refused; its outbox event becomes a tombstone in MySQL, which
+--                              keeps refusing after Redis lost the order (reserve.lua, generation marker)
 --   {'gone'}                   expiry of an order that no longer exists: nothing to do
 --   {'confirmed', status}      confirmed or refunded orders are not rolled back
 --   {'notexpired'}             an expiry that arrived before the hold's deadline
@@ -58,8 +59,8 @@ if not status then
   end
   redis.call('HSET', order, 'status', 'cancelled', 'lines', '', 'empty', '1', 'created_at', now, 'updated_at', now)
   redis.call('EXPIRE', order, retention)
-  redis.call('XADD', KEYS[2], '*', 'type', 'cancel', 'order', ARGV[1], 'biz', '', 'items', '', 'at', now)
-  return {'empty'}
+  local id = redis.call('XADD', KEYS[2], '*', 'type', 'cancel', 'order', ARGV[1], 'biz', '', 'items', '', 'at', now)
+  return {'empty', id}
 end
 if status == 'cancelled' or status == 'expired' then
   return {'replay', status}

@@ -100,8 +100,39 @@ public final class InventoryEngine: Sendable {
     }
 
     /// Loads the scripts into Redis (SCRIPT LOAD), so a broken script fails the start, not a request.
+    /// Also makes every shard's generation marker that is missing (see `askJournal`), so that a cancel made before
+    /// any reserve in a shard is guarded by one; MySQL that cannot be asked leaves that to the first reserve.
     public func loadScripts() async throws {
         try await redisCall { try await self.runner.load(self.scripts.all) }
+        for shard in 0..<keys.shards {
+            do {
+                try await makeGeneration(shard: shard)
+            } catch {
+                logger.warning(
+                    "generation marker not made at start; the first reserve of its shard makes it",
+                    metadata: ["shard": "\(shard)", "error": "\(error)"]
+                )
+                break
+            }
+        }
+    }
+
+    /// Makes the shard's generation marker if it is missing: 0 (trust Redis) on the shard's first start, else (Redis
+    /// lost data) a retention period from now, during which a reserve of an order Redis does not know asks the
+    /// journal first.
+    private func makeGeneration(shard: Int) async throws {
+        let marker = keys.generation(shard: shard)
+        if try await redisCall({ try await self.redis.command("EXISTS", marker) }).int == 1 { return }
+        let first: Bool
+        do { first = try await journal.recordGeneration(keyPrefix: keys.prefix, shard: shard) } catch { throw mapMySQL(error) }
+        let until = first ? 0 : try await redisNow(routingKey: marker) + Int64(configuration.retentionSeconds) * 1000
+        let made = try await redisCall { try await self.redis.command("SET", marker, String(until), "NX") }
+        if !first && made.text == "OK" {
+            logger.error(
+                "Redis lost data: for one retention period a reserve of an order Redis does not know asks the journal first",
+                metadata: ["shard": "\(shard)", "marker": "\(marker)"]
+            )
+        }
     }
 
     // MARK: - Reservations
@@ -134,28 +165,86 @@ public final class InventoryEngine: Sendable {
     }
 
     private func reserveOnce(_ command: ReserveCommand, failpoint: String) async throws -> ReserveOutcome {
-        guard keys.clustered else {
-            return try await reservePart(
-                command, shard: keys.shard(of: command.orderId), fingerprint: command.fingerprint,
-                now: nil, failpoint: failpoint
-            ).outcome
+        var journalChecked = false
+        for _ in 0..<3 {
+            do {
+                guard keys.clustered else {
+                    return try await reservePart(
+                        command, shard: keys.shard(of: command.orderId), fingerprint: command.fingerprint,
+                        journalChecked: journalChecked, failpoint: failpoint
+                    ).outcome
+                }
+                return try await reserveInParts(command, journalChecked: journalChecked, failpoint: failpoint)
+            } catch let ask as AskJournal {
+                journalChecked = try await askJournal(ask, command: command)
+            }
         }
-        return try await reserveInParts(command, failpoint: failpoint)
+        throw InventoryError.unavailable("order \(command.orderId) kept changing while the journal was asked about it; retry")
+    }
+
+    /// A reserve script's answer that Redis may have lost the order (lua/reserve.lua, generation marker).
+    private struct AskJournal: Error {
+        /// The shard whose marker answered.
+        let shard: Int
+        /// The marker itself is missing (else: younger than a retention period).
+        let markerMissing: Bool
+    }
+
+    /// Redis may have forgotten the order a reserve names: the generation marker of its shard is missing or young.
+    /// A missing marker is made: 0 (trust Redis) on the shard's first start, else (Redis lost data) a retention
+    /// period from now. Then the journal is asked: an order it has is restored into Redis (the reserve then answers
+    /// it as a replay, or as closed), a cancel recorded before any reserve is recorded again; only an order the
+    /// journal does not know is held. Returns whether the reserve may skip the question (true: asked, nothing known).
+    private func askJournal(_ ask: AskJournal, command: ReserveCommand) async throws -> Bool {
+        do {
+            if ask.markerMissing {
+                try await makeGeneration(shard: ask.shard)
+                return false
+            }
+            if try await !journal.rows(orderId: command.orderId, bizId: command.bizId).isEmpty {
+                _ = try await restoreOrder(command.orderId, bizId: command.bizId)
+                return false
+            }
+            if try await journal.hasTombstone(orderId: command.orderId, keyPrefix: keys.prefix) {
+                // Recorded cancelled in Redis again (not through `cancel`, which would look the order up in every
+                // business's journal rows): the reserve, run again, finds it closed.
+                if keys.clustered {
+                    _ = try await decide(command.orderId, .cancelled, from: ["reserved", "reserving"], recording: true)
+                } else {
+                    _ = try await runScript(
+                        scripts.rollback, keys: rollbackKeys(command.orderId, shard: ask.shard, bizId: "", lines: []),
+                        arguments: [
+                            command.orderId, ReservationStatus.cancelled.rawValue, Self.redisTime,
+                            String(configuration.retentionSeconds), "", "",
+                        ]
+                    )
+                }
+                return false
+            }
+            return true
+        } catch let error as InventoryError {
+            throw error
+        } catch {
+            throw mapMySQL(error)
+        }
     }
 
     /// Holds one part of an order (on a single Redis the whole order) with one script; `eventId` is the outbox
     /// entry of a hold made now ("" for a replay).
+    /// `journalChecked`: the journal was asked about the order (or, on a cluster, its directory is the guard), so an
+    /// order Redis does not know is new.
     private func reservePart(
-        _ command: ReserveCommand, shard: Int, fingerprint: String, now: Int64?, failpoint: String
+        _ command: ReserveCommand, shard: Int, fingerprint: String, journalChecked: Bool, failpoint: String
     ) async throws -> (outcome: ReserveOutcome, eventId: String) {
         let orderId = command.orderId
         var keyList = [keys.order(orderId, shard: shard), keys.outbox(shard: shard), keys.expiryIndex(shard: shard)]
         var arguments = [
             orderId, fingerprint, command.bizId, command.userId ?? "", command.shortage.rawValue,
-            now.map(String.init) ?? Self.redisTime, String(command.ttlSeconds), String(configuration.retentionSeconds), failpoint,
+            Self.redisTime, String(command.ttlSeconds), String(configuration.retentionSeconds), failpoint,
             // Sync mode commits the hold first and then confirms it (see below): a dispense in one script would
             // leave nothing a failed commit could take back.
             String(configuration.itemTTLSeconds), command.dispense && configuration.durability == .async ? "1" : "",
+            journalChecked ? "1" : "",
         ]
         keyList.reserveCapacity(3 + 5 * command.items.count)
         arguments.reserveCapacity(11 + 3 * command.items.count)
@@ -177,9 +266,12 @@ public final class InventoryEngine: Sendable {
         }
         keyList += usageKeys
         keyList += codeKeys
+        keyList.append(keys.generation(shard: shard))
         let reply = try await runScript(scripts.reserve, keys: keyList, arguments: arguments)
         let fields = reply.array ?? []
         switch fields.first?.text {
+        case "ask":
+            throw AskJournal(shard: shard, markerMissing: fields[safe: 1]?.text == "marker")
         case "ok":
             let confirmEventId = fields[safe: 6]?.text ?? ""
             let reservation = Reservation(
@@ -257,7 +349,7 @@ public final class InventoryEngine: Sendable {
     /// held one after another; when one part fails, the parts held are taken back (undo_reserve: the journal loses their rows
     /// too) and the directory is removed, so the order may be tried again. A dispense holds every part, then
     /// confirms the order.
-    private func reserveInParts(_ command: ReserveCommand, failpoint: String) async throws -> ReserveOutcome {
+    private func reserveInParts(_ command: ReserveCommand, journalChecked: Bool, failpoint: String) async throws -> ReserveOutcome {
         let orderId = command.orderId
         var positions: [Int: [Int]] = [:]
         for (index, item) in command.items.enumerated() {
@@ -266,11 +358,13 @@ public final class InventoryEngine: Sendable {
         let shards = positions.keys.sorted()
         let openDirectory = {
             try await self.runScript(
-                self.scripts.dirOpen, keys: self.directoryKeys(orderId),
+                self.scripts.dirOpen,
+                keys: self.directoryKeys(orderId) + [self.keys.generation(shard: self.keys.shard(of: orderId))],
                 arguments: [
                     command.fingerprint, command.bizId, shards.map(String.init).joined(separator: ","),
                     String(command.ttlSeconds + self.configuration.retentionSeconds), orderId,
                     shards.count > 1 ? String(self.configuration.reserveDeadlineMilliseconds) : "",
+                    journalChecked ? "1" : "",
                 ]
             ).array ?? []
         }
@@ -293,6 +387,7 @@ public final class InventoryEngine: Sendable {
         case "same": break
         case "conflict": throw InventoryError.idempotencyConflict
         case "closed": throw InventoryError.orderClosed(ReservationStatus(rawValue: opened[safe: 1]?.text ?? "") ?? .cancelled)
+        case "ask": throw AskJournal(shard: keys.shard(of: orderId), markerMissing: opened[safe: 1]?.text == "marker")
         default: throw InventoryError.unavailable("dir_open answered \(opened)")
         }
         if !missing.isEmpty { throw InventoryError.unknownItems(missing) }
@@ -310,7 +405,7 @@ public final class InventoryEngine: Sendable {
             do {
                 results[shard] = .success(
                     try await reservePart(
-                        part, shard: shard, fingerprint: command.fingerprint, now: nil,
+                        part, shard: shard, fingerprint: command.fingerprint, journalChecked: true,
                         failpoint: failpoint == "after_first_part" ? "" : failpoint
                     )
                 )
@@ -523,6 +618,7 @@ public final class InventoryEngine: Sendable {
                     // (Redis lost them before the worker wrote it): the directory is the answer, as for an order
                     // that can be read. Reading again would not bring the parts back.
                     guard recorded.state == .cancelled else { throw InventoryError.invalidState(recorded.state) }
+                    if recorded.changed { try await recordTombstone(orderId) }
                     try await releaseParts(orderId)
                     return TransitionOutcome(
                         reservation: Reservation(
@@ -570,6 +666,15 @@ public final class InventoryEngine: Sendable {
                         try await ensureTransitionRecorded(orderId: orderId, part: part, journalStatus: "CANCELLED")
                     }
                 case "empty":
+                    if configuration.durability == .sync {
+                        // The tombstone is what keeps refusing a late reserve once Redis forgets this cancel.
+                        if let event = try await outboxEvent(shard: shard, eventId: fields[safe: 1]?.text ?? "") {
+                            _ = try await commitFromOutbox(event, what: "cancel")
+                        } else if try await !hasTombstone(orderId) {
+                            // A worker deletes an entry only after committing it: gone means recorded, unless Redis lost it.
+                            throw InventoryError.unavailable("the cancel is made but not recorded yet; retry")
+                        }
+                    }
                     outcome = TransitionOutcome(
                         reservation: Reservation(
                             orderId: orderId, bizId: "", status: .cancelled, lines: [], expiresAtMilliseconds: nil,
@@ -629,6 +734,31 @@ public final class InventoryEngine: Sendable {
         case "none": throw InventoryError.notFound
         default: throw InventoryError.unavailable("dir_transition answered \(reply)")
         }
+    }
+
+    /// Redis Cluster: a cancel recorded in the directory of an order no part of which is known: its outbox event
+    /// becomes the order's tombstone in MySQL (as rollback.lua's on a single Redis), which keeps refusing a late
+    /// reserve after Redis lost the directory. Sync mode commits it before the answer.
+    private func recordTombstone(_ orderId: String) async throws {
+        let shard = keys.shard(of: orderId)
+        let stream = keys.outbox(shard: shard)
+        let id = try await redisCall {
+            try await self.redis.command(
+                "XADD", stream, "*", "type", "cancel", "order", orderId, "biz", "", "items", "", "at",
+                String(self.configuration.clock())
+            )
+        }.text ?? ""
+        guard configuration.durability == .sync else { return }
+        guard let event = try await outboxEvent(shard: shard, eventId: id) else {
+            if try await hasTombstone(orderId) { return }
+            throw InventoryError.unavailable("the cancel is made but not recorded yet; retry")
+        }
+        _ = try await commitFromOutbox(event, what: "cancel")
+    }
+
+    /// Whether MySQL has the order's tombstone (a cancel before any reserve).
+    private func hasTombstone(_ orderId: String) async throws -> Bool {
+        do { return try await journal.hasTombstone(orderId: orderId, keyPrefix: keys.prefix) } catch { throw mapMySQL(error) }
     }
 
     /// Redis Cluster: takes back what the parts of a cancelled order hold, and fences the parts that hold nothing
@@ -1617,11 +1747,17 @@ public final class InventoryEngine: Sendable {
     /// Rebuilds an order's hash (on a cluster: its missing parts, and its directory if that is missing too) and its
     /// reserve/rollback keys from its journal rows. Returns false when the journal has no row of it (or MySQL cannot
     /// be asked: then the order is as unknown as Redis says).
-    private func restoreOrder(_ orderId: String) async throws -> Bool {
+    /// `bizId`: the business whose rows to restore (a reserve's), nil for the first business the journal has.
+    private func restoreOrder(_ orderId: String, bizId: String? = nil) async throws -> Bool {
         // MySQL that cannot be asked is 503, not "no such order": a cancel would otherwise be recorded as one
         // before any reserve and answered 200, while the journal still holds the order's stock.
         let journalRows = { [journal] in
-            do { return try await journal.rows(orderId: orderId) } catch { throw self.mapMySQL(error) }
+            do {
+                let rows = try await journal.rows(orderId: orderId)
+                return bizId.map { biz in rows.filter { $0.bizId == biz } } ?? rows
+            } catch {
+                throw self.mapMySQL(error)
+            }
         }
         let seen = try await journalRows()
         guard let any = seen.first else { return false }

@@ -94,6 +94,18 @@ public struct KeyLayout: Sendable {
 
     public func outbox(shard: Int) -> String { "\(prefix):{s\(shard)}:outbox" }
 
+    /// A shard's generation marker: made once (lua/reserve.lua, lua/dir_open.lua), so its absence means Redis lost
+    /// the shard's data. Holds the Redis time (ms) until which a reserve of an order Redis does not know asks the
+    /// journal first (0: never).
+    public func generation(shard: Int) -> String { "\(prefix):{s\(shard)}:gen" }
+
+    /// The key prefix of an outbox stream's name (`prefix:{sN}:outbox`), as the write-back worker reads it from an
+    /// event: what the deployment's records in MySQL are kept under.
+    public static func prefix(ofStream stream: String) -> String {
+        guard let end = stream.range(of: ":{s", options: .backwards) else { return "" }
+        return String(stream[..<end.lowerBound])
+    }
+
     /// FNV-1a: stable across processes and versions, unlike Swift's seeded `hashValue`.
     public func shard(of orderId: String) -> Int {
         var hash: UInt32 = 2_166_136_261

@@ -362,6 +362,30 @@ public struct JournalRepository: Sendable {
         }
     }
 
+    /// The order's rows in one business (the lines a reserve of it made in that business).
+    public func rows(orderId: String, bizId: String) async throws -> [JournalRow] {
+        try await rows(orderId: orderId).filter { $0.bizId == bizId }
+    }
+
+    /// Whether a cancel of this order, made before any reserve of it, is recorded under `keyPrefix`.
+    public func hasTombstone(orderId: String, keyPrefix: String) async throws -> Bool {
+        let result = try await client.query(
+            "SELECT 1 AS found FROM order_tombstones WHERE key_prefix = ? AND order_id = ? LIMIT 1",
+            [.string(keyPrefix), .string(orderId)]
+        )
+        return !result.rows.isEmpty
+    }
+
+    /// Records that a Redis shard's generation marker was made; returns false when it was recorded before (the
+    /// marker is missing now because Redis lost data).
+    public func recordGeneration(keyPrefix: String, shard: Int) async throws -> Bool {
+        let result = try await client.query(
+            "INSERT IGNORE INTO redis_generations (key_prefix, shard) VALUES (?, ?)",
+            [.string(keyPrefix), .int(Int64(shard))]
+        )
+        return result.affectedRows == 1
+    }
+
     /// Whether the journal has a row of this order made by this reserve event.
     public func hasRow(orderId: String, bizId: String, reserveEvent: String) async throws -> Bool {
         let result = try await client.query(
@@ -461,9 +485,17 @@ private struct BatchPlan: Sendable {
     var firstOfLine: [Int] = []
     var statusChanges: [StatusChange] = []
     var ledger: [LedgerLine] = []
+    var tombstones: [Tombstone] = []
 
     var isEmpty: Bool {
         undos.isEmpty && reserves.isEmpty && statusChanges.allSatisfy(\.keys.isEmpty) && ledger.isEmpty
+            && tombstones.isEmpty
+    }
+
+    /// A cancel of an order that never reserved, kept under the key prefix of the Redis it was made in.
+    struct Tombstone: Sendable {
+        let prefix: String
+        let orderId: String
     }
 
     init(_ events: [OutboxEvent]) {
@@ -521,6 +553,10 @@ private struct BatchPlan: Sendable {
                     continue
                 }
             }
+            // A cancel of an order that never reserved: its tombstone outlives Redis's memory of it.
+            if event.kind == .cancel && event.lines.isEmpty {
+                tombstones.append(Tombstone(prefix: KeyLayout.prefix(ofStream: event.stream), orderId: event.orderId))
+            }
         }
         var firstByKey: [LineKey: Int] = [:]
         firstByKey.reserveCapacity(reserves.count)
@@ -562,6 +598,12 @@ private struct BatchPlan: Sendable {
             result.rowsUpdated += try update(change, on: connection)
         }
         try applyStock(on: connection, into: &result)
+        for chunk in exactChunks(tombstones) {
+            _ = try connection.query(
+                "INSERT IGNORE INTO order_tombstones (key_prefix, order_id) VALUES \(tuples(chunk.count, "(?, ?)"))",
+                chunk.flatMap { [MySQLValue.string($0.prefix), .string($0.orderId)] }
+            )
+        }
         return result
     }
 

@@ -1,0 +1,93 @@
+import Foundation
+import InventoryTestSupport
+import RedisClient
+import Testing
+
+@testable import Inventory
+
+/// What clients rely on must survive Redis losing its data after the write-back drained (issue 17, items 3 and 4):
+/// the answer to a retried orderId the journal has, and a cancel made before any reserve.
+@Suite("Redis loses its data after a drain")
+struct RedisLossTests {
+    func command(_ stores: TestStores, _ orderId: String, _ quantity: Int64) -> ReserveCommand {
+        ReserveCommand(
+            orderId: orderId, bizId: stores.bizId, userId: nil, items: [.init(skuId: 1, quantity: quantity)],
+            ttlSeconds: 600, shortage: .reject
+        )
+    }
+
+    func reconciler(_ stores: TestStores) throws -> Reconciler {
+        Reconciler(
+            redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(), keys: stores.keys,
+            logger: stores.logger, pageSize: 3
+        )
+    }
+
+    @Test("a retry of a confirmed order after Redis lost its data gets the journal's answer and holds nothing", arguments: [Durability.async, .sync])
+    func retryOfConfirmedOrder(durability: Durability) async throws {
+        try await TestStores.with(durability: durability) { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.reserve(command(stores, "o-1", 3))
+            _ = try await engine.confirm(orderId: "o-1")
+            #expect(try await stores.drainWithWorker())
+            try await stores.loseEverything()
+
+            let retry = try await engine.reserve(command(stores, "o-1", 3))
+            guard case .replayed(let reservation) = retry else {
+                Issue.record("a retry of a confirmed order was held again: \(retry)")
+                return
+            }
+            #expect(reservation.status == .confirmed)
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.available == 7)
+            #expect(level.reserved == 0)
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.mysqlStock(1) == 7)
+            #expect(try await stores.journalRows().map(\.status) == ["CONFIRMED"])
+            #expect(try await reconciler(stores).run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    @Test("a cancel before any reserve keeps refusing a late reserve after Redis lost its data", arguments: [Durability.async, .sync])
+    func cancelBeforeReserveSurvives(durability: Durability) async throws {
+        try await TestStores.with(durability: durability) { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            // Order ids are global (other tests' journal rows share them): this one is the test's own.
+            let late = "\(stores.bizId)-late"
+            _ = try await engine.reserve(command(stores, "o-0", 1))
+            _ = try await engine.cancel(orderId: late)
+            // Async: the tombstone is written by the worker; sync: before the cancel answered.
+            if durability == .async { #expect(try await stores.drainWithWorker()) }
+            try await stores.loseEverything()
+
+            await #expect(throws: InventoryError.orderClosed(.cancelled)) {
+                try await engine.reserve(command(stores, late, 2))
+            }
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.available == 9)
+            #expect(level.reserved == 1)
+            // A new order is held as usual (the journal was asked, and knows nothing of it).
+            _ = try await engine.reserve(command(stores, "\(stores.bizId)-new", 2))
+            #expect(try await engine.stock(stores.item(1)).reserved == 3)
+        }
+    }
+
+    @Test("a shard's first start trusts Redis: no journal question, and the marker says so")
+    func firstStartTrustsRedis() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.reserve(command(stores, "o-1", 1))
+            let shard = stores.keys.shard(of: "o-1")
+            #expect(try await stores.redis.command("GET", stores.keys.generation(shard: shard)).text == "0")
+            try await stores.loseEverything()
+            _ = try await engine.reserve(command(stores, "o-2", 1))
+            let marker = Int64(
+                try await stores.redis.command("GET", stores.keys.generation(shard: stores.keys.shard(of: "o-2"))).text ?? ""
+            ) ?? 0
+            #expect(marker > (try await engine.redisNow()), "after a loss: ask the journal for one retention period")
+        }
+    }
+}
