@@ -51,6 +51,8 @@ appendfsync everysec
 cluster-enabled yes
 cluster-config-file nodes.conf
 cluster-node-timeout 2000
+# Never drop keys when full: the service refuses to start on an evicting policy (INVENTORY_ALLOW_EVICTION).
+maxmemory-policy noeviction
 CONF
     redis-server "$dir/redis.conf" </dev/null >>"$dir/redis.log" 2>&1 || die "cluster node $port did not start" "$dir/redis.log"
     for ((i = 0; i < 40; i++)); do

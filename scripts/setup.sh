@@ -75,6 +75,8 @@ dir "$REDIS_DIR"
 save ""
 appendonly yes
 appendfsync everysec
+# Never drop keys when full: the service refuses to start on an evicting policy (INVENTORY_ALLOW_EVICTION).
+maxmemory-policy noeviction
 CONF
     redis-server "$REDIS_CONF" </dev/null >>"$REDIS_LOG" 2>&1 || die "redis-server did not start" "$REDIS_LOG"
     for ((i = 0; i < 40; i++)); do

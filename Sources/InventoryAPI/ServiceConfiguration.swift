@@ -37,6 +37,8 @@ public struct ServiceConfiguration: Sendable {
     public var reconcileIntervalSeconds = 300
     /// Let the periodic reconciler repair what it finds.
     public var reconcileFix = false
+    /// Start although Redis's `maxmemory-policy` may evict keys (anything but `noeviction`); off by default.
+    public var allowEviction = false
 
     public init() {}
 
@@ -123,6 +125,7 @@ public struct ServiceConfiguration: Sendable {
             "INVENTORY_RECONCILE_INTERVAL_SECONDS", settings.reconcileIntervalSeconds, 0...86_400
         )
         settings.reconcileFix = try reader.bool("INVENTORY_RECONCILE_FIX", settings.reconcileFix)
+        settings.allowEviction = try reader.bool("INVENTORY_ALLOW_EVICTION", settings.allowEviction)
         return settings
     }
 }
@@ -130,6 +133,10 @@ public struct ServiceConfiguration: Sendable {
 /// An environment variable that is set but cannot be used.
 public struct ConfigurationError: Error, CustomStringConvertible {
     public let description: String
+
+    public init(description: String) {
+        self.description = description
+    }
 }
 
 struct EnvironmentReader {

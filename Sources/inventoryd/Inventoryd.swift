@@ -46,6 +46,37 @@ struct Components {
         )
     }
 
+    /// Refuses a Redis that may evict the service's keys (`maxmemory-policy` other than `noeviction`) unless
+    /// `INVENTORY_ALLOW_EVICTION` is on; a policy that cannot be read (a managed Redis without `CONFIG`) or a Redis
+    /// that is down at start is warned about, not fatal.
+    func checkEvictionPolicy() async throws {
+        let policies: [InventoryEngine.EvictionPolicy]
+        do {
+            policies = try await engine.evictionPolicies()
+        } catch {
+            logger.warning("Redis maxmemory-policy not checked: Redis did not answer", metadata: ["error": "\(error)"])
+            return
+        }
+        for policy in policies {
+            switch policy {
+            case .safe:
+                continue
+            case .unknown(let node, let reason):
+                logger.warning(
+                    "Redis maxmemory-policy cannot be read; it must be noeviction, or Redis may drop holds and orders",
+                    metadata: ["node": "\(node)", "reason": "\(reason)"]
+                )
+            case .evicting(let node, let name):
+                let message =
+                    "Redis at \(node) has maxmemory-policy \(name): it may evict holds, orders and journal events. "
+                    + "Set it to noeviction (CONFIG SET maxmemory-policy noeviction, and in redis.conf), "
+                    + "or start with INVENTORY_ALLOW_EVICTION=on to run anyway"
+                guard settings.allowEviction else { throw ConfigurationError(description: message) }
+                logger.warning("\(message); running anyway (INVENTORY_ALLOW_EVICTION=on)")
+            }
+        }
+    }
+
     /// Loads the scripts; a Redis that is down at start is not fatal (readiness stays false until it answers).
     func loadScripts() async {
         do {
@@ -104,6 +135,7 @@ struct Serve: AsyncParsableCommand {
             try await serveDatabaseOnly(components, metrics: registry)
             return
         }
+        try await components.checkEvictionPolicy()
         await components.loadScripts()
         var services: [any Service] = [components.redis] + components.backgroundServices()
         if settings.reconcileIntervalSeconds > 0 {
@@ -164,6 +196,7 @@ struct Worker: AsyncParsableCommand {
 
     func run() async throws {
         let components = try Components()
+        try await components.checkEvictionPolicy()
         await components.loadScripts()
         let settings = components.settings
         let services = components.backgroundServices(alwaysWorker: true)

@@ -182,9 +182,20 @@ struct ServeProcess {
         environment["INVENTORY_SWEEP_INTERVAL_MS"] = "0"
         environment["INVENTORY_RECONCILE_INTERVAL_SECONDS"] = "0"
         environment["INVENTORY_DURABILITY"] = durability.rawValue
-        environment["INVENTORY_LOG_LEVEL"] = "notice"
+        let server = try launch(binary: binary, environment: environment, port: port)
+        try await server.waitUntilServing()
+        return server
+    }
+
+    /// Starts `inventoryd serve` with exactly `environment` (a free port unless it names one), without waiting.
+    static func launch(binary: String, environment: [String: String], port: Int? = nil) throws -> ServeProcess {
+        var environment = environment
+        let port = try port ?? Int(environment["INVENTORY_HTTP_PORT"] ?? "") ?? freePortNow()
+        environment["INVENTORY_HTTP_HOST"] = "127.0.0.1"
+        environment["INVENTORY_HTTP_PORT"] = String(port)
+        environment["INVENTORY_LOG_LEVEL"] = environment["INVENTORY_LOG_LEVEL"] ?? "notice"
         environment["INVENTORY_LOG_FORMAT"] = "text"
-        let logFile = FileManager.default.temporaryDirectory.appendingPathComponent("inventoryd-\(stores.keys.prefix).log")
+        let logFile = FileManager.default.temporaryDirectory.appendingPathComponent("inventoryd-\(UUID().uuidString).log")
         FileManager.default.createFile(atPath: logFile.path, contents: nil)
         let output = try FileHandle(forWritingTo: logFile)
         let process = Process()
@@ -194,9 +205,23 @@ struct ServeProcess {
         process.standardOutput = output
         process.standardError = output
         try process.run()
-        let server = ServeProcess(process: process, port: port, logFile: logFile)
-        try await server.waitUntilServing()
-        return server
+        return ServeProcess(process: process, port: port, logFile: logFile)
+    }
+
+    /// A port nothing listens on now, picked by the kernel through a plain socket (no event loop needed).
+    static func freePortNow() throws -> Int {
+        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+        }
+        guard bound else { throw ServeError(description: "no free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     /// A port nothing listens on now (the kernel's pick for port 0).

@@ -1506,6 +1506,39 @@ public final class InventoryEngine: Sendable {
         return true
     }
 
+    // MARK: - Eviction
+
+    /// What `checkEvictionPolicy` found on one Redis node.
+    public enum EvictionPolicy: Sendable, Equatable {
+        /// `noeviction`: Redis refuses writes when full instead of dropping keys.
+        case safe
+        /// A policy that may evict keys the service keeps (items, holds, orders, outbox streams).
+        case evicting(node: String, policy: String)
+        /// `CONFIG GET` is not allowed (a managed Redis): the policy cannot be read.
+        case unknown(node: String, reason: String)
+    }
+
+    /// Reads `maxmemory-policy` on every Redis node. Every key the service owns may carry a TTL (`volatile-*`
+    /// policies pick those too), so anything but `noeviction` can drop a hold, an order or a journal event while
+    /// clients rely on it: the service refuses to start on such a Redis unless told otherwise.
+    public func evictionPolicies() async throws -> [EvictionPolicy] {
+        var found: [EvictionPolicy] = []
+        for node in try await redisCall({ try await self.redis.dataNodes() }) {
+            let name = "\(node.configuration.host):\(node.configuration.port)"
+            do {
+                let reply = try await node.command("CONFIG", "GET", "maxmemory-policy")
+                let policy = (reply.array ?? []).compactMap(\.text).dropFirst().first ?? ""
+                found.append(policy == "noeviction" ? .safe : .evicting(node: name, policy: policy))
+            } catch let error as RedisError where error.code == .server {
+                found.append(.unknown(node: name, reason: error.message))
+            } catch let error as RedisError {
+                InventoryMetrics.redisError()
+                throw InventoryError.unavailable("Redis: \(error.message)")
+            }
+        }
+        return found
+    }
+
     // MARK: - Health
 
     /// Whether Redis answers and the scripts are loaded, and whether MySQL answers.

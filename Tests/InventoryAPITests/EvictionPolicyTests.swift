@@ -1,0 +1,64 @@
+import Foundation
+import InventoryTestSupport
+import Testing
+
+@testable import Inventory
+
+/// Redis must not evict what the service keeps: `inventoryd` refuses to start on a Redis whose `maxmemory-policy`
+/// can drop keys, naming the setting, unless told otherwise (issue 17, item 14).
+@Suite("Redis eviction policy at start")
+struct EvictionPolicyTests {
+    /// A Redis of this test's own (the shared one must keep noeviction): evicting policy, no persistence.
+    func startRedis(policy: String) async throws -> (process: Process, port: Int) {
+        let port = try await ServeProcess.freePort()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [
+            "redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--maxmemory-policy", policy,
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Ready once it answers PING (bounded).
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            if let connection = try? await RawConnection.connect(port: port) {
+                try? await connection.send("*1\r\n$4\r\nPING\r\n")
+                let reply = await connection.receive(within: 1) { $0.contains(UInt8(ascii: "\n")) }
+                await connection.close()
+                if String(decoding: reply, as: UTF8.self).hasPrefix("+PONG") { return (process, port) }
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        process.terminate()
+        throw ServeProcess.ServeError(description: "redis-server on \(port) did not answer")
+    }
+
+    @Test("an evicting policy: serve exits non-zero naming maxmemory-policy and INVENTORY_ALLOW_EVICTION; allowed, it serves")
+    func refusesEvictingRedis() async throws {
+        try await TestStores.with(cluster: false) { stores in
+            let redis = try await startRedis(policy: "allkeys-lru")
+            defer { redis.process.terminate() }
+            var environment = stores.serviceEnvironment()
+            environment["INVENTORY_REDIS_PORT"] = String(redis.port)
+            environment["INVENTORY_REDIS_DB"] = "0"
+            environment["INVENTORY_REDIS_CLUSTER"] = ""
+
+            let refused = try ServeProcess.launch(binary: TestStores.inventorydBinary, environment: environment)
+            defer { refused.killIfRunning(); refused.removeLog() }
+            let status = try await refused.exitStatus(within: .seconds(30))
+            #expect(status != nil && status != 0, "exit status \(String(describing: status))")
+            let output = refused.output()
+            #expect(output.contains("maxmemory-policy allkeys-lru"), "\(output)")
+            #expect(output.contains("INVENTORY_ALLOW_EVICTION"), "\(output)")
+
+            environment["INVENTORY_ALLOW_EVICTION"] = "on"
+            let allowed = try ServeProcess.launch(binary: TestStores.inventorydBinary, environment: environment)
+            defer { allowed.killIfRunning(); allowed.removeLog() }
+            try await allowed.waitUntilServing()
+            allowed.terminate()
+            #expect(try await allowed.exitStatus(within: .seconds(30)) == 0)
+        }
+    }
+}
