@@ -387,4 +387,21 @@ struct ReservationTests {
         #expect(keys.order("o:1").contains("{s\(keys.shard(of: "o:1"))}"))
         #expect(keys.outbox(forOrder: "o:1").contains("{s\(keys.shard(of: "o:1"))}"))
     }
+
+    @Test("on a cluster, no business name and order id make an item's key equal an order's or a directory's")
+    func clusterNamespacesApart() {
+        let keys = KeyLayout(prefix: "inv", shards: 1, clustered: true)
+        // One shard: every key carries the same tag, so only the names keep them apart.
+        for biz in ["order", "dir", "undone", "gen"] {
+            let id = StockItemID(bizId: biz, skuId: 5)
+            let itemKeys = [
+                keys.item(id), keys.reserveKey(id, orderId: "x"), keys.userUsage(id), keys.codes(id),
+                keys.adjustmentKey(id, adjustmentId: "a"),
+            ]
+            for orderId in ["5:item", "5:users", "5:codes", "5:rsv:x", "5:adj:a"] {
+                let orderKeys = [keys.order(orderId, shard: 0), keys.directory(orderId)]
+                #expect(Set(itemKeys).isDisjoint(with: orderKeys), "biz \(biz), order \(orderId)")
+            }
+        }
+    }
 }

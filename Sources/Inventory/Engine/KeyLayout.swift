@@ -21,9 +21,11 @@ public struct KeyLayout: Sendable {
         self.clustered = clustered
     }
 
-    /// The common start of an item's keys: `prefix:{biz:sku}`, or `prefix:{sN}:biz:sku` on a cluster.
+    /// The common start of an item's keys: `prefix:{biz:sku}`, or `prefix:{sN}:i:biz:sku` on a cluster. There items
+    /// share their tag with orders, directories and streams, so they have a namespace of their own (`i:`): a
+    /// business named `order` or `dir` must not name the key of an order whose id contains ':'.
     private func itemBase(_ id: StockItemID) -> String {
-        clustered ? "\(prefix):{s\(itemShard(id))}:\(id.bizId):\(id.skuId)" : "\(prefix):{\(id.bizId):\(id.skuId)}"
+        clustered ? "\(prefix):{s\(itemShard(id))}:i:\(id.bizId):\(id.skuId)" : "\(prefix):{\(id.bizId):\(id.skuId)}"
     }
 
     /// The shard of an item on a cluster (the tag of its keys and of the order parts holding it).
