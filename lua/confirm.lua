@@ -3,12 +3,15 @@
 -- KEYS[1] order hash   KEYS[2] outbox stream   KEYS[3] expiry index
 -- then for each item i = 0..n-1: KEYS[4+2i] item hash, KEYS[5+2i] reserve key
 -- ARGV[1] orderId   ARGV[2] now (ms; '' = Redis TIME, lib/clock.lua)   ARGV[3] the order's lines as the caller read them
+-- ARGV[4] '1' when the caller checked the hold's deadline itself (a cluster part: its directory decided), else ''
 --
 -- Returns one of
 --   {'ok', lines, eventId}     confirmed now; eventId = the outbox entry (also kept as the order's
 --                              `transition_event`, for sync mode's replays)
 --   {'replay', status}         already confirmed (or refunded since)
 --   {'cancelled', status}      cancelled or expired first
+--   {'expired'}                the hold's deadline has passed (the sweeper has not got there yet): nothing is sold;
+--                              the caller expires it
 --   {'stale'}                  the caller's view of the order is out of date (its lines changed, or it is gone)
 --   {'missing', 'i,j'}         items (1-based) not whole in Redis: rebuild them, then run again (lib/items.lua)
 --   {'lost'}                   a hold Redis lost with its item (rebuilt without it), and the item cannot sell its
@@ -27,7 +30,7 @@
 
 local order = KEYS[1]
 local now = clockNow(ARGV[2])
-local fields = redis.call('HMGET', order, 'status', 'lines', 'biz')
+local fields = redis.call('HMGET', order, 'status', 'lines', 'biz', 'expires_at')
 local status = fields[1]
 if not status then
   -- The caller read the order, and it is gone now (Redis lost its data in between): read again (the order comes
@@ -42,6 +45,9 @@ if status ~= 'reserved' then
 end
 if fields[2] ~= ARGV[3] then
   return {'stale'}
+end
+if ARGV[4] ~= '1' and tonumber(fields[4] or '0') <= now then
+  return {'expired'}
 end
 
 local n = (#KEYS - 3) / 2

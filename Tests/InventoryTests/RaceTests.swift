@@ -1,5 +1,6 @@
 import Foundation
 import InventoryTestSupport
+import MySQLClient
 import RedisClient
 import Testing
 
@@ -111,6 +112,52 @@ struct RaceTests {
             _ = try await stores.redis.command("EXPIRE", codes, "5")
             _ = try await engine.reserve(command(stores, "o-2", user: "u2", 1))
             #expect(try await ttl(stores, codes) > day, "kept warm by a reserve, like the item")
+        }
+    }
+
+    @Test("a confirm after the hold's deadline, before the sweeper got there, is refused and the hold expires")
+    func confirmAfterDeadline() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let orderId = "\(stores.bizId)-late"
+            _ = try await engine.reserve(command(stores, orderId, 4))
+            // The deadline passed a while ago (no waiting: the hold's own record says so).
+            let past = String(try await engine.redisNow() - 1000)
+            _ = try await stores.redis.command("HSET", stores.orderKey(orderId, sku: 1), "expires_at", past)
+
+            await #expect(throws: InventoryError.orderClosed(.expired)) { try await engine.confirm(orderId: orderId) }
+            #expect(try await engine.reservation(orderId: orderId).status == .expired)
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.available == 10)
+            #expect(level.reserved == 0)
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.journalRows().map(\.status) == ["EXPIRED"])
+            #expect(try await stores.mysqlStock(1) == 10)
+        }
+    }
+
+    @Test("the journal sweep finds holds by their UTC deadline whatever the MySQL session's time zone")
+    func staleHoldsIndependentOfTimeZone() async throws {
+        try await TestStores.with { stores in
+            _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let orderId = "\(stores.bizId)-held"
+            _ = try await stores.engine.reserve(command(stores, orderId, 1, ttl: 600))
+            #expect(try await stores.drainWithWorker())
+            // One connection whose session is five hours east of UTC.
+            var settings = TestStores.mysqlConfiguration(ProcessInfo.processInfo.environment)
+            settings.poolSize = 1
+            let mysql = MySQLClient(configuration: settings, logger: stores.logger)
+            defer { Task { await mysql.shutdown() } }
+            _ = try await mysql.query("SET time_zone = '+05:00'")
+            let engine = InventoryEngine(
+                redis: stores.redis, mysql: mysql, scripts: try InventoryScripts.load(),
+                configuration: stores.engine.configuration, logger: stores.logger
+            )
+            let now = try await engine.staleJournalHolds(graceMilliseconds: 0, limit: 10, bizId: stores.bizId)
+            #expect(now.isEmpty, "a hold with ten minutes left is not stale")
+            let inAnHour = try await engine.staleJournalHolds(graceMilliseconds: -3_600_000, limit: 10, bizId: stores.bizId)
+            #expect(inAnHour == [orderId], "an hour from now it is")
         }
     }
 

@@ -540,6 +540,13 @@ public final class InventoryEngine: Sendable {
         for _ in 0..<3 {
             guard let order = try await readOrder(orderId) else { throw InventoryError.notFound }
             if keys.clustered {
+                // The deadline is checked here, against Redis's clock, before the directory decides: its parts then
+                // follow the directory (confirm.lua checks it itself on a single Redis).
+                if order.directoryState == .reserved, let expiresAt = order.expiresAt,
+                    try await expiresAt <= redisNow(routingKey: keys.directory(orderId))
+                {
+                    try await expireLate(orderId)
+                }
                 let decided = try await decide(orderId, .confirmed, from: ["reserved"]).state
                 if decided == .cancelled || decided == .expired { throw InventoryError.orderClosed(decided) }
             }
@@ -556,11 +563,14 @@ public final class InventoryEngine: Sendable {
                     keyList.append(keys.reserveKey(id, orderId: orderId))
                 }
                 let reply = try await runOnItems(
-                    scripts.confirm, keys: keyList, arguments: [orderId, Self.redisTime, part.linesText],
+                    scripts.confirm, keys: keyList,
+                    arguments: [orderId, Self.redisTime, part.linesText, keys.clustered ? "1" : ""],
                     items: part.lines.map { StockItemID(bizId: order.bizId, skuId: $0.skuId) }
                 )
                 let fields = reply.array ?? []
                 switch fields.first?.text {
+                case "expired":
+                    try await expireLate(orderId)
                 case "lost":
                     // Redis lost the hold with its item (rebuilt without it) and the item cannot sell the units again:
                     // nothing was sold. The order is cancelled, so that what it still holds elsewhere comes back.
@@ -595,6 +605,13 @@ public final class InventoryEngine: Sendable {
             return TransitionOutcome(reservation: order.reservation(status: replayed ? replayStatus : .confirmed), replayed: replayed)
         }
         throw InventoryError.unavailable("order \(orderId) kept changing during confirm")
+    }
+
+    /// A confirm that came after the hold's deadline, before the sweeper: the hold expires now and the confirm is
+    /// refused (409), as it would be a moment later.
+    private func expireLate(_ orderId: String) async throws -> Never {
+        _ = try await expire(orderId: orderId)
+        throw InventoryError.orderClosed(.expired)
     }
 
     /// Gives an order's held stock back. Cancelling an unknown order records it as cancelled, so that a reserve
@@ -908,11 +925,14 @@ public final class InventoryEngine: Sendable {
             let result = try await mysql.query(
                 """
                 SELECT DISTINCT order_id FROM reservation_journal
-                WHERE status = 'RESERVED' AND expires_at < FROM_UNIXTIME(? / 1000) AND (? = '' OR biz_id = ?)
+                WHERE status = 'RESERVED' AND expires_at < ? AND (? = '' OR biz_id = ?)
                 LIMIT ?
                 """,
                 [
-                    .int(configuration.clock() - graceMilliseconds), .string(bizId ?? ""), .string(bizId ?? ""),
+                    // expires_at holds UTC text (JournalTime): compared with UTC text, not FROM_UNIXTIME, whose
+                    // result is in the session's time zone.
+                    .string(JournalTime.datetime(milliseconds: configuration.clock() - graceMilliseconds)),
+                    .string(bizId ?? ""), .string(bizId ?? ""),
                     .int(Int64(limit)),
                 ]
             )
