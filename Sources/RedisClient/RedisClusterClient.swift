@@ -50,6 +50,9 @@ public final class RedisClusterClient: Sendable, Service {
     /// The masters of the current map.
     public var masters: [Address] { state.withLockedValue { Array(Set($0.owners.filter { !$0.isEmpty })).sorted() } }
 
+    /// The nodes this client holds a client (and its connections) for.
+    public var nodesInUse: [Address] { state.withLockedValue { $0.nodes.keys.sorted() } }
+
     /// The master the map names for `key`'s slot ("" before the map is read).
     public func owner(of key: String) -> Address { state.withLockedValue { $0.owners[HashSlot.of(key)] } }
 
