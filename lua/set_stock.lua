@@ -4,14 +4,16 @@
 -- hash that expired while its item lives would reset a lifetime limit, a code set would leave a pool without codes)
 -- ARGV[1] on-hand stock   ARGV[2] infinite: '' unchanged | '0' | '1'
 -- ARGV[3] danger_num ('' unchanged)   ARGV[4] backorder_limit ('' unchanged)   ARGV[5] key ttl (s), 0 = none
--- ARGV[6] epoch of the item if this creates it
+-- ARGV[6] unused (was the epoch of an item this created: a missing item is rebuilt from MySQL instead)
 -- ARGV[7] user_limit: units per user, 0 = none ('' unchanged)   ARGV[8] user_window (s), 0 = the item's life
 -- ('' unchanged); see reserve.lua
 --
 -- Returns one of
---   {'created', epoch}                the item was not in Redis and now is, with nothing reserved
---   {'ok', delta, epoch}              on-hand moved by delta (what MySQL must add too); epoch = the item's, which
---                                     an undo of this change names (undo_stock.lua)
+--   {'missing', '1'}                  the item is not whole in Redis: rebuild it from MySQL (a new item gets its
+--                                     row first), then run again (lib/items.lua)
+--   {'ok', delta, epoch, before}      on-hand moved by delta (what MySQL must add too); epoch = the item's, which
+--                                     an undo of this change names (undo_stock.lua); before = the settings this
+--                                     changed, as they were ('field=value,...'), which the undo puts back
 --   {'below_reserved', reserved}      on-hand may not go below what live reservations hold
 --   {'codes'}                         the item has a one-time code pool: its stock is its codes (upload codes)
 --
@@ -26,23 +28,24 @@ if current[3] == 'one_time' then
   return {'codes'}
 end
 
+-- Writes the settings asked for; returns those it changed as they were before ('field=value,...').
 local function settings()
-  if ARGV[2] ~= '' then redis.call('HSET', item, 'is_infinite', ARGV[2]) end
-  if ARGV[3] ~= '' then redis.call('HSET', item, 'danger_num', ARGV[3]) end
-  if ARGV[4] ~= '' then redis.call('HSET', item, 'backorder_limit', ARGV[4]) end
-  if ARGV[7] ~= '' then redis.call('HSET', item, 'user_limit', ARGV[7]) end
-  if ARGV[8] ~= '' then redis.call('HSET', item, 'user_window', ARGV[8]) end
+  local before = {}
+  for _, setting in ipairs({{'is_infinite', ARGV[2]}, {'danger_num', ARGV[3]}, {'backorder_limit', ARGV[4]},
+      {'user_limit', ARGV[7]}, {'user_window', ARGV[8]}}) do
+    if setting[2] ~= '' then
+      before[#before + 1] = setting[1] .. '=' .. (redis.call('HGET', item, setting[1]) or '0')
+      redis.call('HSET', item, setting[1], setting[2])
+    end
+  end
   if ttl > 0 then
     for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
   end
+  return table.concat(before, ',')
 end
 
 if not current[1] then
-  redis.call('HSET', item, 'stock_num', onHand, 'used_stock_num', 0, 'confirmed_unapplied', 0,
-    'is_sell_out', onHand <= 0 and '1' or '0', 'is_infinite', '0', 'danger_num', 0, 'backorder_limit', 0,
-    'user_limit', 0, 'user_window', 0, 'lock_time', 0, 'lock_user_id', '', 'epoch', ARGV[6])
-  settings()
-  return {'created', ARGV[6]}
+  return {'missing', '1'}
 end
 
 local used = tonumber(current[2] or '0')
@@ -52,5 +55,5 @@ end
 local stock = tonumber(current[1])
 local left = onHand - used
 redis.call('HSET', item, 'stock_num', left, 'is_sell_out', left <= 0 and '1' or '0')
-settings()
-return {'ok', onHand - (stock + used), current[4] or ''}
+local before = settings()
+return {'ok', onHand - (stock + used), current[4] or '', before}

@@ -4,6 +4,7 @@
 -- KEYS[3] marker key of this reversal (same hash tag)
 -- ARGV[1] the delta that was applied   ARGV[2] fingerprint the adjustment key must hold to be deleted
 -- ARGV[3] marker TTL (s)   ARGV[4] the item's epoch when the change was made ('' when not known: any epoch)
+-- ARGV[5] settings the change made, as they were before ('field=value,...', set_stock.lua; '' none): put back
 --
 -- Returns {'ok', available} when reversed now, {'done'} when this reversal ran before (a retry of a durable task
 -- whose first attempt did reach Redis), {'rebuilt'} when the item is gone or was rebuilt from MySQL since the change
@@ -21,6 +22,9 @@ end
 redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
 local left = redis.call('HINCRBY', item, 'stock_num', -tonumber(ARGV[1]))
 redis.call('HSET', item, 'is_sell_out', left <= 0 and '1' or '0')
+for field, value in string.gmatch(ARGV[5] or '', '([%w_]+)=([^,]*)') do
+  redis.call('HSET', item, field, value)
+end
 if KEYS[2] ~= item and redis.call('GET', KEYS[2]) == ARGV[2] then
   redis.call('DEL', KEYS[2])
 end

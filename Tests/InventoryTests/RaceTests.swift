@@ -161,6 +161,52 @@ struct RaceTests {
         }
     }
 
+    @Test("two PUTs creating one item at once: Redis and MySQL agree, on one of the two values")
+    func concurrentCreatingPuts() async throws {
+        try await TestStores.with { stores in
+            let skus = Array(UInt64(100)..<140)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for sku in skus {
+                    for stock: Int64 in [10, 20] {
+                        group.addTask { _ = try await stores.engine.setStock(stores.item(sku), StockSettings(stock: stock)) }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            for sku in skus {
+                let onHand = try await stores.engine.stock(stores.item(sku)).onHand
+                #expect([10, 20].contains(onHand))
+                #expect(try await stores.mysqlStock(sku) == onHand, "sku \(sku)")
+            }
+        }
+    }
+
+    @Test("a PUT whose MySQL half fails leaves the item as it was, settings too")
+    func failedPutRestoresSettings() async throws {
+        let upstream = TestStores.mysqlConfiguration(ProcessInfo.processInfo.environment)
+        let proxy = try await FaultProxy.start(upstreamHost: upstream.host, upstreamPort: upstream.port)
+        try await TestStores.with(mysqlPort: proxy.port) { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10, dangerNum: 2))
+            proxy.down = true
+            await #expect(throws: InventoryError.self) {
+                try await engine.setStock(
+                    stores.item(1),
+                    StockSettings(stock: 30, infinite: true, dangerNum: 7, backorderLimit: 5, userLimit: 3, userWindowSeconds: 60)
+                )
+            }
+            proxy.down = false
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.onHand == 10)
+            #expect(level.infinite == false)
+            #expect(level.dangerNum == 2)
+            #expect(level.backorderLimit == 0)
+            #expect(level.userLimit == 0)
+            #expect(level.userWindowSeconds == 0)
+        }
+        await proxy.close()
+    }
+
     @Test("the sweeper gives up on every abandoned reserve of a shard, also after one it cannot give up")
     func sweepAbandonedSkipsAFailure() async throws {
         try await TestStores.with(cluster: true) { stores in

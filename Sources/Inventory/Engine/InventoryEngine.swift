@@ -1192,35 +1192,33 @@ public final class InventoryEngine: Sendable {
     /// Sets on-hand stock (available + reserved) and the item's settings in Redis and MySQL.
     public func setStock(_ id: StockItemID, _ settings: StockSettings) async throws -> StockLevel {
         let itemKey = keys.item(id)
-        // An item MySQL has but Redis lost is rebuilt first, so live reservations keep counting.
-        _ = try await ensureItem(id)
-        let reply = try await runScript(
-            scripts.setStock, keys: [itemKey, keys.userUsage(id), keys.codes(id)],
-            arguments: [
-                String(settings.stock), settings.infinite.map { $0 ? "1" : "0" } ?? "",
-                settings.dangerNum.map(String.init) ?? "", settings.backorderLimit.map(String.init) ?? "",
-                String(configuration.itemTTLSeconds), Self.newEpoch(),
-                settings.userLimit.map(String.init) ?? "", settings.userWindowSeconds.map(String.init) ?? "",
-            ]
-        )
+        let keyList = [itemKey, keys.userUsage(id), keys.codes(id)]
+        let arguments: [String] = [
+            String(settings.stock), settings.infinite.map { $0 ? "1" : "0" } ?? "",
+            settings.dangerNum.map(String.init) ?? "", settings.backorderLimit.map(String.init) ?? "",
+            String(configuration.itemTTLSeconds), "",
+            settings.userLimit.map(String.init) ?? "", settings.userWindowSeconds.map(String.init) ?? "",
+        ]
+        var reply = try await runScript(scripts.setStock, keys: keyList, arguments: arguments)
+        if reply.array?.first?.text == "missing" {
+            // Not in Redis: it comes from MySQL through the one rebuild path, a new item with a row of 0 made first.
+            // Two PUTs creating an item then meet in Redis, each moving it by its own delta, and MySQL gets both
+            // deltas (a delta taken from an unlocked read of MySQL could miss the other's).
+            let created: Bool
+            do { created = try await stockRepository.ensureRow(bizId: id.bizId, skuId: id.skuId) } catch { throw mapMySQL(error) }
+            // A new item is made, not rebuilt: it does not count as one (the metric tells of Redis losing items).
+            _ = try await ensureItem(id, countsAsRebuild: !created)
+            reply = try await runOnItems(scripts.setStock, keys: keyList, arguments: arguments, items: [id])
+        }
         let fields = reply.array ?? []
         let delta: Int64
         let epoch: String
+        let before: String
         switch fields.first?.text {
-        case "created":
-            // Redis had nothing: MySQL may still have a row (Redis lost its data), so move it to the new value.
-            epoch = fields[safe: 1]?.text ?? ""
-            let existing: StockRow?
-            do {
-                existing = try await stockRepository.row(bizId: id.bizId, skuId: id.skuId)
-            } catch {
-                await undoStock(itemKey: itemKey, delta: settings.stock, adjustmentKey: nil, fingerprint: "", epoch: epoch)
-                throw mapMySQL(error)
-            }
-            delta = settings.stock - (existing?.stock ?? 0)
         case "ok":
             delta = fields[safe: 1]?.int ?? 0
             epoch = fields[safe: 2]?.text ?? ""
+            before = fields[safe: 3]?.text ?? ""
         case "below_reserved":
             throw InventoryError.belowReserved(reserved: fields[safe: 1]?.int ?? 0)
         case "codes":
@@ -1237,7 +1235,8 @@ public final class InventoryEngine: Sendable {
                 )
             )
         } catch {
-            await undoStock(itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", epoch: epoch)
+            // The settings the change made go back with its delta: a 503 leaves the item as it was.
+            await undoStock(itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", epoch: epoch, settings: before)
             throw mapMySQL(error)
         }
         return try await stock(id)
@@ -1423,10 +1422,12 @@ public final class InventoryEngine: Sendable {
     /// Makes sure the item is in Redis, rebuilding it from MySQL when it is missing: one caller across all
     /// instances takes the init lock and rebuilds, the others wait (bounded) and then see the rebuilt item.
     /// Returns false when MySQL has no such item either.
-    public func ensureItem(_ id: StockItemID) async throws -> Bool {
+    /// `countsAsRebuild` false: the item is new (its MySQL row was just made), not lost by Redis; it is not counted
+    /// in `stats.itemRebuilds` and the rebuild metric.
+    public func ensureItem(_ id: StockItemID, countsAsRebuild: Bool = true) async throws -> Bool {
         let (task, owner) = rebuilding.withLockedValue { running -> (Task<Bool, any Error>, Bool) in
             if let task = running[id] { return (task, false) }
-            let task = Task { try await self.rebuild(id) }
+            let task = Task { try await self.rebuild(id, counting: countsAsRebuild) }
             running[id] = task
             return (task, true)
         }
@@ -1437,7 +1438,7 @@ public final class InventoryEngine: Sendable {
         return try await task.value
     }
 
-    private func rebuild(_ id: StockItemID) async throws -> Bool {
+    private func rebuild(_ id: StockItemID, counting: Bool) async throws -> Bool {
         let caller = UUID().uuidString
         let itemKey = keys.item(id)
         let deadline = ContinuousClock.now + .milliseconds(configuration.initWaitMilliseconds)
@@ -1451,7 +1452,7 @@ public final class InventoryEngine: Sendable {
             case "ready":
                 return true
             case "locked":
-                return try await rebuildLocked(id, itemKey: itemKey, caller: caller)
+                return try await rebuildLocked(id, itemKey: itemKey, caller: caller, counting: counting)
             default:
                 guard ContinuousClock.now < deadline else {
                     throw InventoryError.unavailable("stock item \(id) is being rebuilt by another caller; retry")
@@ -1465,7 +1466,7 @@ public final class InventoryEngine: Sendable {
     /// Rebuilds the item while holding its MySQL stock row locked, from the read until Redis has the result: a
     /// write-back batch touching the item either commits before the read (and is counted) or waits and then sees
     /// the new epoch (and leaves out its lines of the old one; see `JournalRepository.apply(_:epochs:)`).
-    private func rebuildLocked(_ id: StockItemID, itemKey: String, caller: String) async throws -> Bool {
+    private func rebuildLocked(_ id: StockItemID, itemKey: String, caller: String, counting: Bool) async throws -> Bool {
         let epoch = Self.newEpoch()
         // The per-user window the rebuilt usage counts is Redis's current one, as reserve.lua computes it.
         let now = try await redisNow(routingKey: itemKey)
@@ -1512,7 +1513,7 @@ public final class InventoryEngine: Sendable {
             _ = try await redisCall { try await self.redis.command("DEL", itemKey) }
             return false
         }
-        if outcome.written {
+        if outcome.written && counting {
             counters.withLockedValue { $0.itemRebuilds += 1 }
             InventoryMetrics.itemRebuilds.increment()
             logger.notice(
@@ -1622,13 +1623,15 @@ public final class InventoryEngine: Sendable {
     /// First level of compensation: reverse a Redis stock change whose MySQL half failed. When that fails too,
     /// it becomes a durable retry task (second level); the reconciler is the third.
     /// `epoch`: the item's epoch the change was made in (a rebuilt item never counted it).
-    private func undoStock(itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String, epoch: String) async {
+    private func undoStock(
+        itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String, epoch: String, settings: String = ""
+    ) async {
         // Same hash tag as the item: "prefix:{biz:sku}:item" → "prefix:{biz:sku}:undo:<id>".
         let marker = String(itemKey.dropLast("item".count)) + "undo:" + UUID().uuidString
         await compensate(
             .undoStock(
                 itemKey: itemKey, adjustmentKey: adjustmentKey ?? itemKey, delta: delta, fingerprint: fingerprint,
-                marker: marker, epoch: epoch
+                marker: marker, epoch: epoch, settings: settings
             )
         )
     }
@@ -1669,10 +1672,10 @@ public final class InventoryEngine: Sendable {
     /// Runs one reversal; safe to run again (undo_stock has a marker, undo_reserve checks the order's event).
     func runCompensation(_ task: CompensationTask) async throws {
         switch task {
-        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let epoch):
+        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let epoch, let settings):
             _ = try await runScript(
                 scripts.undoStock, keys: [itemKey, adjustmentKey, marker],
-                arguments: [String(delta), fingerprint, String(configuration.retentionSeconds), epoch]
+                arguments: [String(delta), fingerprint, String(configuration.retentionSeconds), epoch, settings]
             )
         case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):
             // With no earlier event, a marker name no event has ("" is never an event id). The lines of one reserve

@@ -752,24 +752,41 @@ private struct BatchPlan: Sendable {
         }
         let items = deltas.keys.sorted { ($0.bizId, $0.skuId) < ($1.bizId, $1.skuId) }
 
-        // Lock the items' rows, in key order, and read their stock; an item without a row is reported, and neither
-        // its stock nor its ledger changes.
+        // Lock the items' rows, in key order, and read their stock.
         var stockBefore: [StockItemID: Int64] = [:]
-        for chunk in paddedChunks(items) {
-            let rows = try connection.query(
-                """
-                SELECT biz_id, sku_id, stock FROM stock
-                WHERE (biz_id, sku_id) IN (\(tuples(chunk.count, "(?, \(sku))"))) FOR UPDATE
-                """,
-                chunk.flatMap { item in [.string(item.bizId), skuValue(item.skuId)] }
-            ).rows
-            for row in rows {
-                guard let bizId = row.string("biz_id"), let skuId = row.uint64("sku_id"), let stock = row.int64("stock")
-                else { continue }
-                stockBefore[StockItemID(bizId: bizId, skuId: skuId)] = stock
+        func lockRows(_ items: [StockItemID]) throws {
+            for chunk in paddedChunks(items) {
+                let rows = try connection.query(
+                    """
+                    SELECT biz_id, sku_id, stock FROM stock
+                    WHERE (biz_id, sku_id) IN (\(tuples(chunk.count, "(?, \(sku))"))) FOR UPDATE
+                    """,
+                    chunk.flatMap { item in [.string(item.bizId), skuValue(item.skuId)] }
+                ).rows
+                for row in rows {
+                    guard let bizId = row.string("biz_id"), let skuId = row.uint64("sku_id"), let stock = row.int64("stock")
+                    else { continue }
+                    stockBefore[StockItemID(bizId: bizId, skuId: skuId)] = stock
+                }
             }
         }
+        try lockRows(items)
+        // An item without a row (deleted by hand while Redis still sold it) is reported, and gets a row of stock 0
+        // that this batch's lines then move: the sale is recorded (the reconciler shows the difference) instead of
+        // being acknowledged without a trace.
         result.missingStockItems = items.filter { stockBefore[$0] == nil }
+        if !result.missingStockItems.isEmpty {
+            for chunk in exactChunks(result.missingStockItems) {
+                _ = try connection.query(
+                    """
+                    INSERT IGNORE INTO stock (biz_id, sku_id, stock, version, created_at, updated_at)
+                    VALUES \(tuples(chunk.count, "(?, \(sku), 0, 1, NOW(3), NOW(3))"))
+                    """,
+                    chunk.flatMap { item in [.string(item.bizId), skuValue(item.skuId)] }
+                )
+            }
+            try lockRows(result.missingStockItems)
+        }
         let present = items.filter { stockBefore[$0] != nil }
 
         // One change per item: each row is in exactly one statement, which adds the item's summed delta.

@@ -130,6 +130,23 @@ public struct StockRepository: Sendable {
         self.client = client
     }
 
+    /// Makes the item's stock row if it has none: stock 0, no settings (a PUT of a new item then moves it by its
+    /// delta, like any other). Returns whether it made one.
+    @discardableResult
+    public func ensureRow(bizId: String, skuId: UInt64) async throws -> Bool {
+        guard let sku = Self.skuValue(skuId) else {
+            throw MySQLError(code: .queryFailed, sqlState: "22003", message: "skuId \(skuId) is above \(Int64.max)")
+        }
+        let result = try await client.query(
+            """
+            INSERT IGNORE INTO stock (biz_id, sku_id, stock, version, created_at, updated_at)
+            VALUES (?, ?, 0, 1, NOW(3), NOW(3))
+            """,
+            [.string(bizId), sku]
+        )
+        return result.affectedRows == 1
+    }
+
     /// The change the ledger recorded for `source` (its delta and reason), nil when it has none.
     public func ledgerEntry(source: String) async throws -> (delta: Int64, reason: String)? {
         let result = try await client.query(

@@ -469,6 +469,12 @@ public final class WriteBackWorker: Service, Sendable {
         let committedAt = InventoryEngine.nowMilliseconds()
         let applied = clock.now
         if !result.staleLines.isEmpty { reportStale(result.staleLines) }
+        if !result.missingStockItems.isEmpty {
+            logger.error(
+                "confirm or refund lines of items MySQL has no stock row of: rows made at 0 and moved; reconcile them",
+                metadata: ["items": "\(result.missingStockItems.prefix(20))"]
+            )
+        }
         try await settleRedis(events, result: result)
         let settled = clock.now
         var byStream: [String: [String]] = [:]
