@@ -11,7 +11,11 @@
 --   {'below_reserved', available, reserved}  removing that much would leave less on hand than is reserved
 --   {'codes'}                         the item has a one-time code pool: its stock is its codes (upload codes)
 --
--- The adjustment key is written with the change, in one script: a replay can never apply it twice.
+-- The adjustment key is written with the change, in one script: a replay can never apply it twice. The item is
+-- fenced from the reconciler's repair until the MySQL half is done (lib/fence.lua).
+
+--!include clock
+--!include fence
 
 local item = KEYS[1]
 local saved = redis.call('GET', KEYS[2])
@@ -35,5 +39,6 @@ if delta < 0 and stock + delta < 0 then
 end
 local left = redis.call('HINCRBY', item, 'stock_num', delta)
 redis.call('HSET', item, 'is_sell_out', left <= 0 and '1' or '0')
+openFence(item, clockNow(''))
 redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[3]))
 return {'ok', left, current[2], current[4] or ''}

@@ -17,8 +17,13 @@
 --   {'below_reserved', reserved}      on-hand may not go below what live reservations hold
 --   {'codes'}                         the item has a one-time code pool: its stock is its codes (upload codes)
 --
+-- The change's MySQL half follows: the item is fenced from the reconciler's repair until it is done (lib/fence.lua).
+--
 -- Reservations move stock between stock_num and used_stock_num without changing on-hand, so the change is a
 -- delta that commutes with them and with the worker's confirm deductions in MySQL.
+
+--!include clock
+--!include fence
 
 local item = KEYS[1]
 local onHand = tonumber(ARGV[1])
@@ -55,5 +60,6 @@ end
 local stock = tonumber(current[1])
 local left = onHand - used
 redis.call('HSET', item, 'stock_num', left, 'is_sell_out', left <= 0 and '1' or '0')
+openFence(item, clockNow(''))
 local before = settings()
 return {'ok', onHand - (stock + used), current[4] or '', before}

@@ -5,13 +5,18 @@
 -- ARGV[1] n   ARGV[2] key prefix (unused)   then n item ids 'bizId:skuId' (same order as the item keys)
 --
 -- Returns {items, entries}:
---   items[i] = {exists, stock_num, used_stock_num, confirmed_unapplied, refund_unapplied, is_infinite}
+--   items[i] = {exists, stock_num, used_stock_num, confirmed_unapplied, refund_unapplied, is_infinite, fenced}
+--              fenced = 1 while a stock change's MySQL half is still to come (lib/fence.lua): in flight
 --   entries  = outbox entries (not yet acknowledged) touching these items, one per line:
 --              {type, orderId, bizId, skuId, quantity, entryId, reserveEvent, appliedMarkerSet}
 --
 -- Counters and in-flight entries come from the same instant, so the reconciler can account for work in flight
 -- exactly: an entry is in the outbox until the worker has committed it and settled Redis.
 
+--!include clock
+--!include fence
+
+local now = clockNow('')
 local n = tonumber(ARGV[1])
 local wanted = {}
 local items = {}
@@ -19,7 +24,8 @@ for i = 1, n do
   wanted[ARGV[2 + i]] = i
   local f = redis.call('HMGET', KEYS[i], 'stock_num', 'used_stock_num', 'confirmed_unapplied', 'refund_unapplied',
     'is_infinite')
-  items[i] = {f[1] and 1 or 0, f[1] or '0', f[2] or '0', f[3] or '0', f[4] or '0', f[5] or '0'}
+  items[i] = {f[1] and 1 or 0, f[1] or '0', f[2] or '0', f[3] or '0', f[4] or '0', f[5] or '0',
+    (f[1] and fenced(KEYS[i], now)) and 1 or 0}
 end
 
 local entries = {}

@@ -6,10 +6,14 @@
 -- ARGV[3] marker TTL (s)   ARGV[4] the item's epoch when the change was made ('' when not known: any epoch)
 -- ARGV[5] settings the change made, as they were before ('field=value,...', set_stock.lua; '' none): put back
 --
+-- The reversal ends the change: the fence its Redis half opened is closed (lib/fence.lua).
+--
 -- Returns {'ok', available} when reversed now, {'done'} when this reversal ran before (a retry of a durable task
 -- whose first attempt did reach Redis), {'rebuilt'} when the item is gone or was rebuilt from MySQL since the change
 -- (MySQL never had the change, so the item as it is now does not count it: nothing to reverse). Deleting the
 -- adjustment key lets the caller's retry apply the change afresh.
+
+--!include fence
 
 local item = KEYS[1]
 if redis.call('EXISTS', KEYS[3]) == 1 then
@@ -20,6 +24,7 @@ if not current[1] or ((ARGV[4] or '') ~= '' and current[2] ~= ARGV[4]) then
   return {'rebuilt'}
 end
 redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
+closeFence(item)
 local left = redis.call('HINCRBY', item, 'stock_num', -tonumber(ARGV[1]))
 redis.call('HSET', item, 'is_sell_out', left <= 0 and '1' or '0')
 for field, value in string.gmatch(ARGV[5] or '', '([%w_]+)=([^,]*)') do

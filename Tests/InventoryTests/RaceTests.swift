@@ -207,6 +207,48 @@ struct RaceTests {
         await proxy.close()
     }
 
+    @Test("reconcile --fix between the Redis and MySQL halves of a PUT leaves the change alone; both stores end equal")
+    func reconcileFixBetweenHalves() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 10))
+            let scripts = try InventoryScripts.load()
+            let runner = RedisScriptRunner(client: stores.redis)
+            let itemKey = stores.keys.item(item)
+            // The PUT's Redis half (as InventoryEngine.setStock runs it): on-hand 10 -> 30.
+            let half = try await runner.run(
+                scripts.setStock, keys: [itemKey, stores.keys.userUsage(item), stores.keys.codes(item)],
+                arguments: ["30", "", "", "", "604800", "", "", ""]
+            )
+            #expect(half.array?.first?.text == "ok")
+            #expect(half.array?[safe: 1]?.int == 20)
+
+            // The reconciler, with --fix, lands between the halves.
+            let reconciler = Reconciler(
+                redis: stores.redis, mysql: stores.mysql, scripts: scripts, keys: stores.keys, logger: stores.logger
+            )
+            let between = try await reconciler.run(.business(stores.bizId), fix: true)
+            #expect(between.differences.isEmpty, "a change in flight is not a difference")
+            #expect(between.itemsInFlight == 1)
+            #expect(try await engine.stock(item).onHand == 30, "the Redis half is left alone")
+
+            // The MySQL half, then the fence closes (as setStock does).
+            _ = try await StockRepository(client: stores.mysql).apply(
+                StockChange(
+                    bizId: item.bizId, skuId: item.skuId, delta: 20, reason: "set", source: "set:\(UUID().uuidString)",
+                    infinite: nil, dangerNum: nil, backorderLimit: nil
+                )
+            )
+            _ = try await runner.run(scripts.adminDone, keys: [itemKey], arguments: [])
+            #expect(try await stores.mysqlStock(1) == 30)
+            let after = try await reconciler.run(.business(stores.bizId), fix: false)
+            #expect(after.differences.isEmpty)
+            #expect(after.itemsInFlight == 0)
+            #expect(try await engine.stock(item).onHand == 30)
+        }
+    }
+
     @Test("the sweeper gives up on every abandoned reserve of a shard, also after one it cannot give up")
     func sweepAbandonedSkipsAFailure() async throws {
         try await TestStores.with(cluster: true) { stores in

@@ -1239,6 +1239,7 @@ public final class InventoryEngine: Sendable {
             await undoStock(itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", epoch: epoch, settings: before)
             throw mapMySQL(error)
         }
+        await closeFence(itemKey)
         return try await stock(id)
     }
 
@@ -1310,6 +1311,7 @@ public final class InventoryEngine: Sendable {
                 await undoStock(itemKey: itemKey, delta: adjustment.delta, adjustmentKey: nil, fingerprint: "", epoch: epoch)
                 return AdjustmentOutcome(level: try await stock(id), replayed: true)
             }
+            await closeFence(itemKey)
             return AdjustmentOutcome(level: try await stock(id), replayed: false)
         case "replay":
             return AdjustmentOutcome(level: try await stock(id), replayed: true)
@@ -1323,6 +1325,16 @@ public final class InventoryEngine: Sendable {
             throw Self.oneTimeStock
         default:
             throw InventoryError.unavailable("adjust_stock script answered \(reply)")
+        }
+    }
+
+    /// A stock change's MySQL half is done: its item is no longer fenced from the reconciler's repair
+    /// (lua/lib/fence.lua). A fence left open (Redis did not answer) lapses after a minute.
+    private func closeFence(_ itemKey: String) async {
+        do {
+            _ = try await runScript(scripts.adminDone, keys: [itemKey], arguments: [])
+        } catch {
+            logger.warning("stock change's fence not closed; it lapses", metadata: ["item": "\(itemKey)", "error": "\(error)"])
         }
     }
 

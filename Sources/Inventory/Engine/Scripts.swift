@@ -26,11 +26,13 @@ public struct InventoryScripts: Sendable {
     public let dirTransition: RedisScript
     public let dirClose: RedisScript
     public let dirCommit: RedisScript
+    public let adminDone: RedisScript
 
     public var all: [RedisScript] {
         [
             reserve, rollback, confirm, setStock, adjustStock, undoStock, refund, undoReserve, applied, ack, initLock,
             initItem, snapshot, fixItem, restoreOrder, epochs, setPool, addCodes, poolCounts, dirOpen, dirTransition, dirClose, dirCommit,
+            adminDone,
         ]
     }
 
@@ -78,7 +80,8 @@ public struct InventoryScripts: Sendable {
             dirOpen: try script("dir_open"),
             dirTransition: try script("dir_transition"),
             dirClose: try script("dir_close"),
-            dirCommit: try script("dir_commit")
+            dirCommit: try script("dir_commit"),
+            adminDone: try script("admin_done")
         )
     }
 }

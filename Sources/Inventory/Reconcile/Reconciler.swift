@@ -54,6 +54,8 @@ public struct ReconcileReport: Sendable, Encodable {
     public var itemsChecked = 0
     /// Items MySQL has and Redis does not (cold or evicted): not a difference, the init path loads them on use.
     public var itemsNotLoaded = 0
+    /// Items a stock change (PUT, adjustment) was between its Redis and MySQL halves on: not judged this time.
+    public var itemsInFlight = 0
     public var differences: [ReconcileDifference] = []
     /// Code pools checked, and what disagreed about their codes.
     public var poolsChecked = 0
@@ -255,6 +257,8 @@ public final class Reconciler: Sendable {
         var counters: [StockItemID: ReconcileDifference.Counters] = [:]
         var infinite: Set<StockItemID> = []
         var entries: [StockItemID: [Entry]] = [:]
+        /// Items a stock change is between its Redis and MySQL halves on (lua/lib/fence.lua): in flight, not judged.
+        var fenced: Set<StockItemID> = []
     }
 
     struct Entry {
@@ -290,6 +294,10 @@ public final class Reconciler: Sendable {
             let id = StockItemID(bizId: row.bizId, skuId: row.skuId)
             guard let counters = snapshot.counters[id] else {
                 report.itemsNotLoaded += 1
+                continue
+            }
+            if snapshot.fenced.contains(id) {
+                report.itemsInFlight += 1
                 continue
             }
             let expected = Self.expected(
@@ -442,7 +450,7 @@ public final class Reconciler: Sendable {
                 }
                 let dbStock = row.int64("stock") ?? 0
                 let snapshot = try await self.snapshot([id])
-                guard let counters = snapshot.counters[id] else {
+                guard let counters = snapshot.counters[id], !snapshot.fenced.contains(id) else {
                     try await locking.execute("COMMIT")
                     return nil
                 }
@@ -483,6 +491,10 @@ public final class Reconciler: Sendable {
                     case "moved":
                         try await locking.execute("ROLLBACK")
                         throw RetryJudgement.moved
+                    case "fenced":
+                        // A stock change's Redis half landed since the snapshot: in flight, judged next time.
+                        try await locking.execute("COMMIT")
+                        return nil
                     default:
                         break
                     }
@@ -585,6 +597,7 @@ public final class Reconciler: Sendable {
                 confirmedUnapplied: fields[safe: 3]?.int ?? 0, refundUnapplied: fields[safe: 4]?.int ?? 0
             )
             if fields[safe: 5]?.text == "1" { snapshot.infinite.insert(id) }
+            if fields[safe: 6]?.int == 1 { snapshot.fenced.insert(id) }
         }
         for value in parts[safe: 1]?.array ?? [] {
             guard let fields = value.array, let kind = OutboxEvent.Kind(rawValue: fields[safe: 0]?.text ?? ""),

@@ -1,0 +1,27 @@
+-- lib/fence.lua: a stock change with a Redis half and a MySQL half (PUT, adjustment) fences its item from the
+-- reconciler's repair between the two. Not a script of its own: included where a script says `--!include fence`.
+--
+-- The Redis half opens the fence (admin_pending +1, admin_since = now) in the script that moves the counters;
+-- admin_done.lua closes it after the MySQL half, or undo_stock.lua when the change is reversed. While it is open
+-- the reconciler takes the item as in flight (snapshot.lua) and fix_item.lua refuses to write it, so a repair cannot
+-- write the old counters back under a change MySQL is about to get. A fence older than FENCE_MS belongs to a
+-- caller that died between the halves: it no longer holds, and a repair closes it.
+
+local FENCE_MS = 60000
+
+local function openFence(item, now)
+  redis.call('HINCRBY', item, 'admin_pending', 1)
+  redis.call('HSET', item, 'admin_since', now)
+end
+
+local function closeFence(item)
+  if redis.call('HINCRBY', item, 'admin_pending', -1) <= 0 then
+    redis.call('HDEL', item, 'admin_pending', 'admin_since')
+  end
+end
+
+-- Whether a change's halves are still under way (a fence opened less than FENCE_MS ago).
+local function fenced(item, now)
+  local f = redis.call('HMGET', item, 'admin_pending', 'admin_since')
+  return tonumber(f[1] or '0') > 0 and now - tonumber(f[2] or '0') < FENCE_MS
+end
