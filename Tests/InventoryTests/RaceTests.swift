@@ -249,6 +249,31 @@ struct RaceTests {
         }
     }
 
+    @Test("two instances' sweepers: each shard is swept by one of them, the holder of its lease")
+    func oneSweeperPerShard() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 100))
+            // Leases long enough that the test's own pace (a busy machine) cannot let them lapse.
+            let first = ExpirySweeper(engine: engine, leaseMilliseconds: 600_000, logger: stores.logger)
+            let second = ExpirySweeper(
+                engine: try skewedEngine(stores, by: 0), leaseMilliseconds: 600_000, logger: stores.logger
+            )
+            #expect(await first.sweepOnce() == 0, "takes every shard's lease")
+            // Holds whose deadline has passed (their records say so: no waiting), in several shards.
+            let past = try await engine.redisNow() - 1000
+            let orders = (0..<8).map { "\(stores.bizId)-x\($0)" }
+            for orderId in orders {
+                _ = try await engine.reserve(command(stores, orderId, 1))
+                _ = try await stores.redis.command("HSET", stores.orderKey(orderId, sku: 1), "expires_at", String(past))
+                _ = try await stores.redis.command("ZADD", stores.expiryKey(orderId, sku: 1), String(past), orderId)
+            }
+            #expect(await second.sweepOnce() == 0, "the other instance holds every shard")
+            #expect(await first.sweepOnce() == orders.count)
+            #expect(try await engine.stock(stores.item(1)).reserved == 0)
+        }
+    }
+
     @Test("the sweeper gives up on every abandoned reserve of a shard, also after one it cannot give up")
     func sweepAbandonedSkipsAFailure() async throws {
         try await TestStores.with(cluster: true) { stores in

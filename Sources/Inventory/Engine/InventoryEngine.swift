@@ -908,6 +908,13 @@ public final class InventoryEngine: Sendable {
         }
     }
 
+    /// Takes or renews the lease of sweeping one shard for `owner`; true when `owner` holds it (lua/lease.lua).
+    public func sweepLease(shard: Int, owner: String, milliseconds: Int) async throws -> Bool {
+        try await runScript(
+            scripts.lease, keys: [keys.sweepLease(shard: shard)], arguments: [owner, String(milliseconds)]
+        ).int == 1
+    }
+
     /// Orders whose hold expired by `nowMilliseconds`, oldest first, at most `limit` of one shard's index.
     public func expiredOrders(shard: Int, nowMilliseconds: Int64, limit: Int) async throws -> [String] {
         let reply = try await redisCall {

@@ -96,6 +96,9 @@ public struct KeyLayout: Sendable {
 
     public func outbox(shard: Int) -> String { "\(prefix):{s\(shard)}:outbox" }
 
+    /// The lease of the expiry sweeper that sweeps a shard (one instance at a time).
+    public func sweepLease(shard: Int) -> String { "\(prefix):{s\(shard)}:sweep:lease" }
+
     /// A shard's generation marker: made once (lua/reserve.lua, lua/dir_open.lua), so its absence means Redis lost
     /// the shard's data. Holds the Redis time (ms) until which a reserve of an order Redis does not know asks the
     /// journal first (0: never).

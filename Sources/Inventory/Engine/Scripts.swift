@@ -27,12 +27,13 @@ public struct InventoryScripts: Sendable {
     public let dirClose: RedisScript
     public let dirCommit: RedisScript
     public let adminDone: RedisScript
+    public let lease: RedisScript
 
     public var all: [RedisScript] {
         [
             reserve, rollback, confirm, setStock, adjustStock, undoStock, refund, undoReserve, applied, ack, initLock,
             initItem, snapshot, fixItem, restoreOrder, epochs, setPool, addCodes, poolCounts, dirOpen, dirTransition, dirClose, dirCommit,
-            adminDone,
+            adminDone, lease,
         ]
     }
 
@@ -81,7 +82,8 @@ public struct InventoryScripts: Sendable {
             dirTransition: try script("dir_transition"),
             dirClose: try script("dir_close"),
             dirCommit: try script("dir_commit"),
-            adminDone: try script("admin_done")
+            adminDone: try script("admin_done"),
+            lease: try script("lease")
         )
     }
 }

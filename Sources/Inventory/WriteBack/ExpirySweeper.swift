@@ -5,16 +5,29 @@ import ServiceLifecycle
 /// Releases holds that were not confirmed in time: every interval it takes each shard's expired orders from
 /// the expiry index and rolls them back (reason `expired`). A hold is therefore counted as reserved at most one
 /// interval (plus one sweep's work) past its deadline.
+///
+/// Each shard is swept by one instance at a time, the holder of its lease (`prefix:{sN}:sweep:lease`, renewed every
+/// sweep, lapsing after `leaseMilliseconds`): several instances racing for the same orders was wasted work. When the
+/// holder stops, another takes the shard over once the lease lapses (a few seconds more for those holds).
 public final class ExpirySweeper: Service, Sendable {
     private let engine: InventoryEngine
     private let intervalMilliseconds: Int
     private let batch: Int
     private let logger: Logger
     private let expiredCount = NIOLockedValueBox(0)
+    /// This sweeper's name in the shards' leases.
+    private let owner = "sweeper-\(UInt64.random(in: 1...UInt64.max))"
+    /// How long a shard's lease lasts without renewal.
+    private let leaseMilliseconds: Int
 
-    public init(engine: InventoryEngine, intervalMilliseconds: Int = 1000, batch: Int = 500, logger: Logger) {
+    /// - Parameter leaseMilliseconds: how long a shard's lease lasts without renewal (nil: 5 intervals, at least 5 s).
+    public init(
+        engine: InventoryEngine, intervalMilliseconds: Int = 1000, batch: Int = 500, leaseMilliseconds: Int? = nil,
+        logger: Logger
+    ) {
         self.engine = engine
         self.intervalMilliseconds = intervalMilliseconds
+        self.leaseMilliseconds = leaseMilliseconds ?? max(5_000, 5 * intervalMilliseconds)
         self.batch = batch
         self.logger = logger
     }
@@ -71,6 +84,12 @@ public final class ExpirySweeper: Service, Sendable {
             InventoryMetrics.expired.increment(by: total)
         }
         for shard in 0..<engine.configuration.keys.shards where !Task.isCancelled {
+            do {
+                guard try await engine.sweepLease(shard: shard, owner: owner, milliseconds: leaseMilliseconds) else { continue }
+            } catch {
+                logger.warning("expiry sweep could not take its lease", metadata: ["shard": "\(shard)", "error": "\(error)"])
+                continue
+            }
             while !Task.isCancelled {
                 let orders: [String]
                 do {
