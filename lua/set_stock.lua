@@ -13,7 +13,8 @@
 --                                     row first), then run again (lib/items.lua)
 --   {'ok', delta, epoch, before}      on-hand moved by delta (what MySQL must add too); epoch = the item's, which
 --                                     an undo of this change names (undo_stock.lua); before = the settings this
---                                     changed, as they were ('field=value,...'), which the undo puts back
+--                                     changed ('field=old>new,...'), which the undo puts back where they are
+--                                     still what this change wrote
 --   {'below_reserved', reserved}      on-hand may not go below what live reservations hold
 --   {'codes'}                         the item has a one-time code pool: its stock is its codes (upload codes)
 --
@@ -33,13 +34,13 @@ if current[3] == 'one_time' then
   return {'codes'}
 end
 
--- Writes the settings asked for; returns those it changed as they were before ('field=value,...').
+-- Writes the settings asked for; returns what it changed ('field=old>new,...').
 local function settings()
   local before = {}
   for _, setting in ipairs({{'is_infinite', ARGV[2]}, {'danger_num', ARGV[3]}, {'backorder_limit', ARGV[4]},
       {'user_limit', ARGV[7]}, {'user_window', ARGV[8]}}) do
     if setting[2] ~= '' then
-      before[#before + 1] = setting[1] .. '=' .. (redis.call('HGET', item, setting[1]) or '0')
+      before[#before + 1] = setting[1] .. '=' .. (redis.call('HGET', item, setting[1]) or '0') .. '>' .. setting[2]
       redis.call('HSET', item, setting[1], setting[2])
     end
   end

@@ -5,7 +5,7 @@ import ServiceLifecycle
 public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
     /// Reverse a stock delta in Redis, once (the marker key makes a retry harmless), if the item is still of the
     /// epoch the delta was made in (`epoch`; "" for any): a rebuilt item never counted it. `settings`: the item's
-    /// settings the change made, as they were ('field=value,...'), put back with it.
+    /// settings the change made ('field=old>new,...'), put back with it where they are still what it wrote.
     case undoStock(
         itemKey: String, adjustmentKey: String, delta: Int64, fingerprint: String, marker: String, epoch: String,
         settings: String = ""

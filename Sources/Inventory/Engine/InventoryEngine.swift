@@ -126,7 +126,13 @@ public final class InventoryEngine: Sendable {
         let first: Bool
         do { first = try await journal.recordGeneration(keyPrefix: keys.prefix, shard: shard) } catch { throw mapMySQL(error) }
         let until = first ? 0 : try await redisNow(routingKey: marker) + Int64(configuration.retentionSeconds) * 1000
-        let made = try await redisCall { try await self.redis.command("SET", marker, String(until), "NX") }
+        // The shard's first start wins over an instance that raced it and took the row for a loss (it read the
+        // marker missing just before the first instance made it): no false window of journal questions.
+        let made = try await redisCall {
+            first
+                ? try await self.redis.command("SET", marker, "0")
+                : try await self.redis.command("SET", marker, String(until), "NX")
+        }
         if !first && made.text == "OK" {
             logger.error(
                 "Redis lost data: for one retention period a reserve of an order Redis does not know asks the journal first",
@@ -545,7 +551,7 @@ public final class InventoryEngine: Sendable {
                 if order.directoryState == .reserved, let expiresAt = order.expiresAt,
                     try await expiresAt <= redisNow(routingKey: keys.directory(orderId))
                 {
-                    try await expireLate(orderId)
+                    return try await expireLate(orderId)
                 }
                 let decided = try await decide(orderId, .confirmed, from: ["reserved"]).state
                 if decided == .cancelled || decided == .expired { throw InventoryError.orderClosed(decided) }
@@ -570,7 +576,7 @@ public final class InventoryEngine: Sendable {
                 let fields = reply.array ?? []
                 switch fields.first?.text {
                 case "expired":
-                    try await expireLate(orderId)
+                    return try await expireLate(orderId)
                 case "lost":
                     // Redis lost the hold with its item (rebuilt without it) and the item cannot sell the units again:
                     // nothing was sold. The order is cancelled, so that what it still holds elsewhere comes back.
@@ -609,8 +615,12 @@ public final class InventoryEngine: Sendable {
 
     /// A confirm that came after the hold's deadline, before the sweeper: the hold expires now and the confirm is
     /// refused (409), as it would be a moment later.
-    private func expireLate(_ orderId: String) async throws -> Never {
+    /// Another confirm that decided the order just before the deadline wins: the answer is its replay, not 409.
+    private func expireLate(_ orderId: String) async throws -> TransitionOutcome {
         _ = try await expire(orderId: orderId)
+        if let order = try await readOrder(orderId), order.status == .confirmed || order.status == .refunded {
+            return TransitionOutcome(reservation: order.reservation(status: order.status), replayed: true)
+        }
         throw InventoryError.orderClosed(.expired)
     }
 
