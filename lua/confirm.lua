@@ -30,7 +30,7 @@
 
 local order = KEYS[1]
 local now = clockNow(ARGV[2])
-local fields = redis.call('HMGET', order, 'status', 'lines', 'biz', 'expires_at')
+local fields = redis.call('HMGET', order, 'status', 'lines', 'biz', 'expires_at', 'line_epochs')
 local status = fields[1]
 if not status then
   -- The caller read the order, and it is gone now (Redis lost its data in between): read again (the order comes
@@ -59,12 +59,13 @@ if missing then
 end
 
 -- Read every line first: a hold the item does not count must be sold from the item now, all lines or none.
+local reservedLines, lineEpochs = orderLines(fields[2], fields[5])
 local plan = {}
 local left = {}
 for i = 0, n - 1 do
   local itemKey = itemKeys[i + 1]
   local item = redis.call('HMGET', itemKey, 'epoch', 'stock_num', 'is_infinite', 'pool_kind')
-  local held, counted = holdIn(KEYS[5 + 2 * i], item[1])
+  local held, counted = holdIn(KEYS[5 + 2 * i], item[1], reservedLines[i + 1], lineEpochs and lineEpochs[i + 1])
   if held > 0 and not counted then
     -- a one-time pool's rebuild put the lost hold's codes back in its set: they cannot be sold with the units
     if item[4] == 'one_time' then

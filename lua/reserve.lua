@@ -244,6 +244,7 @@ local keep = ttl + retention
 local lines = {}
 local events = {}
 local lineCodes = {}
+local lineEpochs = {}
 local eventCodes = {}
 local anyCodes = false
 local epochs = {}
@@ -299,6 +300,7 @@ for i = 0, n - 1 do
     epochs[#epochs + 1] = item.epoch
     eventCodes[#eventCodes + 1] = held
   end
+  lineEpochs[#lineEpochs + 1] = grant > 0 and counters[itemKey].epoch or ''
   lineCodes[#lineCodes + 1] = held
   lines[#lines + 1] = sku .. ':' .. ARGV[14 + 3 * i] .. ':' .. grant
 end
@@ -317,7 +319,8 @@ if anyCodes then
 end
 local eventId = redis.call('XADD', KEYS[2], '*', unpack(event))
 redis.call('HSET', order, 'status', 'reserved', 'fp', ARGV[2], 'biz', ARGV[3], 'user', ARGV[4],
-  'lines', linesText, 'expires_at', expiresAt, 'created_at', now, 'updated_at', now, 'event', eventId)
+  'lines', linesText, 'line_epochs', table.concat(lineEpochs, ','), 'expires_at', expiresAt, 'created_at', now,
+  'updated_at', now, 'event', eventId)
 redis.call('EXPIRE', order, keep)
 if not dispense then
   redis.call('ZADD', KEYS[3], expiresAt, ARGV[1])

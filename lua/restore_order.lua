@@ -33,15 +33,18 @@ local n = (#KEYS - 2) / 3
 if (ARGV[9 + n] or '') ~= '' then
   redis.call('HSET', order, 'codes', ARGV[9 + n])
 end
+local lineEpochs = {}
 for i = 0, n - 1 do
   local quantity = ARGV[9 + i]
+  local epoch = redis.call('HGET', KEYS[3 + 2 * n + i], 'epoch') or ''
+  lineEpochs[#lineEpochs + 1] = epoch
   if status == 'reserved' or status == 'confirmed' or status == 'refunded' then
-    redis.call('SET', KEYS[3 + 2 * i], quantity .. '@' .. (redis.call('HGET', KEYS[3 + 2 * n + i], 'epoch') or ''),
-      'EX', keep)
+    redis.call('SET', KEYS[3 + 2 * i], quantity .. '@' .. epoch, 'EX', keep)
   else
     redis.call('SET', KEYS[4 + 2 * i], '1', 'EX', retention)
   end
 end
+redis.call('HSET', order, 'line_epochs', table.concat(lineEpochs, ','))
 if status == 'reserved' then
   redis.call('ZADD', KEYS[2], expiresAt, ARGV[1])
 end

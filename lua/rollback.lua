@@ -37,7 +37,7 @@ local reason = ARGV[2]
 local now = clockNow(ARGV[3])
 local retention = tonumber(ARGV[4])
 local fields = redis.call('HMGET', order, 'status', 'lines', 'expires_at', 'biz', 'user', 'created_at', 'restored',
-  'codes')
+  'codes', 'line_epochs')
 local status = fields[1]
 local user = fields[5] or ''
 local createdAt = tonumber(fields[6] or '0') or 0
@@ -83,6 +83,7 @@ if missing then
   return missing
 end
 local heldCodes = splitLines(fields[8])
+local reservedLines, lineEpochs = orderLines(fields[2], fields[9])
 local events = {}
 local epochs = {}
 for i = 0, n - 1 do
@@ -97,7 +98,7 @@ for i = 0, n - 1 do
   end
   -- step 2: restore what this item's reserve key says was held, and drop the key. A hold of an earlier epoch of
   -- the item is not counted in it (lib/items.lua): nothing to restore.
-  local held, counted = holdIn(reserveKey, epoch)
+  local held, counted = holdIn(reserveKey, epoch, reservedLines[i + 1], lineEpochs and lineEpochs[i + 1])
   if not counted then
     redis.call('DEL', reserveKey)
     held = 0

@@ -134,6 +134,29 @@ struct VanishingItemTests {
         }
     }
 
+    @Test("a reserve key deleted alone: confirm still sells the hold, cancel still gives it back", arguments: [true, false])
+    func reserveKeyDeleted(confirming: Bool) async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.reserve(command(stores, "o-1", 3))
+            #expect(try await stores.drainWithWorker())
+            _ = try await stores.redis.command("DEL", stores.keys.reserveKey(stores.item(1), orderId: "o-1"))
+
+            if confirming {
+                _ = try await engine.confirm(orderId: "o-1")
+            } else {
+                _ = try await engine.cancel(orderId: "o-1")
+            }
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.available == (confirming ? 7 : 10))
+            #expect(level.reserved == 0)
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.mysqlStock(1) == (confirming ? 7 : 10))
+            #expect(try await reconciler(stores).run(.business(stores.bizId)).differences == [])
+        }
+    }
+
     @Test("an adjustment replayed after its de-duplication key is gone is a replay: MySQL's ledger decides")
     func adjustmentReplayAfterKeyDeleted() async throws {
         try await TestStores.with { stores in

@@ -21,16 +21,36 @@ local function missingItems(itemKeys)
   return {'missing', table.concat(missing, ',')}
 end
 
+-- An order hash's lines ('sku:requested:reserved,...') and line epochs ('e1,e2,...'): per line, the reserved
+-- quantity and the epoch it was held in (nil for an order written before orders kept them).
+local function orderLines(lines, lineEpochs)
+  local reserved = {}
+  for _, held in string.gmatch(lines or '', '(%d+):%d+:(%d+)') do reserved[#reserved + 1] = tonumber(held) end
+  local epochs = nil
+  if lineEpochs then
+    epochs = {}
+    for part in string.gmatch(lineEpochs .. ',', '([^,]*),') do epochs[#epochs + 1] = part end
+  end
+  return reserved, epochs
+end
+
 -- The value of a reserve key holding `quantity` in the item's `epoch`.
 local function holdValue(quantity, epoch)
   return quantity .. '@' .. (epoch or '')
 end
 
 -- What a reserve key holds: the quantity, and whether the item (of epoch `epoch`) counts it. A key written before
--- holds carried their epoch (a plain number) counts.
-local function holdIn(reserveKey, epoch)
+-- holds carried their epoch (a plain number) counts. A reserved order whose reserve key is gone (deleted alone)
+-- still holds its line: `line` and `lineEpoch` are the order hash's record of it (reserved quantity, the epoch it
+-- was held in: 'line_epochs'), used when the key is missing. (A rebuild re-stamps reserve keys, not the order's
+-- record: a key deleted after a rebuild is taken as not counted, which errs toward selling less, never more; the
+-- reconciler repairs it.)
+local function holdIn(reserveKey, epoch, line, lineEpoch)
   local value = redis.call('GET', reserveKey)
-  if not value then return 0, true end
+  if not value then
+    if line and line > 0 then return line, lineEpoch == nil or lineEpoch == (epoch or '') end
+    return 0, true
+  end
   local quantity, made = string.match(value, '^(%d+)@(.*)$')
   if not quantity then return tonumber(value) or 0, true end
   return tonumber(quantity), made == (epoch or '')
