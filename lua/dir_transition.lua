@@ -6,12 +6,14 @@
 -- ARGV[3] '' to change an existing directory only; otherwise the TTL (s) of a directory this records when there
 --         is none (a cancel of an order never reserved, or an order restored from the journal)
 -- ARGV[4] the shards of the parts of a directory this records ('' for none)   ARGV[5] its bizId   ARGV[6] orderId
+-- ARGV[7] '1': a directory recorded cancelled is a cancel before any reserve: its event goes to KEYS[3] (the outbox
+--         of the order's shard, same slot) in the same step, and becomes the order's tombstone in MySQL
 --
 -- Returns one of
 --   {'ok'}            changed now
 --   {'same'}          already in that state: the parts follow again (they may be behind after a crash)
 --   {'state', state}  in another state it may not leave for this one
---   {'created'}       there was none; recorded in the new state
+--   {'created', eventId} there was none; recorded in the new state (eventId: the tombstone's event, or '')
 --   {'none'}          there is none (ARGV[3] '')
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then
@@ -20,7 +22,13 @@ if not state then
   end
   redis.call('HSET', KEYS[1], 'state', ARGV[1], 'fp', '', 'biz', ARGV[5], 'shards', ARGV[4])
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-  return {'created'}
+  local id = ''
+  if ARGV[7] == '1' and ARGV[1] == 'cancelled' then
+    local t = redis.call('TIME')
+    id = redis.call('XADD', KEYS[3], '*', 'type', 'cancel', 'order', ARGV[6], 'biz', '', 'items', '', 'at',
+      tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  end
+  return {'created', id}
 end
 if state == ARGV[1] then
   return {'same'}

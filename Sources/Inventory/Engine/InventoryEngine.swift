@@ -640,12 +640,14 @@ public final class InventoryEngine: Sendable {
                     // reserve arriving later, or still under way, finds the order cancelled; parts held already are
                     // taken back, and the parts not held yet are fenced.
                     guard reason == .cancelled else { throw InventoryError.notFound }
-                    let recorded = try await decide(orderId, .cancelled, from: ["reserved", "reserving"], recording: true)
+                    let recorded = try await decide(
+                        orderId, .cancelled, from: ["reserved", "reserving"], recording: true, tombstone: true
+                    )
                     // Decided otherwise (confirmed, expired) while its parts are gone and the journal has no row
                     // (Redis lost them before the worker wrote it): the directory is the answer, as for an order
                     // that can be read. Reading again would not bring the parts back.
                     guard recorded.state == .cancelled else { throw InventoryError.invalidState(recorded.state) }
-                    if recorded.changed { try await recordTombstone(orderId) }
+                    if !recorded.event.isEmpty { try await recordTombstone(orderId, event: recorded.event) }
                     try await releaseParts(orderId)
                     return TransitionOutcome(
                         reservation: Reservation(
@@ -739,42 +741,40 @@ public final class InventoryEngine: Sendable {
     /// cancel of an unknown order).
     /// `from` names directory states: the reservation statuses, and `reserving` (a reserve of several parts under
     /// way, which no transition but a cancel may leave: 503 for the others until it is done).
+    /// With `tombstone`, a directory recorded cancelled writes its cancel event (the order's tombstone in MySQL) in
+    /// the same step; `event` is its outbox entry ("" otherwise).
     private func decide(
-        _ orderId: String, _ to: ReservationStatus, from: [String], recording: Bool = false
-    ) async throws -> (state: ReservationStatus, changed: Bool) {
+        _ orderId: String, _ to: ReservationStatus, from: [String], recording: Bool = false, tombstone: Bool = false
+    ) async throws -> (state: ReservationStatus, changed: Bool, event: String) {
         let reply = try await runScript(
-            scripts.dirTransition, keys: directoryKeys(orderId),
+            scripts.dirTransition,
+            keys: directoryKeys(orderId) + (tombstone ? [keys.outbox(shard: keys.shard(of: orderId))] : []),
             arguments: [
                 to.rawValue, from.joined(separator: "|"), recording ? String(configuration.retentionSeconds) : "", "", "",
-                orderId,
+                orderId, tombstone ? "1" : "",
             ]
         ).array ?? []
         switch reply.first?.text {
-        case "ok", "created": return (to, true)
-        case "same": return (to, false)
+        case "ok": return (to, true, "")
+        case "created": return (to, true, reply[safe: 1]?.text ?? "")
+        case "same": return (to, false, "")
         case "state":
             let state = reply[safe: 1]?.text ?? ""
             guard let status = ReservationStatus(rawValue: state) else {
                 throw InventoryError.unavailable("order \(orderId) is still being reserved; retry")
             }
-            return (status, false)
+            return (status, false, "")
         case "none": throw InventoryError.notFound
         default: throw InventoryError.unavailable("dir_transition answered \(reply)")
         }
     }
 
-    /// Redis Cluster: a cancel recorded in the directory of an order no part of which is known: its outbox event
-    /// becomes the order's tombstone in MySQL (as rollback.lua's on a single Redis), which keeps refusing a late
-    /// reserve after Redis lost the directory. Sync mode commits it before the answer.
-    private func recordTombstone(_ orderId: String) async throws {
+    /// Redis Cluster: a cancel recorded in the directory of an order no part of which is known wrote its outbox event
+    /// in the same step (dir_transition.lua): it becomes the order's tombstone in MySQL (as rollback.lua's on a
+    /// single Redis), which keeps refusing a late reserve after Redis lost the directory. Sync mode commits it
+    /// before the answer.
+    private func recordTombstone(_ orderId: String, event id: String) async throws {
         let shard = keys.shard(of: orderId)
-        let stream = keys.outbox(shard: shard)
-        let id = try await redisCall {
-            try await self.redis.command(
-                "XADD", stream, "*", "type", "cancel", "order", orderId, "biz", "", "items", "", "at",
-                String(self.configuration.clock())
-            )
-        }.text ?? ""
         guard configuration.durability == .sync else { return }
         guard let event = try await outboxEvent(shard: shard, eventId: id) else {
             if try await hasTombstone(orderId) { return }
