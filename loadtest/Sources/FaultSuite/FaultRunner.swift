@@ -21,8 +21,8 @@ public enum Fault: String, Sendable, Codable, CaseIterable {
     /// Single keys the service owns deleted under load, a few a second (issue 17): item hashes, orders, reserve
     /// and rollback marks, per-user usage, adjustment marks (`KeyKind`).
     case keyDelete = "key-del"
-    /// The code set of an item with a reusable code pool deleted under load, once per injection. Apart from
-    /// `key-del` because it fails: see loadtest/RESULTS.md, 2026-12-04.
+    /// The code sets of two items deleted under load, one with a reusable code pool, one with a one-time pool
+    /// (whose stock is its codes). Apart from `key-del` because it fails: see loadtest/RESULTS.md, 2026-12-04.
     case keyDeleteCodes = "key-del-codes"
     /// Redis with `maxmemory-policy allkeys-lru`: the service must refuse to start, naming the policy and
     /// `INVENTORY_ALLOW_EVICTION`; then the policy is set back to noeviction and the load runs.

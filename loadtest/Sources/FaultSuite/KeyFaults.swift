@@ -60,15 +60,30 @@ struct KeyDeleter {
             }
             try await Task.sleep(for: .milliseconds(1000 / max(1, perSecond)))
         }
-        if let handle = FileHandle(forWritingAtPath: logPath) ?? {
-            FileManager.default.createFile(atPath: logPath, contents: nil)
-            return FileHandle(forWritingAtPath: logPath)
-        }() {
-            handle.seekToEndOfFile()
-            handle.write(Data(lines.map { $0 + "\n" }.joined().utf8))
-            try? handle.close()
-        }
+        append(lines)
         return deleted
+    }
+
+    /// Deletes every key of the kinds at once; returns how many of each kind.
+    func deleteAll() throws -> [KeyKind: Int] {
+        var deleted: [KeyKind: Int] = [:]
+        var lines: [String] = []
+        for key in try redis.keys(matching: "inv:*\(bizId)*") {
+            guard let kind = KeyKind(key: key), kinds.contains(kind) else { continue }
+            let removed = try redis.delete(key)
+            deleted[kind, default: 0] += removed
+            lines.append(String(format: "%.3f", (ContinuousClock.now - start).seconds) + " \(kind.rawValue) \(removed) \(key)")
+        }
+        append(lines)
+        return deleted
+    }
+
+    private func append(_ lines: [String]) {
+        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        guard let handle = FileHandle(forWritingAtPath: logPath) else { return }
+        handle.seekToEndOfFile()
+        handle.write(Data(lines.map { $0 + "\n" }.joined().utf8))
+        try? handle.close()
     }
 }
 

@@ -99,12 +99,17 @@ struct ScenarioContext: Sendable {
         let limit = fault == .keyDelete ? #","perUserLimit":1000000"# : ""
         try await client.withConnection { connection in
             for sku in 1...profile.items {
+                // key-del-codes: item 2's stock is the codes of its one-time pool.
+                let stock = fault == .keyDeleteCodes && sku == 2 ? 0 : profile.stockPerItem
                 let (status, body) = try await connection.request(
-                    .PUT, "/v1/stock/\(bizId)/\(sku)", json: #"{"stock":\#(profile.stockPerItem)\#(limit)}"#
+                    .PUT, "/v1/stock/\(bizId)/\(sku)", json: #"{"stock":\#(stock)\#(limit)}"#
                 )
                 guard status == 200 else { throw FaultSuiteError("PUT stock answered \(status): \(body)") }
             }
-            if fault == .keyDeleteCodes { try await Self.addCodePool(bizId: bizId, sku: 1, on: connection) }
+            if fault == .keyDeleteCodes {
+                try await Self.addCodePool(bizId: bizId, sku: 1, kind: "reusable", codes: 20, on: connection)
+                try await Self.addCodePool(bizId: bizId, sku: 2, kind: "one-time", codes: Int(profile.stockPerItem), on: connection)
+            }
         }
         let start = ContinuousClock.now
         let ledger = Ledger()
@@ -133,9 +138,9 @@ struct ScenarioContext: Sendable {
                     redis: redis, bizId: bizId, kinds: codes ? [.codes] : Set(KeyKind.allCases).subtracting([.codes]),
                     start: start, logPath: "\(directory)/keys-deleted-\(bizId).txt"
                 )
-                let deleted = try await deleter.run(
-                    count: codes ? 1 : profile.keyDeletes, perSecond: profile.keyDeletesPerSecond, random: &random
-                )
+                let deleted = codes
+                    ? try deleter.deleteAll()
+                    : try await deleter.run(count: profile.keyDeletes, perSecond: profile.keyDeletesPerSecond, random: &random)
                 keysDeleted.merge(deleted, uniquingKeysWith: +)
             } else {
                 try await inject(fault, service: service, client: client)
@@ -163,12 +168,12 @@ struct ScenarioContext: Sendable {
         return result
     }
 
-    /// `key-del-codes`: item 1 gets a reusable code pool, so that it has a code set to delete. Its stock stays the
-    /// item's own (a reusable pool hands out codes again without using them up).
-    static func addCodePool(bizId: String, sku: Int, on connection: SetupConnection) async throws {
-        let (status, body) = try await connection.request(.PUT, "/v1/stock/\(bizId)/\(sku)/pool", json: #"{"kind":"reusable"}"#)
+    /// `key-del-codes`: a code pool on an item, so that it has a code set to delete. A reusable pool's item keeps
+    /// its own stock (codes are handed out again); a one-time pool's stock is its codes.
+    static func addCodePool(bizId: String, sku: Int, kind: String, codes count: Int, on connection: SetupConnection) async throws {
+        let (status, body) = try await connection.request(.PUT, "/v1/stock/\(bizId)/\(sku)/pool", json: #"{"kind":"\#(kind)"}"#)
         guard status == 200 else { throw FaultSuiteError("PUT pool answered \(status): \(body)") }
-        let codes = (1...20).map { "FAULT\(bizId.uppercased())\($0)" }.joined(separator: "\n")
+        let codes = (1...count).map { "FAULT\(bizId.uppercased())S\(sku)C\($0)" }.joined(separator: "\n")
         let (loaded, answer) = try await connection.request(
             .POST, "/v1/stock/\(bizId)/\(sku)/codes", body: codes + "\n", contentType: "text/plain"
         )
