@@ -31,6 +31,12 @@ public enum Fault: String, Sendable, Codable, CaseIterable {
     case clockSkew = "clock-skew"
 }
 
+extension Fault {
+    /// Redis loses data the journal may not have yet: in async mode the changes of the last moments before it (the
+    /// documented window) may be lost, and an expiry may reach the journal only through the journal sweep, later.
+    var losesRedisData: Bool { self == .redisFlushall || self == .keyDelete || self == .keyDeleteCodes }
+}
+
 /// How hard and how long: `quick` fits in the test command, `full` is the documented long run.
 public struct FaultProfile: Sendable {
     public var lanes: Int

@@ -40,9 +40,11 @@ struct KeyDeleter {
     let start: ContinuousClock.Instant
     let logPath: String
 
-    /// Deletes `count` keys, `perSecond` a second; returns how many of each kind.
-    func run(count: Int, perSecond: Int, random: inout SplitMix64) async throws -> [KeyKind: Int] {
+    /// Deletes `count` keys, `perSecond` a second (fewer when a SCAN takes longer); returns how many of each kind,
+    /// and when each was deleted (seconds since `start`).
+    func run(count: Int, perSecond: Int, random: inout SplitMix64) async throws -> ([KeyKind: Int], [Double]) {
         var deleted: [KeyKind: Int] = [:]
+        var times: [Double] = []
         var lines: [String] = []
         for _ in 0..<count {
             var byKind: [KeyKind: [String]] = [:]
@@ -56,16 +58,17 @@ struct KeyDeleter {
                 let key = keys[Int(random.next() % UInt64(keys.count))]
                 let removed = try redis.delete(key)
                 deleted[kind, default: 0] += removed
-                lines.append(String(format: "%.3f", (ContinuousClock.now - start).seconds) + " \(kind.rawValue) \(removed) \(key)")
+                times.append((ContinuousClock.now - start).seconds)
+                lines.append(String(format: "%.3f", times.last ?? 0) + " \(kind.rawValue) \(removed) \(key)")
             }
             try await Task.sleep(for: .milliseconds(1000 / max(1, perSecond)))
         }
         append(lines)
-        return deleted
+        return (deleted, times)
     }
 
-    /// Deletes every key of the kinds at once; returns how many of each kind.
-    func deleteAll() throws -> [KeyKind: Int] {
+    /// Deletes every key of the kinds at once; returns how many of each kind, and when.
+    func deleteAll() throws -> ([KeyKind: Int], [Double]) {
         var deleted: [KeyKind: Int] = [:]
         var lines: [String] = []
         for key in try redis.keys(matching: "inv:*\(bizId)*") {
@@ -75,7 +78,7 @@ struct KeyDeleter {
             lines.append(String(format: "%.3f", (ContinuousClock.now - start).seconds) + " \(kind.rawValue) \(removed) \(key)")
         }
         append(lines)
-        return deleted
+        return (deleted, [(ContinuousClock.now - start).seconds])
     }
 
     private func append(_ lines: [String]) {

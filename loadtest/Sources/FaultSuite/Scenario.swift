@@ -122,11 +122,11 @@ struct ScenarioContext: Sendable {
         let running = Task { [workload] in await workload.run() }
         let adjusting = fault == .keyDelete ? Task {
             await Adjuster(client: client, bizId: bizId, items: profile.items, ledger: ledger, stop: stop, retryLimit: .seconds(90))
-                .run(seed: UInt64(abs(bizId.hashValue)))
+                .run(seed: UInt64(truncatingIfNeeded: bizId.hashValue))
         } : nil
         var faultTimes: [Double] = []
         var keysDeleted: [KeyKind: Int] = [:]
-        var random = SplitMix64(seed: UInt64(abs(bizId.hashValue)) ^ 0x5eed)
+        var random = SplitMix64(seed: UInt64(truncatingIfNeeded: bizId.hashValue) ^ 0x5eed)
         try await Task.sleep(for: profile.loadBetween)
         func now() -> Double { (ContinuousClock.now - start).seconds }
         for index in 0..<injections {
@@ -138,15 +138,17 @@ struct ScenarioContext: Sendable {
                     redis: redis, bizId: bizId, kinds: codes ? [.codes] : Set(KeyKind.allCases).subtracting([.codes]),
                     start: start, logPath: "\(directory)/keys-deleted-\(bizId).txt"
                 )
-                let deleted = codes
+                let (deleted, times) = codes
                     ? try deleter.deleteAll()
                     : try await deleter.run(count: profile.keyDeletes, perSecond: profile.keyDeletesPerSecond, random: &random)
                 keysDeleted.merge(deleted, uniquingKeysWith: +)
+                // Each delete is a loss of its own: a hold's loss window runs up to the next one.
+                faultTimes += times
             } else {
                 try await inject(fault, service: service, client: client)
+                // A FLUSHALL takes effect when its command returns; holds acknowledged before that are in the window.
+                faultTimes.append(fault == .redisFlushall ? now() : injectedAt)
             }
-            // A FLUSHALL takes effect when its command returns; holds acknowledged before that are in the window.
-            faultTimes.append(fault == .redisFlushall ? now() : injectedAt)
             try await Task.sleep(for: profile.loadBetween)
         }
         stop.set()
@@ -310,7 +312,7 @@ struct ScenarioContext: Sendable {
                 }
             }
             // An expiry is the sweeper's, never waited for: after a data loss the journal sweep redoes it later.
-            if order.expired && row.status != "EXPIRED" && fault != .redisFlushall { lostTransitions += 1 }
+            if order.expired && row.status != "EXPIRED" && !fault.losesRedisData { lostTransitions += 1 }
         }
         let reconcile = try Tools.status(
             inventoryd, ["reconcile", "--biz", bizId, "--json"], environment: environment.variables(durability: durability),
@@ -318,7 +320,7 @@ struct ScenarioContext: Sendable {
         )
 
         var failures: [String] = []
-        let dataLoss = fault == .redisFlushall
+        let dataLoss = fault.losesRedisData
         if oversold > 0 { failures.append("oversold \(oversold) units") }
         if !mismatches.isEmpty { failures.append(contentsOf: mismatches) }
         if reconcile != 0 { failures.append("reconciler exit \(reconcile)") }
