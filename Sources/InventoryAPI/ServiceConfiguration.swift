@@ -39,6 +39,9 @@ public struct ServiceConfiguration: Sendable {
     public var reconcileFix = false
     /// Start although Redis's `maxmemory-policy` may evict keys (anything but `noeviction`); off by default.
     public var allowEviction = false
+    /// Milliseconds added to this instance's clock (`EngineConfiguration.clock`); 0 by default. For fault runs
+    /// and tests only: it shows that instances whose clocks differ agree on every hold.
+    public var clockSkewMilliseconds = 0
 
     public init() {}
 
@@ -126,6 +129,13 @@ public struct ServiceConfiguration: Sendable {
         )
         settings.reconcileFix = try reader.bool("INVENTORY_RECONCILE_FIX", settings.reconcileFix)
         settings.allowEviction = try reader.bool("INVENTORY_ALLOW_EVICTION", settings.allowEviction)
+        settings.clockSkewMilliseconds = try reader.int(
+            "INVENTORY_CLOCK_SKEW_MS", settings.clockSkewMilliseconds, -3_600_000...3_600_000
+        )
+        if settings.clockSkewMilliseconds != 0 {
+            let skew = Int64(settings.clockSkewMilliseconds)
+            settings.engine.clock = { InventoryEngine.nowMilliseconds() + skew }
+        }
         return settings
     }
 }

@@ -139,6 +139,12 @@ public final class MySQLClient: Sendable {
         }
     }
 
+    /// Connections leased and callers queued for one, right now. For tests that order their callers by the
+    /// pool's state instead of by sleeps.
+    package var occupancy: (leased: Int, waiting: Int) {
+        state.withLockedValue { ($0.leased, $0.waiters.count) }
+    }
+
     // MARK: - Pool
 
     private func lease() async throws -> MySQLConnectionHandle {

@@ -241,6 +241,21 @@ struct HostileInputTests {
         }
     }
 
+    @Test("INVENTORY_CLOCK_SKEW_MS shifts the engine's clock, 0 by default, refused out of range")
+    func clockSkewSetting() throws {
+        let plain = try ServiceConfiguration.fromEnvironment([:])
+        #expect(plain.clockSkewMilliseconds == 0)
+        let skewed = try ServiceConfiguration.fromEnvironment(["INVENTORY_CLOCK_SKEW_MS": "2000"])
+        let before = plain.engine.clock()
+        let shifted = skewed.engine.clock()
+        let after = plain.engine.clock()
+        #expect(shifted >= before + 2000 && shifted <= after + 2000)
+        #expect(try ServiceConfiguration.fromEnvironment(["INVENTORY_CLOCK_SKEW_MS": "-3600000"]).clockSkewMilliseconds == -3_600_000)
+        #expect(throws: ConfigurationError.self) {
+            try ServiceConfiguration.fromEnvironment(["INVENTORY_CLOCK_SKEW_MS": "3600001"])
+        }
+    }
+
     // MARK: - Helpers
 
     /// Items, orders in every state and an adjustment, so that the hostile requests have something to damage.

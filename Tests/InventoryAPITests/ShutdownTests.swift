@@ -32,12 +32,14 @@ struct ShutdownTests {
                         await Self.reserveUntilRefused(port: server.port, bizId: stores.bizId, connection: connection, tally: tally)
                     }
                 }
-                // Let the load run, then stop the service in the middle of it; the clients go on until refused.
-                let loadDeadline = ContinuousClock.now + .seconds(5)
-                while tally.snapshot.acknowledged.count < 200, ContinuousClock.now < loadDeadline {
-                    try await Task.sleep(for: .milliseconds(20))
+                // Stop the service in the middle of the load: once every client has been answered and the worker
+                // is writing the journal. The clients go on until refused.
+                try await waitFor("every client served, the journal being written", within: .seconds(60), every: .milliseconds(20)) {
+                    let acknowledged = tally.snapshot.acknowledged
+                    let clients = Set(acknowledged.map { $0.split(separator: "-").dropLast().joined(separator: "-") })
+                    guard acknowledged.count >= 200, clients.count == Self.connections else { return false }
+                    return try await Self.journalled(stores) > 0
                 }
-                try await Task.sleep(for: .milliseconds(300))
                 tally.sigtermSent()
                 server.terminate()
                 try await group.waitForAll()
@@ -113,6 +115,14 @@ struct ShutdownTests {
             }
         }
         try? await client?.shutdown()
+    }
+
+    /// Journal rows of this test's business.
+    static func journalled(_ stores: TestStores) async throws -> Int64 {
+        let count = try await stores.mysql.query(
+            "SELECT COUNT(*) AS n FROM reservation_journal WHERE biz_id = ?", [.string(stores.bizId)]
+        )
+        return count.rows.first?.int64("n") ?? 0
     }
 
     /// Entries of this test's outbox streams that a consumer read and did not acknowledge.

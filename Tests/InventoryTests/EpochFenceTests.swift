@@ -1,5 +1,6 @@
 import Foundation
 import InventoryTestSupport
+import MySQLClient
 import RedisClient
 import Synchronization
 import Testing
@@ -36,6 +37,18 @@ struct EpochFenceTests {
     }
 
     func journal(_ stores: TestStores) -> JournalRepository { JournalRepository(client: stores.mysql) }
+
+    /// Whether MySQL session `id` is running the init path's locking read of a stock row.
+    func runsLockingRead(_ stores: TestStores, session id: Int64) async throws -> Bool {
+        let sessions = try await stores.mysql.query(
+            """
+            SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST
+            WHERE ID = ? AND COMMAND = 'Execute' AND INFO LIKE '%FROM stock WHERE biz_id = % FOR UPDATE'
+            """,
+            [.int(id)]
+        )
+        return (sessions.rows.first?.int64("n") ?? 0) > 0
+    }
 
     @Test("a reserve read before Redis lost its data and committed after the rebuild is left out, not oversold")
     func staleReserve() async throws {
@@ -112,22 +125,43 @@ struct EpochFenceTests {
             try await reserve(stores, "inflight", 4)
             let held = try await outboxEvents(stores)
 
-            // The batch has locked the row when it asks for epochs; Redis loses its data at that moment and a
-            // reader starts the rebuild, which must wait for the batch's commit.
-            let rebuild = Mutex<Task<StockLevel, any Error>?>(nil)
-            let source = InterposedEpochs(inner: engine.itemEpochs) {
-                try await flush(stores)
-                rebuild.withLock { $0 = Task { try await engine.stock(stores.item(1)) } }
-                try await Task.sleep(for: .milliseconds(300))
+            // The rebuild runs on a MySQL connection of its own, so the test can see in the process list when it
+            // is waiting for the row.
+            var settings = stores.mysql.configuration
+            settings.poolSize = 1
+            let rebuildClient = MySQLClient(configuration: settings, logger: stores.logger)
+            let rebuilder = InventoryEngine(
+                redis: stores.redis, mysql: rebuildClient, scripts: try InventoryScripts.load(),
+                configuration: EngineConfiguration(durability: .async, keys: stores.keys), logger: stores.logger
+            )
+            do {
+                try await rebuilder.loadScripts()
+                let session = try #require(try await rebuildClient.query("SELECT CONNECTION_ID() AS id").rows.first?.int64("id"))
+
+                // The batch has locked the row when it asks for epochs; Redis loses its data at that moment and a
+                // reader starts the rebuild, which must wait for the batch's commit: the batch goes on only once
+                // the rebuild's locking read is blocked on its row.
+                let rebuild = Mutex<Task<StockLevel, any Error>?>(nil)
+                let source = InterposedEpochs(inner: engine.itemEpochs) {
+                    try await flush(stores)
+                    rebuild.withLock { $0 = Task { try await rebuilder.stock(stores.item(1)) } }
+                    try await waitFor("the rebuild's read waiting for the batch's row lock") {
+                        try await runsLockingRead(stores, session: session)
+                    }
+                }
+                let result = try await journal(stores).apply(held, epochs: source)
+                #expect(result.staleLines.isEmpty)
+                #expect(result.rowsInserted == 1)
+                let level = try await #require(rebuild.withLock { $0 }).value
+                #expect(level.available == 6)
+                #expect(level.reserved == 4)
+                let report = try await ReconcilerTests().reconciler(stores).run(.business(stores.bizId))
+                #expect(report.differences == [])
+            } catch {
+                await rebuildClient.shutdown()
+                throw error
             }
-            let result = try await journal(stores).apply(held, epochs: source)
-            #expect(result.staleLines.isEmpty)
-            #expect(result.rowsInserted == 1)
-            let level = try await #require(rebuild.withLock { $0 }).value
-            #expect(level.available == 6)
-            #expect(level.reserved == 4)
-            let report = try await ReconcilerTests().reconciler(stores).run(.business(stores.bizId))
-            #expect(report.differences == [])
+            await rebuildClient.shutdown()
         }
     }
 }

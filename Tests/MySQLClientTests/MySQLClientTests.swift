@@ -196,20 +196,39 @@ struct MySQLClientTests {
 
     @Test("a caller waiting for a connection can be cancelled; shutdown lets leased work finish and fails waiters")
     func waitingCancellationAndShutdown() async throws {
-        let client = MySQLClient(configuration: Self.configuration(poolSize: 1), logger: Self.logger)
-        let busy = Task { try await client.query("SELECT SLEEP(0.5) AS slept") }
-        try await Task.sleep(for: .milliseconds(100))
-        let cancelled = Task { try await client.query("SELECT 1") }
-        try await Task.sleep(for: .milliseconds(50))
-        cancelled.cancel()
-        await #expect(throws: CancellationError.self) { try await cancelled.value }
+        // The one connection is held by a statement that waits for a user lock another client holds, so it stays
+        // leased until the test lets it go, however slow the machine is.
+        let lock = "waiting-\(Self.uniqueSuffix())"
+        try await withClient(poolSize: 1) { holder in
+            #expect(try await holder.query("SELECT GET_LOCK(?, 0) AS got", [.string(lock)]).rows.first?.int64("got") == 1)
+            let client = MySQLClient(configuration: Self.configuration(poolSize: 1), logger: Self.logger)
+            let busy = Task { try await client.query("SELECT GET_LOCK(?, 8) AS got", [.string(lock)]) }
+            do {
+                try await waitFor("the first caller leased the connection") { client.occupancy == (1, 0) }
 
-        let waiting = Task { try await client.query("SELECT 1") }
-        try await Task.sleep(for: .milliseconds(50))
-        await client.shutdown()
-        #expect(try await busy.value.rows.first?.int64("slept") == 0)
-        let refused = await #expect(throws: MySQLError.self) { try await waiting.value }
-        #expect(refused?.code == .poolClosed)
+                let cancelled = Task { try await client.query("SELECT 1") }
+                try await waitFor("the second caller is queued") { client.occupancy == (1, 1) }
+                cancelled.cancel()
+                await #expect(throws: CancellationError.self) { try await cancelled.value }
+                #expect(client.occupancy == (1, 0), "the cancelled caller left the queue")
+
+                let waiting = Task { try await client.query("SELECT 1") }
+                try await waitFor("the third caller is queued") { client.occupancy == (1, 1) }
+                let shutdown = Task { await client.shutdown() }
+                // The waiter is failed at once, while the leased statement still runs.
+                let refused = await #expect(throws: MySQLError.self) { try await waiting.value }
+                #expect(refused?.code == .poolClosed)
+                #expect(client.occupancy.leased == 1, "shutdown did not take the leased connection away")
+                _ = try await holder.query("SELECT RELEASE_LOCK(?)", [.string(lock)])
+                await shutdown.value
+            } catch {
+                _ = try? await holder.query("SELECT RELEASE_LOCK(?)", [.string(lock)])
+                await client.shutdown()
+                throw error
+            }
+            // 1: the statement ran to its end after shutdown began (0 would be its own 8 s timeout, NULL a kill).
+            #expect(try await busy.value.rows.first?.int64("got") == 1)
+        }
     }
 
     @Test("a killed connection is replaced: at once when validated, on the next lease when it broke mid-query")

@@ -18,6 +18,23 @@ public enum Fault: String, Sendable, Codable, CaseIterable {
     case redisSlow = "redis-slow"
     /// Redis refuses writes (maxmemory reached, noeviction) for a while.
     case redisFull = "redis-full"
+    /// Single keys the service owns deleted under load, a few a second (issue 17): item hashes, orders, reserve
+    /// and rollback marks, per-user usage, adjustment marks (`KeyKind`).
+    case keyDelete = "key-del"
+    /// The code sets of two items deleted under load, one with a reusable code pool, one with a one-time pool
+    /// (whose stock is its codes). Apart from `key-del` because it fails: see loadtest/RESULTS.md, 2026-12-04.
+    case keyDeleteCodes = "key-del-codes"
+    /// Redis with `maxmemory-policy allkeys-lru`: the service must refuse to start, naming the policy and
+    /// `INVENTORY_ALLOW_EVICTION`; then the policy is set back to noeviction and the load runs.
+    case evictingPolicy = "evicting-policy"
+    /// A second instance whose clock is ahead (`INVENTORY_CLOCK_SKEW_MS`) serves every other lane throughout.
+    case clockSkew = "clock-skew"
+}
+
+extension Fault {
+    /// Redis loses data the journal may not have yet: in async mode the changes of the last moments before it (the
+    /// documented window) may be lost, and an expiry may reach the journal only through the journal sweep, later.
+    var losesRedisData: Bool { self == .redisFlushall || self == .keyDelete || self == .keyDeleteCodes }
 }
 
 /// How hard and how long: `quick` fits in the test command, `full` is the documented long run.
@@ -30,27 +47,36 @@ public struct FaultProfile: Sendable {
     public var mariadbDown: Duration
     public var redisSleepSeconds: Int
     public var redisFullFor: Duration
+    /// `key-del`: keys deleted per injection, and how many a second.
+    public var keyDeletes: Int
+    public var keyDeletesPerSecond: Int
+    /// `clock-skew`: how far the second instance's clock is ahead.
+    public var clockSkewMilliseconds: Int
     /// (fault, durability, injections) in the order they run.
     public var scenarios: [(fault: Fault, durability: String, injections: Int)]
 
     public static let quick = FaultProfile(
         lanes: 8, items: 3, stockPerItem: 400, loadBetween: .milliseconds(1500), mariadbDown: .seconds(5),
-        redisSleepSeconds: 2, redisFullFor: .seconds(2),
+        redisSleepSeconds: 2, redisFullFor: .seconds(2), keyDeletes: 8, keyDeletesPerSecond: 4,
+        clockSkewMilliseconds: 2000,
         scenarios: [
             (.sigkillService, "sync", 2), (.redisRestart, "sync", 1), (.redisFlushall, "sync", 1),
             (.redisFlushall, "async", 1), (.mariadbStop, "sync", 1), (.mariadbStop, "async", 1),
-            (.redisSlow, "async", 1), (.redisFull, "async", 1),
+            (.redisSlow, "async", 1), (.redisFull, "async", 1), (.keyDelete, "sync", 2), (.evictingPolicy, "async", 1),
+            (.clockSkew, "sync", 1),
         ]
     )
 
     public static let full = FaultProfile(
         lanes: 24, items: 8, stockPerItem: 2000, loadBetween: .seconds(5), mariadbDown: .seconds(30),
-        redisSleepSeconds: 3, redisFullFor: .seconds(5),
+        redisSleepSeconds: 3, redisFullFor: .seconds(5), keyDeletes: 20, keyDeletesPerSecond: 4,
+        clockSkewMilliseconds: 2000,
         scenarios: [
             (.sigkillService, "sync", 5), (.sigkillService, "async", 5), (.redisRestart, "sync", 3),
             (.redisRestart, "async", 3), (.redisFlushall, "sync", 2), (.redisFlushall, "async", 2),
             (.mariadbStop, "sync", 1), (.mariadbStop, "async", 1), (.redisSlow, "sync", 3), (.redisSlow, "async", 3),
-            (.redisFull, "sync", 2), (.redisFull, "async", 2),
+            (.redisFull, "sync", 2), (.redisFull, "async", 2), (.keyDelete, "sync", 3), (.keyDelete, "async", 3),
+            (.keyDeleteCodes, "sync", 1), (.evictingPolicy, "sync", 1), (.clockSkew, "sync", 3), (.clockSkew, "async", 3),
         ]
     )
 }
@@ -96,6 +122,9 @@ public struct FaultResult: Sendable, Codable {
     public var sequenceViolations: [String]
     /// `inventoryd reconcile` exit status after the drain (0 clean).
     public var reconcileExit: Int32
+    /// `key-del`: keys deleted, by kind (`KeyKind`); stock adjustment pairs (-1, +1) applied beside the load.
+    public var keysDeleted: [String: Int] = [:]
+    public var adjustmentPairs = 0
     public var passed: Bool
     public var failures: [String]
 }
@@ -163,6 +192,7 @@ public final class FaultRunner: Sendable {
         "\(result.passed ? "PASS" : "FAIL") \(result.fault.rawValue) (\(result.durability)) ×\(result.injections): "
             + "\(result.answers) answers, \(result.acknowledgedHolds) holds, oversold \(result.oversoldUnits), "
             + "lost \(result.lostReservations) holds / \(result.lostTransitions) transitions, reconcile exit \(result.reconcileExit)"
+            + (result.keysDeleted.isEmpty ? "" : ", keys deleted \(result.keysDeleted.sorted { $0.key < $1.key })")
             + (result.failures.isEmpty ? "" : " — " + result.failures.joined(separator: "; "))
     }
 
@@ -195,13 +225,13 @@ struct ServiceEnvironment: Sendable {
     /// The cluster's nodes; empty for a single Redis.
     var clusterPorts: [Int] = []
 
-    func variables(durability: String, prefix: String = "inv") -> [String: String] {
+    func variables(durability: String, prefix: String = "inv", httpPort: Int? = nil) -> [String: String] {
         var variables = [
             "INVENTORY_REDIS_HOST": "127.0.0.1", "INVENTORY_REDIS_PORT": String(redisPort),
             "INVENTORY_MYSQL_HOST": "127.0.0.1", "INVENTORY_MYSQL_PORT": String(mysqlPort),
             "INVENTORY_MYSQL_USER": "inventory", "INVENTORY_MYSQL_PASSWORD": "inventory",
             "INVENTORY_MYSQL_DATABASE": "inventory", "INVENTORY_HTTP_HOST": "127.0.0.1",
-            "INVENTORY_HTTP_PORT": String(httpPort), "INVENTORY_DURABILITY": durability,
+            "INVENTORY_HTTP_PORT": String(httpPort ?? self.httpPort), "INVENTORY_DURABILITY": durability,
             "INVENTORY_KEY_PREFIX": prefix, "INVENTORY_REDIS_TIMEOUT_MS": "500",
             "INVENTORY_WORKER_CONSUMER": "faults", "INVENTORY_WORKER_CLAIM_IDLE_MS": "2000",
             "INVENTORY_LOG_FORMAT": "json", "INVENTORY_LOG_LEVEL": "notice",

@@ -18,25 +18,71 @@ struct ScenarioContext: Sendable {
 
     func run(_ fault: Fault, durability: String, injections: Int) async throws -> FaultResult {
         let bizId = "f" + String(UUID().uuidString.prefix(8)).lowercased()
+        let refusal = fault == .evictingPolicy ? try await startRefused(durability: durability) : []
         let variables = environment.variables(durability: durability)
         let service = ChildProcess(
             name: "inventoryd", executable: inventoryd, arguments: ["serve"], environment: variables,
             logPath: "\(directory)/inventoryd-\(fault.rawValue)-\(durability).log"
         )
         let target = Target(name: "service", host: "127.0.0.1", port: environment.httpPort)
-        let client = SetupClient(group: group, target: target, timeout: .seconds(10))
+        var clients = [SetupClient(group: group, target: target, timeout: .seconds(10))]
+        // clock-skew: a second instance, its clock ahead, serving every other lane (same stores).
+        var skewed: ChildProcess?
+        if fault == .clockSkew {
+            let port = try Tools.freePort()
+            var second = environment.variables(durability: durability, httpPort: port)
+            second["INVENTORY_CLOCK_SKEW_MS"] = String(profile.clockSkewMilliseconds)
+            second["INVENTORY_WORKER_CONSUMER"] = "faults-skewed"
+            skewed = ChildProcess(
+                name: "inventoryd-skewed", executable: inventoryd, arguments: ["serve"], environment: second,
+                logPath: "\(directory)/inventoryd-\(fault.rawValue)-\(durability)-skewed.log"
+            )
+            clients.append(SetupClient(group: group, target: Target(name: "skewed", host: "127.0.0.1", port: port), timeout: .seconds(10)))
+        }
         try service.start()
-        try await waitReady(client)
+        try skewed?.start()
+        for client in clients { try await waitReady(client) }
         do {
-            let result = try await exercise(
-                fault, durability: durability, injections: injections, bizId: bizId, service: service, client: client
+            var result = try await exercise(
+                fault, durability: durability, injections: injections, bizId: bizId, service: service, clients: clients
             )
             await service.stop(signal: SIGTERM)
+            await skewed?.stop(signal: SIGTERM)
+            if !refusal.isEmpty {
+                result.failures += refusal
+                result.passed = false
+            }
             return result
         } catch {
             await service.stop(signal: SIGKILL)
+            await skewed?.stop(signal: SIGKILL)
             throw error
         }
+    }
+
+    /// `evicting-policy`: `inventoryd serve` against a Redis whose `maxmemory-policy` is allkeys-lru must exit
+    /// non-zero naming the policy and the setting that overrides it. Returns what went wrong (nothing when it
+    /// refused); the policy is noeviction again afterwards.
+    private func startRefused(durability: String) async throws -> [String] {
+        try redis.everyNode("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+        let logPath = "\(directory)/inventoryd-\(Fault.evictingPolicy.rawValue)-\(durability)-refused.log"
+        let refused = ChildProcess(
+            name: "inventoryd-refused", executable: inventoryd, arguments: ["serve"],
+            environment: environment.variables(durability: durability), logPath: logPath
+        )
+        try refused.start()
+        let status = await refused.waitForExit(within: 30)
+        if status == nil { await refused.stop(signal: SIGKILL) }
+        try redis.everyNode("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        let output = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        var failures: [String] = []
+        if status == nil { failures.append("inventoryd served on an allkeys-lru Redis (no exit within 30 s)") }
+        if status == 0 { failures.append("inventoryd exited 0 on an allkeys-lru Redis") }
+        for name in ["maxmemory-policy", "INVENTORY_ALLOW_EVICTION"] where !output.contains(name) {
+            failures.append("its refusal does not name \(name)")
+        }
+        log("  evicting-policy (\(durability)): inventoryd exited \(status.map(String.init) ?? "no") on allkeys-lru")
+        return failures
     }
 
     private func waitReady(_ client: SetupClient) async throws {
@@ -46,41 +92,124 @@ struct ScenarioContext: Sendable {
     }
 
     private func exercise(
-        _ fault: Fault, durability: String, injections: Int, bizId: String, service: ChildProcess, client: SetupClient
+        _ fault: Fault, durability: String, injections: Int, bizId: String, service: ChildProcess, clients: [SetupClient]
     ) async throws -> FaultResult {
+        let client = clients[0]
+        // key-del: a per-user limit no lane reaches, so that reserves keep per-user usage hashes to delete.
+        let limit = fault == .keyDelete ? #","perUserLimit":1000000"# : ""
         try await client.withConnection { connection in
             for sku in 1...profile.items {
+                // key-del-codes: item 2's stock is the codes of its one-time pool.
+                let stock = fault == .keyDeleteCodes && sku == 2 ? 0 : profile.stockPerItem
                 let (status, body) = try await connection.request(
-                    .PUT, "/v1/stock/\(bizId)/\(sku)", json: #"{"stock":\#(profile.stockPerItem)}"#
+                    .PUT, "/v1/stock/\(bizId)/\(sku)", json: #"{"stock":\#(stock)\#(limit)}"#
                 )
                 guard status == 200 else { throw FaultSuiteError("PUT stock answered \(status): \(body)") }
+            }
+            if fault == .keyDeleteCodes {
+                try await Self.addCodePool(bizId: bizId, sku: 1, kind: "reusable", codes: 20, on: connection)
+                try await Self.addCodePool(bizId: bizId, sku: 2, kind: "one-time", codes: Int(profile.stockPerItem), on: connection)
             }
         }
         let start = ContinuousClock.now
         let ledger = Ledger()
         let stop = StopFlag()
-        let workload = Workload(
-            client: client, bizId: bizId, runId: bizId, items: profile.items, lanes: profile.lanes, start: start,
+        var workload = Workload(
+            clients: clients, bizId: bizId, runId: bizId, items: profile.items, lanes: profile.lanes, start: start,
             ledger: ledger, stop: stop, retryLimit: .seconds(90)
         )
-        let running = Task { await workload.run() }
+        workload.userIds = fault == .keyDelete
+        let running = Task { [workload] in await workload.run() }
+        let adjusting = fault == .keyDelete ? Task {
+            await Adjuster(client: client, bizId: bizId, items: profile.items, ledger: ledger, stop: stop, retryLimit: .seconds(90))
+                .run(seed: UInt64(truncatingIfNeeded: bizId.hashValue))
+        } : nil
         var faultTimes: [Double] = []
+        var keysDeleted: [KeyKind: Int] = [:]
+        var random = SplitMix64(seed: UInt64(truncatingIfNeeded: bizId.hashValue) ^ 0x5eed)
         try await Task.sleep(for: profile.loadBetween)
         func now() -> Double { (ContinuousClock.now - start).seconds }
         for index in 0..<injections {
             log("  \(fault.rawValue) (\(durability)): injection \(index + 1) of \(injections)")
             let injectedAt = now()
-            try await inject(fault, service: service, client: client)
-            // A FLUSHALL takes effect when its command returns; holds acknowledged before that are in the window.
-            faultTimes.append(fault == .redisFlushall ? now() : injectedAt)
+            if fault == .keyDelete || fault == .keyDeleteCodes {
+                let codes = fault == .keyDeleteCodes
+                let deleter = KeyDeleter(
+                    redis: redis, bizId: bizId, kinds: codes ? [.codes] : Set(KeyKind.allCases).subtracting([.codes]),
+                    start: start, logPath: "\(directory)/keys-deleted-\(bizId).txt"
+                )
+                let (deleted, times) = codes
+                    ? try deleter.deleteAll()
+                    : try await deleter.run(count: profile.keyDeletes, perSecond: profile.keyDeletesPerSecond, random: &random)
+                keysDeleted.merge(deleted, uniquingKeysWith: +)
+                // Each delete is a loss of its own: a hold's loss window runs up to the next one.
+                faultTimes += times
+            } else {
+                try await inject(fault, service: service, client: client)
+                // A FLUSHALL takes effect when its command returns; holds acknowledged before that are in the window.
+                faultTimes.append(fault == .redisFlushall ? now() : injectedAt)
+            }
             try await Task.sleep(for: profile.loadBetween)
         }
         stop.set()
         await running.value
+        let adjustmentPairs = await adjusting?.value ?? 0
         try await drain()
-        return try await check(
+        var result = try await check(
             fault, durability: durability, injections: injections, bizId: bizId, ledger: ledger, faultTimes: faultTimes
         )
+        result.keysDeleted = Dictionary(uniqueKeysWithValues: keysDeleted.map { ($0.key.rawValue, $0.value) })
+        result.adjustmentPairs = adjustmentPairs
+        if fault == .keyDelete || fault == .keyDeleteCodes {
+            let stuck = try await probe(bizId: bizId, client: client, user: workload.userIds)
+            if !stuck.isEmpty {
+                result.failures += stuck
+                result.passed = false
+            }
+        }
+        return result
+    }
+
+    /// `key-del-codes`: a code pool on an item, so that it has a code set to delete. A reusable pool's item keeps
+    /// its own stock (codes are handed out again); a one-time pool's stock is its codes.
+    static func addCodePool(bizId: String, sku: Int, kind: String, codes count: Int, on connection: SetupConnection) async throws {
+        let (status, body) = try await connection.request(.PUT, "/v1/stock/\(bizId)/\(sku)/pool", json: #"{"kind":"\#(kind)"}"#)
+        guard status == 200 else { throw FaultSuiteError("PUT pool answered \(status): \(body)") }
+        let codes = (1...count).map { "FAULT\(bizId.uppercased())S\(sku)C\($0)" }.joined(separator: "\n")
+        let (loaded, answer) = try await connection.request(
+            .POST, "/v1/stock/\(bizId)/\(sku)/codes", body: codes + "\n", contentType: "text/plain"
+        )
+        guard loaded == 200 else { throw FaultSuiteError("POST codes answered \(loaded): \(answer)") }
+    }
+
+    /// After the checks: every item that shows stock available still sells it (a reserve of one unit, cancelled
+    /// again). A key that vanished must cost a rebuild, never leave an item refusing what it shows.
+    private func probe(bizId: String, client: SetupClient, user: Bool) async throws -> [String] {
+        try await client.withConnection { connection in
+            var failures: [String] = []
+            for sku in 1...profile.items {
+                let (status, body) = try await connection.request(.GET, "/v1/stock/\(bizId)/\(sku)")
+                guard status == 200, let available = Self.number("available", in: body), available > 0 else { continue }
+                let order = "\(bizId)-probe-\(sku)"
+                let userField = user ? #","userId":"probe""# : ""
+                let (reserved, answer) = try await connection.request(
+                    .POST, "/v1/reservations",
+                    json: #"{"orderId":"\#(order)","bizId":"\#(bizId)"\#(userField),"items":[{"skuId":\#(sku),"quantity":1}]}"#
+                )
+                if reserved == 201 {
+                    _ = try await connection.request(.POST, "/v1/reservations/\(order)/cancel")
+                } else {
+                    failures.append("sku \(sku): \(available) available, but a reserve of 1 answered \(reserved): \(answer)")
+                }
+            }
+            return failures
+        }
+    }
+
+    /// An integer field of a JSON object (the stock answer), without decoding the rest.
+    static func number(_ field: String, in json: String) -> Int64? {
+        guard let range = json.range(of: "\"\(field)\":") else { return nil }
+        return Int64(json[range.upperBound...].prefix { $0.isNumber || $0 == "-" })
     }
 
     private func inject(_ fault: Fault, service: ChildProcess, client: SetupClient) async throws {
@@ -106,6 +235,10 @@ struct ScenarioContext: Sendable {
             try redis.everyNode("CONFIG", "SET", "maxmemory", "1")
             try await Task.sleep(for: profile.redisFullFor)
             try redis.everyNode("CONFIG", "SET", "maxmemory", "0")
+        case .keyDelete, .keyDeleteCodes:
+            break  // a run of deletes, in `exercise`
+        case .evictingPolicy, .clockSkew:
+            break  // the fault is the whole scenario's: the refused start before it, the skewed instance throughout
         }
     }
 
@@ -179,7 +312,7 @@ struct ScenarioContext: Sendable {
                 }
             }
             // An expiry is the sweeper's, never waited for: after a data loss the journal sweep redoes it later.
-            if order.expired && row.status != "EXPIRED" && fault != .redisFlushall { lostTransitions += 1 }
+            if order.expired && row.status != "EXPIRED" && !fault.losesRedisData { lostTransitions += 1 }
         }
         let reconcile = try Tools.status(
             inventoryd, ["reconcile", "--biz", bizId, "--json"], environment: environment.variables(durability: durability),
@@ -187,7 +320,7 @@ struct ScenarioContext: Sendable {
         )
 
         var failures: [String] = []
-        let dataLoss = fault == .redisFlushall
+        let dataLoss = fault.losesRedisData
         if oversold > 0 { failures.append("oversold \(oversold) units") }
         if !mismatches.isEmpty { failures.append(contentsOf: mismatches) }
         if reconcile != 0 { failures.append("reconciler exit \(reconcile)") }

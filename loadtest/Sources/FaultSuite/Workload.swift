@@ -64,7 +64,8 @@ final class Ledger: @unchecked Sendable {
 /// cancelled before they reserve, or reserved with a 1 s TTL and sent again after it ran out, and the answers to
 /// those are checked.
 struct Workload: Sendable {
-    let client: SetupClient
+    /// The service's instances; lane i sends to `clients[i % clients.count]`.
+    let clients: [SetupClient]
     let bizId: String
     let runId: String
     let items: Int
@@ -74,6 +75,8 @@ struct Workload: Sendable {
     let stop: StopFlag
     /// How long one step is retried before it is given up.
     let retryLimit: Duration
+    /// Reserves name a user (`u<lane>`), for items with a per-user limit.
+    var userIds = false
 
     enum Step: Sendable {
         case reserve(order: String, sku: Int, repeatAfter: Bool)
@@ -104,6 +107,8 @@ struct Workload: Sendable {
     private func seconds() -> Double { (ContinuousClock.now - start).seconds }
 
     private func runLane(_ lane: Int) async {
+        let client = clients[lane % clients.count]
+        let user = userIds ? #","userId":"u\#(lane)""# : ""
         var random = SplitMix64(seed: UInt64(lane + 1) &* 0x9E37_79B9 &+ UInt64(runId.hashValue & 0xffff))
         var counter = 0
         var queue: [Step] = []
@@ -148,7 +153,7 @@ struct Workload: Sendable {
                         let sent = ContinuousClock.now
                         let status: Int
                         do {
-                            status = try await send(step, on: connection).status
+                            status = try await send(step, user: user, on: connection).status
                         } catch {
                             // No answer within the client's timeout is a hang; a connection reset is not.
                             ledger.transportError(timeout: ContinuousClock.now - sent >= client.timeout * 0.95)
@@ -182,17 +187,17 @@ struct Workload: Sendable {
         }
     }
 
-    private func send(_ step: Step, on connection: SetupConnection) async throws -> (status: Int, body: String) {
+    private func send(_ step: Step, user: String, on connection: SetupConnection) async throws -> (status: Int, body: String) {
         switch step {
         case .reserve(let order, let sku, _), .reserveAgain(let order, let sku), .reserveAfterCancel(let order, let sku):
             return try await connection.request(
                 .POST, "/v1/reservations",
-                json: #"{"orderId":"\#(order)","bizId":"\#(bizId)","items":[{"skuId":\#(sku),"quantity":1}]}"#
+                json: #"{"orderId":"\#(order)","bizId":"\#(bizId)"\#(user),"items":[{"skuId":\#(sku),"quantity":1}]}"#
             )
         case .reserveExpiring(let order, let sku), .reserveAfterExpiry(let order, let sku):
             return try await connection.request(
                 .POST, "/v1/reservations",
-                json: #"{"orderId":"\#(order)","bizId":"\#(bizId)","items":[{"skuId":\#(sku),"quantity":1}],"ttlSeconds":1}"#
+                json: #"{"orderId":"\#(order)","bizId":"\#(bizId)"\#(user),"items":[{"skuId":\#(sku),"quantity":1}],"ttlSeconds":1}"#
             )
         case .confirm(let order, _), .confirmAfterCancel(let order):
             return try await connection.request(.POST, "/v1/reservations/\(order)/confirm")

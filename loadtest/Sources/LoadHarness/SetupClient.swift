@@ -103,12 +103,19 @@ public final class SetupConnection {
     /// Sends one request and collects its answer. A request without an answer within the timeout closes the
     /// connection and throws.
     public func request(_ method: HTTPMethod, _ path: String, json: String? = nil) async throws -> (status: Int, body: String) {
+        try await request(method, path, body: json, contentType: "application/json")
+    }
+
+    /// Sends one request with a body of any content type (`text/plain` for a code upload) and collects its answer.
+    public func request(
+        _ method: HTTPMethod, _ path: String, body text: String?, contentType: String
+    ) async throws -> (status: Int, body: String) {
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: target.hostHeader)
         var body: ByteBuffer?
-        if let json {
-            let buffer = channel.allocator.buffer(string: json)
-            headers.add(name: "Content-Type", value: "application/json")
+        if let text {
+            let buffer = channel.allocator.buffer(string: text)
+            headers.add(name: "Content-Type", value: contentType)
             headers.add(name: "Content-Length", value: String(buffer.readableBytes))
             body = buffer
         } else if method == .POST || method == .PUT {
