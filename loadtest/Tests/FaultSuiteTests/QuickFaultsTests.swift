@@ -32,9 +32,5 @@ struct QuickFaultsTests {
         // was refused as expired, and a confirm after a cancel was refused (a violation otherwise).
         #expect(results.map(\.holdsSeenExpired).reduce(0, +) > 0)
         #expect(results.map(\.acknowledgedCancels).reduce(0, +) > 0)
-        // The key fault deleted keys, and the adjustments beside it were applied (so their keys existed to delete).
-        let keyFaults = results.filter { $0.fault == .keyDelete }
-        #expect(!keyFaults.isEmpty && keyFaults.allSatisfy { $0.keysDeleted.values.reduce(0, +) > 0 })
-        #expect(keyFaults.allSatisfy { $0.adjustmentPairs > 0 })
     }
 }
