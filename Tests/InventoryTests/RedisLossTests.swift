@@ -74,6 +74,36 @@ struct RedisLossTests {
         }
     }
 
+    @Test("sync mode: a hold whose item was rebuilt before its journal commit is taken back; the retry holds afresh")
+    func syncHoldLeftOutIsTakenBack() async throws {
+        try await TestStores.with { stores in
+            // Made in Redis (async: no commit yet), then its item vanishes and is rebuilt without it.
+            _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let orderId = "\(stores.bizId)-stale"
+            _ = try await stores.engine.reserve(command(stores, orderId, 3))
+            _ = try await stores.redis.command("DEL", stores.keys.item(stores.item(1)))
+            #expect(try await stores.engine.stock(stores.item(1)).reserved == 0, "rebuilt without the hold")
+
+            var configuration = stores.engine.configuration
+            configuration.durability = .sync
+            let sync = InventoryEngine(
+                redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(),
+                configuration: configuration, logger: stores.logger
+            )
+            // The replay finds the hold's line left out of the journal: 503, and the order is taken back ...
+            await #expect(throws: InventoryError.self) { try await sync.reserve(command(stores, orderId, 3)) }
+            // ... so the retry is held and recorded.
+            let retry = try await sync.reserve(command(stores, orderId, 3))
+            guard case .created(let reservation) = retry else {
+                Issue.record("the retry was not held afresh: \(retry)")
+                return
+            }
+            #expect(reservation.persisted == true)
+            #expect(try await stores.engine.stock(stores.item(1)).reserved == 3)
+            #expect(try await stores.journalRows().map(\.quantity) == [3])
+        }
+    }
+
     @Test("a shard's first start trusts Redis: no journal question, and the marker says so")
     func firstStartTrustsRedis() async throws {
         try await TestStores.with { stores in

@@ -999,9 +999,7 @@ public final class InventoryEngine: Sendable {
             throw mapMySQL(error)
         }
         if result.staleLines.contains(where: { $0.eventId == eventId }) {
-            // Redis lost this hold before its row was committed and rebuilt the item without it: nothing is held
-            // any more, and nothing is to be taken back.
-            throw InventoryError.unavailable("Redis lost its data while this reservation was being recorded; retry")
+            try await takeBackStale(command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId)
         }
         guard let duplicate = result.duplicates.first(where: { $0.orderId == command.orderId }) else { return }
         // The journal has this order from an earlier reserve: this second hold is taken back. If that earlier
@@ -1038,7 +1036,15 @@ public final class InventoryEngine: Sendable {
         guard let event = try await outboxEvent(shard: shard, eventId: eventId), event.kind == .reserve else {
             throw InventoryError.unavailable("the reservation is held but not recorded yet; retry")
         }
-        let result = try await commitFromOutbox(event, what: "reservation")
+        let result: JournalBatchResult
+        do { result = try await committer.commit(event) } catch { throw mapMySQL(error) }
+        if result.staleLines.contains(where: { $0.eventId == event.id }) {
+            try await takeBackStale(
+                orderId, bizId: bizId,
+                lines: event.lines.map { ReservationLine(skuId: $0.skuId, requested: $0.quantity, reserved: $0.quantity) },
+                eventId: event.id
+            )
+        }
         // The journal's row of the order is an earlier attempt's that was taken back in Redis and is about to be
         // removed: this hold is not recorded yet (a later retry commits it once that row is gone).
         if let duplicate = result.duplicates.first(where: { $0.orderId == orderId && $0.eventId == event.id }),
@@ -1046,6 +1052,19 @@ public final class InventoryEngine: Sendable {
         {
             throw InventoryError.unavailable("an earlier attempt of this order is still being taken back; retry")
         }
+    }
+
+    /// Sync mode: a hold's journal commit left (some of) its lines out, because Redis rebuilt their items since the
+    /// hold was made and they no longer count it. The order is taken back (lines still counted give their units back,
+    /// the journal rows committed for them go too), so that the client's retry holds afresh instead of replaying an
+    /// order that can never be recorded. Throws 503 (retry).
+    private func takeBackStale(_ orderId: String, bizId: String, lines: [ReservationLine], eventId: String) async throws -> Never {
+        logger.warning(
+            "a hold's items were rebuilt before its journal commit; the order is taken back for the client's retry",
+            metadata: ["orderId": "\(orderId)", "event": "\(eventId)"]
+        )
+        await undoReserve(orderId: orderId, bizId: bizId, lines: lines, eventId: eventId, routine: true)
+        throw InventoryError.unavailable("Redis lost its data while this reservation was being recorded; retry")
     }
 
     /// Whether the hold of reserve event `eventId` was taken back in Redis (its undone marker); true when Redis
