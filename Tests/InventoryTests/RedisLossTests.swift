@@ -104,6 +104,33 @@ struct RedisLossTests {
         }
     }
 
+    @Test("an order whose hold Redis took back is not restored from its journal row while the undo is on its way")
+    func takenBackOrderNotRestored() async throws {
+        try await TestStores.with(durability: .sync) { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let orderId = "\(stores.bizId)-undone"
+            _ = try await engine.reserve(command(stores, orderId, 3))
+            let eventId = try await stores.redis.command("HGET", stores.orderKey(orderId, sku: 1), "event").text ?? ""
+            // Taken back in Redis (as after a failed commit whose row was written after all); its undo event is in
+            // the outbox, not applied yet: the journal row is still there.
+            await engine.undoReserve(
+                orderId: orderId, bizId: stores.bizId, lines: [ReservationLine(skuId: 1, requested: 3, reserved: 3)],
+                eventId: eventId
+            )
+            #expect(try await stores.journalRows().map(\.orderId) == [orderId])
+
+            await #expect(throws: InventoryError.self) { try await engine.confirm(orderId: orderId) }
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.available == 10)
+            #expect(level.reserved == 0)
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.journalRows().isEmpty)
+            await #expect(throws: InventoryError.notFound) { try await engine.confirm(orderId: orderId) }
+            #expect(try await engine.stock(stores.item(1)).available == 10)
+        }
+    }
+
     @Test("a shard's first start trusts Redis: no journal question, and the marker says so")
     func firstStartTrustsRedis() async throws {
         try await TestStores.with { stores in

@@ -1865,6 +1865,14 @@ public final class InventoryEngine: Sendable {
         }
         let seen = try await journalRows()
         guard let any = seen.first else { return false }
+        // Rows of a reserve Redis took back (a sync commit that failed, a duplicate) are about to be removed by its
+        // undo event: restoring them would make a live order of a hold no item counts. The caller retries.
+        for row in seen where !row.reserveEvent.isEmpty {
+            let shard = keys.partShard(orderId: orderId, item: StockItemID(bizId: row.bizId, skuId: row.skuId))
+            if await wasTakenBack(orderId: orderId, eventId: row.reserveEvent, shard: shard) {
+                throw InventoryError.unavailable("an earlier attempt of this order is still being taken back; retry")
+            }
+        }
         // Items first, so they count these holds from the same journal. The rows are read again afterwards: a
         // write-back batch may have moved them before the rebuild read MySQL (a confirm Redis lost, say), and
         // once the items are rebuilt no line of the lost epoch changes them any more.

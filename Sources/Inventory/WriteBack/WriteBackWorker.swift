@@ -509,8 +509,9 @@ public final class WriteBackWorker: Service, Sendable {
         }
     }
 
-    /// A reserve and its undo in the same batch cancel out; applying both would report the reserve as a duplicate
-    /// of the row its retry has since written.
+    /// A reserve and its undo in the same batch: the reserve is left out (applying it would report it as a duplicate
+    /// of the row its retry has since written); the undo stays, since the reserve's row may be in the journal already
+    /// (a sync commit, or an earlier delivery) and must go (it removes only a RESERVED row of that reserve event).
     static func cancellingUndone(_ events: [OutboxEvent]) -> [OutboxEvent] {
         // Entry ids are unique within a stream only: two shards' streams hand out the same "ms-seq" all the time.
         // An undo is written to the stream of the reserve it undoes, so the pair is matched within a stream.
@@ -519,11 +520,9 @@ public final class WriteBackWorker: Service, Sendable {
             event.kind == .undo ? event.reserveEventId.map { entry(event.stream, $0) } : nil
         })
         guard !undone.isEmpty else { return events }
-        let reserves = Set(events.filter { $0.kind == .reserve }.map { entry($0.stream, $0.id) })
         return events.filter { event in
             switch event.kind {
             case .reserve: return !undone.contains(entry(event.stream, event.id))
-            case .undo: return !reserves.contains(entry(event.stream, event.reserveEventId ?? ""))
             default: return true
             }
         }
