@@ -184,6 +184,14 @@ public struct TestStores: Sendable {
         return drained
     }
 
+    /// A reconciler over this test's stores (small pages, so a test's few items still span several).
+    public func reconciler(pageSize: Int = 3) throws -> Reconciler {
+        Reconciler(
+            redis: redis, mysql: mysql, scripts: try InventoryScripts.load(), keys: keys, logger: logger,
+            pageSize: pageSize
+        )
+    }
+
     /// The journal rows of this test's business, by order, as (order, sku, quantity, status).
     public func journalRows() async throws -> [JournalLine] {
         let result = try await mysql.query(

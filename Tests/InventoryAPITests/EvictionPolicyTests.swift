@@ -20,19 +20,19 @@ struct EvictionPolicyTests {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        // Ready once it answers PING (bounded).
-        let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline {
-            if let connection = try? await RawConnection.connect(port: port) {
+        do {
+            try await waitFor("redis-server on \(port) answers PING", every: .milliseconds(20)) {
+                guard let connection = try? await RawConnection.connect(port: port) else { return false }
                 try? await connection.send("*1\r\n$4\r\nPING\r\n")
                 let reply = await connection.receive(within: 1) { $0.contains(UInt8(ascii: "\n")) }
                 await connection.close()
-                if String(decoding: reply, as: UTF8.self).hasPrefix("+PONG") { return (process, port) }
+                return String(decoding: reply, as: UTF8.self).hasPrefix("+PONG")
             }
-            try await Task.sleep(for: .milliseconds(20))
+        } catch {
+            process.terminate()
+            throw error
         }
-        process.terminate()
-        throw ServeProcess.ServeError(description: "redis-server on \(port) did not answer")
+        return (process, port)
     }
 
     @Test("an evicting policy: serve exits non-zero naming maxmemory-policy and INVENTORY_ALLOW_EVICTION; allowed, it serves")

@@ -9,12 +9,7 @@ import Testing
 /// The reconciler against real stores: clean whatever is in flight, exact about what is not.
 @Suite("Reconciler")
 struct ReconcilerTests {
-    func reconciler(_ stores: TestStores) throws -> Reconciler {
-        Reconciler(
-            redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(), keys: stores.keys,
-            logger: stores.logger, pageSize: 3
-        )
-    }
+    func reconciler(_ stores: TestStores) throws -> Reconciler { try stores.reconciler() }
 
     func reserve(_ stores: TestStores, _ orderId: String, _ items: [(UInt64, Int64)]) async throws {
         _ = try await stores.engine.reserve(

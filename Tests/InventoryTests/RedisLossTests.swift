@@ -16,12 +16,7 @@ struct RedisLossTests {
         )
     }
 
-    func reconciler(_ stores: TestStores) throws -> Reconciler {
-        Reconciler(
-            redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(), keys: stores.keys,
-            logger: stores.logger, pageSize: 3
-        )
-    }
+    func reconciler(_ stores: TestStores) throws -> Reconciler { try stores.reconciler() }
 
     @Test("a retry of a confirmed order after Redis lost its data gets the journal's answer and holds nothing", arguments: [Durability.async, .sync])
     func retryOfConfirmedOrder(durability: Durability) async throws {

@@ -17,12 +17,7 @@ struct VanishingItemTests {
         )
     }
 
-    func reconciler(_ stores: TestStores) throws -> Reconciler {
-        Reconciler(
-            redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(), keys: stores.keys,
-            logger: stores.logger, pageSize: 3
-        )
-    }
+    func reconciler(_ stores: TestStores) throws -> Reconciler { try stores.reconciler() }
 
     func deleteItem(_ stores: TestStores, _ sku: UInt64 = 1) async throws {
         _ = try await stores.redis.command("DEL", stores.keys.item(stores.item(sku)))
