@@ -64,8 +64,9 @@ local plan = {}
 local left = {}
 for i = 0, n - 1 do
   local itemKey = itemKeys[i + 1]
-  local item = redis.call('HMGET', itemKey, 'epoch', 'stock_num', 'is_infinite', 'pool_kind')
-  local held, counted = holdIn(KEYS[5 + 2 * i], item[1], reservedLines[i + 1], lineEpochs and lineEpochs[i + 1])
+  local item = redis.call('HMGET', itemKey, 'epoch', 'stock_num', 'is_infinite', 'pool_kind', 'absorbed')
+  local held, counted = holdIn(KEYS[5 + 2 * i], item[1], reservedLines[i + 1], lineEpochs and lineEpochs[i + 1],
+    item[5])
   if held > 0 and not counted then
     -- a one-time pool's rebuild put the lost hold's codes back in its set: they cannot be sold with the units
     if item[4] == 'one_time' then

@@ -8,15 +8,20 @@
 --         those of an earlier epoch, which this rebuild did not count (see JournalRepository.apply)
 -- ARGV[9] user_limit   ARGV[10] user_window (s)   ARGV[11] the current window
 -- ARGV[12] pool_kind ('' none | one_time | reusable | batch)   ARGV[13] pool_status   ARGV[14] pool_expires (ms, 0
--- none)   ARGV[15] pool_batch   ARGV[16] c = how many codes follow, ARGV[17..16+c] the pool's usable codes (one-time:
--- those no live or sold journal line holds; reusable: all)
--- ARGV[17+c] h = how many live holds follow, ARGV[18+c..17+c+h] their quantities (KEYS[4..3+h] their reserve keys)
--- then pairs ARGV[18+c+h+2j] userId, ARGV[19+c+h+2j] that user's units in the current window, as the journal counts
+-- none)   ARGV[15] pool_batch
+-- ARGV[16] the epochs of the item's outbox events the rebuild applied to the journal before reading it ('e1,e2')
+-- ARGV[17] c = how many codes follow, ARGV[18..17+c] the pool's usable codes (one-time: those no live or sold
+-- journal line holds; reusable: all)
+-- ARGV[18+c] h = how many live holds follow, ARGV[19+c..18+c+h] their quantities (KEYS[4..3+h] their reserve keys)
+-- then pairs ARGV[19+c+h+2j] userId, ARGV[20+c+h+2j] that user's units in the current window, as the journal counts
 -- them
 --
 -- The holds the rebuild counts (the journal's RESERVED lines) get their reserve keys written with the new epoch, where
--- Redis still has them; a hold Redis has that the journal did not have is of the old epoch and not counted (see
--- lib/items.lua).
+-- Redis still has them. The item records as `absorbed` (',e1,e2,') the earlier epochs whose outbox events it counts:
+-- those it applied from the outbox (ARGV[16]) and those of the holds it re-stamped. Their events were all in the
+-- outbox or the journal, since the Redis that kept them did not lose its data: a line of such an epoch is counted
+-- (lib/items.lua: holdIn; JournalRepository.apply). A hold of any other epoch is one Redis lost the journal's
+-- record of (a whole data loss), and is not counted.
 --
 -- Returns {'ok'} when written, {'lost'} when the lock was taken over or the item appeared meanwhile (the caller's
 -- numbers may be stale, so nothing is written).
@@ -33,18 +38,30 @@ redis.call('HSET', item, 'stock_num', stock, 'used_stock_num', ARGV[3], 'confirm
   'epoch', ARGV[8], 'pool_kind', ARGV[12], 'pool_status', ARGV[13], 'pool_expires', ARGV[14], 'pool_batch', ARGV[15])
 -- The code set likewise: exactly the codes the journal leaves usable.
 redis.call('DEL', KEYS[3])
-local codeCount = tonumber(ARGV[16])
-for first = 17, 16 + codeCount, 500 do
-  redis.call('SADD', KEYS[3], unpack(ARGV, first, math.min(first + 499, 16 + codeCount)))
+local codeCount = tonumber(ARGV[17])
+for first = 18, 17 + codeCount, 500 do
+  redis.call('SADD', KEYS[3], unpack(ARGV, first, math.min(first + 499, 17 + codeCount)))
 end
-local holdCount = tonumber(ARGV[17 + codeCount])
+local absorbed = {}
+local seen = {}
+local function absorb(epoch)
+  -- bounded: a rebuild normally absorbs one epoch (two after rebuilds in quick succession)
+  if epoch and epoch ~= '' and epoch ~= ARGV[8] and not seen[epoch] and #absorbed < 16 then
+    seen[epoch] = true
+    absorbed[#absorbed + 1] = epoch
+  end
+end
+for epoch in string.gmatch(ARGV[16], '[^,]+') do absorb(epoch) end
+local holdCount = tonumber(ARGV[18 + codeCount])
 for j = 1, holdCount do
-  redis.call('SET', KEYS[3 + j], ARGV[17 + codeCount + j] .. '@' .. ARGV[8], 'XX', 'KEEPTTL')
+  local old = redis.call('SET', KEYS[3 + j], ARGV[18 + codeCount + j] .. '@' .. ARGV[8], 'XX', 'KEEPTTL', 'GET')
+  if old then absorb(string.match(old, '@(.*)$')) end
 end
+redis.call('HSET', item, 'absorbed', #absorbed > 0 and (',' .. table.concat(absorbed, ',') .. ',') or '')
 -- The usage hash is rebuilt with the item: it counts what the rebuilt item counts, no more and no less.
 redis.call('DEL', KEYS[2])
 local window = ARGV[11]
-for first = 18 + codeCount + holdCount, #ARGV, 400 do
+for first = 19 + codeCount + holdCount, #ARGV, 400 do
   local chunk = {}
   for j = first, math.min(first + 398, #ARGV - 1), 2 do
     chunk[#chunk + 1] = ARGV[j]

@@ -89,7 +89,8 @@ local epochs = {}
 for i = 0, n - 1 do
   local itemKey = KEYS[4 + 3 * i]
   local reserveKey = KEYS[5 + 3 * i]
-  local epoch = redis.call('HGET', itemKey, 'epoch') or ''
+  local itemEpoch = redis.call('HMGET', itemKey, 'epoch', 'absorbed')
+  local epoch = itemEpoch[1] or ''
   epochs[#epochs + 1] = epoch
   -- step 1: the rollback key
   redis.call('SET', KEYS[6 + 3 * i], '1', 'EX', retention)
@@ -98,7 +99,7 @@ for i = 0, n - 1 do
   end
   -- step 2: restore what this item's reserve key says was held, and drop the key. A hold of an earlier epoch of
   -- the item is not counted in it (lib/items.lua): nothing to restore.
-  local held, counted = holdIn(reserveKey, epoch, reservedLines[i + 1], lineEpochs and lineEpochs[i + 1])
+  local held, counted = holdIn(reserveKey, epoch, reservedLines[i + 1], lineEpochs and lineEpochs[i + 1], itemEpoch[2])
   if not counted then
     redis.call('DEL', reserveKey)
     held = 0

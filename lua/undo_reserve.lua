@@ -98,10 +98,11 @@ local epochs = {}
 for i = 0, n - 1 do
   local itemKey = KEYS[6 + 2 * i]
   local reserveKey = KEYS[7 + 2 * i]
-  local epoch = redis.call('HGET', itemKey, 'epoch') or ''
+  local itemEpoch = redis.call('HMGET', itemKey, 'epoch', 'absorbed')
+  local epoch = itemEpoch[1] or ''
   epochs[#epochs + 1] = epoch
   -- a hold of an earlier epoch is not in the item (lib/items.lua): nothing to give back
-  local held, counted = holdIn(reserveKey, epoch)
+  local held, counted = holdIn(reserveKey, epoch, nil, nil, itemEpoch[2])
   if not counted then
     redis.call('DEL', reserveKey)
     held = 0

@@ -177,7 +177,7 @@ private final class InterposedEpochs: ItemEpochSource {
         self.before = before
     }
 
-    func currentEpochs(_ items: [StockItemID]) async throws -> [StockItemID: String] {
+    func currentEpochs(_ items: [StockItemID]) async throws -> [StockItemID: ItemEpoch] {
         let first = ran.withLock { ran in
             defer { ran = true }
             return !ran

@@ -6,10 +6,11 @@
 -- items it was given) before its first write, the engine rebuilds those items from MySQL under the init lock (a new
 -- epoch), and runs the script again.
 --
--- A hold belongs to the epoch of the item it was made in: its reserve key holds 'quantity@epoch'. A rebuild counts
--- the holds the journal has and writes their keys with its new epoch (init_item.lua); a hold it did not count (its
--- reserve line had not reached the journal, and the write-back worker now leaves it out as stale) is not in the
--- rebuilt item, so it gives nothing back and sells nothing from it.
+-- A hold belongs to the epoch of the item it was made in: its reserve key holds 'quantity@epoch'. A rebuild first
+-- applies the item's events still in the outbox, then counts the holds the journal has and writes their keys with its
+-- new epoch; the epochs it so accounts for are the item's `absorbed` ones (init_item.lua). A hold of an epoch it did
+-- not absorb (Redis lost the outbox with the rest of its data, and the write-back worker now leaves the hold's
+-- reserve line out as stale) is not in the rebuilt item, so it gives nothing back and sells nothing from it.
 
 -- An item is whole once a rebuild or a PUT wrote stock_num; a hash holding only an init lock is not.
 local function missingItems(itemKeys)
@@ -43,15 +44,22 @@ end
 -- holds carried their epoch (a plain number) counts. A reserved order whose reserve key is gone (deleted alone)
 -- still holds its line: `line` and `lineEpoch` are the order hash's record of it (reserved quantity, the epoch it
 -- was held in: 'line_epochs'), used when the key is missing. (A rebuild re-stamps reserve keys, not the order's
--- record: a key deleted after a rebuild is taken as not counted, which errs toward selling less, never more; the
--- reconciler repairs it.)
-local function holdIn(reserveKey, epoch, line, lineEpoch)
+-- record; the item's `absorbed` epochs cover the order's record.)
+--
+-- `absorbed` is the item's record of earlier epochs it counts (',e1,e2,', init_item.lua): a rebuild that found the
+-- rest of Redis intact applied their outbox events before reading MySQL, so their holds are in it.
+local function countedIn(made, epoch, absorbed)
+  if made == (epoch or '') then return true end
+  return made ~= '' and absorbed ~= nil and string.find(absorbed, ',' .. made .. ',', 1, true) ~= nil
+end
+
+local function holdIn(reserveKey, epoch, line, lineEpoch, absorbed)
   local value = redis.call('GET', reserveKey)
   if not value then
-    if line and line > 0 then return line, lineEpoch == nil or lineEpoch == (epoch or '') end
+    if line and line > 0 then return line, lineEpoch == nil or countedIn(lineEpoch, epoch, absorbed) end
     return 0, true
   end
   local quantity, made = string.match(value, '^(%d+)@(.*)$')
   if not quantity then return tonumber(value) or 0, true end
-  return tonumber(quantity), made == (epoch or '')
+  return tonumber(quantity), countedIn(made, epoch, absorbed)
 end

@@ -1034,6 +1034,18 @@ public final class InventoryEngine: Sendable {
             : try? await journal.hasRow(orderId: orderId, bizId: bizId, reserveEvent: eventId)
         if recorded == true { return }
         guard let event = try await outboxEvent(shard: shard, eventId: eventId), event.kind == .reserve else {
+            // A worker deletes an entry only after committing it: a row now means it was recorded meanwhile.
+            // Otherwise Redis lost the event (its outbox went), and no one will ever record this hold: it is
+            // taken back, so that the retry holds afresh instead of being answered 503 for good.
+            let recordedNow = eventId.isEmpty
+                ? try? await journal.isPersisted(orderId: orderId, bizId: bizId)
+                : try? await journal.hasRow(orderId: orderId, bizId: bizId, reserveEvent: eventId)
+            if recordedNow == true { return }
+            if recordedNow == false, !eventId.isEmpty, let part = try await readPart(orderId, shard: shard),
+                part.status == .reserved
+            {
+                try await takeBackStale(orderId, bizId: bizId, lines: part.lines, eventId: eventId)
+            }
             throw InventoryError.unavailable("the reservation is held but not recorded yet; retry")
         }
         let result: JournalBatchResult
@@ -1514,14 +1526,23 @@ public final class InventoryEngine: Sendable {
     /// Rebuilds the item while holding its MySQL stock row locked, from the read until Redis has the result: a
     /// write-back batch touching the item either commits before the read (and is counted) or waits and then sees
     /// the new epoch (and leaves out its lines of the old one; see `JournalRepository.apply(_:epochs:)`).
+    ///
+    /// The item's outbox events still in the streams are applied to the journal first, in the same transaction:
+    /// the item vanished alone (its TTL ran out, Redis evicted it, it was deleted) while the rest of Redis kept
+    /// them, and the rebuilt item must count them. Their epochs are recorded as absorbed (init_item.lua), so their
+    /// lines are not stale when the worker or a sync commit brings them again (applying them twice changes nothing).
+    /// Only events Redis itself lost (a whole data loss) stay out, as stale lines of an epoch nothing absorbed.
     private func rebuildLocked(_ id: StockItemID, itemKey: String, caller: String, counting: Bool) async throws -> Bool {
         let epoch = Self.newEpoch()
         // The per-user window the rebuilt usage counts is Redis's current one, as reserve.lua computes it.
         let now = try await redisNow(routingKey: itemKey)
+        let pending = try await pendingEvents(touching: id)
+        var drainedEpochs = Set(pending.flatMap { $0.lines.filter { $0.skuId == id.skuId }.map(\.epoch) })
+        drainedEpochs.remove("")
         let outcome: (written: Bool, row: StockRow, liveReserved: Int64)?
         do {
             outcome = try await stockRepository.withInitSnapshot(
-                bizId: id.bizId, skuId: id.skuId, nowMilliseconds: now
+                bizId: id.bizId, skuId: id.skuId, nowMilliseconds: now, pending: pending
             ) { snapshot in
                 guard let snapshot else { return nil }
                 let row = snapshot.row
@@ -1532,6 +1553,7 @@ public final class InventoryEngine: Sendable {
                     String(row.userLimit), String(row.userWindowSeconds), String(snapshot.userWindow),
                 ]
                 arguments += snapshot.pool?.scriptArguments ?? ["", "", "0", ""]
+                arguments.append(drainedEpochs.sorted().joined(separator: ","))
                 arguments.append(String(snapshot.codes.count))
                 arguments += snapshot.codes
                 // The holds this rebuild counts keep counting: their reserve keys get the new epoch.
@@ -1573,6 +1595,32 @@ public final class InventoryEngine: Sendable {
             )
         }
         return true
+    }
+
+    /// The outbox events not yet acknowledged (acknowledged ones are deleted: they are in the journal) that have a
+    /// line of `id`, in stream order, a reserve and its undo reduced as the worker reduces them. On a single Redis an
+    /// item's events may be in any shard's stream (an order's shard decides); on a cluster only in the item's shard.
+    private func pendingEvents(touching id: StockItemID) async throws -> [OutboxEvent] {
+        let streams = keys.clustered ? [keys.outbox(shard: keys.itemShard(id))] : keys.outboxes
+        let page = 1000
+        var found: [OutboxEvent] = []
+        for stream in streams {
+            var start = "-"
+            while true {
+                let reply = try await redisCall {
+                    try await self.redis.send(["XRANGE", stream, start, "+", "COUNT", String(page)], routingKey: stream)
+                }
+                if case .error(let message) = reply { throw InventoryError.unavailable("Redis: \(message)") }
+                let entries = OutboxEvent.entries(stream: stream, reply)
+                for case let event? in entries.map(\.event)
+                where event.bizId == id.bizId && event.lines.contains(where: { $0.skuId == id.skuId }) {
+                    found.append(event)
+                }
+                guard entries.count == page, let last = entries.last else { break }
+                start = "(" + last.id
+            }
+        }
+        return WriteBackWorker.cancellingUndone(found)
     }
 
     // MARK: - Eviction
@@ -2043,8 +2091,8 @@ struct RedisItemEpochs: ItemEpochSource {
     let script: RedisScript
     let keys: KeyLayout
 
-    func currentEpochs(_ items: [StockItemID]) async throws -> [StockItemID: String] {
-        var epochs: [StockItemID: String] = [:]
+    func currentEpochs(_ items: [StockItemID]) async throws -> [StockItemID: ItemEpoch] {
+        var epochs: [StockItemID: ItemEpoch] = [:]
         // On a cluster one script reads the items of one shard (one slot).
         let groups = keys.clustered ? Array(Dictionary(grouping: items, by: keys.itemShard).values) : [items]
         do {
@@ -2055,7 +2103,10 @@ struct RedisItemEpochs: ItemEpochSource {
                     let reply = try await runner.run(script, keys: chunk.map { keys.item($0) }, arguments: [])
                     let values = reply.array ?? []
                     for (index, item) in chunk.enumerated() {
-                        if let epoch = values[safe: index]?.text { epochs[item] = epoch }
+                        // {epoch, absorbed (',e1,e2,')}, or nil for an item that is not whole
+                        guard let pair = values[safe: index]?.array, let epoch = pair.first?.text else { continue }
+                        let absorbed = (pair[safe: 1]?.text ?? "").split(separator: ",").map(String.init)
+                        epochs[item] = ItemEpoch(epoch, absorbed: Set(absorbed))
                     }
                     offset += chunk.count
                 }

@@ -183,7 +183,24 @@ public struct JournalCommitOutcomeUnknown: Error, CustomStringConvertible {
 /// Where a batch learns each item's epoch in Redis.
 public protocol ItemEpochSource: Sendable {
     /// The epoch of each item Redis holds now; an item that is missing or still being rebuilt is left out.
-    func currentEpochs(_ items: [StockItemID]) async throws -> [StockItemID: String]
+    func currentEpochs(_ items: [StockItemID]) async throws -> [StockItemID: ItemEpoch]
+}
+
+/// An item's epoch in Redis, and the earlier epochs its rebuild absorbed: their outbox events were all in the
+/// journal when it read MySQL (it applied those still in the outbox first; see `InventoryEngine.ensureItem`).
+public struct ItemEpoch: Sendable, Equatable {
+    public let current: String
+    /// Earlier epochs whose events the item counts.
+    public let absorbed: Set<String>
+
+    public init(_ current: String, absorbed: Set<String> = []) {
+        self.current = current
+        self.absorbed = absorbed
+    }
+
+    /// Whether a line made in `epoch` is counted by the item as it is now: made in this epoch, or in one the
+    /// rebuild absorbed. Any other line's data was lost by Redis before the journal had it (a stale line).
+    public func counts(_ epoch: String) -> Bool { epoch == current || absorbed.contains(epoch) }
 }
 
 /// One row of the task journal.
@@ -275,7 +292,7 @@ public struct JournalRepository: Sendable {
                     for (index, event) in events.enumerated() {
                         for line in event.lines {
                             let item = StockItemID(bizId: event.bizId, skuId: line.skuId)
-                            guard let epoch = current[item], epoch != line.epoch else { continue }
+                            guard let epoch = current[item], !epoch.counts(line.epoch) else { continue }
                             stale.append(
                                 StaleLine(
                                     eventId: event.id, kind: event.kind, orderId: event.orderId, item: item,
@@ -326,8 +343,17 @@ public struct JournalRepository: Sendable {
         }
     }
 
+    /// Applies outbox events inside a transaction the caller opened (at READ COMMITTED) and that holds the stock
+    /// rows of every item they touch (`lockStockRows`): the rebuild of an item applies the item's events still in
+    /// the outbox before it reads MySQL. Idempotent like `apply`.
+    static func applyLocked(_ events: [OutboxEvent], on connection: MySQLConnection) throws -> JournalBatchResult {
+        let plan = BatchPlan(events)
+        if plan.isEmpty { return JournalBatchResult() }
+        return try plan.run(on: connection, settingIsolation: false)
+    }
+
     /// Locks the stock rows of `items` (sorted, so concurrent batches lock in one order).
-    private static func lockStockRows(_ items: [StockItemID], on connection: MySQLConnection) throws {
+    static func lockStockRows(_ items: [StockItemID], on connection: MySQLConnection) throws {
         for chunk in paddedChunks(items) {
             _ = try connection.query(
                 """

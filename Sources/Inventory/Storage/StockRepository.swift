@@ -211,14 +211,30 @@ public struct StockRepository: Sendable {
     /// (FOR UPDATE) while `body` runs, so no confirm is applied halfway through the read and no write-back batch of
     /// the item commits until `body` has written Redis; the transaction commits when `body` returns and rolls back
     /// when it throws.
+    ///
+    /// `pending`: the item's outbox events Redis has not seen committed yet; they are applied first, in the same
+    /// transaction and holding the stock rows of every item they touch (sorted, as write-back batches lock them),
+    /// so the snapshot counts every event the outbox had (see `InventoryEngine.ensureItem`).
     public func withInitSnapshot<T: Sendable>(
-        bizId: String, skuId: UInt64, nowMilliseconds: Int64, _ body: (InitSnapshot?) async throws -> T
+        bizId: String, skuId: UInt64, nowMilliseconds: Int64, pending: [OutboxEvent] = [],
+        _ body: (InitSnapshot?) async throws -> T
     ) async throws -> T {
         guard let sku = Self.skuValue(skuId) else { return try await body(nil) }
         return try await client.withSession { session in
+            // READ COMMITTED like write-back batches: every row read is locked or its item's stock row is.
+            try await session.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
             try await session.execute("START TRANSACTION")
             do {
                 let snapshot = try await session.perform { connection -> InitSnapshot? in
+                    if !pending.isEmpty {
+                        let touched = Set(
+                            pending.flatMap { event in event.lines.map { StockItemID(bizId: event.bizId, skuId: $0.skuId) } }
+                        ).union([StockItemID(bizId: bizId, skuId: skuId)])
+                        try JournalRepository.lockStockRows(
+                            touched.sorted { ($0.bizId, $0.skuId) < ($1.bizId, $1.skuId) }, on: connection
+                        )
+                        _ = try JournalRepository.applyLocked(pending, on: connection)
+                    }
                     let result = try connection.query(
                         "SELECT \(StockRow.columns) FROM stock WHERE biz_id = ? AND sku_id = ? FOR UPDATE",
                         [.string(bizId), sku]
