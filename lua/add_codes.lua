@@ -3,14 +3,18 @@
 -- KEYS[1] item hash   KEYS[2] the item's code set
 -- ARGV[1..n] the codes (new to the pool: MySQL's unique key kept out those it had)
 --
--- Returns {'ok', added} or {'missing'} (the item is not in Redis; the init path will read the codes from MySQL).
+-- Returns {'ok', added} or {'missing'} (the item is not whole in Redis; the init path will read the codes from
+-- MySQL).
 --
--- A one-time pool's stock is its codes: stock_num grows by what the set gained, as MySQL's stock did.
+-- A one-time pool's stock is its codes: stock_num grows by what the set gained, as MySQL's stock did. A reusable
+-- pool counts its codes in codes_n, so that its set vanishing alone is noticed (lib/items.lua).
 
-local fields = redis.call('HMGET', KEYS[1], 'stock_num', 'pool_kind')
-if not fields[1] then
+--!include items
+
+if missingItems({KEYS[1]}, {KEYS[2]}) then
   return {'missing'}
 end
+local fields = redis.call('HMGET', KEYS[1], 'stock_num', 'pool_kind')
 local added = 0
 for first = 1, #ARGV, 500 do
   added = added + redis.call('SADD', KEYS[2], unpack(ARGV, first, math.min(first + 499, #ARGV)))
@@ -18,6 +22,7 @@ end
 -- the code set lives as long as its item (reserve.lua keeps both warm)
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+if added > 0 then redis.call('HINCRBY', KEYS[1], 'codes_n', added) end
 if fields[2] == 'one_time' and added > 0 then
   local left = redis.call('HINCRBY', KEYS[1], 'stock_num', added)
   redis.call('HSET', KEYS[1], 'is_sell_out', left <= 0 and '1' or '0')

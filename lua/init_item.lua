@@ -39,6 +39,7 @@ redis.call('HSET', item, 'stock_num', stock, 'used_stock_num', ARGV[3], 'confirm
 -- The code set likewise: exactly the codes the journal leaves usable.
 redis.call('DEL', KEYS[3])
 local codeCount = tonumber(ARGV[17])
+redis.call('HSET', item, 'codes_n', codeCount)
 for first = 18, 17 + codeCount, 500 do
   redis.call('SADD', KEYS[3], unpack(ARGV, first, math.min(first + 499, 17 + codeCount)))
 end

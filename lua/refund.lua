@@ -40,7 +40,9 @@ end
 local n = (#KEYS - 2) / 2
 local itemKeys = {}
 for i = 0, n - 1 do itemKeys[i + 1] = KEYS[3 + i] end
-local missing = missingItems(itemKeys)
+local codesKeys = {}
+for i = 0, n - 1 do codesKeys[i + 1] = KEYS[3 + n + i] end
+local missing = missingItems(itemKeys, codesKeys)
 if missing then
   return missing
 end

@@ -112,7 +112,12 @@ for i = 0, n - 1 do
   local item = counters[itemKey]
   if not item then
     local fields = redis.call('HMGET', itemKey, 'stock_num', 'used_stock_num', 'is_infinite', 'backorder_limit',
-      'epoch', 'user_limit', 'user_window', 'pool_kind', 'pool_status', 'pool_expires', 'pool_batch')
+      'epoch', 'user_limit', 'user_window', 'pool_kind', 'pool_status', 'pool_expires', 'pool_batch', 'codes_n')
+    if fields[1] and codesGone(fields[8], fields[1], fields[12], KEYS[4 + 4 * n + i]) then
+      -- not whole without its codes (lib/items.lua): dropped, and rebuilt with them by the init path
+      redis.call('DEL', itemKey)
+      fields[1] = nil
+    end
     if fields[1] then
       item = {stock = tonumber(fields[1]), used = tonumber(fields[2] or '0'), infinite = fields[3] == '1',
         limit = tonumber(fields[4] or '0'), epoch = fields[5] or '', userLimit = tonumber(fields[6] or '0'),

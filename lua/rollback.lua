@@ -78,7 +78,9 @@ end
 local n = (#KEYS - 3) / 5
 local itemKeys = {}
 for i = 0, n - 1 do itemKeys[i + 1] = KEYS[4 + 3 * i] end
-local missing = missingItems(itemKeys)
+local codesKeys = {}
+for i = 0, n - 1 do codesKeys[i + 1] = KEYS[4 + 4 * n + i] end
+local missing = missingItems(itemKeys, codesKeys)
 if missing then
   return missing
 end

@@ -43,7 +43,9 @@ if redis.call('EXISTS', KEYS[4]) == 1 then
 end
 local itemKeys = {}
 for i = 0, n - 1 do itemKeys[i + 1] = KEYS[6 + 2 * i] end
-local missing = missingItems(itemKeys)
+local codesKeys = {}
+for i = 0, n - 1 do codesKeys[i + 1] = KEYS[6 + 3 * n + i] end
+local missing = missingItems(itemKeys, codesKeys)
 if missing then
   return missing
 end

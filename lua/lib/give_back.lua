@@ -30,5 +30,10 @@ local function giveBackCodes(itemKey, codesKey, codes)
   if redis.call('HGET', itemKey, 'pool_kind') ~= 'one_time' then return end
   local list = {}
   for code in string.gmatch(codes, '[^|]+') do list[#list + 1] = code end
-  if #list > 0 then redis.call('SADD', codesKey, unpack(list)) end
+  if #list > 0 then
+    redis.call('SADD', codesKey, unpack(list))
+    -- the set lives as long as its item (it was no key at all while every code was held)
+    local ttl = redis.call('PTTL', itemKey)
+    if ttl > 0 then redis.call('PEXPIRE', codesKey, ttl) end
+  end
 end

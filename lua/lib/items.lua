@@ -12,11 +12,33 @@
 -- not absorb (Redis lost the outbox with the rest of its data, and the write-back worker now leaves the hold's
 -- reserve line out as stale) is not in the rebuilt item, so it gives nothing back and sells nothing from it.
 
--- An item is whole once a rebuild or a PUT wrote stock_num; a hash holding only an init lock is not.
-local function missingItems(itemKeys)
+-- An item with a code pool keeps its codes in a set of their own key, which may vanish alone. An empty set is no
+-- key at all, so the item says how many there should be: a one-time pool's stock_num is its usable codes, a
+-- reusable pool's codes_n is its codes (add_codes.lua, init_item.lua). `kind`, `stock` and `codesN` are the item's
+-- pool_kind, stock_num and codes_n.
+local function codesGone(kind, stock, codesN, codesKey)
+  if kind == 'one_time' then
+    return tonumber(stock or '0') > 0 and redis.call('EXISTS', codesKey) == 0
+  elseif kind == 'reusable' then
+    return tonumber(codesN or '0') > 0 and redis.call('EXISTS', codesKey) == 0
+  end
+  return false
+end
+
+-- An item is whole once a rebuild or a PUT wrote stock_num, and its code set is there when it should be; a hash
+-- holding only an init lock is not. An item whose code set is gone is dropped (its hash only: the rebuild writes
+-- hash and set together from MySQL, and counts the outbox first) so the init path rebuilds it.
+-- `codesKeys` (optional) are the items' code sets, in the same order.
+local function missingItems(itemKeys, codesKeys)
   local missing = {}
   for i, key in ipairs(itemKeys) do
-    if redis.call('HEXISTS', key, 'stock_num') == 0 then missing[#missing + 1] = tostring(i) end
+    local item = redis.call('HMGET', key, 'stock_num', 'pool_kind', 'codes_n')
+    if not item[1] then
+      missing[#missing + 1] = tostring(i)
+    elseif codesKeys and codesGone(item[2], item[1], item[3], codesKeys[i]) then
+      redis.call('DEL', key)
+      missing[#missing + 1] = tostring(i)
+    end
   end
   if #missing == 0 then return nil end
   return {'missing', table.concat(missing, ',')}

@@ -1434,7 +1434,9 @@ public final class InventoryEngine: Sendable {
         }
         if !fresh.isEmpty {
             do {
-                _ = try await runScript(scripts.addCodes, keys: [keys.item(id), keys.codes(id)], arguments: fresh)
+                let reply = try await runScript(scripts.addCodes, keys: [keys.item(id), keys.codes(id)], arguments: fresh)
+                // Not whole in Redis (lib/items.lua): rebuilt now, with the codes MySQL just recorded.
+                if reply.array?.first?.text == "missing" { _ = try await ensureItem(id) }
             } catch {
                 // MySQL has the codes: an item Redis drops is rebuilt from it on its next use.
                 _ = try? await redisCall { try await self.redis.command("DEL", self.keys.item(id)) }
