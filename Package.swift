@@ -154,6 +154,22 @@ let package = Package(
             dependencies: ["FaultSuite", "InventoryTestSupport"],
             path: "loadtest/Tests/FaultSuiteTests"
         ),
+        // The model check (issue 18): seeded programs against the real stores and a reference model.
+        .target(
+            name: "ModelCheck",
+            dependencies: ["Inventory", "InventoryTestSupport", "RedisClient"],
+            path: "loadtest/Sources/ModelCheck"
+        ),
+        .executableTarget(
+            name: "modelcheck",
+            dependencies: ["ModelCheck", "Inventory", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "loadtest/Sources/modelcheck"
+        ),
+        .testTarget(
+            name: "ModelCheckTests",
+            dependencies: ["ModelCheck", "Inventory", "InventoryTestSupport"],
+            path: "loadtest/Tests/ModelCheckTests"
+        ),
         .testTarget(
             name: "LoadHarnessTests",
             dependencies: [

@@ -12,6 +12,11 @@
 --
 -- Counters and in-flight entries come from the same instant, so the reconciler can account for work in flight
 -- exactly: an entry is in the outbox until the worker has committed it and settled Redis.
+--
+-- A line made in another epoch of its item than the current one is not in the item's counters: the item was
+-- rebuilt since, from a MySQL that had the line (the rebuild applied it from the outbox first: an absorbed epoch)
+-- or without it (Redis lost it, and the worker leaves it out). Either way both stores agree on it, and it is not
+-- returned as in flight. (Entries written before events carried epochs have none and are returned.)
 
 --!include clock
 --!include fence
@@ -20,10 +25,12 @@ local now = clockNow('')
 local n = tonumber(ARGV[1])
 local wanted = {}
 local items = {}
+local epochOf = {}
 for i = 1, n do
   wanted[ARGV[2 + i]] = i
   local f = redis.call('HMGET', KEYS[i], 'stock_num', 'used_stock_num', 'confirmed_unapplied', 'refund_unapplied',
-    'is_infinite')
+    'is_infinite', 'epoch')
+  epochOf[i] = f[6] or ''
   items[i] = {f[1] and 1 or 0, f[1] or '0', f[2] or '0', f[3] or '0', f[4] or '0', f[5] or '0',
     (f[1] and fenced(KEYS[i], now)) and 1 or 0}
 end
@@ -38,9 +45,16 @@ for s = n + 1, #KEYS do
       fields[raw[j]] = raw[j + 1]
     end
     local biz = fields['biz'] or ''
+    local lineEpochs = nil
+    if fields['epochs'] then
+      lineEpochs = {}
+      for part in string.gmatch(fields['epochs'] .. ',', '([^,]*),') do lineEpochs[#lineEpochs + 1] = part end
+    end
+    local position = 0
     for sku, quantity in string.gmatch(fields['items'] or '', '(%d+):(%d+)') do
+      position = position + 1
       local id = biz .. ':' .. sku
-      if wanted[id] then
+      if wanted[id] and (lineEpochs == nil or lineEpochs[position] == epochOf[wanted[id]]) then
         local kind = fields['type']
         local marked = 0
         if kind == 'confirm' or kind == 'refund' then

@@ -1,0 +1,275 @@
+import Foundation
+import Inventory
+import InventoryTestSupport
+import RedisClient
+
+/// Runs a program against the real engine (real Redis, real MariaDB, the real write-back worker and reconciler) and
+/// the reference model side by side, and checks after every step that the answer is one the model allows, that the
+/// items' levels are the model's and that no item in Redis is partial; at the end, after a drain, that the
+/// reconciler finds nothing, MySQL's stock is the model's, and the journal holds every order as the model has it.
+public struct Driver: Sendable {
+    /// Why a run failed: the step (nil: the final checks) and what did not hold.
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        public let step: Int?
+        public let message: String
+
+        public var description: String { "\(step.map { "step \($0)" } ?? "final checks"): \(message)" }
+    }
+
+    let stores: TestStores
+    /// How often a call answered 503 (outcome unknown or a store unreachable) is retried before the run fails.
+    let retries = 5
+
+    public init(stores: TestStores) {
+        self.stores = stores
+    }
+
+    func orderId(_ order: Int) -> String { "\(stores.bizId)-o\(order)" }
+
+    /// Runs `program`; throws `Failure` at the first step that does not hold.
+    public func run(_ program: Program) async throws {
+        var model = ReferenceModel()
+        for (index, step) in program.steps.enumerated() {
+            do {
+                try await perform(step, model: &model)
+                try await checkLevels(model)
+                try await checkWhole()
+            } catch let failure as CheckFailed {
+                throw Failure(step: index, message: "\(step): \(failure.message)")
+            } catch let failure as Failure {
+                throw failure
+            } catch {
+                throw Failure(step: index, message: "\(step): \(error)")
+            }
+        }
+        do {
+            try await finalChecks(model)
+        } catch let failure as CheckFailed {
+            throw Failure(step: nil, message: failure.message)
+        }
+    }
+
+    struct CheckFailed: Error {
+        let message: String
+    }
+
+    // MARK: - Steps
+
+    private func perform(_ step: Step, model: inout ReferenceModel) async throws {
+        let engine = stores.engine
+        switch step {
+        case .setStock(let sku, let stock):
+            let expected = model.setStock(sku: sku, stock: stock)
+            try await expect(expected, "PUT", model) {
+                let level = try await engine.setStock(stores.item(sku), StockSettings(stock: stock))
+                return .level(available: level.available, reserved: level.reserved)
+            }
+        case .adjust(let sku, let id, let delta):
+            let expected = model.adjust(sku: sku, id: id, delta: delta)
+            try await expect(expected, "adjust", model) {
+                let outcome = try await engine.adjustStock(
+                    stores.item(sku), StockAdjustment(adjustmentId: "a\(id)", delta: delta, reason: nil)
+                )
+                return .level(available: outcome.level.available, reserved: outcome.level.reserved)
+            }
+        case .reserve(let order, let lines, let shortage):
+            let expected = model.reserve(order: order, lines: lines, shortage: shortage)
+            try await expect(expected, "reserve", model, order: order) { try await reserve(order, lines, shortage) }
+        case .confirm(let order):
+            let expected = model.confirm(order: order)
+            try await expect(expected, "confirm", model, order: order) { transition(try await engine.confirm(orderId: orderId(order))) }
+        case .cancel(let order):
+            let expected = model.cancel(order: order)
+            try await expect(expected, "cancel", model, order: order) { transition(try await engine.cancel(orderId: orderId(order))) }
+        case .refund(let order):
+            let expected = model.refund(order: order)
+            try await expect(expected, "refund", model, order: order) { transition(try await engine.refund(orderId: orderId(order))) }
+        case .read(let order):
+            try await expect(model.read(order: order), "read", model, order: order) {
+                let reservation = try await engine.reservation(orderId: orderId(order))
+                return .reservation(status: reservation.status, lines: Self.plain(reservation.lines), replayed: false)
+            }
+        case .burst(let orders, let lines):
+            let held = try await withThrowingTaskGroup(of: (Int, Bool).self, returning: [Int: Bool].self) { group in
+                for order in orders {
+                    group.addTask {
+                        let answer = try await answering { try await reserve(order, lines, .reject) }
+                        switch answer {
+                        case .reservation(.reserved, _, false): return (order, true)
+                        case .failure(.insufficientStock), .failure(.unknownItems): return (order, false)
+                        default: throw CheckFailed(message: "a burst reserve of o\(order) answered \(answer)")
+                        }
+                    }
+                }
+                return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+            }
+            if let broken = model.acceptBurst(orders: orders, line: lines[0], held: held) {
+                throw CheckFailed(message: broken)
+            }
+        case .fault(let fault):
+            try await inject(fault)
+            if fault == .drainThenLoseEverything { model.redisLostEverything() }
+        }
+    }
+
+    private func reserve(_ order: Int, _ lines: [Line], _ shortage: ShortageMode) async throws -> ReferenceModel.Answer {
+        let outcome = try await stores.engine.reserve(
+            ReserveCommand(
+                orderId: orderId(order), bizId: stores.bizId, userId: nil,
+                items: lines.map { ReserveCommand.Item(skuId: $0.sku, quantity: $0.quantity) }, ttlSeconds: 3600,
+                shortage: shortage
+            )
+        )
+        switch outcome {
+        case .created(let reservation):
+            return .reservation(status: reservation.status, lines: Self.plain(reservation.lines), replayed: false)
+        case .replayed(let reservation):
+            return .reservation(status: reservation.status, lines: Self.plain(reservation.lines), replayed: true)
+        }
+    }
+
+    private func transition(_ outcome: TransitionOutcome) -> ReferenceModel.Answer {
+        .reservation(status: outcome.reservation.status, lines: Self.plain(outcome.reservation.lines), replayed: outcome.replayed)
+    }
+
+    /// Lines as the model keeps them (codes are not modelled yet).
+    static func plain(_ lines: [ReservationLine]) -> [ReservationLine] {
+        lines.map { ReservationLine(skuId: $0.skuId, requested: $0.requested, reserved: $0.reserved) }
+    }
+
+    /// Calls `call`, retrying a 503 as a client would (the same id is safe to repeat), and maps the answer.
+    /// Returns the answer and whether an earlier attempt got 503 (its change may have been made).
+    private func answering(
+        _ call: () async throws -> ReferenceModel.Answer
+    ) async throws -> ReferenceModel.Answer {
+        try await answeringWithRetries(call).answer
+    }
+
+    private func answeringWithRetries(
+        _ call: () async throws -> ReferenceModel.Answer
+    ) async throws -> (answer: ReferenceModel.Answer, retried: Bool) {
+        var retried = false
+        var last = ""
+        for attempt in 0..<retries {
+            do {
+                return (try await call(), retried)
+            } catch let error as InventoryError {
+                if let failure = Self.failure(error) { return (.failure(failure), retried) }
+                last = "\(error)"
+                retried = true
+                try await Task.sleep(for: .milliseconds(20 * (attempt + 1)))
+            }
+        }
+        throw CheckFailed(message: "answered 503 \(retries) times: \(last)")
+    }
+
+    private func expect(
+        _ expected: ReferenceModel.Answer, _ what: String, _ model: ReferenceModel, order: Int? = nil,
+        _ call: () async throws -> ReferenceModel.Answer
+    ) async throws {
+        let (answer, retried) = try await answeringWithRetries(call)
+        if model.accepts(answer, for: expected, order: order, call: what) { return }
+        // After a 503 the change may have been made by the attempt that failed: the retry's replay is as good.
+        if retried, case .reservation(let status, let lines, _) = answer,
+            case .reservation(status, lines, _) = expected
+        {
+            return
+        }
+        throw CheckFailed(message: "\(what) answered \(answer); the model says \(expected)")
+    }
+
+    static func failure(_ error: InventoryError) -> ReferenceModel.Failure? {
+        switch error {
+        case .insufficientStock: .insufficientStock
+        case .orderClosed: .orderClosed
+        case .idempotencyConflict: .idempotencyConflict
+        case .notFound: .notFound
+        case .invalidState: .invalidState
+        case .belowReserved: .belowReserved
+        case .unknownItems: .unknownItems
+        case .unavailable, .outcomeUnknown: nil
+        default: .invalidState
+        }
+    }
+
+    // MARK: - Faults
+
+    private func inject(_ fault: Fault) async throws {
+        let keys = stores.keys
+        switch fault {
+        case .deleteItem(let sku):
+            _ = try await stores.redis.command("DEL", keys.item(stores.item(sku)))
+        case .deleteReserveKey(let order, let sku):
+            _ = try await stores.redis.command("DEL", keys.reserveKey(stores.item(sku), orderId: orderId(order)))
+        case .deleteAdjustmentKey(let sku, let id):
+            _ = try await stores.redis.command("DEL", keys.adjustmentKey(stores.item(sku), adjustmentId: "a\(id)"))
+        case .drain:
+            guard try await stores.drainWithWorker() else { throw CheckFailed(message: "the outbox did not drain") }
+        case .drainThenLoseEverything:
+            guard try await stores.drainWithWorker() else { throw CheckFailed(message: "the outbox did not drain") }
+            try await stores.loseEverything()
+        case .reconcileFix:
+            _ = try await stores.reconciler().run(.business(stores.bizId), fix: true)
+        }
+    }
+
+    // MARK: - Checks
+
+    /// Every item's level is the model's (reading it rebuilds an item Redis lost, as any client's read would).
+    private func checkLevels(_ model: ReferenceModel) async throws {
+        for sku in Program.items {
+            let expected = model.level(sku: sku)
+            let answer = try await answering {
+                let level = try await stores.engine.stock(stores.item(sku))
+                return .level(available: level.available, reserved: level.reserved)
+            }
+            if answer != expected {
+                throw CheckFailed(message: "item \(sku): the service says \(answer); the model says \(expected)")
+            }
+        }
+    }
+
+    /// No item hash in Redis without stock_num (a partial item a script wrote into).
+    private func checkWhole() async throws {
+        for sku in Program.items {
+            let key = stores.keys.item(stores.item(sku))
+            let fields = try await stores.redis.command("HGETALL", key).array?.compactMap(\.text) ?? []
+            if !fields.isEmpty && !stride(from: 0, to: fields.count, by: 2).contains(where: { fields[$0] == "stock_num" }) {
+                throw CheckFailed(message: "item \(sku) is partial in Redis: \(fields)")
+            }
+        }
+    }
+
+    private func finalChecks(_ model: ReferenceModel) async throws {
+        guard try await stores.drainWithWorker() else { throw CheckFailed(message: "the outbox did not drain") }
+        let report = try await stores.reconciler().run(.business(stores.bizId))
+        if !report.clean {
+            throw CheckFailed(message: "reconcile after the drain: \(report.differences) \(report.codeDifferences)")
+        }
+        for (sku, item) in model.items.sorted(by: { $0.key < $1.key }) {
+            let stock = try await stores.mysqlStock(sku)
+            if stock != item.onHand {
+                throw CheckFailed(message: "MySQL stock of item \(sku) is \(stock.map(String.init) ?? "none"); the model says \(item.onHand)")
+            }
+        }
+        var expected: [JournalLine] = []
+        for (order, state) in model.orders {
+            for line in state.lines where line.reserved > 0 {
+                expected.append(
+                    JournalLine(
+                        orderId: orderId(order), skuId: line.skuId, quantity: line.reserved,
+                        status: state.status.rawValue.uppercased()
+                    )
+                )
+            }
+        }
+        let rows = try await stores.journalRows()
+        let sortedExpected = expected.sorted { ($0.orderId, $0.skuId) < ($1.orderId, $1.skuId) }
+        let sortedRows = rows.sorted { ($0.orderId, $0.skuId) < ($1.orderId, $1.skuId) }
+        if sortedRows != sortedExpected {
+            let missing = sortedExpected.filter { !sortedRows.contains($0) }
+            let extra = sortedRows.filter { !sortedExpected.contains($0) }
+            throw CheckFailed(message: "journal: missing \(missing), unexpected \(extra)")
+        }
+    }
+}

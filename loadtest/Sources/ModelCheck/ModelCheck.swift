@@ -1,0 +1,82 @@
+import Foundation
+import Inventory
+import InventoryTestSupport
+
+/// Runs seeded programs, each in a business of its own on the shared servers, and shrinks a failing one to a
+/// shorter program that still fails, to print with its seed.
+public enum ModelCheck {
+    /// A failing program: its seed, the shortest program found that still fails, and why.
+    public struct Counterexample: Error, Sendable, CustomStringConvertible {
+        public let seed: UInt64
+        public let steps: Int
+        public let failure: Driver.Failure
+        public let program: Program
+
+        public var description: String {
+            """
+            model check failed: seed \(seed) (\(steps) steps); replay with `modelcheck --seed \(seed) --steps \(steps)`
+            \(failure)
+            shortest program found that fails (\(program.steps.count) steps):
+            \(program)
+            """
+        }
+    }
+
+    /// Runs one program in fresh stores; nil when every check held.
+    public static func failure(
+        of program: Program, durability: Durability = .async, cluster: Bool = TestStores.clusterByDefault
+    ) async throws -> Driver.Failure? {
+        try await TestStores.with(durability: durability, cluster: cluster) { stores in
+            do {
+                try await Driver(stores: stores).run(program)
+                return nil
+            } catch let failure as Driver.Failure {
+                return failure
+            }
+        }
+    }
+
+    /// Runs the program of `seed`; on a failure, shrinks it and throws the counterexample.
+    public static func check(
+        seed: UInt64, steps: Int, durability: Durability = .async, cluster: Bool = TestStores.clusterByDefault,
+        shrinkBudget: Int = 60
+    ) async throws {
+        let program = Program.generate(seed: seed, count: steps)
+        guard let failure = try await failure(of: program, durability: durability, cluster: cluster) else { return }
+        let (shortest, why) = try await shrink(program, failure, durability: durability, cluster: cluster, budget: shrinkBudget)
+        throw Counterexample(seed: seed, steps: steps, failure: why, program: shortest)
+    }
+
+    /// Leaves out chunks of steps, then single steps (delta debugging, bounded by `budget` runs), keeping every
+    /// shorter program that still fails. Steps after the failing one are dropped first.
+    static func shrink(
+        _ program: Program, _ failure: Driver.Failure, durability: Durability, cluster: Bool, budget: Int
+    ) async throws -> (Program, Driver.Failure) {
+        var best = program
+        var why = failure
+        if let step = failure.step { best.steps = Array(best.steps.prefix(step + 1)) }
+        var runs = 0
+        var chunk = max(1, best.steps.count / 2)
+        while chunk >= 1 && runs < budget {
+            var start = 0
+            var removedAny = false
+            while start < best.steps.count && runs < budget {
+                var candidate = best
+                candidate.steps.removeSubrange(start..<min(start + chunk, candidate.steps.count))
+                runs += 1
+                if !candidate.steps.isEmpty,
+                    let again = try await self.failure(of: candidate, durability: durability, cluster: cluster)
+                {
+                    best = candidate
+                    why = again
+                    if let step = again.step { best.steps = Array(best.steps.prefix(step + 1)) }
+                    removedAny = true
+                } else {
+                    start += chunk
+                }
+            }
+            if !removedAny { chunk /= 2 }
+        }
+        return (best, why)
+    }
+}

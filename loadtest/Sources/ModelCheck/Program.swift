@@ -1,0 +1,169 @@
+import Inventory
+
+/// A seeded random program for the model check: the steps are drawn from the seed alone, before anything runs, so a
+/// program replays exactly and can be shrunk by leaving steps out. Steps name orders and items by small numbers;
+/// the driver turns them into ids of its own business.
+public struct Program: Sendable, CustomStringConvertible {
+    public let seed: UInt64
+    public var steps: [Step]
+
+    public init(seed: UInt64, steps: [Step]) {
+        self.seed = seed
+        self.steps = steps
+    }
+
+    public var description: String {
+        steps.enumerated().map { "  \($0.offset): \($0.element)" }.joined(separator: "\n")
+    }
+}
+
+/// One line of a reserve: an item (1-based) and a quantity.
+public struct Line: Sendable, Equatable, CustomStringConvertible {
+    public let sku: UInt64
+    public let quantity: Int64
+
+    public init(sku: UInt64, quantity: Int64) {
+        self.sku = sku
+        self.quantity = quantity
+    }
+
+    public var description: String { "\(sku)x\(quantity)" }
+}
+
+/// What a program does: an API call, a burst of concurrent reserves, or a fault.
+public enum Step: Sendable, Equatable, CustomStringConvertible {
+    case setStock(sku: UInt64, stock: Int64)
+    case adjust(sku: UInt64, id: Int, delta: Int64)
+    case reserve(order: Int, lines: [Line], shortage: ShortageMode)
+    case confirm(order: Int)
+    case cancel(order: Int)
+    case refund(order: Int)
+    case read(order: Int)
+    /// Reserves of fresh orders, all at once, on the same items.
+    case burst(orders: [Int], lines: [Line])
+    case fault(Fault)
+
+    public var description: String {
+        switch self {
+        case .setStock(let sku, let stock): "PUT stock \(sku) = \(stock)"
+        case .adjust(let sku, let id, let delta): "adjust \(sku) a\(id) \(delta >= 0 ? "+" : "")\(delta)"
+        case .reserve(let order, let lines, let shortage): "reserve o\(order) \(lines) \(shortage.rawValue)"
+        case .confirm(let order): "confirm o\(order)"
+        case .cancel(let order): "cancel o\(order)"
+        case .refund(let order): "refund o\(order)"
+        case .read(let order): "read o\(order)"
+        case .burst(let orders, let lines): "burst \(orders.map { "o\($0)" }) each \(lines)"
+        case .fault(let fault): "FAULT \(fault)"
+        }
+    }
+}
+
+/// State that vanishes, and what runs beside the clients.
+public enum Fault: Sendable, Equatable, CustomStringConvertible {
+    /// The item hash is gone (its TTL ran out, Redis evicted it, an operator deleted it).
+    case deleteItem(sku: UInt64)
+    /// A hold's reserve key is gone.
+    case deleteReserveKey(order: Int, sku: UInt64)
+    /// An adjustment's de-duplication key is gone (retention over).
+    case deleteAdjustmentKey(sku: UInt64, id: Int)
+    /// The write-back worker runs until the outbox is empty.
+    case drain
+    /// The outbox is drained, then Redis loses every key of the service (FLUSHALL, a failover to an empty replica).
+    case drainThenLoseEverything
+    /// `reconcile --fix` during traffic.
+    case reconcileFix
+
+    public var description: String {
+        switch self {
+        case .deleteItem(let sku): "DEL item \(sku)"
+        case .deleteReserveKey(let order, let sku): "DEL reserve key o\(order)/\(sku)"
+        case .deleteAdjustmentKey(let sku, let id): "DEL adj key \(sku)/a\(id)"
+        case .drain: "drain"
+        case .drainThenLoseEverything: "drain, then lose everything"
+        case .reconcileFix: "reconcile --fix"
+        }
+    }
+}
+
+/// SplitMix64: small, fast and the same on every platform, so a seed means one program everywhere.
+public struct SeededGenerator: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    public init(seed: UInt64) {
+        state = seed
+    }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension Program {
+    /// Items the programs use; few, so orders meet on them.
+    public static let items: [UInt64] = [1, 2, 3]
+
+    /// Draws `count` steps from `seed`. Orders are mostly recent ones (so confirms, cancels and replays hit orders
+    /// that exist), sometimes unknown ones; faults are about one step in eight.
+    public static func generate(seed: UInt64, count: Int) -> Program {
+        var random = SeededGenerator(seed: seed)
+        var steps: [Step] = Self.items.map { .setStock(sku: $0, stock: Int64.random(in: 5...30, using: &random)) }
+        var nextOrder = 0
+        var nextAdjustment = 0
+        var adjustments: [Int: (sku: UInt64, delta: Int64)] = [:]
+        func someOrder() -> Int {
+            // an order no reserve ever names
+            if nextOrder == 0 || Int.random(in: 0..<10, using: &random) == 0 { return 1_000_000 + nextOrder }
+            return Int.random(in: max(0, nextOrder - 6)..<nextOrder, using: &random)
+        }
+        func someLines() -> [Line] {
+            let count = Int.random(in: 1...2, using: &random)
+            return Array(Self.items.shuffled(using: &random).prefix(count)).sorted().map {
+                Line(sku: $0, quantity: Int64.random(in: 1...4, using: &random))
+            }
+        }
+        while steps.count < count {
+            let roll = Int.random(in: 0..<100, using: &random)
+            let sku = Self.items.randomElement(using: &random)!
+            switch roll {
+            case 0..<28:
+                let replay = nextOrder > 0 && Int.random(in: 0..<5, using: &random) == 0
+                let order = replay ? someOrder() : nextOrder
+                if !replay { nextOrder += 1 }
+                let shortage: ShortageMode = Int.random(in: 0..<4, using: &random) == 0 ? .partial : .reject
+                steps.append(.reserve(order: order, lines: someLines(), shortage: shortage))
+            case 28..<42: steps.append(.confirm(order: someOrder()))
+            case 42..<54: steps.append(.cancel(order: someOrder()))
+            case 54..<60: steps.append(.refund(order: someOrder()))
+            case 60..<66: steps.append(.read(order: someOrder()))
+            case 66..<70: steps.append(.setStock(sku: sku, stock: Int64.random(in: 0...30, using: &random)))
+            case 70..<76:
+                let again = nextAdjustment > 0 && Int.random(in: 0..<4, using: &random) == 0
+                let id = again ? Int.random(in: 0..<nextAdjustment, using: &random) : nextAdjustment
+                if !again { nextAdjustment += 1 }
+                var delta = Int64.random(in: -5...8, using: &random)
+                if delta == 0 { delta = 1 }
+                // a replay mostly repeats its body (a retry); sometimes it does not (a conflict)
+                if again, let earlier = adjustments[id], Bool.random(using: &random) { delta = earlier.delta }
+                let target = again ? adjustments[id]?.sku ?? sku : sku
+                if adjustments[id] == nil { adjustments[id] = (target, delta) }
+                steps.append(.adjust(sku: target, id: id, delta: delta))
+            case 76..<81:
+                let orders = (0..<Int.random(in: 3...8, using: &random)).map { nextOrder + $0 }
+                nextOrder += orders.count
+                steps.append(.burst(orders: orders, lines: [Line(sku: sku, quantity: Int64.random(in: 1...3, using: &random))]))
+            case 81..<86: steps.append(.fault(.deleteItem(sku: sku)))
+            case 86..<89: steps.append(.fault(.deleteReserveKey(order: someOrder(), sku: sku)))
+            case 89..<91:
+                steps.append(.fault(.deleteAdjustmentKey(sku: sku, id: Int.random(in: 0...max(0, nextAdjustment - 1), using: &random))))
+            case 91..<95: steps.append(.fault(.drain))
+            case 95..<97: steps.append(.fault(.drainThenLoseEverything))
+            default: steps.append(.fault(.reconcileFix))
+            }
+        }
+        return Program(seed: seed, steps: steps)
+    }
+}

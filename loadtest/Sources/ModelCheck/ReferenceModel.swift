@@ -1,0 +1,221 @@
+import Inventory
+
+/// What the service must do, as a pure value: items, orders and adjustments, and the one answer each call must get
+/// from the state the earlier calls left. No I/O; the driver compares the real service against it after every step.
+public struct ReferenceModel: Sendable, Equatable {
+    public struct Item: Sendable, Equatable {
+        /// On-hand units (held ones included; sold ones not): MySQL's stock after a drain.
+        public var onHand: Int64
+        public var reserved: Int64 = 0
+        public var available: Int64 { onHand - reserved }
+    }
+
+    public struct Order: Sendable, Equatable {
+        public var status: ReservationStatus
+        /// (sku, requested, reserved), in the order's own order; empty for a cancel of an order never reserved.
+        public var lines: [ReservationLine]
+        public var fingerprint: String
+        /// Redis lost the order after the journal had it: it comes back from the journal without its request
+        /// fingerprint (a known limit, restore_order.lua), so a reserve with another body is answered as a replay.
+        public var fingerprintLost = false
+        /// A cancel made before any reserve, then lost by Redis: its tombstone keeps the order closed, and a
+        /// cancel again may be answered as made now or as a replay.
+        public var tombstoneOnly = false
+    }
+
+    public private(set) var items: [UInt64: Item] = [:]
+    public private(set) var orders: [Int: Order] = [:]
+    /// Adjustments by (sku, id): their delta.
+    public private(set) var adjustments: [AdjustmentKey: Int64] = [:]
+
+    public struct AdjustmentKey: Hashable, Sendable {
+        public let sku: UInt64
+        public let id: Int
+    }
+
+    public init() {}
+
+    /// What a call answers: a reservation (made now or replayed), a stock level, or an error the API maps to 4xx.
+    public enum Answer: Sendable, Equatable, CustomStringConvertible {
+        case reservation(status: ReservationStatus, lines: [ReservationLine], replayed: Bool)
+        case level(available: Int64, reserved: Int64)
+        case failure(Failure)
+
+        public var description: String {
+            switch self {
+            case .reservation(let status, let lines, let replayed):
+                "\(status.rawValue) \(lines.map { "\($0.skuId):\($0.requested):\($0.reserved)" })\(replayed ? " (replay)" : "")"
+            case .level(let available, let reserved): "available \(available), reserved \(reserved)"
+            case .failure(let failure): "\(failure)"
+            }
+        }
+    }
+
+    /// The 4xx answers, by kind (their details are the service's to word).
+    public enum Failure: String, Sendable, Equatable {
+        case insufficientStock, orderClosed, idempotencyConflict, notFound, invalidState, belowReserved, unknownItems
+    }
+
+    public static func fingerprint(_ lines: [Line], _ shortage: ShortageMode) -> String {
+        lines.sorted { $0.sku < $1.sku }.map(\.description).joined(separator: ",") + "|" + shortage.rawValue
+    }
+
+    // MARK: - Calls
+
+    public mutating func setStock(sku: UInt64, stock: Int64) -> Answer {
+        let reserved = items[sku]?.reserved ?? 0
+        if stock < reserved { return .failure(.belowReserved) }
+        items[sku] = Item(onHand: stock, reserved: reserved)
+        return .level(available: stock - reserved, reserved: reserved)
+    }
+
+    public mutating func adjust(sku: UInt64, id: Int, delta: Int64) -> Answer {
+        guard var item = items[sku] else { return .failure(.notFound) }
+        let key = AdjustmentKey(sku: sku, id: id)
+        if let earlier = adjustments[key] {
+            if earlier != delta { return .failure(.idempotencyConflict) }
+            return .level(available: item.available, reserved: item.reserved)
+        }
+        if item.onHand + delta < item.reserved { return .failure(.belowReserved) }
+        item.onHand += delta
+        items[sku] = item
+        adjustments[key] = delta
+        return .level(available: item.available, reserved: item.reserved)
+    }
+
+    public mutating func reserve(order id: Int, lines: [Line], shortage: ShortageMode) -> Answer {
+        let fingerprint = Self.fingerprint(lines, shortage)
+        if let order = orders[id] {
+            if order.status == .cancelled || order.status == .expired { return .failure(.orderClosed) }
+            if order.fingerprint != fingerprint && !order.fingerprintLost { return .failure(.idempotencyConflict) }
+            return .reservation(status: order.status, lines: order.lines, replayed: true)
+        }
+        if lines.contains(where: { items[$0.sku] == nil }) { return .failure(.unknownItems) }
+        var held: [ReservationLine] = []
+        for line in lines {
+            let available = max(items[line.sku]!.available, 0)
+            switch shortage {
+            case .reject, .backorder:
+                if line.quantity > available { return .failure(.insufficientStock) }
+                held.append(ReservationLine(skuId: line.sku, requested: line.quantity, reserved: line.quantity))
+            case .partial:
+                held.append(ReservationLine(skuId: line.sku, requested: line.quantity, reserved: min(line.quantity, available)))
+            }
+        }
+        if held.allSatisfy({ $0.reserved == 0 }) { return .failure(.insufficientStock) }
+        for line in held { items[line.skuId]!.reserved += line.reserved }
+        orders[id] = Order(status: .reserved, lines: held, fingerprint: fingerprint)
+        return .reservation(status: .reserved, lines: held, replayed: false)
+    }
+
+    public mutating func confirm(order id: Int) -> Answer {
+        guard var order = orders[id] else { return .failure(.notFound) }
+        switch order.status {
+        case .reserved:
+            for line in order.lines {
+                items[line.skuId]!.reserved -= line.reserved
+                items[line.skuId]!.onHand -= line.reserved
+            }
+            order.status = .confirmed
+            orders[id] = order
+            return .reservation(status: .confirmed, lines: order.lines, replayed: false)
+        case .confirmed, .refunded:
+            return .reservation(status: order.status, lines: order.lines, replayed: true)
+        case .cancelled, .expired:
+            return .failure(.orderClosed)
+        }
+    }
+
+    public mutating func cancel(order id: Int) -> Answer {
+        guard var order = orders[id] else {
+            // A cancel before any reserve is remembered: the order is closed for good.
+            orders[id] = Order(status: .cancelled, lines: [], fingerprint: "")
+            return .reservation(status: .cancelled, lines: [], replayed: false)
+        }
+        switch order.status {
+        case .reserved:
+            for line in order.lines { items[line.skuId]!.reserved -= line.reserved }
+            order.status = .cancelled
+            orders[id] = order
+            return .reservation(status: .cancelled, lines: order.lines, replayed: false)
+        case .cancelled, .expired:
+            return .reservation(status: order.status, lines: order.lines, replayed: true)
+        case .confirmed, .refunded:
+            return .failure(.invalidState)
+        }
+    }
+
+    public mutating func refund(order id: Int) -> Answer {
+        guard var order = orders[id] else { return .failure(.notFound) }
+        switch order.status {
+        case .confirmed:
+            for line in order.lines { items[line.skuId]!.onHand += line.reserved }
+            order.status = .refunded
+            orders[id] = order
+            return .reservation(status: .refunded, lines: order.lines, replayed: false)
+        case .refunded:
+            return .reservation(status: .refunded, lines: order.lines, replayed: true)
+        case .reserved, .cancelled, .expired:
+            return .failure(.invalidState)
+        }
+    }
+
+    /// Redis lost every key after a drain: every order comes back from the journal when next used.
+    public mutating func redisLostEverything() {
+        for id in orders.keys {
+            orders[id]!.fingerprintLost = true
+            if orders[id]!.lines.isEmpty { orders[id]!.tombstoneOnly = true }
+        }
+    }
+
+    /// Whether `answer` is as good as `expected` for a call on `order`: the same, or differing only where an order
+    /// came back from the journal after Redis lost it, which keeps less than Redis did (known limits, listed in the
+    /// README's model check section): the lines' requested quantities (a partial hold's come back as held, its lines of nothing held not at all), whether
+    /// a cancel again of a tombstone is a replay, and a tombstone is not found by calls other than a reserve.
+    public func accepts(_ answer: Answer, for expected: Answer, order id: Int?, call: String) -> Bool {
+        if answer == expected { return true }
+        guard let id, let order = orders[id], order.fingerprintLost else { return false }
+        switch (answer, expected) {
+        case (.reservation(let status, let lines, let replayed), .reservation(let modelStatus, let modelLines, let modelReplayed)):
+            let held = { (lines: [ReservationLine]) in lines.filter { $0.reserved > 0 }.map { "\($0.skuId):\($0.reserved)" } }
+            return status == modelStatus && held(lines) == held(modelLines)
+                && (replayed == modelReplayed || order.tombstoneOnly)
+        case (.failure(.notFound), _):
+            // only a reserve consults the tombstone (it must be refused: that is what the tombstone is for)
+            return order.tombstoneOnly && call != "reserve"
+        default:
+            return false
+        }
+    }
+
+    public func read(order id: Int) -> Answer {
+        guard let order = orders[id] else { return .failure(.notFound) }
+        return .reservation(status: order.status, lines: order.lines, replayed: false)
+    }
+
+    public func level(sku: UInt64) -> Answer {
+        guard let item = items[sku] else { return .failure(.notFound) }
+        return .level(available: item.available, reserved: item.reserved)
+    }
+
+    /// A burst's answers, in any order the service chose to serialise them: each reserve held in full or refused
+    /// for shortage (or as unknown, on an item the model does not have). Applies those held; returns why the answers fit no serialisation, or nil when they fit.
+    public mutating func acceptBurst(orders ids: [Int], line: Line, held: [Int: Bool]) -> String? {
+        guard let item = items[line.sku] else {
+            return held.values.contains(true) ? "a burst on an unknown item held something" : nil
+        }
+        let granted = ids.filter { held[$0] == true }
+        let total = Int64(granted.count) * line.quantity
+        if total > max(item.available, 0) {
+            return "the burst held \(total) units of item \(line.sku), which had \(item.available) available"
+        }
+        let left = item.available - total
+        if granted.count < ids.count && left >= line.quantity {
+            return "a reserve of the burst was refused while \(left) units of item \(line.sku) stayed available"
+        }
+        for id in granted {
+            _ = reserve(order: id, lines: [line], shortage: .reject)
+        }
+        return nil
+    }
+}

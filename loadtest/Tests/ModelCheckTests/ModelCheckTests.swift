@@ -1,0 +1,73 @@
+import Inventory
+import InventoryTestSupport
+import ModelCheck
+import Testing
+
+/// The quick model check of the test command: a few seeded programs against the real stores (on the cluster too
+/// when the test command's cluster pass runs), and the reference model's own rules.
+@Suite("Model check")
+struct ModelCheckTests {
+    @Test("seeded programs of calls and faults agree with the reference model", arguments: [1, 2, 3] as [UInt64])
+    func quickRun(seed: UInt64) async throws {
+        do {
+            try await ModelCheck.check(seed: seed, steps: 150)
+        } catch let counterexample as ModelCheck.Counterexample {
+            Issue.record("\(counterexample)")
+        }
+    }
+
+    @Test("sync mode: seeded programs agree with the reference model")
+    func quickRunSync() async throws {
+        do {
+            try await ModelCheck.check(seed: 101, steps: 150, durability: .sync)
+        } catch let counterexample as ModelCheck.Counterexample {
+            Issue.record("\(counterexample)")
+        }
+    }
+
+    @Test("a seed is one program: the same steps every time, and another seed another program")
+    func seedsReplay() {
+        #expect(Program.generate(seed: 7, count: 200).steps == Program.generate(seed: 7, count: 200).steps)
+        #expect(Program.generate(seed: 7, count: 200).steps != Program.generate(seed: 8, count: 200).steps)
+    }
+
+    @Test("the model: a hold takes units, a cancel gives them back, a confirm sells them, a refund restocks them")
+    func modelRules() {
+        var model = ReferenceModel()
+        _ = model.setStock(sku: 1, stock: 5)
+        let line = Line(sku: 1, quantity: 3)
+        #expect(model.reserve(order: 1, lines: [line], shortage: .reject) == .reservation(
+            status: .reserved, lines: [ReservationLine(skuId: 1, requested: 3, reserved: 3)], replayed: false
+        ))
+        #expect(model.reserve(order: 2, lines: [line], shortage: .reject) == .failure(.insufficientStock))
+        #expect(model.reserve(order: 2, lines: [line], shortage: .partial) == .reservation(
+            status: .reserved, lines: [ReservationLine(skuId: 1, requested: 3, reserved: 2)], replayed: false
+        ))
+        #expect(model.level(sku: 1) == .level(available: 0, reserved: 5))
+        #expect(model.setStock(sku: 1, stock: 4) == .failure(.belowReserved))
+        _ = model.cancel(order: 2)
+        #expect(model.reserve(order: 2, lines: [line], shortage: .partial) == .failure(.orderClosed))
+        _ = model.confirm(order: 1)
+        #expect(model.level(sku: 1) == .level(available: 2, reserved: 0))
+        #expect(model.cancel(order: 1) == .failure(.invalidState))
+        _ = model.refund(order: 1)
+        #expect(model.level(sku: 1) == .level(available: 5, reserved: 0))
+        #expect(model.adjust(sku: 1, id: 1, delta: -5) == .level(available: 0, reserved: 0))
+        #expect(model.adjust(sku: 1, id: 1, delta: -4) == .failure(.idempotencyConflict))
+        #expect(model.cancel(order: 9) == .reservation(status: .cancelled, lines: [], replayed: false))
+        #expect(model.reserve(order: 9, lines: [line], shortage: .reject) == .failure(.orderClosed))
+    }
+
+    @Test("a burst whose answers fit no serialisation is caught")
+    func burstCheck() {
+        var model = ReferenceModel()
+        _ = model.setStock(sku: 1, stock: 4)
+        let line = Line(sku: 1, quantity: 2)
+        var over = model
+        #expect(over.acceptBurst(orders: [1, 2, 3], line: line, held: [1: true, 2: true, 3: true]) != nil)
+        var refusedWithRoom = model
+        #expect(refusedWithRoom.acceptBurst(orders: [1, 2, 3], line: line, held: [1: true, 2: false, 3: false]) != nil)
+        #expect(model.acceptBurst(orders: [1, 2, 3], line: line, held: [1: true, 2: false, 3: true]) == nil)
+        #expect(model.level(sku: 1) == .level(available: 0, reserved: 4))
+    }
+}
