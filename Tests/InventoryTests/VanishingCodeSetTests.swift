@@ -99,6 +99,35 @@ struct VanishingCodeSetTests {
         }
     }
 
+    @Test("sync mode records the codes a hold took: a rebuild never hands a sold code out again (fault run key-del-codes)")
+    func syncCommitRecordsCodes() async throws {
+        try await TestStores.with(durability: .sync) { stores in
+            let engine = stores.engine
+            _ = try await engine.setPool(stores.item(1), CodePool(kind: .oneTime))
+            _ = try await engine.loadCodes(stores.item(1), (1...8).map { "S\($0)" })
+            var sold: Set<String> = []
+            for n in 0..<3 {
+                guard case .created(let held) = try await engine.reserve(command(stores, "s-\(n)", 1)) else {
+                    Issue.record("not held")
+                    return
+                }
+                sold.formUnion(held.lines.flatMap(\.codes))
+                _ = try await engine.confirm(orderId: held.orderId)
+            }
+            #expect(sold.count == 3)
+            #expect(try await stores.drainWithWorker())
+            _ = try await stores.redis.command("DEL", stores.keys.item(stores.item(1)))
+            try await deleteCodes(stores)
+
+            #expect(try await engine.stock(stores.item(1)).available == 5)
+            let usable = Set(try await engine.unusedCodes(stores.item(1)))
+            #expect(usable.count == 5)
+            #expect(usable.isDisjoint(with: sold))
+            let report = try await stores.reconciler().run(.business(stores.bizId))
+            #expect(report.clean, "\(report.differences) \(report.codeDifferences)")
+        }
+    }
+
     @Test("codes uploaded after the code set is gone join the whole pool, not a set of their own")
     func uploadAfterSetGone() async throws {
         try await TestStores.with { stores in

@@ -971,7 +971,7 @@ public final class InventoryEngine: Sendable {
             id: eventId, stream: keys.outbox(shard: shard), kind: .reserve, orderId: command.orderId,
             bizId: command.bizId, userId: command.userId,
             lines: held.enumerated().map { index, line in
-                .init(skuId: line.skuId, quantity: line.reserved, epoch: epochs[safe: index] ?? "")
+                .init(skuId: line.skuId, quantity: line.reserved, epoch: epochs[safe: index] ?? "", codes: line.codes)
             },
             expiresAtMilliseconds: reservation.expiresAtMilliseconds, atMilliseconds: configuration.clock(),
             reserveEventId: nil
