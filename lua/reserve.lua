@@ -14,7 +14,8 @@
 -- ARGV[10] item TTL (s): an item reserved with less than half of it left gets it back (keep-warm); 0 = none
 -- ARGV[11] '1' to dispense: hold and confirm at once (the order is confirmed; a reserve and a confirm event follow
 --          each other in the outbox), '' for a plain hold
--- ARGV[12] '1' when the caller has asked the journal about this order already (see below), '' otherwise
+-- ARGV[12] '1' when the caller has asked the journal about this order already (see below), '2' when it has also
+--          restored the order because its hash had vanished (below), '' otherwise
 -- then for each item: ARGV[13+3i] skuId, ARGV[14+3i] quantity, ARGV[15+3i] the codes asked for ('c1|c2', or '')
 --
 -- Returns one of
@@ -32,6 +33,9 @@
 --   {'pool', i, reason}                   item i's code pool is 'offline', 'expired' or (reusable) 'empty'; nothing
 --                                         was held
 --   {'code', i, code}                     a code asked for is not in item i's pool or not usable; nothing was held
+--   {'vanished'}                          the order's hash is gone but a hold of it (its reserve key) is not: the
+--                                         hash vanished alone (a DEL); restore the order from the journal and the
+--                                         outbox, then run again with ARGV[12] = '2'
 --   {'ask', 'marker' | 'journal'}         the order is not in Redis and Redis may have lost it: the shard's generation
 --                                         marker is missing (make it), or younger than a retention period (ask the
 --                                         journal about the order, then run again with ARGV[12] = '1')
@@ -76,7 +80,7 @@ if status then
 end
 
 local now = clockNow(ARGV[6])
-if ARGV[12] ~= '1' then
+if ARGV[12] == '' then
   local trusted = redis.call('GET', KEYS[#KEYS])
   if not trusted then
     return {'ask', 'marker'}
@@ -108,6 +112,9 @@ for i = 0, n - 1 do
   local itemKey = KEYS[4 + 3 * i]
   if redis.call('EXISTS', KEYS[6 + 3 * i]) == 1 then
     return {'cancelled', 'cancelled'}
+  end
+  if ARGV[12] ~= '2' and redis.call('EXISTS', KEYS[5 + 3 * i]) == 1 then
+    return {'vanished'}
   end
   local item = counters[itemKey]
   if not item then

@@ -207,6 +207,8 @@ public final class InventoryEngine: Sendable {
                 try await makeGeneration(shard: ask.shard)
                 return false
             }
+            // The journal is asked after what the outbox still has of the order is in it.
+            try await applyPendingEvents(ofOrder: command.orderId)
             if try await !journal.rows(orderId: command.orderId, bizId: command.bizId).isEmpty {
                 _ = try await restoreOrder(command.orderId, bizId: command.bizId)
                 return false
@@ -239,8 +241,11 @@ public final class InventoryEngine: Sendable {
     /// entry of a hold made now ("" for a replay).
     /// `journalChecked`: the journal was asked about the order (or, on a cluster, its directory is the guard), so an
     /// order Redis does not know is new.
+    /// `holdsChecked`: the order was restored from the journal (and its outbox) because its hash had vanished while a
+    /// hold of it was still in Redis (reserve.lua's 'vanished'): what Redis has now is all there is.
     private func reservePart(
-        _ command: ReserveCommand, shard: Int, fingerprint: String, journalChecked: Bool, failpoint: String
+        _ command: ReserveCommand, shard: Int, fingerprint: String, journalChecked: Bool, failpoint: String,
+        holdsChecked: Bool = false
     ) async throws -> (outcome: ReserveOutcome, eventId: String) {
         let orderId = command.orderId
         var keyList = [keys.order(orderId, shard: shard), keys.outbox(shard: shard), keys.expiryIndex(shard: shard)]
@@ -250,7 +255,7 @@ public final class InventoryEngine: Sendable {
             // Sync mode commits the hold first and then confirms it (see below): a dispense in one script would
             // leave nothing a failed commit could take back.
             String(configuration.itemTTLSeconds), command.dispense && configuration.durability == .async ? "1" : "",
-            journalChecked ? "1" : "",
+            holdsChecked ? "2" : journalChecked ? "1" : "",
         ]
         keyList.reserveCapacity(3 + 5 * command.items.count)
         arguments.reserveCapacity(11 + 3 * command.items.count)
@@ -278,6 +283,14 @@ public final class InventoryEngine: Sendable {
         switch fields.first?.text {
         case "ask":
             throw AskJournal(shard: shard, markerMissing: fields[safe: 1]?.text == "marker")
+        case "vanished":
+            // The order's hash is gone while a hold of it is not: it comes back from the journal (after what the
+            // outbox still has of it), and the reserve runs again against it.
+            _ = try await restoreOrder(orderId, bizId: command.bizId)
+            return try await reservePart(
+                command, shard: shard, fingerprint: fingerprint, journalChecked: true, failpoint: failpoint,
+                holdsChecked: true
+            )
         case "ok":
             let confirmEventId = fields[safe: 6]?.text ?? ""
             let reservation = Reservation(
@@ -1604,25 +1617,31 @@ public final class InventoryEngine: Sendable {
     /// item's events may be in any shard's stream (an order's shard decides); on a cluster only in the item's shard.
     private func pendingEvents(touching id: StockItemID) async throws -> [OutboxEvent] {
         let streams = keys.clustered ? [keys.outbox(shard: keys.itemShard(id))] : keys.outboxes
-        let page = 1000
         var found: [OutboxEvent] = []
         for stream in streams {
-            var start = "-"
-            while true {
-                let reply = try await redisCall {
-                    try await self.redis.send(["XRANGE", stream, start, "+", "COUNT", String(page)], routingKey: stream)
-                }
-                if case .error(let message) = reply { throw InventoryError.unavailable("Redis: \(message)") }
-                let entries = OutboxEvent.entries(stream: stream, reply)
-                for case let event? in entries.map(\.event)
-                where event.bizId == id.bizId && event.lines.contains(where: { $0.skuId == id.skuId }) {
-                    found.append(event)
-                }
-                guard entries.count == page, let last = entries.last else { break }
-                start = "(" + last.id
+            found += try await pendingEvents(in: stream) { event in
+                event.bizId == id.bizId && event.lines.contains(where: { $0.skuId == id.skuId })
             }
         }
         return WriteBackWorker.cancellingUndone(found)
+    }
+
+    /// The events of `stream` not yet acknowledged that `wanted` keeps, in stream order (read in pages).
+    private func pendingEvents(in stream: String, _ wanted: (OutboxEvent) -> Bool) async throws -> [OutboxEvent] {
+        let page = 1000
+        var found: [OutboxEvent] = []
+        var start = "-"
+        while true {
+            let reply = try await redisCall {
+                try await self.redis.send(["XRANGE", stream, start, "+", "COUNT", String(page)], routingKey: stream)
+            }
+            if case .error(let message) = reply { throw InventoryError.unavailable("Redis: \(message)") }
+            let entries = OutboxEvent.entries(stream: stream, reply)
+            for case let event? in entries.map(\.event) where wanted(event) { found.append(event) }
+            guard entries.count == page, let last = entries.last else { break }
+            start = "(" + last.id
+        }
+        return found
     }
 
     // MARK: - Eviction
@@ -1913,6 +1932,10 @@ public final class InventoryEngine: Sendable {
                 throw self.mapMySQL(error)
             }
         }
+        // What the outbox still has of the order goes to the journal first: the order's hash may have vanished
+        // alone while its events wait for the worker (a restore from the journal alone would miss its hold, or
+        // bring back as reserved an order Redis had confirmed).
+        try await applyPendingEvents(ofOrder: orderId)
         let seen = try await journalRows()
         guard let any = seen.first else { return false }
         // Rows of a reserve Redis took back (a sync commit that failed, a duplicate) are about to be removed by its
@@ -1970,6 +1993,23 @@ public final class InventoryEngine: Sendable {
             )
         }
         return true
+    }
+
+    /// Applies the order's outbox entries not yet acknowledged to the journal (through the epoch fence, like the
+    /// worker; applying them again later changes nothing). On a single Redis they are in the order's shard's
+    /// stream; on a cluster in the streams of its parts' shards, which only its directory names: every shard's.
+    private func applyPendingEvents(ofOrder orderId: String) async throws {
+        let streams = keys.clustered ? keys.outboxes : [keys.outbox(forOrder: orderId)]
+        var found: [OutboxEvent] = []
+        for stream in streams {
+            found += try await pendingEvents(in: stream) { $0.orderId == orderId }
+        }
+        guard !found.isEmpty else { return }
+        do {
+            _ = try await journal.apply(WriteBackWorker.cancellingUndone(found), epochs: itemEpochs)
+        } catch {
+            throw mapMySQL(error)
+        }
     }
 
     private func readStoredOrder(_ orderId: String) async throws -> StoredOrder? {

@@ -109,6 +109,7 @@ public struct Driver: Sendable {
         case .fault(let fault):
             try await inject(fault)
             if fault == .drainThenLoseEverything { model.redisLostEverything() }
+            if case .deleteOrder(let order, _) = fault { model.orderHashLost(order: order) }
         }
     }
 
@@ -201,6 +202,8 @@ public struct Driver: Sendable {
             _ = try await stores.redis.command("DEL", keys.item(stores.item(sku)))
         case .deleteReserveKey(let order, let sku):
             _ = try await stores.redis.command("DEL", keys.reserveKey(stores.item(sku), orderId: orderId(order)))
+        case .deleteOrder(let order, let sku):
+            _ = try await stores.redis.command("DEL", stores.orderKey(orderId(order), sku: sku))
         case .deleteAdjustmentKey(let sku, let id):
             _ = try await stores.redis.command("DEL", keys.adjustmentKey(stores.item(sku), adjustmentId: "a\(id)"))
         case .drain:

@@ -64,6 +64,8 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
     case deleteItem(sku: UInt64)
     /// A hold's reserve key is gone.
     case deleteReserveKey(order: Int, sku: UInt64)
+    /// An order's hash is gone (on a cluster, its part holding the item).
+    case deleteOrder(order: Int, sku: UInt64)
     /// An adjustment's de-duplication key is gone (retention over).
     case deleteAdjustmentKey(sku: UInt64, id: Int)
     /// The write-back worker runs until the outbox is empty.
@@ -78,6 +80,7 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
         case .deleteItem(let sku): "DEL item \(sku)"
         case .deleteReserveKey(let order, let sku): "DEL reserve key o\(order)/\(sku)"
         case .deleteAdjustmentKey(let sku, let id): "DEL adj key \(sku)/a\(id)"
+        case .deleteOrder(let order, let sku): "DEL order o\(order) (part of \(sku))"
         case .drain: "drain"
         case .drainThenLoseEverything: "drain, then lose everything"
         case .reconcileFix: "reconcile --fix"
@@ -156,7 +159,8 @@ extension Program {
                 nextOrder += orders.count
                 steps.append(.burst(orders: orders, lines: [Line(sku: sku, quantity: Int64.random(in: 1...3, using: &random))]))
             case 81..<86: steps.append(.fault(.deleteItem(sku: sku)))
-            case 86..<89: steps.append(.fault(.deleteReserveKey(order: someOrder(), sku: sku)))
+            case 86..<88: steps.append(.fault(.deleteReserveKey(order: someOrder(), sku: sku)))
+            case 88: steps.append(.fault(.deleteOrder(order: someOrder(), sku: sku)))
             case 89..<91:
                 steps.append(.fault(.deleteAdjustmentKey(sku: sku, id: Int.random(in: 0...max(0, nextAdjustment - 1), using: &random))))
             case 91..<95: steps.append(.fault(.drain))

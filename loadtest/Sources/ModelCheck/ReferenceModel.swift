@@ -27,6 +27,9 @@ public struct ReferenceModel: Sendable, Equatable {
     public private(set) var orders: [Int: Order] = [:]
     /// Adjustments by (sku, id): their delta.
     public private(set) var adjustments: [AdjustmentKey: Int64] = [:]
+    /// Redis lost its data during the run: for a retention period (longer than any run) a reserve of an order Redis
+    /// does not know asks the journal and its tombstones.
+    public private(set) var journalWindow = false
 
     public struct AdjustmentKey: Hashable, Sendable {
         public let sku: UInt64
@@ -162,9 +165,23 @@ public struct ReferenceModel: Sendable, Equatable {
 
     /// Redis lost every key after a drain: every order comes back from the journal when next used.
     public mutating func redisLostEverything() {
+        journalWindow = true
         for id in orders.keys {
             orders[id]!.fingerprintLost = true
             if orders[id]!.lines.isEmpty { orders[id]!.tombstoneOnly = true }
+        }
+    }
+
+    /// An order's hash vanished alone: a held order comes back from the journal (after what the outbox still has of
+    /// it), with what the journal keeps; a cancel made before any reserve is forgotten (its tombstone is asked only
+    /// after a data loss: a known limit).
+    public mutating func orderHashLost(order id: Int) {
+        guard let order = orders[id] else { return }
+        if order.lines.isEmpty && !journalWindow {
+            orders[id] = nil
+        } else {
+            orders[id]!.fingerprintLost = true
+            if order.lines.isEmpty { orders[id]!.tombstoneOnly = true }
         }
     }
 
