@@ -42,8 +42,12 @@ end
 if f[1] == 'cancelled' or f[1] == 'expired' then
   return {'closed', f[1]}
 end
--- fp '' marks a directory restored from the journal, whose request body is not known any more.
+-- fp '' marks a directory restored from the journal, whose request body is not known any more: a request naming
+-- other shards than its parts cannot be the same one (it would hold a part the directory does not name).
 if f[2] ~= ARGV[1] and f[2] ~= '' then
+  return {'conflict'}
+end
+if f[2] == '' and redis.call('HGET', KEYS[1], 'shards') ~= ARGV[3] then
   return {'conflict'}
 end
 return {'same', f[1]}

@@ -7,7 +7,9 @@
 -- then for each item i = 0..n-1: KEYS[4+4n+i] the item's set of usable codes (code pools, see below)
 -- KEYS[4+5n] the order's shard's generation marker (see below)
 -- ARGV[1] orderId   ARGV[2] request fingerprint   ARGV[3] bizId   ARGV[4] userId ('' if none)
--- ARGV[5] shortage mode: reject | partial | backorder
+-- ARGV[5] shortage mode: reject | partial | backorder | partial_part (partial, in one part of an order of several
+--         parts on a cluster: holding nothing here is not refused, since other parts may hold; the caller refuses
+--         the order when no part held anything)
 -- ARGV[6] now (ms; '' = Redis TIME, lib/clock.lua)  ARGV[7] ttl (s)
 -- ARGV[8] retention (s) that order and de-duplication keys outlive the hold
 -- ARGV[9] failpoint ('' in production; 'after_deduct' lets tests stop the script between its two steps)
@@ -92,6 +94,8 @@ end
 local ttl = tonumber(ARGV[7])
 local retention = tonumber(ARGV[8])
 local mode = ARGV[5]
+local partOfSeveral = mode == 'partial_part'
+if partOfSeveral then mode = 'partial' end
 local n = (#ARGV - 12) / 3
 local dispense = ARGV[11] == '1'
 local itemTTL = tonumber(ARGV[10])
@@ -227,7 +231,7 @@ end
 if short then
   return {'short', table.concat(availableList, ',')}
 end
-if not anyGranted then
+if not anyGranted and not partOfSeveral then
   -- partial: nothing left, either in stock or in the user's allowance
   for i = 0, n - 1 do
     local item = counters[KEYS[4 + 3 * i]]

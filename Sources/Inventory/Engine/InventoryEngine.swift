@@ -243,14 +243,17 @@ public final class InventoryEngine: Sendable {
     /// order Redis does not know is new.
     /// `holdsChecked`: the order was restored from the journal (and its outbox) because its hash had vanished while a
     /// hold of it was still in Redis (reserve.lua's 'vanished'): what Redis has now is all there is.
+    /// `partOfSeveral`: a part of an order of several parts in partial mode, which may hold nothing (the caller
+    /// refuses the order when no part held anything).
     private func reservePart(
         _ command: ReserveCommand, shard: Int, fingerprint: String, journalChecked: Bool, failpoint: String,
-        holdsChecked: Bool = false
+        holdsChecked: Bool = false, partOfSeveral: Bool = false
     ) async throws -> (outcome: ReserveOutcome, eventId: String) {
         let orderId = command.orderId
         var keyList = [keys.order(orderId, shard: shard), keys.outbox(shard: shard), keys.expiryIndex(shard: shard)]
         var arguments = [
-            orderId, fingerprint, command.bizId, command.userId ?? "", command.shortage.rawValue,
+            orderId, fingerprint, command.bizId, command.userId ?? "",
+            partOfSeveral && command.shortage == .partial ? "partial_part" : command.shortage.rawValue,
             Self.redisTime, String(command.ttlSeconds), String(configuration.retentionSeconds), failpoint,
             // Sync mode commits the hold first and then confirms it (see below): a dispense in one script would
             // leave nothing a failed commit could take back.
@@ -289,7 +292,7 @@ public final class InventoryEngine: Sendable {
             _ = try await restoreOrder(orderId, bizId: command.bizId)
             return try await reservePart(
                 command, shard: shard, fingerprint: fingerprint, journalChecked: true, failpoint: failpoint,
-                holdsChecked: true
+                holdsChecked: true, partOfSeveral: partOfSeveral
             )
         case "ok":
             let confirmEventId = fields[safe: 6]?.text ?? ""
@@ -425,7 +428,7 @@ public final class InventoryEngine: Sendable {
                 results[shard] = .success(
                     try await reservePart(
                         part, shard: shard, fingerprint: command.fingerprint, journalChecked: true,
-                        failpoint: failpoint == "after_first_part" ? "" : failpoint
+                        failpoint: failpoint == "after_first_part" ? "" : failpoint, partOfSeveral: shards.count > 1
                     )
                 )
             } catch {
@@ -458,6 +461,13 @@ public final class InventoryEngine: Sendable {
         guard failures.isEmpty else {
             await takeBackParts(command, results: results, positions: positions)
             throw Self.merged(failures)
+        }
+        // Partial mode: parts may each hold nothing; the order as a whole must hold something.
+        if command.shortage == .partial, shards.count > 1, !allReplayed, lines.allSatisfy({ ($0?.reserved ?? 0) == 0 }) {
+            await takeBackParts(command, results: results, positions: positions)
+            throw InventoryError.insufficientStock(
+                command.items.map { InventoryError.Shortage(skuId: $0.skuId, requested: $0.quantity, available: 0) }
+            )
         }
         if shards.count > 1 {
             // Every part is held: the order is reserved, unless it was decided otherwise meanwhile (a cancel, or the

@@ -11,10 +11,12 @@ public enum ModelCheck {
         public let steps: Int
         public let failure: Driver.Failure
         public let program: Program
+        /// The options that replay it besides seed and steps (`--cluster`, `--durability sync`).
+        public let options: String
 
         public var description: String {
             """
-            model check failed: seed \(seed) (\(steps) steps); replay with `modelcheck --seed \(seed) --steps \(steps)`
+            model check failed: seed \(seed) (\(steps) steps); replay with `modelcheck --seed \(seed) --steps \(steps)\(options)`
             \(failure)
             shortest program found that fails (\(program.steps.count) steps):
             \(program)
@@ -44,7 +46,8 @@ public enum ModelCheck {
         let program = Program.generate(seed: seed, count: steps)
         guard let failure = try await failure(of: program, durability: durability, cluster: cluster) else { return }
         let (shortest, why) = try await shrink(program, failure, durability: durability, cluster: cluster, budget: shrinkBudget)
-        throw Counterexample(seed: seed, steps: steps, failure: why, program: shortest)
+        let options = (cluster ? " --cluster" : "") + (durability == .sync ? " --durability sync" : "")
+        throw Counterexample(seed: seed, steps: steps, failure: why, program: shortest, options: options)
     }
 
     /// Leaves out chunks of steps, then single steps (delta debugging, bounded by `budget` runs), keeping every
