@@ -73,3 +73,27 @@ struct ClusterPartsTests {
         }
     }
 }
+
+extension ClusterPartsTests {
+    @Test("a retry of a confirmed order of several parts is a replay of it, not 503 (model check seed 2013)")
+    func retryOfConfirmedOrderOfParts() async throws {
+        try await TestStores.with(cluster: true) { stores in
+            let skus = try await ClusterEngineTests().skusOnEveryMaster(stores)
+            let engine = stores.engine
+            for sku in skus.prefix(2) { _ = try await engine.setStock(stores.item(sku), StockSettings(stock: 10)) }
+            let order = ReserveCommand(
+                orderId: "\(stores.bizId)-c", bizId: stores.bizId, userId: nil,
+                items: [.init(skuId: skus[0], quantity: 4), .init(skuId: skus[1], quantity: 4)], ttlSeconds: 600,
+                shortage: .reject
+            )
+            _ = try await engine.reserve(order)
+            _ = try await engine.confirm(orderId: order.orderId)
+            guard case .replayed(let again) = try await engine.reserve(order) else {
+                Issue.record("not a replay")
+                return
+            }
+            #expect(again.status == .confirmed)
+            #expect(try await engine.stock(stores.item(skus[0])).available == 6)
+        }
+    }
+}

@@ -62,8 +62,7 @@ public struct FaultProfile: Sendable {
         scenarios: [
             (.sigkillService, "sync", 2), (.redisRestart, "sync", 1), (.redisFlushall, "sync", 1),
             (.redisFlushall, "async", 1), (.mariadbStop, "sync", 1), (.mariadbStop, "async", 1),
-            // key-del stays out of the quick run until the defects it finds are fixed (loadtest/RESULTS.md,
-            // 2026-12-04): it would make the test command fail by chance. It is in the full run.
+            (.keyDelete, "async", 1), (.keyDeleteCodes, "sync", 1),
             (.redisSlow, "async", 1), (.redisFull, "async", 1), (.evictingPolicy, "async", 1), (.clockSkew, "sync", 1),
         ]
     )

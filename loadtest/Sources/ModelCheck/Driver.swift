@@ -73,6 +73,7 @@ public struct Driver: Sendable {
                 return .level(available: outcome.level.available, reserved: outcome.level.reserved)
             }
         case .reserve(let order, let lines, let shortage):
+            if model.unspecified(order: order, lines: lines) { return }
             // A body naming an unknown item may be refused for that first, whatever the order (a cluster checks
             // the items of an order of several parts before it looks at the order).
             var alsoAccepting: [ReferenceModel.Answer] = []
