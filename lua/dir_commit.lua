@@ -2,7 +2,7 @@
 --
 -- KEYS[1] the order's directory   KEYS[2] its shard's index of reserves under way   ARGV[1] orderId
 --
--- Returns {'ok'} (reserved now, or before, or confirmed or refunded since), or {'state', state} when the order was decided otherwise meanwhile
+-- Returns {'ok'} (reserved now, or before), {'decided', state} (confirmed or refunded since), or {'state', state} when the order was decided otherwise meanwhile
 -- (cancelled: by the client, or by the sweeper that gave up on a reserve past its deadline; its parts are taken back).
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'reserving' then
@@ -10,9 +10,12 @@ if state == 'reserving' then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return {'ok'}
 end
--- Reserved before, or decided past it (confirmed, refunded: only a reserved order gets there): a replay's parts
--- were all held.
-if state == 'reserved' or state == 'confirmed' or state == 'refunded' then
+if state == 'reserved' then
   return {'ok'}
+end
+-- Decided past 'reserved' (confirmed, refunded: only a reserved order gets there): a replay; a part held now (its
+-- shard lost the part) is not the order's and is taken back by the caller.
+if state == 'confirmed' or state == 'refunded' then
+  return {'decided', state}
 end
 return {'state', state or ''}

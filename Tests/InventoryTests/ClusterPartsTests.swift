@@ -97,3 +97,36 @@ extension ClusterPartsTests {
         }
     }
 }
+
+extension ClusterPartsTests {
+    @Test("a retry of a confirmed order whose part Redis lost: the part held anew is taken back, the answer is the confirmed order")
+    func retryAfterPartLost() async throws {
+        try await TestStores.with(cluster: true) { stores in
+            let skus = try await ClusterEngineTests().skusOnEveryMaster(stores)
+            let engine = stores.engine
+            for sku in skus.prefix(2) { _ = try await engine.setStock(stores.item(sku), StockSettings(stock: 10)) }
+            let order = ReserveCommand(
+                orderId: "\(stores.bizId)-l", bizId: stores.bizId, userId: nil,
+                items: [.init(skuId: skus[0], quantity: 4), .init(skuId: skus[1], quantity: 3)], ttlSeconds: 600,
+                shortage: .reject
+            )
+            _ = try await engine.reserve(order)
+            _ = try await engine.confirm(orderId: order.orderId)
+            #expect(try await stores.drainWithWorker())
+            // The part of the second item is lost with its hold mark (that shard's data).
+            _ = try await stores.redis.command("DEL", stores.orderKey(order.orderId, sku: skus[1]))
+            _ = try await stores.redis.command("DEL", stores.keys.reserveKey(stores.item(skus[1]), orderId: order.orderId))
+
+            guard case .replayed(let again) = try await engine.reserve(order) else {
+                Issue.record("not a replay")
+                return
+            }
+            #expect(again.status == .confirmed)
+            #expect(try await engine.stock(stores.item(skus[1])).reserved == 0)
+            #expect(try await engine.stock(stores.item(skus[1])).available == 7)
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.mysqlStock(skus[1]) == 7)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+}

@@ -475,6 +475,21 @@ public final class InventoryEngine: Sendable {
             let committed = try await runScript(
                 scripts.dirCommit, keys: directoryKeys(orderId), arguments: [orderId]
             ).array ?? []
+            if committed.first?.text == "decided", let decided = ReservationStatus(rawValue: committed[safe: 1]?.text ?? "") {
+                // A retry of an order decided since: a part held now (Redis lost that part) is not the order's.
+                for (shard, result) in results {
+                    guard case .success(let held) = result, case .created(let made) = held.outcome, !held.eventId.isEmpty
+                    else { continue }
+                    logger.error(
+                        "a retry held a part of an order decided since (Redis lost the part); taking it back",
+                        metadata: ["orderId": "\(orderId)", "shard": "\(shard)"]
+                    )
+                    await undoReserve(
+                        orderId: orderId, bizId: command.bizId, lines: made.lines, eventId: held.eventId, routine: true
+                    )
+                }
+                return .replayed(try await reservation(orderId: orderId))
+            }
             if committed.first?.text != "ok" {
                 let state = committed[safe: 1]?.text ?? ""
                 if let closed = ReservationStatus(rawValue: state), closed == .cancelled || closed == .expired {
