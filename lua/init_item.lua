@@ -12,12 +12,14 @@
 -- ARGV[16] the epochs of the item's outbox events the rebuild applied to the journal before reading it ('e1,e2')
 -- ARGV[17] c = how many codes follow, ARGV[18..17+c] the pool's usable codes (one-time: those no live or sold
 -- journal line holds; reusable: all)
--- ARGV[18+c] h = how many live holds follow, ARGV[19+c..18+c+h] their quantities (KEYS[4..3+h] their reserve keys)
--- then pairs ARGV[19+c+h+2j] userId, ARGV[20+c+h+2j] that user's units in the current window, as the journal counts
--- them
+-- ARGV[18+c] h = how many live holds follow, then per hold j = 1..h: ARGV[17+c+2j] its quantity, ARGV[18+c+2j] the
+-- TTL (s) of its reserve key if it must be written anew (KEYS[4..3+h] their reserve keys)
+-- then pairs ARGV[19+c+2h+2j] userId, ARGV[20+c+2h+2j] that user's units in the current window, as the journal
+-- counts them
 --
--- The holds the rebuild counts (the journal's RESERVED lines) get their reserve keys written with the new epoch, where
--- Redis still has them. The item records as `absorbed` (',e1,e2,') the earlier epochs whose outbox events it counts:
+-- The holds the rebuild counts (the journal's RESERVED lines) get their reserve keys written with the new epoch; a key
+-- that vanished alone is written anew, so the hold is counted whatever epoch its order's record names (an order's
+-- line_epochs are not re-stamped). The item records as `absorbed` (',e1,e2,') the earlier epochs whose outbox events it counts:
 -- those it applied from the outbox (ARGV[16]) and those of the holds it re-stamped. Their events were all in the
 -- outbox or the journal, since the Redis that kept them did not lose its data: a line of such an epoch is counted
 -- (lib/items.lua: holdIn; JournalRepository.apply). A hold of any other epoch is one Redis lost the journal's
@@ -55,14 +57,19 @@ end
 for epoch in string.gmatch(ARGV[16], '[^,]+') do absorb(epoch) end
 local holdCount = tonumber(ARGV[18 + codeCount])
 for j = 1, holdCount do
-  local old = redis.call('SET', KEYS[3 + j], ARGV[18 + codeCount + j] .. '@' .. ARGV[8], 'XX', 'KEEPTTL', 'GET')
-  if old then absorb(string.match(old, '@(.*)$')) end
+  local value = ARGV[17 + codeCount + 2 * j] .. '@' .. ARGV[8]
+  local old = redis.call('SET', KEYS[3 + j], value, 'XX', 'KEEPTTL', 'GET')
+  if old then
+    absorb(string.match(old, '@(.*)$'))
+  else
+    redis.call('SET', KEYS[3 + j], value, 'EX', math.max(tonumber(ARGV[18 + codeCount + 2 * j]), 1))
+  end
 end
 redis.call('HSET', item, 'absorbed', #absorbed > 0 and (',' .. table.concat(absorbed, ',') .. ',') or '')
 -- The usage hash is rebuilt with the item: it counts what the rebuilt item counts, no more and no less.
 redis.call('DEL', KEYS[2])
 local window = ARGV[11]
-for first = 19 + codeCount + holdCount, #ARGV, 400 do
+for first = 19 + codeCount + 2 * holdCount, #ARGV, 400 do
   local chunk = {}
   for j = first, math.min(first + 398, #ARGV - 1), 2 do
     chunk[#chunk + 1] = ARGV[j]

@@ -1598,7 +1598,14 @@ public final class InventoryEngine: Sendable {
                 arguments += snapshot.codes
                 // The holds this rebuild counts keep counting: their reserve keys get the new epoch.
                 arguments.append(String(snapshot.liveHolds.count))
-                arguments += snapshot.liveHolds.map { String($0.quantity) }
+                // Per hold: its quantity, and how long (s) its reserve key lives if the rebuild writes it anew (it
+                // vanished alone): the hold's time left plus the retention, as reserve.lua gives it.
+                for hold in snapshot.liveHolds {
+                    arguments.append(String(hold.quantity))
+                    arguments.append(
+                        String(max(hold.expiresAtMilliseconds - now, 0) / 1000 + Int64(self.configuration.retentionSeconds))
+                    )
+                }
                 arguments.reserveCapacity(arguments.count + 2 * snapshot.usage.count)
                 for usage in snapshot.usage {
                     arguments.append(usage.userId)

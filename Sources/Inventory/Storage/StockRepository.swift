@@ -196,7 +196,8 @@ public struct StockRepository: Sendable {
         /// The sum of the item's live (RESERVED) journal lines.
         public var liveReserved: Int64 { liveHolds.reduce(0) { $0 + $1.quantity } }
         /// The item's live (RESERVED) journal lines: which order holds how much.
-        public let liveHolds: [(orderId: String, quantity: Int64)]
+        /// The journal's RESERVED lines of the item: order, quantity, and when the hold runs out (Unix ms).
+        public let liveHolds: [(orderId: String, quantity: Int64, expiresAtMilliseconds: Int64)]
         /// The window `usage` counts (see `StockRow.userWindow`).
         public let userWindow: Int64
         /// Each user's units in that window, when the item has a per-user limit (empty otherwise).
@@ -243,14 +244,15 @@ public struct StockRepository: Sendable {
                     let row = StockRow(first, bizId: bizId, skuId: skuId)
                     let live = try connection.query(
                         """
-                        SELECT order_id, quantity FROM reservation_journal
+                        SELECT order_id, quantity, expires_at FROM reservation_journal
                         WHERE biz_id = ? AND sku_id = ? AND status = 'RESERVED'
                         """,
                         [.string(bizId), sku]
                     )
-                    let holds = live.rows.compactMap { row -> (orderId: String, quantity: Int64)? in
+                    let holds = live.rows.compactMap { row -> (orderId: String, quantity: Int64, expiresAtMilliseconds: Int64)? in
                         guard let order = row.string("order_id"), let quantity = row.int64("quantity") else { return nil }
-                        return (order, quantity)
+                        let expires = row.string("expires_at").flatMap(JournalTime.milliseconds(fromDatetime:)) ?? 0
+                        return (order, quantity, expires)
                     }
                     let window = row.userWindow(atMilliseconds: nowMilliseconds)
                     var usage: [UserUsage] = []

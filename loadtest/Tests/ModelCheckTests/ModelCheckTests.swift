@@ -25,6 +25,15 @@ struct ModelCheckTests {
         }
     }
 
+    @Test("seeds that found defects stay fixed (regressions)", arguments: [16, 2013, 20038] as [UInt64])
+    func regressionSeeds(seed: UInt64) async throws {
+        do {
+            try await ModelCheck.check(seed: seed, steps: seed == 16 ? 200 : 300)
+        } catch let counterexample as ModelCheck.Counterexample {
+            Issue.record("\(counterexample)")
+        }
+    }
+
     @Test("a seed is one program: the same steps every time, and another seed another program")
     func seedsReplay() {
         #expect(Program.generate(seed: 7, count: 200).steps == Program.generate(seed: 7, count: 200).steps)
