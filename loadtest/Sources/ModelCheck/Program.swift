@@ -1,6 +1,8 @@
 import Inventory
+import LoadHarness
 
-/// A seeded random program for the model check: the steps are drawn from the seed alone, before anything runs, so a
+/// A seeded random program for the model check: the steps are drawn from the seed alone (SplitMix64, the load
+/// harness's generator: the same on every platform), before anything runs, so a
 /// program replays exactly and can be shrunk by leaving steps out. Steps name orders and items by small numbers;
 /// the driver turns them into ids of its own business.
 public struct Program: Sendable, CustomStringConvertible {
@@ -88,23 +90,6 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// SplitMix64: small, fast and the same on every platform, so a seed means one program everywhere.
-public struct SeededGenerator: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-
-    public init(seed: UInt64) {
-        state = seed
-    }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 extension Program {
     /// Items the programs use; few, so orders meet on them.
     public static let items: [UInt64] = [1, 2, 3]
@@ -112,7 +97,7 @@ extension Program {
     /// Draws `count` steps from `seed`. Orders are mostly recent ones (so confirms, cancels and replays hit orders
     /// that exist), sometimes unknown ones; faults are about one step in eight.
     public static func generate(seed: UInt64, count: Int) -> Program {
-        var random = SeededGenerator(seed: seed)
+        var random = SplitMix64(seed: seed)
         var steps: [Step] = Self.items.map { .setStock(sku: $0, stock: Int64.random(in: 5...30, using: &random)) }
         var nextOrder = 0
         var nextAdjustment = 0
