@@ -36,14 +36,19 @@ struct ModelCheckCommand: AsyncParsableCommand {
             do {
                 try await ModelCheck.check(seed: current, steps: steps, durability: mode, cluster: cluster)
             } catch let counterexample as ModelCheck.Counterexample {
-                print(counterexample)
+                say("\(counterexample)")
                 throw ExitCode(1)
             }
             done += steps
             let seconds = Double((clock.now - start).components.attoseconds) / 1e18 + Double((clock.now - start).components.seconds)
-            print(
+            say(
                 "seed \(current): \(steps) steps passed (\(done) in all, \(String(format: "%.0f", Double(done) / max(seconds, 0.001))) steps/s)"
             )
         }
     }
+}
+
+/// One line to standard output at once: progress shows while the run goes on, also when output goes to a file.
+private func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
