@@ -210,7 +210,7 @@ public final class InventoryEngine: Sendable {
             // The journal is asked after what the outbox still has of the order is in it.
             try await applyPendingEvents(ofOrder: command.orderId)
             if try await !journal.rows(orderId: command.orderId, bizId: command.bizId).isEmpty {
-                _ = try await restoreOrder(command.orderId, bizId: command.bizId)
+                _ = try await restoreOrder(command.orderId, bizId: command.bizId, outboxApplied: true)
                 return false
             }
             if try await journal.hasTombstone(orderId: command.orderId, keyPrefix: keys.prefix) {
@@ -1953,7 +1953,8 @@ public final class InventoryEngine: Sendable {
     /// reserve/rollback keys from its journal rows. Returns false when the journal has no row of it (or MySQL cannot
     /// be asked: then the order is as unknown as Redis says).
     /// `bizId`: the business whose rows to restore (a reserve's), nil for the first business the journal has.
-    private func restoreOrder(_ orderId: String, bizId: String? = nil) async throws -> Bool {
+    /// `outboxApplied`: the caller applied the order's pending outbox events just now (no second scan).
+    private func restoreOrder(_ orderId: String, bizId: String? = nil, outboxApplied: Bool = false) async throws -> Bool {
         // MySQL that cannot be asked is 503, not "no such order": a cancel would otherwise be recorded as one
         // before any reserve and answered 200, while the journal still holds the order's stock.
         let journalRows = { [journal] in
@@ -1967,7 +1968,7 @@ public final class InventoryEngine: Sendable {
         // What the outbox still has of the order goes to the journal first: the order's hash may have vanished
         // alone while its events wait for the worker (a restore from the journal alone would miss its hold, or
         // bring back as reserved an order Redis had confirmed).
-        try await applyPendingEvents(ofOrder: orderId)
+        if !outboxApplied { try await applyPendingEvents(ofOrder: orderId) }
         let seen = try await journalRows()
         guard let any = seen.first else { return false }
         // Rows of a reserve Redis took back (a sync commit that failed, a duplicate) are about to be removed by its
