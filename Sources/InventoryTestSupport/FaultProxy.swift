@@ -5,7 +5,9 @@ import NIOPosix
 /// A TCP proxy on loopback in front of a real server (Redis or MariaDB) that can inject network faults, so tests
 /// see a store fail exactly when they choose, without stopping the server other tests share:
 /// - `dropReplies`: requests reach the server, its answers are thrown away (a reply lost on the way back);
-/// - `down`: open connections are cut and new ones closed at once (the server is unreachable).
+/// - `down`: open connections are cut and new ones closed at once (the server is unreachable);
+/// - `cutAfterRequest(containing:)`: the next request holding those bytes reaches the server, then its connection
+///   is cut before the answer comes back (the request took effect, the client cannot know).
 public final class FaultProxy: Sendable {
     public let port: Int
     private let state: NIOLockedValueBox<State>
@@ -14,6 +16,12 @@ public final class FaultProxy: Sendable {
     struct State {
         var dropReplies = false
         var down = false
+        /// Bytes whose next appearance in a request cuts its connection after forwarding it (one-shot).
+        var cutPattern: [UInt8]?
+        /// Upstream channels of cut connections: their replies are thrown away.
+        var cut: Set<ObjectIdentifier> = []
+        /// Whether the cut also takes the proxy down.
+        var downAfterCut = false
         var connections: [ObjectIdentifier: any Channel] = [:]
     }
 
@@ -32,6 +40,16 @@ public final class FaultProxy: Sendable {
                 return newValue ? Array(state.connections.values) : []
             }
             for channel in open { channel.close(promise: nil) }
+        }
+    }
+
+    /// The next request (client to server bytes, as one read delivers them) that contains `pattern` is forwarded
+    /// to the server, and then that client's connection is cut and the server's reply thrown away; with
+    /// `thenDown` the proxy goes `down` at that moment too (the server became unreachable right after).
+    public func cutAfterRequest(containing pattern: String, thenDown: Bool = false) {
+        state.withLockedValue {
+            $0.cutPattern = Array(pattern.utf8)
+            $0.downAfterCut = thenDown
         }
     }
 
@@ -91,14 +109,47 @@ private final class Forwarder: ChannelInboundHandler, Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         // While down nothing passes either way, even on a connection whose close is still on its way.
-        let (down, dropReplies) = state.withLockedValue { ($0.down, $0.dropReplies) }
+        let bytes = unwrapInboundIn(data)
+        let channel = context.channel
+        let (down, dropReplies, cutNow) = state.withLockedValue { state -> (Bool, Bool, Bool) in
+            if upstream { return (state.down, state.dropReplies || state.cut.contains(ObjectIdentifier(channel)), false) }
+            guard let pattern = state.cutPattern, Self.contains(bytes, pattern) else { return (state.down, false, false) }
+            state.cutPattern = nil
+            state.cut.insert(ObjectIdentifier(peer))
+            if state.downAfterCut { state.down = true }
+            return (false, false, true)
+        }
         if down || (upstream && dropReplies) { return }
-        peer.writeAndFlush(unwrapInboundIn(data), promise: nil)
+        guard cutNow else {
+            peer.writeAndFlush(bytes, promise: nil)
+            return
+        }
+        // Closed only once the request is on its way to the server, so that it still takes effect there.
+        // (Taken down, the other open connections are cut as `down` does.)
+        let others = state.withLockedValue { state in
+            state.down ? state.connections.values.filter { $0 !== channel && $0 !== self.peer } : []
+        }
+        for other in others { other.close(promise: nil) }
+        peer.writeAndFlush(bytes).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    static func contains(_ buffer: ByteBuffer, _ pattern: [UInt8]) -> Bool {
+        let bytes = buffer.readableBytesView
+        guard !pattern.isEmpty, bytes.count >= pattern.count else { return false }
+        var start = bytes.startIndex
+        while start <= bytes.endIndex - pattern.count {
+            if bytes[start..<start + pattern.count].elementsEqual(pattern) { return true }
+            start += 1
+        }
+        return false
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         let channel = context.channel
-        state.withLockedValue { _ = $0.connections.removeValue(forKey: ObjectIdentifier(channel)) }
+        state.withLockedValue {
+            _ = $0.connections.removeValue(forKey: ObjectIdentifier(channel))
+            _ = $0.cut.remove(ObjectIdentifier(channel))
+        }
         peer.close(promise: nil)
     }
 }

@@ -56,20 +56,33 @@ public final class MySQLClient: Sendable {
     }
 
     /// Runs `body` in one transaction: autocommit off, commit when `body` returns, rollback when it throws (the
-    /// error is rethrown). A `.deadlock` error means the whole transaction was rolled back and may be retried.
+    /// error is rethrown). A `.deadlock` error means the whole transaction was rolled back and may be retried;
+    /// `.commitOutcomeUnknown` that the connection broke during COMMIT, which may or may not have taken effect.
     public func withTransaction<T: Sendable>(
         _ body: @escaping @Sendable (MySQLConnection) throws -> T
     ) async throws -> T {
         try await withConnection { connection in
             try connection.begin()
+            let value: T
             do {
-                let value = try body(connection)
-                try connection.commit()
-                return value
+                value = try body(connection)
             } catch {
                 connection.rollbackQuietly()
                 throw error
             }
+            do {
+                try connection.commit()
+            } catch let error as MySQLError where error.discardsConnection {
+                // COMMIT may have reached the server and taken effect: the caller must not take it as rolled back.
+                throw MySQLError(
+                    code: .commitOutcomeUnknown, errno: error.errno, sqlState: error.sqlState,
+                    message: "commit outcome unknown: \(error.message)"
+                )
+            } catch {
+                connection.rollbackQuietly()
+                throw error
+            }
+            return value
         }
     }
 

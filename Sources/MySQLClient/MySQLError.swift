@@ -20,6 +20,10 @@ public struct MySQLError: Error, Sendable, CustomStringConvertible {
         case queryFailed
         /// The client was shut down.
         case poolClosed
+        /// The connection broke (or timed out) while COMMIT was in flight: the transaction may or may not be
+        /// committed. Read back what it wrote before acting on either (a locking read waits for a transaction the
+        /// server is still finishing).
+        case commitOutcomeUnknown
     }
 
     /// What callers can do about it.
@@ -53,7 +57,7 @@ public struct MySQLError: Error, Sendable, CustomStringConvertible {
     /// protocol state is unknown, so it must be closed rather than returned to the pool.
     var discardsConnection: Bool {
         switch code {
-        case .connectionFailed, .connectionLost: return true
+        case .connectionFailed, .connectionLost, .commitOutcomeUnknown: return true
         // A client-side read timeout (errno 2013) drops the socket; a server-side statement timeout does not.
         default: return Self.lostErrnos.contains(errno) || Self.desynchronisingErrnos.contains(errno)
         }

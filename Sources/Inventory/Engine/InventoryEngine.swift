@@ -1322,7 +1322,9 @@ public final class InventoryEngine: Sendable {
             )
         } catch {
             // The settings the change made go back with its delta: a 503 leaves the item as it was.
-            await undoStock(itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", epoch: epoch, settings: before)
+            if !keepsRedisHalf(after: error, delta: delta, itemKey: itemKey) {
+                await undoStock(itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", epoch: epoch, settings: before)
+            }
             throw mapMySQL(error)
         }
         await closeFence(itemKey)
@@ -1383,10 +1385,12 @@ public final class InventoryEngine: Sendable {
                     )
                 )
             } catch {
-                await undoStock(
-                    itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey,
-                    fingerprint: adjustment.fingerprint, epoch: epoch
-                )
+                if !keepsRedisHalf(after: error, delta: adjustment.delta, itemKey: itemKey) {
+                    await undoStock(
+                        itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey,
+                        fingerprint: adjustment.fingerprint, epoch: epoch
+                    )
+                }
                 throw mapMySQL(error)
             }
             if outcome == .duplicate {
@@ -1412,6 +1416,22 @@ public final class InventoryEngine: Sendable {
         default:
             throw InventoryError.unavailable("adjust_stock script answered \(reply)")
         }
+    }
+
+    /// Whether a stock change whose MySQL half failed keeps its Redis half instead of being reversed: only when
+    /// MySQL may have it (its COMMIT got no answer and the ledger could not be read: `StockRepository.settle`) and
+    /// it removed units. Either way Redis is then left with no more to sell than MySQL may have: a removal stays,
+    /// an addition goes. The fence stays open and lapses, and the reconciler then brings Redis to MySQL's count.
+    private func keepsRedisHalf(after error: any Error, delta: Int64, itemKey: String) -> Bool {
+        guard let error = error as? MySQLError, error.code == .commitOutcomeUnknown else { return false }
+        logger.warning(
+            "stock change's MySQL outcome unknown",
+            metadata: [
+                "item": "\(itemKey)", "delta": "\(delta)", "redisHalf": delta < 0 ? "kept" : "reversed",
+                "error": "\(error)",
+            ]
+        )
+        return delta < 0
     }
 
     /// A stock change's MySQL half is done: its item is no longer fenced from the reconciler's repair

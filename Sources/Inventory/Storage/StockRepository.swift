@@ -174,8 +174,32 @@ public struct StockRepository: Sendable {
                 return .duplicate
             } catch let error as MySQLError where error.code == .deadlock && attempt < Self.deadlockAttempts {
                 attempt += 1
+            } catch let error as MySQLError where error.code == .commitOutcomeUnknown {
+                return try await settle(change, unknownCommit: error)
             }
         }
+    }
+
+    /// The COMMIT of `change` got no answer: its ledger row says whether it happened. The read locks the row's
+    /// unique source, so a transaction the server is still finishing is waited for, not missed. Throws
+    /// `NotApplied` when it did not happen, and the original error when the ledger cannot be read either.
+    func settle(_ change: StockChange, unknownCommit: MySQLError) async throws -> StockChangeOutcome {
+        let result: MySQLResult
+        do {
+            result = try await client.query(
+                "SELECT delta, stock_after FROM stock_ledger WHERE source = ? LOCK IN SHARE MODE", [.string(change.source)]
+            )
+        } catch {
+            throw unknownCommit
+        }
+        guard let row = result.rows.first else { throw NotApplied(underlying: unknownCommit) }
+        return .applied(stockAfter: row.int64("stock_after") ?? 0)
+    }
+
+    /// A change whose COMMIT got no answer, found not to be in MySQL: it did not take effect.
+    public struct NotApplied: Error, CustomStringConvertible {
+        public let underlying: MySQLError
+        public var description: String { "stock change not applied (the ledger does not have it): \(underlying)" }
     }
 
     /// The item's row, or nil when MySQL has none.

@@ -1,0 +1,98 @@
+import Foundation
+import InventoryTestSupport
+import MySQLClient
+import RedisClient
+import Testing
+
+@testable import Inventory
+
+/// A stock change whose COMMIT reached MySQL but whose answer did not come back: MySQL's ledger decides what
+/// happened, and Redis is never left with more to sell than MySQL may have.
+@Suite("Stock changes whose commit outcome is unknown")
+struct CommitOutcomeTests {
+    /// Runs `body` with stores whose MySQL connections go through a fault proxy.
+    func withProxiedMySQL(_ body: @escaping @Sendable (TestStores, FaultProxy) async throws -> Void) async throws {
+        let upstream = TestStores.mysqlConfiguration(ProcessInfo.processInfo.environment)
+        let proxy = try await FaultProxy.start(upstreamHost: upstream.host, upstreamPort: upstream.port)
+        do {
+            try await TestStores.with(mysqlPort: proxy.port) { stores in try await body(stores, proxy) }
+        } catch {
+            await proxy.close()
+            throw error
+        }
+        await proxy.close()
+    }
+
+    /// MySQL's stock for the item, read past the proxy.
+    func mysqlStock(_ stores: TestStores, sku: UInt64 = 1) async throws -> Int64? {
+        let direct = MySQLClient(
+            configuration: TestStores.mysqlConfiguration(ProcessInfo.processInfo.environment), logger: stores.logger
+        )
+        defer { Task { await direct.shutdown() } }
+        return try await StockRepository(client: direct).row(bizId: stores.bizId, skuId: sku)?.stock
+    }
+
+    @Test("an adjustment whose commit answer is lost is applied once in both stores, and its retry is a replay")
+    func adjustmentCommitAnswerLost() async throws {
+        try await withProxiedMySQL { stores, proxy in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            proxy.cutAfterRequest(containing: "COMMIT")
+            let adjustment = StockAdjustment(adjustmentId: "a-1", delta: 5, reason: nil)
+            let outcome = try await engine.adjustStock(stores.item(1), adjustment)
+            #expect(outcome.level.onHand == 15)
+            #expect(outcome.replayed == false)
+            #expect(try await mysqlStock(stores) == 15)
+            let again = try await engine.adjustStock(stores.item(1), adjustment)
+            #expect(again.replayed)
+            #expect(again.level.onHand == 15)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    @Test("a PUT whose commit answer is lost is applied in both stores, settings too")
+    func putCommitAnswerLost() async throws {
+        try await withProxiedMySQL { stores, proxy in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            proxy.cutAfterRequest(containing: "COMMIT")
+            let level = try await engine.setStock(stores.item(1), StockSettings(stock: 30, dangerNum: 4))
+            #expect(level.onHand == 30)
+            #expect(level.dangerNum == 4)
+            #expect(try await mysqlStock(stores) == 30)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    @Test("a removal whose outcome cannot be learnt (MySQL gone right after the commit) stays removed in Redis")
+    func removalOutcomeUnknown() async throws {
+        try await withProxiedMySQL { stores, proxy in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            proxy.cutAfterRequest(containing: "COMMIT", thenDown: true)
+            let adjustment = StockAdjustment(adjustmentId: "a-2", delta: -3, reason: "damaged")
+            await #expect(throws: InventoryError.self) { try await engine.adjustStock(stores.item(1), adjustment) }
+            proxy.down = false
+            // The removal did commit: Redis kept it rather than handing 3 units back that MySQL no longer has.
+            #expect(try await mysqlStock(stores) == 7)
+            #expect(try await engine.stock(stores.item(1)).onHand == 7)
+            let retry = try await engine.adjustStock(stores.item(1), adjustment)
+            #expect(retry.replayed)
+            #expect(retry.level.onHand == 7)
+        }
+    }
+
+    @Test("an addition whose outcome cannot be learnt is not sold: Redis never has more than MySQL")
+    func additionOutcomeUnknown() async throws {
+        try await withProxiedMySQL { stores, proxy in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            proxy.cutAfterRequest(containing: "COMMIT", thenDown: true)
+            let adjustment = StockAdjustment(adjustmentId: "a-3", delta: 4, reason: nil)
+            await #expect(throws: InventoryError.self) { try await engine.adjustStock(stores.item(1), adjustment) }
+            proxy.down = false
+            #expect(try await mysqlStock(stores) == 14)
+            #expect(try await engine.stock(stores.item(1)).onHand == 10)
+        }
+    }
+}
