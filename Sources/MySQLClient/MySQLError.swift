@@ -53,6 +53,10 @@ public struct MySQLError: Error, Sendable, CustomStringConvertible {
         "MySQLError(\(code), errno \(errno), SQLSTATE \(sqlState)): \(message)"
     }
 
+    /// Whether the connection failed or broke (the server is down, restarting, or the network cut it), rather
+    /// than the statement: a later attempt, on a new connection, may succeed.
+    public var isConnectionError: Bool { discardsConnection }
+
     /// Whether the connection that produced this error can no longer be trusted: its socket is gone or the
     /// protocol state is unknown, so it must be closed rather than returned to the pool.
     var discardsConnection: Bool {

@@ -1,5 +1,6 @@
 import Foundation
 import Inventory
+import MySQLClient
 import InventoryTestSupport
 import RedisClient
 
@@ -17,11 +18,25 @@ public struct Driver: Sendable {
     }
 
     let stores: TestStores
+    /// A second instance on the same stores, its clock 2 s ahead (`Step.onSecondInstance`).
+    let second: InventoryEngine
+    /// The proxy MariaDB is reached through when the program takes it down (`Fault.mysqlDown`), else nil.
+    let mysqlProxy: FaultProxy?
     /// How often a call answered 503 (outcome unknown or a store unreachable) is retried before the run fails.
     let retries = 5
 
-    public init(stores: TestStores) {
+    /// How far ahead the second instance's clock is.
+    public static let secondInstanceSkewMilliseconds: Int64 = 2000
+
+    public init(stores: TestStores, mysqlProxy: FaultProxy? = nil) throws {
         self.stores = stores
+        self.mysqlProxy = mysqlProxy
+        var configuration = stores.engine.configuration
+        configuration.clock = { InventoryEngine.nowMilliseconds() + Self.secondInstanceSkewMilliseconds }
+        self.second = InventoryEngine(
+            redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(), configuration: configuration,
+            logger: stores.logger
+        )
     }
 
     func orderId(_ order: Int) -> String { "\(stores.bizId)-o\(order)" }
@@ -42,10 +57,13 @@ public struct Driver: Sendable {
                 throw Failure(step: index, message: "\(step): \(error)")
             }
         }
+        mysqlProxy?.down = false
         do {
             try await finalChecks(model)
         } catch let failure as CheckFailed {
             throw Failure(step: nil, message: failure.message)
+        } catch {
+            throw Failure(step: nil, message: "\(error)")
         }
     }
 
@@ -55,9 +73,11 @@ public struct Driver: Sendable {
 
     // MARK: - Steps
 
-    private func perform(_ step: Step, model: inout ReferenceModel) async throws {
-        let engine = stores.engine
+    private func perform(_ step: Step, model: inout ReferenceModel, on instance: InventoryEngine? = nil) async throws {
+        let engine = instance ?? stores.engine
         switch step {
+        case .onSecondInstance(let inner):
+            try await perform(inner, model: &model, on: second)
         case .setStock(let sku, let stock):
             let expected = model.setStock(sku: sku, stock: stock)
             try await expect(expected, "PUT", model) {
@@ -87,7 +107,7 @@ public struct Driver: Sendable {
             }
             let expected = model.reserve(order: order, lines: lines, shortage: shortage)
             try await expect(expected, "reserve", model, order: order, alsoAccepting: alsoAccepting) {
-                try await reserve(order, lines, shortage)
+                try await reserve(order, lines, shortage, on: engine)
             }
         case .confirm(let order):
             let expected = model.confirm(order: order)
@@ -107,7 +127,7 @@ public struct Driver: Sendable {
             let held = try await withThrowingTaskGroup(of: (Int, Bool).self, returning: [Int: Bool].self) { group in
                 for order in orders {
                     group.addTask {
-                        let answer = try await answering { try await reserve(order, lines, .reject) }
+                        let answer = try await answering { try await reserve(order, lines, .reject, on: engine) }
                         switch answer {
                         case .reservation(.reserved, _, false): return (order, true)
                         case .failure(.insufficientStock), .failure(.unknownItems): return (order, false)
@@ -127,8 +147,10 @@ public struct Driver: Sendable {
         }
     }
 
-    private func reserve(_ order: Int, _ lines: [Line], _ shortage: ShortageMode) async throws -> ReferenceModel.Answer {
-        let outcome = try await stores.engine.reserve(
+    private func reserve(
+        _ order: Int, _ lines: [Line], _ shortage: ShortageMode, on engine: InventoryEngine
+    ) async throws -> ReferenceModel.Answer {
+        let outcome = try await engine.reserve(
             ReserveCommand(
                 orderId: orderId(order), bizId: stores.bizId, userId: nil,
                 items: lines.map { ReserveCommand.Item(skuId: $0.sku, quantity: $0.quantity) }, ttlSeconds: 3600,
@@ -167,17 +189,27 @@ public struct Driver: Sendable {
     ) async throws -> (answer: ReferenceModel.Answer, retried: Bool) {
         var retried = false
         var last = ""
-        for attempt in 0..<retries {
+        var attempts = retries
+        var attempt = 0
+        while attempt < attempts {
             do {
                 return (try await call(), retried)
             } catch let error as InventoryError {
                 if let failure = Self.failure(error) { return (.failure(failure), retried) }
                 last = "\(error)"
                 retried = true
-                try await Task.sleep(for: .milliseconds(20 * (attempt + 1)))
+                attempt += 1
+                if attempt == attempts, attempts == retries, let mysqlProxy {
+                    // The client keeps retrying while MariaDB comes back (also when a concurrent call of a burst
+                    // ended the outage): the 503s may have changed something or not, and the answers once it is
+                    // back must settle it the model's way.
+                    mysqlProxy.down = false
+                    attempts += retries
+                }
+                try await Task.sleep(for: .milliseconds(20 * attempt))
             }
         }
-        throw CheckFailed(message: "answered 503 \(retries) times: \(last)")
+        throw CheckFailed(message: "answered 503 \(attempts) times: \(last)")
     }
 
     private func expect(
@@ -214,6 +246,17 @@ public struct Driver: Sendable {
     private func inject(_ fault: Fault) async throws {
         let keys = stores.keys
         switch fault {
+        case .drain, .drainThenLoseEverything, .reconcileFix:
+            // They need MariaDB: an outage ends first.
+            mysqlProxy?.down = false
+        default:
+            break
+        }
+        switch fault {
+        case .mysqlDown:
+            mysqlProxy?.down = true
+        case .mysqlUp:
+            mysqlProxy?.down = false
         case .deleteItem(let sku):
             _ = try await stores.redis.command("DEL", keys.item(stores.item(sku)))
         case .deleteReserveKey(let order, let sku):
@@ -223,12 +266,29 @@ public struct Driver: Sendable {
         case .deleteAdjustmentKey(let sku, let id):
             _ = try await stores.redis.command("DEL", keys.adjustmentKey(stores.item(sku), adjustmentId: "a\(id)"))
         case .drain:
-            guard try await stores.drainWithWorker() else { throw CheckFailed(message: "the outbox did not drain") }
+            guard try await afterOutage({ try await stores.drainWithWorker() }) else { throw CheckFailed(message: "the outbox did not drain") }
         case .drainThenLoseEverything:
-            guard try await stores.drainWithWorker() else { throw CheckFailed(message: "the outbox did not drain") }
+            guard try await afterOutage({ try await stores.drainWithWorker() }) else { throw CheckFailed(message: "the outbox did not drain") }
             try await stores.loseEverything()
         case .reconcileFix:
-            _ = try await stores.reconciler().run(.business(stores.bizId), fix: true)
+            _ = try await afterOutage { try await stores.reconciler().run(.business(stores.bizId), fix: true) }
+        }
+    }
+
+    /// Runs one of the harness's own store calls (a drain, the reconciler, a read of MySQL), which do not retry:
+    /// after an outage each pooled MariaDB connection that it cut fails once before it is replaced.
+    private func afterOutage<T>(_ call: () async throws -> T) async throws -> T {
+        var attempt = 0
+        while true {
+            do {
+                return try await call()
+            } catch let error as MySQLError where error.isConnectionError && mysqlProxy != nil && attempt < 16 {
+                attempt += 1
+            } catch InventoryError.unavailable where mysqlProxy != nil && attempt < 16 {
+                attempt += 1
+            } catch ReconcileError.store where mysqlProxy != nil && attempt < 16 {
+                attempt += 1
+            }
         }
     }
 
@@ -260,13 +320,13 @@ public struct Driver: Sendable {
     }
 
     private func finalChecks(_ model: ReferenceModel) async throws {
-        guard try await stores.drainWithWorker() else { throw CheckFailed(message: "the outbox did not drain") }
-        let report = try await stores.reconciler().run(.business(stores.bizId))
+        guard try await afterOutage({ try await stores.drainWithWorker() }) else { throw CheckFailed(message: "the outbox did not drain") }
+        let report = try await afterOutage { try await stores.reconciler().run(.business(stores.bizId)) }
         if !report.clean {
             throw CheckFailed(message: "reconcile after the drain: \(report.differences) \(report.codeDifferences)")
         }
         for (sku, item) in model.items.sorted(by: { $0.key < $1.key }) {
-            let stock = try await stores.mysqlStock(sku)
+            let stock = try await afterOutage { try await stores.mysqlStock(sku) }
             if stock != item.onHand {
                 throw CheckFailed(message: "MySQL stock of item \(sku) is \(stock.map(String.init) ?? "none"); the model says \(item.onHand)")
             }
@@ -282,7 +342,7 @@ public struct Driver: Sendable {
                 )
             }
         }
-        let rows = try await stores.journalRows()
+        let rows = try await afterOutage { try await stores.journalRows() }
         let sortedExpected = expected.sorted { ($0.orderId, $0.skuId) < ($1.orderId, $1.skuId) }
         let sortedRows = rows.sorted { ($0.orderId, $0.skuId) < ($1.orderId, $1.skuId) }
         if sortedRows != sortedExpected {

@@ -28,9 +28,16 @@ public enum ModelCheck {
     public static func failure(
         of program: Program, durability: Durability = .async, cluster: Bool = TestStores.clusterByDefault
     ) async throws -> Driver.Failure? {
-        try await TestStores.with(durability: durability, cluster: cluster) { stores in
+        // MariaDB behind a proxy only when the program takes it down (the proxy costs every query a hop).
+        var proxy: FaultProxy?
+        if program.steps.contains(.fault(.mysqlDown)) {
+            let upstream = TestStores.mysqlConfiguration(ProcessInfo.processInfo.environment)
+            proxy = try await FaultProxy.start(upstreamHost: upstream.host, upstreamPort: upstream.port)
+        }
+        defer { if let proxy { Task { await proxy.close() } } }
+        return try await TestStores.with(mysqlPort: proxy?.port, durability: durability, cluster: cluster) { [proxy] stores in
             do {
-                try await Driver(stores: stores).run(program)
+                try await Driver(stores: stores, mysqlProxy: proxy).run(program)
                 return nil
             } catch let failure as Driver.Failure {
                 return failure
@@ -41,12 +48,13 @@ public enum ModelCheck {
     /// Runs the program of `seed`; on a failure, shrinks it and throws the counterexample.
     public static func check(
         seed: UInt64, steps: Int, durability: Durability = .async, cluster: Bool = TestStores.clusterByDefault,
-        shrinkBudget: Int = 60
+        features: Features = .all, shrinkBudget: Int = 60
     ) async throws {
-        let program = Program.generate(seed: seed, count: steps)
+        let program = Program.generate(seed: seed, count: steps, features: features)
         guard let failure = try await failure(of: program, durability: durability, cluster: cluster) else { return }
         let (shortest, why) = try await shrink(program, failure, durability: durability, cluster: cluster, budget: shrinkBudget)
         let options = (cluster ? " --cluster" : "") + (durability == .sync ? " --durability sync" : "")
+            + (features.isEmpty ? " --basic" : "")
         throw Counterexample(seed: seed, steps: steps, failure: why, program: shortest, options: options)
     }
 

@@ -44,6 +44,8 @@ public enum Step: Sendable, Equatable, CustomStringConvertible {
     /// Reserves of fresh orders, all at once, on the same items.
     case burst(orders: [Int], lines: [Line])
     case fault(Fault)
+    /// The call made through a second instance of the service on the same stores, whose clock is 2 s ahead.
+    indirect case onSecondInstance(Step)
 
     public var description: String {
         switch self {
@@ -56,6 +58,7 @@ public enum Step: Sendable, Equatable, CustomStringConvertible {
         case .read(let order): "read o\(order)"
         case .burst(let orders, let lines): "burst \(orders.map { "o\($0)" }) each \(lines)"
         case .fault(let fault): "FAULT \(fault)"
+        case .onSecondInstance(let step): "[instance 2, clock +2 s] \(step)"
         }
     }
 }
@@ -76,6 +79,11 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
     case drainThenLoseEverything
     /// `reconcile --fix` during traffic.
     case reconcileFix
+    /// MariaDB becomes unreachable (open connections cut, new ones refused) until `mysqlUp`, or until a call has
+    /// answered 503 as often as a client retries: the client then keeps retrying while it comes back.
+    case mysqlDown
+    /// MariaDB is reachable again.
+    case mysqlUp
 
     public var description: String {
         switch self {
@@ -86,8 +94,24 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
         case .drain: "drain"
         case .drainThenLoseEverything: "drain, then lose everything"
         case .reconcileFix: "reconcile --fix"
+        case .mysqlDown: "MariaDB down"
+        case .mysqlUp: "MariaDB up"
         }
     }
+}
+
+/// What a program may do beyond the calls and key-level faults of the first model check. Programs of the same
+/// seed without these are the first model check's programs, step for step (the seeds it found replay).
+public struct Features: OptionSet, Sendable, Hashable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+
+    /// About a third of the calls go through a second instance whose clock is 2 s ahead.
+    public static let secondInstance = Features(rawValue: 1)
+    /// MariaDB goes down for a few steps now and then.
+    public static let mysqlOutages = Features(rawValue: 2)
+
+    public static let all: Features = [.secondInstance, .mysqlOutages]
 }
 
 extension Program {
@@ -95,9 +119,12 @@ extension Program {
     public static let items: [UInt64] = [1, 2, 3]
 
     /// Draws `count` steps from `seed`. Orders are mostly recent ones (so confirms, cancels and replays hit orders
-    /// that exist), sometimes unknown ones; faults are about one step in eight.
-    public static func generate(seed: UInt64, count: Int) -> Program {
+    /// that exist), sometimes unknown ones; faults are about one step in eight. `features` are drawn from a second
+    /// generator of the same seed, so that the steps the first one draws stay the same with or without them.
+    public static func generate(seed: UInt64, count: Int, features: Features = .all) -> Program {
         var random = SplitMix64(seed: seed)
+        var extra = SplitMix64(seed: seed ^ 0x5EC0_4D1A_57A6_E5ED)
+        var outageLeft = 0
         var steps: [Step] = Self.items.map { .setStock(sku: $0, stock: Int64.random(in: 5...30, using: &random)) }
         var nextOrder = 0
         var nextAdjustment = 0
@@ -113,6 +140,28 @@ extension Program {
                 Line(sku: $0, quantity: Int64.random(in: 1...4, using: &random))
             }
         }
+        /// Adds a drawn step, with what the features make of it.
+        func append(_ step: Step) {
+            let instanceRoll = Int.random(in: 0..<3, using: &extra)
+            let outageRoll = Int.random(in: 0..<40, using: &extra)
+            let outageLength = Int.random(in: 2...8, using: &extra)
+            if features.contains(.mysqlOutages) {
+                if outageLeft > 0 {
+                    outageLeft -= 1
+                    if outageLeft == 0 { steps.append(.fault(.mysqlUp)) }
+                } else if outageRoll == 0 {
+                    steps.append(.fault(.mysqlDown))
+                    outageLeft = outageLength
+                }
+            }
+            if case .fault = step {
+                steps.append(step)
+            } else if features.contains(.secondInstance) && instanceRoll == 0 {
+                steps.append(.onSecondInstance(step))
+            } else {
+                steps.append(step)
+            }
+        }
         while steps.count < count {
             let roll = Int.random(in: 0..<100, using: &random)
             let sku = Self.items.randomElement(using: &random)!
@@ -122,12 +171,12 @@ extension Program {
                 let order = replay ? someOrder() : nextOrder
                 if !replay { nextOrder += 1 }
                 let shortage: ShortageMode = Int.random(in: 0..<4, using: &random) == 0 ? .partial : .reject
-                steps.append(.reserve(order: order, lines: someLines(), shortage: shortage))
-            case 28..<42: steps.append(.confirm(order: someOrder()))
-            case 42..<54: steps.append(.cancel(order: someOrder()))
-            case 54..<60: steps.append(.refund(order: someOrder()))
-            case 60..<66: steps.append(.read(order: someOrder()))
-            case 66..<70: steps.append(.setStock(sku: sku, stock: Int64.random(in: 0...30, using: &random)))
+                append(.reserve(order: order, lines: someLines(), shortage: shortage))
+            case 28..<42: append(.confirm(order: someOrder()))
+            case 42..<54: append(.cancel(order: someOrder()))
+            case 54..<60: append(.refund(order: someOrder()))
+            case 60..<66: append(.read(order: someOrder()))
+            case 66..<70: append(.setStock(sku: sku, stock: Int64.random(in: 0...30, using: &random)))
             case 70..<76:
                 let again = nextAdjustment > 0 && Int.random(in: 0..<4, using: &random) == 0
                 let id = again ? Int.random(in: 0..<nextAdjustment, using: &random) : nextAdjustment
@@ -138,19 +187,19 @@ extension Program {
                 if again, let earlier = adjustments[id], Bool.random(using: &random) { delta = earlier.delta }
                 let target = again ? adjustments[id]?.sku ?? sku : sku
                 if adjustments[id] == nil { adjustments[id] = (target, delta) }
-                steps.append(.adjust(sku: target, id: id, delta: delta))
+                append(.adjust(sku: target, id: id, delta: delta))
             case 76..<81:
                 let orders = (0..<Int.random(in: 3...8, using: &random)).map { nextOrder + $0 }
                 nextOrder += orders.count
-                steps.append(.burst(orders: orders, lines: [Line(sku: sku, quantity: Int64.random(in: 1...3, using: &random))]))
-            case 81..<86: steps.append(.fault(.deleteItem(sku: sku)))
-            case 86..<88: steps.append(.fault(.deleteReserveKey(order: someOrder(), sku: sku)))
-            case 88: steps.append(.fault(.deleteOrder(order: someOrder(), sku: sku)))
+                append(.burst(orders: orders, lines: [Line(sku: sku, quantity: Int64.random(in: 1...3, using: &random))]))
+            case 81..<86: append(.fault(.deleteItem(sku: sku)))
+            case 86..<88: append(.fault(.deleteReserveKey(order: someOrder(), sku: sku)))
+            case 88: append(.fault(.deleteOrder(order: someOrder(), sku: sku)))
             case 89..<91:
-                steps.append(.fault(.deleteAdjustmentKey(sku: sku, id: Int.random(in: 0...max(0, nextAdjustment - 1), using: &random))))
-            case 91..<95: steps.append(.fault(.drain))
-            case 95..<97: steps.append(.fault(.drainThenLoseEverything))
-            default: steps.append(.fault(.reconcileFix))
+                append(.fault(.deleteAdjustmentKey(sku: sku, id: Int.random(in: 0...max(0, nextAdjustment - 1), using: &random))))
+            case 91..<95: append(.fault(.drain))
+            case 95..<97: append(.fault(.drainThenLoseEverything))
+            default: append(.fault(.reconcileFix))
             }
         }
         return Program(seed: seed, steps: steps)

@@ -26,6 +26,9 @@ struct ModelCheckCommand: AsyncParsableCommand {
     @Flag(help: "Run on the Redis Cluster of scripts/cluster.sh instead of the single Redis.")
     var cluster = false
 
+    @Flag(help: "The first model check's programs: no second instance, no MariaDB outages (replays its seeds).")
+    var basic = false
+
     func run() async throws {
         guard let mode = Durability(rawValue: durability) else { throw ValidationError("durability is async or sync") }
         let clock = ContinuousClock()
@@ -34,7 +37,9 @@ struct ModelCheckCommand: AsyncParsableCommand {
         for offset in 0..<seeds {
             let current = seed &+ UInt64(offset)
             do {
-                try await ModelCheck.check(seed: current, steps: steps, durability: mode, cluster: cluster)
+                try await ModelCheck.check(
+                    seed: current, steps: steps, durability: mode, cluster: cluster, features: basic ? [] : .all
+                )
             } catch let counterexample as ModelCheck.Counterexample {
                 say("\(counterexample)")
                 throw ExitCode(1)

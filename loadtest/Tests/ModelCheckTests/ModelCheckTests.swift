@@ -28,10 +28,27 @@ struct ModelCheckTests {
     @Test("seeds that found defects stay fixed (regressions)", arguments: [16, 2013, 20038] as [UInt64])
     func regressionSeeds(seed: UInt64) async throws {
         do {
-            try await ModelCheck.check(seed: seed, steps: seed == 16 ? 200 : 300)
+            try await ModelCheck.check(seed: seed, steps: seed == 16 ? 200 : 300, features: [])
         } catch let counterexample as ModelCheck.Counterexample {
             Issue.record("\(counterexample)")
         }
+    }
+
+    @Test("the added features leave a seed's drawn steps as they were (seeds found before them still replay)")
+    func featuresKeepTheSteps() {
+        let basic = Program.generate(seed: 7, count: 400, features: [])
+        let full = Program.generate(seed: 7, count: 400, features: .all)
+        let unwrapped = full.steps.compactMap { step -> Step? in
+            switch step {
+            case .onSecondInstance(let inner): inner
+            case .fault(.mysqlDown), .fault(.mysqlUp): nil
+            default: step
+            }
+        }
+        #expect(unwrapped.count < basic.steps.count)
+        #expect(Array(basic.steps.prefix(unwrapped.count)) == unwrapped)
+        #expect(full.steps.contains { if case .onSecondInstance = $0 { true } else { false } })
+        #expect(full.steps.contains(.fault(.mysqlDown)))
     }
 
     @Test("a seed is one program: the same steps every time, and another seed another program")
