@@ -43,7 +43,7 @@ public struct Driver: Sendable {
 
     /// Runs `program`; throws `Failure` at the first step that does not hold.
     public func run(_ program: Program) async throws {
-        var model = ReferenceModel()
+        var model = ReferenceModel(namesUsers: program.features.contains(.userLimits))
         for (index, step) in program.steps.enumerated() {
             do {
                 try await perform(step, model: &model)
@@ -84,6 +84,13 @@ public struct Driver: Sendable {
                 let level = try await engine.setStock(stores.item(sku), StockSettings(stock: stock))
                 return .level(available: level.available, reserved: level.reserved)
             }
+        case .setUserLimit(let sku, let limit):
+            let stock = model.items[sku]?.onHand ?? 10
+            let expected = model.setStock(sku: sku, stock: stock, userLimit: limit)
+            try await expect(expected, "PUT", model) {
+                let level = try await engine.setStock(stores.item(sku), StockSettings(stock: stock, userLimit: limit))
+                return .level(available: level.available, reserved: level.reserved)
+            }
         case .adjust(let sku, let id, let delta):
             let expected = model.adjust(sku: sku, id: id, delta: delta)
             try await expect(expected, "adjust", model) {
@@ -100,14 +107,23 @@ public struct Driver: Sendable {
             if lines.contains(where: { model.items[$0.sku] == nil }) { alsoAccepting.append(.failure(.unknownItems)) }
             // Another body under the id of an order Redis lost (restored without its fingerprint) is a replay, or a
             // conflict where the service can tell (a cluster: other parts than the order has).
+            let user = model.namesUsers ? ReferenceModel.user(order) : nil
             if let known = model.orders[order], known.fingerprintLost,
-                known.fingerprint != ReferenceModel.fingerprint(lines, shortage)
+                known.fingerprint != ReferenceModel.fingerprint(lines, shortage, user: user)
             {
                 alsoAccepting.append(.failure(.idempotencyConflict))
             }
-            let expected = model.reserve(order: order, lines: lines, shortage: shortage)
+            let expected = model.reserve(order: order, lines: lines, shortage: shortage, user: user)
+            // An order of several parts on a cluster is held part after part and stops at the first refusal, so
+            // when lines are refused for a user's allowance and for stock, the first part's reason is the answer
+            // (one Redis names the allowance first); partial mode merges the parts' refusals likewise.
+            if stores.keys.clustered, lines.count > 1,
+                expected == .failure(.userLimitExceeded) || expected == .failure(.insufficientStock)
+            {
+                alsoAccepting += [.failure(.userLimitExceeded), .failure(.insufficientStock)]
+            }
             try await expect(expected, "reserve", model, order: order, alsoAccepting: alsoAccepting) {
-                try await reserve(order, lines, shortage, on: engine)
+                try await reserve(order, lines, shortage, user: user, on: engine)
             }
         case .confirm(let order):
             let expected = model.confirm(order: order)
@@ -124,10 +140,12 @@ public struct Driver: Sendable {
                 return .reservation(status: reservation.status, lines: Self.plain(reservation.lines), replayed: false)
             }
         case .burst(let orders, let lines):
+            let namesUsers = model.namesUsers
             let held = try await withThrowingTaskGroup(of: (Int, Bool).self, returning: [Int: Bool].self) { group in
                 for order in orders {
                     group.addTask {
-                        let answer = try await answering { try await reserve(order, lines, .reject, on: engine) }
+                        let user = namesUsers ? ReferenceModel.burstUser(order) : nil
+                        let answer = try await answering { try await reserve(order, lines, .reject, user: user, on: engine) }
                         switch answer {
                         case .reservation(.reserved, _, false): return (order, true)
                         case .failure(.insufficientStock), .failure(.unknownItems): return (order, false)
@@ -144,15 +162,17 @@ public struct Driver: Sendable {
             try await inject(fault)
             if fault == .drainThenLoseEverything { model.redisLostEverything() }
             if case .deleteOrder(let order, _) = fault { model.orderHashLost(order: order) }
+            // The level check after this step reads the item, which rebuilds it from MySQL.
+            if case .deleteItem(let sku) = fault { model.itemRebuilt(sku: sku) }
         }
     }
 
     private func reserve(
-        _ order: Int, _ lines: [Line], _ shortage: ShortageMode, on engine: InventoryEngine
+        _ order: Int, _ lines: [Line], _ shortage: ShortageMode, user: String?, on engine: InventoryEngine
     ) async throws -> ReferenceModel.Answer {
         let outcome = try await engine.reserve(
             ReserveCommand(
-                orderId: orderId(order), bizId: stores.bizId, userId: nil,
+                orderId: orderId(order), bizId: stores.bizId, userId: user,
                 items: lines.map { ReserveCommand.Item(skuId: $0.sku, quantity: $0.quantity) }, ttlSeconds: 3600,
                 shortage: shortage
             )
@@ -236,6 +256,7 @@ public struct Driver: Sendable {
         case .invalidState: .invalidState
         case .belowReserved: .belowReserved
         case .unknownItems: .unknownItems
+        case .userLimitExceeded: .userLimitExceeded
         case .unavailable, .outcomeUnknown: nil
         default: .invalidState
         }

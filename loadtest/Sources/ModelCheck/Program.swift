@@ -8,10 +8,13 @@ import LoadHarness
 public struct Program: Sendable, CustomStringConvertible {
     public let seed: UInt64
     public var steps: [Step]
+    /// What the program was drawn with (reserves name users with `userLimits`).
+    public let features: Features
 
-    public init(seed: UInt64, steps: [Step]) {
+    public init(seed: UInt64, steps: [Step], features: Features = []) {
         self.seed = seed
         self.steps = steps
+        self.features = features
     }
 
     public var description: String {
@@ -35,6 +38,8 @@ public struct Line: Sendable, Equatable, CustomStringConvertible {
 /// What a program does: an API call, a burst of concurrent reserves, or a fault.
 public enum Step: Sendable, Equatable, CustomStringConvertible {
     case setStock(sku: UInt64, stock: Int64)
+    /// A PUT of the item's stock as it is, with a per-user limit over the item's whole life.
+    case setUserLimit(sku: UInt64, limit: Int64)
     case adjust(sku: UInt64, id: Int, delta: Int64)
     case reserve(order: Int, lines: [Line], shortage: ShortageMode)
     case confirm(order: Int)
@@ -50,6 +55,7 @@ public enum Step: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .setStock(let sku, let stock): "PUT stock \(sku) = \(stock)"
+        case .setUserLimit(let sku, let limit): "PUT stock \(sku) perUserLimit \(limit)"
         case .adjust(let sku, let id, let delta): "adjust \(sku) a\(id) \(delta >= 0 ? "+" : "")\(delta)"
         case .reserve(let order, let lines, let shortage): "reserve o\(order) \(lines) \(shortage.rawValue)"
         case .confirm(let order): "confirm o\(order)"
@@ -110,8 +116,13 @@ public struct Features: OptionSet, Sendable, Hashable {
     public static let secondInstance = Features(rawValue: 1)
     /// MariaDB goes down for a few steps now and then.
     public static let mysqlOutages = Features(rawValue: 2)
+    /// Item 1 gets a per-user limit, and reserves name users (`ReferenceModel.user(_:)`).
+    public static let userLimits = Features(rawValue: 4)
 
-    public static let all: Features = [.secondInstance, .mysqlOutages]
+    public static let all: Features = [.secondInstance, .mysqlOutages, .userLimits]
+
+    /// The per-user limit `userLimits` gives item 1.
+    public static let userLimit: Int64 = 6
 }
 
 extension Program {
@@ -126,6 +137,7 @@ extension Program {
         var extra = SplitMix64(seed: seed ^ 0x5EC0_4D1A_57A6_E5ED)
         var outageLeft = 0
         var steps: [Step] = Self.items.map { .setStock(sku: $0, stock: Int64.random(in: 5...30, using: &random)) }
+        if features.contains(.userLimits) { steps.append(.setUserLimit(sku: 1, limit: Features.userLimit)) }
         var nextOrder = 0
         var nextAdjustment = 0
         var adjustments: [Int: (sku: UInt64, delta: Int64)] = [:]
@@ -202,6 +214,6 @@ extension Program {
             default: append(.fault(.reconcileFix))
             }
         }
-        return Program(seed: seed, steps: steps)
+        return Program(seed: seed, steps: steps, features: features)
     }
 }

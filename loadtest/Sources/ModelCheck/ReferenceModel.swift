@@ -7,6 +7,8 @@ public struct ReferenceModel: Sendable, Equatable {
         /// On-hand units (held ones included; sold ones not): MySQL's stock after a drain.
         public var onHand: Int64
         public var reserved: Int64 = 0
+        /// At most this many units per user, held or sold, over the item's whole life (0: no limit).
+        public var userLimit: Int64 = 0
         public var available: Int64 { onHand - reserved }
     }
 
@@ -24,6 +26,8 @@ public struct ReferenceModel: Sendable, Equatable {
         /// Its hash was deleted alone (not a whole data loss): Redis finds the order again through a hold of it
         /// on an item the request names, not otherwise.
         public var hashDeleted = false
+        /// The user the order was made for (nil: none named).
+        public var user: String?
     }
 
     public private(set) var items: [UInt64: Item] = [:]
@@ -34,12 +38,26 @@ public struct ReferenceModel: Sendable, Equatable {
     /// does not know asks the journal and its tombstones.
     public private(set) var journalWindow = false
 
+    /// Units each user holds or bought of an item with a per-user limit, as the service counts them.
+    public private(set) var usage: [UsageKey: Int64] = [:]
+
+    public struct UsageKey: Hashable, Sendable {
+        public let user: String
+        public let sku: UInt64
+    }
+
     public struct AdjustmentKey: Hashable, Sendable {
         public let sku: UInt64
         public let id: Int
     }
 
-    public init() {}
+    /// Whether reserves name users (`Features.userLimits`): `user(_:)` for a program's reserves, `burstUser(_:)`
+    /// for a burst's.
+    public let namesUsers: Bool
+
+    public init(namesUsers: Bool = false) {
+        self.namesUsers = namesUsers
+    }
 
     /// What a call answers: a reservation (made now or replayed), a stock level, or an error the API maps to 4xx.
     public enum Answer: Sendable, Equatable, CustomStringConvertible {
@@ -60,18 +78,20 @@ public struct ReferenceModel: Sendable, Equatable {
     /// The 4xx answers, by kind (their details are the service's to word).
     public enum Failure: String, Sendable, Equatable {
         case insufficientStock, orderClosed, idempotencyConflict, notFound, invalidState, belowReserved, unknownItems
+        case userLimitExceeded
     }
 
-    public static func fingerprint(_ lines: [Line], _ shortage: ShortageMode) -> String {
+    public static func fingerprint(_ lines: [Line], _ shortage: ShortageMode, user: String? = nil) -> String {
         lines.sorted { $0.sku < $1.sku }.map(\.description).joined(separator: ",") + "|" + shortage.rawValue
+            + (user.map { "|" + $0 } ?? "")
     }
 
     // MARK: - Calls
 
-    public mutating func setStock(sku: UInt64, stock: Int64) -> Answer {
+    public mutating func setStock(sku: UInt64, stock: Int64, userLimit: Int64? = nil) -> Answer {
         let reserved = items[sku]?.reserved ?? 0
         if stock < reserved { return .failure(.belowReserved) }
-        items[sku] = Item(onHand: stock, reserved: reserved)
+        items[sku] = Item(onHand: stock, reserved: reserved, userLimit: userLimit ?? items[sku]?.userLimit ?? 0)
         return .level(available: stock - reserved, reserved: reserved)
     }
 
@@ -89,29 +109,64 @@ public struct ReferenceModel: Sendable, Equatable {
         return .level(available: item.available, reserved: item.reserved)
     }
 
-    public mutating func reserve(order id: Int, lines: [Line], shortage: ShortageMode) -> Answer {
-        let fingerprint = Self.fingerprint(lines, shortage)
+    public mutating func reserve(order id: Int, lines: [Line], shortage: ShortageMode, user: String? = nil) -> Answer {
+        let fingerprint = Self.fingerprint(lines, shortage, user: user)
         if let order = orders[id] {
             if order.status == .cancelled || order.status == .expired { return .failure(.orderClosed) }
             if order.fingerprint != fingerprint && !order.fingerprintLost { return .failure(.idempotencyConflict) }
             return .reservation(status: order.status, lines: order.lines, replayed: true)
         }
         if lines.contains(where: { items[$0.sku] == nil }) { return .failure(.unknownItems) }
+        // As reserve.lua decides: per line, what stock allows, then what the user's allowance allows; a line over
+        // the allowance refuses the whole reserve before a short line does (lines name distinct items).
         var held: [ReservationLine] = []
+        var short = false
+        var overLimit = false
+        var outOfAllowance = false
         for line in lines {
-            let available = max(items[line.sku]!.available, 0)
+            let item = items[line.sku]!
+            let available = max(item.available, 0)
+            var grant = line.quantity
             switch shortage {
             case .reject, .backorder:
-                if line.quantity > available { return .failure(.insufficientStock) }
-                held.append(ReservationLine(skuId: line.sku, requested: line.quantity, reserved: line.quantity))
+                if line.quantity > available { short = true }
             case .partial:
-                held.append(ReservationLine(skuId: line.sku, requested: line.quantity, reserved: min(line.quantity, available)))
+                grant = min(line.quantity, available)
             }
+            if item.userLimit > 0, let user {
+                let left = item.userLimit - (usage[UsageKey(user: user, sku: line.sku)] ?? 0)
+                if left <= 0 { outOfAllowance = true }
+                if grant > left {
+                    if shortage == .partial { grant = max(left, 0) } else { overLimit = true }
+                }
+            }
+            held.append(ReservationLine(skuId: line.sku, requested: line.quantity, reserved: grant))
         }
-        if held.allSatisfy({ $0.reserved == 0 }) { return .failure(.insufficientStock) }
-        for line in held { items[line.skuId]!.reserved += line.reserved }
-        orders[id] = Order(status: .reserved, lines: held, fingerprint: fingerprint)
+        if overLimit { return .failure(.userLimitExceeded) }
+        if short { return .failure(.insufficientStock) }
+        if held.allSatisfy({ $0.reserved == 0 }) { return .failure(outOfAllowance ? .userLimitExceeded : .insufficientStock) }
+        for line in held {
+            items[line.skuId]!.reserved += line.reserved
+            count(user, line.skuId, line.reserved)
+        }
+        orders[id] = Order(status: .reserved, lines: held, fingerprint: fingerprint, user: user)
         return .reservation(status: .reserved, lines: held, replayed: false)
+    }
+
+    /// Moves a user's count of an item with a limit.
+    private mutating func count(_ user: String?, _ sku: UInt64, _ units: Int64) {
+        guard let user, (items[sku]?.userLimit ?? 0) > 0, units != 0 else { return }
+        usage[UsageKey(user: user, sku: sku), default: 0] += units
+    }
+
+    /// Redis rebuilt `sku` from MySQL: each user's count is the journal's, the units of their orders that hold or
+    /// sold some (a cancelled order restored from the journal gave nothing back; the rebuild puts that right).
+    public mutating func itemRebuilt(sku: UInt64) {
+        guard (items[sku]?.userLimit ?? 0) > 0 else { return }
+        for key in usage.keys where key.sku == sku { usage[key] = nil }
+        for order in orders.values where order.status != .cancelled && order.status != .expired {
+            for line in order.lines where line.skuId == sku { count(order.user, sku, line.reserved) }
+        }
     }
 
     public mutating func confirm(order id: Int) -> Answer {
@@ -140,7 +195,11 @@ public struct ReferenceModel: Sendable, Equatable {
         }
         switch order.status {
         case .reserved:
-            for line in order.lines { items[line.skuId]!.reserved -= line.reserved }
+            for line in order.lines {
+                items[line.skuId]!.reserved -= line.reserved
+                // An order restored from the journal gives nothing back: its reserve time is not known (README).
+                if !order.fingerprintLost { count(order.user, line.skuId, -line.reserved) }
+            }
             order.status = .cancelled
             orders[id] = order
             return .reservation(status: .cancelled, lines: order.lines, replayed: false)
@@ -173,6 +232,7 @@ public struct ReferenceModel: Sendable, Equatable {
             orders[id]!.fingerprintLost = true
             if orders[id]!.lines.isEmpty { orders[id]!.tombstoneOnly = true }
         }
+        for sku in items.keys { itemRebuilt(sku: sku) }
     }
 
     /// An order's hash vanished alone: a held order comes back from the journal (after what the outbox still has of
@@ -220,6 +280,12 @@ public struct ReferenceModel: Sendable, Equatable {
         }
     }
 
+    /// The user a program's reserve of `order` names: three users share the orders, so their allowances run out.
+    public static func user(_ order: Int) -> String { "u\(order % 3)" }
+
+    /// The user of a burst's reserve: one of its own, whose allowance a burst never exhausts.
+    public static func burstUser(_ order: Int) -> String { "b\(order)" }
+
     public func read(order id: Int) -> Answer {
         guard let order = orders[id] else { return .failure(.notFound) }
         return .reservation(status: order.status, lines: order.lines, replayed: false)
@@ -246,7 +312,7 @@ public struct ReferenceModel: Sendable, Equatable {
             return "a reserve of the burst was refused while \(left) units of item \(line.sku) stayed available"
         }
         for id in granted {
-            _ = reserve(order: id, lines: [line], shortage: .reject)
+            _ = reserve(order: id, lines: [line], shortage: .reject, user: namesUsers ? Self.burstUser(id) : nil)
         }
         return nil
     }

@@ -41,7 +41,7 @@ struct ModelCheckTests {
         let unwrapped = full.steps.compactMap { step -> Step? in
             switch step {
             case .onSecondInstance(let inner): inner
-            case .fault(.mysqlDown), .fault(.mysqlUp): nil
+            case .fault(.mysqlDown), .fault(.mysqlUp), .setUserLimit: nil
             default: step
             }
         }
