@@ -19,6 +19,7 @@
 -- moved on by the next caller or the expiry sweeper. An order of several parts is 'reserving' until all are held:
 -- a reserve that stops half-way (a crash) leaves it there, and the sweeper takes its parts back after the deadline.
 --!include clock
+--!include request
 
 local f = redis.call('HMGET', KEYS[1], 'state', 'fp')
 if not f[1] and ARGV[7] ~= '1' then
@@ -42,9 +43,10 @@ end
 if f[1] == 'cancelled' or f[1] == 'expired' then
   return {'closed', f[1]}
 end
--- fp '' marks a directory restored from the journal, whose request body is not known any more: a request naming
--- other shards than its parts cannot be the same one (it would hold a part the directory does not name).
-if f[2] ~= ARGV[1] and f[2] ~= '' then
+-- A directory restored from the journal keeps the request's hash (lib/request.lua); one restored from rows written
+-- before the journal kept it has fp '': a request naming other shards than its parts cannot be the same one then
+-- (it would hold a part the directory does not name).
+if not sameRequest(f[2], ARGV[1]) then
   return {'conflict'}
 end
 if f[2] == '' and redis.call('HGET', KEYS[1], 'shards') ~= ARGV[3] then

@@ -8,6 +8,8 @@
 -- ARGV[4] the shards of the parts of a directory this records ('' for none)   ARGV[5] its bizId   ARGV[6] orderId
 -- ARGV[7] '1': a directory recorded cancelled is a cancel before any reserve: its event goes to KEYS[3] (the outbox
 --         of the order's shard, same slot) in the same step, and becomes the order's tombstone in MySQL
+-- ARGV[8] the request fingerprint a directory this records keeps ('#' .. SHA-1 for an order restored from the
+--         journal, lib/request.lua; '' when not known)
 --
 -- Returns one of
 --   {'ok'}            changed now
@@ -20,7 +22,7 @@ if not state then
   if ARGV[3] == '' then
     return {'none'}
   end
-  redis.call('HSET', KEYS[1], 'state', ARGV[1], 'fp', '', 'biz', ARGV[5], 'shards', ARGV[4])
+  redis.call('HSET', KEYS[1], 'state', ARGV[1], 'fp', ARGV[8] or '', 'biz', ARGV[5], 'shards', ARGV[4])
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
   local id = ''
   if ARGV[7] == '1' and ARGV[1] == 'cancelled' then

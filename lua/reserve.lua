@@ -66,6 +66,7 @@
 
 --!include clock
 --!include items
+--!include request
 
 local order = KEYS[1]
 local status = redis.call('HGET', order, 'status')
@@ -74,8 +75,7 @@ if status then
     return {'cancelled', status}
   end
   local saved = redis.call('HMGET', order, 'fp', 'expires_at', 'lines', 'codes')
-  -- fp '' marks an order restored from the journal, whose request body is not known any more.
-  if saved[1] ~= ARGV[2] and saved[1] ~= '' then
+  if not sameRequest(saved[1], ARGV[2]) then
     return {'conflict'}
   end
   return {'replay', status, saved[2], saved[3], saved[4] or ''}
@@ -325,7 +325,7 @@ local expiresAt = now + ttl * 1000
 local linesText = table.concat(lines, ',')
 local epochsText = table.concat(epochs, ',')
 local event = {'type', 'reserve', 'order', ARGV[1], 'biz', ARGV[3], 'user', ARGV[4], 'items',
-  table.concat(events, ','), 'epochs', epochsText, 'expires_at', expiresAt, 'at', now}
+  table.concat(events, ','), 'epochs', epochsText, 'expires_at', expiresAt, 'at', now, 'fp', ARGV[2]}
 local codesText = ''
 if anyCodes then
   codesText = table.concat(lineCodes, ',')

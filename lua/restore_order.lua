@@ -9,12 +9,13 @@
 -- ARGV[8] retention (s)
 -- then for each line: ARGV[9+i] its quantity
 -- then ARGV[9+n] the codes the lines hold ('c1|c2,,c3'; '' when no line's item has a code pool)
+-- then ARGV[10+n] the request fingerprint to keep: '#' .. the SHA-1 the journal has of it ('' when it has none)
 --
 -- Returns {'ok'} when restored, {'exists'} when the order is in Redis (nothing is touched).
 --
 -- The item counters are not touched: the init path rebuilds an item from the same journal, counting RESERVED
--- lines as held, and an item that survived still counts the hold. The request fingerprint is lost; a restored
--- order has fp '' and reserve.lua treats any replay of it as the same request.
+-- lines as held, and an item that survived still counts the hold. The request is kept as its hash: reserve.lua
+-- still tells a replay from another body (lib/request.lua).
 
 --!include clock
 local order = KEYS[1]
@@ -26,7 +27,7 @@ local now = clockNow(ARGV[7])
 local expiresAt = tonumber(ARGV[6])
 local retention = tonumber(ARGV[8])
 local keep = math.max(math.floor((expiresAt - now) / 1000), 0) + retention
-redis.call('HSET', order, 'status', status, 'fp', '', 'biz', ARGV[2], 'user', ARGV[3], 'lines', ARGV[5],
+redis.call('HSET', order, 'status', status, 'fp', ARGV[10 + (#KEYS - 2) / 3] or '', 'biz', ARGV[2], 'user', ARGV[3], 'lines', ARGV[5],
   'expires_at', expiresAt, 'created_at', now, 'updated_at', now, 'event', '', 'restored', '1')
 redis.call('EXPIRE', order, keep)
 local n = (#KEYS - 2) / 3

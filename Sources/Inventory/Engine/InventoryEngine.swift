@@ -305,7 +305,10 @@ public final class InventoryEngine: Sendable {
             guard configuration.durability == .sync else { return (.created(reservation), eventId) }
             let epochs = (fields[safe: 4]?.text ?? "").split(separator: ",", omittingEmptySubsequences: false).map(String.init)
             do {
-                try await commitJournal(command, reservation: reservation, eventId: eventId, epochs: epochs, shard: shard)
+                try await commitJournal(
+                    command, fingerprint: fingerprint, reservation: reservation, eventId: eventId, epochs: epochs,
+                    shard: shard
+                )
             } catch is JournalHasOrder {
                 return (.replayed(try await self.reservation(orderId: orderId)), "")
             }
@@ -1001,8 +1004,10 @@ public final class InventoryEngine: Sendable {
 
     /// Sync mode: the reserve answers only once its journal rows are committed. When that fails the hold is
     /// taken back, so that a 503 holds nothing and the client may retry the same orderId.
+    /// `fingerprint`: the whole order's request (a part's command names only the part's items).
     private func commitJournal(
-        _ command: ReserveCommand, reservation: Reservation, eventId: String, epochs: [String], shard: Int
+        _ command: ReserveCommand, fingerprint: String, reservation: Reservation, eventId: String, epochs: [String],
+        shard: Int
     ) async throws {
         let held = reservation.lines.filter { $0.reserved > 0 }
         let event = OutboxEvent(
@@ -1012,7 +1017,7 @@ public final class InventoryEngine: Sendable {
                 .init(skuId: line.skuId, quantity: line.reserved, epoch: epochs[safe: index] ?? "", codes: line.codes)
             },
             expiresAtMilliseconds: reservation.expiresAtMilliseconds, atMilliseconds: configuration.clock(),
-            reserveEventId: nil
+            reserveEventId: nil, requestFingerprint: fingerprint
         )
         let result: JournalBatchResult
         do {
@@ -2008,6 +2013,8 @@ public final class InventoryEngine: Sendable {
         let rows = try await journalRows()
         guard let first = rows.first else { return false }
         let status = first.status.lowercased()
+        // The request as the journal keeps it (its hash): a retry with another body is still told apart.
+        let request = rows.compactMap(\.requestHash).first.map { "#" + $0 } ?? ""
         let assigned: [UInt64: [String]]
         do { assigned = try await codePools.assignedCodes(orderId: orderId, bizId: first.bizId) } catch { throw mapMySQL(error) }
         var parts: [Int: [JournalRow]] = [:]
@@ -2030,7 +2037,7 @@ public final class InventoryEngine: Sendable {
                 arguments: [
                     orderId, first.bizId, first.userId ?? "", status, linesText, String(first.expiresAtMilliseconds),
                     Self.redisTime, String(configuration.retentionSeconds),
-                ] + lines.map { String($0.quantity) } + [codesText]
+                ] + lines.map { String($0.quantity) } + [codesText, request]
             )
             if reply.array?.first?.text == "ok" {
                 logger.notice("order restored from the journal", metadata: ["orderId": "\(orderId)", "status": "\(status)"])
@@ -2041,7 +2048,7 @@ public final class InventoryEngine: Sendable {
                 scripts.dirTransition, keys: directoryKeys(orderId),
                 arguments: [
                     status, "", String(configuration.retentionSeconds),
-                    parts.keys.sorted().map(String.init).joined(separator: ","), first.bizId, orderId,
+                    parts.keys.sorted().map(String.init).joined(separator: ","), first.bizId, orderId, "", request,
                 ]
             )
         }

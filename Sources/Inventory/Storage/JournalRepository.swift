@@ -47,13 +47,16 @@ public struct OutboxEvent: Sendable, Equatable {
     public let atMilliseconds: Int64
     /// Undo only: the id of the reserve event being undone.
     public let reserveEventId: String?
+    /// Reserve only: the request's fingerprint (`ReserveCommand.fingerprint`), kept hashed with the journal's rows
+    /// so that an order restored from them still tells a replay from another body; nil when the event has none.
+    public let requestFingerprint: String?
 
     /// A copy with only the lines `keep` accepts.
     func filteringLines(_ keep: (Line) -> Bool) -> OutboxEvent {
         OutboxEvent(
             id: id, stream: stream, kind: kind, orderId: orderId, bizId: bizId, userId: userId,
             lines: lines.filter(keep), expiresAtMilliseconds: expiresAtMilliseconds, atMilliseconds: atMilliseconds,
-            reserveEventId: reserveEventId
+            reserveEventId: reserveEventId, requestFingerprint: requestFingerprint
         )
     }
 
@@ -68,7 +71,8 @@ public struct OutboxEvent: Sendable, Equatable {
         lines: [Line],
         expiresAtMilliseconds: Int64?,
         atMilliseconds: Int64,
-        reserveEventId: String?
+        reserveEventId: String?,
+        requestFingerprint: String? = nil
     ) {
         self.id = id
         self.stream = stream
@@ -80,6 +84,7 @@ public struct OutboxEvent: Sendable, Equatable {
         self.expiresAtMilliseconds = expiresAtMilliseconds
         self.atMilliseconds = atMilliseconds
         self.reserveEventId = reserveEventId
+        self.requestFingerprint = requestFingerprint
     }
 }
 
@@ -216,6 +221,9 @@ public struct JournalRow: Sendable, Equatable {
     public let expiresAtMilliseconds: Int64
     /// The id of the reserve event that created the row.
     public let reserveEvent: String
+    /// The SHA-1 (hex) of the request that made the row (`OutboxEvent.requestFingerprint`); nil for rows written
+    /// before it was kept.
+    public var requestHash: String? = nil
 
     /// Creates a row value.
     public init(
@@ -369,13 +377,13 @@ public struct JournalRepository: Sendable {
     public func rows(orderId: String) async throws -> [JournalRow] {
         let result = try await client.query(
             """
-            SELECT order_id, biz_id, sku_id, user_id, quantity, status, expires_at, reserve_event
+            SELECT order_id, biz_id, sku_id, user_id, quantity, status, expires_at, reserve_event, request_fp
             FROM reservation_journal WHERE order_id = ? ORDER BY biz_id, sku_id
             """,
             [.string(orderId)]
         )
         return result.rows.map { row in
-            JournalRow(
+            var journalRow = JournalRow(
                 orderId: row.string("order_id") ?? orderId,
                 bizId: row.string("biz_id") ?? "",
                 skuId: row.uint64("sku_id") ?? 0,
@@ -385,6 +393,8 @@ public struct JournalRepository: Sendable {
                 expiresAtMilliseconds: row.string("expires_at").flatMap(JournalTime.milliseconds(fromDatetime:)) ?? 0,
                 reserveEvent: row.string("reserve_event") ?? ""
             )
+            journalRow.requestHash = row.string("request_fp")
+            return journalRow
         }
     }
 
@@ -459,6 +469,8 @@ private struct LineKey: Hashable, Sendable, Comparable {
 private struct ReserveLine: Sendable {
     let key: LineKey
     let userId: String?
+    /// The request's fingerprint, stored as its SHA-1 (nil: not known).
+    let requestFingerprint: String?
     let quantity: Int64
     let expiresAt: String
     let eventId: String
@@ -550,7 +562,8 @@ private struct BatchPlan: Sendable {
                     guard line.quantity > 0, !undone.contains(UndoKey(key: key, eventId: event.id)) else { continue }
                     reserves.append(
                         ReserveLine(
-                            key: key, userId: event.userId, quantity: line.quantity,
+                            key: key, userId: event.userId, requestFingerprint: event.requestFingerprint,
+                            quantity: line.quantity,
                             expiresAt: JournalTime.datetime(
                                 milliseconds: event.expiresAtMilliseconds ?? event.atMilliseconds
                             ),
@@ -688,7 +701,7 @@ private struct BatchPlan: Sendable {
         let missing = firstReserves.filter { existing[$0] == nil }
         for chunk in exactChunks(missing) {
             var binds: [MySQLValue] = []
-            binds.reserveCapacity(chunk.count * 7)
+            binds.reserveCapacity(chunk.count * 8)
             for index in chunk {
                 let line = reserves[index]
                 line.key.appendBinds(to: &binds)
@@ -696,12 +709,14 @@ private struct BatchPlan: Sendable {
                 binds.append(.int(line.quantity))
                 binds.append(.string(line.expiresAt))
                 binds.append(.string(line.eventId))
+                binds.append(line.requestFingerprint.map(MySQLValue.string) ?? .null)
             }
             let inserted = try insertingConcurrently(
                 connection,
                 """
-                INSERT INTO reservation_journal (order_id, biz_id, sku_id, user_id, quantity, status, expires_at, reserve_event)
-                VALUES \(tuples(chunk.count, "(?, ?, \(sku), ?, ?, 'RESERVED', ?, ?)"))
+                INSERT INTO reservation_journal
+                    (order_id, biz_id, sku_id, user_id, quantity, status, expires_at, reserve_event, request_fp)
+                VALUES \(tuples(chunk.count, "(?, ?, \(sku), ?, ?, 'RESERVED', ?, ?, SHA1(?))"))
                 """,
                 binds
             )

@@ -2,7 +2,8 @@ import RedisClient
 
 extension OutboxEvent {
     /// Reads an outbox entry as the scripts write it: `type`, `order`, `biz`, `user`, `items` (`sku:qty,...`),
-    /// `epochs` (the items' epochs, in the same order), `expires_at`, `at`, `reserve_event`. Nil for an entry that is not an event (or was deleted: no fields).
+    /// `epochs` (the items' epochs, in the same order), `expires_at`, `at`, `reserve_event`, `codes`, `fp` (reserve: the
+    /// request's fingerprint). Nil for an entry that is not an event (or was deleted: no fields).
     static func parse(stream: String, id: String, fields: [RedisValue]) -> OutboxEvent? {
         // One pass over the pairs, no dictionary: the worker parses every entry of every batch.
         var kind: Kind?
@@ -15,6 +16,7 @@ extension OutboxEvent {
         var at: Int64 = 0
         var reserveEvent: String?
         var codes = ""
+        var fingerprint: String?
         var index = 0
         while index + 1 < fields.count {
             let value = fields[index + 1].text ?? ""
@@ -29,6 +31,7 @@ extension OutboxEvent {
             case "at": at = Int64(value) ?? 0
             case "reserve_event": reserveEvent = value
             case "codes": codes = value
+            case "fp": fingerprint = value
             default: break
             }
             index += 2
@@ -47,7 +50,8 @@ extension OutboxEvent {
         }
         return OutboxEvent(
             id: id, stream: stream, kind: kind, orderId: orderId, bizId: bizId, userId: user, lines: lines,
-            expiresAtMilliseconds: expiresAt, atMilliseconds: at, reserveEventId: reserveEvent
+            expiresAtMilliseconds: expiresAt, atMilliseconds: at, reserveEventId: reserveEvent,
+            requestFingerprint: fingerprint
         )
     }
 

@@ -105,14 +105,7 @@ public struct Driver: Sendable {
             // the items of an order of several parts before it looks at the order).
             var alsoAccepting: [ReferenceModel.Answer] = []
             if lines.contains(where: { model.items[$0.sku] == nil }) { alsoAccepting.append(.failure(.unknownItems)) }
-            // Another body under the id of an order Redis lost (restored without its fingerprint) is a replay, or a
-            // conflict where the service can tell (a cluster: other parts than the order has).
             let user = model.namesUsers ? ReferenceModel.user(order) : nil
-            if let known = model.orders[order], known.fingerprintLost,
-                known.fingerprint != ReferenceModel.fingerprint(lines, shortage, user: user)
-            {
-                alsoAccepting.append(.failure(.idempotencyConflict))
-            }
             let expected = model.reserve(order: order, lines: lines, shortage: shortage, user: user)
             // An order of several parts on a cluster is held part after part and stops at the first refusal, so
             // when lines are refused for a user's allowance and for stock, the first part's reason is the answer

@@ -17,8 +17,8 @@ public struct ReferenceModel: Sendable, Equatable {
         /// (sku, requested, reserved), in the order's own order; empty for a cancel of an order never reserved.
         public var lines: [ReservationLine]
         public var fingerprint: String
-        /// Redis lost the order after the journal had it: it comes back from the journal without its request
-        /// fingerprint (a known limit, restore_order.lua), so a reserve with another body is answered as a replay.
+        /// Redis lost the order after the journal had it: it comes back from the journal, which keeps its request
+        /// only as a hash (another body is still refused) and only its lines that hold something (`accepts`).
         public var fingerprintLost = false
         /// A cancel made before any reserve, then lost by Redis: its tombstone keeps the order closed, and a
         /// cancel again may be answered as made now or as a replay.
@@ -113,7 +113,7 @@ public struct ReferenceModel: Sendable, Equatable {
         let fingerprint = Self.fingerprint(lines, shortage, user: user)
         if let order = orders[id] {
             if order.status == .cancelled || order.status == .expired { return .failure(.orderClosed) }
-            if order.fingerprint != fingerprint && !order.fingerprintLost { return .failure(.idempotencyConflict) }
+            if order.fingerprint != fingerprint { return .failure(.idempotencyConflict) }
             return .reservation(status: order.status, lines: order.lines, replayed: true)
         }
         if lines.contains(where: { items[$0.sku] == nil }) { return .failure(.unknownItems) }

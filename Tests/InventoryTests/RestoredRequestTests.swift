@@ -1,0 +1,67 @@
+import Foundation
+import InventoryTestSupport
+import Testing
+
+@testable import Inventory
+
+/// An order Redis lost and brought back from the journal still knows the request that made it: a retry with the
+/// same body is a replay, another body under its id is refused (issue 17, item 3: the journal's answer).
+@Suite("Orders restored from the journal keep their request")
+struct RestoredRequestTests {
+    func command(_ stores: TestStores, _ orderId: String, _ quantity: Int64, user: String? = nil) -> ReserveCommand {
+        ReserveCommand(
+            orderId: orderId, bizId: stores.bizId, userId: user, items: [.init(skuId: 1, quantity: quantity)],
+            ttlSeconds: 600, shortage: .reject
+        )
+    }
+
+    @Test("after Redis lost everything, another body under a held or confirmed order's id is a conflict", arguments: [
+        Durability.async, .sync,
+    ])
+    func otherBodyAfterLoss(durability: Durability) async throws {
+        try await TestStores.with(durability: durability) { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let held = "\(stores.bizId)-held"
+            let sold = "\(stores.bizId)-sold"
+            _ = try await engine.reserve(command(stores, held, 2, user: "u1"))
+            _ = try await engine.reserve(command(stores, sold, 3))
+            _ = try await engine.confirm(orderId: sold)
+            #expect(try await stores.drainWithWorker())
+            try await stores.loseEverything()
+
+            await #expect(throws: InventoryError.idempotencyConflict) { try await engine.reserve(command(stores, held, 4, user: "u1")) }
+            await #expect(throws: InventoryError.idempotencyConflict) { try await engine.reserve(command(stores, held, 2, user: "u2")) }
+            await #expect(throws: InventoryError.idempotencyConflict) { try await engine.reserve(command(stores, sold, 1)) }
+            guard case .replayed(let again) = try await engine.reserve(command(stores, held, 2, user: "u1")) else {
+                Issue.record("the same body is not a replay")
+                return
+            }
+            #expect(again.status == .reserved)
+            guard case .replayed(let confirmed) = try await engine.reserve(command(stores, sold, 3)) else {
+                Issue.record("the same body of the confirmed order is not a replay")
+                return
+            }
+            #expect(confirmed.status == .confirmed)
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.reserved == 2)
+            #expect(level.available == 5)
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    @Test("an order's hash deleted alone comes back with its request: another body naming its item is a conflict")
+    func otherBodyAfterHashDeleted() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let orderId = "\(stores.bizId)-o"
+            _ = try await engine.reserve(command(stores, orderId, 2))
+            #expect(try await stores.drainWithWorker())
+            _ = try await stores.redis.command("DEL", stores.orderKey(orderId, sku: 1))
+            await #expect(throws: InventoryError.idempotencyConflict) { try await engine.reserve(command(stores, orderId, 5)) }
+            #expect(try await engine.stock(stores.item(1)).reserved == 2)
+        }
+    }
+}
