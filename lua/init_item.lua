@@ -16,6 +16,7 @@
 -- TTL (s) of its reserve key if it must be written anew (KEYS[4..3+h] their reserve keys)
 -- then pairs ARGV[19+c+2h+2j] userId, ARGV[20+c+2h+2j] that user's units in the current window, as the journal
 -- counts them
+-- KEYS[4+h..] the outbox streams the item's events go to (every shard's on one Redis; its shard's on a cluster)
 --
 -- The holds the rebuild counts (the journal's RESERVED lines) get their reserve keys written with the new epoch; a key
 -- that vanished alone is written anew, so the hold is counted whatever epoch its order's record names (an order's
@@ -25,8 +26,17 @@
 -- (lib/items.lua: holdIn; JournalRepository.apply). A hold of any other epoch is one Redis lost the journal's
 -- record of (a whole data loss), and is not counted.
 --
+-- "Did not lose its data" is checked, not assumed: an outbox stream deleted alone takes its events with it (and an
+-- XADD makes it anew), so a hold whose event went with it is in neither the journal nor the outbox. Each stream
+-- carries a consumer group `intact-since` that never reads: its last-delivered-id is the Redis time (ms) it was
+-- made (at the service's start, or here when missing). An earlier epoch is absorbed only when it began (epochs
+-- start with their birth time, base 36) after every stream the item's events go to was last made; a stream without
+-- the group gets it now, and this rebuild absorbs nothing.
+--
 -- Returns {'ok'} when written, {'lost'} when the lock was taken over or the item appeared meanwhile (the caller's
 -- numbers may be stale, so nothing is written).
+
+--!include clock
 
 local item = KEYS[1]
 local fields = redis.call('HMGET', item, 'stock_num', 'lock_user_id')
@@ -45,17 +55,40 @@ redis.call('HSET', item, 'codes_n', codeCount)
 for first = 18, 17 + codeCount, 500 do
   redis.call('SADD', KEYS[3], unpack(ARGV, first, math.min(first + 499, 17 + codeCount)))
 end
+local holdCount = tonumber(ARGV[18 + codeCount])
+-- Since when every stream of the item's events has kept all it was given (see above).
+local intactSince = 0
+for k = 4 + holdCount, #KEYS do
+  local since
+  local groups = redis.pcall('XINFO', 'GROUPS', KEYS[k])
+  if type(groups) == 'table' and not groups.err then
+    for _, group in ipairs(groups) do
+      local name, last
+      for f = 1, #group - 1, 2 do
+        if group[f] == 'name' then name = group[f + 1] elseif group[f] == 'last-delivered-id' then last = group[f + 1] end
+      end
+      if name == 'intact-since' then since = tonumber(string.match(last or '', '^(%d+)')) end
+    end
+  end
+  if not since then
+    redis.call('XGROUP', 'CREATE', KEYS[k], 'intact-since', clockNow('') .. '-0', 'MKSTREAM')
+    since = math.huge
+  end
+  if since > intactSince then intactSince = since end
+end
 local absorbed = {}
 local seen = {}
 local function absorb(epoch)
-  -- bounded: a rebuild normally absorbs one epoch (two after rebuilds in quick succession)
-  if epoch and epoch ~= '' and epoch ~= ARGV[8] and not seen[epoch] and #absorbed < 16 then
+  -- only an epoch that began while the streams were intact; bounded: a rebuild normally absorbs one epoch (two
+  -- after rebuilds in quick succession)
+  local born = epoch and tonumber(string.match(epoch, '^(%w+)%-') or '', 36)
+  if not born or born <= intactSince then return end
+  if epoch ~= ARGV[8] and not seen[epoch] and #absorbed < 16 then
     seen[epoch] = true
     absorbed[#absorbed + 1] = epoch
   end
 end
 for epoch in string.gmatch(ARGV[16], '[^,]+') do absorb(epoch) end
-local holdCount = tonumber(ARGV[18 + codeCount])
 for j = 1, holdCount do
   local value = ARGV[17 + codeCount + 2 * j] .. '@' .. ARGV[8]
   local old = redis.call('SET', KEYS[3 + j], value, 'XX', 'KEEPTTL', 'GET')

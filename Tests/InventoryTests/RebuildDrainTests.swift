@@ -159,3 +159,28 @@ struct RebuildDrainTests {
         return events
     }
 }
+
+extension RebuildDrainTests {
+    @Test("an outbox stream deleted alone: a rebuild does not count the holds whose events went with it (no phantom units)")
+    func deletedOutboxStream() async throws {
+        try await TestStores.with(cluster: false) { stores in
+            let engine = stores.engine
+            let drained = "\(stores.bizId)-drained"
+            let lost = "\(stores.bizId)-lost"
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.reserve(command(stores, drained, 3))
+            #expect(try await stores.drainWithWorker())
+            _ = try await engine.reserve(command(stores, lost, 4))
+            // The stream holding the second hold's event is deleted (an operator's DEL), then the item vanishes too.
+            _ = try await stores.redis.command("DEL", stores.keys.outbox(forOrder: lost))
+            try await deleteItem(stores)
+
+            let rebuilt = try await engine.stock(stores.item(1))
+            #expect(rebuilt.available == 7)
+            #expect(rebuilt.reserved == 3)
+            // The lost hold was never counted by the rebuilt item: its cancel gives nothing back.
+            _ = try await engine.cancel(orderId: lost)
+            try await expectAgree(stores, available: 7, reserved: 3, mysql: 10)
+        }
+    }
+}

@@ -60,7 +60,7 @@ public struct EngineConfiguration: Sendable {
 /// administration also writes MySQL, the system of record, and reverses the Redis half when that fails.
 public final class InventoryEngine: Sendable {
     public let configuration: EngineConfiguration
-    private let redis: any RedisRouter
+    let redis: any RedisRouter
     private let runner: RedisScriptRunner
     private let scripts: InventoryScripts
     private let stockRepository: StockRepository
@@ -68,14 +68,14 @@ public final class InventoryEngine: Sendable {
     private let journal: JournalRepository
     private let committer: JournalCommitter
     private let mysql: MySQLClient
-    private let logger: Logger
+    let logger: Logger
     private let counters = NIOLockedValueBox(EngineCounters())
     /// Rebuilds in progress in this process, so concurrent callers share one instead of polling Redis.
     private let rebuilding = NIOLockedValueBox<[StockItemID: Task<Bool, any Error>]>([:])
     /// One timer per script, made here so the reserve path does not look one up under a lock on every call.
     private let scriptTimers: [String: Timer]
 
-    private var keys: KeyLayout { configuration.keys }
+    var keys: KeyLayout { configuration.keys }
 
     public init(
         redis: any RedisRouter,
@@ -104,6 +104,7 @@ public final class InventoryEngine: Sendable {
     /// any reserve in a shard is guarded by one; MySQL that cannot be asked leaves that to the first reserve.
     public func loadScripts() async throws {
         try await redisCall { try await self.runner.load(self.scripts.all) }
+        await markOutboxesIntact()
         for shard in 0..<keys.shards {
             do {
                 try await makeGeneration(shard: shard)
@@ -1229,8 +1230,10 @@ public final class InventoryEngine: Sendable {
     public var itemEpochs: any ItemEpochSource { RedisItemEpochs(runner: runner, script: scripts.epochs, keys: keys) }
 
     /// A fresh epoch for an item being created or rebuilt in Redis: random, so two rebuilds never share one.
-    static func newEpoch() -> String {
-        String(UInt64.random(in: 1...UInt64.max), radix: 36)
+    /// `bornAt`: Redis's time (ms) now; an epoch starts with it (base 36), so a rebuild can tell whether the
+    /// outbox streams were intact since the epoch began (init_item.lua).
+    static func newEpoch(bornAt milliseconds: Int64) -> String {
+        String(milliseconds, radix: 36) + "-" + String(UInt64.random(in: 1...UInt64.max), radix: 36)
     }
 
     // MARK: - Stock
@@ -1598,9 +1601,9 @@ public final class InventoryEngine: Sendable {
     /// lines are not stale when the worker or a sync commit brings them again (applying them twice changes nothing).
     /// Only events Redis itself lost (a whole data loss) stay out, as stale lines of an epoch nothing absorbed.
     private func rebuildLocked(_ id: StockItemID, itemKey: String, caller: String, counting: Bool) async throws -> Bool {
-        let epoch = Self.newEpoch()
         // The per-user window the rebuilt usage counts is Redis's current one, as reserve.lua computes it.
         let now = try await redisNow(routingKey: itemKey)
+        let epoch = Self.newEpoch(bornAt: now)
         let pending = try await pendingEvents(touching: id)
         var drainedEpochs = Set(pending.flatMap { $0.lines.filter { $0.skuId == id.skuId }.map(\.epoch) })
         drainedEpochs.remove("")
@@ -1639,7 +1642,8 @@ public final class InventoryEngine: Sendable {
                 let reply = try await self.runScript(
                     self.scripts.initItem,
                     keys: [itemKey, self.keys.userUsage(id), self.keys.codes(id)]
-                        + snapshot.liveHolds.map { self.keys.reserveKey(id, orderId: $0.orderId) },
+                        + snapshot.liveHolds.map { self.keys.reserveKey(id, orderId: $0.orderId) }
+                        + self.outboxes(of: id),
                     arguments: arguments
                 )
                 return (reply.array?.first?.text == "ok", row, snapshot.liveReserved)
@@ -1672,8 +1676,14 @@ public final class InventoryEngine: Sendable {
     /// The outbox events not yet acknowledged (acknowledged ones are deleted: they are in the journal) that have a
     /// line of `id`, in stream order, a reserve and its undo reduced as the worker reduces them. On a single Redis an
     /// item's events may be in any shard's stream (an order's shard decides); on a cluster only in the item's shard.
+    /// The outbox streams an item's events go to: every shard's on one Redis (an order's shard picks the stream),
+    /// its own shard's on a cluster.
+    private func outboxes(of id: StockItemID) -> [String] {
+        keys.clustered ? [keys.outbox(shard: keys.itemShard(id))] : keys.outboxes
+    }
+
     private func pendingEvents(touching id: StockItemID) async throws -> [OutboxEvent] {
-        let streams = keys.clustered ? [keys.outbox(shard: keys.itemShard(id))] : keys.outboxes
+        let streams = outboxes(of: id)
         var found: [OutboxEvent] = []
         for stream in streams {
             found += try await pendingEvents(in: stream) { event in
@@ -2151,7 +2161,7 @@ public final class InventoryEngine: Sendable {
         return try await redisCall { try await self.runner.run(script, keys: keys, arguments: arguments) }
     }
 
-    private func redisCall<T>(_ body: () async throws -> T) async throws -> T {
+    func redisCall<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let error as RedisError {
