@@ -17,6 +17,7 @@ public func buildApplication(
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: RequestIdMiddleware())
     router.add(middleware: KnownMethodMetricsMiddleware())
+    router.add(middleware: AccessMiddleware(tokens: configuration.tokens, openMetrics: configuration.openMetrics))
     let limiter = configuration.hotItemLimit > 0
         ? HotItemLimiter(limit: configuration.hotItemLimit, windowMilliseconds: configuration.hotItemWindowMilliseconds) : nil
     InventoryRoutes(engine: engine, limits: configuration.limits, limiter: limiter).register(on: router)

@@ -1,3 +1,4 @@
+import Foundation
 import Inventory
 import Logging
 import MySQLClient
@@ -42,8 +43,27 @@ public struct ServiceConfiguration: Sendable {
     /// Milliseconds added to this instance's clock (`EngineConfiguration.clock`); 0 by default. For fault runs
     /// and tests only: it shows that instances whose clocks differ agree on every hold.
     public var clockSkewMilliseconds = 0
+    /// Bearer tokens and their roles (`INVENTORY_TOKENS`, `INVENTORY_TOKENS_FILE`); none: the API is open and the
+    /// service may listen on loopback only.
+    public var tokens = AccessTokens()
+    /// Whether `/metrics` and the status page `/` answer without a token when tokens are configured.
+    public var openMetrics = false
 
     public init() {}
+
+    /// Whether `host` is a loopback address (only this machine can connect).
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    /// Refuses to expose an API without tokens: anyone who reaches the port could set stock and export codes.
+    public func checkExposure() throws {
+        guard tokens.isEmpty, !Self.isLoopback(httpHost) else { return }
+        throw ConfigurationError(
+            description: "INVENTORY_HTTP_HOST=\(httpHost) is not loopback, and no access tokens are configured: set "
+                + "INVENTORY_TOKENS or INVENTORY_TOKENS_FILE (`inventoryd token` makes one), or listen on 127.0.0.1"
+        )
+    }
 
     /// Reads the environment; an unparsable value is an error naming the variable, not a silent default.
     public static func fromEnvironment(_ environment: [String: String]) throws -> ServiceConfiguration {
@@ -132,6 +152,16 @@ public struct ServiceConfiguration: Sendable {
         settings.clockSkewMilliseconds = try reader.int(
             "INVENTORY_CLOCK_SKEW_MS", settings.clockSkewMilliseconds, -3_600_000...3_600_000
         )
+        settings.tokens = try AccessTokens.parse(
+            environment["INVENTORY_TOKENS"] ?? "", separator: ",", source: "INVENTORY_TOKENS"
+        )
+        if let path = environment["INVENTORY_TOKENS_FILE"], !path.isEmpty {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ConfigurationError(description: "INVENTORY_TOKENS_FILE=\(path) cannot be read")
+            }
+            settings.tokens.merge(try AccessTokens.parse(text, separator: "\n", source: "INVENTORY_TOKENS_FILE"))
+        }
+        settings.openMetrics = try reader.bool("INVENTORY_OPEN_METRICS", settings.openMetrics)
         if settings.clockSkewMilliseconds != 0 {
             let skew = Int64(settings.clockSkewMilliseconds)
             settings.engine.clock = { InventoryEngine.nowMilliseconds() + skew }

@@ -13,7 +13,7 @@ import ServiceLifecycle
 struct Inventoryd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Redis-first inventory reservation service.",
-        subcommands: [Serve.self, Worker.self, Migrate.self, Reconcile.self, Warm.self],
+        subcommands: [Serve.self, Worker.self, Migrate.self, Reconcile.self, Warm.self, Token.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -131,6 +131,21 @@ struct Serve: AsyncParsableCommand {
         let registry = bootstrapPrometheus()
         let components = try Components()
         let settings = components.settings
+        try settings.checkExposure()
+        if settings.tokens.isEmpty {
+            components.logger.notice(
+                "no access tokens configured: the API is open to this machine only (loopback); set INVENTORY_TOKENS or INVENTORY_TOKENS_FILE to listen elsewhere",
+                metadata: ["http": "\(settings.httpHost):\(settings.httpPort)"]
+            )
+        } else {
+            components.logger.info(
+                "access tokens configured",
+                metadata: [
+                    "checkout": "\(settings.tokens.counts[.checkout] ?? 0)", "admin": "\(settings.tokens.counts[.admin] ?? 0)",
+                    "openMetrics": "\(settings.openMetrics)",
+                ]
+            )
+        }
         if settings.engineKind == "db" {
             try await serveDatabaseOnly(components, metrics: registry)
             return
@@ -370,5 +385,22 @@ struct Warm: AsyncParsableCommand {
         print("warm: \(loaded) items in Redis, \(unknown.count) unknown to MySQL, \(failed) failed")
         for item in unknown { print("  unknown: \(item)") }
         if failed > 0 || !unknown.isEmpty { throw ExitCode(1) }
+    }
+}
+
+/// `inventoryd token`: makes a new random bearer token and prints it with the entry that configures it.
+struct Token: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make a new access token: the token (give it to the client) and its INVENTORY_TOKENS entry (digest only)."
+    )
+
+    @Option(help: "The token's role: checkout (reservations, stock reads) or admin (everything).")
+    var role = "checkout"
+
+    func run() throws {
+        guard let role = AccessTokens.Role(rawValue: role) else { throw ValidationError("--role is checkout or admin") }
+        let made = AccessTokens.generate(role: role)
+        print("token: \(made.token)")
+        print("entry: \(made.entry)")
     }
 }

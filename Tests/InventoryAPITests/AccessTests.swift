@@ -1,0 +1,205 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Inventory
+import InventoryTestSupport
+import Logging
+import NIOCore
+import Testing
+
+@testable import InventoryAPI
+
+/// Bearer tokens and roles (issue 19): who may call what, and no API exposed beyond loopback without tokens.
+@Suite("Access: tokens and roles")
+struct AccessTests {
+    static let checkoutToken = "checkout-token-0123456789"
+    static let adminToken = "admin-token-0123456789abc"
+
+    static func settings(openMetrics: Bool = false) throws -> ServiceConfiguration {
+        var settings = ServiceConfiguration()
+        // One token in plain form, one as the digest `inventoryd token` prints.
+        let adminEntry = "admin:sha256:" + AccessTokens.hex(AccessTokens.digest(adminToken))
+        settings.tokens = try AccessTokens.parse(
+            "checkout:\(checkoutToken), \(adminEntry)", separator: ",", source: "INVENTORY_TOKENS"
+        )
+        settings.openMetrics = openMetrics
+        return settings
+    }
+
+    func withClient(
+        openMetrics: Bool = false, _ body: @escaping @Sendable (any TestClientProtocol, TestStores) async throws -> Void
+    ) async throws {
+        let settings = try Self.settings(openMetrics: openMetrics)
+        try await TestStores.with { stores in
+            var logger = Logger(label: "access-test")
+            logger.logLevel = .warning
+            let app = buildApplication(engine: stores.engine, configuration: settings, logger: logger)
+            try await app.test(.router) { client in try await body(client, stores) }
+        }
+    }
+
+    static func send(
+        _ client: any TestClientProtocol, _ method: HTTPRequest.Method, _ uri: String, _ body: String? = nil,
+        token: String? = nil
+    ) async throws -> TestResponse {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        return try await client.execute(uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) })
+    }
+
+    static func problemType(_ response: TestResponse) -> String? {
+        let object = try? JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]
+        return (object?["type"] as? String)?.split(separator: "/").last.map(String.init)
+    }
+
+    @Test("every route needs the role it should: reservations and stock reads checkout, the rest admin, health open")
+    func routeRoles() {
+        let checkout: Set<String> = [
+            "POST /v1/reservations", "GET /v1/reservations/:orderId", "POST /v1/reservations/:orderId/confirm",
+            "POST /v1/reservations/:orderId/cancel", "POST /v1/reservations/:orderId/refund", "GET /v1/stock/:bizId/:skuId",
+        ]
+        let open: Set<String> = ["GET /healthz", "GET /readyz", "GET /openapi.json"]
+        for route in InventoryRoutes.templates {
+            let path = "/" + route.path.joined(separator: "/")
+            let name = "\(route.method) \(path)"
+            let needed = AccessMiddleware<BasicRequestContext>.access(route.method, path, openMetrics: false)
+            let expected: AccessMiddleware<BasicRequestContext>.Access =
+                checkout.contains(name) ? .checkout : open.contains(name) ? .open : .admin
+            #expect(needed == expected, "\(name)")
+        }
+        #expect(AccessMiddleware<BasicRequestContext>.access(.get, "/metrics", openMetrics: true) == .open)
+        #expect(AccessMiddleware<BasicRequestContext>.access(.get, "/v1/unknown", openMetrics: true) == .admin)
+    }
+
+    @Test("without a token, or with a wrong one: 401 problem+json with a Bearer challenge; health stays open")
+    func unauthorized() async throws {
+        let contract = try OpenAPIContract()
+        try await withClient { client, stores in
+            let biz = stores.bizId
+            let reserve = #"{"orderId": "\#(biz)-o", "bizId": "\#(biz)", "items": [{"skuId": 1, "quantity": 1}]}"#
+            for token in [nil, "not-a-token-of-this-service", "Basic \(Self.adminToken)"] as [String?] {
+                for (method, uri, body) in [
+                    (HTTPRequest.Method.post, "/v1/reservations", reserve), (.get, "/v1/stock/\(biz)/1", nil),
+                    (.put, "/v1/stock/\(biz)/1", #"{"stock": 10}"#), (.get, "/v1/stock/\(biz)/1/codes", nil),
+                    (.get, "/v1/status", nil), (.get, "/metrics", nil), (.get, "/v1/nothing-here", nil),
+                ] as [(HTTPRequest.Method, String, String?)] {
+                    let response = try await Self.send(client, method, uri, body, token: token)
+                    #expect(response.status == .unauthorized, "\(method) \(uri)")
+                    #expect(response.headers[.contentType] == "application/problem+json")
+                    #expect(response.headers[.wwwAuthenticate]?.hasPrefix("Bearer") == true)
+                    #expect(Self.problemType(response) == "unauthorized")
+                    if !uri.hasSuffix("nothing-here") { contract.check("401 \(method) \(uri)", method, uri, body: body, response) }
+                }
+            }
+            #expect(try await Self.send(client, .get, "/healthz").status == .ok)
+            // Nothing was changed by the refused calls.
+            await #expect(throws: InventoryError.notFound) { try await stores.engine.stock(stores.item(1)) }
+        }
+    }
+
+    @Test("a checkout token reserves and reads, and gets 403 on admin routes; an admin token may do everything")
+    func roles() async throws {
+        let contract = try OpenAPIContract()
+        try await withClient { client, stores in
+            let biz = stores.bizId
+            let checkout = Self.checkoutToken
+            let admin = Self.adminToken
+            #expect(try await Self.send(client, .put, "/v1/stock/\(biz)/1", #"{"stock": 10}"#, token: checkout).status == .forbidden)
+            #expect(try await Self.send(client, .put, "/v1/stock/\(biz)/1", #"{"stock": 10}"#, token: admin).status == .ok)
+            for (method, uri, body) in [
+                (HTTPRequest.Method.post, "/v1/stock/\(biz)/1/adjustments", #"{"adjustmentId": "a1", "delta": 5}"#),
+                (.put, "/v1/stock/\(biz)/1/pool", #"{"kind": "reusable"}"#), (.get, "/v1/stock/\(biz)/1/pool", nil),
+                (.post, "/v1/stock/\(biz)/1/codes", "c1"), (.get, "/v1/stock/\(biz)/1/codes", nil),
+                (.get, "/v1/status", nil), (.get, "/", nil), (.get, "/metrics", nil),
+            ] as [(HTTPRequest.Method, String, String?)] {
+                let response = try await Self.send(client, method, uri, body, token: checkout)
+                #expect(response.status == .forbidden, "\(method) \(uri)")
+                #expect(Self.problemType(response) == "forbidden")
+                contract.check("403 \(method) \(uri)", method, uri, body: body, response)
+            }
+            let reserve = #"{"orderId": "\#(biz)-o", "bizId": "\#(biz)", "items": [{"skuId": 1, "quantity": 3}]}"#
+            #expect(try await Self.send(client, .post, "/v1/reservations", reserve, token: checkout).status == .created)
+            #expect(try await Self.send(client, .get, "/v1/reservations/\(biz)-o", token: checkout).status == .ok)
+            #expect(try await Self.send(client, .get, "/v1/stock/\(biz)/1", token: checkout).status == .ok)
+            #expect(try await Self.send(client, .post, "/v1/reservations/\(biz)-o/confirm", token: checkout).status == .ok)
+            #expect(try await Self.send(client, .get, "/v1/status", token: admin).status == .ok)
+            // The stock is as the allowed calls left it: the adjustment a checkout token tried was not made.
+            let level = try await stores.engine.stock(stores.item(1))
+            #expect(level.available == 7)
+        }
+    }
+
+    @Test("/metrics and the status page answer without a token when INVENTORY_OPEN_METRICS is on")
+    func openMetrics() async throws {
+        try await withClient(openMetrics: true) { client, _ in
+            let page = try await Self.send(client, .get, "/")
+            let metrics = try await Self.send(client, .get, "/metrics")
+            let status = try await Self.send(client, .get, "/v1/status")
+            #expect(page.status == .ok)
+            #expect(metrics.status != .unauthorized)
+            #expect(status.status == .unauthorized)
+        }
+    }
+
+    @Test("token entries: digests and plain tokens, comments in a file, clear errors that never echo a secret")
+    func tokenEntries() throws {
+        let made = AccessTokens.generate(role: .admin)
+        let file = """
+            # rotated on 2026-12-04
+            \(made.entry)
+            checkout:\(Self.checkoutToken)   # the web checkout
+            """
+        let tokens = try AccessTokens.parse(file, separator: "\n", source: "INVENTORY_TOKENS_FILE")
+        #expect(tokens.counts == [.admin: 1, .checkout: 1])
+        #expect(tokens.role(of: Substring(made.token)) == .admin)
+        #expect(tokens.role(of: Substring(Self.checkoutToken)) == .checkout)
+        #expect(tokens.role(of: "checkout-token-012345678") == nil)
+        #expect(!made.entry.contains(made.token))
+        for (text, message) in [
+            ("root:\(Self.adminToken)", "entry 1 is not ROLE:TOKEN"), ("admin:short", "at least 16 characters"),
+            ("admin:sha256:abcd", "64 hex digits"),
+        ] {
+            #expect {
+                try AccessTokens.parse(text, separator: ",", source: "INVENTORY_TOKENS")
+            } throws: { error in
+                let description = "\(error)"
+                return description.contains(message) && !description.contains(Self.adminToken)
+            }
+        }
+    }
+
+    @Test("no tokens: loopback only; another address without tokens is refused, naming the settings")
+    func exposure() throws {
+        var settings = ServiceConfiguration()
+        try settings.checkExposure()
+        settings.httpHost = "0.0.0.0"
+        #expect {
+            try settings.checkExposure()
+        } throws: { error in
+            "\(error)".contains("INVENTORY_HTTP_HOST=0.0.0.0") && "\(error)".contains("INVENTORY_TOKENS")
+        }
+        settings.tokens = try Self.settings().tokens
+        try settings.checkExposure()
+    }
+
+    @Test("inventoryd serve refuses to start on a public address without tokens, and says why")
+    func serveRefusesPublicWithoutTokens() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: TestStores.inventorydBinary)
+        process.arguments = ["serve"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["INVENTORY_HTTP_HOST"] = "0.0.0.0"
+        environment["INVENTORY_TOKENS"] = nil
+        environment["INVENTORY_TOKENS_FILE"] = nil
+        process.environment = environment
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = Pipe()
+        try process.run()
+        let output = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0)
+        #expect(output.contains("INVENTORY_HTTP_HOST=0.0.0.0"))
+    }
+}
