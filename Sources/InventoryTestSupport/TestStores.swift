@@ -79,7 +79,8 @@ public struct TestStores: Sendable {
     /// The debug `inventoryd` that `swift build --build-tests` (scripts/test.sh) produces, for tests that run it as
     /// a process.
     public static var inventorydBinary: String {
-        ProjectFiles.directory(".build", environmentVariable: "INVENTORY_BUILD_DIR") + "/debug/inventoryd"
+        (ProcessInfo.processInfo.environment["INVENTORY_BUILD_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? ProjectFiles.repositoryDirectory(".build")) + "/debug/inventoryd"
     }
 
     /// Whether tests use the local Redis Cluster unless they say (`INVENTORY_TEST_REDIS_CLUSTER=1`).

@@ -172,6 +172,9 @@ struct Serve: AsyncParsableCommand {
                     ? "\(settings.redis.host):\(settings.redis.port)" : "cluster \(settings.redisCluster.joined(separator: ","))",
                 "mysql": "\(settings.mysql.host):\(settings.mysql.port)/\(settings.mysql.database)",
                 "durability": "\(settings.engine.durability.rawValue)", "worker": "\(settings.runWorker)",
+                "lua": "\(ProjectFiles.directory("lua", environmentVariable: "INVENTORY_LUA_DIR"))",
+                "migrations": "\(ProjectFiles.directory("migrations", environmentVariable: "INVENTORY_MIGRATIONS_DIR"))",
+                "openapi": "\(ProjectFiles.directory("openapi", environmentVariable: "INVENTORY_OPENAPI_DIR"))",
             ]
         )
         try await app.runService()
