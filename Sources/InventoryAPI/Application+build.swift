@@ -26,7 +26,7 @@ public func buildApplication(
         guard let metrics else { throw Problem.notFound("metrics are not exported by this instance") }
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(bytes: metrics.emitToBuffer()))
+            body: .init(byteBuffer: ByteBuffer(bytes: metrics.emitToBuffer() + Array(ProcessMetrics.text().utf8)))
         )
     }
     let responder = ProblemResponder(inner: router.buildResponder(), routes: InventoryRoutes.templates, logger: logger)

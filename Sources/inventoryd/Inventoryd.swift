@@ -13,7 +13,7 @@ import ServiceLifecycle
 struct Inventoryd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Redis-first inventory reservation service.",
-        subcommands: [Serve.self, Worker.self, Migrate.self, Reconcile.self, Warm.self, Token.self],
+        subcommands: [Serve.self, Worker.self, Migrate.self, Reconcile.self, Warm.self, Token.self, Config.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -405,5 +405,27 @@ struct Token: ParsableCommand {
         let made = AccessTokens.generate(role: role)
         print("token: \(made.token)")
         print("entry: \(made.entry)")
+    }
+}
+
+/// `inventoryd config`: the effective settings (environment and defaults), secrets masked; exit 1 on a setting that
+/// cannot be used, with the message `serve` would stop with.
+struct Config: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the effective settings, secrets masked.")
+
+    func run() throws {
+        let settings = try ServiceConfiguration.fromEnvironment(ProcessInfo.processInfo.environment)
+        let rows = settings.described()
+        let width = rows.map(\.name.count).max() ?? 0
+        for row in rows {
+            print(row.name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + row.value)
+        }
+        do {
+            try settings.checkExposure()
+        } catch {
+            print("")
+            print("serve would refuse to start: \(error)")
+            throw ExitCode(1)
+        }
     }
 }

@@ -183,6 +183,21 @@ struct AccessTests {
         try settings.checkExposure()
     }
 
+    @Test("inventoryd config's settings show every value but the secrets: passwords masked, tokens counted")
+    func describedSettingsMaskSecrets() throws {
+        let settings = try ServiceConfiguration.fromEnvironment([
+            "INVENTORY_MYSQL_PASSWORD": "mysql-secret-42", "INVENTORY_REDIS_PASSWORD": "redis-secret-42",
+            "INVENTORY_TOKENS": "admin:\(Self.adminToken)", "INVENTORY_HTTP_PORT": "9191",
+        ])
+        let rows = settings.described()
+        let text = rows.map { "\($0.name)=\($0.value)" }.joined(separator: "\n")
+        for secret in ["mysql-secret-42", "redis-secret-42", Self.adminToken] { #expect(!text.contains(secret)) }
+        #expect(text.contains("INVENTORY_MYSQL_PASSWORD=(set, masked)"))
+        #expect(text.contains("INVENTORY_TOKENS / INVENTORY_TOKENS_FILE=checkout 0, admin 1"))
+        #expect(text.contains("INVENTORY_HTTP_PORT=9191"))
+        #expect(Set(rows.map(\.name)).count == rows.count)
+    }
+
     @Test("inventoryd serve refuses to start on a public address without tokens, and says why")
     func serveRefusesPublicWithoutTokens() throws {
         let process = Process()

@@ -59,6 +59,15 @@ struct MetricsTests {
                 ] {
                     #expect(text.contains(needle), "missing \(needle)")
                 }
+                // The process's own gauges, with plausible values (this test process: some memory, some CPU, fds).
+                func value(_ name: String) -> Double? {
+                    text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
+                }
+                #expect((value("process_resident_memory_bytes") ?? 0) > 1_000_000)
+                #expect((value("process_cpu_seconds_total") ?? 0) > 0)
+                #expect((value("process_open_fds") ?? 0) >= 3)
+                #expect((value("process_max_fds") ?? 0) >= (value("process_open_fds") ?? .infinity))
+                #expect((value("process_start_time_seconds") ?? 0) > 1_700_000_000)
             }
         }
     }
