@@ -1,11 +1,13 @@
 import Hummingbird
+import HummingbirdTLS
 import Inventory
 import Logging
 import Metrics
 import Prometheus
 import ServiceLifecycle
 
-/// Builds the HTTP application the binary runs and the tests call, around an engine. A `WriteBackWorker` among
+/// Builds the HTTP application the binary runs and the tests call, around an engine (HTTPS when the settings name a
+/// certificate and key). A `WriteBackWorker` among
 /// `services` is the one the status page reports on.
 public func buildApplication(
     engine: any InventoryService,
@@ -13,7 +15,7 @@ public func buildApplication(
     services: [any Service] = [],
     metrics: PrometheusCollectorRegistry? = nil,
     logger: Logger
-) -> some ApplicationProtocol {
+) throws -> some ApplicationProtocol {
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: RequestIdMiddleware())
     router.add(middleware: KnownMethodMetricsMiddleware())
@@ -30,9 +32,10 @@ public func buildApplication(
         )
     }
     let responder = ProblemResponder(inner: router.buildResponder(), routes: InventoryRoutes.templates, logger: logger)
+    let http = SlowClientGuard.server(timeoutSeconds: configuration.httpIdleTimeoutSeconds, logger: logger)
     return Application(
         responder: responder,
-        server: SlowClientGuard.server(timeoutSeconds: configuration.httpIdleTimeoutSeconds, logger: logger),
+        server: try configuration.serverTLS().map { try .tls(http, tlsConfiguration: $0) } ?? http,
         configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "inventoryd"),
         services: services,
         logger: logger

@@ -48,6 +48,10 @@ public struct ServiceConfiguration: Sendable {
     public var tokens = AccessTokens()
     /// Whether `/metrics` and the status page `/` answer without a token when tokens are configured.
     public var openMetrics = false
+    /// HTTPS: the server's certificate chain and private key, PEM files (`INVENTORY_TLS_CERT_FILE`,
+    /// `INVENTORY_TLS_KEY_FILE`); both nil = plain HTTP.
+    public var tlsCertificateFile: String?
+    public var tlsKeyFile: String?
 
     public init() {}
 
@@ -162,6 +166,12 @@ public struct ServiceConfiguration: Sendable {
             settings.tokens.merge(try AccessTokens.parse(text, separator: "\n", source: "INVENTORY_TOKENS_FILE"))
         }
         settings.openMetrics = try reader.bool("INVENTORY_OPEN_METRICS", settings.openMetrics)
+        settings.tlsCertificateFile = environment["INVENTORY_TLS_CERT_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+        settings.tlsKeyFile = environment["INVENTORY_TLS_KEY_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+        if (settings.tlsCertificateFile == nil) != (settings.tlsKeyFile == nil) {
+            throw ConfigurationError(description: "INVENTORY_TLS_CERT_FILE and INVENTORY_TLS_KEY_FILE go together: set both or neither")
+        }
+        _ = try settings.serverTLS()
         if settings.clockSkewMilliseconds != 0 {
             let skew = Int64(settings.clockSkewMilliseconds)
             settings.engine.clock = { InventoryEngine.nowMilliseconds() + skew }

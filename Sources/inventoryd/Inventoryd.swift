@@ -161,7 +161,7 @@ struct Serve: AsyncParsableCommand {
                 )
             )
         }
-        let app = buildApplication(
+        let app = try buildApplication(
             engine: components.engine, configuration: settings, services: services, metrics: registry,
             logger: components.logger
         )
@@ -198,7 +198,7 @@ private func bootstrapLogging(_ settings: ServiceConfiguration) {
 private func serveDatabaseOnly(_ components: Components, metrics: PrometheusCollectorRegistry) async throws {
     let settings = components.settings
     let engine = DatabaseOnlyEngine(mysql: components.mysql, defaultTTLSeconds: settings.engine.defaultTTLSeconds)
-    let app = buildApplication(engine: engine, configuration: settings, metrics: metrics, logger: components.logger)
+    let app = try buildApplication(engine: engine, configuration: settings, metrics: metrics, logger: components.logger)
     components.logger.info(
         "starting the database-only engine (baseline for benchmarks)",
         metadata: ["http": "\(settings.httpHost):\(settings.httpPort)", "mysql": "\(settings.mysql.host):\(settings.mysql.port)"]

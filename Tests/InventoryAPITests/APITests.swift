@@ -19,7 +19,7 @@ struct APITests {
         try await TestStores.with { stores in
             var logger = Logger(label: "api-test")
             logger.logLevel = .warning
-            let app = buildApplication(engine: stores.engine, configuration: ServiceConfiguration(), logger: logger)
+            let app = try buildApplication(engine: stores.engine, configuration: ServiceConfiguration(), logger: logger)
             try await app.test(.router) { client in try await body(client, stores) }
         }
     }

@@ -34,7 +34,7 @@ struct AccessTests {
         try await TestStores.with { stores in
             var logger = Logger(label: "access-test")
             logger.logLevel = .warning
-            let app = buildApplication(engine: stores.engine, configuration: settings, logger: logger)
+            let app = try buildApplication(engine: stores.engine, configuration: settings, logger: logger)
             try await app.test(.router) { client in try await body(client, stores) }
         }
     }

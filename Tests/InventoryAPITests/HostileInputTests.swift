@@ -32,7 +32,7 @@ struct HostileInputTests {
     func corpus() async throws {
         let contract = try OpenAPIContract()
         try await TestStores.with { stores in
-            let app = buildApplication(engine: stores.engine, configuration: ServiceConfiguration(), logger: Self.quietLogger)
+            let app = try buildApplication(engine: stores.engine, configuration: ServiceConfiguration(), logger: Self.quietLogger)
             try await app.test(.router) { client in
                 try await Self.seed(client, stores)
                 let before = try await Self.snapshot(stores)
@@ -73,7 +73,7 @@ struct HostileInputTests {
     func inventedMethodsAndMetrics() async throws {
         let registry = MetricsTests.registry
         try await TestStores.with { stores in
-            let app = buildApplication(
+            let app = try buildApplication(
                 engine: stores.engine, configuration: ServiceConfiguration(), metrics: registry, logger: Self.quietLogger
             )
             try await app.test(.router) { client in
@@ -102,7 +102,7 @@ struct HostileInputTests {
             // the first normal client after 9 slow ones were cut off). The test lasts about as long.
             let timeout = 15
             configuration.httpIdleTimeoutSeconds = timeout
-            let app = buildApplication(engine: stores.engine, configuration: configuration, logger: Self.quietLogger)
+            let app = try buildApplication(engine: stores.engine, configuration: configuration, logger: Self.quietLogger)
             try await app.test(.live) { client in
                 let port = try #require(client.port)
                 let biz = stores.bizId
@@ -175,7 +175,7 @@ struct HostileInputTests {
     @Test("junk on the wire (bad request lines, headers, framing, bytes): a 4xx or a closed connection, never 5xx")
     func wireJunk() async throws {
         try await TestStores.with { stores in
-            let app = buildApplication(engine: stores.engine, configuration: ServiceConfiguration(), logger: Self.quietLogger)
+            let app = try buildApplication(engine: stores.engine, configuration: ServiceConfiguration(), logger: Self.quietLogger)
             try await app.test(.live) { client in
                 let port = try #require(client.port)
                 let biz = stores.bizId

@@ -22,7 +22,7 @@ struct MetricsTests {
         try await TestStores.with { stores in
             var logger = Logger(label: "metrics-test")
             logger.logLevel = .error
-            let app = buildApplication(
+            let app = try buildApplication(
                 engine: stores.engine, configuration: ServiceConfiguration(), metrics: registry, logger: logger
             )
             try await app.test(.router) { client in

@@ -24,7 +24,7 @@ struct OpenAPITests {
         try await TestStores.with(redisTimeoutMilliseconds: redisTimeoutMilliseconds, redisPort: redisPort) { stores in
             var logger = Logger(label: "openapi-test")
             logger.logLevel = .critical
-            let app = buildApplication(
+            let app = try buildApplication(
                 engine: stores.engine, configuration: ServiceConfiguration(), metrics: PrometheusCollectorRegistry(),
                 logger: logger
             )
@@ -316,7 +316,7 @@ struct OpenAPITests {
             var limitedConfiguration = ServiceConfiguration()
             limitedConfiguration.hotItemLimit = 1
             limitedConfiguration.hotItemWindowMilliseconds = 60_000
-            let limited = buildApplication(engine: stores.engine, configuration: limitedConfiguration, logger: Logger(label: "openapi-test"))
+            let limited = try buildApplication(engine: stores.engine, configuration: limitedConfiguration, logger: Logger(label: "openapi-test"))
             try await limited.test(.router) { client in
                 var statuses: [Int] = []
                 // At most one window boundary falls between three quick requests, so one of them is refused.
@@ -332,7 +332,7 @@ struct OpenAPITests {
             }
 
             // Without a metrics registry, /metrics is a 404 problem.
-            let bare = buildApplication(engine: stores.engine, configuration: ServiceConfiguration(), logger: Logger(label: "openapi-test"))
+            let bare = try buildApplication(engine: stores.engine, configuration: ServiceConfiguration(), logger: Logger(label: "openapi-test"))
             try await bare.test(.router) { client in
                 let response = try await client.execute(uri: "/metrics", method: .get)
                 #expect(response.status == .notFound)

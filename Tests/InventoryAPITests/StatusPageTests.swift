@@ -19,7 +19,7 @@ struct StatusPageTests {
         try await TestStores.with { stores in
             var logger = Logger(label: "status-test")
             logger.logLevel = .warning
-            let app = buildApplication(
+            let app = try buildApplication(
                 engine: stores.engine, configuration: ServiceConfiguration(), services: [stores.worker()], logger: logger
             )
             try await app.test(.router) { client in try await body(client, stores) }
@@ -103,7 +103,7 @@ struct StatusPageTests {
     func withoutWorker() async throws {
         let contract = try OpenAPIContract()
         try await TestStores.with { stores in
-            let app = buildApplication(engine: stores.engine, configuration: ServiceConfiguration(), logger: stores.logger)
+            let app = try buildApplication(engine: stores.engine, configuration: ServiceConfiguration(), logger: stores.logger)
             try await app.test(.router) { client in
                 let status = try await Self.status(client, contract)
                 #expect(status["worker"] is NSNull)

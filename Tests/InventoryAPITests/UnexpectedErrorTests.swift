@@ -18,7 +18,7 @@ struct UnexpectedErrorTests {
         let contract = try OpenAPIContract()
         var logger = Logger(label: "unexpected-error-test")
         logger.logLevel = .critical
-        let app = buildApplication(engine: BrokenEngine(), configuration: ServiceConfiguration(), logger: logger)
+        let app = try buildApplication(engine: BrokenEngine(), configuration: ServiceConfiguration(), logger: logger)
         try await app.test(.router) { client in
             let given = try await client.execute(uri: "/v1/stock/shop/1", method: .get, headers: [Self.requestId: "boom-1"])
             #expect(given.status == .internalServerError)
