@@ -28,7 +28,7 @@ as_root() {
 # The system services these packages bring are not ours (they use the default ports); we never start
 # them, and if apt's policy starts them they do not get in the way.
 install_packages() {
-    local packages=(redis-server mariadb-server mariadb-client libhiredis-dev libmariadb-dev pkg-config)
+    local packages=(redis-server mariadb-server mariadb-client libhiredis-dev libmariadb-dev pkg-config openssl)
     local missing=() p status apt_log="$INVENTORY_LOCAL_DIR/apt.log"
     if ! command -v dpkg >/dev/null 2>&1; then
         step "packages: no dpkg (not Debian); assuming redis, mariadb, hiredis and pkg-config are installed"
