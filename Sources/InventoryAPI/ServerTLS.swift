@@ -27,3 +27,21 @@ extension ServiceConfiguration {
         return configuration
     }
 }
+
+extension ServiceConfiguration {
+    /// A client TLS configuration with full verification: against the CA certificates of `caFile` (PEM), or the
+    /// system's trust roots when it is not set; throws naming `variable` when the file cannot be used.
+    static func clientTLS(caFile: String?, variable: String) throws -> TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.minimumTLSVersion = .tlsv12
+        guard let caFile, !caFile.isEmpty else { return configuration }
+        do {
+            let roots = try NIOSSLCertificate.fromPEMFile(caFile)
+            guard !roots.isEmpty else { throw ConfigurationError(description: "no certificate in the file") }
+            configuration.trustRoots = .certificates(roots)
+        } catch {
+            throw ConfigurationError(description: "\(variable)=\(caFile): not a readable PEM CA certificate (\(error))")
+        }
+        return configuration
+    }
+}

@@ -23,6 +23,7 @@ extension ServiceConfiguration {
             ("INVENTORY_REDIS_CONNECTIONS", String(redis.connections)),
             ("INVENTORY_REDIS_TIMEOUT_MS", String(redis.commandTimeoutMilliseconds)),
             ("INVENTORY_REDIS_PASSWORD", secret(redis.password)),
+            ("INVENTORY_REDIS_TLS", redis.tls == nil ? "off" : "on (verified; name \(redis.tlsServerName ?? "the host"))"),
             ("INVENTORY_MYSQL_HOST", mysql.host), ("INVENTORY_MYSQL_PORT", String(mysql.port)),
             ("INVENTORY_MYSQL_USER", mysql.user), ("INVENTORY_MYSQL_PASSWORD", secret(mysql.password)),
             ("INVENTORY_MYSQL_DATABASE", mysql.database), ("INVENTORY_MYSQL_POOL_SIZE", String(mysql.poolSize)),

@@ -84,6 +84,10 @@ public struct ServiceConfiguration: Sendable {
         )
         settings.redis.password = environment["INVENTORY_REDIS_PASSWORD"]
         settings.redis.database = try reader.int("INVENTORY_REDIS_DB", settings.redis.database, 0...15)
+        if try reader.bool("INVENTORY_REDIS_TLS", false) {
+            settings.redis.tls = try Self.clientTLS(caFile: environment["INVENTORY_REDIS_TLS_CA_FILE"], variable: "INVENTORY_REDIS_TLS_CA_FILE")
+            settings.redis.tlsServerName = environment["INVENTORY_REDIS_TLS_SERVER_NAME"].flatMap { $0.isEmpty ? nil : $0 }
+        }
         settings.redisCluster = reader.string("INVENTORY_REDIS_CLUSTER", "").split(separator: ",")
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         for node in settings.redisCluster where Int(node.split(separator: ":").last ?? "") == nil || !node.contains(":") {

@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 
 /// A Redis client for many concurrent callers: a few connections, each pipelining whatever callers send it, with
@@ -124,11 +125,22 @@ public final class RedisClient: Sendable, Service {
     private func connect() -> EventLoopFuture<any Channel> {
         let configuration = self.configuration
         let logger = self.logger
+        let tls: NIOSSLContext?
+        do {
+            tls = try configuration.tls.map { try NIOSSLContext(configuration: $0) }
+        } catch {
+            return group.next().makeFailedFuture(RedisError(.connectionFailed, "Redis TLS configuration: \(error)"))
+        }
+        let serverName = configuration.tlsServerName ?? (Self.isIPAddress(configuration.host) ? nil : configuration.host)
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(.milliseconds(configuration.connectTimeoutMilliseconds))
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        // TLS in front of the RESP handler: it sees plain bytes either way.
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: serverName))
+                    }
                     try channel.pipeline.syncOperations.addHandler(RedisChannelHandler())
                 }
             }
@@ -145,6 +157,13 @@ public final class RedisClient: Sendable, Service {
             logger.debug("redis connected", metadata: ["redis.port": "\(configuration.port)"])
             return channel
         }
+    }
+
+    /// Whether `host` is an IPv4 or IPv6 literal (no SNI is sent for those).
+    static func isIPAddress(_ host: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
     }
 
     /// AUTH and SELECT before the connection is handed to callers.

@@ -1,3 +1,5 @@
+import NIOSSL
+
 /// Where Redis is and how the client talks to it.
 public struct RedisConfiguration: Sendable {
     public var host: String
@@ -12,6 +14,12 @@ public struct RedisConfiguration: Sendable {
     public var password: String?
     /// Database index sent with `SELECT` on connect (single-node Redis only).
     public var database: Int
+    /// TLS to Redis (nil: plain TCP): the trust roots and verification (full by default) of a client
+    /// configuration; the certificate must name `tlsServerName`, or the host when that is nil.
+    public var tls: TLSConfiguration?
+    /// The name the server's certificate must carry (and SNI sends); nil: `host`, unless it is an IP address
+    /// (then the certificate must carry that address).
+    public var tlsServerName: String?
 
     public init(
         host: String = "127.0.0.1",

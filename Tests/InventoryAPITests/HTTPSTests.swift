@@ -12,25 +12,6 @@ import Testing
 /// trusts the certificate, and a client that does not is refused.
 @Suite("HTTPS")
 struct HTTPSTests {
-    /// A self-signed certificate for localhost and 127.0.0.1 and its key, made with openssl in `directory`.
-    static func makeCertificate(in directory: URL) throws -> (certificate: String, key: String) {
-        let certificate = directory.appendingPathComponent("cert.pem").path
-        let key = directory.appendingPathComponent("key.pem").path
-        let openssl = Process()
-        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        openssl.arguments = [
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout", key, "-out", certificate,
-        ]
-        openssl.standardOutput = Pipe()
-        openssl.standardError = Pipe()
-        try openssl.run()
-        openssl.waitUntilExit()
-        try #require(openssl.terminationStatus == 0, "openssl could not make a certificate")
-        return (certificate, key)
-    }
-
     @Test("inventoryd serve over HTTPS: a client trusting the certificate reserves; one that does not is refused")
     func servesHTTPS() async throws {
         let binary = TestStores.inventorydBinary
@@ -38,7 +19,7 @@ struct HTTPSTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("inventoryd-tls-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let made = try Self.makeCertificate(in: directory)
+        let made = try TLSTestServers.makeCertificate(in: directory, names: "DNS:localhost,IP:127.0.0.1")
 
         try await TestStores.with { stores in try await Self.exercise(stores, binary: binary, made: made) }
     }

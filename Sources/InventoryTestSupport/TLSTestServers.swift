@@ -1,0 +1,106 @@
+import Foundation
+
+/// Certificates and a TLS-only Redis for the TLS tests, made with the system's openssl and redis-server.
+public enum TLSTestServers {
+    /// A self-signed certificate and key in `directory` naming `names` (e.g. `DNS:localhost`), for one day.
+    public static func makeCertificate(in directory: URL, names: String = "DNS:localhost") throws -> (certificate: String, key: String) {
+        let certificate = directory.appendingPathComponent("cert.pem").path
+        let key = directory.appendingPathComponent("key.pem").path
+        try run("/usr/bin/openssl", [
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+            "-subj", "/CN=localhost", "-addext", "subjectAltName=\(names)", "-keyout", key, "-out", certificate,
+        ])
+        return (certificate, key)
+    }
+
+    /// A redis-server of its own, TLS only, without persistence; `stop()` kills it and removes its folder.
+    public struct Redis: Sendable {
+        public let port: Int
+        public let certificate: String
+        let pid: Int32
+        let directory: URL
+
+        public func stop() {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            try? FileManager.default.removeItem(at: directory)
+        }
+    }
+
+    /// Starts the TLS Redis on a free port (its certificate names localhost) and waits until it listens.
+    public static func startRedis() async throws -> Redis {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("redis-tls-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let made = try makeCertificate(in: directory)
+        let port = try freePort()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+        process.arguments = [
+            "--port", "0", "--tls-port", String(port), "--bind", "127.0.0.1", "--tls-cert-file", made.certificate,
+            "--tls-key-file", made.key, "--tls-ca-cert-file", made.certificate, "--tls-auth-clients", "no", "--save", "",
+            "--appendonly", "no", "--dir", directory.path,
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let redis = Redis(port: port, certificate: made.certificate, pid: process.processIdentifier, directory: directory)
+        do {
+            try await waitFor("redis-server (TLS) listening on \(port)", within: .seconds(10), every: .milliseconds(20)) {
+                guard process.isRunning else { throw TLSTestError(description: "redis-server --tls-port exited") }
+                return listening(port)
+            }
+        } catch {
+            redis.stop()
+            throw error
+        }
+        return redis
+    }
+
+    struct TLSTestError: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    static func run(_ tool: String, _ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw TLSTestError(description: "\(tool) \(arguments.joined(separator: " ")) failed")
+        }
+    }
+
+    /// A port nothing listens on now (the kernel's pick).
+    static func freePort() throws -> Int {
+        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var address = loopback(port: 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+        }
+        guard bound else { throw TLSTestError(description: "no free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    static func listening(_ port: Int) -> Bool {
+        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var address = loopback(port: port)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+
+    static func loopback(port: Int) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        return address
+    }
+}
