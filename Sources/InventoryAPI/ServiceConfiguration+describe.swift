@@ -26,6 +26,7 @@ extension ServiceConfiguration {
             ("INVENTORY_REDIS_TLS", redis.tls == nil ? "off" : "on (verified; name \(redis.tlsServerName ?? "the host"))"),
             ("INVENTORY_MYSQL_HOST", mysql.host), ("INVENTORY_MYSQL_PORT", String(mysql.port)),
             ("INVENTORY_MYSQL_USER", mysql.user), ("INVENTORY_MYSQL_PASSWORD", secret(mysql.password)),
+            ("INVENTORY_MYSQL_TLS", mysql.tls.map { "on (verified against \($0.caFile ?? "the default trust store"))" } ?? "off"),
             ("INVENTORY_MYSQL_DATABASE", mysql.database), ("INVENTORY_MYSQL_POOL_SIZE", String(mysql.poolSize)),
             ("INVENTORY_MYSQL_REPLICA_HOST", mysqlReplica.map { "\($0.host):\($0.port)" } ?? "(none)"),
             ("INVENTORY_DURABILITY", engine.durability.rawValue),

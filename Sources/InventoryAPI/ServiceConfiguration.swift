@@ -99,6 +99,13 @@ public struct ServiceConfiguration: Sendable {
         settings.mysql.password = reader.string("INVENTORY_MYSQL_PASSWORD", settings.mysql.password)
         settings.mysql.database = reader.string("INVENTORY_MYSQL_DATABASE", settings.mysql.database)
         settings.mysql.poolSize = try reader.int("INVENTORY_MYSQL_POOL_SIZE", settings.mysql.poolSize, 1...256)
+        if try reader.bool("INVENTORY_MYSQL_TLS", false) {
+            let caFile = environment["INVENTORY_MYSQL_TLS_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+            if let caFile, !FileManager.default.isReadableFile(atPath: caFile) {
+                throw ConfigurationError(description: "INVENTORY_MYSQL_TLS_CA_FILE=\(caFile) cannot be read")
+            }
+            settings.mysql.tls = MySQLConfiguration.TLS(caFile: caFile)
+        }
         if let replicaHost = environment["INVENTORY_MYSQL_REPLICA_HOST"], !replicaHost.isEmpty {
             var replica = settings.mysql
             replica.host = replicaHost

@@ -57,6 +57,68 @@ public enum TLSTestServers {
         return redis
     }
 
+    /// A mariadbd of its own whose certificate (names localhost and 127.0.0.1) is `certificate`, with a user
+    /// `tls` (password `tls-password`) that must use TLS, on database `tls`; `stop()` kills it and removes its files.
+    public struct MariaDB: Sendable {
+        public let port: Int
+        public let certificate: String
+        public let user = "tls"
+        public let password = "tls-password"
+        public let database = "tls"
+        let pid: Int32
+        let directory: URL
+
+        public func stop() {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            try? FileManager.default.removeItem(at: directory)
+        }
+    }
+
+    /// Initialises a data directory and starts mariadbd with TLS on a free port (a few seconds).
+    public static func startMariaDB() async throws -> MariaDB {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("mariadb-tls-\(UUID().uuidString)")
+        let data = directory.appendingPathComponent("data")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        let made = try makeCertificate(in: directory, names: "DNS:localhost,IP:127.0.0.1")
+        let user = ProcessInfo.processInfo.userName
+        try run("/usr/bin/mariadb-install-db", [
+            "--no-defaults", "--datadir=\(data.path)", "--user=\(user)", "--auth-root-authentication-method=normal",
+            "--skip-test-db", "--skip-name-resolve",
+        ])
+        let port = try freePort()
+        let socket = directory.appendingPathComponent("mysql.sock").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/mariadbd")
+        process.arguments = [
+            "--no-defaults", "--user=\(user)", "--datadir=\(data.path)", "--port=\(port)", "--bind-address=127.0.0.1",
+            "--socket=\(socket)", "--pid-file=\(directory.appendingPathComponent("mariadbd.pid").path)",
+            "--log-error=\(directory.appendingPathComponent("error.log").path)", "--skip-name-resolve",
+            "--innodb-buffer-pool-size=16M", "--ssl-ca=\(made.certificate)", "--ssl-cert=\(made.certificate)",
+            "--ssl-key=\(made.key)",
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let server = MariaDB(port: port, certificate: made.certificate, pid: process.processIdentifier, directory: directory)
+        do {
+            try await waitFor("mariadbd (TLS) listening on \(port)", within: .seconds(30), every: .milliseconds(50)) {
+                guard process.isRunning else { throw TLSTestError(description: "mariadbd exited during start-up") }
+                return listening(port) && FileManager.default.fileExists(atPath: socket)
+            }
+            try run("/usr/bin/mariadb", [
+                "--no-defaults", "--socket=\(socket)", "-uroot", "-e",
+                "CREATE DATABASE tls; CREATE USER 'tls'@'%' IDENTIFIED BY 'tls-password' REQUIRE SSL; "
+                    + "GRANT ALL PRIVILEGES ON tls.* TO 'tls'@'%';",
+            ])
+        } catch {
+            server.stop()
+            throw error
+        }
+        return server
+    }
+
     struct TLSTestError: Error, CustomStringConvertible {
         let description: String
     }

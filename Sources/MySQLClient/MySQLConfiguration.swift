@@ -24,6 +24,18 @@ public struct MySQLConfiguration: Sendable {
     /// ping fails; this is what lets the client ride over a server restart without failing the first queries.
     /// 0 pings on every lease.
     public var idleValidationSeconds: Int
+    /// TLS to the server (nil: whatever the server and library negotiate by default, unverified).
+    public var tls: TLS?
+
+    /// TLS required and the server's certificate verified: against `caFile` (PEM) or, when nil, the library's
+    /// default trust store; the certificate must name the host connected to.
+    public struct TLS: Sendable, Equatable {
+        public var caFile: String?
+
+        public init(caFile: String? = nil) {
+            self.caFile = caFile
+        }
+    }
 
     /// Creates a configuration; every argument has the development default.
     public init(

@@ -97,6 +97,14 @@ final class MySQLConnectionHandle: @unchecked Sendable {
         mysql_options(mysql, MYSQL_OPT_RECONNECT, &reconnect)
         mysql_options(mysql, MYSQL_OPT_LOCAL_INFILE, &localInfile)
         mysql_options(mysql, MYSQL_SET_CHARSET_NAME, "utf8mb4")
+        if let tls = configuration.tls {
+            // TLS or no connection, and a certificate that does not verify (CA, host name) fails the connect.
+            var enforce: my_bool = 1
+            var verify: my_bool = 1
+            mysql_options(mysql, MYSQL_OPT_SSL_ENFORCE, &enforce)
+            mysql_options(mysql, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify)
+            if let caFile = tls.caFile { mysql_options(mysql, MYSQL_OPT_SSL_CA, caFile) }
+        }
         let connected = mysql_real_connect(
             mysql,
             configuration.host,
