@@ -70,7 +70,9 @@ public struct ServiceConfiguration: Sendable {
     }
 
     /// Reads the environment; an unparsable value is an error naming the variable, not a silent default.
-    public static func fromEnvironment(_ environment: [String: String]) throws -> ServiceConfiguration {
+    /// Also reads `INVENTORY_CONFIG_FILE` and `INVENTORY_SECRETS_DIR` (`SettingsSources`); the environment wins.
+    public static func fromEnvironment(_ processEnvironment: [String: String]) throws -> ServiceConfiguration {
+        let environment = try SettingsSources.merged(processEnvironment)
         var settings = ServiceConfiguration()
         let reader = EnvironmentReader(environment: environment)
         settings.httpHost = reader.string("INVENTORY_HTTP_HOST", settings.httpHost)
