@@ -71,4 +71,32 @@ struct MetricsTests {
             }
         }
     }
+
+    @Test("an item restocked loses its low-stock gauges and its place in the table (no stale sold-out alert)")
+    func lowStockRecovers() async throws {
+        let registry = Self.registry
+        try await TestStores.with { stores in
+            var logger = Logger(label: "metrics-test")
+            logger.logLevel = .error
+            let app = try buildApplication(
+                engine: stores.engine, configuration: ServiceConfiguration(), metrics: registry, logger: logger
+            )
+            try await app.test(.router) { client in
+                let json: HTTPFields = [.contentType: "application/json"]
+                let gauge = #"inventory_low_stock_available{biz="\#(stores.bizId)",sku="7"}"#
+                _ = try await client.execute(
+                    uri: "/v1/stock/\(stores.bizId)/7", method: .put, headers: json, body: ByteBuffer(string: #"{"stock": 0}"#)
+                )
+                let low = try await client.execute(uri: "/metrics", method: .get)
+                #expect(String(buffer: low.body).contains(gauge + " 0"))
+                _ = try await client.execute(
+                    uri: "/v1/stock/\(stores.bizId)/7", method: .put, headers: json, body: ByteBuffer(string: #"{"stock": 50}"#)
+                )
+                let restocked = try await client.execute(uri: "/metrics", method: .get)
+                #expect(!String(buffer: restocked.body).contains(gauge))
+                let status = try await client.execute(uri: "/v1/status", method: .get)
+                #expect(!String(buffer: status.body).contains(#""skuId":7"#))
+            }
+        }
+    }
 }

@@ -1269,9 +1269,13 @@ public final class InventoryEngine: Sendable {
         return level
     }
 
-    /// Low-stock items get gauges, and a warning the first time they are seen low.
+    /// Low-stock items get gauges, and a warning the first time they are seen low; an item seen recovered loses
+    /// them (and its place in the bounded table).
     private func noteLowStock(_ level: StockLevel) {
-        guard Self.isWatched(level) else { return }
+        guard Self.isWatched(level) else {
+            InventoryMetrics.recovered(level.item)
+            return
+        }
         if InventoryMetrics.lowStock(level.item, available: level.available, reserved: level.reserved) {
             logger.warning(
                 "low stock",

@@ -111,7 +111,14 @@ public enum InventoryMetrics {
         return first
     }
 
-    /// The items the low-stock gauges track (at most `lowStockLimit`): every item seen low since the start.
+    /// An item no longer low: its gauges go (no stale "sold out" after a restock) and its slot is free again.
+    static func recovered(_ item: StockItemID) {
+        let gauges = lowStock.withLockedValue { $0.removeValue(forKey: item) }
+        gauges?.0.destroy()
+        gauges?.1.destroy()
+    }
+
+    /// The items the low-stock gauges track (at most `lowStockLimit`): those seen low and not seen recovered since.
     static func lowStockItems() -> [StockItemID] {
         lowStock.withLockedValue { Array($0.keys) }
     }
