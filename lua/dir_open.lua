@@ -49,7 +49,9 @@ end
 if not sameRequest(f[2], ARGV[1]) then
   return {'conflict'}
 end
-if f[2] == '' and redis.call('HGET', KEYS[1], 'shards') ~= ARGV[3] then
+-- A directory restored from the journal (fp '' or '#<sha1>') names only the parts with journal rows: a request
+-- naming other shards holds there what the order never held (a part that held nothing has no row), so it is refused.
+if (f[2] == '' or string.sub(f[2], 1, 1) == '#') and redis.call('HGET', KEYS[1], 'shards') ~= ARGV[3] then
   return {'conflict'}
 end
 return {'same', f[1]}

@@ -2065,8 +2065,36 @@ public final class InventoryEngine: Sendable {
                     parts.keys.sorted().map(String.init).joined(separator: ","), first.bizId, orderId, "", request,
                 ]
             )
+            try await restoreEmptyParts(orderId, restored: Set(parts.keys), from: first, status: status, request: request)
         }
         return true
+    }
+
+    /// Redis Cluster: a part of a partial order that held nothing has no journal row, so a restore from the journal
+    /// does not bring it back, and the directory, which still names it, would never find the order whole. Such a
+    /// part is written anew with no lines (it holds nothing, as before): the order answers again, and a retry of the
+    /// same request finds the part and holds nothing more on it. Not for an order still `reserving` (a part missing
+    /// then is one being held now).
+    private func restoreEmptyParts(
+        _ orderId: String, restored: Set<Int>, from row: JournalRow, status: String, request: String
+    ) async throws {
+        let directory = try await redisCall {
+            try await self.redis.command("HMGET", self.keys.directory(orderId), "state", "shards")
+        }.array ?? []
+        guard let state = directory[safe: 0]?.text, state != "reserving" else { return }
+        let shards = (directory[safe: 1]?.text ?? "").split(separator: ",").compactMap { Int($0) }
+        for shard in shards where !restored.contains(shard) {
+            let reply = try await runScript(
+                scripts.restoreOrder, keys: [keys.order(orderId, shard: shard), keys.expiryIndex(shard: shard)],
+                arguments: [
+                    orderId, row.bizId, row.userId ?? "", status, "", String(row.expiresAtMilliseconds), Self.redisTime,
+                    String(configuration.retentionSeconds), "", request,
+                ]
+            )
+            if reply.array?.first?.text == "ok" {
+                logger.notice("an order's part that held nothing restored empty", metadata: ["orderId": "\(orderId)", "shard": "\(shard)"])
+            }
+        }
     }
 
     /// Applies the order's outbox entries not yet acknowledged to the journal (through the epoch fence, like the
