@@ -34,6 +34,24 @@ struct ModelCheckTests {
         }
     }
 
+    @Test("the shortest program of a defect found on the cluster stays fixed (seed 200001: an empty part's hash lost)")
+    func emptyPartProgram() async throws {
+        let program = Program(
+            seed: 200001,
+            steps: [
+                .confirm(order: 310), .setStock(sku: 1, stock: 0),
+                .reserve(order: 317, lines: [Line(sku: 1, quantity: 1)], shortage: .reject), .setStock(sku: 3, stock: 28),
+                .onSecondInstance(.cancel(order: 320)),
+                .onSecondInstance(.reserve(order: 322, lines: [Line(sku: 1, quantity: 4), Line(sku: 3, quantity: 3)], shortage: .partial)),
+                .fault(.mysqlUp), .fault(.deleteOrder(order: 322, sku: 1)), .confirm(order: 319), .confirm(order: 321),
+                .onSecondInstance(.setStock(sku: 3, stock: 30)), .confirm(order: 322),
+            ],
+            features: .all
+        )
+        let failure = try await ModelCheck.failure(of: program, cluster: true)
+        #expect(failure == nil, "\(failure.map { "\($0)" } ?? "")")
+    }
+
     @Test("the added features leave a seed's drawn steps as they were (seeds found before them still replay)")
     func featuresKeepTheSteps() {
         let basic = Program.generate(seed: 7, count: 400, features: [])
