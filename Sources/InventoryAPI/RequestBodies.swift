@@ -1,3 +1,4 @@
+import NIOCore
 import Foundation
 import Inventory
 
@@ -60,8 +61,13 @@ struct FieldReader {
 enum Patterns {
     /// 1-64 of `A-Za-z0-9._:-`.
     static func isOrderId(_ text: some StringProtocol) -> Bool {
-        !text.isEmpty && text.utf8.count <= 64
-            && text.utf8.allSatisfy { byte in
+        isOrderIdBytes(text.utf8)
+    }
+
+    /// `isOrderId` over bytes (a line of an upload, before it becomes a string).
+    static func isOrderIdBytes(_ bytes: some Collection<UInt8>) -> Bool {
+        !bytes.isEmpty && bytes.count <= 64
+            && bytes.allSatisfy { byte in
                 switch byte {
                 case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
                     UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: ":"),
@@ -305,23 +311,46 @@ struct CodeUpload {
     var problems: [Problem.FieldError] = []
 
     static let maxCodes = 100_000
+    /// Problems reported at most: parsing stops at the hundredth (the upload is refused anyway).
+    static let maxProblems = 100
 
-    init(_ text: Substring) {
-        var seen = Set<Substring>()
-        // "\r\n" is one Character in Swift: both line ends are separators.
-        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
-        for (index, line) in lines.enumerated() {
-            if line.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
-            guard Patterns.isOrderId(line) else {
-                if problems.count < 100 {
-                    problems.append(.init(pointer: "#/lines/\(index + 1)", detail: "line \(index + 1): a code must be \(Patterns.codeRule)"))
+    /// Reads one code per line (`\n` or `\r\n`; blank lines skipped) straight from the bytes, de-duplicating as it
+    /// goes, and stops at the first limit it reaches: past `maxCodes` distinct codes, or at `maxProblems` invalid
+    /// lines. An upload refused for either costs no more than reading that far.
+    init(_ bytes: ByteBuffer) {
+        var seen = Set<String>()
+        bytes.withUnsafeReadableBytes { buffer in
+            var lineStart = 0
+            var lineNumber = 0
+            while lineStart < buffer.count {
+                // memchr: the next line end without a per-byte loop in Swift.
+                let rest = buffer.count - lineStart
+                let found = memchr(buffer.baseAddress! + lineStart, Int32(UInt8(ascii: "\n")), rest)
+                let lineEnd = found.map { buffer.baseAddress!.distance(to: UnsafeRawPointer($0)) } ?? buffer.count
+                lineNumber += 1
+                var length = lineEnd - lineStart
+                if length > 0, buffer[lineStart + length - 1] == UInt8(ascii: "\r") { length -= 1 }
+                let line = UnsafeRawBufferPointer(rebasing: buffer[lineStart..<(lineStart + length)])
+                lineStart = lineEnd + 1
+                if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }) { continue }
+                guard Patterns.isOrderIdBytes(line) else {
+                    problems.append(
+                        .init(pointer: "#/lines/\(lineNumber)", detail: "line \(lineNumber): a code must be \(Patterns.codeRule)")
+                    )
+                    if problems.count >= Self.maxProblems { return }
+                    continue
                 }
-                continue
+                let code = String(decoding: line, as: UTF8.self)
+                if seen.insert(code).inserted {
+                    codes.append(code)
+                    if codes.count > Self.maxCodes {
+                        problems.append(.init(pointer: "#/lines", detail: "at most \(Self.maxCodes) codes per upload"))
+                        return
+                    }
+                } else {
+                    repeated += 1
+                }
             }
-            if seen.insert(line).inserted { codes.append(String(line)) } else { repeated += 1 }
-        }
-        if codes.count > Self.maxCodes {
-            problems.append(.init(pointer: "#/lines", detail: "at most \(Self.maxCodes) codes per upload"))
         }
         if codes.isEmpty, problems.isEmpty {
             problems.append(.init(pointer: "#/lines", detail: "the upload holds no code"))

@@ -77,7 +77,9 @@ public struct InventoryRoutes: Sendable {
         }
         router.post("/v1/stock/:bizId/:skuId/codes") { request, context in
             let id = try self.stockItem(context)
-            let upload = CodeUpload(try await self.text(request))
+            // The pool first: a body for an item without one is not parsed at all (404 no-code-pool).
+            do { _ = try await self.engine.pool(id) } catch let error as InventoryError { throw Problem(error) }
+            let upload = CodeUpload(try await self.uploadBody(request))
             guard upload.problems.isEmpty else {
                 throw Problem(
                     .unprocessableContent, type: "invalid-codes", title: "Invalid code upload",
@@ -178,15 +180,10 @@ public struct InventoryRoutes: Sendable {
         }
     }
 
-    /// A text/plain body (a code upload), up to `limits.maxCodeUploadBytes`.
-    private func text(_ request: Request) async throws -> Substring {
-        let buffer = try await body(request, as: "text/plain", upTo: limits.maxCodeUploadBytes)
-        guard let text = buffer.getString(at: buffer.readerIndex, length: buffer.readableBytes),
-            text.utf8.count == buffer.readableBytes
-        else {
-            throw Problem.badRequest("the body is not UTF-8 text")
-        }
-        return Substring(text)
+    /// A text/plain body (a code upload), up to `limits.maxCodeUploadBytes`; codes are ASCII, so any other byte is
+    /// reported on its line by `CodeUpload`.
+    private func uploadBody(_ request: Request) async throws -> ByteBuffer {
+        try await body(request, as: "text/plain", upTo: limits.maxCodeUploadBytes)
     }
 
     /// The whole body of a request sent as `mediaType` (parameters such as charset allowed), at most `limit` bytes.
