@@ -10,6 +10,9 @@
 --   {'missing'}                       the item is not in Redis
 --   {'below_reserved', available, reserved}  removing that much would leave less on hand than is reserved
 --   {'codes'}                         the item has a one-time code pool: its stock is its codes (upload codes)
+--   {'unsettled', available, reserved, epoch}  this adjustment's Redis half was made by an earlier attempt whose
+--                                     MySQL outcome could not be learnt (its key holds 'unsettled:' .. fingerprint):
+--                                     the caller completes the MySQL half, which the ledger makes happen once
 --
 -- The adjustment key is written with the change, in one script: a replay can never apply it twice. The item is
 -- fenced from the reconciler's repair until the MySQL half is done (lib/fence.lua).
@@ -24,6 +27,9 @@ if current[3] == 'one_time' then
   return {'codes'}
 end
 if saved then
+  if saved == 'unsettled:' .. ARGV[2] then
+    return {'unsettled', current[1] or '0', current[2] or '0', current[4] or ''}
+  end
   if saved ~= ARGV[2] then
     return {'conflict'}
   end

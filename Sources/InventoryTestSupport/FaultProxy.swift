@@ -22,6 +22,8 @@ public final class FaultProxy: Sendable {
         var cut: Set<ObjectIdentifier> = []
         /// Whether the cut also takes the proxy down.
         var downAfterCut = false
+        /// Whether the request that triggers the cut is forwarded first.
+        var forwardCut = true
         var connections: [ObjectIdentifier: any Channel] = [:]
     }
 
@@ -50,6 +52,17 @@ public final class FaultProxy: Sendable {
         state.withLockedValue {
             $0.cutPattern = Array(pattern.utf8)
             $0.downAfterCut = thenDown
+            $0.forwardCut = true
+        }
+    }
+
+    /// Like `cutAfterRequest`, but the request never reaches the server: the connection is cut with it unsent
+    /// (the client cannot tell this from a request that took effect and lost its answer).
+    public func cutBeforeRequest(containing pattern: String, thenDown: Bool = false) {
+        state.withLockedValue {
+            $0.cutPattern = Array(pattern.utf8)
+            $0.downAfterCut = thenDown
+            $0.forwardCut = false
         }
     }
 
@@ -111,13 +124,13 @@ private final class Forwarder: ChannelInboundHandler, Sendable {
         // While down nothing passes either way, even on a connection whose close is still on its way.
         let bytes = unwrapInboundIn(data)
         let channel = context.channel
-        let (down, dropReplies, cutNow) = state.withLockedValue { state -> (Bool, Bool, Bool) in
-            if upstream { return (state.down, state.dropReplies || state.cut.contains(ObjectIdentifier(channel)), false) }
-            guard let pattern = state.cutPattern, Self.contains(bytes, pattern) else { return (state.down, false, false) }
+        let (down, dropReplies, cutNow, forward) = state.withLockedValue { state -> (Bool, Bool, Bool, Bool) in
+            if upstream { return (state.down, state.dropReplies || state.cut.contains(ObjectIdentifier(channel)), false, true) }
+            guard let pattern = state.cutPattern, Self.contains(bytes, pattern) else { return (state.down, false, false, true) }
             state.cutPattern = nil
             state.cut.insert(ObjectIdentifier(peer))
             if state.downAfterCut { state.down = true }
-            return (false, false, true)
+            return (false, false, true, state.forwardCut)
         }
         if down || (upstream && dropReplies) { return }
         guard cutNow else {
@@ -130,6 +143,10 @@ private final class Forwarder: ChannelInboundHandler, Sendable {
             state.down ? state.connections.values.filter { $0 !== channel && $0 !== self.peer } : []
         }
         for other in others { other.close(promise: nil) }
+        guard forward else {
+            channel.close(promise: nil)
+            return
+        }
         peer.writeAndFlush(bytes).whenComplete { _ in channel.close(promise: nil) }
     }
 

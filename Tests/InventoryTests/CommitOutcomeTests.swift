@@ -82,6 +82,28 @@ struct CommitOutcomeTests {
         }
     }
 
+    @Test("a removal whose COMMIT never arrived, kept in Redis: its retry completes it in MySQL, not a bare replay")
+    func removalNeverCommitted() async throws {
+        try await withProxiedMySQL { stores, proxy in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            proxy.cutBeforeRequest(containing: "COMMIT", thenDown: true)
+            let adjustment = StockAdjustment(adjustmentId: "a-4", delta: -3, reason: "damaged")
+            await #expect(throws: InventoryError.self) { try await engine.adjustStock(stores.item(1), adjustment) }
+            proxy.down = false
+            #expect(try await mysqlStock(stores) == 10)
+            #expect(try await engine.stock(stores.item(1)).onHand == 7)
+            let retry = try await engine.adjustStock(stores.item(1), adjustment)
+            #expect(retry.level.onHand == 7)
+            #expect(try await mysqlStock(stores) == 7)
+            let again = try await engine.adjustStock(stores.item(1), adjustment)
+            #expect(again.replayed)
+            #expect(again.level.onHand == 7)
+            #expect(try await mysqlStock(stores) == 7)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
     @Test("an addition whose outcome cannot be learnt is not sold: Redis never has more than MySQL")
     func additionOutcomeUnknown() async throws {
         try await withProxiedMySQL { stores, proxy in
@@ -93,6 +115,24 @@ struct CommitOutcomeTests {
             proxy.down = false
             #expect(try await mysqlStock(stores) == 14)
             #expect(try await engine.stock(stores.item(1)).onHand == 10)
+        }
+    }
+}
+
+extension CommitOutcomeTests {
+    @Test("a fence a change left open still lapses while later changes of the item come and go")
+    func abandonedFenceLapses() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let itemKey = stores.keys.item(stores.item(1))
+            // A change whose caller died between its halves, 61 s ago.
+            let old = try await engine.redisNow(routingKey: itemKey) - 61_000
+            _ = try await stores.redis.command("HSET", itemKey, "admin_pending", "1", "admin_since", String(old))
+            _ = try await engine.adjustStock(stores.item(1), StockAdjustment(adjustmentId: "a-5", delta: 1, reason: nil))
+            let fence = try await stores.redis.command("HMGET", itemKey, "admin_pending", "admin_since").array ?? []
+            #expect(fence.first?.text == "1")
+            #expect(fence.last?.text == String(old))
         }
     }
 }

@@ -10,8 +10,11 @@
 local FENCE_MS = 60000
 
 local function openFence(item, now)
-  redis.call('HINCRBY', item, 'admin_pending', 1)
-  redis.call('HSET', item, 'admin_since', now)
+  -- Dated by the first change it covers: a fence a dead caller left open still lapses while later changes come and
+  -- go (each of them closes only its own count).
+  if redis.call('HINCRBY', item, 'admin_pending', 1) == 1 then
+    redis.call('HSET', item, 'admin_since', now)
+  end
 end
 
 local function closeFence(item)

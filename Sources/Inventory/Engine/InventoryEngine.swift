@@ -1358,11 +1358,13 @@ public final class InventoryEngine: Sendable {
                 throw InventoryError.idempotencyConflict
             }
             guard try await ensureItem(id) else { throw InventoryError.notFound }
-            // Remembered in Redis again, so the next replay is answered there.
+            // Remembered in Redis again, so the next replay is answered there; a Redis half an earlier attempt kept
+            // without knowing MySQL's outcome (MySQL had it, the ledger says) is settled.
+            let adjustmentKey = keys.adjustmentKey(id, adjustmentId: adjustment.adjustmentId)
+            try await settleAdjustmentKey(itemKey: keys.item(id), adjustmentKey: adjustmentKey, adjustment.fingerprint)
             _ = try await redisCall {
                 try await self.redis.command(
-                    "SET", self.keys.adjustmentKey(id, adjustmentId: adjustment.adjustmentId), adjustment.fingerprint,
-                    "NX", "EX", String(self.configuration.retentionSeconds)
+                    "SET", adjustmentKey, adjustment.fingerprint, "NX", "EX", String(self.configuration.retentionSeconds)
                 )
             }
             return AdjustmentOutcome(level: try await stock(id), replayed: true)
@@ -1397,7 +1399,14 @@ public final class InventoryEngine: Sendable {
                     )
                 )
             } catch {
-                if !keepsRedisHalf(after: error, delta: adjustment.delta, itemKey: itemKey) {
+                if keepsRedisHalf(after: error, delta: adjustment.delta, itemKey: itemKey) {
+                    // A retry must not take the kept half for a finished adjustment: it completes the MySQL half.
+                    _ = try? await redisCall {
+                        try await self.redis.command(
+                            "SET", adjustmentKey, Self.unsettled + adjustment.fingerprint, "XX", "KEEPTTL"
+                        )
+                    }
+                } else {
                     await undoStock(
                         itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey,
                         fingerprint: adjustment.fingerprint, epoch: epoch
@@ -1416,6 +1425,21 @@ public final class InventoryEngine: Sendable {
             await closeFence(itemKey)
             return AdjustmentOutcome(level: try await stock(id), replayed: false)
         case "replay":
+            return AdjustmentOutcome(level: try await stock(id), replayed: true)
+        case "unsettled":
+            // An earlier attempt kept its Redis half without learning whether MySQL had it, and the ledger (read
+            // just before) does not: the MySQL half is made now, once whatever races it (the ledger's source).
+            do {
+                _ = try await stockRepository.apply(
+                    StockChange(
+                        bizId: id.bizId, skuId: id.skuId, delta: adjustment.delta, reason: adjustment.reason ?? "adjustment",
+                        source: Self.adjustmentSource(id, adjustment), infinite: nil, dangerNum: nil, backorderLimit: nil
+                    )
+                )
+            } catch {
+                throw mapMySQL(error)
+            }
+            try await settleAdjustmentKey(itemKey: itemKey, adjustmentKey: adjustmentKey, adjustment.fingerprint)
             return AdjustmentOutcome(level: try await stock(id), replayed: true)
         case "conflict":
             throw InventoryError.idempotencyConflict
@@ -1454,6 +1478,21 @@ public final class InventoryEngine: Sendable {
         } catch {
             logger.warning("stock change's fence not closed; it lapses", metadata: ["item": "\(itemKey)", "error": "\(error)"])
         }
+    }
+
+    /// The value of an adjustment key whose Redis half was kept without knowing MySQL's outcome, before the
+    /// request's fingerprint.
+    static let unsettled = "unsettled:"
+
+    /// An adjustment MySQL now has: its key, if it was left unsettled, holds the plain fingerprint again and the
+    /// fence its kept Redis half opened is closed. Nothing happens when the key is not unsettled.
+    private func settleAdjustmentKey(itemKey: String, adjustmentKey: String, _ fingerprint: String) async throws {
+        let current = try await redisCall { try await self.redis.command("GET", adjustmentKey) }.text
+        guard current == Self.unsettled + fingerprint else { return }
+        let swapped = try await redisCall {
+            try await self.redis.command("SET", adjustmentKey, fingerprint, "XX", "KEEPTTL", "GET")
+        }.text
+        if swapped == Self.unsettled + fingerprint { await closeFence(itemKey) }
     }
 
     /// The ledger source of an adjustment: unique per item and adjustment id.

@@ -321,7 +321,7 @@ public struct JournalRepository: Sendable {
                     result.staleLines = stale
                     do {
                         try await session.execute("COMMIT")
-                    } catch let error as MySQLError where error.code == .connectionLost {
+                    } catch let error as MySQLError where error.isConnectionError {
                         throw JournalCommitOutcomeUnknown(underlying: error)
                     }
                     return result

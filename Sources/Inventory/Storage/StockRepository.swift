@@ -186,9 +186,12 @@ public struct StockRepository: Sendable {
     func settle(_ change: StockChange, unknownCommit: MySQLError) async throws -> StockChangeOutcome {
         let result: MySQLResult
         do {
-            result = try await client.query(
-                "SELECT delta, stock_after FROM stock_ledger WHERE source = ? LOCK IN SHARE MODE", [.string(change.source)]
-            )
+            // In a transaction of its own: a locking read outside one is documented to take no lock.
+            result = try await client.withTransaction { connection in
+                try connection.query(
+                    "SELECT delta, stock_after FROM stock_ledger WHERE source = ? LOCK IN SHARE MODE", [.string(change.source)]
+                )
+            }
         } catch {
             throw unknownCommit
         }
