@@ -76,7 +76,7 @@ public struct ReferenceModel: Sendable, Equatable {
     }
 
     /// The 4xx answers, by kind (their details are the service's to word).
-    public enum Failure: String, Sendable, Equatable {
+    public enum Failure: String, Sendable, Equatable, Hashable {
         case insufficientStock, orderClosed, idempotencyConflict, notFound, invalidState, belowReserved, unknownItems
         case userLimitExceeded
     }
@@ -151,6 +151,24 @@ public struct ReferenceModel: Sendable, Equatable {
         }
         orders[id] = Order(status: .reserved, lines: held, fingerprint: fingerprint, user: user)
         return .reservation(status: .reserved, lines: held, replayed: false)
+    }
+
+    /// The refusals a reserve's lines give each on its own (as one Redis would judge that line alone): a cluster
+    /// holds an order part after part and names the first part's reason, so any of these may be its answer.
+    public func lineRefusals(lines: [Line], shortage: ShortageMode, user: String?) -> Set<Failure> {
+        var reasons = Set<Failure>()
+        for line in lines {
+            guard let item = items[line.sku] else { continue }
+            let available = max(item.available, 0)
+            let grant = shortage == .partial ? min(line.quantity, available) : line.quantity
+            if shortage != .partial, line.quantity > available { reasons.insert(.insufficientStock) }
+            if shortage == .partial, available == 0 { reasons.insert(.insufficientStock) }
+            if item.userLimit > 0, let user {
+                let left = item.userLimit - (usage[UsageKey(user: user, sku: line.sku)] ?? 0)
+                if grant > left || left <= 0 { reasons.insert(.userLimitExceeded) }
+            }
+        }
+        return reasons
     }
 
     /// Moves a user's count of an item with a limit.
