@@ -107,6 +107,8 @@ public struct TestStores: Sendable {
     /// prefix and shards; callers add what the process needs besides.
     public func serviceEnvironment() -> [String: String] {
         var environment = ProcessInfo.processInfo.environment
+        // The outer HTTP port (the service's, or CI's) is never a test process's: tests run many at once.
+        environment["INVENTORY_HTTP_PORT"] = nil
         environment["INVENTORY_MYSQL_DATABASE"] = Self.mysqlConfiguration(environment).database
         environment["INVENTORY_REDIS_DB"] = String(redisConfiguration.database)
         environment["INVENTORY_KEY_PREFIX"] = keys.prefix
