@@ -57,7 +57,11 @@ public struct ServiceConfiguration: Sendable {
 
     /// Whether `host` is a loopback address (only this machine can connect).
     static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        if host == "localhost" || host == "::1" { return true }
+        // 127.0.0.0/8 as an address, not a name that merely starts with "127." (127.0.0.1.example.com).
+        var address = in_addr()
+        guard inet_pton(AF_INET, host, &address) == 1 else { return false }
+        return UInt32(bigEndian: address.s_addr) >> 24 == 127
     }
 
     /// Refuses to expose an API without tokens: anyone who reaches the port could set stock and export codes.

@@ -179,6 +179,15 @@ struct AccessTests {
         } throws: { error in
             "\(error)".contains("INVENTORY_HTTP_HOST=0.0.0.0") && "\(error)".contains("INVENTORY_TOKENS")
         }
+        for host in ["127.0.0.1.example.com", "::ffff:127.0.0.1", "10.0.0.1"] {
+            settings.httpHost = host
+            #expect(throws: ConfigurationError.self, "\(host)") { try settings.checkExposure() }
+        }
+        for host in ["127.0.0.1", "127.1.2.3", "::1", "localhost"] {
+            settings.httpHost = host
+            #expect(throws: Never.self, "\(host)") { try settings.checkExposure() }
+        }
+        settings.httpHost = "0.0.0.0"
         settings.tokens = try Self.settings().tokens
         try settings.checkExposure()
     }
