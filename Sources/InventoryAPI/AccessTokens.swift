@@ -37,7 +37,11 @@ public struct AccessTokens: Sendable, Equatable {
     /// Parses entries; throws naming `source` and the entry's position (never its secret) when one is malformed.
     public static func parse(_ text: String, separator: Character, source: String) throws -> AccessTokens {
         var tokens = AccessTokens()
-        for (index, raw) in text.split(separator: separator, omittingEmptySubsequences: false).enumerated() {
+        // Lines end in \n or \r\n (one Character in Swift, which a split on "\n" would not see).
+        let entries = separator == "\n"
+            ? text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+            : text.split(separator: separator, omittingEmptySubsequences: false)
+        for (index, raw) in entries.enumerated() {
             let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
             let entry = line.trimmingCharacters(in: .whitespacesAndNewlines)
             if entry.isEmpty { continue }

@@ -52,6 +52,8 @@ public struct ServiceConfiguration: Sendable {
     /// `INVENTORY_TLS_KEY_FILE`); both nil = plain HTTP.
     public var tlsCertificateFile: String?
     public var tlsKeyFile: String?
+    /// Off loopback, serve plain HTTP although tokens are configured (a proxy in front terminates TLS).
+    public var allowPlainHTTP = false
 
     public init() {}
 
@@ -65,12 +67,24 @@ public struct ServiceConfiguration: Sendable {
     }
 
     /// Refuses to expose an API without tokens: anyone who reaches the port could set stock and export codes.
+    /// Refuses, off loopback, an API without tokens (anyone who reaches the port could set stock and export codes)
+    /// and tokens sent in the clear (without HTTPS, unless `INVENTORY_ALLOW_PLAIN_HTTP` says a proxy in front
+    /// terminates TLS).
     public func checkExposure() throws {
-        guard tokens.isEmpty, !Self.isLoopback(httpHost) else { return }
-        throw ConfigurationError(
-            description: "INVENTORY_HTTP_HOST=\(httpHost) is not loopback, and no access tokens are configured: set "
-                + "INVENTORY_TOKENS or INVENTORY_TOKENS_FILE (`inventoryd token` makes one), or listen on 127.0.0.1"
-        )
+        guard !Self.isLoopback(httpHost) else { return }
+        if tokens.isEmpty {
+            throw ConfigurationError(
+                description: "INVENTORY_HTTP_HOST=\(httpHost) is not loopback, and no access tokens are configured: set "
+                    + "INVENTORY_TOKENS or INVENTORY_TOKENS_FILE (`inventoryd token` makes one), or listen on 127.0.0.1"
+            )
+        }
+        if tlsCertificateFile == nil && !allowPlainHTTP {
+            throw ConfigurationError(
+                description: "INVENTORY_HTTP_HOST=\(httpHost) is not loopback, and without HTTPS the bearer tokens cross the "
+                    + "network in the clear: set INVENTORY_TLS_CERT_FILE and INVENTORY_TLS_KEY_FILE, or "
+                    + "INVENTORY_ALLOW_PLAIN_HTTP=on when a proxy in front terminates TLS"
+            )
+        }
     }
 
     /// Reads the environment; an unparsable value is an error naming the variable, not a silent default.
@@ -88,8 +102,17 @@ public struct ServiceConfiguration: Sendable {
         settings.redis.commandTimeoutMilliseconds = Int64(
             try reader.int("INVENTORY_REDIS_TIMEOUT_MS", Int(settings.redis.commandTimeoutMilliseconds), 1...600_000)
         )
-        settings.redis.password = environment["INVENTORY_REDIS_PASSWORD"]
+        settings.redis.password = environment["INVENTORY_REDIS_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
         settings.redis.database = try reader.int("INVENTORY_REDIS_DB", settings.redis.database, 0...15)
+        // A TLS detail set while TLS is off would leave the connection in the clear without a word: refused.
+        for (switch_, details) in [
+            ("INVENTORY_REDIS_TLS", ["INVENTORY_REDIS_TLS_CA_FILE", "INVENTORY_REDIS_TLS_SERVER_NAME"]),
+            ("INVENTORY_MYSQL_TLS", ["INVENTORY_MYSQL_TLS_CA_FILE"]),
+        ] where try !reader.bool(switch_, false) {
+            if let detail = details.first(where: { !(environment[$0] ?? "").isEmpty }) {
+                throw ConfigurationError(description: "\(detail) is set but \(switch_) is off: set \(switch_)=on (or unset \(detail))")
+            }
+        }
         if try reader.bool("INVENTORY_REDIS_TLS", false) {
             settings.redis.tls = try Self.clientTLS(caFile: environment["INVENTORY_REDIS_TLS_CA_FILE"], variable: "INVENTORY_REDIS_TLS_CA_FILE")
             settings.redis.tlsServerName = environment["INVENTORY_REDIS_TLS_SERVER_NAME"].flatMap { $0.isEmpty ? nil : $0 }
@@ -180,7 +203,11 @@ public struct ServiceConfiguration: Sendable {
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
                 throw ConfigurationError(description: "INVENTORY_TOKENS_FILE=\(path) cannot be read")
             }
-            settings.tokens.merge(try AccessTokens.parse(text, separator: "\n", source: "INVENTORY_TOKENS_FILE"))
+            let fromFile = try AccessTokens.parse(text, separator: "\n", source: "INVENTORY_TOKENS_FILE")
+            guard !fromFile.isEmpty else {
+                throw ConfigurationError(description: "INVENTORY_TOKENS_FILE=\(path) holds no token entry")
+            }
+            settings.tokens.merge(fromFile)
         }
         settings.openMetrics = try reader.bool("INVENTORY_OPEN_METRICS", settings.openMetrics)
         settings.tlsCertificateFile = environment["INVENTORY_TLS_CERT_FILE"].flatMap { $0.isEmpty ? nil : $0 }
@@ -189,6 +216,7 @@ public struct ServiceConfiguration: Sendable {
             throw ConfigurationError(description: "INVENTORY_TLS_CERT_FILE and INVENTORY_TLS_KEY_FILE go together: set both or neither")
         }
         _ = try settings.serverTLS()
+        settings.allowPlainHTTP = try reader.bool("INVENTORY_ALLOW_PLAIN_HTTP", settings.allowPlainHTTP)
         if settings.clockSkewMilliseconds != 0 {
             let skew = Int64(settings.clockSkewMilliseconds)
             settings.engine.clock = { InventoryEngine.nowMilliseconds() + skew }

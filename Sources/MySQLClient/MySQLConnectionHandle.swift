@@ -101,9 +101,13 @@ final class MySQLConnectionHandle: @unchecked Sendable {
             // TLS or no connection, and a certificate that does not verify (CA, host name) fails the connect.
             var enforce: my_bool = 1
             var verify: my_bool = 1
-            mysql_options(mysql, MYSQL_OPT_SSL_ENFORCE, &enforce)
-            mysql_options(mysql, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify)
-            if let caFile = tls.caFile { mysql_options(mysql, MYSQL_OPT_SSL_CA, caFile) }
+            guard mysql_options(mysql, MYSQL_OPT_SSL_ENFORCE, &enforce) == 0,
+                mysql_options(mysql, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify) == 0,
+                tls.caFile.map({ mysql_options(mysql, MYSQL_OPT_SSL_CA, $0) == 0 }) ?? true
+            else {
+                mysql_close(mysql)
+                throw MySQLError(code: .connectionFailed, message: "the MariaDB client library refused the TLS options")
+            }
         }
         let connected = mysql_real_connect(
             mysql,
@@ -126,6 +130,11 @@ final class MySQLConnectionHandle: @unchecked Sendable {
             )
             mysql_close(mysql)
             throw error
+        }
+        if configuration.tls != nil, mysql_get_ssl_cipher(mysql) == nil {
+            // Never a connection in the clear when TLS was asked for, whatever the library negotiated.
+            mysql_close(mysql)
+            throw MySQLError(code: .connectionFailed, message: "TLS was required but the connection is not encrypted")
         }
         self.mysql = mysql
         self.isBroken = false

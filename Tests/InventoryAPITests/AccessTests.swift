@@ -6,6 +6,7 @@ import Inventory
 import InventoryTestSupport
 import Logging
 import NIOCore
+import Prometheus
 import Testing
 
 @testable import InventoryAPI
@@ -34,7 +35,10 @@ struct AccessTests {
         try await TestStores.with { stores in
             var logger = Logger(label: "access-test")
             logger.logLevel = .warning
-            let app = try buildApplication(engine: stores.engine, configuration: settings, logger: logger)
+            // A registry of its own (not bootstrapped): /metrics answers 200 from it.
+            let app = try buildApplication(
+                engine: stores.engine, configuration: settings, metrics: PrometheusCollectorRegistry(), logger: logger
+            )
             try await app.test(.router) { client in try await body(client, stores) }
         }
     }
@@ -137,9 +141,30 @@ struct AccessTests {
             let metrics = try await Self.send(client, .get, "/metrics")
             let status = try await Self.send(client, .get, "/v1/status")
             #expect(page.status == .ok)
-            #expect(metrics.status != .unauthorized)
+            #expect(metrics.status == .ok)
             #expect(status.status == .unauthorized)
         }
+    }
+
+    @Test("a TLS detail set while its switch is off stops the start; a tokens file with Windows line ends is read")
+    func tlsDetailsAndLineEnds() throws {
+        for (detail, value) in [
+            ("INVENTORY_REDIS_TLS_CA_FILE", "/etc/ssl/redis-ca.pem"), ("INVENTORY_REDIS_TLS_SERVER_NAME", "redis.internal"),
+            ("INVENTORY_MYSQL_TLS_CA_FILE", "/etc/ssl/mysql-ca.pem"),
+        ] {
+            #expect {
+                try ServiceConfiguration.fromEnvironment([detail: value])
+            } throws: { "\($0)".contains(detail) && "\($0)".contains("is off") }
+        }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("tokens-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try "# tokens\r\ncheckout:\(Self.checkoutToken)\r\nadmin:\(Self.adminToken)\r\n".write(to: file, atomically: true, encoding: .utf8)
+        let settings = try ServiceConfiguration.fromEnvironment(["INVENTORY_TOKENS_FILE": file.path])
+        #expect(settings.tokens.counts == [.checkout: 1, .admin: 1])
+        try "# nothing here yet\n".write(to: file, atomically: true, encoding: .utf8)
+        #expect {
+            try ServiceConfiguration.fromEnvironment(["INVENTORY_TOKENS_FILE": file.path])
+        } throws: { "\($0)".contains("holds no token entry") }
     }
 
     @Test("token entries: digests and plain tokens, comments in a file, clear errors that never echo a secret")
@@ -189,6 +214,14 @@ struct AccessTests {
         }
         settings.httpHost = "0.0.0.0"
         settings.tokens = try Self.settings().tokens
+        // Tokens off loopback need HTTPS, or a proxy that terminates it.
+        #expect {
+            try settings.checkExposure()
+        } throws: { "\($0)".contains("INVENTORY_TLS_CERT_FILE") && "\($0)".contains("INVENTORY_ALLOW_PLAIN_HTTP") }
+        settings.allowPlainHTTP = true
+        try settings.checkExposure()
+        settings.allowPlainHTTP = false
+        settings.tlsCertificateFile = "/etc/inventoryd/tls/cert.pem"
         try settings.checkExposure()
     }
 
@@ -217,13 +250,20 @@ struct AccessTests {
         environment["INVENTORY_TOKENS"] = nil
         environment["INVENTORY_TOKENS_FILE"] = nil
         process.environment = environment
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = Pipe()
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("refusal-\(UUID().uuidString).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: log) }
+        let output = try FileHandle(forWritingTo: log)
+        process.standardError = output
+        process.standardOutput = output
         try process.run()
-        let output = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        // Bounded: a binary that did not refuse would serve for ever.
+        let deadline = Date().addingTimeInterval(15)
+        while process.isRunning, Date() < deadline { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
-        #expect(process.terminationStatus != 0)
-        #expect(output.contains("INVENTORY_HTTP_HOST=0.0.0.0"))
+        let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        #expect(process.terminationReason == .exit && process.terminationStatus != 0, "\(text)")
+        #expect(text.contains("INVENTORY_HTTP_HOST=0.0.0.0"))
     }
 }

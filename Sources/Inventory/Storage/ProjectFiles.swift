@@ -3,8 +3,8 @@ import Foundation
 /// Locates the service's data folders (`lua/`, `migrations/`, `openapi/`) and, for tests, the repository's own.
 ///
 /// In this order: the folder an environment variable names; beside an installed binary, `<prefix>/bin/inventoryd`
-/// with `<prefix>/share/inventoryd/<name>` (`scripts/install.sh`), or `<name>` next to the binary; and last the
-/// folder of that name at the top of the repository the binary was built from (a development build).
+/// with `<prefix>/share/inventoryd/<name>` (`scripts/install.sh`); and last the folder of that name at the top of
+/// the repository the binary was built from (a development build).
 public enum ProjectFiles {
     /// The folder `name` (see above).
     public static func directory(_ name: String, environmentVariable: String) -> String {
@@ -19,8 +19,7 @@ public enum ProjectFiles {
     static func installedDirectory(_ name: String) -> String? {
         guard let executable = executableDirectory() else { return nil }
         let candidates = [
-            executable.deletingLastPathComponent().appendingPathComponent("share/inventoryd/\(name)", isDirectory: true),
-            executable.appendingPathComponent(name, isDirectory: true),
+            executable.deletingLastPathComponent().appendingPathComponent("share/inventoryd/\(name)", isDirectory: true)
         ]
         var isDirectory: ObjCBool = false
         for candidate in candidates where FileManager.default.fileExists(atPath: candidate.path, isDirectory: &isDirectory) {
