@@ -29,17 +29,24 @@ struct EvictionPolicyTests {
                 return String(decoding: reply, as: UTF8.self).hasPrefix("+PONG")
             }
         } catch {
-            process.terminate()
+            Self.stop(process)
             throw error
         }
         return (process, port)
+    }
+
+    /// Kills the test's Redis and waits for it: `Process.terminate()` left it running (one stray redis-server per
+    /// run, seen on this machine and in the fresh-clone runs).
+    static func stop(_ process: Process) {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
     }
 
     @Test("an evicting policy: serve exits non-zero naming maxmemory-policy and INVENTORY_ALLOW_EVICTION; allowed, it serves")
     func refusesEvictingRedis() async throws {
         try await TestStores.with(cluster: false) { stores in
             let redis = try await startRedis(policy: "allkeys-lru")
-            defer { redis.process.terminate() }
+            defer { Self.stop(redis.process) }
             var environment = stores.serviceEnvironment()
             environment["INVENTORY_REDIS_PORT"] = String(redis.port)
             environment["INVENTORY_REDIS_DB"] = "0"
