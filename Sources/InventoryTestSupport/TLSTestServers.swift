@@ -13,8 +13,9 @@ public enum TLSTestServers {
         return (certificate, key)
     }
 
-    /// A redis-server of its own, TLS only, without persistence; `stop()` kills it and removes its folder.
-    public struct Redis: Sendable {
+    /// A server process a test started, with the certificate it serves; `stop()` kills and reaps it and removes
+    /// its folder.
+    public struct Server: Sendable {
         public let port: Int
         public let certificate: String
         let pid: Int32
@@ -27,6 +28,9 @@ public enum TLSTestServers {
             try? FileManager.default.removeItem(at: directory)
         }
     }
+
+    /// A redis-server of its own, TLS only, without persistence.
+    public typealias Redis = Server
 
     /// Starts the TLS Redis on a free port (its certificate names localhost) and waits until it listens.
     public static func startRedis() async throws -> Redis {
@@ -58,22 +62,16 @@ public enum TLSTestServers {
     }
 
     /// A mariadbd of its own whose certificate (names localhost and 127.0.0.1) is `certificate`, with a user
-    /// `tls` (password `tls-password`) that must use TLS, on database `tls`; `stop()` kills it and removes its files.
+    /// `tls` (password `tls-password`) that must use TLS, on database `tls`.
     public struct MariaDB: Sendable {
-        public let port: Int
-        public let certificate: String
+        public let server: Server
+        public var port: Int { server.port }
+        public var certificate: String { server.certificate }
         public let user = "tls"
         public let password = "tls-password"
         public let database = "tls"
-        let pid: Int32
-        let directory: URL
 
-        public func stop() {
-            kill(pid, SIGKILL)
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
-            try? FileManager.default.removeItem(at: directory)
-        }
+        public func stop() { server.stop() }
     }
 
     /// Initialises a data directory and starts mariadbd with TLS on a free port (a few seconds).
@@ -101,7 +99,9 @@ public enum TLSTestServers {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        let server = MariaDB(port: port, certificate: made.certificate, pid: process.processIdentifier, directory: directory)
+        let server = MariaDB(
+            server: Server(port: port, certificate: made.certificate, pid: process.processIdentifier, directory: directory)
+        )
         do {
             try await waitFor("mariadbd (TLS) listening on \(port)", within: .seconds(30), every: .milliseconds(50)) {
                 guard process.isRunning else { throw TLSTestError(description: "mariadbd exited during start-up") }

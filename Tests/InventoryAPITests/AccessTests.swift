@@ -241,7 +241,7 @@ struct AccessTests {
     }
 
     @Test("inventoryd serve refuses to start on a public address without tokens, and says why")
-    func serveRefusesPublicWithoutTokens() throws {
+    func serveRefusesPublicWithoutTokens() async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: TestStores.inventorydBinary)
         process.arguments = ["serve"]
@@ -258,8 +258,7 @@ struct AccessTests {
         process.standardOutput = output
         try process.run()
         // Bounded: a binary that did not refuse would serve for ever.
-        let deadline = Date().addingTimeInterval(15)
-        while process.isRunning, Date() < deadline { usleep(20_000) }
+        try? await waitFor("inventoryd exits", within: .seconds(15), every: .milliseconds(20)) { !process.isRunning }
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""

@@ -47,15 +47,14 @@ struct HTTPSTests {
                 return client
             }
             // Serving once a TLS client gets an answer (bounded; a new client per try, as the port opens).
-            let deadline = ContinuousClock.now + .seconds(15)
-            var health: HTTPResponse.Status?
-            while health == nil, ContinuousClock.now < deadline, server.process.isRunning {
+            try await waitFor("an answer over TLS; output:\n\(server.output())", within: .seconds(15), every: .milliseconds(50)) {
+                guard server.process.isRunning else { return true }
                 let probe = trustingClient()
-                health = (try? await probe.get("/healthz"))?.status
+                let status = (try? await probe.get("/healthz"))?.status
                 try? await probe.shutdown()
-                if health == nil { try await Task.sleep(for: .milliseconds(50)) }
+                return status == .ok
             }
-            #expect(health == .ok, "no answer over TLS; output:\n\(server.output())")
+            #expect(server.process.isRunning, "inventoryd exited; output:\n\(server.output())")
             let client = trustingClient()
             let json: HTTPFields = [.contentType: "application/json"]
             #expect(try await client.put("/v1/stock/\(stores.bizId)/1", headers: json, body: ByteBuffer(string: #"{"stock": 4}"#)).status == .ok)
