@@ -269,6 +269,42 @@ struct ClusterEngineTests {
         }
     }
 
+    @Test("a cancel of an order that expired answers its replay (expired), as on one Redis, also when its parts have not followed yet")
+    func cancelAfterExpiry() async throws {
+        try await TestStores.with(cluster: true) { stores in
+            let engine = stores.engine
+            let skus = try await skusOnEveryMaster(stores)
+            for sku in skus { _ = try await engine.setStock(stores.item(sku), StockSettings(stock: 5)) }
+            let late = "\(stores.bizId)-late"
+            let decidedOnly = "\(stores.bizId)-decided"
+            guard case .created(let held) = try await engine.reserve(command(stores, late, [(skus[0], 2)], ttl: 1)) else {
+                Issue.record("the reserve was not made")
+                return
+            }
+            _ = try await engine.reserve(command(stores, decidedOnly, [(skus[1], 1), (skus[2], 1)], ttl: 1))
+            let deadline = try #require(held.expiresAtMilliseconds)
+            try await waitFor("Redis's clock past the holds' deadline", within: .seconds(10)) {
+                try await engine.redisNow() > deadline
+            }
+            // a confirm after the deadline expires the order and is refused (seed 32 of the model check on the cluster)
+            await #expect(throws: InventoryError.orderClosed(.expired)) { try await engine.confirm(orderId: late) }
+            let cancelled = try await engine.cancel(orderId: late)
+            #expect(cancelled.reservation.status == .expired)
+            #expect(cancelled.replayed)
+            // an expiry decided in the directory whose parts have not followed yet (a sweeper stopped between)
+            _ = try await stores.redis.command("HSET", stores.keys.directory(decidedOnly), "state", "expired")
+            let again = try await engine.cancel(orderId: decidedOnly)
+            #expect(again.reservation.status == .expired)
+            #expect(again.replayed)
+            #expect(try await engine.reservation(orderId: decidedOnly).status == .expired)
+            for sku in skus { #expect(try await level(stores, sku) == (5, 0)) }
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.journalRows().map(\.description).sorted() == [
+                "\(decidedOnly)/\(skus[1])x1=EXPIRED", "\(decidedOnly)/\(skus[2])x1=EXPIRED", "\(late)/\(skus[0])x2=EXPIRED",
+            ].sorted())
+        }
+    }
+
     @Test("an undo cancels only its own stream's reserve in a batch: entry ids repeat across streams")
     func undoMatchedWithinItsStream() {
         func event(_ stream: String, _ id: String, _ kind: OutboxEvent.Kind, order: String, undoes: String? = nil) -> OutboxEvent {

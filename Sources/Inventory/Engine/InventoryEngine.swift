@@ -675,6 +675,10 @@ public final class InventoryEngine: Sendable {
     func rollback(orderId: String, reason: ReservationStatus, failpoint: String) async throws -> TransitionOutcome {
         for _ in 0..<3 {
             let order = try await readOrder(orderId)
+            // What the order's parts (on a single Redis: the order) are moved to; the reason, unless the directory
+            // had decided otherwise.
+            var transition = reason
+            var closedBefore = false
             if keys.clustered {
                 guard let order else {
                     // Nothing to read: an order never reserved, or a reserve under way (its directory open, its
@@ -703,10 +707,17 @@ public final class InventoryEngine: Sendable {
                     throw InventoryError.invalidState(.reserved)
                 }
                 let decided = try await decide(orderId, reason, from: ["reserved"]).state
-                if decided != reason { throw InventoryError.invalidState(decided) }
+                if decided == .expired && reason == .cancelled {
+                    // A cancel of an order that expired answers the expiry's replay, as rollback.lua does on one
+                    // Redis; the parts follow the directory, should the expiry have stopped before moving them.
+                    transition = .expired
+                    closedBefore = true
+                } else if decided != reason {
+                    throw InventoryError.invalidState(decided)
+                }
             }
             var replayed = true
-            var replayStatus = reason
+            var replayStatus = transition
             var outcome: TransitionOutcome?
             var stale = false
             for part in order.map({ $0.pieces.map(Optional.some) }) ?? [nil] {
@@ -715,7 +726,7 @@ public final class InventoryEngine: Sendable {
                 let reply = try await runOnItems(
                     scripts.rollback, keys: keyList,
                     arguments: [
-                        orderId, reason.rawValue, Self.redisTime, String(configuration.retentionSeconds),
+                        orderId, transition.rawValue, Self.redisTime, String(configuration.retentionSeconds),
                         failpoint, part?.linesText ?? "",
                     ],
                     items: (part?.lines ?? []).map { StockItemID(bizId: part?.bizId ?? "", skuId: $0.skuId) }
@@ -724,14 +735,14 @@ public final class InventoryEngine: Sendable {
                 switch fields.first?.text {
                 case "ok":
                     replayed = false
-                    if configuration.durability == .sync && reason == .cancelled, let part {
+                    if configuration.durability == .sync && transition == .cancelled, let part {
                         try await recordTransition(
                             orderId: orderId, part: part, eventId: fields[safe: 3]?.text ?? "", journalStatus: "CANCELLED"
                         )
                     }
                 case "replay":
-                    replayStatus = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? reason
-                    if configuration.durability == .sync && reason == .cancelled && replayStatus == .cancelled, let part,
+                    replayStatus = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? transition
+                    if configuration.durability == .sync && transition == .cancelled && replayStatus == .cancelled, let part,
                         part.holdsStock
                     {
                         try await ensureTransitionRecorded(orderId: orderId, part: part, journalStatus: "CANCELLED")
@@ -768,11 +779,11 @@ public final class InventoryEngine: Sendable {
             }
             if stale { continue }
             if let outcome { return outcome }
-            let status = replayed ? replayStatus : reason
+            let status = replayed ? replayStatus : transition
             let reservation =
                 order?.reservation(status: status)
                 ?? Reservation(orderId: orderId, bizId: "", status: status, lines: [], expiresAtMilliseconds: nil, persisted: false)
-            return TransitionOutcome(reservation: reservation, replayed: replayed)
+            return TransitionOutcome(reservation: reservation, replayed: replayed || closedBefore)
         }
         throw InventoryError.unavailable("order \(orderId) kept changing during rollback")
     }

@@ -24,6 +24,8 @@ public struct Driver: Sendable {
     let mysqlProxy: FaultProxy?
     /// How often a call answered 503 (outcome unknown or a store unreachable) is retried before the run fails.
     let retries = 5
+    /// When (Redis's clock, ms) the last short-lived hold made so far is due at the latest.
+    let shortHoldsDue = LatestTime()
 
     /// How far ahead the second instance's clock is.
     public static let secondInstanceSkewMilliseconds: Int64 = 2000
@@ -91,6 +93,13 @@ public struct Driver: Sendable {
                 let level = try await engine.setStock(stores.item(sku), StockSettings(stock: stock, userLimit: limit))
                 return .level(available: level.available, reserved: level.reserved)
             }
+        case .setBackorderLimit(let sku, let limit):
+            let stock = model.items[sku]?.onHand ?? 10
+            let expected = model.setStock(sku: sku, stock: stock, backorderLimit: limit)
+            try await expect(expected, "PUT", model) {
+                let level = try await engine.setStock(stores.item(sku), StockSettings(stock: stock, backorderLimit: limit))
+                return .level(available: level.available, reserved: level.reserved)
+            }
         case .adjust(let sku, let id, let delta):
             let expected = model.adjust(sku: sku, id: id, delta: delta)
             try await expect(expected, "adjust", model) {
@@ -99,7 +108,7 @@ public struct Driver: Sendable {
                 )
                 return .level(available: outcome.level.available, reserved: outcome.level.reserved)
             }
-        case .reserve(let order, let lines, let shortage):
+        case .reserve(let order, let lines, let shortage, let options):
             if model.unspecified(order: order, lines: lines) { return }
             // A body naming an unknown item may be refused for that first, whatever the order (a cluster checks
             // the items of an order of several parts before it looks at the order).
@@ -110,7 +119,7 @@ public struct Driver: Sendable {
             // when one line is refused for a user's allowance and another for stock, the first part's reason is the
             // answer (one Redis names the allowance first); partial mode merges the parts' refusals likewise.
             let refusals = model.lineRefusals(lines: lines, shortage: shortage, user: user)
-            let expected = model.reserve(order: order, lines: lines, shortage: shortage, user: user)
+            let expected = model.reserve(order: order, lines: lines, shortage: shortage, user: user, options: options)
             if stores.keys.clustered, lines.count > 1, refusals.count > 1,
                 expected == .failure(.userLimitExceeded) || expected == .failure(.insufficientStock)
             {
@@ -122,11 +131,19 @@ public struct Driver: Sendable {
                 alsoAccepting.append(.failure(.insufficientStock))
             }
             try await expect(expected, "reserve", model, order: order, alsoAccepting: alsoAccepting) {
-                try await reserve(order, lines, shortage, user: user, on: engine)
+                try await reserve(order, lines, shortage, user: user, options: options, on: engine)
+            }
+            if options.contains(.shortLived) {
+                shortHoldsDue.advance(to: try await answeringTime { try await engine.redisNow() } + 1000)
             }
         case .confirm(let order):
+            // A short-lived hold's deadline may have passed: then the confirm expires it and is refused.
+            let late = model.confirmedLate(order: order)
             let expected = model.confirm(order: order)
-            try await expect(expected, "confirm", model, order: order) { transition(try await engine.confirm(orderId: orderId(order))) }
+            let answer = try await expect(expected, "confirm", model, order: order, alsoAccepting: late.map { [$0.answer] } ?? []) {
+                transition(try await engine.confirm(orderId: orderId(order)))
+            }
+            if let late, answer == late.answer, answer != expected { model = late.model }
         case .cancel(let order):
             let expected = model.cancel(order: order)
             try await expect(expected, "cancel", model, order: order) { transition(try await engine.cancel(orderId: orderId(order))) }
@@ -138,6 +155,9 @@ public struct Driver: Sendable {
                 let reservation = try await engine.reservation(orderId: orderId(order))
                 return .reservation(status: reservation.status, lines: Self.plain(reservation.lines), replayed: false)
             }
+        case .lateCall(let cancel):
+            guard let order = model.dueHolds.last else { return }
+            try await perform(cancel ? .cancel(order: order) : .confirm(order: order), model: &model, on: engine)
         case .burst(let orders, let lines):
             let namesUsers = model.namesUsers
             let held = try await withThrowingTaskGroup(of: (Int, Bool).self, returning: [Int: Bool].self) { group in
@@ -157,23 +177,37 @@ public struct Driver: Sendable {
             if let broken = model.acceptBurst(orders: orders, line: lines[0], held: held) {
                 throw CheckFailed(message: broken)
             }
+        case .fault(.deadlinesPass):
+            let due = shortHoldsDue.value
+            try await waitFor("Redis's clock past the short-lived holds' deadlines", within: .seconds(30)) {
+                try await stores.engine.redisNow() > due
+            }
+            model.deadlinesPassed()
+        case .fault(.expireDue):
+            // the sweeper's step for each hold found due
+            for order in model.dueHolds {
+                _ = try await answeringTime { try await engine.expire(orderId: orderId(order)) ? 1 : 0 }
+                model.expire(order: order)
+            }
         case .fault(let fault):
             try await inject(fault)
             if fault == .drainThenLoseEverything { model.redisLostEverything() }
-            if case .deleteOrder(let order, _) = fault { model.orderHashLost(order: order) }
+            if case .deleteOrder(let order, _) = fault { model.orderHashLost(order: order, recordedElsewhere: stores.keys.clustered) }
             // The level check after this step reads the item, which rebuilds it from MySQL.
             if case .deleteItem(let sku) = fault { model.itemRebuilt(sku: sku) }
         }
     }
 
     private func reserve(
-        _ order: Int, _ lines: [Line], _ shortage: ShortageMode, user: String?, on engine: InventoryEngine
+        _ order: Int, _ lines: [Line], _ shortage: ShortageMode, user: String?, options: ReserveOptions = [],
+        on engine: InventoryEngine
     ) async throws -> ReferenceModel.Answer {
         let outcome = try await engine.reserve(
             ReserveCommand(
                 orderId: orderId(order), bizId: stores.bizId, userId: user,
-                items: lines.map { ReserveCommand.Item(skuId: $0.sku, quantity: $0.quantity) }, ttlSeconds: 3600,
-                shortage: shortage
+                items: lines.map { ReserveCommand.Item(skuId: $0.sku, quantity: $0.quantity) },
+                ttlSeconds: options.contains(.shortLived) ? 1 : 3600, shortage: shortage,
+                dispense: options.contains(.dispense)
             )
         )
         switch outcome {
@@ -201,6 +235,16 @@ public struct Driver: Sendable {
         _ call: () async throws -> ReferenceModel.Answer
     ) async throws -> ReferenceModel.Answer {
         try await answeringWithRetries(call).answer
+    }
+
+    /// A call the harness makes for itself (a clock read, an expiry), retried on 503 like the clients' calls.
+    private func answeringTime(_ call: () async throws -> Int64) async throws -> Int64 {
+        var value: Int64 = 0
+        _ = try await answeringWithRetries {
+            value = try await call()
+            return .level(available: 0, reserved: 0)
+        }
+        return value
     }
 
     private func answeringWithRetries(
@@ -231,17 +275,19 @@ public struct Driver: Sendable {
         throw CheckFailed(message: "answered 503 \(attempts) times: \(last)")
     }
 
+    /// Calls `call` (retrying 503s) and checks its answer against the model's; returns the answer.
+    @discardableResult
     private func expect(
         _ expected: ReferenceModel.Answer, _ what: String, _ model: ReferenceModel, order: Int? = nil,
         alsoAccepting: [ReferenceModel.Answer] = [], _ call: () async throws -> ReferenceModel.Answer
-    ) async throws {
+    ) async throws -> ReferenceModel.Answer {
         let (answer, retried) = try await answeringWithRetries(call)
-        if model.accepts(answer, for: expected, order: order, call: what) || alsoAccepting.contains(answer) { return }
+        if model.accepts(answer, for: expected, order: order, call: what) || alsoAccepting.contains(answer) { return answer }
         // After a 503 the change may have been made by the attempt that failed: the retry's replay is as good.
         if retried, case .reservation(let status, let lines, _) = answer,
             case .reservation(status, lines, _) = expected
         {
-            return
+            return answer
         }
         throw CheckFailed(message: "\(what) answered \(answer); the model says \(expected)")
     }
@@ -277,6 +323,8 @@ public struct Driver: Sendable {
             mysqlProxy?.down = true
         case .mysqlUp:
             mysqlProxy?.down = false
+        case .deadlinesPass, .expireDue:
+            break  // steps of their own (perform)
         case .deleteItem(let sku):
             _ = try await stores.redis.command("DEL", keys.item(stores.item(sku)))
         case .deleteReserveKey(let order, let sku):
@@ -370,5 +418,17 @@ public struct Driver: Sendable {
             let extra = sortedRows.filter { !sortedExpected.contains($0) }
             throw CheckFailed(message: "journal: missing \(missing), unexpected \(extra)")
         }
+    }
+}
+
+/// The latest of the times it was given (a lock, since the driver's steps may run concurrently in a burst).
+final class LatestTime: @unchecked Sendable {
+    private let lock = NSLock()
+    private var latest: Int64 = 0
+
+    var value: Int64 { lock.withLock { latest } }
+
+    func advance(to time: Int64) {
+        lock.withLock { latest = max(latest, time) }
     }
 }

@@ -35,17 +35,38 @@ public struct Line: Sendable, Equatable, CustomStringConvertible {
     public var description: String { "\(sku)x\(quantity)" }
 }
 
+/// How a reserve differs from a plain hold of an hour (`Features.dispense`, `Features.expiry`).
+public struct ReserveOptions: OptionSet, Sendable, Hashable, CustomStringConvertible {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+
+    /// `dispense: true`: held and confirmed at once.
+    public static let dispense = ReserveOptions(rawValue: 1)
+    /// `ttlSeconds: 1`: the hold's deadline passes a second later (a confirm after it is refused; the expiry
+    /// step releases it).
+    public static let shortLived = ReserveOptions(rawValue: 2)
+
+    public var description: String {
+        (contains(.dispense) ? " dispense" : "") + (contains(.shortLived) ? " ttl 1 s" : "")
+    }
+}
+
 /// What a program does: an API call, a burst of concurrent reserves, or a fault.
 public enum Step: Sendable, Equatable, CustomStringConvertible {
     case setStock(sku: UInt64, stock: Int64)
     /// A PUT of the item's stock as it is, with a per-user limit over the item's whole life.
     case setUserLimit(sku: UInt64, limit: Int64)
+    /// A PUT of the item's stock as it is, with a backorder limit (how far below zero a backorder reserve may go).
+    case setBackorderLimit(sku: UInt64, limit: Int64)
     case adjust(sku: UInt64, id: Int, delta: Int64)
-    case reserve(order: Int, lines: [Line], shortage: ShortageMode)
+    case reserve(order: Int, lines: [Line], shortage: ShortageMode, options: ReserveOptions = [])
     case confirm(order: Int)
     case cancel(order: Int)
     case refund(order: Int)
     case read(order: Int)
+    /// A confirm (or a cancel) of the latest hold whose deadline has passed and that is still reserved, if any
+    /// (the model knows which that is when the step runs).
+    case lateCall(cancel: Bool)
     /// Reserves of fresh orders, all at once, on the same items.
     case burst(orders: [Int], lines: [Line])
     case fault(Fault)
@@ -56,12 +77,14 @@ public enum Step: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .setStock(let sku, let stock): "PUT stock \(sku) = \(stock)"
         case .setUserLimit(let sku, let limit): "PUT stock \(sku) perUserLimit \(limit)"
+        case .setBackorderLimit(let sku, let limit): "PUT stock \(sku) backorderLimit \(limit)"
         case .adjust(let sku, let id, let delta): "adjust \(sku) a\(id) \(delta >= 0 ? "+" : "")\(delta)"
-        case .reserve(let order, let lines, let shortage): "reserve o\(order) \(lines) \(shortage.rawValue)"
+        case .reserve(let order, let lines, let shortage, let options): "reserve o\(order) \(lines) \(shortage.rawValue)\(options)"
         case .confirm(let order): "confirm o\(order)"
         case .cancel(let order): "cancel o\(order)"
         case .refund(let order): "refund o\(order)"
         case .read(let order): "read o\(order)"
+        case .lateCall(let cancel): "\(cancel ? "cancel" : "confirm") the latest hold past its deadline"
         case .burst(let orders, let lines): "burst \(orders.map { "o\($0)" }) each \(lines)"
         case .fault(let fault): "FAULT \(fault)"
         case .onSecondInstance(let step): "[instance 2, clock +2 s] \(step)"
@@ -90,6 +113,11 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
     case mysqlDown
     /// MariaDB is reachable again.
     case mysqlUp
+    /// Time passes: the step waits until Redis's clock is past the deadline of every short-lived hold made so far.
+    case deadlinesPass
+    /// The expiry sweeper's work: each hold whose deadline passed (at the last `deadlinesPass`) and that is still
+    /// reserved is expired.
+    case expireDue
 
     public var description: String {
         switch self {
@@ -102,6 +130,8 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
         case .reconcileFix: "reconcile --fix"
         case .mysqlDown: "MariaDB down"
         case .mysqlUp: "MariaDB up"
+        case .deadlinesPass: "time passes (the short-lived holds' deadlines)"
+        case .expireDue: "expire the holds whose deadline passed"
         }
     }
 }
@@ -119,10 +149,19 @@ public struct Features: OptionSet, Sendable, Hashable {
     /// Item 1 gets a per-user limit, and reserves name users (`ReferenceModel.user(_:)`).
     public static let userLimits = Features(rawValue: 4)
 
-    public static let all: Features = [.secondInstance, .mysqlOutages, .userLimits]
+    /// Item 2 gets a backorder limit, and some reserves ask `backorder` instead of `reject`.
+    public static let backorder = Features(rawValue: 8)
+    /// Some reserves dispense (hold and confirm at once).
+    public static let dispense = Features(rawValue: 16)
+    /// Some reserves hold for one second; now and then a step expires those whose deadline passed.
+    public static let expiry = Features(rawValue: 32)
+
+    public static let all: Features = [.secondInstance, .mysqlOutages, .userLimits, .backorder, .dispense, .expiry]
 
     /// The per-user limit `userLimits` gives item 1.
     public static let userLimit: Int64 = 6
+    /// The backorder limit `backorder` gives item 2.
+    public static let backorderLimit: Int64 = 4
 }
 
 extension Program {
@@ -135,9 +174,12 @@ extension Program {
     public static func generate(seed: UInt64, count: Int, features: Features = .all) -> Program {
         var random = SplitMix64(seed: seed)
         var extra = SplitMix64(seed: seed ^ 0x5EC0_4D1A_57A6_E5ED)
+        // the reserves' variants and the expiry steps, drawn apart so that the features before them stay as drawn
+        var variants = SplitMix64(seed: seed ^ 0x0B5E_0DDE_7E11_A11E)
         var outageLeft = 0
         var steps: [Step] = Self.items.map { .setStock(sku: $0, stock: Int64.random(in: 5...30, using: &random)) }
         if features.contains(.userLimits) { steps.append(.setUserLimit(sku: 1, limit: Features.userLimit)) }
+        if features.contains(.backorder) { steps.append(.setBackorderLimit(sku: 2, limit: Features.backorderLimit)) }
         var nextOrder = 0
         var nextAdjustment = 0
         var adjustments: [Int: (sku: UInt64, delta: Int64)] = [:]
@@ -152,8 +194,32 @@ extension Program {
                 Line(sku: $0, quantity: Int64.random(in: 1...4, using: &random))
             }
         }
+        /// A reserve as the features vary it.
+        func varied(_ step: Step) -> Step {
+            guard case .reserve(let order, let lines, var shortage, var options) = step else { return step }
+            let backorderRoll = Int.random(in: 0..<10, using: &variants)
+            let dispenseRoll = Int.random(in: 0..<8, using: &variants)
+            let shortRoll = Int.random(in: 0..<6, using: &variants)
+            if features.contains(.backorder) && shortage == .reject && backorderRoll < 3 { shortage = .backorder }
+            if features.contains(.dispense) && dispenseRoll == 0 { options.insert(.dispense) }
+            if features.contains(.expiry) && shortRoll == 0 { options.insert(.shortLived) }
+            return .reserve(order: order, lines: lines, shortage: shortage, options: options)
+        }
+        /// Time passes now and then: a confirm or a cancel of a hold past its deadline may follow at once, and the
+        /// sweeper's work follows at once or later.
+        func timePasses() {
+            guard features.contains(.expiry) else { return }
+            let roll = Int.random(in: 0..<60, using: &variants)
+            let after = Int.random(in: 0..<4, using: &variants)
+            guard roll == 0 else { return }
+            steps.append(.fault(.deadlinesPass))
+            if after < 2 { steps.append(.lateCall(cancel: after == 1)) }
+            if after >= 2 { steps.append(.fault(.expireDue)) }
+        }
         /// Adds a drawn step, with what the features make of it.
-        func append(_ step: Step) {
+        func append(_ drawn: Step) {
+            let step = varied(drawn)
+            timePasses()
             let instanceRoll = Int.random(in: 0..<3, using: &extra)
             let outageRoll = Int.random(in: 0..<40, using: &extra)
             let outageLength = Int.random(in: 2...8, using: &extra)

@@ -9,6 +9,9 @@ public struct ReferenceModel: Sendable, Equatable {
         public var reserved: Int64 = 0
         /// At most this many units per user, held or sold, over the item's whole life (0: no limit).
         public var userLimit: Int64 = 0
+        /// How far below zero `available` may go for a backorder reserve.
+        public var backorderLimit: Int64 = 0
+        /// Below zero only after backorders.
         public var available: Int64 { onHand - reserved }
     }
 
@@ -28,6 +31,12 @@ public struct ReferenceModel: Sendable, Equatable {
         public var hashDeleted = false
         /// The user the order was made for (nil: none named).
         public var user: String?
+        /// Held for one second (`ReserveOptions.shortLived`): while it is still reserved, a confirm may find its
+        /// deadline passed (and expire it).
+        public var shortLived = false
+        /// A short-lived hold whose deadline has passed for certain (`Fault.deadlinesPass`): a confirm expires it and
+        /// is refused, the expiry step expires it.
+        public var due = false
     }
 
     public private(set) var items: [UInt64: Item] = [:]
@@ -81,17 +90,22 @@ public struct ReferenceModel: Sendable, Equatable {
         case userLimitExceeded
     }
 
-    public static func fingerprint(_ lines: [Line], _ shortage: ShortageMode, user: String? = nil) -> String {
+    public static func fingerprint(
+        _ lines: [Line], _ shortage: ShortageMode, user: String? = nil, options: ReserveOptions = []
+    ) -> String {
         lines.sorted { $0.sku < $1.sku }.map(\.description).joined(separator: ",") + "|" + shortage.rawValue
-            + (user.map { "|" + $0 } ?? "")
+            + (user.map { "|" + $0 } ?? "") + "\(options)"
     }
 
     // MARK: - Calls
 
-    public mutating func setStock(sku: UInt64, stock: Int64, userLimit: Int64? = nil) -> Answer {
+    public mutating func setStock(sku: UInt64, stock: Int64, userLimit: Int64? = nil, backorderLimit: Int64? = nil) -> Answer {
         let reserved = items[sku]?.reserved ?? 0
         if stock < reserved { return .failure(.belowReserved) }
-        items[sku] = Item(onHand: stock, reserved: reserved, userLimit: userLimit ?? items[sku]?.userLimit ?? 0)
+        items[sku] = Item(
+            onHand: stock, reserved: reserved, userLimit: userLimit ?? items[sku]?.userLimit ?? 0,
+            backorderLimit: backorderLimit ?? items[sku]?.backorderLimit ?? 0
+        )
         return .level(available: stock - reserved, reserved: reserved)
     }
 
@@ -102,15 +116,18 @@ public struct ReferenceModel: Sendable, Equatable {
             if earlier != delta { return .failure(.idempotencyConflict) }
             return .level(available: item.available, reserved: item.reserved)
         }
-        if item.onHand + delta < item.reserved { return .failure(.belowReserved) }
+        // A removal may not take available below zero; an addition is made also where backorders took it below.
+        if delta < 0 && item.available + delta < 0 { return .failure(.belowReserved) }
         item.onHand += delta
         items[sku] = item
         adjustments[key] = delta
         return .level(available: item.available, reserved: item.reserved)
     }
 
-    public mutating func reserve(order id: Int, lines: [Line], shortage: ShortageMode, user: String? = nil) -> Answer {
-        let fingerprint = Self.fingerprint(lines, shortage, user: user)
+    public mutating func reserve(
+        order id: Int, lines: [Line], shortage: ShortageMode, user: String? = nil, options: ReserveOptions = []
+    ) -> Answer {
+        let fingerprint = Self.fingerprint(lines, shortage, user: user, options: options)
         if let order = orders[id] {
             if order.status == .cancelled || order.status == .expired { return .failure(.orderClosed) }
             if order.fingerprint != fingerprint { return .failure(.idempotencyConflict) }
@@ -128,8 +145,10 @@ public struct ReferenceModel: Sendable, Equatable {
             let available = max(item.available, 0)
             var grant = line.quantity
             switch shortage {
-            case .reject, .backorder:
+            case .reject:
                 if line.quantity > available { short = true }
+            case .backorder:
+                if item.available - line.quantity < -item.backorderLimit { short = true }
             case .partial:
                 grant = min(line.quantity, available)
             }
@@ -149,8 +168,41 @@ public struct ReferenceModel: Sendable, Equatable {
             items[line.skuId]!.reserved += line.reserved
             count(user, line.skuId, line.reserved)
         }
-        orders[id] = Order(status: .reserved, lines: held, fingerprint: fingerprint, user: user)
+        orders[id] = Order(
+            status: .reserved, lines: held, fingerprint: fingerprint, user: user, shortLived: options.contains(.shortLived)
+        )
+        if options.contains(.dispense) { return confirm(order: id) }
         return .reservation(status: .reserved, lines: held, replayed: false)
+    }
+
+    /// A confirm that may find the hold's deadline passed (a short-lived hold not yet known to be due): the hold
+    /// expires and the confirm is refused. The model as it is then, and the answer; nil for any other order.
+    public func confirmedLate(order id: Int) -> (model: ReferenceModel, answer: Answer)? {
+        guard let order = orders[id], order.shortLived, !order.due, order.status == .reserved else { return nil }
+        var late = self
+        late.expire(order: id)
+        return (late, .failure(.orderClosed))
+    }
+
+    /// Redis's clock has passed the deadline of every short-lived hold made so far.
+    public mutating func deadlinesPassed() {
+        for (id, order) in orders where order.shortLived && order.status == .reserved { orders[id]!.due = true }
+    }
+
+    /// The holds whose deadline has passed for certain and that are still reserved: the expiry step's work.
+    public var dueHolds: [Int] {
+        orders.filter { $0.value.due && $0.value.status == .reserved }.map(\.key).sorted()
+    }
+
+    /// The hold's deadline passed and the sweeper (or a late confirm) released it.
+    public mutating func expire(order id: Int) {
+        guard var order = orders[id], order.status == .reserved else { return }
+        for line in order.lines {
+            items[line.skuId]!.reserved -= line.reserved
+            if !order.fingerprintLost { count(order.user, line.skuId, -line.reserved) }
+        }
+        order.status = .expired
+        orders[id] = order
     }
 
     /// The refusals a reserve's lines give each on its own (as one Redis would judge that line alone): a cluster
@@ -161,7 +213,10 @@ public struct ReferenceModel: Sendable, Equatable {
             guard let item = items[line.sku] else { continue }
             let available = max(item.available, 0)
             let grant = shortage == .partial ? min(line.quantity, available) : line.quantity
-            if shortage != .partial, line.quantity > available { reasons.insert(.insufficientStock) }
+            if shortage == .reject, line.quantity > available { reasons.insert(.insufficientStock) }
+            if shortage == .backorder, item.available - line.quantity < -item.backorderLimit {
+                reasons.insert(.insufficientStock)
+            }
             if shortage == .partial, available == 0 { reasons.insert(.insufficientStock) }
             if item.userLimit > 0, let user {
                 let left = item.userLimit - (usage[UsageKey(user: user, sku: line.sku)] ?? 0)
@@ -190,6 +245,9 @@ public struct ReferenceModel: Sendable, Equatable {
     public mutating func confirm(order id: Int) -> Answer {
         guard var order = orders[id] else { return .failure(.notFound) }
         switch order.status {
+        case .reserved where order.due:
+            expire(order: id)
+            return .failure(.orderClosed)
         case .reserved:
             for line in order.lines {
                 items[line.skuId]!.reserved -= line.reserved
@@ -255,9 +313,11 @@ public struct ReferenceModel: Sendable, Equatable {
 
     /// An order's hash vanished alone: a held order comes back from the journal (after what the outbox still has of
     /// it), with what the journal keeps; a cancel made before any reserve is forgotten (its tombstone is asked only
-    /// after a data loss: a known limit).
-    public mutating func orderHashLost(order id: Int) {
+    /// after a data loss: a known limit), unless it is `recordedElsewhere` (on a cluster, the order's directory
+    /// records such a cancel: there is no part hash to lose).
+    public mutating func orderHashLost(order id: Int, recordedElsewhere: Bool = false) {
         guard let order = orders[id] else { return }
+        if order.lines.isEmpty && recordedElsewhere { return }
         if order.lines.isEmpty && !journalWindow {
             orders[id] = nil
         } else {

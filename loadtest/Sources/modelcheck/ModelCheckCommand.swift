@@ -29,8 +29,15 @@ struct ModelCheckCommand: AsyncParsableCommand {
     @Flag(help: "The first model check's programs: no second instance, no MariaDB outages (replays its seeds).")
     var basic = false
 
+    @Flag(help: "Print the program of --seed (its first --steps steps) and stop, without running it.")
+    var print = false
+
     func run() async throws {
         guard let mode = Durability(rawValue: durability) else { throw ValidationError("durability is async or sync") }
+        if print {
+            say("\(Program.generate(seed: seed, count: steps, features: basic ? [] : .all))")
+            return
+        }
         let clock = ContinuousClock()
         let start = clock.now
         var done = 0
