@@ -164,7 +164,7 @@ let package = Package(
         // The model check (issue 18): seeded programs against the real stores and a reference model.
         .target(
             name: "ModelCheck",
-            dependencies: ["Inventory", "InventoryTestSupport", "RedisClient", "MySQLClient", "LoadHarness"],
+            dependencies: ["Inventory", "InventoryTestSupport", "RedisClient", "MySQLClient", "LoadHarness", "FaultSuite"],
             path: "loadtest/Sources/ModelCheck"
         ),
         .executableTarget(

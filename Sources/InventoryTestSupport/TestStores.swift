@@ -28,14 +28,16 @@ public struct TestStores: Sendable {
         mysqlPort: Int? = nil,
         durability: Durability = .async,
         cluster: Bool = clusterByDefault,
+        clusterSeeds seeds: [String]? = nil,
         _ body: @Sendable (TestStores) async throws -> T
     ) async throws -> T {
         let environment = ProcessInfo.processInfo.environment
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         let tag = String(UUID().uuidString.prefix(8)).lowercased()
-        // A test that names a Redis port puts a fault proxy in front of the single Redis: it runs there.
-        let cluster = cluster && redisPort == nil
+        // A test that names a Redis port puts a fault proxy in front of the single Redis (or runs one of its own):
+        // it runs there. One that names cluster seeds runs on that cluster (one of its own).
+        let cluster = seeds != nil || (cluster && redisPort == nil)
         let redisConfiguration = RedisConfiguration(
             host: redisAddress(environment).host,
             port: redisPort ?? redisAddress(environment).port,
@@ -45,7 +47,7 @@ public struct TestStores: Sendable {
         )
         let redis: any RedisRouter =
             cluster
-            ? RedisClusterClient(seeds: clusterSeeds(environment), configuration: redisConfiguration, logger: logger)
+            ? RedisClusterClient(seeds: seeds ?? clusterSeeds(environment), configuration: redisConfiguration, logger: logger)
             : RedisClient(configuration: redisConfiguration, logger: logger)
         var mysqlSettings = mysqlConfiguration(environment)
         try await Migrations.once(configuration: mysqlSettings, logger: logger)

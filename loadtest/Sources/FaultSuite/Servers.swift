@@ -2,7 +2,7 @@ import Foundation
 
 /// A child process the fault suite starts, kills and restarts: a server of its own (Redis, MariaDB) or the
 /// service. Output goes to a log file in the run's directory.
-final class ChildProcess: @unchecked Sendable {
+public final class ChildProcess: @unchecked Sendable {
     let name: String
     let executable: String
     let arguments: [String]
@@ -11,7 +11,7 @@ final class ChildProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var process: Process?
 
-    init(name: String, executable: String, arguments: [String], environment: [String: String] = [:], logPath: String) {
+    public init(name: String, executable: String, arguments: [String], environment: [String: String] = [:], logPath: String) {
         self.name = name
         self.executable = executable
         self.arguments = arguments
@@ -20,7 +20,7 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     /// Starts the process; it must not be running.
-    func start() throws {
+    public func start() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -37,12 +37,12 @@ final class ChildProcess: @unchecked Sendable {
         lock.withLock { self.process = process }
     }
 
-    var isRunning: Bool { lock.withLock { process?.isRunning ?? false } }
+    public var isRunning: Bool { lock.withLock { process?.isRunning ?? false } }
     var pid: Int32? { lock.withLock { process?.processIdentifier } }
 
     /// Sends `signal` and waits (bounded) for the process to exit; returns its exit status, nil if it did not exit.
     @discardableResult
-    func stop(signal: Int32, within seconds: Double = 60) async -> Int32? {
+    public func stop(signal: Int32, within seconds: Double = 60) async -> Int32? {
         if let process = lock.withLock({ self.process }), process.isRunning { kill(process.processIdentifier, signal) }
         return await waitForExit(within: seconds)
     }
@@ -61,8 +61,8 @@ final class ChildProcess: @unchecked Sendable {
 }
 
 /// Where the fault suite finds the servers' programs (installed by scripts/setup.sh).
-enum Tools {
-    static func find(_ names: String...) throws -> String {
+public enum Tools {
+    public static func find(_ names: String...) throws -> String {
         let path = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
         for name in names {
             for directory in path + ["/usr/sbin", "/sbin", "/usr/bin", "/usr/local/bin"] {
@@ -74,7 +74,7 @@ enum Tools {
     }
 
     /// A TCP port nothing listens on right now.
-    static func freePort() throws -> Int {
+    public static func freePort() throws -> Int {
         let socket = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(socket) }
         var address = sockaddr_in()
@@ -150,15 +150,17 @@ enum Tools {
 /// A Redis of the suite's own, with append-only files, on free loopback ports: one server, or (`cluster`) a Redis
 /// Cluster of three masters. A fault that hits "Redis" hits the one server, or on a cluster: a restart or a slow
 /// node is the first master, a FLUSHALL or a full memory is every master.
-final class PrivateRedis: Sendable {
+public final class PrivateRedis: Sendable {
     /// The server, or the cluster's first node (the one a restart or a slow-down hits).
-    var port: Int { ports[0] }
-    let ports: [Int]
+    public var port: Int { ports[0] }
+    public let ports: [Int]
     let directory: String
-    let clustered: Bool
+    public let clustered: Bool
     private let children: [ChildProcess]
 
-    init(directory: String, cluster: Bool = false) throws {
+    /// - Parameter appendfsync: the AOF's fsync policy: `everysec` (a kill may lose the last second), `always`
+    ///   (every acknowledged write survives a kill).
+    public init(directory: String, cluster: Bool = false, appendfsync: String = "everysec") throws {
         self.directory = directory
         self.clustered = cluster
         let ports = try (0..<(cluster ? 3 : 1)).map { _ in cluster ? try Tools.freeClusterPort() : try Tools.freePort() }
@@ -169,7 +171,7 @@ final class PrivateRedis: Sendable {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             var arguments = [
                 "--port", String(port), "--bind", "127.0.0.1", "--protected-mode", "no", "--dir", dir,
-                "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--enable-debug-command", "local",
+                "--save", "", "--appendonly", "yes", "--appendfsync", appendfsync, "--enable-debug-command", "local",
             ]
             if cluster {
                 // A node slowed down for a few seconds is slow, not failed: the timeout is above the suite's sleeps.
@@ -181,7 +183,7 @@ final class PrivateRedis: Sendable {
 
     /// Starts the servers that are not running (all at first; the killed one after a restart) and, the first time,
     /// forms the cluster.
-    func start() async throws {
+    public func start() async throws {
         let cli = try Tools.find("redis-cli")
         for (port, child) in zip(ports, children) where !child.isRunning {
             try child.start()
@@ -201,7 +203,7 @@ final class PrivateRedis: Sendable {
 
     /// SIGKILL of the server (the cluster's first node): the process dies at once; what it wrote to the AOF (every
     /// write, fsync'd once a second) survives.
-    func kill() async { await children[0].stop(signal: SIGKILL) }
+    public func kill() async { await children[0].stop(signal: SIGKILL) }
 
     /// Runs a redis-cli command on the server (the cluster's first node).
     @discardableResult
@@ -232,7 +234,7 @@ final class PrivateRedis: Sendable {
 
     /// Stops the servers: SHUTDOWN NOSAVE over the protocol (a server started from a thread that blocks SIGTERM
     /// inherits the block and never sees the signal), SIGKILL if one has not exited within 10 s.
-    func shutdown() async {
+    public func shutdown() async {
         for (port, child) in zip(ports, children) {
             _ = try? Tools.run(try Tools.find("redis-cli"), ["-p", String(port), "SHUTDOWN", "NOSAVE"])
             if await child.waitForExit(within: 10) == nil {

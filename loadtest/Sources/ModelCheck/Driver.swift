@@ -1,3 +1,4 @@
+import FaultSuite
 import Foundation
 import Inventory
 import MySQLClient
@@ -26,13 +27,19 @@ public struct Driver: Sendable {
     let retries = 5
     /// When (Redis's clock, ms) the last short-lived hold made so far is due at the latest.
     let shortHoldsDue = LatestTime()
+    /// The program's own Redis (or cluster), which it kills (`Features.processKills`), else nil.
+    let ownRedis: PrivateRedis?
+    /// Set while Redis is being restarted: a call failing meanwhile waits for it before it retries (a client
+    /// retrying with backoff would get there too).
+    let redisRestarting = LatestTime()
 
     /// How far ahead the second instance's clock is.
     public static let secondInstanceSkewMilliseconds: Int64 = 2000
 
-    public init(stores: TestStores, mysqlProxy: FaultProxy? = nil) throws {
+    public init(stores: TestStores, mysqlProxy: FaultProxy? = nil, ownRedis: PrivateRedis? = nil) throws {
         self.stores = stores
         self.mysqlProxy = mysqlProxy
+        self.ownRedis = ownRedis
         var configuration = stores.engine.configuration
         configuration.clock = { InventoryEngine.nowMilliseconds() + Self.secondInstanceSkewMilliseconds }
         self.second = InventoryEngine(
@@ -159,23 +166,11 @@ public struct Driver: Sendable {
             guard let order = model.dueHolds.last else { return }
             try await perform(cancel ? .cancel(order: order) : .confirm(order: order), model: &model, on: engine)
         case .burst(let orders, let lines):
-            let namesUsers = model.namesUsers
-            let held = try await withThrowingTaskGroup(of: (Int, Bool).self, returning: [Int: Bool].self) { group in
-                for order in orders {
-                    group.addTask {
-                        let user = namesUsers ? ReferenceModel.burstUser(order) : nil
-                        let answer = try await answering { try await reserve(order, lines, .reject, user: user, on: engine) }
-                        switch answer {
-                        case .reservation(.reserved, _, false): return (order, true)
-                        case .failure(.insufficientStock), .failure(.unknownItems): return (order, false)
-                        default: throw CheckFailed(message: "a burst reserve of o\(order) answered \(answer)")
-                        }
-                    }
-                }
-                return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
-            }
-            if let broken = model.acceptBurst(orders: orders, line: lines[0], held: held) {
-                throw CheckFailed(message: broken)
+            try await burst(orders, lines, model: &model, on: engine)
+        case .burstWhileRedisRestarts(let orders, let lines):
+            try await burst(orders, lines, model: &model, on: engine) {
+                try await Task.sleep(for: .milliseconds(2))
+                try await restartRedis()
             }
         case .fault(.deadlinesPass):
             let due = shortHoldsDue.value
@@ -196,6 +191,84 @@ public struct Driver: Sendable {
             // The level check after this step reads the item, which rebuilds it from MySQL.
             if case .deleteItem(let sku) = fault { model.itemRebuilt(sku: sku) }
         }
+    }
+
+    /// Reserves of `orders`, all at once, and `meanwhile` beside them; the answers must fit some order of the
+    /// reserves. A reserve retried after a 503 may find its first attempt made: its replay counts as held.
+    private func burst(
+        _ orders: [Int], _ lines: [Line], model: inout ReferenceModel, on engine: InventoryEngine,
+        meanwhile: (@Sendable () async throws -> Void)? = nil
+    ) async throws {
+        let namesUsers = model.namesUsers
+        let held = try await withThrowingTaskGroup(of: (Int, Bool)?.self, returning: [Int: Bool].self) { group in
+            for order in orders {
+                group.addTask {
+                    let user = namesUsers ? ReferenceModel.burstUser(order) : nil
+                    let (answer, retried) = try await answeringWithRetries {
+                        try await reserve(order, lines, .reject, user: user, on: engine)
+                    }
+                    switch answer {
+                    case .reservation(.reserved, _, let replayed) where !replayed || retried: return (order, true)
+                    case .failure(.insufficientStock), .failure(.unknownItems): return (order, false)
+                    default: throw CheckFailed(message: "a burst reserve of o\(order) answered \(answer)")
+                    }
+                }
+            }
+            if let meanwhile {
+                group.addTask {
+                    try await meanwhile()
+                    return nil
+                }
+            }
+            return try await group.reduce(into: [:]) { if let (order, held) = $1 { $0[order] = held } }
+        }
+        if let broken = model.acceptBurst(orders: orders, line: lines[0], held: held) {
+            throw CheckFailed(message: broken)
+        }
+    }
+
+    /// Kills the program's own Redis (the cluster's first node) and starts it again from its append-only file.
+    private func restartRedis() async throws {
+        guard let ownRedis else { throw CheckFailed(message: "a Redis restart in a program without a Redis of its own") }
+        redisRestarting.advance(to: 1)
+        defer { redisRestarting.set(0) }
+        await ownRedis.kill()
+        try await ownRedis.start()
+    }
+
+    /// Starts a write-back worker process on this program's stores (the consumer name of the harness's own drains,
+    /// small batches), waits until it has applied some of the outbox (or a few seconds), and kills it
+    /// `afterMilliseconds / 10` ms later (SIGKILL), somewhere in its work.
+    private func killWorker(afterMilliseconds: Int) async throws {
+        var environment = stores.serviceEnvironment()
+        environment["INVENTORY_WORKER_CONSUMER"] = "test"
+        environment["INVENTORY_WORKER_BATCH"] = "2"
+        environment["INVENTORY_SWEEP_INTERVAL_MS"] = "0"
+        environment["INVENTORY_RECONCILE_INTERVAL_SECONDS"] = "0"
+        environment["INVENTORY_LOG_LEVEL"] = "error"
+        if let ownRedis {
+            if ownRedis.clustered {
+                environment["INVENTORY_REDIS_CLUSTER"] = ownRedis.ports.map { "127.0.0.1:\($0)" }.joined(separator: ",")
+            } else {
+                environment["INVENTORY_REDIS_PORT"] = String(ownRedis.port)
+            }
+        }
+        if let mysqlProxy { environment["INVENTORY_MYSQL_PORT"] = String(mysqlProxy.port) }
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("modelcheck-worker-\(stores.bizId).log").path
+        let worker = ChildProcess(
+            name: "worker", executable: TestStores.inventorydBinary, arguments: ["worker"], environment: environment,
+            logPath: log
+        )
+        let before = try await answeringTime { Int64(try await stores.engine.outboxLength()) }
+        try worker.start()
+        // Whether it got to work or not, it is killed: a wait bounded by its start-up, not an ordering the checks need.
+        try? await waitFor("the worker process applying the outbox", within: .seconds(5), every: .milliseconds(2)) {
+            if before == 0 { return true }
+            return Int64(try await stores.engine.outboxLength()) < before
+        }
+        try? await Task.sleep(for: .milliseconds(afterMilliseconds / 10))
+        await worker.stop(signal: SIGKILL)
+        try? FileManager.default.removeItem(atPath: log)
     }
 
     private func reserve(
@@ -261,6 +334,11 @@ public struct Driver: Sendable {
                 if let failure = Self.failure(error) { return (.failure(failure), retried) }
                 last = "\(error)"
                 retried = true
+                if redisRestarting.value != 0 {
+                    // Redis is on its way back: waiting for it does not count as an attempt.
+                    try await waitFor("Redis back", within: .seconds(60), every: .milliseconds(10)) { redisRestarting.value == 0 }
+                    continue
+                }
                 attempt += 1
                 if attempt == attempts, attempts == retries, let mysqlProxy {
                     // The client keeps retrying while MariaDB comes back (also when a concurrent call of a burst
@@ -325,6 +403,10 @@ public struct Driver: Sendable {
             mysqlProxy?.down = false
         case .deadlinesPass, .expireDue:
             break  // steps of their own (perform)
+        case .redisRestart:
+            try await restartRedis()
+        case .workerKilled(let after):
+            try await killWorker(afterMilliseconds: after)
         case .deleteItem(let sku):
             _ = try await stores.redis.command("DEL", keys.item(stores.item(sku)))
         case .deleteReserveKey(let order, let sku):
@@ -430,5 +512,9 @@ final class LatestTime: @unchecked Sendable {
 
     func advance(to time: Int64) {
         lock.withLock { latest = max(latest, time) }
+    }
+
+    func set(_ time: Int64) {
+        lock.withLock { latest = time }
     }
 }

@@ -1,3 +1,4 @@
+import FaultSuite
 import Foundation
 import Inventory
 import InventoryTestSupport
@@ -35,9 +36,40 @@ public enum ModelCheck {
             proxy = try await FaultProxy.start(upstreamHost: upstream.host, upstreamPort: upstream.port)
         }
         defer { if let proxy { Task { await proxy.close() } } }
-        return try await TestStores.with(mysqlPort: proxy?.port, durability: durability, cluster: cluster) { [proxy] stores in
+        // A Redis (or cluster) of the program's own when it kills Redis, its append-only file fsync'd at every write.
+        var ownRedis: PrivateRedis?
+        var ownDirectory: String?
+        if program.killsRedis {
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("modelcheck-redis-\(UUID().uuidString)").path
+            ownDirectory = directory
+            let redis = try PrivateRedis(directory: directory, cluster: cluster, appendfsync: "always")
+            ownRedis = redis
+            try await redis.start()
+        }
+        do {
+            let failure = try await run(program, durability: durability, cluster: cluster, proxy: proxy, ownRedis: ownRedis)
+            await stop(ownRedis, ownDirectory)
+            return failure
+        } catch {
+            await stop(ownRedis, ownDirectory)
+            throw error
+        }
+    }
+
+    private static func stop(_ redis: PrivateRedis?, _ directory: String?) async {
+        await redis?.shutdown()
+        if let directory { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
+    private static func run(
+        _ program: Program, durability: Durability, cluster: Bool, proxy: FaultProxy?, ownRedis: PrivateRedis?
+    ) async throws -> Driver.Failure? {
+        try await TestStores.with(
+            redisPort: cluster ? nil : ownRedis?.port, mysqlPort: proxy?.port, durability: durability, cluster: cluster,
+            clusterSeeds: cluster ? ownRedis?.ports.map { "127.0.0.1:\($0)" } : nil
+        ) { [proxy, ownRedis] stores in
             do {
-                try await Driver(stores: stores, mysqlProxy: proxy).run(program)
+                try await Driver(stores: stores, mysqlProxy: proxy, ownRedis: ownRedis).run(program)
                 return nil
             } catch let failure as Driver.Failure {
                 return failure

@@ -20,6 +20,16 @@ public struct Program: Sendable, CustomStringConvertible {
     public var description: String {
         steps.enumerated().map { "  \($0.offset): \($0.element)" }.joined(separator: "\n")
     }
+
+    /// Whether a step kills Redis (the program then runs on a Redis of its own).
+    public var killsRedis: Bool {
+        steps.contains { step in
+            switch step {
+            case .fault(.redisRestart), .burstWhileRedisRestarts, .onSecondInstance(.burstWhileRedisRestarts): true
+            default: false
+            }
+        }
+    }
 }
 
 /// One line of a reserve: an item (1-based) and a quantity.
@@ -69,6 +79,9 @@ public enum Step: Sendable, Equatable, CustomStringConvertible {
     case lateCall(cancel: Bool)
     /// Reserves of fresh orders, all at once, on the same items.
     case burst(orders: [Int], lines: [Line])
+    /// A burst during which Redis is killed (SIGKILL) and started again: calls in flight fail, and the client
+    /// retries them once it is back.
+    case burstWhileRedisRestarts(orders: [Int], lines: [Line])
     case fault(Fault)
     /// The call made through a second instance of the service on the same stores, whose clock is 2 s ahead.
     indirect case onSecondInstance(Step)
@@ -86,6 +99,8 @@ public enum Step: Sendable, Equatable, CustomStringConvertible {
         case .read(let order): "read o\(order)"
         case .lateCall(let cancel): "\(cancel ? "cancel" : "confirm") the latest hold past its deadline"
         case .burst(let orders, let lines): "burst \(orders.map { "o\($0)" }) each \(lines)"
+        case .burstWhileRedisRestarts(let orders, let lines):
+            "burst \(orders.map { "o\($0)" }) each \(lines), Redis killed and restarted meanwhile"
         case .fault(let fault): "FAULT \(fault)"
         case .onSecondInstance(let step): "[instance 2, clock +2 s] \(step)"
         }
@@ -108,6 +123,13 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
     case drainThenLoseEverything
     /// `reconcile --fix` during traffic.
     case reconcileFix
+    /// Redis is killed (SIGKILL) and started again from its append-only file (fsync'd at every write: nothing
+    /// acknowledged is lost, and the scripts must be loaded again).
+    case redisRestart
+    /// A write-back worker process (`inventoryd worker`, batches of 2) starts on the outbox and is killed (SIGKILL)
+    /// `afterMilliseconds / 10` ms after it first applied something, somewhere in its work: what it applied stays applied, what it read and did not
+    /// acknowledge stays pending, and the next drain (the same consumer, restarted) must finish it.
+    case workerKilled(afterMilliseconds: Int)
     /// MariaDB becomes unreachable (open connections cut, new ones refused) until `mysqlUp`, or until a call has
     /// answered 503 as often as a client retries: the client then keeps retrying while it comes back.
     case mysqlDown
@@ -128,6 +150,8 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
         case .drain: "drain"
         case .drainThenLoseEverything: "drain, then lose everything"
         case .reconcileFix: "reconcile --fix"
+        case .redisRestart: "Redis killed (SIGKILL) and restarted"
+        case .workerKilled(let after): "worker process killed (SIGKILL) \(after / 10) ms into its work"
         case .mysqlDown: "MariaDB down"
         case .mysqlUp: "MariaDB up"
         case .deadlinesPass: "time passes (the short-lived holds' deadlines)"
@@ -155,8 +179,13 @@ public struct Features: OptionSet, Sendable, Hashable {
     public static let dispense = Features(rawValue: 16)
     /// Some reserves hold for one second; now and then a step expires those whose deadline passed.
     public static let expiry = Features(rawValue: 32)
+    /// Processes die: Redis is killed and restarted (between steps, and during bursts), a worker process is killed
+    /// in the middle of its work. The program runs on a Redis (or cluster) of its own.
+    public static let processKills = Features(rawValue: 64)
 
-    public static let all: Features = [.secondInstance, .mysqlOutages, .userLimits, .backorder, .dispense, .expiry]
+    public static let all: Features = [
+        .secondInstance, .mysqlOutages, .userLimits, .backorder, .dispense, .expiry, .processKills,
+    ]
 
     /// The per-user limit `userLimits` gives item 1.
     public static let userLimit: Int64 = 6
@@ -176,6 +205,7 @@ extension Program {
         var extra = SplitMix64(seed: seed ^ 0x5EC0_4D1A_57A6_E5ED)
         // the reserves' variants and the expiry steps, drawn apart so that the features before them stay as drawn
         var variants = SplitMix64(seed: seed ^ 0x0B5E_0DDE_7E11_A11E)
+        var kills = SplitMix64(seed: seed ^ 0x0C1A_55DE_AD0F_F00D)
         var outageLeft = 0
         var steps: [Step] = Self.items.map { .setStock(sku: $0, stock: Int64.random(in: 5...30, using: &random)) }
         if features.contains(.userLimits) { steps.append(.setUserLimit(sku: 1, limit: Features.userLimit)) }
@@ -216,9 +246,21 @@ extension Program {
             if after < 2 { steps.append(.lateCall(cancel: after == 1)) }
             if after >= 2 { steps.append(.fault(.expireDue)) }
         }
+        /// Processes die now and then; some bursts meet a Redis restart.
+        func killed(_ step: Step) -> Step {
+            let roll = Int.random(in: 0..<100, using: &kills)
+            let after = Int.random(in: 0...400, using: &kills)
+            guard features.contains(.processKills) else { return step }
+            if roll == 0 { steps.append(.fault(.redisRestart)) }
+            if roll == 1 || roll == 2 { steps.append(.fault(.workerKilled(afterMilliseconds: after))) }
+            if case .burst(let orders, let lines) = step, roll >= 80 {
+                return .burstWhileRedisRestarts(orders: orders, lines: lines)
+            }
+            return step
+        }
         /// Adds a drawn step, with what the features make of it.
         func append(_ drawn: Step) {
-            let step = varied(drawn)
+            let step = killed(varied(drawn))
             timePasses()
             let instanceRoll = Int.random(in: 0..<3, using: &extra)
             let outageRoll = Int.random(in: 0..<40, using: &extra)

@@ -74,13 +74,14 @@ struct ModelCheckTests {
         let unwrapped = full.steps.compactMap { step -> Step? in
             // a reserve varied by the features was drawn as a plain one (backorder replaces reject)
             func plain(_ step: Step) -> Step {
+                if case .burstWhileRedisRestarts(let orders, let lines) = step { return .burst(orders: orders, lines: lines) }
                 guard case .reserve(let order, let lines, let shortage, _) = step else { return step }
                 return .reserve(order: order, lines: lines, shortage: shortage == .backorder ? .reject : shortage)
             }
             switch step {
             case .onSecondInstance(let inner): return plain(inner)
-            case .fault(.mysqlDown), .fault(.mysqlUp), .fault(.deadlinesPass), .fault(.expireDue), .lateCall,
-                .setUserLimit, .setBackorderLimit:
+            case .fault(.mysqlDown), .fault(.mysqlUp), .fault(.deadlinesPass), .fault(.expireDue), .fault(.redisRestart),
+                .fault(.workerKilled), .lateCall, .setUserLimit, .setBackorderLimit:
                 return nil
             default: return plain(step)
             }
@@ -90,6 +91,9 @@ struct ModelCheckTests {
         #expect(full.steps.contains { if case .onSecondInstance = $0 { true } else { false } })
         #expect(full.steps.contains(.fault(.mysqlDown)))
         #expect(full.steps.contains(.fault(.deadlinesPass)))
+        #expect(full.steps.contains(.fault(.redisRestart)))
+        #expect(full.steps.contains { if case .fault(.workerKilled) = $0 { true } else { false } })
+        #expect(full.killsRedis && !basic.killsRedis)
         let variants = full.steps.compactMap { step -> (ShortageMode, ReserveOptions)? in
             if case .reserve(_, _, let shortage, let options) = step { return (shortage, options) }
             if case .onSecondInstance(.reserve(_, _, let shortage, let options)) = step { return (shortage, options) }
