@@ -167,6 +167,8 @@ public struct Driver: Sendable {
             try await perform(cancel ? .cancel(order: order) : .confirm(order: order), model: &model, on: engine)
         case .burst(let orders, let lines):
             try await burst(orders, lines, model: &model, on: engine)
+        case .burstThroughKilledService(let orders, let lines, let after):
+            try await burstThroughKilledService(orders, lines, afterMilliseconds: after, model: &model, on: engine)
         case .burstWhileRedisRestarts(let orders, let lines):
             try await burst(orders, lines, model: &model, on: engine) {
                 try await Task.sleep(for: .milliseconds(2))
@@ -195,20 +197,24 @@ public struct Driver: Sendable {
 
     /// Reserves of `orders`, all at once, and `meanwhile` beside them; the answers must fit some order of the
     /// reserves. A reserve retried after a 503 may find its first attempt made: its replay counts as held.
-    private func burst(
+    /// `firstAttempt`, when given, makes each reserve's first attempt (elsewhere): true held, false refused for
+    /// shortage, nil not known (the reserve is then made through `engine`, as a retry).
+    func burst(
         _ orders: [Int], _ lines: [Line], model: inout ReferenceModel, on engine: InventoryEngine,
-        meanwhile: (@Sendable () async throws -> Void)? = nil
+        meanwhile: (@Sendable () async throws -> Void)? = nil, firstAttempt: (@Sendable (Int) async -> Bool?)? = nil
     ) async throws {
         let namesUsers = model.namesUsers
         let held = try await withThrowingTaskGroup(of: (Int, Bool)?.self, returning: [Int: Bool].self) { group in
             for order in orders {
                 group.addTask {
+                    if let firstAttempt, let held = await firstAttempt(order) { return (order, held) }
+                    let retried = firstAttempt != nil
                     let user = namesUsers ? ReferenceModel.burstUser(order) : nil
-                    let (answer, retried) = try await answeringWithRetries {
+                    let (answer, retriedHere) = try await answeringWithRetries {
                         try await reserve(order, lines, .reject, user: user, on: engine)
                     }
                     switch answer {
-                    case .reservation(.reserved, _, let replayed) where !replayed || retried: return (order, true)
+                    case .reservation(.reserved, _, let replayed) where !replayed || retried || retriedHere: return (order, true)
                     case .failure(.insufficientStock), .failure(.unknownItems): return (order, false)
                     default: throw CheckFailed(message: "a burst reserve of o\(order) answered \(answer)")
                     }
@@ -227,51 +233,7 @@ public struct Driver: Sendable {
         }
     }
 
-    /// Kills the program's own Redis (the cluster's first node) and starts it again from its append-only file.
-    private func restartRedis() async throws {
-        guard let ownRedis else { throw CheckFailed(message: "a Redis restart in a program without a Redis of its own") }
-        redisRestarting.advance(to: 1)
-        defer { redisRestarting.set(0) }
-        await ownRedis.kill()
-        try await ownRedis.start()
-    }
-
-    /// Starts a write-back worker process on this program's stores (the consumer name of the harness's own drains,
-    /// small batches), waits until it has applied some of the outbox (or a few seconds), and kills it
-    /// `afterMilliseconds / 10` ms later (SIGKILL), somewhere in its work.
-    private func killWorker(afterMilliseconds: Int) async throws {
-        var environment = stores.serviceEnvironment()
-        environment["INVENTORY_WORKER_CONSUMER"] = "test"
-        environment["INVENTORY_WORKER_BATCH"] = "2"
-        environment["INVENTORY_SWEEP_INTERVAL_MS"] = "0"
-        environment["INVENTORY_RECONCILE_INTERVAL_SECONDS"] = "0"
-        environment["INVENTORY_LOG_LEVEL"] = "error"
-        if let ownRedis {
-            if ownRedis.clustered {
-                environment["INVENTORY_REDIS_CLUSTER"] = ownRedis.ports.map { "127.0.0.1:\($0)" }.joined(separator: ",")
-            } else {
-                environment["INVENTORY_REDIS_PORT"] = String(ownRedis.port)
-            }
-        }
-        if let mysqlProxy { environment["INVENTORY_MYSQL_PORT"] = String(mysqlProxy.port) }
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("modelcheck-worker-\(stores.bizId).log").path
-        let worker = ChildProcess(
-            name: "worker", executable: TestStores.inventorydBinary, arguments: ["worker"], environment: environment,
-            logPath: log
-        )
-        let before = try await answeringTime { Int64(try await stores.engine.outboxLength()) }
-        try worker.start()
-        // Whether it got to work or not, it is killed: a wait bounded by its start-up, not an ordering the checks need.
-        try? await waitFor("the worker process applying the outbox", within: .seconds(5), every: .milliseconds(2)) {
-            if before == 0 { return true }
-            return Int64(try await stores.engine.outboxLength()) < before
-        }
-        try? await Task.sleep(for: .milliseconds(afterMilliseconds / 10))
-        await worker.stop(signal: SIGKILL)
-        try? FileManager.default.removeItem(atPath: log)
-    }
-
-    private func reserve(
+    func reserve(
         _ order: Int, _ lines: [Line], _ shortage: ShortageMode, user: String?, options: ReserveOptions = [],
         on engine: InventoryEngine
     ) async throws -> ReferenceModel.Answer {
@@ -311,7 +273,7 @@ public struct Driver: Sendable {
     }
 
     /// A call the harness makes for itself (a clock read, an expiry), retried on 503 like the clients' calls.
-    private func answeringTime(_ call: () async throws -> Int64) async throws -> Int64 {
+    func answeringTime(_ call: () async throws -> Int64) async throws -> Int64 {
         var value: Int64 = 0
         _ = try await answeringWithRetries {
             value = try await call()
@@ -320,7 +282,7 @@ public struct Driver: Sendable {
         return value
     }
 
-    private func answeringWithRetries(
+    func answeringWithRetries(
         _ call: () async throws -> ReferenceModel.Answer
     ) async throws -> (answer: ReferenceModel.Answer, retried: Bool) {
         var retried = false

@@ -82,6 +82,9 @@ public enum Step: Sendable, Equatable, CustomStringConvertible {
     /// A burst during which Redis is killed (SIGKILL) and started again: calls in flight fail, and the client
     /// retries them once it is back.
     case burstWhileRedisRestarts(orders: [Int], lines: [Line])
+    /// A burst sent over HTTP to a service process that is killed (SIGKILL) `afterMilliseconds` ms after the
+    /// requests went out: a reserve that got no answer is retried through an instance that lives.
+    case burstThroughKilledService(orders: [Int], lines: [Line], afterMilliseconds: Int)
     case fault(Fault)
     /// The call made through a second instance of the service on the same stores, whose clock is 2 s ahead.
     indirect case onSecondInstance(Step)
@@ -101,6 +104,8 @@ public enum Step: Sendable, Equatable, CustomStringConvertible {
         case .burst(let orders, let lines): "burst \(orders.map { "o\($0)" }) each \(lines)"
         case .burstWhileRedisRestarts(let orders, let lines):
             "burst \(orders.map { "o\($0)" }) each \(lines), Redis killed and restarted meanwhile"
+        case .burstThroughKilledService(let orders, let lines, let after):
+            "burst \(orders.map { "o\($0)" }) each \(lines) over HTTP, the service killed (SIGKILL) after \(after) ms"
         case .fault(let fault): "FAULT \(fault)"
         case .onSecondInstance(let step): "[instance 2, clock +2 s] \(step)"
         }
@@ -180,7 +185,8 @@ public struct Features: OptionSet, Sendable, Hashable {
     /// Some reserves hold for one second; now and then a step expires those whose deadline passed.
     public static let expiry = Features(rawValue: 32)
     /// Processes die: Redis is killed and restarted (between steps, and during bursts), a worker process is killed
-    /// in the middle of its work. The program runs on a Redis (or cluster) of its own.
+    /// in the middle of its work, a service process in the middle of a burst. The program runs on a Redis (or
+    /// cluster) of its own when it kills Redis.
     public static let processKills = Features(rawValue: 64)
 
     public static let all: Features = [
@@ -254,7 +260,9 @@ extension Program {
             if roll == 0 { steps.append(.fault(.redisRestart)) }
             if roll == 1 || roll == 2 { steps.append(.fault(.workerKilled(afterMilliseconds: after))) }
             if case .burst(let orders, let lines) = step, roll >= 80 {
-                return .burstWhileRedisRestarts(orders: orders, lines: lines)
+                return roll < 90
+                    ? .burstWhileRedisRestarts(orders: orders, lines: lines)
+                    : .burstThroughKilledService(orders: orders, lines: lines, afterMilliseconds: after / 4)
             }
             return step
         }

@@ -75,6 +75,7 @@ struct ModelCheckTests {
             // a reserve varied by the features was drawn as a plain one (backorder replaces reject)
             func plain(_ step: Step) -> Step {
                 if case .burstWhileRedisRestarts(let orders, let lines) = step { return .burst(orders: orders, lines: lines) }
+                if case .burstThroughKilledService(let orders, let lines, _) = step { return .burst(orders: orders, lines: lines) }
                 guard case .reserve(let order, let lines, let shortage, _) = step else { return step }
                 return .reserve(order: order, lines: lines, shortage: shortage == .backorder ? .reject : shortage)
             }
@@ -94,6 +95,7 @@ struct ModelCheckTests {
         #expect(full.steps.contains(.fault(.redisRestart)))
         #expect(full.steps.contains { if case .fault(.workerKilled) = $0 { true } else { false } })
         #expect(full.killsRedis && !basic.killsRedis)
+        #expect(full.steps.contains { if case .burstThroughKilledService = $0 { true } else { false } })
         let variants = full.steps.compactMap { step -> (ShortageMode, ReserveOptions)? in
             if case .reserve(_, _, let shortage, let options) = step { return (shortage, options) }
             if case .onSecondInstance(.reserve(_, _, let shortage, let options)) = step { return (shortage, options) }
