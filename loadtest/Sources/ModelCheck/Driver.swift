@@ -57,7 +57,8 @@ public struct Driver: Sendable {
             do {
                 try await perform(step, model: &model)
                 try await checkLevels(model)
-                try await checkWhole()
+                try await checkWhole(model)
+                try await checkCodes(model)
             } catch let failure as CheckFailed {
                 throw Failure(step: index, message: "\(step): \(failure.message)")
             } catch let failure as Failure {
@@ -137,8 +138,14 @@ public struct Driver: Sendable {
             if stores.keys.clustered, lines.count > 1, shortage == .partial, expected == .failure(.userLimitExceeded) {
                 alsoAccepting.append(.failure(.insufficientStock))
             }
-            try await expect(expected, "reserve", model, order: order, alsoAccepting: alsoAccepting) {
-                try await reserve(order, lines, shortage, user: user, options: options, on: engine)
+            var codes: [String] = []
+            let answer = try await expect(expected, "reserve", model, order: order, alsoAccepting: alsoAccepting) {
+                let (answer, answeredCodes) = try await reserveWithCodes(order, lines, shortage, user: user, options: options, on: engine)
+                codes = answeredCodes
+                return answer
+            }
+            if case .reservation = answer, let problem = model.answeredCodes(order: order, codes) {
+                throw CheckFailed(message: problem)
             }
             if options.contains(.shortLived) {
                 shortHoldsDue.advance(to: try await answeringTime { try await engine.redisNow() } + 1000)
@@ -158,9 +165,27 @@ public struct Driver: Sendable {
             let expected = model.refund(order: order)
             try await expect(expected, "refund", model, order: order) { transition(try await engine.refund(orderId: orderId(order))) }
         case .read(let order):
-            try await expect(model.read(order: order), "read", model, order: order) {
+            var codes: [String] = []
+            let answer = try await expect(model.read(order: order), "read", model, order: order) {
                 let reservation = try await engine.reservation(orderId: orderId(order))
+                codes = reservation.lines.flatMap(\.codes)
                 return .reservation(status: reservation.status, lines: Self.plain(reservation.lines), replayed: false)
+            }
+            if case .reservation = answer, let problem = model.answeredCodes(order: order, codes) {
+                throw CheckFailed(message: problem)
+            }
+        case .setOneTimePool(let sku):
+            let expected = model.setOneTimePool(sku: sku)
+            try await expect(expected, "PUT pool", model) {
+                _ = try await engine.setPool(stores.item(sku), CodePool(kind: .oneTime))
+                let level = try await engine.stock(stores.item(sku))
+                return .level(available: level.available, reserved: level.reserved)
+            }
+        case .uploadCodes(let sku, let codes):
+            let expected = model.upload(sku: sku, codes: codes)
+            try await expect(expected, "upload codes", model) {
+                let outcome = try await engine.loadCodes(stores.item(sku), codes)
+                return .loaded(added: outcome.added, duplicates: outcome.duplicates)
             }
         case .lateCall(let cancel):
             guard let order = model.dueHolds.last else { return }
@@ -237,19 +262,33 @@ public struct Driver: Sendable {
         _ order: Int, _ lines: [Line], _ shortage: ShortageMode, user: String?, options: ReserveOptions = [],
         on engine: InventoryEngine
     ) async throws -> ReferenceModel.Answer {
+        try await reserveWithCodes(order, lines, shortage, user: user, options: options, on: engine).answer
+    }
+
+    /// A reserve's answer, and the codes its lines hold.
+    func reserveWithCodes(
+        _ order: Int, _ lines: [Line], _ shortage: ShortageMode, user: String?, options: ReserveOptions = [],
+        on engine: InventoryEngine
+    ) async throws -> (answer: ReferenceModel.Answer, codes: [String]) {
         let outcome = try await engine.reserve(
             ReserveCommand(
                 orderId: orderId(order), bizId: stores.bizId, userId: user,
-                items: lines.map { ReserveCommand.Item(skuId: $0.sku, quantity: $0.quantity) },
+                items: lines.map { ReserveCommand.Item(skuId: $0.sku, quantity: $0.quantity, codes: $0.codes) },
                 ttlSeconds: options.contains(.shortLived) ? 1 : 3600, shortage: shortage,
                 dispense: options.contains(.dispense)
             )
         )
         switch outcome {
         case .created(let reservation):
-            return .reservation(status: reservation.status, lines: Self.plain(reservation.lines), replayed: false)
+            return (
+                .reservation(status: reservation.status, lines: Self.plain(reservation.lines), replayed: false),
+                reservation.lines.flatMap(\.codes)
+            )
         case .replayed(let reservation):
-            return .reservation(status: reservation.status, lines: Self.plain(reservation.lines), replayed: true)
+            return (
+                .reservation(status: reservation.status, lines: Self.plain(reservation.lines), replayed: true),
+                reservation.lines.flatMap(\.codes)
+            )
         }
     }
 
@@ -329,6 +368,12 @@ public struct Driver: Sendable {
         {
             return answer
         }
+        // An upload retried after a 503 finds what the failed attempt added as duplicates.
+        if retried, case .loaded(let added, let duplicates) = answer, case .loaded(let modelAdded, let modelDuplicates) = expected,
+            added <= modelAdded, added + duplicates == modelAdded + modelDuplicates
+        {
+            return answer
+        }
         throw CheckFailed(message: "\(what) answered \(answer); the model says \(expected)")
     }
 
@@ -342,6 +387,8 @@ public struct Driver: Sendable {
         case .belowReserved: .belowReserved
         case .unknownItems: .unknownItems
         case .userLimitExceeded: .userLimitExceeded
+        case .codeUnavailable: .codeUnavailable
+        case .noCodePool: .noCodePool
         case .unavailable, .outcomeUnknown: nil
         default: .invalidState
         }
@@ -375,6 +422,8 @@ public struct Driver: Sendable {
             _ = try await stores.redis.command("DEL", keys.reserveKey(stores.item(sku), orderId: orderId(order)))
         case .deleteOrder(let order, let sku):
             _ = try await stores.redis.command("DEL", stores.orderKey(orderId(order), sku: sku))
+        case .deleteCodeSet(let sku):
+            _ = try await stores.redis.command("DEL", keys.codes(stores.item(sku)))
         case .deleteAdjustmentKey(let sku, let id):
             _ = try await stores.redis.command("DEL", keys.adjustmentKey(stores.item(sku), adjustmentId: "a\(id)"))
         case .drain:
@@ -408,7 +457,7 @@ public struct Driver: Sendable {
 
     /// Every item's level is the model's (reading it rebuilds an item Redis lost, as any client's read would).
     private func checkLevels(_ model: ReferenceModel) async throws {
-        for sku in Program.items {
+        for sku in Self.items(model) {
             let expected = model.level(sku: sku)
             let answer = try await answering {
                 let level = try await stores.engine.stock(stores.item(sku))
@@ -421,13 +470,31 @@ public struct Driver: Sendable {
     }
 
     /// No item hash in Redis without stock_num (a partial item a script wrote into).
-    private func checkWhole() async throws {
-        for sku in Program.items {
+    private func checkWhole(_ model: ReferenceModel) async throws {
+        for sku in Self.items(model) {
             let key = stores.keys.item(stores.item(sku))
             let fields = try await stores.redis.command("HGETALL", key).array?.compactMap(\.text) ?? []
             if !fields.isEmpty && !stride(from: 0, to: fields.count, by: 2).contains(where: { fields[$0] == "stock_num" }) {
                 throw CheckFailed(message: "item \(sku) is partial in Redis: \(fields)")
             }
+        }
+    }
+
+    /// The program's items: the drawn ones, and the code pool's when it has been made.
+    static func items(_ model: ReferenceModel) -> [UInt64] {
+        Program.items + (model.items[Features.codeItem] == nil ? [] : [Features.codeItem])
+    }
+
+    /// The pool's unused codes (its export) are the model's usable ones.
+    private func checkCodes(_ model: ReferenceModel) async throws {
+        guard let pool = model.pool else { return }
+        var unused: [String] = []
+        _ = try await answering {
+            unused = try await stores.engine.unusedCodes(stores.item(Features.codeItem))
+            return .level(available: 0, reserved: 0)
+        }
+        if unused.sorted() != pool.usable.sorted() {
+            throw CheckFailed(message: "the pool's unused codes are \(unused.sorted()); the model has \(pool.usable.sorted())")
         }
     }
 

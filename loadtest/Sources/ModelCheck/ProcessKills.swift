@@ -76,8 +76,9 @@ extension Driver {
         )
         try service.start()
         do {
-            try await waitFor("the service process ready", within: .seconds(60), every: .milliseconds(20)) {
-                await Self.request(port: port, "GET", "/readyz") == 200
+            // live, not ready: ready needs MariaDB, which may be down now (the reserves need only Redis)
+            try await waitFor("the service process listening", within: .seconds(60), every: .milliseconds(20)) {
+                await Self.request(port: port, "GET", "/healthz") == 200
             }
         } catch {
             await service.stop(signal: SIGKILL)

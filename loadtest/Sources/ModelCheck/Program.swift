@@ -32,17 +32,20 @@ public struct Program: Sendable, CustomStringConvertible {
     }
 }
 
-/// One line of a reserve: an item (1-based) and a quantity.
+/// One line of a reserve: an item (1-based), a quantity, and the codes it asks for (on the item with a code pool;
+/// none: the pool chooses).
 public struct Line: Sendable, Equatable, CustomStringConvertible {
     public let sku: UInt64
     public let quantity: Int64
+    public let codes: [String]
 
-    public init(sku: UInt64, quantity: Int64) {
+    public init(sku: UInt64, quantity: Int64, codes: [String] = []) {
         self.sku = sku
         self.quantity = quantity
+        self.codes = codes
     }
 
-    public var description: String { "\(sku)x\(quantity)" }
+    public var description: String { "\(sku)x\(quantity)" + (codes.isEmpty ? "" : "=" + codes.joined(separator: "|")) }
 }
 
 /// How a reserve differs from a plain hold of an hour (`Features.dispense`, `Features.expiry`).
@@ -68,6 +71,10 @@ public enum Step: Sendable, Equatable, CustomStringConvertible {
     case setUserLimit(sku: UInt64, limit: Int64)
     /// A PUT of the item's stock as it is, with a backorder limit (how far below zero a backorder reserve may go).
     case setBackorderLimit(sku: UInt64, limit: Int64)
+    /// The item gets a one-time code pool (its stock is its codes).
+    case setOneTimePool(sku: UInt64)
+    /// Codes uploaded to the item's pool (codes it has already are skipped).
+    case uploadCodes(sku: UInt64, codes: [String])
     case adjust(sku: UInt64, id: Int, delta: Int64)
     case reserve(order: Int, lines: [Line], shortage: ShortageMode, options: ReserveOptions = [])
     case confirm(order: Int)
@@ -94,6 +101,8 @@ public enum Step: Sendable, Equatable, CustomStringConvertible {
         case .setStock(let sku, let stock): "PUT stock \(sku) = \(stock)"
         case .setUserLimit(let sku, let limit): "PUT stock \(sku) perUserLimit \(limit)"
         case .setBackorderLimit(let sku, let limit): "PUT stock \(sku) backorderLimit \(limit)"
+        case .setOneTimePool(let sku): "PUT pool \(sku) one-time"
+        case .uploadCodes(let sku, let codes): "upload codes \(sku) \(codes)"
         case .adjust(let sku, let id, let delta): "adjust \(sku) a\(id) \(delta >= 0 ? "+" : "")\(delta)"
         case .reserve(let order, let lines, let shortage, let options): "reserve o\(order) \(lines) \(shortage.rawValue)\(options)"
         case .confirm(let order): "confirm o\(order)"
@@ -122,6 +131,8 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
     case deleteOrder(order: Int, sku: UInt64)
     /// An adjustment's de-duplication key is gone (retention over).
     case deleteAdjustmentKey(sku: UInt64, id: Int)
+    /// An item's code set is gone (the item is then not whole, and is rebuilt with its codes).
+    case deleteCodeSet(sku: UInt64)
     /// The write-back worker runs until the outbox is empty.
     case drain
     /// The outbox is drained, then Redis loses every key of the service (FLUSHALL, a failover to an empty replica).
@@ -152,6 +163,7 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
         case .deleteReserveKey(let order, let sku): "DEL reserve key o\(order)/\(sku)"
         case .deleteAdjustmentKey(let sku, let id): "DEL adj key \(sku)/a\(id)"
         case .deleteOrder(let order, let sku): "DEL order o\(order) (part of \(sku))"
+        case .deleteCodeSet(let sku): "DEL code set \(sku)"
         case .drain: "drain"
         case .drainThenLoseEverything: "drain, then lose everything"
         case .reconcileFix: "reconcile --fix"
@@ -188,10 +200,18 @@ public struct Features: OptionSet, Sendable, Hashable {
     /// in the middle of its work, a service process in the middle of a burst. The program runs on a Redis (or
     /// cluster) of its own when it kills Redis.
     public static let processKills = Features(rawValue: 64)
+    /// Item 4 gets a one-time code pool: codes are uploaded (some again), held by orders of their own (the pool
+    /// choosing, or named: some held or used already), confirmed, cancelled, refunded; its code set and item vanish.
+    public static let codePools = Features(rawValue: 128)
 
     public static let all: Features = [
-        .secondInstance, .mysqlOutages, .userLimits, .backorder, .dispense, .expiry, .processKills,
+        .secondInstance, .mysqlOutages, .userLimits, .backorder, .dispense, .expiry, .processKills, .codePools,
     ]
+
+    /// The item `codePools` gives a one-time pool (not one of `Program.items`: the drawn steps never name it).
+    public static let codeItem: UInt64 = 4
+    /// Where the orders of `codePools` are numbered from (apart from the drawn ones).
+    public static let firstCodeOrder = 3_000_000
 
     /// The per-user limit `userLimits` gives item 1.
     public static let userLimit: Int64 = 6
@@ -212,10 +232,49 @@ extension Program {
         // the reserves' variants and the expiry steps, drawn apart so that the features before them stay as drawn
         var variants = SplitMix64(seed: seed ^ 0x0B5E_0DDE_7E11_A11E)
         var kills = SplitMix64(seed: seed ^ 0x0C1A_55DE_AD0F_F00D)
+        var pool = SplitMix64(seed: seed ^ 0x0C0D_E500_1A11_0CA7)
+        var nextCode = 0
+        var nextCodeOrder = Features.firstCodeOrder
         var outageLeft = 0
         var steps: [Step] = Self.items.map { .setStock(sku: $0, stock: Int64.random(in: 5...30, using: &random)) }
         if features.contains(.userLimits) { steps.append(.setUserLimit(sku: 1, limit: Features.userLimit)) }
         if features.contains(.backorder) { steps.append(.setBackorderLimit(sku: 2, limit: Features.backorderLimit)) }
+        func codes(from first: Int, count: Int) -> [String] { (first..<first + count).map { "c\($0)" } }
+        if features.contains(.codePools) {
+            steps += [
+                .setStock(sku: Features.codeItem, stock: 0), .setOneTimePool(sku: Features.codeItem),
+                .uploadCodes(sku: Features.codeItem, codes: codes(from: 0, count: 8)),
+            ]
+            nextCode = 8
+        }
+        /// A step of the code pool's own, now and then.
+        func codeStep() -> Step? {
+            let roll = Int.random(in: 0..<100, using: &pool)
+            let quantity = Int64.random(in: 1...3, using: &pool)
+            let named = Int.random(in: 0..<3, using: &pool) == 0
+            let recent = Int.random(in: max(Features.firstCodeOrder, nextCodeOrder - 5)...nextCodeOrder, using: &pool)
+            let first = max(0, nextCode - Int.random(in: 0...2, using: &pool))
+            let count = Int.random(in: 1...5, using: &pool)
+            let picked = (0..<Int(quantity)).map { _ in "c\(Int.random(in: 0..<max(nextCode, 1), using: &pool))" }
+            guard features.contains(.codePools) else { return nil }
+            switch roll {
+            case 0..<5:
+                defer { nextCodeOrder += 1 }
+                let wanted = named ? Array(Set(picked)).sorted() : []
+                let line = Line(sku: Features.codeItem, quantity: named ? Int64(wanted.count) : quantity, codes: wanted)
+                return .reserve(order: nextCodeOrder, lines: [line], shortage: .reject)
+            case 5..<8: return .confirm(order: recent)
+            case 8..<10: return .cancel(order: recent)
+            case 10: return .refund(order: recent)
+            case 11: return .read(order: recent)
+            case 12..<14:
+                nextCode = max(nextCode, first + count)
+                return .uploadCodes(sku: Features.codeItem, codes: codes(from: first, count: count))
+            case 14: return .fault(.deleteCodeSet(sku: Features.codeItem))
+            case 15: return .fault(.deleteItem(sku: Features.codeItem))
+            default: return nil
+            }
+        }
         var nextOrder = 0
         var nextAdjustment = 0
         var adjustments: [Int: (sku: UInt64, delta: Int64)] = [:]
@@ -267,7 +326,8 @@ extension Program {
             return step
         }
         /// Adds a drawn step, with what the features make of it.
-        func append(_ drawn: Step) {
+        func append(_ drawn: Step, poolToo: Bool = true) {
+            if poolToo, let codeStep = codeStep() { append(codeStep, poolToo: false) }
             let step = killed(varied(drawn))
             timePasses()
             let instanceRoll = Int.random(in: 0..<3, using: &extra)

@@ -37,6 +37,16 @@ public struct ReferenceModel: Sendable, Equatable {
         /// A short-lived hold whose deadline has passed for certain (`Fault.deadlinesPass`): a confirm expires it and
         /// is refused, the expiry step expires it.
         public var due = false
+        /// The codes it holds or bought of the item with a code pool (sorted); nil until known (the pool chose them
+        /// and the answer has not been seen yet).
+        public var codes: [String]? = nil
+    }
+
+    /// The one-time code pool of `Features.codeItem`: every code uploaded, and which are usable (not held by a
+    /// reserved order, not sold).
+    public struct CodePoolState: Sendable, Equatable {
+        public var known: Set<String> = []
+        public var usable: Set<String> = []
     }
 
     public private(set) var items: [UInt64: Item] = [:]
@@ -49,6 +59,8 @@ public struct ReferenceModel: Sendable, Equatable {
 
     /// Units each user holds or bought of an item with a per-user limit, as the service counts them.
     public private(set) var usage: [UsageKey: Int64] = [:]
+    /// The code pool of `Features.codeItem`, once it has one.
+    public private(set) var pool: CodePoolState?
 
     public struct UsageKey: Hashable, Sendable {
         public let user: String
@@ -73,6 +85,8 @@ public struct ReferenceModel: Sendable, Equatable {
         case reservation(status: ReservationStatus, lines: [ReservationLine], replayed: Bool)
         case level(available: Int64, reserved: Int64)
         case failure(Failure)
+        /// What a code upload did.
+        case loaded(added: Int, duplicates: Int)
 
         public var description: String {
             switch self {
@@ -80,6 +94,7 @@ public struct ReferenceModel: Sendable, Equatable {
                 "\(status.rawValue) \(lines.map { "\($0.skuId):\($0.requested):\($0.reserved)" })\(replayed ? " (replay)" : "")"
             case .level(let available, let reserved): "available \(available), reserved \(reserved)"
             case .failure(let failure): "\(failure)"
+            case .loaded(let added, let duplicates): "\(added) codes added, \(duplicates) duplicates"
             }
         }
     }
@@ -87,7 +102,7 @@ public struct ReferenceModel: Sendable, Equatable {
     /// The 4xx answers, by kind (their details are the service's to word).
     public enum Failure: String, Sendable, Equatable, Hashable {
         case insufficientStock, orderClosed, idempotencyConflict, notFound, invalidState, belowReserved, unknownItems
-        case userLimitExceeded
+        case userLimitExceeded, codeUnavailable, noCodePool
     }
 
     public static func fingerprint(
@@ -107,6 +122,56 @@ public struct ReferenceModel: Sendable, Equatable {
             backorderLimit: backorderLimit ?? items[sku]?.backorderLimit ?? 0
         )
         return .level(available: stock - reserved, reserved: reserved)
+    }
+
+    /// The item gets a one-time code pool (it has no stock of its own yet; an item not set up yet is made, empty).
+    public mutating func setOneTimePool(sku: UInt64) -> Answer {
+        let item = items[sku] ?? Item(onHand: 0)
+        items[sku] = item
+        if pool == nil { pool = CodePoolState() }
+        return .level(available: item.available, reserved: item.reserved)
+    }
+
+    /// Codes uploaded to the pool: those it did not know become usable stock.
+    public mutating func upload(sku: UInt64, codes: [String]) -> Answer {
+        guard var state = pool, items[sku] != nil else { return .failure(.noCodePool) }
+        let fresh = Set(codes).subtracting(state.known)
+        state.known.formUnion(fresh)
+        state.usable.formUnion(fresh)
+        pool = state
+        items[sku]!.onHand += Int64(fresh.count)
+        return .loaded(added: fresh.count, duplicates: codes.count - fresh.count)
+    }
+
+    /// Checks the codes a reserve (or a read) of `id` answered against what the model knows: the codes the order
+    /// took, or, the first time a pool chose them, that they are as many as it holds, distinct and usable (they are
+    /// then taken). Why they do not fit, or nil.
+    public mutating func answeredCodes(order id: Int, _ codes: [String]) -> String? {
+        guard var order = orders[id], order.lines.contains(where: { $0.skuId == Features.codeItem }) else { return nil }
+        let answered = codes.sorted()
+        if let known = order.codes {
+            return known == answered ? nil : "o\(id) answered codes \(answered); it took \(known)"
+        }
+        let held = order.lines.filter { $0.skuId == Features.codeItem }.map(\.reserved).reduce(0, +)
+        guard var state = pool, Int64(answered.count) == held, Set(answered).count == answered.count,
+            Set(answered).isSubset(of: state.usable)
+        else {
+            return "o\(id) holds \(held) codes and answered \(answered); usable were \(pool?.usable.sorted() ?? [])"
+        }
+        if order.status == .reserved || order.status == .confirmed || order.status == .refunded {
+            state.usable.subtract(answered)
+        }
+        if order.status == .refunded { state.usable.formUnion(answered) }
+        pool = state
+        order.codes = answered
+        orders[id] = order
+        return nil
+    }
+
+    /// The order's codes go back to the pool (a cancel, an expiry, a one-time pool's refund).
+    private mutating func giveBackCodes(_ order: Order) {
+        guard let codes = order.codes, pool != nil else { return }
+        pool!.usable.formUnion(codes)
     }
 
     public mutating func adjust(sku: UInt64, id: Int, delta: Int64) -> Answer {
@@ -134,6 +199,10 @@ public struct ReferenceModel: Sendable, Equatable {
             return .reservation(status: order.status, lines: order.lines, replayed: true)
         }
         if lines.contains(where: { items[$0.sku] == nil }) { return .failure(.unknownItems) }
+        // codes asked for must each be usable (reserve.lua looks at them before stock)
+        if lines.contains(where: { !$0.codes.isEmpty && !Set($0.codes).isSubset(of: pool?.usable ?? []) }) {
+            return .failure(.codeUnavailable)
+        }
         // As reserve.lua decides: per line, what stock allows, then what the user's allowance allows; a line over
         // the allowance refuses the whole reserve before a short line does (lines name distinct items).
         var held: [ReservationLine] = []
@@ -168,9 +237,12 @@ public struct ReferenceModel: Sendable, Equatable {
             items[line.skuId]!.reserved += line.reserved
             count(user, line.skuId, line.reserved)
         }
+        let named = lines.flatMap(\.codes).sorted()
         orders[id] = Order(
-            status: .reserved, lines: held, fingerprint: fingerprint, user: user, shortLived: options.contains(.shortLived)
+            status: .reserved, lines: held, fingerprint: fingerprint, user: user, shortLived: options.contains(.shortLived),
+            codes: named.isEmpty ? nil : named
         )
+        pool?.usable.subtract(named)
         if options.contains(.dispense) { return confirm(order: id) }
         return .reservation(status: .reserved, lines: held, replayed: false)
     }
@@ -197,6 +269,7 @@ public struct ReferenceModel: Sendable, Equatable {
     /// The hold's deadline passed and the sweeper (or a late confirm) released it.
     public mutating func expire(order id: Int) {
         guard var order = orders[id], order.status == .reserved else { return }
+        giveBackCodes(order)
         for line in order.lines {
             items[line.skuId]!.reserved -= line.reserved
             if !order.fingerprintLost { count(order.user, line.skuId, -line.reserved) }
@@ -271,6 +344,7 @@ public struct ReferenceModel: Sendable, Equatable {
         }
         switch order.status {
         case .reserved:
+            giveBackCodes(order)
             for line in order.lines {
                 items[line.skuId]!.reserved -= line.reserved
                 // An order restored from the journal gives nothing back: its reserve time is not known (README).
@@ -290,6 +364,7 @@ public struct ReferenceModel: Sendable, Equatable {
         guard var order = orders[id] else { return .failure(.notFound) }
         switch order.status {
         case .confirmed:
+            giveBackCodes(order)
             for line in order.lines { items[line.skuId]!.onHand += line.reserved }
             order.status = .refunded
             orders[id] = order

@@ -79,6 +79,19 @@ struct ModelCheckTests {
                 guard case .reserve(let order, let lines, let shortage, _) = step else { return step }
                 return .reserve(order: order, lines: lines, shortage: shortage == .backorder ? .reject : shortage)
             }
+            // the code pool's steps are its own: on its item, or on its orders
+            func pools(_ step: Step) -> Bool {
+                switch step {
+                case .setOneTimePool, .uploadCodes, .fault(.deleteCodeSet): return true
+                case .setStock(let sku, _), .fault(.deleteItem(let sku)): return sku == Features.codeItem
+                case .reserve(let order, _, _, _), .confirm(let order), .cancel(let order), .refund(let order),
+                    .read(let order):
+                    return order >= Features.firstCodeOrder && order < 1_000_000_000
+                case .onSecondInstance(let inner): return pools(inner)
+                default: return false
+                }
+            }
+            if pools(step) { return nil }
             switch step {
             case .onSecondInstance(let inner): return plain(inner)
             case .fault(.mysqlDown), .fault(.mysqlUp), .fault(.deadlinesPass), .fault(.expireDue), .fault(.redisRestart),
@@ -96,6 +109,10 @@ struct ModelCheckTests {
         #expect(full.steps.contains { if case .fault(.workerKilled) = $0 { true } else { false } })
         #expect(full.killsRedis && !basic.killsRedis)
         #expect(full.steps.contains { if case .burstThroughKilledService = $0 { true } else { false } })
+        #expect(full.steps.contains { if case .uploadCodes = $0 { true } else { false } })
+        #expect(full.steps.contains { step in
+            if case .reserve(_, let lines, _, _) = step { lines.contains { !$0.codes.isEmpty } } else { false }
+        })
         let variants = full.steps.compactMap { step -> (ShortageMode, ReserveOptions)? in
             if case .reserve(_, _, let shortage, let options) = step { return (shortage, options) }
             if case .onSecondInstance(.reserve(_, _, let shortage, let options)) = step { return (shortage, options) }
