@@ -298,7 +298,9 @@ for i = 0, n - 1 do
       keepWarm(item.codesKey)
       local codes = askedCodes[i + 1] or {}
       if #codes > 0 then
-        if item.pool == 'one_time' then redis.call('SREM', item.codesKey, unpack(codes)) end
+        -- a hold cut short (a partial hold within the user's allowance) takes the first codes it holds, no more
+        if #codes > grant then codes = {unpack(codes, 1, grant)} end
+        if item.pool == 'one_time' and #codes > 0 then redis.call('SREM', item.codesKey, unpack(codes)) end
       elseif item.pool == 'one_time' then
         codes = redis.call('SPOP', item.codesKey, grant)
       elseif item.pool == 'reusable' then

@@ -205,6 +205,37 @@ struct CodePoolTests {
         }
     }
 
+    @Test("a partial hold cut by the user's maximum takes exactly the named codes it holds (issue 22 item 9)")
+    func partialNamedCodes() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(13)
+            _ = try await engine.setPool(item, CodePool(kind: .oneTime, maxPerUser: 1))
+            _ = try await engine.loadCodes(item, ["N1", "N2", "N3", "N4", "N5"])
+            let order = "\(stores.bizId)-named"
+            let outcome = try await engine.reserve(
+                ReserveCommand(
+                    orderId: order, bizId: stores.bizId, userId: "u1",
+                    items: [.init(skuId: 13, quantity: 3, codes: ["N1", "N2", "N3"])], ttlSeconds: 60, shortage: .partial
+                )
+            )
+            guard case .created(let held) = outcome else {
+                Issue.record("not held: \(outcome)")
+                return
+            }
+            #expect(held.lines.first?.reserved == 1)
+            #expect(held.lines.first?.codes == ["N1"])
+            #expect(try await engine.unusedCodes(item) == ["N2", "N3", "N4", "N5"])
+            #expect(try await engine.stock(item).available == 4)
+            _ = try await engine.confirm(orderId: order)
+            #expect(try await engine.unusedCodes(item) == ["N2", "N3", "N4", "N5"])
+            #expect(try await engine.stock(item).available == 4)
+            #expect(try await stores.drainWithWorker())
+            let report = try await stores.reconciler().run(.business(stores.bizId))
+            #expect(report.clean, "\(report.differences) \(report.codeDifferences)")
+        }
+    }
+
     @Test("a pool's maximum per user: 50 concurrent locks by one user of a pool limited to 2 get 2 codes")
     func maxPerUser() async throws {
         try await TestStores.with { stores in

@@ -84,6 +84,8 @@ public enum ModelCheck {
     ) async throws {
         let program = Program.generate(seed: seed, count: steps, features: features)
         guard let failure = try await failure(of: program, durability: durability, cluster: cluster) else { return }
+        // Shrinking runs the program up to `shrinkBudget` times more: say what failed first.
+        FileHandle.standardError.write(Data("model check: seed \(seed) failed (\(failure)); shrinking the program\n".utf8))
         let (shortest, why) = try await shrink(program, failure, durability: durability, cluster: cluster, budget: shrinkBudget)
         let options = (cluster ? " --cluster" : "") + (durability == .sync ? " --durability sync" : "")
             + (features.isEmpty ? " --basic" : "")
