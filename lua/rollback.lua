@@ -7,6 +7,9 @@
 -- ARGV[1] orderId   ARGV[2] reason: cancelled | expired   ARGV[3] now (ms; '' = Redis TIME, lib/clock.lua)   ARGV[4] retention (s)
 -- ARGV[5] failpoint ('' in production; 'after_rollback_key' stops between the two steps)
 -- ARGV[6] the order's lines as the caller read them ('' when the caller found no order)
+-- ARGV[7] '1' when the expiry was decided already (Redis Cluster: the order's directory decided it against its
+-- deadline, and each part follows, whatever its own expires_at says: a part held later, or written by a node whose
+-- clock is behind, has a later one); '' to check the deadline here
 --
 -- Returns one of
 --   {'ok', status, lines, eventId}
@@ -68,7 +71,7 @@ end
 if status ~= 'reserved' then
   return {'confirmed', status}
 end
-if reason == 'expired' and tonumber(fields[3]) > now then
+if reason == 'expired' and ARGV[7] ~= '1' and tonumber(fields[3]) > now then
   return {'notexpired'}
 end
 if fields[2] ~= ARGV[6] then

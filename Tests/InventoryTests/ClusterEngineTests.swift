@@ -297,11 +297,52 @@ struct ClusterEngineTests {
             #expect(again.reservation.status == .expired)
             #expect(again.replayed)
             #expect(try await engine.reservation(orderId: decidedOnly).status == .expired)
+            // its part lost before the journal has it: the directory still answers, as above
+            _ = try await stores.redis.command("DEL", stores.orderKey(late, sku: skus[0]))
+            let lost = try await engine.cancel(orderId: late)
+            #expect(lost.reservation.status == .expired)
+            #expect(lost.replayed)
             for sku in skus { #expect(try await level(stores, sku) == (5, 0)) }
             #expect(try await stores.drainWithWorker())
             #expect(try await stores.journalRows().map(\.description).sorted() == [
                 "\(decidedOnly)/\(skus[1])x1=EXPIRED", "\(decidedOnly)/\(skus[2])x1=EXPIRED", "\(late)/\(skus[0])x2=EXPIRED",
             ].sorted())
+        }
+    }
+
+    @Test("an expiry decided by the directory moves every part, also one whose own deadline is later (held later, or on a node whose clock is behind)")
+    func partWithLaterDeadline() async throws {
+        try await TestStores.with(cluster: true) { stores in
+            let engine = stores.engine
+            let skus = try await skusOnEveryMaster(stores)
+            for sku in skus { _ = try await engine.setStock(stores.item(sku), StockSettings(stock: 5)) }
+            let swept = "\(stores.bizId)-swept"
+            let cancelled = "\(stores.bizId)-cancelled"
+            var deadline: Int64 = 0
+            for order in [swept, cancelled] {
+                guard case .created(let held) = try await engine.reserve(command(stores, order, [(skus[0], 1), (skus[1], 1)], ttl: 1)) else {
+                    Issue.record("not held")
+                    return
+                }
+                deadline = max(deadline, held.expiresAtMilliseconds ?? 0)
+                // the part on the second master says its hold lasts an hour more
+                _ = try await stores.redis.command(
+                    "HINCRBY", stores.orderKey(order, sku: skus[1]), "expires_at", "3600000"
+                )
+            }
+            try await waitFor("Redis's clock past the holds' deadline", within: .seconds(10)) {
+                try await engine.redisNow() > deadline
+            }
+            #expect(try await engine.expire(orderId: swept))
+            let answer = try await engine.cancel(orderId: cancelled)
+            #expect(answer.reservation.status == .cancelled)
+            for order in [swept, cancelled] {
+                for sku in skus.prefix(2) {
+                    let status = try await stores.redis.command("HGET", stores.orderKey(order, sku: sku), "status").text
+                    #expect(status == (order == swept ? "expired" : "cancelled"), "\(order) part of \(sku)")
+                }
+            }
+            for sku in skus { #expect(try await level(stores, sku) == (5, 0)) }
         }
     }
 

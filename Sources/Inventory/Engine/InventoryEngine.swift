@@ -727,7 +727,7 @@ public final class InventoryEngine: Sendable {
                     scripts.rollback, keys: keyList,
                     arguments: [
                         orderId, transition.rawValue, Self.redisTime, String(configuration.retentionSeconds),
-                        failpoint, part?.linesText ?? "",
+                        failpoint, part?.linesText ?? "", keys.clustered && transition == .expired ? "1" : "",
                     ],
                     items: (part?.lines ?? []).map { StockItemID(bizId: part?.bizId ?? "", skuId: $0.skuId) }
                 )

@@ -35,6 +35,12 @@ extension Driver {
             return Int64(try await stores.engine.outboxLength()) < before
         }
         try? await Task.sleep(for: .milliseconds(afterMilliseconds / 10))
+        if !worker.isRunning {
+            // it stopped on its own: a worker that cannot start is not a kill
+            let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            try? FileManager.default.removeItem(atPath: log)
+            throw CheckFailed(message: "the worker process exited before it was killed: \(output.suffix(2000))")
+        }
         await worker.stop(signal: SIGKILL)
         try? FileManager.default.removeItem(atPath: log)
     }
@@ -78,7 +84,7 @@ extension Driver {
         do {
             // live, not ready: ready needs MariaDB, which may be down now (the reserves need only Redis)
             try await waitFor("the service process listening", within: .seconds(60), every: .milliseconds(20)) {
-                await Self.request(port: port, "GET", "/healthz") == 200
+                await Self.request(port: port, "GET", "/healthz").status == 200
             }
         } catch {
             await service.stop(signal: SIGKILL)
@@ -97,10 +103,12 @@ extension Driver {
                 let user = namesUsers ? "\"userId\":\"\(ReferenceModel.burstUser(order))\"," : ""
                 let items = lines.map { "{\"skuId\":\($0.sku),\"quantity\":\($0.quantity)}" }.joined(separator: ",")
                 let body = "{\"orderId\":\"\(orderIds[order]!)\",\"bizId\":\"\(bizId)\",\(user)\"items\":[\(items)],\"ttlSeconds\":3600}"
-                switch await Self.request(port: port, "POST", "/v1/reservations", json: body) {
-                case 201: return true
-                case 409: return false
-                default: return nil  // no answer (killed), or 503: not known
+                let (status, answer) = await Self.request(port: port, "POST", "/v1/reservations", json: body)
+                switch status {
+                case 201 where answer.contains("\"status\":\"reserved\""): return true
+                case 409 where answer.contains("insufficient-stock"): return false
+                case nil, 503: return nil  // no answer (killed), or outcome unknown: retried through another instance
+                default: throw CheckFailed(message: "a burst reserve of o\(order) over HTTP answered \(status ?? 0): \(answer)")
                 }
             }
         )
@@ -108,17 +116,28 @@ extension Driver {
         try? FileManager.default.removeItem(atPath: log)
     }
 
-    /// One HTTP request on a connection of its own; the status, or nil when no whole status line came back.
-    static func request(port: Int, _ method: String, _ path: String, json: String = "") async -> Int? {
-        guard let connection = try? await RawConnection.connect(port: port) else { return nil }
+    /// One HTTP request on a connection of its own: the status and the body, or a nil status when no whole answer
+    /// came back.
+    static func request(port: Int, _ method: String, _ path: String, json: String = "") async -> (status: Int?, body: String) {
+        guard let connection = try? await RawConnection.connect(port: port) else { return (nil, "") }
         defer { Task { await connection.close() } }
         let head =
             "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
             + (json.isEmpty ? "" : "Content-Type: application/json\r\nContent-Length: \(json.utf8.count)\r\n") + "\r\n"
-        guard (try? await connection.send(head + json)) != nil else { return nil }
-        let received = await connection.receive(within: 30) { $0.count >= 12 }
-        let statusLine = String(decoding: received.prefix(12), as: UTF8.self)
-        guard statusLine.hasPrefix("HTTP/1.1 ") else { return nil }
-        return Int(statusLine.dropFirst(9).prefix(3))
+        guard (try? await connection.send(head + json)) != nil else { return (nil, "") }
+        let received = await connection.receive(within: 30) { Self.answer(in: $0) != nil }
+        return Self.answer(in: received) ?? (nil, "")
+    }
+
+    /// The status and body of a whole HTTP answer in `bytes` (its body as long as its Content-Length), or nil.
+    static func answer(in bytes: [UInt8]) -> (status: Int?, body: String)? {
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard text.hasPrefix("HTTP/1.1 "), let end = text.range(of: "\r\n\r\n") else { return nil }
+        let head = text[..<end.lowerBound].lowercased()
+        let length = head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
+            .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+        let body = Array(text[end.upperBound...].utf8)
+        guard body.count >= length else { return nil }
+        return (Int(text.dropFirst(9).prefix(3)), String(decoding: body.prefix(length), as: UTF8.self))
     }
 }
