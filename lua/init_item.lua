@@ -110,6 +110,8 @@ for first = 19 + codeCount + 2 * holdCount, #ARGV, 400 do
   end
   if #chunk > 0 then redis.call('HSET', KEYS[2], unpack(chunk)) end
 end
+-- the item is whole only with its usage hash while it has counts (lib/items.lua)
+redis.call('HSET', item, 'has_users', redis.call('EXISTS', KEYS[2]) == 1 and '1' or '0')
 for k = 1, 3 do
   local key = KEYS[k]
   if tonumber(ARGV[7]) > 0 then

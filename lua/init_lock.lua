@@ -1,11 +1,11 @@
 -- init_lock.lua: decide who rebuilds a stock item that is missing from Redis.
 --
--- KEYS[1] item hash   KEYS[2] its code set
+-- KEYS[1] item hash   KEYS[2] its code set   KEYS[3] its per-user usage hash
 -- ARGV[1] caller id   ARGV[2] now (ms; '' = Redis TIME, lib/clock.lua)   ARGV[3] lock lifetime (ms)
 --
 -- Returns one of
 --   {'ready'}    the item is there and whole (someone rebuilt it, or it never went away): just use it. An item whose
---                code set is gone is not whole (lib/items.lua): its hash is dropped and it is rebuilt
+--                code set or usage hash is gone is not whole (lib/items.lua): its hash is dropped and it is rebuilt
 --   {'locked'}   this caller holds the init lock and must rebuild the item from MySQL
 --   {'wait'}     another caller holds an unexpired lock: wait, then look again
 --
@@ -15,7 +15,7 @@
 --!include clock
 --!include items
 local item = KEYS[1]
-if not missingItems({item}, {KEYS[2]}) then
+if not missingItems({item}, {KEYS[2]}, {KEYS[3]}) then
   return {'ready'}
 end
 local fields = redis.call('HMGET', item, 'lock_user_id', 'lock_time')

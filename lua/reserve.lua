@@ -123,9 +123,12 @@ for i = 0, n - 1 do
   local item = counters[itemKey]
   if not item then
     local fields = redis.call('HMGET', itemKey, 'stock_num', 'used_stock_num', 'is_infinite', 'backorder_limit',
-      'epoch', 'user_limit', 'user_window', 'pool_kind', 'pool_status', 'pool_expires', 'pool_batch', 'codes_n')
-    if fields[1] and codesGone(fields[8], fields[1], fields[12], KEYS[4 + 4 * n + i]) then
-      -- not whole without its codes (lib/items.lua): dropped, and rebuilt with them by the init path
+      'epoch', 'user_limit', 'user_window', 'pool_kind', 'pool_status', 'pool_expires', 'pool_batch', 'codes_n',
+      'has_users')
+    if fields[1] and (codesGone(fields[8], fields[1], fields[12], KEYS[4 + 4 * n + i])
+        or usersGone(fields[13], KEYS[4 + 3 * n + i])) then
+      -- not whole without its codes or its users' counts (lib/items.lua): dropped, and rebuilt with them by the
+      -- init path
       redis.call('DEL', itemKey)
       fields[1] = nil
     end
@@ -157,6 +160,7 @@ for i = 0, n - 1 do
         local usedWindow, units = string.match(usage or '', '^(%d+):(%d+)$')
         item.userUsed = (tonumber(usedWindow) == item.window) and tonumber(units) or 0
         item.userLeft = item.userLimit - item.userUsed
+        item.hasUsers = fields[13] == '1'
       end
       counters[itemKey] = item
     end
@@ -291,6 +295,11 @@ for i = 0, n - 1 do
       item.userUsed = item.userUsed + grant
       redis.call('HSET', item.usersKey, user, item.window .. ':' .. item.userUsed)
       keepWarm(item.usersKey)
+      if not item.hasUsers then
+        -- from now on the item is not whole without its usage hash (lib/items.lua)
+        redis.call('HSET', itemKey, 'has_users', '1')
+        item.hasUsers = true
+      end
     end
     if item.pool ~= '' then
       anyCodes = true

@@ -83,7 +83,9 @@ local itemKeys = {}
 for i = 0, n - 1 do itemKeys[i + 1] = KEYS[4 + 3 * i] end
 local codesKeys = {}
 for i = 0, n - 1 do codesKeys[i + 1] = KEYS[4 + 4 * n + i] end
-local missing = missingItems(itemKeys, codesKeys)
+local usersKeys = {}
+for i = 0, n - 1 do usersKeys[i + 1] = KEYS[4 + 3 * n + i] end
+local missing = missingItems(itemKeys, codesKeys, usersKeys)
 if missing then
   return missing
 end

@@ -45,7 +45,9 @@ local itemKeys = {}
 for i = 0, n - 1 do itemKeys[i + 1] = KEYS[6 + 2 * i] end
 local codesKeys = {}
 for i = 0, n - 1 do codesKeys[i + 1] = KEYS[6 + 3 * n + i] end
-local missing = missingItems(itemKeys, codesKeys)
+local usersKeys = {}
+for i = 0, n - 1 do usersKeys[i + 1] = KEYS[6 + 2 * n + i] end
+local missing = missingItems(itemKeys, codesKeys, usersKeys)
 if missing then
   return missing
 end

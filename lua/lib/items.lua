@@ -25,17 +25,26 @@ local function codesGone(kind, stock, codesN, codesKey)
   return false
 end
 
--- An item is whole once a rebuild or a PUT wrote stock_num, and its code set is there when it should be; a hash
--- holding only an init lock is not. An item whose code set is gone is dropped (its hash only: the rebuild writes
--- hash and set together from MySQL, and counts the outbox first) so the init path rebuilds it.
--- `codesKeys` (optional) are the items' code sets, in the same order.
-local function missingItems(itemKeys, codesKeys)
+-- An item with a per-user limit keeps each user's count in a hash of its own key, which may vanish alone too: a
+-- vanished hash would start every user from nothing. The item says whether the hash should be there (`has_users`,
+-- set when a count is first written: reserve.lua, init_item.lua).
+local function usersGone(hasUsers, usersKey)
+  return hasUsers == '1' and usersKey ~= nil and redis.call('EXISTS', usersKey) == 0
+end
+
+-- An item is whole once a rebuild or a PUT wrote stock_num, and its code set and usage hash are there when they
+-- should be; a hash holding only an init lock is not. An item whose code set or usage hash is gone is dropped (its
+-- hash only: the rebuild writes hash, set and usage together from MySQL, and counts the outbox first) so the init
+-- path rebuilds it. `codesKeys` and `usersKeys` (optional) are the items' code sets and usage hashes, in the same
+-- order.
+local function missingItems(itemKeys, codesKeys, usersKeys)
   local missing = {}
   for i, key in ipairs(itemKeys) do
-    local item = redis.call('HMGET', key, 'stock_num', 'pool_kind', 'codes_n')
+    local item = redis.call('HMGET', key, 'stock_num', 'pool_kind', 'codes_n', 'has_users')
     if not item[1] then
       missing[#missing + 1] = tostring(i)
-    elseif codesKeys and codesGone(item[2], item[1], item[3], codesKeys[i]) then
+    elseif (codesKeys and codesGone(item[2], item[1], item[3], codesKeys[i]))
+        or (usersKeys and usersGone(item[4], usersKeys[i])) then
       redis.call('DEL', key)
       missing[#missing + 1] = tostring(i)
     end

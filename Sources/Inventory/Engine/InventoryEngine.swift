@@ -1627,7 +1627,7 @@ public final class InventoryEngine: Sendable {
         var pause = 2
         while true {
             let reply = try await runScript(
-                scripts.initLock, keys: [itemKey, keys.codes(id)],
+                scripts.initLock, keys: [itemKey, keys.codes(id), keys.userUsage(id)],
                 arguments: [caller, Self.redisTime, String(configuration.initLockMilliseconds)]
             )
             switch reply.array?.first?.text {

@@ -443,6 +443,8 @@ public struct Driver: Sendable {
             _ = try await stores.redis.command("DEL", stores.orderKey(orderId(order), sku: sku))
         case .deleteCodeSet(let sku):
             _ = try await stores.redis.command("DEL", keys.codes(stores.item(sku)))
+        case .deleteUsage(let sku):
+            _ = try await stores.redis.command("DEL", keys.userUsage(stores.item(sku)))
         case .deleteAdjustmentKey(let sku, let id):
             _ = try await stores.redis.command("DEL", keys.adjustmentKey(stores.item(sku), adjustmentId: "a\(id)"))
         case .drain:

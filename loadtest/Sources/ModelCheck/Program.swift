@@ -133,6 +133,8 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
     case deleteAdjustmentKey(sku: UInt64, id: Int)
     /// An item's code set is gone (the item is then not whole, and is rebuilt with its codes).
     case deleteCodeSet(sku: UInt64)
+    /// An item's per-user usage hash is gone (the item is then not whole, and is rebuilt with each user's count).
+    case deleteUsage(sku: UInt64)
     /// The write-back worker runs until the outbox is empty.
     case drain
     /// The outbox is drained, then Redis loses every key of the service (FLUSHALL, a failover to an empty replica).
@@ -164,6 +166,7 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
         case .deleteAdjustmentKey(let sku, let id): "DEL adj key \(sku)/a\(id)"
         case .deleteOrder(let order, let sku): "DEL order o\(order) (part of \(sku))"
         case .deleteCodeSet(let sku): "DEL code set \(sku)"
+        case .deleteUsage(let sku): "DEL usage hash \(sku)"
         case .drain: "drain"
         case .drainThenLoseEverything: "drain, then lose everything"
         case .reconcileFix: "reconcile --fix"
@@ -315,6 +318,7 @@ extension Program {
         func killed(_ step: Step) -> Step {
             let roll = Int.random(in: 0..<100, using: &kills)
             let after = Int.random(in: 0...400, using: &kills)
+            if roll == 3 && features.contains(.userLimits) { steps.append(.fault(.deleteUsage(sku: 1))) }
             guard features.contains(.processKills) else { return step }
             if roll == 0 { steps.append(.fault(.redisRestart)) }
             if roll == 1 || roll == 2 { steps.append(.fault(.workerKilled(afterMilliseconds: after))) }
