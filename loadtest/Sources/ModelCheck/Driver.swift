@@ -233,6 +233,10 @@ public struct Driver: Sendable {
         case .fault(let fault):
             try await inject(fault)
             if fault == .drainThenLoseEverything { model.redisLostEverything() }
+            if fault == .deleteGenerationMarkers { model.generationLost() }
+            // A cluster's cancel before any reserve lives in the order's directory (no part): losing it is losing the
+            // order hash on one Redis.
+            if case .deleteDirectory(let order) = fault, stores.keys.clustered { model.directoryLost(order: order) }
             if case .deleteOrder(let order, _) = fault { model.orderHashLost(order: order, recordedElsewhere: stores.keys.clustered) }
             // The level check after this step reads the item, which rebuilds it from MySQL.
             if case .deleteItem(let sku) = fault { model.itemRebuilt(sku: sku) }
@@ -445,6 +449,12 @@ public struct Driver: Sendable {
             _ = try await stores.redis.command("DEL", keys.codes(stores.item(sku)))
         case .deleteUsage(let sku):
             _ = try await stores.redis.command("DEL", keys.userUsage(stores.item(sku)))
+        case .deleteGenerationMarkers:
+            for shard in 0..<keys.shards { _ = try await stores.redis.command("DEL", keys.generation(shard: shard)) }
+        case .deleteExpiryIndex(let shard):
+            _ = try await stores.redis.command("DEL", keys.expiryIndex(shard: shard % keys.shards))
+        case .deleteDirectory(let order):
+            _ = try await stores.redis.command("DEL", keys.directory(orderId(order)))
         case .deleteAdjustmentKey(let sku, let id):
             _ = try await stores.redis.command("DEL", keys.adjustmentKey(stores.item(sku), adjustmentId: "a\(id)"))
         case .drain:

@@ -135,6 +135,13 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
     case deleteCodeSet(sku: UInt64)
     /// An item's per-user usage hash is gone (the item is then not whole, and is rebuilt with each user's count).
     case deleteUsage(sku: UInt64)
+    /// Every shard's generation marker is gone: the service takes it for a Redis data loss (a reserve of an order
+    /// Redis does not know asks the journal first), nothing else changes.
+    case deleteGenerationMarkers
+    /// A shard's expiry index is gone (the sweeper's journal pass is the net; the program expires holds itself).
+    case deleteExpiryIndex(shard: Int)
+    /// On a cluster, an order's directory is gone (its parts stay); on one Redis there is none.
+    case deleteDirectory(order: Int)
     /// The write-back worker runs until the outbox is empty.
     case drain
     /// The outbox is drained, then Redis loses every key of the service (FLUSHALL, a failover to an empty replica).
@@ -167,6 +174,9 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
         case .deleteOrder(let order, let sku): "DEL order o\(order) (part of \(sku))"
         case .deleteCodeSet(let sku): "DEL code set \(sku)"
         case .deleteUsage(let sku): "DEL usage hash \(sku)"
+        case .deleteGenerationMarkers: "DEL the generation markers"
+        case .deleteExpiryIndex(let shard): "DEL expiry index of shard \(shard)"
+        case .deleteDirectory(let order): "DEL directory of o\(order)"
         case .drain: "drain"
         case .drainThenLoseEverything: "drain, then lose everything"
         case .reconcileFix: "reconcile --fix"
@@ -319,6 +329,11 @@ extension Program {
             let roll = Int.random(in: 0..<100, using: &kills)
             let after = Int.random(in: 0...400, using: &kills)
             if roll == 3 && features.contains(.userLimits) { steps.append(.fault(.deleteUsage(sku: 1))) }
+            if roll == 4 && features.contains(.processKills) { steps.append(.fault(.deleteGenerationMarkers)) }
+            if roll == 5 && features.contains(.processKills) { steps.append(.fault(.deleteExpiryIndex(shard: after % 4))) }
+            if (6..<8).contains(roll) && features.contains(.processKills) {
+                steps.append(.fault(.deleteDirectory(order: max(0, nextOrder - 1 - after % 5))))
+            }
             guard features.contains(.processKills) else { return step }
             if roll == 0 { steps.append(.fault(.redisRestart)) }
             if roll == 1 || roll == 2 { steps.append(.fault(.workerKilled(afterMilliseconds: after))) }

@@ -386,6 +386,19 @@ public struct ReferenceModel: Sendable, Equatable {
         for sku in items.keys { itemRebuilt(sku: sku) }
     }
 
+    /// The generation markers vanished: the service takes it for a data loss (a reserve of an order Redis does not
+    /// know asks the journal and its tombstones for a retention period), though nothing else was lost.
+    public mutating func generationLost() {
+        journalWindow = true
+    }
+
+    /// On a cluster, an order's directory vanished alone: a cancel made before any reserve (recorded only there) is
+    /// as good as its hash on one Redis; an order with parts is found again through them.
+    public mutating func directoryLost(order id: Int) {
+        guard let order = orders[id], order.lines.isEmpty else { return }
+        orderHashLost(order: id)
+    }
+
     /// An order's hash vanished alone: a held order comes back from the journal (after what the outbox still has of
     /// it), with what the journal keeps; a cancel made before any reserve is forgotten (its tombstone is asked only
     /// after a data loss: a known limit), unless it is `recordedElsewhere` (on a cluster, the order's directory

@@ -82,7 +82,9 @@ struct ModelCheckTests {
             // the code pool's steps are its own: on its item, or on its orders
             func pools(_ step: Step) -> Bool {
                 switch step {
-                case .setOneTimePool, .uploadCodes, .fault(.deleteCodeSet), .fault(.deleteUsage): return true
+                case .setOneTimePool, .uploadCodes, .fault(.deleteCodeSet), .fault(.deleteUsage), .fault(.deleteGenerationMarkers),
+                    .fault(.deleteExpiryIndex), .fault(.deleteDirectory):
+                    return true
                 case .setStock(let sku, _), .fault(.deleteItem(let sku)): return sku == Features.codeItem
                 case .reserve(let order, _, _, _), .confirm(let order), .cancel(let order), .refund(let order),
                     .read(let order):
