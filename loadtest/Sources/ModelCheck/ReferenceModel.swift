@@ -40,6 +40,9 @@ public struct ReferenceModel: Sendable, Equatable {
         /// The codes it holds or bought of the item with a code pool (sorted); nil until known (the pool chose them
         /// and the answer has not been seen yet).
         public var codes: [String]? = nil
+        /// On a cluster, its directory vanished: it is found again through its parts, and a part that held nothing
+        /// (a line of a partial hold that got none) may not be found (`accepts`).
+        public var foundByParts = false
     }
 
     /// The one-time code pool of `Features.codeItem`: every code uploaded, and which are usable (not held by a
@@ -393,10 +396,15 @@ public struct ReferenceModel: Sendable, Equatable {
     }
 
     /// On a cluster, an order's directory vanished alone: a cancel made before any reserve (recorded only there) is
-    /// as good as its hash on one Redis; an order with parts is found again through them.
+    /// as good as its hash on one Redis; an order with parts is found again through them (not its parts that hold
+    /// nothing).
     public mutating func directoryLost(order id: Int) {
-        guard let order = orders[id], order.lines.isEmpty else { return }
-        orderHashLost(order: id)
+        guard let order = orders[id] else { return }
+        if order.lines.isEmpty {
+            orderHashLost(order: id)
+        } else if order.lines.contains(where: { $0.reserved == 0 }) {
+            orders[id]!.foundByParts = true
+        }
     }
 
     /// An order's hash vanished alone: a held order comes back from the journal (after what the outbox still has of
@@ -432,7 +440,14 @@ public struct ReferenceModel: Sendable, Equatable {
     /// a cancel again of a tombstone is a replay, and a tombstone is not found by calls other than a reserve.
     public func accepts(_ answer: Answer, for expected: Answer, order id: Int?, call: String) -> Bool {
         if answer == expected { return true }
-        guard let id, let order = orders[id], order.fingerprintLost else { return false }
+        guard let id, let order = orders[id] else { return false }
+        if order.foundByParts, !order.fingerprintLost, case .reservation(let status, let lines, let replayed) = answer,
+            case .reservation(status, let modelLines, replayed) = expected
+        {
+            // its parts that held nothing are not found without the directory
+            return lines == modelLines.filter { $0.reserved > 0 } || lines == modelLines
+        }
+        guard order.fingerprintLost else { return false }
         switch (answer, expected) {
         case (.reservation(let status, let lines, let replayed), .reservation(let modelStatus, let modelLines, let modelReplayed)):
             let held = { (lines: [ReservationLine]) in lines.filter { $0.reserved > 0 }.map { "\($0.skuId):\($0.reserved)" } }

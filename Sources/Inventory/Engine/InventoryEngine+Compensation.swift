@@ -1,0 +1,134 @@
+import Foundation
+import Logging
+import MySQLClient
+import RedisClient
+
+/// Compensation: a Redis change whose MySQL half failed is reversed at once, or stored and retried.
+extension InventoryEngine {
+    /// First level of compensation: reverse a Redis stock change whose MySQL half failed. When that fails too,
+    /// it becomes a durable retry task (second level); the reconciler is the third.
+    /// `epoch`: the item's epoch the change was made in (a rebuilt item never counted it).
+    func undoStock(
+        itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String, epoch: String, settings: String = ""
+    ) async {
+        // Same hash tag as the item: "prefix:{biz:sku}:item" → "prefix:{biz:sku}:undo:<id>".
+        let marker = String(itemKey.dropLast("item".count)) + "undo:" + UUID().uuidString
+        await compensate(
+            .undoStock(
+                itemKey: itemKey, adjustmentKey: adjustmentKey ?? itemKey, delta: delta, fingerprint: fingerprint,
+                marker: marker, epoch: epoch, settings: settings
+            )
+        )
+    }
+
+    /// Runs a reversal now; a failure is stored in MySQL for the retrier, and only if that fails too is it left
+    /// to the reconciler.
+    /// `routine`: an expected step (a cluster order's parts taken back after another part was short), logged at
+    /// debug level instead of as a warning.
+    func compensate(_ task: CompensationTask, storingFailure: Bool = true, routine: Bool = false) async {
+        do {
+            try await runCompensation(task)
+            logger.log(level: routine ? .debug : .warning, "change reversed", metadata: ["compensation": "\(task)"])
+        } catch {
+            guard storingFailure else {
+                logger.error(
+                    "reversal failed; not stored, the write-back worker records the change from the outbox",
+                    metadata: ["compensation": "\(task)", "error": "\(error)"]
+                )
+                return
+            }
+            do {
+                _ = try await mysql.query(
+                    "INSERT INTO compensation_tasks (kind, key_prefix, payload, last_error) VALUES (?, ?, ?, ?)",
+                    [.string(task.kind), .string(keys.prefix), .string(task.payload), .string("\(error)")]
+                )
+                logger.error(
+                    "reversal failed; stored as a retry task", metadata: ["compensation": "\(task)", "error": "\(error)"]
+                )
+            } catch let storeError {
+                logger.critical(
+                    "reversal failed and could not be stored; the reconciler must repair it",
+                    metadata: ["compensation": "\(task)", "error": "\(error)", "storeError": "\(storeError)"]
+                )
+            }
+        }
+    }
+
+    /// Runs one reversal; safe to run again (undo_stock has a marker, undo_reserve checks the order's event).
+    func runCompensation(_ task: CompensationTask) async throws {
+        switch task {
+        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let epoch, let settings):
+            _ = try await runScript(
+                scripts.undoStock, keys: [itemKey, adjustmentKey, marker],
+                arguments: [String(delta), fingerprint, String(configuration.retentionSeconds), epoch, settings]
+            )
+        case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):
+            // With no earlier event, a marker name no event has ("" is never an event id). The lines of one reserve
+            // event are one part of the order: its shard follows from any of them.
+            let firstSku = lines.split(separator: ",").first.flatMap { UInt64($0.split(separator: ":").first ?? "") } ?? 0
+            let shard = keys.partShard(orderId: orderId, item: StockItemID(bizId: bizId, skuId: firstSku))
+            // With no earlier event, this event's own marker stands in its place (undo_reserve.lua).
+            let marker = keys.undoneMarker(orderId: orderId, eventId: eventId, shard: shard)
+            var keyList = [
+                keys.order(orderId, shard: shard), keys.outbox(shard: shard), keys.expiryIndex(shard: shard), marker,
+                earlierEventId.isEmpty ? marker : keys.undoneMarker(orderId: orderId, eventId: earlierEventId, shard: shard),
+            ]
+            var quantities: [String] = []
+            var usageKeys: [String] = []
+            var codeKeys: [String] = []
+            var items: [StockItemID] = []
+            for line in lines.split(separator: ",") {
+                let parts = line.split(separator: ":")
+                guard let sku = UInt64(parts.first ?? "") else { continue }
+                let id = StockItemID(bizId: bizId, skuId: sku)
+                items.append(id)
+                keyList.append(keys.item(id))
+                keyList.append(keys.reserveKey(id, orderId: orderId))
+                usageKeys.append(keys.userUsage(id))
+                codeKeys.append(keys.codes(id))
+                quantities.append(parts.count > 1 ? String(parts[1]) : "0")
+            }
+            keyList += usageKeys + codeKeys
+            let reply = try await runOnItems(
+                scripts.undoReserve, keys: keyList,
+                arguments: [orderId, eventId, Self.redisTime, String(configuration.retentionSeconds)]
+                    + quantities,
+                items: items
+            )
+            if reply.array?.first?.text == "settled" {
+                logger.warning(
+                    "a duplicate hold was confirmed or cancelled before it was taken back; its item counts it no more",
+                    metadata: ["orderId": "\(orderId)", "event": "\(eventId)"]
+                )
+            }
+        }
+    }
+
+    /// Runs stored retry tasks, oldest first; returns how many succeeded now.
+    public func retryCompensations(limit: Int = 100) async throws -> Int {
+        let pending = try await mysql.query(
+            """
+            SELECT id, kind, payload FROM compensation_tasks
+            WHERE status = 'PENDING' AND key_prefix IN ('', ?) ORDER BY id LIMIT ?
+            """,
+            [.string(keys.prefix), .int(Int64(limit))]
+        )
+        var done = 0
+        for row in pending.rows {
+            guard let id = row.int64("id"), let task = CompensationTask(kind: row.string("kind") ?? "", payload: row.string("payload") ?? "")
+            else { continue }
+            do {
+                try await runCompensation(task)
+                _ = try await mysql.query("UPDATE compensation_tasks SET status = 'DONE', attempts = attempts + 1 WHERE id = ?", [.int(id)])
+                logger.notice("retry task succeeded", metadata: ["compensation": "\(task)"])
+                done += 1
+            } catch {
+                _ = try? await mysql.query(
+                    "UPDATE compensation_tasks SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                    [.string("\(error)"), .int(id)]
+                )
+            }
+        }
+        return done
+    }
+}

@@ -1,0 +1,234 @@
+import Logging
+import MySQLClient
+import RedisClient
+
+/// Orders as Redis holds them (one hash, or a cluster's directory and parts), and an order restored from the journal when Redis lost it.
+extension InventoryEngine {
+    struct StoredOrder {
+        let orderId: String
+        let bizId: String
+        let status: ReservationStatus
+        let linesText: String
+        /// The codes held per line ("" when no line's item has a code pool).
+        var codesText = ""
+        let expiresAt: Int64?
+        /// The shard the order (or this part of it) is kept in.
+        var shard = 0
+        /// Redis Cluster: the order's parts, and the state its directory has decided; nil on a single Redis.
+        var parts: [StoredOrder]?
+        var directoryState: ReservationStatus?
+
+        var lines: [ReservationLine] { ReservationLine.parse(linesText, codes: codesText) }
+        /// Whether any line held stock, and so has a journal row.
+        var holdsStock: Bool { lines.contains { $0.reserved > 0 } }
+        /// What a transition runs a script on: each part, or the order itself.
+        var pieces: [StoredOrder] { parts ?? [self] }
+
+        /// Whether the journal has it is not known from Redis: nil, not a guess.
+        func reservation(status: ReservationStatus) -> Reservation {
+            Reservation(
+                orderId: orderId, bizId: bizId, status: status, lines: lines, expiresAtMilliseconds: expiresAt,
+                persisted: nil
+            )
+        }
+
+        /// A cluster order from its directory's state and its parts: lines in the parts' order, the state the parts
+        /// agree on (the directory's while they do not: a transition under way).
+        static func merged(orderId: String, bizId: String, state: ReservationStatus, parts: [StoredOrder]) -> StoredOrder {
+            let statuses = Set(parts.map(\.status))
+            let withCodes = parts.contains { !$0.codesText.isEmpty }
+            let codes = parts.map { part -> String in
+                guard withCodes, part.codesText.isEmpty else { return part.codesText }
+                return Array(repeating: "", count: part.lines.count).joined(separator: ",")
+            }
+            return StoredOrder(
+                orderId: orderId, bizId: bizId, status: statuses.count == 1 ? statuses.first! : state,
+                linesText: parts.map(\.linesText).filter { !$0.isEmpty }.joined(separator: ","),
+                codesText: withCodes ? codes.joined(separator: ",") : "",
+                expiresAt: parts.compactMap(\.expiresAt).min(), shard: 0, parts: parts, directoryState: state
+            )
+        }
+    }
+
+    /// The order as Redis holds it; an order Redis lost but the journal has is restored first.
+    func readOrder(_ orderId: String) async throws -> StoredOrder? {
+        if let order = try await readStoredOrder(orderId) { return order }
+        guard try await restoreOrder(orderId) else { return nil }
+        return try await readStoredOrder(orderId)
+    }
+
+    /// Rebuilds an order's hash (on a cluster: its missing parts, and its directory if that is missing too) and its
+    /// reserve/rollback keys from its journal rows. Returns false when the journal has no row of it (or MySQL cannot
+    /// be asked: then the order is as unknown as Redis says).
+    /// `bizId`: the business whose rows to restore (a reserve's), nil for the first business the journal has.
+    /// `outboxApplied`: the caller applied the order's pending outbox events just now (no second scan).
+    func restoreOrder(_ orderId: String, bizId: String? = nil, outboxApplied: Bool = false) async throws -> Bool {
+        // MySQL that cannot be asked is 503, not "no such order": a cancel would otherwise be recorded as one
+        // before any reserve and answered 200, while the journal still holds the order's stock.
+        let journalRows = { [journal] in
+            do {
+                let rows = try await journal.rows(orderId: orderId)
+                return bizId.map { biz in rows.filter { $0.bizId == biz } } ?? rows
+            } catch {
+                throw self.mapMySQL(error)
+            }
+        }
+        // What the outbox still has of the order goes to the journal first: the order's hash may have vanished
+        // alone while its events wait for the worker (a restore from the journal alone would miss its hold, or
+        // bring back as reserved an order Redis had confirmed).
+        if !outboxApplied { try await applyPendingEvents(ofOrder: orderId) }
+        let seen = try await journalRows()
+        guard let any = seen.first else { return false }
+        // Rows of a reserve Redis took back (a sync commit that failed, a duplicate) are about to be removed by its
+        // undo event: restoring them would make a live order of a hold no item counts. The caller retries.
+        for row in seen where !row.reserveEvent.isEmpty {
+            let shard = keys.partShard(orderId: orderId, item: StockItemID(bizId: row.bizId, skuId: row.skuId))
+            if await wasTakenBack(orderId: orderId, eventId: row.reserveEvent, shard: shard) {
+                throw InventoryError.unavailable("an earlier attempt of this order is still being taken back; retry")
+            }
+        }
+        // Items first, so they count these holds from the same journal. The rows are read again afterwards: a
+        // write-back batch may have moved them before the rebuild read MySQL (a confirm Redis lost, say), and
+        // once the items are rebuilt no line of the lost epoch changes them any more.
+        for line in seen where line.bizId == any.bizId {
+            _ = try await ensureItem(StockItemID(bizId: any.bizId, skuId: line.skuId))
+        }
+        let rows = try await journalRows()
+        guard let first = rows.first else { return false }
+        let status = first.status.lowercased()
+        // The request as the journal keeps it (its hash): a retry with another body is still told apart.
+        let request = rows.compactMap(\.requestHash).first.map { "#" + $0 } ?? ""
+        let assigned: [UInt64: [String]]
+        do { assigned = try await codePools.assignedCodes(orderId: orderId, bizId: first.bizId) } catch { throw mapMySQL(error) }
+        var parts: [Int: [JournalRow]] = [:]
+        for line in rows where line.bizId == first.bizId {
+            parts[keys.partShard(orderId: orderId, item: StockItemID(bizId: first.bizId, skuId: line.skuId)), default: []].append(line)
+        }
+        for (shard, lines) in parts.sorted(by: { $0.key < $1.key }) {
+            var keyList = [keys.order(orderId, shard: shard), keys.expiryIndex(shard: shard)]
+            let ids = lines.map { StockItemID(bizId: first.bizId, skuId: $0.skuId) }
+            for id in ids {
+                keyList.append(keys.reserveKey(id, orderId: orderId))
+                keyList.append(keys.rollbackKey(id, orderId: orderId))
+            }
+            keyList += ids.map { keys.item($0) }
+            let linesText = lines.map { "\($0.skuId):\($0.quantity):\($0.quantity)" }.joined(separator: ",")
+            let codesText =
+                assigned.isEmpty ? "" : lines.map { assigned[$0.skuId, default: []].joined(separator: "|") }.joined(separator: ",")
+            let reply = try await runScript(
+                scripts.restoreOrder, keys: keyList,
+                arguments: [
+                    orderId, first.bizId, first.userId ?? "", status, linesText, String(first.expiresAtMilliseconds),
+                    Self.redisTime, String(configuration.retentionSeconds),
+                ] + lines.map { String($0.quantity) } + [codesText, request]
+            )
+            if reply.array?.first?.text == "ok" {
+                logger.notice("order restored from the journal", metadata: ["orderId": "\(orderId)", "status": "\(status)"])
+            }
+        }
+        if keys.clustered {
+            _ = try await runScript(
+                scripts.dirTransition, keys: directoryKeys(orderId),
+                arguments: [
+                    status, "", String(configuration.retentionSeconds),
+                    parts.keys.sorted().map(String.init).joined(separator: ","), first.bizId, orderId, "", request,
+                ]
+            )
+            try await restoreEmptyParts(orderId, restored: Set(parts.keys), from: first, status: status, request: request)
+        }
+        return true
+    }
+
+    /// Redis Cluster: a part of a partial order that held nothing has no journal row, so a restore from the journal
+    /// does not bring it back, and the directory, which still names it, would never find the order whole. Such a
+    /// part is written anew with no lines (it holds nothing, as before): the order answers again, and a retry of the
+    /// same request finds the part and holds nothing more on it. Not for an order still `reserving` (a part missing
+    /// then is one being held now).
+    func restoreEmptyParts(
+        _ orderId: String, restored: Set<Int>, from row: JournalRow, status: String, request: String
+    ) async throws {
+        let directory = try await redisCall {
+            try await self.redis.command("HMGET", self.keys.directory(orderId), "state", "shards")
+        }.array ?? []
+        guard let state = directory[safe: 0]?.text, state != "reserving" else { return }
+        let shards = (directory[safe: 1]?.text ?? "").split(separator: ",").compactMap { Int($0) }
+        for shard in shards where !restored.contains(shard) {
+            let reply = try await runScript(
+                scripts.restoreOrder, keys: [keys.order(orderId, shard: shard), keys.expiryIndex(shard: shard)],
+                arguments: [
+                    orderId, row.bizId, row.userId ?? "", status, "", String(row.expiresAtMilliseconds), Self.redisTime,
+                    String(configuration.retentionSeconds), "", request,
+                ]
+            )
+            if reply.array?.first?.text == "ok" {
+                logger.notice("an order's part that held nothing restored empty", metadata: ["orderId": "\(orderId)", "shard": "\(shard)"])
+            }
+        }
+    }
+
+    /// Applies the order's outbox entries not yet acknowledged to the journal (through the epoch fence, like the
+    /// worker; applying them again later changes nothing). On a single Redis they are in the order's shard's
+    /// stream; on a cluster in the streams of its parts' shards, which only its directory names: every shard's.
+    func applyPendingEvents(ofOrder orderId: String) async throws {
+        let streams = keys.clustered ? keys.outboxes : [keys.outbox(forOrder: orderId)]
+        var found: [OutboxEvent] = []
+        for stream in streams {
+            found += try await pendingEvents(in: stream) { $0.orderId == orderId }
+        }
+        guard !found.isEmpty else { return }
+        do {
+            _ = try await journal.apply(WriteBackWorker.cancellingUndone(found), epochs: itemEpochs)
+        } catch {
+            throw mapMySQL(error)
+        }
+    }
+
+    func readStoredOrder(_ orderId: String) async throws -> StoredOrder? {
+        guard keys.clustered else { return try await readPart(orderId, shard: keys.shard(of: orderId)) }
+        let fields = try await redisCall {
+            try await self.redis.command("HMGET", self.keys.directory(orderId), "state", "shards", "biz")
+        }.array ?? []
+        guard let stateText = fields[safe: 0]?.text, let state = ReservationStatus(rawValue: stateText) else { return nil }
+        let shards = (fields[safe: 1]?.text ?? "").split(separator: ",").compactMap { Int($0) }
+        // The parts are read all at once (one round trip, not one per part), kept in the directory's order.
+        let read: [StoredOrder?]
+        if shards.count == 1 {
+            read = [try await readPart(orderId, shard: shards[0])]
+        } else {
+            read = try await withThrowingTaskGroup(of: (Int, StoredOrder?).self) { group in
+                for (index, shard) in shards.enumerated() {
+                    group.addTask { (index, try await self.readPart(orderId, shard: shard)) }
+                }
+                var parts = [StoredOrder?](repeating: nil, count: shards.count)
+                for try await (index, part) in group { parts[index] = part }
+                return parts
+            }
+        }
+        // A part not there: a reserve still under way or one that stopped half-way (nothing to answer from yet),
+        // or a part Redis lost (restored from the journal by the caller).
+        let parts = read.compactMap { $0 }
+        guard parts.count == shards.count else { return nil }
+        return StoredOrder.merged(orderId: orderId, bizId: fields[safe: 2]?.text ?? "", state: state, parts: parts)
+    }
+
+    func readPart(_ orderId: String, shard: Int) async throws -> StoredOrder? {
+        let reply = try await redisCall {
+            try await self.redis.command(
+                "HMGET", self.keys.order(orderId, shard: shard), "status", "biz", "lines", "expires_at", "codes"
+            )
+        }
+        let fields = reply.array ?? []
+        guard let statusText = fields[safe: 0]?.text, let status = ReservationStatus(rawValue: statusText) else {
+            return nil
+        }
+        return StoredOrder(
+            orderId: orderId,
+            bizId: fields[safe: 1]?.text ?? "",
+            status: status,
+            linesText: fields[safe: 2]?.text ?? "",
+            codesText: fields[safe: 4]?.text ?? "",
+            expiresAt: fields[safe: 3]?.int,
+            shard: shard
+        )
+    }
+}

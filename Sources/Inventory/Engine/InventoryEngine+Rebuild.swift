@@ -1,0 +1,176 @@
+import Foundation
+import Logging
+import Metrics
+import MySQLClient
+import NIOConcurrencyHelpers
+import RedisClient
+
+/// The one init path: an item missing from Redis rebuilt from MySQL under the init lock, after the outbox events still pending for it.
+extension InventoryEngine {
+    /// Counters of this engine.
+    public var stats: EngineCounters { counters.withLockedValue { $0 } }
+
+    /// Makes sure the item is in Redis, rebuilding it from MySQL when it is missing: one caller across all
+    /// instances takes the init lock and rebuilds, the others wait (bounded) and then see the rebuilt item.
+    /// Returns false when MySQL has no such item either.
+    /// `countsAsRebuild` false: the item is new (its MySQL row was just made), not lost by Redis; it is not counted
+    /// in `stats.itemRebuilds` and the rebuild metric.
+    public func ensureItem(_ id: StockItemID, countsAsRebuild: Bool = true) async throws -> Bool {
+        let (task, owner) = rebuilding.withLockedValue { running -> (Task<Bool, any Error>, Bool) in
+            if let task = running[id] { return (task, false) }
+            let task = Task { try await self.rebuild(id, counting: countsAsRebuild) }
+            running[id] = task
+            return (task, true)
+        }
+        if owner {
+            defer { _ = rebuilding.withLockedValue { $0.removeValue(forKey: id) } }
+            return try await task.value
+        }
+        return try await task.value
+    }
+
+    func rebuild(_ id: StockItemID, counting: Bool) async throws -> Bool {
+        let caller = UUID().uuidString
+        let itemKey = keys.item(id)
+        let deadline = ContinuousClock.now + .milliseconds(configuration.initWaitMilliseconds)
+        var pause = 2
+        while true {
+            let reply = try await runScript(
+                scripts.initLock, keys: [itemKey, keys.codes(id), keys.userUsage(id)],
+                arguments: [caller, Self.redisTime, String(configuration.initLockMilliseconds)]
+            )
+            switch reply.array?.first?.text {
+            case "ready":
+                return true
+            case "locked":
+                return try await rebuildLocked(id, itemKey: itemKey, caller: caller, counting: counting)
+            default:
+                guard ContinuousClock.now < deadline else {
+                    throw InventoryError.unavailable("stock item \(id) is being rebuilt by another caller; retry")
+                }
+                try await Task.sleep(for: .milliseconds(pause))
+                pause = min(pause * 2, 50)
+            }
+        }
+    }
+
+    /// Rebuilds the item while holding its MySQL stock row locked, from the read until Redis has the result: a
+    /// write-back batch touching the item either commits before the read (and is counted) or waits and then sees
+    /// the new epoch (and leaves out its lines of the old one; see `JournalRepository.apply(_:epochs:)`).
+    ///
+    /// The item's outbox events still in the streams are applied to the journal first, in the same transaction:
+    /// the item vanished alone (its TTL ran out, Redis evicted it, it was deleted) while the rest of Redis kept
+    /// them, and the rebuilt item must count them. Their epochs are recorded as absorbed (init_item.lua), so their
+    /// lines are not stale when the worker or a sync commit brings them again (applying them twice changes nothing).
+    /// Only events Redis itself lost (a whole data loss) stay out, as stale lines of an epoch nothing absorbed.
+    func rebuildLocked(_ id: StockItemID, itemKey: String, caller: String, counting: Bool) async throws -> Bool {
+        // The per-user window the rebuilt usage counts is Redis's current one, as reserve.lua computes it.
+        let now = try await redisNow(routingKey: itemKey)
+        let epoch = Self.newEpoch(bornAt: now)
+        let pending = try await pendingEvents(touching: id)
+        var drainedEpochs = Set(pending.flatMap { $0.lines.filter { $0.skuId == id.skuId }.map(\.epoch) })
+        drainedEpochs.remove("")
+        let outcome: (written: Bool, row: StockRow, liveReserved: Int64)?
+        do {
+            outcome = try await stockRepository.withInitSnapshot(
+                bizId: id.bizId, skuId: id.skuId, nowMilliseconds: now, pending: pending
+            ) { snapshot in
+                guard let snapshot else { return nil }
+                let row = snapshot.row
+                var arguments = [
+                    caller, String(row.infinite ? row.stock : row.stock - snapshot.liveReserved),
+                    String(snapshot.liveReserved), row.infinite ? "1" : "0", String(row.dangerNum),
+                    String(row.backorderLimit), String(self.configuration.itemTTLSeconds), epoch,
+                    String(row.userLimit), String(row.userWindowSeconds), String(snapshot.userWindow),
+                ]
+                arguments += snapshot.pool?.scriptArguments ?? ["", "", "0", ""]
+                arguments.append(drainedEpochs.sorted().joined(separator: ","))
+                arguments.append(String(snapshot.codes.count))
+                arguments += snapshot.codes
+                // The holds this rebuild counts keep counting: their reserve keys get the new epoch.
+                arguments.append(String(snapshot.liveHolds.count))
+                // Per hold: its quantity, and how long (s) its reserve key lives if the rebuild writes it anew (it
+                // vanished alone): the hold's time left plus the retention, as reserve.lua gives it.
+                for hold in snapshot.liveHolds {
+                    arguments.append(String(hold.quantity))
+                    arguments.append(
+                        String(max(hold.expiresAtMilliseconds - now, 0) / 1000 + Int64(self.configuration.retentionSeconds))
+                    )
+                }
+                arguments.reserveCapacity(arguments.count + 2 * snapshot.usage.count)
+                for usage in snapshot.usage {
+                    arguments.append(usage.userId)
+                    arguments.append(String(usage.units))
+                }
+                let reply = try await self.runScript(
+                    self.scripts.initItem,
+                    keys: [itemKey, self.keys.userUsage(id), self.keys.codes(id)]
+                        + snapshot.liveHolds.map { self.keys.reserveKey(id, orderId: $0.orderId) }
+                        + self.outboxes(of: id),
+                    arguments: arguments
+                )
+                return (reply.array?.first?.text == "ok", row, snapshot.liveReserved)
+            }
+        } catch let error as InventoryError {
+            throw error
+        } catch {
+            _ = try? await redisCall { try await self.redis.command("DEL", itemKey) }
+            throw mapMySQL(error)
+        }
+        guard let outcome else {
+            // Nothing to rebuild: drop the lock-only hash so the item stays plainly absent.
+            _ = try await redisCall { try await self.redis.command("DEL", itemKey) }
+            return false
+        }
+        if outcome.written && counting {
+            counters.withLockedValue { $0.itemRebuilds += 1 }
+            InventoryMetrics.itemRebuilds.increment()
+            logger.notice(
+                "stock item rebuilt from MySQL",
+                metadata: [
+                    "item": "\(id)", "stock": "\(outcome.row.stock)", "liveReserved": "\(outcome.liveReserved)",
+                    "epoch": "\(epoch)",
+                ]
+            )
+        }
+        return true
+    }
+
+    /// The outbox events not yet acknowledged (acknowledged ones are deleted: they are in the journal) that have a
+    /// line of `id`, in stream order, a reserve and its undo reduced as the worker reduces them. On a single Redis an
+    /// item's events may be in any shard's stream (an order's shard decides); on a cluster only in the item's shard.
+    /// The outbox streams an item's events go to: every shard's on one Redis (an order's shard picks the stream),
+    /// its own shard's on a cluster.
+    func outboxes(of id: StockItemID) -> [String] {
+        keys.clustered ? [keys.outbox(shard: keys.itemShard(id))] : keys.outboxes
+    }
+
+    func pendingEvents(touching id: StockItemID) async throws -> [OutboxEvent] {
+        let streams = outboxes(of: id)
+        var found: [OutboxEvent] = []
+        for stream in streams {
+            found += try await pendingEvents(in: stream) { event in
+                event.bizId == id.bizId && event.lines.contains(where: { $0.skuId == id.skuId })
+            }
+        }
+        return WriteBackWorker.cancellingUndone(found)
+    }
+
+    /// The events of `stream` not yet acknowledged that `wanted` keeps, in stream order (read in pages).
+    func pendingEvents(in stream: String, _ wanted: (OutboxEvent) -> Bool) async throws -> [OutboxEvent] {
+        let page = 1000
+        var found: [OutboxEvent] = []
+        var start = "-"
+        while true {
+            let reply = try await redisCall {
+                try await self.redis.send(["XRANGE", stream, start, "+", "COUNT", String(page)], routingKey: stream)
+            }
+            if case .error(let message) = reply { throw InventoryError.unavailable("Redis: \(message)") }
+            let entries = OutboxEvent.entries(stream: stream, reply)
+            for case let event? in entries.map(\.event) where wanted(event) { found.append(event) }
+            guard entries.count == page, let last = entries.last else { break }
+            start = "(" + last.id
+        }
+        return found
+    }
+}

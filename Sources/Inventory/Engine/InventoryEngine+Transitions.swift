@@ -1,0 +1,435 @@
+import Logging
+import MySQLClient
+import RedisClient
+
+/// Transitions: confirm, cancel, expiry and refund, each decided (on a cluster in the order's directory) and then made by its script on every part; the sweeper's reads.
+extension InventoryEngine {
+    /// Payment succeeded: the held stock is sold.
+    public func confirm(orderId: String) async throws -> TransitionOutcome {
+        for _ in 0..<3 {
+            guard let order = try await readOrder(orderId) else { throw InventoryError.notFound }
+            if keys.clustered {
+                // The deadline is checked here, against Redis's clock, before the directory decides: its parts then
+                // follow the directory (confirm.lua checks it itself on a single Redis).
+                if order.directoryState == .reserved, let expiresAt = order.expiresAt,
+                    try await expiresAt <= redisNow(routingKey: keys.directory(orderId))
+                {
+                    return try await expireLate(orderId)
+                }
+                let decided = try await decide(orderId, .confirmed, from: ["reserved"]).state
+                if decided == .cancelled || decided == .expired { throw InventoryError.orderClosed(decided) }
+            }
+            var replayed = true
+            var replayStatus = ReservationStatus.confirmed
+            var stale = false
+            for part in order.pieces {
+                var keyList = [
+                    keys.order(orderId, shard: part.shard), keys.outbox(shard: part.shard), keys.expiryIndex(shard: part.shard),
+                ]
+                for line in part.lines {
+                    let id = StockItemID(bizId: order.bizId, skuId: line.skuId)
+                    keyList.append(keys.item(id))
+                    keyList.append(keys.reserveKey(id, orderId: orderId))
+                }
+                let reply = try await runOnItems(
+                    scripts.confirm, keys: keyList,
+                    arguments: [orderId, Self.redisTime, part.linesText, keys.clustered ? "1" : ""],
+                    items: part.lines.map { StockItemID(bizId: order.bizId, skuId: $0.skuId) }
+                )
+                let fields = reply.array ?? []
+                switch fields.first?.text {
+                case "expired":
+                    return try await expireLate(orderId)
+                case "lost":
+                    // Redis lost the hold with its item (rebuilt without it) and the item cannot sell the units again:
+                    // nothing was sold. The order is cancelled, so that what it still holds elsewhere comes back.
+                    logger.error(
+                        "a confirmed payment found its hold lost with its item and no stock left to sell; the order is cancelled",
+                        metadata: ["orderId": "\(orderId)"]
+                    )
+                    _ = try await cancel(orderId: orderId)
+                    throw InventoryError.orderClosed(.cancelled)
+                case "ok":
+                    replayed = false
+                    if configuration.durability == .sync {
+                        try await recordTransition(
+                            orderId: orderId, part: part, eventId: fields[safe: 2]?.text ?? "", journalStatus: "CONFIRMED"
+                        )
+                    }
+                case "replay":
+                    replayStatus = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .confirmed
+                    if configuration.durability == .sync && replayStatus == .confirmed && part.holdsStock {
+                        try await ensureTransitionRecorded(orderId: orderId, part: part, journalStatus: "CONFIRMED")
+                    }
+                case "cancelled":
+                    throw InventoryError.orderClosed(ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .cancelled)
+                case "stale":
+                    stale = true
+                default:
+                    throw InventoryError.unavailable("confirm script answered \(reply)")
+                }
+                if stale { break }
+            }
+            if stale { continue }
+            return TransitionOutcome(reservation: order.reservation(status: replayed ? replayStatus : .confirmed), replayed: replayed)
+        }
+        throw InventoryError.unavailable("order \(orderId) kept changing during confirm")
+    }
+
+    /// A confirm that came after the hold's deadline, before the sweeper: the hold expires now and the confirm is
+    /// refused (409), as it would be a moment later.
+    /// Another confirm that decided the order just before the deadline wins: the answer is its replay, not 409.
+    func expireLate(_ orderId: String) async throws -> TransitionOutcome {
+        _ = try await expire(orderId: orderId)
+        if let order = try await readOrder(orderId), order.status == .confirmed || order.status == .refunded {
+            return TransitionOutcome(reservation: order.reservation(status: order.status), replayed: true)
+        }
+        throw InventoryError.orderClosed(.expired)
+    }
+
+    /// Gives an order's held stock back. Cancelling an unknown order records it as cancelled, so that a reserve
+    /// arriving later is refused (no hanging reservation).
+    public func cancel(orderId: String, failpoint: String = "") async throws -> TransitionOutcome {
+        try await rollback(orderId: orderId, reason: .cancelled, failpoint: failpoint)
+    }
+
+    func rollback(orderId: String, reason: ReservationStatus, failpoint: String) async throws -> TransitionOutcome {
+        for _ in 0..<3 {
+            let order = try await readOrder(orderId)
+            // What the order's parts (on a single Redis: the order) are moved to; the reason, unless the directory
+            // had decided otherwise.
+            var transition = reason
+            var closedBefore = false
+            if keys.clustered {
+                guard let order else {
+                    // Nothing to read: an order never reserved, or a reserve under way (its directory open, its
+                    // parts not all held yet). The directory is the guard: recorded (or turned) cancelled, a
+                    // reserve arriving later, or still under way, finds the order cancelled; parts held already are
+                    // taken back, and the parts not held yet are fenced.
+                    guard reason == .cancelled else { throw InventoryError.notFound }
+                    let recorded = try await decide(
+                        orderId, .cancelled, from: ["reserved", "reserving"], recording: true, tombstone: true
+                    )
+                    // Decided otherwise (confirmed, expired) while its parts are gone and the journal has no row
+                    // (Redis lost them before the worker wrote it): the directory is the answer, as for an order
+                    // that can be read. Reading again would not bring the parts back.
+                    guard recorded.state == .cancelled else { throw InventoryError.invalidState(recorded.state) }
+                    if !recorded.event.isEmpty { try await recordTombstone(orderId, event: recorded.event) }
+                    try await releaseParts(orderId)
+                    return TransitionOutcome(
+                        reservation: Reservation(
+                            orderId: orderId, bizId: "", status: .cancelled, lines: [], expiresAtMilliseconds: nil,
+                            persisted: false
+                        ),
+                        replayed: !recorded.changed
+                    )
+                }
+                if reason == .expired, let expiresAt = order.expiresAt, try await expiresAt > redisNow(routingKey: keys.directory(orderId)) {
+                    throw InventoryError.invalidState(.reserved)
+                }
+                let decided = try await decide(orderId, reason, from: ["reserved"]).state
+                if decided == .expired && reason == .cancelled {
+                    // A cancel of an order that expired answers the expiry's replay, as rollback.lua does on one
+                    // Redis; the parts follow the directory, should the expiry have stopped before moving them.
+                    transition = .expired
+                    closedBefore = true
+                } else if decided != reason {
+                    throw InventoryError.invalidState(decided)
+                }
+            }
+            var replayed = true
+            var replayStatus = transition
+            var outcome: TransitionOutcome?
+            var stale = false
+            for part in order.map({ $0.pieces.map(Optional.some) }) ?? [nil] {
+                let shard = part?.shard ?? keys.shard(of: orderId)
+                let keyList = rollbackKeys(orderId, shard: shard, bizId: part?.bizId ?? "", lines: part?.lines ?? [])
+                let reply = try await runOnItems(
+                    scripts.rollback, keys: keyList,
+                    arguments: [
+                        orderId, transition.rawValue, Self.redisTime, String(configuration.retentionSeconds),
+                        failpoint, part?.linesText ?? "", keys.clustered && transition == .expired ? "1" : "",
+                    ],
+                    items: (part?.lines ?? []).map { StockItemID(bizId: part?.bizId ?? "", skuId: $0.skuId) }
+                )
+                let fields = reply.array ?? []
+                switch fields.first?.text {
+                case "ok":
+                    replayed = false
+                    if configuration.durability == .sync && transition == .cancelled, let part {
+                        try await recordTransition(
+                            orderId: orderId, part: part, eventId: fields[safe: 3]?.text ?? "", journalStatus: "CANCELLED"
+                        )
+                    }
+                case "replay":
+                    replayStatus = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? transition
+                    if configuration.durability == .sync && transition == .cancelled && replayStatus == .cancelled, let part,
+                        part.holdsStock
+                    {
+                        try await ensureTransitionRecorded(orderId: orderId, part: part, journalStatus: "CANCELLED")
+                    }
+                case "empty":
+                    if configuration.durability == .sync {
+                        // The tombstone is what keeps refusing a late reserve once Redis forgets this cancel.
+                        if let event = try await outboxEvent(shard: shard, eventId: fields[safe: 1]?.text ?? "") {
+                            _ = try await commitFromOutbox(event, what: "cancel")
+                        } else if try await !hasTombstone(orderId) {
+                            // A worker deletes an entry only after committing it: gone means recorded, unless Redis lost it.
+                            throw InventoryError.unavailable("the cancel is made but not recorded yet; retry")
+                        }
+                    }
+                    outcome = TransitionOutcome(
+                        reservation: Reservation(
+                            orderId: orderId, bizId: "", status: .cancelled, lines: [], expiresAtMilliseconds: nil,
+                            persisted: false
+                        ),
+                        replayed: false
+                    )
+                case "gone":
+                    throw InventoryError.notFound
+                case "confirmed":
+                    throw InventoryError.invalidState(ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .confirmed)
+                case "notexpired":
+                    throw InventoryError.invalidState(.reserved)
+                case "stale":
+                    stale = true
+                default:
+                    throw InventoryError.unavailable("rollback script answered \(reply)")
+                }
+                if stale { break }
+            }
+            if stale { continue }
+            if let outcome { return outcome }
+            let status = replayed ? replayStatus : transition
+            let reservation =
+                order?.reservation(status: status)
+                ?? Reservation(orderId: orderId, bizId: "", status: status, lines: [], expiresAtMilliseconds: nil, persisted: false)
+            return TransitionOutcome(reservation: reservation, replayed: replayed || closedBefore)
+        }
+        throw InventoryError.unavailable("order \(orderId) kept changing during rollback")
+    }
+
+    /// Redis Cluster: decides the order's next state in its directory (the parts follow). Returns the state the
+    /// directory has now (`to` when this caller or an earlier one decided it, else the state that came first) and
+    /// whether this caller changed it. With `recording`, an order without a directory is recorded in state `to` (a
+    /// cancel of an unknown order).
+    /// `from` names directory states: the reservation statuses, and `reserving` (a reserve of several parts under
+    /// way, which no transition but a cancel may leave: 503 for the others until it is done).
+    /// With `tombstone`, a directory recorded cancelled writes its cancel event (the order's tombstone in MySQL) in
+    /// the same step; `event` is its outbox entry ("" otherwise).
+    func decide(
+        _ orderId: String, _ to: ReservationStatus, from: [String], recording: Bool = false, tombstone: Bool = false
+    ) async throws -> (state: ReservationStatus, changed: Bool, event: String) {
+        let reply = try await runScript(
+            scripts.dirTransition,
+            keys: directoryKeys(orderId) + (tombstone ? [keys.outbox(shard: keys.shard(of: orderId))] : []),
+            arguments: [
+                to.rawValue, from.joined(separator: "|"), recording ? String(configuration.retentionSeconds) : "", "", "",
+                orderId, tombstone ? "1" : "",
+            ]
+        ).array ?? []
+        switch reply.first?.text {
+        case "ok": return (to, true, "")
+        case "created": return (to, true, reply[safe: 1]?.text ?? "")
+        case "same": return (to, false, "")
+        case "state":
+            let state = reply[safe: 1]?.text ?? ""
+            guard let status = ReservationStatus(rawValue: state) else {
+                throw InventoryError.unavailable("order \(orderId) is still being reserved; retry")
+            }
+            return (status, false, "")
+        case "none": throw InventoryError.notFound
+        default: throw InventoryError.unavailable("dir_transition answered \(reply)")
+        }
+    }
+
+    /// Redis Cluster: a cancel recorded in the directory of an order no part of which is known wrote its outbox event
+    /// in the same step (dir_transition.lua): it becomes the order's tombstone in MySQL (as rollback.lua's on a
+    /// single Redis), which keeps refusing a late reserve after Redis lost the directory. Sync mode commits it
+    /// before the answer.
+    func recordTombstone(_ orderId: String, event id: String) async throws {
+        let shard = keys.shard(of: orderId)
+        guard configuration.durability == .sync else { return }
+        guard let event = try await outboxEvent(shard: shard, eventId: id) else {
+            if try await hasTombstone(orderId) { return }
+            throw InventoryError.unavailable("the cancel is made but not recorded yet; retry")
+        }
+        _ = try await commitFromOutbox(event, what: "cancel")
+    }
+
+    /// Whether MySQL has the order's tombstone (a cancel before any reserve).
+    func hasTombstone(_ orderId: String) async throws -> Bool {
+        do { return try await journal.hasTombstone(orderId: orderId, keyPrefix: keys.prefix) } catch { throw mapMySQL(error) }
+    }
+
+    /// Redis Cluster: takes back what the parts of a cancelled order hold, and fences the parts that hold nothing
+    /// (each is recorded cancelled, so a part reserve still under way is refused). Safe to run again.
+    func releaseParts(_ orderId: String) async throws {
+        let fields = try await redisCall {
+            try await self.redis.command("HMGET", self.keys.directory(orderId), "shards", "biz")
+        }.array ?? []
+        let bizId = fields[safe: 1]?.text ?? ""
+        for shard in (fields[safe: 0]?.text ?? "").split(separator: ",").compactMap({ Int($0) }) {
+            let part = try await readPart(orderId, shard: shard)
+            if let part, part.status != .reserved { continue }
+            _ = try await runOnItems(
+                scripts.rollback, keys: rollbackKeys(orderId, shard: shard, bizId: bizId, lines: part?.lines ?? []),
+                arguments: [
+                    orderId, ReservationStatus.cancelled.rawValue, Self.redisTime,
+                    String(configuration.retentionSeconds), "", part?.linesText ?? "",
+                ],
+                items: (part?.lines ?? []).map { StockItemID(bizId: bizId, skuId: $0.skuId) }
+            )
+        }
+    }
+
+    /// The keys of rollback.lua for a part of an order (on a single Redis the order): its hash, outbox and expiry
+    /// index, per line the item, reserve and rollback keys, then every line's usage hash, then every line's code set.
+    func rollbackKeys(_ orderId: String, shard: Int, bizId: String, lines: [ReservationLine]) -> [String] {
+        var keyList = [keys.order(orderId, shard: shard), keys.outbox(shard: shard), keys.expiryIndex(shard: shard)]
+        let ids = lines.map { StockItemID(bizId: bizId, skuId: $0.skuId) }
+        for id in ids {
+            keyList.append(keys.item(id))
+            keyList.append(keys.reserveKey(id, orderId: orderId))
+            keyList.append(keys.rollbackKey(id, orderId: orderId))
+        }
+        return keyList + ids.map { keys.userUsage($0) } + ids.map { keys.codes($0) }
+    }
+
+    /// Redis Cluster: reserves of several parts still under way past their deadline in one shard (their callers
+    /// stopped half-way), at most `limit`.
+    public func abandonedReserves(shard: Int, nowMilliseconds: Int64, limit: Int) async throws -> [String] {
+        let reply = try await redisCall {
+            try await self.redis.command(
+                "ZRANGEBYSCORE", self.keys.pendingIndex(shard: shard), "-inf", String(nowMilliseconds), "LIMIT", "0",
+                String(limit)
+            )
+        }
+        return (reply.array ?? []).compactMap(\.text)
+    }
+
+    /// Redis Cluster: gives up on a reserve of several parts that did not finish in time: the order is cancelled
+    /// (its caller, if it comes back, is told so) and its parts are taken back. Returns whether it was given up now.
+    @discardableResult
+    public func abandon(orderId: String) async throws -> Bool {
+        let decided = try await decide(orderId, .cancelled, from: ["reserving"])
+        if decided.state == .cancelled {
+            try await releaseParts(orderId)
+            if decided.changed {
+                logger.warning("a reserve of several parts did not finish in time; its parts are taken back", metadata: ["orderId": "\(orderId)"])
+            }
+            return decided.changed
+        }
+        // Reserved or decided since: nothing under way any more.
+        _ = try? await redisCall { try await self.redis.command("ZREM", self.keys.pendingIndex(forOrder: orderId), orderId) }
+        return false
+    }
+
+    /// The order as Redis holds it.
+    public func reservation(orderId: String) async throws -> Reservation {
+        guard let order = try await readOrder(orderId) else { throw InventoryError.notFound }
+        let persisted: Bool?
+        if order.lines.contains(where: { $0.reserved > 0 }) {
+            persisted = try? await journal.isPersisted(orderId: orderId, bizId: order.bizId)
+        } else {
+            persisted = nil
+        }
+        return order.reservation(status: order.status).with(persisted: persisted)
+    }
+
+    /// Refund before shipment: a confirmed order's stock becomes available again, in Redis now and in MySQL
+    /// through the write-back worker.
+    public func refund(orderId: String) async throws -> TransitionOutcome {
+        for _ in 0..<3 {
+            guard let order = try await readOrder(orderId) else { throw InventoryError.notFound }
+            if keys.clustered {
+                let decided = try await decide(orderId, .refunded, from: ["confirmed"]).state
+                if decided != .refunded { throw InventoryError.invalidState(decided) }
+            }
+            var replayed = true
+            var stale = false
+            for part in order.pieces {
+                var keyList = [keys.order(orderId, shard: part.shard), keys.outbox(shard: part.shard)]
+                let ids = part.lines.map { StockItemID(bizId: order.bizId, skuId: $0.skuId) }
+                keyList += ids.map { keys.item($0) }
+                keyList += ids.map { keys.codes($0) }
+                let reply = try await runOnItems(
+                    scripts.refund, keys: keyList, arguments: [orderId, Self.redisTime, part.linesText],
+                    items: ids
+                )
+                let fields = reply.array ?? []
+                switch fields.first?.text {
+                case "ok": replayed = false
+                case "replay": break
+                case "state":
+                    throw InventoryError.invalidState(ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? order.status)
+                case "stale": stale = true
+                default: throw InventoryError.unavailable("refund script answered \(reply)")
+                }
+                if stale { break }
+            }
+            if stale { continue }
+            return TransitionOutcome(reservation: order.reservation(status: .refunded), replayed: replayed)
+        }
+        throw InventoryError.unavailable("order \(orderId) kept changing during refund")
+    }
+
+    /// Releases an unconfirmed hold whose time is up (the expiry sweeper's step). Returns whether it expired now.
+    /// On a cluster, a part left behind by a confirm or cancel that stopped half-way is moved on instead.
+    @discardableResult
+    public func expire(orderId: String) async throws -> Bool {
+        do {
+            return try await !rollback(orderId: orderId, reason: .expired, failpoint: "").replayed
+        } catch InventoryError.invalidState(let state) where keys.clustered && state != .reserved {
+            switch state {
+            case .confirmed: _ = try await confirm(orderId: orderId)
+            case .cancelled: _ = try await cancel(orderId: orderId)
+            default: break
+            }
+            return false
+        } catch InventoryError.notFound, InventoryError.invalidState {
+            return false
+        }
+    }
+
+    /// Takes or renews the lease of sweeping one shard for `owner`; true when `owner` holds it (lua/lease.lua).
+    public func sweepLease(shard: Int, owner: String, milliseconds: Int) async throws -> Bool {
+        try await runScript(
+            scripts.lease, keys: [keys.sweepLease(shard: shard)], arguments: [owner, String(milliseconds)]
+        ).int == 1
+    }
+
+    /// Orders whose hold expired by `nowMilliseconds`, oldest first, at most `limit` of one shard's index.
+    public func expiredOrders(shard: Int, nowMilliseconds: Int64, limit: Int) async throws -> [String] {
+        let reply = try await redisCall {
+            try await self.redis.command(
+                "ZRANGEBYSCORE", self.keys.expiryIndexes[shard], "-inf", String(nowMilliseconds), "LIMIT", "0",
+                String(limit)
+            )
+        }
+        return (reply.array ?? []).compactMap(\.text)
+    }
+
+    /// Orders the journal still holds RESERVED although their hold ended more than `graceMilliseconds` ago.
+    public func staleJournalHolds(graceMilliseconds: Int64, limit: Int, bizId: String? = nil) async throws -> [String] {
+        do {
+            let result = try await mysql.query(
+                """
+                SELECT DISTINCT order_id FROM reservation_journal
+                WHERE status = 'RESERVED' AND expires_at < ? AND (? = '' OR biz_id = ?)
+                LIMIT ?
+                """,
+                [
+                    // expires_at holds UTC text (JournalTime): compared with UTC text, not FROM_UNIXTIME, whose
+                    // result is in the session's time zone.
+                    .string(JournalTime.datetime(milliseconds: configuration.clock() - graceMilliseconds)),
+                    .string(bizId ?? ""), .string(bizId ?? ""),
+                    .int(Int64(limit)),
+                ]
+            )
+            return result.rows.compactMap { $0.string("order_id") }
+        } catch {
+            throw mapMySQL(error)
+        }
+    }
+}
