@@ -767,10 +767,6 @@ public final class Reconciler: Sendable {
     }
 }
 
-private func skuValue(_ sku: UInt64) -> MySQLValue {
-    Int64(exactly: sku).map(MySQLValue.int) ?? .string(String(sku))
-}
-
 extension Array {
     func chunked(_ size: Int) -> [ArraySlice<Element>] {
         stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }

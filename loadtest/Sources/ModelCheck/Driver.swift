@@ -88,7 +88,7 @@ public struct Driver: Sendable {
 
     // MARK: - Steps
 
-    private func perform(_ step: Step, model: inout ReferenceModel, on instance: InventoryEngine? = nil) async throws {
+    func perform(_ step: Step, model: inout ReferenceModel, on instance: InventoryEngine? = nil) async throws {
         let engine = instance ?? stores.engine
         switch step {
         case .onSecondInstance(let inner):
@@ -315,7 +315,7 @@ public struct Driver: Sendable {
         }
     }
 
-    private func transition(_ outcome: TransitionOutcome) -> ReferenceModel.Answer {
+    func transition(_ outcome: TransitionOutcome) -> ReferenceModel.Answer {
         .reservation(status: outcome.reservation.status, lines: Self.plain(outcome.reservation.lines), replayed: outcome.replayed)
     }
 
@@ -328,7 +328,7 @@ public struct Driver: Sendable {
 
     /// Calls `call`, retrying a 503 as a client would (the same id is safe to repeat), and maps the answer.
     /// Returns the answer and whether an earlier attempt got 503 (its change may have been made).
-    private func answering(
+    func answering(
         _ call: () async throws -> ReferenceModel.Answer
     ) async throws -> ReferenceModel.Answer {
         try await answeringWithRetries(call).answer
@@ -379,7 +379,7 @@ public struct Driver: Sendable {
 
     /// Calls `call` (retrying 503s) and checks its answer against the model's; returns the answer.
     @discardableResult
-    private func expect(
+    func expect(
         _ expected: ReferenceModel.Answer, _ what: String, _ model: ReferenceModel, order: Int? = nil,
         alsoAccepting: [ReferenceModel.Answer] = [], _ call: () async throws -> ReferenceModel.Answer
     ) async throws -> ReferenceModel.Answer {
@@ -416,166 +416,12 @@ public struct Driver: Sendable {
         default: .invalidState
         }
     }
-
-    // MARK: - Faults
-
-    private func inject(_ fault: Fault) async throws {
-        let keys = stores.keys
-        switch fault {
-        case .drain, .drainThenLoseEverything, .reconcileFix:
-            // They need MariaDB: an outage ends first.
-            mysqlProxy?.down = false
-        default:
-            break
-        }
-        switch fault {
-        case .mysqlDown:
-            mysqlProxy?.down = true
-        case .mysqlUp:
-            mysqlProxy?.down = false
-        case .deadlinesPass, .expireDue:
-            break  // steps of their own (perform)
-        case .redisRestart:
-            try await restartRedis()
-        case .workerKilled(let after):
-            try await killWorker(afterMilliseconds: after)
-        case .deleteItem(let sku):
-            _ = try await stores.redis.command("DEL", keys.item(stores.item(sku)))
-        case .deleteReserveKey(let order, let sku):
-            _ = try await stores.redis.command("DEL", keys.reserveKey(stores.item(sku), orderId: orderId(order)))
-        case .deleteOrder(let order, let sku):
-            _ = try await stores.redis.command("DEL", stores.orderKey(orderId(order), sku: sku))
-        case .deleteCodeSet(let sku):
-            _ = try await stores.redis.command("DEL", keys.codes(stores.item(sku)))
-        case .deleteUsage(let sku):
-            _ = try await stores.redis.command("DEL", keys.userUsage(stores.item(sku)))
-        case .deleteGenerationMarkers:
-            for shard in 0..<keys.shards { _ = try await stores.redis.command("DEL", keys.generation(shard: shard)) }
-        case .deleteExpiryIndex(let shard):
-            _ = try await stores.redis.command("DEL", keys.expiryIndex(shard: shard % keys.shards))
-        case .deleteDirectory(let order):
-            _ = try await stores.redis.command("DEL", keys.directory(orderId(order)))
-        case .deleteAdjustmentKey(let sku, let id):
-            _ = try await stores.redis.command("DEL", keys.adjustmentKey(stores.item(sku), adjustmentId: "a\(id)"))
-        case .drain:
-            guard try await afterOutage({ try await stores.drainWithWorker() }) else { throw CheckFailed(message: "the outbox did not drain") }
-        case .drainThenLoseEverything:
-            guard try await afterOutage({ try await stores.drainWithWorker() }) else { throw CheckFailed(message: "the outbox did not drain") }
-            try await stores.loseEverything()
-        case .reconcileFix:
-            _ = try await afterOutage { try await stores.reconciler().run(.business(stores.bizId), fix: true) }
-        }
-    }
-
-    /// Runs one of the harness's own store calls (a drain, the reconciler, a read of MySQL), which do not retry:
-    /// after an outage each pooled MariaDB connection that it cut fails once before it is replaced.
-    private func afterOutage<T>(_ call: () async throws -> T) async throws -> T {
-        var attempt = 0
-        while true {
-            do {
-                return try await call()
-            } catch let error as MySQLError where error.isConnectionError && mysqlProxy != nil && attempt < 16 {
-                attempt += 1
-            } catch InventoryError.unavailable where mysqlProxy != nil && attempt < 16 {
-                attempt += 1
-            } catch ReconcileError.store where mysqlProxy != nil && attempt < 16 {
-                attempt += 1
-            }
-        }
-    }
-
-    // MARK: - Checks
-
-    /// Every item's level is the model's (reading it rebuilds an item Redis lost, as any client's read would).
-    private func checkLevels(_ model: ReferenceModel) async throws {
-        for sku in Self.items(model) {
-            let expected = model.level(sku: sku)
-            let answer = try await answering {
-                let level = try await stores.engine.stock(stores.item(sku))
-                return .level(available: level.available, reserved: level.reserved)
-            }
-            if answer != expected {
-                throw CheckFailed(message: "item \(sku): the service says \(answer); the model says \(expected)")
-            }
-        }
-    }
-
-    /// No item hash in Redis without stock_num (a partial item a script wrote into).
-    private func checkWhole(_ model: ReferenceModel) async throws {
-        for sku in Self.items(model) {
-            let key = stores.keys.item(stores.item(sku))
-            let fields = try await stores.redis.command("HGETALL", key).array?.compactMap(\.text) ?? []
-            if !fields.isEmpty && !stride(from: 0, to: fields.count, by: 2).contains(where: { fields[$0] == "stock_num" }) {
-                throw CheckFailed(message: "item \(sku) is partial in Redis: \(fields)")
-            }
-        }
-    }
-
-    /// Whether `step` deletes the code pool's set or item.
-    static func removesCodes(_ step: Step) -> Bool {
-        switch step {
-        case .fault(.deleteCodeSet), .fault(.deleteItem(Features.codeItem)), .fault(.drainThenLoseEverything): true
-        case .onSecondInstance(let inner): removesCodes(inner)
-        default: false
-        }
-    }
-
-    /// The program's items: the drawn ones, and the code pool's when it has been made.
-    static func items(_ model: ReferenceModel) -> [UInt64] {
-        Program.items + (model.items[Features.codeItem] == nil ? [] : [Features.codeItem])
-    }
-
-    /// The pool's unused codes (its export) are the model's usable ones.
-    private func checkCodes(_ model: ReferenceModel) async throws {
-        guard let pool = model.pool else { return }
-        var unused: [String] = []
-        _ = try await answering {
-            unused = try await stores.engine.unusedCodes(stores.item(Features.codeItem))
-            return .level(available: 0, reserved: 0)
-        }
-        if unused.sorted() != pool.usable.sorted() {
-            throw CheckFailed(message: "the pool's unused codes are \(unused.sorted()); the model has \(pool.usable.sorted())")
-        }
-    }
-
-    private func finalChecks(_ model: ReferenceModel) async throws {
-        guard try await afterOutage({ try await stores.drainWithWorker() }) else { throw CheckFailed(message: "the outbox did not drain") }
-        let report = try await afterOutage { try await stores.reconciler().run(.business(stores.bizId)) }
-        if !report.clean {
-            throw CheckFailed(message: "reconcile after the drain: \(report.differences) \(report.codeDifferences)")
-        }
-        for (sku, item) in model.items.sorted(by: { $0.key < $1.key }) {
-            let stock = try await afterOutage { try await stores.mysqlStock(sku) }
-            if stock != item.onHand {
-                throw CheckFailed(message: "MySQL stock of item \(sku) is \(stock.map(String.init) ?? "none"); the model says \(item.onHand)")
-            }
-        }
-        var expected: [JournalLine] = []
-        for (order, state) in model.orders {
-            for line in state.lines where line.reserved > 0 {
-                expected.append(
-                    JournalLine(
-                        orderId: orderId(order), skuId: line.skuId, quantity: line.reserved,
-                        status: state.status.rawValue.uppercased()
-                    )
-                )
-            }
-        }
-        let rows = try await afterOutage { try await stores.journalRows() }
-        let sortedExpected = expected.sorted { ($0.orderId, $0.skuId) < ($1.orderId, $1.skuId) }
-        let sortedRows = rows.sorted { ($0.orderId, $0.skuId) < ($1.orderId, $1.skuId) }
-        if sortedRows != sortedExpected {
-            let missing = sortedExpected.filter { !sortedRows.contains($0) }
-            let extra = sortedRows.filter { !sortedExpected.contains($0) }
-            throw CheckFailed(message: "journal: missing \(missing), unexpected \(extra)")
-        }
-    }
 }
 
 /// The latest of the times it was given (a lock, since the driver's steps may run concurrently in a burst).
 final class LatestTime: @unchecked Sendable {
-    private let lock = NSLock()
-    private var latest: Int64 = 0
+    let lock = NSLock()
+    var latest: Int64 = 0
 
     var value: Int64 { lock.withLock { latest } }
 
@@ -590,8 +436,8 @@ final class LatestTime: @unchecked Sendable {
 
 /// Deadlines by order (a lock: a burst's reserves run concurrently).
 final class Deadlines: @unchecked Sendable {
-    private let lock = NSLock()
-    private var deadlines: [Int: Int64] = [:]
+    let lock = NSLock()
+    var deadlines: [Int: Int64] = [:]
 
     var value: [Int: Int64] { lock.withLock { deadlines } }
 

@@ -1,0 +1,94 @@
+import FaultSuite
+import Foundation
+import Inventory
+import MySQLClient
+import InventoryTestSupport
+import RedisClient
+
+/// What must hold after every step and at the end of a program.
+extension Driver {
+    /// Every item's level is the model's (reading it rebuilds an item Redis lost, as any client's read would).
+    func checkLevels(_ model: ReferenceModel) async throws {
+        for sku in Self.items(model) {
+            let expected = model.level(sku: sku)
+            let answer = try await answering {
+                let level = try await stores.engine.stock(stores.item(sku))
+                return .level(available: level.available, reserved: level.reserved)
+            }
+            if answer != expected {
+                throw CheckFailed(message: "item \(sku): the service says \(answer); the model says \(expected)")
+            }
+        }
+    }
+
+    /// No item hash in Redis without stock_num (a partial item a script wrote into).
+    func checkWhole(_ model: ReferenceModel) async throws {
+        for sku in Self.items(model) {
+            let key = stores.keys.item(stores.item(sku))
+            let fields = try await stores.redis.command("HGETALL", key).array?.compactMap(\.text) ?? []
+            if !fields.isEmpty && !stride(from: 0, to: fields.count, by: 2).contains(where: { fields[$0] == "stock_num" }) {
+                throw CheckFailed(message: "item \(sku) is partial in Redis: \(fields)")
+            }
+        }
+    }
+
+    /// Whether `step` deletes the code pool's set or item.
+    static func removesCodes(_ step: Step) -> Bool {
+        switch step {
+        case .fault(.deleteCodeSet), .fault(.deleteItem(Features.codeItem)), .fault(.drainThenLoseEverything): true
+        case .onSecondInstance(let inner): removesCodes(inner)
+        default: false
+        }
+    }
+
+    /// The program's items: the drawn ones, and the code pool's when it has been made.
+    static func items(_ model: ReferenceModel) -> [UInt64] {
+        Program.items + (model.items[Features.codeItem] == nil ? [] : [Features.codeItem])
+    }
+
+    /// The pool's unused codes (its export) are the model's usable ones.
+    func checkCodes(_ model: ReferenceModel) async throws {
+        guard let pool = model.pool else { return }
+        var unused: [String] = []
+        _ = try await answering {
+            unused = try await stores.engine.unusedCodes(stores.item(Features.codeItem))
+            return .level(available: 0, reserved: 0)
+        }
+        if unused.sorted() != pool.usable.sorted() {
+            throw CheckFailed(message: "the pool's unused codes are \(unused.sorted()); the model has \(pool.usable.sorted())")
+        }
+    }
+
+    func finalChecks(_ model: ReferenceModel) async throws {
+        guard try await afterOutage({ try await stores.drainWithWorker() }) else { throw CheckFailed(message: "the outbox did not drain") }
+        let report = try await afterOutage { try await stores.reconciler().run(.business(stores.bizId)) }
+        if !report.clean {
+            throw CheckFailed(message: "reconcile after the drain: \(report.differences) \(report.codeDifferences)")
+        }
+        for (sku, item) in model.items.sorted(by: { $0.key < $1.key }) {
+            let stock = try await afterOutage { try await stores.mysqlStock(sku) }
+            if stock != item.onHand {
+                throw CheckFailed(message: "MySQL stock of item \(sku) is \(stock.map(String.init) ?? "none"); the model says \(item.onHand)")
+            }
+        }
+        var expected: [JournalLine] = []
+        for (order, state) in model.orders {
+            for line in state.lines where line.reserved > 0 {
+                expected.append(
+                    JournalLine(
+                        orderId: orderId(order), skuId: line.skuId, quantity: line.reserved,
+                        status: state.status.rawValue.uppercased()
+                    )
+                )
+            }
+        }
+        let rows = try await afterOutage { try await stores.journalRows() }
+        let sortedExpected = expected.sorted { ($0.orderId, $0.skuId) < ($1.orderId, $1.skuId) }
+        let sortedRows = rows.sorted { ($0.orderId, $0.skuId) < ($1.orderId, $1.skuId) }
+        if sortedRows != sortedExpected {
+            let missing = sortedExpected.filter { !sortedRows.contains($0) }
+            let extra = sortedRows.filter { !sortedExpected.contains($0) }
+            throw CheckFailed(message: "journal: missing \(missing), unexpected \(extra)")
+        }
+    }
+}

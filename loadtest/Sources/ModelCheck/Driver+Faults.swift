@@ -1,0 +1,74 @@
+import FaultSuite
+import Foundation
+import Inventory
+import MySQLClient
+import InventoryTestSupport
+import RedisClient
+
+/// The faults a program injects between its calls (the process kills are in ProcessKills.swift).
+extension Driver {
+    func inject(_ fault: Fault) async throws {
+        let keys = stores.keys
+        switch fault {
+        case .drain, .drainThenLoseEverything, .reconcileFix:
+            // They need MariaDB: an outage ends first.
+            mysqlProxy?.down = false
+        default:
+            break
+        }
+        switch fault {
+        case .mysqlDown:
+            mysqlProxy?.down = true
+        case .mysqlUp:
+            mysqlProxy?.down = false
+        case .deadlinesPass, .expireDue:
+            break  // steps of their own (perform)
+        case .redisRestart:
+            try await restartRedis()
+        case .workerKilled(let after):
+            try await killWorker(afterMilliseconds: after)
+        case .deleteItem(let sku):
+            _ = try await stores.redis.command("DEL", keys.item(stores.item(sku)))
+        case .deleteReserveKey(let order, let sku):
+            _ = try await stores.redis.command("DEL", keys.reserveKey(stores.item(sku), orderId: orderId(order)))
+        case .deleteOrder(let order, let sku):
+            _ = try await stores.redis.command("DEL", stores.orderKey(orderId(order), sku: sku))
+        case .deleteCodeSet(let sku):
+            _ = try await stores.redis.command("DEL", keys.codes(stores.item(sku)))
+        case .deleteUsage(let sku):
+            _ = try await stores.redis.command("DEL", keys.userUsage(stores.item(sku)))
+        case .deleteGenerationMarkers:
+            for shard in 0..<keys.shards { _ = try await stores.redis.command("DEL", keys.generation(shard: shard)) }
+        case .deleteExpiryIndex(let shard):
+            _ = try await stores.redis.command("DEL", keys.expiryIndex(shard: shard % keys.shards))
+        case .deleteDirectory(let order):
+            _ = try await stores.redis.command("DEL", keys.directory(orderId(order)))
+        case .deleteAdjustmentKey(let sku, let id):
+            _ = try await stores.redis.command("DEL", keys.adjustmentKey(stores.item(sku), adjustmentId: "a\(id)"))
+        case .drain:
+            guard try await afterOutage({ try await stores.drainWithWorker() }) else { throw CheckFailed(message: "the outbox did not drain") }
+        case .drainThenLoseEverything:
+            guard try await afterOutage({ try await stores.drainWithWorker() }) else { throw CheckFailed(message: "the outbox did not drain") }
+            try await stores.loseEverything()
+        case .reconcileFix:
+            _ = try await afterOutage { try await stores.reconciler().run(.business(stores.bizId), fix: true) }
+        }
+    }
+
+    /// Runs one of the harness's own store calls (a drain, the reconciler, a read of MySQL), which do not retry:
+    /// after an outage each pooled MariaDB connection that it cut fails once before it is replaced.
+    func afterOutage<T>(_ call: () async throws -> T) async throws -> T {
+        var attempt = 0
+        while true {
+            do {
+                return try await call()
+            } catch let error as MySQLError where error.isConnectionError && mysqlProxy != nil && attempt < 16 {
+                attempt += 1
+            } catch InventoryError.unavailable where mysqlProxy != nil && attempt < 16 {
+                attempt += 1
+            } catch ReconcileError.store where mysqlProxy != nil && attempt < 16 {
+                attempt += 1
+            }
+        }
+    }
+}
