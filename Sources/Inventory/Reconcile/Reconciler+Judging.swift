@@ -1,0 +1,322 @@
+import Foundation
+import Logging
+import MySQLClient
+import NIOConcurrencyHelpers
+import RedisClient
+
+/// Judging a page of items: Redis against what MySQL and the in-flight work say it must hold, the code pools, and the repair under the item's lock.
+extension Reconciler {
+    /// Redis at one instant for a page: counters and the in-flight entries touching it.
+    struct Snapshot {
+        var counters: [StockItemID: ReconcileDifference.Counters] = [:]
+        var infinite: Set<StockItemID> = []
+        var entries: [StockItemID: [Entry]] = [:]
+        /// Items a stock change is between its Redis and MySQL halves on (lua/lib/fence.lua): in flight, not judged.
+        var fenced: Set<StockItemID> = []
+    }
+
+    struct Entry {
+        let kind: OutboxEvent.Kind
+        let orderId: String
+        let quantity: Int64
+        let entryId: String
+        let reserveEvent: String
+        let marked: Bool
+    }
+
+    /// The MySQL side of the lines in flight: journal rows and ledger sources that exist now.
+    struct Applied {
+        /// (orderId, skuId) → (status, reserve_event) of the journal row.
+        var rows: [String: (status: String, reserveEvent: String)] = [:]
+        var ledger: Set<String> = []
+
+        static func key(_ orderId: String, _ sku: UInt64) -> String { "\(orderId)\u{0}\(sku)" }
+
+        /// The ledger source the journal writes for a confirm or refund line.
+        static func source(_ kind: OutboxEvent.Kind, _ orderId: String, _ bizId: String, _ sku: UInt64) -> String {
+            "\(kind.rawValue):\(orderId):\(bizId):\(sku)"
+        }
+    }
+
+    func check(_ page: [StockPageRow], fix: Bool, into report: inout ReconcileReport) async throws {
+        let ids = page.map { StockItemID(bizId: $0.bizId, skuId: $0.skuId) }
+        let snapshot = try await snapshot(ids)
+        let live = try await journalReserved(ids, session: nil)
+        let applied = try await appliedState(snapshot, session: nil)
+        var suspicious: [StockPageRow] = []
+        for row in page {
+            let id = StockItemID(bizId: row.bizId, skuId: row.skuId)
+            guard let counters = snapshot.counters[id] else {
+                report.itemsNotLoaded += 1
+                continue
+            }
+            if snapshot.fenced.contains(id) {
+                report.itemsInFlight += 1
+                continue
+            }
+            let expected = Self.expected(
+                dbStock: row.stock, journalReserved: live[id] ?? 0, entries: snapshot.entries[id] ?? [], applied: applied,
+                bizId: id.bizId, sku: id.skuId
+            )
+            if !Self.agrees(counters, expected, infinite: row.infinite || snapshot.infinite.contains(id)) {
+                suspicious.append(row)
+            }
+        }
+        for row in suspicious {
+            if let difference = try await checkLocked(StockItemID(bizId: row.bizId, skuId: row.skuId), fix: fix) {
+                report.differences.append(difference)
+            }
+        }
+        try await checkCodes(ids, into: &report)
+    }
+
+    // MARK: - Code pools
+
+    /// The codes of the page's code pools:
+    /// - Redis: a one-time pool's code set has exactly stock_num codes (every script moves both at once);
+    /// - MySQL: a one-time pool's stock is its codes not used (a CONFIRMED journal line holds a used code), in one
+    ///   statement's snapshot (the worker writes a confirm's stock and its line status in one transaction);
+    /// - every code Redis can hand out is one MySQL has (codes are recorded in MySQL before Redis gets them).
+    func checkCodes(_ ids: [StockItemID], into report: inout ReconcileReport) async throws {
+        guard !ids.isEmpty else { return }
+        var rows: [MySQLRow] = []
+        // Padded: a one-tuple row IN would not use the primary key.
+        for chunk in paddedChunks(ids) {
+            rows += try await mysqlCall {
+                try await self.reader.query(
+                    "SELECT biz_id, sku_id, kind FROM code_pools WHERE (biz_id, sku_id) IN (\(tuples(chunk.count, "(?, ?)")))",
+                    chunk.flatMap { [MySQLValue.string($0.bizId), skuValue($0.skuId)] }
+                )
+            }.rows
+        }
+        let pools = rows.compactMap { row -> (StockItemID, CodePoolKind)? in
+            guard let biz = row.string("biz_id"), let sku = row.uint64("sku_id"),
+                let kind = CodePoolKind(column: row.string("kind") ?? "")
+            else { return nil }
+            return (StockItemID(bizId: biz, skuId: sku), kind)
+        }
+        guard !pools.isEmpty else { return }
+        report.poolsChecked += pools.count
+        let oneTime = pools.filter { $0.1 == .oneTime }.map(\.0)
+        // One script per shard on a cluster (one slot each).
+        let groups = keys.clustered ? Array(Dictionary(grouping: oneTime, by: keys.itemShard).values) : [oneTime]
+        for group in groups where !group.isEmpty {
+            let reply = try await redisCall {
+                try await self.runner.run(
+                    self.scripts.poolCounts, keys: group.flatMap { [self.keys.item($0), self.keys.codes($0)] }, arguments: []
+                )
+            }
+            for (id, counts) in zip(group, reply.array ?? []) {
+                let parts = counts.array ?? []
+                guard let stock = parts.first?.int, let size = parts[safe: 1]?.int, stock != size else { continue }
+                report.codeDifferences.append(
+                    CodeDifference(bizId: id.bizId, skuId: id.skuId, detail: "Redis: stock_num \(stock) but \(size) usable codes")
+                )
+            }
+            for id in group {
+                let row = try await mysqlCall {
+                    try await self.mysql.query(
+                        """
+                        SELECT (SELECT stock FROM stock WHERE biz_id = ? AND sku_id = ?) AS stock,
+                               (SELECT COUNT(*) FROM codes WHERE biz_id = ? AND sku_id = ?) AS codes,
+                               (SELECT COUNT(*) FROM code_assignments a JOIN reservation_journal j
+                                  ON j.order_id = a.order_id AND j.biz_id = a.biz_id AND j.sku_id = a.sku_id
+                                 AND j.reserve_event = a.reserve_event
+                                WHERE a.biz_id = ? AND a.sku_id = ? AND j.status = 'CONFIRMED') AS used
+                        """,
+                        Array(repeating: [MySQLValue.string(id.bizId), skuValue(id.skuId)], count: 3).flatMap { $0 }
+                    )
+                }.rows.first
+                let stock = row?.int64("stock") ?? 0
+                let codes = row?.int64("codes") ?? 0
+                let used = row?.int64("used") ?? 0
+                if stock != codes - used {
+                    report.codeDifferences.append(
+                        CodeDifference(
+                            bizId: id.bizId, skuId: id.skuId,
+                            detail: "MySQL: stock \(stock) but \(codes) codes of which \(used) used"
+                        )
+                    )
+                }
+            }
+        }
+        for (id, kind) in pools where kind != .batch {
+            let unknown = try await codesMySQLLacks(id)
+            if !unknown.isEmpty {
+                report.codeDifferences.append(
+                    CodeDifference(
+                        bizId: id.bizId, skuId: id.skuId,
+                        detail: "Redis has \(unknown.count) code(s) MySQL does not: \(unknown.prefix(5).joined(separator: ", "))"
+                    )
+                )
+            }
+        }
+    }
+
+    /// Codes in the item's Redis code set that MySQL's `codes` does not have, streamed a SSCAN page at a time.
+    func codesMySQLLacks(_ id: StockItemID) async throws -> [String] {
+        var missing: [String] = []
+        try await redisCall {
+            try await self.redis.scanSet(self.keys.codes(id)) { page in
+                let known = Set(
+                    try await self.mysqlCall {
+                        try await self.reader.query(
+                            "SELECT code FROM codes WHERE biz_id = ? AND sku_id = ? AND code IN (\(tuples(page.count, "?")))",
+                            [.string(id.bizId), skuValue(id.skuId)] + page.map(MySQLValue.string)
+                        )
+                    }.rows.compactMap { $0.string("code") }
+                )
+                missing += page.filter { !known.contains($0) }
+            }
+        }
+        return missing
+    }
+
+    /// The exact check of one item: its stock row and RESERVED journal lines locked while Redis is read again.
+    func checkLocked(_ id: StockItemID, fix: Bool) async throws -> ReconcileDifference? {
+        for _ in 0..<5 {
+            do {
+                return try await checkLockedOnce(id, fix: fix)
+            } catch let error as MySQLError where error.code == .deadlock {
+                continue
+            } catch RetryJudgement.moved {
+                continue
+            }
+        }
+        throw ReconcileError.store("item \(id) kept changing while it was being reconciled")
+    }
+
+    enum RetryJudgement: Error { case moved }
+
+    func checkLockedOnce(_ id: StockItemID, fix: Bool) async throws -> ReconcileDifference? {
+        try await mysqlCall {
+            try await self.mysql.withSession { locking in
+                // Session one holds the item's stock row FOR UPDATE from before the Redis snapshot until the
+                // judgement (and any fix) is done: no confirm or refund can change MySQL's stock meanwhile.
+                try await locking.execute("START TRANSACTION")
+                let stock = try await locking.query(
+                    "SELECT stock, is_infinite FROM stock WHERE biz_id = ? AND sku_id = ? FOR UPDATE",
+                    [.string(id.bizId), skuValue(id.skuId)]
+                )
+                guard let row = stock.rows.first else {
+                    try await locking.execute("COMMIT")
+                    return nil
+                }
+                let dbStock = row.int64("stock") ?? 0
+                let snapshot = try await self.snapshot([id])
+                guard let counters = snapshot.counters[id], !snapshot.fenced.contains(id) else {
+                    try await locking.execute("COMMIT")
+                    return nil
+                }
+                // Session two reads the journal and ledger as one consistent snapshot taken after Redis's: every
+                // entry the worker committed before it is recognised as applied, every later one is in flight.
+                let (live, applied) = try await self.mysql.withSession { reading in
+                    try await reading.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    try await reading.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                    let live = try await self.journalReserved([id], session: reading)[id] ?? 0
+                    let applied = try await self.appliedState(snapshot, session: reading)
+                    try await reading.execute("COMMIT")
+                    return (live, applied)
+                }
+                let expected = Self.expected(
+                    dbStock: dbStock, journalReserved: live, entries: snapshot.entries[id] ?? [], applied: applied,
+                    bizId: id.bizId, sku: id.skuId
+                )
+                let infinite = (row.bool("is_infinite") ?? false) || snapshot.infinite.contains(id)
+                if Self.agrees(counters, expected, infinite: infinite) {
+                    try await locking.execute("COMMIT")
+                    return nil
+                }
+                var difference = ReconcileDifference(
+                    bizId: id.bizId, skuId: id.skuId, dbStock: dbStock, journalReserved: live, redis: counters,
+                    expected: expected, fixed: false
+                )
+                if fix {
+                    var target = expected
+                    if infinite { target.stockNum = counters.stockNum }
+                    let arguments: [String] = counters.arguments + target.arguments
+                    let itemKey = self.keys.item(id)
+                    let reply = try await self.redisCall {
+                        try await self.runner.run(self.scripts.fixItem, keys: [itemKey], arguments: arguments)
+                    }
+                    switch reply.array?.first?.text {
+                    case "ok":
+                        difference.fixed = true
+                    case "moved":
+                        try await locking.execute("ROLLBACK")
+                        throw RetryJudgement.moved
+                    case "fenced":
+                        // A stock change's Redis half landed since the snapshot: in flight, judged next time.
+                        try await locking.execute("COMMIT")
+                        return nil
+                    default:
+                        break
+                    }
+                }
+                try await locking.execute("COMMIT")
+                return difference
+            }
+        }
+    }
+
+    struct LockedRead: Sendable {
+        let dbStock: Int64
+        let infinite: Bool
+    }
+
+    /// What Redis should hold for an item, given MySQL now and the entries in flight at the snapshot.
+    static func expected(
+        dbStock: Int64, journalReserved: Int64, entries: [Entry], applied: Applied, bizId: String, sku: UInt64
+    ) -> ReconcileDifference.Counters {
+        var used = journalReserved
+        var confirmedInFlight: Int64 = 0
+        var refundInFlight: Int64 = 0
+        var committedUnsettled: Int64 = 0
+        // By order and entry id: entry ids repeat across streams, and an undo names a reserve of its own order.
+        let reservesInFlight = Set(
+            entries.filter { $0.kind == .reserve && applied.rows[Applied.key($0.orderId, sku)]?.reserveEvent != $0.entryId }
+                .map { $0.orderId + "\u{0}" + $0.entryId }
+        )
+        for entry in entries {
+            let row = applied.rows[Applied.key(entry.orderId, sku)]
+            switch entry.kind {
+            case .reserve:
+                if reservesInFlight.contains(entry.orderId + "\u{0}" + entry.entryId) { used += entry.quantity }
+            case .undo:
+                let rowStillLive = row?.reserveEvent == entry.reserveEvent && row?.status == "RESERVED"
+                if rowStillLive || reservesInFlight.contains(entry.orderId + "\u{0}" + entry.reserveEvent) { used -= entry.quantity }
+            case .confirm, .cancel, .expire:
+                // Redis has released the hold; MySQL still counts it while the row is RESERVED, or will once the
+                // reserve in flight before it lands.
+                let rowLive = row?.status == "RESERVED"
+                let rowComing = row == nil && entries.contains {
+                    $0.kind == .reserve && $0.orderId == entry.orderId && reservesInFlight.contains($0.orderId + "\u{0}" + $0.entryId)
+                }
+                if rowLive || rowComing { used -= entry.quantity }
+                if entry.kind == .confirm, !entry.marked {
+                    confirmedInFlight += entry.quantity
+                    if applied.ledger.contains(Applied.source(.confirm, entry.orderId, bizId, sku)) {
+                        committedUnsettled -= entry.quantity
+                    }
+                }
+            case .refund:
+                if !entry.marked {
+                    refundInFlight += entry.quantity
+                    if applied.ledger.contains(Applied.source(.refund, entry.orderId, bizId, sku)) {
+                        committedUnsettled += entry.quantity
+                    }
+                }
+            }
+        }
+        // db = stock_num + used + confirmed_unapplied − refund_unapplied + (committed but not yet settled), so:
+        let stockNum = dbStock - used - confirmedInFlight + refundInFlight - committedUnsettled
+        return .init(
+            stockNum: stockNum, usedStockNum: used, confirmedUnapplied: confirmedInFlight, refundUnapplied: refundInFlight
+        )
+    }
+
+    static func agrees(_ redis: ReconcileDifference.Counters, _ expected: ReconcileDifference.Counters, infinite: Bool) -> Bool {
+        redis.usedStockNum == expected.usedStockNum && redis.confirmedUnapplied == expected.confirmedUnapplied
+            && redis.refundUnapplied == expected.refundUnapplied && (infinite || redis.stockNum == expected.stockNum)
+    }
+}
