@@ -402,9 +402,12 @@ public struct ReferenceModel: Sendable, Equatable {
         guard let order = orders[id] else { return }
         if order.lines.isEmpty {
             orderHashLost(order: id)
-        } else if order.lines.contains(where: { $0.reserved == 0 }) {
-            orders[id]!.foundByParts = true
+            return
         }
+        // A reserve under its id naming none of the items it holds cannot tell it existed (`unspecified`), as after
+        // its hash was deleted alone on one Redis.
+        orders[id]!.hashDeleted = true
+        if order.lines.contains(where: { $0.reserved == 0 }) { orders[id]!.foundByParts = true }
     }
 
     /// An order's hash vanished alone: a held order comes back from the journal (after what the outbox still has of
