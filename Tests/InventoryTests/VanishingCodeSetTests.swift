@@ -71,6 +71,24 @@ struct VanishingCodeSetTests {
         }
     }
 
+    @Test("the reconciler counts an item whose code set is gone as not loaded (not whole), not as a difference")
+    func reconcileAfterSetGone() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setPool(stores.item(1), CodePool(kind: .oneTime))
+            _ = try await engine.loadCodes(stores.item(1), ["G1", "G2", "G3"])
+            #expect(try await stores.drainWithWorker())
+            try await deleteCodes(stores)
+            let report = try await stores.reconciler().run(.business(stores.bizId))
+            #expect(report.codeDifferences == [])
+            #expect(report.clean)
+            #expect(report.itemsNotLoaded == 1)
+            // the next use rebuilds it whole
+            #expect(try await engine.unusedCodes(stores.item(1)) == ["G1", "G2", "G3"])
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).itemsNotLoaded == 0)
+        }
+    }
+
     @Test("reusable pool: a reserve after the code set is gone names the pool's codes, not 'empty'")
     func reusableReserve() async throws {
         try await TestStores.with { stores in

@@ -67,6 +67,32 @@ struct ModelCheckTests {
         #expect(failure == nil, "\(failure.map { "\($0)" } ?? "")")
     }
 
+    /// The shortest programs of defects seed 1 found on one Redis (session 11), on whichever topology the pass uses.
+    static let seedOnePrograms: [String: [Step]] = [
+        "the code export after the code set vanished listed no codes": [
+            .setOneTimePool(sku: 4), .uploadCodes(sku: 4, codes: (0..<8).map { "c\($0)" }),
+            .fault(.deleteCodeSet(sku: 4)),
+        ],
+        "a usage hash deleted alone let a user buy past a lifetime limit": [
+            .setStock(sku: 3, stock: 30), .setUserLimit(sku: 1, limit: 6),
+            .reserve(order: 12, lines: [Line(sku: 1, quantity: 4)], shortage: .reject, options: .dispense),
+            .fault(.deleteUsage(sku: 1)),
+            .onSecondInstance(
+                .reserve(
+                    order: 21, lines: [Line(sku: 1, quantity: 4), Line(sku: 3, quantity: 2)], shortage: .backorder,
+                    options: .dispense
+                )
+            ),
+        ],
+    ]
+
+    @Test("the shortest programs of defects seed 1 found stay fixed", arguments: seedOnePrograms.keys.sorted())
+    func seedOneProgram(defect: String) async throws {
+        let program = Program(seed: 1, steps: Self.seedOnePrograms[defect]!, features: .all)
+        let failure = try await ModelCheck.failure(of: program)
+        #expect(failure == nil, "\(defect): \(failure.map { "\($0)" } ?? "")")
+    }
+
     @Test("the added features leave a seed's drawn steps as they were (seeds found before them still replay)")
     func featuresKeepTheSteps() {
         let basic = Program.generate(seed: 7, count: 400, features: [])
