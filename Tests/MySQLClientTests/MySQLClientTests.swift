@@ -108,10 +108,10 @@ struct MySQLClientTests {
                 let error = await #expect(throws: MySQLError.self) { try await client.query(select, [1]) }
                 #expect(error?.errno == 1242)  // ER_SUBQUERY_NO_1_ROW
 
-                let started = ContinuousClock.now
+                // Waiting for rows that never come ends in the read timeout, which loses the connection: this query
+                // would throw, and the next would run on a new connection. No timing asserted (a busy machine).
                 let rows = try await client.query(select, [2]).rows
                 #expect(rows.map { $0.int64("n") } == [1, 2])
-                #expect(started.duration(to: .now) < .seconds(1))
                 #expect(try await client.query("SELECT CONNECTION_ID() AS id").rows.first?.int64("id") == connectionID)
             }
         }
