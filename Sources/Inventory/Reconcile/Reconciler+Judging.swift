@@ -109,12 +109,6 @@ extension Reconciler {
             for (id, counts) in zip(group, reply.array ?? []) {
                 let parts = counts.array ?? []
                 guard let stock = parts.first?.int, let size = parts[safe: 1]?.int, stock != size else { continue }
-                if size == 0 && stock > 0 {
-                    // the set is gone: the item is not whole (lib/items.lua), as good as not loaded; its next use
-                    // rebuilds it with its codes
-                    report.itemsNotLoaded += 1
-                    continue
-                }
                 report.codeDifferences.append(
                     CodeDifference(bizId: id.bizId, skuId: id.skuId, detail: "Redis: stock_num \(stock) but \(size) usable codes")
                 )

@@ -234,6 +234,8 @@ public struct Driver: Sendable {
             try await inject(fault)
             if fault == .drainThenLoseEverything { model.redisLostEverything() }
             if fault == .deleteGenerationMarkers { model.generationLost() }
+            // Without its usage hash the item is not whole: its next use rebuilds it, recounting every user.
+            if case .deleteUsage(let sku) = fault { model.itemRebuilt(sku: sku) }
             // A cluster's cancel before any reserve lives in the order's directory (no part): losing it is losing the
             // order hash on one Redis.
             if case .deleteDirectory(let order) = fault, stores.keys.clustered { model.directoryLost(order: order) }
