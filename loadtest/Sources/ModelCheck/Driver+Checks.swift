@@ -49,11 +49,7 @@ extension Driver {
     /// The pool's unused codes (its export) are the model's usable ones.
     func checkCodes(_ model: ReferenceModel) async throws {
         guard let pool = model.pool else { return }
-        var unused: [String] = []
-        _ = try await answering {
-            unused = try await stores.engine.unusedCodes(stores.item(Features.codeItem))
-            return .level(available: 0, reserved: 0)
-        }
+        let unused = try await retrying { try await stores.engine.unusedCodes(stores.item(Features.codeItem)) }
         if unused.sorted() != pool.usable.sorted() {
             throw CheckFailed(message: "the pool's unused codes are \(unused.sorted()); the model has \(pool.usable.sorted())")
         }

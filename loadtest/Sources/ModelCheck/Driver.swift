@@ -31,7 +31,7 @@ public struct Driver: Sendable {
     let ownRedis: PrivateRedis?
     /// Set while Redis is being restarted: a call failing meanwhile waits for it before it retries (a client
     /// retrying with backoff would get there too).
-    let redisRestarting = LatestTime()
+    let redisRestarting = Flag()
     /// The deadlines of the short-lived holds, by order, as their reserves answered them.
     let holdDeadlines = Deadlines()
 
@@ -160,7 +160,7 @@ public struct Driver: Sendable {
                 throw CheckFailed(message: problem)
             }
             if options.contains(.shortLived) {
-                shortHoldsDue.advance(to: try await answeringTime { try await engine.redisNow() } + 1000)
+                shortHoldsDue.advance(to: try await retrying { try await engine.redisNow() } + 1000)
             }
         case .confirm(let order):
             // A short-lived hold's deadline may have passed: then the confirm expires it and is refused.
@@ -171,7 +171,7 @@ public struct Driver: Sendable {
             }
             if let late, answer == late.answer, answer != expected {
                 // only once its deadline is behind Redis's clock
-                let now = try await answeringTime { try await engine.redisNow() }
+                let now = try await retrying { try await engine.redisNow() }
                 if let deadline = holdDeadlines.value[order], now < deadline {
                     throw CheckFailed(message: "confirm of o\(order) was refused as expired \(deadline - now) ms before its deadline")
                 }
@@ -227,7 +227,7 @@ public struct Driver: Sendable {
         case .fault(.expireDue):
             // the sweeper's step for each hold found due
             for order in model.dueHolds {
-                _ = try await answeringTime { try await engine.expire(orderId: orderId(order)) ? 1 : 0 }
+                _ = try await retrying { try await engine.expire(orderId: orderId(order)) }
                 model.expire(order: order)
             }
         case .fault(let fault):
@@ -336,14 +336,21 @@ public struct Driver: Sendable {
         try await answeringWithRetries(call).answer
     }
 
-    /// A call the harness makes for itself (a clock read, an expiry), retried on 503 like the clients' calls.
-    func answeringTime(_ call: () async throws -> Int64) async throws -> Int64 {
-        var value: Int64 = 0
+    /// A call the harness makes for itself (a clock read, an expiry, an export), retried on 503 like the clients'
+    /// calls; a 4xx is thrown as it is.
+    func retrying<T>(_ call: () async throws -> T) async throws -> T {
+        var value: T?
+        var refusal: (any Error)?
         _ = try await answeringWithRetries {
-            value = try await call()
+            do {
+                value = try await call()
+            } catch let error as InventoryError where Self.failure(error) != nil {
+                refusal = error
+            }
             return .level(available: 0, reserved: 0)
         }
-        return value
+        if let refusal { throw refusal }
+        return value!
     }
 
     func answeringWithRetries(
@@ -360,9 +367,9 @@ public struct Driver: Sendable {
                 if let failure = Self.failure(error) { return (.failure(failure), retried) }
                 last = "\(error)"
                 retried = true
-                if redisRestarting.value != 0 {
+                if redisRestarting.isSet {
                     // Redis is on its way back: waiting for it does not count as an attempt.
-                    try await waitFor("Redis back", within: .seconds(60), every: .milliseconds(10)) { redisRestarting.value == 0 }
+                    try await waitFor("Redis back", within: .seconds(60), every: .milliseconds(10)) { !redisRestarting.isSet }
                     continue
                 }
                 attempt += 1
@@ -430,9 +437,17 @@ final class LatestTime: @unchecked Sendable {
     func advance(to time: Int64) {
         lock.withLock { latest = max(latest, time) }
     }
+}
 
-    func set(_ time: Int64) {
-        lock.withLock { latest = time }
+/// A flag several tasks read (a lock: a burst's reserves run concurrently).
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+
+    var isSet: Bool { lock.withLock { value } }
+
+    func set(_ on: Bool) {
+        lock.withLock { value = on }
     }
 }
 

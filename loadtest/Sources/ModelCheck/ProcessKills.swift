@@ -9,8 +9,8 @@ extension Driver {
     /// Kills the program's own Redis (the cluster's first node) and starts it again from its append-only file.
     func restartRedis() async throws {
         guard let ownRedis else { throw CheckFailed(message: "a Redis restart in a program without a Redis of its own") }
-        redisRestarting.advance(to: 1)
-        defer { redisRestarting.set(0) }
+        redisRestarting.set(true)
+        defer { redisRestarting.set(false) }
         await ownRedis.kill()
         try await ownRedis.start()
     }
@@ -27,7 +27,7 @@ extension Driver {
             name: "worker", executable: TestStores.inventorydBinary, arguments: ["worker"], environment: environment,
             logPath: log
         )
-        let before = try await answeringTime { Int64(try await stores.engine.outboxLength()) }
+        let before = try await retrying { Int64(try await stores.engine.outboxLength()) }
         try worker.start()
         // Whether it got to work or not, it is killed: a wait bounded by its start-up, not an ordering the checks need.
         try? await waitFor("the worker process applying the outbox", within: .seconds(5), every: .milliseconds(2)) {
