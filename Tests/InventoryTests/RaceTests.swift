@@ -218,11 +218,13 @@ struct RaceTests {
             let itemKey = stores.keys.item(item)
             // The PUT's Redis half (as InventoryEngine.setStock runs it): on-hand 10 -> 30.
             let half = try await runner.run(
-                scripts.setStock, keys: [itemKey, stores.keys.userUsage(item), stores.keys.codes(item)],
-                arguments: ["30", "", "", "", "604800", "", "", ""]
+                SetStockCall(item, StockSettings(stock: 30), itemTTLSeconds: 604_800, layout: stores.keys), of: scripts
             )
-            #expect(half.array?.first?.text == "ok")
-            #expect(half.array?[safe: 1]?.int == 20)
+            guard case .changed(let delta, _, _) = half else {
+                Issue.record("set_stock answered \(half)")
+                return
+            }
+            #expect(delta == 20)
 
             // The reconciler, with --fix, lands between the halves.
             let reconciler = Reconciler(
@@ -240,7 +242,7 @@ struct RaceTests {
                     infinite: nil, dangerNum: nil, backorderLimit: nil
                 )
             )
-            _ = try await runner.run(scripts.adminDone, keys: [itemKey], arguments: [])
+            #expect(try await runner.run(AdminDoneCall(itemKey: itemKey), of: scripts))
             #expect(try await stores.mysqlStock(1) == 30)
             let after = try await reconciler.run(.business(stores.bizId), fix: false)
             #expect(after.differences.isEmpty)

@@ -115,33 +115,43 @@ struct ReservationTests {
             let orderId = "gone-\(stores.bizId)"
             let id = stores.item(1)
             let keys = stores.keys
-            let order = [
-                stores.orderKey(orderId, sku: 1), stores.outboxKey(orderId, sku: 1), stores.expiryKey(orderId, sku: 1),
-            ]
-            let now = String(InventoryEngine.nowMilliseconds())
+            let shard = keys.partShard(orderId: orderId, item: id)
+            let lines = [ReservationLine(skuId: 1, requested: 1, reserved: 1)]
             let rollback = try await runner.run(
-                scripts.rollback,
-                keys: order + [keys.item(id), keys.reserveKey(id, orderId: orderId), keys.rollbackKey(id, orderId: orderId),
-                    keys.userUsage(id), keys.codes(id)],
-                arguments: [orderId, "cancelled", now, "60", "", "1:1:1"]
+                RollbackCall(
+                    orderId: orderId, shard: shard, bizId: id.bizId, lines: lines, linesText: "1:1:1", reason: .cancelled,
+                    retentionSeconds: 60, layout: keys
+                ),
+                of: scripts
             )
-            #expect(rollback.array?.first?.text == "stale")
+            #expect(rollback == .stale)
             let confirm = try await runner.run(
-                scripts.confirm, keys: order + [keys.item(id), keys.reserveKey(id, orderId: orderId)],
-                arguments: [orderId, now, "1:1:1"]
+                ConfirmCall(
+                    orderId: orderId, shard: shard, bizId: id.bizId, lines: lines, linesText: "1:1:1", deadlineChecked: false,
+                    layout: keys
+                ),
+                of: scripts
             )
-            #expect(confirm.array?.first?.text == "stale")
+            #expect(confirm == .stale)
             let refund = try await runner.run(
-                scripts.refund, keys: [order[0], order[1], keys.item(id), keys.codes(id)], arguments: [orderId, now, "1:1:1"]
+                RefundCall(orderId: orderId, shard: shard, bizId: id.bizId, lines: lines, linesText: "1:1:1", layout: keys),
+                of: scripts
             )
-            #expect(refund.array?.first?.text == "stale")
-            #expect(try await stores.redis.command("EXISTS", order[0]) == .integer(0), "no order recorded")
+            #expect(refund == .stale)
+            #expect(try await stores.redis.command("EXISTS", stores.orderKey(orderId, sku: 1)) == .integer(0), "no order recorded")
             #expect(try await stores.outboxLength() == 0, "no event written")
             // With no order read at all, a cancel is still recorded (cancel before reserve).
             let empty = try await runner.run(
-                scripts.rollback, keys: order, arguments: [orderId, "cancelled", now, "60", "", ""]
+                RollbackCall(
+                    orderId: orderId, shard: keys.shard(of: orderId), bizId: "", lines: [], linesText: "", reason: .cancelled,
+                    retentionSeconds: 60, layout: keys
+                ),
+                of: scripts
             )
-            #expect(empty.array?.first?.text == "empty")
+            guard case .recordedEmpty = empty else {
+                Issue.record("rollback answered \(empty)")
+                return
+            }
         }
     }
 

@@ -14,10 +14,7 @@ extension InventoryEngine {
         }
         // An item Redis does not have is rebuilt with its pool; one it has gets the settings written.
         guard try await ensureItem(id) else { throw InventoryError.notFound }
-        let reply = try await runScript(
-            scripts.setPool, keys: [keys.item(id)], arguments: pool.scriptArguments + [pool.maxPerUser.map(String.init) ?? ""]
-        )
-        if reply.array?.first?.text == "missing", try await !ensureItem(id) {
+        if try await !run(SetPoolCall(id, pool, layout: keys)), try await !ensureItem(id) {
             throw InventoryError.notFound
         }
         return try await self.pool(id)
@@ -44,9 +41,8 @@ extension InventoryEngine {
         }
         if !fresh.isEmpty {
             do {
-                let reply = try await runScript(scripts.addCodes, keys: [keys.item(id), keys.codes(id)], arguments: fresh)
                 // Not whole in Redis (lib/items.lua): rebuilt now, with the codes MySQL just recorded.
-                if reply.array?.first?.text == "missing" { _ = try await ensureItem(id) }
+                if try await run(AddCodesCall(id, codes: fresh, layout: keys)) == .missing { _ = try await ensureItem(id) }
             } catch {
                 // MySQL has the codes: an item Redis drops is rebuilt from it on its next use.
                 _ = try? await redisCall { try await self.redis.command("DEL", self.keys.item(id)) }

@@ -58,44 +58,18 @@ extension InventoryEngine {
     func runCompensation(_ task: CompensationTask) async throws {
         switch task {
         case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let epoch, let settings):
-            _ = try await runScript(
-                scripts.undoStock, keys: [itemKey, adjustmentKey, marker],
-                arguments: [String(delta), fingerprint, String(configuration.retentionSeconds), epoch, settings]
+            _ = try await run(
+                UndoStockCall(
+                    itemKey: itemKey, adjustmentKey: adjustmentKey, marker: marker, delta: delta, fingerprint: fingerprint,
+                    epoch: epoch, settings: settings, retentionSeconds: configuration.retentionSeconds
+                )
             )
         case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):
-            // With no earlier event, a marker name no event has ("" is never an event id). The lines of one reserve
-            // event are one part of the order: its shard follows from any of them.
-            let firstSku = lines.split(separator: ",").first.flatMap { UInt64($0.split(separator: ":").first ?? "") } ?? 0
-            let shard = keys.partShard(orderId: orderId, item: StockItemID(bizId: bizId, skuId: firstSku))
-            // With no earlier event, this event's own marker stands in its place (undo_reserve.lua).
-            let marker = keys.undoneMarker(orderId: orderId, eventId: eventId, shard: shard)
-            var keyList = [
-                keys.order(orderId, shard: shard), keys.outbox(shard: shard), keys.expiryIndex(shard: shard), marker,
-                earlierEventId.isEmpty ? marker : keys.undoneMarker(orderId: orderId, eventId: earlierEventId, shard: shard),
-            ]
-            var quantities: [String] = []
-            var usageKeys: [String] = []
-            var codeKeys: [String] = []
-            var items: [StockItemID] = []
-            for line in lines.split(separator: ",") {
-                let parts = line.split(separator: ":")
-                guard let sku = UInt64(parts.first ?? "") else { continue }
-                let id = StockItemID(bizId: bizId, skuId: sku)
-                items.append(id)
-                keyList.append(keys.item(id))
-                keyList.append(keys.reserveKey(id, orderId: orderId))
-                usageKeys.append(keys.userUsage(id))
-                codeKeys.append(keys.codes(id))
-                quantities.append(parts.count > 1 ? String(parts[1]) : "0")
-            }
-            keyList += usageKeys + codeKeys
-            let reply = try await runOnItems(
-                scripts.undoReserve, keys: keyList,
-                arguments: [orderId, eventId, Self.redisTime, String(configuration.retentionSeconds)]
-                    + quantities,
-                items: items
+            let call = UndoReserveCall(
+                orderId: orderId, bizId: bizId, eventId: eventId, lines: lines, earlierEventId: earlierEventId,
+                retentionSeconds: configuration.retentionSeconds, layout: keys
             )
-            if reply.array?.first?.text == "settled" {
+            if try await run(onItems: call) == .settled {
                 logger.warning(
                     "a duplicate hold was confirmed or cancelled before it was taken back; its item counts it no more",
                     metadata: ["orderId": "\(orderId)", "event": "\(eventId)"]

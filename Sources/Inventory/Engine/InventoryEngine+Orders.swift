@@ -105,34 +105,23 @@ extension InventoryEngine {
             parts[keys.partShard(orderId: orderId, item: StockItemID(bizId: first.bizId, skuId: line.skuId)), default: []].append(line)
         }
         for (shard, lines) in parts.sorted(by: { $0.key < $1.key }) {
-            var keyList = [keys.order(orderId, shard: shard), keys.expiryIndex(shard: shard)]
-            let ids = lines.map { StockItemID(bizId: first.bizId, skuId: $0.skuId) }
-            for id in ids {
-                keyList.append(keys.reserveKey(id, orderId: orderId))
-                keyList.append(keys.rollbackKey(id, orderId: orderId))
-            }
-            keyList += ids.map { keys.item($0) }
-            let linesText = lines.map { "\($0.skuId):\($0.quantity):\($0.quantity)" }.joined(separator: ",")
-            let codesText =
-                assigned.isEmpty ? "" : lines.map { assigned[$0.skuId, default: []].joined(separator: "|") }.joined(separator: ",")
-            let reply = try await runScript(
-                scripts.restoreOrder, keys: keyList,
-                arguments: [
-                    orderId, first.bizId, first.userId ?? "", status, linesText, String(first.expiresAtMilliseconds),
-                    Self.redisTime, String(configuration.retentionSeconds),
-                ] + lines.map { String($0.quantity) } + [codesText, request]
+            let call = RestoreOrderCall(
+                orderId: orderId, shard: shard, bizId: first.bizId, userId: first.userId, status: status,
+                lines: lines.map { RestoreOrderCall.Line(skuId: $0.skuId, quantity: $0.quantity) },
+                codes: assigned.isEmpty ? [] : lines.map { assigned[$0.skuId, default: []] },
+                expiresAtMilliseconds: first.expiresAtMilliseconds, request: request,
+                retentionSeconds: configuration.retentionSeconds, layout: keys
             )
-            if reply.array?.first?.text == "ok" {
+            if try await run(call) {
                 logger.notice("order restored from the journal", metadata: ["orderId": "\(orderId)", "status": "\(status)"])
             }
         }
         if keys.clustered {
-            _ = try await runScript(
-                scripts.dirTransition, keys: directoryKeys(orderId),
-                arguments: [
-                    status, "", String(configuration.retentionSeconds),
-                    parts.keys.sorted().map(String.init).joined(separator: ","), first.bizId, orderId, "", request,
-                ]
+            _ = try await run(
+                DirTransitionCall(
+                    orderId: orderId, to: status, from: [], recordingSeconds: configuration.retentionSeconds,
+                    shards: parts.keys.sorted(), bizId: first.bizId, request: request, layout: keys
+                )
             )
             try await restoreEmptyParts(orderId, restored: Set(parts.keys), from: first, status: status, request: request)
         }
@@ -153,14 +142,12 @@ extension InventoryEngine {
         guard let state = directory[safe: 0]?.text, state != "reserving" else { return }
         let shards = (directory[safe: 1]?.text ?? "").split(separator: ",").compactMap { Int($0) }
         for shard in shards where !restored.contains(shard) {
-            let reply = try await runScript(
-                scripts.restoreOrder, keys: [keys.order(orderId, shard: shard), keys.expiryIndex(shard: shard)],
-                arguments: [
-                    orderId, row.bizId, row.userId ?? "", status, "", String(row.expiresAtMilliseconds), Self.redisTime,
-                    String(configuration.retentionSeconds), "", request,
-                ]
+            let call = RestoreOrderCall(
+                orderId: orderId, shard: shard, bizId: row.bizId, userId: row.userId, status: status, lines: [], codes: [],
+                expiresAtMilliseconds: row.expiresAtMilliseconds, request: request,
+                retentionSeconds: configuration.retentionSeconds, layout: keys
             )
-            if reply.array?.first?.text == "ok" {
+            if try await run(call) {
                 logger.notice("an order's part that held nothing restored empty", metadata: ["orderId": "\(orderId)", "shard": "\(shard)"])
             }
         }

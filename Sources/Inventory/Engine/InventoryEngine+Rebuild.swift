@@ -35,16 +35,12 @@ extension InventoryEngine {
         let deadline = ContinuousClock.now + .milliseconds(configuration.initWaitMilliseconds)
         var pause = 2
         while true {
-            let reply = try await runScript(
-                scripts.initLock, keys: [itemKey, keys.codes(id), keys.userUsage(id)],
-                arguments: [caller, Self.redisTime, String(configuration.initLockMilliseconds)]
-            )
-            switch reply.array?.first?.text {
-            case "ready":
+            switch try await run(InitLockCall(id, caller: caller, lockMilliseconds: configuration.initLockMilliseconds, layout: keys)) {
+            case .ready:
                 return true
-            case "locked":
+            case .locked:
                 return try await rebuildLocked(id, itemKey: itemKey, caller: caller, counting: counting)
-            default:
+            case .wait:
                 guard ContinuousClock.now < deadline else {
                     throw InventoryError.unavailable("stock item \(id) is being rebuilt by another caller; retry")
                 }
@@ -76,40 +72,14 @@ extension InventoryEngine {
                 bizId: id.bizId, skuId: id.skuId, nowMilliseconds: now, pending: pending
             ) { snapshot in
                 guard let snapshot else { return nil }
-                let row = snapshot.row
-                var arguments = [
-                    caller, String(row.infinite ? row.stock : row.stock - snapshot.liveReserved),
-                    String(snapshot.liveReserved), row.infinite ? "1" : "0", String(row.dangerNum),
-                    String(row.backorderLimit), String(self.configuration.itemTTLSeconds), epoch,
-                    String(row.userLimit), String(row.userWindowSeconds), String(snapshot.userWindow),
-                ]
-                arguments += snapshot.pool?.scriptArguments ?? ["", "", "0", ""]
-                arguments.append(drainedEpochs.sorted().joined(separator: ","))
-                arguments.append(String(snapshot.codes.count))
-                arguments += snapshot.codes
-                // The holds this rebuild counts keep counting: their reserve keys get the new epoch.
-                arguments.append(String(snapshot.liveHolds.count))
-                // Per hold: its quantity, and how long (s) its reserve key lives if the rebuild writes it anew (it
-                // vanished alone): the hold's time left plus the retention, as reserve.lua gives it.
-                for hold in snapshot.liveHolds {
-                    arguments.append(String(hold.quantity))
-                    arguments.append(
-                        String(max(hold.expiresAtMilliseconds - now, 0) / 1000 + Int64(self.configuration.retentionSeconds))
+                let written = try await self.run(
+                    InitItemCall(
+                        id, caller: caller, snapshot: snapshot, epoch: epoch, drainedEpochs: drainedEpochs,
+                        outboxes: self.outboxes(of: id), now: now, itemTTLSeconds: self.configuration.itemTTLSeconds,
+                        retentionSeconds: self.configuration.retentionSeconds, layout: self.keys
                     )
-                }
-                arguments.reserveCapacity(arguments.count + 2 * snapshot.usage.count)
-                for usage in snapshot.usage {
-                    arguments.append(usage.userId)
-                    arguments.append(String(usage.units))
-                }
-                let reply = try await self.runScript(
-                    self.scripts.initItem,
-                    keys: [itemKey, self.keys.userUsage(id), self.keys.codes(id)]
-                        + snapshot.liveHolds.map { self.keys.reserveKey(id, orderId: $0.orderId) }
-                        + self.outboxes(of: id),
-                    arguments: arguments
                 )
-                return (reply.array?.first?.text == "ok", row, snapshot.liveReserved)
+                return (written, snapshot.row, snapshot.liveReserved)
             }
         } catch let error as InventoryError {
             throw error

@@ -80,12 +80,11 @@ extension InventoryEngine {
                 if keys.clustered {
                     _ = try await decide(command.orderId, .cancelled, from: ["reserved", "reserving"], recording: true)
                 } else {
-                    _ = try await runScript(
-                        scripts.rollback, keys: rollbackKeys(command.orderId, shard: ask.shard, bizId: "", lines: []),
-                        arguments: [
-                            command.orderId, ReservationStatus.cancelled.rawValue, Self.redisTime,
-                            String(configuration.retentionSeconds), "", "",
-                        ]
+                    _ = try await run(
+                        RollbackCall(
+                            orderId: command.orderId, shard: ask.shard, bizId: "", lines: [], linesText: "",
+                            reason: .cancelled, retentionSeconds: configuration.retentionSeconds, layout: keys
+                        )
                     )
                 }
                 return false
@@ -111,43 +110,21 @@ extension InventoryEngine {
         holdsChecked: Bool = false, partOfSeveral: Bool = false
     ) async throws -> (outcome: ReserveOutcome, eventId: String) {
         let orderId = command.orderId
-        var keyList = [keys.order(orderId, shard: shard), keys.outbox(shard: shard), keys.expiryIndex(shard: shard)]
-        var arguments = [
-            orderId, fingerprint, command.bizId, command.userId ?? "",
-            partOfSeveral && command.shortage == .partial ? "partial_part" : command.shortage.rawValue,
-            Self.redisTime, String(command.ttlSeconds), String(configuration.retentionSeconds), failpoint,
+        let call = ReserveCall(
+            command, shard: shard, fingerprint: fingerprint,
+            shortage: partOfSeveral && command.shortage == .partial ? "partial_part" : command.shortage.rawValue,
+            journal: holdsChecked ? .restored : journalChecked ? .asked : .unknown,
             // Sync mode commits the hold first and then confirms it (see below): a dispense in one script would
             // leave nothing a failed commit could take back.
-            String(configuration.itemTTLSeconds), command.dispense && configuration.durability == .async ? "1" : "",
-            holdsChecked ? "2" : journalChecked ? "1" : "",
-        ]
-        keyList.reserveCapacity(3 + 5 * command.items.count)
-        arguments.reserveCapacity(11 + 3 * command.items.count)
-        // Per item: item hash, reserve key, rollback key; then every item's usage hash, then every item's code set.
-        var usageKeys: [String] = []
-        var codeKeys: [String] = []
-        usageKeys.reserveCapacity(command.items.count)
-        codeKeys.reserveCapacity(command.items.count)
-        for item in command.items {
-            let id = StockItemID(bizId: command.bizId, skuId: item.skuId)
-            keyList.append(keys.item(id))
-            keyList.append(keys.reserveKey(id, orderId: orderId))
-            keyList.append(keys.rollbackKey(id, orderId: orderId))
-            usageKeys.append(keys.userUsage(id))
-            codeKeys.append(keys.codes(id))
-            arguments.append(String(item.skuId))
-            arguments.append(String(item.quantity))
-            arguments.append(item.codes.joined(separator: "|"))
-        }
-        keyList += usageKeys
-        keyList += codeKeys
-        keyList.append(keys.generation(shard: shard))
-        let reply = try await runScript(scripts.reserve, keys: keyList, arguments: arguments)
-        let fields = reply.array ?? []
-        switch fields.first?.text {
-        case "ask":
-            throw AskJournal(shard: shard, markerMissing: fields[safe: 1]?.text == "marker")
-        case "vanished":
+            dispense: command.dispense && configuration.durability == .async, failpoint: failpoint,
+            retentionSeconds: configuration.retentionSeconds, itemTTLSeconds: configuration.itemTTLSeconds, layout: keys
+        )
+        // Positions in the script's answers are 1-based, in request order.
+        func sku(_ position: Int) -> UInt64 { command.items[safe: position - 1]?.skuId ?? 0 }
+        switch try await run(call) {
+        case .askJournal(let markerMissing):
+            throw AskJournal(shard: shard, markerMissing: markerMissing)
+        case .vanished:
             // The order's hash is gone while a hold of it is not: it comes back from the journal (after what the
             // outbox still has of it), and the reserve runs again against it.
             _ = try await restoreOrder(orderId, bizId: command.bizId)
@@ -155,30 +132,25 @@ extension InventoryEngine {
                 command, shard: shard, fingerprint: fingerprint, journalChecked: true, failpoint: failpoint,
                 holdsChecked: true, partOfSeveral: partOfSeveral
             )
-        case "ok":
-            let confirmEventId = fields[safe: 6]?.text ?? ""
+        case .held(let held):
             let reservation = Reservation(
-                orderId: orderId, bizId: command.bizId, status: confirmEventId.isEmpty ? .reserved : .confirmed,
-                lines: ReservationLine.parse(fields[safe: 2]?.text ?? "", codes: fields[safe: 5]?.text ?? ""),
-                expiresAtMilliseconds: fields[safe: 1]?.int, persisted: false
+                orderId: orderId, bizId: command.bizId, status: held.confirmEventId.isEmpty ? .reserved : .confirmed,
+                lines: held.lines, expiresAtMilliseconds: held.expiresAtMilliseconds, persisted: false
             )
-            let eventId = fields[safe: 3]?.text ?? ""
-            guard configuration.durability == .sync else { return (.created(reservation), eventId) }
-            let epochs = (fields[safe: 4]?.text ?? "").split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            guard configuration.durability == .sync else { return (.created(reservation), held.eventId) }
             do {
                 try await commitJournal(
-                    command, fingerprint: fingerprint, reservation: reservation, eventId: eventId, epochs: epochs,
+                    command, fingerprint: fingerprint, reservation: reservation, eventId: held.eventId, epochs: held.epochs,
                     shard: shard
                 )
             } catch is JournalHasOrder {
                 return (.replayed(try await self.reservation(orderId: orderId)), "")
             }
             if command.dispense {
-                return (.created(try await confirm(orderId: orderId).reservation.with(persisted: true)), eventId)
+                return (.created(try await confirm(orderId: orderId).reservation.with(persisted: true)), held.eventId)
             }
-            return (.created(reservation.with(persisted: true)), eventId)
-        case "replay":
-            let status = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .reserved
+            return (.created(reservation.with(persisted: true)), held.eventId)
+        case .replay(let status, let expiresAt, let lines):
             if configuration.durability == .sync && status == .reserved {
                 try await ensureRecorded(orderId: orderId, bizId: command.bizId, shard: shard)
                 if command.dispense {
@@ -186,20 +158,17 @@ extension InventoryEngine {
                 }
             }
             let reservation = Reservation(
-                orderId: orderId, bizId: command.bizId, status: status,
-                lines: ReservationLine.parse(fields[safe: 3]?.text ?? "", codes: fields[safe: 4]?.text ?? ""),
-                expiresAtMilliseconds: fields[safe: 2]?.int, persisted: nil
+                orderId: orderId, bizId: command.bizId, status: status, lines: lines, expiresAtMilliseconds: expiresAt,
+                persisted: nil
             )
             return (.replayed(reservation), "")
-        case "conflict":
+        case .conflict:
             throw InventoryError.idempotencyConflict
-        case "cancelled":
-            throw InventoryError.orderClosed(ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .cancelled)
-        case "missing":
-            let indices = (fields[safe: 1]?.text ?? "").split(separator: ",").compactMap { Int($0) }
-            throw InventoryError.unknownItems(indices.compactMap { command.items[safe: $0 - 1]?.skuId })
-        case "short":
-            let available = (fields[safe: 1]?.text ?? "").split(separator: ",").map { Int64($0) ?? 0 }
+        case .closed(let status):
+            throw InventoryError.orderClosed(status)
+        case .missing(let positions):
+            throw InventoryError.unknownItems(positions.compactMap { command.items[safe: $0 - 1]?.skuId })
+        case .short(let available):
             var shortages: [InventoryError.Shortage] = []
             for (index, item) in command.items.enumerated() {
                 let have = available[safe: index] ?? 0
@@ -208,25 +177,19 @@ extension InventoryEngine {
                 }
             }
             throw InventoryError.insufficientStock(shortages)
-        case "userlimit":
-            // 'i:limit:used,...', i 1-based
-            let lines = (fields[safe: 1]?.text ?? "").split(separator: ",").compactMap { entry -> InventoryError.UserLimit? in
-                let parts = entry.split(separator: ":").compactMap { Int64($0) }
-                guard parts.count == 3, let item = command.items[safe: Int(parts[0]) - 1] else { return nil }
-                return .init(skuId: item.skuId, requested: item.quantity, limit: parts[1], used: parts[2])
-            }
-            throw InventoryError.userLimitExceeded(lines)
-        case "pool":
-            let sku = command.items[safe: Int(fields[safe: 1]?.int ?? 0) - 1]?.skuId ?? 0
-            throw InventoryError.poolUnavailable(skuId: sku, reason: fields[safe: 2]?.text ?? "offline")
-        case "code":
-            let sku = command.items[safe: Int(fields[safe: 1]?.int ?? 0) - 1]?.skuId ?? 0
-            throw InventoryError.codeUnavailable(skuId: sku, code: fields[safe: 2]?.text ?? "")
-        case "nouser":
-            let indices = (fields[safe: 1]?.text ?? "").split(separator: ",").compactMap { Int($0) }
-            throw InventoryError.userRequired(indices.compactMap { command.items[safe: $0 - 1]?.skuId })
-        default:
-            throw InventoryError.unavailable("reserve script answered \(reply)")
+        case .userLimit(let lines):
+            throw InventoryError.userLimitExceeded(
+                lines.compactMap { line in
+                    guard let item = command.items[safe: line.position - 1] else { return nil }
+                    return .init(skuId: item.skuId, requested: item.quantity, limit: line.limit, used: line.used)
+                }
+            )
+        case .poolUnavailable(let position, let reason):
+            throw InventoryError.poolUnavailable(skuId: sku(position), reason: reason)
+        case .codeUnavailable(let position, let code):
+            throw InventoryError.codeUnavailable(skuId: sku(position), code: code)
+        case .userRequired(let positions):
+            throw InventoryError.userRequired(positions.compactMap { command.items[safe: $0 - 1]?.skuId })
         }
     }
 
@@ -243,18 +206,16 @@ extension InventoryEngine {
         }
         let shards = positions.keys.sorted()
         let openDirectory = {
-            try await self.runScript(
-                self.scripts.dirOpen,
-                keys: self.directoryKeys(orderId) + [self.keys.generation(shard: self.keys.shard(of: orderId))],
-                arguments: [
-                    command.fingerprint, command.bizId, shards.map(String.init).joined(separator: ","),
-                    String(command.ttlSeconds + self.configuration.retentionSeconds), orderId,
-                    shards.count > 1 ? String(self.configuration.reserveDeadlineMilliseconds) : "",
-                    journalChecked ? "1" : "",
-                ]
-            ).array ?? []
+            try await self.run(
+                DirOpenCall(
+                    orderId: orderId, fingerprint: command.fingerprint, bizId: command.bizId, shards: shards,
+                    ttlSeconds: command.ttlSeconds + self.configuration.retentionSeconds,
+                    deadlineMilliseconds: shards.count > 1 ? self.configuration.reserveDeadlineMilliseconds : nil,
+                    journalAsked: journalChecked, layout: self.keys
+                )
+            )
         }
-        let opened: [RedisValue]
+        let opened: DirOpenCall.Reply
         var missing: [UInt64] = []
         if shards.count > 1 {
             // An item Redis lacks would fail its part after other parts held stock: looked for first (while the
@@ -266,15 +227,14 @@ extension InventoryEngine {
         } else {
             opened = try await openDirectory()
         }
-        switch opened.first?.text {
-        case "new":
+        switch opened {
+        case .opened:
             // Opened by this request and nothing held: removed again, so that the order may be tried again.
             if !missing.isEmpty { await closeDirectory(command) }
-        case "same": break
-        case "conflict": throw InventoryError.idempotencyConflict
-        case "closed": throw InventoryError.orderClosed(ReservationStatus(rawValue: opened[safe: 1]?.text ?? "") ?? .cancelled)
-        case "ask": throw AskJournal(shard: keys.shard(of: orderId), markerMissing: opened[safe: 1]?.text == "marker")
-        default: throw InventoryError.unavailable("dir_open answered \(opened)")
+        case .same: break
+        case .conflict: throw InventoryError.idempotencyConflict
+        case .closed(let status): throw InventoryError.orderClosed(status)
+        case .askJournal(let markerMissing): throw AskJournal(shard: keys.shard(of: orderId), markerMissing: markerMissing)
         }
         if !missing.isEmpty { throw InventoryError.unknownItems(missing) }
         // Part after part, in shard order, stopping at the first that fails: orders over the same items then take
@@ -336,10 +296,10 @@ extension InventoryEngine {
         if shards.count > 1 {
             // Every part is held: the order is reserved, unless it was decided otherwise meanwhile (a cancel, or the
             // sweeper giving up on a reserve past its deadline: either takes the parts back).
-            let committed = try await runScript(
-                scripts.dirCommit, keys: directoryKeys(orderId), arguments: [orderId]
-            ).array ?? []
-            if committed.first?.text == "decided", let decided = ReservationStatus(rawValue: committed[safe: 1]?.text ?? "") {
+            switch try await run(DirCommitCall(orderId: orderId, layout: keys)) {
+            case .reserved:
+                break
+            case .decided:
                 // A retry of an order decided since: a part held now (Redis lost that part) is not the order's.
                 for (shard, result) in results {
                     guard case .success(let held) = result, case .created(let made) = held.outcome, !held.eventId.isEmpty
@@ -353,9 +313,7 @@ extension InventoryEngine {
                     )
                 }
                 return .replayed(try await reservation(orderId: orderId))
-            }
-            if committed.first?.text != "ok" {
-                let state = committed[safe: 1]?.text ?? ""
+            case .state(let state):
                 if let closed = ReservationStatus(rawValue: state), closed == .cancelled || closed == .expired {
                     throw InventoryError.orderClosed(closed)
                 }
@@ -416,15 +374,7 @@ extension InventoryEngine {
 
     /// Removes the directory a reserve opened, unless the order was decided meanwhile (dir_close.lua).
     func closeDirectory(_ command: ReserveCommand) async {
-        _ = try? await runScript(
-            scripts.dirClose, keys: directoryKeys(command.orderId), arguments: [command.fingerprint, command.orderId]
-        )
-    }
-
-    /// Redis Cluster: the keys of the directory scripts, the order's directory and its shard's index of reserves
-    /// under way.
-    func directoryKeys(_ orderId: String) -> [String] {
-        [keys.directory(orderId), keys.pendingIndex(forOrder: orderId)]
+        _ = try? await run(DirCloseCall(orderId: command.orderId, fingerprint: command.fingerprint, layout: keys))
     }
 
     /// One error for the failures of several parts: items Redis lacks first (they are rebuilt and the reserve

@@ -57,15 +57,9 @@ extension InventoryEngine {
     /// Sets on-hand stock (available + reserved) and the item's settings in Redis and MySQL.
     public func setStock(_ id: StockItemID, _ settings: StockSettings) async throws -> StockLevel {
         let itemKey = keys.item(id)
-        let keyList = [itemKey, keys.userUsage(id), keys.codes(id)]
-        let arguments: [String] = [
-            String(settings.stock), settings.infinite.map { $0 ? "1" : "0" } ?? "",
-            settings.dangerNum.map(String.init) ?? "", settings.backorderLimit.map(String.init) ?? "",
-            String(configuration.itemTTLSeconds), "",
-            settings.userLimit.map(String.init) ?? "", settings.userWindowSeconds.map(String.init) ?? "",
-        ]
-        var reply = try await runScript(scripts.setStock, keys: keyList, arguments: arguments)
-        if reply.array?.first?.text == "missing" {
+        let call = SetStockCall(id, settings, itemTTLSeconds: configuration.itemTTLSeconds, layout: keys)
+        var reply = try await run(call)
+        if reply == .missing {
             // Not in Redis: it comes from MySQL through the one rebuild path, a new item with a row of 0 made first.
             // Two PUTs creating an item then meet in Redis, each moving it by its own delta, and MySQL gets both
             // deltas (a delta taken from an unlocked read of MySQL could miss the other's).
@@ -73,23 +67,22 @@ extension InventoryEngine {
             do { created = try await stockRepository.ensureRow(bizId: id.bizId, skuId: id.skuId) } catch { throw mapMySQL(error) }
             // A new item is made, not rebuilt: it does not count as one (the metric tells of Redis losing items).
             _ = try await ensureItem(id, countsAsRebuild: !created)
-            reply = try await runOnItems(scripts.setStock, keys: keyList, arguments: arguments, items: [id])
+            reply = try await run(onItems: call)
         }
-        let fields = reply.array ?? []
         let delta: Int64
         let epoch: String
         let before: String
-        switch fields.first?.text {
-        case "ok":
-            delta = fields[safe: 1]?.int ?? 0
-            epoch = fields[safe: 2]?.text ?? ""
-            before = fields[safe: 3]?.text ?? ""
-        case "below_reserved":
-            throw InventoryError.belowReserved(reserved: fields[safe: 1]?.int ?? 0)
-        case "codes":
+        switch reply {
+        case .changed(let moved, let itemEpoch, let settingsBefore):
+            delta = moved
+            epoch = itemEpoch
+            before = settingsBefore
+        case .belowReserved(let reserved):
+            throw InventoryError.belowReserved(reserved: reserved)
+        case .oneTimeCodes:
             throw Self.oneTimeStock
-        default:
-            throw InventoryError.unavailable("set_stock script answered \(reply)")
+        case .missing:
+            throw InventoryError.unavailable("stock item \(id) kept vanishing from Redis; retry")
         }
         do {
             _ = try await stockRepository.apply(
@@ -147,14 +140,8 @@ extension InventoryEngine {
     func adjustStockOnce(_ id: StockItemID, _ adjustment: StockAdjustment) async throws -> AdjustmentOutcome {
         let itemKey = keys.item(id)
         let adjustmentKey = keys.adjustmentKey(id, adjustmentId: adjustment.adjustmentId)
-        let reply = try await runScript(
-            scripts.adjustStock, keys: [itemKey, adjustmentKey],
-            arguments: [String(adjustment.delta), adjustment.fingerprint, String(configuration.retentionSeconds)]
-        )
-        let fields = reply.array ?? []
-        switch fields.first?.text {
-        case "ok":
-            let epoch = fields[safe: 3]?.text ?? ""
+        switch try await run(AdjustStockCall(id, adjustment, retentionSeconds: configuration.retentionSeconds, layout: keys)) {
+        case .applied(let epoch):
             let outcome: StockChangeOutcome
             do {
                 outcome = try await stockRepository.apply(
@@ -191,9 +178,9 @@ extension InventoryEngine {
             }
             await closeFence(itemKey)
             return AdjustmentOutcome(level: try await stock(id), replayed: false)
-        case "replay":
+        case .replay:
             return AdjustmentOutcome(level: try await stock(id), replayed: true)
-        case "unsettled":
+        case .unsettled:
             // An earlier attempt kept its Redis half without learning whether MySQL had it, and the ledger (read
             // just before) does not: the MySQL half is made now, once whatever races it (the ledger's source).
             do {
@@ -208,16 +195,14 @@ extension InventoryEngine {
             }
             try await settleAdjustmentKey(itemKey: itemKey, adjustmentKey: adjustmentKey, adjustment.fingerprint)
             return AdjustmentOutcome(level: try await stock(id), replayed: true)
-        case "conflict":
+        case .conflict:
             throw InventoryError.idempotencyConflict
-        case "missing":
+        case .missing:
             throw InventoryError.notFound
-        case "below_reserved":
-            throw InventoryError.belowReserved(reserved: fields[safe: 2]?.int ?? 0)
-        case "codes":
+        case .belowReserved(let reserved):
+            throw InventoryError.belowReserved(reserved: reserved)
+        case .oneTimeCodes:
             throw Self.oneTimeStock
-        default:
-            throw InventoryError.unavailable("adjust_stock script answered \(reply)")
         }
     }
 
@@ -241,7 +226,7 @@ extension InventoryEngine {
     /// (lua/lib/fence.lua). A fence left open (Redis did not answer) lapses after a minute.
     func closeFence(_ itemKey: String) async {
         do {
-            _ = try await runScript(scripts.adminDone, keys: [itemKey], arguments: [])
+            _ = try await run(AdminDoneCall(itemKey: itemKey))
         } catch {
             logger.warning("stock change's fence not closed; it lapses", metadata: ["item": "\(itemKey)", "error": "\(error)"])
         }

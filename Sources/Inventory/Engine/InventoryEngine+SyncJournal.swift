@@ -210,7 +210,7 @@ extension InventoryEngine {
         var offset = 0
         while offset < ids.count {
             let chunk = Array(ids[offset..<min(offset + 1000, ids.count)])
-            _ = try await runScript(scripts.ack, keys: [stream], arguments: [group] + chunk)
+            _ = try await run(AckCall(stream: stream, group: group, ids: chunk))
             offset += chunk.count
         }
     }
@@ -220,15 +220,16 @@ extension InventoryEngine {
     public func markApplied(
         _ id: StockItemID, orderId: String, kind: OutboxEvent.Kind, quantity: Int64, epoch: String
     ) async throws {
-        let field = kind == .refund ? "refund_unapplied" : "confirmed_unapplied"
-        _ = try await runScript(
-            scripts.applied, keys: [keys.item(id), keys.appliedMarker(id, orderId: orderId, kind: kind.rawValue)],
-            arguments: [field, String(quantity), String(configuration.retentionSeconds), epoch]
+        _ = try await run(
+            AppliedCall(
+                id, orderId: orderId, kind: kind, quantity: quantity, epoch: epoch,
+                retentionSeconds: configuration.retentionSeconds, layout: keys
+            )
         )
     }
 
     /// Where the write-back worker reads the items' epochs.
-    public var itemEpochs: any ItemEpochSource { RedisItemEpochs(runner: runner, script: scripts.epochs, keys: keys) }
+    public var itemEpochs: any ItemEpochSource { RedisItemEpochs(runner: runner, script: scripts[.epochs], keys: keys) }
 
     /// A fresh epoch for an item being created or rebuilt in Redis: random, so two rebuilds never share one.
     /// `bornAt`: Redis's time (ms) now; an epoch starts with it (base 36), so a rebuild can tell whether the

@@ -23,24 +23,14 @@ extension InventoryEngine {
             var replayStatus = ReservationStatus.confirmed
             var stale = false
             for part in order.pieces {
-                var keyList = [
-                    keys.order(orderId, shard: part.shard), keys.outbox(shard: part.shard), keys.expiryIndex(shard: part.shard),
-                ]
-                for line in part.lines {
-                    let id = StockItemID(bizId: order.bizId, skuId: line.skuId)
-                    keyList.append(keys.item(id))
-                    keyList.append(keys.reserveKey(id, orderId: orderId))
-                }
-                let reply = try await runOnItems(
-                    scripts.confirm, keys: keyList,
-                    arguments: [orderId, Self.redisTime, part.linesText, keys.clustered ? "1" : ""],
-                    items: part.lines.map { StockItemID(bizId: order.bizId, skuId: $0.skuId) }
+                let call = ConfirmCall(
+                    orderId: orderId, shard: part.shard, bizId: order.bizId, lines: part.lines, linesText: part.linesText,
+                    deadlineChecked: keys.clustered, layout: keys
                 )
-                let fields = reply.array ?? []
-                switch fields.first?.text {
-                case "expired":
+                switch try await run(onItems: call) {
+                case .expired:
                     return try await expireLate(orderId)
-                case "lost":
+                case .lost:
                     // Redis lost the hold with its item (rebuilt without it) and the item cannot sell the units again:
                     // nothing was sold. The order is cancelled, so that what it still holds elsewhere comes back.
                     logger.error(
@@ -49,24 +39,20 @@ extension InventoryEngine {
                     )
                     _ = try await cancel(orderId: orderId)
                     throw InventoryError.orderClosed(.cancelled)
-                case "ok":
+                case .confirmed(let eventId):
                     replayed = false
                     if configuration.durability == .sync {
-                        try await recordTransition(
-                            orderId: orderId, part: part, eventId: fields[safe: 2]?.text ?? "", journalStatus: "CONFIRMED"
-                        )
+                        try await recordTransition(orderId: orderId, part: part, eventId: eventId, journalStatus: "CONFIRMED")
                     }
-                case "replay":
-                    replayStatus = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .confirmed
+                case .replay(let status):
+                    replayStatus = status
                     if configuration.durability == .sync && replayStatus == .confirmed && part.holdsStock {
                         try await ensureTransitionRecorded(orderId: orderId, part: part, journalStatus: "CONFIRMED")
                     }
-                case "cancelled":
-                    throw InventoryError.orderClosed(ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .cancelled)
-                case "stale":
+                case .closed(let status):
+                    throw InventoryError.orderClosed(status)
+                case .stale:
                     stale = true
-                default:
-                    throw InventoryError.unavailable("confirm script answered \(reply)")
                 }
                 if stale { break }
             }
@@ -143,35 +129,29 @@ extension InventoryEngine {
             var stale = false
             for part in order.map({ $0.pieces.map(Optional.some) }) ?? [nil] {
                 let shard = part?.shard ?? keys.shard(of: orderId)
-                let keyList = rollbackKeys(orderId, shard: shard, bizId: part?.bizId ?? "", lines: part?.lines ?? [])
-                let reply = try await runOnItems(
-                    scripts.rollback, keys: keyList,
-                    arguments: [
-                        orderId, transition.rawValue, Self.redisTime, String(configuration.retentionSeconds),
-                        failpoint, part?.linesText ?? "", keys.clustered && transition == .expired ? "1" : "",
-                    ],
-                    items: (part?.lines ?? []).map { StockItemID(bizId: part?.bizId ?? "", skuId: $0.skuId) }
+                let call = RollbackCall(
+                    orderId: orderId, shard: shard, bizId: part?.bizId ?? "", lines: part?.lines ?? [],
+                    linesText: part?.linesText ?? "", reason: transition, failpoint: failpoint,
+                    expiryDecided: keys.clustered && transition == .expired, retentionSeconds: configuration.retentionSeconds,
+                    layout: keys
                 )
-                let fields = reply.array ?? []
-                switch fields.first?.text {
-                case "ok":
+                switch try await run(onItems: call) {
+                case .released(let eventId):
                     replayed = false
                     if configuration.durability == .sync && transition == .cancelled, let part {
-                        try await recordTransition(
-                            orderId: orderId, part: part, eventId: fields[safe: 3]?.text ?? "", journalStatus: "CANCELLED"
-                        )
+                        try await recordTransition(orderId: orderId, part: part, eventId: eventId, journalStatus: "CANCELLED")
                     }
-                case "replay":
-                    replayStatus = ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? transition
+                case .replay(let status):
+                    replayStatus = status ?? transition
                     if configuration.durability == .sync && transition == .cancelled && replayStatus == .cancelled, let part,
                         part.holdsStock
                     {
                         try await ensureTransitionRecorded(orderId: orderId, part: part, journalStatus: "CANCELLED")
                     }
-                case "empty":
+                case .recordedEmpty(let eventId):
                     if configuration.durability == .sync {
                         // The tombstone is what keeps refusing a late reserve once Redis forgets this cancel.
-                        if let event = try await outboxEvent(shard: shard, eventId: fields[safe: 1]?.text ?? "") {
+                        if let event = try await outboxEvent(shard: shard, eventId: eventId) {
                             _ = try await commitFromOutbox(event, what: "cancel")
                         } else if try await !hasTombstone(orderId) {
                             // A worker deletes an entry only after committing it: gone means recorded, unless Redis lost it.
@@ -185,16 +165,14 @@ extension InventoryEngine {
                         ),
                         replayed: false
                     )
-                case "gone":
+                case .gone:
                     throw InventoryError.notFound
-                case "confirmed":
-                    throw InventoryError.invalidState(ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? .confirmed)
-                case "notexpired":
+                case .confirmed(let status):
+                    throw InventoryError.invalidState(status)
+                case .notExpired:
                     throw InventoryError.invalidState(.reserved)
-                case "stale":
+                case .stale:
                     stale = true
-                default:
-                    throw InventoryError.unavailable("rollback script answered \(reply)")
                 }
                 if stale { break }
             }
@@ -220,26 +198,20 @@ extension InventoryEngine {
     func decide(
         _ orderId: String, _ to: ReservationStatus, from: [String], recording: Bool = false, tombstone: Bool = false
     ) async throws -> (state: ReservationStatus, changed: Bool, event: String) {
-        let reply = try await runScript(
-            scripts.dirTransition,
-            keys: directoryKeys(orderId) + (tombstone ? [keys.outbox(shard: keys.shard(of: orderId))] : []),
-            arguments: [
-                to.rawValue, from.joined(separator: "|"), recording ? String(configuration.retentionSeconds) : "", "", "",
-                orderId, tombstone ? "1" : "",
-            ]
-        ).array ?? []
-        switch reply.first?.text {
-        case "ok": return (to, true, "")
-        case "created": return (to, true, reply[safe: 1]?.text ?? "")
-        case "same": return (to, false, "")
-        case "state":
-            let state = reply[safe: 1]?.text ?? ""
+        let call = DirTransitionCall(
+            orderId: orderId, to: to.rawValue, from: from, recordingSeconds: recording ? configuration.retentionSeconds : nil,
+            tombstone: tombstone, layout: keys
+        )
+        switch try await run(call) {
+        case .changed: return (to, true, "")
+        case .created(let event): return (to, true, event)
+        case .same: return (to, false, "")
+        case .state(let state):
             guard let status = ReservationStatus(rawValue: state) else {
                 throw InventoryError.unavailable("order \(orderId) is still being reserved; retry")
             }
             return (status, false, "")
-        case "none": throw InventoryError.notFound
-        default: throw InventoryError.unavailable("dir_transition answered \(reply)")
+        case .absent: throw InventoryError.notFound
         }
     }
 
@@ -272,28 +244,13 @@ extension InventoryEngine {
         for shard in (fields[safe: 0]?.text ?? "").split(separator: ",").compactMap({ Int($0) }) {
             let part = try await readPart(orderId, shard: shard)
             if let part, part.status != .reserved { continue }
-            _ = try await runOnItems(
-                scripts.rollback, keys: rollbackKeys(orderId, shard: shard, bizId: bizId, lines: part?.lines ?? []),
-                arguments: [
-                    orderId, ReservationStatus.cancelled.rawValue, Self.redisTime,
-                    String(configuration.retentionSeconds), "", part?.linesText ?? "",
-                ],
-                items: (part?.lines ?? []).map { StockItemID(bizId: bizId, skuId: $0.skuId) }
+            _ = try await run(
+                onItems: RollbackCall(
+                    orderId: orderId, shard: shard, bizId: bizId, lines: part?.lines ?? [], linesText: part?.linesText ?? "",
+                    reason: .cancelled, retentionSeconds: configuration.retentionSeconds, layout: keys
+                )
             )
         }
-    }
-
-    /// The keys of rollback.lua for a part of an order (on a single Redis the order): its hash, outbox and expiry
-    /// index, per line the item, reserve and rollback keys, then every line's usage hash, then every line's code set.
-    func rollbackKeys(_ orderId: String, shard: Int, bizId: String, lines: [ReservationLine]) -> [String] {
-        var keyList = [keys.order(orderId, shard: shard), keys.outbox(shard: shard), keys.expiryIndex(shard: shard)]
-        let ids = lines.map { StockItemID(bizId: bizId, skuId: $0.skuId) }
-        for id in ids {
-            keyList.append(keys.item(id))
-            keyList.append(keys.reserveKey(id, orderId: orderId))
-            keyList.append(keys.rollbackKey(id, orderId: orderId))
-        }
-        return keyList + ids.map { keys.userUsage($0) } + ids.map { keys.codes($0) }
     }
 
     /// Redis Cluster: reserves of several parts still under way past their deadline in one shard (their callers
@@ -349,22 +306,15 @@ extension InventoryEngine {
             var replayed = true
             var stale = false
             for part in order.pieces {
-                var keyList = [keys.order(orderId, shard: part.shard), keys.outbox(shard: part.shard)]
-                let ids = part.lines.map { StockItemID(bizId: order.bizId, skuId: $0.skuId) }
-                keyList += ids.map { keys.item($0) }
-                keyList += ids.map { keys.codes($0) }
-                let reply = try await runOnItems(
-                    scripts.refund, keys: keyList, arguments: [orderId, Self.redisTime, part.linesText],
-                    items: ids
+                let call = RefundCall(
+                    orderId: orderId, shard: part.shard, bizId: order.bizId, lines: part.lines, linesText: part.linesText,
+                    layout: keys
                 )
-                let fields = reply.array ?? []
-                switch fields.first?.text {
-                case "ok": replayed = false
-                case "replay": break
-                case "state":
-                    throw InventoryError.invalidState(ReservationStatus(rawValue: fields[safe: 1]?.text ?? "") ?? order.status)
-                case "stale": stale = true
-                default: throw InventoryError.unavailable("refund script answered \(reply)")
+                switch try await run(onItems: call) {
+                case .refunded: replayed = false
+                case .replay: break
+                case .state(let status): throw InventoryError.invalidState(status ?? order.status)
+                case .stale: stale = true
                 }
                 if stale { break }
             }
@@ -394,9 +344,7 @@ extension InventoryEngine {
 
     /// Takes or renews the lease of sweeping one shard for `owner`; true when `owner` holds it (lua/lease.lua).
     public func sweepLease(shard: Int, owner: String, milliseconds: Int) async throws -> Bool {
-        try await runScript(
-            scripts.lease, keys: [keys.sweepLease(shard: shard)], arguments: [owner, String(milliseconds)]
-        ).int == 1
+        try await run(LeaseCall(key: keys.sweepLease(shard: shard), owner: owner, milliseconds: milliseconds))
     }
 
     /// Orders whose hold expired by `nowMilliseconds`, oldest first, at most `limit` of one shard's index.

@@ -92,7 +92,7 @@ public final class InventoryEngine: Sendable {
         self.codePools = CodePoolRepository(client: mysql)
         self.journal = JournalRepository(client: mysql)
         self.committer = JournalCommitter(
-            journal: journal, epochs: RedisItemEpochs(runner: runner, script: scripts.epochs, keys: configuration.keys)
+            journal: journal, epochs: RedisItemEpochs(runner: runner, script: scripts[.epochs], keys: configuration.keys)
         )
         self.scriptTimers = Dictionary(uniqueKeysWithValues: scripts.all.map { ($0.name, InventoryMetrics.scriptTimer($0.name)) })
         self.configuration = configuration
@@ -144,18 +144,23 @@ public final class InventoryEngine: Sendable {
 
     // The operations are in InventoryEngine+*.swift, one file per concern.
 
-    /// Runs a script that changes items (lib/items.lua): when it answers `missing`, the items it names are rebuilt
-    /// from MySQL through the one init path, and it runs again. `items` are the script's items in the order its key
-    /// list names them.
-    func runOnItems(
-        _ script: RedisScript, keys: [String], arguments: [String], items: [StockItemID]
-    ) async throws -> RedisValue {
+    /// Runs one call of a script and decodes its reply (Scripts/: one typed call per script).
+    func run<Call: ScriptCall>(_ call: Call) async throws -> Call.Reply {
+        try Call.decode(try await runScript(scripts[Call.name], keys: call.keys, arguments: call.arguments))
+    }
+
+    /// Runs a call of a script that changes items (lib/items.lua): when it answers `missing`, the items it names are
+    /// rebuilt from MySQL through the one init path, and it runs again. The one place an item found missing by a
+    /// script is handled.
+    func run<Call: ItemScriptCall>(onItems call: Call) async throws -> Call.Reply {
+        let script = scripts[Call.name]
         for _ in 0..<3 {
-            let reply = try await runScript(script, keys: keys, arguments: arguments)
-            guard let fields = reply.array, fields.first?.text == "missing" else { return reply }
-            for position in (fields[safe: 1]?.text ?? "").split(separator: ",").compactMap({ Int($0) }) {
-                guard let id = items[safe: position - 1] else {
-                    throw InventoryError.unavailable("\(script.name) named item \(position) of \(items.count) missing")
+            let reply = try await runScript(script, keys: call.keys, arguments: call.arguments)
+            let fields = ScriptReply(reply)
+            guard fields.tag == "missing" else { return try Call.decode(reply) }
+            for position in fields.positions(1) {
+                guard let id = call.items[safe: position - 1] else {
+                    throw InventoryError.unavailable("\(script.name) named item \(position) of \(call.items.count) missing")
                 }
                 if try await !ensureItem(id) {
                     throw InventoryError.unavailable("stock item \(id) is in neither Redis nor MySQL")
@@ -225,14 +230,9 @@ struct RedisItemEpochs: ItemEpochSource {
                 var offset = 0
                 while offset < group.count {
                     let chunk = group[offset..<min(offset + 500, group.count)]
-                    let reply = try await runner.run(script, keys: chunk.map { keys.item($0) }, arguments: [])
-                    let values = reply.array ?? []
-                    for (index, item) in chunk.enumerated() {
-                        // {epoch, absorbed (',e1,e2,')}, or nil for an item that is not whole
-                        guard let pair = values[safe: index]?.array, let epoch = pair.first?.text else { continue }
-                        let absorbed = (pair[safe: 1]?.text ?? "").split(separator: ",").map(String.init)
-                        epochs[item] = ItemEpoch(epoch, absorbed: Set(absorbed))
-                    }
+                    let call = EpochsCall(chunk, layout: keys)
+                    let read = try EpochsCall.decode(try await runner.run(script, keys: call.keys, arguments: call.arguments))
+                    for (item, epoch) in zip(chunk, read) { epochs[item] = epoch }
                     offset += chunk.count
                 }
             }

@@ -101,16 +101,10 @@ extension Reconciler {
         // One script per shard on a cluster (one slot each).
         let groups = keys.clustered ? Array(Dictionary(grouping: oneTime, by: keys.itemShard).values) : [oneTime]
         for group in groups where !group.isEmpty {
-            let reply = try await redisCall {
-                try await self.runner.run(
-                    self.scripts.poolCounts, keys: group.flatMap { [self.keys.item($0), self.keys.codes($0)] }, arguments: []
-                )
-            }
-            for (id, counts) in zip(group, reply.array ?? []) {
-                let parts = counts.array ?? []
-                guard let stock = parts.first?.int, let size = parts[safe: 1]?.int, stock != size else { continue }
+            for (id, counts) in zip(group, try await run(PoolCountsCall(group, layout: keys))) {
+                guard let stock = counts.stock, stock != counts.codes else { continue }
                 report.codeDifferences.append(
-                    CodeDifference(bizId: id.bizId, skuId: id.skuId, detail: "Redis: stock_num \(stock) but \(size) usable codes")
+                    CodeDifference(bizId: id.bizId, skuId: id.skuId, detail: "Redis: stock_num \(stock) but \(counts.codes) usable codes")
                 )
             }
             for id in group {
@@ -234,22 +228,17 @@ extension Reconciler {
                 if fix {
                     var target = expected
                     if infinite { target.stockNum = counters.stockNum }
-                    let arguments: [String] = counters.arguments + target.arguments
-                    let itemKey = self.keys.item(id)
-                    let reply = try await self.redisCall {
-                        try await self.runner.run(self.scripts.fixItem, keys: [itemKey], arguments: arguments)
-                    }
-                    switch reply.array?.first?.text {
-                    case "ok":
+                    switch try await self.run(FixItemCall(itemKey: self.keys.item(id), read: counters, target: target)) {
+                    case .fixed:
                         difference.fixed = true
-                    case "moved":
+                    case .moved:
                         try await locking.execute("ROLLBACK")
                         throw RetryJudgement.moved
-                    case "fenced":
+                    case .fenced:
                         // A stock change's Redis half landed since the snapshot: in flight, judged next time.
                         try await locking.execute("COMMIT")
                         return nil
-                    default:
+                    case .missing:
                         break
                     }
                 }

@@ -21,32 +21,18 @@ extension Reconciler {
     }
 
     func read(_ ids: [StockItemID], streams: [String], into snapshot: inout Snapshot) async throws {
-        let reply = try await redisCall {
-            try await self.runner.run(
-                self.scripts.snapshot, keys: ids.map(self.keys.item) + streams,
-                arguments: [String(ids.count), self.keys.prefix] + ids.map { "\($0.bizId):\($0.skuId)" }
-            )
+        let read = try await run(SnapshotCall(ids, streams: streams, layout: keys))
+        for (id, item) in zip(ids, read.items) {
+            guard let item else { continue }
+            snapshot.counters[id] = item.counters
+            if item.infinite { snapshot.infinite.insert(id) }
+            if item.fenced { snapshot.fenced.insert(id) }
         }
-        let parts = reply.array ?? []
-        for (index, value) in (parts[safe: 0]?.array ?? []).enumerated() {
-            guard let fields = value.array, fields.first?.int == 1, let id = ids[safe: index] else { continue }
-            snapshot.counters[id] = .init(
-                stockNum: fields[safe: 1]?.int ?? 0, usedStockNum: fields[safe: 2]?.int ?? 0,
-                confirmedUnapplied: fields[safe: 3]?.int ?? 0, refundUnapplied: fields[safe: 4]?.int ?? 0
-            )
-            if fields[safe: 5]?.text == "1" { snapshot.infinite.insert(id) }
-            if fields[safe: 6]?.int == 1 { snapshot.fenced.insert(id) }
-        }
-        for value in parts[safe: 1]?.array ?? [] {
-            guard let fields = value.array, let kind = OutboxEvent.Kind(rawValue: fields[safe: 0]?.text ?? ""),
-                let sku = UInt64(fields[safe: 3]?.text ?? "")
-            else { continue }
-            let id = StockItemID(bizId: fields[safe: 2]?.text ?? "", skuId: sku)
-            snapshot.entries[id, default: []].append(
+        for line in read.lines {
+            snapshot.entries[line.item, default: []].append(
                 Entry(
-                    kind: kind, orderId: fields[safe: 1]?.text ?? "", quantity: fields[safe: 4]?.int ?? 0,
-                    entryId: fields[safe: 5]?.text ?? "", reserveEvent: fields[safe: 6]?.text ?? "",
-                    marked: fields[safe: 7]?.int == 1
+                    kind: line.kind, orderId: line.orderId, quantity: line.quantity, entryId: line.entryId,
+                    reserveEvent: line.reserveEvent, marked: line.marked
                 )
             )
         }

@@ -236,6 +236,12 @@ public final class Reconciler: Sendable {
 
     // MARK: - Helpers
 
+    /// Runs one call of a script and decodes its reply; a reply the script does not document is a store error.
+    func run<Call: ScriptCall>(_ call: Call) async throws -> Call.Reply {
+        let reply = try await redisCall { try await self.runner.run(self.scripts[Call.name], keys: call.keys, arguments: call.arguments) }
+        do { return try Call.decode(reply) } catch { throw ReconcileError.store("Redis: \(error)") }
+    }
+
     func redisCall<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()

@@ -1,0 +1,153 @@
+import RedisClient
+
+/// lua/ack.lua: the write-back worker has committed these outbox entries: acknowledged and deleted in one step.
+struct AckCall: ScriptCall {
+    static let name = ScriptName.ack
+
+    let keys: [String]
+    let arguments: [String]
+
+    init(stream: String, group: String, ids: [String]) {
+        keys = [stream]
+        arguments = [group] + ids
+    }
+
+    /// How many entries were deleted.
+    static func decode(_ value: RedisValue) throws -> Int64 {
+        guard let deleted = value.int else { throw unexpected(value) }
+        return deleted
+    }
+}
+
+/// lua/applied.lua: a confirm or refund line the worker committed is no longer counted as in flight, once per line.
+struct AppliedCall: ScriptCall {
+    static let name = ScriptName.applied
+
+    let keys: [String]
+    let arguments: [String]
+
+    /// `epoch`: the item's when the line was made (an item rebuilt since has nothing to correct).
+    init(_ id: StockItemID, orderId: String, kind: OutboxEvent.Kind, quantity: Int64, epoch: String, retentionSeconds: Int, layout: KeyLayout) {
+        keys = [layout.item(id), layout.appliedMarker(id, orderId: orderId, kind: kind.rawValue)]
+        arguments = [
+            kind == .refund ? "refund_unapplied" : "confirmed_unapplied", String(quantity), String(retentionSeconds), epoch,
+        ]
+    }
+
+    /// Whether the counter moved now (false: the line was counted before).
+    static func decode(_ value: RedisValue) throws -> Bool {
+        guard let moved = value.int else { throw unexpected(value) }
+        return moved == 1
+    }
+}
+
+/// lua/epochs.lua: each item's epoch and the earlier epochs it absorbed, for the write-back worker's fence. On a
+/// cluster the items must share a slot.
+struct EpochsCall: ScriptCall {
+    static let name = ScriptName.epochs
+
+    /// Per item, in key order: its epoch, or nil for an item that is not whole.
+    typealias Reply = [ItemEpoch?]
+
+    let keys: [String]
+    var arguments: [String] { [] }
+
+    init(_ items: some Collection<StockItemID>, layout: KeyLayout) {
+        keys = items.map { layout.item($0) }
+    }
+
+    static func decode(_ value: RedisValue) throws -> Reply {
+        guard let values = value.array else { throw unexpected(value) }
+        return values.map { value in
+            // {epoch, absorbed (',e1,e2,')}, or nil
+            guard let pair = value.array, let epoch = pair.first?.text else { return nil }
+            return ItemEpoch(epoch, absorbed: Set((pair[safe: 1]?.text ?? "").split(separator: ",").map(String.init)))
+        }
+    }
+}
+
+/// lua/lease.lua: takes or renews a lease one owner holds at a time (the expiry sweeper's, per shard).
+struct LeaseCall: ScriptCall {
+    static let name = ScriptName.lease
+
+    let keys: [String]
+    let arguments: [String]
+
+    init(key: String, owner: String, milliseconds: Int) {
+        keys = [key]
+        arguments = [owner, String(milliseconds)]
+    }
+
+    /// Whether the owner holds the lease now.
+    static func decode(_ value: RedisValue) throws -> Bool {
+        guard let held = value.int else { throw unexpected(value) }
+        return held == 1
+    }
+}
+
+/// lua/snapshot.lua: one atomic look at a page of items' counters and the outbox lines in flight touching them.
+struct SnapshotCall: ScriptCall {
+    static let name = ScriptName.snapshot
+
+    /// An item's counters as Redis has them.
+    struct Item: Sendable, Equatable {
+        var counters: ReconcileDifference.Counters
+        var infinite: Bool
+        /// A stock change's MySQL half is still to come (lib/fence.lua).
+        var fenced: Bool
+    }
+
+    /// One line of an outbox entry not yet acknowledged.
+    struct Line: Sendable, Equatable {
+        var kind: OutboxEvent.Kind
+        var orderId: String
+        var item: StockItemID
+        var quantity: Int64
+        var entryId: String
+        var reserveEvent: String
+        /// The line's applied marker is set (applied.lua ran for it).
+        var marked: Bool
+    }
+
+    struct Reply: Sendable, Equatable {
+        /// Per item, in key order; nil for an item not in Redis.
+        var items: [Item?]
+        var lines: [Line]
+    }
+
+    let keys: [String]
+    let arguments: [String]
+
+    /// `streams`: every outbox on a single Redis; on a cluster the one of the items' shard.
+    init(_ items: [StockItemID], streams: [String], layout: KeyLayout) {
+        keys = items.map { layout.item($0) } + streams
+        arguments = [String(items.count), layout.prefix] + items.map { "\($0.bizId):\($0.skuId)" }
+    }
+
+    static func decode(_ value: RedisValue) throws -> Reply {
+        guard let parts = value.array else { throw unexpected(value) }
+        let items = (parts[safe: 0]?.array ?? []).map { value -> Item? in
+            // {exists, stock_num, used_stock_num, confirmed_unapplied, refund_unapplied, is_infinite, fenced}
+            guard let fields = value.array, fields.first?.int == 1 else { return nil }
+            return Item(
+                counters: .init(
+                    stockNum: fields[safe: 1]?.int ?? 0, usedStockNum: fields[safe: 2]?.int ?? 0,
+                    confirmedUnapplied: fields[safe: 3]?.int ?? 0, refundUnapplied: fields[safe: 4]?.int ?? 0
+                ),
+                infinite: fields[safe: 5]?.text == "1", fenced: fields[safe: 6]?.int == 1
+            )
+        }
+        let lines = (parts[safe: 1]?.array ?? []).compactMap { value -> Line? in
+            // {type, orderId, bizId, skuId, quantity, entryId, reserveEvent, appliedMarkerSet}
+            guard let fields = value.array, let kind = OutboxEvent.Kind(rawValue: fields[safe: 0]?.text ?? ""),
+                let sku = UInt64(fields[safe: 3]?.text ?? "")
+            else { return nil }
+            return Line(
+                kind: kind, orderId: fields[safe: 1]?.text ?? "", item: StockItemID(bizId: fields[safe: 2]?.text ?? "", skuId: sku),
+                quantity: fields[safe: 4]?.int ?? 0, entryId: fields[safe: 5]?.text ?? "",
+                reserveEvent: fields[safe: 6]?.text ?? "", marked: fields[safe: 7]?.int == 1
+            )
+        }
+        return Reply(items: items, lines: lines)
+    }
+}

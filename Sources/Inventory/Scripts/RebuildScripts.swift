@@ -1,0 +1,129 @@
+import RedisClient
+
+/// lua/init_lock.lua: decides who rebuilds a stock item that is missing from Redis (or not whole).
+struct InitLockCall: ScriptCall {
+    static let name = ScriptName.initLock
+
+    enum Reply: Sendable, Equatable {
+        /// The item is there and whole: use it.
+        case ready
+        /// This caller holds the init lock and rebuilds the item from MySQL.
+        case locked
+        /// Another caller holds an unexpired lock: wait, then look again.
+        case wait
+    }
+
+    let keys: [String]
+    let arguments: [String]
+
+    init(_ id: StockItemID, caller: String, lockMilliseconds: Int64, layout: KeyLayout) {
+        keys = [layout.item(id), layout.codes(id), layout.userUsage(id)]
+        arguments = [caller, InventoryEngine.redisTime, String(lockMilliseconds)]
+    }
+
+    static func decode(_ value: RedisValue) throws -> Reply {
+        switch ScriptReply(value).tag {
+        case "ready": return .ready
+        case "locked": return .locked
+        case "wait": return .wait
+        default: throw unexpected(value)
+        }
+    }
+}
+
+/// lua/init_item.lua: writes a stock item rebuilt from MySQL, if this caller still holds its init lock.
+struct InitItemCall: ScriptCall {
+    static let name = ScriptName.initItem
+
+    let keys: [String]
+    let arguments: [String]
+
+    /// `snapshot`: what MySQL has of the item (read under its row lock); `epoch`: the item's new epoch;
+    /// `drainedEpochs`: the epochs of its outbox events applied to the journal before the read; `outboxes`: the
+    /// streams its events go to. `now`: Redis's clock, for the reserve keys written anew.
+    init(
+        _ id: StockItemID, caller: String, snapshot: StockRepository.InitSnapshot, epoch: String, drainedEpochs: Set<String>,
+        outboxes: [String], now: Int64, itemTTLSeconds: Int, retentionSeconds: Int, layout: KeyLayout
+    ) {
+        let row = snapshot.row
+        var arguments = [
+            caller, String(row.infinite ? row.stock : row.stock - snapshot.liveReserved), String(snapshot.liveReserved),
+            row.infinite ? "1" : "0", String(row.dangerNum), String(row.backorderLimit), String(itemTTLSeconds), epoch,
+            String(row.userLimit), String(row.userWindowSeconds), String(snapshot.userWindow),
+        ]
+        arguments += snapshot.pool?.scriptArguments ?? ["", "", "0", ""]
+        arguments.append(drainedEpochs.sorted().joined(separator: ","))
+        arguments.append(String(snapshot.codes.count))
+        arguments += snapshot.codes
+        // The holds this rebuild counts keep counting: their reserve keys get the new epoch. Per hold its quantity,
+        // and how long (s) its reserve key lives if the rebuild writes it anew (it vanished alone): the hold's time
+        // left plus the retention, as reserve.lua gives it.
+        arguments.append(String(snapshot.liveHolds.count))
+        for hold in snapshot.liveHolds {
+            arguments.append(String(hold.quantity))
+            arguments.append(String(max(hold.expiresAtMilliseconds - now, 0) / 1000 + Int64(retentionSeconds)))
+        }
+        arguments.reserveCapacity(arguments.count + 2 * snapshot.usage.count)
+        for usage in snapshot.usage {
+            arguments.append(usage.userId)
+            arguments.append(String(usage.units))
+        }
+        keys = [layout.item(id), layout.userUsage(id), layout.codes(id)]
+            + snapshot.liveHolds.map { layout.reserveKey(id, orderId: $0.orderId) } + outboxes
+        self.arguments = arguments
+    }
+
+    /// Whether the item was written (false: the lock was taken over or the item appeared meanwhile; the caller's
+    /// numbers may be stale, so nothing was written).
+    static func decode(_ value: RedisValue) throws -> Bool {
+        switch ScriptReply(value).tag {
+        case "ok": return true
+        case "lost": return false
+        default: throw unexpected(value)
+        }
+    }
+}
+
+/// lua/restore_order.lua: brings back an order (on a cluster one part) Redis lost, from its journal rows.
+struct RestoreOrderCall: ScriptCall {
+    static let name = ScriptName.restoreOrder
+
+    /// One journal line: its item and quantity.
+    struct Line: Sendable {
+        var skuId: UInt64
+        var quantity: Int64
+    }
+
+    let keys: [String]
+    let arguments: [String]
+
+    /// `status`: the journal's, lowercase; `codes`: the codes each line holds (empty when no line's item has a
+    /// pool); `request`: '#' and the SHA-1 the journal has of the request ("" when none).
+    init(
+        orderId: String, shard: Int, bizId: String, userId: String?, status: String, lines: [Line], codes: [[String]],
+        expiresAtMilliseconds: Int64, request: String, retentionSeconds: Int, layout: KeyLayout
+    ) {
+        let ids = lines.map { StockItemID(bizId: bizId, skuId: $0.skuId) }
+        // KEYS: order, expiry index; per line its reserve key and rollback key; then every line's item hash.
+        var keys = [layout.order(orderId, shard: shard), layout.expiryIndex(shard: shard)]
+        for id in ids {
+            keys.append(layout.reserveKey(id, orderId: orderId))
+            keys.append(layout.rollbackKey(id, orderId: orderId))
+        }
+        self.keys = keys + ids.map { layout.item($0) }
+        arguments = [
+            orderId, bizId, userId ?? "", status,
+            lines.map { "\($0.skuId):\($0.quantity):\($0.quantity)" }.joined(separator: ","), String(expiresAtMilliseconds),
+            InventoryEngine.redisTime, String(retentionSeconds),
+        ] + lines.map { String($0.quantity) } + [codes.map { $0.joined(separator: "|") }.joined(separator: ","), request]
+    }
+
+    /// Whether the order was restored now (false: it is in Redis, nothing was touched).
+    static func decode(_ value: RedisValue) throws -> Bool {
+        switch ScriptReply(value).tag {
+        case "ok": return true
+        case "exists": return false
+        default: throw unexpected(value)
+        }
+    }
+}

@@ -1,0 +1,174 @@
+import RedisClient
+
+/// lua/set_stock.lua: sets an item's on-hand stock and its settings (the Redis half of a PUT).
+struct SetStockCall: ItemScriptCall {
+    static let name = ScriptName.setStock
+
+    enum Reply: Sendable, Equatable {
+        /// On-hand moved by `delta` (what MySQL must add too); `epoch` is the item's, `before` the settings this
+        /// changed ('field=old>new,...'), which an undo puts back.
+        case changed(delta: Int64, epoch: String, before: String)
+        /// The item is not whole in Redis: rebuild it (a new item gets its MySQL row first), then run again.
+        case missing
+        /// On-hand may not go below what live reservations hold.
+        case belowReserved(reserved: Int64)
+        /// A one-time code pool's stock is its codes.
+        case oneTimeCodes
+    }
+
+    let keys: [String]
+    let arguments: [String]
+    let items: [StockItemID]
+
+    init(_ id: StockItemID, _ settings: StockSettings, itemTTLSeconds: Int, layout: KeyLayout) {
+        items = [id]
+        keys = [layout.item(id), layout.userUsage(id), layout.codes(id)]
+        arguments = [
+            String(settings.stock), settings.infinite.map { $0 ? "1" : "0" } ?? "",
+            settings.dangerNum.map(String.init) ?? "", settings.backorderLimit.map(String.init) ?? "",
+            String(itemTTLSeconds), "", settings.userLimit.map(String.init) ?? "",
+            settings.userWindowSeconds.map(String.init) ?? "",
+        ]
+    }
+
+    static func decode(_ value: RedisValue) throws -> Reply {
+        let reply = ScriptReply(value)
+        switch reply.tag {
+        case "ok": return .changed(delta: reply.int(1) ?? 0, epoch: reply.text(2), before: reply.text(3))
+        case "missing": return .missing
+        case "below_reserved": return .belowReserved(reserved: reply.int(1) ?? 0)
+        case "codes": return .oneTimeCodes
+        default: throw unexpected(value)
+        }
+    }
+}
+
+/// lua/adjust_stock.lua: adds or removes on-hand stock once per adjustment id (the Redis half).
+struct AdjustStockCall: ScriptCall {
+    static let name = ScriptName.adjustStock
+
+    enum Reply: Sendable, Equatable {
+        /// Applied now; `epoch` is the item's, which an undo of it names.
+        case applied(epoch: String)
+        /// Applied before with the same body.
+        case replay
+        /// The adjustment id was used with another body.
+        case conflict
+        /// The item is not in Redis.
+        case missing
+        /// Removing that much would leave less on hand than is reserved.
+        case belowReserved(reserved: Int64)
+        /// A one-time code pool's stock is its codes.
+        case oneTimeCodes
+        /// An earlier attempt made the Redis half without learning MySQL's outcome: complete the MySQL half.
+        case unsettled
+    }
+
+    let keys: [String]
+    let arguments: [String]
+
+    init(_ id: StockItemID, _ adjustment: StockAdjustment, retentionSeconds: Int, layout: KeyLayout) {
+        keys = [layout.item(id), layout.adjustmentKey(id, adjustmentId: adjustment.adjustmentId)]
+        arguments = [String(adjustment.delta), adjustment.fingerprint, String(retentionSeconds)]
+    }
+
+    static func decode(_ value: RedisValue) throws -> Reply {
+        let reply = ScriptReply(value)
+        switch reply.tag {
+        case "ok": return .applied(epoch: reply.text(3))
+        case "replay": return .replay
+        case "conflict": return .conflict
+        case "missing": return .missing
+        case "below_reserved": return .belowReserved(reserved: reply.int(2) ?? 0)
+        case "codes": return .oneTimeCodes
+        case "unsettled": return .unsettled
+        default: throw unexpected(value)
+        }
+    }
+}
+
+/// lua/undo_stock.lua: reverses a stock change whose MySQL half failed, exactly once.
+struct UndoStockCall: ScriptCall {
+    static let name = ScriptName.undoStock
+
+    enum Reply: Sendable, Equatable {
+        /// Reversed now.
+        case reversed
+        /// This reversal ran before.
+        case done
+        /// The item is gone or was rebuilt since the change (MySQL never had it): nothing to reverse.
+        case rebuilt
+    }
+
+    let keys: [String]
+    let arguments: [String]
+
+    /// `adjustmentKey`: the key of the adjustment reversed (the item key when none); `marker`: this reversal's.
+    init(
+        itemKey: String, adjustmentKey: String, marker: String, delta: Int64, fingerprint: String, epoch: String,
+        settings: String, retentionSeconds: Int
+    ) {
+        keys = [itemKey, adjustmentKey, marker]
+        arguments = [String(delta), fingerprint, String(retentionSeconds), epoch, settings]
+    }
+
+    static func decode(_ value: RedisValue) throws -> Reply {
+        switch ScriptReply(value).tag {
+        case "ok": return .reversed
+        case "done": return .done
+        case "rebuilt": return .rebuilt
+        default: throw unexpected(value)
+        }
+    }
+}
+
+/// lua/admin_done.lua: a stock change's MySQL half is done: the fence its Redis half opened is closed.
+struct AdminDoneCall: ScriptCall {
+    static let name = ScriptName.adminDone
+
+    let keys: [String]
+    var arguments: [String] { [] }
+
+    init(itemKey: String) { keys = [itemKey] }
+
+    /// Whether the item was there (an item gone has no fence to close).
+    static func decode(_ value: RedisValue) throws -> Bool {
+        switch ScriptReply(value).tag {
+        case "ok": return true
+        case "missing": return false
+        default: throw unexpected(value)
+        }
+    }
+}
+
+/// lua/fix_item.lua: the reconciler's repair of one item's counters, only if they are still what it judged.
+struct FixItemCall: ScriptCall {
+    static let name = ScriptName.fixItem
+
+    enum Reply: Sendable, Equatable {
+        case fixed
+        /// The item changed since it was read: judge again.
+        case moved
+        case missing
+        /// A stock change's MySQL half is still to come: in flight, judged next time.
+        case fenced
+    }
+
+    let keys: [String]
+    let arguments: [String]
+
+    init(itemKey: String, read: ReconcileDifference.Counters, target: ReconcileDifference.Counters) {
+        keys = [itemKey]
+        arguments = read.arguments + target.arguments
+    }
+
+    static func decode(_ value: RedisValue) throws -> Reply {
+        switch ScriptReply(value).tag {
+        case "ok": return .fixed
+        case "moved": return .moved
+        case "missing": return .missing
+        case "fenced": return .fenced
+        default: throw unexpected(value)
+        }
+    }
+}

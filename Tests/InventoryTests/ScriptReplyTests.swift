@@ -1,0 +1,250 @@
+import Foundation
+import RedisClient
+import Testing
+
+@testable import Inventory
+
+/// The Swift half of each script's contract (Scripts/), without Redis: keys and arguments where the script's header
+/// says it reads them, and every reply it documents decoded into what it means.
+@Suite("Script contracts")
+struct ScriptReplyTests {
+    let layout = KeyLayout(prefix: "u", shards: 4, clustered: false)
+    let id = StockItemID(bizId: "b", skuId: 7)
+
+    static func reply(_ fields: String...) -> RedisValue { .array(fields.map { .string($0) }) }
+
+    @Test("one list of scripts: every ScriptName has its file in lua/, every script file has its name")
+    func oneList() throws {
+        let directory = ProjectFiles.repositoryDirectory("lua")
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".lua") }
+        #expect(Set(files.map { String($0.dropLast(4)) }) == Set(ScriptName.allCases.map(\.rawValue)))
+        let scripts = try InventoryScripts.load()
+        #expect(scripts.all.map(\.name) == ScriptName.allCases.map(\.rawValue))
+        let includes = scripts.all.filter { $0.source.split(separator: "\n").contains { $0.hasPrefix("--!include ") } }
+        #expect(includes.isEmpty, "libraries are inlined")
+    }
+
+    @Test("reserve.lua: KEYS[4+3i..], usage hashes at 4+3n, code sets at 4+4n, the marker last; ARGV[13+3i] per item")
+    func reserveLayout() {
+        let command = ReserveCommand(
+            orderId: "o1", bizId: "b", userId: "u1",
+            items: [.init(skuId: 7, quantity: 2), .init(skuId: 8, quantity: 1, codes: ["A", "B"])], ttlSeconds: 60,
+            shortage: .reject
+        )
+        let call = ReserveCall(
+            command, shard: 2, fingerprint: "fp", shortage: "reject", journal: .asked, dispense: true, failpoint: "",
+            retentionSeconds: 100, itemTTLSeconds: 50, layout: layout
+        )
+        let second = StockItemID(bizId: "b", skuId: 8)
+        let n = 2
+        // Lua's KEYS[k] is keys[k - 1].
+        #expect(call.keys.count == 4 + 5 * n)
+        #expect(call.keys[0] == layout.order("o1", shard: 2))
+        #expect(call.keys[4 + 3 * 1 - 1] == layout.item(second))
+        #expect(call.keys[5 + 3 * 1 - 1] == layout.reserveKey(second, orderId: "o1"))
+        #expect(call.keys[4 + 3 * n + 1 - 1] == layout.userUsage(second))
+        #expect(call.keys[4 + 4 * n + 1 - 1] == layout.codes(second))
+        #expect(call.keys.last == layout.generation(shard: 2))
+        #expect(call.arguments[5 - 1] == "reject")
+        #expect(call.arguments[11 - 1] == "1", "dispense")
+        #expect(call.arguments[12 - 1] == "1", "journal asked")
+        #expect(Array(call.arguments[(13 + 3 * 1 - 1)...]) == ["8", "1", "A|B"])
+    }
+
+    @Test("reserve.lua: every documented reply")
+    func reserveReplies() throws {
+        let held = try ReserveCall.decode(Self.reply("ok", "1000", "7:2:2,8:1:1", "1-0", "e1,e2", ",A", ""))
+        #expect(
+            held
+                == .held(
+                    .init(
+                        expiresAtMilliseconds: 1000,
+                        lines: [
+                            ReservationLine(skuId: 7, requested: 2, reserved: 2),
+                            ReservationLine(skuId: 8, requested: 1, reserved: 1, codes: ["A"]),
+                        ],
+                        eventId: "1-0", epochs: ["e1", "e2"], confirmEventId: ""
+                    )
+                )
+        )
+        #expect(
+            try ReserveCall.decode(Self.reply("replay", "confirmed", "1000", "7:2:2", ""))
+                == .replay(status: .confirmed, expiresAtMilliseconds: 1000, lines: [ReservationLine(skuId: 7, requested: 2, reserved: 2)])
+        )
+        #expect(try ReserveCall.decode(Self.reply("conflict")) == .conflict)
+        #expect(try ReserveCall.decode(Self.reply("cancelled", "expired")) == .closed(.expired))
+        #expect(try ReserveCall.decode(Self.reply("ask", "marker")) == .askJournal(markerMissing: true))
+        #expect(try ReserveCall.decode(Self.reply("ask", "journal")) == .askJournal(markerMissing: false))
+        #expect(try ReserveCall.decode(Self.reply("vanished")) == .vanished)
+        #expect(try ReserveCall.decode(Self.reply("missing", "1,3")) == .missing([1, 3]))
+        #expect(try ReserveCall.decode(Self.reply("nouser", "2")) == .userRequired([2]))
+        #expect(
+            try ReserveCall.decode(Self.reply("userlimit", "1:5:4,2:3:3"))
+                == .userLimit([.init(position: 1, limit: 5, used: 4), .init(position: 2, limit: 3, used: 3)])
+        )
+        #expect(try ReserveCall.decode(Self.reply("short", "0,4")) == .short([0, 4]))
+        #expect(
+            try ReserveCall.decode(.array([.string("pool"), .integer(2), .string("expired")]))
+                == .poolUnavailable(position: 2, reason: "expired")
+        )
+        #expect(
+            try ReserveCall.decode(.array([.string("code"), .integer(1), .string("A")]))
+                == .codeUnavailable(position: 1, code: "A")
+        )
+    }
+
+    @Test("an answer a script does not document is 503-unavailable naming the script, not a guess")
+    func undocumentedReply() {
+        #expect(throws: InventoryError.unavailable(#"reserve script answered ["what"]"#)) {
+            try ReserveCall.decode(Self.reply("what"))
+        }
+        #expect(throws: InventoryError.unavailable("confirm script answered nil")) { try ConfirmCall.decode(.null) }
+        #expect(throws: InventoryError.unavailable(#"lease script answered ["1"]"#)) { try LeaseCall.decode(Self.reply("1")) }
+    }
+
+    @Test("confirm, rollback and refund: keys per line, every documented reply")
+    func transitions() throws {
+        let lines = [ReservationLine(skuId: 7, requested: 2, reserved: 2)]
+        let confirm = ConfirmCall(
+            orderId: "o1", shard: 1, bizId: "b", lines: lines, linesText: "7:2:2", deadlineChecked: true, layout: layout
+        )
+        #expect(confirm.keys == [
+            layout.order("o1", shard: 1), layout.outbox(shard: 1), layout.expiryIndex(shard: 1), layout.item(id),
+            layout.reserveKey(id, orderId: "o1"),
+        ])
+        #expect(confirm.arguments == ["o1", "", "7:2:2", "1"])
+        #expect(confirm.items == [id])
+        #expect(try ConfirmCall.decode(Self.reply("ok", "7:2:2", "5-0")) == .confirmed(eventId: "5-0"))
+        #expect(try ConfirmCall.decode(Self.reply("replay", "refunded")) == .replay(.refunded))
+        #expect(try ConfirmCall.decode(Self.reply("cancelled", "expired")) == .closed(.expired))
+        #expect(try ConfirmCall.decode(Self.reply("expired")) == .expired)
+        #expect(try ConfirmCall.decode(Self.reply("stale")) == .stale)
+        #expect(try ConfirmCall.decode(Self.reply("lost")) == .lost)
+
+        let rollback = RollbackCall(
+            orderId: "o1", shard: 1, bizId: "b", lines: lines, linesText: "7:2:2", reason: .expired, expiryDecided: true,
+            retentionSeconds: 60, layout: layout
+        )
+        #expect(rollback.keys.count == 3 + 5 * lines.count)
+        #expect(rollback.keys[5] == layout.rollbackKey(id, orderId: "o1"))
+        #expect(rollback.keys[6] == layout.userUsage(id))
+        #expect(rollback.keys[7] == layout.codes(id))
+        #expect(rollback.arguments == ["o1", "expired", "", "60", "", "7:2:2", "1"])
+        #expect(try RollbackCall.decode(Self.reply("ok", "cancelled", "7:2:2", "6-0")) == .released(eventId: "6-0"))
+        #expect(try RollbackCall.decode(Self.reply("replay", "expired")) == .replay(.expired))
+        #expect(try RollbackCall.decode(Self.reply("empty", "7-0")) == .recordedEmpty(eventId: "7-0"))
+        #expect(try RollbackCall.decode(Self.reply("gone")) == .gone)
+        #expect(try RollbackCall.decode(Self.reply("confirmed", "refunded")) == .confirmed(.refunded))
+        #expect(try RollbackCall.decode(Self.reply("notexpired")) == .notExpired)
+        #expect(try RollbackCall.decode(Self.reply("stale")) == .stale)
+
+        let refund = RefundCall(orderId: "o1", shard: 1, bizId: "b", lines: lines, linesText: "7:2:2", layout: layout)
+        #expect(refund.keys == [layout.order("o1", shard: 1), layout.outbox(shard: 1), layout.item(id), layout.codes(id)])
+        #expect(try RefundCall.decode(Self.reply("ok", "7:2:2")) == .refunded)
+        #expect(try RefundCall.decode(Self.reply("replay")) == .replay)
+        #expect(try RefundCall.decode(Self.reply("state", "reserved")) == .state(.reserved))
+        #expect(try RefundCall.decode(Self.reply("stale")) == .stale)
+    }
+
+    @Test("directory scripts: every documented reply")
+    func directory() throws {
+        let open = DirOpenCall(
+            orderId: "o1", fingerprint: "fp", bizId: "b", shards: [3, 7], ttlSeconds: 90, deadlineMilliseconds: 10_000,
+            journalAsked: false, layout: layout
+        )
+        #expect(open.keys == layout.directoryKeys("o1") + [layout.generation(shard: layout.shard(of: "o1"))])
+        #expect(open.arguments == ["fp", "b", "3,7", "90", "o1", "10000", ""])
+        #expect(try DirOpenCall.decode(Self.reply("new")) == .opened)
+        #expect(try DirOpenCall.decode(Self.reply("same", "reserving")) == .same)
+        #expect(try DirOpenCall.decode(Self.reply("conflict")) == .conflict)
+        #expect(try DirOpenCall.decode(Self.reply("closed", "expired")) == .closed(.expired))
+        #expect(try DirOpenCall.decode(Self.reply("ask", "marker")) == .askJournal(markerMissing: true))
+
+        #expect(try DirCommitCall.decode(Self.reply("ok")) == .reserved)
+        #expect(try DirCommitCall.decode(Self.reply("decided", "confirmed")) == .decided(.confirmed))
+        #expect(try DirCommitCall.decode(Self.reply("state", "cancelled")) == .state("cancelled"))
+        #expect(try DirCommitCall.decode(Self.reply("state")) == .state(""))
+        #expect(try DirCloseCall.decode(.integer(1)))
+        #expect(try !DirCloseCall.decode(.integer(0)))
+
+        let record = DirTransitionCall(
+            orderId: "o1", to: "cancelled", from: ["reserved", "reserving"], recordingSeconds: 60, tombstone: true,
+            layout: layout
+        )
+        #expect(record.keys == layout.directoryKeys("o1") + [layout.outbox(shard: layout.shard(of: "o1"))])
+        #expect(record.arguments == ["cancelled", "reserved|reserving", "60", "", "", "o1", "1", ""])
+        #expect(try DirTransitionCall.decode(Self.reply("ok")) == .changed)
+        #expect(try DirTransitionCall.decode(Self.reply("same")) == .same)
+        #expect(try DirTransitionCall.decode(Self.reply("state", "reserving")) == .state("reserving"))
+        #expect(try DirTransitionCall.decode(Self.reply("created", "8-0")) == .created(eventId: "8-0"))
+        #expect(try DirTransitionCall.decode(Self.reply("none")) == .absent)
+    }
+
+    @Test("stock scripts: every documented reply, each field where the script puts it")
+    func stock() throws {
+        #expect(
+            try SetStockCall.decode(Self.reply("ok", "-3", "ep", "danger_num=1>2"))
+                == .changed(delta: -3, epoch: "ep", before: "danger_num=1>2")
+        )
+        #expect(try SetStockCall.decode(Self.reply("missing", "1")) == .missing)
+        #expect(try SetStockCall.decode(Self.reply("below_reserved", "4")) == .belowReserved(reserved: 4))
+        #expect(try SetStockCall.decode(Self.reply("codes")) == .oneTimeCodes)
+        #expect(try AdjustStockCall.decode(Self.reply("ok", "5", "2", "ep")) == .applied(epoch: "ep"))
+        #expect(try AdjustStockCall.decode(Self.reply("below_reserved", "1", "6")) == .belowReserved(reserved: 6))
+        #expect(try AdjustStockCall.decode(Self.reply("unsettled", "5", "2", "ep")) == .unsettled)
+        #expect(try AdjustStockCall.decode(Self.reply("replay", "5", "2")) == .replay)
+        #expect(try UndoStockCall.decode(Self.reply("ok", "3")) == .reversed)
+        #expect(try UndoStockCall.decode(Self.reply("rebuilt")) == .rebuilt)
+        #expect(try FixItemCall.decode(Self.reply("fenced")) == .fenced)
+        #expect(try FixItemCall.decode(Self.reply("moved")) == .moved)
+        #expect(try !AdminDoneCall.decode(Self.reply("missing")))
+    }
+
+    @Test("init_item.lua: holds, codes and usage where the header counts them")
+    func initItemLayout() {
+        let snapshot = StockRepository.InitSnapshot(
+            row: StockRow(bizId: "b", skuId: 7, stock: 10, infinite: false, dangerNum: 1, backorderLimit: 0),
+            liveHolds: [(orderId: "o1", quantity: 3, expiresAtMilliseconds: 5_000)], userWindow: 0,
+            usage: [UserUsage(userId: "u1", units: 3)], pool: nil, codes: ["A", "B"]
+        )
+        let call = InitItemCall(
+            id, caller: "c", snapshot: snapshot, epoch: "ep", drainedEpochs: ["e2", "e1"], outboxes: ["s0", "s1"],
+            now: 2_000, itemTTLSeconds: 0, retentionSeconds: 60, layout: layout
+        )
+        #expect(call.keys == [layout.item(id), layout.userUsage(id), layout.codes(id), layout.reserveKey(id, orderId: "o1"), "s0", "s1"])
+        let c = 2
+        let h = 1
+        #expect(call.arguments[2 - 1] == "7", "stock_num: db stock minus live reserved")
+        #expect(call.arguments[16 - 1] == "e1,e2")
+        #expect(call.arguments[17 - 1] == String(c))
+        #expect(Array(call.arguments[17..<(17 + c)]) == ["A", "B"])
+        #expect(call.arguments[18 + c - 1] == String(h))
+        #expect(call.arguments[17 + c + 2 - 1] == "3", "the hold's quantity")
+        #expect(call.arguments[18 + c + 2 - 1] == "63", "its key's TTL: 3 s left plus the retention")
+        let usageStart: Int = 19 + c + 2 * h - 1
+        #expect(Array(call.arguments[usageStart...]) == ["u1", "3"])
+    }
+
+    @Test("snapshot and epochs: per-item entries in key order, a missing item nil")
+    func reads() throws {
+        let snapshot = try SnapshotCall.decode(
+            .array([
+                .array([
+                    .array([.integer(1), .string("5"), .string("2"), .string("1"), .string("0"), .string("0"), .integer(1)]),
+                    .array([.integer(0)]),
+                ]),
+                .array([
+                    .array([.string("reserve"), .string("o1"), .string("b"), .string("7"), .string("2"), .string("1-0"), .string(""), .integer(0)])
+                ]),
+            ])
+        )
+        #expect(snapshot.items.count == 2)
+        #expect(snapshot.items[0]?.counters == .init(stockNum: 5, usedStockNum: 2, confirmedUnapplied: 1, refundUnapplied: 0))
+        #expect(snapshot.items[0]?.fenced == true)
+        #expect(snapshot.items[1] == nil)
+        #expect(snapshot.lines.map(\.item) == [id])
+        #expect(snapshot.lines.first?.quantity == 2)
+        let epochs = try EpochsCall.decode(.array([.array([.string("e3"), .string(",e1,e2,")]), .null]))
+        #expect(epochs == [ItemEpoch("e3", absorbed: ["e1", "e2"]), nil])
+    }
+}
