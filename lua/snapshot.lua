@@ -8,15 +8,20 @@
 --   items[i] = {exists, stock_num, used_stock_num, confirmed_unapplied, refund_unapplied, is_infinite, fenced}
 --              fenced = 1 while a stock change's MySQL half is still to come (lib/fence.lua): in flight
 --   entries  = outbox entries (not yet acknowledged) touching these items, one per line:
---              {type, orderId, bizId, skuId, quantity, entryId, reserveEvent, appliedMarkerSet}
+--              {type, orderId, bizId, skuId, quantity, entryId, reserveEvent, appliedMarkerSet, absorbed}
 --
 -- Counters and in-flight entries come from the same instant, so the reconciler can account for work in flight
 -- exactly: an entry is in the outbox until the worker has committed it and settled Redis.
 --
--- A line made in another epoch of its item than the current one is not in the item's counters: the item was
--- rebuilt since, from a MySQL that had the line (the rebuild applied it from the outbox first: an absorbed epoch)
--- or without it (Redis lost it, and the worker leaves it out). Either way both stores agree on it, and it is not
--- returned as in flight. (Entries written before events carried epochs have none and are returned.)
+-- A line made in another epoch of its item than the current one: the item was rebuilt since.
+-- - An epoch the item absorbed (init_item.lua): the rebuild applied the line from the outbox to MySQL before it
+--   counted MySQL (a reserve and its undo reduced to nothing), so the rebuilt counters have it. The line is returned,
+--   with absorbed = 1: a worker committing it again may still move the journal for a moment (a reserve committed
+--   alone, its undo still to come), which the reconciler must see in flight; its confirm or refund is in no
+--   `*_unapplied` counter (the rebuild counted it into MySQL's stock).
+-- - Any other epoch: the rebuild read a MySQL without the line (Redis lost it, and the worker leaves it out). Both
+--   stores agree on it, and it is not returned.
+-- (Entries written before events carried epochs have none and are returned.)
 
 --!include clock
 --!include fence
@@ -26,11 +31,13 @@ local n = tonumber(ARGV[1])
 local wanted = {}
 local items = {}
 local epochOf = {}
+local absorbedOf = {}
 for i = 1, n do
   wanted[ARGV[2 + i]] = i
   local f = redis.call('HMGET', KEYS[i], 'stock_num', 'used_stock_num', 'confirmed_unapplied', 'refund_unapplied',
-    'is_infinite', 'epoch')
+    'is_infinite', 'epoch', 'absorbed')
   epochOf[i] = f[6] or ''
+  absorbedOf[i] = f[7] or ''
   items[i] = {f[1] and 1 or 0, f[1] or '0', f[2] or '0', f[3] or '0', f[4] or '0', f[5] or '0',
     (f[1] and fenced(KEYS[i], now)) and 1 or 0}
 end
@@ -54,7 +61,11 @@ for s = n + 1, #KEYS do
     for sku, quantity in string.gmatch(fields['items'] or '', '(%d+):(%d+)') do
       position = position + 1
       local id = biz .. ':' .. sku
-      if wanted[id] and (lineEpochs == nil or lineEpochs[position] == epochOf[wanted[id]]) then
+      local i = wanted[id]
+      local made = lineEpochs and lineEpochs[position]
+      local absorbed = i and made and made ~= '' and made ~= epochOf[i]
+        and string.find(absorbedOf[i], ',' .. made .. ',', 1, true) ~= nil
+      if i and (lineEpochs == nil or made == epochOf[i] or absorbed) then
         local kind = fields['type']
         local marked = 0
         if kind == 'confirm' or kind == 'refund' then
@@ -62,7 +73,8 @@ for s = n + 1, #KEYS do
           local marker = string.sub(KEYS[wanted[id]], 1, -5) .. 'applied:' .. kind .. ':' .. fields['order']
           marked = redis.call('EXISTS', marker)
         end
-        entries[#entries + 1] = {kind, fields['order'], biz, sku, quantity, entry[1], fields['reserve_event'] or '', marked}
+        entries[#entries + 1] = {kind, fields['order'], biz, sku, quantity, entry[1], fields['reserve_event'] or '', marked,
+          absorbed and 1 or 0}
       end
     end
   end

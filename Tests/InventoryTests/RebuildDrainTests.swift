@@ -184,3 +184,39 @@ extension RebuildDrainTests {
         }
     }
 }
+
+extension RebuildDrainTests {
+    /// Found by the model check (issue 18, cluster seed 200004, step 225): a cluster reserve whose other part failed
+    /// took its part back (an undo event) before its item vanished; the rebuild reduced the reserve and its undo to
+    /// nothing and absorbed their epoch; a worker then committed the reserve alone (its batch ended there) and was
+    /// killed. The reconciler left the undo out of what is in flight (its line's epoch is not the item's current
+    /// one), took the journal's row for a live hold, and `--fix` made Redis count a hold nobody has.
+    @Test("an undo of an absorbed epoch still in the outbox is in flight: the reconciler sees no difference and fixes nothing")
+    func undoOfAbsorbedEpochInFlight() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let order = "\(stores.bizId)-undone"
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            #expect(try await stores.drainWithWorker())
+            guard case .created(let held) = try await engine.reserve(command(stores, order, 3)) else {
+                Issue.record("the reserve was not made now")
+                return
+            }
+            let reserve = try #require(try await Self.outboxEvents(stores).first { $0.kind == .reserve && $0.orderId == order })
+            await engine.undoReserve(orderId: order, bizId: stores.bizId, lines: held.lines, eventId: reserve.id, routine: true)
+            try await deleteItem(stores)
+            #expect(try await engine.stock(stores.item(1)).reserved == 0, "the rebuild reduced the reserve and its undo")
+
+            // A worker commits the reserve alone and acknowledges it; the undo is still to come.
+            _ = try await JournalRepository(client: stores.mysql).apply([reserve], epochs: engine.itemEpochs)
+            _ = try await stores.redis.send(["XDEL", reserve.stream, reserve.id], routingKey: reserve.stream)
+            #expect(try await stores.journalRows().map(\.status) == ["RESERVED"])
+
+            let report = try await stores.reconciler().run(.business(stores.bizId), fix: true)
+            #expect(report.differences == [], "the undo in flight gives the journal's row back")
+            #expect(try await engine.stock(stores.item(1)).reserved == 0)
+            try await expectAgree(stores, available: 10, reserved: 0, mysql: 10)
+            #expect(try await stores.journalRows().isEmpty)
+        }
+    }
+}

@@ -22,6 +22,9 @@ extension Reconciler {
         let entryId: String
         let reserveEvent: String
         let marked: Bool
+        /// Of an epoch the item's rebuild absorbed (snapshot.lua): its hold moves the journal like any line in
+        /// flight, but its confirm or refund is already in MySQL's stock and in no `*_unapplied` counter.
+        var absorbed = false
     }
 
     /// The MySQL side of the lines in flight: journal rows and ledger sources that exist now.
@@ -282,14 +285,14 @@ extension Reconciler {
                     $0.kind == .reserve && $0.orderId == entry.orderId && reservesInFlight.contains($0.orderId + "\u{0}" + $0.entryId)
                 }
                 if rowLive || rowComing { used -= entry.quantity }
-                if entry.kind == .confirm, !entry.marked {
+                if entry.kind == .confirm, !entry.marked, !entry.absorbed {
                     confirmedInFlight += entry.quantity
                     if applied.ledger.contains(Applied.source(.confirm, entry.orderId, bizId, sku)) {
                         committedUnsettled -= entry.quantity
                     }
                 }
             case .refund:
-                if !entry.marked {
+                if !entry.marked && !entry.absorbed {
                     refundInFlight += entry.quantity
                     if applied.ledger.contains(Applied.source(.refund, entry.orderId, bizId, sku)) {
                         committedUnsettled += entry.quantity

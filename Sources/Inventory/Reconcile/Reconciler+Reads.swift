@@ -32,7 +32,7 @@ extension Reconciler {
             snapshot.entries[line.item, default: []].append(
                 Entry(
                     kind: line.kind, orderId: line.orderId, quantity: line.quantity, entryId: line.entryId,
-                    reserveEvent: line.reserveEvent, marked: line.marked
+                    reserveEvent: line.reserveEvent, marked: line.marked, absorbed: line.absorbed
                 )
             )
         }

@@ -107,6 +107,9 @@ struct SnapshotCall: ScriptCall {
         var reserveEvent: String
         /// The line's applied marker is set (applied.lua ran for it).
         var marked: Bool
+        /// Made in an earlier epoch of the item that its rebuild absorbed (applied to MySQL before counting it): a
+        /// worker may commit it again, but no `*_unapplied` counter holds it.
+        var absorbed: Bool
     }
 
     struct Reply: Sendable, Equatable {
@@ -138,14 +141,15 @@ struct SnapshotCall: ScriptCall {
             )
         }
         let lines = (parts[safe: 1]?.array ?? []).compactMap { value -> Line? in
-            // {type, orderId, bizId, skuId, quantity, entryId, reserveEvent, appliedMarkerSet}
+            // {type, orderId, bizId, skuId, quantity, entryId, reserveEvent, appliedMarkerSet, absorbed}
             guard let fields = value.array, let kind = OutboxEvent.Kind(rawValue: fields[safe: 0]?.text ?? ""),
                 let sku = UInt64(fields[safe: 3]?.text ?? "")
             else { return nil }
             return Line(
                 kind: kind, orderId: fields[safe: 1]?.text ?? "", item: StockItemID(bizId: fields[safe: 2]?.text ?? "", skuId: sku),
                 quantity: fields[safe: 4]?.int ?? 0, entryId: fields[safe: 5]?.text ?? "",
-                reserveEvent: fields[safe: 6]?.text ?? "", marked: fields[safe: 7]?.int == 1
+                reserveEvent: fields[safe: 6]?.text ?? "", marked: fields[safe: 7]?.int == 1,
+                absorbed: fields[safe: 8]?.int == 1
             )
         }
         return Reply(items: items, lines: lines)

@@ -72,6 +72,10 @@ public enum ModelCheck {
                 try await Driver(stores: stores, mysqlProxy: proxy, ownRedis: ownRedis).run(program)
                 return nil
             } catch let failure as Driver.Failure {
+                if ProcessInfo.processInfo.environment["MODELCHECK_DUMP"] == "1" {
+                    FileHandle.standardError.write(Data("model check: \(failure)\n".utf8))
+                    FileHandle.standardError.write(Data(await Driver.dump(stores).utf8))
+                }
                 return failure
             }
         }
