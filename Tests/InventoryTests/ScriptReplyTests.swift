@@ -19,7 +19,9 @@ struct ScriptReplyTests {
         let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".lua") }
         #expect(Set(files.map { String($0.dropLast(4)) }) == Set(ScriptName.allCases.map(\.rawValue)))
         let scripts = try InventoryScripts.load()
-        #expect(scripts.all.map(\.name) == ScriptName.allCases.map(\.rawValue))
+        for name in ScriptName.allCases {
+            #expect(scripts[name].source.hasPrefix("-- \(name.rawValue).lua:"), "\(name) loads its own file")
+        }
         let includes = scripts.all.filter { $0.source.split(separator: "\n").contains { $0.hasPrefix("--!include ") } }
         #expect(includes.isEmpty, "libraries are inlined")
     }
@@ -72,6 +74,11 @@ struct ScriptReplyTests {
                 == .replay(status: .confirmed, expiresAtMilliseconds: 1000, lines: [ReservationLine(skuId: 7, requested: 2, reserved: 2)])
         )
         #expect(try ReserveCall.decode(Self.reply("conflict")) == .conflict)
+        #expect(try ReserveCall.decode(Self.reply("cancelled", "")) == .closed(.cancelled), "an unknown state reads as cancelled")
+        #expect(
+            try ReserveCall.decode(Self.reply("replay", "", "", "", "")) == .replay(status: .reserved, expiresAtMilliseconds: nil, lines: []),
+            "a replay without a known state is a hold"
+        )
         #expect(try ReserveCall.decode(Self.reply("cancelled", "expired")) == .closed(.expired))
         #expect(try ReserveCall.decode(Self.reply("ask", "marker")) == .askJournal(markerMissing: true))
         #expect(try ReserveCall.decode(Self.reply("ask", "journal")) == .askJournal(markerMissing: false))
@@ -120,6 +127,7 @@ struct ScriptReplyTests {
         #expect(try ConfirmCall.decode(Self.reply("expired")) == .expired)
         #expect(try ConfirmCall.decode(Self.reply("stale")) == .stale)
         #expect(try ConfirmCall.decode(Self.reply("lost")) == .lost)
+        #expect(try ConfirmCall.decode(Self.reply("replay", "")) == .replay(.confirmed), "an unknown state reads as confirmed")
 
         let rollback = RollbackCall(
             orderId: "o1", shard: 1, bizId: "b", lines: lines, linesText: "7:2:2", reason: .expired, expiryDecided: true,
@@ -132,6 +140,7 @@ struct ScriptReplyTests {
         #expect(rollback.arguments == ["o1", "expired", "", "60", "", "7:2:2", "1"])
         #expect(try RollbackCall.decode(Self.reply("ok", "cancelled", "7:2:2", "6-0")) == .released(eventId: "6-0"))
         #expect(try RollbackCall.decode(Self.reply("replay", "expired")) == .replay(.expired))
+        #expect(try RollbackCall.decode(Self.reply("replay", "")) == .replay(nil), "the caller's reason stands in")
         #expect(try RollbackCall.decode(Self.reply("empty", "7-0")) == .recordedEmpty(eventId: "7-0"))
         #expect(try RollbackCall.decode(Self.reply("gone")) == .gone)
         #expect(try RollbackCall.decode(Self.reply("confirmed", "refunded")) == .confirmed(.refunded))
@@ -152,13 +161,15 @@ struct ScriptReplyTests {
             orderId: "o1", fingerprint: "fp", bizId: "b", shards: [3, 7], ttlSeconds: 90, deadlineMilliseconds: 10_000,
             journalAsked: false, layout: layout
         )
-        #expect(open.keys == layout.directoryKeys("o1") + [layout.generation(shard: layout.shard(of: "o1"))])
+        #expect(open.keys == [layout.directory("o1"), layout.pendingIndex(forOrder: "o1"), layout.generation(shard: layout.shard(of: "o1"))])
         #expect(open.arguments == ["fp", "b", "3,7", "90", "o1", "10000", ""])
         #expect(try DirOpenCall.decode(Self.reply("new")) == .opened)
         #expect(try DirOpenCall.decode(Self.reply("same", "reserving")) == .same)
         #expect(try DirOpenCall.decode(Self.reply("conflict")) == .conflict)
         #expect(try DirOpenCall.decode(Self.reply("closed", "expired")) == .closed(.expired))
         #expect(try DirOpenCall.decode(Self.reply("ask", "marker")) == .askJournal(markerMissing: true))
+        #expect(try DirOpenCall.decode(Self.reply("ask", "journal")) == .askJournal(markerMissing: false))
+        #expect(try DirOpenCall.decode(Self.reply("closed", "???")) == .closed(.cancelled), "an unknown state reads as cancelled")
 
         #expect(try DirCommitCall.decode(Self.reply("ok")) == .reserved)
         #expect(try DirCommitCall.decode(Self.reply("decided", "confirmed")) == .decided(.confirmed))
@@ -171,7 +182,7 @@ struct ScriptReplyTests {
             orderId: "o1", to: "cancelled", from: ["reserved", "reserving"], recordingSeconds: 60, tombstone: true,
             layout: layout
         )
-        #expect(record.keys == layout.directoryKeys("o1") + [layout.outbox(shard: layout.shard(of: "o1"))])
+        #expect(record.keys == [layout.directory("o1"), layout.pendingIndex(forOrder: "o1"), layout.outbox(shard: layout.shard(of: "o1"))])
         #expect(record.arguments == ["cancelled", "reserved|reserving", "60", "", "", "o1", "1", ""])
         #expect(try DirTransitionCall.decode(Self.reply("ok")) == .changed)
         #expect(try DirTransitionCall.decode(Self.reply("same")) == .same)
@@ -193,11 +204,75 @@ struct ScriptReplyTests {
         #expect(try AdjustStockCall.decode(Self.reply("below_reserved", "1", "6")) == .belowReserved(reserved: 6))
         #expect(try AdjustStockCall.decode(Self.reply("unsettled", "5", "2", "ep")) == .unsettled)
         #expect(try AdjustStockCall.decode(Self.reply("replay", "5", "2")) == .replay)
+        #expect(try AdjustStockCall.decode(Self.reply("conflict")) == .conflict)
+        #expect(try AdjustStockCall.decode(Self.reply("missing")) == .missing)
+        #expect(try AdjustStockCall.decode(Self.reply("codes")) == .oneTimeCodes)
+        #expect(try UndoStockCall.decode(Self.reply("done")) == .done)
+        #expect(try FixItemCall.decode(Self.reply("ok")) == .fixed)
+        #expect(try FixItemCall.decode(Self.reply("missing")) == .missing)
+        #expect(try AdminDoneCall.decode(Self.reply("ok")))
         #expect(try UndoStockCall.decode(Self.reply("ok", "3")) == .reversed)
         #expect(try UndoStockCall.decode(Self.reply("rebuilt")) == .rebuilt)
         #expect(try FixItemCall.decode(Self.reply("fenced")) == .fenced)
         #expect(try FixItemCall.decode(Self.reply("moved")) == .moved)
         #expect(try !AdminDoneCall.decode(Self.reply("missing")))
+    }
+
+    @Test("rebuild, code pool and journal scripts: every documented reply")
+    func others() throws {
+        #expect(try InitLockCall.decode(Self.reply("ready")) == .ready)
+        #expect(try InitLockCall.decode(Self.reply("locked")) == .locked)
+        #expect(try InitLockCall.decode(Self.reply("wait")) == .wait)
+        #expect(try InitItemCall.decode(Self.reply("ok")))
+        #expect(try !InitItemCall.decode(Self.reply("lost")))
+        #expect(try RestoreOrderCall.decode(Self.reply("ok")))
+        #expect(try !RestoreOrderCall.decode(Self.reply("exists")))
+        #expect(try UndoReserveCall.decode(Self.reply("ok")) == .undone)
+        #expect(try UndoReserveCall.decode(Self.reply("settled")) == .settled)
+        #expect(try UndoReserveCall.decode(Self.reply("gone")) == .gone)
+        #expect(try SetPoolCall.decode(Self.reply("ok")))
+        #expect(try !SetPoolCall.decode(Self.reply("missing")))
+        #expect(try AddCodesCall.decode(.array([.string("ok"), .integer(3)])) == .added(3))
+        #expect(try AddCodesCall.decode(Self.reply("missing")) == .missing)
+        let counts = try PoolCountsCall.decode(.array([.array([.string("4"), .integer(4)]), .array([.string(""), .integer(0)])]))
+        #expect(counts.map(\.stock) == [4, nil])
+        #expect(counts.map(\.codes) == [4, 0])
+        #expect(try AckCall.decode(.integer(2)) == 2)
+        #expect(try AppliedCall.decode(.integer(1)))
+        #expect(try !AppliedCall.decode(.integer(0)))
+        #expect(try LeaseCall.decode(.integer(1)))
+        #expect(try !LeaseCall.decode(.integer(0)))
+    }
+
+    @Test("restore_order.lua: quantities from ARGV[9], then the codes per line, then the request")
+    func restoreOrderLayout() {
+        let call = RestoreOrderCall(
+            orderId: "o1", shard: 3, bizId: "b", userId: nil, status: "reserved",
+            lines: [.init(skuId: 7, quantity: 2), .init(skuId: 8, quantity: 1)], codes: [["A", "B"], []],
+            expiresAtMilliseconds: 9_000, request: "#sha", retentionSeconds: 60, layout: layout
+        )
+        let eight = StockItemID(bizId: "b", skuId: 8)
+        #expect(call.keys == [
+            layout.order("o1", shard: 3), layout.expiryIndex(shard: 3), layout.reserveKey(id, orderId: "o1"),
+            layout.rollbackKey(id, orderId: "o1"), layout.reserveKey(eight, orderId: "o1"),
+            layout.rollbackKey(eight, orderId: "o1"), layout.item(id), layout.item(eight),
+        ])
+        #expect(call.arguments == ["o1", "b", "", "reserved", "7:2:2,8:1:1", "9000", "", "60", "2", "1", "A|B,", "#sha"])
+    }
+
+    @Test("on a cluster a line's keys are in its part's shard: undo_reserve finds the part from its lines")
+    func clusterParts() {
+        let cluster = KeyLayout(prefix: "u", shards: 8, clustered: true)
+        let call = UndoReserveCall(
+            orderId: "o1", bizId: "b", eventId: "1-0", lines: "7:2", earlierEventId: "", retentionSeconds: 60, layout: cluster
+        )
+        let shard = cluster.partShard(orderId: "o1", item: id)
+        #expect(shard == cluster.itemShard(id))
+        #expect(call.keys[0] == cluster.order("o1", shard: shard))
+        #expect(call.keys[3] == call.keys[4], "no earlier event: this event's own marker stands in its place")
+        #expect(call.keys[5] == cluster.item(id))
+        #expect(call.arguments == ["o1", "1-0", "", "60", "2"])
+        #expect(call.items == [id])
     }
 
     @Test("init_item.lua: holds, codes and usage where the header counts them")
