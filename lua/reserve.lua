@@ -57,8 +57,8 @@
 -- Code pools: an item with pool_kind set hands out codes with its units. one_time: the codes set holds the usable
 -- codes and stock_num equals its size; a hold takes codes out of it (SPOP, or the ones asked for), cancel, expiry,
 -- take-back and refund put them back, confirm keeps them out (used). reusable: the set holds every code; a hold
--- names some (SRANDMEMBER) and takes none out; stock is counted as for any item. batch: every unit carries the
--- batch code. The codes held are kept in the order hash ('codes', per line) and written into the outbox event.
+-- names distinct ones, one per unit up to the pool's size (SRANDMEMBER), and takes none out; stock is counted as for
+-- any item. batch: the hold names the batch code once, whatever its quantity. The codes held are kept in the order hash ('codes', per line) and written into the outbox event.
 --
 -- The documented order: for each item, deduct first (stock_num -q, used_stock_num +q), then write the
 -- reserve key. A script that fails between the two keeps the deduction without the key: stock leaks toward
@@ -313,13 +313,12 @@ for i = 0, n - 1 do
       elseif item.pool == 'one_time' then
         codes = redis.call('SPOP', item.codesKey, grant)
       elseif item.pool == 'reusable' then
-        local distinct = redis.call('SRANDMEMBER', item.codesKey, grant)
-        for k = 1, grant do
-          if #distinct == 0 then break end
-          codes[k] = distinct[(k - 1) % #distinct + 1]
-        end
+        -- a reusable code is never used up: the hold names distinct codes, one per unit up to the pool's size, not
+        -- one copy per unit (the work of a hold is bounded by the pool, whatever the quantity)
+        codes = redis.call('SRANDMEMBER', item.codesKey, grant)
       else
-        for k = 1, grant do codes[k] = item.batch or '' end
+        -- a batch pool's code is one value, whatever the quantity
+        codes = {item.batch or ''}
       end
       held = table.concat(codes, '|')
     end
