@@ -97,13 +97,25 @@ public struct InventoryRoutes: Sendable {
         router.get("/v1/stock/:bizId/:skuId/codes") { request, context in
             let id = try self.stockItem(context)
             return try await self.call {
-                let codes = try await self.engine.unusedCodes(id)
-                var buffer = ByteBuffer()
-                for code in codes {
-                    buffer.writeString(code)
-                    buffer.writeInteger(UInt8(ascii: "\n"))
-                }
-                return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: buffer))
+                // The pool and its item are checked here (a 4xx or 503 is an answer); the codes are written a page at a
+                // time as the client reads them. Redis failing half-way ends the response early (the connection
+                // closes; no 200 with a silently short list).
+                let export = try await self.engine.exportCodes(id)
+                return Response(
+                    status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
+                    body: .init { writer in
+                        try await export.forEachPage { page in
+                            var buffer = ByteBuffer()
+                            buffer.reserveCapacity(page.reduce(0) { $0 + $1.utf8.count + 1 })
+                            for code in page {
+                                buffer.writeString(code)
+                                buffer.writeInteger(UInt8(ascii: "\n"))
+                            }
+                            try await writer.write(buffer)
+                        }
+                        try await writer.finish(nil)
+                    }
+                )
             }
         }
         router.get("/healthz") { _, _ in

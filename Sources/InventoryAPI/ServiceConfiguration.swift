@@ -151,6 +151,7 @@ public struct ServiceConfiguration: Sendable {
         settings.engine.itemTTLSeconds = try reader.int(
             "INVENTORY_ITEM_TTL_SECONDS", settings.engine.itemTTLSeconds, 0...(365 * 86_400)
         )
+        settings.engine.maxPoolCodes = try reader.int("INVENTORY_MAX_POOL_CODES", settings.engine.maxPoolCodes, 1...10_000_000)
         settings.engine.keys = KeyLayout(
             prefix: reader.string("INVENTORY_KEY_PREFIX", settings.engine.keys.prefix),
             shards: try reader.int("INVENTORY_SHARDS", settings.engine.keys.shards, 1...16384),

@@ -76,3 +76,57 @@ struct CodeUploadTests {
 enum CodeUploadLimits {
     static let maxCodes = 100_000
 }
+
+extension CodeUploadTests {
+    /// Issue 22 item 3: an export loaded the whole code set and sorted it in memory (300k codes: 19.5 MB each, 16
+    /// at once took the service to 1 GB), and a pool's codes had no bound.
+    @Test("the export is written a page at a time: 2,500 codes over several SSCAN pages, each named once")
+    func exportInPages() async throws {
+        try await withClient { client, stores in
+            let json: HTTPFields = [.contentType: "application/json"]
+            let uri = "/v1/stock/\(stores.bizId)/1"
+            #expect(try await client.execute(uri: uri + "/pool", method: .put, headers: json, body: ByteBuffer(string: #"{"kind": "one-time"}"#)).status == .ok)
+            let codes = (0..<2_500).map { "P\($0)" }
+            let upload = try await client.execute(
+                uri: uri + "/codes", method: .post, headers: Self.text, body: ByteBuffer(string: codes.joined(separator: "\n"))
+            )
+            #expect(upload.status == .ok)
+            let export = try await client.execute(uri: uri + "/codes", method: .get)
+            #expect(export.status == .ok)
+            #expect(export.headers[.contentType] == "text/plain; charset=utf-8")
+            let lines = String(buffer: export.body).split(separator: "\n").map(String.init)
+            #expect(lines.count == codes.count)
+            #expect(Set(lines) == Set(codes))
+
+            let none = try await client.execute(uri: "/v1/stock/\(stores.bizId)/2/codes", method: .get)
+            #expect(none.status == .notFound, "no pool: an answer, not an empty 200")
+        }
+    }
+
+    @Test("a pool has at most INVENTORY_MAX_POOL_CODES codes: an upload past it is refused whole (409), nothing loaded")
+    func poolCap() async throws {
+        try await TestStores.with { stores in
+            var configuration = stores.engine.configuration
+            configuration.maxPoolCodes = 5
+            let engine = InventoryEngine(
+                redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(), configuration: configuration,
+                logger: stores.logger
+            )
+            try await engine.loadScripts()
+            _ = try await engine.setPool(stores.item(1), CodePool(kind: .oneTime))
+            #expect(try await engine.loadCodes(stores.item(1), ["A", "B", "C", "D"]) == CodeLoadOutcome(added: 4, duplicates: 0))
+            await #expect(
+                throws: InventoryError.poolConflict(
+                    "a pool has at most 5 codes (INVENTORY_MAX_POOL_CODES); this one has 4: nothing was loaded"
+                )
+            ) {
+                try await engine.loadCodes(stores.item(1), ["A", "E", "F"])
+            }
+            #expect(try await engine.unusedCodes(stores.item(1)) == ["A", "B", "C", "D"])
+            #expect(try await engine.stock(stores.item(1)).available == 4)
+            #expect(try await stores.mysqlStock(1) == 4)
+            // Known codes do not count twice: the fifth fits.
+            #expect(try await engine.loadCodes(stores.item(1), ["A", "E"]) == CodeLoadOutcome(added: 1, duplicates: 1))
+        }
+    }
+}

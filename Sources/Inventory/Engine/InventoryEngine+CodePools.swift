@@ -33,7 +33,7 @@ extension InventoryEngine {
     public func loadCodes(_ id: StockItemID, _ codes: [String]) async throws -> CodeLoadOutcome {
         let fresh: [String]
         do {
-            fresh = try await codePools.loadCodes(bizId: id.bizId, skuId: id.skuId, codes)
+            fresh = try await codePools.loadCodes(bizId: id.bizId, skuId: id.skuId, codes, maxCodes: configuration.maxPoolCodes)
         } catch let refusal as CodePoolRepository.Refusal {
             throw Self.inventoryError(refusal, id)
         } catch {
@@ -52,14 +52,28 @@ extension InventoryEngine {
         return CodeLoadOutcome(added: fresh.count, duplicates: codes.count - fresh.count)
     }
 
-    /// The pool's codes still unused, live from Redis, sorted: a one-time pool's usable codes (neither held nor
-    /// used), a reusable pool's codes (never used up), a batch pool's code.
-    public func unusedCodes(_ id: StockItemID) async throws -> [String] {
+    /// The pool's codes still unused, live from Redis: a one-time pool's usable codes (neither held nor used), a
+    /// reusable pool's codes (never used up), a batch pool's code. The pool and its item are looked up now (an
+    /// error is the call's); the codes follow a page at a time when the export is read (SSCAN: memory stays a page,
+    /// whatever the pool's size; a code held or loaded meanwhile may be named or not, and one may be named twice if
+    /// the set changes while it is read).
+    public func exportCodes(_ id: StockItemID) async throws -> CodeExport {
         let pool = try await pool(id)
-        if pool.kind == .batch { return pool.batchCode.map { [$0] } ?? [] }
+        if pool.kind == .batch {
+            let code = pool.batchCode
+            return CodeExport { page in if let code { try await page([code]) } }
+        }
         guard try await ensureItem(id) else { throw InventoryError.notFound }
-        var codes: [String] = []
-        try await redisCall { try await self.redis.scanSet(self.keys.codes(id)) { codes += $0 } }
+        let key = keys.codes(id)
+        return CodeExport { page in
+            try await self.redisCall { try await self.redis.scanSet(key) { try await page($0) } }
+        }
+    }
+
+    /// Every unused code, sorted and each once (`exportCodes` read whole): for tests and small pools.
+    public func unusedCodes(_ id: StockItemID) async throws -> [String] {
+        var codes: Set<String> = []
+        try await exportCodes(id).forEachPage { codes.formUnion($0) }
         return codes.sorted()
     }
 
@@ -79,6 +93,10 @@ extension InventoryEngine {
             return .noCodePool(id.skuId)
         case .infinite:
             return .poolConflict("the item never runs out: a one-time pool has exactly its codes")
+        case .full(let limit, let has):
+            return .poolConflict(
+                "a pool has at most \(limit) codes (INVENTORY_MAX_POOL_CODES); this one has \(has): nothing was loaded"
+            )
         }
     }
 }

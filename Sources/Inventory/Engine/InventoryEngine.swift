@@ -39,6 +39,9 @@ public struct EngineConfiguration: Sendable {
     /// Redis Cluster: how long a reserve of several parts may take to hold them all; a reserve still under way
     /// after this (its caller crashed) is given up by the expiry sweeper, which takes its parts back.
     public var reserveDeadlineMilliseconds: Int64 = 10_000
+    /// The most codes one code pool may have: an upload past it is refused whole (409). It bounds what one pool
+    /// costs: its code set in Redis, a rebuild's read of it, a reusable pool's hold.
+    public var maxPoolCodes = 200_000
     /// This instance's clock (Unix ms). Nothing that decides a hold's fate reads it: deadlines, per-user windows
     /// and lock times come from Redis (`TIME` inside the scripts, `redisNow()`), so instances whose clocks differ
     /// agree. It stamps what only this instance sees (journal commit times, the write-back lag). Tests skew it.

@@ -20,7 +20,7 @@ public protocol InventoryService: Sendable {
     func setPool(_ id: StockItemID, _ pool: CodePool) async throws -> CodePool
     func pool(_ id: StockItemID) async throws -> CodePool
     func loadCodes(_ id: StockItemID, _ codes: [String]) async throws -> CodeLoadOutcome
-    func unusedCodes(_ id: StockItemID) async throws -> [String]
+    func exportCodes(_ id: StockItemID) async throws -> CodeExport
 }
 
 extension InventoryService {
@@ -33,7 +33,7 @@ extension InventoryService {
     public func loadCodes(_ id: StockItemID, _ codes: [String]) async throws -> CodeLoadOutcome {
         throw InventoryError.notSupported("code pools need the Redis-first engine")
     }
-    public func unusedCodes(_ id: StockItemID) async throws -> [String] {
+    public func exportCodes(_ id: StockItemID) async throws -> CodeExport {
         throw InventoryError.notSupported("code pools need the Redis-first engine")
     }
 

@@ -55,3 +55,17 @@ public struct CodeLoadOutcome: Sendable, Equatable {
         self.duplicates = duplicates
     }
 }
+
+/// A pool's unused codes, read a page at a time (`InventoryEngine.exportCodes`).
+public struct CodeExport: Sendable {
+    let read: @Sendable (_ page: ([String]) async throws -> Void) async throws -> Void
+
+    public init(_ read: @escaping @Sendable (_ page: ([String]) async throws -> Void) async throws -> Void) {
+        self.read = read
+    }
+
+    /// Calls `page` with each page of codes, in the store's order.
+    public func forEachPage(_ page: ([String]) async throws -> Void) async throws {
+        try await read(page)
+    }
+}

@@ -15,6 +15,8 @@ public struct CodePoolRepository: Sendable {
         case noPool
         /// A one-time pool cannot be infinite: it has exactly its codes.
         case infinite
+        /// The upload would take the pool past its maximum number of codes (it has `has`).
+        case full(limit: Int, has: Int)
     }
 
     private let client: MySQLClient
@@ -70,8 +72,9 @@ public struct CodePoolRepository: Sendable {
     }
 
     /// Records codes new to the pool, in one transaction; a one-time pool's stock grows by as many (with a ledger
-    /// row). Returns the codes that were new, in upload order.
-    public func loadCodes(bizId: String, skuId: UInt64, _ codes: [String]) async throws -> [String] {
+    /// row). Returns the codes that were new, in upload order. An upload that would take the pool past `maxCodes`
+    /// codes is refused whole (`full`).
+    public func loadCodes(bizId: String, skuId: UInt64, _ codes: [String], maxCodes: Int = .max) async throws -> [String] {
         guard let sku = StockRepository.skuValue(skuId) else { throw Refusal.noPool }
         return try await transaction { connection in
             // The pool row's lock orders concurrent uploads of one pool.
@@ -87,6 +90,12 @@ public struct CodePoolRepository: Sendable {
                 for row in rows { if let code = row.string("code") { known.insert(code) } }
             }
             let fresh = codes.filter { !known.contains($0) }
+            if !fresh.isEmpty {
+                let has = try connection.query(
+                    "SELECT COUNT(*) AS n FROM codes WHERE biz_id = ? AND sku_id = ?", [.string(bizId), sku]
+                ).rows.first?.int64("n") ?? 0
+                if Int(has) + fresh.count > maxCodes { throw Refusal.full(limit: maxCodes, has: Int(has)) }
+            }
             for chunk in exactChunks(fresh) {
                 _ = try connection.query(
                     "INSERT INTO codes (biz_id, sku_id, code) VALUES \(tuples(chunk.count, "(?, ?, ?)"))",
