@@ -19,6 +19,7 @@ public func buildApplication(
     let router = Router(context: BasicRequestContext.self)
     router.add(middleware: RequestIdMiddleware())
     router.add(middleware: KnownMethodMetricsMiddleware())
+    if let hosts = configuration.effectiveAllowedHosts { router.add(middleware: BrowserGuardMiddleware(allowedHosts: hosts)) }
     router.add(middleware: AccessMiddleware(tokens: configuration.tokens, openMetrics: configuration.openMetrics))
     let limiter = configuration.hotItemLimit > 0
         ? HotItemLimiter(limit: configuration.hotItemLimit, windowMilliseconds: configuration.hotItemWindowMilliseconds) : nil

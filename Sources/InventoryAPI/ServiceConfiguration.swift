@@ -48,6 +48,20 @@ public struct ServiceConfiguration: Sendable {
     public var tokens = AccessTokens()
     /// Whether `/metrics` and the status page `/` answer without a token when tokens are configured.
     public var openMetrics = false
+    /// The host names requests may name (`Host`, and the site of a browser's `Origin`); nil for the default: on a
+    /// loopback listener the loopback names (web pages of other sites, and DNS rebinding, are refused), elsewhere any
+    /// (bearer tokens guard a listener that is not loopback, and a browser cannot send them unasked). ["*"]: any.
+    public var allowedHosts: [String]?
+
+    /// The host names the browser guard lets through, nil when it lets every request through.
+    public var effectiveAllowedHosts: Set<String>? {
+        guard let allowedHosts else {
+            guard Self.isLoopback(httpHost) else { return nil }
+            return ["localhost", "127.0.0.1", "::1", httpHost.lowercased()]
+        }
+        if allowedHosts.contains("*") { return nil }
+        return Set(allowedHosts.map { BrowserGuard.hostName($0) })
+    }
     /// HTTPS: the server's certificate chain and private key, PEM files (`INVENTORY_TLS_CERT_FILE`,
     /// `INVENTORY_TLS_KEY_FILE`); both nil = plain HTTP.
     public var tlsCertificateFile: String?
@@ -95,6 +109,9 @@ public struct ServiceConfiguration: Sendable {
         let reader = EnvironmentReader(environment: environment)
         settings.httpHost = reader.string("INVENTORY_HTTP_HOST", settings.httpHost)
         settings.httpPort = try reader.int("INVENTORY_HTTP_PORT", settings.httpPort, 1...65535)
+        if let hosts = environment["INVENTORY_ALLOWED_HOSTS"], !hosts.trimmingCharacters(in: .whitespaces).isEmpty {
+            settings.allowedHosts = hosts.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
         settings.httpIdleTimeoutSeconds = try reader.int("INVENTORY_HTTP_IDLE_TIMEOUT_SECONDS", settings.httpIdleTimeoutSeconds, 0...3600)
         settings.redis.host = reader.string("INVENTORY_REDIS_HOST", settings.redis.host)
         settings.redis.port = try reader.int("INVENTORY_REDIS_PORT", settings.redis.port, 1...65535)

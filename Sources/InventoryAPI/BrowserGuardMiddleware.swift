@@ -1,0 +1,59 @@
+import HTTPTypes
+import Hummingbird
+
+/// Keeps web pages from driving an instance (issue 22 item 10). A page a developer or operator opens can send
+/// requests to their loopback, and a DNS-rebinding page can read the answers: a request naming a host this service
+/// does not answer to (`Host`) is refused with 421, and one a browser sends for another site (`Origin`) with 403,
+/// both problem+json, before any route runs. A browser always sends `Host`, and `Origin` on every cross-site request
+/// that changes state; clients that are not browsers send no `Origin`.
+struct BrowserGuardMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// The host names requests may name, lowercased, without ports.
+    let allowedHosts: Set<String>
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        switch BrowserGuard.verdict(authority: request.head.authority, origin: request.headers[.origin], allowed: allowedHosts) {
+        case .pass: return try await next(request, context)
+        case .foreignHost(let host):
+            throw Problem(
+                .misdirectedRequest, type: "host-not-allowed", title: "Host not allowed",
+                detail: "this service does not answer to \(host) (INVENTORY_ALLOWED_HOSTS)"
+            )
+        case .foreignOrigin(let origin):
+            throw Problem(
+                .forbidden, type: "cross-origin", title: "Cross-origin request",
+                detail: "requests from web pages of \(origin) are refused (INVENTORY_ALLOWED_HOSTS)"
+            )
+        }
+    }
+}
+
+/// The guard's decision, apart from HTTP.
+enum BrowserGuard {
+    enum Verdict: Equatable {
+        case pass
+        case foreignHost(String)
+        case foreignOrigin(String)
+    }
+
+    /// What to do with a request naming `authority` (`Host`, possibly with a port) and `origin` (`Origin`).
+    static func verdict(authority: String?, origin: String?, allowed: Set<String>) -> Verdict {
+        if let authority, !authority.isEmpty, !allowed.contains(hostName(authority)) { return .foreignHost(authority) }
+        if let origin {
+            // `scheme://host[:port]`; "null" (a sandboxed or file page) is never allowed.
+            guard let range = origin.range(of: "://"), allowed.contains(hostName(String(origin[range.upperBound...]))) else {
+                return .foreignOrigin(origin)
+            }
+        }
+        return .pass
+    }
+
+    /// The host of `host[:port]` or `[v6]:port`, lowercased, without brackets.
+    static func hostName(_ authority: String) -> String {
+        let lower = authority.lowercased()
+        if lower.hasPrefix("["), let end = lower.firstIndex(of: "]") {
+            return String(lower[lower.index(after: lower.startIndex)..<end])
+        }
+        if lower.filter({ $0 == ":" }).count > 1 { return lower }  // a bare IPv6 address
+        return String(lower.split(separator: ":", maxSplits: 1).first ?? "")
+    }
+}
