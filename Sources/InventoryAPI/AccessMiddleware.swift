@@ -19,7 +19,8 @@ struct AccessMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard !tokens.isEmpty else { return try await next(request, context) }
-        let needed = Self.access(request.method, request.uri.path, openMetrics: openMetrics)
+        // HEAD is the GET without its body: the same role.
+        let needed = Self.access(request.method == .head ? .get : request.method, request.uri.path, openMetrics: openMetrics)
         if needed == .open { return try await next(request, context) }
         guard let token = Self.bearer(request.headers[.authorization]), let role = tokens.role(of: token) else {
             throw Problem.unauthorized()

@@ -16,10 +16,11 @@ public func buildApplication(
     metrics: PrometheusCollectorRegistry? = nil,
     logger: Logger
 ) throws -> some ApplicationProtocol {
-    let router = Router(context: BasicRequestContext.self)
+    let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
     router.add(middleware: RequestIdMiddleware())
     router.add(middleware: KnownMethodMetricsMiddleware())
     if let hosts = configuration.effectiveAllowedHosts { router.add(middleware: BrowserGuardMiddleware(allowedHosts: hosts)) }
+    router.add(middleware: MethodMiddleware(routes: InventoryRoutes.templates))
     router.add(middleware: AccessMiddleware(tokens: configuration.tokens, openMetrics: configuration.openMetrics))
     let limiter = configuration.hotItemLimit > 0
         ? HotItemLimiter(limit: configuration.hotItemLimit, windowMilliseconds: configuration.hotItemWindowMilliseconds) : nil

@@ -56,16 +56,12 @@ struct ProblemResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Context
         ).makeResponse()
     }
 
-    /// An empty segment ("/v1/reservations//confirm", a trailing "/") makes another resource, not a route's.
-    static func hasEmptySegment(_ path: String) -> Bool {
-        path != "/" && path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().contains("")
-    }
+    static func hasEmptySegment(_ path: String) -> Bool { ProblemResponderRoutes.hasEmptySegment(path) }
 
     private func routeMiss(_ request: Request) -> Response {
         let segments = request.uri.path.split(separator: "/")
         let allowed = Self.hasEmptySegment(request.uri.path) ? [] : routes.filter { route in
-            route.path.count == segments.count
-                && zip(route.path, segments).allSatisfy { template, segment in template.hasPrefix(":") || template == segment }
+            ProblemResponderRoutes.matches(route.path, segments)
         }.map(\.method.rawValue)
         if allowed.isEmpty {
             return Problem.notFound("no resource at \(request.uri.path)").makeResponse()

@@ -14,11 +14,13 @@ import NIOHTTPTypes
 enum SlowClientGuard {
     /// The HTTP/1.1 server with both limits; 0 turns them off.
     static func server(timeoutSeconds: Int, logger: Logger) -> HTTPServerBuilder {
-        guard timeoutSeconds > 0 else { return .http1() }
+        guard timeoutSeconds > 0 else {
+            return .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()]))
+        }
         let timeout = TimeAmount.seconds(Int64(timeoutSeconds))
         return .http1(
             configuration: .init(
-                additionalChannelHandlers: [RequestBodyDeadlineHandler(timeout: timeout, logger: logger)],
+                additionalChannelHandlers: [ExpectContinueHandler(), RequestBodyDeadlineHandler(timeout: timeout, logger: logger)],
                 idleTimeout: timeout
             )
         )
@@ -70,5 +72,24 @@ final class RequestBodyDeadlineHandler: ChannelInboundHandler, RemovableChannelH
     func handlerRemoved(context: ChannelHandlerContext) {
         deadline?.cancel()
         deadline = nil
+    }
+}
+
+/// Answers `Expect: 100-continue` with the interim `100 Continue` as the head arrives (issue 22 item 11): a client
+/// that waits for it before sending its body (curl does for large bodies) otherwise waited out its own timeout. The
+/// final answer follows as always; one that refuses the request early (a 413, a 401) is allowed by RFC 9110 too.
+final class ExpectContinueHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head(let head) = unwrapInboundIn(data),
+            head.headerFields[.expect]?.lowercased() == "100-continue"
+        {
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
+        }
+        context.fireChannelRead(data)
     }
 }

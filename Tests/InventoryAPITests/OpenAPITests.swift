@@ -601,8 +601,10 @@ final class OpenAPIContract: @unchecked Sendable {
             }
             answer = documented
             if status == 405, let template {
-                let allowed = Self.methods.filter { paths[template]?[$0] != nil }.map { $0.uppercased() }.sorted()
-                    .joined(separator: ", ")
+                // HEAD goes with every GET (RFC 9110 §9.3.2); the document lists the GET.
+                var methods = Self.methods.filter { paths[template]?[$0] != nil }.map { $0.uppercased() }
+                if methods.contains("GET") { methods.append("HEAD") }
+                let allowed = methods.sorted().joined(separator: ", ")
                 if response.headers[.allow] != allowed {
                     problems.append("Allow is \(response.headers[.allow] ?? "absent"), the document has \(allowed) on \(template)")
                 }
