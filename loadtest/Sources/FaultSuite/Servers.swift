@@ -9,7 +9,9 @@ public final class ChildProcess: @unchecked Sendable {
     let environment: [String: String]
     let logPath: String
     private let lock = NSLock()
-    private var process: Process?
+    /// The running process (posix_spawn, see `PosixSpawn`), and its exit status once it has been reaped.
+    private var pidValue: pid_t?
+    private var exited: Int32?
 
     public init(name: String, executable: String, arguments: [String], environment: [String: String] = [:], logPath: String) {
         self.name = name
@@ -21,42 +23,52 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Starts the process; it must not be running.
     public func start() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        if !FileManager.default.fileExists(atPath: logPath) {
-            FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard log >= 0 else { throw FaultSuiteError("cannot open \(logPath): \(String(cString: strerror(errno)))") }
+        defer { close(log) }
+        let pid = try PosixSpawn.spawn(executable, arguments, environment: environment, output: log)
+        lock.withLock {
+            self.pidValue = pid
+            self.exited = nil
         }
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        log.seekToEndOfFile()
-        process.standardOutput = log
-        process.standardError = log
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        lock.withLock { self.process = process }
     }
 
-    public var isRunning: Bool { lock.withLock { process?.isRunning ?? false } }
-    var pid: Int32? { lock.withLock { process?.processIdentifier } }
+    /// Whether the process runs (reaping it once it has ended).
+    public var isRunning: Bool {
+        lock.withLock {
+            guard let pid = pidValue, exited == nil else { return false }
+            if let status = PosixSpawn.exitStatus(pid) {
+                exited = status
+                return false
+            }
+            return true
+        }
+    }
+
+    var pid: Int32? { lock.withLock { pidValue } }
 
     /// Sends `signal` and waits (bounded) for the process to exit; returns its exit status, nil if it did not exit.
     @discardableResult
     public func stop(signal: Int32, within seconds: Double = 60) async -> Int32? {
-        if let process = lock.withLock({ self.process }), process.isRunning { kill(process.processIdentifier, signal) }
+        if isRunning, let pid { kill(pid, signal) }
         return await waitForExit(within: seconds)
     }
 
     /// Waits (bounded) for the process to exit; returns its exit status, nil if it did not exit.
     func waitForExit(within seconds: Double) async -> Int32? {
-        guard let process = lock.withLock({ self.process }) else { return nil }
+        guard pid != nil else { return nil }
         let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning, Date() < deadline {
+        while isRunning, Date() < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
-        if process.isRunning { return nil }
-        lock.withLock { self.process = nil }
-        return process.terminationStatus
+        if isRunning { return nil }
+        return lock.withLock {
+            defer {
+                pidValue = nil
+                exited = nil
+            }
+            return exited
+        }
     }
 }
 
@@ -114,36 +126,33 @@ public enum Tools {
     /// Runs a program to completion; throws with its output when it fails.
     @discardableResult
     static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> String {
-        let pipe = Pipe()
-        let process = try launch(executable, arguments, environment: environment, output: pipe)
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw FaultSuiteError("\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(output)")
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else { throw FaultSuiteError("cannot make a pipe") }
+        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        let pid: pid_t
+        do {
+            pid = try PosixSpawn.spawn(executable, arguments, environment: environment, output: ends[1])
+        } catch {
+            close(ends[0])
+            close(ends[1])
+            throw error
+        }
+        close(ends[1])
+        let output = String(decoding: FileHandle(fileDescriptor: ends[0], closeOnDealloc: true).readDataToEndOfFile(), as: UTF8.self)
+        let status = PosixSpawn.exitStatus(pid, wait: true) ?? -1
+        guard status == 0 else {
+            throw FaultSuiteError("\(executable) \(arguments.joined(separator: " ")) exited \(status): \(output)")
         }
         return output
     }
 
     /// Runs a program to completion with its output in `logPath`; returns its exit status.
     static func status(_ executable: String, _ arguments: [String], environment: [String: String], logPath: String) throws -> Int32 {
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        let process = try launch(executable, arguments, environment: environment, output: log)
-        process.waitUntilExit()
-        return process.terminationStatus
-    }
-
-    private static func launch(
-        _ executable: String, _ arguments: [String], environment: [String: String], output: Any
-    ) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        return process
+        let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard log >= 0 else { throw FaultSuiteError("cannot open \(logPath): \(String(cString: strerror(errno)))") }
+        defer { close(log) }
+        let pid = try PosixSpawn.spawn(executable, arguments, environment: environment, output: log)
+        return PosixSpawn.exitStatus(pid, wait: true) ?? -1
     }
 }
 
