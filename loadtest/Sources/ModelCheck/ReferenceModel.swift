@@ -430,11 +430,19 @@ public struct ReferenceModel: Sendable, Equatable {
     /// under the id of an order whose hash was deleted alone, naming none of the items it holds. Redis cannot tell
     /// the order existed; the hold it makes is taken back by the write-back worker (logged at error level). The
     /// driver leaves such a step out.
+    /// A cancelled or expired order is the same (cluster seed 200064): what records it is left only in its parts,
+    /// which a body naming none of its items never meets.
     public func unspecified(order id: Int, lines: [Line]) -> Bool {
-        guard let order = orders[id], order.hashDeleted, order.status == .reserved || order.status == .confirmed
-        else { return false }
-        let held = Set(order.lines.filter { $0.reserved > 0 }.map(\.skuId))
-        return held.isDisjoint(with: lines.map(\.sku))
+        guard let order = orders[id], order.hashDeleted else { return false }
+        switch order.status {
+        case .reserved, .confirmed:
+            let held = Set(order.lines.filter { $0.reserved > 0 }.map(\.skuId))
+            return held.isDisjoint(with: lines.map(\.sku))
+        case .cancelled, .expired:
+            return Set(order.lines.map(\.skuId)).isDisjoint(with: lines.map(\.sku))
+        default:
+            return false
+        }
     }
 
     /// Whether `answer` is as good as `expected` for a call on `order`: the same, or differing only where an order
