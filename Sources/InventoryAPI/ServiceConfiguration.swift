@@ -169,6 +169,9 @@ public struct ServiceConfiguration: Sendable {
             "INVENTORY_ITEM_TTL_SECONDS", settings.engine.itemTTLSeconds, 0...(365 * 86_400)
         )
         settings.engine.maxPoolCodes = try reader.int("INVENTORY_MAX_POOL_CODES", settings.engine.maxPoolCodes, 1...10_000_000)
+        settings.engine.absentMilliseconds = Int64(
+            try reader.int("INVENTORY_UNKNOWN_ITEM_MS", Int(settings.engine.absentMilliseconds), 1...3_600_000)
+        )
         settings.engine.keys = KeyLayout(
             prefix: reader.string("INVENTORY_KEY_PREFIX", settings.engine.keys.prefix),
             shards: try reader.int("INVENTORY_SHARDS", settings.engine.keys.shards, 1...16384),

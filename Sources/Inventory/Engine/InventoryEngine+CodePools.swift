@@ -12,6 +12,8 @@ extension InventoryEngine {
         } catch {
             throw mapMySQL(error)
         }
+        // The pool's row made the item's stock row if it had none.
+        try await forgetAbsent(id)
         // An item Redis does not have is rebuilt with its pool; one it has gets the settings written.
         guard try await ensureItem(id) else { throw InventoryError.notFound }
         if try await !run(SetPoolCall(id, pool, layout: keys)), try await !ensureItem(id) {

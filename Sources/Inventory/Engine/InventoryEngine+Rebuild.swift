@@ -30,6 +30,10 @@ extension InventoryEngine {
     }
 
     func rebuild(_ id: StockItemID, counting: Bool) async throws -> Bool {
+        // MySQL said "no such item" a moment ago (any instance): unknown without asking it again.
+        if try await redisCall({ try await self.redis.send(["EXISTS", self.keys.absent(id)], routingKey: self.keys.absent(id)) }).int == 1 {
+            return false
+        }
         let caller = UUID().uuidString
         let itemKey = keys.item(id)
         let deadline = ContinuousClock.now + .milliseconds(configuration.initWaitMilliseconds)
@@ -59,6 +63,12 @@ extension InventoryEngine {
     /// them, and the rebuilt item must count them. Their epochs are recorded as absorbed (init_item.lua), so their
     /// lines are not stale when the worker or a sync commit brings them again (applying them twice changes nothing).
     /// Only events Redis itself lost (a whole data loss) stay out, as stale lines of an epoch nothing absorbed.
+    /// The item exists in MySQL now (a PUT or a pool made its row): the negative entry goes.
+    func forgetAbsent(_ id: StockItemID) async throws {
+        let absent = keys.absent(id)
+        _ = try await redisCall { try await self.redis.send(["DEL", absent], routingKey: absent) }
+    }
+
     func rebuildLocked(_ id: StockItemID, itemKey: String, caller: String, counting: Bool) async throws -> Bool {
         // The per-user window the rebuilt usage counts is Redis's current one, as reserve.lua computes it.
         let now = try await redisNow(routingKey: itemKey)
@@ -88,8 +98,14 @@ extension InventoryEngine {
             throw mapMySQL(error)
         }
         guard let outcome else {
-            // Nothing to rebuild: drop the lock-only hash so the item stays plainly absent.
+            // Nothing to rebuild: drop the lock-only hash so the item stays plainly absent, and remember for a
+            // moment that MySQL has no such item (a flood of requests for unknown items costs one lookup each, not
+            // one per request; creating the item deletes the entry).
             _ = try await redisCall { try await self.redis.command("DEL", itemKey) }
+            let absent = keys.absent(id)
+            _ = try? await redisCall {
+                try await self.redis.send(["SET", absent, "1", "PX", String(configuration.absentMilliseconds)], routingKey: absent)
+            }
             return false
         }
         if outcome.written && counting {

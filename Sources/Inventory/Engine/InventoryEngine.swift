@@ -42,6 +42,9 @@ public struct EngineConfiguration: Sendable {
     /// The most codes one code pool may have: an upload past it is refused whole (409). It bounds what one pool
     /// costs: its code set in Redis, a rebuild's read of it, a reusable pool's hold.
     public var maxPoolCodes = 200_000
+    /// How long "MySQL has no such item" is remembered in Redis (`KeyLayout.absent`). An item made in MySQL behind
+    /// the service's back (not by a PUT or a pool, which delete the entry) is found after this at the latest.
+    public var absentMilliseconds: Int64 = 2_000
     /// This instance's clock (Unix ms). Nothing that decides a hold's fate reads it: deadlines, per-user windows
     /// and lock times come from Redis (`TIME` inside the scripts, `redisNow()`), so instances whose clocks differ
     /// agree. It stamps what only this instance sees (journal commit times, the write-back lag). Tests skew it.

@@ -44,6 +44,10 @@ public struct KeyLayout: Sendable {
     /// Per-user usage of an item with a per-user limit: userId -> "window:units" (see `reserve.lua`).
     public func userUsage(_ id: StockItemID) -> String { itemBase(id) + ":users" }
 
+    /// "MySQL has no such item", remembered for `EngineConfiguration.absentMilliseconds` (a negative entry): an unknown
+    /// item costs one MySQL lookup, not one per request.
+    public func absent(_ id: StockItemID) -> String { itemBase(id) + ":absent" }
+
     /// The code set of an item with a code pool: the usable codes (one-time) or all codes (reusable).
     public func codes(_ id: StockItemID) -> String { itemBase(id) + ":codes" }
 
