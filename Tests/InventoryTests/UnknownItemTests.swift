@@ -48,4 +48,22 @@ struct UnknownItemTests {
         }
         await proxy.close()
     }
+
+    /// Review: a lookup that read MySQL just before a PUT made the row may write its negative entry after the PUT
+    /// deleted it; the PUT's own rebuild then believed it and failed (503), and the item stayed hidden.
+    @Test("a late negative entry does not hide an item whose row its creator has just made")
+    func lateNegativeEntry() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let id = stores.item(5)
+            #expect(try await StockRepository(client: stores.mysql).ensureRow(bizId: id.bizId, skuId: id.skuId))
+            let absent = stores.keys.absent(id)
+            _ = try await stores.redis.send(["SET", absent, "1", "PX", "60000"], routingKey: absent)
+            #expect(try await !engine.ensureItem(id), "a lookup believes the entry")
+            #expect(try await engine.ensureItem(id, madeInMySQL: true), "the creator does not")
+            #expect(try await engine.stock(id).available == 0, "once in Redis, the late entry is never consulted")
+            _ = try await stores.redis.send(["SET", absent, "1", "PX", "60000"], routingKey: absent)
+            #expect(try await engine.setStock(id, StockSettings(stock: 4)).available == 4)
+        }
+    }
 }

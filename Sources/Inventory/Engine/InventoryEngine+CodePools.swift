@@ -12,11 +12,10 @@ extension InventoryEngine {
         } catch {
             throw mapMySQL(error)
         }
-        // The pool's row made the item's stock row if it had none.
-        try await forgetAbsent(id)
-        // An item Redis does not have is rebuilt with its pool; one it has gets the settings written.
-        guard try await ensureItem(id) else { throw InventoryError.notFound }
-        if try await !run(SetPoolCall(id, pool, layout: keys)), try await !ensureItem(id) {
+        // An item Redis does not have is rebuilt with its pool (the pool made its stock row if it had none); one it
+        // has gets the settings written.
+        guard try await ensureMadeItem(id, countsAsRebuild: true) else { throw InventoryError.notFound }
+        if try await !run(SetPoolCall(id, pool, layout: keys)), try await !ensureMadeItem(id, countsAsRebuild: true) {
             throw InventoryError.notFound
         }
         return try await self.pool(id)
@@ -44,7 +43,9 @@ extension InventoryEngine {
         if !fresh.isEmpty {
             do {
                 // Not whole in Redis (lib/items.lua): rebuilt now, with the codes MySQL just recorded.
-                if try await run(AddCodesCall(id, codes: fresh, layout: keys)) == .missing { _ = try await ensureItem(id) }
+                if try await run(AddCodesCall(id, codes: fresh, layout: keys)) == .missing {
+                    _ = try await ensureMadeItem(id, countsAsRebuild: true)
+                }
             } catch {
                 // MySQL has the codes: an item Redis drops is rebuilt from it on its next use.
                 _ = try? await redisCall { try await self.redis.command("DEL", self.keys.item(id)) }
@@ -65,7 +66,8 @@ extension InventoryEngine {
             let code = pool.batchCode
             return CodeExport { page in if let code { try await page([code]) } }
         }
-        guard try await ensureItem(id) else { throw InventoryError.notFound }
+        // The pool exists, so the item's MySQL row does.
+        guard try await ensureMadeItem(id, countsAsRebuild: true) else { throw InventoryError.notFound }
         let key = keys.codes(id)
         return CodeExport { page in
             try await self.redisCall { try await self.redis.scanSet(key) { try await page($0) } }

@@ -15,10 +15,12 @@ extension InventoryEngine {
     /// Returns false when MySQL has no such item either.
     /// `countsAsRebuild` false: the item is new (its MySQL row was just made), not lost by Redis; it is not counted
     /// in `stats.itemRebuilds` and the rebuild metric.
-    public func ensureItem(_ id: StockItemID, countsAsRebuild: Bool = true) async throws -> Bool {
+    /// `madeInMySQL`: the caller has just made (or seen) the item's MySQL row, so a negative entry another lookup may
+    /// still write (it read MySQL before the row existed) is not believed.
+    public func ensureItem(_ id: StockItemID, countsAsRebuild: Bool = true, madeInMySQL: Bool = false) async throws -> Bool {
         let (task, owner) = rebuilding.withLockedValue { running -> (Task<Bool, any Error>, Bool) in
             if let task = running[id] { return (task, false) }
-            let task = Task { try await self.rebuild(id, counting: countsAsRebuild) }
+            let task = Task { try await self.rebuild(id, counting: countsAsRebuild, believeAbsent: !madeInMySQL) }
             running[id] = task
             return (task, true)
         }
@@ -29,9 +31,11 @@ extension InventoryEngine {
         return try await task.value
     }
 
-    func rebuild(_ id: StockItemID, counting: Bool) async throws -> Bool {
+    func rebuild(_ id: StockItemID, counting: Bool, believeAbsent: Bool = true) async throws -> Bool {
         // MySQL said "no such item" a moment ago (any instance): unknown without asking it again.
-        if try await redisCall({ try await self.redis.send(["EXISTS", self.keys.absent(id)], routingKey: self.keys.absent(id)) }).int == 1 {
+        if believeAbsent,
+            try await redisCall({ try await self.redis.send(["EXISTS", self.keys.absent(id)], routingKey: self.keys.absent(id)) }).int == 1
+        {
             return false
         }
         let caller = UUID().uuidString
@@ -63,10 +67,17 @@ extension InventoryEngine {
     /// them, and the rebuilt item must count them. Their epochs are recorded as absorbed (init_item.lua), so their
     /// lines are not stale when the worker or a sync commit brings them again (applying them twice changes nothing).
     /// Only events Redis itself lost (a whole data loss) stay out, as stale lines of an epoch nothing absorbed.
-    /// The item exists in MySQL now (a PUT or a pool made its row): the negative entry goes.
-    func forgetAbsent(_ id: StockItemID) async throws {
+    /// The item's MySQL row exists now (a PUT or a pool made it): the negative entry goes, and the item is brought
+    /// into Redis without believing one a racing lookup may still write (it read MySQL before the row was made; a
+    /// shared rebuild of such a lookup may answer false, so this asks again). Once the item is in Redis, a late
+    /// negative entry is never consulted; it lapses.
+    func ensureMadeItem(_ id: StockItemID, countsAsRebuild: Bool) async throws -> Bool {
         let absent = keys.absent(id)
         _ = try await redisCall { try await self.redis.send(["DEL", absent], routingKey: absent) }
+        for _ in 0..<3 {
+            if try await ensureItem(id, countsAsRebuild: countsAsRebuild, madeInMySQL: true) { return true }
+        }
+        return false
     }
 
     func rebuildLocked(_ id: StockItemID, itemKey: String, caller: String, counting: Bool) async throws -> Bool {

@@ -65,9 +65,8 @@ extension InventoryEngine {
             // deltas (a delta taken from an unlocked read of MySQL could miss the other's).
             let created: Bool
             do { created = try await stockRepository.ensureRow(bizId: id.bizId, skuId: id.skuId) } catch { throw mapMySQL(error) }
-            try await forgetAbsent(id)
             // A new item is made, not rebuilt: it does not count as one (the metric tells of Redis losing items).
-            _ = try await ensureItem(id, countsAsRebuild: !created)
+            _ = try await ensureMadeItem(id, countsAsRebuild: !created)
             reply = try await run(onItems: call)
         }
         let delta: Int64
