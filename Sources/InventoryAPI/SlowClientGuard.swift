@@ -75,21 +75,45 @@ final class RequestBodyDeadlineHandler: ChannelInboundHandler, RemovableChannelH
     }
 }
 
-/// Answers `Expect: 100-continue` with the interim `100 Continue` as the head arrives (issue 22 item 11): a client
-/// that waits for it before sending its body (curl does for large bodies) otherwise waited out its own timeout. The
-/// final answer follows as always; one that refuses the request early (a 413, a 401) is allowed by RFC 9110 too.
+/// Answers `Expect: 100-continue` with the interim `100 Continue` (issue 22 item 11): a client that waits for it
+/// before sending its body (curl does for large bodies) otherwise waited out its own timeout. The interim answer
+/// goes out only when no earlier response on the connection is still being written (a request read while another
+/// is answered gets its 100 once that answer has ended, never inside it), and only for a request with a body.
 final class ExpectContinueHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
+    /// The requests whose response has not ended, oldest first: whether each still waits for its 100.
+    private var waiting: [Bool] = []
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head(let head) = unwrapInboundIn(data),
-            head.headerFields[.expect]?.lowercased() == "100-continue"
-        {
-            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
+        if case .head(let head) = unwrapInboundIn(data) {
+            let fields = head.headerFields
+            let hasBody = fields[.transferEncoding] != nil || (fields[.contentLength].flatMap { Int($0) } ?? 0) > 0
+            waiting.append(hasBody && fields[.expect]?.lowercased() == "100-continue")
+            if waiting.count == 1 { sendContinueIfWaiting(context: context) }
         }
         context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let part = unwrapOutboundIn(data)
+        context.write(data, promise: promise)
+        if case .head(let head) = part, head.status.kind != .informational, !waiting.isEmpty {
+            // The final answer came first (a refusal before the body): no 100 for this request any more.
+            waiting[0] = false
+        }
+        if case .end = part, !waiting.isEmpty {
+            waiting.removeFirst()
+            sendContinueIfWaiting(context: context)
+        }
+    }
+
+    private func sendContinueIfWaiting(context: ChannelHandlerContext) {
+        guard waiting.first == true else { return }
+        waiting[0] = false
+        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
     }
 }

@@ -82,4 +82,32 @@ struct HTTPMethodsTests {
             }
         }
     }
+
+    /// Review: the interim answer was written as the head was read, so a request pipelined behind another got its
+    /// 100 before (or inside) the earlier request's response.
+    @Test("a pipelined request's 100 Continue comes after the earlier response has ended, never before or inside it")
+    func pipelinedContinue() async throws {
+        try await TestStores.with { stores in
+            let app = try buildApplication(engine: stores.engine, configuration: ServiceConfiguration(), logger: Self.quietLogger)
+            try await app.test(.live) { client in
+                let port = try #require(client.port)
+                _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 2))
+                let body = #"{"stock": 9}"#
+                let connection = try await RawConnection.connect(port: port)
+                try await connection.send(
+                    "GET /v1/stock/\(stores.bizId)/1 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                        + "PUT /v1/stock/\(stores.bizId)/1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                        + "Content-Length: \(body.utf8.count)\r\nExpect: 100-continue\r\n\r\n"
+                )
+                let first = String(decoding: await connection.receive(within: 10) { String(decoding: $0, as: UTF8.self).contains("100 Continue") }, as: UTF8.self)
+                #expect(first.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(first)")
+                let continueAt = try #require(first.range(of: "HTTP/1.1 100 Continue\r\n"))
+                #expect(first[..<continueAt.lowerBound].contains(#""available":2"#), "the first answer whole, then the 100: \(first)")
+                try await connection.send(body)
+                let all = String(decoding: await connection.receive(within: 10) { String(decoding: $0, as: UTF8.self).contains(#""available":9"#) }, as: UTF8.self)
+                #expect(all.contains(#""available":9"#), "\(all)")
+                await connection.close()
+            }
+        }
+    }
 }
