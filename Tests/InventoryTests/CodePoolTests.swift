@@ -376,4 +376,25 @@ extension CodePoolTests {
             #expect(try await stores.journalRows().map(\.status).sorted() == ["CANCELLED", "CANCELLED"])
         }
     }
+
+    /// Review: SSCAN ends quietly when its set goes mid-export; the export then ended as a complete-looking short list.
+    @Test("an export whose code set goes while it is read ends with an error, not a short list")
+    func exportWhileSetGoes() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setPool(stores.item(1), CodePool(kind: .oneTime))
+            _ = try await engine.loadCodes(stores.item(1), codes("X", 900) + codes("Y", 900) + codes("Z", 900))
+            let export = try await engine.exportCodes(stores.item(1))
+            var seen = 0
+            await #expect(throws: InventoryError.self) {
+                try await export.forEachPage { page in
+                    if seen == 0 { _ = try await stores.redis.command("DEL", stores.keys.codes(stores.item(1))) }
+                    seen += page.count
+                }
+            }
+            #expect(seen < 2_700, "the set went after the first page")
+            // Asked again, the export rebuilds the item (the set is not whole) and names every code.
+            #expect(try await engine.unusedCodes(stores.item(1)).count == 2_700)
+        }
+    }
 }

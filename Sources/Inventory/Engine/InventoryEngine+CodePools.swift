@@ -70,8 +70,32 @@ extension InventoryEngine {
         guard try await ensureMadeItem(id, countsAsRebuild: true) else { throw InventoryError.notFound }
         let key = keys.codes(id)
         return CodeExport { page in
+            // SSCAN ends quietly when its set goes (a rebuild rewrites it, it expires, Redis restarts): the item's
+            // epoch and the set's presence are read before and after, and a change ends the export with an error
+            // instead of a complete-looking short list.
+            let before = try await self.codeSetState(id)
             try await self.redisCall { try await self.redis.scanSet(key) { try await page($0) } }
+            let after = try await self.codeSetState(id)
+            guard let before, before == after else {
+                throw InventoryError.unavailable("the pool's codes changed while they were exported (its item was rebuilt or lost); export again")
+            }
         }
+    }
+
+    /// The item's epoch, when the item and its code set are whole (lib/items.lua's rule), nil otherwise.
+    func codeSetState(_ id: StockItemID) async throws -> String? {
+        let itemKey = keys.item(id)
+        let fields = try await redisCall {
+            try await self.redis.send(["HMGET", itemKey, "epoch", "stock_num", "pool_kind", "codes_n"], routingKey: itemKey)
+        }.array ?? []
+        guard let stock = fields[safe: 1]?.int else { return nil }
+        let kind = fields[safe: 2]?.text ?? ""
+        let expected = kind == "one_time" ? stock > 0 : kind == "reusable" ? (fields[safe: 3]?.int ?? 0) > 0 : false
+        if expected {
+            let codes = keys.codes(id)
+            guard try await redisCall({ try await self.redis.send(["EXISTS", codes], routingKey: codes) }).int == 1 else { return nil }
+        }
+        return fields[safe: 0]?.text ?? ""
     }
 
     /// Every unused code, sorted and each once (`exportCodes` read whole): for tests and small pools.
