@@ -240,6 +240,9 @@ struct ScriptReplyTests {
         #expect(try AckCall.decode(.integer(2)) == 2)
         #expect(try AppliedCall.decode(.integer(1)))
         #expect(try !AppliedCall.decode(.integer(0)))
+        #expect(try AbsentCall.decode(.integer(1)))
+        #expect(try !AbsentCall.decode(.integer(0)))
+        #expect(AbsentCall(id, milliseconds: 2_000, layout: layout).keys == [layout.absent(id), layout.made(id)])
         #expect(try LeaseCall.decode(.integer(1)))
         #expect(try !LeaseCall.decode(.integer(0)))
     }

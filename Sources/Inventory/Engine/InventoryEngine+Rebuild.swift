@@ -32,12 +32,6 @@ extension InventoryEngine {
     }
 
     func rebuild(_ id: StockItemID, counting: Bool, believeAbsent: Bool = true) async throws -> Bool {
-        // MySQL said "no such item" a moment ago (any instance): unknown without asking it again.
-        if believeAbsent,
-            try await redisCall({ try await self.redis.send(["EXISTS", self.keys.absent(id)], routingKey: self.keys.absent(id)) }).int == 1
-        {
-            return false
-        }
         let caller = UUID().uuidString
         let itemKey = keys.item(id)
         let deadline = ContinuousClock.now + .milliseconds(configuration.initWaitMilliseconds)
@@ -47,6 +41,15 @@ extension InventoryEngine {
             case .ready:
                 return true
             case .locked:
+                // MySQL said "no such item" a moment ago (any instance): unknown without asking it again. Only the
+                // caller that would read MySQL looks: an item in Redis is ready whatever an entry says.
+                if believeAbsent,
+                    try await redisCall({ try await self.redis.send(["EXISTS", self.keys.absent(id)], routingKey: self.keys.absent(id)) })
+                        .int == 1
+                {
+                    _ = try await redisCall { try await self.redis.command("DEL", itemKey) }
+                    return false
+                }
                 return try await rebuildLocked(id, itemKey: itemKey, caller: caller, counting: counting)
             case .wait:
                 guard ContinuousClock.now < deadline else {
@@ -67,11 +70,15 @@ extension InventoryEngine {
     /// them, and the rebuilt item must count them. Their epochs are recorded as absorbed (init_item.lua), so their
     /// lines are not stale when the worker or a sync commit brings them again (applying them twice changes nothing).
     /// Only events Redis itself lost (a whole data loss) stay out, as stale lines of an epoch nothing absorbed.
-    /// The item's MySQL row exists now (a PUT or a pool made it): the negative entry goes, and the item is brought
-    /// into Redis without believing one a racing lookup may still write (it read MySQL before the row was made; a
-    /// shared rebuild of such a lookup may answer false, so this asks again). Once the item is in Redis, a late
-    /// negative entry is never consulted; it lapses.
+    /// The item's MySQL row exists now (a PUT or a pool made it): the negative entry goes, a lookup that read MySQL
+    /// before the row existed writes none after (lua/absent.lua), and the item is brought into Redis without
+    /// believing an entry (a shared rebuild of a believing lookup may answer false, so this asks again).
     func ensureMadeItem(_ id: StockItemID, countsAsRebuild: Bool) async throws -> Bool {
+        // First the "made" marker (a lookup that read MySQL before the row existed then writes no entry), then the
+        // entry goes.
+        let made = keys.made(id)
+        let lifetime = String(max(10 * configuration.absentMilliseconds, 10_000))
+        _ = try await redisCall { try await self.redis.send(["SET", made, "1", "PX", lifetime], routingKey: made) }
         let absent = keys.absent(id)
         _ = try await redisCall { try await self.redis.send(["DEL", absent], routingKey: absent) }
         for _ in 0..<3 {
@@ -113,10 +120,7 @@ extension InventoryEngine {
             // moment that MySQL has no such item (a flood of requests for unknown items costs one lookup each, not
             // one per request; creating the item deletes the entry).
             _ = try await redisCall { try await self.redis.command("DEL", itemKey) }
-            let absent = keys.absent(id)
-            _ = try? await redisCall {
-                try await self.redis.send(["SET", absent, "1", "PX", String(configuration.absentMilliseconds)], routingKey: absent)
-            }
+            _ = try? await run(AbsentCall(id, milliseconds: configuration.absentMilliseconds, layout: keys))
             return false
         }
         if outcome.written && counting {

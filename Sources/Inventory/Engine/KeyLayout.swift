@@ -48,6 +48,10 @@ public struct KeyLayout: Sendable {
     /// item costs one MySQL lookup, not one per request.
     public func absent(_ id: StockItemID) -> String { itemBase(id) + ":absent" }
 
+    /// "The item's MySQL row was just made" (a PUT or a pool): a lookup that read MySQL before does not write its
+    /// negative entry after it (lua/absent.lua).
+    public func made(_ id: StockItemID) -> String { itemBase(id) + ":made" }
+
     /// The code set of an item with a code pool: the usable codes (one-time) or all codes (reusable).
     public func codes(_ id: StockItemID) -> String { itemBase(id) + ":codes" }
 

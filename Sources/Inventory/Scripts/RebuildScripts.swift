@@ -127,3 +127,22 @@ struct RestoreOrderCall: ScriptCall {
         }
     }
 }
+
+/// lua/absent.lua: the negative entry of an item MySQL does not have, unless the item was made since.
+struct AbsentCall: ScriptCall {
+    static let name = ScriptName.absent
+
+    let keys: [String]
+    let arguments: [String]
+
+    init(_ id: StockItemID, milliseconds: Int64, layout: KeyLayout) {
+        keys = [layout.absent(id), layout.made(id)]
+        arguments = [String(milliseconds)]
+    }
+
+    /// Whether the entry was written (false: the item was made meanwhile).
+    static func decode(_ value: RedisValue) throws -> Bool {
+        guard let written = value.int else { throw unexpected(value) }
+        return written == 1
+    }
+}
