@@ -11,6 +11,8 @@ struct BrowserGuardMiddleware<Context: RequestContext>: RouterMiddleware {
     let allowedHosts: Set<String>
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        // Health probes (a load balancer's, an orchestrator's by pod address) tell nothing and change nothing.
+        if request.uri.path == "/healthz" || request.uri.path == "/readyz" { return try await next(request, context) }
         switch BrowserGuard.verdict(authority: request.head.authority, origin: request.headers[.origin], allowed: allowedHosts) {
         case .pass: return try await next(request, context)
         case .foreignHost(let host):
@@ -39,12 +41,27 @@ enum BrowserGuard {
     static func verdict(authority: String?, origin: String?, allowed: Set<String>) -> Verdict {
         if let authority, !authority.isEmpty, !allowed.contains(hostName(authority)) { return .foreignHost(authority) }
         if let origin {
-            // `scheme://host[:port]`; "null" (a sandboxed or file page) is never allowed.
-            guard let range = origin.range(of: "://"), allowed.contains(hostName(String(origin[range.upperBound...]))) else {
-                return .foreignOrigin(origin)
-            }
+            // `scheme://host[:port]`; "null" (a sandboxed or file page) is never allowed. The page must be of an
+            // allowed host and, when the request names its host, of the same port: a page another server on the
+            // same machine serves (a dev server, a notebook) is another site.
+            // (Ports as written: a Host without one, as a proxy on 80 or 443 forwards it, matches an Origin without one.)
+            guard let range = origin.range(of: "://") else { return .foreignOrigin(origin) }
+            let originAuthority = String(origin[range.upperBound...])
+            guard allowed.contains(hostName(originAuthority)) else { return .foreignOrigin(origin) }
+            if let authority, !authority.isEmpty, port(originAuthority) != port(authority) { return .foreignOrigin(origin) }
         }
         return .pass
+    }
+
+    /// The port of `host:port` or `[v6]:port`, nil when it names none.
+    static func port(_ authority: String) -> Int? {
+        if authority.hasPrefix("[") {
+            guard let end = authority.firstIndex(of: "]") else { return nil }
+            let rest = authority[authority.index(after: end)...]
+            return rest.hasPrefix(":") ? Int(rest.dropFirst()) : nil
+        }
+        if authority.filter({ $0 == ":" }).count != 1 { return nil }
+        return authority.split(separator: ":").last.flatMap { Int($0) }
     }
 
     /// The host of `host[:port]` or `[v6]:port`, lowercased, without brackets.

@@ -33,6 +33,14 @@ struct BrowserGuardTests {
         )
         #expect(BrowserGuard.verdict(authority: "127.0.0.1:8080", origin: "null", allowed: loopback) == .foreignOrigin("null"))
         #expect(BrowserGuard.verdict(authority: "localhost:8080", origin: "http://localhost:8080", allowed: loopback) == .pass)
+        #expect(
+            BrowserGuard.verdict(authority: "localhost:8080", origin: "http://localhost:3000", allowed: loopback)
+                == .foreignOrigin("http://localhost:3000"),
+            "a page another local server serves is another site"
+        )
+        #expect(BrowserGuard.verdict(authority: "127.0.0.1", origin: "http://127.0.0.1", allowed: loopback) == .pass)
+        #expect(BrowserGuard.verdict(authority: "localhost", origin: "https://localhost", allowed: loopback) == .pass, "a proxy on 443")
+        #expect(BrowserGuard.verdict(authority: "[::1]:8080", origin: "http://[::1]:8080", allowed: loopback) == .pass)
     }
 
     @Test("defaults: loopback names on a loopback listener, any host elsewhere (tokens guard it), '*' any, a list as given")
@@ -66,6 +74,7 @@ struct BrowserGuardTests {
                 #expect(refused.headers[.contentType] == "application/problem+json")
                 #expect(String(buffer: refused.body).contains("cross-origin"))
                 #expect(try await stores.engine.stock(stores.item(1)).reserved == 2, "nothing changed")
+                #expect(try await client.execute(uri: "/healthz", method: .get, headers: page).status == .ok, "probes pass")
 
                 let cancel = try await client.execute(uri: "/v1/reservations/o-guard/cancel", method: .post)
                 #expect(cancel.status == .ok)
