@@ -30,8 +30,20 @@ enum PosixSpawn {
             for pointer in argv { free(pointer) }
             for pointer in envp { free(pointer) }
         }
+        // Signals as a fresh process has them (as Foundation's Process set them): no signal blocked, none ignored,
+        // whatever the spawning thread had.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        let result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         guard result == 0 else {
             throw FaultSuiteError("cannot start \(executable): \(String(cString: strerror(result)))")
         }
