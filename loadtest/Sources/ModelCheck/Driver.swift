@@ -16,6 +16,11 @@ public struct Driver: Sendable {
         public let message: String
 
         public var description: String { "\(step.map { "step \($0)" } ?? "final checks"): \(message)" }
+
+        public init(step: Int?, message: String) {
+            self.step = step
+            self.message = message
+        }
     }
 
     let stores: TestStores

@@ -96,6 +96,16 @@ public enum ModelCheck {
         throw Counterexample(seed: seed, steps: steps, failure: why, program: shortest, options: options)
     }
 
+    /// Whether `failure` of `candidate` fails where the original did: at a step equal to `target`, or in the final
+    /// checks when `target` is nil.
+    public static func sameFailure(_ failure: Driver.Failure, in candidate: Program, as target: Step?) -> Bool {
+        switch (failure.step, target) {
+        case (nil, nil): return true
+        case (let step?, let target?): return candidate.steps.indices.contains(step) && candidate.steps[step] == target
+        default: return false
+        }
+    }
+
     /// Leaves out chunks of steps, then single steps (delta debugging, bounded by `budget` runs), keeping every
     /// shorter program that still fails. Steps after the failing one are dropped first.
     static func shrink(
@@ -103,6 +113,9 @@ public enum ModelCheck {
     ) async throws -> (Program, Driver.Failure) {
         var best = program
         var why = failure
+        // Only a candidate that fails at the same step (or in the final checks, as the original) is kept: one that
+        // fails for another reason (a burst before any PUT finds no items) is another counterexample, not a shorter one.
+        let target = failure.step.map { program.steps[$0] }
         if let step = failure.step { best.steps = Array(best.steps.prefix(step + 1)) }
         var runs = 0
         var chunk = max(1, best.steps.count / 2)
@@ -114,7 +127,8 @@ public enum ModelCheck {
                 candidate.steps.removeSubrange(start..<min(start + chunk, candidate.steps.count))
                 runs += 1
                 if !candidate.steps.isEmpty,
-                    let again = try await self.failure(of: candidate, durability: durability, cluster: cluster)
+                    let again = try await self.failure(of: candidate, durability: durability, cluster: cluster),
+                    Self.sameFailure(again, in: candidate, as: target)
                 {
                     best = candidate
                     why = again

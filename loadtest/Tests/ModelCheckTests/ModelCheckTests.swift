@@ -197,3 +197,18 @@ struct ModelCheckTests {
         #expect(model.level(sku: 1) == .level(available: 0, reserved: 4))
     }
 }
+
+extension ModelCheckTests {
+    /// Cluster seed 200064's failure at step 45 "shrank" to a one-step program failing for another reason (an HTTP
+    /// burst before any PUT finds no items): the shrinker kept any failure. It keeps only the same step's now.
+    @Test("shrinking keeps a candidate only when it fails at the same step as the original (or both in the final checks)")
+    func shrinkKeepsTheSameFailure() {
+        let target = Step.fault(.reconcileFix)
+        let candidate = Program(seed: 1, steps: [.setStock(sku: 1, stock: 3), .fault(.drain), .fault(.reconcileFix)])
+        #expect(ModelCheck.sameFailure(.init(step: 2, message: "item 1 differs"), in: candidate, as: target))
+        #expect(!ModelCheck.sameFailure(.init(step: 1, message: "another"), in: candidate, as: target))
+        #expect(!ModelCheck.sameFailure(.init(step: nil, message: "journal differs"), in: candidate, as: target))
+        #expect(ModelCheck.sameFailure(.init(step: nil, message: "journal differs"), in: candidate, as: nil))
+        #expect(!ModelCheck.sameFailure(.init(step: 7, message: "out of range"), in: candidate, as: target))
+    }
+}
