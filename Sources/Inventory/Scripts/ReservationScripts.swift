@@ -1,5 +1,13 @@
 import RedisClient
 
+extension KeyLayout {
+    /// The keys the order scripts (reserve, confirm, rollback, undo_reserve) start with: the order's hash (on a
+    /// cluster, one part's), its shard's outbox and its shard's expiry index.
+    func orderKeys(_ orderId: String, shard: Int) -> [String] {
+        [order(orderId, shard: shard), outbox(shard: shard), expiryIndex(shard: shard)]
+    }
+}
+
 /// lua/reserve.lua: holds stock for one order (on a cluster one part of it), every item or none.
 struct ReserveCall: ScriptCall {
     static let name = ScriptName.reserve
@@ -70,7 +78,7 @@ struct ReserveCall: ScriptCall {
         let orderId = command.orderId
         // KEYS: order, outbox, expiry index; per item its hash, reserve key, rollback key; then every item's usage
         // hash, then every item's code set; then the shard's generation marker.
-        var keys = [layout.order(orderId, shard: shard), layout.outbox(shard: shard), layout.expiryIndex(shard: shard)]
+        var keys = layout.orderKeys(orderId, shard: shard)
         keys.reserveCapacity(4 + 5 * command.items.count)
         var arguments = [
             orderId, fingerprint, command.bizId, command.userId ?? "", shortage, InventoryEngine.redisTime,
@@ -159,9 +167,8 @@ struct UndoReserveCall: ItemScriptCall {
         let shard = layout.partShard(orderId: orderId, item: StockItemID(bizId: bizId, skuId: firstSku))
         // With no earlier event, this event's own marker stands in its place.
         let marker = layout.undoneMarker(orderId: orderId, eventId: eventId, shard: shard)
-        var keys = [
-            layout.order(orderId, shard: shard), layout.outbox(shard: shard), layout.expiryIndex(shard: shard), marker,
-            earlierEventId.isEmpty ? marker : layout.undoneMarker(orderId: orderId, eventId: earlierEventId, shard: shard),
+        var keys = layout.orderKeys(orderId, shard: shard) + [
+            marker, earlierEventId.isEmpty ? marker : layout.undoneMarker(orderId: orderId, eventId: earlierEventId, shard: shard),
         ]
         var quantities: [String] = []
         var items: [StockItemID] = []

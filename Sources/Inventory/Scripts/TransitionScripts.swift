@@ -31,7 +31,7 @@ struct ConfirmCall: ItemScriptCall {
     ) {
         items = lines.map { StockItemID(bizId: bizId, skuId: $0.skuId) }
         // KEYS: order, outbox, expiry index; per item its hash and reserve key.
-        var keys = [layout.order(orderId, shard: shard), layout.outbox(shard: shard), layout.expiryIndex(shard: shard)]
+        var keys = layout.orderKeys(orderId, shard: shard)
         for id in items {
             keys.append(layout.item(id))
             keys.append(layout.reserveKey(id, orderId: orderId))
@@ -89,7 +89,7 @@ struct RollbackCall: ItemScriptCall {
         items = lines.map { StockItemID(bizId: bizId, skuId: $0.skuId) }
         // KEYS: order, outbox, expiry index; per item its hash, reserve key, rollback key; then every item's usage
         // hash, then every item's code set.
-        var keys = [layout.order(orderId, shard: shard), layout.outbox(shard: shard), layout.expiryIndex(shard: shard)]
+        var keys = layout.orderKeys(orderId, shard: shard)
         for id in items {
             keys.append(layout.item(id))
             keys.append(layout.reserveKey(id, orderId: orderId))
