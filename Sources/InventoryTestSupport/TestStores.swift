@@ -131,6 +131,18 @@ public struct TestStores: Sendable {
         )
     }
 
+    /// Another engine on this test's stores with some settings changed (`change` edits a copy of the test engine's),
+    /// its scripts loaded.
+    public func engine(changing change: (inout EngineConfiguration) -> Void) async throws -> InventoryEngine {
+        var configuration = engine.configuration
+        change(&configuration)
+        let changed = InventoryEngine(
+            redis: redis, mysql: mysql, scripts: try InventoryScripts.load(), configuration: configuration, logger: logger
+        )
+        try await changed.loadScripts()
+        return changed
+    }
+
     /// A write-back worker over this test's streams (not started).
     public func worker(batchSize: Int = 1000, claimIdleMilliseconds: Int = 30_000, consumer: String = "test") -> WriteBackWorker {
         WriteBackWorker(

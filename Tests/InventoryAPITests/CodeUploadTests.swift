@@ -106,13 +106,7 @@ extension CodeUploadTests {
     @Test("a pool has at most INVENTORY_MAX_POOL_CODES codes: an upload past it is refused whole (409), nothing loaded")
     func poolCap() async throws {
         try await TestStores.with { stores in
-            var configuration = stores.engine.configuration
-            configuration.maxPoolCodes = 5
-            let engine = InventoryEngine(
-                redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(), configuration: configuration,
-                logger: stores.logger
-            )
-            try await engine.loadScripts()
+            let engine = try await stores.engine { $0.maxPoolCodes = 5 }
             _ = try await engine.setPool(stores.item(1), CodePool(kind: .oneTime))
             #expect(try await engine.loadCodes(stores.item(1), ["A", "B", "C", "D"]) == CodeLoadOutcome(added: 4, duplicates: 0))
             await #expect(

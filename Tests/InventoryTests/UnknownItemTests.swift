@@ -27,13 +27,7 @@ struct UnknownItemTests {
         let proxy = try await FaultProxy.start(upstreamHost: upstream.host, upstreamPort: upstream.port)
         try await TestStores.with(mysqlPort: proxy.port) { stores in
             // Remembered long enough for the test's 50 lookups on a busy machine (the default is 2 s).
-            var configuration = stores.engine.configuration
-            configuration.absentMilliseconds = 120_000
-            let engine = InventoryEngine(
-                redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(), configuration: configuration,
-                logger: stores.logger
-            )
-            try await engine.loadScripts()
+            let engine = try await stores.engine { $0.absentMilliseconds = 120_000 }
             let skus: [UInt64] = Array(1...50)
             let command = ReserveCommand(
                 orderId: "\(stores.bizId)-unknown", bizId: stores.bizId, userId: nil,

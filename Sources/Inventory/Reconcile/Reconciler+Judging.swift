@@ -15,17 +15,10 @@ extension Reconciler {
         var fenced: Set<StockItemID> = []
     }
 
-    struct Entry {
-        let kind: OutboxEvent.Kind
-        let orderId: String
-        let quantity: Int64
-        let entryId: String
-        let reserveEvent: String
-        let marked: Bool
-        /// Of an epoch the item's rebuild absorbed (snapshot.lua): its hold moves the journal like any line in
-        /// flight, but its confirm or refund is already in MySQL's stock and in no `*_unapplied` counter.
-        var absorbed = false
-    }
+    /// An outbox line in flight, as snapshot.lua reads it (`SnapshotCall.Line`; `absorbed`: of an epoch the item's
+    /// rebuild absorbed: its hold moves the journal like any line in flight, but its confirm or refund is already in
+    /// MySQL's stock and in no `*_unapplied` counter).
+    typealias Entry = SnapshotCall.Line
 
     /// The MySQL side of the lines in flight: journal rows and ledger sources that exist now.
     struct Applied {

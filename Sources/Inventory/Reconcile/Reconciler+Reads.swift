@@ -28,14 +28,7 @@ extension Reconciler {
             if item.infinite { snapshot.infinite.insert(id) }
             if item.fenced { snapshot.fenced.insert(id) }
         }
-        for line in read.lines {
-            snapshot.entries[line.item, default: []].append(
-                Entry(
-                    kind: line.kind, orderId: line.orderId, quantity: line.quantity, entryId: line.entryId,
-                    reserveEvent: line.reserveEvent, marked: line.marked, absorbed: line.absorbed
-                )
-            )
-        }
+        for line in read.lines { snapshot.entries[line.item, default: []].append(line) }
     }
 
     /// Σ quantity of RESERVED journal lines per item.
