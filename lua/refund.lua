@@ -15,6 +15,7 @@
 -- reconciler can account for the refund while it is in flight.
 
 --!include clock
+--!include usage
 --!include give_back
 --!include items
 

@@ -50,8 +50,9 @@
 --
 -- Per-user limits: an item with user_limit > 0 lets one user hold or buy at most that many units per window of
 -- user_window seconds (0: over the item's life). Its usage hash maps userId -> 'window:units', window being
--- floor(now / user_window) (0 without a window); units of an earlier window count as 0. Checked and counted here,
--- in the same script as the hold, so concurrent requests of one user cannot exceed it; cancel, expiry and a
+-- floor(now / user_window) (0 without a window); units of an earlier window count as 0, and such entries, or
+-- entries back at 0 units, are deleted (lib/usage.lua). Checked and counted here, in the same script as the hold,
+-- so concurrent requests of one user cannot exceed it; cancel, expiry and a
 -- take-back give the units back while the window is the same (rollback.lua, undo_reserve.lua).
 --
 -- Code pools: an item with pool_kind set hands out codes with its units. one_time: the codes set holds the usable
@@ -67,6 +68,7 @@
 --!include clock
 --!include items
 --!include request
+--!include usage
 
 local order = KEYS[1]
 local status = redis.call('HGET', order, 'status')
@@ -156,9 +158,7 @@ for i = 0, n - 1 do
         local window = tonumber(fields[7] or '0')
         item.window = window > 0 and math.floor(now / (window * 1000)) or 0
         item.usersKey = KEYS[4 + 3 * n + i]
-        local usage = redis.call('HGET', item.usersKey, user)
-        local usedWindow, units = string.match(usage or '', '^(%d+):(%d+)$')
-        item.userUsed = (tonumber(usedWindow) == item.window) and tonumber(units) or 0
+        item.userUsed = usageUnits(item.usersKey, user, item.window)
         item.userLeft = item.userLimit - item.userUsed
         item.hasUsers = fields[13] == '1'
       end
@@ -293,13 +293,14 @@ for i = 0, n - 1 do
     redis.call('SET', KEYS[5 + 3 * i], holdValue(grant, item.epoch), 'EX', keep)
     if item.usersKey then
       item.userUsed = item.userUsed + grant
-      redis.call('HSET', item.usersKey, user, item.window .. ':' .. item.userUsed)
+      setUsage(itemKey, item.usersKey, user, item.window, item.userUsed)
       keepWarm(item.usersKey)
       if not item.hasUsers then
         -- from now on the item is not whole without its usage hash (lib/items.lua)
         redis.call('HSET', itemKey, 'has_users', '1')
         item.hasUsers = true
       end
+      pruneUsage(itemKey, item.usersKey, item.window)
     end
     if item.pool ~= '' then
       anyCodes = true

@@ -32,6 +32,7 @@
 -- restoring depends on the reserve key that only the restore deletes.
 
 --!include clock
+--!include usage
 --!include give_back
 --!include items
 

@@ -29,6 +29,7 @@
 -- that meets the event's journal row knows the row is about to be removed (see InventoryEngine.commitJournal).
 
 --!include clock
+--!include usage
 --!include give_back
 --!include items
 

@@ -24,7 +24,9 @@ public func buildApplication(
     router.add(middleware: AccessMiddleware(tokens: configuration.tokens, openMetrics: configuration.openMetrics))
     let limiter = configuration.hotItemLimit > 0
         ? HotItemLimiter(limit: configuration.hotItemLimit, windowMilliseconds: configuration.hotItemWindowMilliseconds) : nil
-    InventoryRoutes(engine: engine, limits: configuration.limits, limiter: limiter).register(on: router)
+    let admission = configuration.businessRateLimit > 0
+        ? BusinessAdmission(rate: configuration.businessRateLimit, burst: configuration.businessBurst) : nil
+    InventoryRoutes(engine: engine, limits: configuration.limits, limiter: limiter, admission: admission).register(on: router)
     StatusRoutes(engine: engine, worker: services.lazy.compactMap { $0 as? WriteBackWorker }.first).register(on: router)
     router.get("/metrics") { _, _ in
         guard let metrics else { throw Problem.notFound("metrics are not exported by this instance") }

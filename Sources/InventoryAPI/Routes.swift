@@ -9,11 +9,16 @@ public struct InventoryRoutes: Sendable {
     let engine: any InventoryService
     let limits: InputLimits
     let limiter: HotItemLimiter?
+    let admission: BusinessAdmission?
 
-    public init(engine: any InventoryService, limits: InputLimits = InputLimits(), limiter: HotItemLimiter? = nil) {
+    public init(
+        engine: any InventoryService, limits: InputLimits = InputLimits(), limiter: HotItemLimiter? = nil,
+        admission: BusinessAdmission? = nil
+    ) {
         self.engine = engine
         self.limits = limits
         self.limiter = limiter
+        self.admission = admission
     }
 
     /// Adds every route to a router.
@@ -147,6 +152,7 @@ public struct InventoryRoutes: Sendable {
             shortage: body.shortage ?? .reject,
             dispense: body.dispense
         )
+        try admit(command.bizId)
         if let limiter, !limiter.admit(command.items.map { StockItemID(bizId: command.bizId, skuId: $0.skuId) }) {
             InventoryMetrics.limited()
             var headers = HTTPFields()
@@ -168,6 +174,19 @@ public struct InventoryRoutes: Sendable {
     }
 
     // MARK: - Helpers
+
+    /// The per-business admission limit (`BusinessAdmission`): a 429 when `bizId` sent more than its rate.
+    private func admit(_ bizId: String) throws {
+        guard let admission, case .refused(let seconds) = admission.admit(bizId) else { return }
+        InventoryMetrics.businessLimited()
+        var headers = HTTPFields()
+        headers[.retryAfter] = String(seconds)
+        throw Problem(
+            .tooManyRequests, type: "business-rate-limited", title: "Too many requests for this business",
+            detail: "business \(bizId) sent more than the \(Int(admission.rate)) requests per second this instance admits; retry",
+            headers: headers
+        )
+    }
 
     /// Runs an engine call, turning its errors into problems; log lines written meanwhile name the order.
     private func call(orderId: String? = nil, _ body: () async throws -> Response) async throws -> Response {
@@ -257,6 +276,7 @@ public struct InventoryRoutes: Sendable {
         guard errors.isEmpty, let sku else {
             throw Problem.badRequest(errors.map { "\($0.pointer) \($0.detail)" }.joined(separator: "; "), errors: errors)
         }
+        try admit(biz)
         return StockItemID(bizId: biz, skuId: sku)
     }
 

@@ -25,6 +25,10 @@ public struct ServiceConfiguration: Sendable {
     /// Reservations admitted per item per window by the hot-item limiter; 0 = off.
     public var hotItemLimit = 0
     public var hotItemWindowMilliseconds = 10
+    /// Requests per second each business may send to this instance (`BusinessAdmission`); 0 = off.
+    public var businessRateLimit = 0
+    /// Requests a business may send at once; 0 = one second's worth of `businessRateLimit`.
+    public var businessBurst = 0
     /// `json` (one object per line) or `text`.
     public var logFormat = "json"
     /// `redis` (the service) or `db` (the database-only design, for side-by-side benchmarks).
@@ -184,6 +188,8 @@ public struct ServiceConfiguration: Sendable {
             throw ConfigurationError(description: "INVENTORY_LOG_LEVEL=\(settings.logLevel) is not trace, debug, info, notice, warning, error or critical")
         }
         settings.hotItemLimit = try reader.int("INVENTORY_HOT_ITEM_LIMIT", settings.hotItemLimit, 0...1_000_000)
+        settings.businessRateLimit = try reader.int("INVENTORY_BIZ_RATE_LIMIT", settings.businessRateLimit, 0...10_000_000)
+        settings.businessBurst = try reader.int("INVENTORY_BIZ_BURST", settings.businessBurst, 0...10_000_000)
         settings.hotItemWindowMilliseconds = try reader.int(
             "INVENTORY_HOT_ITEM_WINDOW_MS", settings.hotItemWindowMilliseconds, 1...60_000
         )

@@ -59,3 +59,41 @@ struct HotItemLimiterTests {
         #expect(limiter.admit([hot], now: start + 10_000_000))
     }
 }
+
+@Suite("Per-business admission")
+struct BusinessAdmissionTests {
+    @Test("a business gets its burst, then its rate; another business is not touched; Retry-After says when")
+    func buckets() {
+        let admission = BusinessAdmission(rate: 10, burst: 3)
+        let start: UInt64 = 5_000_000_000
+        #expect((0..<5).map { _ in admission.admit("flood", now: start) }
+            == [.admitted, .admitted, .admitted, .refused(retryAfterSeconds: 1), .refused(retryAfterSeconds: 1)])
+        #expect(admission.admit("quiet", now: start) == .admitted, "another business has a bucket of its own")
+        // 10 per second: one token back after 100 ms, not before
+        #expect(admission.admit("flood", now: start + 99_000_000) == .refused(retryAfterSeconds: 1))
+        #expect(admission.admit("flood", now: start + 100_000_000) == .admitted)
+        #expect(admission.admit("flood", now: start + 100_000_001) == .refused(retryAfterSeconds: 1))
+        // a quiet spell gives back the burst, no more
+        #expect((0..<4).map { _ in admission.admit("flood", now: start + 60_000_000_000) }
+            == [.admitted, .admitted, .admitted, .refused(retryAfterSeconds: 1)])
+    }
+
+    @Test("a slow rate answers the seconds until a request is admitted")
+    func retryAfter() {
+        let admission = BusinessAdmission(rate: 1, burst: 1)
+        #expect(admission.admit("b", now: 1) == .admitted)
+        #expect(admission.admit("b", now: 2) == .refused(retryAfterSeconds: 1))
+        let slow = BusinessAdmission(rate: 1, burst: 0)
+        #expect(slow.burst == 1, "burst 0: one second's worth")
+    }
+
+    @Test("businesses named by clients cannot grow the table without bound: refilled buckets are forgotten")
+    func bounded() {
+        let admission = BusinessAdmission(rate: 1000, burst: 1000)
+        for index in 0..<(BusinessAdmission.tableLimit + 1) { _ = admission.admit("biz-\(index)", now: 1_000) }
+        // one second later every bucket has refilled: the next new business prunes them all
+        _ = admission.admit("late", now: 1_000_001_000)
+        #expect(admission.tracked == 1)
+    }
+}
+

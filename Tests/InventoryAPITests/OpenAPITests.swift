@@ -331,6 +331,39 @@ struct OpenAPITests {
                 #expect(statuses.contains(429), "the limiter never refused: \(statuses)")
             }
 
+            // With the per-business admission limit on (1 request per second, no burst), a business's second request
+            // in a second is a 429, on a reserve and on a stock route alike; another business is still admitted.
+            var admissionConfiguration = ServiceConfiguration()
+            admissionConfiguration.businessRateLimit = 1
+            let admitted = try buildApplication(
+                engine: stores.engine, configuration: admissionConfiguration, logger: Logger(label: "openapi-test")
+            )
+            try await admitted.test(.router) { client in
+                let flood = "\(biz)-flood"
+                let body = #"{"orderId": "flood-1", "bizId": "\#(flood)", "items": [{"skuId": 1, "quantity": 1}]}"#
+                var statuses: [Int] = []
+                // The bucket refills one request per second: of three quick requests at least one is refused.
+                for index in 0..<3 where !statuses.contains(429) {
+                    let response = try await client.execute(uri: "/v1/stock/\(flood)/1", method: .get)
+                    statuses.append(Int(response.status.code))
+                    contract.check("business limit, stock \(index)", .get, "/v1/stock/\(flood)/1", body: nil, response)
+                    if response.status == .tooManyRequests {
+                        #expect(response.headers[.retryAfter] == "1")
+                        let reserve = try await client.execute(
+                            uri: "/v1/reservations", method: .post, headers: json, body: ByteBuffer(string: body)
+                        )
+                        #expect(reserve.status == .tooManyRequests)
+                        contract.check("business limit, reserve", .post, "/v1/reservations", body: body, reserve)
+                    }
+                }
+                #expect(statuses.contains(429), "the admission limit never refused: \(statuses)")
+                let other = try await client.execute(uri: "/v1/stock/\(biz)/1", method: .get)
+                #expect(other.status == .ok, "another business is admitted")
+            }
+            await #expect(throws: InventoryError.self, "refused: nothing was held") {
+                try await stores.engine.reservation(orderId: "flood-1")
+            }
+
             // Without a metrics registry, /metrics is a 404 problem.
             let bare = try buildApplication(engine: stores.engine, configuration: ServiceConfiguration(), logger: Logger(label: "openapi-test"))
             try await bare.test(.router) { client in

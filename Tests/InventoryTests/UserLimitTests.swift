@@ -206,7 +206,66 @@ struct UserLimitTests {
             }
             _ = try await engine.reserve(command(stores, "\(stores.bizId)-u-5", user: "gail", [(9, 1)]))
             let usage = try await stores.redis.command("HGET", stores.keys.userUsage(item), "hank").text
-            #expect(usage == (next == "cancel" ? "0:0" : "0:2"))
+            // hank's cancel gave back all he held: his entry is gone, not '0:0' (lib/usage.lua)
+            #expect(usage == (next == "cancel" ? nil : "0:2"))
+        }
+    }
+
+    @Test("a user's entry back at 0 units is deleted; the emptied hash is no key, and the item stays whole without it")
+    func zeroEntriesDeleted() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(10)
+            let usage = stores.keys.userUsage(item)
+            _ = try await engine.setStock(item, StockSettings(stock: 100, userLimit: 3, userWindowSeconds: 3600))
+            _ = try await engine.reserve(command(stores, "z-1", user: "ivan", [(10, 2)]))
+            _ = try await engine.reserve(command(stores, "z-2", user: "judy", [(10, 1)]))
+            _ = try await engine.cancel(orderId: "z-1")
+            #expect(try await stores.redis.command("HKEYS", usage).array?.compactMap(\.text) == ["judy"])
+            _ = try await engine.cancel(orderId: "z-2")
+            #expect(try await stores.redis.command("EXISTS", usage).int == 0)
+            #expect(try await stores.itemFields(10)["has_users"] == "0")
+            // no rebuild follows: the item is whole without a hash it has no entries for
+            let rebuilds = engine.stats.itemRebuilds
+            _ = try await engine.reserve(command(stores, "z-3", user: "ivan", [(10, 3)]))
+            #expect(engine.stats.itemRebuilds == rebuilds)
+            #expect(try await stores.redis.command("HGET", usage, "ivan").text?.hasSuffix(":3") == true)
+            await #expect(throws: InventoryError.userLimitExceeded([.init(skuId: 10, requested: 1, limit: 3, used: 3)])) {
+                try await engine.reserve(command(stores, "z-4", user: "ivan", [(10, 1)]))
+            }
+            let level = try await engine.stock(item)
+            #expect(level.reserved == 3)
+            #expect(level.available == 97)
+        }
+    }
+
+    @Test(
+        "entries of past windows are pruned by the reserves that count: the hash holds this window's users only",
+        arguments: [3, 300]
+    )
+    func pastWindowsPruned(stale: Int) async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(11)
+            let usage = stores.keys.userUsage(item)
+            _ = try await engine.setStock(item, StockSettings(stock: 1000, userLimit: 2, userWindowSeconds: 3600))
+            _ = try await engine.reserve(command(stores, "pw-0", user: "kate", [(11, 1)]))
+            let kate = try await stores.redis.command("HGET", usage, "kate").text ?? ""
+            let current = try #require(Int(kate.prefix { $0 != ":" }))
+            // `stale` users who held in earlier windows (small hash: one listpack; large: a hash table)
+            var fields: [String] = []
+            for user in 0..<stale { fields += ["old-\(user)", "\(current - 1 - user % 3):\(1 + user % 2)"] }
+            _ = try await stores.redis.send(["HSET", usage] + fields, routingKey: usage)
+            // each counting reserve examines a few entries; 40 reserves walk a 340-entry hash whole at least once
+            for user in 0..<40 {
+                _ = try await engine.reserve(command(stores, "pw-\(user + 1)", user: "new-\(user)", [(11, 1)]))
+            }
+            let left = try await stores.redis.command("HGETALL", usage).array?.compactMap(\.text) ?? []
+            let entries = Dictionary(uniqueKeysWithValues: stride(from: 0, to: left.count, by: 2).map { (left[$0], left[$0 + 1]) })
+            #expect(entries.count == 41, "\(entries.count - 41) stale entries left")
+            #expect(entries.values.allSatisfy { $0 == "\(current):1" })
+            #expect(entries["kate"] == "\(current):1")
+            #expect(try await engine.stock(item).reserved == 41)
         }
     }
 

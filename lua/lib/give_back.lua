@@ -1,6 +1,7 @@
 -- lib/give_back.lua: what a hold hands back besides its stock. Not a script of its own: the scripts that give a
 -- hold back (rollback, undo_reserve, refund) include it where they say `--!include give_back` (see
--- InventoryScripts.load), so the one copy here is what each of them runs.
+-- InventoryScripts.load), so the one copy here is what each of them runs. It uses lib/usage.lua, which they
+-- include before it.
 
 -- The order hash's per-line lists ('a,,b' -> {'a', '', 'b'}), as reserve.lua writes its 'codes' field.
 local function splitLines(text)
@@ -19,9 +20,9 @@ local function giveBackUser(itemKey, usersKey, user, createdAt, restored, held, 
   local window = tonumber(config[2] or '0')
   local current = window > 0 and math.floor(now / (window * 1000)) or 0
   local counted = window > 0 and math.floor(createdAt / (window * 1000)) or 0
-  local usedWindow, units = string.match(redis.call('HGET', usersKey, user) or '', '^(%d+):(%d+)$')
-  if counted ~= current or tonumber(usedWindow) ~= current then return end
-  redis.call('HSET', usersKey, user, current .. ':' .. math.max(tonumber(units) - held, 0))
+  if counted ~= current then return end
+  local units = usageUnits(usersKey, user, current)
+  if units > 0 then setUsage(itemKey, usersKey, user, current, math.max(units - held, 0)) end
 end
 
 -- Code pools (see reserve.lua): a one-time pool gets the codes of the hold back ('c1|c2'); others took none out.

@@ -22,6 +22,11 @@ public enum InventoryMetrics {
     /// A reserve refused by the hot-item limiter.
     public static func limited() { limitedCounter.increment() }
 
+    private static let businessLimitedCounter = Counter(label: "inventory_business_limited_total")
+
+    /// A request refused by the per-business admission limit.
+    public static func businessLimited() { businessLimitedCounter.increment() }
+
     static func reservation(_ outcome: Outcome) {
         reservations[outcome]?.increment()
     }
