@@ -160,7 +160,8 @@ for i = 0, n - 1 do
         item.usersKey = KEYS[4 + 3 * n + i]
         item.userUsed = usageUnits(item.usersKey, user, item.window)
         item.userLeft = item.userLimit - item.userUsed
-        item.hasUsers = fields[13] == '1'
+        -- past windows' entries go before any write (lib/usage.lua); an emptied hash took has_users with it
+        item.hasUsers = fields[13] == '1' and not pruneUsage(itemKey, item.usersKey, item.window)
       end
       counters[itemKey] = item
     end
@@ -300,7 +301,6 @@ for i = 0, n - 1 do
         redis.call('HSET', itemKey, 'has_users', '1')
         item.hasUsers = true
       end
-      pruneUsage(itemKey, item.usersKey, item.window)
     end
     if item.pool ~= '' then
       anyCodes = true

@@ -17,9 +17,18 @@ public final class BusinessAdmission: Sendable {
     public let rate: Double
     /// Requests a business may send at once after a quiet spell.
     public let burst: Double
-    private let buckets = NIOLockedValueBox<[String: Bucket]>([:])
-    /// Buckets kept at most before the full ones (same as no bucket) are forgotten.
+    private struct Table {
+        var buckets: [String: Bucket] = [:]
+        var prunedAt: UInt64 = 0
+    }
+
+    private let table = NIOLockedValueBox(Table())
+    /// Buckets kept at most. bizId is the client's to choose: past this many businesses, the buckets that refilled (a
+    /// full bucket admits what no bucket does) are forgotten, at most once a second; businesses that still find no
+    /// room share one overflow bucket, so a flood of ever new bizIds is admitted at one business's rate.
     static let tableLimit = 10_000
+    /// The overflow bucket's name: not a bizId any request can carry.
+    static let overflow = "\u{0}overflow"
 
     /// - Parameters:
     ///   - rate: requests per second per business (> 0).
@@ -36,22 +45,23 @@ public final class BusinessAdmission: Sendable {
     }
 
     public func admit(_ bizId: String, now: UInt64 = NIODeadline.now().uptimeNanoseconds) -> Verdict {
-        buckets.withLockedValue { buckets in
-            var bucket = buckets[bizId] ?? Bucket(tokens: burst, at: now)
+        table.withLockedValue { table in
+            var name = bizId
+            if table.buckets[name] == nil && table.buckets.count >= Self.tableLimit {
+                if now >= table.prunedAt + 1_000_000_000 {
+                    table.prunedAt = now
+                    table.buckets = table.buckets.filter { refilled($0.value, now) < burst }
+                }
+                if table.buckets.count >= Self.tableLimit { name = Self.overflow }
+            }
+            var bucket = table.buckets[name] ?? Bucket(tokens: burst, at: now)
             bucket.tokens = refilled(bucket, now)
             bucket.at = max(bucket.at, now)
+            defer { table.buckets[name] = bucket }
             guard bucket.tokens >= 1 else {
-                buckets[bizId] = bucket
                 return .refused(retryAfterSeconds: max(1, Int(((1 - bucket.tokens) / rate).rounded(.up))))
             }
             bucket.tokens -= 1
-            buckets[bizId] = bucket
-            // A business is a few keys in a deployment, but bizId is the client's to choose: the table forgets the
-            // buckets that have refilled (a full bucket admits what no bucket does), so it stays the size of the
-            // businesses sending now.
-            if buckets.count > Self.tableLimit {
-                buckets = buckets.filter { refilled($0.value, now) < burst }
-            }
             return .admitted
         }
     }
@@ -63,5 +73,5 @@ public final class BusinessAdmission: Sendable {
     }
 
     /// Businesses with a bucket (for tests: the table stays bounded).
-    var tracked: Int { buckets.withLockedValue { $0.count } }
+    var tracked: Int { table.withLockedValue { $0.buckets.count } }
 }

@@ -153,6 +153,9 @@ struct Serve: AsyncParsableCommand {
         try await components.checkEvictionPolicy()
         await components.loadScripts()
         var services: [any Service] = [components.redis] + components.backgroundServices()
+        if settings.mallocTrimSeconds > 0 {
+            services.append(MemoryReturner(intervalSeconds: settings.mallocTrimSeconds, logger: components.logger))
+        }
         if settings.reconcileIntervalSeconds > 0 {
             services.append(
                 ReconcilerService(

@@ -87,12 +87,20 @@ struct BusinessAdmissionTests {
         #expect(slow.burst == 1, "burst 0: one second's worth")
     }
 
-    @Test("businesses named by clients cannot grow the table without bound: refilled buckets are forgotten")
+    @Test("businesses named by clients cannot grow the table: new ones past the limit share one bucket; refilled ones are forgotten")
     func bounded() {
-        let admission = BusinessAdmission(rate: 1000, burst: 1000)
-        for index in 0..<(BusinessAdmission.tableLimit + 1) { _ = admission.admit("biz-\(index)", now: 1_000) }
-        // one second later every bucket has refilled: the next new business prunes them all
-        _ = admission.admit("late", now: 1_000_001_000)
+        let admission = BusinessAdmission(rate: 2, burst: 2)
+        let limit = BusinessAdmission.tableLimit
+        for index in 0..<limit { _ = admission.admit("biz-\(index)", now: 1_000) }
+        // the table is full: new businesses share the overflow bucket (2 at once), known ones keep their own
+        #expect(admission.admit("new-1", now: 2_000) == .admitted)
+        #expect(admission.admit("new-2", now: 2_000) == .admitted)
+        #expect(admission.admit("new-3", now: 2_000) == .refused(retryAfterSeconds: 1))
+        #expect(admission.admit("biz-7", now: 2_000) == .admitted)
+        #expect(admission.admit("biz-7", now: 2_000) == .refused(retryAfterSeconds: 1))
+        #expect(admission.tracked == limit + 1)
+        // a second later every bucket has refilled: the next new business finds them all forgotten
+        #expect(admission.admit("late", now: 1_000_002_000) == .admitted)
         #expect(admission.tracked == 1)
     }
 }

@@ -10,6 +10,9 @@ import Testing
 /// rebuilt from the journal with the item.
 @Suite("Per-user limits on real Redis")
 struct UserLimitTests {
+    /// The longest per-user window the API takes (366 days), for tests that count within one window.
+    static let longWindow: Int64 = 366 * 86_400
+
     func command(
         _ stores: TestStores, _ orderId: String, user: String?, _ items: [(UInt64, Int64)],
         shortage: ShortageMode = .reject, ttl: Int = 1800
@@ -156,8 +159,9 @@ struct UserLimitTests {
     func windows() async throws {
         try await TestStores.with { stores in
             let engine = stores.engine
-            _ = try await engine.setStock(stores.item(7), StockSettings(stock: 100, userLimit: 2, userWindowSeconds: 3600))
-            let current = InventoryEngine.nowMilliseconds() / 3_600_000
+            // the longest window (366 days): a test never straddles two of them
+            _ = try await engine.setStock(stores.item(7), StockSettings(stock: 100, userLimit: 2, userWindowSeconds: Self.longWindow))
+            let current = InventoryEngine.nowMilliseconds() / (Self.longWindow * 1000)
             let usage = stores.keys.userUsage(stores.item(7))
             // dave used his 2 units in the previous hour
             _ = try await stores.redis.command("HSET", usage, "dave", "\(current - 1):2")
@@ -168,7 +172,7 @@ struct UserLimitTests {
             }
             // an order counted in an earlier window gives nothing back into this one
             _ = try await stores.redis.command(
-                "HSET", stores.orderKey("w-1", sku: 7), "created_at", String((current - 1) * 3_600_000 + 5)
+                "HSET", stores.orderKey("w-1", sku: 7), "created_at", String((current - 1) * Self.longWindow * 1000 + 5)
             )
             _ = try await engine.cancel(orderId: "w-1")
             #expect(try await stores.redis.command("HGET", usage, "dave").text == "\(current):2")
@@ -217,7 +221,7 @@ struct UserLimitTests {
             let engine = stores.engine
             let item = stores.item(10)
             let usage = stores.keys.userUsage(item)
-            _ = try await engine.setStock(item, StockSettings(stock: 100, userLimit: 3, userWindowSeconds: 3600))
+            _ = try await engine.setStock(item, StockSettings(stock: 100, userLimit: 3, userWindowSeconds: Self.longWindow))
             _ = try await engine.reserve(command(stores, "z-1", user: "ivan", [(10, 2)]))
             _ = try await engine.reserve(command(stores, "z-2", user: "judy", [(10, 1)]))
             _ = try await engine.cancel(orderId: "z-1")
@@ -229,6 +233,7 @@ struct UserLimitTests {
             let rebuilds = engine.stats.itemRebuilds
             _ = try await engine.reserve(command(stores, "z-3", user: "ivan", [(10, 3)]))
             #expect(engine.stats.itemRebuilds == rebuilds)
+            #expect(try await stores.itemFields(10)["has_users"] == "1", "counted again: the hash must be there")
             #expect(try await stores.redis.command("HGET", usage, "ivan").text?.hasSuffix(":3") == true)
             await #expect(throws: InventoryError.userLimitExceeded([.init(skuId: 10, requested: 1, limit: 3, used: 3)])) {
                 try await engine.reserve(command(stores, "z-4", user: "ivan", [(10, 1)]))
@@ -248,7 +253,7 @@ struct UserLimitTests {
             let engine = stores.engine
             let item = stores.item(11)
             let usage = stores.keys.userUsage(item)
-            _ = try await engine.setStock(item, StockSettings(stock: 1000, userLimit: 2, userWindowSeconds: 3600))
+            _ = try await engine.setStock(item, StockSettings(stock: 1000, userLimit: 2, userWindowSeconds: Self.longWindow))
             _ = try await engine.reserve(command(stores, "pw-0", user: "kate", [(11, 1)]))
             let kate = try await stores.redis.command("HGET", usage, "kate").text ?? ""
             let current = try #require(Int(kate.prefix { $0 != ":" }))

@@ -27,7 +27,8 @@ end
 
 -- An item with a per-user limit keeps each user's count in a hash of its own key, which may vanish alone too: a
 -- vanished hash would start every user from nothing. The item says whether the hash should be there (`has_users`,
--- set when a count is first written: reserve.lua, init_item.lua).
+-- set when a count is first written: reserve.lua, init_item.lua; cleared when the hash's last entry is deleted:
+-- lib/usage.lua).
 local function usersGone(hasUsers, usersKey)
   return hasUsers == '1' and usersKey ~= nil and redis.call('EXISTS', usersKey) == 0
 end

@@ -7,8 +7,8 @@
 -- the item ever had. A hash left empty is no key at all: the item's has_users flag goes back to '0' with it, or
 -- the item would count as not whole (lib/items.lua) and be rebuilt for nothing.
 
--- Hash entries examined per counting reserve: past-window entries are deleted at this rate, so they never outgrow
--- the current window's by more than the reserves that made them.
+-- Hash entries examined per counting reserve (a hash small enough to be one listpack, up to 128 entries by default,
+-- is examined whole: HSCAN returns it in one page): past-window entries are deleted at least this fast.
 local usagePruneStep = 16
 
 -- A user's units in `window` (0 when the entry is of another window, or none).
@@ -36,10 +36,14 @@ local function setUsage(itemKey, usersKey, user, window, units)
 end
 
 -- Deletes entries of windows before `window` among the next few of the hash (a cursor kept in the item's
--- 'users_cursor' field walks the whole hash over successive calls). Nothing to do without a window: every entry
--- counts over the item's life.
+-- 'users_cursor' field walks the whole hash over successive calls); true when that left the hash empty (its item's
+-- has_users is then '0'). Nothing to do without a window: every entry counts over the item's life. Entries of a
+-- later window (written while a clock was ahead) and of another window length (user_window changed) are left: they
+-- count again if that window comes or that length is set back.
+--
+-- A script calls it before its first write: an error here (Redis out of memory) must not leave a change half done.
 local function pruneUsage(itemKey, usersKey, window)
-  if window <= 0 then return end
+  if window <= 0 then return false end
   local cursor = redis.call('HGET', itemKey, 'users_cursor') or '0'
   local page = redis.call('HSCAN', usersKey, cursor, 'COUNT', usagePruneStep)
   local stale = {}
@@ -47,9 +51,11 @@ local function pruneUsage(itemKey, usersKey, window)
     local usedWindow = tonumber(string.match(page[2][j + 1], '^(%d+):'))
     if usedWindow == nil or usedWindow < window then stale[#stale + 1] = page[2][j] end
   end
-  if #stale > 0 then
-    redis.call('HDEL', usersKey, unpack(stale))
-    usageFlag(itemKey, usersKey)
-  end
   redis.call('HSET', itemKey, 'users_cursor', page[1])
+  if #stale == 0 then return false end
+  for first = 1, #stale, 500 do
+    redis.call('HDEL', usersKey, unpack(stale, first, math.min(first + 499, #stale)))
+  end
+  usageFlag(itemKey, usersKey)
+  return redis.call('EXISTS', usersKey) == 0
 end

@@ -1,0 +1,105 @@
+"""Hostile clients of business `evil`, for loadtest/hostile/hostile.sh: each attack is one thread with one keep-alive
+connection, sending its requests back to back for the given seconds, and counting the statuses it got.
+
+    python3 attackers.py PORT SECONDS
+
+Attacks (the items are set up by hostile.sh):
+  batch     reserve 1,000,000 units of a batch pool item (evil/1), then cancel it
+  upload    an 8 MiB text/plain code upload to a one-time pool (evil/2): over the 100k-code limit
+  export    the export of a 200,000-code reusable pool (evil/3), read to the end (two threads)
+  unknown   GET of an item that does not exist, and a reserve of 50 unknown items
+  cancel    cancels of order ids nobody reserved
+  users     reserves of one unit by ever new users on a per-user-limited item (evil/4), each cancelled
+"""
+import http.client
+import json
+import sys
+import threading
+import time
+
+PORT, SECONDS = int(sys.argv[1]), float(sys.argv[2])
+DEADLINE = time.monotonic() + SECONDS
+counts = {}
+lock = threading.Lock()
+
+
+def attack(name):
+    def run(body):
+        def loop():
+            connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
+            n = 0
+            while time.monotonic() < DEADLINE:
+                try:
+                    for status in body(connection, n):
+                        with lock:
+                            key = (name, status)
+                            counts[key] = counts.get(key, 0) + 1
+                except (OSError, http.client.HTTPException):
+                    with lock:
+                        counts[(name, "error")] = counts.get((name, "error"), 0) + 1
+                    connection.close()
+                    connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
+                n += 1
+        return loop
+    return run
+
+
+def send(connection, method, path, body=None, content_type="application/json"):
+    headers = {"Content-Type": content_type} if body is not None else {}
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+    connection.request(method, path, body, headers)
+    response = connection.getresponse()
+    while response.read(1 << 16):
+        pass
+    return response.status
+
+
+@attack("batch")
+def batch(connection, n):
+    order = f"evil-batch-{n}"
+    yield send(connection, "POST", "/v1/reservations",
+               {"orderId": order, "bizId": "evil", "items": [{"skuId": 1, "quantity": 1000000}]})
+    yield send(connection, "POST", f"/v1/reservations/{order}/cancel")
+
+
+UPLOAD = "".join(f"CODE-{i:010d}-{'x' * 40}\n" for i in range(150_000)).encode()[: 8 * 1024 * 1024 - 1]
+
+
+@attack("upload")
+def upload(connection, n):
+    yield send(connection, "POST", "/v1/stock/evil/2/codes", UPLOAD, content_type="text/plain")
+
+
+@attack("export")
+def export(connection, n):
+    yield send(connection, "GET", "/v1/stock/evil/3/codes")
+
+
+@attack("unknown")
+def unknown(connection, n):
+    yield send(connection, "GET", f"/v1/stock/evil/{1_000_000 + n}")
+    items = [{"skuId": 2_000_000 + 50 * n + k, "quantity": 1} for k in range(50)]
+    yield send(connection, "POST", "/v1/reservations", {"orderId": f"evil-unknown-{n}", "bizId": "evil", "items": items})
+
+
+@attack("cancel")
+def cancel(connection, n):
+    yield send(connection, "POST", f"/v1/reservations/evil-never-{n}/cancel")
+
+
+@attack("users")
+def users(connection, n):
+    order = f"evil-user-{n}"
+    yield send(connection, "POST", "/v1/reservations",
+               {"orderId": order, "bizId": "evil", "userId": f"user-{n}", "items": [{"skuId": 4, "quantity": 1}]})
+    yield send(connection, "POST", f"/v1/reservations/{order}/cancel")
+
+
+threads = [threading.Thread(target=loop) for loop in (batch, upload, export, export, unknown, cancel, users)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+for (name, status), count in sorted(counts.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+    print(f"attack {name:8s} {status}: {count}")

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The hostile-client run: one business (`victim`) reserves at a steady open-loop rate, first alone, then while
+# another business (`evil`) sends the requests that used to cost everyone (loadtest/hostile/attackers.py: batch holds
+# of a million units, 8 MiB code uploads, exports of a 200,000-code pool, unknown items, cancels of unknown ids, ever
+# new users). Prints the victim's p99 quiet and under attack, and the service's resident memory (start, peak under
+# attack, after a quiet spell), and writes the same to loadtest/results/hostile-<UTC timestamp>.txt.
+#
+#   loadtest/hostile/hostile.sh [RATE] [SECONDS]          (defaults: 300 reserves/s, 20 s per phase)
+#
+# Its own servers: a private redis-server (port 6397, no persistence) and the release `inventoryd serve` on port
+# 8087 with database inventory_hostile; settings of the service may be passed in the environment
+# (INVENTORY_BIZ_RATE_LIMIT=200 loadtest/hostile/hostile.sh). Needs the servers of scripts/setup.sh.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+. "$HERE/../../scripts/env.sh"
+cd "$INVENTORY_ROOT"
+RATE="${1:-300}"
+SECONDS_PER_PHASE="${2:-20}"
+PORT=6397
+HTTP=8087
+DB=inventory_hostile
+WORK="$(mktemp -d)"
+OUT="loadtest/results/hostile-$(date -u +%Y%m%dT%H%M%SZ).txt"
+[ -x .build/release/inventoryd ] || swift build -c release --product inventoryd
+[ -x .build/release/loadgen ] || swift build -c release --product loadgen
+
+"$(command -v mariadb || command -v mysql)" --no-defaults --socket="$INVENTORY_ROOT/.local/mariadb/mysqld.sock" -uroot -e "
+  DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB CHARACTER SET utf8mb4;
+  GRANT ALL PRIVILEGES ON $DB.* TO '$INVENTORY_MYSQL_USER'@'127.0.0.1';
+  GRANT ALL PRIVILEGES ON $DB.* TO '$INVENTORY_MYSQL_USER'@'localhost';"
+redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" --daemonize yes \
+  --pidfile "$WORK/redis.pid" --logfile "$WORK/redis.log"
+export INVENTORY_REDIS_PORT=$PORT INVENTORY_HTTP_PORT=$HTTP INVENTORY_MYSQL_DATABASE=$DB
+export INVENTORY_LOG_LEVEL="${INVENTORY_LOG_LEVEL:-warning}"
+.build/release/inventoryd migrate >/dev/null
+.build/release/inventoryd serve >"$WORK/serve.log" 2>&1 &
+SERVICE=$!
+trap 'kill $SERVICE 2>/dev/null; kill "$(cat "$WORK/redis.pid")" 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 1 100); do curl -fs "localhost:$HTTP/readyz" >/dev/null && break; sleep 0.2; done
+
+rss() { awk '/^VmRSS/ { print int($2 / 1024) }' "/proc/$SERVICE/status"; }
+api() { curl -fsS -o /dev/null -X "$1" -H "Content-Type: ${4:-application/json}" --data-binary "$3" "localhost:$HTTP$2"; }
+echo "==> the attacker's items (business evil)"
+api PUT /v1/stock/evil/1 '{"stock": 1000000000000}'
+api PUT /v1/stock/evil/1/pool "{\"kind\": \"batch\", \"batchCode\": \"$(printf 'B%.0s' $(seq 1 64))\"}"
+api PUT /v1/stock/evil/2/pool '{"kind": "one-time"}'
+api PUT /v1/stock/evil/3 '{"stock": 1000000000}'
+api PUT /v1/stock/evil/3/pool '{"kind": "reusable"}'
+for part in 0 1; do
+  python3 -c "import sys; [print(f'R{$part}-{i:07d}') for i in range(100000)]" > "$WORK/codes.txt"
+  api POST /v1/stock/evil/3/codes "@$WORK/codes.txt" text/plain
+done
+api PUT /v1/stock/evil/4 '{"stock": 1000000000, "perUserLimit": 1, "perUserWindowSeconds": 60}'
+START_RSS=$(rss)
+
+victim() {
+  .build/release/loadgen --scenario zipf --items 100 --rate "$RATE" -c 16 -d "${SECONDS_PER_PHASE}s" --biz "$1" \
+    --target "http://127.0.0.1:$HTTP" --out "$WORK/$1" -q >"$WORK/$1.log" 2>&1 || true
+  python3 - "$WORK/$1" <<'PY'
+import glob, json, sys
+result = json.load(open(sorted(glob.glob(sys.argv[1] + "/*.json"))[-1]))
+phase = result["phases"][0]
+print(phase["latencyMs"]["p99"], phase["requests"], sum(phase["errors"].values()))
+PY
+}
+
+echo "==> the victim alone: $RATE reserves/s for ${SECONDS_PER_PHASE}s"
+read -r QUIET_P99 QUIET_N QUIET_ERR < <(victim victim-quiet)
+echo "==> the victim under attack"
+( while kill -0 $SERVICE 2>/dev/null; do rss >> "$WORK/rss.txt"; sleep 0.5; done ) &
+SAMPLER=$!
+python3 "$HERE/attackers.py" "$HTTP" $((SECONDS_PER_PHASE + 4)) > "$WORK/attack.txt" &
+ATTACK=$!
+sleep 2
+read -r HOSTILE_P99 HOSTILE_N HOSTILE_ERR < <(victim victim-hostile)
+wait $ATTACK
+PEAK_RSS=$(sort -n "$WORK/rss.txt" | tail -1)
+echo "==> a quiet spell of 15 s"
+sleep 15
+kill $SAMPLER 2>/dev/null || true
+AFTER_RSS=$(rss)
+
+{
+  echo "hostile-client run $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD), victim $RATE reserves/s for ${SECONDS_PER_PHASE}s (loadgen zipf, 100 items, 16 connections)"
+  echo "service settings: $(env | grep '^INVENTORY_BIZ\|^INVENTORY_HOT\|^MALLOC' | tr '\n' ' ')"
+  echo "victim p99 quiet:        $QUIET_P99 ms ($QUIET_N requests, $QUIET_ERR errors)"
+  echo "victim p99 under attack: $HOSTILE_P99 ms ($HOSTILE_N requests, $HOSTILE_ERR errors)"
+  echo "ratio:                   $(awk "BEGIN { printf \"%.2f\", $HOSTILE_P99 / $QUIET_P99 }")"
+  echo "service RSS (MiB):       start $START_RSS, peak under attack $PEAK_RSS, after 15 s quiet $AFTER_RSS"
+  cat "$WORK/attack.txt"
+} | tee "$OUT"
