@@ -274,6 +274,29 @@ struct UserLimitTests {
         }
     }
 
+    @Test("a reserve whose pruning empties the hash counts its user in a hash its item knows is there")
+    func prunedEmptyThenCounted() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(12)
+            let usage = stores.keys.userUsage(item)
+            _ = try await engine.setStock(item, StockSettings(stock: 100, userLimit: 2, userWindowSeconds: Self.longWindow))
+            _ = try await engine.reserve(command(stores, "pe-1", user: "mona", [(12, 1)]))
+            let current = InventoryEngine.nowMilliseconds() / (Self.longWindow * 1000)
+            // only an earlier window's entry, lena's own: the next reserve's pruning deletes the whole hash first
+            _ = try await stores.redis.command("DEL", usage)
+            _ = try await stores.redis.command("HSET", usage, "lena", "\(current - 1):2")
+            _ = try await engine.reserve(command(stores, "pe-2", user: "lena", [(12, 2)]))
+            #expect(try await stores.redis.command("HGETALL", usage).array?.compactMap(\.text) == ["lena", "\(current):2"])
+            #expect(try await stores.itemFields(12)["has_users"] == "1")
+            // the hash is what holds lena at her limit: losing it now is the item's loss, rebuilt from the journal
+            _ = try await stores.redis.command("DEL", usage)
+            await #expect(throws: InventoryError.userLimitExceeded([.init(skuId: 12, requested: 1, limit: 2, used: 2)])) {
+                try await engine.reserve(command(stores, "pe-3", user: "lena", [(12, 1)]))
+            }
+        }
+    }
+
     @Test("Redis loses the item: the rebuild counts each user's held and sold units from the journal")
     func rebuiltFromJournal() async throws {
         try await TestStores.with { stores in
