@@ -26,7 +26,10 @@ public func buildApplication(
         ? HotItemLimiter(limit: configuration.hotItemLimit, windowMilliseconds: configuration.hotItemWindowMilliseconds) : nil
     let admission = configuration.businessRateLimit > 0
         ? BusinessAdmission(rate: configuration.businessRateLimit, burst: configuration.businessBurst) : nil
-    InventoryRoutes(engine: engine, limits: configuration.limits, limiter: limiter, admission: admission).register(on: router)
+    InventoryRoutes(
+        engine: engine, limits: configuration.limits, limiter: limiter, admission: admission,
+        bulk: BulkGate(concurrency: configuration.bulkConcurrency)
+    ).register(on: router)
     StatusRoutes(engine: engine, worker: services.lazy.compactMap { $0 as? WriteBackWorker }.first).register(on: router)
     router.get("/metrics") { _, _ in
         guard let metrics else { throw Problem.notFound("metrics are not exported by this instance") }

@@ -10,15 +10,17 @@ public struct InventoryRoutes: Sendable {
     let limits: InputLimits
     let limiter: HotItemLimiter?
     let admission: BusinessAdmission?
+    let bulk: BulkGate?
 
     public init(
         engine: any InventoryService, limits: InputLimits = InputLimits(), limiter: HotItemLimiter? = nil,
-        admission: BusinessAdmission? = nil
+        admission: BusinessAdmission? = nil, bulk: BulkGate? = nil
     ) {
         self.engine = engine
         self.limits = limits
         self.limiter = limiter
         self.admission = admission
+        self.bulk = bulk
     }
 
     /// Adds every route to a router.
@@ -84,39 +86,30 @@ public struct InventoryRoutes: Sendable {
             let id = try self.stockItem(context)
             // The pool first: a body for an item without one is not parsed at all (404 no-code-pool).
             do { _ = try await self.engine.pool(id) } catch let error as InventoryError { throw Problem(error) }
-            let upload = CodeUpload(try await self.uploadBody(request))
-            guard upload.problems.isEmpty else {
-                throw Problem(
-                    .unprocessableContent, type: "invalid-codes", title: "Invalid code upload",
-                    detail: "\(upload.problems.count) problem(s), the first: \(upload.problems[0].detail); nothing was loaded",
-                    errors: upload.problems
-                )
-            }
-            return try await self.call {
-                let outcome = try await self.engine.loadCodes(id, upload.codes)
-                return try self.json(
-                    .ok, CodeLoadBody(outcome: CodeLoadOutcome(added: outcome.added, duplicates: outcome.duplicates + upload.repeated))
-                )
-            }
+            try self.checkBulkRoom()
+            return try await self.bulkWork { try await self.upload(id, request) }
         }
         router.get("/v1/stock/:bizId/:skuId/codes") { request, context in
             let id = try self.stockItem(context)
             return try await self.call {
                 // The pool and its item are checked here (a 4xx or 503 is an answer); the codes are written a page at a
-                // time as the client reads them. Redis failing half-way ends the response early (the connection
-                // closes; no 200 with a silently short list).
+                // time as the client reads them, one export (or upload) at a time per place of the bulk gate. Redis
+                // failing half-way ends the response early (the connection closes; no 200 with a silently short list).
                 let export = try await self.engine.exportCodes(id)
+                try self.checkBulkRoom()
                 return Response(
                     status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
                     body: .init { writer in
-                        try await export.forEachPage { page in
-                            var buffer = ByteBuffer()
-                            buffer.reserveCapacity(page.reduce(0) { $0 + $1.utf8.count + 1 })
-                            for code in page {
-                                buffer.writeString(code)
-                                buffer.writeInteger(UInt8(ascii: "\n"))
+                        try await self.bulkWork {
+                            try await export.forEachPage { page in
+                                var buffer = ByteBuffer()
+                                buffer.reserveCapacity(page.reduce(0) { $0 + $1.utf8.count + 1 })
+                                for code in page {
+                                    buffer.writeString(code)
+                                    buffer.writeInteger(UInt8(ascii: "\n"))
+                                }
+                                try await writer.write(buffer)
                             }
-                            try await writer.write(buffer)
                         }
                         try await writer.finish(nil)
                     }
@@ -173,7 +166,44 @@ public struct InventoryRoutes: Sendable {
         }
     }
 
+    /// A code upload's body, parsed and loaded (inside the bulk gate: parsing 8 MiB is the work it bounds).
+    private func upload(_ id: StockItemID, _ request: Request) async throws -> Response {
+        let upload = CodeUpload(try await uploadBody(request))
+        guard upload.problems.isEmpty else {
+            throw Problem(
+                .unprocessableContent, type: "invalid-codes", title: "Invalid code upload",
+                detail: "\(upload.problems.count) problem(s), the first: \(upload.problems[0].detail); nothing was loaded",
+                errors: upload.problems
+            )
+        }
+        return try await call {
+            let outcome = try await engine.loadCodes(id, upload.codes)
+            return try json(
+                .ok, CodeLoadBody(outcome: CodeLoadOutcome(added: outcome.added, duplicates: outcome.duplicates + upload.repeated))
+            )
+        }
+    }
+
     // MARK: - Helpers
+
+    /// A 429 when the bulk gate (`BulkGate`) has no room, running or queued, for one more export or upload.
+    private func checkBulkRoom() throws {
+        guard let bulk, !bulk.hasRoom else { return }
+        InventoryMetrics.bulkRefused()
+        var headers = HTTPFields()
+        headers[.retryAfter] = "1"
+        throw Problem(
+            .tooManyRequests, type: "bulk-busy", title: "Too many code exports and uploads",
+            detail: "this instance runs \(bulk.concurrency) code export(s) or upload(s) at a time and \(bulk.queueLimit) wait; retry",
+            headers: headers
+        )
+    }
+
+    /// Runs bulk work in its turn of the bulk gate (at once without one).
+    private func bulkWork<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        guard let bulk else { return try await body() }
+        return try await bulk.run(body)
+    }
 
     /// The per-business admission limit (`BusinessAdmission`): a 429 when `bizId` sent more than its rate.
     private func admit(_ bizId: String) throws {

@@ -25,6 +25,8 @@ public struct ServiceConfiguration: Sendable {
     /// Reservations admitted per item per window by the hot-item limiter; 0 = off.
     public var hotItemLimit = 0
     public var hotItemWindowMilliseconds = 10
+    /// Code exports and uploads run at once per instance (`BulkGate`; 16 × as many more wait their turn).
+    public var bulkConcurrency = 1
     /// Give memory the process freed back to the system every this many seconds (`MemoryReturner`); 0 = never.
     public var mallocTrimSeconds = 10
     /// Requests per second each business may send to this instance (`BusinessAdmission`); 0 = off.
@@ -190,6 +192,7 @@ public struct ServiceConfiguration: Sendable {
             throw ConfigurationError(description: "INVENTORY_LOG_LEVEL=\(settings.logLevel) is not trace, debug, info, notice, warning, error or critical")
         }
         settings.hotItemLimit = try reader.int("INVENTORY_HOT_ITEM_LIMIT", settings.hotItemLimit, 0...1_000_000)
+        settings.bulkConcurrency = try reader.int("INVENTORY_BULK_CONCURRENCY", settings.bulkConcurrency, 1...64)
         settings.mallocTrimSeconds = try reader.int("INVENTORY_MALLOC_TRIM_SECONDS", settings.mallocTrimSeconds, 0...3600)
         settings.businessRateLimit = try reader.int("INVENTORY_BIZ_RATE_LIMIT", settings.businessRateLimit, 0...10_000_000)
         settings.businessBurst = try reader.int("INVENTORY_BIZ_BURST", settings.businessBurst, 0...10_000_000)

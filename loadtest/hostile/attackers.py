@@ -1,7 +1,7 @@
 """Hostile clients of business `evil`, for loadtest/hostile/hostile.sh: each attack is one thread with one keep-alive
 connection, sending its requests back to back for the given seconds, and counting the statuses it got.
 
-    python3 attackers.py PORT SECONDS
+    python3 attackers.py PORT SECONDS       (HOSTILE_ATTACKS=batch,upload,... picks attacks; default all)
 
 Attacks (the items are set up by hostile.sh):
   batch     reserve 1,000,000 units of a batch pool item (evil/1), then cancel it
@@ -13,6 +13,7 @@ Attacks (the items are set up by hostile.sh):
 """
 import http.client
 import json
+import os
 import sys
 import threading
 import time
@@ -96,7 +97,11 @@ def users(connection, n):
     yield send(connection, "POST", f"/v1/reservations/{order}/cancel")
 
 
-threads = [threading.Thread(target=loop) for loop in (batch, upload, export, export, unknown, cancel, users)]
+# HOSTILE_ATTACKS=batch,export runs only those (default: every attack; export has two threads)
+chosen = [name for name in os.environ.get("HOSTILE_ATTACKS", "batch,upload,export,unknown,cancel,users").split(",") if name]
+attacks = {"batch": [batch], "upload": [upload], "export": [export, export], "unknown": [unknown], "cancel": [cancel],
+           "users": [users]}
+threads = [threading.Thread(target=loop) for name in chosen for loop in attacks[name]]
 for thread in threads:
     thread.start()
 for thread in threads:

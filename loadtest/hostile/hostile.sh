@@ -82,7 +82,8 @@ AFTER_RSS=$(rss)
 
 {
   echo "hostile-client run $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD), victim $RATE reserves/s for ${SECONDS_PER_PHASE}s (loadgen zipf, 100 items, 16 connections)"
-  echo "service settings: $(env | grep '^INVENTORY_BIZ\|^INVENTORY_HOT\|^MALLOC' | tr '\n' ' ')"
+  echo "service settings: $(env | grep '^INVENTORY_BIZ\|^INVENTORY_HOT\|^INVENTORY_MALLOC\|^MALLOC' | tr '\n' ' ')"
+  echo "attacks: ${HOSTILE_ATTACKS:-all}"
   echo "victim p99 quiet:        $QUIET_P99 ms ($QUIET_N requests, $QUIET_ERR errors)"
   echo "victim p99 under attack: $HOSTILE_P99 ms ($HOSTILE_N requests, $HOSTILE_ERR errors)"
   echo "ratio:                   $(awk "BEGIN { printf \"%.2f\", $HOSTILE_P99 / $QUIET_P99 }")"

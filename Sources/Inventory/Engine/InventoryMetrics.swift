@@ -27,6 +27,11 @@ public enum InventoryMetrics {
     /// A request refused by the per-business admission limit.
     public static func businessLimited() { businessLimitedCounter.increment() }
 
+    private static let bulkRefusedCounter = Counter(label: "inventory_bulk_refused_total")
+
+    /// A code export or upload refused because the bulk gate's queue was full.
+    public static func bulkRefused() { bulkRefusedCounter.increment() }
+
     static func reservation(_ outcome: Outcome) {
         reservations[outcome]?.increment()
     }
