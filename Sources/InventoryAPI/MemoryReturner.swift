@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 
-/// Gives memory the process freed back to the system: every interval, `malloc_trim(0)`.
+/// Gives memory the process freed back to the system: every interval, `malloc_trim(0)` when the resident size grew.
 ///
 /// glibc's allocator keeps what the program frees for its next allocations, in one arena per thread that allocated
 /// (up to 8 per core): a burst of large buffers (a code upload, an export page, a big answer) leaves the resident
@@ -22,6 +22,17 @@ public struct MemoryReturner: Service {
         self.logger = logger
     }
 
+    /// Resident growth (bytes) since the last trim that makes the next one worth its cost.
+    static let growth = 16 << 20
+
+    /// The process's resident size from /proc/self/statm (nil where there is none).
+    static func residentBytes() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .ascii) else { return nil }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
     /// Whether this C library can give memory back.
     public static var available: Bool { trim != nil }
 
@@ -38,16 +49,24 @@ public struct MemoryReturner: Service {
             return
         }
         await cancelWhenGracefulShutdown {
+            // A trim walks every arena under its lock (a few ms after a burst): it runs only when the resident size
+            // grew by `growth` since the last one, so a steady service is never trimmed.
+            var floor = Self.residentBytes() ?? 0
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)
                 if Task.isCancelled { break }
+                guard let resident = Self.residentBytes(), resident > floor + Self.growth else { continue }
                 let start = ContinuousClock.now
                 let returned = Self.returnFreeMemory()
                 let took = (ContinuousClock.now - start).components
                 let milliseconds = Double(took.seconds) * 1000 + Double(took.attoseconds) / 1e15
+                floor = Self.residentBytes() ?? resident
                 logger.debug(
                     "returned free memory to the system",
-                    metadata: ["returned": "\(returned)", "ms": "\(String(format: "%.2f", milliseconds))"]
+                    metadata: [
+                        "returned": "\(returned)", "ms": "\(String(format: "%.2f", milliseconds))",
+                        "residentBefore": "\(resident)", "residentAfter": "\(floor)",
+                    ]
                 )
             }
         }

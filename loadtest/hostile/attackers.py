@@ -10,6 +10,7 @@ Attacks (the items are set up by hostile.sh):
   unknown   GET of an item that does not exist, and a reserve of 50 unknown items
   cancel    cancels of order ids nobody reserved
   users     reserves of one unit by ever new users on a per-user-limited item (evil/4), each cancelled
+  spin      (not in the default set) no requests: one core of CPU burnt, the control for the attackers' own CPU
 """
 import http.client
 import json
@@ -97,10 +98,17 @@ def users(connection, n):
     yield send(connection, "POST", f"/v1/reservations/{order}/cancel")
 
 
+def spin():
+    """The control: one core of CPU burnt in this process, no request sent (what the attackers' own CPU costs the
+    victim on a machine they share)."""
+    while time.monotonic() < DEADLINE:
+        sum(range(10000))
+
+
 # HOSTILE_ATTACKS=batch,export runs only those (default: every attack; export has two threads)
-chosen = [name for name in os.environ.get("HOSTILE_ATTACKS", "batch,upload,export,unknown,cancel,users").split(",") if name]
+chosen = [name for name in (os.environ.get("HOSTILE_ATTACKS") or "batch,upload,export,unknown,cancel,users").split(",") if name]
 attacks = {"batch": [batch], "upload": [upload], "export": [export, export], "unknown": [unknown], "cancel": [cancel],
-           "users": [users]}
+           "users": [users], "spin": [spin]}
 threads = [threading.Thread(target=loop) for name in chosen for loop in attacks[name]]
 for thread in threads:
     thread.start()

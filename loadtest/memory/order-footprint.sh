@@ -29,7 +29,8 @@ export INVENTORY_REDIS_PORT=$PORT INVENTORY_HTTP_PORT=$HTTP INVENTORY_MYSQL_DATA
 .build/debug/inventoryd migrate >/dev/null
 .build/debug/inventoryd serve >"$WORK/serve.log" 2>&1 &
 SERVICE=$!
-trap 'kill $SERVICE 2>/dev/null; kill "$(cat "$WORK/redis.pid")" 2>/dev/null; rm -rf "$WORK"' EXIT
+# Each server is gone before the script ends, so a run right after this one finds its ports free.
+trap 'kill $SERVICE 2>/dev/null; wait $SERVICE 2>/dev/null; redis-cli -p "$PORT" shutdown nosave >/dev/null 2>&1; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 100); do curl -fs "localhost:$HTTP/readyz" >/dev/null && break; sleep 0.2; done
 
 REDIS=(redis-cli -p "$PORT")
