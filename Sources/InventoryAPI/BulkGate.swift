@@ -3,7 +3,9 @@ import NIOConcurrencyHelpers
 /// Bulk work (code exports and uploads: up to 200,000 codes, 8 MiB bodies) runs `concurrency` at a time per
 /// instance, so a client asking for many at once takes a bounded share of the CPU and of Redis from every other
 /// request. Up to `queueLimit` more wait their turn (in order); a request past that is answered 429 at once.
-/// `INVENTORY_BULK_CONCURRENCY`.
+/// `INVENTORY_BULK_CONCURRENCY`. A place is held only while the work runs, never while a client is slow: an upload
+/// takes its place once its body has arrived, an export holds it while it reads a page from Redis, not while the
+/// page waits for the client to read it.
 public final class BulkGate: Sendable {
     private struct State {
         var running = 0
@@ -16,7 +18,7 @@ public final class BulkGate: Sendable {
 
     public init(concurrency: Int, queueLimit: Int? = nil) {
         self.concurrency = max(concurrency, 1)
-        self.queueLimit = queueLimit ?? 16 * max(concurrency, 1)
+        self.queueLimit = queueLimit ?? 4 * max(concurrency, 1)
     }
 
     /// Whether a request would find room, running or in the queue, now (a request that finds none gets 429).
@@ -31,7 +33,7 @@ public final class BulkGate: Sendable {
         return try await body()
     }
 
-    private func enter() async {
+    func enter() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let now = state.withLockedValue { state -> Bool in
                 if state.running < concurrency {
@@ -45,7 +47,7 @@ public final class BulkGate: Sendable {
         }
     }
 
-    private func leave() {
+    func leave() {
         // The place passes to the first waiter, if any (running stays the same); else it is freed.
         let next = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
             if state.waiting.isEmpty {

@@ -45,12 +45,15 @@ public struct MemoryReturner: Service {
 
     public func run() async throws {
         guard Self.available else {
+            // Returning would end the service group (and the server with it): wait for the shutdown instead.
             logger.info("malloc_trim is not available: freed memory stays with the allocator")
+            try? await gracefulShutdown()
             return
         }
         await cancelWhenGracefulShutdown {
-            // A trim walks every arena under its lock (a few ms after a burst): it runs only when the resident size
-            // grew by `growth` since the last one, so a steady service is never trimmed.
+            // A trim walks every arena under its lock (a few ms after a burst, well under one when little is free):
+            // it runs only when the resident size is `growth` above the lowest it was after a trim (or at start), so
+            // a steady service is not trimmed, and a trim that ran mid-burst does not raise the bar.
             var floor = Self.residentBytes() ?? 0
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)
@@ -60,12 +63,12 @@ public struct MemoryReturner: Service {
                 let returned = Self.returnFreeMemory()
                 let took = (ContinuousClock.now - start).components
                 let milliseconds = Double(took.seconds) * 1000 + Double(took.attoseconds) / 1e15
-                floor = Self.residentBytes() ?? resident
+                floor = min(floor, Self.residentBytes() ?? resident)
                 logger.debug(
                     "returned free memory to the system",
                     metadata: [
                         "returned": "\(returned)", "ms": "\(String(format: "%.2f", milliseconds))",
-                        "residentBefore": "\(resident)", "residentAfter": "\(floor)",
+                        "residentBefore": "\(resident)", "residentAfter": "\(Self.residentBytes() ?? 0)",
                     ]
                 )
             }

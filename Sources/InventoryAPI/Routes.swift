@@ -87,7 +87,9 @@ public struct InventoryRoutes: Sendable {
             // The pool first: a body for an item without one is not parsed at all (404 no-code-pool).
             do { _ = try await self.engine.pool(id) } catch let error as InventoryError { throw Problem(error) }
             try self.checkBulkRoom()
-            return try await self.bulkWork { try await self.upload(id, request) }
+            // The body first (its own deadline bounds a slow client), then the parse and the load in the gate's turn.
+            let body = try await self.uploadBody(request)
+            return try await self.bulkWork { try await self.upload(id, body) }
         }
         router.get("/v1/stock/:bizId/:skuId/codes") { request, context in
             let id = try self.stockItem(context)
@@ -100,15 +102,26 @@ public struct InventoryRoutes: Sendable {
                 return Response(
                     status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
                     body: .init { writer in
-                        try await self.bulkWork {
-                            try await export.forEachPage { page in
-                                var buffer = ByteBuffer()
-                                buffer.reserveCapacity(page.reduce(0) { $0 + $1.utf8.count + 1 })
-                                for code in page {
-                                    buffer.writeString(code)
-                                    buffer.writeInteger(UInt8(ascii: "\n"))
-                                }
-                                try await writer.write(buffer)
+                        // The gate's place is held while a page is read from Redis, and given up while the page is
+                        // written: a client that stops reading holds no place (BulkGate).
+                        await self.bulk?.enter()
+                        var holding = self.bulk != nil
+                        defer { if holding { self.bulk?.leave() } }
+                        try await export.forEachPage { page in
+                            if holding {
+                                self.bulk?.leave()
+                                holding = false
+                            }
+                            var buffer = ByteBuffer()
+                            buffer.reserveCapacity(page.reduce(0) { $0 + $1.utf8.count + 1 })
+                            for code in page {
+                                buffer.writeString(code)
+                                buffer.writeInteger(UInt8(ascii: "\n"))
+                            }
+                            try await writer.write(buffer)
+                            if let bulk = self.bulk {
+                                await bulk.enter()
+                                holding = true
                             }
                         }
                         try await writer.finish(nil)
@@ -167,8 +180,8 @@ public struct InventoryRoutes: Sendable {
     }
 
     /// A code upload's body, parsed and loaded (inside the bulk gate: parsing 8 MiB is the work it bounds).
-    private func upload(_ id: StockItemID, _ request: Request) async throws -> Response {
-        let upload = CodeUpload(try await uploadBody(request))
+    private func upload(_ id: StockItemID, _ body: ByteBuffer) async throws -> Response {
+        let upload = CodeUpload(body)
         guard upload.problems.isEmpty else {
             throw Problem(
                 .unprocessableContent, type: "invalid-codes", title: "Invalid code upload",

@@ -25,7 +25,7 @@ public struct ServiceConfiguration: Sendable {
     /// Reservations admitted per item per window by the hot-item limiter; 0 = off.
     public var hotItemLimit = 0
     public var hotItemWindowMilliseconds = 10
-    /// Code exports and uploads run at once per instance (`BulkGate`; 16 × as many more wait their turn).
+    /// Code exports and uploads run at once per instance (`BulkGate`; 4 × as many more wait their turn).
     public var bulkConcurrency = 1
     /// Give memory the process freed back to the system every this many seconds (`MemoryReturner`); 0 = never.
     public var mallocTrimSeconds = 10

@@ -153,7 +153,7 @@ struct Serve: AsyncParsableCommand {
         try await components.checkEvictionPolicy()
         await components.loadScripts()
         var services: [any Service] = [components.redis] + components.backgroundServices()
-        if settings.mallocTrimSeconds > 0 {
+        if settings.mallocTrimSeconds > 0 && MemoryReturner.available {
             services.append(MemoryReturner(intervalSeconds: settings.mallocTrimSeconds, logger: components.logger))
         }
         if settings.reconcileIntervalSeconds > 0 {

@@ -11,7 +11,7 @@ import Testing
 @testable import InventoryAPI
 
 /// Code exports and uploads run a bounded number at a time (issue 22: no single request stalls the others).
-@Suite("Bulk gate")
+@Suite("Bulk gate", .timeLimit(.minutes(1)))
 struct BulkGateTests {
     /// Holds a place of `gate` until `release` is called: the work of a long export.
     final class Holder: Sendable {

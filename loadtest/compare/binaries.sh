@@ -18,10 +18,13 @@ NEW="$(cd "$2" && pwd -P)"
 shift 2
 FLAGS=("$@")
 [ ${#FLAGS[@]} -gt 0 ] || FLAGS=(--scenario hot --healthz -c 64 -d 15s --rounds 2)
-[ -x .build/release/loadgen ] || swift build -c release --product loadgen
+swift build -c release --product loadgen >/dev/null
 WORK="$(mktemp -d)"
 PIDS=()
-trap 'for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+trap 'for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+for port in 6398 6399; do
+  if redis-cli -p "$port" ping >/dev/null 2>&1; then echo "port $port is taken (an earlier run's redis-server?)" >&2; exit 2; fi
+done
 
 start() { # name folder redis-port http-port
   local name=$1 dir=$2 redis=$3 http=$4 db="inventory_compare_$1"

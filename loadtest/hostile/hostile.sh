@@ -19,10 +19,14 @@ SECONDS_PER_PHASE="${2:-20}"
 PORT=6397
 HTTP=8087
 DB=inventory_hostile
+if redis-cli -p "$PORT" ping >/dev/null 2>&1; then echo "port $PORT is taken (an earlier run's redis-server?)" >&2; exit 2; fi
 WORK="$(mktemp -d)"
+SERVICE=
+# Each server is gone before the script ends, so a run right after this one finds its ports free.
+trap '[ -n "$SERVICE" ] && { kill $SERVICE 2>/dev/null; wait $SERVICE 2>/dev/null; }; redis-cli -p "$PORT" shutdown nosave >/dev/null 2>&1; rm -rf "$WORK"' EXIT
 OUT="loadtest/results/hostile-$(date -u +%Y%m%dT%H%M%SZ).txt"
-[ -x .build/release/inventoryd ] || swift build -c release --product inventoryd
-[ -x .build/release/loadgen ] || swift build -c release --product loadgen
+swift build -c release --product inventoryd >/dev/null
+swift build -c release --product loadgen >/dev/null
 
 "$(command -v mariadb || command -v mysql)" --no-defaults --socket="$INVENTORY_ROOT/.local/mariadb/mysqld.sock" -uroot -e "
   DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB CHARACTER SET utf8mb4;
@@ -35,9 +39,8 @@ export INVENTORY_LOG_LEVEL="${INVENTORY_LOG_LEVEL:-warning}"
 .build/release/inventoryd migrate >/dev/null
 .build/release/inventoryd serve >"$WORK/serve.log" 2>&1 &
 SERVICE=$!
-# Each server is gone before the script ends, so a run right after this one finds its ports free.
-trap 'kill $SERVICE 2>/dev/null; wait $SERVICE 2>/dev/null; redis-cli -p "$PORT" shutdown nosave >/dev/null 2>&1; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 100); do curl -fs "localhost:$HTTP/readyz" >/dev/null && break; sleep 0.2; done
+for i in $(seq 1 100); do curl -fs "localhost:$HTTP/readyz" >/dev/null && break; sleep 0.2; done
+curl -fs "localhost:$HTTP/readyz" >/dev/null || { echo "the service did not become ready:" >&2; cat "$WORK/serve.log" >&2; exit 2; }
 
 rss() { awk '/^VmRSS/ { print int($2 / 1024) }' "/proc/$SERVICE/status"; }
 api() { curl -fsS -o /dev/null -X "$1" -H "Content-Type: ${4:-application/json}" --data-binary "$3" "localhost:$HTTP$2"; }
@@ -77,6 +80,7 @@ ATTACK=$!
 sleep 2
 read -r HOSTILE_P99 HOSTILE_N HOSTILE_ERR < <(victim victim-hostile)
 wait $ATTACK
+[ -s "$WORK/attack.txt" ] || [ "${HOSTILE_ATTACKS:-}" = spin ] || { echo "the attackers sent nothing" >&2; exit 1; }
 PEAK_RSS=$(sort -n "$WORK/rss.txt" | tail -1)
 echo "==> a quiet spell of 15 s"
 sleep 15
@@ -85,7 +89,7 @@ AFTER_RSS=$(rss)
 
 {
   echo "hostile-client run $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD), victim $RATE reserves/s for ${SECONDS_PER_PHASE}s (loadgen zipf, 100 items, 16 connections)"
-  echo "service settings: $(env | grep '^INVENTORY_BIZ\|^INVENTORY_HOT\|^INVENTORY_MALLOC\|^MALLOC' | tr '\n' ' ')"
+  echo "service settings: $(env | grep '^INVENTORY_BIZ\|^INVENTORY_HOT\|^INVENTORY_MALLOC\|^INVENTORY_BULK\|^MALLOC' | tr '\n' ' ')"
   echo "attacks: ${HOSTILE_ATTACKS:-all} (nice ${HOSTILE_NICE:-19})"
   echo "victim p99 quiet:        $QUIET_P99 ms ($QUIET_N requests, $QUIET_ERR errors)"
   echo "victim p99 under attack: $HOSTILE_P99 ms ($HOSTILE_N requests, $HOSTILE_ERR errors)"

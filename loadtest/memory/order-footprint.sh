@@ -16,8 +16,12 @@ N="${1:-2000}"
 PORT=6396
 HTTP=8086
 DB=inventory_footprint
+if redis-cli -p "$PORT" ping >/dev/null 2>&1; then echo "port $PORT is taken (an earlier run's redis-server?)" >&2; exit 2; fi
 WORK="$(mktemp -d)"
-[ -x .build/debug/inventoryd ] || swift build --product inventoryd
+SERVICE=
+# Each server is gone before the script ends, so a run right after this one finds its ports free.
+trap '[ -n "$SERVICE" ] && { kill $SERVICE 2>/dev/null; wait $SERVICE 2>/dev/null; }; redis-cli -p "$PORT" shutdown nosave >/dev/null 2>&1; rm -rf "$WORK"' EXIT
+swift build --product inventoryd >/dev/null
 
 "$(command -v mariadb || command -v mysql)" --no-defaults --socket="$INVENTORY_ROOT/.local/mariadb/mysqld.sock" -uroot -e "
   DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB CHARACTER SET utf8mb4;
@@ -29,9 +33,8 @@ export INVENTORY_REDIS_PORT=$PORT INVENTORY_HTTP_PORT=$HTTP INVENTORY_MYSQL_DATA
 .build/debug/inventoryd migrate >/dev/null
 .build/debug/inventoryd serve >"$WORK/serve.log" 2>&1 &
 SERVICE=$!
-# Each server is gone before the script ends, so a run right after this one finds its ports free.
-trap 'kill $SERVICE 2>/dev/null; wait $SERVICE 2>/dev/null; redis-cli -p "$PORT" shutdown nosave >/dev/null 2>&1; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 100); do curl -fs "localhost:$HTTP/readyz" >/dev/null && break; sleep 0.2; done
+for i in $(seq 1 100); do curl -fs "localhost:$HTTP/readyz" >/dev/null && break; sleep 0.2; done
+curl -fs "localhost:$HTTP/readyz" >/dev/null || { echo "the service did not become ready:" >&2; cat "$WORK/serve.log" >&2; exit 2; }
 
 REDIS=(redis-cli -p "$PORT")
 memory() { "${REDIS[@]}" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p'; }
