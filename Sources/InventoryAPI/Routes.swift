@@ -102,21 +102,21 @@ public struct InventoryRoutes: Sendable {
                 return Response(
                     status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
                     body: .init { writer in
-                        // The gate's place is held while a page is read from Redis, and given up while the page is
-                        // written: a client that stops reading holds no place (BulkGate).
+                        // The gate's place is held while a page is read from Redis and formatted, and given up
+                        // while the page is written: a client that stops reading holds no place (BulkGate).
                         await self.bulk?.enter()
                         var holding = self.bulk != nil
                         defer { if holding { self.bulk?.leave() } }
                         try await export.forEachPage { page in
-                            if holding {
-                                self.bulk?.leave()
-                                holding = false
-                            }
                             var buffer = ByteBuffer()
                             buffer.reserveCapacity(page.reduce(0) { $0 + $1.utf8.count + 1 })
                             for code in page {
                                 buffer.writeString(code)
                                 buffer.writeInteger(UInt8(ascii: "\n"))
+                            }
+                            if holding {
+                                self.bulk?.leave()
+                                holding = false
                             }
                             try await writer.write(buffer)
                             if let bulk = self.bulk {
