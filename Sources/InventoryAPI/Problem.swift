@@ -98,6 +98,13 @@ extension Problem {
         Problem(.notFound, type: "not-found", title: "Not found", detail: detail)
     }
 
+    /// A 429: this instance will not take the request now; `Retry-After` says when to ask again.
+    static func tooMany(type: String, title: String, detail: String, retryAfterSeconds: Int = 1) -> Problem {
+        var headers = HTTPFields()
+        headers[.retryAfter] = String(retryAfterSeconds)
+        return Problem(.tooManyRequests, type: type, title: title, detail: detail, headers: headers)
+    }
+
     static func unavailable(_ detail: String) -> Problem {
         var headers = HTTPFields()
         headers[.retryAfter] = "1"

@@ -161,12 +161,9 @@ public struct InventoryRoutes: Sendable {
         try admit(command.bizId)
         if let limiter, !limiter.admit(command.items.map { StockItemID(bizId: command.bizId, skuId: $0.skuId) }) {
             InventoryMetrics.limited()
-            var headers = HTTPFields()
-            headers[.retryAfter] = "1"
-            throw Problem(
-                .tooManyRequests, type: "hot-item-limited", title: "Too many reservations of this item",
-                detail: "an item of this order takes more reservations than this instance admits per window; retry",
-                headers: headers
+            throw Problem.tooMany(
+                type: "hot-item-limited", title: "Too many reservations of this item",
+                detail: "an item of this order takes more reservations than this instance admits per window; retry"
             )
         }
         return try await call(orderId: orderId) {
@@ -203,12 +200,9 @@ public struct InventoryRoutes: Sendable {
     private func checkBulkRoom() throws {
         guard let bulk, !bulk.hasRoom else { return }
         InventoryMetrics.bulkRefused()
-        var headers = HTTPFields()
-        headers[.retryAfter] = "1"
-        throw Problem(
-            .tooManyRequests, type: "bulk-busy", title: "Too many code exports and uploads",
-            detail: "this instance runs \(bulk.concurrency) code export(s) or upload(s) at a time and \(bulk.queueLimit) wait; retry",
-            headers: headers
+        throw Problem.tooMany(
+            type: "bulk-busy", title: "Too many code exports and uploads",
+            detail: "this instance runs \(bulk.concurrency) code export(s) or upload(s) at a time and \(bulk.queueLimit) wait; retry"
         )
     }
 
@@ -222,12 +216,10 @@ public struct InventoryRoutes: Sendable {
     private func admit(_ bizId: String) throws {
         guard let admission, case .refused(let seconds) = admission.admit(bizId) else { return }
         InventoryMetrics.businessLimited()
-        var headers = HTTPFields()
-        headers[.retryAfter] = String(seconds)
-        throw Problem(
-            .tooManyRequests, type: "business-rate-limited", title: "Too many requests for this business",
+        throw Problem.tooMany(
+            type: "business-rate-limited", title: "Too many requests for this business",
             detail: "business \(bizId) sent more than the \(Int(admission.rate)) requests per second this instance admits; retry",
-            headers: headers
+            retryAfterSeconds: seconds
         )
     }
 

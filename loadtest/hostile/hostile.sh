@@ -19,28 +19,18 @@ SECONDS_PER_PHASE="${2:-20}"
 PORT=6397
 HTTP=8087
 DB=inventory_hostile
-if redis-cli -p "$PORT" ping >/dev/null 2>&1; then echo "port $PORT is taken (an earlier run's redis-server?)" >&2; exit 2; fi
 WORK="$(mktemp -d)"
-SERVICE=
-# Each server is gone before the script ends, so a run right after this one finds its ports free.
-trap '[ -n "$SERVICE" ] && { kill $SERVICE 2>/dev/null; wait $SERVICE 2>/dev/null; }; redis-cli -p "$PORT" shutdown nosave >/dev/null 2>&1; rm -rf "$WORK"' EXIT
+. "$HERE/../lib/private.sh"
+trap 'private_stop; rm -rf "$WORK"' EXIT
 OUT="loadtest/results/hostile-$(date -u +%Y%m%dT%H%M%SZ).txt"
 swift build -c release --product inventoryd >/dev/null
 swift build -c release --product loadgen >/dev/null
 
-"$(command -v mariadb || command -v mysql)" --no-defaults --socket="$INVENTORY_ROOT/.local/mariadb/mysqld.sock" -uroot -e "
-  DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB CHARACTER SET utf8mb4;
-  GRANT ALL PRIVILEGES ON $DB.* TO '$INVENTORY_MYSQL_USER'@'127.0.0.1';
-  GRANT ALL PRIVILEGES ON $DB.* TO '$INVENTORY_MYSQL_USER'@'localhost';"
-redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" --daemonize yes \
-  --pidfile "$WORK/redis.pid" --logfile "$WORK/redis.log"
+private_database "$DB"
+private_redis "$PORT" "$WORK"
 export INVENTORY_REDIS_PORT=$PORT INVENTORY_HTTP_PORT=$HTTP INVENTORY_MYSQL_DATABASE=$DB
 export INVENTORY_LOG_LEVEL="${INVENTORY_LOG_LEVEL:-warning}"
-.build/release/inventoryd migrate >/dev/null
-.build/release/inventoryd serve >"$WORK/serve.log" 2>&1 &
-SERVICE=$!
-for i in $(seq 1 100); do curl -fs "localhost:$HTTP/readyz" >/dev/null && break; sleep 0.2; done
-curl -fs "localhost:$HTTP/readyz" >/dev/null || { echo "the service did not become ready:" >&2; cat "$WORK/serve.log" >&2; exit 2; }
+private_serve .build/release/inventoryd "$HTTP" "$WORK/serve.log"
 
 rss() { awk '/^VmRSS/ { print int($2 / 1024) }' "/proc/$SERVICE/status"; }
 api() { curl -fsS -o /dev/null -X "$1" -H "Content-Type: ${4:-application/json}" --data-binary "$3" "localhost:$HTTP$2"; }

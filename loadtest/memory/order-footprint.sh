@@ -16,25 +16,15 @@ N="${1:-2000}"
 PORT=6396
 HTTP=8086
 DB=inventory_footprint
-if redis-cli -p "$PORT" ping >/dev/null 2>&1; then echo "port $PORT is taken (an earlier run's redis-server?)" >&2; exit 2; fi
 WORK="$(mktemp -d)"
-SERVICE=
-# Each server is gone before the script ends, so a run right after this one finds its ports free.
-trap '[ -n "$SERVICE" ] && { kill $SERVICE 2>/dev/null; wait $SERVICE 2>/dev/null; }; redis-cli -p "$PORT" shutdown nosave >/dev/null 2>&1; rm -rf "$WORK"' EXIT
+. "$HERE/../lib/private.sh"
+trap 'private_stop; rm -rf "$WORK"' EXIT
 swift build --product inventoryd >/dev/null
 
-"$(command -v mariadb || command -v mysql)" --no-defaults --socket="$INVENTORY_ROOT/.local/mariadb/mysqld.sock" -uroot -e "
-  DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB CHARACTER SET utf8mb4;
-  GRANT ALL PRIVILEGES ON $DB.* TO '$INVENTORY_MYSQL_USER'@'127.0.0.1';
-  GRANT ALL PRIVILEGES ON $DB.* TO '$INVENTORY_MYSQL_USER'@'localhost';"
-redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" --daemonize yes \
-  --pidfile "$WORK/redis.pid" --logfile "$WORK/redis.log"
+private_database "$DB"
+private_redis "$PORT" "$WORK"
 export INVENTORY_REDIS_PORT=$PORT INVENTORY_HTTP_PORT=$HTTP INVENTORY_MYSQL_DATABASE=$DB INVENTORY_LOG_LEVEL=warning
-.build/debug/inventoryd migrate >/dev/null
-.build/debug/inventoryd serve >"$WORK/serve.log" 2>&1 &
-SERVICE=$!
-for i in $(seq 1 100); do curl -fs "localhost:$HTTP/readyz" >/dev/null && break; sleep 0.2; done
-curl -fs "localhost:$HTTP/readyz" >/dev/null || { echo "the service did not become ready:" >&2; cat "$WORK/serve.log" >&2; exit 2; }
+private_serve .build/debug/inventoryd "$HTTP" "$WORK/serve.log"
 
 REDIS=(redis-cli -p "$PORT")
 memory() { "${REDIS[@]}" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p'; }

@@ -1,0 +1,50 @@
+# loadtest/lib/private.sh: a service of its own for a measurement script, on the MariaDB of scripts/setup.sh.
+# Sourced after scripts/env.sh; the script sets `trap private_stop EXIT`, which stops what these started (so that a
+# run right after finds its ports free) and nothing else.
+#
+#   private_database NAME           a database made anew, for INVENTORY_MYSQL_USER
+#   private_redis PORT DIR          a redis-server without persistence on PORT (refused when the port answers already)
+#   private_serve BINARY HTTP LOG   `BINARY migrate` and `BINARY serve` in the background (settings from the
+#                                   environment); sets SERVICE to its pid and returns once /readyz answers, else
+#                                   prints the log and exits 2
+#   private_stop                    every service and redis-server started here, stopped and waited for
+
+PRIVATE_PIDS=()
+PRIVATE_REDIS_PORTS=()
+SERVICE=
+
+private_stop() {
+  for pid in "${PRIVATE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  for port in "${PRIVATE_REDIS_PORTS[@]}"; do redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; done
+}
+
+private_database() {
+  "$(command -v mariadb || command -v mysql)" --no-defaults --socket="$INVENTORY_ROOT/.local/mariadb/mysqld.sock" -uroot -e "
+    DROP DATABASE IF EXISTS $1; CREATE DATABASE $1 CHARACTER SET utf8mb4;
+    GRANT ALL PRIVILEGES ON $1.* TO '$INVENTORY_MYSQL_USER'@'127.0.0.1';
+    GRANT ALL PRIVILEGES ON $1.* TO '$INVENTORY_MYSQL_USER'@'localhost';"
+}
+
+private_redis() {
+  if redis-cli -p "$1" ping >/dev/null 2>&1; then
+    echo "port $1 is taken (an earlier run's redis-server?)" >&2
+    exit 2
+  fi
+  redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no --dir "$2" --daemonize yes \
+    --pidfile "$2/redis-$1.pid" --logfile "$2/redis-$1.log"
+  PRIVATE_REDIS_PORTS+=("$1")
+  for _ in $(seq 1 50); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "redis-server on port $1 did not start" >&2
+  exit 2
+}
+
+private_serve() {
+  "$1" migrate >/dev/null
+  "$1" serve >"$3" 2>&1 &
+  SERVICE=$!
+  PRIVATE_PIDS+=("$SERVICE")
+  for _ in $(seq 1 100); do curl -fs "localhost:$2/readyz" >/dev/null && return 0; sleep 0.2; done
+  echo "the service did not become ready:" >&2
+  cat "$3" >&2
+  exit 2
+}
