@@ -124,6 +124,10 @@ public struct InventoryRoutes: Sendable {
                                 holding = true
                             }
                         }
+                        if holding {
+                            self.bulk?.leave()
+                            holding = false
+                        }
                         try await writer.finish(nil)
                     }
                 )
