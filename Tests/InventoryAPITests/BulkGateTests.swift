@@ -36,27 +36,19 @@ struct BulkGateTests {
         }
     }
 
-    static func waitFor(_ condition: @Sendable () -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !condition() {
-            guard ContinuousClock.now < deadline else { throw CancellationError() }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-    }
-
     @Test("runs `concurrency` at a time; the rest wait in order; past the queue there is no room")
     func placesAndQueue() async throws {
         let gate = BulkGate(concurrency: 1, queueLimit: 2)
         let order = Order()
         let first = Holder(gate) { order.append(1) }
-        try await Self.waitFor { gate.load == (1, 0) }
+        try await waitFor("the first holds the place") { gate.load == (1, 0) }
         let second = Holder(gate) { order.append(2) }
-        try await Self.waitFor { gate.load == (1, 1) }
+        try await waitFor("the second waits") { gate.load == (1, 1) }
         let third = Holder(gate) { order.append(3) }
-        try await Self.waitFor { gate.load == (1, 2) }
+        try await waitFor("the third waits") { gate.load == (1, 2) }
         #expect(gate.hasRoom == false, "one running and two waiting fill a gate of 1 + 2")
         try await first.release()
-        try await Self.waitFor { order.values == [1, 2] }
+        try await waitFor("the second runs after the first") { order.values == [1, 2] }
         #expect(gate.load == (1, 1))
         #expect(gate.hasRoom)
         try await second.release()
@@ -76,7 +68,7 @@ struct BulkGateTests {
             InventoryRoutes(engine: stores.engine, bulk: gate).register(on: router)
             try await Application(router: router).test(.router) { client in
                 let busy = Holder(gate)
-                try await Self.waitFor { gate.load == (1, 0) }
+                try await waitFor("the held export has the place") { gate.load == (1, 0) }
                 let path = "/v1/stock/\(stores.bizId)/1/codes"
                 let export = try await client.execute(uri: path, method: .get)
                 let upload = try await client.execute(
