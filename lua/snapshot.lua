@@ -69,8 +69,10 @@ for s = n + 1, #KEYS do
         local kind = fields['type']
         local marked = 0
         if kind == 'confirm' or kind == 'refund' then
-          -- the item's key without its last part 'item' is the common start of its keys, in either layout
-          local marker = string.sub(KEYS[wanted[id]], 1, -5) .. 'applied:' .. kind .. ':' .. fields['order']
+          -- the item's key without its last part 'item' is the common start of its keys, in either layout; an item's
+          -- keys name an order by its business's own id (the order's name without 'bizId/', KeyLayout)
+          local own = string.match(fields['order'], '^[^/]*/(.*)$') or fields['order']
+          local marker = string.sub(KEYS[wanted[id]], 1, -5) .. 'applied:' .. kind .. ':' .. own
           marked = redis.call('EXISTS', marker)
         end
         entries[#entries + 1] = {kind, fields['order'], biz, sku, quantity, entry[1], fields['reserve_event'] or '', marked,

@@ -5,6 +5,9 @@ import Hummingbird
 /// a valid token, 403 with a token of the wrong role, both problem+json. With no tokens configured everything
 /// passes (the service then listens on loopback only: `ServiceConfiguration.checkExposure`). The token is never
 /// logged: only the role it maps to is used.
+/// A token limited to some businesses (`ROLE@BIZ`) may call only routes that name a business; the route checks it is
+/// one of them (`AccessScope`), since a reserve names its business in the body. Other routes (status, metrics):
+/// 403.
 struct AccessMiddleware<Context: RequestContext>: RouterMiddleware {
     let tokens: AccessTokens
     /// Whether `/metrics` and the status page `/` need no token (`INVENTORY_OPEN_METRICS`).
@@ -22,11 +25,18 @@ struct AccessMiddleware<Context: RequestContext>: RouterMiddleware {
         // HEAD is the GET without its body: the same role.
         let needed = Self.access(request.method == .head ? .get : request.method, request.uri.path, openMetrics: openMetrics)
         if needed == .open { return try await next(request, context) }
-        guard let token = Self.bearer(request.headers[.authorization]), let role = tokens.role(of: token) else {
+        guard let token = Self.bearer(request.headers[.authorization]), let grant = tokens.grant(of: token) else {
             throw Problem.unauthorized()
         }
-        if needed == .admin && role != .admin { throw Problem.forbidden() }
-        return try await next(request, context)
+        if needed == .admin && grant.role != .admin { throw Problem.forbidden() }
+        guard let businesses = grant.businesses else { return try await next(request, context) }
+        guard Self.namesBusiness(request.uri.path) else {
+            throw Problem(
+                .forbidden, type: "forbidden", title: "Forbidden",
+                detail: "this token is limited to some businesses; this route is not about one business"
+            )
+        }
+        return try await AccessScope.$businesses.withValue(businesses) { try await next(request, context) }
     }
 
     /// The token of an `Authorization: Bearer TOKEN` header (scheme case-insensitive), nil otherwise.
@@ -52,9 +62,36 @@ struct AccessMiddleware<Context: RequestContext>: RouterMiddleware {
         case (.post, 1, "reservations"): return .checkout
         case (.get, 2, "reservations"): return .checkout
         case (.post, 3, "reservations") where ["confirm", "cancel", "refund"].contains(rest[2]): return .checkout
+        case (.post, 3, "businesses") where rest[2] == "reservations": return .checkout
+        case (.get, 4, "businesses") where rest[2] == "reservations": return .checkout
+        case (.post, 5, "businesses") where rest[2] == "reservations" && ["confirm", "cancel", "refund"].contains(rest[4]):
+            return .checkout
         case (.get, 3, "stock"): return .checkout
         default: return .admin
         }
+    }
+
+    /// Whether a route is about one business, which the route itself checks against the token's (`AccessScope`):
+    /// reservations (the old paths are business `default`'s, a reserve names its business in the body), a business's
+    /// orders, an item's stock, pool and codes.
+    static func namesBusiness(_ path: String) -> Bool {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        guard parts.first == "v1", parts.count >= 2 else { return false }
+        return ["reservations", "businesses", "stock"].contains(parts.dropFirst().first ?? "")
+    }
+}
+
+/// The businesses the request's bearer token may touch (`AccessTokens` `ROLE@BIZ`), set by `AccessMiddleware` for
+/// the routes that name a business; nil when the token may touch every business, or no tokens are configured.
+enum AccessScope {
+    @TaskLocal static var businesses: Set<String>?
+
+    /// Refuses (403) a business the token may not touch.
+    static func check(_ bizId: String) throws {
+        guard let businesses, !businesses.contains(bizId) else { return }
+        throw Problem(
+            .forbidden, type: "forbidden", title: "Forbidden", detail: "this token may not touch business \(bizId)"
+        )
     }
 }
 

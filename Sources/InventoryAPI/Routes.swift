@@ -25,32 +25,39 @@ public struct InventoryRoutes: Sendable {
 
     /// Adds every route to a router.
     public func register(on router: Router<BasicRequestContext>) {
-        router.post("/v1/reservations") { request, context in try await self.reserve(request, context) }
-        router.get("/v1/reservations/:orderId") { request, context in
-            let orderId = try self.orderId(context)
-            return try await self.call(orderId: orderId) {
-                try self.json(.ok, ReservationBody(try await self.engine.reservation(orderId: orderId)))
-            }
+        router.post("/v1/reservations") { request, context in try await self.reserve(request, context, pathBizId: nil) }
+        router.post("/v1/businesses/:bizId/reservations") { request, context in
+            try await self.reserve(request, context, pathBizId: try self.business(context))
         }
-        router.post("/v1/reservations/:orderId/confirm") { request, context in
-            let orderId = try self.orderId(context)
-            return try await self.call(orderId: orderId) {
-                let outcome = try await self.engine.confirm(orderId: orderId)
-                return try self.json(.ok, ReservationBody(outcome.reservation), replayed: outcome.replayed)
+        // A business's orders; the paths without one are business `default`'s (as before orders were scoped).
+        for (prefix, scoped) in [("/v1/businesses/:bizId/reservations", true), ("/v1/reservations", false)] {
+            router.get(RouterPath(prefix + "/:orderId")) { request, context in
+                let order = try self.order(context, scoped: scoped)
+                return try await self.call(orderId: order.orderId) {
+                    let reservation = try await self.engine.reservation(orderId: order.orderId, bizId: order.bizId)
+                    return try self.json(.ok, ReservationBody(reservation))
+                }
             }
-        }
-        router.post("/v1/reservations/:orderId/cancel") { request, context in
-            let orderId = try self.orderId(context)
-            return try await self.call(orderId: orderId) {
-                let outcome = try await self.engine.cancel(orderId: orderId, failpoint: "")
-                return try self.json(.ok, ReservationBody(outcome.reservation), replayed: outcome.replayed)
+            router.post(RouterPath(prefix + "/:orderId/confirm")) { request, context in
+                let order = try self.order(context, scoped: scoped)
+                return try await self.call(orderId: order.orderId) {
+                    let outcome = try await self.engine.confirm(orderId: order.orderId, bizId: order.bizId)
+                    return try self.json(.ok, ReservationBody(outcome.reservation), replayed: outcome.replayed)
+                }
             }
-        }
-        router.post("/v1/reservations/:orderId/refund") { request, context in
-            let orderId = try self.orderId(context)
-            return try await self.call(orderId: orderId) {
-                let outcome = try await self.engine.refund(orderId: orderId)
-                return try self.json(.ok, ReservationBody(outcome.reservation), replayed: outcome.replayed)
+            router.post(RouterPath(prefix + "/:orderId/cancel")) { request, context in
+                let order = try self.order(context, scoped: scoped)
+                return try await self.call(orderId: order.orderId) {
+                    let outcome = try await self.engine.cancel(orderId: order.orderId, bizId: order.bizId, failpoint: "")
+                    return try self.json(.ok, ReservationBody(outcome.reservation), replayed: outcome.replayed)
+                }
+            }
+            router.post(RouterPath(prefix + "/:orderId/refund")) { request, context in
+                let order = try self.order(context, scoped: scoped)
+                return try await self.call(orderId: order.orderId) {
+                    let outcome = try await self.engine.refund(orderId: order.orderId, bizId: order.bizId)
+                    return try self.json(.ok, ReservationBody(outcome.reservation), replayed: outcome.replayed)
+                }
             }
         }
         router.get("/v1/stock/:bizId/:skuId") { request, context in
@@ -147,12 +154,20 @@ public struct InventoryRoutes: Sendable {
         OpenAPIDocument.load().register(on: router)
     }
 
-    private func reserve(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    /// `pathBizId`: the business the path names (`/v1/businesses/{bizId}/reservations`), which a `bizId` in the
+    /// body must repeat; nil for `/v1/reservations` (the body's, else `default`).
+    private func reserve(_ request: Request, _ context: BasicRequestContext, pathBizId: String?) async throws -> Response {
         let body = try await decode(ReserveBody.self, request, context)
         guard body.problems.isEmpty, let orderId = body.orderId else { throw Problem.invalid(body.problems) }
+        if let pathBizId, let named = body.bizId, named != pathBizId {
+            throw Problem(
+                .unprocessableContent, type: "business-mismatch", title: "The body names another business",
+                detail: "the body's bizId \(named) is not the path's \(pathBizId); leave it out or repeat the path's"
+            )
+        }
         let command = ReserveCommand(
             orderId: orderId,
-            bizId: body.bizId ?? "default",
+            bizId: pathBizId ?? body.bizId ?? OrderRef.defaultBusiness,
             userId: body.userId,
             items: body.items.compactMap { item in
                 guard let sku = item.skuId, let quantity = item.quantity else { return nil }
@@ -162,6 +177,7 @@ public struct InventoryRoutes: Sendable {
             shortage: body.shortage ?? .reject,
             dispense: body.dispense
         )
+        try AccessScope.check(command.bizId)
         try admit(command.bizId)
         if let limiter, !limiter.admit(command.items.map { StockItemID(bizId: command.bizId, skuId: $0.skuId) }) {
             InventoryMetrics.limited()
@@ -290,7 +306,10 @@ public struct InventoryRoutes: Sendable {
         context.parameters.get(name)?.removingPercentEncoding ?? ""
     }
 
-    private func orderId(_ context: BasicRequestContext) throws -> String {
+    /// The order a path names: its business (`scoped`: from the path, else `default`) and its orderId, checked
+    /// against the token's businesses and the business's admission limit.
+    private func order(_ context: BasicRequestContext, scoped: Bool) throws -> OrderRef {
+        let bizId = scoped ? try business(context) : OrderRef.defaultBusiness
         let orderId = parameter("orderId", context)
         guard Patterns.isOrderId(orderId) else {
             throw Problem.badRequest(
@@ -298,7 +317,25 @@ public struct InventoryRoutes: Sendable {
                 errors: [.init(pointer: "path/orderId", detail: "must be \(Patterns.orderIdRule)")]
             )
         }
-        return orderId
+        if !scoped {
+            try AccessScope.check(bizId)
+            try admit(bizId)
+        }
+        return OrderRef(bizId: bizId, orderId: orderId)
+    }
+
+    /// The business a path names (`/v1/businesses/{bizId}/…`), checked against the token's businesses and admitted.
+    private func business(_ context: BasicRequestContext) throws -> String {
+        let bizId = parameter("bizId", context)
+        guard Patterns.isBizId(bizId) else {
+            throw Problem.badRequest(
+                "bizId in the path must be \(Patterns.bizIdRule)",
+                errors: [.init(pointer: "path/bizId", detail: "must be \(Patterns.bizIdRule)")]
+            )
+        }
+        try AccessScope.check(bizId)
+        try admit(bizId)
+        return bizId
     }
 
     private func stockItem(_ context: BasicRequestContext) throws -> StockItemID {
@@ -315,6 +352,7 @@ public struct InventoryRoutes: Sendable {
         guard errors.isEmpty, let sku else {
             throw Problem.badRequest(errors.map { "\($0.pointer) \($0.detail)" }.joined(separator: "; "), errors: errors)
         }
+        try AccessScope.check(biz)
         try admit(biz)
         return StockItemID(bizId: biz, skuId: sku)
     }

@@ -209,11 +209,11 @@ public struct TestStores: Sendable {
         )
     }
 
-    /// The journal rows of this test's business, by order, as (order, sku, quantity, status).
-    public func journalRows() async throws -> [JournalLine] {
+    /// The journal rows of this test's business (or of `business`), by order, as (order, sku, quantity, status).
+    public func journalRows(of business: String? = nil) async throws -> [JournalLine] {
         let result = try await mysql.query(
             "SELECT order_id, sku_id, quantity, status FROM reservation_journal WHERE biz_id = ? ORDER BY order_id, sku_id",
-            [.string(bizId)]
+            [.string(business ?? bizId)]
         )
         return result.rows.map { row in
             JournalLine(
@@ -242,11 +242,14 @@ public struct TestStores: Sendable {
         return fields
     }
 
-    /// The shard of the part of an order that holds `sku` (the order's own shard on a single Redis).
-    public func partShard(_ orderId: String, sku: UInt64) -> Int { keys.partShard(orderId: orderId, item: item(sku)) }
+    /// The Redis name (`OrderRef.name`) of this business's order `orderId`: what its keys and indexes carry.
+    public func orderName(_ orderId: String) -> String { OrderRef(bizId: bizId, orderId: orderId).name }
+
+    /// The shard of the part of an order of this business that holds `sku` (the order's own shard on a single Redis).
+    public func partShard(_ orderId: String, sku: UInt64) -> Int { keys.partShard(orderId: orderName(orderId), item: item(sku)) }
 
     /// The hash of the part of an order that holds `sku` (the whole order on a single Redis).
-    public func orderKey(_ orderId: String, sku: UInt64) -> String { keys.order(orderId, shard: partShard(orderId, sku: sku)) }
+    public func orderKey(_ orderId: String, sku: UInt64) -> String { keys.order(orderName(orderId), shard: partShard(orderId, sku: sku)) }
 
     /// The outbox stream the events of the part of an order that holds `sku` go to.
     public func outboxKey(_ orderId: String, sku: UInt64) -> String { keys.outbox(shard: partShard(orderId, sku: sku)) }
@@ -256,7 +259,7 @@ public struct TestStores: Sendable {
 
     /// The undone marker of a reserve event of the part of an order that holds `sku`.
     public func undoneMarkerKey(_ orderId: String, eventId: String, sku: UInt64) -> String {
-        keys.undoneMarker(orderId: orderId, eventId: eventId, shard: partShard(orderId, sku: sku))
+        keys.undoneMarker(orderId: orderName(orderId), eventId: eventId, shard: partShard(orderId, sku: sku))
     }
 
     /// Deletes every key of this test, as FLUSHALL would for this test only (other tests share the servers): one

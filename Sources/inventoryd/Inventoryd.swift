@@ -403,9 +403,15 @@ struct Token: ParsableCommand {
     @Option(help: "The token's role: checkout (reservations, stock reads) or admin (everything).")
     var role = "checkout"
 
+    @Option(name: .customLong("business"), help: "A business the token may touch (repeat for several); none: every business.")
+    var businesses: [String] = []
+
     func run() throws {
         guard let role = AccessTokens.Role(rawValue: role) else { throw ValidationError("--role is checkout or admin") }
-        let made = AccessTokens.generate(role: role)
+        if let bad = businesses.first(where: { !AccessTokens.isBusinessName($0) }) {
+            throw ValidationError("--business \(bad): a business is 1-32 of a-z 0-9 _ -")
+        }
+        let made = AccessTokens.generate(role: role, businesses: businesses)
         print("token: \(made.token)")
         print("entry: \(made.entry)")
     }

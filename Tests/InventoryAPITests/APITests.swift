@@ -63,14 +63,14 @@ struct APITests {
             #expect(replay.headers[HTTPField.Name("Idempotent-Replayed")!] == "true")
             #expect(try await Self.stock(client, stores, 1) == (7, 3))
 
-            let read = try await Self.send(client, .get, "/v1/reservations/o-1")
+            let read = try await Self.send(client, .get, "/v1/businesses/\(stores.bizId)/reservations/o-1")
             #expect(read.status == .ok)
             #expect(try Self.object(read)["persisted"] as? Bool == false)
 
-            let cancel = try await Self.send(client, .post, "/v1/reservations/o-1/cancel")
+            let cancel = try await Self.send(client, .post, "/v1/businesses/\(stores.bizId)/reservations/o-1/cancel")
             #expect(cancel.status == .ok)
             #expect(try Self.object(cancel)["status"] as? String == "cancelled")
-            let cancelAgain = try await Self.send(client, .post, "/v1/reservations/o-1/cancel")
+            let cancelAgain = try await Self.send(client, .post, "/v1/businesses/\(stores.bizId)/reservations/o-1/cancel")
             #expect(cancelAgain.status == .ok)
             #expect(cancelAgain.headers[HTTPField.Name("Idempotent-Replayed")!] == "true")
             #expect(try await Self.stock(client, stores, 1) == (10, 0))
@@ -104,10 +104,10 @@ struct APITests {
                 #"{"orderId": "s-2", "bizId": "\#(stores.bizId)", "items": [{"skuId": 1, "quantity": 2}]}"#
             )
             #expect(changed.status == .unprocessableContent)
-            #expect((try await Self.send(client, .get, "/v1/reservations/none")).status == .notFound)
-            #expect((try await Self.send(client, .post, "/v1/reservations/none/confirm")).status == .notFound)
-            #expect((try await Self.send(client, .post, "/v1/reservations/s-2/confirm")).status == .ok)
-            #expect((try await Self.send(client, .post, "/v1/reservations/s-2/cancel")).status == .conflict)
+            #expect((try await Self.send(client, .get, "/v1/businesses/\(stores.bizId)/reservations/none")).status == .notFound)
+            #expect((try await Self.send(client, .post, "/v1/businesses/\(stores.bizId)/reservations/none/confirm")).status == .notFound)
+            #expect((try await Self.send(client, .post, "/v1/businesses/\(stores.bizId)/reservations/s-2/confirm")).status == .ok)
+            #expect((try await Self.send(client, .post, "/v1/businesses/\(stores.bizId)/reservations/s-2/cancel")).status == .conflict)
             #expect((try await Self.send(client, .get, "/v1/stock/\(stores.bizId)/9")).status == .notFound)
             #expect(try await Self.stock(client, stores, 1) == (1, 0))
         }
@@ -177,7 +177,7 @@ struct APITests {
                 #expect((problem["detail"] as? String)?.isEmpty == false, "\(name)")
             }
             #expect(try await Self.stock(client, stores, 1) == (10, 0))
-            #expect((try await Self.send(client, .get, "/v1/reservations/bad-1")).status == .notFound)
+            #expect((try await Self.send(client, .get, "/v1/businesses/\(stores.bizId)/reservations/bad-1")).status == .notFound)
         }
     }
 

@@ -62,6 +62,9 @@ struct AccessTests {
         let checkout: Set<String> = [
             "POST /v1/reservations", "GET /v1/reservations/:orderId", "POST /v1/reservations/:orderId/confirm",
             "POST /v1/reservations/:orderId/cancel", "POST /v1/reservations/:orderId/refund", "GET /v1/stock/:bizId/:skuId",
+            "POST /v1/businesses/:bizId/reservations", "GET /v1/businesses/:bizId/reservations/:orderId",
+            "POST /v1/businesses/:bizId/reservations/:orderId/confirm", "POST /v1/businesses/:bizId/reservations/:orderId/cancel",
+            "POST /v1/businesses/:bizId/reservations/:orderId/refund",
         ]
         let open: Set<String> = ["GET /healthz", "GET /readyz", "GET /openapi.json"]
         for route in InventoryRoutes.templates {
@@ -124,14 +127,97 @@ struct AccessTests {
             }
             let reserve = #"{"orderId": "\#(biz)-o", "bizId": "\#(biz)", "items": [{"skuId": 1, "quantity": 3}]}"#
             #expect(try await Self.send(client, .post, "/v1/reservations", reserve, token: checkout).status == .created)
-            #expect(try await Self.send(client, .get, "/v1/reservations/\(biz)-o", token: checkout).status == .ok)
+            #expect(try await Self.send(client, .get, "/v1/businesses/\(biz)/reservations/\(biz)-o", token: checkout).status == .ok)
             #expect(try await Self.send(client, .get, "/v1/stock/\(biz)/1", token: checkout).status == .ok)
-            #expect(try await Self.send(client, .post, "/v1/reservations/\(biz)-o/confirm", token: checkout).status == .ok)
+            #expect(try await Self.send(client, .post, "/v1/businesses/\(biz)/reservations/\(biz)-o/confirm", token: checkout).status == .ok)
             #expect(try await Self.send(client, .get, "/v1/status", token: admin).status == .ok)
             // The stock is as the allowed calls left it: the adjustment a checkout token tried was not made.
             let level = try await stores.engine.stock(stores.item(1))
             #expect(level.available == 7)
         }
+    }
+
+    @Test("a token limited to businesses touches only theirs: other businesses, the default paths and status pages 403, nothing changed")
+    func businessTokens() async throws {
+        let contract = try OpenAPIContract()
+        try await TestStores.with { stores in
+            let mine = stores.bizId
+            let other = stores.bizId + "x"
+            let checkoutMine = "checkout-mine-0123456789"
+            let adminMine = "admin-mine-0123456789abc"
+            var settings = try Self.settings()
+            settings.tokens.merge(
+                try AccessTokens.parse(
+                    "checkout@\(mine):\(checkoutMine), admin@\(mine)+zz-unused:\(adminMine)", separator: ",", source: "INVENTORY_TOKENS"
+                )
+            )
+            var logger = Logger(label: "access-test")
+            logger.logLevel = .warning
+            let app = try buildApplication(
+                engine: stores.engine, configuration: settings, metrics: PrometheusCollectorRegistry(), logger: logger
+            )
+            try await app.test(.router) { client in
+                for biz in [mine, other] {
+                    #expect(try await Self.send(client, .put, "/v1/stock/\(biz)/1", #"{"stock": 10}"#, token: Self.adminToken).status == .ok)
+                }
+                func reserve(_ biz: String) -> String {
+                    #"{"orderId": "o-1", "bizId": "\#(biz)", "items": [{"skuId": 1, "quantity": 2}]}"#
+                }
+                // The other business's order exists (an unlimited token made it): a limited token cannot see it.
+                #expect(try await Self.send(client, .post, "/v1/reservations", reserve(other), token: Self.checkoutToken).status == .created)
+                let refused: [(HTTPRequest.Method, String, String?, String)] = [
+                    (.post, "/v1/reservations", reserve(other), checkoutMine),
+                    (.post, "/v1/businesses/\(other)/reservations", #"{"orderId": "o-2", "items": [{"skuId": 1, "quantity": 1}]}"#, checkoutMine),
+                    (.get, "/v1/businesses/\(other)/reservations/o-1", nil, checkoutMine),
+                    (.post, "/v1/businesses/\(other)/reservations/o-1/cancel", nil, checkoutMine),
+                    (.post, "/v1/reservations/o-1/cancel", nil, checkoutMine),
+                    (.get, "/v1/stock/\(other)/1", nil, checkoutMine),
+                    (.put, "/v1/stock/\(other)/1", #"{"stock": 0}"#, adminMine),
+                    (.get, "/v1/status", nil, adminMine), (.get, "/", nil, adminMine), (.get, "/metrics", nil, adminMine),
+                ]
+                for (method, uri, body, token) in refused {
+                    let response = try await Self.send(client, method, uri, body, token: token)
+                    #expect(response.status == .forbidden, "\(method) \(uri)")
+                    #expect(Self.problemType(response) == "forbidden", "\(method) \(uri)")
+                    contract.check("403 \(method) \(uri)", method, uri, body: body, response)
+                }
+                // Its own business: reserve (body or path), read, confirm; the same orderId is its own order.
+                #expect(try await Self.send(client, .post, "/v1/reservations", reserve(mine), token: checkoutMine).status == .created)
+                let scoped = try await Self.send(
+                    client, .post, "/v1/businesses/\(mine)/reservations", #"{"orderId": "o-2", "items": [{"skuId": 1, "quantity": 1}]}"#,
+                    token: checkoutMine
+                )
+                #expect(scoped.status == .created)
+                #expect(try await Self.send(client, .get, "/v1/businesses/\(mine)/reservations/o-1", token: checkoutMine).status == .ok)
+                #expect(try await Self.send(client, .post, "/v1/businesses/\(mine)/reservations/o-1/confirm", token: checkoutMine).status == .ok)
+                #expect(try await Self.send(client, .get, "/v1/stock/\(mine)/1", token: checkoutMine).status == .ok)
+                #expect(try await Self.send(client, .put, "/v1/stock/\(mine)/2", #"{"stock": 1}"#, token: adminMine).status == .ok)
+            }
+            // Exact stock: mine holds 2 (confirmed) + 1; the other business only its own order's 2, none of the refused calls.
+            let mineLevel = try await stores.engine.stock(StockItemID(bizId: mine, skuId: 1))
+            let otherLevel = try await stores.engine.stock(StockItemID(bizId: other, skuId: 1))
+            #expect([mineLevel.available, mineLevel.reserved] == [7, 1])
+            #expect([otherLevel.available, otherLevel.reserved] == [8, 2])
+            #expect(try await stores.engine.reservation(orderId: "o-1", bizId: other).status == .reserved)
+        }
+    }
+
+    @Test("token entries limited to businesses: ROLE@BIZ+BIZ, the grant of a token, clear errors, inventoryd token's entry")
+    func businessTokenEntries() throws {
+        let tokens = try AccessTokens.parse(
+            "checkout@shop+books:checkout-scoped-0123456789\nadmin:admin-all-0123456789abcd\ncheckout@shop:checkout-scoped-0123456789",
+            separator: "\n", source: "file"
+        )
+        #expect(tokens.grant(of: "checkout-scoped-0123456789") == .init(role: .checkout, businesses: ["shop", "books"]))
+        #expect(tokens.grant(of: "admin-all-0123456789abcd") == .init(role: .admin, businesses: nil))
+        #expect(tokens.grant(of: "nobody-0123456789abcdef") == nil)
+        for bad in ["checkout@:x-0123456789abcdef", "checkout@Shop:x-0123456789abcdef", "checkout@a++b:x-0123456789abcdef"] {
+            #expect(throws: ConfigurationError.self) { try AccessTokens.parse(bad, separator: ",", source: "env") }
+        }
+        let made = AccessTokens.generate(role: .checkout, businesses: ["shop", "books"])
+        #expect(made.entry.hasPrefix("checkout@shop+books:sha256:"))
+        let parsed = try AccessTokens.parse(made.entry, separator: ",", source: "env")
+        #expect(parsed.grant(of: Substring(made.token)) == .init(role: .checkout, businesses: ["shop", "books"]))
     }
 
     @Test("/metrics and the status page answer without a token when INVENTORY_OPEN_METRICS is on")

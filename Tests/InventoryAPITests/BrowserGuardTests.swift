@@ -69,14 +69,14 @@ struct BrowserGuardTests {
                 #expect(try await client.execute(uri: "/v1/reservations", method: .post, headers: json, body: ByteBuffer(string: reserve)).status == .created)
 
                 let page: HTTPFields = [.origin: "https://evil.example"]
-                let refused = try await client.execute(uri: "/v1/reservations/o-guard/cancel", method: .post, headers: page)
+                let refused = try await client.execute(uri: "/v1/businesses/\(stores.bizId)/reservations/o-guard/cancel", method: .post, headers: page)
                 #expect(refused.status == .forbidden)
                 #expect(refused.headers[.contentType] == "application/problem+json")
                 #expect(String(buffer: refused.body).contains("cross-origin"))
                 #expect(try await stores.engine.stock(stores.item(1)).reserved == 2, "nothing changed")
                 #expect(try await client.execute(uri: "/healthz", method: .get, headers: page).status == .ok, "probes pass")
 
-                let cancel = try await client.execute(uri: "/v1/reservations/o-guard/cancel", method: .post)
+                let cancel = try await client.execute(uri: "/v1/businesses/\(stores.bizId)/reservations/o-guard/cancel", method: .post)
                 #expect(cancel.status == .ok)
                 #expect(try await stores.engine.stock(stores.item(1)).reserved == 0)
             }

@@ -55,7 +55,7 @@ struct HostileInputTests {
                 }
                 let after = try await Self.snapshot(stores)
                 // Percent-encoded ids are the same ids (schemathesis sends ":" as %3A).
-                let encoded = try await client.execute(uri: "/v1/reservations/h%2Dlive", method: .get)
+                let encoded = try await client.execute(uri: "/v1/businesses/\(stores.bizId)/reservations/h%2Dlive", method: .get)
                 #expect(encoded.status == .ok)
                 #expect(try await client.execute(uri: "/v1/stock/\(stores.bizId)/%31", method: .get).status == .ok)
                 let byCategory = Dictionary(grouping: cases, by: \.category).mapValues(\.count)
@@ -146,7 +146,7 @@ struct HostileInputTests {
                         port: port, .post, "/v1/reservations",
                         #"{"orderId": "fast-\#(index)", "bizId": "\#(biz)", "items": [{"skuId": 1, "quantity": 1}]}"#
                     )
-                    let read = try await WireExchange.send(port: port, .get, "/v1/reservations/fast-\(index)")
+                    let read = try await WireExchange.send(port: port, .get, "/v1/businesses/\(biz)/reservations/fast-\(index)")
                     #expect([health.status, reserve.status, read.status] as [Int] == [200, 201, 200])
                     if index == 0 {
                         let stillOpen = (silent + drips).filter { !$0.isClosed }.count
@@ -165,7 +165,7 @@ struct HostileInputTests {
                 }
                 dripping.cancel()
                 for connection in silent + drips { await connection.close() }
-                let after = try await WireExchange.send(port: port, .get, "/v1/reservations/slow-1")
+                let after = try await WireExchange.send(port: port, .get, "/v1/businesses/\(biz)/reservations/slow-1")
                 #expect(after.status == 404, "a dripped body that never ended reserved nothing")
                 #expect(try await WireExchange.send(port: port, .get, "/healthz").status == 200)
             }
@@ -225,7 +225,7 @@ struct HostileInputTests {
                     }
                 }
                 print("wire junk: \(outcomes.joined(separator: "; "))")
-                #expect(try await WireExchange.send(port: port, .get, "/v1/reservations/wire-1").status == 404)
+                #expect(try await WireExchange.send(port: port, .get, "/v1/businesses/\(biz)/reservations/wire-1").status == 404)
                 #expect(try await WireExchange.send(port: port, .get, "/v1/stock/\(biz)/1").status == 200)
             }
         }
@@ -273,8 +273,8 @@ struct HostileInputTests {
                 .created
             )
         }
-        try await send(.post, "/v1/reservations/h-done/confirm", nil, .ok)
-        try await send(.post, "/v1/reservations/h-gone/cancel", nil, .ok)
+        try await send(.post, "/v1/businesses/\(biz)/reservations/h-done/confirm", nil, .ok)
+        try await send(.post, "/v1/businesses/\(biz)/reservations/h-gone/cancel", nil, .ok)
         try await send(.post, "/v1/stock/\(biz)/2/adjustments", #"{"adjustmentId": "adj-h", "delta": 3, "reason": "seed"}"#, .ok)
     }
 

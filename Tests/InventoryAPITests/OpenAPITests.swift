@@ -185,34 +185,34 @@ struct OpenAPITests {
             )
             let backordered = try await send("stock below zero", .get, "/v1/stock/\(biz)/3", expect: 200)
             #expect(try JSONValue.parse(Data(backordered.body.readableBytesView))["available"] == .integer(-2))
-            try await send("read reservation", .get, "/v1/reservations/o-1", expect: 200)
-            try await send("read unknown reservation", .get, "/v1/reservations/nope", expect: 404)
-            try await send("orderId too long in path", .get, "/v1/reservations/" + String(repeating: "a", count: 65), expect: 400)
+            try await send("read reservation", .get, "/v1/businesses/\(biz)/reservations/o-1", expect: 200)
+            try await send("read unknown reservation", .get, "/v1/businesses/\(biz)/reservations/nope", expect: 404)
+            try await send("orderId too long in path", .get, "/v1/businesses/\(biz)/reservations/" + String(repeating: "a", count: 65), expect: 400)
 
             // Confirm, refund, cancel.
-            try await send("confirm", .post, "/v1/reservations/o-1/confirm", expect: 200)
-            let confirmAgain = try await send("confirm replay", .post, "/v1/reservations/o-1/confirm", expect: 200)
+            try await send("confirm", .post, "/v1/businesses/\(biz)/reservations/o-1/confirm", expect: 200)
+            let confirmAgain = try await send("confirm replay", .post, "/v1/businesses/\(biz)/reservations/o-1/confirm", expect: 200)
             #expect(confirmAgain.headers[.idempotentReplayed] == "true")
-            try await send("confirm unknown", .post, "/v1/reservations/nope/confirm", expect: 404)
-            try await send("confirm bad id", .post, "/v1/reservations/bad~id/confirm", expect: 400)
-            try await send("refund", .post, "/v1/reservations/o-1/refund", expect: 200)
-            let refundAgain = try await send("refund replay", .post, "/v1/reservations/o-1/refund", expect: 200)
+            try await send("confirm unknown", .post, "/v1/businesses/\(biz)/reservations/nope/confirm", expect: 404)
+            try await send("confirm bad id", .post, "/v1/businesses/\(biz)/reservations/bad~id/confirm", expect: 400)
+            try await send("refund", .post, "/v1/businesses/\(biz)/reservations/o-1/refund", expect: 200)
+            let refundAgain = try await send("refund replay", .post, "/v1/businesses/\(biz)/reservations/o-1/refund", expect: 200)
             #expect(refundAgain.headers[.idempotentReplayed] == "true")
-            try await send("refund unknown", .post, "/v1/reservations/nope/refund", expect: 404)
-            try await send("refund unconfirmed", .post, "/v1/reservations/o-partial/refund", expect: 409)
-            try await send("refund bad id", .post, "/v1/reservations/" + String(repeating: "r", count: 65) + "/refund", expect: 400)
-            try await send("cancel refunded", .post, "/v1/reservations/o-1/cancel", expect: 409)
-            try await send("cancel", .post, "/v1/reservations/o-partial/cancel", expect: 200)
-            let cancelAgain = try await send("cancel replay", .post, "/v1/reservations/o-partial/cancel", expect: 200)
+            try await send("refund unknown", .post, "/v1/businesses/\(biz)/reservations/nope/refund", expect: 404)
+            try await send("refund unconfirmed", .post, "/v1/businesses/\(biz)/reservations/o-partial/refund", expect: 409)
+            try await send("refund bad id", .post, "/v1/businesses/\(biz)/reservations/" + String(repeating: "r", count: 65) + "/refund", expect: 400)
+            try await send("cancel refunded", .post, "/v1/businesses/\(biz)/reservations/o-1/cancel", expect: 409)
+            try await send("cancel", .post, "/v1/businesses/\(biz)/reservations/o-partial/cancel", expect: 200)
+            let cancelAgain = try await send("cancel replay", .post, "/v1/businesses/\(biz)/reservations/o-partial/cancel", expect: 200)
             #expect(cancelAgain.headers[.idempotentReplayed] == "true")
-            try await send("confirm cancelled", .post, "/v1/reservations/o-partial/confirm", expect: 409)
-            try await send("cancel unknown", .post, "/v1/reservations/never-1/cancel", expect: 200)
-            try await send("read order cancelled unseen", .get, "/v1/reservations/never-1", expect: 200)
+            try await send("confirm cancelled", .post, "/v1/businesses/\(biz)/reservations/o-partial/confirm", expect: 409)
+            try await send("cancel unknown", .post, "/v1/businesses/\(biz)/reservations/never-1/cancel", expect: 200)
+            try await send("read order cancelled unseen", .get, "/v1/businesses/\(biz)/reservations/never-1", expect: 200)
             try await send(
                 "reserve after cancel", .post, "/v1/reservations",
                 #"{"orderId": "never-1", "bizId": "\#(biz)", "items": [{"skuId": 1, "quantity": 1}]}"#, expect: 409
             )
-            try await send("cancel bad id", .post, "/v1/reservations/bad~id/cancel", expect: 400)
+            try await send("cancel bad id", .post, "/v1/businesses/\(biz)/reservations/bad~id/cancel", expect: 400)
 
             // Per-user limits.
             try await send(
@@ -283,7 +283,7 @@ struct OpenAPITests {
                 #"{"orderId": "o-code-2", "bizId": "\#(biz)", "items": [{"skuId": 20, "quantity": 1, "codes": ["C-2"]}]}"#,
                 expect: 409
             )
-            try await send("read a reservation with codes", .get, "/v1/reservations/o-code-1", expect: 200)
+            try await send("read a reservation with codes", .get, "/v1/businesses/\(biz)/reservations/o-code-1", expect: 200)
             let exported = try await send("export codes", .get, "/v1/stock/\(biz)/20/codes", expect: 200)
             #expect(String(buffer: exported.body).split(separator: "\n").sorted() == ["C-1", "C-3"], "in the store's order")
             try await send("set the pool offline", .put, "/v1/stock/\(biz)/20/pool", #"{"kind": "one-time", "status": "offline"}"#, expect: 200)
@@ -291,6 +291,32 @@ struct OpenAPITests {
                 "reserve from an offline pool", .post, "/v1/reservations",
                 #"{"orderId": "o-code-4", "bizId": "\#(biz)", "items": [{"skuId": 20, "quantity": 1}]}"#, expect: 409
             )
+
+            // Orders of the path's business; the paths without one are business default's.
+            try await send(
+                "reserve in the path's business", .post, "/v1/businesses/\(biz)/reservations",
+                #"{"orderId": "o-path", "items": [{"skuId": 1, "quantity": 1}]}"#, expect: 201
+            )
+            try await send(
+                "reserve naming another business than the path", .post, "/v1/businesses/\(biz)/reservations",
+                #"{"orderId": "o-path-2", "bizId": "\#(biz)x", "items": [{"skuId": 1, "quantity": 1}]}"#, expect: 422
+            )
+            try await send("bad bizId in an order path", .get, "/v1/businesses/BAD!/reservations/o-path", expect: 400)
+            try await send("an order of another business", .get, "/v1/businesses/\(biz)x/reservations/o-path", expect: 404)
+            let defaultSku = UInt64.random(in: 1_000_000_000...9_000_000_000)
+            try await send("set stock of business default", .put, "/v1/stock/default/\(defaultSku)", #"{"stock": 5}"#, expect: 200)
+            for (index, action) in ["confirm", "refund", "cancel"].enumerated() {
+                let order = "o-default-\(index)-\(biz)"
+                try await send(
+                    "reserve in business default", .post, "/v1/reservations",
+                    #"{"orderId": "\#(order)", "items": [{"skuId": \#(defaultSku), "quantity": 1}]}"#, expect: 201
+                )
+                try await send("read an order of business default", .get, "/v1/reservations/\(order)", expect: 200)
+                if action == "refund" {
+                    try await send("confirm an order of business default", .post, "/v1/reservations/\(order)/confirm", expect: 200)
+                }
+                try await send("\(action) an order of business default", .post, "/v1/reservations/\(order)/\(action)", expect: 200)
+            }
 
             // Stock below what is held.
             try await send(
@@ -304,9 +330,9 @@ struct OpenAPITests {
             try await send("wrong method", .delete, "/v1/reservations", expect: 405)
             try await send("wrong method on stock", .post, "/v1/stock/\(biz)/1", #"{"stock": 1}"#, expect: 405)
             try await send("wrong method on health", .put, "/healthz", expect: 405)
-            try await send("wrong method on a reservation", .patch, "/v1/reservations/o-1", expect: 405)
+            try await send("wrong method on a reservation", .patch, "/v1/businesses/\(biz)/reservations/o-1", expect: 405)
             try await send("unknown path", .get, "/v1/nothing", expect: 404)
-            try await send("unknown nested path", .post, "/v1/reservations/o-1/ship", expect: 404)
+            try await send("unknown nested path", .post, "/v1/businesses/\(biz)/reservations/o-1/ship", expect: 404)
 
             // The caller's request id comes back.
             let tagged = try await send("request id", .get, "/healthz", headers: [HTTPField.Name("X-Request-Id")!: "openapi-test-1"], expect: 200)
@@ -362,7 +388,7 @@ struct OpenAPITests {
                 #expect(other.status == .ok, "another business is admitted")
             }
             await #expect(throws: InventoryError.self, "refused: nothing was held") {
-                try await stores.engine.reservation(orderId: "flood-1")
+                try await stores.engine.reservation(orderId: "flood-1", bizId: stores.bizId)
             }
 
             // Without a metrics registry, /metrics is a 404 problem.
@@ -468,10 +494,10 @@ struct OpenAPITests {
 private struct NoEngine: InventoryService {
     var defaultTTLSeconds: Int { 1800 }
     func reserve(_ command: ReserveCommand, failpoint: String) async throws -> ReserveOutcome { throw InventoryError.notSupported("") }
-    func confirm(orderId: String) async throws -> TransitionOutcome { throw InventoryError.notSupported("") }
-    func cancel(orderId: String, failpoint: String) async throws -> TransitionOutcome { throw InventoryError.notSupported("") }
-    func refund(orderId: String) async throws -> TransitionOutcome { throw InventoryError.notSupported("") }
-    func reservation(orderId: String) async throws -> Reservation { throw InventoryError.notSupported("") }
+    func confirm(orderId: String, bizId: String) async throws -> TransitionOutcome { throw InventoryError.notSupported("") }
+    func cancel(orderId: String, bizId: String, failpoint: String) async throws -> TransitionOutcome { throw InventoryError.notSupported("") }
+    func refund(orderId: String, bizId: String) async throws -> TransitionOutcome { throw InventoryError.notSupported("") }
+    func reservation(orderId: String, bizId: String) async throws -> Reservation { throw InventoryError.notSupported("") }
     func stock(_ id: StockItemID) async throws -> StockLevel { throw InventoryError.notSupported("") }
     func setStock(_ id: StockItemID, _ settings: StockSettings) async throws -> StockLevel { throw InventoryError.notSupported("") }
     func adjustStock(_ id: StockItemID, _ adjustment: StockAdjustment) async throws -> AdjustmentOutcome {

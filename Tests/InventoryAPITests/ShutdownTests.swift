@@ -59,7 +59,7 @@ struct ShutdownTests {
             #expect(level.reserved == Int64(outcome.acknowledged.count))
             #expect(level.available == Self.stock - Int64(outcome.acknowledged.count))
             for orderId in outcome.acknowledged.prefix(50) {
-                #expect(try await stores.engine.reservation(orderId: orderId).status == .reserved)
+                #expect(try await stores.engine.reservation(orderId: orderId, bizId: stores.bizId).status == .reserved)
             }
             // The worker finished the batch in hand before it stopped: nothing read and left unacknowledged.
             #expect(try await Self.pendingEntries(stores) == 0)

@@ -59,10 +59,10 @@ private struct Bug: Error, CustomStringConvertible {
 private struct BrokenEngine: InventoryService {
     var defaultTTLSeconds: Int { 1800 }
     func reserve(_ command: ReserveCommand, failpoint: String) async throws -> ReserveOutcome { throw Bug() }
-    func confirm(orderId: String) async throws -> TransitionOutcome { throw Bug() }
-    func cancel(orderId: String, failpoint: String) async throws -> TransitionOutcome { throw Bug() }
-    func refund(orderId: String) async throws -> TransitionOutcome { throw Bug() }
-    func reservation(orderId: String) async throws -> Reservation { throw Bug() }
+    func confirm(orderId: String, bizId: String) async throws -> TransitionOutcome { throw Bug() }
+    func cancel(orderId: String, bizId: String, failpoint: String) async throws -> TransitionOutcome { throw Bug() }
+    func refund(orderId: String, bizId: String) async throws -> TransitionOutcome { throw Bug() }
+    func reservation(orderId: String, bizId: String) async throws -> Reservation { throw Bug() }
     func stock(_ id: StockItemID) async throws -> StockLevel { throw Bug() }
     func setStock(_ id: StockItemID, _ settings: StockSettings) async throws -> StockLevel { throw Bug() }
     func adjustStock(_ id: StockItemID, _ adjustment: StockAdjustment) async throws -> AdjustmentOutcome { throw Bug() }

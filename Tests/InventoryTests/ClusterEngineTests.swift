@@ -53,12 +53,12 @@ struct ClusterEngineTests {
             #expect(held.lines.map(\.reserved) == [1, 2, 3])
             // One part per shard, each in its items' slot.
             let shards = Set(skus.map { stores.keys.itemShard(stores.item($0)) })
-            #expect(try await stores.keys(matching: "*:order:\(stores.bizId)-c-1").count == shards.count)
+            #expect(try await stores.keys(matching: "*:order:\(stores.orderName("\(stores.bizId)-c-1"))").count == shards.count)
             for (sku, quantity) in zip(skus, [Int64(1), 2, 3]) {
                 #expect(try await level(stores, sku) == (10 - quantity, quantity))
             }
             // Read back part by part: lines grouped by part.
-            let read = try await engine.reservation(orderId: "\(stores.bizId)-c-1")
+            let read = try await engine.reservation(orderId: "\(stores.bizId)-c-1", bizId: stores.bizId)
             #expect(read.status == .reserved)
             #expect(read.lines.sorted { $0.skuId < $1.skuId } == held.lines.sorted { $0.skuId < $1.skuId })
 
@@ -72,11 +72,11 @@ struct ClusterEngineTests {
                 try await engine.reserve(command(stores, "\(stores.bizId)-c-1", [(skus[0], 2)]))
             }
 
-            let confirmed = try await engine.confirm(orderId: "\(stores.bizId)-c-1")
+            let confirmed = try await engine.confirm(orderId: "\(stores.bizId)-c-1", bizId: stores.bizId)
             #expect(confirmed.replayed == false)
             #expect(confirmed.reservation.status == .confirmed)
-            #expect(try await engine.confirm(orderId: "\(stores.bizId)-c-1").replayed == true)
-            await #expect(throws: InventoryError.invalidState(.confirmed)) { try await engine.cancel(orderId: "\(stores.bizId)-c-1") }
+            #expect(try await engine.confirm(orderId: "\(stores.bizId)-c-1", bizId: stores.bizId).replayed == true)
+            await #expect(throws: InventoryError.invalidState(.confirmed)) { try await engine.cancel(orderId: "\(stores.bizId)-c-1", bizId: stores.bizId) }
             for (sku, quantity) in zip(skus, [Int64(1), 2, 3]) {
                 #expect(try await level(stores, sku) == (10 - quantity, 0))
             }
@@ -88,9 +88,9 @@ struct ClusterEngineTests {
                 #expect(try await stores.mysqlStock(sku) == 10 - quantity)
             }
 
-            let refunded = try await engine.refund(orderId: "\(stores.bizId)-c-1")
+            let refunded = try await engine.refund(orderId: "\(stores.bizId)-c-1", bizId: stores.bizId)
             #expect(refunded.replayed == false)
-            #expect(try await engine.refund(orderId: "\(stores.bizId)-c-1").replayed == true)
+            #expect(try await engine.refund(orderId: "\(stores.bizId)-c-1", bizId: stores.bizId).replayed == true)
             for sku in skus { #expect(try await level(stores, sku) == (10, 0)) }
             #expect(try await stores.drainWithWorker())
             #expect(try await stores.journalRows().allSatisfy { $0.status == "REFUNDED" })
@@ -116,7 +116,7 @@ struct ClusterEngineTests {
             #expect(try await level(stores, skus[0]) == (10, 0))
             #expect(try await level(stores, skus[1]) == (10, 0))
             #expect(try await level(stores, skus[2]) == (1, 0))
-            await #expect(throws: InventoryError.notFound) { try await engine.reservation(orderId: "\(stores.bizId)-c-short") }
+            await #expect(throws: InventoryError.notFound) { try await engine.reservation(orderId: "\(stores.bizId)-c-short", bizId: stores.bizId) }
             #expect(try await stores.drainWithWorker())
             #expect(try await stores.journalRows().isEmpty, "the held parts' rows are undone with them")
 
@@ -164,7 +164,7 @@ struct ClusterEngineTests {
                 #expect(try await level(stores, sku) == (50 - Int64(held.count), Int64(held.count)))
             }
             for orderId in held.prefix(20) {
-                #expect(try await engine.reservation(orderId: orderId).lines.map(\.reserved) == [1, 1, 1])
+                #expect(try await engine.reservation(orderId: orderId, bizId: stores.bizId).lines.map(\.reserved) == [1, 1, 1])
             }
             #expect(try await stores.drainWithWorker())
             let rows = try await stores.journalRows()
@@ -198,20 +198,20 @@ struct ClusterEngineTests {
             let engine = stores.engine
             let skus = try await skusOnEveryMaster(stores)
             for sku in skus { _ = try await engine.setStock(stores.item(sku), StockSettings(stock: 5)) }
-            let empty = try await engine.cancel(orderId: "\(stores.bizId)-c-early")
+            let empty = try await engine.cancel(orderId: "\(stores.bizId)-c-early", bizId: stores.bizId)
             #expect(empty.replayed == false)
-            #expect(try await engine.cancel(orderId: "\(stores.bizId)-c-early").replayed == true)
+            #expect(try await engine.cancel(orderId: "\(stores.bizId)-c-early", bizId: stores.bizId).replayed == true)
             await #expect(throws: InventoryError.orderClosed(.cancelled)) {
                 try await engine.reserve(command(stores, "\(stores.bizId)-c-early", [(skus[0], 1), (skus[1], 1)]))
             }
             for sku in skus { #expect(try await level(stores, sku) == (5, 0)) }
 
             _ = try await engine.reserve(command(stores, "\(stores.bizId)-c-held", [(skus[0], 2), (skus[2], 3)]))
-            let cancelled = try await engine.cancel(orderId: "\(stores.bizId)-c-held")
+            let cancelled = try await engine.cancel(orderId: "\(stores.bizId)-c-held", bizId: stores.bizId)
             #expect(cancelled.replayed == false)
             #expect(cancelled.reservation.status == .cancelled)
-            #expect(try await engine.cancel(orderId: "\(stores.bizId)-c-held").replayed == true)
-            await #expect(throws: InventoryError.orderClosed(.cancelled)) { try await engine.confirm(orderId: "\(stores.bizId)-c-held") }
+            #expect(try await engine.cancel(orderId: "\(stores.bizId)-c-held", bizId: stores.bizId).replayed == true)
+            await #expect(throws: InventoryError.orderClosed(.cancelled)) { try await engine.confirm(orderId: "\(stores.bizId)-c-held", bizId: stores.bizId) }
             for sku in skus { #expect(try await level(stores, sku) == (5, 0)) }
             #expect(try await stores.drainWithWorker())
             #expect(try await stores.journalRows().map(\.status) == ["CANCELLED", "CANCELLED"])
@@ -226,14 +226,14 @@ struct ClusterEngineTests {
             _ = try await engine.setStock(stores.item(skus[0]), StockSettings(stock: 5))
             let orderId = "\(stores.bizId)-c-lost"
             _ = try await engine.reserve(command(stores, orderId, [(skus[0], 1)]))
-            _ = try await engine.confirm(orderId: orderId)
+            _ = try await engine.confirm(orderId: orderId, bizId: stores.bizId)
             // A FLUSHALL of the part's master, not yet of the directory's (one master after another), before the
             // worker wrote any row (async): the part and its outbox entries are gone, the journal is empty.
-            let part = stores.keys.partShard(orderId: orderId, item: stores.item(skus[0]))
-            _ = try await stores.redis.command("DEL", stores.keys.order(orderId, shard: part))
+            let part = stores.partShard(orderId, sku: skus[0])
+            _ = try await stores.redis.command("DEL", stores.keys.order(stores.orderName(orderId), shard: part))
             #expect(try await stores.journalRows().isEmpty)
-            await #expect(throws: InventoryError.invalidState(.confirmed)) { try await engine.cancel(orderId: orderId) }
-            #expect(try await stores.redis.command("HGET", stores.keys.directory(orderId), "state").text == "confirmed")
+            await #expect(throws: InventoryError.invalidState(.confirmed)) { try await engine.cancel(orderId: orderId, bizId: stores.bizId) }
+            #expect(try await stores.redis.command("HGET", stores.keys.directory(stores.orderName(orderId)), "state").text == "confirmed")
         }
     }
 
@@ -246,17 +246,17 @@ struct ClusterEngineTests {
             _ = try await engine.reserve(command(stores, "\(stores.bizId)-c-exp", [(skus[0], 1), (skus[1], 1)], ttl: 1))
             _ = try await engine.reserve(command(stores, "\(stores.bizId)-c-fwd", [(skus[1], 2), (skus[2], 2)], ttl: 1))
             // A confirm that decided in the directory and stopped before its parts (a crash).
-            _ = try await stores.redis.command("HSET", stores.keys.directory("\(stores.bizId)-c-fwd"), "state", "confirmed")
+            _ = try await stores.redis.command("HSET", stores.keys.directory(stores.orderName("\(stores.bizId)-c-fwd")), "state", "confirmed")
             try await Task.sleep(for: .milliseconds(1100))
             var due: Set<String> = []
             for shard in 0..<stores.keys.shards {
                 due.formUnion(try await engine.expiredOrders(shard: shard, nowMilliseconds: InventoryEngine.nowMilliseconds(), limit: 100))
             }
-            #expect(due == ["\(stores.bizId)-c-exp", "\(stores.bizId)-c-fwd"])
-            #expect(try await engine.expire(orderId: "\(stores.bizId)-c-exp") == true)
-            #expect(try await engine.expire(orderId: "\(stores.bizId)-c-fwd") == false, "not expired: confirmed instead")
-            #expect(try await engine.reservation(orderId: "\(stores.bizId)-c-exp").status == .expired)
-            #expect(try await engine.reservation(orderId: "\(stores.bizId)-c-fwd").status == .confirmed)
+            #expect(due == [stores.orderName("\(stores.bizId)-c-exp"), stores.orderName("\(stores.bizId)-c-fwd")])
+            #expect(try await engine.expire(named: stores.orderName("\(stores.bizId)-c-exp")) == true)
+            #expect(try await engine.expire(named: stores.orderName("\(stores.bizId)-c-fwd")) == false, "not expired: confirmed instead")
+            #expect(try await engine.reservation(orderId: "\(stores.bizId)-c-exp", bizId: stores.bizId).status == .expired)
+            #expect(try await engine.reservation(orderId: "\(stores.bizId)-c-fwd", bizId: stores.bizId).status == .confirmed)
             #expect(try await level(stores, skus[0]) == (5, 0))
             #expect(try await level(stores, skus[1]) == (3, 0))
             #expect(try await level(stores, skus[2]) == (3, 0))
@@ -287,19 +287,19 @@ struct ClusterEngineTests {
                 try await engine.redisNow() > deadline
             }
             // a confirm after the deadline expires the order and is refused (seed 32 of the model check on the cluster)
-            await #expect(throws: InventoryError.orderClosed(.expired)) { try await engine.confirm(orderId: late) }
-            let cancelled = try await engine.cancel(orderId: late)
+            await #expect(throws: InventoryError.orderClosed(.expired)) { try await engine.confirm(orderId: late, bizId: stores.bizId) }
+            let cancelled = try await engine.cancel(orderId: late, bizId: stores.bizId)
             #expect(cancelled.reservation.status == .expired)
             #expect(cancelled.replayed)
             // an expiry decided in the directory whose parts have not followed yet (a sweeper stopped between)
-            _ = try await stores.redis.command("HSET", stores.keys.directory(decidedOnly), "state", "expired")
-            let again = try await engine.cancel(orderId: decidedOnly)
+            _ = try await stores.redis.command("HSET", stores.keys.directory(stores.orderName(decidedOnly)), "state", "expired")
+            let again = try await engine.cancel(orderId: decidedOnly, bizId: stores.bizId)
             #expect(again.reservation.status == .expired)
             #expect(again.replayed)
-            #expect(try await engine.reservation(orderId: decidedOnly).status == .expired)
+            #expect(try await engine.reservation(orderId: decidedOnly, bizId: stores.bizId).status == .expired)
             // its part lost before the journal has it: the directory still answers, as above
             _ = try await stores.redis.command("DEL", stores.orderKey(late, sku: skus[0]))
-            let lost = try await engine.cancel(orderId: late)
+            let lost = try await engine.cancel(orderId: late, bizId: stores.bizId)
             #expect(lost.reservation.status == .expired)
             #expect(lost.replayed)
             for sku in skus { #expect(try await level(stores, sku) == (5, 0)) }
@@ -333,8 +333,8 @@ struct ClusterEngineTests {
             try await waitFor("Redis's clock past the holds' deadline", within: .seconds(10)) {
                 try await engine.redisNow() > deadline
             }
-            #expect(try await engine.expire(orderId: swept))
-            let answer = try await engine.cancel(orderId: cancelled)
+            #expect(try await engine.expire(named: stores.orderName(swept)))
+            let answer = try await engine.cancel(orderId: cancelled, bizId: stores.bizId)
             #expect(answer.reservation.status == .cancelled)
             for order in [swept, cancelled] {
                 for sku in skus.prefix(2) {
@@ -393,9 +393,9 @@ struct ClusterEngineTests {
                             let skus = [UInt64(1 + index % 6), UInt64(1 + (index + 1) % 6)]
                             _ = try await engine.reserve(command(stores, orderId, skus.map { ($0, 1) }))
                             if index % 2 == 0 {
-                                _ = try await engine.confirm(orderId: orderId)
+                                _ = try await engine.confirm(orderId: orderId, bizId: stores.bizId)
                             } else {
-                                _ = try await engine.cancel(orderId: orderId)
+                                _ = try await engine.cancel(orderId: orderId, bizId: stores.bizId)
                             }
                         }
                     }
@@ -439,10 +439,10 @@ struct ClusterEngineTests {
             // Its first part holds stock; the order is not visible yet.
             let held = try await [level(stores, skus[0]), level(stores, skus[1]), level(stores, skus[2])]
             #expect(held.map(\.reserved).reduce(0, +) > 0 && held.map(\.reserved).reduce(0, +) < 6)
-            await #expect(throws: InventoryError.notFound) { try await engine.reservation(orderId: crashed) }
+            await #expect(throws: InventoryError.notFound) { try await engine.reservation(orderId: crashed, bizId: stores.bizId) }
             #expect(await sweeper.sweepAbandoned(nowMilliseconds: before) == 0, "not before its deadline")
-            let shard = stores.keys.shard(of: crashed)
-            #expect(try await engine.abandonedReserves(shard: shard, nowMilliseconds: after, limit: 10) == [crashed])
+            let shard = stores.keys.shard(of: stores.orderName(crashed))
+            #expect(try await engine.abandonedReserves(shard: shard, nowMilliseconds: after, limit: 10) == [stores.orderName(crashed)])
             #expect(await sweeper.sweepAbandoned(nowMilliseconds: after) == 1)
             #expect(await sweeper.sweepAbandoned(nowMilliseconds: after) == 0, "once")
             for sku in skus { #expect(try await level(stores, sku) == (5, 0)) }
@@ -456,8 +456,8 @@ struct ClusterEngineTests {
                 try await engine.reserve(command(stores, cancelled, [(skus[0], 1), (skus[2], 1)]), failpoint: "after_first_part")
             }
             // Not visible until every part is held: a confirm finds nothing to confirm.
-            await #expect(throws: InventoryError.notFound) { try await engine.confirm(orderId: cancelled) }
-            #expect(try await engine.cancel(orderId: cancelled).reservation.status == .cancelled)
+            await #expect(throws: InventoryError.notFound) { try await engine.confirm(orderId: cancelled, bizId: stores.bizId) }
+            #expect(try await engine.cancel(orderId: cancelled, bizId: stores.bizId).reservation.status == .cancelled)
             for sku in skus { #expect(try await level(stores, sku) == (5, 0)) }
             #expect(await sweeper.sweepAbandoned(nowMilliseconds: after) == 0)
 

@@ -28,7 +28,7 @@ struct ClusterPartsTests {
             }
             #expect(held.lines.map(\.reserved).sorted() == [0, 3])
             #expect(try await engine.stock(stores.item(skus[0])).reserved == 3)
-            _ = try await engine.confirm(orderId: order.orderId)
+            _ = try await engine.confirm(orderId: order.orderId, bizId: stores.bizId)
             #expect(try await stores.drainWithWorker())
             #expect(try await stores.mysqlStock(skus[0]) == 7)
             #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
@@ -87,7 +87,7 @@ extension ClusterPartsTests {
                 shortage: .reject
             )
             _ = try await engine.reserve(order)
-            _ = try await engine.confirm(orderId: order.orderId)
+            _ = try await engine.confirm(orderId: order.orderId, bizId: stores.bizId)
             guard case .replayed(let again) = try await engine.reserve(order) else {
                 Issue.record("not a replay")
                 return
@@ -111,7 +111,7 @@ extension ClusterPartsTests {
                 shortage: .reject
             )
             _ = try await engine.reserve(order)
-            _ = try await engine.confirm(orderId: order.orderId)
+            _ = try await engine.confirm(orderId: order.orderId, bizId: stores.bizId)
             #expect(try await stores.drainWithWorker())
             // The part of the second item is lost with its hold mark (that shard's data).
             _ = try await stores.redis.command("DEL", stores.orderKey(order.orderId, sku: skus[1]))
@@ -147,10 +147,10 @@ extension ClusterPartsTests {
             _ = try await engine.reserve(order)
             _ = try await stores.redis.command("DEL", stores.orderKey(order.orderId, sku: skus[0]))
 
-            let confirmed = try await engine.confirm(orderId: order.orderId)
+            let confirmed = try await engine.confirm(orderId: order.orderId, bizId: stores.bizId)
             #expect(confirmed.reservation.status == .confirmed)
             #expect(confirmed.reservation.lines.map(\.reserved).reduce(0, +) == 3)
-            #expect(try await engine.reservation(orderId: order.orderId).status == .confirmed)
+            #expect(try await engine.reservation(orderId: order.orderId, bizId: stores.bizId).status == .confirmed)
             // A retry of the same body is a replay, holding nothing on the item that had none.
             _ = try await engine.setStock(stores.item(skus[0]), StockSettings(stock: 10))
             guard case .replayed = try await engine.reserve(order) else {

@@ -89,11 +89,11 @@ struct CodePoolTests {
             // a replay answers the same codes and takes none
             #expect(held(try await engine.reserve(command(stores, "c-1", 2, 2))) == first)
 
-            _ = try await engine.confirm(orderId: "c-1")
-            #expect(try await engine.confirm(orderId: "c-1").replayed)
-            _ = try await engine.cancel(orderId: "c-2")
-            #expect(try await engine.cancel(orderId: "c-2").replayed)
-            #expect(try await engine.reservation(orderId: "c-2").lines.first?.codes == second)
+            _ = try await engine.confirm(orderId: "c-1", bizId: stores.bizId)
+            #expect(try await engine.confirm(orderId: "c-1", bizId: stores.bizId).replayed)
+            _ = try await engine.cancel(orderId: "c-2", bizId: stores.bizId)
+            #expect(try await engine.cancel(orderId: "c-2", bizId: stores.bizId).replayed)
+            #expect(try await engine.reservation(orderId: "c-2", bizId: stores.bizId).lines.first?.codes == second)
 
             let unused = Set(loaded + ["K020"]).subtracting(first).subtracting([asked]).sorted()
             #expect(try await engine.unusedCodes(item) == unused)
@@ -138,7 +138,7 @@ struct CodePoolTests {
             _ = try await stores.redis.command("DEL", stores.keys.item(item), stores.keys.codes(item))
             #expect(try await engine.unusedCodes(item) == unused)
             #expect(try await engine.stock(item).available == 18)
-            _ = try await engine.cancel(orderId: "c-3")
+            _ = try await engine.cancel(orderId: "c-3", bizId: stores.bizId)
             #expect(try await engine.unusedCodes(item) == (unused + [asked]).sorted())
         }
     }
@@ -176,7 +176,7 @@ struct CodePoolTests {
             let level = try await engine.stock(item)
             #expect(level.available == 3)
             #expect(level.reserved == 0)
-            await #expect(throws: InventoryError.invalidState(.confirmed)) { try await engine.cancel(orderId: "d-1") }
+            await #expect(throws: InventoryError.invalidState(.confirmed)) { try await engine.cancel(orderId: "d-1", bizId: stores.bizId) }
 
             #expect(try await stores.drainWithWorker())
             #expect(try await stores.journalRows().map(\.status) == ["CONFIRMED"])
@@ -198,8 +198,8 @@ struct CodePoolTests {
             let taken = held(try await engine.reserve(command(stores, orderId, 11, 2)))
             #expect(try await stores.drainWithWorker())
             _ = try await stores.redis.command("DEL", stores.orderKey(orderId, sku: 11))
-            #expect(try await engine.reservation(orderId: orderId).lines.first?.codes == taken.sorted())
-            _ = try await engine.cancel(orderId: orderId)
+            #expect(try await engine.reservation(orderId: orderId, bizId: stores.bizId).lines.first?.codes == taken.sorted())
+            _ = try await engine.cancel(orderId: orderId, bizId: stores.bizId)
             #expect(try await engine.unusedCodes(item) == codes("R", 4))
             #expect(try await engine.stock(item).available == 4)
         }
@@ -227,7 +227,7 @@ struct CodePoolTests {
             #expect(held.lines.first?.codes == ["N1"])
             #expect(try await engine.unusedCodes(item) == ["N2", "N3", "N4", "N5"])
             #expect(try await engine.stock(item).available == 4)
-            _ = try await engine.confirm(orderId: order)
+            _ = try await engine.confirm(orderId: order, bizId: stores.bizId)
             #expect(try await engine.unusedCodes(item) == ["N2", "N3", "N4", "N5"])
             #expect(try await engine.stock(item).available == 4)
             #expect(try await stores.drainWithWorker())
@@ -368,8 +368,8 @@ extension CodePoolTests {
             }
             #expect(try await stores.drainWithWorker())
             #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
-            _ = try await engine.cancel(orderId: "big-batch")
-            _ = try await engine.cancel(orderId: "big-reusable")
+            _ = try await engine.cancel(orderId: "big-batch", bizId: stores.bizId)
+            _ = try await engine.cancel(orderId: "big-reusable", bizId: stores.bizId)
             #expect(try await engine.stock(stores.item(1)).reserved == 0)
             #expect(try await engine.unusedCodes(stores.item(2)) == ["R1", "R2", "R3"])
             #expect(try await stores.drainWithWorker())

@@ -74,7 +74,7 @@ struct CompensationTests {
             // the item counts, and it stays counted as confirmed.
             let first = try await hold("d1")
             _ = try await stores.redis.command("SET", stores.undoneMarkerKey("d1", eventId: "1-0", sku: 1), "1")
-            _ = try await engine.confirm(orderId: "d1")
+            _ = try await engine.confirm(orderId: "d1", bizId: stores.bizId)
             await engine.undoReserve(orderId: "d1", bizId: stores.bizId, lines: line, eventId: first, earlierEventId: "1-0")
             var fields = try await stores.itemFields(1)
             #expect([fields["stock_num"], fields["used_stock_num"], fields["confirmed_unapplied"]] == ["9", "0", "1"])
@@ -84,7 +84,7 @@ struct CompensationTests {
             let second = try await hold("d2")
             _ = try await stores.redis.command("HINCRBY", stores.keys.item(stores.item(1)), "used_stock_num", "1")
             _ = try await stores.redis.command("HINCRBY", stores.keys.item(stores.item(1)), "stock_num", "-1")
-            _ = try await engine.confirm(orderId: "d2")
+            _ = try await engine.confirm(orderId: "d2", bizId: stores.bizId)
             await engine.undoReserve(orderId: "d2", bizId: stores.bizId, lines: line, eventId: second, earlierEventId: "2-0")
             fields = try await stores.itemFields(1)
             #expect([fields["stock_num"], fields["used_stock_num"], fields["confirmed_unapplied"]] == ["8", "0", "2"])

@@ -26,10 +26,10 @@ struct DatabaseOnlyEngineTests {
                 return
             }
             await #expect(throws: InventoryError.idempotencyConflict) { try await engine.reserve(command("a", 4), failpoint: "") }
-            _ = try await engine.confirm(orderId: "\(stores.bizId)-a")
+            _ = try await engine.confirm(orderId: "\(stores.bizId)-a", bizId: stores.bizId)
             _ = try await engine.reserve(command("b", 2), failpoint: "")
-            _ = try await engine.cancel(orderId: "\(stores.bizId)-b", failpoint: "")
-            #expect(try await engine.cancel(orderId: "\(stores.bizId)-b", failpoint: "").replayed)
+            _ = try await engine.cancel(orderId: "\(stores.bizId)-b", bizId: stores.bizId, failpoint: "")
+            #expect(try await engine.cancel(orderId: "\(stores.bizId)-b", bizId: stores.bizId, failpoint: "").replayed)
             var level = try await engine.stock(item)
             #expect(level.available == 47)
             #expect(level.reserved == 0)

@@ -95,7 +95,7 @@ struct EpochFenceTests {
             let reserved = try await outboxEvents(stores)
             _ = try await journal.apply(reserved, epochs: engine.itemEpochs)
             for event in reserved { _ = try await stores.redis.command("XDEL", event.stream, event.id) }
-            _ = try await engine.confirm(orderId: "paid")
+            _ = try await engine.confirm(orderId: "paid", bizId: stores.bizId)
             let confirms = try await outboxEvents(stores).filter { $0.kind == .confirm }
             #expect(confirms.count == 1)
 

@@ -53,7 +53,7 @@ struct InitTests {
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10, dangerNum: 2))
             _ = try await engine.reserve(command(stores, "a", 3))
             _ = try await engine.reserve(command(stores, "b", 2))
-            _ = try await engine.cancel(orderId: "b")
+            _ = try await engine.cancel(orderId: "b", bizId: stores.bizId)
             let worker = stores.worker()
             let task = Task { try await worker.run() }
             #expect(try await stores.drained())

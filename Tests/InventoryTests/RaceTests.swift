@@ -41,7 +41,7 @@ struct RaceTests {
             _ = try await engine.reserve(command(stores, "o-1", 4))
             let eventId = try await stores.redis.command("HGET", stores.orderKey("o-1", sku: 1), "event").text ?? ""
             #expect(!eventId.isEmpty)
-            _ = try await engine.cancel(orderId: "o-1")
+            _ = try await engine.cancel(orderId: "o-1", bizId: stores.bizId)
 
             // A sync reserve whose commit failed (or a cluster part taken back) after the cancel already ran.
             await engine.undoReserve(
@@ -82,9 +82,9 @@ struct RaceTests {
             _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
             _ = try await stores.engine.reserve(command(stores, "o-1", 4, ttl: 600))
 
-            #expect(try await ahead.expire(orderId: "o-1") == false)
+            #expect(try await ahead.expire(named: stores.orderName("o-1")) == false)
             #expect(await ExpirySweeper(engine: ahead, logger: stores.logger).sweepOnce() == 0)
-            #expect(try await stores.engine.reservation(orderId: "o-1").status == .reserved)
+            #expect(try await stores.engine.reservation(orderId: "o-1", bizId: stores.bizId).status == .reserved)
             #expect(try await stores.engine.stock(stores.item(1)).reserved == 4)
         }
     }
@@ -126,8 +126,8 @@ struct RaceTests {
             let past = String(try await engine.redisNow() - 1000)
             _ = try await stores.redis.command("HSET", stores.orderKey(orderId, sku: 1), "expires_at", past)
 
-            await #expect(throws: InventoryError.orderClosed(.expired)) { try await engine.confirm(orderId: orderId) }
-            #expect(try await engine.reservation(orderId: orderId).status == .expired)
+            await #expect(throws: InventoryError.orderClosed(.expired)) { try await engine.confirm(orderId: orderId, bizId: stores.bizId) }
+            #expect(try await engine.reservation(orderId: orderId, bizId: stores.bizId).status == .expired)
             let level = try await engine.stock(stores.item(1))
             #expect(level.available == 10)
             #expect(level.reserved == 0)
@@ -157,7 +157,7 @@ struct RaceTests {
             let now = try await engine.staleJournalHolds(graceMilliseconds: 0, limit: 10, bizId: stores.bizId)
             #expect(now.isEmpty, "a hold with ten minutes left is not stale")
             let inAnHour = try await engine.staleJournalHolds(graceMilliseconds: -3_600_000, limit: 10, bizId: stores.bizId)
-            #expect(inAnHour == [orderId], "an hour from now it is")
+            #expect(inAnHour == [stores.orderName(orderId)], "an hour from now it is (by its Redis name)")
         }
     }
 
@@ -268,7 +268,7 @@ struct RaceTests {
             for orderId in orders {
                 _ = try await engine.reserve(command(stores, orderId, 1))
                 _ = try await stores.redis.command("HSET", stores.orderKey(orderId, sku: 1), "expires_at", String(past))
-                _ = try await stores.redis.command("ZADD", stores.expiryKey(orderId, sku: 1), String(past), orderId)
+                _ = try await stores.redis.command("ZADD", stores.expiryKey(orderId, sku: 1), String(past), stores.orderName(orderId))
             }
             #expect(await second.sweepOnce() == 0, "the other instance holds every shard")
             #expect(await first.sweepOnce() == orders.count)
@@ -293,7 +293,7 @@ struct RaceTests {
                 try await engine.reserve(order, failpoint: "after_first_part")
             }
             // An entry of the same shard, first in line, whose directory is gone: giving it up fails.
-            _ = try await stores.redis.command("ZADD", stores.keys.pendingIndex(forOrder: crashed), "0", "no-such-order")
+            _ = try await stores.redis.command("ZADD", stores.keys.pendingIndex(forOrder: stores.orderName(crashed)), "0", "no-such-order")
             let after = InventoryEngine.nowMilliseconds() + engine.configuration.reserveDeadlineMilliseconds + 60_000
             #expect(await sweeper.sweepAbandoned(nowMilliseconds: after) == 1)
             for sku in skus { #expect(try await engine.stock(stores.item(sku)).reserved == 0) }

@@ -39,7 +39,7 @@ struct RebuildDrainTests {
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
             _ = try await engine.reserve(command(stores, order, 3))
             #expect(try await stores.drainWithWorker())
-            _ = try await engine.confirm(orderId: order)
+            _ = try await engine.confirm(orderId: order, bizId: stores.bizId)
             try await deleteItem(stores)
 
             let rebuilt = try await engine.stock(stores.item(1))
@@ -62,7 +62,7 @@ struct RebuildDrainTests {
             let rebuilt = try await engine.stock(stores.item(1))
             #expect(rebuilt.available == 7)
             #expect(rebuilt.reserved == 3)
-            _ = try await engine.confirm(orderId: order)
+            _ = try await engine.confirm(orderId: order, bizId: stores.bizId)
             try await expectAgree(stores, available: 7, reserved: 0, mysql: 7)
             let rows = try await stores.journalRows()
             #expect(rows.map(\.status) == ["CONFIRMED"])
@@ -82,7 +82,7 @@ struct RebuildDrainTests {
             #expect(try await engine.stock(stores.item(1)).reserved == 3)
             _ = try await stores.redis.command("DEL", stores.keys.reserveKey(stores.item(1), orderId: order))
 
-            let cancelled = try await engine.cancel(orderId: order)
+            let cancelled = try await engine.cancel(orderId: order, bizId: stores.bizId)
             #expect(cancelled.reservation.status == .cancelled)
             try await expectAgree(stores, available: 10, reserved: 0, mysql: 10)
             #expect(try await stores.journalRows().map(\.status) == ["CANCELLED"])
@@ -117,7 +117,7 @@ struct RebuildDrainTests {
             let order = "\(stores.bizId)-fix"
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 28))
             _ = try await engine.reserve(command(stores, order, 4))
-            _ = try await engine.confirm(orderId: order)
+            _ = try await engine.confirm(orderId: order, bizId: stores.bizId)
             try await deleteItem(stores)
             #expect(try await engine.stock(stores.item(1)).available == 24)
 
@@ -144,7 +144,7 @@ struct RebuildDrainTests {
             try await deleteItem(stores)
             #expect(try await engine.stock(stores.item(1)).reserved == 5)
 
-            _ = try await engine.confirm(orderId: order)
+            _ = try await engine.confirm(orderId: order, bizId: stores.bizId)
             try await expectAgree(stores, available: 5, reserved: 2, mysql: 7)
         }
     }
@@ -172,14 +172,14 @@ extension RebuildDrainTests {
             #expect(try await stores.drainWithWorker())
             _ = try await engine.reserve(command(stores, lost, 4))
             // The stream holding the second hold's event is deleted (an operator's DEL), then the item vanishes too.
-            _ = try await stores.redis.command("DEL", stores.keys.outbox(forOrder: lost))
+            _ = try await stores.redis.command("DEL", stores.keys.outbox(forOrder: stores.orderName(lost)))
             try await deleteItem(stores)
 
             let rebuilt = try await engine.stock(stores.item(1))
             #expect(rebuilt.available == 7)
             #expect(rebuilt.reserved == 3)
             // The lost hold was never counted by the rebuilt item: its cancel gives nothing back.
-            _ = try await engine.cancel(orderId: lost)
+            _ = try await engine.cancel(orderId: lost, bizId: stores.bizId)
             try await expectAgree(stores, available: 7, reserved: 3, mysql: 10)
         }
     }

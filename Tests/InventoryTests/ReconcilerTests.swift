@@ -27,11 +27,11 @@ struct ReconcilerTests {
             let order = "\(prefix)\(index)"
             try await reserve(stores, order, [(UInt64(1 + index % 5), 2), (UInt64(1 + (index + 1) % 5), 1)])
             switch index % 4 {
-            case 0: _ = try await engine.confirm(orderId: order)
-            case 1: _ = try await engine.cancel(orderId: order)
+            case 0: _ = try await engine.confirm(orderId: order, bizId: stores.bizId)
+            case 1: _ = try await engine.cancel(orderId: order, bizId: stores.bizId)
             case 2:
-                _ = try await engine.confirm(orderId: order)
-                _ = try await engine.refund(orderId: order)
+                _ = try await engine.confirm(orderId: order, bizId: stores.bizId)
+                _ = try await engine.refund(orderId: order, bizId: stores.bizId)
             default: break
             }
         }
@@ -143,8 +143,8 @@ struct ReconcilerTests {
                             do {
                                 try await reserve(stores, order, [(1, 1)])
                                 outcomes.add("held")
-                                if index % 3 == 0 { _ = try await engine.confirm(orderId: order) }
-                                if index % 3 == 1 { _ = try await engine.cancel(orderId: order) }
+                                if index % 3 == 0 { _ = try await engine.confirm(orderId: order, bizId: stores.bizId) }
+                                if index % 3 == 1 { _ = try await engine.cancel(orderId: order, bizId: stores.bizId) }
                             } catch InventoryError.insufficientStock {
                                 outcomes.add("short")
                             } catch InventoryError.notFound {

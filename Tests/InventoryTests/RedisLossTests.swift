@@ -24,7 +24,7 @@ struct RedisLossTests {
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
             _ = try await engine.reserve(command(stores, "o-1", 3))
-            _ = try await engine.confirm(orderId: "o-1")
+            _ = try await engine.confirm(orderId: "o-1", bizId: stores.bizId)
             #expect(try await stores.drainWithWorker())
             try await stores.loseEverything()
 
@@ -52,7 +52,7 @@ struct RedisLossTests {
             // Order ids are global (other tests' journal rows share them): this one is the test's own.
             let late = "\(stores.bizId)-late"
             _ = try await engine.reserve(command(stores, "o-0", 1))
-            _ = try await engine.cancel(orderId: late)
+            _ = try await engine.cancel(orderId: late, bizId: stores.bizId)
             // Async: the tombstone is written by the worker; sync: before the cancel answered.
             if durability == .async { #expect(try await stores.drainWithWorker()) }
             try await stores.loseEverything()
@@ -117,13 +117,13 @@ struct RedisLossTests {
             )
             #expect(try await stores.journalRows().map(\.orderId) == [orderId])
 
-            await #expect(throws: InventoryError.self) { try await engine.confirm(orderId: orderId) }
+            await #expect(throws: InventoryError.self) { try await engine.confirm(orderId: orderId, bizId: stores.bizId) }
             let level = try await engine.stock(stores.item(1))
             #expect(level.available == 10)
             #expect(level.reserved == 0)
             #expect(try await stores.drainWithWorker())
             #expect(try await stores.journalRows().isEmpty)
-            await #expect(throws: InventoryError.notFound) { try await engine.confirm(orderId: orderId) }
+            await #expect(throws: InventoryError.notFound) { try await engine.confirm(orderId: orderId, bizId: stores.bizId) }
             #expect(try await engine.stock(stores.item(1)).available == 10)
         }
     }
@@ -134,12 +134,12 @@ struct RedisLossTests {
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
             _ = try await engine.reserve(command(stores, "o-1", 1))
-            let shard = stores.keys.shard(of: "o-1")
+            let shard = stores.keys.shard(of: stores.orderName("o-1"))
             #expect(try await stores.redis.command("GET", stores.keys.generation(shard: shard)).text == "0")
             try await stores.loseEverything()
             _ = try await engine.reserve(command(stores, "o-2", 1))
             let marker = Int64(
-                try await stores.redis.command("GET", stores.keys.generation(shard: stores.keys.shard(of: "o-2"))).text ?? ""
+                try await stores.redis.command("GET", stores.keys.generation(shard: stores.keys.shard(of: stores.orderName("o-2")))).text ?? ""
             ) ?? 0
             #expect(marker > (try await engine.redisNow()), "after a loss: ask the journal for one retention period")
         }

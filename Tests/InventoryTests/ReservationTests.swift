@@ -35,7 +35,7 @@ struct ReservationTests {
             #expect(level.reserved == 3)
             #expect(level.soldOut == false)
 
-            let cancelled = try await engine.cancel(orderId: "o-1")
+            let cancelled = try await engine.cancel(orderId: "o-1", bizId: stores.bizId)
             #expect(cancelled.replayed == false)
             #expect(cancelled.reservation.status == .cancelled)
             level = try await engine.stock(stores.item(1))
@@ -44,7 +44,7 @@ struct ReservationTests {
             #expect(try await stores.itemKeys(1, "rsv:*").isEmpty)
             #expect(try await stores.itemKeys(1, "rbk:*").count == 1)
 
-            let again = try await engine.cancel(orderId: "o-1")
+            let again = try await engine.cancel(orderId: "o-1", bizId: stores.bizId)
             #expect(again.replayed == true)
             level = try await engine.stock(stores.item(1))
             #expect(level.available == 10)
@@ -112,10 +112,11 @@ struct ReservationTests {
         try await TestStores.with { stores in
             let runner = RedisScriptRunner(client: stores.redis)
             let scripts = try InventoryScripts.load()
-            let orderId = "gone-\(stores.bizId)"
+            let own = "gone-\(stores.bizId)"
+            let orderId = stores.orderName(own)
             let id = stores.item(1)
             let keys = stores.keys
-            let shard = keys.partShard(orderId: orderId, item: id)
+            let shard = stores.partShard(own, sku: 1)
             let lines = [ReservationLine(skuId: 1, requested: 1, reserved: 1)]
             let rollback = try await runner.run(
                 RollbackCall(
@@ -138,7 +139,7 @@ struct ReservationTests {
                 of: scripts
             )
             #expect(refund == .stale)
-            #expect(try await stores.redis.command("EXISTS", stores.orderKey(orderId, sku: 1)) == .integer(0), "no order recorded")
+            #expect(try await stores.redis.command("EXISTS", stores.orderKey(own, sku: 1)) == .integer(0), "no order recorded")
             #expect(try await stores.outboxLength() == 0, "no event written")
             // With no order read at all, a cancel is still recorded (cancel before reserve).
             let empty = try await runner.run(
@@ -160,7 +161,7 @@ struct ReservationTests {
         try await TestStores.with { stores in
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
-            let cancel = try await engine.cancel(orderId: "late-1")
+            let cancel = try await engine.cancel(orderId: "late-1", bizId: stores.bizId)
             #expect(cancel.reservation.status == .cancelled)
             #expect(cancel.reservation.lines.isEmpty)
             await #expect(throws: InventoryError.orderClosed(.cancelled)) {
@@ -191,7 +192,7 @@ struct ReservationTests {
                 #expect(level.reserved == 0)
             }
             #expect(try await stores.keys(matching: "*:rsv:*").isEmpty)
-            await #expect(throws: InventoryError.notFound) { try await engine.reservation(orderId: "m-1") }
+            await #expect(throws: InventoryError.notFound) { try await engine.reservation(orderId: "m-1", bizId: stores.bizId) }
             // The order was not recorded, so the same orderId may be reserved once stock allows.
             guard case .created = try await engine.reserve(command(stores, "m-1", [(1, 5), (2, 2), (3, 1)])) else {
                 Issue.record("expected the second attempt to hold stock")
@@ -281,14 +282,14 @@ struct ReservationTests {
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
             _ = try await engine.reserve(command(stores, "rb-1", [(1, 3)]))
             await #expect(throws: InventoryError.self) {
-                try await engine.cancel(orderId: "rb-1", failpoint: "after_rollback_key")
+                try await engine.cancel(orderId: "rb-1", bizId: stores.bizId, failpoint: "after_rollback_key")
             }
             var level = try await engine.stock(stores.item(1))
             #expect(level.available == 7)
             #expect(level.reserved == 3)
             #expect(try await stores.keys(matching: "*:rbk:*").count == 1)
-            _ = try await engine.cancel(orderId: "rb-1")
-            _ = try await engine.cancel(orderId: "rb-1")
+            _ = try await engine.cancel(orderId: "rb-1", bizId: stores.bizId)
+            _ = try await engine.cancel(orderId: "rb-1", bizId: stores.bizId)
             level = try await engine.stock(stores.item(1))
             #expect(level.available == 10)
             #expect(level.reserved == 0)
@@ -301,19 +302,19 @@ struct ReservationTests {
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
             _ = try await engine.reserve(command(stores, "p-1", [(1, 3)]))
-            let confirmed = try await engine.confirm(orderId: "p-1")
+            let confirmed = try await engine.confirm(orderId: "p-1", bizId: stores.bizId)
             #expect(confirmed.replayed == false)
             #expect(confirmed.reservation.status == .confirmed)
             var level = try await engine.stock(stores.item(1))
             #expect(level.available == 7)
             #expect(level.reserved == 0)
             #expect(try await stores.itemFields(1)["confirmed_unapplied"] == "3")
-            #expect(try await engine.confirm(orderId: "p-1").replayed == true)
-            await #expect(throws: InventoryError.invalidState(.confirmed)) { try await engine.cancel(orderId: "p-1") }
-            await #expect(throws: InventoryError.notFound) { try await engine.confirm(orderId: "nobody") }
+            #expect(try await engine.confirm(orderId: "p-1", bizId: stores.bizId).replayed == true)
+            await #expect(throws: InventoryError.invalidState(.confirmed)) { try await engine.cancel(orderId: "p-1", bizId: stores.bizId) }
+            await #expect(throws: InventoryError.notFound) { try await engine.confirm(orderId: "nobody", bizId: stores.bizId) }
             _ = try await engine.reserve(command(stores, "p-2", [(1, 2)]))
-            _ = try await engine.cancel(orderId: "p-2")
-            await #expect(throws: InventoryError.orderClosed(.cancelled)) { try await engine.confirm(orderId: "p-2") }
+            _ = try await engine.cancel(orderId: "p-2", bizId: stores.bizId)
+            await #expect(throws: InventoryError.orderClosed(.cancelled)) { try await engine.confirm(orderId: "p-2", bizId: stores.bizId) }
             level = try await engine.stock(stores.item(1))
             #expect(level.available == 7)
             #expect(level.reserved == 0)
@@ -366,7 +367,7 @@ struct ReservationTests {
             await #expect(throws: InventoryError.self) {
                 try await engine.reserve(command(stores, "s-4", [(2, 1)], shortage: .backorder))
             }
-            _ = try await engine.cancel(orderId: "s-3")
+            _ = try await engine.cancel(orderId: "s-3", bizId: stores.bizId)
             #expect(try await engine.stock(stores.item(2)).available == 2)
         }
     }
@@ -381,7 +382,7 @@ struct ReservationTests {
             #expect(level.infinite)
             #expect(level.available == 0)
             #expect(level.reserved == 1000)
-            _ = try await engine.cancel(orderId: "i-1")
+            _ = try await engine.cancel(orderId: "i-1", bizId: stores.bizId)
             #expect(try await engine.stock(stores.item(1)).reserved == 0)
         }
     }

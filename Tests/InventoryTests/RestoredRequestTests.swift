@@ -26,7 +26,7 @@ struct RestoredRequestTests {
             let sold = "\(stores.bizId)-sold"
             _ = try await engine.reserve(command(stores, held, 2, user: "u1"))
             _ = try await engine.reserve(command(stores, sold, 3))
-            _ = try await engine.confirm(orderId: sold)
+            _ = try await engine.confirm(orderId: sold, bizId: stores.bizId)
             #expect(try await stores.drainWithWorker())
             try await stores.loseEverything()
 

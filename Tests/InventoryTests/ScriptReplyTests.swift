@@ -41,7 +41,9 @@ struct ScriptReplyTests {
         let n = 2
         // Lua's KEYS[k] is keys[k - 1].
         #expect(call.keys.count == 4 + 5 * n)
-        #expect(call.keys[0] == layout.order("o1", shard: 2))
+        // The order's keys carry its Redis name (business b's o1), the item's keys its own id.
+        #expect(call.keys[0] == layout.order("b/o1", shard: 2))
+        #expect(call.arguments[0] == "b/o1")
         #expect(call.keys[4 + 3 * 1 - 1] == layout.item(second))
         #expect(call.keys[5 + 3 * 1 - 1] == layout.reserveKey(second, orderId: "o1"))
         #expect(call.keys[4 + 3 * n + 1 - 1] == layout.userUsage(second))

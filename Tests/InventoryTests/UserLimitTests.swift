@@ -95,18 +95,18 @@ struct UserLimitTests {
             await #expect(throws: InventoryError.userLimitExceeded([.init(skuId: 3, requested: 1, limit: 2, used: 2)])) {
                 try await engine.reserve(command(stores, "g-2", user: "bob", [(3, 1)]))
             }
-            _ = try await engine.cancel(orderId: "g-1")
+            _ = try await engine.cancel(orderId: "g-1", bizId: stores.bizId)
             // a replayed cancel gives nothing back twice
-            _ = try await engine.cancel(orderId: "g-1")
+            _ = try await engine.cancel(orderId: "g-1", bizId: stores.bizId)
             _ = try await engine.reserve(command(stores, "g-3", user: "bob", [(3, 1)]))
-            _ = try await engine.confirm(orderId: "g-3")
+            _ = try await engine.confirm(orderId: "g-3", bizId: stores.bizId)
             _ = try await engine.reserve(command(stores, "g-4", user: "bob", [(3, 1)], ttl: 1))
             await #expect(throws: InventoryError.userLimitExceeded([.init(skuId: 3, requested: 1, limit: 2, used: 2)])) {
                 try await engine.reserve(command(stores, "g-5", user: "bob", [(3, 1)]))
             }
             // g-4's hold runs out: the expiry gives its unit back, the confirmed g-3 stays counted
             try await Task.sleep(for: .milliseconds(1100))
-            #expect(try await engine.expire(orderId: "g-4"))
+            #expect(try await engine.expire(named: stores.orderName("g-4")))
             _ = try await engine.reserve(command(stores, "g-6", user: "bob", [(3, 1)]))
             await #expect(throws: InventoryError.userLimitExceeded([.init(skuId: 3, requested: 1, limit: 2, used: 2)])) {
                 try await engine.reserve(command(stores, "g-7", user: "bob", [(3, 1)]))
@@ -174,7 +174,7 @@ struct UserLimitTests {
             _ = try await stores.redis.command(
                 "HSET", stores.orderKey("w-1", sku: 7), "created_at", String((current - 1) * Self.longWindow * 1000 + 5)
             )
-            _ = try await engine.cancel(orderId: "w-1")
+            _ = try await engine.cancel(orderId: "w-1", bizId: stores.bizId)
             #expect(try await stores.redis.command("HGET", usage, "dave").text == "\(current):2")
             #expect(try await engine.stock(stores.item(7)).reserved == 0)
         }
@@ -190,7 +190,7 @@ struct UserLimitTests {
             let item = stores.item(9)
             _ = try await engine.setStock(item, StockSettings(stock: 100, userLimit: 6))
             _ = try await engine.reserve(command(stores, "\(stores.bizId)-u-1", user: "gail", [(9, 4)]))
-            _ = try await engine.confirm(orderId: "\(stores.bizId)-u-1")
+            _ = try await engine.confirm(orderId: "\(stores.bizId)-u-1", bizId: stores.bizId)
             _ = try await engine.reserve(command(stores, "\(stores.bizId)-u-2", user: "gail", [(9, 1)]))
             _ = try await engine.reserve(command(stores, "\(stores.bizId)-u-3", user: "hank", [(9, 2)]))
             #expect(try await stores.drainWithWorker())
@@ -198,7 +198,7 @@ struct UserLimitTests {
             switch next {
             case "cancel":
                 // a give-back into the vanished hash would leave hank's count alone in it
-                _ = try await engine.cancel(orderId: "\(stores.bizId)-u-3")
+                _ = try await engine.cancel(orderId: "\(stores.bizId)-u-3", bizId: stores.bizId)
             case "export":
                 _ = try await engine.ensureItem(item)
             default:
@@ -224,9 +224,9 @@ struct UserLimitTests {
             _ = try await engine.setStock(item, StockSettings(stock: 100, userLimit: 3, userWindowSeconds: Self.longWindow))
             _ = try await engine.reserve(command(stores, "z-1", user: "ivan", [(10, 2)]))
             _ = try await engine.reserve(command(stores, "z-2", user: "judy", [(10, 1)]))
-            _ = try await engine.cancel(orderId: "z-1")
+            _ = try await engine.cancel(orderId: "z-1", bizId: stores.bizId)
             #expect(try await stores.redis.command("HKEYS", usage).array?.compactMap(\.text) == ["judy"])
-            _ = try await engine.cancel(orderId: "z-2")
+            _ = try await engine.cancel(orderId: "z-2", bizId: stores.bizId)
             #expect(try await stores.redis.command("EXISTS", usage).int == 0)
             #expect(try await stores.itemFields(10)["has_users"] == "0")
             // no rebuild follows: the item is whole without a hash it has no entries for
@@ -305,8 +305,8 @@ struct UserLimitTests {
             _ = try await engine.reserve(command(stores, "r-1", user: "erin", [(8, 2)]))
             _ = try await engine.reserve(command(stores, "r-2", user: "frank", [(8, 1)]))
             _ = try await engine.reserve(command(stores, "r-3", user: "frank", [(8, 2)]))
-            _ = try await engine.confirm(orderId: "r-2")
-            _ = try await engine.cancel(orderId: "r-3")
+            _ = try await engine.confirm(orderId: "r-2", bizId: stores.bizId)
+            _ = try await engine.cancel(orderId: "r-3", bizId: stores.bizId)
             #expect(try await stores.drainWithWorker())
             _ = try await stores.redis.command("DEL", stores.keys.item(stores.item(8)), stores.keys.userUsage(stores.item(8)))
 

@@ -117,7 +117,7 @@ struct VanishingCodeSetTests {
             _ = try await engine.reserve(order)
             try await deleteCodes(stores)
 
-            _ = try await engine.cancel(orderId: order.orderId)
+            _ = try await engine.cancel(orderId: order.orderId, bizId: stores.bizId)
             let set = try await codeSet(stores)
             #expect(set.members == 3)
             #expect(set.ttl > 0)
@@ -148,7 +148,7 @@ struct VanishingCodeSetTests {
                     return
                 }
                 sold.formUnion(held.lines.flatMap(\.codes))
-                _ = try await engine.confirm(orderId: held.orderId)
+                _ = try await engine.confirm(orderId: held.orderId, bizId: stores.bizId)
             }
             #expect(sold.count == 3)
             #expect(try await stores.drainWithWorker())

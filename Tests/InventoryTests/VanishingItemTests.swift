@@ -45,7 +45,7 @@ struct VanishingItemTests {
             if drainFirst { #expect(try await stores.drainWithWorker()) }
             try await deleteItem(stores)
 
-            let cancelled = try await engine.cancel(orderId: "o-1")
+            let cancelled = try await engine.cancel(orderId: "o-1", bizId: stores.bizId)
             #expect(cancelled.reservation.status == .cancelled)
             let level = try await engine.stock(stores.item(1))
             #expect(level.available == 10)
@@ -66,12 +66,12 @@ struct VanishingItemTests {
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
             _ = try await engine.reserve(command(stores, "o-1", 3))
-            _ = try await engine.confirm(orderId: "o-1")
+            _ = try await engine.confirm(orderId: "o-1", bizId: stores.bizId)
             #expect(try await stores.drainWithWorker())
             #expect(try await stores.mysqlStock(1) == 7)
             try await deleteItem(stores)
 
-            let refunded = try await engine.refund(orderId: "o-1")
+            let refunded = try await engine.refund(orderId: "o-1", bizId: stores.bizId)
             #expect(refunded.reservation.status == .refunded)
             try await expectWhole(stores)
             let level = try await engine.stock(stores.item(1))
@@ -92,7 +92,7 @@ struct VanishingItemTests {
             #expect(try await stores.drainWithWorker())
             try await deleteItem(stores)
 
-            let confirmed = try await engine.confirm(orderId: "o-1")
+            let confirmed = try await engine.confirm(orderId: "o-1", bizId: stores.bizId)
             #expect(confirmed.reservation.status == .confirmed)
             try await expectWhole(stores)
             #expect(try await stores.drainWithWorker())
@@ -139,9 +139,9 @@ struct VanishingItemTests {
             _ = try await stores.redis.command("DEL", stores.keys.reserveKey(stores.item(1), orderId: "o-1"))
 
             if confirming {
-                _ = try await engine.confirm(orderId: "o-1")
+                _ = try await engine.confirm(orderId: "o-1", bizId: stores.bizId)
             } else {
-                _ = try await engine.cancel(orderId: "o-1")
+                _ = try await engine.cancel(orderId: "o-1", bizId: stores.bizId)
             }
             let level = try await engine.stock(stores.item(1))
             #expect(level.available == (confirming ? 7 : 10))

@@ -34,7 +34,7 @@ struct VanishingOrderTests {
             _ = try await engine.reserve(command(stores, order, 3))
             try await deleteOrder(stores, order)
 
-            let confirmed = try await engine.confirm(orderId: order)
+            let confirmed = try await engine.confirm(orderId: order, bizId: stores.bizId)
             #expect(confirmed.reservation.status == .confirmed)
             try await expectAgree(stores, available: 7, reserved: 0, mysql: 7)
             #expect(try await stores.journalRows().map(\.status) == ["CONFIRMED"])
@@ -68,10 +68,10 @@ struct VanishingOrderTests {
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
             _ = try await engine.reserve(command(stores, order, 3))
             #expect(try await stores.drainWithWorker())
-            _ = try await engine.confirm(orderId: order)
+            _ = try await engine.confirm(orderId: order, bizId: stores.bizId)
             try await deleteOrder(stores, order)
 
-            await #expect(throws: InventoryError.invalidState(.confirmed)) { try await engine.cancel(orderId: order) }
+            await #expect(throws: InventoryError.invalidState(.confirmed)) { try await engine.cancel(orderId: order, bizId: stores.bizId) }
             try await expectAgree(stores, available: 7, reserved: 0, mysql: 7)
             #expect(try await stores.journalRows().map(\.status) == ["CONFIRMED"])
         }

@@ -52,18 +52,18 @@ struct WriteBackTests {
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 100))
             _ = try await engine.setStock(stores.item(2), StockSettings(stock: 50))
             _ = try await reserve(stores, "A", [(1, 3)])
-            _ = try await engine.confirm(orderId: "A")
+            _ = try await engine.confirm(orderId: "A", bizId: stores.bizId)
             _ = try await reserve(stores, "B", [(1, 2), (2, 1)])
-            _ = try await engine.cancel(orderId: "B")
+            _ = try await engine.cancel(orderId: "B", bizId: stores.bizId)
             _ = try await reserve(stores, "C", [(2, 4)], ttl: 1)
             _ = try await reserve(stores, "D", [(1, 5)])
-            _ = try await engine.confirm(orderId: "D")
-            let refund = try await engine.refund(orderId: "D")
+            _ = try await engine.confirm(orderId: "D", bizId: stores.bizId)
+            let refund = try await engine.refund(orderId: "D", bizId: stores.bizId)
             #expect(refund.replayed == false)
-            #expect(try await engine.refund(orderId: "D").replayed == true)
+            #expect(try await engine.refund(orderId: "D", bizId: stores.bizId).replayed == true)
             _ = try await reserve(stores, "E", [(2, 2)])
-            await #expect(throws: InventoryError.invalidState(.reserved)) { try await engine.refund(orderId: "E") }
-            _ = try await engine.cancel(orderId: "F")
+            await #expect(throws: InventoryError.invalidState(.reserved)) { try await engine.refund(orderId: "E", bizId: stores.bizId) }
+            _ = try await engine.cancel(orderId: "F", bizId: stores.bizId)
 
             let worker = stores.worker()
             try await withWorker(worker) {
@@ -84,7 +84,7 @@ struct WriteBackTests {
             )
             try await expectSettled(stores, 1, mysql: 97, available: 97, reserved: 0)
             try await expectSettled(stores, 2, mysql: 50, available: 48, reserved: 2)
-            #expect(try await engine.reservation(orderId: "E").persisted == true)
+            #expect(try await engine.reservation(orderId: "E", bizId: stores.bizId).persisted == true)
             #expect(worker.stats.duplicates == 0)
         }
     }
@@ -101,7 +101,7 @@ struct WriteBackTests {
             try await withWorker(worker) {
                 for index in 0..<60 {
                     _ = try await reserve(stores, "o\(index)", [(1, 2)])
-                    if index % 3 == 0 { _ = try await engine.confirm(orderId: "o\(index)") }
+                    if index % 3 == 0 { _ = try await engine.confirm(orderId: "o\(index)", bizId: stores.bizId) }
                 }
                 #expect(try await engine.stock(stores.item(1)).available == 880)
                 await #expect(throws: InventoryError.self) {
@@ -152,7 +152,7 @@ struct WriteBackTests {
             #expect(level.reserved == 3)
             // Redis does not know it and MySQL cannot be asked: 503, not a 404 that could be wrong.
             do {
-                _ = try await engine.reservation(orderId: "s2")
+                _ = try await engine.reservation(orderId: "s2", bizId: stores.bizId)
                 Issue.record("an order unknown to Redis cannot be looked up without MySQL")
             } catch InventoryError.unavailable {
             }
@@ -195,8 +195,8 @@ struct WriteBackTests {
             for (order, quantity) in [("c1", 2), ("c2", 3), ("c3", 1), ("c4", 1)] as [(String, Int64)] {
                 _ = try await reserve(stores, order, [(1, quantity)])
             }
-            #expect(try await engine.confirm(orderId: "c1").replayed == false)
-            #expect(try await engine.cancel(orderId: "c2").replayed == false)
+            #expect(try await engine.confirm(orderId: "c1", bizId: stores.bizId).replayed == false)
+            #expect(try await engine.cancel(orderId: "c2", bizId: stores.bizId).replayed == false)
             // No worker runs: the answers waited for the journal, and the confirm's stock left MySQL with it.
             #expect(
                 try await stores.journalRows().map(\.description) == [
@@ -206,17 +206,17 @@ struct WriteBackTests {
             #expect(try await stores.mysqlStock(1) == 8)
 
             proxy.down = true
-            await #expect(throws: InventoryError.self) { try await engine.confirm(orderId: "c3") }
-            await #expect(throws: InventoryError.self) { try await engine.cancel(orderId: "c4") }
+            await #expect(throws: InventoryError.self) { try await engine.confirm(orderId: "c3", bizId: stores.bizId) }
+            await #expect(throws: InventoryError.self) { try await engine.cancel(orderId: "c4", bizId: stores.bizId) }
             proxy.down = false
             try await stores.reconnected()
             // Redis made the changes and keeps them (the outbox has them); the journal does not have them yet.
-            #expect(try await engine.reservation(orderId: "c3").status == .confirmed)
-            #expect(try await engine.reservation(orderId: "c4").status == .cancelled)
+            #expect(try await engine.reservation(orderId: "c3", bizId: stores.bizId).status == .confirmed)
+            #expect(try await engine.reservation(orderId: "c4", bizId: stores.bizId).status == .cancelled)
             #expect(try await stores.journalRows().map(\.status).suffix(2) == ["RESERVED", "RESERVED"])
             // The client's retry is a replay, answered once the journal has the change.
-            #expect(try await engine.confirm(orderId: "c3").replayed)
-            #expect(try await engine.cancel(orderId: "c4").replayed)
+            #expect(try await engine.confirm(orderId: "c3", bizId: stores.bizId).replayed)
+            #expect(try await engine.cancel(orderId: "c4", bizId: stores.bizId).replayed)
             let recorded = [
                 "c1/1x2=CONFIRMED", "c2/1x3=CANCELLED", "c3/1x1=CONFIRMED", "c4/1x1=CANCELLED",
             ]
@@ -318,7 +318,7 @@ struct WriteBackTests {
                     group.addTask {
                         for index in stride(from: chunk, to: total, by: 8) {
                             _ = try await reserve(stores, "k\(index)", [(1, 1)])
-                            if index % 2 == 0 { _ = try await engine.confirm(orderId: "k\(index)") }
+                            if index % 2 == 0 { _ = try await engine.confirm(orderId: "k\(index)", bizId: stores.bizId) }
                         }
                     }
                 }

@@ -48,11 +48,11 @@ struct JournalRepositoryTests {
         ])
         #expect(ledger.filter { $0.reason == "confirm" }.map(\.delta).reduce(0, +) == -7)
         #expect(ledger.filter { $0.reason == "refund" }.map(\.delta).reduce(0, +) == 2)
-        let o5 = try await f.journal.rows(orderId: f.order("o5"))
+        let o5 = try await f.journal.rows(orderId: f.order("o5"), bizId: f.bizId)
         #expect(o5.count == 1)
         #expect(o5.first?.userId == nil)
         #expect(o5.first?.quantity == 7)
-        #expect(try await f.journal.rows(orderId: f.order("o6")).isEmpty)
+        #expect(try await f.journal.rows(orderId: f.order("o6"), bizId: f.bizId).isEmpty)
     }
 
     @Test("a mixed batch gives one row per line with its final status, and stock moves once per confirm and refund line")
@@ -108,7 +108,7 @@ struct JournalRepositoryTests {
                 f.event(.confirm, "a", [1: 4]),
             ])
             #expect(result == JournalBatchResult(rowsInserted: 1, rowsUpdated: 1, stockChanges: 1))
-            let rows = try await f.journal.rows(orderId: f.order("a"))
+            let rows = try await f.journal.rows(orderId: f.order("a"), bizId: f.bizId)
             #expect(rows == [
                 JournalRow(
                     orderId: f.order("a"), bizId: f.bizId, skuId: 1, userId: "user-1", quantity: 4, status: "CONFIRMED",
@@ -157,7 +157,7 @@ struct JournalRepositoryTests {
                     eventId: "1763700009999-0", existingReserveEvent: original.id
                 ),
             ])
-            let rows = try await f.journal.rows(orderId: f.order("a"))
+            let rows = try await f.journal.rows(orderId: f.order("a"), bizId: f.bizId)
             #expect(rows.map(\.quantity) == [2, 1])
             #expect(rows.map(\.reserveEvent) == [original.id, "1763700009999-0"])
             #expect(rows.map(\.status) == ["CONFIRMED", "RESERVED"])
@@ -169,7 +169,7 @@ struct JournalRepositoryTests {
             #expect(both.rowsInserted == 1)
             #expect(both.duplicates.map(\.eventId) == ["1763700010000-1"])
             #expect(both.duplicates.map(\.existingStatus) == ["RESERVED"])
-            #expect(try await f.journal.rows(orderId: f.order("b")).map(\.quantity) == [1])
+            #expect(try await f.journal.rows(orderId: f.order("b"), bizId: f.bizId).map(\.quantity) == [1])
         }
     }
 
@@ -186,12 +186,12 @@ struct JournalRepositoryTests {
                 f.undo("c", [1: 1], reserveEventId: f.ids["reserve:c"] ?? "?"),
             ])
             #expect(wrong == JournalBatchResult())
-            #expect(try await f.journal.rows(orderId: f.order("a")).count == 2)
-            #expect(try await f.journal.rows(orderId: f.order("c")).map(\.status) == ["CONFIRMED"])
+            #expect(try await f.journal.rows(orderId: f.order("a"), bizId: f.bizId).count == 2)
+            #expect(try await f.journal.rows(orderId: f.order("c"), bizId: f.bizId).map(\.status) == ["CONFIRMED"])
 
             let undone = try await f.journal.apply([f.undo("a", [1: 2, 2: 3], reserveEventId: reserve.id)])
             #expect(undone == JournalBatchResult(rowsDeleted: 2))
-            #expect(try await f.journal.rows(orderId: f.order("a")).isEmpty)
+            #expect(try await f.journal.rows(orderId: f.order("a"), bizId: f.bizId).isEmpty)
             #expect(try await f.journal.isPersisted(orderId: f.order("a"), bizId: f.bizId) == false)
 
             // Reserve and its undo in one batch, delivered twice: no row either time.
@@ -199,7 +199,7 @@ struct JournalRepositoryTests {
             let undoB = f.undo("b", [1: 4], reserveEventId: reserveB.id)
             #expect(try await f.journal.apply([reserveB, undoB]) == JournalBatchResult())
             #expect(try await f.journal.apply([reserveB, undoB]) == JournalBatchResult())
-            #expect(try await f.journal.rows(orderId: f.order("b")).isEmpty)
+            #expect(try await f.journal.rows(orderId: f.order("b"), bizId: f.bizId).isEmpty)
 
             // The retry of an undone reserve, in the batch after the undo: the old row gives way to the new one,
             // which is not a duplicate.
@@ -208,7 +208,7 @@ struct JournalRepositoryTests {
             let retry = f.reserve("d", [1: 2], id: "1763700020001-0")
             let replaced = try await f.journal.apply([f.undo("d", [1: 1], reserveEventId: first.id), retry])
             #expect(replaced == JournalBatchResult(rowsInserted: 1, rowsDeleted: 1))
-            let rows = try await f.journal.rows(orderId: f.order("d"))
+            let rows = try await f.journal.rows(orderId: f.order("d"), bizId: f.bizId)
             #expect(rows.map(\.reserveEvent) == [retry.id])
             #expect(rows.map(\.quantity) == [2])
         }
@@ -313,7 +313,7 @@ struct JournalRepositoryTests {
             // The sold item had no stock row: one is made and the sale recorded in it.
             #expect(result.stockChanges == 1)
             #expect(result.missingStockItems == [StockItemID(bizId: f.bizId, skuId: top)])
-            let rows = try await f.journal.rows(orderId: f.order("a"))
+            let rows = try await f.journal.rows(orderId: f.order("a"), bizId: f.bizId)
             #expect(rows.map(\.skuId) == [7, next, top])
             #expect(rows.map(\.quantity) == [3, 2, 1])
             #expect(rows.map(\.status) == ["RESERVED", "CANCELLED", "CONFIRMED"])
@@ -331,7 +331,7 @@ struct JournalRepositoryTests {
             let times: [Int64] = [0, 951_782_400_000, 1_709_210_096_789, 1_763_700_000_001, 4_102_444_799_999]
             for (index, time) in times.enumerated() {
                 _ = try await f.journal.apply([f.reserve("t\(index)", [1: 1, 2: 0], expiresAt: time)])
-                let rows = try await f.journal.rows(orderId: f.order("t\(index)"))
+                let rows = try await f.journal.rows(orderId: f.order("t\(index)"), bizId: f.bizId)
                 #expect(rows.map(\.expiresAtMilliseconds) == [time])
             }
             let text = try await f.client.query(

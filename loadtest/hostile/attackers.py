@@ -62,7 +62,7 @@ def batch(connection, n):
     order = f"evil-batch-{n}"
     yield send(connection, "POST", "/v1/reservations",
                {"orderId": order, "bizId": "evil", "items": [{"skuId": 1, "quantity": 1000000}]})
-    yield send(connection, "POST", f"/v1/reservations/{order}/cancel")
+    yield send(connection, "POST", f"/v1/businesses/evil/reservations/{order}/cancel")
 
 
 UPLOAD = "".join(f"CODE-{i:010d}-{'x' * 40}\n" for i in range(150_000)).encode()[: 8 * 1024 * 1024 - 1]
@@ -87,7 +87,7 @@ def unknown(connection, n):
 
 @attack("cancel")
 def cancel(connection, n):
-    yield send(connection, "POST", f"/v1/reservations/evil-never-{n}/cancel")
+    yield send(connection, "POST", f"/v1/businesses/evil/reservations/evil-never-{n}/cancel")
 
 
 @attack("users")
@@ -95,7 +95,7 @@ def users(connection, n):
     order = f"evil-user-{n}"
     yield send(connection, "POST", "/v1/reservations",
                {"orderId": order, "bizId": "evil", "userId": f"user-{n}", "items": [{"skuId": 4, "quantity": 1}]})
-    yield send(connection, "POST", f"/v1/reservations/{order}/cancel")
+    yield send(connection, "POST", f"/v1/businesses/evil/reservations/{order}/cancel")
 
 
 def spin():

@@ -63,7 +63,7 @@ for i in range(n):
         continue
     if kind != "unknown":
         send("POST", "/v1/reservations", {"orderId": order, "bizId": "fp", "userId": f"u{i}", "items": [{"skuId": 1, "quantity": 1}]})
-    send("POST", f"/v1/reservations/{order}/{'confirm' if kind == 'confirm' else 'cancel'}")
+    send("POST", f"/v1/businesses/fp/reservations/{order}/{'confirm' if kind == 'confirm' else 'cancel'}")
 PY
   drained
   after=$(memory)

@@ -100,20 +100,23 @@ public final class DatabaseOnlyEngine: InventoryService {
         case unknown(UInt64)
     }
 
-    public func confirm(orderId: String) async throws -> TransitionOutcome {
-        try await transition(orderId: orderId, to: .confirmed)
+    public func confirm(orderId: String, bizId: String) async throws -> TransitionOutcome {
+        try await transition(orderId: orderId, bizId: bizId, to: .confirmed)
     }
 
-    public func cancel(orderId: String, failpoint: String) async throws -> TransitionOutcome {
-        try await transition(orderId: orderId, to: .cancelled)
+    public func cancel(orderId: String, bizId: String, failpoint: String) async throws -> TransitionOutcome {
+        try await transition(orderId: orderId, bizId: bizId, to: .cancelled)
     }
 
-    private func transition(orderId: String, to target: ReservationStatus) async throws -> TransitionOutcome {
+    private func transition(orderId: String, bizId: String, to target: ReservationStatus) async throws -> TransitionOutcome {
         let outcome: (Reservation, Bool) = try await call {
             try await self.mysql.withTransaction { connection in
                 let rows = try connection.query(
-                    "SELECT biz_id, sku_id, quantity, status, expires_at FROM baseline_reservation WHERE order_id = ? FOR UPDATE",
-                    [.string(orderId)]
+                    """
+                    SELECT biz_id, sku_id, quantity, status, expires_at FROM baseline_reservation
+                    WHERE order_id = ? AND biz_id = ? FOR UPDATE
+                    """,
+                    [.string(orderId), .string(bizId)]
                 )
                 guard let first = rows.rows.first else { throw InventoryError.notFound }
                 let status = ReservationStatus(rawValue: first.string("status") ?? "") ?? .reserved
@@ -141,7 +144,8 @@ public final class DatabaseOnlyEngine: InventoryService {
                     )
                 }
                 _ = try connection.query(
-                    "UPDATE baseline_reservation SET status = ? WHERE order_id = ?", [.string(target.rawValue), .string(orderId)]
+                    "UPDATE baseline_reservation SET status = ? WHERE order_id = ? AND biz_id = ?",
+                    [.string(target.rawValue), .string(orderId), .string(bizId)]
                 )
                 return (reservation(target), false)
             }
@@ -149,15 +153,15 @@ public final class DatabaseOnlyEngine: InventoryService {
         return TransitionOutcome(reservation: outcome.0, replayed: outcome.1)
     }
 
-    public func refund(orderId: String) async throws -> TransitionOutcome {
+    public func refund(orderId: String, bizId: String) async throws -> TransitionOutcome {
         throw InventoryError.notSupported("refunds are not part of the database-only engine")
     }
 
-    public func reservation(orderId: String) async throws -> Reservation {
+    public func reservation(orderId: String, bizId: String) async throws -> Reservation {
         let rows = try await call {
             try await self.mysql.query(
-                "SELECT biz_id, sku_id, quantity, status, expires_at FROM baseline_reservation WHERE order_id = ?",
-                [.string(orderId)]
+                "SELECT biz_id, sku_id, quantity, status, expires_at FROM baseline_reservation WHERE order_id = ? AND biz_id = ?",
+                [.string(orderId), .string(bizId)]
             )
         }
         guard let first = rows.rows.first else { throw InventoryError.notFound }

@@ -65,8 +65,9 @@ extension InventoryEngine {
                 )
             )
         case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):
+            // The task keeps the business's own id; the script names the order as Redis does.
             let call = UndoReserveCall(
-                orderId: orderId, bizId: bizId, eventId: eventId, lines: lines, earlierEventId: earlierEventId,
+                orderId: OrderRef(bizId: bizId, orderId: orderId).name, bizId: bizId, eventId: eventId, lines: lines, earlierEventId: earlierEventId,
                 retentionSeconds: configuration.retentionSeconds, layout: keys
             )
             if try await run(onItems: call) == .settled {

@@ -25,9 +25,11 @@ extension InventoryEngine {
         var pieces: [StoredOrder] { parts ?? [self] }
 
         /// Whether the journal has it is not known from Redis: nil, not a guess.
+        /// `orderId` here is the order's Redis name (`OrderRef.name`); the answer carries the business's own id.
         func reservation(status: ReservationStatus) -> Reservation {
-            Reservation(
-                orderId: orderId, bizId: bizId, status: status, lines: lines, expiresAtMilliseconds: expiresAt,
+            let ref = OrderRef(name: orderId)
+            return Reservation(
+                orderId: ref.orderId, bizId: ref.bizId, status: status, lines: lines, expiresAtMilliseconds: expiresAt,
                 persisted: nil
             )
         }
@@ -60,15 +62,15 @@ extension InventoryEngine {
     /// Rebuilds an order's hash (on a cluster: its missing parts, and its directory if that is missing too) and its
     /// reserve/rollback keys from its journal rows. Returns false when the journal has no row of it (or MySQL cannot
     /// be asked: then the order is as unknown as Redis says).
-    /// `bizId`: the business whose rows to restore (a reserve's), nil for the first business the journal has.
+    /// `orderId`: the order's Redis name (`OrderRef.name`), which names its business too.
     /// `outboxApplied`: the caller applied the order's pending outbox events just now (no second scan).
-    func restoreOrder(_ orderId: String, bizId: String? = nil, outboxApplied: Bool = false) async throws -> Bool {
+    func restoreOrder(_ orderId: String, outboxApplied: Bool = false) async throws -> Bool {
+        let ref = OrderRef(name: orderId)
         // MySQL that cannot be asked is 503, not "no such order": a cancel would otherwise be recorded as one
         // before any reserve and answered 200, while the journal still holds the order's stock.
         let journalRows = { [journal] in
             do {
-                let rows = try await journal.rows(orderId: orderId)
-                return bizId.map { biz in rows.filter { $0.bizId == biz } } ?? rows
+                return try await journal.rows(orderId: ref.orderId, bizId: ref.bizId)
             } catch {
                 throw self.mapMySQL(error)
             }
@@ -99,7 +101,7 @@ extension InventoryEngine {
         // The request as the journal keeps it (its hash): a retry with another body is still told apart.
         let request = rows.compactMap(\.requestHash).first.map { "#" + $0 } ?? ""
         let assigned: [UInt64: [String]]
-        do { assigned = try await codePools.assignedCodes(orderId: orderId, bizId: first.bizId) } catch { throw mapMySQL(error) }
+        do { assigned = try await codePools.assignedCodes(orderId: ref.orderId, bizId: ref.bizId) } catch { throw mapMySQL(error) }
         var parts: [Int: [JournalRow]] = [:]
         for line in rows where line.bizId == first.bizId {
             parts[keys.partShard(orderId: orderId, item: StockItemID(bizId: first.bizId, skuId: line.skuId)), default: []].append(line)
@@ -160,7 +162,7 @@ extension InventoryEngine {
         let streams = keys.clustered ? keys.outboxes : [keys.outbox(forOrder: orderId)]
         var found: [OutboxEvent] = []
         for stream in streams {
-            found += try await pendingEvents(in: stream) { $0.orderId == orderId }
+            found += try await pendingEvents(in: stream) { $0.orderName == orderId }
         }
         guard !found.isEmpty else { return }
         do {

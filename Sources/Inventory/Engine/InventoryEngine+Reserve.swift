@@ -37,7 +37,7 @@ extension InventoryEngine {
             do {
                 guard keys.clustered else {
                     return try await reservePart(
-                        command, shard: keys.shard(of: command.orderId), fingerprint: command.fingerprint,
+                        command, shard: keys.shard(of: command.orderName), fingerprint: command.fingerprint,
                         journalChecked: journalChecked, failpoint: failpoint
                     ).outcome
                 }
@@ -69,20 +69,20 @@ extension InventoryEngine {
                 return false
             }
             // The journal is asked after what the outbox still has of the order is in it.
-            try await applyPendingEvents(ofOrder: command.orderId)
+            try await applyPendingEvents(ofOrder: command.orderName)
             if try await !journal.rows(orderId: command.orderId, bizId: command.bizId).isEmpty {
-                _ = try await restoreOrder(command.orderId, bizId: command.bizId, outboxApplied: true)
+                _ = try await restoreOrder(command.orderName, outboxApplied: true)
                 return false
             }
-            if try await journal.hasTombstone(orderId: command.orderId, keyPrefix: keys.prefix) {
-                // Recorded cancelled in Redis again (not through `cancel`, which would look the order up in every
-                // business's journal rows): the reserve, run again, finds it closed.
+            if try await journal.hasTombstone(orderId: command.orderId, bizId: command.bizId, keyPrefix: keys.prefix) {
+                // Recorded cancelled in Redis again (not through `cancel`, which would first look the order up in
+                // the journal again): the reserve, run again, finds it closed.
                 if keys.clustered {
-                    _ = try await decide(command.orderId, .cancelled, from: ["reserved", "reserving"], recording: true)
+                    _ = try await decide(command.orderName, .cancelled, from: ["reserved", "reserving"], recording: true)
                 } else {
                     _ = try await run(
                         RollbackCall(
-                            orderId: command.orderId, shard: ask.shard, bizId: "", lines: [], linesText: "",
+                            orderId: command.orderName, shard: ask.shard, bizId: "", lines: [], linesText: "",
                             reason: .cancelled, retentionSeconds: configuration.retentionSeconds, layout: keys
                         )
                     )
@@ -109,7 +109,7 @@ extension InventoryEngine {
         _ command: ReserveCommand, shard: Int, fingerprint: String, journalChecked: Bool, failpoint: String,
         holdsChecked: Bool = false, partOfSeveral: Bool = false
     ) async throws -> (outcome: ReserveOutcome, eventId: String) {
-        let orderId = command.orderId
+        let orderId = command.orderName
         let call = ReserveCall(
             command, shard: shard, fingerprint: fingerprint,
             shortage: partOfSeveral && command.shortage == .partial ? "partial_part" : command.shortage.rawValue,
@@ -127,14 +127,14 @@ extension InventoryEngine {
         case .vanished:
             // The order's hash is gone while a hold of it is not: it comes back from the journal (after what the
             // outbox still has of it), and the reserve runs again against it.
-            _ = try await restoreOrder(orderId, bizId: command.bizId)
+            _ = try await restoreOrder(orderId)
             return try await reservePart(
                 command, shard: shard, fingerprint: fingerprint, journalChecked: true, failpoint: failpoint,
                 holdsChecked: true, partOfSeveral: partOfSeveral
             )
         case .held(let held):
             let reservation = Reservation(
-                orderId: orderId, bizId: command.bizId, status: held.confirmEventId.isEmpty ? .reserved : .confirmed,
+                orderId: command.orderId, bizId: command.bizId, status: held.confirmEventId.isEmpty ? .reserved : .confirmed,
                 lines: held.lines, expiresAtMilliseconds: held.expiresAtMilliseconds, persisted: false
             )
             guard configuration.durability == .sync else { return (.created(reservation), held.eventId) }
@@ -144,21 +144,21 @@ extension InventoryEngine {
                     shard: shard
                 )
             } catch is JournalHasOrder {
-                return (.replayed(try await self.reservation(orderId: orderId)), "")
+                return (.replayed(try await self.reservation(named: orderId)), "")
             }
             if command.dispense {
-                return (.created(try await confirm(orderId: orderId).reservation.with(persisted: true)), held.eventId)
+                return (.created(try await confirm(named: orderId).reservation.with(persisted: true)), held.eventId)
             }
             return (.created(reservation.with(persisted: true)), held.eventId)
         case .replay(let status, let expiresAt, let lines):
             if configuration.durability == .sync && status == .reserved {
-                try await ensureRecorded(orderId: orderId, bizId: command.bizId, shard: shard)
+                try await ensureRecorded(command.order, shard: shard)
                 if command.dispense {
-                    return (.replayed(try await confirm(orderId: orderId).reservation.with(persisted: true)), "")
+                    return (.replayed(try await confirm(named: orderId).reservation.with(persisted: true)), "")
                 }
             }
             let reservation = Reservation(
-                orderId: orderId, bizId: command.bizId, status: status, lines: lines, expiresAtMilliseconds: expiresAt,
+                orderId: command.orderId, bizId: command.bizId, status: status, lines: lines, expiresAtMilliseconds: expiresAt,
                 persisted: nil
             )
             return (.replayed(reservation), "")
@@ -199,7 +199,7 @@ extension InventoryEngine {
     /// too) and the directory is removed, so the order may be tried again. A dispense holds every part, then
     /// confirms the order.
     func reserveInParts(_ command: ReserveCommand, journalChecked: Bool, failpoint: String) async throws -> ReserveOutcome {
-        let orderId = command.orderId
+        let orderId = command.orderName
         var positions: [Int: [Int]] = [:]
         for (index, item) in command.items.enumerated() {
             positions[keys.itemShard(StockItemID(bizId: command.bizId, skuId: item.skuId)), default: []].append(index)
@@ -244,7 +244,7 @@ extension InventoryEngine {
         var results: [Int: Result<(outcome: ReserveOutcome, eventId: String), any Error>] = [:]
         for shard in shards {
             let part = ReserveCommand(
-                orderId: orderId, bizId: command.bizId, userId: command.userId,
+                orderId: command.orderId, bizId: command.bizId, userId: command.userId,
                 items: positions[shard, default: []].map { command.items[$0] }, ttlSeconds: command.ttlSeconds,
                 shortage: command.shortage, dispense: false
             )
@@ -309,10 +309,10 @@ extension InventoryEngine {
                         metadata: ["orderId": "\(orderId)", "shard": "\(shard)"]
                     )
                     await undoReserve(
-                        orderId: orderId, bizId: command.bizId, lines: made.lines, eventId: held.eventId, routine: true
+                        orderId: command.orderId, bizId: command.bizId, lines: made.lines, eventId: held.eventId, routine: true
                     )
                 }
-                return .replayed(try await reservation(orderId: orderId))
+                return .replayed(try await reservation(named: orderId))
             case .state(let state):
                 if let closed = ReservationStatus(rawValue: state), closed == .cancelled || closed == .expired {
                     throw InventoryError.orderClosed(closed)
@@ -321,11 +321,11 @@ extension InventoryEngine {
             }
         }
         let reservation = Reservation(
-            orderId: orderId, bizId: command.bizId, status: status, lines: lines.compactMap { $0 },
+            orderId: command.orderId, bizId: command.bizId, status: status, lines: lines.compactMap { $0 },
             expiresAtMilliseconds: expiresAt, persisted: configuration.durability == .sync ? true : nil
         )
         if command.dispense {
-            let confirmed = try await confirm(orderId: orderId)
+            let confirmed = try await confirm(named: orderId)
             let reservation = confirmed.reservation.with(persisted: configuration.durability == .sync ? true : nil)
             return allReplayed && confirmed.replayed ? .replayed(reservation) : .created(reservation)
         }
@@ -361,7 +361,7 @@ extension InventoryEngine {
                 reservation = made
                 guard made.status == .reserved else { continue }
                 eventId = (try? await redisCall {
-                    try await self.redis.command("HGET", self.keys.order(command.orderId, shard: shard), "event")
+                    try await self.redis.command("HGET", self.keys.order(command.orderName, shard: shard), "event")
                 })?.text ?? ""
             }
             guard !eventId.isEmpty else { continue }
@@ -374,7 +374,7 @@ extension InventoryEngine {
 
     /// Removes the directory a reserve opened, unless the order was decided meanwhile (dir_close.lua).
     func closeDirectory(_ command: ReserveCommand) async {
-        _ = try? await run(DirCloseCall(orderId: command.orderId, fingerprint: command.fingerprint, layout: keys))
+        _ = try? await run(DirCloseCall(orderId: command.orderName, fingerprint: command.fingerprint, layout: keys))
     }
 
     /// One error for the failures of several parts: items Redis lacks first (they are rebuilt and the reserve

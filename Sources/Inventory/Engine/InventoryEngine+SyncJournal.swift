@@ -46,7 +46,8 @@ extension InventoryEngine {
         if result.staleLines.contains(where: { $0.eventId == eventId }) {
             try await takeBackStale(command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId)
         }
-        guard let duplicate = result.duplicates.first(where: { $0.orderId == command.orderId }) else { return }
+        guard let duplicate = result.duplicates.first(where: { $0.orderId == command.orderId && $0.bizId == command.bizId })
+        else { return }
         // The journal has this order from an earlier reserve: this second hold is taken back. If that earlier
         // hold was itself taken back (its sync commit failed, but the worker wrote its row from the outbox), the
         // row is about to be removed: the client retries. Otherwise Redis lost the order, and the answer is what
@@ -68,9 +69,10 @@ extension InventoryEngine {
 
     /// Sync mode, a replay of a held order: answers only once the journal has it, committing its reserve event
     /// from the outbox if the worker has not yet (a retry after a 503 whose hold could not be taken back).
-    func ensureRecorded(orderId: String, bizId: String, shard: Int) async throws {
+    func ensureRecorded(_ order: OrderRef, shard: Int) async throws {
+        let (orderId, bizId) = (order.orderId, order.bizId)
         let eventId = try await redisCall {
-            try await self.redis.command("HGET", self.keys.order(orderId, shard: shard), "event")
+            try await self.redis.command("HGET", self.keys.order(order.name, shard: shard), "event")
         }.text ?? ""
         // A restored order ('' event) came from the journal. Otherwise the row must be this hold's own: a row of
         // an earlier attempt of the order may be one an undo is about to remove.
@@ -86,7 +88,7 @@ extension InventoryEngine {
                 ? try? await journal.isPersisted(orderId: orderId, bizId: bizId)
                 : try? await journal.hasRow(orderId: orderId, bizId: bizId, reserveEvent: eventId)
             if recordedNow == true { return }
-            if recordedNow == false, !eventId.isEmpty, let part = try await readPart(orderId, shard: shard),
+            if recordedNow == false, !eventId.isEmpty, let part = try await readPart(order.name, shard: shard),
                 part.status == .reserved
             {
                 try await takeBackStale(orderId, bizId: bizId, lines: part.lines, eventId: eventId)
@@ -104,7 +106,7 @@ extension InventoryEngine {
         }
         // The journal's row of the order is an earlier attempt's that was taken back in Redis and is about to be
         // removed: this hold is not recorded yet (a later retry commits it once that row is gone).
-        if let duplicate = result.duplicates.first(where: { $0.orderId == orderId && $0.eventId == event.id }),
+        if let duplicate = result.duplicates.first(where: { $0.orderId == orderId && $0.bizId == bizId && $0.eventId == event.id }),
             await wasTakenBack(orderId: orderId, eventId: duplicate.existingReserveEvent, shard: shard)
         {
             throw InventoryError.unavailable("an earlier attempt of this order is still being taken back; retry")
@@ -114,7 +116,7 @@ extension InventoryEngine {
     /// Sync mode: a hold's journal commit left (some of) its lines out, because Redis rebuilt their items since the
     /// hold was made and they no longer count it. The order is taken back (lines still counted give their units back,
     /// the journal rows committed for them go too), so that the client's retry holds afresh instead of replaying an
-    /// order that can never be recorded. Throws 503 (retry).
+    /// order that can never be recorded. Throws 503 (retry). `orderId`: the business's own id.
     func takeBackStale(_ orderId: String, bizId: String, lines: [ReservationLine], eventId: String) async throws -> Never {
         logger.warning(
             "a hold's items were rebuilt before its journal commit; the order is taken back for the client's retry",
@@ -181,11 +183,13 @@ extension InventoryEngine {
 
     /// Whether the journal's rows of the order's part all have the status (a confirmed order refunded since counts
     /// as confirmed).
+    /// `orderId`: the order's Redis name.
     func isRecorded(orderId: String, part: StoredOrder, journalStatus: String) async throws -> Bool {
         let skus = Set(part.lines.map(\.skuId))
+        let order = OrderRef(name: orderId)
         let rows: [JournalRow]
         do {
-            rows = try await journal.rows(orderId: orderId).filter { $0.bizId == part.bizId && skus.contains($0.skuId) }
+            rows = try await journal.rows(orderId: order.orderId, bizId: order.bizId).filter { skus.contains($0.skuId) }
         } catch {
             throw mapMySQL(error)
         }
@@ -195,6 +199,7 @@ extension InventoryEngine {
 
     /// Takes back a hold made by the reserve event `eventId` (compensation: sync-mode journal failure, or a
     /// duplicate the worker found in the journal). When Redis cannot be reached it becomes a durable retry task.
+    /// `orderId`: the business's own id.
     public func undoReserve(
         orderId: String, bizId: String, lines: [ReservationLine], eventId: String, earlierEventId: String = "",
         routine: Bool = false

@@ -5,7 +5,13 @@ import RedisClient
 /// Transitions: confirm, cancel, expiry and refund, each decided (on a cluster in the order's directory) and then made by its script on every part; the sweeper's reads.
 extension InventoryEngine {
     /// Payment succeeded: the held stock is sold.
-    public func confirm(orderId: String) async throws -> TransitionOutcome {
+    public func confirm(orderId: String, bizId: String) async throws -> TransitionOutcome {
+        try await confirm(named: OrderRef(bizId: bizId, orderId: orderId).name)
+    }
+
+    /// `confirm` of the order Redis names `orderId` (`OrderRef.name`). Every `orderId` of the engine's internal
+    /// functions is such a name; the public ones take the business and its own id.
+    func confirm(named orderId: String) async throws -> TransitionOutcome {
         for _ in 0..<3 {
             guard let order = try await readOrder(orderId) else { throw InventoryError.notFound }
             if keys.clustered {
@@ -37,7 +43,7 @@ extension InventoryEngine {
                         "a confirmed payment found its hold lost with its item and no stock left to sell; the order is cancelled",
                         metadata: ["orderId": "\(orderId)"]
                     )
-                    _ = try await cancel(orderId: orderId)
+                    _ = try await cancel(named: orderId)
                     throw InventoryError.orderClosed(.cancelled)
                 case .confirmed(let eventId):
                     replayed = false
@@ -66,7 +72,7 @@ extension InventoryEngine {
     /// refused (409), as it would be a moment later.
     /// Another confirm that decided the order just before the deadline wins: the answer is its replay, not 409.
     func expireLate(_ orderId: String) async throws -> TransitionOutcome {
-        _ = try await expire(orderId: orderId)
+        _ = try await expire(named: orderId)
         if let order = try await readOrder(orderId), order.status == .confirmed || order.status == .refunded {
             return TransitionOutcome(reservation: order.reservation(status: order.status), replayed: true)
         }
@@ -75,8 +81,20 @@ extension InventoryEngine {
 
     /// Gives an order's held stock back. Cancelling an unknown order records it as cancelled, so that a reserve
     /// arriving later is refused (no hanging reservation).
-    public func cancel(orderId: String, failpoint: String = "") async throws -> TransitionOutcome {
+    public func cancel(orderId: String, bizId: String, failpoint: String = "") async throws -> TransitionOutcome {
+        try await cancel(named: OrderRef(bizId: bizId, orderId: orderId).name, failpoint: failpoint)
+    }
+
+    func cancel(named orderId: String, failpoint: String = "") async throws -> TransitionOutcome {
         try await rollback(orderId: orderId, reason: .cancelled, failpoint: failpoint)
+    }
+
+    /// The answer for an order that holds nothing (a cancel of an order never reserved), from its Redis name.
+    func emptyReservation(_ orderId: String, status: ReservationStatus) -> Reservation {
+        let order = OrderRef(name: orderId)
+        return Reservation(
+            orderId: order.orderId, bizId: order.bizId, status: status, lines: [], expiresAtMilliseconds: nil, persisted: false
+        )
     }
 
     func rollback(orderId: String, reason: ReservationStatus, failpoint: String) async throws -> TransitionOutcome {
@@ -102,13 +120,7 @@ extension InventoryEngine {
                     guard recorded.state == .cancelled else { throw InventoryError.invalidState(recorded.state) }
                     if !recorded.event.isEmpty { try await recordTombstone(orderId, event: recorded.event) }
                     try await releaseParts(orderId)
-                    return TransitionOutcome(
-                        reservation: Reservation(
-                            orderId: orderId, bizId: "", status: .cancelled, lines: [], expiresAtMilliseconds: nil,
-                            persisted: false
-                        ),
-                        replayed: !recorded.changed
-                    )
+                    return TransitionOutcome(reservation: emptyReservation(orderId, status: .cancelled), replayed: !recorded.changed)
                 }
                 if reason == .expired, let expiresAt = order.expiresAt, try await expiresAt > redisNow(routingKey: keys.directory(orderId)) {
                     throw InventoryError.invalidState(.reserved)
@@ -158,13 +170,7 @@ extension InventoryEngine {
                             throw InventoryError.unavailable("the cancel is made but not recorded yet; retry")
                         }
                     }
-                    outcome = TransitionOutcome(
-                        reservation: Reservation(
-                            orderId: orderId, bizId: "", status: .cancelled, lines: [], expiresAtMilliseconds: nil,
-                            persisted: false
-                        ),
-                        replayed: false
-                    )
+                    outcome = TransitionOutcome(reservation: emptyReservation(orderId, status: .cancelled), replayed: false)
                 case .gone:
                     throw InventoryError.notFound
                 case .confirmed(let status):
@@ -179,9 +185,7 @@ extension InventoryEngine {
             if stale { continue }
             if let outcome { return outcome }
             let status = replayed ? replayStatus : transition
-            let reservation =
-                order?.reservation(status: status)
-                ?? Reservation(orderId: orderId, bizId: "", status: status, lines: [], expiresAtMilliseconds: nil, persisted: false)
+            let reservation = order?.reservation(status: status) ?? emptyReservation(orderId, status: status)
             return TransitionOutcome(reservation: reservation, replayed: replayed || closedBefore)
         }
         throw InventoryError.unavailable("order \(orderId) kept changing during rollback")
@@ -231,7 +235,12 @@ extension InventoryEngine {
 
     /// Whether MySQL has the order's tombstone (a cancel before any reserve).
     func hasTombstone(_ orderId: String) async throws -> Bool {
-        do { return try await journal.hasTombstone(orderId: orderId, keyPrefix: keys.prefix) } catch { throw mapMySQL(error) }
+        let order = OrderRef(name: orderId)
+        do {
+            return try await journal.hasTombstone(orderId: order.orderId, bizId: order.bizId, keyPrefix: keys.prefix)
+        } catch {
+            throw mapMySQL(error)
+        }
     }
 
     /// Redis Cluster: takes back what the parts of a cancelled order hold, and fences the parts that hold nothing
@@ -254,7 +263,7 @@ extension InventoryEngine {
     }
 
     /// Redis Cluster: reserves of several parts still under way past their deadline in one shard (their callers
-    /// stopped half-way), at most `limit`.
+    /// stopped half-way), at most `limit`: their Redis names (`OrderRef.name`).
     public func abandonedReserves(shard: Int, nowMilliseconds: Int64, limit: Int) async throws -> [String] {
         let reply = try await redisCall {
             try await self.redis.command(
@@ -267,8 +276,9 @@ extension InventoryEngine {
 
     /// Redis Cluster: gives up on a reserve of several parts that did not finish in time: the order is cancelled
     /// (its caller, if it comes back, is told so) and its parts are taken back. Returns whether it was given up now.
+    /// `orderId`: the order's Redis name, as `abandonedReserves` lists it.
     @discardableResult
-    public func abandon(orderId: String) async throws -> Bool {
+    public func abandon(named orderId: String) async throws -> Bool {
         let decided = try await decide(orderId, .cancelled, from: ["reserving"])
         if decided.state == .cancelled {
             try await releaseParts(orderId)
@@ -283,11 +293,16 @@ extension InventoryEngine {
     }
 
     /// The order as Redis holds it.
-    public func reservation(orderId: String) async throws -> Reservation {
+    public func reservation(orderId: String, bizId: String) async throws -> Reservation {
+        try await reservation(named: OrderRef(bizId: bizId, orderId: orderId).name)
+    }
+
+    func reservation(named orderId: String) async throws -> Reservation {
         guard let order = try await readOrder(orderId) else { throw InventoryError.notFound }
         let persisted: Bool?
         if order.lines.contains(where: { $0.reserved > 0 }) {
-            persisted = try? await journal.isPersisted(orderId: orderId, bizId: order.bizId)
+            let ref = OrderRef(name: orderId)
+            persisted = try? await journal.isPersisted(orderId: ref.orderId, bizId: ref.bizId)
         } else {
             persisted = nil
         }
@@ -296,7 +311,11 @@ extension InventoryEngine {
 
     /// Refund before shipment: a confirmed order's stock becomes available again, in Redis now and in MySQL
     /// through the write-back worker.
-    public func refund(orderId: String) async throws -> TransitionOutcome {
+    public func refund(orderId: String, bizId: String) async throws -> TransitionOutcome {
+        try await refund(named: OrderRef(bizId: bizId, orderId: orderId).name)
+    }
+
+    func refund(named orderId: String) async throws -> TransitionOutcome {
         for _ in 0..<3 {
             guard let order = try await readOrder(orderId) else { throw InventoryError.notFound }
             if keys.clustered {
@@ -326,14 +345,15 @@ extension InventoryEngine {
 
     /// Releases an unconfirmed hold whose time is up (the expiry sweeper's step). Returns whether it expired now.
     /// On a cluster, a part left behind by a confirm or cancel that stopped half-way is moved on instead.
+    /// `orderId`: the order's Redis name, as `expiredOrders` lists it.
     @discardableResult
-    public func expire(orderId: String) async throws -> Bool {
+    public func expire(named orderId: String) async throws -> Bool {
         do {
             return try await !rollback(orderId: orderId, reason: .expired, failpoint: "").replayed
         } catch InventoryError.invalidState(let state) where keys.clustered && state != .reserved {
             switch state {
-            case .confirmed: _ = try await confirm(orderId: orderId)
-            case .cancelled: _ = try await cancel(orderId: orderId)
+            case .confirmed: _ = try await confirm(named: orderId)
+            case .cancelled: _ = try await cancel(named: orderId)
             default: break
             }
             return false
@@ -347,7 +367,8 @@ extension InventoryEngine {
         try await run(LeaseCall(key: keys.sweepLease(shard: shard), owner: owner, milliseconds: milliseconds))
     }
 
-    /// Orders whose hold expired by `nowMilliseconds`, oldest first, at most `limit` of one shard's index.
+    /// Orders whose hold expired by `nowMilliseconds`, oldest first, at most `limit` of one shard's index: their
+    /// Redis names (`OrderRef.name`).
     public func expiredOrders(shard: Int, nowMilliseconds: Int64, limit: Int) async throws -> [String] {
         let reply = try await redisCall {
             try await self.redis.command(
@@ -358,12 +379,13 @@ extension InventoryEngine {
         return (reply.array ?? []).compactMap(\.text)
     }
 
-    /// Orders the journal still holds RESERVED although their hold ended more than `graceMilliseconds` ago.
+    /// Orders the journal still holds RESERVED although their hold ended more than `graceMilliseconds` ago: their
+    /// Redis names (`OrderRef.name`).
     public func staleJournalHolds(graceMilliseconds: Int64, limit: Int, bizId: String? = nil) async throws -> [String] {
         do {
             let result = try await mysql.query(
                 """
-                SELECT DISTINCT order_id FROM reservation_journal
+                SELECT DISTINCT biz_id, order_id FROM reservation_journal
                 WHERE status = 'RESERVED' AND expires_at < ? AND (? = '' OR biz_id = ?)
                 LIMIT ?
                 """,
@@ -375,7 +397,9 @@ extension InventoryEngine {
                     .int(Int64(limit)),
                 ]
             )
-            return result.rows.compactMap { $0.string("order_id") }
+            return result.rows.compactMap { row in
+                row.string("order_id").map { OrderRef(bizId: row.string("biz_id") ?? OrderRef.defaultBusiness, orderId: $0).name }
+            }
         } catch {
             throw mapMySQL(error)
         }

@@ -4,10 +4,11 @@ public protocol InventoryService: Sendable {
     /// Hold time of a reservation that does not say.
     var defaultTTLSeconds: Int { get }
     func reserve(_ command: ReserveCommand, failpoint: String) async throws -> ReserveOutcome
-    func confirm(orderId: String) async throws -> TransitionOutcome
-    func cancel(orderId: String, failpoint: String) async throws -> TransitionOutcome
-    func refund(orderId: String) async throws -> TransitionOutcome
-    func reservation(orderId: String) async throws -> Reservation
+    /// Orders are scoped by business (`OrderRef`): each order operation names the business and its own orderId.
+    func confirm(orderId: String, bizId: String) async throws -> TransitionOutcome
+    func cancel(orderId: String, bizId: String, failpoint: String) async throws -> TransitionOutcome
+    func refund(orderId: String, bizId: String) async throws -> TransitionOutcome
+    func reservation(orderId: String, bizId: String) async throws -> Reservation
     func stock(_ id: StockItemID) async throws -> StockLevel
     func setStock(_ id: StockItemID, _ settings: StockSettings) async throws -> StockLevel
     func adjustStock(_ id: StockItemID, _ adjustment: StockAdjustment) async throws -> AdjustmentOutcome

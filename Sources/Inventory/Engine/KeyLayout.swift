@@ -1,5 +1,9 @@
 /// Where everything lives in Redis.
 ///
+/// Orders are named by `OrderRef.name` (the orderId for business `default`, `bizId/orderId` otherwise) in every key,
+/// index and stream entry of the order; an item's keys of an order (reserve, rollback, applied markers) use the
+/// business's own orderId, since the item is the business's.
+///
 /// On a single Redis an item's keys share the hash tag `{bizId:skuId}`, and an order's hash, the outbox stream its
 /// events go to and its expiry index share the tag `{sN}` of the order's shard (a hash of the orderId), so all of
 /// one order's events land in one stream, in order, for the write-back worker; one script may touch both.
@@ -37,9 +41,14 @@ public struct KeyLayout: Sendable {
 
     public func item(_ id: StockItemID) -> String { itemBase(id) + ":item" }
 
-    public func reserveKey(_ id: StockItemID, orderId: String) -> String { itemBase(id) + ":rsv:" + orderId }
+    /// An item's keys of an order name it by its business's own orderId: the item is the business's already. Either
+    /// the order's Redis name (`OrderRef.name`) or that orderId may be passed.
+    public func reserveKey(_ id: StockItemID, orderId: String) -> String { itemBase(id) + ":rsv:" + Self.ownId(orderId) }
 
-    public func rollbackKey(_ id: StockItemID, orderId: String) -> String { itemBase(id) + ":rbk:" + orderId }
+    public func rollbackKey(_ id: StockItemID, orderId: String) -> String { itemBase(id) + ":rbk:" + Self.ownId(orderId) }
+
+    /// The business's own orderId of an order's Redis name (or of that orderId itself).
+    static func ownId(_ orderId: String) -> String { OrderRef(name: orderId).orderId }
 
     /// Per-user usage of an item with a per-user limit: userId -> "window:units" (see `reserve.lua`).
     public func userUsage(_ id: StockItemID) -> String { itemBase(id) + ":users" }
@@ -59,7 +68,7 @@ public struct KeyLayout: Sendable {
 
     /// Marks that the worker has counted a confirm or refund line as applied (see `applied.lua`).
     public func appliedMarker(_ id: StockItemID, orderId: String, kind: String) -> String {
-        itemBase(id) + ":applied:\(kind):\(orderId)"
+        itemBase(id) + ":applied:\(kind):\(Self.ownId(orderId))"
     }
 
     /// A cluster's order directory: which parts an order has, and its state (see `dir_open.lua`).

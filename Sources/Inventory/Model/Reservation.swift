@@ -14,6 +14,7 @@ public struct ReserveCommand: Sendable {
         }
     }
 
+    /// The business's own id of the order (orders are scoped by business: `OrderRef`).
     public let orderId: String
     public let bizId: String
     public let userId: String?
@@ -35,6 +36,12 @@ public struct ReserveCommand: Sendable {
         self.shortage = shortage
         self.dispense = dispense
     }
+
+    /// The order this reserve holds for.
+    public var order: OrderRef { OrderRef(bizId: bizId, orderId: orderId) }
+
+    /// The order's name in Redis (`OrderRef.name`).
+    var orderName: String { order.name }
 
     /// What makes two requests "the same body" for idempotency: the fields that change what is held, with the
     /// items in a canonical order so that listing them differently is still the same request.
@@ -86,6 +93,7 @@ public struct ReservationLine: Sendable, Equatable {
 
 /// An order's hold on stock, as Redis knows it.
 public struct Reservation: Sendable, Equatable {
+    /// The business's own id of the order (`bizId` is its business).
     public let orderId: String
     public let bizId: String
     public let status: ReservationStatus

@@ -100,6 +100,7 @@ struct SnapshotCall: ScriptCall {
     /// One line of an outbox entry not yet acknowledged.
     struct Line: Sendable, Equatable {
         var kind: OutboxEvent.Kind
+        /// The business's own id of the order (the entry names it as Redis does, `OrderRef.name`).
         var orderId: String
         var item: StockItemID
         var quantity: Int64
@@ -146,7 +147,7 @@ struct SnapshotCall: ScriptCall {
                 let sku = UInt64(fields[safe: 3]?.text ?? "")
             else { return nil }
             return Line(
-                kind: kind, orderId: fields[safe: 1]?.text ?? "", item: StockItemID(bizId: fields[safe: 2]?.text ?? "", skuId: sku),
+                kind: kind, orderId: KeyLayout.ownId(fields[safe: 1]?.text ?? ""), item: StockItemID(bizId: fields[safe: 2]?.text ?? "", skuId: sku),
                 quantity: fields[safe: 4]?.int ?? 0, entryId: fields[safe: 5]?.text ?? "",
                 reserveEvent: fields[safe: 6]?.text ?? "", marked: fields[safe: 7]?.int == 1,
                 absorbed: fields[safe: 8]?.int == 1

@@ -75,7 +75,7 @@ struct ReserveCall: ScriptCall {
         _ command: ReserveCommand, shard: Int, fingerprint: String, shortage: String, journal: JournalState,
         dispense: Bool, failpoint: String, retentionSeconds: Int, itemTTLSeconds: Int, layout: KeyLayout
     ) {
-        let orderId = command.orderId
+        let orderId = command.orderName
         // KEYS: order, outbox, expiry index; per item its hash, reserve key, rollback key; then every item's usage
         // hash, then every item's code set; then the shard's generation marker.
         var keys = layout.orderKeys(orderId, shard: shard)

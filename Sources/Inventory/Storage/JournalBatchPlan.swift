@@ -92,6 +92,7 @@ struct BatchPlan: Sendable {
     /// A cancel of an order that never reserved, kept under the key prefix of the Redis it was made in.
     struct Tombstone: Sendable {
         let prefix: String
+        let bizId: String
         let orderId: String
     }
 
@@ -153,7 +154,7 @@ struct BatchPlan: Sendable {
             }
             // A cancel of an order that never reserved: its tombstone outlives Redis's memory of it.
             if event.kind == .cancel && event.lines.isEmpty {
-                tombstones.append(Tombstone(prefix: KeyLayout.prefix(ofStream: event.stream), orderId: event.orderId))
+                tombstones.append(Tombstone(prefix: KeyLayout.prefix(ofStream: event.stream), bizId: event.bizId, orderId: event.orderId))
             }
         }
         var firstByKey: [LineKey: Int] = [:]
@@ -198,8 +199,8 @@ struct BatchPlan: Sendable {
         try applyStock(on: connection, into: &result)
         for chunk in exactChunks(tombstones) {
             _ = try connection.query(
-                "INSERT IGNORE INTO order_tombstones (key_prefix, order_id) VALUES \(tuples(chunk.count, "(?, ?)"))",
-                chunk.flatMap { [MySQLValue.string($0.prefix), .string($0.orderId)] }
+                "INSERT IGNORE INTO order_tombstones (key_prefix, biz_id, order_id) VALUES \(tuples(chunk.count, "(?, ?, ?)"))",
+                chunk.flatMap { [MySQLValue.string($0.prefix), .string($0.bizId), .string($0.orderId)] }
             )
         }
         return result

@@ -126,19 +126,19 @@ public struct JournalRepository: Sendable {
         }
     }
 
-    /// The journal rows of an order, by business line and SKU.
-    public func rows(orderId: String) async throws -> [JournalRow] {
+    /// The journal rows of an order of one business, by SKU.
+    public func rows(orderId: String, bizId: String) async throws -> [JournalRow] {
         let result = try await client.query(
             """
             SELECT order_id, biz_id, sku_id, user_id, quantity, status, expires_at, reserve_event, request_fp
-            FROM reservation_journal WHERE order_id = ? ORDER BY biz_id, sku_id
+            FROM reservation_journal WHERE order_id = ? AND biz_id = ? ORDER BY sku_id
             """,
-            [.string(orderId)]
+            [.string(orderId), .string(bizId)]
         )
         return result.rows.map { row in
             var journalRow = JournalRow(
                 orderId: row.string("order_id") ?? orderId,
-                bizId: row.string("biz_id") ?? "",
+                bizId: row.string("biz_id") ?? bizId,
                 skuId: row.uint64("sku_id") ?? 0,
                 userId: row.string("user_id"),
                 quantity: row.int64("quantity") ?? 0,
@@ -151,16 +151,11 @@ public struct JournalRepository: Sendable {
         }
     }
 
-    /// The order's rows in one business (the lines a reserve of it made in that business).
-    public func rows(orderId: String, bizId: String) async throws -> [JournalRow] {
-        try await rows(orderId: orderId).filter { $0.bizId == bizId }
-    }
-
-    /// Whether a cancel of this order, made before any reserve of it, is recorded under `keyPrefix`.
-    public func hasTombstone(orderId: String, keyPrefix: String) async throws -> Bool {
+    /// Whether a cancel of this order of `bizId`, made before any reserve of it, is recorded under `keyPrefix`.
+    public func hasTombstone(orderId: String, bizId: String, keyPrefix: String) async throws -> Bool {
         let result = try await client.query(
-            "SELECT 1 AS found FROM order_tombstones WHERE key_prefix = ? AND order_id = ? LIMIT 1",
-            [.string(keyPrefix), .string(orderId)]
+            "SELECT 1 AS found FROM order_tombstones WHERE key_prefix = ? AND biz_id = ? AND order_id = ? LIMIT 1",
+            [.string(keyPrefix), .string(bizId), .string(orderId)]
         )
         return !result.rows.isEmpty
     }

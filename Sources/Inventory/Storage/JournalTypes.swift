@@ -33,10 +33,12 @@ public struct OutboxEvent: Sendable, Equatable {
     public let stream: String
     /// What happened.
     public let kind: Kind
-    /// The order.
+    /// The order: its business's own id.
     public let orderId: String
-    /// The business line of every line of the event.
+    /// The business line of the order and of every line of the event.
     public let bizId: String
+    /// The order's name in Redis as the event carries it (`OrderRef.name`).
+    public let orderName: String
     /// The user who reserved; reserve only.
     public let userId: String?
     /// The lines; may be empty (a cancel of an order that never reserved).
@@ -56,11 +58,11 @@ public struct OutboxEvent: Sendable, Equatable {
         OutboxEvent(
             id: id, stream: stream, kind: kind, orderId: orderId, bizId: bizId, userId: userId,
             lines: lines.filter(keep), expiresAtMilliseconds: expiresAtMilliseconds, atMilliseconds: atMilliseconds,
-            reserveEventId: reserveEventId, requestFingerprint: requestFingerprint
+            reserveEventId: reserveEventId, requestFingerprint: requestFingerprint, orderName: orderName
         )
     }
 
-    /// Creates an event.
+    /// Creates an event. `orderName`: the order's Redis name, if not the one (`bizId`, `orderId`) make.
     public init(
         id: String,
         stream: String,
@@ -72,13 +74,15 @@ public struct OutboxEvent: Sendable, Equatable {
         expiresAtMilliseconds: Int64?,
         atMilliseconds: Int64,
         reserveEventId: String?,
-        requestFingerprint: String? = nil
+        requestFingerprint: String? = nil,
+        orderName: String? = nil
     ) {
         self.id = id
         self.stream = stream
         self.kind = kind
         self.orderId = orderId
         self.bizId = bizId
+        self.orderName = orderName ?? OrderRef(bizId: bizId, orderId: orderId).name
         self.userId = userId
         self.lines = lines
         self.expiresAtMilliseconds = expiresAtMilliseconds

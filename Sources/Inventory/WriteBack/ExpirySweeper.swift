@@ -64,7 +64,7 @@ public final class ExpirySweeper: Service, Sendable {
         }
         var expired = 0
         for orderId in orders where !Task.isCancelled {
-            if (try? await engine.expire(orderId: orderId)) == true { expired += 1 }
+            if (try? await engine.expire(named: orderId)) == true { expired += 1 }
         }
         if expired > 0 {
             logger.warning("expired holds found only through the journal", metadata: ["orders": "\(expired)"])
@@ -104,7 +104,7 @@ public final class ExpirySweeper: Service, Sendable {
                 var handled = 0
                 for orderId in orders where !Task.isCancelled {
                     do {
-                        if try await engine.expire(orderId: orderId) { total += 1 }
+                        if try await engine.expire(named: orderId) { total += 1 }
                         handled += 1
                     } catch {
                         logger.warning("expiry of an order failed", metadata: ["orderId": "\(orderId)", "error": "\(error)"])
@@ -138,7 +138,7 @@ public final class ExpirySweeper: Service, Sendable {
             }
             for orderId in orders where !Task.isCancelled {
                 do {
-                    if try await engine.abandon(orderId: orderId) { total += 1 }
+                    if try await engine.abandon(named: orderId) { total += 1 }
                 } catch {
                     logger.warning(
                         "giving up on an unfinished reserve failed", metadata: ["orderId": "\(orderId)", "error": "\(error)"]

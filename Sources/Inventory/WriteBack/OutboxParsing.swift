@@ -36,7 +36,11 @@ extension OutboxEvent {
             }
             index += 2
         }
-        guard let kind, let orderId else { return nil }
+        guard let kind, let orderName = orderId else { return nil }
+        // The event names the order as Redis does (`OrderRef.name`); MySQL keeps the business and its own id. An
+        // event that names no business (a cancel of an order that never reserved) takes the name's.
+        let order = OrderRef(name: orderName)
+        if bizId.isEmpty { bizId = order.bizId }
         let epochList = epochs.split(separator: ",", omittingEmptySubsequences: false)
         // codes: per line of `items`, '|'-separated, lines ','-separated; absent for events without codes
         let codeList = codes.isEmpty ? [] : codes.split(separator: ",", omittingEmptySubsequences: false)
@@ -49,9 +53,9 @@ extension OutboxEvent {
             )
         }
         return OutboxEvent(
-            id: id, stream: stream, kind: kind, orderId: orderId, bizId: bizId, userId: user, lines: lines,
+            id: id, stream: stream, kind: kind, orderId: order.orderId, bizId: bizId, userId: user, lines: lines,
             expiresAtMilliseconds: expiresAt, atMilliseconds: at, reserveEventId: reserveEvent,
-            requestFingerprint: fingerprint
+            requestFingerprint: fingerprint, orderName: orderName
         )
     }
 

@@ -197,7 +197,7 @@ struct ScenarioContext: Sendable {
                     json: #"{"orderId":"\#(order)","bizId":"\#(bizId)"\#(userField),"items":[{"skuId":\#(sku),"quantity":1}]}"#
                 )
                 if reserved == 201 {
-                    _ = try await connection.request(.POST, "/v1/reservations/\(order)/cancel")
+                    _ = try await connection.request(.POST, "/v1/businesses/\(bizId)/reservations/\(order)/cancel")
                 } else {
                     failures.append("sku \(sku): \(available) available, but a reserve of 1 answered \(reserved): \(answer)")
                 }

@@ -200,9 +200,9 @@ struct Workload: Sendable {
                 json: #"{"orderId":"\#(order)","bizId":"\#(bizId)"\#(user),"items":[{"skuId":\#(sku),"quantity":1}],"ttlSeconds":1}"#
             )
         case .confirm(let order, _), .confirmAfterCancel(let order):
-            return try await connection.request(.POST, "/v1/reservations/\(order)/confirm")
+            return try await connection.request(.POST, "/v1/businesses/\(bizId)/reservations/\(order)/confirm")
         case .cancel(let order), .cancelFirst(let order, _), .cancelAfterConfirm(let order):
-            return try await connection.request(.POST, "/v1/reservations/\(order)/cancel")
+            return try await connection.request(.POST, "/v1/businesses/\(bizId)/reservations/\(order)/cancel")
         }
     }
 

@@ -142,6 +142,8 @@ struct RequestRenderer: Sendable {
     let target: Target
     let bizId: String
     private let reservePath: String
+    /// The business's orders (`/v1/businesses/{bizId}/reservations`): confirm and cancel name the business.
+    private let ordersPath: String
     private let hostLine: String
     private let healthz: ByteBuffer
     private let reserveHead: String
@@ -150,6 +152,7 @@ struct RequestRenderer: Sendable {
         self.target = target
         self.bizId = bizId
         reservePath = target.basePath + "/v1/reservations"
+        ordersPath = target.basePath + "/v1/businesses/\(bizId)/reservations"
         hostLine = "Host: \(target.hostHeader)\r\n"
         healthz = ByteBuffer(string: "GET \(target.basePath)/healthz HTTP/1.1\r\n\(hostLine)\r\n")
         reserveHead = "POST \(reservePath) HTTP/1.1\r\n\(hostLine)Content-Type: application/json\r\nContent-Length: "
@@ -184,7 +187,7 @@ struct RequestRenderer: Sendable {
         case .confirm, .cancel:
             let action = operation == .confirm ? "confirm" : "cancel"
             return allocator.buffer(
-                string: "POST \(reservePath)/\(job.orderId)/\(action) HTTP/1.1\r\n\(hostLine)Content-Length: 0\r\n\r\n"
+                string: "POST \(ordersPath)/\(job.orderId)/\(action) HTTP/1.1\r\n\(hostLine)Content-Length: 0\r\n\r\n"
             )
         }
     }

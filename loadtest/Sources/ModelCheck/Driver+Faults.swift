@@ -42,7 +42,7 @@ extension Driver {
         case .deleteExpiryIndex(let shard):
             _ = try await stores.redis.command("DEL", keys.expiryIndex(shard: shard % keys.shards))
         case .deleteDirectory(let order):
-            _ = try await stores.redis.command("DEL", keys.directory(orderId(order)))
+            _ = try await stores.redis.command("DEL", keys.directory(stores.orderName(orderId(order))))
         case .deleteAdjustmentKey(let sku, let id):
             _ = try await stores.redis.command("DEL", keys.adjustmentKey(stores.item(sku), adjustmentId: "a\(id)"))
         case .drain:

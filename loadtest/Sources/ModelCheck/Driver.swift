@@ -172,7 +172,7 @@ public struct Driver: Sendable {
             let late = model.confirmedLate(order: order)
             let expected = model.confirm(order: order)
             let answer = try await expect(expected, "confirm", model, order: order, alsoAccepting: late.map { [$0.answer] } ?? []) {
-                transition(try await engine.confirm(orderId: orderId(order)))
+                transition(try await engine.confirm(orderId: orderId(order), bizId: stores.bizId))
             }
             if let late, answer == late.answer, answer != expected {
                 // only once its deadline is behind Redis's clock
@@ -184,14 +184,14 @@ public struct Driver: Sendable {
             }
         case .cancel(let order):
             let expected = model.cancel(order: order)
-            try await expect(expected, "cancel", model, order: order) { transition(try await engine.cancel(orderId: orderId(order))) }
+            try await expect(expected, "cancel", model, order: order) { transition(try await engine.cancel(orderId: orderId(order), bizId: stores.bizId)) }
         case .refund(let order):
             let expected = model.refund(order: order)
-            try await expect(expected, "refund", model, order: order) { transition(try await engine.refund(orderId: orderId(order))) }
+            try await expect(expected, "refund", model, order: order) { transition(try await engine.refund(orderId: orderId(order), bizId: stores.bizId)) }
         case .read(let order):
             var codes: [String] = []
             let answer = try await expect(model.read(order: order), "read", model, order: order) {
-                let reservation = try await engine.reservation(orderId: orderId(order))
+                let reservation = try await engine.reservation(orderId: orderId(order), bizId: stores.bizId)
                 codes = reservation.lines.flatMap(\.codes)
                 return .reservation(status: reservation.status, lines: Self.plain(reservation.lines), replayed: false)
             }
@@ -232,7 +232,7 @@ public struct Driver: Sendable {
         case .fault(.expireDue):
             // the sweeper's step for each hold found due
             for order in model.dueHolds {
-                _ = try await retrying { try await engine.expire(orderId: orderId(order)) }
+                _ = try await retrying { try await engine.expire(named: stores.orderName(orderId(order))) }
                 model.expire(order: order)
             }
         case .fault(let fault):

@@ -91,6 +91,9 @@ final class FakeInventoryServer: Sendable {
             return reserve(body)
         case (.POST, 4) where parts[0] == "v1" && parts[1] == "reservations" && (parts[3] == "confirm" || parts[3] == "cancel"):
             return finish(order: parts[2], confirm: parts[3] == "confirm")
+        case (.POST, 6) where parts[0] == "v1" && parts[1] == "businesses" && parts[3] == "reservations"
+            && (parts[5] == "confirm" || parts[5] == "cancel"):
+            return finish(order: parts[4], confirm: parts[5] == "confirm")
         default:
             return (404, [], "{}")
         }

@@ -78,7 +78,7 @@ struct WireTests {
         #expect(String(buffer: renderer.request(.replay, job, allocator: ByteBufferAllocator())) == reserve)
         #expect(
             String(buffer: renderer.request(.cancel, job, allocator: ByteBufferAllocator()))
-                == "POST /api/v1/reservations/o-1/cancel HTTP/1.1\r\nHost: 127.0.0.1:8090\r\nContent-Length: 0\r\n\r\n"
+                == "POST /api/v1/businesses/lt1/reservations/o-1/cancel HTTP/1.1\r\nHost: 127.0.0.1:8090\r\nContent-Length: 0\r\n\r\n"
         )
         #expect(
             String(buffer: renderer.request(.healthz, job, allocator: ByteBufferAllocator()))

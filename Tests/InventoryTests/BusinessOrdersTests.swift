@@ -1,0 +1,101 @@
+import Foundation
+import Inventory
+import InventoryTestSupport
+import MySQLClient
+import Testing
+
+/// Orders are scoped by business (issue 22 item 5): the same orderId in two businesses is two orders, in Redis, in
+/// the journal, in the tombstones, and after Redis lost them.
+@Suite("Orders scoped by business")
+struct BusinessOrdersTests {
+    func command(_ bizId: String, _ orderId: String, _ quantity: Int64) -> ReserveCommand {
+        ReserveCommand(
+            orderId: orderId, bizId: bizId, userId: nil, items: [.init(skuId: 1, quantity: quantity)], ttlSeconds: 3600,
+            shortage: .reject
+        )
+    }
+
+    @Test("one orderId in two businesses: two orders, each confirmed or cancelled alone, two journal rows")
+    func sameOrderIdTwoBusinesses() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let (a, b) = (stores.bizId, stores.bizId + "b")
+            for biz in [a, b] { _ = try await engine.setStock(StockItemID(bizId: biz, skuId: 1), StockSettings(stock: 10)) }
+            // Before: b's reserve was a 422 (the orderId was taken by a's order with another body).
+            guard case .created(let heldA) = try await engine.reserve(command(a, "o-1", 2)),
+                case .created(let heldB) = try await engine.reserve(command(b, "o-1", 3))
+            else {
+                Issue.record("both reserves should hold")
+                return
+            }
+            #expect([heldA.bizId, heldB.bizId] == [a, b])
+            #expect([heldA.orderId, heldB.orderId] == ["o-1", "o-1"])
+            let readA = try await engine.reservation(orderId: "o-1", bizId: a)
+            #expect(readA.lines.map(\.reserved) == [2])
+            #expect(readA.bizId == a && readA.orderId == "o-1")
+            #expect(try await engine.reservation(orderId: "o-1", bizId: b).lines.map(\.reserved) == [3])
+            await #expect(throws: InventoryError.notFound) { try await engine.reservation(orderId: "o-1", bizId: a + "c") }
+
+            _ = try await engine.confirm(orderId: "o-1", bizId: a)
+            #expect(try await engine.reservation(orderId: "o-1", bizId: b).status == .reserved)
+            _ = try await engine.cancel(orderId: "o-1", bizId: b)
+            #expect(try await engine.reservation(orderId: "o-1", bizId: a).status == .confirmed)
+
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.journalRows(of: a) == [JournalLine(orderId: "o-1", skuId: 1, quantity: 2, status: "CONFIRMED")])
+            #expect(try await stores.journalRows(of: b) == [JournalLine(orderId: "o-1", skuId: 1, quantity: 3, status: "CANCELLED")])
+            let levelA = try await engine.stock(StockItemID(bizId: a, skuId: 1))
+            let levelB = try await engine.stock(StockItemID(bizId: b, skuId: 1))
+            #expect([levelA.available, levelA.reserved, levelB.available, levelB.reserved] == [8, 0, 10, 0])
+            #expect(try await StockRepository(client: stores.mysql).row(bizId: a, skuId: 1)?.stock == 8)
+            #expect(try await StockRepository(client: stores.mysql).row(bizId: b, skuId: 1)?.stock == 10)
+        }
+    }
+
+    @Test("a cancel of an unknown order blocks that orderId in its own business only, also after Redis lost everything")
+    func cancelBeforeReserveIsPerBusiness() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let (a, b) = (stores.bizId, stores.bizId + "b")
+            for biz in [a, b] { _ = try await engine.setStock(StockItemID(bizId: biz, skuId: 1), StockSettings(stock: 10)) }
+            let recorded = try await engine.cancel(orderId: "o-9", bizId: a)
+            #expect(recorded.reservation.bizId == a && recorded.reservation.orderId == "o-9")
+            await #expect(throws: InventoryError.orderClosed(.cancelled)) { try await engine.reserve(command(a, "o-9", 1)) }
+            guard case .created = try await engine.reserve(command(b, "o-9", 4)) else {
+                Issue.record("another business's order of the same id should hold")
+                return
+            }
+            #expect(try await stores.drainWithWorker())
+            let tombstones = try await stores.mysql.query(
+                "SELECT biz_id FROM order_tombstones WHERE key_prefix = ? AND order_id = 'o-9'", [.string(stores.keys.prefix)]
+            )
+            #expect(tombstones.rows.map { $0.string("biz_id") } == [a])
+
+            // Redis forgets everything: the journal still tells the two orders apart.
+            try await stores.loseEverything()
+            await #expect(throws: InventoryError.orderClosed(.cancelled)) { try await engine.reserve(command(a, "o-9", 1)) }
+            let replay = try await engine.reserve(command(b, "o-9", 4))
+            guard case .replayed(let restored) = replay else {
+                Issue.record("b's order should be restored from the journal and replayed, got \(replay)")
+                return
+            }
+            #expect(restored.bizId == b && restored.lines.map(\.reserved) == [4])
+            let levelB = try await engine.stock(StockItemID(bizId: b, skuId: 1))
+            #expect([levelB.available, levelB.reserved] == [6, 4])
+            await #expect(throws: InventoryError.notFound) { try await engine.reservation(orderId: "o-9", bizId: a + "c") }
+        }
+    }
+
+    @Test("an order's Redis name reads back into its business and id; business default keeps the bare orderId")
+    func orderNames() {
+        let cases = [
+            OrderRef(bizId: "default", orderId: "o-1"), OrderRef(bizId: "shop", orderId: "o-1"),
+            OrderRef(bizId: "shop", orderId: "a:b.c-d_e"), OrderRef(bizId: "x-y_z", orderId: "default"),
+        ]
+        for order in cases { #expect(OrderRef(name: order.name) == order) }
+        #expect(OrderRef(bizId: "default", orderId: "o-1").name == "o-1")
+        #expect(OrderRef(bizId: "shop", orderId: "o-1").name == "shop/o-1")
+        // An orderId with ':' cannot be mistaken for a business: '/' is in neither alphabet.
+        #expect(OrderRef(name: "shop:o-1") == OrderRef(bizId: "default", orderId: "shop:o-1"))
+    }
+}
