@@ -63,7 +63,7 @@ extension InventoryRoutes {
         (.post, "/v1/stock/:bizId/:skuId/adjustments"), (.put, "/v1/stock/:bizId/:skuId/pool"),
         (.get, "/v1/stock/:bizId/:skuId/pool"), (.post, "/v1/stock/:bizId/:skuId/codes"),
         (.get, "/v1/stock/:bizId/:skuId/codes"), (.get, "/healthz"), (.get, "/readyz"), (.get, "/openapi.json"), (.get, "/metrics"),
-        (.get, "/"), (.get, "/v1/status"),
+        (.get, "/"), (.get, "/v1/status"), (.get, "/v1/businesses/:bizId/status"),
     ] as [(HTTPRequest.Method, String)]).map { ($0.0, $0.1.split(separator: "/")) }
 }
 

@@ -3,6 +3,7 @@ import Inventory
 
 /// The status page at `GET /` and the JSON it polls, `GET /v1/status`: low items, outbox, journal lag, worker
 /// throughput and the last reconciliation, for an operator's eye (Prometheus has the same numbers for alerts).
+/// `GET /v1/businesses/{bizId}/status`: one business's low items, nothing of the others.
 struct StatusRoutes: Sendable {
     /// Low items shown at most, the lowest first; `lowStockCount` tells how many there are.
     static let lowStockLimit = 100
@@ -20,6 +21,41 @@ struct StatusRoutes: Sendable {
             )
         }
         router.get("/v1/status") { _, _ in try await self.status() }
+        router.get("/v1/businesses/:bizId/status") { _, context in
+            let bizId = context.parameters.get("bizId")?.removingPercentEncoding ?? ""
+            guard Patterns.isBizId(bizId) else {
+                throw Problem.badRequest(
+                    "bizId in the path must be \(Patterns.bizIdRule)",
+                    errors: [.init(pointer: "path/bizId", detail: "must be \(Patterns.bizIdRule)")]
+                )
+            }
+            try AccessScope.check(bizId)
+            return try await self.businessStatus(bizId)
+        }
+    }
+
+    /// One business's status: its low items only (a token limited to the business may read it; `/v1/status` lists
+    /// every business's and is for unlimited admin tokens).
+    private func businessStatus(_ bizId: String) async throws -> Response {
+        let low: (levels: [StockLevel], count: Int)
+        do {
+            low = try await engine.lowStock(of: bizId, limit: Self.lowStockLimit)
+        } catch let error as InventoryError {
+            throw Problem(error)
+        }
+        var writer = JSONWriter(capacity: 256)
+        writer.beginObject()
+        writer.field("generatedAt", Timestamp.rfc3339(milliseconds: InventoryEngine.nowMilliseconds()))
+        writer.field("bizId", bizId)
+        writer.beginArray("lowStock")
+        for level in low.levels { StockLevelBody(level).write(to: &writer) }
+        writer.endArray()
+        writer.field("lowStockCount", low.count)
+        writer.endObject()
+        return Response(
+            status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+            body: .init(byteBuffer: writer.buffer)
+        )
     }
 
     private func status() async throws -> Response {

@@ -82,6 +82,8 @@ struct OpenAPITests {
             try await send("metrics", .get, "/metrics", expect: 200)
             try await send("status page", .get, "/", expect: 200)
             try await send("status", .get, "/v1/status", expect: 200)
+            try await send("a business's status", .get, "/v1/businesses/\(biz)/status", expect: 200)
+            try await send("a business's status, bad bizId", .get, "/v1/businesses/BAD!/status", expect: 400)
             try await send("wrong method on the status page", .post, "/", expect: 405)
 
             // Stock.
@@ -428,6 +430,7 @@ struct OpenAPITests {
                 ("confirm", .post, "/v1/reservations/down-1/confirm", nil),
                 ("readiness", .get, "/readyz", nil),
                 ("status", .get, "/v1/status", nil),
+                ("business status", .get, "/v1/businesses/\(stores.bizId)/status", nil),
             ]
             for (label, method, uri, body) in cases {
                 let response = try await client.execute(

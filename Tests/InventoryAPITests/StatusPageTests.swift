@@ -99,6 +99,48 @@ struct StatusPageTests {
         }
     }
 
+    @Test("a business's status lists its low items only; one business's many low items leave room for the others' (issue 22 item 6)")
+    func businessStatus() async throws {
+        let contract = try OpenAPIContract()
+        try await withClient { client, stores in
+            let (mine, other) = (stores.bizId, stores.bizId + "b")
+            // 101 items of mine sold out (a PUT of stock 0 is seen low): one more than a business may have tracked.
+            for sku in 1...101 {
+                #expect(try await Self.send(client, .put, "/v1/stock/\(mine)/\(sku)", #"{"stock": 0}"#).status == .ok)
+            }
+            // Before, these filled the shared table (1,000 slots) for everyone; now the other business is still tracked.
+            #expect(try await Self.send(client, .put, "/v1/stock/\(other)/1", #"{"stock": 1, "dangerNum": 2}"#).status == .ok)
+            func status(_ biz: String) async throws -> [String: Any] {
+                let response = try await client.execute(uri: "/v1/businesses/\(biz)/status", method: .get)
+                #expect(response.status == .ok)
+                contract.check("business status", .get, "/v1/businesses/\(biz)/status", body: nil, response)
+                return try #require(JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any])
+            }
+            let mineStatus = try await status(mine)
+            let mineItems = mineStatus["lowStock"] as? [[String: Any]] ?? []
+            #expect(mineStatus["lowStockCount"] as? Int == 100, "at most 100 items of one business are tracked")
+            #expect(mineItems.count == 100)
+            #expect(mineItems.allSatisfy { $0["bizId"] as? String == mine })
+            let otherItems = try await status(other)["lowStock"] as? [[String: Any]] ?? []
+            #expect(otherItems.map { [$0["bizId"] as? String ?? "", String($0["available"] as? Int ?? -1)] } == [[other, "1"]])
+            // Restocked items free their slots: the 101st is tracked once it is seen low again.
+            for sku in 1...50 {
+                #expect(try await Self.send(client, .put, "/v1/stock/\(mine)/\(sku)", #"{"stock": 10}"#).status == .ok)
+            }
+            #expect(try await Self.send(client, .get, "/v1/stock/\(mine)/101").status == .ok)
+            let after = try await status(mine)
+            #expect(after["lowStockCount"] as? Int == 51)
+            let bad = try await client.execute(uri: "/v1/businesses/Bad!/status", method: .get)
+            #expect(bad.status == .badRequest)
+            contract.check("business status, bad bizId", .get, "/v1/businesses/Bad!/status", body: nil, bad)
+            // Cleanup: the table is the process's; the other tests' items need the room.
+            for sku in 51...101 {
+                _ = try await Self.send(client, .put, "/v1/stock/\(mine)/\(sku)", #"{"stock": 10}"#)
+            }
+            _ = try await Self.send(client, .put, "/v1/stock/\(other)/1", #"{"stock": 10, "dangerNum": 2}"#)
+        }
+    }
+
     @Test("without a worker in the process, /v1/status still answers 200, with worker null")
     func withoutWorker() async throws {
         let contract = try OpenAPIContract()

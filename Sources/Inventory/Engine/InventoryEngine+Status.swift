@@ -56,10 +56,10 @@ extension InventoryEngine {
     }
 
     /// The items seen low (the low-stock gauges' set, bounded by `InventoryMetrics.lowStockLimit`) as Redis has
-    /// them now, the lowest first; items restocked since, or not in Redis, are left out.
-    public func lowStockLevels() async throws -> [StockLevel] {
+    /// them now, the lowest first; items restocked since, or not in Redis, are left out. Of `bizId` only, when given.
+    public func lowStockLevels(of bizId: String? = nil) async throws -> [StockLevel] {
         let levels = try await withThrowingTaskGroup(of: StockLevel?.self) { group in
-            for item in InventoryMetrics.lowStockItems() {
+            for item in InventoryMetrics.lowStockItems(of: bizId) {
                 group.addTask { try await self.readStock(item) }
             }
             var levels: [StockLevel] = []
@@ -90,5 +90,13 @@ extension InventoryEngine {
             lowStock: Array(low.prefix(lowStockLimit)), lowStockCount: low.count, outboxEntries: outbox,
             lastReconcile: await reconcile
         )
+    }
+
+    /// One business's low items (its status page): at most `limit`, and how many there are.
+    /// Redis not answering is an error (503), also when none of the business's items is tracked.
+    public func lowStock(of bizId: String, limit: Int) async throws -> (levels: [StockLevel], count: Int) {
+        _ = try await redisNow()
+        let low = try await lowStockLevels(of: bizId)
+        return (Array(low.prefix(limit)), low.count)
     }
 }

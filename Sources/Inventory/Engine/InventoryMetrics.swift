@@ -96,24 +96,35 @@ public enum InventoryMetrics {
     /// Outbox lines left out of the journal because Redis lost them and rebuilt their item first.
     static let staleLines = Counter(label: "inventory_writeback_stale_lines_total")
 
-    private static let lowStock = NIOLockedValueBox<[StockItemID: (Gauge, Gauge)]>([:])
+    /// The items the low-stock gauges track, and how many of them each business has.
+    private struct LowStockTable {
+        var gauges: [StockItemID: (Gauge, Gauge)] = [:]
+        var perBusiness: [String: Int] = [:]
+    }
+
+    private static let lowStock = NIOLockedValueBox(LowStockTable())
     /// Items tracked by the low-stock gauges at most: a sale has a few hot items, not millions.
     static let lowStockLimit = 1000
+    /// Items of one business tracked at most: one business's many low items cannot take every slot from the others.
+    static let lowStockPerBusiness = 100
 
     /// Records an item's available and reserved while it is at or below its low-stock threshold
     /// (`inventory_low_stock_available{biz,sku}`, `inventory_low_stock_reserved{biz,sku}`); returns true the first
     /// time the item is seen low, so the caller can log it once.
     @discardableResult
     static func lowStock(_ item: StockItemID, available: Int64, reserved: Int64) -> Bool {
-        let (gauges, first) = lowStock.withLockedValue { tracked -> ((Gauge, Gauge)?, Bool) in
-            if let gauges = tracked[item] { return (gauges, false) }
-            guard tracked.count < lowStockLimit else { return (nil, false) }
+        let (gauges, first) = lowStock.withLockedValue { table -> ((Gauge, Gauge)?, Bool) in
+            if let gauges = table.gauges[item] { return (gauges, false) }
+            guard table.gauges.count < lowStockLimit, table.perBusiness[item.bizId, default: 0] < lowStockPerBusiness else {
+                return (nil, false)
+            }
             let labels = [("biz", item.bizId), ("sku", String(item.skuId))]
             let gauges = (
                 Gauge(label: "inventory_low_stock_available", dimensions: labels),
                 Gauge(label: "inventory_low_stock_reserved", dimensions: labels)
             )
-            tracked[item] = gauges
+            table.gauges[item] = gauges
+            table.perBusiness[item.bizId, default: 0] += 1
             return (gauges, true)
         }
         gauges?.0.record(available)
@@ -123,14 +134,23 @@ public enum InventoryMetrics {
 
     /// An item no longer low: its gauges go (no stale "sold out" after a restock) and its slot is free again.
     static func recovered(_ item: StockItemID) {
-        let gauges = lowStock.withLockedValue { $0.removeValue(forKey: item) }
+        let gauges = lowStock.withLockedValue { table -> (Gauge, Gauge)? in
+            guard let gauges = table.gauges.removeValue(forKey: item) else { return nil }
+            let left = table.perBusiness[item.bizId, default: 1] - 1
+            table.perBusiness[item.bizId] = left > 0 ? left : nil
+            return gauges
+        }
         gauges?.0.destroy()
         gauges?.1.destroy()
     }
 
-    /// The items the low-stock gauges track (at most `lowStockLimit`): those seen low and not seen recovered since.
-    static func lowStockItems() -> [StockItemID] {
-        lowStock.withLockedValue { Array($0.keys) }
+    /// The items the low-stock gauges track (at most `lowStockLimit`, `lowStockPerBusiness` of one business): those
+    /// seen low and not seen recovered since; of `bizId` only, when given.
+    static func lowStockItems(of bizId: String? = nil) -> [StockItemID] {
+        lowStock.withLockedValue { table in
+            guard let bizId else { return Array(table.gauges.keys) }
+            return table.gauges.keys.filter { $0.bizId == bizId }
+        }
     }
 
     /// Nanoseconds since `start` (a `DispatchTime.now().uptimeNanoseconds`).

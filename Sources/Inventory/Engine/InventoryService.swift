@@ -17,6 +17,8 @@ public protocol InventoryService: Sendable {
     /// What the status page shows, with at most `lowStockLimit` low items; throws `InventoryError.unavailable`
     /// only when the store that holds the stock cannot be asked.
     func status(lowStockLimit: Int) async throws -> EngineStatus
+    /// One business's low items, at most `limit`, and how many there are (its own status; nothing of the others).
+    func lowStock(of bizId: String, limit: Int) async throws -> (levels: [StockLevel], count: Int)
     /// Code pools (see `InventoryEngine`); engines without them answer `notSupported`.
     func setPool(_ id: StockItemID, _ pool: CodePool) async throws -> CodePool
     func pool(_ id: StockItemID) async throws -> CodePool
@@ -40,6 +42,7 @@ extension InventoryService {
 
     /// An engine that tracks nothing for the status page shows nothing (the database-only baseline).
     public func status(lowStockLimit: Int) async throws -> EngineStatus { EngineStatus() }
+    public func lowStock(of bizId: String, limit: Int) async throws -> (levels: [StockLevel], count: Int) { ([], 0) }
 }
 
 extension InventoryEngine: InventoryService {
