@@ -1,7 +1,8 @@
--- Orders are scoped by business (README "Businesses"): two businesses may both have an order "1001", so a cancel
--- of an order that never reserved is recorded for its business only. Rows written before (no business) were
--- cancels through the order paths that named none: business `default`.
+-- Orders are scoped by business (README "Orders belong to a business"): two businesses may both have an order
+-- "1001", so a cancel of an order that never reserved is recorded for its business only. A row written before
+-- names no business: it was a cancel through the only order paths there were, which any business used, so it keeps
+-- refusing a late reserve of that orderId in every business ('*', JournalRepository.hasTombstone).
 ALTER TABLE order_tombstones
-    ADD COLUMN IF NOT EXISTS biz_id VARCHAR(32) NOT NULL DEFAULT 'default' AFTER key_prefix,
+    ADD COLUMN IF NOT EXISTS biz_id VARCHAR(32) NOT NULL DEFAULT '*' AFTER key_prefix,
     DROP PRIMARY KEY,
     ADD PRIMARY KEY (key_prefix, biz_id, order_id);

@@ -112,7 +112,7 @@ traffic() {
         i=$((i + 1))
         api POST /v1/reservations \
             "{\"orderId\": \"busy-$RUN-$i\", \"bizId\": \"$BIZ\", \"items\": [{\"skuId\": 1001, \"quantity\": 1}]}" >/dev/null || true
-        if ((i % 2 == 0)); then api POST "/v1/reservations/busy-$RUN-$i/cancel" >/dev/null || true; fi
+        if ((i % 2 == 0)); then api POST "/v1/businesses/$BIZ/reservations/busy-$RUN-$i/cancel" >/dev/null || true; fi
         sleep 0.02
     done
 }

@@ -186,12 +186,14 @@ public struct InventoryRoutes: Sendable {
                 detail: "an item of this order takes more reservations than this instance admits per window; retry"
             )
         }
+        // Where the order lives: the business's own paths (the short ones are business default's only).
+        let location = "/v1/businesses/\(command.bizId)/reservations/\(orderId)"
         return try await call(orderId: orderId) {
             switch try await engine.reserve(command, failpoint: "") {
             case .created(let reservation):
-                return try json(.created, ReservationBody(reservation))
+                return try json(.created, ReservationBody(reservation), location: location)
             case .replayed(let reservation):
-                return try json(.ok, ReservationBody(reservation), replayed: true)
+                return try json(.ok, ReservationBody(reservation), replayed: true, location: location)
             }
         }
     }
@@ -357,11 +359,14 @@ public struct InventoryRoutes: Sendable {
         return StockItemID(bizId: biz, skuId: sku)
     }
 
-    private func json(_ status: HTTPResponse.Status, _ value: some ResponseBody, replayed: Bool = false) throws -> Response {
+    private func json(
+        _ status: HTTPResponse.Status, _ value: some ResponseBody, replayed: Bool = false, location: String? = nil
+    ) throws -> Response {
         var writer = JSONWriter()
         value.write(to: &writer)
         var headers: HTTPFields = [.contentType: "application/json"]
         if replayed { headers[.idempotentReplayed] = "true" }
+        if let location { headers[.location] = location }
         return Response(status: status, headers: headers, body: .init(byteBuffer: writer.buffer))
     }
 }

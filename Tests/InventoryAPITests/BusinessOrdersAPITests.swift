@@ -34,7 +34,10 @@ struct BusinessOrdersAPITests {
             #expect(try await send(.post, "/v1/businesses/\(a)/reservations", reserveA).status == .created)
             // The same orderId in b and in default: their own orders (before: 422, the id was taken).
             let reserveB = #"{"orderId": "\#(order)", "bizId": "\#(b)", "items": [{"skuId": 1, "quantity": 3}]}"#
-            #expect(try await send(.post, "/v1/reservations", reserveB).status == .created)
+            let heldB = try await send(.post, "/v1/reservations", reserveB)
+            #expect(heldB.status == .created)
+            // Where b's order is followed up: its business's paths (the short ones are business default's).
+            #expect(heldB.headers[.location] == "/v1/businesses/\(b)/reservations/\(order)")
             let reserveDefault = #"{"orderId": "\#(order)", "items": [{"skuId": \#(sku), "quantity": 4}]}"#
             #expect(try await send(.post, "/v1/reservations", reserveDefault).status == .created)
 

@@ -4,6 +4,8 @@ import InventoryTestSupport
 import MySQLClient
 import Testing
 
+@testable import Inventory
+
 /// Orders are scoped by business (issue 22 item 5): the same orderId in two businesses is two orders, in Redis, in
 /// the journal, in the tombstones, and after Redis lost them.
 @Suite("Orders scoped by business")
@@ -71,8 +73,13 @@ struct BusinessOrdersTests {
             )
             #expect(tombstones.rows.map { $0.string("biz_id") } == [a])
 
+            // A tombstone from before orders were scoped ('*') names no business: it refuses the id in every business.
+            _ = try await stores.mysql.query(
+                "INSERT INTO order_tombstones (key_prefix, biz_id, order_id) VALUES (?, '*', 'o-old')", [.string(stores.keys.prefix)]
+            )
             // Redis forgets everything: the journal still tells the two orders apart.
             try await stores.loseEverything()
+            await #expect(throws: InventoryError.orderClosed(.cancelled)) { try await engine.reserve(command(b, "o-old", 1)) }
             await #expect(throws: InventoryError.orderClosed(.cancelled)) { try await engine.reserve(command(a, "o-9", 1)) }
             let replay = try await engine.reserve(command(b, "o-9", 4))
             guard case .replayed(let restored) = replay else {
@@ -83,6 +90,62 @@ struct BusinessOrdersTests {
             let levelB = try await engine.stock(StockItemID(bizId: b, skuId: 1))
             #expect([levelB.available, levelB.reserved] == [6, 4])
             await #expect(throws: InventoryError.notFound) { try await engine.reservation(orderId: "o-9", bizId: a + "c") }
+        }
+    }
+
+    @Test("the reconciler tells two businesses' journal rows of one orderId and SKU apart (in-flight cancel counted)")
+    func reconcilerKeysRowsByBusiness() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let (a, b) = (stores.bizId, stores.bizId + "b")
+            let (itemA, itemB) = (StockItemID(bizId: a, skuId: 1), StockItemID(bizId: b, skuId: 1))
+            for item in [itemA, itemB] { _ = try await engine.setStock(item, StockSettings(stock: 10)) }
+            _ = try await engine.reserve(command(b, "o-1", 3))
+            _ = try await engine.confirm(orderId: "o-1", bizId: b)
+            _ = try await engine.reserve(command(a, "o-1", 2))
+            #expect(try await stores.drainWithWorker())
+            // a's cancel and b's refund wait in the outbox: MySQL still counts a's hold (its row RESERVED); b's row is
+            // CONFIRMED. Both orders are in flight, so the reconciler reads both rows: one orderId, one SKU number.
+            _ = try await engine.cancel(orderId: "o-1", bizId: a)
+            _ = try await engine.refund(orderId: "o-1", bizId: b)
+            let reconciler = try stores.reconciler()
+            let snapshot = try await reconciler.snapshot([itemA, itemB])
+            let applied = try await reconciler.appliedState(snapshot, session: nil)
+            #expect(applied.rows[Reconciler.Applied.key(a, "o-1", 1)]?.status == "RESERVED")
+            #expect(applied.rows[Reconciler.Applied.key(b, "o-1", 1)]?.status == "CONFIRMED")
+            let journal = try await reconciler.journalReserved([itemA], session: nil)
+            #expect(journal[itemA] == 2)
+            let expected = Reconciler.expected(
+                dbStock: 10, journalReserved: journal[itemA] ?? 0, entries: snapshot.entries[itemA] ?? [], applied: applied,
+                bizId: a, sku: 1
+            )
+            // Redis has a's hold released: used 0, stock 10 (before, b's CONFIRMED row could stand for a's: used 2).
+            #expect(expected.usedStockNum == 0)
+            #expect(expected.stockNum == 10)
+            #expect(try await reconciler.run(.business(a)).clean)
+        }
+    }
+
+    @Test("an order held since before orders were scoped (bare name, another business): not business default's, and never copied under its new name")
+    func oldOrderOfAnotherBusiness() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let acme = stores.bizId
+            let bare = "old-\(stores.bizId)"
+            // What the previous version left: the order under its bare orderId, its hash (or directory) naming acme.
+            if stores.keys.clustered {
+                _ = try await stores.redis.command("HSET", stores.keys.directory(bare), "state", "reserved", "biz", acme, "shards", "")
+            } else {
+                _ = try await stores.redis.command(
+                    "HSET", stores.keys.order(bare), "status", "reserved", "biz", acme, "lines", "1:2:2", "expires_at", "9999999999999"
+                )
+            }
+            // Business default's short paths do not reach it (before: they read, confirmed or cancelled acme's order).
+            await #expect(throws: InventoryError.notFound) { try await engine.reservation(orderId: bare, bizId: "default") }
+            await #expect(throws: InventoryError.notFound) { try await engine.confirm(orderId: bare, bizId: "default") }
+            // acme's new name finds nothing, and no copy is restored beside the old one (both would release one hold).
+            await #expect(throws: InventoryError.self) { try await engine.reservation(orderId: bare, bizId: acme) }
+            #expect(try await stores.keys(matching: "*\(acme)/\(bare)*").isEmpty)
         }
     }
 

@@ -52,6 +52,19 @@ extension InventoryEngine {
         }
     }
 
+    /// Set by the public order operations (`confirm(orderId:bizId:)`, …): the order read must be the business's
+    /// own. An order written before orders were scoped kept its bare orderId as its name whatever its business: read
+    /// for business `default`, one whose hash names another business is not found. The sweeper's own steps (expiry,
+    /// giving up reserves) run without it, so such an order still expires.
+    enum OwnerCheck {
+        @TaskLocal static var active = false
+    }
+
+    /// Whether a stored order's business (`biz` of its hash or directory) may answer for the name's.
+    static func ownedByName(_ orderId: String, storedBiz: String) -> Bool {
+        !OwnerCheck.active || storedBiz.isEmpty || storedBiz == OrderRef(name: orderId).bizId
+    }
+
     /// The order as Redis holds it; an order Redis lost but the journal has is restored first.
     func readOrder(_ orderId: String) async throws -> StoredOrder? {
         if let order = try await readStoredOrder(orderId) { return order }
@@ -66,6 +79,7 @@ extension InventoryEngine {
     /// `outboxApplied`: the caller applied the order's pending outbox events just now (no second scan).
     func restoreOrder(_ orderId: String, outboxApplied: Bool = false) async throws -> Bool {
         let ref = OrderRef(name: orderId)
+        try await refuseCopyOfOldOrder(ref)
         // MySQL that cannot be asked is 503, not "no such order": a cancel would otherwise be recorded as one
         // before any reserve and answered 200, while the journal still holds the order's stock.
         let journalRows = { [journal] in
@@ -130,6 +144,22 @@ extension InventoryEngine {
         return true
     }
 
+    /// An order of a business other than `default` held since before orders were scoped lives under its bare
+    /// orderId, with the same item keys its new name maps to: restoring a copy under the new name would let both
+    /// release the same hold. It is left to end under its old name (the sweeper expires it); until then its
+    /// business's calls are told so (503). See README "Orders belong to a business" (upgrade).
+    func refuseCopyOfOldOrder(_ ref: OrderRef) async throws {
+        guard ref.bizId != OrderRef.defaultBusiness else { return }
+        let key = keys.clustered ? keys.directory(ref.orderId) : keys.order(ref.orderId)
+        let stored = try await redisCall { try await self.redis.command("HGET", key, "biz") }.text
+        if stored == ref.bizId {
+            throw InventoryError.unavailable(
+                "order \(ref.orderId) of business \(ref.bizId) is held under its name from before orders were scoped; "
+                    + "it ends there (confirm it through the version that made it, or let it expire)"
+            )
+        }
+    }
+
     /// Redis Cluster: a part of a partial order that held nothing has no journal row, so a restore from the journal
     /// does not bring it back, and the directory, which still names it, would never find the order whole. Such a
     /// part is written anew with no lines (it holds nothing, as before): the order answers again, and a retry of the
@@ -177,7 +207,9 @@ extension InventoryEngine {
         let fields = try await redisCall {
             try await self.redis.command("HMGET", self.keys.directory(orderId), "state", "shards", "biz")
         }.array ?? []
-        guard let stateText = fields[safe: 0]?.text, let state = ReservationStatus(rawValue: stateText) else { return nil }
+        guard let stateText = fields[safe: 0]?.text, let state = ReservationStatus(rawValue: stateText),
+            Self.ownedByName(orderId, storedBiz: fields[safe: 2]?.text ?? "")
+        else { return nil }
         let shards = (fields[safe: 1]?.text ?? "").split(separator: ",").compactMap { Int($0) }
         // The parts are read all at once (one round trip, not one per part), kept in the directory's order.
         let read: [StoredOrder?]
@@ -207,7 +239,9 @@ extension InventoryEngine {
             )
         }
         let fields = reply.array ?? []
-        guard let statusText = fields[safe: 0]?.text, let status = ReservationStatus(rawValue: statusText) else {
+        guard let statusText = fields[safe: 0]?.text, let status = ReservationStatus(rawValue: statusText),
+            Self.ownedByName(orderId, storedBiz: fields[safe: 1]?.text ?? "")
+        else {
             return nil
         }
         return StoredOrder(

@@ -6,7 +6,7 @@ import RedisClient
 extension InventoryEngine {
     /// Payment succeeded: the held stock is sold.
     public func confirm(orderId: String, bizId: String) async throws -> TransitionOutcome {
-        try await confirm(named: OrderRef(bizId: bizId, orderId: orderId).name)
+        try await OwnerCheck.$active.withValue(true) { try await confirm(named: OrderRef(bizId: bizId, orderId: orderId).name) }
     }
 
     /// `confirm` of the order Redis names `orderId` (`OrderRef.name`). Every `orderId` of the engine's internal
@@ -82,7 +82,9 @@ extension InventoryEngine {
     /// Gives an order's held stock back. Cancelling an unknown order records it as cancelled, so that a reserve
     /// arriving later is refused (no hanging reservation).
     public func cancel(orderId: String, bizId: String, failpoint: String = "") async throws -> TransitionOutcome {
-        try await cancel(named: OrderRef(bizId: bizId, orderId: orderId).name, failpoint: failpoint)
+        try await OwnerCheck.$active.withValue(true) {
+            try await cancel(named: OrderRef(bizId: bizId, orderId: orderId).name, failpoint: failpoint)
+        }
     }
 
     func cancel(named orderId: String, failpoint: String = "") async throws -> TransitionOutcome {
@@ -294,7 +296,7 @@ extension InventoryEngine {
 
     /// The order as Redis holds it.
     public func reservation(orderId: String, bizId: String) async throws -> Reservation {
-        try await reservation(named: OrderRef(bizId: bizId, orderId: orderId).name)
+        try await OwnerCheck.$active.withValue(true) { try await reservation(named: OrderRef(bizId: bizId, orderId: orderId).name) }
     }
 
     func reservation(named orderId: String) async throws -> Reservation {
@@ -312,7 +314,7 @@ extension InventoryEngine {
     /// Refund before shipment: a confirmed order's stock becomes available again, in Redis now and in MySQL
     /// through the write-back worker.
     public func refund(orderId: String, bizId: String) async throws -> TransitionOutcome {
-        try await refund(named: OrderRef(bizId: bizId, orderId: orderId).name)
+        try await OwnerCheck.$active.withValue(true) { try await refund(named: OrderRef(bizId: bizId, orderId: orderId).name) }
     }
 
     func refund(named orderId: String) async throws -> TransitionOutcome {

@@ -22,11 +22,12 @@ extension Reconciler {
 
     /// The MySQL side of the lines in flight: journal rows and ledger sources that exist now.
     struct Applied {
-        /// (orderId, skuId) → (status, reserve_event) of the journal row.
+        /// (bizId, orderId, skuId) → (status, reserve_event) of the journal row: two businesses may have an order of
+        /// the same id on the same SKU number.
         var rows: [String: (status: String, reserveEvent: String)] = [:]
         var ledger: Set<String> = []
 
-        static func key(_ orderId: String, _ sku: UInt64) -> String { "\(orderId)\u{0}\(sku)" }
+        static func key(_ bizId: String, _ orderId: String, _ sku: UInt64) -> String { "\(bizId)\u{0}\(orderId)\u{0}\(sku)" }
 
         /// The ledger source the journal writes for a confirm or refund line.
         static func source(_ kind: OutboxEvent.Kind, _ orderId: String, _ bizId: String, _ sku: UInt64) -> String {
@@ -259,11 +260,11 @@ extension Reconciler {
         var committedUnsettled: Int64 = 0
         // By order and entry id: entry ids repeat across streams, and an undo names a reserve of its own order.
         let reservesInFlight = Set(
-            entries.filter { $0.kind == .reserve && applied.rows[Applied.key($0.orderId, sku)]?.reserveEvent != $0.entryId }
+            entries.filter { $0.kind == .reserve && applied.rows[Applied.key(bizId, $0.orderId, sku)]?.reserveEvent != $0.entryId }
                 .map { $0.orderId + "\u{0}" + $0.entryId }
         )
         for entry in entries {
-            let row = applied.rows[Applied.key(entry.orderId, sku)]
+            let row = applied.rows[Applied.key(bizId, entry.orderId, sku)]
             switch entry.kind {
             case .reserve:
                 if reservesInFlight.contains(entry.orderId + "\u{0}" + entry.entryId) { used += entry.quantity }

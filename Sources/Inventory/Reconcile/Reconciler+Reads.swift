@@ -77,7 +77,7 @@ extension Reconciler {
                     [.string(biz)] + chunk.map { .string($0) }
                 )
                 for row in result.rows {
-                    applied.rows[Applied.key(row.string("order_id") ?? "", row.uint64("sku_id") ?? 0)] = (
+                    applied.rows[Applied.key(biz, row.string("order_id") ?? "", row.uint64("sku_id") ?? 0)] = (
                         row.string("status") ?? "", row.string("reserve_event") ?? ""
                     )
                 }

@@ -151,10 +151,11 @@ public struct JournalRepository: Sendable {
         }
     }
 
-    /// Whether a cancel of this order of `bizId`, made before any reserve of it, is recorded under `keyPrefix`.
+    /// Whether a cancel of this order of `bizId`, made before any reserve of it, is recorded under `keyPrefix`
+    /// (or one recorded before orders were scoped, `biz_id` '*': any business's).
     public func hasTombstone(orderId: String, bizId: String, keyPrefix: String) async throws -> Bool {
         let result = try await client.query(
-            "SELECT 1 AS found FROM order_tombstones WHERE key_prefix = ? AND biz_id = ? AND order_id = ? LIMIT 1",
+            "SELECT 1 AS found FROM order_tombstones WHERE key_prefix = ? AND biz_id IN (?, '*') AND order_id = ? LIMIT 1",
             [.string(keyPrefix), .string(bizId), .string(orderId)]
         )
         return !result.rows.isEmpty
