@@ -8,7 +8,8 @@ import RedisClient
 /// Runs a program against the real engine (real Redis, real MariaDB, the real write-back worker and reconciler) and
 /// the reference model side by side, and checks after every step that the answer is one the model allows, that the
 /// items' levels are the model's and that no item in Redis is partial; at the end, after a drain, that the
-/// reconciler finds nothing, MySQL's stock is the model's, and the journal holds every order as the model has it.
+/// reconciler finds nothing, MySQL's stock is the model's, and the journal holds every order as the model has it;
+/// and that another business's orders of the same ids were untouched throughout (`Driver+Bystander`).
 public struct Driver: Sendable {
     /// Why a run failed: the step (nil: the final checks) and what did not hold.
     public struct Failure: Error, Sendable, CustomStringConvertible {
@@ -60,6 +61,13 @@ public struct Driver: Sendable {
     /// Runs `program`; throws `Failure` at the first step that does not hold.
     public func run(_ program: Program) async throws {
         var model = ReferenceModel(namesUsers: program.features.contains(.userLimits))
+        // Another business holding orders of the same ids (Driver+Bystander): untouched by all that follows.
+        let shadowed = Self.shadowed(program)
+        do {
+            try await startBystander(shadowed)
+        } catch let failure as CheckFailed {
+            throw Failure(step: nil, message: "before the program: \(failure.message)")
+        }
         for (index, step) in program.steps.enumerated() {
             do {
                 try await perform(step, model: &model)
@@ -80,6 +88,7 @@ public struct Driver: Sendable {
         mysqlProxy?.down = false
         do {
             try await finalChecks(model)
+            try await checkBystander(shadowed)
         } catch let failure as CheckFailed {
             throw Failure(step: nil, message: failure.message)
         } catch {
