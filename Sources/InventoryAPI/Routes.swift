@@ -48,7 +48,7 @@ public struct InventoryRoutes: Sendable {
             router.post(RouterPath(prefix + "/:orderId/cancel")) { request, context in
                 let order = try self.order(context, scoped: scoped)
                 return try await self.call(orderId: order.orderId) {
-                    let outcome = try await self.engine.cancel(orderId: order.orderId, bizId: order.bizId, failpoint: "")
+                    let outcome = try await self.engine.cancel(orderId: order.orderId, bizId: order.bizId)
                     return try self.json(.ok, ReservationBody(outcome.reservation), replayed: outcome.replayed)
                 }
             }
@@ -189,7 +189,7 @@ public struct InventoryRoutes: Sendable {
         // Where the order lives: the business's own paths (the short ones are business default's only).
         let location = "/v1/businesses/\(command.bizId)/reservations/\(orderId)"
         return try await call(orderId: orderId) {
-            switch try await engine.reserve(command, failpoint: "") {
+            switch try await engine.reserve(command) {
             case .created(let reservation):
                 return try json(.created, ReservationBody(reservation), location: location)
             case .replayed(let reservation):

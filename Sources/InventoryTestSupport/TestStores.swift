@@ -42,6 +42,9 @@ public struct TestStores: Sendable {
             host: redisAddress(environment).host,
             port: redisPort ?? redisAddress(environment).port,
             connections: 2,
+            // Generous for a loaded CI machine (a cluster node took over 1 s to accept once); a store that is down
+            // refuses at once, so no test waits for it.
+            connectTimeoutMilliseconds: 5000,
             commandTimeoutMilliseconds: redisTimeoutMilliseconds,
             database: cluster ? 0 : redisTestDatabase(environment)
         )
@@ -53,9 +56,10 @@ public struct TestStores: Sendable {
         try await Migrations.once(configuration: mysqlSettings, logger: logger)
         if let mysqlPort {
             mysqlSettings.port = mysqlPort
-            mysqlSettings.connectTimeoutSeconds = 1
-            mysqlSettings.readTimeoutSeconds = 2
-            mysqlSettings.writeTimeoutSeconds = 2
+            // The proxy cuts and refuses at once; these bound only a server slow under a loaded machine.
+            mysqlSettings.connectTimeoutSeconds = 3
+            mysqlSettings.readTimeoutSeconds = 5
+            mysqlSettings.writeTimeoutSeconds = 5
         }
         let mysql = MySQLClient(configuration: mysqlSettings, logger: logger)
         let keys = KeyLayout(prefix: "t\(tag)", shards: cluster ? 8 : 4, clustered: cluster)

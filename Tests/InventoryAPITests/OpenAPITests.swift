@@ -496,9 +496,9 @@ struct OpenAPITests {
 /// An engine that is never called: enough to register the routes and list them.
 private struct NoEngine: InventoryService {
     var defaultTTLSeconds: Int { 1800 }
-    func reserve(_ command: ReserveCommand, failpoint: String) async throws -> ReserveOutcome { throw InventoryError.notSupported("") }
+    func reserve(_ command: ReserveCommand) async throws -> ReserveOutcome { throw InventoryError.notSupported("") }
     func confirm(orderId: String, bizId: String) async throws -> TransitionOutcome { throw InventoryError.notSupported("") }
-    func cancel(orderId: String, bizId: String, failpoint: String) async throws -> TransitionOutcome { throw InventoryError.notSupported("") }
+    func cancel(orderId: String, bizId: String) async throws -> TransitionOutcome { throw InventoryError.notSupported("") }
     func refund(orderId: String, bizId: String) async throws -> TransitionOutcome { throw InventoryError.notSupported("") }
     func reservation(orderId: String, bizId: String) async throws -> Reservation { throw InventoryError.notSupported("") }
     func stock(_ id: StockItemID) async throws -> StockLevel { throw InventoryError.notSupported("") }

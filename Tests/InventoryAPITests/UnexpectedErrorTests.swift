@@ -58,9 +58,9 @@ private struct Bug: Error, CustomStringConvertible {
 /// An engine whose every call fails with `Bug`.
 private struct BrokenEngine: InventoryService {
     var defaultTTLSeconds: Int { 1800 }
-    func reserve(_ command: ReserveCommand, failpoint: String) async throws -> ReserveOutcome { throw Bug() }
+    func reserve(_ command: ReserveCommand) async throws -> ReserveOutcome { throw Bug() }
     func confirm(orderId: String, bizId: String) async throws -> TransitionOutcome { throw Bug() }
-    func cancel(orderId: String, bizId: String, failpoint: String) async throws -> TransitionOutcome { throw Bug() }
+    func cancel(orderId: String, bizId: String) async throws -> TransitionOutcome { throw Bug() }
     func refund(orderId: String, bizId: String) async throws -> TransitionOutcome { throw Bug() }
     func reservation(orderId: String, bizId: String) async throws -> Reservation { throw Bug() }
     func stock(_ id: StockItemID) async throws -> StockLevel { throw Bug() }

@@ -19,17 +19,17 @@ struct DatabaseOnlyEngineTests {
                     ttlSeconds: 60, shortage: .reject
                 )
             }
-            guard case .created = try await engine.reserve(command("a", 3), failpoint: ""),
-                case .replayed = try await engine.reserve(command("a", 3), failpoint: "")
+            guard case .created = try await engine.reserve(command("a", 3)),
+                case .replayed = try await engine.reserve(command("a", 3))
             else {
                 Issue.record("expected created, then replayed")
                 return
             }
-            await #expect(throws: InventoryError.idempotencyConflict) { try await engine.reserve(command("a", 4), failpoint: "") }
+            await #expect(throws: InventoryError.idempotencyConflict) { try await engine.reserve(command("a", 4)) }
             _ = try await engine.confirm(orderId: "\(stores.bizId)-a", bizId: stores.bizId)
-            _ = try await engine.reserve(command("b", 2), failpoint: "")
-            _ = try await engine.cancel(orderId: "\(stores.bizId)-b", bizId: stores.bizId, failpoint: "")
-            #expect(try await engine.cancel(orderId: "\(stores.bizId)-b", bizId: stores.bizId, failpoint: "").replayed)
+            _ = try await engine.reserve(command("b", 2))
+            _ = try await engine.cancel(orderId: "\(stores.bizId)-b", bizId: stores.bizId)
+            #expect(try await engine.cancel(orderId: "\(stores.bizId)-b", bizId: stores.bizId).replayed)
             var level = try await engine.stock(item)
             #expect(level.available == 47)
             #expect(level.reserved == 0)
@@ -38,7 +38,7 @@ struct DatabaseOnlyEngineTests {
                 for index in 0..<200 {
                     group.addTask {
                         do {
-                            _ = try await engine.reserve(command("c\(index)", 1), failpoint: "")
+                            _ = try await engine.reserve(command("c\(index)", 1))
                             return true
                         } catch InventoryError.insufficientStock {
                             return false
@@ -53,8 +53,7 @@ struct DatabaseOnlyEngineTests {
             #expect(level.reserved == 47)
             await #expect(throws: InventoryError.unknownItems([9])) {
                 try await engine.reserve(
-                    ReserveCommand(orderId: "\(stores.bizId)-u", bizId: stores.bizId, userId: nil, items: [.init(skuId: 9, quantity: 1)], ttlSeconds: 60, shortage: .reject),
-                    failpoint: ""
+                    ReserveCommand(orderId: "\(stores.bizId)-u", bizId: stores.bizId, userId: nil, items: [.init(skuId: 9, quantity: 1)], ttlSeconds: 60, shortage: .reject)
                 )
             }
         }

@@ -23,7 +23,7 @@ public final class DatabaseOnlyEngine: InventoryService {
         case existing(fingerprint: String, status: String, lines: [ReservationLine], expiresAt: Int64)
     }
 
-    public func reserve(_ command: ReserveCommand, failpoint: String) async throws -> ReserveOutcome {
+    public func reserve(_ command: ReserveCommand) async throws -> ReserveOutcome {
         let fingerprint = command.fingerprint
         let expiresAt = InventoryEngine.nowMilliseconds() + Int64(command.ttlSeconds) * 1000
         let result: ReserveResult = try await call {
@@ -104,7 +104,7 @@ public final class DatabaseOnlyEngine: InventoryService {
         try await transition(orderId: orderId, bizId: bizId, to: .confirmed)
     }
 
-    public func cancel(orderId: String, bizId: String, failpoint: String) async throws -> TransitionOutcome {
+    public func cancel(orderId: String, bizId: String) async throws -> TransitionOutcome {
         try await transition(orderId: orderId, bizId: bizId, to: .cancelled)
     }
 

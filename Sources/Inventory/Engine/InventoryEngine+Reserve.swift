@@ -5,7 +5,13 @@ import RedisClient
 /// Reservations: one order held whole or not at all, on one Redis or in parts on a Redis Cluster (directory, parts, take-back), and the journal asked after a data loss.
 extension InventoryEngine {
     /// Holds stock for every item of an order, or for none.
-    public func reserve(_ command: ReserveCommand, failpoint: String = "") async throws -> ReserveOutcome {
+    public func reserve(_ command: ReserveCommand) async throws -> ReserveOutcome {
+        try await reserve(command, failpoint: "")
+    }
+
+    /// `reserve` that stops where a test's `failpoint` says (`after_first_part`, the scripts' own), as a crash would:
+    /// a test-only seam, not part of `InventoryService`.
+    func reserve(_ command: ReserveCommand, failpoint: String) async throws -> ReserveOutcome {
         do {
             let outcome = try await reserveRebuildingItems(command, failpoint: failpoint)
             if case .created = outcome { InventoryMetrics.reservation(.created) } else { InventoryMetrics.reservation(.replayed) }

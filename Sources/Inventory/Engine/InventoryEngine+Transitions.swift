@@ -81,7 +81,12 @@ extension InventoryEngine {
 
     /// Gives an order's held stock back. Cancelling an unknown order records it as cancelled, so that a reserve
     /// arriving later is refused (no hanging reservation).
-    public func cancel(orderId: String, bizId: String, failpoint: String = "") async throws -> TransitionOutcome {
+    public func cancel(orderId: String, bizId: String) async throws -> TransitionOutcome {
+        try await cancel(orderId: orderId, bizId: bizId, failpoint: "")
+    }
+
+    /// `cancel` that stops where a test's `failpoint` says (rollback.lua's `after_rollback_key`): a test-only seam.
+    func cancel(orderId: String, bizId: String, failpoint: String) async throws -> TransitionOutcome {
         try await OwnerCheck.$active.withValue(true) {
             try await cancel(named: OrderRef(bizId: bizId, orderId: orderId).name, failpoint: failpoint)
         }

@@ -3,10 +3,10 @@
 public protocol InventoryService: Sendable {
     /// Hold time of a reservation that does not say.
     var defaultTTLSeconds: Int { get }
-    func reserve(_ command: ReserveCommand, failpoint: String) async throws -> ReserveOutcome
+    func reserve(_ command: ReserveCommand) async throws -> ReserveOutcome
     /// Orders are scoped by business (`OrderRef`): each order operation names the business and its own orderId.
     func confirm(orderId: String, bizId: String) async throws -> TransitionOutcome
-    func cancel(orderId: String, bizId: String, failpoint: String) async throws -> TransitionOutcome
+    func cancel(orderId: String, bizId: String) async throws -> TransitionOutcome
     func refund(orderId: String, bizId: String) async throws -> TransitionOutcome
     func reservation(orderId: String, bizId: String) async throws -> Reservation
     func stock(_ id: StockItemID) async throws -> StockLevel

@@ -180,21 +180,31 @@ public struct StockRepository: Sendable {
         }
     }
 
+    /// Reads of the ledger `settle` tries before the outcome is left unknown (pauses 0.1, 0.4 s between).
+    static let settleAttempts = 3
+
     /// The COMMIT of `change` got no answer: its ledger row says whether it happened. The read locks the row's
     /// unique source, so a transaction the server is still finishing is waited for, not missed. Throws
-    /// `NotApplied` when it did not happen, and the original error when the ledger cannot be read either.
+    /// `NotApplied` when it did not happen, and the original error when the ledger cannot be read either. The read
+    /// is tried `settleAttempts` times: what cut the commit's connection often takes the next one too (the pool's
+    /// other connections, a server busy for a moment), and an answer saves the caller an unknown outcome.
     func settle(_ change: StockChange, unknownCommit: MySQLError) async throws -> StockChangeOutcome {
-        let result: MySQLResult
-        do {
-            // In a transaction of its own: a locking read outside one is documented to take no lock.
-            result = try await client.withTransaction { connection in
-                try connection.query(
-                    "SELECT delta, stock_after FROM stock_ledger WHERE source = ? LOCK IN SHARE MODE", [.string(change.source)]
-                )
+        var result: MySQLResult?
+        for attempt in 1...Self.settleAttempts {
+            do {
+                // In a transaction of its own: a locking read outside one is documented to take no lock.
+                result = try await client.withTransaction { connection in
+                    try connection.query(
+                        "SELECT delta, stock_after FROM stock_ledger WHERE source = ? LOCK IN SHARE MODE", [.string(change.source)]
+                    )
+                }
+                break
+            } catch {
+                guard attempt < Self.settleAttempts else { throw unknownCommit }
+                try? await Task.sleep(for: .milliseconds(100 * attempt * attempt))
             }
-        } catch {
-            throw unknownCommit
         }
+        guard let result else { throw unknownCommit }
         guard let row = result.rows.first else { throw NotApplied(underlying: unknownCommit) }
         return .applied(stockAfter: row.int64("stock_after") ?? 0)
     }
