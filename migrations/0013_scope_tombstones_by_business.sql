@@ -6,3 +6,5 @@ ALTER TABLE order_tombstones
     ADD COLUMN IF NOT EXISTS biz_id VARCHAR(32) NOT NULL DEFAULT '*' AFTER key_prefix,
     DROP PRIMARY KEY,
     ADD PRIMARY KEY (key_prefix, biz_id, order_id);
+-- New rows always name their business: no default, so one that did not would fail rather than refuse every business.
+ALTER TABLE order_tombstones ALTER COLUMN biz_id DROP DEFAULT;

@@ -187,7 +187,9 @@ public struct InventoryRoutes: Sendable {
             )
         }
         // Where the order lives: the business's own paths (the short ones are business default's only).
-        let location = "/v1/businesses/\(command.bizId)/reservations/\(orderId)"
+        // An id of dots only is sent percent-encoded: a client would otherwise resolve "." or ".." as a path step.
+        let pathId = orderId.allSatisfy { $0 == "." } ? orderId.replacingOccurrences(of: ".", with: "%2E") : orderId
+        let location = "/v1/businesses/\(command.bizId)/reservations/\(pathId)"
         return try await call(orderId: orderId) {
             switch try await engine.reserve(command) {
             case .created(let reservation):

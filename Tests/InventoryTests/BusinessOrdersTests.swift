@@ -143,6 +143,12 @@ struct BusinessOrdersTests {
             // Business default's short paths do not reach it (before: they read, confirmed or cancelled acme's order).
             await #expect(throws: InventoryError.notFound) { try await engine.reservation(orderId: bare, bizId: "default") }
             await #expect(throws: InventoryError.notFound) { try await engine.confirm(orderId: bare, bizId: "default") }
+            // Nor does a cancel: 404, and nothing is recorded over acme's order (before, on a cluster, the directory
+            // of acme's order was turned cancelled by business default's cancel of an "unknown" order).
+            await #expect(throws: InventoryError.notFound) { try await engine.cancel(orderId: bare, bizId: "default") }
+            let stateField = stores.keys.clustered ? "state" : "status"
+            let storedKey = stores.keys.clustered ? stores.keys.directory(bare) : stores.keys.order(bare)
+            #expect(try await stores.redis.command("HGET", storedKey, stateField).text == "reserved")
             // acme's new name finds nothing, and no copy is restored beside the old one (both would release one hold).
             await #expect(throws: InventoryError.self) { try await engine.reservation(orderId: bare, bizId: acme) }
             #expect(try await stores.keys(matching: "*\(acme)/\(bare)*").isEmpty)

@@ -54,15 +54,18 @@ extension InventoryEngine {
 
     /// Set by the public order operations (`confirm(orderId:bizId:)`, …): the order read must be the business's
     /// own. An order written before orders were scoped kept its bare orderId as its name whatever its business: read
-    /// for business `default`, one whose hash names another business is not found. The sweeper's own steps (expiry,
+    /// for business `default`, one whose hash names another business is not found (404, nothing recorded). The sweeper's own steps (expiry,
     /// giving up reserves) run without it, so such an order still expires.
     enum OwnerCheck {
         @TaskLocal static var active = false
     }
 
-    /// Whether a stored order's business (`biz` of its hash or directory) may answer for the name's.
-    static func ownedByName(_ orderId: String, storedBiz: String) -> Bool {
-        !OwnerCheck.active || storedBiz.isEmpty || storedBiz == OrderRef(name: orderId).bizId
+    /// Throws `notFound` when the owner check is on and a stored order's business (`biz` of its hash or directory)
+    /// is another than the name's: the caller must neither read it nor record anything over it (a cancel of an
+    /// "unknown" order would otherwise decide the other business's directory).
+    static func checkOwner(_ orderId: String, storedBiz: String) throws {
+        guard OwnerCheck.active, !storedBiz.isEmpty, storedBiz != OrderRef(name: orderId).bizId else { return }
+        throw InventoryError.notFound
     }
 
     /// The order as Redis holds it; an order Redis lost but the journal has is restored first.
@@ -154,8 +157,8 @@ extension InventoryEngine {
         let stored = try await redisCall { try await self.redis.command("HGET", key, "biz") }.text
         if stored == ref.bizId {
             throw InventoryError.unavailable(
-                "order \(ref.orderId) of business \(ref.bizId) is held under its name from before orders were scoped; "
-                    + "it ends there (confirm it through the version that made it, or let it expire)"
+                "order \(ref.orderId) of business \(ref.bizId) is kept under its name from before orders were scoped; "
+                    + "it ends there (it expires, and is forgotten after the retention period)"
             )
         }
     }
@@ -207,9 +210,8 @@ extension InventoryEngine {
         let fields = try await redisCall {
             try await self.redis.command("HMGET", self.keys.directory(orderId), "state", "shards", "biz")
         }.array ?? []
-        guard let stateText = fields[safe: 0]?.text, let state = ReservationStatus(rawValue: stateText),
-            Self.ownedByName(orderId, storedBiz: fields[safe: 2]?.text ?? "")
-        else { return nil }
+        guard let stateText = fields[safe: 0]?.text, let state = ReservationStatus(rawValue: stateText) else { return nil }
+        try Self.checkOwner(orderId, storedBiz: fields[safe: 2]?.text ?? "")
         let shards = (fields[safe: 1]?.text ?? "").split(separator: ",").compactMap { Int($0) }
         // The parts are read all at once (one round trip, not one per part), kept in the directory's order.
         let read: [StoredOrder?]
@@ -239,11 +241,10 @@ extension InventoryEngine {
             )
         }
         let fields = reply.array ?? []
-        guard let statusText = fields[safe: 0]?.text, let status = ReservationStatus(rawValue: statusText),
-            Self.ownedByName(orderId, storedBiz: fields[safe: 1]?.text ?? "")
-        else {
+        guard let statusText = fields[safe: 0]?.text, let status = ReservationStatus(rawValue: statusText) else {
             return nil
         }
+        try Self.checkOwner(orderId, storedBiz: fields[safe: 1]?.text ?? "")
         return StoredOrder(
             orderId: orderId,
             bizId: fields[safe: 1]?.text ?? "",

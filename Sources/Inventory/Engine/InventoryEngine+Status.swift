@@ -58,13 +58,21 @@ extension InventoryEngine {
     /// The items seen low (the low-stock gauges' set, bounded by `InventoryMetrics.lowStockLimit`) as Redis has
     /// them now, the lowest first; items restocked since, or not in Redis, are left out. Of `bizId` only, when given.
     public func lowStockLevels(of bizId: String? = nil) async throws -> [StockLevel] {
-        let levels = try await withThrowingTaskGroup(of: StockLevel?.self) { group in
+        let levels = try await withThrowingTaskGroup(of: (StockItemID, StockLevel?).self) { group in
             for item in InventoryMetrics.lowStockItems(of: bizId) {
-                group.addTask { try await self.readStock(item) }
+                group.addTask { (item, try await self.readStock(item)) }
             }
             var levels: [StockLevel] = []
-            for try await level in group {
-                if let level, Self.isWatched(level) { levels.append(level) }
+            for try await (item, level) in group {
+                guard let level else {
+                    // No longer in Redis (its TTL, a deletion, a data loss): on a business's own read its slot is
+                    // given back, and it is tracked again when next read low (else the business's slots would fill
+                    // with items that are gone). Not on the read of every business: the table is the process's, and
+                    // an engine under another key prefix in the same process (tests) does not see this one's items.
+                    if bizId != nil { InventoryMetrics.recovered(item) }
+                    continue
+                }
+                if Self.isWatched(level) { levels.append(level) }
             }
             return levels
         }

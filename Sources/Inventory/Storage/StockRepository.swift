@@ -180,8 +180,10 @@ public struct StockRepository: Sendable {
         }
     }
 
-    /// Reads of the ledger `settle` tries before the outcome is left unknown (pauses 0.1, 0.4 s between).
+    /// Reads of the ledger `settle` tries before the outcome is left unknown (pauses 0.1, 0.4 s between), and for
+    /// how long after the first one a failed read is tried again.
     static let settleAttempts = 3
+    static let settleWindow = Duration.seconds(5)
 
     /// The COMMIT of `change` got no answer: its ledger row says whether it happened. The read locks the row's
     /// unique source, so a transaction the server is still finishing is waited for, not missed. Throws
@@ -190,6 +192,7 @@ public struct StockRepository: Sendable {
     /// other connections, a server busy for a moment), and an answer saves the caller an unknown outcome.
     func settle(_ change: StockChange, unknownCommit: MySQLError) async throws -> StockChangeOutcome {
         var result: MySQLResult?
+        let start = ContinuousClock.now
         for attempt in 1...Self.settleAttempts {
             do {
                 // In a transaction of its own: a locking read outside one is documented to take no lock.
@@ -200,7 +203,9 @@ public struct StockRepository: Sendable {
                 }
                 break
             } catch {
-                guard attempt < Self.settleAttempts else { throw unknownCommit }
+                // Only while the change is young: its Redis half's fence lapses after a minute (lua/lib/fence.lua),
+                // and an answer after a reconciler's repair could undo the change a second time.
+                guard attempt < Self.settleAttempts, ContinuousClock.now - start < Self.settleWindow else { throw unknownCommit }
                 try? await Task.sleep(for: .milliseconds(100 * attempt * attempt))
             }
         }
