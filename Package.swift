@@ -79,11 +79,17 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
+        .target(
+            // The database-only design, for side-by-side benchmarks (INVENTORY_ENGINE=db): not the service's engine.
+            name: "InventoryBaseline",
+            dependencies: ["Inventory", "MySQLClient"]
+        ),
         .executableTarget(
             name: "inventoryd",
             dependencies: [
                 "InventoryAPI",
                 "Inventory",
+                "InventoryBaseline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -113,7 +119,7 @@ let package = Package(
         ),
         .testTarget(
             name: "InventoryTests",
-            dependencies: ["Inventory", "InventoryTestSupport"]
+            dependencies: ["Inventory", "InventoryBaseline", "InventoryTestSupport"]
         ),
         .testTarget(
             name: "InventoryAPITests",

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Inventory
+import InventoryBaseline
 import InventoryAPI
 import Logging
 import MySQLClient

@@ -1,5 +1,6 @@
 import Foundation
 import Inventory
+import InventoryBaseline
 import InventoryTestSupport
 import Testing
 

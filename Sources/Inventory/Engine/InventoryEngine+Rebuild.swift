@@ -20,7 +20,13 @@ extension InventoryEngine {
     public func ensureItem(_ id: StockItemID, countsAsRebuild: Bool = true, madeInMySQL: Bool = false) async throws -> Bool {
         let (task, owner) = rebuilding.withLockedValue { running -> (Task<Bool, any Error>, Bool) in
             if let task = running[id] { return (task, false) }
-            let task = Task { try await self.rebuild(id, counting: countsAsRebuild, believeAbsent: !madeInMySQL) }
+            // Shared by every caller waiting for this item: none of their task-local state (an order's owner check)
+            // is its.
+            let task = Task {
+                try await OwnerCheck.$active.withValue(false) {
+                    try await self.rebuild(id, counting: countsAsRebuild, believeAbsent: !madeInMySQL)
+                }
+            }
             running[id] = task
             return (task, true)
         }

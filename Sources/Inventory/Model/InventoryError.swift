@@ -5,6 +5,12 @@ public enum InventoryError: Error, Sendable, Equatable {
         public let skuId: UInt64
         public let requested: Int64
         public let available: Int64
+
+        public init(skuId: UInt64, requested: Int64, available: Int64) {
+            self.skuId = skuId
+            self.requested = requested
+            self.available = available
+        }
     }
 
     /// One line that would take the user past the item's per-user limit.

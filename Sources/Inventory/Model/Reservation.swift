@@ -45,7 +45,7 @@ public struct ReserveCommand: Sendable {
 
     /// What makes two requests "the same body" for idempotency: the fields that change what is held, with the
     /// items in a canonical order so that listing them differently is still the same request.
-    var fingerprint: String {
+    public var fingerprint: String {
         let lines = items.sorted { $0.skuId < $1.skuId }.map { item in
             item.codes.isEmpty ? "\(item.skuId)x\(item.quantity)" : "\(item.skuId)x\(item.quantity)=\(item.codes.joined(separator: "|"))"
         }.joined(separator: ",")
@@ -140,4 +140,9 @@ public struct TransitionOutcome: Sendable, Equatable {
     public let reservation: Reservation
     /// True when the order was already in the target state, so nothing changed.
     public let replayed: Bool
+
+    public init(reservation: Reservation, replayed: Bool) {
+        self.reservation = reservation
+        self.replayed = replayed
+    }
 }

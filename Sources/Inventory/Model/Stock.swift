@@ -19,6 +19,21 @@ public struct StockLevel: Sendable, Equatable {
 
     /// Available plus reserved: what is physically there and not yet sold.
     public var onHand: Int64 { available + reserved }
+
+    public init(
+        item: StockItemID, available: Int64, reserved: Int64, soldOut: Bool, infinite: Bool, dangerNum: Int64,
+        backorderLimit: Int64, userLimit: Int64 = 0, userWindowSeconds: Int64 = 0
+    ) {
+        self.item = item
+        self.available = available
+        self.reserved = reserved
+        self.soldOut = soldOut
+        self.infinite = infinite
+        self.dangerNum = dangerNum
+        self.backorderLimit = backorderLimit
+        self.userLimit = userLimit
+        self.userWindowSeconds = userWindowSeconds
+    }
 }
 
 /// The settings a `PUT` of stock sets.

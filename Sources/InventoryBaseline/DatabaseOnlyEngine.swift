@@ -1,4 +1,5 @@
 import Foundation
+import Inventory
 import MySQLClient
 
 /// The design this service replaces, behind the same API (`INVENTORY_ENGINE=db`), so the load harness can run
