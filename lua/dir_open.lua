@@ -21,7 +21,7 @@
 --!include clock
 --!include request
 
-local f = redis.call('HMGET', KEYS[1], 'state', 'fp')
+local f = redis.call('HMGET', KEYS[1], 'state', 'fp', 'biz')
 if not f[1] and ARGV[7] ~= '1' then
   local trusted = redis.call('GET', KEYS[3])
   if not trusted then
@@ -46,7 +46,9 @@ end
 -- A directory restored from the journal keeps the request's hash (lib/request.lua); one restored from rows written
 -- before the journal kept it has fp '': a request naming other shards than its parts cannot be the same one then
 -- (it would hold a part the directory does not name).
-if not sameRequest(f[2], ARGV[1]) then
+-- Another business's directory (one kept under its bare orderId from before orders were scoped) is never this
+-- request's, whatever its fingerprint says.
+if not sameRequest(f[2], ARGV[1]) or (f[3] and f[3] ~= '' and f[3] ~= ARGV[2]) then
   return {'conflict'}
 end
 -- A directory restored from the journal (fp '' or '#<sha1>') names only the parts with journal rows: a request

@@ -76,8 +76,10 @@ if status then
   if status == 'cancelled' or status == 'expired' then
     return {'cancelled', status}
   end
-  local saved = redis.call('HMGET', order, 'fp', 'expires_at', 'lines', 'codes')
-  if not sameRequest(saved[1], ARGV[2]) then
+  local saved = redis.call('HMGET', order, 'fp', 'expires_at', 'lines', 'codes', 'biz')
+  -- Another business's order (one kept under its bare orderId from before orders were scoped) is never this
+  -- request's, whatever its fingerprint says.
+  if not sameRequest(saved[1], ARGV[2]) or (saved[5] and saved[5] ~= '' and saved[5] ~= ARGV[3]) then
     return {'conflict'}
   end
   return {'replay', status, saved[2], saved[3], saved[4] or ''}

@@ -134,10 +134,13 @@ struct BusinessOrdersTests {
             let bare = "old-\(stores.bizId)"
             // What the previous version left: the order under its bare orderId, its hash (or directory) naming acme.
             if stores.keys.clustered {
-                _ = try await stores.redis.command("HSET", stores.keys.directory(bare), "state", "reserved", "biz", acme, "shards", "")
+                _ = try await stores.redis.command(
+                    "HSET", stores.keys.directory(bare), "state", "reserved", "fp", "", "biz", acme, "shards", ""
+                )
             } else {
                 _ = try await stores.redis.command(
-                    "HSET", stores.keys.order(bare), "status", "reserved", "biz", acme, "lines", "1:2:2", "expires_at", "9999999999999"
+                    "HSET", stores.keys.order(bare), "status", "reserved", "fp", "", "biz", acme, "lines", "1:2:2",
+                    "expires_at", "9999999999999"
                 )
             }
             // Business default's short paths do not reach it (before: they read, confirmed or cancelled acme's order).
@@ -149,6 +152,14 @@ struct BusinessOrdersTests {
             let stateField = stores.keys.clustered ? "state" : "status"
             let storedKey = stores.keys.clustered ? stores.keys.directory(bare) : stores.keys.order(bare)
             #expect(try await stores.redis.command("HGET", storedKey, stateField).text == "reserved")
+            // A reserve of that id in business default is not a replay of acme's order (an empty fingerprint, as an
+            // order restored from rows written before the journal kept one, matches any body).
+            _ = try await engine.setStock(StockItemID(bizId: "default", skuId: 990_001), StockSettings(stock: 0, infinite: true))
+            let defaultReserve = ReserveCommand(
+                orderId: bare, bizId: "default", userId: nil, items: [.init(skuId: 990_001, quantity: 1)], ttlSeconds: 60,
+                shortage: .reject
+            )
+            await #expect(throws: InventoryError.idempotencyConflict) { try await engine.reserve(defaultReserve) }
             // acme's new name finds nothing, and no copy is restored beside the old one (both would release one hold).
             await #expect(throws: InventoryError.self) { try await engine.reservation(orderId: bare, bizId: acme) }
             #expect(try await stores.keys(matching: "*\(acme)/\(bare)*").isEmpty)
