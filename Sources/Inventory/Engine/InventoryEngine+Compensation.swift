@@ -38,10 +38,7 @@ extension InventoryEngine {
                 return
             }
             do {
-                _ = try await mysql.query(
-                    "INSERT INTO compensation_tasks (kind, key_prefix, payload, last_error) VALUES (?, ?, ?, ?)",
-                    [.string(task.kind), .string(keys.prefix), .string(task.payload), .string("\(error)")]
-                )
+                try await compensations.store(task, keyPrefix: keys.prefix, error: "\(error)")
                 logger.error(
                     "reversal failed; stored as a retry task", metadata: ["compensation": "\(task)", "error": "\(error)"]
                 )
@@ -81,27 +78,15 @@ extension InventoryEngine {
 
     /// Runs stored retry tasks, oldest first; returns how many succeeded now.
     public func retryCompensations(limit: Int = 100) async throws -> Int {
-        let pending = try await mysql.query(
-            """
-            SELECT id, kind, payload FROM compensation_tasks
-            WHERE status = 'PENDING' AND key_prefix IN ('', ?) ORDER BY id LIMIT ?
-            """,
-            [.string(keys.prefix), .int(Int64(limit))]
-        )
         var done = 0
-        for row in pending.rows {
-            guard let id = row.int64("id"), let task = CompensationTask(kind: row.string("kind") ?? "", payload: row.string("payload") ?? "")
-            else { continue }
+        for (id, task) in try await compensations.pending(keyPrefix: keys.prefix, limit: limit) {
             do {
                 try await runCompensation(task)
-                _ = try await mysql.query("UPDATE compensation_tasks SET status = 'DONE', attempts = attempts + 1 WHERE id = ?", [.int(id)])
+                try await compensations.markDone(id)
                 logger.notice("retry task succeeded", metadata: ["compensation": "\(task)"])
                 done += 1
             } catch {
-                _ = try? await mysql.query(
-                    "UPDATE compensation_tasks SET attempts = attempts + 1, last_error = ? WHERE id = ?",
-                    [.string("\(error)"), .int(id)]
-                )
+                try? await compensations.recordFailure(id, error: "\(error)")
             }
         }
         return done

@@ -390,23 +390,9 @@ extension InventoryEngine {
     /// Redis names (`OrderRef.name`).
     public func staleJournalHolds(graceMilliseconds: Int64, limit: Int, bizId: String? = nil) async throws -> [String] {
         do {
-            let result = try await mysql.query(
-                """
-                SELECT DISTINCT biz_id, order_id FROM reservation_journal
-                WHERE status = 'RESERVED' AND expires_at < ? AND (? = '' OR biz_id = ?)
-                LIMIT ?
-                """,
-                [
-                    // expires_at holds UTC text (JournalTime): compared with UTC text, not FROM_UNIXTIME, whose
-                    // result is in the session's time zone.
-                    .string(JournalTime.datetime(milliseconds: configuration.clock() - graceMilliseconds)),
-                    .string(bizId ?? ""), .string(bizId ?? ""),
-                    .int(Int64(limit)),
-                ]
-            )
-            return result.rows.compactMap { row in
-                row.string("order_id").map { OrderRef(bizId: row.string("biz_id") ?? OrderRef.defaultBusiness, orderId: $0).name }
-            }
+            return try await journal.heldPast(
+                milliseconds: configuration.clock() - graceMilliseconds, bizId: bizId, limit: limit
+            ).map(\.name)
         } catch {
             throw mapMySQL(error)
         }

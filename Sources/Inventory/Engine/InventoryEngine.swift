@@ -72,6 +72,7 @@ public final class InventoryEngine: Sendable {
     let stockRepository: StockRepository
     let codePools: CodePoolRepository
     let journal: JournalRepository
+    let compensations: CompensationRepository
     let committer: JournalCommitter
     let mysql: MySQLClient
     let logger: Logger
@@ -97,6 +98,7 @@ public final class InventoryEngine: Sendable {
         self.stockRepository = StockRepository(client: mysql)
         self.codePools = CodePoolRepository(client: mysql)
         self.journal = JournalRepository(client: mysql)
+        self.compensations = CompensationRepository(client: mysql)
         self.committer = JournalCommitter(
             journal: journal, epochs: RedisItemEpochs(runner: runner, script: scripts[.epochs], keys: configuration.keys)
         )

@@ -151,6 +151,27 @@ public struct JournalRepository: Sendable {
         }
     }
 
+    /// Orders with a line still RESERVED whose hold ended before `milliseconds` (Unix ms), at most `limit`; of
+    /// `bizId` only, when given.
+    public func heldPast(milliseconds: Int64, bizId: String?, limit: Int) async throws -> [OrderRef] {
+        let result = try await client.query(
+            """
+            SELECT DISTINCT biz_id, order_id FROM reservation_journal
+            WHERE status = 'RESERVED' AND expires_at < ? AND (? = '' OR biz_id = ?)
+            LIMIT ?
+            """,
+            [
+                // expires_at holds UTC text (JournalTime): compared with UTC text, not FROM_UNIXTIME, whose result is
+                // in the session's time zone.
+                .string(JournalTime.datetime(milliseconds: milliseconds)), .string(bizId ?? ""), .string(bizId ?? ""),
+                .int(Int64(limit)),
+            ]
+        )
+        return result.rows.compactMap { row in
+            row.string("order_id").map { OrderRef(bizId: row.string("biz_id") ?? OrderRef.defaultBusiness, orderId: $0) }
+        }
+    }
+
     /// Whether a cancel of this order of `bizId`, made before any reserve of it, is recorded under `keyPrefix`
     /// (or one recorded before orders were scoped, `biz_id` '*': any business's).
     public func hasTombstone(orderId: String, bizId: String, keyPrefix: String) async throws -> Bool {
