@@ -307,7 +307,24 @@ public struct InventoryRoutes: Sendable {
     /// A path parameter as the client meant it: the router hands it over percent-encoded, and a client may encode
     /// any character (":" as %3A). Empty when it does not decode to UTF-8, which no rule accepts.
     private func parameter(_ name: String, _ context: BasicRequestContext) -> String {
+        Self.parameter(name, context)
+    }
+
+    static func parameter(_ name: String, _ context: BasicRequestContext) -> String {
         context.parameters.get(name)?.removingPercentEncoding ?? ""
+    }
+
+    /// The business a path names (`{bizId}`): 400 unless valid, 403 unless the token may touch it.
+    static func pathBusiness(_ context: BasicRequestContext) throws -> String {
+        let bizId = parameter("bizId", context)
+        guard Patterns.isBizId(bizId) else {
+            throw Problem.badRequest(
+                "bizId in the path must be \(Patterns.bizIdRule)",
+                errors: [.init(pointer: "path/bizId", detail: "must be \(Patterns.bizIdRule)")]
+            )
+        }
+        try AccessScope.check(bizId)
+        return bizId
     }
 
     /// The order a path names: its business (`scoped`: from the path, else `default`) and its orderId, checked
@@ -330,14 +347,7 @@ public struct InventoryRoutes: Sendable {
 
     /// The business a path names (`/v1/businesses/{bizId}/…`), checked against the token's businesses and admitted.
     private func business(_ context: BasicRequestContext) throws -> String {
-        let bizId = parameter("bizId", context)
-        guard Patterns.isBizId(bizId) else {
-            throw Problem.badRequest(
-                "bizId in the path must be \(Patterns.bizIdRule)",
-                errors: [.init(pointer: "path/bizId", detail: "must be \(Patterns.bizIdRule)")]
-            )
-        }
-        try AccessScope.check(bizId)
+        let bizId = try Self.pathBusiness(context)
         try admit(bizId)
         return bizId
     }

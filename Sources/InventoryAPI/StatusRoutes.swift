@@ -22,15 +22,7 @@ struct StatusRoutes: Sendable {
         }
         router.get("/v1/status") { _, _ in try await self.status() }
         router.get("/v1/businesses/:bizId/status") { _, context in
-            let bizId = context.parameters.get("bizId")?.removingPercentEncoding ?? ""
-            guard Patterns.isBizId(bizId) else {
-                throw Problem.badRequest(
-                    "bizId in the path must be \(Patterns.bizIdRule)",
-                    errors: [.init(pointer: "path/bizId", detail: "must be \(Patterns.bizIdRule)")]
-                )
-            }
-            try AccessScope.check(bizId)
-            return try await self.businessStatus(bizId)
+            try await self.businessStatus(try InventoryRoutes.pathBusiness(context))
         }
     }
 

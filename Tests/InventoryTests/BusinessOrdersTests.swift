@@ -17,12 +17,18 @@ struct BusinessOrdersTests {
         )
     }
 
+    /// The test's business and a second one, each with item 1 at stock 10.
+    func twoBusinesses(_ stores: TestStores) async throws -> (String, String) {
+        let (a, b) = (stores.bizId, stores.bizId + "b")
+        for biz in [a, b] { _ = try await stores.engine.setStock(StockItemID(bizId: biz, skuId: 1), StockSettings(stock: 10)) }
+        return (a, b)
+    }
+
     @Test("one orderId in two businesses: two orders, each confirmed or cancelled alone, two journal rows")
     func sameOrderIdTwoBusinesses() async throws {
         try await TestStores.with { stores in
             let engine = stores.engine
-            let (a, b) = (stores.bizId, stores.bizId + "b")
-            for biz in [a, b] { _ = try await engine.setStock(StockItemID(bizId: biz, skuId: 1), StockSettings(stock: 10)) }
+            let (a, b) = try await twoBusinesses(stores)
             // Before: b's reserve was a 422 (the orderId was taken by a's order with another body).
             guard case .created(let heldA) = try await engine.reserve(command(a, "o-1", 2)),
                 case .created(let heldB) = try await engine.reserve(command(b, "o-1", 3))
@@ -58,8 +64,7 @@ struct BusinessOrdersTests {
     func cancelBeforeReserveIsPerBusiness() async throws {
         try await TestStores.with { stores in
             let engine = stores.engine
-            let (a, b) = (stores.bizId, stores.bizId + "b")
-            for biz in [a, b] { _ = try await engine.setStock(StockItemID(bizId: biz, skuId: 1), StockSettings(stock: 10)) }
+            let (a, b) = try await twoBusinesses(stores)
             let recorded = try await engine.cancel(orderId: "o-9", bizId: a)
             #expect(recorded.reservation.bizId == a && recorded.reservation.orderId == "o-9")
             await #expect(throws: InventoryError.orderClosed(.cancelled)) { try await engine.reserve(command(a, "o-9", 1)) }

@@ -23,6 +23,8 @@ public struct ReserveCommand: Sendable {
     public let shortage: ShortageMode
     /// Hold and confirm at once (allocate and use): the order is confirmed when it is answered.
     public let dispense: Bool
+    /// The order's name in Redis (`OrderRef.name`), made once: the reserve path names the order several times.
+    let orderName: String
 
     public init(
         orderId: String, bizId: String, userId: String?, items: [Item], ttlSeconds: Int, shortage: ShortageMode,
@@ -35,13 +37,11 @@ public struct ReserveCommand: Sendable {
         self.ttlSeconds = ttlSeconds
         self.shortage = shortage
         self.dispense = dispense
+        self.orderName = OrderRef(bizId: bizId, orderId: orderId).name
     }
 
     /// The order this reserve holds for.
     public var order: OrderRef { OrderRef(bizId: bizId, orderId: orderId) }
-
-    /// The order's name in Redis (`OrderRef.name`).
-    var orderName: String { order.name }
 
     /// What makes two requests "the same body" for idempotency: the fields that change what is held, with the
     /// items in a canonical order so that listing them differently is still the same request.
