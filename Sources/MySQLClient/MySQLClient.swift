@@ -408,3 +408,49 @@ extension MySQLClient {
         return try result.get()
     }
 }
+
+/// The isolation of one transaction (`SET TRANSACTION ISOLATION LEVEL`, which applies to the next transaction only,
+/// so a pooled connection keeps the server's default for its next lease).
+public enum MySQLIsolation: String, Sendable {
+    case readCommitted = "READ COMMITTED"
+    case repeatableRead = "REPEATABLE READ"
+}
+
+extension MySQLClient {
+    /// Runs `body` in one transaction on a leased session, whose statements may be interleaved with other awaits
+    /// (Redis calls while row locks are held): committed when `body` returns, rolled back when it throws (the error
+    /// is rethrown).
+    /// - Parameters:
+    ///   - isolation: this transaction's isolation; nil keeps the server's default.
+    ///   - consistentSnapshot: starts the transaction `WITH CONSISTENT SNAPSHOT`: every read sees the instant it
+    ///     started, not the instant of its first read.
+    /// - Throws: `.commitOutcomeUnknown` when the connection broke during COMMIT, which may or may not have taken
+    ///   effect (as `withTransaction(_:)`).
+    public func withTransaction<T: Sendable>(
+        isolation: MySQLIsolation?, consistentSnapshot: Bool = false, _ body: (MySQLSession) async throws -> T
+    ) async throws -> T {
+        try await withSession { session in
+            if let isolation { try await session.execute("SET TRANSACTION ISOLATION LEVEL \(isolation.rawValue)") }
+            try await session.execute(consistentSnapshot ? "START TRANSACTION WITH CONSISTENT SNAPSHOT" : "START TRANSACTION")
+            let value: T
+            do {
+                value = try await body(session)
+            } catch {
+                try? await session.execute("ROLLBACK")
+                throw error
+            }
+            do {
+                try await session.execute("COMMIT")
+            } catch let error as MySQLError where error.discardsConnection {
+                throw MySQLError(
+                    code: .commitOutcomeUnknown, errno: error.errno, sqlState: error.sqlState,
+                    message: "commit outcome unknown: \(error.message)"
+                )
+            } catch {
+                try? await session.execute("ROLLBACK")
+                throw error
+            }
+            return value
+        }
+    }
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Redis memory one order leaves behind while Redis keeps it (its hold's TTL + INVENTORY_RETENTION_SECONDS),
-# per kind of order: reserve then cancel, reserve then confirm, a cancel of an unknown id, a stock adjustment.
+# per kind of order: a reserve left held, reserve then cancel, reserve then confirm, a cancel of an unknown id, a
+# stock adjustment.
 #
 #   loadtest/memory/order-footprint.sh [N]
 #
@@ -41,7 +42,7 @@ drained() {
 curl -fs -X PUT -H 'Content-Type: application/json' -d '{"stock": 100000000}' "localhost:$HTTP/v1/stock/fp/1" >/dev/null
 
 echo "kind             bytes/order  keys/order  (N=$N; keys of order #7: MEMORY USAGE, the key's own entry not included)"
-for kind in cancel confirm unknown adjust; do
+for kind in hold cancel confirm unknown adjust; do
   drained
   before=$(memory)
   keys=$("${REDIS[@]}" dbsize)
@@ -63,6 +64,8 @@ for i in range(n):
         continue
     if kind != "unknown":
         send("POST", "/v1/reservations", {"orderId": order, "bizId": "fp", "userId": f"u{i}", "items": [{"skuId": 1, "quantity": 1}]})
+    if kind == "hold":
+        continue
     send("POST", f"/v1/businesses/fp/reservations/{order}/{'confirm' if kind == 'confirm' else 'cancel'}")
 PY
   drained

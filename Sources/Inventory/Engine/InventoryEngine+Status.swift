@@ -91,7 +91,7 @@ extension InventoryEngine {
     /// Low items, outbox length and the last reconciliation. Redis failing is an error; MySQL failing only
     /// leaves the reconciliation out.
     public func status(lowStockLimit: Int) async throws -> EngineStatus {
-        async let reconcile = try? ReconcileSummary.latest(in: mysql)
+        async let reconcile = try? ReconcileRepository.latestRun(in: mysql)
         let low = try await lowStockLevels()
         let outbox = try await outboxLength()
         return EngineStatus(

@@ -35,12 +35,11 @@ extension Reconciler {
         }
     }
 
-    func check(_ page: [StockPageRow], fix: Bool, into report: inout ReconcileReport) async throws {
-        let ids = page.map { StockItemID(bizId: $0.bizId, skuId: $0.skuId) }
+    func check(_ page: [ReconcileRepository.StockRow], fix: Bool, into report: inout ReconcileReport) async throws {
+        let ids = page.map(\.id)
         let snapshot = try await snapshot(ids)
-        let live = try await journalReserved(ids, session: nil)
-        let applied = try await appliedState(snapshot, session: nil)
-        var suspicious: [StockPageRow] = []
+        let (live, applied) = try await journalSide(ids, snapshot, consistent: false)
+        var suspicious: [ReconcileRepository.StockRow] = []
         for row in page {
             let id = StockItemID(bizId: row.bizId, skuId: row.skuId)
             guard let counters = snapshot.counters[id] else {
@@ -76,22 +75,7 @@ extension Reconciler {
     /// - every code Redis can hand out is one MySQL has (codes are recorded in MySQL before Redis gets them).
     func checkCodes(_ ids: [StockItemID], into report: inout ReconcileReport) async throws {
         guard !ids.isEmpty else { return }
-        var rows: [MySQLRow] = []
-        // Padded: a one-tuple row IN would not use the primary key.
-        for chunk in paddedChunks(ids) {
-            rows += try await mysqlCall {
-                try await self.reader.query(
-                    "SELECT biz_id, sku_id, kind FROM code_pools WHERE (biz_id, sku_id) IN (\(tuples(chunk.count, "(?, ?)")))",
-                    chunk.flatMap { [MySQLValue.string($0.bizId), skuValue($0.skuId)] }
-                )
-            }.rows
-        }
-        let pools = rows.compactMap { row -> (StockItemID, CodePoolKind)? in
-            guard let biz = row.string("biz_id"), let sku = row.uint64("sku_id"),
-                let kind = CodePoolKind(column: row.string("kind") ?? "")
-            else { return nil }
-            return (StockItemID(bizId: biz, skuId: sku), kind)
-        }
+        let pools = try await mysqlCall { try await self.repository.codePools(ids) }
         guard !pools.isEmpty else { return }
         report.poolsChecked += pools.count
         let oneTime = pools.filter { $0.1 == .oneTime }.map(\.0)
@@ -105,22 +89,7 @@ extension Reconciler {
                 )
             }
             for id in group {
-                let row = try await mysqlCall {
-                    try await self.mysql.query(
-                        """
-                        SELECT (SELECT stock FROM stock WHERE biz_id = ? AND sku_id = ?) AS stock,
-                               (SELECT COUNT(*) FROM codes WHERE biz_id = ? AND sku_id = ?) AS codes,
-                               (SELECT COUNT(*) FROM code_assignments a JOIN reservation_journal j
-                                  ON j.order_id = a.order_id AND j.biz_id = a.biz_id AND j.sku_id = a.sku_id
-                                 AND j.reserve_event = a.reserve_event
-                                WHERE a.biz_id = ? AND a.sku_id = ? AND j.status = 'CONFIRMED') AS used
-                        """,
-                        Array(repeating: [MySQLValue.string(id.bizId), skuValue(id.skuId)], count: 3).flatMap { $0 }
-                    )
-                }.rows.first
-                let stock = row?.int64("stock") ?? 0
-                let codes = row?.int64("codes") ?? 0
-                let used = row?.int64("used") ?? 0
+                let (stock, codes, used) = try await mysqlCall { try await self.repository.oneTimePoolCounts(id) }
                 if stock != codes - used {
                     report.codeDifferences.append(
                         CodeDifference(
@@ -149,14 +118,7 @@ extension Reconciler {
         var missing: [String] = []
         try await redisCall {
             try await self.redis.scanSet(self.keys.codes(id)) { page in
-                let known = Set(
-                    try await self.mysqlCall {
-                        try await self.reader.query(
-                            "SELECT code FROM codes WHERE biz_id = ? AND sku_id = ? AND code IN (\(tuples(page.count, "?")))",
-                            [.string(id.bizId), skuValue(id.skuId)] + page.map(MySQLValue.string)
-                        )
-                    }.rows.compactMap { $0.string("code") }
-                )
+                let known = try await self.mysqlCall { try await self.repository.knownCodes(id, among: page) }
                 missing += page.filter { !known.contains($0) }
             }
         }
@@ -181,45 +143,23 @@ extension Reconciler {
 
     func checkLockedOnce(_ id: StockItemID, fix: Bool) async throws -> ReconcileDifference? {
         try await mysqlCall {
-            try await self.mysql.withSession { locking in
-                // Session one holds the item's stock row FOR UPDATE from before the Redis snapshot until the
-                // judgement (and any fix) is done: no confirm or refund can change MySQL's stock meanwhile.
-                try await locking.execute("START TRANSACTION")
-                let stock = try await locking.query(
-                    "SELECT stock, is_infinite FROM stock WHERE biz_id = ? AND sku_id = ? FOR UPDATE",
-                    [.string(id.bizId), skuValue(id.skuId)]
-                )
-                guard let row = stock.rows.first else {
-                    try await locking.execute("COMMIT")
-                    return nil
-                }
-                let dbStock = row.int64("stock") ?? 0
+            // The item's stock row is held FOR UPDATE from before the Redis snapshot until the judgement (and any
+            // fix) is done: no confirm or refund can change MySQL's stock meanwhile.
+            try await self.repository.withStockRowLocked(id) { row in
+                guard let row else { return nil }
                 let snapshot = try await self.snapshot([id])
-                guard let counters = snapshot.counters[id], !snapshot.fenced.contains(id) else {
-                    try await locking.execute("COMMIT")
-                    return nil
-                }
-                // Session two reads the journal and ledger as one consistent snapshot taken after Redis's: every
-                // entry the worker committed before it is recognised as applied, every later one is in flight.
-                let (live, applied) = try await self.mysql.withSession { reading in
-                    try await reading.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                    try await reading.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-                    let live = try await self.journalReserved([id], session: reading)[id] ?? 0
-                    let applied = try await self.appliedState(snapshot, session: reading)
-                    try await reading.execute("COMMIT")
-                    return (live, applied)
-                }
+                guard let counters = snapshot.counters[id], !snapshot.fenced.contains(id) else { return nil }
+                // The journal and ledger as one consistent snapshot taken after Redis's.
+                let (reserved, applied) = try await self.journalSide([id], snapshot, consistent: true)
+                let live = reserved[id] ?? 0
                 let expected = Self.expected(
-                    dbStock: dbStock, journalReserved: live, entries: snapshot.entries[id] ?? [], applied: applied,
+                    dbStock: row.stock, journalReserved: live, entries: snapshot.entries[id] ?? [], applied: applied,
                     bizId: id.bizId, sku: id.skuId
                 )
-                let infinite = (row.bool("is_infinite") ?? false) || snapshot.infinite.contains(id)
-                if Self.agrees(counters, expected, infinite: infinite) {
-                    try await locking.execute("COMMIT")
-                    return nil
-                }
+                let infinite = row.infinite || snapshot.infinite.contains(id)
+                if Self.agrees(counters, expected, infinite: infinite) { return nil }
                 var difference = ReconcileDifference(
-                    bizId: id.bizId, skuId: id.skuId, dbStock: dbStock, journalReserved: live, redis: counters,
+                    bizId: id.bizId, skuId: id.skuId, dbStock: row.stock, journalReserved: live, redis: counters,
                     expected: expected, fixed: false
                 )
                 if fix {
@@ -229,25 +169,17 @@ extension Reconciler {
                     case .fixed:
                         difference.fixed = true
                     case .moved:
-                        try await locking.execute("ROLLBACK")
                         throw RetryJudgement.moved
                     case .fenced:
                         // A stock change's Redis half landed since the snapshot: in flight, judged next time.
-                        try await locking.execute("COMMIT")
                         return nil
                     case .missing:
                         break
                     }
                 }
-                try await locking.execute("COMMIT")
                 return difference
             }
         }
-    }
-
-    struct LockedRead: Sendable {
-        let dbStock: Int64
-        let infinite: Bool
     }
 
     /// What Redis should hold for an item, given MySQL now and the entries in flight at the snapshot.

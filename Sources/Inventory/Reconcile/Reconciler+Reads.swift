@@ -1,7 +1,3 @@
-import Foundation
-import Logging
-import MySQLClient
-import NIOConcurrencyHelpers
 import RedisClient
 
 /// The reads a check stands on: one Redis snapshot per shard, the journal's holds and what the worker has applied.
@@ -31,30 +27,13 @@ extension Reconciler {
         for line in read.lines { snapshot.entries[line.item, default: []].append(line) }
     }
 
-    /// Σ quantity of RESERVED journal lines per item.
-    func journalReserved(_ ids: [StockItemID], session: MySQLSession?) async throws -> [StockItemID: Int64] {
-        var sums: [StockItemID: Int64] = [:]
-        for (biz, group) in Dictionary(grouping: ids, by: \.bizId) {
-            let placeholders = Array(repeating: "?", count: group.count).joined(separator: ",")
-            let result = try await query(
-                session,
-                """
-                SELECT sku_id, SUM(quantity) AS live FROM reservation_journal
-                WHERE biz_id = ? AND status = 'RESERVED' AND sku_id IN (\(placeholders))
-                GROUP BY sku_id
-                """,
-                [.string(biz)] + group.map { skuValue($0.skuId) }
-            )
-            for row in result.rows {
-                sums[StockItemID(bizId: biz, skuId: row.uint64("sku_id") ?? 0)] = row.int64("live") ?? 0
-            }
-        }
-        return sums
-    }
-
-    /// The journal rows and ledger sources of the lines in flight, as MySQL has them now.
-    func appliedState(_ snapshot: Snapshot, session: MySQLSession?) async throws -> Applied {
-        var applied = Applied()
+    /// MySQL's side of a snapshot's items: the journal's holds per item (Σ quantity of RESERVED lines) and what the
+    /// worker has applied of the lines in flight (their orders' journal rows, their confirms' and refunds' ledger
+    /// sources). With `consistent`, read on the primary as one consistent snapshot taken now (after Redis's): every
+    /// entry the worker committed before it is recognised as applied, every later one is in flight.
+    func journalSide(
+        _ ids: [StockItemID], _ snapshot: Snapshot, consistent: Bool
+    ) async throws -> (reserved: [StockItemID: Int64], applied: Applied) {
         var orders: [String: Set<String>] = [:]
         var sources: [String] = []
         for (id, entries) in snapshot.entries {
@@ -65,41 +44,14 @@ extension Reconciler {
                 }
             }
         }
-        for (biz, orderIds) in orders where !orderIds.isEmpty {
-            for chunk in Array(orderIds).chunked(500) {
-                let placeholders = Array(repeating: "?", count: chunk.count).joined(separator: ",")
-                let result = try await query(
-                    session,
-                    """
-                    SELECT order_id, sku_id, status, reserve_event FROM reservation_journal
-                    WHERE biz_id = ? AND order_id IN (\(placeholders))
-                    """,
-                    [.string(biz)] + chunk.map { .string($0) }
-                )
-                for row in result.rows {
-                    applied.rows[Applied.key(biz, row.string("order_id") ?? "", row.uint64("sku_id") ?? 0)] = (
-                        row.string("status") ?? "", row.string("reserve_event") ?? ""
-                    )
-                }
-            }
+        let side = try await mysqlCall {
+            try await self.repository.journalSide(items: ids, orders: orders, sources: sources, consistent: consistent)
         }
-        for chunk in sources.chunked(500) {
-            let placeholders = Array(repeating: "?", count: chunk.count).joined(separator: ",")
-            let result = try await query(
-                session, "SELECT source FROM stock_ledger WHERE source IN (\(placeholders))", chunk.map { .string($0) }
-            )
-            for row in result.rows {
-                applied.ledger.insert(row.string("source") ?? "")
-            }
+        var applied = Applied()
+        for row in side.rows {
+            applied.rows[Applied.key(row.bizId, row.orderId, row.skuId)] = (row.status, row.reserveEvent)
         }
-        return applied
-    }
-
-    /// A statement on the session when there is one, else on any pooled connection.
-    func query(_ session: MySQLSession?, _ sql: String, _ binds: [MySQLValue]) async throws -> MySQLResult {
-        try await mysqlCall {
-            if let session { return try await session.query(sql, binds) }
-            return try await self.reader.query(sql, binds)
-        }
+        applied.ledger = side.ledger
+        return (side.reserved, applied)
     }
 }

@@ -18,9 +18,8 @@ import RedisClient
 public final class Reconciler: Sendable {
     let redis: any RedisRouter
     let runner: RedisScriptRunner
-    let mysql: MySQLClient
-    /// Where the first, unlocked pass reads: a replica when one is configured, else the primary.
-    let reader: MySQLClient
+    /// Every read and write of MySQL; the first, unlocked pass reads a replica when one is configured.
+    let repository: ReconcileRepository
     let scripts: InventoryScripts
     let keys: KeyLayout
     let logger: Logger
@@ -36,8 +35,7 @@ public final class Reconciler: Sendable {
     ) {
         self.redis = redis
         self.runner = RedisScriptRunner(client: redis)
-        self.mysql = mysql
-        self.reader = replica ?? mysql
+        self.repository = ReconcileRepository(primary: mysql, reader: replica ?? mysql)
         self.scripts = scripts
         self.keys = keys
         self.logger = logger
@@ -73,13 +71,16 @@ public final class Reconciler: Sendable {
         progress: (@Sendable (ReconcileReport) -> Void)?
     ) async throws -> ReconcileReport {
         var report = ReconcileReport()
-        var after: (String, UInt64)? = nil
+        var after: (bizId: String, skuId: UInt64)? = nil
         while true {
-            let page: [StockPageRow]
+            let page: [ReconcileRepository.StockRow]
             switch scope {
-            case .item(let item): page = try await pageRows(only: item)
-            case .business(let biz): page = try await pageRows(business: biz, after: after?.1)
-            case .all: page = try await pageRows(after: after)
+            case .item(let item): page = try await mysqlCall { try await self.repository.stockRow(item) }
+            case .business(let biz):
+                page = try await mysqlCall { [after] in
+                    try await self.repository.stockPage(business: biz, after: after?.skuId, limit: self.pageSize)
+                }
+            case .all: page = try await mysqlCall { [after] in try await self.repository.stockPage(after: after, limit: self.pageSize) }
             }
             if page.isEmpty { break }
             try await renewLease(lease)
@@ -109,69 +110,6 @@ public final class Reconciler: Sendable {
         InventoryMetrics.reconcileLastDifferences.record(report.differences.count + report.codeDifferences.count)
         InventoryMetrics.reconcileItems.record(report.itemsChecked)
         return report
-    }
-
-    // MARK: - Pages
-
-    struct StockPageRow {
-        let bizId: String
-        let skuId: UInt64
-        let stock: Int64
-        let infinite: Bool
-    }
-
-    func pageRows(after: (String, UInt64)?) async throws -> [StockPageRow] {
-        let result: MySQLResult
-        if let after {
-            result = try await mysqlCall {
-                try await self.reader.query(
-                    """
-                    SELECT biz_id, sku_id, stock, is_infinite FROM stock
-                    WHERE biz_id > ? OR (biz_id = ? AND sku_id > ?)
-                    ORDER BY biz_id, sku_id LIMIT ?
-                    """,
-                    [.string(after.0), .string(after.0), skuValue(after.1), .int(Int64(pageSize))]
-                )
-            }
-        } else {
-            result = try await mysqlCall {
-                try await self.reader.query(
-                    "SELECT biz_id, sku_id, stock, is_infinite FROM stock ORDER BY biz_id, sku_id LIMIT ?",
-                    [.int(Int64(pageSize))]
-                )
-            }
-        }
-        return result.rows.map(Self.pageRow)
-    }
-
-    func pageRows(business: String, after: UInt64?) async throws -> [StockPageRow] {
-        let result = try await mysqlCall {
-            try await self.reader.query(
-                """
-                SELECT biz_id, sku_id, stock, is_infinite FROM stock
-                WHERE biz_id = ? AND sku_id > ? ORDER BY sku_id LIMIT ?
-                """,
-                [.string(business), skuValue(after ?? 0), .int(Int64(self.pageSize))]
-            )
-        }
-        return result.rows.map(Self.pageRow)
-    }
-
-    func pageRows(only item: StockItemID) async throws -> [StockPageRow] {
-        let result = try await mysqlCall {
-            try await self.reader.query(
-                "SELECT biz_id, sku_id, stock, is_infinite FROM stock WHERE biz_id = ? AND sku_id = ?",
-                [.string(item.bizId), skuValue(item.skuId)]
-            )
-        }
-        return result.rows.map(Self.pageRow)
-    }
-
-    static func pageRow(_ row: MySQLRow) -> StockPageRow {
-        StockPageRow(
-            bizId: row.string("biz_id") ?? "", skuId: row.uint64("sku_id") ?? 0, stock: row.int64("stock") ?? 0,
-            infinite: row.bool("is_infinite") ?? false
-        )
     }
 
     // Judging a page: Reconciler+Judging.swift; reading Redis and MySQL: Reconciler+Reads.swift.
@@ -219,15 +157,9 @@ public final class Reconciler: Sendable {
         }
         let details = "[" + parts.joined(separator: ",") + "]"
         do {
-            _ = try await mysql.query(
-                """
-                INSERT INTO reconcile_results (started_at, finished_at, items_checked, differences, details)
-                VALUES (NOW(3) - INTERVAL ? MICROSECOND, NOW(3), ?, ?, ?)
-                """,
-                [
-                    .int(Int64(report.seconds * 1_000_000)), .int(Int64(report.itemsChecked)),
-                    .int(Int64(report.differences.count + report.codeDifferences.count)), .string(details),
-                ]
+            try await repository.recordRun(
+                seconds: report.seconds, itemsChecked: report.itemsChecked,
+                differences: report.differences.count + report.codeDifferences.count, details: details
             )
         } catch {
             logger.warning("reconcile result not recorded", metadata: ["error": "\(error)"])

@@ -42,10 +42,8 @@ public struct JournalRepository: Sendable {
             }
         }
         return try await retryingDeadlocks {
-            try await client.withSession { session in
-                try await session.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                try await session.execute("START TRANSACTION")
-                do {
+            do {
+                return try await client.withTransaction(isolation: .readCommitted) { session in
                     try await session.perform { connection in try Self.lockStockRows(items, on: connection) }
                     let current = try await epochs.currentEpochs(items)
                     var stale: [StaleLine] = []
@@ -72,16 +70,10 @@ public struct JournalRepository: Sendable {
                         try plan.run(on: connection, settingIsolation: false)
                     }
                     result.staleLines = stale
-                    do {
-                        try await session.execute("COMMIT")
-                    } catch let error as MySQLError where error.isConnectionError {
-                        throw JournalCommitOutcomeUnknown(underlying: error)
-                    }
                     return result
-                } catch {
-                    try? await session.execute("ROLLBACK")
-                    throw error
                 }
+            } catch let error as MySQLError where error.code == .commitOutcomeUnknown {
+                throw JournalCommitOutcomeUnknown(underlying: error)
             }
         }
     }

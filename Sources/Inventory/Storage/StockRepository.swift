@@ -263,75 +263,66 @@ public struct StockRepository: Sendable {
         _ body: (InitSnapshot?) async throws -> T
     ) async throws -> T {
         guard let sku = Self.skuValue(skuId) else { return try await body(nil) }
-        return try await client.withSession { session in
-            // READ COMMITTED like write-back batches: every row read is locked or its item's stock row is.
-            try await session.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            try await session.execute("START TRANSACTION")
-            do {
-                let snapshot = try await session.perform { connection -> InitSnapshot? in
-                    if !pending.isEmpty {
-                        let touched = Set(
-                            pending.flatMap { event in event.lines.map { StockItemID(bizId: event.bizId, skuId: $0.skuId) } }
-                        ).union([StockItemID(bizId: bizId, skuId: skuId)])
-                        try JournalRepository.lockStockRows(
-                            touched.sorted { ($0.bizId, $0.skuId) < ($1.bizId, $1.skuId) }, on: connection
-                        )
-                        _ = try JournalRepository.applyLocked(pending, on: connection)
-                    }
-                    let result = try connection.query(
-                        "SELECT \(StockRow.columns) FROM stock WHERE biz_id = ? AND sku_id = ? FOR UPDATE",
-                        [.string(bizId), sku]
+        // READ COMMITTED like write-back batches: every row read is locked or its item's stock row is.
+        return try await client.withTransaction(isolation: .readCommitted) { session in
+            let snapshot = try await session.perform { connection -> InitSnapshot? in
+                if !pending.isEmpty {
+                    let touched = Set(
+                        pending.flatMap { event in event.lines.map { StockItemID(bizId: event.bizId, skuId: $0.skuId) } }
+                    ).union([StockItemID(bizId: bizId, skuId: skuId)])
+                    try JournalRepository.lockStockRows(
+                        touched.sorted { ($0.bizId, $0.skuId) < ($1.bizId, $1.skuId) }, on: connection
                     )
-                    guard let first = result.rows.first else { return nil }
-                    let row = StockRow(first, bizId: bizId, skuId: skuId)
-                    let live = try connection.query(
-                        """
-                        SELECT order_id, quantity, expires_at FROM reservation_journal
-                        WHERE biz_id = ? AND sku_id = ? AND status = 'RESERVED'
-                        """,
-                        [.string(bizId), sku]
-                    )
-                    let holds = live.rows.compactMap { row -> (orderId: String, quantity: Int64, expiresAtMilliseconds: Int64)? in
-                        guard let order = row.string("order_id"), let quantity = row.int64("quantity") else { return nil }
-                        let expires = row.string("expires_at").flatMap(JournalTime.milliseconds(fromDatetime:)) ?? 0
-                        return (order, quantity, expires)
-                    }
-                    let window = row.userWindow(atMilliseconds: nowMilliseconds)
-                    var usage: [UserUsage] = []
-                    if row.userLimit > 0 {
-                        // Held and sold units count; created_at (the row's first write) stands for the reserve's
-                        // time, which is later by the write-back lag at most.
-                        let since = row.userWindowSeconds > 0 ? window * row.userWindowSeconds : 0
-                        let users = try connection.query(
-                            """
-                            SELECT user_id, SUM(quantity) AS units FROM reservation_journal
-                            WHERE biz_id = ? AND sku_id = ? AND user_id IS NOT NULL AND user_id <> ''
-                              AND status IN ('RESERVED', 'CONFIRMED', 'REFUNDED') AND created_at >= FROM_UNIXTIME(?)
-                            GROUP BY user_id
-                            """,
-                            [.string(bizId), sku, .int(since)]
-                        )
-                        usage = users.rows.compactMap { row in
-                            guard let user = row.string("user_id"), let units = row.int64("units"), units > 0 else {
-                                return nil
-                            }
-                            return UserUsage(userId: user, units: units)
-                        }
-                    }
-                    let pool = try CodePoolRepository.pool(bizId: bizId, sku: sku, on: connection)
-                    let codes = try pool.map { try CodePoolRepository.usableCodes(bizId: bizId, sku: sku, kind: $0.kind, on: connection) } ?? []
-                    return InitSnapshot(
-                        row: row, liveHolds: holds, userWindow: window, usage: usage,
-                        pool: pool, codes: codes
-                    )
+                    _ = try JournalRepository.applyLocked(pending, on: connection)
                 }
-                let value = try await body(snapshot)
-                try await session.execute("COMMIT")
-                return value
-            } catch {
-                try? await session.execute("ROLLBACK")
-                throw error
+                let result = try connection.query(
+                    "SELECT \(StockRow.columns) FROM stock WHERE biz_id = ? AND sku_id = ? FOR UPDATE",
+                    [.string(bizId), sku]
+                )
+                guard let first = result.rows.first else { return nil }
+                let row = StockRow(first, bizId: bizId, skuId: skuId)
+                let live = try connection.query(
+                    """
+                    SELECT order_id, quantity, expires_at FROM reservation_journal
+                    WHERE biz_id = ? AND sku_id = ? AND status = 'RESERVED'
+                    """,
+                    [.string(bizId), sku]
+                )
+                let holds = live.rows.compactMap { row -> (orderId: String, quantity: Int64, expiresAtMilliseconds: Int64)? in
+                    guard let order = row.string("order_id"), let quantity = row.int64("quantity") else { return nil }
+                    let expires = row.string("expires_at").flatMap(JournalTime.milliseconds(fromDatetime:)) ?? 0
+                    return (order, quantity, expires)
+                }
+                let window = row.userWindow(atMilliseconds: nowMilliseconds)
+                var usage: [UserUsage] = []
+                if row.userLimit > 0 {
+                    // Held and sold units count; created_at (the row's first write) stands for the reserve's
+                    // time, which is later by the write-back lag at most.
+                    let since = row.userWindowSeconds > 0 ? window * row.userWindowSeconds : 0
+                    let users = try connection.query(
+                        """
+                        SELECT user_id, SUM(quantity) AS units FROM reservation_journal
+                        WHERE biz_id = ? AND sku_id = ? AND user_id IS NOT NULL AND user_id <> ''
+                          AND status IN ('RESERVED', 'CONFIRMED', 'REFUNDED') AND created_at >= FROM_UNIXTIME(?)
+                        GROUP BY user_id
+                        """,
+                        [.string(bizId), sku, .int(since)]
+                    )
+                    usage = users.rows.compactMap { row in
+                        guard let user = row.string("user_id"), let units = row.int64("units"), units > 0 else {
+                            return nil
+                        }
+                        return UserUsage(userId: user, units: units)
+                    }
+                }
+                let pool = try CodePoolRepository.pool(bizId: bizId, sku: sku, on: connection)
+                let codes = try pool.map { try CodePoolRepository.usableCodes(bizId: bizId, sku: sku, kind: $0.kind, on: connection) } ?? []
+                return InitSnapshot(
+                    row: row, liveHolds: holds, userWindow: window, usage: usage,
+                    pool: pool, codes: codes
+                )
             }
+            return try await body(snapshot)
         }
     }
 
