@@ -12,30 +12,36 @@ extension InventoryEngine {
     /// `confirm` of the order Redis names `orderId` (`OrderRef.name`). Every `orderId` of the engine's internal
     /// functions is such a name; the public ones take the business and its own id.
     func confirm(named orderId: String) async throws -> TransitionOutcome {
-        for _ in 0..<3 {
-            guard let order = try await readOrder(orderId) else { throw InventoryError.notFound }
-            if keys.clustered {
-                // The deadline is checked here, against Redis's clock, before the directory decides: its parts then
-                // follow the directory (confirm.lua checks it itself on a single Redis).
-                if order.directoryState == .reserved, let expiresAt = order.expiresAt,
-                    try await expiresAt <= redisNow(routingKey: keys.directory(orderId))
-                {
-                    return try await expireLate(orderId)
-                }
-                let decided = try await decide(orderId, .confirmed, from: ["reserved"]).state
-                if decided == .cancelled || decided == .expired { throw InventoryError.orderClosed(decided) }
-            }
+        struct Attempt {
             var replayed = true
             var replayStatus = ReservationStatus.confirmed
-            var stale = false
-            for part in order.pieces {
+        }
+        return try await transition(
+            orderId, "confirm", state: Attempt(),
+            start: { order, _ in
+                guard let order else { throw InventoryError.notFound }
+                if keys.clustered {
+                    // The deadline is checked here, against Redis's clock, before the directory decides: its parts
+                    // then follow the directory (confirm.lua checks it itself on a single Redis).
+                    if order.directoryState == .reserved, let expiresAt = order.expiresAt,
+                        try await expiresAt <= redisNow(routingKey: keys.directory(orderId))
+                    {
+                        return .answer(try await expireLate(orderId))
+                    }
+                    let decided = try await decide(orderId, .confirmed, from: ["reserved"]).state
+                    if decided == .cancelled || decided == .expired { throw InventoryError.orderClosed(decided) }
+                }
+                return .move(order.pieces)
+            },
+            move: { order, part, attempt in
+                guard let order, let part else { throw InventoryError.notFound }
                 let call = ConfirmCall(
                     orderId: orderId, shard: part.shard, bizId: order.bizId, lines: part.lines, linesText: part.linesText,
                     deadlineChecked: keys.clustered, layout: keys
                 )
                 switch try await run(onItems: call) {
                 case .expired:
-                    return try await expireLate(orderId)
+                    return .answer(try await expireLate(orderId))
                 case .lost:
                     // Redis lost the hold with its item (rebuilt without it) and the item cannot sell the units again:
                     // nothing was sold. The order is cancelled, so that what it still holds elsewhere comes back.
@@ -46,26 +52,30 @@ extension InventoryEngine {
                     _ = try await cancel(named: orderId)
                     throw InventoryError.orderClosed(.cancelled)
                 case .confirmed(let eventId):
-                    replayed = false
+                    attempt.replayed = false
                     if configuration.durability == .sync {
                         try await recordTransition(orderId: orderId, part: part, eventId: eventId, journalStatus: "CONFIRMED")
                     }
                 case .replay(let status):
-                    replayStatus = status
-                    if configuration.durability == .sync && replayStatus == .confirmed && part.holdsStock {
+                    attempt.replayStatus = status
+                    if configuration.durability == .sync && status == .confirmed && part.holdsStock {
                         try await ensureTransitionRecorded(orderId: orderId, part: part, journalStatus: "CONFIRMED")
                     }
                 case .closed(let status):
                     throw InventoryError.orderClosed(status)
                 case .stale:
-                    stale = true
+                    return .stale
                 }
-                if stale { break }
+                return .moved
+            },
+            finish: { order, attempt in
+                guard let order else { throw InventoryError.notFound }
+                return TransitionOutcome(
+                    reservation: order.reservation(status: attempt.replayed ? attempt.replayStatus : .confirmed),
+                    replayed: attempt.replayed
+                )
             }
-            if stale { continue }
-            return TransitionOutcome(reservation: order.reservation(status: replayed ? replayStatus : .confirmed), replayed: replayed)
-        }
-        throw InventoryError.unavailable("order \(orderId) kept changing during confirm")
+        )
     }
 
     /// A confirm that came after the hold's deadline, before the sweeper: the hold expires now and the confirm is
@@ -105,49 +115,60 @@ extension InventoryEngine {
     }
 
     func rollback(orderId: String, reason: ReservationStatus, failpoint: String) async throws -> TransitionOutcome {
-        for _ in 0..<3 {
-            let order = try await readOrder(orderId)
-            // What the order's parts (on a single Redis: the order) are moved to; the reason, unless the directory
-            // had decided otherwise.
-            var transition = reason
+        struct Attempt {
+            /// What the order's parts (on a single Redis: the order) are moved to; the reason, unless the directory
+            /// had decided otherwise.
+            var transition: ReservationStatus
             var closedBefore = false
-            if keys.clustered {
-                guard let order else {
-                    // Nothing to read: an order never reserved, or a reserve under way (its directory open, its
-                    // parts not all held yet). The directory is the guard: recorded (or turned) cancelled, a
-                    // reserve arriving later, or still under way, finds the order cancelled; parts held already are
-                    // taken back, and the parts not held yet are fenced.
-                    guard reason == .cancelled else { throw InventoryError.notFound }
-                    let recorded = try await decide(
-                        orderId, .cancelled, from: ["reserved", "reserving"], recording: true, tombstone: true
-                    )
-                    // Decided otherwise (confirmed, expired) while its parts are gone and the journal has no row
-                    // (Redis lost them before the worker wrote it): the directory is the answer, as for an order
-                    // that can be read. Reading again would not bring the parts back.
-                    guard recorded.state == .cancelled else { throw InventoryError.invalidState(recorded.state) }
-                    if !recorded.event.isEmpty { try await recordTombstone(orderId, event: recorded.event) }
-                    try await releaseParts(orderId)
-                    return TransitionOutcome(reservation: emptyReservation(orderId, status: .cancelled), replayed: !recorded.changed)
-                }
-                if reason == .expired, let expiresAt = order.expiresAt, try await expiresAt > redisNow(routingKey: keys.directory(orderId)) {
-                    throw InventoryError.invalidState(.reserved)
-                }
-                let decided = try await decide(orderId, reason, from: ["reserved"]).state
-                if decided == .expired && reason == .cancelled {
-                    // A cancel of an order that expired answers the expiry's replay, as rollback.lua does on one
-                    // Redis; the parts follow the directory, should the expiry have stopped before moving them.
-                    transition = .expired
-                    closedBefore = true
-                } else if decided != reason {
-                    throw InventoryError.invalidState(decided)
-                }
-            }
             var replayed = true
-            var replayStatus = transition
-            var outcome: TransitionOutcome?
-            var stale = false
-            for part in order.map({ $0.pieces.map(Optional.some) }) ?? [nil] {
+            var replayStatus: ReservationStatus
+            /// The answer for an order that held nothing (its cancel recorded now).
+            var empty: TransitionOutcome?
+        }
+        return try await transition(
+            orderId, "rollback", state: Attempt(transition: reason, replayStatus: reason),
+            start: { order, attempt in
+                if keys.clustered {
+                    guard let order else {
+                        // Nothing to read: an order never reserved, or a reserve under way (its directory open, its
+                        // parts not all held yet). The directory is the guard: recorded (or turned) cancelled, a
+                        // reserve arriving later, or still under way, finds the order cancelled; parts held already
+                        // are taken back, and the parts not held yet are fenced.
+                        guard reason == .cancelled else { throw InventoryError.notFound }
+                        let recorded = try await decide(
+                            orderId, .cancelled, from: ["reserved", "reserving"], recording: true, tombstone: true
+                        )
+                        // Decided otherwise (confirmed, expired) while its parts are gone and the journal has no row
+                        // (Redis lost them before the worker wrote it): the directory is the answer, as for an order
+                        // that can be read. Reading again would not bring the parts back.
+                        guard recorded.state == .cancelled else { throw InventoryError.invalidState(recorded.state) }
+                        if !recorded.event.isEmpty { try await recordTombstone(orderId, event: recorded.event) }
+                        try await releaseParts(orderId)
+                        return .answer(
+                            TransitionOutcome(reservation: emptyReservation(orderId, status: .cancelled), replayed: !recorded.changed)
+                        )
+                    }
+                    if reason == .expired, let expiresAt = order.expiresAt,
+                        try await expiresAt > redisNow(routingKey: keys.directory(orderId))
+                    {
+                        throw InventoryError.invalidState(.reserved)
+                    }
+                    let decided = try await decide(orderId, reason, from: ["reserved"]).state
+                    if decided == .expired && reason == .cancelled {
+                        // A cancel of an order that expired answers the expiry's replay, as rollback.lua does on one
+                        // Redis; the parts follow the directory, should the expiry have stopped before moving them.
+                        attempt.transition = .expired
+                        attempt.replayStatus = .expired
+                        attempt.closedBefore = true
+                    } else if decided != reason {
+                        throw InventoryError.invalidState(decided)
+                    }
+                }
+                return .move(order.map { $0.pieces.map(Optional.some) } ?? [nil])
+            },
+            move: { _, part, attempt in
                 let shard = part?.shard ?? keys.shard(of: orderId)
+                let transition = attempt.transition
                 let call = RollbackCall(
                     orderId: orderId, shard: shard, bizId: part?.bizId ?? "", lines: part?.lines ?? [],
                     linesText: part?.linesText ?? "", reason: transition, failpoint: failpoint,
@@ -156,14 +177,14 @@ extension InventoryEngine {
                 )
                 switch try await run(onItems: call) {
                 case .released(let eventId):
-                    replayed = false
+                    attempt.replayed = false
                     if configuration.durability == .sync && transition == .cancelled, let part {
                         try await recordTransition(orderId: orderId, part: part, eventId: eventId, journalStatus: "CANCELLED")
                     }
                 case .replay(let status):
-                    replayStatus = status ?? transition
-                    if configuration.durability == .sync && transition == .cancelled && replayStatus == .cancelled, let part,
-                        part.holdsStock
+                    attempt.replayStatus = status ?? transition
+                    if configuration.durability == .sync && transition == .cancelled && attempt.replayStatus == .cancelled,
+                        let part, part.holdsStock
                     {
                         try await ensureTransitionRecorded(orderId: orderId, part: part, journalStatus: "CANCELLED")
                     }
@@ -177,7 +198,7 @@ extension InventoryEngine {
                             throw InventoryError.unavailable("the cancel is made but not recorded yet; retry")
                         }
                     }
-                    outcome = TransitionOutcome(reservation: emptyReservation(orderId, status: .cancelled), replayed: false)
+                    attempt.empty = TransitionOutcome(reservation: emptyReservation(orderId, status: .cancelled), replayed: false)
                 case .gone:
                     throw InventoryError.notFound
                 case .confirmed(let status):
@@ -185,17 +206,17 @@ extension InventoryEngine {
                 case .notExpired:
                     throw InventoryError.invalidState(.reserved)
                 case .stale:
-                    stale = true
+                    return .stale
                 }
-                if stale { break }
+                return .moved
+            },
+            finish: { order, attempt in
+                if let empty = attempt.empty { return empty }
+                let status = attempt.replayed ? attempt.replayStatus : attempt.transition
+                let reservation = order?.reservation(status: status) ?? emptyReservation(orderId, status: status)
+                return TransitionOutcome(reservation: reservation, replayed: attempt.replayed || attempt.closedBefore)
             }
-            if stale { continue }
-            if let outcome { return outcome }
-            let status = replayed ? replayStatus : transition
-            let reservation = order?.reservation(status: status) ?? emptyReservation(orderId, status: status)
-            return TransitionOutcome(reservation: reservation, replayed: replayed || closedBefore)
-        }
-        throw InventoryError.unavailable("order \(orderId) kept changing during rollback")
+        )
     }
 
     /// Redis Cluster: decides the order's next state in its directory (the parts follow). Returns the state the
@@ -323,15 +344,18 @@ extension InventoryEngine {
     }
 
     func refund(named orderId: String) async throws -> TransitionOutcome {
-        for _ in 0..<3 {
-            guard let order = try await readOrder(orderId) else { throw InventoryError.notFound }
-            if keys.clustered {
-                let decided = try await decide(orderId, .refunded, from: ["confirmed"]).state
-                if decided != .refunded { throw InventoryError.invalidState(decided) }
-            }
-            var replayed = true
-            var stale = false
-            for part in order.pieces {
+        try await transition(
+            orderId, "refund", state: true,  // replayed
+            start: { order, _ in
+                guard let order else { throw InventoryError.notFound }
+                if keys.clustered {
+                    let decided = try await decide(orderId, .refunded, from: ["confirmed"]).state
+                    if decided != .refunded { throw InventoryError.invalidState(decided) }
+                }
+                return .move(order.pieces)
+            },
+            move: { order, part, replayed in
+                guard let order, let part else { throw InventoryError.notFound }
                 let call = RefundCall(
                     orderId: orderId, shard: part.shard, bizId: order.bizId, lines: part.lines, linesText: part.linesText,
                     layout: keys
@@ -340,14 +364,15 @@ extension InventoryEngine {
                 case .refunded: replayed = false
                 case .replay: break
                 case .state(let status): throw InventoryError.invalidState(status ?? order.status)
-                case .stale: stale = true
+                case .stale: return .stale
                 }
-                if stale { break }
+                return .moved
+            },
+            finish: { order, replayed in
+                guard let order else { throw InventoryError.notFound }
+                return TransitionOutcome(reservation: order.reservation(status: .refunded), replayed: replayed)
             }
-            if stale { continue }
-            return TransitionOutcome(reservation: order.reservation(status: .refunded), replayed: replayed)
-        }
-        throw InventoryError.unavailable("order \(orderId) kept changing during refund")
+        )
     }
 
     /// Releases an unconfirmed hold whose time is up (the expiry sweeper's step). Returns whether it expired now.
