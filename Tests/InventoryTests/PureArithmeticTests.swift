@@ -138,3 +138,32 @@ struct PureArithmeticTests {
         #expect(plan.tombstones.map(\.prefix) == ["inv"])
     }
 }
+
+@Suite("What the topology decides, from the key layout")
+struct TopologyLayoutTests {
+    @Test("script groups: every item in one on a single Redis, one per shard on a cluster, in the items' order")
+    func scriptGroups() {
+        let items = (1...40).map { StockItemID(bizId: "b", skuId: UInt64($0)) }
+        let single = KeyLayout(prefix: "u", shards: 8, clustered: false)
+        #expect(single.scriptGroups(items) == [items])
+        #expect(single.scriptGroups([]).isEmpty)
+        let cluster = KeyLayout(prefix: "u", shards: 8, clustered: true)
+        let groups = cluster.scriptGroups(items)
+        #expect(groups.count == Set(items.map(cluster.itemShard)).count)
+        #expect(groups.count > 1)
+        for group in groups { #expect(Set(group.map(cluster.itemShard)).count == 1) }
+        #expect(groups.flatMap { $0 }.sorted { $0.skuId < $1.skuId } == items)
+        #expect(groups.map { $0[0] } == groups.map { $0[0] }.sorted { $0.skuId < $1.skuId })
+    }
+
+    @Test("outboxes: an item's events in every stream on a single Redis, its shard's on a cluster; an order's the reverse")
+    func outboxes() {
+        let item = StockItemID(bizId: "b", skuId: 3)
+        let single = KeyLayout(prefix: "u", shards: 4, clustered: false)
+        #expect(single.outboxes(holding: item) == single.outboxes)
+        #expect(single.outboxes(ofOrder: "o1") == [single.outbox(forOrder: "o1")])
+        let cluster = KeyLayout(prefix: "u", shards: 4, clustered: true)
+        #expect(cluster.outboxes(holding: item) == [cluster.outbox(shard: cluster.itemShard(item))])
+        #expect(cluster.outboxes(ofOrder: "o1") == cluster.outboxes)
+    }
+}

@@ -192,7 +192,7 @@ extension InventoryEngine {
     /// worker; applying them again later changes nothing). On a single Redis they are in the order's shard's
     /// stream; on a cluster in the streams of its parts' shards, which only its directory names: every shard's.
     func applyPendingEvents(ofOrder orderId: String) async throws {
-        let streams = keys.clustered ? keys.outboxes : [keys.outbox(forOrder: orderId)]
+        let streams = keys.outboxes(ofOrder: orderId)
         var found: [OutboxEvent] = []
         for stream in streams {
             found += try await pendingEvents(in: stream) { $0.orderName == orderId }

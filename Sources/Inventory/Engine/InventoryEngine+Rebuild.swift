@@ -109,7 +109,7 @@ extension InventoryEngine {
                 let written = try await self.run(
                     InitItemCall(
                         id, caller: caller, snapshot: snapshot, epoch: epoch, drainedEpochs: drainedEpochs,
-                        outboxes: self.outboxes(of: id), now: now, itemTTLSeconds: self.configuration.itemTTLSeconds,
+                        outboxes: self.keys.outboxes(holding: id), now: now, itemTTLSeconds: self.configuration.itemTTLSeconds,
                         retentionSeconds: self.configuration.retentionSeconds, layout: self.keys
                     )
                 )
@@ -146,14 +146,8 @@ extension InventoryEngine {
     /// The outbox events not yet acknowledged (acknowledged ones are deleted: they are in the journal) that have a
     /// line of `id`, in stream order, a reserve and its undo reduced as the worker reduces them. On a single Redis an
     /// item's events may be in any shard's stream (an order's shard decides); on a cluster only in the item's shard.
-    /// The outbox streams an item's events go to: every shard's on one Redis (an order's shard picks the stream),
-    /// its own shard's on a cluster.
-    func outboxes(of id: StockItemID) -> [String] {
-        keys.clustered ? [keys.outbox(shard: keys.itemShard(id))] : keys.outboxes
-    }
-
     func pendingEvents(touching id: StockItemID) async throws -> [OutboxEvent] {
-        let streams = outboxes(of: id)
+        let streams = keys.outboxes(holding: id)
         var found: [OutboxEvent] = []
         for stream in streams {
             found += try await pendingEvents(in: stream) { event in

@@ -231,10 +231,8 @@ struct RedisItemEpochs: ItemEpochSource {
 
     func currentEpochs(_ items: [StockItemID]) async throws -> [StockItemID: ItemEpoch] {
         var epochs: [StockItemID: ItemEpoch] = [:]
-        // On a cluster one script reads the items of one shard (one slot).
-        let groups = keys.clustered ? Array(Dictionary(grouping: items, by: keys.itemShard).values) : [items]
         do {
-            for group in groups {
+            for group in keys.scriptGroups(items) {
                 var offset = 0
                 while offset < group.count {
                     let chunk = group[offset..<min(offset + 500, group.count)]

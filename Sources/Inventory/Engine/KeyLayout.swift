@@ -99,6 +99,34 @@ public struct KeyLayout: Sendable {
     /// Every expiry index, one per shard.
     public var expiryIndexes: [String] { (0..<shards).map { expiryIndex(shard: $0) } }
 
+    // MARK: - What the topology decides (asked here, not by checking `clustered` in the flows)
+
+    /// The groups of items one script may read together: all of them on a single Redis, one group per shard (one
+    /// slot) on a cluster. Groups keep the items' order; a shard's group its items' first appearance.
+    public func scriptGroups(_ items: [StockItemID]) -> [[StockItemID]] {
+        guard clustered else { return items.isEmpty ? [] : [items] }
+        var order: [Int] = []
+        var groups: [Int: [StockItemID]] = [:]
+        for item in items {
+            let shard = itemShard(item)
+            if groups[shard] == nil { order.append(shard) }
+            groups[shard, default: []].append(item)
+        }
+        return order.map { groups[$0]! }
+    }
+
+    /// The outbox streams an item's events may be in: every shard's on a single Redis (an order's shard picks the
+    /// stream), its own shard's on a cluster (a part is kept with its items).
+    public func outboxes(holding item: StockItemID) -> [String] {
+        clustered ? [outbox(shard: itemShard(item))] : outboxes
+    }
+
+    /// The outbox streams an order's events may be in: its shard's on a single Redis; on a cluster its parts'
+    /// shards', which only its directory names: every shard's.
+    public func outboxes(ofOrder orderId: String) -> [String] {
+        clustered ? outboxes : [outbox(forOrder: orderId)]
+    }
+
     /// The order's hash on a single Redis (its only part).
     public func order(_ orderId: String) -> String { order(orderId, shard: shard(of: orderId)) }
 

@@ -79,9 +79,7 @@ extension Reconciler {
         guard !pools.isEmpty else { return }
         report.poolsChecked += pools.count
         let oneTime = pools.filter { $0.1 == .oneTime }.map(\.0)
-        // One script per shard on a cluster (one slot each).
-        let groups = keys.clustered ? Array(Dictionary(grouping: oneTime, by: keys.itemShard).values) : [oneTime]
-        for group in groups where !group.isEmpty {
+        for group in keys.scriptGroups(oneTime) {
             for (id, counts) in zip(group, try await run(PoolCountsCall(group, layout: keys))) {
                 guard let stock = counts.stock, stock != counts.codes else { continue }
                 report.codeDifferences.append(

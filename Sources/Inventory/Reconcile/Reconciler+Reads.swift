@@ -6,12 +6,8 @@ extension Reconciler {
     /// script per shard reads the shard's items and its one outbox, the only stream with entries of those items.
     func snapshot(_ ids: [StockItemID]) async throws -> Snapshot {
         var snapshot = Snapshot()
-        guard keys.clustered else {
-            try await read(ids, streams: keys.outboxes, into: &snapshot)
-            return snapshot
-        }
-        for (shard, group) in Dictionary(grouping: ids, by: keys.itemShard) {
-            try await read(group, streams: [keys.outbox(shard: shard)], into: &snapshot)
+        for group in keys.scriptGroups(ids) {
+            try await read(group, streams: keys.outboxes(holding: group[0]), into: &snapshot)
         }
         return snapshot
     }
