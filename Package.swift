@@ -64,9 +64,23 @@ let package = Package(
             ]
         ),
         .target(
+            // Every setting of the service, from the environment, a config file and secrets (no HTTP): what
+            // `inventoryd` composes the service, the worker and the reconciler from.
+            name: "InventorySettings",
+            dependencies: [
+                "Inventory",
+                "RedisClient",
+                "MySQLClient",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        .target(
             name: "InventoryAPI",
             dependencies: [
                 "Inventory",
+                "InventorySettings",
                 "RedisClient",
                 "MySQLClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -88,6 +102,7 @@ let package = Package(
             name: "inventoryd",
             dependencies: [
                 "InventoryAPI",
+                "InventorySettings",
                 "Inventory",
                 "InventoryBaseline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -125,6 +140,7 @@ let package = Package(
             name: "InventoryAPITests",
             dependencies: [
                 "InventoryAPI",
+                "InventorySettings",
                 "InventoryTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

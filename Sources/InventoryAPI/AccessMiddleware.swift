@@ -1,5 +1,6 @@
 import HTTPTypes
 import Hummingbird
+import InventorySettings
 
 /// Lets a request through only with a bearer token whose role may call its route (see `AccessTokens`); 401 without
 /// a valid token, 403 with a token of the wrong role, both problem+json. With no tokens configured everything

@@ -1,6 +1,7 @@
 import Hummingbird
 import HummingbirdTLS
 import Inventory
+import InventorySettings
 import Logging
 import Metrics
 import Prometheus

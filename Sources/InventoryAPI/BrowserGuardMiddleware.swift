@@ -1,5 +1,6 @@
 import HTTPTypes
 import Hummingbird
+import InventorySettings
 
 /// Keeps web pages from driving an instance (issue 22 item 10). A page a developer or operator opens can send
 /// requests to their loopback, and a DNS-rebinding page can read the answers: a request naming a host this service
@@ -39,7 +40,7 @@ enum BrowserGuard {
 
     /// What to do with a request naming `authority` (`Host`, possibly with a port) and `origin` (`Origin`).
     static func verdict(authority: String?, origin: String?, allowed: Set<String>) -> Verdict {
-        if let authority, !authority.isEmpty, !allowed.contains(hostName(authority)) { return .foreignHost(authority) }
+        if let authority, !authority.isEmpty, !allowed.contains(Authority.hostName(authority)) { return .foreignHost(authority) }
         if let origin {
             // `scheme://host[:port]`; "null" (a sandboxed or file page) is never allowed. The page must be of an
             // allowed host and, when the request names its host, of the same port: a page another server on the
@@ -47,7 +48,7 @@ enum BrowserGuard {
             // (Ports as written: a Host without one, as a proxy on 80 or 443 forwards it, matches an Origin without one.)
             guard let range = origin.range(of: "://") else { return .foreignOrigin(origin) }
             let originAuthority = String(origin[range.upperBound...])
-            guard allowed.contains(hostName(originAuthority)) else { return .foreignOrigin(origin) }
+            guard allowed.contains(Authority.hostName(originAuthority)) else { return .foreignOrigin(origin) }
             if let authority, !authority.isEmpty, port(originAuthority) != port(authority) { return .foreignOrigin(origin) }
         }
         return .pass
@@ -62,15 +63,5 @@ enum BrowserGuard {
         }
         if authority.filter({ $0 == ":" }).count != 1 { return nil }
         return authority.split(separator: ":").last.flatMap { Int($0) }
-    }
-
-    /// The host of `host[:port]` or `[v6]:port`, lowercased, without brackets.
-    static func hostName(_ authority: String) -> String {
-        let lower = authority.lowercased()
-        if lower.hasPrefix("["), let end = lower.firstIndex(of: "]") {
-            return String(lower[lower.index(after: lower.startIndex)..<end])
-        }
-        if lower.filter({ $0 == ":" }).count > 1 { return lower }  // a bare IPv6 address
-        return String(lower.split(separator: ":", maxSplits: 1).first ?? "")
     }
 }

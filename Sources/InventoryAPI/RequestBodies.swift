@@ -1,19 +1,7 @@
 import NIOCore
 import Foundation
 import Inventory
-
-/// Limits of the API's inputs, from the design.
-public struct InputLimits: Sendable {
-    public var maxItems = 50
-    public var maxQuantity: Int64 = 1_000_000
-    public var maxStock: Int64 = 1_000_000_000_000
-    public var maxTTLSeconds = 86_400
-    public var maxBodyBytes = 64 * 1024
-    /// A code upload (`POST /v1/stock/{bizId}/{skuId}/codes`) may be larger: up to this many bytes.
-    public var maxCodeUploadBytes = 8 * 1024 * 1024
-
-    public init() {}
-}
+import InventorySettings
 
 /// A coding key for any field name, so bodies are read field by field and every problem is reported.
 struct AnyKey: CodingKey {
@@ -56,45 +44,6 @@ struct FieldReader {
         }
         return value
     }
-}
-
-enum Patterns {
-    /// 1-64 of `A-Za-z0-9._:-`.
-    static func isOrderId(_ text: some StringProtocol) -> Bool {
-        isOrderIdBytes(text.utf8)
-    }
-
-    /// `isOrderId` over bytes (a line of an upload, before it becomes a string).
-    static func isOrderIdBytes(_ bytes: some Collection<UInt8>) -> Bool {
-        !bytes.isEmpty && bytes.count <= 64
-            && bytes.allSatisfy { byte in
-                switch byte {
-                case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-                    UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: ":"),
-                    UInt8(ascii: "-"):
-                    return true
-                default: return false
-                }
-            }
-    }
-
-    /// 1-32 of `a-z0-9_-`.
-    static func isBizId(_ text: some StringProtocol) -> Bool {
-        !text.isEmpty && text.utf8.count <= 32
-            && text.utf8.allSatisfy { byte in
-                switch byte {
-                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"),
-                    UInt8(ascii: "-"):
-                    return true
-                default: return false
-                }
-            }
-    }
-
-    static let orderIdRule = "1-64 characters of A-Z a-z 0-9 . _ : -"
-    /// Codes of a code pool follow the orderId rule: they travel in the scripts' '|' and ',' separated lists.
-    static let codeRule = orderIdRule
-    static let bizIdRule = "1-32 characters of a-z 0-9 _ -"
 }
 
 /// The body of `POST /v1/reservations`, read so that every problem in it is reported at once.

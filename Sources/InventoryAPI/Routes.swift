@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Inventory
+import InventorySettings
 import Logging
 
 /// The HTTP API v1 over an engine: decode and validate, call the engine, encode. No business rules here.

@@ -10,6 +10,7 @@ import Prometheus
 import Testing
 
 @testable import InventoryAPI
+@testable import InventorySettings
 
 /// Bearer tokens and roles (issue 19): who may call what, and no API exposed beyond loopback without tokens.
 @Suite("Access: tokens and roles")

@@ -9,6 +9,7 @@ import NIOCore
 import Testing
 
 @testable import InventoryAPI
+@testable import InventorySettings
 
 /// Issue 22 item 10: any `Host` was accepted and `Origin` ignored, so a web page a developer opens could drive an
 /// instance on their loopback, and DNS rebinding could read it.

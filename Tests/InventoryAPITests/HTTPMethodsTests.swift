@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import Inventory
 import InventoryAPI
+import InventorySettings
 import InventoryTestSupport
 import Logging
 import NIOCore

@@ -3,6 +3,7 @@ import HTTPTypes
 import HummingbirdTesting
 import Inventory
 import InventoryAPI
+import InventorySettings
 import InventoryTestSupport
 import NIOCore
 import NIOSSL

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import Inventory
 @testable import InventoryAPI
+@testable import InventorySettings
 import InventoryTestSupport
 import Logging
 import NIOCore

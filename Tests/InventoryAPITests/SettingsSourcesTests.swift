@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import InventoryAPI
+@testable import InventorySettings
 
 /// Settings from a file and a folder of secrets (issue 19), under the same names and checks as the environment.
 @Suite("Settings from files")

@@ -1,4 +1,5 @@
 import Crypto
+import Inventory
 import Foundation
 
 /// Who may call what: bearer tokens, each with a role, kept only as SHA-256 digests and compared in constant time.

@@ -68,7 +68,7 @@ public struct ServiceConfiguration: Sendable {
             return ["localhost", "127.0.0.1", "::1", httpHost.lowercased()]
         }
         if allowedHosts.contains("*") { return nil }
-        return Set(allowedHosts.map { BrowserGuard.hostName($0) })
+        return Set(allowedHosts.map { Authority.hostName($0) })
     }
     /// HTTPS: the server's certificate chain and private key, PEM files (`INVENTORY_TLS_CERT_FILE`,
     /// `INVENTORY_TLS_KEY_FILE`); both nil = plain HTTP.
