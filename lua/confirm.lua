@@ -106,5 +106,5 @@ end
 redis.call('ZREM', KEYS[3], ARGV[1])
 local id = redis.call('XADD', KEYS[2], '*', 'type', 'confirm', 'order', ARGV[1], 'biz', fields[3] or '',
   'items', table.concat(events, ','), 'epochs', table.concat(epochs, ','), 'at', now)
-redis.call('HSET', order, 'status', 'confirmed', 'updated_at', now, 'transition_event', id)
+redis.call('HSET', order, 'status', 'confirmed', 'transition_event', id)
 return {'ok', fields[2], id}

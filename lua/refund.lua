@@ -67,7 +67,7 @@ for sku, reserved in string.gmatch(fields[2], '(%d+):%d+:(%d+)') do
   i = i + 1
 end
 
-redis.call('HSET', order, 'status', 'refunded', 'updated_at', now)
+redis.call('HSET', order, 'status', 'refunded')
 redis.call('XADD', KEYS[2], '*', 'type', 'refund', 'order', ARGV[1], 'biz', fields[3] or '',
   'items', table.concat(events, ','), 'epochs', table.concat(epochs, ','), 'at', now)
 return {'ok', fields[2]}

@@ -349,7 +349,7 @@ end
 local eventId = redis.call('XADD', KEYS[2], '*', unpack(event))
 redis.call('HSET', order, 'status', 'reserved', 'fp', ARGV[2], 'biz', ARGV[3], 'user', ARGV[4],
   'lines', linesText, 'line_epochs', table.concat(lineEpochs, ','), 'expires_at', expiresAt, 'created_at', now,
-  'updated_at', now, 'event', eventId)
+  'event', eventId)
 redis.call('EXPIRE', order, keep)
 if not dispense then
   redis.call('ZADD', KEYS[3], expiresAt, ARGV[1])

@@ -28,7 +28,7 @@ local expiresAt = tonumber(ARGV[6])
 local retention = tonumber(ARGV[8])
 local keep = math.max(math.floor((expiresAt - now) / 1000), 0) + retention
 redis.call('HSET', order, 'status', status, 'fp', ARGV[10 + (#KEYS - 2) / 3] or '', 'biz', ARGV[2], 'user', ARGV[3], 'lines', ARGV[5],
-  'expires_at', expiresAt, 'created_at', now, 'updated_at', now, 'event', '', 'restored', '1')
+  'expires_at', expiresAt, 'created_at', now, 'event', '', 'restored', '1')
 redis.call('EXPIRE', order, keep)
 local n = (#KEYS - 2) / 3
 if (ARGV[9 + n] or '') ~= '' then

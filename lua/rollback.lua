@@ -61,7 +61,7 @@ if not status then
     -- before any reserve. Read again: the order comes back from the journal, or is truly unknown.
     return {'stale'}
   end
-  redis.call('HSET', order, 'status', 'cancelled', 'lines', '', 'empty', '1', 'created_at', now, 'updated_at', now)
+  redis.call('HSET', order, 'status', 'cancelled', 'lines', '', 'empty', '1', 'created_at', now)
   redis.call('EXPIRE', order, retention)
   local id = redis.call('XADD', KEYS[2], '*', 'type', 'cancel', 'order', ARGV[1], 'biz', '', 'items', '', 'at', now)
   return {'empty', id}
@@ -131,6 +131,6 @@ end
 redis.call('ZREM', KEYS[3], ARGV[1])
 local id = redis.call('XADD', KEYS[2], '*', 'type', reason == 'expired' and 'expire' or 'cancel', 'order', ARGV[1],
   'biz', fields[4] or '', 'items', table.concat(events, ','), 'epochs', table.concat(epochs, ','), 'at', now)
-redis.call('HSET', order, 'status', reason, 'updated_at', now, 'transition_event', id)
+redis.call('HSET', order, 'status', reason, 'transition_event', id)
 redis.call('EXPIRE', order, retention)
 return {'ok', reason, fields[2], id}

@@ -4,6 +4,7 @@
 # stock adjustment.
 #
 #   loadtest/memory/order-footprint.sh [N]
+#   FOOTPRINT_KINDS="hold" loadtest/memory/order-footprint.sh 100000     (some kinds only)
 #
 # Starts a private redis-server (port 6396, no persistence) and a debug `inventoryd serve` on port 8086 against
 # database inventory_footprint, sends N (default 2000) orders of each kind over one keep-alive connection, waits for
@@ -42,7 +43,7 @@ drained() {
 curl -fs -X PUT -H 'Content-Type: application/json' -d '{"stock": 100000000}' "localhost:$HTTP/v1/stock/fp/1" >/dev/null
 
 echo "kind             bytes/order  keys/order  (N=$N; keys of order #7: MEMORY USAGE, the key's own entry not included)"
-for kind in hold cancel confirm unknown adjust; do
+for kind in ${FOOTPRINT_KINDS:-hold cancel confirm unknown adjust}; do
   drained
   before=$(memory)
   keys=$("${REDIS[@]}" dbsize)
