@@ -123,7 +123,30 @@ struct ReconcilerTests {
     func lease() async throws {
         try await TestStores.with { stores in
             _ = try await stores.redis.command("SET", stores.keys.reconcileLease, "someone-else", "PX", "60000")
-            await #expect(throws: ReconcileError.self) { try await reconciler(stores).run(.business(stores.bizId)) }
+            await #expect(throws: ReconcileError.leaseHeld) { try await reconciler(stores).run(.business(stores.bizId)) }
+            // Still the other's: a refused run gives back nothing it does not hold.
+            #expect(try await stores.redis.command("GET", stores.keys.reconcileLease).text == "someone-else")
+            _ = try await stores.redis.command("DEL", stores.keys.reconcileLease)
+            // A run takes the lease and gives it back when it ends.
+            #expect(try await reconciler(stores).run(.business(stores.bizId)).clean)
+            #expect(try await stores.redis.command("EXISTS", stores.keys.reconcileLease).int == 0)
+        }
+    }
+
+    @Test("lease.lua: one owner at a time; renewed by its owner only; given back by its owner only")
+    func leaseScript() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await stores.redis.command("DEL", stores.keys.sweepLease(shard: 0))
+            #expect(try await engine.sweepLease(shard: 0, owner: "a", milliseconds: 60_000))
+            #expect(try await !engine.sweepLease(shard: 0, owner: "b", milliseconds: 60_000))
+            #expect(try await engine.sweepLease(shard: 0, owner: "a", milliseconds: 60_000))
+            // b's give back leaves a's lease; a's gives it back.
+            #expect(try await !engine.run(LeaseCall.giveBack(key: stores.keys.sweepLease(shard: 0), owner: "b")))
+            #expect(try await stores.redis.command("GET", stores.keys.sweepLease(shard: 0)).text == "a")
+            #expect(try await !engine.run(LeaseCall.giveBack(key: stores.keys.sweepLease(shard: 0), owner: "a")))
+            #expect(try await stores.redis.command("EXISTS", stores.keys.sweepLease(shard: 0)).int == 0)
+            #expect(try await engine.sweepLease(shard: 0, owner: "b", milliseconds: 60_000))
         }
     }
 

@@ -60,7 +60,7 @@ public struct ReconcileReport: Sendable, Encodable {
 }
 
 /// Why a reconciliation could not run.
-public enum ReconcileError: Error, Sendable, CustomStringConvertible {
+public enum ReconcileError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Another reconciler holds the lease.
     case leaseHeld
     /// A store failed.

@@ -58,10 +58,10 @@ public final class Reconciler: Sendable {
         let lease = try await acquireLease()
         do {
             let report = try await reconcile(scope, fix: fix, lease: lease, started: started, progress: progress)
-            _ = try? await redis.send(Self.releaseLease(keys: keys, owner: lease), routingKey: keys.reconcileLease)
+            _ = try? await run(LeaseCall.giveBack(key: keys.reconcileLease, owner: lease))
             return report
         } catch {
-            _ = try? await redis.send(Self.releaseLease(keys: keys, owner: lease), routingKey: keys.reconcileLease)
+            _ = try? await run(LeaseCall.giveBack(key: keys.reconcileLease, owner: lease))
             throw error
         }
     }
@@ -116,32 +116,19 @@ public final class Reconciler: Sendable {
 
     // MARK: - Lease and record
 
+    /// One reconciliation at a time across all instances (lua/lease.lua, renewed every page).
+    static let leaseMilliseconds = 60_000
+
     func acquireLease() async throws -> String {
         let owner = UUID().uuidString
-        let reply = try await redisCall {
-            try await self.redis.send(
-                ["SET", self.keys.reconcileLease, owner, "NX", "PX", "60000"], routingKey: self.keys.reconcileLease
-            )
+        guard try await run(LeaseCall(key: keys.reconcileLease, owner: owner, milliseconds: Self.leaseMilliseconds)) else {
+            throw ReconcileError.leaseHeld
         }
-        guard reply == .status("OK") else { throw ReconcileError.leaseHeld }
         return owner
     }
 
     func renewLease(_ owner: String) async throws {
-        _ = try await redisCall {
-            try await self.redis.send([
-                "EVAL",
-                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], 60000) end return 0",
-                "1", self.keys.reconcileLease, owner,
-            ], routingKey: self.keys.reconcileLease)
-        }
-    }
-
-    static func releaseLease(keys: KeyLayout, owner: String) -> [String] {
-        [
-            "EVAL", "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", "1",
-            keys.reconcileLease, owner,
-        ]
+        _ = try await run(LeaseCall(key: keys.reconcileLease, owner: owner, milliseconds: Self.leaseMilliseconds))
     }
 
     func record(_ report: ReconcileReport) async {

@@ -73,10 +73,14 @@ struct LeaseCall: ScriptCall {
     let keys: [String]
     let arguments: [String]
 
+    /// Takes or renews the lease for `milliseconds`; 0 gives it back (when `owner` holds it).
     init(key: String, owner: String, milliseconds: Int) {
         keys = [key]
-        arguments = [owner, String(milliseconds)]
+        arguments = [owner, String(max(0, milliseconds))]
     }
+
+    /// Gives the lease back, if `owner` holds it.
+    static func giveBack(key: String, owner: String) -> LeaseCall { LeaseCall(key: key, owner: owner, milliseconds: 0) }
 
     /// Whether the owner holds the lease now.
     static func decode(_ value: RedisValue) throws -> Bool {

@@ -312,27 +312,14 @@ public final class WriteBackWorker: Service, Sendable {
         return !taken.isEmpty
     }
 
-    /// Takes or renews (`acquire`) or gives back a stream's lease; true when this worker holds it afterwards.
+    /// Takes or renews (`acquire`) or gives back a stream's lease (lua/lease.lua); true when this worker holds it
+    /// afterwards.
     private func runLease(_ stream: String, acquire: Bool) async throws -> Bool {
-        let script = """
-            local holder = redis.call('GET', KEYS[1])
-            if ARGV[2] == '0' then
-              if holder == ARGV[1] then redis.call('DEL', KEYS[1]) end
-              return 0
-            end
-            if holder == ARGV[1] or not holder then
-              redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-              return 1
-            end
-            return 0
-            """
         let key = stream + ":lease"
-        let reply = try await redis.send(
-            ["EVAL", script, "1", key, configuration.consumer, acquire ? "1" : "0", String(Self.leaseMilliseconds)],
-            routingKey: key
+        let owner = configuration.consumer
+        return try await engine.run(
+            acquire ? LeaseCall(key: key, owner: owner, milliseconds: Self.leaseMilliseconds) : .giveBack(key: key, owner: owner)
         )
-        if let message = reply.errorMessage { throw RedisError(.server, "lease of \(stream): \(message)") }
-        return reply.int == 1
     }
 
     /// Takes over entries another consumer read and never acknowledged (it crashed).
