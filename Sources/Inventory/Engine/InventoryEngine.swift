@@ -66,23 +66,22 @@ public struct EngineConfiguration: Sendable {
 /// administration also writes MySQL, the system of record, and reverses the Redis half when that fails.
 public final class InventoryEngine: Sendable {
     public let configuration: EngineConfiguration
-    let redis: any RedisRouter
-    let runner: RedisScriptRunner
-    let scripts: InventoryScripts
+    /// Redis, the scripts and the ways to run them (`EngineStores`).
+    let stores: EngineStores
+    /// The one init path (`ItemRebuilder`).
+    let rebuilder: ItemRebuilder
     let stockRepository: StockRepository
     let codePools: CodePoolRepository
     let journal: JournalRepository
     let compensations: CompensationRepository
     let committer: JournalCommitter
     let mysql: MySQLClient
-    let logger: Logger
-    let counters = NIOLockedValueBox(EngineCounters())
-    /// Rebuilds in progress in this process, so concurrent callers share one instead of polling Redis.
-    let rebuilding = NIOLockedValueBox<[StockItemID: Task<Bool, any Error>]>([:])
-    /// One timer per script, made here so the reserve path does not look one up under a lock on every call.
-    let scriptTimers: [String: Timer]
 
     var keys: KeyLayout { configuration.keys }
+    var redis: any RedisRouter { stores.redis }
+    var runner: RedisScriptRunner { stores.runner }
+    var scripts: InventoryScripts { stores.scripts }
+    var logger: Logger { stores.logger }
 
     public init(
         redis: any RedisRouter,
@@ -91,20 +90,18 @@ public final class InventoryEngine: Sendable {
         configuration: EngineConfiguration = EngineConfiguration(),
         logger: Logger
     ) {
-        self.redis = redis
-        self.runner = RedisScriptRunner(client: redis)
-        self.scripts = scripts
+        let stores = EngineStores(configuration: configuration, redis: redis, scripts: scripts, logger: logger)
+        self.stores = stores
         self.mysql = mysql
         self.stockRepository = StockRepository(client: mysql)
+        self.rebuilder = ItemRebuilder(stores: stores, stockRepository: stockRepository)
         self.codePools = CodePoolRepository(client: mysql)
         self.journal = JournalRepository(client: mysql)
         self.compensations = CompensationRepository(client: mysql)
         self.committer = JournalCommitter(
-            journal: journal, epochs: RedisItemEpochs(runner: runner, script: scripts[.epochs], keys: configuration.keys)
+            journal: journal, epochs: RedisItemEpochs(runner: stores.runner, script: scripts[.epochs], keys: configuration.keys)
         )
-        self.scriptTimers = Dictionary(uniqueKeysWithValues: scripts.all.map { ($0.name, InventoryMetrics.scriptTimer($0.name)) })
         self.configuration = configuration
-        self.logger = logger
     }
 
     /// Loads the scripts into Redis (SCRIPT LOAD), so a broken script fails the start, not a request.
@@ -153,55 +150,19 @@ public final class InventoryEngine: Sendable {
     // The operations are in InventoryEngine+*.swift, one file per concern.
 
     /// Runs one call of a script and decodes its reply (Scripts/: one typed call per script).
-    func run<Call: ScriptCall>(_ call: Call) async throws -> Call.Reply {
-        try Call.decode(try await runScript(scripts[Call.name], keys: call.keys, arguments: call.arguments))
-    }
+    func run<Call: ScriptCall>(_ call: Call) async throws -> Call.Reply { try await stores.run(call) }
 
-    /// Runs a call of a script that changes items (lib/items.lua): when it answers `missing`, the items it names are
-    /// rebuilt from MySQL through the one init path, and it runs again. The one place an item found missing by a
-    /// script is handled.
-    func run<Call: ItemScriptCall>(onItems call: Call) async throws -> Call.Reply {
-        let script = scripts[Call.name]
-        for _ in 0..<3 {
-            let reply = try await runScript(script, keys: call.keys, arguments: call.arguments)
-            let fields = ScriptReply(reply)
-            guard fields.tag == "missing" else { return try Call.decode(reply) }
-            for position in fields.positions(1) {
-                guard let id = call.items[safe: position - 1] else {
-                    throw InventoryError.unavailable("\(script.name) named item \(position) of \(call.items.count) missing")
-                }
-                if try await !ensureItem(id) {
-                    throw InventoryError.unavailable("stock item \(id) is in neither Redis nor MySQL")
-                }
-            }
-        }
-        throw InventoryError.unavailable("the items of \(script.name) kept vanishing from Redis; retry")
-    }
+    /// Runs a call of a script that changes items, its missing items rebuilt first (`ItemRebuilder.run(onItems:)`):
+    /// the one place an item found missing by a script is handled.
+    func run<Call: ItemScriptCall>(onItems call: Call) async throws -> Call.Reply { try await rebuilder.run(onItems: call) }
 
     func runScript(_ script: RedisScript, keys: [String], arguments: [String]) async throws -> RedisValue {
-        let start = DispatchTime.now().uptimeNanoseconds
-        defer {
-            (scriptTimers[script.name] ?? InventoryMetrics.scriptTimer(script.name))
-                .recordNanoseconds(InventoryMetrics.since(start))
-        }
-        return try await redisCall { try await self.runner.run(script, keys: keys, arguments: arguments) }
+        try await stores.runScript(script, keys: keys, arguments: arguments)
     }
 
-    func redisCall<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as RedisError {
-            InventoryMetrics.redisError()
-            if error.outcomeUnknown { throw InventoryError.outcomeUnknown("Redis: \(error.message)") }
-            throw InventoryError.unavailable("Redis: \(error.message)")
-        }
-    }
+    func redisCall<T>(_ body: () async throws -> T) async throws -> T { try await stores.redisCall(body) }
 
-    func mapMySQL(_ error: any Error) -> InventoryError {
-        if let error = error as? InventoryError { return error }
-        InventoryMetrics.mysqlError()
-        return .unavailable("MySQL: \(error)")
-    }
+    func mapMySQL(_ error: any Error) -> InventoryError { stores.mapMySQL(error) }
 
     /// The wall clock of this process (Unix ms): the default of `EngineConfiguration.clock`.
     public static func nowMilliseconds() -> Int64 {
@@ -213,14 +174,7 @@ public final class InventoryEngine: Sendable {
 
     /// Redis's clock (Unix ms), read on the node of `routingKey`: the one clock every instance shares, for the
     /// decisions the engine makes outside a script (is a hold due, which per-user window is current).
-    public func redisNow(routingKey: String? = nil) async throws -> Int64 {
-        let reply = try await redisCall {
-            try await self.redis.send(["TIME"], routingKey: routingKey ?? self.keys.expiryIndexes[0])
-        }
-        let parts = (reply.array ?? []).compactMap { $0.text.flatMap { Int64($0) } }
-        guard parts.count == 2 else { throw InventoryError.unavailable("Redis TIME answered \(reply)") }
-        return parts[0] * 1000 + parts[1] / 1000
-    }
+    public func redisNow(routingKey: String? = nil) async throws -> Int64 { try await stores.redisNow(routingKey: routingKey) }
 }
 
 /// The items' epochs as Redis has them now, read by `epochs.lua` in chunks of 500 items.

@@ -1,0 +1,90 @@
+import Dispatch
+import Logging
+import Metrics
+import RedisClient
+
+/// What the engine and its collaborators run on: Redis and the scripts, the key layout and the settings, and the one
+/// way to run a script, to read Redis's clock, to read an outbox stream and to turn a store's failure into an
+/// `InventoryError`.
+struct EngineStores: Sendable {
+    let configuration: EngineConfiguration
+    let redis: any RedisRouter
+    let runner: RedisScriptRunner
+    let scripts: InventoryScripts
+    let logger: Logger
+    /// One timer per script, made here so the reserve path does not look one up under a lock on every call.
+    let scriptTimers: [String: Timer]
+
+    var keys: KeyLayout { configuration.keys }
+
+    init(configuration: EngineConfiguration, redis: any RedisRouter, scripts: InventoryScripts, logger: Logger) {
+        self.configuration = configuration
+        self.redis = redis
+        self.runner = RedisScriptRunner(client: redis)
+        self.scripts = scripts
+        self.logger = logger
+        self.scriptTimers = Dictionary(uniqueKeysWithValues: scripts.all.map { ($0.name, InventoryMetrics.scriptTimer($0.name)) })
+    }
+
+    /// Runs one call of a script and decodes its reply (Scripts/: one typed call per script).
+    func run<Call: ScriptCall>(_ call: Call) async throws -> Call.Reply {
+        try Call.decode(try await runScript(scripts[Call.name], keys: call.keys, arguments: call.arguments))
+    }
+
+    func runScript(_ script: RedisScript, keys: [String], arguments: [String]) async throws -> RedisValue {
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer {
+            (scriptTimers[script.name] ?? InventoryMetrics.scriptTimer(script.name))
+                .recordNanoseconds(InventoryMetrics.since(start))
+        }
+        return try await redisCall { try await runner.run(script, keys: keys, arguments: arguments) }
+    }
+
+    /// Runs `body` against Redis; a Redis failure is `unavailable` (503), or `outcomeUnknown` when the command may
+    /// have run.
+    func redisCall<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as RedisError {
+            InventoryMetrics.redisError()
+            if error.outcomeUnknown { throw InventoryError.outcomeUnknown("Redis: \(error.message)") }
+            throw InventoryError.unavailable("Redis: \(error.message)")
+        }
+    }
+
+    func mapMySQL(_ error: any Error) -> InventoryError {
+        if let error = error as? InventoryError { return error }
+        InventoryMetrics.mysqlError()
+        return .unavailable("MySQL: \(error)")
+    }
+
+    /// Redis's clock (Unix ms), read on the node of `routingKey`: the one clock every instance shares, for the
+    /// decisions made outside a script (is a hold due, which per-user window is current).
+    func redisNow(routingKey: String? = nil) async throws -> Int64 {
+        let reply = try await redisCall {
+            try await redis.send(["TIME"], routingKey: routingKey ?? keys.expiryIndexes[0])
+        }
+        let parts = (reply.array ?? []).compactMap { $0.text.flatMap { Int64($0) } }
+        guard parts.count == 2 else { throw InventoryError.unavailable("Redis TIME answered \(reply)") }
+        return parts[0] * 1000 + parts[1] / 1000
+    }
+
+    /// The events of `stream` not yet acknowledged (acknowledged ones are deleted: they are in the journal) that
+    /// `wanted` keeps, in stream order (read in pages).
+    func pendingEvents(in stream: String, _ wanted: (OutboxEvent) -> Bool) async throws -> [OutboxEvent] {
+        let page = 1000
+        var found: [OutboxEvent] = []
+        var start = "-"
+        while true {
+            let reply = try await redisCall {
+                try await redis.send(["XRANGE", stream, start, "+", "COUNT", String(page)], routingKey: stream)
+            }
+            if case .error(let message) = reply { throw InventoryError.unavailable("Redis: \(message)") }
+            let entries = OutboxEvent.entries(stream: stream, reply)
+            for case let event? in entries.map(\.event) where wanted(event) { found.append(event) }
+            guard entries.count == page, let last = entries.last else { break }
+            start = "(" + last.id
+        }
+        return found
+    }
+}

@@ -1,0 +1,192 @@
+import Foundation
+import Logging
+import Metrics
+import MySQLClient
+import NIOConcurrencyHelpers
+import RedisClient
+
+/// The one init path: an item missing from Redis (cold, expired, evicted, or Redis lost its data) rebuilt from MySQL
+/// under the init lock, after the outbox events still pending for it; and the one place a script that answers
+/// `missing` has its items rebuilt and runs again (`run(onItems:)`).
+final class ItemRebuilder: Sendable {
+    let stores: EngineStores
+    let stockRepository: StockRepository
+    let counters = NIOLockedValueBox(EngineCounters())
+    /// Rebuilds in progress in this process, so concurrent callers share one instead of polling Redis.
+    let rebuilding = NIOLockedValueBox<[StockItemID: Task<Bool, any Error>]>([:])
+
+    var keys: KeyLayout { stores.keys }
+    var configuration: EngineConfiguration { stores.configuration }
+
+    init(stores: EngineStores, stockRepository: StockRepository) {
+        self.stores = stores
+        self.stockRepository = stockRepository
+    }
+
+    /// Runs a call of a script that changes items (lib/items.lua): when it answers `missing`, the items it names are
+    /// rebuilt from MySQL through the one init path, and it runs again.
+    func run<Call: ItemScriptCall>(onItems call: Call) async throws -> Call.Reply {
+        let script = stores.scripts[Call.name]
+        for _ in 0..<3 {
+            let reply = try await stores.runScript(script, keys: call.keys, arguments: call.arguments)
+            let fields = ScriptReply(reply)
+            guard fields.tag == "missing" else { return try Call.decode(reply) }
+            for position in fields.positions(1) {
+                guard let id = call.items[safe: position - 1] else {
+                    throw InventoryError.unavailable("\(script.name) named item \(position) of \(call.items.count) missing")
+                }
+                if try await !ensureItem(id) {
+                    throw InventoryError.unavailable("stock item \(id) is in neither Redis nor MySQL")
+                }
+            }
+        }
+        throw InventoryError.unavailable("the items of \(script.name) kept vanishing from Redis; retry")
+    }
+
+    /// Makes sure the item is in Redis, rebuilding it from MySQL when it is missing: one caller across all
+    /// instances takes the init lock and rebuilds, the others wait (bounded) and then see the rebuilt item.
+    /// Returns false when MySQL has no such item either.
+    /// `countsAsRebuild` false: the item is new (its MySQL row was just made), not lost by Redis; it is not counted
+    /// in `stats.itemRebuilds` and the rebuild metric.
+    /// `madeInMySQL`: the caller has just made (or seen) the item's MySQL row, so a negative entry another lookup may
+    /// still write (it read MySQL before the row existed) is not believed.
+    func ensureItem(_ id: StockItemID, countsAsRebuild: Bool = true, madeInMySQL: Bool = false) async throws -> Bool {
+        let (task, owner) = rebuilding.withLockedValue { running -> (Task<Bool, any Error>, Bool) in
+            if let task = running[id] { return (task, false) }
+            // Shared by every caller waiting for this item: none of their task-local state (an order's owner check)
+            // is its.
+            let task = Task {
+                try await InventoryEngine.OwnerCheck.$active.withValue(false) {
+                    try await self.rebuild(id, counting: countsAsRebuild, believeAbsent: !madeInMySQL)
+                }
+            }
+            running[id] = task
+            return (task, true)
+        }
+        if owner {
+            defer { _ = rebuilding.withLockedValue { $0.removeValue(forKey: id) } }
+            return try await task.value
+        }
+        return try await task.value
+    }
+
+    func rebuild(_ id: StockItemID, counting: Bool, believeAbsent: Bool = true) async throws -> Bool {
+        let caller = UUID().uuidString
+        let itemKey = keys.item(id)
+        let deadline = ContinuousClock.now + .milliseconds(configuration.initWaitMilliseconds)
+        var pause = 2
+        while true {
+            switch try await stores.run(InitLockCall(id, caller: caller, lockMilliseconds: configuration.initLockMilliseconds, layout: keys)) {
+            case .ready:
+                return true
+            case .locked:
+                // MySQL said "no such item" a moment ago (any instance): unknown without asking it again. Only the
+                // caller that would read MySQL looks: an item in Redis is ready whatever an entry says.
+                if believeAbsent,
+                    try await stores.redisCall({ try await self.stores.redis.send(["EXISTS", self.keys.absent(id)], routingKey: self.keys.absent(id)) })
+                        .int == 1
+                {
+                    _ = try await stores.redisCall { try await self.stores.redis.command("DEL", itemKey) }
+                    return false
+                }
+                return try await rebuildLocked(id, itemKey: itemKey, caller: caller, counting: counting)
+            case .wait:
+                guard ContinuousClock.now < deadline else {
+                    throw InventoryError.unavailable("stock item \(id) is being rebuilt by another caller; retry")
+                }
+                try await Task.sleep(for: .milliseconds(pause))
+                pause = min(pause * 2, 50)
+            }
+        }
+    }
+
+    /// Rebuilds the item while holding its MySQL stock row locked, from the read until Redis has the result: a
+    /// write-back batch touching the item either commits before the read (and is counted) or waits and then sees
+    /// the new epoch (and leaves out its lines of the old one; see `JournalRepository.apply(_:epochs:)`).
+    ///
+    /// The item's outbox events still in the streams are applied to the journal first, in the same transaction:
+    /// the item vanished alone (its TTL ran out, Redis evicted it, it was deleted) while the rest of Redis kept
+    /// them, and the rebuilt item must count them. Their epochs are recorded as absorbed (init_item.lua), so their
+    /// lines are not stale when the worker or a sync commit brings them again (applying them twice changes nothing).
+    /// Only events Redis itself lost (a whole data loss) stay out, as stale lines of an epoch nothing absorbed.
+    /// The item's MySQL row exists now (a PUT or a pool made it): the negative entry goes, a lookup that read MySQL
+    /// before the row existed writes none after (lua/absent.lua), and the item is brought into Redis without
+    /// believing an entry (a shared rebuild of a believing lookup may answer false, so this asks again).
+    func ensureMadeItem(_ id: StockItemID, countsAsRebuild: Bool) async throws -> Bool {
+        // First the "made" marker (a lookup that read MySQL before the row existed then writes no entry), then the
+        // entry goes.
+        let made = keys.made(id)
+        let lifetime = String(max(10 * configuration.absentMilliseconds, 10_000))
+        _ = try await stores.redisCall { try await self.stores.redis.send(["SET", made, "1", "PX", lifetime], routingKey: made) }
+        let absent = keys.absent(id)
+        _ = try await stores.redisCall { try await self.stores.redis.send(["DEL", absent], routingKey: absent) }
+        for _ in 0..<3 {
+            if try await ensureItem(id, countsAsRebuild: countsAsRebuild, madeInMySQL: true) { return true }
+        }
+        return false
+    }
+
+    func rebuildLocked(_ id: StockItemID, itemKey: String, caller: String, counting: Bool) async throws -> Bool {
+        // The per-user window the rebuilt usage counts is Redis's current one, as reserve.lua computes it.
+        let now = try await stores.redisNow(routingKey: itemKey)
+        let epoch = InventoryEngine.newEpoch(bornAt: now)
+        let pending = try await pendingEvents(touching: id)
+        var drainedEpochs = Set(pending.flatMap { $0.lines.filter { $0.skuId == id.skuId }.map(\.epoch) })
+        drainedEpochs.remove("")
+        let outcome: (written: Bool, row: StockRow, liveReserved: Int64)?
+        do {
+            outcome = try await stockRepository.withInitSnapshot(
+                bizId: id.bizId, skuId: id.skuId, nowMilliseconds: now, pending: pending
+            ) { snapshot in
+                guard let snapshot else { return nil }
+                let written = try await self.stores.run(
+                    InitItemCall(
+                        id, caller: caller, snapshot: snapshot, epoch: epoch, drainedEpochs: drainedEpochs,
+                        outboxes: self.keys.outboxes(holding: id), now: now, itemTTLSeconds: self.configuration.itemTTLSeconds,
+                        retentionSeconds: self.configuration.retentionSeconds, layout: self.keys
+                    )
+                )
+                return (written, snapshot.row, snapshot.liveReserved)
+            }
+        } catch let error as InventoryError {
+            throw error
+        } catch {
+            _ = try? await stores.redisCall { try await self.stores.redis.command("DEL", itemKey) }
+            throw stores.mapMySQL(error)
+        }
+        guard let outcome else {
+            // Nothing to rebuild: drop the lock-only hash so the item stays plainly absent, and remember for a
+            // moment that MySQL has no such item (a flood of requests for unknown items costs one lookup each, not
+            // one per request; creating the item deletes the entry).
+            _ = try await stores.redisCall { try await self.stores.redis.command("DEL", itemKey) }
+            _ = try? await stores.run(AbsentCall(id, milliseconds: configuration.absentMilliseconds, layout: keys))
+            return false
+        }
+        if outcome.written && counting {
+            counters.withLockedValue { $0.itemRebuilds += 1 }
+            InventoryMetrics.itemRebuilds.increment()
+            stores.logger.notice(
+                "stock item rebuilt from MySQL",
+                metadata: [
+                    "item": "\(id)", "stock": "\(outcome.row.stock)", "liveReserved": "\(outcome.liveReserved)",
+                    "epoch": "\(epoch)",
+                ]
+            )
+        }
+        return true
+    }
+
+    /// The outbox events not yet acknowledged (acknowledged ones are deleted: they are in the journal) that have a
+    /// line of `id`, in stream order, a reserve and its undo reduced as the worker reduces them. On a single Redis an
+    /// item's events may be in any shard's stream (an order's shard decides); on a cluster only in the item's shard.
+    func pendingEvents(touching id: StockItemID) async throws -> [OutboxEvent] {
+        let streams = keys.outboxes(holding: id)
+        var found: [OutboxEvent] = []
+        for stream in streams {
+            found += try await stores.pendingEvents(in: stream) { event in
+                event.bizId == id.bizId && event.lines.contains(where: { $0.skuId == id.skuId })
+            }
+        }
+        return WriteBackWorker.cancellingUndone(found)
+    }
+}
