@@ -1,130 +1,25 @@
 import MySQLClient
-import RedisClient
 
-/// Code pools: settings, uploads and the export of unused codes.
+/// Code pools (`CodePoolAdministration`).
 extension InventoryEngine {
+    var pools: CodePoolAdministration { CodePoolAdministration(stores: stores, rebuilder: rebuilder, repository: codePools) }
+
     /// Creates or changes the item's code pool (its kind is fixed once set), in MySQL, then in Redis.
-    public func setPool(_ id: StockItemID, _ pool: CodePool) async throws -> CodePool {
-        do {
-            try await codePools.setPool(bizId: id.bizId, skuId: id.skuId, pool)
-        } catch let refusal as CodePoolRepository.Refusal {
-            throw Self.inventoryError(refusal, id)
-        } catch {
-            throw mapMySQL(error)
-        }
-        // An item Redis does not have is rebuilt with its pool (the pool made its stock row if it had none); one it
-        // has gets the settings written.
-        guard try await ensureMadeItem(id, countsAsRebuild: true) else { throw InventoryError.notFound }
-        if try await !run(SetPoolCall(id, pool, layout: keys)), try await !ensureMadeItem(id, countsAsRebuild: true) {
-            throw InventoryError.notFound
-        }
-        return try await self.pool(id)
-    }
+    public func setPool(_ id: StockItemID, _ pool: CodePool) async throws -> CodePool { try await pools.setPool(id, pool) }
 
-    /// The item's code pool; `notFound` when it has none.
-    public func pool(_ id: StockItemID) async throws -> CodePool {
-        let pool: CodePool?
-        do { pool = try await codePools.pool(bizId: id.bizId, skuId: id.skuId) } catch { throw mapMySQL(error) }
-        guard let pool else { throw InventoryError.noCodePool(id.skuId) }
-        return pool
-    }
+    /// The item's code pool; `noCodePool` when it has none.
+    public func pool(_ id: StockItemID) async throws -> CodePool { try await pools.pool(id) }
 
-    /// Adds codes to the item's pool: recorded in MySQL (new ones only, in one transaction; a one-time pool's
-    /// stock grows by as many), then added in Redis. `codes` must already be valid and distinct.
+    /// Adds codes to the item's pool (MySQL, then Redis); `codes` must already be valid and distinct.
     public func loadCodes(_ id: StockItemID, _ codes: [String]) async throws -> CodeLoadOutcome {
-        let fresh: [String]
-        do {
-            fresh = try await codePools.loadCodes(bizId: id.bizId, skuId: id.skuId, codes, maxCodes: configuration.maxPoolCodes)
-        } catch let refusal as CodePoolRepository.Refusal {
-            throw Self.inventoryError(refusal, id)
-        } catch {
-            throw mapMySQL(error)
-        }
-        if !fresh.isEmpty {
-            do {
-                // Not whole in Redis (lib/items.lua): rebuilt now, with the codes MySQL just recorded.
-                if try await run(AddCodesCall(id, codes: fresh, layout: keys)) == .missing {
-                    _ = try await ensureMadeItem(id, countsAsRebuild: true)
-                }
-            } catch {
-                // MySQL has the codes: an item Redis drops is rebuilt from it on its next use.
-                _ = try? await redisCall { try await self.redis.command("DEL", self.keys.item(id)) }
-                throw error
-            }
-        }
-        return CodeLoadOutcome(added: fresh.count, duplicates: codes.count - fresh.count)
+        try await pools.loadCodes(id, codes)
     }
 
-    /// The pool's codes still unused, live from Redis: a one-time pool's usable codes (neither held nor used), a
-    /// reusable pool's codes (never used up), a batch pool's code. The pool and its item are looked up now (an
-    /// error is the call's); the codes follow a page at a time when the export is read (SSCAN: memory stays a page,
-    /// whatever the pool's size; a code held or loaded meanwhile may be named or not, and one may be named twice if
-    /// the set changes while it is read).
-    public func exportCodes(_ id: StockItemID) async throws -> CodeExport {
-        let pool = try await pool(id)
-        if pool.kind == .batch {
-            let code = pool.batchCode
-            return CodeExport { page in if let code { try await page([code]) } }
-        }
-        // The pool exists, so the item's MySQL row does.
-        guard try await ensureMadeItem(id, countsAsRebuild: true) else { throw InventoryError.notFound }
-        let key = keys.codes(id)
-        return CodeExport { page in
-            // SSCAN ends quietly when its set goes (a rebuild rewrites it, it expires, Redis restarts): the item's
-            // epoch and the set's presence are read before and after, and a change ends the export with an error
-            // instead of a complete-looking short list.
-            let before = try await self.codeSetState(id)
-            try await self.redisCall { try await self.redis.scanSet(key) { try await page($0) } }
-            let after = try await self.codeSetState(id)
-            guard let before, before == after else {
-                throw InventoryError.unavailable("the pool's codes changed while they were exported (its item was rebuilt or lost); export again")
-            }
-        }
-    }
+    /// The pool's codes still unused, live from Redis, a page at a time (`CodePoolAdministration.exportCodes`).
+    public func exportCodes(_ id: StockItemID) async throws -> CodeExport { try await pools.exportCodes(id) }
 
-    /// The item's epoch, when the item and its code set are whole (lib/items.lua's rule), nil otherwise.
-    func codeSetState(_ id: StockItemID) async throws -> String? {
-        let itemKey = keys.item(id)
-        let fields = try await redisCall {
-            try await self.redis.send(["HMGET", itemKey, "epoch", "stock_num", "pool_kind", "codes_n"], routingKey: itemKey)
-        }.array ?? []
-        guard let stock = fields[safe: 1]?.int else { return nil }
-        let kind = fields[safe: 2]?.text ?? ""
-        let expected = kind == "one_time" ? stock > 0 : kind == "reusable" ? (fields[safe: 3]?.int ?? 0) > 0 : false
-        if expected {
-            let codes = keys.codes(id)
-            guard try await redisCall({ try await self.redis.send(["EXISTS", codes], routingKey: codes) }).int == 1 else { return nil }
-        }
-        return fields[safe: 0]?.text ?? ""
-    }
+    /// Every unused code, sorted and each once: for tests and small pools.
+    public func unusedCodes(_ id: StockItemID) async throws -> [String] { try await pools.unusedCodes(id) }
 
-    /// Every unused code, sorted and each once (`exportCodes` read whole): for tests and small pools.
-    public func unusedCodes(_ id: StockItemID) async throws -> [String] {
-        var codes: Set<String> = []
-        try await exportCodes(id).forEachPage { codes.formUnion($0) }
-        return codes.sorted()
-    }
-
-    static let oneTimeStock = InventoryError.poolConflict(
-        "the item has a one-time code pool: its stock is its codes; upload codes instead of setting or adjusting stock"
-    )
-
-    static func inventoryError(_ refusal: CodePoolRepository.Refusal, _ id: StockItemID) -> InventoryError {
-        switch refusal {
-        case .kindChange(let kind):
-            return .poolConflict("the pool is \(kind.rawValue); a pool's kind cannot change")
-        case .stockWithoutCodes(let stock):
-            return .poolConflict(
-                "the item has \(stock) unit(s) of stock: a one-time pool's stock is its codes, so it needs an item with none"
-            )
-        case .noPool:
-            return .noCodePool(id.skuId)
-        case .infinite:
-            return .poolConflict("the item never runs out: a one-time pool has exactly its codes")
-        case .full(let limit, let has):
-            return .poolConflict(
-                "a pool has at most \(limit) codes (INVENTORY_MAX_POOL_CODES); this one has \(has): nothing was loaded"
-            )
-        }
-    }
+    static let oneTimeStock = CodePoolAdministration.oneTimeStock
 }
