@@ -1,94 +1,24 @@
-import Foundation
-import Logging
-import MySQLClient
-import RedisClient
-
-/// Compensation: a Redis change whose MySQL half failed is reversed at once, or stored and retried.
+/// Compensation (`Compensator`).
 extension InventoryEngine {
-    /// First level of compensation: reverse a Redis stock change whose MySQL half failed. When that fails too,
-    /// it becomes a durable retry task (second level); the reconciler is the third.
-    /// `epoch`: the item's epoch the change was made in (a rebuilt item never counted it).
+    var compensator: Compensator { Compensator(stores: stores, rebuilder: rebuilder, repository: compensations) }
+
+    /// Reverses a Redis stock change whose MySQL half failed (`Compensator.undoStock`).
     func undoStock(
         itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String, epoch: String, settings: String = ""
     ) async {
-        // Same hash tag as the item: "prefix:{biz:sku}:item" → "prefix:{biz:sku}:undo:<id>".
-        let marker = String(itemKey.dropLast("item".count)) + "undo:" + UUID().uuidString
-        await compensate(
-            .undoStock(
-                itemKey: itemKey, adjustmentKey: adjustmentKey ?? itemKey, delta: delta, fingerprint: fingerprint,
-                marker: marker, epoch: epoch, settings: settings
-            )
+        await compensator.undoStock(
+            itemKey: itemKey, delta: delta, adjustmentKey: adjustmentKey, fingerprint: fingerprint, epoch: epoch,
+            settings: settings
         )
     }
 
-    /// Runs a reversal now; a failure is stored in MySQL for the retrier, and only if that fails too is it left
-    /// to the reconciler.
-    /// `routine`: an expected step (a cluster order's parts taken back after another part was short), logged at
-    /// debug level instead of as a warning.
+    /// Runs a reversal now, or stores it as a retry task (`Compensator.compensate`).
     func compensate(_ task: CompensationTask, storingFailure: Bool = true, routine: Bool = false) async {
-        do {
-            try await runCompensation(task)
-            logger.log(level: routine ? .debug : .warning, "change reversed", metadata: ["compensation": "\(task)"])
-        } catch {
-            guard storingFailure else {
-                logger.error(
-                    "reversal failed; not stored, the write-back worker records the change from the outbox",
-                    metadata: ["compensation": "\(task)", "error": "\(error)"]
-                )
-                return
-            }
-            do {
-                try await compensations.store(task, keyPrefix: keys.prefix, error: "\(error)")
-                logger.error(
-                    "reversal failed; stored as a retry task", metadata: ["compensation": "\(task)", "error": "\(error)"]
-                )
-            } catch let storeError {
-                logger.critical(
-                    "reversal failed and could not be stored; the reconciler must repair it",
-                    metadata: ["compensation": "\(task)", "error": "\(error)", "storeError": "\(storeError)"]
-                )
-            }
-        }
-    }
-
-    /// Runs one reversal; safe to run again (undo_stock has a marker, undo_reserve checks the order's event).
-    func runCompensation(_ task: CompensationTask) async throws {
-        switch task {
-        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let epoch, let settings):
-            _ = try await run(
-                UndoStockCall(
-                    itemKey: itemKey, adjustmentKey: adjustmentKey, marker: marker, delta: delta, fingerprint: fingerprint,
-                    epoch: epoch, settings: settings, retentionSeconds: configuration.retentionSeconds
-                )
-            )
-        case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):
-            // The task keeps the business's own id; the script names the order as Redis does.
-            let call = UndoReserveCall(
-                orderId: OrderRef(bizId: bizId, orderId: orderId).name, bizId: bizId, eventId: eventId, lines: lines, earlierEventId: earlierEventId,
-                retentionSeconds: configuration.retentionSeconds, layout: keys
-            )
-            if try await run(onItems: call) == .settled {
-                logger.warning(
-                    "a duplicate hold was confirmed or cancelled before it was taken back; its item counts it no more",
-                    metadata: ["orderId": "\(orderId)", "event": "\(eventId)"]
-                )
-            }
-        }
+        await compensator.compensate(task, storingFailure: storingFailure, routine: routine)
     }
 
     /// Runs stored retry tasks, oldest first; returns how many succeeded now.
     public func retryCompensations(limit: Int = 100) async throws -> Int {
-        var done = 0
-        for (id, task) in try await compensations.pending(keyPrefix: keys.prefix, limit: limit) {
-            do {
-                try await runCompensation(task)
-                try await compensations.markDone(id)
-                logger.notice("retry task succeeded", metadata: ["compensation": "\(task)"])
-                done += 1
-            } catch {
-                try? await compensations.recordFailure(id, error: "\(error)")
-            }
-        }
-        return done
+        try await compensator.retryCompensations(limit: limit)
     }
 }

@@ -1,0 +1,103 @@
+import Foundation
+import Logging
+import MySQLClient
+import RedisClient
+
+/// Compensation, the design's three levels: a Redis change whose MySQL half failed is reversed at once; a reversal
+/// that fails is stored in MySQL and retried (`retryCompensations`, run by `CompensationRetrier`); what still fails
+/// is the reconciler's.
+struct Compensator: Sendable {
+    let stores: EngineStores
+    let rebuilder: ItemRebuilder
+    let repository: CompensationRepository
+
+    var keys: KeyLayout { stores.keys }
+    var configuration: EngineConfiguration { stores.configuration }
+
+    /// First level of compensation: reverse a Redis stock change whose MySQL half failed. When that fails too,
+    /// it becomes a durable retry task (second level); the reconciler is the third.
+    /// `epoch`: the item's epoch the change was made in (a rebuilt item never counted it).
+    func undoStock(
+        itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String, epoch: String, settings: String = ""
+    ) async {
+        // Same hash tag as the item: "prefix:{biz:sku}:item" → "prefix:{biz:sku}:undo:<id>".
+        let marker = String(itemKey.dropLast("item".count)) + "undo:" + UUID().uuidString
+        await compensate(
+            .undoStock(
+                itemKey: itemKey, adjustmentKey: adjustmentKey ?? itemKey, delta: delta, fingerprint: fingerprint,
+                marker: marker, epoch: epoch, settings: settings
+            )
+        )
+    }
+
+    /// Runs a reversal now; a failure is stored in MySQL for the retrier, and only if that fails too is it left
+    /// to the reconciler.
+    /// `routine`: an expected step (a cluster order's parts taken back after another part was short), logged at
+    /// debug level instead of as a warning.
+    func compensate(_ task: CompensationTask, storingFailure: Bool = true, routine: Bool = false) async {
+        do {
+            try await runCompensation(task)
+            stores.logger.log(level: routine ? .debug : .warning, "change reversed", metadata: ["compensation": "\(task)"])
+        } catch {
+            guard storingFailure else {
+                stores.logger.error(
+                    "reversal failed; not stored, the write-back worker records the change from the outbox",
+                    metadata: ["compensation": "\(task)", "error": "\(error)"]
+                )
+                return
+            }
+            do {
+                try await repository.store(task, keyPrefix: keys.prefix, error: "\(error)")
+                stores.logger.error(
+                    "reversal failed; stored as a retry task", metadata: ["compensation": "\(task)", "error": "\(error)"]
+                )
+            } catch let storeError {
+                stores.logger.critical(
+                    "reversal failed and could not be stored; the reconciler must repair it",
+                    metadata: ["compensation": "\(task)", "error": "\(error)", "storeError": "\(storeError)"]
+                )
+            }
+        }
+    }
+
+    /// Runs one reversal; safe to run again (undo_stock has a marker, undo_reserve checks the order's event).
+    func runCompensation(_ task: CompensationTask) async throws {
+        switch task {
+        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let epoch, let settings):
+            _ = try await stores.run(
+                UndoStockCall(
+                    itemKey: itemKey, adjustmentKey: adjustmentKey, marker: marker, delta: delta, fingerprint: fingerprint,
+                    epoch: epoch, settings: settings, retentionSeconds: configuration.retentionSeconds
+                )
+            )
+        case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):
+            // The task keeps the business's own id; the script names the order as Redis does.
+            let call = UndoReserveCall(
+                orderId: OrderRef(bizId: bizId, orderId: orderId).name, bizId: bizId, eventId: eventId, lines: lines, earlierEventId: earlierEventId,
+                retentionSeconds: configuration.retentionSeconds, layout: keys
+            )
+            if try await rebuilder.run(onItems: call) == .settled {
+                stores.logger.warning(
+                    "a duplicate hold was confirmed or cancelled before it was taken back; its item counts it no more",
+                    metadata: ["orderId": "\(orderId)", "event": "\(eventId)"]
+                )
+            }
+        }
+    }
+
+    /// Runs stored retry tasks, oldest first; returns how many succeeded now.
+    func retryCompensations(limit: Int = 100) async throws -> Int {
+        var done = 0
+        for (id, task) in try await repository.pending(keyPrefix: keys.prefix, limit: limit) {
+            do {
+                try await runCompensation(task)
+                try await repository.markDone(id)
+                stores.logger.notice("retry task succeeded", metadata: ["compensation": "\(task)"])
+                done += 1
+            } catch {
+                try? await repository.recordFailure(id, error: "\(error)")
+            }
+        }
+        return done
+    }
+}

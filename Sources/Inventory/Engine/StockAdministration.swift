@@ -1,0 +1,263 @@
+import Foundation
+import Logging
+import MySQLClient
+import RedisClient
+
+/// Stock administration: reads, PUT and adjustments, each with its Redis and MySQL halves (the reconciler's fence
+/// between them, settling a change whose COMMIT got no answer, reversal through the `Compensator`).
+struct StockAdministration: Sendable {
+    let stores: EngineStores
+    let rebuilder: ItemRebuilder
+    let stockRepository: StockRepository
+    let compensator: Compensator
+
+    var keys: KeyLayout { stores.keys }
+    var configuration: EngineConfiguration { stores.configuration }
+
+    /// The item's stock (rebuilt from MySQL first if Redis does not have it).
+    func stock(_ id: StockItemID) async throws -> StockLevel {
+        if let level = try await readStock(id) { return level }
+        guard try await rebuilder.ensureItem(id), let level = try await readStock(id) else { throw InventoryError.notFound }
+        return level
+    }
+
+    func readStock(_ id: StockItemID) async throws -> StockLevel? {
+        let reply = try await stores.redisCall {
+            try await self.stores.redis.command(
+                "HMGET", self.keys.item(id), "stock_num", "used_stock_num", "is_sell_out", "is_infinite", "danger_num",
+                "backorder_limit", "user_limit", "user_window"
+            )
+        }
+        let fields = reply.array ?? []
+        guard let available = fields[safe: 0]?.int else { return nil }
+        let level = StockLevel(
+            item: id,
+            available: available,
+            reserved: fields[safe: 1]?.int ?? 0,
+            soldOut: fields[safe: 2]?.text == "1",
+            infinite: fields[safe: 3]?.text == "1",
+            dangerNum: fields[safe: 4]?.int ?? 0,
+            backorderLimit: fields[safe: 5]?.int ?? 0,
+            userLimit: fields[safe: 6]?.int ?? 0,
+            userWindowSeconds: fields[safe: 7]?.int ?? 0
+        )
+        noteLowStock(level)
+        return level
+    }
+
+    /// Low-stock items get gauges, and a warning the first time they are seen low; an item seen recovered loses
+    /// them (and its place in the bounded table).
+    func noteLowStock(_ level: StockLevel) {
+        guard InventoryEngine.isWatched(level) else {
+            InventoryMetrics.recovered(level.item)
+            return
+        }
+        if InventoryMetrics.lowStock(level.item, available: level.available, reserved: level.reserved) {
+            stores.logger.warning(
+                "low stock",
+                metadata: [
+                    "item": "\(level.item)", "available": "\(level.available)", "reserved": "\(level.reserved)",
+                    "dangerNum": "\(level.dangerNum)",
+                ]
+            )
+        }
+    }
+
+    /// Sets on-hand stock (available + reserved) and the item's settings in Redis and MySQL.
+    func setStock(_ id: StockItemID, _ settings: StockSettings) async throws -> StockLevel {
+        let itemKey = keys.item(id)
+        let call = SetStockCall(id, settings, itemTTLSeconds: configuration.itemTTLSeconds, layout: keys)
+        var reply = try await stores.run(call)
+        if reply == .missing {
+            // Not in Redis: it comes from MySQL through the one rebuild path, a new item with a row of 0 made first.
+            // Two PUTs creating an item then meet in Redis, each moving it by its own delta, and MySQL gets both
+            // deltas (a delta taken from an unlocked read of MySQL could miss the other's).
+            let created: Bool
+            do { created = try await stockRepository.ensureRow(bizId: id.bizId, skuId: id.skuId) } catch { throw stores.mapMySQL(error) }
+            // A new item is made, not rebuilt: it does not count as one (the metric tells of Redis losing items).
+            _ = try await rebuilder.ensureMadeItem(id, countsAsRebuild: !created)
+            reply = try await rebuilder.run(onItems: call)
+        }
+        let delta: Int64
+        let epoch: String
+        let before: String
+        switch reply {
+        case .changed(let moved, let itemEpoch, let settingsBefore):
+            delta = moved
+            epoch = itemEpoch
+            before = settingsBefore
+        case .belowReserved(let reserved):
+            throw InventoryError.belowReserved(reserved: reserved)
+        case .oneTimeCodes:
+            throw CodePoolAdministration.oneTimeStock
+        case .missing:
+            throw InventoryError.unavailable("stock item \(id) kept vanishing from Redis; retry")
+        }
+        do {
+            _ = try await stockRepository.apply(
+                StockChange(
+                    bizId: id.bizId, skuId: id.skuId, delta: delta, reason: "set", source: "set:\(UUID().uuidString)",
+                    infinite: settings.infinite, dangerNum: settings.dangerNum, backorderLimit: settings.backorderLimit,
+                    userLimit: settings.userLimit, userWindowSeconds: settings.userWindowSeconds
+                )
+            )
+        } catch {
+            // The settings the change made go back with its delta: a 503 leaves the item as it was.
+            if !keepsRedisHalf(after: error, delta: delta, itemKey: itemKey) {
+                await compensator.undoStock(itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", epoch: epoch, settings: before)
+            }
+            throw stores.mapMySQL(error)
+        }
+        await closeFence(itemKey)
+        return try await stock(id)
+    }
+
+    /// Adds or removes on-hand stock once per adjustment id, in Redis and MySQL.
+    func adjustStock(_ id: StockItemID, _ adjustment: StockAdjustment) async throws -> AdjustmentOutcome {
+        // MySQL's ledger is the authority on what was applied: Redis's key of the adjustment may be gone (retention
+        // over, data lost), and a replay must not move Redis even for a moment (a reserve could sell those units).
+        let recorded: (delta: Int64, reason: String)?
+        do {
+            recorded = try await stockRepository.ledgerEntry(source: Self.adjustmentSource(id, adjustment))
+        } catch {
+            throw stores.mapMySQL(error)
+        }
+        if let recorded {
+            guard recorded.delta == adjustment.delta, recorded.reason == (adjustment.reason ?? "adjustment") else {
+                throw InventoryError.idempotencyConflict
+            }
+            guard try await rebuilder.ensureItem(id) else { throw InventoryError.notFound }
+            // Remembered in Redis again, so the next replay is answered there; a Redis half an earlier attempt kept
+            // without knowing MySQL's outcome (MySQL had it, the ledger says) is settled.
+            let adjustmentKey = keys.adjustmentKey(id, adjustmentId: adjustment.adjustmentId)
+            try await settleAdjustmentKey(itemKey: keys.item(id), adjustmentKey: adjustmentKey, adjustment.fingerprint)
+            _ = try await stores.redisCall {
+                try await self.stores.redis.command(
+                    "SET", adjustmentKey, adjustment.fingerprint, "NX", "EX", String(self.configuration.retentionSeconds)
+                )
+            }
+            return AdjustmentOutcome(level: try await stock(id), replayed: true)
+        }
+        do {
+            return try await adjustStockOnce(id, adjustment)
+        } catch InventoryError.notFound {
+            guard try await rebuilder.ensureItem(id) else { throw InventoryError.notFound }
+            return try await adjustStockOnce(id, adjustment)
+        }
+    }
+
+    func adjustStockOnce(_ id: StockItemID, _ adjustment: StockAdjustment) async throws -> AdjustmentOutcome {
+        let itemKey = keys.item(id)
+        let adjustmentKey = keys.adjustmentKey(id, adjustmentId: adjustment.adjustmentId)
+        switch try await stores.run(AdjustStockCall(id, adjustment, retentionSeconds: configuration.retentionSeconds, layout: keys)) {
+        case .applied(let epoch):
+            let outcome: StockChangeOutcome
+            do {
+                outcome = try await stockRepository.apply(
+                    StockChange(
+                        bizId: id.bizId, skuId: id.skuId, delta: adjustment.delta,
+                        reason: adjustment.reason ?? "adjustment",
+                        source: Self.adjustmentSource(id, adjustment),
+                        infinite: nil, dangerNum: nil, backorderLimit: nil
+                    )
+                )
+            } catch {
+                if keepsRedisHalf(after: error, delta: adjustment.delta, itemKey: itemKey) {
+                    // A retry must not take the kept half for a finished adjustment: it completes the MySQL half.
+                    _ = try? await stores.redisCall {
+                        try await self.stores.redis.command(
+                            "SET", adjustmentKey, Self.unsettled + adjustment.fingerprint, "XX", "KEEPTTL"
+                        )
+                    }
+                } else {
+                    await compensator.undoStock(
+                        itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey,
+                        fingerprint: adjustment.fingerprint, epoch: epoch
+                    )
+                }
+                throw stores.mapMySQL(error)
+            }
+            if outcome == .duplicate {
+                // MySQL's ledger is the authority: it had this adjustment already (Redis forgot its key: retention
+                // over, or data lost), so this is a replay. The Redis half made now is reversed; the key stays, so
+                // the next replay is answered in Redis. (A conflicting body cannot be told from the ledger, which
+                // keeps the source only: a replay after the key is gone is taken as the same adjustment.)
+                await compensator.undoStock(itemKey: itemKey, delta: adjustment.delta, adjustmentKey: nil, fingerprint: "", epoch: epoch)
+                return AdjustmentOutcome(level: try await stock(id), replayed: true)
+            }
+            await closeFence(itemKey)
+            return AdjustmentOutcome(level: try await stock(id), replayed: false)
+        case .replay:
+            return AdjustmentOutcome(level: try await stock(id), replayed: true)
+        case .unsettled:
+            // An earlier attempt kept its Redis half without learning whether MySQL had it, and the ledger (read
+            // just before) does not: the MySQL half is made now, once whatever races it (the ledger's source).
+            do {
+                _ = try await stockRepository.apply(
+                    StockChange(
+                        bizId: id.bizId, skuId: id.skuId, delta: adjustment.delta, reason: adjustment.reason ?? "adjustment",
+                        source: Self.adjustmentSource(id, adjustment), infinite: nil, dangerNum: nil, backorderLimit: nil
+                    )
+                )
+            } catch {
+                throw stores.mapMySQL(error)
+            }
+            try await settleAdjustmentKey(itemKey: itemKey, adjustmentKey: adjustmentKey, adjustment.fingerprint)
+            return AdjustmentOutcome(level: try await stock(id), replayed: true)
+        case .conflict:
+            throw InventoryError.idempotencyConflict
+        case .missing:
+            throw InventoryError.notFound
+        case .belowReserved(let reserved):
+            throw InventoryError.belowReserved(reserved: reserved)
+        case .oneTimeCodes:
+            throw CodePoolAdministration.oneTimeStock
+        }
+    }
+
+    /// Whether a stock change whose MySQL half failed keeps its Redis half instead of being reversed: only when
+    /// MySQL may have it (its COMMIT got no answer and the ledger could not be read: `StockRepository.settle`) and
+    /// it removed units. Either way Redis is then left with no more to sell than MySQL may have: a removal stays,
+    /// an addition goes. The fence stays open and lapses, and the reconciler then brings Redis to MySQL's count.
+    func keepsRedisHalf(after error: any Error, delta: Int64, itemKey: String) -> Bool {
+        guard let error = error as? MySQLError, error.code == .commitOutcomeUnknown else { return false }
+        stores.logger.warning(
+            "stock change's MySQL outcome unknown",
+            metadata: [
+                "item": "\(itemKey)", "delta": "\(delta)", "redisHalf": delta < 0 ? "kept" : "reversed",
+                "error": "\(error)",
+            ]
+        )
+        return delta < 0
+    }
+
+    /// A stock change's MySQL half is done: its item is no longer fenced from the reconciler's repair
+    /// (lua/lib/fence.lua). A fence left open (Redis did not answer) lapses after a minute.
+    func closeFence(_ itemKey: String) async {
+        do {
+            _ = try await stores.run(AdminDoneCall(itemKey: itemKey))
+        } catch {
+            stores.logger.warning("stock change's fence not closed; it lapses", metadata: ["item": "\(itemKey)", "error": "\(error)"])
+        }
+    }
+
+    /// The value of an adjustment key whose Redis half was kept without knowing MySQL's outcome, before the
+    /// request's fingerprint.
+    static let unsettled = "unsettled:"
+
+    /// An adjustment MySQL now has: its key, if it was left unsettled, holds the plain fingerprint again and the
+    /// fence its kept Redis half opened is closed. Nothing happens when the key is not unsettled.
+    func settleAdjustmentKey(itemKey: String, adjustmentKey: String, _ fingerprint: String) async throws {
+        let current = try await stores.redisCall { try await self.stores.redis.command("GET", adjustmentKey) }.text
+        guard current == Self.unsettled + fingerprint else { return }
+        let swapped = try await stores.redisCall {
+            try await self.stores.redis.command("SET", adjustmentKey, fingerprint, "XX", "KEEPTTL", "GET")
+        }.text
+        if swapped == Self.unsettled + fingerprint { await closeFence(itemKey) }
+    }
+
+    /// The ledger source of an adjustment: unique per item and adjustment id.
+    static func adjustmentSource(_ id: StockItemID, _ adjustment: StockAdjustment) -> String {
+        "adj:\(id.bizId):\(id.skuId):\(adjustment.adjustmentId)"
+    }
+}
