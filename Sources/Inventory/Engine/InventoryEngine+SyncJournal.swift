@@ -126,15 +126,6 @@ extension InventoryEngine {
         throw InventoryError.unavailable("Redis lost its data while this reservation was being recorded; retry")
     }
 
-    /// Whether the hold of reserve event `eventId` was taken back in Redis (its undone marker); true when Redis
-    /// cannot tell, the safe side for a caller deciding not to answer from that event's journal row.
-    func wasTakenBack(orderId: String, eventId: String, shard: Int) async -> Bool {
-        let marker = try? await redisCall {
-            try await self.redis.command("EXISTS", self.keys.undoneMarker(orderId: orderId, eventId: eventId, shard: shard))
-        }
-        return marker?.int != 0
-    }
-
     /// Sync mode, a confirm or cancel just made in Redis: answers only once the journal has it, by committing its
     /// outbox entry (the worker applies it again later, which changes nothing). It is not taken back when the
     /// commit fails: the client gets 503, the worker records it from the outbox, and a retry's replay answers 200

@@ -1,0 +1,214 @@
+import Logging
+import MySQLClient
+import RedisClient
+
+/// Orders as Redis holds them (one hash, or a cluster's directory and parts), and an order restored from the journal
+/// when Redis lost it: where an order's state is read.
+struct OrderReader: Sendable {
+    let stores: EngineStores
+    let rebuilder: ItemRebuilder
+    let journal: JournalRepository
+    let codePools: CodePoolRepository
+
+    var keys: KeyLayout { stores.keys }
+    var configuration: EngineConfiguration { stores.configuration }
+
+    typealias StoredOrder = InventoryEngine.StoredOrder
+
+    /// The order as Redis holds it; an order Redis lost but the journal has is restored first.
+    func readOrder(_ orderId: String) async throws -> StoredOrder? {
+        if let order = try await readStoredOrder(orderId) { return order }
+        guard try await restoreOrder(orderId) else { return nil }
+        return try await readStoredOrder(orderId)
+    }
+
+    /// Rebuilds an order's hash (on a cluster: its missing parts, and its directory if that is missing too) and its
+    /// reserve/rollback keys from its journal rows. Returns false when the journal has no row of it (or MySQL cannot
+    /// be asked: then the order is as unknown as Redis says).
+    /// `orderId`: the order's Redis name (`OrderRef.name`), which names its business too.
+    /// `outboxApplied`: the caller applied the order's pending outbox events just now (no second scan).
+    func restoreOrder(_ orderId: String, outboxApplied: Bool = false) async throws -> Bool {
+        let ref = OrderRef(name: orderId)
+        try await refuseCopyOfOldOrder(ref)
+        // MySQL that cannot be asked is 503, not "no such order": a cancel would otherwise be recorded as one
+        // before any reserve and answered 200, while the journal still holds the order's stock.
+        let journalRows = { [journal] in
+            do {
+                return try await journal.rows(orderId: ref.orderId, bizId: ref.bizId)
+            } catch {
+                throw self.stores.mapMySQL(error)
+            }
+        }
+        // What the outbox still has of the order goes to the journal first: the order's hash may have vanished
+        // alone while its events wait for the worker (a restore from the journal alone would miss its hold, or
+        // bring back as reserved an order Redis had confirmed).
+        if !outboxApplied { try await applyPendingEvents(ofOrder: orderId) }
+        let seen = try await journalRows()
+        guard let any = seen.first else { return false }
+        // Rows of a reserve Redis took back (a sync commit that failed, a duplicate) are about to be removed by its
+        // undo event: restoring them would make a live order of a hold no item counts. The caller retries.
+        for row in seen where !row.reserveEvent.isEmpty {
+            let shard = keys.partShard(orderId: orderId, item: StockItemID(bizId: row.bizId, skuId: row.skuId))
+            if await wasTakenBack(orderId: orderId, eventId: row.reserveEvent, shard: shard) {
+                throw InventoryError.unavailable("an earlier attempt of this order is still being taken back; retry")
+            }
+        }
+        // Items first, so they count these holds from the same journal. The rows are read again afterwards: a
+        // write-back batch may have moved them before the rebuild read MySQL (a confirm Redis lost, say), and
+        // once the items are rebuilt no line of the lost epoch changes them any more.
+        for line in seen where line.bizId == any.bizId {
+            _ = try await rebuilder.ensureItem(StockItemID(bizId: any.bizId, skuId: line.skuId))
+        }
+        let rows = try await journalRows()
+        guard let first = rows.first else { return false }
+        let status = first.status.lowercased()
+        // The request as the journal keeps it (its hash): a retry with another body is still told apart.
+        let request = rows.compactMap(\.requestHash).first.map { "#" + $0 } ?? ""
+        let assigned: [UInt64: [String]]
+        do { assigned = try await codePools.assignedCodes(orderId: ref.orderId, bizId: ref.bizId) } catch { throw stores.mapMySQL(error) }
+        var parts: [Int: [JournalRow]] = [:]
+        for line in rows where line.bizId == first.bizId {
+            parts[keys.partShard(orderId: orderId, item: StockItemID(bizId: first.bizId, skuId: line.skuId)), default: []].append(line)
+        }
+        for (shard, lines) in parts.sorted(by: { $0.key < $1.key }) {
+            let call = RestoreOrderCall(
+                orderId: orderId, shard: shard, bizId: first.bizId, userId: first.userId, status: status,
+                lines: lines.map { RestoreOrderCall.Line(skuId: $0.skuId, quantity: $0.quantity) },
+                codes: assigned.isEmpty ? [] : lines.map { assigned[$0.skuId, default: []] },
+                expiresAtMilliseconds: first.expiresAtMilliseconds, request: request,
+                retentionSeconds: configuration.retentionSeconds, layout: keys
+            )
+            if try await stores.run(call) {
+                stores.logger.notice("order restored from the journal", metadata: ["orderId": "\(orderId)", "status": "\(status)"])
+            }
+        }
+        if keys.clustered {
+            _ = try await stores.run(
+                DirTransitionCall(
+                    orderId: orderId, to: status, from: [], recordingSeconds: configuration.retentionSeconds,
+                    shards: parts.keys.sorted(), bizId: first.bizId, request: request, layout: keys
+                )
+            )
+            try await restoreEmptyParts(orderId, restored: Set(parts.keys), from: first, status: status, request: request)
+        }
+        return true
+    }
+
+    /// An order of a business other than `default` held since before orders were scoped lives under its bare
+    /// orderId, with the same item keys its new name maps to: restoring a copy under the new name would let both
+    /// release the same hold. It is left to end under its old name (the sweeper expires it); until then its
+    /// business's calls are told so (503). See README "Orders belong to a business" (upgrade).
+    func refuseCopyOfOldOrder(_ ref: OrderRef) async throws {
+        guard ref.bizId != OrderRef.defaultBusiness else { return }
+        let key = keys.clustered ? keys.directory(ref.orderId) : keys.order(ref.orderId)
+        let stored = try await stores.redisCall { try await self.stores.redis.command("HGET", key, "biz") }.text
+        if stored == ref.bizId {
+            throw InventoryError.unavailable(
+                "order \(ref.orderId) of business \(ref.bizId) is kept under its name from before orders were scoped; "
+                    + "it ends there (it expires, and is forgotten after the retention period)"
+            )
+        }
+    }
+
+    /// Redis Cluster: a part of a partial order that held nothing has no journal row, so a restore from the journal
+    /// does not bring it back, and the directory, which still names it, would never find the order whole. Such a
+    /// part is written anew with no lines (it holds nothing, as before): the order answers again, and a retry of the
+    /// same request finds the part and holds nothing more on it. Not for an order still `reserving` (a part missing
+    /// then is one being held now).
+    func restoreEmptyParts(
+        _ orderId: String, restored: Set<Int>, from row: JournalRow, status: String, request: String
+    ) async throws {
+        let directory = try await stores.redisCall {
+            try await self.stores.redis.command("HMGET", self.keys.directory(orderId), "state", "shards")
+        }.array ?? []
+        guard let state = directory[safe: 0]?.text, state != "reserving" else { return }
+        let shards = (directory[safe: 1]?.text ?? "").split(separator: ",").compactMap { Int($0) }
+        for shard in shards where !restored.contains(shard) {
+            let call = RestoreOrderCall(
+                orderId: orderId, shard: shard, bizId: row.bizId, userId: row.userId, status: status, lines: [], codes: [],
+                expiresAtMilliseconds: row.expiresAtMilliseconds, request: request,
+                retentionSeconds: configuration.retentionSeconds, layout: keys
+            )
+            if try await stores.run(call) {
+                stores.logger.notice("an order's part that held nothing restored empty", metadata: ["orderId": "\(orderId)", "shard": "\(shard)"])
+            }
+        }
+    }
+
+    /// Applies the order's outbox entries not yet acknowledged to the journal (through the epoch fence, like the
+    /// worker; applying them again later changes nothing). On a single Redis they are in the order's shard's
+    /// stream; on a cluster in the streams of its parts' shards, which only its directory names: every shard's.
+    func applyPendingEvents(ofOrder orderId: String) async throws {
+        let streams = keys.outboxes(ofOrder: orderId)
+        var found: [OutboxEvent] = []
+        for stream in streams {
+            found += try await stores.pendingEvents(in: stream) { $0.orderName == orderId }
+        }
+        guard !found.isEmpty else { return }
+        do {
+            _ = try await journal.apply(WriteBackWorker.cancellingUndone(found), epochs: RedisItemEpochs(runner: stores.runner, script: stores.scripts[.epochs], keys: keys))
+        } catch {
+            throw stores.mapMySQL(error)
+        }
+    }
+
+    func readStoredOrder(_ orderId: String) async throws -> StoredOrder? {
+        guard keys.clustered else { return try await readPart(orderId, shard: keys.shard(of: orderId)) }
+        let fields = try await stores.redisCall {
+            try await self.stores.redis.command("HMGET", self.keys.directory(orderId), "state", "shards", "biz")
+        }.array ?? []
+        guard let stateText = fields[safe: 0]?.text, let state = ReservationStatus(rawValue: stateText) else { return nil }
+        try InventoryEngine.checkOwner(orderId, storedBiz: fields[safe: 2]?.text ?? "")
+        let shards = (fields[safe: 1]?.text ?? "").split(separator: ",").compactMap { Int($0) }
+        // The parts are read all at once (one round trip, not one per part), kept in the directory's order.
+        let read: [StoredOrder?]
+        if shards.count == 1 {
+            read = [try await readPart(orderId, shard: shards[0])]
+        } else {
+            read = try await withThrowingTaskGroup(of: (Int, StoredOrder?).self) { group in
+                for (index, shard) in shards.enumerated() {
+                    group.addTask { (index, try await self.readPart(orderId, shard: shard)) }
+                }
+                var parts = [StoredOrder?](repeating: nil, count: shards.count)
+                for try await (index, part) in group { parts[index] = part }
+                return parts
+            }
+        }
+        // A part not there: a reserve still under way or one that stopped half-way (nothing to answer from yet),
+        // or a part Redis lost (restored from the journal by the caller).
+        let parts = read.compactMap { $0 }
+        guard parts.count == shards.count else { return nil }
+        return StoredOrder.merged(orderId: orderId, bizId: fields[safe: 2]?.text ?? "", state: state, parts: parts)
+    }
+
+    func readPart(_ orderId: String, shard: Int) async throws -> StoredOrder? {
+        let reply = try await stores.redisCall {
+            try await self.stores.redis.command(
+                "HMGET", self.keys.order(orderId, shard: shard), "status", "biz", "lines", "expires_at", "codes"
+            )
+        }
+        let fields = reply.array ?? []
+        guard let statusText = fields[safe: 0]?.text, let status = ReservationStatus(rawValue: statusText) else {
+            return nil
+        }
+        try InventoryEngine.checkOwner(orderId, storedBiz: fields[safe: 1]?.text ?? "")
+        return StoredOrder(
+            orderId: orderId,
+            bizId: fields[safe: 1]?.text ?? "",
+            status: status,
+            linesText: fields[safe: 2]?.text ?? "",
+            codesText: fields[safe: 4]?.text ?? "",
+            expiresAt: fields[safe: 3]?.int,
+            shard: shard
+        )
+    }
+
+    /// Whether the hold of reserve event `eventId` was taken back in Redis (its undone marker); true when Redis
+    /// cannot tell, the safe side for a caller deciding not to answer from that event's journal row.
+    func wasTakenBack(orderId: String, eventId: String, shard: Int) async -> Bool {
+        let marker = try? await stores.redisCall {
+            try await self.stores.redis.command("EXISTS", self.keys.undoneMarker(orderId: orderId, eventId: eventId, shard: shard))
+        }
+        return marker?.int != 0
+    }
+}
