@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 
 /// A MySQL/MariaDB client for many concurrent callers: a bounded pool of Connector/C connections, opened on first
 /// use, whose blocking calls run on the client's own thread pool (one thread per connection), never on an event
@@ -10,7 +11,7 @@ import NIOPosix
 /// client recovers by itself after the server restarts.
 ///
 /// Call `shutdown()` before dropping the client: it owns threads.
-public final class MySQLClient: Sendable {
+public final class MySQLClient: Sendable, Service {
     /// The settings the client was created with.
     public let configuration: MySQLConfiguration
     private let logger: Logger
@@ -84,6 +85,13 @@ public final class MySQLClient: Sendable {
             }
             return value
         }
+    }
+
+    /// Runs until graceful shutdown, then closes the pool (as `shutdown()`): a service group that lists the client
+    /// before the services using it closes it after them.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await shutdown()
     }
 
     /// Checks that the server answers. Stale pooled connections (the server restarted) are replaced rather than

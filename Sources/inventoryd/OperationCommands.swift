@@ -25,14 +25,14 @@ struct Worker: AsyncParsableCommand {
         let services = components.backgroundServices(alwaysWorker: true)
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: components.redis)] + services.map { .init(service: $0) },
+                // The stores' clients first: shut down last, after the services using them.
+                services: [.init(service: components.mysql), .init(service: components.redis)] + services.map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: components.logger
             )
         )
         components.logger.info("write-back worker starting", metadata: ["consumer": "\(settings.worker.consumer)"])
         try await group.run()
-        await components.mysql.shutdown()
     }
 }
 

@@ -41,7 +41,9 @@ struct Serve: AsyncParsableCommand {
         }
         try await components.checkEvictionPolicy()
         await components.loadScripts()
-        var services: [any Service] = [components.redis] + components.backgroundServices()
+        // Listed first, the stores' clients are shut down last, after every service that uses them.
+        var services: [any Service] = [components.mysql] + (components.replica.map { [$0] } ?? []) + [components.redis]
+            + components.backgroundServices()
         if settings.mallocTrimSeconds > 0 && MemoryReturner.available {
             services.append(MemoryReturner(intervalSeconds: settings.mallocTrimSeconds, logger: components.logger))
         }
@@ -70,7 +72,6 @@ struct Serve: AsyncParsableCommand {
             ]
         )
         try await app.runService()
-        await components.mysql.shutdown()
     }
 }
 
