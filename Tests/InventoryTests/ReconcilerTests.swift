@@ -147,6 +147,22 @@ struct ReconcilerTests {
             #expect(try await !engine.run(LeaseCall.giveBack(key: stores.keys.sweepLease(shard: 0), owner: "a")))
             #expect(try await stores.redis.command("EXISTS", stores.keys.sweepLease(shard: 0)).int == 0)
             #expect(try await engine.sweepLease(shard: 0, owner: "b", milliseconds: 60_000))
+            // A lifetime of 0 (a misconfiguration) asks for 1 ms, never a give-back: b keeps its lease.
+            #expect(try await !engine.sweepLease(shard: 0, owner: "a", milliseconds: 0))
+            #expect(try await stores.redis.command("GET", stores.keys.sweepLease(shard: 0)).text == "b")
+        }
+    }
+
+    @Test("a reconciler that lost its lease to another stops at its next renewal instead of running beside it")
+    func leaseLostMidRun() async throws {
+        try await TestStores.with { stores in
+            let reconciler = try reconciler(stores)
+            let owner = try await reconciler.acquireLease()
+            try await reconciler.renewLease(owner)
+            // It stalled past the lifetime, and another reconciler took the lease.
+            _ = try await stores.redis.command("SET", stores.keys.reconcileLease, "someone-else", "PX", "60000")
+            await #expect(throws: ReconcileError.leaseHeld) { try await reconciler.renewLease(owner) }
+            #expect(try await stores.redis.command("GET", stores.keys.reconcileLease).text == "someone-else")
         }
     }
 

@@ -127,8 +127,12 @@ public final class Reconciler: Sendable {
         return owner
     }
 
+    /// Renews the lease before each page; a run whose lease another reconciler holds now (this one stalled past the
+    /// lease's lifetime) stops with `leaseHeld` instead of going on beside it.
     func renewLease(_ owner: String) async throws {
-        _ = try await run(LeaseCall(key: keys.reconcileLease, owner: owner, milliseconds: Self.leaseMilliseconds))
+        guard try await run(LeaseCall(key: keys.reconcileLease, owner: owner, milliseconds: Self.leaseMilliseconds)) else {
+            throw ReconcileError.leaseHeld
+        }
     }
 
     func record(_ report: ReconcileReport) async {

@@ -66,21 +66,26 @@ struct EpochsCall: ScriptCall {
     }
 }
 
-/// lua/lease.lua: takes or renews a lease one owner holds at a time (the expiry sweeper's, per shard).
+/// lua/lease.lua: takes, renews or gives back a lease one owner holds at a time (the expiry sweeper's per shard, the
+/// write-back worker's per outbox stream, the reconciler's).
 struct LeaseCall: ScriptCall {
     static let name = ScriptName.lease
 
     let keys: [String]
     let arguments: [String]
 
-    /// Takes or renews the lease for `milliseconds`; 0 gives it back (when `owner` holds it).
+    /// Takes or renews the lease for `milliseconds` (at least 1: a lifetime never means a give-back).
     init(key: String, owner: String, milliseconds: Int) {
-        keys = [key]
-        arguments = [owner, String(max(0, milliseconds))]
+        self.init(key: key, owner: owner, lifetime: String(max(1, milliseconds)))
     }
 
-    /// Gives the lease back, if `owner` holds it.
-    static func giveBack(key: String, owner: String) -> LeaseCall { LeaseCall(key: key, owner: owner, milliseconds: 0) }
+    private init(key: String, owner: String, lifetime: String) {
+        keys = [key]
+        arguments = [owner, lifetime]
+    }
+
+    /// Gives the lease back, if `owner` holds it (lifetime '0').
+    static func giveBack(key: String, owner: String) -> LeaseCall { LeaseCall(key: key, owner: owner, lifetime: "0") }
 
     /// Whether the owner holds the lease now.
     static func decode(_ value: RedisValue) throws -> Bool {
