@@ -47,13 +47,13 @@ public struct CodePoolRepository: Sendable {
             _ = try connection.query(
                 """
                 INSERT INTO code_pools (biz_id, sku_id, kind, status, expires_at, batch_code)
-                VALUES (?, ?, ?, ?, ?, ?)
+                VALUES (?, ?, ?, ?, \(JournalTime.placeholder), ?)
                 ON DUPLICATE KEY UPDATE status = VALUES(status), expires_at = VALUES(expires_at),
                     batch_code = VALUES(batch_code)
                 """,
                 [
                     .string(bizId), sku, .string(pool.kind.column), .string(pool.online ? "ONLINE" : "OFFLINE"),
-                    pool.expiresAtMilliseconds.map { .string(JournalTime.datetime(milliseconds: $0)) } ?? .null,
+                    pool.expiresAtMilliseconds.map { JournalTime.value(milliseconds: $0) } ?? .null,
                     pool.batchCode.map(MySQLValue.string) ?? .null,
                 ]
             )
@@ -163,7 +163,7 @@ public struct CodePoolRepository: Sendable {
     static func pool(bizId: String, sku: MySQLValue, on connection: MySQLConnection, locking: Bool = false) throws -> CodePool? {
         let row = try connection.query(
             """
-            SELECT p.kind, p.status, p.expires_at, p.batch_code, s.user_limit
+            SELECT p.kind, p.status, \(JournalTime.milliseconds("p.expires_at")) AS expires_ms, p.batch_code, s.user_limit
             FROM code_pools p LEFT JOIN stock s ON s.biz_id = p.biz_id AND s.sku_id = p.sku_id
             WHERE p.biz_id = ? AND p.sku_id = ?\(locking ? " FOR UPDATE" : "")
             """,
@@ -172,7 +172,7 @@ public struct CodePoolRepository: Sendable {
         guard let row, let kind = CodePoolKind(column: row.string("kind") ?? "") else { return nil }
         return CodePool(
             kind: kind, online: row.string("status") != "OFFLINE",
-            expiresAtMilliseconds: row.string("expires_at").flatMap(JournalTime.milliseconds(fromDatetime:)),
+            expiresAtMilliseconds: row.int64("expires_ms"),
             batchCode: row.string("batch_code"), maxPerUser: row.int64("user_limit") ?? 0
         )
     }

@@ -31,7 +31,8 @@ struct ReserveLine: Sendable {
     /// The request's fingerprint, stored as its SHA-1 (nil: not known).
     let requestFingerprint: String?
     let quantity: Int64
-    let expiresAt: String
+    /// Unix milliseconds.
+    let expiresAt: Int64
     let eventId: String
     let codes: [String]
 }
@@ -124,9 +125,7 @@ struct BatchPlan: Sendable {
                         ReserveLine(
                             key: key, userId: event.userId, requestFingerprint: event.requestFingerprint,
                             quantity: line.quantity,
-                            expiresAt: JournalTime.datetime(
-                                milliseconds: event.expiresAtMilliseconds ?? event.atMilliseconds
-                            ),
+                            expiresAt: event.expiresAtMilliseconds ?? event.atMilliseconds,
                             eventId: event.id, codes: line.codes
                         )
                     )
@@ -267,7 +266,7 @@ struct BatchPlan: Sendable {
                 line.key.appendBinds(to: &binds)
                 binds.append(line.userId.map(MySQLValue.string) ?? .null)
                 binds.append(.int(line.quantity))
-                binds.append(.string(line.expiresAt))
+                binds.append(JournalTime.value(milliseconds: line.expiresAt))
                 binds.append(.string(line.eventId))
                 binds.append(line.requestFingerprint.map(MySQLValue.string) ?? .null)
             }
@@ -276,7 +275,7 @@ struct BatchPlan: Sendable {
                 """
                 INSERT INTO reservation_journal
                     (order_id, biz_id, sku_id, user_id, quantity, status, expires_at, reserve_event, request_fp)
-                VALUES \(tuples(chunk.count, "(?, ?, \(skuPlaceholder), ?, ?, 'RESERVED', ?, ?, SHA1(?))"))
+                VALUES \(tuples(chunk.count, "(?, ?, \(skuPlaceholder), ?, ?, 'RESERVED', \(JournalTime.placeholder), ?, SHA1(?))"))
                 """,
                 binds
             )

@@ -122,7 +122,8 @@ public struct JournalRepository: Sendable {
     public func rows(orderId: String, bizId: String) async throws -> [JournalRow] {
         let result = try await client.query(
             """
-            SELECT order_id, biz_id, sku_id, user_id, quantity, status, expires_at, reserve_event, request_fp
+            SELECT order_id, biz_id, sku_id, user_id, quantity, status, \(JournalTime.milliseconds("expires_at")) AS expires_ms,
+                   reserve_event, request_fp
             FROM reservation_journal WHERE order_id = ? AND biz_id = ? ORDER BY sku_id
             """,
             [.string(orderId), .string(bizId)]
@@ -135,7 +136,7 @@ public struct JournalRepository: Sendable {
                 userId: row.string("user_id"),
                 quantity: row.int64("quantity") ?? 0,
                 status: row.string("status") ?? "",
-                expiresAtMilliseconds: row.string("expires_at").flatMap(JournalTime.milliseconds(fromDatetime:)) ?? 0,
+                expiresAtMilliseconds: row.int64("expires_ms") ?? 0,
                 reserveEvent: row.string("reserve_event") ?? ""
             )
             journalRow.requestHash = row.string("request_fp")
@@ -149,13 +150,11 @@ public struct JournalRepository: Sendable {
         let result = try await client.query(
             """
             SELECT DISTINCT biz_id, order_id FROM reservation_journal
-            WHERE status = 'RESERVED' AND expires_at < ? AND (? = '' OR biz_id = ?)
+            WHERE status = 'RESERVED' AND expires_at < \(JournalTime.placeholder) AND (? = '' OR biz_id = ?)
             LIMIT ?
             """,
             [
-                // expires_at holds UTC text (JournalTime): compared with UTC text, not FROM_UNIXTIME, whose result is
-                // in the session's time zone.
-                .string(JournalTime.datetime(milliseconds: milliseconds)), .string(bizId ?? ""), .string(bizId ?? ""),
+                JournalTime.value(milliseconds: milliseconds), .string(bizId ?? ""), .string(bizId ?? ""),
                 .int(Int64(limit)),
             ]
         )

@@ -59,75 +59,20 @@ func paddedChunks<T>(_ items: [T], limit: Int = JournalRepository.maxRowsPerStat
 
 // MARK: - Time
 
-/// DATETIME(3) text in UTC, as the journal stores `expires_at`, to and from Unix milliseconds.
+/// Times of the journal and the code pools (`expires_at`, DATETIME(3) holding UTC) to and from Unix milliseconds,
+/// converted by MySQL with interval arithmetic from the epoch: no time zone enters (neither the server's nor the
+/// session's), and no calendar arithmetic is done here.
 enum JournalTime {
-    /// "YYYY-MM-DD HH:MM:SS.mmm" in UTC; clamped to the years 1970-9999.
-    static func datetime(milliseconds: Int64) -> String {
-        let clamped = min(max(milliseconds, 0), 253_402_300_799_999)
-        let days = clamped / 86_400_000
-        var rest = clamped % 86_400_000
-        let (year, month, day) = civil(fromDays: days)
-        let hour = rest / 3_600_000
-        rest %= 3_600_000
-        let minute = rest / 60_000
-        rest %= 60_000
-        let second = rest / 1000
-        let millisecond = rest % 1000
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2)) \(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2)).\(pad(millisecond, 3))"
+    /// The placeholder of a time written or compared; bind `value(milliseconds:)` (or `.null` for none).
+    static let placeholder = "(TIMESTAMP'1970-01-01 00:00:00' + INTERVAL ? MICROSECOND)"
+
+    /// `column` read back as Unix milliseconds (NULL stays NULL).
+    static func milliseconds(_ column: String) -> String {
+        "TIMESTAMPDIFF(MICROSECOND, TIMESTAMP'1970-01-01 00:00:00', \(column)) DIV 1000"
     }
 
-    /// Unix milliseconds of "YYYY-MM-DD HH:MM:SS[.fff...]" read as UTC; nil when the text is not of that form.
-    static func milliseconds(fromDatetime text: String) -> Int64? {
-        let bytes = Array(text.utf8)
-        guard bytes.count >= 19 else { return nil }
-        func number(_ range: Range<Int>) -> Int64? {
-            var value: Int64 = 0
-            for index in range {
-                let byte = bytes[index]
-                guard byte >= 48, byte <= 57 else { return nil }
-                value = value * 10 + Int64(byte - 48)
-            }
-            return value
-        }
-        guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
-            let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19)
-        else { return nil }
-        var millisecond: Int64 = 0
-        if bytes.count > 20, bytes[19] == UInt8(ascii: ".") {
-            let digits = min(bytes.count, 23)
-            guard let fraction = number(20..<digits) else { return nil }
-            millisecond = fraction
-            for _ in digits..<23 { millisecond *= 10 }
-        }
-        let days = daysFromCivil(year: year, month: month, day: day)
-        return ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millisecond
-    }
-
-    private static func pad(_ value: Int64, _ width: Int) -> String {
-        let digits = String(value)
-        return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
-    }
-
-    /// Howard Hinnant's `civil_from_days`: the proleptic Gregorian date of a day count since 1970-01-01.
-    private static func civil(fromDays days: Int64) -> (year: Int64, month: Int64, day: Int64) {
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let dayOfEra = z - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let shiftedMonth = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * shiftedMonth + 2) / 5 + 1
-        let month = shiftedMonth < 10 ? shiftedMonth + 3 : shiftedMonth - 9
-        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
-    }
-
-    /// Howard Hinnant's `days_from_civil`: days since 1970-01-01 of a proleptic Gregorian date.
-    private static func daysFromCivil(year: Int64, month: Int64, day: Int64) -> Int64 {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yearOfEra = y - era * 400
-        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        return era * 146_097 + dayOfEra - 719_468
+    /// The bind value of `placeholder`: microseconds since the epoch, clamped to the years 1970-9999 (DATETIME's).
+    static func value(milliseconds: Int64) -> MySQLValue {
+        .int(min(max(milliseconds, 0), 253_402_300_799_999) * 1000)
     }
 }

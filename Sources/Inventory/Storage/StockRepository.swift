@@ -283,14 +283,14 @@ public struct StockRepository: Sendable {
                 let row = StockRow(first, bizId: bizId, skuId: skuId)
                 let live = try connection.query(
                     """
-                    SELECT order_id, quantity, expires_at FROM reservation_journal
+                    SELECT order_id, quantity, \(JournalTime.milliseconds("expires_at")) AS expires_ms FROM reservation_journal
                     WHERE biz_id = ? AND sku_id = ? AND status = 'RESERVED'
                     """,
                     [.string(bizId), sku]
                 )
                 let holds = live.rows.compactMap { row -> (orderId: String, quantity: Int64, expiresAtMilliseconds: Int64)? in
                     guard let order = row.string("order_id"), let quantity = row.int64("quantity") else { return nil }
-                    let expires = row.string("expires_at").flatMap(JournalTime.milliseconds(fromDatetime:)) ?? 0
+                    let expires = row.int64("expires_ms") ?? 0
                     return (order, quantity, expires)
                 }
                 let window = row.userWindow(atMilliseconds: nowMilliseconds)
