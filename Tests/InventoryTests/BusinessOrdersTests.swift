@@ -165,7 +165,8 @@ struct BusinessOrdersTests {
             )
             await #expect(throws: InventoryError.idempotencyConflict) { try await engine.reserve(defaultReserve) }
             // acme's new name finds nothing, and no copy is restored beside the old one (both would release one hold).
-            await #expect(throws: InventoryError.self) { try await engine.reservation(orderId: bare, bizId: acme) }
+            let thrown = await #expect(throws: InventoryError.self) { try await engine.reservation(orderId: bare, bizId: acme) }
+            #expect(thrown?.case == .unavailable)
             #expect(try await stores.keys(matching: "*\(acme)/\(bare)*").isEmpty)
         }
     }

@@ -40,7 +40,8 @@ struct ClusterPartsTests {
                 shortage: .partial
             )
             _ = try await engine.setStock(stores.item(skus[2]), StockSettings(stock: 0))
-            await #expect(throws: InventoryError.self) { try await engine.reserve(none) }
+            let thrown = await #expect(throws: InventoryError.self) { try await engine.reserve(none) }
+            #expect(thrown?.case == .insufficientStock)
             #expect(try await engine.stock(stores.item(skus[1])).reserved == 0)
             #expect(try await engine.stock(stores.item(skus[2])).reserved == 0)
         }

@@ -332,9 +332,10 @@ struct CodePoolTests {
 
             // a one-time pool needs an item without stock of its own
             _ = try await engine.setStock(stores.item(6), StockSettings(stock: 3))
-            await #expect(throws: InventoryError.self) {
+            let thrown = await #expect(throws: InventoryError.self) {
                 try await engine.setPool(stores.item(6), CodePool(kind: .oneTime))
             }
+            #expect(thrown?.case == .poolConflict)
         }
     }
 }
@@ -386,12 +387,13 @@ extension CodePoolTests {
             _ = try await engine.loadCodes(stores.item(1), codes("X", 900) + codes("Y", 900) + codes("Z", 900))
             let export = try await engine.exportCodes(stores.item(1))
             var seen = 0
-            await #expect(throws: InventoryError.self) {
+            let thrown2 = await #expect(throws: InventoryError.self) {
                 try await export.forEachPage { page in
                     if seen == 0 { _ = try await stores.redis.command("DEL", stores.keys.codes(stores.item(1))) }
                     seen += page.count
                 }
             }
+            #expect(thrown2?.case == .unavailable)
             #expect(seen < 2_700, "the set went after the first page")
             // Asked again, the export rebuilds the item (the set is not whole) and names every code.
             #expect(try await engine.unusedCodes(stores.item(1)).count == 2_700)

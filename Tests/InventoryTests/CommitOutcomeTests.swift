@@ -71,7 +71,8 @@ struct CommitOutcomeTests {
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
             proxy.cutAfterRequest(containing: "COMMIT", thenDown: true)
             let adjustment = StockAdjustment(adjustmentId: "a-2", delta: -3, reason: "damaged")
-            await #expect(throws: InventoryError.self) { try await engine.adjustStock(stores.item(1), adjustment) }
+            let thrown = await #expect(throws: InventoryError.self) { try await engine.adjustStock(stores.item(1), adjustment) }
+            #expect(thrown?.case == .unavailable)
             proxy.down = false
             // The removal did commit: Redis kept it rather than handing 3 units back that MySQL no longer has.
             #expect(try await mysqlStock(stores) == 7)
@@ -89,7 +90,8 @@ struct CommitOutcomeTests {
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
             proxy.cutBeforeRequest(containing: "COMMIT", thenDown: true)
             let adjustment = StockAdjustment(adjustmentId: "a-4", delta: -3, reason: "damaged")
-            await #expect(throws: InventoryError.self) { try await engine.adjustStock(stores.item(1), adjustment) }
+            let thrown2 = await #expect(throws: InventoryError.self) { try await engine.adjustStock(stores.item(1), adjustment) }
+            #expect(thrown2?.case == .unavailable)
             proxy.down = false
             #expect(try await mysqlStock(stores) == 10)
             #expect(try await engine.stock(stores.item(1)).onHand == 7)
@@ -111,7 +113,8 @@ struct CommitOutcomeTests {
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
             proxy.cutAfterRequest(containing: "COMMIT", thenDown: true)
             let adjustment = StockAdjustment(adjustmentId: "a-3", delta: 4, reason: nil)
-            await #expect(throws: InventoryError.self) { try await engine.adjustStock(stores.item(1), adjustment) }
+            let thrown3 = await #expect(throws: InventoryError.self) { try await engine.adjustStock(stores.item(1), adjustment) }
+            #expect(thrown3?.case == .unavailable)
             proxy.down = false
             #expect(try await mysqlStock(stores) == 14)
             #expect(try await engine.stock(stores.item(1)).onHand == 10)

@@ -100,7 +100,8 @@ struct InitTests {
                 redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(), configuration: configuration,
                 logger: stores.logger
             )
-            await #expect(throws: InventoryError.self) { try await engine.reserve(command(stores, "w", 1)) }
+            let thrown = await #expect(throws: InventoryError.self) { try await engine.reserve(command(stores, "w", 1)) }
+            #expect(thrown?.case == .unavailable)
             #expect(engine.stats.itemRebuilds == 0)
         }
     }

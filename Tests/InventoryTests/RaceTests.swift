@@ -189,12 +189,13 @@ struct RaceTests {
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10, dangerNum: 2))
             proxy.down = true
-            await #expect(throws: InventoryError.self) {
+            let thrown = await #expect(throws: InventoryError.self) {
                 try await engine.setStock(
                     stores.item(1),
                     StockSettings(stock: 30, infinite: true, dangerNum: 7, backorderLimit: 5, userLimit: 3, userWindowSeconds: 60)
                 )
             }
+            #expect(thrown?.case == .unavailable)
             proxy.down = false
             let level = try await engine.stock(stores.item(1))
             #expect(level.onHand == 10)

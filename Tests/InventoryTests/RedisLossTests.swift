@@ -88,7 +88,8 @@ struct RedisLossTests {
                 configuration: configuration, logger: stores.logger
             )
             // The replay finds the hold's line left out of the journal: 503, and the order is taken back ...
-            await #expect(throws: InventoryError.self) { try await sync.reserve(command(stores, orderId, 3)) }
+            let thrown = await #expect(throws: InventoryError.self) { try await sync.reserve(command(stores, orderId, 3)) }
+            #expect(thrown?.case == .unavailable)
             // ... so the retry is held and recorded.
             let retry = try await sync.reserve(command(stores, orderId, 3))
             guard case .created(let reservation) = retry else {
@@ -117,7 +118,8 @@ struct RedisLossTests {
             )
             #expect(try await stores.journalRows().map(\.orderId) == [orderId])
 
-            await #expect(throws: InventoryError.self) { try await engine.confirm(orderId: orderId, bizId: stores.bizId) }
+            let thrown2 = await #expect(throws: InventoryError.self) { try await engine.confirm(orderId: orderId, bizId: stores.bizId) }
+            #expect(thrown2?.case == .notFound)
             let level = try await engine.stock(stores.item(1))
             #expect(level.available == 10)
             #expect(level.reserved == 0)

@@ -259,9 +259,10 @@ struct ReservationTests {
         try await TestStores.with { stores in
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
-            await #expect(throws: InventoryError.self) {
+            let thrown = await #expect(throws: InventoryError.self) {
                 try await engine.reserve(command(stores, "half-1", [(1, 3)]), failpoint: "after_deduct")
             }
+            #expect(thrown?.case == .unavailable)
             var level = try await engine.stock(stores.item(1))
             // Step 1 stayed, step 2 never ran: stock is held by nobody, never handed out twice.
             #expect(level.available == 7)
@@ -281,9 +282,10 @@ struct ReservationTests {
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
             _ = try await engine.reserve(command(stores, "rb-1", [(1, 3)]))
-            await #expect(throws: InventoryError.self) {
+            let thrown2 = await #expect(throws: InventoryError.self) {
                 try await engine.cancel(orderId: "rb-1", bizId: stores.bizId, failpoint: "after_rollback_key")
             }
+            #expect(thrown2?.case == .unavailable)
             var level = try await engine.stock(stores.item(1))
             #expect(level.available == 7)
             #expect(level.reserved == 3)
@@ -356,17 +358,19 @@ struct ReservationTests {
             }
             #expect(partial.lines == [ReservationLine(skuId: 1, requested: 6, reserved: 4)])
             #expect(try await engine.stock(stores.item(1)).available == 0)
-            await #expect(throws: InventoryError.self) {
+            let thrown3 = await #expect(throws: InventoryError.self) {
                 try await engine.reserve(command(stores, "s-2", [(1, 1)], shortage: .partial))
             }
+            #expect(thrown3?.case == .insufficientStock)
             _ = try await engine.reserve(command(stores, "s-3", [(2, 7)], shortage: .backorder))
             let back = try await engine.stock(stores.item(2))
             #expect(back.available == -5)
             #expect(back.reserved == 7)
             #expect(back.soldOut == true)
-            await #expect(throws: InventoryError.self) {
+            let thrown4 = await #expect(throws: InventoryError.self) {
                 try await engine.reserve(command(stores, "s-4", [(2, 1)], shortage: .backorder))
             }
+            #expect(thrown4?.case == .insufficientStock)
             _ = try await engine.cancel(orderId: "s-3", bizId: stores.bizId)
             #expect(try await engine.stock(stores.item(2)).available == 2)
         }

@@ -104,9 +104,10 @@ struct WriteBackTests {
                     if index % 3 == 0 { _ = try await engine.confirm(orderId: "o\(index)", bizId: stores.bizId) }
                 }
                 #expect(try await engine.stock(stores.item(1)).available == 880)
-                await #expect(throws: InventoryError.self) {
+                let thrown = await #expect(throws: InventoryError.self) {
                     try await engine.setStock(stores.item(1), StockSettings(stock: 2000))
                 }
+                #expect(thrown?.case == .unavailable)
                 #expect(try await engine.stock(stores.item(1)).available == 880, "a failed PUT is reversed in Redis")
                 let deadline = ContinuousClock.now + .seconds(10)
                 while worker.stats.failedAttempts < 2, ContinuousClock.now < deadline {
@@ -206,8 +207,10 @@ struct WriteBackTests {
             #expect(try await stores.mysqlStock(1) == 8)
 
             proxy.down = true
-            await #expect(throws: InventoryError.self) { try await engine.confirm(orderId: "c3", bizId: stores.bizId) }
-            await #expect(throws: InventoryError.self) { try await engine.cancel(orderId: "c4", bizId: stores.bizId) }
+            let thrown2 = await #expect(throws: InventoryError.self) { try await engine.confirm(orderId: "c3", bizId: stores.bizId) }
+            #expect(thrown2?.case == .unavailable)
+            let thrown3 = await #expect(throws: InventoryError.self) { try await engine.cancel(orderId: "c4", bizId: stores.bizId) }
+            #expect(thrown3?.case == .unavailable)
             proxy.down = false
             try await stores.reconnected()
             // Redis made the changes and keeps them (the outbox has them); the journal does not have them yet.
@@ -264,7 +267,8 @@ struct WriteBackTests {
             )
             // The retry holds again; its replay must not be answered from the first attempt's row.
             _ = try await unrecorded.reserve(command)
-            await #expect(throws: InventoryError.self) { try await stores.engine.reserve(command) }
+            let thrown4 = await #expect(throws: InventoryError.self) { try await stores.engine.reserve(command) }
+            #expect(thrown4?.case == .unavailable)
             // Once the worker has removed that row and recorded the retry, the replay is answered.
             try await withWorker(stores.worker()) {
                 let drained = try await stores.drained()
