@@ -10,7 +10,8 @@ import ServiceLifecycle
 /// entries. While MySQL is down it retries the same batch with backoff; nothing is acknowledged before commit.
 public final class WriteBackWorker: Service, Sendable {
     private let engine: InventoryEngine
-    private let reader: RedisClient
+    /// How the held streams are read: chosen once from the topology (`OutboxReaders.make`).
+    private let reader: any OutboxReader
     private let redis: any RedisRouter
     private let journal: JournalRepository
     private let keys: KeyLayout
@@ -36,13 +37,10 @@ public final class WriteBackWorker: Service, Sendable {
         configuration: WriteBackConfiguration = WriteBackConfiguration(),
         logger: Logger
     ) {
-        var readerSettings = readerConfiguration
-        readerSettings.connections = 1
-        readerSettings.commandTimeoutMilliseconds = max(
-            readerConfiguration.commandTimeoutMilliseconds, Int64(configuration.blockMilliseconds) + 5000
-        )
         self.engine = engine
-        self.reader = RedisClient(configuration: readerSettings, logger: logger)
+        self.reader = OutboxReaders.make(
+            keys: keys, redis: redis, readerConfiguration: readerConfiguration, configuration: configuration, logger: logger
+        )
         self.redis = redis
         self.journal = journal
         self.keys = keys
@@ -209,59 +207,12 @@ public final class WriteBackWorker: Service, Sendable {
             let elapsed = Self.milliseconds(ContinuousClock.now - started)
             statsBox.withLockedValue { $0.readMilliseconds += elapsed }
         }
-        if keys.clustered { return try await readEachStream(pending: pending) }
-        let streams = owned.withLockedValue { $0 }
-        guard !streams.isEmpty else {
-            try await Task.sleep(for: .milliseconds(configuration.blockMilliseconds))
-            return []
+        do {
+            return try await reader.read(owned.withLockedValue { $0 }, pending: pending, count: configuration.batchSize)
+        } catch let missing as OutboxGroupMissing {
+            try await createGroups()
+            throw RedisError(.server, missing.message)
         }
-        var command = ["XREADGROUP", "GROUP", configuration.group, configuration.consumer, "COUNT", String(configuration.batchSize)]
-        if !pending { command += ["BLOCK", String(configuration.blockMilliseconds)] }
-        command.append("STREAMS")
-        command += streams
-        command += Array(repeating: pending ? "0" : ">", count: streams.count)
-        let reply = try await reader.send(command)
-        if let message = reply.errorMessage {
-            if message.hasPrefix("NOGROUP") { try await createGroups() }
-            throw RedisError(.server, "XREADGROUP: \(message)")
-        }
-        var entries: [OutboxEntry] = []
-        for streamReply in reply.array ?? [] {
-            guard let parts = streamReply.array, let stream = parts.first?.text, parts.count > 1 else { continue }
-            for entry in OutboxEvent.entries(stream: stream, parts[1]) {
-                entries.append((stream, entry.id, entry.event))
-            }
-        }
-        return entries
-    }
-
-    /// Redis Cluster: one read can only name streams of one slot, and each shard's stream has its own, so every
-    /// stream is read by itself on its master, without blocking (a blocking read would hold the connection the
-    /// engine's commands to that master share); when all are empty the worker waits `blockMilliseconds`.
-    private func readEachStream(pending: Bool) async throws -> [OutboxEntry] {
-        var entries: [OutboxEntry] = []
-        // In a random order, so that busy streams early in the list do not starve the later ones.
-        for stream in owned.withLockedValue({ $0 }).shuffled() where entries.count < configuration.batchSize {
-            let command = [
-                "XREADGROUP", "GROUP", configuration.group, configuration.consumer, "COUNT",
-                String(configuration.batchSize - entries.count), "STREAMS", stream, pending ? "0" : ">",
-            ]
-            let reply = try await redis.send(command, routingKey: stream)
-            if let message = reply.errorMessage {
-                if message.hasPrefix("NOGROUP") { try await createGroups() }
-                throw RedisError(.server, "XREADGROUP \(stream): \(message)")
-            }
-            for streamReply in reply.array ?? [] {
-                guard let parts = streamReply.array, parts.count > 1 else { continue }
-                for entry in OutboxEvent.entries(stream: stream, parts[1]) {
-                    entries.append((stream, entry.id, entry.event))
-                }
-            }
-        }
-        if entries.isEmpty && !pending {
-            try await Task.sleep(for: .milliseconds(min(configuration.blockMilliseconds, 100)))
-        }
-        return entries
     }
 
     /// Several workers share the outbox stream by stream: each stream is read by the one worker holding its lease
