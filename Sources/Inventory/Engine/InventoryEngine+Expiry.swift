@@ -1,0 +1,54 @@
+import Logging
+import RedisClient
+
+/// Expiry: the sweeper's steps (its lease, the due holds of a shard, a hold expired now) and the journal's holds
+/// past their time.
+extension InventoryEngine {
+    /// Releases an unconfirmed hold whose time is up (the expiry sweeper's step). Returns whether it expired now.
+    /// On a cluster, a part left behind by a confirm or cancel that stopped half-way is moved on instead.
+    /// `orderId`: the order's Redis name, as `expiredOrders` lists it.
+    @discardableResult
+    public func expire(named orderId: String) async throws -> Bool {
+        do {
+            return try await !rollback(orderId: orderId, reason: .expired, failpoint: "").replayed
+        } catch InventoryError.invalidState(let state) where keys.clustered && state != .reserved {
+            switch state {
+            case .confirmed: _ = try await confirm(named: orderId)
+            case .cancelled: _ = try await cancel(named: orderId)
+            default: break
+            }
+            return false
+        } catch InventoryError.notFound, InventoryError.invalidState {
+            return false
+        }
+    }
+
+    /// Takes or renews the lease of sweeping one shard for `owner`; true when `owner` holds it (lua/lease.lua).
+    public func sweepLease(shard: Int, owner: String, milliseconds: Int) async throws -> Bool {
+        try await run(LeaseCall(key: keys.sweepLease(shard: shard), owner: owner, milliseconds: milliseconds))
+    }
+
+    /// Orders whose hold expired by `nowMilliseconds`, oldest first, at most `limit` of one shard's index: their
+    /// Redis names (`OrderRef.name`).
+    public func expiredOrders(shard: Int, nowMilliseconds: Int64, limit: Int) async throws -> [String] {
+        let reply = try await redisCall {
+            try await self.redis.command(
+                "ZRANGEBYSCORE", self.keys.expiryIndexes[shard], "-inf", String(nowMilliseconds), "LIMIT", "0",
+                String(limit)
+            )
+        }
+        return (reply.array ?? []).compactMap(\.text)
+    }
+
+    /// Orders the journal still holds RESERVED although their hold ended more than `graceMilliseconds` ago: their
+    /// Redis names (`OrderRef.name`).
+    public func staleJournalHolds(graceMilliseconds: Int64, limit: Int, bizId: String? = nil) async throws -> [String] {
+        do {
+            return try await journal.heldPast(
+                milliseconds: configuration.clock() - graceMilliseconds, bizId: bizId, limit: limit
+            ).map(\.name)
+        } catch {
+            throw mapMySQL(error)
+        }
+    }
+}
