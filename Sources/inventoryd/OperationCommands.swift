@@ -115,7 +115,10 @@ struct Reconcile: AsyncParsableCommand {
         await components.close()
         switch outcome {
         case .failure(let error):
-            FileHandle.standardError.write(Data("reconcile: could not run: \(error)\n".utf8))
+            // A run that lost its lease mid-way did run: its differences are logged and recorded.
+            let stopped: Bool
+            if case ReconcileError.leaseLost? = error as? ReconcileError { stopped = true } else { stopped = false }
+            FileHandle.standardError.write(Data("reconcile: \(stopped ? "" : "could not run: ")\(error)\n".utf8))
             throw ExitCode(2)
         case .success(let report):
             if json {

@@ -72,7 +72,7 @@ struct CommitOutcomeTests {
             proxy.cutAfterRequest(containing: "COMMIT", thenDown: true)
             let adjustment = StockAdjustment(adjustmentId: "a-2", delta: -3, reason: "damaged")
             let thrown = await #expect(throws: InventoryError.self) { try await engine.adjustStock(stores.item(1), adjustment) }
-            #expect(thrown?.case == .unavailable)
+            #expect(thrown?.case == .outcomeUnknown, "the removal may be in MySQL: not \"nothing was changed\"")
             proxy.down = false
             // The removal did commit: Redis kept it rather than handing 3 units back that MySQL no longer has.
             #expect(try await mysqlStock(stores) == 7)
@@ -91,7 +91,7 @@ struct CommitOutcomeTests {
             proxy.cutBeforeRequest(containing: "COMMIT", thenDown: true)
             let adjustment = StockAdjustment(adjustmentId: "a-4", delta: -3, reason: "damaged")
             let thrown2 = await #expect(throws: InventoryError.self) { try await engine.adjustStock(stores.item(1), adjustment) }
-            #expect(thrown2?.case == .unavailable)
+            #expect(thrown2?.case == .outcomeUnknown, "COMMIT got no answer: MySQL may have it")
             proxy.down = false
             #expect(try await mysqlStock(stores) == 10)
             #expect(try await engine.stock(stores.item(1)).onHand == 7)
@@ -114,7 +114,7 @@ struct CommitOutcomeTests {
             proxy.cutAfterRequest(containing: "COMMIT", thenDown: true)
             let adjustment = StockAdjustment(adjustmentId: "a-3", delta: 4, reason: nil)
             let thrown3 = await #expect(throws: InventoryError.self) { try await engine.adjustStock(stores.item(1), adjustment) }
-            #expect(thrown3?.case == .unavailable)
+            #expect(thrown3?.case == .outcomeUnknown, "the addition is in MySQL: not \"nothing was changed\"")
             proxy.down = false
             #expect(try await mysqlStock(stores) == 14)
             #expect(try await engine.stock(stores.item(1)).onHand == 10)

@@ -161,7 +161,7 @@ struct ReconcilerTests {
             try await reconciler.renewLease(owner)
             // It stalled past the lifetime, and another reconciler took the lease.
             _ = try await stores.redis.command("SET", stores.keys.reconcileLease, "someone-else", "PX", "60000")
-            await #expect(throws: ReconcileError.leaseHeld) { try await reconciler.renewLease(owner) }
+            await #expect(throws: ReconcileError.leaseLost(itemsChecked: 0)) { try await reconciler.renewLease(owner) }
             #expect(try await stores.redis.command("GET", stores.keys.reconcileLease).text == "someone-else")
         }
     }

@@ -1,6 +1,7 @@
 import Dispatch
 import Logging
 import Metrics
+import MySQLClient
 import RedisClient
 
 /// What the engine and its collaborators run on: Redis and the scripts, the key layout and the settings, and the one
@@ -52,9 +53,14 @@ struct EngineStores: Sendable {
         }
     }
 
+    /// A MySQL failure as the caller answers it: `outcomeUnknown` when a COMMIT got no answer (the change may be in
+    /// MySQL: "nothing was changed" would be a lie), else `unavailable`.
     func mapMySQL(_ error: any Error) -> InventoryError {
         if let error = error as? InventoryError { return error }
         InventoryMetrics.mysqlError()
+        if (error as? MySQLError)?.code == .commitOutcomeUnknown || error is JournalCommitOutcomeUnknown {
+            return .outcomeUnknown("MySQL: \(error)")
+        }
         return .unavailable("MySQL: \(error)")
     }
 

@@ -41,7 +41,7 @@ extension InventoryEngine {
         guard configuration.durability == .sync else { return }
         guard let event = try await outboxEvent(shard: shard, eventId: id) else {
             if try await hasTombstone(orderId) { return }
-            throw InventoryError.unavailable("the cancel is made but not recorded yet; retry")
+            throw InventoryError.outcomeUnknown("the cancel is made in Redis but not yet recorded in MySQL")
         }
         _ = try await commitFromOutbox(event, what: "cancel")
     }

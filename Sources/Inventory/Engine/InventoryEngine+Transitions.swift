@@ -195,7 +195,7 @@ extension InventoryEngine {
                             _ = try await commitFromOutbox(event, what: "cancel")
                         } else if try await !hasTombstone(orderId) {
                             // A worker deletes an entry only after committing it: gone means recorded, unless Redis lost it.
-                            throw InventoryError.unavailable("the cancel is made but not recorded yet; retry")
+                            throw InventoryError.outcomeUnknown("the cancel is made in Redis but not yet recorded in MySQL")
                         }
                     }
                     attempt.empty = TransitionOutcome(reservation: emptyReservation(orderId, status: .cancelled), replayed: false)

@@ -152,7 +152,10 @@ final class ItemRebuilder: Sendable {
             throw error
         } catch {
             _ = try? await stores.redisCall { try await self.stores.redis.command("DEL", itemKey) }
-            throw stores.mapMySQL(error)
+            // The rebuilt item is dropped again whatever MySQL's COMMIT did (the transaction only read): nothing changed.
+            let mapped = stores.mapMySQL(error)
+            if case .outcomeUnknown(let detail) = mapped { throw InventoryError.unavailable(detail) }
+            throw mapped
         }
         guard let outcome else {
             // Nothing to rebuild: drop the lock-only hash so the item stays plainly absent, and remember for a

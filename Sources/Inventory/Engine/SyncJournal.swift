@@ -100,7 +100,7 @@ struct SyncJournal: Sendable {
             {
                 try await takeBackStale(orderId, bizId: bizId, lines: part.lines, eventId: eventId)
             }
-            throw InventoryError.unavailable("the reservation is held but not recorded yet; retry")
+            throw InventoryError.outcomeUnknown("the reservation is held in Redis but not yet recorded in MySQL")
         }
         let result: JournalBatchResult
         do { result = try await committer.commit(event) } catch { throw stores.mapMySQL(error) }
@@ -141,7 +141,7 @@ struct SyncJournal: Sendable {
         guard let event = try await outboxEvent(shard: part.shard, eventId: eventId) else {
             // A worker deletes an entry only after committing it: gone means recorded, unless Redis lost it.
             if try await isRecorded(orderId: orderId, part: part, journalStatus: journalStatus) { return }
-            throw InventoryError.unavailable("the change is made but not recorded yet; retry")
+            throw InventoryError.outcomeUnknown("the change is made in Redis but not yet recorded in MySQL")
         }
         _ = try await commitFromOutbox(event, what: "change")
     }
@@ -161,7 +161,11 @@ struct SyncJournal: Sendable {
         do {
             result = try await committer.commit(event)
         } catch {
-            throw stores.mapMySQL(error)
+            // The change is made in Redis and stays (the worker records it from the outbox): not "nothing changed".
+            switch stores.mapMySQL(error) {
+            case .unavailable(let detail): throw InventoryError.outcomeUnknown("the \(what) is made in Redis, not yet in MySQL: \(detail)")
+            case let other: throw other
+            }
         }
         if result.staleLines.contains(where: { $0.eventId == event.id }) {
             throw InventoryError.unavailable("Redis lost its data while this \(what) was being recorded; retry")

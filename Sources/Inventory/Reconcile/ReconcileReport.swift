@@ -63,12 +63,17 @@ public struct ReconcileReport: Sendable, Encodable {
 public enum ReconcileError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Another reconciler holds the lease.
     case leaseHeld
+    /// Another reconciler took the lease while this run was under way (it stalled past the lease's lifetime): it
+    /// stopped after `itemsChecked` items, whose differences are logged and recorded.
+    case leaseLost(itemsChecked: Int)
     /// A store failed.
     case store(String)
 
     public var description: String {
         switch self {
         case .leaseHeld: return "another reconciliation is running (lease held)"
+        case .leaseLost(let items):
+            return "stopped after \(items) items: another reconciliation took the lease mid-run (the differences found are recorded)"
         case .store(let detail): return detail
         }
     }

@@ -72,6 +72,7 @@ public final class Reconciler: Sendable {
     ) async throws -> ReconcileReport {
         var report = ReconcileReport()
         var after: (bizId: String, skuId: UInt64)? = nil
+        var lost = false
         while true {
             let page: [ReconcileRepository.StockRow]
             switch scope {
@@ -83,7 +84,13 @@ public final class Reconciler: Sendable {
             case .all: page = try await mysqlCall { [after] in try await self.repository.stockPage(after: after, limit: self.pageSize) }
             }
             if page.isEmpty { break }
-            try await renewLease(lease)
+            do {
+                try await renewLease(lease)
+            } catch ReconcileError.leaseLost {
+                // What this run found and fixed so far is reported and recorded like a whole run's, then it stops.
+                lost = true
+                break
+            }
             try await check(page, fix: fix, into: &report)
             report.itemsChecked += page.count
             progress?(report)
@@ -109,6 +116,13 @@ public final class Reconciler: Sendable {
         InventoryMetrics.reconcileFixed.increment(by: report.differences.filter(\.fixed).count)
         InventoryMetrics.reconcileLastDifferences.record(report.differences.count + report.codeDifferences.count)
         InventoryMetrics.reconcileItems.record(report.itemsChecked)
+        if lost {
+            logger.error(
+                "reconcile stopped: another instance took its lease mid-run",
+                metadata: ["items": "\(report.itemsChecked)", "differences": "\(report.differences.count)"]
+            )
+            throw ReconcileError.leaseLost(itemsChecked: report.itemsChecked)
+        }
         return report
     }
 
@@ -128,10 +142,10 @@ public final class Reconciler: Sendable {
     }
 
     /// Renews the lease before each page; a run whose lease another reconciler holds now (this one stalled past the
-    /// lease's lifetime) stops with `leaseHeld` instead of going on beside it.
+    /// lease's lifetime) stops with `leaseLost` instead of going on beside it.
     func renewLease(_ owner: String) async throws {
         guard try await run(LeaseCall(key: keys.reconcileLease, owner: owner, milliseconds: Self.leaseMilliseconds)) else {
-            throw ReconcileError.leaseHeld
+            throw ReconcileError.leaseLost(itemsChecked: 0)
         }
     }
 

@@ -38,6 +38,12 @@ public final class ReconcilerService: Service, Sendable {
                     )
                 } catch ReconcileError.leaseHeld {
                     self.logger.debug("reconcile skipped: another instance holds the lease")
+                } catch let error as ReconcileError {
+                    if case .leaseLost = error {
+                        self.logger.warning("reconcile stopped mid-run: another instance took its lease", metadata: ["error": "\(error)"])
+                    } else {
+                        self.logger.warning("reconcile could not run", metadata: ["error": "\(error)"])
+                    }
                 } catch {
                     self.logger.warning("reconcile could not run", metadata: ["error": "\(error)"])
                 }
