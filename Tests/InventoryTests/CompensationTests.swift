@@ -54,6 +54,30 @@ struct CompensationTests {
         await proxy.close()
     }
 
+    @Test("a PUT whose MySQL half fails and whose reversal cannot reach Redis either: 503 saying the change may be made, not 'nothing was changed'")
+    func reversalFailsToo() async throws {
+        let redisUpstream = TestStores.redisAddress()
+        let redisProxy = try await FaultProxy.start(upstreamHost: redisUpstream.host, upstreamPort: redisUpstream.port)
+        let mysqlUpstream = TestStores.mysqlConfiguration(ProcessInfo.processInfo.environment)
+        let mysqlProxy = try await FaultProxy.start(upstreamHost: mysqlUpstream.host, upstreamPort: mysqlUpstream.port)
+        try await TestStores.with(redisPort: redisProxy.port, mysqlPort: mysqlProxy.port) { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 10))
+            mysqlProxy.down = true
+            // The reversal's script names its marker key (`…:undo:<id>`): Redis is cut before it runs.
+            redisProxy.cutBeforeRequest(containing: ":undo:", thenDown: true)
+            let thrown = await #expect(throws: InventoryError.self) { try await engine.setStock(item, StockSettings(stock: 20)) }
+            #expect(thrown?.case == .outcomeUnknown, "the +10 is still in Redis: not 'nothing was changed'")
+            redisProxy.down = false
+            mysqlProxy.down = false
+            try await stores.reconnected()
+            #expect(try await engine.stock(item).available == 20, "the change stayed in Redis, as the answer said it may")
+        }
+        await redisProxy.close()
+        await mysqlProxy.close()
+    }
+
     @Test("a duplicate hold confirmed before it is taken back: handed back when a rebuild counted the earlier hold, not when that one was taken back")
     func settledDuplicate() async throws {
         try await TestStores.with { stores in

@@ -17,12 +17,14 @@ struct Compensator: Sendable {
     /// First level of compensation: reverse a Redis stock change whose MySQL half failed. When that fails too,
     /// it becomes a durable retry task (second level); the reconciler is the third.
     /// `epoch`: the item's epoch the change was made in (a rebuilt item never counted it).
+    /// Returns whether the change was reversed now (false: a retry task, or the reconciler, will).
+    @discardableResult
     func undoStock(
         itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String, epoch: String, settings: String = ""
-    ) async {
+    ) async -> Bool {
         // Same hash tag as the item: "prefix:{biz:sku}:item" → "prefix:{biz:sku}:undo:<id>".
         let marker = String(itemKey.dropLast("item".count)) + "undo:" + UUID().uuidString
-        await compensate(
+        return await compensate(
             .undoStock(
                 itemKey: itemKey, adjustmentKey: adjustmentKey ?? itemKey, delta: delta, fingerprint: fingerprint,
                 marker: marker, epoch: epoch, settings: settings
@@ -34,17 +36,20 @@ struct Compensator: Sendable {
     /// to the reconciler.
     /// `routine`: an expected step (a cluster order's parts taken back after another part was short), logged at
     /// debug level instead of as a warning.
-    func compensate(_ task: CompensationTask, storingFailure: Bool = true, routine: Bool = false) async {
+    /// Returns whether the change was reversed now: the caller's answer must not say "nothing was changed" otherwise.
+    @discardableResult
+    func compensate(_ task: CompensationTask, storingFailure: Bool = true, routine: Bool = false) async -> Bool {
         do {
             try await runCompensation(task)
             stores.logger.log(level: routine ? .debug : .warning, "change reversed", metadata: ["compensation": "\(task)"])
+            return true
         } catch {
             guard storingFailure else {
                 stores.logger.error(
                     "reversal failed; not stored, the write-back worker records the change from the outbox",
                     metadata: ["compensation": "\(task)", "error": "\(error)"]
                 )
-                return
+                return false
             }
             do {
                 try await repository.store(task, keyPrefix: keys.prefix, error: "\(error)")
@@ -57,6 +62,7 @@ struct Compensator: Sendable {
                     metadata: ["compensation": "\(task)", "error": "\(error)", "storeError": "\(storeError)"]
                 )
             }
+            return false
         }
     }
 

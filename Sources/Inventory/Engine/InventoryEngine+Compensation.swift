@@ -13,7 +13,8 @@ extension InventoryEngine {
     }
 
     /// Runs a reversal now, or stores it as a retry task (`Compensator.compensate`).
-    func compensate(_ task: CompensationTask, storingFailure: Bool = true, routine: Bool = false) async {
+    @discardableResult
+    func compensate(_ task: CompensationTask, storingFailure: Bool = true, routine: Bool = false) async -> Bool {
         await compensator.compensate(task, storingFailure: storingFailure, routine: routine)
     }
 

@@ -103,8 +103,10 @@ struct StockAdministration: Sendable {
             )
         } catch {
             // The settings the change made go back with its delta: a 503 leaves the item as it was.
-            if !keepsRedisHalf(after: error, delta: delta, itemKey: itemKey) {
-                await compensator.undoStock(itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", epoch: epoch, settings: before)
+            if !keepsRedisHalf(after: error, delta: delta, itemKey: itemKey),
+                await !compensator.undoStock(itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", epoch: epoch, settings: before)
+            {
+                throw Self.halfKept(error)
             }
             throw stores.mapMySQL(error)
         }
@@ -169,11 +171,11 @@ struct StockAdministration: Sendable {
                             "SET", adjustmentKey, Self.unsettled + adjustment.fingerprint, "XX", "KEEPTTL"
                         )
                     }
-                } else {
-                    await compensator.undoStock(
-                        itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey,
-                        fingerprint: adjustment.fingerprint, epoch: epoch
-                    )
+                } else if await !compensator.undoStock(
+                    itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey,
+                    fingerprint: adjustment.fingerprint, epoch: epoch
+                ) {
+                    throw Self.halfKept(error)
                 }
                 throw stores.mapMySQL(error)
             }
@@ -239,6 +241,12 @@ struct StockAdministration: Sendable {
         } catch {
             stores.logger.warning("stock change's fence not closed; it lapses", metadata: ["item": "\(itemKey)", "error": "\(error)"])
         }
+    }
+
+    /// A stock change whose MySQL half failed and whose Redis half could not be reversed either (a retry task, or
+    /// the reconciler, reverses it later): the answer must not say "nothing was changed".
+    static func halfKept(_ error: any Error) -> InventoryError {
+        .outcomeUnknown("MySQL: \(error); the change is still in Redis until a retry task reverses it")
     }
 
     /// The value of an adjustment key whose Redis half was kept without knowing MySQL's outcome, before the

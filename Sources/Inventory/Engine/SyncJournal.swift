@@ -47,10 +47,13 @@ struct SyncJournal: Sendable {
             // Taken back now, or, when Redis cannot do that either, left to the outbox: not a retry task, since
             // the client was told 503 and a replay answered 200 meanwhile must not be undone later. The worker
             // records such a hold like any async reserve, and it expires if nobody confirms it.
-            await compensator.compensate(
+            let takenBack = await compensator.compensate(
                 .undoReserve(orderId: command.orderId, bizId: command.bizId, eventId: eventId, lines: reservation.lines),
                 storingFailure: false
             )
+            guard takenBack else {
+                throw InventoryError.outcomeUnknown("MySQL: \(error); the hold could not be taken back: the worker records it")
+            }
             throw stores.mapMySQL(error)
         }
         if result.staleLines.contains(where: { $0.eventId == eventId }) {
