@@ -6,13 +6,10 @@ import RedisClient
 /// Compensation, the design's three levels: a Redis change whose MySQL half failed is reversed at once; a reversal
 /// that fails is stored in MySQL and retried (`retryCompensations`, run by `CompensationRetrier`); what still fails
 /// is the reconciler's.
-struct Compensator: Sendable {
+struct Compensator: Sendable, EngineCollaborator {
     let stores: EngineStores
     let rebuilder: ItemRebuilder
     let repository: CompensationRepository
-
-    var keys: KeyLayout { stores.keys }
-    var configuration: EngineConfiguration { stores.configuration }
 
     /// First level of compensation: reverse a Redis stock change whose MySQL half failed. When that fails too,
     /// it becomes a durable retry task (second level); the reconciler is the third.
@@ -29,6 +26,18 @@ struct Compensator: Sendable {
                 itemKey: itemKey, adjustmentKey: adjustmentKey ?? itemKey, delta: delta, fingerprint: fingerprint,
                 marker: marker, epoch: epoch, settings: settings
             )
+        )
+    }
+
+    /// Takes back a hold made by the reserve event `eventId` (sync mode's failed commit, a duplicate the worker found
+    /// in the journal); a take-back that cannot run now becomes a retry task. `orderId`: the business's own id.
+    func undoReserve(
+        orderId: String, bizId: String, lines: [ReservationLine], eventId: String, earlierEventId: String = "",
+        routine: Bool = false
+    ) async {
+        await compensate(
+            .undoReserve(orderId: orderId, bizId: bizId, eventId: eventId, lines: lines, earlierEventId: earlierEventId),
+            routine: routine
         )
     }
 

@@ -27,6 +27,9 @@ struct EngineStores: Sendable {
         self.scriptTimers = Dictionary(uniqueKeysWithValues: scripts.all.map { ($0.name, InventoryMetrics.scriptTimer($0.name)) })
     }
 
+    /// The items' epochs as Redis has them now (lua/epochs.lua), for applying outbox events through the epoch fence.
+    var itemEpochs: RedisItemEpochs { RedisItemEpochs(runner: runner, script: scripts[.epochs], keys: keys) }
+
     /// Runs one call of a script and decodes its reply (Scripts/: one typed call per script).
     func run<Call: ScriptCall>(_ call: Call) async throws -> Call.Reply {
         try Call.decode(try await runScript(scripts[Call.name], keys: call.keys, arguments: call.arguments))
@@ -93,4 +96,14 @@ struct EngineStores: Sendable {
         }
         return found
     }
+}
+
+/// A collaborator of the engine: it runs on the engine's `stores`, and reads the layout and settings from them.
+protocol EngineCollaborator {
+    var stores: EngineStores { get }
+}
+
+extension EngineCollaborator {
+    var keys: KeyLayout { stores.keys }
+    var configuration: EngineConfiguration { stores.configuration }
 }

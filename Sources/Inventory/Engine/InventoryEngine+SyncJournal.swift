@@ -52,9 +52,8 @@ extension InventoryEngine {
         orderId: String, bizId: String, lines: [ReservationLine], eventId: String, earlierEventId: String = "",
         routine: Bool = false
     ) async {
-        await compensate(
-            .undoReserve(orderId: orderId, bizId: bizId, eventId: eventId, lines: lines, earlierEventId: earlierEventId),
-            routine: routine
+        await compensator.undoReserve(
+            orderId: orderId, bizId: bizId, lines: lines, eventId: eventId, earlierEventId: earlierEventId, routine: routine
         )
     }
 
@@ -82,7 +81,7 @@ extension InventoryEngine {
     }
 
     /// Where the write-back worker reads the items' epochs.
-    public var itemEpochs: any ItemEpochSource { RedisItemEpochs(runner: runner, script: scripts[.epochs], keys: keys) }
+    public var itemEpochs: any ItemEpochSource { stores.itemEpochs }
 
     /// A fresh epoch for an item being created or rebuilt in Redis: random, so two rebuilds never share one.
     /// `bornAt`: Redis's time (ms) now; an epoch starts with it (base 36), so a rebuild can tell whether the

@@ -99,7 +99,7 @@ public final class InventoryEngine: Sendable {
         self.journal = JournalRepository(client: mysql)
         self.compensations = CompensationRepository(client: mysql)
         self.committer = JournalCommitter(
-            journal: journal, epochs: RedisItemEpochs(runner: stores.runner, script: scripts[.epochs], keys: configuration.keys)
+            journal: journal, epochs: stores.itemEpochs
         )
         self.configuration = configuration
     }

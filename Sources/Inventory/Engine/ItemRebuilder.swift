@@ -8,15 +8,12 @@ import RedisClient
 /// The one init path: an item missing from Redis (cold, expired, evicted, or Redis lost its data) rebuilt from MySQL
 /// under the init lock, after the outbox events still pending for it; and the one place a script that answers
 /// `missing` has its items rebuilt and runs again (`run(onItems:)`).
-final class ItemRebuilder: Sendable {
+final class ItemRebuilder: Sendable, EngineCollaborator {
     let stores: EngineStores
     let stockRepository: StockRepository
     let counters = NIOLockedValueBox(EngineCounters())
     /// Rebuilds in progress in this process, so concurrent callers share one instead of polling Redis.
     let rebuilding = NIOLockedValueBox<[StockItemID: Task<Bool, any Error>]>([:])
-
-    var keys: KeyLayout { stores.keys }
-    var configuration: EngineConfiguration { stores.configuration }
 
     init(stores: EngineStores, stockRepository: StockRepository) {
         self.stores = stores

@@ -4,14 +4,11 @@ import RedisClient
 
 /// Orders as Redis holds them (one hash, or a cluster's directory and parts), and an order restored from the journal
 /// when Redis lost it: where an order's state is read.
-struct OrderReader: Sendable {
+struct OrderReader: Sendable, EngineCollaborator {
     let stores: EngineStores
     let rebuilder: ItemRebuilder
     let journal: JournalRepository
     let codePools: CodePoolRepository
-
-    var keys: KeyLayout { stores.keys }
-    var configuration: EngineConfiguration { stores.configuration }
 
     typealias StoredOrder = InventoryEngine.StoredOrder
 
@@ -146,7 +143,7 @@ struct OrderReader: Sendable {
         }
         guard !found.isEmpty else { return }
         do {
-            _ = try await journal.apply(WriteBackWorker.cancellingUndone(found), epochs: RedisItemEpochs(runner: stores.runner, script: stores.scripts[.epochs], keys: keys))
+            _ = try await journal.apply(WriteBackWorker.cancellingUndone(found), epochs: stores.itemEpochs)
         } catch {
             throw stores.mapMySQL(error)
         }

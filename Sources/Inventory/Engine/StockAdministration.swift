@@ -5,14 +5,11 @@ import RedisClient
 
 /// Stock administration: reads, PUT and adjustments, each with its Redis and MySQL halves (the reconciler's fence
 /// between them, settling a change whose COMMIT got no answer, reversal through the `Compensator`).
-struct StockAdministration: Sendable {
+struct StockAdministration: Sendable, EngineCollaborator {
     let stores: EngineStores
     let rebuilder: ItemRebuilder
     let stockRepository: StockRepository
     let compensator: Compensator
-
-    var keys: KeyLayout { stores.keys }
-    var configuration: EngineConfiguration { stores.configuration }
 
     /// The item's stock (rebuilt from MySQL first if Redis does not have it).
     func stock(_ id: StockItemID) async throws -> StockLevel {

@@ -4,15 +4,12 @@ import RedisClient
 
 /// Sync mode's journal, from the engine's side: a reserve, confirm or cancel answers only once MySQL has it (through
 /// the group committer), a hold the journal cannot record is taken back, and a replay waits for its row.
-struct SyncJournal: Sendable {
+struct SyncJournal: Sendable, EngineCollaborator {
     let stores: EngineStores
     let committer: JournalCommitter
     let journal: JournalRepository
     let compensator: Compensator
     let orders: OrderReader
-
-    var keys: KeyLayout { stores.keys }
-    var configuration: EngineConfiguration { stores.configuration }
 
     /// Sync mode: the reserve answers only once its journal rows are committed. When that fails the hold is
     /// taken back, so that a 503 holds nothing and the client may retry the same orderId.
@@ -65,7 +62,7 @@ struct SyncJournal: Sendable {
         // hold was itself taken back (its sync commit failed, but the worker wrote its row from the outbox), the
         // row is about to be removed: the client retries. Otherwise Redis lost the order, and the answer is what
         // the journal holds.
-        await undoReserve(
+        await compensator.undoReserve(
             orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId,
             earlierEventId: duplicate.existingReserveEvent
         )
@@ -132,7 +129,7 @@ struct SyncJournal: Sendable {
             "a hold's items were rebuilt before its journal commit; the order is taken back for the client's retry",
             metadata: ["orderId": "\(orderId)", "event": "\(eventId)"]
         )
-        await undoReserve(orderId: orderId, bizId: bizId, lines: lines, eventId: eventId, routine: true)
+        await compensator.undoReserve(orderId: orderId, bizId: bizId, lines: lines, eventId: eventId, routine: true)
         throw InventoryError.unavailable("Redis lost its data while this reservation was being recorded; retry")
     }
 
@@ -200,16 +197,5 @@ struct SyncJournal: Sendable {
         }
         let done = journalStatus == "CONFIRMED" ? ["CONFIRMED", "REFUNDED"] : [journalStatus]
         return !rows.isEmpty && rows.allSatisfy { done.contains($0.status) }
-    }
-
-    /// Takes back a hold made by the reserve event `eventId` (see `InventoryEngine.undoReserve`).
-    func undoReserve(
-        orderId: String, bizId: String, lines: [ReservationLine], eventId: String, earlierEventId: String = "",
-        routine: Bool = false
-    ) async {
-        await compensator.compensate(
-            .undoReserve(orderId: orderId, bizId: bizId, eventId: eventId, lines: lines, earlierEventId: earlierEventId),
-            routine: routine
-        )
     }
 }
