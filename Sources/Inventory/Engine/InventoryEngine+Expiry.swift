@@ -11,14 +11,10 @@ extension InventoryEngine {
     public func expire(named orderId: String) async throws -> Bool {
         do {
             return try await !rollback(orderId: orderId, reason: .expired, failpoint: "").replayed
-        } catch InventoryError.invalidState(let state) where keys.clustered && state != .reserved {
-            switch state {
-            case .confirmed: _ = try await confirm(named: orderId)
-            case .cancelled: _ = try await cancel(named: orderId)
-            default: break
-            }
+        } catch InventoryError.invalidState(let state) {
+            if state != .reserved { try await placement.moveLeftBehind(orderId, decided: state, engine: self) }
             return false
-        } catch InventoryError.notFound, InventoryError.invalidState {
+        } catch InventoryError.notFound {
             return false
         }
     }
@@ -50,5 +46,20 @@ extension InventoryEngine {
         } catch {
             throw mapMySQL(error)
         }
+    }
+
+    /// Reserves still under way past their deadline in one shard (their callers stopped half-way; only on a Redis
+    /// Cluster, where an order of several parts is held in several steps), at most `limit`: their Redis names
+    /// (`OrderRef.name`).
+    public func abandonedReserves(shard: Int, nowMilliseconds: Int64, limit: Int) async throws -> [String] {
+        try await placement.abandonedReserves(shard: shard, nowMilliseconds: nowMilliseconds, limit: limit, engine: self)
+    }
+
+    /// Gives up on a reserve of several parts that did not finish in time: the order is cancelled (its caller, if
+    /// it comes back, is told so) and its parts are taken back. Returns whether it was given up now.
+    /// `orderId`: the order's Redis name, as `abandonedReserves` lists it.
+    @discardableResult
+    public func abandon(named orderId: String) async throws -> Bool {
+        try await placement.abandon(named: orderId, engine: self)
     }
 }

@@ -69,7 +69,9 @@ extension InventoryEngine {
     }
 
     /// Where orders are read and restored (`OrderReader`).
-    var orders: OrderReader { OrderReader(stores: stores, rebuilder: rebuilder, journal: journal, codePools: codePools) }
+    var orders: OrderReader {
+        OrderReader(stores: stores, rebuilder: rebuilder, journal: journal, codePools: codePools, placement: placement)
+    }
 
     /// The order, read from Redis, or restored from the journal when Redis lost it; nil when neither has it.
     /// `orderId`: the order's Redis name (`OrderRef.name`).

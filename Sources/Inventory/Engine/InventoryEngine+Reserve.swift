@@ -2,7 +2,8 @@ import Logging
 import MySQLClient
 import RedisClient
 
-/// Reservations: one order held whole or not at all, on one Redis or in parts on a Redis Cluster (directory, parts, take-back), and the journal asked after a data loss.
+/// Reservations: one order held whole or not at all (where it is placed: `placement`, `Placement/`), and the journal
+/// asked after a data loss.
 extension InventoryEngine {
     /// Holds stock for every item of an order, or for none.
     public func reserve(_ command: ReserveCommand) async throws -> ReserveOutcome {
@@ -41,13 +42,7 @@ extension InventoryEngine {
         var journalChecked = false
         for _ in 0..<3 {
             do {
-                guard keys.clustered else {
-                    return try await reservePart(
-                        command, shard: keys.shard(of: command.orderName), fingerprint: command.fingerprint,
-                        journalChecked: journalChecked, failpoint: failpoint
-                    ).outcome
-                }
-                return try await reserveInParts(command, journalChecked: journalChecked, failpoint: failpoint)
+                return try await placement.reserve(command, journalChecked: journalChecked, failpoint: failpoint, engine: self)
             } catch let ask as AskJournal {
                 journalChecked = try await askJournal(ask, command: command)
             }
@@ -83,16 +78,7 @@ extension InventoryEngine {
             if try await journal.hasTombstone(orderId: command.orderId, bizId: command.bizId, keyPrefix: keys.prefix) {
                 // Recorded cancelled in Redis again (not through `cancel`, which would first look the order up in
                 // the journal again): the reserve, run again, finds it closed.
-                if keys.clustered {
-                    _ = try await decide(command.orderName, .cancelled, from: ["reserved", "reserving"], recording: true)
-                } else {
-                    _ = try await run(
-                        RollbackCall(
-                            orderId: command.orderName, shard: ask.shard, bizId: "", lines: [], linesText: "",
-                            reason: .cancelled, retentionSeconds: configuration.retentionSeconds, layout: keys
-                        )
-                    )
-                }
+                try await placement.recordCancel(command.orderName, shard: ask.shard, engine: self)
                 return false
             }
             return true

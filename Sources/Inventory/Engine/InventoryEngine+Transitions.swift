@@ -2,7 +2,8 @@ import Logging
 import MySQLClient
 import RedisClient
 
-/// Transitions: confirm, cancel, expiry and refund, each decided (on a cluster in the order's directory, `+Directory`) and then made by its script on every part.
+/// Transitions: confirm, cancel, expiry and refund, each decided (on a cluster in the order's directory: `placement`)
+/// and then made by its script on every part.
 extension InventoryEngine {
     /// Payment succeeded: the held stock is sold.
     public func confirm(orderId: String, bizId: String) async throws -> TransitionOutcome {
@@ -20,24 +21,14 @@ extension InventoryEngine {
             orderId, "confirm", state: Attempt(),
             start: { order, _ in
                 guard let order else { throw InventoryError.notFound }
-                if keys.clustered {
-                    // The deadline is checked here, against Redis's clock, before the directory decides: its parts
-                    // then follow the directory (confirm.lua checks it itself on a single Redis).
-                    if order.directoryState == .reserved, let expiresAt = order.expiresAt,
-                        try await expiresAt <= redisNow(routingKey: keys.directory(orderId))
-                    {
-                        return .answer(try await expireLate(orderId))
-                    }
-                    let decided = try await decide(orderId, .confirmed, from: ["reserved"]).state
-                    if decided == .cancelled || decided == .expired { throw InventoryError.orderClosed(decided) }
-                }
+                if let answer = try await placement.startConfirm(orderId, order: order, engine: self) { return .answer(answer) }
                 return .move(order.pieces)
             },
             move: { order, part, attempt in
                 guard let order, let part else { throw InventoryError.notFound }
                 let call = ConfirmCall(
                     orderId: orderId, shard: part.shard, bizId: order.bizId, lines: part.lines, linesText: part.linesText,
-                    deadlineChecked: keys.clustered, layout: keys
+                    deadlineChecked: placement.decidesInDirectory, layout: keys
                 )
                 switch try await run(onItems: call) {
                 case .expired:
@@ -128,41 +119,13 @@ extension InventoryEngine {
         return try await transition(
             orderId, "rollback", state: Attempt(transition: reason, replayStatus: reason),
             start: { order, attempt in
-                if keys.clustered {
-                    guard let order else {
-                        // Nothing to read: an order never reserved, or a reserve under way (its directory open, its
-                        // parts not all held yet). The directory is the guard: recorded (or turned) cancelled, a
-                        // reserve arriving later, or still under way, finds the order cancelled; parts held already
-                        // are taken back, and the parts not held yet are fenced.
-                        guard reason == .cancelled else { throw InventoryError.notFound }
-                        let recorded = try await decide(
-                            orderId, .cancelled, from: ["reserved", "reserving"], recording: true, tombstone: true
-                        )
-                        // Decided otherwise (confirmed, expired) while its parts are gone and the journal has no row
-                        // (Redis lost them before the worker wrote it): the directory is the answer, as for an order
-                        // that can be read. Reading again would not bring the parts back.
-                        guard recorded.state == .cancelled else { throw InventoryError.invalidState(recorded.state) }
-                        if !recorded.event.isEmpty { try await recordTombstone(orderId, event: recorded.event) }
-                        try await releaseParts(orderId)
-                        return .answer(
-                            TransitionOutcome(reservation: emptyReservation(orderId, status: .cancelled), replayed: !recorded.changed)
-                        )
-                    }
-                    if reason == .expired, let expiresAt = order.expiresAt,
-                        try await expiresAt > redisNow(routingKey: keys.directory(orderId))
-                    {
-                        throw InventoryError.invalidState(.reserved)
-                    }
-                    let decided = try await decide(orderId, reason, from: ["reserved"]).state
-                    if decided == .expired && reason == .cancelled {
-                        // A cancel of an order that expired answers the expiry's replay, as rollback.lua does on one
-                        // Redis; the parts follow the directory, should the expiry have stopped before moving them.
-                        attempt.transition = .expired
-                        attempt.replayStatus = .expired
-                        attempt.closedBefore = true
-                    } else if decided != reason {
-                        throw InventoryError.invalidState(decided)
-                    }
+                switch try await placement.startRollback(orderId, order: order, reason: reason, engine: self) {
+                case .answer(let outcome):
+                    return .answer(outcome)
+                case .move(let transition, let decidedBefore):
+                    attempt.transition = transition
+                    attempt.replayStatus = transition
+                    attempt.closedBefore = decidedBefore
                 }
                 return .move(order.map { $0.pieces.map(Optional.some) } ?? [nil])
             },
@@ -172,7 +135,7 @@ extension InventoryEngine {
                 let call = RollbackCall(
                     orderId: orderId, shard: shard, bizId: part?.bizId ?? "", lines: part?.lines ?? [],
                     linesText: part?.linesText ?? "", reason: transition, failpoint: failpoint,
-                    expiryDecided: keys.clustered && transition == .expired, retentionSeconds: configuration.retentionSeconds,
+                    expiryDecided: placement.decidesInDirectory && transition == .expired, retentionSeconds: configuration.retentionSeconds,
                     layout: keys
                 )
                 switch try await run(onItems: call) {
@@ -257,10 +220,7 @@ extension InventoryEngine {
             orderId, "refund", state: true,  // replayed
             start: { order, _ in
                 guard let order else { throw InventoryError.notFound }
-                if keys.clustered {
-                    let decided = try await decide(orderId, .refunded, from: ["confirmed"]).state
-                    if decided != .refunded { throw InventoryError.invalidState(decided) }
-                }
+                try await placement.startRefund(orderId, engine: self)
                 return .move(order.pieces)
             },
             move: { order, part, replayed in

@@ -76,6 +76,8 @@ public final class InventoryEngine: Sendable {
     let compensations: CompensationRepository
     let committer: JournalCommitter
     let mysql: MySQLClient
+    /// Where orders live and what decides their state: the topology, chosen here once (`OrderPlacement`).
+    let placement: any OrderPlacement
 
     var keys: KeyLayout { configuration.keys }
     var redis: any RedisRouter { stores.redis }
@@ -102,6 +104,7 @@ public final class InventoryEngine: Sendable {
             journal: journal, epochs: stores.itemEpochs
         )
         self.configuration = configuration
+        self.placement = Self.placement(for: configuration.keys)
     }
 
     /// Loads the scripts into Redis (SCRIPT LOAD), so a broken script fails the start, not a request.

@@ -9,6 +9,7 @@ struct OrderReader: Sendable, EngineCollaborator {
     let rebuilder: ItemRebuilder
     let journal: JournalRepository
     let codePools: CodePoolRepository
+    let placement: any OrderPlacement
 
     typealias StoredOrder = InventoryEngine.StoredOrder
 
@@ -79,15 +80,9 @@ struct OrderReader: Sendable, EngineCollaborator {
                 stores.logger.notice("order restored from the journal", metadata: ["orderId": "\(orderId)", "status": "\(status)"])
             }
         }
-        if keys.clustered {
-            _ = try await stores.run(
-                DirTransitionCall(
-                    orderId: orderId, to: status, from: [], recordingSeconds: configuration.retentionSeconds,
-                    shards: parts.keys.sorted(), bizId: first.bizId, request: request, layout: keys
-                )
-            )
-            try await restoreEmptyParts(orderId, restored: Set(parts.keys), from: first, status: status, request: request)
-        }
+        try await placement.restoreRest(
+            orderId, shards: parts.keys.sorted(), from: first, status: status, request: request, reader: self
+        )
         return true
     }
 
@@ -97,38 +92,13 @@ struct OrderReader: Sendable, EngineCollaborator {
     /// business's calls are told so (503). See README "Orders belong to a business" (upgrade).
     func refuseCopyOfOldOrder(_ ref: OrderRef) async throws {
         guard ref.bizId != OrderRef.defaultBusiness else { return }
-        let key = keys.clustered ? keys.directory(ref.orderId) : keys.order(ref.orderId)
+        let key = placement.ownerKey(bareOrderId: ref.orderId, keys: keys)
         let stored = try await stores.redisCall { try await self.stores.redis.command("HGET", key, "biz") }.text
         if stored == ref.bizId {
             throw InventoryError.unavailable(
                 "order \(ref.orderId) of business \(ref.bizId) is kept under its name from before orders were scoped; "
                     + "it ends there (it expires, and is forgotten after the retention period)"
             )
-        }
-    }
-
-    /// Redis Cluster: a part of a partial order that held nothing has no journal row, so a restore from the journal
-    /// does not bring it back, and the directory, which still names it, would never find the order whole. Such a
-    /// part is written anew with no lines (it holds nothing, as before): the order answers again, and a retry of the
-    /// same request finds the part and holds nothing more on it. Not for an order still `reserving` (a part missing
-    /// then is one being held now).
-    func restoreEmptyParts(
-        _ orderId: String, restored: Set<Int>, from row: JournalRow, status: String, request: String
-    ) async throws {
-        let directory = try await stores.redisCall {
-            try await self.stores.redis.command("HMGET", self.keys.directory(orderId), "state", "shards")
-        }.array ?? []
-        guard let state = directory[safe: 0]?.text, state != "reserving" else { return }
-        let shards = (directory[safe: 1]?.text ?? "").split(separator: ",").compactMap { Int($0) }
-        for shard in shards where !restored.contains(shard) {
-            let call = RestoreOrderCall(
-                orderId: orderId, shard: shard, bizId: row.bizId, userId: row.userId, status: status, lines: [], codes: [],
-                expiresAtMilliseconds: row.expiresAtMilliseconds, request: request,
-                retentionSeconds: configuration.retentionSeconds, layout: keys
-            )
-            if try await stores.run(call) {
-                stores.logger.notice("an order's part that held nothing restored empty", metadata: ["orderId": "\(orderId)", "shard": "\(shard)"])
-            }
         }
     }
 
@@ -149,33 +119,9 @@ struct OrderReader: Sendable, EngineCollaborator {
         }
     }
 
+    /// The order as Redis holds it (`OrderPlacement.readOrder`), nil when Redis has not all of it.
     func readStoredOrder(_ orderId: String) async throws -> StoredOrder? {
-        guard keys.clustered else { return try await readPart(orderId, shard: keys.shard(of: orderId)) }
-        let fields = try await stores.redisCall {
-            try await self.stores.redis.command("HMGET", self.keys.directory(orderId), "state", "shards", "biz")
-        }.array ?? []
-        guard let stateText = fields[safe: 0]?.text, let state = ReservationStatus(rawValue: stateText) else { return nil }
-        try InventoryEngine.checkOwner(orderId, storedBiz: fields[safe: 2]?.text ?? "")
-        let shards = (fields[safe: 1]?.text ?? "").split(separator: ",").compactMap { Int($0) }
-        // The parts are read all at once (one round trip, not one per part), kept in the directory's order.
-        let read: [StoredOrder?]
-        if shards.count == 1 {
-            read = [try await readPart(orderId, shard: shards[0])]
-        } else {
-            read = try await withThrowingTaskGroup(of: (Int, StoredOrder?).self) { group in
-                for (index, shard) in shards.enumerated() {
-                    group.addTask { (index, try await self.readPart(orderId, shard: shard)) }
-                }
-                var parts = [StoredOrder?](repeating: nil, count: shards.count)
-                for try await (index, part) in group { parts[index] = part }
-                return parts
-            }
-        }
-        // A part not there: a reserve still under way or one that stopped half-way (nothing to answer from yet),
-        // or a part Redis lost (restored from the journal by the caller).
-        let parts = read.compactMap { $0 }
-        guard parts.count == shards.count else { return nil }
-        return StoredOrder.merged(orderId: orderId, bizId: fields[safe: 2]?.text ?? "", state: state, parts: parts)
+        try await placement.readOrder(orderId, reader: self)
     }
 
     func readPart(_ orderId: String, shard: Int) async throws -> StoredOrder? {

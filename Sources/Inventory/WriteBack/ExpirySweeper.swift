@@ -114,7 +114,7 @@ public final class ExpirySweeper: Service, Sendable {
                 if orders.count < batch || handled == 0 { break }
             }
         }
-        if engine.configuration.keys.clustered && !Task.isCancelled { await sweepAbandoned() }
+        if engine.placement.leavesReservesUnderWay && !Task.isCancelled { await sweepAbandoned() }
         return total
     }
 

@@ -4,13 +4,16 @@ import RedisClient
 
 /// Redis Cluster: a reserve of an order whose items are on several shards holds one part per shard, under its
 /// directory (opened first, committed once every part held), and takes back the parts held when another part cannot.
-extension InventoryEngine {
-    /// Redis Cluster: an order is held in parts, one script per shard its items are in, all or none. The
+extension ClusterPlacement {
+    /// An order is held in parts, one script per shard its items are in, all or none. The
     /// directory is opened first (idempotency and the hanging-reservation guard live there), then the parts are
     /// held one after another; when one part fails, the parts held are taken back (undo_reserve: the journal loses their rows
     /// too) and the directory is removed, so the order may be tried again. A dispense holds every part, then
     /// confirms the order.
-    func reserveInParts(_ command: ReserveCommand, journalChecked: Bool, failpoint: String) async throws -> ReserveOutcome {
+    func reserve(
+        _ command: ReserveCommand, journalChecked: Bool, failpoint: String, engine: InventoryEngine
+    ) async throws -> ReserveOutcome {
+        let keys = engine.keys
         let orderId = command.orderName
         var positions: [Int: [Int]] = [:]
         for (index, item) in command.items.enumerated() {
@@ -18,12 +21,12 @@ extension InventoryEngine {
         }
         let shards = positions.keys.sorted()
         let openDirectory = {
-            try await self.run(
+            try await engine.run(
                 DirOpenCall(
                     orderId: orderId, fingerprint: command.fingerprint, bizId: command.bizId, shards: shards,
-                    ttlSeconds: command.ttlSeconds + self.configuration.retentionSeconds,
-                    deadlineMilliseconds: shards.count > 1 ? self.configuration.reserveDeadlineMilliseconds : nil,
-                    journalAsked: journalChecked, layout: self.keys
+                    ttlSeconds: command.ttlSeconds + engine.configuration.retentionSeconds,
+                    deadlineMilliseconds: shards.count > 1 ? engine.configuration.reserveDeadlineMilliseconds : nil,
+                    journalAsked: journalChecked, layout: engine.keys
                 )
             )
         }
@@ -33,7 +36,7 @@ extension InventoryEngine {
             // An item Redis lacks would fail its part after other parts held stock: looked for first (while the
             // directory opens), so that a reserve naming an unknown item holds nothing (the caller rebuilds what
             // MySQL has, and refuses the rest).
-            async let lookedFor = missingItems(command)
+            async let lookedFor = missingItems(command, engine: engine)
             opened = try await openDirectory()
             missing = try await lookedFor
         } else {
@@ -42,11 +45,11 @@ extension InventoryEngine {
         switch opened {
         case .opened:
             // Opened by this request and nothing held: removed again, so that the order may be tried again.
-            if !missing.isEmpty { await closeDirectory(command) }
+            if !missing.isEmpty { await closeDirectory(command, engine: engine) }
         case .same: break
         case .conflict: throw InventoryError.idempotencyConflict
         case .closed(let status): throw InventoryError.orderClosed(status)
-        case .askJournal(let markerMissing): throw AskJournal(shard: keys.shard(of: orderId), markerMissing: markerMissing)
+        case .askJournal(let markerMissing): throw InventoryEngine.AskJournal(shard: keys.shard(of: orderId), markerMissing: markerMissing)
         }
         if !missing.isEmpty { throw InventoryError.unknownItems(missing) }
         // Part after part, in shard order, stopping at the first that fails: orders over the same items then take
@@ -62,7 +65,7 @@ extension InventoryEngine {
             )
             do {
                 results[shard] = .success(
-                    try await reservePart(
+                    try await engine.reservePart(
                         part, shard: shard, fingerprint: command.fingerprint, journalChecked: true,
                         failpoint: failpoint == "after_first_part" ? "" : failpoint, partOfSeveral: shards.count > 1
                     )
@@ -95,12 +98,12 @@ extension InventoryEngine {
             }
         }
         guard failures.isEmpty else {
-            await takeBackParts(command, results: results, positions: positions)
+            await takeBackParts(command, results: results, engine: engine)
             throw Self.merged(failures)
         }
         // Partial mode: parts may each hold nothing; the order as a whole must hold something.
         if command.shortage == .partial, shards.count > 1, !allReplayed, lines.allSatisfy({ ($0?.reserved ?? 0) == 0 }) {
-            await takeBackParts(command, results: results, positions: positions)
+            await takeBackParts(command, results: results, engine: engine)
             throw InventoryError.insufficientStock(
                 command.items.map { InventoryError.Shortage(skuId: $0.skuId, requested: $0.quantity, available: 0) }
             )
@@ -108,7 +111,7 @@ extension InventoryEngine {
         if shards.count > 1 {
             // Every part is held: the order is reserved, unless it was decided otherwise meanwhile (a cancel, or the
             // sweeper giving up on a reserve past its deadline: either takes the parts back).
-            switch try await run(DirCommitCall(orderId: orderId, layout: keys)) {
+            switch try await engine.run(DirCommitCall(orderId: orderId, layout: keys)) {
             case .reserved:
                 break
             case .decided:
@@ -116,15 +119,15 @@ extension InventoryEngine {
                 for (shard, result) in results {
                     guard case .success(let held) = result, case .created(let made) = held.outcome, !held.eventId.isEmpty
                     else { continue }
-                    logger.error(
+                    engine.logger.error(
                         "a retry held a part of an order decided since (Redis lost the part); taking it back",
                         metadata: ["orderId": "\(orderId)", "shard": "\(shard)"]
                     )
-                    await undoReserve(
+                    await engine.undoReserve(
                         orderId: command.orderId, bizId: command.bizId, lines: made.lines, eventId: held.eventId, routine: true
                     )
                 }
-                return .replayed(try await reservation(named: orderId))
+                return .replayed(try await engine.reservation(named: orderId))
             case .state(let state):
                 if let closed = ReservationStatus(rawValue: state), closed == .cancelled || closed == .expired {
                     throw InventoryError.orderClosed(closed)
@@ -134,23 +137,24 @@ extension InventoryEngine {
         }
         let reservation = Reservation(
             orderId: command.orderId, bizId: command.bizId, status: status, lines: lines.compactMap { $0 },
-            expiresAtMilliseconds: expiresAt, persisted: configuration.durability == .sync ? true : nil
+            expiresAtMilliseconds: expiresAt, persisted: engine.configuration.durability == .sync ? true : nil
         )
         if command.dispense {
-            let confirmed = try await confirm(named: orderId)
-            let reservation = confirmed.reservation.with(persisted: configuration.durability == .sync ? true : nil)
+            let confirmed = try await engine.confirm(named: orderId)
+            let reservation = confirmed.reservation.with(persisted: engine.configuration.durability == .sync ? true : nil)
             return allReplayed && confirmed.replayed ? .replayed(reservation) : .created(reservation)
         }
-        return allReplayed ? .replayed(reservation) : .created(reservation.with(persisted: configuration.durability == .sync ? true : false))
+        return allReplayed ? .replayed(reservation) : .created(reservation.with(persisted: engine.configuration.durability == .sync ? true : false))
     }
 
     /// The order's items Redis lacks (one EXISTS per item, all at once).
-    func missingItems(_ command: ReserveCommand) async throws -> [UInt64] {
-        try await withThrowingTaskGroup(of: UInt64?.self, returning: [UInt64].self) { group in
+    func missingItems(_ command: ReserveCommand, engine: InventoryEngine) async throws -> [UInt64] {
+        let keys = engine.keys
+        return try await withThrowingTaskGroup(of: UInt64?.self, returning: [UInt64].self) { group in
             for item in command.items {
                 let key = keys.item(StockItemID(bizId: command.bizId, skuId: item.skuId))
                 group.addTask {
-                    try await self.redisCall { try await self.redis.command("EXISTS", key) }.int == 1 ? nil : item.skuId
+                    try await engine.redisCall { try await engine.redis.command("EXISTS", key) }.int == 1 ? nil : item.skuId
                 }
             }
             return try await group.reduce(into: []) { if let sku = $1 { $0.append(sku) } }
@@ -161,7 +165,7 @@ extension InventoryEngine {
     /// attempt that never finished) are taken back, then the directory is removed if nothing decided the order.
     func takeBackParts(
         _ command: ReserveCommand, results: [Int: Result<(outcome: ReserveOutcome, eventId: String), any Error>],
-        positions: [Int: [Int]]
+        engine: InventoryEngine
     ) async {
         for (shard, result) in results {
             guard case .success(let held) = result else { continue }
@@ -172,21 +176,23 @@ extension InventoryEngine {
             case .replayed(let made):
                 reservation = made
                 guard made.status == .reserved else { continue }
-                eventId = (try? await redisCall {
-                    try await self.redis.command("HGET", self.keys.order(command.orderName, shard: shard), "event")
+                eventId = (try? await engine.redisCall {
+                    try await engine.redis.command("HGET", engine.keys.order(command.orderName, shard: shard), "event")
                 })?.text ?? ""
             }
             guard !eventId.isEmpty else { continue }
-            await undoReserve(
+            await engine.undoReserve(
                 orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId, routine: true
             )
         }
-        await closeDirectory(command)
+        await closeDirectory(command, engine: engine)
     }
 
     /// Removes the directory a reserve opened, unless the order was decided meanwhile (dir_close.lua).
-    func closeDirectory(_ command: ReserveCommand) async {
-        _ = try? await run(DirCloseCall(orderId: command.orderName, fingerprint: command.fingerprint, layout: keys))
+    func closeDirectory(_ command: ReserveCommand, engine: InventoryEngine) async {
+        _ = try? await engine.run(
+            DirCloseCall(orderId: command.orderName, fingerprint: command.fingerprint, layout: engine.keys)
+        )
     }
 
     /// One error for the failures of several parts: items Redis lacks first (they are rebuilt and the reserve

@@ -1,0 +1,242 @@
+import Logging
+import RedisClient
+
+/// Redis Cluster: an order is kept in parts, one per shard its items are in, under a directory in the order's own
+/// shard that decides its state first (the parts follow); a reserve of several parts that stopped half-way is
+/// given up from it. The reserve of several parts is in `ClusterPlacement+Reserve.swift`.
+struct ClusterPlacement: OrderPlacement {
+    typealias StoredOrder = InventoryEngine.StoredOrder
+
+    var decidesInDirectory: Bool { true }
+    var leavesReservesUnderWay: Bool { true }
+
+    func recordCancel(_ orderId: String, shard: Int, engine: InventoryEngine) async throws {
+        _ = try await decide(orderId, .cancelled, from: ["reserved", "reserving"], recording: true, engine: engine)
+    }
+
+    func startConfirm(_ orderId: String, order: StoredOrder, engine: InventoryEngine) async throws -> TransitionOutcome? {
+        // The deadline is checked here, against Redis's clock, before the directory decides: its parts then follow
+        // the directory (confirm.lua checks it itself on a single Redis).
+        if order.directoryState == .reserved, let expiresAt = order.expiresAt,
+            try await expiresAt <= engine.redisNow(routingKey: engine.keys.directory(orderId))
+        {
+            return try await engine.expireLate(orderId)
+        }
+        let decided = try await decide(orderId, .confirmed, from: ["reserved"], engine: engine).state
+        if decided == .cancelled || decided == .expired { throw InventoryError.orderClosed(decided) }
+        return nil
+    }
+
+    func startRollback(
+        _ orderId: String, order: StoredOrder?, reason: ReservationStatus, engine: InventoryEngine
+    ) async throws -> RollbackStart {
+        guard let order else {
+            // Nothing to read: an order never reserved, or a reserve under way (its directory open, its parts not
+            // all held yet). The directory is the guard: recorded (or turned) cancelled, a reserve arriving later,
+            // or still under way, finds the order cancelled; parts held already are taken back, and the parts not
+            // held yet are fenced.
+            guard reason == .cancelled else { throw InventoryError.notFound }
+            let recorded = try await decide(
+                orderId, .cancelled, from: ["reserved", "reserving"], recording: true, tombstone: true, engine: engine
+            )
+            // Decided otherwise (confirmed, expired) while its parts are gone and the journal has no row (Redis lost
+            // them before the worker wrote it): the directory is the answer, as for an order that can be read.
+            // Reading again would not bring the parts back.
+            guard recorded.state == .cancelled else { throw InventoryError.invalidState(recorded.state) }
+            if !recorded.event.isEmpty { try await recordTombstone(orderId, event: recorded.event, engine: engine) }
+            try await releaseParts(orderId, engine: engine)
+            return .answer(
+                TransitionOutcome(reservation: engine.emptyReservation(orderId, status: .cancelled), replayed: !recorded.changed)
+            )
+        }
+        if reason == .expired, let expiresAt = order.expiresAt,
+            try await expiresAt > engine.redisNow(routingKey: engine.keys.directory(orderId))
+        {
+            throw InventoryError.invalidState(.reserved)
+        }
+        let decided = try await decide(orderId, reason, from: ["reserved"], engine: engine).state
+        if decided == .expired && reason == .cancelled {
+            // A cancel of an order that expired answers the expiry's replay, as rollback.lua does on one Redis; the
+            // parts follow the directory, should the expiry have stopped before moving them.
+            return .move(transition: .expired, decidedBefore: true)
+        }
+        if decided != reason { throw InventoryError.invalidState(decided) }
+        return .move(transition: reason, decidedBefore: false)
+    }
+
+    func startRefund(_ orderId: String, engine: InventoryEngine) async throws {
+        let decided = try await decide(orderId, .refunded, from: ["confirmed"], engine: engine).state
+        if decided != .refunded { throw InventoryError.invalidState(decided) }
+    }
+
+    func moveLeftBehind(_ orderId: String, decided state: ReservationStatus, engine: InventoryEngine) async throws {
+        switch state {
+        case .confirmed: _ = try await engine.confirm(named: orderId)
+        case .cancelled: _ = try await engine.cancel(named: orderId)
+        default: break
+        }
+    }
+
+    /// Decides the order's next state in its directory (the parts follow). Returns the state the directory has now
+    /// (`to` when this caller or an earlier one decided it, else the state that came first) and whether this caller
+    /// changed it. With `recording`, an order without a directory is recorded in state `to` (a cancel of an unknown
+    /// order).
+    /// `from` names directory states: the reservation statuses, and `reserving` (a reserve of several parts under
+    /// way, which no transition but a cancel may leave: 503 for the others until it is done).
+    /// With `tombstone`, a directory recorded cancelled writes its cancel event (the order's tombstone in MySQL) in
+    /// the same step; `event` is its outbox entry ("" otherwise).
+    func decide(
+        _ orderId: String, _ to: ReservationStatus, from: [String], recording: Bool = false, tombstone: Bool = false,
+        engine: InventoryEngine
+    ) async throws -> (state: ReservationStatus, changed: Bool, event: String) {
+        let call = DirTransitionCall(
+            orderId: orderId, to: to.rawValue, from: from,
+            recordingSeconds: recording ? engine.configuration.retentionSeconds : nil, tombstone: tombstone,
+            layout: engine.keys
+        )
+        switch try await engine.run(call) {
+        case .changed: return (to, true, "")
+        case .created(let event): return (to, true, event)
+        case .same: return (to, false, "")
+        case .state(let state):
+            guard let status = ReservationStatus(rawValue: state) else {
+                throw InventoryError.unavailable("order \(orderId) is still being reserved; retry")
+            }
+            return (status, false, "")
+        case .absent: throw InventoryError.notFound
+        }
+    }
+
+    /// A cancel recorded in the directory of an order no part of which is known wrote its outbox event in the same
+    /// step (dir_transition.lua): it becomes the order's tombstone in MySQL (as rollback.lua's on a single Redis),
+    /// which keeps refusing a late reserve after Redis lost the directory. Sync mode commits it before the answer.
+    func recordTombstone(_ orderId: String, event id: String, engine: InventoryEngine) async throws {
+        guard engine.configuration.durability == .sync else { return }
+        guard let event = try await engine.outboxEvent(shard: engine.keys.shard(of: orderId), eventId: id) else {
+            if try await engine.hasTombstone(orderId) { return }
+            throw InventoryError.outcomeUnknown("the cancel is made in Redis but not yet recorded in MySQL")
+        }
+        _ = try await engine.commitFromOutbox(event, what: "cancel")
+    }
+
+    /// Takes back what the parts of a cancelled order hold, and fences the parts that hold nothing (each is
+    /// recorded cancelled, so a part reserve still under way is refused). Safe to run again.
+    func releaseParts(_ orderId: String, engine: InventoryEngine) async throws {
+        let fields = try await engine.redisCall {
+            try await engine.redis.command("HMGET", engine.keys.directory(orderId), "shards", "biz")
+        }.array ?? []
+        let bizId = fields[safe: 1]?.text ?? ""
+        for shard in (fields[safe: 0]?.text ?? "").split(separator: ",").compactMap({ Int($0) }) {
+            let part = try await engine.orders.readPart(orderId, shard: shard)
+            if let part, part.status != .reserved { continue }
+            _ = try await engine.run(
+                onItems: RollbackCall(
+                    orderId: orderId, shard: shard, bizId: bizId, lines: part?.lines ?? [], linesText: part?.linesText ?? "",
+                    reason: .cancelled, retentionSeconds: engine.configuration.retentionSeconds, layout: engine.keys
+                )
+            )
+        }
+    }
+
+    func abandonedReserves(shard: Int, nowMilliseconds: Int64, limit: Int, engine: InventoryEngine) async throws -> [String] {
+        let reply = try await engine.redisCall {
+            try await engine.redis.command(
+                "ZRANGEBYSCORE", engine.keys.pendingIndex(shard: shard), "-inf", String(nowMilliseconds), "LIMIT", "0",
+                String(limit)
+            )
+        }
+        return (reply.array ?? []).compactMap(\.text)
+    }
+
+    /// The order is cancelled (its caller, if it comes back, is told so) and its parts are taken back.
+    func abandon(named orderId: String, engine: InventoryEngine) async throws -> Bool {
+        let decided = try await decide(orderId, .cancelled, from: ["reserving"], engine: engine)
+        if decided.state == .cancelled {
+            try await releaseParts(orderId, engine: engine)
+            if decided.changed {
+                engine.logger.warning(
+                    "a reserve of several parts did not finish in time; its parts are taken back",
+                    metadata: ["orderId": "\(orderId)"]
+                )
+            }
+            return decided.changed
+        }
+        // Reserved or decided since: nothing under way any more.
+        _ = try? await engine.redisCall {
+            try await engine.redis.command("ZREM", engine.keys.pendingIndex(forOrder: orderId), orderId)
+        }
+        return false
+    }
+
+    func ownerKey(bareOrderId: String, keys: KeyLayout) -> String { keys.directory(bareOrderId) }
+
+    func readOrder(_ orderId: String, reader: OrderReader) async throws -> StoredOrder? {
+        let keys = reader.keys
+        let fields = try await reader.stores.redisCall {
+            try await reader.stores.redis.command("HMGET", keys.directory(orderId), "state", "shards", "biz")
+        }.array ?? []
+        guard let stateText = fields[safe: 0]?.text, let state = ReservationStatus(rawValue: stateText) else { return nil }
+        try InventoryEngine.checkOwner(orderId, storedBiz: fields[safe: 2]?.text ?? "")
+        let shards = (fields[safe: 1]?.text ?? "").split(separator: ",").compactMap { Int($0) }
+        // The parts are read all at once (one round trip, not one per part), kept in the directory's order.
+        let read: [StoredOrder?]
+        if shards.count == 1 {
+            read = [try await reader.readPart(orderId, shard: shards[0])]
+        } else {
+            read = try await withThrowingTaskGroup(of: (Int, StoredOrder?).self) { group in
+                for (index, shard) in shards.enumerated() {
+                    group.addTask { (index, try await reader.readPart(orderId, shard: shard)) }
+                }
+                var parts = [StoredOrder?](repeating: nil, count: shards.count)
+                for try await (index, part) in group { parts[index] = part }
+                return parts
+            }
+        }
+        // A part not there: a reserve still under way or one that stopped half-way (nothing to answer from yet),
+        // or a part Redis lost (restored from the journal by the caller).
+        let parts = read.compactMap { $0 }
+        guard parts.count == shards.count else { return nil }
+        return StoredOrder.merged(orderId: orderId, bizId: fields[safe: 2]?.text ?? "", state: state, parts: parts)
+    }
+
+    /// The directory, if it is missing too, and the parts that held nothing (they have no journal row).
+    func restoreRest(
+        _ orderId: String, shards: [Int], from row: JournalRow, status: String, request: String, reader: OrderReader
+    ) async throws {
+        _ = try await reader.stores.run(
+            DirTransitionCall(
+                orderId: orderId, to: status, from: [], recordingSeconds: reader.configuration.retentionSeconds,
+                shards: shards, bizId: row.bizId, request: request, layout: reader.keys
+            )
+        )
+        try await restoreEmptyParts(orderId, restored: Set(shards), from: row, status: status, request: request, reader: reader)
+    }
+
+    /// A part of a partial order that held nothing has no journal row, so a restore from the journal does not bring
+    /// it back, and the directory, which still names it, would never find the order whole. Such a part is written
+    /// anew with no lines (it holds nothing, as before): the order answers again, and a retry of the same request
+    /// finds the part and holds nothing more on it. Not for an order still `reserving` (a part missing then is one
+    /// being held now).
+    func restoreEmptyParts(
+        _ orderId: String, restored: Set<Int>, from row: JournalRow, status: String, request: String, reader: OrderReader
+    ) async throws {
+        let keys = reader.keys
+        let directory = try await reader.stores.redisCall {
+            try await reader.stores.redis.command("HMGET", keys.directory(orderId), "state", "shards")
+        }.array ?? []
+        guard let state = directory[safe: 0]?.text, state != "reserving" else { return }
+        let shards = (directory[safe: 1]?.text ?? "").split(separator: ",").compactMap { Int($0) }
+        for shard in shards where !restored.contains(shard) {
+            let call = RestoreOrderCall(
+                orderId: orderId, shard: shard, bizId: row.bizId, userId: row.userId, status: status, lines: [], codes: [],
+                expiresAtMilliseconds: row.expiresAtMilliseconds, request: request,
+                retentionSeconds: reader.configuration.retentionSeconds, layout: keys
+            )
+            if try await reader.stores.run(call) {
+                reader.stores.logger.notice(
+                    "an order's part that held nothing restored empty", metadata: ["orderId": "\(orderId)", "shard": "\(shard)"]
+                )
+            }
+        }
+    }
+}
