@@ -12,6 +12,33 @@ struct AnyKey: CodingKey {
     init?(intValue: Int) { nil }
 }
 
+/// Where a body's fields are read from, problems collected instead of stopping at the first: a decoder
+/// (`FieldReader`), or a body in the plain subset of JSON (`PlainFields`). A body read from either is the same.
+protocol FieldSource {
+    /// The JSON pointer of the object read ("#", or "" for an element of a list, its caller prefixing it).
+    var pointer: String { get }
+    var problems: [Problem.FieldError] { get set }
+    /// The field's value, nil when absent or null; a value of the wrong type or out of range is a problem.
+    mutating func read<T: Decodable & PlainDecodable>(_ field: String, _ type: T.Type, expected: String) -> T?
+}
+
+extension FieldSource {
+    mutating func fail(_ field: String, _ detail: String) {
+        problems.append(.init(pointer: "\(pointer)/\(field)", detail: detail))
+    }
+
+    mutating func required<T: Decodable & PlainDecodable>(_ field: String, _ type: T.Type, expected: String) -> T? {
+        let value = read(field, type, expected: expected)
+        if value == nil { missing(field, expected: expected) }
+        return value
+    }
+
+    /// A required field read as nil: a problem, unless its value was reported already.
+    mutating func missing(_ field: String, expected: String) {
+        if !problems.contains(where: { $0.pointer == "\(pointer)/\(field)" }) { fail(field, "is required (\(expected))") }
+    }
+}
+
 /// Collects field problems while a body is read, instead of stopping at the first.
 struct FieldReader {
     let container: KeyedDecodingContainer<AnyKey>
@@ -21,10 +48,6 @@ struct FieldReader {
     init(decoder: any Decoder, pointer: String) throws {
         self.container = try decoder.container(keyedBy: AnyKey.self)
         self.pointer = pointer
-    }
-
-    mutating func fail(_ field: String, _ detail: String) {
-        problems.append(.init(pointer: "\(pointer)/\(field)", detail: detail))
     }
 
     /// The field's value, nil when absent or null; a value of the wrong type or out of range is a problem.
@@ -37,17 +60,24 @@ struct FieldReader {
         }
     }
 
+    /// `read` of a field that must be there (of any decodable type: the other bodies read more than plain ones).
     mutating func required<T: Decodable>(_ field: String, _ type: T.Type, expected: String) -> T? {
         let value = read(field, type, expected: expected)
-        if value == nil, !problems.contains(where: { $0.pointer == "\(pointer)/\(field)" }) {
-            fail(field, "is required (\(expected))")
-        }
+        if value == nil { missing(field, expected: expected) }
         return value
     }
 }
 
+extension FieldReader: FieldSource {}
+
+/// A body the hot route reads from the plain subset of JSON when it can (`PlainJSON`), else with `JSONDecoder`.
+protocol PlainBody: Decodable {
+    /// The body `plain` holds, nil when it holds something the plain reading does not take.
+    init?(plain: PlainJSON, limits: InputLimits)
+}
+
 /// The body of `POST /v1/reservations`, read so that every problem in it is reported at once.
-struct ReserveBody: Decodable {
+struct ReserveBody: PlainBody, Equatable {
     var orderId: String?
     var bizId: String?
     var userId: String?
@@ -59,7 +89,17 @@ struct ReserveBody: Decodable {
 
     init(from decoder: any Decoder) throws {
         var reader = try FieldReader(decoder: decoder, pointer: "#")
-        let limits = decoder.userInfo[.inputLimits] as? InputLimits ?? InputLimits()
+        self.init(reading: &reader, limits: decoder.userInfo[.inputLimits] as? InputLimits ?? InputLimits())
+    }
+
+    init?(plain: PlainJSON, limits: InputLimits) {
+        guard case .object(let fields) = plain else { return nil }
+        var reader = PlainFields(fields, pointer: "#")
+        self.init(reading: &reader, limits: limits)
+        if reader.unsupported { return nil }
+    }
+
+    init<Source: FieldSource>(reading reader: inout Source, limits: InputLimits) {
         if let orderId = reader.required("orderId", String.self, expected: "a string of \(Patterns.orderIdRule)") {
             if Patterns.isOrderId(orderId) { self.orderId = orderId } else {
                 reader.fail("orderId", "must be \(Patterns.orderIdRule)")
@@ -105,7 +145,7 @@ struct ReserveBody: Decodable {
 }
 
 /// One element of `items`. Never throws: an element that is not an object is recorded as a problem.
-struct ReserveItemBody: Decodable {
+struct ReserveItemBody: Decodable, PlainDecodable, Equatable {
     var skuId: UInt64?
     var quantity: Int64?
     var codes: [String]?
@@ -114,9 +154,23 @@ struct ReserveItemBody: Decodable {
 
     init(from decoder: any Decoder) throws {
         guard var reader = try? FieldReader(decoder: decoder, pointer: "") else {
-            notAnObject = true
+            self.init(notAnObject: ())
             return
         }
+        self.init(reading: &reader)
+    }
+
+    private init(notAnObject: Void) { self.notAnObject = true }
+
+    /// Nil for an element that is not an object, or holds what the plain reading does not take.
+    init?(plain: PlainJSON) {
+        guard case .object(let fields) = plain else { return nil }
+        var reader = PlainFields(fields, pointer: "")
+        self.init(reading: &reader)
+        if reader.unsupported { return nil }
+    }
+
+    init<Source: FieldSource>(reading reader: inout Source) {
         skuId = reader.required("skuId", UInt64.self, expected: "an integer from 1 to \(Int64.max)")
         quantity = reader.required("quantity", Int64.self, expected: "a positive integer")
         codes = reader.read("codes", [String].self, expected: "an array of codes")

@@ -260,6 +260,12 @@ public struct InventoryRoutes: Sendable {
 
     private func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: BasicRequestContext) async throws -> T {
         let buffer = try await body(request, as: "application/json", upTo: limits.maxBodyBytes)
+        // A body in the plain subset of JSON is read without JSONDecoder (the hot route's; see PlainJSON).
+        if let plainType = T.self as? any PlainBody.Type, let json = PlainJSON.parse(buffer),
+            let read = plainType.init(plain: json, limits: limits) as? T
+        {
+            return read
+        }
         let decoder = JSONDecoder()
         decoder.userInfo[.inputLimits] = limits
         do {
