@@ -34,6 +34,11 @@ struct PlainJSONTests {
         #"{"orderId":"o-4","items":[{"skuId":5,"quantity":2,"codes":["A","A"]},{"skuId":5}]}"#,
         #"{"orderId":"o-5","userId":"","bizId":"BAD BIZ","items":[{"skuId":9223372036854775808,"quantity":1}]}"#,
         #"{}"#,
+        // Every JSON space between tokens, the largest numbers each field's type takes, an empty key, unknown fields
+        // in an item, and nesting as deep as the plain reading goes (maxDepth levels).
+        "{\t\"orderId\"\r\n:\"o-6\",\"items\":[{\"skuId\":18446744073709551615,\"quantity\":9223372036854775807}]}",
+        #"{"orderId":"o-7","ttlSeconds":9223372036854775807,"items":[{"skuId":9223372036854775807,"quantity":1,"x":[]}],"":1}"#,
+        #"{"orderId":"o-8","items":[{"skuId":1,"quantity":1}],"deep":[[[[[[1]]]]]]}"#,
     ])
     func sameReading(body: String) throws {
         let fromPlain = try #require(plain(body), "the plain reading takes this body")
@@ -48,7 +53,7 @@ struct PlainJSONTests {
         #"{"orderId":"o\u0041","items":[{"skuId":1,"quantity":1}]}"#,  // an escape
         #"{"orderId":"ö","items":[{"skuId":1,"quantity":1}]}"#,  // not ASCII
         #"{"orderId":"o","orderId":"p","items":[{"skuId":1,"quantity":1}]}"#,  // a key twice
-        #"{"orderId":"o","items":[{"skuId":1,"quantity":1},]}"#,  // a trailing comma (invalid JSON)
+        #"{"orderId":"o","items":[{"skuId":1,"quantity":1},]}"#,  // a trailing comma (swift-foundation takes it)
         #"{"orderId":"o","items":[{"skuId":01,"quantity":1}]}"#,  // a leading zero (invalid JSON)
         #"{"orderId":5,"items":[{"skuId":1,"quantity":1}]}"#,  // a number for a string
         #"{"orderId":"o","items":[1,2]}"#,  // elements that are not objects
@@ -57,7 +62,12 @@ struct PlainJSONTests {
         #"{"orderId":"o","dispense":"yes","items":[{"skuId":1,"quantity":1}]}"#,  // a string for a boolean
         #"{"orderId":"o","items":[{"skuId":1,"quantity":1}]} x"#,  // text after the body
         #"[{"orderId":"o"}]"#,  // not an object
-        #"{"a":[[[[[[[[[1]]]]]]]]],"orderId":"o","items":[{"skuId":1,"quantity":1}]}"#,  // deeper than maxDepth
+        #"{"a":[[[[[[[1]]]]]]],"orderId":"o","items":[{"skuId":1,"quantity":1}]}"#,  // one level deeper than maxDepth
+        "{\"orderId\":\"o\u{7F}\",\"items\":[{\"skuId\":1,\"quantity\":1}]}",  // DEL in a string
+        "{\"orderId\":\"o\tp\",\"items\":[{\"skuId\":1,\"quantity\":1}]}",  // a raw tab in a string
+        #"{"orderId":"o","items":[{"skuId":1,"quantity":1,"codes":[1]}]}"#,  // a code that is not a string
+        #"{"orderId":"o","items":[{"skuId":1,"skuId":2,"quantity":1}]}"#,  // a key twice in an item
+        "\u{FEFF}{\"orderId\":\"o\",\"items\":[{\"skuId\":1,\"quantity\":1}]}",  // a byte order mark
         #"{"orderId":"o","items":[{"skuId":1,"quantity":1}]"#,  // cut short
     ])
     func leftToJSONDecoder(body: String) {
@@ -72,7 +82,7 @@ struct PlainJSONTests {
             #"{"orderId":"o-1","userId":"u","items":[{"skuId":12,"quantity":3,"codes":["A","B","C"]},{"skuId":4,"quantity":1}],"ttlSeconds":30,"dispense":false,"shortage":"reject"}"#,
             #"{ "orderId": "x", "items": [ {"skuId": 1, "quantity": 10} ], "bizId": "b" }"#,
         ]
-        let alphabet = Array(#"{}[],:" 0123456789-.eatrufnl\AZaz_"#.utf8)
+        let alphabet = Array(#"{}[],:" 0123456789-.eatrufnl\AZaz_"#.utf8) + [0x09, 0x0A, 0x0D, 0x7F, 0x00, 0xC3]
         var generator = SeededGenerator(seed: 0x5EED_0001)
         var taken = 0
         var mismatches: [String] = []
