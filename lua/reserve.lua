@@ -69,6 +69,7 @@
 --!include items
 --!include request
 --!include usage
+--!include integer
 
 local order = KEYS[1]
 local status = redis.call('HGET', order, 'status')
@@ -118,10 +119,18 @@ local availableList = {}
 local counters = {}
 for i = 0, n - 1 do
   local itemKey = KEYS[4 + 3 * i]
-  if redis.call('EXISTS', KEYS[6 + 3 * i]) == 1 then
-    return {'cancelled', 'cancelled'}
+  -- The rollback key (a cancel came first) and, unless the order was restored just now, the reserve key (a hold
+  -- whose order hash vanished) are looked for with one call; which of them is there is asked only when one is.
+  local seen
+  if ARGV[12] ~= '2' then
+    seen = redis.call('EXISTS', KEYS[6 + 3 * i], KEYS[5 + 3 * i])
+  else
+    seen = redis.call('EXISTS', KEYS[6 + 3 * i])
   end
-  if ARGV[12] ~= '2' and redis.call('EXISTS', KEYS[5 + 3 * i]) == 1 then
+  if seen > 0 then
+    if redis.call('EXISTS', KEYS[6 + 3 * i]) == 1 then
+      return {'cancelled', 'cancelled'}
+    end
     return {'vanished'}
   end
   local item = counters[itemKey]
@@ -223,7 +232,7 @@ for i = 0, n - 1 do
     end
     if grant > 0 then anyGranted = true end
     plan[i + 1] = grant
-    availableList[#availableList + 1] = tostring(math.max(stock, 0))
+    availableList[#availableList + 1] = int(math.max(stock, 0))
   end
 end
 if #missing > 0 then
@@ -263,7 +272,7 @@ local function keepWarm(key)
   end
 end
 
-local keep = ttl + retention
+local keepText = int(ttl + retention)
 local lines = {}
 local events = {}
 local lineCodes = {}
@@ -286,14 +295,14 @@ for i = 0, n - 1 do
     end
     current.used = current.used + grant
     applied[itemKey] = current
-    redis.call('HSET', itemKey, 'stock_num', current.stock, 'used_stock_num', current.used,
+    redis.call('HSET', itemKey, 'stock_num', int(current.stock), 'used_stock_num', int(current.used),
       'is_sell_out', (not item.infinite and current.stock <= 0) and '1' or '0')
     keepWarm(itemKey)
     if ARGV[9] == 'after_deduct' then
       error('failpoint after_deduct')
     end
     -- step 2: the reserve key, with the epoch of the item it holds in (lib/items.lua)
-    redis.call('SET', KEYS[5 + 3 * i], holdValue(grant, item.epoch), 'EX', keep)
+    redis.call('SET', KEYS[5 + 3 * i], holdValue(int(grant), item.epoch), 'EX', keepText)
     if item.usersKey then
       item.userUsed = item.userUsed + grant
       setUsage(itemKey, item.usersKey, user, item.window, item.userUsed)
@@ -325,20 +334,22 @@ for i = 0, n - 1 do
       end
       held = table.concat(codes, '|')
     end
-    events[#events + 1] = sku .. ':' .. grant
+    events[#events + 1] = sku .. ':' .. int(grant)
     epochs[#epochs + 1] = item.epoch
     eventCodes[#eventCodes + 1] = held
   end
   lineEpochs[#lineEpochs + 1] = grant > 0 and counters[itemKey].epoch or ''
   lineCodes[#lineCodes + 1] = held
-  lines[#lines + 1] = sku .. ':' .. ARGV[14 + 3 * i] .. ':' .. grant
+  lines[#lines + 1] = sku .. ':' .. ARGV[14 + 3 * i] .. ':' .. int(grant)
 end
 
-local expiresAt = now + ttl * 1000
+local expiresAtMs = now + ttl * 1000
+local expiresAt = int(expiresAtMs)
+local nowText = int(now)
 local linesText = table.concat(lines, ',')
 local epochsText = table.concat(epochs, ',')
 local event = {'type', 'reserve', 'order', ARGV[1], 'biz', ARGV[3], 'user', ARGV[4], 'items',
-  table.concat(events, ','), 'epochs', epochsText, 'expires_at', expiresAt, 'at', now, 'fp', ARGV[2]}
+  table.concat(events, ','), 'epochs', epochsText, 'expires_at', expiresAt, 'at', nowText, 'fp', ARGV[2]}
 local codesText = ''
 if anyCodes then
   codesText = table.concat(lineCodes, ',')
@@ -348,12 +359,12 @@ if anyCodes then
 end
 local eventId = redis.call('XADD', KEYS[2], '*', unpack(event))
 redis.call('HSET', order, 'status', 'reserved', 'fp', ARGV[2], 'biz', ARGV[3], 'user', ARGV[4],
-  'lines', linesText, 'line_epochs', table.concat(lineEpochs, ','), 'expires_at', expiresAt, 'created_at', now,
+  'lines', linesText, 'line_epochs', table.concat(lineEpochs, ','), 'expires_at', expiresAt, 'created_at', nowText,
   'event', eventId)
-redis.call('EXPIRE', order, keep)
+redis.call('EXPIRE', order, keepText)
 if not dispense then
   redis.call('ZADD', KEYS[3], expiresAt, ARGV[1])
-  return {'ok', expiresAt, linesText, eventId, epochsText, codesText, ''}
+  return {'ok', expiresAtMs, linesText, eventId, epochsText, codesText, ''}
 end
 -- Dispense: the hold is sold at once, as confirm.lua would sell it (used_stock_num -q, confirmed_unapplied +q;
 -- a one-time pool's codes stay out, used).
@@ -365,6 +376,6 @@ for itemKey, current in pairs(applied) do
   end
 end
 local confirmId = redis.call('XADD', KEYS[2], '*', 'type', 'confirm', 'order', ARGV[1], 'biz', ARGV[3],
-  'items', table.concat(events, ','), 'epochs', epochsText, 'at', now)
+  'items', table.concat(events, ','), 'epochs', epochsText, 'at', nowText)
 redis.call('HSET', order, 'status', 'confirmed', 'transition_event', confirmId)
-return {'ok', expiresAt, linesText, eventId, epochsText, codesText, confirmId}
+return {'ok', expiresAtMs, linesText, eventId, epochsText, codesText, confirmId}

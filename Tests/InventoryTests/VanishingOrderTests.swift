@@ -60,6 +60,27 @@ struct VanishingOrderTests {
         }
     }
 
+    /// The item's rollback key is what refuses the retry while the order's hash is gone (reserve.lua looks for it
+    /// and for the reserve key with one EXISTS, then asks which).
+    @Test("a reserve retried after a cancelled order's hash is gone is refused as cancelled, holding nothing", arguments: [false, true])
+    func retryAfterCancelledHashDeleted(drained: Bool) async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let order = "\(stores.bizId)-k"
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.reserve(command(stores, order, 3))
+            _ = try await engine.cancel(orderId: order, bizId: stores.bizId)
+            if drained { #expect(try await stores.drainWithWorker()) }
+            try await deleteOrder(stores, order)
+
+            await #expect(throws: InventoryError.orderClosed(.cancelled)) {
+                try await engine.reserve(command(stores, order, 3))
+            }
+            #expect(try await stores.drainWithWorker())
+            try await expectAgree(stores, available: 10, reserved: 0, mysql: 10)
+        }
+    }
+
     @Test("a cancel after a confirmed order's hash is gone, the confirm still in the outbox, is refused")
     func cancelAfterConfirmedHashDeleted() async throws {
         try await TestStores.with { stores in

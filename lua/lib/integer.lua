@@ -1,0 +1,11 @@
+-- lib/integer.lua: integers as text, cheaply. Not a script of its own: scripts include it where they say
+-- `--!include integer` (see InventoryScripts.load).
+--
+-- Lua 5.1 turns a number into text with printf's floating-point formatting ('%.14g' for `..` and tostring, '%.17g'
+-- for an argument of redis.call), about a microsecond each; reserve.lua made a dozen such conversions per hold.
+-- '%d' writes the same digits for every integer the scripts handle (|n| < 2^53: counts, quantities, Unix ms) at a
+-- fraction of the cost (loadtest/RESULTS.md, session 16).
+
+local function int(n)
+  return string.format('%d', n)
+end
