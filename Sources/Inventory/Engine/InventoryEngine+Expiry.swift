@@ -4,21 +4,6 @@ import RedisClient
 /// Expiry: the sweeper's steps (its lease, the due holds of a shard, a hold expired now) and the journal's holds
 /// past their time.
 extension InventoryEngine {
-    /// Releases an unconfirmed hold whose time is up (the expiry sweeper's step). Returns whether it expired now.
-    /// On a cluster, a part left behind by a confirm or cancel that stopped half-way is moved on instead.
-    /// `orderId`: the order's Redis name, as `expiredOrders` lists it.
-    @discardableResult
-    public func expire(named orderId: String) async throws -> Bool {
-        do {
-            return try await !rollback(orderId: orderId, reason: .expired, failpoint: "").replayed
-        } catch InventoryError.invalidState(let state) {
-            if state != .reserved { try await placement.moveLeftBehind(orderId, decided: state, engine: self) }
-            return false
-        } catch InventoryError.notFound {
-            return false
-        }
-    }
-
     /// Takes or renews the lease of sweeping one shard for `owner`; true when `owner` holds it (lua/lease.lua).
     public func sweepLease(shard: Int, owner: String, milliseconds: Int) async throws -> Bool {
         try await run(LeaseCall(key: keys.sweepLease(shard: shard), owner: owner, milliseconds: milliseconds))
@@ -52,7 +37,7 @@ extension InventoryEngine {
     /// Cluster, where an order of several parts is held in several steps), at most `limit`: their Redis names
     /// (`OrderRef.name`).
     public func abandonedReserves(shard: Int, nowMilliseconds: Int64, limit: Int) async throws -> [String] {
-        try await placement.abandonedReserves(shard: shard, nowMilliseconds: nowMilliseconds, limit: limit, engine: self)
+        try await placement.abandonedReserves(shard: shard, nowMilliseconds: nowMilliseconds, limit: limit, reservations: reservations)
     }
 
     /// Gives up on a reserve of several parts that did not finish in time: the order is cancelled (its caller, if
@@ -60,6 +45,6 @@ extension InventoryEngine {
     /// `orderId`: the order's Redis name, as `abandonedReserves` lists it.
     @discardableResult
     public func abandon(named orderId: String) async throws -> Bool {
-        try await placement.abandon(named: orderId, engine: self)
+        try await placement.abandon(named: orderId, reservations: reservations)
     }
 }

@@ -72,24 +72,4 @@ extension InventoryEngine {
     var orders: OrderReader {
         OrderReader(stores: stores, rebuilder: rebuilder, journal: journal, codePools: codePools, placement: placement)
     }
-
-    /// The order, read from Redis, or restored from the journal when Redis lost it; nil when neither has it.
-    /// `orderId`: the order's Redis name (`OrderRef.name`).
-    func readOrder(_ orderId: String) async throws -> StoredOrder? { try await orders.readOrder(orderId) }
-
-    /// Rebuilds the order from its journal rows (`OrderReader.restoreOrder`); false when the journal has none.
-    func restoreOrder(_ orderId: String, outboxApplied: Bool = false) async throws -> Bool {
-        try await orders.restoreOrder(orderId, outboxApplied: outboxApplied)
-    }
-
-    /// Applies the order's outbox entries not yet acknowledged to the journal.
-    func applyPendingEvents(ofOrder orderId: String) async throws { try await orders.applyPendingEvents(ofOrder: orderId) }
-
-    /// One part of the order (on a single Redis the order), as Redis has it.
-    func readPart(_ orderId: String, shard: Int) async throws -> StoredOrder? { try await orders.readPart(orderId, shard: shard) }
-
-    /// Whether the hold of reserve event `eventId` was taken back in Redis (`OrderReader.wasTakenBack`).
-    func wasTakenBack(orderId: String, eventId: String, shard: Int) async -> Bool {
-        await orders.wasTakenBack(orderId: orderId, eventId: eventId, shard: shard)
-    }
 }

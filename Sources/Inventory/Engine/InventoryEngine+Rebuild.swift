@@ -14,20 +14,4 @@ extension InventoryEngine {
     public func ensureItem(_ id: StockItemID, countsAsRebuild: Bool = true, madeInMySQL: Bool = false) async throws -> Bool {
         try await rebuilder.ensureItem(id, countsAsRebuild: countsAsRebuild, madeInMySQL: madeInMySQL)
     }
-
-    /// The item's MySQL row exists now (a PUT or a pool made it): brought into Redis without believing a negative
-    /// entry (see `ItemRebuilder.ensureMadeItem`).
-    func ensureMadeItem(_ id: StockItemID, countsAsRebuild: Bool) async throws -> Bool {
-        try await rebuilder.ensureMadeItem(id, countsAsRebuild: countsAsRebuild)
-    }
-
-    /// The outbox events not yet acknowledged that have a line of `id` (see `ItemRebuilder.pendingEvents`).
-    func pendingEvents(touching id: StockItemID) async throws -> [OutboxEvent] {
-        try await rebuilder.pendingEvents(touching: id)
-    }
-
-    /// The events of `stream` not yet acknowledged that `wanted` keeps, in stream order.
-    func pendingEvents(in stream: String, _ wanted: (OutboxEvent) -> Bool) async throws -> [OutboxEvent] {
-        try await stores.pendingEvents(in: stream, wanted)
-    }
 }

@@ -12,39 +12,6 @@ extension InventoryEngine {
     /// Thrown by `commitJournal` when the order's live rows were in the journal already: answer a replay.
     struct JournalHasOrder: Error {}
 
-    /// Sync mode: the reserve answers only once its journal rows are committed (`SyncJournal.commitJournal`).
-    func commitJournal(
-        _ command: ReserveCommand, fingerprint: String, reservation: Reservation, eventId: String, epochs: [String],
-        shard: Int
-    ) async throws {
-        try await syncJournal.commitJournal(
-            command, fingerprint: fingerprint, reservation: reservation, eventId: eventId, epochs: epochs, shard: shard
-        )
-    }
-
-    /// Sync mode, a replay of a held order: answers only once the journal has it.
-    func ensureRecorded(_ order: OrderRef, shard: Int) async throws { try await syncJournal.ensureRecorded(order, shard: shard) }
-
-    /// Sync mode, a confirm or cancel just made in Redis: answers only once the journal has it.
-    func recordTransition(orderId: String, part: StoredOrder, eventId: String, journalStatus: String) async throws {
-        try await syncJournal.recordTransition(orderId: orderId, part: part, eventId: eventId, journalStatus: journalStatus)
-    }
-
-    /// Sync mode, a replay of a confirm or cancel: answers only once the journal has it.
-    func ensureTransitionRecorded(orderId: String, part: StoredOrder, journalStatus: String) async throws {
-        try await syncJournal.ensureTransitionRecorded(orderId: orderId, part: part, journalStatus: journalStatus)
-    }
-
-    /// The order's outbox entry `eventId`, nil when there is none (or no id).
-    func outboxEvent(shard: Int, eventId: String) async throws -> OutboxEvent? {
-        try await syncJournal.outboxEvent(shard: shard, eventId: eventId)
-    }
-
-    /// Sync mode: commits an outbox entry through the group committer before the answer.
-    func commitFromOutbox(_ event: OutboxEvent, what: String) async throws -> JournalBatchResult {
-        try await syncJournal.commitFromOutbox(event, what: what)
-    }
-
     /// Takes back a hold made by the reserve event `eventId` (compensation: sync-mode journal failure, or a
     /// duplicate the worker found in the journal). When Redis cannot be reached it becomes a durable retry task.
     /// `orderId`: the business's own id.

@@ -115,7 +115,7 @@ public final class InventoryEngine: Sendable {
         await markOutboxesIntact()
         for shard in 0..<keys.shards {
             do {
-                try await makeGeneration(shard: shard)
+                try await reservations.makeGeneration(shard: shard)
             } catch {
                 logger.warning(
                     "generation marker not made at start; the first reserve of its shard makes it",
@@ -123,30 +123,6 @@ public final class InventoryEngine: Sendable {
                 )
                 break
             }
-        }
-    }
-
-    /// Makes the shard's generation marker if it is missing: 0 (trust Redis) on the shard's first start, else (Redis
-    /// lost data) a retention period from now, during which a reserve of an order Redis does not know asks the
-    /// journal first.
-    func makeGeneration(shard: Int) async throws {
-        let marker = keys.generation(shard: shard)
-        if try await redisCall({ try await self.redis.command("EXISTS", marker) }).int == 1 { return }
-        let first: Bool
-        do { first = try await journal.recordGeneration(keyPrefix: keys.prefix, shard: shard) } catch { throw mapMySQL(error) }
-        let until = first ? 0 : try await redisNow(routingKey: marker) + Int64(configuration.retentionSeconds) * 1000
-        // The shard's first start wins over an instance that raced it and took the row for a loss (it read the
-        // marker missing just before the first instance made it): no false window of journal questions.
-        let made = try await redisCall {
-            first
-                ? try await self.redis.command("SET", marker, "0")
-                : try await self.redis.command("SET", marker, String(until), "NX")
-        }
-        if !first && made.text == "OK" {
-            logger.error(
-                "Redis lost data: for one retention period a reserve of an order Redis does not know asks the journal first",
-                metadata: ["shard": "\(shard)", "marker": "\(marker)"]
-            )
         }
     }
 
@@ -158,10 +134,6 @@ public final class InventoryEngine: Sendable {
     /// Runs a call of a script that changes items, its missing items rebuilt first (`ItemRebuilder.run(onItems:)`):
     /// the one place an item found missing by a script is handled.
     func run<Call: ItemScriptCall>(onItems call: Call) async throws -> Call.Reply { try await rebuilder.run(onItems: call) }
-
-    func runScript(_ script: RedisScript, keys: [String], arguments: [String]) async throws -> RedisValue {
-        try await stores.runScript(script, keys: keys, arguments: arguments)
-    }
 
     func redisCall<T>(_ body: () async throws -> T) async throws -> T { try await stores.redisCall(body) }
 

@@ -11,9 +11,9 @@ extension ClusterPlacement {
     /// too) and the directory is removed, so the order may be tried again. A dispense holds every part, then
     /// confirms the order.
     func reserve(
-        _ command: ReserveCommand, journalChecked: Bool, failpoint: String, engine: InventoryEngine
+        _ command: ReserveCommand, journalChecked: Bool, failpoint: String, reservations: Reservations
     ) async throws -> ReserveOutcome {
-        let keys = engine.keys
+        let keys = reservations.keys
         let orderId = command.orderName
         var positions: [Int: [Int]] = [:]
         for (index, item) in command.items.enumerated() {
@@ -21,12 +21,12 @@ extension ClusterPlacement {
         }
         let shards = positions.keys.sorted()
         let openDirectory = {
-            try await engine.run(
+            try await reservations.stores.run(
                 DirOpenCall(
                     orderId: orderId, fingerprint: command.fingerprint, bizId: command.bizId, shards: shards,
-                    ttlSeconds: command.ttlSeconds + engine.configuration.retentionSeconds,
-                    deadlineMilliseconds: shards.count > 1 ? engine.configuration.reserveDeadlineMilliseconds : nil,
-                    journalAsked: journalChecked, layout: engine.keys
+                    ttlSeconds: command.ttlSeconds + reservations.configuration.retentionSeconds,
+                    deadlineMilliseconds: shards.count > 1 ? reservations.configuration.reserveDeadlineMilliseconds : nil,
+                    journalAsked: journalChecked, layout: reservations.keys
                 )
             )
         }
@@ -36,7 +36,7 @@ extension ClusterPlacement {
             // An item Redis lacks would fail its part after other parts held stock: looked for first (while the
             // directory opens), so that a reserve naming an unknown item holds nothing (the caller rebuilds what
             // MySQL has, and refuses the rest).
-            async let lookedFor = missingItems(command, engine: engine)
+            async let lookedFor = missingItems(command, reservations: reservations)
             opened = try await openDirectory()
             missing = try await lookedFor
         } else {
@@ -45,11 +45,11 @@ extension ClusterPlacement {
         switch opened {
         case .opened:
             // Opened by this request and nothing held: removed again, so that the order may be tried again.
-            if !missing.isEmpty { await closeDirectory(command, engine: engine) }
+            if !missing.isEmpty { await closeDirectory(command, reservations: reservations) }
         case .same: break
         case .conflict: throw InventoryError.idempotencyConflict
         case .closed(let status): throw InventoryError.orderClosed(status)
-        case .askJournal(let markerMissing): throw InventoryEngine.AskJournal(shard: keys.shard(of: orderId), markerMissing: markerMissing)
+        case .askJournal(let markerMissing): throw Reservations.AskJournal(shard: keys.shard(of: orderId), markerMissing: markerMissing)
         }
         if !missing.isEmpty { throw InventoryError.unknownItems(missing) }
         // Part after part, in shard order, stopping at the first that fails: orders over the same items then take
@@ -65,7 +65,7 @@ extension ClusterPlacement {
             )
             do {
                 results[shard] = .success(
-                    try await engine.reservePart(
+                    try await reservations.reservePart(
                         part, shard: shard, fingerprint: command.fingerprint, journalChecked: true,
                         failpoint: failpoint == "after_first_part" ? "" : failpoint, partOfSeveral: shards.count > 1
                     )
@@ -98,12 +98,12 @@ extension ClusterPlacement {
             }
         }
         guard failures.isEmpty else {
-            await takeBackParts(command, results: results, engine: engine)
+            await takeBackParts(command, results: results, reservations: reservations)
             throw Self.merged(failures)
         }
         // Partial mode: parts may each hold nothing; the order as a whole must hold something.
         if command.shortage == .partial, shards.count > 1, !allReplayed, lines.allSatisfy({ ($0?.reserved ?? 0) == 0 }) {
-            await takeBackParts(command, results: results, engine: engine)
+            await takeBackParts(command, results: results, reservations: reservations)
             throw InventoryError.insufficientStock(
                 command.items.map { InventoryError.Shortage(skuId: $0.skuId, requested: $0.quantity, available: 0) }
             )
@@ -111,7 +111,7 @@ extension ClusterPlacement {
         if shards.count > 1 {
             // Every part is held: the order is reserved, unless it was decided otherwise meanwhile (a cancel, or the
             // sweeper giving up on a reserve past its deadline: either takes the parts back).
-            switch try await engine.run(DirCommitCall(orderId: orderId, layout: keys)) {
+            switch try await reservations.stores.run(DirCommitCall(orderId: orderId, layout: keys)) {
             case .reserved:
                 break
             case .decided:
@@ -119,15 +119,15 @@ extension ClusterPlacement {
                 for (shard, result) in results {
                     guard case .success(let held) = result, case .created(let made) = held.outcome, !held.eventId.isEmpty
                     else { continue }
-                    engine.logger.error(
+                    reservations.stores.logger.error(
                         "a retry held a part of an order decided since (Redis lost the part); taking it back",
                         metadata: ["orderId": "\(orderId)", "shard": "\(shard)"]
                     )
-                    await engine.undoReserve(
+                    await reservations.compensator.undoReserve(
                         orderId: command.orderId, bizId: command.bizId, lines: made.lines, eventId: held.eventId, routine: true
                     )
                 }
-                return .replayed(try await engine.reservation(named: orderId))
+                return .replayed(try await reservations.reservation(named: orderId))
             case .state(let state):
                 if let closed = ReservationStatus(rawValue: state), closed == .cancelled || closed == .expired {
                     throw InventoryError.orderClosed(closed)
@@ -137,24 +137,24 @@ extension ClusterPlacement {
         }
         let reservation = Reservation(
             orderId: command.orderId, bizId: command.bizId, status: status, lines: lines.compactMap { $0 },
-            expiresAtMilliseconds: expiresAt, persisted: engine.configuration.durability == .sync ? true : nil
+            expiresAtMilliseconds: expiresAt, persisted: reservations.configuration.durability == .sync ? true : nil
         )
         if command.dispense {
-            let confirmed = try await engine.confirm(named: orderId)
-            let reservation = confirmed.reservation.with(persisted: engine.configuration.durability == .sync ? true : nil)
+            let confirmed = try await reservations.confirm(named: orderId)
+            let reservation = confirmed.reservation.with(persisted: reservations.configuration.durability == .sync ? true : nil)
             return allReplayed && confirmed.replayed ? .replayed(reservation) : .created(reservation)
         }
-        return allReplayed ? .replayed(reservation) : .created(reservation.with(persisted: engine.configuration.durability == .sync ? true : false))
+        return allReplayed ? .replayed(reservation) : .created(reservation.with(persisted: reservations.configuration.durability == .sync ? true : false))
     }
 
     /// The order's items Redis lacks (one EXISTS per item, all at once).
-    func missingItems(_ command: ReserveCommand, engine: InventoryEngine) async throws -> [UInt64] {
-        let keys = engine.keys
+    func missingItems(_ command: ReserveCommand, reservations: Reservations) async throws -> [UInt64] {
+        let keys = reservations.keys
         return try await withThrowingTaskGroup(of: UInt64?.self, returning: [UInt64].self) { group in
             for item in command.items {
                 let key = keys.item(StockItemID(bizId: command.bizId, skuId: item.skuId))
                 group.addTask {
-                    try await engine.redisCall { try await engine.redis.command("EXISTS", key) }.int == 1 ? nil : item.skuId
+                    try await reservations.stores.redisCall { try await reservations.stores.redis.command("EXISTS", key) }.int == 1 ? nil : item.skuId
                 }
             }
             return try await group.reduce(into: []) { if let sku = $1 { $0.append(sku) } }
@@ -165,7 +165,7 @@ extension ClusterPlacement {
     /// attempt that never finished) are taken back, then the directory is removed if nothing decided the order.
     func takeBackParts(
         _ command: ReserveCommand, results: [Int: Result<(outcome: ReserveOutcome, eventId: String), any Error>],
-        engine: InventoryEngine
+        reservations: Reservations
     ) async {
         for (shard, result) in results {
             guard case .success(let held) = result else { continue }
@@ -176,22 +176,22 @@ extension ClusterPlacement {
             case .replayed(let made):
                 reservation = made
                 guard made.status == .reserved else { continue }
-                eventId = (try? await engine.redisCall {
-                    try await engine.redis.command("HGET", engine.keys.order(command.orderName, shard: shard), "event")
+                eventId = (try? await reservations.stores.redisCall {
+                    try await reservations.stores.redis.command("HGET", reservations.keys.order(command.orderName, shard: shard), "event")
                 })?.text ?? ""
             }
             guard !eventId.isEmpty else { continue }
-            await engine.undoReserve(
+            await reservations.compensator.undoReserve(
                 orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId, routine: true
             )
         }
-        await closeDirectory(command, engine: engine)
+        await closeDirectory(command, reservations: reservations)
     }
 
     /// Removes the directory a reserve opened, unless the order was decided meanwhile (dir_close.lua).
-    func closeDirectory(_ command: ReserveCommand, engine: InventoryEngine) async {
-        _ = try? await engine.run(
-            DirCloseCall(orderId: command.orderName, fingerprint: command.fingerprint, layout: engine.keys)
+    func closeDirectory(_ command: ReserveCommand, reservations: Reservations) async {
+        _ = try? await reservations.stores.run(
+            DirCloseCall(orderId: command.orderName, fingerprint: command.fingerprint, layout: reservations.keys)
         )
     }
 

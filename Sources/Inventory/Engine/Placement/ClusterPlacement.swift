@@ -10,25 +10,25 @@ struct ClusterPlacement: OrderPlacement {
     var decidesInDirectory: Bool { true }
     var leavesReservesUnderWay: Bool { true }
 
-    func recordCancel(_ orderId: String, shard: Int, engine: InventoryEngine) async throws {
-        _ = try await decide(orderId, .cancelled, from: ["reserved", "reserving"], recording: true, engine: engine)
+    func recordCancel(_ orderId: String, shard: Int, reservations: Reservations) async throws {
+        _ = try await decide(orderId, .cancelled, from: ["reserved", "reserving"], recording: true, reservations: reservations)
     }
 
-    func startConfirm(_ orderId: String, order: StoredOrder, engine: InventoryEngine) async throws -> TransitionOutcome? {
+    func startConfirm(_ orderId: String, order: StoredOrder, reservations: Reservations) async throws -> TransitionOutcome? {
         // The deadline is checked here, against Redis's clock, before the directory decides: its parts then follow
         // the directory (confirm.lua checks it itself on a single Redis).
         if order.directoryState == .reserved, let expiresAt = order.expiresAt,
-            try await expiresAt <= engine.redisNow(routingKey: engine.keys.directory(orderId))
+            try await expiresAt <= reservations.stores.redisNow(routingKey: reservations.keys.directory(orderId))
         {
-            return try await engine.expireLate(orderId)
+            return try await reservations.expireLate(orderId)
         }
-        let decided = try await decide(orderId, .confirmed, from: ["reserved"], engine: engine).state
+        let decided = try await decide(orderId, .confirmed, from: ["reserved"], reservations: reservations).state
         if decided == .cancelled || decided == .expired { throw InventoryError.orderClosed(decided) }
         return nil
     }
 
     func startRollback(
-        _ orderId: String, order: StoredOrder?, reason: ReservationStatus, engine: InventoryEngine
+        _ orderId: String, order: StoredOrder?, reason: ReservationStatus, reservations: Reservations
     ) async throws -> RollbackStart {
         guard let order else {
             // Nothing to read: an order never reserved, or a reserve under way (its directory open, its parts not
@@ -37,24 +37,24 @@ struct ClusterPlacement: OrderPlacement {
             // held yet are fenced.
             guard reason == .cancelled else { throw InventoryError.notFound }
             let recorded = try await decide(
-                orderId, .cancelled, from: ["reserved", "reserving"], recording: true, tombstone: true, engine: engine
+                orderId, .cancelled, from: ["reserved", "reserving"], recording: true, tombstone: true, reservations: reservations
             )
             // Decided otherwise (confirmed, expired) while its parts are gone and the journal has no row (Redis lost
             // them before the worker wrote it): the directory is the answer, as for an order that can be read.
             // Reading again would not bring the parts back.
             guard recorded.state == .cancelled else { throw InventoryError.invalidState(recorded.state) }
-            if !recorded.event.isEmpty { try await recordTombstone(orderId, event: recorded.event, engine: engine) }
-            try await releaseParts(orderId, engine: engine)
+            if !recorded.event.isEmpty { try await recordTombstone(orderId, event: recorded.event, reservations: reservations) }
+            try await releaseParts(orderId, reservations: reservations)
             return .answer(
-                TransitionOutcome(reservation: engine.emptyReservation(orderId, status: .cancelled), replayed: !recorded.changed)
+                TransitionOutcome(reservation: reservations.emptyReservation(orderId, status: .cancelled), replayed: !recorded.changed)
             )
         }
         if reason == .expired, let expiresAt = order.expiresAt,
-            try await expiresAt > engine.redisNow(routingKey: engine.keys.directory(orderId))
+            try await expiresAt > reservations.stores.redisNow(routingKey: reservations.keys.directory(orderId))
         {
             throw InventoryError.invalidState(.reserved)
         }
-        let decided = try await decide(orderId, reason, from: ["reserved"], engine: engine).state
+        let decided = try await decide(orderId, reason, from: ["reserved"], reservations: reservations).state
         if decided == .expired && reason == .cancelled {
             // A cancel of an order that expired answers the expiry's replay, as rollback.lua does on one Redis; the
             // parts follow the directory, should the expiry have stopped before moving them.
@@ -64,15 +64,15 @@ struct ClusterPlacement: OrderPlacement {
         return .move(transition: reason, decidedBefore: false)
     }
 
-    func startRefund(_ orderId: String, engine: InventoryEngine) async throws {
-        let decided = try await decide(orderId, .refunded, from: ["confirmed"], engine: engine).state
+    func startRefund(_ orderId: String, reservations: Reservations) async throws {
+        let decided = try await decide(orderId, .refunded, from: ["confirmed"], reservations: reservations).state
         if decided != .refunded { throw InventoryError.invalidState(decided) }
     }
 
-    func moveLeftBehind(_ orderId: String, decided state: ReservationStatus, engine: InventoryEngine) async throws {
+    func moveLeftBehind(_ orderId: String, decided state: ReservationStatus, reservations: Reservations) async throws {
         switch state {
-        case .confirmed: _ = try await engine.confirm(named: orderId)
-        case .cancelled: _ = try await engine.cancel(named: orderId)
+        case .confirmed: _ = try await reservations.confirm(named: orderId)
+        case .cancelled: _ = try await reservations.cancel(named: orderId)
         default: break
         }
     }
@@ -87,14 +87,14 @@ struct ClusterPlacement: OrderPlacement {
     /// the same step; `event` is its outbox entry ("" otherwise).
     func decide(
         _ orderId: String, _ to: ReservationStatus, from: [String], recording: Bool = false, tombstone: Bool = false,
-        engine: InventoryEngine
+        reservations: Reservations
     ) async throws -> (state: ReservationStatus, changed: Bool, event: String) {
         let call = DirTransitionCall(
             orderId: orderId, to: to.rawValue, from: from,
-            recordingSeconds: recording ? engine.configuration.retentionSeconds : nil, tombstone: tombstone,
-            layout: engine.keys
+            recordingSeconds: recording ? reservations.configuration.retentionSeconds : nil, tombstone: tombstone,
+            layout: reservations.keys
         )
-        switch try await engine.run(call) {
+        switch try await reservations.stores.run(call) {
         case .changed: return (to, true, "")
         case .created(let event): return (to, true, event)
         case .same: return (to, false, "")
@@ -110,38 +110,38 @@ struct ClusterPlacement: OrderPlacement {
     /// A cancel recorded in the directory of an order no part of which is known wrote its outbox event in the same
     /// step (dir_transition.lua): it becomes the order's tombstone in MySQL (as rollback.lua's on a single Redis),
     /// which keeps refusing a late reserve after Redis lost the directory. Sync mode commits it before the answer.
-    func recordTombstone(_ orderId: String, event id: String, engine: InventoryEngine) async throws {
-        guard engine.configuration.durability == .sync else { return }
-        guard let event = try await engine.outboxEvent(shard: engine.keys.shard(of: orderId), eventId: id) else {
-            if try await engine.hasTombstone(orderId) { return }
+    func recordTombstone(_ orderId: String, event id: String, reservations: Reservations) async throws {
+        guard reservations.configuration.durability == .sync else { return }
+        guard let event = try await reservations.syncJournal.outboxEvent(shard: reservations.keys.shard(of: orderId), eventId: id) else {
+            if try await reservations.hasTombstone(orderId) { return }
             throw InventoryError.outcomeUnknown("the cancel is made in Redis but not yet recorded in MySQL")
         }
-        _ = try await engine.commitFromOutbox(event, what: "cancel")
+        _ = try await reservations.syncJournal.commitFromOutbox(event, what: "cancel")
     }
 
     /// Takes back what the parts of a cancelled order hold, and fences the parts that hold nothing (each is
     /// recorded cancelled, so a part reserve still under way is refused). Safe to run again.
-    func releaseParts(_ orderId: String, engine: InventoryEngine) async throws {
-        let fields = try await engine.redisCall {
-            try await engine.redis.command("HMGET", engine.keys.directory(orderId), "shards", "biz")
+    func releaseParts(_ orderId: String, reservations: Reservations) async throws {
+        let fields = try await reservations.stores.redisCall {
+            try await reservations.stores.redis.command("HMGET", reservations.keys.directory(orderId), "shards", "biz")
         }.array ?? []
         let bizId = fields[safe: 1]?.text ?? ""
         for shard in (fields[safe: 0]?.text ?? "").split(separator: ",").compactMap({ Int($0) }) {
-            let part = try await engine.orders.readPart(orderId, shard: shard)
+            let part = try await reservations.orders.readPart(orderId, shard: shard)
             if let part, part.status != .reserved { continue }
-            _ = try await engine.run(
+            _ = try await reservations.rebuilder.run(
                 onItems: RollbackCall(
                     orderId: orderId, shard: shard, bizId: bizId, lines: part?.lines ?? [], linesText: part?.linesText ?? "",
-                    reason: .cancelled, retentionSeconds: engine.configuration.retentionSeconds, layout: engine.keys
+                    reason: .cancelled, retentionSeconds: reservations.configuration.retentionSeconds, layout: reservations.keys
                 )
             )
         }
     }
 
-    func abandonedReserves(shard: Int, nowMilliseconds: Int64, limit: Int, engine: InventoryEngine) async throws -> [String] {
-        let reply = try await engine.redisCall {
-            try await engine.redis.command(
-                "ZRANGEBYSCORE", engine.keys.pendingIndex(shard: shard), "-inf", String(nowMilliseconds), "LIMIT", "0",
+    func abandonedReserves(shard: Int, nowMilliseconds: Int64, limit: Int, reservations: Reservations) async throws -> [String] {
+        let reply = try await reservations.stores.redisCall {
+            try await reservations.stores.redis.command(
+                "ZRANGEBYSCORE", reservations.keys.pendingIndex(shard: shard), "-inf", String(nowMilliseconds), "LIMIT", "0",
                 String(limit)
             )
         }
@@ -149,12 +149,12 @@ struct ClusterPlacement: OrderPlacement {
     }
 
     /// The order is cancelled (its caller, if it comes back, is told so) and its parts are taken back.
-    func abandon(named orderId: String, engine: InventoryEngine) async throws -> Bool {
-        let decided = try await decide(orderId, .cancelled, from: ["reserving"], engine: engine)
+    func abandon(named orderId: String, reservations: Reservations) async throws -> Bool {
+        let decided = try await decide(orderId, .cancelled, from: ["reserving"], reservations: reservations)
         if decided.state == .cancelled {
-            try await releaseParts(orderId, engine: engine)
+            try await releaseParts(orderId, reservations: reservations)
             if decided.changed {
-                engine.logger.warning(
+                reservations.stores.logger.warning(
                     "a reserve of several parts did not finish in time; its parts are taken back",
                     metadata: ["orderId": "\(orderId)"]
                 )
@@ -162,8 +162,8 @@ struct ClusterPlacement: OrderPlacement {
             return decided.changed
         }
         // Reserved or decided since: nothing under way any more.
-        _ = try? await engine.redisCall {
-            try await engine.redis.command("ZREM", engine.keys.pendingIndex(forOrder: orderId), orderId)
+        _ = try? await reservations.stores.redisCall {
+            try await reservations.stores.redis.command("ZREM", reservations.keys.pendingIndex(forOrder: orderId), orderId)
         }
         return false
     }

@@ -1,5 +1,5 @@
 /// Where an order lives in Redis and what decides its state: the topology, chosen once when the engine is made
-/// (`InventoryEngine.init`), so that the reservation flows (`+Reserve`, `+Transitions`, `+Expiry`) and the order
+/// (`InventoryEngine.init`), so that the reservation flows (`Reservations`: holds, transitions, expiry) and the order
 /// reader hold no topology check of their own. They ask their placement at each point where the two differ.
 /// - `SingleRedisPlacement`: the order is one hash in its shard; each script decides and moves it in one step.
 /// - `ClusterPlacement`: the order is a directory in its own shard, which decides its state first, and one part per
@@ -12,30 +12,30 @@ protocol OrderPlacement: Sendable {
     /// Holds stock for every item of the order, or for none. `journalChecked`: the journal was asked about the
     /// order, so an order Redis does not know is new.
     func reserve(
-        _ command: ReserveCommand, journalChecked: Bool, failpoint: String, engine: InventoryEngine
+        _ command: ReserveCommand, journalChecked: Bool, failpoint: String, reservations: Reservations
     ) async throws -> ReserveOutcome
 
     /// Records in Redis, again, the cancel of an order the journal knows only by its tombstone (a cancel before any
     /// reserve, which Redis forgot), so that the reserve, run again, finds the order closed. `shard`: the shard
     /// whose generation marker sent the reserve to the journal.
-    func recordCancel(_ orderId: String, shard: Int, engine: InventoryEngine) async throws
+    func recordCancel(_ orderId: String, shard: Int, reservations: Reservations) async throws
 
     /// A confirm's decision before its parts move: nil to move them, or the answer without moving any.
     func startConfirm(
-        _ orderId: String, order: InventoryEngine.StoredOrder, engine: InventoryEngine
+        _ orderId: String, order: InventoryEngine.StoredOrder, reservations: Reservations
     ) async throws -> TransitionOutcome?
 
     /// A cancel's or an expiry's decision before its parts move. `order`: nil when Redis (and the journal) have none.
     func startRollback(
-        _ orderId: String, order: InventoryEngine.StoredOrder?, reason: ReservationStatus, engine: InventoryEngine
+        _ orderId: String, order: InventoryEngine.StoredOrder?, reason: ReservationStatus, reservations: Reservations
     ) async throws -> RollbackStart
 
     /// A refund's decision before its parts move.
-    func startRefund(_ orderId: String, engine: InventoryEngine) async throws
+    func startRefund(_ orderId: String, reservations: Reservations) async throws
 
     /// An expiry found the order decided `state` (not reserved): what its parts still lack of that decision is made
     /// (a confirm or cancel that stopped half-way).
-    func moveLeftBehind(_ orderId: String, decided state: ReservationStatus, engine: InventoryEngine) async throws
+    func moveLeftBehind(_ orderId: String, decided state: ReservationStatus, reservations: Reservations) async throws
 
     /// The order as Redis holds it, nil when Redis has not all of it.
     func readOrder(_ orderId: String, reader: OrderReader) async throws -> InventoryEngine.StoredOrder?
@@ -53,9 +53,9 @@ protocol OrderPlacement: Sendable {
     /// Reserves still under way past their deadline in one shard (their callers stopped half-way), at most `limit`.
     /// Only a placement that keeps reserves of several steps has any.
     var leavesReservesUnderWay: Bool { get }
-    func abandonedReserves(shard: Int, nowMilliseconds: Int64, limit: Int, engine: InventoryEngine) async throws -> [String]
+    func abandonedReserves(shard: Int, nowMilliseconds: Int64, limit: Int, reservations: Reservations) async throws -> [String]
     /// Gives up on one of them; whether it was given up now.
-    func abandon(named orderId: String, engine: InventoryEngine) async throws -> Bool
+    func abandon(named orderId: String, reservations: Reservations) async throws -> Bool
 }
 
 /// What a cancel or an expiry does once its placement has decided.

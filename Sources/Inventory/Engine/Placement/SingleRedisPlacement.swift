@@ -5,37 +5,37 @@ struct SingleRedisPlacement: OrderPlacement {
     var leavesReservesUnderWay: Bool { false }
 
     func reserve(
-        _ command: ReserveCommand, journalChecked: Bool, failpoint: String, engine: InventoryEngine
+        _ command: ReserveCommand, journalChecked: Bool, failpoint: String, reservations: Reservations
     ) async throws -> ReserveOutcome {
-        try await engine.reservePart(
-            command, shard: engine.keys.shard(of: command.orderName), fingerprint: command.fingerprint,
+        try await reservations.reservePart(
+            command, shard: reservations.keys.shard(of: command.orderName), fingerprint: command.fingerprint,
             journalChecked: journalChecked, failpoint: failpoint
         ).outcome
     }
 
-    func recordCancel(_ orderId: String, shard: Int, engine: InventoryEngine) async throws {
+    func recordCancel(_ orderId: String, shard: Int, reservations: Reservations) async throws {
         // rollback.lua of an order it does not know records the cancel (and its tombstone event).
-        _ = try await engine.run(
+        _ = try await reservations.stores.run(
             RollbackCall(
                 orderId: orderId, shard: shard, bizId: "", lines: [], linesText: "", reason: .cancelled,
-                retentionSeconds: engine.configuration.retentionSeconds, layout: engine.keys
+                retentionSeconds: reservations.configuration.retentionSeconds, layout: reservations.keys
             )
         )
     }
 
     func startConfirm(
-        _ orderId: String, order: InventoryEngine.StoredOrder, engine: InventoryEngine
+        _ orderId: String, order: InventoryEngine.StoredOrder, reservations: Reservations
     ) async throws -> TransitionOutcome? { nil }
 
     func startRollback(
-        _ orderId: String, order: InventoryEngine.StoredOrder?, reason: ReservationStatus, engine: InventoryEngine
+        _ orderId: String, order: InventoryEngine.StoredOrder?, reason: ReservationStatus, reservations: Reservations
     ) async throws -> RollbackStart {
         .move(transition: reason, decidedBefore: false)
     }
 
-    func startRefund(_ orderId: String, engine: InventoryEngine) async throws {}
+    func startRefund(_ orderId: String, reservations: Reservations) async throws {}
 
-    func moveLeftBehind(_ orderId: String, decided state: ReservationStatus, engine: InventoryEngine) async throws {}
+    func moveLeftBehind(_ orderId: String, decided state: ReservationStatus, reservations: Reservations) async throws {}
 
     func readOrder(_ orderId: String, reader: OrderReader) async throws -> InventoryEngine.StoredOrder? {
         try await reader.readPart(orderId, shard: reader.keys.shard(of: orderId))
@@ -47,9 +47,9 @@ struct SingleRedisPlacement: OrderPlacement {
 
     func ownerKey(bareOrderId: String, keys: KeyLayout) -> String { keys.order(bareOrderId) }
 
-    func abandonedReserves(shard: Int, nowMilliseconds: Int64, limit: Int, engine: InventoryEngine) async throws -> [String] {
+    func abandonedReserves(shard: Int, nowMilliseconds: Int64, limit: Int, reservations: Reservations) async throws -> [String] {
         []
     }
 
-    func abandon(named orderId: String, engine: InventoryEngine) async throws -> Bool { false }
+    func abandon(named orderId: String, reservations: Reservations) async throws -> Bool { false }
 }

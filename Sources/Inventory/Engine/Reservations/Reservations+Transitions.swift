@@ -2,14 +2,10 @@ import Logging
 import MySQLClient
 import RedisClient
 
-/// Transitions: confirm, cancel, expiry and refund, each decided (on a cluster in the order's directory: `placement`)
-/// and then made by its script on every part.
-extension InventoryEngine {
-    /// Payment succeeded: the held stock is sold.
-    public func confirm(orderId: String, bizId: String) async throws -> TransitionOutcome {
-        try await OwnerCheck.$active.withValue(true) { try await confirm(named: OrderRef(bizId: bizId, orderId: orderId).name) }
-    }
-
+/// Confirm, cancel, expiry and refund, each decided (on a cluster in the order's directory: `placement`) and then made
+/// by its script on every part, through the one skeleton of `TransitionSkeleton.swift`. Every `orderId` here is the
+/// order's Redis name (`OrderRef.name`); the engine's public operations take the business and its own id.
+extension Reservations {
     /// `confirm` of the order Redis names `orderId` (`OrderRef.name`). Every `orderId` of the engine's internal
     /// functions is such a name; the public ones take the business and its own id.
     func confirm(named orderId: String) async throws -> TransitionOutcome {
@@ -21,7 +17,7 @@ extension InventoryEngine {
             orderId, "confirm", state: Attempt(),
             start: { order, _ in
                 guard let order else { throw InventoryError.notFound }
-                if let answer = try await placement.startConfirm(orderId, order: order, engine: self) { return .answer(answer) }
+                if let answer = try await placement.startConfirm(orderId, order: order, reservations: self) { return .answer(answer) }
                 return .move(order.pieces)
             },
             move: { order, part, attempt in
@@ -30,13 +26,13 @@ extension InventoryEngine {
                     orderId: orderId, shard: part.shard, bizId: order.bizId, lines: part.lines, linesText: part.linesText,
                     deadlineChecked: placement.decidesInDirectory, layout: keys
                 )
-                switch try await run(onItems: call) {
+                switch try await rebuilder.run(onItems: call) {
                 case .expired:
                     return .answer(try await expireLate(orderId))
                 case .lost:
                     // Redis lost the hold with its item (rebuilt without it) and the item cannot sell the units again:
                     // nothing was sold. The order is cancelled, so that what it still holds elsewhere comes back.
-                    logger.error(
+                    stores.logger.error(
                         "a confirmed payment found its hold lost with its item and no stock left to sell; the order is cancelled",
                         metadata: ["orderId": "\(orderId)"]
                     )
@@ -45,12 +41,12 @@ extension InventoryEngine {
                 case .confirmed(let eventId):
                     attempt.replayed = false
                     if configuration.durability == .sync {
-                        try await recordTransition(orderId: orderId, part: part, eventId: eventId, journalStatus: "CONFIRMED")
+                        try await syncJournal.recordTransition(orderId: orderId, part: part, eventId: eventId, journalStatus: "CONFIRMED")
                     }
                 case .replay(let status):
                     attempt.replayStatus = status
                     if configuration.durability == .sync && status == .confirmed && part.holdsStock {
-                        try await ensureTransitionRecorded(orderId: orderId, part: part, journalStatus: "CONFIRMED")
+                        try await syncJournal.ensureTransitionRecorded(orderId: orderId, part: part, journalStatus: "CONFIRMED")
                     }
                 case .closed(let status):
                     throw InventoryError.orderClosed(status)
@@ -74,23 +70,10 @@ extension InventoryEngine {
     /// Another confirm that decided the order just before the deadline wins: the answer is its replay, not 409.
     func expireLate(_ orderId: String) async throws -> TransitionOutcome {
         _ = try await expire(named: orderId)
-        if let order = try await readOrder(orderId), order.status == .confirmed || order.status == .refunded {
+        if let order = try await orders.readOrder(orderId), order.status == .confirmed || order.status == .refunded {
             return TransitionOutcome(reservation: order.reservation(status: order.status), replayed: true)
         }
         throw InventoryError.orderClosed(.expired)
-    }
-
-    /// Gives an order's held stock back. Cancelling an unknown order records it as cancelled, so that a reserve
-    /// arriving later is refused (no hanging reservation).
-    public func cancel(orderId: String, bizId: String) async throws -> TransitionOutcome {
-        try await cancel(orderId: orderId, bizId: bizId, failpoint: "")
-    }
-
-    /// `cancel` that stops where a test's `failpoint` says (rollback.lua's `after_rollback_key`): a test-only seam.
-    func cancel(orderId: String, bizId: String, failpoint: String) async throws -> TransitionOutcome {
-        try await OwnerCheck.$active.withValue(true) {
-            try await cancel(named: OrderRef(bizId: bizId, orderId: orderId).name, failpoint: failpoint)
-        }
     }
 
     func cancel(named orderId: String, failpoint: String = "") async throws -> TransitionOutcome {
@@ -119,7 +102,7 @@ extension InventoryEngine {
         return try await transition(
             orderId, "rollback", state: Attempt(transition: reason, replayStatus: reason),
             start: { order, attempt in
-                switch try await placement.startRollback(orderId, order: order, reason: reason, engine: self) {
+                switch try await placement.startRollback(orderId, order: order, reason: reason, reservations: self) {
                 case .answer(let outcome):
                     return .answer(outcome)
                 case .move(let transition, let decidedBefore):
@@ -138,24 +121,24 @@ extension InventoryEngine {
                     expiryDecided: placement.decidesInDirectory && transition == .expired, retentionSeconds: configuration.retentionSeconds,
                     layout: keys
                 )
-                switch try await run(onItems: call) {
+                switch try await rebuilder.run(onItems: call) {
                 case .released(let eventId):
                     attempt.replayed = false
                     if configuration.durability == .sync && transition == .cancelled, let part {
-                        try await recordTransition(orderId: orderId, part: part, eventId: eventId, journalStatus: "CANCELLED")
+                        try await syncJournal.recordTransition(orderId: orderId, part: part, eventId: eventId, journalStatus: "CANCELLED")
                     }
                 case .replay(let status):
                     attempt.replayStatus = status ?? transition
                     if configuration.durability == .sync && transition == .cancelled && attempt.replayStatus == .cancelled,
                         let part, part.holdsStock
                     {
-                        try await ensureTransitionRecorded(orderId: orderId, part: part, journalStatus: "CANCELLED")
+                        try await syncJournal.ensureTransitionRecorded(orderId: orderId, part: part, journalStatus: "CANCELLED")
                     }
                 case .recordedEmpty(let eventId):
                     if configuration.durability == .sync {
                         // The tombstone is what keeps refusing a late reserve once Redis forgets this cancel.
-                        if let event = try await outboxEvent(shard: shard, eventId: eventId) {
-                            _ = try await commitFromOutbox(event, what: "cancel")
+                        if let event = try await syncJournal.outboxEvent(shard: shard, eventId: eventId) {
+                            _ = try await syncJournal.commitFromOutbox(event, what: "cancel")
                         } else if try await !hasTombstone(orderId) {
                             // A worker deletes an entry only after committing it: gone means recorded, unless Redis lost it.
                             throw InventoryError.outcomeUnknown("the cancel is made in Redis but not yet recorded in MySQL")
@@ -188,17 +171,12 @@ extension InventoryEngine {
         do {
             return try await journal.hasTombstone(orderId: order.orderId, bizId: order.bizId, keyPrefix: keys.prefix)
         } catch {
-            throw mapMySQL(error)
+            throw stores.mapMySQL(error)
         }
     }
 
-    /// The order as Redis holds it.
-    public func reservation(orderId: String, bizId: String) async throws -> Reservation {
-        try await OwnerCheck.$active.withValue(true) { try await reservation(named: OrderRef(bizId: bizId, orderId: orderId).name) }
-    }
-
     func reservation(named orderId: String) async throws -> Reservation {
-        guard let order = try await readOrder(orderId) else { throw InventoryError.notFound }
+        guard let order = try await orders.readOrder(orderId) else { throw InventoryError.notFound }
         let persisted: Bool?
         if order.lines.contains(where: { $0.reserved > 0 }) {
             let ref = OrderRef(name: orderId)
@@ -209,18 +187,12 @@ extension InventoryEngine {
         return order.reservation(status: order.status).with(persisted: persisted)
     }
 
-    /// Refund before shipment: a confirmed order's stock becomes available again, in Redis now and in MySQL
-    /// through the write-back worker.
-    public func refund(orderId: String, bizId: String) async throws -> TransitionOutcome {
-        try await OwnerCheck.$active.withValue(true) { try await refund(named: OrderRef(bizId: bizId, orderId: orderId).name) }
-    }
-
     func refund(named orderId: String) async throws -> TransitionOutcome {
         try await transition(
             orderId, "refund", state: true,  // replayed
             start: { order, _ in
                 guard let order else { throw InventoryError.notFound }
-                try await placement.startRefund(orderId, engine: self)
+                try await placement.startRefund(orderId, reservations: self)
                 return .move(order.pieces)
             },
             move: { order, part, replayed in
@@ -229,7 +201,7 @@ extension InventoryEngine {
                     orderId: orderId, shard: part.shard, bizId: order.bizId, lines: part.lines, linesText: part.linesText,
                     layout: keys
                 )
-                switch try await run(onItems: call) {
+                switch try await rebuilder.run(onItems: call) {
                 case .refunded: replayed = false
                 case .replay: break
                 case .state(let status): throw InventoryError.invalidState(status ?? order.status)
@@ -242,5 +214,20 @@ extension InventoryEngine {
                 return TransitionOutcome(reservation: order.reservation(status: .refunded), replayed: replayed)
             }
         )
+    }
+
+    /// Releases an unconfirmed hold whose time is up (the expiry sweeper's step). Returns whether it expired now.
+    /// On a cluster, a part left behind by a confirm or cancel that stopped half-way is moved on instead.
+    /// `orderId`: the order's Redis name, as `expiredOrders` lists it.
+    @discardableResult
+    func expire(named orderId: String) async throws -> Bool {
+        do {
+            return try await !rollback(orderId: orderId, reason: .expired, failpoint: "").replayed
+        } catch InventoryError.invalidState(let state) {
+            if state != .reserved { try await placement.moveLeftBehind(orderId, decided: state, reservations: self) }
+            return false
+        } catch InventoryError.notFound {
+            return false
+        }
     }
 }

@@ -1,5 +1,5 @@
-/// The one shape of confirm, cancel, expiry and refund (`InventoryEngine+Transitions.swift`).
-extension InventoryEngine {
+/// The one shape of confirm, cancel, expiry and refund (`Reservations+Transitions.swift`).
+extension Reservations {
     /// What an attempt of a transition does once the order is read (and, on a cluster, its directory has decided).
     enum TransitionStart<Outcome> {
         /// Run the transition's script on each of these: the order's parts (on a single Redis the order itself), or
@@ -33,7 +33,7 @@ extension InventoryEngine {
     ) async throws -> Outcome {
         attempts: for _ in 0..<3 {
             var state = initial
-            let order = try await readOrder(orderId)
+            let order = try await orders.readOrder(orderId)
             let parts: [StoredOrder?]
             switch try await start(order, &state) {
             case .answer(let outcome): return outcome

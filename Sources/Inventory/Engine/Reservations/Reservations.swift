@@ -2,16 +2,24 @@ import Logging
 import MySQLClient
 import RedisClient
 
-/// Reservations: one order held whole or not at all (where it is placed: `placement`, `Placement/`), and the journal
-/// asked after a data loss.
-extension InventoryEngine {
-    /// Holds stock for every item of an order, or for none.
-    public func reserve(_ command: ReserveCommand) async throws -> ReserveOutcome {
-        try await reserve(command, failpoint: "")
-    }
+/// Reservations: an order held whole or not at all, confirmed, cancelled, expired or refunded. The flows of the
+/// engine's order operations, over its other collaborators: where an order lives and what decides its state
+/// (`placement`, chosen once from the topology), reading and restoring orders (`orders`), the init path
+/// (`rebuilder`), sync mode's commits (`syncJournal`) and take-backs (`compensator`). Holds are here; confirm, cancel,
+/// expiry and refund in `Reservations+Transitions.swift`, over the one skeleton of `TransitionSkeleton.swift`.
+struct Reservations: EngineCollaborator {
+    let stores: EngineStores
+    let rebuilder: ItemRebuilder
+    let orders: OrderReader
+    let syncJournal: SyncJournal
+    let compensator: Compensator
+    let journal: JournalRepository
+    let placement: any OrderPlacement
 
-    /// `reserve` that stops where a test's `failpoint` says (`after_first_part`, the scripts' own), as a crash would:
-    /// a test-only seam, not part of `InventoryService`.
+    typealias StoredOrder = InventoryEngine.StoredOrder
+
+    /// Holds stock for every item of an order, or for none. `failpoint`: where a test stops it, as a crash would
+    /// (`after_first_part`, the scripts' own; "" otherwise).
     func reserve(_ command: ReserveCommand, failpoint: String) async throws -> ReserveOutcome {
         do {
             let outcome = try await reserveRebuildingItems(command, failpoint: failpoint)
@@ -30,7 +38,7 @@ extension InventoryEngine {
             // Missing from Redis is not missing: a cold, evicted or lost item is rebuilt from MySQL, then the
             // reserve runs again. Items MySQL does not know either are unknown.
             var unknown: [UInt64] = []
-            for sku in skus where try await !ensureItem(StockItemID(bizId: command.bizId, skuId: sku)) {
+            for sku in skus where try await !rebuilder.ensureItem(StockItemID(bizId: command.bizId, skuId: sku)) {
                 unknown.append(sku)
             }
             if !unknown.isEmpty { throw InventoryError.unknownItems(unknown) }
@@ -42,7 +50,7 @@ extension InventoryEngine {
         var journalChecked = false
         for _ in 0..<3 {
             do {
-                return try await placement.reserve(command, journalChecked: journalChecked, failpoint: failpoint, engine: self)
+                return try await placement.reserve(command, journalChecked: journalChecked, failpoint: failpoint, reservations: self)
             } catch let ask as AskJournal {
                 journalChecked = try await askJournal(ask, command: command)
             }
@@ -70,22 +78,22 @@ extension InventoryEngine {
                 return false
             }
             // The journal is asked after what the outbox still has of the order is in it.
-            try await applyPendingEvents(ofOrder: command.orderName)
+            try await orders.applyPendingEvents(ofOrder: command.orderName)
             if try await !journal.rows(orderId: command.orderId, bizId: command.bizId).isEmpty {
-                _ = try await restoreOrder(command.orderName, outboxApplied: true)
+                _ = try await orders.restoreOrder(command.orderName, outboxApplied: true)
                 return false
             }
             if try await journal.hasTombstone(orderId: command.orderId, bizId: command.bizId, keyPrefix: keys.prefix) {
                 // Recorded cancelled in Redis again (not through `cancel`, which would first look the order up in
                 // the journal again): the reserve, run again, finds it closed.
-                try await placement.recordCancel(command.orderName, shard: ask.shard, engine: self)
+                try await placement.recordCancel(command.orderName, shard: ask.shard, reservations: self)
                 return false
             }
             return true
         } catch let error as InventoryError {
             throw error
         } catch {
-            throw mapMySQL(error)
+            throw stores.mapMySQL(error)
         }
     }
 
@@ -113,13 +121,13 @@ extension InventoryEngine {
         )
         // Positions in the script's answers are 1-based, in request order.
         func sku(_ position: Int) -> UInt64 { command.items[safe: position - 1]?.skuId ?? 0 }
-        switch try await run(call) {
+        switch try await stores.run(call) {
         case .askJournal(let markerMissing):
             throw AskJournal(shard: shard, markerMissing: markerMissing)
         case .vanished:
             // The order's hash is gone while a hold of it is not: it comes back from the journal (after what the
             // outbox still has of it), and the reserve runs again against it.
-            _ = try await restoreOrder(orderId)
+            _ = try await orders.restoreOrder(orderId)
             return try await reservePart(
                 command, shard: shard, fingerprint: fingerprint, journalChecked: true, failpoint: failpoint,
                 holdsChecked: true, partOfSeveral: partOfSeveral
@@ -131,11 +139,11 @@ extension InventoryEngine {
             )
             guard configuration.durability == .sync else { return (.created(reservation), held.eventId) }
             do {
-                try await commitJournal(
+                try await syncJournal.commitJournal(
                     command, fingerprint: fingerprint, reservation: reservation, eventId: held.eventId, epochs: held.epochs,
                     shard: shard
                 )
-            } catch is JournalHasOrder {
+            } catch is InventoryEngine.JournalHasOrder {
                 return (.replayed(try await self.reservation(named: orderId)), "")
             }
             if command.dispense {
@@ -144,7 +152,7 @@ extension InventoryEngine {
             return (.created(reservation.with(persisted: true)), held.eventId)
         case .replay(let status, let expiresAt, let lines):
             if configuration.durability == .sync && status == .reserved {
-                try await ensureRecorded(command.order, shard: shard)
+                try await syncJournal.ensureRecorded(command.order, shard: shard)
                 if command.dispense {
                     return (.replayed(try await confirm(named: orderId).reservation.with(persisted: true)), "")
                 }
@@ -182,6 +190,30 @@ extension InventoryEngine {
             throw InventoryError.codeUnavailable(skuId: sku(position), code: code)
         case .userRequired(let positions):
             throw InventoryError.userRequired(positions.compactMap { command.items[safe: $0 - 1]?.skuId })
+        }
+    }
+
+    /// Makes the shard's generation marker if it is missing: 0 (trust Redis) on the shard's first start, else (Redis
+    /// lost data) a retention period from now, during which a reserve of an order Redis does not know asks the
+    /// journal first.
+    func makeGeneration(shard: Int) async throws {
+        let marker = keys.generation(shard: shard)
+        if try await stores.redisCall({ try await self.stores.redis.command("EXISTS", marker) }).int == 1 { return }
+        let first: Bool
+        do { first = try await journal.recordGeneration(keyPrefix: keys.prefix, shard: shard) } catch { throw stores.mapMySQL(error) }
+        let until = first ? 0 : try await stores.redisNow(routingKey: marker) + Int64(configuration.retentionSeconds) * 1000
+        // The shard's first start wins over an instance that raced it and took the row for a loss (it read the
+        // marker missing just before the first instance made it): no false window of journal questions.
+        let made = try await stores.redisCall {
+            first
+                ? try await self.stores.redis.command("SET", marker, "0")
+                : try await self.stores.redis.command("SET", marker, String(until), "NX")
+        }
+        if !first && made.text == "OK" {
+            stores.logger.error(
+                "Redis lost data: for one retention period a reserve of an order Redis does not know asks the journal first",
+                metadata: ["shard": "\(shard)", "marker": "\(marker)"]
+            )
         }
     }
 }
