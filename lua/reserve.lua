@@ -46,7 +46,7 @@
 -- on: a confirmed order whose retry must be answered from the journal, a cancel before any reserve that must keep
 -- refusing. The marker holds the Redis time until which an order Redis does not know may be one it forgot; the
 -- caller makes it (0 on a shard's first start, a retention period from now after a loss; see
--- InventoryEngine.askJournal), and until then asks the journal before holding stock for an unknown order.
+-- Reservations.askJournal), and until then asks the journal before holding stock for an unknown order.
 --
 -- Per-user limits: an item with user_limit > 0 lets one user hold or buy at most that many units per window of
 -- user_window seconds (0: over the item's life). Its usage hash maps userId -> 'window:units', window being
@@ -121,13 +121,11 @@ for i = 0, n - 1 do
   local itemKey = KEYS[4 + 3 * i]
   -- The rollback key (a cancel came first) and, unless the order was restored just now, the reserve key (a hold
   -- whose order hash vanished) are looked for with one call; which of them is there is asked only when one is.
-  local seen
-  if ARGV[12] ~= '2' then
-    seen = redis.call('EXISTS', KEYS[6 + 3 * i], KEYS[5 + 3 * i])
-  else
-    seen = redis.call('EXISTS', KEYS[6 + 3 * i])
-  end
-  if seen > 0 then
+  if ARGV[12] == '2' then
+    if redis.call('EXISTS', KEYS[6 + 3 * i]) == 1 then
+      return {'cancelled', 'cancelled'}
+    end
+  elseif redis.call('EXISTS', KEYS[6 + 3 * i], KEYS[5 + 3 * i]) > 0 then
     if redis.call('EXISTS', KEYS[6 + 3 * i]) == 1 then
       return {'cancelled', 'cancelled'}
     end

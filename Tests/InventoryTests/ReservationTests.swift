@@ -52,6 +52,26 @@ struct ReservationTests {
         }
     }
 
+    /// Adjustments may take an item's stock past 10^14 (each delta is bounded, their sum is not). reserve.lua used to
+    /// write such a number with Lua's '%.14g' ("1.01e+14"), which the shortage answer read as 0 available: the item
+    /// was reported short beside the one that was (lib/integer.lua).
+    @Test("a shortage answer reports an item of 10^14 units or more exactly, and not as short")
+    func shortageOfLargeStock() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 1_000_000_000_000))
+            for step in 1...100 {
+                _ = try await engine.adjustStock(
+                    stores.item(1), StockAdjustment(adjustmentId: "big-\(step)", delta: 1_000_000_000_000, reason: nil)
+                )
+            }
+            _ = try await engine.setStock(stores.item(2), StockSettings(stock: 1))
+            await #expect(throws: InventoryError.insufficientStock([.init(skuId: 2, requested: 2, available: 1)])) {
+                try await engine.reserve(command(stores, "big-1", [(1, 1), (2, 2)]))
+            }
+        }
+    }
+
     @Test("500 concurrent reservations of 1 on stock 100: exactly 100 held, never below zero")
     func noOversellUnderConcurrency() async throws {
         try await TestStores.with { stores in

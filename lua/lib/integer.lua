@@ -3,8 +3,9 @@
 --
 -- Lua 5.1 turns a number into text with printf's floating-point formatting ('%.14g' for `..` and tostring, '%.17g'
 -- for an argument of redis.call), about a microsecond each; reserve.lua made a dozen such conversions per hold.
--- '%d' writes the same digits for every integer the scripts handle (|n| < 2^53: counts, quantities, Unix ms) at a
--- fraction of the cost (loadtest/RESULTS.md, session 16).
+-- '%d' writes the digits of any integer the scripts handle (|n| < 2^53: counts, quantities, Unix ms) at a fraction
+-- of the cost: the same text as '%.17g', and exact where '%.14g' went to exponent form (10^14 and more, which a
+-- reader of the text took for 0). loadtest/RESULTS.md, session 16.
 
 local function int(n)
   return string.format('%d', n)

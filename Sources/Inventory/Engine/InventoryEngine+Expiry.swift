@@ -1,8 +1,8 @@
 import Logging
 import RedisClient
 
-/// Expiry: the sweeper's steps (its lease, the due holds of a shard, a hold expired now) and the journal's holds
-/// past their time.
+/// Expiry: the sweeper's reads (its lease, the due holds of a shard, the journal's holds past their time) and giving
+/// up a reserve of several parts (a hold expired now is `Reservations.expire`).
 extension InventoryEngine {
     /// Takes or renews the lease of sweeping one shard for `owner`; true when `owner` holds it (lua/lease.lua).
     public func sweepLease(shard: Int, owner: String, milliseconds: Int) async throws -> Bool {

@@ -108,7 +108,7 @@ public final class InventoryEngine: Sendable {
     }
 
     /// Loads the scripts into Redis (SCRIPT LOAD), so a broken script fails the start, not a request.
-    /// Also makes every shard's generation marker that is missing (see `askJournal`), so that a cancel made before
+    /// Also makes every shard's generation marker that is missing (see `Reservations.askJournal`), so that a cancel made before
     /// any reserve in a shard is guarded by one; MySQL that cannot be asked leaves that to the first reserve.
     public func loadScripts() async throws {
         try await redisCall { try await self.runner.load(self.scripts.all) }

@@ -7,7 +7,7 @@ import RedisClient
 /// (`placement`, chosen once from the topology), reading and restoring orders (`orders`), the init path
 /// (`rebuilder`), sync mode's commits (`syncJournal`) and take-backs (`compensator`). Holds are here; confirm, cancel,
 /// expiry and refund in `Reservations+Transitions.swift`, over the one skeleton of `TransitionSkeleton.swift`.
-struct Reservations: EngineCollaborator {
+struct Reservations: Sendable, EngineCollaborator {
     let stores: EngineStores
     let rebuilder: ItemRebuilder
     let orders: OrderReader
