@@ -7,6 +7,9 @@
 #
 # A folder is made by copying a release build and its data, e.g. for the current checkout:
 #   mkdir -p /tmp/new && cp .build/release/inventoryd /tmp/new/ && cp -r lua migrations openapi /tmp/new/
+# COMPARE_OLD_ENV / COMPARE_NEW_ENV (VAR=value ..., default none) are added to that side's `serve`: one build against
+# itself with different settings, e.g. the database-only design:
+#   COMPARE_NEW_ENV="INVENTORY_ENGINE=db INVENTORY_MYSQL_POOL_SIZE=16" loadtest/compare/binaries.sh /tmp/new /tmp/new
 # Needs the MariaDB of scripts/setup.sh and a release loadgen.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -40,7 +43,9 @@ start() { # name folder redis-port http-port
     INVENTORY_LUA_DIR="$dir/lua" INVENTORY_MIGRATIONS_DIR="$dir/migrations" INVENTORY_OPENAPI_DIR="$dir/openapi"
     INVENTORY_LOG_LEVEL=warning)
   env "${env[@]}" "$dir/inventoryd" migrate >/dev/null
-  env "${env[@]}" "$dir/inventoryd" serve >"$WORK/serve-$name.log" 2>&1 &
+  local extra=()
+  if [ "$name" = old ]; then read -r -a extra <<<"${COMPARE_OLD_ENV:-}"; else read -r -a extra <<<"${COMPARE_NEW_ENV:-}"; fi
+  env "${env[@]}" "${extra[@]}" "$dir/inventoryd" serve >"$WORK/serve-$name.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 1 100); do curl -fs "localhost:$http/readyz" >/dev/null && return 0; sleep 0.2; done
   echo "$name did not become ready:" >&2
