@@ -9,7 +9,8 @@
 #
 # Folders as for binaries.sh (a release `inventoryd` beside its lua/, migrations/, openapi/). Prints µs of CPU per
 # request for the service (worker in-process), redis-server and mariadbd (shared with the rest of the machine: run
-# nothing else), per round and as means. Needs the MariaDB of scripts/setup.sh and a release loadgen.
+# nothing else), per round and as means. COMPARE_OLD_ENV / COMPARE_NEW_ENV add settings to one side, as for
+# binaries.sh. Needs the MariaDB of scripts/setup.sh and a release loadgen.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 . "$HERE/../../scripts/env.sh"
@@ -51,7 +52,9 @@ run() { # name folder -> "service redis mariadb requests"
     INVENTORY_LUA_DIR="$dir/lua" INVENTORY_MIGRATIONS_DIR="$dir/migrations" INVENTORY_OPENAPI_DIR="$dir/openapi"
     INVENTORY_LOG_LEVEL=warning)
   env "${env[@]}" "$dir/inventoryd" migrate >/dev/null
-  env "${env[@]}" "$dir/inventoryd" serve >"$WORK/serve-$name.log" 2>&1 &
+  local extra=()
+  if [ "$name" = old ]; then read -r -a extra <<<"${COMPARE_OLD_ENV:-}"; else read -r -a extra <<<"${COMPARE_NEW_ENV:-}"; fi
+  env "${env[@]}" "${extra[@]}" "$dir/inventoryd" serve >"$WORK/serve-$name.log" 2>&1 &
   SERVE=$!
   for _ in $(seq 1 100); do curl -fs "localhost:8097/readyz" >/dev/null && break; sleep 0.2; done
   local s0 r0 m0 s1 r1 m1
