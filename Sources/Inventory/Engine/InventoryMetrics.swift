@@ -95,8 +95,6 @@ public enum InventoryMetrics {
     static let itemRebuilds = Counter(label: "inventory_item_rebuilds_total")
     /// Outbox lines left out of the journal because Redis lost them and rebuilt their item first.
     static let staleLines = Counter(label: "inventory_writeback_stale_lines_total")
-    /// Outbox streams found behind MySQL's drain mark: Redis came back from an older state (`checkDrainMarks`).
-    static let redisWentBack = Counter(label: "inventory_redis_went_back_total")
 
     /// The items the low-stock gauges track, and how many of them each business has.
     private struct LowStockTable {

@@ -149,24 +149,6 @@ public struct KeyLayout: Sendable {
     /// journal first (0: never).
     public func generation(shard: Int) -> String { "\(prefix):{s\(shard)}:gen" }
 
-    /// The generation marker of the shard of an outbox stream (`prefix:{sN}:outbox` → `prefix:{sN}:gen`).
-    public static func generation(ofStream stream: String) -> String { beside(stream, "gen") }
-
-    /// The drain mark of an outbox stream: the highest entry the write-back worker committed and acknowledged
-    /// (lua/ack.lua), in the stream's slot (`prefix:{sN}:drained`).
-    public static func drainMark(ofStream stream: String) -> String { beside(stream, "drained") }
-
-    /// A SCAN pattern of the item hashes that live where an outbox stream does: every item on a single Redis (which
-    /// holds every stream), the stream's shard's on a cluster (`prefix:{sN}:i:…:item`).
-    public func itemPattern(besideStream stream: String) -> String {
-        clustered ? Self.beside(stream, "i:*:item") : "\(prefix):{*}:item"
-    }
-
-    /// The key named `name` in an outbox stream's shard: its name with `outbox` replaced.
-    private static func beside(_ stream: String, _ name: String) -> String {
-        (stream.hasSuffix(":outbox") ? String(stream.dropLast("outbox".count)) : stream + ":") + name
-    }
-
     /// The key prefix of an outbox stream's name (`prefix:{sN}:outbox`), as the write-back worker reads it from an
     /// event: what the deployment's records in MySQL are kept under.
     public static func prefix(ofStream stream: String) -> String {

@@ -8,7 +8,7 @@ struct AckCall: ScriptCall {
     let arguments: [String]
 
     init(stream: String, group: String, ids: [String]) {
-        keys = [stream, KeyLayout.drainMark(ofStream: stream)]
+        keys = [stream]
         arguments = [group] + ids
     }
 

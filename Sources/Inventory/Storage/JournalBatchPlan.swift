@@ -84,13 +84,10 @@ struct BatchPlan: Sendable {
     var statusChanges: [StatusChange] = []
     var ledger: [LedgerLine] = []
     var tombstones: [Tombstone] = []
-    /// The write-back worker's batch: per stream, the highest entry it holds (`outbox_drained`, see
-    /// `JournalRepository.drainMarks`); empty for every other caller.
-    var drainMarks: [String: OutboxEntryID] = [:]
 
     var isEmpty: Bool {
         undos.isEmpty && reserves.isEmpty && statusChanges.allSatisfy(\.keys.isEmpty) && ledger.isEmpty
-            && tombstones.isEmpty && drainMarks.isEmpty
+            && tombstones.isEmpty
     }
 
     /// A cancel of an order that never reserved, kept under the key prefix of the Redis it was made in.
@@ -100,9 +97,7 @@ struct BatchPlan: Sendable {
         let orderId: String
     }
 
-    /// `drainMarks`: the write-back worker's, per stream the highest entry of its batch (`outbox_drained`).
-    init(_ events: [OutboxEvent], drainMarks: [String: OutboxEntryID] = [:]) {
-        self.drainMarks = drainMarks
+    init(_ events: [OutboxEvent]) {
         var confirms: [LineKey] = []
         var cancels: [LineKey] = []
         var expiries: [LineKey] = []
@@ -205,20 +200,6 @@ struct BatchPlan: Sendable {
             _ = try connection.query(
                 "INSERT IGNORE INTO order_tombstones (key_prefix, biz_id, order_id) VALUES \(tuples(chunk.count, "(?, ?, ?)"))",
                 chunk.flatMap { [MySQLValue.string($0.prefix), .string($0.bizId), .string($0.orderId)] }
-            )
-        }
-        let marks = drainMarks.sorted { $0.key < $1.key }
-        if !marks.isEmpty {
-            // Raised, never lowered: the assignments run left to right, so last_seq compares with the old last_ms.
-            _ = try connection.query(
-                """
-                INSERT INTO outbox_drained (stream, last_ms, last_seq) VALUES \(tuples(marks.count, "(?, ?, ?)"))
-                ON DUPLICATE KEY UPDATE
-                    last_seq = IF(VALUES(last_ms) > last_ms OR (VALUES(last_ms) = last_ms AND VALUES(last_seq) > last_seq),
-                        VALUES(last_seq), last_seq),
-                    last_ms = GREATEST(last_ms, VALUES(last_ms))
-                """,
-                marks.flatMap { [MySQLValue.string($0.key), .int($0.value.milliseconds), .int($0.value.sequence)] }
             )
         }
         return result

@@ -31,16 +31,11 @@ public struct JournalRepository: Sendable {
     /// stock rows of the batch's items are locked first, and the rebuild holds the same lock from its read of
     /// MySQL until it has written Redis: either the rebuild reads after this commit (and counts these lines) or
     /// this batch sees the rebuilt epoch.
-    ///
-    /// `drained`: the write-back worker's batch, per stream the highest entry it holds, recorded in the same
-    /// transaction (`outbox_drained`, see `drainMarks`).
-    public func apply(
-        _ events: [OutboxEvent], epochs: (any ItemEpochSource)? = nil, drained: [String: OutboxEntryID] = [:]
-    ) async throws -> JournalBatchResult {
+    public func apply(_ events: [OutboxEvent], epochs: (any ItemEpochSource)? = nil) async throws -> JournalBatchResult {
         let items = Set(events.flatMap { event in event.lines.map { StockItemID(bizId: event.bizId, skuId: $0.skuId) } })
             .sorted { ($0.bizId, $0.skuId) < ($1.bizId, $1.skuId) }
         guard let epochs, !items.isEmpty else {
-            let plan = BatchPlan(events, drainMarks: drained)
+            let plan = BatchPlan(events)
             if plan.isEmpty { return JournalBatchResult() }
             return try await retryingDeadlocks {
                 try await client.withTransaction { connection in try plan.run(on: connection) }
@@ -70,7 +65,7 @@ public struct JournalRepository: Sendable {
                     let kept = staleKeys.isEmpty ? events : events.enumerated().map { index, event in
                         event.filteringLines { !staleKeys.contains(StaleKey(event: index, skuId: $0.skuId)) }
                     }
-                    let plan = BatchPlan(kept, drainMarks: drained)
+                    let plan = BatchPlan(kept)
                     var result = try await session.perform { connection in
                         try plan.run(on: connection, settingIsolation: false)
                     }
@@ -81,23 +76,6 @@ public struct JournalRepository: Sendable {
                 throw JournalCommitOutcomeUnknown(underlying: error)
             }
         }
-    }
-
-    /// The highest entry of each of `streams` the write-back worker committed (`apply(_:epochs:drained:)`); a stream
-    /// it never committed from is absent.
-    public func drainMarks(streams: [String]) async throws -> [String: OutboxEntryID] {
-        guard !streams.isEmpty else { return [:] }
-        let rows = try await client.query(
-            "SELECT stream, last_ms, last_seq FROM outbox_drained WHERE stream IN (\(tuples(streams.count, "?")))",
-            streams.map { MySQLValue.string($0) }
-        ).rows
-        var marks: [String: OutboxEntryID] = [:]
-        for row in rows {
-            guard let stream = row.string("stream"), let milliseconds = row.int64("last_ms"), let sequence = row.int64("last_seq")
-            else { continue }
-            marks[stream] = OutboxEntryID(milliseconds: milliseconds, sequence: sequence)
-        }
-        return marks
     }
 
     /// A line of the batch by its event's position and its SKU.

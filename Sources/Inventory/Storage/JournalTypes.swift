@@ -250,29 +250,3 @@ public struct JournalRow: Sendable, Equatable {
         self.reserveEvent = reserveEvent
     }
 }
-
-/// An outbox entry's id (`<ms>-<seq>`, as Redis makes it), ordered as Redis orders a stream.
-public struct OutboxEntryID: Sendable, Hashable, Comparable, CustomStringConvertible {
-    public let milliseconds: Int64
-    public let sequence: Int64
-
-    public init(milliseconds: Int64, sequence: Int64) {
-        self.milliseconds = milliseconds
-        self.sequence = sequence
-    }
-
-    /// Nil for anything but `<ms>-<seq>`.
-    public init?(_ text: String) {
-        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count == 2, let milliseconds = Int64(parts[0]), let sequence = Int64(parts[1]),
-            milliseconds >= 0, sequence >= 0
-        else { return nil }
-        self.init(milliseconds: milliseconds, sequence: sequence)
-    }
-
-    public var description: String { "\(milliseconds)-\(sequence)" }
-
-    public static func < (lhs: OutboxEntryID, rhs: OutboxEntryID) -> Bool {
-        (lhs.milliseconds, lhs.sequence) < (rhs.milliseconds, rhs.sequence)
-    }
-}

@@ -115,8 +115,6 @@ public final class WriteBackWorker: Service, Sendable {
                 if prefetched == nil, lastLease.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true {
                     lastLease = ContinuousClock.now
                     if try await refreshLeases(mayRelease: !readOwnPending) { readOwnPending = true }
-                    // Between batches, so no batch of these streams is committed but not yet acknowledged here.
-                    try await engine.checkDrainMarks(streams: owned.withLockedValue { $0 })
                 }
                 if ContinuousClock.now - lastClaim > .milliseconds(configuration.claimIdleMilliseconds / 2) {
                     lastClaim = ContinuousClock.now
@@ -296,15 +294,8 @@ public final class WriteBackWorker: Service, Sendable {
     private func process(_ entries: [OutboxEntry]) async throws {
         let clock = ContinuousClock()
         let events = Self.cancellingUndone(entries.compactMap(\.event))
-        // Every entry of the batch is acknowledged below: the drain mark of its stream covers it (MySQL's copy now,
-        // Redis's with the acknowledgement; see InventoryEngine.checkDrainMarks).
-        var drained: [String: OutboxEntryID] = [:]
-        for entry in entries {
-            guard let id = OutboxEntryID(entry.id) else { continue }
-            if drained[entry.stream].map({ $0 < id }) ?? true { drained[entry.stream] = id }
-        }
         let start = clock.now
-        let result = try await journal.apply(events, epochs: engine.itemEpochs, drained: drained)
+        let result = try await journal.apply(events, epochs: engine.itemEpochs)
         let committedAt = InventoryEngine.nowMilliseconds()
         let applied = clock.now
         if !result.staleLines.isEmpty { reportStale(result.staleLines) }
