@@ -23,49 +23,39 @@ RATE=${4:-2500}
 DURATION=${5:-15s}
 SCENARIO=${6:-hot}
 swift build -c release --product loadgen >/dev/null
+. "$INVENTORY_ROOT/loadtest/lib/private.sh"
 WORK="$(mktemp -d)"
-SERVE=""
-REDIS=""
-stop() {
-  [ -n "$SERVE" ] && { kill "$SERVE" 2>/dev/null || true; wait "$SERVE" 2>/dev/null || true; }
-  [ -n "$REDIS" ] && { kill "$REDIS" 2>/dev/null || true; wait "$REDIS" 2>/dev/null || true; }
-  SERVE=""
-  REDIS=""
-}
-trap 'stop; rm -rf "$WORK"' EXIT
-if redis-cli -p 6397 ping >/dev/null 2>&1; then echo "port 6397 is taken (an earlier run's redis-server?)" >&2; exit 2; fi
+trap 'private_stop; rm -rf "$WORK"' EXIT
 MYSQLD_PID="$(cat "$INVENTORY_ROOT/.local/mariadb/mysqld.pid" 2>/dev/null || pgrep -x mariadbd | head -1)"
 TICK=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 run() { # name folder -> "service redis mariadb requests"
-  local name=$1 dir=$2 db="inventory_cpu_$1"
-  "$(command -v mariadb || command -v mysql)" --no-defaults --socket="$INVENTORY_ROOT/.local/mariadb/mysqld.sock" -uroot -e "
-    DROP DATABASE IF EXISTS $db; CREATE DATABASE $db CHARACTER SET utf8mb4;
-    GRANT ALL PRIVILEGES ON $db.* TO '$INVENTORY_MYSQL_USER'@'127.0.0.1';
-    GRANT ALL PRIVILEGES ON $db.* TO '$INVENTORY_MYSQL_USER'@'localhost';"
-  redis-server --port 6397 --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" --daemonize no \
-    --logfile "$WORK/redis-$name.log" &
-  REDIS=$!
-  for _ in $(seq 1 50); do redis-cli -p 6397 ping >/dev/null 2>&1 && break; sleep 0.1; done
-  local env=(INVENTORY_REDIS_PORT=6397 INVENTORY_HTTP_PORT=8097 INVENTORY_MYSQL_DATABASE="$db"
-    INVENTORY_LUA_DIR="$dir/lua" INVENTORY_MIGRATIONS_DIR="$dir/migrations" INVENTORY_OPENAPI_DIR="$dir/openapi"
-    INVENTORY_LOG_LEVEL=warning)
-  env "${env[@]}" "$dir/inventoryd" migrate >/dev/null
-  local extra=()
+  local name=$1 dir=$2 extra=()
+  private_database "inventory_cpu_$name"
+  private_redis 6397 "$WORK"
+  local redis_pid
+  redis_pid=$(cat "$WORK/redis-6397.pid")
   if [ "$name" = old ]; then read -r -a extra <<<"${COMPARE_OLD_ENV:-}"; else read -r -a extra <<<"${COMPARE_NEW_ENV:-}"; fi
-  env "${env[@]}" "${extra[@]}" "$dir/inventoryd" serve >"$WORK/serve-$name.log" 2>&1 &
-  SERVE=$!
-  for _ in $(seq 1 100); do curl -fs "localhost:8097/readyz" >/dev/null && break; sleep 0.2; done
-  local s0 r0 m0 s1 r1 m1
-  s0=$(cpu "$SERVE"); r0=$(cpu "$REDIS"); m0=$(cpu "$MYSQLD_PID")
-  .build/release/loadgen --scenario "$SCENARIO" --rate "$RATE" -c 64 -d "$DURATION" --no-files -q \
-    --target "http://127.0.0.1:8097" >"$WORK/loadgen-$name.log" 2>&1 || { cat "$WORK/loadgen-$name.log" >&2; exit 1; }
-  s1=$(cpu "$SERVE"); r1=$(cpu "$REDIS"); m1=$(cpu "$MYSQLD_PID")
-  local requests
-  requests=$(grep -E "^$SCENARIO " "$WORK/loadgen-$name.log" | awk '{gsub(",", "", $2); print $2}' | head -1)
-  stop
-  echo "$(( (s1 - s0) )) $(( (r1 - r0) )) $(( (m1 - m0) )) $requests"
+  (
+    export INVENTORY_REDIS_PORT=6397 INVENTORY_HTTP_PORT=8097 INVENTORY_MYSQL_DATABASE="inventory_cpu_$name" \
+      INVENTORY_LUA_DIR="$dir/lua" INVENTORY_MIGRATIONS_DIR="$dir/migrations" INVENTORY_OPENAPI_DIR="$dir/openapi" \
+      INVENTORY_LOG_LEVEL=warning
+    [ ${#extra[@]} -eq 0 ] || export "${extra[@]}"
+    private_serve "$dir/inventoryd" 8097 "$WORK/serve-$name.log"
+    local s0 r0 m0 s1 r1 m1 requests
+    s0=$(cpu "$SERVICE"); r0=$(cpu "$redis_pid"); m0=$(cpu "$MYSQLD_PID")
+    .build/release/loadgen --scenario "$SCENARIO" --rate "$RATE" -c 64 -d "$DURATION" --no-files -q \
+      --target "http://127.0.0.1:8097" >"$WORK/loadgen-$name.log" 2>&1 || { cat "$WORK/loadgen-$name.log" >&2; exit 1; }
+    s1=$(cpu "$SERVICE"); r1=$(cpu "$redis_pid"); m1=$(cpu "$MYSQLD_PID")
+    requests=$(grep -E "^$SCENARIO " "$WORK/loadgen-$name.log" | awk '{gsub(",", "", $2); print $2}' | head -1)
+    private_stop
+    echo "$(( s1 - s0 )) $(( r1 - r0 )) $(( m1 - m0 )) $requests"
+  )
+  # The subshell stopped its service; its redis-server was started out here.
+  private_stop
+  PRIVATE_PIDS=()
+  PRIVATE_REDIS_PORTS=()
 }
 
 declare -A SUM
