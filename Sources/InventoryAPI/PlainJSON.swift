@@ -151,26 +151,17 @@ extension Bool: PlainDecodable {
     }
 }
 
-extension UInt64: PlainDecodable {
+/// The integers a body reads: a plain integer within the type's range.
+extension PlainDecodable where Self: FixedWidthInteger {
     init?(plain: PlainJSON) {
-        guard case .integer(let value) = plain else { return nil }
-        self = value
+        guard case .integer(let value) = plain, let read = Self(exactly: value) else { return nil }
+        self = read
     }
 }
 
-extension Int64: PlainDecodable {
-    init?(plain: PlainJSON) {
-        guard case .integer(let value) = plain, value <= UInt64(Int64.max) else { return nil }
-        self = Int64(value)
-    }
-}
-
-extension Int: PlainDecodable {
-    init?(plain: PlainJSON) {
-        guard case .integer(let value) = plain, value <= UInt64(Int.max) else { return nil }
-        self = Int(value)
-    }
-}
+extension UInt64: PlainDecodable {}
+extension Int64: PlainDecodable {}
+extension Int: PlainDecodable {}
 
 extension Array: PlainDecodable where Element: PlainDecodable {
     init?(plain: PlainJSON) {

@@ -1,6 +1,6 @@
 /// Compensation (`Compensator`).
 extension InventoryEngine {
-    var compensator: Compensator { Compensator(stores: stores, rebuilder: rebuilder, repository: compensations) }
+    var compensator: Compensator { reservations.compensator }
 
     /// Reverses a Redis stock change whose MySQL half failed (`Compensator.undoStock`).
     func undoStock(

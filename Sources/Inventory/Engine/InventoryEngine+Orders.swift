@@ -69,7 +69,5 @@ extension InventoryEngine {
     }
 
     /// Where orders are read and restored (`OrderReader`).
-    var orders: OrderReader {
-        OrderReader(stores: stores, rebuilder: rebuilder, journal: journal, codePools: codePools, placement: placement)
-    }
+    var orders: OrderReader { reservations.orders }
 }

@@ -2,14 +2,6 @@ import Logging
 
 /// The engine's order operations: each runs its flow in `Reservations` (holds, confirm, cancel, expiry, refund).
 extension InventoryEngine {
-    /// The reservation flows, over this engine's collaborators.
-    var reservations: Reservations {
-        Reservations(
-            stores: stores, rebuilder: rebuilder, orders: orders, syncJournal: syncJournal, compensator: compensator,
-            journal: journal, placement: placement
-        )
-    }
-
     /// Holds stock for every item of an order, or for none.
     public func reserve(_ command: ReserveCommand) async throws -> ReserveOutcome {
         try await reservations.reserve(command, failpoint: "")

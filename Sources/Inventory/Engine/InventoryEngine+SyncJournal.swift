@@ -5,9 +5,7 @@ import RedisClient
 /// The journal from the engine's side: sync mode's commits before the answer (`SyncJournal`), and the worker's calls
 /// back into Redis (undo, acknowledge, applied).
 extension InventoryEngine {
-    var syncJournal: SyncJournal {
-        SyncJournal(stores: stores, committer: committer, journal: journal, compensator: compensator, orders: orders)
-    }
+    var syncJournal: SyncJournal { reservations.syncJournal }
 
     /// Thrown by `commitJournal` when the order's live rows were in the journal already: answer a replay.
     struct JournalHasOrder: Error {}

@@ -78,6 +78,9 @@ public final class InventoryEngine: Sendable {
     let mysql: MySQLClient
     /// Where orders live and what decides their state: the topology, chosen here once (`OrderPlacement`).
     let placement: any OrderPlacement
+    /// The reservation flows over the collaborators they use (`OrderReader`, `SyncJournal`, `Compensator`), made once
+    /// here: a reserve does not build them again.
+    let reservations: Reservations
 
     var keys: KeyLayout { configuration.keys }
     var redis: any RedisRouter { stores.redis }
@@ -104,7 +107,15 @@ public final class InventoryEngine: Sendable {
             journal: journal, epochs: stores.itemEpochs
         )
         self.configuration = configuration
-        self.placement = Self.placement(for: configuration.keys)
+        let placement = Self.placement(for: configuration.keys)
+        self.placement = placement
+        let compensator = Compensator(stores: stores, rebuilder: rebuilder, repository: compensations)
+        let orders = OrderReader(stores: stores, rebuilder: rebuilder, journal: journal, codePools: codePools, placement: placement)
+        self.reservations = Reservations(
+            stores: stores, rebuilder: rebuilder, orders: orders,
+            syncJournal: SyncJournal(stores: stores, committer: committer, journal: journal, compensator: compensator, orders: orders),
+            compensator: compensator, journal: journal, placement: placement
+        )
     }
 
     /// Loads the scripts into Redis (SCRIPT LOAD), so a broken script fails the start, not a request.
