@@ -16,11 +16,16 @@
 -- TTL (s) of its reserve key if it must be written anew (KEYS[4..3+h] their reserve keys)
 -- then pairs ARGV[19+c+2h+2j] userId, ARGV[20+c+2h+2j] that user's units in the current window, as the journal
 -- counts them
--- KEYS[4+h..] the outbox streams the item's events go to (every shard's on one Redis; its shard's on a cluster)
+-- KEYS[4+h..3+2h] the order hashes of those holds (on a cluster the order's part on the item's shard), in the same
+-- order
+-- KEYS[4+2h..] the outbox streams the item's events go to (every shard's on one Redis; its shard's on a cluster)
 --
--- The holds the rebuild counts (the journal's RESERVED lines) get their reserve keys written with the new epoch; a key
--- that vanished alone is written anew, so the hold is counted whatever epoch its order's record names (an order's
--- line_epochs are not re-stamped). The item records as `absorbed` (',e1,e2,') the earlier epochs whose outbox events it counts:
+-- The holds the rebuild counts (the journal's RESERVED lines) get both their records written with the new epoch: the
+-- reserve key (a key that vanished alone is written anew) and the order's `line_epochs` for its lines of this item
+-- (an order hash that is gone is left gone). The order's record is what tells a hold's epoch once its reserve key
+-- vanishes (lib/items.lua: holdIn), and the epoch it was made in is absorbed by the next rebuild only: after a
+-- second one it is an epoch the item no longer knows, and the hold would be taken for one it does not count.
+-- The item records as `absorbed` (',e1,e2,') the earlier epochs whose outbox events it counts:
 -- those it applied from the outbox (ARGV[16]) and those of the holds it re-stamped. Their events were all in the
 -- outbox or the journal, since the Redis that kept them did not lose its data: a line of such an epoch is counted
 -- (lib/items.lua: holdIn; JournalRepository.apply). A hold of any other epoch is one Redis lost the journal's
@@ -58,7 +63,7 @@ end
 local holdCount = tonumber(ARGV[18 + codeCount])
 -- Since when every stream of the item's events has kept all it was given (see above).
 local intactSince = 0
-for k = 4 + holdCount, #KEYS do
+for k = 4 + 2 * holdCount, #KEYS do
   local since
   local groups = redis.pcall('XINFO', 'GROUPS', KEYS[k])
   if type(groups) == 'table' and not groups.err then
@@ -89,6 +94,24 @@ local function absorb(epoch)
   end
 end
 for epoch in string.gmatch(ARGV[16], '[^,]+') do absorb(epoch) end
+-- An order's lines of this item name the new epoch ('sku:requested:reserved,...' and 'e1,e2,...', one per line).
+local sku = string.match(item, ':(%d+)}?:item$')
+local function restampOrder(orderKey)
+  local record = redis.call('HMGET', orderKey, 'lines', 'line_epochs')
+  if not record[1] or not record[2] then return end
+  local epochs = {}
+  for part in string.gmatch(record[2] .. ',', '([^,]*),') do epochs[#epochs + 1] = part end
+  local k = 0
+  local changed = false
+  for lineSku, held in string.gmatch(record[1], '(%d+):%d+:(%d+)') do
+    k = k + 1
+    if lineSku == sku and tonumber(held) > 0 and k <= #epochs and epochs[k] ~= ARGV[8] then
+      epochs[k] = ARGV[8]
+      changed = true
+    end
+  end
+  if changed then redis.call('HSET', orderKey, 'line_epochs', table.concat(epochs, ',')) end
+end
 for j = 1, holdCount do
   local value = ARGV[17 + codeCount + 2 * j] .. '@' .. ARGV[8]
   local old = redis.call('SET', KEYS[3 + j], value, 'XX', 'KEEPTTL', 'GET')
@@ -97,6 +120,7 @@ for j = 1, holdCount do
   else
     redis.call('SET', KEYS[3 + j], value, 'EX', math.max(tonumber(ARGV[18 + codeCount + 2 * j]), 1))
   end
+  restampOrder(KEYS[3 + holdCount + j])
 end
 redis.call('HSET', item, 'absorbed', #absorbed > 0 and (',' .. table.concat(absorbed, ',') .. ',') or '')
 -- The usage hash is rebuilt with the item: it counts what the rebuilt item counts, no more and no less.

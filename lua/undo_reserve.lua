@@ -34,7 +34,8 @@
 --!include items
 
 local order = KEYS[1]
-local fields = redis.call('HMGET', order, 'status', 'event', 'biz', 'user', 'created_at', 'restored', 'codes')
+local fields = redis.call('HMGET', order, 'status', 'event', 'biz', 'user', 'created_at', 'restored', 'codes',
+  'line_epochs')
 if fields[2] ~= ARGV[2] then
   return {'gone'}
 end
@@ -57,20 +58,27 @@ local now = clockNow(ARGV[3])
 local user = fields[4] or ''
 local createdAt = tonumber(fields[5] or '0') or 0
 local restored = fields[6] == '1'
--- The order's codes are per line of the order; the lines here are the reserve event's (held lines only), so they
--- are matched by skuId through the order's lines.
+-- The order's codes and line epochs are per line of the order; the lines here are the reserve event's (held lines
+-- only), so they are matched by skuId through the order's lines. The epoch a line was held in is the hold's account
+-- when its reserve key vanished alone (lib/items.lua: holdIn); nil for an order written before orders kept them.
 local heldCodes = {}
+local heldEpochs = {}
 do
-  local bySku = {}
+  local codesBySku = {}
+  local epochsBySku = {}
   local lines = redis.call('HGET', order, 'lines') or ''
   local codeList = splitLines(fields[7])
+  local epochList = fields[8] and splitLines(fields[8])
   local k = 0
   for sku in string.gmatch(lines, '(%d+):%d+:%d+') do
     k = k + 1
-    bySku[sku] = codeList[k]
+    codesBySku[sku] = codeList[k]
+    if epochList then epochsBySku[sku] = epochList[k] end
   end
   for i = 0, n - 1 do
-    heldCodes[i + 1] = bySku[string.match(KEYS[6 + 2 * i], ':(%d+)}?:item$') or '']
+    local sku = string.match(KEYS[6 + 2 * i], ':(%d+)}?:item$') or ''
+    heldCodes[i + 1] = codesBySku[sku]
+    heldEpochs[i + 1] = epochsBySku[sku]
   end
 end
 
@@ -106,8 +114,11 @@ for i = 0, n - 1 do
   local itemEpoch = redis.call('HMGET', itemKey, 'epoch', 'absorbed')
   local epoch = itemEpoch[1] or ''
   epochs[#epochs + 1] = epoch
-  -- a hold of an earlier epoch is not in the item (lib/items.lua): nothing to give back
-  local held, counted = holdIn(reserveKey, epoch, nil, nil, itemEpoch[2])
+  -- a hold of an earlier epoch is not in the item (lib/items.lua): nothing to give back. Without its reserve key
+  -- the event's quantity and the order's record of the line stand for it.
+  local recorded = fields[8] == nil or heldEpochs[i + 1] ~= nil
+  local held, counted = holdIn(reserveKey, epoch, recorded and tonumber(ARGV[5 + i] or '0') or nil, heldEpochs[i + 1],
+    itemEpoch[2])
   if not counted then
     redis.call('DEL', reserveKey)
     held = 0

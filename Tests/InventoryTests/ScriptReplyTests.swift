@@ -291,7 +291,17 @@ struct ScriptReplyTests {
             id, caller: "c", snapshot: snapshot, epoch: "ep", drainedEpochs: ["e2", "e1"], outboxes: ["s0", "s1"],
             now: 2_000, itemTTLSeconds: 0, retentionSeconds: 60, layout: layout
         )
-        #expect(call.keys == [layout.item(id), layout.userUsage(id), layout.codes(id), layout.reserveKey(id, orderId: "o1"), "s0", "s1"])
+        // The hold's order (business b's "o1": its name is b/o1), whose record of the hold gets the new epoch too.
+        let order = layout.order("b/o1", shard: layout.partShard(orderId: "b/o1", item: id))
+        #expect(call.keys == [layout.item(id), layout.userUsage(id), layout.codes(id), layout.reserveKey(id, orderId: "o1"), order, "s0", "s1"])
+        // On a cluster the order's part that holds the item shares the item's slot: one script writes both.
+        let cluster = KeyLayout(prefix: "u", shards: 8, clustered: true)
+        let clustered = InitItemCall(
+            id, caller: "c", snapshot: snapshot, epoch: "ep", drainedEpochs: [], outboxes: ["s0"],
+            now: 2_000, itemTTLSeconds: 0, retentionSeconds: 60, layout: cluster
+        )
+        #expect(clustered.keys[4] == cluster.order("b/o1", shard: cluster.itemShard(id)))
+        #expect(Set(clustered.keys.dropLast().map { $0.split(separator: "}").first ?? "" }).count == 1)
         let c = 2
         let h = 1
         #expect(call.arguments[2 - 1] == "7", "stock_num: db stock minus live reserved")

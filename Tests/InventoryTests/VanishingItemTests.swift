@@ -152,6 +152,66 @@ struct VanishingItemTests {
         }
     }
 
+    /// A take-back (a sync reserve whose journal commit failed, a duplicate the worker found) of a hold whose
+    /// reserve key vanished alone: the order's record says what the item counts, as for a cancel.
+    @Test("a reserve key deleted alone: a take-back of the hold still gives it back")
+    func reserveKeyDeletedBeforeTakeBack() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let order = "\(stores.bizId)-taken"
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            guard case .created(let held) = try await engine.reserve(command(stores, order, 3)) else {
+                Issue.record("the reserve was not made now")
+                return
+            }
+            let reserve = try #require(
+                try await RebuildDrainTests.outboxEvents(stores).first { $0.kind == .reserve && $0.orderId == order }
+            )
+            _ = try await stores.redis.command("DEL", stores.keys.reserveKey(stores.item(1), orderId: order))
+
+            await engine.undoReserve(orderId: order, bizId: stores.bizId, lines: held.lines, eventId: reserve.id, routine: true)
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.available == 10)
+            #expect(level.reserved == 0)
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.mysqlStock(1) == 10)
+            #expect(try await stores.journalRows().isEmpty)
+            #expect(try await reconciler(stores).run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    /// The chain of rebuilds: the first rebuild counts the hold (its reserve key gets the new epoch, the order's
+    /// record keeps the epoch the hold was made in, which the item absorbs), the second one counts it again, but
+    /// absorbs only the first rebuild's epoch. A reserve key that vanishes after that leaves the order's record as
+    /// the only account of the hold: it must still be taken for counted (the fault suite's key-del run found it:
+    /// the expiry of such an order gave nothing back, and Redis kept the unit reserved for good).
+    @Test("a reserve key deleted after its item was rebuilt twice: confirm still sells, cancel still gives back", arguments: [true, false])
+    func reserveKeyDeletedAfterTwoRebuilds(confirming: Bool) async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.reserve(command(stores, "o-1", 3))
+            #expect(try await stores.drainWithWorker())
+            for _ in 0..<2 {
+                try await deleteItem(stores)
+                #expect(try await engine.stock(stores.item(1)).available == 7)
+            }
+            _ = try await stores.redis.command("DEL", stores.keys.reserveKey(stores.item(1), orderId: "o-1"))
+
+            if confirming {
+                _ = try await engine.confirm(orderId: "o-1", bizId: stores.bizId)
+            } else {
+                _ = try await engine.cancel(orderId: "o-1", bizId: stores.bizId)
+            }
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.available == (confirming ? 7 : 10))
+            #expect(level.reserved == 0)
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.mysqlStock(1) == (confirming ? 7 : 10))
+            #expect(try await reconciler(stores).run(.business(stores.bizId)).differences == [])
+        }
+    }
+
     @Test("an adjustment replayed after its de-duplication key is gone is a replay: MySQL's ledger decides")
     func adjustmentReplayAfterKeyDeleted() async throws {
         try await TestStores.with { stores in

@@ -75,8 +75,8 @@ end
 -- What a reserve key holds: the quantity, and whether the item (of epoch `epoch`) counts it. A key written before
 -- holds carried their epoch (a plain number) counts. A reserved order whose reserve key is gone (deleted alone)
 -- still holds its line: `line` and `lineEpoch` are the order hash's record of it (reserved quantity, the epoch it
--- was held in: 'line_epochs'), used when the key is missing. (A rebuild re-stamps reserve keys, not the order's
--- record; the item's `absorbed` epochs cover the order's record.)
+-- was held in: 'line_epochs'), used when the key is missing. (A rebuild re-stamps both with its new epoch:
+-- init_item.lua.)
 --
 -- `absorbed` is the item's record of earlier epochs it counts (',e1,e2,', init_item.lua): a rebuild that found the
 -- rest of Redis intact applied their outbox events before reading MySQL, so their holds are in it.

@@ -55,9 +55,9 @@ struct InitItemCall: ScriptCall {
         arguments.append(drainedEpochs.sorted().joined(separator: ","))
         arguments.append(String(snapshot.codes.count))
         arguments += snapshot.codes
-        // The holds this rebuild counts keep counting: their reserve keys get the new epoch. Per hold its quantity,
-        // and how long (s) its reserve key lives if the rebuild writes it anew (it vanished alone): the hold's time
-        // left plus the retention, as reserve.lua gives it.
+        // The holds this rebuild counts keep counting: their reserve keys and their orders' records of them get the
+        // new epoch. Per hold its quantity, and how long (s) its reserve key lives if the rebuild writes it anew (it
+        // vanished alone): the hold's time left plus the retention, as reserve.lua gives it.
         arguments.append(String(snapshot.liveHolds.count))
         for hold in snapshot.liveHolds {
             arguments.append(String(hold.quantity))
@@ -69,7 +69,12 @@ struct InitItemCall: ScriptCall {
             arguments.append(String(usage.units))
         }
         keys = [layout.item(id), layout.userUsage(id), layout.codes(id)]
-            + snapshot.liveHolds.map { layout.reserveKey(id, orderId: $0.orderId) } + outboxes
+            + snapshot.liveHolds.map { layout.reserveKey(id, orderId: $0.orderId) }
+            + snapshot.liveHolds.map { hold in
+                let name = OrderRef(bizId: id.bizId, orderId: hold.orderId).name
+                return layout.order(name, shard: layout.partShard(orderId: name, item: id))
+            }
+            + outboxes
         self.arguments = arguments
     }
 
