@@ -17,16 +17,18 @@
 -- then pairs ARGV[19+c+2h+2j] userId, ARGV[20+c+2h+2j] that user's units in the current window, as the journal
 -- counts them
 -- KEYS[4+h..3+2h] the order hashes of those holds (on a cluster the order's part on the item's shard), in the same
--- order
--- KEYS[4+2h..] the outbox streams the item's events go to (every shard's on one Redis; its shard's on a cluster)
+-- order; KEYS[4+2h..3+3h] the same orders under their bare orderId, where an order of a business other than
+-- `default` made before orders were scoped is still kept (the same key as the first for business `default`)
+-- KEYS[4+3h..] the outbox streams the item's events go to (every shard's on one Redis; its shard's on a cluster)
 --
 -- The holds the rebuild counts (the journal's RESERVED lines) get both their records written with the new epoch: the
 -- reserve key (a key that vanished alone is written anew) and the order's `line_epochs` for its lines of this item
--- (an order hash that is gone is left gone). The order's record is what tells a hold's epoch once its reserve key
--- vanishes (lib/items.lua: holdIn), and the epoch it was made in is absorbed by the next rebuild only: after a
--- second one it is an epoch the item no longer knows, and the hold would be taken for one it does not count.
+-- (an order hash that is gone is left gone; one of another business is left alone). The order's record is what tells
+-- a hold's epoch once its reserve key vanishes (lib/items.lua: holdIn), and the epoch it was made in is absorbed by
+-- the next rebuild only: after a second one it is an epoch the item no longer knows, and the hold would be taken for
+-- one it does not count.
 -- The item records as `absorbed` (',e1,e2,') the earlier epochs whose outbox events it counts:
--- those it applied from the outbox (ARGV[16]) and those of the holds it re-stamped. Their events were all in the
+-- those it applied from the outbox (ARGV[16]) and those its holds' reserve keys named before the re-stamp. Their events were all in the
 -- outbox or the journal, since the Redis that kept them did not lose its data: a line of such an epoch is counted
 -- (lib/items.lua: holdIn; JournalRepository.apply). A hold of any other epoch is one Redis lost the journal's
 -- record of (a whole data loss), and is not counted.
@@ -63,7 +65,7 @@ end
 local holdCount = tonumber(ARGV[18 + codeCount])
 -- Since when every stream of the item's events has kept all it was given (see above).
 local intactSince = 0
-for k = 4 + 2 * holdCount, #KEYS do
+for k = 4 + 3 * holdCount, #KEYS do
   local since
   local groups = redis.pcall('XINFO', 'GROUPS', KEYS[k])
   if type(groups) == 'table' and not groups.err then
@@ -95,10 +97,12 @@ local function absorb(epoch)
 end
 for epoch in string.gmatch(ARGV[16], '[^,]+') do absorb(epoch) end
 -- An order's lines of this item name the new epoch ('sku:requested:reserved,...' and 'e1,e2,...', one per line).
-local sku = string.match(item, ':(%d+)}?:item$')
+-- The item's business and SKU, from its key ('prefix:{biz:sku}:item', or 'prefix:{sN}:i:biz:sku:item' on a cluster;
+-- neither a bizId nor a SKU has ':' or braces).
+local biz, sku = string.match(item, '[:{]([^:{}]+):(%d+)}?:item$')
 local function restampOrder(orderKey)
-  local record = redis.call('HMGET', orderKey, 'lines', 'line_epochs')
-  if not record[1] or not record[2] then return end
+  local record = redis.call('HMGET', orderKey, 'lines', 'line_epochs', 'biz')
+  if not record[1] or not record[2] or (record[3] and record[3] ~= '' and record[3] ~= biz) then return end
   local epochs = {}
   for part in string.gmatch(record[2] .. ',', '([^,]*),') do epochs[#epochs + 1] = part end
   local k = 0
@@ -121,6 +125,7 @@ for j = 1, holdCount do
     redis.call('SET', KEYS[3 + j], value, 'EX', math.max(tonumber(ARGV[18 + codeCount + 2 * j]), 1))
   end
   restampOrder(KEYS[3 + holdCount + j])
+  if KEYS[3 + 2 * holdCount + j] ~= KEYS[3 + holdCount + j] then restampOrder(KEYS[3 + 2 * holdCount + j]) end
 end
 redis.call('HSET', item, 'absorbed', #absorbed > 0 and (',' .. table.concat(absorbed, ',') .. ',') or '')
 -- The usage hash is rebuilt with the item: it counts what the rebuilt item counts, no more and no less.

@@ -25,6 +25,9 @@
 --   {'missing', 'i,j'}  items (1-based) not whole in Redis: rebuild them, then run again (lib/items.lua)
 --   {'gone'}     the order is another reservation now (or none), or this was done before: nothing is touched
 --
+-- A hold whose reserve key vanished alone is given back as its order's record says (the event's quantity, the line's
+-- epoch: lib/items.lua, holdIn), as a cancel would.
+--
 -- The marker records that the event was taken back, once: a retry of this script changes nothing, and a sync reserve
 -- that meets the event's journal row knows the row is about to be removed (see InventoryEngine.commitJournal).
 
@@ -63,15 +66,18 @@ local restored = fields[6] == '1'
 -- when its reserve key vanished alone (lib/items.lua: holdIn); nil for an order written before orders kept them.
 local heldCodes = {}
 local heldEpochs = {}
+local recorded = {}
 do
   local codesBySku = {}
   local epochsBySku = {}
+  local lineBySku = {}
   local lines = redis.call('HGET', order, 'lines') or ''
   local codeList = splitLines(fields[7])
   local epochList = fields[8] and splitLines(fields[8])
   local k = 0
   for sku in string.gmatch(lines, '(%d+):%d+:%d+') do
     k = k + 1
+    lineBySku[sku] = true
     codesBySku[sku] = codeList[k]
     if epochList then epochsBySku[sku] = epochList[k] end
   end
@@ -79,6 +85,7 @@ do
     local sku = string.match(KEYS[6 + 2 * i], ':(%d+)}?:item$') or ''
     heldCodes[i + 1] = codesBySku[sku]
     heldEpochs[i + 1] = epochsBySku[sku]
+    recorded[i + 1] = lineBySku[sku] == true
   end
 end
 
@@ -116,9 +123,8 @@ for i = 0, n - 1 do
   epochs[#epochs + 1] = epoch
   -- a hold of an earlier epoch is not in the item (lib/items.lua): nothing to give back. Without its reserve key
   -- the event's quantity and the order's record of the line stand for it.
-  local recorded = fields[8] == nil or heldEpochs[i + 1] ~= nil
-  local held, counted = holdIn(reserveKey, epoch, recorded and tonumber(ARGV[5 + i] or '0') or nil, heldEpochs[i + 1],
-    itemEpoch[2])
+  local held, counted = holdIn(reserveKey, epoch, recorded[i + 1] and tonumber(ARGV[5 + i] or '0') or nil,
+    heldEpochs[i + 1], itemEpoch[2])
   if not counted then
     redis.call('DEL', reserveKey)
     held = 0

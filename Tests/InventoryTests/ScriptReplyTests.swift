@@ -292,8 +292,10 @@ struct ScriptReplyTests {
             now: 2_000, itemTTLSeconds: 0, retentionSeconds: 60, layout: layout
         )
         // The hold's order (business b's "o1": its name is b/o1), whose record of the hold gets the new epoch too.
+        // And the same order under its bare orderId, where one made before orders were scoped is still kept.
         let order = layout.order("b/o1", shard: layout.partShard(orderId: "b/o1", item: id))
-        #expect(call.keys == [layout.item(id), layout.userUsage(id), layout.codes(id), layout.reserveKey(id, orderId: "o1"), order, "s0", "s1"])
+        let bare = layout.order("o1", shard: layout.partShard(orderId: "o1", item: id))
+        #expect(call.keys == [layout.item(id), layout.userUsage(id), layout.codes(id), layout.reserveKey(id, orderId: "o1"), order, bare, "s0", "s1"])
         // On a cluster the order's part that holds the item shares the item's slot: one script writes both.
         let cluster = KeyLayout(prefix: "u", shards: 8, clustered: true)
         let clustered = InitItemCall(
@@ -301,6 +303,7 @@ struct ScriptReplyTests {
             now: 2_000, itemTTLSeconds: 0, retentionSeconds: 60, layout: cluster
         )
         #expect(clustered.keys[4] == cluster.order("b/o1", shard: cluster.itemShard(id)))
+        #expect(clustered.keys[5] == cluster.order("o1", shard: cluster.itemShard(id)))
         #expect(Set(clustered.keys.dropLast().map { $0.split(separator: "}").first ?? "" }).count == 1)
         let c = 2
         let h = 1

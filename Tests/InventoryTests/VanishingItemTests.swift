@@ -152,6 +152,42 @@ struct VanishingItemTests {
         }
     }
 
+    /// The order's record the rebuild re-stamps is wherever the order is kept: under its name, or under its bare
+    /// orderId when it was made before orders were scoped by business; never another business's order.
+    @Test("a rebuild re-stamps its holds' order records, also under a bare orderId, and leaves another business's order alone")
+    func rebuildRestampsOrderRecords() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 10))
+            for order in ["o-new", "o-old", "o-other"] { _ = try await engine.reserve(command(stores, order, 1)) }
+            #expect(try await stores.drainWithWorker())
+            func key(_ orderId: String, bare: Bool = false) -> String {
+                let name = bare ? orderId : OrderRef(bizId: stores.bizId, orderId: orderId).name
+                return stores.keys.order(name, shard: stores.keys.partShard(orderId: name, item: item))
+            }
+            // "o-old" as the version before scoped orders left it: under its bare orderId.
+            let fields = try await stores.redis.command("HGETALL", key("o-old")).array?.compactMap(\.text) ?? []
+            #expect(!fields.isEmpty)
+            let legacy = key("o-old", bare: true)
+            _ = try await stores.redis.send(["HSET", legacy] + fields, routingKey: legacy)
+            _ = try await stores.redis.command("DEL", key("o-old"))
+            // "o-other" claims another business: its record is not this item's to re-stamp.
+            _ = try await stores.redis.command("HSET", key("o-other"), "biz", "someone-else")
+            let before = try await stores.itemFields(1)["epoch"]
+
+            for _ in 0..<2 {
+                try await deleteItem(stores)
+                #expect(try await engine.stock(item).reserved == 3)
+            }
+            let epoch = try #require(try await stores.itemFields(1)["epoch"])
+            #expect(epoch != before)
+            #expect(try await stores.redis.command("HGET", key("o-new"), "line_epochs").text == epoch)
+            #expect(try await stores.redis.command("HGET", key("o-old", bare: true), "line_epochs").text == epoch)
+            #expect(try await stores.redis.command("HGET", key("o-other"), "line_epochs").text == before)
+        }
+    }
+
     /// A take-back (a sync reserve whose journal commit failed, a duplicate the worker found) of a hold whose
     /// reserve key vanished alone: the order's record says what the item counts, as for a cancel.
     @Test("a reserve key deleted alone: a take-back of the hold still gives it back")

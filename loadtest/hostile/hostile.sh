@@ -65,7 +65,15 @@ echo "==> the victim under attack"
 SAMPLER=$!
 # The attackers' own CPU (a Python process) is niced (HOSTILE_NICE, 19): on a small machine it would otherwise take a
 # core from the service and the victim's load generator whatever the service does (the `spin` control measures that).
-nice -n "${HOSTILE_NICE:-19}" python3 "$HERE/attackers.py" "$HTTP" $((SECONDS_PER_PHASE + 4)) > "$WORK/attack.txt" &
+# HOSTILE_SCHED=idle runs them under SCHED_IDLE instead (chrt --idle 0): they get only CPU time no other process
+# wants, as attackers on another machine would take none of this one's, while everything they send still costs the
+# service, Redis and MariaDB what it costs.
+if [ "${HOSTILE_SCHED:-nice}" = idle ]; then
+  ATTACK_PREFIX=(chrt --idle 0)
+else
+  ATTACK_PREFIX=(nice -n "${HOSTILE_NICE:-19}")
+fi
+"${ATTACK_PREFIX[@]}" python3 "$HERE/attackers.py" "$HTTP" $((SECONDS_PER_PHASE + 4)) > "$WORK/attack.txt" &
 ATTACK=$!
 sleep 2
 read -r HOSTILE_P99 HOSTILE_N HOSTILE_ERR < <(victim victim-hostile)
@@ -80,7 +88,7 @@ AFTER_RSS=$(rss)
 {
   echo "hostile-client run $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD), victim $RATE reserves/s for ${SECONDS_PER_PHASE}s (loadgen zipf, 100 items, 16 connections)"
   echo "service settings: $(env | grep '^INVENTORY_BIZ\|^INVENTORY_HOT\|^INVENTORY_MALLOC\|^INVENTORY_BULK\|^MALLOC' | tr '\n' ' ')"
-  echo "attacks: ${HOSTILE_ATTACKS:-all} (nice ${HOSTILE_NICE:-19})"
+  echo "attacks: ${HOSTILE_ATTACKS:-all} ($([ "${HOSTILE_SCHED:-nice}" = idle ] && echo "SCHED_IDLE" || echo "nice ${HOSTILE_NICE:-19}"))"
   echo "victim p99 quiet:        $QUIET_P99 ms ($QUIET_N requests, $QUIET_ERR errors)"
   echo "victim p99 under attack: $HOSTILE_P99 ms ($HOSTILE_N requests, $HOSTILE_ERR errors)"
   echo "ratio:                   $(awk "BEGIN { printf \"%.2f\", $HOSTILE_P99 / $QUIET_P99 }")"

@@ -6,11 +6,12 @@
 -- items it was given) before its first write, the engine rebuilds those items from MySQL under the init lock (a new
 -- epoch), and runs the script again.
 --
--- A hold belongs to the epoch of the item it was made in: its reserve key holds 'quantity@epoch'. A rebuild first
--- applies the item's events still in the outbox, then counts the holds the journal has and writes their keys with its
--- new epoch; the epochs it so accounts for are the item's `absorbed` ones (init_item.lua). A hold of an epoch it did
--- not absorb (Redis lost the outbox with the rest of its data, and the write-back worker now leaves the hold's
--- reserve line out as stale) is not in the rebuilt item, so it gives nothing back and sells nothing from it.
+-- A hold belongs to the epoch of the item it was made in: its reserve key holds 'quantity@epoch', its order's record
+-- ('line_epochs') the same epoch per line. A rebuild first applies the item's events still in the outbox, then counts
+-- the holds the journal has and writes both their records with its new epoch; the epochs it so accounts for are the
+-- item's `absorbed` ones (init_item.lua). A hold of an epoch it did not absorb (Redis lost the outbox with the rest of
+-- its data, and the write-back worker now leaves the hold's reserve line out as stale) is not in the rebuilt item: it
+-- gives nothing back, and a confirm sells its units from the item as it is now (confirm.lua).
 
 -- An item with a code pool keeps its codes in a set of their own key, which may vanish alone. An empty set is no
 -- key at all, so the item says how many there should be: a one-time pool's stock_num is its usable codes, a

@@ -74,6 +74,8 @@ struct InitItemCall: ScriptCall {
                 let name = OrderRef(bizId: id.bizId, orderId: hold.orderId).name
                 return layout.order(name, shard: layout.partShard(orderId: name, item: id))
             }
+            // Where an order of another business than `default` made before orders were scoped is still kept.
+            + snapshot.liveHolds.map { layout.order($0.orderId, shard: layout.partShard(orderId: $0.orderId, item: id)) }
             + outboxes
         self.arguments = arguments
     }
