@@ -97,7 +97,16 @@ for i = 0, n - 1 do
       redis.call('HSET', itemKey, 'is_sell_out', stock <= 0 and '1' or '0')
     end
     redis.call('HINCRBY', itemKey, 'confirmed_unapplied', held)
-    redis.call('SET', KEYS[5 + 2 * i], holdValue(held, line.epoch), 'KEEPTTL')
+    -- the key stays and expires with the order; one that vanished alone is written anew with the order's time left
+    -- (a SET without it would keep the key for good)
+    if not redis.call('SET', KEYS[5 + 2 * i], holdValue(held, line.epoch), 'XX', 'KEEPTTL') then
+      local left = redis.call('PTTL', order)
+      if left > 0 then
+        redis.call('SET', KEYS[5 + 2 * i], holdValue(held, line.epoch), 'PX', left)
+      else
+        redis.call('SET', KEYS[5 + 2 * i], holdValue(held, line.epoch))
+      end
+    end
   end
   local sku = string.match(itemKey, ':(%d+)}?:item$')
   events[#events + 1] = (sku or '?') .. ':' .. held

@@ -149,6 +149,10 @@ struct VanishingItemTests {
             #expect(try await stores.drainWithWorker())
             #expect(try await stores.mysqlStock(1) == (confirming ? 7 : 10))
             #expect(try await reconciler(stores).run(.business(stores.bizId)).differences == [])
+            // Every key a confirm leaves expires with its order (the reserve key written anew too): none is kept for good.
+            let reserveKey = stores.keys.reserveKey(stores.item(1), orderId: "o-1")
+            let ttl = try await stores.redis.command("TTL", reserveKey).int ?? -2
+            #expect(confirming ? ttl > 0 : ttl == -2, "the reserve key's TTL after the \(confirming ? "confirm" : "cancel"): \(ttl)")
         }
     }
 
