@@ -323,6 +323,18 @@ struct CodeUpload {
     init(_ bytes: ByteBuffer) {
         var seen = Set<String>()
         bytes.withUnsafeReadableBytes { buffer in
+            // Room for every line up front (counted with memchr, cheap beside the parse), up to the limit: growing
+            // the set on the way rehashed every code already in it, again and again.
+            var lines = 1
+            var at = 0
+            while at < buffer.count, lines <= Self.maxCodes,
+                let found = memchr(buffer.baseAddress! + at, Int32(UInt8(ascii: "\n")), buffer.count - at)
+            {
+                lines += 1
+                at = buffer.baseAddress!.distance(to: UnsafeRawPointer(found)) + 1
+            }
+            seen.reserveCapacity(min(lines, Self.maxCodes + 1))
+            codes.reserveCapacity(min(lines, Self.maxCodes + 1))
             var lineStart = 0
             var lineNumber = 0
             while lineStart < buffer.count {

@@ -1,11 +1,17 @@
 /// The shapes of identifiers the API accepts: order ids, codes, business names.
 public enum Patterns {
+    // The checks are @inlinable: callers in other modules (the API's routes, a code upload's every line) get them
+    // specialized for their own collection type, instead of a generic loop calling through witness tables per
+    // byte (a third of an 8 MiB upload's parse before; RESULTS.md session 17).
+
     /// 1-64 of `A-Za-z0-9._:-`.
+    @inlinable
     public static func isOrderId(_ text: some StringProtocol) -> Bool {
         isOrderIdBytes(text.utf8)
     }
 
     /// `isOrderId` over bytes (a line of an upload, before it becomes a string).
+    @inlinable
     public static func isOrderIdBytes(_ bytes: some Collection<UInt8>) -> Bool {
         !bytes.isEmpty && bytes.count <= 64
             && bytes.allSatisfy { byte in
@@ -20,6 +26,7 @@ public enum Patterns {
     }
 
     /// 1-32 of `a-z0-9_-`.
+    @inlinable
     public static func isBizId(_ text: some StringProtocol) -> Bool {
         !text.isEmpty && text.utf8.count <= 32
             && text.utf8.allSatisfy { byte in
