@@ -29,7 +29,7 @@ public func buildApplication(
         ? BusinessAdmission(rate: configuration.businessRateLimit, burst: configuration.businessBurst) : nil
     InventoryRoutes(
         engine: engine, limits: configuration.limits, limiter: limiter, admission: admission,
-        bulk: BulkGate(concurrency: configuration.bulkConcurrency)
+        bulk: BulkGate(concurrency: configuration.bulkConcurrency, share: Double(configuration.bulkSharePercent) / 100)
     ).register(on: router)
     StatusRoutes(engine: engine, worker: services.lazy.compactMap { $0 as? WriteBackWorker }.first).register(on: router)
     router.get("/metrics") { _, _ in

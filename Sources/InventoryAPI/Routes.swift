@@ -112,9 +112,8 @@ public struct InventoryRoutes: Sendable {
                     body: .init { writer in
                         // The gate's place is held while a page is read from Redis and formatted, and given up
                         // while the page is written: a client that stops reading holds no place (BulkGate).
-                        await self.bulk?.enter()
-                        var holding = self.bulk != nil
-                        defer { if holding { self.bulk?.leave() } }
+                        var held = await self.bulk?.enter()
+                        defer { if let held { self.bulk?.leave(since: held) } }
                         try await export.forEachPage { page in
                             var buffer = ByteBuffer()
                             buffer.reserveCapacity(page.reduce(0) { $0 + $1.utf8.count + 1 })
@@ -122,19 +121,16 @@ public struct InventoryRoutes: Sendable {
                                 buffer.writeString(code)
                                 buffer.writeInteger(UInt8(ascii: "\n"))
                             }
-                            if holding {
-                                self.bulk?.leave()
-                                holding = false
+                            if let started = held {
+                                self.bulk?.leave(since: started)
+                                held = nil
                             }
                             try await writer.write(buffer)
-                            if let bulk = self.bulk {
-                                await bulk.enter()
-                                holding = true
-                            }
+                            held = await self.bulk?.enter()
                         }
-                        if holding {
-                            self.bulk?.leave()
-                            holding = false
+                        if let started = held {
+                            self.bulk?.leave(since: started)
+                            held = nil
                         }
                         try await writer.finish(nil)
                     }

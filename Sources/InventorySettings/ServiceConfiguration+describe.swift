@@ -42,6 +42,7 @@ extension ServiceConfiguration {
             ("INVENTORY_HOT_ITEM_LIMIT", String(hotItemLimit)), ("INVENTORY_HOT_ITEM_WINDOW_MS", String(hotItemWindowMilliseconds)),
             ("INVENTORY_BIZ_RATE_LIMIT", String(businessRateLimit)), ("INVENTORY_BIZ_BURST", String(businessBurst)),
             ("INVENTORY_MALLOC_TRIM_SECONDS", String(mallocTrimSeconds)), ("INVENTORY_BULK_CONCURRENCY", String(bulkConcurrency)),
+            ("INVENTORY_BULK_SHARE", String(bulkSharePercent)),
             ("INVENTORY_ENGINE", engineKind), ("INVENTORY_WORKER", runWorker ? "on" : "off"),
             ("INVENTORY_WORKER_CONSUMER", worker.consumer), ("INVENTORY_WORKER_BATCH", String(worker.batchSize)),
             ("INVENTORY_WORKER_CLAIM_IDLE_MS", String(worker.claimIdleMilliseconds)),

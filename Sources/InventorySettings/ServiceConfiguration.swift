@@ -27,6 +27,9 @@ public struct ServiceConfiguration: Sendable {
     public var hotItemWindowMilliseconds = 10
     /// Code exports and uploads run at once per instance (`BulkGate`; 4 × as many more wait their turn).
     public var bulkConcurrency = 1
+    /// The percentage of each bulk place's time bulk work may take (`BulkGate`: a place held d rests
+    /// d × (100 − share) / share); 100 = no rest.
+    public var bulkSharePercent = 25
     /// Give memory the process freed back to the system every this many seconds (`MemoryReturner`); 0 = never.
     public var mallocTrimSeconds = 10
     /// Requests per second each business may send to this instance (`BusinessAdmission`); 0 = off.
@@ -193,6 +196,7 @@ public struct ServiceConfiguration: Sendable {
         }
         settings.hotItemLimit = try reader.int("INVENTORY_HOT_ITEM_LIMIT", settings.hotItemLimit, 0...1_000_000)
         settings.bulkConcurrency = try reader.int("INVENTORY_BULK_CONCURRENCY", settings.bulkConcurrency, 1...64)
+        settings.bulkSharePercent = try reader.int("INVENTORY_BULK_SHARE", settings.bulkSharePercent, 1...100)
         settings.mallocTrimSeconds = try reader.int("INVENTORY_MALLOC_TRIM_SECONDS", settings.mallocTrimSeconds, 0...3600)
         settings.businessRateLimit = try reader.int("INVENTORY_BIZ_RATE_LIMIT", settings.businessRateLimit, 0...10_000_000)
         settings.businessBurst = try reader.int("INVENTORY_BIZ_BURST", settings.businessBurst, 0...10_000_000)

@@ -57,6 +57,67 @@ struct BulkGateTests {
         #expect(gate.load == (0, 0))
     }
 
+    /// A clock the test moves: the gate's rests advance it instead of sleeping.
+    final class TestClock: Sendable {
+        private let box = NIOLockedValueBox<(now: UInt64, rests: [UInt64])>((1_000_000_000, []))
+        var now: UInt64 { box.withLockedValue { $0.now } }
+        var rests: [UInt64] { box.withLockedValue { $0.rests } }
+        func advance(_ nanoseconds: UInt64) { box.withLockedValue { $0.now += nanoseconds } }
+        func rest(_ nanoseconds: UInt64) {
+            box.withLockedValue {
+                $0.rests.append(nanoseconds)
+                $0.now += nanoseconds
+            }
+        }
+        func gate(concurrency: Int = 1, share: Double) -> BulkGate {
+            BulkGate(concurrency: concurrency, share: share, now: { self.now }, rest: { self.rest($0) })
+        }
+    }
+
+    @Test("a place rests after its work: held d, it rests d × (1 − share) / share; a waiter that takes it waits too")
+    func placeRests() async throws {
+        let ms: UInt64 = 1_000_000
+        let clock = TestClock()
+        let gate = clock.gate(share: 0.25)
+        // Work of 100 ms: the next taker waits 300 ms first (a quarter of the place's time is bulk work).
+        _ = try await gate.run { clock.advance(100 * ms) }
+        #expect(clock.rests == [])
+        let start = clock.now
+        let began = await gate.enter()
+        #expect(clock.rests == [300 * ms])
+        #expect(began == start + 300 * ms)
+        // A taker that came after the rest ended does not wait.
+        clock.advance(10 * ms)
+        gate.leave(since: began)
+        clock.advance(40 * ms)
+        let next = await gate.enter()
+        #expect(clock.rests == [300 * ms], "10 ms held, 30 ms rest: over before the taker came")
+        gate.leave(since: next)
+
+        // A waiter queued behind the work gets the place, then waits for its rest.
+        let queued = clock.gate(share: 0.5)
+        let holder = Holder(queued)
+        try await waitFor("the holder has the place") { queued.load == (1, 0) }
+        let waiter = Task { await queued.enter() }
+        try await waitFor("the waiter waits") { queued.load == (1, 1) }
+        clock.advance(20 * ms)
+        let before = clock.now
+        try await holder.release()
+        let waited = await waiter.value
+        #expect(clock.rests.last == 20 * ms, "held 20 ms at a share of 1/2: 20 ms of rest")
+        #expect(waited == before + 20 * ms)
+        queued.leave(since: waited)
+        #expect(queued.load == (0, 0))
+    }
+
+    @Test("at a share of 100 % a place never rests")
+    func fullShare() async throws {
+        let clock = TestClock()
+        let gate = clock.gate(share: 1)
+        for _ in 0..<3 { _ = try await gate.run { clock.advance(50_000_000) } }
+        #expect(clock.rests == [])
+    }
+
     @Test("over HTTP: with the gate full, an export and an upload are 429 bulk-busy and change nothing; then they run")
     func httpRefusal() async throws {
         try await TestStores.with { stores in
