@@ -100,10 +100,11 @@ for i = 0, n - 1 do
     -- the key stays and expires with the order; one that vanished alone is written anew with the order's time left
     -- (a SET without it would keep the key for good)
     if not redis.call('SET', KEYS[5 + 2 * i], holdValue(held, line.epoch), 'XX', 'KEEPTTL') then
-      local left = redis.call('PTTL', order)
-      if left > 0 then
-        redis.call('SET', KEYS[5 + 2 * i], holdValue(held, line.epoch), 'PX', left)
+      local orderLeft = redis.call('PTTL', order)
+      if orderLeft > 0 then
+        redis.call('SET', KEYS[5 + 2 * i], holdValue(held, line.epoch), 'PX', orderLeft)
       else
+        -- an order without a TTL (none is written so): the key lives as long as it
         redis.call('SET', KEYS[5 + 2 * i], holdValue(held, line.epoch))
       end
     end

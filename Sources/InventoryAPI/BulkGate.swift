@@ -11,19 +11,24 @@ import NIOCore
 /// A place that was held for a time d rests d × (1 − share) / share before it is taken again (`share`,
 /// `INVENTORY_BULK_SHARE`, 25 % by default): without the rest one client sending uploads back to back kept a place
 /// busy all the time, a core's worth of CPU, however cheap each upload was (RESULTS.md session 17). With it bulk work
-/// takes at most `share` of each place's time, and the rest of the machine is the other requests'.
+/// takes at most `share` of each place's time, and the rest of the machine is the other requests'. A rest is at most
+/// `maxRest` (the hold counts waiting too: a slow MySQL insert must not stop bulk work for minutes).
 public final class BulkGate: Sendable {
     private struct State {
         var running = 0
-        var waiting: [CheckedContinuation<Void, Never>] = []
-        /// When each place's rest ends (uptime ns), the earliest first: a place taken waits for the earliest.
-        var restUntil: [UInt64]
+        /// Requests waiting for a place, in order; each is handed the place with the time its rest ends.
+        var waiting: [CheckedContinuation<UInt64, Never>] = []
+        /// When the rest of each free place ends (uptime ns; 0: none), earliest first. A request takes a place
+        /// with its rest, and gives it back with the next one: the list always has a value per free place.
+        var freeRests: [UInt64]
     }
 
     public let concurrency: Int
     public let queueLimit: Int
     /// The part of each place's time bulk work may take (0 < share ≤ 1; 1: no rest).
     public let share: Double
+    /// The longest rest (5 s).
+    static let maxRest: UInt64 = 5_000_000_000
     private let state: NIOLockedValueBox<State>
     /// The clock and the wait (uptime ns); tests give their own.
     private let now: @Sendable () -> UInt64
@@ -44,7 +49,7 @@ public final class BulkGate: Sendable {
         self.concurrency = max(concurrency, 1)
         self.queueLimit = queueLimit ?? 4 * max(concurrency, 1)
         self.share = min(max(share, 0.01), 1)
-        self.state = NIOLockedValueBox(State(restUntil: Array(repeating: 0, count: max(concurrency, 1))))
+        self.state = NIOLockedValueBox(State(freeRests: Array(repeating: 0, count: max(concurrency, 1))))
         self.now = now
         self.rest = rest
     }
@@ -63,41 +68,39 @@ public final class BulkGate: Sendable {
 
     /// Takes a place (waiting in turn, then for the place's rest); returns when the work began, for `leave(since:)`.
     func enter() async -> UInt64 {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = state.withLockedValue { state -> Bool in
+        let restEnds = await withCheckedContinuation { (continuation: CheckedContinuation<UInt64, Never>) in
+            let taken = state.withLockedValue { state -> UInt64? in
                 if state.running < concurrency {
                     state.running += 1
-                    return true
+                    return state.freeRests.removeFirst()
                 }
                 state.waiting.append(continuation)
-                return false
+                return nil
             }
-            if now { continuation.resume() }
+            if let taken { continuation.resume(returning: taken) }
         }
-        // The place is held while it rests: nothing else starts meanwhile.
-        let restUntil = state.withLockedValue { $0.restUntil[0] }
+        // The place is held while it rests: nothing else starts on it meanwhile. (A request cancelled meanwhile
+        // goes on at once; its work is counted from the rest's end, so the place's next rest is not shortened.)
         let time = now()
-        if restUntil > time { await rest(restUntil - time) }
-        return max(time, restUntil)
+        if restEnds > time { await rest(restEnds - time) }
+        return max(time, restEnds)
     }
 
-    /// Gives the place back; it rests for what the work since `started` took, × (1 − share) / share.
+    /// Gives the place back: it rests for what the work since `started` took, × (1 − share) / share, at most
+    /// `maxRest`. The place passes to the first waiter, if any (running stays the same), else it is freed.
     func leave(since started: UInt64) {
-        let ended = now()
-        let held = Double(ended > started ? ended - started : 0)
-        let restEnds = ended + UInt64(held * (1 - share) / share)
-        // The place passes to the first waiter, if any (running stays the same); else it is freed.
-        let next = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
-            // This place's rest replaces the earliest one (the place this work took).
-            state.restUntil[0] = restEnds
-            state.restUntil.sort()
+        let ended = max(now(), started)
+        let restEnds = ended + min(UInt64(Double(ended - started) * (1 - share) / share), Self.maxRest)
+        let next = state.withLockedValue { state -> CheckedContinuation<UInt64, Never>? in
             if state.waiting.isEmpty {
                 state.running -= 1
+                state.freeRests.append(restEnds)
+                state.freeRests.sort()
                 return nil
             }
             return state.waiting.removeFirst()
         }
-        next?.resume()
+        next?.resume(returning: restEnds)
     }
 
     /// Requests running and waiting (for tests).

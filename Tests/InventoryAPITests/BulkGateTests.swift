@@ -110,6 +110,47 @@ struct BulkGateTests {
         #expect(queued.load == (0, 0))
     }
 
+    /// Two places: each keeps its own rest. (Before, a place's rest was written over another's: a request took the
+    /// busy place's passed rest and started at once, and the free place did bulk work half the time, not a quarter.)
+    @Test("with two places, each rests after its own work; a cancelled rest does not shorten the next one")
+    func twoPlacesRestApart() async throws {
+        let ms: UInt64 = 1_000_000
+        let clock = TestClock()
+        let gate = clock.gate(concurrency: 2, share: 0.25)
+        let longStart = await gate.enter()  // a long hold on one place
+        let short = await gate.enter()  // 10 ms on the other
+        clock.advance(10 * ms)
+        gate.leave(since: short)
+        // The next request takes the place that just did 10 ms of work: 30 ms of rest first.
+        let next = await gate.enter()
+        #expect(clock.rests == [30 * ms])
+        #expect(next == longStart + 40 * ms)
+        gate.leave(since: next)
+        gate.leave(since: longStart)
+
+        // A request whose rest was cut short (its task cancelled: the wait returns at once, the clock does not move)
+        // counts its work from the rest's end: the place's next rest is not earlier than the one it had.
+        let cut = TestClock()
+        let cancelled = BulkGate(concurrency: 1, share: 0.25, now: { cut.now }, rest: { _ in })
+        _ = try await cancelled.run { cut.advance(100 * ms) }  // a rest until 300 ms from now
+        let restEnds = cut.now + 300 * ms
+        let began = await cancelled.enter()
+        #expect(began == restEnds)
+        cancelled.leave(since: began)  // at once
+        let after = await cancelled.enter()
+        #expect(after >= restEnds)
+        cancelled.leave(since: after)
+    }
+
+    @Test("a rest is at most 5 s, however long the place was held")
+    func restIsBounded() async throws {
+        let clock = TestClock()
+        let gate = clock.gate(share: 0.01)
+        _ = try await gate.run { clock.advance(60_000_000_000) }
+        _ = await gate.enter()
+        #expect(clock.rests == [BulkGate.maxRest])
+    }
+
     @Test("at a share of 100 % a place never rests")
     func fullShare() async throws {
         let clock = TestClock()
