@@ -29,7 +29,7 @@ public struct ServiceConfiguration: Sendable {
     public var bulkConcurrency = 1
     /// The percentage of each bulk place's time bulk work may take (`BulkGate`: a place held d rests
     /// d × (100 − share) / share); 100 = no rest.
-    public var bulkSharePercent = 25
+    public var bulkSharePercent = 5
     /// Give memory the process freed back to the system every this many seconds (`MemoryReturner`); 0 = never.
     public var mallocTrimSeconds = 10
     /// Requests per second each business may send to this instance (`BusinessAdmission`); 0 = off.

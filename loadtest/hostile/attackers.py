@@ -11,6 +11,11 @@ Attacks (the items are set up by hostile.sh):
   cancel    cancels of order ids nobody reserved
   users     reserves of one unit by ever new users on a per-user-limited item (evil/4), each cancelled
   spin      (not in the default set) no requests: one core of CPU burnt, the control for the attackers' own CPU
+  spin-duty (not in the default set) no requests: CPU burnt in bursts of 48 ms with rests for HOSTILE_DUTY_PERCENT
+            (default 25: 144 ms, a quarter of a core, the shape of the bulk gate's default share with the upload's
+            parse), the control for a service thread doing that
+  upload-sink (not in the default set) the upload attack's requests sent to sink.py on port HOSTILE_SINK_PORT instead
+            of the service: the control for what moving 8 MiB bodies over loopback costs this machine
 """
 import http.client
 import json
@@ -20,6 +25,7 @@ import threading
 import time
 
 PORT, SECONDS = int(sys.argv[1]), float(sys.argv[2])
+SINK_PORT = int(os.environ.get("HOSTILE_SINK_PORT", "8088"))
 DEADLINE = time.monotonic() + SECONDS
 counts = {}
 lock = threading.Lock()
@@ -28,7 +34,8 @@ lock = threading.Lock()
 def attack(name):
     def run(body):
         def loop():
-            connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
+            port = SINK_PORT if name == "upload-sink" else PORT
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             n = 0
             while time.monotonic() < DEADLINE:
                 try:
@@ -40,7 +47,7 @@ def attack(name):
                     with lock:
                         counts[(name, "error")] = counts.get((name, "error"), 0) + 1
                     connection.close()
-                    connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
+                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
                 n += 1
         return loop
     return run
@@ -68,9 +75,12 @@ def batch(connection, n):
 UPLOAD = "".join(f"CODE-{i:010d}-{'x' * 40}\n" for i in range(150_000)).encode()[: 8 * 1024 * 1024 - 1]
 
 
-@attack("upload")
-def upload(connection, n):
+def upload_request(connection, n):
     yield send(connection, "POST", "/v1/stock/evil/2/codes", UPLOAD, content_type="text/plain")
+
+
+upload = attack("upload")(upload_request)
+upload_sink = attack("upload-sink")(upload_request)
 
 
 @attack("export")
@@ -105,10 +115,20 @@ def spin():
         sum(range(10000))
 
 
+def spin_duty():
+    """The control for bulk work in bursts: 48 ms of CPU, then a rest that keeps it at HOSTILE_DUTY_PERCENT."""
+    duty = float(os.environ.get("HOSTILE_DUTY_PERCENT", "25")) / 100
+    while time.monotonic() < DEADLINE:
+        burst = time.monotonic() + 0.048
+        while time.monotonic() < burst:
+            sum(range(1000))
+        time.sleep(0.048 * (1 - duty) / duty)
+
+
 # HOSTILE_ATTACKS=batch,export runs only those (default: every attack; export has two threads)
 chosen = [name for name in (os.environ.get("HOSTILE_ATTACKS") or "batch,upload,export,unknown,cancel,users").split(",") if name]
 attacks = {"batch": [batch], "upload": [upload], "export": [export, export], "unknown": [unknown], "cancel": [cancel],
-           "users": [users], "spin": [spin]}
+           "users": [users], "spin": [spin], "spin-duty": [spin_duty], "upload-sink": [upload_sink]}
 threads = [threading.Thread(target=loop) for name in chosen for loop in attacks[name]]
 for thread in threads:
     thread.start()
