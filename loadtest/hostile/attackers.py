@@ -3,6 +3,9 @@ connection, sending its requests back to back for the given seconds, and countin
 
     python3 attackers.py PORT SECONDS       (HOSTILE_ATTACKS=batch,upload,... picks attacks; default all)
 
+HOSTILE_PACE=N holds each of the request floods (batch, unknown, cancel, users) to N rounds per second: what the
+attack costs when something (an admission limit that makes requests wait) keeps it to a rate.
+
 Attacks (the items are set up by hostile.sh):
   batch     reserve 1,000,000 units of a batch pool item (evil/1), then cancel it
   upload    an 8 MiB text/plain code upload to a one-time pool (evil/2): over the 100k-code limit
@@ -37,9 +40,15 @@ def attack(name):
             port = SINK_PORT if name == "upload-sink" else PORT
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             n = 0
+            pace = float(os.environ.get("HOSTILE_PACE", "0"))
+            next_at = time.monotonic()
             while time.monotonic() < DEADLINE:
                 try:
                     for status in body(connection, n):
+                        if pace and name in ("batch", "unknown", "cancel", "users"):
+                            next_at += 1 / pace
+                            if next_at > time.monotonic():
+                                time.sleep(next_at - time.monotonic())
                         with lock:
                             key = (name, status)
                             counts[key] = counts.get(key, 0) + 1

@@ -99,7 +99,7 @@ AFTER_RSS=$(rss)
 {
   echo "hostile-client run $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD), victim $RATE reserves/s for ${SECONDS_PER_PHASE}s (loadgen zipf, 100 items, 16 connections)"
   echo "service settings: $(env | grep '^INVENTORY_BIZ\|^INVENTORY_HOT\|^INVENTORY_MALLOC\|^INVENTORY_BULK\|^MALLOC' | tr '\n' ' ')"
-  echo "attacks: ${HOSTILE_ATTACKS:-all} ($([ "${HOSTILE_SCHED:-nice}" = idle ] && echo "SCHED_IDLE" || echo "nice ${HOSTILE_NICE:-19}"))$([[ ",${HOSTILE_ATTACKS:-}," == *,upload-sink,* ]] && echo ", sink answers after ${HOSTILE_SINK_DELAY_MS:-0} ms")$([[ ",${HOSTILE_ATTACKS:-}," == *,spin-duty,* ]] && echo ", duty ${HOSTILE_DUTY_PERCENT:-25} %")"
+  echo "attacks: ${HOSTILE_ATTACKS:-all} ($([ "${HOSTILE_SCHED:-nice}" = idle ] && echo "SCHED_IDLE" || echo "nice ${HOSTILE_NICE:-19}"))$([[ ",${HOSTILE_ATTACKS:-}," == *,upload-sink,* ]] && echo ", sink answers after ${HOSTILE_SINK_DELAY_MS:-0} ms")$([[ ",${HOSTILE_ATTACKS:-}," == *,spin-duty,* ]] && echo ", duty ${HOSTILE_DUTY_PERCENT:-25} %")$([ -n "${HOSTILE_PACE:-}" ] && echo ", floods paced to $HOSTILE_PACE rounds/s each")"
   echo "victim p99 quiet:        $QUIET_P99 ms ($QUIET_N requests, $QUIET_ERR errors)"
   echo "victim p99 under attack: $HOSTILE_P99 ms ($HOSTILE_N requests, $HOSTILE_ERR errors)"
   echo "ratio:                   $(awk "BEGIN { printf \"%.2f\", $HOSTILE_P99 / $QUIET_P99 }")"
