@@ -13,7 +13,7 @@ import NIOCore
 /// busy all the time, a core's worth of CPU, however cheap each upload was (RESULTS.md session 17). With it bulk work
 /// takes at most `share` of each place's time, and the rest of the machine is the other requests'. Why 5: on two
 /// cores any process burning CPU in bursts a quarter (or a tenth) of the time costs another business's reserve p99
-/// about 3×, a twentieth of the time 1.5× (RESULTS.md session 18); an admin's 200,000-code export then takes ~6 s
+/// about 3×, a twentieth of the time 1.5× (RESULTS.md session 18); an admin's 200,000-code export then takes ~7 s
 /// instead of 0.2. A rest is at most
 /// `maxRest` (the hold counts waiting too: a slow MySQL insert must not stop bulk work for minutes).
 public final class BulkGate: Sendable {

@@ -3,8 +3,9 @@ connection, sending its requests back to back for the given seconds, and countin
 
     python3 attackers.py PORT SECONDS       (HOSTILE_ATTACKS=batch,upload,... picks attacks; default all)
 
-HOSTILE_PACE=N holds each of the request floods (batch, unknown, cancel, users) to N rounds per second: what the
-attack costs when something (an admission limit that makes requests wait) keeps it to a rate.
+HOSTILE_PACE=N holds each thread of the request floods (batch, unknown, cancel, users) to N requests per second (batch
+and users send two per round, so 100 is 50 rounds/s): what the attack costs when something (an admission limit that
+makes requests wait) keeps it to a rate.
 
 Attacks (the items are set up by hostile.sh):
   batch     reserve 1,000,000 units of a batch pool item (evil/1), then cancel it
@@ -15,8 +16,8 @@ Attacks (the items are set up by hostile.sh):
   users     reserves of one unit by ever new users on a per-user-limited item (evil/4), each cancelled
   spin      (not in the default set) no requests: one core of CPU burnt, the control for the attackers' own CPU
   spin-duty (not in the default set) no requests: CPU burnt in bursts of 48 ms with rests for HOSTILE_DUTY_PERCENT
-            (default 25: 144 ms, a quarter of a core, the shape of the bulk gate's default share with the upload's
-            parse), the control for a service thread doing that
+            (1-100, default 25: 144 ms, a quarter of a core, the shape of the bulk gate's share of 25 % with the
+            upload's 48 ms parse), the control for a service thread doing that
   upload-sink (not in the default set) the upload attack's requests sent to sink.py on port HOSTILE_SINK_PORT instead
             of the service: the control for what moving 8 MiB bodies over loopback costs this machine
 """
@@ -45,10 +46,12 @@ def attack(name):
             while time.monotonic() < DEADLINE:
                 try:
                     for status in body(connection, n):
-                        if pace and name in ("batch", "unknown", "cancel", "users"):
-                            next_at += 1 / pace
-                            if next_at > time.monotonic():
-                                time.sleep(next_at - time.monotonic())
+                        if pace > 0 and name in ("batch", "unknown", "cancel", "users"):
+                            # the next request's time; one that fell behind (a slow answer) starts anew, no burst
+                            next_at = max(next_at + 1 / pace, time.monotonic())
+                            delay = next_at - time.monotonic()
+                            if delay > 0:
+                                time.sleep(delay)
                         with lock:
                             key = (name, status)
                             counts[key] = counts.get(key, 0) + 1
@@ -126,7 +129,7 @@ def spin():
 
 def spin_duty():
     """The control for bulk work in bursts: 48 ms of CPU, then a rest that keeps it at HOSTILE_DUTY_PERCENT."""
-    duty = float(os.environ.get("HOSTILE_DUTY_PERCENT", "25")) / 100
+    duty = min(max(float(os.environ.get("HOSTILE_DUTY_PERCENT", "25")), 1), 100) / 100
     while time.monotonic() < DEADLINE:
         burst = time.monotonic() + 0.048
         while time.monotonic() < burst:

@@ -11,7 +11,7 @@
 # 8087 with database inventory_hostile; settings of the service may be passed in the environment
 # (INVENTORY_BIZ_RATE_LIMIT=200 loadtest/hostile/hostile.sh). Needs the servers of scripts/setup.sh.
 #
-# Controls (attacks not in the default set, see attackers.py): `spin` burns a core and `spin-duty` a quarter of one in
+# Controls (attacks not in the default set, see attackers.py): `spin` burns a core and `spin-duty` part of one in
 # bursts, sending nothing; `upload-sink` sends the upload attack to loadtest/hostile/sink.py (port HOSTILE_SINK_PORT,
 # 8088) instead of the service, which answers after HOSTILE_SINK_DELAY_MS (to hold it to the service's upload rate).
 set -euo pipefail
@@ -82,14 +82,15 @@ case ",${HOSTILE_ATTACKS:-}," in
     # the control for the uploads' bytes: a sink at the service's priority that reads them and answers 422
     python3 "$HERE/sink.py" "${HOSTILE_SINK_PORT:-8088}" &
     PRIVATE_PIDS+=("$!")
-    for _ in $(seq 1 50); do curl -s -o /dev/null "localhost:${HOSTILE_SINK_PORT:-8088}/" && break; sleep 0.1; done ;;
+    for _ in $(seq 1 50); do curl -s -o /dev/null "localhost:${HOSTILE_SINK_PORT:-8088}/" && break; sleep 0.1; done
+    kill -0 "$!" 2>/dev/null || { echo "the sink did not start (port ${HOSTILE_SINK_PORT:-8088} taken?)" >&2; exit 2; } ;;
 esac
 "${ATTACK_PREFIX[@]}" python3 "$HERE/attackers.py" "$HTTP" $((SECONDS_PER_PHASE + 4)) > "$WORK/attack.txt" &
 ATTACK=$!
 sleep 2
 read -r HOSTILE_P99 HOSTILE_N HOSTILE_ERR < <(victim victim-hostile)
 wait $ATTACK
-[ -s "$WORK/attack.txt" ] || [[ "${HOSTILE_ATTACKS:-}" == spin* ]] || { echo "the attackers sent nothing" >&2; exit 1; }
+[ -s "$WORK/attack.txt" ] || [[ ",spin,spin-duty," == *",${HOSTILE_ATTACKS:-},"* ]] || { echo "the attackers sent nothing" >&2; exit 1; }
 PEAK_RSS=$(sort -n "$WORK/rss.txt" | tail -1)
 echo "==> a quiet spell of 15 s"
 sleep 15
@@ -99,7 +100,7 @@ AFTER_RSS=$(rss)
 {
   echo "hostile-client run $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD), victim $RATE reserves/s for ${SECONDS_PER_PHASE}s (loadgen zipf, 100 items, 16 connections)"
   echo "service settings: $(env | grep '^INVENTORY_BIZ\|^INVENTORY_HOT\|^INVENTORY_MALLOC\|^INVENTORY_BULK\|^MALLOC' | tr '\n' ' ')"
-  echo "attacks: ${HOSTILE_ATTACKS:-all} ($([ "${HOSTILE_SCHED:-nice}" = idle ] && echo "SCHED_IDLE" || echo "nice ${HOSTILE_NICE:-19}"))$([[ ",${HOSTILE_ATTACKS:-}," == *,upload-sink,* ]] && echo ", sink answers after ${HOSTILE_SINK_DELAY_MS:-0} ms")$([[ ",${HOSTILE_ATTACKS:-}," == *,spin-duty,* ]] && echo ", duty ${HOSTILE_DUTY_PERCENT:-25} %")$([ -n "${HOSTILE_PACE:-}" ] && echo ", floods paced to $HOSTILE_PACE rounds/s each")"
+  echo "attacks: ${HOSTILE_ATTACKS:-all} ($([ "${HOSTILE_SCHED:-nice}" = idle ] && echo "SCHED_IDLE" || echo "nice ${HOSTILE_NICE:-19}"))$([[ ",${HOSTILE_ATTACKS:-}," == *,upload-sink,* ]] && echo ", sink answers after ${HOSTILE_SINK_DELAY_MS:-0} ms")$([[ ",${HOSTILE_ATTACKS:-}," == *,spin-duty,* ]] && echo ", duty ${HOSTILE_DUTY_PERCENT:-25} %")$([ "${HOSTILE_PACE:-0}" != 0 ] && echo ", floods paced to $HOSTILE_PACE requests/s per thread")"
   echo "victim p99 quiet:        $QUIET_P99 ms ($QUIET_N requests, $QUIET_ERR errors)"
   echo "victim p99 under attack: $HOSTILE_P99 ms ($HOSTILE_N requests, $HOSTILE_ERR errors)"
   echo "ratio:                   $(awk "BEGIN { printf \"%.2f\", $HOSTILE_P99 / $QUIET_P99 }")"
