@@ -9,10 +9,11 @@
 -- ARGV[9] user_limit   ARGV[10] user_window (s)   ARGV[11] the current window
 -- ARGV[12] pool_kind ('' none | one_time | reusable | batch)   ARGV[13] pool_status   ARGV[14] pool_expires (ms, 0
 -- none)   ARGV[15] pool_batch
--- ARGV[16] the epochs of the item's outbox events the rebuild applied to the journal before reading it ('e1,e2')
+-- ARGV[16] the epochs of the item's outbox events the rebuild applied to the journal before reading it, and those the
+--         reserve keys of the holds restamp_holds.lua re-stamped named before ('e1,e2')
 -- ARGV[17] c = how many codes follow, ARGV[18..17+c] the pool's usable codes (one-time: those no live or sold
 -- journal line holds; reusable: all)
--- ARGV[18+c] h = how many live holds follow, then per hold j = 1..h: ARGV[17+c+2j] its quantity, ARGV[18+c+2j] the
+-- ARGV[18+c] h = how many live holds follow (the rebuild's last part of them), then per hold j = 1..h: ARGV[17+c+2j] its quantity, ARGV[18+c+2j] the
 -- TTL (s) of its reserve key if it must be written anew (KEYS[4..3+h] their reserve keys)
 -- then pairs ARGV[19+c+2h+2j] userId, ARGV[20+c+2h+2j] that user's units in the current window, as the journal
 -- counts them
@@ -21,14 +22,12 @@
 -- `default` made before orders were scoped is still kept (the same key as the first for business `default`)
 -- KEYS[4+3h..] the outbox streams the item's events go to (every shard's on one Redis; its shard's on a cluster)
 --
--- The holds the rebuild counts (the journal's RESERVED lines) get both their records written with the new epoch: the
--- reserve key (a key that vanished alone is written anew) and the order's `line_epochs` for its lines of this item
--- (an order hash that is gone is left gone; one of another business is left alone). The order's record is what tells
--- a hold's epoch once its reserve key vanishes (lib/items.lua: holdIn), and the epoch it was made in is absorbed by
--- the next rebuild only: after a second one it is an epoch the item no longer knows, and the hold would be taken for
--- one it does not count.
+-- The holds the rebuild counts (the journal's RESERVED lines) get both their records written with the new epoch
+-- (lib/restamp.lua). Here the last part of them (at most INVENTORY_REBUILD_CHUNK); the parts before it were re-stamped
+-- by restamp_holds.lua calls under the same lock, and the epochs their reserve keys named are in ARGV[16].
 -- The item records as `absorbed` (',e1,e2,') the earlier epochs whose outbox events it counts:
--- those it applied from the outbox (ARGV[16]) and those its holds' reserve keys named before the re-stamp. Their events were all in the
+-- those it applied from the outbox and those its holds' reserve keys named before the re-stamp (ARGV[16] and its own
+-- part's reserve keys). Their events were all in the
 -- outbox or the journal, since the Redis that kept them did not lose its data: a line of such an epoch is counted
 -- (lib/items.lua: holdIn; JournalRepository.apply). A hold of any other epoch is one Redis lost the journal's
 -- record of (a whole data loss), and is not counted.
@@ -44,6 +43,7 @@
 -- numbers may be stale, so nothing is written).
 
 --!include clock
+--!include restamp
 
 local item = KEYS[1]
 local fields = redis.call('HMGET', item, 'stock_num', 'lock_user_id')
@@ -96,37 +96,7 @@ local function absorb(epoch)
   end
 end
 for epoch in string.gmatch(ARGV[16], '[^,]+') do absorb(epoch) end
--- An order's lines of this item name the new epoch ('sku:requested:reserved,...' and 'e1,e2,...', one per line).
--- The item's business and SKU, from its key ('prefix:{biz:sku}:item', or 'prefix:{sN}:i:biz:sku:item' on a cluster;
--- neither a bizId nor a SKU has ':' or braces).
-local biz, sku = string.match(item, '[:{]([^:{}]+):(%d+)}?:item$')
-local function restampOrder(orderKey)
-  local record = redis.call('HMGET', orderKey, 'lines', 'line_epochs', 'biz')
-  if not record[1] or not record[2] or (record[3] and record[3] ~= '' and record[3] ~= biz) then return end
-  local epochs = {}
-  for part in string.gmatch(record[2] .. ',', '([^,]*),') do epochs[#epochs + 1] = part end
-  local k = 0
-  local changed = false
-  for lineSku, held in string.gmatch(record[1], '(%d+):%d+:(%d+)') do
-    k = k + 1
-    if lineSku == sku and tonumber(held) > 0 and k <= #epochs and epochs[k] ~= ARGV[8] then
-      epochs[k] = ARGV[8]
-      changed = true
-    end
-  end
-  if changed then redis.call('HSET', orderKey, 'line_epochs', table.concat(epochs, ',')) end
-end
-for j = 1, holdCount do
-  local value = ARGV[17 + codeCount + 2 * j] .. '@' .. ARGV[8]
-  local old = redis.call('SET', KEYS[3 + j], value, 'XX', 'KEEPTTL', 'GET')
-  if old then
-    absorb(string.match(old, '@(.*)$'))
-  else
-    redis.call('SET', KEYS[3 + j], value, 'EX', math.max(tonumber(ARGV[18 + codeCount + 2 * j]), 1))
-  end
-  restampOrder(KEYS[3 + holdCount + j])
-  if KEYS[3 + 2 * holdCount + j] ~= KEYS[3 + holdCount + j] then restampOrder(KEYS[3 + 2 * holdCount + j]) end
-end
+restampHolds(item, holdCount, 3, 18 + codeCount, ARGV[8], absorb)
 redis.call('HSET', item, 'absorbed', #absorbed > 0 and (',' .. table.concat(absorbed, ',') .. ',') or '')
 -- The usage hash is rebuilt with the item: it counts what the rebuilt item counts, no more and no less.
 redis.call('DEL', KEYS[2])

@@ -318,6 +318,37 @@ struct ScriptReplyTests {
         #expect(Array(call.arguments[usageStart...]) == ["u1", "3"])
     }
 
+    @Test("a rebuild's part of holds: the item, then per hold its reserve key, order and bare-name order; the epochs named before")
+    func restampHoldsLayout() throws {
+        let holds: ArraySlice<StockRepository.LiveHold> = [
+            (orderId: "o1", quantity: 3, expiresAtMilliseconds: 5_000), (orderId: "o2", quantity: 4, expiresAtMilliseconds: 0),
+        ]
+        let call = RestampHoldsCall(id, caller: "c", epoch: "ep", holds: holds, now: 2_000, retentionSeconds: 60, layout: layout)
+        func order(_ name: String) -> String { layout.order(name, shard: layout.partShard(orderId: name, item: id)) }
+        #expect(
+            call.keys == [
+                layout.item(id), layout.reserveKey(id, orderId: "o1"), layout.reserveKey(id, orderId: "o2"), order("b/o1"),
+                order("b/o2"), order("o1"), order("o2"),
+            ]
+        )
+        #expect(call.arguments == ["c", "ep", "2", "3", "63", "4", "60"])
+        // The last part goes with the item: init_item.lua gets only those holds.
+        let snapshot = StockRepository.InitSnapshot(
+            row: StockRow(bizId: "b", skuId: 7, stock: 10, infinite: false, dangerNum: 1, backorderLimit: 0),
+            liveHolds: Array(holds), userWindow: 0, usage: [], pool: nil, codes: []
+        )
+        let last = InitItemCall(
+            id, caller: "c", snapshot: snapshot, epoch: "ep", drainedEpochs: [], outboxes: ["s0"], now: 2_000,
+            itemTTLSeconds: 0, retentionSeconds: 60, layout: layout, holds: holds.dropFirst()
+        )
+        #expect(last.keys == [layout.item(id), layout.userUsage(id), layout.codes(id), layout.reserveKey(id, orderId: "o2"), order("b/o2"), order("o2"), "s0"])
+        #expect(Array(last.arguments.suffix(3)) == ["1", "4", "60"])
+        #expect(last.arguments[2] == "7", "used_stock_num counts every hold (3 + 4), not only the last part's")
+        #expect(try RestampHoldsCall.decode(Self.reply("ok", "e1,e2")) == .restamped(previousEpochs: ["e1", "e2"]))
+        #expect(try RestampHoldsCall.decode(Self.reply("ok", "")) == .restamped(previousEpochs: []))
+        #expect(try RestampHoldsCall.decode(Self.reply("lost")) == .lost)
+    }
+
     @Test("snapshot and epochs: per-item entries in key order, a missing item nil")
     func reads() throws {
         let snapshot = try SnapshotCall.decode(

@@ -136,11 +136,32 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
                 bizId: id.bizId, skuId: id.skuId, nowMilliseconds: now, pending: pending
             ) { snapshot in
                 guard let snapshot else { return nil }
+                // The holds in parts of at most `rebuildChunkHolds`, each part a short script: all but the last
+                // re-stamped here, the last with the item (init_item.lua), which absorbs the epochs all of them named.
+                let chunk = max(self.configuration.rebuildChunkHolds, 1)
+                var first = 0
+                var epochs = drainedEpochs
+                while snapshot.liveHolds.count - first > chunk {
+                    let part = snapshot.liveHolds[first..<(first + chunk)]
+                    let restamped = try await self.stores.run(
+                        RestampHoldsCall(
+                            id, caller: caller, epoch: epoch, holds: part, now: now,
+                            retentionSeconds: self.configuration.retentionSeconds, layout: self.keys
+                        )
+                    )
+                    guard case .restamped(let previous) = restamped else {
+                        return (false, snapshot.row, snapshot.liveReserved)
+                    }
+                    epochs.formUnion(previous)
+                    first += chunk
+                }
+                epochs.remove(epoch)
                 let written = try await self.stores.run(
                     InitItemCall(
-                        id, caller: caller, snapshot: snapshot, epoch: epoch, drainedEpochs: drainedEpochs,
+                        id, caller: caller, snapshot: snapshot, epoch: epoch, drainedEpochs: epochs,
                         outboxes: self.keys.outboxes(holding: id), now: now, itemTTLSeconds: self.configuration.itemTTLSeconds,
-                        retentionSeconds: self.configuration.retentionSeconds, layout: self.keys
+                        retentionSeconds: self.configuration.retentionSeconds, layout: self.keys,
+                        holds: snapshot.liveHolds[first...]
                     )
                 )
                 return (written, snapshot.row, snapshot.liveReserved)

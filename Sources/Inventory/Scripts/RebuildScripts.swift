@@ -39,11 +39,14 @@ struct InitItemCall: ScriptCall {
     let arguments: [String]
 
     /// `snapshot`: what MySQL has of the item (read under its row lock); `epoch`: the item's new epoch;
-    /// `drainedEpochs`: the epochs of its outbox events applied to the journal before the read; `outboxes`: the
-    /// streams its events go to. `now`: Redis's clock, for the reserve keys written anew.
+    /// `drainedEpochs`: the epochs of its outbox events applied to the journal before the read, and those the reserve
+    /// keys re-stamped by RestampHoldsCall named before; `outboxes`: the streams its events go to. `now`: Redis's
+    /// clock, for the reserve keys written anew. `holds`: the last part of the snapshot's live holds, when the
+    /// others were re-stamped by RestampHoldsCall (nil: all of them).
     init(
         _ id: StockItemID, caller: String, snapshot: StockRepository.InitSnapshot, epoch: String, drainedEpochs: Set<String>,
-        outboxes: [String], now: Int64, itemTTLSeconds: Int, retentionSeconds: Int, layout: KeyLayout
+        outboxes: [String], now: Int64, itemTTLSeconds: Int, retentionSeconds: Int, layout: KeyLayout,
+        holds: ArraySlice<StockRepository.LiveHold>? = nil
     ) {
         let row = snapshot.row
         var arguments = [
@@ -55,28 +58,15 @@ struct InitItemCall: ScriptCall {
         arguments.append(drainedEpochs.sorted().joined(separator: ","))
         arguments.append(String(snapshot.codes.count))
         arguments += snapshot.codes
-        // The holds this rebuild counts keep counting: their reserve keys and their orders' records of them get the
-        // new epoch. Per hold its quantity, and how long (s) its reserve key lives if the rebuild writes it anew (it
-        // vanished alone): the hold's time left plus the retention, as reserve.lua gives it.
-        arguments.append(String(snapshot.liveHolds.count))
-        for hold in snapshot.liveHolds {
-            arguments.append(String(hold.quantity))
-            arguments.append(String(max(hold.expiresAtMilliseconds - now, 0) / 1000 + Int64(retentionSeconds)))
-        }
+        // The holds this rebuild counts keep counting (the last part of them: `holds`; RestampHoldsCall took the others).
+        let records = HoldRecords(id, holds: holds ?? snapshot.liveHolds[...], now: now, retentionSeconds: retentionSeconds, layout: layout)
+        arguments += records.arguments
         arguments.reserveCapacity(arguments.count + 2 * snapshot.usage.count)
         for usage in snapshot.usage {
             arguments.append(usage.userId)
             arguments.append(String(usage.units))
         }
-        keys = [layout.item(id), layout.userUsage(id), layout.codes(id)]
-            + snapshot.liveHolds.map { layout.reserveKey(id, orderId: $0.orderId) }
-            + snapshot.liveHolds.map { hold in
-                let name = OrderRef(bizId: id.bizId, orderId: hold.orderId).name
-                return layout.order(name, shard: layout.partShard(orderId: name, item: id))
-            }
-            // Where an order of another business than `default` made before orders were scoped is still kept.
-            + snapshot.liveHolds.map { layout.order($0.orderId, shard: layout.partShard(orderId: $0.orderId, item: id)) }
-            + outboxes
+        keys = [layout.item(id), layout.userUsage(id), layout.codes(id)] + records.keys + outboxes
         self.arguments = arguments
     }
 
@@ -88,6 +78,69 @@ struct InitItemCall: ScriptCall {
         case "lost": return false
         default: throw unexpected(value)
         }
+    }
+}
+
+/// lua/restamp_holds.lua: one part of a rebuild's holds (all but the last, which goes with InitItemCall)
+/// re-stamped with the item's new epoch, if the caller still holds the item's init lock.
+struct RestampHoldsCall: ScriptCall {
+    static let name = ScriptName.restampHolds
+
+    enum Reply: Sendable, Equatable {
+        /// Re-stamped; the epochs the holds' reserve keys named before (for the item to absorb).
+        case restamped(previousEpochs: [String])
+        /// The lock was taken over or the item appeared meanwhile: nothing was written.
+        case lost
+    }
+
+    let keys: [String]
+    let arguments: [String]
+
+    init(
+        _ id: StockItemID, caller: String, epoch: String, holds: ArraySlice<StockRepository.LiveHold>, now: Int64,
+        retentionSeconds: Int, layout: KeyLayout
+    ) {
+        let records = HoldRecords(id, holds: holds, now: now, retentionSeconds: retentionSeconds, layout: layout)
+        keys = [layout.item(id)] + records.keys
+        arguments = [caller, epoch] + records.arguments
+    }
+
+    static func decode(_ value: RedisValue) throws -> Reply {
+        let reply = ScriptReply(value)
+        switch reply.tag {
+        case "ok": return .restamped(previousEpochs: reply.text(1).split(separator: ",").map(String.init))
+        case "lost": return .lost
+        default: throw unexpected(value)
+        }
+    }
+}
+
+/// The keys and arguments of a rebuild's holds (lua/lib/restamp.lua), for init_item.lua and restamp_holds.lua alike:
+/// per hold its reserve key, its order hash (on a cluster the order's part on the item's shard) and the order under
+/// its bare orderId (where an order of another business than `default` made before orders were scoped is still
+/// kept); the count, then per hold its quantity and how long (s) its reserve key lives if the rebuild writes it anew
+/// (it vanished alone): the hold's time left plus the retention, as reserve.lua gives it.
+struct HoldRecords {
+    var keys: [String] = []
+    var arguments: [String] = []
+
+    init(_ id: StockItemID, holds: ArraySlice<StockRepository.LiveHold>, now: Int64, retentionSeconds: Int, layout: KeyLayout) {
+        var orders: [String] = []
+        var bare: [String] = []
+        keys.reserveCapacity(3 * holds.count)
+        orders.reserveCapacity(holds.count)
+        bare.reserveCapacity(holds.count)
+        arguments.reserveCapacity(1 + 2 * holds.count)
+        arguments.append(String(holds.count))
+        for hold in holds {
+            keys.append(layout.reserveKey(id, orderId: hold.orderId))
+            let name = OrderRef(bizId: id.bizId, orderId: hold.orderId).name
+            orders.append(layout.order(name, shard: layout.partShard(orderId: name, item: id)))
+            bare.append(layout.order(hold.orderId, shard: layout.partShard(orderId: hold.orderId, item: id)))
+            arguments.append(String(hold.quantity))
+            arguments.append(String(max(hold.expiresAtMilliseconds - now, 0) / 1000 + Int64(retentionSeconds)))
+        }
+        keys += orders + bare
     }
 }
 

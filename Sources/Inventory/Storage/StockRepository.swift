@@ -232,6 +232,9 @@ public struct StockRepository: Sendable {
     }
 
     /// What the init path rebuilds a Redis item from, nil when MySQL has no such item.
+    /// A live (RESERVED) journal line of an item: which order holds how much, and when the hold runs out (Unix ms).
+    public typealias LiveHold = (orderId: String, quantity: Int64, expiresAtMilliseconds: Int64)
+
     public struct InitSnapshot: Sendable {
         /// The stock row.
         public let row: StockRow
@@ -239,7 +242,7 @@ public struct StockRepository: Sendable {
         public var liveReserved: Int64 { liveHolds.reduce(0) { $0 + $1.quantity } }
         /// The item's live (RESERVED) journal lines: which order holds how much.
         /// The journal's RESERVED lines of the item: order, quantity, and when the hold runs out (Unix ms).
-        public let liveHolds: [(orderId: String, quantity: Int64, expiresAtMilliseconds: Int64)]
+        public let liveHolds: [LiveHold]
         /// The window `usage` counts (see `StockRow.userWindow`).
         public let userWindow: Int64
         /// Each user's units in that window, when the item has a per-user limit (empty otherwise).
