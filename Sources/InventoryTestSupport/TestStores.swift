@@ -63,9 +63,13 @@ public struct TestStores: Sendable {
         }
         let mysql = MySQLClient(configuration: mysqlSettings, logger: logger)
         let keys = KeyLayout(prefix: "t\(tag)", shards: cluster ? 8 : 4, clustered: cluster)
+        var configuration = EngineConfiguration(durability: durability, keys: keys)
+        // INVENTORY_REBUILD_CHUNK=1 runs every test (and the model check) with each rebuild in parts of one hold.
+        if let chunk = ProcessInfo.processInfo.environment["INVENTORY_REBUILD_CHUNK"].flatMap({ Int($0) }), chunk > 0 {
+            configuration.rebuildChunkHolds = chunk
+        }
         let engine = InventoryEngine(
-            redis: redis, mysql: mysql, scripts: try InventoryScripts.load(),
-            configuration: EngineConfiguration(durability: durability, keys: keys), logger: logger
+            redis: redis, mysql: mysql, scripts: try InventoryScripts.load(), configuration: configuration, logger: logger
         )
         try await engine.loadScripts()
         let stores = TestStores(

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# How long an item's rebuild stops Redis: for each build directory (an `inventoryd` with its lua/, migrations/ and
+# openapi/ beside it), a service of its own takes N reserves of one hot item (loadgen), waits for the write-back, then
+# the item's hash is deleted and one GET rebuilds it. Prints the rebuild's time (curl) and its scripts that ran 1 ms or
+# more (Redis SLOWLOG: how many, the longest, together), per round, and writes them to
+# loadtest/results/rebuild-block-<UTC timestamp>.txt.
+#
+#   loadtest/rebuild/rebuild-block.sh N ROUNDS DIR...        (e.g. 20000 2 /tmp/old /tmp/new)
+#
+# Its own servers: a private redis-server (port 6395) and the service on port 8085 with database
+# inventory_rebuild. Needs the servers of scripts/setup.sh and the release loadgen (swift build -c release).
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+. "$HERE/../../scripts/env.sh"
+cd "$INVENTORY_ROOT"
+N="$1"
+ROUNDS="$2"
+shift 2
+PORT=6395
+HTTP=8085
+DB=inventory_rebuild
+WORK="$(mktemp -d)"
+. "$HERE/../lib/private.sh"
+trap 'private_stop; rm -rf "$WORK"' EXIT
+OUT="loadtest/results/rebuild-block-$(date -u +%Y%m%dT%H%M%SZ).txt"
+swift build -c release --product loadgen >/dev/null
+export INVENTORY_REDIS_PORT=$PORT INVENTORY_HTTP_PORT=$HTTP INVENTORY_MYSQL_DATABASE=$DB
+export INVENTORY_LOG_LEVEL="${INVENTORY_LOG_LEVEL:-warning}"
+redis() { redis-cli -p "$PORT" "$@"; }
+{
+  echo "rebuild-block run $(date -u +%Y-%m-%dT%H:%M:%SZ): an item with $N live holds deleted, then rebuilt by one GET"
+  for round in $(seq 1 "$ROUNDS"); do
+    for dir in "$@"; do
+      private_database "$DB"
+      private_redis "$PORT" "$WORK"
+      INVENTORY_LUA_DIR="$dir/lua" INVENTORY_MIGRATIONS_DIR="$dir/migrations" INVENTORY_OPENAPI_DIR="$dir/openapi" \
+        private_serve "$dir/inventoryd" "$HTTP" "$WORK/serve.log"
+      .build/release/loadgen --scenario hot -c 32 -n "$N" --biz rb --target "http://127.0.0.1:$HTTP" --no-files -q \
+        --drain 0s >"$WORK/loadgen.log" 2>&1
+      # the write-back has emptied every outbox
+      for _ in $(seq 1 200); do
+        total=0
+        for stream in $(redis --scan --pattern '*:outbox'); do total=$((total + $(redis xlen "$stream"))); done
+        [ "$total" -eq 0 ] && break
+        sleep 0.5
+      done
+      item=$(redis --scan --pattern '*rb*:item' | head -1)
+      held=$(redis hget "$item" used_stock_num)
+      sku=$(echo "$item" | grep -o ':[0-9]*}' | tr -d ':}')
+      redis config set slowlog-log-slower-than 1000 >/dev/null
+      redis config set slowlog-max-len 1000 >/dev/null
+      redis slowlog reset >/dev/null
+      redis del "$item" >/dev/null
+      took=$(curl -fsS -o /dev/null -w '%{time_total}' "localhost:$HTTP/v1/stock/rb/$sku")
+      read -r count longest together < <(redis --json slowlog get 1000 | python3 -c '
+import json, sys
+entries = [e for e in json.load(sys.stdin) if e[3][0].lower() in ("evalsha", "eval")]
+print(len(entries), max([e[2] for e in entries] or [0]), sum(e[2] for e in entries))')
+      echo "round $round $(basename "$dir"): $held live holds; rebuild ${took} s; scripts of 1 ms or more: $count, longest $longest us, together $together us"
+      private_stop
+      PRIVATE_PIDS=()
+      PRIVATE_REDIS_PORTS=()
+    done
+  done
+} | tee "$OUT"
