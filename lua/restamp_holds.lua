@@ -4,24 +4,28 @@
 -- live holds does not stop Redis for one long script. Between the calls the item is not whole (it has only its
 -- lock), so every script that would read or change one of its holds answers `missing` and waits for the rebuild.
 -- A rebuild that loses its lock meanwhile leaves the parts it did re-stamped with an epoch the item never gets; the
--- caller that took the lock over re-stamps every hold it counts again.
+-- caller that took the lock over re-stamps every hold it counts again. Each part renews the lock (its time and the
+-- lock-only hash's TTL, as init_lock.lua sets them): a rebuild of many parts is not taken over while it makes progress.
 --
 -- KEYS[1] the item hash, then per hold j = 1..h its reserve key KEYS[1+j], its order hash KEYS[1+h+j] and the order
 -- under its bare orderId KEYS[1+2h+j] (see lib/restamp.lua)
--- ARGV[1] caller id   ARGV[2] the item's new epoch   ARGV[3] h, then per hold ARGV[2+2j] its quantity and ARGV[3+2j]
--- the TTL (s) of its reserve key if it must be written anew
+-- ARGV[1] caller id   ARGV[2] the item's new epoch   ARGV[3] the init lock's lifetime (ms)   ARGV[4] h, then per hold
+-- ARGV[3+2j] its quantity and ARGV[4+2j] the TTL (s) of its reserve key if it must be written anew
 --
 -- Returns {'ok', 'e1,e2'} (the epochs the reserve keys named before, for init_item.lua to absorb like its own), or
 -- {'lost'} when the lock was taken over or the item appeared meanwhile (nothing written).
 
+--!include clock
 --!include restamp
 local fields = redis.call('HMGET', KEYS[1], 'stock_num', 'lock_user_id')
 if fields[1] or fields[2] ~= ARGV[1] then
   return {'lost'}
 end
+redis.call('HSET', KEYS[1], 'lock_time', clockNow(''))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
 local seen = {}
 local names = {}
-restampHolds(KEYS[1], tonumber(ARGV[3]), 1, 3, ARGV[2], function(epoch)
+restampHolds(KEYS[1], tonumber(ARGV[4]), 1, 4, ARGV[2], function(epoch)
   if epoch and not seen[epoch] then
     seen[epoch] = true
     names[#names + 1] = epoch

@@ -11,17 +11,26 @@
 -- then ARGV[9+n] the codes the lines hold ('c1|c2,,c3'; '' when no line's item has a code pool)
 -- then ARGV[10+n] the request fingerprint to keep: '#' .. the SHA-1 the journal has of it ('' when it has none)
 --
--- Returns {'ok'} when restored, {'exists'} when the order is in Redis (nothing is touched).
+-- Returns {'ok'} when restored, {'exists'} when the order is in Redis (nothing is touched), {'missing', 'i,j'} when
+-- items of its lines are not whole (lib/items.lua; nothing is touched): a hold is written with its item's epoch, and
+-- an item being rebuilt has none yet, nor may a hold be written beside a rebuild that re-stamps its item's holds in
+-- parts (restamp_holds.lua: a part already done would not see it).
 --
 -- The item counters are not touched: the init path rebuilds an item from the same journal, counting RESERVED
 -- lines as held, and an item that survived still counts the hold. The request is kept as its hash: reserve.lua
 -- still tells a replay from another body (lib/request.lua).
 
 --!include clock
+--!include items
 local order = KEYS[1]
 if redis.call('EXISTS', order) == 1 then
   return {'exists'}
 end
+local n = (#KEYS - 2) / 3
+local itemKeys = {}
+for i = 0, n - 1 do itemKeys[#itemKeys + 1] = KEYS[3 + 2 * n + i] end
+local gone = missingItems(itemKeys)
+if gone then return gone end
 local status = ARGV[4]
 local now = clockNow(ARGV[7])
 local expiresAt = tonumber(ARGV[6])
@@ -30,7 +39,6 @@ local keep = math.max(math.floor((expiresAt - now) / 1000), 0) + retention
 redis.call('HSET', order, 'status', status, 'fp', ARGV[10 + (#KEYS - 2) / 3] or '', 'biz', ARGV[2], 'user', ARGV[3], 'lines', ARGV[5],
   'expires_at', expiresAt, 'created_at', now, 'event', '', 'restored', '1')
 redis.call('EXPIRE', order, keep)
-local n = (#KEYS - 2) / 3
 if (ARGV[9 + n] or '') ~= '' then
   redis.call('HSET', order, 'codes', ARGV[9 + n])
 end

@@ -30,7 +30,7 @@ struct RebuildChunkTests {
             _ = try await engine.setStock(item, StockSettings(stock: 20))
             for q in 1...5 { _ = try await engine.reserve(command(stores, "o-\(q)", Int64(q))) }
             #expect(try await stores.drainWithWorker())
-            // A reserve key of the first part vanished alone: its part writes it anew.
+            // A reserve key vanished alone: its part writes it anew.
             _ = try await stores.redis.command("DEL", stores.keys.reserveKey(item, orderId: "o-2"))
             let before = try await stores.itemFields(1)["epoch"]
             for _ in 0..<2 {
@@ -75,7 +75,8 @@ struct RebuildChunkTests {
             ]
             func part(_ caller: String) -> RestampHoldsCall {
                 RestampHoldsCall(
-                    item, caller: caller, epoch: "new-epoch", holds: holds, now: 0, retentionSeconds: 60, layout: stores.keys
+                    item, caller: caller, epoch: "new-epoch", holds: holds, now: 0, retentionSeconds: 60, lockMilliseconds: 5000,
+                    layout: stores.keys
                 )
             }
             // The item is whole: no part of a rebuild may write into it.
@@ -90,12 +91,57 @@ struct RebuildChunkTests {
                 #expect(try await stores.redis.command("GET", stores.keys.reserveKey(item, orderId: orderId)).text?.hasSuffix("@\(epoch)") == true)
                 #expect(try await stores.redis.command("HGET", orderKey(stores, orderId), "line_epochs").text == epoch)
             }
-            // The lock's holder re-stamps both records and hears the epoch they named.
+            // The lock's holder re-stamps both records and hears the epoch they named; the part renews its lock.
+            _ = try await stores.redis.command("HSET", stores.keys.item(item), "lock_time", "1")
+            _ = try await stores.redis.command("PERSIST", stores.keys.item(item))
             #expect(try await engine.stores.run(part("c1")) == .restamped(previousEpochs: [epoch]))
+            let lockTime = try await stores.redis.command("HGET", stores.keys.item(item), "lock_time").text.flatMap { Int64($0) } ?? 0
+            #expect(lockTime > 1_000_000_000_000, "the lock's time is now's (\(lockTime))")
+            let lockTTL = try await stores.redis.command("PTTL", stores.keys.item(item)).int ?? -2
+            #expect(lockTTL > 0 && lockTTL <= 10_000, "the lock-only hash lives twice the lock's lifetime (\(lockTTL) ms)")
             for (orderId, q) in [("o-1", 2), ("o-2", 3)] {
                 #expect(try await stores.redis.command("GET", stores.keys.reserveKey(item, orderId: orderId)).text == "\(q)@new-epoch")
                 #expect(try await stores.redis.command("HGET", orderKey(stores, orderId), "line_epochs").text == "new-epoch")
             }
+        }
+    }
+
+    /// An order restored from the journal while its item is being rebuilt would write its hold with no epoch, after
+    /// the part of the rebuild that re-stamped it: the rebuilt item would then take the hold for one it does not
+    /// count. restore_order.lua answers `missing` instead, and the restore waits for the item.
+    @Test("an order restored while its item is not whole writes nothing; the engine restores it once the item is back")
+    func restoreWaitsForItem() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 10))
+            _ = try await engine.reserve(command(stores, "o-1", 2))
+            #expect(try await stores.drainWithWorker())
+            let reserveKey = stores.keys.reserveKey(item, orderId: "o-1")
+            let held = try await stores.redis.command("GET", reserveKey).text
+            // The order's hash vanished, and its item is held by another caller's rebuild (only its lock is there).
+            _ = try await stores.redis.command("DEL", orderKey(stores, "o-1"))
+            _ = try await stores.redis.command("DEL", stores.keys.item(item))
+            _ = try await stores.redis.command("HSET", stores.keys.item(item), "lock_user_id", "another", "lock_time", "1")
+            let name = OrderRef(bizId: stores.bizId, orderId: "o-1").name
+            let call = RestoreOrderCall(
+                orderId: name, shard: stores.keys.partShard(orderId: name, item: item), bizId: stores.bizId, userId: nil,
+                status: "reserved", lines: [.init(skuId: 1, quantity: 2)], codes: [], expiresAtMilliseconds: 0, request: "",
+                retentionSeconds: 60, layout: stores.keys
+            )
+            let reply = try await engine.stores.runScript(engine.stores.scripts[.restoreOrder], keys: call.keys, arguments: call.arguments)
+            #expect(ScriptReply(reply).tag == "missing")
+            #expect(ScriptReply(reply).positions(1) == [1])
+            #expect(try await stores.redis.command("EXISTS", orderKey(stores, "o-1")).int == 0, "no order written")
+            #expect(try await stores.redis.command("GET", reserveKey).text == held, "the reserve key untouched")
+            // The lock's holder is gone: the cancel rebuilds the item, restores the order and gives the hold back.
+            _ = try await stores.redis.command("DEL", stores.keys.item(item))
+            _ = try await engine.cancel(orderId: "o-1", bizId: stores.bizId)
+            let level = try await engine.stock(item)
+            #expect(level.available == 10)
+            #expect(level.reserved == 0)
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
         }
     }
 }

@@ -323,7 +323,9 @@ struct ScriptReplyTests {
         let holds: ArraySlice<StockRepository.LiveHold> = [
             (orderId: "o1", quantity: 3, expiresAtMilliseconds: 5_000), (orderId: "o2", quantity: 4, expiresAtMilliseconds: 0),
         ]
-        let call = RestampHoldsCall(id, caller: "c", epoch: "ep", holds: holds, now: 2_000, retentionSeconds: 60, layout: layout)
+        let call = RestampHoldsCall(
+            id, caller: "c", epoch: "ep", holds: holds, now: 2_000, retentionSeconds: 60, lockMilliseconds: 5_000, layout: layout
+        )
         func order(_ name: String) -> String { layout.order(name, shard: layout.partShard(orderId: name, item: id)) }
         #expect(
             call.keys == [
@@ -331,7 +333,7 @@ struct ScriptReplyTests {
                 order("b/o2"), order("o1"), order("o2"),
             ]
         )
-        #expect(call.arguments == ["c", "ep", "2", "3", "63", "4", "60"])
+        #expect(call.arguments == ["c", "ep", "5000", "2", "3", "63", "4", "60"])
         // The last part goes with the item: init_item.lua gets only those holds.
         let snapshot = StockRepository.InitSnapshot(
             row: StockRow(bizId: "b", skuId: 7, stock: 10, infinite: false, dangerNum: 1, backorderLimit: 0),

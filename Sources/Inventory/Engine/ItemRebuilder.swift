@@ -146,7 +146,8 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
                     let restamped = try await self.stores.run(
                         RestampHoldsCall(
                             id, caller: caller, epoch: epoch, holds: part, now: now,
-                            retentionSeconds: self.configuration.retentionSeconds, layout: self.keys
+                            retentionSeconds: self.configuration.retentionSeconds,
+                            lockMilliseconds: self.configuration.initLockMilliseconds, layout: self.keys
                         )
                     )
                     guard case .restamped(let previous) = restamped else {

@@ -76,7 +76,8 @@ struct OrderReader: Sendable, EngineCollaborator {
                 expiresAtMilliseconds: first.expiresAtMilliseconds, request: request,
                 retentionSeconds: configuration.retentionSeconds, layout: keys
             )
-            if try await stores.run(call) {
+            // An item rebuilt again meanwhile is not whole: the script answers `missing`, and the restore waits for it.
+            if try await rebuilder.run(onItems: call) {
                 stores.logger.notice("order restored from the journal", metadata: ["orderId": "\(orderId)", "status": "\(status)"])
             }
         }

@@ -96,13 +96,14 @@ struct RestampHoldsCall: ScriptCall {
     let keys: [String]
     let arguments: [String]
 
+    /// `lockMilliseconds`: the init lock's lifetime, which the part renews.
     init(
         _ id: StockItemID, caller: String, epoch: String, holds: ArraySlice<StockRepository.LiveHold>, now: Int64,
-        retentionSeconds: Int, layout: KeyLayout
+        retentionSeconds: Int, lockMilliseconds: Int64, layout: KeyLayout
     ) {
         let records = HoldRecords(id, holds: holds, now: now, retentionSeconds: retentionSeconds, layout: layout)
         keys = [layout.item(id)] + records.keys
-        arguments = [caller, epoch] + records.arguments
+        arguments = [caller, epoch, String(lockMilliseconds)] + records.arguments
     }
 
     static func decode(_ value: RedisValue) throws -> Reply {
@@ -145,7 +146,7 @@ struct HoldRecords {
 }
 
 /// lua/restore_order.lua: brings back an order (on a cluster one part) Redis lost, from its journal rows.
-struct RestoreOrderCall: ScriptCall {
+struct RestoreOrderCall: ItemScriptCall {
     static let name = ScriptName.restoreOrder
 
     /// One journal line: its item and quantity.
@@ -156,6 +157,7 @@ struct RestoreOrderCall: ScriptCall {
 
     let keys: [String]
     let arguments: [String]
+    let items: [StockItemID]
 
     /// `status`: the journal's, lowercase; `codes`: the codes each line holds (empty when no line's item has a
     /// pool); `request`: '#' and the SHA-1 the journal has of the request ("" when none).
@@ -164,6 +166,7 @@ struct RestoreOrderCall: ScriptCall {
         expiresAtMilliseconds: Int64, request: String, retentionSeconds: Int, layout: KeyLayout
     ) {
         let ids = lines.map { StockItemID(bizId: bizId, skuId: $0.skuId) }
+        items = ids
         // KEYS: order, expiry index; per line its reserve key and rollback key; then every line's item hash.
         var keys = [layout.order(orderId, shard: shard), layout.expiryIndex(shard: shard)]
         for id in ids {
