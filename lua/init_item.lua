@@ -1,7 +1,7 @@
 -- init_item.lua: write a stock item rebuilt from MySQL, if this caller still holds its init lock.
 --
 -- KEYS[1] item hash   KEYS[2] the item's per-user usage hash (see reserve.lua)   KEYS[3] the item's code set
--- then KEYS[4..3+h] the reserve keys of the item's live holds as the journal has them (see below)
+-- then KEYS[4..3+h] the reserve keys of the last part of the item's live holds as the journal has them (see below)
 -- ARGV[1] caller id   ARGV[2] stock_num (db stock − live reserved)   ARGV[3] used_stock_num (live reserved)
 -- ARGV[4] is_infinite   ARGV[5] danger_num   ARGV[6] backorder_limit   ARGV[7] item TTL (s), 0 = none
 -- ARGV[8] the item's new epoch: events carry the epoch of the item they changed, and the write-back worker drops
@@ -13,8 +13,9 @@
 --         reserve keys of the holds restamp_holds.lua re-stamped named before ('e1,e2')
 -- ARGV[17] c = how many codes follow, ARGV[18..17+c] the pool's usable codes (one-time: those no live or sold
 -- journal line holds; reusable: all)
--- ARGV[18+c] h = how many live holds follow (the rebuild's last part of them), then per hold j = 1..h: ARGV[17+c+2j] its quantity, ARGV[18+c+2j] the
--- TTL (s) of its reserve key if it must be written anew (KEYS[4..3+h] their reserve keys)
+-- ARGV[18+c] h = how many live holds follow (the rebuild's last part of them), then per hold j = 1..h:
+-- ARGV[17+c+2j] its quantity, ARGV[18+c+2j] the TTL (s) of its reserve key if it must be written anew (KEYS[4..3+h]
+-- their reserve keys)
 -- then pairs ARGV[19+c+2h+2j] userId, ARGV[20+c+2h+2j] that user's units in the current window, as the journal
 -- counts them
 -- KEYS[4+h..3+2h] the order hashes of those holds (on a cluster the order's part on the item's shard), in the same
