@@ -47,8 +47,7 @@
 --!include restamp
 
 local item = KEYS[1]
-local fields = redis.call('HMGET', item, 'stock_num', 'lock_user_id')
-if fields[1] or fields[2] ~= ARGV[1] then
+if not holdsInitLock(item, ARGV[1]) then
   return {'lost'}
 end
 local stock = tonumber(ARGV[2])

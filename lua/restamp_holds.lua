@@ -17,8 +17,7 @@
 
 --!include clock
 --!include restamp
-local fields = redis.call('HMGET', KEYS[1], 'stock_num', 'lock_user_id')
-if fields[1] or fields[2] ~= ARGV[1] then
+if not holdsInitLock(KEYS[1], ARGV[1]) then
   return {'lost'}
 end
 redis.call('HSET', KEYS[1], 'lock_time', clockNow(''))

@@ -54,8 +54,6 @@ run() { # name folder -> "service redis mariadb requests"
   )
   # The subshell stopped its service; its redis-server was started out here.
   private_stop
-  PRIVATE_PIDS=()
-  PRIVATE_REDIS_PORTS=()
 }
 
 declare -A SUM

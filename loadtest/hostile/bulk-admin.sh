@@ -46,7 +46,5 @@ export INVENTORY_LOG_LEVEL="${INVENTORY_LOG_LEVEL:-warning}"
     [ "$(wc -l < "$WORK/export.txt")" -eq 200000 ] || { echo "the export did not give 200,000 codes" >&2; exit 1; }
     echo "share $share %: uploads ${times[0]} s, ${times[1]} s; exports ${times[2]} s, ${times[3]} s; all $(( ($(date +%s%N) - start) / 1000000 )) ms"
     private_stop
-    PRIVATE_PIDS=()
-    PRIVATE_REDIS_PORTS=()
   done
 } | tee "$OUT"

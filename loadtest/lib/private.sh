@@ -7,7 +7,8 @@
 #   private_serve BINARY HTTP LOG   `BINARY migrate` and `BINARY serve` in the background (settings from the
 #                                   environment); sets SERVICE to its pid and returns once /readyz answers, else
 #                                   prints the log and exits 2
-#   private_stop                    every service and redis-server started here, stopped and waited for
+#   private_stop                    every service and redis-server started here, stopped and waited for (and
+#                                   forgotten: a script may start and stop a private stack per round)
 
 PRIVATE_PIDS=()
 PRIVATE_REDIS_PORTS=()
@@ -16,6 +17,8 @@ SERVICE=
 private_stop() {
   for pid in "${PRIVATE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   for port in "${PRIVATE_REDIS_PORTS[@]}"; do redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; done
+  PRIVATE_PIDS=()
+  PRIVATE_REDIS_PORTS=()
 }
 
 private_database() {

@@ -58,8 +58,6 @@ entries = [e for e in json.load(sys.stdin) if e[3][0].lower() in ("evalsha", "ev
 print(len(entries), max([e[2] for e in entries] or [0]), sum(e[2] for e in entries))')
       echo "round $round $(basename "$dir"): $held live holds; rebuild ${took} s; scripts of 1 ms or more: $count, longest $longest us, together $together us"
       private_stop
-      PRIVATE_PIDS=()
-      PRIVATE_REDIS_PORTS=()
     done
   done
 } | tee "$OUT"

@@ -156,7 +156,6 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
                     epochs.formUnion(previous)
                     first += chunk
                 }
-                epochs.remove(epoch)
                 let written = try await self.stores.run(
                     InitItemCall(
                         id, caller: caller, snapshot: snapshot, epoch: epoch, drainedEpochs: epochs,
