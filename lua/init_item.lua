@@ -11,21 +11,26 @@
 -- none)   ARGV[15] pool_batch
 -- ARGV[16] the epochs of the item's outbox events the rebuild applied to the journal before reading it, and those the
 --         reserve keys of the holds restamp_holds.lua re-stamped named before ('e1,e2')
--- ARGV[17] c = how many codes follow, ARGV[18..17+c] the pool's usable codes (one-time: those no live or sold
--- journal line holds; reusable: all)
--- ARGV[18+c] h = how many live holds follow (the rebuild's last part of them), then per hold j = 1..h:
--- ARGV[17+c+2j] its quantity, ARGV[18+c+2j] the TTL (s) of its reserve key if it must be written anew (KEYS[4..3+h]
+-- ARGV[17] how many codes fill_part.lua calls of this rebuild put in the code set before (0: none, the set is emptied
+-- here)   ARGV[18] how many user counts they put in the usage hash before (likewise)
+-- ARGV[19] c = how many codes follow, ARGV[20..19+c] the last part of the pool's usable codes (one-time: those no
+-- live or sold journal line holds; reusable: all)
+-- ARGV[20+c] h = how many live holds follow (the rebuild's last part of them), then per hold j = 1..h:
+-- ARGV[19+c+2j] its quantity, ARGV[20+c+2j] the TTL (s) of its reserve key if it must be written anew (KEYS[4..3+h]
 -- their reserve keys)
--- then pairs ARGV[19+c+2h+2j] userId, ARGV[20+c+2h+2j] that user's units in the current window, as the journal
--- counts them
+-- then pairs ARGV[21+c+2h+2j] userId, ARGV[22+c+2h+2j] that user's units in the current window, as the journal
+-- counts them (the last part of them)
 -- KEYS[4+h..3+2h] the order hashes of those holds (on a cluster the order's part on the item's shard), in the same
 -- order; KEYS[4+2h..3+3h] the same orders under their bare orderId, where an order of a business other than
 -- `default` made before orders were scoped is still kept (the same key as the first for business `default`)
 -- KEYS[4+3h..] the outbox streams the item's events go to (every shard's on one Redis; its shard's on a cluster)
 --
--- The holds the rebuild counts (the journal's RESERVED lines) get both their records written with the new epoch
--- (lib/restamp.lua). Here the last part of them (at most INVENTORY_REBUILD_CHUNK); the parts before it were re-stamped
--- by restamp_holds.lua calls under the same lock, and the epochs their reserve keys named are in ARGV[16].
+-- A rebuild writes in parts of at most INVENTORY_REBUILD_CHUNK records (lib/parts.lua); this call writes the item and
+-- the last part of each. The holds the rebuild counts (the journal's RESERVED lines) get both their records written
+-- with the new epoch (lib/restamp.lua); the parts before were re-stamped by restamp_holds.lua calls under the same
+-- lock, and the epochs their reserve keys named are in ARGV[16]. The code set and the usage hash hold what the
+-- fill_part.lua calls before put in them (ARGV[17], ARGV[18]); one that lost some meanwhile fails the rebuild (the
+-- lock is dropped, the caller starts over).
 -- The item records as `absorbed` (',e1,e2,') the earlier epochs whose outbox events it counts:
 -- those it applied from the outbox and those its holds' reserve keys named before the re-stamp (ARGV[16] and its own
 -- part's reserve keys). Their events were all in the
@@ -41,13 +46,18 @@
 -- the group gets it now, and this rebuild absorbs nothing.
 --
 -- Returns {'ok'} when written, {'lost'} when the lock was taken over or the item appeared meanwhile (the caller's
--- numbers may be stale, so nothing is written).
+-- numbers may be stale, so nothing is written), or the code set or usage hash lost a part.
 
 --!include clock
+--!include parts
 --!include restamp
 
 local item = KEYS[1]
 if not holdsInitLock(item, ARGV[1]) then
+  return {'lost'}
+end
+if not partsIntact(KEYS[3], 'SCARD', tonumber(ARGV[17])) or not partsIntact(KEYS[2], 'HLEN', tonumber(ARGV[18])) then
+  redis.call('DEL', item)
   return {'lost'}
 end
 local stock = tonumber(ARGV[2])
@@ -56,13 +66,10 @@ redis.call('HSET', item, 'stock_num', stock, 'used_stock_num', ARGV[3], 'confirm
   'backorder_limit', ARGV[6], 'user_limit', ARGV[9], 'user_window', ARGV[10], 'lock_user_id', '', 'lock_time', 0,
   'epoch', ARGV[8], 'pool_kind', ARGV[12], 'pool_status', ARGV[13], 'pool_expires', ARGV[14], 'pool_batch', ARGV[15])
 -- The code set likewise: exactly the codes the journal leaves usable.
-redis.call('DEL', KEYS[3])
-local codeCount = tonumber(ARGV[17])
-redis.call('HSET', item, 'codes_n', codeCount)
-for first = 18, 17 + codeCount, 500 do
-  redis.call('SADD', KEYS[3], unpack(ARGV, first, math.min(first + 499, 17 + codeCount)))
-end
-local holdCount = tonumber(ARGV[18 + codeCount])
+local codeCount = tonumber(ARGV[19])
+redis.call('HSET', item, 'codes_n', tonumber(ARGV[17]) + codeCount)
+fillMembers(KEYS[3], 'codes', '', 20, 19 + codeCount)
+local holdCount = tonumber(ARGV[20 + codeCount])
 -- Since when every stream of the item's events has kept all it was given (see above).
 local intactSince = 0
 for k = 4 + 3 * holdCount, #KEYS do
@@ -96,19 +103,10 @@ local function absorb(epoch)
   end
 end
 for epoch in string.gmatch(ARGV[16], '[^,]+') do absorb(epoch) end
-restampHolds(item, holdCount, 3, 18 + codeCount, ARGV[8], absorb)
+restampHolds(item, holdCount, 3, 20 + codeCount, ARGV[8], absorb)
 redis.call('HSET', item, 'absorbed', #absorbed > 0 and (',' .. table.concat(absorbed, ',') .. ',') or '')
 -- The usage hash is rebuilt with the item: it counts what the rebuilt item counts, no more and no less.
-redis.call('DEL', KEYS[2])
-local window = ARGV[11]
-for first = 19 + codeCount + 2 * holdCount, #ARGV, 400 do
-  local chunk = {}
-  for j = first, math.min(first + 398, #ARGV - 1), 2 do
-    chunk[#chunk + 1] = ARGV[j]
-    chunk[#chunk + 1] = window .. ':' .. ARGV[j + 1]
-  end
-  if #chunk > 0 then redis.call('HSET', KEYS[2], unpack(chunk)) end
-end
+fillMembers(KEYS[2], 'users', ARGV[11], 21 + codeCount + 2 * holdCount, #ARGV)
 -- the item is whole only with its usage hash while it has counts (lib/items.lua)
 redis.call('HSET', item, 'has_users', redis.call('EXISTS', KEYS[2]) == 1 and '1' or '0')
 for k = 1, 3 do

@@ -4,8 +4,7 @@
 -- live holds does not stop Redis for one long script. Between the calls the item is not whole (it has only its
 -- lock), so every script that would read or change one of its holds answers `missing` and waits for the rebuild.
 -- A rebuild that loses its lock meanwhile leaves the parts it did re-stamped with an epoch the item never gets; the
--- caller that took the lock over re-stamps every hold it counts again. Each part renews the lock (its time and the
--- lock-only hash's TTL, as init_lock.lua sets them): a rebuild of many parts is not taken over while it makes progress.
+-- caller that took the lock over re-stamps every hold it counts again. Each part renews the lock (lib/parts.lua).
 --
 -- KEYS[1] the item hash, then per hold j = 1..h its reserve key KEYS[1+j], its order hash KEYS[1+h+j] and the order
 -- under its bare orderId KEYS[1+2h+j] (see lib/restamp.lua)
@@ -16,12 +15,12 @@
 -- {'lost'} when the lock was taken over or the item appeared meanwhile (nothing written).
 
 --!include clock
+--!include parts
 --!include restamp
 if not holdsInitLock(KEYS[1], ARGV[1]) then
   return {'lost'}
 end
-redis.call('HSET', KEYS[1], 'lock_time', clockNow(''))
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
+renewInitLock(KEYS[1], tonumber(ARGV[3]))
 local seen = {}
 local names = {}
 restampHolds(KEYS[1], tonumber(ARGV[4]), 1, 4, ARGV[2], function(epoch)

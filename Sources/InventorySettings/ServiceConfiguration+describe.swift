@@ -34,7 +34,7 @@ extension ServiceConfiguration {
             ("INVENTORY_RETENTION_SECONDS", String(engine.retentionSeconds)),
             ("INVENTORY_ITEM_TTL_SECONDS", String(engine.itemTTLSeconds)),
             ("INVENTORY_MAX_POOL_CODES", String(engine.maxPoolCodes)),
-            ("INVENTORY_REBUILD_CHUNK", String(engine.rebuildChunkHolds)),
+            ("INVENTORY_REBUILD_CHUNK", String(engine.rebuildChunk)),
             ("INVENTORY_UNKNOWN_ITEM_MS", String(engine.absentMilliseconds)),
             ("INVENTORY_ALLOWED_HOSTS", effectiveAllowedHosts.map { $0.sorted().joined(separator: ",") } ?? "*"),
             ("INVENTORY_KEY_PREFIX", engine.keys.prefix), ("INVENTORY_SHARDS", String(engine.keys.shards)),

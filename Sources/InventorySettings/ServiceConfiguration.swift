@@ -180,8 +180,8 @@ public struct ServiceConfiguration: Sendable {
             "INVENTORY_ITEM_TTL_SECONDS", settings.engine.itemTTLSeconds, 0...(365 * 86_400)
         )
         settings.engine.maxPoolCodes = try reader.int("INVENTORY_MAX_POOL_CODES", settings.engine.maxPoolCodes, 1...10_000_000)
-        settings.engine.rebuildChunkHolds = try reader.int(
-            "INVENTORY_REBUILD_CHUNK", settings.engine.rebuildChunkHolds, 1...100_000
+        settings.engine.rebuildChunk = try reader.int(
+            "INVENTORY_REBUILD_CHUNK", settings.engine.rebuildChunk, 1...100_000
         )
         settings.engine.absentMilliseconds = Int64(
             try reader.int("INVENTORY_UNKNOWN_ITEM_MS", Int(settings.engine.absentMilliseconds), 1...3_600_000)

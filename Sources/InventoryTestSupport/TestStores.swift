@@ -66,7 +66,7 @@ public struct TestStores: Sendable {
         var configuration = EngineConfiguration(durability: durability, keys: keys)
         // INVENTORY_REBUILD_CHUNK=1 runs every test (and the model check) with each rebuild in parts of one hold.
         if let chunk = ProcessInfo.processInfo.environment["INVENTORY_REBUILD_CHUNK"].flatMap({ Int($0) }), chunk > 0 {
-            configuration.rebuildChunkHolds = chunk
+            configuration.rebuildChunk = chunk
         }
         let engine = InventoryEngine(
             redis: redis, mysql: mysql, scripts: try InventoryScripts.load(), configuration: configuration, logger: logger

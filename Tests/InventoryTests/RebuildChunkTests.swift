@@ -5,9 +5,9 @@ import Testing
 
 @testable import Inventory
 
-/// A rebuild re-stamps its item's live holds in parts (`EngineConfiguration.rebuildChunkHolds`): every part but the
-/// last through restamp_holds.lua, the last with the item (init_item.lua), all under the item's init lock, so an item
-/// with many live holds never stops Redis for one long script.
+/// A rebuild writes its item's live holds, codes and per-user counts in parts (`EngineConfiguration.rebuildChunk`):
+/// every part but the last through restamp_holds.lua or fill_part.lua, the last with the item (init_item.lua), all
+/// under the item's init lock, so an item with many holds, codes or users never stops Redis for one long script.
 @Suite("Rebuilds in parts")
 struct RebuildChunkTests {
     func command(_ stores: TestStores, _ orderId: String, _ quantity: Int64) -> ReserveCommand {
@@ -25,7 +25,7 @@ struct RebuildChunkTests {
     @Test("five holds in parts of two, rebuilt twice: every hold's records name the new epoch, and each still counts")
     func partsCountEveryHold() async throws {
         try await TestStores.with { stores in
-            let engine = try await stores.engine { $0.rebuildChunkHolds = 2 }
+            let engine = try await stores.engine { $0.rebuildChunk = 2 }
             let item = stores.item(1)
             _ = try await engine.setStock(item, StockSettings(stock: 20))
             for q in 1...5 { _ = try await engine.reserve(command(stores, "o-\(q)", Int64(q))) }
@@ -149,6 +149,138 @@ struct RebuildChunkTests {
             #expect(level.reserved == 0)
             #expect(try await stores.drainWithWorker())
             #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    @Test("a pool's codes and an item's user counts in parts of two, rebuilt twice: exactly what MySQL has, and both count")
+    func codesAndUsersInParts() async throws {
+        try await TestStores.with { stores in
+            let engine = try await stores.engine { $0.rebuildChunk = 2 }
+            let pool = stores.item(1)
+            let limited = stores.item(2)
+            _ = try await engine.setPool(pool, CodePool(kind: .oneTime))
+            _ = try await engine.loadCodes(pool, (1...7).map { "K\($0)" })
+            _ = try await engine.setStock(limited, StockSettings(stock: 20, userLimit: 2))
+            for u in 1...5 {
+                _ = try await engine.reserve(
+                    ReserveCommand(
+                        orderId: "u-\(u)", bizId: stores.bizId, userId: "user-\(u)", items: [.init(skuId: 2, quantity: 1)],
+                        ttlSeconds: 600, shortage: .reject
+                    )
+                )
+            }
+            _ = try await engine.reserve(command(stores, "p-1", 2))
+            #expect(try await stores.drainWithWorker())
+            let unused = try await engine.unusedCodes(pool)
+            #expect(unused.count == 5)
+            let usage = try await stores.redis.command("HGETALL", stores.keys.userUsage(limited)).array?.compactMap(\.text) ?? []
+            #expect(usage.count == 10)
+            for _ in 0..<2 {
+                for item in [pool, limited] { _ = try await stores.redis.command("DEL", stores.keys.item(item)) }
+                #expect(try await engine.stock(pool).available == 5)
+                #expect(try await engine.stock(limited).available == 15)
+            }
+            let codes = try await stores.redis.command("SMEMBERS", stores.keys.codes(pool)).array?.compactMap(\.text) ?? []
+            #expect(codes.sorted() == unused)
+            #expect(try await stores.itemFields(1)["codes_n"] == "5")
+            let rebuilt = try await stores.redis.command("HGETALL", stores.keys.userUsage(limited)).array?.compactMap(\.text) ?? []
+            #expect(Self.pairs(rebuilt) == Self.pairs(usage))
+            // The set and the hash expire with their items (the parts gave them a short TTL of their own): one script
+            // set all three, at one instant.
+            for (set, item) in [(stores.keys.codes(pool), pool), (stores.keys.userUsage(limited), limited)] {
+                let itemExpiry = try await stores.redis.command("PEXPIRETIME", stores.keys.item(item)).int
+                #expect(try await stores.redis.command("PEXPIRETIME", set).int == itemExpiry)
+            }
+            // user-1 has 1 of its 2 units: one more is held, the next refused.
+            func reserveMore(_ orderId: String) async throws {
+                _ = try await engine.reserve(
+                    ReserveCommand(
+                        orderId: orderId, bizId: stores.bizId, userId: "user-1", items: [.init(skuId: 2, quantity: 1)],
+                        ttlSeconds: 600, shortage: .reject
+                    )
+                )
+            }
+            try await reserveMore("u-1b")
+            await #expect(throws: InventoryError.self) { try await reserveMore("u-1c") }
+            _ = try await engine.reserve(command(stores, "p-2", 5))
+            #expect(try await engine.unusedCodes(pool) == [])
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    static func pairs(_ flat: [String]) -> [String: String] {
+        var pairs: [String: String] = [:]
+        for k in stride(from: 0, to: flat.count - 1, by: 2) { pairs[flat[k]] = flat[k + 1] }
+        return pairs
+    }
+
+    @Test("a code set that lost members between two parts fails the part and drops the lock; init_item likewise")
+    func shortSetStartsOver() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            let lock = { (caller: String) in InitLockCall(item, caller: caller, lockMilliseconds: 5000, layout: stores.keys) }
+            func part(_ caller: String, _ codes: ArraySlice<String>, before: Int) -> FillPartCall {
+                FillPartCall(item, caller: caller, lockMilliseconds: 5000, codes: codes, before: before, layout: stores.keys)
+            }
+            #expect(try await engine.stores.run(lock("c1")) == .locked)
+            _ = try await stores.redis.command("SADD", stores.keys.codes(item), "OLD")
+            #expect(try await engine.stores.run(part("c1", ["A", "B"], before: 0)), "the first part empties the set first")
+            #expect(try await stores.redis.command("SMEMBERS", stores.keys.codes(item)).array?.compactMap(\.text).sorted() == ["A", "B"])
+            let ttl = try await stores.redis.command("PTTL", stores.keys.codes(item)).int ?? -2
+            #expect(ttl > 0 && ttl <= 10_000, "a part's set lives twice the lock's lifetime (\(ttl) ms)")
+            #expect(try await !engine.stores.run(part("c2", ["C"], before: 2)), "not the lock's holder")
+            // Evicted between two parts: the next part writes nothing and drops the lock, so a rebuild starts at once.
+            _ = try await stores.redis.command("SREM", stores.keys.codes(item), "A")
+            #expect(try await !engine.stores.run(part("c1", ["C", "D"], before: 2)))
+            #expect(try await stores.redis.command("SCARD", stores.keys.codes(item)).int == 1)
+            #expect(try await stores.redis.command("EXISTS", stores.keys.item(item)).int == 0)
+            #expect(try await engine.stores.run(lock("c2")) == .locked)
+            // The item's last call checks the same: one code before, the set has two.
+            #expect(try await engine.stores.run(part("c2", ["E"], before: 0)))
+            _ = try await stores.redis.command("SADD", stores.keys.codes(item), "F")
+            let snapshot = StockRepository.InitSnapshot(
+                row: StockRow(bizId: stores.bizId, skuId: 1, stock: 3, infinite: false, dangerNum: 0, backorderLimit: 0),
+                liveHolds: [], userWindow: 0, usage: [], pool: CodePool(kind: .oneTime), codes: ["E", "G", "H"]
+            )
+            let last = InitItemCall(
+                item, caller: "c2", snapshot: snapshot, epoch: "ep", drainedEpochs: [], outboxes: stores.keys.outboxes(holding: item),
+                now: 0, itemTTLSeconds: 0, retentionSeconds: 60, layout: stores.keys, before: RebuildParts(codes: 1)
+            )
+            #expect(try await !engine.stores.run(last))
+            #expect(try await stores.redis.command("EXISTS", stores.keys.item(item)).int == 0, "no item written, its lock dropped")
+        }
+    }
+
+    /// A rebuild whose init lock is taken over before it writes the item answers `lost`; the caller must not take
+    /// the item for ready then (a GET answered 404 for an item MySQL has): it looks again, and here, the taker being
+    /// gone, takes the lock back and rebuilds.
+    @Test("a rebuild that lost its lock looks again instead of answering the item is not there")
+    func lostRebuildLooksAgain() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 10))
+            _ = try await engine.reserve(command(stores, "o-1", 3))
+            #expect(try await stores.drainWithWorker())
+            _ = try await stores.redis.command("DEL", stores.keys.item(item))
+            let level = try await stores.mysql.withTransaction(isolation: nil) { session in
+                // The stock row held: the rebuild takes the init lock, then waits for the row before it writes.
+                _ = try await session.query(
+                    "SELECT stock FROM stock WHERE biz_id = ? AND sku_id = ? FOR UPDATE", [.string(stores.bizId), .int(1)]
+                )
+                let read = Task { try await engine.stock(item) }
+                try await waitFor("the rebuild's init lock") {
+                    try await stores.redis.command("HGET", stores.keys.item(item), "lock_user_id").text != nil
+                }
+                // Taken over by a caller that then died (its lock long expired).
+                _ = try await stores.redis.command("HSET", stores.keys.item(item), "lock_user_id", "another", "lock_time", "1")
+                return read
+            }
+            let rebuilt = try await level.value
+            #expect(rebuilt.available == 7)
+            #expect(rebuilt.reserved == 3)
         }
     }
 }

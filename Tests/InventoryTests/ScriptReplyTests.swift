@@ -305,17 +305,41 @@ struct ScriptReplyTests {
         #expect(clustered.keys[4] == cluster.order("b/o1", shard: cluster.itemShard(id)))
         #expect(clustered.keys[5] == cluster.order("o1", shard: cluster.itemShard(id)))
         #expect(Set(clustered.keys.dropLast().map { $0.split(separator: "}").first ?? "" }).count == 1)
+        // Lua's ARGV[n] is arguments[n - 1].
         let c = 2
         let h = 1
         #expect(call.arguments[2 - 1] == "7", "stock_num: db stock minus live reserved")
         #expect(call.arguments[16 - 1] == "e1,e2")
-        #expect(call.arguments[17 - 1] == String(c))
-        #expect(Array(call.arguments[17..<(17 + c)]) == ["A", "B"])
-        #expect(call.arguments[18 + c - 1] == String(h))
-        #expect(call.arguments[17 + c + 2 - 1] == "3", "the hold's quantity")
-        #expect(call.arguments[18 + c + 2 - 1] == "63", "its key's TTL: 3 s left plus the retention")
-        let usageStart: Int = 19 + c + 2 * h - 1
+        #expect(call.arguments[17 - 1] == "0", "no codes written by parts before")
+        #expect(call.arguments[18 - 1] == "0", "no user counts written by parts before")
+        #expect(call.arguments[19 - 1] == String(c))
+        #expect(Array(call.arguments[(20 - 1)..<(19 + c)]) == ["A", "B"])
+        #expect(call.arguments[20 + c - 1] == String(h))
+        #expect(call.arguments[19 + c + 2 - 1] == "3", "the hold's quantity")
+        #expect(call.arguments[20 + c + 2 - 1] == "63", "its key's TTL: 3 s left plus the retention")
+        let usageStart: Int = 21 + c + 2 * h - 1
         #expect(Array(call.arguments[usageStart...]) == ["u1", "3"])
+        // After parts: only the rest of each, and how many the parts wrote.
+        let last = InitItemCall(
+            id, caller: "c", snapshot: snapshot, epoch: "ep", drainedEpochs: [], outboxes: ["s0"], now: 2_000,
+            itemTTLSeconds: 0, retentionSeconds: 60, layout: layout, before: RebuildParts(holds: 1, codes: 1, users: 1)
+        )
+        #expect(Array(last.arguments[(17 - 1)...]) == ["1", "1", "1", "B", "0"], "codes 1 and users 1 before; code B; no holds")
+        #expect(last.keys == [layout.item(id), layout.userUsage(id), layout.codes(id), "s0"])
+    }
+
+    @Test("fill_part.lua: the item and the set or hash; caller, lock, kind, count before, window, then the members")
+    func fillPartLayout() throws {
+        let codes = FillPartCall(id, caller: "c", lockMilliseconds: 5_000, codes: ["A", "B"], before: 4, layout: layout)
+        #expect(codes.keys == [layout.item(id), layout.codes(id)])
+        #expect(codes.arguments == ["c", "5000", "codes", "4", "", "A", "B"])
+        let users = FillPartCall(
+            id, caller: "c", lockMilliseconds: 5_000, usage: [UserUsage(userId: "u1", units: 3)], window: 9, before: 0, layout: layout
+        )
+        #expect(users.keys == [layout.item(id), layout.userUsage(id)])
+        #expect(users.arguments == ["c", "5000", "users", "0", "9", "u1", "3"])
+        #expect(try FillPartCall.decode(Self.reply("ok")))
+        #expect(try !FillPartCall.decode(Self.reply("lost")))
     }
 
     @Test("a rebuild's part of holds: the item, then per hold its reserve key, order and bare-name order; the epochs named before")
@@ -341,7 +365,7 @@ struct ScriptReplyTests {
         )
         let last = InitItemCall(
             id, caller: "c", snapshot: snapshot, epoch: "ep", drainedEpochs: [], outboxes: ["s0"], now: 2_000,
-            itemTTLSeconds: 0, retentionSeconds: 60, layout: layout, holds: holds.dropFirst()
+            itemTTLSeconds: 0, retentionSeconds: 60, layout: layout, before: RebuildParts(holds: 1)
         )
         #expect(last.keys == [layout.item(id), layout.userUsage(id), layout.codes(id), layout.reserveKey(id, orderId: "o2"), order("b/o2"), order("o2"), "s0"])
         #expect(Array(last.arguments.suffix(3)) == ["1", "4", "60"])

@@ -11,13 +11,6 @@
 -- is still kept; the same key as the order for `default`); their quantity at ARGV[argBase + 2j - 1] and the TTL (s)
 -- of a reserve key written anew at ARGV[argBase + 2j]. sawOld(epoch) is given the epoch each reserve key named before.
 
--- Whether `caller` still holds the init lock of the item being rebuilt (init_lock.lua): the item has no stock_num
--- yet (nobody wrote it meanwhile) and its lock names the caller (nobody took it over).
-local function holdsInitLock(item, caller)
-  local fields = redis.call('HMGET', item, 'stock_num', 'lock_user_id')
-  return not fields[1] and fields[2] == caller
-end
-
 local function restampOrder(orderKey, biz, sku, epoch)
   local record = redis.call('HMGET', orderKey, 'lines', 'line_epochs', 'biz')
   if not record[1] or not record[2] or (record[3] and record[3] ~= '' and record[3] ~= biz) then return end

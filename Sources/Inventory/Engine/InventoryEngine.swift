@@ -36,9 +36,10 @@ public struct EngineConfiguration: Sendable {
     public var initLockMilliseconds: Int64 = 5000
     /// How long a caller waits for another caller's rebuild of an item before answering 503.
     public var initWaitMilliseconds: Int64 = 3000
-    /// The most live holds one script of a rebuild re-stamps (`ItemRebuilder`: restamp_holds.lua for each part but
-    /// the last, init_item.lua with the last): an item with 20,000 live holds stopped Redis for 0.24 s in one script.
-    public var rebuildChunkHolds = 1000
+    /// The most records (live holds, codes, per-user counts) one script of a rebuild writes (`ItemRebuilder.write`:
+    /// restamp_holds.lua and fill_part.lua for each part but the last, init_item.lua with the last): in one script an
+    /// item with 20,000 live holds stopped Redis for 0.24 s, a pool of 200,000 codes for 0.14 s.
+    public var rebuildChunk = 1000
     /// Redis Cluster: how long a reserve of several parts may take to hold them all; a reserve still under way
     /// after this (its caller crashed) is given up by the expiry sweeper, which takes its parts back.
     public var reserveDeadlineMilliseconds: Int64 = 10_000

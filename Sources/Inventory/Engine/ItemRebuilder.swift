@@ -72,6 +72,7 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
         let itemKey = keys.item(id)
         let deadline = ContinuousClock.now + .milliseconds(configuration.initWaitMilliseconds)
         var pause = 2
+        var lost = 0
         while true {
             switch try await stores.run(InitLockCall(id, caller: caller, lockMilliseconds: configuration.initLockMilliseconds, layout: keys)) {
             case .ready:
@@ -86,7 +87,17 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
                     _ = try await stores.redisCall { try await self.stores.redis.command("DEL", itemKey) }
                     return false
                 }
-                return try await rebuildLocked(id, itemKey: itemKey, caller: caller, counting: counting)
+                switch try await rebuildLocked(id, itemKey: itemKey, caller: caller, counting: counting) {
+                case .written: return true
+                case .absent: return false
+                case .lost:
+                    // Its lock was taken over, the item appeared, or a part of it vanished: look again (ready, another
+                    // caller's rebuild to wait for, or this one starts over), never "ready" before the item is.
+                    lost += 1
+                    guard lost < 3 else {
+                        throw InventoryError.unavailable("the rebuild of stock item \(id) kept being interrupted; retry")
+                    }
+                }
             case .wait:
                 guard ContinuousClock.now < deadline else {
                     throw InventoryError.unavailable("stock item \(id) is being rebuilt by another caller; retry")
@@ -123,7 +134,9 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
         return false
     }
 
-    func rebuildLocked(_ id: StockItemID, itemKey: String, caller: String, counting: Bool) async throws -> Bool {
+    enum Rebuilt { case written, lost, absent }
+
+    func rebuildLocked(_ id: StockItemID, itemKey: String, caller: String, counting: Bool) async throws -> Rebuilt {
         // The per-user window the rebuilt usage counts is Redis's current one, as reserve.lua computes it.
         let now = try await stores.redisNow(routingKey: itemKey)
         let epoch = InventoryEngine.newEpoch(bornAt: now)
@@ -136,33 +149,8 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
                 bizId: id.bizId, skuId: id.skuId, nowMilliseconds: now, pending: pending
             ) { snapshot in
                 guard let snapshot else { return nil }
-                // The holds in parts of at most `rebuildChunkHolds`, each part a short script: all but the last
-                // re-stamped here, the last with the item (init_item.lua), which absorbs the epochs all of them named.
-                let chunk = max(self.configuration.rebuildChunkHolds, 1)
-                var first = 0
-                var epochs = drainedEpochs
-                while snapshot.liveHolds.count - first > chunk {
-                    let part = snapshot.liveHolds[first..<(first + chunk)]
-                    let restamped = try await self.stores.run(
-                        RestampHoldsCall(
-                            id, caller: caller, epoch: epoch, holds: part, now: now,
-                            retentionSeconds: self.configuration.retentionSeconds,
-                            lockMilliseconds: self.configuration.initLockMilliseconds, layout: self.keys
-                        )
-                    )
-                    guard case .restamped(let previous) = restamped else {
-                        return (false, snapshot.row, snapshot.liveReserved)
-                    }
-                    epochs.formUnion(previous)
-                    first += chunk
-                }
-                let written = try await self.stores.run(
-                    InitItemCall(
-                        id, caller: caller, snapshot: snapshot, epoch: epoch, drainedEpochs: epochs,
-                        outboxes: self.keys.outboxes(holding: id), now: now, itemTTLSeconds: self.configuration.itemTTLSeconds,
-                        retentionSeconds: self.configuration.retentionSeconds, layout: self.keys,
-                        holds: snapshot.liveHolds[first...]
-                    )
+                let written = try await self.write(
+                    id, snapshot: snapshot, caller: caller, epoch: epoch, drainedEpochs: drainedEpochs, now: now
                 )
                 return (written, snapshot.row, snapshot.liveReserved)
             }
@@ -181,9 +169,10 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
             // one per request; creating the item deletes the entry).
             _ = try await stores.redisCall { try await self.stores.redis.command("DEL", itemKey) }
             _ = try? await stores.run(AbsentCall(id, milliseconds: configuration.absentMilliseconds, layout: keys))
-            return false
+            return .absent
         }
-        if outcome.written && counting {
+        guard outcome.written else { return .lost }
+        if counting {
             counters.withLockedValue { $0.itemRebuilds += 1 }
             InventoryMetrics.itemRebuilds.increment()
             stores.logger.notice(
@@ -194,7 +183,53 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
                 ]
             )
         }
-        return true
+        return .written
+    }
+
+    /// Writes the rebuilt item from its snapshot in parts of at most `rebuildChunk` records, each part a short script
+    /// under the init lock, which it renews: the holds re-stamped (RestampHoldsCall), the code set and the usage hash
+    /// filled (FillPartCall), then the item with the last part of each (InitItemCall), which absorbs the epochs every
+    /// hold's reserve key named. False when a part or the item was lost (nothing more is written).
+    func write(
+        _ id: StockItemID, snapshot: StockRepository.InitSnapshot, caller: String, epoch: String, drainedEpochs: Set<String>,
+        now: Int64
+    ) async throws -> Bool {
+        let chunk = max(configuration.rebuildChunk, 1)
+        let lock = configuration.initLockMilliseconds
+        var before = RebuildParts()
+        var epochs = drainedEpochs
+        while snapshot.liveHolds.count - before.holds > chunk {
+            let part = snapshot.liveHolds[before.holds..<(before.holds + chunk)]
+            let call = RestampHoldsCall(
+                id, caller: caller, epoch: epoch, holds: part, now: now, retentionSeconds: configuration.retentionSeconds,
+                lockMilliseconds: lock, layout: keys
+            )
+            guard case .restamped(let previous) = try await stores.run(call) else { return false }
+            epochs.formUnion(previous)
+            before.holds += chunk
+        }
+        while snapshot.codes.count - before.codes > chunk {
+            let part = snapshot.codes[before.codes..<(before.codes + chunk)]
+            let call = FillPartCall(id, caller: caller, lockMilliseconds: lock, codes: part, before: before.codes, layout: keys)
+            guard try await stores.run(call) else { return false }
+            before.codes += chunk
+        }
+        while snapshot.usage.count - before.users > chunk {
+            let part = snapshot.usage[before.users..<(before.users + chunk)]
+            let call = FillPartCall(
+                id, caller: caller, lockMilliseconds: lock, usage: part, window: snapshot.userWindow, before: before.users,
+                layout: keys
+            )
+            guard try await stores.run(call) else { return false }
+            before.users += chunk
+        }
+        return try await stores.run(
+            InitItemCall(
+                id, caller: caller, snapshot: snapshot, epoch: epoch, drainedEpochs: epochs, outboxes: keys.outboxes(holding: id),
+                now: now, itemTTLSeconds: configuration.itemTTLSeconds, retentionSeconds: configuration.retentionSeconds,
+                layout: keys, before: before
+            )
+        )
     }
 
     /// The outbox events not yet acknowledged (acknowledged ones are deleted: they are in the journal) that have a

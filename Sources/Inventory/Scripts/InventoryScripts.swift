@@ -13,7 +13,8 @@ public enum ScriptName: String, CaseIterable, Sendable {
     case setStock = "set_stock", adjustStock = "adjust_stock", undoStock = "undo_stock", adminDone = "admin_done"
     case fixItem = "fix_item"
     // Rebuilding items and orders from MySQL (RebuildScripts.swift)
-    case initLock = "init_lock", initItem = "init_item", restampHolds = "restamp_holds", restoreOrder = "restore_order"
+    case initLock = "init_lock", initItem = "init_item", restampHolds = "restamp_holds", fillPart = "fill_part"
+    case restoreOrder = "restore_order"
     case absent
     // Code pools (CodePoolScripts.swift)
     case setPool = "set_pool", addCodes = "add_codes", poolCounts = "pool_counts"

@@ -41,14 +41,16 @@ struct InitItemCall: ScriptCall {
     /// `snapshot`: what MySQL has of the item (read under its row lock); `epoch`: the item's new epoch;
     /// `drainedEpochs`: the epochs of its outbox events applied to the journal before the read, and those the reserve
     /// keys re-stamped by RestampHoldsCall named before; `outboxes`: the streams its events go to. `now`: Redis's
-    /// clock, for the reserve keys written anew. `holds`: the last part of the snapshot's live holds, when the
-    /// others were re-stamped by RestampHoldsCall (nil: all of them).
+    /// clock, for the reserve keys written anew. `before`: how many of the snapshot's holds, codes and user counts the
+    /// parts before this call wrote (RestampHoldsCall, FillPartCall); this call takes the rest of each.
     init(
         _ id: StockItemID, caller: String, snapshot: StockRepository.InitSnapshot, epoch: String, drainedEpochs: Set<String>,
         outboxes: [String], now: Int64, itemTTLSeconds: Int, retentionSeconds: Int, layout: KeyLayout,
-        holds: ArraySlice<StockRepository.LiveHold>? = nil
+        before: RebuildParts = RebuildParts()
     ) {
         let row = snapshot.row
+        let codes = snapshot.codes[before.codes...]
+        let usage = snapshot.usage[before.users...]
         var arguments = [
             caller, String(row.infinite ? row.stock : row.stock - snapshot.liveReserved), String(snapshot.liveReserved),
             row.infinite ? "1" : "0", String(row.dangerNum), String(row.backorderLimit), String(itemTTLSeconds), epoch,
@@ -56,15 +58,17 @@ struct InitItemCall: ScriptCall {
         ]
         arguments += snapshot.pool?.scriptArguments ?? ["", "", "0", ""]
         arguments.append(drainedEpochs.sorted().joined(separator: ","))
-        arguments.append(String(snapshot.codes.count))
-        arguments += snapshot.codes
-        // The holds this rebuild counts keep counting (the last part of them: `holds`; RestampHoldsCall took the others).
-        let records = HoldRecords(id, holds: holds ?? snapshot.liveHolds[...], now: now, retentionSeconds: retentionSeconds, layout: layout)
+        arguments += [String(before.codes), String(before.users), String(codes.count)]
+        arguments += codes
+        // The holds this rebuild counts keep counting (RestampHoldsCall took the parts before).
+        let records = HoldRecords(
+            id, holds: snapshot.liveHolds[before.holds...], now: now, retentionSeconds: retentionSeconds, layout: layout
+        )
         arguments += records.arguments
-        arguments.reserveCapacity(arguments.count + 2 * snapshot.usage.count)
-        for usage in snapshot.usage {
-            arguments.append(usage.userId)
-            arguments.append(String(usage.units))
+        arguments.reserveCapacity(arguments.count + 2 * usage.count)
+        for entry in usage {
+            arguments.append(entry.userId)
+            arguments.append(String(entry.units))
         }
         keys = [layout.item(id), layout.userUsage(id), layout.codes(id)] + records.keys + outboxes
         self.arguments = arguments
@@ -111,6 +115,53 @@ struct RestampHoldsCall: ScriptCall {
         switch reply.tag {
         case "ok": return .restamped(previousEpochs: reply.text(1).split(separator: ",").map(String.init))
         case "lost": return .lost
+        default: throw unexpected(value)
+        }
+    }
+}
+
+/// How many of a rebuild's holds, codes and user counts its parts have written so far (lua/lib/parts.lua).
+struct RebuildParts: Sendable, Equatable {
+    var holds = 0
+    var codes = 0
+    var users = 0
+}
+
+/// lua/fill_part.lua: one part of a rebuilt item's code set or usage hash (all but the last, which goes with
+/// InitItemCall), if the caller still holds the item's init lock.
+struct FillPartCall: ScriptCall {
+    static let name = ScriptName.fillPart
+
+    let keys: [String]
+    let arguments: [String]
+
+    /// `codes`: this part of the pool's usable codes; `before`: how many the parts before it wrote.
+    init(_ id: StockItemID, caller: String, lockMilliseconds: Int64, codes: ArraySlice<String>, before: Int, layout: KeyLayout) {
+        keys = [layout.item(id), layout.codes(id)]
+        arguments = [caller, String(lockMilliseconds), "codes", String(before), ""] + codes
+    }
+
+    /// `usage`: this part of the users' counts in `window`; `before`: how many the parts before it wrote.
+    init(
+        _ id: StockItemID, caller: String, lockMilliseconds: Int64, usage: ArraySlice<UserUsage>, window: Int64, before: Int,
+        layout: KeyLayout
+    ) {
+        keys = [layout.item(id), layout.userUsage(id)]
+        var arguments = [caller, String(lockMilliseconds), "users", String(before), String(window)]
+        arguments.reserveCapacity(arguments.count + 2 * usage.count)
+        for entry in usage {
+            arguments.append(entry.userId)
+            arguments.append(String(entry.units))
+        }
+        self.arguments = arguments
+    }
+
+    /// Whether the part was written (false: the lock was taken over, the item appeared, or the key lost members
+    /// since the part before; nothing was written).
+    static func decode(_ value: RedisValue) throws -> Bool {
+        switch ScriptReply(value).tag {
+        case "ok": return true
+        case "lost": return false
         default: throw unexpected(value)
         }
     }
