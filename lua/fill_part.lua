@@ -8,12 +8,13 @@
 -- KEYS[1] the item hash   KEYS[2] its code set (kind 'codes') or its usage hash (kind 'users')
 -- ARGV[1] caller id   ARGV[2] the init lock's lifetime (ms)   ARGV[3] kind   ARGV[4] how many members the parts
 -- before this one wrote (0: this is the first, the key is emptied first)   ARGV[5] the current window (users)
--- ARGV[6..] the codes, or pairs of userId and that user's units in the current window
+-- ARGV[6] the item's TTL (s, 0 = none), which the key gets now: it lives as long as a whole item's would, however
+-- long the parts after it take (a rebuild that dies leaves it to the next one, which empties it first)
+-- ARGV[7..] the codes, or pairs of userId and that user's units in the current window
 --
 -- Returns {'ok'}, or {'lost'} when nothing was written: the lock was taken over or the item appeared meanwhile, or
--- the key lost members since the part before (it expired, was evicted or deleted), in which case the lock-only hash
--- is dropped too, so the caller's rebuild starts over at once. The key lives twice the lock's lifetime until
--- init_item.lua gives it the item's: a rebuild that dies leaves nothing for long.
+-- the key lost members since the part before (it was evicted or deleted), in which case the lock-only hash is dropped
+-- too, so the caller's rebuild starts over at once.
 
 --!include clock
 --!include parts
@@ -25,6 +26,6 @@ if not partsIntact(KEYS[2], ARGV[3] == 'codes' and 'SCARD' or 'HLEN', tonumber(A
   return {'lost'}
 end
 renewInitLock(KEYS[1], tonumber(ARGV[2]))
-fillMembers(KEYS[2], ARGV[3], ARGV[5], 6, #ARGV)
-redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]) * 2)
+fillMembers(KEYS[2], ARGV[3], ARGV[5], 7, #ARGV)
+if tonumber(ARGV[6]) > 0 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6])) end
 return {'ok'}

@@ -330,14 +330,17 @@ struct ScriptReplyTests {
 
     @Test("fill_part.lua: the item and the set or hash; caller, lock, kind, count before, window, then the members")
     func fillPartLayout() throws {
-        let codes = FillPartCall(id, caller: "c", lockMilliseconds: 5_000, codes: ["A", "B"], before: 4, layout: layout)
+        let codes = FillPartCall(
+            id, caller: "c", lockMilliseconds: 5_000, codes: ["A", "B"], before: 4, itemTTLSeconds: 600, layout: layout
+        )
         #expect(codes.keys == [layout.item(id), layout.codes(id)])
-        #expect(codes.arguments == ["c", "5000", "codes", "4", "", "A", "B"])
+        #expect(codes.arguments == ["c", "5000", "codes", "4", "", "600", "A", "B"])
         let users = FillPartCall(
-            id, caller: "c", lockMilliseconds: 5_000, usage: [UserUsage(userId: "u1", units: 3)], window: 9, before: 0, layout: layout
+            id, caller: "c", lockMilliseconds: 5_000, usage: [UserUsage(userId: "u1", units: 3)], window: 9, before: 0,
+            itemTTLSeconds: 0, layout: layout
         )
         #expect(users.keys == [layout.item(id), layout.userUsage(id)])
-        #expect(users.arguments == ["c", "5000", "users", "0", "9", "u1", "3"])
+        #expect(users.arguments == ["c", "5000", "users", "0", "9", "0", "u1", "3"])
         #expect(try FillPartCall.decode(Self.reply("ok")))
         #expect(try !FillPartCall.decode(Self.reply("lost")))
     }

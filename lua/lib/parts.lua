@@ -23,10 +23,10 @@ end
 -- Whether the code set or usage hash `key` holds exactly the `before` members the parts before this one wrote
 -- (`count` is SCARD or HLEN); the first part (before = 0) empties it. A key that lost members between two parts (its
 -- TTL ran out, Redis evicted it, an operator deleted it) is not: the rebuild must start over, not install an item
--- whose set is short.
+-- whose set is short. The old key is UNLINKed: a set of 200,000 codes took Redis 60 ms to free in place.
 local function partsIntact(key, count, before)
   if before == 0 then
-    redis.call('DEL', key)
+    redis.call('UNLINK', key)
     return true
   end
   return redis.call(count, key) == before

@@ -78,11 +78,13 @@ struct CodePoolAdministration: Sendable {
         return CodeExport { page in
             // SSCAN ends quietly when its set goes (a rebuild rewrites it, it expires, Redis restarts): the item's
             // epoch and the set's presence are read before and after, and a change ends the export with an error
-            // instead of a complete-looking short list.
-            let before = try await self.codeSetState(id)
+            // instead of a complete-looking short list. An item not whole before (a rebuild is filling its set in
+            // parts) sends nothing.
+            guard let before = try await self.codeSetState(id) else {
+                throw InventoryError.unavailable("the pool's item is being rebuilt or was lost; export again")
+            }
             try await self.stores.redisCall { try await self.stores.redis.scanSet(key) { try await page($0) } }
-            let after = try await self.codeSetState(id)
-            guard let before, before == after else {
+            guard try await self.codeSetState(id) == before else {
                 throw InventoryError.unavailable("the pool's codes changed while they were exported (its item was rebuilt or lost); export again")
             }
         }

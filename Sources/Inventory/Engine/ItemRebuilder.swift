@@ -70,7 +70,7 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
     func rebuild(_ id: StockItemID, counting: Bool, believeAbsent: Bool = true) async throws -> Bool {
         let caller = UUID().uuidString
         let itemKey = keys.item(id)
-        let deadline = ContinuousClock.now + .milliseconds(configuration.initWaitMilliseconds)
+        var deadline = ContinuousClock.now + .milliseconds(configuration.initWaitMilliseconds)
         var pause = 2
         var lost = 0
         while true {
@@ -92,11 +92,15 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
                 case .absent: return false
                 case .lost:
                     // Its lock was taken over, the item appeared, or a part of it vanished: look again (ready, another
-                    // caller's rebuild to wait for, or this one starts over), never "ready" before the item is.
+                    // caller's rebuild to wait for, or this one starts over), never "ready" before the item is. The
+                    // lock was taken over only after this rebuild went a whole lock lifetime without a part: the wait
+                    // for the taker's rebuild is a wait of its own.
                     lost += 1
                     guard lost < 3 else {
                         throw InventoryError.unavailable("the rebuild of stock item \(id) kept being interrupted; retry")
                     }
+                    deadline = ContinuousClock.now + .milliseconds(configuration.initWaitMilliseconds)
+                    pause = 2
                 }
             case .wait:
                 guard ContinuousClock.now < deadline else {
@@ -210,7 +214,10 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
         }
         while snapshot.codes.count - before.codes > chunk {
             let part = snapshot.codes[before.codes..<(before.codes + chunk)]
-            let call = FillPartCall(id, caller: caller, lockMilliseconds: lock, codes: part, before: before.codes, layout: keys)
+            let call = FillPartCall(
+                id, caller: caller, lockMilliseconds: lock, codes: part, before: before.codes,
+                itemTTLSeconds: configuration.itemTTLSeconds, layout: keys
+            )
             guard try await stores.run(call) else { return false }
             before.codes += chunk
         }
@@ -218,7 +225,7 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
             let part = snapshot.usage[before.users..<(before.users + chunk)]
             let call = FillPartCall(
                 id, caller: caller, lockMilliseconds: lock, usage: part, window: snapshot.userWindow, before: before.users,
-                layout: keys
+                itemTTLSeconds: configuration.itemTTLSeconds, layout: keys
             )
             guard try await stores.run(call) else { return false }
             before.users += chunk

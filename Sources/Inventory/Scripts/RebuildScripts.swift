@@ -135,19 +135,24 @@ struct FillPartCall: ScriptCall {
     let keys: [String]
     let arguments: [String]
 
-    /// `codes`: this part of the pool's usable codes; `before`: how many the parts before it wrote.
-    init(_ id: StockItemID, caller: String, lockMilliseconds: Int64, codes: ArraySlice<String>, before: Int, layout: KeyLayout) {
-        keys = [layout.item(id), layout.codes(id)]
-        arguments = [caller, String(lockMilliseconds), "codes", String(before), ""] + codes
-    }
-
-    /// `usage`: this part of the users' counts in `window`; `before`: how many the parts before it wrote.
+    /// `codes`: this part of the pool's usable codes; `before`: how many the parts before it wrote; `itemTTLSeconds`:
+    /// the item's TTL (0: none), which the set gets.
     init(
-        _ id: StockItemID, caller: String, lockMilliseconds: Int64, usage: ArraySlice<UserUsage>, window: Int64, before: Int,
+        _ id: StockItemID, caller: String, lockMilliseconds: Int64, codes: ArraySlice<String>, before: Int, itemTTLSeconds: Int,
         layout: KeyLayout
     ) {
+        keys = [layout.item(id), layout.codes(id)]
+        arguments = [caller, String(lockMilliseconds), "codes", String(before), "", String(itemTTLSeconds)] + codes
+    }
+
+    /// `usage`: this part of the users' counts in `window`; `before`: how many the parts before it wrote;
+    /// `itemTTLSeconds`: the item's TTL (0: none), which the hash gets.
+    init(
+        _ id: StockItemID, caller: String, lockMilliseconds: Int64, usage: ArraySlice<UserUsage>, window: Int64, before: Int,
+        itemTTLSeconds: Int, layout: KeyLayout
+    ) {
         keys = [layout.item(id), layout.userUsage(id)]
-        var arguments = [caller, String(lockMilliseconds), "users", String(before), String(window)]
+        var arguments = [caller, String(lockMilliseconds), "users", String(before), String(window), String(itemTTLSeconds)]
         arguments.reserveCapacity(arguments.count + 2 * usage.count)
         for entry in usage {
             arguments.append(entry.userId)
