@@ -21,8 +21,9 @@ public func buildApplication(
     router.add(middleware: RequestIdMiddleware())
     router.add(middleware: KnownMethodMetricsMiddleware())
     if let hosts = configuration.effectiveAllowedHosts { router.add(middleware: BrowserGuardMiddleware(allowedHosts: hosts)) }
-    router.add(middleware: MethodMiddleware(routes: InventoryRoutes.templates))
+    // The token first: a wrong method on a known path tells a caller without one nothing (no 405 listing its methods).
     router.add(middleware: AccessMiddleware(tokens: configuration.tokens, openMetrics: configuration.openMetrics))
+    router.add(middleware: MethodMiddleware(routes: InventoryRoutes.templates))
     let limiter = configuration.hotItemLimit > 0
         ? HotItemLimiter(limit: configuration.hotItemLimit, windowMilliseconds: configuration.hotItemWindowMilliseconds) : nil
     let admission = configuration.businessRateLimit > 0

@@ -100,6 +100,14 @@ struct AccessTests {
                     if !uri.hasSuffix("nothing-here") { contract.check("401 \(method) \(uri)", method, uri, body: body, response) }
                 }
             }
+            // A method a known path does not have tells a caller without a token nothing either (it was 405 with the
+            // path's methods in Allow); with a token it is 405.
+            for (method, uri) in [(HTTPRequest.Method.delete, "/v1/stock/\(biz)/1"), (.patch, "/v1/reservations")] {
+                let refused = try await Self.send(client, method, uri)
+                #expect(refused.status == .unauthorized, "\(method) \(uri)")
+                #expect(refused.headers[.allow] == nil)
+                #expect(try await Self.send(client, method, uri, token: Self.adminToken).status == .methodNotAllowed)
+            }
             #expect(try await Self.send(client, .get, "/healthz").status == .ok)
             // Nothing was changed by the refused calls.
             await #expect(throws: InventoryError.notFound) { try await stores.engine.stock(stores.item(1)) }
