@@ -1,5 +1,6 @@
 import Foundation
 import InventoryTestSupport
+import MySQLClient
 import RedisClient
 import Synchronization
 import Testing
@@ -283,6 +284,57 @@ struct RebuildChunkTests {
             let rebuilt = try await level.value
             #expect(rebuilt.available == 7)
             #expect(rebuilt.reserved == 3)
+        }
+    }
+
+    /// The engine's restore (OrderReader) makes sure the order's items are whole, reads the journal and the codes,
+    /// then restores: an item that vanishes in between must be rebuilt and the restore run again (`run(onItems:)`),
+    /// not answered 503. The test holds `code_assignments` locked while the restore reads it, and deletes the item
+    /// meanwhile.
+    @Test("an order's restore whose item vanished after the restore made sure of it rebuilds the item and restores")
+    func restoreAfterItemVanished() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            _ = try await stores.engine.reserve(command(stores, "o-1", 2))
+            #expect(try await stores.drainWithWorker())
+            _ = try await stores.redis.command("DEL", orderKey(stores, "o-1"))
+            // The reader on a MySQL connection of its own, whose wait the process list shows.
+            var settings = stores.mysql.configuration
+            settings.poolSize = 1
+            let client = MySQLClient(configuration: settings, logger: stores.logger)
+            let reader = InventoryEngine(
+                redis: stores.redis, mysql: client, scripts: try InventoryScripts.load(), configuration: stores.engine.configuration,
+                logger: stores.logger
+            )
+            do {
+                try await reader.loadScripts()
+                let session = try #require(try await client.query("SELECT CONNECTION_ID() AS id").rows.first?.int64("id"))
+                let read = try await stores.mysql.withSession { lock in
+                    try await lock.execute("LOCK TABLES code_assignments WRITE")
+                    let read = Task { try await reader.reservation(orderId: "o-1", bizId: stores.bizId) }
+                    try await waitFor("the restore waiting for code_assignments") {
+                        try await stores.mysql.query(
+                            "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ? AND STATE LIKE '%metadata lock%'",
+                            [.int(session)]
+                        ).rows.first?.int64("n") == 1
+                    }
+                    _ = try await stores.redis.command("DEL", stores.keys.item(item))
+                    try await lock.execute("UNLOCK TABLES")
+                    return read
+                }
+                let order = try await read.value
+                #expect(order.status == .reserved)
+                let level = try await stores.engine.stock(item)
+                #expect(level.reserved == 2)
+                #expect(level.available == 8)
+                _ = try await stores.engine.cancel(orderId: "o-1", bizId: stores.bizId)
+                #expect(try await stores.engine.stock(item).available == 10)
+            } catch {
+                await client.shutdown()
+                throw error
+            }
+            await client.shutdown()
         }
     }
 
