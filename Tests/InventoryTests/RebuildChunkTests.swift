@@ -253,6 +253,20 @@ struct RebuildChunkTests {
             )
             #expect(try await !engine.stores.run(last))
             #expect(try await stores.redis.command("EXISTS", stores.keys.item(item)).int == 0, "no item written, its lock dropped")
+            // A usage hash likewise (HLEN).
+            #expect(try await engine.stores.run(lock("c3")) == .locked)
+            func users(_ ids: [String], before: Int) -> FillPartCall {
+                FillPartCall(
+                    item, caller: "c3", lockMilliseconds: 5000, usage: ids.map { UserUsage(userId: $0, units: 1) }[...], window: 0,
+                    before: before, itemTTLSeconds: 600, layout: stores.keys
+                )
+            }
+            #expect(try await engine.stores.run(users(["u1", "u2"], before: 0)))
+            #expect(try await stores.redis.command("HGET", stores.keys.userUsage(item), "u1").text == "0:1")
+            _ = try await stores.redis.command("HDEL", stores.keys.userUsage(item), "u2")
+            #expect(try await !engine.stores.run(users(["u3"], before: 2)))
+            #expect(try await stores.redis.command("HLEN", stores.keys.userUsage(item)).int == 1)
+            #expect(try await stores.redis.command("EXISTS", stores.keys.item(item)).int == 0)
         }
     }
 
@@ -313,13 +327,19 @@ struct RebuildChunkTests {
                 let read = try await stores.mysql.withSession { lock in
                     try await lock.execute("LOCK TABLES code_assignments WRITE")
                     let read = Task { try await reader.reservation(orderId: "o-1", bizId: stores.bizId) }
-                    try await waitFor("the restore waiting for code_assignments") {
-                        try await stores.mysql.query(
-                            "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ? AND STATE LIKE '%metadata lock%'",
-                            [.int(session)]
-                        ).rows.first?.int64("n") == 1
+                    do {
+                        try await waitFor("the restore waiting for code_assignments") {
+                            try await stores.mysql.query(
+                                "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ? AND STATE LIKE '%metadata lock%'",
+                                [.int(session)]
+                            ).rows.first?.int64("n") == 1
+                        }
+                        _ = try await stores.redis.command("DEL", stores.keys.item(item))
+                    } catch {
+                        // The pooled connection must not keep the table locked for every other test.
+                        try? await lock.execute("UNLOCK TABLES")
+                        throw error
                     }
-                    _ = try await stores.redis.command("DEL", stores.keys.item(item))
                     try await lock.execute("UNLOCK TABLES")
                     return read
                 }
@@ -363,7 +383,8 @@ struct RebuildChunkTests {
                 // Taken over by a caller whose lock runs out 300 ms from now (it dies before it writes).
                 let now = try await engine.stores.redisNow(routingKey: stores.keys.item(item))
                 _ = try await stores.redis.command(
-                    "HSET", stores.keys.item(item), "lock_user_id", "another", "lock_time", String(now - 5000 + 300)
+                    "HSET", stores.keys.item(item), "lock_user_id", "another", "lock_time",
+                    String(now - engine.configuration.initLockMilliseconds + 300)
                 )
                 return read
             }

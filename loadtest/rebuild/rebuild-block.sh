@@ -32,7 +32,7 @@ export INVENTORY_REDIS_PORT=$PORT INVENTORY_HTTP_PORT=$HTTP INVENTORY_MYSQL_DATA
 export INVENTORY_LOG_LEVEL="${INVENTORY_LOG_LEVEL:-warning}"
 CASE="${REBUILD_CASE:-holds}"
 redis() { redis-cli -p "$PORT" "$@"; }
-# The item (business rb, sku 1) with N records of the case; prints how many Redis has.
+# The item (business rb, sku 1) with N records of the case.
 fill_item() {
   case "$CASE" in
     holds)
@@ -43,7 +43,7 @@ fill_item() {
       curl -fsS -o /dev/null -X PUT -H 'Content-Type: application/json' -d '{"kind":"one-time"}' "localhost:$HTTP/v1/stock/rb/1/pool"
       for first in $(seq 1 100000 "$N"); do
         last=$((first + 99999 < N ? first + 99999 : N))
-        seq -f 'CODE-%09g' "$first" "$last" >"$WORK/codes.txt"
+        seq -f 'CODE-%09.0f' "$first" "$last" >"$WORK/codes.txt"
         curl -fsS -o /dev/null -H 'Content-Type: text/plain' --data-binary "@$WORK/codes.txt" "localhost:$HTTP/v1/stock/rb/1/codes"
       done
       ;;
@@ -53,6 +53,7 @@ fill_item() {
       python3 - "$HTTP" "$N" <<'PY'
 import http.client, sys, threading
 port, n, threads = int(sys.argv[1]), int(sys.argv[2]), 16
+failed = []
 def run(t):
     connection = http.client.HTTPConnection("127.0.0.1", port)
     for k in range(t, n, threads):
@@ -61,10 +62,12 @@ def run(t):
         response = connection.getresponse()
         response.read()
         if response.status != 201:
-            sys.exit(f"reserve u-{k}: {response.status}")
+            failed.append(f"reserve u-{k}: {response.status}")
+            return
 workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
 for w in workers: w.start()
 for w in workers: w.join()
+if failed: sys.exit("; ".join(failed))
 PY
       ;;
     *) echo "REBUILD_CASE is holds, codes or users, not $CASE" >&2; exit 64 ;;

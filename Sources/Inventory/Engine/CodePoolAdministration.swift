@@ -74,15 +74,16 @@ struct CodePoolAdministration: Sendable {
         }
         // The pool exists, so the item's MySQL row does.
         guard try await rebuilder.ensureMadeItem(id, countsAsRebuild: true) else { throw InventoryError.notFound }
+        // Refused here, a 503 of its own, when the item went again (another caller's rebuild is filling its set); once
+        // the answer has begun, the check below can only cut it.
+        guard try await codeSetState(id) != nil else { throw Self.notWhole }
         let key = stores.keys.codes(id)
         return CodeExport { page in
             // SSCAN ends quietly when its set goes (a rebuild rewrites it, it expires, Redis restarts): the item's
             // epoch and the set's presence are read before and after, and a change ends the export with an error
             // instead of a complete-looking short list. An item not whole before (a rebuild is filling its set in
             // parts) sends nothing.
-            guard let before = try await self.codeSetState(id) else {
-                throw InventoryError.unavailable("the pool's item is being rebuilt or was lost; export again")
-            }
+            guard let before = try await self.codeSetState(id) else { throw Self.notWhole }
             try await self.stores.redisCall { try await self.stores.redis.scanSet(key) { try await page($0) } }
             guard try await self.codeSetState(id) == before else {
                 throw InventoryError.unavailable("the pool's codes changed while they were exported (its item was rebuilt or lost); export again")
@@ -112,6 +113,8 @@ struct CodePoolAdministration: Sendable {
         try await exportCodes(id).forEachPage { codes.formUnion($0) }
         return codes.sorted()
     }
+
+    static let notWhole = InventoryError.unavailable("the pool's item is being rebuilt or was lost; export again")
 
     static let oneTimeStock = InventoryError.poolConflict(
         "the item has a one-time code pool: its stock is its codes; upload codes instead of setting or adjusting stock"

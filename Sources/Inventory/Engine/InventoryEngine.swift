@@ -38,7 +38,7 @@ public struct EngineConfiguration: Sendable {
     public var initWaitMilliseconds: Int64 = 3000
     /// The most records (live holds, codes, per-user counts) one script of a rebuild writes (`ItemRebuilder.write`:
     /// restamp_holds.lua and fill_part.lua for each part but the last, init_item.lua with the last): in one script an
-    /// item with 20,000 live holds stopped Redis for 0.24 s, a pool of 200,000 codes for 0.14 s.
+    /// item with 20,000 live holds stopped Redis for 0.24 s, a pool of 200,000 codes for 0.2 s.
     public var rebuildChunk = 1000
     /// Redis Cluster: how long a reserve of several parts may take to hold them all; a reserve still under way
     /// after this (its caller crashed) is given up by the expiry sweeper, which takes its parts back.

@@ -212,24 +212,26 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
             epochs.formUnion(previous)
             before.holds += chunk
         }
-        while snapshot.codes.count - before.codes > chunk {
-            let part = snapshot.codes[before.codes..<(before.codes + chunk)]
-            let call = FillPartCall(
-                id, caller: caller, lockMilliseconds: lock, codes: part, before: before.codes,
-                itemTTLSeconds: configuration.itemTTLSeconds, layout: keys
-            )
-            guard try await stores.run(call) else { return false }
-            before.codes += chunk
+        // The code set and the usage hash: all parts but the last through FillPartCall.
+        func fill<Member>(_ members: [Member], _ written: inout Int, _ part: (ArraySlice<Member>, Int) -> FillPartCall) async throws -> Bool {
+            while members.count - written > chunk {
+                guard try await stores.run(part(members[written..<(written + chunk)], written)) else { return false }
+                written += chunk
+            }
+            return true
         }
-        while snapshot.usage.count - before.users > chunk {
-            let part = snapshot.usage[before.users..<(before.users + chunk)]
-            let call = FillPartCall(
-                id, caller: caller, lockMilliseconds: lock, usage: part, window: snapshot.userWindow, before: before.users,
-                itemTTLSeconds: configuration.itemTTLSeconds, layout: keys
-            )
-            guard try await stores.run(call) else { return false }
-            before.users += chunk
-        }
+        let ttl = configuration.itemTTLSeconds
+        guard
+            try await fill(snapshot.codes, &before.codes, {
+                FillPartCall(id, caller: caller, lockMilliseconds: lock, codes: $0, before: $1, itemTTLSeconds: ttl, layout: self.keys)
+            }),
+            try await fill(snapshot.usage, &before.users, {
+                FillPartCall(
+                    id, caller: caller, lockMilliseconds: lock, usage: $0, window: snapshot.userWindow, before: $1, itemTTLSeconds: ttl,
+                    layout: self.keys
+                )
+            })
+        else { return false }
         return try await stores.run(
             InitItemCall(
                 id, caller: caller, snapshot: snapshot, epoch: epoch, drainedEpochs: epochs, outboxes: keys.outboxes(holding: id),

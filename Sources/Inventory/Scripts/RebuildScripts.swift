@@ -65,11 +65,7 @@ struct InitItemCall: ScriptCall {
             id, holds: snapshot.liveHolds[before.holds...], now: now, retentionSeconds: retentionSeconds, layout: layout
         )
         arguments += records.arguments
-        arguments.reserveCapacity(arguments.count + 2 * usage.count)
-        for entry in usage {
-            arguments.append(entry.userId)
-            arguments.append(String(entry.units))
-        }
+        usage.appendArguments(to: &arguments)
         keys = [layout.item(id), layout.userUsage(id), layout.codes(id)] + records.keys + outboxes
         self.arguments = arguments
     }
@@ -153,11 +149,7 @@ struct FillPartCall: ScriptCall {
     ) {
         keys = [layout.item(id), layout.userUsage(id)]
         var arguments = [caller, String(lockMilliseconds), "users", String(before), String(window), String(itemTTLSeconds)]
-        arguments.reserveCapacity(arguments.count + 2 * usage.count)
-        for entry in usage {
-            arguments.append(entry.userId)
-            arguments.append(String(entry.units))
-        }
+        usage.appendArguments(to: &arguments)
         self.arguments = arguments
     }
 
@@ -168,6 +160,17 @@ struct FillPartCall: ScriptCall {
         case "ok": return true
         case "lost": return false
         default: throw unexpected(value)
+        }
+    }
+}
+
+extension ArraySlice<UserUsage> {
+    /// The users' counts as a rebuild's scripts take them (lua/lib/parts.lua: fillMembers): pairs of userId and units.
+    func appendArguments(to arguments: inout [String]) {
+        arguments.reserveCapacity(arguments.count + 2 * count)
+        for entry in self {
+            arguments.append(entry.userId)
+            arguments.append(String(entry.units))
         }
     }
 }
