@@ -70,15 +70,9 @@ struct InitItemCall: ScriptCall {
         self.arguments = arguments
     }
 
-    /// Whether the item was written (false: the lock was taken over or the item appeared meanwhile; the caller's
-    /// numbers may be stale, so nothing was written).
-    static func decode(_ value: RedisValue) throws -> Bool {
-        switch ScriptReply(value).tag {
-        case "ok": return true
-        case "lost": return false
-        default: throw unexpected(value)
-        }
-    }
+    /// Whether the item was written (false: the lock was taken over or the item appeared meanwhile, the caller's
+    /// numbers may be stale; or a part of the set or hash was lost: nothing was written).
+    static func decode(_ value: RedisValue) throws -> Bool { try written(value) }
 }
 
 /// lua/restamp_holds.lua: one part of a rebuild's holds (all but the last, which goes with InitItemCall)
@@ -155,7 +149,12 @@ struct FillPartCall: ScriptCall {
 
     /// Whether the part was written (false: the lock was taken over, the item appeared, or the key lost members
     /// since the part before; nothing was written).
-    static func decode(_ value: RedisValue) throws -> Bool {
+    static func decode(_ value: RedisValue) throws -> Bool { try written(value) }
+}
+
+extension ScriptCall {
+    /// A rebuild script's `{'ok'}` (written) or `{'lost'}` (nothing written: lib/parts.lua).
+    static func written(_ value: RedisValue) throws -> Bool {
         switch ScriptReply(value).tag {
         case "ok": return true
         case "lost": return false
