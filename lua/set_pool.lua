@@ -6,9 +6,12 @@
 -- ARGV[3] pool_expires (Unix ms, 0 = never)   ARGV[4] pool_batch (the batch code, '' for other kinds)
 -- ARGV[5] the item's user_limit, the pool's maximum per user ('' unchanged)
 --
--- Returns {'ok'} or {'missing'} (the item is not in Redis).
+-- Returns {'ok'} or {'missing'} (the item is not whole in Redis, lib/items.lua: a hash holding only a rebuild's init
+-- lock is not written into; the caller waits for the item, which the rebuild writes with the pool MySQL has).
 
-if redis.call('EXISTS', KEYS[1]) == 0 then
+--!include items
+
+if missingItems({KEYS[1]}) then
   return {'missing'}
 end
 redis.call('HSET', KEYS[1], 'pool_kind', ARGV[1], 'pool_status', ARGV[2], 'pool_expires', ARGV[3],

@@ -394,6 +394,21 @@ struct RebuildChunkTests {
         }
     }
 
+    /// A pool's settings written while the item is being rebuilt would go into the hash that holds only the lock:
+    /// set_pool.lua answers `missing` like every script that changes items (it wrote into any hash that existed).
+    @Test("a pool's settings are not written into an item that holds only a rebuild's lock")
+    func setPoolWaitsForWholeItem() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 10))
+            _ = try await stores.redis.command("DEL", stores.keys.item(item))
+            #expect(try await engine.stores.run(InitLockCall(item, caller: "c1", lockMilliseconds: 5000, layout: stores.keys)) == .locked)
+            #expect(try await !engine.stores.run(SetPoolCall(item, CodePool(kind: .reusable), layout: stores.keys)))
+            #expect(try await stores.itemFields(1)["pool_kind"] == nil)
+        }
+    }
+
     /// Between two parts the code set holds only some of the pool's codes and its item only the lock: an export that
     /// starts then must send none of them (it used to send the set's pages, then fail).
     @Test("an export that starts while its item is being rebuilt sends nothing")

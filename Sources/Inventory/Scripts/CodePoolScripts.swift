@@ -12,7 +12,7 @@ struct SetPoolCall: ScriptCall {
         arguments = pool.scriptArguments + [pool.maxPerUser.map(String.init) ?? ""]
     }
 
-    /// Whether the item was there to write (false: it is not in Redis).
+    /// Whether the item was there to write (false: it is not whole in Redis).
     static func decode(_ value: RedisValue) throws -> Bool {
         switch ScriptReply(value).tag {
         case "ok": return true
