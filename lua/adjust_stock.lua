@@ -4,36 +4,57 @@
 -- ARGV[1] delta   ARGV[2] fingerprint of the request (delta and reason)   ARGV[3] retention (s) of the key
 --
 -- Returns one of
---   {'ok', available, reserved, epoch} applied now (epoch: the item's, which an undo of it names)
+--   {'ok', available, reserved, mark} applied now (mark: the item's, lib/fence.lua, which an undo of it names)
 --   {'replay', available, reserved}   this adjustment id was applied before with the same body
 --   {'conflict'}                      this adjustment id was used with another body
 --   {'missing'}                       the item is not in Redis
 --   {'below_reserved', available, reserved}  removing that much would leave less on hand than is reserved
 --   {'codes'}                         the item has a one-time code pool: its stock is its codes (upload codes)
---   {'unsettled', available, reserved, epoch}  this adjustment's Redis half was made by an earlier attempt whose
---                                     MySQL outcome could not be learnt (its key holds 'unsettled:' .. fingerprint):
---                                     the caller completes the MySQL half, which the ledger makes happen once
+--   {'unsettled', available, reserved, mark}  an earlier attempt's Redis half is still in the item and MySQL's
+--                                     outcome of it is not known (the attempt ended without learning it, or died more
+--                                     than a fence's lifetime ago): the caller completes the MySQL half, which the
+--                                     ledger makes happen once
+--   {'busy'}                          an earlier attempt's Redis half was made less than a fence's lifetime ago and
+--                                     its MySQL half may still be under way: retry later
 --
--- The adjustment key is written with the change, in one script: a replay can never apply it twice. The item is
--- fenced from the reconciler's repair until the MySQL half is done (lib/fence.lua).
+-- The caller asked MySQL's ledger first: it is called only when the ledger has no such adjustment. The adjustment key
+-- is written with the change, in one script: a replay can never apply it twice. Until the MySQL half is known done
+-- the key also names the mark of the item the half was made in (lib/fence.lua): a retry applies the change afresh
+-- when the item no longer has that mark (rebuilt or repaired from MySQL, which did not have it), and completes only
+-- the MySQL half when it does. The item is fenced from the reconciler's repair until the MySQL half is done.
+--
+-- ARGV[4] now (ms; '' = Redis TIME, lib/clock.lua)
 
 --!include clock
 --!include fence
 
 local item = KEYS[1]
 local saved = redis.call('GET', KEYS[2])
-local current = redis.call('HMGET', item, 'stock_num', 'used_stock_num', 'pool_kind', 'epoch')
+local current = redis.call('HMGET', item, 'stock_num', 'used_stock_num', 'pool_kind', 'epoch', 'repairs')
 if current[3] == 'one_time' then
   return {'codes'}
 end
+local mark = itemMark(current[4], current[5])
+local now = clockNow(ARGV[4])
 if saved then
-  if saved == 'unsettled:' .. ARGV[2] then
-    return {'unsettled', current[1] or '0', current[2] or '0', current[4] or ''}
-  end
-  if saved ~= ARGV[2] then
+  local fingerprint, savedMark, at, unsettled = adjustmentState(saved)
+  if fingerprint ~= ARGV[2] then
     return {'conflict'}
   end
-  return {'replay', current[1] or '0', current[2] or '0'}
+  if not savedMark then
+    return {'replay', current[1] or '0', current[2] or '0'}
+  end
+  if savedMark == '' then
+    -- a key from before marks: its half taken to be in the item, as then
+    return {'unsettled', current[1] or '0', current[2] or '0', ''}
+  end
+  if current[1] and savedMark == mark then
+    if not unsettled and now - at < FENCE_MS then
+      return {'busy'}
+    end
+    return {'unsettled', current[1], current[2] or '0', mark}
+  end
+  -- The half is not in the item any more (rebuilt or repaired from MySQL, which did not have it): made afresh below.
 end
 if not current[1] then
   return {'missing'}
@@ -45,6 +66,6 @@ if delta < 0 and stock + delta < 0 then
 end
 local left = redis.call('HINCRBY', item, 'stock_num', delta)
 redis.call('HSET', item, 'is_sell_out', left <= 0 and '1' or '0')
-openFence(item, clockNow(''))
-redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[3]))
-return {'ok', left, current[2], current[4] or ''}
+openFence(item, now)
+redis.call('SET', KEYS[2], 'pending:' .. mark .. ':' .. now .. ':' .. ARGV[2], 'EX', tonumber(ARGV[3]))
+return {'ok', left, current[2], mark}

@@ -1,13 +1,35 @@
--- admin_done.lua: a stock change's MySQL half is done: close the fence its Redis half opened (lib/fence.lua).
+-- admin_done.lua: a stock change's MySQL half is done: close the fence its Redis half opened (lib/fence.lua), and an
+-- adjustment's key says so (it holds the plain fingerprint from now on: a retry is a replay).
 --
--- KEYS[1] item hash
+-- KEYS[1] item hash   KEYS[2] the adjustment's key, or the item key again for a change without one (PUT)
+-- ARGV[1] the mark of the item the Redis half was made in (lib/fence.lua), '*' for the one the adjustment key names
+--         (a half an earlier attempt made), '' when not known (a key from before marks): the fence is closed only
+--         while the item has that mark (a rebuild or a repair since closed it already)
+-- ARGV[2] the adjustment's fingerprint ('' for a PUT)
 --
--- Returns {'ok'}, or {'missing'} when the item is gone (nothing to close: a rebuild starts without a fence).
+-- With an adjustment key, only the call that finds it pending or unsettled closes the fence: two retries that both
+-- completed the MySQL half close it once.
+--
+-- Returns {'ok'}, or {'missing'} when the item is gone (nothing to close: a rebuild starts without a fence; the key
+-- is settled all the same).
 
 --!include fence
 
-if redis.call('HEXISTS', KEYS[1], 'stock_num') == 0 then
+local item = KEYS[1]
+local mark = ARGV[1]
+if KEYS[2] ~= item then
+  local saved = redis.call('GET', KEYS[2])
+  if not saved then return {'ok'} end
+  local fingerprint, keyMark = adjustmentState(saved)
+  if fingerprint ~= ARGV[2] or not keyMark then return {'ok'} end
+  redis.call('SET', KEYS[2], ARGV[2], 'KEEPTTL')
+  if mark == '*' then mark = keyMark end
+end
+local current = redis.call('HMGET', item, 'stock_num', 'epoch', 'repairs')
+if not current[1] then
   return {'missing'}
 end
-closeFence(KEYS[1])
+if mark == '' or mark == itemMark(current[2], current[3]) then
+  closeFence(item)
+end
 return {'ok'}

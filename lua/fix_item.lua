@@ -6,7 +6,7 @@
 --
 -- Returns {'ok'} when written, {'moved'} when the item changed since it was read (judge again), {'missing'},
 -- {'fenced'} when a stock change's MySQL half is still to come (lib/fence.lua): nothing is written. A repair closes a
--- fence that no longer holds (its caller died between the halves).
+-- fence that no longer holds (its caller died between the halves) and changes the item's mark (`repairs`).
 
 --!include clock
 --!include fence
@@ -25,6 +25,9 @@ if tonumber(f[1]) ~= tonumber(ARGV[1]) or tonumber(f[2] or '0') ~= tonumber(ARGV
 end
 local stock = tonumber(ARGV[5])
 redis.call('HDEL', item, 'admin_pending', 'admin_since')
+-- The item's counters are MySQL's now: a stock change's Redis half made before is not in them (lib/fence.lua: its
+-- mark no longer holds).
+redis.call('HINCRBY', item, 'repairs', 1)
 redis.call('HSET', item, 'stock_num', stock, 'used_stock_num', ARGV[6], 'confirmed_unapplied', ARGV[7],
   'refund_unapplied', ARGV[8], 'is_sell_out', stock <= 0 and '1' or '0')
 return {'ok'}

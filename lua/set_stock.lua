@@ -11,8 +11,9 @@
 -- Returns one of
 --   {'missing', '1'}                  the item is not whole in Redis: rebuild it from MySQL (a new item gets its
 --                                     row first), then run again (lib/items.lua)
---   {'ok', delta, epoch, before}      on-hand moved by delta (what MySQL must add too); epoch = the item's, which
---                                     an undo of this change names (undo_stock.lua); before = the settings this
+--   {'ok', delta, mark, before}       on-hand moved by delta (what MySQL must add too); mark = the item's
+--                                     (lib/fence.lua), which an undo of this change and the close of its fence name
+--                                     (undo_stock.lua, admin_done.lua); before = the settings this
 --                                     changed ('field=old>new,...'), which the undo puts back where they are
 --                                     still what this change wrote
 --   {'below_reserved', reserved}      on-hand may not go below what live reservations hold
@@ -29,7 +30,7 @@
 local item = KEYS[1]
 local onHand = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[5])
-local current = redis.call('HMGET', item, 'stock_num', 'used_stock_num', 'pool_kind', 'epoch')
+local current = redis.call('HMGET', item, 'stock_num', 'used_stock_num', 'pool_kind', 'epoch', 'repairs')
 if current[3] == 'one_time' then
   return {'codes'}
 end
@@ -63,4 +64,4 @@ local left = onHand - used
 redis.call('HSET', item, 'stock_num', left, 'is_sell_out', left <= 0 and '1' or '0')
 openFence(item, clockNow(''))
 local before = settings()
-return {'ok', onHand - (stock + used), current[4] or '', before}
+return {'ok', onHand - (stock + used), itemMark(current[4], current[5]), before}

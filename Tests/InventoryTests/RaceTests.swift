@@ -221,7 +221,7 @@ struct RaceTests {
             let half = try await runner.run(
                 SetStockCall(item, StockSettings(stock: 30), itemTTLSeconds: 604_800, layout: stores.keys), of: scripts
             )
-            guard case .changed(let delta, _, _) = half else {
+            guard case .changed(let delta, let mark, _) = half else {
                 Issue.record("set_stock answered \(half)")
                 return
             }
@@ -243,7 +243,7 @@ struct RaceTests {
                     infinite: nil, dangerNum: nil, backorderLimit: nil
                 )
             )
-            #expect(try await runner.run(AdminDoneCall(itemKey: itemKey), of: scripts))
+            #expect(try await runner.run(AdminDoneCall(itemKey: itemKey, mark: mark), of: scripts))
             #expect(try await stores.mysqlStock(1) == 30)
             let after = try await reconciler.run(.business(stores.bizId), fix: false)
             #expect(after.differences.isEmpty)

@@ -197,14 +197,15 @@ struct ScriptReplyTests {
     func stock() throws {
         #expect(
             try SetStockCall.decode(Self.reply("ok", "-3", "ep", "danger_num=1>2"))
-                == .changed(delta: -3, epoch: "ep", before: "danger_num=1>2")
+                == .changed(delta: -3, mark: "ep", before: "danger_num=1>2")
         )
         #expect(try SetStockCall.decode(Self.reply("missing", "1")) == .missing)
         #expect(try SetStockCall.decode(Self.reply("below_reserved", "4")) == .belowReserved(reserved: 4))
         #expect(try SetStockCall.decode(Self.reply("codes")) == .oneTimeCodes)
-        #expect(try AdjustStockCall.decode(Self.reply("ok", "5", "2", "ep")) == .applied(epoch: "ep"))
+        #expect(try AdjustStockCall.decode(Self.reply("ok", "5", "2", "ep/0")) == .applied(mark: "ep/0"))
         #expect(try AdjustStockCall.decode(Self.reply("below_reserved", "1", "6")) == .belowReserved(reserved: 6))
-        #expect(try AdjustStockCall.decode(Self.reply("unsettled", "5", "2", "ep")) == .unsettled)
+        #expect(try AdjustStockCall.decode(Self.reply("unsettled", "5", "2", "ep/1")) == .unsettled(mark: "ep/1"))
+        #expect(try AdjustStockCall.decode(Self.reply("busy")) == .busy)
         #expect(try AdjustStockCall.decode(Self.reply("replay", "5", "2")) == .replay)
         #expect(try AdjustStockCall.decode(Self.reply("conflict")) == .conflict)
         #expect(try AdjustStockCall.decode(Self.reply("missing")) == .missing)

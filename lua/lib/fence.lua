@@ -28,3 +28,33 @@ local function fenced(item, now)
   local f = redis.call('HMGET', item, 'admin_pending', 'admin_since')
   return tonumber(f[1] or '0') > 0 and now - tonumber(f[2] or '0') < FENCE_MS
 end
+
+-- The mark of an item's counters as a stock change's Redis half finds them: the item's epoch and how many times the
+-- reconciler repaired it (fix_item.lua counts `repairs`). A half made under a mark is in the item while the item has
+-- that mark; a rebuild (a new epoch) or a repair (counters written from MySQL) leaves out every half MySQL did not
+-- have. An undo (undo_stock.lua), a retry of an adjustment whose MySQL half is not known done (adjust_stock.lua) and
+-- the close of its fence (admin_done.lua) act on a half only while its mark holds.
+local function itemMark(epoch, repairs)
+  return (epoch or '') .. '/' .. (repairs or '0')
+end
+
+-- An adjustment key's value: the request's fingerprint once its MySQL half is known done; before that
+-- 'pending:<mark>:<ms>:' .. fingerprint (the mark its Redis half was made under, and when), and
+-- 'unsettled:<mark>:' .. fingerprint when the attempt ended without learning MySQL's outcome (a fingerprint holds the
+-- free-text reason, so it comes last). Returns the fingerprint, the mark (nil when done), the time (ms; nil unless
+-- pending) and whether it is unsettled. A key of before marks, 'unsettled:' .. fingerprint, reads as unsettled with
+-- an empty mark.
+local function adjustmentState(value)
+  local mark, at, fingerprint = string.match(value, '^pending:([^:]*):(%d+):(.*)$')
+  if mark then
+    return fingerprint, mark, tonumber(at), false
+  end
+  mark, fingerprint = string.match(value, '^unsettled:([%w-]*/%d+):(.*)$')
+  if mark then
+    return fingerprint, mark, nil, true
+  end
+  if string.sub(value, 1, 10) == 'unsettled:' then
+    return string.sub(value, 11), '', nil, true
+  end
+  return value, nil, nil, false
+end

@@ -3,11 +3,12 @@ import ServiceLifecycle
 
 /// A reversal of a Redis change, stored in MySQL (`compensation_tasks`) when it could not run at once.
 public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
-    /// Reverse a stock delta in Redis, once (the marker key makes a retry harmless), if the item is still of the
-    /// epoch the delta was made in (`epoch`; "" for any): a rebuilt item never counted it. `settings`: the item's
+    /// Reverse a stock delta in Redis, once (the marker key makes a retry harmless), if the item still has the mark
+    /// the delta was made in (`mark`, lua/lib/fence.lua; a bare epoch in a task stored before marks; "" for any): an
+    /// item rebuilt or repaired since never counted it. `settings`: the item's
     /// settings the change made ('field=old>new,...'), put back with it where they are still what it wrote.
     case undoStock(
-        itemKey: String, adjustmentKey: String, delta: Int64, fingerprint: String, marker: String, epoch: String,
+        itemKey: String, adjustmentKey: String, delta: Int64, fingerprint: String, marker: String, mark: String,
         settings: String = ""
     )
     /// Take back the hold of one reserve event; `earlierEventId` is the reserve event whose journal row it
@@ -34,8 +35,8 @@ public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
     /// Tab-separated fields; none of them can hold a tab (keys, ids and numbers).
     var payload: String {
         switch self {
-        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let epoch, let settings):
-            return [itemKey, adjustmentKey, String(delta), fingerprint, marker, epoch, settings].joined(separator: "\t")
+        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let mark, let settings):
+            return [itemKey, adjustmentKey, String(delta), fingerprint, marker, mark, settings].joined(separator: "\t")
         case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):
             return [orderId, bizId, eventId, lines, earlierEventId].joined(separator: "\t")
         }
@@ -48,7 +49,7 @@ public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
             guard let delta = Int64(fields[2]) else { return nil }
             self = .undoStock(
                 itemKey: fields[0], adjustmentKey: fields[1], delta: delta, fingerprint: fields[3], marker: fields[4],
-                epoch: fields.count > 5 ? fields[5] : "", settings: fields.count > 6 ? fields[6] : ""
+                mark: fields.count > 5 ? fields[5] : "", settings: fields.count > 6 ? fields[6] : ""
             )
         case ("undo_reserve", 4), ("undo_reserve", 5):
             self = .undoReserve(

@@ -13,18 +13,19 @@ struct Compensator: Sendable, EngineCollaborator {
 
     /// First level of compensation: reverse a Redis stock change whose MySQL half failed. When that fails too,
     /// it becomes a durable retry task (second level); the reconciler is the third.
-    /// `epoch`: the item's epoch the change was made in (a rebuilt item never counted it).
+    /// `mark`: the item's mark the change was made in (lua/lib/fence.lua: an item rebuilt or repaired since never
+    /// counted it).
     /// Returns whether the change was reversed now (false: a retry task, or the reconciler, will).
     @discardableResult
     func undoStock(
-        itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String, epoch: String, settings: String = ""
+        itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String, mark: String, settings: String = ""
     ) async -> Bool {
         // Same hash tag as the item: "prefix:{biz:sku}:item" → "prefix:{biz:sku}:undo:<id>".
         let marker = String(itemKey.dropLast("item".count)) + "undo:" + UUID().uuidString
         return await compensate(
             .undoStock(
                 itemKey: itemKey, adjustmentKey: adjustmentKey ?? itemKey, delta: delta, fingerprint: fingerprint,
-                marker: marker, epoch: epoch, settings: settings
+                marker: marker, mark: mark, settings: settings
             )
         )
     }
@@ -78,11 +79,11 @@ struct Compensator: Sendable, EngineCollaborator {
     /// Runs one reversal; safe to run again (undo_stock has a marker, undo_reserve checks the order's event).
     func runCompensation(_ task: CompensationTask) async throws {
         switch task {
-        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let epoch, let settings):
+        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let mark, let settings):
             _ = try await stores.run(
                 UndoStockCall(
                     itemKey: itemKey, adjustmentKey: adjustmentKey, marker: marker, delta: delta, fingerprint: fingerprint,
-                    epoch: epoch, settings: settings, retentionSeconds: configuration.retentionSeconds
+                    mark: mark, settings: settings, retentionSeconds: configuration.retentionSeconds
                 )
             )
         case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):

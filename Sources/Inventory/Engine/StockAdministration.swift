@@ -76,12 +76,12 @@ struct StockAdministration: Sendable, EngineCollaborator {
             reply = try await rebuilder.run(onItems: call)
         }
         let delta: Int64
-        let epoch: String
+        let mark: String
         let before: String
         switch reply {
-        case .changed(let moved, let itemEpoch, let settingsBefore):
+        case .changed(let moved, let itemMark, let settingsBefore):
             delta = moved
-            epoch = itemEpoch
+            mark = itemMark
             before = settingsBefore
         case .belowReserved(let reserved):
             throw InventoryError.belowReserved(reserved: reserved)
@@ -101,13 +101,13 @@ struct StockAdministration: Sendable, EngineCollaborator {
         } catch {
             // The settings the change made go back with its delta: a 503 leaves the item as it was.
             if !keepsRedisHalf(after: error, delta: delta, itemKey: itemKey),
-                await !compensator.undoStock(itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", epoch: epoch, settings: before)
+                await !compensator.undoStock(itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", mark: mark, settings: before)
             {
                 throw Self.halfKept(error)
             }
             throw stores.mapMySQL(error)
         }
-        await closeFence(itemKey)
+        await closeFence(AdminDoneCall(itemKey: itemKey, mark: mark))
         return try await stock(id)
     }
 
@@ -129,7 +129,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
             // Remembered in Redis again, so the next replay is answered there; a Redis half an earlier attempt kept
             // without knowing MySQL's outcome (MySQL had it, the ledger says) is settled.
             let adjustmentKey = keys.adjustmentKey(id, adjustmentId: adjustment.adjustmentId)
-            try await settleAdjustmentKey(itemKey: keys.item(id), adjustmentKey: adjustmentKey, adjustment.fingerprint)
+            await settleAdjustmentKey(itemKey: keys.item(id), adjustmentKey: adjustmentKey, adjustment.fingerprint)
             _ = try await stores.redisCall {
                 try await self.stores.redis.command(
                     "SET", adjustmentKey, adjustment.fingerprint, "NX", "EX", String(self.configuration.retentionSeconds)
@@ -149,7 +149,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
         let itemKey = keys.item(id)
         let adjustmentKey = keys.adjustmentKey(id, adjustmentId: adjustment.adjustmentId)
         switch try await stores.run(AdjustStockCall(id, adjustment, retentionSeconds: configuration.retentionSeconds, layout: keys)) {
-        case .applied(let epoch):
+        case .applied(let mark):
             let outcome: StockChangeOutcome
             do {
                 outcome = try await stockRepository.apply(
@@ -165,12 +165,12 @@ struct StockAdministration: Sendable, EngineCollaborator {
                     // A retry must not take the kept half for a finished adjustment: it completes the MySQL half.
                     _ = try? await stores.redisCall {
                         try await self.stores.redis.command(
-                            "SET", adjustmentKey, Self.unsettled + adjustment.fingerprint, "XX", "KEEPTTL"
+                            "SET", adjustmentKey, "unsettled:\(mark):" + adjustment.fingerprint, "XX", "KEEPTTL"
                         )
                     }
                 } else if await !compensator.undoStock(
                     itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey,
-                    fingerprint: adjustment.fingerprint, epoch: epoch
+                    fingerprint: adjustment.fingerprint, mark: mark
                 ) {
                     throw Self.halfKept(error)
                 }
@@ -181,16 +181,21 @@ struct StockAdministration: Sendable, EngineCollaborator {
                 // over, or data lost), so this is a replay. The Redis half made now is reversed; the key stays, so
                 // the next replay is answered in Redis. (A conflicting body cannot be told from the ledger, which
                 // keeps the source only: a replay after the key is gone is taken as the same adjustment.)
-                await compensator.undoStock(itemKey: itemKey, delta: adjustment.delta, adjustmentKey: nil, fingerprint: "", epoch: epoch)
+                await compensator.undoStock(itemKey: itemKey, delta: adjustment.delta, adjustmentKey: nil, fingerprint: "", mark: mark)
+                // Done in MySQL: the key says so (the undo closed the fence).
+                _ = try? await stores.redisCall {
+                    try await self.stores.redis.command("SET", adjustmentKey, adjustment.fingerprint, "XX", "KEEPTTL")
+                }
                 return AdjustmentOutcome(level: try await stock(id), replayed: true)
             }
-            await closeFence(itemKey)
+            await closeFence(AdminDoneCall(itemKey: itemKey, mark: mark, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint))
             return AdjustmentOutcome(level: try await stock(id), replayed: false)
         case .replay:
             return AdjustmentOutcome(level: try await stock(id), replayed: true)
-        case .unsettled:
-            // An earlier attempt kept its Redis half without learning whether MySQL had it, and the ledger (read
-            // just before) does not: the MySQL half is made now, once whatever races it (the ledger's source).
+        case .unsettled(let mark):
+            // An earlier attempt's Redis half is still in the item (it kept it without learning whether MySQL had it,
+            // or it died more than a fence's lifetime ago), and the ledger (read just before) does not have it: the
+            // MySQL half is made now, once whatever races it (the ledger's source).
             do {
                 _ = try await stockRepository.apply(
                     StockChange(
@@ -201,8 +206,12 @@ struct StockAdministration: Sendable, EngineCollaborator {
             } catch {
                 throw stores.mapMySQL(error)
             }
-            try await settleAdjustmentKey(itemKey: itemKey, adjustmentKey: adjustmentKey, adjustment.fingerprint)
+            await closeFence(AdminDoneCall(itemKey: itemKey, mark: mark, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint))
             return AdjustmentOutcome(level: try await stock(id), replayed: true)
+        case .busy:
+            throw InventoryError.unavailable(
+                "an earlier attempt of this adjustment is still under way (its MySQL half may be to come); retry in a minute"
+            )
         case .conflict:
             throw InventoryError.idempotencyConflict
         case .missing:
@@ -231,12 +240,13 @@ struct StockAdministration: Sendable, EngineCollaborator {
     }
 
     /// A stock change's MySQL half is done: its item is no longer fenced from the reconciler's repair
-    /// (lua/lib/fence.lua). A fence left open (Redis did not answer) lapses after a minute.
-    func closeFence(_ itemKey: String) async {
+    /// (lua/lib/fence.lua), an adjustment's key says it is done. A fence left open (Redis did not answer) lapses after
+    /// a minute.
+    func closeFence(_ call: AdminDoneCall) async {
         do {
-            _ = try await stores.run(AdminDoneCall(itemKey: itemKey))
+            _ = try await stores.run(call)
         } catch {
-            stores.logger.warning("stock change's fence not closed; it lapses", metadata: ["item": "\(itemKey)", "error": "\(error)"])
+            stores.logger.warning("stock change's fence not closed; it lapses", metadata: ["item": "\(call.keys[0])", "error": "\(error)"])
         }
     }
 
@@ -246,19 +256,10 @@ struct StockAdministration: Sendable, EngineCollaborator {
         .outcomeUnknown("MySQL: \(error); the change is still in Redis until a retry task reverses it")
     }
 
-    /// The value of an adjustment key whose Redis half was kept without knowing MySQL's outcome, before the
-    /// request's fingerprint.
-    static let unsettled = "unsettled:"
-
-    /// An adjustment MySQL now has: its key, if it was left unsettled, holds the plain fingerprint again and the
-    /// fence its kept Redis half opened is closed. Nothing happens when the key is not unsettled.
-    func settleAdjustmentKey(itemKey: String, adjustmentKey: String, _ fingerprint: String) async throws {
-        let current = try await stores.redisCall { try await self.stores.redis.command("GET", adjustmentKey) }.text
-        guard current == Self.unsettled + fingerprint else { return }
-        let swapped = try await stores.redisCall {
-            try await self.stores.redis.command("SET", adjustmentKey, fingerprint, "XX", "KEEPTTL", "GET")
-        }.text
-        if swapped == Self.unsettled + fingerprint { await closeFence(itemKey) }
+    /// An adjustment MySQL now has: its key, if an earlier attempt left it pending or unsettled, holds the plain
+    /// fingerprint again, and the fence that attempt's Redis half opened is closed (while the item still has its mark).
+    func settleAdjustmentKey(itemKey: String, adjustmentKey: String, _ fingerprint: String) async {
+        await closeFence(AdminDoneCall(itemKey: itemKey, mark: "*", adjustmentKey: adjustmentKey, fingerprint: fingerprint))
     }
 
     /// The ledger source of an adjustment: unique per item and adjustment id.

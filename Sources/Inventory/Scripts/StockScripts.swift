@@ -5,9 +5,9 @@ struct SetStockCall: ItemScriptCall {
     static let name = ScriptName.setStock
 
     enum Reply: Sendable, Equatable {
-        /// On-hand moved by `delta` (what MySQL must add too); `epoch` is the item's, `before` the settings this
+        /// On-hand moved by `delta` (what MySQL must add too); `mark` is the item's (lua/lib/fence.lua), `before` the settings this
         /// changed ('field=old>new,...'), which an undo puts back.
-        case changed(delta: Int64, epoch: String, before: String)
+        case changed(delta: Int64, mark: String, before: String)
         /// The item is not whole in Redis: rebuild it (a new item gets its MySQL row first), then run again.
         case missing
         /// On-hand may not go below what live reservations hold.
@@ -34,7 +34,7 @@ struct SetStockCall: ItemScriptCall {
     static func decode(_ value: RedisValue) throws -> Reply {
         let reply = ScriptReply(value)
         switch reply.tag {
-        case "ok": return .changed(delta: reply.int(1) ?? 0, epoch: reply.text(2), before: reply.text(3))
+        case "ok": return .changed(delta: reply.int(1) ?? 0, mark: reply.text(2), before: reply.text(3))
         case "missing": return .missing
         case "below_reserved": return .belowReserved(reserved: reply.int(1) ?? 0)
         case "codes": return .oneTimeCodes
@@ -48,8 +48,8 @@ struct AdjustStockCall: ScriptCall {
     static let name = ScriptName.adjustStock
 
     enum Reply: Sendable, Equatable {
-        /// Applied now; `epoch` is the item's, which an undo of it names.
-        case applied(epoch: String)
+        /// Applied now; `mark` is the item's (lua/lib/fence.lua), which an undo of it and the close of its fence name.
+        case applied(mark: String)
         /// Applied before with the same body.
         case replay
         /// The adjustment id was used with another body.
@@ -60,8 +60,11 @@ struct AdjustStockCall: ScriptCall {
         case belowReserved(reserved: Int64)
         /// A one-time code pool's stock is its codes.
         case oneTimeCodes
-        /// An earlier attempt made the Redis half without learning MySQL's outcome: complete the MySQL half.
-        case unsettled
+        /// An earlier attempt's Redis half is still in the item (made under `mark`) and MySQL's outcome of it is not
+        /// known (that attempt ended without learning it, or died): complete the MySQL half.
+        case unsettled(mark: String)
+        /// An earlier attempt's Redis half is recent and its MySQL half may still be under way: retry later.
+        case busy
     }
 
     let keys: [String]
@@ -69,19 +72,20 @@ struct AdjustStockCall: ScriptCall {
 
     init(_ id: StockItemID, _ adjustment: StockAdjustment, retentionSeconds: Int, layout: KeyLayout) {
         keys = [layout.item(id), layout.adjustmentKey(id, adjustmentId: adjustment.adjustmentId)]
-        arguments = [String(adjustment.delta), adjustment.fingerprint, String(retentionSeconds)]
+        arguments = [String(adjustment.delta), adjustment.fingerprint, String(retentionSeconds), InventoryEngine.redisTime]
     }
 
     static func decode(_ value: RedisValue) throws -> Reply {
         let reply = ScriptReply(value)
         switch reply.tag {
-        case "ok": return .applied(epoch: reply.text(3))
+        case "ok": return .applied(mark: reply.text(3))
         case "replay": return .replay
         case "conflict": return .conflict
         case "missing": return .missing
         case "below_reserved": return .belowReserved(reserved: reply.int(2) ?? 0)
         case "codes": return .oneTimeCodes
-        case "unsettled": return .unsettled
+        case "unsettled": return .unsettled(mark: reply.text(3))
+        case "busy": return .busy
         default: throw unexpected(value)
         }
     }
@@ -105,11 +109,11 @@ struct UndoStockCall: ScriptCall {
 
     /// `adjustmentKey`: the key of the adjustment reversed (the item key when none); `marker`: this reversal's.
     init(
-        itemKey: String, adjustmentKey: String, marker: String, delta: Int64, fingerprint: String, epoch: String,
+        itemKey: String, adjustmentKey: String, marker: String, delta: Int64, fingerprint: String, mark: String,
         settings: String, retentionSeconds: Int
     ) {
         keys = [itemKey, adjustmentKey, marker]
-        arguments = [String(delta), fingerprint, String(retentionSeconds), epoch, settings]
+        arguments = [String(delta), fingerprint, String(retentionSeconds), mark, settings]
     }
 
     static func decode(_ value: RedisValue) throws -> Reply {
@@ -122,14 +126,20 @@ struct UndoStockCall: ScriptCall {
     }
 }
 
-/// lua/admin_done.lua: a stock change's MySQL half is done: the fence its Redis half opened is closed.
+/// lua/admin_done.lua: a stock change's MySQL half is done: the fence its Redis half opened is closed (while the item
+/// has the mark the half was made in), and an adjustment's key says so.
 struct AdminDoneCall: ScriptCall {
     static let name = ScriptName.adminDone
 
     let keys: [String]
-    var arguments: [String] { [] }
+    let arguments: [String]
 
-    init(itemKey: String) { keys = [itemKey] }
+    /// `mark`: the item's when the Redis half was made; "*" for the one the adjustment key names (an earlier
+    /// attempt's half). `adjustmentKey` and `fingerprint`: the adjustment's (nil for a PUT).
+    init(itemKey: String, mark: String, adjustmentKey: String? = nil, fingerprint: String = "") {
+        keys = [itemKey, adjustmentKey ?? itemKey]
+        arguments = [mark, fingerprint]
+    }
 
     /// Whether the item was there (an item gone has no fence to close).
     static func decode(_ value: RedisValue) throws -> Bool {
