@@ -7,8 +7,9 @@
 --         while the item has that mark (a rebuild or a repair since closed it already)
 -- ARGV[2] the adjustment's fingerprint ('' for a PUT)
 --
--- With an adjustment key, only the call that finds it pending or unsettled closes the fence: two retries that both
--- completed the MySQL half close it once.
+-- With an adjustment key, only the call that finds it pending or unsettled under the half's mark settles it and closes
+-- the fence: two retries that both completed the MySQL half close it once, and an attempt whose half a repair took
+-- out leaves alone the key of the attempt that made the change afresh.
 --
 -- Returns {'ok'}, or {'missing'} when the item is gone (nothing to close: a rebuild starts without a fence; the key
 -- is settled all the same).
@@ -21,7 +22,10 @@ if KEYS[2] ~= item then
   local saved = redis.call('GET', KEYS[2])
   if not saved then return {'ok'} end
   local fingerprint, keyMark = adjustmentState(saved)
-  if fingerprint ~= ARGV[2] or not keyMark then return {'ok'} end
+  -- only the key of this half (another attempt may have made the change afresh under another mark since)
+  if fingerprint ~= ARGV[2] or not keyMark or (mark ~= '*' and keyMark ~= '' and keyMark ~= mark) then
+    return {'ok'}
+  end
   redis.call('SET', KEYS[2], ARGV[2], 'KEEPTTL')
   if mark == '*' then mark = keyMark end
 end

@@ -18,7 +18,8 @@
 --   {'settled'}  the order went on with that hold (confirmed, cancelled, expired) before it could be taken back: the
 --                journal keeps the earlier row and applies the order's later events to it, so the item hands back
 --                the one hold too many it counts (used_stock_num −q, stock_num +q): the earlier hold, which a
---                rebuild from the journal counted. Unless the earlier hold was itself taken back in Redis (its
+--                rebuild from the journal counted (the caller names the earlier event only while its journal row is
+--                live: an earlier order that ended is counted by no item). Unless the earlier hold was itself taken back in Redis (its
 --                marker exists): then this hold is the only one counted, and nothing is handed back. With no earlier
 --                event nothing is handed back either: the cancel or expiry that settled the order gave this hold
 --                back already, or the confirm sold it. The order stays

@@ -14,7 +14,8 @@
 -- whose first attempt did reach Redis) or the adjustment is known done in MySQL (its key holds the plain fingerprint:
 -- a retry of it completed the MySQL half meanwhile, and the half stays), {'rebuilt'} when the item is gone or was
 -- rebuilt or repaired from MySQL since the change (MySQL did not have it, so the item as it is now does not count it:
--- nothing to reverse). Deleting the adjustment key lets the caller's retry apply the change afresh.
+-- nothing to reverse; after a repair the settings a PUT made still go back). Deleting the adjustment key (while it
+-- names this change's half) lets the caller's retry apply the change afresh.
 
 --!include fence
 
@@ -22,25 +23,46 @@ local item = KEYS[1]
 if redis.call('EXISTS', KEYS[3]) == 1 then
   return {'done'}
 end
--- The adjustment's key, when this undoes one: whether it still names this change (its fingerprint) and whether the
--- MySQL half is known done.
+local made = ARGV[4] or ''
+-- A task stored before marks names a bare epoch, and its adjustment key held the plain fingerprint from the Redis
+-- half on: read as then.
+local legacy = not string.find(made, '/', 1, true)
+local madeEpoch = legacy and made or string.match(made, '^(.*)/%d+$')
+-- The adjustment's key, when this undoes one: whether it names this change's half (its fingerprint, and its mark
+-- while the MySQL half is not known done), and whether the MySQL half is known done.
 local ours, settled = false, false
 if KEYS[2] ~= item then
   local saved = redis.call('GET', KEYS[2])
   if saved then
-    local fingerprint, mark = adjustmentState(saved)
-    ours = fingerprint == ARGV[2]
-    settled = ours and not mark
+    local fingerprint, keyMark = adjustmentState(saved)
+    if legacy then
+      ours = saved == ARGV[2]
+    else
+      ours = fingerprint == ARGV[2] and (not keyMark or keyMark == made)
+      settled = ours and not keyMark
+    end
   end
 end
 local current = redis.call('HMGET', item, 'stock_num', 'epoch', 'repairs')
-local made = ARGV[4] or ''
-local now = string.find(made, '/', 1, true) and itemMark(current[2], current[3]) or current[2]
+local now = legacy and current[2] or itemMark(current[2], current[3])
+-- Puts back the settings the change made, where they are still what it wrote.
+local function settingsBack()
+  for field, old, new in string.gmatch(ARGV[5] or '', '([%w_]+)=([^>,]*)>([^,]*)') do
+    if redis.call('HGET', item, field) == new then
+      redis.call('HSET', item, field, old)
+    end
+  end
+end
 if not current[1] or (made ~= '' and now ~= made) then
-  -- The change is not in the item any more, but its adjustment key must still go: a retry applies it afresh
-  -- (MySQL never had it), instead of being answered as a replay of a change that is nowhere.
+  -- The change is not in the item's counters any more, but its adjustment key must still go: a retry applies it
+  -- afresh (MySQL never had it), instead of being answered as a replay of a change that is nowhere.
   if ours and not settled then
     redis.call('DEL', KEYS[2])
+  end
+  -- A repair (same epoch) wrote the counters only: the settings a PUT made still go back.
+  if current[1] and not legacy and current[2] == madeEpoch then
+    redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
+    settingsBack()
   end
   return {'rebuilt'}
 end
@@ -51,11 +73,7 @@ redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
 closeFence(item)
 local left = redis.call('HINCRBY', item, 'stock_num', -tonumber(ARGV[1]))
 redis.call('HSET', item, 'is_sell_out', left <= 0 and '1' or '0')
-for field, old, new in string.gmatch(ARGV[5] or '', '([%w_]+)=([^>,]*)>([^,]*)') do
-  if redis.call('HGET', item, field) == new then
-    redis.call('HSET', item, field, old)
-  end
-end
+settingsBack()
 if ours then
   redis.call('DEL', KEYS[2])
 end

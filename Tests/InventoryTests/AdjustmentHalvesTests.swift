@@ -40,7 +40,8 @@ struct AdjustmentHalvesTests {
         try await TestStores.with { stores in
             _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
             let mark = try await redisHalf(stores)
-            try await age(stores, key: "unsettled:\(mark):" + adjustment.fingerprint)
+            // The attempt ended a minute ago without learning MySQL's outcome (its key stays pending).
+            try await age(stores, key: "pending:\(mark):{old}:" + adjustment.fingerprint)
             #expect(try await onHand(stores) == 7)
             #expect(try await stores.mysqlStock(1) == 10)
             // The reconciler brings Redis to MySQL's count.
@@ -60,7 +61,8 @@ struct AdjustmentHalvesTests {
         try await TestStores.with { stores in
             _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
             let mark = try await redisHalf(stores)
-            await #expect(throws: InventoryError.self) { try await stores.engine.adjustStock(stores.item(1), adjustment) }
+            let busy = await #expect(throws: InventoryError.self) { try await stores.engine.adjustStock(stores.item(1), adjustment) }
+            #expect(busy?.case == .unavailable)
             #expect(try await onHand(stores) == 7)
             #expect(try await stores.mysqlStock(1) == 10)
             try await age(stores, key: "pending:\(mark):{old}:" + adjustment.fingerprint)
@@ -98,6 +100,71 @@ struct AdjustmentHalvesTests {
             #expect(try await stores.engine.stores.run(undo) == .rebuilt)
             #expect(try await onHand(stores) == 10)
             #expect(try await stores.redis.command("EXISTS", adjustmentKey(stores)).int == 0, "a retry applies it afresh")
+        }
+    }
+
+    func undo(_ stores: TestStores, mark: String, delta: Int64, adjustmentKey: String? = nil, fingerprint: String = "", settings: String = "")
+        -> UndoStockCall
+    {
+        let itemKey = stores.keys.item(stores.item(1))
+        return UndoStockCall(
+            itemKey: itemKey, adjustmentKey: adjustmentKey ?? itemKey, marker: itemKey + ":undo-test", delta: delta,
+            fingerprint: fingerprint, mark: mark, settings: settings, retentionSeconds: 600
+        )
+    }
+
+    @Test("a reversal stored before marks (a bare epoch, the key's plain fingerprint) still reverses, and frees the id")
+    func legacyTaskReverses() async throws {
+        try await TestStores.with { stores in
+            _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await redisHalf(stores)
+            // As the previous version left it: the plain fingerprint from the Redis half on.
+            _ = try await stores.redis.command("SET", adjustmentKey(stores), adjustment.fingerprint)
+            let epoch = try #require(try await stores.itemFields(1)["epoch"])
+            let call = undo(stores, mark: epoch, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            #expect(try await stores.engine.stores.run(call) == .reversed)
+            #expect(try await onHand(stores) == 10)
+            #expect(try await stores.redis.command("EXISTS", adjustmentKey(stores)).int == 0)
+        }
+    }
+
+    @Test("a PUT's reversal after a repair took its delta out still puts its settings back")
+    func putUndoAfterRepair() async throws {
+        try await TestStores.with { stores in
+            _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let half = try await stores.engine.stores.run(
+                SetStockCall(stores.item(1), StockSettings(stock: 12, dangerNum: 7), itemTTLSeconds: 0, layout: stores.keys)
+            )
+            guard case .changed(let delta, let mark, let before) = half else {
+                Issue.record("set_stock answered \(half)")
+                return
+            }
+            try await age(stores)
+            _ = try await stores.reconciler().run(.business(stores.bizId), fix: true)
+            #expect(try await stores.engine.stores.run(undo(stores, mark: mark, delta: delta, settings: before)) == .rebuilt)
+            #expect(try await stores.itemFields(1)["danger_num"] == "0", "the setting goes back")
+            #expect(try await onHand(stores) == 10, "the delta was the repair's to take out")
+        }
+    }
+
+    @Test("the close of an attempt's half leaves alone the key of an attempt that made the change afresh since")
+    func adminDoneOtherMark() async throws {
+        try await TestStores.with { stores in
+            _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let mark = try await redisHalf(stores)
+            let itemKey = stores.keys.item(stores.item(1))
+            let call = AdminDoneCall(itemKey: itemKey, mark: "old-epoch/0", adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            #expect(try await stores.engine.stores.run(call))
+            #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text?.hasPrefix("pending:\(mark):") == true)
+            #expect(try await stores.itemFields(1)["admin_pending"] == "1")
+            let own = AdminDoneCall(itemKey: itemKey, mark: mark, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            #expect(try await stores.engine.stores.run(own))
+            #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text == adjustment.fingerprint)
+            #expect(try await stores.itemFields(1)["admin_pending"] == nil)
+            // Once: a second close of the same half finds the key settled and closes nothing.
+            _ = try await stores.redis.command("HSET", itemKey, "admin_pending", "1", "admin_since", "1")
+            #expect(try await stores.engine.stores.run(own))
+            #expect(try await stores.itemFields(1)["admin_pending"] == "1")
         }
     }
 }

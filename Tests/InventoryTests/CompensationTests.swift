@@ -114,4 +114,38 @@ struct CompensationTests {
             #expect([fields["stock_num"], fields["used_stock_num"], fields["confirmed_unapplied"]] == ["8", "0", "2"])
         }
     }
+
+    /// An order ended (confirmed) and its keys' retention ran out; the client retries its reserve: a new hold, which
+    /// the client cancels before the worker meets the reserve's event. The worker finds it duplicating the ended order's
+    /// journal row and takes it back: the order is settled (cancelled), and the item counts no earlier hold, so nothing
+    /// more is handed back (the cancel gave the hold back; it was handed back a second time: 2 units over).
+    @Test("a reserve retried after the ended order's retention, then cancelled: its take-back hands nothing more back")
+    func retryAfterRetentionCancelled() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 10))
+            let command = ReserveCommand(
+                orderId: "r1", bizId: stores.bizId, userId: nil, items: [.init(skuId: 1, quantity: 2)], ttlSeconds: 600,
+                shortage: .reject
+            )
+            _ = try await engine.reserve(command)
+            _ = try await engine.confirm(orderId: "r1", bizId: stores.bizId)
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.mysqlStock(1) == 8)
+            // The retention period is over: the order's keys are gone.
+            _ = try await stores.redis.command("DEL", stores.orderKey("r1", sku: 1))
+            _ = try await stores.redis.command("DEL", stores.keys.reserveKey(item, orderId: "r1"))
+            if stores.keys.clustered { _ = try await stores.redis.command("DEL", stores.keys.directory(stores.orderName("r1"))) }
+            _ = try await engine.reserve(command)
+            _ = try await engine.cancel(orderId: "r1", bizId: stores.bizId)
+            #expect(try await engine.stock(item).available == 8)
+            #expect(try await stores.drainWithWorker())
+            let level = try await engine.stock(item)
+            #expect(level.available == 8)
+            #expect(level.reserved == 0)
+            #expect(try await stores.mysqlStock(1) == 8)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
 }

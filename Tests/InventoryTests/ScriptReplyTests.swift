@@ -206,6 +206,8 @@ struct ScriptReplyTests {
         #expect(try AdjustStockCall.decode(Self.reply("below_reserved", "1", "6")) == .belowReserved(reserved: 6))
         #expect(try AdjustStockCall.decode(Self.reply("unsettled", "5", "2", "ep/1")) == .unsettled(mark: "ep/1"))
         #expect(try AdjustStockCall.decode(Self.reply("busy")) == .busy)
+        #expect(try UnsettleCall.decode(Self.reply("ok")))
+        #expect(try !UnsettleCall.decode(Self.reply("gone")))
         #expect(try AdjustStockCall.decode(Self.reply("replay", "5", "2")) == .replay)
         #expect(try AdjustStockCall.decode(Self.reply("conflict")) == .conflict)
         #expect(try AdjustStockCall.decode(Self.reply("missing")) == .missing)

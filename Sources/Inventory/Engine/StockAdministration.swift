@@ -162,12 +162,9 @@ struct StockAdministration: Sendable, EngineCollaborator {
                 )
             } catch {
                 if keepsRedisHalf(after: error, delta: adjustment.delta, itemKey: itemKey) {
-                    // A retry must not take the kept half for a finished adjustment: it completes the MySQL half.
-                    _ = try? await stores.redisCall {
-                        try await self.stores.redis.command(
-                            "SET", adjustmentKey, "unsettled:\(mark):" + adjustment.fingerprint, "XX", "KEEPTTL"
-                        )
-                    }
+                    // A retry must not take the kept half for a finished adjustment: it completes the MySQL half (or
+                    // applies it afresh, should a repair take the half out first).
+                    _ = try? await stores.run(UnsettleCall(adjustmentKey: adjustmentKey, mark: mark, fingerprint: adjustment.fingerprint))
                 } else if await !compensator.undoStock(
                     itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey,
                     fingerprint: adjustment.fingerprint, mark: mark
@@ -178,14 +175,13 @@ struct StockAdministration: Sendable, EngineCollaborator {
             }
             if outcome == .duplicate {
                 // MySQL's ledger is the authority: it had this adjustment already (Redis forgot its key: retention
-                // over, or data lost), so this is a replay. The Redis half made now is reversed; the key stays, so
-                // the next replay is answered in Redis. (A conflicting body cannot be told from the ledger, which
-                // keeps the source only: a replay after the key is gone is taken as the same adjustment.)
-                await compensator.undoStock(itemKey: itemKey, delta: adjustment.delta, adjustmentKey: nil, fingerprint: "", mark: mark)
-                // Done in MySQL: the key says so (the undo closed the fence).
-                _ = try? await stores.redisCall {
-                    try await self.stores.redis.command("SET", adjustmentKey, adjustment.fingerprint, "XX", "KEEPTTL")
-                }
+                // over, or data lost), so this is a replay. The Redis half made now is reversed, and its key with it
+                // (a replay reads the ledger first). (A conflicting body cannot be told from the ledger, which keeps
+                // the source only: a replay after the key is gone is taken as the same adjustment.)
+                await compensator.undoStock(
+                    itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
+                    mark: mark
+                )
                 return AdjustmentOutcome(level: try await stock(id), replayed: true)
             }
             await closeFence(AdminDoneCall(itemKey: itemKey, mark: mark, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint))

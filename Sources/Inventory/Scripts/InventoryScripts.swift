@@ -11,6 +11,7 @@ public enum ScriptName: String, CaseIterable, Sendable {
     case dirOpen = "dir_open", dirCommit = "dir_commit", dirClose = "dir_close", dirTransition = "dir_transition"
     // Stock administration and the reconciler's repair (StockScripts.swift)
     case setStock = "set_stock", adjustStock = "adjust_stock", undoStock = "undo_stock", adminDone = "admin_done"
+    case unsettle
     case fixItem = "fix_item"
     // Rebuilding items and orders from MySQL (RebuildScripts.swift)
     case initLock = "init_lock", initItem = "init_item", restampHolds = "restamp_holds", fillPart = "fill_part"

@@ -151,6 +151,29 @@ struct AdminDoneCall: ScriptCall {
     }
 }
 
+/// lua/unsettle.lua: an adjustment attempt that kept its Redis half without learning MySQL's outcome says so in the
+/// adjustment's key, while the key is still its pending one.
+struct UnsettleCall: ScriptCall {
+    static let name = ScriptName.unsettle
+
+    let keys: [String]
+    let arguments: [String]
+
+    init(adjustmentKey: String, mark: String, fingerprint: String) {
+        keys = [adjustmentKey]
+        arguments = [mark, fingerprint]
+    }
+
+    /// Whether the key was marked (false: it is not this attempt's pending key any more).
+    static func decode(_ value: RedisValue) throws -> Bool {
+        switch ScriptReply(value).tag {
+        case "ok": return true
+        case "gone": return false
+        default: throw unexpected(value)
+        }
+    }
+}
+
 /// lua/fix_item.lua: the reconciler's repair of one item's counters, only if they are still what it judged.
 struct FixItemCall: ScriptCall {
     static let name = ScriptName.fixItem
