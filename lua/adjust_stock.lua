@@ -4,16 +4,17 @@
 -- ARGV[1] delta   ARGV[2] fingerprint of the request (delta and reason)   ARGV[3] retention (s) of the key
 --
 -- Returns one of
---   {'ok', available, reserved, mark} applied now (mark: the item's, lib/fence.lua, which an undo of it names)
+--   {'ok', available, reserved, token} applied now (token: its half's, 'mark@ms', lib/fence.lua, which an undo
+--                                     of it, the close of its fence and unsettle.lua name)
 --   {'replay', available, reserved}   this adjustment id was applied before with the same body
 --   {'conflict'}                      this adjustment id was used with another body
 --   {'missing'}                       the item is not in Redis
 --   {'below_reserved', available, reserved}  removing that much would leave less on hand than is reserved
 --   {'codes'}                         the item has a one-time code pool: its stock is its codes (upload codes)
---   {'unsettled', available, reserved, mark}  an earlier attempt's Redis half is still in the item and MySQL's
+--   {'unsettled', available, reserved, token}  an earlier attempt's Redis half is still in the item and MySQL's
 --                                     outcome of it is not known (the attempt ended without learning it, or died more
 --                                     than a fence's lifetime ago): the caller completes the MySQL half, which the
---                                     ledger makes happen once
+--                                     ledger makes happen once; the half is this retry's from now on (token)
 --   {'busy'}                          an earlier attempt's Redis half was made less than a fence's lifetime ago and
 --                                     its MySQL half may still be under way: retry later
 --
@@ -52,7 +53,10 @@ if saved then
     if not unsettled and now - at < FENCE_MS then
       return {'busy'}
     end
-    return {'unsettled', current[1], current[2] or '0', mark}
+    -- Taken over: the key names this retry's time from now on, so the earlier attempt (a reversal of it stored as a
+    -- task, a late failure) no longer acts on the half this retry completes.
+    redis.call('SET', KEYS[2], 'pending:' .. mark .. ':' .. now .. ':' .. ARGV[2], 'KEEPTTL')
+    return {'unsettled', current[1], current[2] or '0', mark .. '@' .. now}
   end
   -- The half is not in the item any more (rebuilt or repaired from MySQL, which did not have it): made afresh below.
 end
@@ -68,4 +72,4 @@ local left = redis.call('HINCRBY', item, 'stock_num', delta)
 redis.call('HSET', item, 'is_sell_out', left <= 0 and '1' or '0')
 openFence(item, now)
 redis.call('SET', KEYS[2], 'pending:' .. mark .. ':' .. now .. ':' .. ARGV[2], 'EX', tonumber(ARGV[3]))
-return {'ok', left, current[2], mark}
+return {'ok', left, current[2], mark .. '@' .. now}

@@ -3,8 +3,8 @@
 -- KEYS[1] item hash   KEYS[2] adjustment key of the change being reversed, or the item key again when none
 -- KEYS[3] marker key of this reversal (same hash tag)
 -- ARGV[1] the delta that was applied   ARGV[2] fingerprint the adjustment key must hold to be deleted
--- ARGV[3] marker TTL (s)   ARGV[4] the item's mark when the change was made (lib/fence.lua: epoch/repairs; a bare
--- epoch from a task stored before marks; '' when not known: any)
+-- ARGV[3] marker TTL (s)   ARGV[4] the change's half's token (lib/fence.lua: 'mark@ms' for an adjustment, the mark
+-- for a PUT; a bare epoch from a task stored before marks; '' when not known: any)
 -- ARGV[5] settings the change made ('field=old>new,...', set_stock.lua; '' none): each goes back to old where it is
 --         still new (a later change of the same setting stands)
 --
@@ -12,7 +12,7 @@
 --
 -- Returns {'ok', available} when reversed now, {'done'} when this reversal ran before (a retry of a durable task
 -- whose first attempt did reach Redis) or the adjustment is known done in MySQL (its key holds the plain fingerprint:
--- a retry of it completed the MySQL half meanwhile, and the half stays), {'rebuilt'} when the item is gone or was
+-- a retry of it completed the MySQL half meanwhile, and the half stays) or a retry took the half over to complete it, {'rebuilt'} when the item is gone or was
 -- rebuilt or repaired from MySQL since the change (MySQL did not have it, so the item as it is now does not count it:
 -- nothing to reverse; after a repair the settings a PUT made still go back). Deleting the adjustment key (while it
 -- names this change's half) lets the caller's retry apply the change afresh.
@@ -27,24 +27,27 @@ local made = ARGV[4] or ''
 -- A task stored before marks names a bare epoch, and its adjustment key held the plain fingerprint from the Redis
 -- half on: read as then.
 local legacy = not string.find(made, '/', 1, true)
-local madeEpoch = legacy and made or string.match(made, '^(.*)/%d+$')
--- The adjustment's key, when this undoes one: whether it names this change's half (its fingerprint, and its mark
--- while the MySQL half is not known done), and whether the MySQL half is known done.
-local ours, settled = false, false
+local madeMark = halfToken(made)
+local madeEpoch = legacy and made or string.match(madeMark, '^(.*)/%d+$')
+-- The adjustment's key, when this undoes one: whether it names this change's half, whether the MySQL half is known
+-- done, and whether a retry took the half over (it completes the MySQL half: not to be reversed).
+local ours, settled, takenOver = false, false, false
 if KEYS[2] ~= item then
   local saved = redis.call('GET', KEYS[2])
   if saved then
     local fingerprint, keyMark = adjustmentState(saved)
     if legacy then
       ours = saved == ARGV[2]
-    else
-      ours = fingerprint == ARGV[2] and (not keyMark or keyMark == made)
-      settled = ours and not keyMark
+    elseif fingerprint == ARGV[2] then
+      settled = not keyMark
+      ours = not settled and namesHalf(saved, ARGV[2], made)
+      takenOver = not settled and not ours and keyMark == madeMark
     end
   end
 end
 local current = redis.call('HMGET', item, 'stock_num', 'epoch', 'repairs')
 local now = legacy and current[2] or itemMark(current[2], current[3])
+local expected = legacy and made or madeMark
 -- Puts back the settings the change made, where they are still what it wrote.
 local function settingsBack()
   for field, old, new in string.gmatch(ARGV[5] or '', '([%w_]+)=([^>,]*)>([^,]*)') do
@@ -53,7 +56,7 @@ local function settingsBack()
     end
   end
 end
-if not current[1] or (made ~= '' and now ~= made) then
+if not current[1] or (made ~= '' and now ~= expected) then
   -- The change is not in the item's counters any more, but its adjustment key must still go: a retry applies it
   -- afresh (MySQL never had it), instead of being answered as a replay of a change that is nowhere.
   if ours and not settled then
@@ -66,7 +69,7 @@ if not current[1] or (made ~= '' and now ~= made) then
   end
   return {'rebuilt'}
 end
-if settled then
+if settled or takenOver then
   return {'done'}
 end
 redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))

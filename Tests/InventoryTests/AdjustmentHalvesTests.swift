@@ -12,7 +12,8 @@ import Testing
 struct AdjustmentHalvesTests {
     let adjustment = StockAdjustment(adjustmentId: "a-1", delta: -3, reason: "damaged | counted")
 
-    /// The Redis half alone, as an attempt that then died (or lost its COMMIT's answer) leaves it; its mark.
+    /// The Redis half alone, as an attempt that then died (or lost its COMMIT's answer) leaves it; its token
+    /// ('mark@ms', lua/lib/fence.lua).
     func redisHalf(_ stores: TestStores) async throws -> String {
         let call = AdjustStockCall(stores.item(1), adjustment, retentionSeconds: 600, layout: stores.keys)
         guard case .applied(let mark) = try await stores.engine.stores.run(call) else {
@@ -20,6 +21,9 @@ struct AdjustmentHalvesTests {
         }
         return mark
     }
+
+    /// The mark part of a half's token.
+    func markOf(_ token: String) -> String { String(token.split(separator: "@").first ?? "") }
 
     var adjustmentKey: (TestStores) -> String {
         { $0.keys.adjustmentKey($0.item(1), adjustmentId: "a-1") }
@@ -39,7 +43,7 @@ struct AdjustmentHalvesTests {
     func unsettledAfterRepair() async throws {
         try await TestStores.with { stores in
             _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
-            let mark = try await redisHalf(stores)
+            let mark = markOf(try await redisHalf(stores))
             // The attempt ended a minute ago without learning MySQL's outcome (its key stays pending).
             try await age(stores, key: "pending:\(mark):{old}:" + adjustment.fingerprint)
             #expect(try await onHand(stores) == 7)
@@ -60,7 +64,8 @@ struct AdjustmentHalvesTests {
     func diedBetweenHalves() async throws {
         try await TestStores.with { stores in
             _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
-            let mark = try await redisHalf(stores)
+            let token = try await redisHalf(stores)
+            let mark = markOf(token)
             let busy = await #expect(throws: InventoryError.self) { try await stores.engine.adjustStock(stores.item(1), adjustment) }
             #expect(busy?.case == .unavailable)
             #expect(try await onHand(stores) == 7)
@@ -77,7 +82,7 @@ struct AdjustmentHalvesTests {
             let undo = UndoStockCall(
                 itemKey: stores.keys.item(stores.item(1)), adjustmentKey: adjustmentKey(stores),
                 marker: stores.keys.item(stores.item(1)) + ":undo-test", delta: adjustment.delta, fingerprint: adjustment.fingerprint,
-                mark: mark, settings: "", retentionSeconds: 600
+                mark: token, settings: "", retentionSeconds: 600
             )
             #expect(try await stores.engine.stores.run(undo) == .done)
             #expect(try await onHand(stores) == 7)
@@ -151,13 +156,14 @@ struct AdjustmentHalvesTests {
     func adminDoneOtherMark() async throws {
         try await TestStores.with { stores in
             _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
-            let mark = try await redisHalf(stores)
+            let token = try await redisHalf(stores)
+            let mark = markOf(token)
             let itemKey = stores.keys.item(stores.item(1))
             let call = AdminDoneCall(itemKey: itemKey, mark: "old-epoch/0", adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             #expect(try await stores.engine.stores.run(call))
             #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text?.hasPrefix("pending:\(mark):") == true)
             #expect(try await stores.itemFields(1)["admin_pending"] == "1")
-            let own = AdminDoneCall(itemKey: itemKey, mark: mark, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            let own = AdminDoneCall(itemKey: itemKey, mark: token, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             #expect(try await stores.engine.stores.run(own))
             #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text == adjustment.fingerprint)
             #expect(try await stores.itemFields(1)["admin_pending"] == nil)
@@ -165,6 +171,60 @@ struct AdjustmentHalvesTests {
             _ = try await stores.redis.command("HSET", itemKey, "admin_pending", "1", "admin_since", "1")
             #expect(try await stores.engine.stores.run(own))
             #expect(try await stores.itemFields(1)["admin_pending"] == "1")
+        }
+    }
+
+    /// A retry that completes the MySQL half of an earlier attempt's half takes the half over: a reversal of the
+    /// earlier attempt (stored as a task, run while the retry's MySQL half is under way) must not reverse it.
+    @Test("a retry takes an earlier attempt's half over: that attempt's reversal then reverses nothing; the retry closes the fence")
+    func retryTakesHalfOver() async throws {
+        try await TestStores.with { stores in
+            _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let first = try await redisHalf(stores)
+            try await age(stores, key: "pending:\(markOf(first)):{old}:" + adjustment.fingerprint)
+            // The retry's Redis step (as adjustStockOnce runs it): the half is its own from now on.
+            let call = AdjustStockCall(stores.item(1), adjustment, retentionSeconds: 600, layout: stores.keys)
+            guard case .unsettled(let taken) = try await stores.engine.stores.run(call) else {
+                Issue.record("the retry did not take the half over")
+                return
+            }
+            #expect(taken != first)
+            let itemKey = stores.keys.item(stores.item(1))
+            // The earlier attempt's reversal, meanwhile.
+            let late = undo(stores, mark: first, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            #expect(try await stores.engine.stores.run(late) == .done)
+            #expect(try await onHand(stores) == 7)
+            // The retry's MySQL half, then its close.
+            _ = try await StockRepository(client: stores.mysql).apply(
+                StockChange(
+                    bizId: stores.bizId, skuId: 1, delta: adjustment.delta, reason: adjustment.reason ?? "adjustment",
+                    source: StockAdministration.adjustmentSource(stores.item(1), adjustment), infinite: nil, dangerNum: nil,
+                    backorderLimit: nil
+                )
+            )
+            let done = AdminDoneCall(itemKey: itemKey, mark: taken, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            #expect(try await stores.engine.stores.run(done))
+            #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text == adjustment.fingerprint)
+            #expect(try await stores.itemFields(1)["admin_pending"] == nil)
+            #expect(try await stores.mysqlStock(1) == 7)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    @Test("a settle by a retry that found the adjustment in MySQL leaves a half younger than a minute to its attempt")
+    func settleLeavesYoungHalf() async throws {
+        try await TestStores.with { stores in
+            _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let token = try await redisHalf(stores)
+            let itemKey = stores.keys.item(stores.item(1))
+            let settle = AdminDoneCall(itemKey: itemKey, mark: "*", adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            #expect(try await stores.engine.stores.run(settle))
+            #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text?.hasPrefix("pending:") == true)
+            #expect(try await stores.itemFields(1)["admin_pending"] == "1")
+            // Its attempt finds its half a duplicate of what MySQL had, and reverses it.
+            #expect(try await stores.engine.stores.run(undo(stores, mark: token, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)) == .reversed)
+            #expect(try await onHand(stores) == 10)
+            #expect(try await stores.itemFields(1)["admin_pending"] == nil)
         }
     }
 }

@@ -38,23 +38,34 @@ local function itemMark(epoch, repairs)
   return (epoch or '') .. '/' .. (repairs or '0')
 end
 
+-- An adjustment's half is named by its token, 'mark@ms': the item's mark and the Redis time the half was made or last
+-- taken over by a retry (adjust_stock.lua). A PUT's half has no key: its token is the mark alone. Returns the mark
+-- and the time (nil without one).
+local function halfToken(token)
+  local mark, at = string.match(token, '^(.*)@(%d+)$')
+  if mark then return mark, tonumber(at) end
+  return token, nil
+end
+
 -- An adjustment key's value: the request's fingerprint once its MySQL half is known done; before that
--- 'pending:<mark>:<ms>:' .. fingerprint (the mark its Redis half was made under, and when), and
--- 'unsettled:<mark>:' .. fingerprint when the attempt ended without learning MySQL's outcome (a fingerprint holds the
--- free-text reason, so it comes last). Returns the fingerprint, the mark (nil when done), the time (ms; nil unless
--- pending) and whether it is unsettled. A key of before marks, 'unsettled:' .. fingerprint, reads as unsettled with
--- an empty mark.
+-- 'pending:<mark>:<ms>:' .. fingerprint (its half's token), and 'unsettled:<mark>:<ms>:' .. fingerprint when the
+-- attempt ended without learning MySQL's outcome (a fingerprint holds the free-text reason, so it comes last).
+-- Returns the fingerprint, the mark (nil when done), the time (ms) and whether it is unsettled. A key of before
+-- marks, 'unsettled:' .. fingerprint, reads as unsettled with an empty mark.
 local function adjustmentState(value)
-  local mark, at, fingerprint = string.match(value, '^pending:([^:]*):(%d+):(.*)$')
-  if mark then
-    return fingerprint, mark, tonumber(at), false
-  end
-  mark, fingerprint = string.match(value, '^unsettled:([%w-]*/%d+):(.*)$')
-  if mark then
-    return fingerprint, mark, nil, true
+  local state, mark, at, fingerprint = string.match(value, '^(%a+):([^:]*/%d+):(%d+):(.*)$')
+  if state == 'pending' or state == 'unsettled' then
+    return fingerprint, mark, tonumber(at), state == 'unsettled'
   end
   if string.sub(value, 1, 10) == 'unsettled:' then
     return string.sub(value, 11), '', nil, true
   end
   return value, nil, nil, false
+end
+
+-- Whether an adjustment key names the half of `token` (its fingerprint, its mark and time).
+local function namesHalf(value, fingerprint, token)
+  local keyFingerprint, keyMark, keyAt = adjustmentState(value)
+  local mark, at = halfToken(token)
+  return keyFingerprint == fingerprint and keyMark == mark and keyAt == at
 end
