@@ -23,12 +23,12 @@ local token = ARGV[1]
 if KEYS[2] ~= item then
   local saved = redis.call('GET', KEYS[2])
   if not saved then return {'ok'} end
-  local fingerprint, keyMark, keyAt = adjustmentState(saved)
+  local fingerprint, keyMark, keyAt, unsettled = adjustmentState(saved)
   if fingerprint ~= ARGV[2] or not keyMark then return {'ok'} end
   if token == '*' then
-    -- A half younger than a fence's lifetime may be an attempt's still under way (one whose MySQL half turns out a
-    -- duplicate reverses it): left to that attempt.
-    if keyAt and clockNow('') - keyAt < FENCE_MS then return {'ok'} end
+    -- A pending half younger than a fence's lifetime may be an attempt's still under way (one whose MySQL half turns
+    -- out a duplicate reverses it): left to that attempt.
+    if not unsettled and keyAt and clockNow('') - keyAt < FENCE_MS then return {'ok'} end
     token = keyAt and (keyMark .. '@' .. keyAt) or keyMark
   elseif keyMark ~= '' and not namesHalf(saved, ARGV[2], token) then
     -- the key of another half (a retry took this one over, or made the change afresh since)

@@ -30,11 +30,13 @@ struct AdjustmentHalvesTests {
     }
 
     /// The fence (and the key's time) as of 61 s ago: the attempt is over, its fence lapsed.
-    func age(_ stores: TestStores, key value: String? = nil) async throws {
+    @discardableResult
+    func age(_ stores: TestStores, key value: String? = nil) async throws -> Int64 {
         let itemKey = stores.keys.item(stores.item(1))
         let old = try await stores.engine.redisNow(routingKey: itemKey) - 61_000
         _ = try await stores.redis.command("HSET", itemKey, "admin_since", String(old))
         if let value { _ = try await stores.redis.command("SET", adjustmentKey(stores), value.replacingOccurrences(of: "{old}", with: String(old)), "KEEPTTL") }
+        return old
     }
 
     func onHand(_ stores: TestStores) async throws -> Int64 { try await stores.engine.stock(stores.item(1)).onHand }
@@ -180,8 +182,10 @@ struct AdjustmentHalvesTests {
     func retryTakesHalfOver() async throws {
         try await TestStores.with { stores in
             _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
-            let first = try await redisHalf(stores)
-            try await age(stores, key: "pending:\(markOf(first)):{old}:" + adjustment.fingerprint)
+            let made = try await redisHalf(stores)
+            let old = try await age(stores, key: "pending:\(markOf(made)):{old}:" + adjustment.fingerprint)
+            // The earlier attempt's token, as the aged key names it.
+            let first = markOf(made) + "@\(old)"
             // The retry's Redis step (as adjustStockOnce runs it): the half is its own from now on.
             let call = AdjustStockCall(stores.item(1), adjustment, retentionSeconds: 600, layout: stores.keys)
             guard case .unsettled(let taken) = try await stores.engine.stores.run(call) else {

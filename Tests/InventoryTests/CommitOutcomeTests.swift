@@ -138,4 +138,41 @@ extension CommitOutcomeTests {
             #expect(fence.last?.text == String(old))
         }
     }
+
+    /// A retry that took an earlier attempt's half over (to complete its MySQL half) and whose MySQL half then fails
+    /// for sure reverses the half as its own: the earlier attempt's stored reversal no longer names it.
+    @Test("a retry that took a half over and whose MySQL half fails reverses it; the next retry applies it afresh")
+    func takenOverHalfFails() async throws {
+        try await withProxiedMySQL { stores, proxy in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 10))
+            let adjustment = StockAdjustment(adjustmentId: "a-9", delta: 4, reason: nil)
+            // An attempt that died after its Redis half, a minute ago.
+            guard case .applied(let token) = try await engine.stores.run(
+                AdjustStockCall(item, adjustment, retentionSeconds: 600, layout: stores.keys)
+            ) else {
+                Issue.record("adjust_stock did not apply")
+                return
+            }
+            let itemKey = stores.keys.item(item)
+            let old = try await engine.redisNow(routingKey: itemKey) - 61_000
+            let mark = String(token.split(separator: "@").first ?? "")
+            _ = try await stores.redis.command("HSET", itemKey, "admin_since", String(old))
+            let adjustmentKey = stores.keys.adjustmentKey(item, adjustmentId: "a-9")
+            _ = try await stores.redis.command("SET", adjustmentKey, "pending:\(mark):\(old):" + adjustment.fingerprint, "KEEPTTL")
+            #expect(try await engine.stock(item).onHand == 14)
+            // The retry takes the half over; its MySQL half breaks before its COMMIT, and MySQL stays away (nothing
+            // written).
+            proxy.cutAfterRequest(containing: "autocommit=0", thenDown: true)
+            await #expect(throws: InventoryError.self) { try await engine.adjustStock(item, adjustment) }
+            proxy.down = false
+            #expect(try await engine.stock(item).onHand == 10, "the half the retry owned is reversed")
+            #expect(try await mysqlStock(stores) == 10)
+            let again = try await engine.adjustStock(item, adjustment)
+            #expect(again.level.onHand == 14)
+            #expect(try await mysqlStock(stores) == 14)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
 }

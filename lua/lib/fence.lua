@@ -53,7 +53,7 @@ end
 -- Returns the fingerprint, the mark (nil when done), the time (ms) and whether it is unsettled. A key of before
 -- marks, 'unsettled:' .. fingerprint, reads as unsettled with an empty mark.
 local function adjustmentState(value)
-  local state, mark, at, fingerprint = string.match(value, '^(%a+):([^:]*/%d+):(%d+):(.*)$')
+  local state, mark, at, fingerprint = string.match(value, '^(%a+):([%w-]*/%d+):(%d+):(.*)$')
   if state == 'pending' or state == 'unsettled' then
     return fingerprint, mark, tonumber(at), state == 'unsettled'
   end

@@ -161,17 +161,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
                     )
                 )
             } catch {
-                if keepsRedisHalf(after: error, delta: adjustment.delta, itemKey: itemKey) {
-                    // A retry must not take the kept half for a finished adjustment: it completes the MySQL half (or
-                    // applies it afresh, should a repair take the half out first).
-                    _ = try? await stores.run(UnsettleCall(adjustmentKey: adjustmentKey, mark: mark, fingerprint: adjustment.fingerprint))
-                } else if await !compensator.undoStock(
-                    itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey,
-                    fingerprint: adjustment.fingerprint, mark: mark
-                ) {
-                    throw Self.halfKept(error)
-                }
-                throw stores.mapMySQL(error)
+                try await halfFailed(error, adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: mark)
             }
             if outcome == .duplicate {
                 // MySQL's ledger is the authority: it had this adjustment already (Redis forgot its key: retention
@@ -200,7 +190,8 @@ struct StockAdministration: Sendable, EngineCollaborator {
                     )
                 )
             } catch {
-                throw stores.mapMySQL(error)
+                // The half is this retry's now (it took it over): reversed or kept as its own would be.
+                try await halfFailed(error, adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: mark)
             }
             await closeFence(AdminDoneCall(itemKey: itemKey, mark: mark, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint))
             return AdjustmentOutcome(level: try await stock(id), replayed: true)
@@ -217,6 +208,23 @@ struct StockAdministration: Sendable, EngineCollaborator {
         case .oneTimeCodes:
             throw CodePoolAdministration.oneTimeStock
         }
+    }
+
+    /// An adjustment's MySQL half failed: a removal whose COMMIT got no answer keeps its Redis half, and its key says
+    /// so (a retry must not take it for a finished adjustment: it completes the MySQL half, or applies it afresh
+    /// should a repair take the half out first); anything else is reversed, its key with it. Throws the answer.
+    func halfFailed(
+        _ error: any Error, _ adjustment: StockAdjustment, itemKey: String, adjustmentKey: String, token: String
+    ) async throws -> Never {
+        if keepsRedisHalf(after: error, delta: adjustment.delta, itemKey: itemKey) {
+            _ = try? await stores.run(UnsettleCall(adjustmentKey: adjustmentKey, mark: token, fingerprint: adjustment.fingerprint))
+        } else if await !compensator.undoStock(
+            itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
+            mark: token
+        ) {
+            throw Self.halfKept(error)
+        }
+        throw stores.mapMySQL(error)
     }
 
     /// Whether a stock change whose MySQL half failed keeps its Redis half instead of being reversed: only when
