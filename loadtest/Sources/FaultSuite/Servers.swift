@@ -85,40 +85,45 @@ public enum Tools {
         throw FaultSuiteError("none of \(names.joined(separator: ", ")) is installed (run scripts/setup.sh)")
     }
 
-    /// A TCP port nothing listens on right now.
-    public static func freePort() throws -> Int {
+    /// A TCP port nothing listens on right now, below the kernel's range of ephemeral ports: a port the kernel hands
+    /// out (bind to port 0) may be handed out again as the local port of an outgoing connection before the server
+    /// that is to listen on it has started (a redis-server then failed to bind, and its start waited 60 s in vain).
+    /// Drawn at random from 10,000 (above the fixed ports of scripts/ and loadtest/) up to `below` (the ephemeral
+    /// range's start, at most 32,768), and bound once to check it is free.
+    public static func freePort(below: Int? = nil) throws -> Int {
+        let limit = max(below ?? ephemeralStart, 11_000)
+        for _ in 0..<500 {
+            let port = Int.random(in: 10_000..<limit)
+            if canBind(port) { return port }
+        }
+        throw FaultSuiteError("cannot find a free port between 10000 and \(limit)")
+    }
+
+    /// The first port of the kernel's ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`), at most 32,768.
+    static var ephemeralStart: Int {
+        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
+        let low = range.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first.flatMap { Int($0) } ?? 32_768
+        return max(min(low, 32_768), 21_000)
+    }
+
+    /// Whether a TCP socket can bind 127.0.0.1:`port` now.
+    static func canBind(_ port: Int) -> Bool {
         let socket = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(socket) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
-                guard bind(socket, pointer, length) == 0 else { return -1 }
-                return getsockname(socket, pointer, &length)
-            }
-        }
-        guard bound == 0 else { throw FaultSuiteError("cannot find a free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        address.sin_port = UInt16(port).bigEndian
+        return withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
     }
 
-    /// A free port for a cluster node: its bus listens 10,000 above it, which must be free and a valid port too.
+    /// A free port whose cluster bus port (port + 10,000) is free too, both below the ephemeral range.
     static func freeClusterPort() throws -> Int {
         for _ in 0..<200 {
-            let port = try freePort()
-            guard port + 10_000 <= 65_535 else { continue }
-            let bus = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(bus) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = UInt16(port + 10_000).bigEndian
-            let bound = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(bus, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            if bound == 0 { return port }
+            let port = try freePort(below: ephemeralStart - 10_000)
+            if canBind(port + 10_000) { return port }
         }
         throw FaultSuiteError("cannot find a free port for a cluster node (and its bus port)")
     }
