@@ -88,22 +88,22 @@ public enum Tools {
     /// A TCP port nothing listens on right now, below the kernel's range of ephemeral ports: a port the kernel hands
     /// out (bind to port 0) may be handed out again as the local port of an outgoing connection before the server
     /// that is to listen on it has started (a redis-server then failed to bind, and its start waited 60 s in vain).
-    /// Drawn at random from 10,000 (above the fixed ports of scripts/ and loadtest/) up to `below` (the ephemeral
-    /// range's start, at most 32,768), and bound once to check it is free.
+    /// Drawn at random from 20,000 (above the fixed ports of scripts/ and loadtest/ and their clusters' bus ports,
+    /// 1xxxx) up to `below` (the ephemeral range's start, at most 32,768), and bound once to check it is free.
     public static func freePort(below: Int? = nil) throws -> Int {
-        let limit = max(below ?? ephemeralStart, 11_000)
+        let limit = max(below ?? ephemeralStart, 21_000)
         for _ in 0..<500 {
-            let port = Int.random(in: 10_000..<limit)
+            let port = Int.random(in: 20_000..<limit)
             if canBind(port) { return port }
         }
-        throw FaultSuiteError("cannot find a free port between 10000 and \(limit)")
+        throw FaultSuiteError("cannot find a free port between 20000 and \(limit)")
     }
 
     /// The first port of the kernel's ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`), at most 32,768.
     static var ephemeralStart: Int {
         let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
         let low = range.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first.flatMap { Int($0) } ?? 32_768
-        return max(min(low, 32_768), 21_000)
+        return max(min(low, 32_768), 31_000)
     }
 
     /// Whether a TCP socket can bind 127.0.0.1:`port` now.
