@@ -81,12 +81,8 @@ struct AdjustmentHalvesTests {
             #expect(try await stores.itemFields(1)["admin_pending"] == nil, "the dead attempt's fence closed")
             #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
             // A reversal of the dead attempt, stored as a task, that runs only now reverses nothing: MySQL has it.
-            let undo = UndoStockCall(
-                itemKey: stores.keys.item(stores.item(1)), adjustmentKey: adjustmentKey(stores),
-                marker: stores.keys.item(stores.item(1)) + ":undo-test", delta: adjustment.delta, fingerprint: adjustment.fingerprint,
-                mark: token, settings: "", retentionSeconds: 600
-            )
-            #expect(try await stores.engine.stores.run(undo) == .done)
+            let late = undo(stores, mark: token, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            #expect(try await stores.engine.stores.run(late) == .done)
             #expect(try await onHand(stores) == 7)
         }
     }
@@ -99,12 +95,8 @@ struct AdjustmentHalvesTests {
             try await age(stores)
             _ = try await stores.reconciler().run(.business(stores.bizId), fix: true)
             #expect(try await onHand(stores) == 10)
-            let undo = UndoStockCall(
-                itemKey: stores.keys.item(stores.item(1)), adjustmentKey: adjustmentKey(stores),
-                marker: stores.keys.item(stores.item(1)) + ":undo-test", delta: adjustment.delta, fingerprint: adjustment.fingerprint,
-                mark: mark, settings: "", retentionSeconds: 600
-            )
-            #expect(try await stores.engine.stores.run(undo) == .rebuilt)
+            let late = undo(stores, mark: mark, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            #expect(try await stores.engine.stores.run(late) == .rebuilt)
             #expect(try await onHand(stores) == 10)
             #expect(try await stores.redis.command("EXISTS", adjustmentKey(stores)).int == 0, "a retry applies it afresh")
         }

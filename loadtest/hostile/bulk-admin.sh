@@ -16,10 +16,8 @@ SHARES=("$@")
 PORT=6396
 HTTP=8086
 DB=inventory_bulkadmin
-WORK="$(mktemp -d)"
 . "$HERE/../lib/private.sh"
-trap 'private_stop; rm -rf "$WORK"' EXIT
-OUT="loadtest/results/bulk-admin-$(date -u +%Y%m%dT%H%M%SZ).txt"
+private_begin bulk-admin
 swift build -c release --product inventoryd >/dev/null
 for part in 0 1; do
   python3 -c "[print(f'R$part-{i:07d}') for i in range(100000)]" > "$WORK/codes$part.txt"

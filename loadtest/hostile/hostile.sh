@@ -23,10 +23,8 @@ SECONDS_PER_PHASE="${2:-20}"
 PORT=6397
 HTTP=8087
 DB=inventory_hostile
-WORK="$(mktemp -d)"
 . "$HERE/../lib/private.sh"
-trap 'private_stop; rm -rf "$WORK"' EXIT
-OUT="loadtest/results/hostile-$(date -u +%Y%m%dT%H%M%SZ).txt"
+private_begin hostile
 swift build -c release --product inventoryd >/dev/null
 swift build -c release --product loadgen >/dev/null
 

@@ -9,6 +9,8 @@
 #                                   prints the log and exits 2
 #   private_stop                    every service and redis-server started here, stopped and waited for (and
 #                                   forgotten: a script may start and stop a private stack per round)
+#   private_begin NAME              a scratch folder ($WORK), private_stop and its removal on exit, and the run's
+#                                   results file, $OUT = loadtest/results/NAME-<UTC timestamp>.txt
 
 PRIVATE_PIDS=()
 PRIVATE_REDIS_PORTS=()
@@ -19,6 +21,12 @@ private_stop() {
   for port in "${PRIVATE_REDIS_PORTS[@]}"; do redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; done
   PRIVATE_PIDS=()
   PRIVATE_REDIS_PORTS=()
+}
+
+private_begin() {
+  WORK="$(mktemp -d)"
+  trap 'private_stop; rm -rf "$WORK"' EXIT
+  OUT="loadtest/results/$1-$(date -u +%Y%m%dT%H%M%SZ).txt"
 }
 
 private_database() {

@@ -23,10 +23,8 @@ shift 2
 PORT=6395
 HTTP=8085
 DB=inventory_rebuild
-WORK="$(mktemp -d)"
 . "$HERE/../lib/private.sh"
-trap 'private_stop; rm -rf "$WORK"' EXIT
-OUT="loadtest/results/rebuild-block-$(date -u +%Y%m%dT%H%M%SZ).txt"
+private_begin rebuild-block
 swift build -c release --product loadgen >/dev/null
 export INVENTORY_REDIS_PORT=$PORT INVENTORY_HTTP_PORT=$HTTP INVENTORY_MYSQL_DATABASE=$DB
 export INVENTORY_LOG_LEVEL="${INVENTORY_LOG_LEVEL:-warning}"
