@@ -134,9 +134,7 @@ struct CompensationTests {
             #expect(try await stores.drainWithWorker())
             #expect(try await stores.mysqlStock(1) == 8)
             // The retention period is over: the order's keys are gone.
-            _ = try await stores.redis.command("DEL", stores.orderKey("r1", sku: 1))
-            _ = try await stores.redis.command("DEL", stores.keys.reserveKey(item, orderId: "r1"))
-            if stores.keys.clustered { _ = try await stores.redis.command("DEL", stores.keys.directory(stores.orderName("r1"))) }
+            try await forgetOrder("r1", stores)
             _ = try await engine.reserve(command)
             _ = try await engine.cancel(orderId: "r1", bizId: stores.bizId)
             #expect(try await engine.stock(item).available == 8)
@@ -147,5 +145,81 @@ struct CompensationTests {
             #expect(try await stores.mysqlStock(1) == 8)
             #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
         }
+    }
+
+    /// The same retry, but the worker meets the ended order's confirm and the retry's reserve in one batch (it lagged
+    /// more than the retention period): the journal row it reads before the batch's own updates is still RESERVED,
+    /// yet the confirm came first in the stream, so the item counted no earlier hold when the retry was made (the
+    /// take-back handed the hold back a second time: 2 units over).
+    @Test("a retry after the ended order's retention, its confirm and the retry in one batch: nothing more handed back")
+    func retryAfterRetentionInOneBatch() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 10))
+            let command = ReserveCommand(
+                orderId: "r1", bizId: stores.bizId, userId: nil, items: [.init(skuId: 1, quantity: 2)], ttlSeconds: 600,
+                shortage: .reject
+            )
+            _ = try await engine.reserve(command)
+            #expect(try await stores.drainWithWorker())
+            _ = try await engine.confirm(orderId: "r1", bizId: stores.bizId)
+            try await forgetOrder("r1", stores)
+            _ = try await engine.reserve(command)
+            _ = try await engine.cancel(orderId: "r1", bizId: stores.bizId)
+            #expect(try await engine.stock(item).available == 8)
+            #expect(try await stores.drainWithWorker())
+            let level = try await engine.stock(item)
+            #expect(level.available == 8)
+            #expect(level.reserved == 0)
+            #expect(try await stores.mysqlStock(1) == 8)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    /// Redis lost an order whose hold the item still counts (its journal row is RESERVED); the client retries and
+    /// confirms. The worker commits the batch [retry, confirm] and stops before taking the duplicate back; the
+    /// batch is delivered again. The row is CONFIRMED now, but the item still counted the earlier hold when the
+    /// retry was made: the take-back hands it back (it handed nothing back: 2 units held by no order).
+    @Test("a duplicate's batch delivered again after its commit moved the earlier row on: the earlier hold is still handed back")
+    func duplicateDeliveredAgain() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 10))
+            let command = ReserveCommand(
+                orderId: "r2", bizId: stores.bizId, userId: nil, items: [.init(skuId: 1, quantity: 2)], ttlSeconds: 600,
+                shortage: .reject
+            )
+            _ = try await engine.reserve(command)
+            #expect(try await stores.drainWithWorker())
+            // The order's keys are lost; the item still counts its hold, as a rebuild from the journal would.
+            try await forgetOrder("r2", stores)
+            _ = try await engine.reserve(command)
+            _ = try await engine.confirm(orderId: "r2", bizId: stores.bizId)
+            #expect(try await engine.stock(item).reserved == 2)
+            // The first delivery: committed, then the worker stopped before settling Redis.
+            let stream = stores.outboxKey("r2", sku: 1)
+            let events = OutboxEvent.entries(stream: stream, try await stores.redis.command("XRANGE", stream, "-", "+"))
+                .compactMap(\.event)
+            #expect(events.map(\.kind) == [.reserve, .confirm])
+            let first = try await JournalRepository(client: stores.mysql).apply(events, epochs: engine.itemEpochs)
+            #expect(first.duplicates.map(\.existingStatus) == ["RESERVED"])
+            #expect(try await stores.journalRows().map(\.status) == ["CONFIRMED"])
+            // The worker delivers the batch again.
+            #expect(try await stores.drainWithWorker())
+            let level = try await engine.stock(item)
+            #expect(level.available == 8)
+            #expect(level.reserved == 0)
+            #expect(try await stores.mysqlStock(1) == 8)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    /// An order's keys gone from Redis (its retention ran out, or Redis lost them); its item is left as it is.
+    private func forgetOrder(_ orderId: String, _ stores: TestStores) async throws {
+        _ = try await stores.redis.command("DEL", stores.orderKey(orderId, sku: 1))
+        _ = try await stores.redis.command("DEL", stores.keys.reserveKey(stores.item(1), orderId: orderId))
+        if stores.keys.clustered { _ = try await stores.redis.command("DEL", stores.keys.directory(stores.orderName(orderId))) }
     }
 }

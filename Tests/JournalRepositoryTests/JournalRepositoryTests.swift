@@ -154,7 +154,7 @@ struct JournalRepositoryTests {
             #expect(result.duplicates == [
                 JournalBatchResult.DuplicateLine(
                     orderId: f.order("a"), bizId: f.bizId, skuId: 1, quantity: 5, existingStatus: "CONFIRMED",
-                    eventId: "1763700009999-0", existingReserveEvent: original.id
+                    eventId: "1763700009999-0", existingReserveEvent: original.id, earlierHold: ""
                 ),
             ])
             let rows = try await f.journal.rows(orderId: f.order("a"), bizId: f.bizId)
@@ -169,7 +169,33 @@ struct JournalRepositoryTests {
             #expect(both.rowsInserted == 1)
             #expect(both.duplicates.map(\.eventId) == ["1763700010000-1"])
             #expect(both.duplicates.map(\.existingStatus) == ["RESERVED"])
+            #expect(both.duplicates.map(\.earlierHold) == ["1763700010000-0"])
             #expect(try await f.journal.rows(orderId: f.order("b"), bizId: f.bizId).map(\.quantity) == [1])
+        }
+    }
+
+    @Test("a duplicate's earlier hold is the existing row's while that order was live at the duplicate's place in the stream, decided once")
+    func duplicateEarlierHold() async throws {
+        try await withFixture(items: [1: 10]) { f in
+            // Live when the retry was made; the batch confirms the retry's order: a redelivery decides the same.
+            let original = f.reserve("a", [1: 2])
+            _ = try await f.journal.apply([original])
+            let retry = f.reserve("a", [1: 2], id: "1763700009999-0")
+            let batch = [retry, f.event(.confirm, "a", [1: 2])]
+            #expect(try await f.journal.apply(batch).duplicates.map(\.earlierHold) == [original.id])
+            #expect(try await f.statuses() == ["a/1": "CONFIRMED"])
+            let again = try await f.journal.apply(batch)
+            #expect(again.duplicates.map(\.existingStatus) == ["CONFIRMED"])
+            #expect(again.duplicates.map(\.earlierHold) == [original.id])
+
+            // Ended before the retry (its confirm comes first in the same batch), though RESERVED when the batch read it.
+            let ended = f.reserve("b", [1: 1], id: "1763700010000-0")
+            _ = try await f.journal.apply([ended])
+            let late = f.reserve("b", [1: 1], id: "1763700010000-5")
+            let both = try await f.journal.apply([f.event(.confirm, "b", [1: 1]), late])
+            #expect(both.duplicates.map(\.existingStatus) == ["RESERVED"])
+            #expect(both.duplicates.map(\.earlierHold) == [""])
+            #expect(try await f.journal.apply([late]).duplicates.map(\.earlierHold) == [""])
         }
     }
 
@@ -474,7 +500,7 @@ struct JournalRepositoryTests {
 
         /// Removes what the test wrote.
         func cleanUp() async {
-            for table in ["reservation_journal", "stock_ledger", "stock"] {
+            for table in ["reservation_journal", "reserve_duplicates", "stock_ledger", "stock"] {
                 _ = try? await client.query("DELETE FROM \(table) WHERE biz_id = ?", [.string(bizId)])
             }
         }

@@ -62,11 +62,11 @@ struct SyncJournal: Sendable, EngineCollaborator {
         // hold was itself taken back (its sync commit failed, but the worker wrote its row from the outbox), the
         // row is about to be removed: the client retries. Otherwise Redis lost the order, and the answer is what
         // the journal holds.
-        // (The earlier event is named only while its row is live: an order that ended is counted by no item, see
-        // WriteBackWorker.settleRedis.)
+        // (The earlier event is named only while its order was live when this hold was made: an order that had
+        // ended is counted by no item, see WriteBackWorker.settleRedis.)
         await compensator.undoReserve(
             orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId,
-            earlierEventId: duplicate.existingStatus == "RESERVED" ? duplicate.existingReserveEvent : ""
+            earlierEventId: duplicate.earlierHold
         )
         if await orders.wasTakenBack(orderId: command.orderId, eventId: duplicate.existingReserveEvent, shard: shard) {
             throw InventoryError.unavailable("an earlier attempt of this order is still being taken back; retry")

@@ -35,6 +35,9 @@ struct ReserveLine: Sendable {
     let expiresAt: Int64
     let eventId: String
     let codes: [String]
+    /// A confirm, cancel, expiry or refund of the line comes before this reserve in the batch: the line's earlier
+    /// order had ended by the time this reserve was made.
+    let endedBefore: Bool
 }
 
 struct UndoLine: Sendable {
@@ -104,6 +107,7 @@ struct BatchPlan: Sendable {
         var refunds: [LineKey] = []
         var ledgerSources: Set<String> = []
         var undone: Set<UndoKey> = []
+        var ended: Set<LineKey> = []
 
         for event in events where event.kind == .undo {
             guard let reserveEventId = event.reserveEventId, !reserveEventId.isEmpty else { continue }
@@ -126,11 +130,12 @@ struct BatchPlan: Sendable {
                             key: key, userId: event.userId, requestFingerprint: event.requestFingerprint,
                             quantity: line.quantity,
                             expiresAt: event.expiresAtMilliseconds ?? event.atMilliseconds,
-                            eventId: event.id, codes: line.codes
+                            eventId: event.id, codes: line.codes, endedBefore: ended.contains(key)
                         )
                     )
                 case .confirm, .refund:
                     if event.kind == .confirm { confirms.append(key) } else { refunds.append(key) }
+                    ended.insert(key)
                     guard line.quantity > 0 else { continue }
                     let reason = event.kind.rawValue
                     let source = "\(reason):\(event.orderId):\(event.bizId):\(line.skuId)"
@@ -145,8 +150,10 @@ struct BatchPlan: Sendable {
                     }
                 case .cancel:
                     cancels.append(key)
+                    ended.insert(key)
                 case .expire:
                     expiries.append(key)
+                    ended.insert(key)
                 case .undo:
                     continue
                 }
@@ -303,15 +310,93 @@ struct BatchPlan: Sendable {
             existing[index] = ("RESERVED", reserves[index].eventId)
         }
 
+        var duplicates: [(index: Int, row: (status: String, reserveEvent: String))] = []
         for (index, line) in reserves.enumerated() {
             guard let row = existing[firstOfLine[index]], row.reserveEvent != line.eventId else { continue }
+            duplicates.append((index, row))
+        }
+        guard !duplicates.isEmpty else { return }
+        let decided = try earlierHolds(of: duplicates, on: connection)
+        for (index, row) in duplicates {
+            let line = reserves[index]
             result.duplicates.append(
                 JournalBatchResult.DuplicateLine(
                     orderId: line.key.orderId, bizId: line.key.bizId, skuId: line.key.skuId, quantity: line.quantity,
-                    existingStatus: row.status, eventId: line.eventId, existingReserveEvent: row.reserveEvent
+                    existingStatus: row.status, eventId: line.eventId, existingReserveEvent: row.reserveEvent,
+                    earlierHold: decided[index] ?? ""
                 )
             )
         }
+    }
+
+    /// For each duplicate reserve line (by position in `reserves`), the earlier reserve event whose hold the item
+    /// still counted when the duplicate was made: the existing row's, while it was live at the duplicate's place in
+    /// the stream (RESERVED, and no confirm, cancel, expiry or refund of the line before it in this batch); "" once
+    /// the earlier order had ended. Decided by the first delivery and kept in `reserve_duplicates`: a later delivery
+    /// reads the row as this batch left it (a confirm of the retry's order moves it on), and would decide otherwise.
+    private func earlierHolds(
+        of duplicates: [(index: Int, row: (status: String, reserveEvent: String))], on connection: MySQLConnection
+    ) throws -> [Int: String] {
+        struct DuplicateKey: Hashable {
+            let key: LineKey
+            let eventId: String
+        }
+        var decided: [DuplicateKey: String] = [:]
+        for chunk in paddedChunks(duplicates.map(\.index)) {
+            var binds: [MySQLValue] = []
+            binds.reserveCapacity(chunk.count * 4)
+            for index in chunk {
+                reserves[index].key.appendBinds(to: &binds)
+                binds.append(.string(reserves[index].eventId))
+            }
+            let rows = try connection.query(
+                """
+                SELECT order_id, biz_id, sku_id, reserve_event, earlier_event FROM reserve_duplicates
+                WHERE (order_id, biz_id, sku_id, reserve_event) IN (\(tuples(chunk.count, "(?, ?, \(skuPlaceholder), ?)")))
+                """,
+                binds
+            ).rows
+            for row in rows {
+                guard let orderId = row.string("order_id"), let bizId = row.string("biz_id"),
+                    let skuId = row.uint64("sku_id"), let eventId = row.string("reserve_event")
+                else { continue }
+                decided[DuplicateKey(key: LineKey(orderId: orderId, bizId: bizId, skuId: skuId), eventId: eventId)] =
+                    row.string("earlier_event") ?? ""
+            }
+        }
+        var earlier: [Int: String] = [:]
+        var fresh: [(index: Int, earlier: String)] = []
+        for (index, row) in duplicates {
+            let line = reserves[index]
+            let key = DuplicateKey(key: line.key, eventId: line.eventId)
+            if let stored = decided[key] {
+                earlier[index] = stored
+            } else {
+                let now = row.status == "RESERVED" && !line.endedBefore ? row.reserveEvent : ""
+                earlier[index] = now
+                // A line's duplicate twice in one batch (a redelivered event beside itself) is written once.
+                decided[key] = now
+                fresh.append((index, now))
+            }
+        }
+        for chunk in exactChunks(fresh) {
+            var binds: [MySQLValue] = []
+            binds.reserveCapacity(chunk.count * 5)
+            for (index, earlierEvent) in chunk {
+                reserves[index].key.appendBinds(to: &binds)
+                binds.append(.string(reserves[index].eventId))
+                binds.append(.string(earlierEvent))
+            }
+            _ = try insertingConcurrently(
+                connection,
+                """
+                INSERT INTO reserve_duplicates (order_id, biz_id, sku_id, reserve_event, earlier_event)
+                VALUES \(tuples(chunk.count, "(?, ?, \(skuPlaceholder), ?, ?)"))
+                """,
+                binds
+            )
+        }
+        return earlier
     }
 
     private func update(_ change: StatusChange, on connection: MySQLConnection) throws -> Int {

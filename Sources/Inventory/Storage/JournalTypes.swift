@@ -110,6 +110,11 @@ public struct JournalBatchResult: Sendable, Equatable {
         public let eventId: String
         /// The reserve event that created the existing row ("" for a row written before that was recorded).
         public let existingReserveEvent: String
+        /// The earlier reserve event whose hold the item still counted when this duplicate was made (the existing
+        /// row's while that order was live at the duplicate's place in the stream), "" once it had ended: what the
+        /// take-back of the duplicate hands back (lua/undo_reserve.lua). Decided once, by the first delivery
+        /// (`reserve_duplicates`).
+        public let earlierHold: String
 
         /// Creates a duplicate line.
         public init(
@@ -119,7 +124,8 @@ public struct JournalBatchResult: Sendable, Equatable {
             quantity: Int64,
             existingStatus: String,
             eventId: String,
-            existingReserveEvent: String
+            existingReserveEvent: String,
+            earlierHold: String
         ) {
             self.orderId = orderId
             self.bizId = bizId
@@ -128,6 +134,7 @@ public struct JournalBatchResult: Sendable, Equatable {
             self.existingStatus = existingStatus
             self.eventId = eventId
             self.existingReserveEvent = existingReserveEvent
+            self.earlierHold = earlierHold
         }
     }
 

@@ -389,14 +389,14 @@ public final class WriteBackWorker: Service, Sendable {
             }
             try await group.waitForAll()
         }
-        // The earlier reserve's hold is in the item only while its journal row is live (RESERVED): a rebuild from the
-        // journal counted it, and the take-back of a settled order hands that one back (undo_reserve.lua). An earlier
-        // order that ended (confirmed, cancelled, expired: the retry came after its keys' retention period) counts
-        // nothing in the item, so the take-back names no earlier event and hands nothing back (it gave the units back a
-        // second time).
+        // The earlier reserve's hold is in the item only while its order was live when the duplicate was made: a
+        // rebuild from the journal counted it, and the take-back of a settled order hands that one back
+        // (undo_reserve.lua). An earlier order that had ended (confirmed, cancelled, expired: the retry came after its
+        // keys' retention period) counts nothing in the item, so the take-back names no earlier event (it would give
+        // the units back a second time). The journal decides that once per duplicate (`earlierHold`).
         let duplicates = result.duplicates
         let earlierEvents = Dictionary(
-            duplicates.map { ("\($0.bizId)\u{0}\($0.orderId)", $0.existingStatus == "RESERVED" ? $0.existingReserveEvent : "") },
+            duplicates.map { ("\($0.bizId)\u{0}\($0.orderId)", $0.earlierHold) },
             uniquingKeysWith: { first, second in first.isEmpty ? first : second }
         )
         for event in events where event.kind == .reserve && earlierEvents["\(event.bizId)\u{0}\(event.orderId)"] != nil {
