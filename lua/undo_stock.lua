@@ -7,12 +7,16 @@
 -- for a PUT; a bare epoch from a task stored before marks; '' when not known: any)
 -- ARGV[5] settings the change made ('field=old>new,...', set_stock.lua; '' none): each goes back to old where it is
 --         still new (a later change of the same setting stands)
+-- ARGV[6] '1' when the half is a surplus: MySQL had the adjustment from another attempt before this one's MySQL half
+--         (StockRepository's duplicate), so the half goes whatever its key says since (a retry that found the
+--         adjustment in MySQL settled it, or took it over); '' otherwise
 --
 -- The reversal ends the change: the fence its Redis half opened is closed (lib/fence.lua).
 --
 -- Returns {'ok', available} when reversed now, {'done'} when this reversal ran before (a retry of a durable task
--- whose first attempt did reach Redis) or the adjustment is known done in MySQL (its key holds the plain fingerprint:
--- a retry of it completed the MySQL half meanwhile, and the half stays) or a retry took the half over to complete it, {'rebuilt'} when the item is gone or was
+-- whose first attempt did reach Redis) or, for a half that is not a surplus, the adjustment is known done in MySQL
+-- (its key holds the plain fingerprint: a retry of it completed the MySQL half meanwhile, and the half stays) or a
+-- retry took the half over to complete it, {'rebuilt'} when the item is gone or was
 -- rebuilt or repaired from MySQL since the change (MySQL did not have it, so the item as it is now does not count it:
 -- nothing to reverse; after a repair the settings a PUT made still go back). Deleting the adjustment key (while it
 -- names this change's half) lets the caller's retry apply the change afresh.
@@ -69,11 +73,14 @@ if not current[1] or (made ~= '' and now ~= expected) then
   end
   return {'rebuilt'}
 end
-if settled or takenOver then
+if (settled or takenOver) and ARGV[6] ~= '1' then
   return {'done'}
 end
 redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
-closeFence(item)
+-- A settle closed the half's fence already; a retry that took the half over closes it when it is done.
+if not settled and not takenOver then
+  closeFence(item)
+end
 local left = redis.call('HINCRBY', item, 'stock_num', -tonumber(ARGV[1]))
 redis.call('HSET', item, 'is_sell_out', left <= 0 and '1' or '0')
 settingsBack()

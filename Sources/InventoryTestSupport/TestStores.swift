@@ -236,6 +236,15 @@ public struct TestStores: Sendable {
         try await StockRepository(client: mysql).row(bizId: bizId, skuId: sku)?.stock
     }
 
+    /// Retry tasks (`compensation_tasks`) of this test's keys not yet done.
+    public func pendingRetryTasks() async throws -> Int64 {
+        let result = try await mysql.query(
+            "SELECT COUNT(*) AS n FROM compensation_tasks WHERE status = 'PENDING' AND payload LIKE ?",
+            [.string("%\(keys.prefix):%")]
+        )
+        return result.rows.first?.int64("n") ?? -1
+    }
+
     /// A stock item of this test's business.
     public func item(_ sku: UInt64) -> StockItemID { StockItemID(bizId: bizId, skuId: sku) }
 

@@ -1,5 +1,6 @@
 import Foundation
 import InventoryTestSupport
+import MySQLClient
 import RedisClient
 import Testing
 
@@ -222,5 +223,78 @@ struct AdjustmentHalvesTests {
             #expect(try await onHand(stores) == 10)
             #expect(try await stores.itemFields(1)["admin_pending"] == nil)
         }
+    }
+
+    /// Two attempts of one adjustment: the first one's Redis half is made and its key vanishes (evicted); the second
+    /// one makes its Redis half while the first one's MySQL half commits, so it finds its MySQL half a duplicate and
+    /// must reverse its Redis half; Redis is unreachable just then, and the reversal becomes a stored task. More than a
+    /// minute later a retry finds the adjustment in MySQL and settles the key. The task then reverses the half all the
+    /// same: it is a surplus whatever the key says (it answered "done", and Redis kept the removal twice: 4 on hand
+    /// against MySQL's 7).
+    @Test("a surplus half's reversal stored as a task still reverses after a retry settled the adjustment's key")
+    func surplusReversalAfterSettle() async throws {
+        let upstream = TestStores.redisAddress()
+        let proxy = try await FaultProxy.start(upstreamHost: upstream.host, upstreamPort: upstream.port)
+        try await TestStores.with(redisPort: proxy.port) { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            // The second attempt on a MySQL connection of its own, whose statement the server shows.
+            var settings = stores.mysql.configuration
+            settings.poolSize = 1
+            let client = MySQLClient(configuration: settings, logger: stores.logger)
+            let attempt = InventoryEngine(
+                redis: stores.redis, mysql: client, scripts: try InventoryScripts.load(), configuration: stores.engine.configuration,
+                logger: stores.logger
+            )
+            do {
+                try await attempt.loadScripts()
+                let session = try #require(try await client.query("SELECT CONNECTION_ID() AS id").rows.first?.int64("id"))
+                let change = StockChange(
+                    bizId: stores.bizId, skuId: 1, delta: adjustment.delta, reason: adjustment.reason ?? "adjustment",
+                    source: StockAdministration.adjustmentSource(item, adjustment), infinite: nil, dangerNum: nil, backorderLimit: nil
+                )
+                // The first attempt's Redis half; its key vanishes.
+                _ = try await redisHalf(stores)
+                _ = try await stores.redis.command("DEL", adjustmentKey(stores))
+                // Its MySQL half, committed once the second attempt waits for its ledger row.
+                let running = try await stores.mysql.withTransaction(isolation: nil) { other in
+                    _ = try await other.perform { try StockRepository.apply(change, skuId: .int(1), on: $0) }
+                    let running = Task { try await attempt.adjustStock(item, adjustment) }
+                    try await waitFor("the second attempt's ledger insert waiting for the first's") {
+                        try await stores.mysql.query(
+                            "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ? AND INFO LIKE '%INSERT INTO stock_ledger%'",
+                            [.int(session)]
+                        ).rows.first?.int64("n") == 1
+                    }
+                    #expect(try await onHand(stores) == 4, "both attempts' Redis halves")
+                    proxy.cutBeforeRequest(containing: ":undo:", thenDown: true)
+                    return running
+                }
+                _ = try? await running.value
+                proxy.down = false
+                try await stores.reconnected()
+                #expect(try await stores.pendingRetryTasks() == 1, "the reversal stored for the retrier")
+                #expect(try await onHand(stores) == 4)
+
+                // More than a minute later: a retry finds the adjustment in MySQL and settles its key.
+                let key = try #require(try await stores.redis.command("GET", adjustmentKey(stores)).text)
+                let parts = key.split(separator: ":", maxSplits: 3).map(String.init)
+                #expect(parts.first == "pending")
+                try await age(stores, key: "pending:\(parts[1]):{old}:\(parts[3])")
+                #expect(try await stores.engine.adjustStock(item, adjustment).replayed)
+                #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text == adjustment.fingerprint)
+
+                _ = try await stores.engine.retryCompensations(limit: 1000)
+                #expect(try await stores.pendingRetryTasks() == 0)
+                #expect(try await onHand(stores) == 7)
+                #expect(try await stores.mysqlStock(1) == 7)
+                #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+            } catch {
+                await client.shutdown()
+                throw error
+            }
+            await client.shutdown()
+        }
+        await proxy.close()
     }
 }

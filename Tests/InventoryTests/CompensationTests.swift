@@ -8,14 +8,6 @@ import Testing
 /// The second level of compensation: a reversal that could not run becomes a durable task, run exactly once.
 @Suite("Durable retry of reversals")
 struct CompensationTests {
-    func pending(_ stores: TestStores) async throws -> Int64 {
-        let result = try await stores.mysql.query(
-            "SELECT COUNT(*) AS n FROM compensation_tasks WHERE status = 'PENDING' AND payload LIKE ?",
-            [.string("%\(stores.keys.prefix):%")]
-        )
-        return result.rows.first?.int64("n") ?? -1
-    }
-
     @Test("Redis unreachable, then a reply lost after the reversal ran: each stored once, applied exactly once")
     func storedAndRetried() async throws {
         let upstream = TestStores.redisAddress()
@@ -36,7 +28,7 @@ struct CompensationTests {
             await engine.compensate(undo(4, "a"))
             proxy.down = false
             try await stores.reconnected()
-            #expect(try await pending(stores) == 1, "stored for the retrier")
+            #expect(try await stores.pendingRetryTasks() == 1, "stored for the retrier")
             #expect(try await engine.stock(item).available == 10, "not applied while Redis was away")
 
             // The reversal reaches Redis but its answer does not come back: stored too, and must not apply twice.
@@ -44,11 +36,11 @@ struct CompensationTests {
             await engine.compensate(undo(1, "b"))
             proxy.dropReplies = false
             try await stores.reconnected()
-            #expect(try await pending(stores) == 2)
+            #expect(try await stores.pendingRetryTasks() == 2)
 
             _ = try await engine.retryCompensations(limit: 1000)
             _ = try await engine.retryCompensations(limit: 1000)
-            #expect(try await pending(stores) == 0)
+            #expect(try await stores.pendingRetryTasks() == 0)
             #expect(try await engine.stock(item).available == 5, "10 − 4 − 1, each once")
         }
         await proxy.close()

@@ -18,14 +18,15 @@ struct Compensator: Sendable, EngineCollaborator {
     /// Returns whether the change was reversed now (false: a retry task, or the reconciler, will).
     @discardableResult
     func undoStock(
-        itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String, mark: String, settings: String = ""
+        itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String, mark: String, settings: String = "",
+        surplus: Bool = false
     ) async -> Bool {
         // Same hash tag as the item: "prefix:{biz:sku}:item" → "prefix:{biz:sku}:undo:<id>".
         let marker = String(itemKey.dropLast("item".count)) + "undo:" + UUID().uuidString
         return await compensate(
             .undoStock(
                 itemKey: itemKey, adjustmentKey: adjustmentKey ?? itemKey, delta: delta, fingerprint: fingerprint,
-                marker: marker, mark: mark, settings: settings
+                marker: marker, mark: mark, settings: settings, surplus: surplus
             )
         )
     }
@@ -79,11 +80,11 @@ struct Compensator: Sendable, EngineCollaborator {
     /// Runs one reversal; safe to run again (undo_stock has a marker, undo_reserve checks the order's event).
     func runCompensation(_ task: CompensationTask) async throws {
         switch task {
-        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let mark, let settings):
+        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let mark, let settings, let surplus):
             _ = try await stores.run(
                 UndoStockCall(
                     itemKey: itemKey, adjustmentKey: adjustmentKey, marker: marker, delta: delta, fingerprint: fingerprint,
-                    mark: mark, settings: settings, retentionSeconds: configuration.retentionSeconds
+                    mark: mark, settings: settings, surplus: surplus, retentionSeconds: configuration.retentionSeconds
                 )
             )
         case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):

@@ -167,10 +167,11 @@ struct StockAdministration: Sendable, EngineCollaborator {
                 // MySQL's ledger is the authority: it had this adjustment already (Redis forgot its key: retention
                 // over, or data lost), so this is a replay. The Redis half made now is reversed, and its key with it
                 // (a replay reads the ledger first). (A conflicting body cannot be told from the ledger, which keeps
-                // the source only: a replay after the key is gone is taken as the same adjustment.)
+                // the source only: a replay after the key is gone is taken as the same adjustment.) The half is a
+                // surplus: reversed even if a retry settles the key before a stored reversal runs.
                 await compensator.undoStock(
                     itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
-                    mark: mark
+                    mark: mark, surplus: true
                 )
                 return AdjustmentOutcome(level: try await stock(id), replayed: true)
             }

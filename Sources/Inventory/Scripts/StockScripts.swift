@@ -107,13 +107,14 @@ struct UndoStockCall: ScriptCall {
     let keys: [String]
     let arguments: [String]
 
-    /// `adjustmentKey`: the key of the adjustment reversed (the item key when none); `marker`: this reversal's.
+    /// `adjustmentKey`: the key of the adjustment reversed (the item key when none); `marker`: this reversal's;
+    /// `surplus`: MySQL had the adjustment from another attempt, so the half goes whatever its key says since.
     init(
         itemKey: String, adjustmentKey: String, marker: String, delta: Int64, fingerprint: String, mark: String,
-        settings: String, retentionSeconds: Int
+        settings: String, surplus: Bool = false, retentionSeconds: Int
     ) {
         keys = [itemKey, adjustmentKey, marker]
-        arguments = [String(delta), fingerprint, String(retentionSeconds), mark, settings]
+        arguments = [String(delta), fingerprint, String(retentionSeconds), mark, settings, surplus ? "1" : ""]
     }
 
     static func decode(_ value: RedisValue) throws -> Reply {
