@@ -54,9 +54,12 @@ if saved then
       return {'busy'}
     end
     -- Taken over: the key names this retry's time from now on, so the earlier attempt (a reversal of it stored as a
-    -- task, a late failure) no longer acts on the half this retry completes.
-    redis.call('SET', KEYS[2], 'pending:' .. mark .. ':' .. now .. ':' .. ARGV[2], 'KEEPTTL')
-    return {'unsettled', current[1], current[2] or '0', mark .. '@' .. now}
+    -- task, a late failure) no longer acts on the half this retry completes; the half is fenced anew for the MySQL
+    -- half to come (the earlier attempt's fence lapsed, or was left to lapse).
+    closeFence(item, at, now)
+    local taken = openFence(item, now)
+    redis.call('SET', KEYS[2], 'pending:' .. mark .. ':' .. taken .. ':' .. ARGV[2], 'KEEPTTL')
+    return {'unsettled', current[1], current[2] or '0', mark .. '@' .. taken}
   end
   -- The half is not in the item any more (rebuilt or repaired from MySQL, which did not have it): made afresh below.
 end
@@ -70,6 +73,6 @@ if delta < 0 and stock + delta < 0 then
 end
 local left = redis.call('HINCRBY', item, 'stock_num', delta)
 redis.call('HSET', item, 'is_sell_out', left <= 0 and '1' or '0')
-openFence(item, now)
-redis.call('SET', KEYS[2], 'pending:' .. mark .. ':' .. now .. ':' .. ARGV[2], 'EX', tonumber(ARGV[3]))
-return {'ok', left, current[2], mark .. '@' .. now}
+local at = openFence(item, now)
+redis.call('SET', KEYS[2], 'pending:' .. mark .. ':' .. at .. ':' .. ARGV[2], 'EX', tonumber(ARGV[3]))
+return {'ok', left, current[2], mark .. '@' .. at}

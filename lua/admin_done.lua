@@ -2,7 +2,7 @@
 -- adjustment's key says so (it holds the plain fingerprint from now on: a retry is a replay).
 --
 -- KEYS[1] item hash   KEYS[2] the adjustment's key, or the item key again for a change without one (PUT)
--- ARGV[1] the token of the Redis half (lib/fence.lua: 'mark@ms', a PUT's the mark alone), '*' for the one the
+-- ARGV[1] the token of the Redis half (lib/fence.lua: 'mark@ms'; the mark alone from before PUTs had times), '*' for the one the
 --         adjustment key names (a half an earlier attempt made; left alone while younger than a fence's lifetime), ''
 --         when not known (a key from before marks): the fence is closed only while the item has that mark (a rebuild
 --         or a repair since closed it already)
@@ -40,8 +40,8 @@ local current = redis.call('HMGET', item, 'stock_num', 'epoch', 'repairs')
 if not current[1] then
   return {'missing'}
 end
-local mark = halfToken(token)
+local mark, at = halfToken(token)
 if mark == '' or mark == itemMark(current[2], current[3]) then
-  closeFence(item)
+  closeFence(item, at, clockNow(''))
 end
 return {'ok'}

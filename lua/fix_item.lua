@@ -24,7 +24,7 @@ if tonumber(f[1]) ~= tonumber(ARGV[1]) or tonumber(f[2] or '0') ~= tonumber(ARGV
   return {'moved'}
 end
 local stock = tonumber(ARGV[5])
-redis.call('HDEL', item, 'admin_pending', 'admin_since')
+clearFences(item)
 -- The item's counters are MySQL's now: a stock change's Redis half made before is not in them (lib/fence.lua: its
 -- mark no longer holds).
 redis.call('HINCRBY', item, 'repairs', 1)

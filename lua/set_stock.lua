@@ -11,9 +11,9 @@
 -- Returns one of
 --   {'missing', '1'}                  the item is not whole in Redis: rebuild it from MySQL (a new item gets its
 --                                     row first), then run again (lib/items.lua)
---   {'ok', delta, mark, before}       on-hand moved by delta (what MySQL must add too); mark = the item's
---                                     (lib/fence.lua), which an undo of this change and the close of its fence name
---                                     (undo_stock.lua, admin_done.lua); before = the settings this
+--   {'ok', delta, token, before}      on-hand moved by delta (what MySQL must add too); token = the half's
+--                                     ('mark@ms', lib/fence.lua), which an undo of this change and the close of its
+--                                     fence name (undo_stock.lua, admin_done.lua); before = the settings this
 --                                     changed ('field=old>new,...'), which the undo puts back where they are
 --                                     still what this change wrote
 --   {'below_reserved', reserved}      on-hand may not go below what live reservations hold
@@ -62,6 +62,6 @@ end
 local stock = tonumber(current[1])
 local left = onHand - used
 redis.call('HSET', item, 'stock_num', left, 'is_sell_out', left <= 0 and '1' or '0')
-openFence(item, clockNow(''))
+local at = openFence(item, clockNow(''))
 local before = settings()
-return {'ok', onHand - (stock + used), itemMark(current[4], current[5]), before}
+return {'ok', onHand - (stock + used), itemMark(current[4], current[5]) .. '@' .. at, before}

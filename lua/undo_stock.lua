@@ -3,8 +3,8 @@
 -- KEYS[1] item hash   KEYS[2] adjustment key of the change being reversed, or the item key again when none
 -- KEYS[3] marker key of this reversal (same hash tag)
 -- ARGV[1] the delta that was applied   ARGV[2] fingerprint the adjustment key must hold to be deleted
--- ARGV[3] marker TTL (s)   ARGV[4] the change's half's token (lib/fence.lua: 'mark@ms' for an adjustment, the mark
--- for a PUT; a bare epoch from a task stored before marks; '' when not known: any)
+-- ARGV[3] marker TTL (s)   ARGV[4] the change's half's token (lib/fence.lua: 'mark@ms'; the mark alone for a PUT
+-- from before PUTs' halves had times; a bare epoch from a task stored before marks; '' when not known: any)
 -- ARGV[5] settings the change made ('field=old>new,...', set_stock.lua; '' none): each goes back to old where it is
 --         still new (a later change of the same setting stands)
 -- ARGV[6] '1' when the half is a surplus: MySQL had the adjustment from another attempt before this one's MySQL half
@@ -21,6 +21,7 @@
 -- nothing to reverse; after a repair the settings a PUT made still go back). Deleting the adjustment key (while it
 -- names this change's half) lets the caller's retry apply the change afresh.
 
+--!include clock
 --!include fence
 
 local item = KEYS[1]
@@ -31,7 +32,7 @@ local made = ARGV[4] or ''
 -- A task stored before marks names a bare epoch, and its adjustment key held the plain fingerprint from the Redis
 -- half on: read as then.
 local legacy = not string.find(made, '/', 1, true)
-local madeMark = halfToken(made)
+local madeMark, madeAt = halfToken(made)
 local madeEpoch = legacy and made or string.match(madeMark, '^(.*)/%d+$')
 -- The adjustment's key, when this undoes one: whether it names this change's half, whether the MySQL half is known
 -- done, and whether a retry took the half over (it completes the MySQL half: not to be reversed).
@@ -79,7 +80,7 @@ end
 redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
 -- A settle closed the half's fence already; a retry that took the half over closes it when it is done.
 if not settled and not takenOver then
-  closeFence(item)
+  closeFence(item, madeAt, clockNow(''))
 end
 local left = redis.call('HINCRBY', item, 'stock_num', -tonumber(ARGV[1]))
 redis.call('HSET', item, 'is_sell_out', left <= 0 and '1' or '0')

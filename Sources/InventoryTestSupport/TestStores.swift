@@ -236,6 +236,37 @@ public struct TestStores: Sendable {
         try await StockRepository(client: mysql).row(bizId: bizId, skuId: sku)?.stock
     }
 
+    /// How many stock changes' halves hold a fence on the item (lua/lib/fence.lua): the open halves' times, or the
+    /// count of before them. Lapsed ones included, as the item holds them.
+    public func openFences(_ sku: UInt64) async throws -> Int {
+        let fields = try await redis.command("HMGET", keys.item(item(sku)), "admin_open", "admin_pending").array ?? []
+        let halves = fields.first?.text.map { $0.split(separator: " ").count } ?? 0
+        return halves + (Int(fields.last?.text ?? "") ?? 0)
+    }
+
+    /// Moves every fence on the item `milliseconds` into the past (its halves' times, or the time of the count of
+    /// before them), as if the changes that opened them were made that long ago; an adjustment key naming one of
+    /// those halves moves with it. Returns the adjustment key's new time, if it names one.
+    @discardableResult
+    public func ageFences(_ sku: UInt64, by milliseconds: Int64 = 61_000, adjustmentKey: String? = nil) async throws -> Int64? {
+        let itemKey = keys.item(item(sku))
+        let fields = try await redis.command("HMGET", itemKey, "admin_open", "admin_since").array ?? []
+        if let open = fields.first?.text {
+            let moved = open.split(separator: " ").map { String(Int64($0)! - milliseconds) }.joined(separator: " ")
+            _ = try await redis.command("HSET", itemKey, "admin_open", moved)
+        }
+        if let since = fields.last?.text, let at = Int64(since) {
+            _ = try await redis.command("HSET", itemKey, "admin_since", String(at - milliseconds))
+        }
+        guard let adjustmentKey, let value = try await redis.command("GET", adjustmentKey).text else { return nil }
+        // 'pending:<mark>:<ms>:<fingerprint>' or 'unsettled:…' (lua/lib/fence.lua); a plain fingerprint has no time.
+        let parts = value.split(separator: ":", maxSplits: 3, omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 4, parts[0] == "pending" || parts[0] == "unsettled", let at = Int64(parts[2]) else { return nil }
+        let moved = at - milliseconds
+        _ = try await redis.command("SET", adjustmentKey, [parts[0], parts[1], String(moved), parts[3]].joined(separator: ":"), "KEEPTTL")
+        return moved
+    }
+
     /// Retry tasks (`compensation_tasks`) of this test's keys not yet done.
     public func pendingRetryTasks() async throws -> Int64 {
         let result = try await mysql.query(

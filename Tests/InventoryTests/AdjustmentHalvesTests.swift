@@ -30,14 +30,11 @@ struct AdjustmentHalvesTests {
         { $0.keys.adjustmentKey($0.item(1), adjustmentId: "a-1") }
     }
 
-    /// The fence (and the key's time) as of 61 s ago: the attempt is over, its fence lapsed.
+    /// The fence and the adjustment key's time as of 61 s ago: the attempt is over, its fence lapsed. Returns the key's
+    /// time now (the half's token's).
     @discardableResult
-    func age(_ stores: TestStores, key value: String? = nil) async throws -> Int64 {
-        let itemKey = stores.keys.item(stores.item(1))
-        let old = try await stores.engine.redisNow(routingKey: itemKey) - 61_000
-        _ = try await stores.redis.command("HSET", itemKey, "admin_since", String(old))
-        if let value { _ = try await stores.redis.command("SET", adjustmentKey(stores), value.replacingOccurrences(of: "{old}", with: String(old)), "KEEPTTL") }
-        return old
+    func age(_ stores: TestStores) async throws -> Int64 {
+        try await stores.ageFences(1, adjustmentKey: adjustmentKey(stores)) ?? 0
     }
 
     func onHand(_ stores: TestStores) async throws -> Int64 { try await stores.engine.stock(stores.item(1)).onHand }
@@ -48,7 +45,7 @@ struct AdjustmentHalvesTests {
             _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
             let mark = markOf(try await redisHalf(stores))
             // The attempt ended a minute ago without learning MySQL's outcome (its key stays pending).
-            try await age(stores, key: "pending:\(mark):{old}:" + adjustment.fingerprint)
+            try await age(stores)
             #expect(try await onHand(stores) == 7)
             #expect(try await stores.mysqlStock(1) == 10)
             // The reconciler brings Redis to MySQL's count.
@@ -73,13 +70,13 @@ struct AdjustmentHalvesTests {
             #expect(busy?.case == .unavailable)
             #expect(try await onHand(stores) == 7)
             #expect(try await stores.mysqlStock(1) == 10)
-            try await age(stores, key: "pending:\(mark):{old}:" + adjustment.fingerprint)
+            try await age(stores)
             let again = try await stores.engine.adjustStock(stores.item(1), adjustment)
             #expect(again.replayed)
             #expect(again.level.onHand == 7)
             #expect(try await stores.mysqlStock(1) == 7)
             #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text == adjustment.fingerprint)
-            #expect(try await stores.itemFields(1)["admin_pending"] == nil, "the dead attempt's fence closed")
+            #expect(try await stores.openFences(1) == 0, "the dead attempt's fence closed")
             #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
             // A reversal of the dead attempt, stored as a task, that runs only now reverses nothing: MySQL has it.
             let late = undo(stores, mark: token, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
@@ -92,11 +89,12 @@ struct AdjustmentHalvesTests {
     func undoAfterRepair() async throws {
         try await TestStores.with { stores in
             _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
-            let mark = try await redisHalf(stores)
-            try await age(stores)
+            let token = try await redisHalf(stores)
+            // The half's token as the aged key names it.
+            let aged = markOf(token) + "@\(try await age(stores))"
             _ = try await stores.reconciler().run(.business(stores.bizId), fix: true)
             #expect(try await onHand(stores) == 10)
-            let late = undo(stores, mark: mark, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            let late = undo(stores, mark: aged, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             #expect(try await stores.engine.stores.run(late) == .rebuilt)
             #expect(try await onHand(stores) == 10)
             #expect(try await stores.redis.command("EXISTS", adjustmentKey(stores)).int == 0, "a retry applies it afresh")
@@ -157,15 +155,20 @@ struct AdjustmentHalvesTests {
             let call = AdminDoneCall(itemKey: itemKey, mark: "old-epoch/0", adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             #expect(try await stores.engine.stores.run(call))
             #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text?.hasPrefix("pending:\(mark):") == true)
-            #expect(try await stores.itemFields(1)["admin_pending"] == "1")
+            #expect(try await stores.openFences(1) == 1)
             let own = AdminDoneCall(itemKey: itemKey, mark: token, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             #expect(try await stores.engine.stores.run(own))
             #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text == adjustment.fingerprint)
-            #expect(try await stores.itemFields(1)["admin_pending"] == nil)
-            // Once: a second close of the same half finds the key settled and closes nothing.
-            _ = try await stores.redis.command("HSET", itemKey, "admin_pending", "1", "admin_since", "1")
+            #expect(try await stores.openFences(1) == 0)
+            // Once: a second close of the same half finds the key settled and closes nothing (another change's fence
+            // stays).
+            let other = AdjustStockCall(stores.item(1), StockAdjustment(adjustmentId: "a-2", delta: 1, reason: nil), retentionSeconds: 600, layout: stores.keys)
+            guard case .applied = try await stores.engine.stores.run(other) else {
+                Issue.record("adjust_stock did not apply")
+                return
+            }
             #expect(try await stores.engine.stores.run(own))
-            #expect(try await stores.itemFields(1)["admin_pending"] == "1")
+            #expect(try await stores.openFences(1) == 1)
         }
     }
 
@@ -176,7 +179,7 @@ struct AdjustmentHalvesTests {
         try await TestStores.with { stores in
             _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
             let made = try await redisHalf(stores)
-            let old = try await age(stores, key: "pending:\(markOf(made)):{old}:" + adjustment.fingerprint)
+            let old = try await age(stores)
             // The earlier attempt's token, as the aged key names it.
             let first = markOf(made) + "@\(old)"
             // The retry's Redis step (as adjustStockOnce runs it): the half is its own from now on.
@@ -192,17 +195,11 @@ struct AdjustmentHalvesTests {
             #expect(try await stores.engine.stores.run(late) == .done)
             #expect(try await onHand(stores) == 7)
             // The retry's MySQL half, then its close.
-            _ = try await StockRepository(client: stores.mysql).apply(
-                StockChange(
-                    bizId: stores.bizId, skuId: 1, delta: adjustment.delta, reason: adjustment.reason ?? "adjustment",
-                    source: StockAdministration.adjustmentSource(stores.item(1), adjustment), infinite: nil, dangerNum: nil,
-                    backorderLimit: nil
-                )
-            )
+            try await mysqlHalf(stores, adjustment)
             let done = AdminDoneCall(itemKey: itemKey, mark: taken, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             #expect(try await stores.engine.stores.run(done))
             #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text == adjustment.fingerprint)
-            #expect(try await stores.itemFields(1)["admin_pending"] == nil)
+            #expect(try await stores.openFences(1) == 0)
             #expect(try await stores.mysqlStock(1) == 7)
             #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
         }
@@ -217,11 +214,11 @@ struct AdjustmentHalvesTests {
             let settle = AdminDoneCall(itemKey: itemKey, mark: "*", adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             #expect(try await stores.engine.stores.run(settle))
             #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text?.hasPrefix("pending:") == true)
-            #expect(try await stores.itemFields(1)["admin_pending"] == "1")
+            #expect(try await stores.openFences(1) == 1)
             // Its attempt finds its half a duplicate of what MySQL had, and reverses it.
             #expect(try await stores.engine.stores.run(undo(stores, mark: token, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)) == .reversed)
             #expect(try await onHand(stores) == 10)
-            #expect(try await stores.itemFields(1)["admin_pending"] == nil)
+            #expect(try await stores.openFences(1) == 0)
         }
     }
 
@@ -277,10 +274,8 @@ struct AdjustmentHalvesTests {
                 #expect(try await onHand(stores) == 4)
 
                 // More than a minute later: a retry finds the adjustment in MySQL and settles its key.
-                let key = try #require(try await stores.redis.command("GET", adjustmentKey(stores)).text)
-                let parts = key.split(separator: ":", maxSplits: 3).map(String.init)
-                #expect(parts.first == "pending")
-                try await age(stores, key: "pending:\(parts[1]):{old}:\(parts[3])")
+                #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text?.hasPrefix("pending:") == true)
+                try await age(stores)
                 #expect(try await stores.engine.adjustStock(item, adjustment).replayed)
                 #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text == adjustment.fingerprint)
 
@@ -296,5 +291,78 @@ struct AdjustmentHalvesTests {
             await client.shutdown()
         }
         await proxy.close()
+    }
+
+    /// The MySQL half of `adjustment`, as its attempt makes it.
+    func mysqlHalf(_ stores: TestStores, _ adjustment: StockAdjustment) async throws {
+        _ = try await StockRepository(client: stores.mysql).apply(
+            StockChange(
+                bizId: stores.bizId, skuId: 1, delta: adjustment.delta, reason: adjustment.reason ?? "adjustment",
+                source: StockAdministration.adjustmentSource(stores.item(1), adjustment), infinite: nil, dangerNum: nil,
+                backorderLimit: nil
+            )
+        )
+    }
+
+    /// A caller died between its halves a minute ago; a later change's halves must be fenced all the same (the fence
+    /// was a count dated by its first change: once the dead caller's count lapsed, the later change was not fenced,
+    /// and a repair between its halves wrote the old counters under it: Redis 10 against MySQL's 8).
+    @Test("a change made after another's fence lapsed is fenced on its own: a repair between its halves writes nothing")
+    func laterChangeFencedOnItsOwn() async throws {
+        try await TestStores.with { stores in
+            _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await redisHalf(stores)
+            try await age(stores)
+            let later = StockAdjustment(adjustmentId: "b-1", delta: -2, reason: nil)
+            let call = AdjustStockCall(stores.item(1), later, retentionSeconds: 600, layout: stores.keys)
+            guard case .applied(let token) = try await stores.engine.stores.run(call) else {
+                Issue.record("adjust_stock did not apply")
+                return
+            }
+            #expect(try await onHand(stores) == 5)
+            let between = try await stores.reconciler().run(.business(stores.bizId), fix: true)
+            #expect(between.itemsInFlight == 1)
+            #expect(try await onHand(stores) == 5, "nothing written between the halves")
+            try await mysqlHalf(stores, later)
+            let mysql = try #require(try await stores.mysqlStock(1))
+            #expect(try await onHand(stores) <= mysql, "Redis never has more to sell than MySQL")
+            let key = stores.keys.adjustmentKey(stores.item(1), adjustmentId: "b-1")
+            let itemKey = stores.keys.item(stores.item(1))
+            #expect(try await stores.engine.stores.run(AdminDoneCall(itemKey: itemKey, mark: token, adjustmentKey: key, fingerprint: later.fingerprint)))
+            #expect(try await stores.openFences(1) == 0, "the dead caller's lapsed fence dropped with it")
+            // Nothing fenced now: the repair takes the dead caller's half out.
+            _ = try await stores.reconciler().run(.business(stores.bizId), fix: true)
+            #expect(try await onHand(stores) == 8)
+            #expect(try await stores.mysqlStock(1) == 8)
+            #expect(try await stores.openFences(1) == 0)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    /// A retry takes over the half of an attempt that died a minute ago (its fence lapsed) and makes its MySQL half: it
+    /// is fenced anew meanwhile (a repair between took the half out: Redis 10, and the retry's MySQL half then made
+    /// MySQL 7).
+    @Test("a retry that takes an earlier attempt's half over fences it until its MySQL half is done")
+    func takenOverHalfFenced() async throws {
+        try await TestStores.with { stores in
+            _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await redisHalf(stores)
+            try await age(stores)
+            let call = AdjustStockCall(stores.item(1), adjustment, retentionSeconds: 600, layout: stores.keys)
+            guard case .unsettled(let taken) = try await stores.engine.stores.run(call) else {
+                Issue.record("the retry did not take the half over")
+                return
+            }
+            let between = try await stores.reconciler().run(.business(stores.bizId), fix: true)
+            #expect(between.itemsInFlight == 1)
+            #expect(try await onHand(stores) == 7, "nothing written between the halves")
+            try await mysqlHalf(stores, adjustment)
+            let itemKey = stores.keys.item(stores.item(1))
+            #expect(try await stores.engine.stores.run(AdminDoneCall(itemKey: itemKey, mark: taken, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)))
+            #expect(try await onHand(stores) == 7)
+            #expect(try await stores.mysqlStock(1) == 7)
+            #expect(try await stores.openFences(1) == 0)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
     }
 }

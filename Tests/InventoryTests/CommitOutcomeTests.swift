@@ -128,14 +128,20 @@ extension CommitOutcomeTests {
         try await TestStores.with { stores in
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
-            let itemKey = stores.keys.item(stores.item(1))
-            // A change whose caller died between its halves, 61 s ago.
-            let old = try await engine.redisNow(routingKey: itemKey) - 61_000
-            _ = try await stores.redis.command("HSET", itemKey, "admin_pending", "1", "admin_since", String(old))
+            // A change whose caller died between its halves, 61 s ago: its Redis half (−3) is not in MySQL.
+            let dead = StockAdjustment(adjustmentId: "a-4", delta: -3, reason: nil)
+            guard case .applied = try await engine.stores.run(AdjustStockCall(stores.item(1), dead, retentionSeconds: 600, layout: stores.keys))
+            else {
+                Issue.record("adjust_stock did not apply")
+                return
+            }
+            try await stores.ageFences(1)
             _ = try await engine.adjustStock(stores.item(1), StockAdjustment(adjustmentId: "a-5", delta: 1, reason: nil))
-            let fence = try await stores.redis.command("HMGET", itemKey, "admin_pending", "admin_since").array ?? []
-            #expect(fence.first?.text == "1")
-            #expect(fence.last?.text == String(old))
+            #expect(try await engine.stock(stores.item(1)).onHand == 8)
+            // The item is not fenced: the repair brings Redis to MySQL's 11.
+            _ = try await stores.reconciler().run(.business(stores.bizId), fix: true)
+            #expect(try await engine.stock(stores.item(1)).onHand == 11)
+            #expect(try await stores.openFences(1) == 0)
         }
     }
 
@@ -149,18 +155,13 @@ extension CommitOutcomeTests {
             _ = try await engine.setStock(item, StockSettings(stock: 10))
             let adjustment = StockAdjustment(adjustmentId: "a-9", delta: 4, reason: nil)
             // An attempt that died after its Redis half, a minute ago.
-            guard case .applied(let token) = try await engine.stores.run(
+            guard case .applied = try await engine.stores.run(
                 AdjustStockCall(item, adjustment, retentionSeconds: 600, layout: stores.keys)
             ) else {
                 Issue.record("adjust_stock did not apply")
                 return
             }
-            let itemKey = stores.keys.item(item)
-            let old = try await engine.redisNow(routingKey: itemKey) - 61_000
-            let mark = String(token.split(separator: "@").first ?? "")
-            _ = try await stores.redis.command("HSET", itemKey, "admin_since", String(old))
-            let adjustmentKey = stores.keys.adjustmentKey(item, adjustmentId: "a-9")
-            _ = try await stores.redis.command("SET", adjustmentKey, "pending:\(mark):\(old):" + adjustment.fingerprint, "KEEPTTL")
+            try await stores.ageFences(1, adjustmentKey: stores.keys.adjustmentKey(item, adjustmentId: "a-9"))
             #expect(try await engine.stock(item).onHand == 14)
             // The retry takes the half over; its MySQL half breaks before its COMMIT, and MySQL stays away (nothing
             // written).

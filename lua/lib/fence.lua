@@ -1,32 +1,79 @@
 -- lib/fence.lua: a stock change with a Redis half and a MySQL half (PUT, adjustment) fences its item from the
 -- reconciler's repair between the two. Not a script of its own: included where a script says `--!include fence`.
 --
--- The Redis half opens the fence (admin_pending +1, admin_since = now) in the script that moves the counters;
--- admin_done.lua closes it after the MySQL half, or undo_stock.lua when the change is reversed. While it is open
--- the reconciler takes the item as in flight (snapshot.lua) and fix_item.lua refuses to write it, so a repair cannot
--- write the old counters back under a change MySQL is about to get. A fence older than FENCE_MS belongs to a
--- caller that died between the halves: it no longer holds, and a repair closes it.
+-- The Redis half opens the fence in the script that moves the counters: its time goes into the item's `admin_open`
+-- (the open halves' times, space-separated, each unique within the item); admin_done.lua closes it after the MySQL
+-- half, or undo_stock.lua when the change is reversed, by that time (the half's token carries it: 'mark@ms'). While
+-- any half younger than FENCE_MS is open the reconciler takes the item as in flight (snapshot.lua) and fix_item.lua
+-- refuses to write it, so a repair cannot write the old counters back under a change MySQL is about to get. A half
+-- older than FENCE_MS belongs to a caller that died between the halves: it no longer holds (whatever other halves
+-- come and go meanwhile), it is dropped when the list is next written, and a repair clears the list.
+--
+-- Before each half had its own entry the fence was a count (`admin_pending`) dated by its first change
+-- (`admin_since`): a count a dead caller left kept later changes unfenced once it lapsed. Those fields are still read
+-- (and a token without a time closes the count) until they lapse.
 
 local FENCE_MS = 60000
 
+-- The open halves' times still within FENCE_MS of now (strings, as stored).
+local function openHalves(item, now)
+  local live = {}
+  for at in string.gmatch(redis.call('HGET', item, 'admin_open') or '', '%d+') do
+    if now - tonumber(at) < FENCE_MS then live[#live + 1] = at end
+  end
+  return live
+end
+
+local function writeHalves(item, halves)
+  if #halves == 0 then
+    redis.call('HDEL', item, 'admin_open')
+  else
+    redis.call('HSET', item, 'admin_open', table.concat(halves, ' '))
+  end
+end
+
+-- Opens a half's fence at `now`; returns its time, the token's: now, or the next millisecond no open half of the item
+-- has (two halves opened in one millisecond).
 local function openFence(item, now)
-  -- Dated by the first change it covers: a fence a dead caller left open still lapses while later changes come and
-  -- go (each of them closes only its own count).
-  if redis.call('HINCRBY', item, 'admin_pending', 1) == 1 then
-    redis.call('HSET', item, 'admin_since', now)
+  local halves = openHalves(item, now)
+  local taken = {}
+  for _, at in ipairs(halves) do taken[at] = true end
+  local at = now
+  while taken[tostring(at)] do at = at + 1 end
+  halves[#halves + 1] = tostring(at)
+  writeHalves(item, halves)
+  return at
+end
+
+-- Closes the fence of the half opened at `at` (nil: a token from before halves had times, which closes the count).
+local function closeFence(item, at, now)
+  if at then
+    local halves = {}
+    for _, open in ipairs(openHalves(item, now)) do
+      if open ~= tostring(at) then halves[#halves + 1] = open end
+    end
+    writeHalves(item, halves)
+  elseif redis.call('HEXISTS', item, 'admin_pending') == 1 then
+    if redis.call('HINCRBY', item, 'admin_pending', -1) <= 0 then
+      redis.call('HDEL', item, 'admin_pending', 'admin_since')
+    end
   end
 end
 
-local function closeFence(item)
-  if redis.call('HINCRBY', item, 'admin_pending', -1) <= 0 then
-    redis.call('HDEL', item, 'admin_pending', 'admin_since')
-  end
-end
-
--- Whether a change's halves are still under way (a fence opened less than FENCE_MS ago).
+-- Whether a change's halves are still under way (a half opened less than FENCE_MS ago).
 local function fenced(item, now)
-  local f = redis.call('HMGET', item, 'admin_pending', 'admin_since')
-  return tonumber(f[1] or '0') > 0 and now - tonumber(f[2] or '0') < FENCE_MS
+  local f = redis.call('HMGET', item, 'admin_open', 'admin_pending', 'admin_since')
+  if f[1] then
+    for at in string.gmatch(f[1], '%d+') do
+      if now - tonumber(at) < FENCE_MS then return true end
+    end
+  end
+  return tonumber(f[2] or '0') > 0 and now - tonumber(f[3] or '0') < FENCE_MS
+end
+
+-- A repair wrote the item's counters from MySQL: every fence it had lapsed (it is not fenced), and goes.
+local function clearFences(item)
+  redis.call('HDEL', item, 'admin_open', 'admin_pending', 'admin_since')
 end
 
 -- The mark of an item's counters as a stock change's Redis half finds them: the item's epoch and how many times the

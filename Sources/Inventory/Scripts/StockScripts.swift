@@ -5,7 +5,8 @@ struct SetStockCall: ItemScriptCall {
     static let name = ScriptName.setStock
 
     enum Reply: Sendable, Equatable {
-        /// On-hand moved by `delta` (what MySQL must add too); `mark` is the item's (lua/lib/fence.lua), `before` the settings this
+        /// On-hand moved by `delta` (what MySQL must add too); `mark` is the half's token ('mark@ms',
+        /// lua/lib/fence.lua), which its undo and the close of its fence name; `before` the settings this
         /// changed ('field=old>new,...'), which an undo puts back.
         case changed(delta: Int64, mark: String, before: String)
         /// The item is not whole in Redis: rebuild it (a new item gets its MySQL row first), then run again.
@@ -135,8 +136,8 @@ struct AdminDoneCall: ScriptCall {
     let keys: [String]
     let arguments: [String]
 
-    /// `mark`: the item's when the Redis half was made; "*" for the one the adjustment key names (an earlier
-    /// attempt's half). `adjustmentKey` and `fingerprint`: the adjustment's (nil for a PUT).
+    /// `mark`: the Redis half's token ('mark@ms', lua/lib/fence.lua: the item's mark when it was made and the time its
+    /// fence was opened); "*" for the one the adjustment key names (an earlier attempt's half). `adjustmentKey` and `fingerprint`: the adjustment's (nil for a PUT).
     init(itemKey: String, mark: String, adjustmentKey: String? = nil, fingerprint: String = "") {
         keys = [itemKey, adjustmentKey ?? itemKey]
         arguments = [mark, fingerprint]
