@@ -7,6 +7,13 @@
 --         when not known (a key from before marks): the fence is closed only while the item has that mark (a rebuild
 --         or a repair since closed it already)
 -- ARGV[2] the adjustment's fingerprint ('' for a PUT)
+-- ARGV[3] the version of MySQL's stock row the MySQL half made ('' when not known)   ARGV[4] the change's delta
+-- ARGV[5] the settings it changed ('field=old>new,...', set_stock.lua; '' none)
+--
+-- An item whose counters were written from MySQL since the Redis half (a rebuild, a repair: its mark moved on) from a
+-- read of the stock row before the MySQL half committed (`mysql_version` below ARGV[3]; the read held the row, so it
+-- was wholly before or wholly after) has neither half: the change is added to it here, its delta and the settings
+-- that are still what the read found.
 --
 -- With an adjustment key, only the call that finds it pending or unsettled under the half's mark settles it and closes
 -- the fence: two retries that both completed the MySQL half close it once, and an attempt whose half a repair took
@@ -20,28 +27,44 @@
 
 local item = KEYS[1]
 local token = ARGV[1]
+-- Whether this call owns the half's fence and key: for an adjustment, while its key names the half.
+local owns = true
 if KEYS[2] ~= item then
   local saved = redis.call('GET', KEYS[2])
-  if not saved then return {'ok'} end
-  local fingerprint, keyMark, keyAt, unsettled = adjustmentState(saved)
-  if fingerprint ~= ARGV[2] or not keyMark then return {'ok'} end
-  if token == '*' then
+  local fingerprint, keyMark, keyAt, unsettled
+  if saved then fingerprint, keyMark, keyAt, unsettled = adjustmentState(saved) end
+  if not saved or fingerprint ~= ARGV[2] or not keyMark then
+    owns = false
+  elseif token == '*' then
     -- A pending half younger than a fence's lifetime may be an attempt's still under way (one whose MySQL half turns
     -- out a duplicate reverses it): left to that attempt.
     if not unsettled and keyAt and clockNow('') - keyAt < FENCE_MS then return {'ok'} end
     token = keyAt and (keyMark .. '@' .. keyAt) or keyMark
   elseif keyMark ~= '' and not namesHalf(saved, ARGV[2], token) then
     -- the key of another half (a retry took this one over, or made the change afresh since)
-    return {'ok'}
+    owns = false
   end
-  redis.call('SET', KEYS[2], ARGV[2], 'KEEPTTL')
+  if owns then
+    redis.call('SET', KEYS[2], ARGV[2], 'KEEPTTL')
+  end
 end
-local current = redis.call('HMGET', item, 'stock_num', 'epoch', 'repairs')
+local current = redis.call('HMGET', item, 'stock_num', 'epoch', 'repairs', 'mysql_version')
 if not current[1] then
   return {'missing'}
 end
 local mark, at = halfToken(token)
 if mark == '' or mark == itemMark(current[2], current[3]) then
-  closeFence(item, at, clockNow(''))
+  if owns then
+    closeFence(item, at, clockNow(''))
+  end
+elseif ARGV[3] and ARGV[3] ~= '' and current[4] and tonumber(current[4]) < tonumber(ARGV[3]) then
+  -- Written from MySQL since the half, from a read before the MySQL half committed: the change is in neither.
+  local left = redis.call('HINCRBY', item, 'stock_num', tonumber(ARGV[4]))
+  redis.call('HSET', item, 'is_sell_out', left <= 0 and '1' or '0')
+  for field, old, new in string.gmatch(ARGV[5] or '', '([%w_]+)=([^>,]*)>([^,]*)') do
+    if redis.call('HGET', item, field) == old then
+      redis.call('HSET', item, field, new)
+    end
+  end
 end
 return {'ok'}

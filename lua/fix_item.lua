@@ -2,7 +2,8 @@
 --
 -- KEYS[1] item hash
 -- ARGV[1..4] the counters as read: stock_num, used_stock_num, confirmed_unapplied, refund_unapplied
--- ARGV[5..8] the correct values, same order
+-- ARGV[5..8] the correct values, same order   ARGV[9] the version of MySQL's stock row they were judged from (kept as
+-- `mysql_version`: a stock change whose MySQL half made a later version is not in them, lua/admin_done.lua)
 --
 -- Returns {'ok'} when written, {'moved'} when the item changed since it was read (judge again), {'missing'},
 -- {'fenced'} when a stock change's MySQL half is still to come (lib/fence.lua): nothing is written. A repair closes a
@@ -29,5 +30,5 @@ clearFences(item)
 -- mark no longer holds).
 redis.call('HINCRBY', item, 'repairs', 1)
 redis.call('HSET', item, 'stock_num', stock, 'used_stock_num', ARGV[6], 'confirmed_unapplied', ARGV[7],
-  'refund_unapplied', ARGV[8], 'is_sell_out', stock <= 0 and '1' or '0')
+  'refund_unapplied', ARGV[8], 'is_sell_out', stock <= 0 and '1' or '0', 'mysql_version', ARGV[9])
 return {'ok'}

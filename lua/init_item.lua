@@ -20,6 +20,8 @@
 -- their reserve keys)
 -- then pairs ARGV[21+c+2h+2j] userId, ARGV[22+c+2h+2j] that user's units in the current window, as the journal
 -- counts them (the last part of them)
+-- and last ARGV[#ARGV] the version of MySQL's stock row the rebuild read (kept as `mysql_version`: a stock change whose
+-- MySQL half made a later version is not in this item, lua/admin_done.lua)
 -- KEYS[4+h..3+2h] the order hashes of those holds (on a cluster the order's part on the item's shard), in the same
 -- order; KEYS[4+2h..3+3h] the same orders under their bare orderId, where an order of a business other than
 -- `default` made before orders were scoped is still kept (the same key as the first for business `default`)
@@ -106,7 +108,8 @@ for epoch in string.gmatch(ARGV[16], '[^,]+') do absorb(epoch) end
 restampHolds(item, holdCount, 3, 20 + codeCount, ARGV[8], absorb)
 redis.call('HSET', item, 'absorbed', #absorbed > 0 and (',' .. table.concat(absorbed, ',') .. ',') or '')
 -- The usage hash is rebuilt with the item: it counts what the rebuilt item counts, no more and no less.
-fillMembers(KEYS[2], 'users', ARGV[11], 21 + codeCount + 2 * holdCount, #ARGV)
+fillMembers(KEYS[2], 'users', ARGV[11], 21 + codeCount + 2 * holdCount, #ARGV - 1)
+redis.call('HSET', item, 'mysql_version', ARGV[#ARGV])
 -- the item is whole only with its usage hash while it has counts (lib/items.lua)
 redis.call('HSET', item, 'has_users', redis.call('EXISTS', KEYS[2]) == 1 and '1' or '0')
 for k = 1, 3 do

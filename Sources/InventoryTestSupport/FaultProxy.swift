@@ -7,7 +7,9 @@ import NIOPosix
 /// - `dropReplies`: requests reach the server, its answers are thrown away (a reply lost on the way back);
 /// - `down`: open connections are cut and new ones closed at once (the server is unreachable);
 /// - `cutAfterRequest(containing:)`: the next request holding those bytes reaches the server, then its connection
-///   is cut before the answer comes back (the request took effect, the client cannot know).
+///   is cut before the answer comes back (the request took effect, the client cannot know);
+/// - `holdRequest(containing:)`: the next request holding those bytes waits in the proxy, with what follows it on its
+///   connection, until `release()` (a client stalled just before that request, for as long as the test wants).
 public final class FaultProxy: Sendable {
     public let port: Int
     private let state: NIOLockedValueBox<State>
@@ -25,6 +27,12 @@ public final class FaultProxy: Sendable {
         /// Whether the request that triggers the cut is forwarded first.
         var forwardCut = true
         var connections: [ObjectIdentifier: any Channel] = [:]
+        /// Bytes whose next appearance in a request holds its connection's requests (one-shot).
+        var holdPattern: [UInt8]?
+        /// The client channel whose requests are held, and what it sent since (in order).
+        var holding: ObjectIdentifier?
+        var held: [ByteBuffer] = []
+        var heldPeer: (any Channel)?
     }
 
     /// Whether replies from upstream are currently thrown away.
@@ -64,6 +72,30 @@ public final class FaultProxy: Sendable {
             $0.downAfterCut = thenDown
             $0.forwardCut = false
         }
+    }
+
+    /// The next request that contains `pattern` is not forwarded: it and whatever its connection sends after it wait
+    /// in the proxy until `release()`.
+    public func holdRequest(containing pattern: String) {
+        state.withLockedValue { $0.holdPattern = Array(pattern.utf8) }
+    }
+
+    /// Whether a request is being held (`holdRequest`).
+    public var isHolding: Bool { state.withLockedValue { $0.holding != nil } }
+
+    /// Forwards the held requests, in order, and stops holding.
+    public func release() {
+        let (peer, held) = state.withLockedValue { state -> ((any Channel)?, [ByteBuffer]) in
+            defer {
+                state.holding = nil
+                state.held = []
+                state.heldPeer = nil
+            }
+            return (state.heldPeer, state.held)
+        }
+        guard let peer else { return }
+        for bytes in held { peer.write(bytes, promise: nil) }
+        peer.flush()
     }
 
     public static func start(upstreamHost: String, upstreamPort: Int) async throws -> FaultProxy {
@@ -124,6 +156,17 @@ private final class Forwarder: ChannelInboundHandler, Sendable {
         // While down nothing passes either way, even on a connection whose close is still on its way.
         let bytes = unwrapInboundIn(data)
         let channel = context.channel
+        let heldNow = !upstream && state.withLockedValue { state -> Bool in
+            if state.holding == nil, let pattern = state.holdPattern, Self.contains(bytes, pattern) {
+                state.holdPattern = nil
+                state.holding = ObjectIdentifier(channel)
+                state.heldPeer = peer
+            }
+            guard state.holding == ObjectIdentifier(channel) else { return false }
+            state.held.append(bytes)
+            return true
+        }
+        if heldNow { return }
         let (down, dropReplies, cutNow, forward) = state.withLockedValue { state -> (Bool, Bool, Bool, Bool) in
             if upstream { return (state.down, state.dropReplies || state.cut.contains(ObjectIdentifier(channel)), false, true) }
             guard let pattern = state.cutPattern, Self.contains(bytes, pattern) else { return (state.down, false, false, true) }

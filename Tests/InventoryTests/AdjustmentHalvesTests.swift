@@ -365,4 +365,150 @@ struct AdjustmentHalvesTests {
             #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
         }
     }
+
+    /// An adjustment's attempt on a MySQL connection through a fault proxy (so its MySQL half can be held), beside the
+    /// test's own stores; with `heldRedis`, its Redis too (the stores must then be on the single Redis). `body` gets
+    /// the attempt's engine and the proxies.
+    func withHeldAttempt(
+        _ stores: TestStores, heldRedis: Bool = false, _ body: (InventoryEngine, FaultProxy, FaultProxy?) async throws -> Void
+    ) async throws {
+        var settings = stores.mysql.configuration
+        let proxy = try await FaultProxy.start(upstreamHost: settings.host, upstreamPort: settings.port)
+        settings.port = proxy.port
+        settings.poolSize = 1
+        let client = MySQLClient(configuration: settings, logger: stores.logger)
+        let address = TestStores.redisAddress()
+        let redisProxy = heldRedis ? try await FaultProxy.start(upstreamHost: address.host, upstreamPort: address.port) : nil
+        let redis: any RedisRouter = redisProxy.map { redisProxy in
+            RedisClient(
+                configuration: RedisConfiguration(
+                    host: address.host, port: redisProxy.port, connections: 1, database: TestStores.redisTestDatabase()
+                ),
+                logger: stores.logger
+            )
+        } ?? stores.redis
+        let attempt = InventoryEngine(
+            redis: redis, mysql: client, scripts: try InventoryScripts.load(), configuration: stores.engine.configuration,
+            logger: stores.logger
+        )
+        func close() async {
+            proxy.release()
+            redisProxy?.release()
+            await client.shutdown()
+            await proxy.close()
+            await redisProxy?.close()
+        }
+        do {
+            try await attempt.loadScripts()
+            try await body(attempt, proxy, redisProxy)
+        } catch {
+            await close()
+            throw error
+        }
+        await close()
+    }
+
+    /// The item vanishes between an adjustment's halves and is rebuilt from MySQL before the MySQL half commits (its
+    /// transaction waited): the rebuilt item has neither the Redis half nor the MySQL half. The close of the change
+    /// finds the item built from a read before its commit and adds the change (it was lost: Redis 10 against MySQL's
+    /// 7, a removal sold).
+    @Test("an item rebuilt between an adjustment's halves, from MySQL before its commit, gets the change when it closes")
+    func rebuiltBetweenHalves() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            try await withHeldAttempt(stores) { attempt, proxy, _ in
+                // The MySQL half's transaction begins with autocommit=0: held there, after the Redis half.
+                proxy.holdRequest(containing: "autocommit=0")
+                let running = Task { try await attempt.adjustStock(item, adjustment) }
+                try await waitFor("the attempt's MySQL half held") { proxy.isHolding }
+                #expect(try await onHand(stores) == 7)
+                _ = try await stores.redis.command("DEL", stores.keys.item(item))
+                #expect(try await onHand(stores) == 10, "rebuilt from MySQL, which has no part of it yet")
+                proxy.release()
+                let outcome = try await running.value
+                #expect(!outcome.replayed)
+            }
+            #expect(try await onHand(stores) == 7)
+            #expect(try await stores.mysqlStock(1) == 7)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    /// Likewise when a repair writes the item from MySQL between the halves (the attempt stalled more than a minute,
+    /// its fence lapsed): the repair read the stock row before the MySQL half committed.
+    @Test("an item repaired between an adjustment's halves, from MySQL before its commit, gets the change when it closes")
+    func repairedBetweenHalves() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            try await withHeldAttempt(stores) { attempt, proxy, _ in
+                proxy.holdRequest(containing: "autocommit=0")
+                let running = Task { try await attempt.adjustStock(item, adjustment) }
+                try await waitFor("the attempt's MySQL half held") { proxy.isHolding }
+                try await stores.ageFences(1)
+                _ = try await stores.reconciler().run(.business(stores.bizId), fix: true)
+                #expect(try await onHand(stores) == 10, "repaired to MySQL's count")
+                proxy.release()
+                _ = try await running.value
+            }
+            #expect(try await onHand(stores) == 7)
+            #expect(try await stores.mysqlStock(1) == 7)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    /// A repair that writes the item from MySQL after the MySQL half committed, before its close (Redis differed for
+    /// another reason): the repaired item has the change, and the close must not add it again (it did when the repair
+    /// did not record the row's version it read: Redis 4 against MySQL's 7).
+    @Test("an item repaired after an adjustment's MySQL half, before its close, is not given the change twice")
+    func repairedBeforeClose() async throws {
+        try await TestStores.with(redisPort: TestStores.redisAddress().port) { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            try await withHeldAttempt(stores, heldRedis: true) { attempt, mysqlProxy, redisProxy in
+                let redisProxy = try #require(redisProxy)
+                mysqlProxy.holdRequest(containing: "autocommit=0")
+                let running = Task { try await attempt.adjustStock(item, adjustment) }
+                try await waitFor("the attempt's MySQL half held") { mysqlProxy.isHolding }
+                // The close names the adjustment's key: held once the MySQL half committed.
+                redisProxy.holdRequest(containing: adjustmentKey(stores))
+                mysqlProxy.release()
+                try await waitFor("the attempt's close held") { redisProxy.isHolding }
+                #expect(try await stores.mysqlStock(1) == 7)
+                // Redis differs for another reason; the repair (the half's fence lapsed) writes MySQL's count.
+                _ = try await stores.redis.command("HINCRBY", stores.keys.item(item), "stock_num", "5")
+                try await stores.ageFences(1)
+                _ = try await stores.reconciler().run(.business(stores.bizId), fix: true)
+                #expect(try await onHand(stores) == 7)
+                redisProxy.release()
+                _ = try await running.value
+            }
+            #expect(try await onHand(stores) == 7)
+            #expect(try await stores.mysqlStock(1) == 7)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    /// Likewise for a PUT, with a setting: the rebuilt item gets the delta and the setting the PUT made.
+    @Test("an item rebuilt between a PUT's halves, from MySQL before its commit, gets the change and its settings when it closes")
+    func putRebuiltBetweenHalves() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10, dangerNum: 2))
+            try await withHeldAttempt(stores) { attempt, proxy, _ in
+                proxy.holdRequest(containing: "autocommit=0")
+                let running = Task { try await attempt.setStock(item, StockSettings(stock: 4, dangerNum: 3)) }
+                try await waitFor("the PUT's MySQL half held") { proxy.isHolding }
+                _ = try await stores.redis.command("DEL", stores.keys.item(item))
+                #expect(try await onHand(stores) == 10)
+                proxy.release()
+                _ = try await running.value
+            }
+            #expect(try await onHand(stores) == 4)
+            #expect(try await stores.itemFields(1)["danger_num"] == "3")
+            #expect(try await stores.mysqlStock(1) == 4)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
 }

@@ -288,7 +288,7 @@ struct ScriptReplyTests {
         let snapshot = StockRepository.InitSnapshot(
             row: StockRow(bizId: "b", skuId: 7, stock: 10, infinite: false, dangerNum: 1, backorderLimit: 0),
             liveHolds: [(orderId: "o1", quantity: 3, expiresAtMilliseconds: 5_000)], userWindow: 0,
-            usage: [UserUsage(userId: "u1", units: 3)], pool: nil, codes: ["A", "B"]
+            usage: [UserUsage(userId: "u1", units: 3)], pool: nil, codes: ["A", "B"], version: 9
         )
         let call = InitItemCall(
             id, caller: "c", snapshot: snapshot, epoch: "ep", drainedEpochs: ["e2", "e1"], outboxes: ["s0", "s1"],
@@ -321,13 +321,13 @@ struct ScriptReplyTests {
         #expect(call.arguments[19 + c + 2 - 1] == "3", "the hold's quantity")
         #expect(call.arguments[20 + c + 2 - 1] == "63", "its key's TTL: 3 s left plus the retention")
         let usageStart: Int = 21 + c + 2 * h - 1
-        #expect(Array(call.arguments[usageStart...]) == ["u1", "3"])
+        #expect(Array(call.arguments[usageStart...]) == ["u1", "3", "9"], "then the stock row's version, last")
         // After parts: only the rest of each, and how many the parts wrote.
         let last = InitItemCall(
             id, caller: "c", snapshot: snapshot, epoch: "ep", drainedEpochs: [], outboxes: ["s0"], now: 2_000,
             itemTTLSeconds: 0, retentionSeconds: 60, layout: layout, before: RebuildParts(holds: 1, codes: 1, users: 1)
         )
-        #expect(Array(last.arguments[(17 - 1)...]) == ["1", "1", "1", "B", "0"], "codes 1 and users 1 before; code B; no holds")
+        #expect(Array(last.arguments[(17 - 1)...]) == ["1", "1", "1", "B", "0", "9"], "codes 1 and users 1 before; code B; no holds; the version")
         #expect(last.keys == [layout.item(id), layout.userUsage(id), layout.codes(id), "s0"])
     }
 
@@ -374,7 +374,7 @@ struct ScriptReplyTests {
             itemTTLSeconds: 0, retentionSeconds: 60, layout: layout, before: RebuildParts(holds: 1)
         )
         #expect(last.keys == [layout.item(id), layout.userUsage(id), layout.codes(id), layout.reserveKey(id, orderId: "o2"), order("b/o2"), order("o2"), "s0"])
-        #expect(Array(last.arguments.suffix(3)) == ["1", "4", "60"])
+        #expect(Array(last.arguments.suffix(4)) == ["1", "4", "60", "0"])
         #expect(last.arguments[2] == "7", "used_stock_num counts every hold (3 + 4), not only the last part's")
         #expect(try RestampHoldsCall.decode(Self.reply("ok", "e1,e2")) == .restamped(previousEpochs: ["e1", "e2"]))
         #expect(try RestampHoldsCall.decode(Self.reply("ok", "")) == .restamped(previousEpochs: []))

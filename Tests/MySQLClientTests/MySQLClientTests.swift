@@ -377,13 +377,16 @@ struct MySQLClientTests {
         let repository = StockRepository(client: client)
         #expect(try await repository.row(bizId: bizId, skuId: 42) == nil)
         let first = StockChange(bizId: bizId, skuId: 42, delta: 10, reason: "set", source: "\(bizId):set:1")
-        #expect(try await repository.apply(first) == .applied(stockAfter: 10))
+        guard case .applied(10, let firstVersion?) = try await repository.apply(first) else {
+            Issue.record("the first change was not applied with a version")
+            return
+        }
         #expect(try await repository.apply(first) == .duplicate)
         let second = StockChange(
             bizId: bizId, skuId: 42, delta: -3, reason: "damage", source: "\(bizId):adj:2",
             infinite: false, dangerNum: 5, backorderLimit: 2
         )
-        #expect(try await repository.apply(second) == .applied(stockAfter: 7))
+        #expect(try await repository.apply(second) == .applied(stockAfter: 7, version: firstVersion + 1))
         #expect(
             try await repository.row(bizId: bizId, skuId: 42)
                 == StockRow(bizId: bizId, skuId: 42, stock: 7, infinite: false, dangerNum: 5, backorderLimit: 2)

@@ -90,8 +90,9 @@ struct StockAdministration: Sendable, EngineCollaborator {
         case .missing:
             throw InventoryError.unavailable("stock item \(id) kept vanishing from Redis; retry")
         }
+        let outcome: StockChangeOutcome
         do {
-            _ = try await stockRepository.apply(
+            outcome = try await stockRepository.apply(
                 StockChange(
                     bizId: id.bizId, skuId: id.skuId, delta: delta, reason: "set", source: "set:\(UUID().uuidString)",
                     infinite: settings.infinite, dangerNum: settings.dangerNum, backorderLimit: settings.backorderLimit,
@@ -107,7 +108,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
             }
             throw stores.mapMySQL(error)
         }
-        await closeFence(AdminDoneCall(itemKey: itemKey, mark: mark))
+        await closeFence(AdminDoneCall(itemKey: itemKey, mark: mark, version: outcome.version, delta: delta, settings: before))
         return try await stock(id)
     }
 
@@ -175,7 +176,12 @@ struct StockAdministration: Sendable, EngineCollaborator {
                 )
                 return AdjustmentOutcome(level: try await stock(id), replayed: true)
             }
-            await closeFence(AdminDoneCall(itemKey: itemKey, mark: mark, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint))
+            await closeFence(
+                AdminDoneCall(
+                    itemKey: itemKey, mark: mark, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
+                    version: outcome.version, delta: adjustment.delta
+                )
+            )
             return AdjustmentOutcome(level: try await stock(id), replayed: false)
         case .replay:
             return AdjustmentOutcome(level: try await stock(id), replayed: true)
@@ -183,8 +189,9 @@ struct StockAdministration: Sendable, EngineCollaborator {
             // An earlier attempt's Redis half is still in the item (it kept it without learning whether MySQL had it,
             // or it died more than a fence's lifetime ago), and the ledger (read just before) does not have it: the
             // MySQL half is made now, once whatever races it (the ledger's source).
+            let outcome: StockChangeOutcome
             do {
-                _ = try await stockRepository.apply(
+                outcome = try await stockRepository.apply(
                     StockChange(
                         bizId: id.bizId, skuId: id.skuId, delta: adjustment.delta, reason: adjustment.reason ?? "adjustment",
                         source: Self.adjustmentSource(id, adjustment), infinite: nil, dangerNum: nil, backorderLimit: nil
@@ -194,7 +201,12 @@ struct StockAdministration: Sendable, EngineCollaborator {
                 // The half is this retry's now (it took it over): reversed or kept as its own would be.
                 try await halfFailed(error, adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: mark)
             }
-            await closeFence(AdminDoneCall(itemKey: itemKey, mark: mark, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint))
+            await closeFence(
+                AdminDoneCall(
+                    itemKey: itemKey, mark: mark, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
+                    version: outcome.version, delta: adjustment.delta
+                )
+            )
             return AdjustmentOutcome(level: try await stock(id), replayed: true)
         case .busy:
             throw InventoryError.unavailable(

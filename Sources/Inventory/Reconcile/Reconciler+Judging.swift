@@ -143,7 +143,7 @@ extension Reconciler {
         try await mysqlCall {
             // The item's stock row is held FOR UPDATE from before the Redis snapshot until the judgement (and any
             // fix) is done: no confirm or refund can change MySQL's stock meanwhile.
-            try await self.repository.withStockRowLocked(id) { row in
+            try await self.repository.withStockRowLocked(id) { row, version in
                 guard let row else { return nil }
                 let snapshot = try await self.snapshot([id])
                 guard let counters = snapshot.counters[id], !snapshot.fenced.contains(id) else { return nil }
@@ -163,7 +163,7 @@ extension Reconciler {
                 if fix {
                     var target = expected
                     if infinite { target.stockNum = counters.stockNum }
-                    switch try await self.run(FixItemCall(itemKey: self.keys.item(id), read: counters, target: target)) {
+                    switch try await self.run(FixItemCall(itemKey: self.keys.item(id), read: counters, target: target, version: version)) {
                     case .fixed:
                         difference.fixed = true
                     case .moved:

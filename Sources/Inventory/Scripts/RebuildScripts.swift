@@ -66,6 +66,7 @@ struct InitItemCall: ScriptCall {
         )
         arguments += records.arguments
         usage.appendArguments(to: &arguments)
+        arguments.append(String(snapshot.version))
         keys = [layout.item(id), layout.userUsage(id), layout.codes(id)] + records.keys + outboxes
         self.arguments = arguments
     }

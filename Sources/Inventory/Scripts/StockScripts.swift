@@ -137,10 +137,16 @@ struct AdminDoneCall: ScriptCall {
     let arguments: [String]
 
     /// `mark`: the Redis half's token ('mark@ms', lua/lib/fence.lua: the item's mark when it was made and the time its
-    /// fence was opened); "*" for the one the adjustment key names (an earlier attempt's half). `adjustmentKey` and `fingerprint`: the adjustment's (nil for a PUT).
-    init(itemKey: String, mark: String, adjustmentKey: String? = nil, fingerprint: String = "") {
+    /// fence was opened); "*" for the one the adjustment key names (an earlier attempt's half). `adjustmentKey` and
+    /// `fingerprint`: the adjustment's (nil for a PUT). `version`: the stock row's version the MySQL half made (nil
+    /// when not known), `delta` and `settings` ('field=old>new,...') what the change made: added to an item written
+    /// from MySQL since from a read before the MySQL half.
+    init(
+        itemKey: String, mark: String, adjustmentKey: String? = nil, fingerprint: String = "", version: Int64? = nil,
+        delta: Int64 = 0, settings: String = ""
+    ) {
         keys = [itemKey, adjustmentKey ?? itemKey]
-        arguments = [mark, fingerprint]
+        arguments = [mark, fingerprint, version.map(String.init) ?? "", String(delta), settings]
     }
 
     /// Whether the item was there (an item gone has no fence to close).
@@ -192,9 +198,10 @@ struct FixItemCall: ScriptCall {
     let keys: [String]
     let arguments: [String]
 
-    init(itemKey: String, read: ReconcileDifference.Counters, target: ReconcileDifference.Counters) {
+    /// `version`: the version of MySQL's stock row `target` was judged from (held locked until the repair is done).
+    init(itemKey: String, read: ReconcileDifference.Counters, target: ReconcileDifference.Counters, version: Int64) {
         keys = [itemKey]
-        arguments = read.arguments + target.arguments
+        arguments = read.arguments + target.arguments + [String(version)]
     }
 
     static func decode(_ value: RedisValue) throws -> Reply {

@@ -164,13 +164,15 @@ struct ReconcileRepository: Sendable {
     /// Runs `body` holding the item's stock row FOR UPDATE on the primary (nil: MySQL has no row), in one
     /// transaction that ends when `body` does: no confirm or refund can change MySQL's stock of the item meanwhile.
     /// The transaction writes nothing; it only holds the lock.
-    func withStockRowLocked<T: Sendable>(_ item: StockItemID, _ body: (StockRow?) async throws -> T) async throws -> T {
+    func withStockRowLocked<T: Sendable>(
+        _ item: StockItemID, _ body: (_ row: StockRow?, _ version: Int64) async throws -> T
+    ) async throws -> T {
         try await primary.withTransaction(isolation: nil) { session in
             let row = try await session.query(
-                "SELECT stock, is_infinite FROM stock WHERE biz_id = ? AND sku_id = \(skuPlaceholder) FOR UPDATE",
+                "SELECT stock, is_infinite, version FROM stock WHERE biz_id = ? AND sku_id = \(skuPlaceholder) FOR UPDATE",
                 [.string(item.bizId), skuValue(item.skuId)]
             ).rows.first
-            return try await body(row.map { StockRow($0, bizId: item.bizId, skuId: item.skuId) })
+            return try await body(row.map { StockRow($0, bizId: item.bizId, skuId: item.skuId) }, row?.int64("version") ?? 0)
         }
     }
 

@@ -110,10 +110,18 @@ public struct StockChange: Sendable {
 
 /// What `StockRepository.apply` did.
 public enum StockChangeOutcome: Sendable, Equatable {
-    /// The change was applied; on-hand stock is now `stockAfter`.
-    case applied(stockAfter: Int64)
+    /// The change was applied; on-hand stock is now `stockAfter`, and the stock row's `version` the change made (nil
+    /// when found applied after its COMMIT got no answer): a Redis item written from a read of the row before it
+    /// (`mysql_version` below this) does not have the change (lua/admin_done.lua).
+    case applied(stockAfter: Int64, version: Int64?)
     /// A change with the same source was applied before; nothing changed.
     case duplicate
+
+    /// The stock row's version the change made, when it was applied now.
+    public var version: Int64? {
+        if case .applied(_, let version) = self { return version }
+        return nil
+    }
 }
 
 /// MySQL access for the stock table and its ledger.
@@ -166,10 +174,10 @@ public struct StockRepository: Sendable {
         var attempt = 1
         while true {
             do {
-                let stockAfter = try await client.withTransaction { connection in
+                let (stockAfter, version) = try await client.withTransaction { connection in
                     try Self.apply(change, skuId: skuId, on: connection)
                 }
-                return .applied(stockAfter: stockAfter)
+                return .applied(stockAfter: stockAfter, version: version)
             } catch is DuplicateSource {
                 return .duplicate
             } catch let error as MySQLError where error.code == .deadlock && attempt < Self.deadlockAttempts {
@@ -211,7 +219,7 @@ public struct StockRepository: Sendable {
         }
         guard let result else { throw unknownCommit }
         guard let row = result.rows.first else { throw NotApplied(underlying: unknownCommit) }
-        return .applied(stockAfter: row.int64("stock_after") ?? 0)
+        return .applied(stockAfter: row.int64("stock_after") ?? 0, version: nil)
     }
 
     /// A change whose COMMIT got no answer, found not to be in MySQL: it did not take effect.
@@ -251,6 +259,8 @@ public struct StockRepository: Sendable {
         public let pool: CodePool?
         /// The pool's usable codes as the journal leaves them (see `CodePoolRepository.usableCodes`).
         public let codes: [String]
+        /// The stock row's version as read (the item records it: lua/admin_done.lua).
+        public var version: Int64 = 0
     }
 
     /// What the init path rebuilds a Redis item from (nil when MySQL has no such item). The row stays locked
@@ -279,7 +289,7 @@ public struct StockRepository: Sendable {
                     _ = try JournalRepository.applyLocked(pending, on: connection)
                 }
                 let result = try connection.query(
-                    "SELECT \(StockRow.columns) FROM stock WHERE biz_id = ? AND sku_id = ? FOR UPDATE",
+                    "SELECT \(StockRow.columns), version FROM stock WHERE biz_id = ? AND sku_id = ? FOR UPDATE",
                     [.string(bizId), sku]
                 )
                 guard let first = result.rows.first else { return nil }
@@ -322,7 +332,7 @@ public struct StockRepository: Sendable {
                 let codes = try pool.map { try CodePoolRepository.usableCodes(bizId: bizId, sku: sku, kind: $0.kind, on: connection) } ?? []
                 return InitSnapshot(
                     row: row, liveHolds: holds, userWindow: window, usage: usage,
-                    pool: pool, codes: codes
+                    pool: pool, codes: codes, version: first.int64("version") ?? 0
                 )
             }
             return try await body(snapshot)
@@ -334,7 +344,8 @@ public struct StockRepository: Sendable {
     /// Thrown inside the transaction so that `withTransaction` rolls it back; `apply` turns it into `.duplicate`.
     struct DuplicateSource: Error {}
 
-    static func apply(_ change: StockChange, skuId: MySQLValue, on connection: MySQLConnection) throws -> Int64 {
+    /// Returns the stock after the change and the row's version.
+    static func apply(_ change: StockChange, skuId: MySQLValue, on connection: MySQLConnection) throws -> (Int64, Int64) {
         let bizId = MySQLValue.string(change.bizId)
         let ledger: MySQLResult
         do {
@@ -376,13 +387,14 @@ public struct StockRepository: Sendable {
             ]
         )
         // The upsert holds the row's exclusive lock until commit, so this reads the value this change produced.
-        let current = try connection.query("SELECT stock FROM stock WHERE biz_id = ? AND sku_id = ?", [bizId, skuId])
-        guard let stockAfter = current.rows.first?.int64("stock"), let ledgerId = Int64(exactly: ledger.lastInsertID)
+        let current = try connection.query("SELECT stock, version FROM stock WHERE biz_id = ? AND sku_id = ?", [bizId, skuId])
+        guard let stockAfter = current.rows.first?.int64("stock"), let version = current.rows.first?.int64("version"),
+            let ledgerId = Int64(exactly: ledger.lastInsertID)
         else {
             throw MySQLError(code: .queryFailed, message: "stock row or ledger id missing right after writing them")
         }
         _ = try connection.query("UPDATE stock_ledger SET stock_after = ? WHERE id = ?", [.int(stockAfter), .int(ledgerId)])
-        return stockAfter
+        return (stockAfter, version)
     }
 
     /// sku_id is BIGINT UNSIGNED but `MySQLValue` carries signed integers; ids up to `Int64.max` (what the API
