@@ -1,5 +1,5 @@
 -- admin_done.lua: a stock change's MySQL half is done: close the fence its Redis half opened (lib/fence.lua), and an
--- adjustment's key says so (it holds the plain fingerprint from now on: a retry is a replay).
+-- adjustment's key says so ('done:<mark>:<ms>:<fingerprint>' from now on, the half's token: a retry is a replay).
 --
 -- KEYS[1] item hash   KEYS[2] the adjustment's key, or the item key again for a change without one (PUT)
 -- ARGV[1] the token of the Redis half (lib/fence.lua: 'mark@ms'; the mark alone from before PUTs had times), '*' for the one the
@@ -45,7 +45,9 @@ if KEYS[2] ~= item then
     owns = false
   end
   if owns then
-    redis.call('SET', KEYS[2], ARGV[2], 'KEEPTTL')
+    -- Done, with the half it was done with (a surplus half's reversal tells its own from one a retry took over).
+    local doneMark, doneAt = halfToken(token)
+    redis.call('SET', KEYS[2], doneAt and ('done:' .. doneMark .. ':' .. doneAt .. ':' .. ARGV[2]) or ARGV[2], 'KEEPTTL')
   end
 end
 local current = redis.call('HMGET', item, 'stock_num', 'epoch', 'repairs', 'mysql_version')

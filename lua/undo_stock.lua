@@ -8,15 +8,16 @@
 -- ARGV[5] settings the change made ('field=old>new,...', set_stock.lua; '' none): each goes back to old where it is
 --         still new (a later change of the same setting stands)
 -- ARGV[6] '1' when the half is a surplus: MySQL had the adjustment from another attempt before this one's MySQL half
---         (StockRepository's duplicate), so the half goes whatever its key says since (a retry that found the
---         adjustment in MySQL settled it, or took it over); '' otherwise
+--         (StockRepository's duplicate), so the half goes even if a retry that found the adjustment in MySQL settled
+--         its key since; not when a retry took this half over (its key names another time of the same mark, or was
+--         settled with that half: the retry completed this very half); '' otherwise
 --
 -- The reversal ends the change: the fence its Redis half opened is closed (lib/fence.lua).
 --
 -- Returns {'ok', available} when reversed now, {'done'} when this reversal ran before (a retry of a durable task
 -- whose first attempt did reach Redis) or, for a half that is not a surplus, the adjustment is known done in MySQL
--- (its key holds the plain fingerprint: a retry of it completed the MySQL half meanwhile, and the half stays) or a
--- retry took the half over to complete it, {'rebuilt'} when the item is gone or was
+-- (its key says done: a retry of it completed the MySQL half meanwhile, and the half stays) or a retry took the half
+-- over to complete it, {'rebuilt'} when the item is gone or was
 -- rebuilt or repaired from MySQL since the change (MySQL did not have it, so the item as it is now does not count it:
 -- nothing to reverse; after a repair the settings a PUT made still go back). Deleting the adjustment key (while it
 -- names this change's half) lets the caller's retry apply the change afresh.
@@ -37,14 +38,17 @@ local madeEpoch = legacy and made or string.match(madeMark, '^(.*)/%d+$')
 -- The adjustment's key, when this undoes one: whether it names this change's half, whether the MySQL half is known
 -- done, and whether a retry took the half over (it completes the MySQL half: not to be reversed).
 local ours, settled, takenOver = false, false, false
+-- Whether the key was settled with another half than this one (one a retry took over from it and completed).
+local settledOther = false
 if KEYS[2] ~= item then
   local saved = redis.call('GET', KEYS[2])
   if saved then
-    local fingerprint, keyMark = adjustmentState(saved)
+    local fingerprint, keyMark, _, _, doneToken = adjustmentState(saved)
     if legacy then
       ours = saved == ARGV[2]
     elseif fingerprint == ARGV[2] then
       settled = not keyMark
+      settledOther = settled and doneToken ~= nil and doneToken ~= made
       ours = not settled and namesHalf(saved, ARGV[2], made)
       takenOver = not settled and not ours and keyMark == madeMark
     end
@@ -74,7 +78,9 @@ if not current[1] or (made ~= '' and now ~= expected) then
   end
   return {'rebuilt'}
 end
-if (settled or takenOver) and ARGV[6] ~= '1' then
+-- A surplus half goes unless a retry took it over (it completed this very half): settled with this half's token (a
+-- retry that found the adjustment in MySQL settled it) or with none known, it goes.
+if takenOver or settledOther or (settled and ARGV[6] ~= '1') then
   return {'done'}
 end
 redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))

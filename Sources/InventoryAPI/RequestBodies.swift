@@ -255,8 +255,12 @@ struct AdjustmentBody: Decodable {
             reader.fail("delta", "must be \(range)")
         }
         let reason = reader.read("reason", String.self, expected: "a string of at most 32 characters")
-        if let reason, reason.isEmpty || reason.utf8.count > 32 || reason.contains("|") {
-            reader.fail("reason", "must be 1-32 characters, without '|'")
+        // '|' separates the request's fingerprint; a control character (a tab) would break the retry task that
+        // stores it (tab-separated) and has no business in a ledger's reason.
+        if let reason, reason.isEmpty || reason.utf8.count > 32 || reason.contains("|")
+            || reason.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+        {
+            reader.fail("reason", "must be 1-32 characters, without '|' or control characters")
         }
         problems = reader.problems
         if problems.isEmpty, let id, let delta {

@@ -259,7 +259,7 @@ public struct TestStores: Sendable {
             _ = try await redis.command("HSET", itemKey, "admin_since", String(at - milliseconds))
         }
         guard let adjustmentKey, let value = try await redis.command("GET", adjustmentKey).text else { return nil }
-        // 'pending:<mark>:<ms>:<fingerprint>' or 'unsettled:…' (lua/lib/fence.lua); a plain fingerprint has no time.
+        // 'pending:<mark>:<ms>:<fingerprint>' or 'unsettled:…' (lua/lib/fence.lua); a done one or a bare fingerprint has no time.
         let parts = value.split(separator: ":", maxSplits: 3, omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 4, parts[0] == "pending" || parts[0] == "unsettled", let at = Int64(parts[2]) else { return nil }
         let moved = at - milliseconds

@@ -161,6 +161,7 @@ struct APITests {
                 ("infinite wrong type", .put, "/v1/stock/\(biz)/1", #"{"stock": 1, "infinite": "yes"}"#, Self.json, 422),
                 ("adjust zero delta", .post, "/v1/stock/\(biz)/1/adjustments", #"{"adjustmentId": "a1", "delta": 0}"#, Self.json, 422),
                 ("adjust no id", .post, "/v1/stock/\(biz)/1/adjustments", #"{"delta": 3}"#, Self.json, 422),
+                ("adjust reason with a tab", .post, "/v1/stock/\(biz)/1/adjustments", #"{"adjustmentId": "a1", "delta": 3, "reason": "a\tb"}"#, Self.json, 422),
                 ("bad skuId in path", .get, "/v1/stock/\(biz)/abc", nil, [:], 400),
                 ("skuId 0 in path", .put, "/v1/stock/\(biz)/0", #"{"stock": 1}"#, Self.json, 400),
                 ("skuId beyond 64 bits in path", .get, "/v1/stock/\(biz)/18446744073709551616", nil, [:], 400),

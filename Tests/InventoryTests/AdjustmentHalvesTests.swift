@@ -37,6 +37,13 @@ struct AdjustmentHalvesTests {
         try await stores.ageFences(1, adjustmentKey: adjustmentKey(stores)) ?? 0
     }
 
+    /// Whether the adjustment's key says it is done (lua/lib/fence.lua: 'done:<mark>:<ms>:<fingerprint>', or the bare
+    /// fingerprint a replay writes).
+    func isDone(_ stores: TestStores) async throws -> Bool {
+        guard let value = try await stores.redis.command("GET", adjustmentKey(stores)).text else { return false }
+        return value == adjustment.fingerprint || (value.hasPrefix("done:") && value.hasSuffix(":" + adjustment.fingerprint))
+    }
+
     func onHand(_ stores: TestStores) async throws -> Int64 { try await stores.engine.stock(stores.item(1)).onHand }
 
     @Test("an unsettled adjustment whose Redis half a repair took out is applied afresh by its retry, in both stores")
@@ -55,7 +62,7 @@ struct AdjustmentHalvesTests {
             let again = try await stores.engine.adjustStock(stores.item(1), adjustment)
             #expect(again.level.onHand == 7)
             #expect(try await stores.mysqlStock(1) == 7)
-            #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text == adjustment.fingerprint)
+            #expect(try await isDone(stores))
             #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
         }
     }
@@ -75,7 +82,7 @@ struct AdjustmentHalvesTests {
             #expect(again.replayed)
             #expect(again.level.onHand == 7)
             #expect(try await stores.mysqlStock(1) == 7)
-            #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text == adjustment.fingerprint)
+            #expect(try await isDone(stores))
             #expect(try await stores.openFences(1) == 0, "the dead attempt's fence closed")
             #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
             // A reversal of the dead attempt, stored as a task, that runs only now reverses nothing: MySQL has it.
@@ -158,7 +165,7 @@ struct AdjustmentHalvesTests {
             #expect(try await stores.openFences(1) == 1)
             let own = AdminDoneCall(itemKey: itemKey, mark: token, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             #expect(try await stores.engine.stores.run(own))
-            #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text == adjustment.fingerprint)
+            #expect(try await isDone(stores))
             #expect(try await stores.openFences(1) == 0)
             // Once: a second close of the same half finds the key settled and closes nothing (another change's fence
             // stays).
@@ -198,7 +205,7 @@ struct AdjustmentHalvesTests {
             try await mysqlHalf(stores, adjustment)
             let done = AdminDoneCall(itemKey: itemKey, mark: taken, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             #expect(try await stores.engine.stores.run(done))
-            #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text == adjustment.fingerprint)
+            #expect(try await isDone(stores))
             #expect(try await stores.openFences(1) == 0)
             #expect(try await stores.mysqlStock(1) == 7)
             #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
@@ -273,11 +280,18 @@ struct AdjustmentHalvesTests {
                 #expect(try await stores.pendingRetryTasks() == 1, "the reversal stored for the retrier")
                 #expect(try await onHand(stores) == 4)
 
-                // More than a minute later: a retry finds the adjustment in MySQL and settles its key.
-                #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text?.hasPrefix("pending:") == true)
-                try await age(stores)
+                // More than a minute later: a retry finds the adjustment in MySQL and settles its key. (The half's
+                // time moves back a minute everywhere it is named: its key, its fence and the stored task's token.)
+                let pending = try #require(try await stores.redis.command("GET", adjustmentKey(stores)).text)
+                #expect(pending.hasPrefix("pending:"))
+                let before = pending.split(separator: ":")[2]
+                let after = try await age(stores)
+                _ = try await stores.mysql.query(
+                    "UPDATE compensation_tasks SET payload = REPLACE(payload, ?, ?) WHERE status = 'PENDING' AND payload LIKE ?",
+                    [.string("@\(before)\t"), .string("@\(after)\t"), .string("%\(stores.keys.prefix):%")]
+                )
                 #expect(try await stores.engine.adjustStock(item, adjustment).replayed)
-                #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text == adjustment.fingerprint)
+                #expect(try await isDone(stores))
 
                 _ = try await stores.engine.retryCompensations(limit: 1000)
                 #expect(try await stores.pendingRetryTasks() == 0)
@@ -291,6 +305,44 @@ struct AdjustmentHalvesTests {
             await client.shutdown()
         }
         await proxy.close()
+    }
+
+    /// An attempt stalls more than a minute after its Redis half; a retry takes the half over and completes it; the
+    /// attempt's MySQL half then finds the adjustment there and reverses its half as a surplus. It is the half the
+    /// retry completed: it stays (it was reversed: Redis 10 against MySQL's 7), whether the retry is done or not.
+    @Test("a surplus reversal leaves alone a half a retry took over, before and after the retry is done")
+    func surplusLeavesTakenOverHalf() async throws {
+        try await TestStores.with { stores in
+            _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let made = try await redisHalf(stores)
+            // The attempt's token as the aged key names it.
+            let first = markOf(made) + "@\(try await age(stores))"
+            let call = AdjustStockCall(stores.item(1), adjustment, retentionSeconds: 600, layout: stores.keys)
+            guard case .unsettled(let taken) = try await stores.engine.stores.run(call) else {
+                Issue.record("the retry did not take the half over")
+                return
+            }
+            try await mysqlHalf(stores, adjustment)
+            func marked(_ marker: String) -> UndoStockCall {
+                UndoStockCall(
+                    itemKey: stores.keys.item(stores.item(1)), adjustmentKey: adjustmentKey(stores),
+                    marker: stores.keys.item(stores.item(1)) + ":undo-" + marker,
+                    delta: adjustment.delta, fingerprint: adjustment.fingerprint, mark: first, settings: "", surplus: true,
+                    retentionSeconds: 600
+                )
+            }
+            // While the retry's close is to come.
+            #expect(try await stores.engine.stores.run(marked("a")) == .done)
+            #expect(try await onHand(stores) == 7)
+            let itemKey = stores.keys.item(stores.item(1))
+            #expect(try await stores.engine.stores.run(AdminDoneCall(itemKey: itemKey, mark: taken, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)))
+            #expect(try await isDone(stores))
+            // And after it.
+            #expect(try await stores.engine.stores.run(marked("b")) == .done)
+            #expect(try await onHand(stores) == 7)
+            #expect(try await stores.mysqlStock(1) == 7)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
     }
 
     /// The MySQL half of `adjustment`, as its attempt makes it.

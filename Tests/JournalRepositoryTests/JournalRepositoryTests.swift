@@ -196,6 +196,15 @@ struct JournalRepositoryTests {
             #expect(both.duplicates.map(\.existingStatus) == ["RESERVED"])
             #expect(both.duplicates.map(\.earlierHold) == [""])
             #expect(try await f.journal.apply([late]).duplicates.map(\.earlierHold) == [""])
+
+            // Sync mode's group commit (requests as they come, ahead of the stream) decides for itself but keeps
+            // nothing: the worker, in stream order, decides for good (the earlier order's expiry came first).
+            let third = f.reserve("c", [1: 1], id: "1763700020000-0")
+            _ = try await f.journal.apply([third])
+            let retried = f.reserve("c", [1: 1], id: "1763700020000-9")
+            #expect(try await f.journal.apply([retried], inStreamOrder: false).duplicates.map(\.earlierHold) == [third.id])
+            let worker = try await f.journal.apply([f.event(.expire, "c", [1: 1]), retried])
+            #expect(worker.duplicates.map(\.earlierHold) == [""])
         }
     }
 

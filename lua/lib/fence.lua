@@ -85,24 +85,30 @@ local function itemMark(epoch, repairs)
   return (epoch or '') .. '/' .. (repairs or '0')
 end
 
--- An adjustment's half is named by its token, 'mark@ms': the item's mark and the Redis time the half was made or last
--- taken over by a retry (adjust_stock.lua). A PUT's half has no key: its token is the mark alone. Returns the mark
--- and the time (nil without one).
+-- A stock change's half is named by its token, 'mark@ms': the item's mark and the time its fence was opened, when the
+-- half was made or last taken over by a retry (adjust_stock.lua). A PUT's token from before PUTs' halves had times is
+-- the mark alone. Returns the mark and the time (nil without one).
 local function halfToken(token)
   local mark, at = string.match(token, '^(.*)@(%d+)$')
   if mark then return mark, tonumber(at) end
   return token, nil
 end
 
--- An adjustment key's value: the request's fingerprint once its MySQL half is known done; before that
--- 'pending:<mark>:<ms>:' .. fingerprint (its half's token), and 'unsettled:<mark>:<ms>:' .. fingerprint when the
--- attempt ended without learning MySQL's outcome (a fingerprint holds the free-text reason, so it comes last).
--- Returns the fingerprint, the mark (nil when done), the time (ms) and whether it is unsettled. A key of before
--- marks, 'unsettled:' .. fingerprint, reads as unsettled with an empty mark.
+-- An adjustment key's value: 'pending:<mark>:<ms>:' .. fingerprint (its half's token) until its MySQL half is known
+-- done, 'unsettled:<mark>:<ms>:' .. fingerprint when the attempt ended without learning MySQL's outcome, and
+-- 'done:<mark>:<ms>:' .. fingerprint once done (the token of the half MySQL's half completed; a replay that found the
+-- adjustment in MySQL's ledger alone writes the bare fingerprint). A fingerprint ('delta|reason') holds the free-text
+-- reason, so it comes last.
+-- Returns the fingerprint, the mark (nil when done), the time (ms), whether it is unsettled, and when done the token
+-- of the half it was done with (nil when not known). A key of before marks, 'unsettled:' .. fingerprint, reads as
+-- unsettled with an empty mark.
 local function adjustmentState(value)
   local state, mark, at, fingerprint = string.match(value, '^(%a+):([%w-]*/%d+):(%d+):(.*)$')
   if state == 'pending' or state == 'unsettled' then
     return fingerprint, mark, tonumber(at), state == 'unsettled'
+  end
+  if state == 'done' then
+    return fingerprint, nil, tonumber(at), false, mark .. '@' .. at
   end
   if string.sub(value, 1, 10) == 'unsettled:' then
     return string.sub(value, 11), '', nil, true

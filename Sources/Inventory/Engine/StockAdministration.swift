@@ -273,8 +273,8 @@ struct StockAdministration: Sendable, EngineCollaborator {
         .outcomeUnknown("MySQL: \(error); the change is still in Redis until a retry task reverses it")
     }
 
-    /// An adjustment MySQL now has: its key, if an earlier attempt left it pending or unsettled, holds the plain
-    /// fingerprint again, and the fence that attempt's Redis half opened is closed (while the item still has its mark).
+    /// An adjustment MySQL now has: its key, if an earlier attempt left it pending or unsettled, says done (with that
+    /// attempt's half), and the fence that attempt's Redis half opened is closed (while the item still has its mark).
     func settleAdjustmentKey(itemKey: String, adjustmentKey: String, _ fingerprint: String) async {
         await closeFence(AdminDoneCall(itemKey: itemKey, mark: "*", adjustmentKey: adjustmentKey, fingerprint: fingerprint))
     }

@@ -56,7 +56,8 @@ struct SyncJournal: Sendable, EngineCollaborator {
         if result.staleLines.contains(where: { $0.eventId == eventId }) {
             try await takeBackStale(command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId)
         }
-        guard let duplicate = result.duplicates.first(where: { $0.orderId == command.orderId && $0.bizId == command.bizId })
+        // This event's own (on a cluster another part of the order may be in the same group commit).
+        guard let duplicate = result.duplicates.first(where: { $0.eventId == eventId && $0.orderId == command.orderId && $0.bizId == command.bizId })
         else { return }
         // The journal has this order from an earlier reserve: this second hold is taken back. If that earlier
         // hold was itself taken back (its sync commit failed, but the worker wrote its row from the outbox), the

@@ -87,6 +87,10 @@ struct BatchPlan: Sendable {
     var statusChanges: [StatusChange] = []
     var ledger: [LedgerLine] = []
     var tombstones: [Tombstone] = []
+    /// Whether the events come in their streams' order (the worker, a rebuild's pending events): only then is a
+    /// duplicate's earlier hold decided for good (`earlierHolds`). Sync mode's group commit applies requests as they
+    /// come, its journal ahead of the streams: it reads a decision made before, and keeps none of its own.
+    var inStreamOrder = true
 
     var isEmpty: Bool {
         undos.isEmpty && reserves.isEmpty && statusChanges.allSatisfy(\.keys.isEmpty) && ledger.isEmpty
@@ -100,7 +104,8 @@ struct BatchPlan: Sendable {
         let orderId: String
     }
 
-    init(_ events: [OutboxEvent]) {
+    init(_ events: [OutboxEvent], inStreamOrder: Bool = true) {
+        self.inStreamOrder = inStreamOrder
         var confirms: [LineKey] = []
         var cancels: [LineKey] = []
         var expiries: [LineKey] = []
@@ -379,7 +384,7 @@ struct BatchPlan: Sendable {
                 fresh.append((index, now))
             }
         }
-        for chunk in exactChunks(fresh) {
+        for chunk in exactChunks(inStreamOrder ? fresh : []) {
             var binds: [MySQLValue] = []
             binds.reserveCapacity(chunk.count * 5)
             for (index, earlierEvent) in chunk {

@@ -31,11 +31,15 @@ public struct JournalRepository: Sendable {
     /// stock rows of the batch's items are locked first, and the rebuild holds the same lock from its read of
     /// MySQL until it has written Redis: either the rebuild reads after this commit (and counts these lines) or
     /// this batch sees the rebuilt epoch.
-    public func apply(_ events: [OutboxEvent], epochs: (any ItemEpochSource)? = nil) async throws -> JournalBatchResult {
+    ///
+    /// `inStreamOrder`: whether `events` come in their streams' order (see `BatchPlan.inStreamOrder`).
+    public func apply(
+        _ events: [OutboxEvent], epochs: (any ItemEpochSource)? = nil, inStreamOrder: Bool = true
+    ) async throws -> JournalBatchResult {
         let items = Set(events.flatMap { event in event.lines.map { StockItemID(bizId: event.bizId, skuId: $0.skuId) } })
             .sorted { ($0.bizId, $0.skuId) < ($1.bizId, $1.skuId) }
         guard let epochs, !items.isEmpty else {
-            let plan = BatchPlan(events)
+            let plan = BatchPlan(events, inStreamOrder: inStreamOrder)
             if plan.isEmpty { return JournalBatchResult() }
             return try await retryingDeadlocks {
                 try await client.withTransaction { connection in try plan.run(on: connection) }
@@ -65,7 +69,7 @@ public struct JournalRepository: Sendable {
                     let kept = staleKeys.isEmpty ? events : events.enumerated().map { index, event in
                         event.filteringLines { !staleKeys.contains(StaleKey(event: index, skuId: $0.skuId)) }
                     }
-                    let plan = BatchPlan(kept)
+                    let plan = BatchPlan(kept, inStreamOrder: inStreamOrder)
                     var result = try await session.perform { connection in
                         try plan.run(on: connection, settingIsolation: false)
                     }

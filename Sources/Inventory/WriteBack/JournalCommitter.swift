@@ -48,7 +48,8 @@ final class JournalCommitter: Sendable {
             }
             if batch.isEmpty { return }
             do {
-                let result = try await journal.apply(batch.map(\.event), epochs: epochs)
+                // Requests as they come, not in their streams' order.
+                let result = try await journal.apply(batch.map(\.event), epochs: epochs, inStreamOrder: false)
                 for waiter in batch { waiter.continuation.resume(returning: result) }
             } catch {
                 for waiter in batch { waiter.continuation.resume(throwing: error) }

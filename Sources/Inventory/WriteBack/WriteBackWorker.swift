@@ -394,12 +394,16 @@ public final class WriteBackWorker: Service, Sendable {
         // (undo_reserve.lua). An earlier order that had ended (confirmed, cancelled, expired: the retry came after its
         // keys' retention period) counts nothing in the item, so the take-back names no earlier event (it would give
         // the units back a second time). The journal decides that once per duplicate (`earlierHold`).
-        let duplicates = result.duplicates
-        let earlierEvents = Dictionary(
-            duplicates.map { ("\($0.bizId)\u{0}\($0.orderId)", $0.earlierHold) },
-            uniquingKeysWith: { first, second in first.isEmpty ? first : second }
+        // By line: on a cluster an order's parts are events of their own (each with its earlier event), in one batch.
+        func line(_ bizId: String, _ orderId: String, _ skuId: UInt64) -> String { "\(bizId)\u{0}\(orderId)\u{0}\(skuId)" }
+        let earlierHolds = Dictionary(
+            result.duplicates.map { (line($0.bizId, $0.orderId, $0.skuId) + "\u{0}" + $0.eventId, $0.earlierHold) },
+            uniquingKeysWith: { first, _ in first }
         )
-        for event in events where event.kind == .reserve && earlierEvents["\(event.bizId)\u{0}\(event.orderId)"] != nil {
+        for event in events where event.kind == .reserve {
+            // A part's lines share one earlier event; "" (an earlier order that had ended) wins.
+            let found = event.lines.compactMap { earlierHolds[line(event.bizId, event.orderId, $0.skuId) + "\u{0}" + event.id] }
+            guard let first = found.first else { continue }
             logger.error(
                 "reservation duplicates a journal row of an earlier reserve; taking the new hold back",
                 metadata: ["orderId": "\(event.orderId)", "event": "\(event.id)"]
@@ -407,7 +411,7 @@ public final class WriteBackWorker: Service, Sendable {
             await engine.undoReserve(
                 orderId: event.orderId, bizId: event.bizId,
                 lines: event.lines.map { ReservationLine(skuId: $0.skuId, requested: $0.quantity, reserved: $0.quantity) },
-                eventId: event.id, earlierEventId: earlierEvents["\(event.bizId)\u{0}\(event.orderId)"] ?? ""
+                eventId: event.id, earlierEventId: found.contains("") ? "" : first
             )
         }
     }
