@@ -1,0 +1,263 @@
+import Foundation
+import InventoryTestSupport
+import MySQLClient
+import RedisClient
+import Testing
+
+@testable import Inventory
+
+/// Stock changes whose halves meet a store at a chosen moment: a MySQL half held in a fault proxy while the item is
+/// rebuilt or repaired, a reversal cut on its way to Redis and stored as a retry task.
+extension AdjustmentHalvesTests {
+    /// Two attempts of one adjustment: the first one's Redis half is made and its key vanishes (evicted); the second
+    /// one makes its Redis half while the first one's MySQL half commits, so it finds its MySQL half a duplicate and
+    /// must reverse its Redis half; Redis is unreachable just then, and the reversal becomes a stored task. More than a
+    /// minute later a retry finds the adjustment in MySQL and settles the key. The task then reverses the half all the
+    /// same: it is a surplus whatever the key says (it answered "done", and Redis kept the removal twice: 4 on hand
+    /// against MySQL's 7).
+    @Test("a surplus half's reversal stored as a task still reverses after a retry settled the adjustment's key")
+    func surplusReversalAfterSettle() async throws {
+        let upstream = TestStores.redisAddress()
+        let proxy = try await FaultProxy.start(upstreamHost: upstream.host, upstreamPort: upstream.port)
+        try await TestStores.with(redisPort: proxy.port) { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            // The second attempt on a MySQL connection of its own, whose statement the server shows.
+            var settings = stores.mysql.configuration
+            settings.poolSize = 1
+            let client = MySQLClient(configuration: settings, logger: stores.logger)
+            let attempt = InventoryEngine(
+                redis: stores.redis, mysql: client, scripts: try InventoryScripts.load(), configuration: stores.engine.configuration,
+                logger: stores.logger
+            )
+            do {
+                try await attempt.loadScripts()
+                let session = try #require(try await client.query("SELECT CONNECTION_ID() AS id").rows.first?.int64("id"))
+                let change = StockChange(
+                    bizId: stores.bizId, skuId: 1, delta: adjustment.delta, reason: adjustment.reason ?? "adjustment",
+                    source: StockAdministration.adjustmentSource(item, adjustment), infinite: nil, dangerNum: nil, backorderLimit: nil
+                )
+                // The first attempt's Redis half; its key vanishes.
+                _ = try await redisHalf(stores)
+                _ = try await stores.redis.command("DEL", adjustmentKey(stores))
+                // Its MySQL half, committed once the second attempt waits for its ledger row.
+                let running = try await stores.mysql.withTransaction(isolation: nil) { other in
+                    _ = try await other.perform { try StockRepository.apply(change, skuId: .int(1), on: $0) }
+                    let running = Task { try await attempt.adjustStock(item, adjustment) }
+                    try await waitFor("the second attempt's ledger insert waiting for the first's") {
+                        try await stores.mysql.query(
+                            "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ? AND INFO LIKE '%INSERT INTO stock_ledger%'",
+                            [.int(session)]
+                        ).rows.first?.int64("n") == 1
+                    }
+                    #expect(try await onHand(stores) == 4, "both attempts' Redis halves")
+                    proxy.cutBeforeRequest(containing: ":undo:", thenDown: true)
+                    return running
+                }
+                _ = try? await running.value
+                proxy.down = false
+                try await stores.reconnected()
+                #expect(try await stores.pendingRetryTasks() == 1, "the reversal stored for the retrier")
+                #expect(try await onHand(stores) == 4)
+
+                // More than a minute later: a retry finds the adjustment in MySQL and settles its key. (The half's
+                // time moves back a minute everywhere it is named: its key, its fence and the stored task's token.)
+                let pending = try #require(try await stores.redis.command("GET", adjustmentKey(stores)).text)
+                #expect(pending.hasPrefix("pending:"))
+                let before = pending.split(separator: ":")[2]
+                let after = try await age(stores)
+                _ = try await stores.mysql.query(
+                    "UPDATE compensation_tasks SET payload = REPLACE(payload, ?, ?) WHERE status = 'PENDING' AND payload LIKE ?",
+                    [.string("@\(before)\t"), .string("@\(after)\t"), .string("%\(stores.keys.prefix):%")]
+                )
+                #expect(try await stores.engine.adjustStock(item, adjustment).replayed)
+                #expect(try await isDone(stores))
+
+                _ = try await stores.engine.retryCompensations(limit: 1000)
+                #expect(try await stores.pendingRetryTasks() == 0)
+                #expect(try await onHand(stores) == 7)
+                #expect(try await stores.mysqlStock(1) == 7)
+                #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+            } catch {
+                await client.shutdown()
+                throw error
+            }
+            await client.shutdown()
+        }
+        await proxy.close()
+    }
+
+    /// An adjustment's attempt on a MySQL connection through a fault proxy (so its MySQL half can be held), beside the
+    /// test's own stores; with `heldRedis`, its Redis too (the stores must then be on the single Redis). `body` gets
+    /// the attempt's engine and the proxies.
+    func withHeldAttempt(
+        _ stores: TestStores, heldRedis: Bool = false, _ body: (InventoryEngine, FaultProxy, FaultProxy?) async throws -> Void
+    ) async throws {
+        var settings = stores.mysql.configuration
+        let proxy = try await FaultProxy.start(upstreamHost: settings.host, upstreamPort: settings.port)
+        settings.port = proxy.port
+        settings.poolSize = 1
+        let client = MySQLClient(configuration: settings, logger: stores.logger)
+        let address = TestStores.redisAddress()
+        let redisProxy = heldRedis ? try await FaultProxy.start(upstreamHost: address.host, upstreamPort: address.port) : nil
+        let redis: any RedisRouter = redisProxy.map { redisProxy in
+            RedisClient(
+                configuration: RedisConfiguration(
+                    host: address.host, port: redisProxy.port, connections: 1, database: TestStores.redisTestDatabase()
+                ),
+                logger: stores.logger
+            )
+        } ?? stores.redis
+        let attempt = InventoryEngine(
+            redis: redis, mysql: client, scripts: try InventoryScripts.load(), configuration: stores.engine.configuration,
+            logger: stores.logger
+        )
+        func close() async {
+            proxy.release()
+            redisProxy?.release()
+            await client.shutdown()
+            await proxy.close()
+            await redisProxy?.close()
+        }
+        do {
+            try await attempt.loadScripts()
+            try await body(attempt, proxy, redisProxy)
+        } catch {
+            await close()
+            throw error
+        }
+        await close()
+    }
+
+    /// The item vanishes between an adjustment's halves and is rebuilt from MySQL before the MySQL half commits (its
+    /// transaction waited): the rebuilt item has neither the Redis half nor the MySQL half. The close of the change
+    /// finds the item built from a read before its commit and adds the change (it was lost: Redis 10 against MySQL's
+    /// 7, a removal sold).
+    @Test("an item rebuilt between an adjustment's halves, from MySQL before its commit, gets the change when it closes")
+    func rebuiltBetweenHalves() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            try await withHeldAttempt(stores) { attempt, proxy, _ in
+                // The MySQL half's transaction begins with autocommit=0: held there, after the Redis half.
+                proxy.holdRequest(containing: "autocommit=0")
+                let running = Task { try await attempt.adjustStock(item, adjustment) }
+                try await waitFor("the attempt's MySQL half held") { proxy.isHolding }
+                #expect(try await onHand(stores) == 7)
+                _ = try await stores.redis.command("DEL", stores.keys.item(item))
+                #expect(try await onHand(stores) == 10, "rebuilt from MySQL, which has no part of it yet")
+                proxy.release()
+                let outcome = try await running.value
+                #expect(!outcome.replayed)
+            }
+            #expect(try await onHand(stores) == 7)
+            #expect(try await stores.mysqlStock(1) == 7)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    /// Likewise when a repair writes the item from MySQL between the halves (the attempt stalled more than a minute,
+    /// its fence lapsed): the repair read the stock row before the MySQL half committed.
+    @Test("an item repaired between an adjustment's halves, from MySQL before its commit, gets the change when it closes")
+    func repairedBetweenHalves() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            try await withHeldAttempt(stores) { attempt, proxy, _ in
+                proxy.holdRequest(containing: "autocommit=0")
+                let running = Task { try await attempt.adjustStock(item, adjustment) }
+                try await waitFor("the attempt's MySQL half held") { proxy.isHolding }
+                try await stores.ageFences(1)
+                _ = try await stores.reconciler().run(.business(stores.bizId), fix: true)
+                #expect(try await onHand(stores) == 10, "repaired to MySQL's count")
+                proxy.release()
+                _ = try await running.value
+            }
+            #expect(try await onHand(stores) == 7)
+            #expect(try await stores.mysqlStock(1) == 7)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    /// A repair that writes the item from MySQL after the MySQL half committed, before its close (Redis differed for
+    /// another reason): the repaired item has the change, and the close must not add it again (it did when the repair
+    /// did not record the row's version it read: Redis 4 against MySQL's 7).
+    @Test("an item repaired after an adjustment's MySQL half, before its close, is not given the change twice")
+    func repairedBeforeClose() async throws {
+        try await TestStores.with(redisPort: TestStores.redisAddress().port) { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            try await withHeldAttempt(stores, heldRedis: true) { attempt, mysqlProxy, redisProxy in
+                let redisProxy = try #require(redisProxy)
+                mysqlProxy.holdRequest(containing: "autocommit=0")
+                let running = Task { try await attempt.adjustStock(item, adjustment) }
+                try await waitFor("the attempt's MySQL half held") { mysqlProxy.isHolding }
+                // The close names the adjustment's key: held once the MySQL half committed.
+                redisProxy.holdRequest(containing: adjustmentKey(stores))
+                mysqlProxy.release()
+                try await waitFor("the attempt's close held") { redisProxy.isHolding }
+                #expect(try await stores.mysqlStock(1) == 7)
+                // Redis differs for another reason; the repair (the half's fence lapsed) writes MySQL's count.
+                _ = try await stores.redis.command("HINCRBY", stores.keys.item(item), "stock_num", "5")
+                try await stores.ageFences(1)
+                _ = try await stores.reconciler().run(.business(stores.bizId), fix: true)
+                #expect(try await onHand(stores) == 7)
+                redisProxy.release()
+                _ = try await running.value
+            }
+            #expect(try await onHand(stores) == 7)
+            #expect(try await stores.mysqlStock(1) == 7)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    /// Likewise for a PUT, with a setting: the rebuilt item gets the delta and the setting the PUT made.
+    @Test("an item rebuilt between a PUT's halves, from MySQL before its commit, gets the change and its settings when it closes")
+    func putRebuiltBetweenHalves() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10, dangerNum: 2))
+            try await withHeldAttempt(stores) { attempt, proxy, _ in
+                proxy.holdRequest(containing: "autocommit=0")
+                let running = Task { try await attempt.setStock(item, StockSettings(stock: 4, dangerNum: 3)) }
+                try await waitFor("the PUT's MySQL half held") { proxy.isHolding }
+                _ = try await stores.redis.command("DEL", stores.keys.item(item))
+                #expect(try await onHand(stores) == 10)
+                proxy.release()
+                _ = try await running.value
+            }
+            #expect(try await onHand(stores) == 4)
+            #expect(try await stores.itemFields(1)["danger_num"] == "3")
+            #expect(try await stores.mysqlStock(1) == 4)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    /// A code upload records its codes in MySQL (a one-time pool's stock grows by as many), then adds them in Redis. A
+    /// repair between the two writes MySQL's count into the item without the codes: the upload must not add the count
+    /// again. (It does not: a one-time pool's stock_num without as many codes is an item not whole, lib/items.lua, and
+    /// the upload's add_codes.lua rebuilds it from MySQL instead.)
+    @Test("a repair between a code upload's MySQL and Redis halves does not count its codes twice")
+    func repairedDuringUpload() async throws {
+        try await TestStores.with(redisPort: TestStores.redisAddress().port) { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setPool(item, CodePool(kind: .oneTime))
+            #expect(try await onHand(stores) == 0, "the item in Redis")
+            let codes = ["HELD-CODE-1", "HELD-CODE-2", "HELD-CODE-3"]
+            try await withHeldAttempt(stores, heldRedis: true) { attempt, _, redisProxy in
+                let redisProxy = try #require(redisProxy)
+                redisProxy.holdRequest(containing: codes[0])
+                let running = Task { try await attempt.loadCodes(item, codes) }
+                try await waitFor("the upload's Redis half held") { redisProxy.isHolding }
+                #expect(try await stores.mysqlStock(1) == 3)
+                _ = try await stores.reconciler().run(.business(stores.bizId), fix: true)
+                #expect(try await stores.itemFields(1)["stock_num"] == "3", "repaired to MySQL's count")
+                redisProxy.release()
+                #expect(try await running.value == CodeLoadOutcome(added: 3, duplicates: 0))
+            }
+            #expect(try await onHand(stores) == 3)
+            #expect(try await stores.redis.command("SCARD", stores.keys.codes(item)).int == 3)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+}
