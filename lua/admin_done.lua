@@ -7,20 +7,21 @@
 --         when not known (a key from before marks): the fence is closed only while the item has that mark (a rebuild
 --         or a repair since closed it already)
 -- ARGV[2] the adjustment's fingerprint ('' for a PUT)
--- ARGV[3] the version of MySQL's stock row the MySQL half made ('' when not known)   ARGV[4] the change's delta
--- ARGV[5] the settings it changed ('field=old>new,...', set_stock.lua; '' none)
+-- ARGV[3] the version of MySQL's stock row the MySQL half made ('' when not known)
 --
 -- An item whose counters were written from MySQL since the Redis half (a rebuild, a repair: its mark moved on) from a
 -- read of the stock row before the MySQL half committed (`mysql_version` below ARGV[3]; the read held the row, so it
--- was wholly before or wholly after) has neither half: the change is added to it here, its delta and the settings
--- that are still what the read found.
+-- was wholly before or wholly after), or from a read not known to be after it, may have neither half: it is dropped,
+-- and its next use rebuilds it from MySQL, which has the change (the one path that writes an item from MySQL: no
+-- delta, setting or representation of an infinite item to carry over by hand, and another attempt's half of the same
+-- adjustment the item may count instead is not counted twice). An item built after the commit is left as it is.
 --
 -- With an adjustment key, only the call that finds it pending or unsettled under the half's mark settles it and closes
 -- the fence: two retries that both completed the MySQL half close it once, and an attempt whose half a repair took
 -- out leaves alone the key of the attempt that made the change afresh.
 --
--- Returns {'ok'}, or {'missing'} when the item is gone (nothing to close: a rebuild starts without a fence; the key
--- is settled all the same).
+-- Returns {'ok'}, {'dropped'} when the item was dropped (above), or {'missing'} when the item is gone (nothing to
+-- close: a rebuild starts without a fence; the key is settled all the same).
 
 --!include clock
 --!include fence
@@ -59,14 +60,12 @@ if mark == '' or mark == itemMark(current[2], current[3]) then
   if owns then
     closeFence(item, at, clockNow(''))
   end
-elseif ARGV[3] and ARGV[3] ~= '' and current[4] and tonumber(current[4]) < tonumber(ARGV[3]) then
-  -- Written from MySQL since the half, from a read before the MySQL half committed: the change is in neither.
-  local left = redis.call('HINCRBY', item, 'stock_num', tonumber(ARGV[4]))
-  redis.call('HSET', item, 'is_sell_out', left <= 0 and '1' or '0')
-  for field, old, new in string.gmatch(ARGV[5] or '', '([%w_]+)=([^>,]*)>([^,]*)') do
-    if redis.call('HGET', item, field) == old then
-      redis.call('HSET', item, field, new)
-    end
+elseif mark ~= '*' then
+  local built = tonumber(current[4] or '')
+  local made = tonumber(ARGV[3] or '')
+  if not built or not made or built < made then
+    redis.call('DEL', item)
+    return {'dropped'}
   end
 end
 return {'ok'}

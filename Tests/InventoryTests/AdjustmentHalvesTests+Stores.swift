@@ -211,6 +211,34 @@ extension AdjustmentHalvesTests {
         }
     }
 
+    /// An infinite item's repair keeps Redis's stock_num (the reconciler does not judge it), which has the half: the
+    /// close must not add the change to it again (adding the delta after a repair of the item read before the commit
+    /// counted it twice: 4 against MySQL's 7).
+    @Test("an infinite item repaired between an adjustment's halves is not given the change twice")
+    func infiniteRepairedBetweenHalves() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10, infinite: true))
+            try await withHeldAttempt(stores) { attempt, proxy, _ in
+                proxy.holdRequest(containing: "autocommit=0")
+                let running = Task { try await attempt.adjustStock(item, adjustment) }
+                try await waitFor("the attempt's MySQL half held") { proxy.isHolding }
+                #expect(try await stores.itemFields(1)["stock_num"] == "7")
+                // Another counter is off; the repair (the half's fence lapsed) writes it and keeps stock_num.
+                _ = try await stores.redis.command("HINCRBY", stores.keys.item(item), "used_stock_num", "1")
+                try await stores.ageFences(1)
+                _ = try await stores.reconciler().run(.business(stores.bizId), fix: true)
+                #expect(try await stores.itemFields(1)["used_stock_num"] == "0")
+                proxy.release()
+                _ = try await running.value
+            }
+            _ = try await stores.engine.stock(item)
+            #expect(try await stores.itemFields(1)["stock_num"] == "7")
+            #expect(try await stores.mysqlStock(1) == 7)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
     /// Likewise for a PUT, with a setting: the rebuilt item gets the delta and the setting the PUT made.
     @Test("an item rebuilt between a PUT's halves, from MySQL before its commit, gets the change and its settings when it closes")
     func putRebuiltBetweenHalves() async throws {

@@ -159,7 +159,11 @@ struct AdjustmentHalvesTests {
             let token = try await redisHalf(stores)
             let mark = markOf(token)
             let itemKey = stores.keys.item(stores.item(1))
-            let call = AdminDoneCall(itemKey: itemKey, mark: "old-epoch/0", adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            // A half of an earlier mark whose MySQL half made version 0: the item was built after it.
+            let call = AdminDoneCall(
+                itemKey: itemKey, mark: "old-epoch/0@1", adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint,
+                version: 0
+            )
             #expect(try await stores.engine.stores.run(call))
             #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text?.hasPrefix("pending:\(mark):") == true)
             #expect(try await stores.openFences(1) == 1)
@@ -176,6 +180,12 @@ struct AdjustmentHalvesTests {
             }
             #expect(try await stores.engine.stores.run(own))
             #expect(try await stores.openFences(1) == 1)
+            // A half of an earlier mark whose MySQL half's version is not known: the item may have neither half, and is
+            // dropped (its next use rebuilds it from MySQL); the key is left alone.
+            let unknown = AdminDoneCall(itemKey: itemKey, mark: "old-epoch/0@1", adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            #expect(try await stores.engine.stores.run(unknown))
+            #expect(try await stores.redis.command("EXISTS", itemKey).int == 0)
+            #expect(try await isDone(stores))
         }
     }
 

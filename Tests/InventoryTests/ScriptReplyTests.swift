@@ -221,6 +221,12 @@ struct ScriptReplyTests {
         #expect(try FixItemCall.decode(Self.reply("fenced")) == .fenced)
         #expect(try FixItemCall.decode(Self.reply("moved")) == .moved)
         #expect(try !AdminDoneCall.decode(Self.reply("missing")))
+        #expect(try AdminDoneCall.decode(Self.reply("dropped")))
+        // Lua's ARGV[n] is arguments[n - 1]: the MySQL half's version third, '' when not known.
+        #expect(AdminDoneCall(itemKey: "i", mark: "e/0@5", adjustmentKey: "a", fingerprint: "3|", version: 42).arguments == ["e/0@5", "3|", "42"])
+        #expect(AdminDoneCall(itemKey: "i", mark: "e/0@5").arguments == ["e/0@5", "", ""])
+        let counters = ReconcileDifference.Counters(stockNum: 1, usedStockNum: 2, confirmedUnapplied: 3, refundUnapplied: 4)
+        #expect(FixItemCall(itemKey: "i", read: counters, target: counters, version: 7).arguments[9 - 1] == "7", "the row's version, ARGV[9]")
     }
 
     @Test("rebuild, code pool and journal scripts: every documented reply")

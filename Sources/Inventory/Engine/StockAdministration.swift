@@ -108,7 +108,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
             }
             throw stores.mapMySQL(error)
         }
-        await closeFence(AdminDoneCall(itemKey: itemKey, mark: mark, version: outcome.version, delta: delta, settings: before))
+        await closeFence(AdminDoneCall(itemKey: itemKey, mark: mark, version: outcome.version))
         return try await stock(id)
     }
 
@@ -179,7 +179,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
             await closeFence(
                 AdminDoneCall(
                     itemKey: itemKey, mark: mark, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
-                    version: outcome.version, delta: adjustment.delta
+                    version: outcome.version
                 )
             )
             return AdjustmentOutcome(level: try await stock(id), replayed: false)
@@ -204,7 +204,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
             await closeFence(
                 AdminDoneCall(
                     itemKey: itemKey, mark: mark, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
-                    version: outcome.version, delta: adjustment.delta
+                    version: outcome.version
                 )
             )
             return AdjustmentOutcome(level: try await stock(id), replayed: true)
