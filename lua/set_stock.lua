@@ -30,7 +30,7 @@
 local item = KEYS[1]
 local onHand = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[5])
-local current = redis.call('HMGET', item, 'stock_num', 'used_stock_num', 'pool_kind', 'epoch', 'repairs')
+local current = redis.call('HMGET', item, 'stock_num', 'used_stock_num', 'pool_kind', 'epoch', 'repairs', 'is_infinite')
 if current[3] == 'one_time' then
   return {'codes'}
 end
@@ -59,9 +59,14 @@ local used = tonumber(current[2] or '0')
 if onHand < used then
   return {'below_reserved', used}
 end
+-- An infinite item's stock_num is its on-hand stock (a hold moves only used_stock_num, reserve.lua); a finite item's
+-- is what is left to sell. The delta is between on-hand stocks, each read as its item counts it.
+local infiniteNow = current[6] == '1'
+local infiniteAfter = ARGV[2] == '1' or (ARGV[2] == '' and infiniteNow)
 local stock = tonumber(current[1])
-local left = onHand - used
-redis.call('HSET', item, 'stock_num', left, 'is_sell_out', left <= 0 and '1' or '0')
+local onHandNow = infiniteNow and stock or stock + used
+local left = infiniteAfter and onHand or onHand - used
+redis.call('HSET', item, 'stock_num', left, 'is_sell_out', (not infiniteAfter and left <= 0) and '1' or '0')
 local at = openFence(item, clockNow(''))
 local before = settings()
-return {'ok', onHand - (stock + used), itemMark(current[4], current[5]) .. '@' .. at, before}
+return {'ok', onHand - onHandNow, itemMark(current[4], current[5]) .. '@' .. at, before}

@@ -88,10 +88,18 @@ redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
 if not settled and not takenOver then
   closeFence(item, madeAt, clockNow(''))
 end
-local left = redis.call('HINCRBY', item, 'stock_num', -tonumber(ARGV[1]))
-redis.call('HSET', item, 'is_sell_out', left <= 0 and '1' or '0')
-settingsBack()
 if ours then
   redis.call('DEL', KEYS[2])
 end
+-- A PUT that made the item infinite or finite changed what stock_num counts (set_stock.lua): the item is dropped
+-- instead, and its next use rebuilds it from MySQL, which never had the change.
+local wasInfinite, madeInfinite = string.match(ARGV[5] or '', 'is_infinite=([^>,]*)>([^,]*)')
+if wasInfinite and wasInfinite ~= madeInfinite then
+  redis.call('DEL', item)
+  return {'ok', '0'}
+end
+local left = redis.call('HINCRBY', item, 'stock_num', -tonumber(ARGV[1]))
+local infinite = redis.call('HGET', item, 'is_infinite') == '1'
+redis.call('HSET', item, 'is_sell_out', (not infinite and left <= 0) and '1' or '0')
+settingsBack()
 return {'ok', left}

@@ -239,6 +239,33 @@ extension AdjustmentHalvesTests {
         }
     }
 
+    /// A PUT that makes an infinite item finite changes what stock_num counts (on-hand, then what is left to sell);
+    /// its reversal, when its MySQL half fails, cannot take the delta back by arithmetic (it left 6 for an on-hand of
+    /// 10): the item is dropped and rebuilt from MySQL, which never had the change.
+    @Test("a PUT that made an infinite item finite and whose MySQL half failed leaves the item as MySQL has it")
+    func infiniteFlipReversed() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10, infinite: true))
+            _ = try await stores.engine.reserve(
+                ReserveCommand(
+                    orderId: "f-1", bizId: stores.bizId, userId: nil, items: [.init(skuId: 1, quantity: 4)], ttlSeconds: 600,
+                    shortage: .reject
+                )
+            )
+            try await withHeldAttempt(stores) { attempt, proxy, _ in
+                proxy.cutBeforeRequest(containing: "autocommit=0", thenDown: true)
+                await #expect(throws: InventoryError.self) { try await attempt.setStock(item, StockSettings(stock: 20, infinite: false)) }
+            }
+            let level = try await stores.engine.stock(item)
+            #expect(level.infinite)
+            #expect(level.reserved == 4)
+            #expect(try await stores.itemFields(1)["stock_num"] == "10", "the on-hand stock, as an infinite item counts it")
+            #expect(try await stores.mysqlStock(1) == 10)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
     /// Likewise for a PUT, with a setting: the rebuilt item gets the delta and the setting the PUT made.
     @Test("an item rebuilt between a PUT's halves, from MySQL before its commit, gets the change and its settings when it closes")
     func putRebuiltBetweenHalves() async throws {

@@ -411,6 +411,34 @@ struct ReservationTests {
         }
     }
 
+    /// An infinite item's stock_num is its on-hand stock (a hold moves only used_stock_num): a PUT's delta to MySQL and
+    /// the stock it leaves in Redis must not count the held units a second time (a PUT of 20 with 4 held gave MySQL
+    /// 16, and made the item finite at 12 available instead of 16).
+    @Test("a PUT of an infinite item with holds moves MySQL to the stock asked for, and to finite with the holds apart")
+    func putInfiniteWithHolds() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 10, infinite: true))
+            _ = try await engine.reserve(command(stores, "i-2", [(1, 4)]))
+            _ = try await engine.setStock(item, StockSettings(stock: 20))
+            #expect(try await stores.mysqlStock(1) == 20)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+            let finite = try await engine.setStock(item, StockSettings(stock: 20, infinite: false))
+            #expect(!finite.infinite)
+            #expect(finite.available == 16)
+            #expect(finite.reserved == 4)
+            #expect(try await stores.mysqlStock(1) == 20)
+            // And back: infinite again, the on-hand stock whole.
+            _ = try await engine.setStock(item, StockSettings(stock: 20, infinite: true))
+            #expect(try await stores.mysqlStock(1) == 20)
+            #expect(try await stores.itemFields(1)["stock_num"] == "20")
+            _ = try await engine.cancel(orderId: "i-2", bizId: stores.bizId)
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
     @Test("every key one script touches for an item shares the item's hash tag")
     func keysShareHashTag() {
         let keys = KeyLayout(prefix: "inv", shards: 16)
