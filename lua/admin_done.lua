@@ -7,14 +7,16 @@
 --         when not known (a key from before marks): the fence is closed only while the item has that mark (a rebuild
 --         or a repair since closed it already)
 -- ARGV[2] the adjustment's fingerprint ('' for a PUT)
--- ARGV[3] the version of MySQL's stock row the MySQL half made ('' when not known)
+-- ARGV[3] the version of MySQL's stock row the MySQL half made ('' when not known)   ARGV[4] the change's delta
+-- ARGV[5] the settings it changed ('field=old>new,...', set_stock.lua; '' none)
 --
 -- An item whose counters were written from MySQL since the Redis half (a rebuild, a repair: its mark moved on) from a
 -- read of the stock row before the MySQL half committed (`mysql_version` below ARGV[3]; the read held the row, so it
--- was wholly before or wholly after), or from a read not known to be after it, may have neither half: it is dropped,
--- and its next use rebuilds it from MySQL, which has the change (the one path that writes an item from MySQL: no
--- delta, setting or representation of an infinite item to carry over by hand, and another attempt's half of the same
--- adjustment the item may count instead is not counted twice). An item built after the commit is left as it is.
+-- was wholly before or wholly after) has neither half: a change whose key is this call's (a PUT's always) is added,
+-- its delta and the settings still as the read found them. Otherwise (another attempt's half of the adjustment may
+-- stand in the item instead, the item is or was made infinite, or the read is not known to be before or after the
+-- commit) the item is dropped, and its next use rebuilds it from MySQL, which has the change. An item built
+-- after the commit is left as it is.
 --
 -- With an adjustment key, only the call that finds it pending or unsettled under the half's mark settles it and closes
 -- the fence: two retries that both completed the MySQL half close it once, and an attempt whose half a repair took
@@ -51,7 +53,7 @@ if KEYS[2] ~= item then
     redis.call('SET', KEYS[2], doneAt and ('done:' .. doneMark .. ':' .. doneAt .. ':' .. ARGV[2]) or ARGV[2], 'KEEPTTL')
   end
 end
-local current = redis.call('HMGET', item, 'stock_num', 'epoch', 'repairs', 'mysql_version')
+local current = redis.call('HMGET', item, 'stock_num', 'epoch', 'repairs', 'mysql_version', 'is_infinite')
 if not current[1] then
   return {'missing'}
 end
@@ -63,7 +65,18 @@ if mark == '' or mark == itemMark(current[2], current[3]) then
 elseif mark ~= '*' then
   local built = tonumber(current[4] or '')
   local made = tonumber(ARGV[3] or '')
-  if not built or not made or built < made then
+  -- (An infinite item's repair keeps Redis's stock_num, which may have the half: not added to by hand either.)
+  if built and made and built < made and owns and current[5] ~= '1'
+    and not string.find(ARGV[5] or '', 'is_infinite=', 1, true) then
+    -- This change's own half, the item read before its commit: the change is added as it was made.
+    local left = redis.call('HINCRBY', item, 'stock_num', tonumber(ARGV[4]))
+    redis.call('HSET', item, 'is_sell_out', left <= 0 and '1' or '0')
+    for field, old, new in string.gmatch(ARGV[5] or '', '([%w_]+)=([^>,]*)>([^,]*)') do
+      if redis.call('HGET', item, field) == old then
+        redis.call('HSET', item, field, new)
+      end
+    end
+  elseif not built or not made or built < made then
     redis.call('DEL', item)
     return {'dropped'}
   end

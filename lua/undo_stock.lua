@@ -57,6 +57,9 @@ end
 local current = redis.call('HMGET', item, 'stock_num', 'epoch', 'repairs')
 local now = legacy and current[2] or itemMark(current[2], current[3])
 local expected = legacy and made or madeMark
+-- Whether the change (a PUT) made the item infinite or finite: what its stock_num counts changed (set_stock.lua).
+local wasInfinite, madeInfinite = string.match(ARGV[5] or '', 'is_infinite=([^>,]*)>([^,]*)')
+local flipped = wasInfinite ~= nil and wasInfinite ~= madeInfinite
 -- Puts back the settings the change made, where they are still what it wrote.
 local function settingsBack()
   for field, old, new in string.gmatch(ARGV[5] or '', '([%w_]+)=([^>,]*)>([^,]*)') do
@@ -71,10 +74,15 @@ if not current[1] or (made ~= '' and now ~= expected) then
   if ours and not settled then
     redis.call('DEL', KEYS[2])
   end
-  -- A repair (same epoch) wrote the counters only: the settings a PUT made still go back.
+  -- A repair (same epoch) wrote the counters only: the settings a PUT made still go back; a PUT that made the item
+  -- infinite or finite changed what its stock_num counts, and the item is dropped instead (rebuilt from MySQL).
   if current[1] and not legacy and current[2] == madeEpoch then
     redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
-    settingsBack()
+    if flipped then
+      redis.call('DEL', item)
+    else
+      settingsBack()
+    end
   end
   return {'rebuilt'}
 end
@@ -93,8 +101,7 @@ if ours then
 end
 -- A PUT that made the item infinite or finite changed what stock_num counts (set_stock.lua): the item is dropped
 -- instead, and its next use rebuilds it from MySQL, which never had the change.
-local wasInfinite, madeInfinite = string.match(ARGV[5] or '', 'is_infinite=([^>,]*)>([^,]*)')
-if wasInfinite and wasInfinite ~= madeInfinite then
+if flipped then
   redis.call('DEL', item)
   return {'ok', '0'}
 end

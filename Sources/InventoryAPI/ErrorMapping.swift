@@ -77,6 +77,8 @@ extension Problem {
             self.init(.notImplemented, type: "not-supported", title: "Not supported by this engine", detail: detail)
         case .outcomeUnknown(let detail):
             self = .unavailable("\(detail); the change may or may not have been made: retry with the same id")
+        case .madeUnread(let detail):
+            self = .unavailable("the change was made; the stock level it left could not be read (\(detail)): read it again")
         }
     }
 }

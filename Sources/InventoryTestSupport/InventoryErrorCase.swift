@@ -6,7 +6,7 @@ extension InventoryError {
     public enum Case: Sendable, Equatable {
         case insufficientStock, userLimitExceeded, userRequired, poolUnavailable, codeUnavailable, noCodePool
         case poolConflict, unknownItems, orderClosed, idempotencyConflict, notFound, invalidState, belowReserved
-        case unavailable, notSupported, outcomeUnknown
+        case unavailable, notSupported, outcomeUnknown, madeUnread
     }
 
     public var `case`: Case {
@@ -27,6 +27,7 @@ extension InventoryError {
         case .unavailable: .unavailable
         case .notSupported: .notSupported
         case .outcomeUnknown: .outcomeUnknown
+        case .madeUnread: .madeUnread
         }
     }
 }

@@ -266,6 +266,29 @@ extension AdjustmentHalvesTests {
         }
     }
 
+    /// Redis goes away after an adjustment's MySQL half: the change is made, and the answer must not say that nothing
+    /// was (it did: "503 …; nothing was changed", and a client that believed it and sent the change again under a new
+    /// id would make it twice).
+    @Test("a change made in both stores whose level cannot be read is not answered 'nothing was changed'")
+    func madeButUnread() async throws {
+        try await TestStores.with(redisPort: TestStores.redisAddress().port) { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            try await withHeldAttempt(stores, heldRedis: true) { attempt, mysqlProxy, redisProxy in
+                let redisProxy = try #require(redisProxy)
+                mysqlProxy.holdRequest(containing: "autocommit=0")
+                let running = Task { try await attempt.adjustStock(item, adjustment) }
+                try await waitFor("the attempt's MySQL half held") { mysqlProxy.isHolding }
+                redisProxy.down = true
+                mysqlProxy.release()
+                let thrown = await #expect(throws: InventoryError.self) { try await running.value }
+                #expect(thrown?.case == .madeUnread)
+            }
+            #expect(try await stores.mysqlStock(1) == 7)
+            #expect(try await onHand(stores) == 7)
+        }
+    }
+
     /// Likewise for a PUT, with a setting: the rebuilt item gets the delta and the setting the PUT made.
     @Test("an item rebuilt between a PUT's halves, from MySQL before its commit, gets the change and its settings when it closes")
     func putRebuiltBetweenHalves() async throws {

@@ -106,6 +106,24 @@ struct CommitOutcomeTests {
         }
     }
 
+    /// A PUT that makes a finite item infinite, with less on hand (a removal, which is otherwise kept when its outcome
+    /// cannot be learnt): kept, Redis sold without limit while MySQL, whose COMMIT never arrived, stayed finite, and
+    /// the reconciler does not compare the two (an item infinite in either store is judged as infinite).
+    @Test("a PUT that made an item infinite whose COMMIT never arrived is not kept in Redis")
+    func infiniteFlipOutcomeUnknown() async throws {
+        try await withProxiedMySQL { stores, proxy in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            proxy.cutBeforeRequest(containing: "COMMIT", thenDown: true)
+            await #expect(throws: InventoryError.self) { try await engine.setStock(stores.item(1), StockSettings(stock: 8, infinite: true)) }
+            proxy.down = false
+            #expect(try await mysqlStock(stores) == 10)
+            let level = try await engine.stock(stores.item(1))
+            #expect(!level.infinite, "as MySQL has it")
+            #expect(level.onHand == 10)
+        }
+    }
+
     @Test("an addition whose outcome cannot be learnt is not sold: Redis never has more than MySQL")
     func additionOutcomeUnknown() async throws {
         try await withProxiedMySQL { stores, proxy in

@@ -222,9 +222,9 @@ struct ScriptReplyTests {
         #expect(try FixItemCall.decode(Self.reply("moved")) == .moved)
         #expect(try !AdminDoneCall.decode(Self.reply("missing")))
         #expect(try AdminDoneCall.decode(Self.reply("dropped")))
-        // Lua's ARGV[n] is arguments[n - 1]: the MySQL half's version third, '' when not known.
-        #expect(AdminDoneCall(itemKey: "i", mark: "e/0@5", adjustmentKey: "a", fingerprint: "3|", version: 42).arguments == ["e/0@5", "3|", "42"])
-        #expect(AdminDoneCall(itemKey: "i", mark: "e/0@5").arguments == ["e/0@5", "", ""])
+        // Lua's ARGV[n] is arguments[n - 1]: the MySQL half's version, the delta, the settings.
+        #expect(AdminDoneCall(itemKey: "i", mark: "e/0@5", adjustmentKey: "a", fingerprint: "3|", version: 42, delta: 3).arguments == ["e/0@5", "3|", "42", "3", ""])
+        #expect(AdminDoneCall(itemKey: "i", mark: "e/0@5", settings: "danger_num=1>2").arguments == ["e/0@5", "", "", "0", "danger_num=1>2"])
         let counters = ReconcileDifference.Counters(stockNum: 1, usedStockNum: 2, confirmedUnapplied: 3, refundUnapplied: 4)
         #expect(FixItemCall(itemKey: "i", read: counters, target: counters, version: 7).arguments[9 - 1] == "7", "the row's version, ARGV[9]")
     }

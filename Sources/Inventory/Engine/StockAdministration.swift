@@ -100,16 +100,18 @@ struct StockAdministration: Sendable, EngineCollaborator {
                 )
             )
         } catch {
-            // The settings the change made go back with its delta: a 503 leaves the item as it was.
-            if !keepsRedisHalf(after: error, delta: delta, itemKey: itemKey),
+            // The settings the change made go back with its delta: a 503 leaves the item as it was. A PUT that made the
+            // item infinite or finite is never kept (it may sell without limit while MySQL's stays finite, which the
+            // reconciler does not compare): its reversal drops the item, and the rebuild reads MySQL's outcome.
+            if Self.flipsInfinite(before) || !keepsRedisHalf(after: error, delta: delta, itemKey: itemKey),
                 await !compensator.undoStock(itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", mark: mark, settings: before)
             {
                 throw Self.halfKept(error)
             }
             throw stores.mapMySQL(error)
         }
-        await closeFence(AdminDoneCall(itemKey: itemKey, mark: mark, version: outcome.version))
-        return try await stock(id)
+        await closeFence(AdminDoneCall(itemKey: itemKey, mark: mark, version: outcome.version, delta: delta, settings: before))
+        return try await level(id)
     }
 
     /// Adds or removes on-hand stock once per adjustment id, in Redis and MySQL.
@@ -136,7 +138,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
                     "SET", adjustmentKey, adjustment.fingerprint, "NX", "EX", String(self.configuration.retentionSeconds)
                 )
             }
-            return AdjustmentOutcome(level: try await stock(id), replayed: true)
+            return AdjustmentOutcome(level: try await level(id), replayed: true)
         }
         do {
             return try await adjustStockOnce(id, adjustment)
@@ -174,17 +176,17 @@ struct StockAdministration: Sendable, EngineCollaborator {
                     itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
                     mark: mark, surplus: true
                 )
-                return AdjustmentOutcome(level: try await stock(id), replayed: true)
+                return AdjustmentOutcome(level: try await level(id), replayed: true)
             }
             await closeFence(
                 AdminDoneCall(
                     itemKey: itemKey, mark: mark, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
-                    version: outcome.version
+                    version: outcome.version, delta: adjustment.delta
                 )
             )
-            return AdjustmentOutcome(level: try await stock(id), replayed: false)
+            return AdjustmentOutcome(level: try await level(id), replayed: false)
         case .replay:
-            return AdjustmentOutcome(level: try await stock(id), replayed: true)
+            return AdjustmentOutcome(level: try await level(id), replayed: true)
         case .unsettled(let mark):
             // An earlier attempt's Redis half is still in the item (it kept it without learning whether MySQL had it,
             // or it died more than a fence's lifetime ago), and the ledger (read just before) does not have it: the
@@ -204,10 +206,10 @@ struct StockAdministration: Sendable, EngineCollaborator {
             await closeFence(
                 AdminDoneCall(
                     itemKey: itemKey, mark: mark, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
-                    version: outcome.version
+                    version: outcome.version, delta: adjustment.delta
                 )
             )
-            return AdjustmentOutcome(level: try await stock(id), replayed: true)
+            return AdjustmentOutcome(level: try await level(id), replayed: true)
         case .busy:
             throw InventoryError.unavailable(
                 "an earlier attempt of this adjustment is still under way (its MySQL half may be to come); retry in a minute"
@@ -277,6 +279,28 @@ struct StockAdministration: Sendable, EngineCollaborator {
     /// attempt's half), and the fence that attempt's Redis half opened is closed (while the item still has its mark).
     func settleAdjustmentKey(itemKey: String, adjustmentKey: String, _ fingerprint: String) async {
         await closeFence(AdminDoneCall(itemKey: itemKey, mark: "*", adjustmentKey: adjustmentKey, fingerprint: fingerprint))
+    }
+
+    /// The item's stock level once a change was made in both stores: a failure to read it (the close dropped the item
+    /// and its rebuild failed, Redis went away) must not answer as if nothing was changed.
+    func level(_ id: StockItemID) async throws -> StockLevel {
+        do {
+            return try await stock(id)
+        } catch let error as InventoryError {
+            switch error {
+            case .unavailable(let detail), .outcomeUnknown(let detail): throw InventoryError.madeUnread(detail)
+            default: throw error
+            }
+        }
+    }
+
+    /// Whether a PUT's changed settings ('field=old>new,...', set_stock.lua) made the item infinite or finite.
+    static func flipsInfinite(_ settings: String) -> Bool {
+        for setting in settings.split(separator: ",") where setting.hasPrefix("is_infinite=") {
+            let values = setting.dropFirst("is_infinite=".count).split(separator: ">", omittingEmptySubsequences: false)
+            return values.count == 2 && values[0] != values[1]
+        }
+        return false
     }
 
     /// The ledger source of an adjustment: unique per item and adjustment id.

@@ -56,4 +56,6 @@ public enum InventoryError: Error, Sendable, Equatable {
     case notSupported(String)
     /// A store stopped answering mid-call: the change may have been made. Retrying with the same id is safe.
     case outcomeUnknown(String)
+    /// The change was made in both stores, but the stock level it left could not be read for the answer.
+    case madeUnread(String)
 }

@@ -17,8 +17,9 @@ public struct StockLevel: Sendable, Equatable {
     /// At or below the low-stock threshold.
     public var lowStock: Bool { !infinite && available <= dangerNum }
 
-    /// Available plus reserved: what is physically there and not yet sold.
-    public var onHand: Int64 { available + reserved }
+    /// What is physically there and not yet sold: available plus reserved; for an infinite item `available` itself (its
+    /// stock_num is its on-hand stock: a hold takes nothing from it), as a PUT of stock reads it.
+    public var onHand: Int64 { infinite ? available : available + reserved }
 
     public init(
         item: StockItemID, available: Int64, reserved: Int64, soldOut: Bool, infinite: Bool, dangerNum: Int64,

@@ -139,13 +139,14 @@ struct AdminDoneCall: ScriptCall {
     /// `mark`: the Redis half's token ('mark@ms', lua/lib/fence.lua: the item's mark when it was made and the time its
     /// fence was opened); "*" for the one the adjustment key names (an earlier attempt's half). `adjustmentKey` and
     /// `fingerprint`: the adjustment's (nil for a PUT). `version`: the stock row's version the MySQL half made (nil
-    /// when not known): an item written from MySQL since the half from a read before it (or one not known to be after
-    /// it) is dropped, to be rebuilt with the change.
+    /// when not known), `delta` and `settings` ('field=old>new,...') what the change made: an item written from MySQL
+    /// since the half, from a read before its commit, gets the change, or is dropped to be rebuilt with it.
     init(
-        itemKey: String, mark: String, adjustmentKey: String? = nil, fingerprint: String = "", version: Int64? = nil
+        itemKey: String, mark: String, adjustmentKey: String? = nil, fingerprint: String = "", version: Int64? = nil,
+        delta: Int64 = 0, settings: String = ""
     ) {
         keys = [itemKey, adjustmentKey ?? itemKey]
-        arguments = [mark, fingerprint, version.map(String.init) ?? ""]
+        arguments = [mark, fingerprint, version.map(String.init) ?? "", String(delta), settings]
     }
 
     /// Whether the item was there (an item gone has no fence to close; one dropped to be rebuilt with the change was).
