@@ -31,7 +31,7 @@
 
 local item = KEYS[1]
 local saved = redis.call('GET', KEYS[2])
-local current = redis.call('HMGET', item, 'stock_num', 'used_stock_num', 'pool_kind', 'epoch', 'repairs')
+local current = redis.call('HMGET', item, 'stock_num', 'used_stock_num', 'pool_kind', 'epoch', 'repairs', 'is_infinite')
 if current[3] == 'one_time' then
   return {'codes'}
 end
@@ -72,7 +72,7 @@ if delta < 0 and stock + delta < 0 then
   return {'below_reserved', stock, current[2]}
 end
 local left = redis.call('HINCRBY', item, 'stock_num', delta)
-redis.call('HSET', item, 'is_sell_out', left <= 0 and '1' or '0')
+redis.call('HSET', item, 'is_sell_out', (current[6] ~= '1' and left <= 0) and '1' or '0')
 local at = openFence(item, now)
 redis.call('SET', KEYS[2], 'pending:' .. mark .. ':' .. at .. ':' .. ARGV[2], 'EX', tonumber(ARGV[3]))
 return {'ok', left, current[2], mark .. '@' .. at}

@@ -90,11 +90,15 @@ for i = 0, n - 1 do
   epochs[#epochs + 1] = line.epoch
   local held = line.held
   if held > 0 then
+    -- A finite item's stock_num lost the units when they were held (a hold that vanished was not counted: they go
+    -- now); an infinite item's is its on-hand stock, which the sale takes them from (a hold took nothing).
+    local infinite = redis.call('HGET', itemKey, 'is_infinite') == '1'
     if line.counted then
       redis.call('HINCRBY', itemKey, 'used_stock_num', -held)
-    elseif redis.call('HGET', itemKey, 'is_infinite') ~= '1' then
+    end
+    if infinite or not line.counted then
       local stock = redis.call('HINCRBY', itemKey, 'stock_num', -held)
-      redis.call('HSET', itemKey, 'is_sell_out', stock <= 0 and '1' or '0')
+      redis.call('HSET', itemKey, 'is_sell_out', (not infinite and stock <= 0) and '1' or '0')
     end
     redis.call('HINCRBY', itemKey, 'confirmed_unapplied', held)
     -- the key stays and expires with the order; one that vanished alone is written anew with the order's time left

@@ -30,5 +30,6 @@ clearFences(item)
 -- mark no longer holds).
 redis.call('HINCRBY', item, 'repairs', 1)
 redis.call('HSET', item, 'stock_num', stock, 'used_stock_num', ARGV[6], 'confirmed_unapplied', ARGV[7],
-  'refund_unapplied', ARGV[8], 'is_sell_out', stock <= 0 and '1' or '0', 'mysql_version', ARGV[9])
+  'refund_unapplied', ARGV[8], 'is_sell_out', (redis.call('HGET', item, 'is_infinite') ~= '1' and stock <= 0) and '1' or '0',
+  'mysql_version', ARGV[9])
 return {'ok'}

@@ -64,7 +64,7 @@ if not partsIntact(KEYS[3], 'SCARD', tonumber(ARGV[17])) or not partsIntact(KEYS
 end
 local stock = tonumber(ARGV[2])
 redis.call('HSET', item, 'stock_num', stock, 'used_stock_num', ARGV[3], 'confirmed_unapplied', 0,
-  'refund_unapplied', 0, 'is_sell_out', stock <= 0 and '1' or '0', 'is_infinite', ARGV[4], 'danger_num', ARGV[5],
+  'refund_unapplied', 0, 'is_sell_out', (ARGV[4] ~= '1' and stock <= 0) and '1' or '0', 'is_infinite', ARGV[4], 'danger_num', ARGV[5],
   'backorder_limit', ARGV[6], 'user_limit', ARGV[9], 'user_window', ARGV[10], 'lock_user_id', '', 'lock_time', 0,
   'epoch', ARGV[8], 'pool_kind', ARGV[12], 'pool_status', ARGV[13], 'pool_expires', ARGV[14], 'pool_batch', ARGV[15])
 -- The code set likewise: exactly the codes the journal leaves usable.

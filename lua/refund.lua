@@ -55,11 +55,11 @@ for sku, reserved in string.gmatch(fields[2], '(%d+):%d+:(%d+)') do
   local itemKey = KEYS[3 + i]
   local quantity = tonumber(reserved)
   if quantity > 0 then
-    if redis.call('HGET', itemKey, 'is_infinite') ~= '1' then
-      local left = redis.call('HINCRBY', itemKey, 'stock_num', quantity)
-      redis.call('HINCRBY', itemKey, 'refund_unapplied', quantity)
-      redis.call('HSET', itemKey, 'is_sell_out', left <= 0 and '1' or '0')
-    end
+    -- back on hand (an infinite item's stock_num is its on-hand stock, a finite one's what is left to sell: both grow)
+    local left = redis.call('HINCRBY', itemKey, 'stock_num', quantity)
+    redis.call('HINCRBY', itemKey, 'refund_unapplied', quantity)
+    local infinite = redis.call('HGET', itemKey, 'is_infinite') == '1'
+    redis.call('HSET', itemKey, 'is_sell_out', (not infinite and left <= 0) and '1' or '0')
     giveBackCodes(itemKey, KEYS[3 + n + i], heldCodes[i + 1])
     events[#events + 1] = sku .. ':' .. quantity
     epochs[#epochs + 1] = redis.call('HGET', itemKey, 'epoch') or ''

@@ -56,13 +56,14 @@ if not current[1] then
 end
 
 local used = tonumber(current[2] or '0')
-if onHand < used then
-  return {'below_reserved', used}
-end
 -- An infinite item's stock_num is its on-hand stock (a hold moves only used_stock_num, reserve.lua); a finite item's
 -- is what is left to sell. The delta is between on-hand stocks, each read as its item counts it.
 local infiniteNow = current[6] == '1'
 local infiniteAfter = ARGV[2] == '1' or (ARGV[2] == '' and infiniteNow)
+-- (An infinite item sells whatever is held: its on-hand stock may be below it.)
+if onHand < used and not infiniteAfter then
+  return {'below_reserved', used}
+end
 local stock = tonumber(current[1])
 local onHandNow = infiniteNow and stock or stock + used
 local left = infiniteAfter and onHand or onHand - used

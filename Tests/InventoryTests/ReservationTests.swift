@@ -406,6 +406,11 @@ struct ReservationTests {
             #expect(level.infinite)
             #expect(level.available == 0)
             #expect(level.reserved == 1000)
+            #expect(!level.soldOut)
+            // Its settings change whatever is held (an infinite item's on-hand stock may be below it: it was 409).
+            let changed = try await engine.setStock(stores.item(1), StockSettings(stock: 0, dangerNum: 5))
+            #expect(changed.dangerNum == 5)
+            #expect(!changed.soldOut)
             _ = try await engine.cancel(orderId: "i-1", bizId: stores.bizId)
             #expect(try await engine.stock(stores.item(1)).reserved == 0)
         }
@@ -437,6 +442,33 @@ struct ReservationTests {
             _ = try await engine.cancel(orderId: "i-2", bizId: stores.bizId)
             #expect(try await stores.drainWithWorker())
             #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    /// An infinite item's stock_num is its on-hand stock: a sale takes from it, a refund gives back, as in MySQL (a
+    /// confirm left it at 10 against MySQL's 6, so a later PUT's delta was 4 short; a refund drove refund_unapplied to
+    /// −4, a false difference on every reconciler run).
+    @Test("an infinite item's stock_num follows its on-hand stock through a sale and a refund, as MySQL's does")
+    func infiniteSaleAndRefund() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 10, infinite: true))
+            _ = try await engine.reserve(command(stores, "i-3", [(1, 4)]))
+            _ = try await engine.confirm(orderId: "i-3", bizId: stores.bizId)
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.mysqlStock(1) == 6)
+            #expect(try await engine.stock(item).onHand == 6)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+            _ = try await engine.refund(orderId: "i-3", bizId: stores.bizId)
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.mysqlStock(1) == 10)
+            #expect(try await engine.stock(item).onHand == 10)
+            #expect(try await stores.itemFields(1)["refund_unapplied"] == "0")
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+            let finite = try await engine.setStock(item, StockSettings(stock: 10, infinite: false))
+            #expect(finite.available == 10)
+            #expect(try await stores.mysqlStock(1) == 10)
         }
     }
 

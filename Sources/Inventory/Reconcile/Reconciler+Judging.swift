@@ -54,7 +54,8 @@ extension Reconciler {
                 dbStock: row.stock, journalReserved: live[id] ?? 0, entries: snapshot.entries[id] ?? [], applied: applied,
                 bizId: id.bizId, sku: id.skuId
             )
-            if !Self.agrees(counters, expected, infinite: row.infinite || snapshot.infinite.contains(id)) {
+            let count = StockCount(redisInfinite: snapshot.infinite.contains(id), mysqlInfinite: row.infinite)
+            if !Self.agrees(counters, expected, count) {
                 suspicious.append(row)
             }
         }
@@ -154,15 +155,15 @@ extension Reconciler {
                     dbStock: row.stock, journalReserved: live, entries: snapshot.entries[id] ?? [], applied: applied,
                     bizId: id.bizId, sku: id.skuId
                 )
-                let infinite = row.infinite || snapshot.infinite.contains(id)
-                if Self.agrees(counters, expected, infinite: infinite) { return nil }
+                let count = StockCount(redisInfinite: snapshot.infinite.contains(id), mysqlInfinite: row.infinite)
+                if Self.agrees(counters, expected, count) { return nil }
                 var difference = ReconcileDifference(
                     bizId: id.bizId, skuId: id.skuId, dbStock: row.stock, journalReserved: live, redis: counters,
                     expected: expected, fixed: false
                 )
                 if fix {
                     var target = expected
-                    if infinite { target.stockNum = counters.stockNum }
+                    target.stockNum = count.stockNum(expected) ?? counters.stockNum
                     switch try await self.run(FixItemCall(itemKey: self.keys.item(id), read: counters, target: target, version: version)) {
                     case .fixed:
                         difference.fixed = true
@@ -231,8 +232,31 @@ extension Reconciler {
         )
     }
 
-    static func agrees(_ redis: ReconcileDifference.Counters, _ expected: ReconcileDifference.Counters, infinite: Bool) -> Bool {
+    /// What an item's stock_num counts, by Redis's is_infinite (the scripts move it by that flag) and MySQL's.
+    enum StockCount {
+        /// A finite item: what is left to sell (`expected.stockNum`).
+        case available
+        /// Infinite in Redis: its on-hand stock (a hold takes nothing from it; a sale does).
+        case onHand
+        /// Finite in Redis but infinite in MySQL (a PUT between its halves): not judged, kept by a repair.
+        case unjudged
+
+        init(redisInfinite: Bool, mysqlInfinite: Bool) {
+            self = redisInfinite ? .onHand : mysqlInfinite ? .unjudged : .available
+        }
+
+        /// The stock_num Redis should hold (nil: not judged).
+        func stockNum(_ expected: ReconcileDifference.Counters) -> Int64? {
+            switch self {
+            case .available: expected.stockNum
+            case .onHand: expected.stockNum + expected.usedStockNum
+            case .unjudged: nil
+            }
+        }
+    }
+
+    static func agrees(_ redis: ReconcileDifference.Counters, _ expected: ReconcileDifference.Counters, _ count: StockCount) -> Bool {
         redis.usedStockNum == expected.usedStockNum && redis.confirmedUnapplied == expected.confirmedUnapplied
-            && redis.refundUnapplied == expected.refundUnapplied && (infinite || redis.stockNum == expected.stockNum)
+            && redis.refundUnapplied == expected.refundUnapplied && count.stockNum(expected).map { redis.stockNum == $0 } ?? true
     }
 }
