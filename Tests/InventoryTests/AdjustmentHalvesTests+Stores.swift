@@ -129,6 +129,17 @@ extension AdjustmentHalvesTests {
         await close()
     }
 
+    /// Runs `change` (on the held attempt's engine) until its MySQL half's transaction begins, where `proxy` holds it
+    /// (its first statement, autocommit=0): the Redis half is made, the MySQL half waits for `proxy.release()`.
+    func heldAtMySQLHalf<T: Sendable>(
+        _ proxy: FaultProxy, _ change: @escaping @Sendable () async throws -> T
+    ) async throws -> Task<T, any Error> {
+        proxy.holdRequest(containing: "autocommit=0")
+        let running = Task { try await change() }
+        try await waitFor("the change's MySQL half held") { proxy.isHolding }
+        return running
+    }
+
     /// The item vanishes between an adjustment's halves and is rebuilt from MySQL before the MySQL half commits (its
     /// transaction waited): the rebuilt item has neither the Redis half nor the MySQL half. The close of the change
     /// finds the item built from a read before its commit and adds the change (it was lost: Redis 10 against MySQL's
@@ -140,9 +151,7 @@ extension AdjustmentHalvesTests {
             _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
             try await withHeldAttempt(stores) { attempt, proxy, _ in
                 // The MySQL half's transaction begins with autocommit=0: held there, after the Redis half.
-                proxy.holdRequest(containing: "autocommit=0")
-                let running = Task { try await attempt.adjustStock(item, adjustment) }
-                try await waitFor("the attempt's MySQL half held") { proxy.isHolding }
+                let running = try await heldAtMySQLHalf(proxy) { try await attempt.adjustStock(item, adjustment) }
                 #expect(try await onHand(stores) == 7)
                 _ = try await stores.redis.command("DEL", stores.keys.item(item))
                 #expect(try await onHand(stores) == 10, "rebuilt from MySQL, which has no part of it yet")
@@ -164,9 +173,7 @@ extension AdjustmentHalvesTests {
             let item = stores.item(1)
             _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
             try await withHeldAttempt(stores) { attempt, proxy, _ in
-                proxy.holdRequest(containing: "autocommit=0")
-                let running = Task { try await attempt.adjustStock(item, adjustment) }
-                try await waitFor("the attempt's MySQL half held") { proxy.isHolding }
+                let running = try await heldAtMySQLHalf(proxy) { try await attempt.adjustStock(item, adjustment) }
                 try await stores.ageFences(1)
                 _ = try await stores.reconciler().run(.business(stores.bizId), fix: true)
                 #expect(try await onHand(stores) == 10, "repaired to MySQL's count")
@@ -189,9 +196,7 @@ extension AdjustmentHalvesTests {
             _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
             try await withHeldAttempt(stores, heldRedis: true) { attempt, mysqlProxy, redisProxy in
                 let redisProxy = try #require(redisProxy)
-                mysqlProxy.holdRequest(containing: "autocommit=0")
-                let running = Task { try await attempt.adjustStock(item, adjustment) }
-                try await waitFor("the attempt's MySQL half held") { mysqlProxy.isHolding }
+                let running = try await heldAtMySQLHalf(mysqlProxy) { try await attempt.adjustStock(item, adjustment) }
                 // The close names the adjustment's key: held once the MySQL half committed.
                 redisProxy.holdRequest(containing: adjustmentKey(stores))
                 mysqlProxy.release()
@@ -220,9 +225,7 @@ extension AdjustmentHalvesTests {
             let item = stores.item(1)
             _ = try await stores.engine.setStock(item, StockSettings(stock: 10, infinite: true))
             try await withHeldAttempt(stores) { attempt, proxy, _ in
-                proxy.holdRequest(containing: "autocommit=0")
-                let running = Task { try await attempt.adjustStock(item, adjustment) }
-                try await waitFor("the attempt's MySQL half held") { proxy.isHolding }
+                let running = try await heldAtMySQLHalf(proxy) { try await attempt.adjustStock(item, adjustment) }
                 #expect(try await stores.itemFields(1)["stock_num"] == "7")
                 // Another counter is off; the repair (the half's fence lapsed) writes it and keeps stock_num.
                 _ = try await stores.redis.command("HINCRBY", stores.keys.item(item), "used_stock_num", "1")
@@ -276,9 +279,7 @@ extension AdjustmentHalvesTests {
             _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
             try await withHeldAttempt(stores, heldRedis: true) { attempt, mysqlProxy, redisProxy in
                 let redisProxy = try #require(redisProxy)
-                mysqlProxy.holdRequest(containing: "autocommit=0")
-                let running = Task { try await attempt.adjustStock(item, adjustment) }
-                try await waitFor("the attempt's MySQL half held") { mysqlProxy.isHolding }
+                let running = try await heldAtMySQLHalf(mysqlProxy) { try await attempt.adjustStock(item, adjustment) }
                 redisProxy.down = true
                 mysqlProxy.release()
                 let thrown = await #expect(throws: InventoryError.self) { try await running.value }
@@ -296,9 +297,7 @@ extension AdjustmentHalvesTests {
             let item = stores.item(1)
             _ = try await stores.engine.setStock(item, StockSettings(stock: 10, dangerNum: 2))
             try await withHeldAttempt(stores) { attempt, proxy, _ in
-                proxy.holdRequest(containing: "autocommit=0")
-                let running = Task { try await attempt.setStock(item, StockSettings(stock: 4, dangerNum: 3)) }
-                try await waitFor("the PUT's MySQL half held") { proxy.isHolding }
+                let running = try await heldAtMySQLHalf(proxy) { try await attempt.setStock(item, StockSettings(stock: 4, dangerNum: 3)) }
                 _ = try await stores.redis.command("DEL", stores.keys.item(item))
                 #expect(try await onHand(stores) == 10)
                 proxy.release()
