@@ -65,7 +65,8 @@ if mark == '' or mark == itemMark(current[2], current[3]) then
 elseif mark ~= '*' then
   local built = tonumber(current[4] or '')
   local made = tonumber(ARGV[3] or '')
-  -- (An infinite item's repair keeps Redis's stock_num, which may have the half: not added to by hand either.)
+  -- (An infinite item, or one a PUT made infinite or finite, is dropped: what its stock_num counts may have changed
+  -- under the half.)
   if built and made and built < made and owns and current[5] ~= '1'
     and not string.find(ARGV[5] or '', 'is_infinite=', 1, true) then
     -- This change's own half, the item read before its commit: the change is added as it was made.

@@ -17,8 +17,10 @@
 --   {'lost'}                   a hold Redis lost with its item (rebuilt without it), and the item cannot sell its
 --                              units again: nothing is changed (the caller cancels the order: its hold is gone)
 --
--- used_stock_num -q with stock_num unchanged; confirmed_unapplied +q counts what MySQL has not deducted yet,
--- so the reconciler can check db_stock == stock_num + used_stock_num + confirmed_unapplied exactly. The reserve
+-- used_stock_num -q with stock_num unchanged (an infinite item's stock_num, its on-hand stock, -q: the hold took
+-- nothing from it); confirmed_unapplied +q counts what MySQL has not deducted yet, so the reconciler can check
+-- db_stock == stock_num + used_stock_num + confirmed_unapplied exactly (an infinite item: stock_num +
+-- confirmed_unapplied). The reserve
 -- key stays (the source design's write-back column) and expires with the order.
 --
 -- A hold of an earlier epoch (lib/items.lua) is not in its item: the rebuild did not count it and the worker leaves

@@ -365,12 +365,16 @@ if not dispense then
   return {'ok', expiresAtMs, linesText, eventId, epochsText, codesText, ''}
 end
 -- Dispense: the hold is sold at once, as confirm.lua would sell it (used_stock_num -q, confirmed_unapplied +q;
--- a one-time pool's codes stay out, used).
+-- an infinite item's on-hand stock_num -q, the hold having taken nothing from it; a one-time pool's codes stay out,
+-- used).
 for itemKey, current in pairs(applied) do
   local sold = current.used - counters[itemKey].used
   if sold > 0 then
     redis.call('HINCRBY', itemKey, 'used_stock_num', -sold)
     redis.call('HINCRBY', itemKey, 'confirmed_unapplied', sold)
+    if counters[itemKey].infinite then
+      redis.call('HINCRBY', itemKey, 'stock_num', -sold)
+    end
   end
 end
 local confirmId = redis.call('XADD', KEYS[2], '*', 'type', 'confirm', 'order', ARGV[1], 'biz', ARGV[3],

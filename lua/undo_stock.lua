@@ -74,15 +74,15 @@ if not current[1] or (made ~= '' and now ~= expected) then
   if ours and not settled then
     redis.call('DEL', KEYS[2])
   end
-  -- A repair (same epoch) wrote the counters only: the settings a PUT made still go back; a PUT that made the item
-  -- infinite or finite changed what its stock_num counts, and the item is dropped instead (rebuilt from MySQL).
-  if current[1] and not legacy and current[2] == madeEpoch then
+  -- A repair (same epoch) wrote the counters only: the settings a PUT made still go back. A PUT that made the item
+  -- infinite or finite changed what its stock_num counts: the item is dropped instead, whatever rebuilt it (a rebuild
+  -- waits for the stock row MySQL's half held, so the next one reads MySQL's outcome, flag and all).
+  if current[1] and flipped then
     redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
-    if flipped then
-      redis.call('DEL', item)
-    else
-      settingsBack()
-    end
+    redis.call('DEL', item)
+  elseif current[1] and not legacy and current[2] == madeEpoch then
+    redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
+    settingsBack()
   end
   return {'rebuilt'}
 end

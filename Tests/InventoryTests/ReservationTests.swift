@@ -472,6 +472,46 @@ struct ReservationTests {
         }
     }
 
+    /// A dispensed reserve sells at once, as a confirm does: an infinite item's on-hand stock loses the units (it kept
+    /// them: 10 against MySQL's 6).
+    @Test("a dispense of an infinite item takes the sale off its on-hand stock, as MySQL does")
+    func infiniteDispense() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 10, infinite: true))
+            _ = try await engine.reserve(
+                ReserveCommand(
+                    orderId: "i-4", bizId: stores.bizId, userId: nil, items: [.init(skuId: 1, quantity: 4)], ttlSeconds: 600,
+                    shortage: .reject, dispense: true
+                )
+            )
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.mysqlStock(1) == 6)
+            #expect(try await engine.stock(item).onHand == 6)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    /// An item infinite in Redis and finite in MySQL (a PUT's half that stayed when its MySQL half did not) agreed with
+    /// the reconciler whatever it sold; it is a difference now, and a repair drops it for a rebuild from MySQL.
+    @Test("an item infinite in Redis but finite in MySQL is a difference, and the repair rebuilds it as MySQL has it")
+    func infiniteFlagsDiffer() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 10))
+            _ = try await stores.redis.command("HSET", stores.keys.item(item), "is_infinite", "1")
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences.count == 1)
+            let fixed = try await stores.reconciler().run(.business(stores.bizId), fix: true)
+            #expect(fixed.differences.map(\.fixed) == [true])
+            let level = try await engine.stock(item)
+            #expect(!level.infinite)
+            #expect(level.available == 10)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
     @Test("every key one script touches for an item shares the item's hash tag")
     func keysShareHashTag() {
         let keys = KeyLayout(prefix: "inv", shards: 16)

@@ -128,12 +128,13 @@ struct StockAdministration: Sendable, EngineCollaborator {
             guard recorded.delta == adjustment.delta, recorded.reason == (adjustment.reason ?? "adjustment") else {
                 throw InventoryError.idempotencyConflict
             }
-            guard try await rebuilder.ensureItem(id) else { throw InventoryError.notFound }
-            // Remembered in Redis again, so the next replay is answered there; a Redis half an earlier attempt kept
-            // without knowing MySQL's outcome (MySQL had it, the ledger says) is settled.
+            // The adjustment is made: whatever fails from here on must not answer that nothing was (`level`).
+            guard try await made({ try await self.rebuilder.ensureItem(id) }) else { throw InventoryError.madeUnread("no such item") }
+            // Remembered in Redis again, so the next replay is answered there (a cache: the ledger answers replays);
+            // a Redis half an earlier attempt kept without knowing MySQL's outcome (MySQL had it) is settled.
             let adjustmentKey = keys.adjustmentKey(id, adjustmentId: adjustment.adjustmentId)
             await settleAdjustmentKey(itemKey: keys.item(id), adjustmentKey: adjustmentKey, adjustment.fingerprint)
-            _ = try await stores.redisCall {
+            _ = try? await stores.redisCall {
                 try await self.stores.redis.command(
                     "SET", adjustmentKey, adjustment.fingerprint, "NX", "EX", String(self.configuration.retentionSeconds)
                 )
@@ -284,11 +285,18 @@ struct StockAdministration: Sendable, EngineCollaborator {
     /// The item's stock level once a change was made in both stores: a failure to read it (the close dropped the item
     /// and its rebuild failed, Redis went away) must not answer as if nothing was changed.
     func level(_ id: StockItemID) async throws -> StockLevel {
+        try await made { try await stock(id) }
+    }
+
+    /// Runs `step` of a change already made in both stores: its failure is answered as `madeUnread`, never as if
+    /// nothing was changed (nor as no such item: the item was dropped or vanished meanwhile).
+    func made<T>(_ step: () async throws -> T) async throws -> T {
         do {
-            return try await stock(id)
+            return try await step()
         } catch let error as InventoryError {
             switch error {
             case .unavailable(let detail), .outcomeUnknown(let detail): throw InventoryError.madeUnread(detail)
+            case .notFound: throw InventoryError.madeUnread("the item is gone from Redis")
             default: throw error
             }
         }

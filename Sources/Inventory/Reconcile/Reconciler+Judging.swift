@@ -161,7 +161,12 @@ extension Reconciler {
                     bizId: id.bizId, skuId: id.skuId, dbStock: row.stock, journalReserved: live, redis: counters,
                     expected: expected, fixed: false
                 )
-                if fix {
+                if fix, count == .flagsDiffer {
+                    // What the item's stock_num counts is not what MySQL's flag says: dropped, and rebuilt from MySQL
+                    // (the rebuild waits for this row's lock).
+                    _ = try await self.redisCall { try await self.redis.command("DEL", self.keys.item(id)) }
+                    difference.fixed = true
+                } else if fix {
                     var target = expected
                     target.stockNum = count.stockNum(expected) ?? counters.stockNum
                     switch try await self.run(FixItemCall(itemKey: self.keys.item(id), read: counters, target: target, version: version)) {
@@ -238,25 +243,27 @@ extension Reconciler {
         case available
         /// Infinite in Redis: its on-hand stock (a hold takes nothing from it; a sale does).
         case onHand
-        /// Finite in Redis but infinite in MySQL (a PUT between its halves): not judged, kept by a repair.
-        case unjudged
+        /// Infinite in one store and finite in the other, no change between its halves (those are fenced): never
+        /// agrees, and a repair drops the item for a rebuild from MySQL.
+        case flagsDiffer
 
         init(redisInfinite: Bool, mysqlInfinite: Bool) {
-            self = redisInfinite ? .onHand : mysqlInfinite ? .unjudged : .available
+            self = redisInfinite != mysqlInfinite ? .flagsDiffer : redisInfinite ? .onHand : .available
         }
 
-        /// The stock_num Redis should hold (nil: not judged).
+        /// The stock_num Redis should hold (nil: none, the flags differ).
         func stockNum(_ expected: ReconcileDifference.Counters) -> Int64? {
             switch self {
             case .available: expected.stockNum
             case .onHand: expected.stockNum + expected.usedStockNum
-            case .unjudged: nil
+            case .flagsDiffer: nil
             }
         }
     }
 
     static func agrees(_ redis: ReconcileDifference.Counters, _ expected: ReconcileDifference.Counters, _ count: StockCount) -> Bool {
-        redis.usedStockNum == expected.usedStockNum && redis.confirmedUnapplied == expected.confirmedUnapplied
-            && redis.refundUnapplied == expected.refundUnapplied && count.stockNum(expected).map { redis.stockNum == $0 } ?? true
+        guard let stockNum = count.stockNum(expected) else { return false }
+        return redis.usedStockNum == expected.usedStockNum && redis.confirmedUnapplied == expected.confirmedUnapplied
+            && redis.refundUnapplied == expected.refundUnapplied && redis.stockNum == stockNum
     }
 }
