@@ -97,13 +97,17 @@ extension AdjustmentHalvesTests {
         let proxy = try await FaultProxy.start(upstreamHost: settings.host, upstreamPort: settings.port)
         settings.port = proxy.port
         settings.poolSize = 1
+        // A held request waits for as long as the test does meanwhile (a rebuild, a reconciler run): on a busy machine
+        // that can take seconds, which must not time the attempt out.
+        settings.readTimeoutSeconds = 120
         let client = MySQLClient(configuration: settings, logger: stores.logger)
         let address = TestStores.redisAddress()
         let redisProxy = heldRedis ? try await FaultProxy.start(upstreamHost: address.host, upstreamPort: address.port) : nil
         let redis: any RedisRouter = redisProxy.map { redisProxy in
             RedisClient(
                 configuration: RedisConfiguration(
-                    host: address.host, port: redisProxy.port, connections: 1, database: TestStores.redisTestDatabase()
+                    host: address.host, port: redisProxy.port, connections: 1, commandTimeoutMilliseconds: 120_000,
+                    database: TestStores.redisTestDatabase()
                 ),
                 logger: stores.logger
             )

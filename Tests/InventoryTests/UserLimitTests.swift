@@ -322,4 +322,27 @@ struct UserLimitTests {
             #expect(level.userLimit == 3)
         }
     }
+
+    /// The rebuild counts a user's units in the window by the reserve's Redis time, as reserve.lua counted them: the
+    /// journal row's created_at is MySQL's clock at the worker's write (a MySQL clock behind Redis, here by more than
+    /// the window has run, left the units out and the user could take the limit again).
+    @Test("a rebuild counts a user's units by the reserve's Redis time, not MySQL's clock at the write")
+    func rebuiltByReserveTime() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(13)
+            _ = try await engine.setStock(item, StockSettings(stock: 100, userLimit: 2, userWindowSeconds: Self.longWindow))
+            _ = try await engine.reserve(command(stores, "rt-1", user: "nina", [(13, 2)]))
+            #expect(try await stores.drainWithWorker())
+            // MySQL's clock was behind Redis's: the row's write time falls before the window began.
+            _ = try await stores.mysql.query(
+                "UPDATE reservation_journal SET created_at = created_at - INTERVAL 400 DAY WHERE biz_id = ? AND order_id = 'rt-1'",
+                [.string(stores.bizId)]
+            )
+            _ = try await stores.redis.command("DEL", stores.keys.item(item), stores.keys.userUsage(item))
+            await #expect(throws: InventoryError.userLimitExceeded([.init(skuId: 13, requested: 1, limit: 2, used: 2)])) {
+                try await engine.reserve(command(stores, "rt-2", user: "nina", [(13, 1)]))
+            }
+        }
+    }
 }

@@ -272,7 +272,7 @@ struct BatchPlan: Sendable {
         let missing = firstReserves.filter { existing[$0] == nil }
         for chunk in exactChunks(missing) {
             var binds: [MySQLValue] = []
-            binds.reserveCapacity(chunk.count * 8)
+            binds.reserveCapacity(chunk.count * 9)
             for index in chunk {
                 let line = reserves[index]
                 line.key.appendBinds(to: &binds)
@@ -281,13 +281,15 @@ struct BatchPlan: Sendable {
                 binds.append(JournalTime.value(milliseconds: line.expiresAt))
                 binds.append(.string(line.eventId))
                 binds.append(line.requestFingerprint.map(MySQLValue.string) ?? .null)
+                // The reserve's Redis time: its outbox entry id's milliseconds ("ms-seq").
+                binds.append(Int64(line.eventId.prefix { $0 != "-" }).map { JournalTime.value(milliseconds: $0) } ?? .null)
             }
             let inserted = try insertingConcurrently(
                 connection,
                 """
                 INSERT INTO reservation_journal
-                    (order_id, biz_id, sku_id, user_id, quantity, status, expires_at, reserve_event, request_fp)
-                VALUES \(tuples(chunk.count, "(?, ?, \(skuPlaceholder), ?, ?, 'RESERVED', \(JournalTime.placeholder), ?, SHA1(?))"))
+                    (order_id, biz_id, sku_id, user_id, quantity, status, expires_at, reserve_event, request_fp, reserved_at)
+                VALUES \(tuples(chunk.count, "(?, ?, \(skuPlaceholder), ?, ?, 'RESERVED', \(JournalTime.placeholder), ?, SHA1(?), \(JournalTime.placeholder))"))
                 """,
                 binds
             )

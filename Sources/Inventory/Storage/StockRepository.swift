@@ -309,17 +309,19 @@ public struct StockRepository: Sendable {
                 let window = row.userWindow(atMilliseconds: nowMilliseconds)
                 var usage: [UserUsage] = []
                 if row.userLimit > 0 {
-                    // Held and sold units count; created_at (the row's first write) stands for the reserve's
-                    // time, which is later by the write-back lag at most.
+                    // Held and sold units count, by the reserve's Redis time (the window reserve.lua counted them
+                    // in); a row written before that was kept has created_at (MySQL's clock, at the worker's write)
+                    // instead.
                     let since = row.userWindowSeconds > 0 ? window * row.userWindowSeconds : 0
                     let users = try connection.query(
                         """
                         SELECT user_id, SUM(quantity) AS units FROM reservation_journal
                         WHERE biz_id = ? AND sku_id = ? AND user_id IS NOT NULL AND user_id <> ''
-                          AND status IN ('RESERVED', 'CONFIRMED', 'REFUNDED') AND created_at >= FROM_UNIXTIME(?)
+                          AND status IN ('RESERVED', 'CONFIRMED', 'REFUNDED')
+                          AND IF(reserved_at IS NULL, created_at >= FROM_UNIXTIME(?), reserved_at >= \(JournalTime.placeholder))
                         GROUP BY user_id
                         """,
-                        [.string(bizId), sku, .int(since)]
+                        [.string(bizId), sku, .int(since), JournalTime.value(milliseconds: since * 1000)]
                     )
                     usage = users.rows.compactMap { row in
                         guard let user = row.string("user_id"), let units = row.int64("units"), units > 0 else {
