@@ -38,6 +38,10 @@ struct ReserveLine: Sendable {
     /// A confirm, cancel, expiry or refund of the line comes before this reserve in the batch: the line's earlier
     /// order had ended by the time this reserve was made.
     let endedBefore: Bool
+    /// The reserve's Redis time (Unix ms): its outbox entry id's milliseconds, or the event's `at` where that is later
+    /// (a Redis that takes an entry's id from the script's start can give it a millisecond before the `now` the
+    /// script counted the per-user window by); nil when neither is known.
+    let reservedAt: Int64?
 }
 
 struct UndoLine: Sendable {
@@ -135,7 +139,8 @@ struct BatchPlan: Sendable {
                             key: key, userId: event.userId, requestFingerprint: event.requestFingerprint,
                             quantity: line.quantity,
                             expiresAt: event.expiresAtMilliseconds ?? event.atMilliseconds,
-                            eventId: event.id, codes: line.codes, endedBefore: ended.contains(key)
+                            eventId: event.id, codes: line.codes, endedBefore: ended.contains(key),
+                            reservedAt: Int64(event.id.prefix { $0 != "-" }).map { max($0, event.atMilliseconds) }
                         )
                     )
                 case .confirm, .refund:
@@ -281,8 +286,7 @@ struct BatchPlan: Sendable {
                 binds.append(JournalTime.value(milliseconds: line.expiresAt))
                 binds.append(.string(line.eventId))
                 binds.append(line.requestFingerprint.map(MySQLValue.string) ?? .null)
-                // The reserve's Redis time: its outbox entry id's milliseconds ("ms-seq").
-                binds.append(Int64(line.eventId.prefix { $0 != "-" }).map { JournalTime.value(milliseconds: $0) } ?? .null)
+                binds.append(line.reservedAt.map { JournalTime.value(milliseconds: $0) } ?? .null)
             }
             let inserted = try insertingConcurrently(
                 connection,
