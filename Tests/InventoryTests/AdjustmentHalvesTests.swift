@@ -86,7 +86,7 @@ struct AdjustmentHalvesTests {
             #expect(try await stores.openFences(1) == 0, "the dead attempt's fence closed")
             #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
             // A reversal of the dead attempt, stored as a task, that runs only now reverses nothing: MySQL has it.
-            let late = undo(stores, mark: token, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            let late = undo(stores, token: token, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             #expect(try await stores.engine.stores.run(late) == .done)
             #expect(try await onHand(stores) == 7)
         }
@@ -101,20 +101,20 @@ struct AdjustmentHalvesTests {
             let aged = markOf(token) + "@\(try await age(stores))"
             _ = try await stores.reconciler().run(.business(stores.bizId), fix: true)
             #expect(try await onHand(stores) == 10)
-            let late = undo(stores, mark: aged, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            let late = undo(stores, token: aged, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             #expect(try await stores.engine.stores.run(late) == .rebuilt)
             #expect(try await onHand(stores) == 10)
             #expect(try await stores.redis.command("EXISTS", adjustmentKey(stores)).int == 0, "a retry applies it afresh")
         }
     }
 
-    func undo(_ stores: TestStores, mark: String, delta: Int64, adjustmentKey: String? = nil, fingerprint: String = "", settings: String = "")
+    func undo(_ stores: TestStores, token: String, delta: Int64, adjustmentKey: String? = nil, fingerprint: String = "", settings: String = "")
         -> UndoStockCall
     {
         let itemKey = stores.keys.item(stores.item(1))
         return UndoStockCall(
             itemKey: itemKey, adjustmentKey: adjustmentKey ?? itemKey, marker: itemKey + ":undo-test", delta: delta,
-            fingerprint: fingerprint, mark: mark, settings: settings, retentionSeconds: 600
+            fingerprint: fingerprint, token: token, settings: settings, retentionSeconds: 600
         )
     }
 
@@ -126,7 +126,7 @@ struct AdjustmentHalvesTests {
             // As the previous version left it: the plain fingerprint from the Redis half on.
             _ = try await stores.redis.command("SET", adjustmentKey(stores), adjustment.fingerprint)
             let epoch = try #require(try await stores.itemFields(1)["epoch"])
-            let call = undo(stores, mark: epoch, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            let call = undo(stores, token: epoch, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             #expect(try await stores.engine.stores.run(call) == .reversed)
             #expect(try await onHand(stores) == 10)
             #expect(try await stores.redis.command("EXISTS", adjustmentKey(stores)).int == 0)
@@ -146,7 +146,7 @@ struct AdjustmentHalvesTests {
             }
             try await age(stores)
             _ = try await stores.reconciler().run(.business(stores.bizId), fix: true)
-            #expect(try await stores.engine.stores.run(undo(stores, mark: mark, delta: delta, settings: before)) == .rebuilt)
+            #expect(try await stores.engine.stores.run(undo(stores, token: mark, delta: delta, settings: before)) == .rebuilt)
             #expect(try await stores.itemFields(1)["danger_num"] == "0", "the setting goes back")
             #expect(try await onHand(stores) == 10, "the delta was the repair's to take out")
         }
@@ -161,13 +161,13 @@ struct AdjustmentHalvesTests {
             let itemKey = stores.keys.item(stores.item(1))
             // A half of an earlier mark whose MySQL half made version 0: the item was built after it.
             let call = AdminDoneCall(
-                itemKey: itemKey, mark: "old-epoch/0@1", adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint,
+                itemKey: itemKey, token: "old-epoch/0@1", adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint,
                 version: 0
             )
             #expect(try await stores.engine.stores.run(call))
             #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text?.hasPrefix("pending:\(mark):") == true)
             #expect(try await stores.openFences(1) == 1)
-            let own = AdminDoneCall(itemKey: itemKey, mark: token, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            let own = AdminDoneCall(itemKey: itemKey, token: token, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             #expect(try await stores.engine.stores.run(own))
             #expect(try await isDone(stores))
             #expect(try await stores.openFences(1) == 0)
@@ -184,7 +184,7 @@ struct AdjustmentHalvesTests {
             // attempt's half may stand in the item instead, so the change is not added by hand; the item is dropped (its
             // next use rebuilds it from MySQL), the key left alone.
             let notOwn = AdminDoneCall(
-                itemKey: itemKey, mark: "old-epoch/0@1", adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint,
+                itemKey: itemKey, token: "old-epoch/0@1", adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint,
                 version: 1_000_000_000, delta: adjustment.delta
             )
             #expect(try await stores.engine.stores.run(notOwn))
@@ -192,7 +192,7 @@ struct AdjustmentHalvesTests {
             #expect(try await isDone(stores))
             // Likewise when the MySQL half's version is not known.
             _ = try await stores.engine.stock(stores.item(1))
-            let unknown = AdminDoneCall(itemKey: itemKey, mark: "old-epoch/0@1", adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            let unknown = AdminDoneCall(itemKey: itemKey, token: "old-epoch/0@1", adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             #expect(try await stores.engine.stores.run(unknown))
             #expect(try await stores.redis.command("EXISTS", itemKey).int == 0)
         }
@@ -217,12 +217,12 @@ struct AdjustmentHalvesTests {
             #expect(taken != first)
             let itemKey = stores.keys.item(stores.item(1))
             // The earlier attempt's reversal, meanwhile.
-            let late = undo(stores, mark: first, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            let late = undo(stores, token: first, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             #expect(try await stores.engine.stores.run(late) == .done)
             #expect(try await onHand(stores) == 7)
             // The retry's MySQL half, then its close.
             try await mysqlHalf(stores, adjustment)
-            let done = AdminDoneCall(itemKey: itemKey, mark: taken, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            let done = AdminDoneCall(itemKey: itemKey, token: taken, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             #expect(try await stores.engine.stores.run(done))
             #expect(try await isDone(stores))
             #expect(try await stores.openFences(1) == 0)
@@ -237,12 +237,12 @@ struct AdjustmentHalvesTests {
             _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
             let token = try await redisHalf(stores)
             let itemKey = stores.keys.item(stores.item(1))
-            let settle = AdminDoneCall(itemKey: itemKey, mark: "*", adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            let settle = AdminDoneCall(itemKey: itemKey, token: "*", adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             #expect(try await stores.engine.stores.run(settle))
             #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text?.hasPrefix("pending:") == true)
             #expect(try await stores.openFences(1) == 1)
             // Its attempt finds its half a duplicate of what MySQL had, and reverses it.
-            #expect(try await stores.engine.stores.run(undo(stores, mark: token, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)) == .reversed)
+            #expect(try await stores.engine.stores.run(undo(stores, token: token, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)) == .reversed)
             #expect(try await onHand(stores) == 10)
             #expect(try await stores.openFences(1) == 0)
         }
@@ -268,7 +268,7 @@ struct AdjustmentHalvesTests {
                 UndoStockCall(
                     itemKey: stores.keys.item(stores.item(1)), adjustmentKey: adjustmentKey(stores),
                     marker: stores.keys.item(stores.item(1)) + ":undo-" + marker,
-                    delta: adjustment.delta, fingerprint: adjustment.fingerprint, mark: first, settings: "", surplus: true,
+                    delta: adjustment.delta, fingerprint: adjustment.fingerprint, token: first, settings: "", surplus: true,
                     retentionSeconds: 600
                 )
             }
@@ -276,7 +276,7 @@ struct AdjustmentHalvesTests {
             #expect(try await stores.engine.stores.run(marked("a")) == .done)
             #expect(try await onHand(stores) == 7)
             let itemKey = stores.keys.item(stores.item(1))
-            #expect(try await stores.engine.stores.run(AdminDoneCall(itemKey: itemKey, mark: taken, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)))
+            #expect(try await stores.engine.stores.run(AdminDoneCall(itemKey: itemKey, token: taken, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)))
             #expect(try await isDone(stores))
             // And after it.
             #expect(try await stores.engine.stores.run(marked("b")) == .done)
@@ -321,7 +321,7 @@ struct AdjustmentHalvesTests {
             #expect(try await onHand(stores) <= mysql, "Redis never has more to sell than MySQL")
             let key = stores.keys.adjustmentKey(stores.item(1), adjustmentId: "b-1")
             let itemKey = stores.keys.item(stores.item(1))
-            #expect(try await stores.engine.stores.run(AdminDoneCall(itemKey: itemKey, mark: token, adjustmentKey: key, fingerprint: later.fingerprint)))
+            #expect(try await stores.engine.stores.run(AdminDoneCall(itemKey: itemKey, token: token, adjustmentKey: key, fingerprint: later.fingerprint)))
             #expect(try await stores.openFences(1) == 0, "the dead caller's lapsed fence dropped with it")
             // Nothing fenced now: the repair takes the dead caller's half out.
             _ = try await stores.reconciler().run(.business(stores.bizId), fix: true)
@@ -351,7 +351,7 @@ struct AdjustmentHalvesTests {
             #expect(try await onHand(stores) == 7, "nothing written between the halves")
             try await mysqlHalf(stores, adjustment)
             let itemKey = stores.keys.item(stores.item(1))
-            #expect(try await stores.engine.stores.run(AdminDoneCall(itemKey: itemKey, mark: taken, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)))
+            #expect(try await stores.engine.stores.run(AdminDoneCall(itemKey: itemKey, token: taken, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)))
             #expect(try await onHand(stores) == 7)
             #expect(try await stores.mysqlStock(1) == 7)
             #expect(try await stores.openFences(1) == 0)

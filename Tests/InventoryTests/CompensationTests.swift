@@ -20,7 +20,7 @@ struct CompensationTests {
             func undo(_ delta: Int64, _ name: String) -> CompensationTask {
                 .undoStock(
                     itemKey: itemKey, adjustmentKey: itemKey, delta: delta, fingerprint: "",
-                    marker: String(itemKey.dropLast(4)) + "undo:" + name, mark: ""
+                    marker: String(itemKey.dropLast(4)) + "undo:" + name, token: ""
                 )
             }
 

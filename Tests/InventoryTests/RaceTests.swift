@@ -243,7 +243,7 @@ struct RaceTests {
                     infinite: nil, dangerNum: nil, backorderLimit: nil
                 )
             )
-            #expect(try await runner.run(AdminDoneCall(itemKey: itemKey, mark: mark), of: scripts))
+            #expect(try await runner.run(AdminDoneCall(itemKey: itemKey, token: mark), of: scripts))
             #expect(try await stores.mysqlStock(1) == 30)
             let after = try await reconciler.run(.business(stores.bizId), fix: false)
             #expect(after.differences.isEmpty)

@@ -197,14 +197,14 @@ struct ScriptReplyTests {
     func stock() throws {
         #expect(
             try SetStockCall.decode(Self.reply("ok", "-3", "ep", "danger_num=1>2"))
-                == .changed(delta: -3, mark: "ep", before: "danger_num=1>2")
+                == .changed(delta: -3, token: "ep", before: "danger_num=1>2")
         )
         #expect(try SetStockCall.decode(Self.reply("missing", "1")) == .missing)
         #expect(try SetStockCall.decode(Self.reply("below_reserved", "4")) == .belowReserved(reserved: 4))
         #expect(try SetStockCall.decode(Self.reply("codes")) == .oneTimeCodes)
-        #expect(try AdjustStockCall.decode(Self.reply("ok", "5", "2", "ep/0")) == .applied(mark: "ep/0"))
+        #expect(try AdjustStockCall.decode(Self.reply("ok", "5", "2", "ep/0")) == .applied(token: "ep/0"))
         #expect(try AdjustStockCall.decode(Self.reply("below_reserved", "1", "6")) == .belowReserved(reserved: 6))
-        #expect(try AdjustStockCall.decode(Self.reply("unsettled", "5", "2", "ep/1")) == .unsettled(mark: "ep/1"))
+        #expect(try AdjustStockCall.decode(Self.reply("unsettled", "5", "2", "ep/1")) == .unsettled(token: "ep/1"))
         #expect(try AdjustStockCall.decode(Self.reply("busy")) == .busy)
         #expect(try UnsettleCall.decode(Self.reply("ok")))
         #expect(try !UnsettleCall.decode(Self.reply("gone")))
@@ -223,8 +223,8 @@ struct ScriptReplyTests {
         #expect(try !AdminDoneCall.decode(Self.reply("missing")))
         #expect(try AdminDoneCall.decode(Self.reply("dropped")))
         // Lua's ARGV[n] is arguments[n - 1]: the MySQL half's version, the delta, the settings.
-        #expect(AdminDoneCall(itemKey: "i", mark: "e/0@5", adjustmentKey: "a", fingerprint: "3|", version: 42, delta: 3).arguments == ["e/0@5", "3|", "42", "3", ""])
-        #expect(AdminDoneCall(itemKey: "i", mark: "e/0@5", settings: "danger_num=1>2").arguments == ["e/0@5", "", "", "0", "danger_num=1>2"])
+        #expect(AdminDoneCall(itemKey: "i", token: "e/0@5", adjustmentKey: "a", fingerprint: "3|", version: 42, delta: 3).arguments == ["e/0@5", "3|", "42", "3", ""])
+        #expect(AdminDoneCall(itemKey: "i", token: "e/0@5", settings: "danger_num=1>2").arguments == ["e/0@5", "", "", "0", "danger_num=1>2"])
         let counters = ReconcileDifference.Counters(stockNum: 1, usedStockNum: 2, confirmedUnapplied: 3, refundUnapplied: 4)
         #expect(FixItemCall(itemKey: "i", read: counters, target: counters, version: 7).arguments[9 - 1] == "7", "the row's version, ARGV[9]")
     }

@@ -4,13 +4,14 @@ import ServiceLifecycle
 /// A reversal of a Redis change, stored in MySQL (`compensation_tasks`) when it could not run at once.
 public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
     /// Reverse a stock delta in Redis, once (the marker key makes a retry harmless), if the item still has the mark
-    /// the delta was made in (`mark`, lua/lib/fence.lua; a bare epoch in a task stored before marks; "" for any): an
+    /// the delta was made in (`token`, 'mark@ms', lua/lib/fence.lua; a bare epoch in a task stored before marks; ""
+    /// for any): an
     /// item rebuilt or repaired since never counted it. `settings`: the item's
     /// settings the change made ('field=old>new,...'), put back with it where they are still what it wrote.
     /// `surplus`: an adjustment's half whose MySQL half found the adjustment there from another attempt: reversed
     /// whatever its key says since (lua/undo_stock.lua).
     case undoStock(
-        itemKey: String, adjustmentKey: String, delta: Int64, fingerprint: String, marker: String, mark: String,
+        itemKey: String, adjustmentKey: String, delta: Int64, fingerprint: String, marker: String, token: String,
         settings: String = "", surplus: Bool = false
     )
     /// Take back the hold of one reserve event; `earlierEventId` is the reserve event whose journal row it
@@ -37,8 +38,8 @@ public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
     /// Tab-separated fields; none of them can hold a tab (keys, ids and numbers).
     var payload: String {
         switch self {
-        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let mark, let settings, let surplus):
-            return [itemKey, adjustmentKey, String(delta), fingerprint, marker, mark, settings, surplus ? "surplus" : ""]
+        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let token, let settings, let surplus):
+            return [itemKey, adjustmentKey, String(delta), fingerprint, marker, token, settings, surplus ? "surplus" : ""]
                 .joined(separator: "\t")
         case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):
             return [orderId, bizId, eventId, lines, earlierEventId].joined(separator: "\t")
@@ -52,7 +53,7 @@ public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
             guard let delta = Int64(fields[2]) else { return nil }
             self = .undoStock(
                 itemKey: fields[0], adjustmentKey: fields[1], delta: delta, fingerprint: fields[3], marker: fields[4],
-                mark: fields.count > 5 ? fields[5] : "", settings: fields.count > 6 ? fields[6] : "",
+                token: fields.count > 5 ? fields[5] : "", settings: fields.count > 6 ? fields[6] : "",
                 surplus: fields.count > 7 && fields[7] == "surplus"
             )
         case ("undo_reserve", 4), ("undo_reserve", 5):

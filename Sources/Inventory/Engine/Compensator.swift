@@ -13,12 +13,12 @@ struct Compensator: Sendable, EngineCollaborator {
 
     /// First level of compensation: reverse a Redis stock change whose MySQL half failed. When that fails too,
     /// it becomes a durable retry task (second level); the reconciler is the third.
-    /// `mark`: the item's mark the change was made in (lua/lib/fence.lua: an item rebuilt or repaired since never
+    /// `token`: the change's half's ('mark@ms', lua/lib/fence.lua: an item rebuilt or repaired since its mark never
     /// counted it).
     /// Returns whether the change was reversed now (false: a retry task, or the reconciler, will).
     @discardableResult
     func undoStock(
-        itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String, mark: String, settings: String = "",
+        itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String, token: String, settings: String = "",
         surplus: Bool = false
     ) async -> Bool {
         // Same hash tag as the item: "prefix:{biz:sku}:item" → "prefix:{biz:sku}:undo:<id>".
@@ -26,7 +26,7 @@ struct Compensator: Sendable, EngineCollaborator {
         return await compensate(
             .undoStock(
                 itemKey: itemKey, adjustmentKey: adjustmentKey ?? itemKey, delta: delta, fingerprint: fingerprint,
-                marker: marker, mark: mark, settings: settings, surplus: surplus
+                marker: marker, token: token, settings: settings, surplus: surplus
             )
         )
     }
@@ -80,11 +80,11 @@ struct Compensator: Sendable, EngineCollaborator {
     /// Runs one reversal; safe to run again (undo_stock has a marker, undo_reserve checks the order's event).
     func runCompensation(_ task: CompensationTask) async throws {
         switch task {
-        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let mark, let settings, let surplus):
+        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let token, let settings, let surplus):
             _ = try await stores.run(
                 UndoStockCall(
                     itemKey: itemKey, adjustmentKey: adjustmentKey, marker: marker, delta: delta, fingerprint: fingerprint,
-                    mark: mark, settings: settings, surplus: surplus, retentionSeconds: configuration.retentionSeconds
+                    token: token, settings: settings, surplus: surplus, retentionSeconds: configuration.retentionSeconds
                 )
             )
         case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):

@@ -4,10 +4,10 @@ extension InventoryEngine {
 
     /// Reverses a Redis stock change whose MySQL half failed (`Compensator.undoStock`).
     func undoStock(
-        itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String, mark: String, settings: String = ""
+        itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String, token: String, settings: String = ""
     ) async {
         await compensator.undoStock(
-            itemKey: itemKey, delta: delta, adjustmentKey: adjustmentKey, fingerprint: fingerprint, mark: mark,
+            itemKey: itemKey, delta: delta, adjustmentKey: adjustmentKey, fingerprint: fingerprint, token: token,
             settings: settings
         )
     }

@@ -76,12 +76,12 @@ struct StockAdministration: Sendable, EngineCollaborator {
             reply = try await rebuilder.run(onItems: call)
         }
         let delta: Int64
-        let mark: String
+        let token: String
         let before: String
         switch reply {
         case .changed(let moved, let itemMark, let settingsBefore):
             delta = moved
-            mark = itemMark
+            token = itemMark
             before = settingsBefore
         case .belowReserved(let reserved):
             throw InventoryError.belowReserved(reserved: reserved)
@@ -104,13 +104,13 @@ struct StockAdministration: Sendable, EngineCollaborator {
             // item infinite or finite is never kept (it may sell without limit while MySQL's stays finite, which the
             // reconciler does not compare): its reversal drops the item, and the rebuild reads MySQL's outcome.
             if Self.flipsInfinite(before) || !keepsRedisHalf(after: error, delta: delta, itemKey: itemKey),
-                await !compensator.undoStock(itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", mark: mark, settings: before)
+                await !compensator.undoStock(itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", token: token, settings: before)
             {
                 throw Self.halfKept(error)
             }
             throw stores.mapMySQL(error)
         }
-        await closeFence(AdminDoneCall(itemKey: itemKey, mark: mark, version: outcome.version, delta: delta, settings: before))
+        await closeFence(AdminDoneCall(itemKey: itemKey, token: token, version: outcome.version, delta: delta, settings: before))
         return try await level(id)
     }
 
@@ -153,7 +153,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
         let itemKey = keys.item(id)
         let adjustmentKey = keys.adjustmentKey(id, adjustmentId: adjustment.adjustmentId)
         switch try await stores.run(AdjustStockCall(id, adjustment, retentionSeconds: configuration.retentionSeconds, layout: keys)) {
-        case .applied(let mark):
+        case .applied(let token):
             let outcome: StockChangeOutcome
             do {
                 outcome = try await stockRepository.apply(
@@ -165,7 +165,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
                     )
                 )
             } catch {
-                try await halfFailed(error, adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: mark)
+                try await halfFailed(error, adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: token)
             }
             if outcome == .duplicate {
                 // MySQL's ledger is the authority: it had this adjustment already (Redis forgot its key: retention
@@ -175,20 +175,20 @@ struct StockAdministration: Sendable, EngineCollaborator {
                 // surplus: reversed even if a retry settles the key before a stored reversal runs.
                 await compensator.undoStock(
                     itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
-                    mark: mark, surplus: true
+                    token: token, surplus: true
                 )
                 return AdjustmentOutcome(level: try await level(id), replayed: true)
             }
             await closeFence(
                 AdminDoneCall(
-                    itemKey: itemKey, mark: mark, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
+                    itemKey: itemKey, token: token, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
                     version: outcome.version, delta: adjustment.delta
                 )
             )
             return AdjustmentOutcome(level: try await level(id), replayed: false)
         case .replay:
             return AdjustmentOutcome(level: try await level(id), replayed: true)
-        case .unsettled(let mark):
+        case .unsettled(let token):
             // An earlier attempt's Redis half is still in the item (it kept it without learning whether MySQL had it,
             // or it died more than a fence's lifetime ago), and the ledger (read just before) does not have it: the
             // MySQL half is made now, once whatever races it (the ledger's source).
@@ -202,11 +202,11 @@ struct StockAdministration: Sendable, EngineCollaborator {
                 )
             } catch {
                 // The half is this retry's now (it took it over): reversed or kept as its own would be.
-                try await halfFailed(error, adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: mark)
+                try await halfFailed(error, adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: token)
             }
             await closeFence(
                 AdminDoneCall(
-                    itemKey: itemKey, mark: mark, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
+                    itemKey: itemKey, token: token, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
                     version: outcome.version, delta: adjustment.delta
                 )
             )
@@ -233,10 +233,10 @@ struct StockAdministration: Sendable, EngineCollaborator {
         _ error: any Error, _ adjustment: StockAdjustment, itemKey: String, adjustmentKey: String, token: String
     ) async throws -> Never {
         if keepsRedisHalf(after: error, delta: adjustment.delta, itemKey: itemKey) {
-            _ = try? await stores.run(UnsettleCall(adjustmentKey: adjustmentKey, mark: token, fingerprint: adjustment.fingerprint))
+            _ = try? await stores.run(UnsettleCall(adjustmentKey: adjustmentKey, token: token, fingerprint: adjustment.fingerprint))
         } else if await !compensator.undoStock(
             itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
-            mark: token
+            token: token
         ) {
             throw Self.halfKept(error)
         }
@@ -279,7 +279,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
     /// An adjustment MySQL now has: its key, if an earlier attempt left it pending or unsettled, says done (with that
     /// attempt's half), and the fence that attempt's Redis half opened is closed (while the item still has its mark).
     func settleAdjustmentKey(itemKey: String, adjustmentKey: String, _ fingerprint: String) async {
-        await closeFence(AdminDoneCall(itemKey: itemKey, mark: "*", adjustmentKey: adjustmentKey, fingerprint: fingerprint))
+        await closeFence(AdminDoneCall(itemKey: itemKey, token: "*", adjustmentKey: adjustmentKey, fingerprint: fingerprint))
     }
 
     /// The item's stock level once a change was made in both stores: a failure to read it (the close dropped the item

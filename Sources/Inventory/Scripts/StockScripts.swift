@@ -5,10 +5,10 @@ struct SetStockCall: ItemScriptCall {
     static let name = ScriptName.setStock
 
     enum Reply: Sendable, Equatable {
-        /// On-hand moved by `delta` (what MySQL must add too); `mark` is the half's token ('mark@ms',
+        /// On-hand moved by `delta` (what MySQL must add too); `token` is the half's ('mark@ms',
         /// lua/lib/fence.lua), which its undo and the close of its fence name; `before` the settings this
         /// changed ('field=old>new,...'), which an undo puts back.
-        case changed(delta: Int64, mark: String, before: String)
+        case changed(delta: Int64, token: String, before: String)
         /// The item is not whole in Redis: rebuild it (a new item gets its MySQL row first), then run again.
         case missing
         /// On-hand may not go below what live reservations hold.
@@ -35,7 +35,7 @@ struct SetStockCall: ItemScriptCall {
     static func decode(_ value: RedisValue) throws -> Reply {
         let reply = ScriptReply(value)
         switch reply.tag {
-        case "ok": return .changed(delta: reply.int(1) ?? 0, mark: reply.text(2), before: reply.text(3))
+        case "ok": return .changed(delta: reply.int(1) ?? 0, token: reply.text(2), before: reply.text(3))
         case "missing": return .missing
         case "below_reserved": return .belowReserved(reserved: reply.int(1) ?? 0)
         case "codes": return .oneTimeCodes
@@ -49,8 +49,9 @@ struct AdjustStockCall: ScriptCall {
     static let name = ScriptName.adjustStock
 
     enum Reply: Sendable, Equatable {
-        /// Applied now; `mark` is the item's (lua/lib/fence.lua), which an undo of it and the close of its fence name.
-        case applied(mark: String)
+        /// Applied now; `token` is its half's ('mark@ms', lua/lib/fence.lua), which an undo of it and the close of its
+        /// fence name.
+        case applied(token: String)
         /// Applied before with the same body.
         case replay
         /// The adjustment id was used with another body.
@@ -61,9 +62,10 @@ struct AdjustStockCall: ScriptCall {
         case belowReserved(reserved: Int64)
         /// A one-time code pool's stock is its codes.
         case oneTimeCodes
-        /// An earlier attempt's Redis half is still in the item (made under `mark`) and MySQL's outcome of it is not
-        /// known (that attempt ended without learning it, or died): complete the MySQL half.
-        case unsettled(mark: String)
+        /// An earlier attempt's Redis half is still in the item and MySQL's outcome of it is not known (that attempt
+        /// ended without learning it, or died): complete the MySQL half; the half is this retry's from now on, by
+        /// `token`.
+        case unsettled(token: String)
         /// An earlier attempt's Redis half is recent and its MySQL half may still be under way: retry later.
         case busy
     }
@@ -79,13 +81,13 @@ struct AdjustStockCall: ScriptCall {
     static func decode(_ value: RedisValue) throws -> Reply {
         let reply = ScriptReply(value)
         switch reply.tag {
-        case "ok": return .applied(mark: reply.text(3))
+        case "ok": return .applied(token: reply.text(3))
         case "replay": return .replay
         case "conflict": return .conflict
         case "missing": return .missing
         case "below_reserved": return .belowReserved(reserved: reply.int(2) ?? 0)
         case "codes": return .oneTimeCodes
-        case "unsettled": return .unsettled(mark: reply.text(3))
+        case "unsettled": return .unsettled(token: reply.text(3))
         case "busy": return .busy
         default: throw unexpected(value)
         }
@@ -111,11 +113,11 @@ struct UndoStockCall: ScriptCall {
     /// `adjustmentKey`: the key of the adjustment reversed (the item key when none); `marker`: this reversal's;
     /// `surplus`: MySQL had the adjustment from another attempt, so the half goes whatever its key says since.
     init(
-        itemKey: String, adjustmentKey: String, marker: String, delta: Int64, fingerprint: String, mark: String,
+        itemKey: String, adjustmentKey: String, marker: String, delta: Int64, fingerprint: String, token: String,
         settings: String, surplus: Bool = false, retentionSeconds: Int
     ) {
         keys = [itemKey, adjustmentKey, marker]
-        arguments = [String(delta), fingerprint, String(retentionSeconds), mark, settings, surplus ? "1" : ""]
+        arguments = [String(delta), fingerprint, String(retentionSeconds), token, settings, surplus ? "1" : ""]
     }
 
     static func decode(_ value: RedisValue) throws -> Reply {
@@ -136,17 +138,17 @@ struct AdminDoneCall: ScriptCall {
     let keys: [String]
     let arguments: [String]
 
-    /// `mark`: the Redis half's token ('mark@ms', lua/lib/fence.lua: the item's mark when it was made and the time its
+    /// `token`: the Redis half's ('mark@ms', lua/lib/fence.lua: the item's mark when it was made and the time its
     /// fence was opened); "*" for the one the adjustment key names (an earlier attempt's half). `adjustmentKey` and
     /// `fingerprint`: the adjustment's (nil for a PUT). `version`: the stock row's version the MySQL half made (nil
     /// when not known), `delta` and `settings` ('field=old>new,...') what the change made: an item written from MySQL
     /// since the half, from a read before its commit, gets the change, or is dropped to be rebuilt with it.
     init(
-        itemKey: String, mark: String, adjustmentKey: String? = nil, fingerprint: String = "", version: Int64? = nil,
+        itemKey: String, token: String, adjustmentKey: String? = nil, fingerprint: String = "", version: Int64? = nil,
         delta: Int64 = 0, settings: String = ""
     ) {
         keys = [itemKey, adjustmentKey ?? itemKey]
-        arguments = [mark, fingerprint, version.map(String.init) ?? "", String(delta), settings]
+        arguments = [token, fingerprint, version.map(String.init) ?? "", String(delta), settings]
     }
 
     /// Whether the item was there (an item gone has no fence to close; one dropped to be rebuilt with the change was).
@@ -167,9 +169,9 @@ struct UnsettleCall: ScriptCall {
     let keys: [String]
     let arguments: [String]
 
-    init(adjustmentKey: String, mark: String, fingerprint: String) {
+    init(adjustmentKey: String, token: String, fingerprint: String) {
         keys = [adjustmentKey]
-        arguments = [mark, fingerprint]
+        arguments = [token, fingerprint]
     }
 
     /// Whether the key was marked (false: it is not this attempt's pending key any more).
