@@ -1,19 +1,37 @@
--- unsettle.lua: an adjustment attempt whose COMMIT got no answer (MySQL may or may not have it) keeps its Redis half
--- (a removal: Redis never has more to sell than MySQL may have) and says so in the adjustment's key, so that a retry
+-- unsettle.lua: a stock change whose COMMIT got no answer (MySQL may or may not have it) keeps its Redis half (a
+-- removal: Redis never has more to sell than MySQL may have). An adjustment says so in its key, so that a retry
 -- completes the MySQL half at once instead of waiting for the attempt's time to run out (adjust_stock.lua).
 --
--- KEYS[1] the adjustment key   ARGV[1] its half's token (lib/fence.lua)   ARGV[2] fingerprint
+-- KEYS[1] the item hash   KEYS[2] the adjustment key, or the item key again for a PUT
+-- ARGV[1] the half's token (lib/fence.lua)   ARGV[2] fingerprint ('' for a PUT)
 --
--- Only while the key is still this attempt's pending one: a concurrent retry that settled it (the ledger had it)
--- must not see it turned back, or the fence would be closed twice.
+-- The key is marked only while it is still this attempt's pending one: a concurrent retry that settled it (the
+-- ledger had it) must not see it turned back, or the fence would be closed twice.
 --
--- Returns {'ok'} when written, {'gone'} when the key is not this attempt's pending one any more.
+-- The half is kept only in the item it was made in. An item written from MySQL since (a rebuild or a repair, which
+-- waited for the stock row MySQL's half held and read it before that half's COMMIT) has not got it, while MySQL may:
+-- it is dropped, and its next use rebuilds it from MySQL's outcome.
+--
+-- Returns {'ok'} when the key was marked (a PUT: always), {'gone'} when it is not this attempt's pending one any
+-- more.
 
 --!include fence
 
-local saved = redis.call('GET', KEYS[1])
-if not saved or not namesHalf(saved, ARGV[2], ARGV[1]) then return {'gone'} end
-local _, _, _, unsettled = adjustmentState(saved)
-if unsettled then return {'gone'} end
-redis.call('SET', KEYS[1], 'unsettled:' .. string.sub(saved, 9), 'KEEPTTL')
-return {'ok'}
+local item = KEYS[1]
+local result = {'ok'}
+if KEYS[2] ~= item then
+  local saved = redis.call('GET', KEYS[2])
+  local _, _, _, unsettled
+  if saved then _, _, _, unsettled = adjustmentState(saved) end
+  if not saved or not namesHalf(saved, ARGV[2], ARGV[1]) or unsettled then
+    result = {'gone'}
+  else
+    redis.call('SET', KEYS[2], 'unsettled:' .. string.sub(saved, 9), 'KEEPTTL')
+  end
+end
+local current = redis.call('HMGET', item, 'stock_num', 'epoch', 'repairs')
+local mark = halfToken(ARGV[1])
+if current[1] and mark ~= '' and mark ~= itemMark(current[2], current[3]) then
+  redis.call('DEL', item)
+end
+return result

@@ -294,6 +294,32 @@ extension AdjustmentHalvesTests {
         }
     }
 
+    /// A removal whose COMMIT got no answer, and whose outcome cannot be learnt, is kept in Redis; but its item was
+    /// rebuilt between its halves (from a read before the commit): the kept half is not in it while MySQL has the
+    /// removal (it stayed so: Redis 10 against MySQL's 7, 3 units to sell twice). The keep drops such an item, and its
+    /// rebuild reads MySQL's outcome.
+    @Test("a removal kept after an unknown COMMIT, its item rebuilt between its halves, leaves the item as MySQL has it")
+    func keptRemovalRebuiltBetween() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            try await withHeldAttempt(stores) { attempt, proxy, _ in
+                let running = try await heldAtMySQLHalf(proxy) { try await attempt.adjustStock(item, adjustment) }
+                _ = try await stores.redis.command("DEL", stores.keys.item(item))
+                #expect(try await onHand(stores) == 10, "rebuilt from MySQL, which has no part of it yet")
+                // The COMMIT reaches MySQL, its answer does not, and MySQL stays away while the attempt asks the ledger.
+                proxy.cutAfterRequest(containing: "COMMIT", thenDown: true)
+                proxy.release()
+                let thrown = await #expect(throws: InventoryError.self) { try await running.value }
+                #expect(thrown?.case == .outcomeUnknown)
+                proxy.down = false
+            }
+            #expect(try await stores.mysqlStock(1) == 7)
+            #expect(try await onHand(stores) == 7)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
     /// Likewise for a PUT, with a setting: the rebuilt item gets the delta and the setting the PUT made.
     @Test("an item rebuilt between a PUT's halves, from MySQL before its commit, gets the change and its settings when it closes")
     func putRebuiltBetweenHalves() async throws {

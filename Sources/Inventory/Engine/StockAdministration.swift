@@ -103,9 +103,12 @@ struct StockAdministration: Sendable, EngineCollaborator {
             // The settings the change made go back with its delta: a 503 leaves the item as it was. A PUT that made the
             // item infinite or finite is never kept (it may sell without limit while MySQL's stays finite, which the
             // reconciler does not compare): its reversal drops the item, and the rebuild reads MySQL's outcome.
-            if Self.flipsInfinite(before) || !keepsRedisHalf(after: error, delta: delta, itemKey: itemKey),
-                await !compensator.undoStock(itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", token: token, settings: before)
-            {
+            if !Self.flipsInfinite(before), keepsRedisHalf(after: error, delta: delta, itemKey: itemKey) {
+                // Kept, in the item it was made in only (unsettle.lua drops an item rebuilt since).
+                _ = try? await stores.run(UnsettleCall(itemKey: itemKey, token: token))
+            } else if await !compensator.undoStock(
+                itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", token: token, settings: before
+            ) {
                 throw Self.halfKept(error)
             }
             throw stores.mapMySQL(error)
@@ -233,7 +236,9 @@ struct StockAdministration: Sendable, EngineCollaborator {
         _ error: any Error, _ adjustment: StockAdjustment, itemKey: String, adjustmentKey: String, token: String
     ) async throws -> Never {
         if keepsRedisHalf(after: error, delta: adjustment.delta, itemKey: itemKey) {
-            _ = try? await stores.run(UnsettleCall(adjustmentKey: adjustmentKey, token: token, fingerprint: adjustment.fingerprint))
+            _ = try? await stores.run(
+                UnsettleCall(itemKey: itemKey, adjustmentKey: adjustmentKey, token: token, fingerprint: adjustment.fingerprint)
+            )
         } else if await !compensator.undoStock(
             itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
             token: token

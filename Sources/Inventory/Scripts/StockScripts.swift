@@ -161,16 +161,17 @@ struct AdminDoneCall: ScriptCall {
     }
 }
 
-/// lua/unsettle.lua: an adjustment attempt that kept its Redis half without learning MySQL's outcome says so in the
-/// adjustment's key, while the key is still its pending one.
+/// lua/unsettle.lua: a stock change that kept its Redis half without learning MySQL's outcome: an adjustment says so
+/// in its key, while the key is still its pending one; an item written from MySQL since the half is dropped.
 struct UnsettleCall: ScriptCall {
     static let name = ScriptName.unsettle
 
     let keys: [String]
     let arguments: [String]
 
-    init(adjustmentKey: String, token: String, fingerprint: String) {
-        keys = [adjustmentKey]
+    /// `adjustmentKey` and `fingerprint`: the adjustment's (nil and "" for a PUT).
+    init(itemKey: String, adjustmentKey: String? = nil, token: String, fingerprint: String = "") {
+        keys = [itemKey, adjustmentKey ?? itemKey]
         arguments = [token, fingerprint]
     }
 
