@@ -33,10 +33,7 @@ extension AdjustmentHalvesTests {
             do {
                 try await attempt.loadScripts()
                 let session = try #require(try await client.query("SELECT CONNECTION_ID() AS id").rows.first?.int64("id"))
-                let change = StockChange(
-                    bizId: stores.bizId, skuId: 1, delta: adjustment.delta, reason: adjustment.reason ?? "adjustment",
-                    source: StockAdministration.adjustmentSource(item, adjustment), infinite: nil, dangerNum: nil, backorderLimit: nil
-                )
+                let change = StockAdministration.mysqlHalf(item, adjustment)
                 // The first attempt's Redis half; its key vanishes.
                 _ = try await redisHalf(stores)
                 _ = try await stores.redis.command("DEL", adjustmentKey(stores))

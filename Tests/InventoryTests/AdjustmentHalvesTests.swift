@@ -288,13 +288,7 @@ struct AdjustmentHalvesTests {
 
     /// The MySQL half of `adjustment`, as its attempt makes it.
     func mysqlHalf(_ stores: TestStores, _ adjustment: StockAdjustment) async throws {
-        _ = try await StockRepository(client: stores.mysql).apply(
-            StockChange(
-                bizId: stores.bizId, skuId: 1, delta: adjustment.delta, reason: adjustment.reason ?? "adjustment",
-                source: StockAdministration.adjustmentSource(stores.item(1), adjustment), infinite: nil, dangerNum: nil,
-                backorderLimit: nil
-            )
-        )
+        _ = try await StockRepository(client: stores.mysql).apply(StockAdministration.mysqlHalf(stores.item(1), adjustment))
     }
 
     /// A caller died between its halves a minute ago; a later change's halves must be fenced all the same (the fence

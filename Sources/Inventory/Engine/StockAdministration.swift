@@ -159,14 +159,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
         case .applied(let token):
             let outcome: StockChangeOutcome
             do {
-                outcome = try await stockRepository.apply(
-                    StockChange(
-                        bizId: id.bizId, skuId: id.skuId, delta: adjustment.delta,
-                        reason: adjustment.reason ?? "adjustment",
-                        source: Self.adjustmentSource(id, adjustment),
-                        infinite: nil, dangerNum: nil, backorderLimit: nil
-                    )
-                )
+                outcome = try await stockRepository.apply(Self.mysqlHalf(id, adjustment))
             } catch {
                 try await halfFailed(error, adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: token)
             }
@@ -182,12 +175,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
                 )
                 return AdjustmentOutcome(level: try await level(id), replayed: true)
             }
-            await closeFence(
-                AdminDoneCall(
-                    itemKey: itemKey, token: token, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
-                    version: outcome.version, delta: adjustment.delta
-                )
-            )
+            await closeFence(close(adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: token, outcome))
             return AdjustmentOutcome(level: try await level(id), replayed: false)
         case .replay:
             return AdjustmentOutcome(level: try await level(id), replayed: true)
@@ -197,22 +185,12 @@ struct StockAdministration: Sendable, EngineCollaborator {
             // MySQL half is made now, once whatever races it (the ledger's source).
             let outcome: StockChangeOutcome
             do {
-                outcome = try await stockRepository.apply(
-                    StockChange(
-                        bizId: id.bizId, skuId: id.skuId, delta: adjustment.delta, reason: adjustment.reason ?? "adjustment",
-                        source: Self.adjustmentSource(id, adjustment), infinite: nil, dangerNum: nil, backorderLimit: nil
-                    )
-                )
+                outcome = try await stockRepository.apply(Self.mysqlHalf(id, adjustment))
             } catch {
                 // The half is this retry's now (it took it over): reversed or kept as its own would be.
                 try await halfFailed(error, adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: token)
             }
-            await closeFence(
-                AdminDoneCall(
-                    itemKey: itemKey, token: token, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
-                    version: outcome.version, delta: adjustment.delta
-                )
-            )
+            await closeFence(close(adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: token, outcome))
             return AdjustmentOutcome(level: try await level(id), replayed: true)
         case .busy:
             throw InventoryError.unavailable(
@@ -314,6 +292,24 @@ struct StockAdministration: Sendable, EngineCollaborator {
             return values.count == 2 && values[0] != values[1]
         }
         return false
+    }
+
+    /// An adjustment's MySQL half: its delta and reason, once per ledger source.
+    static func mysqlHalf(_ id: StockItemID, _ adjustment: StockAdjustment) -> StockChange {
+        StockChange(
+            bizId: id.bizId, skuId: id.skuId, delta: adjustment.delta, reason: adjustment.reason ?? "adjustment",
+            source: adjustmentSource(id, adjustment), infinite: nil, dangerNum: nil, backorderLimit: nil
+        )
+    }
+
+    /// The close of an adjustment's half whose MySQL half is done (`outcome`'s version: lua/admin_done.lua).
+    func close(
+        _ adjustment: StockAdjustment, itemKey: String, adjustmentKey: String, token: String, _ outcome: StockChangeOutcome
+    ) -> AdminDoneCall {
+        AdminDoneCall(
+            itemKey: itemKey, token: token, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
+            version: outcome.version, delta: adjustment.delta
+        )
     }
 
     /// The ledger source of an adjustment: unique per item and adjustment id.

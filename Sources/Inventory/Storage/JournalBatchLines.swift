@@ -1,0 +1,63 @@
+import MySQLClient
+
+// MARK: - The lines a batch plan is made of (JournalBatchPlan.swift)
+
+/// (order, biz, sku): the journal's unique key.
+struct LineKey: Hashable, Sendable, Comparable {
+    let orderId: String
+    let bizId: String
+    let skuId: UInt64
+
+    static func < (lhs: LineKey, rhs: LineKey) -> Bool {
+        (lhs.orderId, lhs.bizId, lhs.skuId) < (rhs.orderId, rhs.bizId, rhs.skuId)
+    }
+
+    var binds: [MySQLValue] {
+        var binds: [MySQLValue] = []
+        appendBinds(to: &binds)
+        return binds
+    }
+
+    func appendBinds(to binds: inout [MySQLValue]) {
+        binds.append(.string(orderId))
+        binds.append(.string(bizId))
+        binds.append(skuValue(skuId))
+    }
+}
+
+struct ReserveLine: Sendable {
+    let key: LineKey
+    let userId: String?
+    /// The request's fingerprint, stored as its SHA-1 (nil: not known).
+    let requestFingerprint: String?
+    let quantity: Int64
+    /// Unix milliseconds.
+    let expiresAt: Int64
+    let eventId: String
+    let codes: [String]
+    /// A confirm, cancel, expiry or refund of the line comes before this reserve in the batch: the line's earlier
+    /// order had ended by the time this reserve was made.
+    let endedBefore: Bool
+    /// The reserve's Redis time (Unix ms): its outbox entry id's milliseconds, or the event's `at` where that is later
+    /// (a Redis that takes an entry's id from the script's start can give it a millisecond before the `now` the
+    /// script counted the per-user window by); nil when neither is known.
+    let reservedAt: Int64?
+}
+
+struct UndoLine: Sendable {
+    let key: LineKey
+    let reserveEventId: String
+}
+
+struct StatusChange: Sendable {
+    let from: String
+    let to: String
+    let keys: [LineKey]
+}
+
+struct LedgerLine: Sendable {
+    let item: StockItemID
+    let delta: Int64
+    let reason: String
+    let source: String
+}
