@@ -395,6 +395,8 @@ public final class WriteBackWorker: Service, Sendable {
         // keys' retention period) counts nothing in the item, so the take-back names no earlier event (it would give
         // the units back a second time). The journal decides that once per duplicate (`earlierHold`).
         // By line: on a cluster an order's parts are events of their own (each with its earlier event), in one batch.
+        // (Almost every batch has none: nothing is looked up then.)
+        guard !result.duplicates.isEmpty else { return }
         func line(_ bizId: String, _ orderId: String, _ skuId: UInt64) -> String { "\(bizId)\u{0}\(orderId)\u{0}\(skuId)" }
         let earlierHolds = Dictionary(
             result.duplicates.map { (line($0.bizId, $0.orderId, $0.skuId) + "\u{0}" + $0.eventId, $0.earlierHold) },
