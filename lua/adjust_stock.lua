@@ -5,16 +5,21 @@
 --
 -- Returns one of
 --   {'ok', available, reserved, token} applied now (token: its half's, 'mark@ms', lib/fence.lua, which an undo
---                                     of it, the close of its fence and unsettle.lua name)
+--                                     of it, the close of its fence and unsettle.lua name; also the half's name,
+--                                     which its MySQL half records in the ledger)
 --   {'replay', available, reserved}   this adjustment id was applied before with the same body
 --   {'conflict'}                      this adjustment id was used with another body
 --   {'missing'}                       the item is not in Redis
 --   {'below_reserved', available, reserved}  removing that much would leave less on hand than is reserved
 --   {'codes'}                         the item has a one-time code pool: its stock is its codes (upload codes)
---   {'unsettled', available, reserved, token}  an earlier attempt's Redis half is still in the item and MySQL's
---                                     outcome of it is not known (the attempt ended without learning it, or died more
---                                     than a fence's lifetime ago): the caller completes the MySQL half, which the
---                                     ledger makes happen once; the half is this retry's from now on (token)
+--   {'unsettled', available, reserved, token, half}  an earlier attempt's Redis half is still in the item and
+--                                     MySQL's outcome of it is not known (the attempt ended without learning it, or
+--                                     died more than a fence's lifetime ago): the caller completes the MySQL half,
+--                                     which the ledger makes happen once; the half is this retry's from now on
+--                                     (token), and keeps its name (half: 'mark@ms' of its making; '' when its key is
+--                                     from before halves had names): MySQL's ledger may have it under that name from
+--                                     the earlier attempt, or another half of the adjustment, which makes this one a
+--                                     surplus (StockAdministration)
 --   {'busy'}                          an earlier attempt's Redis half was made less than a fence's lifetime ago and
 --                                     its MySQL half may still be under way: retry later
 --
@@ -38,28 +43,28 @@ end
 local mark = itemMark(current[4], current[5])
 local now = clockNow(ARGV[4])
 if saved then
-  local fingerprint, savedMark, at, unsettled = adjustmentState(saved)
-  if fingerprint ~= ARGV[2] then
+  local key = adjustmentState(saved)
+  if key.fingerprint ~= ARGV[2] then
     return {'conflict'}
   end
-  if not savedMark then
+  if not key.mark then
     return {'replay', current[1] or '0', current[2] or '0'}
   end
-  if savedMark == '' then
+  if key.mark == '' then
     -- a key from before marks: its half taken to be in the item, as then
-    return {'unsettled', current[1] or '0', current[2] or '0', ''}
+    return {'unsettled', current[1] or '0', current[2] or '0', '', ''}
   end
-  if current[1] and savedMark == mark then
-    if not unsettled and now - at < FENCE_MS then
+  if current[1] and key.mark == mark then
+    if not key.unsettled and now - key.at < FENCE_MS then
       return {'busy'}
     end
     -- Taken over: the key names this retry's time from now on, so the earlier attempt (a reversal of it stored as a
     -- task, a late failure) no longer acts on the half this retry completes; the half is fenced anew for the MySQL
     -- half to come (the earlier attempt's fence lapsed, or was left to lapse).
-    closeFence(item, at, now)
+    closeFence(item, key.at, now)
     local taken = openFence(item, now)
-    redis.call('SET', KEYS[2], 'pending:' .. mark .. ':' .. taken .. ':' .. ARGV[2], 'KEEPTTL')
-    return {'unsettled', current[1], current[2] or '0', mark .. '@' .. taken}
+    redis.call('SET', KEYS[2], adjustmentValue('pending', mark, taken, key.made, ARGV[2]), 'KEEPTTL')
+    return {'unsettled', current[1], current[2] or '0', mark .. '@' .. taken, key.unnamed and '' or key.half}
   end
   -- The half is not in the item any more (rebuilt or repaired from MySQL, which did not have it): made afresh below.
 end
@@ -74,5 +79,5 @@ end
 local left = redis.call('HINCRBY', item, 'stock_num', delta)
 redis.call('HSET', item, 'is_sell_out', (current[6] ~= '1' and left <= 0) and '1' or '0')
 local at = openFence(item, now)
-redis.call('SET', KEYS[2], 'pending:' .. mark .. ':' .. at .. ':' .. ARGV[2], 'EX', tonumber(ARGV[3]))
+redis.call('SET', KEYS[2], adjustmentValue('pending', mark, at, at, ARGV[2]), 'EX', tonumber(ARGV[3]))
 return {'ok', left, current[2], mark .. '@' .. at}

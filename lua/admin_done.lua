@@ -1,5 +1,5 @@
 -- admin_done.lua: a stock change's MySQL half is done: close the fence its Redis half opened (lib/fence.lua), and an
--- adjustment's key says so ('done:<mark>:<ms>:<fingerprint>' from now on, the half's token: a retry is a replay).
+-- adjustment's key says so ('done:<mark>:<ms>:<made>:<fingerprint>' from now on: a retry is a replay).
 --
 -- KEYS[1] item hash   KEYS[2] the adjustment's key, or the item key again for a change without one (PUT)
 -- ARGV[1] the token of the Redis half (lib/fence.lua: 'mark@ms'; the mark alone from before PUTs had times), '*' for the one the
@@ -9,6 +9,7 @@
 -- ARGV[2] the adjustment's fingerprint ('' for a PUT)
 -- ARGV[3] the version of MySQL's stock row the MySQL half made ('' when not known)   ARGV[4] the change's delta
 -- ARGV[5] the settings it changed ('field=old>new,...', set_stock.lua; '' none)
+-- ARGV[6] with '*': the name of the half MySQL's ledger has the adjustment from ('' when not known)
 --
 -- An item whose counters were written from MySQL since the Redis half (a rebuild, a repair: its mark moved on) from a
 -- read of the stock row before the MySQL half committed (`mysql_version` below ARGV[3]; the read held the row, so it
@@ -22,8 +23,10 @@
 -- the fence: two retries that both completed the MySQL half close it once, and an attempt whose half a repair took
 -- out leaves alone the key of the attempt that made the change afresh.
 --
--- Returns {'ok'}, {'dropped'} when the item was dropped (above), or {'missing'} when the item is gone (nothing to
--- close: a rebuild starts without a fence; the key is settled all the same).
+-- Returns {'ok'}, {'dropped'} when the item was dropped (above), {'missing'} when the item is gone (nothing to
+-- close: a rebuild starts without a fence; the key is settled all the same), or with '*' {'surplus', token, half}
+-- when the key names another half than MySQL's ledger has (each attempt made a half: the key of the first one
+-- vanished before the second): nothing was written, the caller reverses the half (its owner's token and its name).
 
 --!include clock
 --!include fence
@@ -34,23 +37,27 @@ local token = ARGV[1]
 local owns = true
 if KEYS[2] ~= item then
   local saved = redis.call('GET', KEYS[2])
-  local fingerprint, keyMark, keyAt, unsettled
-  if saved then fingerprint, keyMark, keyAt, unsettled = adjustmentState(saved) end
-  if not saved or fingerprint ~= ARGV[2] or not keyMark then
+  local key = saved and adjustmentState(saved)
+  if not key or key.fingerprint ~= ARGV[2] or not key.mark then
     owns = false
   elseif token == '*' then
     -- A pending half younger than a fence's lifetime may be an attempt's still under way (one whose MySQL half turns
     -- out a duplicate reverses it): left to that attempt.
-    if not unsettled and keyAt and clockNow('') - keyAt < FENCE_MS then return {'ok'} end
-    token = keyAt and (keyMark .. '@' .. keyAt) or keyMark
-  elseif keyMark ~= '' and not namesHalf(saved, ARGV[2], token) then
+    if not key.unsettled and key.at and clockNow('') - key.at < FENCE_MS then return {'ok'} end
+    token = key.at and (key.mark .. '@' .. key.at) or key.mark
+    -- MySQL has another half of the adjustment: the one the key names is a surplus, for the caller to reverse.
+    if (ARGV[6] or '') ~= '' and not key.unnamed and key.half ~= ARGV[6] then
+      return {'surplus', token, key.half}
+    end
+  elseif key.mark ~= '' and not namesHalf(saved, ARGV[2], token) then
     -- the key of another half (a retry took this one over, or made the change afresh since)
     owns = false
   end
   if owns then
-    -- Done, with the half it was done with (a surplus half's reversal tells its own from one a retry took over).
+    -- Done, with the owner it was done by and the half's name (a reversal of a half tells its own from another).
     local doneMark, doneAt = halfToken(token)
-    redis.call('SET', KEYS[2], doneAt and ('done:' .. doneMark .. ':' .. doneAt .. ':' .. ARGV[2]) or ARGV[2], 'KEEPTTL')
+    redis.call('SET', KEYS[2], doneAt and adjustmentValue('done', doneMark, doneAt, key.made or doneAt, ARGV[2]) or ARGV[2],
+      'KEEPTTL')
   end
 end
 local current = redis.call('HMGET', item, 'stock_num', 'epoch', 'repairs', 'mysql_version', 'is_infinite')

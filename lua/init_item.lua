@@ -51,6 +51,7 @@
 -- numbers may be stale, so nothing is written), or the code set or usage hash lost a part.
 
 --!include clock
+--!include lifetime
 --!include parts
 --!include restamp
 
@@ -112,15 +113,6 @@ fillMembers(KEYS[2], 'users', ARGV[11], 21 + codeCount + 2 * holdCount, #ARGV - 
 redis.call('HSET', item, 'mysql_version', ARGV[#ARGV])
 -- the item is whole only with its usage hash while it has counts (lib/items.lua)
 redis.call('HSET', item, 'has_users', redis.call('EXISTS', KEYS[2]) == 1 and '1' or '0')
--- The three expire at one instant (EXPIRE reads the clock anew for each key: on a busy machine a millisecond can
--- pass between them).
-local expireAt = tonumber(ARGV[7]) > 0 and clockNow('') + tonumber(ARGV[7]) * 1000 or nil
-for k = 1, 3 do
-  local key = KEYS[k]
-  if expireAt then
-    redis.call('PEXPIREAT', key, expireAt)
-  else
-    redis.call('PERSIST', key)
-  end
-end
+-- The three expire at one instant (lib/lifetime.lua).
+expireTogether({KEYS[1], KEYS[2], KEYS[3]}, tonumber(ARGV[7]))
 return {'ok'}

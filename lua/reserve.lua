@@ -67,6 +67,7 @@
 
 --!include clock
 --!include items
+--!include lifetime
 --!include request
 --!include usage
 --!include integer
@@ -259,13 +260,23 @@ if not anyGranted and not partOfSeveral then
   return {'short', table.concat(availableList, ',')}
 end
 
--- An item (or its usage hash, or its code set) held with less than half its TTL left gets the TTL back, once per script (keep-warm).
+-- An item held whose hash, usage hash or code set has less than half the item TTL left (or none) gets it back, the
+-- three at one instant (lib/lifetime.lua), once per script (keep-warm). Each key decided on its own would let a
+-- companion renewed a moment before its item's turn (or after it) expire half a TTL apart from it: the item would
+-- then not be whole, and be rebuilt (lib/items.lua).
 local warmed = {}
-local function keepWarm(key)
-  if itemTTL > 0 and not warmed[key] then
-    warmed[key] = true
-    if redis.call('TTL', key) < itemTTL / 2 then
-      redis.call('EXPIRE', key, itemTTL)
+local function keepWarm(i, item)
+  local itemKey = KEYS[4 + 3 * i]
+  if itemTTL == 0 or warmed[itemKey] then return end
+  warmed[itemKey] = true
+  local keys = {itemKey}
+  if item.usersKey then keys[#keys + 1] = item.usersKey end
+  if item.pool ~= '' then keys[#keys + 1] = item.codesKey end
+  for _, key in ipairs(keys) do
+    local left = redis.call('PTTL', key)
+    if left == -1 or (left >= 0 and left < itemTTL * 500) then
+      expireTogether({itemKey, KEYS[4 + 3 * n + i], KEYS[4 + 4 * n + i]}, itemTTL)
+      return
     end
   end
 end
@@ -295,7 +306,6 @@ for i = 0, n - 1 do
     applied[itemKey] = current
     redis.call('HSET', itemKey, 'stock_num', int(current.stock), 'used_stock_num', int(current.used),
       'is_sell_out', (not item.infinite and current.stock <= 0) and '1' or '0')
-    keepWarm(itemKey)
     if ARGV[9] == 'after_deduct' then
       error('failpoint after_deduct')
     end
@@ -304,7 +314,6 @@ for i = 0, n - 1 do
     if item.usersKey then
       item.userUsed = item.userUsed + grant
       setUsage(itemKey, item.usersKey, user, item.window, item.userUsed)
-      keepWarm(item.usersKey)
       if not item.hasUsers then
         -- from now on the item is not whole without its usage hash (lib/items.lua)
         redis.call('HSET', itemKey, 'has_users', '1')
@@ -313,8 +322,6 @@ for i = 0, n - 1 do
     end
     if item.pool ~= '' then
       anyCodes = true
-      -- the code set lives as long as its item (a pool whose codes expired would hand out none)
-      keepWarm(item.codesKey)
       local codes = askedCodes[i + 1] or {}
       if #codes > 0 then
         -- a hold cut short (a partial hold within the user's allowance) takes the first codes it holds, no more
@@ -332,6 +339,7 @@ for i = 0, n - 1 do
       end
       held = table.concat(codes, '|')
     end
+    keepWarm(i, item)
     events[#events + 1] = sku .. ':' .. int(grant)
     epochs[#epochs + 1] = item.epoch
     eventCodes[#eventCodes + 1] = held

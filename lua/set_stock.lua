@@ -25,6 +25,7 @@
 -- delta that commutes with them and with the worker's confirm deductions in MySQL.
 
 --!include clock
+--!include lifetime
 --!include fence
 
 local item = KEYS[1]
@@ -46,7 +47,7 @@ local function settings()
     end
   end
   if ttl > 0 then
-    for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
+    expireTogether(KEYS, ttl)
   end
   return table.concat(before, ',')
 end

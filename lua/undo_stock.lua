@@ -10,14 +10,21 @@
 -- ARGV[6] '1' when the half is a surplus: MySQL had the adjustment from another attempt before this one's MySQL half
 --         (StockRepository's duplicate), so the half goes even if a retry that found the adjustment in MySQL settled
 --         its key since; not when a retry took this half over (its key names another time of the same mark, or was
---         settled with that half: the retry completed this very half); '' otherwise
+--         settled with that half: the retry completed this very half); '' otherwise. (Read only for a key from before
+--         halves had names: a named key says which half it is, below.)
+-- ARGV[7] the half's name (lib/fence.lua: 'mark@ms' of its making; '' when it is the token's own: its owner made it)
 --
 -- The reversal ends the change: the fence its Redis half opened is closed (lib/fence.lua).
 --
+-- An adjustment's key names the half it is about (lib/fence.lua): a key of this half's name that another token owns
+-- was taken over by a retry, which completes or reverses the half itself; a key that says done with this half's name
+-- says MySQL has this very half (it stays); a key of another name (a half made afresh after this one's key vanished,
+-- or done with it) leaves this half to be reversed.
+--
 -- Returns {'ok', available} when reversed now, {'done'} when this reversal ran before (a retry of a durable task
--- whose first attempt did reach Redis) or, for a half that is not a surplus, the adjustment is known done in MySQL
--- (its key says done: a retry of it completed the MySQL half meanwhile, and the half stays) or a retry took the half
--- over to complete it, {'rebuilt'} when the item is gone or was
+-- whose first attempt did reach Redis, or another owner's reversal of the same half: the marker is the half's) or
+-- MySQL has the half (its key says done with it: a retry of it completed the MySQL half meanwhile, and the half
+-- stays) or a retry took the half over, {'rebuilt'} when the item is gone or was
 -- rebuilt or repaired from MySQL since the change (MySQL did not have it, so the item as it is now does not count it:
 -- nothing to reverse; after a repair the settings a PUT made still go back). Deleting the adjustment key (while it
 -- names this change's half) lets the caller's retry apply the change afresh.
@@ -35,22 +42,31 @@ local made = ARGV[4] or ''
 local legacy = not string.find(made, '/', 1, true)
 local madeMark, madeAt = halfToken(made)
 local madeEpoch = legacy and made or string.match(madeMark, '^(.*)/%d+$')
--- The adjustment's key, when this undoes one: whether it names this change's half, whether the MySQL half is known
--- done, and whether a retry took the half over (it completes the MySQL half: not to be reversed).
+-- The adjustment's key, when this undoes one: whether it names this change's half as its owner, whether the MySQL
+-- half is known done, and whether a retry took the half over (it completes the MySQL half, or reverses it: not to be
+-- reversed here).
 local ours, settled, takenOver = false, false, false
--- Whether the key was settled with another half than this one (one a retry took over from it and completed).
-local settledOther = false
+-- Whether MySQL is known to have this very half (a retry took it over and completed it), so that it stays.
+local kept = false
+local name = (ARGV[7] or '') ~= '' and ARGV[7] or made
 if KEYS[2] ~= item then
   local saved = redis.call('GET', KEYS[2])
   if saved then
-    local fingerprint, keyMark, _, _, doneToken = adjustmentState(saved)
+    local key = adjustmentState(saved)
     if legacy then
       ours = saved == ARGV[2]
-    elseif fingerprint == ARGV[2] then
-      settled = not keyMark
-      settledOther = settled and doneToken ~= nil and doneToken ~= made
+    elseif key.fingerprint == ARGV[2] then
+      settled = not key.mark
       ours = not settled and namesHalf(saved, ARGV[2], made)
-      takenOver = not settled and not ours and keyMark == madeMark
+      if key.unnamed then
+        -- A key from before halves had names: a pending key of the same mark is taken for this half taken over, one
+        -- settled with another token for it completed.
+        kept = settled and ((key.done ~= nil and key.done ~= made) or ARGV[6] ~= '1')
+        takenOver = not settled and not ours and key.mark == madeMark
+      else
+        kept = settled and key.half == name
+        takenOver = not settled and not ours and key.half == name
+      end
     end
   end
 end
@@ -86,9 +102,8 @@ if not current[1] or (made ~= '' and now ~= expected) then
   end
   return {'rebuilt'}
 end
--- A surplus half goes unless a retry took it over (it completed this very half): settled with this half's token (a
--- retry that found the adjustment in MySQL settled it) or with none known, it goes.
-if takenOver or settledOther or (settled and ARGV[6] ~= '1') then
+-- The half goes unless a retry took it over or MySQL has it (above).
+if takenOver or kept then
   return {'done'}
 end
 redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))

@@ -21,9 +21,7 @@ local item = KEYS[1]
 local result = {'ok'}
 if KEYS[2] ~= item then
   local saved = redis.call('GET', KEYS[2])
-  local _, _, _, unsettled
-  if saved then _, _, _, unsettled = adjustmentState(saved) end
-  if not saved or not namesHalf(saved, ARGV[2], ARGV[1]) or unsettled then
+  if not saved or not namesHalf(saved, ARGV[2], ARGV[1]) or adjustmentState(saved).unsettled then
     result = {'gone'}
   else
     redis.call('SET', KEYS[2], 'unsettled:' .. string.sub(saved, 9), 'KEEPTTL')

@@ -259,11 +259,15 @@ public struct TestStores: Sendable {
             _ = try await redis.command("HSET", itemKey, "admin_since", String(at - milliseconds))
         }
         guard let adjustmentKey, let value = try await redis.command("GET", adjustmentKey).text else { return nil }
-        // 'pending:<mark>:<ms>:<fingerprint>' or 'unsettled:…' (lua/lib/fence.lua); a done one or a bare fingerprint has no time.
-        let parts = value.split(separator: ":", maxSplits: 3, omittingEmptySubsequences: false).map(String.init)
-        guard parts.count == 4, parts[0] == "pending" || parts[0] == "unsettled", let at = Int64(parts[2]) else { return nil }
+        // '<state>:<mark>:<ms>:<made>:<fingerprint>' (lua/lib/fence.lua; a key from before halves had names lacks
+        // <made>); a done one or a bare fingerprint has no time. A half made at the owner's time is made a minute
+        // earlier too (its name moves with it).
+        var parts = value.split(separator: ":", maxSplits: 4, omittingEmptySubsequences: false).map(String.init)
+        guard parts.count >= 4, parts[0] == "pending" || parts[0] == "unsettled", let at = Int64(parts[2]) else { return nil }
         let moved = at - milliseconds
-        _ = try await redis.command("SET", adjustmentKey, [parts[0], parts[1], String(moved), parts[3]].joined(separator: ":"), "KEEPTTL")
+        if parts.count == 5, parts[3] == parts[2] { parts[3] = String(moved) }
+        parts[2] = String(moved)
+        _ = try await redis.command("SET", adjustmentKey, parts.joined(separator: ":"), "KEEPTTL")
         return moved
     }
 

@@ -33,9 +33,8 @@ extension AdjustmentHalvesTests {
             do {
                 try await attempt.loadScripts()
                 let session = try #require(try await client.query("SELECT CONNECTION_ID() AS id").rows.first?.int64("id"))
-                let change = StockAdministration.mysqlHalf(item, adjustment)
                 // The first attempt's Redis half; its key vanishes.
-                _ = try await redisHalf(stores)
+                let change = StockAdministration.mysqlHalf(item, adjustment, half: try await redisHalf(stores))
                 _ = try await stores.redis.command("DEL", adjustmentKey(stores))
                 // Its MySQL half, committed once the second attempt waits for its ledger row.
                 let running = try await stores.mysql.withTransaction(isolation: nil) { other in

@@ -77,7 +77,8 @@ struct AdjustmentHalvesTests {
             #expect(busy?.case == .unavailable)
             #expect(try await onHand(stores) == 7)
             #expect(try await stores.mysqlStock(1) == 10)
-            try await age(stores)
+            // The attempt's half as if made a minute ago (its token with it).
+            let died = mark + "@\(try await age(stores))"
             let again = try await stores.engine.adjustStock(stores.item(1), adjustment)
             #expect(again.replayed)
             #expect(again.level.onHand == 7)
@@ -86,7 +87,7 @@ struct AdjustmentHalvesTests {
             #expect(try await stores.openFences(1) == 0, "the dead attempt's fence closed")
             #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
             // A reversal of the dead attempt, stored as a task, that runs only now reverses nothing: MySQL has it.
-            let late = undo(stores, token: token, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            let late = undo(stores, token: died, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             #expect(try await stores.engine.stores.run(late) == .done)
             #expect(try await onHand(stores) == 7)
         }
@@ -164,11 +165,11 @@ struct AdjustmentHalvesTests {
                 itemKey: itemKey, token: "old-epoch/0@1", adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint,
                 version: 0
             )
-            #expect(try await stores.engine.stores.run(call))
+            #expect(try await stores.engine.stores.run(call) == .closed)
             #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text?.hasPrefix("pending:\(mark):") == true)
             #expect(try await stores.openFences(1) == 1)
             let own = AdminDoneCall(itemKey: itemKey, token: token, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
-            #expect(try await stores.engine.stores.run(own))
+            #expect(try await stores.engine.stores.run(own) == .closed)
             #expect(try await isDone(stores))
             #expect(try await stores.openFences(1) == 0)
             // Once: a second close of the same half finds the key settled and closes nothing (another change's fence
@@ -178,7 +179,7 @@ struct AdjustmentHalvesTests {
                 Issue.record("adjust_stock did not apply")
                 return
             }
-            #expect(try await stores.engine.stores.run(own))
+            #expect(try await stores.engine.stores.run(own) == .closed)
             #expect(try await stores.openFences(1) == 1)
             // A half of an earlier mark, committed after the item's read, whose key is no longer its own: another
             // attempt's half may stand in the item instead, so the change is not added by hand; the item is dropped (its
@@ -187,13 +188,13 @@ struct AdjustmentHalvesTests {
                 itemKey: itemKey, token: "old-epoch/0@1", adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint,
                 version: 1_000_000_000, delta: adjustment.delta
             )
-            #expect(try await stores.engine.stores.run(notOwn))
+            #expect(try await stores.engine.stores.run(notOwn) == .dropped)
             #expect(try await stores.redis.command("EXISTS", itemKey).int == 0)
             #expect(try await isDone(stores))
             // Likewise when the MySQL half's version is not known.
             _ = try await stores.engine.stock(stores.item(1))
             let unknown = AdminDoneCall(itemKey: itemKey, token: "old-epoch/0@1", adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
-            #expect(try await stores.engine.stores.run(unknown))
+            #expect(try await stores.engine.stores.run(unknown) == .dropped)
             #expect(try await stores.redis.command("EXISTS", itemKey).int == 0)
         }
     }
@@ -210,7 +211,7 @@ struct AdjustmentHalvesTests {
             let first = markOf(made) + "@\(old)"
             // The retry's Redis step (as adjustStockOnce runs it): the half is its own from now on.
             let call = AdjustStockCall(stores.item(1), adjustment, retentionSeconds: 600, layout: stores.keys)
-            guard case .unsettled(let taken) = try await stores.engine.stores.run(call) else {
+            guard case .unsettled(let taken, let half) = try await stores.engine.stores.run(call) else {
                 Issue.record("the retry did not take the half over")
                 return
             }
@@ -221,9 +222,9 @@ struct AdjustmentHalvesTests {
             #expect(try await stores.engine.stores.run(late) == .done)
             #expect(try await onHand(stores) == 7)
             // The retry's MySQL half, then its close.
-            try await mysqlHalf(stores, adjustment)
+            try await mysqlHalf(stores, adjustment, half: half)
             let done = AdminDoneCall(itemKey: itemKey, token: taken, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
-            #expect(try await stores.engine.stores.run(done))
+            #expect(try await stores.engine.stores.run(done) == .closed)
             #expect(try await isDone(stores))
             #expect(try await stores.openFences(1) == 0)
             #expect(try await stores.mysqlStock(1) == 7)
@@ -238,7 +239,7 @@ struct AdjustmentHalvesTests {
             let token = try await redisHalf(stores)
             let itemKey = stores.keys.item(stores.item(1))
             let settle = AdminDoneCall(itemKey: itemKey, token: "*", adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
-            #expect(try await stores.engine.stores.run(settle))
+            #expect(try await stores.engine.stores.run(settle) == .closed)
             #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text?.hasPrefix("pending:") == true)
             #expect(try await stores.openFences(1) == 1)
             // Its attempt finds its half a duplicate of what MySQL had, and reverses it.
@@ -259,11 +260,11 @@ struct AdjustmentHalvesTests {
             // The attempt's token as the aged key names it.
             let first = markOf(made) + "@\(try await age(stores))"
             let call = AdjustStockCall(stores.item(1), adjustment, retentionSeconds: 600, layout: stores.keys)
-            guard case .unsettled(let taken) = try await stores.engine.stores.run(call) else {
+            guard case .unsettled(let taken, let half) = try await stores.engine.stores.run(call) else {
                 Issue.record("the retry did not take the half over")
                 return
             }
-            try await mysqlHalf(stores, adjustment)
+            try await mysqlHalf(stores, adjustment, half: half)
             func marked(_ marker: String) -> UndoStockCall {
                 UndoStockCall(
                     itemKey: stores.keys.item(stores.item(1)), adjustmentKey: adjustmentKey(stores),
@@ -276,7 +277,7 @@ struct AdjustmentHalvesTests {
             #expect(try await stores.engine.stores.run(marked("a")) == .done)
             #expect(try await onHand(stores) == 7)
             let itemKey = stores.keys.item(stores.item(1))
-            #expect(try await stores.engine.stores.run(AdminDoneCall(itemKey: itemKey, token: taken, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)))
+            #expect(try await stores.engine.stores.run(AdminDoneCall(itemKey: itemKey, token: taken, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)) == .closed)
             #expect(try await isDone(stores))
             // And after it.
             #expect(try await stores.engine.stores.run(marked("b")) == .done)
@@ -287,8 +288,8 @@ struct AdjustmentHalvesTests {
     }
 
     /// The MySQL half of `adjustment`, as its attempt makes it.
-    func mysqlHalf(_ stores: TestStores, _ adjustment: StockAdjustment) async throws {
-        _ = try await StockRepository(client: stores.mysql).apply(StockAdministration.mysqlHalf(stores.item(1), adjustment))
+    func mysqlHalf(_ stores: TestStores, _ adjustment: StockAdjustment, half: String? = nil) async throws {
+        _ = try await StockRepository(client: stores.mysql).apply(StockAdministration.mysqlHalf(stores.item(1), adjustment, half: half))
     }
 
     /// A caller died between its halves a minute ago; a later change's halves must be fenced all the same (the fence
@@ -315,7 +316,7 @@ struct AdjustmentHalvesTests {
             #expect(try await onHand(stores) <= mysql, "Redis never has more to sell than MySQL")
             let key = stores.keys.adjustmentKey(stores.item(1), adjustmentId: "b-1")
             let itemKey = stores.keys.item(stores.item(1))
-            #expect(try await stores.engine.stores.run(AdminDoneCall(itemKey: itemKey, token: token, adjustmentKey: key, fingerprint: later.fingerprint)))
+            #expect(try await stores.engine.stores.run(AdminDoneCall(itemKey: itemKey, token: token, adjustmentKey: key, fingerprint: later.fingerprint)) == .closed)
             #expect(try await stores.openFences(1) == 0, "the dead caller's lapsed fence dropped with it")
             // Nothing fenced now: the repair takes the dead caller's half out.
             _ = try await stores.reconciler().run(.business(stores.bizId), fix: true)
@@ -336,16 +337,16 @@ struct AdjustmentHalvesTests {
             _ = try await redisHalf(stores)
             try await age(stores)
             let call = AdjustStockCall(stores.item(1), adjustment, retentionSeconds: 600, layout: stores.keys)
-            guard case .unsettled(let taken) = try await stores.engine.stores.run(call) else {
+            guard case .unsettled(let taken, let half) = try await stores.engine.stores.run(call) else {
                 Issue.record("the retry did not take the half over")
                 return
             }
             let between = try await stores.reconciler().run(.business(stores.bizId), fix: true)
             #expect(between.itemsInFlight == 1)
             #expect(try await onHand(stores) == 7, "nothing written between the halves")
-            try await mysqlHalf(stores, adjustment)
+            try await mysqlHalf(stores, adjustment, half: half)
             let itemKey = stores.keys.item(stores.item(1))
-            #expect(try await stores.engine.stores.run(AdminDoneCall(itemKey: itemKey, token: taken, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)))
+            #expect(try await stores.engine.stores.run(AdminDoneCall(itemKey: itemKey, token: taken, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)) == .closed)
             #expect(try await onHand(stores) == 7)
             #expect(try await stores.mysqlStock(1) == 7)
             #expect(try await stores.openFences(1) == 0)

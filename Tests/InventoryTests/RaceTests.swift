@@ -115,6 +115,41 @@ struct RaceTests {
         }
     }
 
+    @Test("an item, its usage hash and its code set expire at one instant: after a PUT, and after a keep-warm whichever key ran low")
+    func companionKeysExpireTogether() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 10, userLimit: 5))
+            _ = try await engine.setPool(item, CodePool(kind: .reusable))
+            _ = try await engine.loadCodes(item, ["CODE-A", "CODE-B"])
+            _ = try await engine.reserve(command(stores, "o-1", user: "u1", 1))
+            let keys = [stores.keys.item(item), stores.keys.userUsage(item), stores.keys.codes(item)]
+            let expiries = { () async throws -> [Int64] in
+                var instants: [Int64] = []
+                for key in keys { instants.append(try await stores.redis.command("PEXPIRETIME", key).int ?? -2) }
+                return instants
+            }
+            _ = try await engine.setStock(item, StockSettings(stock: 12))
+            let afterPut = try await expiries()
+            #expect(afterPut[0] > 0 && Set(afterPut).count == 1, "one instant after a PUT: \(afterPut)")
+
+            // Half the item TTL is the keep-warm's line: one key a minute below it, the others a minute above (the
+            // item's own, then a companion's), as keys renewed a moment apart end up at the line.
+            let half = Int64(engine.configuration.itemTTLSeconds) * 500
+            for (order, low) in [("o-2", 0), ("o-3", 1), ("o-4", 2)] {
+                for (index, key) in keys.enumerated() {
+                    _ = try await stores.redis.command("PEXPIRE", key, String(index == low ? half - 60_000 : half + 60_000))
+                }
+                _ = try await engine.reserve(command(stores, order, user: "u-\(order)", 1))
+                let renewed = try await expiries()
+                let now = try await engine.redisNow()
+                #expect(Set(renewed).count == 1, "key \(low) ran low: the three renewed at one instant, not \(renewed)")
+                #expect(renewed.allSatisfy { $0 - now > half }, "renewed to the item TTL: \(renewed) at \(now)")
+            }
+        }
+    }
+
     @Test("a confirm after the hold's deadline, before the sweeper got there, is refused and the hold expires")
     func confirmAfterDeadline() async throws {
         try await TestStores.with { stores in
@@ -243,7 +278,7 @@ struct RaceTests {
                     infinite: nil, dangerNum: nil, backorderLimit: nil
                 )
             )
-            #expect(try await runner.run(AdminDoneCall(itemKey: itemKey, token: mark), of: scripts))
+            #expect(try await runner.run(AdminDoneCall(itemKey: itemKey, token: mark), of: scripts) == .closed)
             #expect(try await stores.mysqlStock(1) == 30)
             let after = try await reconciler.run(.business(stores.bizId), fix: false)
             #expect(after.differences.isEmpty)

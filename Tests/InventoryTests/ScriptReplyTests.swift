@@ -102,6 +102,23 @@ struct ScriptReplyTests {
         )
     }
 
+    @Test("a stored stock reversal keeps its half's name; one stored before names reads without it")
+    func undoStockTaskPayload() {
+        let task = CompensationTask.undoStock(
+            itemKey: "p:{b:1}:item", adjustmentKey: "p:{b:1}:adj:a", delta: -3, fingerprint: "-3|x", marker: "m",
+            token: "e/0@9", settings: "", surplus: true, half: "e/0@7"
+        )
+        #expect(CompensationTask(kind: task.kind, payload: task.payload) == task)
+        let before = ["p:{b:1}:item", "p:{b:1}:adj:a", "-3", "-3|x", "m", "e/0@9", "", "surplus"].joined(separator: "\t")
+        #expect(
+            CompensationTask(kind: "undo_stock", payload: before)
+                == .undoStock(
+                    itemKey: "p:{b:1}:item", adjustmentKey: "p:{b:1}:adj:a", delta: -3, fingerprint: "-3|x", marker: "m",
+                    token: "e/0@9", settings: "", surplus: true, half: ""
+                )
+        )
+    }
+
     @Test("an answer a script does not document is 503-unavailable naming the script, not a guess")
     func undocumentedReply() {
         #expect(throws: InventoryError.unavailable(#"reserve script answered ["what"]"#)) {
@@ -204,7 +221,7 @@ struct ScriptReplyTests {
         #expect(try SetStockCall.decode(Self.reply("codes")) == .oneTimeCodes)
         #expect(try AdjustStockCall.decode(Self.reply("ok", "5", "2", "ep/0")) == .applied(token: "ep/0"))
         #expect(try AdjustStockCall.decode(Self.reply("below_reserved", "1", "6")) == .belowReserved(reserved: 6))
-        #expect(try AdjustStockCall.decode(Self.reply("unsettled", "5", "2", "ep/1")) == .unsettled(token: "ep/1"))
+        #expect(try AdjustStockCall.decode(Self.reply("unsettled", "5", "2", "ep/1@9", "ep/1@7")) == .unsettled(token: "ep/1@9", half: "ep/1@7"))
         #expect(try AdjustStockCall.decode(Self.reply("busy")) == .busy)
         #expect(try UnsettleCall.decode(Self.reply("ok")))
         #expect(try !UnsettleCall.decode(Self.reply("gone")))
@@ -215,16 +232,19 @@ struct ScriptReplyTests {
         #expect(try UndoStockCall.decode(Self.reply("done")) == .done)
         #expect(try FixItemCall.decode(Self.reply("ok")) == .fixed)
         #expect(try FixItemCall.decode(Self.reply("missing")) == .missing)
-        #expect(try AdminDoneCall.decode(Self.reply("ok")))
+        #expect(try AdminDoneCall.decode(Self.reply("ok")) == .closed)
+        #expect(try AdminDoneCall.decode(Self.reply("surplus", "ep/1@9", "ep/1@7")) == .surplus(token: "ep/1@9", half: "ep/1@7"))
         #expect(try UndoStockCall.decode(Self.reply("ok", "3")) == .reversed)
         #expect(try UndoStockCall.decode(Self.reply("rebuilt")) == .rebuilt)
         #expect(try FixItemCall.decode(Self.reply("fenced")) == .fenced)
         #expect(try FixItemCall.decode(Self.reply("moved")) == .moved)
-        #expect(try !AdminDoneCall.decode(Self.reply("missing")))
-        #expect(try AdminDoneCall.decode(Self.reply("dropped")))
-        // Lua's ARGV[n] is arguments[n - 1]: the MySQL half's version, the delta, the settings.
-        #expect(AdminDoneCall(itemKey: "i", token: "e/0@5", adjustmentKey: "a", fingerprint: "3|", version: 42, delta: 3).arguments == ["e/0@5", "3|", "42", "3", ""])
-        #expect(AdminDoneCall(itemKey: "i", token: "e/0@5", settings: "danger_num=1>2").arguments == ["e/0@5", "", "", "0", "danger_num=1>2"])
+        #expect(try AdminDoneCall.decode(Self.reply("missing")) == .missing)
+        #expect(try AdminDoneCall.decode(Self.reply("dropped")) == .dropped)
+        // Lua's ARGV[n] is arguments[n - 1]: the MySQL half's version, the delta, the settings, the ledger's half.
+        #expect(AdminDoneCall(itemKey: "i", token: "e/0@5", adjustmentKey: "a", fingerprint: "3|", version: 42, delta: 3).arguments == ["e/0@5", "3|", "42", "3", "", ""])
+        #expect(AdminDoneCall(itemKey: "i", token: "e/0@5", settings: "danger_num=1>2").arguments == ["e/0@5", "", "", "0", "danger_num=1>2", ""])
+        #expect(AdminDoneCall(itemKey: "i", token: "*", adjustmentKey: "a", fingerprint: "3|", ledgerHalf: "e/0@4").arguments[6 - 1] == "e/0@4")
+        #expect(UndoStockCall(itemKey: "i", adjustmentKey: "a", marker: "m", delta: 3, fingerprint: "3|", token: "e/0@5", settings: "", half: "e/0@4", retentionSeconds: 9).arguments[7 - 1] == "e/0@4")
         let counters = ReconcileDifference.Counters(stockNum: 1, usedStockNum: 2, confirmedUnapplied: 3, refundUnapplied: 4)
         #expect(FixItemCall(itemKey: "i", read: counters, target: counters, version: 7).arguments[9 - 1] == "7", "the row's version, ARGV[9]")
     }

@@ -94,31 +94,43 @@ local function halfToken(token)
   return token, nil
 end
 
--- An adjustment key's value: 'pending:<mark>:<ms>:' .. fingerprint (its half's token) until its MySQL half is known
--- done, 'unsettled:<mark>:<ms>:' .. fingerprint when the attempt ended without learning MySQL's outcome, and
--- 'done:<mark>:<ms>:' .. fingerprint once done (the token of the half MySQL's half completed; a replay that found the
--- adjustment in MySQL's ledger alone writes the bare fingerprint). A fingerprint ('delta|reason') holds the free-text
--- reason, so it comes last.
--- Returns the fingerprint, the mark (nil when done), the time (ms), whether it is unsettled, and when done the token
--- of the half it was done with (nil when not known). A key of before marks, 'unsettled:' .. fingerprint, reads as
--- unsettled with an empty mark.
+-- An adjustment key's value: '<state>:<mark>:<ms>:<made>:' .. fingerprint, state 'pending' until its MySQL half is
+-- known done, 'unsettled' when the attempt ended without learning MySQL's outcome, 'done' once done (a replay that
+-- found the adjustment in MySQL's ledger alone writes the bare fingerprint). <mark>:<ms> is the token of the half's
+-- owner (the attempt that made it, or the retry that last took it over: its fence's time); <made> the time the half
+-- was made, which with the mark names the half whoever owns it ('mark@made', its name: MySQL's ledger records the
+-- name of the half its row belongs to, StockRepository). A fingerprint ('delta|reason') holds the free-text reason,
+-- so it comes last. Keys written before halves had names lack <made> (the owner's time stands in for it, `unnamed`),
+-- and keys of before marks are 'unsettled:' .. fingerprint.
+-- Returns a table: fingerprint; mark and at (the owner's token's; mark nil when done, '' for a key of before marks);
+-- unsettled; done (the owner's token when done); half (the half's name; nil without a token); unnamed.
 local function adjustmentState(value)
-  local state, mark, at, fingerprint = string.match(value, '^(%a+):([%w-]*/%d+):(%d+):(.*)$')
-  if state == 'pending' or state == 'unsettled' then
-    return fingerprint, mark, tonumber(at), state == 'unsettled'
+  local state, mark, at, made, fingerprint = string.match(value, '^(%a+):([%w-]*/%d+):(%d+):(%d+):(.*)$')
+  local unnamed = false
+  if not state then
+    state, mark, at, fingerprint = string.match(value, '^(%a+):([%w-]*/%d+):(%d+):(.*)$')
+    made, unnamed = at, true
   end
-  if state == 'done' then
-    return fingerprint, nil, tonumber(at), false, mark .. '@' .. at
+  if state == 'pending' or state == 'unsettled' or state == 'done' then
+    local key = {fingerprint = fingerprint, at = tonumber(at), unsettled = state == 'unsettled', made = made,
+      half = mark .. '@' .. made, unnamed = unnamed}
+    if state == 'done' then key.done = mark .. '@' .. at else key.mark = mark end
+    return key
   end
   if string.sub(value, 1, 10) == 'unsettled:' then
-    return string.sub(value, 11), '', nil, true
+    return {fingerprint = string.sub(value, 11), mark = '', unsettled = true, unnamed = true}
   end
-  return value, nil, nil, false
+  return {fingerprint = value, unnamed = true}
 end
 
--- Whether an adjustment key names the half of `token` (its fingerprint, its mark and time).
+-- An adjustment key's value (above): `state` of the half named `mark`@`made`, owned by the token `mark`@`at`.
+local function adjustmentValue(state, mark, at, made, fingerprint)
+  return state .. ':' .. mark .. ':' .. at .. ':' .. made .. ':' .. fingerprint
+end
+
+-- Whether an adjustment key names the half of `token` as its owner (its fingerprint, its mark and time).
 local function namesHalf(value, fingerprint, token)
-  local keyFingerprint, keyMark, keyAt = adjustmentState(value)
+  local key = adjustmentState(value)
   local mark, at = halfToken(token)
-  return keyFingerprint == fingerprint and keyMark == mark and keyAt == at
+  return key.fingerprint == fingerprint and key.mark == mark and key.at == at
 end

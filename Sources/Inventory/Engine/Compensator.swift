@@ -14,19 +14,27 @@ struct Compensator: Sendable, EngineCollaborator {
     /// First level of compensation: reverse a Redis stock change whose MySQL half failed. When that fails too,
     /// it becomes a durable retry task (second level); the reconciler is the third.
     /// `token`: the change's half's ('mark@ms', lua/lib/fence.lua: an item rebuilt or repaired since its mark never
-    /// counted it).
+    /// counted it); `half`: an adjustment's half's name when `token` is not it (a retry took the half over).
     /// Returns whether the change was reversed now (false: a retry task, or the reconciler, will).
     @discardableResult
     func undoStock(
         itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String, token: String, settings: String = "",
-        surplus: Bool = false
+        surplus: Bool = false, half: String = ""
     ) async -> Bool {
-        // Same hash tag as the item: "prefix:{biz:sku}:item" → "prefix:{biz:sku}:undo:<id>".
-        let marker = String(itemKey.dropLast("item".count)) + "undo:" + UUID().uuidString
+        // An adjustment's half is reversed once whoever reverses it (the attempt that made it, a retry that took it
+        // over): the marker is the half's, beside its key. Same hash tag as the item: "prefix:{biz:sku}:adj:<id>" →
+        // "…:adj:<id>:undo:<half>", or "prefix:{biz:sku}:item" → "prefix:{biz:sku}:undo:<id>" for a PUT.
+        let name = half.isEmpty ? token : half
+        let marker =
+            if let adjustmentKey, name.contains("@") {
+                adjustmentKey + ":undo:" + name
+            } else {
+                String(itemKey.dropLast("item".count)) + "undo:" + UUID().uuidString
+            }
         return await compensate(
             .undoStock(
                 itemKey: itemKey, adjustmentKey: adjustmentKey ?? itemKey, delta: delta, fingerprint: fingerprint,
-                marker: marker, token: token, settings: settings, surplus: surplus
+                marker: marker, token: token, settings: settings, surplus: surplus, half: half
             )
         )
     }
@@ -80,11 +88,14 @@ struct Compensator: Sendable, EngineCollaborator {
     /// Runs one reversal; safe to run again (undo_stock has a marker, undo_reserve checks the order's event).
     func runCompensation(_ task: CompensationTask) async throws {
         switch task {
-        case .undoStock(let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let token, let settings, let surplus):
+        case .undoStock(
+            let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let token, let settings, let surplus, let half
+        ):
             _ = try await stores.run(
                 UndoStockCall(
                     itemKey: itemKey, adjustmentKey: adjustmentKey, marker: marker, delta: delta, fingerprint: fingerprint,
-                    token: token, settings: settings, surplus: surplus, retentionSeconds: configuration.retentionSeconds
+                    token: token, settings: settings, surplus: surplus, half: half,
+                    retentionSeconds: configuration.retentionSeconds
                 )
             )
         case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):

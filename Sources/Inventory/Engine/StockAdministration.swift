@@ -121,7 +121,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
     func adjustStock(_ id: StockItemID, _ adjustment: StockAdjustment) async throws -> AdjustmentOutcome {
         // MySQL's ledger is the authority on what was applied: Redis's key of the adjustment may be gone (retention
         // over, data lost), and a replay must not move Redis even for a moment (a reserve could sell those units).
-        let recorded: (delta: Int64, reason: String)?
+        let recorded: (delta: Int64, reason: String, half: String?)?
         do {
             recorded = try await stockRepository.ledgerEntry(source: Self.adjustmentSource(id, adjustment))
         } catch {
@@ -134,9 +134,12 @@ struct StockAdministration: Sendable, EngineCollaborator {
             // The adjustment is made: whatever fails from here on must not answer that nothing was (`level`).
             guard try await made({ try await self.rebuilder.ensureItem(id) }) else { throw InventoryError.madeUnread("no such item") }
             // Remembered in Redis again, so the next replay is answered there (a cache: the ledger answers replays);
-            // a Redis half an earlier attempt kept without knowing MySQL's outcome (MySQL had it) is settled.
+            // a Redis half an earlier attempt kept without knowing MySQL's outcome is settled (MySQL had it), or
+            // reversed (MySQL had another attempt's half).
             let adjustmentKey = keys.adjustmentKey(id, adjustmentId: adjustment.adjustmentId)
-            await settleAdjustmentKey(itemKey: keys.item(id), adjustmentKey: adjustmentKey, adjustment.fingerprint)
+            await settleAdjustmentKey(
+                itemKey: keys.item(id), adjustmentKey: adjustmentKey, adjustment, ledgerHalf: recorded.half
+            )
             _ = try? await stores.redisCall {
                 try await self.stores.redis.command(
                     "SET", adjustmentKey, adjustment.fingerprint, "NX", "EX", String(self.configuration.retentionSeconds)
@@ -157,38 +160,53 @@ struct StockAdministration: Sendable, EngineCollaborator {
         let adjustmentKey = keys.adjustmentKey(id, adjustmentId: adjustment.adjustmentId)
         switch try await stores.run(AdjustStockCall(id, adjustment, retentionSeconds: configuration.retentionSeconds, layout: keys)) {
         case .applied(let token):
+            // The half is named by its token until a retry takes it over (lua/lib/fence.lua).
             let outcome: StockChangeOutcome
             do {
-                outcome = try await stockRepository.apply(Self.mysqlHalf(id, adjustment))
+                outcome = try await stockRepository.apply(Self.mysqlHalf(id, adjustment, half: token))
             } catch {
                 try await halfFailed(error, adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: token)
             }
-            if outcome == .duplicate {
-                // MySQL's ledger is the authority: it had this adjustment already (Redis forgot its key: retention
-                // over, or data lost), so this is a replay. The Redis half made now is reversed, and its key with it
-                // (a replay reads the ledger first). (A conflicting body cannot be told from the ledger, which keeps
-                // the source only: a replay after the key is gone is taken as the same adjustment.) The half is a
-                // surplus: reversed even if a retry settles the key before a stored reversal runs.
-                await compensator.undoStock(
-                    itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
-                    token: token, surplus: true
-                )
+            if case .duplicate(let recorded) = outcome {
+                // MySQL's ledger is the authority: it had this adjustment already, so this is a replay. From this very
+                // half, a retry having taken it over (it closes it), or from another attempt's (Redis forgot the key
+                // between the two: retention over, eviction, data lost): the half made now is then a surplus,
+                // reversed, and its key with it (a replay reads the ledger first), whatever a retry writes into the
+                // key meanwhile. (A conflicting body cannot be told from the ledger, which keeps the source only: a
+                // replay after the key is gone is taken as the same adjustment.)
+                if recorded != token {
+                    await compensator.undoStock(
+                        itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey,
+                        fingerprint: adjustment.fingerprint, token: token, surplus: true
+                    )
+                }
                 return AdjustmentOutcome(level: try await level(id), replayed: true)
             }
             await closeFence(close(adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: token, outcome))
             return AdjustmentOutcome(level: try await level(id), replayed: false)
         case .replay:
             return AdjustmentOutcome(level: try await level(id), replayed: true)
-        case .unsettled(let token):
+        case .unsettled(let token, let half):
             // An earlier attempt's Redis half is still in the item (it kept it without learning whether MySQL had it,
             // or it died more than a fence's lifetime ago), and the ledger (read just before) does not have it: the
-            // MySQL half is made now, once whatever races it (the ledger's source).
+            // MySQL half is made now, once whatever races it (the ledger's source), under the half's name.
             let outcome: StockChangeOutcome
             do {
-                outcome = try await stockRepository.apply(Self.mysqlHalf(id, adjustment))
+                outcome = try await stockRepository.apply(Self.mysqlHalf(id, adjustment, half: half.isEmpty ? nil : half))
             } catch {
                 // The half is this retry's now (it took it over): reversed or kept as its own would be.
-                try await halfFailed(error, adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: token)
+                try await halfFailed(
+                    error, adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: token, half: half
+                )
+            }
+            if case .duplicate(let recorded?) = outcome, !half.isEmpty, recorded != half {
+                // MySQL has another attempt's half (this one's key had vanished when that attempt made it): the half
+                // taken over is a surplus, reversed by this retry, its owner (the attempt that made it leaves it).
+                await compensator.undoStock(
+                    itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
+                    token: token, surplus: true, half: half
+                )
+                return AdjustmentOutcome(level: try await level(id), replayed: true)
             }
             await closeFence(close(adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: token, outcome))
             return AdjustmentOutcome(level: try await level(id), replayed: true)
@@ -211,7 +229,8 @@ struct StockAdministration: Sendable, EngineCollaborator {
     /// so (a retry must not take it for a finished adjustment: it completes the MySQL half, or applies it afresh
     /// should a repair take the half out first); anything else is reversed, its key with it. Throws the answer.
     func halfFailed(
-        _ error: any Error, _ adjustment: StockAdjustment, itemKey: String, adjustmentKey: String, token: String
+        _ error: any Error, _ adjustment: StockAdjustment, itemKey: String, adjustmentKey: String, token: String,
+        half: String = ""
     ) async throws -> Never {
         if keepsRedisHalf(after: error, delta: adjustment.delta, itemKey: itemKey) {
             _ = try? await stores.run(
@@ -219,7 +238,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
             )
         } else if await !compensator.undoStock(
             itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
-            token: token
+            token: token, half: half
         ) {
             throw Self.halfKept(error)
         }
@@ -244,12 +263,14 @@ struct StockAdministration: Sendable, EngineCollaborator {
 
     /// A stock change's MySQL half is done: its item is no longer fenced from the reconciler's repair
     /// (lua/lib/fence.lua), an adjustment's key says it is done. A fence left open (Redis did not answer) lapses after
-    /// a minute.
-    func closeFence(_ call: AdminDoneCall) async {
+    /// a minute. Returns the script's answer (nil when Redis did not give one).
+    @discardableResult
+    func closeFence(_ call: AdminDoneCall) async -> AdminDoneCall.Reply? {
         do {
-            _ = try await stores.run(call)
+            return try await stores.run(call)
         } catch {
             stores.logger.warning("stock change's fence not closed; it lapses", metadata: ["item": "\(call.keys[0])", "error": "\(error)"])
+            return nil
         }
     }
 
@@ -259,10 +280,20 @@ struct StockAdministration: Sendable, EngineCollaborator {
         .outcomeUnknown("MySQL: \(error); the change is still in Redis until a retry task reverses it")
     }
 
-    /// An adjustment MySQL now has: its key, if an earlier attempt left it pending or unsettled, says done (with that
-    /// attempt's half), and the fence that attempt's Redis half opened is closed (while the item still has its mark).
-    func settleAdjustmentKey(itemKey: String, adjustmentKey: String, _ fingerprint: String) async {
-        await closeFence(AdminDoneCall(itemKey: itemKey, token: "*", adjustmentKey: adjustmentKey, fingerprint: fingerprint))
+    /// An adjustment MySQL now has (from the half named `ledgerHalf`, nil when not recorded): its key, if an earlier
+    /// attempt left it pending or unsettled, says done (with that attempt's half), and the fence that attempt's Redis
+    /// half opened is closed (while the item still has its mark); a half of another name than MySQL's is a surplus,
+    /// reversed.
+    func settleAdjustmentKey(itemKey: String, adjustmentKey: String, _ adjustment: StockAdjustment, ledgerHalf: String?) async {
+        let call = AdminDoneCall(
+            itemKey: itemKey, token: "*", adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint, ledgerHalf: ledgerHalf
+        )
+        if case .surplus(let token, let half) = await closeFence(call) {
+            await compensator.undoStock(
+                itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
+                token: token, surplus: true, half: half
+            )
+        }
     }
 
     /// The item's stock level once a change was made in both stores: a failure to read it (the close dropped the item
@@ -294,11 +325,12 @@ struct StockAdministration: Sendable, EngineCollaborator {
         return false
     }
 
-    /// An adjustment's MySQL half: its delta and reason, once per ledger source.
-    static func mysqlHalf(_ id: StockItemID, _ adjustment: StockAdjustment) -> StockChange {
+    /// An adjustment's MySQL half: its delta and reason, once per ledger source, and the name of the Redis half it
+    /// belongs to (lua/lib/fence.lua; nil when not known).
+    static func mysqlHalf(_ id: StockItemID, _ adjustment: StockAdjustment, half: String?) -> StockChange {
         StockChange(
             bizId: id.bizId, skuId: id.skuId, delta: adjustment.delta, reason: adjustment.reason ?? "adjustment",
-            source: adjustmentSource(id, adjustment), infinite: nil, dangerNum: nil, backorderLimit: nil
+            source: adjustmentSource(id, adjustment), infinite: nil, dangerNum: nil, backorderLimit: nil, half: half
         )
     }
 

@@ -64,8 +64,8 @@ struct AdjustStockCall: ScriptCall {
         case oneTimeCodes
         /// An earlier attempt's Redis half is still in the item and MySQL's outcome of it is not known (that attempt
         /// ended without learning it, or died): complete the MySQL half; the half is this retry's from now on, by
-        /// `token`.
-        case unsettled(token: String)
+        /// `token`, and keeps its name `half` (lua/lib/fence.lua; "" when its key is from before halves had names).
+        case unsettled(token: String, half: String)
         /// An earlier attempt's Redis half is recent and its MySQL half may still be under way: retry later.
         case busy
     }
@@ -87,7 +87,7 @@ struct AdjustStockCall: ScriptCall {
         case "missing": return .missing
         case "below_reserved": return .belowReserved(reserved: reply.int(2) ?? 0)
         case "codes": return .oneTimeCodes
-        case "unsettled": return .unsettled(token: reply.text(3))
+        case "unsettled": return .unsettled(token: reply.text(3), half: reply.text(4))
         case "busy": return .busy
         default: throw unexpected(value)
         }
@@ -110,14 +110,16 @@ struct UndoStockCall: ScriptCall {
     let keys: [String]
     let arguments: [String]
 
-    /// `adjustmentKey`: the key of the adjustment reversed (the item key when none); `marker`: this reversal's;
-    /// `surplus`: MySQL had the adjustment from another attempt, so the half goes whatever its key says since.
+    /// `adjustmentKey`: the key of the adjustment reversed (the item key when none); `marker`: this reversal's (the
+    /// half's, so that its owner and a retry that took it over reverse it once); `surplus`: MySQL had the adjustment
+    /// from another attempt (read for a key from before halves had names); `half`: the half's name when `token` is not
+    /// it (a retry took the half over; lua/lib/fence.lua).
     init(
         itemKey: String, adjustmentKey: String, marker: String, delta: Int64, fingerprint: String, token: String,
-        settings: String, surplus: Bool = false, retentionSeconds: Int
+        settings: String, surplus: Bool = false, half: String = "", retentionSeconds: Int
     ) {
         keys = [itemKey, adjustmentKey, marker]
-        arguments = [String(delta), fingerprint, String(retentionSeconds), token, settings, surplus ? "1" : ""]
+        arguments = [String(delta), fingerprint, String(retentionSeconds), token, settings, surplus ? "1" : "", half]
     }
 
     static func decode(_ value: RedisValue) throws -> Reply {
@@ -135,27 +137,42 @@ struct UndoStockCall: ScriptCall {
 struct AdminDoneCall: ScriptCall {
     static let name = ScriptName.adminDone
 
+    enum Reply: Sendable, Equatable {
+        /// Closed (or left to an attempt still under way, with "*").
+        case closed
+        /// The item was written from MySQL since the half, and dropped to be rebuilt with the change.
+        case dropped
+        /// The item is gone: no fence to close.
+        case missing
+        /// With "*": the key names another half than MySQL's ledger has: nothing was written; the half (its owner's
+        /// `token`, its name `half`) is a surplus for the caller to reverse.
+        case surplus(token: String, half: String)
+    }
+
     let keys: [String]
     let arguments: [String]
 
     /// `token`: the Redis half's ('mark@ms', lua/lib/fence.lua: the item's mark when it was made and the time its
-    /// fence was opened); "*" for the one the adjustment key names (an earlier attempt's half). `adjustmentKey` and
-    /// `fingerprint`: the adjustment's (nil for a PUT). `version`: the stock row's version the MySQL half made (nil
-    /// when not known), `delta` and `settings` ('field=old>new,...') what the change made: an item written from MySQL
-    /// since the half, from a read before its commit, gets the change, or is dropped to be rebuilt with it.
+    /// fence was opened); "*" for the one the adjustment key names (an earlier attempt's half), with `ledgerHalf` the
+    /// name of the half MySQL's ledger has (nil when not known). `adjustmentKey` and `fingerprint`: the adjustment's
+    /// (nil for a PUT). `version`: the stock row's version the MySQL half made (nil when not known), `delta` and
+    /// `settings` ('field=old>new,...') what the change made: an item written from MySQL since the half, from a read
+    /// before its commit, gets the change, or is dropped to be rebuilt with it.
     init(
         itemKey: String, token: String, adjustmentKey: String? = nil, fingerprint: String = "", version: Int64? = nil,
-        delta: Int64 = 0, settings: String = ""
+        delta: Int64 = 0, settings: String = "", ledgerHalf: String? = nil
     ) {
         keys = [itemKey, adjustmentKey ?? itemKey]
-        arguments = [token, fingerprint, version.map(String.init) ?? "", String(delta), settings]
+        arguments = [token, fingerprint, version.map(String.init) ?? "", String(delta), settings, ledgerHalf ?? ""]
     }
 
-    /// Whether the item was there (an item gone has no fence to close; one dropped to be rebuilt with the change was).
-    static func decode(_ value: RedisValue) throws -> Bool {
-        switch ScriptReply(value).tag {
-        case "ok", "dropped": return true
-        case "missing": return false
+    static func decode(_ value: RedisValue) throws -> Reply {
+        let reply = ScriptReply(value)
+        switch reply.tag {
+        case "ok": return .closed
+        case "dropped": return .dropped
+        case "missing": return .missing
+        case "surplus": return .surplus(token: reply.text(1), half: reply.text(2))
         default: throw unexpected(value)
         }
     }

@@ -81,6 +81,9 @@ public struct StockChange: Sendable {
     public var userLimit: Int64?
     /// New per-user window in seconds; nil keeps the current value (0, the item's life, for a new row).
     public var userWindowSeconds: Int64?
+    /// The Redis half the change belongs to (an adjustment's: lua/lib/fence.lua), recorded with it: when attempts of
+    /// one adjustment each made a Redis half, the ledger says which of them MySQL has.
+    public var half: String?
 
     /// Creates a change; the settings default to "leave unchanged".
     public init(
@@ -93,7 +96,8 @@ public struct StockChange: Sendable {
         dangerNum: Int64? = nil,
         backorderLimit: Int64? = nil,
         userLimit: Int64? = nil,
-        userWindowSeconds: Int64? = nil
+        userWindowSeconds: Int64? = nil,
+        half: String? = nil
     ) {
         self.bizId = bizId
         self.skuId = skuId
@@ -105,6 +109,7 @@ public struct StockChange: Sendable {
         self.backorderLimit = backorderLimit
         self.userLimit = userLimit
         self.userWindowSeconds = userWindowSeconds
+        self.half = half
     }
 }
 
@@ -114,8 +119,9 @@ public enum StockChangeOutcome: Sendable, Equatable {
     /// when found applied after its COMMIT got no answer): a Redis item written from a read of the row before it
     /// (`mysql_version` below this) does not have the change (lua/admin_done.lua).
     case applied(stockAfter: Int64, version: Int64?)
-    /// A change with the same source was applied before; nothing changed.
-    case duplicate
+    /// A change with the same source was applied before; nothing changed. `half`: the Redis half the ledger records
+    /// for it (nil when none was recorded).
+    case duplicate(half: String?)
 
     /// The stock row's version the change made, when it was applied now.
     public var version: Int64? {
@@ -155,13 +161,13 @@ public struct StockRepository: Sendable {
         return result.affectedRows == 1
     }
 
-    /// The change the ledger recorded for `source` (its delta and reason), nil when it has none.
-    public func ledgerEntry(source: String) async throws -> (delta: Int64, reason: String)? {
+    /// The change the ledger recorded for `source` (its delta, reason and Redis half), nil when it has none.
+    public func ledgerEntry(source: String) async throws -> (delta: Int64, reason: String, half: String?)? {
         let result = try await client.query(
-            "SELECT delta, reason FROM stock_ledger WHERE source = ? LIMIT 1", [.string(source)]
+            "SELECT delta, reason, half FROM stock_ledger WHERE source = ? LIMIT 1", [.string(source)]
         )
         guard let row = result.rows.first, let delta = row.int64("delta") else { return nil }
-        return (delta, row.string("reason") ?? "")
+        return (delta, row.string("reason") ?? "", row.string("half"))
     }
 
     /// Applies `change` at most once per source, in one transaction: the ledger row first (its unique source
@@ -179,7 +185,7 @@ public struct StockRepository: Sendable {
                 }
                 return .applied(stockAfter: stockAfter, version: version)
             } catch is DuplicateSource {
-                return .duplicate
+                return .duplicate(half: try await ledgerEntry(source: change.source)?.half)
             } catch let error as MySQLError where error.code == .deadlock && attempt < Self.deadlockAttempts {
                 attempt += 1
             } catch let error as MySQLError where error.code == .commitOutcomeUnknown {
@@ -206,7 +212,7 @@ public struct StockRepository: Sendable {
                 // In a transaction of its own: a locking read outside one is documented to take no lock.
                 result = try await client.withTransaction { connection in
                     try connection.query(
-                        "SELECT delta, stock_after FROM stock_ledger WHERE source = ? LOCK IN SHARE MODE", [.string(change.source)]
+                        "SELECT delta, stock_after, half FROM stock_ledger WHERE source = ? LOCK IN SHARE MODE", [.string(change.source)]
                     )
                 }
                 break
@@ -219,6 +225,11 @@ public struct StockRepository: Sendable {
         }
         guard let result else { throw unknownCommit }
         guard let row = result.rows.first else { throw NotApplied(underlying: unknownCommit) }
+        // The row of another attempt's half (the source is the adjustment's): this change did not commit, it is a
+        // duplicate of that one.
+        if let half = change.half, let recorded = row.string("half"), recorded != half {
+            return .duplicate(half: recorded)
+        }
         return .applied(stockAfter: row.int64("stock_after") ?? 0, version: nil)
     }
 
@@ -353,10 +364,13 @@ public struct StockRepository: Sendable {
         do {
             ledger = try connection.query(
                 """
-                INSERT INTO stock_ledger (biz_id, sku_id, delta, stock_after, reason, source, created_at)
-                VALUES (?, ?, ?, 0, ?, ?, NOW(3))
+                INSERT INTO stock_ledger (biz_id, sku_id, delta, stock_after, reason, source, half, created_at)
+                VALUES (?, ?, ?, 0, ?, ?, ?, NOW(3))
                 """,
-                [bizId, skuId, .int(change.delta), .string(change.reason), .string(change.source)]
+                [
+                    bizId, skuId, .int(change.delta), .string(change.reason), .string(change.source),
+                    change.half.map(MySQLValue.string) ?? .null,
+                ]
             )
         } catch let error as MySQLError where error.code == .duplicateKey {
             throw DuplicateSource()

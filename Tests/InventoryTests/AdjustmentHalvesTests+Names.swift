@@ -1,0 +1,132 @@
+import Foundation
+import InventoryTestSupport
+import MySQLClient
+import RedisClient
+import Testing
+
+@testable import Inventory
+
+/// Attempts of one adjustment that each made a Redis half: the key of the first vanished (evicted) before the second
+/// made its own. MySQL's ledger lets one of them in and records its name (lua/lib/fence.lua, `stock_ledger.half`):
+/// whichever attempt, retry or replay finds out reverses every other half, once.
+extension AdjustmentHalvesTests {
+    /// E makes its half, its key vanishes; A makes the change afresh and stalls past its fence; a retry R takes A's half
+    /// over and waits at its MySQL half while E's MySQL half commits. R's MySQL half finds the adjustment there from
+    /// E's half: the half it took over is a surplus. (R kept it and A's reversal left it to R: Redis 4 on hand against
+    /// MySQL's 7, until a repair.)
+    @Test("a retry that took a half over reverses it when MySQL has the adjustment from another attempt's half")
+    func takenOverSurplusReversed() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            let early = try await redisHalf(stores)
+            _ = try await stores.redis.command("DEL", adjustmentKey(stores))
+            let later = try await redisHalf(stores)
+            // A's half as its aged key names it.
+            let stalled = markOf(later) + "@\(try await age(stores))"
+            #expect(try await onHand(stores) == 4, "both attempts' Redis halves")
+            try await withHeldAttempt(stores) { attempt, proxy, _ in
+                let retry = try await heldAtMySQLHalf(proxy) { try await attempt.adjustStock(item, adjustment) }
+                try await mysqlHalf(stores, adjustment, half: early)
+                proxy.release()
+                #expect(try await retry.value.replayed)
+            }
+            #expect(try await onHand(stores) == 7, "the half the retry took over reversed")
+            #expect(try await stores.mysqlStock(1) == 7)
+            // A's own MySQL half finds the adjustment there too and reverses its half as a surplus: once, whoever
+            // reverses it (the marker is the half's).
+            await stores.engine.compensator.undoStock(
+                itemKey: stores.keys.item(item), delta: adjustment.delta, adjustmentKey: adjustmentKey(stores),
+                fingerprint: adjustment.fingerprint, token: stalled, surplus: true
+            )
+            #expect(try await onHand(stores) == 7)
+            // E's close.
+            _ = try await stores.engine.stores.run(
+                AdminDoneCall(itemKey: stores.keys.item(item), token: early, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            )
+            #expect(try await onHand(stores) == 7)
+            #expect(try await stores.engine.adjustStock(item, adjustment).replayed)
+            #expect(try await onHand(stores) == 7)
+            #expect(try await stores.mysqlStock(1) == 7)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    /// E makes its half, its key vanishes; A makes the change afresh; E's MySQL half commits; A's MySQL half gets no
+    /// answer to its COMMIT and cannot read the ledger: it keeps its half (a removal) and says so in the key. A replay
+    /// then finds the adjustment in MySQL's ledger, from E's half: A's half is a surplus, reversed. (The replay settled
+    /// it as MySQL's: Redis 4 against MySQL's 7.)
+    @Test("a replay reverses a kept half when MySQL's ledger has the adjustment from another attempt's half")
+    func replayReversesKeptSurplus() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            let early = try await redisHalf(stores)
+            _ = try await stores.redis.command("DEL", adjustmentKey(stores))
+            let later = try await redisHalf(stores)
+            try await mysqlHalf(stores, adjustment, half: early)
+            let itemKey = stores.keys.item(item)
+            #expect(
+                try await stores.engine.stores.run(
+                    UnsettleCall(itemKey: itemKey, adjustmentKey: adjustmentKey(stores), token: later, fingerprint: adjustment.fingerprint)
+                )
+            )
+            #expect(try await onHand(stores) == 4)
+            #expect(try await stores.engine.adjustStock(item, adjustment).replayed)
+            #expect(try await onHand(stores) == 7, "the kept half reversed")
+            #expect(try await isDone(stores))
+            _ = try await stores.engine.stores.run(
+                AdminDoneCall(itemKey: itemKey, token: early, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            )
+            #expect(try await onHand(stores) == 7)
+            #expect(try await stores.mysqlStock(1) == 7)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    /// E makes its half, its key vanishes; A makes the change afresh in the same item; E's MySQL half fails outright
+    /// and E reverses its half. The key names A's half, not E's (the reversal took it for E's half taken over and
+    /// reversed nothing: Redis 4 against MySQL's 7 once A is done).
+    @Test("a reversal reverses its half when the key names a half made afresh since, in the same item")
+    func reversalBesideAfreshHalf() async throws {
+        try await TestStores.with { stores in
+            _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let early = try await redisHalf(stores)
+            _ = try await stores.redis.command("DEL", adjustmentKey(stores))
+            let later = try await redisHalf(stores)
+            let reversal = undo(stores, token: early, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            #expect(try await stores.engine.stores.run(reversal) == .reversed)
+            #expect(try await onHand(stores) == 7)
+            #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text?.hasPrefix("pending:") == true, "A's key stays")
+            try await mysqlHalf(stores, adjustment, half: later)
+            let close = AdminDoneCall(
+                itemKey: stores.keys.item(stores.item(1)), token: later, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint
+            )
+            #expect(try await stores.engine.stores.run(close) == .closed)
+            #expect(try await isDone(stores))
+            #expect(try await onHand(stores) == 7)
+            #expect(try await stores.mysqlStock(1) == 7)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    /// An attempt's COMMIT got no answer; the ledger has the adjustment, from another attempt's half: this attempt's
+    /// transaction did not commit (the source is unique), so its half is a duplicate, not applied (it was taken as
+    /// applied, and its half kept beside the other's).
+    @Test("an unknown COMMIT whose ledger row is another half's is a duplicate, not applied")
+    func unknownCommitOfAnotherHalf() async throws {
+        try await TestStores.with { stores in
+            let repository = StockRepository(client: stores.mysql)
+            _ = try await repository.apply(StockAdministration.mysqlHalf(stores.item(1), adjustment, half: "e/0@1"))
+            let cut = MySQLError(code: .commitOutcomeUnknown, message: "connection lost during COMMIT")
+            let own = StockAdministration.mysqlHalf(stores.item(1), adjustment, half: "e/0@2")
+            #expect(try await repository.settle(own, unknownCommit: cut) == .duplicate(half: "e/0@1"))
+            let same = StockAdministration.mysqlHalf(stores.item(1), adjustment, half: "e/0@1")
+            guard case .applied = try await repository.settle(same, unknownCommit: cut) else {
+                Issue.record("the half the ledger names was applied")
+                return
+            }
+            #expect(try await repository.apply(own) == .duplicate(half: "e/0@1"))
+        }
+    }
+}
