@@ -41,9 +41,9 @@ extension Driver {
         }
     }
 
-    /// The program's items: the drawn ones, and the code pool's when it has been made.
+    /// The program's items: the drawn ones, and the code pool's and the infinite one when they have been made.
     static func items(_ model: ReferenceModel) -> [UInt64] {
-        Program.items + (model.items[Features.codeItem] == nil ? [] : [Features.codeItem])
+        Program.items + [Features.codeItem, Features.infiniteItem].filter { model.items[$0] != nil }
     }
 
     /// The pool's unused codes (its export) are the model's usable ones.

@@ -127,6 +127,13 @@ public struct Driver: Sendable {
                 let level = try await engine.setStock(stores.item(sku), StockSettings(stock: stock, backorderLimit: limit))
                 return .level(available: level.available, reserved: level.reserved)
             }
+        case .setInfinite(let sku, let infinite):
+            let stock = model.items[sku]?.onHand ?? 10
+            let expected = model.setStock(sku: sku, stock: stock, infinite: infinite)
+            try await expect(expected, "PUT", model) {
+                let level = try await engine.setStock(stores.item(sku), StockSettings(stock: stock, infinite: infinite))
+                return .level(available: level.available, reserved: level.reserved)
+            }
         case .adjust(let sku, let id, let delta):
             let expected = model.adjust(sku: sku, id: id, delta: delta)
             try await expect(expected, "adjust", model) {

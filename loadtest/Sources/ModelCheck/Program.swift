@@ -71,6 +71,8 @@ public enum Step: Sendable, Equatable, CustomStringConvertible {
     case setUserLimit(sku: UInt64, limit: Int64)
     /// A PUT of the item's stock as it is, with a backorder limit (how far below zero a backorder reserve may go).
     case setBackorderLimit(sku: UInt64, limit: Int64)
+    /// PUT of the item's stock as the model has it, made infinite or finite (`Features.infiniteItems`).
+    case setInfinite(sku: UInt64, infinite: Bool)
     /// The item gets a one-time code pool (its stock is its codes).
     case setOneTimePool(sku: UInt64)
     /// Codes uploaded to the item's pool (codes it has already are skipped).
@@ -101,6 +103,7 @@ public enum Step: Sendable, Equatable, CustomStringConvertible {
         case .setStock(let sku, let stock): "PUT stock \(sku) = \(stock)"
         case .setUserLimit(let sku, let limit): "PUT stock \(sku) perUserLimit \(limit)"
         case .setBackorderLimit(let sku, let limit): "PUT stock \(sku) backorderLimit \(limit)"
+        case .setInfinite(let sku, let infinite): "PUT stock \(sku) infinite \(infinite)"
         case .setOneTimePool(let sku): "PUT pool \(sku) one-time"
         case .uploadCodes(let sku, let codes): "upload codes \(sku) \(codes)"
         case .adjust(let sku, let id, let delta): "adjust \(sku) a\(id) \(delta >= 0 ? "+" : "")\(delta)"
@@ -216,15 +219,25 @@ public struct Features: OptionSet, Sendable, Hashable {
     /// Item 4 gets a one-time code pool: codes are uploaded (some again), held by orders of their own (the pool
     /// choosing, or named: some held or used already), confirmed, cancelled, refunded; its code set and item vanish.
     public static let codePools = Features(rawValue: 128)
+    /// Item 5 never runs out (`InfiniteItemSteps`): held in every shortage mode, sold, refunded, set, adjusted, made
+    /// finite and infinite again, and lost.
+    public static let infiniteItems = Features(rawValue: 256)
 
     public static let all: Features = [
         .secondInstance, .mysqlOutages, .userLimits, .backorder, .dispense, .expiry, .processKills, .codePools,
+        .infiniteItems,
     ]
 
     /// The item `codePools` gives a one-time pool (not one of `Program.items`: the drawn steps never name it).
     public static let codeItem: UInt64 = 4
     /// Where the orders of `codePools` are numbered from (apart from the drawn ones).
     public static let firstCodeOrder = 3_000_000
+
+    /// The item `infiniteItems` makes infinite (not one of `Program.items`).
+    public static let infiniteItem: UInt64 = 5
+    /// Where the orders and adjustments of `infiniteItems` are numbered from.
+    public static let firstInfiniteOrder = 4_000_000
+    public static let firstInfiniteAdjustment = 500_000
 
     /// The per-user limit `userLimits` gives item 1.
     public static let userLimit: Int64 = 6
@@ -248,6 +261,7 @@ extension Program {
         var pool = SplitMix64(seed: seed ^ 0x0C0D_E500_1A11_0CA7)
         var nextCode = 0
         var nextCodeOrder = Features.firstCodeOrder
+        var infinite = InfiniteItemSteps(seed: seed)
         var outageLeft = 0
         var steps: [Step] = Self.items.map { .setStock(sku: $0, stock: Int64.random(in: 5...30, using: &random)) }
         if features.contains(.userLimits) { steps.append(.setUserLimit(sku: 1, limit: Features.userLimit)) }
@@ -260,6 +274,7 @@ extension Program {
             ]
             nextCode = 8
         }
+        if features.contains(.infiniteItems) { steps += InfiniteItemSteps.setUp }
         /// A step of the code pool's own, now and then.
         func codeStep() -> Step? {
             let roll = Int.random(in: 0..<100, using: &pool)
@@ -347,6 +362,7 @@ extension Program {
         /// Adds a drawn step, with what the features make of it.
         func append(_ drawn: Step, poolToo: Bool = true) {
             if poolToo, let codeStep = codeStep() { append(codeStep, poolToo: false) }
+            if poolToo, features.contains(.infiniteItems), let step = infinite.next() { append(step, poolToo: false) }
             let step = killed(varied(drawn))
             timePasses()
             let instanceRoll = Int.random(in: 0..<3, using: &extra)

@@ -11,8 +11,11 @@ public struct ReferenceModel: Sendable, Equatable {
         public var userLimit: Int64 = 0
         /// How far below zero `available` may go for a backorder reserve.
         public var backorderLimit: Int64 = 0
-        /// Below zero only after backorders.
-        public var available: Int64 { onHand - reserved }
+        /// Never runs out: a hold takes nothing from what it has to sell, which is its on-hand stock (a sale takes
+        /// the units from it; it may go below zero).
+        public var infinite = false
+        /// What the service answers as available: below zero only after backorders (an infinite item's on-hand).
+        public var available: Int64 { infinite ? onHand : onHand - reserved }
     }
 
     public struct Order: Sendable, Equatable {
@@ -117,14 +120,19 @@ public struct ReferenceModel: Sendable, Equatable {
 
     // MARK: - Calls
 
-    public mutating func setStock(sku: UInt64, stock: Int64, userLimit: Int64? = nil, backorderLimit: Int64? = nil) -> Answer {
+    public mutating func setStock(
+        sku: UInt64, stock: Int64, userLimit: Int64? = nil, backorderLimit: Int64? = nil, infinite: Bool? = nil
+    ) -> Answer {
         let reserved = items[sku]?.reserved ?? 0
-        if stock < reserved { return .failure(.belowReserved) }
-        items[sku] = Item(
+        let infinite = infinite ?? items[sku]?.infinite ?? false
+        // (An infinite item sells whatever is held: its on-hand stock may be below it.)
+        if stock < reserved && !infinite { return .failure(.belowReserved) }
+        let item = Item(
             onHand: stock, reserved: reserved, userLimit: userLimit ?? items[sku]?.userLimit ?? 0,
-            backorderLimit: backorderLimit ?? items[sku]?.backorderLimit ?? 0
+            backorderLimit: backorderLimit ?? items[sku]?.backorderLimit ?? 0, infinite: infinite
         )
-        return .level(available: stock - reserved, reserved: reserved)
+        items[sku] = item
+        return .level(available: item.available, reserved: reserved)
     }
 
     /// The item gets a one-time code pool (it has no stock of its own yet; an item not set up yet is made, empty).
@@ -217,6 +225,8 @@ public struct ReferenceModel: Sendable, Equatable {
             let available = max(item.available, 0)
             var grant = line.quantity
             switch shortage {
+            case _ where item.infinite:
+                break
             case .reject:
                 if line.quantity > available { short = true }
             case .backorder:
@@ -286,7 +296,7 @@ public struct ReferenceModel: Sendable, Equatable {
     public func lineRefusals(lines: [Line], shortage: ShortageMode, user: String?) -> Set<Failure> {
         var reasons = Set<Failure>()
         for line in lines {
-            guard let item = items[line.sku] else { continue }
+            guard let item = items[line.sku], !item.infinite else { continue }
             let available = max(item.available, 0)
             let grant = shortage == .partial ? min(line.quantity, available) : line.quantity
             if shortage == .reject, line.quantity > available { reasons.insert(.insufficientStock) }
