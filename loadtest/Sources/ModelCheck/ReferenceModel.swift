@@ -313,7 +313,7 @@ public struct ReferenceModel: Sendable, Equatable {
     }
 
     /// Moves a user's count of an item with a limit.
-    mutating func count(_ user: String?, _ sku: UInt64, _ units: Int64) {
+    private mutating func count(_ user: String?, _ sku: UInt64, _ units: Int64) {
         guard let user, (items[sku]?.userLimit ?? 0) > 0, units != 0 else { return }
         usage[UsageKey(user: user, sku: sku), default: 0] += units
     }
