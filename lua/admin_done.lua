@@ -19,9 +19,9 @@
 -- commit) the item is dropped, and its next use rebuilds it from MySQL, which has the change. An item built
 -- after the commit is left as it is.
 --
--- With an adjustment key, only the call that finds it pending or unsettled under the half's mark settles it and closes
--- the fence: two retries that both completed the MySQL half close it once, and an attempt whose half a repair took
--- out leaves alone the key of the attempt that made the change afresh.
+-- With an adjustment key, only the call that finds it pending or unsettled under the half's token settles it: two
+-- retries that both completed the MySQL half settle it once, and an attempt whose half a repair took out leaves alone
+-- the key of the attempt that made the change afresh. Each closes its own half's fence (by its time).
 --
 -- Returns {'ok'}, {'dropped'} when the item was dropped (above), {'missing'} when the item is gone (nothing to
 -- close: a rebuild starts without a fence; the key is settled all the same), or with '*' {'surplus', token, half}
@@ -56,7 +56,7 @@ if KEYS[2] ~= item then
   if owns then
     -- Done, with the owner it was done by and the half's name (a reversal of a half tells its own from another).
     local doneMark, doneAt = halfToken(token)
-    redis.call('SET', KEYS[2], doneAt and adjustmentValue('done', doneMark, doneAt, key.made or doneAt, ARGV[2]) or ARGV[2],
+    redis.call('SET', KEYS[2], doneAt and adjustmentValue('done', doneMark, doneAt, key.made, ARGV[2]) or ARGV[2],
       'KEEPTTL')
   end
 end
@@ -66,7 +66,9 @@ if not current[1] then
 end
 local mark, at = halfToken(token)
 if mark == '' or mark == itemMark(current[2], current[3]) then
-  if owns then
+  -- The half's own fence (by its time: a key another half owns leaves it open no longer than this call), or, from a
+  -- token without a time, the count of before while the key is this call's.
+  if owns or at then
     closeFence(item, at, clockNow(''))
   end
 elseif mark ~= '*' then

@@ -13,7 +13,8 @@
 -- ARGV[6] now (ms; '' = Redis TIME, lib/clock.lua)  ARGV[7] ttl (s)
 -- ARGV[8] retention (s) that order and de-duplication keys outlive the hold
 -- ARGV[9] failpoint ('' in production; 'after_deduct' lets tests stop the script between its two steps)
--- ARGV[10] item TTL (s): an item reserved with less than half of it left gets it back (keep-warm); 0 = none
+-- ARGV[10] item TTL (s): an item reserved with less than half of it left (or its usage hash or code set) gets it
+--          back, the three at one instant (keep-warm, below); 0 = none
 -- ARGV[11] '1' to dispense: hold and confirm at once (the order is confirmed; a reserve and a confirm event follow
 --          each other in the outbox), '' for a plain hold
 -- ARGV[12] '1' when the caller has asked the journal about this order already (see below), '2' when it has also

@@ -9,19 +9,22 @@
 --         still new (a later change of the same setting stands)
 -- ARGV[6] '1' when the half is a surplus: MySQL had the adjustment from another attempt before this one's MySQL half
 --         (StockRepository's duplicate), so the half goes even if a retry that found the adjustment in MySQL settled
---         its key since; not when a retry took this half over (its key names another time of the same mark, or was
---         settled with that half: the retry completed this very half); '' otherwise. (Read only for a key from before
---         halves had names: a named key says which half it is, below.)
+--         its key since; not when a retry took this half over (its key names this half with another owner, or was
+--         settled with this half: the retry completed this very half); '' otherwise
 -- ARGV[7] the half's name (lib/fence.lua: 'mark@ms' of its making; '' when it is the token's own: its owner made it)
+-- ARGV[8] what MySQL's ledger says of the adjustment, when the key cannot tell (below): '' not asked, 'none' no row,
+--         '?' not known (not readable, or a row that names no half), else the name of the half it has
 --
 -- The reversal ends the change: the fence its Redis half opened is closed (lib/fence.lua).
 --
 -- An adjustment's key names the half it is about (lib/fence.lua): a key of this half's name that another token owns
 -- was taken over by a retry, which completes or reverses the half itself; a key that says done with this half's name
--- says MySQL has this very half (it stays); a key of another name (a half made afresh after this one's key vanished,
--- or done with it) leaves this half to be reversed.
+-- says MySQL has this very half (it stays). A key that is gone, bare (a replay's) or another half's (made afresh after
+-- this one's key vanished) cannot tell whether a retry took this half over and completed it before its key went:
+-- MySQL's ledger decides (the caller reads it when asked, {'check'}), except for a surplus half (MySQL has another).
 --
--- Returns {'ok', available} when reversed now, {'done'} when this reversal ran before (a retry of a durable task
+-- Returns {'check'} (nothing written) when the ledger must decide (above: ask again with ARGV[8]),
+-- {'ok', available} when reversed now, {'done'} when this reversal ran before (a retry of a durable task
 -- whose first attempt did reach Redis, or another owner's reversal of the same half: the marker is the half's) or
 -- MySQL has the half (its key says done with it: a retry of it completed the MySQL half meanwhile, and the half
 -- stays) or a retry took the half over, {'rebuilt'} when the item is gone or was
@@ -42,32 +45,34 @@ local made = ARGV[4] or ''
 local legacy = not string.find(made, '/', 1, true)
 local madeMark, madeAt = halfToken(made)
 local madeEpoch = legacy and made or string.match(madeMark, '^(.*)/%d+$')
--- The adjustment's key, when this undoes one: whether it names this change's half as its owner, whether the MySQL
--- half is known done, and whether a retry took the half over (it completes the MySQL half, or reverses it: not to be
--- reversed here).
-local ours, settled, takenOver = false, false, false
--- Whether MySQL is known to have this very half (a retry took it over and completed it), so that it stays.
-local kept = false
+-- The adjustment's key, when this undoes one: whether it names this change's half as its owner, whether a retry took
+-- the half over (it completes the MySQL half, or reverses it: not to be reversed here), whether MySQL is known to have
+-- this very half (a retry took it over and completed it: it stays), and whether the key cannot tell (below).
+local ours, settled, takenOver, kept, unclear = false, false, false, false, false
 local name = (ARGV[7] or '') ~= '' and ARGV[7] or made
 if KEYS[2] ~= item then
   local saved = redis.call('GET', KEYS[2])
-  if saved then
-    local key = adjustmentState(saved)
-    if legacy then
-      ours = saved == ARGV[2]
-    elseif key.fingerprint == ARGV[2] then
-      settled = not key.mark
-      ours = not settled and namesHalf(saved, ARGV[2], made)
-      if key.unnamed then
-        -- A key from before halves had names: a pending key of the same mark is taken for this half taken over, one
-        -- settled with another token for it completed.
-        kept = settled and ((key.done ~= nil and key.done ~= made) or ARGV[6] ~= '1')
-        takenOver = not settled and not ours and key.mark == madeMark
-      else
-        kept = settled and key.half == name
-        takenOver = not settled and not ours and key.half == name
-      end
-    end
+  local key = saved and adjustmentState(saved)
+  if legacy then
+    ours = saved == ARGV[2]
+  elseif key and key.fingerprint == ARGV[2] and key.unnamed and (key.mark ~= nil or key.done ~= nil) then
+    -- A key from before halves had names (pending, unsettled or done under a token): a key of the same mark is taken
+    -- for this half taken over, one settled with another token for it completed.
+    settled = not key.mark
+    ours = not settled and namesHalf(saved, ARGV[2], made)
+    kept = settled and ((key.done ~= nil and key.done ~= made) or ARGV[6] ~= '1')
+    takenOver = not settled and not ours and key.mark == madeMark
+  elseif key and key.fingerprint == ARGV[2] and not key.unnamed and key.half == name then
+    settled = not key.mark
+    ours = not settled and namesHalf(saved, ARGV[2], made)
+    kept = settled
+    takenOver = not settled and not ours
+  else
+    -- Gone, settled by a replay from MySQL's ledger alone (the bare fingerprint), another half's, or another body's:
+    -- the key does not say whether MySQL has this half (a retry may have taken it over and completed it before the
+    -- key vanished). A surplus half goes (MySQL has another); otherwise MySQL's ledger decides (ARGV[8]).
+    settled = key ~= nil and key.mark == nil
+    unclear = true
   end
 end
 local current = redis.call('HMGET', item, 'stock_num', 'epoch', 'repairs')
@@ -103,14 +108,21 @@ if not current[1] or (made ~= '' and now ~= expected) then
   return {'rebuilt'}
 end
 -- The half goes unless a retry took it over or MySQL has it (above).
+if unclear and ARGV[6] ~= '1' then
+  local ledger = ARGV[8] or ''
+  if ledger == '' then
+    return {'check'}
+  end
+  -- Not known (the ledger could not be read, or its row names no half): an addition goes, a removal stays (Redis never
+  -- has more to sell than MySQL may have; the reconciler brings it to MySQL's count once its fence lapsed).
+  kept = ledger == name or (ledger == '?' and tonumber(ARGV[1]) < 0)
+end
 if takenOver or kept then
   return {'done'}
 end
 redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
--- A settle closed the half's fence already; a retry that took the half over closes it when it is done.
-if not settled and not takenOver then
-  closeFence(item, madeAt, clockNow(''))
-end
+-- The half's own fence goes (a retry that took it over had closed it and opened its own, which it closes).
+closeFence(item, madeAt, clockNow(''))
 if ours then
   redis.call('DEL', KEYS[2])
 end

@@ -78,6 +78,7 @@ extension AdjustmentHalvesTests {
             _ = try await stores.engine.stores.run(
                 AdminDoneCall(itemKey: itemKey, token: early, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             )
+            #expect(try await stores.openFences(1) == 0, "E's close closes its own half's fence (the key is not its own)")
             #expect(try await onHand(stores) == 7)
             #expect(try await stores.mysqlStock(1) == 7)
             #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
@@ -94,8 +95,17 @@ extension AdjustmentHalvesTests {
             let early = try await redisHalf(stores)
             _ = try await stores.redis.command("DEL", adjustmentKey(stores))
             let later = try await redisHalf(stores)
+            // The key cannot tell whether MySQL has E's half: its ledger decides (no row: it has not).
             let reversal = undo(stores, token: early, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
-            #expect(try await stores.engine.stores.run(reversal) == .reversed)
+            #expect(try await stores.engine.stores.run(reversal) == .check)
+            #expect(try await onHand(stores) == 4)
+            #expect(
+                await stores.engine.compensator.undoStock(
+                    itemKey: stores.keys.item(stores.item(1)), delta: adjustment.delta, adjustmentKey: adjustmentKey(stores),
+                    fingerprint: adjustment.fingerprint, token: early,
+                    source: StockAdministration.adjustmentSource(stores.item(1), adjustment)
+                )
+            )
             #expect(try await onHand(stores) == 7)
             #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text?.hasPrefix("pending:") == true, "A's key stays")
             try await mysqlHalf(stores, adjustment, half: later)
@@ -127,6 +137,91 @@ extension AdjustmentHalvesTests {
                 return
             }
             #expect(try await repository.apply(own) == .duplicate(half: "e/0@1"))
+            // A row that names no half (a version before names, or a retry of a key from then) is not this change's
+            // either: it wrote its half's name.
+            let other = StockAdjustment(adjustmentId: "a-2", delta: 1, reason: nil)
+            _ = try await repository.apply(StockAdministration.mysqlHalf(stores.item(1), other, half: nil))
+            let named = StockAdministration.mysqlHalf(stores.item(1), other, half: "e/0@3")
+            #expect(try await repository.settle(named, unknownCommit: cut) == .duplicate(half: nil))
+        }
+    }
+
+    /// A makes its half and stalls; a retry C takes it over and completes it in MySQL (under A's half's name); the key
+    /// then vanishes, and B makes the change afresh. A's reversal (its MySQL half failed) finds a key of another half,
+    /// which cannot tell that MySQL has A's: the ledger says so, and the half stays. B's MySQL half finds the adjustment
+    /// there from A's half and reverses its own. (A's half was reversed too: Redis 10 against MySQL's 7.)
+    @Test("a reversal whose key names another half keeps its half when MySQL's ledger has it")
+    func reversalKeptByLedger() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            let first = try await redisHalf(stores)
+            let stalled = markOf(first) + "@\(try await age(stores))"
+            let call = AdjustStockCall(item, adjustment, retentionSeconds: 600, layout: stores.keys)
+            guard case .unsettled(let taken, let half) = try await stores.engine.stores.run(call) else {
+                Issue.record("the retry did not take the half over")
+                return
+            }
+            #expect(half == stalled)
+            try await mysqlHalf(stores, adjustment, half: half)
+            _ = try await stores.redis.command("DEL", adjustmentKey(stores))
+            let afresh = try await redisHalf(stores)
+            #expect(try await onHand(stores) == 4)
+            let itemKey = stores.keys.item(item)
+            let source = StockAdministration.adjustmentSource(item, adjustment)
+            await stores.engine.compensator.undoStock(
+                itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint,
+                token: stalled, source: source
+            )
+            #expect(try await onHand(stores) == 4, "A's half stays: MySQL has it")
+            // B's MySQL half: a duplicate of A's half; B reverses its own as a surplus.
+            let outcome = try await StockRepository(client: stores.mysql).apply(StockAdministration.mysqlHalf(item, adjustment, half: afresh))
+            #expect(outcome == .duplicate(half: stalled))
+            await stores.engine.compensator.undoStock(
+                itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint,
+                token: afresh, surplus: true, source: source
+            )
+            // C's close (its key is gone: it closes its own fence).
+            _ = try await stores.engine.stores.run(
+                AdminDoneCall(itemKey: itemKey, token: taken, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
+            )
+            #expect(try await onHand(stores) == 7)
+            #expect(try await stores.mysqlStock(1) == 7)
+            #expect(try await stores.openFences(1) == 0)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    /// Keys written before halves had names: an old retry C1 took A's half over, committed it in MySQL (the ledger
+    /// names no half) and kept it without learning so. A replay settles the key; A's reversal, stored as a task, runs
+    /// after. The settled key must stay unnamed (its time is C1's, not the half's: named after it, the half was taken
+    /// for another and reversed, Redis 7 against MySQL's 10 for this addition).
+    @Test("a key from before halves had names stays unnamed when settled, and an old task of its half reverses nothing")
+    func unnamedKeyStaysUnnamed() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            let addition = StockAdjustment(adjustmentId: "a-1", delta: 3, reason: "found")
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 7))
+            let call = AdjustStockCall(item, addition, retentionSeconds: 600, layout: stores.keys)
+            guard case .applied(let first) = try await stores.engine.stores.run(call) else {
+                Issue.record("adjust_stock did not apply")
+                return
+            }
+            // As the version before names left it: C1's token in a key of four fields.
+            let taker = try await stores.engine.redisNow() + 5
+            let mark = markOf(first)
+            _ = try await stores.redis.command("SET", adjustmentKey(stores), "unsettled:\(mark):\(taker):\(addition.fingerprint)")
+            try await mysqlHalf(stores, addition)
+            #expect(try await stores.engine.adjustStock(item, addition).replayed)
+            let settled = try #require(try await stores.redis.command("GET", adjustmentKey(stores)).text)
+            #expect(settled == "done:\(mark):\(taker):\(addition.fingerprint)")
+            let task = UndoStockCall(
+                itemKey: stores.keys.item(item), adjustmentKey: adjustmentKey(stores), marker: stores.keys.item(item) + ":undo-old",
+                delta: addition.delta, fingerprint: addition.fingerprint, token: first, settings: "", retentionSeconds: 600
+            )
+            #expect(try await stores.engine.stores.run(task) == .done)
+            #expect(try await onHand(stores) == 10)
+            #expect(try await stores.mysqlStock(1) == 10)
         }
     }
 }

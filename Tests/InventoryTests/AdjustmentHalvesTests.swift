@@ -37,8 +37,8 @@ struct AdjustmentHalvesTests {
         try await stores.ageFences(1, adjustmentKey: adjustmentKey(stores)) ?? 0
     }
 
-    /// Whether the adjustment's key says it is done (lua/lib/fence.lua: 'done:<mark>:<ms>:<fingerprint>', or the bare
-    /// fingerprint a replay writes).
+    /// Whether the adjustment's key says it is done (lua/lib/fence.lua: 'done:<mark>:<ms>:<made>:<fingerprint>', or the
+    /// bare fingerprint a replay writes).
     func isDone(_ stores: TestStores) async throws -> Bool {
         guard let value = try await stores.redis.command("GET", adjustmentKey(stores)).text else { return false }
         return value == adjustment.fingerprint || (value.hasPrefix("done:") && value.hasSuffix(":" + adjustment.fingerprint))

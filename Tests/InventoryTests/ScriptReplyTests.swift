@@ -106,7 +106,7 @@ struct ScriptReplyTests {
     func undoStockTaskPayload() {
         let task = CompensationTask.undoStock(
             itemKey: "p:{b:1}:item", adjustmentKey: "p:{b:1}:adj:a", delta: -3, fingerprint: "-3|x", marker: "m",
-            token: "e/0@9", settings: "", surplus: true, half: "e/0@7"
+            token: "e/0@9", settings: "", surplus: true, half: "e/0@7", source: "adj:b:1:a"
         )
         #expect(CompensationTask(kind: task.kind, payload: task.payload) == task)
         let before = ["p:{b:1}:item", "p:{b:1}:adj:a", "-3", "-3|x", "m", "e/0@9", "", "surplus"].joined(separator: "\t")
@@ -236,6 +236,7 @@ struct ScriptReplyTests {
         #expect(try AdminDoneCall.decode(Self.reply("surplus", "ep/1@9", "ep/1@7")) == .surplus(token: "ep/1@9", half: "ep/1@7"))
         #expect(try UndoStockCall.decode(Self.reply("ok", "3")) == .reversed)
         #expect(try UndoStockCall.decode(Self.reply("rebuilt")) == .rebuilt)
+        #expect(try UndoStockCall.decode(Self.reply("check")) == .check)
         #expect(try FixItemCall.decode(Self.reply("fenced")) == .fenced)
         #expect(try FixItemCall.decode(Self.reply("moved")) == .moved)
         #expect(try AdminDoneCall.decode(Self.reply("missing")) == .missing)
@@ -244,7 +245,11 @@ struct ScriptReplyTests {
         #expect(AdminDoneCall(itemKey: "i", token: "e/0@5", adjustmentKey: "a", fingerprint: "3|", version: 42, delta: 3).arguments == ["e/0@5", "3|", "42", "3", "", ""])
         #expect(AdminDoneCall(itemKey: "i", token: "e/0@5", settings: "danger_num=1>2").arguments == ["e/0@5", "", "", "0", "danger_num=1>2", ""])
         #expect(AdminDoneCall(itemKey: "i", token: "*", adjustmentKey: "a", fingerprint: "3|", ledgerHalf: "e/0@4").arguments[6 - 1] == "e/0@4")
-        #expect(UndoStockCall(itemKey: "i", adjustmentKey: "a", marker: "m", delta: 3, fingerprint: "3|", token: "e/0@5", settings: "", half: "e/0@4", retentionSeconds: 9).arguments[7 - 1] == "e/0@4")
+        let undo = UndoStockCall(
+            itemKey: "i", adjustmentKey: "a", marker: "m", delta: 3, fingerprint: "3|", token: "e/0@5", settings: "", half: "e/0@4",
+            ledgerHalf: "none", retentionSeconds: 9
+        )
+        #expect(undo.arguments[7 - 1] == "e/0@4" && undo.arguments[8 - 1] == "none", "the half's name ARGV[7], the ledger's ARGV[8]")
         let counters = ReconcileDifference.Counters(stockNum: 1, usedStockNum: 2, confirmedUnapplied: 3, refundUnapplied: 4)
         #expect(FixItemCall(itemKey: "i", read: counters, target: counters, version: 7).arguments[9 - 1] == "7", "the row's version, ARGV[9]")
     }

@@ -85,9 +85,9 @@ local function itemMark(epoch, repairs)
   return (epoch or '') .. '/' .. (repairs or '0')
 end
 
--- A stock change's half is named by its token, 'mark@ms': the item's mark and the time its fence was opened, when the
--- half was made or last taken over by a retry (adjust_stock.lua). A PUT's token from before PUTs' halves had times is
--- the mark alone. Returns the mark and the time (nil without one).
+-- A stock change's half is owned by its token, 'mark@ms': the item's mark and the time its fence was opened, when the
+-- half was made or last taken over by a retry (adjust_stock.lua); its name is the token it was made with (below). A
+-- PUT's token from before PUTs' halves had times is the mark alone. Returns the mark and the time (nil without one).
 local function halfToken(token)
   local mark, at = string.match(token, '^(.*)@(%d+)$')
   if mark then return mark, tonumber(at) end
@@ -112,8 +112,8 @@ local function adjustmentState(value)
     made, unnamed = at, true
   end
   if state == 'pending' or state == 'unsettled' or state == 'done' then
-    local key = {fingerprint = fingerprint, at = tonumber(at), unsettled = state == 'unsettled', made = made,
-      half = mark .. '@' .. made, unnamed = unnamed}
+    local key = {fingerprint = fingerprint, at = tonumber(at), unsettled = state == 'unsettled',
+      made = not unnamed and made or nil, half = mark .. '@' .. made, unnamed = unnamed}
     if state == 'done' then key.done = mark .. '@' .. at else key.mark = mark end
     return key
   end
@@ -123,9 +123,11 @@ local function adjustmentState(value)
   return {fingerprint = value, unnamed = true}
 end
 
--- An adjustment key's value (above): `state` of the half named `mark`@`made`, owned by the token `mark`@`at`.
+-- An adjustment key's value (above): `state` of the half named `mark`@`made`, owned by the token `mark`@`at`; a key
+-- from before halves had names (`made` nil) stays one (its time is its owner's, which need not be its half's: a name
+-- made up from it would misname the half).
 local function adjustmentValue(state, mark, at, made, fingerprint)
-  return state .. ':' .. mark .. ':' .. at .. ':' .. made .. ':' .. fingerprint
+  return state .. ':' .. mark .. ':' .. at .. ':' .. (made and (made .. ':') or '') .. fingerprint
 end
 
 -- Whether an adjustment key names the half of `token` as its owner (its fingerprint, its mark and time).

@@ -14,12 +14,13 @@ struct Compensator: Sendable, EngineCollaborator {
     /// First level of compensation: reverse a Redis stock change whose MySQL half failed. When that fails too,
     /// it becomes a durable retry task (second level); the reconciler is the third.
     /// `token`: the change's half's ('mark@ms', lua/lib/fence.lua: an item rebuilt or repaired since its mark never
-    /// counted it); `half`: an adjustment's half's name when `token` is not it (a retry took the half over).
+    /// counted it); `half`: an adjustment's half's name when `token` is not it (a retry took the half over); `source`:
+    /// an adjustment's ledger source (its row decides when the adjustment's key cannot).
     /// Returns whether the change was reversed now (false: a retry task, or the reconciler, will).
     @discardableResult
     func undoStock(
         itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String, token: String, settings: String = "",
-        surplus: Bool = false, half: String = ""
+        surplus: Bool = false, half: String = "", source: String = ""
     ) async -> Bool {
         // An adjustment's half is reversed once whoever reverses it (the attempt that made it, a retry that took it
         // over): the marker is the half's, beside its key. Same hash tag as the item: "prefix:{biz:sku}:adj:<id>" →
@@ -34,7 +35,7 @@ struct Compensator: Sendable, EngineCollaborator {
         return await compensate(
             .undoStock(
                 itemKey: itemKey, adjustmentKey: adjustmentKey ?? itemKey, delta: delta, fingerprint: fingerprint,
-                marker: marker, token: token, settings: settings, surplus: surplus, half: half
+                marker: marker, token: token, settings: settings, surplus: surplus, half: half, source: source
             )
         )
     }
@@ -85,19 +86,41 @@ struct Compensator: Sendable, EngineCollaborator {
         }
     }
 
+    /// What MySQL's ledger says of an adjustment, for lua/undo_stock.lua: "none" (no row), the name of the half it
+    /// has, or "?" (not known: no source, a row that names no half, or a ledger that cannot be read). The read waits
+    /// for a transaction writing the row (StockRepository.ledgerHalf).
+    func ledgerHalf(source: String) async -> String {
+        guard !source.isEmpty else { return "?" }
+        do {
+            guard let row = try await rebuilder.stockRepository.lockedLedgerHalf(source: source) else { return "none" }
+            return row ?? "?"
+        } catch {
+            stores.logger.warning("ledger not readable for a reversal", metadata: ["source": "\(source)", "error": "\(error)"])
+            return "?"
+        }
+    }
+
     /// Runs one reversal; safe to run again (undo_stock has a marker, undo_reserve checks the order's event).
     func runCompensation(_ task: CompensationTask) async throws {
         switch task {
         case .undoStock(
-            let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let token, let settings, let surplus, let half
+            let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let token, let settings, let surplus,
+            let half, let source
         ):
-            _ = try await stores.run(
-                UndoStockCall(
-                    itemKey: itemKey, adjustmentKey: adjustmentKey, marker: marker, delta: delta, fingerprint: fingerprint,
-                    token: token, settings: settings, surplus: surplus, half: half,
-                    retentionSeconds: configuration.retentionSeconds
+            func undo(ledgerHalf: String) async throws -> UndoStockCall.Reply {
+                try await stores.run(
+                    UndoStockCall(
+                        itemKey: itemKey, adjustmentKey: adjustmentKey, marker: marker, delta: delta, fingerprint: fingerprint,
+                        token: token, settings: settings, surplus: surplus, half: half, ledgerHalf: ledgerHalf,
+                        retentionSeconds: configuration.retentionSeconds
+                    )
                 )
-            )
+            }
+            if try await undo(ledgerHalf: "") == .check {
+                // The adjustment's key cannot tell whether MySQL has the half (it vanished, or names another half):
+                // MySQL's ledger says.
+                _ = try await undo(ledgerHalf: await ledgerHalf(source: source))
+            }
         case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):
             // The task keeps the business's own id; the script names the order as Redis does.
             let call = UndoReserveCall(

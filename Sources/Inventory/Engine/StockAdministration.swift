@@ -158,6 +158,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
     func adjustStockOnce(_ id: StockItemID, _ adjustment: StockAdjustment) async throws -> AdjustmentOutcome {
         let itemKey = keys.item(id)
         let adjustmentKey = keys.adjustmentKey(id, adjustmentId: adjustment.adjustmentId)
+        let source = Self.adjustmentSource(id, adjustment)
         switch try await stores.run(AdjustStockCall(id, adjustment, retentionSeconds: configuration.retentionSeconds, layout: keys)) {
         case .applied(let token):
             // The half is named by its token until a retry takes it over (lua/lib/fence.lua).
@@ -165,7 +166,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
             do {
                 outcome = try await stockRepository.apply(Self.mysqlHalf(id, adjustment, half: token))
             } catch {
-                try await halfFailed(error, adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: token)
+                try await halfFailed(error, adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: token, source: source)
             }
             if case .duplicate(let recorded) = outcome {
                 // MySQL's ledger is the authority: it had this adjustment already, so this is a replay. From this very
@@ -177,7 +178,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
                 if recorded != token {
                     await compensator.undoStock(
                         itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey,
-                        fingerprint: adjustment.fingerprint, token: token, surplus: true
+                        fingerprint: adjustment.fingerprint, token: token, surplus: true, source: source
                     )
                 }
                 return AdjustmentOutcome(level: try await level(id), replayed: true)
@@ -196,7 +197,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
             } catch {
                 // The half is this retry's now (it took it over): reversed or kept as its own would be.
                 try await halfFailed(
-                    error, adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: token, half: half
+                    error, adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: token, half: half, source: source
                 )
             }
             if case .duplicate(let recorded?) = outcome, !half.isEmpty, recorded != half {
@@ -204,7 +205,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
                 // taken over is a surplus, reversed by this retry, its owner (the attempt that made it leaves it).
                 await compensator.undoStock(
                     itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
-                    token: token, surplus: true, half: half
+                    token: token, surplus: true, half: half, source: source
                 )
                 return AdjustmentOutcome(level: try await level(id), replayed: true)
             }
@@ -230,7 +231,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
     /// should a repair take the half out first); anything else is reversed, its key with it. Throws the answer.
     func halfFailed(
         _ error: any Error, _ adjustment: StockAdjustment, itemKey: String, adjustmentKey: String, token: String,
-        half: String = ""
+        half: String = "", source: String
     ) async throws -> Never {
         if keepsRedisHalf(after: error, delta: adjustment.delta, itemKey: itemKey) {
             _ = try? await stores.run(
@@ -238,7 +239,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
             )
         } else if await !compensator.undoStock(
             itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
-            token: token, half: half
+            token: token, half: half, source: source
         ) {
             throw Self.halfKept(error)
         }

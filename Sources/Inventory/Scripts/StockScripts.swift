@@ -105,6 +105,9 @@ struct UndoStockCall: ScriptCall {
         case done
         /// The item is gone or was rebuilt since the change (MySQL never had it): nothing to reverse.
         case rebuilt
+        /// Nothing written: the adjustment's key cannot tell whether MySQL has the half; ask again with what MySQL's
+        /// ledger says (`ledgerHalf`).
+        case check
     }
 
     let keys: [String]
@@ -112,14 +115,15 @@ struct UndoStockCall: ScriptCall {
 
     /// `adjustmentKey`: the key of the adjustment reversed (the item key when none); `marker`: this reversal's (the
     /// half's, so that its owner and a retry that took it over reverse it once); `surplus`: MySQL had the adjustment
-    /// from another attempt (read for a key from before halves had names); `half`: the half's name when `token` is not
-    /// it (a retry took the half over; lua/lib/fence.lua).
+    /// from another attempt; `half`: the half's name when `token` is not it (a retry took the half over;
+    /// lua/lib/fence.lua); `ledgerHalf`: what MySQL's ledger says of the adjustment, after a `check` ("none": no row,
+    /// "?": not known, else the name of the half it has; "": not asked).
     init(
         itemKey: String, adjustmentKey: String, marker: String, delta: Int64, fingerprint: String, token: String,
-        settings: String, surplus: Bool = false, half: String = "", retentionSeconds: Int
+        settings: String, surplus: Bool = false, half: String = "", ledgerHalf: String = "", retentionSeconds: Int
     ) {
         keys = [itemKey, adjustmentKey, marker]
-        arguments = [String(delta), fingerprint, String(retentionSeconds), token, settings, surplus ? "1" : "", half]
+        arguments = [String(delta), fingerprint, String(retentionSeconds), token, settings, surplus ? "1" : "", half, ledgerHalf]
     }
 
     static func decode(_ value: RedisValue) throws -> Reply {
@@ -127,6 +131,7 @@ struct UndoStockCall: ScriptCall {
         case "ok": return .reversed
         case "done": return .done
         case "rebuilt": return .rebuilt
+        case "check": return .check
         default: throw unexpected(value)
         }
     }

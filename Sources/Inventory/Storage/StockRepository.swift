@@ -185,7 +185,8 @@ public struct StockRepository: Sendable {
                 }
                 return .applied(stockAfter: stockAfter, version: version)
             } catch is DuplicateSource {
-                return .duplicate(half: try await ledgerEntry(source: change.source)?.half)
+                // (A row whose half cannot be read now is taken for one that names none.)
+                return .duplicate(half: (try? await ledgerEntry(source: change.source))??.half)
             } catch let error as MySQLError where error.code == .deadlock && attempt < Self.deadlockAttempts {
                 attempt += 1
             } catch let error as MySQLError where error.code == .commitOutcomeUnknown {
@@ -225,12 +226,22 @@ public struct StockRepository: Sendable {
         }
         guard let result else { throw unknownCommit }
         guard let row = result.rows.first else { throw NotApplied(underlying: unknownCommit) }
-        // The row of another attempt's half (the source is the adjustment's): this change did not commit, it is a
-        // duplicate of that one.
-        if let half = change.half, let recorded = row.string("half"), recorded != half {
-            return .duplicate(half: recorded)
+        // The row of another attempt's half (the source is the adjustment's; this change wrote its own half's name):
+        // this change did not commit, it is a duplicate of that one.
+        if let half = change.half, row.string("half") != half {
+            return .duplicate(half: row.string("half"))
         }
         return .applied(stockAfter: row.int64("stock_after") ?? 0, version: nil)
+    }
+
+    /// The Redis half MySQL's ledger has the change of `source` from: nil when it has no such row, .some(nil) when its
+    /// row names none. A locking read in a transaction of its own: a transaction writing the row is waited for.
+    func lockedLedgerHalf(source: String) async throws -> String?? {
+        let result = try await client.withTransaction { connection in
+            try connection.query("SELECT half FROM stock_ledger WHERE source = ? LOCK IN SHARE MODE", [.string(source)])
+        }
+        guard let row = result.rows.first else { return nil }
+        return .some(row.string("half"))
     }
 
     /// A change whose COMMIT got no answer, found not to be in MySQL: it did not take effect.

@@ -112,8 +112,8 @@ struct ModelCheckTests {
 
     @Test("the added features leave a seed's drawn steps as they were (seeds found before them still replay)")
     func featuresKeepTheSteps() {
-        let basic = Program.generate(seed: 7, count: 400, features: [])
-        let full = Program.generate(seed: 7, count: 400, features: .all)
+        let basic = Program.generate(seed: 7, count: 600, features: [])
+        let full = Program.generate(seed: 7, count: 600, features: .all)
         let unwrapped = full.steps.compactMap { step -> Step? in
             // a reserve varied by the features was drawn as a plain one (backorder replaces reject)
             func plain(_ step: Step) -> Step {
@@ -122,13 +122,16 @@ struct ModelCheckTests {
                 guard case .reserve(let order, let lines, let shortage, _) = step else { return step }
                 return .reserve(order: order, lines: lines, shortage: shortage == .backorder ? .reject : shortage)
             }
-            // the code pool's steps are its own: on its item, or on its orders
+            // the code pool's and the infinite item's steps are their own: on their items, or on their orders
             func pools(_ step: Step) -> Bool {
                 switch step {
                 case .setOneTimePool, .uploadCodes, .fault(.deleteCodeSet), .fault(.deleteUsage), .fault(.deleteGenerationMarkers),
                     .fault(.deleteExpiryIndex), .fault(.deleteDirectory):
                     return true
-                case .setStock(let sku, _), .fault(.deleteItem(let sku)): return sku == Features.codeItem
+                case .setStock(let sku, _), .fault(.deleteItem(let sku)), .adjust(let sku, _, _),
+                    .fault(.deleteAdjustmentKey(let sku, _)):
+                    return sku == Features.codeItem || sku == Features.infiniteItem
+                case .setInfinite: return true
                 case .reserve(let order, _, _, _), .confirm(let order), .cancel(let order), .refund(let order),
                     .read(let order):
                     return order >= Features.firstCodeOrder && order < 1_000_000_000
@@ -155,6 +158,7 @@ struct ModelCheckTests {
         #expect(full.killsRedis && !basic.killsRedis)
         #expect(full.steps.contains { if case .burstThroughKilledService = $0 { true } else { false } })
         #expect(full.steps.contains { if case .uploadCodes = $0 { true } else { false } })
+        #expect(full.steps.contains(.setInfinite(sku: Features.infiniteItem, infinite: false)))
         #expect(full.steps.contains { step in
             if case .reserve(_, let lines, _, _) = step { lines.contains { !$0.codes.isEmpty } } else { false }
         })
