@@ -9,7 +9,8 @@
 -- ARGV[2] the adjustment's fingerprint ('' for a PUT)
 -- ARGV[3] the version of MySQL's stock row the MySQL half made ('' when not known)   ARGV[4] the change's delta
 -- ARGV[5] the settings it changed ('field=old>new,...', set_stock.lua; '' none)
--- ARGV[6] with '*': the name of the half MySQL's ledger has the adjustment from ('' when not known)
+-- ARGV[6] with '*': the name of the half MySQL's ledger has the adjustment from ('-': its row names none, which is not
+--         a named half's; '' when not known)
 --
 -- An item whose counters were written from MySQL since the Redis half (a rebuild, a repair: its mark moved on) from a
 -- read of the stock row before the MySQL half committed (`mysql_version` below ARGV[3]; the read held the row, so it
@@ -37,7 +38,7 @@ local token = ARGV[1]
 local owns = true
 if KEYS[2] ~= item then
   local saved = redis.call('GET', KEYS[2])
-  local key = saved and adjustmentState(saved)
+  local key = saved and adjustmentState(saved) or nil
   if not key or key.fingerprint ~= ARGV[2] or not key.mark then
     owns = false
   elseif token == '*' then

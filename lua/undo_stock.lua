@@ -23,7 +23,8 @@
 -- this one's key vanished) cannot tell whether a retry took this half over and completed it before its key went:
 -- MySQL's ledger decides (the caller reads it when asked, {'check'}), except for a surplus half (MySQL has another).
 --
--- Returns {'check'} (nothing written) when the ledger must decide (above: ask again with ARGV[8]),
+-- Returns {'check'} (nothing written) when the ledger must decide (above: ask again with ARGV[8]), {'rebuilt'} too
+-- when the half went with lost Redis data (below),
 -- {'ok', available} when reversed now, {'done'} when this reversal ran before (a retry of a durable task
 -- whose first attempt did reach Redis, or another owner's reversal of the same half: the marker is the half's) or
 -- MySQL has the half (its key says done with it: a retry of it completed the MySQL half meanwhile, and the half
@@ -52,7 +53,7 @@ local ours, settled, takenOver, kept, unclear = false, false, false, false, fals
 local name = (ARGV[7] or '') ~= '' and ARGV[7] or made
 if KEYS[2] ~= item then
   local saved = redis.call('GET', KEYS[2])
-  local key = saved and adjustmentState(saved)
+  local key = saved and adjustmentState(saved) or nil
   if legacy then
     ours = saved == ARGV[2]
   elseif key and key.fingerprint == ARGV[2] and key.unnamed and (key.mark ~= nil or key.done ~= nil) then
@@ -63,10 +64,12 @@ if KEYS[2] ~= item then
     kept = settled and ((key.done ~= nil and key.done ~= made) or ARGV[6] ~= '1')
     takenOver = not settled and not ours and key.mark == madeMark
   elseif key and key.fingerprint == ARGV[2] and not key.unnamed and key.half == name then
+    -- (A surplus half goes whatever the key says: MySQL has another half, and the marker, the half's, lets it go once
+    -- whoever reverses it.)
     settled = not key.mark
     ours = not settled and namesHalf(saved, ARGV[2], made)
-    kept = settled
-    takenOver = not settled and not ours
+    kept = settled and ARGV[6] ~= '1'
+    takenOver = not settled and not ours and ARGV[6] ~= '1'
   else
     -- Gone, settled by a replay from MySQL's ledger alone (the bare fingerprint), another half's, or another body's:
     -- the key does not say whether MySQL has this half (a retry may have taken it over and completed it before the
@@ -105,6 +108,14 @@ if not current[1] or (made ~= '' and now ~= expected) then
     redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
     settingsBack()
   end
+  return {'rebuilt'}
+end
+-- A half younger than a fence's lifetime whose fence entry is gone (neither closed nor taken over, nor cleared by a
+-- repair or a rebuild: the mark is the same) went with Redis data that was lost (a restart that lost its last writes,
+-- a failover to a replica behind): it is not in the item, and adding it back would count a change nobody made.
+if madeAt and not legacy and (unclear or KEYS[2] == item) and clockNow('') - madeAt < FENCE_MS
+  and not halfOpen(item, madeAt) then
+  redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
   return {'rebuilt'}
 end
 -- The half goes unless a retry took it over or MySQL has it (above).

@@ -35,9 +35,11 @@ extension AdjustmentHalvesTests {
             #expect(try await stores.mysqlStock(1) == 7)
             // A's own MySQL half finds the adjustment there too and reverses its half as a surplus: once, whoever
             // reverses it (the marker is the half's).
-            await stores.engine.compensator.undoStock(
-                itemKey: stores.keys.item(item), delta: adjustment.delta, adjustmentKey: adjustmentKey(stores),
-                fingerprint: adjustment.fingerprint, token: stalled, surplus: true
+            #expect(
+                await stores.engine.compensator.undoStock(
+                    itemKey: stores.keys.item(item), delta: adjustment.delta, adjustmentKey: adjustmentKey(stores),
+                    fingerprint: adjustment.fingerprint, token: stalled, surplus: true
+                )
             )
             #expect(try await onHand(stores) == 7)
             // E's close.
@@ -130,19 +132,19 @@ extension AdjustmentHalvesTests {
             _ = try await repository.apply(StockAdministration.mysqlHalf(stores.item(1), adjustment, half: "e/0@1"))
             let cut = MySQLError(code: .commitOutcomeUnknown, message: "connection lost during COMMIT")
             let own = StockAdministration.mysqlHalf(stores.item(1), adjustment, half: "e/0@2")
-            #expect(try await repository.settle(own, unknownCommit: cut) == .duplicate(half: "e/0@1"))
+            #expect(try await repository.settle(own, unknownCommit: cut) == .duplicate(half: .named("e/0@1")))
             let same = StockAdministration.mysqlHalf(stores.item(1), adjustment, half: "e/0@1")
             guard case .applied = try await repository.settle(same, unknownCommit: cut) else {
                 Issue.record("the half the ledger names was applied")
                 return
             }
-            #expect(try await repository.apply(own) == .duplicate(half: "e/0@1"))
+            #expect(try await repository.apply(own) == .duplicate(half: .named("e/0@1")))
             // A row that names no half (a version before names, or a retry of a key from then) is not this change's
             // either: it wrote its half's name.
             let other = StockAdjustment(adjustmentId: "a-2", delta: 1, reason: nil)
             _ = try await repository.apply(StockAdministration.mysqlHalf(stores.item(1), other, half: nil))
             let named = StockAdministration.mysqlHalf(stores.item(1), other, half: "e/0@3")
-            #expect(try await repository.settle(named, unknownCommit: cut) == .duplicate(half: nil))
+            #expect(try await repository.settle(named, unknownCommit: cut) == .duplicate(half: .unnamed))
         }
     }
 
@@ -176,7 +178,7 @@ extension AdjustmentHalvesTests {
             #expect(try await onHand(stores) == 4, "A's half stays: MySQL has it")
             // B's MySQL half: a duplicate of A's half; B reverses its own as a surplus.
             let outcome = try await StockRepository(client: stores.mysql).apply(StockAdministration.mysqlHalf(item, adjustment, half: afresh))
-            #expect(outcome == .duplicate(half: stalled))
+            #expect(outcome == .duplicate(half: .named(stalled)))
             await stores.engine.compensator.undoStock(
                 itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint,
                 token: afresh, surplus: true, source: source

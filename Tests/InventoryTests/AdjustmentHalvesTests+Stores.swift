@@ -84,10 +84,11 @@ extension AdjustmentHalvesTests {
     }
 
     /// An adjustment's attempt on a MySQL connection through a fault proxy (so its MySQL half can be held), beside the
-    /// test's own stores; with `heldRedis`, its Redis too (the stores must then be on the single Redis). `body` gets
-    /// the attempt's engine and the proxies.
+    /// test's own stores; with `heldRedis`, its Redis too (the stores must then be on the single Redis); `configure`
+    /// changes its engine's configuration. `body` gets the attempt's engine and the proxies.
     func withHeldAttempt(
-        _ stores: TestStores, heldRedis: Bool = false, _ body: (InventoryEngine, FaultProxy, FaultProxy?) async throws -> Void
+        _ stores: TestStores, heldRedis: Bool = false, configure: (inout EngineConfiguration) -> Void = { _ in },
+        _ body: (InventoryEngine, FaultProxy, FaultProxy?) async throws -> Void
     ) async throws {
         var settings = stores.mysql.configuration
         let proxy = try await FaultProxy.start(upstreamHost: settings.host, upstreamPort: settings.port)
@@ -108,9 +109,10 @@ extension AdjustmentHalvesTests {
                 logger: stores.logger
             )
         } ?? stores.redis
+        var configuration = stores.engine.configuration
+        configure(&configuration)
         let attempt = InventoryEngine(
-            redis: redis, mysql: client, scripts: try InventoryScripts.load(), configuration: stores.engine.configuration,
-            logger: stores.logger
+            redis: redis, mysql: client, scripts: try InventoryScripts.load(), configuration: configuration, logger: stores.logger
         )
         func close() async {
             proxy.release()

@@ -381,7 +381,7 @@ struct MySQLClientTests {
             Issue.record("the first change was not applied with a version")
             return
         }
-        #expect(try await repository.apply(first) == .duplicate(half: nil))
+        #expect(try await repository.apply(first) == .duplicate(half: .unnamed))
         let second = StockChange(
             bizId: bizId, skuId: 42, delta: -3, reason: "damage", source: "\(bizId):adj:2",
             infinite: false, dangerNum: 5, backorderLimit: 2
@@ -407,7 +407,7 @@ struct MySQLClientTests {
                 }
             }
             let outcomes = try await group.reduce(into: []) { $0.append($1) }
-            #expect(outcomes.filter { $0 == .duplicate(half: nil) }.count == 10)
+            #expect(outcomes.filter { $0 == .duplicate(half: .unnamed) }.count == 10)
         }
         #expect(try await repository.row(bizId: bizId, skuId: 42)?.stock == 17)
     }

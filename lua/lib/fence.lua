@@ -60,6 +60,14 @@ local function closeFence(item, at, now)
   end
 end
 
+-- Whether the half opened at `at` still has its entry (lapsed or not).
+local function halfOpen(item, at)
+  for open in string.gmatch(redis.call('HGET', item, 'admin_open') or '', '%d+') do
+    if tonumber(open) == at then return true end
+  end
+  return false
+end
+
 -- Whether a change's halves are still under way (a half opened less than FENCE_MS ago).
 local function fenced(item, now)
   local f = redis.call('HMGET', item, 'admin_open', 'admin_pending', 'admin_since')

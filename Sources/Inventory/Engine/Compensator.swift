@@ -60,8 +60,10 @@ struct Compensator: Sendable, EngineCollaborator {
     @discardableResult
     func compensate(_ task: CompensationTask, storingFailure: Bool = true, routine: Bool = false) async -> Bool {
         do {
-            try await runCompensation(task)
-            stores.logger.log(level: routine ? .debug : .warning, "change reversed", metadata: ["compensation": "\(task)"])
+            let outcome = try await runCompensation(task)
+            stores.logger.log(
+                level: routine ? .debug : .warning, "reversal ran", metadata: ["compensation": "\(task)", "outcome": "\(outcome)"]
+            )
             return true
         } catch {
             guard storingFailure else {
@@ -87,21 +89,19 @@ struct Compensator: Sendable, EngineCollaborator {
     }
 
     /// What MySQL's ledger says of an adjustment, for lua/undo_stock.lua: "none" (no row), the name of the half it
-    /// has, or "?" (not known: no source, a row that names no half, or a ledger that cannot be read). The read waits
-    /// for a transaction writing the row (StockRepository.ledgerHalf).
-    func ledgerHalf(source: String) async -> String {
+    /// has, or "?" (not known: no source, in a task stored before it was kept, or a row that names no half). The read
+    /// waits for a transaction writing the row (StockRepository.lockedLedgerHalf); a ledger that cannot be read throws
+    /// (the reversal is retried once MySQL answers).
+    func ledgerHalf(source: String) async throws -> String {
         guard !source.isEmpty else { return "?" }
-        do {
-            guard let row = try await rebuilder.stockRepository.lockedLedgerHalf(source: source) else { return "none" }
-            return row ?? "?"
-        } catch {
-            stores.logger.warning("ledger not readable for a reversal", metadata: ["source": "\(source)", "error": "\(error)"])
-            return "?"
-        }
+        guard let row = try await rebuilder.stockRepository.lockedLedgerHalf(source: source) else { return "none" }
+        return row ?? "?"
     }
 
     /// Runs one reversal; safe to run again (undo_stock has a marker, undo_reserve checks the order's event).
-    func runCompensation(_ task: CompensationTask) async throws {
+    /// Returns what it did (the script's answer), for the log.
+    @discardableResult
+    func runCompensation(_ task: CompensationTask) async throws -> String {
         switch task {
         case .undoStock(
             let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let token, let settings, let surplus,
@@ -116,23 +116,27 @@ struct Compensator: Sendable, EngineCollaborator {
                     )
                 )
             }
-            if try await undo(ledgerHalf: "") == .check {
+            var reply = try await undo(ledgerHalf: "")
+            if reply == .check {
                 // The adjustment's key cannot tell whether MySQL has the half (it vanished, or names another half):
                 // MySQL's ledger says.
-                _ = try await undo(ledgerHalf: await ledgerHalf(source: source))
+                reply = try await undo(ledgerHalf: try await ledgerHalf(source: source))
             }
+            return "\(reply)"
         case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):
             // The task keeps the business's own id; the script names the order as Redis does.
             let call = UndoReserveCall(
                 orderId: OrderRef(bizId: bizId, orderId: orderId).name, bizId: bizId, eventId: eventId, lines: lines, earlierEventId: earlierEventId,
                 retentionSeconds: configuration.retentionSeconds, layout: keys
             )
-            if try await rebuilder.run(onItems: call) == .settled {
+            let reply = try await rebuilder.run(onItems: call)
+            if reply == .settled {
                 stores.logger.warning(
                     "a duplicate hold was confirmed or cancelled before it was taken back; its item counts it no more",
                     metadata: ["orderId": "\(orderId)", "event": "\(eventId)"]
                 )
             }
+            return "\(reply)"
         }
     }
 
@@ -141,9 +145,9 @@ struct Compensator: Sendable, EngineCollaborator {
         var done = 0
         for (id, task) in try await repository.pending(keyPrefix: keys.prefix, limit: limit) {
             do {
-                try await runCompensation(task)
+                let outcome = try await runCompensation(task)
                 try await repository.markDone(id)
-                stores.logger.notice("retry task succeeded", metadata: ["compensation": "\(task)"])
+                stores.logger.notice("retry task succeeded", metadata: ["compensation": "\(task)", "outcome": "\(outcome)"])
                 done += 1
             } catch {
                 try? await repository.recordFailure(id, error: "\(error)")

@@ -49,6 +49,11 @@ public struct EngineConfiguration: Sendable {
     /// How long "MySQL has no such item" is remembered in Redis (`KeyLayout.absent`). An item made in MySQL behind
     /// the service's back (not by a PUT or a pool, which delete the entry) is found after this at the latest.
     public var absentMilliseconds: Int64 = 2_000
+    /// How long after its Redis half (measured from before it was asked for) an adjustment's MySQL half may still
+    /// commit; past it the transaction rolls back instead. Well inside a fence's lifetime (lua/lib/fence.lua, 60 s),
+    /// after which a retry may take the half over and reverse it should its own MySQL half fail: a commit landing
+    /// after that left Redis without a change MySQL has. (Not a setting: tests shorten it.)
+    public var adjustmentCommitDeadline = Duration.seconds(50)
     /// This instance's clock (Unix ms). Nothing that decides a hold's fate reads it: deadlines, per-user windows
     /// and lock times come from Redis (`TIME` inside the scripts, `redisNow()`), so instances whose clocks differ
     /// agree. It stamps what only this instance sees (journal commit times, the write-back lag). Tests skew it.

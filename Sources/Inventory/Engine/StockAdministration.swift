@@ -138,7 +138,7 @@ struct StockAdministration: Sendable, EngineCollaborator {
             // reversed (MySQL had another attempt's half).
             let adjustmentKey = keys.adjustmentKey(id, adjustmentId: adjustment.adjustmentId)
             await settleAdjustmentKey(
-                itemKey: keys.item(id), adjustmentKey: adjustmentKey, adjustment, ledgerHalf: recorded.half
+                itemKey: keys.item(id), adjustmentKey: adjustmentKey, adjustment, ledgerHalf: LedgerHalf(recorded.half)
             )
             _ = try? await stores.redisCall {
                 try await self.stores.redis.command(
@@ -159,12 +159,14 @@ struct StockAdministration: Sendable, EngineCollaborator {
         let itemKey = keys.item(id)
         let adjustmentKey = keys.adjustmentKey(id, adjustmentId: adjustment.adjustmentId)
         let source = Self.adjustmentSource(id, adjustment)
+        // The MySQL half commits within this of the Redis half's making (or taking over), or not at all.
+        let deadline = ContinuousClock.now + configuration.adjustmentCommitDeadline
         switch try await stores.run(AdjustStockCall(id, adjustment, retentionSeconds: configuration.retentionSeconds, layout: keys)) {
         case .applied(let token):
             // The half is named by its token until a retry takes it over (lua/lib/fence.lua).
             let outcome: StockChangeOutcome
             do {
-                outcome = try await stockRepository.apply(Self.mysqlHalf(id, adjustment, half: token))
+                outcome = try await stockRepository.apply(Self.mysqlHalf(id, adjustment, half: token, deadline: deadline))
             } catch {
                 try await halfFailed(error, adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: token, source: source)
             }
@@ -174,11 +176,13 @@ struct StockAdministration: Sendable, EngineCollaborator {
                 // between the two: retention over, eviction, data lost): the half made now is then a surplus,
                 // reversed, and its key with it (a replay reads the ledger first), whatever a retry writes into the
                 // key meanwhile. (A conflicting body cannot be told from the ledger, which keeps the source only: a
-                // replay after the key is gone is taken as the same adjustment.)
-                if recorded != token {
+                // replay after the key is gone is taken as the same adjustment.) A row that could not be read is left
+                // to the key and a locking read of the ledger (lua/undo_stock.lua): this attempt still owning the half,
+                // the row is another's.
+                if recorded != .named(token) {
                     await compensator.undoStock(
                         itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey,
-                        fingerprint: adjustment.fingerprint, token: token, surplus: true, source: source
+                        fingerprint: adjustment.fingerprint, token: token, surplus: recorded != .unknown, source: source
                     )
                 }
                 return AdjustmentOutcome(level: try await level(id), replayed: true)
@@ -193,16 +197,27 @@ struct StockAdministration: Sendable, EngineCollaborator {
             // MySQL half is made now, once whatever races it (the ledger's source), under the half's name.
             let outcome: StockChangeOutcome
             do {
-                outcome = try await stockRepository.apply(Self.mysqlHalf(id, adjustment, half: half.isEmpty ? nil : half))
+                outcome = try await stockRepository.apply(
+                    Self.mysqlHalf(id, adjustment, half: half.isEmpty ? nil : half, deadline: deadline)
+                )
             } catch {
                 // The half is this retry's now (it took it over): reversed or kept as its own would be.
                 try await halfFailed(
                     error, adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: token, half: half, source: source
                 )
             }
-            if case .duplicate(let recorded?) = outcome, !half.isEmpty, recorded != half {
-                // MySQL has another attempt's half (this one's key had vanished when that attempt made it): the half
-                // taken over is a surplus, reversed by this retry, its owner (the attempt that made it leaves it).
+            if case .duplicate(let recorded) = outcome, !half.isEmpty, recorded != .named(half) {
+                guard recorded != .unknown else {
+                    // Whose row it is cannot be read: the half is kept as one whose COMMIT got no answer (a replay
+                    // settles or reverses it by the ledger's row).
+                    _ = try? await stores.run(
+                        UnsettleCall(itemKey: itemKey, adjustmentKey: adjustmentKey, token: token, fingerprint: adjustment.fingerprint)
+                    )
+                    throw InventoryError.outcomeUnknown("MySQL has this adjustment, from a row that could not be read; retry")
+                }
+                // MySQL has another attempt's half (this one's key had vanished when that attempt made it; a row that
+                // names no half is not this named one's): the half taken over is a surplus, reversed by this retry,
+                // its owner (the attempt that made it leaves it).
                 await compensator.undoStock(
                     itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint,
                     token: token, surplus: true, half: half, source: source
@@ -281,13 +296,19 @@ struct StockAdministration: Sendable, EngineCollaborator {
         .outcomeUnknown("MySQL: \(error); the change is still in Redis until a retry task reverses it")
     }
 
-    /// An adjustment MySQL now has (from the half named `ledgerHalf`, nil when not recorded): its key, if an earlier
-    /// attempt left it pending or unsettled, says done (with that attempt's half), and the fence that attempt's Redis
-    /// half opened is closed (while the item still has its mark); a half of another name than MySQL's is a surplus,
-    /// reversed.
-    func settleAdjustmentKey(itemKey: String, adjustmentKey: String, _ adjustment: StockAdjustment, ledgerHalf: String?) async {
+    /// An adjustment MySQL now has (from the half `ledgerHalf`): its key, if an earlier attempt left it pending or
+    /// unsettled, says done (with that attempt's half), and the fence that attempt's Redis half opened is closed (while
+    /// the item still has its mark); a half of another name than MySQL's (or a named one beside a row that names none)
+    /// is a surplus, reversed.
+    func settleAdjustmentKey(itemKey: String, adjustmentKey: String, _ adjustment: StockAdjustment, ledgerHalf: LedgerHalf) async {
+        let recorded: String? =
+            switch ledgerHalf {
+            case .named(let half): half
+            case .unnamed: "-"
+            case .unknown: nil
+            }
         let call = AdminDoneCall(
-            itemKey: itemKey, token: "*", adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint, ledgerHalf: ledgerHalf
+            itemKey: itemKey, token: "*", adjustmentKey: adjustmentKey, fingerprint: adjustment.fingerprint, ledgerHalf: recorded
         )
         if case .surplus(let token, let half) = await closeFence(call) {
             await compensator.undoStock(
@@ -327,13 +348,18 @@ struct StockAdministration: Sendable, EngineCollaborator {
     }
 
     /// An adjustment's MySQL half: its delta and reason, once per ledger source, and the name of the Redis half it
-    /// belongs to (lua/lib/fence.lua; nil when not known).
-    static func mysqlHalf(_ id: StockItemID, _ adjustment: StockAdjustment, half: String?) -> StockChange {
-        StockChange(
+    /// belongs to (lua/lib/fence.lua; nil when not known); not committed after `deadline`.
+    static func mysqlHalf(
+        _ id: StockItemID, _ adjustment: StockAdjustment, half: String?, deadline: ContinuousClock.Instant? = nil
+    ) -> StockChange {
+        var change = StockChange(
             bizId: id.bizId, skuId: id.skuId, delta: adjustment.delta, reason: adjustment.reason ?? "adjustment",
             source: adjustmentSource(id, adjustment), infinite: nil, dangerNum: nil, backorderLimit: nil, half: half
         )
+        change.deadline = deadline
+        return change
     }
+
 
     /// The close of an adjustment's half whose MySQL half is done (`outcome`'s version: lua/admin_done.lua).
     func close(

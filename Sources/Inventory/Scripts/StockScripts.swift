@@ -159,7 +159,7 @@ struct AdminDoneCall: ScriptCall {
 
     /// `token`: the Redis half's ('mark@ms', lua/lib/fence.lua: the item's mark when it was made and the time its
     /// fence was opened); "*" for the one the adjustment key names (an earlier attempt's half), with `ledgerHalf` the
-    /// name of the half MySQL's ledger has (nil when not known). `adjustmentKey` and `fingerprint`: the adjustment's
+    /// name of the half MySQL's ledger has ("-": its row names none; nil when not known). `adjustmentKey` and `fingerprint`: the adjustment's
     /// (nil for a PUT). `version`: the stock row's version the MySQL half made (nil when not known), `delta` and
     /// `settings` ('field=old>new,...') what the change made: an item written from MySQL since the half, from a read
     /// before its commit, gets the change, or is dropped to be rebuilt with it.

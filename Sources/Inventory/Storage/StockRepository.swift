@@ -84,6 +84,9 @@ public struct StockChange: Sendable {
     /// The Redis half the change belongs to (an adjustment's: lua/lib/fence.lua), recorded with it: when attempts of
     /// one adjustment each made a Redis half, the ledger says which of them MySQL has.
     public var half: String?
+    /// Not committed after this (rolled back instead): a retry may take an adjustment's Redis half over once it is a
+    /// fence's lifetime old, and reverse it should its own MySQL half fail; this attempt's commit must not land after.
+    public var deadline: ContinuousClock.Instant?
 
     /// Creates a change; the settings default to "leave unchanged".
     public init(
@@ -113,6 +116,20 @@ public struct StockChange: Sendable {
     }
 }
 
+/// What MySQL's ledger says of the Redis half a change came from.
+public enum LedgerHalf: Sendable, Equatable {
+    /// The half of this name (lua/lib/fence.lua).
+    case named(String)
+    /// A row that names no half: written before halves had names, or for a half whose key was from then.
+    case unnamed
+    /// The row could not be read.
+    case unknown
+
+    init(_ recorded: String?) {
+        self = recorded.map(LedgerHalf.named) ?? .unnamed
+    }
+}
+
 /// What `StockRepository.apply` did.
 public enum StockChangeOutcome: Sendable, Equatable {
     /// The change was applied; on-hand stock is now `stockAfter`, and the stock row's `version` the change made (nil
@@ -120,8 +137,8 @@ public enum StockChangeOutcome: Sendable, Equatable {
     /// (`mysql_version` below this) does not have the change (lua/admin_done.lua).
     case applied(stockAfter: Int64, version: Int64?)
     /// A change with the same source was applied before; nothing changed. `half`: the Redis half the ledger records
-    /// for it (nil when none was recorded).
-    case duplicate(half: String?)
+    /// for it.
+    case duplicate(half: LedgerHalf)
 
     /// The stock row's version the change made, when it was applied now.
     public var version: Int64? {
@@ -185,8 +202,9 @@ public struct StockRepository: Sendable {
                 }
                 return .applied(stockAfter: stockAfter, version: version)
             } catch is DuplicateSource {
-                // (A row whose half cannot be read now is taken for one that names none.)
-                return .duplicate(half: (try? await ledgerEntry(source: change.source))??.half)
+                // (No row, the other transaction having rolled back since, cannot be told from one not read.)
+                guard let entry = try? await ledgerEntry(source: change.source) else { return .duplicate(half: .unknown) }
+                return .duplicate(half: LedgerHalf(entry.half))
             } catch let error as MySQLError where error.code == .deadlock && attempt < Self.deadlockAttempts {
                 attempt += 1
             } catch let error as MySQLError where error.code == .commitOutcomeUnknown {
@@ -229,7 +247,7 @@ public struct StockRepository: Sendable {
         // The row of another attempt's half (the source is the adjustment's; this change wrote its own half's name):
         // this change did not commit, it is a duplicate of that one.
         if let half = change.half, row.string("half") != half {
-            return .duplicate(half: row.string("half"))
+            return .duplicate(half: LedgerHalf(row.string("half")))
         }
         return .applied(stockAfter: row.int64("stock_after") ?? 0, version: nil)
     }
@@ -370,6 +388,7 @@ public struct StockRepository: Sendable {
 
     /// Returns the stock after the change and the row's version.
     static func apply(_ change: StockChange, skuId: MySQLValue, on connection: MySQLConnection) throws -> (Int64, Int64) {
+        try checkDeadline(change)
         let bizId = MySQLValue.string(change.bizId)
         let ledger: MySQLResult
         do {
@@ -421,7 +440,19 @@ public struct StockRepository: Sendable {
             throw MySQLError(code: .queryFailed, message: "stock row or ledger id missing right after writing them")
         }
         _ = try connection.query("UPDATE stock_ledger SET stock_after = ? WHERE id = ?", [.int(stockAfter), .int(ledgerId)])
+        // Last before COMMIT (a wait for a connection or a lock may have taken long).
+        try checkDeadline(change)
         return (stockAfter, version)
+    }
+
+    /// Throws (rolling the transaction back) once `change` is past its deadline.
+    static func checkDeadline(_ change: StockChange) throws {
+        if let deadline = change.deadline, ContinuousClock.now >= deadline {
+            throw MySQLError(
+                code: .queryFailed,
+                message: "not committed: the change's Redis half is too old (a retry may have taken it over since)"
+            )
+        }
     }
 
     /// sku_id is BIGINT UNSIGNED but `MySQLValue` carries signed integers; ids up to `Int64.max` (what the API

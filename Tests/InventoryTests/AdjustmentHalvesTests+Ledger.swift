@@ -1,0 +1,152 @@
+import Foundation
+import InventoryTestSupport
+import MySQLClient
+import RedisClient
+import Testing
+
+@testable import Inventory
+
+/// What MySQL's ledger decides about an adjustment's Redis half when the half's key cannot: a MySQL half that would
+/// commit after a retry took its half over, a row that names no half, a ledger that cannot be read, a half that went
+/// with lost Redis data.
+extension AdjustmentHalvesTests {
+    /// The adjustment key as the attempt's Redis half wrote it, marked as if the attempt had ended without learning
+    /// MySQL's outcome: a retry takes the half over at once (as after a minute), its name and times as they are.
+    func markUnsettled(_ stores: TestStores) async throws {
+        let key = try #require(try await stores.redis.command("GET", adjustmentKey(stores)).text)
+        #expect(key.hasPrefix("pending:"))
+        _ = try await stores.redis.command("SET", adjustmentKey(stores), "unsettled:" + key.dropFirst("pending:".count), "KEEPTTL")
+    }
+
+    /// An earlier attempt's Redis half (as the version before names left it, or any), whose key then vanished.
+    func otherAttemptsHalf(_ stores: TestStores) async throws {
+        _ = try await redisHalf(stores)
+        _ = try await stores.redis.command("DEL", adjustmentKey(stores))
+    }
+
+    /// A stalls at its MySQL half; a retry takes the half over, its own MySQL half fails, and it reverses the half.
+    /// A's MySQL half then goes on: past its deadline it rolls back instead of committing (it committed: MySQL 7
+    /// against Redis 10, the removal sellable again in Redis).
+    @Test("an adjustment's MySQL half past its deadline rolls back: a retry that took the half over may have reversed it")
+    func mysqlHalfPastItsDeadline() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            try await withHeldAttempt(stores, configure: { $0.adjustmentCommitDeadline = .zero }) { attempt, proxy, _ in
+                let stalled = try await heldAtMySQLHalf(proxy) { try await attempt.adjustStock(item, adjustment) }
+                try await markUnsettled(stores)
+                try await withHeldAttempt(stores) { retry, retryProxy, _ in
+                    retryProxy.cutBeforeRequest(containing: "autocommit=0", thenDown: true)
+                    await #expect(throws: InventoryError.self) { try await retry.adjustStock(item, adjustment) }
+                }
+                #expect(try await onHand(stores) == 10, "the retry reversed the half it took over")
+                proxy.release()
+                await #expect(throws: InventoryError.self) { try await stalled.value }
+            }
+            #expect(try await onHand(stores) == 10)
+            #expect(try await stores.mysqlStock(1) == 10)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+            // The client's retry makes it, once.
+            #expect(try await stores.engine.adjustStock(item, adjustment).replayed == false)
+            #expect(try await onHand(stores) == 7)
+            #expect(try await stores.mysqlStock(1) == 7)
+        }
+    }
+
+    /// An attempt O of the version before names makes its half, and its key vanishes; A makes the change afresh and
+    /// keeps its half after an unknown COMMIT; a retry takes A's half over while O's row (it names no half) commits:
+    /// not this named half's row, so the half is a surplus (it was kept as MySQL's: Redis 4 against MySQL's 7).
+    @Test("a retry's MySQL half beside a row that names no half reverses the named half it took over")
+    func retryBesideUnnamedRow() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            try await otherAttemptsHalf(stores)
+            _ = try await redisHalf(stores)
+            try await markUnsettled(stores)
+            try await withHeldAttempt(stores) { retry, proxy, _ in
+                let running = try await heldAtMySQLHalf(proxy) { try await retry.adjustStock(item, adjustment) }
+                try await mysqlHalf(stores, adjustment, half: nil)
+                proxy.release()
+                #expect(try await running.value.replayed)
+            }
+            #expect(try await onHand(stores) == 7)
+            #expect(try await stores.mysqlStock(1) == 7)
+        }
+    }
+
+    /// The same found by a replay (the ledger read first, O's row there): the key's named half beside a row that names
+    /// none is a surplus (the replay settled it as MySQL's: Redis 4 against MySQL's 7).
+    @Test("a replay reverses a kept named half when the ledger's row names no half")
+    func replayBesideUnnamedRow() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            try await otherAttemptsHalf(stores)
+            _ = try await redisHalf(stores)
+            try await markUnsettled(stores)
+            try await mysqlHalf(stores, adjustment, half: nil)
+            #expect(try await onHand(stores) == 4)
+            #expect(try await stores.engine.adjustStock(item, adjustment).replayed)
+            #expect(try await onHand(stores) == 7)
+            #expect(try await stores.mysqlStock(1) == 7)
+        }
+    }
+
+    /// A reversal whose key cannot tell, while MySQL cannot be read: not decided (it kept the removal and answered
+    /// "reversed"); it runs once MySQL answers.
+    @Test("a reversal that must ask the ledger waits for MySQL: not reversed now, reversed once it answers")
+    func reversalWaitsForLedger() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            let token = try await redisHalf(stores)
+            _ = try await stores.redis.command("DEL", adjustmentKey(stores))
+            try await withHeldAttempt(stores) { attempt, proxy, _ in
+                proxy.down = true
+                let now = await attempt.compensator.undoStock(
+                    itemKey: stores.keys.item(item), delta: adjustment.delta, adjustmentKey: adjustmentKey(stores),
+                    fingerprint: adjustment.fingerprint, token: token, source: StockAdministration.adjustmentSource(item, adjustment)
+                )
+                #expect(!now, "MySQL could not say whether it has the half")
+                let kept = try await onHand(stores)
+                #expect(kept == 7)
+                proxy.down = false
+                let later = await attempt.compensator.undoStock(
+                    itemKey: stores.keys.item(item), delta: adjustment.delta, adjustmentKey: adjustmentKey(stores),
+                    fingerprint: adjustment.fingerprint, token: token, source: StockAdministration.adjustmentSource(item, adjustment)
+                )
+                #expect(later)
+            }
+            #expect(try await onHand(stores) == 10)
+            #expect(try await stores.mysqlStock(1) == 10)
+        }
+    }
+
+    /// Redis loses a change's last writes (a restart without them, a failover to a replica behind): the item is as it
+    /// was before the half, same epoch, and the half's key is gone. The half's reversal must not add the change back
+    /// (it did: 13 on hand against MySQL's 10).
+    @Test("a reversal of a half that went with lost Redis data reverses nothing")
+    func reversalOfLostHalf() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            let itemKey = stores.keys.item(item)
+            let before = try await stores.redis.command("HGETALL", itemKey).array?.compactMap(\.text) ?? []
+            let token = try await redisHalf(stores)
+            #expect(try await onHand(stores) == 7)
+            _ = try await stores.redis.command("DEL", itemKey, adjustmentKey(stores))
+            _ = try await stores.redis.send(["HSET", itemKey] + before, routingKey: itemKey)
+            #expect(try await onHand(stores) == 10)
+            #expect(
+                await stores.engine.compensator.undoStock(
+                    itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint,
+                    token: token, source: StockAdministration.adjustmentSource(item, adjustment)
+                )
+            )
+            #expect(try await onHand(stores) == 10)
+            #expect(try await stores.mysqlStock(1) == 10)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+}
