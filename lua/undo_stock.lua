@@ -12,8 +12,9 @@
 --         its key since; not when a retry took this half over (its key names this half with another owner, or was
 --         settled with this half: the retry completed this very half); '' otherwise
 -- ARGV[7] the half's name (lib/fence.lua: 'mark@ms' of its making; '' when it is the token's own: its owner made it)
--- ARGV[8] what MySQL's ledger says of the adjustment, when the key cannot tell (below): '' not asked, 'none' no row,
---         '?' not known (not readable, or a row that names no half), else the name of the half it has
+-- ARGV[8] what MySQL's ledger says of the adjustment, when the key cannot tell (below) or the caller asked it first
+--         (a retry reversing a removal it took over): '' not asked, 'none' no row, '?' not known (a row that names
+--         no half), else the name of the half it has
 --
 -- The reversal ends the change: the fence its Redis half opened is closed (lib/fence.lua).
 --
@@ -37,10 +38,13 @@
 --!include fence
 
 local item = KEYS[1]
+local made = ARGV[4] or ''
 if redis.call('EXISTS', KEYS[3]) == 1 then
+  -- Reversed before (by this task, or by another owner of the same half): this caller's own fence goes all the same.
+  local _, at = halfToken(made)
+  if at and redis.call('EXISTS', item) == 1 then closeFence(item, at, clockNow('')) end
   return {'done'}
 end
-local made = ARGV[4] or ''
 -- A task stored before marks names a bare epoch, and its adjustment key held the plain fingerprint from the Redis
 -- half on: read as then.
 local legacy = not string.find(made, '/', 1, true)
@@ -50,6 +54,8 @@ local madeEpoch = legacy and made or string.match(madeMark, '^(.*)/%d+$')
 -- the half over (it completes the MySQL half, or reverses it: not to be reversed here), whether MySQL is known to have
 -- this very half (a retry took it over and completed it: it stays), and whether the key cannot tell (below).
 local ours, settled, takenOver, kept, unclear = false, false, false, false, false
+-- The token of a retry that took this half over (its fence, and the key it owns, go with a surplus reversal).
+local taker
 local name = (ARGV[7] or '') ~= '' and ARGV[7] or made
 if KEYS[2] ~= item then
   local saved = redis.call('GET', KEYS[2])
@@ -70,6 +76,7 @@ if KEYS[2] ~= item then
     ours = not settled and namesHalf(saved, ARGV[2], made)
     kept = settled and ARGV[6] ~= '1'
     takenOver = not settled and not ours and ARGV[6] ~= '1'
+    if not settled and not ours and ARGV[6] == '1' then taker = key.at end
   else
     -- Gone, settled by a replay from MySQL's ledger alone (the bare fingerprint), another half's, or another body's:
     -- the key does not say whether MySQL has this half (a retry may have taken it over and completed it before the
@@ -110,31 +117,39 @@ if not current[1] or (made ~= '' and now ~= expected) then
   end
   return {'rebuilt'}
 end
--- A half younger than a fence's lifetime whose fence entry is gone (neither closed nor taken over, nor cleared by a
--- repair or a rebuild: the mark is the same) went with Redis data that was lost (a restart that lost its last writes,
--- a failover to a replica behind): it is not in the item, and adding it back would count a change nobody made.
-if madeAt and not legacy and (unclear or KEYS[2] == item) and clockNow('') - madeAt < FENCE_MS
-  and not halfOpen(item, madeAt) then
+-- An adjustment's half younger than a fence's lifetime whose key cannot tell and whose fence entry is gone (neither
+-- closed, nor taken over: within the fence's lifetime only an unsettled half is, and its owner reverses nothing; nor
+-- cleared by a repair or a rebuild: the mark is the same) went with Redis data that was lost (a restart that lost
+-- its last writes, a failover to a replica behind): it is not in the item, and adding it back would count a change
+-- nobody made. (Judged by Redis's clock: a clock that moved back by more than a second, a failover to a node behind,
+-- judges nothing. An older half lost so is the reconciler's to repair.)
+local age = madeAt and clockNow('') - madeAt
+if unclear and not legacy and age and age >= -1000 and age < FENCE_MS and not halfOpen(item, madeAt) then
   redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
   return {'rebuilt'}
 end
--- The half goes unless a retry took it over or MySQL has it (above).
+-- The half goes unless a retry took it over or MySQL has it (above), or MySQL's ledger, when the caller read it, has
+-- this very half (a retry that took it over reverses it only so: the attempt it took it from may have committed it).
+local ledger = ARGV[8] or ''
 if unclear and ARGV[6] ~= '1' then
-  local ledger = ARGV[8] or ''
   if ledger == '' then
     return {'check'}
   end
   -- Not known (the ledger could not be read, or its row names no half): an addition goes, a removal stays (Redis never
   -- has more to sell than MySQL may have; the reconciler brings it to MySQL's count once its fence lapsed).
   kept = ledger == name or (ledger == '?' and tonumber(ARGV[1]) < 0)
+elseif ledger ~= '' and ARGV[6] ~= '1' then
+  kept = kept or ledger == name
 end
 if takenOver or kept then
   return {'done'}
 end
 redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
--- The half's own fence goes (a retry that took it over had closed it and opened its own, which it closes).
+-- The half's own fence goes (a retry that took it over had closed it and opened its own, which it closes); a surplus
+-- half a retry took over goes with that retry's fence and key (its own reversal finds the marker).
 closeFence(item, madeAt, clockNow(''))
-if ours then
+if taker then closeFence(item, taker, clockNow('')) end
+if ours or taker then
   redis.call('DEL', KEYS[2])
 end
 -- A PUT that made the item infinite or finite changed what stock_num counts (set_stock.lua): the item is dropped

@@ -36,7 +36,7 @@ extension AdjustmentHalvesTests {
                 let stalled = try await heldAtMySQLHalf(proxy) { try await attempt.adjustStock(item, adjustment) }
                 try await markUnsettled(stores)
                 try await withHeldAttempt(stores) { retry, retryProxy, _ in
-                    retryProxy.cutBeforeRequest(containing: "autocommit=0", thenDown: true)
+                    retryProxy.cutBeforeRequest(containing: "autocommit=0")
                     await #expect(throws: InventoryError.self) { try await retry.adjustStock(item, adjustment) }
                 }
                 #expect(try await onHand(stores) == 10, "the retry reversed the half it took over")
@@ -147,6 +147,64 @@ extension AdjustmentHalvesTests {
             #expect(try await onHand(stores) == 10)
             #expect(try await stores.mysqlStock(1) == 10)
             #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    /// A's half is kept after an unknown COMMIT; a retry takes it over; A's COMMIT lands after all (late, under its
+    /// half's name); the retry's own MySQL half fails and it reverses the half it took over. The ledger has that very
+    /// half: it stays (it was reversed: Redis 10 against MySQL's 7, the removal sellable again).
+    @Test("a retry's reversal of a removal it took over asks the ledger first, and keeps a half MySQL has")
+    func takenOverRemovalAsksLedger() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            let made = try await redisHalf(stores)
+            try await markUnsettled(stores)
+            let call = AdjustStockCall(item, adjustment, retentionSeconds: 600, layout: stores.keys)
+            guard case .unsettled(let taken, let half) = try await stores.engine.stores.run(call) else {
+                Issue.record("the retry did not take the half over")
+                return
+            }
+            #expect(half == made)
+            try await mysqlHalf(stores, adjustment, half: made)
+            #expect(
+                await stores.engine.compensator.undoStock(
+                    itemKey: stores.keys.item(item), delta: adjustment.delta, adjustmentKey: adjustmentKey(stores),
+                    fingerprint: adjustment.fingerprint, token: taken, half: half,
+                    source: StockAdministration.adjustmentSource(item, adjustment)
+                )
+            )
+            #expect(try await onHand(stores) == 7)
+            #expect(try await stores.mysqlStock(1) == 7)
+        }
+    }
+
+    /// A retry takes A's half over (its own fence opened) while A's MySQL half finds the adjustment there from another
+    /// half: A reverses the half as a surplus, and the retry's fence and key go with it (they stayed: the item fenced
+    /// from the reconciler for a minute, the key pending for a day).
+    @Test("a surplus reversal of a half a retry took over closes that retry's fence and removes its key")
+    func surplusReversalClosesTakersFence() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            let made = try await redisHalf(stores)
+            try await markUnsettled(stores)
+            let call = AdjustStockCall(item, adjustment, retentionSeconds: 600, layout: stores.keys)
+            guard case .unsettled = try await stores.engine.stores.run(call) else {
+                Issue.record("the retry did not take the half over")
+                return
+            }
+            #expect(try await stores.openFences(1) == 1)
+            #expect(
+                await stores.engine.compensator.undoStock(
+                    itemKey: stores.keys.item(item), delta: adjustment.delta, adjustmentKey: adjustmentKey(stores),
+                    fingerprint: adjustment.fingerprint, token: made, surplus: true,
+                    source: StockAdministration.adjustmentSource(item, adjustment)
+                )
+            )
+            #expect(try await onHand(stores) == 10)
+            #expect(try await stores.openFences(1) == 0)
+            #expect(try await stores.redis.command("EXISTS", adjustmentKey(stores)).int == 0)
         }
     }
 }

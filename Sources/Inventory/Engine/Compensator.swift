@@ -116,7 +116,11 @@ struct Compensator: Sendable, EngineCollaborator {
                     )
                 )
             }
-            var reply = try await undo(ledgerHalf: "")
+            // A retry's reversal of a removal it took over asks the ledger first (a locking read: it waits for the
+            // transaction of the attempt it took the half from, which may be committing it); an addition goes
+            // without asking (Redis never has more to sell than MySQL may have).
+            let takenOverRemoval = !half.isEmpty && half != token && delta < 0 && !surplus && !source.isEmpty
+            var reply = try await undo(ledgerHalf: takenOverRemoval ? try await ledgerHalf(source: source) : "")
             if reply == .check {
                 // The adjustment's key cannot tell whether MySQL has the half (it vanished, or names another half):
                 // MySQL's ledger says.

@@ -60,6 +60,8 @@ struct EngineStores: Sendable {
     /// MySQL: "nothing was changed" would be a lie), else `unavailable`.
     func mapMySQL(_ error: any Error) -> InventoryError {
         if let error = error as? InventoryError { return error }
+        // (Slow, not failed: no MySQL error counted.)
+        if error is StockRepository.PastDeadline { return .unavailable("\(error)") }
         InventoryMetrics.mysqlError()
         if (error as? MySQLError)?.code == .commitOutcomeUnknown || error is JournalCommitOutcomeUnknown {
             return .outcomeUnknown("MySQL: \(error)")

@@ -208,11 +208,19 @@ struct StockAdministration: Sendable, EngineCollaborator {
             }
             if case .duplicate(let recorded) = outcome, !half.isEmpty, recorded != .named(half) {
                 guard recorded != .unknown else {
-                    // Whose row it is cannot be read: the half is kept as one whose COMMIT got no answer (a replay
-                    // settles or reverses it by the ledger's row).
-                    _ = try? await stores.run(
-                        UnsettleCall(itemKey: itemKey, adjustmentKey: adjustmentKey, token: token, fingerprint: adjustment.fingerprint)
-                    )
+                    // Whose row it is cannot be read: a removal is kept as one whose COMMIT got no answer (a replay
+                    // settles or reverses it by the ledger's row), an addition goes (Redis never has more to sell than
+                    // MySQL may have).
+                    if adjustment.delta < 0 {
+                        _ = try? await stores.run(
+                            UnsettleCall(itemKey: itemKey, adjustmentKey: adjustmentKey, token: token, fingerprint: adjustment.fingerprint)
+                        )
+                    } else {
+                        await compensator.undoStock(
+                            itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey,
+                            fingerprint: adjustment.fingerprint, token: token, half: half, source: source
+                        )
+                    }
                     throw InventoryError.outcomeUnknown("MySQL has this adjustment, from a row that could not be read; retry")
                 }
                 // MySQL has another attempt's half (this one's key had vanished when that attempt made it; a row that
@@ -359,7 +367,6 @@ struct StockAdministration: Sendable, EngineCollaborator {
         change.deadline = deadline
         return change
     }
-
 
     /// The close of an adjustment's half whose MySQL half is done (`outcome`'s version: lua/admin_done.lua).
     func close(

@@ -447,11 +447,13 @@ public struct StockRepository: Sendable {
 
     /// Throws (rolling the transaction back) once `change` is past its deadline.
     static func checkDeadline(_ change: StockChange) throws {
-        if let deadline = change.deadline, ContinuousClock.now >= deadline {
-            throw MySQLError(
-                code: .queryFailed,
-                message: "not committed: the change's Redis half is too old (a retry may have taken it over since)"
-            )
+        if let deadline = change.deadline, ContinuousClock.now >= deadline { throw PastDeadline() }
+    }
+
+    /// A change not committed because it was past its deadline (rolled back: MySQL does not have it).
+    public struct PastDeadline: Error, CustomStringConvertible {
+        public var description: String {
+            "not committed: the change's Redis half is too old (a retry may have taken it over since); retry"
         }
     }
 
