@@ -104,18 +104,12 @@ extension AdjustmentHalvesTests {
             _ = try await stores.redis.command("DEL", adjustmentKey(stores))
             try await withHeldAttempt(stores) { attempt, proxy, _ in
                 proxy.down = true
-                let now = await attempt.compensator.undoStock(
-                    itemKey: stores.keys.item(item), delta: adjustment.delta, adjustmentKey: adjustmentKey(stores),
-                    fingerprint: adjustment.fingerprint, token: token, source: StockAdministration.adjustmentSource(item, adjustment)
-                )
+                let now = await reverse(stores, token: token, engine: attempt)
                 #expect(!now, "MySQL could not say whether it has the half")
                 let kept = try await onHand(stores)
                 #expect(kept == 7)
                 proxy.down = false
-                let later = await attempt.compensator.undoStock(
-                    itemKey: stores.keys.item(item), delta: adjustment.delta, adjustmentKey: adjustmentKey(stores),
-                    fingerprint: adjustment.fingerprint, token: token, source: StockAdministration.adjustmentSource(item, adjustment)
-                )
+                let later = await reverse(stores, token: token, engine: attempt)
                 #expect(later)
             }
             #expect(try await onHand(stores) == 10)
@@ -139,10 +133,7 @@ extension AdjustmentHalvesTests {
             _ = try await stores.redis.send(["HSET", itemKey] + before, routingKey: itemKey)
             #expect(try await onHand(stores) == 10)
             #expect(
-                await stores.engine.compensator.undoStock(
-                    itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint,
-                    token: token, source: StockAdministration.adjustmentSource(item, adjustment)
-                )
+                await reverse(stores, token: token)
             )
             #expect(try await onHand(stores) == 10)
             #expect(try await stores.mysqlStock(1) == 10)
@@ -160,19 +151,11 @@ extension AdjustmentHalvesTests {
             _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
             let made = try await redisHalf(stores)
             try await markUnsettled(stores)
-            let call = AdjustStockCall(item, adjustment, retentionSeconds: 600, layout: stores.keys)
-            guard case .unsettled(let taken, let half) = try await stores.engine.stores.run(call) else {
-                Issue.record("the retry did not take the half over")
-                return
-            }
+            let (taken, half) = try await takeOver(stores)
             #expect(half == made)
             try await mysqlHalf(stores, adjustment, half: made)
             #expect(
-                await stores.engine.compensator.undoStock(
-                    itemKey: stores.keys.item(item), delta: adjustment.delta, adjustmentKey: adjustmentKey(stores),
-                    fingerprint: adjustment.fingerprint, token: taken, half: half,
-                    source: StockAdministration.adjustmentSource(item, adjustment)
-                )
+                await reverse(stores, token: taken, half: half)
             )
             #expect(try await onHand(stores) == 7)
             #expect(try await stores.mysqlStock(1) == 7)
@@ -189,18 +172,10 @@ extension AdjustmentHalvesTests {
             _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
             let made = try await redisHalf(stores)
             try await markUnsettled(stores)
-            let call = AdjustStockCall(item, adjustment, retentionSeconds: 600, layout: stores.keys)
-            guard case .unsettled = try await stores.engine.stores.run(call) else {
-                Issue.record("the retry did not take the half over")
-                return
-            }
+            _ = try await takeOver(stores)
             #expect(try await stores.openFences(1) == 1)
             #expect(
-                await stores.engine.compensator.undoStock(
-                    itemKey: stores.keys.item(item), delta: adjustment.delta, adjustmentKey: adjustmentKey(stores),
-                    fingerprint: adjustment.fingerprint, token: made, surplus: true,
-                    source: StockAdministration.adjustmentSource(item, adjustment)
-                )
+                await reverse(stores, token: made, surplus: true)
             )
             #expect(try await onHand(stores) == 10)
             #expect(try await stores.openFences(1) == 0)

@@ -36,10 +36,7 @@ extension AdjustmentHalvesTests {
             // A's own MySQL half finds the adjustment there too and reverses its half as a surplus: once, whoever
             // reverses it (the marker is the half's).
             #expect(
-                await stores.engine.compensator.undoStock(
-                    itemKey: stores.keys.item(item), delta: adjustment.delta, adjustmentKey: adjustmentKey(stores),
-                    fingerprint: adjustment.fingerprint, token: stalled, surplus: true
-                )
+                await reverse(stores, token: stalled, surplus: true)
             )
             #expect(try await onHand(stores) == 7)
             // E's close.
@@ -102,11 +99,7 @@ extension AdjustmentHalvesTests {
             #expect(try await stores.engine.stores.run(reversal) == .check)
             #expect(try await onHand(stores) == 4)
             #expect(
-                await stores.engine.compensator.undoStock(
-                    itemKey: stores.keys.item(stores.item(1)), delta: adjustment.delta, adjustmentKey: adjustmentKey(stores),
-                    fingerprint: adjustment.fingerprint, token: early,
-                    source: StockAdministration.adjustmentSource(stores.item(1), adjustment)
-                )
+                await reverse(stores, token: early)
             )
             #expect(try await onHand(stores) == 7)
             #expect(try await stores.redis.command("GET", adjustmentKey(stores)).text?.hasPrefix("pending:") == true, "A's key stays")
@@ -159,30 +152,19 @@ extension AdjustmentHalvesTests {
             _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
             let first = try await redisHalf(stores)
             let stalled = markOf(first) + "@\(try await age(stores))"
-            let call = AdjustStockCall(item, adjustment, retentionSeconds: 600, layout: stores.keys)
-            guard case .unsettled(let taken, let half) = try await stores.engine.stores.run(call) else {
-                Issue.record("the retry did not take the half over")
-                return
-            }
+            let (taken, half) = try await takeOver(stores)
             #expect(half == stalled)
             try await mysqlHalf(stores, adjustment, half: half)
             _ = try await stores.redis.command("DEL", adjustmentKey(stores))
             let afresh = try await redisHalf(stores)
             #expect(try await onHand(stores) == 4)
             let itemKey = stores.keys.item(item)
-            let source = StockAdministration.adjustmentSource(item, adjustment)
-            await stores.engine.compensator.undoStock(
-                itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint,
-                token: stalled, source: source
-            )
+            await reverse(stores, token: stalled)
             #expect(try await onHand(stores) == 4, "A's half stays: MySQL has it")
             // B's MySQL half: a duplicate of A's half; B reverses its own as a surplus.
             let outcome = try await StockRepository(client: stores.mysql).apply(StockAdministration.mysqlHalf(item, adjustment, half: afresh))
             #expect(outcome == .duplicate(half: .named(stalled)))
-            await stores.engine.compensator.undoStock(
-                itemKey: itemKey, delta: adjustment.delta, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint,
-                token: afresh, surplus: true, source: source
-            )
+            await reverse(stores, token: afresh, surplus: true)
             // C's close (its key is gone: it closes its own fence).
             _ = try await stores.engine.stores.run(
                 AdminDoneCall(itemKey: itemKey, token: taken, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)

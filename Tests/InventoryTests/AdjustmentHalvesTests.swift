@@ -46,11 +46,33 @@ struct AdjustmentHalvesTests {
 
     func onHand(_ stores: TestStores) async throws -> Int64 { try await stores.engine.stock(stores.item(1)).onHand }
 
+    /// A retry's Redis step that takes the earlier attempt's half over (adjust_stock.lua): its token, the half's name.
+    func takeOver(_ stores: TestStores) async throws -> (token: String, half: String) {
+        let call = AdjustStockCall(stores.item(1), adjustment, retentionSeconds: 600, layout: stores.keys)
+        guard case .unsettled(let token, let half) = try await stores.engine.stores.run(call) else {
+            throw InventoryError.unavailable("the retry did not take the half over")
+        }
+        return (token, half)
+    }
+
+    /// The reversal of the half of `token` (named `half` when a retry took it over), as `engine`'s compensator runs
+    /// it (the ledger's source given); whether it ran now.
+    @discardableResult
+    func reverse(
+        _ stores: TestStores, token: String, half: String = "", surplus: Bool = false, engine: InventoryEngine? = nil
+    ) async -> Bool {
+        await (engine ?? stores.engine).compensator.undoStock(
+            itemKey: stores.keys.item(stores.item(1)), delta: adjustment.delta, adjustmentKey: adjustmentKey(stores),
+            fingerprint: adjustment.fingerprint, token: token, surplus: surplus, half: half,
+            source: StockAdministration.adjustmentSource(stores.item(1), adjustment)
+        )
+    }
+
     @Test("an unsettled adjustment whose Redis half a repair took out is applied afresh by its retry, in both stores")
     func unsettledAfterRepair() async throws {
         try await TestStores.with { stores in
             _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
-            let mark = markOf(try await redisHalf(stores))
+            _ = try await redisHalf(stores)
             // The attempt ended a minute ago without learning MySQL's outcome (its key stays pending).
             try await age(stores)
             #expect(try await onHand(stores) == 7)
@@ -71,8 +93,7 @@ struct AdjustmentHalvesTests {
     func diedBetweenHalves() async throws {
         try await TestStores.with { stores in
             _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
-            let token = try await redisHalf(stores)
-            let mark = markOf(token)
+            let mark = markOf(try await redisHalf(stores))
             let busy = await #expect(throws: InventoryError.self) { try await stores.engine.adjustStock(stores.item(1), adjustment) }
             #expect(busy?.case == .unavailable)
             #expect(try await onHand(stores) == 7)
@@ -210,11 +231,7 @@ struct AdjustmentHalvesTests {
             // The earlier attempt's token, as the aged key names it.
             let first = markOf(made) + "@\(old)"
             // The retry's Redis step (as adjustStockOnce runs it): the half is its own from now on.
-            let call = AdjustStockCall(stores.item(1), adjustment, retentionSeconds: 600, layout: stores.keys)
-            guard case .unsettled(let taken, let half) = try await stores.engine.stores.run(call) else {
-                Issue.record("the retry did not take the half over")
-                return
-            }
+            let (taken, half) = try await takeOver(stores)
             #expect(taken != first)
             let itemKey = stores.keys.item(stores.item(1))
             // The earlier attempt's reversal, meanwhile.
@@ -324,11 +341,7 @@ struct AdjustmentHalvesTests {
             _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
             _ = try await redisHalf(stores)
             try await age(stores)
-            let call = AdjustStockCall(stores.item(1), adjustment, retentionSeconds: 600, layout: stores.keys)
-            guard case .unsettled(let taken, let half) = try await stores.engine.stores.run(call) else {
-                Issue.record("the retry did not take the half over")
-                return
-            }
+            let (taken, half) = try await takeOver(stores)
             let between = try await stores.reconciler().run(.business(stores.bizId), fix: true)
             #expect(between.itemsInFlight == 1)
             #expect(try await onHand(stores) == 7, "nothing written between the halves")

@@ -114,26 +114,11 @@ public struct Driver: Sendable {
                 return .level(available: level.available, reserved: level.reserved)
             }
         case .setUserLimit(let sku, let limit):
-            let stock = model.items[sku]?.onHand ?? 10
-            let expected = model.setStock(sku: sku, stock: stock, userLimit: limit)
-            try await expect(expected, "PUT", model) {
-                let level = try await engine.setStock(stores.item(sku), StockSettings(stock: stock, userLimit: limit))
-                return .level(available: level.available, reserved: level.reserved)
-            }
+            try await putSettings(sku, &model, engine, userLimit: limit)
         case .setBackorderLimit(let sku, let limit):
-            let stock = model.items[sku]?.onHand ?? 10
-            let expected = model.setStock(sku: sku, stock: stock, backorderLimit: limit)
-            try await expect(expected, "PUT", model) {
-                let level = try await engine.setStock(stores.item(sku), StockSettings(stock: stock, backorderLimit: limit))
-                return .level(available: level.available, reserved: level.reserved)
-            }
+            try await putSettings(sku, &model, engine, backorderLimit: limit)
         case .setInfinite(let sku, let infinite):
-            let stock = model.items[sku]?.onHand ?? 10
-            let expected = model.setStock(sku: sku, stock: stock, infinite: infinite)
-            try await expect(expected, "PUT", model) {
-                let level = try await engine.setStock(stores.item(sku), StockSettings(stock: stock, infinite: infinite))
-                return .level(available: level.available, reserved: level.reserved)
-            }
+            try await putSettings(sku, &model, engine, infinite: infinite)
         case .adjust(let sku, let id, let delta):
             let expected = model.adjust(sku: sku, id: id, delta: delta)
             try await expect(expected, "adjust", model) {
@@ -263,6 +248,22 @@ public struct Driver: Sendable {
             if case .deleteOrder(let order, _) = fault { model.orderHashLost(order: order, recordedElsewhere: stores.keys.clustered) }
             // The level check after this step reads the item, which rebuilds it from MySQL.
             if case .deleteItem(let sku) = fault { model.itemRebuilt(sku: sku) }
+        }
+    }
+
+    /// A PUT of the item's stock as the model has it (10 for an item it lacks) with one setting changed.
+    func putSettings(
+        _ sku: UInt64, _ model: inout ReferenceModel, _ engine: InventoryEngine, userLimit: Int64? = nil,
+        backorderLimit: Int64? = nil, infinite: Bool? = nil
+    ) async throws {
+        let stock = model.items[sku]?.onHand ?? 10
+        let expected = model.setStock(
+            sku: sku, stock: stock, userLimit: userLimit, backorderLimit: backorderLimit, infinite: infinite
+        )
+        try await expect(expected, "PUT", model) {
+            let settings = StockSettings(stock: stock, infinite: infinite, backorderLimit: backorderLimit, userLimit: userLimit)
+            let level = try await engine.setStock(stores.item(sku), settings)
+            return .level(available: level.available, reserved: level.reserved)
         }
     }
 
