@@ -266,19 +266,17 @@ end
 -- companion renewed a moment before its item's turn (or after it) expire half a TTL apart from it: the item would
 -- then not be whole, and be rebuilt (lib/items.lua).
 local warmed = {}
+-- Whether a key has less than half the item TTL left, or none (a key that is not there has nothing to renew).
+local function runsLow(key)
+  local left = redis.call('PTTL', key)
+  return left == -1 or (left >= 0 and left < itemTTL * 500)
+end
 local function keepWarm(i, item)
   local itemKey = KEYS[4 + 3 * i]
   if itemTTL == 0 or warmed[itemKey] then return end
   warmed[itemKey] = true
-  local keys = {itemKey}
-  if item.usersKey then keys[#keys + 1] = item.usersKey end
-  if item.pool ~= '' then keys[#keys + 1] = item.codesKey end
-  for _, key in ipairs(keys) do
-    local left = redis.call('PTTL', key)
-    if left == -1 or (left >= 0 and left < itemTTL * 500) then
-      expireTogether({itemKey, KEYS[4 + 3 * n + i], KEYS[4 + 4 * n + i]}, itemTTL)
-      return
-    end
+  if runsLow(itemKey) or (item.usersKey and runsLow(item.usersKey)) or (item.pool ~= '' and runsLow(item.codesKey)) then
+    expireTogether({itemKey, KEYS[4 + 3 * n + i], KEYS[4 + 4 * n + i]}, itemTTL)
   end
 end
 

@@ -44,7 +44,13 @@ public enum ModelCheck {
             ownDirectory = directory
             let redis = try PrivateRedis(directory: directory, cluster: cluster, appendfsync: "always")
             ownRedis = redis
-            try await redis.start()
+            do {
+                try await redis.start()
+            } catch {
+                // (The nodes already started must not outlive a cluster that never got ready.)
+                await stop(redis, directory)
+                throw error
+            }
         }
         do {
             let failure = try await run(program, durability: durability, cluster: cluster, proxy: proxy, ownRedis: ownRedis)
