@@ -61,8 +61,10 @@ if saved then
     -- Taken over: the key names this retry's time from now on, so the earlier attempt (a reversal of it stored as a
     -- task, a late failure) no longer acts on the half this retry completes; the half is fenced anew for the MySQL
     -- half to come (the earlier attempt's fence lapsed, or was left to lapse).
+    -- (Its time is never the earlier owner's nor the half's making: a takeover in the millisecond of either would
+    -- leave two attempts one token.)
+    local taken = openFence(item, math.max(now, key.at + 1, key.made and tonumber(key.made) + 1 or 0))
     closeFence(item, key.at, now)
-    local taken = openFence(item, now)
     redis.call('SET', KEYS[2], adjustmentValue('pending', mark, taken, key.made, ARGV[2]), 'KEEPTTL')
     return {'unsettled', current[1], current[2] or '0', mark .. '@' .. taken, key.unnamed and '' or key.half}
   end

@@ -41,8 +41,9 @@ local item = KEYS[1]
 local made = ARGV[4] or ''
 if redis.call('EXISTS', KEYS[3]) == 1 then
   -- Reversed before (by this task, or by another owner of the same half): this caller's own fence goes all the same.
-  local _, at = halfToken(made)
-  if at and redis.call('EXISTS', item) == 1 then closeFence(item, at, clockNow('')) end
+  local mark, at = halfToken(made)
+  local current = redis.call('HMGET', item, 'epoch', 'repairs')
+  if at and current[1] and mark == itemMark(current[1], current[2]) then closeFence(item, at, clockNow('')) end
   return {'done'}
 end
 -- A task stored before marks names a bare epoch, and its adjustment key held the plain fingerprint from the Redis
@@ -117,15 +118,16 @@ if not current[1] or (made ~= '' and now ~= expected) then
   end
   return {'rebuilt'}
 end
--- An adjustment's half younger than a fence's lifetime whose key cannot tell and whose fence entry is gone (neither
--- closed, nor taken over: within the fence's lifetime only an unsettled half is, and its owner reverses nothing; nor
--- cleared by a repair or a rebuild: the mark is the same) went with Redis data that was lost (a restart that lost
--- its last writes, a failover to a replica behind): it is not in the item, and adding it back would count a change
--- nobody made. (Judged by Redis's clock: a clock that moved back by more than a second, a failover to a node behind,
--- judges nothing. An older half lost so is the reconciler's to repair.)
-local age = madeAt and clockNow('') - madeAt
-if unclear and not legacy and age and age >= -1000 and age < FENCE_MS and not halfOpen(item, madeAt) then
+-- A half whose fence entry is gone though neither closed nor lapsed (lib/fence.lua halfLost) went with lost Redis
+-- data: it is not in the item, and adding it back would count a change nobody made. (Not closed: this reversal's own
+-- half, no MySQL half done; a retry's takeover would leave a key naming it, and a PUT is never taken over; a repair
+-- or a drop changed the mark, above.) A PUT's settings go back where they are still what it wrote (none, when it was
+-- lost), and an item it made infinite or finite is dropped for a rebuild from MySQL.
+if (unclear or KEYS[2] == item) and not legacy and madeAt and halfLost(item, madeAt) then
   redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
+  if KEYS[2] == item then
+    if flipped then redis.call('DEL', item) else settingsBack() end
+  end
   return {'rebuilt'}
 end
 -- The half goes unless a retry took it over or MySQL has it (above), or MySQL's ledger, when the caller read it, has

@@ -141,6 +141,53 @@ extension AdjustmentHalvesTests {
         }
     }
 
+    /// The same for a PUT: Redis loses the PUT's Redis half (item, settings and fence entry as before it); its MySQL
+    /// half fails and its reversal must not add the delta back (it did: 13 on hand against MySQL's 10). And a half
+    /// whose fence entry lapsed (the PUT stalled more than a minute, another change's write dropped the entry) is not
+    /// taken for lost: its reversal goes through.
+    @Test("a PUT's reversal of a half lost with Redis data reverses nothing; one whose fence lapsed reverses")
+    func putReversalOfLostHalf() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            let itemKey = stores.keys.item(item)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            let before = try await stores.redis.command("HGETALL", itemKey).array?.compactMap(\.text) ?? []
+            let put = SetStockCall(item, StockSettings(stock: 7, dangerNum: 2), itemTTLSeconds: 600, layout: stores.keys)
+            guard case .changed(let delta, let token, let settings) = try await stores.engine.stores.run(put) else {
+                Issue.record("set_stock did not change the item")
+                return
+            }
+            _ = try await stores.redis.command("DEL", itemKey)
+            _ = try await stores.redis.send(["HSET", itemKey] + before, routingKey: itemKey)
+            #expect(
+                await stores.engine.compensator.undoStock(
+                    itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", token: token, settings: settings
+                )
+            )
+            #expect(try await onHand(stores) == 10)
+            #expect(try await stores.engine.stock(item).dangerNum == 0)
+
+            // A PUT whose entry lapsed: its reversal still reverses it.
+            guard case .changed(let later, let laterToken, let laterSettings) = try await stores.engine.stores.run(put) else {
+                Issue.record("set_stock did not change the item")
+                return
+            }
+            try await stores.ageFences(1)
+            let other = AdjustStockCall(item, StockAdjustment(adjustmentId: "a-9", delta: 1, reason: nil), retentionSeconds: 600, layout: stores.keys)
+            guard case .applied = try await stores.engine.stores.run(other) else {
+                Issue.record("adjust_stock did not apply")
+                return
+            }
+            let aged = markOf(laterToken) + "@\((Int64(laterToken.split(separator: "@").last ?? "") ?? 0) - 61_000)"
+            #expect(
+                await stores.engine.compensator.undoStock(
+                    itemKey: itemKey, delta: later, adjustmentKey: nil, fingerprint: "", token: aged, settings: laterSettings
+                )
+            )
+            #expect(try await onHand(stores) == 11, "10, the PUT's −3 reversed, the other change's +1")
+        }
+    }
+
     /// A's half is kept after an unknown COMMIT; a retry takes it over; A's COMMIT lands after all (late, under its
     /// half's name); the retry's own MySQL half fails and it reverses the half it took over. The ledger has that very
     /// half: it stays (it was reversed: Redis 10 against MySQL's 7, the removal sellable again).

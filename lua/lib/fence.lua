@@ -15,33 +15,43 @@
 
 local FENCE_MS = 60000
 
--- The open halves' times still within FENCE_MS of now (strings, as stored).
+-- The open halves' times still within FENCE_MS of now (strings, as stored), and the latest of those that lapsed (nil
+-- when none did).
 local function openHalves(item, now)
-  local live = {}
+  local live, lapsed = {}, nil
   for at in string.gmatch(redis.call('HGET', item, 'admin_open') or '', '%d+') do
-    if now - tonumber(at) < FENCE_MS then live[#live + 1] = at end
+    if now - tonumber(at) < FENCE_MS then
+      live[#live + 1] = at
+    elseif not lapsed or tonumber(at) > lapsed then
+      lapsed = tonumber(at)
+    end
   end
-  return live
+  return live, lapsed
 end
 
-local function writeHalves(item, halves)
+-- Writes the open halves; a half whose entry lapsed is remembered by the latest such time (`admin_lapsed`): a half
+-- made after it whose entry is gone without being closed went with Redis data that was lost (halfLost).
+local function writeHalves(item, halves, lapsed)
   if #halves == 0 then
     redis.call('HDEL', item, 'admin_open')
   else
     redis.call('HSET', item, 'admin_open', table.concat(halves, ' '))
+  end
+  if lapsed and lapsed > tonumber(redis.call('HGET', item, 'admin_lapsed') or '0') then
+    redis.call('HSET', item, 'admin_lapsed', lapsed)
   end
 end
 
 -- Opens a half's fence at `now`; returns its time, the token's: now, or the next millisecond no open half of the item
 -- has (two halves opened in one millisecond).
 local function openFence(item, now)
-  local halves = openHalves(item, now)
+  local halves, lapsed = openHalves(item, now)
   local taken = {}
   for _, at in ipairs(halves) do taken[at] = true end
   local at = now
   while taken[tostring(at)] do at = at + 1 end
   halves[#halves + 1] = tostring(at)
-  writeHalves(item, halves)
+  writeHalves(item, halves, lapsed)
   return at
 end
 
@@ -49,10 +59,11 @@ end
 local function closeFence(item, at, now)
   if at then
     local halves = {}
-    for _, open in ipairs(openHalves(item, now)) do
+    local live, lapsed = openHalves(item, now)
+    for _, open in ipairs(live) do
       if open ~= tostring(at) then halves[#halves + 1] = open end
     end
-    writeHalves(item, halves)
+    writeHalves(item, halves, lapsed)
   elseif redis.call('HEXISTS', item, 'admin_pending') == 1 then
     if redis.call('HINCRBY', item, 'admin_pending', -1) <= 0 then
       redis.call('HDEL', item, 'admin_pending', 'admin_since')
@@ -60,12 +71,16 @@ local function closeFence(item, at, now)
   end
 end
 
--- Whether the half opened at `at` still has its entry (lapsed or not).
-local function halfOpen(item, at)
-  for open in string.gmatch(redis.call('HGET', item, 'admin_open') or '', '%d+') do
-    if tonumber(open) == at then return true end
+-- Whether the half opened at `at`, not closed by its caller, went with Redis data that was lost (a restart that lost
+-- its last writes, a failover to a replica behind): its entry is gone, and not because it lapsed (it was made after
+-- the latest entry that lapsed). No clock is read: one that moved with a failover misjudges nothing. (Its own close,
+-- a takeover's, a repair's, a drop of the item also remove it: the callers rule those out.)
+local function halfLost(item, at)
+  local f = redis.call('HMGET', item, 'admin_open', 'admin_lapsed')
+  for open in string.gmatch(f[1] or '', '%d+') do
+    if tonumber(open) == at then return false end
   end
-  return false
+  return at > tonumber(f[2] or '0')
 end
 
 -- Whether a change's halves are still under way (a half opened less than FENCE_MS ago).
@@ -81,7 +96,7 @@ end
 
 -- A repair wrote the item's counters from MySQL: every fence it had lapsed (it is not fenced), and goes.
 local function clearFences(item)
-  redis.call('HDEL', item, 'admin_open', 'admin_pending', 'admin_since')
+  redis.call('HDEL', item, 'admin_open', 'admin_pending', 'admin_since', 'admin_lapsed')
 end
 
 -- The mark of an item's counters as a stock change's Redis half finds them: the item's epoch and how many times the

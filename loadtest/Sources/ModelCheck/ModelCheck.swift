@@ -42,7 +42,13 @@ public enum ModelCheck {
         if program.killsRedis {
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("modelcheck-redis-\(UUID().uuidString)").path
             ownDirectory = directory
-            let redis = try PrivateRedis(directory: directory, cluster: cluster, appendfsync: "always")
+            let redis: PrivateRedis
+            do {
+                redis = try PrivateRedis(directory: directory, cluster: cluster, appendfsync: "always")
+            } catch {
+                try? FileManager.default.removeItem(atPath: directory)
+                throw error
+            }
             ownRedis = redis
             do {
                 try await redis.start()
