@@ -110,7 +110,8 @@ restampHolds(item, holdCount, 3, 20 + codeCount, ARGV[8], absorb)
 redis.call('HSET', item, 'absorbed', #absorbed > 0 and (',' .. table.concat(absorbed, ',') .. ',') or '')
 -- The usage hash is rebuilt with the item: it counts what the rebuilt item counts, no more and no less.
 fillMembers(KEYS[2], 'users', ARGV[11], 21 + codeCount + 2 * holdCount, #ARGV - 1)
-redis.call('HSET', item, 'mysql_version', ARGV[#ARGV])
+-- (No fence entry of this item has lapsed yet: lib/fence.lua halfLost.)
+redis.call('HSET', item, 'mysql_version', ARGV[#ARGV], 'admin_lapsed', '0')
 -- the item is whole only with its usage hash while it has counts (lib/items.lua)
 redis.call('HSET', item, 'has_users', redis.call('EXISTS', KEYS[2]) == 1 and '1' or '0')
 -- The three expire at one instant (lib/lifetime.lua).

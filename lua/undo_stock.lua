@@ -121,13 +121,11 @@ end
 -- A half whose fence entry is gone though neither closed nor lapsed (lib/fence.lua halfLost) went with lost Redis
 -- data: it is not in the item, and adding it back would count a change nobody made. (Not closed: this reversal's own
 -- half, no MySQL half done; a retry's takeover would leave a key naming it, and a PUT is never taken over; a repair
--- or a drop changed the mark, above.) A PUT's settings go back where they are still what it wrote (none, when it was
--- lost), and an item it made infinite or finite is dropped for a rebuild from MySQL.
+-- or a drop changed the mark, above.) A PUT's settings went with it (a field that holds what it wrote was written by
+-- another change since); an item it made infinite or finite is dropped all the same, for a rebuild from MySQL.
 if (unclear or KEYS[2] == item) and not legacy and madeAt and halfLost(item, madeAt) then
   redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
-  if KEYS[2] == item then
-    if flipped then redis.call('DEL', item) else settingsBack() end
-  end
+  if KEYS[2] == item and flipped then redis.call('DEL', item) end
   return {'rebuilt'}
 end
 -- The half goes unless a retry took it over or MySQL has it (above), or MySQL's ledger, when the caller read it, has

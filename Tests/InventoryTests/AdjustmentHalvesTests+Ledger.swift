@@ -188,6 +188,32 @@ extension AdjustmentHalvesTests {
         }
     }
 
+    /// An item written before lapsed entries were remembered, whose PUT half's entry the version before dropped as
+    /// lapsed: its reversal (a stored task, run after the upgrade) cannot tell the half from a lost one, and reverses
+    /// it (it took it for lost: 13 on hand against MySQL's 10).
+    @Test("a reversal on an item from before lapsed entries were remembered reverses its half")
+    func reversalBeforeLapsesWereKept() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            let itemKey = stores.keys.item(item)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            _ = try await stores.redis.command("HDEL", itemKey, "admin_lapsed")
+            let put = SetStockCall(item, StockSettings(stock: 13), itemTTLSeconds: 600, layout: stores.keys)
+            guard case .changed(let delta, let token, let settings) = try await stores.engine.stores.run(put) else {
+                Issue.record("set_stock did not change the item")
+                return
+            }
+            // The version before dropped the entry as lapsed, remembering nothing.
+            _ = try await stores.redis.command("HDEL", itemKey, "admin_open", "admin_lapsed")
+            #expect(
+                await stores.engine.compensator.undoStock(
+                    itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", token: token, settings: settings
+                )
+            )
+            #expect(try await onHand(stores) == 10)
+        }
+    }
+
     /// A's half is kept after an unknown COMMIT; a retry takes it over; A's COMMIT lands after all (late, under its
     /// half's name); the retry's own MySQL half fails and it reverses the half it took over. The ledger has that very
     /// half: it stays (it was reversed: Redis 10 against MySQL's 7, the removal sellable again).

@@ -30,15 +30,19 @@ local function openHalves(item, now)
 end
 
 -- Writes the open halves; a half whose entry lapsed is remembered by the latest such time (`admin_lapsed`): a half
--- made after it whose entry is gone without being closed went with Redis data that was lost (halfLost).
-local function writeHalves(item, halves, lapsed)
+-- made after it whose entry is gone without being closed went with Redis data that was lost (halfLost). An item
+-- without the field (written before it was kept, when lapsed entries went unrecorded) gets the latest time such an
+-- entry can have had: a fence's lifetime ago.
+local function writeHalves(item, halves, lapsed, now)
   if #halves == 0 then
     redis.call('HDEL', item, 'admin_open')
   else
     redis.call('HSET', item, 'admin_open', table.concat(halves, ' '))
   end
-  if lapsed and lapsed > tonumber(redis.call('HGET', item, 'admin_lapsed') or '0') then
-    redis.call('HSET', item, 'admin_lapsed', lapsed)
+  local known = redis.call('HGET', item, 'admin_lapsed')
+  local floor = known and tonumber(known) or now - FENCE_MS
+  if not known or (lapsed and lapsed > floor) then
+    redis.call('HSET', item, 'admin_lapsed', math.max(floor, lapsed or floor))
   end
 end
 
@@ -51,7 +55,7 @@ local function openFence(item, now)
   local at = now
   while taken[tostring(at)] do at = at + 1 end
   halves[#halves + 1] = tostring(at)
-  writeHalves(item, halves, lapsed)
+  writeHalves(item, halves, lapsed, now)
   return at
 end
 
@@ -63,7 +67,7 @@ local function closeFence(item, at, now)
     for _, open in ipairs(live) do
       if open ~= tostring(at) then halves[#halves + 1] = open end
     end
-    writeHalves(item, halves, lapsed)
+    writeHalves(item, halves, lapsed, now)
   elseif redis.call('HEXISTS', item, 'admin_pending') == 1 then
     if redis.call('HINCRBY', item, 'admin_pending', -1) <= 0 then
       redis.call('HDEL', item, 'admin_pending', 'admin_since')
@@ -77,10 +81,12 @@ end
 -- a takeover's, a repair's, a drop of the item also remove it: the callers rule those out.)
 local function halfLost(item, at)
   local f = redis.call('HMGET', item, 'admin_open', 'admin_lapsed')
+  -- (An item without the field cannot tell: written before it was kept.)
+  if not f[2] then return false end
   for open in string.gmatch(f[1] or '', '%d+') do
     if tonumber(open) == at then return false end
   end
-  return at > tonumber(f[2] or '0')
+  return at > tonumber(f[2])
 end
 
 -- Whether a change's halves are still under way (a half opened less than FENCE_MS ago).
@@ -96,7 +102,9 @@ end
 
 -- A repair wrote the item's counters from MySQL: every fence it had lapsed (it is not fenced), and goes.
 local function clearFences(item)
-  redis.call('HDEL', item, 'admin_open', 'admin_pending', 'admin_since', 'admin_lapsed')
+  redis.call('HDEL', item, 'admin_open', 'admin_pending', 'admin_since')
+  -- (Nothing under the repaired counters' mark has lapsed yet.)
+  redis.call('HSET', item, 'admin_lapsed', '0')
 end
 
 -- The mark of an item's counters as a stock change's Redis half finds them: the item's epoch and how many times the
