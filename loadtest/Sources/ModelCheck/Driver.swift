@@ -402,6 +402,11 @@ public struct Driver: Sendable {
                     mysqlProxy.down = false
                     attempts += retries
                 }
+                if last.contains("still being taken back") {
+                    // The earlier attempt's journal row goes when the write-back worker applies its take-back: in a
+                    // service the worker runs beside every request, here it runs at the program's drains only.
+                    _ = try? await stores.drainWithWorker(within: 10)
+                }
                 try await Task.sleep(for: .milliseconds(20 * attempt))
             }
         }
