@@ -24,6 +24,17 @@ extension AdjustmentHalvesTests {
         _ = try await stores.redis.command("DEL", adjustmentKey(stores))
     }
 
+    /// Item 1 at 10 with two Redis halves of the adjustment: an earlier attempt's, whose key vanished, and A's, kept
+    /// after an unknown COMMIT (its key unsettled). Redis 4 on hand, MySQL 10.
+    func keptBesideOtherHalf(_ stores: TestStores) async throws -> StockItemID {
+        let item = stores.item(1)
+        _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+        try await otherAttemptsHalf(stores)
+        _ = try await redisHalf(stores)
+        try await markUnsettled(stores)
+        return item
+    }
+
     /// A stalls at its MySQL half; a retry takes the half over, its own MySQL half fails, and it reverses the half.
     /// A's MySQL half then goes on: past its deadline it rolls back instead of committing (it committed: MySQL 7
     /// against Redis 10, the removal sellable again in Redis).
@@ -43,13 +54,10 @@ extension AdjustmentHalvesTests {
                 proxy.release()
                 await #expect(throws: InventoryError.self) { try await stalled.value }
             }
-            #expect(try await onHand(stores) == 10)
-            #expect(try await stores.mysqlStock(1) == 10)
-            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+            try await expectBoth(stores, at: 10, reconciled: true)
             // The client's retry makes it, once.
             #expect(try await stores.engine.adjustStock(item, adjustment).replayed == false)
-            #expect(try await onHand(stores) == 7)
-            #expect(try await stores.mysqlStock(1) == 7)
+            try await expectBoth(stores, at: 7)
         }
     }
 
@@ -59,19 +67,14 @@ extension AdjustmentHalvesTests {
     @Test("a retry's MySQL half beside a row that names no half reverses the named half it took over")
     func retryBesideUnnamedRow() async throws {
         try await TestStores.with { stores in
-            let item = stores.item(1)
-            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
-            try await otherAttemptsHalf(stores)
-            _ = try await redisHalf(stores)
-            try await markUnsettled(stores)
+            let item = try await keptBesideOtherHalf(stores)
             try await withHeldAttempt(stores) { retry, proxy, _ in
                 let running = try await heldAtMySQLHalf(proxy) { try await retry.adjustStock(item, adjustment) }
                 try await mysqlHalf(stores, adjustment, half: nil)
                 proxy.release()
                 #expect(try await running.value.replayed)
             }
-            #expect(try await onHand(stores) == 7)
-            #expect(try await stores.mysqlStock(1) == 7)
+            try await expectBoth(stores, at: 7)
         }
     }
 
@@ -80,16 +83,11 @@ extension AdjustmentHalvesTests {
     @Test("a replay reverses a kept named half when the ledger's row names no half")
     func replayBesideUnnamedRow() async throws {
         try await TestStores.with { stores in
-            let item = stores.item(1)
-            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
-            try await otherAttemptsHalf(stores)
-            _ = try await redisHalf(stores)
-            try await markUnsettled(stores)
+            let item = try await keptBesideOtherHalf(stores)
             try await mysqlHalf(stores, adjustment, half: nil)
             #expect(try await onHand(stores) == 4)
             #expect(try await stores.engine.adjustStock(item, adjustment).replayed)
-            #expect(try await onHand(stores) == 7)
-            #expect(try await stores.mysqlStock(1) == 7)
+            try await expectBoth(stores, at: 7)
         }
     }
 
@@ -112,8 +110,7 @@ extension AdjustmentHalvesTests {
                 let later = await reverse(stores, token: token, engine: attempt)
                 #expect(later)
             }
-            #expect(try await onHand(stores) == 10)
-            #expect(try await stores.mysqlStock(1) == 10)
+            try await expectBoth(stores, at: 10)
         }
     }
 
@@ -135,9 +132,7 @@ extension AdjustmentHalvesTests {
             #expect(
                 await reverse(stores, token: token)
             )
-            #expect(try await onHand(stores) == 10)
-            #expect(try await stores.mysqlStock(1) == 10)
-            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+            try await expectBoth(stores, at: 10, reconciled: true)
         }
     }
 
@@ -230,8 +225,7 @@ extension AdjustmentHalvesTests {
             #expect(
                 await reverse(stores, token: taken, half: half)
             )
-            #expect(try await onHand(stores) == 7)
-            #expect(try await stores.mysqlStock(1) == 7)
+            try await expectBoth(stores, at: 7)
         }
     }
 

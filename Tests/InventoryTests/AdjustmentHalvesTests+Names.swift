@@ -45,9 +45,7 @@ extension AdjustmentHalvesTests {
             )
             #expect(try await onHand(stores) == 7)
             #expect(try await stores.engine.adjustStock(item, adjustment).replayed)
-            #expect(try await onHand(stores) == 7)
-            #expect(try await stores.mysqlStock(1) == 7)
-            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+            try await expectBoth(stores, at: 7, reconciled: true)
         }
     }
 
@@ -78,9 +76,7 @@ extension AdjustmentHalvesTests {
                 AdminDoneCall(itemKey: itemKey, token: early, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             )
             #expect(try await stores.openFences(1) == 0, "E's close closes its own half's fence (the key is not its own)")
-            #expect(try await onHand(stores) == 7)
-            #expect(try await stores.mysqlStock(1) == 7)
-            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+            try await expectBoth(stores, at: 7, reconciled: true)
         }
     }
 
@@ -109,9 +105,7 @@ extension AdjustmentHalvesTests {
             )
             #expect(try await stores.engine.stores.run(close) == .closed)
             #expect(try await isDone(stores))
-            #expect(try await onHand(stores) == 7)
-            #expect(try await stores.mysqlStock(1) == 7)
-            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+            try await expectBoth(stores, at: 7, reconciled: true)
         }
     }
 
@@ -169,8 +163,7 @@ extension AdjustmentHalvesTests {
             _ = try await stores.engine.stores.run(
                 AdminDoneCall(itemKey: itemKey, token: taken, adjustmentKey: adjustmentKey(stores), fingerprint: adjustment.fingerprint)
             )
-            #expect(try await onHand(stores) == 7)
-            #expect(try await stores.mysqlStock(1) == 7)
+            try await expectBoth(stores, at: 7)
             #expect(try await stores.openFences(1) == 0)
             #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
         }
@@ -204,8 +197,7 @@ extension AdjustmentHalvesTests {
                 delta: addition.delta, fingerprint: addition.fingerprint, token: first, settings: "", retentionSeconds: 600
             )
             #expect(try await stores.engine.stores.run(task) == .done)
-            #expect(try await onHand(stores) == 10)
-            #expect(try await stores.mysqlStock(1) == 10)
+            try await expectBoth(stores, at: 10)
         }
     }
 }

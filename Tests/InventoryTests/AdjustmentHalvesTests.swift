@@ -46,6 +46,17 @@ struct AdjustmentHalvesTests {
 
     func onHand(_ stores: TestStores) async throws -> Int64 { try await stores.engine.stock(stores.item(1)).onHand }
 
+    /// Both stores have `stock` on hand (and, with `reconciled`, the reconciler finds no difference).
+    func expectBoth(
+        _ stores: TestStores, at stock: Int64, reconciled: Bool = false, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        #expect(try await onHand(stores) == stock, "Redis", sourceLocation: sourceLocation)
+        #expect(try await stores.mysqlStock(1) == stock, "MySQL", sourceLocation: sourceLocation)
+        if reconciled {
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [], sourceLocation: sourceLocation)
+        }
+    }
+
     /// A retry's Redis step that takes the earlier attempt's half over (adjust_stock.lua): its token, the half's name.
     func takeOver(_ stores: TestStores) async throws -> (token: String, half: String) {
         let call = AdjustStockCall(stores.item(1), adjustment, retentionSeconds: 600, layout: stores.keys)
@@ -277,9 +288,7 @@ struct AdjustmentHalvesTests {
             try await withHeldAttempt(stores) { attempt, proxy, _ in
                 let stalled = try await heldAtMySQLHalf(proxy) { try await attempt.adjustStock(item, adjustment) }
                 // The retry may take the half over now (as after a minute; its name and times stay what they are).
-                let key = try #require(try await stores.redis.command("GET", adjustmentKey(stores)).text)
-                #expect(key.hasPrefix("pending:"))
-                _ = try await stores.redis.command("SET", adjustmentKey(stores), "unsettled:" + key.dropFirst("pending:".count), "KEEPTTL")
+                try await markUnsettled(stores)
                 #expect(try await stores.engine.adjustStock(item, adjustment).replayed, "the retry completed the half")
                 #expect(try await stores.mysqlStock(1) == 7)
                 proxy.release()

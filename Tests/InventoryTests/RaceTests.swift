@@ -89,15 +89,22 @@ struct RaceTests {
         }
     }
 
+    /// Item 1 with both companion keys: a per-user limit (its usage hash, after one user's hold) and a reusable pool
+    /// (its code set).
+    func itemWithCompanions(_ stores: TestStores) async throws -> StockItemID {
+        let item = stores.item(1)
+        _ = try await stores.engine.setStock(item, StockSettings(stock: 10, userLimit: 5))
+        _ = try await stores.engine.setPool(item, CodePool(kind: .reusable))
+        _ = try await stores.engine.loadCodes(item, ["CODE-A", "CODE-B"])
+        _ = try await stores.engine.reserve(command(stores, "o-1", user: "u1", 1))
+        return item
+    }
+
     @Test("PUT stock renews the usage hash and the code set with the item; a reserve keeps the code set warm")
     func companionKeysLiveAsLongAsTheItem() async throws {
         try await TestStores.with { stores in
             let engine = stores.engine
-            let item = stores.item(1)
-            _ = try await engine.setStock(item, StockSettings(stock: 10, userLimit: 5))
-            _ = try await engine.setPool(item, CodePool(kind: .reusable))
-            _ = try await engine.loadCodes(item, ["CODE-A", "CODE-B"])
-            _ = try await engine.reserve(command(stores, "o-1", user: "u1", 1))
+            let item = try await itemWithCompanions(stores)
             let usage = stores.keys.userUsage(item)
             let codes = stores.keys.codes(item)
             let day: Int64 = 86_400
@@ -119,11 +126,7 @@ struct RaceTests {
     func companionKeysExpireTogether() async throws {
         try await TestStores.with { stores in
             let engine = stores.engine
-            let item = stores.item(1)
-            _ = try await engine.setStock(item, StockSettings(stock: 10, userLimit: 5))
-            _ = try await engine.setPool(item, CodePool(kind: .reusable))
-            _ = try await engine.loadCodes(item, ["CODE-A", "CODE-B"])
-            _ = try await engine.reserve(command(stores, "o-1", user: "u1", 1))
+            let item = try await itemWithCompanions(stores)
             let keys = [stores.keys.item(item), stores.keys.userUsage(item), stores.keys.codes(item)]
             let expiries = { () async throws -> [Int64] in
                 var instants: [Int64] = []
