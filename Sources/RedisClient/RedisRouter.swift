@@ -8,6 +8,9 @@ public protocol RedisRouter: Sendable {
     /// The client of every node that holds data: a single Redis itself; every master of a cluster.
     func dataNodes() async throws -> [RedisClient]
 
+    /// The client of the node that serves `key`: a single Redis itself; the master of the key's slot on a cluster.
+    func dataNode(holding key: String) async throws -> RedisClient
+
     /// Closes every connection.
     func shutdown() async
 }
@@ -18,12 +21,19 @@ extension RedisClient: RedisRouter {
     }
 
     public func dataNodes() async throws -> [RedisClient] { [self] }
+
+    public func dataNode(holding key: String) async throws -> RedisClient { self }
 }
 
 extension RedisClusterClient: RedisRouter {
     public func dataNodes() async throws -> [RedisClient] {
         if masters.isEmpty { try await refresh() }
         return masters.map { node($0) }
+    }
+
+    public func dataNode(holding key: String) async throws -> RedisClient {
+        if owner(of: key).isEmpty { try await refresh() }
+        return node(owner(of: key))
     }
 }
 
@@ -44,6 +54,20 @@ extension RedisRouter {
         var cursor = "0"
         repeat {
             let parts = try await command("SSCAN", key, cursor, "COUNT", String(count)).array ?? []
+            cursor = parts.first?.text ?? "0"
+            let page = (parts.count > 1 ? parts[1].array ?? [] : []).compactMap(\.text)
+            if !page.isEmpty { try await body(page) }
+        } while cursor != "0"
+    }
+}
+
+extension RedisClient {
+    /// Every key of this node that matches `pattern` (SCAN MATCH), one page at a time (`count` is Redis's hint of a
+    /// page's size): a key added or removed meanwhile may be seen or not, as SCAN guarantees.
+    public func scanKeys(matching pattern: String, count: Int = 1000, _ body: ([String]) async throws -> Void) async throws {
+        var cursor = "0"
+        repeat {
+            let parts = try await command("SCAN", cursor, "MATCH", pattern, "COUNT", String(count)).array ?? []
             cursor = parts.first?.text ?? "0"
             let page = (parts.count > 1 ? parts[1].array ?? [] : []).compactMap(\.text)
             if !page.isEmpty { try await body(page) }

@@ -174,7 +174,7 @@ struct CompensationTests {
             let events = OutboxEvent.entries(stream: stream, try await stores.redis.command("XRANGE", stream, "-", "+"))
                 .compactMap(\.event)
             #expect(events.map(\.kind) == [.reserve, .confirm])
-            let first = try await JournalRepository(client: stores.mysql).apply(events, epochs: engine.itemEpochs)
+            let first = try await JournalRepository(client: stores.mysql).apply(events, fences: engine.batchFences)
             #expect(first.duplicates.map(\.existingStatus) == ["RESERVED"])
             #expect(try await stores.journalRows().map(\.status) == ["CONFIRMED"])
             // The worker delivers the batch again.

@@ -65,7 +65,7 @@ struct EpochFenceTests {
             #expect(rebuilt.available == 10)
             #expect(rebuilt.reserved == 0)
 
-            let result = try await journal(stores).apply(held, epochs: engine.itemEpochs)
+            let result = try await journal(stores).apply(held, fences: engine.batchFences)
             #expect(result.rowsInserted == 0)
             #expect(result.staleLines.map(\.orderId) == ["early"])
             #expect(try await stores.journalRows().isEmpty)
@@ -93,7 +93,7 @@ struct EpochFenceTests {
             try await reserve(stores, "paid", 3)
             let journal = journal(stores)
             let reserved = try await outboxEvents(stores)
-            _ = try await journal.apply(reserved, epochs: engine.itemEpochs)
+            _ = try await journal.apply(reserved, fences: engine.batchFences)
             for event in reserved { _ = try await stores.redis.command("XDEL", event.stream, event.id) }
             _ = try await engine.confirm(orderId: "paid", bizId: stores.bizId)
             let confirms = try await outboxEvents(stores).filter { $0.kind == .confirm }
@@ -104,7 +104,7 @@ struct EpochFenceTests {
             #expect(rebuilt.available == 7)
             #expect(rebuilt.reserved == 3)
 
-            let result = try await journal.apply(confirms, epochs: engine.itemEpochs)
+            let result = try await journal.apply(confirms, fences: engine.batchFences)
             #expect(result.staleLines.count == 1)
             #expect(result.stockChanges == 0)
             #expect(try await stores.mysqlStock(1) == 10)
@@ -142,14 +142,14 @@ struct EpochFenceTests {
                 // reader starts the rebuild, which must wait for the batch's commit: the batch goes on only once
                 // the rebuild's locking read is blocked on its row.
                 let rebuild = Mutex<Task<StockLevel, any Error>?>(nil)
-                let source = InterposedEpochs(inner: engine.itemEpochs) {
+                let source = InterposedEpochs(inner: engine.batchFences) {
                     try await flush(stores)
                     rebuild.withLock { $0 = Task { try await rebuilder.stock(stores.item(1)) } }
                     try await waitFor("the rebuild's read waiting for the batch's row lock") {
                         try await runsLockingRead(stores, session: session)
                     }
                 }
-                let result = try await journal(stores).apply(held, epochs: source)
+                let result = try await journal(stores).apply(held, fences: source)
                 #expect(result.staleLines.isEmpty)
                 #expect(result.rowsInserted == 1)
                 let level = try await #require(rebuild.withLock { $0 }).value
@@ -167,12 +167,12 @@ struct EpochFenceTests {
 }
 
 /// Runs `before` once, on the first call, then answers what `inner` answers.
-private final class InterposedEpochs: ItemEpochSource {
-    let inner: any ItemEpochSource
+private final class InterposedEpochs: BatchFences {
+    let inner: any BatchFences
     let before: @Sendable () async throws -> Void
     let ran = Mutex(false)
 
-    init(inner: any ItemEpochSource, before: @escaping @Sendable () async throws -> Void) {
+    init(inner: any BatchFences, before: @escaping @Sendable () async throws -> Void) {
         self.inner = inner
         self.before = before
     }
@@ -185,4 +185,16 @@ private final class InterposedEpochs: ItemEpochSource {
         if first { try await before() }
         return try await inner.currentEpochs(items)
     }
+
+    func marks(checkedBeside marks: [String]) -> [String] { inner.marks(checkedBeside: marks) }
+
+    func raiseDrainMarks(_ raise: [String: Int64], checking check: [String: Int64]) async throws -> [String] {
+        try await inner.raiseDrainMarks(raise, checking: check)
+    }
+
+    func forgetWentBack(_ marks: [String], counts: @Sendable ([String]) async throws -> [String: Int64]) async throws {
+        try await inner.forgetWentBack(marks, counts: counts)
+    }
+
+    func marksBehind(_ counts: [String: Int64]) async throws -> [String] { try await inner.marksBehind(counts) }
 }

@@ -102,7 +102,7 @@ struct RebuildDrainTests {
             try await deleteItem(stores)
             #expect(try await engine.stock(stores.item(1)).reserved == 3)
 
-            let result = try await JournalRepository(client: stores.mysql).apply(events, epochs: engine.itemEpochs)
+            let result = try await JournalRepository(client: stores.mysql).apply(events, fences: engine.batchFences)
             #expect(result.staleLines.isEmpty)
             #expect(result.duplicates.isEmpty)
             #expect(try await stores.journalRows().map(\.status) == ["RESERVED"])
@@ -208,7 +208,7 @@ extension RebuildDrainTests {
             #expect(try await engine.stock(stores.item(1)).reserved == 0, "the rebuild reduced the reserve and its undo")
 
             // A worker commits the reserve alone and acknowledges it; the undo is still to come.
-            _ = try await JournalRepository(client: stores.mysql).apply([reserve], epochs: engine.itemEpochs)
+            _ = try await JournalRepository(client: stores.mysql).apply([reserve], fences: engine.batchFences)
             _ = try await stores.redis.send(["XDEL", reserve.stream, reserve.id], routingKey: reserve.stream)
             #expect(try await stores.journalRows().map(\.status) == ["RESERVED"])
 

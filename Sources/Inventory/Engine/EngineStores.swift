@@ -28,7 +28,7 @@ struct EngineStores: Sendable {
     }
 
     /// The items' epochs as Redis has them now (lua/epochs.lua), for applying outbox events through the epoch fence.
-    var itemEpochs: RedisItemEpochs { RedisItemEpochs(runner: runner, script: scripts[.epochs], keys: keys) }
+    var batchFences: RedisBatchFences { RedisBatchFences(stores: self) }
 
     /// Runs one call of a script and decodes its reply (Scripts/: one typed call per script).
     func run<Call: ScriptCall>(_ call: Call) async throws -> Call.Reply {

@@ -45,8 +45,8 @@ extension InventoryEngine {
         )
     }
 
-    /// Where the write-back worker reads the items' epochs.
-    public var itemEpochs: any ItemEpochSource { stores.itemEpochs }
+    /// The Redis side of a journal batch (items. epochs, drain marks), for the write-back worker.
+    public var batchFences: any BatchFences { stores.batchFences }
 
     /// A fresh epoch for an item being created or rebuilt in Redis: random, so two rebuilds never share one.
     /// `bornAt`: Redis's time (ms) now; an epoch starts with it (base 36), so a rebuild can tell whether the

@@ -113,7 +113,7 @@ public final class InventoryEngine: Sendable {
         self.journal = JournalRepository(client: mysql)
         self.compensations = CompensationRepository(client: mysql)
         self.committer = JournalCommitter(
-            journal: journal, epochs: stores.itemEpochs
+            journal: journal, fences: stores.batchFences
         )
         self.configuration = configuration
         let placement = Self.placement(for: configuration.keys)
@@ -170,33 +170,6 @@ public final class InventoryEngine: Sendable {
     /// Redis's clock (Unix ms), read on the node of `routingKey`: the one clock every instance shares, for the
     /// decisions the engine makes outside a script (is a hold due, which per-user window is current).
     public func redisNow(routingKey: String? = nil) async throws -> Int64 { try await stores.redisNow(routingKey: routingKey) }
-}
-
-/// The items' epochs as Redis has them now, read by `epochs.lua` in chunks of 500 items.
-struct RedisItemEpochs: ItemEpochSource {
-    let runner: RedisScriptRunner
-    let script: RedisScript
-    let keys: KeyLayout
-
-    func currentEpochs(_ items: [StockItemID]) async throws -> [StockItemID: ItemEpoch] {
-        var epochs: [StockItemID: ItemEpoch] = [:]
-        do {
-            for group in keys.scriptGroups(items) {
-                var offset = 0
-                while offset < group.count {
-                    let chunk = group[offset..<min(offset + 500, group.count)]
-                    let call = EpochsCall(chunk, layout: keys)
-                    let read = try EpochsCall.decode(try await runner.run(script, keys: call.keys, arguments: call.arguments))
-                    for (item, epoch) in zip(chunk, read) { epochs[item] = epoch }
-                    offset += chunk.count
-                }
-            }
-        } catch let error as RedisError {
-            InventoryMetrics.redisError()
-            throw InventoryError.unavailable("Redis: \(error.message)")
-        }
-        return epochs
-    }
 }
 
 extension Array {

@@ -74,6 +74,9 @@ public enum InventoryMetrics {
     }
 
     static func redisError() { redisErrors.increment() }
+    /// A Redis node found to have gone back in time (`inventory_redis_went_back_total`), its keys then forgotten.
+    static func redisWentBack() { redisWentBackCounter.increment() }
+    private static let redisWentBackCounter = Counter(label: "inventory_redis_went_back_total")
     static func mysqlError() { mysqlErrors.increment() }
 
     /// Journal lag: event appended in Redis → its row committed in MySQL.

@@ -144,6 +144,33 @@ public struct KeyLayout: Sendable {
     /// The lease of the expiry sweeper that sweeps a shard (one instance at a time).
     public func sweepLease(shard: Int) -> String { "\(prefix):{s\(shard)}:sweep:lease" }
 
+    /// A shard's drain mark (lua/drain_mark.lua, migrations/0017), in its outbox stream's slot: how many MySQL
+    /// transactions have recorded the shard's changes, at least; below MySQL's count when Redis went back in time.
+    public func drainMark(shard: Int) -> String { "\(prefix):{s\(shard)}:drained" }
+
+    /// The drain mark of the shard an outbox stream (`prefix:{sN}:outbox`) belongs to.
+    public static func drainMark(ofStream stream: String) -> String {
+        stream.hasSuffix(":outbox") ? String(stream.dropLast(":outbox".count)) + ":drained" : stream + ":drained"
+    }
+
+    /// The generation marker of a drain mark's shard (`generation(shard:)`).
+    public static func generation(ofDrainMark mark: String) -> String {
+        mark.hasSuffix(":drained") ? String(mark.dropLast(":drained".count)) + ":gen" : mark + ":gen"
+    }
+
+    /// Whether `key` is an outbox stream of this layout (what is kept when Redis is found to have gone back in time).
+    public func isOutbox(_ key: String) -> Bool { key.hasPrefix(prefix + ":{s") && key.hasSuffix("}:outbox") }
+
+    /// `text` as a SCAN MATCH pattern matching itself only (glob characters escaped).
+    public static func globEscaped(_ text: String) -> String {
+        var escaped = ""
+        for character in text {
+            if "*?[]\\^".contains(character) { escaped.append("\\") }
+            escaped.append(character)
+        }
+        return escaped
+    }
+
     /// A shard's generation marker: made once (lua/reserve.lua, lua/dir_open.lua), so its absence means Redis lost
     /// the shard's data. Holds the Redis time (ms) until which a reserve of an order Redis does not know asks the
     /// journal first (0: never).

@@ -114,7 +114,7 @@ struct OrderReader: Sendable, EngineCollaborator {
         }
         guard !found.isEmpty else { return }
         do {
-            _ = try await journal.apply(WriteBackWorker.cancellingUndone(found), epochs: stores.itemEpochs)
+            _ = try await journal.apply(WriteBackWorker.cancellingUndone(found), fences: stores.batchFences)
         } catch {
             throw stores.mapMySQL(error)
         }

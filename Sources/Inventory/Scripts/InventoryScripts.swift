@@ -21,6 +21,7 @@ public enum ScriptName: String, CaseIterable, Sendable {
     case setPool = "set_pool", addCodes = "add_codes", poolCounts = "pool_counts"
     // The outbox, the write-back worker, the reconciler's snapshot and the sweeper (JournalScripts.swift)
     case ack, applied, epochs, snapshot, lease
+    case drainMark = "drain_mark"
 }
 
 /// The scripts' sources, read from `lua/` once.

@@ -25,31 +25,54 @@ public struct JournalRepository: Sendable {
     /// part of them again after the rest, changes nothing (see the phases of `BatchPlan`). Retried as a whole
     /// when InnoDB rolls it back.
     ///
-    /// With `epochs`, lines of an epoch older than their item's epoch in Redis are left out (`staleLines`): Redis
+    /// With `fences` (the Redis side), lines of an epoch older than their item's epoch in Redis are left out (`staleLines`): Redis
     /// lost the data those lines changed and rebuilt the item from MySQL without them, so applying them now would
     /// make the journal count what Redis does not (a hold Redis does not count lets it sell the unit twice). The
     /// stock rows of the batch's items are locked first, and the rebuild holds the same lock from its read of
     /// MySQL until it has written Redis: either the rebuild reads after this commit (and counts these lines) or
-    /// this batch sees the rebuilt epoch.
+    /// this batch sees the rebuilt epoch. And Redis's drain marks of the events' shards are raised before the COMMIT
+    /// (`DrainMarkSQL`): a Redis whose mark is below MySQL's went back in time since MySQL recorded changes it no
+    /// longer has; it is then forgotten there (`BatchFences.forgetWentBack`) and the batch runs again.
     ///
     /// `inStreamOrder`: whether `events` come in their streams' order (see `BatchPlan.inStreamOrder`).
     public func apply(
-        _ events: [OutboxEvent], epochs: (any ItemEpochSource)? = nil, inStreamOrder: Bool = true
+        _ events: [OutboxEvent], fences: (any BatchFences)? = nil, inStreamOrder: Bool = true
     ) async throws -> JournalBatchResult {
-        let items = Set(events.flatMap { event in event.lines.map { StockItemID(bizId: event.bizId, skuId: $0.skuId) } })
-            .sorted { ($0.bizId, $0.skuId) < ($1.bizId, $1.skuId) }
-        guard let epochs, !items.isEmpty else {
+        guard let fences, !events.isEmpty else {
             let plan = BatchPlan(events, inStreamOrder: inStreamOrder)
             if plan.isEmpty { return JournalBatchResult() }
             return try await retryingDeadlocks {
                 try await client.withTransaction { connection in try plan.run(on: connection) }
             }
         }
+        do {
+            return try await applyFenced(events, fences: fences, inStreamOrder: inStreamOrder)
+        } catch let wentBack as RedisWentBack {
+            // Redis went back in time: what it has there is forgotten (its marks set to MySQL's counts), and the batch
+            // runs again against the Redis that is left.
+            try await fences.forgetWentBack(wentBack.marks) { marks in try await self.drainMarkCounts(marks) }
+            return try await applyFenced(events, fences: fences, inStreamOrder: inStreamOrder)
+        }
+    }
+
+    /// `apply` through both fences: the items' epochs, and the drain marks of the events' shards (the rows locked
+    /// after the stock rows; Redis's marks raised before COMMIT, or `RedisWentBack` thrown and the batch rolled back).
+    private func applyFenced(
+        _ events: [OutboxEvent], fences: any BatchFences, inStreamOrder: Bool
+    ) async throws -> JournalBatchResult {
+        let items = Set(events.flatMap { event in event.lines.map { StockItemID(bizId: event.bizId, skuId: $0.skuId) } })
+            .sorted { ($0.bizId, $0.skuId) < ($1.bizId, $1.skuId) }
+        let marks = Set(events.filter { !$0.stream.isEmpty }.map { KeyLayout.drainMark(ofStream: $0.stream) }).sorted()
+        let beside = fences.marks(checkedBeside: marks)
         return try await retryingDeadlocks {
             do {
                 return try await client.withTransaction(isolation: .readCommitted) { session in
                     try await session.perform { connection in try Self.lockStockRows(items, on: connection) }
-                    let current = try await epochs.currentEpochs(items)
+                    let counts = try await session.perform { connection in try DrainMarkSQL.lock(marks, on: connection) }
+                    let others = try await session.perform { connection in try DrainMarkSQL.counts(beside, on: connection) }
+                    let behind = try await fences.raiseDrainMarks(counts, checking: others)
+                    if !behind.isEmpty { throw RedisWentBack(marks: behind) }
+                    let current = try await fences.currentEpochs(items)
                     var stale: [StaleLine] = []
                     var staleKeys: Set<StaleKey> = []
                     for (index, event) in events.enumerated() {
@@ -71,7 +94,9 @@ public struct JournalRepository: Sendable {
                     }
                     let plan = BatchPlan(kept, inStreamOrder: inStreamOrder)
                     var result = try await session.perform { connection in
-                        try plan.run(on: connection, settingIsolation: false)
+                        let result = try plan.run(on: connection, settingIsolation: false)
+                        try DrainMarkSQL.advance(marks, on: connection)
+                        return result
                     }
                     result.staleLines = stale
                     return result
@@ -80,6 +105,13 @@ public struct JournalRepository: Sendable {
                 throw JournalCommitOutcomeUnknown(underlying: error)
             }
         }
+    }
+
+    /// MySQL's counts of the drain marks `marks` (migrations/0017; a mark without a row is left out), read without a
+    /// lock: a transaction raises Redis's mark before it commits MySQL's, so a Redis mark read after this is at least
+    /// the count read unless Redis went back in time.
+    public func drainMarkCounts(_ marks: [String]) async throws -> [String: Int64] {
+        try await client.withConnection { connection in try DrainMarkSQL.counts(marks, on: connection) }
     }
 
     /// A line of the batch by its event's position and its SKU.

@@ -196,10 +196,38 @@ public struct JournalCommitOutcomeUnknown: Error, CustomStringConvertible {
     public var description: String { "journal commit outcome unknown: \(underlying)" }
 }
 
-/// Where a batch learns each item's epoch in Redis.
-public protocol ItemEpochSource: Sendable {
+/// The Redis side of a batch of outbox events the journal records: each item's epoch (the fence against lines whose
+/// data Redis lost and rebuilt the item without), and the shards' drain marks (the fence against a Redis that went
+/// back in time, migrations/0017, `DrainMarkSQL`).
+public protocol BatchFences: Sendable {
     /// The epoch of each item Redis holds now; an item that is missing or still being rebuilt is left out.
     func currentEpochs(_ items: [StockItemID]) async throws -> [StockItemID: ItemEpoch]
+
+    /// The marks a transaction raising `marks` checks as well: every other shard's on a single Redis (one node went
+    /// back in time with all of them), none on a cluster (other shards may be on other nodes).
+    func marks(checkedBeside marks: [String]) -> [String]
+
+    /// Raises each mark of `raise` in Redis past MySQL's count of it (locked by the caller until its COMMIT) and
+    /// checks those of `check` (counts read without a lock), unless Redis has one below MySQL's count (a missing one
+    /// is made when its shard's generation marker went too, else it is behind: lua/drain_mark.lua): returns those,
+    /// and raises none.
+    func raiseDrainMarks(_ raise: [String: Int64], checking check: [String: Int64]) async throws -> [String]
+
+    /// The marks (of `counts`, MySQL's, read before) that Redis has below MySQL's count, read only: the check between
+    /// batches (a batch's own is `raiseDrainMarks`).
+    func marksBehind(_ counts: [String: Int64]) async throws -> [String]
+
+    /// Redis went back in time where `marks` are: what it has on their nodes is forgotten as after a data loss
+    /// (`EngineStores.forgetWentBack`), and those nodes' marks are set to MySQL's counts (`counts`, read once the
+    /// marks are gone: no transaction raises a missing mark, so none moves meanwhile).
+    func forgetWentBack(_ marks: [String], counts: @Sendable ([String]) async throws -> [String: Int64]) async throws
+}
+
+/// Redis's drain marks were below MySQL's: Redis went back in time and lacks changes MySQL has recorded.
+public struct RedisWentBack: Error, CustomStringConvertible {
+    /// The marks (their Redis keys) that were behind.
+    public let marks: [String]
+    public var description: String { "Redis went back in time: its drain marks \(marks) are below MySQL's" }
 }
 
 /// An item's epoch in Redis, and the earlier epochs its rebuild absorbed: their outbox events were all in the

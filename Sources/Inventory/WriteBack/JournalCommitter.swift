@@ -12,14 +12,14 @@ final class JournalCommitter: Sendable {
     }
 
     private let journal: JournalRepository
-    private let epochs: any ItemEpochSource
+    private let fences: any BatchFences
     private let state = NIOLockedValueBox(State())
     /// Rows per transaction at most, so one commit stays short.
     private let maxBatch: Int
 
-    init(journal: JournalRepository, epochs: any ItemEpochSource, maxBatch: Int = 1000) {
+    init(journal: JournalRepository, fences: any BatchFences, maxBatch: Int = 1000) {
         self.journal = journal
-        self.epochs = epochs
+        self.fences = fences
         self.maxBatch = maxBatch
     }
 
@@ -49,7 +49,7 @@ final class JournalCommitter: Sendable {
             if batch.isEmpty { return }
             do {
                 // Requests as they come, not in their streams' order.
-                let result = try await journal.apply(batch.map(\.event), epochs: epochs, inStreamOrder: false)
+                let result = try await journal.apply(batch.map(\.event), fences: fences, inStreamOrder: false)
                 for waiter in batch { waiter.continuation.resume(returning: result) }
             } catch {
                 for waiter in batch { waiter.continuation.resume(throwing: error) }

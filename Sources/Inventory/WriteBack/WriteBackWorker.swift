@@ -92,7 +92,8 @@ public final class WriteBackWorker: Service, Sendable {
         // Entries this consumer read before a crash come first ("0"), then new ones (">").
         var readOwnPending = true
         var lastClaim = ContinuousClock.now
-        var lastGauge = ContinuousClock.now
+        // (In the past: the first pass without entries reports, and checks the drain marks, at once.)
+        var lastGauge = ContinuousClock.now - .seconds(2)
         var lastLease: ContinuousClock.Instant?
         var lastReport = (at: ContinuousClock.now, events: 0)
         var backoff = 50
@@ -132,6 +133,7 @@ public final class WriteBackWorker: Service, Sendable {
                     if ContinuousClock.now - lastGauge > .seconds(1) {
                         lastGauge = ContinuousClock.now
                         InventoryMetrics.outboxEntries.record(try await engine.outboxLength())
+                        try await checkWentBack()
                     }
                     continue
                 }
@@ -157,6 +159,18 @@ public final class WriteBackWorker: Service, Sendable {
                 try? await Task.sleep(for: .milliseconds(backoff))
                 backoff = min(backoff * 2, configuration.maxBackoffMilliseconds)
             }
+        }
+    }
+
+    /// Between batches, about once a second: whether Redis went back in time where this worker's streams are (their
+    /// drain marks below MySQL's), so that a Redis restored from an older snapshot is found out before the next batch
+    /// of its shard, and forgotten there (`BatchFences.forgetWentBack`).
+    private func checkWentBack() async throws {
+        let fences = engine.batchFences
+        let own = owned.withLockedValue { $0 }.map { KeyLayout.drainMark(ofStream: $0) }
+        let behind = try await fences.marksBehind(try await journal.drainMarkCounts(own + fences.marks(checkedBeside: own)))
+        if !behind.isEmpty {
+            try await fences.forgetWentBack(behind) { [journal] marks in try await journal.drainMarkCounts(marks) }
         }
     }
 
@@ -295,7 +309,7 @@ public final class WriteBackWorker: Service, Sendable {
         let clock = ContinuousClock()
         let events = Self.cancellingUndone(entries.compactMap(\.event))
         let start = clock.now
-        let result = try await journal.apply(events, epochs: engine.itemEpochs)
+        let result = try await journal.apply(events, fences: engine.batchFences)
         let committedAt = InventoryEngine.nowMilliseconds()
         let applied = clock.now
         if !result.staleLines.isEmpty { reportStale(result.staleLines) }
