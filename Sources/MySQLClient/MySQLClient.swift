@@ -429,7 +429,9 @@ extension MySQLClient {
     /// (Redis calls while row locks are held): committed when `body` returns, rolled back when it throws (the error
     /// is rethrown).
     /// - Parameters:
-    ///   - isolation: this transaction's isolation; nil keeps the server's default.
+    ///   - isolation: this transaction's isolation; nil keeps the server's default, and begins and ends the
+    ///     transaction as `withTransaction(_:)` does (autocommit off, then COMMIT and autocommit on again), so the two
+    ///     look the same on the wire.
     ///   - consistentSnapshot: starts the transaction `WITH CONSISTENT SNAPSHOT`: every read sees the instant it
     ///     started, not the instant of its first read.
     /// - Throws: `.commitOutcomeUnknown` when the connection broke during COMMIT, which may or may not have taken
@@ -438,24 +440,41 @@ extension MySQLClient {
         isolation: MySQLIsolation?, consistentSnapshot: Bool = false, _ body: (MySQLSession) async throws -> T
     ) async throws -> T {
         try await withSession { session in
+            let plain = isolation == nil && !consistentSnapshot
             if let isolation { try await session.execute("SET TRANSACTION ISOLATION LEVEL \(isolation.rawValue)") }
-            try await session.execute(consistentSnapshot ? "START TRANSACTION WITH CONSISTENT SNAPSHOT" : "START TRANSACTION")
+            if plain {
+                try await session.perform { connection in try connection.begin() }
+            } else {
+                try await session.execute(consistentSnapshot ? "START TRANSACTION WITH CONSISTENT SNAPSHOT" : "START TRANSACTION")
+            }
             let value: T
             do {
                 value = try await body(session)
             } catch {
-                try? await session.execute("ROLLBACK")
+                if plain {
+                    try? await session.perform { connection in connection.rollbackQuietly() }
+                } else {
+                    try? await session.execute("ROLLBACK")
+                }
                 throw error
             }
             do {
-                try await session.execute("COMMIT")
+                if plain {
+                    try await session.perform { connection in try connection.commit() }
+                } else {
+                    try await session.execute("COMMIT")
+                }
             } catch let error as MySQLError where error.discardsConnection {
                 throw MySQLError(
                     code: .commitOutcomeUnknown, errno: error.errno, sqlState: error.sqlState,
                     message: "commit outcome unknown: \(error.message)"
                 )
             } catch {
-                try? await session.execute("ROLLBACK")
+                if plain {
+                    try? await session.perform { connection in connection.rollbackQuietly() }
+                } else {
+                    try? await session.execute("ROLLBACK")
+                }
                 throw error
             }
             return value

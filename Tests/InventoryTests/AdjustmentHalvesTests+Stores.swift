@@ -271,7 +271,7 @@ extension AdjustmentHalvesTests {
         }
     }
 
-    /// Redis goes away after an adjustment's MySQL half: the change is made, and the answer must not say that nothing
+    /// Redis goes away after an adjustment's MySQL half (at its COMMIT): the change is made, and the answer must not say that nothing
     /// was (it did: "503 …; nothing was changed", and a client that believed it and sent the change again under a new
     /// id would make it twice).
     @Test("a change made in both stores whose level cannot be read is not answered 'nothing was changed'")
@@ -281,7 +281,10 @@ extension AdjustmentHalvesTests {
             _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
             try await withHeldAttempt(stores, heldRedis: true) { attempt, mysqlProxy, redisProxy in
                 let redisProxy = try #require(redisProxy)
-                let running = try await heldAtMySQLHalf(mysqlProxy) { try await attempt.adjustStock(item, adjustment) }
+                // Held at its COMMIT: the transaction raised Redis's drain mark before it (DrainMarkSQL).
+                mysqlProxy.holdRequest(containing: "COMMIT")
+                let running = Task { try await attempt.adjustStock(item, adjustment) }
+                try await waitFor("the change's MySQL half held at its COMMIT") { mysqlProxy.isHolding }
                 redisProxy.down = true
                 mysqlProxy.release()
                 let thrown = await #expect(throws: InventoryError.self) { try await running.value }

@@ -27,6 +27,19 @@ struct RedisWentBackTests {
         #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
     }
 
+    /// Runs a write-back worker until Redis no longer has item 1 (what its check between batches deletes).
+    func workerForgets(_ stores: TestStores) async throws {
+        let worker = stores.worker()
+        let running = Task { try await worker.run() }
+        await #expect(throws: Never.self) {
+            try await waitFor("the worker forgets what Redis has") {
+                try await stores.redis.command("EXISTS", stores.keys.item(stores.item(1))).int == 0
+            }
+        }
+        worker.stop()
+        try await running.value
+    }
+
     @Test("a batch of the worker finds it out: the stale keys go, a retried reserve of a recorded order is a replay")
     func foundByBatch() async throws {
         try await TestStores.with { stores in
@@ -66,21 +79,32 @@ struct RedisWentBackTests {
             #expect(try await stores.drainWithWorker())
             try await stores.sendRedisBack(to: snapshot)
             // Nothing new in the outbox: the worker's check between batches.
-            let worker = stores.worker()
-            let running = Task { try await worker.run() }
-            await #expect(throws: Never.self) {
-                try await waitFor("the worker forgets what Redis has") {
-                    try await stores.redis.command("EXISTS", stores.keys.item(stores.item(1))).int == 0
-                }
-            }
-            worker.stop()
-            try await running.value
+            try await workerForgets(stores)
 
             #expect(try await engine.reservation(orderId: order, bizId: stores.bizId).status == .confirmed)
             await #expect(throws: InventoryError.invalidState(.confirmed)) {
                 try await engine.cancel(orderId: order, bizId: stores.bizId)
             }
             try await expectAgree(stores, available: 7, reserved: 0, mysql: 7)
+        }
+    }
+
+    @Test("stock changes count too: a PUT and an adjustment MySQL has since the snapshot are in the rebuilt item")
+    func stockChangesSince() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.reserve(command(stores, "\(stores.bizId)-a", 1))
+            #expect(try await stores.drainWithWorker())
+            let snapshot = try await stores.snapshotRedis()
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 20))
+            _ = try await engine.adjustStock(stores.item(1), StockAdjustment(adjustmentId: "in", delta: 5, reason: nil))
+            try await stores.sendRedisBack(to: snapshot)
+            try await workerForgets(stores)
+
+            // The adjustment's retry is a replay (the ledger has it), and both stores have both changes.
+            #expect(try await engine.adjustStock(stores.item(1), StockAdjustment(adjustmentId: "in", delta: 5, reason: nil)).replayed)
+            try await expectAgree(stores, available: 24, reserved: 1, mysql: 25)
         }
     }
 }

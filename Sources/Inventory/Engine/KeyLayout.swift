@@ -148,6 +148,10 @@ public struct KeyLayout: Sendable {
     /// transactions have recorded the shard's changes, at least; below MySQL's count when Redis went back in time.
     public func drainMark(shard: Int) -> String { "\(prefix):{s\(shard)}:drained" }
 
+    /// The drain mark a stock change of an item raises (a PUT's or an adjustment's MySQL half): its shard's, in the
+    /// slot of the item's keys on a cluster.
+    public func drainMark(item: StockItemID) -> String { drainMark(shard: itemShard(item)) }
+
     /// The drain mark of the shard an outbox stream (`prefix:{sN}:outbox`) belongs to.
     public static func drainMark(ofStream stream: String) -> String {
         stream.hasSuffix(":outbox") ? String(stream.dropLast(":outbox".count)) + ":drained" : stream + ":drained"

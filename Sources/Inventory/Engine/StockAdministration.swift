@@ -97,7 +97,8 @@ struct StockAdministration: Sendable, EngineCollaborator {
                     bizId: id.bizId, skuId: id.skuId, delta: delta, reason: "set", source: "set:\(UUID().uuidString)",
                     infinite: settings.infinite, dangerNum: settings.dangerNum, backorderLimit: settings.backorderLimit,
                     userLimit: settings.userLimit, userWindowSeconds: settings.userWindowSeconds
-                )
+                ),
+                fences: stores.batchFences, drainMark: keys.drainMark(item: id)
             )
         } catch {
             // The settings the change made go back with its delta: a 503 leaves the item as it was. A PUT that made the
@@ -166,7 +167,10 @@ struct StockAdministration: Sendable, EngineCollaborator {
             // The half is named by its token until a retry takes it over (lua/lib/fence.lua).
             let outcome: StockChangeOutcome
             do {
-                outcome = try await stockRepository.apply(Self.mysqlHalf(id, adjustment, half: token, deadline: deadline))
+                outcome = try await stockRepository.apply(
+                    Self.mysqlHalf(id, adjustment, half: token, deadline: deadline), fences: stores.batchFences,
+                    drainMark: keys.drainMark(item: id)
+                )
             } catch {
                 try await halfFailed(error, adjustment, itemKey: itemKey, adjustmentKey: adjustmentKey, token: token, source: source)
             }
@@ -198,7 +202,8 @@ struct StockAdministration: Sendable, EngineCollaborator {
             let outcome: StockChangeOutcome
             do {
                 outcome = try await stockRepository.apply(
-                    Self.mysqlHalf(id, adjustment, half: half.isEmpty ? nil : half, deadline: deadline)
+                    Self.mysqlHalf(id, adjustment, half: half.isEmpty ? nil : half, deadline: deadline),
+                    fences: stores.batchFences, drainMark: keys.drainMark(item: id)
                 )
             } catch {
                 // The half is this retry's now (it took it over): reversed or kept as its own would be.

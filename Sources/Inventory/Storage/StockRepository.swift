@@ -190,17 +190,29 @@ public struct StockRepository: Sendable {
     /// Applies `change` at most once per source, in one transaction: the ledger row first (its unique source
     /// catches a replay before anything else is touched), then the stock row, created if missing, then the
     /// ledger row's `stock_after`.
-    public func apply(_ change: StockChange) async throws -> StockChangeOutcome {
+    ///
+    /// `fences` and `drainMark` (the item's shard's, `KeyLayout.drainMark(item:)`): the change's Redis half is made,
+    /// and the transaction raises Redis's drain mark before its COMMIT, as a journal batch does (`DrainMarkSQL`): a
+    /// Redis that went back in time to before the change is then found out by the next check. One whose mark is behind
+    /// already is forgotten there (`BatchFences.forgetWentBack`, the change's Redis half with it) and the change
+    /// applied again.
+    public func apply(
+        _ change: StockChange, fences: (any BatchFences)? = nil, drainMark: String? = nil
+    ) async throws -> StockChangeOutcome {
         guard let skuId = Self.skuValue(change.skuId) else {
             throw MySQLError(code: .queryFailed, sqlState: "22003", message: "skuId \(change.skuId) is above \(Int64.max)")
         }
         var attempt = 1
+        var forgotten = false
         while true {
             do {
-                let (stockAfter, version) = try await client.withTransaction { connection in
-                    try Self.apply(change, skuId: skuId, on: connection)
-                }
+                let (stockAfter, version) = try await transaction(change, skuId: skuId, fences: fences, drainMark: drainMark)
                 return .applied(stockAfter: stockAfter, version: version)
+            } catch let wentBack as RedisWentBack where !forgotten {
+                forgotten = true
+                try await fences?.forgetWentBack(wentBack.marks) { [client] marks in
+                    try await client.withConnection { connection in try DrainMarkSQL.counts(marks, on: connection) }
+                }
             } catch is DuplicateSource {
                 // (No row, the other transaction having rolled back since, cannot be told from one not read.)
                 guard let entry = try? await ledgerEntry(source: change.source) else { return .duplicate(half: .unknown) }
@@ -210,6 +222,29 @@ public struct StockRepository: Sendable {
             } catch let error as MySQLError where error.code == .commitOutcomeUnknown {
                 return try await settle(change, unknownCommit: error)
             }
+        }
+    }
+
+    /// `apply`'s transaction; with a drain mark, the mark's row locked after the stock row and Redis's mark raised
+    /// before COMMIT.
+    private func transaction(
+        _ change: StockChange, skuId: MySQLValue, fences: (any BatchFences)?, drainMark: String?
+    ) async throws -> (Int64, Int64) {
+        guard let fences, let drainMark else {
+            return try await client.withTransaction { connection in try Self.apply(change, skuId: skuId, on: connection) }
+        }
+        return try await client.withTransaction(isolation: nil) { session in
+            let (applied, counts) = try await session.perform { connection in
+                (try Self.apply(change, skuId: skuId, on: connection), try DrainMarkSQL.lock([drainMark], on: connection))
+            }
+            let behind = try await fences.raiseDrainMarks(counts, checking: [:])
+            if !behind.isEmpty { throw RedisWentBack(marks: behind) }
+            try await session.perform { connection in
+                try DrainMarkSQL.advance([drainMark], on: connection)
+                // (The deadline again: the Redis call above took its time.)
+                try Self.checkDeadline(change)
+            }
+            return applied
         }
     }
 

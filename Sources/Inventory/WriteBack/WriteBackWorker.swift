@@ -92,8 +92,9 @@ public final class WriteBackWorker: Service, Sendable {
         // Entries this consumer read before a crash come first ("0"), then new ones (">").
         var readOwnPending = true
         var lastClaim = ContinuousClock.now
-        // (In the past: the first pass without entries reports, and checks the drain marks, at once.)
-        var lastGauge = ContinuousClock.now - .seconds(2)
+        var lastGauge = ContinuousClock.now
+        // (In the past: the first pass checks the drain marks at once.)
+        var lastCheck = ContinuousClock.now - .seconds(2)
         var lastLease: ContinuousClock.Instant?
         var lastReport = (at: ContinuousClock.now, events: 0)
         var backoff = 50
@@ -117,6 +118,10 @@ public final class WriteBackWorker: Service, Sendable {
                     lastLease = ContinuousClock.now
                     if try await refreshLeases(mayRelease: !readOwnPending) { readOwnPending = true }
                 }
+                if ContinuousClock.now - lastCheck >= .seconds(1) {
+                    lastCheck = ContinuousClock.now
+                    try await checkWentBack()
+                }
                 if ContinuousClock.now - lastClaim > .milliseconds(configuration.claimIdleMilliseconds / 2) {
                     lastClaim = ContinuousClock.now
                     if try await claimAbandoned() > 0 { readOwnPending = true }
@@ -133,7 +138,6 @@ public final class WriteBackWorker: Service, Sendable {
                     if ContinuousClock.now - lastGauge > .seconds(1) {
                         lastGauge = ContinuousClock.now
                         InventoryMetrics.outboxEntries.record(try await engine.outboxLength())
-                        try await checkWentBack()
                     }
                     continue
                 }
@@ -162,9 +166,10 @@ public final class WriteBackWorker: Service, Sendable {
         }
     }
 
-    /// Between batches, about once a second: whether Redis went back in time where this worker's streams are (their
-    /// drain marks below MySQL's), so that a Redis restored from an older snapshot is found out before the next batch
-    /// of its shard, and forgotten there (`BatchFences.forgetWentBack`).
+    /// Between batches, about once a second (and first thing): whether Redis went back in time where this worker's
+    /// streams are (on a single Redis: anywhere), their drain marks below MySQL's, so that a Redis restored from an
+    /// older snapshot is found out before the next batch of its shard, and forgotten there
+    /// (`BatchFences.forgetWentBack`).
     private func checkWentBack() async throws {
         let fences = engine.batchFences
         let own = owned.withLockedValue { $0 }.map { KeyLayout.drainMark(ofStream: $0) }
