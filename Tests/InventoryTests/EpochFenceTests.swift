@@ -188,12 +188,12 @@ private final class InterposedEpochs: BatchFences {
 
     func marks(checkedBeside marks: [String]) -> [String] { inner.marks(checkedBeside: marks) }
 
-    func raiseDrainMarks(_ raise: [String: Int64], checking check: [String: Int64]) async throws -> [String] {
+    func raiseDrainMarks(_ raise: [String: Int64], checking check: [String: Int64]) async throws -> [String: Int64] {
         try await inner.raiseDrainMarks(raise, checking: check)
     }
 
-    func forgetWentBack(_ marks: [String], counts: @Sendable ([String]) async throws -> [String: Int64]) async throws {
-        try await inner.forgetWentBack(marks, counts: counts)
+    func forgetWentBack(_ marks: [String], journal: JournalRepository) async throws {
+        try await inner.forgetWentBack(marks, journal: journal)
     }
 
     func marksBehind(_ counts: [String: Int64]) async throws -> [String] { try await inner.marksBehind(counts) }

@@ -107,4 +107,31 @@ struct RedisWentBackTests {
             try await expectAgree(stores, available: 24, reserved: 1, mysql: 25)
         }
     }
+
+    @Test("a batch that raised the mark and then rolled back does not hide a Redis that went back past the next one")
+    func afterRolledBackBatch() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.reserve(command(stores, "\(stores.bizId)-a", 1))
+            #expect(try await stores.drainWithWorker())
+            let x = command(stores, "\(stores.bizId)-x", 2)
+            // The mark of x's shard as a batch leaves it that raised it before its COMMIT and then rolled back.
+            let keys = stores.keys
+            let mark = keys.clustered ? keys.drainMark(item: stores.item(1)) : keys.drainMark(shard: keys.shard(of: stores.orderName(x.orderId)))
+            let count = try await JournalRepository(client: stores.mysql).drainMarkCounts([mark])[mark] ?? 0
+            try await stores.redis.command("SET", mark, String(count + 1))
+            let snapshot = try await stores.snapshotRedis()
+            _ = try await engine.reserve(x)
+            #expect(try await stores.drainWithWorker())
+            try await stores.sendRedisBack(to: snapshot)
+            try await workerForgets(stores)
+
+            guard case .replayed = try await engine.reserve(x) else {
+                Issue.record("the retry of x was held again")
+                return
+            }
+            try await expectAgree(stores, available: 7, reserved: 3, mysql: 10)
+        }
+    }
 }

@@ -26,53 +26,71 @@ struct RedisBatchFences: BatchFences {
         return (0..<keys.shards).map { keys.drainMark(shard: $0) }.filter { !raised.contains($0) }
     }
 
-    func raiseDrainMarks(_ raise: [String: Int64], checking check: [String: Int64]) async throws -> [String] {
-        func sorted(_ counts: [String: Int64]) -> [(mark: String, seq: Int64)] {
-            counts.sorted { $0.key < $1.key }.map { (mark: $0.key, seq: $0.value) }
+    func raiseDrainMarks(_ raise: [String: Int64], checking check: [String: Int64]) async throws -> [String: Int64] {
+        func sorted(_ values: [String: Int64]) -> [(mark: String, seq: Int64)] {
+            values.sorted { $0.key < $1.key }.map { (mark: $0.key, seq: $0.value) }
         }
-        // One call on a single Redis; on a cluster one per mark, each in its own shard's slot (nothing is checked
-        // beside).
+        // One call on a single Redis; on a cluster one per mark, each in its own shard's slot.
         let calls =
             keys.clustered
             ? sorted(raise).map { (raise: [$0], check: []) } + sorted(check).map { (raise: [], check: [$0]) }
             : [(raise: sorted(raise), check: sorted(check))]
+        var raised: [String: Int64] = [:]
         var behind: [String] = []
         for call in calls where !call.raise.isEmpty || !call.check.isEmpty {
             let marks = call.raise + call.check
-            for position in try await run(DrainMarkCall(raise: call.raise, check: call.check)) {
-                guard let (mark, seq) = marks[safe: position] else { continue }
-                reportBehind(mark, mysql: seq)
-                behind.append(mark)
+            switch try await run(DrainMarkCall(raise: call.raise, check: call.check)) {
+            case .raised(let values):
+                for (mark, value) in zip(call.raise, values) { raised[mark.mark] = value }
+            case .behind(let positions):
+                for position in positions {
+                    guard let (mark, seq) = marks[safe: position] else { continue }
+                    stores.logger.critical(
+                        "Redis went back in time: its drain mark is below MySQL's (restored from an older snapshot, or a failover to a replica that was behind)",
+                        metadata: ["mark": "\(mark)", "mysql": "\(seq)"]
+                    )
+                    behind.append(mark)
+                }
             }
         }
-        return behind
+        // (On a cluster the calls before raised their marks: harmless, as for a transaction that rolls back.)
+        if !behind.isEmpty { throw RedisWentBack(marks: behind) }
+        return raised
     }
 
-    func marksBehind(_ counts: [String: Int64]) async throws -> [String] {
-        try await raiseDrainMarks([:], checking: counts)
+    func marksBehind(_ values: [String: Int64]) async throws -> [String] {
+        do {
+            _ = try await raiseDrainMarks([:], checking: values)
+            return []
+        } catch let wentBack as RedisWentBack {
+            return wentBack.marks
+        }
     }
 
-    func forgetWentBack(_ marks: [String], counts: @Sendable ([String]) async throws -> [String: Int64]) async throws {
+    func forgetWentBack(_ marks: [String], journal: JournalRepository) async throws {
         let nodes = try await stores.forgetWentBack(marks)
-        // Each forgotten node's marks, set to MySQL's counts (SET NX: another instance that forgot it too set the same).
         var reset: [String] = []
         for mark in (0..<keys.shards).map({ keys.drainMark(shard: $0) }) {
             let node = try await stores.redisCall { try await stores.redis.dataNode(holding: mark) }
             if nodes.contains(Self.address(node)) { reset.append(mark) }
         }
-        for (mark, seq) in try await counts(reset) {
-            _ = try await stores.redisCall { try await stores.redis.command("SET", mark, String(seq), "NX") }
+        try await raiseToMySQL(reset, journal: journal)
+    }
+
+    /// Raises `marks` in Redis to MySQL's values, read with their rows locked: no transaction raises them meanwhile,
+    /// and one that raised them before has committed its value by the time it is read here.
+    func raiseToMySQL(_ marks: [String], journal: JournalRepository) async throws {
+        try await journal.withLockedDrainMarks(marks) { values in
+            for (mark, value) in values.sorted(by: { $0.key < $1.key }) {
+                let current = try await stores.redisCall { try await stores.redis.command("GET", mark) }.int
+                if (current ?? -1) < value {
+                    _ = try await stores.redisCall { try await stores.redis.command("SET", mark, String(value)) }
+                }
+            }
         }
     }
 
     static func address(_ node: RedisClient) -> String { "\(node.configuration.host):\(node.configuration.port)" }
-
-    private func reportBehind(_ mark: String, mysql seq: Int64) {
-        stores.logger.critical(
-            "Redis went back in time: its drain mark is below MySQL's (restored from an older snapshot, or a failover to a replica that was behind)",
-            metadata: ["mark": "\(mark)", "mysql": "\(seq)"]
-        )
-    }
 
     /// Both scripts are safe to run again: a reply lost on the way is `unavailable`, and the batch rolls back.
     private func run<Call: ScriptCall>(_ call: Call) async throws -> Call.Reply {
@@ -87,9 +105,10 @@ struct RedisBatchFences: BatchFences {
 extension EngineStores {
     /// Redis went back in time on the nodes holding `marks`: its items, orders, keys and markers there are older than
     /// what MySQL has recorded (an order confirmed since could expire there and give its units back twice; an item
-    /// lacks holds the journal has). Everything of this deployment's key prefix on those nodes is deleted but the
-    /// outbox streams, whose events not yet in the journal are still to be recorded (those recorded already are
-    /// recorded again, idempotently): as after a data loss, items are rebuilt from MySQL on first use (applying their
+    /// lacks holds the journal has). Every key of this deployment's layout on those nodes is deleted but the outbox
+    /// streams, whose events not yet in the journal are still to be recorded (those recorded already are recorded
+    /// again, idempotently), the drain marks (raised to MySQL's afterwards by the caller: until then every check finds
+    /// the node behind again, so a forget cut short is done again) and the leases (workers, sweepers): as after a data loss, items are rebuilt from MySQL on first use (applying their
     /// events still in the streams first), orders restored from the journal, and with the generation marker gone a
     /// reserve of an order Redis does not know asks the journal first, for one retention period (README "What may
     /// vanish"). Concurrent scripts meet keys vanishing one by one, which each handles.
@@ -102,8 +121,10 @@ extension EngineStores {
             guard seen.insert(RedisBatchFences.address(node)).inserted else { continue }
             var deleted = 0
             try await redisCall {
-                try await node.scanKeys(matching: KeyLayout.globEscaped(keys.prefix) + ":*") { page in
-                    let doomed = page.filter { !keys.isOutbox($0) }
+                // The keys of the layout's hash tags (`prefix:{…`: not another deployment's whose prefix starts with
+                // this one's), but the outbox streams, their drain marks and the leases.
+                try await node.scanKeys(matching: KeyLayout.globEscaped(keys.prefix) + ":{*") { page in
+                    let doomed = page.filter { !keys.isOutbox($0) && !$0.hasSuffix(":drained") && !$0.hasSuffix(":lease") }
                     // (On a cluster one key per command: the keys of a page are in different slots.)
                     for group in keys.clustered ? doomed.map({ [$0] }) : (doomed.isEmpty ? [] : [doomed]) {
                         if case .error(let message) = try await node.send(["UNLINK"] + group) {

@@ -67,29 +67,40 @@ struct EpochsCall: ScriptCall {
 }
 
 /// lua/drain_mark.lua: raises the drain marks of a MySQL transaction's shards in Redis before it commits, and checks
-/// others of the same Redis, unless a mark is below MySQL's count: Redis went back in time there. On a cluster the
-/// marks of one call must share a slot.
+/// others of the same Redis, unless a mark is below MySQL's: Redis went back in time there. On a cluster the marks of
+/// one call must share a slot.
 struct DrainMarkCall: ScriptCall {
     static let name = ScriptName.drainMark
 
-    /// The positions (0-based: the raised marks first, then the checked ones) of the marks below MySQL's count, none
-    /// raised then; empty when every mark to raise was raised.
-    typealias Reply = [Int]
+    enum Reply: Sendable, Equatable {
+        /// The raised marks' new values, in the order given (what MySQL records).
+        case raised([Int64])
+        /// The positions (0-based: the raised marks first, then the checked ones) of the marks below MySQL's; none
+        /// was raised.
+        case behind([Int])
+    }
 
     let keys: [String]
     let arguments: [String]
 
-    /// `raise`: the transaction's marks and their MySQL counts (locked); `check`: others, read without a lock.
+    /// `raise`: the transaction's marks and MySQL's values of them (locked); `check`: others, read without a lock.
     init(raise: [(mark: String, seq: Int64)], check: [(mark: String, seq: Int64)] = []) {
         keys = (raise + check).flatMap { [$0.mark, KeyLayout.generation(ofDrainMark: $0.mark)] }
         arguments = [String(raise.count)] + (raise + check).map { String($0.seq) }
     }
 
     static func decode(_ value: RedisValue) throws -> Reply {
-        guard let positions = value.array else { throw unexpected(value) }
-        return try positions.map { position in
-            guard let index = position.int, index >= 1 else { throw unexpected(value) }
-            return Int(index) - 1
+        guard let parts = value.array, let tag = parts.first?.text else { throw unexpected(value) }
+        let numbers = try parts.dropFirst().map { part in
+            guard let number = part.int else { throw unexpected(value) }
+            return number
+        }
+        switch tag {
+        case "raised": return .raised(numbers)
+        case "behind":
+            guard numbers.allSatisfy({ $0 >= 1 }) else { throw unexpected(value) }
+            return .behind(numbers.map { Int($0) - 1 })
+        default: throw unexpected(value)
         }
     }
 }

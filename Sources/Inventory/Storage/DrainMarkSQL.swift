@@ -1,12 +1,12 @@
 import MySQLClient
 
-/// MySQL's side of the drain marks (migrations/0017): per shard, how many transactions have recorded its Redis
-/// changes. A transaction that records some locks their rows (`lock`), has Redis raise its marks past those counts
-/// (`BatchFences.raiseDrainMarks`, before its COMMIT) and counts itself (`advance`): Redis's mark is then never below
-/// MySQL's unless Redis went back in time.
+/// MySQL's side of the drain marks (migrations/0017): per shard, the value Redis handed the last transaction that
+/// recorded the shard's Redis changes. A transaction that records some locks their rows (`lock`), has Redis raise its
+/// marks (`BatchFences.raiseDrainMarks`, before its COMMIT) and records the values it got (`record`): Redis's mark is
+/// then never below MySQL's unless Redis went back in time.
 enum DrainMarkSQL {
     /// Locks the rows of `marks` (each made at 0 when missing; in key order, so concurrent transactions lock in one
-    /// order) and returns their counts.
+    /// order) and returns their values.
     static func lock(_ marks: [String], on connection: MySQLConnection) throws -> [String: Int64] {
         let marks = Set(marks).sorted()
         guard !marks.isEmpty else { return [:] }
@@ -19,9 +19,9 @@ enum DrainMarkSQL {
         return try counts(marks, on: connection, locking: true)
     }
 
-    /// The counts of `marks` (a mark without a row is left out: 0). Without `locking`, read as committed: a
+    /// The values of `marks` (a mark without a row is left out: 0). Without `locking`, read as committed: a
     /// transaction raises Redis's mark before it commits MySQL's, so a Redis mark read after this is at least the
-    /// count read unless Redis went back in time.
+    /// value read unless Redis went back in time.
     static func counts(_ marks: [String], on connection: MySQLConnection, locking: Bool = false) throws -> [String: Int64] {
         guard !marks.isEmpty else { return [:] }
         let rows = try connection.query(
@@ -35,12 +35,14 @@ enum DrainMarkSQL {
         return counts
     }
 
-    /// Counts this transaction in each of `marks` (locked by `lock`).
-    static func advance(_ marks: [String], on connection: MySQLConnection) throws {
-        let marks = Set(marks).sorted()
+    /// Records the values Redis raised the marks to (`BatchFences.raiseDrainMarks`; rows locked by `lock`).
+    static func record(_ values: [String: Int64], on connection: MySQLConnection) throws {
+        let marks = values.keys.sorted()
         guard !marks.isEmpty else { return }
         _ = try connection.query(
-            "UPDATE drain_marks SET seq = seq + 1 WHERE mark IN (\(tuples(marks.count, "?")))", marks.map { .string($0) }
+            "UPDATE drain_marks SET seq = CASE mark \(tuples(marks.count, "WHEN ? THEN ?", separator: " ")) END "
+                + "WHERE mark IN (\(tuples(marks.count, "?")))",
+            marks.flatMap { [MySQLValue.string($0), .int(values[$0] ?? 0)] } + marks.map { .string($0) }
         )
     }
 }

@@ -50,7 +50,7 @@ public struct JournalRepository: Sendable {
         } catch let wentBack as RedisWentBack {
             // Redis went back in time: what it has there is forgotten (its marks set to MySQL's counts), and the batch
             // runs again against the Redis that is left.
-            try await fences.forgetWentBack(wentBack.marks) { marks in try await self.drainMarkCounts(marks) }
+            try await fences.forgetWentBack(wentBack.marks, journal: self)
             return try await applyFenced(events, fences: fences, inStreamOrder: inStreamOrder)
         }
     }
@@ -70,8 +70,7 @@ public struct JournalRepository: Sendable {
                     try await session.perform { connection in try Self.lockStockRows(items, on: connection) }
                     let counts = try await session.perform { connection in try DrainMarkSQL.lock(marks, on: connection) }
                     let others = try await session.perform { connection in try DrainMarkSQL.counts(beside, on: connection) }
-                    let behind = try await fences.raiseDrainMarks(counts, checking: others)
-                    if !behind.isEmpty { throw RedisWentBack(marks: behind) }
+                    let raised = try await fences.raiseDrainMarks(counts, checking: others)
                     let current = try await fences.currentEpochs(items)
                     var stale: [StaleLine] = []
                     var staleKeys: Set<StaleKey> = []
@@ -95,7 +94,7 @@ public struct JournalRepository: Sendable {
                     let plan = BatchPlan(kept, inStreamOrder: inStreamOrder)
                     var result = try await session.perform { connection in
                         let result = try plan.run(on: connection, settingIsolation: false)
-                        try DrainMarkSQL.advance(marks, on: connection)
+                        try DrainMarkSQL.record(raised, on: connection)
                         return result
                     }
                     result.staleLines = stale
@@ -112,6 +111,15 @@ public struct JournalRepository: Sendable {
     /// the count read unless Redis went back in time.
     public func drainMarkCounts(_ marks: [String]) async throws -> [String: Int64] {
         try await client.withConnection { connection in try DrainMarkSQL.counts(marks, on: connection) }
+    }
+
+    /// Runs `body` with MySQL's values of the drain marks `marks`, their rows locked (made at 0 when missing) until
+    /// it returns.
+    public func withLockedDrainMarks(_ marks: [String], _ body: ([String: Int64]) async throws -> Void) async throws {
+        guard !marks.isEmpty else { return }
+        try await client.withTransaction(isolation: nil) { session in
+            try await body(try await session.perform { connection in try DrainMarkSQL.lock(marks, on: connection) })
+        }
     }
 
     /// A line of the batch by its event's position and its SKU.

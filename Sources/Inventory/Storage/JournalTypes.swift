@@ -207,20 +207,20 @@ public protocol BatchFences: Sendable {
     /// back in time with all of them), none on a cluster (other shards may be on other nodes).
     func marks(checkedBeside marks: [String]) -> [String]
 
-    /// Raises each mark of `raise` in Redis past MySQL's count of it (locked by the caller until its COMMIT) and
-    /// checks those of `check` (counts read without a lock), unless Redis has one below MySQL's count (a missing one
-    /// is made when its shard's generation marker went too, else it is behind: lua/drain_mark.lua): returns those,
-    /// and raises none.
-    func raiseDrainMarks(_ raise: [String: Int64], checking check: [String: Int64]) async throws -> [String]
+    /// Raises each mark of `raise` in Redis past MySQL's value of it (locked by the caller until its COMMIT) and
+    /// checks those of `check` (values read without a lock). Returns the raised marks' new values, for MySQL to record;
+    /// throws `RedisWentBack` naming the marks Redis has below MySQL's (a missing one beside its shard's generation
+    /// marker is behind: lua/drain_mark.lua), raising none.
+    func raiseDrainMarks(_ raise: [String: Int64], checking check: [String: Int64]) async throws -> [String: Int64]
 
-    /// The marks (of `counts`, MySQL's, read before) that Redis has below MySQL's count, read only: the check between
+    /// The marks (of `values`, MySQL's, read before) that Redis has below MySQL's, read only: the check between
     /// batches (a batch's own is `raiseDrainMarks`).
-    func marksBehind(_ counts: [String: Int64]) async throws -> [String]
+    func marksBehind(_ values: [String: Int64]) async throws -> [String]
 
     /// Redis went back in time where `marks` are: what it has on their nodes is forgotten as after a data loss
-    /// (`EngineStores.forgetWentBack`), and those nodes' marks are set to MySQL's counts (`counts`, read once the
-    /// marks are gone: no transaction raises a missing mark, so none moves meanwhile).
-    func forgetWentBack(_ marks: [String], counts: @Sendable ([String]) async throws -> [String: Int64]) async throws
+    /// (`EngineStores.forgetWentBack`), then those nodes' marks are raised to MySQL's, read with the rows locked
+    /// (`JournalRepository.withLockedDrainMarks`).
+    func forgetWentBack(_ marks: [String], journal: JournalRepository) async throws
 }
 
 /// Redis's drain marks were below MySQL's: Redis went back in time and lacks changes MySQL has recorded.

@@ -210,9 +210,7 @@ public struct StockRepository: Sendable {
                 return .applied(stockAfter: stockAfter, version: version)
             } catch let wentBack as RedisWentBack where !forgotten {
                 forgotten = true
-                try await fences?.forgetWentBack(wentBack.marks) { [client] marks in
-                    try await client.withConnection { connection in try DrainMarkSQL.counts(marks, on: connection) }
-                }
+                try await fences?.forgetWentBack(wentBack.marks, journal: JournalRepository(client: client))
             } catch is DuplicateSource {
                 // (No row, the other transaction having rolled back since, cannot be told from one not read.)
                 guard let entry = try? await ledgerEntry(source: change.source) else { return .duplicate(half: .unknown) }
@@ -237,10 +235,9 @@ public struct StockRepository: Sendable {
             let (applied, counts) = try await session.perform { connection in
                 (try Self.apply(change, skuId: skuId, on: connection), try DrainMarkSQL.lock([drainMark], on: connection))
             }
-            let behind = try await fences.raiseDrainMarks(counts, checking: [:])
-            if !behind.isEmpty { throw RedisWentBack(marks: behind) }
+            let raised = try await fences.raiseDrainMarks(counts, checking: [:])
             try await session.perform { connection in
-                try DrainMarkSQL.advance([drainMark], on: connection)
+                try DrainMarkSQL.record(raised, on: connection)
                 // (The deadline again: the Redis call above took its time.)
                 try Self.checkDeadline(change)
             }

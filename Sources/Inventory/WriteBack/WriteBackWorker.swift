@@ -175,7 +175,7 @@ public final class WriteBackWorker: Service, Sendable {
         let own = owned.withLockedValue { $0 }.map { KeyLayout.drainMark(ofStream: $0) }
         let behind = try await fences.marksBehind(try await journal.drainMarkCounts(own + fences.marks(checkedBeside: own)))
         if !behind.isEmpty {
-            try await fences.forgetWentBack(behind) { [journal] marks in try await journal.drainMarkCounts(marks) }
+            try await fences.forgetWentBack(behind, journal: journal)
         }
     }
 

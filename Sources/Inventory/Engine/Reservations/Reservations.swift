@@ -203,12 +203,15 @@ struct Reservations: Sendable, EngineCollaborator {
         do { first = try await journal.recordGeneration(keyPrefix: keys.prefix, shard: shard) } catch { throw stores.mapMySQL(error) }
         let until = first ? 0 : try await stores.redisNow(routingKey: marker) + Int64(configuration.retentionSeconds) * 1000
         if !first {
-            // The shard's drain mark went with the data too: made at MySQL's count before the marker (lua/drain_mark.lua
+            // The shard's drain mark went with the data too: made at MySQL's before the marker (lua/drain_mark.lua
             // takes a missing mark beside a marker for a Redis that went back in time).
-            let mark = keys.drainMark(shard: shard)
-            let count: Int64
-            do { count = try await journal.drainMarkCounts([mark])[mark] ?? 0 } catch { throw stores.mapMySQL(error) }
-            _ = try await stores.redisCall { try await self.stores.redis.command("SET", mark, String(count), "NX") }
+            do {
+                try await stores.batchFences.raiseToMySQL([keys.drainMark(shard: shard)], journal: journal)
+            } catch let error as InventoryError {
+                throw error
+            } catch {
+                throw stores.mapMySQL(error)
+            }
         }
         // The shard's first start wins over an instance that raced it and took the row for a loss (it read the
         // marker missing just before the first instance made it): no false window of journal questions.
