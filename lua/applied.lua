@@ -8,11 +8,13 @@
 --
 -- Returns 1 when the counter moved, 0 when this line had been counted before.
 
+--!include integer
+
 if redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[3])) then
   -- An item that is gone from Redis has no counter left to correct; the init path rebuilds it from MySQL.
   local item = redis.call('HMGET', KEYS[1], 'stock_num', 'epoch')
   if item[1] and (item[2] or '') == ARGV[4] then
-    redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(ARGV[2]))
+    redis.call('HINCRBY', KEYS[1], ARGV[1], int(-tonumber(ARGV[2])))
   end
   return 1
 end

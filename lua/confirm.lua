@@ -29,6 +29,7 @@
 
 --!include clock
 --!include items
+--!include integer
 
 local order = KEYS[1]
 local now = clockNow(ARGV[2])
@@ -96,10 +97,10 @@ for i = 0, n - 1 do
     -- now); an infinite item's is its on-hand stock, which the sale takes them from (a hold took nothing).
     local infinite = redis.call('HGET', itemKey, 'is_infinite') == '1'
     if line.counted then
-      redis.call('HINCRBY', itemKey, 'used_stock_num', -held)
+      redis.call('HINCRBY', itemKey, 'used_stock_num', int(-held))
     end
     if infinite or not line.counted then
-      local stock = redis.call('HINCRBY', itemKey, 'stock_num', -held)
+      local stock = redis.call('HINCRBY', itemKey, 'stock_num', int(-held))
       redis.call('HSET', itemKey, 'is_sell_out', (not infinite and stock <= 0) and '1' or '0')
     end
     redis.call('HINCRBY', itemKey, 'confirmed_unapplied', held)

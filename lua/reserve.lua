@@ -377,10 +377,10 @@ end
 for itemKey, current in pairs(applied) do
   local sold = current.used - counters[itemKey].used
   if sold > 0 then
-    redis.call('HINCRBY', itemKey, 'used_stock_num', -sold)
+    redis.call('HINCRBY', itemKey, 'used_stock_num', int(-sold))
     redis.call('HINCRBY', itemKey, 'confirmed_unapplied', sold)
     if counters[itemKey].infinite then
-      redis.call('HINCRBY', itemKey, 'stock_num', -sold)
+      redis.call('HINCRBY', itemKey, 'stock_num', int(-sold))
     end
   end
 end

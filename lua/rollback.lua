@@ -35,6 +35,7 @@
 --!include usage
 --!include give_back
 --!include items
+--!include integer
 
 local order = KEYS[1]
 local reason = ARGV[2]
@@ -114,10 +115,10 @@ for i = 0, n - 1 do
   end
   if held > 0 then
     if redis.call('HGET', itemKey, 'is_infinite') == '1' then
-      redis.call('HINCRBY', itemKey, 'used_stock_num', -held)
+      redis.call('HINCRBY', itemKey, 'used_stock_num', int(-held))
     else
       local left = redis.call('HINCRBY', itemKey, 'stock_num', held)
-      redis.call('HINCRBY', itemKey, 'used_stock_num', -held)
+      redis.call('HINCRBY', itemKey, 'used_stock_num', int(-held))
       redis.call('HSET', itemKey, 'is_sell_out', left <= 0 and '1' or '0')
     end
     redis.call('DEL', reserveKey)

@@ -36,6 +36,7 @@
 --!include usage
 --!include give_back
 --!include items
+--!include integer
 
 local order = KEYS[1]
 local fields = redis.call('HMGET', order, 'status', 'event', 'biz', 'user', 'created_at', 'restored', 'codes',
@@ -93,10 +94,10 @@ end
 
 local function giveBack(itemKey, quantity)
   if redis.call('HGET', itemKey, 'is_infinite') == '1' then
-    redis.call('HINCRBY', itemKey, 'used_stock_num', -quantity)
+    redis.call('HINCRBY', itemKey, 'used_stock_num', int(-quantity))
   else
     local left = redis.call('HINCRBY', itemKey, 'stock_num', quantity)
-    redis.call('HINCRBY', itemKey, 'used_stock_num', -quantity)
+    redis.call('HINCRBY', itemKey, 'used_stock_num', int(-quantity))
     redis.call('HSET', itemKey, 'is_sell_out', left <= 0 and '1' or '0')
   end
 end

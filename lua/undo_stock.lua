@@ -36,6 +36,7 @@
 
 --!include clock
 --!include fence
+--!include integer
 
 local item = KEYS[1]
 local made = ARGV[4] or ''
@@ -158,7 +159,7 @@ if flipped then
   redis.call('DEL', item)
   return {'ok', '0'}
 end
-local left = redis.call('HINCRBY', item, 'stock_num', -tonumber(ARGV[1]))
+local left = redis.call('HINCRBY', item, 'stock_num', int(-tonumber(ARGV[1])))
 local infinite = redis.call('HGET', item, 'is_infinite') == '1'
 redis.call('HSET', item, 'is_sell_out', (not infinite and left <= 0) and '1' or '0')
 settingsBack()

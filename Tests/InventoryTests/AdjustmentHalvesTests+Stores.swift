@@ -271,6 +271,26 @@ extension AdjustmentHalvesTests {
         }
     }
 
+    /// A PUT that leaves the stock as it is (delta 0, a setting changed) and whose MySQL half fails is reversed like
+    /// any other: its reversal took back `-0`, which Redis refuses as an integer, so the script failed, the setting
+    /// stayed, and the retry task failed the same way for ever (found by the model check, cluster seed 392102).
+    @Test("a PUT that changes no stock and whose MySQL half failed is reversed: its settings go back")
+    func unchangedStockReversed() async throws {
+        try await TestStores.with { stores in
+            let item = stores.item(1)
+            _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+            try await withHeldAttempt(stores) { attempt, proxy, _ in
+                proxy.cutBeforeRequest(containing: "autocommit=0", thenDown: true)
+                await #expect(throws: InventoryError.self) { try await attempt.setStock(item, StockSettings(stock: 10, dangerNum: 3)) }
+            }
+            let level = try await stores.engine.stock(item)
+            #expect(level.dangerNum == 0)
+            #expect(level.available == 10)
+            #expect(try await stores.pendingRetryTasks() == 0)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
     /// Redis goes away after an adjustment's MySQL half (at its COMMIT): the change is made, and the answer must not say that nothing
     /// was (it did: "503 …; nothing was changed", and a client that believed it and sent the change again under a new
     /// id would make it twice).

@@ -48,6 +48,18 @@ extension InventoryEngine {
     /// The Redis side of a journal batch (items. epochs, drain marks), for the write-back worker.
     public var batchFences: any BatchFences { stores.batchFences }
 
+    /// Whether Redis went back in time where the drain marks `marks` are (nil: every shard's), their values below
+    /// MySQL's: forgotten there if so (`BatchFences.forgetWentBack`). Returns the marks found behind. The write-back
+    /// worker's check between batches.
+    @discardableResult
+    public func forgetIfWentBack(marks: [String]? = nil, journal: JournalRepository) async throws -> [String] {
+        let fences = stores.batchFences
+        let marks = marks ?? (0..<keys.shards).map { keys.drainMark(shard: $0) }
+        let behind = try await fences.marksBehind(try await journal.drainMarkCounts(marks))
+        if !behind.isEmpty { try await fences.forgetWentBack(behind, journal: journal) }
+        return behind
+    }
+
     /// A fresh epoch for an item being created or rebuilt in Redis: random, so two rebuilds never share one.
     /// `bornAt`: Redis's time (ms) now; an epoch starts with it (base 36), so a rebuild can tell whether the
     /// outbox streams were intact since the epoch began (init_item.lua).

@@ -150,7 +150,7 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
         let outcome: (written: Bool, row: StockRow, liveReserved: Int64)?
         do {
             outcome = try await stockRepository.withInitSnapshot(
-                bizId: id.bizId, skuId: id.skuId, nowMilliseconds: now, pending: pending
+                bizId: id.bizId, skuId: id.skuId, nowMilliseconds: now, pending: pending, fences: stores.batchFences
             ) { snapshot in
                 guard let snapshot else { return nil }
                 let written = try await self.write(
@@ -160,6 +160,9 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
             }
         } catch let error as InventoryError {
             throw error
+        } catch is RedisWentBack {
+            // Forgotten (the item's lock with the rest): tried again by the caller's retry.
+            throw InventoryError.unavailable("Redis went back in time and was forgotten while this item was rebuilt; retry")
         } catch {
             _ = try? await stores.redisCall { try await self.stores.redis.command("DEL", itemKey) }
             // The rebuilt item is dropped again whatever MySQL's COMMIT did (the transaction only read): nothing changed.

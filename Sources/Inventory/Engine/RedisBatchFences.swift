@@ -68,13 +68,8 @@ struct RedisBatchFences: BatchFences {
     }
 
     func forgetWentBack(_ marks: [String], journal: JournalRepository) async throws {
-        let nodes = try await stores.forgetWentBack(marks)
-        var reset: [String] = []
-        for mark in (0..<keys.shards).map({ keys.drainMark(shard: $0) }) {
-            let node = try await stores.redisCall { try await stores.redis.dataNode(holding: mark) }
-            if nodes.contains(Self.address(node)) { reset.append(mark) }
-        }
-        try await raiseToMySQL(reset, journal: journal)
+        try await stores.forgetWentBack(marks)
+        try await raiseToMySQL((0..<keys.shards).map { keys.drainMark(shard: $0) }, journal: journal)
     }
 
     /// Raises `marks` in Redis to MySQL's values, read with their rows locked: no transaction raises them meanwhile,
@@ -90,8 +85,6 @@ struct RedisBatchFences: BatchFences {
         }
     }
 
-    static func address(_ node: RedisClient) -> String { "\(node.configuration.host):\(node.configuration.port)" }
-
     /// Both scripts are safe to run again: a reply lost on the way is `unavailable`, and the batch rolls back.
     private func run<Call: ScriptCall>(_ call: Call) async throws -> Call.Reply {
         do {
@@ -103,22 +96,20 @@ struct RedisBatchFences: BatchFences {
 }
 
 extension EngineStores {
-    /// Redis went back in time on the nodes holding `marks`: its items, orders, keys and markers there are older than
-    /// what MySQL has recorded (an order confirmed since could expire there and give its units back twice; an item
-    /// lacks holds the journal has). Every key of this deployment's layout on those nodes is deleted but the outbox
+    /// Redis went back in time (its drain marks `marks` below MySQL's): its items, orders, keys and markers are older
+    /// than what MySQL has recorded (an order confirmed since could expire there and give its units back twice; an
+    /// item lacks holds the journal has). Every key of this deployment's layout on every node is deleted but the outbox
     /// streams, whose events not yet in the journal are still to be recorded (those recorded already are recorded
     /// again, idempotently), the drain marks (raised to MySQL's afterwards by the caller: until then every check finds
-    /// the node behind again, so a forget cut short is done again) and the leases (workers, sweepers): as after a data loss, items are rebuilt from MySQL on first use (applying their
-    /// events still in the streams first), orders restored from the journal, and with the generation marker gone a
-    /// reserve of an order Redis does not know asks the journal first, for one retention period (README "What may
-    /// vanish"). Concurrent scripts meet keys vanishing one by one, which each handles.
-    /// Returns the nodes forgotten (`RedisBatchFences.address`).
-    @discardableResult
-    func forgetWentBack(_ marks: [String]) async throws -> Set<String> {
-        var seen: Set<String> = []
-        for mark in marks {
-            let node = try await redisCall { try await redis.dataNode(holding: mark) }
-            guard seen.insert(RedisBatchFences.address(node)).inserted else { continue }
+    /// Redis behind again, so a forget cut short is done again) and the leases (workers, sweepers). Every node, not
+    /// only those of `marks`: on a cluster an order's directory and its parts are on different nodes, and a node whose
+    /// marks MySQL has not moved past since may have gone back too (a restore of the whole cluster). As after a data
+    /// loss, items are rebuilt from MySQL on first use (applying their events still in the streams first), orders
+    /// restored from the journal, and with the generation markers gone a reserve of an order Redis does not know asks
+    /// the journal first, for one retention period (README "What may vanish"). Concurrent scripts meet keys vanishing
+    /// one by one, which each handles.
+    func forgetWentBack(_ marks: [String]) async throws {
+        for node in try await redisCall({ try await redis.dataNodes() }) {
             var deleted = 0
             try await redisCall {
                 // The keys of the layout's hash tags (`prefix:{…`: not another deployment's whose prefix starts with
@@ -137,9 +128,8 @@ extension EngineStores {
             InventoryMetrics.redisWentBack()
             logger.critical(
                 "Redis went back in time: its keys were deleted but the outbox streams; items are rebuilt from MySQL, orders restored from the journal",
-                metadata: ["node": "\(RedisBatchFences.address(node))", "deleted": "\(deleted)"]
+                metadata: ["node": "\(node.configuration.host):\(node.configuration.port)", "deleted": "\(deleted)", "behind": "\(marks)"]
             )
         }
-        return seen
     }
 }

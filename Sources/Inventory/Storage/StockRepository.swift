@@ -342,12 +342,29 @@ public struct StockRepository: Sendable {
     ///
     /// `pending`: the item's outbox events Redis has not seen committed yet; they are applied first, in the same
     /// transaction and holding the stock rows of every item they touch (sorted, as write-back batches lock them),
-    /// so the snapshot counts every event the outbox had (see `InventoryEngine.ensureItem`).
+    /// so the snapshot counts every event the outbox had (see `InventoryEngine.ensureItem`). With `fences`, the drain
+    /// marks of their shards are raised before the COMMIT, as a journal batch does (`DrainMarkSQL`); a Redis found
+    /// behind is forgotten (`BatchFences.forgetWentBack`) and `RedisWentBack` thrown: the rebuild is tried again later.
     public func withInitSnapshot<T: Sendable>(
-        bizId: String, skuId: UInt64, nowMilliseconds: Int64, pending: [OutboxEvent] = [],
+        bizId: String, skuId: UInt64, nowMilliseconds: Int64, pending: [OutboxEvent] = [], fences: (any BatchFences)? = nil,
+        _ body: (InitSnapshot?) async throws -> T
+    ) async throws -> T {
+        do {
+            return try await initSnapshot(
+                bizId: bizId, skuId: skuId, nowMilliseconds: nowMilliseconds, pending: pending, fences: fences, body
+            )
+        } catch let wentBack as RedisWentBack {
+            try await fences?.forgetWentBack(wentBack.marks, journal: JournalRepository(client: client))
+            throw wentBack
+        }
+    }
+
+    private func initSnapshot<T: Sendable>(
+        bizId: String, skuId: UInt64, nowMilliseconds: Int64, pending: [OutboxEvent], fences: (any BatchFences)?,
         _ body: (InitSnapshot?) async throws -> T
     ) async throws -> T {
         guard let sku = Self.skuValue(skuId) else { return try await body(nil) }
+        let marks = fences == nil ? [] : Set(pending.filter { !$0.stream.isEmpty }.map { KeyLayout.drainMark(ofStream: $0.stream) }).sorted()
         // READ COMMITTED like write-back batches: every row read is locked or its item's stock row is.
         return try await client.withTransaction(isolation: .readCommitted) { session in
             let snapshot = try await session.perform { connection -> InitSnapshot? in
@@ -408,6 +425,11 @@ public struct StockRepository: Sendable {
                     row: row, liveHolds: holds, userWindow: window, usage: usage,
                     pool: pool, codes: codes, version: first.int64("version") ?? 0
                 )
+            }
+            if let fences, !marks.isEmpty {
+                let values = try await session.perform { connection in try DrainMarkSQL.lock(marks, on: connection) }
+                let raised = try await fences.raiseDrainMarks(values, checking: [:])
+                try await session.perform { connection in try DrainMarkSQL.record(raised, on: connection) }
             }
             return try await body(snapshot)
         }

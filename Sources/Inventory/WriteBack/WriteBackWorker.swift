@@ -171,12 +171,8 @@ public final class WriteBackWorker: Service, Sendable {
     /// older snapshot is found out before the next batch of its shard, and forgotten there
     /// (`BatchFences.forgetWentBack`).
     private func checkWentBack() async throws {
-        let fences = engine.batchFences
         let own = owned.withLockedValue { $0 }.map { KeyLayout.drainMark(ofStream: $0) }
-        let behind = try await fences.marksBehind(try await journal.drainMarkCounts(own + fences.marks(checkedBeside: own)))
-        if !behind.isEmpty {
-            try await fences.forgetWentBack(behind, journal: journal)
-        }
+        try await engine.forgetIfWentBack(marks: own + engine.batchFences.marks(checkedBeside: own), journal: journal)
     }
 
     /// One structured log line of progress every 10 s while events flow: rate and journal lag.

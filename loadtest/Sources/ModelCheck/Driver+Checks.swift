@@ -35,7 +35,7 @@ extension Driver {
     /// Whether `step` deletes the code pool's set or item.
     static func removesCodes(_ step: Step) -> Bool {
         switch step {
-        case .fault(.deleteCodeSet), .fault(.deleteItem(Features.codeItem)), .fault(.drainThenLoseEverything): true
+        case .fault(.deleteCodeSet), .fault(.deleteItem(Features.codeItem)), .fault(.drainThenLoseEverything), .fault(.goBack): true
         case .onSecondInstance(let inner): removesCodes(inner)
         default: false
         }

@@ -10,7 +10,7 @@ extension Driver {
     func inject(_ fault: Fault) async throws {
         let keys = stores.keys
         switch fault {
-        case .drain, .drainThenLoseEverything, .reconcileFix:
+        case .drain, .drainThenLoseEverything, .reconcileFix, .goBack:
             // They need MariaDB: an outage ends first.
             mysqlProxy?.down = false
         default:
@@ -52,6 +52,17 @@ extension Driver {
             try await stores.loseEverything()
         case .reconcileFix:
             _ = try await afterOutage { try await stores.reconciler().run(.business(stores.bizId), fix: true) }
+        case .copyRedis:
+            redisCopy.keep(try await stores.snapshotRedis())
+        case .goBack:
+            wentBack.set(false)
+            guard try await afterOutage({ try await stores.drainWithWorker() }) else { throw CheckFailed(message: "the outbox did not drain") }
+            guard let copy = redisCopy.take() else { return }
+            try await stores.sendRedisBack(to: copy)
+            let behind = try await afterOutage {
+                try await stores.engine.forgetIfWentBack(journal: JournalRepository(client: stores.mysql))
+            }
+            wentBack.set(!behind.isEmpty)
         }
     }
 

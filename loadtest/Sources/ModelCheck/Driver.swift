@@ -40,6 +40,10 @@ public struct Driver: Sendable {
     let redisRestarting = Flag()
     /// The deadlines of the short-lived holds, by order, as their reserves answered them.
     let holdDeadlines = Deadlines()
+    /// The copy of Redis `Fault.goBack` returns to (`Fault.copyRedis`).
+    let redisCopy = Kept<RedisSnapshot>()
+    /// Set by `Fault.goBack` when the service found Redis behind MySQL and forgot it.
+    let wentBack = Flag()
 
     /// How far ahead the second instance's clock is.
     public static let secondInstanceSkewMilliseconds: Int64 = 2000
@@ -239,6 +243,7 @@ public struct Driver: Sendable {
         case .fault(let fault):
             try await inject(fault)
             if fault == .drainThenLoseEverything { model.redisLostEverything() }
+            if fault == .goBack && wentBack.isSet { model.redisLostEverything() }
             if fault == .deleteGenerationMarkers { model.generationLost() }
             // Without its usage hash the item is not whole: its next use rebuilds it, recounting every user.
             if case .deleteUsage(let sku) = fault { model.itemRebuilt(sku: sku) }
@@ -463,6 +468,22 @@ final class LatestTime: @unchecked Sendable {
 
     func advance(to time: Int64) {
         lock.withLock { latest = max(latest, time) }
+    }
+}
+
+/// A value one step keeps for a later one.
+final class Kept<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value?
+
+    func keep(_ new: Value) { lock.withLock { value = new } }
+
+    /// The value kept, and nothing kept any more.
+    func take() -> Value? {
+        lock.withLock {
+            defer { value = nil }
+            return value
+        }
     }
 }
 

@@ -168,6 +168,12 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
     /// The expiry sweeper's work: each hold whose deadline passed (at the last `deadlinesPass`) and that is still
     /// reserved is expired.
     case expireDue
+    /// A copy of Redis is kept as it is now (a replica that will fall behind, a snapshot): `goBack` returns to it.
+    case copyRedis
+    /// The outbox is drained, then Redis goes back to the last copy (`copyRedis`; a drain only without one), and the
+    /// write-back worker's check between batches runs: what MySQL recorded since the copy makes the service forget
+    /// Redis there, as after a data loss.
+    case goBack
 
     public var description: String {
         switch self {
@@ -189,6 +195,8 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
         case .mysqlUp: "MariaDB up"
         case .deadlinesPass: "time passes (the short-lived holds' deadlines)"
         case .expireDue: "expire the holds whose deadline passed"
+        case .copyRedis: "Redis copied (a replica that falls behind)"
+        case .goBack: "drain, then Redis goes back to its copy (a failover to that replica)"
         }
     }
 }
@@ -222,10 +230,12 @@ public struct Features: OptionSet, Sendable, Hashable {
     /// Item 5 never runs out (`InfiniteItemSteps`): held in every shortage mode, sold, refunded, set, adjusted, made
     /// finite and infinite again, and lost.
     public static let infiniteItems = Features(rawValue: 256)
+    /// Now and then Redis is copied, and later it goes back to its copy (`Fault.copyRedis`, `Fault.goBack`).
+    public static let goingBack = Features(rawValue: 512)
 
     public static let all: Features = [
         .secondInstance, .mysqlOutages, .userLimits, .backorder, .dispense, .expiry, .processKills, .codePools,
-        .infiniteItems,
+        .infiniteItems, .goingBack,
     ]
 
     /// The item `codePools` gives a one-time pool (not one of `Program.items`: the drawn steps never name it).
@@ -258,6 +268,7 @@ extension Program {
         // the reserves' variants and the expiry steps, drawn apart so that the features before them stay as drawn
         var variants = SplitMix64(seed: seed ^ 0x0B5E_0DDE_7E11_A11E)
         var kills = SplitMix64(seed: seed ^ 0x0C1A_55DE_AD0F_F00D)
+        var back = SplitMix64(seed: seed ^ 0x0BAC_C0B1_ED0F_F5E7)
         var pool = SplitMix64(seed: seed ^ 0x0C0D_E500_1A11_0CA7)
         var nextCode = 0
         var nextCodeOrder = Features.firstCodeOrder
@@ -361,6 +372,10 @@ extension Program {
         }
         /// Adds a drawn step, with what the features make of it.
         func append(_ drawn: Step, poolToo: Bool = true) {
+            let backRoll = Int.random(in: 0..<100, using: &back)
+            if poolToo && features.contains(.goingBack) && backRoll < 2 {
+                steps.append(.fault(backRoll == 0 ? .copyRedis : .goBack))
+            }
             if poolToo, let codeStep = codeStep() { append(codeStep, poolToo: false) }
             if poolToo, features.contains(.infiniteItems), let step = infinite.next() { append(step, poolToo: false) }
             let step = killed(varied(drawn))

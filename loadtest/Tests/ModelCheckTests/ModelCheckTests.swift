@@ -143,7 +143,7 @@ struct ModelCheckTests {
             switch step {
             case .onSecondInstance(let inner): return plain(inner)
             case .fault(.mysqlDown), .fault(.mysqlUp), .fault(.deadlinesPass), .fault(.expireDue), .fault(.redisRestart),
-                .fault(.workerKilled), .lateCall, .setUserLimit, .setBackorderLimit:
+                .fault(.workerKilled), .fault(.copyRedis), .fault(.goBack), .lateCall, .setUserLimit, .setBackorderLimit:
                 return nil
             default: return plain(step)
             }
@@ -154,6 +154,7 @@ struct ModelCheckTests {
         #expect(full.steps.contains(.fault(.mysqlDown)))
         #expect(full.steps.contains(.fault(.deadlinesPass)))
         #expect(full.steps.contains(.fault(.redisRestart)))
+        #expect(full.steps.contains(.fault(.copyRedis)) && full.steps.contains(.fault(.goBack)))
         #expect(full.steps.contains { if case .fault(.workerKilled) = $0 { true } else { false } })
         #expect(full.killsRedis && !basic.killsRedis)
         #expect(full.steps.contains { if case .burstThroughKilledService = $0 { true } else { false } })
