@@ -162,9 +162,6 @@ public struct KeyLayout: Sendable {
         mark.hasSuffix(":drained") ? String(mark.dropLast(":drained".count)) + ":gen" : mark + ":gen"
     }
 
-    /// Whether `key` is an outbox stream of this layout (what is kept when Redis is found to have gone back in time).
-    public func isOutbox(_ key: String) -> Bool { key.hasPrefix(prefix + ":{s") && key.hasSuffix("}:outbox") }
-
     /// `text` as a SCAN MATCH pattern matching itself only (glob characters escaped).
     public static func globEscaped(_ text: String) -> String {
         var escaped = ""

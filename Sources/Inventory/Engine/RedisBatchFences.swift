@@ -109,13 +109,19 @@ extension EngineStores {
     /// the journal first, for one retention period (README "What may vanish"). Concurrent scripts meet keys vanishing
     /// one by one, which each handles.
     func forgetWentBack(_ marks: [String]) async throws {
+        // By name: a client's id may end in ':lease' or ':drained' too.
+        let kept = Set(
+            (0..<keys.shards).flatMap { shard in
+                [keys.outbox(shard: shard), keys.drainMark(shard: shard), keys.outbox(shard: shard) + ":lease", keys.sweepLease(shard: shard)]
+            }
+        )
         for node in try await redisCall({ try await redis.dataNodes() }) {
             var deleted = 0
             try await redisCall {
                 // The keys of the layout's hash tags (`prefix:{…`: not another deployment's whose prefix starts with
                 // this one's), but the outbox streams, their drain marks and the leases.
                 try await node.scanKeys(matching: KeyLayout.globEscaped(keys.prefix) + ":{*") { page in
-                    let doomed = page.filter { !keys.isOutbox($0) && !$0.hasSuffix(":drained") && !$0.hasSuffix(":lease") }
+                    let doomed = page.filter { !kept.contains($0) }
                     // (On a cluster one key per command: the keys of a page are in different slots.)
                     for group in keys.clustered ? doomed.map({ [$0] }) : (doomed.isEmpty ? [] : [doomed]) {
                         if case .error(let message) = try await node.send(["UNLINK"] + group) {

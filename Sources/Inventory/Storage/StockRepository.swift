@@ -194,8 +194,9 @@ public struct StockRepository: Sendable {
     /// `fences` and `drainMark` (the item's shard's, `KeyLayout.drainMark(item:)`): the change's Redis half is made,
     /// and the transaction raises Redis's drain mark before its COMMIT, as a journal batch does (`DrainMarkSQL`): a
     /// Redis that went back in time to before the change is then found out by the next check. One whose mark is behind
-    /// already is forgotten there (`BatchFences.forgetWentBack`, the change's Redis half with it) and the change
-    /// applied again.
+    /// already is forgotten (`BatchFences.forgetWentBack`, the change's Redis half with it) and the change is not
+    /// applied (`unavailable`): its Redis half was decided on the old counts (a PUT's delta from the old on-hand, an
+    /// adjustment's check against the old reserved), so only a retry against the rebuilt item may make it.
     public func apply(
         _ change: StockChange, fences: (any BatchFences)? = nil, drainMark: String? = nil
     ) async throws -> StockChangeOutcome {
@@ -203,14 +204,18 @@ public struct StockRepository: Sendable {
             throw MySQLError(code: .queryFailed, sqlState: "22003", message: "skuId \(change.skuId) is above \(Int64.max)")
         }
         var attempt = 1
-        var forgotten = false
         while true {
             do {
                 let (stockAfter, version) = try await transaction(change, skuId: skuId, fences: fences, drainMark: drainMark)
                 return .applied(stockAfter: stockAfter, version: version)
-            } catch let wentBack as RedisWentBack where !forgotten {
-                forgotten = true
-                try await fences?.forgetWentBack(wentBack.marks, journal: JournalRepository(client: client))
+            } catch let wentBack as RedisWentBack {
+                // (Whatever the forget meets, the change rolled back: its errors are not the change's outcome.)
+                do {
+                    try await fences?.forgetWentBack(wentBack.marks, journal: JournalRepository(client: client))
+                } catch {
+                    throw InventoryError.unavailable("Redis went back in time, and forgetting it failed (\(error)); nothing was changed")
+                }
+                throw InventoryError.unavailable("Redis went back in time and was forgotten; nothing was changed; retry")
             } catch is DuplicateSource {
                 // (No row, the other transaction having rolled back since, cannot be told from one not read.)
                 guard let entry = try? await ledgerEntry(source: change.source) else { return .duplicate(half: .unknown) }
@@ -426,12 +431,15 @@ public struct StockRepository: Sendable {
                     pool: pool, codes: codes, version: first.int64("version") ?? 0
                 )
             }
+            let value = try await body(snapshot)
+            // Just before the COMMIT (the stock rows held all along): the mark rows are not held while the rebuild
+            // writes Redis, which batches and stock changes of the shards would wait for.
             if let fences, !marks.isEmpty {
                 let values = try await session.perform { connection in try DrainMarkSQL.lock(marks, on: connection) }
                 let raised = try await fences.raiseDrainMarks(values, checking: [:])
                 try await session.perform { connection in try DrainMarkSQL.record(raised, on: connection) }
             }
-            return try await body(snapshot)
+            return value
         }
     }
 
