@@ -40,8 +40,8 @@ struct RedisWentBackTests {
         try await running.value
     }
 
-    @Test("a batch of the worker finds it out: the stale keys go, a retried reserve of a recorded order is a replay")
-    func foundByBatch() async throws {
+    @Test("the worker finds it out: the stale keys go, a retried reserve of a recorded order is a replay")
+    func foundByWorker() async throws {
         try await TestStores.with { stores in
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
@@ -152,6 +152,33 @@ struct RedisWentBackTests {
             #expect(try await stores.mysqlStock(1) == 25)
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 30))
             try await expectAgree(stores, available: 29, reserved: 1, mysql: 30)
+        }
+    }
+
+    @Test("a batch of the journal finds it out itself: it rolls back, Redis is forgotten, the batch is recorded")
+    func foundByBatch() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.reserve(command(stores, "\(stores.bizId)-a", 1))
+            #expect(try await stores.drainWithWorker())
+            // b in a's shard, whose mark (and generation marker) the copy has.
+            func shard(_ orderId: String) -> Int { stores.keys.partShard(orderId: stores.orderName(orderId), item: stores.item(1)) }
+            let id = try #require((0..<200).map { "\(stores.bizId)-b\($0)" }.first { shard($0) == shard("\(stores.bizId)-a") })
+            let b = command(stores, id, 2)
+            let snapshot = try await stores.snapshotRedis()
+            _ = try await engine.reserve(b)
+            #expect(try await stores.drainWithWorker())
+            try await stores.sendRedisBack(to: snapshot)
+            // The retry of b, held again by the Redis that went back: its event's batch (no worker) meets the mark of
+            // b's shard below MySQL's.
+            _ = try await engine.reserve(b)
+            let events = try await RebuildDrainTests.outboxEvents(stores)
+            #expect(events.count == 1)
+            let result = try await JournalRepository(client: stores.mysql).apply(events, fences: engine.batchFences)
+            #expect(result.duplicates.count == 1, "b's journal row is the first reserve's")
+            #expect(try await stores.redis.command("EXISTS", stores.keys.item(stores.item(1))).int == 0)
+            #expect(try await stores.journalRows().map(\.status) == ["RESERVED", "RESERVED"])
         }
     }
 }

@@ -10,8 +10,11 @@ enum DrainMarkSQL {
     static func lock(_ marks: [String], on connection: MySQLConnection) throws -> [String: Int64] {
         let marks = Set(marks).sorted()
         guard !marks.isEmpty else { return [:] }
-        // ON DUPLICATE KEY UPDATE takes the existing row's exclusive lock (INSERT IGNORE would take a shared one, and
-        // two transactions upgrading theirs would deadlock).
+        let found = try counts(marks, on: connection, locking: true)
+        if found.count == marks.count { return found }
+        // A shard's first transaction makes its row. ON DUPLICATE KEY UPDATE takes the row's exclusive lock when
+        // another made it meanwhile (INSERT IGNORE would take a shared one, and two transactions upgrading theirs
+        // would deadlock).
         _ = try connection.query(
             "INSERT INTO drain_marks (mark, seq) VALUES \(tuples(marks.count, "(?, 0)")) ON DUPLICATE KEY UPDATE seq = seq",
             marks.map { .string($0) }

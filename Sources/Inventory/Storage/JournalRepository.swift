@@ -63,14 +63,12 @@ public struct JournalRepository: Sendable {
         let items = Set(events.flatMap { event in event.lines.map { StockItemID(bizId: event.bizId, skuId: $0.skuId) } })
             .sorted { ($0.bizId, $0.skuId) < ($1.bizId, $1.skuId) }
         let marks = Set(events.filter { !$0.stream.isEmpty }.map { KeyLayout.drainMark(ofStream: $0.stream) }).sorted()
-        let beside = fences.marks(checkedBeside: marks)
         return try await retryingDeadlocks {
             do {
                 return try await client.withTransaction(isolation: .readCommitted) { session in
                     try await session.perform { connection in try Self.lockStockRows(items, on: connection) }
                     let counts = try await session.perform { connection in try DrainMarkSQL.lock(marks, on: connection) }
-                    let others = try await session.perform { connection in try DrainMarkSQL.counts(beside, on: connection) }
-                    let raised = try await fences.raiseDrainMarks(counts, checking: others)
+                    let raised = try await fences.raiseDrainMarks(counts, checking: [:])
                     let current = try await fences.currentEpochs(items)
                     var stale: [StaleLine] = []
                     var staleKeys: Set<StaleKey> = []

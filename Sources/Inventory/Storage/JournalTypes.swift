@@ -203,8 +203,9 @@ public protocol BatchFences: Sendable {
     /// The epoch of each item Redis holds now; an item that is missing or still being rebuilt is left out.
     func currentEpochs(_ items: [StockItemID]) async throws -> [StockItemID: ItemEpoch]
 
-    /// The marks a transaction raising `marks` checks as well: every other shard's on a single Redis (one node went
-    /// back in time with all of them), none on a cluster (other shards may be on other nodes).
+    /// The marks a check of `marks` reads as well (the write-back worker's, of its streams' marks): every other
+    /// shard's on a single Redis (one node goes back in time with all of them), none on a cluster (the other shards'
+    /// workers check theirs).
     func marks(checkedBeside marks: [String]) -> [String]
 
     /// Raises each mark of `raise` in Redis past MySQL's value of it (locked by the caller until its COMMIT) and
