@@ -10,21 +10,21 @@ import Testing
 /// second time) and its orders were behind MySQL's (a confirmed order could expire and give its units back twice).
 @Suite("A Redis that went back in time")
 struct RedisWentBackTests {
+    /// One line of item 1 (`RebuildDrainTests.command`).
     func command(_ stores: TestStores, _ orderId: String, _ quantity: Int64) -> ReserveCommand {
-        ReserveCommand(
-            orderId: orderId, bizId: stores.bizId, userId: nil, items: [.init(skuId: 1, quantity: quantity)],
-            ttlSeconds: 600, shortage: .reject
-        )
+        RebuildDrainTests().command(stores, orderId, quantity)
     }
 
-    /// Both stores agree, with these numbers.
+    /// Both stores agree, with these numbers (`RebuildDrainTests.expectAgree`).
     func expectAgree(_ stores: TestStores, available: Int64, reserved: Int64, mysql: Int64) async throws {
+        try await RebuildDrainTests().expectAgree(stores, available: available, reserved: reserved, mysql: mysql)
+    }
+
+    /// Item 1 with 10 units, order `a` holding 1 of them, recorded in MySQL: what the copies are taken of.
+    func oneHoldRecorded(_ stores: TestStores) async throws {
+        _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
+        _ = try await stores.engine.reserve(command(stores, "\(stores.bizId)-a", 1))
         #expect(try await stores.drainWithWorker())
-        let level = try await stores.engine.stock(stores.item(1))
-        #expect(level.available == available)
-        #expect(level.reserved == reserved)
-        #expect(try await stores.mysqlStock(1) == mysql)
-        #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
     }
 
     /// Runs a write-back worker until Redis no longer has item 1 (what its check between batches deletes).
@@ -44,9 +44,7 @@ struct RedisWentBackTests {
     func foundByWorker() async throws {
         try await TestStores.with { stores in
             let engine = stores.engine
-            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
-            _ = try await engine.reserve(command(stores, "\(stores.bizId)-a", 1))
-            #expect(try await stores.drainWithWorker())
+            try await oneHoldRecorded(stores)
             let snapshot = try await stores.snapshotRedis()
             let b = command(stores, "\(stores.bizId)-b", 2)
             _ = try await engine.reserve(b)
@@ -94,9 +92,7 @@ struct RedisWentBackTests {
     func stockChangesSince() async throws {
         try await TestStores.with { stores in
             let engine = stores.engine
-            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
-            _ = try await engine.reserve(command(stores, "\(stores.bizId)-a", 1))
-            #expect(try await stores.drainWithWorker())
+            try await oneHoldRecorded(stores)
             let snapshot = try await stores.snapshotRedis()
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 20))
             _ = try await engine.adjustStock(stores.item(1), StockAdjustment(adjustmentId: "in", delta: 5, reason: nil))
@@ -113,9 +109,7 @@ struct RedisWentBackTests {
     func afterRolledBackBatch() async throws {
         try await TestStores.with { stores in
             let engine = stores.engine
-            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
-            _ = try await engine.reserve(command(stores, "\(stores.bizId)-a", 1))
-            #expect(try await stores.drainWithWorker())
+            try await oneHoldRecorded(stores)
             let x = command(stores, "\(stores.bizId)-x", 2)
             // The mark of x's shard as a batch leaves it that raised it before its COMMIT and then rolled back.
             let keys = stores.keys
@@ -140,9 +134,7 @@ struct RedisWentBackTests {
     func putMeetsOldRedis() async throws {
         try await TestStores.with { stores in
             let engine = stores.engine
-            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
-            _ = try await engine.reserve(command(stores, "\(stores.bizId)-a", 1))
-            #expect(try await stores.drainWithWorker())
+            try await oneHoldRecorded(stores)
             let snapshot = try await stores.snapshotRedis()
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 25))
             try await stores.sendRedisBack(to: snapshot)
@@ -159,9 +151,7 @@ struct RedisWentBackTests {
     func foundByBatch() async throws {
         try await TestStores.with { stores in
             let engine = stores.engine
-            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
-            _ = try await engine.reserve(command(stores, "\(stores.bizId)-a", 1))
-            #expect(try await stores.drainWithWorker())
+            try await oneHoldRecorded(stores)
             // b in a's shard, whose mark (and generation marker) the copy has.
             func shard(_ orderId: String) -> Int { stores.keys.partShard(orderId: stores.orderName(orderId), item: stores.item(1)) }
             let id = try #require((0..<200).map { "\(stores.bizId)-b\($0)" }.first { shard($0) == shard("\(stores.bizId)-a") })

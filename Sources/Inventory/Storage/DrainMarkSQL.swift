@@ -6,15 +6,15 @@ import MySQLClient
 /// then never below MySQL's unless Redis went back in time.
 enum DrainMarkSQL {
     /// Locks the rows of `marks` (each made at 0 when missing; in key order, so concurrent transactions lock in one
-    /// order) and returns their values.
+    /// order) and returns their values. Every transaction takes them last, just before its COMMIT: one holding a mark
+    /// row never waits for another row, so marks close no cycle of locks.
     static func lock(_ marks: [String], on connection: MySQLConnection) throws -> [String: Int64] {
         let marks = Set(marks).sorted()
         guard !marks.isEmpty else { return [:] }
-        let found = try counts(marks, on: connection, locking: true)
-        if found.count == marks.count { return found }
-        // A shard's first transaction makes its row. ON DUPLICATE KEY UPDATE takes the row's exclusive lock when
-        // another made it meanwhile (INSERT IGNORE would take a shared one, and two transactions upgrading theirs
-        // would deadlock).
+        // The row made on a shard's first transaction, and locked in one statement: ON DUPLICATE KEY UPDATE takes an
+        // existing row's exclusive lock (INSERT IGNORE would take a shared one, and two transactions upgrading theirs
+        // would deadlock; a SELECT … FOR UPDATE of a missing row takes a gap lock under REPEATABLE READ, and two such
+        // transactions inserting the row deadlocked).
         _ = try connection.query(
             "INSERT INTO drain_marks (mark, seq) VALUES \(tuples(marks.count, "(?, 0)")) ON DUPLICATE KEY UPDATE seq = seq",
             marks.map { .string($0) }

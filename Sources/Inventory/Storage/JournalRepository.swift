@@ -55,8 +55,8 @@ public struct JournalRepository: Sendable {
         }
     }
 
-    /// `apply` through both fences: the items' epochs, and the drain marks of the events' shards (the rows locked
-    /// after the stock rows; Redis's marks raised before COMMIT, or `RedisWentBack` thrown and the batch rolled back).
+    /// `apply` through both fences: the items' epochs, and the drain marks of the events' shards (their rows locked
+    /// last, Redis's marks raised just before COMMIT, or `RedisWentBack` thrown and the batch rolled back).
     private func applyFenced(
         _ events: [OutboxEvent], fences: any BatchFences, inStreamOrder: Bool
     ) async throws -> JournalBatchResult {
@@ -67,8 +67,6 @@ public struct JournalRepository: Sendable {
             do {
                 return try await client.withTransaction(isolation: .readCommitted) { session in
                     try await session.perform { connection in try Self.lockStockRows(items, on: connection) }
-                    let counts = try await session.perform { connection in try DrainMarkSQL.lock(marks, on: connection) }
-                    let raised = try await fences.raiseDrainMarks(counts, checking: [:])
                     let current = try await fences.currentEpochs(items)
                     var stale: [StaleLine] = []
                     var staleKeys: Set<StaleKey> = []
@@ -90,11 +88,13 @@ public struct JournalRepository: Sendable {
                         event.filteringLines { !staleKeys.contains(StaleKey(event: index, skuId: $0.skuId)) }
                     }
                     let plan = BatchPlan(kept, inStreamOrder: inStreamOrder)
-                    var result = try await session.perform { connection in
-                        let result = try plan.run(on: connection, settingIsolation: false)
-                        try DrainMarkSQL.record(raised, on: connection)
-                        return result
-                    }
+                    var result = try await session.perform { connection in try plan.run(on: connection, settingIsolation: false) }
+                    // The marks last, just before COMMIT, as in every transaction that takes them: none holds a mark
+                    // row while it waits for another row (a batch that did deadlocked with a rebuild holding a stock
+                    // row its plan locked).
+                    let counts = try await session.perform { connection in try DrainMarkSQL.lock(marks, on: connection) }
+                    let raised = try await fences.raiseDrainMarks(counts, checking: [:])
+                    try await session.perform { connection in try DrainMarkSQL.record(raised, on: connection) }
                     result.staleLines = stale
                     return result
                 }
@@ -115,7 +115,7 @@ public struct JournalRepository: Sendable {
     /// it returns.
     public func withLockedDrainMarks(_ marks: [String], _ body: ([String: Int64]) async throws -> Void) async throws {
         guard !marks.isEmpty else { return }
-        try await client.withTransaction(isolation: nil) { session in
+        try await client.withTransaction(isolation: .readCommitted) { session in
             try await body(try await session.perform { connection in try DrainMarkSQL.lock(marks, on: connection) })
         }
     }
