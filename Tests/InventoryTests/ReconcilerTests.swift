@@ -188,6 +188,8 @@ struct ReconcilerTests {
                                 outcomes.add("short")
                             } catch InventoryError.notFound {
                                 outcomes.add("lost")  // reserved, then Redis lost it before the journal had it
+                            } catch InventoryError.unavailable {
+                                outcomes.add("503")  // met the forget of what Redis made before the loss: a retry
                             }
                         }
                     }

@@ -157,11 +157,6 @@ public struct KeyLayout: Sendable {
         stream.hasSuffix(":outbox") ? String(stream.dropLast(":outbox".count)) + ":drained" : stream + ":drained"
     }
 
-    /// The generation marker of a drain mark's shard (`generation(shard:)`).
-    public static func generation(ofDrainMark mark: String) -> String {
-        mark.hasSuffix(":drained") ? String(mark.dropLast(":drained".count)) + ":gen" : mark + ":gen"
-    }
-
     /// `text` as a SCAN MATCH pattern matching itself only (glob characters escaped).
     public static func globEscaped(_ text: String) -> String {
         var escaped = ""

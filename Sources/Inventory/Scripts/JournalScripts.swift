@@ -85,7 +85,7 @@ struct DrainMarkCall: ScriptCall {
 
     /// `raise`: the transaction's marks and MySQL's values of them (locked); `check`: others, read without a lock.
     init(raise: [(mark: String, seq: Int64)], check: [(mark: String, seq: Int64)] = []) {
-        keys = (raise + check).flatMap { [$0.mark, KeyLayout.generation(ofDrainMark: $0.mark)] }
+        keys = (raise + check).map(\.mark)
         arguments = [String(raise.count)] + (raise + check).map { String($0.seq) }
     }
 

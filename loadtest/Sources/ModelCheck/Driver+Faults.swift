@@ -49,7 +49,7 @@ extension Driver {
             guard try await afterOutage({ try await stores.drainWithWorker() }) else { throw CheckFailed(message: "the outbox did not drain") }
         case .drainThenLoseEverything:
             guard try await afterOutage({ try await stores.drainWithWorker() }) else { throw CheckFailed(message: "the outbox did not drain") }
-            try await stores.loseEverything()
+            try await afterOutage { try await stores.loseEverything() }
         case .reconcileFix:
             _ = try await afterOutage { try await stores.reconciler().run(.business(stores.bizId), fix: true) }
         case .copyRedis:

@@ -42,7 +42,13 @@ struct Reservations: Sendable, EngineCollaborator {
                 unknown.append(sku)
             }
             if !unknown.isEmpty { throw InventoryError.unknownItems(unknown) }
-            return try await reserveOnce(command, failpoint: failpoint)
+            do {
+                return try await reserveOnce(command, failpoint: failpoint)
+            } catch InventoryError.unknownItems {
+                // Rebuilt just now, and gone again (a forget of a Redis that went back deletes keys while traffic
+                // runs): MySQL has every item, so not "unknown" (404) but a retry.
+                throw InventoryError.unavailable("stock items of order \(command.orderId) vanished from Redis again after their rebuild; retry")
+            }
         }
     }
 
@@ -202,17 +208,6 @@ struct Reservations: Sendable, EngineCollaborator {
         let first: Bool
         do { first = try await journal.recordGeneration(keyPrefix: keys.prefix, shard: shard) } catch { throw stores.mapMySQL(error) }
         let until = first ? 0 : try await stores.redisNow(routingKey: marker) + Int64(configuration.retentionSeconds) * 1000
-        if !first {
-            // The shard's drain mark went with the data too: made at MySQL's before the marker (lua/drain_mark.lua
-            // takes a missing mark beside a marker for a Redis that went back in time).
-            do {
-                try await stores.batchFences.raiseToMySQL([keys.drainMark(shard: shard)], journal: journal)
-            } catch let error as InventoryError {
-                throw error
-            } catch {
-                throw stores.mapMySQL(error)
-            }
-        }
         // The shard's first start wins over an instance that raced it and took the row for a loss (it read the
         // marker missing just before the first instance made it): no false window of journal questions.
         let made = try await stores.redisCall {
