@@ -113,7 +113,7 @@ struct RedisWentBackTests {
             let x = command(stores, "\(stores.bizId)-x", 2)
             // The mark of x's shard as a batch leaves it that raised it before its COMMIT and then rolled back.
             let keys = stores.keys
-            let mark = keys.clustered ? keys.drainMark(item: stores.item(1)) : keys.drainMark(shard: keys.shard(of: stores.orderName(x.orderId)))
+            let mark = keys.drainMark(shard: keys.partShard(orderId: stores.orderName(x.orderId), item: stores.item(1)))
             let count = try await JournalRepository(client: stores.mysql).drainMarkCounts([mark])[mark] ?? 0
             try await stores.redis.command("SET", mark, String(count + 1))
             let snapshot = try await stores.snapshotRedis()

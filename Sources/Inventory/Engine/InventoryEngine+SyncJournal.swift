@@ -54,7 +54,7 @@ extension InventoryEngine {
     @discardableResult
     public func forgetIfWentBack(marks: [String]? = nil, journal: JournalRepository) async throws -> [String] {
         let fences = stores.batchFences
-        let marks = marks ?? (0..<keys.shards).map { keys.drainMark(shard: $0) }
+        let marks = marks ?? keys.drainMarks
         let behind = try await fences.marksBehind(try await journal.drainMarkCounts(marks))
         if !behind.isEmpty { try await fences.forgetWentBack(behind, journal: journal) }
         return behind

@@ -96,6 +96,9 @@ public struct KeyLayout: Sendable {
     /// Every outbox stream, one per shard.
     public var outboxes: [String] { (0..<shards).map { outbox(shard: $0) } }
 
+    /// Every shard's drain mark (`drainMark(shard:)`).
+    public var drainMarks: [String] { (0..<shards).map { drainMark(shard: $0) } }
+
     /// Every expiry index, one per shard.
     public var expiryIndexes: [String] { (0..<shards).map { expiryIndex(shard: $0) } }
 

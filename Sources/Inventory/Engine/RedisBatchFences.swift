@@ -23,7 +23,7 @@ struct RedisBatchFences: BatchFences {
     func marks(checkedBeside marks: [String]) -> [String] {
         guard !keys.clustered else { return [] }
         let raised = Set(marks)
-        return (0..<keys.shards).map { keys.drainMark(shard: $0) }.filter { !raised.contains($0) }
+        return keys.drainMarks.filter { !raised.contains($0) }
     }
 
     func raiseDrainMarks(_ raise: [String: Int64], checking check: [String: Int64]) async throws -> [String: Int64] {
@@ -69,7 +69,7 @@ struct RedisBatchFences: BatchFences {
 
     func forgetWentBack(_ marks: [String], journal: JournalRepository) async throws {
         try await stores.forgetWentBack(marks)
-        try await raiseToMySQL((0..<keys.shards).map { keys.drainMark(shard: $0) }, journal: journal)
+        try await raiseToMySQL(keys.drainMarks, journal: journal)
     }
 
     /// Raises `marks` in Redis to MySQL's values, read with their rows locked: no transaction raises them meanwhile,

@@ -210,16 +210,16 @@ public protocol BatchFences: Sendable {
 
     /// Raises each mark of `raise` in Redis past MySQL's value of it (locked by the caller until its COMMIT) and
     /// checks those of `check` (values read without a lock). Returns the raised marks' new values, for MySQL to record;
-    /// throws `RedisWentBack` naming the marks Redis has below MySQL's (a missing one beside its shard's generation
-    /// marker is behind: lua/drain_mark.lua), raising none.
+    /// throws `RedisWentBack` naming the marks Redis has below MySQL's (a missing one counts as 0: lua/drain_mark.lua),
+    /// raising none.
     func raiseDrainMarks(_ raise: [String: Int64], checking check: [String: Int64]) async throws -> [String: Int64]
 
     /// The marks (of `values`, MySQL's, read before) that Redis has below MySQL's, read only: the check between
     /// batches (a batch's own is `raiseDrainMarks`).
     func marksBehind(_ values: [String: Int64]) async throws -> [String]
 
-    /// Redis went back in time where `marks` are: what it has on their nodes is forgotten as after a data loss
-    /// (`EngineStores.forgetWentBack`), then those nodes' marks are raised to MySQL's, read with the rows locked
+    /// Redis went back in time (its marks `marks` behind): what it has is forgotten on every node, as after a data
+    /// loss (`EngineStores.forgetWentBack`), then every shard's mark is raised to MySQL's, read with the rows locked
     /// (`JournalRepository.withLockedDrainMarks`).
     func forgetWentBack(_ marks: [String], journal: JournalRepository) async throws
 }
