@@ -31,8 +31,14 @@
 --
 -- ARGV[4] now (ms; '' = Redis TIME, lib/clock.lua)
 
+-- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
+-- below the floor the script answers {'behind'} and changes nothing.
 --!include clock
 --!include fence
+--!include floor
+
+local behind = behindFloor()
+if behind then return behind end
 
 local item = KEYS[1]
 local saved = redis.call('GET', KEYS[2])

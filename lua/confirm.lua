@@ -27,9 +27,15 @@
 -- its reserve line out. Its units are sold from the item as it is now (stock_num -q, confirmed_unapplied +q), so
 -- MySQL is deducted by this confirm's line like any other; when the item cannot cover them, nothing is sold.
 
+-- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
+-- below the floor the script answers {'behind'} and changes nothing.
 --!include clock
 --!include items
 --!include integer
+--!include floor
+
+local behind = behindFloor()
+if behind then return behind end
 
 local order = KEYS[1]
 local now = clockNow(ARGV[2])

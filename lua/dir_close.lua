@@ -6,6 +6,14 @@
 -- ARGV[1] the request fingerprint that opened it   ARGV[2] orderId
 --
 -- Returns 1 when removed, 0 when left.
+
+-- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
+-- below the floor the script answers {'behind'} and changes nothing.
+--!include floor
+
+local behind = behindFloor()
+if behind then return behind end
+
 local f = redis.call('HMGET', KEYS[1], 'state', 'fp')
 if (f[1] == 'reserved' or f[1] == 'reserving') and f[2] == ARGV[1] then
   redis.call('DEL', KEYS[1])

@@ -4,6 +4,14 @@
 --
 -- Returns {'ok'} (reserved now, or before), {'decided', state} (confirmed or refunded since), or {'state', state} when the order was decided otherwise meanwhile
 -- (cancelled: by the client, or by the sweeper that gave up on a reserve past its deadline; its parts are taken back).
+
+-- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
+-- below the floor the script answers {'behind'} and changes nothing.
+--!include floor
+
+local behind = behindFloor()
+if behind then return behind end
+
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'reserving' then
   redis.call('HSET', KEYS[1], 'state', 'reserved')

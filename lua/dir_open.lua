@@ -18,8 +18,14 @@
 -- (dir_transition.lua), then the parts follow; whoever changes it first wins, and a part left behind by a crash is
 -- moved on by the next caller or the expiry sweeper. An order of several parts is 'reserving' until all are held:
 -- a reserve that stops half-way (a crash) leaves it there, and the sweeper takes its parts back after the deadline.
+-- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
+-- below the floor the script answers {'behind'} and changes nothing.
 --!include clock
 --!include request
+--!include floor
+
+local behind = behindFloor()
+if behind then return behind end
 
 local f = redis.call('HMGET', KEYS[1], 'state', 'fp', 'biz')
 if not f[1] and ARGV[7] ~= '1' then

@@ -17,6 +17,14 @@
 --   {'state', state}  in another state it may not leave for this one
 --   {'created', eventId} there was none; recorded in the new state (eventId: the tombstone's event, or '')
 --   {'none'}          there is none (ARGV[3] '')
+
+-- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
+-- below the floor the script answers {'behind'} and changes nothing.
+--!include floor
+
+local behind = behindFloor()
+if behind then return behind end
+
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then
   if ARGV[3] == '' then

@@ -14,10 +14,16 @@
 -- stock_num +q, and refund_unapplied +q until the write-back worker has added q to MySQL's stock, so the
 -- reconciler can account for the refund while it is in flight.
 
+-- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
+-- below the floor the script answers {'behind'} and changes nothing.
 --!include clock
 --!include usage
 --!include give_back
 --!include items
+--!include floor
+
+local behind = behindFloor()
+if behind then return behind end
 
 local order = KEYS[1]
 local now = clockNow(ARGV[2])

@@ -66,12 +66,18 @@
 -- reserve key. A script that fails between the two keeps the deduction without the key: stock leaks toward
 -- under-selling, which the reconciler repairs, and never toward overselling.
 
+-- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
+-- below the floor the script answers {'behind'} and changes nothing.
 --!include clock
 --!include items
 --!include lifetime
 --!include request
 --!include usage
 --!include integer
+--!include floor
+
+local behind = behindFloor()
+if behind then return behind end
 
 local order = KEYS[1]
 local status = redis.call('HGET', order, 'status')

@@ -31,11 +31,17 @@
 -- reserved again (no hanging), and the reconciler or a retry of the rollback restores the stock once, because
 -- restoring depends on the reserve key that only the restore deletes.
 
+-- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
+-- below the floor the script answers {'behind'} and changes nothing.
 --!include clock
 --!include usage
 --!include give_back
 --!include items
 --!include integer
+--!include floor
+
+local behind = behindFloor()
+if behind then return behind end
 
 local order = KEYS[1]
 local reason = ARGV[2]

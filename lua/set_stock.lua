@@ -24,9 +24,15 @@
 -- Reservations move stock between stock_num and used_stock_num without changing on-hand, so the change is a
 -- delta that commutes with them and with the worker's confirm deductions in MySQL.
 
+-- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
+-- below the floor the script answers {'behind'} and changes nothing.
 --!include clock
 --!include lifetime
 --!include fence
+--!include floor
+
+local behind = behindFloor()
+if behind then return behind end
 
 local item = KEYS[1]
 local onHand = tonumber(ARGV[1])

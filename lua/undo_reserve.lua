@@ -32,11 +32,17 @@
 -- The marker records that the event was taken back, once: a retry of this script changes nothing, and a sync reserve
 -- that meets the event's journal row knows the row is about to be removed (see InventoryEngine.commitJournal).
 
+-- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
+-- below the floor the script answers {'behind'} and changes nothing.
 --!include clock
 --!include usage
 --!include give_back
 --!include items
 --!include integer
+--!include floor
+
+local behind = behindFloor()
+if behind then return behind end
 
 local order = KEYS[1]
 local fields = redis.call('HMGET', order, 'status', 'event', 'biz', 'user', 'created_at', 'restored', 'codes',

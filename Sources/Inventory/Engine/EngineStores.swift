@@ -15,6 +15,8 @@ struct EngineStores: Sendable {
     let logger: Logger
     /// One timer per script, made here so the reserve path does not look one up under a lock on every call.
     let scriptTimers: [String: Timer]
+    /// What this instance knows MySQL recorded of each shard's drain mark (`DrainFloors`).
+    let floors: DrainFloors
 
     var keys: KeyLayout { configuration.keys }
 
@@ -25,6 +27,7 @@ struct EngineStores: Sendable {
         self.scripts = scripts
         self.logger = logger
         self.scriptTimers = Dictionary(uniqueKeysWithValues: scripts.all.map { ($0.name, InventoryMetrics.scriptTimer($0.name)) })
+        self.floors = DrainFloors(keys: configuration.keys)
     }
 
     /// The items' epochs as Redis has them now (lua/epochs.lua), for applying outbox events through the epoch fence.
@@ -32,16 +35,38 @@ struct EngineStores: Sendable {
 
     /// Runs one call of a script and decodes its reply (Scripts/: one typed call per script).
     func run<Call: ScriptCall>(_ call: Call) async throws -> Call.Reply {
-        try Call.decode(try await runScript(scripts[Call.name], keys: call.keys, arguments: call.arguments))
+        try Call.decode(
+            try await runScript(scripts[Call.name], keys: call.keys, arguments: call.arguments, drainMark: call.drainMark)
+        )
     }
 
-    func runScript(_ script: RedisScript, keys: [String], arguments: [String]) async throws -> RedisValue {
+    /// Runs a script; with `drainMark`, a drain mark (`DrainFloors.fence`) and this instance's floor of it go last
+    /// (lua/lib/floor.lua), and a script that finds Redis behind the floor runs again once the marks are checked and
+    /// Redis forgotten where it went back (`DrainFloors.settle`; MySQL unreachable: `unavailable`).
+    func runScript(_ script: RedisScript, keys: [String], arguments: [String], drainMark: String? = nil) async throws
+        -> RedisValue
+    {
         let start = DispatchTime.now().uptimeNanoseconds
         defer {
             (scriptTimers[script.name] ?? InventoryMetrics.scriptTimer(script.name))
                 .recordNanoseconds(InventoryMetrics.since(start))
         }
-        return try await redisCall { try await runner.run(script, keys: keys, arguments: arguments) }
+        guard let drainMark else {
+            return try await redisCall { try await runner.run(script, keys: keys, arguments: arguments) }
+        }
+        var keys = keys
+        keys.append("")
+        var arguments = arguments
+        arguments.append("")
+        for _ in 0..<3 {
+            let fence = floors.fence(for: drainMark)
+            keys[keys.count - 1] = fence.mark
+            arguments[arguments.count - 1] = String(fence.floor)
+            let reply = try await redisCall { try await runner.run(script, keys: keys, arguments: arguments) }
+            guard reply.array?.first?.text == "behind" else { return reply }
+            do { try await floors.settle(self) } catch { throw mapMySQL(error) }
+        }
+        throw InventoryError.unavailable("\(script.name): Redis stayed behind MySQL's drain marks; retry")
     }
 
     /// Runs `body` against Redis; a Redis failure is `unavailable` (503), or `outcomeUnknown` when the command may

@@ -53,11 +53,7 @@ extension InventoryEngine {
     /// worker's check between batches.
     @discardableResult
     public func forgetIfWentBack(marks: [String]? = nil, journal: JournalRepository) async throws -> [String] {
-        let fences = stores.batchFences
-        let marks = marks ?? keys.drainMarks
-        let behind = try await fences.marksBehind(try await journal.drainMarkCounts(marks))
-        if !behind.isEmpty { try await fences.forgetWentBack(behind, journal: journal) }
-        return behind
+        try await stores.forgetIfWentBack(marks: marks ?? keys.drainMarks, journal: journal)
     }
 
     /// A fresh epoch for an item being created or rebuilt in Redis: random, so two rebuilds never share one.

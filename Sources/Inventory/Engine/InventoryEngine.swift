@@ -125,6 +125,10 @@ public final class InventoryEngine: Sendable {
             syncJournal: SyncJournal(stores: stores, committer: committer, journal: journal, compensator: compensator, orders: orders),
             compensator: compensator, journal: journal, placement: placement
         )
+        // A script that finds Redis below a floor has every shard's mark checked (the journal's connections, not the
+        // caller's: `stores` is passed in, so the check keeps no engine alive).
+        let journal = self.journal
+        stores.floors.install { stores in _ = try await stores.forgetIfWentBack(marks: stores.keys.drainMarks, journal: journal) }
     }
 
     /// Loads the scripts into Redis (SCRIPT LOAD), so a broken script fails the start, not a request.

@@ -25,7 +25,7 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
     func run<Call: ItemScriptCall>(onItems call: Call) async throws -> Call.Reply {
         let script = stores.scripts[Call.name]
         for _ in 0..<3 {
-            let reply = try await stores.runScript(script, keys: call.keys, arguments: call.arguments)
+            let reply = try await stores.runScript(script, keys: call.keys, arguments: call.arguments, drainMark: call.drainMark)
             let fields = ScriptReply(reply)
             guard fields.tag == "missing" else { return try Call.decode(reply) }
             for position in fields.positions(1) {

@@ -55,6 +55,7 @@ struct RedisBatchFences: BatchFences {
         }
         // (On a cluster the calls before raised their marks: harmless, as for a transaction that rolls back.)
         if !behind.isEmpty { throw RedisWentBack(marks: behind) }
+        stores.floors.raise(raised)
         return raised
     }
 
@@ -96,6 +97,17 @@ struct RedisBatchFences: BatchFences {
 }
 
 extension EngineStores {
+    /// Whether Redis went back in time where the drain marks `marks` are, their values below MySQL's: forgotten there
+    /// if so (`BatchFences.forgetWentBack`). Returns the marks found behind. The floors of `marks` are MySQL's values
+    /// afterwards (`DrainFloors.reset`).
+    func forgetIfWentBack(marks: [String], journal: JournalRepository) async throws -> [String] {
+        let values = try await journal.drainMarkCounts(marks)
+        let behind = try await batchFences.marksBehind(values)
+        if !behind.isEmpty { try await batchFences.forgetWentBack(behind, journal: journal) }
+        floors.reset(marks, to: values)
+        return behind
+    }
+
     /// Redis went back in time (its drain marks `marks` below MySQL's): its items, orders, keys and markers are older
     /// than what MySQL has recorded (an order confirmed since could expire there and give its units back twice; an
     /// item lacks holds the journal has). Every key of this deployment's layout on every node is deleted but the outbox

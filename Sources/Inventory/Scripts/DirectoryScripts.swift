@@ -29,6 +29,8 @@ struct DirOpenCall: ScriptCall {
 
     let keys: [String]
     let arguments: [String]
+    /// Its shard's drain mark, checked first (lua/lib/floor.lua).
+    let drainMark: String?
 
     /// `deadlineMilliseconds`: how long a reserve of several parts may take (nil for one part).
     init(
@@ -36,6 +38,7 @@ struct DirOpenCall: ScriptCall {
         journalAsked: Bool, layout: KeyLayout
     ) {
         keys = layout.directoryKeys(orderId) + [layout.generation(shard: layout.shard(of: orderId))]
+        drainMark = layout.drainMark(shard: layout.shard(of: orderId))
         arguments = [
             fingerprint, bizId, shards.map(String.init).joined(separator: ","), String(ttlSeconds), orderId,
             deadlineMilliseconds.map(String.init) ?? "", journalAsked.scriptFlag,
@@ -70,9 +73,12 @@ struct DirCommitCall: ScriptCall {
 
     let keys: [String]
     let arguments: [String]
+    /// Its shard's drain mark, checked first (lua/lib/floor.lua).
+    let drainMark: String?
 
     init(orderId: String, layout: KeyLayout) {
         keys = layout.directoryKeys(orderId)
+        drainMark = layout.drainMark(shard: layout.shard(of: orderId))
         arguments = [orderId]
     }
 
@@ -96,9 +102,12 @@ struct DirCloseCall: ScriptCall {
 
     let keys: [String]
     let arguments: [String]
+    /// Its shard's drain mark, checked first (lua/lib/floor.lua).
+    let drainMark: String?
 
     init(orderId: String, fingerprint: String, layout: KeyLayout) {
         keys = layout.directoryKeys(orderId)
+        drainMark = layout.drainMark(shard: layout.shard(of: orderId))
         arguments = [fingerprint, orderId]
     }
 
@@ -129,6 +138,8 @@ struct DirTransitionCall: ScriptCall {
 
     let keys: [String]
     let arguments: [String]
+    /// Its shard's drain mark, checked first (lua/lib/floor.lua).
+    let drainMark: String?
 
     /// `from`: the states the directory may leave (reservation statuses, and `reserving`). `recordingSeconds`: the
     /// TTL of a directory to record when there is none (nil: change an existing one only), with its parts' `shards`,
@@ -138,6 +149,7 @@ struct DirTransitionCall: ScriptCall {
         orderId: String, to: String, from: [String], recordingSeconds: Int?, shards: [Int] = [], bizId: String = "",
         tombstone: Bool = false, request: String = "", layout: KeyLayout
     ) {
+        drainMark = layout.drainMark(shard: layout.shard(of: orderId))
         keys = layout.directoryKeys(orderId) + (tombstone ? [layout.outbox(shard: layout.shard(of: orderId))] : [])
         arguments = [
             to, from.joined(separator: "|"), recordingSeconds.map(String.init) ?? "",

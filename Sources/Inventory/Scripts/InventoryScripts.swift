@@ -74,6 +74,13 @@ protocol ScriptCall: Sendable {
     var arguments: [String] { get }
     /// The reply as the script documents it; an answer it does not document throws `unavailable`.
     static func decode(_ reply: RedisValue) throws -> Reply
+    /// The drain mark of the script's shard, which it checks against this instance's floor first (lua/lib/floor.lua:
+    /// a mark's key and the floor are appended by `EngineStores.runScript`), nil for a script that does not.
+    var drainMark: String? { get }
+}
+
+extension ScriptCall {
+    var drainMark: String? { nil }
 }
 
 /// A call of a script that changes stock items and first checks they are whole (lua/lib/items.lua): it may answer
@@ -85,9 +92,13 @@ protocol ItemScriptCall: ScriptCall {
 }
 
 extension RedisScriptRunner {
-    /// Runs one call of a script of `scripts` and decodes its reply.
+    /// Runs one call of a script of `scripts` and decodes its reply; a script that checks a drain mark is given its
+    /// own with no floor (nothing checked: the engine's `EngineStores.runScript` knows the floors).
     func run<Call: ScriptCall>(_ call: Call, of scripts: InventoryScripts) async throws -> Call.Reply {
-        try Call.decode(try await run(scripts[Call.name], keys: call.keys, arguments: call.arguments))
+        guard let mark = call.drainMark else {
+            return try Call.decode(try await run(scripts[Call.name], keys: call.keys, arguments: call.arguments))
+        }
+        return try Call.decode(try await run(scripts[Call.name], keys: call.keys + [mark], arguments: call.arguments + ["0"]))
     }
 }
 

@@ -69,6 +69,8 @@ struct ReserveCall: ScriptCall {
 
     let keys: [String]
     let arguments: [String]
+    /// Its shard's drain mark, checked first (lua/lib/floor.lua).
+    let drainMark: String?
 
     /// `shortage`: the mode the script applies (`partial_part` for a part of a partial order of several parts).
     init(
@@ -100,6 +102,7 @@ struct ReserveCall: ScriptCall {
         keys.append(layout.generation(shard: shard))
         self.keys = keys
         self.arguments = arguments
+        drainMark = layout.drainMark(shard: shard)
     }
 
     static func decode(_ value: RedisValue) throws -> Reply {
@@ -159,6 +162,8 @@ struct UndoReserveCall: ItemScriptCall {
     let keys: [String]
     let arguments: [String]
     let items: [StockItemID]
+    /// Its shard's drain mark, checked first (lua/lib/floor.lua).
+    let drainMark: String?
 
     /// `lines`: the reserve event's lines ('sku:quantity:...'), all of one part (its shard follows from any of them);
     /// `earlierEventId`: the reserve event whose journal row this hold duplicates ("" for none).
@@ -185,6 +190,7 @@ struct UndoReserveCall: ItemScriptCall {
         self.keys = keys
         self.arguments = [orderId, eventId, InventoryEngine.redisTime, String(retentionSeconds)] + quantities
         self.items = items
+        drainMark = layout.drainMark(shard: shard)
     }
 
     static func decode(_ value: RedisValue) throws -> Reply {

@@ -20,9 +20,12 @@ struct SetStockCall: ItemScriptCall {
     let keys: [String]
     let arguments: [String]
     let items: [StockItemID]
+    /// Its shard's drain mark, checked first (lua/lib/floor.lua).
+    let drainMark: String?
 
     init(_ id: StockItemID, _ settings: StockSettings, itemTTLSeconds: Int, layout: KeyLayout) {
         items = [id]
+        drainMark = layout.drainMark(item: id)
         keys = [layout.item(id), layout.userUsage(id), layout.codes(id)]
         arguments = [
             String(settings.stock), settings.infinite.map { $0 ? "1" : "0" } ?? "",
@@ -72,8 +75,11 @@ struct AdjustStockCall: ScriptCall {
 
     let keys: [String]
     let arguments: [String]
+    /// Its shard's drain mark, checked first (lua/lib/floor.lua).
+    let drainMark: String?
 
     init(_ id: StockItemID, _ adjustment: StockAdjustment, retentionSeconds: Int, layout: KeyLayout) {
+        drainMark = layout.drainMark(item: id)
         keys = [layout.item(id), layout.adjustmentKey(id, adjustmentId: adjustment.adjustmentId)]
         arguments = [String(adjustment.delta), adjustment.fingerprint, String(retentionSeconds), InventoryEngine.redisTime]
     }

@@ -22,6 +22,8 @@ struct ConfirmCall: ItemScriptCall {
     let keys: [String]
     let arguments: [String]
     let items: [StockItemID]
+    /// Its shard's drain mark, checked first (lua/lib/floor.lua).
+    let drainMark: String?
 
     /// `lines`/`linesText`: the order's (part's) lines as the caller read them. `deadlineChecked`: the caller checked
     /// the hold's deadline itself (a cluster part: the directory decided).
@@ -30,6 +32,7 @@ struct ConfirmCall: ItemScriptCall {
         layout: KeyLayout
     ) {
         items = lines.map { StockItemID(bizId: bizId, skuId: $0.skuId) }
+        drainMark = layout.drainMark(shard: shard)
         // KEYS: order, outbox, expiry index; per item its hash and reserve key.
         var keys = layout.orderKeys(orderId, shard: shard)
         for id in items {
@@ -78,6 +81,8 @@ struct RollbackCall: ItemScriptCall {
     let keys: [String]
     let arguments: [String]
     let items: [StockItemID]
+    /// Its shard's drain mark, checked first (lua/lib/floor.lua).
+    let drainMark: String?
 
     /// `lines`/`linesText`: the order's (part's) lines as the caller read them, none when it found no order.
     /// `expiryDecided`: a cluster part follows its directory's expiry whatever its own deadline says.
@@ -87,6 +92,7 @@ struct RollbackCall: ItemScriptCall {
         layout: KeyLayout
     ) {
         items = lines.map { StockItemID(bizId: bizId, skuId: $0.skuId) }
+        drainMark = layout.drainMark(shard: shard)
         // KEYS: order, outbox, expiry index; per item its hash, reserve key, rollback key; then every item's usage
         // hash, then every item's code set.
         var keys = layout.orderKeys(orderId, shard: shard)
@@ -133,9 +139,12 @@ struct RefundCall: ItemScriptCall {
     let keys: [String]
     let arguments: [String]
     let items: [StockItemID]
+    /// Its shard's drain mark, checked first (lua/lib/floor.lua).
+    let drainMark: String?
 
     init(orderId: String, shard: Int, bizId: String, lines: [ReservationLine], linesText: String, layout: KeyLayout) {
         items = lines.map { StockItemID(bizId: bizId, skuId: $0.skuId) }
+        drainMark = layout.drainMark(shard: shard)
         // KEYS: order, outbox; every item's hash, then every item's code set.
         keys = [layout.order(orderId, shard: shard), layout.outbox(shard: shard)] + items.map { layout.item($0) }
             + items.map { layout.codes($0) }

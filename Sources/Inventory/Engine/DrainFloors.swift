@@ -1,0 +1,85 @@
+import NIOConcurrencyHelpers
+
+/// What this instance knows MySQL has recorded of each shard's drain mark (migrations/0017): its floor. A script that
+/// decides on orders or stock is given its shard's floor and answers `behind` when Redis's mark is below it
+/// (lua/lib/floor.lua): Redis went back in time past something MySQL has, and is checked and forgotten before the
+/// script runs again (`EngineStores.runScript`), rather than a second after by the write-back worker's check, while
+/// clients acted on it.
+///
+/// A floor rises with every value Redis hands out to a transaction of this instance (`raise`; one that then rolls back
+/// leaves a floor above MySQL's, which Redis's mark is at or above all the same: marks only go up, unless Redis loses
+/// or goes back, which is what the check is for) and is set to MySQL's values whenever they are checked (`reset`: a
+/// MySQL restored from a backup takes its floors down with it). A floor of 0 checks nothing; an instance that has not
+/// seen a value yet (just started, no worker, no stock change) learns one at its first check.
+final class DrainFloors: Sendable {
+    /// The check of every shard's mark against MySQL's, forgetting Redis where it is behind
+    /// (`InventoryEngine.forgetIfWentBack`), which resets the floors; installed by the engine.
+    typealias Check = @Sendable (EngineStores) async throws -> Void
+
+    private let marks: [String]
+    private let shardOfMark: [String: Int]
+    private let clustered: Bool
+    /// Each shard's floor, and the shard whose mark was last raised (nil: none yet).
+    private let floors: NIOLockedValueBox<(floors: [Int64], latest: Int?)>
+    private let check = NIOLockedValueBox<Check?>(nil)
+    /// The check under way: concurrent scripts that meet a Redis behind share one.
+    private let checking = NIOLockedValueBox<Task<Void, any Error>?>(nil)
+
+    init(keys: KeyLayout) {
+        marks = keys.drainMarks
+        shardOfMark = Dictionary(uniqueKeysWithValues: marks.enumerated().map { ($0.element, $0.offset) })
+        clustered = keys.clustered
+        floors = NIOLockedValueBox((floors: Array(repeating: 0, count: keys.shards), latest: nil))
+    }
+
+    /// The mark a script of `mark`'s shard checks, and its floor (0: none known). On a cluster the shard's own (a
+    /// script's keys are in one slot). On a single Redis, whose shards go back in time together, the mark this instance
+    /// last saw raised: a copy of Redis older than that raise has it below its floor, and one taken after it is behind
+    /// no raise this instance saw, on any shard (the shard's own may not have been drained by this instance at all).
+    func fence(for mark: String) -> (mark: String, floor: Int64) {
+        floors.withLockedValue { state in
+            guard !clustered, let latest = state.latest else { return (mark, shardOfMark[mark].map { state.floors[$0] } ?? 0) }
+            return (marks[latest], state.floors[latest])
+        }
+    }
+
+    /// Redis handed out these values of marks (by key) to a transaction of this instance.
+    func raise(_ values: [String: Int64]) {
+        floors.withLockedValue { state in
+            for (mark, value) in values {
+                guard let shard = shardOfMark[mark] else { continue }
+                state.floors[shard] = max(state.floors[shard], value)
+                state.latest = shard
+            }
+        }
+    }
+
+    /// MySQL's values of these marks (by key; a mark left out has no row: 0), as a check read them.
+    func reset(_ marks: [String], to values: [String: Int64]) {
+        floors.withLockedValue { state in
+            for mark in marks {
+                guard let shard = shardOfMark[mark] else { continue }
+                state.floors[shard] = values[mark] ?? 0
+            }
+        }
+    }
+
+    func install(_ check: @escaping Check) {
+        self.check.withLockedValue { $0 = check }
+    }
+
+    /// A script met a Redis below a floor: runs the check (one at a time; callers meanwhile wait for it).
+    func settle(_ stores: EngineStores) async throws {
+        guard let check = check.withLockedValue({ $0 }) else {
+            throw InventoryError.unavailable("Redis's drain mark is below what MySQL recorded, and nothing checks it")
+        }
+        let task = checking.withLockedValue { running -> Task<Void, any Error> in
+            if let running { return running }
+            let task = Task { try await check(stores) }
+            running = task
+            return task
+        }
+        defer { checking.withLockedValue { running in if running == task { running = nil } } }
+        try await task.value
+    }
+}
