@@ -16,50 +16,49 @@ final class DrainFloors: Sendable {
     /// (`InventoryEngine.forgetIfWentBack`), which resets the floors; installed by the engine.
     typealias Check = @Sendable (EngineStores) async throws -> Void
 
-    private let marks: [String]
     private let shardOfMark: [String: Int]
-    private let clustered: Bool
-    /// Each shard's floor, and the shard whose mark was last raised (nil: none yet).
-    private let floors: NIOLockedValueBox<(floors: [Int64], latest: Int?)>
+    /// Each shard's floor.
+    private let floors: NIOLockedValueBox<[Int64]>
+    /// A single Redis's drain sequence (nil on a cluster).
+    private let sequence: String?
     private let check = NIOLockedValueBox<Check?>(nil)
     /// The check under way: concurrent scripts that meet a Redis behind share one.
     private let checking = NIOLockedValueBox<Task<Void, any Error>?>(nil)
 
     init(keys: KeyLayout) {
-        marks = keys.drainMarks
-        shardOfMark = Dictionary(uniqueKeysWithValues: marks.enumerated().map { ($0.element, $0.offset) })
-        clustered = keys.clustered
-        floors = NIOLockedValueBox((floors: Array(repeating: 0, count: keys.shards), latest: nil))
+        shardOfMark = Dictionary(uniqueKeysWithValues: keys.drainMarks.enumerated().map { ($0.element, $0.offset) })
+        sequence = keys.drainSequence
+        floors = NIOLockedValueBox(Array(repeating: 0, count: keys.shards))
     }
 
-    /// The mark a script of `mark`'s shard checks, and its floor (0: none known). On a cluster the shard's own (a
-    /// script's keys are in one slot). On a single Redis, whose shards go back in time together, the mark this instance
-    /// last saw raised: a copy of Redis older than that raise has it below its floor, and one taken after it is behind
-    /// no raise this instance saw, on any shard (the shard's own may not have been drained by this instance at all).
-    func fence(for mark: String) -> (mark: String, floor: Int64) {
-        floors.withLockedValue { state in
-            guard !clustered, let latest = state.latest else { return (mark, shardOfMark[mark].map { state.floors[$0] } ?? 0) }
-            return (marks[latest], state.floors[latest])
+    /// The key a script of `mark`'s shard checks, and its floor (0: none known). On a cluster the shard's own mark (a
+    /// script's keys are in one slot). On a single Redis, whose shards go back in time together, the drain sequence
+    /// (`KeyLayout.drainSequence`), which every mark's value was drawn from and which stays at or above them all, against
+    /// the highest floor of any shard: a copy of Redis older than any raise this instance saw or read from MySQL has it
+    /// below.
+    func fence(for mark: String) -> (key: String, floor: Int64) {
+        floors.withLockedValue { floors in
+            guard let sequence else { return (mark, shardOfMark[mark].map { floors[$0] } ?? 0) }
+            return (sequence, floors.max() ?? 0)
         }
     }
 
     /// Redis handed out these values of marks (by key) to a transaction of this instance.
     func raise(_ values: [String: Int64]) {
-        floors.withLockedValue { state in
+        floors.withLockedValue { floors in
             for (mark, value) in values {
                 guard let shard = shardOfMark[mark] else { continue }
-                state.floors[shard] = max(state.floors[shard], value)
-                state.latest = shard
+                floors[shard] = max(floors[shard], value)
             }
         }
     }
 
     /// MySQL's values of these marks (by key; a mark left out has no row: 0), as a check read them.
     func reset(_ marks: [String], to values: [String: Int64]) {
-        floors.withLockedValue { state in
+        floors.withLockedValue { floors in
             for mark in marks {
                 guard let shard = shardOfMark[mark] else { continue }
-                state.floors[shard] = values[mark] ?? 0
+                floors[shard] = values[mark] ?? 0
             }
         }
     }

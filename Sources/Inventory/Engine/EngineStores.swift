@@ -60,7 +60,7 @@ struct EngineStores: Sendable {
         arguments.append("")
         for _ in 0..<3 {
             let fence = floors.fence(for: drainMark)
-            keys[keys.count - 1] = fence.mark
+            keys[keys.count - 1] = fence.key
             arguments[arguments.count - 1] = String(fence.floor)
             let reply = try await redisCall { try await runner.run(script, keys: keys, arguments: arguments) }
             guard reply.array?.first?.text == "behind" else { return reply }

@@ -151,6 +151,11 @@ public struct KeyLayout: Sendable {
     /// transactions have recorded the shard's changes, at least; below MySQL's count when Redis went back in time.
     public func drainMark(shard: Int) -> String { "\(prefix):{s\(shard)}:drained" }
 
+    /// A single Redis's drain sequence (lua/drain_mark.lua): every shard's mark is raised to its next value, so the
+    /// highest value MySQL recorded of any shard is at most this key's unless Redis went back in time, which one GET
+    /// tells (lua/lib/floor.lua). Nil on a cluster, whose scripts reach their own shard's slot only.
+    public var drainSequence: String? { clustered ? nil : "\(prefix):{s0}:drained:seq" }
+
     /// The drain mark a stock change of an item raises (a PUT's or an adjustment's MySQL half): its shard's, in the
     /// slot of the item's keys on a cluster.
     public func drainMark(item: StockItemID) -> String { drainMark(shard: itemShard(item)) }

@@ -126,12 +126,12 @@ struct OrderReader: Sendable, EngineCollaborator {
     }
 
     func readPart(_ orderId: String, shard: Int) async throws -> StoredOrder? {
-        let reply = try await stores.redisCall {
-            try await self.stores.redis.command(
-                "HMGET", self.keys.order(orderId, shard: shard), "status", "biz", "lines", "expires_at", "codes"
+        let fields = try await stores.run(
+            ReadFieldsCall(
+                keys.order(orderId, shard: shard), fields: ["status", "biz", "lines", "expires_at", "codes"], shard: shard,
+                layout: keys
             )
-        }
-        let fields = reply.array ?? []
+        )
         guard let statusText = fields[safe: 0]?.text, let status = ReservationStatus(rawValue: statusText) else {
             return nil
         }

@@ -39,7 +39,7 @@ struct RedisBatchFences: BatchFences {
         var behind: [String] = []
         for call in calls where !call.raise.isEmpty || !call.check.isEmpty {
             let marks = call.raise + call.check
-            switch try await run(DrainMarkCall(raise: call.raise, check: call.check)) {
+            switch try await run(DrainMarkCall(raise: call.raise, check: call.check, sequence: keys.drainSequence)) {
             case .raised(let values):
                 for (mark, value) in zip(call.raise, values) { raised[mark.mark] = value }
             case .behind(let positions):
@@ -83,6 +83,11 @@ struct RedisBatchFences: BatchFences {
                     _ = try await stores.redisCall { try await stores.redis.command("SET", mark, String(value)) }
                 }
             }
+            // A single Redis's sequence at or above them all (a check that raises nothing keeps it so).
+            if keys.drainSequence != nil, !values.isEmpty {
+                let check = values.sorted { $0.key < $1.key }.map { (mark: $0.key, seq: $0.value) }
+                _ = try await run(DrainMarkCall(raise: [], check: check, sequence: keys.drainSequence))
+            }
         }
     }
 
@@ -125,7 +130,7 @@ extension EngineStores {
         let kept = Set(
             (0..<keys.shards).flatMap { shard in
                 [keys.outbox(shard: shard), keys.drainMark(shard: shard), keys.outbox(shard: shard) + ":lease", keys.sweepLease(shard: shard)]
-            }
+            } + (keys.drainSequence.map { [$0] } ?? [])
         )
         for node in try await redisCall({ try await redis.dataNodes() }) {
             var deleted = 0

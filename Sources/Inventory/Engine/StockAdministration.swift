@@ -19,13 +19,16 @@ struct StockAdministration: Sendable, EngineCollaborator {
     }
 
     func readStock(_ id: StockItemID) async throws -> StockLevel? {
-        let reply = try await stores.redisCall {
-            try await self.stores.redis.command(
-                "HMGET", self.keys.item(id), "stock_num", "used_stock_num", "is_sell_out", "is_infinite", "danger_num",
-                "backorder_limit", "user_limit", "user_window"
+        let fields = try await stores.run(
+            ReadFieldsCall(
+                keys.item(id),
+                fields: [
+                    "stock_num", "used_stock_num", "is_sell_out", "is_infinite", "danger_num", "backorder_limit", "user_limit",
+                    "user_window",
+                ],
+                shard: keys.itemShard(id), layout: keys
             )
-        }
-        let fields = reply.array ?? []
+        )
         guard let available = fields[safe: 0]?.int else { return nil }
         let level = StockLevel(
             item: id,

@@ -22,6 +22,8 @@ public enum ScriptName: String, CaseIterable, Sendable {
     // The outbox, the write-back worker, the reconciler's snapshot and the sweeper (JournalScripts.swift)
     case ack, applied, epochs, snapshot, lease
     case drainMark = "drain_mark"
+    // Reading a hash once Redis is known not to have gone back (InventoryScripts.swift)
+    case readFields = "read_fields"
 }
 
 /// The scripts' sources, read from `lua/` once.
@@ -131,4 +133,28 @@ struct ScriptReply {
 extension Bool {
     /// The scripts' flag arguments: '1' or ''.
     var scriptFlag: String { self ? "1" : "" }
+}
+
+/// lua/read_fields.lua: fields of one hash (HMGET), read once Redis is known not to be behind this instance's floor.
+struct ReadFieldsCall: ScriptCall {
+    static let name = ScriptName.readFields
+
+    let keys: [String]
+    let arguments: [String]
+    /// The hash's shard's drain mark, checked first (lua/lib/floor.lua).
+    let drainMark: String?
+
+    /// `shard`: the hash's (its key's hash tag).
+    init(_ key: String, fields: [String], shard: Int, layout: KeyLayout) {
+        keys = [key]
+        arguments = fields
+        drainMark = layout.drainMark(shard: shard)
+    }
+
+    /// The fields' values in the order asked for (`.null` for a missing one).
+    static func decode(_ value: RedisValue) throws -> [RedisValue] {
+        let fields = value.array ?? []
+        guard fields.first?.text == "fields" else { throw unexpected(value) }
+        return Array(fields.dropFirst())
+    }
 }

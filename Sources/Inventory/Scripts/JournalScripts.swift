@@ -83,10 +83,11 @@ struct DrainMarkCall: ScriptCall {
     let keys: [String]
     let arguments: [String]
 
-    /// `raise`: the transaction's marks and MySQL's values of them (locked); `check`: others, read without a lock.
-    init(raise: [(mark: String, seq: Int64)], check: [(mark: String, seq: Int64)] = []) {
-        keys = (raise + check).map(\.mark)
-        arguments = [String(raise.count)] + (raise + check).map { String($0.seq) }
+    /// `raise`: the transaction's marks and MySQL's values of them (locked); `check`: others, read without a lock;
+    /// `sequence`: a single Redis's drain sequence (`KeyLayout.drainSequence`), kept at or above every mark.
+    init(raise: [(mark: String, seq: Int64)], check: [(mark: String, seq: Int64)] = [], sequence: String? = nil) {
+        keys = (raise + check).map(\.mark) + (sequence.map { [$0] } ?? [])
+        arguments = [String(raise.count), (sequence != nil).scriptFlag] + (raise + check).map { String($0.seq) }
     }
 
     static func decode(_ value: RedisValue) throws -> Reply {

@@ -122,9 +122,7 @@ struct ClusterPlacement: OrderPlacement {
     /// Takes back what the parts of a cancelled order hold, and fences the parts that hold nothing (each is
     /// recorded cancelled, so a part reserve still under way is refused). Safe to run again.
     func releaseParts(_ orderId: String, reservations: Reservations) async throws {
-        let fields = try await reservations.stores.redisCall {
-            try await reservations.stores.redis.command("HMGET", reservations.keys.directory(orderId), "shards", "biz")
-        }.array ?? []
+        let fields = try await reservations.stores.run(directoryFields(orderId, ["shards", "biz"], keys: reservations.keys))
         let bizId = fields[safe: 1]?.text ?? ""
         for shard in (fields[safe: 0]?.text ?? "").split(separator: ",").compactMap({ Int($0) }) {
             let part = try await reservations.orders.readPart(orderId, shard: shard)
@@ -172,9 +170,7 @@ struct ClusterPlacement: OrderPlacement {
 
     func readOrder(_ orderId: String, reader: OrderReader) async throws -> StoredOrder? {
         let keys = reader.keys
-        let fields = try await reader.stores.redisCall {
-            try await reader.stores.redis.command("HMGET", keys.directory(orderId), "state", "shards", "biz")
-        }.array ?? []
+        let fields = try await reader.stores.run(directoryFields(orderId, ["state", "shards", "biz"], keys: keys))
         guard let stateText = fields[safe: 0]?.text, let state = ReservationStatus(rawValue: stateText) else { return nil }
         try InventoryEngine.checkOwner(orderId, storedBiz: fields[safe: 2]?.text ?? "")
         let shards = (fields[safe: 1]?.text ?? "").split(separator: ",").compactMap { Int($0) }
@@ -221,9 +217,7 @@ struct ClusterPlacement: OrderPlacement {
         _ orderId: String, restored: Set<Int>, from row: JournalRow, status: String, request: String, reader: OrderReader
     ) async throws {
         let keys = reader.keys
-        let directory = try await reader.stores.redisCall {
-            try await reader.stores.redis.command("HMGET", keys.directory(orderId), "state", "shards")
-        }.array ?? []
+        let directory = try await reader.stores.run(directoryFields(orderId, ["state", "shards"], keys: keys))
         guard let state = directory[safe: 0]?.text, state != "reserving" else { return }
         let shards = (directory[safe: 1]?.text ?? "").split(separator: ",").compactMap { Int($0) }
         for shard in shards where !restored.contains(shard) {
@@ -238,5 +232,12 @@ struct ClusterPlacement: OrderPlacement {
                 )
             }
         }
+    }
+}
+
+extension ClusterPlacement {
+    /// A read of the order's directory's `fields` (the directory's shard's drain mark checked first).
+    func directoryFields(_ orderId: String, _ fields: [String], keys: KeyLayout) -> ReadFieldsCall {
+        ReadFieldsCall(keys.directory(orderId), fields: fields, shard: keys.shard(of: orderId), layout: keys)
     }
 }
