@@ -78,7 +78,8 @@ struct Components {
         }
     }
 
-    /// The write-back worker (when configured, or always with `alwaysWorker`) and the expiry sweeper.
+    /// The write-back worker (when configured, or always with `alwaysWorker`), the expiry sweeper, the retrier of stored
+    /// compensations and the drain floors' refresher.
     func backgroundServices(alwaysWorker: Bool = false) -> [any Service] {
         var services: [any Service] = []
         if settings.runWorker || alwaysWorker {
@@ -94,6 +95,7 @@ struct Components {
             services.append(ExpirySweeper(engine: engine, intervalMilliseconds: settings.sweepIntervalMilliseconds, logger: logger))
         }
         services.append(CompensationRetrier(engine: engine, logger: logger))
+        services.append(DrainFloorRefresher(engine: engine, logger: logger))
         return services
     }
 

@@ -100,7 +100,7 @@ extension RedisWentBackTests {
         }
     }
 
-    @Test("another instance finds a copy older than its last check at its first script, whatever shard it lands on")
+    @Test("another instance finds a copy older than its floors' last refresh at its first script, whatever shard it lands on")
     func otherInstanceAfterItsCheck() async throws {
         try await TestStores.with { stores in
             let engine = stores.engine
@@ -114,8 +114,8 @@ extension RedisWentBackTests {
             let snapshot = try await stores.snapshotRedis()
             _ = try await engine.reserve(command(stores, b, 8))
             #expect(try await stores.drainWithWorker())
-            // The other instance's check (its worker's, about once a second) reads MySQL's marks.
-            try await other.forgetIfWentBack(journal: JournalRepository(client: stores.mysql))
+            // The other instance's refresher (about once a second, with or without a worker) reads MySQL's marks.
+            try await other.refreshDrainFloors()
             try await stores.sendRedisBack(to: snapshot)
 
             do {
@@ -142,6 +142,36 @@ extension RedisWentBackTests {
             #expect(try await stores.redis.command("GET", sequence).int ?? 0 > 0)
             #expect(try await stores.drainWithWorker())
             try await expectAgree(stores, available: 7, reserved: 3, mysql: 10)
+        }
+    }
+
+    @Test("a raise on a shard that did not go back checks the others: the sequence is not lifted past what MySQL has")
+    func raiseChecksBeside() async throws {
+        try await TestStores.with { stores in
+            // (A single Redis's: a cluster has no sequence, and there item 2's shard, which nothing changed since the
+            // copy, is as current as MySQL.)
+            guard stores.keys.drainSequence != nil else { return }
+            let engine = stores.engine
+            let other = try await otherInstance(stores)
+            try await oneHoldRecorded(stores)
+            _ = try await engine.setStock(stores.item(2), StockSettings(stock: 5))
+            let snapshot = try await stores.snapshotRedis()
+            _ = try await engine.reserve(command(stores, "\(stores.bizId)-b", 8))
+            #expect(try await stores.drainWithWorker())
+            try await stores.sendRedisBack(to: snapshot)
+
+            // An instance that knows no floor changes item 2: its MySQL half raises a mark the copy is not behind on.
+            // Had it lifted the drain sequence, this instance's scripts would take the old Redis for a current one.
+            await #expect(throws: InventoryError.self) { try await other.setStock(stores.item(2), StockSettings(stock: 6)) }
+            do {
+                _ = try await engine.reserve(command(stores, "\(stores.bizId)-c", 5))
+                Issue.record("c was held on the old Redis's counts")
+            } catch InventoryError.insufficientStock(let lines) {
+                #expect(lines.map(\.available) == [1])
+            }
+            #expect(try await stores.drainWithWorker())
+            try await expectAgree(stores, available: 1, reserved: 9, mysql: 10)
+            #expect(try await stores.mysqlStock(2) == 5)
         }
     }
 }

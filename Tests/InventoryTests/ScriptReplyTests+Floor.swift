@@ -60,4 +60,23 @@ extension ScriptReplyTests {
         #expect(layout.drainSequence == "u:{s0}:drained:seq")
         #expect(KeyLayout(prefix: "u", shards: 4, clustered: true).drainSequence == nil)
     }
+
+    @Test("floors: a raise lifts one, a reset sets them to MySQL's unless a raise came after its read began")
+    func floorsRaiseAndReset() {
+        let floors = DrainFloors(keys: layout)
+        let (m1, m2) = (layout.drainMark(shard: 1), layout.drainMark(shard: 2))
+        #expect(floors.fence(for: m1) == (key: "u:{s0}:drained:seq", floor: 0))
+        floors.raise([m1: 7])
+        #expect(floors.fence(for: m2).floor == 7, "a single Redis checks its sequence against the highest floor")
+        let token = floors.token()
+        floors.raise([m2: 9])
+        floors.reset([m1, m2], to: [m1: 3, m2: 4], since: token)
+        #expect(floors.fence(for: m1).floor == 9, "the raise after the read stands")
+        floors.reset([m1, m2], to: [m1: 3], since: floors.token())
+        #expect(floors.fence(for: m1).floor == 3, "MySQL restored from a backup takes the floors down")
+        let clustered = DrainFloors(keys: KeyLayout(prefix: "u", shards: 4, clustered: true))
+        clustered.raise([m1: 7])
+        #expect(clustered.fence(for: m1) == (key: m1, floor: 7))
+        #expect(clustered.fence(for: m2) == (key: m2, floor: 0), "a cluster's script checks its own shard")
+    }
 }

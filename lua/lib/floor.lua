@@ -17,7 +17,11 @@
 local function behindFloor()
   local mark = table.remove(KEYS)
   local floor = tonumber(table.remove(ARGV))
-  if floor and floor > 0 and (tonumber(redis.call('GET', mark)) or 0) < floor then
+  -- A caller that did not append the pair would lose its last key and argument here, silently.
+  if not (string.find(mark, ':drained$') or string.find(mark, ':drained:seq$')) or not floor then
+    return redis.error_reply('floor: the last key and argument are not a drain mark and its floor')
+  end
+  if floor > 0 and (tonumber(redis.call('GET', mark)) or 0) < floor then
     return {'behind'}
   end
   return nil

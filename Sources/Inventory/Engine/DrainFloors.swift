@@ -10,15 +10,16 @@ import NIOConcurrencyHelpers
 /// leaves a floor above MySQL's, which Redis's mark is at or above all the same: marks only go up, unless Redis loses
 /// or goes back, which is what the check is for) and is set to MySQL's values whenever they are checked (`reset`: a
 /// MySQL restored from a backup takes its floors down with it). A floor of 0 checks nothing; an instance that has not
-/// seen a value yet (just started, no worker, no stock change) learns one at its first check.
+/// seen a value yet (just started) learns them from MySQL at once and about once a second after (`refresh`, run by
+/// `DrainFloorRefresher` in a service, with or without a write-back worker).
 final class DrainFloors: Sendable {
     /// The check of every shard's mark against MySQL's, forgetting Redis where it is behind
     /// (`InventoryEngine.forgetIfWentBack`), which resets the floors; installed by the engine.
     typealias Check = @Sendable (EngineStores) async throws -> Void
 
     private let shardOfMark: [String: Int]
-    /// Each shard's floor.
-    private let floors: NIOLockedValueBox<[Int64]>
+    /// Each shard's floor, and how many raises were noted (`token`).
+    private let floors: NIOLockedValueBox<(floors: [Int64], raises: Int)>
     /// A single Redis's drain sequence (nil on a cluster).
     private let sequence: String?
     private let check = NIOLockedValueBox<Check?>(nil)
@@ -28,7 +29,7 @@ final class DrainFloors: Sendable {
     init(keys: KeyLayout) {
         shardOfMark = Dictionary(uniqueKeysWithValues: keys.drainMarks.enumerated().map { ($0.element, $0.offset) })
         sequence = keys.drainSequence
-        floors = NIOLockedValueBox(Array(repeating: 0, count: keys.shards))
+        floors = NIOLockedValueBox((floors: Array(repeating: 0, count: keys.shards), raises: 0))
     }
 
     /// The key a script of `mark`'s shard checks, and its floor (0: none known). On a cluster the shard's own mark (a
@@ -37,28 +38,35 @@ final class DrainFloors: Sendable {
     /// the highest floor of any shard: a copy of Redis older than any raise this instance saw or read from MySQL has it
     /// below.
     func fence(for mark: String) -> (key: String, floor: Int64) {
-        floors.withLockedValue { floors in
-            guard let sequence else { return (mark, shardOfMark[mark].map { floors[$0] } ?? 0) }
-            return (sequence, floors.max() ?? 0)
+        floors.withLockedValue { state in
+            guard let sequence else { return (mark, shardOfMark[mark].map { state.floors[$0] } ?? 0) }
+            return (sequence, state.floors.max() ?? 0)
         }
     }
 
     /// Redis handed out these values of marks (by key) to a transaction of this instance.
     func raise(_ values: [String: Int64]) {
-        floors.withLockedValue { floors in
+        floors.withLockedValue { state in
+            state.raises += 1
             for (mark, value) in values {
                 guard let shard = shardOfMark[mark] else { continue }
-                floors[shard] = max(floors[shard], value)
+                state.floors[shard] = max(state.floors[shard], value)
             }
         }
     }
 
-    /// MySQL's values of these marks (by key; a mark left out has no row: 0), as a check read them.
-    func reset(_ marks: [String], to values: [String: Int64]) {
-        floors.withLockedValue { floors in
+    /// Taken before MySQL's values are read for `reset`.
+    func token() -> Int { floors.withLockedValue { $0.raises } }
+
+    /// MySQL's values of these marks (by key; a mark left out has no row: 0), read after `token` was taken. They replace
+    /// the floors (a MySQL restored from a backup takes its floors down), unless this instance noted a raise meanwhile:
+    /// then a floor only rises (the raise may be above what was read).
+    func reset(_ marks: [String], to values: [String: Int64], since token: Int) {
+        floors.withLockedValue { state in
             for mark in marks {
                 guard let shard = shardOfMark[mark] else { continue }
-                floors[shard] = values[mark] ?? 0
+                let value = values[mark] ?? 0
+                state.floors[shard] = state.raises == token ? value : max(state.floors[shard], value)
             }
         }
     }
@@ -74,7 +82,8 @@ final class DrainFloors: Sendable {
         }
         let task = checking.withLockedValue { running -> Task<Void, any Error> in
             if let running { return running }
-            let task = Task { try await check(stores) }
+            // Detached: the check is every waiting caller's, not the first one's (its request id, its cancellation).
+            let task = Task.detached { try await check(stores) }
             running = task
             return task
         }

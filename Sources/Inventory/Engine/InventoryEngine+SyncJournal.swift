@@ -56,6 +56,16 @@ extension InventoryEngine {
         try await stores.forgetIfWentBack(marks: marks ?? keys.drainMarks, journal: journal)
     }
 
+    /// Reads every shard's drain mark from MySQL into this instance's floors, which its scripts check Redis against
+    /// (`DrainFloors`; `DrainFloorRefresher` runs it about once a second).
+    public func refreshDrainFloors() async throws {
+        do {
+            try await stores.refreshFloors(journal: journal)
+        } catch {
+            throw stores.mapMySQL(error)
+        }
+    }
+
     /// A fresh epoch for an item being created or rebuilt in Redis: random, so two rebuilds never share one.
     /// `bornAt`: Redis's time (ms) now; an epoch starts with it (base 36), so a rebuild can tell whether the
     /// outbox streams were intact since the epoch began (init_item.lua).

@@ -106,11 +106,19 @@ extension EngineStores {
     /// if so (`BatchFences.forgetWentBack`). Returns the marks found behind. The floors of `marks` are MySQL's values
     /// afterwards (`DrainFloors.reset`).
     func forgetIfWentBack(marks: [String], journal: JournalRepository) async throws -> [String] {
+        let token = floors.token()
         let values = try await journal.drainMarkCounts(marks)
         let behind = try await batchFences.marksBehind(values)
         if !behind.isEmpty { try await batchFences.forgetWentBack(behind, journal: journal) }
-        floors.reset(marks, to: values)
+        floors.reset(marks, to: values, since: token)
         return behind
+    }
+
+    /// Every shard's floor from MySQL's marks, read without a lock and without asking Redis (`DrainFloors`): what an
+    /// instance's scripts check Redis against, whatever transactions of other instances recorded.
+    func refreshFloors(journal: JournalRepository) async throws {
+        let token = floors.token()
+        floors.reset(keys.drainMarks, to: try await journal.drainMarkCounts(keys.drainMarks), since: token)
     }
 
     /// Redis went back in time (its drain marks `marks` below MySQL's): its items, orders, keys and markers are older

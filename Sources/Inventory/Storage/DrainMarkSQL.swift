@@ -1,5 +1,23 @@
 import MySQLClient
 
+extension MySQLSession {
+    /// The marks' part of a transaction that records Redis changes of their shards, just before its COMMIT: locks their
+    /// rows (`DrainMarkSQL.lock`), has Redis raise them (`BatchFences.raiseDrainMarks`), checking beside them the other
+    /// marks of the same Redis (`BatchFences.marks(checkedBeside:)`: on a single Redis every other shard's, read without
+    /// a lock, since its raise draws the next value of one drain sequence for all of them: a Redis gone back on another
+    /// shard must not have that sequence lifted past what MySQL recorded there), and records the values it got.
+    /// Throws `RedisWentBack` (nothing raised) when Redis is behind on any of them.
+    func raiseDrainMarks(_ marks: [String], fences: any BatchFences) async throws {
+        guard !marks.isEmpty else { return }
+        let beside = fences.marks(checkedBeside: marks)
+        let (locked, others) = try await perform { connection in
+            (try DrainMarkSQL.lock(marks, on: connection), try DrainMarkSQL.counts(beside, on: connection))
+        }
+        let raised = try await fences.raiseDrainMarks(locked, checking: others)
+        try await perform { connection in try DrainMarkSQL.record(raised, on: connection) }
+    }
+}
+
 /// MySQL's side of the drain marks (migrations/0017): per shard, the value Redis handed the last transaction that
 /// recorded the shard's Redis changes. A transaction that records some locks their rows (`lock`), has Redis raise its
 /// marks (`BatchFences.raiseDrainMarks`, before its COMMIT) and records the values it got (`record`): Redis's mark is

@@ -92,9 +92,7 @@ public struct JournalRepository: Sendable {
                     // The marks last, just before COMMIT, as in every transaction that takes them: none holds a mark
                     // row while it waits for another row (a batch that did deadlocked with a rebuild holding a stock
                     // row its plan locked).
-                    let counts = try await session.perform { connection in try DrainMarkSQL.lock(marks, on: connection) }
-                    let raised = try await fences.raiseDrainMarks(counts, checking: [:])
-                    try await session.perform { connection in try DrainMarkSQL.record(raised, on: connection) }
+                    try await session.raiseDrainMarks(marks, fences: fences)
                     result.staleLines = stale
                     return result
                 }

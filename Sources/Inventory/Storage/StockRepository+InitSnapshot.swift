@@ -118,11 +118,7 @@ extension StockRepository {
             let value = try await body(snapshot)
             // Just before the COMMIT (the stock rows held all along): the mark rows are not held while the rebuild
             // writes Redis, which batches and stock changes of the shards would wait for.
-            if let fences, !marks.isEmpty {
-                let values = try await session.perform { connection in try DrainMarkSQL.lock(marks, on: connection) }
-                let raised = try await fences.raiseDrainMarks(values, checking: [:])
-                try await session.perform { connection in try DrainMarkSQL.record(raised, on: connection) }
-            }
+            if let fences { try await session.raiseDrainMarks(marks, fences: fences) }
             return value
         }
     }

@@ -237,15 +237,10 @@ public struct StockRepository: Sendable {
             return try await client.withTransaction { connection in try Self.apply(change, skuId: skuId, on: connection) }
         }
         return try await client.withTransaction(isolation: nil) { session in
-            let (applied, counts) = try await session.perform { connection in
-                (try Self.apply(change, skuId: skuId, on: connection), try DrainMarkSQL.lock([drainMark], on: connection))
-            }
-            let raised = try await fences.raiseDrainMarks(counts, checking: [:])
-            try await session.perform { connection in
-                try DrainMarkSQL.record(raised, on: connection)
-                // (The deadline again: the Redis call above took its time.)
-                try Self.checkDeadline(change)
-            }
+            let applied = try await session.perform { connection in try Self.apply(change, skuId: skuId, on: connection) }
+            try await session.raiseDrainMarks([drainMark], fences: fences)
+            // (The deadline again: the Redis call above took its time.)
+            try await session.perform { connection in try Self.checkDeadline(change) }
             return applied
         }
     }

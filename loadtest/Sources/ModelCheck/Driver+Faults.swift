@@ -58,9 +58,14 @@ extension Driver {
             wentBack.set(false)
             guard try await afterOutage({ try await stores.drainWithWorker() }) else { throw CheckFailed(message: "the outbox did not drain") }
             guard let copy = redisCopy.take() else { return }
+            let journal = JournalRepository(client: stores.mysql)
+            // The second instance's worker checks the marks about once a second: its last check came after the drain.
+            _ = try await afterOutage { try await second.forgetIfWentBack(journal: journal) }
             try await stores.sendRedisBack(to: copy)
+            // Whether Redis is behind MySQL now, read only: the first call that meets it finds it out (the drain floors,
+            // lua/lib/floor.lua), before it acts on the old Redis.
             let behind = try await afterOutage {
-                try await stores.engine.forgetIfWentBack(journal: JournalRepository(client: stores.mysql))
+                try await stores.engine.batchFences.marksBehind(try await journal.drainMarkCounts(stores.keys.drainMarks))
             }
             wentBack.set(!behind.isEmpty)
         }

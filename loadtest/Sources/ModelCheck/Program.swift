@@ -170,9 +170,10 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
     case expireDue
     /// A copy of Redis is kept as it is now (a replica that will fall behind, a snapshot): `goBack` returns to it.
     case copyRedis
-    /// The outbox is drained, then Redis goes back to the last copy (`copyRedis`; a drain only without one), and the
-    /// write-back worker's check between batches runs: what MySQL recorded since the copy makes the service forget
-    /// Redis there, as after a data loss.
+    /// The outbox is drained, then Redis goes back to the last copy (`copyRedis`; a drain only without one). Nothing
+    /// checks it at once: the next call finds it out itself (the drain floors, lua/lib/floor.lua), and what MySQL
+    /// recorded since the copy makes the service forget Redis, as after a data loss, before that call acts on it. The
+    /// second instance's worker checked the marks after the drain (about once a second in a service).
     case goBack
 
     public var description: String {
@@ -196,7 +197,7 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
         case .deadlinesPass: "time passes (the short-lived holds' deadlines)"
         case .expireDue: "expire the holds whose deadline passed"
         case .copyRedis: "Redis copied (a replica that falls behind)"
-        case .goBack: "drain, then Redis goes back to its copy (a failover to that replica)"
+        case .goBack: "drain, then Redis goes back to its copy (a failover to that replica), unchecked"
         }
     }
 }
