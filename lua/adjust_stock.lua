@@ -31,8 +31,9 @@
 --
 -- ARGV[4] now (ms; '' = Redis TIME, lib/clock.lua)
 
--- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
--- below the floor the script answers {'behind'} and changes nothing.
+-- Last key and argument, taken off first: the key of the drain check (its shard's mark; on a single Redis the drain
+-- sequence) and this instance's floor of it (lib/floor.lua); below the floor the script answers {'behind'} and changes
+-- nothing.
 --!include clock
 --!include fence
 --!include floor

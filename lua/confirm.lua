@@ -27,8 +27,9 @@
 -- its reserve line out. Its units are sold from the item as it is now (stock_num -q, confirmed_unapplied +q), so
 -- MySQL is deducted by this confirm's line like any other; when the item cannot cover them, nothing is sold.
 
--- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
--- below the floor the script answers {'behind'} and changes nothing.
+-- Last key and argument, taken off first: the key of the drain check (its shard's mark; on a single Redis the drain
+-- sequence) and this instance's floor of it (lib/floor.lua); below the floor the script answers {'behind'} and changes
+-- nothing.
 --!include clock
 --!include items
 --!include integer

@@ -7,8 +7,9 @@
 --
 -- Returns 1 when removed, 0 when left.
 
--- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
--- below the floor the script answers {'behind'} and changes nothing.
+-- Last key and argument, taken off first: the key of the drain check (its shard's mark; on a single Redis the drain
+-- sequence) and this instance's floor of it (lib/floor.lua); below the floor the script answers {'behind'} and changes
+-- nothing.
 --!include floor
 
 local behind = behindFloor()

@@ -5,8 +5,9 @@
 -- Returns {'ok'} (reserved now, or before), {'decided', state} (confirmed or refunded since), or {'state', state} when the order was decided otherwise meanwhile
 -- (cancelled: by the client, or by the sweeper that gave up on a reserve past its deadline; its parts are taken back).
 
--- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
--- below the floor the script answers {'behind'} and changes nothing.
+-- Last key and argument, taken off first: the key of the drain check (its shard's mark; on a single Redis the drain
+-- sequence) and this instance's floor of it (lib/floor.lua); below the floor the script answers {'behind'} and changes
+-- nothing.
 --!include floor
 
 local behind = behindFloor()

@@ -18,8 +18,9 @@
 -- (dir_transition.lua), then the parts follow; whoever changes it first wins, and a part left behind by a crash is
 -- moved on by the next caller or the expiry sweeper. An order of several parts is 'reserving' until all are held:
 -- a reserve that stops half-way (a crash) leaves it there, and the sweeper takes its parts back after the deadline.
--- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
--- below the floor the script answers {'behind'} and changes nothing.
+-- Last key and argument, taken off first: the key of the drain check (its shard's mark; on a single Redis the drain
+-- sequence) and this instance's floor of it (lib/floor.lua); below the floor the script answers {'behind'} and changes
+-- nothing.
 --!include clock
 --!include request
 --!include floor

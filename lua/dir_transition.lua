@@ -18,8 +18,9 @@
 --   {'created', eventId} there was none; recorded in the new state (eventId: the tombstone's event, or '')
 --   {'none'}          there is none (ARGV[3] '')
 
--- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
--- below the floor the script answers {'behind'} and changes nothing.
+-- Last key and argument, taken off first: the key of the drain check (its shard's mark; on a single Redis the drain
+-- sequence) and this instance's floor of it (lib/floor.lua); below the floor the script answers {'behind'} and changes
+-- nothing.
 --!include floor
 
 local behind = behindFloor()

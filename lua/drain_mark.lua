@@ -14,8 +14,8 @@
 -- than their own next, and it is kept at or above every mark, so MySQL's highest value of any shard is at most the
 -- sequence unless Redis went back: one GET in a script tells it (lua/lib/floor.lua). A missing sequence is 0.
 --
--- Returns {'raised', v1, ...}: each of the first ARGV[1] marks raised by one, past any value a transaction took and
--- then rolled back (so one that commits later still records a value a Redis sent back to before it lacks), the values
+-- Returns {'raised', v1, ...}: each of the first ARGV[1] marks raised (by one on a cluster; on a single Redis to the
+-- drain sequence's next value), past any value a transaction took and then rolled back (so one that commits later still records a value a Redis sent back to before it lacks), the values
 -- in key order; or {'behind', i, ...}: the positions (1-based) of the marks below MySQL's, with nothing
 -- written: Redis went back in time there (an older snapshot, a failover to a replica that was behind) and lacks
 -- changes MySQL has recorded. A mark never expires and Redis must not evict, so a missing mark went with Redis's data,

@@ -3,7 +3,8 @@
 -- never older than what MySQL has recorded (a confirmed order read back as held, a stock level without holds MySQL has).
 --
 -- KEYS[1] the hash    ARGV the fields
--- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua).
+-- Last key and argument, taken off first: the key of the drain check (its shard's mark; on a single Redis the drain
+-- sequence) and this instance's floor of it (lib/floor.lua).
 --
 -- Returns {'fields', value1, value2, ...} (as HMGET: a missing field, or a missing hash, is nil), or {'behind'}.
 

@@ -14,8 +14,9 @@
 -- stock_num +q, and refund_unapplied +q until the write-back worker has added q to MySQL's stock, so the
 -- reconciler can account for the refund while it is in flight.
 
--- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
--- below the floor the script answers {'behind'} and changes nothing.
+-- Last key and argument, taken off first: the key of the drain check (its shard's mark; on a single Redis the drain
+-- sequence) and this instance's floor of it (lib/floor.lua); below the floor the script answers {'behind'} and changes
+-- nothing.
 --!include clock
 --!include usage
 --!include give_back

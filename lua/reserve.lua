@@ -66,8 +66,9 @@
 -- reserve key. A script that fails between the two keeps the deduction without the key: stock leaks toward
 -- under-selling, which the reconciler repairs, and never toward overselling.
 
--- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
--- below the floor the script answers {'behind'} and changes nothing.
+-- Last key and argument, taken off first: the key of the drain check (its shard's mark; on a single Redis the drain
+-- sequence) and this instance's floor of it (lib/floor.lua); below the floor the script answers {'behind'} and changes
+-- nothing.
 --!include clock
 --!include items
 --!include lifetime

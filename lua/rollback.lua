@@ -31,8 +31,9 @@
 -- reserved again (no hanging), and the reconciler or a retry of the rollback restores the stock once, because
 -- restoring depends on the reserve key that only the restore deletes.
 
--- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
--- below the floor the script answers {'behind'} and changes nothing.
+-- Last key and argument, taken off first: the key of the drain check (its shard's mark; on a single Redis the drain
+-- sequence) and this instance's floor of it (lib/floor.lua); below the floor the script answers {'behind'} and changes
+-- nothing.
 --!include clock
 --!include usage
 --!include give_back

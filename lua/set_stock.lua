@@ -24,8 +24,9 @@
 -- Reservations move stock between stock_num and used_stock_num without changing on-hand, so the change is a
 -- delta that commutes with them and with the worker's confirm deductions in MySQL.
 
--- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
--- below the floor the script answers {'behind'} and changes nothing.
+-- Last key and argument, taken off first: the key of the drain check (its shard's mark; on a single Redis the drain
+-- sequence) and this instance's floor of it (lib/floor.lua); below the floor the script answers {'behind'} and changes
+-- nothing.
 --!include clock
 --!include lifetime
 --!include fence

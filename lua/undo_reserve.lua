@@ -32,8 +32,9 @@
 -- The marker records that the event was taken back, once: a retry of this script changes nothing, and a sync reserve
 -- that meets the event's journal row knows the row is about to be removed (see InventoryEngine.commitJournal).
 
--- Last key and argument, taken off first: the shard's drain mark and this instance's floor of it (lib/floor.lua);
--- below the floor the script answers {'behind'} and changes nothing.
+-- Last key and argument, taken off first: the key of the drain check (its shard's mark; on a single Redis the drain
+-- sequence) and this instance's floor of it (lib/floor.lua); below the floor the script answers {'behind'} and changes
+-- nothing.
 --!include clock
 --!include usage
 --!include give_back

@@ -147,8 +147,9 @@ public struct KeyLayout: Sendable {
     /// The lease of the expiry sweeper that sweeps a shard (one instance at a time).
     public func sweepLease(shard: Int) -> String { "\(prefix):{s\(shard)}:sweep:lease" }
 
-    /// A shard's drain mark (lua/drain_mark.lua, migrations/0017), in its outbox stream's slot: how many MySQL
-    /// transactions have recorded the shard's changes, at least; below MySQL's count when Redis went back in time.
+    /// A shard's drain mark (lua/drain_mark.lua, migrations/0017), in its outbox stream's slot: raised by every MySQL
+    /// transaction that records the shard's changes (by one on a cluster; on a single Redis to the drain sequence's
+    /// next value); below MySQL's value when Redis went back in time.
     public func drainMark(shard: Int) -> String { "\(prefix):{s\(shard)}:drained" }
 
     /// A single Redis's drain sequence (lua/drain_mark.lua): every shard's mark is raised to its next value, so the
