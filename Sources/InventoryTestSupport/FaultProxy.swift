@@ -53,6 +53,10 @@ public final class FaultProxy: Sendable {
         }
     }
 
+    /// The bytes of a MySQL COMMIT as a pattern: the query command's byte, then the statement (a bare "COMMIT" would
+    /// also match a `SET TRANSACTION ISOLATION LEVEL READ COMMITTED` before the transaction).
+    public static let commit = "\u{03}COMMIT"
+
     /// The next request (client to server bytes, as one read delivers them) that contains `pattern` is forwarded
     /// to the server, and then that client's connection is cut and the server's reply thrown away; with
     /// `thenDown` the proxy goes `down` at that moment too (the server became unreachable right after).

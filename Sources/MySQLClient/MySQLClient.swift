@@ -429,9 +429,9 @@ extension MySQLClient {
     /// (Redis calls while row locks are held): committed when `body` returns, rolled back when it throws (the error
     /// is rethrown).
     /// - Parameters:
-    ///   - isolation: this transaction's isolation; nil keeps the server's default, and begins and ends the
-    ///     transaction as `withTransaction(_:)` does (autocommit off, then COMMIT and autocommit on again), so the two
-    ///     look the same on the wire.
+    ///   - isolation: this transaction's isolation (`SET TRANSACTION ISOLATION LEVEL` first); nil keeps the server's
+    ///     default. Either way the transaction begins and ends as `withTransaction(_:)`'s does (autocommit off, then
+    ///     COMMIT and autocommit on again), so all look the same on the wire (the test proxies' patterns).
     ///   - consistentSnapshot: starts the transaction `WITH CONSISTENT SNAPSHOT`: every read sees the instant it
     ///     started, not the instant of its first read.
     /// - Throws: `.commitOutcomeUnknown` when the connection broke during COMMIT, which may or may not have taken
@@ -440,12 +440,12 @@ extension MySQLClient {
         isolation: MySQLIsolation?, consistentSnapshot: Bool = false, _ body: (MySQLSession) async throws -> T
     ) async throws -> T {
         try await withSession { session in
-            let plain = isolation == nil && !consistentSnapshot
+            let plain = !consistentSnapshot
             if let isolation { try await session.execute("SET TRANSACTION ISOLATION LEVEL \(isolation.rawValue)") }
             if plain {
                 try await session.perform { connection in try connection.begin() }
             } else {
-                try await session.execute(consistentSnapshot ? "START TRANSACTION WITH CONSISTENT SNAPSHOT" : "START TRANSACTION")
+                try await session.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             }
             let value: T
             do {

@@ -302,7 +302,7 @@ extension AdjustmentHalvesTests {
             try await withHeldAttempt(stores, heldRedis: true) { attempt, mysqlProxy, redisProxy in
                 let redisProxy = try #require(redisProxy)
                 // Held at its COMMIT: the transaction raised Redis's drain mark before it (DrainMarkSQL).
-                mysqlProxy.holdRequest(containing: "COMMIT")
+                mysqlProxy.holdRequest(containing: FaultProxy.commit)
                 let running = Task { try await attempt.adjustStock(item, adjustment) }
                 try await waitFor("the change's MySQL half held at its COMMIT") { mysqlProxy.isHolding }
                 redisProxy.down = true
@@ -329,7 +329,7 @@ extension AdjustmentHalvesTests {
                 _ = try await stores.redis.command("DEL", stores.keys.item(item))
                 #expect(try await onHand(stores) == 10, "rebuilt from MySQL, which has no part of it yet")
                 // The COMMIT reaches MySQL, its answer does not, and MySQL stays away while the attempt asks the ledger.
-                proxy.cutAfterRequest(containing: "COMMIT", thenDown: true)
+                proxy.cutAfterRequest(containing: FaultProxy.commit, thenDown: true)
                 proxy.release()
                 let thrown = await #expect(throws: InventoryError.self) { try await running.value }
                 #expect(thrown?.case == .outcomeUnknown)

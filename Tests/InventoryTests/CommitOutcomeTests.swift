@@ -37,7 +37,7 @@ struct CommitOutcomeTests {
         try await withProxiedMySQL { stores, proxy in
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
-            proxy.cutAfterRequest(containing: "COMMIT")
+            proxy.cutAfterRequest(containing: FaultProxy.commit)
             let adjustment = StockAdjustment(adjustmentId: "a-1", delta: 5, reason: nil)
             let outcome = try await engine.adjustStock(stores.item(1), adjustment)
             #expect(outcome.level.onHand == 15)
@@ -55,7 +55,7 @@ struct CommitOutcomeTests {
         try await withProxiedMySQL { stores, proxy in
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
-            proxy.cutAfterRequest(containing: "COMMIT")
+            proxy.cutAfterRequest(containing: FaultProxy.commit)
             let level = try await engine.setStock(stores.item(1), StockSettings(stock: 30, dangerNum: 4))
             #expect(level.onHand == 30)
             #expect(level.dangerNum == 4)
@@ -69,7 +69,7 @@ struct CommitOutcomeTests {
         try await withProxiedMySQL { stores, proxy in
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
-            proxy.cutAfterRequest(containing: "COMMIT", thenDown: true)
+            proxy.cutAfterRequest(containing: FaultProxy.commit, thenDown: true)
             let adjustment = StockAdjustment(adjustmentId: "a-2", delta: -3, reason: "damaged")
             let thrown = await #expect(throws: InventoryError.self) { try await engine.adjustStock(stores.item(1), adjustment) }
             #expect(thrown?.case == .outcomeUnknown, "the removal may be in MySQL: not \"nothing was changed\"")
@@ -88,7 +88,7 @@ struct CommitOutcomeTests {
         try await withProxiedMySQL { stores, proxy in
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
-            proxy.cutBeforeRequest(containing: "COMMIT", thenDown: true)
+            proxy.cutBeforeRequest(containing: FaultProxy.commit, thenDown: true)
             let adjustment = StockAdjustment(adjustmentId: "a-4", delta: -3, reason: "damaged")
             let thrown2 = await #expect(throws: InventoryError.self) { try await engine.adjustStock(stores.item(1), adjustment) }
             #expect(thrown2?.case == .outcomeUnknown, "COMMIT got no answer: MySQL may have it")
@@ -114,7 +114,7 @@ struct CommitOutcomeTests {
         try await withProxiedMySQL { stores, proxy in
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
-            proxy.cutBeforeRequest(containing: "COMMIT", thenDown: true)
+            proxy.cutBeforeRequest(containing: FaultProxy.commit, thenDown: true)
             await #expect(throws: InventoryError.self) { try await engine.setStock(stores.item(1), StockSettings(stock: 8, infinite: true)) }
             proxy.down = false
             #expect(try await mysqlStock(stores) == 10)
@@ -129,7 +129,7 @@ struct CommitOutcomeTests {
         try await withProxiedMySQL { stores, proxy in
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
-            proxy.cutAfterRequest(containing: "COMMIT", thenDown: true)
+            proxy.cutAfterRequest(containing: FaultProxy.commit, thenDown: true)
             let adjustment = StockAdjustment(adjustmentId: "a-3", delta: 4, reason: nil)
             let thrown3 = await #expect(throws: InventoryError.self) { try await engine.adjustStock(stores.item(1), adjustment) }
             #expect(thrown3?.case == .outcomeUnknown, "the addition is in MySQL: not \"nothing was changed\"")

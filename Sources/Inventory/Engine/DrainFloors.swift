@@ -8,18 +8,25 @@ import NIOConcurrencyHelpers
 ///
 /// A floor rises with every value Redis hands out to a transaction of this instance (`raise`; one that then rolls back
 /// leaves a floor above MySQL's, which Redis's mark is at or above all the same: marks only go up, unless Redis loses
-/// or goes back, which is what the check is for) and is set to MySQL's values whenever they are checked (`reset`: a
-/// MySQL restored from a backup takes its floors down with it). A floor of 0 checks nothing; an instance that has not
-/// seen a value yet (just started) learns them from MySQL at once and about once a second after (`refresh`, run by
-/// `DrainFloorRefresher` in a service, with or without a write-back worker).
+/// or goes back, which is what the check is for) and is set to MySQL's values whenever they are read (`reset`, by the
+/// check and by the refresh: a MySQL restored from a backup takes its floors down with it). A floor of 0 checks
+/// nothing; an instance learns MySQL's values as it starts (`InventoryEngine.loadScripts`) and about once a second after
+/// (`DrainFloorRefresher` in a service, with or without a write-back worker).
 final class DrainFloors: Sendable {
     /// The check of every shard's mark against MySQL's, forgetting Redis where it is behind
     /// (`InventoryEngine.forgetIfWentBack`), which resets the floors; installed by the engine.
     typealias Check = @Sendable (EngineStores) async throws -> Void
 
     private let shardOfMark: [String: Int]
-    /// Each shard's floor, and how many raises were noted (`token`).
-    private let floors: NIOLockedValueBox<(floors: [Int64], raises: Int)>
+    /// Each shard's floor, how many raises were noted (`token`), and per shard the number of the last raise noted and
+    /// its value.
+    private let floors: NIOLockedValueBox<State>
+
+    private struct State {
+        var floors: [Int64]
+        var raises = 0
+        var lastRaise: [(number: Int, value: Int64)]
+    }
     /// A single Redis's drain sequence (nil on a cluster).
     private let sequence: String?
     private let check = NIOLockedValueBox<Check?>(nil)
@@ -29,7 +36,9 @@ final class DrainFloors: Sendable {
     init(keys: KeyLayout) {
         shardOfMark = Dictionary(uniqueKeysWithValues: keys.drainMarks.enumerated().map { ($0.element, $0.offset) })
         sequence = keys.drainSequence
-        floors = NIOLockedValueBox((floors: Array(repeating: 0, count: keys.shards), raises: 0))
+        floors = NIOLockedValueBox(
+            State(floors: Array(repeating: 0, count: keys.shards), lastRaise: Array(repeating: (0, 0), count: keys.shards))
+        )
     }
 
     /// The key a script of `mark`'s shard checks, and its floor (0: none known). On a cluster the shard's own mark (a
@@ -46,11 +55,13 @@ final class DrainFloors: Sendable {
 
     /// Redis handed out these values of marks (by key) to a transaction of this instance.
     func raise(_ values: [String: Int64]) {
+        guard !values.isEmpty else { return }
         floors.withLockedValue { state in
             state.raises += 1
             for (mark, value) in values {
                 guard let shard = shardOfMark[mark] else { continue }
                 state.floors[shard] = max(state.floors[shard], value)
+                state.lastRaise[shard] = (state.raises, value)
             }
         }
     }
@@ -59,14 +70,16 @@ final class DrainFloors: Sendable {
     func token() -> Int { floors.withLockedValue { $0.raises } }
 
     /// MySQL's values of these marks (by key; a mark left out has no row: 0), read after `token` was taken. They replace
-    /// the floors (a MySQL restored from a backup takes its floors down), unless this instance noted a raise meanwhile:
-    /// then a floor only rises (the raise may be above what was read).
+    /// the floors (a MySQL restored from a backup takes its floors down; a floor raised by a transaction that rolled
+    /// back comes down to what MySQL has), but for a shard whose mark this instance saw raised since `token`: its floor
+    /// is at least that raise's value (the read may have missed it).
     func reset(_ marks: [String], to values: [String: Int64], since token: Int) {
         floors.withLockedValue { state in
             for mark in marks {
                 guard let shard = shardOfMark[mark] else { continue }
                 let value = values[mark] ?? 0
-                state.floors[shard] = state.raises == token ? value : max(state.floors[shard], value)
+                let last = state.lastRaise[shard]
+                state.floors[shard] = last.number > token ? max(value, last.value) : value
             }
         }
     }
@@ -82,12 +95,16 @@ final class DrainFloors: Sendable {
         }
         let task = checking.withLockedValue { running -> Task<Void, any Error> in
             if let running { return running }
-            // Detached: the check is every waiting caller's, not the first one's (its request id, its cancellation).
-            let task = Task.detached { try await check(stores) }
+            // Detached: the check is every waiting caller's, not the first one's (its request id, its cancellation). It
+            // clears itself as it ends, so a caller that meets Redis behind after that starts a check of its own rather
+            // than taking this one's answer, read before.
+            let task = Task.detached {
+                defer { self.checking.withLockedValue { $0 = nil } }
+                try await check(stores)
+            }
             running = task
             return task
         }
-        defer { checking.withLockedValue { running in if running == task { running = nil } } }
         try await task.value
     }
 }

@@ -131,12 +131,19 @@ public final class InventoryEngine: Sendable {
         stores.floors.install { stores in _ = try await stores.forgetIfWentBack(marks: stores.keys.drainMarks, journal: journal) }
     }
 
-    /// Loads the scripts into Redis (SCRIPT LOAD), so a broken script fails the start, not a request.
+    /// Loads the scripts into Redis (SCRIPT LOAD), so a broken script fails the start, not a request, and reads the drain
+    /// floors (`DrainFloors`).
     /// Also makes every shard's generation marker that is missing (see `Reservations.askJournal`), so that a cancel made before
     /// any reserve in a shard is guarded by one; MySQL that cannot be asked leaves that to the first reserve.
     public func loadScripts() async throws {
         try await redisCall { try await self.runner.load(self.scripts.all) }
         await markOutboxesIntact()
+        // The drain floors from MySQL before the first request (then `DrainFloorRefresher`, about once a second).
+        do {
+            try await refreshDrainFloors()
+        } catch {
+            logger.warning("drain floors not read at start; read about once a second from now", metadata: ["error": "\(error)"])
+        }
         for shard in 0..<keys.shards {
             do {
                 try await reservations.makeGeneration(shard: shard)

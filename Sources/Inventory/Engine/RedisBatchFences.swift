@@ -77,17 +77,20 @@ struct RedisBatchFences: BatchFences {
     /// and one that raised them before has committed its value by the time it is read here.
     func raiseToMySQL(_ marks: [String], journal: JournalRepository) async throws {
         try await journal.withLockedDrainMarks(marks) { values in
-            for (mark, value) in values.sorted(by: { $0.key < $1.key }) {
-                let current = try await stores.redisCall { try await stores.redis.command("GET", mark) }.int
-                if (current ?? -1) < value {
-                    _ = try await stores.redisCall { try await stores.redis.command("SET", mark, String(value)) }
-                }
+            // A single Redis's sequence first, to the highest of them: it stays at or above every mark throughout, so
+            // no script takes the Redis being raised for one still behind.
+            if let sequence = keys.drainSequence, let highest = values.values.max() {
+                try await raise(sequence, to: highest)
             }
-            // A single Redis's sequence at or above them all (a check that raises nothing keeps it so).
-            if keys.drainSequence != nil, !values.isEmpty {
-                let check = values.sorted { $0.key < $1.key }.map { (mark: $0.key, seq: $0.value) }
-                _ = try await run(DrainMarkCall(raise: [], check: check, sequence: keys.drainSequence))
-            }
+            for (mark, value) in values.sorted(by: { $0.key < $1.key }) { try await raise(mark, to: value) }
+        }
+    }
+
+    /// Sets `key` to `value` when it is lower or missing (under the caller's locked mark rows: nothing else raises it).
+    private func raise(_ key: String, to value: Int64) async throws {
+        let current = try await stores.redisCall { try await stores.redis.command("GET", key) }.int
+        if (current ?? -1) < value {
+            _ = try await stores.redisCall { try await stores.redis.command("SET", key, String(value)) }
         }
     }
 

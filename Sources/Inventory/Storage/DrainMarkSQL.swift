@@ -40,8 +40,8 @@ enum DrainMarkSQL {
         return try counts(marks, on: connection, locking: true)
     }
 
-    /// The values of `marks` (a mark without a row is left out: 0). Without `locking`, read as committed: a
-    /// transaction raises Redis's mark before it commits MySQL's, so a Redis mark read after this is at least the
+    /// The values of `marks` (a mark without a row is left out: 0). Without `locking`, a consistent read, which every
+    /// caller makes under READ COMMITTED or alone (the latest committed values): a transaction raises Redis's mark before it commits MySQL's, so a Redis mark read after this is at least the
     /// value read unless Redis went back in time.
     static func counts(_ marks: [String], on connection: MySQLConnection, locking: Bool = false) throws -> [String: Int64] {
         guard !marks.isEmpty else { return [:] }

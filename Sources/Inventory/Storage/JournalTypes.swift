@@ -214,8 +214,9 @@ public protocol BatchFences: Sendable {
     /// raising none.
     func raiseDrainMarks(_ raise: [String: Int64], checking check: [String: Int64]) async throws -> [String: Int64]
 
-    /// The marks (of `values`, MySQL's, read before) that Redis has below MySQL's, read only: the check between
-    /// batches (a batch's own is `raiseDrainMarks`).
+    /// The marks (of `values`, MySQL's, read before) that Redis has below MySQL's, raising none: the check between
+    /// batches (a batch's own is `raiseDrainMarks`). On a single Redis not behind, it lifts the drain sequence to the
+    /// highest mark read (a sequence that is missing, or from before it existed).
     func marksBehind(_ values: [String: Int64]) async throws -> [String]
 
     /// Redis went back in time (its marks `marks` behind): what it has is forgotten on every node, as after a data

@@ -229,14 +229,15 @@ public struct StockRepository: Sendable {
     }
 
     /// `apply`'s transaction; with a drain mark, the mark's row locked after the stock row and Redis's mark raised
-    /// before COMMIT.
+    /// before COMMIT. READ COMMITTED: the other shards' marks read beside it (`MySQLSession.raiseDrainMarks`) are the
+    /// latest committed, not the snapshot the stock row's read fixed before the mark row's lock was waited for.
     private func transaction(
         _ change: StockChange, skuId: MySQLValue, fences: (any BatchFences)?, drainMark: String?
     ) async throws -> (Int64, Int64) {
         guard let fences, let drainMark else {
             return try await client.withTransaction { connection in try Self.apply(change, skuId: skuId, on: connection) }
         }
-        return try await client.withTransaction(isolation: nil) { session in
+        return try await client.withTransaction(isolation: .readCommitted) { session in
             let applied = try await session.perform { connection in try Self.apply(change, skuId: skuId, on: connection) }
             try await session.raiseDrainMarks([drainMark], fences: fences)
             // (The deadline again: the Redis call above took its time.)
