@@ -8,18 +8,40 @@ import Testing
 /// mark handed out knows MySQL's value is at least that, and its scripts check Redis's mark against it before they
 /// decide anything. Before, clients acted on the old Redis until the write-back worker's check a second later.
 extension RedisWentBackTests {
+    /// After `oneHoldRecorded`, Redis is copied, `since` runs, and Redis goes back to the copy; nothing checks it.
+    func sentBack(_ stores: TestStores, after since: () async throws -> Void) async throws {
+        try await oneHoldRecorded(stores)
+        let snapshot = try await stores.snapshotRedis()
+        try await since()
+        try await stores.sendRedisBack(to: snapshot)
+    }
+
+    /// A reserve through `engine` refused for stock, `available` left: not held on the old Redis's counts.
+    func expectRefused(_ engine: InventoryEngine, _ reserve: ReserveCommand, available: Int64) async throws {
+        do {
+            _ = try await engine.reserve(reserve)
+            Issue.record("\(reserve.orderId) was held on the old Redis's counts")
+        } catch InventoryError.insufficientStock(let lines) {
+            #expect(lines.map(\.available) == [available])
+        }
+    }
+
+    /// After `oneHoldRecorded`: order `b` holds 2 more, and nothing was forgotten on the way (no item rebuilt); both
+    /// stores agree.
+    func expectHeldWithoutForget(_ stores: TestStores) async throws {
+        let rebuilds = stores.engine.stats.itemRebuilds
+        _ = try await stores.engine.reserve(command(stores, "\(stores.bizId)-b", 2))
+        #expect(stores.engine.stats.itemRebuilds == rebuilds, "nothing was forgotten")
+        #expect(try await stores.drainWithWorker())
+        try await expectAgree(stores, available: 7, reserved: 3, mysql: 10)
+    }
+
     @Test("a cancel right after it of an order confirmed since is refused: nothing is given back twice")
     func cancelRightAfter() async throws {
         try await TestStores.with { stores in
             let engine = stores.engine
             let order = "\(stores.bizId)-paid"
-            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
-            _ = try await engine.reserve(command(stores, order, 3))
-            #expect(try await stores.drainWithWorker())
-            let snapshot = try await stores.snapshotRedis()
-            _ = try await engine.confirm(orderId: order, bizId: stores.bizId)
-            #expect(try await stores.drainWithWorker())
-            try await stores.sendRedisBack(to: snapshot)
+            try await confirmedSinceCopy(stores, order)
 
             // No worker's check: the cancel is the first to meet the old Redis, whose order is still held.
             await #expect(throws: InventoryError.invalidState(.confirmed)) {
@@ -34,19 +56,13 @@ extension RedisWentBackTests {
     func reserveRightAfter() async throws {
         try await TestStores.with { stores in
             let engine = stores.engine
-            try await oneHoldRecorded(stores)
-            let snapshot = try await stores.snapshotRedis()
-            _ = try await engine.reserve(command(stores, "\(stores.bizId)-b", 8))
-            #expect(try await stores.drainWithWorker())
-            try await stores.sendRedisBack(to: snapshot)
+            try await sentBack(stores) {
+                _ = try await engine.reserve(command(stores, "\(stores.bizId)-b", 8))
+                #expect(try await stores.drainWithWorker())
+            }
 
             // The old Redis has 9 available; MySQL has 1 + 8 held of 10.
-            do {
-                _ = try await engine.reserve(command(stores, "\(stores.bizId)-c", 5))
-                Issue.record("c was held on the old Redis's counts")
-            } catch InventoryError.insufficientStock(let lines) {
-                #expect(lines.map(\.available) == [1])
-            }
+            try await expectRefused(engine, command(stores, "\(stores.bizId)-c", 5), available: 1)
             #expect(try await stores.drainWithWorker())
             try await expectAgree(stores, available: 1, reserved: 9, mysql: 10)
         }
@@ -56,10 +72,7 @@ extension RedisWentBackTests {
     func putRightAfter() async throws {
         try await TestStores.with { stores in
             let engine = stores.engine
-            try await oneHoldRecorded(stores)
-            let snapshot = try await stores.snapshotRedis()
-            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 25))
-            try await stores.sendRedisBack(to: snapshot)
+            try await sentBack(stores) { _ = try await engine.setStock(stores.item(1), StockSettings(stock: 25)) }
 
             // The instance that made the PUT of 25 knows the old Redis is behind before its Redis half runs.
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 30))
@@ -67,19 +80,24 @@ extension RedisWentBackTests {
         }
     }
 
-    /// Order `paid` holding 3 of item 1's 10, recorded; Redis copied; then `paid` confirmed and the stock PUT to 20,
-    /// recorded; then Redis goes back to the copy. Returns the order's id.
-    func confirmedAndPutSinceCopy(_ stores: TestStores) async throws -> String {
+    /// Order `order` holding 3 of item 1's 10, recorded; Redis copied; then the order confirmed (and with `put` the
+    /// stock PUT to that), recorded; then Redis goes back to the copy. Nothing checks it.
+    func confirmedSinceCopy(_ stores: TestStores, _ order: String, put: Int64? = nil) async throws {
         let engine = stores.engine
-        let order = "\(stores.bizId)-paid"
         _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
         _ = try await engine.reserve(command(stores, order, 3))
         #expect(try await stores.drainWithWorker())
         let snapshot = try await stores.snapshotRedis()
         _ = try await engine.confirm(orderId: order, bizId: stores.bizId)
-        _ = try await engine.setStock(stores.item(1), StockSettings(stock: 20))
+        if let put { _ = try await engine.setStock(stores.item(1), StockSettings(stock: put)) }
         #expect(try await stores.drainWithWorker())
         try await stores.sendRedisBack(to: snapshot)
+    }
+
+    /// `confirmedSinceCopy` of order `paid`, with the stock PUT to 20; returns the order's id.
+    func confirmedAndPutSinceCopy(_ stores: TestStores) async throws -> String {
+        let order = "\(stores.bizId)-paid"
+        try await confirmedSinceCopy(stores, order, put: 20)
         return order
     }
 
@@ -118,12 +136,7 @@ extension RedisWentBackTests {
             try await other.refreshDrainFloors()
             try await stores.sendRedisBack(to: snapshot)
 
-            do {
-                _ = try await other.reserve(command(stores, c, 5))
-                Issue.record("c was held on the old Redis's counts")
-            } catch InventoryError.insufficientStock(let lines) {
-                #expect(lines.map(\.available) == [1])
-            }
+            try await expectRefused(other, command(stores, c, 5), available: 1)
             try await expectAgree(stores, available: 1, reserved: 9, mysql: 10)
         }
     }
@@ -134,17 +147,11 @@ extension RedisWentBackTests {
     )
     func sequenceMissing() async throws {
         try await TestStores.with { stores in
-            let engine = stores.engine
             try await oneHoldRecorded(stores)
             let sequence = try #require(stores.keys.drainSequence)
             _ = try await stores.redis.command("DEL", sequence)
-            let rebuilds = engine.stats.itemRebuilds
-
-            _ = try await engine.reserve(command(stores, "\(stores.bizId)-b", 2))
-            #expect(engine.stats.itemRebuilds == rebuilds, "the item was not forgotten")
+            try await expectHeldWithoutForget(stores)
             #expect(try await stores.redis.command("GET", sequence).int ?? 0 > 0)
-            #expect(try await stores.drainWithWorker())
-            try await expectAgree(stores, available: 7, reserved: 3, mysql: 10)
         }
     }
 
@@ -169,12 +176,7 @@ extension RedisWentBackTests {
             // An instance that knows no floor changes item 2: its MySQL half raises a mark the copy is not behind on.
             // Had it lifted the drain sequence, this instance's scripts would take the old Redis for a current one.
             await #expect(throws: InventoryError.self) { try await other.setStock(stores.item(2), StockSettings(stock: 6)) }
-            do {
-                _ = try await engine.reserve(command(stores, "\(stores.bizId)-c", 5))
-                Issue.record("c was held on the old Redis's counts")
-            } catch InventoryError.insufficientStock(let lines) {
-                #expect(lines.map(\.available) == [1])
-            }
+            try await expectRefused(engine, command(stores, "\(stores.bizId)-c", 5), available: 1)
             #expect(try await stores.drainWithWorker())
             try await expectAgree(stores, available: 1, reserved: 9, mysql: 10)
             #expect(try await stores.mysqlStock(2) == 5)
@@ -186,16 +188,11 @@ extension RedisWentBackTests {
         try await TestStores.with { stores in
             let engine = stores.engine
             try await oneHoldRecorded(stores)
-            let rebuilds = engine.stats.itemRebuilds
             // A value Redis handed out to a transaction that rolled back, on a Redis that then lost it.
             let mark = stores.keys.drainMark(shard: stores.partShard("\(stores.bizId)-b", sku: 1))
             engine.stores.floors.raise([mark: 1_000])
-
-            _ = try await engine.reserve(command(stores, "\(stores.bizId)-b", 2))
-            #expect(engine.stats.itemRebuilds == rebuilds, "nothing was forgotten")
+            try await expectHeldWithoutForget(stores)
             #expect(engine.stores.floors.fence(for: mark).floor < 1_000)
-            #expect(try await stores.drainWithWorker())
-            try await expectAgree(stores, available: 7, reserved: 3, mysql: 10)
         }
     }
 }

@@ -77,13 +77,7 @@ struct RedisWentBackTests {
             let engine = stores.engine
             // (An id ending as a lease's key does: the forget keeps leases by their names, not by how keys end.)
             let order = "\(stores.bizId)-paid:lease"
-            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
-            _ = try await engine.reserve(command(stores, order, 3))
-            #expect(try await stores.drainWithWorker())
-            let snapshot = try await stores.snapshotRedis()
-            _ = try await engine.confirm(orderId: order, bizId: stores.bizId)
-            #expect(try await stores.drainWithWorker())
-            try await stores.sendRedisBack(to: snapshot)
+            try await confirmedSinceCopy(stores, order)
             // Nothing new in the outbox: the worker's check between batches.
             try await workerForgets(stores)
 
@@ -99,11 +93,10 @@ struct RedisWentBackTests {
     func stockChangesSince() async throws {
         try await TestStores.with { stores in
             let engine = stores.engine
-            try await oneHoldRecorded(stores)
-            let snapshot = try await stores.snapshotRedis()
-            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 20))
-            _ = try await engine.adjustStock(stores.item(1), StockAdjustment(adjustmentId: "in", delta: 5, reason: nil))
-            try await stores.sendRedisBack(to: snapshot)
+            try await sentBack(stores) {
+                _ = try await engine.setStock(stores.item(1), StockSettings(stock: 20))
+                _ = try await engine.adjustStock(stores.item(1), StockAdjustment(adjustmentId: "in", delta: 5, reason: nil))
+            }
             try await workerForgets(stores)
 
             // The adjustment's retry is a replay (the ledger has it), and both stores have both changes.
@@ -142,10 +135,7 @@ struct RedisWentBackTests {
         try await TestStores.with { stores in
             let engine = stores.engine
             let other = try await otherInstance(stores)
-            try await oneHoldRecorded(stores)
-            let snapshot = try await stores.snapshotRedis()
-            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 25))
-            try await stores.sendRedisBack(to: snapshot)
+            try await sentBack(stores) { _ = try await engine.setStock(stores.item(1), StockSettings(stock: 25)) }
 
             // Through an instance that knows no floor, its Redis half runs on the old Redis. Its delta (+20) came from
             // the old on-hand 10: applied to MySQL's 25 it made 45.

@@ -89,15 +89,8 @@ public final class CompensationRetrier: Service, Sendable {
     }
 
     public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do {
-                    _ = try await self.engine.retryCompensations()
-                } catch {
-                    self.logger.debug("retry tasks not read this round", metadata: ["error": "\(error)"])
-                }
-                try? await Task.sleep(for: .milliseconds(self.intervalMilliseconds))
-            }
+        await repeatUntilShutdown(everyMilliseconds: intervalMilliseconds, logger: logger, failure: "retry tasks not read this round") {
+            _ = try await self.engine.retryCompensations()
         }
     }
 }

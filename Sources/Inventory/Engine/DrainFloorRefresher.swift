@@ -17,15 +17,8 @@ public final class DrainFloorRefresher: Service, Sendable {
     }
 
     public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do {
-                    try await self.engine.refreshDrainFloors()
-                } catch {
-                    self.logger.debug("drain floors not read this round", metadata: ["error": "\(error)"])
-                }
-                try? await Task.sleep(for: .milliseconds(self.intervalMilliseconds))
-            }
+        await repeatUntilShutdown(everyMilliseconds: intervalMilliseconds, logger: logger, failure: "drain floors not read this round") {
+            try await self.engine.refreshDrainFloors()
         }
     }
 }
