@@ -161,6 +161,9 @@ public struct KeyLayout: Sendable {
     /// slot of the item's keys on a cluster.
     public func drainMark(item: StockItemID) -> String { drainMark(shard: itemShard(item)) }
 
+    /// The lease of the write-back worker that drains an outbox stream (one instance at a time; lua/lease.lua).
+    public static func streamLease(_ stream: String) -> String { stream + ":lease" }
+
     /// The drain mark of the shard an outbox stream (`prefix:{sN}:outbox`) belongs to.
     public static func drainMark(ofStream stream: String) -> String {
         stream.hasSuffix(":outbox") ? String(stream.dropLast(":outbox".count)) + ":drained" : stream + ":drained"

@@ -140,7 +140,10 @@ extension EngineStores {
         // By name: a client's id may end in ':lease' or ':drained' too.
         let kept = Set(
             (0..<keys.shards).flatMap { shard in
-                [keys.outbox(shard: shard), keys.drainMark(shard: shard), keys.outbox(shard: shard) + ":lease", keys.sweepLease(shard: shard)]
+                [
+                    keys.outbox(shard: shard), keys.drainMark(shard: shard), KeyLayout.streamLease(keys.outbox(shard: shard)),
+                    keys.sweepLease(shard: shard),
+                ]
             } + (keys.drainSequence.map { [$0] } ?? [])
         )
         for node in try await redisCall({ try await redis.dataNodes() }) {

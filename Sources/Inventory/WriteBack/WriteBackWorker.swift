@@ -248,7 +248,7 @@ public final class WriteBackWorker: Service, Sendable {
         var held: [String] = []
         var free: [String] = []
         for stream in keys.outboxes {
-            let holder = try await redis.command("GET", stream + ":lease").text
+            let holder = try await redis.command("GET", KeyLayout.streamLease(stream)).text
             if holder == configuration.consumer { held.append(stream) } else if holder == nil { free.append(stream) }
         }
         // Above the share: give back (only between batches with nothing pending here).
@@ -281,7 +281,7 @@ public final class WriteBackWorker: Service, Sendable {
     /// Takes or renews (`acquire`) or gives back a stream's lease (lua/lease.lua); true when this worker holds it
     /// afterwards.
     private func runLease(_ stream: String, acquire: Bool) async throws -> Bool {
-        let key = stream + ":lease"
+        let key = KeyLayout.streamLease(stream)
         let owner = configuration.consumer
         return try await engine.run(
             acquire ? LeaseCall(key: key, owner: owner, milliseconds: Self.leaseMilliseconds) : .giveBack(key: key, owner: owner)
