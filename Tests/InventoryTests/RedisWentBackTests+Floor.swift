@@ -1,5 +1,6 @@
 import InventoryTestSupport
 import RedisClient
+import Synchronization
 import Testing
 
 @testable import Inventory
@@ -77,6 +78,59 @@ extension RedisWentBackTests {
             // The instance that made the PUT of 25 knows the old Redis is behind before its Redis half runs.
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 30))
             try await expectAgree(stores, available: 29, reserved: 1, mysql: 30)
+        }
+    }
+
+    @Test("a call that meets it waits for the check a bounded time: 503, nothing changed; the check goes on")
+    func checkWaitBounded() async throws {
+        try await TestStores.with { stores in
+            try await sentBack(stores) {
+                _ = try await stores.engine.reserve(command(stores, "\(stores.bizId)-b", 8))
+                #expect(try await stores.drainWithWorker())
+            }
+            // Another instance, which read MySQL's floors as it started; its check's read of MySQL's marks is held.
+            try await withHeldAttempt(stores, configure: { $0.drainCheckWaitMilliseconds = 100 }) { other, proxy, _ in
+                proxy.holdRequest(containing: "FROM drain_marks")
+                let answer = Mutex<Result<ReserveOutcome, any Error>?>(nil)
+                let reserve = Task {
+                    do {
+                        let result = try await other.reserve(command(stores, "\(stores.bizId)-c", 5))
+                        answer.withLock { $0 = .success(result) }
+                    } catch {
+                        answer.withLock { $0 = .failure(error) }
+                    }
+                }
+                // The check reaches MySQL (on a busy machine maybe only after the answer), and stays held there.
+                try await waitFor("the check's read of MySQL's marks held", within: .seconds(30)) { proxy.isHolding }
+                do {
+                    try await waitFor("an answer while the check is held", within: .seconds(30)) {
+                        answer.withLock { $0 != nil }
+                    }
+                } catch {
+                    Issue.record("the reserve waited for the held check: \(error)")
+                }
+                let answered = answer.withLock { $0 }
+                guard case .failure(let error) = answered, case InventoryError.unavailable = error else {
+                    Issue.record("not 503: \(String(describing: answered))")
+                    proxy.release()
+                    return
+                }
+                proxy.release()
+                await reserve.value
+
+                // The check, released, goes on: it forgets the old Redis and raises its marks to MySQL's, so no script
+                // of this instance finds it behind; the reserve again is refused on MySQL's counts.
+                try await waitFor("the released check brings Redis's marks up to the floors", within: .seconds(30)) {
+                    for mark in stores.keys.drainMarks {
+                        let fence = other.stores.floors.fence(for: mark)
+                        guard (try await stores.redis.command("GET", fence.key).int ?? 0) >= fence.floor else { return false }
+                    }
+                    return true
+                }
+                try await expectRefused(other, command(stores, "\(stores.bizId)-c", 5), available: 1)
+            }
+            #expect(try await stores.drainWithWorker())
+            try await expectAgree(stores, available: 1, reserved: 9, mysql: 10)
         }
     }
 

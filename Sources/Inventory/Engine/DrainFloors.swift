@@ -30,8 +30,15 @@ final class DrainFloors: Sendable {
     /// A single Redis's drain sequence (nil on a cluster).
     private let sequence: String?
     private let check = NIOLockedValueBox<Check?>(nil)
-    /// The check under way: concurrent scripts that meet a Redis behind share one.
-    private let checking = NIOLockedValueBox<Task<Void, any Error>?>(nil)
+    /// Whether a check is under way, and the callers waiting for it: concurrent scripts that meet a Redis behind share
+    /// one, and each waits for it a bounded time (`settle`).
+    private let checking = NIOLockedValueBox(Checking())
+
+    private struct Checking {
+        var running = false
+        var waiters: [Int: CheckedContinuation<Void, any Error>] = [:]
+        var lastWaiter = 0
+    }
 
     init(keys: KeyLayout) {
         shardOfMark = Dictionary(uniqueKeysWithValues: keys.drainMarks.enumerated().map { ($0.element, $0.offset) })
@@ -88,23 +95,45 @@ final class DrainFloors: Sendable {
         self.check.withLockedValue { $0 = check }
     }
 
-    /// A script met a Redis below a floor: runs the check (one at a time; callers meanwhile wait for it).
-    func settle(_ stores: EngineStores) async throws {
+    /// A script met a Redis below a floor: runs the check (one at a time; callers meanwhile wait for it) and waits for it
+    /// at most `wait`: past it `unavailable` (503), and the check goes on (a forget of a large Redis, MySQL slow to
+    /// answer: requests do not pile up behind it without limit).
+    func settle(_ stores: EngineStores, within wait: Duration) async throws {
         guard let check = check.withLockedValue({ $0 }) else {
             throw InventoryError.unavailable("Redis's drain mark is below what MySQL recorded, and nothing checks it")
         }
-        let task = checking.withLockedValue { running -> Task<Void, any Error> in
-            if let running { return running }
-            // Detached: the check is every waiting caller's, not the first one's (its request id, its cancellation). It
-            // clears itself as it ends, so a caller that meets Redis behind after that starts a check of its own rather
-            // than taking this one's answer, read before.
-            let task = Task.detached {
-                defer { self.checking.withLockedValue { $0 = nil } }
-                try await check(stores)
+        try await withCheckedThrowingContinuation { (waiter: CheckedContinuation<Void, any Error>) in
+            let (id, start) = checking.withLockedValue { state -> (Int, Bool) in
+                state.lastWaiter += 1
+                state.waiters[state.lastWaiter] = waiter
+                defer { state.running = true }
+                return (state.lastWaiter, !state.running)
             }
-            running = task
-            return task
+            if start {
+                // Detached: the check is every waiting caller's, not the first one's (its request id, its cancellation).
+                // Its answer goes to the callers waiting as it ends, so one that meets Redis behind after that starts a
+                // check of its own rather than taking this one's answer, read before.
+                Task.detached {
+                    let result: Result<Void, any Error>
+                    do { result = .success(try await check(stores)) } catch { result = .failure(error) }
+                    let waiters = self.checking.withLockedValue { state in
+                        defer {
+                            state.waiters = [:]
+                            state.running = false
+                        }
+                        return state.waiters
+                    }
+                    for waiter in waiters.values { waiter.resume(with: result) }
+                }
+            }
+            Task {
+                try? await Task.sleep(for: wait)
+                self.checking.withLockedValue { $0.waiters.removeValue(forKey: id) }?.resume(
+                    throwing: InventoryError.unavailable(
+                        "Redis is behind MySQL's drain marks (it went back in time) and still being checked after \(wait); retry"
+                    )
+                )
+            }
         }
-        try await task.value
     }
 }

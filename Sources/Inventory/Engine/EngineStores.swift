@@ -42,7 +42,8 @@ struct EngineStores: Sendable {
 
     /// Runs a script; with `drainMark`, a drain mark (`DrainFloors.fence`) and this instance's floor of it go last
     /// (lua/lib/floor.lua), and a script that finds Redis behind the floor runs again once the marks are checked and
-    /// Redis forgotten where it went back (`DrainFloors.settle`; MySQL unreachable: `unavailable`).
+    /// Redis forgotten where it went back (`DrainFloors.settle`; MySQL unreachable, or the check not done within
+    /// `EngineConfiguration.drainCheckWaitMilliseconds`: `unavailable`).
     func runScript(_ script: RedisScript, keys: [String], arguments: [String], drainMark: String? = nil) async throws
         -> RedisValue
     {
@@ -64,7 +65,11 @@ struct EngineStores: Sendable {
             arguments[arguments.count - 1] = String(fence.floor)
             let reply = try await redisCall { try await runner.run(script, keys: keys, arguments: arguments) }
             guard reply.array?.first?.text == "behind" else { return reply }
-            do { try await floors.settle(self) } catch { throw mapMySQL(error) }
+            do {
+                try await floors.settle(self, within: .milliseconds(configuration.drainCheckWaitMilliseconds))
+            } catch {
+                throw mapMySQL(error)
+            }
         }
         throw InventoryError.unavailable("\(script.name): Redis stayed behind MySQL's drain marks; retry")
     }

@@ -36,6 +36,9 @@ public struct EngineConfiguration: Sendable {
     public var initLockMilliseconds: Int64 = 5000
     /// How long a caller waits for another caller's rebuild of an item before answering 503.
     public var initWaitMilliseconds: Int64 = 3000
+    /// How long a call that met Redis behind MySQL's drain marks (`DrainFloors`) waits for the check and the forget
+    /// before answering 503; the check goes on.
+    public var drainCheckWaitMilliseconds: Int64 = 3000
     /// The most records (live holds, codes, per-user counts) one script of a rebuild writes (`ItemRebuilder.write`:
     /// restamp_holds.lua and fill_part.lua for each part but the last, init_item.lua with the last): in one script an
     /// item with 20,000 live holds stopped Redis for 0.24 s, a pool of 200,000 codes for 0.2 s.
