@@ -36,7 +36,8 @@ final class DrainFloors: Sendable {
 
     private struct Checking {
         var running = false
-        var waiters: [Int: CheckedContinuation<Void, any Error>] = [:]
+        /// Each waiter with its timer, which the check cancels as it answers.
+        var waiters: [Int: (continuation: CheckedContinuation<Void, any Error>, timer: Task<Void, Never>)] = [:]
         var lastWaiter = 0
     }
 
@@ -103,36 +104,39 @@ final class DrainFloors: Sendable {
             throw InventoryError.unavailable("Redis's drain mark is below what MySQL recorded, and nothing checks it")
         }
         try await withCheckedThrowingContinuation { (waiter: CheckedContinuation<Void, any Error>) in
-            let (id, start) = checking.withLockedValue { state -> (Int, Bool) in
+            let start = checking.withLockedValue { state -> Bool in
                 state.lastWaiter += 1
-                state.waiters[state.lastWaiter] = waiter
-                defer { state.running = true }
-                return (state.lastWaiter, !state.running)
-            }
-            if start {
-                // Detached: the check is every waiting caller's, not the first one's (its request id, its cancellation).
-                // Its answer goes to the callers waiting as it ends, so one that meets Redis behind after that starts a
-                // check of its own rather than taking this one's answer, read before.
-                Task.detached {
-                    let result: Result<Void, any Error>
-                    do { result = .success(try await check(stores)) } catch { result = .failure(error) }
-                    let waiters = self.checking.withLockedValue { state in
-                        defer {
-                            state.waiters = [:]
-                            state.running = false
-                        }
-                        return state.waiters
-                    }
-                    for waiter in waiters.values { waiter.resume(with: result) }
-                }
-            }
-            Task {
-                try? await Task.sleep(for: wait)
-                self.checking.withLockedValue { $0.waiters.removeValue(forKey: id) }?.resume(
-                    throwing: InventoryError.unavailable(
-                        "Redis is behind MySQL's drain marks (it went back in time) and still being checked after \(wait); retry"
+                let id = state.lastWaiter
+                let timer = Task {
+                    guard (try? await Task.sleep(for: wait)) != nil else { return }
+                    self.checking.withLockedValue { $0.waiters.removeValue(forKey: id) }?.continuation.resume(
+                        throwing: InventoryError.unavailable(
+                            "Redis is behind MySQL's drain marks (it went back in time) and still being checked after \(wait); retry"
+                        )
                     )
-                )
+                }
+                state.waiters[id] = (waiter, timer)
+                defer { state.running = true }
+                return !state.running
+            }
+            guard start else { return }
+            // Detached: the check is every waiting caller's, not the first one's (its request id, its cancellation). Its
+            // answer goes to the callers waiting as it ends, so one that meets Redis behind after that starts a check
+            // of its own rather than taking this one's answer, read before.
+            Task.detached {
+                let result: Result<Void, any Error>
+                do { result = .success(try await check(stores)) } catch { result = .failure(error) }
+                let waiters = self.checking.withLockedValue { state in
+                    defer {
+                        state.waiters = [:]
+                        state.running = false
+                    }
+                    return state.waiters
+                }
+                for waiter in waiters.values {
+                    waiter.timer.cancel()
+                    waiter.continuation.resume(with: result)
+                }
             }
         }
     }
