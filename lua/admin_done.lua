@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- admin_done.lua: a stock change's MySQL half is done: close the fence its Redis half opened (lib/fence.lua), and an
 -- adjustment's key says so ('done:<mark>:<ms>:<made>:<fingerprint>' from now on: a retry is a replay).
 --

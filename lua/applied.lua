@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- applied.lua: the write-back worker has committed a confirm or refund line to MySQL; stop counting it as
 -- in flight. Runs once per line however often the worker is handed the same outbox entry.
 --

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- confirm.lua: payment succeeded; the held stock is sold.
 --
 -- KEYS[1] order hash   KEYS[2] outbox stream   KEYS[3] expiry index

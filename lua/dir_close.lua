@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- dir_close.lua: Redis Cluster, a reserve that held nothing in the end (a part was short, its other parts taken
 -- back) removes the directory it opened, so the order may be reserved again, unless the order was decided
 -- meanwhile (a cancel that came first stays recorded).

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- dir_transition.lua: Redis Cluster, decide an order's next state in its directory before its parts follow.
 --
 -- KEYS[1] the order's directory   KEYS[2] its shard's index of reserves under way (left when the order leaves
@@ -22,6 +23,7 @@
 -- sequence) and this instance's floor of it (lib/floor.lua); below the floor the script answers {'behind'} and changes
 -- nothing.
 --!include floor
+--!include full
 
 local behind = behindFloor()
 if behind then return behind end
@@ -31,6 +33,9 @@ if not state then
   if ARGV[3] == '' then
     return {'none'}
   end
+  -- A record of an order this never saw (or one restored from the journal): refused while Redis is full
+  -- (lib/full.lua).
+  if redisFull() then return fullError() end
   redis.call('HSET', KEYS[1], 'state', ARGV[1], 'fp', ARGV[8] or '', 'biz', ARGV[5], 'shards', ARGV[4])
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
   local id = ''

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- drain_mark.lua: a MySQL transaction that records Redis changes of some shards is about to commit. MySQL keeps a mark
 -- per shard (migrations/0017): the value Redis handed the last such transaction that committed. Redis's mark of a
 -- shard must be at least MySQL's: each such transaction raises it here, before its COMMIT, and records in MySQL the

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- lease.lua: take, renew or give back a lease that one owner holds at a time (the expiry sweeper's per shard, the
 -- write-back worker's per outbox stream, the reconciler's).
 --

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- refund.lua: a confirmed order is refunded before shipment; its stock becomes available again.
 --
 -- KEYS[1] order hash   KEYS[2] outbox stream   then for each line i = 0..n-1: KEYS[3+i] item hash

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- rollback.lua: give an order's held stock back (cancel, or expiry by the sweeper).
 --
 -- KEYS[1] order hash   KEYS[2] outbox stream   KEYS[3] expiry index
@@ -40,6 +41,7 @@
 --!include items
 --!include integer
 --!include floor
+--!include full
 
 local behind = behindFloor()
 if behind then return behind end
@@ -69,6 +71,8 @@ if not status then
     -- before any reserve. Read again: the order comes back from the journal, or is truly unknown.
     return {'stale'}
   end
+  -- A record of an order this never saw, not a settling of a hold: refused while Redis is full (lib/full.lua).
+  if redisFull() then return fullError() end
   redis.call('HSET', order, 'status', 'cancelled', 'lines', '', 'empty', '1', 'created_at', now)
   redis.call('EXPIRE', order, retention)
   local id = redis.call('XADD', KEYS[2], '*', 'type', 'cancel', 'order', ARGV[1], 'biz', '', 'items', '', 'at', now)

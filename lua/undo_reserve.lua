@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- undo_reserve.lua: take back a hold whose journal row must not exist: a sync reserve whose journal commit failed,
 -- or a reserve the worker found duplicating a journal row of an earlier reserve of the order (Redis had lost it).
 --

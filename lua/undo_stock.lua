@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- undo_stock.lua: reverse a stock change whose MySQL half failed (compensation), exactly once.
 --
 -- KEYS[1] item hash   KEYS[2] adjustment key of the change being reversed, or the item key again when none

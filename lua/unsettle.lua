@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- unsettle.lua: a stock change whose COMMIT got no answer (MySQL may or may not have it) keeps its Redis half (a
 -- removal: Redis never has more to sell than MySQL may have). An adjustment says so in its key, so that a retry
 -- completes the MySQL half at once instead of waiting for the attempt's time to run out (adjust_stock.lua).

@@ -8,45 +8,12 @@ import Testing
 /// can drop keys, naming the setting, unless told otherwise (issue 17, item 14).
 @Suite("Redis eviction policy at start")
 struct EvictionPolicyTests {
-    /// A Redis of this test's own (the shared one must keep noeviction): evicting policy, no persistence.
-    func startRedis(policy: String) async throws -> (process: Process, port: Int) {
-        let port = try await ServeProcess.freePort()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--maxmemory-policy", policy,
-        ]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        do {
-            try await waitFor("redis-server on \(port) answers PING", every: .milliseconds(20)) {
-                guard let connection = try? await RawConnection.connect(port: port) else { return false }
-                try? await connection.send("*1\r\n$4\r\nPING\r\n")
-                let reply = await connection.receive(within: 1) { $0.contains(UInt8(ascii: "\n")) }
-                await connection.close()
-                return String(decoding: reply, as: UTF8.self).hasPrefix("+PONG")
-            }
-        } catch {
-            Self.stop(process)
-            throw error
-        }
-        return (process, port)
-    }
-
-    /// Kills the test's Redis and waits for it: `Process.terminate()` left it running (one stray redis-server per
-    /// run, seen on this machine and in the fresh-clone runs).
-    static func stop(_ process: Process) {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
-
     @Test("an evicting policy: serve exits non-zero naming maxmemory-policy and INVENTORY_ALLOW_EVICTION; allowed, it serves")
     func refusesEvictingRedis() async throws {
         try await TestStores.with(cluster: false) { stores in
-            let redis = try await startRedis(policy: "allkeys-lru")
-            defer { Self.stop(redis.process) }
+            // A Redis of this test's own: the shared one must keep noeviction.
+            let redis = try await TestRedisServer.start(["--maxmemory-policy", "allkeys-lru"])
+            defer { redis.stop() }
             var environment = stores.serviceEnvironment()
             environment["INVENTORY_REDIS_PORT"] = String(redis.port)
             environment["INVENTORY_REDIS_DB"] = "0"

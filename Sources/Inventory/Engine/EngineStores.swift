@@ -82,6 +82,13 @@ struct EngineStores: Sendable {
         } catch let error as RedisError {
             InventoryMetrics.redisError()
             if error.outcomeUnknown { throw InventoryError.outcomeUnknown("Redis: \(error.message)") }
+            // Refused before any write (Redis's OOM check, or lib/full.lua's in a script that settles holds).
+            if error.message.contains("OOM command not allowed") {
+                throw InventoryError.unavailable(
+                    "Redis is full (used memory above maxmemory): new holds and records wait for room, while confirms, "
+                        + "cancels, refunds and the write-back still run (\(error.message))"
+                )
+            }
             throw InventoryError.unavailable("Redis: \(error.message)")
         }
     }
