@@ -11,6 +11,8 @@
 -- ARGV[7] '1' when the expiry was decided already (Redis Cluster: the order's directory decided it against its
 -- deadline, and each part follows, whatever its own expires_at says: a part held later, or written by a node whose
 -- clock is behind, has a later one); '' to check the deadline here
+-- ARGV[8] '1' when the caller knows the order (Redis Cluster: a part its directory names, recorded cancelled to fence
+-- a part reserve still on its way): recorded also while Redis is full, bounded by the directory's parts
 --
 -- Returns one of
 --   {'ok', status, lines, eventId}
@@ -71,8 +73,8 @@ if not status then
     -- before any reserve. Read again: the order comes back from the journal, or is truly unknown.
     return {'stale'}
   end
-  -- A record of an order this never saw, not a settling of a hold: refused while Redis is full (lib/full.lua).
-  if redisFull() then return fullError() end
+  -- A record of an order never seen, not a settling of a hold: refused while Redis is full (lib/full.lua).
+  if ARGV[8] ~= '1' and redisFull() then return fullError() end
   redis.call('HSET', order, 'status', 'cancelled', 'lines', '', 'empty', '1', 'created_at', now)
   redis.call('EXPIRE', order, retention)
   local id = redis.call('XADD', KEYS[2], '*', 'type', 'cancel', 'order', ARGV[1], 'biz', '', 'items', '', 'at', now)

@@ -38,10 +38,7 @@ struct RedisFullTests {
             for (order, quantity) in [("a", 3), ("b", 2), ("c", 1)] {
                 _ = try await engine.reserve(command(stores, order, Int64(quantity)))
             }
-            // A worker running from before Redis is full, as in a deployment (its streams' groups and leases taken).
-            let worker = stores.worker()
-            let running = Task { try await worker.run() }
-            #expect(try await stores.drained())
+            #expect(try await stores.drainWithWorker())
             _ = try await engine.reserve(command(stores, "d", 1))
 
             // Full: any write that may grow Redis is refused from here on.
@@ -51,7 +48,12 @@ struct RedisFullTests {
             _ = try await engine.confirm(orderId: "a", bizId: stores.bizId)
             _ = try await engine.refund(orderId: "a", bizId: stores.bizId)
             _ = try await engine.cancel(orderId: "b", bizId: stores.bizId)
+            // A worker (re)started while Redis is full: its streams' groups are there, its registry entry cannot be
+            // written, its leases are taken all the same.
+            let worker = stores.worker()
+            let running = Task { try await worker.run() }
             #expect(try await stores.drained(), "the worker writes back while Redis is full")
+            #expect(worker.stats.failedAttempts == 0)
             let journal = try await stores.journalRows().map { "\($0.orderId):\($0.status)" }
             #expect(journal == ["a:REFUNDED", "b:CANCELLED", "c:RESERVED", "d:RESERVED"])
             worker.stop()
@@ -59,6 +61,33 @@ struct RedisFullTests {
 
             _ = try await stores.redis.command("CONFIG", "SET", "maxmemory", "0")
             try await RebuildDrainTests().expectAgree(stores, available: 8, reserved: 2, mysql: 10)
+        }
+    }
+
+    /// On a cluster, a cancel (or the sweeper's abandon) of an order whose reserve of several parts is under way records
+    /// its parts that hold nothing yet as cancelled, to fence a part reserve still on its way (ClusterPlacement
+    /// .releaseParts). Those parts are named by the order's directory, so bounded: recorded while Redis is full too;
+    /// a cancel of an order nobody knows is not. (rollback.lua alike on one Redis.)
+    @Test("a part named by its order's directory is fenced while Redis is full; an order nobody knows is not recorded")
+    func fenceKnownPartWhenFull() async throws {
+        let redis = try await TestRedisServer.start(["--maxmemory-policy", "noeviction"])
+        defer { redis.stop() }
+        try await TestStores.with(redisPort: redis.port, cluster: false) { stores in
+            func fence(_ orderId: String, knownOrder: Bool) async throws -> RollbackCall.Reply {
+                try await stores.engine.stores.run(
+                    RollbackCall(
+                        orderId: stores.orderName(orderId), shard: 0, bizId: stores.bizId, lines: [], linesText: "",
+                        reason: .cancelled, knownOrder: knownOrder, retentionSeconds: 600, layout: stores.keys
+                    )
+                )
+            }
+            _ = try await stores.redis.command("CONFIG", "SET", "maxmemory", "1")
+            guard case .recordedEmpty = try await fence("known", knownOrder: true) else {
+                Issue.record("the known order's part was not recorded cancelled")
+                return
+            }
+            await expectFull("a record of an order nobody knows") { _ = try await fence("unknown", knownOrder: false) }
+            _ = try await stores.redis.command("CONFIG", "SET", "maxmemory", "0")
         }
     }
 }

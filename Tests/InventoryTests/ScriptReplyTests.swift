@@ -166,7 +166,12 @@ struct ScriptReplyTests {
         #expect(rollback.keys[5] == layout.rollbackKey(id, orderId: "o1"))
         #expect(rollback.keys[6] == layout.userUsage(id))
         #expect(rollback.keys[7] == layout.codes(id))
-        #expect(rollback.arguments == ["o1", "expired", "", "60", "", "7:2:2", "1"])
+        #expect(rollback.arguments == ["o1", "expired", "", "60", "", "7:2:2", "1", ""])
+        let fence = RollbackCall(
+            orderId: "o1", shard: 1, bizId: "b", lines: [], linesText: "", reason: .cancelled, knownOrder: true,
+            retentionSeconds: 60, layout: layout
+        )
+        #expect(fence.arguments == ["o1", "cancelled", "", "60", "", "", "", "1"])
         #expect(try RollbackCall.decode(Self.reply("ok", "cancelled", "7:2:2", "6-0")) == .released(eventId: "6-0"))
         #expect(try RollbackCall.decode(Self.reply("replay", "expired")) == .replay(.expired))
         #expect(try RollbackCall.decode(Self.reply("replay", "")) == .replay(nil), "the caller's reason stands in")

@@ -86,10 +86,12 @@ struct RollbackCall: ItemScriptCall {
 
     /// `lines`/`linesText`: the order's (part's) lines as the caller read them, none when it found no order.
     /// `expiryDecided`: a cluster part follows its directory's expiry whatever its own deadline says.
+    /// `knownOrder`: a part of an order its directory knows, recorded cancelled to fence a part reserve still on its
+    /// way (bounded by the directory's parts, so also when Redis is full, lib/full.lua).
     init(
         orderId: String, shard: Int, bizId: String, lines: [ReservationLine], linesText: String,
-        reason: ReservationStatus, failpoint: String = "", expiryDecided: Bool = false, retentionSeconds: Int,
-        layout: KeyLayout
+        reason: ReservationStatus, failpoint: String = "", expiryDecided: Bool = false, knownOrder: Bool = false,
+        retentionSeconds: Int, layout: KeyLayout
     ) {
         items = lines.map { StockItemID(bizId: bizId, skuId: $0.skuId) }
         drainMark = layout.drainMark(shard: shard)
@@ -104,7 +106,7 @@ struct RollbackCall: ItemScriptCall {
         self.keys = keys + items.map { layout.userUsage($0) } + items.map { layout.codes($0) }
         arguments = [
             orderId, reason.rawValue, InventoryEngine.redisTime, String(retentionSeconds), failpoint, linesText,
-            expiryDecided.scriptFlag,
+            expiryDecided.scriptFlag, knownOrder.scriptFlag,
         ]
     }
 

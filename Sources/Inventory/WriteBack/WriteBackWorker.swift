@@ -206,9 +206,15 @@ public final class WriteBackWorker: Service, Sendable {
             let reply = try await redis.send(
                 ["XGROUP", "CREATE", stream, configuration.group, "0", "MKSTREAM"], routingKey: stream
             )
-            if let message = reply.errorMessage, !message.hasPrefix("BUSYGROUP") {
-                throw RedisError(.server, "XGROUP CREATE \(stream): \(message)")
+            guard let message = reply.errorMessage, !message.hasPrefix("BUSYGROUP") else { continue }
+            // Refused while Redis is full (MKSTREAM may grow it), whether or not the group is there: fine when it is,
+            // or when the stream is not there either (nothing to read; its first XADD waits for room too).
+            if message.hasPrefix("OOM ") {
+                let groups = try await redis.send(["XINFO", "GROUPS", stream], routingKey: stream)
+                let there = (groups.array ?? []).contains { ($0.array ?? []).contains(.string(configuration.group)) }
+                if there || groups.errorMessage?.contains("no such key") == true { continue }
             }
+            throw RedisError(.server, "XGROUP CREATE \(stream): \(message)")
         }
     }
 
@@ -241,7 +247,12 @@ public final class WriteBackWorker: Service, Sendable {
         let now = InventoryEngine.nowMilliseconds()
         let ttl = Self.leaseMilliseconds
         let members = keys.prefix + ":workers"
-        _ = try await redis.command("ZADD", members, String(now), configuration.consumer)
+        // Refused while Redis is full (a ZADD may grow it): the registry keeps this worker's last entry meanwhile, and
+        // the leases below are renewed all the same (lua/lease.lua runs when Redis is full).
+        let registered = try await redis.send(["ZADD", members, String(now), configuration.consumer], routingKey: members)
+        if let message = registered.errorMessage, !message.hasPrefix("OOM ") {
+            throw RedisError(.server, "ZADD \(members): \(message)")
+        }
         _ = try await redis.command("ZREMRANGEBYSCORE", members, "-inf", String(now - Int64(ttl)))
         let workers = max(1, Int(try await redis.command("ZCARD", members).int ?? 1))
         let share = (keys.outboxes.count + workers - 1) / workers

@@ -130,7 +130,8 @@ struct ClusterPlacement: OrderPlacement {
             _ = try await reservations.rebuilder.run(
                 onItems: RollbackCall(
                     orderId: orderId, shard: shard, bizId: bizId, lines: part?.lines ?? [], linesText: part?.linesText ?? "",
-                    reason: .cancelled, retentionSeconds: reservations.configuration.retentionSeconds, layout: reservations.keys
+                    reason: .cancelled, knownOrder: true, retentionSeconds: reservations.configuration.retentionSeconds,
+                    layout: reservations.keys
                 )
             )
         }

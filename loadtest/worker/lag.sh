@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Journal lag under an open-loop reserve rate (issue 21: p99 ≤ 50 ms at half the closed-loop rate, worker
+# in-process): one release build on a private redis-server and database, loadgen sends RATE reserves/s of one hot item
+# for DURATION, and the worker's progress lines (one per ~10 s, `INVENTORY_LOG_LEVEL=info`) give the lag from an
+# event's XADD to its journal COMMIT, p50/p99/max per window. Writes loadtest/results/lag-<UTC timestamp>.txt.
+#
+#   loadtest/worker/lag.sh DIR [RATE] [DURATION]       (defaults: 3000 reserves/s, 40s)
+#
+# DIR as for loadtest/compare/binaries.sh (a release `inventoryd` beside its lua/, migrations/, openapi/). Needs the
+# MariaDB of scripts/setup.sh and a release loadgen; run nothing else meanwhile.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+. "$HERE/../../scripts/env.sh"
+cd "$INVENTORY_ROOT"
+[ $# -ge 1 ] || { sed -n '2,10p' "$0"; exit 64; }
+DIR="$(cd "$1" && pwd -P)"
+RATE=${2:-3000}
+DURATION=${3:-40s}
+swift build -c release --product loadgen >/dev/null
+. "$INVENTORY_ROOT/loadtest/lib/private.sh"
+private_begin lag
+exec > >(tee "$OUT") 2>&1
+private_database inventory_lag
+private_redis 6397 "$WORK"
+export INVENTORY_REDIS_PORT=6397 INVENTORY_HTTP_PORT=8097 INVENTORY_MYSQL_DATABASE=inventory_lag \
+  INVENTORY_LUA_DIR="$DIR/lua" INVENTORY_MIGRATIONS_DIR="$DIR/migrations" INVENTORY_OPENAPI_DIR="$DIR/openapi" \
+  INVENTORY_LOG_LEVEL=info
+private_serve "$DIR/inventoryd" 8097 "$WORK/serve.log"
+echo "build: $DIR/inventoryd; loadgen --scenario hot -c 64 --rate $RATE -d $DURATION"
+.build/release/loadgen --scenario hot -c 64 --rate "$RATE" -d "$DURATION" --no-files --target "http://127.0.0.1:8097" \
+  | grep -E "^(phase|hot |  )"
+sleep 12  # the worker's last progress line of the run (one per ~10 s)
+echo "worker progress lines (lag from XADD to COMMIT, ms):"
+grep '"write-back progress"' "$WORK/serve.log" | python3 -c "$(cat <<'PY'
+import json, sys
+for line in sys.stdin:
+    e = json.loads(line)
+    print("%s  events %7s  events/s %6s  lag p50 %4s  p99 %4s  max %5s" % (
+        e["ts"], e["events"], e["eventsPerSecond"], e["lagP50Ms"], e["lagP99Ms"], e["lagMaxMs"]))
+PY
+)"
