@@ -17,10 +17,24 @@ extension Driver {
             break
         }
         switch fault {
+        case .drainThenLoseEverything, .reconcileFix, .copyRedis, .goBack, .redisRestart:
+            // They write what is not a settling (the reconciler's repair, a copy put back) or restart Redis, which
+            // forgets a maxmemory set by CONFIG SET: Redis gets room first. (A drain, an expiry, a killed worker run
+            // while it is full: the write-back and the settling of holds must.)
+            try await roomInRedis()
+        default:
+            break
+        }
+        switch fault {
         case .mysqlDown:
             mysqlProxy?.down = true
         case .mysqlUp:
             mysqlProxy?.down = false
+        case .redisFull:
+            try await setMaxmemory("1")
+            redisFull.set(true)
+        case .redisRoom:
+            try await roomInRedis()
         case .deadlinesPass, .expireDue:
             break  // steps of their own (perform)
         case .redisRestart:
@@ -68,6 +82,21 @@ extension Driver {
                 try await stores.engine.batchFences.marksBehind(try await journal.drainMarkCounts(stores.keys.drainMarks))
             }
             wentBack.set(!behind.isEmpty)
+        }
+    }
+
+    /// Redis has room again, if it was full (`Fault.redisFull`).
+    func roomInRedis() async throws {
+        guard redisFull.isSet else { return }
+        try await setMaxmemory("0")
+        redisFull.set(false)
+    }
+
+    /// `CONFIG SET maxmemory` on every node (`noeviction`, as the service's Redis must be).
+    private func setMaxmemory(_ bytes: String) async throws {
+        for node in try await stores.redis.dataNodes() {
+            _ = try await node.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
+            _ = try await node.command("CONFIG", "SET", "maxmemory", bytes)
         }
     }
 

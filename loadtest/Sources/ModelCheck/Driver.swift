@@ -44,6 +44,8 @@ public struct Driver: Sendable {
     let redisCopy = Kept<RedisSnapshot>()
     /// Set by `Fault.goBack` when the service found Redis behind MySQL and forgot it.
     let wentBack = Flag()
+    /// Set while Redis is full (`Fault.redisFull`).
+    let redisFull = Flag()
 
     /// How far ahead the second instance's clock is.
     public static let secondInstanceSkewMilliseconds: Int64 = 2000
@@ -400,11 +402,12 @@ public struct Driver: Sendable {
                     continue
                 }
                 attempt += 1
-                if attempt == attempts, attempts == retries, let mysqlProxy {
-                    // The client keeps retrying while MariaDB comes back (also when a concurrent call of a burst
-                    // ended the outage): the 503s may have changed something or not, and the answers once it is
-                    // back must settle it the model's way.
-                    mysqlProxy.down = false
+                if attempt == attempts, attempts == retries, mysqlProxy != nil || redisFull.isSet {
+                    // The client keeps retrying while MariaDB comes back, or Redis gets room (also when a concurrent
+                    // call of a burst ended the outage): the 503s may have changed something or not, and the answers
+                    // once it is back must settle it the model's way.
+                    mysqlProxy?.down = false
+                    try await roomInRedis()
                     attempts += retries
                 }
                 if last.contains("still being taken back") {

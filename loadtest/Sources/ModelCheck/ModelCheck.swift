@@ -36,10 +36,11 @@ public enum ModelCheck {
             proxy = try await FaultProxy.start(upstreamHost: upstream.host, upstreamPort: upstream.port)
         }
         defer { if let proxy { Task { await proxy.close() } } }
-        // A Redis (or cluster) of the program's own when it kills Redis, its append-only file fsync'd at every write.
+        // A Redis (or cluster) of the program's own when it kills or fills Redis, its append-only file fsync'd at every
+        // write.
         var ownRedis: PrivateRedis?
         var ownDirectory: String?
-        if program.killsRedis {
+        if program.ownsRedis {
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("modelcheck-redis-\(UUID().uuidString)").path
             ownDirectory = directory
             let redis: PrivateRedis

@@ -21,11 +21,12 @@ public struct Program: Sendable, CustomStringConvertible {
         steps.enumerated().map { "  \($0.offset): \($0.element)" }.joined(separator: "\n")
     }
 
-    /// Whether a step kills Redis (the program then runs on a Redis of its own).
-    public var killsRedis: Bool {
+    /// Whether a step kills Redis or fills it (the program then runs on a Redis of its own).
+    public var ownsRedis: Bool {
         steps.contains { step in
             switch step {
-            case .fault(.redisRestart), .burstWhileRedisRestarts, .onSecondInstance(.burstWhileRedisRestarts): true
+            case .fault(.redisRestart), .fault(.redisFull), .burstWhileRedisRestarts, .onSecondInstance(.burstWhileRedisRestarts):
+                true
             default: false
             }
         }
@@ -163,6 +164,11 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
     case mysqlDown
     /// MariaDB is reachable again.
     case mysqlUp
+    /// Redis is full (`maxmemory` below its use, `noeviction`) until `redisRoom`, or until a call has answered 503 as
+    /// often as a client retries: what settles holds goes on, what would make something new waits (README "Redis full").
+    case redisFull
+    /// Redis has room again.
+    case redisRoom
     /// Time passes: the step waits until Redis's clock is past the deadline of every short-lived hold made so far.
     case deadlinesPass
     /// The expiry sweeper's work: each hold whose deadline passed (at the last `deadlinesPass`) and that is still
@@ -194,6 +200,8 @@ public enum Fault: Sendable, Equatable, CustomStringConvertible {
         case .workerKilled(let after): "worker process killed (SIGKILL) \(after / 10) ms into its work"
         case .mysqlDown: "MariaDB down"
         case .mysqlUp: "MariaDB up"
+        case .redisFull: "Redis full"
+        case .redisRoom: "Redis has room again"
         case .deadlinesPass: "time passes (the short-lived holds' deadlines)"
         case .expireDue: "expire the holds whose deadline passed"
         case .copyRedis: "Redis copied (a replica that falls behind)"
@@ -233,10 +241,12 @@ public struct Features: OptionSet, Sendable, Hashable {
     public static let infiniteItems = Features(rawValue: 256)
     /// Now and then Redis is copied, and later it goes back to its copy (`Fault.copyRedis`, `Fault.goBack`).
     public static let goingBack = Features(rawValue: 512)
+    /// Redis is full for a few steps now and then (`Fault.redisFull`); the program runs on a Redis of its own.
+    public static let redisFull = Features(rawValue: 1024)
 
     public static let all: Features = [
         .secondInstance, .mysqlOutages, .userLimits, .backorder, .dispense, .expiry, .processKills, .codePools,
-        .infiniteItems, .goingBack,
+        .infiniteItems, .goingBack, .redisFull,
     ]
 
     /// The item `codePools` gives a one-time pool (not one of `Program.items`: the drawn steps never name it).
@@ -271,6 +281,8 @@ extension Program {
         var kills = SplitMix64(seed: seed ^ 0x0C1A_55DE_AD0F_F00D)
         var back = SplitMix64(seed: seed ^ 0x0BAC_C0B1_ED0F_F5E7)
         var pool = SplitMix64(seed: seed ^ 0x0C0D_E500_1A11_0CA7)
+        var fullness = SplitMix64(seed: seed ^ 0x0F11_1ED0_0F5E_7A11)
+        var fullLeft = 0
         var nextCode = 0
         var nextCodeOrder = Features.firstCodeOrder
         var infinite = InfiniteItemSteps(seed: seed)
@@ -391,6 +403,17 @@ extension Program {
                 } else if outageRoll == 0 {
                     steps.append(.fault(.mysqlDown))
                     outageLeft = outageLength
+                }
+            }
+            let fullRoll = Int.random(in: 0..<50, using: &fullness)
+            let fullLength = Int.random(in: 2...8, using: &fullness)
+            if features.contains(.redisFull) {
+                if fullLeft > 0 {
+                    fullLeft -= 1
+                    if fullLeft == 0 { steps.append(.fault(.redisRoom)) }
+                } else if fullRoll == 0 {
+                    steps.append(.fault(.redisFull))
+                    fullLeft = fullLength
                 }
             }
             if case .fault = step {

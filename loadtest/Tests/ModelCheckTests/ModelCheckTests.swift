@@ -143,7 +143,8 @@ struct ModelCheckTests {
             switch step {
             case .onSecondInstance(let inner): return plain(inner)
             case .fault(.mysqlDown), .fault(.mysqlUp), .fault(.deadlinesPass), .fault(.expireDue), .fault(.redisRestart),
-                .fault(.workerKilled), .fault(.copyRedis), .fault(.goBack), .lateCall, .setUserLimit, .setBackorderLimit:
+                .fault(.workerKilled), .fault(.copyRedis), .fault(.goBack), .fault(.redisFull), .fault(.redisRoom), .lateCall,
+                .setUserLimit, .setBackorderLimit:
                 return nil
             default: return plain(step)
             }
@@ -156,7 +157,8 @@ struct ModelCheckTests {
         #expect(full.steps.contains(.fault(.redisRestart)))
         #expect(full.steps.contains(.fault(.copyRedis)) && full.steps.contains(.fault(.goBack)))
         #expect(full.steps.contains { if case .fault(.workerKilled) = $0 { true } else { false } })
-        #expect(full.killsRedis && !basic.killsRedis)
+        #expect(full.steps.contains(.fault(.redisFull)) && full.steps.contains(.fault(.redisRoom)))
+        #expect(full.ownsRedis && !basic.ownsRedis)
         #expect(full.steps.contains { if case .burstThroughKilledService = $0 { true } else { false } })
         #expect(full.steps.contains { if case .uploadCodes = $0 { true } else { false } })
         #expect(full.steps.contains(.setInfinite(sku: Features.infiniteItem, infinite: false)))
