@@ -127,6 +127,7 @@ public final class MySQLClient: Sendable, Service {
         case .closer(let waiters):
             let closed = MySQLError(code: .poolClosed, message: "the MySQL client is shut down")
             for waiter in waiters {
+                waiter.timer?.cancel()
                 waiter.continuation.resume(throwing: closed)
             }
             await withCheckedContinuation { continuation in
@@ -170,18 +171,34 @@ public final class MySQLClient: Sendable, Service {
 
     private func lease() async throws -> MySQLConnectionHandle {
         let id = state.withLockedValue { $0.makeWaiterID() }
+        let limit = configuration.acquireTimeoutSeconds
+        let box = state
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<MySQLConnectionHandle, any Error>) in
                 let outcome = state.withLockedValue { state -> Result<MySQLConnectionHandle, any Error>? in
                     // Checked under the lock that the cancellation handler also takes, so a cancellation either
                     // sees this waiter queued or happened before this check.
                     if Task.isCancelled { return .failure(CancellationError()) }
-                    return state.lease(waiter: Waiter(id: id, continuation: continuation))
+                    if state.answersAtOnce {
+                        return state.lease(waiter: Waiter(id: id, continuation: continuation, timer: nil))
+                    }
+                    // Queued: a timer fails the wait after `acquireTimeoutSeconds` unless a connection came first
+                    // (whoever takes the waiter out of the queue resumes it; a hand-over cancels the timer).
+                    let timer = Task {
+                        guard (try? await Task.sleep(for: .seconds(limit))) != nil else { return }
+                        box.withLockedValue { $0.removeWaiter(id: id) }?.continuation.resume(
+                            throwing: MySQLError(
+                                code: .timeout, message: "no pooled MySQL connection free within \(limit) s (nothing was sent)"
+                            )
+                        )
+                    }
+                    return state.lease(waiter: Waiter(id: id, continuation: continuation, timer: timer))
                 }
                 if let outcome { continuation.resume(with: outcome) }
             }
         } onCancel: {
             let waiter = state.withLockedValue { $0.removeWaiter(id: id) }
+            waiter?.timer?.cancel()
             waiter?.continuation.resume(throwing: CancellationError())
         }
     }
@@ -192,6 +209,7 @@ public final class MySQLClient: Sendable, Service {
         case .none:
             break
         case .handOver(let waiter):
+            waiter.timer?.cancel()
             waiter.continuation.resume(returning: handle)
         case .drained(let continuation):
             continuation.resume()
@@ -236,6 +254,8 @@ public final class MySQLClient: Sendable, Service {
 private struct Waiter: Sendable {
     let id: UInt64
     let continuation: CheckedContinuation<MySQLConnectionHandle, any Error>
+    /// Fails the wait after `MySQLConfiguration.acquireTimeoutSeconds` (nil: not queued).
+    let timer: Task<Void, Never>?
 }
 
 /// The pool's bookkeeping, only touched under the client's lock. Handles without a connection are pool slots too:
@@ -279,6 +299,9 @@ private struct PoolState: Sendable {
     }
 
     /// A handle now, a failure now, or nil when the waiter was queued.
+    /// Whether `lease` answers without queueing (a connection is idle, or the pool is closing).
+    var answersAtOnce: Bool { lifecycle != .running || !idle.isEmpty }
+
     mutating func lease(waiter: Waiter) -> Result<MySQLConnectionHandle, any Error>? {
         guard lifecycle == .running else {
             return .failure(MySQLError(code: .poolClosed, message: "the MySQL client is shut down"))

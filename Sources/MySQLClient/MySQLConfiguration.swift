@@ -20,6 +20,9 @@ public struct MySQLConfiguration: Sendable {
     public var readTimeoutSeconds: Int
     /// Limit for one write to the server.
     public var writeTimeoutSeconds: Int
+    /// Limit for waiting for a pooled connection when every one is leased: past it the caller fails with `.timeout`
+    /// (nothing was sent), so callers do not queue without limit behind a slow server.
+    public var acquireTimeoutSeconds: Int
     /// A connection idle for at least this long is pinged before it is handed out, and silently replaced if the
     /// ping fails; this is what lets the client ride over a server restart without failing the first queries.
     /// 0 pings on every lease.
@@ -48,6 +51,7 @@ public struct MySQLConfiguration: Sendable {
         connectTimeoutSeconds: Int = 3,
         readTimeoutSeconds: Int = 10,
         writeTimeoutSeconds: Int = 10,
+        acquireTimeoutSeconds: Int = 10,
         idleValidationSeconds: Int = 5
     ) {
         self.host = host
@@ -59,6 +63,7 @@ public struct MySQLConfiguration: Sendable {
         self.connectTimeoutSeconds = connectTimeoutSeconds
         self.readTimeoutSeconds = readTimeoutSeconds
         self.writeTimeoutSeconds = writeTimeoutSeconds
+        self.acquireTimeoutSeconds = acquireTimeoutSeconds
         self.idleValidationSeconds = idleValidationSeconds
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Inventory
 import Logging
 import MySQLClient
+import Synchronization
 import InventoryTestSupport
 import Testing
 
@@ -191,6 +192,46 @@ struct MySQLClientTests {
             #expect(results.allSatisfy { $0.1 == $0.0 * 2 })
             let connections = Set(results.map(\.2))
             #expect(connections.count >= 1 && connections.count <= 4)
+        }
+    }
+
+    @Test("a caller waits for a pooled connection at most acquireTimeoutSeconds: .timeout, nothing sent; the pool goes on")
+    func acquireTimeout() async throws {
+        // The one connection is held by a statement waiting for a user lock another client holds, as long as the test
+        // needs it, however slow the machine is.
+        let lock = "acquire-\(Self.uniqueSuffix())"
+        try await withClient(poolSize: 1) { holder in
+            #expect(try await holder.query("SELECT GET_LOCK(?, 0) AS got", [.string(lock)]).rows.first?.int64("got") == 1)
+            var configuration = Self.configuration(poolSize: 1)
+            configuration.readTimeoutSeconds = 120
+            configuration.acquireTimeoutSeconds = 1
+            let client = MySQLClient(configuration: configuration, logger: Self.logger)
+            let busy = Task { try await client.query("SELECT GET_LOCK(?, 90) AS got", [.string(lock)]) }
+            do {
+                try await waitFor("the first caller leased the connection") { client.occupancy == (1, 0) }
+                let answered = Mutex(false)
+                let waiting = Task {
+                    defer { answered.withLock { $0 = true } }
+                    return try await client.query("SELECT 1 AS one")
+                }
+                do {
+                    try await waitFor("the waiting caller answered", within: .seconds(30)) { answered.withLock { $0 } }
+                } catch {
+                    Issue.record("the caller waited for a connection without limit: \(error)")
+                    _ = try? await holder.query("SELECT RELEASE_LOCK(?)", [.string(lock)])
+                }
+                let refused = await #expect(throws: MySQLError.self) { try await waiting.value }
+                #expect(refused?.code == .timeout)
+                #expect(client.occupancy == (1, 0), "the connection stays with its holder")
+                _ = try await holder.query("SELECT RELEASE_LOCK(?)", [.string(lock)])
+                #expect(try await busy.value.rows.first?.int64("got") == 1)
+                #expect(try await client.query("SELECT 1 AS one").rows.first?.int64("one") == 1, "the pool goes on")
+            } catch {
+                _ = try? await holder.query("SELECT RELEASE_LOCK(?)", [.string(lock)])
+                await client.shutdown()
+                throw error
+            }
+            await client.shutdown()
         }
     }
 

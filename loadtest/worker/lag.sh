@@ -27,7 +27,7 @@ export INVENTORY_REDIS_PORT=6397 INVENTORY_HTTP_PORT=8097 INVENTORY_MYSQL_DATABA
   INVENTORY_LOG_LEVEL=info
 private_serve "$DIR/inventoryd" 8097 "$WORK/serve.log"
 echo "build: $DIR/inventoryd; loadgen --scenario hot -c 64 --rate $RATE -d $DURATION"
-.build/release/loadgen --scenario hot -c 64 --rate "$RATE" -d "$DURATION" --no-files --target "http://127.0.0.1:8097" \
+.build/release/loadgen --scenario hot -c 64 --rate "$RATE" -d "$DURATION" --no-files -q --target "http://127.0.0.1:8097" \
   | grep -E "^(phase|hot |  )"
 sleep 12  # the worker's last progress line of the run (one per ~10 s)
 echo "worker progress lines (lag from XADD to COMMIT, ms):"
