@@ -10,6 +10,10 @@ extension Driver {
     /// Every item's level is the model's (reading it rebuilds an item Redis lost, as any client's read would).
     func checkLevels(_ model: ReferenceModel) async throws {
         for sku in Self.items(model) {
+            // While Redis is full an item not in it cannot be rebuilt (503 until room): checked once there is room.
+            if redisFull.isSet, try await stores.redis.command("HEXISTS", stores.keys.item(stores.item(sku)), "stock_num").int != 1 {
+                continue
+            }
             let expected = model.level(sku: sku)
             let answer = try await answering {
                 let level = try await stores.engine.stock(stores.item(sku))

@@ -93,7 +93,7 @@ extension Driver {
     }
 
     /// `CONFIG SET maxmemory` on every node (`noeviction`, as the service's Redis must be).
-    private func setMaxmemory(_ bytes: String) async throws {
+    func setMaxmemory(_ bytes: String) async throws {
         for node in try await stores.redis.dataNodes() {
             _ = try await node.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
             _ = try await node.command("CONFIG", "SET", "maxmemory", bytes)

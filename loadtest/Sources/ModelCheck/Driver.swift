@@ -92,6 +92,7 @@ public struct Driver: Sendable {
             }
         }
         mysqlProxy?.down = false
+        try await roomInRedis()
         do {
             try await finalChecks(model)
             try await checkBystander(shadowed)
@@ -395,6 +396,9 @@ public struct Driver: Sendable {
             } catch let error as InventoryError {
                 if let failure = Self.failure(error) { return (.failure(failure), retried) }
                 last = "\(error)"
+                if redisFull.isSet, let script = Self.settlingScriptRefused(last) {
+                    throw CheckFailed(message: "\(script), which settles what exists, was refused for Redis being full: \(last)")
+                }
                 retried = true
                 if redisRestarting.isSet {
                     // Redis is on its way back: waiting for it does not count as an attempt.
@@ -442,6 +446,20 @@ public struct Driver: Sendable {
             return answer
         }
         throw CheckFailed(message: "\(what) answered \(answer); the model says \(expected)")
+    }
+
+    /// The scripts that run when Redis is full (`#!lua flags=allow-oom`, README "Redis full"): Redis never refuses
+    /// them for memory, so a refusal naming one is a defect (only their own record of an order never seen,
+    /// lua/lib/full.lua, is refused, and says so).
+    static let settlingScripts = [
+        "confirm", "refund", "rollback", "undo_reserve", "dir_transition", "dir_close", "undo_stock", "admin_done",
+        "unsettle", "applied", "drain_mark", "lease",
+    ]
+
+    /// The settling script a 503 names as refused for memory, if any.
+    static func settlingScriptRefused(_ message: String) -> String? {
+        guard message.contains("OOM command not allowed"), !message.contains("a new record while Redis is full") else { return nil }
+        return settlingScripts.first { message.contains("script \($0): OOM") }
     }
 
     static func failure(_ error: InventoryError) -> ReferenceModel.Failure? {

@@ -13,6 +13,8 @@ extension Driver {
         defer { redisRestarting.set(false) }
         await ownRedis.kill()
         try await ownRedis.start()
+        // A restarted Redis forgot the maxmemory CONFIG SET gave it: full it stays, as the program says.
+        if redisFull.isSet { try await setMaxmemory("1") }
     }
 
     /// Starts a write-back worker process on this program's stores (the consumer name of the harness's own drains,
