@@ -7,9 +7,9 @@ public struct MySQLError: Error, Sendable, CustomStringConvertible {
         case connectionFailed
         /// The connection broke while a statement was in flight: the statement may or may not have taken effect.
         case connectionLost
-        /// The statement ran past a time limit: the server's (`max_statement_time`; the statement did not take
-        /// effect) or the client's read timeout (the connection is dropped and the statement may or may not have
-        /// taken effect).
+        /// A time limit passed: the server's (`max_statement_time`; the statement did not take effect), the client's
+        /// read timeout (the connection is dropped and the statement may or may not have taken effect), or the wait
+        /// for a pooled connection (`MySQLConfiguration.acquireTimeoutSeconds`; nothing was sent).
         case timeout
         /// A unique or primary key already holds the value (errno 1062).
         case duplicateKey
