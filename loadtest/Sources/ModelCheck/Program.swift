@@ -383,6 +383,16 @@ extension Program {
             }
             return step
         }
+        /// A fault that lasts a few steps: `from` when `roll` is 0, `to` once `length` steps have passed (`left` counts).
+        func lasting(_ left: inout Int, roll: Int, length: Int, from: Fault, to: Fault) {
+            if left > 0 {
+                left -= 1
+                if left == 0 { steps.append(.fault(to)) }
+            } else if roll == 0 {
+                steps.append(.fault(from))
+                left = length
+            }
+        }
         /// Adds a drawn step, with what the features make of it.
         func append(_ drawn: Step, poolToo: Bool = true) {
             let backRoll = Int.random(in: 0..<100, using: &back)
@@ -397,24 +407,12 @@ extension Program {
             let outageRoll = Int.random(in: 0..<40, using: &extra)
             let outageLength = Int.random(in: 2...8, using: &extra)
             if features.contains(.mysqlOutages) {
-                if outageLeft > 0 {
-                    outageLeft -= 1
-                    if outageLeft == 0 { steps.append(.fault(.mysqlUp)) }
-                } else if outageRoll == 0 {
-                    steps.append(.fault(.mysqlDown))
-                    outageLeft = outageLength
-                }
+                lasting(&outageLeft, roll: outageRoll, length: outageLength, from: .mysqlDown, to: .mysqlUp)
             }
             let fullRoll = Int.random(in: 0..<50, using: &fullness)
             let fullLength = Int.random(in: 2...8, using: &fullness)
             if features.contains(.redisFull) {
-                if fullLeft > 0 {
-                    fullLeft -= 1
-                    if fullLeft == 0 { steps.append(.fault(.redisRoom)) }
-                } else if fullRoll == 0 {
-                    steps.append(.fault(.redisFull))
-                    fullLeft = fullLength
-                }
+                lasting(&fullLeft, roll: fullRoll, length: fullLength, from: .redisFull, to: .redisRoom)
             }
             if case .fault = step {
                 steps.append(step)
