@@ -35,7 +35,8 @@ grep '"write-back progress"' "$WORK/serve.log" | python3 -c "$(cat <<'PY'
 import json, sys
 for line in sys.stdin:
     e = json.loads(line)
-    print("%s  events %7s  events/s %6s  lag p50 %4s  p99 %4s  max %5s" % (
-        e["ts"], e["events"], e["eventsPerSecond"], e["lagP50Ms"], e["lagP99Ms"], e["lagMaxMs"]))
+    print("%s  events %7s  events/s %6s  lag p50 %4s  p99 %4s  max %5s  batches %5s  ms read %5s apply %5s settle %5s ack %5s" % (
+        e["ts"], e["events"], e["eventsPerSecond"], e["lagP50Ms"], e["lagP99Ms"], e["lagMaxMs"], e["batches"],
+        e["readMs"], e["applyMs"], e["settleMs"], e["ackMs"]))
 PY
 )"
