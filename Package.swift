@@ -168,7 +168,7 @@ let package = Package(
         .target(
             name: "FaultSuite",
             dependencies: [
-                "LoadHarness", "Inventory",
+                "LoadHarness", "Inventory", "InventoryTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

@@ -96,6 +96,7 @@ struct Components {
         }
         services.append(CompensationRetrier(engine: engine, logger: logger))
         services.append(DrainFloorRefresher(engine: engine, logger: logger))
+        services.append(RedisMemoryGauge(engine: engine, logger: logger))
         return services
     }
 

@@ -218,30 +218,11 @@ struct ServeProcess {
         return ServeProcess(process: process, port: port, logFile: logFile)
     }
 
-    /// A port nothing listens on now, picked by the kernel through a plain socket (no event loop needed).
-    static func freePortNow() throws -> Int {
-        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(socket) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
-        }
-        guard bound else { throw ServeError(description: "no free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
+    /// A port nothing listens on now (`TestPorts.free`: below the ephemeral range, so no outgoing connection takes it
+    /// between its pick and the service's bind, which failed a start once: "Address already in use").
+    static func freePortNow() throws -> Int { try TestPorts.free() }
 
-    /// A port nothing listens on now (the kernel's pick for port 0).
-    static func freePort() async throws -> Int {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).get()
-        let port = channel.localAddress?.port ?? 0
-        try await channel.close()
-        return port
-    }
+    static func freePort() async throws -> Int { try TestPorts.free() }
 
     /// Polls `/healthz` until it answers (bounded).
     func waitUntilServing() async throws {

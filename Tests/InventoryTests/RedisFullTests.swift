@@ -41,8 +41,10 @@ struct RedisFullTests {
             #expect(try await stores.drainWithWorker())
             _ = try await engine.reserve(command(stores, "d", 1))
 
+            #expect(try await engine.redisMemoryUsedRatio() == 0, "no limit")
             // Full: any write that may grow Redis is refused from here on.
             _ = try await stores.redis.command("CONFIG", "SET", "maxmemory", "1")
+            #expect(try await engine.redisMemoryUsedRatio() > 1)
             await expectFull("a new hold") { _ = try await engine.reserve(command(stores, "e", 1)) }
             await expectFull("a cancel of an order never seen") { _ = try await engine.cancel(orderId: "x", bizId: stores.bizId) }
             _ = try await engine.confirm(orderId: "a", bizId: stores.bizId)

@@ -84,6 +84,7 @@ struct EngineStores: Sendable {
             if error.outcomeUnknown { throw InventoryError.outcomeUnknown("Redis: \(error.message)") }
             // Refused before any write (Redis's OOM check, or lib/full.lua's in a script that settles holds).
             if error.message.hasPrefix("OOM ") || error.message.contains(": OOM ") {
+                InventoryMetrics.redisFullRefusals.increment()
                 throw InventoryError.unavailable(
                     "Redis is full (used memory above maxmemory): new holds and records wait for room, while confirms, "
                         + "cancels, refunds and the write-back still run (\(error.message))"

@@ -2,7 +2,7 @@ import Logging
 import ServiceLifecycle
 
 /// Runs `round` now and then every `intervalMilliseconds` until the service group shuts down gracefully: the loop of
-/// the engine's small background services (`CompensationRetrier`, `DrainFloorRefresher`). A round that throws is logged
+/// the engine's small background services (`CompensationRetrier`, `DrainFloorRefresher`, `RedisMemoryGauge`). A round that throws is logged
 /// at debug level as `failure` (the next round is the retry).
 func repeatUntilShutdown(
     everyMilliseconds intervalMilliseconds: Int, logger: Logger, failure: String, _ round: @escaping @Sendable () async throws -> Void
