@@ -1,16 +1,21 @@
 import Foundation
+import Synchronization
 
 /// Ports for the servers tests and the fault suite start themselves.
 public enum TestPorts {
+    private static let given = Mutex<Set<Int>>([])
+
     /// A TCP port nothing listens on right now, below the kernel's range of ephemeral ports: a port the kernel hands
     /// out (bind to port 0) may be handed out again as the local port of an outgoing connection before the server
     /// that is to listen on it has started (a redis-server then failed to bind, and its start waited 60 s in vain).
     /// Drawn at random from 20,000 (above the fixed ports of scripts/ and loadtest/ and their clusters' bus ports,
-    /// 1xxxx) up to `below` (the ephemeral range's start, at most 32,768), and bound once to check it is free.
+    /// 1xxxx) up to `below` (the ephemeral range's start, at most 32,768), and bound once to check it is free. A port
+    /// is not handed out twice in one process (two tests drawing the same one before either server binds it).
     public static func free(below: Int? = nil) throws -> Int {
         let limit = max(below ?? ephemeralStart, 21_000)
         for _ in 0..<500 {
             let port = Int.random(in: 20_000..<limit)
+            guard given.withLock({ $0.insert(port).inserted }) else { continue }
             if canBind(port) { return port }
         }
         throw TLSTestServers.TLSTestError(description: "cannot find a free port between 20000 and \(limit)")

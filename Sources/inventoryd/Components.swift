@@ -78,8 +78,8 @@ struct Components {
         }
     }
 
-    /// The write-back worker (when configured, or always with `alwaysWorker`), the expiry sweeper, the retrier of stored
-    /// compensations and the drain floors' refresher.
+    /// The write-back worker (when configured, or always with `alwaysWorker`), the expiry sweeper, and the engine's loops
+    /// (`EngineLoop`: the retrier of stored compensations, the drain floors' refresher, the Redis memory gauge).
     func backgroundServices(alwaysWorker: Bool = false) -> [any Service] {
         var services: [any Service] = []
         if settings.runWorker || alwaysWorker {
@@ -94,9 +94,9 @@ struct Components {
         if settings.sweepIntervalMilliseconds > 0 {
             services.append(ExpirySweeper(engine: engine, intervalMilliseconds: settings.sweepIntervalMilliseconds, logger: logger))
         }
-        services.append(CompensationRetrier(engine: engine, logger: logger))
-        services.append(DrainFloorRefresher(engine: engine, logger: logger))
-        services.append(RedisMemoryGauge(engine: engine, logger: logger))
+        services.append(EngineLoop.compensations(engine, logger: logger))
+        services.append(EngineLoop.drainFloors(engine, logger: logger))
+        services.append(EngineLoop.redisMemory(engine, logger: logger))
         return services
     }
 

@@ -1,5 +1,4 @@
 import Logging
-import ServiceLifecycle
 
 /// A reversal of a Redis change, stored in MySQL (`compensation_tasks`) when it could not run at once.
 public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
@@ -74,23 +73,4 @@ public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { "\(kind) \(payload.replacingOccurrences(of: "\t", with: " "))" }
-}
-
-/// Runs the stored retry tasks every few seconds until each succeeds (the second level of compensation).
-public final class CompensationRetrier: Service, Sendable {
-    private let engine: InventoryEngine
-    private let intervalMilliseconds: Int
-    private let logger: Logger
-
-    public init(engine: InventoryEngine, intervalMilliseconds: Int = 2000, logger: Logger) {
-        self.engine = engine
-        self.intervalMilliseconds = intervalMilliseconds
-        self.logger = logger
-    }
-
-    public func run() async throws {
-        await repeatUntilShutdown(everyMilliseconds: intervalMilliseconds, logger: logger, failure: "retry tasks not read this round") {
-            _ = try await self.engine.retryCompensations()
-        }
-    }
 }

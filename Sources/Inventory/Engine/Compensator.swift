@@ -4,7 +4,7 @@ import MySQLClient
 import RedisClient
 
 /// Compensation, the design's three levels: a Redis change whose MySQL half failed is reversed at once; a reversal
-/// that fails is stored in MySQL and retried (`retryCompensations`, run by `CompensationRetrier`); what still fails
+/// that fails is stored in MySQL and retried (`retryCompensations`, run by `EngineLoop.compensations`); what still fails
 /// is the reconciler's.
 struct Compensator: Sendable, EngineCollaborator {
     let stores: EngineStores

@@ -11,7 +11,7 @@ import NIOConcurrencyHelpers
 /// or goes back, which is what the check is for) and is set to MySQL's values whenever they are read (`reset`, by the
 /// check and by the refresh: a MySQL restored from a backup takes its floors down with it). A floor of 0 checks
 /// nothing; an instance learns MySQL's values as it starts (`InventoryEngine.loadScripts`) and about once a second after
-/// (`DrainFloorRefresher` in a service, with or without a write-back worker).
+/// (`EngineLoop.drainFloors` in a service, with or without a write-back worker).
 final class DrainFloors: Sendable {
     /// The check of every shard's mark against MySQL's, forgetting Redis where it is behind
     /// (`InventoryEngine.forgetIfWentBack`), which resets the floors; installed by the engine.

@@ -57,7 +57,7 @@ extension InventoryEngine {
     }
 
     /// Reads every shard's drain mark from MySQL into this instance's floors, which its scripts check Redis against
-    /// (`DrainFloors`; `DrainFloorRefresher` runs it about once a second).
+    /// (`DrainFloors`; `EngineLoop.drainFloors` runs it about once a second).
     public func refreshDrainFloors() async throws {
         do {
             try await stores.refreshFloors(journal: journal)

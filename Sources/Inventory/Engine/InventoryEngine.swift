@@ -141,7 +141,7 @@ public final class InventoryEngine: Sendable {
     public func loadScripts() async throws {
         try await redisCall { try await self.runner.load(self.scripts.all) }
         await markOutboxesIntact()
-        // The drain floors from MySQL before the first request (then `DrainFloorRefresher`, about once a second).
+        // The drain floors from MySQL before the first request (then `EngineLoop.drainFloors`, about once a second).
         do {
             try await refreshDrainFloors()
         } catch {

@@ -85,7 +85,7 @@ public enum InventoryMetrics {
     static let batchSize = Recorder(label: "inventory_writeback_batch_events", aggregate: true)
     /// Entries waiting in the outbox streams.
     static let outboxEntries = Gauge(label: "inventory_outbox_entries")
-    /// The highest share of its maxmemory a Redis node uses (`RedisMemoryGauge`).
+    /// The highest share of its maxmemory a Redis node uses (`InventoryEngine.recordRedisMemory`).
     static let redisMemoryUsedRatio = Gauge(label: "inventory_redis_memory_used_ratio")
     /// Calls refused because Redis is full (README "Redis full").
     static let redisFullRefusals = Counter(label: "inventory_redis_full_refusals_total")
