@@ -28,15 +28,10 @@ TICK=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 exec > >(tee "$OUT") 2>&1
 
-private_database inventory_saturation
-private_redis 6397 "$WORK"
-REDIS_PID=$(cat "$WORK/redis-6397.pid")
 read -r -a EXTRA <<<"${SATURATION_ENV:-}"
-export INVENTORY_REDIS_PORT=6397 INVENTORY_HTTP_PORT=8097 INVENTORY_MYSQL_DATABASE=inventory_saturation \
-  INVENTORY_LUA_DIR="$DIR/lua" INVENTORY_MIGRATIONS_DIR="$DIR/migrations" INVENTORY_OPENAPI_DIR="$DIR/openapi" \
-  INVENTORY_LOG_LEVEL=warning
 [ ${#EXTRA[@]} -eq 0 ] || export "${EXTRA[@]}"
-private_serve "$DIR/inventoryd" 8097 "$WORK/serve.log"
+private_stack "$DIR" saturation
+REDIS_PID=$(cat "$WORK/redis-6397.pid")
 echo "build: $DIR/inventoryd; settings: ${SATURATION_ENV:-defaults}; loadgen -c 64 closed loop, $DURATION per round"
 
 declare -A SUM
@@ -83,4 +78,4 @@ ratio=$(echo "scale=3; (${SUM[hot-n]} * ${SUM[healthz-seconds]}) / (${SUM[health
 stores=$(echo "scale=1; (${SUM[hot-redis]} + ${SUM[hot-mariadb]}) * 1000000 / $TICK / ${SUM[hot-n]}" | bc)
 echo "reserve/healthz requests/s: $ratio"
 echo "a reserve at half the /healthz rate has 2 × $h = $(echo "scale=1; 2 * $h" | bc) µs of CPU; an HTTP request as /healthz costs $h µs and"
-echo "Redis + MariaDB take $stores µs per reserve: $(echo "scale=1; $h + $stores" | bc) µs before the service does any reserve work of its own"
+echo "Redis + MariaDB take $stores µs per reserve (today's store traffic): $(echo "scale=1; $h + $stores" | bc) µs before the service's own reserve work"

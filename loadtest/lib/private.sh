@@ -11,6 +11,9 @@
 #                                   forgotten: a script may start and stop a private stack per round)
 #   private_begin NAME              a scratch folder ($WORK), private_stop and its removal on exit, and the run's
 #                                   results file, $OUT = loadtest/results/NAME-<UTC timestamp>.txt
+#   private_stack DIR NAME [LEVEL]  database inventory_NAME and a redis-server on 6397 of their own, served on 8097
+#                                   by DIR's inventoryd (a release build beside its lua/, migrations/, openapi/; log
+#                                   level LEVEL, warning by default; settings exported before apply too)
 
 PRIVATE_PIDS=()
 PRIVATE_REDIS_PORTS=()
@@ -58,4 +61,13 @@ private_serve() {
   echo "the service did not become ready:" >&2
   cat "$3" >&2
   exit 2
+}
+
+private_stack() {
+  private_database "inventory_$2"
+  private_redis 6397 "$WORK"
+  export INVENTORY_REDIS_PORT=6397 INVENTORY_HTTP_PORT=8097 INVENTORY_MYSQL_DATABASE="inventory_$2" \
+    INVENTORY_LUA_DIR="$1/lua" INVENTORY_MIGRATIONS_DIR="$1/migrations" INVENTORY_OPENAPI_DIR="$1/openapi" \
+    INVENTORY_LOG_LEVEL="${3:-warning}"
+  private_serve "$1/inventoryd" 8097 "$WORK/serve.log"
 }

@@ -20,12 +20,7 @@ swift build -c release --product loadgen >/dev/null
 . "$INVENTORY_ROOT/loadtest/lib/private.sh"
 private_begin lag
 exec > >(tee "$OUT") 2>&1
-private_database inventory_lag
-private_redis 6397 "$WORK"
-export INVENTORY_REDIS_PORT=6397 INVENTORY_HTTP_PORT=8097 INVENTORY_MYSQL_DATABASE=inventory_lag \
-  INVENTORY_LUA_DIR="$DIR/lua" INVENTORY_MIGRATIONS_DIR="$DIR/migrations" INVENTORY_OPENAPI_DIR="$DIR/openapi" \
-  INVENTORY_LOG_LEVEL=info
-private_serve "$DIR/inventoryd" 8097 "$WORK/serve.log"
+private_stack "$DIR" lag info
 echo "build: $DIR/inventoryd; loadgen --scenario hot -c 64 --rate $RATE -d $DURATION"
 .build/release/loadgen --scenario hot -c 64 --rate "$RATE" -d "$DURATION" --no-files -q --target "http://127.0.0.1:8097" \
   | grep -E "^(phase|hot |  )"
