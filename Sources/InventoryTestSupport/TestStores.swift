@@ -135,7 +135,10 @@ public struct TestStores: Sendable {
             user: environment["INVENTORY_MYSQL_USER"] ?? "inventory",
             password: environment["INVENTORY_MYSQL_PASSWORD"] ?? "inventory",
             database: environment["INVENTORY_MYSQL_TEST_DATABASE"] ?? "inventory_test",
-            poolSize: 4
+            poolSize: 4,
+            // A test's many concurrent callers on 4 connections, beside the whole suite on two cores, queued past the
+            // service's 10 s (300 trivial queries in a CI run): the wait's own test sets its limit (`acquireTimeout`).
+            acquireTimeoutSeconds: 120
         )
     }
 
