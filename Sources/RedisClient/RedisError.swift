@@ -30,5 +30,12 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Whether the command may have been executed although no reply arrived.
     public var outcomeUnknown: Bool { code == .connectionClosed || code == .timeout }
 
+    /// Whether Redis refused for memory (`maxmemory` reached with `noeviction`): the reply's `OOM` error, also as a
+    /// script runner quotes it (`script NAME: OOM …`). Nothing was written.
+    public var outOfMemory: Bool { code == .server && Self.outOfMemory(message) }
+
+    /// Whether an error reply's message is Redis's refusal for memory.
+    public static func outOfMemory(_ message: String) -> Bool { message.hasPrefix("OOM ") || message.contains(": OOM ") }
+
     public var description: String { "RedisError(\(code)): \(message)" }
 }

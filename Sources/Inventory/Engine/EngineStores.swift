@@ -83,7 +83,7 @@ struct EngineStores: Sendable {
             InventoryMetrics.redisError()
             if error.outcomeUnknown { throw InventoryError.outcomeUnknown("Redis: \(error.message)") }
             // Refused before any write (Redis's OOM check, or lib/full.lua's in a script that settles holds).
-            if error.message.hasPrefix("OOM ") || error.message.contains(": OOM ") {
+            if error.outOfMemory {
                 InventoryMetrics.redisFullRefusals.increment()
                 throw InventoryError.unavailable(
                     "Redis is full (used memory above maxmemory): new holds and records wait for room, while confirms, "

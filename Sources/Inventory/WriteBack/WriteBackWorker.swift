@@ -209,7 +209,7 @@ public final class WriteBackWorker: Service, Sendable {
             guard let message = reply.errorMessage, !message.hasPrefix("BUSYGROUP") else { continue }
             // Refused while Redis is full (MKSTREAM may grow it), whether or not the group is there: fine when it is,
             // or when the stream is not there either (nothing to read; its first XADD waits for room too).
-            if message.hasPrefix("OOM ") {
+            if RedisError.outOfMemory(message) {
                 let groups = try await redis.send(["XINFO", "GROUPS", stream], routingKey: stream)
                 let there = (groups.array ?? []).contains { ($0.array ?? []).contains(.string(configuration.group)) }
                 if there || groups.errorMessage?.contains("no such key") == true { continue }
@@ -250,7 +250,7 @@ public final class WriteBackWorker: Service, Sendable {
         // Refused while Redis is full (a ZADD may grow it): the registry keeps this worker's last entry meanwhile, and
         // the leases below are renewed all the same (lua/lease.lua runs when Redis is full).
         let registered = try await redis.send(["ZADD", members, String(now), configuration.consumer], routingKey: members)
-        if let message = registered.errorMessage, !message.hasPrefix("OOM ") {
+        if let message = registered.errorMessage, !RedisError.outOfMemory(message) {
             throw RedisError(.server, "ZADD \(members): \(message)")
         }
         _ = try await redis.command("ZREMRANGEBYSCORE", members, "-inf", String(now - Int64(ttl)))

@@ -448,18 +448,12 @@ public struct Driver: Sendable {
         throw CheckFailed(message: "\(what) answered \(answer); the model says \(expected)")
     }
 
-    /// The scripts that run when Redis is full (`#!lua flags=allow-oom`, README "Redis full"): Redis never refuses
-    /// them for memory, so a refusal naming one is a defect (only their own record of an order never seen,
+    /// The settling script a 503 names as refused for memory, if any (`ScriptName.settlingWhenFull`: Redis never
+    /// refuses them for memory, so a refusal naming one is a defect; only their own record of an order never seen,
     /// lua/lib/full.lua, is refused, and says so).
-    static let settlingScripts = [
-        "confirm", "refund", "rollback", "undo_reserve", "dir_transition", "dir_close", "undo_stock", "admin_done",
-        "unsettle", "applied", "drain_mark", "lease",
-    ]
-
-    /// The settling script a 503 names as refused for memory, if any.
     static func settlingScriptRefused(_ message: String) -> String? {
         guard message.contains("OOM command not allowed"), !message.contains("a new record while Redis is full") else { return nil }
-        return settlingScripts.first { message.contains("script \($0): OOM") }
+        return ScriptName.settlingWhenFull.map(\.rawValue).first { message.contains("script \($0): OOM") }
     }
 
     static func failure(_ error: InventoryError) -> ReferenceModel.Failure? {
