@@ -53,7 +53,8 @@ private_redis() {
 }
 
 private_serve() {
-  "$1" migrate >/dev/null
+  # (Its log lines, at the run's log level, kept out of the results file unless it fails.)
+  "$1" migrate >/dev/null 2>"$3.migrate" || { cat "$3.migrate" >&2; exit 2; }
   "$1" serve >"$3" 2>&1 &
   SERVICE=$!
   PRIVATE_PIDS+=("$SERVICE")

@@ -6,6 +6,11 @@
 #
 #   loadtest/worker/lag.sh DIR [RATE] [DURATION]       (defaults: 3000 reserves/s, 40s)
 #
+# Each line's ms columns add up over the run (read overlaps the rest; lease and check are the chores between batches).
+#
+# RATE `half`: the target as stated: first a closed-loop run of the same scenario (64 connections, 20 s) on the same
+# stack, then the open loop at half the reserves/s it answered.
+#
 # DIR as for loadtest/compare/binaries.sh (a release `inventoryd` beside its lua/, migrations/, openapi/). Needs the
 # MariaDB of scripts/setup.sh and a release loadgen; run nothing else meanwhile.
 set -euo pipefail
@@ -21,17 +26,27 @@ swift build -c release --product loadgen >/dev/null
 private_begin lag
 exec > >(tee "$OUT") 2>&1
 private_stack "$DIR" lag info
+if [ "$RATE" = half ]; then
+  echo "closed loop first: loadgen --scenario hot -c 64 -d 20s"
+  CLOSED=$(.build/release/loadgen --scenario hot -c 64 -d 20s --no-files -q --target "http://127.0.0.1:8097" \
+    | tee /dev/stderr | awk '$1 == "hot" && $2 ~ /^[0-9,]+$/ { gsub(",", "", $3); print $3 }')
+  [ -n "$CLOSED" ] || { echo "no closed-loop rate read" >&2; exit 2; }
+  RATE=$(( CLOSED / 2 ))
+  echo "closed loop: $CLOSED reserves/s; open loop at half: $RATE/s"
+  sleep 12  # a progress window of the closed loop's own, before the measured one
+  grep -c '"write-back progress"' "$WORK/serve.log" > "$WORK/skip" || true
+fi
 echo "build: $DIR/inventoryd; loadgen --scenario hot -c 64 --rate $RATE -d $DURATION"
 .build/release/loadgen --scenario hot -c 64 --rate "$RATE" -d "$DURATION" --no-files -q --target "http://127.0.0.1:8097" \
   | grep -E "^(phase|hot |  )"
 sleep 12  # the worker's last progress line of the run (one per ~10 s)
 echo "worker progress lines (lag from XADD to COMMIT, ms):"
-grep '"write-back progress"' "$WORK/serve.log" | python3 -c "$(cat <<'PY'
+grep '"write-back progress"' "$WORK/serve.log" | tail -n +$(( $(cat "$WORK/skip" 2>/dev/null || echo 0) + 1 )) | python3 -c "$(cat <<'PY'
 import json, sys
 for line in sys.stdin:
     e = json.loads(line)
-    print("%s  events %7s  events/s %6s  lag p50 %4s  p99 %4s  max %5s  batches %5s  ms read %5s apply %5s settle %5s ack %5s" % (
+    print("%s  events %7s  events/s %6s  lag p50 %4s  p99 %4s  max %5s  batches %5s  ms read %5s apply %5s settle %5s ack %5s lease %4s check %4s" % (
         e["ts"], e["events"], e["eventsPerSecond"], e["lagP50Ms"], e["lagP99Ms"], e["lagMaxMs"], e["batches"],
-        e["readMs"], e["applyMs"], e["settleMs"], e["ackMs"]))
+        e["readMs"], e["applyMs"], e["settleMs"], e["ackMs"], e.get("leaseMs", "-"), e.get("checkMs", "-")))
 PY
 )"

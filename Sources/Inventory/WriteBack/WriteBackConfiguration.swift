@@ -45,6 +45,10 @@ public struct WriteBackStats: Sendable {
     public var applyMilliseconds = 0.0
     public var settleMilliseconds = 0.0
     public var acknowledgeMilliseconds = 0.0
+    /// Time spent between batches on the streams' leases (about once a second) and on the check whether Redis went
+    /// back in time (about once a second), in ms: batches wait meanwhile.
+    public var leaseMilliseconds = 0.0
+    public var checkMilliseconds = 0.0
     /// Journal lag (event appended in Redis → committed in MySQL) of recent events, in milliseconds.
     public var recentLagMilliseconds: [Int64] = []
     /// The lag sample of the window before: the progress log starts a new sample every 10 s, and a reader just
