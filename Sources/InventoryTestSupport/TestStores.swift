@@ -155,13 +155,17 @@ public struct TestStores: Sendable {
     }
 
     /// A write-back worker over this test's streams (not started).
-    public func worker(batchSize: Int = 1000, claimIdleMilliseconds: Int = 30_000, consumer: String = "test") -> WriteBackWorker {
+    /// `redis`: the client of its own commands (leases, claims), this test's by default.
+    public func worker(
+        batchSize: Int = 1000, claimIdleMilliseconds: Int = 30_000, consumer: String = "test", leaseMilliseconds: Int = 10_000,
+        redis: (any RedisRouter)? = nil
+    ) -> WriteBackWorker {
         WriteBackWorker(
-            engine: engine, redis: redis, readerConfiguration: redisConfiguration, journal: JournalRepository(client: mysql),
-            keys: keys,
+            engine: engine, redis: redis ?? self.redis, readerConfiguration: redisConfiguration,
+            journal: JournalRepository(client: mysql), keys: keys,
             configuration: WriteBackConfiguration(
                 consumer: consumer, batchSize: batchSize, blockMilliseconds: 20, claimIdleMilliseconds: claimIdleMilliseconds,
-                maxBackoffMilliseconds: 200
+                maxBackoffMilliseconds: 200, leaseMilliseconds: leaseMilliseconds
             ),
             logger: logger
         )

@@ -15,6 +15,9 @@ public struct WriteBackConfiguration: Sendable {
     public var claimIdleMilliseconds: Int
     /// Longest pause between retries while MySQL is down.
     public var maxBackoffMilliseconds: Int
+    /// How long a stream's lease lasts without renewal (renewed about once a second); a worker stops reading a stream
+    /// a fifth of this before its lease could run out.
+    public var leaseMilliseconds: Int
 
     public init(
         group: String = "writeback",
@@ -22,7 +25,8 @@ public struct WriteBackConfiguration: Sendable {
         batchSize: Int = 1000,
         blockMilliseconds: Int = 50,
         claimIdleMilliseconds: Int = 30_000,
-        maxBackoffMilliseconds: Int = 2000
+        maxBackoffMilliseconds: Int = 2000,
+        leaseMilliseconds: Int = 10_000
     ) {
         self.group = group
         self.consumer = consumer
@@ -30,6 +34,7 @@ public struct WriteBackConfiguration: Sendable {
         self.blockMilliseconds = blockMilliseconds
         self.claimIdleMilliseconds = claimIdleMilliseconds
         self.maxBackoffMilliseconds = maxBackoffMilliseconds
+        self.leaseMilliseconds = max(leaseMilliseconds, 2000)
     }
 }
 
@@ -45,10 +50,12 @@ public struct WriteBackStats: Sendable {
     public var applyMilliseconds = 0.0
     public var settleMilliseconds = 0.0
     public var acknowledgeMilliseconds = 0.0
-    /// Time spent between batches on the streams' leases (about once a second) and on the check whether Redis went
-    /// back in time (about once a second), in ms: batches wait meanwhile.
-    public var leaseMilliseconds = 0.0
+    /// Time spent between batches, in ms (batches wait meanwhile): on the streams' leases (about once a second),
+    public var leaseRefreshMilliseconds = 0.0
+    /// on the check whether Redis went back in time (about once a second),
     public var checkMilliseconds = 0.0
+    /// and on taking over entries of consumers that stopped (every `claimIdleMilliseconds / 2`).
+    public var claimMilliseconds = 0.0
     /// Journal lag (event appended in Redis → committed in MySQL) of recent events, in milliseconds.
     public var recentLagMilliseconds: [Int64] = []
     /// The lag sample of the window before: the progress log starts a new sample every 10 s, and a reader just

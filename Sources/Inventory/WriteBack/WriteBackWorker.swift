@@ -9,20 +9,18 @@ import ServiceLifecycle
 /// back, applied confirms and refunds no longer counted as in flight) and only then acknowledges and deletes the
 /// entries. While MySQL is down it retries the same batch with backoff; nothing is acknowledged before commit.
 public final class WriteBackWorker: Service, Sendable {
-    private let engine: InventoryEngine
+    let engine: InventoryEngine
     /// How the held streams are read: chosen once from the topology (`OutboxReaders.make`).
     private let reader: any OutboxReader
-    private let redis: any RedisRouter
+    let redis: any RedisRouter
     private let journal: JournalRepository
-    private let keys: KeyLayout
-    private let configuration: WriteBackConfiguration
-    private let logger: Logger
+    let keys: KeyLayout
+    let configuration: WriteBackConfiguration
+    let logger: Logger
     private let statsBox = NIOLockedValueBox(WriteBackStats())
     private let stopping = NIOLockedValueBox(false)
-    /// The streams this worker holds the lease of, and so reads (see `refreshLeases`).
-    private let owned = NIOLockedValueBox<[String]>([])
-    /// How long a stream's lease lasts without renewal; a worker renews its leases every second.
-    static let leaseMilliseconds = 10_000
+    /// The streams this worker holds the leases of, and which of them it reads until when (see `refreshLeases`).
+    let held = NIOLockedValueBox(HeldStreams())
 
     /// - Parameters:
     ///   - redis: the shared client, for scripts and acknowledgements.
@@ -52,7 +50,7 @@ public final class WriteBackWorker: Service, Sendable {
     public var stats: WriteBackStats { statsBox.withLockedValue { $0 } }
 
     /// The outbox streams this worker reads now (it holds their leases).
-    public var streams: [String] { owned.withLockedValue { $0 } }
+    public var streams: [String] { held.withLockedValue { $0.readable() } }
 
     /// Recent journal lag and throughput, for the status page.
     public var progress: WriteBackProgress {
@@ -73,8 +71,8 @@ public final class WriteBackWorker: Service, Sendable {
             self.stop()
         }
         // The batch in hand is applied: the streams go back at once, not when their leases run out.
-        for stream in owned.withLockedValue({ $0 }) { _ = try? await runLease(stream, acquire: false) }
-        owned.withLockedValue { $0 = [] }
+        for stream in held.withLockedValue({ $0.leased }) { _ = try? await runLease(stream, acquire: false) }
+        held.withLockedValue { $0 = HeldStreams() }
         _ = try? await redis.command("ZREM", keys.prefix + ":workers", configuration.consumer)
         await reader.shutdown()
     }
@@ -116,7 +114,7 @@ public final class WriteBackWorker: Service, Sendable {
                 // pending, so a stream given up has no entry of it held here.
                 if prefetched == nil, lastLease.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true {
                     lastLease = ContinuousClock.now
-                    let taken = try await timed(\.leaseMilliseconds) { try await refreshLeases(mayRelease: !readOwnPending) }
+                    let taken = try await timed(\.leaseRefreshMilliseconds) { try await refreshLeases(mayRelease: !readOwnPending) }
                     if taken { readOwnPending = true }
                 }
                 if ContinuousClock.now - lastCheck >= .seconds(1) {
@@ -125,7 +123,7 @@ public final class WriteBackWorker: Service, Sendable {
                 }
                 if ContinuousClock.now - lastClaim > .milliseconds(configuration.claimIdleMilliseconds / 2) {
                     lastClaim = ContinuousClock.now
-                    if try await claimAbandoned() > 0 { readOwnPending = true }
+                    if try await timed(\.claimMilliseconds, { try await claimAbandoned() }) > 0 { readOwnPending = true }
                 }
                 let entries: [OutboxEntry]
                 if let next = prefetched {
@@ -172,7 +170,7 @@ public final class WriteBackWorker: Service, Sendable {
     /// older snapshot is found out before the next batch of its shard, and forgotten there
     /// (`BatchFences.forgetWentBack`).
     private func checkWentBack() async throws {
-        let own = owned.withLockedValue { $0 }.map { KeyLayout.drainMark(ofStream: $0) }
+        let own = held.withLockedValue { $0.leased }.map { KeyLayout.drainMark(ofStream: $0) }
         try await engine.forgetIfWentBack(marks: own + engine.batchFences.marks(checkedBeside: own), journal: journal)
     }
 
@@ -196,7 +194,8 @@ public final class WriteBackWorker: Service, Sendable {
                     "lagMaxMs": "\(stats.lagPercentile(100) ?? 0)", "batches": "\(stats.batches)",
                     "readMs": "\(Int(stats.readMilliseconds))", "applyMs": "\(Int(stats.applyMilliseconds))",
                     "settleMs": "\(Int(stats.settleMilliseconds))", "ackMs": "\(Int(stats.acknowledgeMilliseconds))",
-                    "leaseMs": "\(Int(stats.leaseMilliseconds))", "checkMs": "\(Int(stats.checkMilliseconds))",
+                    "leaseMs": "\(Int(stats.leaseRefreshMilliseconds))", "checkMs": "\(Int(stats.checkMilliseconds))",
+                    "claimMs": "\(Int(stats.claimMilliseconds))",
                 ]
             )
         }
@@ -241,108 +240,11 @@ public final class WriteBackWorker: Service, Sendable {
             statsBox.withLockedValue { $0.readMilliseconds += elapsed }
         }
         do {
-            return try await reader.read(owned.withLockedValue { $0 }, pending: pending, count: configuration.batchSize)
+            return try await reader.read(held.withLockedValue { $0.readable() }, pending: pending, count: configuration.batchSize)
         } catch let missing as OutboxGroupMissing {
             try await createGroups()
             throw RedisError(.server, missing.message)
         }
-    }
-
-    /// Several workers share the outbox stream by stream: each stream is read by the one worker holding its lease
-    /// (`prefix:{sN}:outbox:lease`, in the stream's slot), so one stream's entries, and with them one order's
-    /// events, are applied in their order (two workers splitting a stream could commit a confirm before the
-    /// reserve it confirms, and the confirm would find no row). Workers say they are alive in `prefix:workers`; each
-    /// holds about streams / workers leases, renews its own, takes free ones up to that share and gives back what is
-    /// above it. A stream taken over from a worker that stopped renewing comes with that worker's pending entries,
-    /// claimed at once and applied first. Returns true when this worker took streams over.
-    private func refreshLeases(mayRelease: Bool) async throws -> Bool {
-        let now = InventoryEngine.nowMilliseconds()
-        let ttl = Self.leaseMilliseconds
-        let members = keys.prefix + ":workers"
-        // Refused while Redis is full (a ZADD may grow it): the registry keeps this worker's last entry meanwhile, and
-        // the leases below are renewed all the same (lua/lease.lua runs when Redis is full).
-        let registered = try await redis.send(["ZADD", members, String(now), configuration.consumer], routingKey: members)
-        if let message = registered.errorMessage, !RedisError.outOfMemory(message) {
-            throw RedisError(.server, "ZADD \(members): \(message)")
-        }
-        _ = try await redis.command("ZREMRANGEBYSCORE", members, "-inf", String(now - Int64(ttl)))
-        let workers = max(1, Int(try await redis.command("ZCARD", members).int ?? 1))
-        let share = (keys.outboxes.count + workers - 1) / workers
-        // Each stream's lease read, and the held ones renewed, all at once: one after another they were ~35 round
-        // trips, a pause of 20-70 ms every second on a loaded machine, which every event arriving meanwhile waited for.
-        let holders = try await concurrently(keys.outboxes) { stream in
-            try await self.redis.command("GET", KeyLayout.streamLease(stream)).text
-        }
-        var held: [String] = []
-        var free: [String] = []
-        for (stream, holder) in zip(keys.outboxes, holders) {
-            if holder == configuration.consumer { held.append(stream) } else if holder == nil { free.append(stream) }
-        }
-        // Above the share: give back (only between batches with nothing pending here).
-        while held.count > share, mayRelease, let stream = held.popLast() {
-            _ = try await runLease(stream, acquire: false)
-        }
-        let renewed = try await concurrently(held) { stream in try await self.runLease(stream, acquire: true) }
-        let kept = zip(held, renewed).filter(\.1).map(\.0)
-        var taken: [String] = []
-        for stream in free.shuffled() where kept.count + taken.count < share {
-            if try await runLease(stream, acquire: true) { taken.append(stream) }
-        }
-        for stream in taken {
-            // Whatever a stopped worker had read of it is applied before anything newer.
-            _ = try await redis.send(
-                [
-                    "XAUTOCLAIM", stream, configuration.group, configuration.consumer, "0", "0", "COUNT", "100000",
-                    "JUSTID",
-                ], routingKey: stream
-            )
-        }
-        let streams = (kept + taken).sorted()
-        owned.withLockedValue { $0 = streams }
-        if !taken.isEmpty {
-            logger.info("outbox streams taken", metadata: ["streams": "\(taken.count)", "held": "\(streams.count)", "workers": "\(workers)"])
-        }
-        return !taken.isEmpty
-    }
-
-    /// `body` of each element at once; the results in the elements' order.
-    private func concurrently<T: Sendable>(
-        _ elements: [String], _ body: @escaping @Sendable (String) async throws -> T
-    ) async throws -> [T] {
-        try await withThrowingTaskGroup(of: (Int, T).self) { group in
-            for (index, element) in elements.enumerated() {
-                group.addTask { (index, try await body(element)) }
-            }
-            return try await group.reduce(into: []) { $0.append($1) }.sorted { $0.0 < $1.0 }.map(\.1)
-        }
-    }
-
-    /// Takes or renews (`acquire`) or gives back a stream's lease (lua/lease.lua); true when this worker holds it
-    /// afterwards.
-    private func runLease(_ stream: String, acquire: Bool) async throws -> Bool {
-        let key = KeyLayout.streamLease(stream)
-        let owner = configuration.consumer
-        return try await engine.run(
-            acquire ? LeaseCall(key: key, owner: owner, milliseconds: Self.leaseMilliseconds) : .giveBack(key: key, owner: owner)
-        )
-    }
-
-    /// Takes over entries another consumer read and never acknowledged (it crashed).
-    private func claimAbandoned() async throws -> Int {
-        var claimed = 0
-        for stream in owned.withLockedValue({ $0 }) {
-            let reply = try await redis.send(
-                [
-                    "XAUTOCLAIM", stream, configuration.group, configuration.consumer,
-                    String(configuration.claimIdleMilliseconds), "0", "COUNT", String(configuration.batchSize), "JUSTID",
-                ], routingKey: stream
-            )
-            claimed += reply.array?[safe: 1]?.array?.count ?? 0
-        }
-        if claimed > 0 {
-            logger.warning("took over outbox entries of a consumer that stopped", metadata: ["entries": "\(claimed)"])
-        }
-        return claimed
     }
 
     private func process(_ entries: [OutboxEntry]) async throws {

@@ -1,0 +1,162 @@
+import RedisClient
+
+/// The outbox streams a worker holds the leases of, and which of them it reads until when.
+struct HeldStreams: Sendable {
+    /// Streams whose lease this worker took or renewed in its last refresh (given back at shutdown).
+    var leased: [String] = []
+    /// Taken streams whose earlier holder's pending entries are not claimed yet: read once they are, so that nothing
+    /// newer of the stream is applied before them.
+    var unclaimed: Set<String> = []
+    /// The leased streams but the unclaimed ones.
+    var streams: [String] = []
+    /// Until when `streams` may be read: the start of the last refresh that renewed their leases plus the leases'
+    /// lifetime less a margin. A worker whose renewals keep failing stops reading before its leases can run out
+    /// and another worker take its streams (two workers reading one stream apply its entries out of order).
+    var readableUntil = ContinuousClock.now
+
+    /// The streams to read at `now`: none once the leases may have run out.
+    func readable(at now: ContinuousClock.Instant = .now) -> [String] {
+        now < readableUntil ? streams : []
+    }
+
+    /// Sets `leased`, and `streams` from it.
+    mutating func lease(_ leased: [String]) {
+        self.leased = leased
+        unclaimed.formIntersection(leased)
+        streams = leased.filter { !unclaimed.contains($0) }.sorted()
+    }
+}
+
+extension WriteBackWorker {
+    /// Several workers share the outbox stream by stream: each stream is read by the one worker holding its lease
+    /// (`prefix:{sN}:outbox:lease`, in the stream's slot), so one stream's entries, and with them one order's
+    /// events, are applied in their order (two workers splitting a stream could commit a confirm before the
+    /// reserve it confirms, and the confirm would find no row). Workers say they are alive in `prefix:workers`; each
+    /// holds about streams / workers leases, renews its own, takes free ones up to that share and gives back what is
+    /// above it. A stream taken over from a worker that stopped renewing comes with that worker's pending entries,
+    /// claimed before the stream is read (a claim that failed is tried again at the next refresh; the stream waits).
+    /// Returns true when entries were claimed (this worker's pending entries are then read first).
+    ///
+    /// The leases are read, and the held ones renewed, all at once: a refresh runs between batches about once a
+    /// second, and every event arriving meanwhile waits for it.
+    func refreshLeases(mayRelease: Bool) async throws -> Bool {
+        let started = ContinuousClock.now
+        let now = InventoryEngine.nowMilliseconds()
+        let ttl = configuration.leaseMilliseconds
+        let members = keys.prefix + ":workers"
+        // Refused while Redis is full (a ZADD may grow it): the registry keeps this worker's last entry meanwhile, and
+        // the leases below are renewed all the same (lua/lease.lua runs when Redis is full).
+        let registered = try await redis.send(["ZADD", members, String(now), configuration.consumer], routingKey: members)
+        if let message = registered.errorMessage, !RedisError.outOfMemory(message) {
+            throw RedisError(.server, "ZADD \(members): \(message)")
+        }
+        _ = try await redis.command("ZREMRANGEBYSCORE", members, "-inf", String(now - Int64(ttl)))
+        let workers = max(1, Int(try await redis.command("ZCARD", members).int ?? 1))
+        let share = (keys.outboxes.count + workers - 1) / workers
+        let holders = try await concurrently(keys.outboxes) { stream in
+            try await self.redis.command("GET", KeyLayout.streamLease(stream)).text
+        }
+        var mine: [String] = []
+        var free: [String] = []
+        for (stream, holder) in zip(keys.outboxes, holders) {
+            if holder == configuration.consumer { mine.append(stream) } else if holder == nil { free.append(stream) }
+        }
+        // Above the share: given back (only between batches with nothing pending here), each out of what is read
+        // before its lease goes.
+        while mine.count > share, mayRelease, let stream = mine.popLast() {
+            held.withLockedValue { $0.lease($0.leased.filter { $0 != stream }) }
+            _ = try await runLease(stream, acquire: false)
+        }
+        let renewed = try await concurrently(mine) { stream in try await self.runLease(stream, acquire: true) }
+        let kept = zip(mine, renewed).filter(\.1).map(\.0)
+        // Every lease renewed was renewed after `started`: it lasts at least until `started + ttl`.
+        held.withLockedValue { held in
+            held.lease(kept)
+            held.readableUntil = started + .milliseconds(ttl - ttl / 5)
+        }
+        var taken: [String] = []
+        for stream in free.shuffled() where kept.count + taken.count < share {
+            guard try await runLease(stream, acquire: true) else { continue }
+            taken.append(stream)
+            // Unclaimed from the moment it is taken: should this refresh stop here, the next one finds the stream
+            // leased to this worker and claims it still.
+            held.withLockedValue { _ = $0.unclaimed.insert(stream) }
+        }
+        let unclaimed = held.withLockedValue { held in
+            held.lease(kept + taken)
+            return held.unclaimed.sorted()
+        }
+        // Whatever a stopped worker had read of a stream is applied before anything newer.
+        let claimed = try await concurrently(unclaimed) { stream in try await self.claimPending(of: stream, idle: 0) }
+        let leased = held.withLockedValue { held in
+            held.unclaimed.subtract(unclaimed)
+            held.lease(held.leased)
+            return held.leased.count
+        }
+        if !taken.isEmpty {
+            logger.info("outbox streams taken", metadata: ["streams": "\(taken.count)", "held": "\(leased)", "workers": "\(workers)"])
+        }
+        return claimed.contains { $0 > 0 }
+    }
+
+    /// Takes or renews (`acquire`) or gives back a stream's lease (lua/lease.lua); true when this worker holds it
+    /// afterwards.
+    func runLease(_ stream: String, acquire: Bool) async throws -> Bool {
+        let key = KeyLayout.streamLease(stream)
+        let owner = configuration.consumer
+        return try await engine.run(
+            acquire
+                ? LeaseCall(key: key, owner: owner, milliseconds: configuration.leaseMilliseconds)
+                : .giveBack(key: key, owner: owner)
+        )
+    }
+
+    /// Takes over entries another consumer read and never acknowledged (it crashed), in every stream read now.
+    func claimAbandoned() async throws -> Int {
+        let claims = try await concurrently(held.withLockedValue { $0.readable() }) { stream in
+            try await self.claimPending(of: stream, idle: self.configuration.claimIdleMilliseconds)
+        }
+        let claimed = claims.reduce(0, +)
+        if claimed > 0 {
+            logger.warning("took over outbox entries of a consumer that stopped", metadata: ["entries": "\(claimed)"])
+        }
+        return claimed
+    }
+
+    /// Claims for this consumer every entry of `stream` another consumer has held for `idle` ms or more, page by
+    /// page (XAUTOCLAIM's cursor); returns how many. An error reply is thrown (the entries are not claimed), but for a
+    /// stream or group that is not there.
+    private func claimPending(of stream: String, idle: Int) async throws -> Int {
+        var cursor = "0-0"
+        var claimed = 0
+        repeat {
+            let reply = try await redis.send(
+                [
+                    "XAUTOCLAIM", stream, configuration.group, configuration.consumer, String(idle), cursor,
+                    "COUNT", String(configuration.batchSize), "JUSTID",
+                ], routingKey: stream
+            )
+            if let message = reply.errorMessage {
+                // No stream or no group (Redis lost them): no entry is pending, so none is left to claim; the read makes
+                // the group again.
+                if message.hasPrefix("NOGROUP") { return claimed }
+                throw RedisError(.server, "XAUTOCLAIM \(stream): \(message)")
+            }
+            cursor = reply.array?.first?.text ?? "0-0"
+            claimed += reply.array?[safe: 1]?.array?.count ?? 0
+        } while cursor != "0-0"
+        return claimed
+    }
+
+    /// `body` of each element at once; the results in the elements' order.
+    private func concurrently<T: Sendable>(
+        _ elements: [String], _ body: @escaping @Sendable (String) async throws -> T
+    ) async throws -> [T] {
+        try await withThrowingTaskGroup(of: (Int, T).self) { group in
+            for (index, element) in elements.enumerated() {
+                group.addTask { (index, try await body(element)) }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }.sorted { $0.0 < $1.0 }.map(\.1)
+        }
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+@testable import Inventory
+import InventoryTestSupport
+import RedisClient
+import Testing
+
+/// The streams' leases: one worker reads a stream at a time, and what a stopped consumer read is applied first.
+extension WriteBackTests {
+    /// Every outbox stream's entries read by the consumer `ghost` (pending on it, never to be read as new again) and
+    /// its lease set to `holder` for `milliseconds`; returns how many entries the ghost read.
+    func ghostRead(_ stores: TestStores, leaseHolder holder: String, milliseconds: Int) async throws -> Int {
+        let group = WriteBackConfiguration().group
+        var ghosted = 0
+        for stream in stores.keys.outboxes {
+            let created = try await stores.redis.send(["XGROUP", "CREATE", stream, group, "0", "MKSTREAM"], routingKey: stream)
+            #expect(created.errorMessage == nil || created.errorMessage?.hasPrefix("BUSYGROUP") == true)
+            let read = try await stores.redis.send(
+                ["XREADGROUP", "GROUP", group, "ghost", "COUNT", "100", "STREAMS", stream, ">"], routingKey: stream
+            )
+            ghosted += read.array?.first?.array?[safe: 1]?.array?.count ?? 0
+            let lease = KeyLayout.streamLease(stream)
+            _ = try await stores.redis.send(["SET", lease, holder, "PX", String(milliseconds)], routingKey: lease)
+        }
+        return ghosted
+    }
+
+    @Test("entries a crashed consumer read in streams this worker holds are taken over once idle, and applied")
+    func abandonedEntriesClaimed() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 100))
+            let orders = (1...6).map { "claim-\($0)" }
+            for order in orders { _ = try await reserve(stores, order, [(1, 1)]) }
+            let worker = stores.worker(claimIdleMilliseconds: 300)
+            // This worker holds every stream already (a restart within its leases): no take-over claims them for it.
+            let ghosted = try await ghostRead(stores, leaseHolder: "test", milliseconds: 60_000)
+            try #require(ghosted == orders.count)
+            try await withWorker(worker) {
+                try await waitFor("the ghost's entries applied", within: .seconds(30)) {
+                    try await stores.journalRows().count == orders.count
+                }
+            }
+            #expect(try await stores.journalRows().map(\.orderId) == orders.sorted())
+            #expect(try await engine.outboxLength() == 0)
+        }
+    }
+
+    @Test("a stream taken over whose claim failed is claimed at the next refresh, before any of it is read")
+    func failedTakeOverClaimRetried() async throws {
+        try await TestStores.with { stores in
+            // (The claims go through a proxy to one Redis.)
+            guard !stores.keys.clustered else { return }
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 100))
+            let orders = (1...4).map { "taken-\($0)" }
+            for order in orders { _ = try await reserve(stores, order, [(1, 1)]) }
+            // A worker that read every entry and stopped; its leases run out in a moment.
+            try #require(try await ghostRead(stores, leaseHolder: "stopped", milliseconds: 1000) == orders.count)
+            let address = TestStores.redisAddress()
+            let proxy = try await FaultProxy.start(upstreamHost: address.host, upstreamPort: address.port)
+            let redis = RedisClient(
+                configuration: RedisConfiguration(
+                    host: address.host, port: proxy.port, connections: 1, database: TestStores.redisTestDatabase()
+                ),
+                logger: stores.logger
+            )
+            // The take-over's claim is lost on the way (its connection cut, nothing claimed).
+            proxy.cutBeforeRequest(containing: "XAUTOCLAIM")
+            let worker = stores.worker(redis: redis)
+            do {
+                try await withWorker(worker) {
+                    // Before: the streams were read from the next refresh on, the stopped worker's entries left to the
+                    // 30-s idle claim.
+                    try await waitFor("the stopped worker's entries applied", within: .seconds(20)) {
+                        try await stores.journalRows().count == orders.count
+                    }
+                }
+            } catch {
+                await redis.shutdown()
+                await proxy.close()
+                throw error
+            }
+            await redis.shutdown()
+            await proxy.close()
+            #expect(try await stores.journalRows().map(\.orderId) == orders.sorted())
+        }
+    }
+
+    @Test("a worker whose lease renewals keep failing stops reading its streams before the leases can run out")
+    func failingRenewalsStopReading() async throws {
+        try await TestStores.with { stores in
+            let worker = stores.worker(leaseMilliseconds: 3000)
+            try await withWorker(worker) {
+                try await waitFor("the worker reads every stream", within: .seconds(20)) {
+                    worker.streams.count == stores.keys.outboxes.count
+                }
+                // One stream's lease key becomes a hash: from now on every refresh fails at its GET and renews nothing.
+                let lease = KeyLayout.streamLease(stores.keys.outboxes[0])
+                _ = try await stores.redis.send(
+                    ["EVAL", "redis.call('DEL', KEYS[1]); return redis.call('HSET', KEYS[1], 'not', 'a lease')", "1", lease],
+                    routingKey: lease
+                )
+                // Before: it read them all for good, past their leases (another worker could have taken them).
+                try await waitFor("the worker reads no stream", within: .seconds(20)) { worker.streams.isEmpty }
+            }
+        }
+    }
+}
