@@ -38,27 +38,41 @@ public enum TLSTestServers {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let made = try makeCertificate(in: directory)
         let port = try freePort()
+        return try await launch(
+            "redis-server (TLS)", "/usr/bin/redis-server",
+            [
+                "--port", "0", "--tls-port", String(port), "--bind", "127.0.0.1", "--tls-cert-file", made.certificate,
+                "--tls-key-file", made.key, "--tls-ca-cert-file", made.certificate, "--tls-auth-clients", "no", "--save", "",
+                "--appendonly", "no", "--dir", directory.path,
+            ],
+            port: port, certificate: made.certificate, directory: directory
+        )
+    }
+
+    /// Starts `executable` with `arguments` and waits until it listens on `port` (and `ready` holds) for up to
+    /// `limit`; a server that exits or does not get there is killed and reaped, its folder removed, and the wait's
+    /// error thrown.
+    static func launch(
+        _ what: String, _ executable: String, _ arguments: [String], port: Int, certificate: String, directory: URL,
+        within limit: Duration = .seconds(10), ready: @escaping () -> Bool = { true }
+    ) async throws -> Server {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        process.arguments = [
-            "--port", "0", "--tls-port", String(port), "--bind", "127.0.0.1", "--tls-cert-file", made.certificate,
-            "--tls-key-file", made.key, "--tls-ca-cert-file", made.certificate, "--tls-auth-clients", "no", "--save", "",
-            "--appendonly", "no", "--dir", directory.path,
-        ]
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        let redis = Redis(port: port, certificate: made.certificate, pid: process.processIdentifier, directory: directory)
+        let server = Server(port: port, certificate: certificate, pid: process.processIdentifier, directory: directory)
         do {
-            try await waitFor("redis-server (TLS) listening on \(port)", within: .seconds(10), every: .milliseconds(20)) {
-                guard process.isRunning else { throw TLSTestError(description: "redis-server --tls-port exited") }
-                return listening(port)
+            try await waitFor("\(what) listening on \(port)", within: limit, every: .milliseconds(20)) {
+                guard process.isRunning else { throw TLSTestError(description: "\(what) on \(port) exited during start-up") }
+                return listening(port) && ready()
             }
         } catch {
-            redis.stop()
+            server.stop()
             throw error
         }
-        return redis
+        return server
     }
 
     /// A mariadbd of its own whose certificate (names localhost and 127.0.0.1) is `certificate`, with a user
@@ -87,26 +101,21 @@ public enum TLSTestServers {
         ])
         let port = try freePort()
         let socket = directory.appendingPathComponent("mysql.sock").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/mariadbd")
-        process.arguments = [
-            "--no-defaults", "--user=\(user)", "--datadir=\(data.path)", "--port=\(port)", "--bind-address=127.0.0.1",
-            "--socket=\(socket)", "--pid-file=\(directory.appendingPathComponent("mariadbd.pid").path)",
-            "--log-error=\(directory.appendingPathComponent("error.log").path)", "--skip-name-resolve",
-            "--innodb-buffer-pool-size=16M", "--ssl-ca=\(made.certificate)", "--ssl-cert=\(made.certificate)",
-            "--ssl-key=\(made.key)",
-        ]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
         let server = MariaDB(
-            server: Server(port: port, certificate: made.certificate, pid: process.processIdentifier, directory: directory)
+            server: try await launch(
+                "mariadbd (TLS)", "/usr/sbin/mariadbd",
+                [
+                    "--no-defaults", "--user=\(user)", "--datadir=\(data.path)", "--port=\(port)", "--bind-address=127.0.0.1",
+                    "--socket=\(socket)", "--pid-file=\(directory.appendingPathComponent("mariadbd.pid").path)",
+                    "--log-error=\(directory.appendingPathComponent("error.log").path)", "--skip-name-resolve",
+                    "--innodb-buffer-pool-size=16M", "--ssl-ca=\(made.certificate)", "--ssl-cert=\(made.certificate)",
+                    "--ssl-key=\(made.key)",
+                ],
+                port: port, certificate: made.certificate, directory: directory, within: .seconds(30),
+                ready: { FileManager.default.fileExists(atPath: socket) }
+            )
         )
         do {
-            try await waitFor("mariadbd (TLS) listening on \(port)", within: .seconds(30), every: .milliseconds(50)) {
-                guard process.isRunning else { throw TLSTestError(description: "mariadbd exited during start-up") }
-                return listening(port) && FileManager.default.fileExists(atPath: socket)
-            }
             try run("/usr/bin/mariadb", [
                 "--no-defaults", "--socket=\(socket)", "-uroot", "-e",
                 "CREATE DATABASE tls; CREATE USER 'tls'@'%' IDENTIFIED BY 'tls-password' REQUIRE SSL; "

@@ -9,23 +9,11 @@ public enum TestRedisServer {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("redis-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let port = try TLSTestServers.freePort()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments =
-            ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path] + settings
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let redis = TLSTestServers.Server(port: port, certificate: "", pid: process.processIdentifier, directory: directory)
-        do {
-            try await waitFor("redis-server listening on \(port)", within: .seconds(10), every: .milliseconds(20)) {
-                guard process.isRunning else { throw TLSTestServers.TLSTestError(description: "redis-server on \(port) exited") }
-                return TLSTestServers.listening(port)
-            }
-        } catch {
-            redis.stop()
-            throw error
-        }
-        return redis
+        return try await TLSTestServers.launch(
+            "redis-server", "/usr/bin/env",
+            ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path]
+                + settings,
+            port: port, certificate: "", directory: directory
+        )
     }
 }
