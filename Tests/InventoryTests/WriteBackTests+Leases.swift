@@ -54,8 +54,10 @@ extension WriteBackTests {
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 100))
             let orders = (1...4).map { "taken-\($0)" }
             for order in orders { _ = try await reserve(stores, order, [(1, 1)]) }
-            // A worker that read every entry and stopped; its leases run out in a moment.
+            // A worker that read every entry and stopped; its leases run out in a moment. Two of the orders are
+            // confirmed since: their confirms are new entries, to be applied after the reserves the worker read.
             try #require(try await ghostRead(stores, leaseHolder: "stopped", milliseconds: 1000) == orders.count)
+            for order in orders.prefix(2) { _ = try await engine.confirm(orderId: order, bizId: stores.bizId) }
             let address = TestStores.redisAddress()
             let proxy = try await FaultProxy.start(upstreamHost: address.host, upstreamPort: address.port)
             let redis = RedisClient(
@@ -71,8 +73,10 @@ extension WriteBackTests {
                 try await withWorker(worker) {
                     // Before: the streams were read from the next refresh on, the stopped worker's entries left to the
                     // 30-s idle claim.
-                    try await waitFor("the stopped worker's entries applied", within: .seconds(20)) {
-                        try await stores.journalRows().count == orders.count
+                    try await waitFor("the stopped worker's entries applied, then the confirms", within: .seconds(20)) {
+                        let rows = try await stores.journalRows().count
+                        let left = try await engine.outboxLength()
+                        return rows == orders.count && left == 0
                     }
                 }
             } catch {
@@ -82,7 +86,11 @@ extension WriteBackTests {
             }
             await redis.shutdown()
             await proxy.close()
-            #expect(try await stores.journalRows().map(\.orderId) == orders.sorted())
+            #expect(worker.stats.failedClaims > 0, "the take-over's claim was cut")
+            // A confirm read before its reserve was claimed would have found no row, and left it RESERVED.
+            #expect(try await stores.journalRows().map { "\($0.orderId) \($0.status)" } == [
+                "taken-1 CONFIRMED", "taken-2 CONFIRMED", "taken-3 RESERVED", "taken-4 RESERVED",
+            ])
         }
     }
 

@@ -15,8 +15,8 @@ public struct WriteBackConfiguration: Sendable {
     public var claimIdleMilliseconds: Int
     /// Longest pause between retries while MySQL is down.
     public var maxBackoffMilliseconds: Int
-    /// How long a stream's lease lasts without renewal (renewed about once a second); a worker stops reading a stream
-    /// a fifth of this before its lease could run out.
+    /// How long a stream's lease lasts without renewal (renewed about once a second; at least 2,000); a worker stops
+    /// reading a stream a fifth of this before its lease could run out.
     public var leaseMilliseconds: Int
 
     public init(
@@ -50,12 +50,14 @@ public struct WriteBackStats: Sendable {
     public var applyMilliseconds = 0.0
     public var settleMilliseconds = 0.0
     public var acknowledgeMilliseconds = 0.0
-    /// Time spent between batches, in ms (batches wait meanwhile): on the streams' leases (about once a second),
+    /// Time spent between batches on the streams' leases (about once a second), in ms; batches wait meanwhile.
     public var leaseRefreshMilliseconds = 0.0
-    /// on the check whether Redis went back in time (about once a second),
+    /// Time spent between batches on the check whether Redis went back in time (about once a second), in ms.
     public var checkMilliseconds = 0.0
-    /// and on taking over entries of consumers that stopped (every `claimIdleMilliseconds / 2`).
+    /// Time spent between batches taking over entries of consumers that stopped (every `claimIdleMilliseconds / 2`).
     public var claimMilliseconds = 0.0
+    /// Claims of a taken-over stream's pending entries that failed (the stream waits for a later one).
+    public var failedClaims = 0
     /// Journal lag (event appended in Redis → committed in MySQL) of recent events, in milliseconds.
     public var recentLagMilliseconds: [Int64] = []
     /// The lag sample of the window before: the progress log starts a new sample every 10 s, and a reader just

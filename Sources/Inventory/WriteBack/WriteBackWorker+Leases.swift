@@ -7,6 +7,8 @@ struct HeldStreams: Sendable {
     /// Taken streams whose earlier holder's pending entries are not claimed yet: read once they are, so that nothing
     /// newer of the stream is applied before them.
     var unclaimed: Set<String> = []
+    /// Refreshes in a row whose claim of an unclaimed stream failed, by stream.
+    var claimFailures: [String: Int] = [:]
     /// The leased streams but the unclaimed ones.
     var streams: [String] = []
     /// Until when `streams` may be read: the start of the last refresh that renewed their leases plus the leases'
@@ -23,6 +25,7 @@ struct HeldStreams: Sendable {
     mutating func lease(_ leased: [String]) {
         self.leased = leased
         unclaimed.formIntersection(leased)
+        claimFailures = claimFailures.filter { unclaimed.contains($0.key) }
         streams = leased.filter { !unclaimed.contains($0) }.sorted()
     }
 }
@@ -86,18 +89,49 @@ extension WriteBackWorker {
             held.lease(kept + taken)
             return held.unclaimed.sorted()
         }
-        // Whatever a stopped worker had read of a stream is applied before anything newer.
-        let claimed = try await concurrently(unclaimed) { stream in try await self.claimPending(of: stream, idle: 0) }
-        let leased = held.withLockedValue { held in
-            held.unclaimed.subtract(unclaimed)
-            held.lease(held.leased)
-            return held.leased.count
+        // Whatever a stopped worker had read of a stream is applied before anything newer. A claim that fails leaves
+        // its stream unread until a later refresh's claim succeeds, without holding up the other streams; one that
+        // fails `claimAttempts` refreshes in a row gives the stream back (another worker may claim it).
+        let claims = try await concurrently(unclaimed) { stream -> Result<Int, any Error> in
+            do { return .success(try await self.claimPending(of: stream, idle: 0)) } catch { return .failure(error) }
+        }
+        var claimed = 0
+        for (stream, claim) in zip(unclaimed, claims) {
+            if case .success(let entries) = claim { claimed += entries }
+            if case .failure(let error) = claim {
+                statsBox.withLockedValue { $0.failedClaims += 1 }
+                logger.warning(
+                    "could not claim the pending entries of an outbox stream taken over; it is not read until they are",
+                    metadata: ["stream": "\(stream)", "error": "\(error)"]
+                )
+            }
+        }
+        let (leased, givenUp) = held.withLockedValue { held -> (Int, [String]) in
+            var givenUp: [String] = []
+            for (stream, claim) in zip(unclaimed, claims) {
+                if case .success = claim {
+                    held.unclaimed.remove(stream)
+                    held.claimFailures[stream] = nil
+                } else {
+                    held.claimFailures[stream, default: 0] += 1
+                    if held.claimFailures[stream, default: 0] >= Self.claimAttempts { givenUp.append(stream) }
+                }
+            }
+            held.lease(held.leased.filter { !givenUp.contains($0) })
+            return (held.leased.count, givenUp)
+        }
+        for stream in givenUp {
+            logger.error("giving an outbox stream back: its pending entries could not be claimed", metadata: ["stream": "\(stream)"])
+            _ = try await runLease(stream, acquire: false)
         }
         if !taken.isEmpty {
             logger.info("outbox streams taken", metadata: ["streams": "\(taken.count)", "held": "\(leased)", "workers": "\(workers)"])
         }
-        return claimed.contains { $0 > 0 }
+        return claimed > 0
     }
+
+    /// Refreshes in a row whose claim of a taken stream may fail before the stream is given back.
+    static let claimAttempts = 5
 
     /// Takes or renews (`acquire`) or gives back a stream's lease (lua/lease.lua); true when this worker holds it
     /// afterwards.

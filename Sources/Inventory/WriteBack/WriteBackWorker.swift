@@ -17,7 +17,7 @@ public final class WriteBackWorker: Service, Sendable {
     let keys: KeyLayout
     let configuration: WriteBackConfiguration
     let logger: Logger
-    private let statsBox = NIOLockedValueBox(WriteBackStats())
+    let statsBox = NIOLockedValueBox(WriteBackStats())
     private let stopping = NIOLockedValueBox(false)
     /// The streams this worker holds the leases of, and which of them it reads until when (see `refreshLeases`).
     let held = NIOLockedValueBox(HeldStreams())
@@ -97,7 +97,7 @@ public final class WriteBackWorker: Service, Sendable {
         var lastReport = (at: ContinuousClock.now, events: 0)
         var backoff = 50
         // The next batch of new entries, read while the one in hand is applied.
-        var prefetched: Task<[OutboxEntry], any Error>?
+        var prefetched: Task<[OutboxEntry]?, any Error>?
         defer { prefetched?.cancel() }
         // A batch read ahead is applied before stopping: left unapplied, its entries would wait as this consumer's
         // pending entries until it restarts (or another worker claims them).
@@ -125,13 +125,16 @@ public final class WriteBackWorker: Service, Sendable {
                     lastClaim = ContinuousClock.now
                     if try await timed(\.claimMilliseconds, { try await claimAbandoned() }) > 0 { readOwnPending = true }
                 }
-                let entries: [OutboxEntry]
+                let read: [OutboxEntry]?
                 if let next = prefetched {
                     prefetched = nil
-                    entries = try await next.value
+                    read = try await next.value
                 } else {
-                    entries = try await read(pending: readOwnPending)
+                    read = try await self.read(pending: readOwnPending)
                 }
+                // No stream readable now (none held, or their leases may have run out): what is pending here stays
+                // to be read first once there is.
+                guard let entries = read else { continue }
                 if entries.isEmpty {
                     readOwnPending = false
                     if ContinuousClock.now - lastGauge > .seconds(1) {
@@ -233,14 +236,21 @@ public final class WriteBackWorker: Service, Sendable {
         Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
     }
 
-    private func read(pending: Bool) async throws -> [OutboxEntry] {
+    /// The next entries of the streams readable now; nil when none is (after a pause of `blockMilliseconds`, as an
+    /// empty read would have taken).
+    private func read(pending: Bool) async throws -> [OutboxEntry]? {
+        let streams = held.withLockedValue { $0.readable() }
+        guard !streams.isEmpty else {
+            try await Task.sleep(for: .milliseconds(configuration.blockMilliseconds))
+            return nil
+        }
         let started = ContinuousClock.now
         defer {
             let elapsed = Self.milliseconds(ContinuousClock.now - started)
             statsBox.withLockedValue { $0.readMilliseconds += elapsed }
         }
         do {
-            return try await reader.read(held.withLockedValue { $0.readable() }, pending: pending, count: configuration.batchSize)
+            return try await reader.read(streams, pending: pending, count: configuration.batchSize)
         } catch let missing as OutboxGroupMissing {
             try await createGroups()
             throw RedisError(.server, missing.message)
