@@ -134,6 +134,26 @@ struct LeaseCall: ScriptCall {
     }
 }
 
+/// lua/outbox_group.lua: the write-back worker's consumer group on an outbox stream, made when missing (also when Redis
+/// is full).
+struct OutboxGroupCall: ScriptCall {
+    static let name = ScriptName.outboxGroup
+
+    let keys: [String]
+    let arguments: [String]
+
+    init(stream: String, group: String) {
+        keys = [stream]
+        arguments = [group]
+    }
+
+    /// Whether the group was made now (false: it was there).
+    static func decode(_ value: RedisValue) throws -> Bool {
+        guard let made = value.int, made == 0 || made == 1 else { throw unexpected(value) }
+        return made == 1
+    }
+}
+
 /// lua/snapshot.lua: one atomic look at a page of items' counters and the outbox lines in flight touching them.
 struct SnapshotCall: ScriptCall {
     static let name = ScriptName.snapshot

@@ -205,20 +205,11 @@ public final class WriteBackWorker: Service, Sendable {
         return (now, stats.events)
     }
 
+    /// Makes the group on every stream where it is missing (lua/outbox_group.lua, which runs when Redis is full: a
+    /// stream a settling script made again while Redis is full, after Redis lost it, is written back all the same).
     private func createGroups() async throws {
         for stream in keys.outboxes {
-            let reply = try await redis.send(
-                ["XGROUP", "CREATE", stream, configuration.group, "0", "MKSTREAM"], routingKey: stream
-            )
-            guard let message = reply.errorMessage, !message.hasPrefix("BUSYGROUP") else { continue }
-            // Refused while Redis is full (MKSTREAM may grow it), whether or not the group is there: fine when it is,
-            // or when the stream is not there either (nothing to read; its first XADD waits for room too).
-            if RedisError.outOfMemory(message) {
-                let groups = try await redis.send(["XINFO", "GROUPS", stream], routingKey: stream)
-                let there = (groups.array ?? []).contains { ($0.array ?? []).contains(.string(configuration.group)) }
-                if there || groups.errorMessage?.contains("no such key") == true { continue }
-            }
-            throw RedisError(.server, "XGROUP CREATE \(stream): \(message)")
+            _ = try await engine.run(OutboxGroupCall(stream: stream, group: configuration.group))
         }
     }
 
