@@ -2,7 +2,7 @@
 -- outbox_group.lua: the write-back worker's consumer group on an outbox stream, made when it is missing (with the
 -- stream, when that is missing too). Runs when Redis is full: a settling script (confirm, cancel) run while Redis is
 -- full after it lost a stream appends to the stream again, which makes it without its group, and until the group is
--- there nothing of the stream is written back. A group costs little, and only where a stream is.
+-- there nothing of the stream is written back. A group (and an empty stream, where none is) costs a few hundred bytes.
 --
 -- KEYS[1] the outbox stream   ARGV[1] the group
 --

@@ -28,3 +28,35 @@ extension RedisFullTests {
         }
     }
 }
+
+extension RedisFullTests {
+    /// Redis lost its drain marks (it went back in time, or lost everything) and is full: the check finds it behind,
+    /// forgets what it has and raises the marks to MySQL's. The raise was a plain SET, refused while Redis is full: the
+    /// worker's every pass failed there (nothing written back), and confirms, cancels and refunds, which meet the
+    /// check through their floors, answered 503 (found by a reviewer of `groupMadeWhenFull`).
+    @Test("Redis full and behind: the check forgets and raises the drain marks to MySQL's")
+    func wentBackWhenFull() async throws {
+        let redis = try await TestRedisServer.start(["--maxmemory-policy", "noeviction"])
+        defer { redis.stop() }
+        try await TestStores.with(redisPort: redis.port, cluster: false) { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.reserve(command(stores, "a", 3))
+            #expect(try await stores.drainWithWorker())
+            let journal = JournalRepository(client: stores.mysql)
+            let mysql = try await journal.drainMarkCounts(stores.keys.drainMarks)
+            try #require(mysql.values.contains { $0 > 0 })
+            _ = try await stores.redis.command("CONFIG", "SET", "maxmemory", "1")
+            for key in stores.keys.drainMarks + [stores.keys.drainSequence].compactMap({ $0 }) {
+                _ = try await stores.redis.command("DEL", key)
+            }
+            let behind = try await engine.forgetIfWentBack(journal: journal)
+            #expect(Set(behind) == Set(mysql.filter { $0.value > 0 }.keys))
+            for (mark, value) in mysql where value > 0 {
+                #expect(try await stores.redis.command("GET", mark).int == value, "\(mark) raised to MySQL's")
+            }
+            #expect(try await engine.forgetIfWentBack(journal: journal) == [], "not behind any more")
+            _ = try await stores.redis.command("CONFIG", "SET", "maxmemory", "0")
+        }
+    }
+}

@@ -294,6 +294,11 @@ struct ScriptReplyTests {
         #expect(AbsentCall(id, milliseconds: 2_000, layout: layout).keys == [layout.absent(id), layout.made(id)])
         #expect(try LeaseCall.decode(.integer(1)))
         #expect(try !LeaseCall.decode(.integer(0)))
+        #expect(try OutboxGroupCall.decode(.integer(1)))
+        #expect(try !OutboxGroupCall.decode(.integer(0)))
+        #expect(throws: (any Error).self) { try OutboxGroupCall.decode(.integer(2)) }
+        #expect(try RaiseToCall.decode(.integer(7)) == 7)
+        #expect(throws: (any Error).self) { try RaiseToCall.decode(.string("x")) }
     }
 
     @Test("restore_order.lua: quantities from ARGV[9], then the codes per line, then the request")

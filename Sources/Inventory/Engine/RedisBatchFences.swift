@@ -86,12 +86,10 @@ struct RedisBatchFences: BatchFences {
         }
     }
 
-    /// Sets `key` to `value` when it is lower or missing (under the caller's locked mark rows: nothing else raises it).
+    /// Sets `key` to `value` when it is lower or missing (under the caller's locked mark rows: nothing else raises it),
+    /// also when Redis is full (lua/raise_to.lua).
     private func raise(_ key: String, to value: Int64) async throws {
-        let current = try await stores.redisCall { try await stores.redis.command("GET", key) }.int
-        if (current ?? -1) < value {
-            _ = try await stores.redisCall { try await stores.redis.command("SET", key, String(value)) }
-        }
+        _ = try await run(RaiseToCall(key: key, value: value))
     }
 
     /// Both scripts are safe to run again: a reply lost on the way is `unavailable`, and the batch rolls back.

@@ -134,6 +134,26 @@ struct LeaseCall: ScriptCall {
     }
 }
 
+/// lua/raise_to.lua: a drain mark (or the drain sequence) raised to MySQL's value when lower or missing (also when
+/// Redis is full).
+struct RaiseToCall: ScriptCall {
+    static let name = ScriptName.raiseTo
+
+    let keys: [String]
+    let arguments: [String]
+
+    init(key: String, value: Int64) {
+        keys = [key]
+        arguments = [String(value)]
+    }
+
+    /// The key's value afterwards.
+    static func decode(_ value: RedisValue) throws -> Int64 {
+        guard let after = value.int else { throw unexpected(value) }
+        return after
+    }
+}
+
 /// lua/outbox_group.lua: the write-back worker's consumer group on an outbox stream, made when missing (also when Redis
 /// is full).
 struct OutboxGroupCall: ScriptCall {
