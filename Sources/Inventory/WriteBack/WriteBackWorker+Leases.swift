@@ -9,24 +9,21 @@ struct HeldStreams: Sendable {
     var unclaimed: Set<String> = []
     /// Refreshes in a row whose claim of an unclaimed stream failed, by stream.
     var claimFailures: [String: Int] = [:]
-    /// The leased streams but the unclaimed ones.
-    var streams: [String] = []
-    /// Until when `streams` may be read: the start of the last refresh that renewed their leases plus the leases'
-    /// lifetime less a margin. A worker whose renewals keep failing stops reading before its leases can run out
+    /// Until when the leased streams may be read: the start of the last refresh that renewed their leases plus the
+    /// leases' lifetime less a margin. A worker whose renewals keep failing stops reading before its leases can run out
     /// and another worker take its streams (two workers reading one stream apply its entries out of order).
     var readableUntil = ContinuousClock.now
 
-    /// The streams to read at `now`: none once the leases may have run out.
+    /// The streams to read at `now`: the leased ones but the unclaimed, none once the leases may have run out.
     func readable(at now: ContinuousClock.Instant = .now) -> [String] {
-        now < readableUntil ? streams : []
+        now < readableUntil ? leased.filter { !unclaimed.contains($0) }.sorted() : []
     }
 
-    /// Sets `leased`, and `streams` from it.
+    /// Sets `leased`; what is known of streams no longer leased is dropped.
     mutating func lease(_ leased: [String]) {
         self.leased = leased
         unclaimed.formIntersection(leased)
         claimFailures = claimFailures.filter { unclaimed.contains($0.key) }
-        streams = leased.filter { !unclaimed.contains($0) }.sorted()
     }
 }
 
@@ -85,49 +82,53 @@ extension WriteBackWorker {
             // leased to this worker and claims it still.
             held.withLockedValue { _ = $0.unclaimed.insert(stream) }
         }
-        let unclaimed = held.withLockedValue { held in
-            held.lease(kept + taken)
-            return held.unclaimed.sorted()
+        held.withLockedValue { $0.lease(kept + taken) }
+        let claimed = try await claimTakenOver()
+        if !taken.isEmpty {
+            let leased = held.withLockedValue { $0.leased.count }
+            logger.info("outbox streams taken", metadata: ["streams": "\(taken.count)", "held": "\(leased)", "workers": "\(workers)"])
         }
-        // Whatever a stopped worker had read of a stream is applied before anything newer. A claim that fails leaves
-        // its stream unread until a later refresh's claim succeeds, without holding up the other streams; one that
-        // fails `claimAttempts` refreshes in a row gives the stream back (another worker may claim it).
+        return claimed > 0
+    }
+
+    /// Claims what the earlier holders of the unclaimed streams had read, so that it is applied before anything newer;
+    /// returns how many entries. A claim that fails leaves its stream unread until a later refresh's claim succeeds,
+    /// without holding up the other streams; one that fails `claimAttempts` refreshes in a row gives the stream back
+    /// (another worker may claim it).
+    private func claimTakenOver() async throws -> Int {
+        let unclaimed = held.withLockedValue { $0.unclaimed.sorted() }
         let claims = try await concurrently(unclaimed) { stream -> Result<Int, any Error> in
             do { return .success(try await self.claimPending(of: stream, idle: 0)) } catch { return .failure(error) }
         }
         var claimed = 0
-        for (stream, claim) in zip(unclaimed, claims) {
-            if case .success(let entries) = claim { claimed += entries }
-            if case .failure(let error) = claim {
-                statsBox.withLockedValue { $0.failedClaims += 1 }
-                logger.warning(
-                    "could not claim the pending entries of an outbox stream taken over; it is not read until they are",
-                    metadata: ["stream": "\(stream)", "error": "\(error)"]
-                )
-            }
-        }
-        let (leased, givenUp) = held.withLockedValue { held -> (Int, [String]) in
-            var givenUp: [String] = []
+        var givenUp: [String] = []
+        held.withLockedValue { held in
             for (stream, claim) in zip(unclaimed, claims) {
-                if case .success = claim {
+                switch claim {
+                case .success(let entries):
+                    claimed += entries
                     held.unclaimed.remove(stream)
                     held.claimFailures[stream] = nil
-                } else {
+                case .failure:
                     held.claimFailures[stream, default: 0] += 1
                     if held.claimFailures[stream, default: 0] >= Self.claimAttempts { givenUp.append(stream) }
                 }
             }
             held.lease(held.leased.filter { !givenUp.contains($0) })
-            return (held.leased.count, givenUp)
+        }
+        for (stream, claim) in zip(unclaimed, claims) {
+            guard case .failure(let error) = claim else { continue }
+            statsBox.withLockedValue { $0.failedClaims += 1 }
+            logger.warning(
+                "could not claim the pending entries of an outbox stream taken over; it is not read until they are",
+                metadata: ["stream": "\(stream)", "error": "\(error)"]
+            )
         }
         for stream in givenUp {
             logger.error("giving an outbox stream back: its pending entries could not be claimed", metadata: ["stream": "\(stream)"])
             _ = try await runLease(stream, acquire: false)
         }
-        if !taken.isEmpty {
-            logger.info("outbox streams taken", metadata: ["streams": "\(taken.count)", "held": "\(leased)", "workers": "\(workers)"])
-        }
-        return claimed > 0
+        return claimed
     }
 
     /// Refreshes in a row whose claim of a taken stream may fail before the stream is given back.
