@@ -47,6 +47,7 @@ extension ServiceConfiguration {
             ("INVENTORY_ENGINE", engineKind), ("INVENTORY_WORKER", runWorker ? "on" : "off"),
             ("INVENTORY_WORKER_CONSUMER", worker.consumer), ("INVENTORY_WORKER_BATCH", String(worker.batchSize)),
             ("INVENTORY_WORKER_CLAIM_IDLE_MS", String(worker.claimIdleMilliseconds)),
+            ("INVENTORY_WORKER_LEASE_MS", String(worker.leaseMilliseconds)),
             ("INVENTORY_SWEEP_INTERVAL_MS", String(sweepIntervalMilliseconds)),
             ("INVENTORY_RECONCILE_INTERVAL_SECONDS", String(reconcileIntervalSeconds)),
             ("INVENTORY_RECONCILE_FIX", reconcileFix ? "on" : "off"),

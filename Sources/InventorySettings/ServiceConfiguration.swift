@@ -225,6 +225,9 @@ public struct ServiceConfiguration: Sendable {
         settings.worker.claimIdleMilliseconds = try reader.int(
             "INVENTORY_WORKER_CLAIM_IDLE_MS", settings.worker.claimIdleMilliseconds, 100...3_600_000
         )
+        settings.worker.leaseMilliseconds = try reader.int(
+            "INVENTORY_WORKER_LEASE_MS", settings.worker.leaseMilliseconds, 2000...600_000
+        )
         settings.sweepIntervalMilliseconds = try reader.int(
             "INVENTORY_SWEEP_INTERVAL_MS", settings.sweepIntervalMilliseconds, 0...3_600_000
         )

@@ -158,10 +158,10 @@ public struct TestStores: Sendable {
     /// `redis`: the client of its own commands (leases, claims), this test's by default.
     public func worker(
         batchSize: Int = 1000, claimIdleMilliseconds: Int = 30_000, consumer: String = "test", leaseMilliseconds: Int = 10_000,
-        redis: (any RedisRouter)? = nil
+        redis: (any RedisRouter)? = nil, readerConfiguration: RedisConfiguration? = nil
     ) -> WriteBackWorker {
         WriteBackWorker(
-            engine: engine, redis: redis ?? self.redis, readerConfiguration: redisConfiguration,
+            engine: engine, redis: redis ?? self.redis, readerConfiguration: readerConfiguration ?? redisConfiguration,
             journal: JournalRepository(client: mysql), keys: keys,
             configuration: WriteBackConfiguration(
                 consumer: consumer, batchSize: batchSize, blockMilliseconds: 20, claimIdleMilliseconds: claimIdleMilliseconds,

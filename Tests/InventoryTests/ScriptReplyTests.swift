@@ -301,6 +301,27 @@ struct ScriptReplyTests {
         #expect(throws: (any Error).self) { try RaiseToCall.decode(.string("x")) }
     }
 
+    @Test("outbox_read.lua: a lease and its stream per stream; read, lost or no group per stream, in order")
+    func outboxReadContract() throws {
+        let call = OutboxReadCall(streams: ["s0", "s1"], owner: "w#1", group: "g", consumer: "c", count: 0, pending: false)
+        #expect(call.keys == ["s0:lease", "s0", "s1:lease", "s1"])
+        #expect(call.arguments == ["w#1", "g", "c", "1", ">"])
+        #expect(OutboxReadCall(streams: ["s0"], owner: "w", group: "g", consumer: "c", count: 5, pending: true).arguments.last == "0")
+        let entry = RedisValue.array([.string("1-0"), .array([.string("type"), .string("reserve")])])
+        let reply = RedisValue.array([
+            .array([.string("read"), .array([entry]), .string("")]),
+            .array([.string("lost")]),
+            .array([.string("read"), .array([]), .string("7-1")]),
+            .array([.string("nogroup")]),
+        ])
+        #expect(try OutboxReadCall.decode(reply) == [
+            .read(entries: .array([entry]), last: ""), .lost, .read(entries: .array([]), last: "7-1"), .noGroup,
+        ])
+        #expect(throws: (any Error).self) { try OutboxReadCall.decode(.array([.array([.string("read"), .array([])])])) }
+        #expect(throws: (any Error).self) { try OutboxReadCall.decode(.array([.array([.string("held")])])) }
+        #expect(throws: (any Error).self) { try OutboxReadCall.decode(.array([.integer(1)])) }
+    }
+
     @Test("restore_order.lua: quantities from ARGV[9], then the codes per line, then the request")
     func restoreOrderLayout() {
         let call = RestoreOrderCall(

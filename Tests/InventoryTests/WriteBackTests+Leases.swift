@@ -33,7 +33,7 @@ extension WriteBackTests {
             for order in orders { _ = try await reserve(stores, order, [(1, 1)]) }
             let worker = stores.worker(claimIdleMilliseconds: 300)
             // This worker holds every stream already (a restart within its leases): no take-over claims them for it.
-            let ghosted = try await ghostRead(stores, leaseHolder: "test", milliseconds: 60_000)
+            let ghosted = try await ghostRead(stores, leaseHolder: worker.leaseOwner, milliseconds: 60_000)
             try #require(ghosted == orders.count)
             try await withWorker(worker) {
                 try await waitFor("the ghost's entries applied", within: .seconds(30)) {

@@ -331,6 +331,8 @@ struct WriteBackTests {
             var environment = stores.serviceEnvironment()
             environment["INVENTORY_WORKER_BATCH"] = "50"
             environment["INVENTORY_WORKER_CONSUMER"] = "killed-worker"
+            // Each restart reads the killed one's streams once their leases run out: 2 s after the kill.
+            environment["INVENTORY_WORKER_LEASE_MS"] = "2000"
             environment["INVENTORY_SWEEP_INTERVAL_MS"] = "0"
             environment["INVENTORY_LOG_LEVEL"] = "error"
             func start() throws -> Process {

@@ -174,6 +174,49 @@ struct OutboxGroupCall: ScriptCall {
     }
 }
 
+/// lua/outbox_read.lua: the write-back worker's read of the outbox streams whose leases name it, each lease checked in
+/// the same step as its stream's read (also when Redis is full).
+struct OutboxReadCall: ScriptCall {
+    static let name = ScriptName.outboxRead
+
+    /// What became of one stream.
+    enum Stream: Sendable, Equatable {
+        /// Read (the lease is this worker's): XREADGROUP's entries of the stream (`[[id, [field, value, ...]], ...]`),
+        /// and when there are none the id of its last entry, to wait for newer ones from.
+        case read(entries: RedisValue, last: String)
+        /// Not read: the lease is not this worker's (run out, or another's).
+        case lost
+        /// Not read: the stream or its group is missing.
+        case noGroup
+    }
+
+    let streams: [String]
+    let keys: [String]
+    let arguments: [String]
+
+    /// Up to `count` entries of each stream: new ones, or (`pending`) the ones `consumer` read and never acknowledged.
+    init(streams: [String], owner: String, group: String, consumer: String, count: Int, pending: Bool) {
+        self.streams = streams
+        keys = streams.flatMap { [KeyLayout.streamLease($0), $0] }
+        arguments = [owner, group, consumer, String(max(1, count)), pending ? "0" : ">"]
+    }
+
+    /// One element per stream, in the order of `streams`.
+    static func decode(_ value: RedisValue) throws -> [Stream] {
+        try (value.array ?? []).map { element -> Stream in
+            guard let parts = element.array, let kind = parts.first?.text else { throw unexpected(value) }
+            switch (kind, parts.count) {
+            case ("read", 3):
+                guard let last = parts[2].text, parts[1].array != nil else { throw unexpected(value) }
+                return .read(entries: parts[1], last: last)
+            case ("lost", 1): return .lost
+            case ("nogroup", 1): return .noGroup
+            default: throw unexpected(value)
+            }
+        }
+    }
+}
+
 /// lua/snapshot.lua: one atomic look at a page of items' counters and the outbox lines in flight touching them.
 struct SnapshotCall: ScriptCall {
     static let name = ScriptName.snapshot

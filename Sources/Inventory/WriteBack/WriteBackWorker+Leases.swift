@@ -46,7 +46,7 @@ extension WriteBackWorker {
         let members = keys.prefix + ":workers"
         // Refused while Redis is full (a ZADD may grow it): the registry keeps this worker's last entry meanwhile, and
         // the leases below are renewed all the same (lua/lease.lua runs when Redis is full).
-        let registered = try await redis.send(["ZADD", members, String(now), configuration.consumer], routingKey: members)
+        let registered = try await redis.send(["ZADD", members, String(now), leaseOwner], routingKey: members)
         if let message = registered.errorMessage, !RedisError.outOfMemory(message) {
             throw RedisError(.server, "ZADD \(members): \(message)")
         }
@@ -59,7 +59,7 @@ extension WriteBackWorker {
         var mine: [String] = []
         var free: [String] = []
         for (stream, holder) in zip(keys.outboxes, holders) {
-            if holder == configuration.consumer { mine.append(stream) } else if holder == nil { free.append(stream) }
+            if holder == leaseOwner { mine.append(stream) } else if holder == nil { free.append(stream) }
         }
         // Above the share: given back (only between batches with nothing pending here), each out of what is read
         // before its lease goes.
@@ -138,7 +138,7 @@ extension WriteBackWorker {
     /// afterwards.
     func runLease(_ stream: String, acquire: Bool) async throws -> Bool {
         let key = KeyLayout.streamLease(stream)
-        let owner = configuration.consumer
+        let owner = leaseOwner
         return try await engine.run(
             acquire
                 ? LeaseCall(key: key, owner: owner, milliseconds: configuration.leaseMilliseconds)

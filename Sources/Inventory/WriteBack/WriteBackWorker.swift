@@ -21,6 +21,10 @@ public final class WriteBackWorker: Service, Sendable {
     private let stopping = NIOLockedValueBox(false)
     /// The streams this worker holds the leases of, and which of them it reads until when (see `refreshLeases`).
     let held = NIOLockedValueBox(HeldStreams())
+    /// Who holds this worker's leases and stands for it in `prefix:workers`: the consumer name and a number of this
+    /// worker's own, so that two processes given one consumer name never both think a lease is theirs (a worker that
+    /// restarts waits for its former leases to run out, then takes them over like any other).
+    let leaseOwner: String
 
     /// - Parameters:
     ///   - redis: the shared client, for scripts and acknowledgements.
@@ -36,8 +40,11 @@ public final class WriteBackWorker: Service, Sendable {
         logger: Logger
     ) {
         self.engine = engine
+        let leaseOwner = configuration.consumer + "#" + String(UInt64.random(in: 1...UInt64.max), radix: 36)
+        self.leaseOwner = leaseOwner
         self.reader = OutboxReaders.make(
-            keys: keys, redis: redis, readerConfiguration: readerConfiguration, configuration: configuration, logger: logger
+            keys: keys, redis: redis, scripts: engine.scripts, owner: leaseOwner, readerConfiguration: readerConfiguration,
+            configuration: configuration, logger: logger
         )
         self.redis = redis
         self.journal = journal
@@ -73,7 +80,7 @@ public final class WriteBackWorker: Service, Sendable {
         // The batch in hand is applied: the streams go back at once, not when their leases run out.
         for stream in held.withLockedValue({ $0.leased }) { _ = try? await runLease(stream, acquire: false) }
         held.withLockedValue { $0 = HeldStreams() }
-        _ = try? await redis.command("ZREM", keys.prefix + ":workers", configuration.consumer)
+        _ = try? await redis.command("ZREM", keys.prefix + ":workers", leaseOwner)
         await reader.shutdown()
     }
 

@@ -234,6 +234,8 @@ struct ServiceEnvironment: Sendable {
             "INVENTORY_HTTP_PORT": String(httpPort ?? self.httpPort), "INVENTORY_DURABILITY": durability,
             "INVENTORY_KEY_PREFIX": prefix, "INVENTORY_REDIS_TIMEOUT_MS": "500",
             "INVENTORY_WORKER_CONSUMER": "faults", "INVENTORY_WORKER_CLAIM_IDLE_MS": "2000",
+            // A killed instance's streams are read again after 2 s, not 10 (the shortest lease there is).
+            "INVENTORY_WORKER_LEASE_MS": "2000",
             "INVENTORY_LOG_FORMAT": "json", "INVENTORY_LOG_LEVEL": "notice",
         ]
         if !clusterPorts.isEmpty {

@@ -18,12 +18,14 @@ extension Driver {
     }
 
     /// Starts a write-back worker process on this program's stores (the consumer name of the harness's own drains,
-    /// small batches), waits until it has applied some of the outbox (or a few seconds), and kills it
+    /// small batches, short leases), waits until it has applied some of the outbox (or a few seconds), and kills it
     /// `afterMilliseconds / 10` ms later (SIGKILL), somewhere in its work.
     func killWorker(afterMilliseconds: Int) async throws {
         var environment = processEnvironment()
         environment["INVENTORY_WORKER_CONSUMER"] = "test"
         environment["INVENTORY_WORKER_BATCH"] = "2"
+        // Its streams go back to the harness's drains 2 s after the kill (the shortest lease), not 10.
+        environment["INVENTORY_WORKER_LEASE_MS"] = "2000"
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("modelcheck-worker-\(stores.bizId).log").path
         let worker = ChildProcess(
             name: "worker", executable: TestStores.inventorydBinary, arguments: ["worker"], environment: environment,

@@ -1,0 +1,81 @@
+import Foundation
+@testable import Inventory
+import InventoryTestSupport
+import RedisClient
+import Testing
+
+/// What keeps a stream to one reader when workers stall or share a name.
+extension WriteBackTests {
+    @Test("a read that reaches Redis after the worker lost its leases reads nothing of their streams")
+    func readAfterLeaseLostReadsNothing() async throws {
+        try await TestStores.with { stores in
+            // (The worker's commands go through a proxy to one Redis.)
+            guard !stores.keys.clustered else { return }
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 100))
+            let address = TestStores.redisAddress()
+            let proxy = try await FaultProxy.start(upstreamHost: address.host, upstreamPort: address.port)
+            let proxied = RedisConfiguration(
+                host: address.host, port: proxy.port, connections: 1, database: TestStores.redisTestDatabase()
+            )
+            let redis = RedisClient(configuration: proxied, logger: stores.logger)
+            let worker = stores.worker(redis: redis, readerConfiguration: proxied)
+            do {
+                try await withWorker(worker) {
+                    try await waitFor("the worker reads every stream", within: .seconds(20)) {
+                        worker.streams.count == stores.keys.outboxes.count
+                    }
+                    // The worker's next read of new entries (its argument `>`) stalls on the way to Redis ...
+                    proxy.holdRequest(containing: "$1\r\n>\r\n")
+                    try await waitFor("a read held", within: .seconds(20)) { proxy.isHolding }
+                    // ... while its leases run out and another worker takes every stream, and an order comes in.
+                    for stream in stores.keys.outboxes {
+                        let lease = KeyLayout.streamLease(stream)
+                        _ = try await stores.redis.send(["SET", lease, "other", "PX", "60000"], routingKey: lease)
+                    }
+                    _ = try await reserve(stores, "fenced-1", [(1, 1)])
+                    proxy.release()
+                    try await waitFor("the worker gives the streams up", within: .seconds(20)) { worker.streams.isEmpty }
+                }
+            } catch {
+                await redis.shutdown()
+                await proxy.close()
+                throw error
+            }
+            await redis.shutdown()
+            await proxy.close()
+            // The order's reserve is still there for the stream's holder to read. Before: the stalled read delivered
+            // it to the worker that had lost the stream, which applied it.
+            var readByHolder = 0
+            for stream in stores.keys.outboxes {
+                let read = try await stores.redis.send(
+                    ["XREADGROUP", "GROUP", WriteBackConfiguration().group, "other", "COUNT", "100", "STREAMS", stream, ">"],
+                    routingKey: stream
+                )
+                readByHolder += read.array?.first?.array?[safe: 1]?.array?.count ?? 0
+            }
+            #expect(readByHolder == 1)
+            #expect(try await stores.journalRows().isEmpty)
+        }
+    }
+
+    @Test("two workers given one consumer name hold different streams")
+    func sharedConsumerNameSplitsStreams() async throws {
+        try await TestStores.with { stores in
+            let first = stores.worker(consumer: "same")
+            let second = stores.worker(consumer: "same")
+            try await withWorker(first) {
+                try await withWorker(second) {
+                    // Before: both took every lease as their own (the leases knew workers by name) and read every
+                    // stream at once.
+                    try await waitFor("the streams split between the two", within: .seconds(30)) {
+                        let one = Set(first.streams)
+                        let other = Set(second.streams)
+                        return one.isDisjoint(with: other) && one.union(other).count == stores.keys.outboxes.count
+                            && !one.isEmpty && !other.isEmpty
+                    }
+                }
+            }
+        }
+    }
+}
