@@ -22,7 +22,8 @@ local owner, group, consumer, count, from = ARGV[1], ARGV[2], ARGV[3], ARGV[4], 
 local replies = {}
 for index = 1, #KEYS, 2 do
   local stream = KEYS[index + 1]
-  if redis.call('GET', KEYS[index]) ~= owner then
+  -- (A lease key that is not a string, whatever made it so, names no one.)
+  if redis.pcall('GET', KEYS[index]) ~= owner then
     replies[#replies + 1] = {'lost'}
   else
     local read = redis.pcall('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'STREAMS', stream, from)

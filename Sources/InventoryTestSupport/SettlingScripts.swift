@@ -6,6 +6,6 @@ extension ScriptName {
     /// order never seen is refused (lua/lib/full.lua), and says so. The contract the tests hold the scripts to.
     public static let settlingWhenFull: [ScriptName] = [
         .confirm, .refund, .rollback, .undoReserve, .dirTransition, .dirClose, .undoStock, .adminDone, .unsettle, .applied,
-        .drainMark, .raiseTo, .lease, .outboxGroup, .outboxRead,
+        .drainMark, .raiseTo, .lease, .outboxGroup, .outboxRead, .outboxClaim,
     ]
 }

@@ -301,7 +301,7 @@ struct ScriptReplyTests {
         #expect(throws: (any Error).self) { try RaiseToCall.decode(.string("x")) }
     }
 
-    @Test("outbox_read.lua: a lease and its stream per stream; read, lost or no group per stream, in order")
+    @Test("outbox_read.lua and outbox_claim.lua: a lease beside each stream; read (or claimed), lost or no group")
     func outboxReadContract() throws {
         let call = OutboxReadCall(streams: ["s0", "s1"], owner: "w#1", group: "g", consumer: "c", count: 0, pending: false)
         #expect(call.keys == ["s0:lease", "s0", "s1:lease", "s1"])
@@ -320,6 +320,13 @@ struct ScriptReplyTests {
         #expect(throws: (any Error).self) { try OutboxReadCall.decode(.array([.array([.string("read"), .array([])])])) }
         #expect(throws: (any Error).self) { try OutboxReadCall.decode(.array([.array([.string("held")])])) }
         #expect(throws: (any Error).self) { try OutboxReadCall.decode(.array([.integer(1)])) }
+        let claim = OutboxClaimCall(stream: "s0", owner: "w#1", group: "g", consumer: "c", idle: 0, cursor: "0-0", count: 10)
+        #expect(claim.keys == ["s0:lease", "s0"])
+        #expect(claim.arguments == ["w#1", "g", "c", "0", "0-0", "10"])
+        #expect(try OutboxClaimCall.decode(.array([.string("claimed"), .string("5-1"), .integer(3)])) == .claimed(next: "5-1", entries: 3))
+        #expect(try OutboxClaimCall.decode(.array([.string("lost")])) == .lost)
+        #expect(try OutboxClaimCall.decode(.array([.string("nogroup")])) == .noGroup)
+        #expect(throws: (any Error).self) { try OutboxClaimCall.decode(.array([.string("claimed"), .string("5-1")])) }
     }
 
     @Test("restore_order.lua: quantities from ARGV[9], then the codes per line, then the request")

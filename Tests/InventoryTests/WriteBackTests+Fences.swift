@@ -56,6 +56,59 @@ extension WriteBackTests {
             }
             #expect(readByHolder == 1)
             #expect(try await stores.journalRows().isEmpty)
+            #expect(worker.stats.lostStreams == stores.keys.outboxes.count, "the read said which streams it lost")
+        }
+    }
+
+    @Test("a take-over's claim that reaches Redis after the worker lost the lease claims nothing")
+    func claimAfterLeaseLostClaimsNothing() async throws {
+        try await TestStores.with { stores in
+            // (The worker's commands go through a proxy to one Redis.)
+            guard !stores.keys.clustered else { return }
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 100))
+            for order in ["claimed-1", "claimed-2"] { _ = try await reserve(stores, order, [(1, 1)]) }
+            // A worker read both reserves and stopped; its leases run out in a moment, and this worker takes them over.
+            try #require(try await ghostRead(stores, leaseHolder: "stopped", milliseconds: 500) == 2)
+            let address = TestStores.redisAddress()
+            let proxy = try await FaultProxy.start(upstreamHost: address.host, upstreamPort: address.port)
+            let proxied = RedisConfiguration(
+                host: address.host, port: proxy.port, connections: 1, database: TestStores.redisTestDatabase()
+            )
+            let redis = RedisClient(configuration: proxied, logger: stores.logger)
+            // The take-over's claim stalls on the way to Redis (the first request naming XAUTOCLAIM: the command, or
+            // the source of the script that runs it) ...
+            proxy.holdRequest(containing: "XAUTOCLAIM")
+            let worker = stores.worker(redis: redis, readerConfiguration: proxied)
+            do {
+                try await withWorker(worker) {
+                    try await waitFor("the take-over's claim held", within: .seconds(20)) { proxy.isHolding }
+                    // ... while the leases go to another worker.
+                    for stream in stores.keys.outboxes {
+                        let lease = KeyLayout.streamLease(stream)
+                        _ = try await stores.redis.send(["SET", lease, "other", "PX", "60000"], routingKey: lease)
+                    }
+                    proxy.release()
+                    try await waitFor("the worker gives the streams up", within: .seconds(20)) { worker.streams.isEmpty }
+                }
+            } catch {
+                await redis.shutdown()
+                await proxy.close()
+                throw error
+            }
+            await redis.shutdown()
+            await proxy.close()
+            // Both reserves are still pending on the stopped consumer, for the new holder to claim. Before: the late
+            // claim moved them to a worker that could no longer read the stream.
+            var owners: [String] = []
+            for stream in stores.keys.outboxes {
+                let pending = try await stores.redis.send(
+                    ["XPENDING", stream, WriteBackConfiguration().group, "-", "+", "100"], routingKey: stream
+                )
+                owners += (pending.array ?? []).compactMap { $0.array?[safe: 1]?.text }
+            }
+            #expect(owners == ["ghost", "ghost"])
+            #expect(try await stores.journalRows().isEmpty)
         }
     }
 

@@ -217,6 +217,41 @@ struct OutboxReadCall: ScriptCall {
     }
 }
 
+/// lua/outbox_claim.lua: one page of the worker's claim of entries another consumer left unacknowledged, in a stream
+/// whose lease names the worker, checked in the same step (also when Redis is full).
+struct OutboxClaimCall: ScriptCall {
+    static let name = ScriptName.outboxClaim
+
+    enum Reply: Sendable, Equatable {
+        /// Claimed `entries` entries; `next` is the cursor of the next page ("0-0": none).
+        case claimed(next: String, entries: Int)
+        /// Nothing claimed: the lease is not this worker's.
+        case lost
+        /// Nothing claimed: the stream or its group is missing (nothing is pending).
+        case noGroup
+    }
+
+    let keys: [String]
+    let arguments: [String]
+
+    init(stream: String, owner: String, group: String, consumer: String, idle: Int, cursor: String, count: Int) {
+        keys = [KeyLayout.streamLease(stream), stream]
+        arguments = [owner, group, consumer, String(max(0, idle)), cursor, String(max(1, count))]
+    }
+
+    static func decode(_ value: RedisValue) throws -> Reply {
+        guard let parts = value.array, let kind = parts.first?.text else { throw unexpected(value) }
+        switch (kind, parts.count) {
+        case ("claimed", 3):
+            guard let next = parts[1].text, let entries = parts[2].int else { throw unexpected(value) }
+            return .claimed(next: next, entries: Int(entries))
+        case ("lost", 1): return .lost
+        case ("nogroup", 1): return .noGroup
+        default: throw unexpected(value)
+        }
+    }
+}
+
 /// lua/snapshot.lua: one atomic look at a page of items' counters and the outbox lines in flight touching them.
 struct SnapshotCall: ScriptCall {
     static let name = ScriptName.snapshot

@@ -4,8 +4,8 @@ import Foundation
 public struct WriteBackConfiguration: Sendable {
     /// Consumer group shared by every worker.
     public var group: String
-    /// This worker's name in the group. Stable across restarts of one instance, so a restarted worker finds
-    /// the entries it had read but not acknowledged.
+    /// This worker's name in the group: what it read and did not acknowledge stays pending under this name until
+    /// it, restarted, or another worker takes the stream over (its leases carry a number of the process's own too).
     public var consumer: String
     /// Entries read per batch (per stream).
     public var batchSize: Int
@@ -58,6 +58,8 @@ public struct WriteBackStats: Sendable {
     public var claimMilliseconds = 0.0
     /// Claims of a taken-over stream's pending entries that failed (the stream waits for a later one).
     public var failedClaims = 0
+    /// Streams found, at a read or a claim, to be leased to another worker (or to no one) now: no longer read here.
+    public var lostStreams = 0
     /// Journal lag (event appended in Redis → committed in MySQL) of recent events, in milliseconds.
     public var recentLagMilliseconds: [Int64] = []
     /// The lag sample of the window before: the progress log starts a new sample every 10 s, and a reader just

@@ -97,18 +97,21 @@ extension WriteBackWorker {
     /// (another worker may claim it).
     private func claimTakenOver() async throws -> Int {
         let unclaimed = held.withLockedValue { $0.unclaimed.sorted() }
-        let claims = try await concurrently(unclaimed) { stream -> Result<Int, any Error> in
+        let claims = try await concurrently(unclaimed) { stream -> Result<Int?, any Error> in
             do { return .success(try await self.claimPending(of: stream, idle: 0)) } catch { return .failure(error) }
         }
         var claimed = 0
         var givenUp: [String] = []
+        var lost: [String] = []
         held.withLockedValue { held in
             for (stream, claim) in zip(unclaimed, claims) {
                 switch claim {
-                case .success(let entries):
+                case .success(let entries?):
                     claimed += entries
                     held.unclaimed.remove(stream)
                     held.claimFailures[stream] = nil
+                case .success(nil):
+                    lost.append(stream)
                 case .failure:
                     held.claimFailures[stream, default: 0] += 1
                     if held.claimFailures[stream, default: 0] >= Self.claimAttempts { givenUp.append(stream) }
@@ -116,6 +119,7 @@ extension WriteBackWorker {
             }
             held.lease(held.leased.filter { !givenUp.contains($0) })
         }
+        if !lost.isEmpty { dropLost(lost) }
         for (stream, claim) in zip(unclaimed, claims) {
             guard case .failure(let error) = claim else { continue }
             statsBox.withLockedValue { $0.failedClaims += 1 }
@@ -129,6 +133,14 @@ extension WriteBackWorker {
             _ = try await runLease(stream, acquire: false)
         }
         return claimed
+    }
+
+    /// Streams Redis found leased to another worker (or to no one) at a read or a claim: no longer read here (the
+    /// next refresh takes them again if they are free).
+    func dropLost(_ lost: [String]) {
+        held.withLockedValue { held in held.lease(held.leased.filter { !lost.contains($0) }) }
+        statsBox.withLockedValue { $0.lostStreams += lost.count }
+        logger.warning("outbox streams whose leases are not this worker's any more are no longer read", metadata: ["streams": "\(lost)"])
     }
 
     /// Refreshes in a row whose claim of a taken stream may fail before the stream is given back.
@@ -148,10 +160,13 @@ extension WriteBackWorker {
 
     /// Takes over entries another consumer read and never acknowledged (it crashed), in every stream read now.
     func claimAbandoned() async throws -> Int {
-        let claims = try await concurrently(held.withLockedValue { $0.readable() }) { stream in
+        let streams = held.withLockedValue { $0.readable() }
+        let claims = try await concurrently(streams) { stream in
             try await self.claimPending(of: stream, idle: self.configuration.claimIdleMilliseconds)
         }
-        let claimed = claims.reduce(0, +)
+        let claimed = claims.reduce(0) { $0 + ($1 ?? 0) }
+        let lost = zip(streams, claims).filter { $0.1 == nil }.map(\.0)
+        if !lost.isEmpty { dropLost(lost) }
         if claimed > 0 {
             logger.warning("took over outbox entries of a consumer that stopped", metadata: ["entries": "\(claimed)"])
         }
@@ -159,26 +174,26 @@ extension WriteBackWorker {
     }
 
     /// Claims for this consumer every entry of `stream` another consumer has held for `idle` ms or more, page by
-    /// page (XAUTOCLAIM's cursor); returns how many. An error reply is thrown (the entries are not claimed), but for a
-    /// stream or group that is not there.
-    private func claimPending(of stream: String, idle: Int) async throws -> Int {
+    /// page (lua/outbox_claim.lua: each page only while the stream's lease is this worker's); returns how many, nil
+    /// when the lease is not this worker's. An error reply is thrown (the entries are not claimed); a stream or group
+    /// that is not there has nothing pending.
+    private func claimPending(of stream: String, idle: Int) async throws -> Int? {
         var cursor = "0-0"
         var claimed = 0
         repeat {
-            let reply = try await redis.send(
-                [
-                    "XAUTOCLAIM", stream, configuration.group, configuration.consumer, String(idle), cursor,
-                    "COUNT", String(configuration.batchSize), "JUSTID",
-                ], routingKey: stream
+            let call = OutboxClaimCall(
+                stream: stream, owner: leaseOwner, group: configuration.group, consumer: configuration.consumer, idle: idle,
+                cursor: cursor, count: configuration.batchSize
             )
-            if let message = reply.errorMessage {
-                // No stream or no group (Redis lost them): no entry is pending, so none is left to claim; the read makes
-                // the group again.
-                if message.hasPrefix("NOGROUP") { return claimed }
-                throw RedisError(.server, "XAUTOCLAIM \(stream): \(message)")
+            switch try await runner.run(call, of: engine.scripts) {
+            case .claimed(let next, let entries):
+                cursor = next
+                claimed += entries
+            case .lost: return nil
+            // No stream or no group (Redis lost them): no entry is pending, so none is left to claim; the read makes
+            // the group again.
+            case .noGroup: return claimed
             }
-            cursor = reply.array?.first?.text ?? "0-0"
-            claimed += reply.array?[safe: 1]?.array?.count ?? 0
         } while cursor != "0-0"
         return claimed
     }

@@ -13,6 +13,8 @@ public final class WriteBackWorker: Service, Sendable {
     /// How the held streams are read: chosen once from the topology (`OutboxReaders.make`).
     private let reader: any OutboxReader
     let redis: any RedisRouter
+    /// Runs the worker's claims (lua/outbox_claim.lua) on `redis`.
+    let runner: RedisScriptRunner
     private let journal: JournalRepository
     let keys: KeyLayout
     let configuration: WriteBackConfiguration
@@ -47,6 +49,7 @@ public final class WriteBackWorker: Service, Sendable {
             configuration: configuration, logger: logger
         )
         self.redis = redis
+        self.runner = RedisScriptRunner(client: redis)
         self.journal = journal
         self.keys = keys
         self.configuration = configuration
@@ -152,7 +155,7 @@ public final class WriteBackWorker: Service, Sendable {
                 }
                 // Only new entries (">") are read ahead: re-reading this consumer's pending ones ("0") would return
                 // the batch in hand. Read entries stay pending until acknowledged, so a failure below loses none:
-                // the retry reads them back with the batch in hand (same connection, so after this read).
+                // the retry reads them back with the batch in hand (once the read ahead is done: the failure waits).
                 if !readOwnPending && !shouldStop && ContinuousClock.now - (lastLease ?? .now) < .milliseconds(900) {
                     prefetched = Task { try await self.read(pending: false) }
                 }
@@ -247,12 +250,19 @@ public final class WriteBackWorker: Service, Sendable {
             let elapsed = Self.milliseconds(ContinuousClock.now - started)
             statsBox.withLockedValue { $0.readMilliseconds += elapsed }
         }
+        let read: OutboxRead
         do {
-            return try await reader.read(streams, pending: pending, count: configuration.batchSize)
+            read = try await reader.read(streams, pending: pending, count: configuration.batchSize)
         } catch let missing as OutboxGroupMissing {
             try await createGroups()
             throw RedisError(.server, missing.message)
         }
+        if !read.lost.isEmpty {
+            dropLost(read.lost)
+            // Every stream lost: nothing was read, as when none is readable.
+            if read.lost.count == streams.count { return nil }
+        }
+        return read.entries
     }
 
     private func process(_ entries: [OutboxEntry]) async throws {
