@@ -7,7 +7,8 @@
 #   defaults:                 100000    2        .build/release/inventoryd
 #
 # Needs the servers of scripts/setup.sh and `swift build -c release --product inventoryd --product loadgen`.
-# The writer runs on port INVENTORY_DRAIN_PORT (8093) with key prefix `drain`; nothing else is touched.
+# The writer runs on port INVENTORY_DRAIN_PORT (8093) with a key prefix of its own (INVENTORY_DRAIN_PREFIX, by default
+# `drain` and the time), whose Redis keys go at the end; nothing else is touched.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
@@ -28,7 +29,10 @@ shift $((OPTIND - 1))
 BINARIES=("$@")
 [ ${#BINARIES[@]} -gt 0 ] || BINARIES=(.build/release/inventoryd)
 PORT="${INVENTORY_DRAIN_PORT:-8093}"
-PREFIX=drain
+# A key prefix of this run's own: Redis keeps its keys until the run ends, and MySQL keeps its drain marks; a prefix
+# used before would meet Redis behind MySQL (its keys gone, or Redis restarted from an older snapshot) and spend the
+# run in the day after a Redis data loss, where every reserve asks the journal first.
+PREFIX="${INVENTORY_DRAIN_PREFIX:-drain$(date +%s)}"
 SHARDS=16
 LOADGEN=.build/release/loadgen
 for binary in "${BINARIES[@]}" "$LOADGEN"; do
@@ -48,7 +52,11 @@ INVENTORY_HTTP_PORT=$PORT INVENTORY_KEY_PREFIX=$PREFIX INVENTORY_SHARDS=$SHARDS 
     INVENTORY_SWEEP_INTERVAL_MS=0 INVENTORY_RECONCILE_INTERVAL_SECONDS=0 INVENTORY_LOG_LEVEL=warning \
     "${BINARIES[0]}" serve >"$INVENTORY_LOCAL_DIR/drain-writer.log" 2>&1 &
 writer=$!
-trap 'kill $writer 2>/dev/null || true' EXIT
+cleanup() {
+    kill $writer 2>/dev/null || true
+    redis --scan --pattern "$PREFIX:*" | xargs -r -n 1000 redis-cli -h "$INVENTORY_REDIS_HOST" -p "$INVENTORY_REDIS_PORT" DEL >/dev/null
+}
+trap cleanup EXIT
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 
 printf '%-40s %5s %9s %8s %9s %8s %8s %8s\n' binary round events seconds events/s worker mariadb redis

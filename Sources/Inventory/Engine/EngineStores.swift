@@ -17,6 +17,8 @@ struct EngineStores: Sendable {
     let scriptTimers: [String: Timer]
     /// What this instance knows MySQL recorded of each shard's drain mark (`DrainFloors`).
     let floors: DrainFloors
+    /// Which outbox entries name which order, read incrementally (`pendingEvents(ofOrder:in:)`).
+    let outboxIndex = OutboxOrderIndex()
 
     var keys: KeyLayout { configuration.keys }
 
@@ -118,6 +120,24 @@ struct EngineStores: Sendable {
         return parts[0] * 1000 + parts[1] / 1000
     }
 
+    /// The events of the order `orderName` (its Redis name) still in `stream`, not yet acknowledged (acknowledged ones
+    /// are deleted: they are in the journal), in stream order: found through `outboxIndex`, which reads each entry of
+    /// the stream once, then read by their ids.
+    func pendingEvents(ofOrder orderName: String, in stream: String) async throws -> [OutboxEvent] {
+        let ids = try await redisCall { try await outboxIndex.entries(of: orderName, in: stream, redis: redis) }
+        var found: [OutboxEvent] = []
+        for id in ids {
+            let reply = try await redisCall {
+                try await redis.send(["XRANGE", stream, id.description, id.description], routingKey: stream)
+            }
+            if case .error(let message) = reply { throw InventoryError.unavailable("Redis: \(message)") }
+            let entries = OutboxEvent.entries(stream: stream, reply)
+            outboxIndex.entriesRead.withLockedValue { $0 += entries.count }
+            for case let event? in entries.map(\.event) where event.orderName == orderName { found.append(event) }
+        }
+        return found
+    }
+
     /// The events of `stream` not yet acknowledged (acknowledged ones are deleted: they are in the journal) that
     /// `wanted` keeps, in stream order (read in pages).
     func pendingEvents(in stream: String, _ wanted: (OutboxEvent) -> Bool) async throws -> [OutboxEvent] {
@@ -130,6 +150,7 @@ struct EngineStores: Sendable {
             }
             if case .error(let message) = reply { throw InventoryError.unavailable("Redis: \(message)") }
             let entries = OutboxEvent.entries(stream: stream, reply)
+            outboxIndex.entriesRead.withLockedValue { $0 += entries.count }
             for case let event? in entries.map(\.event) where wanted(event) { found.append(event) }
             guard entries.count == page, let last = entries.last else { break }
             start = "(" + last.id
