@@ -51,4 +51,69 @@ struct OutboxOrderIndexTests {
             #expect(try await ask("a") == [behind])
         }
     }
+
+    @Test("questions at once read a backlog once, past pages of 1,000")
+    func concurrentQuestionsReadOnce() async throws {
+        try await TestStores.with { stores in
+            let stream = stores.keys.outboxes[0]
+            _ = try await stores.redis.send(
+                [
+                    "EVAL",
+                    "for i = 1, 2500 do redis.call('XADD', KEYS[1], '*', 'type', 'reserve', 'order', 'o-' .. (i % 50)) end",
+                    "1", stream,
+                ], routingKey: stream
+            )
+            let index = OutboxOrderIndex()
+            let found = try await withThrowingTaskGroup(of: Int.self) { group in
+                for order in 0..<20 {
+                    group.addTask { try await index.entries(of: "o-\(order)", in: stream, redis: stores.redis).count }
+                }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(found == Array(repeating: 50, count: 20))
+            #expect(index.entriesRead.withLockedValue { $0 } == 2500, "the backlog read once, not by every question")
+        }
+    }
+
+    @Test("an entry read after the stream was seen empty is kept (the summary and the read ran in either order)")
+    func entryAfterAnEmptySummaryKept() {
+        var indexed = OutboxOrderIndex.Indexed()
+        let entry = StreamEntryID(milliseconds: 20, sequence: 0)
+        let event = OutboxEvent.parse(
+            stream: "s", id: entry.description, fields: [.string("type"), .string("reserve"), .string("order"), .string("x")]
+        )
+        indexed.merge([(entry.description, event)], added: 5, maxDeleted: .zero)
+        // The summary saw the stream empty, its last id 10-0: everything up to it is gone, not what came after.
+        let last = StreamEntryID(milliseconds: 10, sequence: 0)
+        indexed.prune(keeping: { $0 > last }, length: 0)
+        #expect(indexed.byOrder["x"] == [entry])
+        #expect(indexed.through == entry)
+    }
+
+    @Test("an order's pending events, read by id in one step: those acknowledged and deleted are not applied again")
+    func ordersPendingEvents() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let command = { (order: String) in
+                ReserveCommand(
+                    orderId: order, bizId: stores.bizId, userId: nil, items: [.init(skuId: 1, quantity: 1)], ttlSeconds: 600,
+                    shortage: .reject
+                )
+            }
+            for order in ["p-1", "p-2"] { _ = try await engine.reserve(command(order)) }
+            _ = try await engine.confirm(orderId: "p-1", bizId: stores.bizId)
+            let name = OrderRef(bizId: stores.bizId, orderId: "p-1").name
+            let streams = stores.keys.outboxes(ofOrder: name)
+            var events: [OutboxEvent] = []
+            for stream in streams { events += try await engine.stores.pendingEvents(ofOrder: name, in: stream) }
+            #expect(events.map(\.kind) == [.reserve, .confirm])
+            #expect(Set(events.map(\.orderName)) == [name])
+            // The worker applies and deletes them: nothing left to apply.
+            #expect(try await stores.drainWithWorker())
+            events = []
+            for stream in streams { events += try await engine.stores.pendingEvents(ofOrder: name, in: stream) }
+            #expect(events.isEmpty)
+        }
+    }
 }

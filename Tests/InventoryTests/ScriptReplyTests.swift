@@ -301,7 +301,7 @@ struct ScriptReplyTests {
         #expect(throws: (any Error).self) { try RaiseToCall.decode(.string("x")) }
     }
 
-    @Test("outbox_read.lua and outbox_claim.lua: a lease beside each stream; read (or claimed), lost or no group")
+    @Test("outbox_read, outbox_claim, outbox_entries: their keys, arguments and replies")
     func outboxReadContract() throws {
         let call = OutboxReadCall(streams: ["s0", "s1"], owner: "w#1", group: "g", consumer: "c", count: 0, pending: false)
         #expect(call.keys == ["s0:lease", "s0", "s1:lease", "s1"])
@@ -327,6 +327,11 @@ struct ScriptReplyTests {
         #expect(try OutboxClaimCall.decode(.array([.string("lost")])) == .lost)
         #expect(try OutboxClaimCall.decode(.array([.string("nogroup")])) == .noGroup)
         #expect(throws: (any Error).self) { try OutboxClaimCall.decode(.array([.string("claimed"), .string("5-1")])) }
+        let entries = OutboxEntriesCall(stream: "s0", ids: [StreamEntryID(milliseconds: 5, sequence: 1)])
+        #expect(entries.keys == ["s0"])
+        #expect(entries.arguments == ["5-1"])
+        #expect(try OutboxEntriesCall.decode(.array([.string("entries"), entry])) == .array([entry]))
+        #expect(throws: (any Error).self) { try OutboxEntriesCall.decode(.array([entry])) }
     }
 
     @Test("restore_order.lua: quantities from ARGV[9], then the codes per line, then the request")

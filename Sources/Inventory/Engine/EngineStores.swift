@@ -125,17 +125,11 @@ struct EngineStores: Sendable {
     /// the stream once, then read by their ids.
     func pendingEvents(ofOrder orderName: String, in stream: String) async throws -> [OutboxEvent] {
         let ids = try await redisCall { try await outboxIndex.entries(of: orderName, in: stream, redis: redis) }
-        var found: [OutboxEvent] = []
-        for id in ids {
-            let reply = try await redisCall {
-                try await redis.send(["XRANGE", stream, id.description, id.description], routingKey: stream)
-            }
-            if case .error(let message) = reply { throw InventoryError.unavailable("Redis: \(message)") }
-            let entries = OutboxEvent.entries(stream: stream, reply)
-            outboxIndex.entriesRead.withLockedValue { $0 += entries.count }
-            for case let event? in entries.map(\.event) where event.orderName == orderName { found.append(event) }
-        }
-        return found
+        guard !ids.isEmpty else { return [] }
+        // In one step: a reserve and the undo acknowledged with it are read both or neither.
+        let entries = OutboxEvent.entries(stream: stream, try await run(OutboxEntriesCall(stream: stream, ids: ids)))
+        outboxIndex.entriesRead.withLockedValue { $0 += entries.count }
+        return entries.compactMap(\.event).filter { $0.orderName == orderName }
     }
 
     /// The events of `stream` not yet acknowledged (acknowledged ones are deleted: they are in the journal) that

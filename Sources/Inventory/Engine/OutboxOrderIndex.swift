@@ -30,23 +30,55 @@ struct StreamEntryID: Comparable, Hashable, Sendable, CustomStringConvertible {
 /// is asked about an order Redis does not know (the day after a Redis data loss every reserve of a new order asks), the
 /// order's events still in the outbox are applied; finding them by reading the whole stream each time cost every such
 /// reserve the whole backlog (n reserves behind a backlog of n entries read n² entries, and the service crawled while
-/// the worker lagged). Here each question reads only what was appended since the last one, and then the order's own
-/// entries by id, so only entries still in the stream (not yet acknowledged) are applied.
+/// the worker lagged). Here each question reads only what was appended since the one before, one question per stream
+/// at a time (the first read of a backlog is made once, not by every question waiting), and the caller then reads the
+/// order's entries by id (`EngineStores.pendingEvents(ofOrder:in:)`), so only entries still in the stream are applied.
+/// A stream's index not asked about for `idleLimit` is dropped at the next question (of any stream).
 final class OutboxOrderIndex: Sendable {
-    private struct Indexed {
-        /// Counts the times the stream was found made again: a read begun before is not merged.
-        var generation = 0
+    struct Indexed {
         /// Every entry up to this id has been read (entries come in id order).
         var through = StreamEntryID.zero
-        /// The entries the stream had ever added when last read (XINFO STREAM's `entries-added`): fewer now means the
-        /// stream was made again (Redis lost it), and what was read of it is dropped.
+        /// What XINFO STREAM said of the stream when last read: fewer entries ever added (`entries-added`), or a lower
+        /// `max-deleted-entry-id`, means the stream was made again (Redis lost it); so do ids below `through`.
         var added: Int64 = 0
+        var maxDeleted = StreamEntryID.zero
         /// Entry ids by order name.
         var byOrder: [String: [StreamEntryID]] = [:]
         var count = 0
+        var lastAsked = ContinuousClock.now
+
+    /// Adds the entries read after what is held (in id order).
+    mutating func merge(_ read: [(id: String, event: OutboxEvent?)], added: Int64, maxDeleted: StreamEntryID) {
+        for entry in read {
+            guard let id = StreamEntryID(entry.id), id > through else { continue }
+            through = id
+            guard let order = entry.event?.orderName else { continue }
+            byOrder[order, default: []].append(id)
+            count += 1
+        }
+        self.added = max(self.added, added)
+        self.maxDeleted = max(self.maxDeleted, maxDeleted)
     }
 
+        /// Drops the ids of entries no longer in the stream: below `first` (acknowledged entries are deleted), or up
+        /// to `last` when the stream was empty. Only once it holds twice what the stream does (or the stream was empty):
+        /// the pass costs the whole index.
+        mutating func prune(keeping kept: (StreamEntryID) -> Bool, length: Int) {
+            guard length == 0 || count > max(1000, 2 * length) else { return }
+            byOrder = byOrder.compactMapValues { ids in
+                let left = ids.filter(kept)
+                return left.isEmpty ? nil : left
+            }
+            count = byOrder.values.reduce(0) { $0 + $1.count }
+        }
+    }
+
+    /// What the index holds of a stream not asked about this long is dropped.
+    static let idleLimit = Duration.seconds(300)
+
     private let streams = NIOLockedValueBox<[String: Indexed]>([:])
+    /// One question per stream at a time.
+    private let gate = StreamGate()
     /// Outbox entries this instance read outside the worker so far (the index's reads, an order's entries by id, an
     /// item rebuild's scan), for tests.
     let entriesRead = NIOLockedValueBox(0)
@@ -55,78 +87,53 @@ final class OutboxOrderIndex: Sendable {
     /// gone by the time the caller reads them, which it then finds missing). One round trip when the stream is as it
     /// was: what was appended since the last question, read beside the stream's summary.
     func entries(of orderName: String, in stream: String, redis: any RedisRouter) async throws -> [StreamEntryID] {
-        // A stream made again while this read: read again (what was read of the old one is not merged).
-        for _ in 0..<5 {
-            let known = streams.withLockedValue { $0[stream] } ?? Indexed()
-            async let summary = redis.send(["XINFO", "STREAM", stream], routingKey: stream)
-            async let appended = read(stream, after: known.through, redis: redis)
-            let info = try await summary
-            let read = try await appended
-            if let message = info.errorMessage {
-                guard message.contains("no such key") else { throw RedisError(.server, "XINFO STREAM \(stream): \(message)") }
-                // No stream: nothing of any order is pending in it.
-                drop(stream, generation: known.generation)
-                return []
-            }
-            let fields = Self.fields(of: info)
-            let added = fields["entries-added"]?.int ?? 0
-            let last = fields["last-generated-id"]?.text.flatMap(StreamEntryID.init) ?? .zero
-            // Made again since (Redis lost it): fewer entries ever added, or its ids below what was read.
-            if added < known.added || last < known.through {
-                drop(stream, generation: known.generation)
-                continue
-            }
-            let first = fields["first-entry"]?.array?.first?.text.flatMap(StreamEntryID.init)
-            let length = Int(fields["length"]?.int ?? 0)
-            if let ids = merge(read, into: stream, generation: known.generation, added: added, first: first, length: length, orderName: orderName) {
-                return ids
-            }
+        await gate.enter(stream)
+        defer { Task { await gate.leave(stream) } }
+        dropIdle(besides: stream)
+        // (Scalars only: a copy of the ids kept across the reads would make the merge below copy them all.)
+        let known = streams.withLockedValue { streams in
+            streams[stream].map { (through: $0.through, added: $0.added, maxDeleted: $0.maxDeleted) }
+        } ?? (through: .zero, added: 0, maxDeleted: .zero)
+        async let summary = redis.send(["XINFO", "STREAM", stream], routingKey: stream)
+        async let appended = read(stream, after: known.through, redis: redis)
+        let info = try await summary
+        var read = try await appended
+        if let message = info.errorMessage {
+            guard message.contains("no such key") else { throw RedisError(.server, "XINFO STREAM \(stream): \(message)") }
+            // No stream: nothing of any order is pending in it.
+            streams.withLockedValue { $0[stream] = nil }
+            return []
         }
-        throw RedisError(.server, "outbox stream \(stream) kept being made again while it was read")
+        let fields = Self.fields(of: info)
+        let added = fields["entries-added"]?.int ?? 0
+        let last = fields["last-generated-id"]?.text.flatMap(StreamEntryID.init) ?? .zero
+        let maxDeleted = fields["max-deleted-entry-id"]?.text.flatMap(StreamEntryID.init) ?? .zero
+        let first = fields["first-entry"]?.array?.first?.text.flatMap(StreamEntryID.init)
+        let length = Int(fields["length"]?.int ?? 0)
+        if added < known.added || last < known.through || maxDeleted < known.maxDeleted {
+            // Made again since (Redis lost it): what was read of the old one goes, the new one is read from its start.
+            streams.withLockedValue { $0[stream] = nil }
+            read = try await self.read(stream, after: .zero, redis: redis)
+        }
+        // Still in the stream: from its first entry on; when it was empty, what came after its last id (the read may
+        // have run after the summary and found entries appended since).
+        let kept: @Sendable (StreamEntryID) -> Bool = { id in first.map { id >= $0 } ?? (id > last) }
+        return streams.withLockedValue { streams in
+            // In place: the dictionary's value is not copied.
+            streams[stream, default: Indexed()].merge(read, added: added, maxDeleted: maxDeleted)
+            streams[stream]?.prune(keeping: kept, length: length)
+            streams[stream]?.lastAsked = .now
+            return (streams[stream]?.byOrder[orderName] ?? []).filter(kept)
+        }
     }
 
-    /// Forgets what was read of `stream` (of its generation `generation`: not again if another question did).
-    private func drop(_ stream: String, generation: Int) {
+    /// Drops what is held of the streams other than `stream` not asked about for `idleLimit`.
+    private func dropIdle(besides stream: String) {
+        let now = ContinuousClock.now
         streams.withLockedValue { streams in
-            let current = streams[stream]?.generation ?? 0
-            if current == generation { streams[stream] = Indexed(generation: generation + 1) }
-        }
-    }
-
-    /// Adds the entries read after what the index has of the stream (another question may have merged some of them
-    /// first), drops acknowledged ones once the index holds twice what the stream does, and returns the ids of
-    /// `orderName`'s entries still in the stream; nil when the stream was found made again meanwhile.
-    private func merge(
-        _ read: [(id: String, event: OutboxEvent?)], into stream: String, generation: Int, added: Int64,
-        first: StreamEntryID?, length: Int, orderName: String
-    ) -> [StreamEntryID]? {
-        streams.withLockedValue { streams in
-            var indexed = streams[stream] ?? Indexed()
-            guard indexed.generation == generation else { return nil }
-            for entry in read {
-                guard let id = StreamEntryID(entry.id), id > indexed.through else { continue }
-                indexed.through = id
-                guard let order = entry.event?.orderName else { continue }
-                indexed.byOrder[order, default: []].append(id)
-                indexed.count += 1
+            for (name, indexed) in streams where name != stream && now - indexed.lastAsked > Self.idleLimit {
+                streams[name] = nil
             }
-            indexed.added = max(indexed.added, added)
-            // Acknowledged entries are deleted: those before the stream's first are gone.
-            guard let first else {
-                indexed.byOrder = [:]
-                indexed.count = 0
-                streams[stream] = indexed
-                return []
-            }
-            if indexed.count > max(1000, 2 * length) {
-                indexed.byOrder = indexed.byOrder.compactMapValues { ids in
-                    let kept = ids.filter { $0 >= first }
-                    return kept.isEmpty ? nil : kept
-                }
-                indexed.count = indexed.byOrder.values.reduce(0) { $0 + $1.count }
-            }
-            streams[stream] = indexed
-            return (indexed.byOrder[orderName] ?? []).filter { $0 >= first }
         }
     }
 
@@ -158,5 +165,30 @@ final class OutboxOrderIndex: Sendable {
             index += 2
         }
         return fields
+    }
+}
+
+/// One holder per name at a time, the others waiting in line (`OutboxOrderIndex`: one question per stream).
+actor StreamGate {
+    private var held: Set<String> = []
+    private var waiting: [String: [CheckedContinuation<Void, Never>]] = [:]
+
+    func enter(_ name: String) async {
+        guard held.contains(name) else {
+            held.insert(name)
+            return
+        }
+        await withCheckedContinuation { waiting[name, default: []].append($0) }
+    }
+
+    /// Hands the name to the next in line, or frees it.
+    func leave(_ name: String) {
+        if var line = waiting[name], !line.isEmpty {
+            let next = line.removeFirst()
+            waiting[name] = line.isEmpty ? nil : line
+            next.resume()
+        } else {
+            held.remove(name)
+        }
     }
 }

@@ -252,6 +252,25 @@ struct OutboxClaimCall: ScriptCall {
     }
 }
 
+/// lua/outbox_entries.lua: the entries of these ids still in an outbox stream, read in one step.
+struct OutboxEntriesCall: ScriptCall {
+    static let name = ScriptName.outboxEntries
+
+    let keys: [String]
+    let arguments: [String]
+
+    init(stream: String, ids: [StreamEntryID]) {
+        keys = [stream]
+        arguments = ids.map(\.description)
+    }
+
+    /// The entries still there (`[[id, [field, value, ...]], ...]`, as XRANGE gives them), in the order asked for.
+    static func decode(_ value: RedisValue) throws -> RedisValue {
+        guard let parts = value.array, parts.first?.text == "entries" else { throw unexpected(value) }
+        return .array(Array(parts.dropFirst()))
+    }
+}
+
 /// lua/snapshot.lua: one atomic look at a page of items' counters and the outbox lines in flight touching them.
 struct SnapshotCall: ScriptCall {
     static let name = ScriptName.snapshot
