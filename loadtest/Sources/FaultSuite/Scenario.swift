@@ -292,9 +292,17 @@ struct ScenarioContext: Sendable {
         var lostTransitions = 0
         var lostTransitionOrders: [String] = []
         var window: Double?
+        // A Redis killed while its append-only file's write waited for a background fsync loses what it answered
+        // meanwhile (appendfsync everysec postpones the write up to 2 s; README "What async mode can lose"): in async
+        // mode a hold, confirm or cancel answered that close before the kill may be lost, and is counted in the loss
+        // window; one answered earlier may not.
+        let lastWritesMayGo = fault == .redisRestart && durability == "async"
+        var lostLastWrites = 0
+        func inLastWrites(_ at: Double) -> Bool { lastWritesMayGo && faultTimes.contains { $0 >= at && $0 - at <= 2.5 } }
         for (orderId, order) in told.orders {
             guard let row = journal[orderId] else {
                 lost += 1
+                if inLastWrites(order.acknowledgedAt) { lostLastWrites += 1 }
                 if lostOrders.count < 20 {
                     lostOrders.append("\(orderId) acknowledged at \(String(format: "%.3f", order.acknowledgedAt)) s")
                 }
@@ -305,6 +313,10 @@ struct ScenarioContext: Sendable {
             }
             if (order.confirmed && row.status != "CONFIRMED") || (order.cancelled && row.status != "CANCELLED") {
                 lostTransitions += 1
+                if let at = order.settledAt, inLastWrites(at) {
+                    lostLastWrites += 1
+                    if let loss = faultTimes.first(where: { $0 >= at }) { window = max(window ?? 0, (loss - at) * 1000) }
+                }
                 if lostTransitionOrders.count < 20 {
                     lostTransitionOrders.append(
                         "\(orderId) \(order.confirmed ? "confirmed" : "cancelled"), journal \(row.status)"
@@ -330,13 +342,16 @@ struct ScenarioContext: Sendable {
         }
         let errors = told.statuses.filter { $0.key >= 500 && $0.key != 503 }.values.reduce(0, +)
         if errors > 0 { failures.append("\(errors) 5xx answers other than 503") }
+        // Every loss within the last writes a killed Redis may lose: the documented loss (a unit of a lost hold may
+        // have been sold again, so over stock too).
+        let excused = lostLastWrites > 0 && lost + lostTransitions == lostLastWrites
         if durability == "sync" || !dataLoss {
-            if lost > 0 { failures.append("\(lost) acknowledged holds lost") }
-            if overStock > 0 { failures.append("acknowledged \(overStock) units over stock") }
+            if lost > 0 && !excused { failures.append("\(lost) acknowledged holds lost") }
+            if overStock > 0 && !excused { failures.append("acknowledged \(overStock) units over stock") }
         }
         // Sync mode answers a confirm or cancel after its journal row too: none may be lost, whatever the fault.
         if !dataLoss || durability == "sync" {
-            if lostTransitions > 0 { failures.append("\(lostTransitions) acknowledged confirms/cancels lost") }
+            if lostTransitions > 0 && !excused { failures.append("\(lostTransitions) acknowledged confirms/cancels lost") }
         }
         if !dataLoss {
             if !told.violations.isEmpty { failures.append("answers contradicting earlier ones: \(told.violations.prefix(5))") }

@@ -15,6 +15,8 @@ final class Ledger: @unchecked Sendable {
         var expiring = false
         var confirmed = false
         var cancelled = false
+        /// Seconds since the scenario started when the confirm or cancel was acknowledged.
+        var settledAt: Double?
         /// A reserve sent again after the TTL was refused as expired.
         var expired = false
     }
@@ -39,8 +41,18 @@ final class Ledger: @unchecked Sendable {
         lock.withLock { orders[orderId] = Order(sku: sku, quantity: quantity, acknowledgedAt: at, expiring: expiring) }
     }
     func expired(_ orderId: String) { lock.withLock { orders[orderId]?.expired = true } }
-    func confirmed(_ orderId: String) { lock.withLock { orders[orderId]?.confirmed = true } }
-    func cancelled(_ orderId: String) { lock.withLock { orders[orderId]?.cancelled = true } }
+    func confirmed(_ orderId: String, at: Double) {
+        lock.withLock {
+            orders[orderId]?.confirmed = true
+            orders[orderId]?.settledAt = at
+        }
+    }
+    func cancelled(_ orderId: String, at: Double) {
+        lock.withLock {
+            orders[orderId]?.cancelled = true
+            orders[orderId]?.settledAt = at
+        }
+    }
     /// A step retried past the limit; the first few are named in the report, to find them in the service's log.
     func abandoned(_ step: String) {
         lock.withLock {
@@ -232,12 +244,12 @@ struct Workload: Sendable {
                 ledger.violation("confirm \(order): \(status)")
                 return []
             }
-            ledger.confirmed(order)
+            ledger.confirmed(order, at: seconds())
             // A confirm sent twice is a replay; a cancel after it is refused (409).
             return repeatAfter ? [.confirm(order: order, repeatAfter: false), .cancelAfterConfirm(order: order)] : []
         case .cancel(let order):
             if status == 200 {
-                ledger.cancelled(order)
+                ledger.cancelled(order, at: seconds())
                 // A confirm after the cancel must be refused (409).
                 return random.next() % 4 == 0 ? [.confirmAfterCancel(order: order)] : []
             } else if status != 409 {
