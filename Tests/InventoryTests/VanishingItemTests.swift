@@ -269,4 +269,33 @@ struct VanishingItemTests {
             #expect(try await reconciler(stores).run(.business(stores.bizId)).differences == [])
         }
     }
+
+    @Test("items rebuilt one after another read each pending outbox entry once, and count every hold")
+    func rebuildsReadEachEntryOnce() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let items: [UInt64] = Array(1...20)
+            for sku in items { _ = try await engine.setStock(stores.item(sku), StockSettings(stock: 100)) }
+            // No worker: every reserve's event waits in the outbox.
+            for sku in items {
+                for order in 1...10 {
+                    _ = try await engine.reserve(
+                        ReserveCommand(
+                            orderId: "r-\(sku)-\(order)", bizId: stores.bizId, userId: nil,
+                            items: [.init(skuId: sku, quantity: 1)], ttlSeconds: 600, shortage: .reject
+                        )
+                    )
+                }
+            }
+            let before = engine.stores.outboxIndex.entriesRead.withLockedValue { $0 }
+            // Each item vanishes and is rebuilt from MySQL, after applying its events still in the outbox.
+            for sku in items {
+                try await deleteItem(stores, sku)
+                #expect(try await engine.stock(stores.item(sku)).reserved == 10, "item \(sku) counts its holds")
+            }
+            let read = engine.stores.outboxIndex.entriesRead.withLockedValue { $0 } - before
+            // Before: every rebuild read every stream whole, 20 × 200 entries; now each once, and each item's own.
+            #expect(read <= 2 * items.count * 10, "outbox entries read by \(items.count) rebuilds: \(read)")
+        }
+    }
 }

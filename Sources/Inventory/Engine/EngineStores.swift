@@ -17,8 +17,8 @@ struct EngineStores: Sendable {
     let scriptTimers: [String: Timer]
     /// What this instance knows MySQL recorded of each shard's drain mark (`DrainFloors`).
     let floors: DrainFloors
-    /// Which outbox entries name which order, read incrementally (`pendingEvents(ofOrder:in:)`).
-    let outboxIndex = OutboxOrderIndex()
+    /// Which outbox entries name which order or move which item, read incrementally (`pendingEvents(of:in:)`).
+    let outboxIndex = OutboxIndex()
 
     var keys: KeyLayout { configuration.keys }
 
@@ -120,34 +120,23 @@ struct EngineStores: Sendable {
         return parts[0] * 1000 + parts[1] / 1000
     }
 
-    /// The events of the order `orderName` (its Redis name) still in `stream`, not yet acknowledged (acknowledged ones
-    /// are deleted: they are in the journal), in stream order: found through `outboxIndex`, which reads each entry of
-    /// the stream once, then read by their ids.
-    func pendingEvents(ofOrder orderName: String, in stream: String) async throws -> [OutboxEvent] {
-        let ids = try await redisCall { try await outboxIndex.entries(of: orderName, in: stream, redis: redis) }
-        guard !ids.isEmpty else { return [] }
-        // In one step: a reserve and the undo acknowledged with it are read both or neither.
-        let entries = OutboxEvent.entries(stream: stream, try await run(OutboxEntriesCall(stream: stream, ids: ids)))
-        outboxIndex.entriesRead.withLockedValue { $0 += entries.count }
-        return entries.compactMap(\.event).filter { $0.orderName == orderName }
-    }
-
-    /// The events of `stream` not yet acknowledged (acknowledged ones are deleted: they are in the journal) that
-    /// `wanted` keeps, in stream order (read in pages).
-    func pendingEvents(in stream: String, _ wanted: (OutboxEvent) -> Bool) async throws -> [OutboxEvent] {
-        let page = 1000
+    /// The events of `subject` (an order, by its Redis name, or an item) still in `stream`, not yet acknowledged
+    /// (acknowledged ones are deleted: they are in the journal), in stream order: found through `outboxIndex`, which
+    /// reads each entry of the stream once, then read by their ids, a page of ids in one step (a reserve and the undo
+    /// acknowledged with it are read both or neither).
+    func pendingEvents(of subject: OutboxSubject, in stream: String) async throws -> [OutboxEvent] {
+        let ids = try await redisCall { try await outboxIndex.entries(of: subject, in: stream, redis: redis) }
         var found: [OutboxEvent] = []
-        var start = "-"
-        while true {
-            let reply = try await redisCall {
-                try await redis.send(["XRANGE", stream, start, "+", "COUNT", String(page)], routingKey: stream)
-            }
-            if case .error(let message) = reply { throw InventoryError.unavailable("Redis: \(message)") }
-            let entries = OutboxEvent.entries(stream: stream, reply)
+        for page in stride(from: 0, to: ids.count, by: 1000) {
+            let call = OutboxEntriesCall(stream: stream, ids: Array(ids[page..<min(page + 1000, ids.count)]))
+            let entries = OutboxEvent.entries(stream: stream, try await run(call))
             outboxIndex.entriesRead.withLockedValue { $0 += entries.count }
-            for case let event? in entries.map(\.event) where wanted(event) { found.append(event) }
-            guard entries.count == page, let last = entries.last else { break }
-            start = "(" + last.id
+            found += entries.compactMap(\.event).filter { event in
+                switch subject {
+                case .order(let name): return event.orderName == name
+                case .item(let id): return event.bizId == id.bizId && event.lines.contains { $0.skuId == id.skuId }
+                }
+            }
         }
         return found
     }

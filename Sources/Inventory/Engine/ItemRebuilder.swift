@@ -251,9 +251,7 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
         let streams = keys.outboxes(holding: id)
         var found: [OutboxEvent] = []
         for stream in streams {
-            found += try await stores.pendingEvents(in: stream) { event in
-                event.bizId == id.bizId && event.lines.contains(where: { $0.skuId == id.skuId })
-            }
+            found += try await stores.pendingEvents(of: .item(id), in: stream)
         }
         return WriteBackWorker.cancellingUndone(found)
     }

@@ -110,7 +110,7 @@ struct OrderReader: Sendable, EngineCollaborator {
         let streams = keys.outboxes(ofOrder: orderId)
         var found: [OutboxEvent] = []
         for stream in streams {
-            found += try await stores.pendingEvents(ofOrder: orderId, in: stream)
+            found += try await stores.pendingEvents(of: .order(orderId), in: stream)
         }
         guard !found.isEmpty else { return }
         do {

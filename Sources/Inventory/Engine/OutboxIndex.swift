@@ -26,15 +26,23 @@ struct StreamEntryID: Comparable, Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Which entries of each outbox stream name which order, as this instance has read them so far. Before the journal
+/// What an outbox entry is looked up by: the order it names, or a stock item one of its lines moves.
+enum OutboxSubject: Hashable, Sendable {
+    case order(String)
+    case item(StockItemID)
+}
+
+/// Which entries of each outbox stream name which order, and which move which item, as this instance has read them so
+/// far. Before the journal
 /// is asked about an order Redis does not know (the day after a Redis data loss every reserve of a new order asks), the
 /// order's events still in the outbox are applied; finding them by reading the whole stream each time cost every such
 /// reserve the whole backlog (n reserves behind a backlog of n entries read n² entries, and the service crawled while
 /// the worker lagged). Here each question reads only what was appended since the one before, one question per stream
 /// at a time (the first read of a backlog is made once, not by every question waiting), and the caller then reads the
-/// order's entries by id (`EngineStores.pendingEvents(ofOrder:in:)`), so only entries still in the stream are applied.
+/// order's entries by id (`EngineStores.pendingEvents(of:in:)`), so only entries still in the stream are applied.
+/// An item's rebuild finds the events of its lines still in the streams the same way (`ItemRebuilder`).
 /// A stream's index not asked about for `idleLimit` is dropped at the next question (of any stream).
-final class OutboxOrderIndex: Sendable {
+final class OutboxIndex: Sendable {
     struct Indexed {
         /// Every entry up to this id has been read (entries come in id order).
         var through = StreamEntryID.zero
@@ -42,8 +50,8 @@ final class OutboxOrderIndex: Sendable {
         /// `max-deleted-entry-id`, means the stream was made again (Redis lost it); so do ids below `through`.
         var added: Int64 = 0
         var maxDeleted = StreamEntryID.zero
-        /// Entry ids by order name.
-        var byOrder: [String: [StreamEntryID]] = [:]
+        /// Entry ids by the order they name and by the items their lines move.
+        var bySubject: [OutboxSubject: [StreamEntryID]] = [:]
         var count = 0
         var lastAsked = ContinuousClock.now
 
@@ -52,8 +60,11 @@ final class OutboxOrderIndex: Sendable {
         for entry in read {
             guard let id = StreamEntryID(entry.id), id > through else { continue }
             through = id
-            guard let order = entry.event?.orderName else { continue }
-            byOrder[order, default: []].append(id)
+            guard let event = entry.event else { continue }
+            bySubject[.order(event.orderName), default: []].append(id)
+            for skuId in Set(event.lines.map(\.skuId)) {
+                bySubject[.item(StockItemID(bizId: event.bizId, skuId: skuId)), default: []].append(id)
+            }
             count += 1
         }
         self.added = max(self.added, added)
@@ -65,11 +76,11 @@ final class OutboxOrderIndex: Sendable {
         /// the pass costs the whole index.
         mutating func prune(keeping kept: (StreamEntryID) -> Bool, length: Int) {
             guard length == 0 || count > max(1000, 2 * length) else { return }
-            byOrder = byOrder.compactMapValues { ids in
+            bySubject = bySubject.compactMapValues { ids in
                 let left = ids.filter(kept)
                 return left.isEmpty ? nil : left
             }
-            count = byOrder.values.reduce(0) { $0 + $1.count }
+            count = bySubject.values.reduce(0) { $0 + $1.count }
         }
     }
 
@@ -83,10 +94,10 @@ final class OutboxOrderIndex: Sendable {
     /// item rebuild's scan), for tests.
     let entriesRead = NIOLockedValueBox(0)
 
-    /// The ids of `orderName`'s entries still in `stream` as of now, in stream order (some may be acknowledged and
+    /// The ids of the entries of `subject` still in `stream` as of now, in stream order (some may be acknowledged and
     /// gone by the time the caller reads them, which it then finds missing). One round trip when the stream is as it
     /// was: what was appended since the last question, read beside the stream's summary.
-    func entries(of orderName: String, in stream: String, redis: any RedisRouter) async throws -> [StreamEntryID] {
+    func entries(of subject: OutboxSubject, in stream: String, redis: any RedisRouter) async throws -> [StreamEntryID] {
         await gate.enter(stream)
         defer { Task { await gate.leave(stream) } }
         dropIdle(besides: stream)
@@ -123,7 +134,7 @@ final class OutboxOrderIndex: Sendable {
             streams[stream, default: Indexed()].merge(read, added: added, maxDeleted: maxDeleted)
             streams[stream]?.prune(keeping: kept, length: length)
             streams[stream]?.lastAsked = .now
-            return (streams[stream]?.byOrder[orderName] ?? []).filter(kept)
+            return (streams[stream]?.bySubject[subject] ?? []).filter(kept)
         }
     }
 
@@ -168,7 +179,7 @@ final class OutboxOrderIndex: Sendable {
     }
 }
 
-/// One holder per name at a time, the others waiting in line (`OutboxOrderIndex`: one question per stream).
+/// One holder per name at a time, the others waiting in line (`OutboxIndex`: one question per stream).
 actor StreamGate {
     private var held: Set<String> = []
     private var waiting: [String: [CheckedContinuation<Void, Never>]] = [:]

@@ -4,10 +4,10 @@ import Testing
 
 @testable import Inventory
 
-/// The index of which outbox entries name which order (`OutboxOrderIndex`), against a real stream: entries acknowledged
+/// The index of which outbox entries name which order (`OutboxIndex`), against a real stream: entries acknowledged
 /// and deleted, and a stream Redis lost and made again.
 @Suite("Outbox order index")
-struct OutboxOrderIndexTests {
+struct OutboxIndexTests {
     /// Appends an event of `order` (explicit `id`, or `*`); returns its id.
     func append(_ stores: TestStores, _ stream: String, _ order: String, id: String = "*") async throws -> StreamEntryID {
         let reply = try await stores.redis.send(["XADD", stream, id, "type", "reserve", "order", order], routingKey: stream)
@@ -18,8 +18,8 @@ struct OutboxOrderIndexTests {
     func findsTheOrdersEntries() async throws {
         try await TestStores.with { stores in
             let stream = stores.keys.outboxes[0]
-            let index = OutboxOrderIndex()
-            let ask = { (order: String) in try await index.entries(of: order, in: stream, redis: stores.redis) }
+            let index = OutboxIndex()
+            let ask = { (order: String) in try await index.entries(of: .order(order), in: stream, redis: stores.redis) }
             #expect(try await ask("a").isEmpty, "no stream")
             let a1 = try await append(stores, stream, "a")
             let b1 = try await append(stores, stream, "b")
@@ -63,10 +63,10 @@ struct OutboxOrderIndexTests {
                     "1", stream,
                 ], routingKey: stream
             )
-            let index = OutboxOrderIndex()
+            let index = OutboxIndex()
             let found = try await withThrowingTaskGroup(of: Int.self) { group in
                 for order in 0..<20 {
-                    group.addTask { try await index.entries(of: "o-\(order)", in: stream, redis: stores.redis).count }
+                    group.addTask { try await index.entries(of: .order("o-\(order)"), in: stream, redis: stores.redis).count }
                 }
                 return try await group.reduce(into: [Int]()) { $0.append($1) }
             }
@@ -77,7 +77,7 @@ struct OutboxOrderIndexTests {
 
     @Test("an entry read after the stream was seen empty is kept (the summary and the read ran in either order)")
     func entryAfterAnEmptySummaryKept() {
-        var indexed = OutboxOrderIndex.Indexed()
+        var indexed = OutboxIndex.Indexed()
         let entry = StreamEntryID(milliseconds: 20, sequence: 0)
         let event = OutboxEvent.parse(
             stream: "s", id: entry.description, fields: [.string("type"), .string("reserve"), .string("order"), .string("x")]
@@ -86,7 +86,7 @@ struct OutboxOrderIndexTests {
         // The summary saw the stream empty, its last id 10-0: everything up to it is gone, not what came after.
         let last = StreamEntryID(milliseconds: 10, sequence: 0)
         indexed.prune(keeping: { $0 > last }, length: 0)
-        #expect(indexed.byOrder["x"] == [entry])
+        #expect(indexed.bySubject[.order("x")] == [entry])
         #expect(indexed.through == entry)
     }
 
@@ -106,13 +106,13 @@ struct OutboxOrderIndexTests {
             let name = OrderRef(bizId: stores.bizId, orderId: "p-1").name
             let streams = stores.keys.outboxes(ofOrder: name)
             var events: [OutboxEvent] = []
-            for stream in streams { events += try await engine.stores.pendingEvents(ofOrder: name, in: stream) }
+            for stream in streams { events += try await engine.stores.pendingEvents(of: .order(name), in: stream) }
             #expect(events.map(\.kind) == [.reserve, .confirm])
             #expect(Set(events.map(\.orderName)) == [name])
             // The worker applies and deletes them: nothing left to apply.
             #expect(try await stores.drainWithWorker())
             events = []
-            for stream in streams { events += try await engine.stores.pendingEvents(ofOrder: name, in: stream) }
+            for stream in streams { events += try await engine.stores.pendingEvents(of: .order(name), in: stream) }
             #expect(events.isEmpty)
         }
     }
