@@ -116,4 +116,25 @@ struct OutboxIndexTests {
             #expect(events.isEmpty)
         }
     }
+
+    @Test("an item's pending events past a page of 1,000 ids, each read, the earlier pages checked again")
+    func itemsEventsPastAPage() async throws {
+        try await TestStores.with { stores in
+            let stream = stores.keys.outboxes[0]
+            let item = stores.item(1)
+            _ = try await stores.redis.send(
+                [
+                    "EVAL",
+                    "for i = 1, 2500 do redis.call('XADD', KEYS[1], '*', 'type', 'reserve', 'order', ARGV[1] .. i, 'biz', ARGV[2], 'items', '1:1') end",
+                    "1", stream, "\(stores.bizId)/page-", stores.bizId,
+                ], routingKey: stream
+            )
+            let before = stores.engine.stores.outboxIndex.entriesRead.withLockedValue { $0 }
+            let events = try await stores.engine.stores.pendingEvents(of: .item(item), in: stream)
+            #expect(events.count == 2500)
+            #expect(events.allSatisfy { $0.bizId == item.bizId && $0.lines.map(\.skuId) == [1] })
+            // The index's read, the three pages, and the two earlier pages again.
+            #expect(stores.engine.stores.outboxIndex.entriesRead.withLockedValue { $0 } - before == 2500 + 2500 + 2000)
+        }
+    }
 }

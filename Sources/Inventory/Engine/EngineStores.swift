@@ -122,23 +122,34 @@ struct EngineStores: Sendable {
 
     /// The events of `subject` (an order, by its Redis name, or an item) still in `stream`, not yet acknowledged
     /// (acknowledged ones are deleted: they are in the journal), in stream order: found through `outboxIndex`, which
-    /// reads each entry of the stream once, then read by their ids, a page of ids in one step (a reserve and the undo
-    /// acknowledged with it are read both or neither).
+    /// reads each entry of the stream once, then read by their ids, a page of 1,000 in one step (lua/outbox_entries.lua).
+    /// A reserve and the undo acknowledged with it are read both or neither: within a page by the script; across pages,
+    /// the entries of the earlier pages are checked still there once the last page is read (a reserve still there then
+    /// had its undo, if any, read after it).
     func pendingEvents(of subject: OutboxSubject, in stream: String) async throws -> [OutboxEvent] {
         let ids = try await redisCall { try await outboxIndex.entries(of: subject, in: stream, redis: redis) }
-        var found: [OutboxEvent] = []
-        for page in stride(from: 0, to: ids.count, by: 1000) {
-            let call = OutboxEntriesCall(stream: stream, ids: Array(ids[page..<min(page + 1000, ids.count)]))
-            let entries = OutboxEvent.entries(stream: stream, try await run(call))
-            outboxIndex.entriesRead.withLockedValue { $0 += entries.count }
-            found += entries.compactMap(\.event).filter { event in
-                switch subject {
-                case .order(let name): return event.orderName == name
-                case .item(let id): return event.bizId == id.bizId && event.lines.contains { $0.skuId == id.skuId }
-                }
+        let read = { (ids: [StreamEntryID]) async throws -> [(id: String, event: OutboxEvent?)] in
+            let entries = OutboxEvent.entries(stream: stream, try await self.run(OutboxEntriesCall(stream: stream, ids: ids)))
+            self.outboxIndex.entriesRead.withLockedValue { $0 += entries.count }
+            return entries
+        }
+        let page = 1000
+        var entries: [(id: String, event: OutboxEvent?)] = []
+        for start in stride(from: 0, to: ids.count, by: page) {
+            entries += try await read(Array(ids[start..<min(start + page, ids.count)]))
+        }
+        if ids.count > page {
+            let earlier = ids.count - (ids.count - 1) % page - 1
+            let checked = Set(try await read(Array(ids[..<earlier])).map(\.id))
+            let lastPage = Set(ids[earlier...].map(\.description))
+            entries = entries.filter { lastPage.contains($0.id) || checked.contains($0.id) }
+        }
+        return entries.compactMap(\.event).filter { event in
+            switch subject {
+            case .order(let name): return event.orderName == name
+            case .item(let id): return event.bizId == id.bizId && event.lines.contains { $0.skuId == id.skuId }
             }
         }
-        return found
     }
 }
 

@@ -52,35 +52,42 @@ final class OutboxIndex: Sendable {
         var maxDeleted = StreamEntryID.zero
         /// Entry ids by the order they name and by the items their lines move.
         var bySubject: [OutboxSubject: [StreamEntryID]] = [:]
-        var count = 0
+        /// Entries held (each under its order and its items): about, after a prune.
+        var entries = 0
+        /// Ids held, all subjects together.
+        var ids = 0
         var lastAsked = ContinuousClock.now
 
-    /// Adds the entries read after what is held (in id order).
-    mutating func merge(_ read: [(id: String, event: OutboxEvent?)], added: Int64, maxDeleted: StreamEntryID) {
-        for entry in read {
-            guard let id = StreamEntryID(entry.id), id > through else { continue }
-            through = id
-            guard let event = entry.event else { continue }
-            bySubject[.order(event.orderName), default: []].append(id)
-            for skuId in Set(event.lines.map(\.skuId)) {
-                bySubject[.item(StockItemID(bizId: event.bizId, skuId: skuId)), default: []].append(id)
+        /// Adds the entries read after what is held (in id order).
+        mutating func merge(_ read: [(id: String, event: OutboxEvent?)], added: Int64, maxDeleted: StreamEntryID) {
+            for entry in read {
+                guard let id = StreamEntryID(entry.id), id > through else { continue }
+                through = id
+                guard let event = entry.event else { continue }
+                bySubject[.order(event.orderName), default: []].append(id)
+                ids += 1
+                for skuId in Set(event.lines.map(\.skuId)) {
+                    bySubject[.item(StockItemID(bizId: event.bizId, skuId: skuId)), default: []].append(id)
+                    ids += 1
+                }
+                entries += 1
             }
-            count += 1
+            self.added = max(self.added, added)
+            self.maxDeleted = max(self.maxDeleted, maxDeleted)
         }
-        self.added = max(self.added, added)
-        self.maxDeleted = max(self.maxDeleted, maxDeleted)
-    }
 
         /// Drops the ids of entries no longer in the stream: below `first` (acknowledged entries are deleted), or up
-        /// to `last` when the stream was empty. Only once it holds twice what the stream does (or the stream was empty):
-        /// the pass costs the whole index.
+        /// to `last` when the stream was empty. Only once it holds twice the entries the stream does (or the stream was
+        /// empty): the pass costs the whole index.
         mutating func prune(keeping kept: (StreamEntryID) -> Bool, length: Int) {
-            guard length == 0 || count > max(1000, 2 * length) else { return }
+            guard length == 0 || entries > max(1000, 2 * length) else { return }
             bySubject = bySubject.compactMapValues { ids in
                 let left = ids.filter(kept)
                 return left.isEmpty ? nil : left
             }
-            count = bySubject.values.reduce(0) { $0 + $1.count }
+            let before = max(ids, 1)
+            ids = bySubject.values.reduce(0) { $0 + $1.count }
+            entries = entries * ids / before
         }
     }
 
@@ -90,8 +97,8 @@ final class OutboxIndex: Sendable {
     private let streams = NIOLockedValueBox<[String: Indexed]>([:])
     /// One question per stream at a time.
     private let gate = StreamGate()
-    /// Outbox entries this instance read outside the worker so far (the index's reads, an order's entries by id, an
-    /// item rebuild's scan), for tests.
+    /// Outbox entries this instance read outside the worker so far (the index's reads, then an order's or an item's
+    /// entries by id), for tests.
     let entriesRead = NIOLockedValueBox(0)
 
     /// The ids of the entries of `subject` still in `stream` as of now, in stream order (some may be acknowledged and
@@ -101,14 +108,20 @@ final class OutboxIndex: Sendable {
         await gate.enter(stream)
         defer { Task { await gate.leave(stream) } }
         dropIdle(besides: stream)
-        // (Scalars only: a copy of the ids kept across the reads would make the merge below copy them all.)
-        let known = streams.withLockedValue { streams in
-            streams[stream].map { (through: $0.through, added: $0.added, maxDeleted: $0.maxDeleted) }
-        } ?? (through: .zero, added: 0, maxDeleted: .zero)
+        // Marked asked before anything is read, in the same step as the snapshot: a question on another stream now
+        // never drops this one while its read is under way. (Scalars only: a copy of the ids kept across the reads
+        // would make the merge below copy them all.)
+        let known = streams.withLockedValue { streams -> (through: StreamEntryID, added: Int64, maxDeleted: StreamEntryID) in
+            streams[stream]?.lastAsked = .now
+            guard let indexed = streams[stream] else { return (.zero, 0, .zero) }
+            return (indexed.through, indexed.added, indexed.maxDeleted)
+        }
         async let summary = redis.send(["XINFO", "STREAM", stream], routingKey: stream)
         async let appended = read(stream, after: known.through, redis: redis)
         let info = try await summary
         var read = try await appended
+        // Whether `read` is the whole stream.
+        var whole = known.through == .zero
         if let message = info.errorMessage {
             guard message.contains("no such key") else { throw RedisError(.server, "XINFO STREAM \(stream): \(message)") }
             // No stream: nothing of any order is pending in it.
@@ -125,10 +138,16 @@ final class OutboxIndex: Sendable {
             // Made again since (Redis lost it): what was read of the old one goes, the new one is read from its start.
             streams.withLockedValue { $0[stream] = nil }
             read = try await self.read(stream, after: .zero, redis: redis)
+            whole = true
         }
         // Still in the stream: from its first entry on; when it was empty, what came after its last id (the read may
         // have run after the summary and found entries appended since).
         let kept: @Sendable (StreamEntryID) -> Bool = { id in first.map { id >= $0 } ?? (id > last) }
+        // Dropped meanwhile (it cannot be while this question holds the stream's gate and has marked it asked; should it
+        // be all the same): what was read after `known.through` is not the whole stream, which is read again.
+        if !whole, streams.withLockedValue({ $0[stream] == nil }) {
+            read = try await self.read(stream, after: .zero, redis: redis)
+        }
         return streams.withLockedValue { streams in
             // In place: the dictionary's value is not copied.
             streams[stream, default: Indexed()].merge(read, added: added, maxDeleted: maxDeleted)
