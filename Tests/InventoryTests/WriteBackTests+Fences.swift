@@ -6,6 +6,33 @@ import Testing
 
 /// What keeps a stream to one reader when workers stall or share a name.
 extension WriteBackTests {
+    /// Runs `body` with a worker whose commands (its client's and its reader's) go through a fault proxy to one Redis;
+    /// `prepare` arms the proxy before the worker exists. Returns the worker, stopped, for its stats.
+    @discardableResult
+    func withProxiedWorker(
+        _ stores: TestStores, prepare: (FaultProxy) -> Void = { _ in },
+        _ body: @Sendable (WriteBackWorker, FaultProxy) async throws -> Void
+    ) async throws -> WriteBackWorker {
+        let address = TestStores.redisAddress()
+        let proxy = try await FaultProxy.start(upstreamHost: address.host, upstreamPort: address.port)
+        let proxied = RedisConfiguration(
+            host: address.host, port: proxy.port, connections: 1, database: TestStores.redisTestDatabase()
+        )
+        let redis = RedisClient(configuration: proxied, logger: stores.logger)
+        prepare(proxy)
+        let worker = stores.worker(redis: redis, readerConfiguration: proxied)
+        do {
+            try await withWorker(worker) { try await body(worker, proxy) }
+        } catch {
+            await redis.shutdown()
+            await proxy.close()
+            throw error
+        }
+        await redis.shutdown()
+        await proxy.close()
+        return worker
+    }
+
     @Test("a read that reaches Redis after the worker lost its leases reads nothing of their streams")
     func readAfterLeaseLostReadsNothing() async throws {
         try await TestStores.with { stores in
@@ -13,37 +40,22 @@ extension WriteBackTests {
             guard !stores.keys.clustered else { return }
             let engine = stores.engine
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 100))
-            let address = TestStores.redisAddress()
-            let proxy = try await FaultProxy.start(upstreamHost: address.host, upstreamPort: address.port)
-            let proxied = RedisConfiguration(
-                host: address.host, port: proxy.port, connections: 1, database: TestStores.redisTestDatabase()
-            )
-            let redis = RedisClient(configuration: proxied, logger: stores.logger)
-            let worker = stores.worker(redis: redis, readerConfiguration: proxied)
-            do {
-                try await withWorker(worker) {
-                    try await waitFor("the worker reads every stream", within: .seconds(20)) {
-                        worker.streams.count == stores.keys.outboxes.count
-                    }
-                    // The worker's next read of new entries (its argument `>`) stalls on the way to Redis ...
-                    proxy.holdRequest(containing: "$1\r\n>\r\n")
-                    try await waitFor("a read held", within: .seconds(20)) { proxy.isHolding }
-                    // ... while its leases run out and another worker takes every stream, and an order comes in.
-                    for stream in stores.keys.outboxes {
-                        let lease = KeyLayout.streamLease(stream)
-                        _ = try await stores.redis.send(["SET", lease, "other", "PX", "60000"], routingKey: lease)
-                    }
-                    _ = try await reserve(stores, "fenced-1", [(1, 1)])
-                    proxy.release()
-                    try await waitFor("the worker gives the streams up", within: .seconds(20)) { worker.streams.isEmpty }
+            let worker = try await withProxiedWorker(stores) { worker, proxy in
+                try await waitFor("the worker reads every stream", within: .seconds(20)) {
+                    worker.streams.count == stores.keys.outboxes.count
                 }
-            } catch {
-                await redis.shutdown()
-                await proxy.close()
-                throw error
+                // The worker's next read of new entries (its argument `>`) stalls on the way to Redis ...
+                proxy.holdRequest(containing: "$1\r\n>\r\n")
+                try await waitFor("a read held", within: .seconds(20)) { proxy.isHolding }
+                // ... while its leases run out and another worker takes every stream, and an order comes in.
+                for stream in stores.keys.outboxes {
+                    let lease = KeyLayout.streamLease(stream)
+                    _ = try await stores.redis.send(["SET", lease, "other", "PX", "60000"], routingKey: lease)
+                }
+                _ = try await reserve(stores, "fenced-1", [(1, 1)])
+                proxy.release()
+                try await waitFor("the worker gives the streams up", within: .seconds(20)) { worker.streams.isEmpty }
             }
-            await redis.shutdown()
-            await proxy.close()
             // The order's reserve is still there for the stream's holder to read. Before: the stalled read delivered
             // it to the worker that had lost the stream, which applied it.
             var readByHolder = 0
@@ -70,34 +82,18 @@ extension WriteBackTests {
             for order in ["claimed-1", "claimed-2"] { _ = try await reserve(stores, order, [(1, 1)]) }
             // A worker read both reserves and stopped; its leases run out in a moment, and this worker takes them over.
             try #require(try await ghostRead(stores, leaseHolder: "stopped", milliseconds: 500) == 2)
-            let address = TestStores.redisAddress()
-            let proxy = try await FaultProxy.start(upstreamHost: address.host, upstreamPort: address.port)
-            let proxied = RedisConfiguration(
-                host: address.host, port: proxy.port, connections: 1, database: TestStores.redisTestDatabase()
-            )
-            let redis = RedisClient(configuration: proxied, logger: stores.logger)
             // The take-over's claim stalls on the way to Redis (the first request naming XAUTOCLAIM: the command, or
             // the source of the script that runs it) ...
-            proxy.holdRequest(containing: "XAUTOCLAIM")
-            let worker = stores.worker(redis: redis, readerConfiguration: proxied)
-            do {
-                try await withWorker(worker) {
-                    try await waitFor("the take-over's claim held", within: .seconds(20)) { proxy.isHolding }
-                    // ... while the leases go to another worker.
-                    for stream in stores.keys.outboxes {
-                        let lease = KeyLayout.streamLease(stream)
-                        _ = try await stores.redis.send(["SET", lease, "other", "PX", "60000"], routingKey: lease)
-                    }
-                    proxy.release()
-                    try await waitFor("the worker gives the streams up", within: .seconds(20)) { worker.streams.isEmpty }
+            try await withProxiedWorker(stores, prepare: { $0.holdRequest(containing: "XAUTOCLAIM") }) { worker, proxy in
+                try await waitFor("the take-over's claim held", within: .seconds(20)) { proxy.isHolding }
+                // ... while the leases go to another worker.
+                for stream in stores.keys.outboxes {
+                    let lease = KeyLayout.streamLease(stream)
+                    _ = try await stores.redis.send(["SET", lease, "other", "PX", "60000"], routingKey: lease)
                 }
-            } catch {
-                await redis.shutdown()
-                await proxy.close()
-                throw error
+                proxy.release()
+                try await waitFor("the worker gives the streams up", within: .seconds(20)) { worker.streams.isEmpty }
             }
-            await redis.shutdown()
-            await proxy.close()
             // Both reserves are still pending on the stopped consumer, for the new holder to claim. Before: the late
             // claim moved them to a worker that could no longer read the stream.
             var owners: [String] = []

@@ -58,34 +58,16 @@ extension WriteBackTests {
             // confirmed since: their confirms are new entries, to be applied after the reserves the worker read.
             try #require(try await ghostRead(stores, leaseHolder: "stopped", milliseconds: 1000) == orders.count)
             for order in orders.prefix(2) { _ = try await engine.confirm(orderId: order, bizId: stores.bizId) }
-            let address = TestStores.redisAddress()
-            let proxy = try await FaultProxy.start(upstreamHost: address.host, upstreamPort: address.port)
-            let redis = RedisClient(
-                configuration: RedisConfiguration(
-                    host: address.host, port: proxy.port, connections: 1, database: TestStores.redisTestDatabase()
-                ),
-                logger: stores.logger
-            )
             // The take-over's claim is lost on the way (its connection cut, nothing claimed).
-            proxy.cutBeforeRequest(containing: "XAUTOCLAIM")
-            let worker = stores.worker(redis: redis)
-            do {
-                try await withWorker(worker) {
-                    // Before: the streams were read from the next refresh on, the stopped worker's entries left to the
-                    // 30-s idle claim.
-                    try await waitFor("the stopped worker's entries applied, then the confirms", within: .seconds(20)) {
-                        let rows = try await stores.journalRows().count
-                        let left = try await engine.outboxLength()
-                        return rows == orders.count && left == 0
-                    }
+            let worker = try await withProxiedWorker(stores, prepare: { $0.cutBeforeRequest(containing: "XAUTOCLAIM") }) { _, _ in
+                // Before: the streams were read from the next refresh on, the stopped worker's entries left to the
+                // 30-s idle claim.
+                try await waitFor("the stopped worker's entries applied, then the confirms", within: .seconds(20)) {
+                    let rows = try await stores.journalRows().count
+                    let left = try await engine.outboxLength()
+                    return rows == orders.count && left == 0
                 }
-            } catch {
-                await redis.shutdown()
-                await proxy.close()
-                throw error
             }
-            await redis.shutdown()
-            await proxy.close()
             #expect(worker.stats.failedClaims > 0, "the take-over's claim was cut")
             // A confirm read before its reserve was claimed would have found no row, and left it RESERVED.
             #expect(try await stores.journalRows().map { "\($0.orderId) \($0.status)" } == [
