@@ -32,9 +32,13 @@ extension WriteBackTests {
             let orders = (1...6).map { "claim-\($0)" }
             for order in orders { _ = try await reserve(stores, order, [(1, 1)]) }
             let worker = stores.worker(claimIdleMilliseconds: 300)
-            // This worker holds every stream already (a restart within its leases): no take-over claims them for it.
+            // This worker holds every stream already, and knows it: no take-over claims the ghost's entries for it.
             let ghosted = try await ghostRead(stores, leaseHolder: worker.leaseOwner, milliseconds: 60_000)
             try #require(ghosted == orders.count)
+            worker.held.withLockedValue { held in
+                held.lease(stores.keys.outboxes)
+                held.readableUntil = .now + .seconds(60)
+            }
             try await withWorker(worker) {
                 try await waitFor("the ghost's entries applied", within: .seconds(30)) {
                     try await stores.journalRows().count == orders.count
@@ -93,6 +97,32 @@ extension WriteBackTests {
                 // Before: it read them all for good, past their leases (another worker could have taken them).
                 try await waitFor("the worker reads no stream", within: .seconds(20)) { worker.streams.isEmpty }
             }
+        }
+    }
+
+    @Test("a stream whose lease names this worker but which it did not hold is claimed before it is read")
+    func leasedButNotHeldClaimed() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 100))
+            let orders = (1...4).map { "unheld-\($0)" }
+            for order in orders { _ = try await reserve(stores, order, [(1, 1)]) }
+            let worker = stores.worker()
+            // A stopped worker read the reserves; the streams' leases already name this worker (its take went
+            // through, its answer was lost), which has not recorded them as taken. Two orders are confirmed since.
+            try #require(try await ghostRead(stores, leaseHolder: worker.leaseOwner, milliseconds: 60_000) == orders.count)
+            for order in orders.prefix(2) { _ = try await engine.confirm(orderId: order, bizId: stores.bizId) }
+            try await withWorker(worker) {
+                // Before: read at once as its own, the confirms before the reserves (left to the 30-s idle claim).
+                try await waitFor("the reserves applied, then the confirms", within: .seconds(20)) {
+                    let rows = try await stores.journalRows().count
+                    let left = try await engine.outboxLength()
+                    return rows == orders.count && left == 0
+                }
+            }
+            #expect(try await stores.journalRows().map { "\($0.orderId) \($0.status)" } == [
+                "unheld-1 CONFIRMED", "unheld-2 CONFIRMED", "unheld-3 RESERVED", "unheld-4 RESERVED",
+            ])
         }
     }
 }

@@ -69,17 +69,20 @@ extension WriteBackWorker {
         }
         let renewed = try await concurrently(mine) { stream in try await self.runLease(stream, acquire: true) }
         let kept = zip(mine, renewed).filter(\.1).map(\.0)
-        // Every lease renewed was renewed after `started`: it lasts at least until `started + ttl`.
+        // Every lease renewed was renewed after `started`: it lasts at least until `started + ttl`. A stream whose lease
+        // names this worker but which it did not hold (a take whose answer was lost, a refresh cut short after a take,
+        // a stream dropped as lost whose lease names it again) may hold another consumer's pending entries: it is
+        // claimed before it is read, as a stream taken now.
         held.withLockedValue { held in
+            let before = Set(held.leased)
             held.lease(kept)
+            for stream in kept where !before.contains(stream) { held.unclaimed.insert(stream) }
             held.readableUntil = started + .milliseconds(ttl - ttl / 5)
         }
         var taken: [String] = []
         for stream in free.shuffled() where kept.count + taken.count < share {
             guard try await runLease(stream, acquire: true) else { continue }
             taken.append(stream)
-            // Unclaimed from the moment it is taken: should this refresh stop here, the next one finds the stream
-            // leased to this worker and claims it still.
             held.withLockedValue { _ = $0.unclaimed.insert(stream) }
         }
         held.withLockedValue { $0.lease(kept + taken) }

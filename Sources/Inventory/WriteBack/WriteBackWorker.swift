@@ -131,7 +131,8 @@ public final class WriteBackWorker: Service, Sendable {
                     lastCheck = ContinuousClock.now
                     try await timed(\.checkMilliseconds) { try await checkWentBack() }
                 }
-                if ContinuousClock.now - lastClaim > .milliseconds(configuration.claimIdleMilliseconds / 2) {
+                // Like the refresh, only with nothing read ahead: entries claimed now are older than a batch read ahead.
+                if prefetched == nil, ContinuousClock.now - lastClaim > .milliseconds(configuration.claimIdleMilliseconds / 2) {
                     lastClaim = ContinuousClock.now
                     if try await timed(\.claimMilliseconds, { try await claimAbandoned() }) > 0 { readOwnPending = true }
                 }
@@ -259,8 +260,8 @@ public final class WriteBackWorker: Service, Sendable {
         }
         if !read.lost.isEmpty {
             dropLost(read.lost)
-            // Every stream lost: nothing was read, as when none is readable.
-            if read.lost.count == streams.count { return nil }
+            // Every stream lost and nothing read: as when none is readable (what is pending here stays to be read first).
+            if read.lost.count == streams.count && read.entries.isEmpty { return nil }
         }
         return read.entries
     }
