@@ -144,12 +144,7 @@ struct EngineStores: Sendable {
             let lastPage = Set(ids[earlier...].map(\.description))
             entries = entries.filter { lastPage.contains($0.id) || checked.contains($0.id) }
         }
-        return entries.compactMap(\.event).filter { event in
-            switch subject {
-            case .order(let name): return event.orderName == name
-            case .item(let id): return event.bizId == id.bizId && event.lines.contains { $0.skuId == id.skuId }
-            }
-        }
+        return entries.compactMap(\.event).filter { OutboxSubject.subjects(of: $0).contains(subject) }
     }
 }
 

@@ -30,6 +30,11 @@ struct StreamEntryID: Comparable, Hashable, Sendable, CustomStringConvertible {
 enum OutboxSubject: Hashable, Sendable {
     case order(String)
     case item(StockItemID)
+
+    /// What `event` is looked up by: its order (by its Redis name) and each item its lines move.
+    static func subjects(of event: OutboxEvent) -> Set<OutboxSubject> {
+        Set(event.lines.map { .item(StockItemID(bizId: event.bizId, skuId: $0.skuId)) } + [.order(event.orderName)])
+    }
 }
 
 /// Which entries of each outbox stream name which order, and which move which item, as this instance has read them so
@@ -64,12 +69,9 @@ final class OutboxIndex: Sendable {
                 guard let id = StreamEntryID(entry.id), id > through else { continue }
                 through = id
                 guard let event = entry.event else { continue }
-                bySubject[.order(event.orderName), default: []].append(id)
-                ids += 1
-                for skuId in Set(event.lines.map(\.skuId)) {
-                    bySubject[.item(StockItemID(bizId: event.bizId, skuId: skuId)), default: []].append(id)
-                    ids += 1
-                }
+                let subjects = OutboxSubject.subjects(of: event)
+                for subject in subjects { bySubject[subject, default: []].append(id) }
+                ids += subjects.count
                 entries += 1
             }
             self.added = max(self.added, added)

@@ -190,13 +190,11 @@ struct OutboxReadCall: ScriptCall {
         case noGroup
     }
 
-    let streams: [String]
     let keys: [String]
     let arguments: [String]
 
     /// Up to `count` entries of each stream: new ones, or (`pending`) the ones `consumer` read and never acknowledged.
     init(streams: [String], owner: String, group: String, consumer: String, count: Int, pending: Bool) {
-        self.streams = streams
         keys = streams.flatMap { [KeyLayout.streamLease($0), $0] }
         arguments = [owner, group, consumer, String(max(1, count)), pending ? "0" : ">"]
     }

@@ -25,15 +25,13 @@ struct OutboxGroupMissing: Error {
 
 enum OutboxReaders {
     /// A fenced read of every held stream, then a blocking wait for new entries, on a connection of the reader's own on
-    /// a single Redis; stream by stream on a cluster.
+    /// a single Redis; stream by stream on a cluster, through `runner` (the worker's, on the shared client).
     static func make(
-        keys: KeyLayout, redis: any RedisRouter, scripts: InventoryScripts, owner: String,
+        keys: KeyLayout, runner: RedisScriptRunner, scripts: InventoryScripts, owner: String,
         readerConfiguration: RedisConfiguration, configuration: WriteBackConfiguration, logger: Logger
     ) -> any OutboxReader {
         if keys.clustered {
-            let fenced = FencedRead(
-                runner: RedisScriptRunner(client: redis), scripts: scripts, owner: owner, configuration: configuration
-            )
+            let fenced = FencedRead(runner: runner, scripts: scripts, owner: owner, configuration: configuration)
             return StreamByStreamReader(fenced: fenced, configuration: configuration)
         }
         var settings = readerConfiguration

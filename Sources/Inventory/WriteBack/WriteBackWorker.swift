@@ -13,7 +13,7 @@ public final class WriteBackWorker: Service, Sendable {
     /// How the held streams are read: chosen once from the topology (`OutboxReaders.make`).
     private let reader: any OutboxReader
     let redis: any RedisRouter
-    /// Runs the worker's claims (lua/outbox_claim.lua) on `redis`.
+    /// Runs the worker's scripts on `redis`: its claims (lua/outbox_claim.lua), on a cluster its reads too.
     let runner: RedisScriptRunner
     private let journal: JournalRepository
     let keys: KeyLayout
@@ -44,12 +44,13 @@ public final class WriteBackWorker: Service, Sendable {
         self.engine = engine
         let leaseOwner = configuration.consumer + "#" + String(UInt64.random(in: 1...UInt64.max), radix: 36)
         self.leaseOwner = leaseOwner
+        let runner = RedisScriptRunner(client: redis)
+        self.runner = runner
         self.reader = OutboxReaders.make(
-            keys: keys, redis: redis, scripts: engine.scripts, owner: leaseOwner, readerConfiguration: readerConfiguration,
+            keys: keys, runner: runner, scripts: engine.scripts, owner: leaseOwner, readerConfiguration: readerConfiguration,
             configuration: configuration, logger: logger
         )
         self.redis = redis
-        self.runner = RedisScriptRunner(client: redis)
         self.journal = journal
         self.keys = keys
         self.configuration = configuration
