@@ -60,11 +60,12 @@ struct RaceTests {
             // An instance an hour ahead would be in another 60 s window, and another day.
             let ahead = try skewedEngine(stores, by: 3_600_000)
             _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10, userLimit: 1, userWindowSeconds: 60))
-            _ = try await stores.engine.reserve(command(stores, "o-a", user: "u1", 1))
             // A window boundary may fall between the two reserves by chance: the second is refused only when both
-            // are counted in the same window of Redis's clock, which is what is checked.
+            // are counted in the same window of Redis's clock, which is what is checked (Redis's clock read before the
+            // first reserve and after the second: one window across both means both reserves were in it).
             let window = { (ms: Int64) in ms / 60_000 }
             let before = try await stores.engine.redisNow()
+            _ = try await stores.engine.reserve(command(stores, "o-a", user: "u1", 1))
             do {
                 _ = try await ahead.reserve(command(stores, "o-b", user: "u1", 1))
                 let after = try await stores.engine.redisNow()
