@@ -57,6 +57,10 @@ public final class FaultProxy: Sendable {
     /// also match a `SET TRANSACTION ISOLATION LEVEL READ COMMITTED` before the transaction).
     public static let commit = "\u{03}COMMIT"
 
+    /// The bytes of a transaction's start (`MySQLClient.withTransaction`) as a pattern: its first request. (One that
+    /// sets an isolation sends a `SET TRANSACTION` before it.)
+    public static let begin = "\u{03}START TRANSACTION"
+
     /// The next request (client to server bytes, as one read delivers them) that contains `pattern` is forwarded
     /// to the server, and then that client's connection is cut and the server's reply thrown away; with
     /// `thenDown` the proxy goes `down` at that moment too (the server became unreachable right after).

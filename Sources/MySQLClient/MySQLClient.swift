@@ -56,14 +56,14 @@ public final class MySQLClient: Sendable, Service {
         }
     }
 
-    /// Runs `body` in one transaction: autocommit off, commit when `body` returns, rollback when it throws (the
-    /// error is rethrown). A `.deadlock` error means the whole transaction was rolled back and may be retried;
+    /// Runs `body` in one transaction (at `isolation`; nil keeps the server's default): `START TRANSACTION`, commit
+    /// when `body` returns, rollback when it throws (the error is rethrown). A `.deadlock` error means the whole transaction was rolled back and may be retried;
     /// `.commitOutcomeUnknown` that the connection broke during COMMIT, which may or may not have taken effect.
     public func withTransaction<T: Sendable>(
-        _ body: @escaping @Sendable (MySQLConnection) throws -> T
+        isolation: MySQLIsolation? = nil, _ body: @escaping @Sendable (MySQLConnection) throws -> T
     ) async throws -> T {
         try await withConnection { connection in
-            try connection.begin()
+            try connection.begin(isolation: isolation)
             let value: T
             do {
                 value = try body(connection)
@@ -354,8 +354,8 @@ extension MySQLClient {
     /// is rethrown).
     /// - Parameters:
     ///   - isolation: this transaction's isolation (`SET TRANSACTION ISOLATION LEVEL` first); nil keeps the server's
-    ///     default. Either way the transaction begins and ends as `withTransaction(_:)`'s does (autocommit off, then
-    ///     COMMIT and autocommit on again), so all look the same on the wire (the test proxies' patterns).
+    ///     default. Either way the transaction begins and ends as `withTransaction(_:)`'s does (`START TRANSACTION`,
+    ///     then COMMIT), so all look the same on the wire (the test proxies' patterns).
     ///   - consistentSnapshot: starts the transaction `WITH CONSISTENT SNAPSHOT`: every read sees the instant it
     ///     started, not the instant of its first read.
     /// - Throws: `.commitOutcomeUnknown` when the connection broke during COMMIT, which may or may not have taken
@@ -364,41 +364,26 @@ extension MySQLClient {
         isolation: MySQLIsolation?, consistentSnapshot: Bool = false, _ body: (MySQLSession) async throws -> T
     ) async throws -> T {
         try await withSession { session in
-            let plain = !consistentSnapshot
-            if let isolation { try await session.execute("SET TRANSACTION ISOLATION LEVEL \(isolation.rawValue)") }
-            if plain {
-                try await session.perform { connection in try connection.begin() }
-            } else {
-                try await session.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            // The isolation and the start in one hop to the pool's thread.
+            try await session.perform { connection in
+                try connection.begin(isolation: isolation, consistentSnapshot: consistentSnapshot)
             }
             let value: T
             do {
                 value = try await body(session)
             } catch {
-                if plain {
-                    try? await session.perform { connection in connection.rollbackQuietly() }
-                } else {
-                    try? await session.execute("ROLLBACK")
-                }
+                try? await session.perform { connection in connection.rollbackQuietly() }
                 throw error
             }
             do {
-                if plain {
-                    try await session.perform { connection in try connection.commit() }
-                } else {
-                    try await session.execute("COMMIT")
-                }
+                try await session.perform { connection in try connection.commit() }
             } catch let error as MySQLError where error.discardsConnection {
                 throw MySQLError(
                     code: .commitOutcomeUnknown, errno: error.errno, sqlState: error.sqlState,
                     message: "commit outcome unknown: \(error.message)"
                 )
             } catch {
-                if plain {
-                    try? await session.perform { connection in connection.rollbackQuietly() }
-                } else {
-                    try? await session.execute("ROLLBACK")
-                }
+                try? await session.perform { connection in connection.rollbackQuietly() }
                 throw error
             }
             return value

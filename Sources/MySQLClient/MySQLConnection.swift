@@ -66,29 +66,31 @@ public final class MySQLConnection {
         guard mysql_ping(mysql) == 0 else { throw connectionError(mysql) }
     }
 
-    /// Starts a transaction by turning autocommit off; the next statement opens it.
-    func begin() throws {
-        let mysql = try liveConnection()
-        guard mysql_autocommit(mysql, 0) == 0 else { throw connectionError(mysql) }
+    /// Starts a transaction: `SET TRANSACTION ISOLATION LEVEL` first when `isolation` is given (it applies to the
+    /// next transaction only, so the pooled connection keeps the server's default), then `START TRANSACTION` (one
+    /// round trip, where turning autocommit off and back on around the COMMIT took two more), `WITH CONSISTENT
+    /// SNAPSHOT` when asked.
+    func begin(isolation: MySQLIsolation? = nil, consistentSnapshot: Bool = false) throws {
+        if let isolation { try execute("SET TRANSACTION ISOLATION LEVEL \(isolation.rawValue)") }
+        try execute(consistentSnapshot ? "START TRANSACTION WITH CONSISTENT SNAPSHOT" : "START TRANSACTION")
     }
 
-    /// Commits and turns autocommit back on. A `.connectionLost` from here means the commit may or may not have
-    /// happened.
+    /// Commits. A `.connectionLost` from here means the commit may or may not have happened.
     func commit() throws {
         let mysql = try liveConnection()
         guard mysql_commit(mysql) == 0 else { throw connectionError(mysql) }
-        guard mysql_autocommit(mysql, 1) == 0 else { throw connectionError(mysql) }
     }
 
-    /// Rolls back and turns autocommit back on, ignoring failures: it runs while another error is already on its
-    /// way out, and a connection that cannot roll back is broken and will be closed, which rolls back too.
+    /// Rolls back (and turns autocommit back on if anyone turned it off), ignoring failures: it runs while another
+    /// error is already on its way out, and a connection that cannot roll back is broken and will be closed, which
+    /// rolls back too.
     func rollbackQuietly() {
         guard let mysql = try? liveConnection() else { return }
         if mysql_rollback(mysql) != 0 {
             _ = connectionError(mysql)
             return
         }
-        if mysql_autocommit(mysql, 1) != 0 {
+        if mysql.pointee.server_status & UInt32(SERVER_STATUS_AUTOCOMMIT) == 0, mysql_autocommit(mysql, 1) != 0 {
             _ = connectionError(mysql)
         }
     }

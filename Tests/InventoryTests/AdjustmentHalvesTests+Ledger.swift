@@ -47,7 +47,7 @@ extension AdjustmentHalvesTests {
                 let stalled = try await heldAtMySQLHalf(proxy) { try await attempt.adjustStock(item, adjustment) }
                 try await markUnsettled(stores)
                 try await withHeldAttempt(stores) { retry, retryProxy, _ in
-                    retryProxy.cutBeforeRequest(containing: "autocommit=0")
+                    retryProxy.cutBeforeRequest(containing: FaultProxy.begin)
                     await #expect(throws: InventoryError.self) { try await retry.adjustStock(item, adjustment) }
                 }
                 #expect(try await onHand(stores) == 10, "the retry reversed the half it took over")

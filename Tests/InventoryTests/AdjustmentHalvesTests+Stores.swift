@@ -84,11 +84,11 @@ extension AdjustmentHalvesTests {
     }
 
     /// Runs `change` (on the held attempt's engine) until its MySQL half's transaction begins, where `proxy` holds it
-    /// (its first statement, autocommit=0): the Redis half is made, the MySQL half waits for `proxy.release()`.
+    /// (its first statement, START TRANSACTION): the Redis half is made, the MySQL half waits for `proxy.release()`.
     func heldAtMySQLHalf<T: Sendable>(
         _ proxy: FaultProxy, _ change: @escaping @Sendable () async throws -> T
     ) async throws -> Task<T, any Error> {
-        proxy.holdRequest(containing: "autocommit=0")
+        proxy.holdRequest(containing: FaultProxy.begin)
         let running = Task { try await change() }
         try await waitFor("the change's MySQL half held") { proxy.isHolding }
         return running
@@ -104,7 +104,7 @@ extension AdjustmentHalvesTests {
             let item = stores.item(1)
             _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
             try await withHeldAttempt(stores) { attempt, proxy, _ in
-                // The MySQL half's transaction begins with autocommit=0: held there, after the Redis half.
+                // The MySQL half's transaction begins with START TRANSACTION: held there, after the Redis half.
                 let running = try await heldAtMySQLHalf(proxy) { try await attempt.adjustStock(item, adjustment) }
                 #expect(try await onHand(stores) == 7)
                 _ = try await stores.redis.command("DEL", stores.keys.item(item))
@@ -211,7 +211,7 @@ extension AdjustmentHalvesTests {
                 )
             )
             try await withHeldAttempt(stores) { attempt, proxy, _ in
-                proxy.cutBeforeRequest(containing: "autocommit=0", thenDown: true)
+                proxy.cutBeforeRequest(containing: FaultProxy.begin, thenDown: true)
                 await #expect(throws: InventoryError.self) { try await attempt.setStock(item, StockSettings(stock: 20, infinite: false)) }
             }
             let level = try await stores.engine.stock(item)
@@ -232,7 +232,7 @@ extension AdjustmentHalvesTests {
             let item = stores.item(1)
             _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
             try await withHeldAttempt(stores) { attempt, proxy, _ in
-                proxy.cutBeforeRequest(containing: "autocommit=0", thenDown: true)
+                proxy.cutBeforeRequest(containing: FaultProxy.begin, thenDown: true)
                 await #expect(throws: InventoryError.self) { try await attempt.setStock(item, StockSettings(stock: 10, dangerNum: 3)) }
             }
             let level = try await stores.engine.stock(item)

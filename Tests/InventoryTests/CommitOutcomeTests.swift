@@ -183,7 +183,7 @@ extension CommitOutcomeTests {
             #expect(try await engine.stock(item).onHand == 14)
             // The retry takes the half over; its MySQL half breaks before its COMMIT, and MySQL stays away (nothing
             // written).
-            proxy.cutAfterRequest(containing: "autocommit=0", thenDown: true)
+            proxy.cutAfterRequest(containing: FaultProxy.begin, thenDown: true)
             await #expect(throws: InventoryError.self) { try await engine.adjustStock(item, adjustment) }
             proxy.down = false
             #expect(try await engine.stock(item).onHand == 10, "the half the retry owned is reversed")

@@ -121,10 +121,7 @@ public struct CodePoolRepository: Sendable {
         var attempt = 1
         while true {
             do {
-                return try await client.withTransaction { connection in
-                    try connection.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                    return try body(connection)
-                }
+                return try await client.withTransaction(isolation: .readCommitted, body)
             } catch let error as MySQLError where error.code == .deadlock && attempt < StockRepository.deadlockAttempts {
                 attempt += 1
             }

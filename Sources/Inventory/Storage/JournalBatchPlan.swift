@@ -143,9 +143,8 @@ struct BatchPlan: Sendable {
         Array(Set(keys)).sorted()
     }
 
-    func run(on connection: MySQLConnection, settingIsolation: Bool = true) throws -> JournalBatchResult {
-        // Allowed here: no statement has run yet, so the transaction withTransaction opened has not started.
-        if settingIsolation { try connection.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED") }
+    /// Runs the plan inside the caller's transaction, which runs at READ COMMITTED.
+    func run(on connection: MySQLConnection) throws -> JournalBatchResult {
         var result = JournalBatchResult()
         result.rowsDeleted = try undo(on: connection)
         try reserve(on: connection, into: &result)

@@ -42,7 +42,7 @@ public struct JournalRepository: Sendable {
             let plan = BatchPlan(events, inStreamOrder: inStreamOrder)
             if plan.isEmpty { return JournalBatchResult() }
             return try await retryingDeadlocks {
-                try await client.withTransaction { connection in try plan.run(on: connection) }
+                try await client.withTransaction(isolation: .readCommitted) { connection in try plan.run(on: connection) }
             }
         }
         do {
@@ -88,7 +88,7 @@ public struct JournalRepository: Sendable {
                         event.filteringLines { !staleKeys.contains(StaleKey(event: index, skuId: $0.skuId)) }
                     }
                     let plan = BatchPlan(kept, inStreamOrder: inStreamOrder)
-                    var result = try await session.perform { connection in try plan.run(on: connection, settingIsolation: false) }
+                    var result = try await session.perform { connection in try plan.run(on: connection) }
                     // The marks last, just before COMMIT, as in every transaction that takes them: none holds a mark
                     // row while it waits for another row (a batch that did deadlocked with a rebuild holding a stock
                     // row its plan locked).
@@ -142,7 +142,7 @@ public struct JournalRepository: Sendable {
     static func applyLocked(_ events: [OutboxEvent], on connection: MySQLConnection) throws -> JournalBatchResult {
         let plan = BatchPlan(events)
         if plan.isEmpty { return JournalBatchResult() }
-        return try plan.run(on: connection, settingIsolation: false)
+        return try plan.run(on: connection)
     }
 
     /// Locks the stock rows of `items` (sorted, so concurrent batches lock in one order).

@@ -110,6 +110,16 @@ public final class WriteBackWorker: Service, Sendable {
         // The next batch of new entries, read while the one in hand is applied.
         var prefetched: Task<[OutboxEntry]?, any Error>?
         defer { prefetched?.cancel() }
+        // The acknowledgement of the batch before, sent while this one is applied (one at a time). Awaited before
+        // anything that must not see those entries still pending here: a lease given up (its next holder would
+        // claim and apply them again), a read of this consumer's pending entries, the end.
+        var acknowledging: Task<Void, any Error>?
+        func acknowledged() async throws {
+            guard let task = acknowledging else { return }
+            acknowledging = nil
+            try await task.value
+        }
+        defer { acknowledging?.cancel() }
         // A batch read ahead is applied before stopping: left unapplied, its entries would wait as this consumer's
         // pending entries until it restarts (or another worker claims them).
         while !shouldStop || prefetched != nil {
@@ -124,6 +134,7 @@ public final class WriteBackWorker: Service, Sendable {
                 // Leases change between batches only: with nothing read ahead and nothing of this worker's left
                 // pending, so a stream given up has no entry of it held here.
                 if prefetched == nil, lastLease.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true {
+                    try await acknowledged()
                     lastLease = ContinuousClock.now
                     let taken = try await timed(\.leaseRefreshMilliseconds) { try await refreshLeases(mayRelease: !readOwnPending) }
                     if taken { readOwnPending = true }
@@ -142,6 +153,7 @@ public final class WriteBackWorker: Service, Sendable {
                     prefetched = nil
                     read = try await next.value
                 } else {
+                    if readOwnPending { try await acknowledged() }
                     read = try await self.read(pending: readOwnPending)
                 }
                 // No stream readable now (none held, or their leases may have run out): what is pending here stays
@@ -162,12 +174,16 @@ public final class WriteBackWorker: Service, Sendable {
                     prefetched = Task { try await self.read(pending: false) }
                 }
                 try await process(entries)
+                try await acknowledged()
+                acknowledging = Task { try await self.acknowledge(entries) }
                 backoff = 50
             } catch {
                 if let next = prefetched {
                     prefetched = nil
                     _ = await next.result
                 }
+                // What it left pending is read again below.
+                try? await acknowledged()
                 statsBox.withLockedValue { $0.failedAttempts += 1 }
                 logger.warning(
                     "write-back batch failed; retrying",
@@ -178,6 +194,8 @@ public final class WriteBackWorker: Service, Sendable {
                 backoff = min(backoff * 2, configuration.maxBackoffMilliseconds)
             }
         }
+        // The last batch's (one that fails stays pending here: read first when this consumer starts again).
+        try? await acknowledged()
     }
 
     /// Between batches, about once a second (and first thing): whether Redis went back in time where this worker's
@@ -283,15 +301,6 @@ public final class WriteBackWorker: Service, Sendable {
         }
         try await settleRedis(events, result: result)
         let settled = clock.now
-        var byStream: [String: [String]] = [:]
-        for entry in entries { byStream[entry.stream, default: []].append(entry.id) }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for (stream, ids) in byStream {
-                group.addTask { try await self.engine.acknowledge(stream: stream, group: self.configuration.group, ids: ids) }
-            }
-            try await group.waitForAll()
-        }
-        let acknowledged = clock.now
         InventoryMetrics.batchSize.record(entries.count)
         InventoryMetrics.eventsApplied.increment(by: events.count)
         InventoryMetrics.mysqlTimer("journal_batch").recordNanoseconds(Int64(Self.milliseconds(applied - start) * 1_000_000))
@@ -301,7 +310,6 @@ public final class WriteBackWorker: Service, Sendable {
         statsBox.withLockedValue { stats in
             stats.applyMilliseconds += Self.milliseconds(applied - start)
             stats.settleMilliseconds += Self.milliseconds(settled - applied)
-            stats.acknowledgeMilliseconds += Self.milliseconds(acknowledged - settled)
             stats.batches += 1
             stats.events += events.count
             stats.duplicates += result.duplicates.count
@@ -311,6 +319,20 @@ public final class WriteBackWorker: Service, Sendable {
             }
             if stats.recentLagMilliseconds.count > 20_000 {
                 stats.recentLagMilliseconds.removeFirst(stats.recentLagMilliseconds.count - 20_000)
+            }
+        }
+    }
+
+    /// Acknowledges (and deletes) a committed batch's entries, each stream's in one call, the streams at once.
+    private func acknowledge(_ entries: [OutboxEntry]) async throws {
+        var byStream: [String: [String]] = [:]
+        for entry in entries { byStream[entry.stream, default: []].append(entry.id) }
+        try await timed(\.acknowledgeMilliseconds) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (stream, ids) in byStream {
+                    group.addTask { try await self.engine.acknowledge(stream: stream, group: self.configuration.group, ids: ids) }
+                }
+                try await group.waitForAll()
             }
         }
     }
