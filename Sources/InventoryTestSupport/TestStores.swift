@@ -155,14 +155,15 @@ public struct TestStores: Sendable {
     }
 
     /// A write-back worker over this test's streams (not started).
-    /// `redis`: the client of its own commands (leases, claims), this test's by default.
+    /// `redis`: the client of its own commands (leases, claims), this test's by default; `mysql`: the client of its
+    /// journal, this test's by default.
     public func worker(
         batchSize: Int = 1000, claimIdleMilliseconds: Int = 30_000, consumer: String = "test", leaseMilliseconds: Int = 10_000,
-        redis: (any RedisRouter)? = nil, readerConfiguration: RedisConfiguration? = nil
+        redis: (any RedisRouter)? = nil, readerConfiguration: RedisConfiguration? = nil, mysql: MySQLClient? = nil
     ) -> WriteBackWorker {
         WriteBackWorker(
             engine: engine, redis: redis ?? self.redis, readerConfiguration: readerConfiguration ?? redisConfiguration,
-            journal: JournalRepository(client: mysql), keys: keys,
+            journal: JournalRepository(client: mysql ?? self.mysql), keys: keys,
             configuration: WriteBackConfiguration(
                 consumer: consumer, batchSize: batchSize, blockMilliseconds: 20, claimIdleMilliseconds: claimIdleMilliseconds,
                 maxBackoffMilliseconds: 200, leaseMilliseconds: leaseMilliseconds
