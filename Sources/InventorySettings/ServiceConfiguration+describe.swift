@@ -22,6 +22,7 @@ extension ServiceConfiguration {
         rows += [
             ("INVENTORY_REDIS_CONNECTIONS", String(redis.connections)),
             ("INVENTORY_REDIS_TIMEOUT_MS", String(redis.commandTimeoutMilliseconds)),
+            ("INVENTORY_REDIS_USERNAME", redis.username ?? "(the default user)"),
             ("INVENTORY_REDIS_PASSWORD", secret(redis.password)),
             ("INVENTORY_REDIS_TLS", redis.tls == nil ? "off" : "on (verified; name \(redis.tlsServerName ?? "the host"))"),
             ("INVENTORY_MYSQL_HOST", mysql.host), ("INVENTORY_MYSQL_PORT", String(mysql.port)),

@@ -131,6 +131,12 @@ public struct ServiceConfiguration: Sendable {
             try reader.int("INVENTORY_REDIS_TIMEOUT_MS", Int(settings.redis.commandTimeoutMilliseconds), 1...600_000)
         )
         settings.redis.password = environment["INVENTORY_REDIS_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
+        settings.redis.username = environment["INVENTORY_REDIS_USERNAME"].flatMap { $0.isEmpty ? nil : $0 }
+        if settings.redis.username != nil && settings.redis.password == nil {
+            throw ConfigurationError(
+                description: "INVENTORY_REDIS_USERNAME is set but INVENTORY_REDIS_PASSWORD is not: an ACL user logs in with its password"
+            )
+        }
         settings.redis.database = try reader.int("INVENTORY_REDIS_DB", settings.redis.database, 0...15)
         // A TLS detail set while TLS is off would leave the connection in the clear without a word: refused.
         for (switch_, details) in [

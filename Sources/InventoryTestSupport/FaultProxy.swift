@@ -57,8 +57,9 @@ public final class FaultProxy: Sendable {
     /// also match a `SET TRANSACTION ISOLATION LEVEL READ COMMITTED` before the transaction).
     public static let commit = "\u{03}COMMIT"
 
-    /// The bytes of a transaction's start (`MySQLClient.withTransaction`) as a pattern: its first request. (One that
-    /// sets an isolation sends a `SET TRANSACTION` before it.)
+    /// The bytes of a transaction's start (`MySQLClient.withTransaction`) as a pattern: nothing of the transaction has
+    /// reached the server before it (one that names an isolation sends a `SET TRANSACTION` first, which changes
+    /// nothing by itself). Also matches `START TRANSACTION WITH CONSISTENT SNAPSHOT`.
     public static let begin = "\u{03}START TRANSACTION"
 
     /// The next request (client to server bytes, as one read delivers them) that contains `pattern` is forwarded

@@ -354,12 +354,12 @@ extension MySQLClient {
     /// is rethrown).
     /// - Parameters:
     ///   - isolation: this transaction's isolation (`SET TRANSACTION ISOLATION LEVEL` first); nil keeps the server's
-    ///     default. Either way the transaction begins and ends as `withTransaction(_:)`'s does (`START TRANSACTION`,
+    ///     default. Either way the transaction begins and ends as `withTransaction(isolation:_:)`'s does (`START TRANSACTION`,
     ///     then COMMIT), so all look the same on the wire (the test proxies' patterns).
     ///   - consistentSnapshot: starts the transaction `WITH CONSISTENT SNAPSHOT`: every read sees the instant it
     ///     started, not the instant of its first read.
     /// - Throws: `.commitOutcomeUnknown` when the connection broke during COMMIT, which may or may not have taken
-    ///   effect (as `withTransaction(_:)`).
+    ///   effect (as `withTransaction(isolation:_:)`).
     public func withTransaction<T: Sendable>(
         isolation: MySQLIsolation?, consistentSnapshot: Bool = false, _ body: (MySQLSession) async throws -> T
     ) async throws -> T {

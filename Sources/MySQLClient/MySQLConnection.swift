@@ -14,6 +14,10 @@ public final class MySQLConnection {
     private var operationStarted = ContinuousClock.now
     /// The statement running now, for the log line of a connection it breaks.
     private var currentSQL = ""
+    /// The isolation the transaction in progress was started with (`MySQLClient.withTransaction(isolation:)`); nil
+    /// when none was named (the server's default) or outside a transaction. For statements whose correctness depends
+    /// on it to check.
+    public private(set) var transactionIsolation: MySQLIsolation?
 
     init(handle: MySQLConnectionHandle) {
         self.handle = handle
@@ -68,15 +72,31 @@ public final class MySQLConnection {
 
     /// Starts a transaction: `SET TRANSACTION ISOLATION LEVEL` first when `isolation` is given (it applies to the
     /// next transaction only, so the pooled connection keeps the server's default), then `START TRANSACTION` (one
-    /// round trip, where turning autocommit off and back on around the COMMIT took two more), `WITH CONSISTENT
-    /// SNAPSHOT` when asked.
+    /// round trip, where turning autocommit off and back on around the COMMIT took one more), `WITH CONSISTENT
+    /// SNAPSHOT` when asked. A start that fails after its isolation was set breaks the connection: the setting would
+    /// otherwise wait on it for the next lease's transaction.
     func begin(isolation: MySQLIsolation? = nil, consistentSnapshot: Bool = false) throws {
-        if let isolation { try execute("SET TRANSACTION ISOLATION LEVEL \(isolation.rawValue)") }
-        try execute(consistentSnapshot ? "START TRANSACTION WITH CONSISTENT SNAPSHOT" : "START TRANSACTION")
+        transactionIsolation = nil
+        guard let isolation else {
+            try execute(consistentSnapshot ? "START TRANSACTION WITH CONSISTENT SNAPSHOT" : "START TRANSACTION")
+            return
+        }
+        try execute("SET TRANSACTION ISOLATION LEVEL \(isolation.rawValue)")
+        do {
+            try execute(consistentSnapshot ? "START TRANSACTION WITH CONSISTENT SNAPSHOT" : "START TRANSACTION")
+        } catch {
+            if !handle.isBroken {
+                handle.isBroken = true
+                handle.brokenBy = "START TRANSACTION after SET TRANSACTION failed: \(error)"
+            }
+            throw error
+        }
+        transactionIsolation = isolation
     }
 
     /// Commits. A `.connectionLost` from here means the commit may or may not have happened.
     func commit() throws {
+        transactionIsolation = nil
         let mysql = try liveConnection()
         guard mysql_commit(mysql) == 0 else { throw connectionError(mysql) }
     }
@@ -85,6 +105,7 @@ public final class MySQLConnection {
     /// error is already on its way out, and a connection that cannot roll back is broken and will be closed, which
     /// rolls back too.
     func rollbackQuietly() {
+        transactionIsolation = nil
         guard let mysql = try? liveConnection() else { return }
         if mysql_rollback(mysql) != 0 {
             _ = connectionError(mysql)

@@ -166,10 +166,12 @@ public final class RedisClient: Sendable, Service {
         return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
     }
 
-    /// AUTH and SELECT before the connection is handed to callers.
+    /// AUTH (as `username` when set) and SELECT before the connection is handed to callers.
     private static func prepare(channel: any Channel, configuration: RedisConfiguration) -> EventLoopFuture<Void> {
         var commands: [[String]] = []
-        if let password = configuration.password { commands.append(["AUTH", password]) }
+        if let password = configuration.password {
+            commands.append(["AUTH"] + (configuration.username.map { [$0] } ?? []) + [password])
+        }
         if configuration.database != 0 { commands.append(["SELECT", String(configuration.database)]) }
         var chain = channel.eventLoop.makeSucceededVoidFuture()
         for arguments in commands {

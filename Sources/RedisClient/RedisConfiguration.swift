@@ -12,6 +12,9 @@ public struct RedisConfiguration: Sendable {
     public var commandTimeoutMilliseconds: Int64
     /// Optional `AUTH` password.
     public var password: String?
+    /// The ACL user `AUTH` names with `password` (nil: the `default` user, `AUTH <password>`); see
+    /// `deploy/redis-user.acl` for what the service needs.
+    public var username: String?
     /// Database index sent with `SELECT` on connect (single-node Redis only).
     public var database: Int
     /// TLS to Redis (nil: plain TCP): the trust roots and verification (full by default) of a client

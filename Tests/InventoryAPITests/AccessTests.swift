@@ -335,6 +335,19 @@ struct AccessTests {
         #expect(Set(rows.map(\.name)).count == rows.count)
     }
 
+    @Test("a Redis user name is taken with its password, refused without one, and shown by inventoryd config")
+    func redisUserName() throws {
+        let settings = try ServiceConfiguration.fromEnvironment([
+            "INVENTORY_REDIS_USERNAME": "inventory", "INVENTORY_REDIS_PASSWORD": "redis-secret-42",
+        ])
+        #expect(settings.redis.username == "inventory" && settings.redis.password == "redis-secret-42")
+        #expect(settings.described().contains { $0.name == "INVENTORY_REDIS_USERNAME" && $0.value == "inventory" })
+        #expect(try ServiceConfiguration.fromEnvironment([:]).redis.username == nil)
+        #expect {
+            _ = try ServiceConfiguration.fromEnvironment(["INVENTORY_REDIS_USERNAME": "inventory"])
+        } throws: { "\($0)".contains("INVENTORY_REDIS_PASSWORD") }
+    }
+
     @Test("inventoryd serve refuses to start on a public address without tokens, and says why")
     func serveRefusesPublicWithoutTokens() async throws {
         let process = Process()

@@ -84,7 +84,7 @@ extension AdjustmentHalvesTests {
     }
 
     /// Runs `change` (on the held attempt's engine) until its MySQL half's transaction begins, where `proxy` holds it
-    /// (its first statement, START TRANSACTION): the Redis half is made, the MySQL half waits for `proxy.release()`.
+    /// (at its START TRANSACTION, before any statement of it): the Redis half is made, the MySQL half waits for `proxy.release()`.
     func heldAtMySQLHalf<T: Sendable>(
         _ proxy: FaultProxy, _ change: @escaping @Sendable () async throws -> T
     ) async throws -> Task<T, any Error> {

@@ -34,6 +34,11 @@ enum DrainMarkSQL {
     static func lock(
         _ marks: [String], reading others: [String], on connection: MySQLConnection
     ) throws -> (locked: [String: Int64], others: [String: Int64]) {
+        guard connection.transactionIsolation == .readCommitted else {
+            throw MySQLError(
+                code: .queryFailed, message: "drain marks are locked only in a READ COMMITTED transaction (their read relies on it)"
+            )
+        }
         let marks = Set(marks).sorted()
         guard !marks.isEmpty else { return ([:], try counts(others, on: connection)) }
         // The row made on a shard's first transaction, and locked in one statement: ON DUPLICATE KEY UPDATE takes an

@@ -45,7 +45,7 @@ public struct WriteBackStats: Sendable {
     public var duplicates = 0
     public var failedAttempts = 0
     /// Time spent reading the outbox (mostly while the batch before is applied), in the MySQL transaction,
-    /// settling Redis and acknowledging, in ms.
+    /// settling Redis and acknowledging (while the next batch is applied), in ms.
     public var readMilliseconds = 0.0
     public var applyMilliseconds = 0.0
     public var settleMilliseconds = 0.0

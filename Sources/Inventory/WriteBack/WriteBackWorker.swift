@@ -119,7 +119,6 @@ public final class WriteBackWorker: Service, Sendable {
             acknowledging = nil
             try await task.value
         }
-        defer { acknowledging?.cancel() }
         // A batch read ahead is applied before stopping: left unapplied, its entries would wait as this consumer's
         // pending entries until it restarts (or another worker claims them).
         while !shouldStop || prefetched != nil {
@@ -194,7 +193,8 @@ public final class WriteBackWorker: Service, Sendable {
                 backoff = min(backoff * 2, configuration.maxBackoffMilliseconds)
             }
         }
-        // The last batch's (one that fails stays pending here: read first when this consumer starts again).
+        // The last batch's (one that fails leaves its entries pending on this consumer: whoever holds the stream next
+        // claims and applies them again, which changes nothing).
         try? await acknowledged()
     }
 
