@@ -59,7 +59,11 @@ struct OrderReader: Sendable, EngineCollaborator {
         }
         let rows = try await journalRows()
         guard let first = rows.first else { return false }
-        let status = first.status.lowercased()
+        // On a cluster the parts follow their directory one after another, so the rows of an order caught half-way
+        // (an instance stopped after moving some parts) differ: each part comes back as its own rows say, and the
+        // directory as the furthest of them (it decided first). Restored in its directory's state, a part still held
+        // was a part moved already: the transition, resumed, replayed on it and its item kept the hold for good.
+        let status = Self.decidedStatus(rows.filter { $0.bizId == first.bizId }.map(\.status))
         // The request as the journal keeps it (its hash): a retry with another body is still told apart.
         let request = rows.compactMap(\.requestHash).first.map { "#" + $0 } ?? ""
         let assigned: [UInt64: [String]]
@@ -69,22 +73,40 @@ struct OrderReader: Sendable, EngineCollaborator {
             parts[keys.partShard(orderId: orderId, item: StockItemID(bizId: first.bizId, skuId: line.skuId)), default: []].append(line)
         }
         for (shard, lines) in parts.sorted(by: { $0.key < $1.key }) {
+            // (A part's rows were moved by one script, its reserve by one event: they agree.)
+            let partStatus = Self.decidedStatus(lines.map(\.status))
             let call = RestoreOrderCall(
-                orderId: orderId, shard: shard, bizId: first.bizId, userId: first.userId, status: status,
+                orderId: orderId, shard: shard, bizId: first.bizId, userId: first.userId, status: partStatus,
                 lines: lines.map { RestoreOrderCall.Line(skuId: $0.skuId, quantity: $0.quantity) },
                 codes: assigned.isEmpty ? [] : lines.map { assigned[$0.skuId, default: []] },
-                expiresAtMilliseconds: first.expiresAtMilliseconds, request: request,
+                expiresAtMilliseconds: lines[0].expiresAtMilliseconds, request: request,
                 retentionSeconds: configuration.retentionSeconds, layout: keys
             )
             // An item rebuilt again meanwhile is not whole: the script answers `missing`, and the restore waits for it.
             if try await rebuilder.run(onItems: call) {
-                stores.logger.notice("order restored from the journal", metadata: ["orderId": "\(orderId)", "status": "\(status)"])
+                stores.logger.notice(
+                    "order restored from the journal", metadata: ["orderId": "\(orderId)", "status": "\(partStatus)", "shard": "\(shard)"]
+                )
             }
         }
         try await placement.restoreRest(
             orderId, shards: parts.keys.sorted(), from: first, status: status, request: request, reader: self
         )
         return true
+    }
+
+    /// The state journal rows of one order decide (lowercased): the furthest of theirs. A transition is decided
+    /// before any line moves (in the directory on a cluster), so a line still RESERVED beside a moved one is behind,
+    /// and a REFUNDED line was CONFIRMED first.
+    static func decidedStatus(_ statuses: [String]) -> String {
+        func rank(_ status: String) -> Int {
+            switch status {
+            case "RESERVED": 0
+            case "REFUNDED": 2
+            default: 1
+            }
+        }
+        return (statuses.max { rank($0) < rank($1) } ?? "RESERVED").lowercased()
     }
 
     /// An order of a business other than `default` held since before orders were scoped lives under its bare

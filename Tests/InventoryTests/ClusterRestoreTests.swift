@@ -1,0 +1,62 @@
+import Foundation
+@testable import Inventory
+import InventoryTestSupport
+import RedisClient
+import Testing
+
+/// Redis Cluster: an order whose parts were moving (the directory decided, the parts follow one after another) when
+/// one of them vanished, restored from the journal.
+@Suite("Cluster: an order restored half-way through a transition")
+struct ClusterRestoreTests {
+    @Test("a part lost half-way through a cancel is restored as its own journal rows say, and the cancel then releases it")
+    func partRestoredWithItsOwnStatus() async throws {
+        try await TestStores.with(cluster: true) { stores in
+            let engine = stores.engine
+            let name = stores.orderName("half")
+            // Two items in different parts.
+            var skus: [UInt64] = [1]
+            for sku in UInt64(2)...64 where skus.count < 2 && stores.partShard("half", sku: sku) != stores.partShard("half", sku: 1) {
+                skus.append(sku)
+            }
+            try #require(skus.count == 2)
+            for sku in skus { _ = try await engine.setStock(stores.item(sku), StockSettings(stock: 10)) }
+            _ = try await engine.reserve(
+                ReserveCommand(
+                    orderId: "half", bizId: stores.bizId, userId: "u", items: skus.map { .init(skuId: $0, quantity: 2) },
+                    ttlSeconds: 1800, shortage: .reject
+                )
+            )
+            #expect(try await stores.drainWithWorker())
+            // A cancel decided in the directory that moved the first item's part only (its instance stopped there).
+            _ = try await engine.stores.run(
+                DirTransitionCall(orderId: name, to: "cancelled", from: ["reserved"], recordingSeconds: nil, layout: stores.keys)
+            )
+            let stored = try #require(try await engine.reservations.orders.readStoredOrder(name))
+            let first = try #require(stored.pieces.first { $0.shard == stores.partShard("half", sku: skus[0]) })
+            _ = try await engine.stores.run(
+                RollbackCall(
+                    orderId: name, shard: first.shard, bizId: first.bizId, lines: first.lines, linesText: first.linesText,
+                    reason: .cancelled, retentionSeconds: engine.configuration.retentionSeconds, layout: stores.keys
+                )
+            )
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.journalRows().map(\.description) == ["half/\(skus[0])x2=CANCELLED", "half/\(skus[1])x2=RESERVED"])
+            // The second part's order hash vanishes (its item still counts the hold).
+            let second = stores.orderKey("half", sku: skus[1])
+            _ = try await stores.redis.send(["DEL", second], routingKey: second)
+
+            // The cancel again: the part comes back from the journal as reserved (before: as the first row said,
+            // cancelled, so the cancel replayed on it and its item kept the 2 units for good, the journal row
+            // RESERVED, and the reconciler saw nothing wrong), and the cancel moves it.
+            let outcome = try await engine.cancel(orderId: "half", bizId: stores.bizId)
+            #expect(outcome.reservation.status == .cancelled)
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.journalRows().map(\.description) == ["half/\(skus[0])x2=CANCELLED", "half/\(skus[1])x2=CANCELLED"])
+            for sku in skus {
+                let level = try await engine.stock(stores.item(sku))
+                #expect([level.available, level.reserved] == [10, 0], "item \(sku)")
+            }
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+}
