@@ -38,6 +38,12 @@ struct CodePoolAdministration: Sendable {
     /// Adds codes to the item's pool: recorded in MySQL (new ones only, in one transaction; a one-time pool's
     /// stock grows by as many), then added in Redis. `codes` must already be valid and distinct.
     func loadCodes(_ id: StockItemID, _ codes: [String]) async throws -> CodeLoadOutcome {
+        // The item's epoch before MySQL records the codes: the Redis half adds them only to that item. One rebuilt
+        // in between read MySQL before the commit (its set lacks the codes) or after it (its set has them, and a
+        // reserve may have taken some since); either way it is dropped and rebuilt from MySQL, as it has the codes.
+        let itemKey = stores.keys.item(id)
+        let before = try await stores.redisCall { try await self.stores.redis.send(["HMGET", itemKey, "stock_num", "epoch"], routingKey: itemKey) }
+        let epoch = before.array.flatMap { $0.count == 2 && $0[0].text != nil ? $0[1].text : nil } ?? ""
         let fresh: [String]
         do {
             fresh = try await repository.loadCodes(bizId: id.bizId, skuId: id.skuId, codes, maxCodes: stores.configuration.maxPoolCodes)
@@ -48,8 +54,10 @@ struct CodePoolAdministration: Sendable {
         }
         if !fresh.isEmpty {
             do {
-                // Not whole in Redis (lib/items.lua): rebuilt now, with the codes MySQL just recorded.
-                if try await stores.run(AddCodesCall(id, codes: fresh, layout: stores.keys)) == .missing {
+                // Not whole in Redis (lib/items.lua) or rebuilt since: dropped (a rebuild under way loses its lock and
+                // reads MySQL again) and rebuilt now, with the codes MySQL just recorded.
+                if try await stores.run(AddCodesCall(id, codes: fresh, epoch: epoch, layout: stores.keys)) == .missing {
+                    _ = try await stores.redisCall { try await self.stores.redis.command("DEL", itemKey) }
                     _ = try await rebuilder.ensureMadeItem(id, countsAsRebuild: true)
                 }
             } catch {

@@ -28,24 +28,26 @@ struct AddCodesCall: ScriptCall {
 
     enum Reply: Sendable, Equatable {
         case added(Int64)
-        /// The item is not whole in Redis: the init path reads the codes from MySQL.
+        /// The item is not whole in Redis, or not the item whose epoch the caller read before MySQL recorded the
+        /// codes (rebuilt since, from a read of MySQL that may have had them): nothing added.
         case missing
     }
 
     let keys: [String]
     let arguments: [String]
 
-    /// `codes`: new to the pool (MySQL's unique key kept out those it had).
-    init(_ id: StockItemID, codes: [String], layout: KeyLayout) {
+    /// `codes`: new to the pool (MySQL's unique key kept out those it had). `epoch`: the item's epoch read before
+    /// MySQL recorded them ("" when it was not whole then).
+    init(_ id: StockItemID, codes: [String], epoch: String, layout: KeyLayout) {
         keys = [layout.item(id), layout.codes(id)]
-        arguments = codes
+        arguments = [epoch] + codes
     }
 
     static func decode(_ value: RedisValue) throws -> Reply {
         let reply = ScriptReply(value)
         switch reply.tag {
         case "ok": return .added(reply.int(1) ?? 0)
-        case "missing": return .missing
+        case "missing", "rebuilt": return .missing
         default: throw unexpected(value)
         }
     }
