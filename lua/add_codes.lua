@@ -1,13 +1,16 @@
 -- add_codes.lua: add codes MySQL has just recorded to an item's code pool in Redis.
 --
 -- KEYS[1] item hash   KEYS[2] the item's code set
--- ARGV[1] the item's epoch the caller read before MySQL recorded the codes ('' when the item was not whole then)
+-- ARGV[1] a one-time pool's: the version of MySQL's stock row the upload made ('' for other pools)
 -- ARGV[2..n] the codes (new to the pool: MySQL's unique key kept out those it had)
 --
--- Returns {'ok', added}; {'missing'} (the item is not whole in Redis); or {'rebuilt'} (the item is not the one the
--- caller read: rebuilt since, from a read of MySQL that may have come after the codes were recorded, so its set may
--- have them already and a reserve may have taken some since: adding them again would hand those out twice). Nothing
--- is added then; the caller drops the item and has it rebuilt from MySQL, which has the codes.
+-- Returns {'ok', added} or {'missing'} (the item is not whole in Redis; the caller has it rebuilt and runs this again).
+--
+-- A one-time pool's item built (rebuilt, repaired) from a read of the stock row at that version or later counted
+-- the codes already: they are in its set, or held or sold since, and adding them again would hand those out twice.
+-- Nothing is added to it (`mysql_version`, lua/init_item.lua and lua/fix_item.lua: the read held the row, which the
+-- upload's transaction changed, so it was wholly before or wholly after). A reusable pool's codes never leave its set:
+-- adding them to any whole item is right.
 --
 -- A one-time pool's stock is its codes: stock_num grows by what the set gained, as MySQL's stock did. A reusable
 -- pool counts its codes in codes_n, so that its set vanishing alone is noticed (lib/items.lua).
@@ -17,9 +20,9 @@
 if missingItems({KEYS[1]}, {KEYS[2]}) then
   return {'missing'}
 end
-local fields = redis.call('HMGET', KEYS[1], 'stock_num', 'pool_kind', 'epoch')
-if ARGV[1] == '' or fields[3] ~= ARGV[1] then
-  return {'rebuilt'}
+local fields = redis.call('HMGET', KEYS[1], 'stock_num', 'pool_kind', 'mysql_version')
+if ARGV[1] ~= '' and fields[2] == 'one_time' and tonumber(fields[3] or '-1') >= tonumber(ARGV[1]) then
+  return {'ok', 0}
 end
 local added = 0
 for first = 2, #ARGV, 500 do

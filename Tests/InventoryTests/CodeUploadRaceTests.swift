@@ -41,7 +41,7 @@ struct CodeUploadRaceTests {
                 }
                 #expect(held.sorted() == ["A", "B", "N"])
                 redisProxy.release()
-                _ = try await upload.value
+                #expect(try await upload.value == CodeLoadOutcome(added: 1, duplicates: 0))
             }
             // Before: the late half added N again (stock 1, N usable while an order holds it: handed out twice).
             #expect(try await engine.unusedCodes(item) == [])
@@ -49,6 +49,33 @@ struct CodeUploadRaceTests {
             #expect([level.available, level.reserved] == [0, 3])
             await #expect(throws: InventoryError.self) { try await engine.reserve(command(stores, "u-3")) }
             #expect(try await stores.drainWithWorker())
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    @Test("one-time pool: the item rebuilt from a read before the codes were recorded gets them from the Redis half")
+    func oneTimeRebuildBeforeUpload() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setPool(item, CodePool(kind: .oneTime))
+            _ = try await engine.loadCodes(item, ["A", "B"])
+            let epoch = try await stores.itemFields(1)["epoch"]
+            // A plain upload adds to the item as it is: no rebuild.
+            #expect(try await engine.loadCodes(item, ["C"]) == CodeLoadOutcome(added: 1, duplicates: 0))
+            #expect(try await stores.itemFields(1)["epoch"] == epoch)
+            try await withHeldAttempt(stores) { uploader, mysqlProxy, _ in
+                // The upload's transaction waits at its start; the item vanishes and is rebuilt from MySQL without N.
+                mysqlProxy.holdRequest(containing: FaultProxy.begin)
+                let upload = Task { try await uploader.loadCodes(item, ["N"]) }
+                try await waitFor("the upload's MySQL half held", within: .seconds(20)) { mysqlProxy.isHolding }
+                _ = try await stores.redis.command("DEL", stores.keys.item(item))
+                #expect(try await engine.stock(item).available == 3)
+                mysqlProxy.release()
+                #expect(try await upload.value == CodeLoadOutcome(added: 1, duplicates: 0))
+            }
+            #expect(try await engine.unusedCodes(item).sorted() == ["A", "B", "C", "N"])
+            #expect(try await engine.stock(item).available == 4)
             #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
         }
     }

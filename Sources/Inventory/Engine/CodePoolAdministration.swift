@@ -38,15 +38,12 @@ struct CodePoolAdministration: Sendable {
     /// Adds codes to the item's pool: recorded in MySQL (new ones only, in one transaction; a one-time pool's
     /// stock grows by as many), then added in Redis. `codes` must already be valid and distinct.
     func loadCodes(_ id: StockItemID, _ codes: [String]) async throws -> CodeLoadOutcome {
-        // The item's epoch before MySQL records the codes: the Redis half adds them only to that item. One rebuilt
-        // in between read MySQL before the commit (its set lacks the codes) or after it (its set has them, and a
-        // reserve may have taken some since); either way it is dropped and rebuilt from MySQL, as it has the codes.
-        let itemKey = stores.keys.item(id)
-        let before = try await stores.redisCall { try await self.stores.redis.send(["HMGET", itemKey, "stock_num", "epoch"], routingKey: itemKey) }
-        let epoch = before.array.flatMap { $0.count == 2 && $0[0].text != nil ? $0[1].text : nil } ?? ""
         let fresh: [String]
+        let stockVersion: Int64?
         do {
-            fresh = try await repository.loadCodes(bizId: id.bizId, skuId: id.skuId, codes, maxCodes: stores.configuration.maxPoolCodes)
+            (fresh, stockVersion) = try await repository.loadCodes(
+                bizId: id.bizId, skuId: id.skuId, codes, maxCodes: stores.configuration.maxPoolCodes
+            )
         } catch let refusal as CodePoolRepository.Refusal {
             throw Self.inventoryError(refusal, id)
         } catch {
@@ -54,11 +51,13 @@ struct CodePoolAdministration: Sendable {
         }
         if !fresh.isEmpty {
             do {
-                // Not whole in Redis (lib/items.lua) or rebuilt since: dropped (a rebuild under way loses its lock and
-                // reads MySQL again) and rebuilt now, with the codes MySQL just recorded.
-                if try await stores.run(AddCodesCall(id, codes: fresh, epoch: epoch, layout: stores.keys)) == .missing {
-                    _ = try await stores.redisCall { try await self.stores.redis.command("DEL", itemKey) }
+                // Not whole in Redis (lib/items.lua): rebuilt, then the codes added to it, unless it counted them (a
+                // one-time pool's rebuild that read MySQL after this commit; a reusable pool's may have read it before,
+                // so the rebuild it waited for would lack them).
+                let call = AddCodesCall(id, codes: fresh, stockVersion: stockVersion, layout: stores.keys)
+                if try await stores.run(call) == .missing {
                     _ = try await rebuilder.ensureMadeItem(id, countsAsRebuild: true)
+                    _ = try await stores.run(call)
                 }
             } catch {
                 // MySQL has the codes: an item Redis drops is rebuilt from it on its next use.

@@ -28,26 +28,25 @@ struct AddCodesCall: ScriptCall {
 
     enum Reply: Sendable, Equatable {
         case added(Int64)
-        /// The item is not whole in Redis, or not the item whose epoch the caller read before MySQL recorded the
-        /// codes (rebuilt since, from a read of MySQL that may have had them): nothing added.
+        /// The item is not whole in Redis: nothing added.
         case missing
     }
 
     let keys: [String]
     let arguments: [String]
 
-    /// `codes`: new to the pool (MySQL's unique key kept out those it had). `epoch`: the item's epoch read before
-    /// MySQL recorded them ("" when it was not whole then).
-    init(_ id: StockItemID, codes: [String], epoch: String, layout: KeyLayout) {
+    /// `codes`: new to the pool (MySQL's unique key kept out those it had). `stockVersion`: a one-time pool's stock
+    /// row version the upload made (`CodePoolRepository.loadCodes`).
+    init(_ id: StockItemID, codes: [String], stockVersion: Int64?, layout: KeyLayout) {
         keys = [layout.item(id), layout.codes(id)]
-        arguments = [epoch] + codes
+        arguments = [stockVersion.map(String.init) ?? ""] + codes
     }
 
     static func decode(_ value: RedisValue) throws -> Reply {
         let reply = ScriptReply(value)
         switch reply.tag {
         case "ok": return .added(reply.int(1) ?? 0)
-        case "missing", "rebuilt": return .missing
+        case "missing": return .missing
         default: throw unexpected(value)
         }
     }

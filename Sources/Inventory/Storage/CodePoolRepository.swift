@@ -72,9 +72,12 @@ public struct CodePoolRepository: Sendable {
     }
 
     /// Records codes new to the pool, in one transaction; a one-time pool's stock grows by as many (with a ledger
-    /// row). Returns the codes that were new, in upload order. An upload that would take the pool past `maxCodes`
-    /// codes is refused whole (`full`).
-    public func loadCodes(bizId: String, skuId: UInt64, _ codes: [String], maxCodes: Int = .max) async throws -> [String] {
+    /// row). Returns the codes that were new, in upload order, and (a one-time pool's) the version of the stock row
+    /// the transaction made: a rebuild that read the row at that version or later counted them. An upload that would
+    /// take the pool past `maxCodes` codes is refused whole (`full`).
+    public func loadCodes(
+        bizId: String, skuId: UInt64, _ codes: [String], maxCodes: Int = .max
+    ) async throws -> (codes: [String], stockVersion: Int64?) {
         guard let sku = StockRepository.skuValue(skuId) else { throw Refusal.noPool }
         return try await transaction { connection in
             // The pool row's lock orders concurrent uploads of one pool.
@@ -102,16 +105,17 @@ public struct CodePoolRepository: Sendable {
                     chunk.flatMap { [MySQLValue.string(bizId), sku, .string($0)] }
                 )
             }
+            var version: Int64?
             if pool.kind == .oneTime, !fresh.isEmpty {
-                _ = try StockRepository.apply(
+                version = try StockRepository.apply(
                     StockChange(
                         bizId: bizId, skuId: skuId, delta: Int64(fresh.count), reason: "codes",
                         source: "codes:\(bizId):\(skuId):\(UUID().uuidString)"
                     ),
                     skuId: sku, on: connection
-                )
+                ).1
             }
-            return fresh
+            return (fresh, version)
         }
     }
 
