@@ -73,6 +73,8 @@ struct ClusterPlacement: OrderPlacement {
         switch state {
         case .confirmed: _ = try await reservations.confirm(named: orderId)
         case .cancelled: _ = try await reservations.cancel(named: orderId)
+        // (The refund confirms a part the confirm left behind first.)
+        case .refunded: _ = try await reservations.refund(named: orderId)
         default: break
         }
     }

@@ -204,6 +204,12 @@ extension Reservations {
                 switch try await rebuilder.run(onItems: call) {
                 case .refunded: replayed = false
                 case .replay: break
+                case .state(.reserved) where placement.decidesInDirectory:
+                    // A part left behind by the confirm the directory decided (its instance stopped half-way, or the
+                    // part came back from the journal as its rows say): the confirm moves it on, then the refund runs
+                    // again. Refused, it would stay held for good under a refunded directory.
+                    _ = try await confirm(named: orderId)
+                    return .stale
                 case .state(let status): throw InventoryError.invalidState(status ?? order.status)
                 case .stale: return .stale
                 }
