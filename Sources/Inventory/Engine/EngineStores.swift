@@ -87,13 +87,24 @@ struct EngineStores: Sendable {
             // Refused before any write (Redis's OOM check, or lib/full.lua's in a script that settles holds).
             if error.outOfMemory {
                 InventoryMetrics.redisFullRefusals.increment()
-                throw InventoryError.unavailable(
-                    "Redis is full (used memory above maxmemory): new holds and records wait for room, while confirms, "
-                        + "cancels, refunds and the write-back still run (\(error.message))"
-                )
+                throw Self.redisFull(error.message)
             }
             throw InventoryError.unavailable("Redis: \(error.message)")
         }
+    }
+
+    /// The answer to what Redis refused for memory (`detail`: its words).
+    static func redisFull(_ detail: String) -> InventoryError {
+        .unavailable(
+            "Redis is full (used memory above maxmemory): new holds and records wait for room, while confirms, "
+                + "cancels, refunds and the write-back still run (\(detail))"
+        )
+    }
+
+    /// Whether `error` is Redis refusing for memory (`redisFull`).
+    static func isRedisFull(_ error: any Error) -> Bool {
+        if case InventoryError.unavailable(let detail) = error { return detail.hasPrefix("Redis is full") }
+        return false
     }
 
     /// A MySQL failure as the caller answers it: `outcomeUnknown` when a COMMIT got no answer (the change may be in

@@ -10,9 +10,13 @@ extension InventoryEngine {
     /// The item's code pool; `noCodePool` when it has none.
     public func pool(_ id: StockItemID) async throws -> CodePool { try await pools.pool(id) }
 
-    /// Adds codes to the item's pool (MySQL, then Redis); `codes` must already be valid and distinct.
+    /// Adds codes to the item's pool (MySQL, then Redis); `codes` must already be valid and distinct. Refused with
+    /// nothing changed while Redis is full: MySQL would record codes Redis cannot take.
     public func loadCodes(_ id: StockItemID, _ codes: [String]) async throws -> CodeLoadOutcome {
-        try await pools.loadCodes(id, codes)
+        if try await stores.redisCall({ try await redisMemoryUsedRatio() }) > 1 {
+            throw EngineStores.redisFull("a code upload waits for room")
+        }
+        return try await pools.loadCodes(id, codes)
     }
 
     /// The pool's codes still unused, live from Redis, a page at a time (`CodePoolAdministration.exportCodes`).
