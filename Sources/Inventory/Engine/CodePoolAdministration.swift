@@ -60,12 +60,10 @@ struct CodePoolAdministration: Sendable {
                     _ = try await stores.run(call)
                 }
             } catch {
-                // MySQL has the codes: an item Redis drops is rebuilt from it on its next use. Not when Redis is full
-                // (it filled since the upload began): a dropped item could not be rebuilt, nor the holds it counts
-                // settled, until there is room; kept, it sells the codes it has.
-                if !EngineStores.isRedisFull(error) {
-                    _ = try? await stores.redisCall { try await self.stores.redis.command("DEL", self.stores.keys.item(id)) }
-                }
+                // MySQL has the codes: an item Redis drops is rebuilt from it on its next use. (Also when Redis filled
+                // since the upload's check: kept, the item would never get the codes, as a retry finds them recorded;
+                // dropped, its holds wait for room to be settled.)
+                _ = try? await stores.redisCall { try await self.stores.redis.command("DEL", self.stores.keys.item(id)) }
                 throw error
             }
         }

@@ -101,12 +101,6 @@ struct EngineStores: Sendable {
         )
     }
 
-    /// Whether `error` is Redis refusing for memory (`redisFull`).
-    static func isRedisFull(_ error: any Error) -> Bool {
-        if case InventoryError.unavailable(let detail) = error { return detail.hasPrefix("Redis is full") }
-        return false
-    }
-
     /// A MySQL failure as the caller answers it: `outcomeUnknown` when a COMMIT got no answer (the change may be in
     /// MySQL: "nothing was changed" would be a lie), else `unavailable`.
     func mapMySQL(_ error: any Error) -> InventoryError {

@@ -13,7 +13,9 @@ extension InventoryEngine {
     /// Adds codes to the item's pool (MySQL, then Redis); `codes` must already be valid and distinct. Refused with
     /// nothing changed while Redis is full: MySQL would record codes Redis cannot take.
     public func loadCodes(_ id: StockItemID, _ codes: [String]) async throws -> CodeLoadOutcome {
-        if try await stores.redisCall({ try await redisMemoryUsedRatio() }) > 1 {
+        // (The item's node: Redis refuses per node.)
+        if try await stores.redisCall({ try await redisMemoryUsedRatio(holding: keys.item(id)) }) > 1 {
+            InventoryMetrics.redisFullRefusals.increment()
             throw EngineStores.redisFull("a code upload waits for room")
         }
         return try await pools.loadCodes(id, codes)
