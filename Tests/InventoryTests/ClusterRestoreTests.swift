@@ -26,6 +26,19 @@ struct ClusterRestoreTests {
         return skus
     }
 
+    /// Order "half"'s directory decided `to`; `move` moves the first item's part only (as an instance that stopped).
+    func decideAndMoveFirstPart(
+        _ stores: TestStores, _ skus: [UInt64], to: ReservationStatus,
+        _ move: (InventoryEngine.StoredOrder) async throws -> Void
+    ) async throws {
+        let name = stores.orderName("half")
+        _ = try await stores.engine.stores.run(
+            DirTransitionCall(orderId: name, to: to.rawValue, from: ["reserved"], recordingSeconds: nil, layout: stores.keys)
+        )
+        let stored = try #require(try await stores.engine.reservations.orders.readStoredOrder(name))
+        try await move(try #require(stored.pieces.first { $0.shard == stores.partShard("half", sku: skus[0]) }))
+    }
+
     @Test("a part lost half-way through a cancel is restored as its own journal rows say, and the cancel then releases it")
     func partRestoredWithItsOwnStatus() async throws {
         try await TestStores.with(cluster: true) { stores in
@@ -33,17 +46,14 @@ struct ClusterRestoreTests {
             let name = stores.orderName("half")
             let skus = try await twoPartOrder(stores)
             // A cancel decided in the directory that moved the first item's part only (its instance stopped there).
-            _ = try await engine.stores.run(
-                DirTransitionCall(orderId: name, to: "cancelled", from: ["reserved"], recordingSeconds: nil, layout: stores.keys)
-            )
-            let stored = try #require(try await engine.reservations.orders.readStoredOrder(name))
-            let first = try #require(stored.pieces.first { $0.shard == stores.partShard("half", sku: skus[0]) })
-            _ = try await engine.stores.run(
-                RollbackCall(
-                    orderId: name, shard: first.shard, bizId: first.bizId, lines: first.lines, linesText: first.linesText,
-                    reason: .cancelled, retentionSeconds: engine.configuration.retentionSeconds, layout: stores.keys
+            try await decideAndMoveFirstPart(stores, skus, to: .cancelled) { first in
+                _ = try await engine.stores.run(
+                    RollbackCall(
+                        orderId: name, shard: first.shard, bizId: first.bizId, lines: first.lines, linesText: first.linesText,
+                        reason: .cancelled, retentionSeconds: engine.configuration.retentionSeconds, layout: stores.keys
+                    )
                 )
-            )
+            }
             #expect(try await stores.drainWithWorker())
             #expect(try await stores.journalRows().map(\.description) == ["half/\(skus[0])x2=CANCELLED", "half/\(skus[1])x2=RESERVED"])
             // The second part's order hash vanishes (its item still counts the hold).
@@ -72,17 +82,14 @@ struct ClusterRestoreTests {
             let name = stores.orderName("half")
             let skus = try await twoPartOrder(stores)
             // A confirm decided in the directory that moved the first item's part only (its instance stopped there).
-            _ = try await engine.stores.run(
-                DirTransitionCall(orderId: name, to: "confirmed", from: ["reserved"], recordingSeconds: nil, layout: stores.keys)
-            )
-            let stored = try #require(try await engine.reservations.orders.readStoredOrder(name))
-            let first = try #require(stored.pieces.first { $0.shard == stores.partShard("half", sku: skus[0]) })
-            _ = try await engine.stores.run(
-                ConfirmCall(
-                    orderId: name, shard: first.shard, bizId: first.bizId, lines: first.lines, linesText: first.linesText,
-                    deadlineChecked: true, layout: stores.keys
+            try await decideAndMoveFirstPart(stores, skus, to: .confirmed) { first in
+                _ = try await engine.stores.run(
+                    ConfirmCall(
+                        orderId: name, shard: first.shard, bizId: first.bizId, lines: first.lines, linesText: first.linesText,
+                        deadlineChecked: true, layout: stores.keys
+                    )
                 )
-            )
+            }
             #expect(try await stores.drainWithWorker())
             #expect(try await stores.journalRows().map(\.description) == ["half/\(skus[0])x2=CONFIRMED", "half/\(skus[1])x2=RESERVED"])
 
