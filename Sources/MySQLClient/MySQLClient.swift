@@ -71,18 +71,7 @@ public final class MySQLClient: Sendable, Service {
                 connection.rollbackQuietly()
                 throw error
             }
-            do {
-                try connection.commit()
-            } catch let error as MySQLError where error.discardsConnection {
-                // COMMIT may have reached the server and taken effect: the caller must not take it as rolled back.
-                throw MySQLError(
-                    code: .commitOutcomeUnknown, errno: error.errno, sqlState: error.sqlState,
-                    message: "commit outcome unknown: \(error.message)"
-                )
-            } catch {
-                connection.rollbackQuietly()
-                throw error
-            }
+            try connection.commitOrRollBack()
             return value
         }
     }
@@ -375,17 +364,7 @@ extension MySQLClient {
                 try? await session.perform { connection in connection.rollbackQuietly() }
                 throw error
             }
-            do {
-                try await session.perform { connection in try connection.commit() }
-            } catch let error as MySQLError where error.discardsConnection {
-                throw MySQLError(
-                    code: .commitOutcomeUnknown, errno: error.errno, sqlState: error.sqlState,
-                    message: "commit outcome unknown: \(error.message)"
-                )
-            } catch {
-                try? await session.perform { connection in connection.rollbackQuietly() }
-                throw error
-            }
+            try await session.perform { connection in try connection.commitOrRollBack() }
             return value
         }
     }

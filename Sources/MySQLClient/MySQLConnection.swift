@@ -77,15 +77,11 @@ public final class MySQLConnection {
     /// otherwise wait on it for the next lease's transaction.
     func begin(isolation: MySQLIsolation? = nil, consistentSnapshot: Bool = false) throws {
         transactionIsolation = nil
-        guard let isolation else {
-            try execute(consistentSnapshot ? "START TRANSACTION WITH CONSISTENT SNAPSHOT" : "START TRANSACTION")
-            return
-        }
-        try execute("SET TRANSACTION ISOLATION LEVEL \(isolation.rawValue)")
+        if let isolation { try execute("SET TRANSACTION ISOLATION LEVEL \(isolation.rawValue)") }
         do {
             try execute(consistentSnapshot ? "START TRANSACTION WITH CONSISTENT SNAPSHOT" : "START TRANSACTION")
         } catch {
-            if !handle.isBroken {
+            if isolation != nil && !handle.isBroken {
                 handle.isBroken = true
                 handle.brokenBy = "START TRANSACTION after SET TRANSACTION failed: \(error)"
             }
@@ -94,11 +90,23 @@ public final class MySQLConnection {
         transactionIsolation = isolation
     }
 
-    /// Commits. A `.connectionLost` from here means the commit may or may not have happened.
-    func commit() throws {
+    /// Commits; a COMMIT that failed otherwise is rolled back and its error rethrown. Throws `.commitOutcomeUnknown`
+    /// when the connection broke during COMMIT: it may have reached the server and taken effect, and the caller must
+    /// not take it as rolled back.
+    func commitOrRollBack() throws {
         transactionIsolation = nil
-        let mysql = try liveConnection()
-        guard mysql_commit(mysql) == 0 else { throw connectionError(mysql) }
+        do {
+            let mysql = try liveConnection()
+            guard mysql_commit(mysql) == 0 else { throw connectionError(mysql) }
+        } catch let error as MySQLError where error.discardsConnection {
+            throw MySQLError(
+                code: .commitOutcomeUnknown, errno: error.errno, sqlState: error.sqlState,
+                message: "commit outcome unknown: \(error.message)"
+            )
+        } catch {
+            rollbackQuietly()
+            throw error
+        }
     }
 
     /// Rolls back (and turns autocommit back on if anyone turned it off), ignoring failures: it runs while another
