@@ -9,6 +9,8 @@
 #
 # Ports: INVENTORY_CLUSTER_PORT_BASE (default 7390) and the next two; with INVENTORY_CLUSTER_REPLICAS=1 (default 0)
 # three more, one replica per master (for failover runs). Data: INVENTORY_CLUSTER_DIR (default .local/cluster).
+# INVENTORY_CLUSTER_CLOCK_SHIFTS (default none): milliseconds each node's wall clock is moved by, in port order
+# ('0,600000,-600000'), for tests of nodes whose clocks differ (scripts/clock-shift.c, built here with cc).
 # Needs redis-server and redis-cli (scripts/setup.sh installs them).
 set -Eeuo pipefail
 
@@ -30,7 +32,7 @@ node_ping() { redis-cli -h 127.0.0.1 -p "$1" PING 2>/dev/null | grep -q PONG; }
 cluster_ok() { redis-cli -h 127.0.0.1 -p "$1" CLUSTER INFO 2>/dev/null | grep -q '^cluster_state:ok'; }
 
 start_node() {
-    local port="$1" dir="$CLUSTER_DIR/$1" i
+    local port="$1" shift_ms="${2:-0}" dir="$CLUSTER_DIR/$1" i
     if node_ping "$port"; then
         step "cluster: node $port is running"
         return
@@ -54,19 +56,44 @@ cluster-node-timeout 2000
 # Never drop keys when full: the service refuses to start on an evicting policy (INVENTORY_ALLOW_EVICTION).
 maxmemory-policy noeviction
 CONF
-    redis-server "$dir/redis.conf" </dev/null >>"$dir/redis.log" 2>&1 || die "cluster node $port did not start" "$dir/redis.log"
+    if [ "$shift_ms" != 0 ]; then
+        INVENTORY_CLOCK_SHIFT_MS="$shift_ms" LD_PRELOAD="$CLUSTER_DIR/clock-shift.so" redis-server "$dir/redis.conf" \
+            </dev/null >>"$dir/redis.log" 2>&1 || die "cluster node $port did not start" "$dir/redis.log"
+    else
+        redis-server "$dir/redis.conf" </dev/null >>"$dir/redis.log" 2>&1 || die "cluster node $port did not start" "$dir/redis.log"
+    fi
     for ((i = 0; i < 40; i++)); do
         node_ping "$port" && break
         sleep 0.1
     done
     node_ping "$port" || die "cluster node $port does not answer" "$dir/redis.log"
-    step "cluster: node $port started (data: $dir)"
+    if [ "$shift_ms" != 0 ]; then step "cluster: node $port started, its clock moved by $shift_ms ms (data: $dir)"; else
+        step "cluster: node $port started (data: $dir)"; fi
+}
+
+# The wall-clock shift per node (INVENTORY_CLUSTER_CLOCK_SHIFTS), and the library that makes it.
+SHIFTS=()
+if [ -n "${INVENTORY_CLUSTER_CLOCK_SHIFTS:-}" ]; then
+    IFS=, read -r -a SHIFTS <<<"$INVENTORY_CLUSTER_CLOCK_SHIFTS"
+    for shift_ms in "${SHIFTS[@]}"; do
+        [[ "$shift_ms" =~ ^-?[0-9]+$ ]] || die "INVENTORY_CLUSTER_CLOCK_SHIFTS: '$shift_ms' is not a whole number of milliseconds"
+    done
+fi
+
+build_clock_shift() {
+    local compiler
+    compiler="$(command -v cc || command -v gcc || command -v clang || true)"
+    [ -n "$compiler" ] || die "INVENTORY_CLUSTER_CLOCK_SHIFTS needs a C compiler (cc, gcc or clang)"
+    mkdir -p "$CLUSTER_DIR"
+    "$compiler" -O2 -shared -fPIC -o "$CLUSTER_DIR/clock-shift.so" "$INVENTORY_ROOT/scripts/clock-shift.c" \
+        >"$CLUSTER_DIR/clock-shift.log" 2>&1 || die "building scripts/clock-shift.c failed" "$CLUSTER_DIR/clock-shift.log"
 }
 
 start() {
     command -v redis-server >/dev/null 2>&1 || die "redis-server is not installed (run scripts/setup.sh)"
     local port i
-    for port in "${PORTS[@]}"; do start_node "$port"; done
+    [ "${#SHIFTS[@]}" -eq 0 ] || build_clock_shift
+    for ((i = 0; i < ${#PORTS[@]}; i++)); do start_node "${PORTS[$i]}" "${SHIFTS[$i]:-0}"; done
     if ! cluster_ok "${PORTS[0]}"; then
         # A node that knows other nodes already belongs to a cluster (restarted from its nodes.conf): wait for it
         # to converge instead of creating a new one.
