@@ -119,6 +119,36 @@ struct ReconcilerTests {
         }
     }
 
+    @Test("an item a reserve changes before every repair is reported not fixed, and the run goes on to the next items")
+    func itemChangingUnderEveryRepair() async throws {
+        try await TestStores.with { stores in
+            for sku in UInt64(1)...2 { _ = try await stores.engine.setStock(stores.item(sku), StockSettings(stock: 50)) }
+            for sku in UInt64(1)...2 {
+                _ = try await stores.redis.command("HINCRBY", stores.keys.item(stores.item(sku)), "stock_num", "5")
+            }
+            // A hot item: a reserve lands between each read of item 1 and its repair (the row lock stops MySQL only).
+            let landed = NIOLockedCounter()
+            let report = try await Reconciler.$beforeRepair.withValue({ id in
+                guard id == stores.item(1) else { return }
+                landed.add("reserve")
+                try await reserve(stores, "hot-\(landed.value["reserve", default: 0])", [(1, 1)])
+            }) {
+                // Before: the run stopped at item 1 with "kept changing", and reported and recorded nothing.
+                try await reconciler(stores).run(.business(stores.bizId), fix: true)
+            }
+            #expect(landed.value["reserve"] == 5)
+            #expect(report.differences.map(\.skuId) == [1, 2])
+            #expect(report.differences.map(\.fixed) == [false, true])
+            let hot = try #require(report.differences.first)
+            #expect([hot.redis.stockNum, hot.expected.stockNum] == [51, 46])
+            // Item 1 is repaired by the next run that is not overtaken.
+            #expect(try await reconciler(stores).run(.business(stores.bizId), fix: true).differences.map(\.fixed) == [true])
+            #expect(try await reconciler(stores).run(.business(stores.bizId)).differences == [])
+            let level = try await stores.engine.stock(stores.item(1))
+            #expect([level.available, level.reserved] == [45, 5])
+        }
+    }
+
     @Test("one reconciliation at a time: a held lease refuses a second")
     func lease() async throws {
         try await TestStores.with { stores in
