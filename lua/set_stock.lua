@@ -18,6 +18,12 @@
 --                                     still what this change wrote
 --   {'below_reserved', reserved}      on-hand may not go below what live reservations hold
 --   {'codes'}                         the item has a one-time code pool: its stock is its codes (upload codes)
+--   {'busy'}                          another stock change's half of the item is under way (lib/fence.lua): nothing
+--                                     is changed; run again once it is done
+--
+--   {'stale'}                         the item has a half nobody closed (lib/fence.lua, the stale list): nothing is
+--                                     changed; the caller drops the item, rebuilds it from MySQL (which leaves out
+--                                     whatever of the half MySQL has not got) and runs this again
 --
 -- The change's MySQL half follows: the item is fenced from the reconciler's repair until it is done (lib/fence.lua).
 --
@@ -62,6 +68,18 @@ end
 if not current[1] then
   return {'missing', '1'}
 end
+local now = clockNow('')
+-- Another change's half is under way: MySQL may yet refuse it and Redis take it back, and an on-hand read now would
+-- count it. The caller runs this again shortly (StockAdministration).
+if fenced(item, now) then
+  return {'busy'}
+end
+-- A half nobody closed may be in Redis and not in MySQL (lib/fence.lua, the stale list): a delta from the on-hand
+-- read now would leave MySQL short by it, and the reconciler would then bring Redis to MySQL's count, not to this
+-- PUT's. The caller drops the item instead, rebuilds it from MySQL, and runs this again.
+if hasStaleHalf(item, now) then
+  return {'stale'}
+end
 
 local used = tonumber(current[2] or '0')
 -- An infinite item's stock_num is its on-hand stock (a hold moves only used_stock_num, reserve.lua); a finite item's
@@ -76,6 +94,6 @@ local stock = tonumber(current[1])
 local onHandNow = infiniteNow and stock or stock + used
 local left = infiniteAfter and onHand or onHand - used
 redis.call('HSET', item, 'stock_num', left, 'is_sell_out', (not infiniteAfter and left <= 0) and '1' or '0')
-local at = openFence(item, clockNow(''))
+local at = openFence(item, now)
 local before = settings()
 return {'ok', onHand - onHandNow, itemMark(current[4], current[5]) .. '@' .. at, before}

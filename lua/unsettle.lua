@@ -9,6 +9,10 @@
 -- The key is marked only while it is still this attempt's pending one: a concurrent retry that settled it (the
 -- ledger had it) must not see it turned back, or the fence would be closed twice.
 --
+-- A PUT's half kept leaves the fence at once for the item's stale list (lib/fence.lua): its caller is gone, so
+-- nothing of it is under way, and the next PUT of the item must not count it (it rebuilds the item from MySQL).
+-- An adjustment's stays in the fence (a retry takes it over, adjust_stock.lua).
+--
 -- The half is kept only in the item it was made in. An item written from MySQL since (a rebuild or a repair, which
 -- waited for the stock row MySQL's half held and read it before that half's COMMIT) has not got it, while MySQL may:
 -- it is dropped, and its next use rebuilds it from MySQL's outcome.
@@ -16,6 +20,7 @@
 -- Returns {'ok'} when the key was marked (a PUT: always), {'gone'} when it is not this attempt's pending one any
 -- more.
 
+--!include clock
 --!include fence
 
 local item = KEYS[1]
@@ -29,8 +34,10 @@ if KEYS[2] ~= item then
   end
 end
 local current = redis.call('HMGET', item, 'stock_num', 'epoch', 'repairs')
-local mark = halfToken(ARGV[1])
+local mark, at = halfToken(ARGV[1])
 if current[1] and mark ~= '' and mark ~= itemMark(current[2], current[3]) then
   redis.call('DEL', item)
+elseif current[1] and KEYS[2] == item and at then
+  giveUpHalf(item, at, clockNow(''))
 end
 return result

@@ -197,4 +197,6 @@ private final class InterposedEpochs: BatchFences {
     }
 
     func marksBehind(_ counts: [String: Int64]) async throws -> [String] { try await inner.marksBehind(counts) }
+
+    func itemMark(_ item: StockItemID) async throws -> String? { try await inner.itemMark(item) }
 }

@@ -7,7 +7,14 @@
 -- any half younger than FENCE_MS is open the reconciler takes the item as in flight (snapshot.lua) and fix_item.lua
 -- refuses to write it, so a repair cannot write the old counters back under a change MySQL is about to get. A half
 -- older than FENCE_MS belongs to a caller that died between the halves: it no longer holds (whatever other halves
--- come and go meanwhile), it is dropped when the list is next written, and a repair clears the list.
+-- come and go meanwhile), it moves to the stale list when the list is next written, and a repair clears the list.
+--
+-- The stale list (`admin_stale`, their times) keeps the halves nobody closed: such a half may be in Redis and not in
+-- MySQL. They fence nothing, but a PUT, which turns the on-hand stock asked for into a delta from what the item
+-- counts now, must not count them: MySQL would get a delta short by the half (set_stock.lua drops the item for a
+-- rebuild from MySQL instead). A PUT whose COMMIT got no answer puts its half there at once (unsettle.lua). A
+-- repair or a rebuild writes the counters from MySQL, and the list goes with them; a half's own close or reversal
+-- (a caller that was only slow, a reversal task) takes its time out.
 --
 -- Before each half had its own entry the fence was a count (`admin_pending`) dated by its first change
 -- (`admin_since`): a count a dead caller left kept later changes unfenced once it lapsed. Those fields are still read
@@ -15,29 +22,61 @@
 
 local FENCE_MS = 60000
 
--- The open halves' times still within FENCE_MS of now (strings, as stored), and the latest of those that lapsed (nil
--- when none did).
+-- The open halves' times still within FENCE_MS of now (strings, as stored), the latest of those that lapsed (nil
+-- when none did), and the lapsed ones (strings).
 local function openHalves(item, now)
-  local live, lapsed = {}, nil
+  local live, lapsed, stale = {}, nil, {}
   for at in string.gmatch(redis.call('HGET', item, 'admin_open') or '', '%d+') do
     if now - tonumber(at) < FENCE_MS then
       live[#live + 1] = at
-    elseif not lapsed or tonumber(at) > lapsed then
-      lapsed = tonumber(at)
+    else
+      stale[#stale + 1] = at
+      if not lapsed or tonumber(at) > lapsed then lapsed = tonumber(at) end
     end
   end
-  return live, lapsed
+  return live, lapsed, stale
+end
+
+-- The stale list's times (strings), and it written back.
+local function staleHalves(item)
+  local list = {}
+  for at in string.gmatch(redis.call('HGET', item, 'admin_stale') or '', '%d+') do list[#list + 1] = at end
+  return list
+end
+
+local function writeStale(item, list)
+  if #list == 0 then
+    redis.call('HDEL', item, 'admin_stale')
+  else
+    redis.call('HSET', item, 'admin_stale', table.concat(list, ' '))
+  end
+end
+
+-- Takes the half opened at `at` off the stale list (its caller closed or reversed it after all).
+local function dropStale(item, at)
+  local list, kept = staleHalves(item), {}
+  if #list == 0 then return end
+  for _, stale in ipairs(list) do
+    if stale ~= tostring(at) then kept[#kept + 1] = stale end
+  end
+  writeStale(item, kept)
 end
 
 -- Writes the open halves; a half whose entry lapsed is remembered by the latest such time (`admin_lapsed`): a half
 -- made after it whose entry is gone without being closed went with Redis data that was lost (halfLost). An item
 -- without the field (written before it was kept, when lapsed entries went unrecorded) gets the latest time such an
 -- entry can have had: a fence's lifetime ago.
-local function writeHalves(item, halves, lapsed, now)
+-- `stale`: halves that lapsed (or were given up), for the stale list.
+local function writeHalves(item, halves, lapsed, now, stale)
   if #halves == 0 then
     redis.call('HDEL', item, 'admin_open')
   else
     redis.call('HSET', item, 'admin_open', table.concat(halves, ' '))
+  end
+  if stale and #stale > 0 then
+    local list = staleHalves(item)
+    for _, at in ipairs(stale) do list[#list + 1] = at end
+    writeStale(item, list)
   end
   local known = redis.call('HGET', item, 'admin_lapsed')
   local floor = known and tonumber(known) or now - FENCE_MS
@@ -49,25 +88,31 @@ end
 -- Opens a half's fence at `now`; returns its time, the token's: now, or the next millisecond no open half of the item
 -- has (two halves opened in one millisecond).
 local function openFence(item, now)
-  local halves, lapsed = openHalves(item, now)
+  local halves, lapsed, stale = openHalves(item, now)
   local taken = {}
   for _, at in ipairs(halves) do taken[at] = true end
+  for _, at in ipairs(stale) do taken[at] = true end
+  for _, at in ipairs(staleHalves(item)) do taken[at] = true end
   local at = now
   while taken[tostring(at)] do at = at + 1 end
   halves[#halves + 1] = tostring(at)
-  writeHalves(item, halves, lapsed, now)
+  writeHalves(item, halves, lapsed, now, stale)
   return at
 end
 
 -- Closes the fence of the half opened at `at` (nil: a token from before halves had times, which closes the count).
 local function closeFence(item, at, now)
   if at then
-    local halves = {}
-    local live, lapsed = openHalves(item, now)
+    local halves, stale = {}, {}
+    local live, lapsed, lapsedNow = openHalves(item, now)
     for _, open in ipairs(live) do
       if open ~= tostring(at) then halves[#halves + 1] = open end
     end
-    writeHalves(item, halves, lapsed, now)
+    for _, open in ipairs(lapsedNow) do
+      if open ~= tostring(at) then stale[#stale + 1] = open end
+    end
+    dropStale(item, at)
+    writeHalves(item, halves, lapsed, now, stale)
   elseif redis.call('HEXISTS', item, 'admin_pending') == 1 then
     if redis.call('HINCRBY', item, 'admin_pending', -1) <= 0 then
       redis.call('HDEL', item, 'admin_pending', 'admin_since')
@@ -75,15 +120,36 @@ local function closeFence(item, at, now)
   end
 end
 
+-- A half whose caller gave up without learning MySQL's outcome (a PUT's COMMIT that got no answer, unsettle.lua):
+-- out of the fence and onto the stale list at once.
+local function giveUpHalf(item, at, now)
+  local halves, stale = {}, {}
+  local live, lapsed, lapsedNow = openHalves(item, now)
+  for _, open in ipairs(live) do
+    if open ~= tostring(at) then halves[#halves + 1] = open else stale[#stale + 1] = open end
+  end
+  for _, open in ipairs(lapsedNow) do stale[#stale + 1] = open end
+  writeHalves(item, halves, lapsed, now, stale)
+end
+
+-- Whether the item has a half nobody closed, that may be in Redis and not in MySQL: on the stale list, lapsed in the
+-- open list, or a count of before halves had times that lapsed.
+local function hasStaleHalf(item, now)
+  local _, _, lapsedNow = openHalves(item, now)
+  if #lapsedNow > 0 or redis.call('HEXISTS', item, 'admin_stale') == 1 then return true end
+  local f = redis.call('HMGET', item, 'admin_pending', 'admin_since')
+  return tonumber(f[1] or '0') > 0 and now - tonumber(f[2] or '0') >= FENCE_MS
+end
+
 -- Whether the half opened at `at`, not closed by its caller, went with Redis data that was lost (a restart that lost
 -- its last writes, a failover to a replica behind): its entry is gone, and not because it lapsed (it was made after
 -- the latest entry that lapsed). No clock is read: one that moved with a failover misjudges nothing. (Its own close,
 -- a takeover's, a repair's, a drop of the item also remove it: the callers rule those out.)
 local function halfLost(item, at)
-  local f = redis.call('HMGET', item, 'admin_open', 'admin_lapsed')
+  local f = redis.call('HMGET', item, 'admin_open', 'admin_lapsed', 'admin_stale')
   -- (An item without the field cannot tell: written before it was kept.)
   if not f[2] then return false end
-  for open in string.gmatch(f[1] or '', '%d+') do
+  for open in string.gmatch((f[1] or '') .. ' ' .. (f[3] or ''), '%d+') do
     if tonumber(open) == at then return false end
   end
   return at > tonumber(f[2])
@@ -102,7 +168,7 @@ end
 
 -- A repair wrote the item's counters from MySQL: every fence it had lapsed (it is not fenced), and goes.
 local function clearFences(item)
-  redis.call('HDEL', item, 'admin_open', 'admin_pending', 'admin_since')
+  redis.call('HDEL', item, 'admin_open', 'admin_pending', 'admin_since', 'admin_stale')
   -- (Nothing under the repaired counters' mark has lapsed yet.)
   redis.call('HSET', item, 'admin_lapsed', '0')
 end

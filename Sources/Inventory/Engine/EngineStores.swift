@@ -106,7 +106,7 @@ struct EngineStores: Sendable {
     func mapMySQL(_ error: any Error) -> InventoryError {
         if let error = error as? InventoryError { return error }
         // (Slow, not failed: no MySQL error counted.)
-        if error is StockRepository.PastDeadline { return .unavailable("\(error)") }
+        if error is StockRepository.PastDeadline || error is StockRepository.HalfGone { return .unavailable("\(error)") }
         InventoryMetrics.mysqlError()
         if (error as? MySQLError)?.code == .commitOutcomeUnknown || error is JournalCommitOutcomeUnknown {
             return .outcomeUnknown("MySQL: \(error)")

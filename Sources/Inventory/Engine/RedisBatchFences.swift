@@ -20,6 +20,16 @@ struct RedisBatchFences: BatchFences {
         return epochs
     }
 
+    func itemMark(_ item: StockItemID) async throws -> String? {
+        let key = keys.item(item)
+        let fields = try await stores.redisCall {
+            try await stores.redis.command("HMGET", key, "stock_num", "epoch", "repairs").array ?? []
+        }
+        guard fields.count == 3, fields[0].text != nil else { return nil }
+        // As lib/fence.lua's itemMark writes it.
+        return (fields[1].text ?? "") + "/" + (fields[2].text ?? "0")
+    }
+
     func marks(checkedBeside marks: [String]) -> [String] {
         guard !keys.clustered else { return [] }
         let raised = Set(marks)

@@ -67,16 +67,19 @@ struct StockAdministration: Sendable, EngineCollaborator {
     func setStock(_ id: StockItemID, _ settings: StockSettings) async throws -> StockLevel {
         let itemKey = keys.item(id)
         let call = SetStockCall(id, settings, itemTTLSeconds: configuration.itemTTLSeconds, layout: keys)
-        var reply = try await stores.run(call)
-        if reply == .missing {
+        var reply = try await runWhenNoneUnderWay(id) { try await self.stores.run(call) }
+        if reply == .missing || reply == .stale {
             // Not in Redis: it comes from MySQL through the one rebuild path, a new item with a row of 0 made first.
             // Two PUTs creating an item then meet in Redis, each moving it by its own delta, and MySQL gets both
             // deltas (a delta taken from an unlocked read of MySQL could miss the other's).
             let created: Bool
             do { created = try await stockRepository.ensureRow(bizId: id.bizId, skuId: id.skuId) } catch { throw stores.mapMySQL(error) }
+            // An item with a half nobody closed is dropped for the rebuild, once MySQL has answered (a MySQL that is
+            // down leaves the item, and its reserves, as they were).
+            if reply == .stale { _ = try await stores.redisCall { try await self.stores.redis.command("DEL", itemKey) } }
             // A new item is made, not rebuilt: it does not count as one (the metric tells of Redis losing items).
             _ = try await rebuilder.ensureMadeItem(id, countsAsRebuild: !created)
-            reply = try await rebuilder.run(onItems: call)
+            reply = try await runWhenNoneUnderWay(id) { try await self.rebuilder.run(onItems: call) }
         }
         let delta: Int64
         let token: String
@@ -90,19 +93,21 @@ struct StockAdministration: Sendable, EngineCollaborator {
             throw InventoryError.belowReserved(reserved: reserved)
         case .oneTimeCodes:
             throw CodePoolAdministration.oneTimeStock
-        case .missing:
+        case .missing, .stale:
             throw InventoryError.unavailable("stock item \(id) kept vanishing from Redis; retry")
+        case .busy:
+            throw InventoryError.unavailable("another stock change of item \(id) is under way; retry")
         }
         let outcome: StockChangeOutcome
         do {
-            outcome = try await stockRepository.apply(
-                StockChange(
-                    bizId: id.bizId, skuId: id.skuId, delta: delta, reason: "set", source: "set:\(UUID().uuidString)",
-                    infinite: settings.infinite, dangerNum: settings.dangerNum, backorderLimit: settings.backorderLimit,
-                    userLimit: settings.userLimit, userWindowSeconds: settings.userWindowSeconds
-                ),
-                fences: stores.batchFences, drainMark: keys.drainMark(item: id)
+            var change = StockChange(
+                bizId: id.bizId, skuId: id.skuId, delta: delta, reason: "set", source: "set:\(UUID().uuidString)",
+                infinite: settings.infinite, dangerNum: settings.dangerNum, backorderLimit: settings.backorderLimit,
+                userLimit: settings.userLimit, userWindowSeconds: settings.userWindowSeconds
             )
+            // The delta was taken from the item as this half found it: not committed once the item is another.
+            change.itemMark = token.lastIndex(of: "@").map { String(token[..<$0]) }
+            outcome = try await stockRepository.apply(change, fences: stores.batchFences, drainMark: keys.drainMark(item: id))
         } catch {
             // The settings the change made go back with its delta: a 503 leaves the item as it was. A PUT that made the
             // item infinite or finite is never kept (it may sell without limit while MySQL's stays finite, which the
@@ -119,6 +124,34 @@ struct StockAdministration: Sendable, EngineCollaborator {
         }
         await closeFence(AdminDoneCall(itemKey: itemKey, token: token, version: outcome.version, delta: delta, settings: before))
         return try await level(id)
+    }
+
+    /// How long a PUT waits for another stock change's half of the item (lua/lib/fence.lua) before it answers 503: as
+    /// long as a change may wait for a MySQL connection (`MySQLConfiguration.acquireTimeoutSeconds`), so a burst of
+    /// PUTs queued behind a busy pool still each get their turn.
+    static let putWaitsForHalves = Duration.seconds(10)
+
+    /// Runs a PUT's Redis half (set_stock.lua), again while another stock change's half of the item is under way: a
+    /// PUT turns the on-hand stock asked for into a delta from what the item counts, and that half, should MySQL
+    /// refuse it and Redis take it back, would leave the item short of what this PUT answered. Such a half normally
+    /// lands within milliseconds; one left by a caller that stopped between the halves holds for a fence's lifetime
+    /// (a minute), and the PUT answers 503 meanwhile.
+    func runWhenNoneUnderWay(
+        _ id: StockItemID, _ attempt: () async throws -> SetStockCall.Reply
+    ) async throws -> SetStockCall.Reply {
+        let deadline = ContinuousClock.now + Self.putWaitsForHalves
+        var pause = Duration.milliseconds(5)
+        while true {
+            let reply = try await attempt()
+            guard reply == .busy else { return reply }
+            guard ContinuousClock.now < deadline else {
+                throw InventoryError.unavailable(
+                    "another stock change of item \(id) is under way (its MySQL half may be to come); retry in a minute"
+                )
+            }
+            try await Task.sleep(for: pause)
+            pause = min(pause * 2, .milliseconds(200))
+        }
     }
 
     /// Adds or removes on-hand stock once per adjustment id, in Redis and MySQL.

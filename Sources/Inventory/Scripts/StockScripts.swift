@@ -15,6 +15,11 @@ struct SetStockCall: ItemScriptCall {
         case belowReserved(reserved: Int64)
         /// A one-time code pool's stock is its codes.
         case oneTimeCodes
+        /// Another stock change's half of the item is under way: nothing changed; run again once it is done.
+        case busy
+        /// The item has a half nobody closed, which MySQL may lack (lua/lib/fence.lua): nothing changed; drop the
+        /// item, rebuild it from MySQL, then run again.
+        case stale
     }
 
     let keys: [String]
@@ -42,6 +47,8 @@ struct SetStockCall: ItemScriptCall {
         case "missing": return .missing
         case "below_reserved": return .belowReserved(reserved: reply.int(1) ?? 0)
         case "codes": return .oneTimeCodes
+        case "busy": return .busy
+        case "stale": return .stale
         default: throw unexpected(value)
         }
     }

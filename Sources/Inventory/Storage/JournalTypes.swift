@@ -214,6 +214,9 @@ public protocol BatchFences: Sendable {
     /// raising none.
     func raiseDrainMarks(_ raise: [String: Int64], checking check: [String: Int64]) async throws -> [String: Int64]
 
+    /// The item's mark in Redis ('epoch/repairs', lua/lib/fence.lua), nil when Redis has no such item.
+    func itemMark(_ item: StockItemID) async throws -> String?
+
     /// The marks (of `values`, MySQL's, read before) that Redis has below MySQL's, raising none: the check between
     /// batches (a batch's own is `raiseDrainMarks`). On a single Redis not behind, it lifts the drain sequence to the
     /// highest mark read (a sequence that is missing, or from before it existed).

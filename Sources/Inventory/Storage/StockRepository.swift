@@ -87,6 +87,11 @@ public struct StockChange: Sendable {
     /// Not committed after this (rolled back instead): a retry may take an adjustment's Redis half over once it is a
     /// fence's lifetime old, and reverse it should its own MySQL half fail; this attempt's commit must not land after.
     public var deadline: ContinuousClock.Instant?
+    /// A PUT's: the mark of the Redis item its half was made in (lua/lib/fence.lua, 'epoch/repairs'). Not committed
+    /// when the item has another mark by then (rolled back instead, `HalfGone`): it was rebuilt or repaired from MySQL
+    /// without this half, and a later PUT may have set the stock from that item; adding this PUT's delta, which was
+    /// taken from the item before, would count on-hand twice.
+    public var itemMark: String?
 
     /// Creates a change; the settings default to "leave unchanged".
     public init(
@@ -239,6 +244,13 @@ public struct StockRepository: Sendable {
         }
         return try await client.withTransaction(isolation: .readCommitted) { session in
             let applied = try await session.perform { connection in try Self.apply(change, skuId: skuId, on: connection) }
+            // The stock row is held from the update above to the COMMIT, and a rebuild or a repair of the item reads it
+            // FOR UPDATE and writes Redis before it lets go: a mark read now is the item's until the COMMIT.
+            if let mark = change.itemMark, let now = try await fences.itemMark(StockItemID(bizId: change.bizId, skuId: change.skuId)),
+                now != mark
+            {
+                throw HalfGone()
+            }
             try await session.raiseDrainMarks([drainMark], fences: fences)
             // (The deadline again: the Redis call above took its time.)
             try await session.perform { connection in try Self.checkDeadline(change) }
@@ -383,6 +395,14 @@ public struct StockRepository: Sendable {
     /// Throws (rolling the transaction back) once `change` is past its deadline.
     static func checkDeadline(_ change: StockChange) throws {
         if let deadline = change.deadline, ContinuousClock.now >= deadline { throw PastDeadline() }
+    }
+
+    /// A PUT not committed because its Redis half is no longer in the item (`StockChange.itemMark`; rolled back: MySQL
+    /// does not have it).
+    public struct HalfGone: Error, CustomStringConvertible {
+        public var description: String {
+            "not committed: the item was rebuilt from MySQL while this change was under way; nothing was changed; retry"
+        }
     }
 
     /// A change not committed because it was past its deadline (rolled back: MySQL does not have it).

@@ -1,0 +1,92 @@
+import Foundation
+import InventoryTestSupport
+import MySQLClient
+import Testing
+
+@testable import Inventory
+
+/// A PUT sets on-hand stock: it turns the value asked for into a delta from what the Redis item counts, and MySQL
+/// gets that delta. Another stock change's half still in the item and not (or not yet) in MySQL must not be counted
+/// (lua/lib/fence.lua, the stale list; set_stock.lua).
+@Suite("PUT beside another change's half")
+struct PutHalvesTests {
+    @Test("a PUT retried after its COMMIT got no answer sets the stock in MySQL too, not a delta of 0")
+    func retryAfterUnknownCommit() async throws {
+        try await CommitOutcomeTests().withProxiedMySQL { stores, proxy in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 10))
+            // The COMMIT never arrives and MySQL is gone at once: the removal's Redis half is kept (4 on hand).
+            proxy.cutBeforeRequest(containing: FaultProxy.commit, thenDown: true)
+            let thrown = await #expect(throws: InventoryError.self) { try await engine.setStock(item, StockSettings(stock: 4)) }
+            #expect(thrown?.case == .outcomeUnknown)
+            proxy.down = false
+            #expect(try await CommitOutcomeTests().mysqlStock(stores) == 10)
+            #expect(try await engine.stock(item).onHand == 4)
+            // The admin's retry. Before: a delta of 0 from the kept half, MySQL stayed at 10 while the answer said 4,
+            // and the reconciler later brought Redis to MySQL's 10.
+            let level = try await engine.setStock(item, StockSettings(stock: 4))
+            #expect(level.onHand == 4)
+            #expect(try await CommitOutcomeTests().mysqlStock(stores) == 4)
+            #expect(try await stores.reconciler().run(.business(stores.bizId), fix: true).differences == [])
+            #expect(try await engine.stock(item).onHand == 4)
+        }
+    }
+
+    @Test("a PUT beside a half under way answers 503 with nothing changed; once that half is left for good, it rebuilds")
+    func besideAbandonedHalf() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 10))
+            // An adjustment whose caller stopped after its Redis half (−3): MySQL never gets it.
+            let dead = StockAdjustment(adjustmentId: "a-1", delta: -3, reason: nil)
+            guard case .applied = try await engine.stores.run(AdjustStockCall(item, dead, retentionSeconds: 600, layout: stores.keys))
+            else {
+                Issue.record("adjust_stock did not apply")
+                return
+            }
+            // While its half may still be under way, a PUT waits, then answers 503. Before: it set on-hand 20 by a
+            // delta of +13 from the 7 Redis counted, MySQL went to 23, and the reconciler later brought Redis there.
+            let busy = await #expect(throws: InventoryError.self) { try await engine.setStock(item, StockSettings(stock: 20)) }
+            #expect(busy?.case == .unavailable)
+            #expect(try await engine.stock(item).onHand == 7)
+            #expect(try await stores.mysqlStock(1) == 10)
+            // A minute later the half is stale: the PUT drops the item, rebuilds it from MySQL (10), and moves it by +10.
+            try await stores.ageFences(1)
+            #expect(try await engine.setStock(item, StockSettings(stock: 20)).onHand == 20)
+            #expect(try await stores.mysqlStock(1) == 20)
+            #expect(try await stores.reconciler().run(.business(stores.bizId), fix: true).differences == [])
+            #expect(try await engine.stock(item).onHand == 20)
+            // The adjustment's retry finds its half gone with the rebuild, and applies it afresh, in both stores.
+            #expect(try await engine.adjustStock(item, dead).level.onHand == 17)
+            #expect(try await stores.mysqlStock(1) == 17)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
+    @Test("a PUT whose item is rebuilt between its halves is not committed: the later PUT's stock stands in both stores")
+    func itemRebuiltBetweenHalves() async throws {
+        try await CommitOutcomeTests().withProxiedMySQL { stores, proxy in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 10))
+            // PUT 1 (30) stops after its Redis half (+20): the start of its MySQL transaction is held.
+            proxy.holdRequest(containing: FaultProxy.begin)
+            let first = Task { try await engine.setStock(item, StockSettings(stock: 30)) }
+            try await waitFor("PUT 1's MySQL half held") { proxy.isHolding }
+            // Redis loses the item; PUT 2 (30) rebuilds it from MySQL (10), without PUT 1's half, and moves it by +20.
+            _ = try await stores.redis.command("DEL", stores.keys.item(item))
+            #expect(try await engine.setStock(item, StockSettings(stock: 30)).onHand == 30)
+            #expect(try await CommitOutcomeTests().mysqlStock(stores) == 30)
+            proxy.release()
+            // Before: PUT 1 committed its +20 as well, and the close of its fence added it to the rebuilt item: 50 in
+            // both stores against two answers of 30, and nothing for the reconciler to see.
+            let thrown = await #expect(throws: InventoryError.self) { try await first.value }
+            #expect(thrown?.case == .unavailable, "nothing was changed")
+            #expect(try await CommitOutcomeTests().mysqlStock(stores) == 30)
+            #expect(try await engine.stock(item).onHand == 30)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+}
