@@ -143,13 +143,28 @@ public struct CodePoolRepository: Sendable {
     }
 
     /// The codes each line of an order's journal rows holds (by skuId), for restoring an order Redis lost.
+    ///
+    /// Not a code another order took later and still holds (its row RESERVED or CONFIRMED, its reserve event after
+    /// this one's): a code is taken again only after it was given back, so this order gave it back, in a cancel,
+    /// expiry or refund whose event Redis lost before the journal had it (an item's events go to as many streams as
+    /// its orders' shards, so the later take can be in the journal first). Restored with it, this order would hand it
+    /// back once more, into the set of usable codes, while the other order holds it: sold twice.
     public func assignedCodes(orderId: String, bizId: String) async throws -> [UInt64: [String]] {
         let rows = try await client.query(
             """
             SELECT a.sku_id, a.code FROM code_assignments a
             JOIN reservation_journal j
               ON j.order_id = a.order_id AND j.biz_id = a.biz_id AND j.sku_id = a.sku_id AND j.reserve_event = a.reserve_event
-            WHERE a.order_id = ? AND a.biz_id = ? ORDER BY a.sku_id, a.code
+            WHERE a.order_id = ? AND a.biz_id = ? AND NOT EXISTS (
+                SELECT 1 FROM code_assignments b
+                JOIN reservation_journal k
+                  ON k.order_id = b.order_id AND k.biz_id = b.biz_id AND k.sku_id = b.sku_id
+                 AND k.reserve_event = b.reserve_event
+                WHERE b.biz_id = a.biz_id AND b.sku_id = a.sku_id AND b.code = a.code AND b.order_id <> a.order_id
+                  AND k.status IN ('RESERVED', 'CONFIRMED')
+                  AND \(Self.eventOrder("b.reserve_event")) > \(Self.eventOrder("a.reserve_event"))
+            )
+            ORDER BY a.sku_id, a.code
             """,
             [.string(orderId), .string(bizId)]
         ).rows
@@ -159,6 +174,11 @@ public struct CodePoolRepository: Sendable {
             codes[sku, default: []].append(code)
         }
         return codes
+    }
+
+    /// An outbox entry id ('<ms>-<seq>') as a row that compares in the order Redis gave them out.
+    static func eventOrder(_ column: String) -> String {
+        "(CAST(SUBSTRING_INDEX(\(column), '-', 1) AS UNSIGNED), CAST(SUBSTRING_INDEX(\(column), '-', -1) AS UNSIGNED))"
     }
 
     static func pool(bizId: String, sku: MySQLValue, on connection: MySQLConnection, locking: Bool = false) throws -> CodePool? {
