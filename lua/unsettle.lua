@@ -9,8 +9,9 @@
 -- The key is marked only while it is still this attempt's pending one: a concurrent retry that settled it (the
 -- ledger had it) must not see it turned back, or the fence would be closed twice.
 --
--- A PUT's half kept leaves the fence at once for the item's stale list (lib/fence.lua): its caller is gone, so
--- nothing of it is under way, and the next PUT of the item must not count it (it rebuilds the item from MySQL).
+-- A PUT's half leaves the fence at once for the item's stale list (lib/fence.lua): its caller is gone, so nothing of
+-- it is under way, and the next PUT of the item must not take its delta from the item, which may differ from MySQL by
+-- the half (kept here, or reversed by the caller while MySQL may have it): it rebuilds the item from MySQL first.
 -- An adjustment's stays in the fence (a retry takes it over, adjust_stock.lua).
 --
 -- The half is kept only in the item it was made in. An item written from MySQL since (a rebuild or a repair, which

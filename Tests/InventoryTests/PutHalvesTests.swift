@@ -33,6 +33,28 @@ struct PutHalvesTests {
         }
     }
 
+    @Test("a PUT that adds, retried after its COMMIT landed unanswered and its Redis half was reversed, adds once")
+    func additionRetryAfterUnknownCommit() async throws {
+        try await CommitOutcomeTests().withProxiedMySQL { stores, proxy in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 10))
+            // The COMMIT lands, its answer is lost and MySQL is gone: the addition's Redis half is reversed (Redis never
+            // has more to sell than MySQL may have), while MySQL has it.
+            proxy.cutAfterRequest(containing: FaultProxy.commit, thenDown: true)
+            let thrown = await #expect(throws: InventoryError.self) { try await engine.setStock(item, StockSettings(stock: 30)) }
+            #expect(thrown?.case == .outcomeUnknown)
+            proxy.down = false
+            #expect(try await CommitOutcomeTests().mysqlStock(stores) == 30)
+            #expect(try await engine.stock(item).onHand == 10)
+            // The retry. Before: +20 again from the reversed item, MySQL 50, the answer 30, and the reconciler later
+            // brought Redis to MySQL's 50.
+            #expect(try await engine.setStock(item, StockSettings(stock: 30)).onHand == 30)
+            #expect(try await CommitOutcomeTests().mysqlStock(stores) == 30)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
     @Test("a PUT beside a half under way answers 503 with nothing changed; once that half is left for good, it rebuilds")
     func besideAbandonedHalf() async throws {
         try await TestStores.with { stores in

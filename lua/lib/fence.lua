@@ -37,10 +37,11 @@ local function openHalves(item, now)
   return live, lapsed, stale
 end
 
--- The stale list's times (strings), and it written back.
+-- The stale list's entries (strings: a lapsed half's time; 'u' and its time for a half given up, which no close takes
+-- off: MySQL's outcome of it is not known, whatever Redis does with it), and it written back.
 local function staleHalves(item)
   local list = {}
-  for at in string.gmatch(redis.call('HGET', item, 'admin_stale') or '', '%d+') do list[#list + 1] = at end
+  for at in string.gmatch(redis.call('HGET', item, 'admin_stale') or '', 'u?%d+') do list[#list + 1] = at end
   return list
 end
 
@@ -120,15 +121,18 @@ local function closeFence(item, at, now)
   end
 end
 
--- A half whose caller gave up without learning MySQL's outcome (a PUT's COMMIT that got no answer, unsettle.lua):
--- out of the fence and onto the stale list at once.
+-- A half whose caller gave up without learning MySQL's outcome (a PUT's COMMIT that got no answer, unsettle.lua; the
+-- half kept, or reversed in Redis while MySQL may have it): out of the fence, and onto the stale list as given up, at
+-- once; a later reversal of it (a stored task) leaves that entry.
 local function giveUpHalf(item, at, now)
-  local halves, stale = {}, {}
+  local halves, stale = {}, {'u' .. at}
   local live, lapsed, lapsedNow = openHalves(item, now)
   for _, open in ipairs(live) do
-    if open ~= tostring(at) then halves[#halves + 1] = open else stale[#stale + 1] = open end
+    if open ~= tostring(at) then halves[#halves + 1] = open end
   end
-  for _, open in ipairs(lapsedNow) do stale[#stale + 1] = open end
+  for _, open in ipairs(lapsedNow) do
+    if open ~= tostring(at) then stale[#stale + 1] = open end
+  end
   writeHalves(item, halves, lapsed, now, stale)
 end
 

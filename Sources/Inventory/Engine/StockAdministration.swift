@@ -74,11 +74,13 @@ struct StockAdministration: Sendable, EngineCollaborator {
             // deltas (a delta taken from an unlocked read of MySQL could miss the other's).
             let created: Bool
             do { created = try await stockRepository.ensureRow(bizId: id.bizId, skuId: id.skuId) } catch { throw stores.mapMySQL(error) }
-            // An item with a half nobody closed is dropped for the rebuild, once MySQL has answered (a MySQL that is
-            // down leaves the item, and its reserves, as they were).
+            // An item with a half nobody closed is dropped for the rebuild once MySQL has answered (a MySQL found down
+            // here leaves the item, and its reserves, as they were; one that goes down before the rebuild below leaves
+            // the item to be rebuilt on its next use).
             if reply == .stale { _ = try await stores.redisCall { try await self.stores.redis.command("DEL", itemKey) } }
-            // A new item is made, not rebuilt: it does not count as one (the metric tells of Redis losing items).
-            _ = try await rebuilder.ensureMadeItem(id, countsAsRebuild: !created)
+            // A new item is made, not rebuilt: it does not count as one (the metric tells of Redis losing items), nor
+            // does one dropped for a stale half.
+            _ = try await rebuilder.ensureMadeItem(id, countsAsRebuild: !created && reply != .stale)
             reply = try await runWhenNoneUnderWay(id) { try await self.rebuilder.run(onItems: call) }
         }
         let delta: Int64
@@ -115,10 +117,17 @@ struct StockAdministration: Sendable, EngineCollaborator {
             if !Self.flipsInfinite(before), keepsRedisHalf(after: error, delta: delta, itemKey: itemKey) {
                 // Kept, in the item it was made in only (unsettle.lua drops an item rebuilt since).
                 _ = try? await stores.run(UnsettleCall(itemKey: itemKey, token: token))
-            } else if await !compensator.undoStock(
-                itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", token: token, settings: before
-            ) {
-                throw Self.halfKept(error)
+            } else {
+                let reversed = await compensator.undoStock(
+                    itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", token: token, settings: before
+                )
+                // An addition reversed whose COMMIT got no answer: MySQL may have it all the same, so the next PUT must not
+                // take its delta from the item (unsettle.lua puts the half on the item's stale list: lib/fence.lua).
+                // Before, a retry of the PUT added the delta to MySQL a second time.
+                if (error as? MySQLError)?.code == .commitOutcomeUnknown {
+                    _ = try? await stores.run(UnsettleCall(itemKey: itemKey, token: token))
+                }
+                if !reversed { throw Self.halfKept(error) }
             }
             throw stores.mapMySQL(error)
         }

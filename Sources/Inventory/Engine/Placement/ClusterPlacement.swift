@@ -17,7 +17,7 @@ struct ClusterPlacement: OrderPlacement {
     func startConfirm(_ orderId: String, order: StoredOrder, reservations: Reservations) async throws -> TransitionOutcome? {
         // The deadline is checked here, against Redis's clock, before the directory decides: its parts then follow
         // the directory (confirm.lua checks it itself on a single Redis).
-        if order.directoryState == .reserved, try await deadlinePassed(order, reservations: reservations) {
+        if order.directoryState == .reserved, try await deadlinePassed(order, reservations: reservations) == true {
             return try await reservations.expireLate(orderId)
         }
         let decided = try await decide(orderId, .confirmed, from: ["reserved"], reservations: reservations).state
@@ -47,7 +47,7 @@ struct ClusterPlacement: OrderPlacement {
                 TransitionOutcome(reservation: reservations.emptyReservation(orderId, status: .cancelled), replayed: !recorded.changed)
             )
         }
-        if reason == .expired, try await !deadlinePassed(order, reservations: reservations) {
+        if reason == .expired, try await deadlinePassed(order, reservations: reservations) == false {
             throw InventoryError.invalidState(.reserved)
         }
         let decided = try await decide(orderId, reason, from: ["reserved"], reservations: reservations).state
@@ -64,11 +64,13 @@ struct ClusterPlacement: OrderPlacement {
     /// and its entry in that node's expiry index falls due by the same clock: each part's deadline is compared with
     /// its own node's clock, and the order is due once any part is. The directory's node may keep another time
     /// (ClusterClockTests): compared with it, a paid order was refused as expired early when that clock was ahead,
-    /// and a hold the sweeper found due was not expired while it was behind. One TIME per part, side by side.
-    func deadlinePassed(_ order: StoredOrder, reservations: Reservations) async throws -> Bool {
+    /// and a hold the sweeper found due was not expired while it was behind. One TIME per part, side by side. Nil when
+    /// no part has a deadline (not checked: as before, when the order's was nil).
+    func deadlinePassed(_ order: StoredOrder, reservations: Reservations) async throws -> Bool? {
         let deadlines = order.pieces.compactMap { part in
             part.expiresAt.map { (deadline: $0, node: reservations.keys.order(order.orderId, shard: part.shard)) }
         }
+        guard !deadlines.isEmpty else { return nil }
         return try await withThrowingTaskGroup(of: Bool.self) { group in
             for (deadline, node) in deadlines {
                 group.addTask { try await deadline <= reservations.stores.redisNow(routingKey: node) }
