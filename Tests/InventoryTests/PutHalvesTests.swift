@@ -111,4 +111,42 @@ struct PutHalvesTests {
             #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
         }
     }
+
+    @Test("a PUT whose MySQL half comes after a one-time pool was made for the item is refused (409), nothing changed")
+    func oneTimePoolMadeBetweenHalves() async throws {
+        try await CommitOutcomeTests().withProxiedMySQL { stores, proxy in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 0))
+            // The PUT (10) stops after its Redis half: the start of its MySQL transaction is held.
+            proxy.holdRequest(containing: FaultProxy.begin)
+            let put = Task { try await engine.setStock(item, StockSettings(stock: 10)) }
+            try await waitFor("the PUT's MySQL half held") { proxy.isHolding }
+            // A one-time pool is made meanwhile: MySQL's stock is still 0.
+            _ = try await engine.setPool(item, CodePool(kind: .oneTime))
+            proxy.release()
+            // Before: MySQL got the 10 units, a one-time pool's stock without codes, and the item could be neither sold
+            // nor rebuilt whole (503 for good).
+            let thrown = await #expect(throws: InventoryError.self) { try await put.value }
+            #expect(thrown?.case == .poolConflict)
+            #expect(try await CommitOutcomeTests().mysqlStock(stores) == 0)
+            #expect(try await engine.stock(item).onHand == 0)
+            #expect(try await engine.loadCodes(item, ["CODE-A"]) == CodeLoadOutcome(added: 1, duplicates: 0))
+            let held = try await engine.reserve(
+                ReserveCommand(
+                    orderId: "o-1", bizId: stores.bizId, userId: nil, items: [.init(skuId: 1, quantity: 1)], ttlSeconds: 600,
+                    shortage: .reject
+                )
+            )
+            guard case .created(let reservation) = held else {
+                Issue.record("the reserve did not hold: \(held)")
+                return
+            }
+            #expect(reservation.lines.first?.codes == ["CODE-A"])
+            #expect(try await stores.drainWithWorker())
+            let report = try await stores.reconciler().run(.business(stores.bizId))
+            #expect(report.differences == [])
+            #expect(report.codeDifferences == [])
+        }
+    }
 }

@@ -107,6 +107,7 @@ struct EngineStores: Sendable {
         if let error = error as? InventoryError { return error }
         // (Slow, not failed: no MySQL error counted.)
         if error is StockRepository.PastDeadline || error is StockRepository.HalfGone { return .unavailable("\(error)") }
+        if error is StockRepository.OneTimePool { return CodePoolAdministration.oneTimeStock }
         InventoryMetrics.mysqlError()
         if (error as? MySQLError)?.code == .commitOutcomeUnknown || error is JournalCommitOutcomeUnknown {
             return .outcomeUnknown("MySQL: \(error)")

@@ -240,10 +240,18 @@ public struct StockRepository: Sendable {
         _ change: StockChange, skuId: MySQLValue, fences: (any BatchFences)?, drainMark: String?
     ) async throws -> (Int64, Int64) {
         guard let fences, let drainMark else {
-            return try await client.withTransaction { connection in try Self.apply(change, skuId: skuId, on: connection) }
+            return try await client.withTransaction { connection in
+                let applied = try Self.apply(change, skuId: skuId, on: connection)
+                try Self.refuseOneTimePool(change, skuId: skuId, on: connection)
+                return applied
+            }
         }
         return try await client.withTransaction(isolation: .readCommitted) { session in
-            let applied = try await session.perform { connection in try Self.apply(change, skuId: skuId, on: connection) }
+            let applied = try await session.perform { connection in
+                let applied = try Self.apply(change, skuId: skuId, on: connection)
+                try Self.refuseOneTimePool(change, skuId: skuId, on: connection)
+                return applied
+            }
             // The stock row is held from the update above to the COMMIT, and a rebuild or a repair of the item reads it
             // FOR UPDATE and writes Redis before it lets go: a mark read now is the item's until the COMMIT.
             if let mark = change.itemMark, let now = try await fences.itemMark(StockItemID(bizId: change.bizId, skuId: change.skuId)),
@@ -256,6 +264,19 @@ public struct StockRepository: Sendable {
             try await session.perform { connection in try Self.checkDeadline(change) }
             return applied
         }
+    }
+
+    /// A one-time pool's stock is its codes: a PUT or an adjustment whose Redis half was made before the item's pool
+    /// reached Redis is refused where it meets the pool, after its upsert of the stock row. The pool is made holding
+    /// that row FOR UPDATE, and refused while its stock is not 0 (CodePoolRepository.setPool): made before the upsert,
+    /// it is read here (a locking read: the latest committed); after, it waits for this COMMIT and sees the stock.
+    /// Before, MySQL got the stock, and the item, stock without codes, could be neither sold nor rebuilt whole (503
+    /// for good). (A code upload's own change is how such a pool's stock grows: it does not come here.)
+    static func refuseOneTimePool(_ change: StockChange, skuId: MySQLValue, on connection: MySQLConnection) throws {
+        let pool = try connection.query(
+            "SELECT kind FROM code_pools WHERE biz_id = ? AND sku_id = ? LOCK IN SHARE MODE", [.string(change.bizId), skuId]
+        ).rows.first
+        if pool?.string("kind") == CodePoolKind.oneTime.column { throw OneTimePool() }
     }
 
     /// Reads of the ledger `settle` tries before the outcome is left unknown (pauses 0.1, 0.4 s between), and for
@@ -395,6 +416,11 @@ public struct StockRepository: Sendable {
     /// Throws (rolling the transaction back) once `change` is past its deadline.
     static func checkDeadline(_ change: StockChange) throws {
         if let deadline = change.deadline, ContinuousClock.now >= deadline { throw PastDeadline() }
+    }
+
+    /// A change not committed because the item has a one-time code pool (made since its Redis half; rolled back).
+    public struct OneTimePool: Error, CustomStringConvertible {
+        public var description: String { "not committed: the item has a one-time code pool, whose stock is its codes" }
     }
 
     /// A PUT not committed because its Redis half is no longer in the item (`StockChange.itemMark`; rolled back: MySQL
