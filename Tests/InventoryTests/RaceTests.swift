@@ -193,9 +193,9 @@ struct RaceTests {
                 redis: stores.redis, mysql: mysql, scripts: try InventoryScripts.load(),
                 configuration: stores.engine.configuration, logger: stores.logger
             )
-            let now = try await engine.staleJournalHolds(graceMilliseconds: 0, limit: 10, bizId: stores.bizId)
+            let now = try await engine.staleJournalHolds(graceMilliseconds: 0, limit: 10, bizId: stores.bizId).orders
             #expect(now.isEmpty, "a hold with ten minutes left is not stale")
-            let inAnHour = try await engine.staleJournalHolds(graceMilliseconds: -3_600_000, limit: 10, bizId: stores.bizId)
+            let inAnHour = try await engine.staleJournalHolds(graceMilliseconds: -3_600_000, limit: 10, bizId: stores.bizId).orders
             #expect(inAnHour == [stores.orderName(orderId)], "an hour from now it is (by its Redis name)")
         }
     }

@@ -21,13 +21,17 @@ extension InventoryEngine {
         return (reply.array ?? []).compactMap(\.text)
     }
 
-    /// Orders the journal still holds RESERVED although their hold ended more than `graceMilliseconds` ago: their
-    /// Redis names (`OrderRef.name`).
-    public func staleJournalHolds(graceMilliseconds: Int64, limit: Int, bizId: String? = nil) async throws -> [String] {
+    /// Orders the journal still holds RESERVED although their hold ended more than `graceMilliseconds` ago, by Redis's
+    /// clock (the deadlines are Redis's: an instance whose clock is behind would not see them due), from the journal
+    /// lines after row `afterRow`: their Redis names (`OrderRef.name`), and the row to go on after when the page was
+    /// full (`JournalRepository.heldPast`).
+    public func staleJournalHolds(
+        graceMilliseconds: Int64, limit: Int, bizId: String? = nil, afterRow: Int64 = 0
+    ) async throws -> (orders: [String], lastRow: Int64?) {
+        let now = try await redisNow()
         do {
-            return try await journal.heldPast(
-                milliseconds: configuration.clock() - graceMilliseconds, bizId: bizId, limit: limit
-            ).map(\.name)
+            let page = try await journal.heldPast(milliseconds: now - graceMilliseconds, bizId: bizId, limit: limit, afterRow: afterRow)
+            return (page.orders.map(\.name), page.lastRow)
         } catch {
             throw mapMySQL(error)
         }

@@ -184,23 +184,33 @@ public struct JournalRepository: Sendable {
         }
     }
 
-    /// Orders with a line still RESERVED whose hold ended before `milliseconds` (Unix ms), at most `limit`; of
-    /// `bizId` only, when given.
-    public func heldPast(milliseconds: Int64, bizId: String?, limit: Int) async throws -> [OrderRef] {
+    /// Orders with a line still RESERVED whose hold ended before `milliseconds` (Unix ms), from the lines after row
+    /// `afterRow` in row order, at most `limit` lines; of `bizId` only, when given. `lastRow`: the last line's row
+    /// when the page was full (more may follow: the next page starts after it), else nil. A page after another, not
+    /// the same first one: lines whose orders cannot be expired yet (Redis's own deadline later) must not hide those
+    /// after them.
+    public func heldPast(
+        milliseconds: Int64, bizId: String?, limit: Int, afterRow: Int64 = 0
+    ) async throws -> (orders: [OrderRef], lastRow: Int64?) {
         let result = try await client.query(
             """
-            SELECT DISTINCT biz_id, order_id FROM reservation_journal
-            WHERE status = 'RESERVED' AND expires_at < \(JournalTime.placeholder) AND (? = '' OR biz_id = ?)
-            LIMIT ?
+            SELECT id, biz_id, order_id FROM reservation_journal
+            WHERE status = 'RESERVED' AND expires_at < \(JournalTime.placeholder) AND (? = '' OR biz_id = ?) AND id > ?
+            ORDER BY id LIMIT ?
             """,
             [
-                JournalTime.value(milliseconds: milliseconds), .string(bizId ?? ""), .string(bizId ?? ""),
+                JournalTime.value(milliseconds: milliseconds), .string(bizId ?? ""), .string(bizId ?? ""), .int(afterRow),
                 .int(Int64(limit)),
             ]
         )
-        return result.rows.compactMap { row in
-            row.string("order_id").map { OrderRef(bizId: row.string("biz_id") ?? OrderRef.defaultBusiness, orderId: $0) }
+        var seen: Set<OrderRef> = []
+        var orders: [OrderRef] = []
+        for row in result.rows {
+            guard let orderId = row.string("order_id") else { continue }
+            let order = OrderRef(bizId: row.string("biz_id") ?? OrderRef.defaultBusiness, orderId: orderId)
+            if seen.insert(order).inserted { orders.append(order) }
         }
+        return (orders, result.rows.count == limit ? result.rows.last?.int64("id") : nil)
     }
 
     /// Whether a cancel of this order of `bizId`, made before any reserve of it, is recorded under `keyPrefix`

@@ -55,16 +55,23 @@ public final class ExpirySweeper: Service, Sendable {
     /// given (a test sharing the database with others). Returns how many expired.
     @discardableResult
     public func sweepJournal(graceMilliseconds: Int64 = 60_000, bizId: String? = nil) async -> Int {
-        let orders: [String]
-        do {
-            orders = try await engine.staleJournalHolds(graceMilliseconds: graceMilliseconds, limit: batch, bizId: bizId)
-        } catch {
-            logger.warning("expiry sweep could not read the journal", metadata: ["error": "\(error)"])
-            return 0
-        }
         var expired = 0
-        for orderId in orders where !Task.isCancelled {
-            if (try? await engine.expire(named: orderId)) == true { expired += 1 }
+        var afterRow: Int64 = 0
+        // Page after page, to the end: orders that cannot be expired yet (their Redis deadline later than the
+        // journal's) stay RESERVED, and a first page read again and again would never reach those after them.
+        while !Task.isCancelled {
+            let page: (orders: [String], lastRow: Int64?)
+            do {
+                page = try await engine.staleJournalHolds(graceMilliseconds: graceMilliseconds, limit: batch, bizId: bizId, afterRow: afterRow)
+            } catch {
+                logger.warning("expiry sweep could not read the journal", metadata: ["error": "\(error)"])
+                break
+            }
+            for orderId in page.orders where !Task.isCancelled {
+                if (try? await engine.expire(named: orderId)) == true { expired += 1 }
+            }
+            guard let lastRow = page.lastRow else { break }
+            afterRow = lastRow
         }
         if expired > 0 {
             logger.warning("expired holds found only through the journal", metadata: ["orders": "\(expired)"])
