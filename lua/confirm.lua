@@ -15,7 +15,8 @@
 --                              the caller expires it
 --   {'stale'}                  the caller's view of the order is out of date (its lines changed, or it is gone)
 --   {'missing', 'i,j'}         items (1-based) not whole in Redis: rebuild them, then run again (lib/items.lua)
---   {'lost'}                   a hold Redis lost with its item (rebuilt without it), and the item cannot sell its
+--   {'lost'}                   a one-time pool's line holding fewer codes than units (below), or
+--                              a hold Redis lost with its item (rebuilt without it), and the item cannot sell its
 --                              units again: nothing is changed (the caller cancels the order: its hold is gone)
 --
 -- used_stock_num -q with stock_num unchanged (an infinite item's stock_num, its on-hand stock, -q: the hold took
@@ -41,7 +42,7 @@ if behind then return behind end
 
 local order = KEYS[1]
 local now = clockNow(ARGV[2])
-local fields = redis.call('HMGET', order, 'status', 'lines', 'biz', 'expires_at', 'line_epochs')
+local fields = redis.call('HMGET', order, 'status', 'lines', 'biz', 'expires_at', 'line_epochs', 'codes')
 local status = fields[1]
 if not status then
   -- The caller read the order, and it is gone now (Redis lost its data in between): read again (the order comes
@@ -71,6 +72,8 @@ end
 
 -- Read every line first: a hold the item does not count must be sold from the item now, all lines or none.
 local reservedLines, lineEpochs = orderLines(fields[2], fields[5])
+local lineCodes = {}
+for part in string.gmatch((fields[6] or '') .. ',', '([^,]*),') do lineCodes[#lineCodes + 1] = part end
 local plan = {}
 local left = {}
 for i = 0, n - 1 do
@@ -78,6 +81,16 @@ for i = 0, n - 1 do
   local item = redis.call('HMGET', itemKey, 'epoch', 'stock_num', 'is_infinite', 'pool_kind', 'absorbed')
   local held, counted = holdIn(KEYS[5 + 2 * i], item[1], reservedLines[i + 1], lineEpochs and lineEpochs[i + 1],
     item[5])
+  -- A one-time pool's hold is its codes: a line holding fewer codes than units (restored from the journal without a
+  -- code another order took since: this order gave it back in a step Redis lost, CodePoolRepository.assignedCodes)
+  -- cannot be sold, and is lost as below.
+  if item[4] == 'one_time' and held > 0 then
+    local count = 0
+    for _ in string.gmatch(lineCodes[i + 1] or '', '[^|]+') do count = count + 1 end
+    if count < held then
+      return {'lost'}
+    end
+  end
   if held > 0 and not counted then
     -- a one-time pool's rebuild put the lost hold's codes back in its set: they cannot be sold with the units
     if item[4] == 'one_time' then

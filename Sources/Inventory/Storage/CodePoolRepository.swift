@@ -144,11 +144,14 @@ public struct CodePoolRepository: Sendable {
 
     /// The codes each line of an order's journal rows holds (by skuId), for restoring an order Redis lost.
     ///
-    /// Not a code another order took later and still holds (its row RESERVED or CONFIRMED, its reserve event after
-    /// this one's): a code is taken again only after it was given back, so this order gave it back, in a cancel,
-    /// expiry or refund whose event Redis lost before the journal had it (an item's events go to as many streams as
-    /// its orders' shards, so the later take can be in the journal first). Restored with it, this order would hand it
-    /// back once more, into the set of usable codes, while the other order holds it: sold twice.
+    /// Not a one-time code another order took later and still holds (its row RESERVED or CONFIRMED, its reserve event
+    /// a later millisecond than this one's): such a code is taken again only after it was given back, so this order
+    /// gave it back, in a cancel, expiry or refund whose event Redis lost before the journal had it (on a single
+    /// Redis an item's events go to as many streams as its orders' shards, so the later take can be in the journal
+    /// first). Restored with it, this order would hand it back once more, into the set of usable codes, while the
+    /// other order holds it: sold twice. (Reusable and batch codes are shared by design. Takes in one millisecond on
+    /// two streams cannot be ordered by their ids: the code stays, as before.) A line left with fewer codes than
+    /// units cannot be sold (confirm.lua: the order is cancelled).
     public func assignedCodes(orderId: String, bizId: String) async throws -> [UInt64: [String]] {
         let rows = try await client.query(
             """
@@ -160,9 +163,10 @@ public struct CodePoolRepository: Sendable {
                 JOIN reservation_journal k
                   ON k.order_id = b.order_id AND k.biz_id = b.biz_id AND k.sku_id = b.sku_id
                  AND k.reserve_event = b.reserve_event
+                JOIN code_pools p ON p.biz_id = b.biz_id AND p.sku_id = b.sku_id AND p.kind = '\(CodePoolKind.oneTime.column)'
                 WHERE b.biz_id = a.biz_id AND b.sku_id = a.sku_id AND b.code = a.code AND b.order_id <> a.order_id
                   AND k.status IN ('RESERVED', 'CONFIRMED')
-                  AND \(Self.eventOrder("b.reserve_event")) > \(Self.eventOrder("a.reserve_event"))
+                  AND \(Self.eventMilliseconds("b.reserve_event")) > \(Self.eventMilliseconds("a.reserve_event"))
             )
             ORDER BY a.sku_id, a.code
             """,
@@ -176,9 +180,9 @@ public struct CodePoolRepository: Sendable {
         return codes
     }
 
-    /// An outbox entry id ('<ms>-<seq>') as a row that compares in the order Redis gave them out.
-    static func eventOrder(_ column: String) -> String {
-        "(CAST(SUBSTRING_INDEX(\(column), '-', 1) AS UNSIGNED), CAST(SUBSTRING_INDEX(\(column), '-', -1) AS UNSIGNED))"
+    /// The millisecond of an outbox entry id ('<ms>-<seq>'): its sequence orders entries of one stream only.
+    static func eventMilliseconds(_ column: String) -> String {
+        "CAST(SUBSTRING_INDEX(\(column), '-', 1) AS UNSIGNED)"
     }
 
     static func pool(bizId: String, sku: MySQLValue, on connection: MySQLConnection, locking: Bool = false) throws -> CodePool? {
