@@ -16,6 +16,10 @@
 -- ARGV[8] what MySQL's ledger says of the adjustment, when the key cannot tell (below) or the caller asked it first
 --         (a retry reversing a removal it took over): '' not asked, 'none' no row, '?' not known (a row that names
 --         no half), else the name of the half it has
+-- ARGV[9] '1' when the change's caller gave it up without learning MySQL's outcome (a PUT whose COMMIT got no answer):
+--         MySQL may have the change all the same, so its half goes onto the item's stale list as given up
+--         (lib/fence.lua giveUpHalf) in this same step, not closed: the next PUT rebuilds the item from MySQL instead
+--         of taking its delta from counters that may lack the change
 --
 -- The reversal ends the change: the fence its Redis half opened is closed (lib/fence.lua).
 --
@@ -45,7 +49,9 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
   -- Reversed before (by this task, or by another owner of the same half): this caller's own fence goes all the same.
   local mark, at = halfToken(made)
   local current = redis.call('HMGET', item, 'epoch', 'repairs')
-  if at and current[1] and mark == itemMark(current[1], current[2]) then closeFence(item, at, clockNow('')) end
+  if at and current[1] and mark == itemMark(current[1], current[2]) then
+    if ARGV[9] == '1' then giveUpHalf(item, at, clockNow('')) else closeFence(item, at, clockNow('')) end
+  end
   return {'done'}
 end
 -- A task stored before marks names a bare epoch, and its adjustment key held the plain fingerprint from the Redis
@@ -149,7 +155,11 @@ end
 redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
 -- The half's own fence goes (a retry that took it over had closed it and opened its own, which it closes); a surplus
 -- half a retry took over goes with that retry's fence and key (its own reversal finds the marker).
-closeFence(item, madeAt, clockNow(''))
+if ARGV[9] == '1' and madeAt then
+  giveUpHalf(item, madeAt, clockNow(''))
+else
+  closeFence(item, madeAt, clockNow(''))
+end
 if taker then closeFence(item, taker, clockNow('')) end
 if ours or taker then
   redis.call('DEL', KEYS[2])

@@ -55,6 +55,43 @@ struct PutHalvesTests {
         }
     }
 
+    @Test("a given-up PUT's reversal run later as a stored task puts its half on the stale list in the same step")
+    func givenUpReversalAsTask() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            let itemKey = stores.keys.item(item)
+            _ = try await engine.setStock(item, StockSettings(stock: 10))
+            // A PUT's Redis half (+20) whose COMMIT landed without an answer, and whose reversal could not run at once.
+            guard case .changed(let delta, let token, let settings) = try await engine.stores.run(
+                SetStockCall(item, StockSettings(stock: 30), itemTTLSeconds: 600, layout: stores.keys)
+            ) else {
+                Issue.record("set_stock did not change the item")
+                return
+            }
+            _ = try await StockRepository(client: stores.mysql).apply(
+                StockChange(bizId: stores.bizId, skuId: 1, delta: delta, reason: "set", source: "set:\(UUID().uuidString)")
+            )
+            #expect(try await stores.mysqlStock(1) == 30)
+            let task = CompensationTask.undoStock(
+                itemKey: itemKey, adjustmentKey: itemKey, delta: delta, fingerprint: "", marker: itemKey + ":undo:t", token: token,
+                settings: settings, givenUp: true
+            )
+            let stored = try #require(CompensationTask(kind: task.kind, payload: task.payload))
+            _ = try await engine.compensator.runCompensation(stored)
+            #expect(try await engine.stock(item).onHand == 10)
+            let at = try #require(token.split(separator: "@").last.map(String.init))
+            let fields = try await stores.redis.command("HMGET", itemKey, "admin_open", "admin_stale").array ?? []
+            #expect(fields.first?.text == nil, "out of the fence")
+            #expect(fields.last?.text == "u" + at, "on the stale list, as given up")
+            // The next PUT rebuilds the item from MySQL (30) and moves it by 0. Before, the reversal closed the half
+            // and the PUT took +20 from the reversed item: MySQL 50.
+            #expect(try await engine.setStock(item, StockSettings(stock: 30)).onHand == 30)
+            #expect(try await stores.mysqlStock(1) == 30)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+
     @Test("a PUT beside a half under way answers 503 with nothing changed; once that half is left for good, it rebuilds")
     func besideAbandonedHalf() async throws {
         try await TestStores.with { stores in

@@ -117,6 +117,11 @@ struct ScriptReplyTests {
             token: "e/0@9", settings: "", surplus: true, half: "e/0@7", source: "adj:b:1:a"
         )
         #expect(CompensationTask(kind: task.kind, payload: task.payload) == task)
+        let givenUp = CompensationTask.undoStock(
+            itemKey: "p:{b:1}:item", adjustmentKey: "p:{b:1}:item", delta: 20, fingerprint: "", marker: "m", token: "e/0@9",
+            givenUp: true
+        )
+        #expect(CompensationTask(kind: givenUp.kind, payload: givenUp.payload) == givenUp)
         let before = ["p:{b:1}:item", "p:{b:1}:adj:a", "-3", "-3|x", "m", "e/0@9", "", "surplus"].joined(separator: "\t")
         #expect(
             CompensationTask(kind: "undo_stock", payload: before)

@@ -10,9 +10,11 @@ public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
     /// `surplus`: an adjustment's half whose MySQL half found the adjustment there from another attempt; `half`: the
     /// half's name when `token` is not it (a retry took the half over); `source`: the adjustment's ledger source,
     /// whose row decides when its key cannot ("" for a PUT, and in tasks stored before it was kept; lua/undo_stock.lua).
+    /// `givenUp`: a PUT whose COMMIT got no answer: MySQL may have the change all the same, so the half goes onto the
+    /// item's stale list as given up (lua/lib/fence.lua) in the same step as its reversal, not closed.
     case undoStock(
         itemKey: String, adjustmentKey: String, delta: Int64, fingerprint: String, marker: String, token: String,
-        settings: String = "", surplus: Bool = false, half: String = "", source: String = ""
+        settings: String = "", surplus: Bool = false, half: String = "", source: String = "", givenUp: Bool = false
     )
     /// Take back the hold of one reserve event; `earlierEventId` is the reserve event whose journal row it
     /// duplicates ("" when none).
@@ -40,11 +42,11 @@ public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .undoStock(
             let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let token, let settings, let surplus,
-            let half, let source
+            let half, let source, let givenUp
         ):
             return [
                 itemKey, adjustmentKey, String(delta), fingerprint, marker, token, settings, surplus ? "surplus" : "", half,
-                source,
+                source, givenUp ? "given-up" : "",
             ].joined(separator: "\t")
         case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):
             return [orderId, bizId, eventId, lines, earlierEventId].joined(separator: "\t")
@@ -54,13 +56,13 @@ public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
     init?(kind: String, payload: String) {
         let fields = payload.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
         switch (kind, fields.count) {
-        case ("undo_stock", 5...10):
+        case ("undo_stock", 5...11):
             guard let delta = Int64(fields[2]) else { return nil }
             self = .undoStock(
                 itemKey: fields[0], adjustmentKey: fields[1], delta: delta, fingerprint: fields[3], marker: fields[4],
                 token: fields.count > 5 ? fields[5] : "", settings: fields.count > 6 ? fields[6] : "",
                 surplus: fields.count > 7 && fields[7] == "surplus", half: fields.count > 8 ? fields[8] : "",
-                source: fields.count > 9 ? fields[9] : ""
+                source: fields.count > 9 ? fields[9] : "", givenUp: fields.count > 10 && fields[10] == "given-up"
             )
         case ("undo_reserve", 4), ("undo_reserve", 5):
             self = .undoReserve(

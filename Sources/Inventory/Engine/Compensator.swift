@@ -20,7 +20,7 @@ struct Compensator: Sendable, EngineCollaborator {
     @discardableResult
     func undoStock(
         itemKey: String, delta: Int64, adjustmentKey: String?, fingerprint: String, token: String, settings: String = "",
-        surplus: Bool = false, half: String = "", source: String = ""
+        surplus: Bool = false, half: String = "", source: String = "", givenUp: Bool = false
     ) async -> Bool {
         // An adjustment's half is reversed once whoever reverses it (the attempt that made it, a retry that took it
         // over): the marker is the half's, beside its key. Same hash tag as the item: "prefix:{biz:sku}:adj:<id>" →
@@ -35,7 +35,8 @@ struct Compensator: Sendable, EngineCollaborator {
         return await compensate(
             .undoStock(
                 itemKey: itemKey, adjustmentKey: adjustmentKey ?? itemKey, delta: delta, fingerprint: fingerprint,
-                marker: marker, token: token, settings: settings, surplus: surplus, half: half, source: source
+                marker: marker, token: token, settings: settings, surplus: surplus, half: half, source: source,
+                givenUp: givenUp
             )
         )
     }
@@ -105,14 +106,14 @@ struct Compensator: Sendable, EngineCollaborator {
         switch task {
         case .undoStock(
             let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let token, let settings, let surplus,
-            let half, let source
+            let half, let source, let givenUp
         ):
             func undo(ledgerHalf: String) async throws -> UndoStockCall.Reply {
                 try await stores.run(
                     UndoStockCall(
                         itemKey: itemKey, adjustmentKey: adjustmentKey, marker: marker, delta: delta, fingerprint: fingerprint,
                         token: token, settings: settings, surplus: surplus, half: half, ledgerHalf: ledgerHalf,
-                        retentionSeconds: configuration.retentionSeconds
+                        givenUp: givenUp, retentionSeconds: configuration.retentionSeconds
                     )
                 )
             }

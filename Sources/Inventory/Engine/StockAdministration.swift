@@ -118,15 +118,14 @@ struct StockAdministration: Sendable, EngineCollaborator {
                 // Kept, in the item it was made in only (unsettle.lua drops an item rebuilt since).
                 _ = try? await stores.run(UnsettleCall(itemKey: itemKey, token: token))
             } else {
-                let reversed = await compensator.undoStock(
-                    itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", token: token, settings: before
-                )
                 // An addition reversed whose COMMIT got no answer: MySQL may have it all the same, so the next PUT must not
-                // take its delta from the item (unsettle.lua puts the half on the item's stale list: lib/fence.lua).
-                // Before, a retry of the PUT added the delta to MySQL a second time.
-                if (error as? MySQLError)?.code == .commitOutcomeUnknown {
-                    _ = try? await stores.run(UnsettleCall(itemKey: itemKey, token: token))
-                }
+                // take its delta from the item: the reversal puts the half on the item's stale list in the same step
+                // (lib/fence.lua), also when it runs later as a stored task. Before, a retry of the PUT added the delta
+                // to MySQL a second time.
+                let reversed = await compensator.undoStock(
+                    itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", token: token, settings: before,
+                    givenUp: (error as? MySQLError)?.code == .commitOutcomeUnknown
+                )
                 if !reversed { throw Self.halfKept(error) }
             }
             throw stores.mapMySQL(error)

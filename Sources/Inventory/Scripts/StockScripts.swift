@@ -130,13 +130,18 @@ struct UndoStockCall: ScriptCall {
     /// half's, so that its owner and a retry that took it over reverse it once); `surplus`: MySQL had the adjustment
     /// from another attempt; `half`: the half's name when `token` is not it (a retry took the half over;
     /// lua/lib/fence.lua); `ledgerHalf`: what MySQL's ledger says of the adjustment, after a `check` ("none": no row,
-    /// "?": not known, else the name of the half it has; "": not asked).
+    /// "?": not known, else the name of the half it has; "": not asked); `givenUp`: the half goes onto the item's stale
+    /// list as given up instead of closing (a PUT whose COMMIT got no answer).
     init(
         itemKey: String, adjustmentKey: String, marker: String, delta: Int64, fingerprint: String, token: String,
-        settings: String, surplus: Bool = false, half: String = "", ledgerHalf: String = "", retentionSeconds: Int
+        settings: String, surplus: Bool = false, half: String = "", ledgerHalf: String = "", givenUp: Bool = false,
+        retentionSeconds: Int
     ) {
         keys = [itemKey, adjustmentKey, marker]
-        arguments = [String(delta), fingerprint, String(retentionSeconds), token, settings, surplus ? "1" : "", half, ledgerHalf]
+        arguments = [
+            String(delta), fingerprint, String(retentionSeconds), token, settings, surplus ? "1" : "", half, ledgerHalf,
+            givenUp ? "1" : "",
+        ]
     }
 
     static func decode(_ value: RedisValue) throws -> Reply {
