@@ -42,7 +42,7 @@ if behind then return behind end
 
 local order = KEYS[1]
 local now = clockNow(ARGV[2])
-local fields = redis.call('HMGET', order, 'status', 'lines', 'biz', 'expires_at', 'line_epochs', 'codes')
+local fields = redis.call('HMGET', order, 'status', 'lines', 'biz', 'expires_at', 'line_epochs', 'codes', 'restored')
 local status = fields[1]
 if not status then
   -- The caller read the order, and it is gone now (Redis lost its data in between): read again (the order comes
@@ -81,10 +81,11 @@ for i = 0, n - 1 do
   local item = redis.call('HMGET', itemKey, 'epoch', 'stock_num', 'is_infinite', 'pool_kind', 'absorbed')
   local held, counted = holdIn(KEYS[5 + 2 * i], item[1], reservedLines[i + 1], lineEpochs and lineEpochs[i + 1],
     item[5])
-  -- A one-time pool's hold is its codes: a line holding fewer codes than units (restored from the journal without a
-  -- code another order took since: this order gave it back in a step Redis lost, CodePoolRepository.assignedCodes)
-  -- cannot be sold, and is lost as below.
-  if item[4] == 'one_time' and held > 0 then
+  -- A one-time pool's hold is its codes: a line of an order restored from the journal holding fewer codes than units
+  -- (without a code another order took since: this order gave it back in a step Redis lost,
+  -- CodePoolRepository.assignedCodes) cannot be sold, and is lost as below. (Only a restored order's: a hold made
+  -- before its item got a one-time pool, a backorder of stock 0, holds no codes and is sold as it is.)
+  if item[4] == 'one_time' and held > 0 and fields[7] == '1' then
     local count = 0
     for _ in string.gmatch(lineCodes[i + 1] or '', '[^|]+') do count = count + 1 end
     if count < held then

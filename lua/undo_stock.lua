@@ -133,6 +133,8 @@ end
 -- another change since); an item it made infinite or finite is dropped all the same, for a rebuild from MySQL.
 if (unclear or KEYS[2] == item) and not legacy and madeAt and halfLost(item, madeAt) then
   redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[3]))
+  -- (Given up: MySQL may have the change the item lacks; the next PUT must not count from it either.)
+  if ARGV[9] == '1' then giveUpHalf(item, madeAt, clockNow('')) end
   if KEYS[2] == item and flipped then redis.call('DEL', item) end
   return {'rebuilt'}
 end

@@ -93,6 +93,24 @@ struct CodeRestoreTests {
         }
     }
 
+    @Test("a backorder hold made before its item got a one-time pool is still sold when paid (it never held codes)")
+    func holdBeforeOneTimePoolConfirms() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            _ = try await engine.setStock(item, StockSettings(stock: 0, backorderLimit: 5))
+            _ = try await engine.reserve(
+                ReserveCommand(
+                    orderId: "o-1", bizId: stores.bizId, userId: nil, items: [.init(skuId: 1, quantity: 2)], ttlSeconds: 1800,
+                    shortage: .backorder
+                )
+            )
+            _ = try await engine.setPool(item, CodePool(kind: .oneTime))
+            // (Only an order restored from the journal with fewer codes than units is refused: confirm.lua.)
+            #expect(try await engine.confirm(orderId: "o-1", bizId: stores.bizId).reservation.status == .confirmed)
+        }
+    }
+
     @Test("a reusable pool's order restored from the journal keeps its code, which later orders share by design")
     func reusableCodeKept() async throws {
         try await TestStores.with(cluster: false) { stores in

@@ -56,6 +56,31 @@ struct JournalSweepTests {
         }
     }
 
+    @Test("one journal sweep reads at most four pages; the next goes on where it stopped")
+    func sweepBudgetAndResume() async throws {
+        try await TestStores.with { stores in
+            _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let stuck = (1...5).map { "o-\($0)" }
+            for orderId in stuck { try await reserve(stores, orderId, ttl: 600) }
+            try await reserve(stores, "o-6", ttl: 1)
+            #expect(try await stores.drainWithWorker())
+            _ = try await stores.mysql.query(
+                "UPDATE reservation_journal SET expires_at = expires_at - INTERVAL 1 HOUR WHERE biz_id = ? AND order_id <> 'o-6'",
+                [.string(stores.bizId)]
+            )
+            let due = try #require(try await stores.engine.reservation(orderId: "o-6", bizId: stores.bizId).expiresAtMilliseconds)
+            try await lose(stores, "o-6")
+            try await waitFor("the lost hold due by Redis's clock", within: .seconds(15), every: .milliseconds(50)) {
+                try await stores.engine.redisNow() > due
+            }
+            // Pages of one line: the first call reads o-1 to o-4, the second o-5 and o-6.
+            let sweeper = ExpirySweeper(engine: stores.engine, batch: 1, logger: stores.logger)
+            #expect(await sweeper.sweepJournal(graceMilliseconds: 0, bizId: stores.bizId) == 0)
+            #expect(await sweeper.sweepJournal(graceMilliseconds: 0, bizId: stores.bizId) == 1)
+            #expect(try await status(stores, "o-6") == .expired)
+        }
+    }
+
     @Test("lines the sweep cannot expire yet do not hide the lost holds after them")
     func stuckLinesDoNotHideOthers() async throws {
         try await TestStores.with { stores in

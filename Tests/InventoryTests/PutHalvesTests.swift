@@ -10,6 +10,17 @@ import Testing
 /// (lua/lib/fence.lua, the stale list; set_stock.lua).
 @Suite("PUT beside another change's half")
 struct PutHalvesTests {
+    /// A PUT of item 1 that made its Redis half and waits at the start of its MySQL transaction (held by the proxy)
+    /// until `proxy.release()`.
+    func heldAfterRedisHalf(
+        _ stores: TestStores, _ proxy: FaultProxy, _ settings: StockSettings
+    ) async throws -> Task<StockLevel, any Error> {
+        proxy.holdRequest(containing: FaultProxy.begin)
+        let put = Task { try await stores.engine.setStock(stores.item(1), settings) }
+        try await waitFor("the PUT's MySQL half held") { proxy.isHolding }
+        return put
+    }
+
     @Test("a PUT retried after its COMMIT got no answer sets the stock in MySQL too, not a delta of 0")
     func retryAfterUnknownCommit() async throws {
         try await CommitOutcomeTests().withProxiedMySQL { stores, proxy in
@@ -92,6 +103,33 @@ struct PutHalvesTests {
         }
     }
 
+    @Test("a given-up PUT's half that went with lost Redis data is not reversed, and still goes on the stale list")
+    func givenUpHalfLost() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            let itemKey = stores.keys.item(item)
+            _ = try await engine.setStock(item, StockSettings(stock: 10))
+            guard case .changed(let delta, let token, let settings) = try await engine.stores.run(
+                SetStockCall(item, StockSettings(stock: 30), itemTTLSeconds: 600, layout: stores.keys)
+            ) else {
+                Issue.record("set_stock did not change the item")
+                return
+            }
+            // Redis lost the half's entry with its last writes (the counters as they were: 10).
+            _ = try await stores.redis.command("HDEL", itemKey, "admin_open")
+            _ = try await stores.redis.command("HINCRBY", itemKey, "stock_num", String(-delta))
+            #expect(
+                await engine.compensator.undoStock(
+                    itemKey: itemKey, delta: delta, adjustmentKey: nil, fingerprint: "", token: token, settings: settings, givenUp: true
+                )
+            )
+            #expect(try await engine.stock(item).onHand == 10, "nothing reversed: the half was not in the item")
+            let at = try #require(token.split(separator: "@").last.map(String.init))
+            #expect(try await stores.redis.command("HGET", itemKey, "admin_stale").text == "u" + at)
+        }
+    }
+
     @Test("a PUT beside a half under way answers 503 with nothing changed; once that half is left for good, it rebuilds")
     func besideAbandonedHalf() async throws {
         try await TestStores.with { stores in
@@ -130,10 +168,8 @@ struct PutHalvesTests {
             let engine = stores.engine
             let item = stores.item(1)
             _ = try await engine.setStock(item, StockSettings(stock: 10))
-            // PUT 1 (30) stops after its Redis half (+20): the start of its MySQL transaction is held.
-            proxy.holdRequest(containing: FaultProxy.begin)
-            let first = Task { try await engine.setStock(item, StockSettings(stock: 30)) }
-            try await waitFor("PUT 1's MySQL half held") { proxy.isHolding }
+            // PUT 1 (30) stops after its Redis half (+20).
+            let first = try await heldAfterRedisHalf(stores, proxy, StockSettings(stock: 30))
             // Redis loses the item; PUT 2 (30) rebuilds it from MySQL (10), without PUT 1's half, and moves it by +20.
             _ = try await stores.redis.command("DEL", stores.keys.item(item))
             #expect(try await engine.setStock(item, StockSettings(stock: 30)).onHand == 30)
@@ -155,10 +191,8 @@ struct PutHalvesTests {
             let engine = stores.engine
             let item = stores.item(1)
             _ = try await engine.setStock(item, StockSettings(stock: 0))
-            // The PUT (10) stops after its Redis half: the start of its MySQL transaction is held.
-            proxy.holdRequest(containing: FaultProxy.begin)
-            let put = Task { try await engine.setStock(item, StockSettings(stock: 10)) }
-            try await waitFor("the PUT's MySQL half held") { proxy.isHolding }
+            // The PUT (10) stops after its Redis half.
+            let put = try await heldAfterRedisHalf(stores, proxy, StockSettings(stock: 10))
             // A one-time pool is made meanwhile: MySQL's stock is still 0.
             _ = try await engine.setPool(item, CodePool(kind: .oneTime))
             proxy.release()

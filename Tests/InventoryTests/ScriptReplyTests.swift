@@ -117,6 +117,8 @@ struct ScriptReplyTests {
             token: "e/0@9", settings: "", surplus: true, half: "e/0@7", source: "adj:b:1:a"
         )
         #expect(CompensationTask(kind: task.kind, payload: task.payload) == task)
+        // Ten fields unless given up: a binary from before reads ten at most (and skips a task it cannot read).
+        #expect(task.payload.split(separator: "\t", omittingEmptySubsequences: false).count == 10)
         let givenUp = CompensationTask.undoStock(
             itemKey: "p:{b:1}:item", adjustmentKey: "p:{b:1}:item", delta: 20, fingerprint: "", marker: "m", token: "e/0@9",
             givenUp: true

@@ -101,19 +101,25 @@ local function openFence(item, now)
   return at
 end
 
+-- Writes the open halves without the one opened at `at`, the lapsed ones onto the stale list after `stale` (a list
+-- to start it with).
+local function withoutHalf(item, at, now, stale)
+  local halves = {}
+  local live, lapsed, lapsedNow = openHalves(item, now)
+  for _, open in ipairs(live) do
+    if open ~= tostring(at) then halves[#halves + 1] = open end
+  end
+  for _, open in ipairs(lapsedNow) do
+    if open ~= tostring(at) then stale[#stale + 1] = open end
+  end
+  writeHalves(item, halves, lapsed, now, stale)
+end
+
 -- Closes the fence of the half opened at `at` (nil: a token from before halves had times, which closes the count).
 local function closeFence(item, at, now)
   if at then
-    local halves, stale = {}, {}
-    local live, lapsed, lapsedNow = openHalves(item, now)
-    for _, open in ipairs(live) do
-      if open ~= tostring(at) then halves[#halves + 1] = open end
-    end
-    for _, open in ipairs(lapsedNow) do
-      if open ~= tostring(at) then stale[#stale + 1] = open end
-    end
     dropStale(item, at)
-    writeHalves(item, halves, lapsed, now, stale)
+    withoutHalf(item, at, now, {})
   elseif redis.call('HEXISTS', item, 'admin_pending') == 1 then
     if redis.call('HINCRBY', item, 'admin_pending', -1) <= 0 then
       redis.call('HDEL', item, 'admin_pending', 'admin_since')
@@ -125,15 +131,7 @@ end
 -- half kept, or reversed in Redis while MySQL may have it): out of the fence, and onto the stale list as given up, at
 -- once; a later reversal of it (a stored task) leaves that entry.
 local function giveUpHalf(item, at, now)
-  local halves, stale = {}, {'u' .. at}
-  local live, lapsed, lapsedNow = openHalves(item, now)
-  for _, open in ipairs(live) do
-    if open ~= tostring(at) then halves[#halves + 1] = open end
-  end
-  for _, open in ipairs(lapsedNow) do
-    if open ~= tostring(at) then stale[#stale + 1] = open end
-  end
-  writeHalves(item, halves, lapsed, now, stale)
+  withoutHalf(item, at, now, {'u' .. at})
 end
 
 -- Whether the item has a half nobody closed, that may be in Redis and not in MySQL: on the stale list, lapsed in the

@@ -44,10 +44,12 @@ public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
             let itemKey, let adjustmentKey, let delta, let fingerprint, let marker, let token, let settings, let surplus,
             let half, let source, let givenUp
         ):
-            return [
+            // (The eleventh field only when given up: a binary from before it reads ten at most, and skips what it
+            // cannot read, which would stall its retrier on a page of them.)
+            return ([
                 itemKey, adjustmentKey, String(delta), fingerprint, marker, token, settings, surplus ? "surplus" : "", half,
-                source, givenUp ? "given-up" : "",
-            ].joined(separator: "\t")
+                source,
+            ] + (givenUp ? ["given-up"] : [])).joined(separator: "\t")
         case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):
             return [orderId, bizId, eventId, lines, earlierEventId].joined(separator: "\t")
         }

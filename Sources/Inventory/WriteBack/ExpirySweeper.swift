@@ -19,6 +19,10 @@ public final class ExpirySweeper: Service, Sendable {
     private let owner = "sweeper-\(UInt64.random(in: 1...UInt64.max))"
     /// How long a shard's lease lasts without renewal.
     private let leaseMilliseconds: Int
+    /// The journal row the next journal sweep goes on after (0: from the start).
+    private let journalCursor = NIOLockedValueBox<Int64>(0)
+    /// Pages of `batch` journal lines one journal sweep reads at most.
+    static let journalPages = 4
 
     /// - Parameter leaseMilliseconds: how long a shard's lease lasts without renewal (nil: 5 intervals, at least 5 s).
     public init(
@@ -56,10 +60,12 @@ public final class ExpirySweeper: Service, Sendable {
     @discardableResult
     public func sweepJournal(graceMilliseconds: Int64 = 60_000, bizId: String? = nil) async -> Int {
         var expired = 0
-        var afterRow: Int64 = 0
-        // Page after page, to the end: orders that cannot be expired yet (their Redis deadline later than the
-        // journal's) stay RESERVED, and a first page read again and again would never reach those after them.
-        while !Task.isCancelled {
+        // Page after page, from where the last call stopped: orders that cannot be expired yet (their Redis deadline
+        // later than the journal's) stay RESERVED, and a first page read again and again would never reach those
+        // after them. At most `journalPages` pages a call (the sweep of the index waits meanwhile); past the last
+        // page the next call starts over.
+        var afterRow = journalCursor.withLockedValue { $0 }
+        for _ in 0..<Self.journalPages where !Task.isCancelled {
             let page: (orders: [String], lastRow: Int64?)
             do {
                 page = try await engine.staleJournalHolds(graceMilliseconds: graceMilliseconds, limit: batch, bizId: bizId, afterRow: afterRow)
@@ -70,9 +76,10 @@ public final class ExpirySweeper: Service, Sendable {
             for orderId in page.orders where !Task.isCancelled {
                 if (try? await engine.expire(named: orderId)) == true { expired += 1 }
             }
-            guard let lastRow = page.lastRow else { break }
-            afterRow = lastRow
+            afterRow = page.lastRow ?? 0
+            if page.lastRow == nil { break }
         }
+        journalCursor.withLockedValue { [afterRow] in $0 = afterRow }
         if expired > 0 {
             logger.warning("expired holds found only through the journal", metadata: ["orders": "\(expired)"])
         }
