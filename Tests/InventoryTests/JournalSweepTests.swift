@@ -56,28 +56,41 @@ struct JournalSweepTests {
         }
     }
 
-    @Test("one journal sweep reads at most four pages; the next goes on where it stopped")
+    @Test("one journal sweep reads at most four pages, the first from the start; the next goes on where it stopped")
     func sweepBudgetAndResume() async throws {
         try await TestStores.with { stores in
             _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
-            let stuck = (1...5).map { "o-\($0)" }
-            for orderId in stuck { try await reserve(stores, orderId, ttl: 600) }
+            // o-0: lost from Redis, its deadline ten minutes away; o-1 to o-5: stuck (Redis's deadline later than the
+            // journal's); o-6: lost, due in a second.
+            for orderId in (0...5).map({ "o-\($0)" }) { try await reserve(stores, orderId, ttl: 600) }
             try await reserve(stores, "o-6", ttl: 1)
             #expect(try await stores.drainWithWorker())
             _ = try await stores.mysql.query(
-                "UPDATE reservation_journal SET expires_at = expires_at - INTERVAL 1 HOUR WHERE biz_id = ? AND order_id <> 'o-6'",
+                """
+                UPDATE reservation_journal SET expires_at = expires_at - INTERVAL 1 HOUR
+                WHERE biz_id = ? AND order_id NOT IN ('o-0', 'o-6')
+                """,
                 [.string(stores.bizId)]
             )
             let due = try #require(try await stores.engine.reservation(orderId: "o-6", bizId: stores.bizId).expiresAtMilliseconds)
-            try await lose(stores, "o-6")
+            for orderId in ["o-0", "o-6"] { try await lose(stores, orderId) }
             try await waitFor("the lost hold due by Redis's clock", within: .seconds(15), every: .milliseconds(50)) {
                 try await stores.engine.redisNow() > due
             }
-            // Pages of one line: the first call reads o-1 to o-4, the second o-5 and o-6.
+            // Pages of one line: the first call reads o-1 to o-4.
             let sweeper = ExpirySweeper(engine: stores.engine, batch: 1, logger: stores.logger)
             #expect(await sweeper.sweepJournal(graceMilliseconds: 0, bizId: stores.bizId) == 0)
-            #expect(await sweeper.sweepJournal(graceMilliseconds: 0, bizId: stores.bizId) == 1)
+            // o-0 falls due (its line, first of all, is behind where the sweep stopped).
+            _ = try await stores.mysql.query(
+                "UPDATE reservation_journal SET expires_at = expires_at - INTERVAL 1 HOUR WHERE biz_id = ? AND order_id = 'o-0'",
+                [.string(stores.bizId)]
+            )
+            // The second call: its first page from the start (o-0), then on from o-4 (o-5, o-6). Before the first page
+            // came from the start, o-0 waited for the sweep to come round again.
+            #expect(await sweeper.sweepJournal(graceMilliseconds: 0, bizId: stores.bizId) == 2)
+            #expect(try await status(stores, "o-0") == .expired)
             #expect(try await status(stores, "o-6") == .expired)
+            #expect(try await stores.engine.stock(stores.item(1)).reserved == 5)
         }
     }
 

@@ -60,24 +60,26 @@ public final class ExpirySweeper: Service, Sendable {
     @discardableResult
     public func sweepJournal(graceMilliseconds: Int64 = 60_000, bizId: String? = nil) async -> Int {
         var expired = 0
-        // Page after page, from where the last call stopped: orders that cannot be expired yet (their Redis deadline
-        // later than the journal's) stay RESERVED, and a first page read again and again would never reach those
-        // after them. At most `journalPages` pages a call (the sweep of the index waits meanwhile); past the last
-        // page the next call starts over.
-        var afterRow = journalCursor.withLockedValue { $0 }
-        for _ in 0..<Self.journalPages where !Task.isCancelled {
-            let page: (orders: [String], lastRow: Int64?)
+        // Page after page: orders that cannot be expired yet (their Redis deadline later than the journal's) stay
+        // RESERVED, and a first page read again and again would never reach those after them. At most `journalPages`
+        // pages a call (the sweep of the index waits meanwhile): the first page from the start (lines that fell due
+        // since, or whose expiry failed for a moment, are not left until a wrap-around), the others from where the
+        // last call stopped; past the last page the next call starts over.
+        var afterRow: Int64 = 0
+        for page in 0..<Self.journalPages where !Task.isCancelled {
+            if page == 1 { afterRow = max(afterRow, journalCursor.withLockedValue { $0 }) }
+            let read: (orders: [String], lastRow: Int64?)
             do {
-                page = try await engine.staleJournalHolds(graceMilliseconds: graceMilliseconds, limit: batch, bizId: bizId, afterRow: afterRow)
+                read = try await engine.staleJournalHolds(graceMilliseconds: graceMilliseconds, limit: batch, bizId: bizId, afterRow: afterRow)
             } catch {
                 logger.warning("expiry sweep could not read the journal", metadata: ["error": "\(error)"])
                 break
             }
-            for orderId in page.orders where !Task.isCancelled {
+            for orderId in read.orders where !Task.isCancelled {
                 if (try? await engine.expire(named: orderId)) == true { expired += 1 }
             }
-            afterRow = page.lastRow ?? 0
-            if page.lastRow == nil { break }
+            afterRow = read.lastRow ?? 0
+            if read.lastRow == nil { break }
         }
         journalCursor.withLockedValue { [afterRow] in $0 = afterRow }
         if expired > 0 {
