@@ -10,6 +10,20 @@ import Testing
 /// (lua/lib/fence.lua, the stale list; set_stock.lua).
 @Suite("PUT beside another change's half")
 struct PutHalvesTests {
+    /// Item 1 set to 10, then the Redis half only of a PUT of 30 (+20): its delta, token and settings.
+    func redisHalfOfPut(_ stores: TestStores) async throws -> (delta: Int64, token: String, settings: String) {
+        let item = stores.item(1)
+        _ = try await stores.engine.setStock(item, StockSettings(stock: 10))
+        let reply = try await stores.engine.stores.run(
+            SetStockCall(item, StockSettings(stock: 30), itemTTLSeconds: 600, layout: stores.keys)
+        )
+        guard case .changed(let delta, let token, let settings) = reply else {
+            Issue.record("set_stock did not change the item: \(reply)")
+            throw CancellationError()
+        }
+        return (delta, token, settings)
+    }
+
     /// A PUT of item 1 that made its Redis half and waits at the start of its MySQL transaction (held by the proxy)
     /// until `proxy.release()`.
     func heldAfterRedisHalf(
@@ -72,14 +86,8 @@ struct PutHalvesTests {
             let engine = stores.engine
             let item = stores.item(1)
             let itemKey = stores.keys.item(item)
-            _ = try await engine.setStock(item, StockSettings(stock: 10))
             // A PUT's Redis half (+20) whose COMMIT landed without an answer, and whose reversal could not run at once.
-            guard case .changed(let delta, let token, let settings) = try await engine.stores.run(
-                SetStockCall(item, StockSettings(stock: 30), itemTTLSeconds: 600, layout: stores.keys)
-            ) else {
-                Issue.record("set_stock did not change the item")
-                return
-            }
+            let (delta, token, settings) = try await redisHalfOfPut(stores)
             _ = try await StockRepository(client: stores.mysql).apply(
                 StockChange(bizId: stores.bizId, skuId: 1, delta: delta, reason: "set", source: "set:\(UUID().uuidString)")
             )
@@ -109,13 +117,7 @@ struct PutHalvesTests {
             let engine = stores.engine
             let item = stores.item(1)
             let itemKey = stores.keys.item(item)
-            _ = try await engine.setStock(item, StockSettings(stock: 10))
-            guard case .changed(let delta, let token, let settings) = try await engine.stores.run(
-                SetStockCall(item, StockSettings(stock: 30), itemTTLSeconds: 600, layout: stores.keys)
-            ) else {
-                Issue.record("set_stock did not change the item")
-                return
-            }
+            let (delta, token, settings) = try await redisHalfOfPut(stores)
             // Redis lost the half's entry with its last writes (the counters as they were: 10).
             _ = try await stores.redis.command("HDEL", itemKey, "admin_open")
             _ = try await stores.redis.command("HINCRBY", itemKey, "stock_num", String(-delta))
