@@ -160,12 +160,9 @@ public struct CodePoolRepository: Sendable {
               ON j.order_id = a.order_id AND j.biz_id = a.biz_id AND j.sku_id = a.sku_id AND j.reserve_event = a.reserve_event
             WHERE a.order_id = ? AND a.biz_id = ? AND NOT EXISTS (
                 SELECT 1 FROM code_assignments b
-                JOIN reservation_journal k
-                  ON k.order_id = b.order_id AND k.biz_id = b.biz_id AND k.sku_id = b.sku_id
-                 AND k.reserve_event = b.reserve_event
                 JOIN code_pools p ON p.biz_id = b.biz_id AND p.sku_id = b.sku_id AND p.kind = '\(CodePoolKind.oneTime.column)'
                 WHERE b.biz_id = a.biz_id AND b.sku_id = a.sku_id AND b.code = a.code AND b.order_id <> a.order_id
-                  AND k.status IN ('RESERVED', 'CONFIRMED')
+                  AND \(Self.held("b", statuses: "'RESERVED', 'CONFIRMED'"))
                   AND \(Self.eventMilliseconds("b.reserve_event")) > \(Self.eventMilliseconds("a.reserve_event"))
             )
             ORDER BY a.sku_id, a.code
@@ -178,6 +175,19 @@ public struct CodePoolRepository: Sendable {
             codes[sku, default: []].append(code)
         }
         return codes
+    }
+
+    /// Whether the code assignment `alias` is held by its reserve event in one of `statuses` (SQL, quoted and
+    /// comma-separated): its journal row's, or a duplicate hold of an ended order (`reserve_duplicates`,
+    /// JournalBatchPlan+Duplicates.swift) that its order went on with.
+    static func held(_ alias: String, statuses: String) -> String {
+        """
+        (EXISTS (SELECT 1 FROM reservation_journal hj WHERE hj.order_id = \(alias).order_id AND hj.biz_id = \(alias).biz_id
+                   AND hj.sku_id = \(alias).sku_id AND hj.reserve_event = \(alias).reserve_event AND hj.status IN (\(statuses)))
+         OR EXISTS (SELECT 1 FROM reserve_duplicates hd WHERE hd.order_id = \(alias).order_id AND hd.biz_id = \(alias).biz_id
+                   AND hd.sku_id = \(alias).sku_id AND hd.reserve_event = \(alias).reserve_event AND hd.earlier_event = ''
+                   AND hd.status IN (\(statuses))))
+        """
     }
 
     /// The millisecond of an outbox entry id ('<ms>-<seq>'): its sequence orders entries of one stream only.
@@ -214,11 +224,8 @@ public struct CodePoolRepository: Sendable {
                 SELECT c.code FROM codes c
                 WHERE c.biz_id = ? AND c.sku_id = ? AND NOT EXISTS (
                     SELECT 1 FROM code_assignments a
-                    JOIN reservation_journal j
-                      ON j.order_id = a.order_id AND j.biz_id = a.biz_id AND j.sku_id = a.sku_id
-                     AND j.reserve_event = a.reserve_event
                     WHERE a.biz_id = c.biz_id AND a.sku_id = c.sku_id AND a.code = c.code
-                      AND j.status IN ('RESERVED', 'CONFIRMED')
+                      AND \(held("a", statuses: "'RESERVED', 'CONFIRMED'"))
                 )
                 ORDER BY c.code
                 """

@@ -61,3 +61,32 @@ struct LedgerLine: Sendable {
     let reason: String
     let source: String
 }
+
+/// A confirm, cancel, expiry or refund of one order line.
+struct TransitionLine: Sendable {
+    let key: LineKey
+    let kind: OutboxEvent.Kind
+    /// The transition's outbox entry id: after its order's reserve events in the same stream.
+    let eventId: String
+    let quantity: Int64
+}
+
+/// One order line and one of its reserve events: an undone reserve, or a duplicate hold.
+struct LineEvent: Hashable, Sendable, Comparable {
+    let key: LineKey
+    let eventId: String
+
+    static func < (lhs: LineEvent, rhs: LineEvent) -> Bool { (lhs.key, lhs.eventId) < (rhs.key, rhs.eventId) }
+
+    func appendBinds(to binds: inout [MySQLValue]) {
+        key.appendBinds(to: &binds)
+        binds.append(.string(eventId))
+    }
+}
+
+/// Duplicate holds (`reserve_duplicates` rows) that move from one status to another.
+struct DuplicateStatusChange: Sendable {
+    let from: String
+    let to: String
+    let lines: [LineEvent]
+}

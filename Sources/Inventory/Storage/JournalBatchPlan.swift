@@ -28,6 +28,10 @@ struct BatchPlan: Sendable {
     var firstReserves: [Int] = []
     /// For each position in `reserves`, the position of its line's first reserve.
     var firstOfLine: [Int] = []
+    /// Every confirm, cancel, expiry and refund line, in batch order: the journal row's, unless a duplicate hold of an
+    /// order that had ended owns it (`routed`, JournalBatchPlan+Duplicates.swift).
+    var transitions: [TransitionLine] = []
+    /// The status changes and ledger lines of `transitions` when no duplicate owns any (almost every batch).
     var statusChanges: [StatusChange] = []
     var ledger: [LedgerLine] = []
     var tombstones: [Tombstone] = []
@@ -50,19 +54,14 @@ struct BatchPlan: Sendable {
 
     init(_ events: [OutboxEvent], inStreamOrder: Bool = true) {
         self.inStreamOrder = inStreamOrder
-        var confirms: [LineKey] = []
-        var cancels: [LineKey] = []
-        var expiries: [LineKey] = []
-        var refunds: [LineKey] = []
-        var ledgerSources: Set<String> = []
-        var undone: Set<UndoKey> = []
+        var undone: Set<LineEvent> = []
         var ended: Set<LineKey> = []
 
         for event in events where event.kind == .undo {
             guard let reserveEventId = event.reserveEventId, !reserveEventId.isEmpty else { continue }
             for line in event.lines {
                 let key = LineKey(orderId: event.orderId, bizId: event.bizId, skuId: line.skuId)
-                if undone.insert(UndoKey(key: key, eventId: reserveEventId)).inserted {
+                if undone.insert(LineEvent(key: key, eventId: reserveEventId)).inserted {
                     undos.append(UndoLine(key: key, reserveEventId: reserveEventId))
                 }
             }
@@ -73,7 +72,7 @@ struct BatchPlan: Sendable {
                 let key = LineKey(orderId: event.orderId, bizId: event.bizId, skuId: line.skuId)
                 switch event.kind {
                 case .reserve:
-                    guard line.quantity > 0, !undone.contains(UndoKey(key: key, eventId: event.id)) else { continue }
+                    guard line.quantity > 0, !undone.contains(LineEvent(key: key, eventId: event.id)) else { continue }
                     reserves.append(
                         ReserveLine(
                             key: key, userId: event.userId, requestFingerprint: event.requestFingerprint,
@@ -83,26 +82,8 @@ struct BatchPlan: Sendable {
                             reservedAt: Int64(event.id.prefix { $0 != "-" }).map { max($0, event.atMilliseconds) }
                         )
                     )
-                case .confirm, .refund:
-                    if event.kind == .confirm { confirms.append(key) } else { refunds.append(key) }
-                    ended.insert(key)
-                    guard line.quantity > 0 else { continue }
-                    let reason = event.kind.rawValue
-                    let source = "\(reason):\(event.orderId):\(event.bizId):\(line.skuId)"
-                    if ledgerSources.insert(source).inserted {
-                        ledger.append(
-                            LedgerLine(
-                                item: StockItemID(bizId: event.bizId, skuId: line.skuId),
-                                delta: event.kind == .confirm ? -line.quantity : line.quantity,
-                                reason: reason, source: source
-                            )
-                        )
-                    }
-                case .cancel:
-                    cancels.append(key)
-                    ended.insert(key)
-                case .expire:
-                    expiries.append(key)
+                case .confirm, .cancel, .expire, .refund:
+                    transitions.append(TransitionLine(key: key, kind: event.kind, eventId: event.id, quantity: line.quantity))
                     ended.insert(key)
                 case .undo:
                     continue
@@ -125,17 +106,48 @@ struct BatchPlan: Sendable {
             firstOfLine.append(first)
         }
         firstReserves.sort { [reserves] in reserves[$0].key < reserves[$1].key }
-        statusChanges = [
-            StatusChange(from: "RESERVED", to: "CONFIRMED", keys: Self.unique(confirms)),
-            StatusChange(from: "RESERVED", to: "CANCELLED", keys: Self.unique(cancels)),
-            StatusChange(from: "RESERVED", to: "EXPIRED", keys: Self.unique(expiries)),
-            StatusChange(from: "CONFIRMED", to: "REFUNDED", keys: Self.unique(refunds)),
-        ]
+        (statusChanges, ledger, _) = Self.changes(of: transitions, owners: [:])
     }
 
-    private struct UndoKey: Hashable {
-        let key: LineKey
-        let eventId: String
+    /// The journal's status changes and ledger lines of `transitions`, and those of duplicate holds: `owners` maps a
+    /// transition (by position) to the reserve event of the duplicate hold it belongs to. A ledger line is applied once
+    /// per source: a duplicate's carries its reserve event, since the line's own is the earlier order's.
+    static func changes(
+        of transitions: [TransitionLine], owners: [Int: String]
+    ) -> (statusChanges: [StatusChange], ledger: [LedgerLine], duplicateChanges: [DuplicateStatusChange]) {
+        var keys: [OutboxEvent.Kind: [LineKey]] = [:]
+        var owned: [OutboxEvent.Kind: [LineEvent]] = [:]
+        var ledger: [LedgerLine] = []
+        var ledgerSources: Set<String> = []
+        for (index, line) in transitions.enumerated() {
+            let owner = owners[index]
+            if let owner {
+                owned[line.kind, default: []].append(LineEvent(key: line.key, eventId: owner))
+            } else {
+                keys[line.kind, default: []].append(line.key)
+            }
+            guard line.kind == .confirm || line.kind == .refund, line.quantity > 0 else { continue }
+            let reason = line.kind.rawValue
+            let key = line.key
+            let source = "\(reason):\(key.orderId):\(key.bizId):\(key.skuId)" + (owner.map { ":" + $0 } ?? "")
+            if ledgerSources.insert(source).inserted {
+                ledger.append(
+                    LedgerLine(
+                        item: StockItemID(bizId: key.bizId, skuId: key.skuId),
+                        delta: line.kind == .confirm ? -line.quantity : line.quantity, reason: reason, source: source
+                    )
+                )
+            }
+        }
+        let moves: [(OutboxEvent.Kind, String, String)] = [
+            (.confirm, "RESERVED", "CONFIRMED"), (.cancel, "RESERVED", "CANCELLED"), (.expire, "RESERVED", "EXPIRED"),
+            (.refund, "CONFIRMED", "REFUNDED"),
+        ]
+        let statusChanges = moves.map { kind, from, to in StatusChange(from: from, to: to, keys: unique(keys[kind] ?? [])) }
+        let duplicateChanges = moves.compactMap { kind, from, to in
+            owned[kind].map { DuplicateStatusChange(from: from, to: to, lines: Array(Set($0)).sorted()) }
+        }
+        return (statusChanges, ledger, duplicateChanges)
     }
 
     /// Distinct keys in index order, so concurrent batches lock rows in the same order.
@@ -148,10 +160,16 @@ struct BatchPlan: Sendable {
         var result = JournalBatchResult()
         result.rowsDeleted = try undo(on: connection)
         try reserve(on: connection, into: &result)
+        let owners = try owners(result.duplicates, on: connection)
+        let (statusChanges, ledger, duplicateChanges) =
+            owners.isEmpty ? (statusChanges, ledger, []) : Self.changes(of: transitions, owners: owners)
         for change in statusChanges where !change.keys.isEmpty {
             result.rowsUpdated += try update(change, on: connection)
         }
-        try applyStock(on: connection, into: &result)
+        for change in duplicateChanges {
+            try update(change, on: connection)
+        }
+        try applyStock(ledger, on: connection, into: &result)
         for chunk in exactChunks(tombstones) {
             _ = try connection.query(
                 "INSERT IGNORE INTO order_tombstones (key_prefix, biz_id, order_id) VALUES \(tuples(chunk.count, "(?, ?, ?)"))",
@@ -183,6 +201,7 @@ struct BatchPlan: Sendable {
                 chunk.flatMap { $0.key.binds + [.string($0.reserveEventId)] }
             )
         }
+        if !undos.isEmpty { try closeUndone(on: connection) }
         return deleted
     }
 
@@ -277,76 +296,7 @@ struct BatchPlan: Sendable {
                 )
             )
         }
-    }
-
-    /// For each duplicate reserve line (by position in `reserves`), the earlier reserve event whose hold the item
-    /// still counted when the duplicate was made: the existing row's, while it was live at the duplicate's place in
-    /// the stream (RESERVED, and no confirm, cancel, expiry or refund of the line before it in this batch); "" once
-    /// the earlier order had ended. Decided by the first delivery and kept in `reserve_duplicates`: a later delivery
-    /// reads the row as this batch left it (a confirm of the retry's order moves it on), and would decide otherwise.
-    private func earlierHolds(
-        of duplicates: [(index: Int, row: (status: String, reserveEvent: String))], on connection: MySQLConnection
-    ) throws -> [Int: String] {
-        struct DuplicateKey: Hashable {
-            let key: LineKey
-            let eventId: String
-        }
-        var decided: [DuplicateKey: String] = [:]
-        for chunk in paddedChunks(duplicates.map(\.index)) {
-            var binds: [MySQLValue] = []
-            binds.reserveCapacity(chunk.count * 4)
-            for index in chunk {
-                reserves[index].key.appendBinds(to: &binds)
-                binds.append(.string(reserves[index].eventId))
-            }
-            let rows = try connection.query(
-                """
-                SELECT order_id, biz_id, sku_id, reserve_event, earlier_event FROM reserve_duplicates
-                WHERE (order_id, biz_id, sku_id, reserve_event) IN (\(tuples(chunk.count, "(?, ?, \(skuPlaceholder), ?)")))
-                """,
-                binds
-            ).rows
-            for row in rows {
-                guard let orderId = row.string("order_id"), let bizId = row.string("biz_id"),
-                    let skuId = row.uint64("sku_id"), let eventId = row.string("reserve_event")
-                else { continue }
-                decided[DuplicateKey(key: LineKey(orderId: orderId, bizId: bizId, skuId: skuId), eventId: eventId)] =
-                    row.string("earlier_event") ?? ""
-            }
-        }
-        var earlier: [Int: String] = [:]
-        var fresh: [(index: Int, earlier: String)] = []
-        for (index, row) in duplicates {
-            let line = reserves[index]
-            let key = DuplicateKey(key: line.key, eventId: line.eventId)
-            if let stored = decided[key] {
-                earlier[index] = stored
-            } else {
-                let now = row.status == "RESERVED" && !line.endedBefore ? row.reserveEvent : ""
-                earlier[index] = now
-                // A line's duplicate twice in one batch (a redelivered event beside itself) is written once.
-                decided[key] = now
-                fresh.append((index, now))
-            }
-        }
-        for chunk in exactChunks(inStreamOrder ? fresh : []) {
-            var binds: [MySQLValue] = []
-            binds.reserveCapacity(chunk.count * 5)
-            for (index, earlierEvent) in chunk {
-                reserves[index].key.appendBinds(to: &binds)
-                binds.append(.string(reserves[index].eventId))
-                binds.append(.string(earlierEvent))
-            }
-            _ = try insertingConcurrently(
-                connection,
-                """
-                INSERT INTO reserve_duplicates (order_id, biz_id, sku_id, reserve_event, earlier_event)
-                VALUES \(tuples(chunk.count, "(?, ?, \(skuPlaceholder), ?, ?)"))
-                """,
-                binds
-            )
-        }
-        return earlier
+        try assignCodes(ofDuplicates: result.duplicates, on: connection)
     }
 
     private func update(_ change: StatusChange, on connection: MySQLConnection) throws -> Int {
@@ -364,7 +314,7 @@ struct BatchPlan: Sendable {
         return updated
     }
 
-    private func applyStock(on connection: MySQLConnection, into result: inout JournalBatchResult) throws {
+    private func applyStock(_ ledger: [LedgerLine], on connection: MySQLConnection, into result: inout JournalBatchResult) throws {
         guard !ledger.isEmpty else { return }
         // Lines whose ledger row exists were applied by an earlier delivery. A row committed by a concurrent
         // transaction after this read makes the ledger insert below fail, and the batch is retried.

@@ -200,18 +200,17 @@ struct ReconcileRepository: Sendable {
     }
 
     /// A one-time pool's MySQL side in one statement's snapshot (the worker writes a confirm's stock and its line
-    /// status in one transaction): its stock, its codes, and the codes a CONFIRMED journal line holds (used), each
-    /// counted once: a code two confirmed orders hold was sold twice, and MySQL's stock, deducted by both confirms, is
-    /// then below the codes left.
+    /// status in one transaction): its stock, its codes, and the codes a CONFIRMED journal line (or duplicate hold)
+    /// holds (used), each counted once: a code two confirmed orders hold was sold twice, and MySQL's stock, deducted by
+    /// both confirms, is then below the codes left.
     func oneTimePoolCounts(_ item: StockItemID) async throws -> (stock: Int64, codes: Int64, used: Int64) {
         let row = try await primary.query(
             """
             SELECT (SELECT stock FROM stock WHERE biz_id = ? AND sku_id = \(skuPlaceholder)) AS stock,
                    (SELECT COUNT(*) FROM codes WHERE biz_id = ? AND sku_id = \(skuPlaceholder)) AS codes,
-                   (SELECT COUNT(DISTINCT a.code) FROM code_assignments a JOIN reservation_journal j
-                      ON j.order_id = a.order_id AND j.biz_id = a.biz_id AND j.sku_id = a.sku_id
-                     AND j.reserve_event = a.reserve_event
-                    WHERE a.biz_id = ? AND a.sku_id = \(skuPlaceholder) AND j.status = 'CONFIRMED') AS used
+                   (SELECT COUNT(DISTINCT a.code) FROM code_assignments a
+                    WHERE a.biz_id = ? AND a.sku_id = \(skuPlaceholder)
+                      AND \(CodePoolRepository.held("a", statuses: "'CONFIRMED'"))) AS used
             """,
             Array(repeating: [MySQLValue.string(item.bizId), skuValue(item.skuId)], count: 3).flatMap { $0 }
         ).rows.first

@@ -1,0 +1,66 @@
+import Foundation
+import InventoryTestSupport
+import RedisClient
+import Testing
+
+@testable import Inventory
+
+/// One-time codes of a retry after retention that was sold before the worker took it back (a dispense): the code
+/// it handed out is sold in MySQL too, so no rebuild puts it back among the usable codes.
+extension RetentionRetryTests {
+    /// The item rebuilt from MySQL, then its usable codes, what it has available, and the reconciler's verdict.
+    func expectCodesAfterRebuild(_ stores: TestStores, usable: Set<String>) async throws {
+        let item = stores.item(1)
+        #expect(try await stores.drainWithWorker())
+        _ = try await stores.redis.command("DEL", stores.keys.item(item), stores.keys.codes(item))
+        #expect(try await stores.engine.stock(item).available == Int64(usable.count))
+        let codes = try await stores.redis.command("SMEMBERS", stores.keys.codes(item)).array?.compactMap(\.text) ?? []
+        #expect(Set(codes) == usable)
+        let report = try await stores.reconciler().run(.business(stores.bizId))
+        #expect(report.differences == [])
+        #expect(report.codeDifferences == [])
+    }
+
+    func dispensedCodes(_ outcome: ReserveOutcome) -> [String] {
+        switch outcome {
+        case .created(let reservation), .replayed(let reservation): reservation.lines.flatMap(\.codes)
+        }
+    }
+
+    @Test("a dispensed order's retry after retention: the second code handed out is sold in MySQL too")
+    func dispensedRetry() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            let order = "\(stores.bizId)-d"
+            _ = try await engine.setPool(item, CodePool(kind: .oneTime))
+            _ = try await engine.loadCodes(item, ["CODE-A", "CODE-B", "CODE-C"])
+            let first = dispensedCodes(try await engine.reserve(command(stores, order, 1, dispense: true)))
+            #expect(try await stores.drainWithWorker())
+            try await forget(stores, order)
+
+            let second = dispensedCodes(try await engine.reserve(command(stores, order, 1, dispense: true)))
+            #expect(first.count == 1 && second.count == 1 && first != second)
+            // Before: the second code came back after the rebuild (MySQL never recorded it), to be sold again.
+            try await expectCodesAfterRebuild(stores, usable: Set(["CODE-A", "CODE-B", "CODE-C"]).subtracting(first + second))
+        }
+    }
+
+    @Test("a cancelled order's retry after retention takes the code the cancel gave back, and is dispensed: sold")
+    func cancelledRetryDispensedSameCode() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let item = stores.item(1)
+            let order = "\(stores.bizId)-s"
+            _ = try await engine.setPool(item, CodePool(kind: .oneTime))
+            _ = try await engine.loadCodes(item, ["CODE-A"])
+            _ = try await engine.reserve(command(stores, order, 1))
+            _ = try await engine.cancel(orderId: order, bizId: stores.bizId)
+            #expect(try await stores.drainWithWorker())
+            try await forget(stores, order)
+
+            #expect(dispensedCodes(try await engine.reserve(command(stores, order, 1, dispense: true))) == ["CODE-A"])
+            try await expectCodesAfterRebuild(stores, usable: [])
+        }
+    }
+}
