@@ -43,6 +43,7 @@ struct OrderReader: Sendable, EngineCollaborator {
         if !outboxApplied { try await applyPendingEvents(ofOrder: orderId) }
         let seen = try await journalRows()
         guard let any = seen.first else { return false }
+        try await endDuplicates(of: ref, name: orderId)
         // Rows of a reserve Redis took back (a sync commit that failed, a duplicate) are about to be removed by its
         // undo event: restoring them would make a live order of a hold no item counts. The caller retries.
         for row in seen where !row.reserveEvent.isEmpty {
@@ -128,6 +129,28 @@ struct OrderReader: Sendable, EngineCollaborator {
     /// Applies the order's outbox entries not yet acknowledged to the journal (through the epoch fence, like the
     /// worker; applying them again later changes nothing). On a single Redis they are in the order's shard's
     /// stream; on a cluster in the streams of its parts' shards, which only its directory names: every shard's.
+    /// A duplicate hold of an ended order (a retry after retention its client confirmed before the worker took it
+    /// back, JournalBatchPlan+Duplicates.swift) owns its order's later events only while Redis has it: restored now
+    /// from the journal, the order is the journal row's, and what it does next is that row's. Each such line's
+    /// duplicate ends at its stream's last entry (its own events, applied above or still to be delivered again, all
+    /// come before; the restored order's after). Its sale, if any, stays recorded.
+    func endDuplicates(of ref: OrderRef, name: String) async throws {
+        let lines: [UInt64]
+        do { lines = try await journal.openDuplicateLines(orderId: ref.orderId, bizId: ref.bizId) } catch { throw stores.mapMySQL(error) }
+        for sku in lines {
+            let stream = keys.outbox(shard: keys.partShard(orderId: name, item: StockItemID(bizId: ref.bizId, skuId: sku)))
+            let info = try await stores.redisCall { try await self.stores.redis.send(["XINFO", "STREAM", stream], routingKey: stream) }
+            let fields = info.array ?? []
+            let last = stride(from: 0, to: fields.count - 1, by: 2).first { fields[$0].text == "last-generated-id" }
+                .flatMap { fields[$0 + 1].text } ?? "0-0"
+            do {
+                try await journal.endDuplicates(orderId: ref.orderId, bizId: ref.bizId, skuId: sku, lastEvent: last)
+            } catch {
+                throw stores.mapMySQL(error)
+            }
+        }
+    }
+
     func applyPendingEvents(ofOrder orderId: String) async throws {
         let streams = keys.outboxes(ofOrder: orderId)
         var found: [OutboxEvent] = []

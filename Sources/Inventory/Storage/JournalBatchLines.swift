@@ -47,6 +47,8 @@ struct ReserveLine: Sendable {
 struct UndoLine: Sendable {
     let key: LineKey
     let reserveEventId: String
+    /// The undo's own outbox entry id.
+    let eventId: String
 }
 
 struct StatusChange: Sendable {
@@ -84,9 +86,11 @@ struct LineEvent: Hashable, Sendable, Comparable {
     }
 }
 
-/// Duplicate holds (`reserve_duplicates` rows) that move from one status to another.
-struct DuplicateStatusChange: Sendable {
+/// A duplicate hold (`reserve_duplicates` row) that moves from one status to another; `endedBy`: the event that
+/// ends it (its cancel, expiry, refund or undo), nil for a confirm.
+struct DuplicateMove: Sendable {
+    let line: LineEvent
     let from: String
     let to: String
-    let lines: [LineEvent]
+    let endedBy: String?
 }

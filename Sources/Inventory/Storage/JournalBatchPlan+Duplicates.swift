@@ -9,7 +9,10 @@ import MySQLClient
 /// once) was told to its client as sold: it is a hold of its own in `reserve_duplicates`, beside the earlier order's
 /// row. Its confirm, cancel, expiry and refund move that row, not the journal's; its sale and refund are ledger lines
 /// of its own (the line's source names its reserve event); its one-time codes are assigned to it, and count as held
-/// while it is RESERVED or CONFIRMED (`CodePoolRepository.heldBy`). Its take-back closes it (UNDONE).
+/// while it is RESERVED or CONFIRMED (`CodePoolRepository.held`). What events it owns is decided by stream position
+/// alone, so every delivery decides the same: those after its reserve event and up to the event that ended it
+/// (`ended_event`: its cancel, expiry, refund, its take-back's undo, or the stream's last entry when its order was
+/// restored from the journal, OrderReader).
 extension BatchPlan {
     /// For each duplicate reserve line (by position in `reserves`), the earlier reserve event whose hold the item
     /// still counted when the duplicate was made: the existing row's, while it was live at the duplicate's place in
@@ -57,7 +60,10 @@ extension BatchPlan {
                 fresh.append((index, now))
             }
         }
-        for chunk in exactChunks(inStreamOrder ? fresh : []) {
+        // Out of stream order (sync mode's commits) only a decision that cannot change is kept: an earlier order
+        // that has ended had ended at the duplicate's place in the stream too (its events all came before: Redis had
+        // forgotten it when the duplicate was made).
+        for chunk in exactChunks(fresh.filter { inStreamOrder || $0.earlier.isEmpty }) {
             var binds: [MySQLValue] = []
             binds.reserveCapacity(chunk.count * 5)
             for (index, earlierEvent) in chunk {
@@ -78,97 +84,134 @@ extension BatchPlan {
     }
 
     /// The codes of duplicate holds of ended orders, assigned to their reserve events: taken from Redis's usable codes
-    /// like any hold's, and sold by its confirm. A code of the line's earlier order that had given it back (cancelled,
-    /// expired, refunded) moves to the duplicate; a confirmed earlier order keeps its own.
+    /// like any hold's, and sold by its confirm. A code assigned to the order line before (to the earlier order, or an
+    /// earlier duplicate) moves to this one unless that holder still holds it (RESERVED or CONFIRMED).
     func assignCodes(ofDuplicates duplicates: [JournalBatchResult.DuplicateLine], on connection: MySQLConnection) throws {
-        let lines = duplicates.filter { $0.earlierHold.isEmpty }
-        guard !lines.isEmpty else { return }
         let codes = Dictionary(reserves.map { (LineEvent(key: $0.key, eventId: $0.eventId), $0.codes) }, uniquingKeysWith: { first, _ in first })
-        for takeOver in [false, true] {
-            let assignments = lines.filter { ["CANCELLED", "EXPIRED", "REFUNDED"].contains($0.existingStatus) == takeOver }
-                .flatMap { line -> [(LineEvent, String)] in
-                    let event = LineEvent(key: LineKey(orderId: line.orderId, bizId: line.bizId, skuId: line.skuId), eventId: line.eventId)
-                    return (codes[event] ?? []).map { (event, $0) }
-                }
-            for chunk in exactChunks(assignments) {
-                var binds: [MySQLValue] = []
-                binds.reserveCapacity(chunk.count * 5)
-                for (event, code) in chunk {
-                    event.key.appendBinds(to: &binds)
-                    binds.append(.string(code))
-                    binds.append(.string(event.eventId))
-                }
-                _ = try connection.query(
-                    """
-                    INSERT\(takeOver ? "" : " IGNORE") INTO code_assignments (order_id, biz_id, sku_id, code, reserve_event)
-                    VALUES \(tuples(chunk.count, "(?, ?, \(skuPlaceholder), ?, ?)"))\(takeOver ? " ON DUPLICATE KEY UPDATE reserve_event = VALUES(reserve_event)" : "")
-                    """,
-                    binds
-                )
+        let assignments = duplicates.filter { $0.earlierHold.isEmpty }.flatMap { line -> [(LineEvent, String)] in
+            let event = LineEvent(key: LineKey(orderId: line.orderId, bizId: line.bizId, skuId: line.skuId), eventId: line.eventId)
+            return (codes[event] ?? []).map { (event, $0) }
+        }
+        for chunk in exactChunks(assignments) {
+            var binds: [MySQLValue] = []
+            binds.reserveCapacity(chunk.count * 4)
+            for (event, code) in chunk {
+                event.key.appendBinds(to: &binds)
+                binds.append(.string(code))
             }
-        }
-    }
-
-    /// Which transitions a duplicate hold of an ended order owns, by position in `transitions`: the line's latest such
-    /// duplicate still open (RESERVED or CONFIRMED: a later event can still be its) whose reserve event comes before
-    /// the transition (an order's events are in one stream, in
-    /// the order Redis made them; the earlier order's own transitions were applied long before). `found` are the
-    /// duplicates this batch met; the others are read.
-    func owners(_ found: [JournalBatchResult.DuplicateLine], on connection: MySQLConnection) throws -> [Int: String] {
-        guard !transitions.isEmpty else { return [:] }
-        var open: [LineKey: [String]] = [:]
-        for line in found where line.earlierHold.isEmpty {
-            open[LineKey(orderId: line.orderId, bizId: line.bizId, skuId: line.skuId), default: []].append(line.eventId)
-        }
-        let keys = Array(Set(transitions.map(\.key))).sorted()
-        for chunk in paddedChunks(keys) {
-            let rows = try connection.query(
-                """
-                SELECT order_id, biz_id, sku_id, reserve_event FROM reserve_duplicates
-                WHERE earlier_event = '' AND status IN ('RESERVED', 'CONFIRMED')
-                  AND (order_id, biz_id, sku_id) IN (\(tuples(chunk.count, "(?, ?, \(skuPlaceholder))")))
-                """,
-                chunk.flatMap(\.binds)
-            ).rows
-            for row in rows {
-                guard let orderId = row.string("order_id"), let bizId = row.string("biz_id"),
-                    let skuId = row.uint64("sku_id"), let eventId = row.string("reserve_event")
-                else { continue }
-                open[LineKey(orderId: orderId, bizId: bizId, skuId: skuId), default: []].append(eventId)
-            }
-        }
-        guard !open.isEmpty else { return [:] }
-        var owners: [Int: String] = [:]
-        for (index, transition) in transitions.enumerated() {
-            guard let at = StreamPosition(transition.eventId),
-                let owner = (open[transition.key] ?? [])
-                    .compactMap({ event in StreamPosition(event).map { (event, $0) } })
-                    .filter({ $0.1 < at }).max(by: { $0.1 < $1.1 })
-            else { continue }
-            owners[index] = owner.0
-        }
-        return owners
-    }
-
-    /// Moves duplicate holds' rows (a row moves only from the status the change names: redeliveries change nothing).
-    func update(_ change: DuplicateStatusChange, on connection: MySQLConnection) throws {
-        for chunk in paddedChunks(change.lines) {
-            var binds: [MySQLValue] = [.string(change.to), .string(change.from)]
-            for line in chunk { line.appendBinds(to: &binds) }
             _ = try connection.query(
                 """
-                UPDATE reserve_duplicates SET status = ?
-                WHERE status = ? AND (order_id, biz_id, sku_id, reserve_event) IN (\(tuples(chunk.count, "(?, ?, \(skuPlaceholder), ?)")))
+                DELETE a FROM code_assignments a
+                WHERE (a.order_id, a.biz_id, a.sku_id, a.code) IN (\(tuples(chunk.count, "(?, ?, \(skuPlaceholder), ?)")))
+                  AND NOT \(CodePoolRepository.held("a", statuses: "'RESERVED', 'CONFIRMED'"))
+                """,
+                binds
+            )
+            binds.removeAll(keepingCapacity: true)
+            for (event, code) in chunk {
+                event.key.appendBinds(to: &binds)
+                binds.append(.string(code))
+                binds.append(.string(event.eventId))
+            }
+            _ = try connection.query(
+                """
+                INSERT IGNORE INTO code_assignments (order_id, biz_id, sku_id, code, reserve_event)
+                VALUES \(tuples(chunk.count, "(?, ?, \(skuPlaceholder), ?, ?)"))
                 """,
                 binds
             )
         }
     }
 
-    /// Closes the duplicate holds that undo events took back: the order is its journal row's again, and what comes
-    /// after is the earlier order's.
+    /// Which transitions a duplicate hold of an ended order owns, by position in `transitions`: the line's latest
+    /// such duplicate whose reserve event comes before the transition and that had not ended before it (its
+    /// `ended_event` at or after the transition: a delivery again of the event that ended it is still its own; none
+    /// while it is RESERVED or CONFIRMED). An order's events are in one stream, in the order Redis made them; the
+    /// earlier order's own were applied long before. `found` are the duplicates this batch met; the others are read.
+    func owners(_ found: [JournalBatchResult.DuplicateLine], on connection: MySQLConnection) throws -> [Int: String] {
+        guard !transitions.isEmpty else { return [:] }
+        struct Candidate {
+            let eventId: String
+            let position: StreamPosition
+            /// nil: open (RESERVED or CONFIRMED); otherwise the last position it owns.
+            let endedAt: StreamPosition?
+        }
+        var candidates: [LineKey: [String: Candidate]] = [:]
+        for line in found where line.earlierHold.isEmpty {
+            guard let position = StreamPosition(line.eventId) else { continue }
+            candidates[LineKey(orderId: line.orderId, bizId: line.bizId, skuId: line.skuId), default: [:]][line.eventId] =
+                Candidate(eventId: line.eventId, position: position, endedAt: nil)
+        }
+        let keys = Array(Set(transitions.map(\.key))).sorted()
+        for chunk in paddedChunks(keys) {
+            let rows = try connection.query(
+                """
+                SELECT order_id, biz_id, sku_id, reserve_event, status, ended_event FROM reserve_duplicates
+                WHERE earlier_event = '' AND status <> 'UNTRACKED'
+                  AND (order_id, biz_id, sku_id) IN (\(tuples(chunk.count, "(?, ?, \(skuPlaceholder))")))
+                """,
+                chunk.flatMap(\.binds)
+            ).rows
+            for row in rows {
+                guard let orderId = row.string("order_id"), let bizId = row.string("biz_id"),
+                    let skuId = row.uint64("sku_id"), let eventId = row.string("reserve_event"),
+                    let position = StreamPosition(eventId)
+                else { continue }
+                let endedAt: StreamPosition?
+                if let ended = row.string("ended_event") {
+                    // An end that is not a stream position (none is written) ends it before anything after it.
+                    endedAt = StreamPosition(ended) ?? position
+                } else if ["RESERVED", "CONFIRMED"].contains(row.string("status") ?? "") {
+                    endedAt = nil
+                } else {
+                    endedAt = position
+                }
+                candidates[LineKey(orderId: orderId, bizId: bizId, skuId: skuId), default: [:]][eventId] =
+                    Candidate(eventId: eventId, position: position, endedAt: endedAt)
+            }
+        }
+        guard !candidates.isEmpty else { return [:] }
+        var owners: [Int: String] = [:]
+        // In batch order: a cancel, expiry or refund a duplicate owns ends it for the transitions after it.
+        for (index, transition) in transitions.enumerated() {
+            guard let at = StreamPosition(transition.eventId), let lineCandidates = candidates[transition.key] else { continue }
+            let owner = lineCandidates.values
+                .filter { $0.position < at && ($0.endedAt.map { at <= $0 } ?? true) }
+                .max { $0.position < $1.position }
+            guard let owner else { continue }
+            owners[index] = owner.eventId
+            if transition.kind != .confirm, owner.endedAt == nil {
+                candidates[transition.key]?[owner.eventId] = Candidate(eventId: owner.eventId, position: owner.position, endedAt: at)
+            }
+        }
+        return owners
+    }
+
+    /// Moves duplicate holds' rows, each from the status its move names (a delivery again changes nothing); one that
+    /// ends keeps the event that ended it.
+    func move(_ moves: [DuplicateMove], on connection: MySQLConnection) throws {
+        for move in moves.sorted(by: { $0.line < $1.line }) {
+            var binds: [MySQLValue] = [.string(move.to), move.endedBy.map(MySQLValue.string) ?? .null, .string(move.from)]
+            move.line.appendBinds(to: &binds)
+            _ = try connection.query(
+                """
+                UPDATE reserve_duplicates SET status = ?, ended_event = COALESCE(ended_event, ?)
+                WHERE status = ? AND order_id = ? AND biz_id = ? AND sku_id = \(skuPlaceholder) AND reserve_event = ?
+                """,
+                binds
+            )
+        }
+    }
+
+    /// Closes the duplicate holds that undo events took back: what comes after the undo is the earlier order's (the
+    /// order is its journal row's again).
     func closeUndone(on connection: MySQLConnection) throws {
-        try update(DuplicateStatusChange(from: "RESERVED", to: "UNDONE", lines: undos.map { LineEvent(key: $0.key, eventId: $0.reserveEventId) }), on: connection)
+        try move(
+            undos.map {
+                DuplicateMove(line: LineEvent(key: $0.key, eventId: $0.reserveEventId), from: "RESERVED", to: "UNDONE", endedBy: $0.eventId)
+            },
+            on: connection
+        )
     }
 }
 

@@ -29,7 +29,7 @@ struct BatchPlan: Sendable {
     /// For each position in `reserves`, the position of its line's first reserve.
     var firstOfLine: [Int] = []
     /// Every confirm, cancel, expiry and refund line, in batch order: the journal row's, unless a duplicate hold of an
-    /// order that had ended owns it (`routed`, JournalBatchPlan+Duplicates.swift).
+    /// order that had ended owns it (`owners`, JournalBatchPlan+Duplicates.swift).
     var transitions: [TransitionLine] = []
     /// The status changes and ledger lines of `transitions` when no duplicate owns any (almost every batch).
     var statusChanges: [StatusChange] = []
@@ -62,7 +62,7 @@ struct BatchPlan: Sendable {
             for line in event.lines {
                 let key = LineKey(orderId: event.orderId, bizId: event.bizId, skuId: line.skuId)
                 if undone.insert(LineEvent(key: key, eventId: reserveEventId)).inserted {
-                    undos.append(UndoLine(key: key, reserveEventId: reserveEventId))
+                    undos.append(UndoLine(key: key, reserveEventId: reserveEventId, eventId: event.id))
                 }
             }
         }
@@ -114,15 +114,24 @@ struct BatchPlan: Sendable {
     /// per source: a duplicate's carries its reserve event, since the line's own is the earlier order's.
     static func changes(
         of transitions: [TransitionLine], owners: [Int: String]
-    ) -> (statusChanges: [StatusChange], ledger: [LedgerLine], duplicateChanges: [DuplicateStatusChange]) {
+    ) -> (statusChanges: [StatusChange], ledger: [LedgerLine], duplicateMoves: [DuplicateMove]) {
         var keys: [OutboxEvent.Kind: [LineKey]] = [:]
-        var owned: [OutboxEvent.Kind: [LineEvent]] = [:]
+        var duplicateMoves: [DuplicateMove] = []
         var ledger: [LedgerLine] = []
         var ledgerSources: Set<String> = []
+        let moves: [OutboxEvent.Kind: (from: String, to: String)] = [
+            .confirm: ("RESERVED", "CONFIRMED"), .cancel: ("RESERVED", "CANCELLED"), .expire: ("RESERVED", "EXPIRED"),
+            .refund: ("CONFIRMED", "REFUNDED"),
+        ]
         for (index, line) in transitions.enumerated() {
             let owner = owners[index]
-            if let owner {
-                owned[line.kind, default: []].append(LineEvent(key: line.key, eventId: owner))
+            if let owner, let move = moves[line.kind] {
+                duplicateMoves.append(
+                    DuplicateMove(
+                        line: LineEvent(key: line.key, eventId: owner), from: move.from, to: move.to,
+                        endedBy: line.kind == .confirm ? nil : line.eventId
+                    )
+                )
             } else {
                 keys[line.kind, default: []].append(line.key)
             }
@@ -139,15 +148,10 @@ struct BatchPlan: Sendable {
                 )
             }
         }
-        let moves: [(OutboxEvent.Kind, String, String)] = [
-            (.confirm, "RESERVED", "CONFIRMED"), (.cancel, "RESERVED", "CANCELLED"), (.expire, "RESERVED", "EXPIRED"),
-            (.refund, "CONFIRMED", "REFUNDED"),
-        ]
-        let statusChanges = moves.map { kind, from, to in StatusChange(from: from, to: to, keys: unique(keys[kind] ?? [])) }
-        let duplicateChanges = moves.compactMap { kind, from, to in
-            owned[kind].map { DuplicateStatusChange(from: from, to: to, lines: Array(Set($0)).sorted()) }
+        let statusChanges = [OutboxEvent.Kind.confirm, .cancel, .expire, .refund].map { kind in
+            StatusChange(from: moves[kind]!.from, to: moves[kind]!.to, keys: unique(keys[kind] ?? []))
         }
-        return (statusChanges, ledger, duplicateChanges)
+        return (statusChanges, ledger, duplicateMoves)
     }
 
     /// Distinct keys in index order, so concurrent batches lock rows in the same order.
@@ -161,14 +165,12 @@ struct BatchPlan: Sendable {
         result.rowsDeleted = try undo(on: connection)
         try reserve(on: connection, into: &result)
         let owners = try owners(result.duplicates, on: connection)
-        let (statusChanges, ledger, duplicateChanges) =
+        let (statusChanges, ledger, duplicateMoves) =
             owners.isEmpty ? (statusChanges, ledger, []) : Self.changes(of: transitions, owners: owners)
         for change in statusChanges where !change.keys.isEmpty {
             result.rowsUpdated += try update(change, on: connection)
         }
-        for change in duplicateChanges {
-            try update(change, on: connection)
-        }
+        try move(duplicateMoves, on: connection)
         try applyStock(ledger, on: connection, into: &result)
         for chunk in exactChunks(tombstones) {
             _ = try connection.query(

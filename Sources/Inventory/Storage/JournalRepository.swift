@@ -242,6 +242,31 @@ public struct JournalRepository: Sendable {
         return !result.rows.isEmpty
     }
 
+    /// The lines (SKUs) of an order with a duplicate hold of an ended order that nothing has ended yet
+    /// (JournalBatchPlan+Duplicates.swift).
+    public func openDuplicateLines(orderId: String, bizId: String) async throws -> [UInt64] {
+        try await client.query(
+            """
+            SELECT DISTINCT sku_id FROM reserve_duplicates
+            WHERE order_id = ? AND biz_id = ? AND earlier_event = '' AND status IN ('RESERVED', 'CONFIRMED') AND ended_event IS NULL
+            """,
+            [.string(orderId), .string(bizId)]
+        ).rows.compactMap { $0.uint64("sku_id") }
+    }
+
+    /// Ends a line's open duplicate holds at `lastEvent` (its stream's last entry when the order is restored from the
+    /// journal): what comes after is the restored order's.
+    public func endDuplicates(orderId: String, bizId: String, skuId: UInt64, lastEvent: String) async throws {
+        _ = try await client.query(
+            """
+            UPDATE reserve_duplicates SET ended_event = ?
+            WHERE order_id = ? AND biz_id = ? AND sku_id = \(skuPlaceholder) AND earlier_event = ''
+              AND status IN ('RESERVED', 'CONFIRMED') AND ended_event IS NULL
+            """,
+            [.string(lastEvent), .string(orderId), .string(bizId), skuValue(skuId)]
+        )
+    }
+
     /// Whether the journal holds any row of the order in that business line.
     public func isPersisted(orderId: String, bizId: String) async throws -> Bool {
         let result = try await client.query(
