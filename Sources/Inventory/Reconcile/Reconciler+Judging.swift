@@ -26,6 +26,8 @@ extension Reconciler {
         /// the same id on the same SKU number.
         var rows: [String: (status: String, reserveEvent: String)] = [:]
         var ledger: Set<String> = []
+        /// (bizId, orderId, skuId) → the line's duplicate holds (`reserve_duplicates`).
+        var duplicates: [String: [ReconcileRepository.DuplicateRow]] = [:]
 
         static func key(_ bizId: String, _ orderId: String, _ sku: UInt64) -> String { "\(bizId)\u{0}\(orderId)\u{0}\(sku)" }
 
@@ -223,22 +225,27 @@ extension Reconciler {
                 if rowStillLive || reservesInFlight.contains(entry.orderId + "\u{0}" + entry.reserveEvent) { used -= entry.quantity }
             case .confirm, .cancel, .expire:
                 // Redis has released the hold; MySQL still counts it while the row is RESERVED, or will once the
-                // reserve in flight before it lands.
+                // reserve in flight before it lands (a new order's, or a duplicate hold's: a retry after retention).
                 let rowLive = row?.status == "RESERVED"
-                let rowComing = row == nil && entries.contains {
-                    $0.kind == .reserve && $0.orderId == entry.orderId && reservesInFlight.contains($0.orderId + "\u{0}" + $0.entryId)
+                let holdInFlight = entries.contains {
+                    $0.kind == .reserve && $0.orderId == entry.orderId && Self.before($0.entryId, entry.entryId)
+                        && reservesInFlight.contains($0.orderId + "\u{0}" + $0.entryId)
                 }
-                if rowLive || rowComing { used -= entry.quantity }
+                if rowLive || holdInFlight { used -= entry.quantity }
                 if entry.kind == .confirm, !entry.marked, !entry.absorbed {
                     confirmedInFlight += entry.quantity
-                    if applied.ledger.contains(Applied.source(.confirm, entry.orderId, bizId, sku)) {
+                    if let source = committedSource(entry, entries: entries, applied: applied, bizId: bizId, sku: sku),
+                        applied.ledger.contains(source)
+                    {
                         committedUnsettled -= entry.quantity
                     }
                 }
             case .refund:
                 if !entry.marked && !entry.absorbed {
                     refundInFlight += entry.quantity
-                    if applied.ledger.contains(Applied.source(.refund, entry.orderId, bizId, sku)) {
+                    if let source = committedSource(entry, entries: entries, applied: applied, bizId: bizId, sku: sku),
+                        applied.ledger.contains(source)
+                    {
                         committedUnsettled += entry.quantity
                     }
                 }
@@ -249,6 +256,34 @@ extension Reconciler {
         return .init(
             stockNum: stockNum, usedStockNum: used, confirmedUnapplied: confirmedInFlight, refundUnapplied: refundInFlight
         )
+    }
+
+    /// Whether outbox entry `a` comes before `b` in their stream (true when either is not an entry id).
+    static func before(_ a: String, _ b: String) -> Bool {
+        guard let a = StreamPosition(a), let b = StreamPosition(b) else { return true }
+        return a < b
+    }
+
+    /// The ledger source a confirm or refund entry is committed under: its order line's, or that of the duplicate
+    /// hold that owns it (JournalBatchPlan+Duplicates.swift, the same rule); nil when it cannot be committed yet (a
+    /// reserve of its order before it, neither the journal row's nor a recorded duplicate, is not).
+    static func committedSource(
+        _ entry: Entry, entries: [Entry], applied: Applied, bizId: String, sku: UInt64
+    ) -> String? {
+        let plain = Applied.source(entry.kind, entry.orderId, bizId, sku)
+        let duplicates = applied.duplicates[Applied.key(bizId, entry.orderId, sku)] ?? []
+        guard let row = applied.rows[Applied.key(bizId, entry.orderId, sku)] else { return plain }
+        let recorded = Set(duplicates.map(\.reserveEvent))
+        let pending = entries.contains {
+            $0.kind == .reserve && $0.orderId == entry.orderId && before($0.entryId, entry.entryId)
+                && $0.entryId != row.reserveEvent && !recorded.contains($0.entryId)
+        }
+        if pending { return nil }
+        guard let at = StreamPosition(entry.entryId) else { return plain }
+        let candidates = duplicates.filter { $0.earlierEvent.isEmpty && $0.status != "UNTRACKED" }.compactMap {
+            DuplicateCandidate(eventId: $0.reserveEvent, status: $0.status, endedEvent: $0.endedEvent)
+        }
+        return DuplicateCandidate.owner(at: at, among: candidates).map { plain + ":" + $0.eventId } ?? plain
     }
 
     /// What an item's stock_num counts, by Redis's is_infinite (the scripts move it by that flag) and MySQL's.

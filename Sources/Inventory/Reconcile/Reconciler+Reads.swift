@@ -48,6 +48,9 @@ extension Reconciler {
             applied.rows[Applied.key(row.bizId, row.orderId, row.skuId)] = (row.status, row.reserveEvent)
         }
         applied.ledger = side.ledger
+        for duplicate in side.duplicates {
+            applied.duplicates[Applied.key(duplicate.bizId, duplicate.orderId, duplicate.skuId), default: []].append(duplicate)
+        }
         return (side.reserved, applied)
     }
 }

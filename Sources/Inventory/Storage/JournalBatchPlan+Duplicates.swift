@@ -130,17 +130,10 @@ extension BatchPlan {
     /// earlier order's own were applied long before. `found` are the duplicates this batch met; the others are read.
     func owners(_ found: [JournalBatchResult.DuplicateLine], on connection: MySQLConnection) throws -> [Int: String] {
         guard !transitions.isEmpty else { return [:] }
-        struct Candidate {
-            let eventId: String
-            let position: StreamPosition
-            /// nil: open (RESERVED or CONFIRMED); otherwise the last position it owns.
-            let endedAt: StreamPosition?
-        }
-        var candidates: [LineKey: [String: Candidate]] = [:]
+        var candidates: [LineKey: [String: DuplicateCandidate]] = [:]
         for line in found where line.earlierHold.isEmpty {
-            guard let position = StreamPosition(line.eventId) else { continue }
-            candidates[LineKey(orderId: line.orderId, bizId: line.bizId, skuId: line.skuId), default: [:]][line.eventId] =
-                Candidate(eventId: line.eventId, position: position, endedAt: nil)
+            guard let candidate = DuplicateCandidate(eventId: line.eventId, status: "RESERVED", endedEvent: nil) else { continue }
+            candidates[LineKey(orderId: line.orderId, bizId: line.bizId, skuId: line.skuId), default: [:]][line.eventId] = candidate
         }
         let keys = Array(Set(transitions.map(\.key))).sorted()
         for chunk in paddedChunks(keys) {
@@ -155,33 +148,21 @@ extension BatchPlan {
             for row in rows {
                 guard let orderId = row.string("order_id"), let bizId = row.string("biz_id"),
                     let skuId = row.uint64("sku_id"), let eventId = row.string("reserve_event"),
-                    let position = StreamPosition(eventId)
+                    let candidate = DuplicateCandidate(eventId: eventId, status: row.string("status") ?? "", endedEvent: row.string("ended_event"))
                 else { continue }
-                let endedAt: StreamPosition?
-                if let ended = row.string("ended_event") {
-                    // An end that is not a stream position (none is written) ends it before anything after it.
-                    endedAt = StreamPosition(ended) ?? position
-                } else if ["RESERVED", "CONFIRMED"].contains(row.string("status") ?? "") {
-                    endedAt = nil
-                } else {
-                    endedAt = position
-                }
-                candidates[LineKey(orderId: orderId, bizId: bizId, skuId: skuId), default: [:]][eventId] =
-                    Candidate(eventId: eventId, position: position, endedAt: endedAt)
+                candidates[LineKey(orderId: orderId, bizId: bizId, skuId: skuId), default: [:]][eventId] = candidate
             }
         }
         guard !candidates.isEmpty else { return [:] }
         var owners: [Int: String] = [:]
         // In batch order: a cancel, expiry or refund a duplicate owns ends it for the transitions after it.
         for (index, transition) in transitions.enumerated() {
-            guard let at = StreamPosition(transition.eventId), let lineCandidates = candidates[transition.key] else { continue }
-            let owner = lineCandidates.values
-                .filter { $0.position < at && ($0.endedAt.map { at <= $0 } ?? true) }
-                .max { $0.position < $1.position }
-            guard let owner else { continue }
+            guard let at = StreamPosition(transition.eventId), let lineCandidates = candidates[transition.key],
+                let owner = DuplicateCandidate.owner(at: at, among: lineCandidates.values)
+            else { continue }
             owners[index] = owner.eventId
             if transition.kind != .confirm, owner.endedAt == nil {
-                candidates[transition.key]?[owner.eventId] = Candidate(eventId: owner.eventId, position: owner.position, endedAt: at)
+                candidates[transition.key]?[owner.eventId] = DuplicateCandidate(eventId: owner.eventId, position: owner.position, endedAt: at)
             }
         }
         return owners
@@ -212,6 +193,40 @@ extension BatchPlan {
             },
             on: connection
         )
+    }
+}
+
+/// A duplicate hold of an ended order, as what it may own: the transitions after its reserve event, up to the event
+/// that ended it.
+struct DuplicateCandidate: Sendable {
+    let eventId: String
+    let position: StreamPosition
+    /// nil: open (RESERVED or CONFIRMED); otherwise the last position it owns.
+    let endedAt: StreamPosition?
+
+    init(eventId: String, position: StreamPosition, endedAt: StreamPosition?) {
+        self.eventId = eventId
+        self.position = position
+        self.endedAt = endedAt
+    }
+
+    /// From a `reserve_duplicates` row (nil: not a stream position). An end that is not a stream position (none is
+    /// written), or a row ended without one, ends it before anything after it.
+    init?(eventId: String, status: String, endedEvent: String?) {
+        guard let position = StreamPosition(eventId) else { return nil }
+        self.eventId = eventId
+        self.position = position
+        if let endedEvent {
+            endedAt = StreamPosition(endedEvent) ?? position
+        } else {
+            endedAt = ["RESERVED", "CONFIRMED"].contains(status) ? nil : position
+        }
+    }
+
+    /// The line's duplicate that owns a transition at `at`: the latest whose reserve event comes before it and that
+    /// had not ended before it.
+    static func owner(at: StreamPosition, among candidates: some Sequence<DuplicateCandidate>) -> DuplicateCandidate? {
+        candidates.filter { $0.position < at && ($0.endedAt.map { at <= $0 } ?? true) }.max { $0.position < $1.position }
     }
 }
 

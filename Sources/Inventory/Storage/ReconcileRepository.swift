@@ -48,8 +48,21 @@ struct ReconcileRepository: Sendable {
         var reserved: [StockItemID: Int64] = [:]
         /// The journal rows of the orders asked about.
         var rows: [JournalRow] = []
-        /// The ledger sources asked about that exist.
+        /// The ledger sources asked about that exist, with those of the orders' duplicate holds
+        /// (JournalBatchPlan+Duplicates.swift: a duplicate's confirm and refund carry its reserve event).
         var ledger: Set<String> = []
+        /// The `reserve_duplicates` rows of the orders asked about.
+        var duplicates: [DuplicateRow] = []
+    }
+
+    struct DuplicateRow: Sendable {
+        let bizId: String
+        let orderId: String
+        let skuId: UInt64
+        let reserveEvent: String
+        let earlierEvent: String
+        let status: String
+        let endedEvent: String?
     }
 
     // MARK: - Pages of the stock table
@@ -147,6 +160,29 @@ struct ReconcileRepository: Sendable {
                         bizId: biz, orderId: row.string("order_id") ?? "", skuId: row.uint64("sku_id") ?? 0,
                         status: row.string("status") ?? "", reserveEvent: row.string("reserve_event") ?? ""
                     )
+                }
+            }
+        }
+        var sources = sources
+        for (biz, orderIds) in orders where !orderIds.isEmpty {
+            for chunk in paddedChunks(Array(orderIds)) {
+                let result = try await query(
+                    """
+                    SELECT order_id, sku_id, reserve_event, earlier_event, status, ended_event FROM reserve_duplicates
+                    WHERE biz_id = ? AND order_id IN (\(tuples(chunk.count, "?")))
+                    """,
+                    [.string(biz)] + chunk.map { .string($0) }
+                )
+                for row in result.rows {
+                    let duplicate = DuplicateRow(
+                        bizId: biz, orderId: row.string("order_id") ?? "", skuId: row.uint64("sku_id") ?? 0,
+                        reserveEvent: row.string("reserve_event") ?? "", earlierEvent: row.string("earlier_event") ?? "",
+                        status: row.string("status") ?? "", endedEvent: row.string("ended_event")
+                    )
+                    side.duplicates.append(duplicate)
+                    for kind in ["confirm", "refund"] {
+                        sources.append("\(kind):\(duplicate.orderId):\(biz):\(duplicate.skuId):\(duplicate.reserveEvent)")
+                    }
                 }
             }
         }
