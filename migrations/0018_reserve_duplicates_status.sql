@@ -3,7 +3,5 @@
 -- (a confirm, a dispense) is a hold of its own, beside the earlier order's journal row (see
 -- Sources/Inventory/Storage/JournalBatchPlan+Duplicates.swift). RESERVED when met; then CONFIRMED, CANCELLED,
 -- EXPIRED, REFUNDED as its order's events say, or UNDONE once taken back. UNTRACKED: a row met before this was kept
--- (taken back then as the earlier order's). `ended_event`: the outbox entry that ended it (its cancel, expiry, refund
--- or undo; or its stream's last entry when its order was restored from the journal): the last event it owns.
+-- (taken back then as the earlier order's).
 ALTER TABLE reserve_duplicates ADD COLUMN IF NOT EXISTS status VARCHAR(16) NOT NULL DEFAULT 'UNTRACKED' AFTER earlier_event;
-ALTER TABLE reserve_duplicates ADD COLUMN IF NOT EXISTS ended_event VARCHAR(32) NULL AFTER status;

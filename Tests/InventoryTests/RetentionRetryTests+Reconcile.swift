@@ -30,4 +30,48 @@ extension RetentionRetryTests {
             try await expectAgree(stores, available: earlier == .confirmed ? 4 : 7)
         }
     }
+
+    @Test("a duplicate of a live order confirmed and committed, not yet settled: the earlier hold is still Redis's, no difference")
+    func reconcileDuplicateOfLiveOrder() async throws {
+        try await TestStores.with { stores in
+            let order = "\(stores.bizId)-l"
+            _ = try await stores.engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await stores.engine.reserve(command(stores, order, 3))
+            #expect(try await stores.drainWithWorker())
+            // Its keys vanish while its hold stays counted: a reserve again holds anew, and is confirmed.
+            try await forget(stores, order)
+            _ = try await stores.engine.reserve(command(stores, order, 3))
+            _ = try await stores.engine.confirm(orderId: order, bizId: stores.bizId)
+            try await apply(stores, try await entries(stores, order))
+            // Before (160ab2a): the confirm released the retry's hold in flight besides the earlier row's: a
+            // difference that --fix would have written (7/0 for Redis's 4/3).
+            try await expectNoDifference(stores)
+            try await expectAgree(stores, available: 7)
+        }
+    }
+
+    @Test("a retry after a sync commit that failed, committed and not yet settled: the undone reserve's hold is released once")
+    func reconcileRetryAfterUndo() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let order = "\(stores.bizId)-u"
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            guard case .created(let first) = try await engine.reserve(command(stores, order, 3)) else {
+                Issue.record("not held")
+                return
+            }
+            let held = try await entries(stores, order)
+            // Taken back (its commit failed), then the retry holds, is committed and confirmed (sync mode's commits).
+            await engine.undoReserve(orderId: order, bizId: stores.bizId, lines: first.lines, eventId: held[0].id)
+            _ = try await engine.reserve(command(stores, order, 3))
+            _ = try await engine.confirm(orderId: order, bizId: stores.bizId)
+            let events = try await entries(stores, order)
+            #expect(events.map(\.kind) == [.reserve, .undo, .reserve, .confirm])
+            try await apply(stores, [events[2]], inStreamOrder: false)
+            try await apply(stores, [events[3]], inStreamOrder: false)
+            // Before (160ab2a): the confirm released the undone reserve's hold a second time (used -3).
+            try await expectNoDifference(stores)
+            try await expectAgree(stores, available: 7)
+        }
+    }
 }

@@ -43,7 +43,6 @@ struct OrderReader: Sendable, EngineCollaborator {
         if !outboxApplied { try await applyPendingEvents(ofOrder: orderId) }
         let seen = try await journalRows()
         guard let any = seen.first else { return false }
-        try await endDuplicates(of: ref, name: orderId)
         // Rows of a reserve Redis took back (a sync commit that failed, a duplicate) are about to be removed by its
         // undo event: restoring them would make a live order of a hold no item counts. The caller retries.
         for row in seen where !row.reserveEvent.isEmpty {
@@ -73,9 +72,13 @@ struct OrderReader: Sendable, EngineCollaborator {
         for line in rows where line.bizId == first.bizId {
             parts[keys.partShard(orderId: orderId, item: StockItemID(bizId: first.bizId, skuId: line.skuId)), default: []].append(line)
         }
+        let duplicated: Set<UInt64>
+        do { duplicated = Set(try await journal.openDuplicateLines(orderId: ref.orderId, bizId: ref.bizId)) } catch { throw stores.mapMySQL(error) }
         for (shard, lines) in parts.sorted(by: { $0.key < $1.key }) {
             // (A part's rows were moved by one script, its reserve by one event: they agree.)
             let partStatus = Self.decidedStatus(lines.map(\.status))
+            // Its stream's last entry before it is restored: what comes after is the restored order's.
+            let ending = lines.contains { duplicated.contains($0.skuId) } ? try await lastEntry(ofPart: shard) : nil
             let call = RestoreOrderCall(
                 orderId: orderId, shard: shard, bizId: first.bizId, userId: first.userId, status: partStatus,
                 lines: lines.map { RestoreOrderCall.Line(skuId: $0.skuId, quantity: $0.quantity) },
@@ -88,6 +91,9 @@ struct OrderReader: Sendable, EngineCollaborator {
                 stores.logger.notice(
                     "order restored from the journal", metadata: ["orderId": "\(orderId)", "status": "\(partStatus)", "shard": "\(shard)"]
                 )
+                if let ending {
+                    try await endDuplicates(of: ref, skus: lines.map(\.skuId).filter(duplicated.contains), at: ending)
+                }
             }
         }
         try await placement.restoreRest(
@@ -130,25 +136,39 @@ struct OrderReader: Sendable, EngineCollaborator {
     /// worker; applying them again later changes nothing). On a single Redis they are in the order's shard's
     /// stream; on a cluster in the streams of its parts' shards, which only its directory names: every shard's.
     /// A duplicate hold of an ended order (a retry after retention its client confirmed before the worker took it
-    /// back, JournalBatchPlan+Duplicates.swift) owns its order's later events only while Redis has it: restored now
-    /// from the journal, the order is the journal row's, and what it does next is that row's. Each such line's
-    /// duplicate ends at its stream's last entry (its own events, applied above or still to be delivered again, all
-    /// come before; the restored order's after). Its sale, if any, stays recorded.
-    func endDuplicates(of ref: OrderRef, name: String) async throws {
-        let lines: [UInt64]
-        do { lines = try await journal.openDuplicateLines(orderId: ref.orderId, bizId: ref.bizId) } catch { throw stores.mapMySQL(error) }
-        for sku in lines {
-            let stream = keys.outbox(shard: keys.partShard(orderId: name, item: StockItemID(bizId: ref.bizId, skuId: sku)))
-            let info = try await stores.redisCall { try await self.stores.redis.send(["XINFO", "STREAM", stream], routingKey: stream) }
-            let fields = info.array ?? []
-            let last = stride(from: 0, to: fields.count - 1, by: 2).first { fields[$0].text == "last-generated-id" }
-                .flatMap { fields[$0 + 1].text } ?? "0-0"
+    /// back, JournalBatchPlan+Duplicates.swift) owns its order's later events only while Redis has it: a part
+    /// restored from the journal is the journal row's, and what it does next is that row's. Each of its lines'
+    /// duplicates ends at the part's stream's last entry before the restore (its own events, applied before or still
+    /// to be delivered again, all come before; the restored part's after). Its sale, if any, stays recorded. A part
+    /// that survived (the restore found it) keeps its duplicate.
+    func endDuplicates(of ref: OrderRef, skus: [UInt64], at lastEvent: String) async throws {
+        for sku in skus {
             do {
-                try await journal.endDuplicates(orderId: ref.orderId, bizId: ref.bizId, skuId: sku, lastEvent: last)
+                try await journal.endDuplicates(orderId: ref.orderId, bizId: ref.bizId, skuId: sku, lastEvent: lastEvent)
             } catch {
                 throw stores.mapMySQL(error)
             }
         }
+    }
+
+    /// The id of the last entry the outbox stream of a part's shard was given ("0-0" for a stream Redis does not
+    /// have: every entry it had went with it).
+    func lastEntry(ofPart shard: Int) async throws -> String {
+        let stream = keys.outbox(shard: shard)
+        let info = try await stores.redisCall {
+            let reply = try await self.stores.redis.send(["XINFO", "STREAM", stream], routingKey: stream)
+            // Any other error (LOADING, CLUSTERDOWN, ...) is Redis unavailable: no end is written from it.
+            if let message = reply.errorMessage, !message.lowercased().contains("no such key") { throw RedisError(.server, message) }
+            return reply
+        }
+        if info.errorMessage != nil { return "0-0" }
+        let fields = info.array ?? []
+        guard let last = stride(from: 0, to: fields.count - 1, by: 2).first(where: { fields[$0].text == "last-generated-id" })
+            .flatMap({ fields[$0 + 1].text })
+        else {
+            throw InventoryError.unavailable("Redis answered XINFO STREAM \(stream) without its last-generated-id")
+        }
+        return last
     }
 
     func applyPendingEvents(ofOrder orderId: String) async throws {

@@ -225,11 +225,14 @@ extension Reconciler {
                 if rowStillLive || reservesInFlight.contains(entry.orderId + "\u{0}" + entry.reserveEvent) { used -= entry.quantity }
             case .confirm, .cancel, .expire:
                 // Redis has released the hold; MySQL still counts it while the row is RESERVED, or will once the
-                // reserve in flight before it lands (a new order's, or a duplicate hold's: a retry after retention).
+                // reserve in flight before it lands: a new order's, or a duplicate hold of an order that had ended
+                // (a retry after retention), whose hold no row counts. (A duplicate of a live order releases that
+                // order's row; a retry after a failed sync commit is its row.)
                 let rowLive = row?.status == "RESERVED"
-                let holdInFlight = entries.contains {
-                    $0.kind == .reserve && $0.orderId == entry.orderId && Self.before($0.entryId, entry.entryId)
-                        && reservesInFlight.contains($0.orderId + "\u{0}" + $0.entryId)
+                var holdInFlight = false
+                if let hold = Self.latestReserve(before: entry, in: entries), reservesInFlight.contains(hold.orderId + "\u{0}" + hold.entryId) {
+                    let duplicate = applied.duplicates[Applied.key(bizId, entry.orderId, sku)]?.first { $0.reserveEvent == hold.entryId }
+                    holdInFlight = row == nil || (duplicate.map { $0.earlierEvent.isEmpty } ?? (row?.status != "RESERVED"))
                 }
                 if rowLive || holdInFlight { used -= entry.quantity }
                 if entry.kind == .confirm, !entry.marked, !entry.absorbed {
@@ -264,8 +267,15 @@ extension Reconciler {
         return a < b
     }
 
+    /// The last reserve of the entry's order before it in the snapshot: the hold it belongs to, when that reserve is
+    /// still in the outbox.
+    static func latestReserve(before entry: Entry, in entries: [Entry]) -> Entry? {
+        entries.filter { $0.kind == .reserve && $0.orderId == entry.orderId && before($0.entryId, entry.entryId) }
+            .max { before($0.entryId, $1.entryId) }
+    }
+
     /// The ledger source a confirm or refund entry is committed under: its order line's, or that of the duplicate
-    /// hold that owns it (JournalBatchPlan+Duplicates.swift, the same rule); nil when it cannot be committed yet (a
+    /// hold that owns it (JournalBatchPlan+Duplicates.swift, the same rule); nil when it cannot be committed yet (the
     /// reserve of its order before it, neither the journal row's nor a recorded duplicate, is not).
     static func committedSource(
         _ entry: Entry, entries: [Entry], applied: Applied, bizId: String, sku: UInt64
@@ -273,12 +283,11 @@ extension Reconciler {
         let plain = Applied.source(entry.kind, entry.orderId, bizId, sku)
         let duplicates = applied.duplicates[Applied.key(bizId, entry.orderId, sku)] ?? []
         guard let row = applied.rows[Applied.key(bizId, entry.orderId, sku)] else { return plain }
-        let recorded = Set(duplicates.map(\.reserveEvent))
-        let pending = entries.contains {
-            $0.kind == .reserve && $0.orderId == entry.orderId && before($0.entryId, entry.entryId)
-                && $0.entryId != row.reserveEvent && !recorded.contains($0.entryId)
+        if let hold = latestReserve(before: entry, in: entries), hold.entryId != row.reserveEvent,
+            !duplicates.contains(where: { $0.reserveEvent == hold.entryId })
+        {
+            return nil
         }
-        if pending { return nil }
         guard let at = StreamPosition(entry.entryId) else { return plain }
         let candidates = duplicates.filter { $0.earlierEvent.isEmpty && $0.status != "UNTRACKED" }.compactMap {
             DuplicateCandidate(eventId: $0.reserveEvent, status: $0.status, endedEvent: $0.endedEvent)

@@ -140,17 +140,18 @@ extension BatchPlan {
             let rows = try connection.query(
                 """
                 SELECT order_id, biz_id, sku_id, reserve_event, status, ended_event FROM reserve_duplicates
-                WHERE earlier_event = '' AND status <> 'UNTRACKED'
-                  AND (order_id, biz_id, sku_id) IN (\(tuples(chunk.count, "(?, ?, \(skuPlaceholder))")))
+                WHERE earlier_event = '' AND (order_id, biz_id, sku_id) IN (\(tuples(chunk.count, "(?, ?, \(skuPlaceholder))")))
                 """,
                 chunk.flatMap(\.binds)
             ).rows
             for row in rows {
                 guard let orderId = row.string("order_id"), let bizId = row.string("biz_id"),
-                    let skuId = row.uint64("sku_id"), let eventId = row.string("reserve_event"),
-                    let candidate = DuplicateCandidate(eventId: eventId, status: row.string("status") ?? "", endedEvent: row.string("ended_event"))
+                    let skuId = row.uint64("sku_id"), let eventId = row.string("reserve_event")
                 else { continue }
-                candidates[LineKey(orderId: orderId, bizId: bizId, skuId: skuId), default: [:]][eventId] = candidate
+                let status = row.string("status") ?? ""
+                // A row met before statuses were kept (UNTRACKED) owns nothing, met again now or not.
+                candidates[LineKey(orderId: orderId, bizId: bizId, skuId: skuId), default: [:]][eventId] =
+                    status == "UNTRACKED" ? nil : DuplicateCandidate(eventId: eventId, status: status, endedEvent: row.string("ended_event"))
             }
         }
         guard !candidates.isEmpty else { return [:] }

@@ -83,7 +83,9 @@ extension Driver {
             }
         }
         var expected: [JournalLine] = []
-        for (order, state) in model.orders {
+        for (order, current) in model.orders {
+            // (a duplicate hold its order went on with is not the journal's row: the earlier order's is)
+            let state = current.journal.map(ReferenceModel.Order.init(journal:)) ?? current
             for line in state.lines where line.reserved > 0 {
                 expected.append(
                     JournalLine(

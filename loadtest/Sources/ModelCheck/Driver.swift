@@ -67,6 +67,7 @@ public struct Driver: Sendable {
     /// Runs `program`; throws `Failure` at the first step that does not hold.
     public func run(_ program: Program) async throws {
         var model = ReferenceModel(namesUsers: program.features.contains(.userLimits))
+        model.reservesAskJournal = stores.engine.configuration.durability == .sync
         // Another business holding orders of the same ids (Driver+Bystander): untouched by all that follows.
         let shadowed = Self.shadowed(program)
         do {
@@ -166,6 +167,7 @@ public struct Driver: Sendable {
                 deadline = expiresAt
                 return answer
             }
+            model.remembered(order: order)
             if options.contains(.shortLived), case .reservation(.reserved, _, false) = answer, let deadline {
                 holdDeadlines.set(order, deadline)
             }
@@ -190,12 +192,15 @@ public struct Driver: Sendable {
                 }
                 model = late.model
             }
+            model.remembered(order: order)
         case .cancel(let order):
             let expected = model.cancel(order: order)
             try await expect(expected, "cancel", model, order: order) { transition(try await engine.cancel(orderId: orderId(order), bizId: stores.bizId)) }
+            model.remembered(order: order, byCancel: true)
         case .refund(let order):
             let expected = model.refund(order: order)
             try await expect(expected, "refund", model, order: order) { transition(try await engine.refund(orderId: orderId(order), bizId: stores.bizId)) }
+            model.remembered(order: order)
         case .read(let order):
             var codes: [String] = []
             let answer = try await expect(model.read(order: order), "read", model, order: order) {
@@ -206,6 +211,7 @@ public struct Driver: Sendable {
             if case .reservation = answer, let problem = model.answeredCodes(order: order, codes) {
                 throw CheckFailed(message: problem)
             }
+            model.remembered(order: order)
         case .setOneTimePool(let sku):
             let expected = model.setOneTimePool(sku: sku)
             try await expect(expected, "PUT pool", model) {
@@ -224,6 +230,8 @@ public struct Driver: Sendable {
             try await perform(cancel ? .cancel(order: order) : .confirm(order: order), model: &model, on: engine)
         case .burst(let orders, let lines):
             try await burst(orders, lines, model: &model, on: engine)
+        case .retryAfterRetention(let order, let lines, let shortage, let options, let confirm):
+            try await retryAfterRetention(order: order, lines: lines, shortage: shortage, options: options, confirm: confirm, model: &model)
         case .burstThroughKilledService(let orders, let lines, let after):
             try await burstThroughKilledService(orders, lines, afterMilliseconds: after, model: &model, on: engine)
         case .burstWhileRedisRestarts(let orders, let lines):

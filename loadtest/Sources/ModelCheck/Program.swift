@@ -96,6 +96,10 @@ public enum Step: Sendable, Equatable, CustomStringConvertible {
     /// requests went out: a reserve that got no answer is retried through an instance that lives.
     case burstThroughKilledService(orders: [Int], lines: [Line], afterMilliseconds: Int)
     case fault(Fault)
+    /// The retention period of an order that ended runs out: the outbox is drained and every key naming the order
+    /// is deleted; its reserve is sent again (the body it had, `Features.retention`), confirmed at once or not, and
+    /// the write-back worker runs (a drain). Skipped when the order has not ended.
+    case retryAfterRetention(order: Int, lines: [Line], shortage: ShortageMode, options: ReserveOptions, confirm: Bool)
     /// The call made through a second instance of the service on the same stores, whose clock is 2 s ahead.
     indirect case onSecondInstance(Step)
 
@@ -120,6 +124,8 @@ public enum Step: Sendable, Equatable, CustomStringConvertible {
         case .burstThroughKilledService(let orders, let lines, let after):
             "burst \(orders.map { "o\($0)" }) each \(lines) over HTTP, the service killed (SIGKILL) after \(after) ms"
         case .fault(let fault): "FAULT \(fault)"
+        case .retryAfterRetention(let order, let lines, let shortage, let options, let confirm):
+            "o\(order) forgotten (retention over), reserve again \(lines) \(shortage.rawValue)\(options)\(confirm ? ", confirm" : ""), drain"
         case .onSecondInstance(let step): "[instance 2, clock +2 s] \(step)"
         }
     }
@@ -243,10 +249,12 @@ public struct Features: OptionSet, Sendable, Hashable {
     public static let goingBack = Features(rawValue: 512)
     /// Redis is full for a few steps now and then (`Fault.redisFull`); the program runs on a Redis of its own.
     public static let redisFull = Features(rawValue: 1024)
+    /// Now and then an order that ended is forgotten by Redis and its reserve sent again (`Step.retryAfterRetention`).
+    public static let retention = Features(rawValue: 2048)
 
     public static let all: Features = [
         .secondInstance, .mysqlOutages, .userLimits, .backorder, .dispense, .expiry, .processKills, .codePools,
-        .infiniteItems, .goingBack, .redisFull,
+        .infiniteItems, .goingBack, .redisFull, .retention,
     ]
 
     /// The item `codePools` gives a one-time pool (not one of `Program.items`: the drawn steps never name it).
@@ -282,6 +290,8 @@ extension Program {
         var back = SplitMix64(seed: seed ^ 0x0BAC_C0B1_ED0F_F5E7)
         var pool = SplitMix64(seed: seed ^ 0x0C0D_E500_1A11_0CA7)
         var fullness = SplitMix64(seed: seed ^ 0x0F11_1ED0_0F5E_7A11)
+        var retention = SplitMix64(seed: seed ^ 0x0E7E_4710_4AF7_E411)
+        var reserved: [Int: (lines: [Line], shortage: ShortageMode, options: ReserveOptions)] = [:]
         var fullLeft = 0
         var nextCode = 0
         var nextCodeOrder = Features.firstCodeOrder
@@ -402,6 +412,22 @@ extension Program {
             if poolToo, let codeStep = codeStep() { append(codeStep, poolToo: false) }
             if poolToo, features.contains(.infiniteItems), let step = infinite.next() { append(step, poolToo: false) }
             let step = killed(varied(drawn))
+            if case .reserve(let order, let lines, let shortage, let options) = step, reserved[order] == nil {
+                reserved[order] = (lines, shortage, options.subtracting(.shortLived))
+            }
+            let retentionRoll = Int.random(in: 0..<40, using: &retention)
+            let confirmRoll = Bool.random(using: &retention)
+            let pick = Int.random(in: 0..<8, using: &retention)
+            if features.contains(.retention), retentionRoll == 0, !reserved.isEmpty {
+                let recent = reserved.keys.sorted().suffix(8)
+                let order = recent[recent.index(recent.startIndex, offsetBy: pick % recent.count)]
+                let body = reserved[order]!
+                steps.append(
+                    .retryAfterRetention(
+                        order: order, lines: body.lines, shortage: body.shortage, options: body.options, confirm: confirmRoll
+                    )
+                )
+            }
             timePasses()
             let instanceRoll = Int.random(in: 0..<3, using: &extra)
             let outageRoll = Int.random(in: 0..<40, using: &extra)

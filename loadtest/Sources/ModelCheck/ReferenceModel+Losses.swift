@@ -7,6 +7,9 @@ extension ReferenceModel {
     public mutating func redisLostEverything() {
         journalWindow = true
         for id in orders.keys {
+            if let journal = orders[id]!.journal { orders[id] = Order(journal: journal) }
+            // Redis has none of them until a call finds it in the journal (`remembered`).
+            orders[id]!.forgotten = true
             orders[id]!.fingerprintLost = true
             if orders[id]!.lines.isEmpty { orders[id]!.tombstoneOnly = true }
         }
@@ -39,6 +42,12 @@ extension ReferenceModel {
     /// after a data loss: a known limit), unless it is `recordedElsewhere` (on a cluster, the order's directory
     /// records such a cancel: there is no part hash to lose).
     public mutating func orderHashLost(order id: Int, recordedElsewhere: Bool = false) {
+        // A duplicate hold's hash gone: the order comes back from the journal, as its earlier order.
+        if let journal = orders[id]?.journal {
+            orders[id] = Order(journal: journal)
+            orders[id]!.forgotten = true
+            return
+        }
         guard let order = orders[id] else { return }
         if order.lines.isEmpty && recordedElsewhere { return }
         if order.lines.isEmpty && !journalWindow {
@@ -57,6 +66,9 @@ extension ReferenceModel {
     /// A cancelled or expired order is the same (cluster seed 200064): what records it is left only in its parts,
     /// which a body naming none of its items never meets.
     public func unspecified(order id: Int, lines: [Line]) -> Bool {
+        // Forgotten by Redis (its retention ran out): held anew, and taken back by the worker (specified only as a
+        // step of its own, `Step.retryAfterRetention`, which runs the worker after it).
+        if let order = orders[id], order.forgotten, !(journalWindow || reservesAskJournal) { return true }
         guard let order = orders[id], order.hashDeleted else { return false }
         switch order.status {
         case .reserved, .confirmed:

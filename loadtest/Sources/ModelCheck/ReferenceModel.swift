@@ -46,6 +46,13 @@ public struct ReferenceModel: Sendable, Equatable {
         /// On a cluster, its directory vanished: it is found again through its parts, and a part that held nothing
         /// (a line of a partial hold that got none) may not be found (`accepts`).
         public var foundByParts = false
+        /// Redis forgot it (its keys' retention ran out, `Step.retryAfterRetention`): a call finds it in the journal
+        /// again, and a reserve (without a journal window, on async durability) holds anew: a duplicate hold the
+        /// write-back worker takes back unless the order went on with it first.
+        public var forgotten = false
+        /// The order's journal row when it is a duplicate hold its order went on with (the earlier order's, as it
+        /// ended): what MySQL's journal shows, and what the order is again once Redis loses it.
+        public var journal: JournalState? = nil
     }
 
     /// The one-time code pool of `Features.codeItem`: every code uploaded, and which are usable (not held by a
@@ -67,6 +74,10 @@ public struct ReferenceModel: Sendable, Equatable {
     public internal(set) var usage: [UsageKey: Int64] = [:]
     /// The code pool of `Features.codeItem`, once it has one.
     public internal(set) var pool: CodePoolState?
+    /// Orders Redis forgot whose reserve was sent again and held anew, by their journal row (`duplicatesSettled`).
+    public internal(set) var forgottenEarlier: [Int: Order] = [:]
+    /// Every reserve of an order Redis does not know meets the journal (sync durability: at its commit).
+    public var reservesAskJournal = false
 
     public struct UsageKey: Hashable, Sendable {
         public let user: String
@@ -161,6 +172,10 @@ public struct ReferenceModel: Sendable, Equatable {
         guard var order = orders[id], order.lines.contains(where: { $0.skuId == Features.codeItem }) else { return nil }
         let answered = codes.sorted()
         if let known = order.codes {
+            // An order that ended, come back from the journal, lists no code another order took after it gave it
+            // back (CodePoolRepository.assignedCodes).
+            let ended = order.status == .cancelled || order.status == .expired || order.status == .refunded
+            if order.fingerprintLost && ended && Set(answered).isSubset(of: known) { return nil }
             return known == answered ? nil : "o\(id) answered codes \(answered); it took \(known)"
         }
         let held = order.lines.filter { $0.skuId == Features.codeItem }.map(\.reserved).reduce(0, +)
@@ -180,7 +195,7 @@ public struct ReferenceModel: Sendable, Equatable {
     }
 
     /// The order's codes go back to the pool (a cancel, an expiry, a one-time pool's refund).
-    private mutating func giveBackCodes(_ order: Order) {
+    mutating func giveBackCodes(_ order: Order) {
         guard let codes = order.codes, pool != nil else { return }
         pool!.usable.formUnion(codes)
     }
@@ -313,7 +328,7 @@ public struct ReferenceModel: Sendable, Equatable {
     }
 
     /// Moves a user's count of an item with a limit.
-    private mutating func count(_ user: String?, _ sku: UInt64, _ units: Int64) {
+    mutating func count(_ user: String?, _ sku: UInt64, _ units: Int64) {
         guard let user, (items[sku]?.userLimit ?? 0) > 0, units != 0 else { return }
         usage[UsageKey(user: user, sku: sku), default: 0] += units
     }
@@ -323,7 +338,9 @@ public struct ReferenceModel: Sendable, Equatable {
     public mutating func itemRebuilt(sku: UInt64) {
         guard (items[sku]?.userLimit ?? 0) > 0 else { return }
         for key in usage.keys where key.sku == sku { usage[key] = nil }
-        for order in orders.values where order.status != .cancelled && order.status != .expired {
+        // (by the journal's rows: a duplicate hold its order went on with is not one)
+        for order in orders.values.map({ $0.journal.map(Order.init(journal:)) ?? $0 })
+        where order.status != .cancelled && order.status != .expired {
             for line in order.lines where line.skuId == sku { count(order.user, sku, line.reserved) }
         }
     }

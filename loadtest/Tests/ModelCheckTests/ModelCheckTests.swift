@@ -167,13 +167,15 @@ struct ModelCheckTests {
             case .onSecondInstance(let inner): return plain(inner)
             case .fault(.mysqlDown), .fault(.mysqlUp), .fault(.deadlinesPass), .fault(.expireDue), .fault(.redisRestart),
                 .fault(.workerKilled), .fault(.copyRedis), .fault(.goBack), .fault(.redisFull), .fault(.redisRoom), .lateCall,
-                .setUserLimit, .setBackorderLimit:
+                .setUserLimit, .setBackorderLimit, .retryAfterRetention:
                 return nil
             default: return plain(step)
             }
         }
         #expect(unwrapped.count < basic.steps.count)
         #expect(Array(basic.steps.prefix(unwrapped.count)) == unwrapped)
+        // (and the retention feature draws its step)
+        #expect(full.steps.contains { if case .retryAfterRetention = $0 { true } else { false } })
         #expect(full.steps.contains { if case .onSecondInstance = $0 { true } else { false } })
         #expect(full.steps.contains(.fault(.mysqlDown)))
         #expect(full.steps.contains(.fault(.deadlinesPass)))

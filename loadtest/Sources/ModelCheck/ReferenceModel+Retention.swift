@@ -1,0 +1,93 @@
+import Inventory
+
+/// Orders Redis forgot: their keys' retention period ran out after they ended (`Step.retryAfterRetention`). The
+/// journal keeps them; a call finds them there. A reserve of one is held anew when nothing makes Redis ask the
+/// journal first (async durability, no journal window): a duplicate hold, taken back by the write-back worker
+/// unless its order went on with it first (a confirm, a dispense), when it stands as a hold of its own beside the
+/// journal's row (README, "What may vanish").
+extension ReferenceModel {
+    /// The journal row of an order whose current hold is a duplicate: the earlier order as it ended.
+    public struct JournalState: Sendable, Equatable {
+        public let status: ReservationStatus
+        public let lines: [ReservationLine]
+        public let fingerprint: String
+        public let user: String?
+        public let codes: [String]?
+
+        init(_ order: Order) {
+            status = order.status
+            lines = order.lines
+            fingerprint = order.fingerprint
+            user = order.user
+            codes = order.codes
+        }
+    }
+
+    /// Whether the retention period of an order can run out now: it ended, and held something.
+    public func endedWithHolds(order id: Int) -> Bool {
+        guard let order = orders[id], !order.lines.isEmpty, !order.tombstoneOnly else { return false }
+        return [.confirmed, .cancelled, .expired, .refunded].contains(order.status)
+    }
+
+    /// Redis forgot the order. `asksJournal`: a reserve of it asks the journal first (sync durability, or a journal
+    /// window), and is answered from it; otherwise the order is absent until the worker has run
+    /// (`duplicatesSettled`).
+    public mutating func forget(order id: Int, asksJournal: Bool) {
+        guard let current = orders[id] else { return }
+        var earlier = current.journal.map(Order.init(journal:)) ?? current
+        // as a call finds it again: in the journal, which keeps less than Redis did
+        earlier.forgotten = true
+        earlier.fingerprintLost = true
+        earlier.hashDeleted = false
+        earlier.foundByParts = false
+        if asksJournal {
+            orders[id] = earlier
+        } else {
+            forgottenEarlier[id] = earlier
+            orders[id] = nil
+        }
+    }
+
+    /// The write-back worker ran: a duplicate hold still reserved is taken back (its hold, codes and user's units
+    /// given back) and the order is its journal row's again, still forgotten by Redis; one its order went on with
+    /// stands, the journal keeping the earlier order's row.
+    public mutating func duplicatesSettled() {
+        for (id, earlier) in forgottenEarlier {
+            if let duplicate = orders[id], duplicate.status != .reserved {
+                orders[id]!.journal = JournalState(earlier)
+                continue
+            }
+            if let duplicate = orders[id] {
+                giveBackCodes(duplicate)
+                for line in duplicate.lines {
+                    items[line.skuId]!.reserved -= line.reserved
+                    count(duplicate.user, line.skuId, -line.reserved)
+                }
+            }
+            orders[id] = earlier
+        }
+        forgottenEarlier = [:]
+    }
+
+    /// A retention period passed: a journal window a data loss opened has closed (a reserve of an order Redis does not
+    /// know is held anew again).
+    public mutating func retentionPassed() {
+        journalWindow = false
+    }
+
+    /// A call found the order (in Redis, or in the journal, which put it back in Redis): Redis has it again.
+    /// (A cancel made before any reserve, lost with Redis, is found only by a reserve or a cancel again: `byCancel`.)
+    public mutating func remembered(order id: Int, byCancel: Bool = false) {
+        guard let order = orders[id], order.forgotten, byCancel || !order.tombstoneOnly else { return }
+        orders[id]!.forgotten = false
+    }
+}
+
+extension ReferenceModel.Order {
+    /// The order as its journal row keeps it (restored from the journal).
+    init(journal: ReferenceModel.JournalState) {
+        self.init(status: journal.status, lines: journal.lines, fingerprint: journal.fingerprint, user: journal.user)
+        codes = journal.codes
+        fingerprintLost = true
+    }
+}
