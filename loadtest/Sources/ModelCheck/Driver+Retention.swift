@@ -33,8 +33,6 @@ extension Driver {
         // Refused (nothing held): the order is the journal's, and a confirm finds it there.
         if model.orders[order] == nil { model.duplicatesSettled() }
         if confirm && !options.contains(.dispense) { try await perform(.confirm(order: order), model: &model) }
-        // The reserve (or the confirm) found the order in the journal, where it was asked: Redis has it again.
-        model.remembered(order: order)
         try await inject(.drain)
         model.duplicatesSettled()
     }

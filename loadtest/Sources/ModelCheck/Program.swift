@@ -413,7 +413,7 @@ extension Program {
             if poolToo, features.contains(.infiniteItems), let step = infinite.next() { append(step, poolToo: false) }
             let step = killed(varied(drawn))
             if case .reserve(let order, let lines, let shortage, let options) = step, reserved[order] == nil {
-                reserved[order] = (lines, shortage, options.subtracting(.shortLived))
+                reserved[order] = (lines, shortage, options)
             }
             let retentionRoll = Int.random(in: 0..<40, using: &retention)
             let confirmRoll = Bool.random(using: &retention)

@@ -68,7 +68,8 @@ extension ReferenceModel {
     public func unspecified(order id: Int, lines: [Line]) -> Bool {
         // Forgotten by Redis (its retention ran out): held anew, and taken back by the worker (specified only as a
         // step of its own, `Step.retryAfterRetention`, which runs the worker after it).
-        if let order = orders[id], order.forgotten, !(journalWindow || reservesAskJournal) { return true }
+        // (On sync durability too: it holds first, and a refusal for stock or codes is a new order's.)
+        if let order = orders[id], order.forgotten, !journalWindow { return true }
         guard let order = orders[id], order.hashDeleted else { return false }
         switch order.status {
         case .reserved, .confirmed:

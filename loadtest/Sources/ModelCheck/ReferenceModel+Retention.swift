@@ -23,9 +23,11 @@ extension ReferenceModel {
         }
     }
 
-    /// Whether the retention period of an order can run out now: it ended, and held something.
+    /// Whether the retention period of an order can run out now: it ended, and held something on every line (a line
+    /// that held nothing has no journal row: a retry's hold of it would be a row of its own, not a duplicate).
     public func endedWithHolds(order id: Int) -> Bool {
-        guard let order = orders[id], !order.lines.isEmpty, !order.tombstoneOnly else { return false }
+        guard let order = orders[id], !order.lines.isEmpty, !order.tombstoneOnly, order.lines.allSatisfy({ $0.reserved > 0 })
+        else { return false }
         return [.confirmed, .cancelled, .expired, .refunded].contains(order.status)
     }
 
@@ -35,8 +37,8 @@ extension ReferenceModel {
     public mutating func forget(order id: Int, asksJournal: Bool) {
         guard let current = orders[id] else { return }
         var earlier = current.journal.map(Order.init(journal:)) ?? current
-        // as a call finds it again: in the journal, which keeps less than Redis did
-        earlier.forgotten = true
+        // as a call finds it again: in the journal, which keeps less than Redis did (asked now, it is found at once)
+        earlier.forgotten = !asksJournal
         earlier.fingerprintLost = true
         earlier.hashDeleted = false
         earlier.foundByParts = false
@@ -57,7 +59,11 @@ extension ReferenceModel {
                 orders[id]!.journal = JournalState(earlier)
                 continue
             }
+            var earlier = earlier
             if let duplicate = orders[id] {
+                // A code of the earlier order the duplicate took again was assigned to it, and its take-back removed
+                // the assignment: the earlier order, restored, no longer lists it.
+                if let taken = duplicate.codes, let codes = earlier.codes { earlier.codes = codes.filter { !taken.contains($0) } }
                 giveBackCodes(duplicate)
                 for line in duplicate.lines {
                     items[line.skuId]!.reserved -= line.reserved

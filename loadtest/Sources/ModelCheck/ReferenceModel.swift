@@ -175,7 +175,10 @@ public struct ReferenceModel: Sendable, Equatable {
             // An order that ended, come back from the journal, lists no code another order took after it gave it
             // back (CodePoolRepository.assignedCodes).
             let ended = order.status == .cancelled || order.status == .expired || order.status == .refunded
-            if order.fingerprintLost && ended && Set(answered).isSubset(of: known) { return nil }
+            let missing = Set(known).subtracting(answered)
+            if order.fingerprintLost && ended && Set(answered).isSubset(of: known) && missing.isDisjoint(with: pool?.usable ?? []) {
+                return nil
+            }
             return known == answered ? nil : "o\(id) answered codes \(answered); it took \(known)"
         }
         let held = order.lines.filter { $0.skuId == Features.codeItem }.map(\.reserved).reduce(0, +)
