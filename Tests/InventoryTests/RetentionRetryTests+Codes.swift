@@ -21,6 +21,20 @@ extension RetentionRetryTests {
         #expect(report.codeDifferences == [])
     }
 
+    /// Item 1 gets a one-time pool of `codes`.
+    func oneTimePool(_ stores: TestStores, _ codes: [String]) async throws {
+        _ = try await stores.engine.setPool(stores.item(1), CodePool(kind: .oneTime))
+        _ = try await stores.engine.loadCodes(stores.item(1), codes)
+    }
+
+    /// The order dispensed one code, committed and forgotten by Redis, then dispensed again: the two codes handed out.
+    func dispensedTwice(_ stores: TestStores, _ order: String) async throws -> (first: [String], second: [String]) {
+        let first = dispensedCodes(try await stores.engine.reserve(command(stores, order, 1, dispense: true)))
+        #expect(try await stores.drainWithWorker())
+        try await forget(stores, order)
+        return (first, dispensedCodes(try await stores.engine.reserve(command(stores, order, 1, dispense: true))))
+    }
+
     func dispensedCodes(_ outcome: ReserveOutcome) -> [String] {
         switch outcome {
         case .created(let reservation), .replayed(let reservation): reservation.lines.flatMap(\.codes)
@@ -30,16 +44,9 @@ extension RetentionRetryTests {
     @Test("a dispensed order's retry after retention: the second code handed out is sold in MySQL too")
     func dispensedRetry() async throws {
         try await TestStores.with { stores in
-            let engine = stores.engine
-            let item = stores.item(1)
             let order = "\(stores.bizId)-d"
-            _ = try await engine.setPool(item, CodePool(kind: .oneTime))
-            _ = try await engine.loadCodes(item, ["CODE-A", "CODE-B", "CODE-C"])
-            let first = dispensedCodes(try await engine.reserve(command(stores, order, 1, dispense: true)))
-            #expect(try await stores.drainWithWorker())
-            try await forget(stores, order)
-
-            let second = dispensedCodes(try await engine.reserve(command(stores, order, 1, dispense: true)))
+            try await oneTimePool(stores, ["CODE-A", "CODE-B", "CODE-C"])
+            let (first, second) = try await dispensedTwice(stores, order)
             #expect(first.count == 1 && second.count == 1 && first != second)
             // Before: the second code came back after the rebuild (MySQL never recorded it), to be sold again.
             try await expectCodesAfterRebuild(stores, usable: Set(["CODE-A", "CODE-B", "CODE-C"]).subtracting(first + second))
@@ -50,10 +57,8 @@ extension RetentionRetryTests {
     func cancelledRetryDispensedSameCode() async throws {
         try await TestStores.with { stores in
             let engine = stores.engine
-            let item = stores.item(1)
             let order = "\(stores.bizId)-s"
-            _ = try await engine.setPool(item, CodePool(kind: .oneTime))
-            _ = try await engine.loadCodes(item, ["CODE-A"])
+            try await oneTimePool(stores, ["CODE-A"])
             _ = try await engine.reserve(command(stores, order, 1))
             _ = try await engine.cancel(orderId: order, bizId: stores.bizId)
             #expect(try await stores.drainWithWorker())

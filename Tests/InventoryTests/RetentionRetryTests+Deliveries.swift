@@ -58,14 +58,9 @@ extension RetentionRetryTests {
     func secondRetryTakesCode() async throws {
         try await TestStores.with { stores in
             let engine = stores.engine
-            let item = stores.item(1)
             let order = "\(stores.bizId)-2"
-            _ = try await engine.setPool(item, CodePool(kind: .oneTime))
-            _ = try await engine.loadCodes(item, ["CODE-A", "CODE-X"])
-            let first = dispensedCodes(try await engine.reserve(command(stores, order, 1, dispense: true)))
-            #expect(try await stores.drainWithWorker())
-            try await forget(stores, order)
-            let second = dispensedCodes(try await engine.reserve(command(stores, order, 1, dispense: true)))
+            try await oneTimePool(stores, ["CODE-A", "CODE-X"])
+            let (first, second) = try await dispensedTwice(stores, order)
             _ = try await engine.refund(orderId: order, bizId: stores.bizId)
             #expect(try await stores.drainWithWorker())
             try await forget(stores, order)
@@ -79,14 +74,9 @@ extension RetentionRetryTests {
     func refundAfterRestore() async throws {
         try await TestStores.with { stores in
             let engine = stores.engine
-            let item = stores.item(1)
             let order = "\(stores.bizId)-e"
-            _ = try await engine.setPool(item, CodePool(kind: .oneTime))
-            _ = try await engine.loadCodes(item, ["CODE-A", "CODE-B", "CODE-C"])
-            let first = dispensedCodes(try await engine.reserve(command(stores, order, 1, dispense: true)))
-            #expect(try await stores.drainWithWorker())
-            try await forget(stores, order)
-            let second = dispensedCodes(try await engine.reserve(command(stores, order, 1, dispense: true)))
+            try await oneTimePool(stores, ["CODE-A", "CODE-B", "CODE-C"])
+            let (first, second) = try await dispensedTwice(stores, order)
             #expect(try await stores.drainWithWorker())
             try await forget(stores, order)
             // The order comes back from its journal row (the first sale), and that one is refunded.

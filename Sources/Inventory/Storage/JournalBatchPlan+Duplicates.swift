@@ -107,7 +107,15 @@ extension BatchPlan {
                 """,
                 binds
             )
-            binds.removeAll(keepingCapacity: true)
+        }
+        try Self.assign(assignments, on: connection)
+    }
+
+    /// Assigns codes to the reserve events that took them (a code already assigned on the line stays as it is).
+    static func assign(_ assignments: [(LineEvent, String)], on connection: MySQLConnection) throws {
+        for chunk in exactChunks(assignments) {
+            var binds: [MySQLValue] = []
+            binds.reserveCapacity(chunk.count * 5)
             for (event, code) in chunk {
                 event.key.appendBinds(to: &binds)
                 binds.append(.string(code))

@@ -260,23 +260,10 @@ struct BatchPlan: Sendable {
             result.rowsInserted += Int(inserted.affectedRows)
         }
         // The codes of the rows written now, in the same transaction (a line's row and its codes come together).
-        let assignments = missing.flatMap { index in reserves[index].codes.map { (reserves[index], $0) } }
-        for chunk in exactChunks(assignments) {
-            var binds: [MySQLValue] = []
-            binds.reserveCapacity(chunk.count * 5)
-            for (line, code) in chunk {
-                line.key.appendBinds(to: &binds)
-                binds.append(.string(code))
-                binds.append(.string(line.eventId))
-            }
-            _ = try connection.query(
-                """
-                INSERT IGNORE INTO code_assignments (order_id, biz_id, sku_id, code, reserve_event)
-                VALUES \(tuples(chunk.count, "(?, ?, \(skuPlaceholder), ?, ?)"))
-                """,
-                binds
-            )
-        }
+        try Self.assign(
+            missing.flatMap { index in reserves[index].codes.map { (LineEvent(key: reserves[index].key, eventId: reserves[index].eventId), $0) } },
+            on: connection
+        )
         for index in missing {
             existing[index] = ("RESERVED", reserves[index].eventId)
         }
