@@ -65,3 +65,44 @@ struct RestoredRequestTests {
         }
     }
 }
+
+extension RestoredRequestTests {
+    @Test("sync mode, Redis forgot an ended order after its retention: another body under its id is a conflict, the same body its replay", arguments: [
+        ReservationStatus.confirmed, .cancelled,
+    ])
+    func otherBodyAfterRetention(end: ReservationStatus) async throws {
+        try await TestStores.with(durability: .sync) { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let orderId = "\(stores.bizId)-r"
+            _ = try await engine.reserve(command(stores, orderId, 3, user: "u1"))
+            if end == .confirmed {
+                _ = try await engine.confirm(orderId: orderId, bizId: stores.bizId)
+            } else {
+                _ = try await engine.cancel(orderId: orderId, bizId: stores.bizId)
+            }
+            #expect(try await stores.drainWithWorker())
+            try await RetentionRetryTests().forget(stores, orderId)
+
+            // Before: answered from the journal as a replay of the earlier order, whatever the body. A cancelled
+            // order answers closed before its request is compared, as reserve.lua does for an order Redis knows.
+            let otherBody = end == .confirmed ? InventoryError.idempotencyConflict : .orderClosed(.cancelled)
+            await #expect(throws: otherBody) { try await engine.reserve(command(stores, orderId, 4, user: "u1")) }
+            await #expect(throws: otherBody) { try await engine.reserve(command(stores, orderId, 3, user: "u2")) }
+            if end == .confirmed {
+                guard case .replayed(let again) = try await engine.reserve(command(stores, orderId, 3, user: "u1")) else {
+                    Issue.record("the same body is not a replay")
+                    return
+                }
+                #expect(again.status == .confirmed)
+            } else {
+                await #expect(throws: InventoryError.orderClosed(.cancelled)) { try await engine.reserve(command(stores, orderId, 3, user: "u1")) }
+            }
+            #expect(try await stores.drainWithWorker())
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.reserved == 0)
+            #expect(level.available == (end == .confirmed ? 7 : 10))
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+}

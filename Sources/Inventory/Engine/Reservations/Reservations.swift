@@ -150,7 +150,16 @@ struct Reservations: Sendable, EngineCollaborator {
                     shard: shard
                 )
             } catch is InventoryEngine.JournalHasOrder {
-                return (.replayed(try await self.reservation(named: orderId)), "")
+                // The hold was taken back and the journal had the order (Redis forgot it): the reserve runs again
+                // against the order restored from the journal, which keeps the request that made it, so another
+                // body under its id is a conflict, as for any order Redis knows (not a replay of the journal's).
+                guard !holdsChecked, try await orders.restoreOrder(orderId) else {
+                    throw InventoryError.unavailable("order \(command.orderId) kept changing while the journal was asked about it; retry")
+                }
+                return try await reservePart(
+                    command, shard: shard, fingerprint: fingerprint, journalChecked: true, failpoint: failpoint,
+                    holdsChecked: true, partOfSeveral: partOfSeveral
+                )
             }
             if command.dispense {
                 return (.created(try await confirm(named: orderId).reservation.with(persisted: true)), held.eventId)
