@@ -8,7 +8,10 @@
 --   items[i] = {exists, stock_num, used_stock_num, confirmed_unapplied, refund_unapplied, is_infinite, fenced}
 --              fenced = 1 while a stock change's MySQL half is still to come (lib/fence.lua): in flight
 --   entries  = outbox entries (not yet acknowledged) touching these items, one per line:
---              {type, orderId, bizId, skuId, quantity, entryId, reserveEvent, appliedMarkerSet, absorbed}
+--              {type, orderId, bizId, skuId, quantity, entryId, reserveEvent, appliedMarkerSet, absorbed, takenBack}
+--              takenBack = 1 for a reserve whose hold was taken back (its undone marker, lua/undo_reserve.lua, in the
+--              stream's slot): that script settled what the hold counts (an undo entry, or the earlier hold handed
+--              back), so the reserve no longer stands for a hold in flight
 --
 -- Counters and in-flight entries come from the same instant, so the reconciler can account for work in flight
 -- exactly: an entry is in the outbox until the worker has committed it and settled Redis.
@@ -57,6 +60,11 @@ for s = n + 1, #KEYS do
       lineEpochs = {}
       for part in string.gmatch(fields['epochs'] .. ',', '([^,]*),') do lineEpochs[#lineEpochs + 1] = part end
     end
+    local takenBack = 0
+    if fields['type'] == 'reserve' then
+      -- '<prefix>:{s<shard>}:outbox' -> '<prefix>:{s<shard>}:undone:<entry id>' (KeyLayout.undoneMarker)
+      takenBack = redis.call('EXISTS', string.sub(KEYS[s], 1, -7) .. 'undone:' .. entry[1])
+    end
     local position = 0
     for sku, quantity in string.gmatch(fields['items'] or '', '(%d+):(%d+)') do
       position = position + 1
@@ -76,7 +84,7 @@ for s = n + 1, #KEYS do
           marked = redis.call('EXISTS', marker)
         end
         entries[#entries + 1] = {kind, fields['order'], biz, sku, quantity, entry[1], fields['reserve_event'] or '', marked,
-          absorbed and 1 or 0}
+          absorbed and 1 or 0, takenBack}
       end
     end
   end

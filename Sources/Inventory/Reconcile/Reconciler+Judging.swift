@@ -211,9 +211,15 @@ extension Reconciler {
         var refundInFlight: Int64 = 0
         var committedUnsettled: Int64 = 0
         // By order and entry id: entry ids repeat across streams, and an undo names a reserve of its own order.
+        // A reserve taken back counts no hold in flight: its take-back wrote an undo entry (which then counts nothing
+        // either), or its order had gone on with it and the item handed back the one hold too many it counted (the
+        // earlier hold, whose row then stands for this one) or nothing (a hold of its own, released by its order's
+        // confirm, cancel or expiry).
         let reservesInFlight = Set(
-            entries.filter { $0.kind == .reserve && applied.rows[Applied.key(bizId, $0.orderId, sku)]?.reserveEvent != $0.entryId }
-                .map { $0.orderId + "\u{0}" + $0.entryId }
+            entries.filter {
+                $0.kind == .reserve && !$0.takenBack && applied.rows[Applied.key(bizId, $0.orderId, sku)]?.reserveEvent != $0.entryId
+            }
+            .map { $0.orderId + "\u{0}" + $0.entryId }
         )
         for entry in entries {
             let row = applied.rows[Applied.key(bizId, entry.orderId, sku)]

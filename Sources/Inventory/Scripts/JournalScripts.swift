@@ -295,6 +295,9 @@ struct SnapshotCall: ScriptCall {
         /// Made in an earlier epoch of the item that its rebuild absorbed (applied to MySQL before counting it): a
         /// worker may commit it again, but no `*_unapplied` counter holds it.
         var absorbed: Bool
+        /// A reserve whose hold was taken back (its undone marker exists, lua/undo_reserve.lua): the take-back settled
+        /// what the hold counts, with an undo entry or by handing the earlier hold back.
+        var takenBack: Bool = false
     }
 
     struct Reply: Sendable, Equatable {
@@ -326,7 +329,7 @@ struct SnapshotCall: ScriptCall {
             )
         }
         let lines = (parts[safe: 1]?.array ?? []).compactMap { value -> Line? in
-            // {type, orderId, bizId, skuId, quantity, entryId, reserveEvent, appliedMarkerSet, absorbed}
+            // {type, orderId, bizId, skuId, quantity, entryId, reserveEvent, appliedMarkerSet, absorbed, takenBack}
             guard let fields = value.array, let kind = OutboxEvent.Kind(rawValue: fields[safe: 0]?.text ?? ""),
                 let sku = UInt64(fields[safe: 3]?.text ?? "")
             else { return nil }
@@ -334,7 +337,7 @@ struct SnapshotCall: ScriptCall {
                 kind: kind, orderId: KeyLayout.ownId(fields[safe: 1]?.text ?? ""), item: StockItemID(bizId: fields[safe: 2]?.text ?? "", skuId: sku),
                 quantity: fields[safe: 4]?.int ?? 0, entryId: fields[safe: 5]?.text ?? "",
                 reserveEvent: fields[safe: 6]?.text ?? "", marked: fields[safe: 7]?.int == 1,
-                absorbed: fields[safe: 8]?.int == 1
+                absorbed: fields[safe: 8]?.int == 1, takenBack: fields[safe: 9]?.int == 1
             )
         }
         return Reply(items: items, lines: lines)
