@@ -88,4 +88,33 @@ extension RetentionRetryTests {
             try await expectCodesAfterRebuild(stores, usable: Set(["CODE-A", "CODE-B", "CODE-C"]).subtracting(second))
         }
     }
+
+    @Test("a retry sold, then forgotten too: a restore whose duplicate cannot be ended restores nothing, and its retry is the earlier order's")
+    func restoreEndFails() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let order = "\(stores.bizId)-w"
+            try await endedAndForgotten(stores, order, end: .confirmed)
+            _ = try await engine.reserve(command(stores, order, 3))
+            _ = try await engine.confirm(orderId: order, bizId: stores.bizId)
+            #expect(try await stores.drainWithWorker())
+            try await forget(stores, order)
+            // MySQL refuses the duplicate's end (a failure between the restore's steps).
+            let trigger = "fail_end_\(stores.bizId)"
+            let create = """
+                CREATE TRIGGER \(trigger) BEFORE UPDATE ON reserve_duplicates FOR EACH ROW
+                BEGIN IF NEW.order_id = '\(order)' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'test: no end'; END IF; END
+                """
+            _ = try await stores.mysql.withConnection { try $0.execute(create) }
+            await #expect(throws: (any Error).self) { try await engine.refund(orderId: order, bizId: stores.bizId) }
+            _ = try await stores.mysql.withConnection { try $0.execute("DROP TRIGGER \(trigger)") }
+            // Before: the part was restored before its duplicate's end failed; the retry found it restored, the
+            // duplicate stayed open and took the restored order's refund.
+            #expect(try await stores.keys(matching: "*:order:*\(KeyLayout.globEscaped(order))*").isEmpty)
+            _ = try await engine.refund(orderId: order, bizId: stores.bizId)
+            #expect(try await stores.drainWithWorker())
+            #expect(try await stores.journalRows().map(\.status) == ["REFUNDED"])
+            try await expectAgree(stores, available: 7)
+        }
+    }
 }

@@ -77,8 +77,13 @@ struct OrderReader: Sendable, EngineCollaborator {
         for (shard, lines) in parts.sorted(by: { $0.key < $1.key }) {
             // (A part's rows were moved by one script, its reserve by one event: they agree.)
             let partStatus = Self.decidedStatus(lines.map(\.status))
-            // Its stream's last entry before it is restored: what comes after is the restored order's.
-            let ending = lines.contains { duplicated.contains($0.skuId) } ? try await lastEntry(ofPart: shard) : nil
+            // A duplicate hold of the part's lines ends, before the part is restored, at its stream's last entry read
+            // with the part's absence: what comes after is the restored order's. (Ended first, so that a restore is
+            // never left with its duplicate open: a failure here is a 503 before anything is restored.)
+            let duplicatedSkus = lines.map(\.skuId).filter(duplicated.contains)
+            if !duplicatedSkus.isEmpty, let ending = try await stores.run(PartEndingCall(orderId: orderId, shard: shard, layout: keys)) {
+                try await endDuplicates(of: ref, skus: duplicatedSkus, at: ending)
+            }
             let call = RestoreOrderCall(
                 orderId: orderId, shard: shard, bizId: first.bizId, userId: first.userId, status: partStatus,
                 lines: lines.map { RestoreOrderCall.Line(skuId: $0.skuId, quantity: $0.quantity) },
@@ -91,9 +96,6 @@ struct OrderReader: Sendable, EngineCollaborator {
                 stores.logger.notice(
                     "order restored from the journal", metadata: ["orderId": "\(orderId)", "status": "\(partStatus)", "shard": "\(shard)"]
                 )
-                if let ending {
-                    try await endDuplicates(of: ref, skus: lines.map(\.skuId).filter(duplicated.contains), at: ending)
-                }
             }
         }
         try await placement.restoreRest(
@@ -138,9 +140,9 @@ struct OrderReader: Sendable, EngineCollaborator {
     /// A duplicate hold of an ended order (a retry after retention its client confirmed before the worker took it
     /// back, JournalBatchPlan+Duplicates.swift) owns its order's later events only while Redis has it: a part
     /// restored from the journal is the journal row's, and what it does next is that row's. Each of its lines'
-    /// duplicates ends at the part's stream's last entry before the restore (its own events, applied before or still
-    /// to be delivered again, all come before; the restored part's after). Its sale, if any, stays recorded. A part
-    /// that survived (the restore found it) keeps its duplicate.
+    /// duplicates ends at the part's stream's last entry read while the part was absent (lua/part_ending.lua: its own
+    /// events, applied before or still to be delivered again, all come before; the restored part's after). Its sale,
+    /// if any, stays recorded. A part that survived keeps its duplicate.
     func endDuplicates(of ref: OrderRef, skus: [UInt64], at lastEvent: String) async throws {
         for sku in skus {
             do {
@@ -149,26 +151,6 @@ struct OrderReader: Sendable, EngineCollaborator {
                 throw stores.mapMySQL(error)
             }
         }
-    }
-
-    /// The id of the last entry the outbox stream of a part's shard was given ("0-0" for a stream Redis does not
-    /// have: every entry it had went with it).
-    func lastEntry(ofPart shard: Int) async throws -> String {
-        let stream = keys.outbox(shard: shard)
-        let info = try await stores.redisCall {
-            let reply = try await self.stores.redis.send(["XINFO", "STREAM", stream], routingKey: stream)
-            // Any other error (LOADING, CLUSTERDOWN, ...) is Redis unavailable: no end is written from it.
-            if let message = reply.errorMessage, !message.lowercased().contains("no such key") { throw RedisError(.server, message) }
-            return reply
-        }
-        if info.errorMessage != nil { return "0-0" }
-        let fields = info.array ?? []
-        guard let last = stride(from: 0, to: fields.count - 1, by: 2).first(where: { fields[$0].text == "last-generated-id" })
-            .flatMap({ fields[$0 + 1].text })
-        else {
-            throw InventoryError.unavailable("Redis answered XINFO STREAM \(stream) without its last-generated-id")
-        }
-        return last
     }
 
     func applyPendingEvents(ofOrder orderId: String) async throws {

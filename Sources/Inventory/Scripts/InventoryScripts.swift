@@ -15,7 +15,7 @@ public enum ScriptName: String, CaseIterable, Sendable {
     case fixItem = "fix_item"
     // Rebuilding items and orders from MySQL (RebuildScripts.swift)
     case initLock = "init_lock", initItem = "init_item", restampHolds = "restamp_holds", fillPart = "fill_part"
-    case restoreOrder = "restore_order"
+    case restoreOrder = "restore_order", partEnding = "part_ending"
     case absent
     // Code pools (CodePoolScripts.swift)
     case setPool = "set_pool", addCodes = "add_codes", poolCounts = "pool_counts"

@@ -250,6 +250,29 @@ struct RestoreOrderCall: ItemScriptCall {
     }
 }
 
+/// lua/part_ending.lua: the last entry id of a part's shard's outbox, read with the part's absence.
+struct PartEndingCall: ScriptCall {
+    static let name = ScriptName.partEnding
+
+    let keys: [String]
+    let arguments: [String] = []
+
+    /// `orderId`: the order's Redis name.
+    init(orderId: String, shard: Int, layout: KeyLayout) {
+        keys = [layout.order(orderId, shard: shard), layout.outbox(shard: shard)]
+    }
+
+    /// The stream's last entry id while the part is absent; nil when the part is in Redis.
+    static func decode(_ value: RedisValue) throws -> String? {
+        let reply = ScriptReply(value)
+        switch reply.tag {
+        case "present": return nil
+        case "absent" where StreamPosition(reply.text(1)) != nil: return reply.text(1)
+        default: throw unexpected(value)
+        }
+    }
+}
+
 /// lua/absent.lua: the negative entry of an item MySQL does not have, unless the item was made since.
 struct AbsentCall: ScriptCall {
     static let name = ScriptName.absent
