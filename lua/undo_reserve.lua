@@ -11,6 +11,9 @@
 -- ARGV[1] orderId   ARGV[2] the reserve's outbox event id   ARGV[3] now (ms; '' = Redis TIME, lib/clock.lua)
 -- ARGV[4] retention (s)
 -- then for each line: ARGV[5+i] the quantity the reserve event held
+-- then for each line: ARGV[5+n+i] the codes the earlier reserve event's journal row holds of it ('c1|c2'; '' for none,
+-- or when no earlier event is named)
+-- then ARGV[5+2n] the earlier reserve event ('' for none)
 --
 -- Returns
 --   {'ok'}       the order was still that reservation: its stock is back, the order hash is deleted (so the
@@ -20,7 +23,9 @@
 --                journal keeps the earlier row and applies the order's later events to it, so the item hands back
 --                the one hold too many it counts (used_stock_num −q, stock_num +q): the earlier hold, which a
 --                rebuild from the journal counted (the caller names the earlier event only while its journal row is
---                live: an earlier order that ended is counted by no item). Unless the earlier hold was itself taken back in Redis (its
+--                live: an earlier order that ended is counted by no item), with the one-time codes that hold took out
+--                of the set; and a 'recode' event tells the worker that the journal row now holds this hold's codes
+--                (the ones its client was told), not the earlier hold's (only when either held codes). Unless the earlier hold was itself taken back in Redis (its
 --                marker exists): then this hold is the only one counted, and nothing is handed back. With no earlier
 --                event nothing is handed back either: the cancel or expiry that settled the order gave this hold
 --                back already, or the confirm sold it. The order stays
@@ -31,7 +36,9 @@
 -- epoch: lib/items.lua, holdIn), as a cancel would.
 --
 -- The marker records that the event was taken back, once: a retry of this script changes nothing, and a sync reserve
--- that meets the event's journal row knows the row is about to be removed (see InventoryEngine.commitJournal).
+-- that meets the event's journal row knows the row is about to be removed (see InventoryEngine.commitJournal). Its
+-- value is '1' when the item no longer counts the hold as this event's (taken back, or the earlier hold handed back in
+-- its place), 'kept' when a settled order's hold was left to its order's events (lua/snapshot.lua reads it).
 
 -- Last key and argument, taken off first: the key of the drain check (its shard's mark; on a single Redis the drain
 -- sequence) and this instance's floor of it (lib/floor.lua); below the floor the script answers {'behind'} and changes
@@ -111,13 +118,33 @@ local function giveBack(itemKey, quantity)
 end
 
 if fields[1] ~= 'reserved' then
-  if KEYS[5] ~= KEYS[4] and redis.call('EXISTS', KEYS[5]) == 0 then
+  if KEYS[5] == KEYS[4] or redis.call('EXISTS', KEYS[5]) == 1 then
+    -- Nothing handed back: the item counts this hold until its order's events release it (the reconciler counts it
+    -- in flight while its reserve entry is there: the marker says so, lua/snapshot.lua).
+    redis.call('SET', KEYS[4], 'kept', 'EX', tonumber(ARGV[4]))
+  else
+    local lines = {}
+    local codes = {}
+    local epochs = {}
+    local recoded = false
     for i = 0, n - 1 do
+      local itemKey = KEYS[6 + 2 * i]
       local quantity = tonumber(ARGV[5 + i] or '0')
+      local earlierCodes = ARGV[5 + n + i] or ''
       if quantity > 0 then
-        giveBack(KEYS[6 + 2 * i], quantity)
-        giveBackUser(KEYS[6 + 2 * i], KEYS[6 + 2 * n + i], user, createdAt, restored, quantity, now)
+        giveBack(itemKey, quantity)
+        giveBackUser(itemKey, KEYS[6 + 2 * n + i], user, createdAt, restored, quantity, now)
+        giveBackCodes(itemKey, KEYS[6 + 3 * n + i], earlierCodes)
       end
+      recoded = recoded or earlierCodes ~= '' or (heldCodes[i + 1] or '') ~= ''
+      lines[#lines + 1] = (string.match(itemKey, ':(%d+)}?:item$') or '?') .. ':' .. quantity
+      codes[#codes + 1] = heldCodes[i + 1] or ''
+      epochs[#epochs + 1] = redis.call('HGET', itemKey, 'epoch') or ''
+    end
+    if recoded then
+      redis.call('XADD', KEYS[2], '*', 'type', 'recode', 'order', ARGV[1], 'biz', fields[3] or '',
+        'items', table.concat(lines, ','), 'epochs', table.concat(epochs, ','), 'codes', table.concat(codes, ','),
+        'reserve_event', ARGV[5 + 2 * n] or '', 'at', now)
     end
   end
   return {'settled'}

@@ -68,4 +68,32 @@ extension RetentionRetryTests {
             try await expectCodesAfterRebuild(stores, usable: [])
         }
     }
+
+    @Test("a held order's keys vanish, its reserve is sent again and dispensed (or cancelled) before the worker: the code sold is the retry's, the first goes back", arguments: [true, false])
+    func liveDuplicateDispensed(dispense: Bool) async throws {
+        try await TestStores.with { stores in
+            let order = "\(stores.bizId)-v"
+            try await oneTimePool(stores, ["CODE-A", "CODE-B", "CODE-C"])
+            guard case .created(let held) = try await stores.engine.reserve(command(stores, order, 1)) else {
+                Issue.record("not held")
+                return
+            }
+            #expect(try await stores.drainWithWorker())
+            // Every key naming the order vanishes; the item still counts its hold.
+            try await forget(stores, order)
+            let retried = dispensedCodes(try await stores.engine.reserve(command(stores, order, 1, dispense: dispense)))
+            #expect(retried.count == 1)
+            #expect(retried != held.lines.flatMap(\.codes))
+            if !dispense { _ = try await stores.engine.cancel(orderId: order, bizId: stores.bizId) }
+            // Before: the first hold's code stayed out of Redis's set (stock_num above its codes), while MySQL held
+            // it sold, and the code the retry sold came back with a rebuild (sold twice).
+            let usable = Set(["CODE-A", "CODE-B", "CODE-C"]).subtracting(dispense ? retried : [])
+            #expect(try await stores.drainWithWorker())
+            let codes = try await stores.redis.command("SMEMBERS", stores.keys.codes(stores.item(1))).array?.compactMap(\.text) ?? []
+            #expect(Set(codes) == usable)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).codeDifferences == [])
+            try await expectCodesAfterRebuild(stores, usable: usable)
+        }
+    }
 }
+

@@ -368,8 +368,25 @@ struct ScriptReplyTests {
         #expect(call.keys[0] == cluster.order("o1", shard: shard))
         #expect(call.keys[3] == call.keys[4], "no earlier event: this event's own marker stands in its place")
         #expect(call.keys[5] == cluster.item(id))
-        #expect(call.arguments == ["o1", "1-0", "", "60", "2"])
+        // then per line the earlier hold's codes ('' with no earlier event), then the earlier event
+        #expect(call.arguments == ["o1", "1-0", "", "60", "2", "", ""])
         #expect(call.items == [id])
+        let named = UndoReserveCall(
+            orderId: "o1", bizId: "b", eventId: "1-0", lines: "7:2", earlierEventId: "0-5", earlierCodes: [7: ["A", "B"]],
+            retentionSeconds: 60, layout: cluster
+        )
+        #expect(named.arguments == ["o1", "1-0", "", "60", "2", "A|B", "0-5"])
+        #expect(named.keys[4] == cluster.undoneMarker(orderId: "o1", eventId: "0-5", shard: shard))
+    }
+
+    @Test("part_ending.lua: the stream's last id while the part is absent, nothing while it is present")
+    func partEnding() throws {
+        let layout = KeyLayout(prefix: "u", shards: 8, clustered: true)
+        let call = PartEndingCall(orderId: "o1", shard: 3, layout: layout)
+        #expect(call.keys == [layout.order("o1", shard: 3), layout.outbox(shard: 3)])
+        #expect(try PartEndingCall.decode(.array([.string("absent"), .string("17-2")])) == "17-2")
+        #expect(try PartEndingCall.decode(.array([.string("present")])) == nil)
+        #expect(throws: (any Error).self) { try PartEndingCall.decode(.array([.string("absent"), .string("x")])) }
     }
 
     @Test("init_item.lua: holds, codes and usage where the header counts them")

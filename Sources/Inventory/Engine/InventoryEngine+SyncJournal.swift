@@ -7,7 +7,8 @@ import RedisClient
 extension InventoryEngine {
     var syncJournal: SyncJournal { reservations.syncJournal }
 
-    /// Thrown by `commitJournal` when the order's live rows were in the journal already: answer a replay.
+    /// Thrown by `commitJournal` when the order's rows were in the journal already and its new hold was taken back:
+    /// the reserve is answered from the order restored from the journal (a replay, or a conflict for another body).
     struct JournalHasOrder: Error {}
 
     /// Takes back a hold made by the reserve event `eventId` (compensation: sync-mode journal failure, or a

@@ -82,7 +82,8 @@ struct OrderReader: Sendable, EngineCollaborator {
             // never left with its duplicate open: a failure here is a 503 before anything is restored.)
             let duplicatedSkus = lines.map(\.skuId).filter(duplicated.contains)
             if !duplicatedSkus.isEmpty, let ending = try await stores.run(PartEndingCall(orderId: orderId, shard: shard, layout: keys)) {
-                try await endDuplicates(of: ref, skus: duplicatedSkus, at: ending)
+                try await Self.afterPartEnding?(orderId)
+                try await endDuplicates(of: ref, skus: duplicatedSkus, at: ending, shard: shard)
             }
             let call = RestoreOrderCall(
                 orderId: orderId, shard: shard, bizId: first.bizId, userId: first.userId, status: partStatus,
@@ -143,15 +144,34 @@ struct OrderReader: Sendable, EngineCollaborator {
     /// duplicates ends at the part's stream's last entry read while the part was absent (lua/part_ending.lua: its own
     /// events, applied before or still to be delivered again, all come before; the restored part's after). Its sale,
     /// if any, stays recorded. A part that survived keeps its duplicate.
-    func endDuplicates(of ref: OrderRef, skus: [UInt64], at lastEvent: String) async throws {
-        for sku in skus {
-            do {
+    /// A retry held again after the part's absence was read, and recorded as a duplicate before the end was written,
+    /// is the part Redis has now (its hash names its reserve event): that one is opened again, and the restore finds
+    /// the part.
+    func endDuplicates(of ref: OrderRef, skus: [UInt64], at lastEvent: String, shard: Int) async throws {
+        do {
+            for sku in skus {
                 try await journal.endDuplicates(orderId: ref.orderId, bizId: ref.bizId, skuId: sku, lastEvent: lastEvent)
-            } catch {
-                throw stores.mapMySQL(error)
             }
+        } catch {
+            throw stores.mapMySQL(error)
+        }
+        let held = try await stores.run(
+            ReadFieldsCall(keys.order(ref.name, shard: shard), fields: ["event"], shard: shard, layout: keys)
+        ).first?.text ?? ""
+        guard !held.isEmpty else { return }
+        do {
+            for sku in skus {
+                try await journal.reopenDuplicate(
+                    orderId: ref.orderId, bizId: ref.bizId, skuId: sku, reserveEvent: held, endedAt: lastEvent
+                )
+            }
+        } catch {
+            throw stores.mapMySQL(error)
         }
     }
+
+    /// Runs between reading a part's end and writing it (tests: a retry held and recorded in between).
+    @TaskLocal static var afterPartEnding: (@Sendable (String) async throws -> Void)?
 
     func applyPendingEvents(ofOrder orderId: String) async throws {
         let streams = keys.outboxes(ofOrder: orderId)

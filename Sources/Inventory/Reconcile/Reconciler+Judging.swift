@@ -226,6 +226,9 @@ extension Reconciler {
             switch entry.kind {
             case .reserve:
                 if reservesInFlight.contains(entry.orderId + "\u{0}" + entry.entryId) { used += entry.quantity }
+            case .recode:
+                // Which codes a journal row holds: no counter moves.
+                continue
             case .undo:
                 let rowStillLive = row?.reserveEvent == entry.reserveEvent && row?.status == "RESERVED"
                 if rowStillLive || reservesInFlight.contains(entry.orderId + "\u{0}" + entry.reserveEvent) { used -= entry.quantity }

@@ -94,3 +94,10 @@ struct DuplicateMove: Sendable {
     let to: String
     let endedBy: String?
 }
+
+/// A recode line: the journal row of `earlierEvent` holds `codes` from now on (JournalBatchPlan+Duplicates.swift).
+struct RecodeLine: Sendable {
+    let key: LineKey
+    let earlierEvent: String
+    let codes: [String]
+}

@@ -111,6 +111,29 @@ extension BatchPlan {
         try Self.assign(assignments, on: connection)
     }
 
+    /// A duplicate hold of a live order that its order went on with (its confirm, cancel, expiry or refund came
+    /// before its take-back, which handed the earlier hold back instead, with its one-time codes: lua/undo_reserve.lua,
+    /// settled): the journal row, which its order's events move, holds the duplicate's codes from now on, the ones its
+    /// client was told, and the earlier hold's are free again. Only while the row is still the earlier reserve's; a
+    /// redelivery writes the same.
+    func recode(on connection: MySQLConnection) throws {
+        for line in recodes {
+            let row = try connection.query(
+                """
+                SELECT 1 AS found FROM reservation_journal
+                WHERE order_id = ? AND biz_id = ? AND sku_id = \(skuPlaceholder) AND reserve_event = ? FOR UPDATE
+                """,
+                line.key.binds + [.string(line.earlierEvent)]
+            )
+            guard !row.rows.isEmpty else { continue }
+            _ = try connection.query(
+                "DELETE FROM code_assignments WHERE order_id = ? AND biz_id = ? AND sku_id = \(skuPlaceholder) AND reserve_event = ?",
+                line.key.binds + [.string(line.earlierEvent)]
+            )
+            try Self.assign(line.codes.map { (LineEvent(key: line.key, eventId: line.earlierEvent), $0) }, on: connection)
+        }
+    }
+
     /// Assigns codes to the reserve events that took them (a code already assigned on the line stays as it is).
     static func assign(_ assignments: [(LineEvent, String)], on connection: MySQLConnection) throws {
         for chunk in exactChunks(assignments) {

@@ -254,28 +254,30 @@ public struct JournalRepository: Sendable {
         ).rows.compactMap { $0.uint64("sku_id") }
     }
 
-    /// Ends a line's open duplicate holds made before `lastEvent` (its stream's last entry while the order's part was
-    /// absent, before it is restored from the journal): what comes after is the restored order's. A duplicate made
-    /// after it (a retry held again since) is the part Redis has now, and stays open; one ended already keeps its end.
+    /// Ends a line's open duplicate holds at `lastEvent` (its stream's last entry while the order's part was absent,
+    /// before it is restored from the journal): what comes after is the restored order's. Every one: a duplicate made
+    /// in a history of the stream Redis lost has a reserve event after it, and owns nothing more either.
     public func endDuplicates(orderId: String, bizId: String, skuId: UInt64, lastEvent: String) async throws {
-        guard let end = StreamPosition(lastEvent) else { return }
-        let open = try await client.query(
+        _ = try await client.query(
             """
-            SELECT reserve_event FROM reserve_duplicates
+            UPDATE reserve_duplicates SET ended_event = ?
             WHERE order_id = ? AND biz_id = ? AND sku_id = \(skuPlaceholder) AND earlier_event = ''
               AND status IN ('RESERVED', 'CONFIRMED') AND ended_event IS NULL
             """,
-            [.string(orderId), .string(bizId), skuValue(skuId)]
-        ).rows.compactMap { $0.string("reserve_event") }
-        for event in open where StreamPosition(event).map({ $0 <= end }) ?? false {
-            _ = try await client.query(
-                """
-                UPDATE reserve_duplicates SET ended_event = ?
-                WHERE order_id = ? AND biz_id = ? AND sku_id = \(skuPlaceholder) AND reserve_event = ? AND ended_event IS NULL
-                """,
-                [.string(lastEvent), .string(orderId), .string(bizId), skuValue(skuId), .string(event)]
-            )
-        }
+            [.string(lastEvent), .string(orderId), .string(bizId), skuValue(skuId)]
+        )
+    }
+
+    /// Opens again a line's duplicate hold that `endDuplicates` ended at `lastEvent`: it is the order's part Redis
+    /// has now (a retry held again, and recorded, after the part's absence was read).
+    public func reopenDuplicate(orderId: String, bizId: String, skuId: UInt64, reserveEvent: String, endedAt lastEvent: String) async throws {
+        _ = try await client.query(
+            """
+            UPDATE reserve_duplicates SET ended_event = NULL
+            WHERE order_id = ? AND biz_id = ? AND sku_id = \(skuPlaceholder) AND reserve_event = ? AND ended_event = ?
+            """,
+            [.string(orderId), .string(bizId), skuValue(skuId), .string(reserveEvent), .string(lastEvent)]
+        )
     }
 
     /// Whether the journal holds any row of the order in that business line.

@@ -5,6 +5,9 @@ public struct OutboxEvent: Sendable, Equatable {
     /// What happened to the order in Redis.
     public enum Kind: String, Sendable {
         case reserve, confirm, cancel, expire, refund, undo
+        /// A duplicate hold of a live order that its order went on with before its take-back (lua/undo_reserve.lua,
+        /// settled): the order's journal row holds the duplicate's codes from now on (the earlier hold's went back).
+        case recode
     }
 
     /// One stock item of the order and its quantity.
@@ -15,7 +18,7 @@ public struct OutboxEvent: Sendable, Equatable {
         public let quantity: Int64
         /// The epoch the item had in Redis when the event changed it ("" for an item that has none).
         public let epoch: String
-        /// Reserve only: the codes of the item's code pool the line holds (empty for an item without one).
+        /// Reserve and recode: the codes of the item's code pool the line holds (empty for an item without one).
         public let codes: [String]
 
         /// Creates a line.
@@ -47,7 +50,7 @@ public struct OutboxEvent: Sendable, Equatable {
     public let expiresAtMilliseconds: Int64?
     /// When Redis applied the event, Unix milliseconds.
     public let atMilliseconds: Int64
-    /// Undo only: the id of the reserve event being undone.
+    /// Undo: the id of the reserve event being undone; recode: the reserve event of the journal row whose codes change.
     public let reserveEventId: String?
     /// Reserve only: the request's fingerprint (`ReserveCommand.fingerprint`), kept hashed with the journal's rows
     /// so that an order restored from them still tells a replay from another body; nil when the event has none.

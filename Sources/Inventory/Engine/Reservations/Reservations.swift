@@ -107,8 +107,9 @@ struct Reservations: Sendable, EngineCollaborator {
     /// entry of a hold made now ("" for a replay).
     /// `journalChecked`: the journal was asked about the order (or, on a cluster, its directory is the guard), so an
     /// order Redis does not know is new.
-    /// `holdsChecked`: the order was restored from the journal (and its outbox) because its hash had vanished while a
-    /// hold of it was still in Redis (reserve.lua's 'vanished'): what Redis has now is all there is.
+    /// `holdsChecked`: the order was restored from the journal (and its outbox) just now, because its hash had
+    /// vanished while a hold of it was still in Redis (reserve.lua's 'vanished'), or because sync mode's commit found
+    /// it in the journal: what Redis has now is all there is.
     /// `partOfSeveral`: a part of an order of several parts in partial mode, which may hold nothing (the caller
     /// refuses the order when no part held anything).
     func reservePart(
@@ -153,8 +154,17 @@ struct Reservations: Sendable, EngineCollaborator {
                 // The hold was taken back and the journal had the order (Redis forgot it): the reserve runs again
                 // against the order restored from the journal, which keeps the request that made it, so another
                 // body under its id is a conflict, as for any order Redis knows (not a replay of the journal's).
-                guard !holdsChecked, try await orders.restoreOrder(orderId) else {
-                    throw InventoryError.unavailable("order \(command.orderId) kept changing while the journal was asked about it; retry")
+                // The part must be the journal's order now (a restored hash names no reserve event): a hold still
+                // there is this one's, not taken back yet (a retry task will), or another attempt's made meanwhile,
+                // and neither answers for the journal's order.
+                guard !holdsChecked, try await orders.restoreOrder(orderId),
+                    try await stores.run(
+                        ReadFieldsCall(keys.order(orderId, shard: shard), fields: ["event"], shard: shard, layout: keys)
+                    ).first?.text ?? "" == ""
+                else {
+                    throw InventoryError.unavailable(
+                        "order \(command.orderId) is in the journal, and a hold of it is still being taken back; retry"
+                    )
                 }
                 return try await reservePart(
                     command, shard: shard, fingerprint: fingerprint, journalChecked: true, failpoint: failpoint,
