@@ -11,9 +11,11 @@
 -- ARGV[1] orderId   ARGV[2] the reserve's outbox event id   ARGV[3] now (ms; '' = Redis TIME, lib/clock.lua)
 -- ARGV[4] retention (s)
 -- then for each line: ARGV[5+i] the quantity the reserve event held
--- then for each line: ARGV[5+n+i] the codes the earlier reserve event's journal row holds of it ('c1|c2'; '' for none,
--- or when no earlier event is named)
--- then ARGV[5+2n] the earlier reserve event ('' for none)
+-- then for each line: ARGV[5+n+i] the quantity the earlier reserve event's journal row holds of it (0 for none, or when
+-- no earlier event is named)
+-- then for each line: ARGV[5+2n+i] the codes that row holds ('c1|c2'; '' for none)
+-- then for each line: ARGV[5+3n+i] when that row was reserved (ms; '' when unknown): the per-user window it counted in
+-- then ARGV[5+4n] the earlier reserve event ('' for none)
 --
 -- Returns
 --   {'ok'}       the order was still that reservation: its stock is back, the order hash is deleted (so the
@@ -23,9 +25,11 @@
 --                journal keeps the earlier row and applies the order's later events to it, so the item hands back
 --                the one hold too many it counts (used_stock_num −q, stock_num +q): the earlier hold, which a
 --                rebuild from the journal counted (the caller names the earlier event only while its journal row is
---                live: an earlier order that ended is counted by no item), with the one-time codes that hold took out
---                of the set; and a 'recode' event tells the worker that the journal row now holds this hold's codes
---                (the ones its client was told), not the earlier hold's (only when either held codes). Unless the earlier hold was itself taken back in Redis (its
+--                live: an earlier order that ended is counted by no item): as much of each line as its journal row
+--                holds (a partial order's lines may differ from this hold's, and a line it held none of has no
+--                earlier hold), with the one-time codes it took out of the set; and an 'adopt' event tells the worker
+--                that the journal row holds this hold from now on, its quantities and codes (the ones its client was
+--                told). Unless the earlier hold was itself taken back in Redis (its
 --                marker exists): then this hold is the only one counted, and nothing is handed back. With no earlier
 --                event nothing is handed back either: the cancel or expiry that settled the order gave this hold
 --                back already, or the confirm sold it. The order stays
@@ -126,26 +130,22 @@ if fields[1] ~= 'reserved' then
     local lines = {}
     local codes = {}
     local epochs = {}
-    local recoded = false
     for i = 0, n - 1 do
       local itemKey = KEYS[6 + 2 * i]
-      local quantity = tonumber(ARGV[5 + i] or '0')
-      local earlierCodes = ARGV[5 + n + i] or ''
-      if quantity > 0 then
-        giveBack(itemKey, quantity)
-        giveBackUser(itemKey, KEYS[6 + 2 * n + i], user, createdAt, restored, quantity, now)
-        giveBackCodes(itemKey, KEYS[6 + 3 * n + i], earlierCodes)
+      local earlier = tonumber(ARGV[5 + n + i] or '0') or 0
+      if earlier > 0 then
+        giveBack(itemKey, earlier)
+        local earlierAt = tonumber(ARGV[5 + 3 * n + i] or '')
+        giveBackUser(itemKey, KEYS[6 + 2 * n + i], user, earlierAt or 0, earlierAt == nil, earlier, now)
+        giveBackCodes(itemKey, KEYS[6 + 3 * n + i], ARGV[5 + 2 * n + i] or '')
       end
-      recoded = recoded or earlierCodes ~= '' or (heldCodes[i + 1] or '') ~= ''
-      lines[#lines + 1] = (string.match(itemKey, ':(%d+)}?:item$') or '?') .. ':' .. quantity
+      lines[#lines + 1] = (string.match(itemKey, ':(%d+)}?:item$') or '?') .. ':' .. (ARGV[5 + i] or '0')
       codes[#codes + 1] = heldCodes[i + 1] or ''
       epochs[#epochs + 1] = redis.call('HGET', itemKey, 'epoch') or ''
     end
-    if recoded then
-      redis.call('XADD', KEYS[2], '*', 'type', 'recode', 'order', ARGV[1], 'biz', fields[3] or '',
-        'items', table.concat(lines, ','), 'epochs', table.concat(epochs, ','), 'codes', table.concat(codes, ','),
-        'reserve_event', ARGV[5 + 2 * n] or '', 'at', now)
-    end
+    redis.call('XADD', KEYS[2], '*', 'type', 'adopt', 'order', ARGV[1], 'biz', fields[3] or '',
+      'items', table.concat(lines, ','), 'epochs', table.concat(epochs, ','), 'codes', table.concat(codes, ','),
+      'reserve_event', ARGV[5 + 4 * n] or '', 'at', now)
   end
   return {'settled'}
 end

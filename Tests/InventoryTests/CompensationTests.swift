@@ -96,8 +96,15 @@ struct CompensationTests {
             #expect([fields["stock_num"], fields["used_stock_num"], fields["confirmed_unapplied"]] == ["9", "0", "1"])
 
             // A rebuild from the journal counted the earlier hold (Redis had lost the order): the item hands the
-            // one hold too many back.
+            // one hold too many back, as much as the earlier hold's journal row holds.
             let second = try await hold("d2")
+            _ = try await stores.mysql.query(
+                """
+                INSERT INTO reservation_journal (order_id, biz_id, sku_id, user_id, quantity, status, expires_at, reserve_event)
+                VALUES ('d2', ?, 1, NULL, 1, 'RESERVED', NOW(3) + INTERVAL 1 HOUR, '2-0')
+                """,
+                [.string(stores.bizId)]
+            )
             _ = try await stores.redis.command("HINCRBY", stores.keys.item(stores.item(1)), "used_stock_num", "1")
             _ = try await stores.redis.command("HINCRBY", stores.keys.item(stores.item(1)), "stock_num", "-1")
             _ = try await engine.confirm(orderId: "d2", bizId: stores.bizId)

@@ -63,4 +63,25 @@ extension RetentionRetryTests {
             try await expectAgree(stores, available: 4)
         }
     }
+
+    @Test("an order whose reserve's take-back left its hold to the order ('kept': it was confirmed first) is restored from its row")
+    func keptMarkerRestores() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let order = "\(stores.bizId)-m"
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.reserve(command(stores, order, 3))
+            let event = try await entries(stores, order).first?.id ?? ""
+            _ = try await engine.confirm(orderId: order, bizId: stores.bizId)
+            // A take-back of that reserve (its sync commit failed, the worker wrote its row) found the order confirmed:
+            // its row stays, no undo removes it.
+            _ = try await stores.redis.command("SET", stores.undoneMarkerKey(order, eventId: event, sku: 1), "kept")
+            #expect(try await stores.drainWithWorker())
+            try await forget(stores, order)
+            // Before: taken for a row about to be removed, 503 for the marker's lifetime.
+            let refunded = try await engine.refund(orderId: order, bizId: stores.bizId)
+            #expect(refunded.reservation.status == .refunded)
+            try await expectAgree(stores, available: 10)
+        }
+    }
 }

@@ -10,7 +10,7 @@ struct Compensator: Sendable, EngineCollaborator {
     let stores: EngineStores
     let rebuilder: ItemRebuilder
     let repository: CompensationRepository
-    let codePools: CodePoolRepository
+    let journal: JournalRepository
 
     /// First level of compensation: reverse a Redis stock change whose MySQL half failed. When that fails too,
     /// it becomes a durable retry task (second level); the reconciler is the third.
@@ -131,17 +131,18 @@ struct Compensator: Sendable, EngineCollaborator {
             return "\(reply)"
         case .undoReserve(let orderId, let bizId, let eventId, let lines, let earlierEventId):
             // The task keeps the business's own id; the script names the order as Redis does.
-            // The codes of the earlier hold, which the item hands back if the order went on with this one.
-            let earlierCodes: [UInt64: [String]]
+            // The earlier hold (its journal row's quantities and codes), which the item hands back if the order went on
+            // with this one.
+            let earlier: [UInt64: HeldLine]
             do {
-                earlierCodes = earlierEventId.isEmpty
-                    ? [:] : try await codePools.codes(orderId: orderId, bizId: bizId, reserveEvent: earlierEventId)
+                earlier = earlierEventId.isEmpty
+                    ? [:] : try await journal.hold(orderId: orderId, bizId: bizId, reserveEvent: earlierEventId)
             } catch {
                 throw stores.mapMySQL(error)
             }
             let call = UndoReserveCall(
                 orderId: OrderRef(bizId: bizId, orderId: orderId).name, bizId: bizId, eventId: eventId, lines: lines,
-                earlierEventId: earlierEventId, earlierCodes: earlierCodes, retentionSeconds: configuration.retentionSeconds,
+                earlierEventId: earlierEventId, earlier: earlier, retentionSeconds: configuration.retentionSeconds,
                 layout: keys
             )
             let reply = try await rebuilder.run(onItems: call)

@@ -121,7 +121,7 @@ public final class InventoryEngine: Sendable {
         self.configuration = configuration
         let placement = Self.placement(for: configuration.keys)
         self.placement = placement
-        let compensator = Compensator(stores: stores, rebuilder: rebuilder, repository: compensations, codePools: codePools)
+        let compensator = Compensator(stores: stores, rebuilder: rebuilder, repository: compensations, journal: journal)
         let orders = OrderReader(stores: stores, rebuilder: rebuilder, journal: journal, codePools: codePools, placement: placement)
         self.reservations = Reservations(
             stores: stores, rebuilder: rebuilder, orders: orders,

@@ -145,26 +145,16 @@ struct OrderReader: Sendable, EngineCollaborator {
     /// events, applied before or still to be delivered again, all come before; the restored part's after). Its sale,
     /// if any, stays recorded. A part that survived keeps its duplicate.
     /// A retry held again after the part's absence was read, and recorded as a duplicate before the end was written,
-    /// is the part Redis has now (its hash names its reserve event): that one is opened again, and the restore finds
-    /// the part.
+    /// is the part Redis has now (its hash names its reserve event): that one stays open, and the restore finds the part.
     func endDuplicates(of ref: OrderRef, skus: [UInt64], at lastEvent: String, shard: Int) async throws {
         do {
-            for sku in skus {
-                try await journal.endDuplicates(orderId: ref.orderId, bizId: ref.bizId, skuId: sku, lastEvent: lastEvent)
+            try await journal.endDuplicates(orderId: ref.orderId, bizId: ref.bizId, skuIds: skus, lastEvent: lastEvent) {
+                try await stores.run(
+                    ReadFieldsCall(keys.order(ref.name, shard: shard), fields: ["event"], shard: shard, layout: keys)
+                ).first?.text ?? ""
             }
-        } catch {
-            throw stores.mapMySQL(error)
-        }
-        let held = try await stores.run(
-            ReadFieldsCall(keys.order(ref.name, shard: shard), fields: ["event"], shard: shard, layout: keys)
-        ).first?.text ?? ""
-        guard !held.isEmpty else { return }
-        do {
-            for sku in skus {
-                try await journal.reopenDuplicate(
-                    orderId: ref.orderId, bizId: ref.bizId, skuId: sku, reserveEvent: held, endedAt: lastEvent
-                )
-            }
+        } catch let error as InventoryError {
+            throw error
         } catch {
             throw stores.mapMySQL(error)
         }
@@ -214,12 +204,18 @@ struct OrderReader: Sendable, EngineCollaborator {
         )
     }
 
-    /// Whether the hold of reserve event `eventId` was taken back in Redis (its undone marker); true when Redis
-    /// cannot tell, the safe side for a caller deciding not to answer from that event's journal row.
+    /// Whether the hold of reserve event `eventId` was taken back in Redis (its undone marker, unless it says the hold
+    /// was left to its order's events, 'kept': then no undo removes its journal row); true when Redis cannot tell, the
+    /// safe side for a caller deciding not to answer from that event's journal row.
     func wasTakenBack(orderId: String, eventId: String, shard: Int) async -> Bool {
-        let marker = try? await stores.redisCall {
-            try await self.stores.redis.command("EXISTS", self.keys.undoneMarker(orderId: orderId, eventId: eventId, shard: shard))
+        do {
+            let marker = try await stores.redisCall {
+                try await self.stores.redis.command("GET", self.keys.undoneMarker(orderId: orderId, eventId: eventId, shard: shard))
+            }
+            guard let value = marker.text else { return false }
+            return value != "kept"
+        } catch {
+            return true
         }
-        return marker?.int != 0
     }
 }

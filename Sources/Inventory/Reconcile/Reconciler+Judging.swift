@@ -226,8 +226,8 @@ extension Reconciler {
             switch entry.kind {
             case .reserve:
                 if reservesInFlight.contains(entry.orderId + "\u{0}" + entry.entryId) { used += entry.quantity }
-            case .recode:
-                // Which codes a journal row holds: no counter moves.
+            case .adopt:
+                // What a journal row holds (lua/undo_reserve.lua handed the earlier hold back): no counter moves.
                 continue
             case .undo:
                 let rowStillLive = row?.reserveEvent == entry.reserveEvent && row?.status == "RESERVED"

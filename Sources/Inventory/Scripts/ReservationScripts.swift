@@ -166,11 +166,11 @@ struct UndoReserveCall: ItemScriptCall {
     let drainMark: String?
 
     /// `lines`: the reserve event's lines ('sku:quantity:...'), all of one part (its shard follows from any of them);
-    /// `earlierEventId`: the reserve event whose journal row this hold duplicates ("" for none); `earlierCodes`: the
-    /// codes that row holds, by SKU (handed back with the earlier hold when the order went on with this one).
+    /// `earlierEventId`: the reserve event whose journal row this hold duplicates ("" for none); `earlier`: what that
+    /// row holds, by SKU (handed back, in place of this hold, when the order went on with this one).
     init(
         orderId: String, bizId: String, eventId: String, lines: String, earlierEventId: String,
-        earlierCodes: [UInt64: [String]] = [:], retentionSeconds: Int, layout: KeyLayout
+        earlier: [UInt64: HeldLine] = [:], retentionSeconds: Int, layout: KeyLayout
     ) {
         let firstSku = lines.split(separator: ",").first.flatMap { UInt64($0.split(separator: ":").first ?? "") } ?? 0
         let shard = layout.partShard(orderId: orderId, item: StockItemID(bizId: bizId, skuId: firstSku))
@@ -193,7 +193,9 @@ struct UndoReserveCall: ItemScriptCall {
         keys += items.map { layout.userUsage($0) } + items.map { layout.codes($0) }
         self.keys = keys
         self.arguments = [orderId, eventId, InventoryEngine.redisTime, String(retentionSeconds)] + quantities
-            + items.map { (earlierCodes[$0.skuId] ?? []).joined(separator: "|") } + [earlierEventId]
+            + items.map { String(earlier[$0.skuId]?.quantity ?? 0) }
+            + items.map { (earlier[$0.skuId]?.codes ?? []).joined(separator: "|") }
+            + items.map { earlier[$0.skuId]?.reservedAt.map(String.init) ?? "" } + [earlierEventId]
         self.items = items
         drainMark = layout.drainMark(shard: shard)
     }

@@ -177,19 +177,6 @@ public struct CodePoolRepository: Sendable {
         return codes
     }
 
-    /// The codes assigned to one reserve event of an order, by SKU, whatever its row's status.
-    public func codes(orderId: String, bizId: String, reserveEvent: String) async throws -> [UInt64: [String]] {
-        var codes: [UInt64: [String]] = [:]
-        for row in try await client.query(
-            "SELECT sku_id, code FROM code_assignments WHERE order_id = ? AND biz_id = ? AND reserve_event = ? ORDER BY sku_id, code",
-            [.string(orderId), .string(bizId), .string(reserveEvent)]
-        ).rows {
-            guard let sku = row.uint64("sku_id"), let code = row.string("code") else { continue }
-            codes[sku, default: []].append(code)
-        }
-        return codes
-    }
-
     /// Whether the code assignment `alias` is held by its reserve event in one of `statuses` (SQL, quoted and
     /// comma-separated): its journal row's, or a duplicate hold of an ended order (`reserve_duplicates`,
     /// JournalBatchPlan+Duplicates.swift) that its order went on with.

@@ -95,9 +95,11 @@ struct DuplicateMove: Sendable {
     let endedBy: String?
 }
 
-/// A recode line: the journal row of `earlierEvent` holds `codes` from now on (JournalBatchPlan+Duplicates.swift).
-struct RecodeLine: Sendable {
+/// An adopt line: the journal row of `earlierEvent` holds `quantity` and `codes` from now on
+/// (JournalBatchPlan+Duplicates.swift).
+struct AdoptLine: Sendable {
     let key: LineKey
     let earlierEvent: String
+    let quantity: Int64
     let codes: [String]
 }

@@ -113,11 +113,11 @@ extension BatchPlan {
 
     /// A duplicate hold of a live order that its order went on with (its confirm, cancel, expiry or refund came
     /// before its take-back, which handed the earlier hold back instead, with its one-time codes: lua/undo_reserve.lua,
-    /// settled): the journal row, which its order's events move, holds the duplicate's codes from now on, the ones its
-    /// client was told, and the earlier hold's are free again. Only while the row is still the earlier reserve's; a
-    /// redelivery writes the same.
-    func recode(on connection: MySQLConnection) throws {
-        for line in recodes {
+    /// settled): the journal row, which its order's events moved, adopts the duplicate's hold: its quantity (what a
+    /// restore of the order brings back) and its codes (the ones its client was told; the earlier hold's are free
+    /// again). Only while the row is still the earlier reserve's; a redelivery writes the same.
+    func adopt(on connection: MySQLConnection) throws {
+        for line in adoptions {
             let row = try connection.query(
                 """
                 SELECT 1 AS found FROM reservation_journal
@@ -126,6 +126,13 @@ extension BatchPlan {
                 line.key.binds + [.string(line.earlierEvent)]
             )
             guard !row.rows.isEmpty else { continue }
+            _ = try connection.query(
+                """
+                UPDATE reservation_journal SET quantity = ?
+                WHERE order_id = ? AND biz_id = ? AND sku_id = \(skuPlaceholder) AND reserve_event = ?
+                """,
+                [.int(line.quantity)] + line.key.binds + [.string(line.earlierEvent)]
+            )
             _ = try connection.query(
                 "DELETE FROM code_assignments WHERE order_id = ? AND biz_id = ? AND sku_id = \(skuPlaceholder) AND reserve_event = ?",
                 line.key.binds + [.string(line.earlierEvent)]

@@ -35,8 +35,8 @@ struct BatchPlan: Sendable {
     var statusChanges: [StatusChange] = []
     var ledger: [LedgerLine] = []
     var tombstones: [Tombstone] = []
-    /// Journal rows whose codes become a duplicate hold's (`recode` events).
-    var recodes: [RecodeLine] = []
+    /// Journal rows that adopt a duplicate hold (`adopt` events).
+    var adoptions: [AdoptLine] = []
     /// Whether the events come in their streams' order (the worker, a rebuild's pending events): only then is a
     /// duplicate's earlier hold decided for good (`earlierHolds`). Sync mode's group commit applies requests as they
     /// come, its journal ahead of the streams: it reads a decision made before, and keeps none of its own.
@@ -44,7 +44,7 @@ struct BatchPlan: Sendable {
 
     var isEmpty: Bool {
         undos.isEmpty && reserves.isEmpty && statusChanges.allSatisfy(\.keys.isEmpty) && ledger.isEmpty
-            && tombstones.isEmpty && recodes.isEmpty
+            && tombstones.isEmpty && adoptions.isEmpty
     }
 
     /// A cancel of an order that never reserved, kept under the key prefix of the Redis it was made in.
@@ -87,9 +87,9 @@ struct BatchPlan: Sendable {
                 case .confirm, .cancel, .expire, .refund:
                     transitions.append(TransitionLine(key: key, kind: event.kind, eventId: event.id, quantity: line.quantity))
                     ended.insert(key)
-                case .recode:
-                    guard let earlier = event.reserveEventId, !earlier.isEmpty else { continue }
-                    recodes.append(RecodeLine(key: key, earlierEvent: earlier, codes: line.codes))
+                case .adopt:
+                    guard let earlier = event.reserveEventId, !earlier.isEmpty, line.quantity > 0 else { continue }
+                    adoptions.append(AdoptLine(key: key, earlierEvent: earlier, quantity: line.quantity, codes: line.codes))
                 case .undo:
                     continue
                 }
@@ -176,7 +176,7 @@ struct BatchPlan: Sendable {
             result.rowsUpdated += try update(change, on: connection)
         }
         try move(duplicateMoves, on: connection)
-        try recode(on: connection)
+        try adopt(on: connection)
         try applyStock(ledger, on: connection, into: &result)
         for chunk in exactChunks(tombstones) {
             _ = try connection.query(

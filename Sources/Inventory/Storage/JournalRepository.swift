@@ -233,6 +233,28 @@ public struct JournalRepository: Sendable {
         return result.affectedRows == 1
     }
 
+    /// What the journal rows of one reserve event of an order hold, by SKU: their quantities and codes (the earlier
+    /// hold a duplicate of a live order is taken back against, lua/undo_reserve.lua).
+    public func hold(orderId: String, bizId: String, reserveEvent: String) async throws -> [UInt64: HeldLine] {
+        let rows = try await client.query(
+            """
+            SELECT j.sku_id, j.quantity, \(JournalTime.milliseconds("j.reserved_at")) AS reserved_ms, a.code FROM reservation_journal j
+            LEFT JOIN code_assignments a ON a.order_id = j.order_id AND a.biz_id = j.biz_id AND a.sku_id = j.sku_id
+              AND a.reserve_event = j.reserve_event
+            WHERE j.order_id = ? AND j.biz_id = ? AND j.reserve_event = ?
+            ORDER BY j.sku_id, a.code
+            """,
+            [.string(orderId), .string(bizId), .string(reserveEvent)]
+        ).rows
+        var lines: [UInt64: HeldLine] = [:]
+        for row in rows {
+            guard let sku = row.uint64("sku_id"), let quantity = row.int64("quantity") else { continue }
+            lines[sku, default: HeldLine(quantity: quantity, codes: [], reservedAt: row.int64("reserved_ms"))].codes +=
+                row.string("code").map { [$0] } ?? []
+        }
+        return lines
+    }
+
     /// Whether the journal has a row of this order made by this reserve event.
     public func hasRow(orderId: String, bizId: String, reserveEvent: String) async throws -> Bool {
         let result = try await client.query(
@@ -254,30 +276,41 @@ public struct JournalRepository: Sendable {
         ).rows.compactMap { $0.uint64("sku_id") }
     }
 
-    /// Ends a line's open duplicate holds at `lastEvent` (its stream's last entry while the order's part was absent,
-    /// before it is restored from the journal): what comes after is the restored order's. Every one: a duplicate made
-    /// in a history of the stream Redis lost has a reserve event after it, and owns nothing more either.
-    public func endDuplicates(orderId: String, bizId: String, skuId: UInt64, lastEvent: String) async throws {
-        _ = try await client.query(
-            """
-            UPDATE reserve_duplicates SET ended_event = ?
-            WHERE order_id = ? AND biz_id = ? AND sku_id = \(skuPlaceholder) AND earlier_event = ''
-              AND status IN ('RESERVED', 'CONFIRMED') AND ended_event IS NULL
-            """,
-            [.string(lastEvent), .string(orderId), .string(bizId), skuValue(skuId)]
-        )
-    }
-
-    /// Opens again a line's duplicate hold that `endDuplicates` ended at `lastEvent`: it is the order's part Redis
-    /// has now (a retry held again, and recorded, after the part's absence was read).
-    public func reopenDuplicate(orderId: String, bizId: String, skuId: UInt64, reserveEvent: String, endedAt lastEvent: String) async throws {
-        _ = try await client.query(
-            """
-            UPDATE reserve_duplicates SET ended_event = NULL
-            WHERE order_id = ? AND biz_id = ? AND sku_id = \(skuPlaceholder) AND reserve_event = ? AND ended_event = ?
-            """,
-            [.string(orderId), .string(bizId), skuValue(skuId), .string(reserveEvent), .string(lastEvent)]
-        )
+    /// Ends the open duplicate holds of the order's lines `skuIds` at `lastEvent` (their part's stream's last entry
+    /// while the part was absent, before it is restored from the journal): what comes after is the restored order's.
+    /// Every one (a duplicate made in a history of the stream Redis lost has a reserve event after it, and owns nothing
+    /// more either) but the one `heldEvent` names: the reserve event of the part Redis has now, read once the open ones
+    /// are locked (a retry held again after the part's absence was read, and recorded meanwhile, is that part). One
+    /// transaction: a failure ends none.
+    public func endDuplicates(
+        orderId: String, bizId: String, skuIds: [UInt64], lastEvent: String, heldEvent: () async throws -> String
+    ) async throws {
+        guard !skuIds.isEmpty else { return }
+        try await client.withTransaction(isolation: .readCommitted) { session in
+            var open: [(sku: UInt64, event: String)] = []
+            for sku in skuIds {
+                open += try await session.query(
+                    """
+                    SELECT reserve_event FROM reserve_duplicates
+                    WHERE order_id = ? AND biz_id = ? AND sku_id = \(skuPlaceholder) AND earlier_event = ''
+                      AND status IN ('RESERVED', 'CONFIRMED') AND ended_event IS NULL
+                    FOR UPDATE
+                    """,
+                    [.string(orderId), .string(bizId), skuValue(sku)]
+                ).rows.compactMap { row in row.string("reserve_event").map { (sku, $0) } }
+            }
+            guard !open.isEmpty else { return }
+            let held = try await heldEvent()
+            for line in open where line.event != held {
+                _ = try await session.query(
+                    """
+                    UPDATE reserve_duplicates SET ended_event = ?
+                    WHERE order_id = ? AND biz_id = ? AND sku_id = \(skuPlaceholder) AND reserve_event = ?
+                    """,
+                    [.string(lastEvent), .string(orderId), .string(bizId), skuValue(line.sku), .string(line.event)]
+                )
+            }
+        }
     }
 
     /// Whether the journal holds any row of the order in that business line.

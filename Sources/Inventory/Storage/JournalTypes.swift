@@ -6,8 +6,9 @@ public struct OutboxEvent: Sendable, Equatable {
     public enum Kind: String, Sendable {
         case reserve, confirm, cancel, expire, refund, undo
         /// A duplicate hold of a live order that its order went on with before its take-back (lua/undo_reserve.lua,
-        /// settled): the order's journal row holds the duplicate's codes from now on (the earlier hold's went back).
-        case recode
+        /// settled): the order's journal row adopts the duplicate's hold, its quantities and codes (the earlier hold
+        /// went back).
+        case adopt
     }
 
     /// One stock item of the order and its quantity.
@@ -18,7 +19,7 @@ public struct OutboxEvent: Sendable, Equatable {
         public let quantity: Int64
         /// The epoch the item had in Redis when the event changed it ("" for an item that has none).
         public let epoch: String
-        /// Reserve and recode: the codes of the item's code pool the line holds (empty for an item without one).
+        /// Reserve and adopt: the codes of the item's code pool the line holds (empty for an item without one).
         public let codes: [String]
 
         /// Creates a line.
@@ -50,7 +51,7 @@ public struct OutboxEvent: Sendable, Equatable {
     public let expiresAtMilliseconds: Int64?
     /// When Redis applied the event, Unix milliseconds.
     public let atMilliseconds: Int64
-    /// Undo: the id of the reserve event being undone; recode: the reserve event of the journal row whose codes change.
+    /// Undo: the id of the reserve event being undone; adopt: the reserve event of the journal row that adopts the hold.
     public let reserveEventId: String?
     /// Reserve only: the request's fingerprint (`ReserveCommand.fingerprint`), kept hashed with the journal's rows
     /// so that an order restored from them still tells a replay from another body; nil when the event has none.
@@ -291,5 +292,19 @@ public struct JournalRow: Sendable, Equatable {
         self.status = status
         self.expiresAtMilliseconds = expiresAtMilliseconds
         self.reserveEvent = reserveEvent
+    }
+}
+
+/// One line of a journal row's hold: its quantity, the codes assigned to it, and when it was reserved (Unix ms; nil
+/// for a row written before rows kept it).
+public struct HeldLine: Sendable, Equatable {
+    public var quantity: Int64
+    public var codes: [String]
+    public var reservedAt: Int64?
+
+    public init(quantity: Int64, codes: [String], reservedAt: Int64? = nil) {
+        self.quantity = quantity
+        self.codes = codes
+        self.reservedAt = reservedAt
     }
 }

@@ -1,0 +1,54 @@
+import Foundation
+import InventoryTestSupport
+import RedisClient
+import Testing
+
+@testable import Inventory
+
+/// A held order whose keys vanished while its item still counts its hold: a reserve again holds anew (a duplicate of a
+/// live order). Its order going on with it before the worker takes it back (a confirm) makes the duplicate the order's
+/// hold: the item hands back the earlier hold, as much of each line as that one held, and the journal row takes the
+/// duplicate's quantities and codes.
+extension RetentionRetryTests {
+    @Test("a partly held order's keys vanish, its retry holds more (and a line the order held none of) and is confirmed first: what was sold stays sold")
+    func livePartialDuplicateConfirmed() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let order = "\(stores.bizId)-p"
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 2))
+            _ = try await engine.setStock(stores.item(2), StockSettings(stock: 0))
+            let partial = ReserveCommand(
+                orderId: order, bizId: stores.bizId, userId: nil,
+                items: [.init(skuId: 1, quantity: 3), .init(skuId: 2, quantity: 1)], ttlSeconds: 600, shortage: .partial
+            )
+            guard case .created(let first) = try await engine.reserve(partial) else {
+                Issue.record("not held")
+                return
+            }
+            #expect(first.lines.map(\.reserved) == [2, 0])
+            #expect(try await stores.drainWithWorker())
+            try await forget(stores, order)
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.setStock(stores.item(2), StockSettings(stock: 5))
+            guard case .created(let retry) = try await engine.reserve(partial) else {
+                Issue.record("Redis remembered the order")
+                return
+            }
+            #expect(retry.lines.map(\.reserved) == [3, 1])
+            _ = try await engine.confirm(orderId: order, bizId: stores.bizId)
+            #expect(try await stores.drainWithWorker())
+            // Before: the take-back handed back the retry's 3 of item 1 for the earlier hold's 2, and 1 of item 2,
+            // which no earlier hold had (units that were never held: 8 and 5 available).
+            for (sku, available) in [(UInt64(1), Int64(7)), (2, 4)] {
+                let level = try await engine.stock(stores.item(sku))
+                #expect(level.available == available)
+                #expect(level.reserved == 0)
+                #expect(try await stores.mysqlStock(sku) == available)
+            }
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+            let rows = try await stores.journalRows()
+            #expect(rows.map(\.status) == ["CONFIRMED", "CONFIRMED"])
+            #expect(rows.map(\.quantity) == [3, 1])
+        }
+    }
+}
