@@ -23,7 +23,7 @@ struct PureArithmeticTests {
         ledger: Set<String> = []
     ) -> ReconcileDifference.Counters {
         var applied = Reconciler.Applied()
-        for (order, row) in rows { applied.rows[Reconciler.Applied.key("b", order, 7)] = (row.0, row.1) }
+        for (order, row) in rows { applied.rows[Reconciler.Applied.key("b", order, 7)] = (row.0, row.1, 0) }
         applied.ledger = ledger
         return Reconciler.expected(
             dbStock: db, journalReserved: reserved, entries: entries, applied: applied, bizId: "b", sku: 7

@@ -24,7 +24,7 @@ extension Reconciler {
     struct Applied {
         /// (bizId, orderId, skuId) → (status, reserve_event) of the journal row: two businesses may have an order of
         /// the same id on the same SKU number.
-        var rows: [String: (status: String, reserveEvent: String)] = [:]
+        var rows: [String: (status: String, reserveEvent: String, quantity: Int64)] = [:]
         var ledger: Set<String> = []
         /// (bizId, orderId, skuId) → the line's duplicate holds (`reserve_duplicates`).
         var duplicates: [String: [ReconcileRepository.DuplicateRow]] = [:]
@@ -225,7 +225,18 @@ extension Reconciler {
             let row = applied.rows[Applied.key(bizId, entry.orderId, sku)]
             switch entry.kind {
             case .reserve:
-                if reservesInFlight.contains(entry.orderId + "\u{0}" + entry.entryId) { used += entry.quantity }
+                guard reservesInFlight.contains(entry.orderId + "\u{0}" + entry.entryId) else { continue }
+                // A duplicate of a live order: the item counts the earlier hold (its row's) beside it until its
+                // take-back. Once the order's events moved that row on (committed), this reserve stands for that hold,
+                // which may differ from its own (a partial order): as much as the row holds.
+                let duplicate = applied.duplicates[Applied.key(bizId, entry.orderId, sku)]?.first { $0.reserveEvent == entry.entryId }
+                if let row, row.status != "RESERVED", let duplicate, !duplicate.earlierEvent.isEmpty,
+                    duplicate.earlierEvent == row.reserveEvent
+                {
+                    used += row.quantity
+                } else {
+                    used += entry.quantity
+                }
             case .adopt:
                 // What a journal row holds (lua/undo_reserve.lua handed the earlier hold back): no counter moves.
                 continue

@@ -45,7 +45,7 @@ extension Reconciler {
         }
         var applied = Applied()
         for row in side.rows {
-            applied.rows[Applied.key(row.bizId, row.orderId, row.skuId)] = (row.status, row.reserveEvent)
+            applied.rows[Applied.key(row.bizId, row.orderId, row.skuId)] = (row.status, row.reserveEvent, row.quantity)
         }
         applied.ledger = side.ledger
         for duplicate in side.duplicates {

@@ -40,6 +40,7 @@ struct ReconcileRepository: Sendable {
         let skuId: UInt64
         let status: String
         let reserveEvent: String
+        let quantity: Int64
     }
 
     /// What MySQL holds of the lines in flight, and the journal's holds per item.
@@ -150,7 +151,7 @@ struct ReconcileRepository: Sendable {
             for chunk in paddedChunks(Array(orderIds)) {
                 let result = try await query(
                     """
-                    SELECT order_id, sku_id, status, reserve_event FROM reservation_journal
+                    SELECT order_id, sku_id, status, reserve_event, quantity FROM reservation_journal
                     WHERE biz_id = ? AND order_id IN (\(tuples(chunk.count, "?")))
                     """,
                     [.string(biz)] + chunk.map { .string($0) }
@@ -158,7 +159,8 @@ struct ReconcileRepository: Sendable {
                 side.rows += result.rows.map { row in
                     JournalRow(
                         bizId: biz, orderId: row.string("order_id") ?? "", skuId: row.uint64("sku_id") ?? 0,
-                        status: row.string("status") ?? "", reserveEvent: row.string("reserve_event") ?? ""
+                        status: row.string("status") ?? "", reserveEvent: row.string("reserve_event") ?? "",
+                        quantity: row.int64("quantity") ?? 0
                     )
                 }
             }
