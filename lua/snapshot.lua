@@ -9,9 +9,10 @@
 --              fenced = 1 while a stock change's MySQL half is still to come (lib/fence.lua): in flight
 --   entries  = outbox entries (not yet acknowledged) touching these items, one per line:
 --              {type, orderId, bizId, skuId, quantity, entryId, reserveEvent, appliedMarkerSet, absorbed, takenBack}
---              takenBack = 1 for a reserve whose hold was taken back (its undone marker is '1', lua/undo_reserve.lua,
---              in the stream's slot): that script settled what the hold counts (an undo entry, or the earlier hold
---              handed back), so the reserve no longer stands for a hold in flight ('kept': its order's events did)
+--              takenBack = 1 for a reserve whose hold was taken back (its undone marker is '1' or 'handed',
+--              lua/undo_reserve.lua, in the stream's slot): that script settled what the hold counts (an undo entry, or
+--              the earlier hold handed back), so the reserve no longer stands for a hold in flight ('kept': its
+--              order's events did)
 --
 -- Counters and in-flight entries come from the same instant, so the reconciler can account for work in flight
 -- exactly: an entry is in the outbox until the worker has committed it and settled Redis.
@@ -63,7 +64,8 @@ for s = n + 1, #KEYS do
     local takenBack = 0
     if fields['type'] == 'reserve' then
       -- '<prefix>:{s<shard>}:outbox' -> '<prefix>:{s<shard>}:undone:<entry id>' (KeyLayout.undoneMarker)
-      takenBack = redis.call('GET', string.sub(KEYS[s], 1, -7) .. 'undone:' .. entry[1]) == '1' and 1 or 0
+      local marker = redis.call('GET', string.sub(KEYS[s], 1, -7) .. 'undone:' .. entry[1])
+      takenBack = (marker == '1' or marker == 'handed') and 1 or 0
     end
     local position = 0
     for sku, quantity in string.gmatch(fields['items'] or '', '(%d+):(%d+)') do

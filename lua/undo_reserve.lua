@@ -41,8 +41,9 @@
 --
 -- The marker records that the event was taken back, once: a retry of this script changes nothing, and a sync reserve
 -- that meets the event's journal row knows the row is about to be removed (see InventoryEngine.commitJournal). Its
--- value is '1' when the item no longer counts the hold as this event's (taken back, or the earlier hold handed back in
--- its place), 'kept' when a settled order's hold was left to its order's events (lua/snapshot.lua reads it).
+-- value says what became of the hold: '1' taken back (an undo event removes the rows it made), 'handed' its order went
+-- on with it and the item handed back the earlier hold in its place (rows of its own stay), 'kept' its order went on
+-- with it and nothing was handed back (lua/snapshot.lua and OrderReader.wasTakenBack read it).
 
 -- Last key and argument, taken off first: the key of the drain check (its shard's mark; on a single Redis the drain
 -- sequence) and this instance's floor of it (lib/floor.lua); below the floor the script answers {'behind'} and changes
@@ -130,9 +131,16 @@ if fields[1] ~= 'reserved' then
     local lines = {}
     local codes = {}
     local epochs = {}
+    -- The item counts the earlier hold beside this one only while it was not rebuilt since this hold was made (a
+    -- rebuild counts the journal's RESERVED rows, not this hold): after one, nothing is handed back (erring toward
+    -- selling less, never more).
+    redis.call('SET', KEYS[4], 'handed', 'EX', tonumber(ARGV[4]))
     for i = 0, n - 1 do
       local itemKey = KEYS[6 + 2 * i]
       local earlier = tonumber(ARGV[5 + n + i] or '0') or 0
+      if heldEpochs[i + 1] and heldEpochs[i + 1] ~= (redis.call('HGET', itemKey, 'epoch') or '') then
+        earlier = 0
+      end
       if earlier > 0 then
         giveBack(itemKey, earlier)
         local earlierAt = tonumber(ARGV[5 + 3 * n + i] or '')

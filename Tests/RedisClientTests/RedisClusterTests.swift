@@ -45,7 +45,7 @@ struct RedisClusterTests {
         var byNode: [String: Int] = [:]
         for index in 0..<1000 {
             let key = "rc-cluster:\(run):\(index)"
-            try await cluster.command(routingKey: key, "SET", key, "v\(index)", "EX", "60")
+            try await cluster.command(routingKey: key, "SET", key, "v\(index)", "EX", "3600")
             byNode[cluster.owner(of: key), default: 0] += 1
         }
         for index in stride(from: 0, to: 1000, by: 7) {

@@ -204,16 +204,16 @@ struct OrderReader: Sendable, EngineCollaborator {
         )
     }
 
-    /// Whether the hold of reserve event `eventId` was taken back in Redis (its undone marker, unless it says the hold
-    /// was left to its order's events, 'kept': then no undo removes its journal row); true when Redis cannot tell, the
-    /// safe side for a caller deciding not to answer from that event's journal row.
+    /// Whether the hold of reserve event `eventId` was taken back in Redis, so that an undo event removes the journal
+    /// rows it made (its undone marker is '1'; 'kept' and 'handed': its order went on with it, its rows stay,
+    /// lua/undo_reserve.lua); true when Redis cannot tell, the safe side for a caller deciding not to answer from that
+    /// event's journal row.
     func wasTakenBack(orderId: String, eventId: String, shard: Int) async -> Bool {
         do {
             let marker = try await stores.redisCall {
                 try await self.stores.redis.command("GET", self.keys.undoneMarker(orderId: orderId, eventId: eventId, shard: shard))
             }
-            guard let value = marker.text else { return false }
-            return value != "kept"
+            return marker.text == "1"
         } catch {
             return true
         }

@@ -238,7 +238,7 @@ public struct JournalRepository: Sendable {
     public func hold(orderId: String, bizId: String, reserveEvent: String) async throws -> [UInt64: HeldLine] {
         let rows = try await client.query(
             """
-            SELECT j.sku_id, j.quantity, \(JournalTime.milliseconds("j.reserved_at")) AS reserved_ms, a.code FROM reservation_journal j
+            SELECT j.sku_id, j.quantity, \(JournalTime.milliseconds("COALESCE(j.reserved_at, j.created_at)")) AS reserved_ms, a.code FROM reservation_journal j
             LEFT JOIN code_assignments a ON a.order_id = j.order_id AND a.biz_id = j.biz_id AND a.sku_id = j.sku_id
               AND a.reserve_event = j.reserve_event
             WHERE j.order_id = ? AND j.biz_id = ? AND j.reserve_event = ?

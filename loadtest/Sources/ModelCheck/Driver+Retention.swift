@@ -1,15 +1,18 @@
 import Inventory
 import InventoryTestSupport
 
-/// `Step.retryAfterRetention`: an order that ended is forgotten by Redis and its reserve sent again.
+/// `Step.retryAfterRetention`: an order that ended is forgotten by Redis and its reserve sent again; or an order still
+/// held whose keys vanish (all but its item's count of its hold) is sent again, a duplicate of a live order.
 extension Driver {
     func retryAfterRetention(
         order: Int, lines: [Line], shortage: ShortageMode, options: ReserveOptions, confirm: Bool,
         model: inout ReferenceModel
     ) async throws {
-        // Only an order that ended and held something (a retention period runs from its end); not while Redis is full
-        // (the reserve would wait for room, a step of its own).
-        guard model.endedWithHolds(order: order), !redisFull.isSet else { return }
+        // Only an order that ended and held something (a retention period runs from its end), or one still held in
+        // full (its keys vanish piece by piece); not while Redis is full (the reserve would wait for room, a step of
+        // its own).
+        let live = model.liveWithHolds(order: order, shortage: shortage, options: options)
+        guard live || model.endedWithHolds(order: order), !redisFull.isSet else { return }
         // Long ago: everything of it is in MySQL, and a journal window a data loss opened has closed (the markers say
         // so: Redis's clock is past them).
         try await inject(.drain)

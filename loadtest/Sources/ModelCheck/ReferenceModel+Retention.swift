@@ -31,6 +31,18 @@ extension ReferenceModel {
         return [.confirmed, .cancelled, .expired, .refunded].contains(order.status)
     }
 
+    /// Whether the order is still held and its keys may vanish piece by piece (its hash, de-duplication keys and holds'
+    /// keys, not its item's count of its hold), so that a reserve again holds anew beside it: a duplicate of a live
+    /// order. Held in full on every line (reject mode: a retry holds the same or nothing), with no deadline of a
+    /// second, and not already a duplicate's or forgotten.
+    public func liveWithHolds(order id: Int, shortage: ShortageMode, options: ReserveOptions) -> Bool {
+        guard let order = orders[id], order.status == .reserved, shortage == .reject, !options.contains(.shortLived),
+            !order.shortLived, !order.forgotten, !order.tombstoneOnly, !order.hashDeleted, !order.foundByParts,
+            order.journal == nil, !order.lines.isEmpty, order.lines.allSatisfy({ $0.reserved > 0 && $0.reserved == $0.requested })
+        else { return false }
+        return true
+    }
+
     /// Redis forgot the order. `asksJournal`: a reserve of it asks the journal first (sync durability, or a journal
     /// window), and is answered from it; otherwise the order is absent until the worker has run
     /// (`duplicatesSettled`).
@@ -52,11 +64,21 @@ extension ReferenceModel {
 
     /// The write-back worker ran: a duplicate hold still reserved is taken back (its hold, codes and user's units
     /// given back) and the order is its journal row's again, still forgotten by Redis; one its order went on with
-    /// stands, the journal keeping the earlier order's row.
+    /// stands: beside the earlier order's row when that one had ended, or, when it was still held, as the order
+    /// itself (the item hands the earlier hold back, with its codes and user's units, and the journal row adopts the
+    /// duplicate).
     public mutating func duplicatesSettled() {
         for (id, earlier) in forgottenEarlier {
             if let duplicate = orders[id], duplicate.status != .reserved {
-                orders[id]!.journal = JournalState(earlier)
+                if earlier.status == .reserved {
+                    giveBackCodes(earlier)
+                    for line in earlier.lines {
+                        items[line.skuId]!.reserved -= line.reserved
+                        count(earlier.user, line.skuId, -line.reserved)
+                    }
+                } else {
+                    orders[id]!.journal = JournalState(earlier)
+                }
                 continue
             }
             var earlier = earlier
