@@ -15,7 +15,9 @@
 -- no earlier event is named)
 -- then for each line: ARGV[5+2n+i] the codes that row holds ('c1|c2'; '' for none)
 -- then for each line: ARGV[5+3n+i] when that row was reserved (ms; '' when unknown): the per-user window it counted in
--- then ARGV[5+4n] the earlier reserve event ('' for none)
+-- then for each line: ARGV[5+4n+i] the epoch of its item the reserve event held the line in, as the event records it
+-- ('' when the caller does not know it)
+-- then ARGV[5+5n] the earlier reserve event ('' for none)
 --
 -- Returns
 --   {'ok'}       the order was still that reservation: its stock is back, the order hash is deleted (so the
@@ -132,13 +134,14 @@ if fields[1] ~= 'reserved' then
     local codes = {}
     local epochs = {}
     -- The item counts the earlier hold beside this one only while it was not rebuilt since this hold was made (a
-    -- rebuild counts the journal's RESERVED rows, not this hold): after one, nothing is handed back (erring toward
-    -- selling less, never more).
+    -- rebuild counts the journal's RESERVED rows once, and re-stamps the order's holds into its new epoch, so the
+    -- order's own record of its epochs cannot tell): the epoch the reserve event says, or nothing is handed back
+    -- (erring toward selling less, never more).
     redis.call('SET', KEYS[4], 'handed', 'EX', tonumber(ARGV[4]))
     for i = 0, n - 1 do
       local itemKey = KEYS[6 + 2 * i]
       local earlier = tonumber(ARGV[5 + n + i] or '0') or 0
-      if heldEpochs[i + 1] and heldEpochs[i + 1] ~= (redis.call('HGET', itemKey, 'epoch') or '') then
+      if (ARGV[5 + 4 * n + i] or '') ~= (redis.call('HGET', itemKey, 'epoch') or '') then
         earlier = 0
       end
       if earlier > 0 then
@@ -153,7 +156,7 @@ if fields[1] ~= 'reserved' then
     end
     redis.call('XADD', KEYS[2], '*', 'type', 'adopt', 'order', ARGV[1], 'biz', fields[3] or '',
       'items', table.concat(lines, ','), 'epochs', table.concat(epochs, ','), 'codes', table.concat(codes, ','),
-      'reserve_event', ARGV[5 + 4 * n] or '', 'at', now)
+      'reserve_event', ARGV[5 + 5 * n] or '', 'at', now)
   end
   return {'settled'}
 end

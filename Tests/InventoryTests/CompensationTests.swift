@@ -108,7 +108,10 @@ struct CompensationTests {
             _ = try await stores.redis.command("HINCRBY", stores.keys.item(stores.item(1)), "used_stock_num", "1")
             _ = try await stores.redis.command("HINCRBY", stores.keys.item(stores.item(1)), "stock_num", "-1")
             _ = try await engine.confirm(orderId: "d2", bizId: stores.bizId)
-            await engine.undoReserve(orderId: "d2", bizId: stores.bizId, lines: line, eventId: second, earlierEventId: "2-0")
+            let epoch = try await stores.redis.command("HGET", stores.keys.item(stores.item(1)), "epoch").text ?? ""
+            await engine.undoReserve(
+                orderId: "d2", bizId: stores.bizId, lines: line, eventId: second, earlierEventId: "2-0", epochs: [1: epoch]
+            )
             fields = try await stores.itemFields(1)
             #expect([fields["stock_num"], fields["used_stock_num"], fields["confirmed_unapplied"]] == ["8", "0", "2"])
         }

@@ -106,3 +106,38 @@ extension RestoredRequestTests {
         }
     }
 }
+
+extension RestoredRequestTests {
+    @Test("sync mode, a replay of a hold that duplicates the journal's order and was not taken back: answered from the journal")
+    func replayOfDuplicateHold() async throws {
+        try await TestStores.with(durability: .sync) { stores in
+            let engine = stores.engine
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            let orderId = "\(stores.bizId)-d"
+            _ = try await engine.reserve(command(stores, orderId, 3))
+            _ = try await engine.confirm(orderId: orderId, bizId: stores.bizId)
+            #expect(try await stores.drainWithWorker())
+            try await RetentionRetryTests().forget(stores, orderId)
+            // A hold of the same request left in Redis, never committed (its instance's take-back did not run).
+            var configuration = engine.configuration
+            configuration.durability = .async
+            let other = InventoryEngine(
+                redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(), configuration: configuration,
+                logger: stores.logger
+            )
+            _ = try await other.reserve(command(stores, orderId, 3))
+            // Before: its replay committed it, met the journal's row, and answered it as held and recorded (200
+            // reserved, persisted), a hold the worker then takes back.
+            guard case .replayed(let answer) = try await engine.reserve(command(stores, orderId, 3)) else {
+                Issue.record("not a replay")
+                return
+            }
+            #expect(answer.status == .confirmed)
+            #expect(try await stores.drainWithWorker())
+            let level = try await engine.stock(stores.item(1))
+            #expect(level.reserved == 0)
+            #expect(level.available == 7)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+}

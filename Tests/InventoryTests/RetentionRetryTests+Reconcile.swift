@@ -68,7 +68,7 @@ extension RetentionRetryTests {
             // item still counts, is handed back; the entries are not yet acknowledged (a worker between its steps).
             await stores.engine.undoReserve(
                 orderId: order, bizId: stores.bizId, lines: [.init(skuId: 1, requested: 3, reserved: 3)],
-                eventId: events[0].id, earlierEventId: earlier
+                eventId: events[0].id, earlierEventId: earlier, epochs: [1: events[0].lines[0].epoch]
             )
             #expect(try await stores.engine.stock(stores.item(1)).available == 7)
             // Before: the reserve in flight still counted the duplicate's hold, handed back already (expected used 3

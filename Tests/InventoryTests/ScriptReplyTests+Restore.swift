@@ -18,15 +18,15 @@ extension ScriptReplyTests {
         #expect(call.keys[0] == cluster.order("o1", shard: shard))
         #expect(call.keys[3] == call.keys[4], "no earlier event: this event's own marker stands in its place")
         #expect(call.keys[5] == cluster.item(id))
-        // then per line the earlier hold's quantity, codes and reserve time (0, '', '' with no earlier event), then
-        // the earlier event
-        #expect(call.arguments == ["o1", "1-0", "", "60", "2", "0", "", "", ""])
+        // then per line the earlier hold's quantity, codes and reserve time (0, '', '' with no earlier event), the
+        // epoch the line was held in ('' unknown), then the earlier event
+        #expect(call.arguments == ["o1", "1-0", "", "60", "2", "0", "", "", "", ""])
         #expect(call.items == [id])
         let named = UndoReserveCall(
-            orderId: "o1", bizId: "b", eventId: "1-0", lines: "7:2", earlierEventId: "0-5",
+            orderId: "o1", bizId: "b", eventId: "1-0", lines: "7:2:e1", earlierEventId: "0-5",
             earlier: [7: HeldLine(quantity: 1, codes: ["A", "B"], reservedAt: 1700)], retentionSeconds: 60, layout: cluster
         )
-        #expect(named.arguments == ["o1", "1-0", "", "60", "2", "1", "A|B", "1700", "0-5"])
+        #expect(named.arguments == ["o1", "1-0", "", "60", "2", "1", "A|B", "1700", "e1", "0-5"])
         #expect(named.keys[4] == cluster.undoneMarker(orderId: "o1", eventId: "0-5", shard: shard))
     }
 

@@ -20,13 +20,16 @@ public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
     /// duplicates ("" when none).
     case undoReserve(orderId: String, bizId: String, eventId: String, lines: String, earlierEventId: String)
 
-    /// Takes back what `lines` held for the reserve event `eventId` ("sku:reserved,...").
+    /// Takes back what `lines` held for the reserve event `eventId` ("sku:reserved[:epoch],...": `epochs`, by SKU, the
+    /// epoch of its item each line was held in, as the event records it; none in tasks stored before they were kept).
     static func undoReserve(
-        orderId: String, bizId: String, eventId: String, lines: [ReservationLine], earlierEventId: String = ""
+        orderId: String, bizId: String, eventId: String, lines: [ReservationLine], earlierEventId: String = "",
+        epochs: [UInt64: String] = [:]
     ) -> Self {
         .undoReserve(
             orderId: orderId, bizId: bizId, eventId: eventId,
-            lines: lines.map { "\($0.skuId):\($0.reserved)" }.joined(separator: ","), earlierEventId: earlierEventId
+            lines: lines.map { "\($0.skuId):\($0.reserved)" + (epochs[$0.skuId].map { ":" + $0 } ?? "") }.joined(separator: ","),
+            earlierEventId: earlierEventId
         )
     }
 

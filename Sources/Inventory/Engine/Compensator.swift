@@ -46,10 +46,12 @@ struct Compensator: Sendable, EngineCollaborator {
     /// in the journal); a take-back that cannot run now becomes a retry task. `orderId`: the business's own id.
     func undoReserve(
         orderId: String, bizId: String, lines: [ReservationLine], eventId: String, earlierEventId: String = "",
-        routine: Bool = false
+        epochs: [UInt64: String] = [:], routine: Bool = false
     ) async {
         await compensate(
-            .undoReserve(orderId: orderId, bizId: bizId, eventId: eventId, lines: lines, earlierEventId: earlierEventId),
+            .undoReserve(
+                orderId: orderId, bizId: bizId, eventId: eventId, lines: lines, earlierEventId: earlierEventId, epochs: epochs
+            ),
             routine: routine
         )
     }

@@ -16,10 +16,11 @@ extension InventoryEngine {
     /// `orderId`: the business's own id.
     public func undoReserve(
         orderId: String, bizId: String, lines: [ReservationLine], eventId: String, earlierEventId: String = "",
-        routine: Bool = false
+        epochs: [UInt64: String] = [:], routine: Bool = false
     ) async {
         await compensator.undoReserve(
-            orderId: orderId, bizId: bizId, lines: lines, eventId: eventId, earlierEventId: earlierEventId, routine: routine
+            orderId: orderId, bizId: bizId, lines: lines, eventId: eventId, earlierEventId: earlierEventId, epochs: epochs,
+            routine: routine
         )
     }
 

@@ -67,7 +67,8 @@ struct SyncJournal: Sendable, EngineCollaborator {
         // ended is counted by no item, see WriteBackWorker.settleRedis.)
         await compensator.undoReserve(
             orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId,
-            earlierEventId: duplicate.earlierHold
+            earlierEventId: duplicate.earlierHold,
+            epochs: Dictionary(event.lines.map { ($0.skuId, $0.epoch) }, uniquingKeysWith: { first, _ in first })
         )
         if await orders.wasTakenBack(orderId: command.orderId, eventId: duplicate.existingReserveEvent, shard: shard) {
             throw InventoryError.unavailable("an earlier attempt of this order is still being taken back; retry")
@@ -78,7 +79,8 @@ struct SyncJournal: Sendable, EngineCollaborator {
     }
 
     /// Sync mode, a replay of a held order: answers only once the journal has it, committing its reserve event
-    /// from the outbox if the worker has not yet (a retry after a 503 whose hold could not be taken back).
+    /// from the outbox if the worker has not yet (a retry after a 503 whose hold could not be taken back). Throws
+    /// `JournalHasOrder` when that hold duplicates the journal's order (taken back now).
     func ensureRecorded(_ order: OrderRef, shard: Int) async throws {
         let (orderId, bizId) = (order.orderId, order.bizId)
         let eventId = try await stores.redisCall {
@@ -114,13 +116,22 @@ struct SyncJournal: Sendable, EngineCollaborator {
                 eventId: event.id
             )
         }
+        guard let duplicate = result.duplicates.first(where: { $0.orderId == orderId && $0.bizId == bizId && $0.eventId == event.id })
+        else { return }
         // The journal's row of the order is an earlier attempt's that was taken back in Redis and is about to be
         // removed: this hold is not recorded yet (a later retry commits it once that row is gone).
-        if let duplicate = result.duplicates.first(where: { $0.orderId == orderId && $0.bizId == bizId && $0.eventId == event.id }),
-            await orders.wasTakenBack(orderId: orderId, eventId: duplicate.existingReserveEvent, shard: shard)
-        {
+        if await orders.wasTakenBack(orderId: orderId, eventId: duplicate.existingReserveEvent, shard: shard) {
             throw InventoryError.unavailable("an earlier attempt of this order is still being taken back; retry")
         }
+        // Otherwise the journal has the order (Redis had lost it) and this hold, whose first answer's take-back did not
+        // run, duplicates it: taken back now, and the order is answered from the journal, as at the first commit.
+        await compensator.undoReserve(
+            orderId: orderId, bizId: bizId,
+            lines: event.lines.map { ReservationLine(skuId: $0.skuId, requested: $0.quantity, reserved: $0.quantity) },
+            eventId: event.id, earlierEventId: duplicate.earlierHold,
+            epochs: Dictionary(event.lines.map { ($0.skuId, $0.epoch) }, uniquingKeysWith: { first, _ in first })
+        )
+        throw InventoryEngine.JournalHasOrder()
     }
 
     /// Sync mode: a hold's journal commit left (some of) its lines out, because Redis rebuilt their items since the

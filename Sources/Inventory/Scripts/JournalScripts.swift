@@ -295,8 +295,8 @@ struct SnapshotCall: ScriptCall {
         /// Made in an earlier epoch of the item that its rebuild absorbed (applied to MySQL before counting it): a
         /// worker may commit it again, but no `*_unapplied` counter holds it.
         var absorbed: Bool
-        /// A reserve whose hold was taken back (its undone marker exists, lua/undo_reserve.lua): the take-back settled
-        /// what the hold counts, with an undo entry or by handing the earlier hold back.
+        /// A reserve whose hold was taken back (its undone marker is '1' or 'handed', lua/undo_reserve.lua): the
+        /// take-back settled what the hold counts, with an undo entry or by handing the earlier hold back.
         var takenBack: Bool = false
     }
 

@@ -165,7 +165,7 @@ struct UndoReserveCall: ItemScriptCall {
     /// Its shard's drain mark, checked first (lua/lib/floor.lua).
     let drainMark: String?
 
-    /// `lines`: the reserve event's lines ('sku:quantity:...'), all of one part (its shard follows from any of them);
+    /// `lines`: the reserve event's lines ('sku:quantity[:epoch]', the epoch its item had when the line was held), all of one part (its shard follows from any of them);
     /// `earlierEventId`: the reserve event whose journal row this hold duplicates ("" for none); `earlier`: what that
     /// row holds, by SKU (handed back, in place of this hold, when the order went on with this one).
     init(
@@ -180,6 +180,7 @@ struct UndoReserveCall: ItemScriptCall {
             marker, earlierEventId.isEmpty ? marker : layout.undoneMarker(orderId: orderId, eventId: earlierEventId, shard: shard),
         ]
         var quantities: [String] = []
+        var madeIn: [String] = []
         var items: [StockItemID] = []
         for line in lines.split(separator: ",") {
             let parts = line.split(separator: ":")
@@ -189,13 +190,14 @@ struct UndoReserveCall: ItemScriptCall {
             keys.append(layout.item(id))
             keys.append(layout.reserveKey(id, orderId: orderId))
             quantities.append(parts.count > 1 ? String(parts[1]) : "0")
+            madeIn.append(parts.count > 2 ? String(parts[2]) : "")
         }
         keys += items.map { layout.userUsage($0) } + items.map { layout.codes($0) }
         self.keys = keys
         self.arguments = [orderId, eventId, InventoryEngine.redisTime, String(retentionSeconds)] + quantities
             + items.map { String(earlier[$0.skuId]?.quantity ?? 0) }
             + items.map { (earlier[$0.skuId]?.codes ?? []).joined(separator: "|") }
-            + items.map { earlier[$0.skuId]?.reservedAt.map(String.init) ?? "" } + [earlierEventId]
+            + items.map { earlier[$0.skuId]?.reservedAt.map(String.init) ?? "" } + madeIn + [earlierEventId]
         self.items = items
         drainMark = layout.drainMark(shard: shard)
     }

@@ -151,24 +151,9 @@ struct Reservations: Sendable, EngineCollaborator {
                     shard: shard
                 )
             } catch is InventoryEngine.JournalHasOrder {
-                // The hold was taken back and the journal had the order (Redis forgot it): the reserve runs again
-                // against the order restored from the journal, which keeps the request that made it, so another
-                // body under its id is a conflict, as for any order Redis knows (not a replay of the journal's).
-                // The part must be the journal's order now (a restored hash names no reserve event): a hold still
-                // there is this one's, not taken back yet (a retry task will), or another attempt's made meanwhile,
-                // and neither answers for the journal's order.
-                guard !holdsChecked, try await orders.restoreOrder(orderId),
-                    try await stores.run(
-                        ReadFieldsCall(keys.order(orderId, shard: shard), fields: ["event"], shard: shard, layout: keys)
-                    ).first?.text ?? "" == ""
-                else {
-                    throw InventoryError.unavailable(
-                        "order \(command.orderId) is in the journal, and a hold of it is still being taken back; retry"
-                    )
-                }
-                return try await reservePart(
-                    command, shard: shard, fingerprint: fingerprint, journalChecked: true, failpoint: failpoint,
-                    holdsChecked: true, partOfSeveral: partOfSeveral
+                return try await answerFromJournal(
+                    command, shard: shard, fingerprint: fingerprint, failpoint: failpoint, holdsChecked: holdsChecked,
+                    partOfSeveral: partOfSeveral
                 )
             }
             if command.dispense {
@@ -177,7 +162,14 @@ struct Reservations: Sendable, EngineCollaborator {
             return (.created(reservation.with(persisted: true)), held.eventId)
         case .replay(let status, let expiresAt, let lines):
             if configuration.durability == .sync && status == .reserved {
-                try await syncJournal.ensureRecorded(command.order, shard: shard)
+                do {
+                    try await syncJournal.ensureRecorded(command.order, shard: shard)
+                } catch is InventoryEngine.JournalHasOrder {
+                    return try await answerFromJournal(
+                        command, shard: shard, fingerprint: fingerprint, failpoint: failpoint, holdsChecked: holdsChecked,
+                        partOfSeveral: partOfSeveral
+                    )
+                }
                 if command.dispense {
                     return (.replayed(try await confirm(named: orderId).reservation.with(persisted: true)), "")
                 }
@@ -216,6 +208,29 @@ struct Reservations: Sendable, EngineCollaborator {
         case .userRequired(let positions):
             throw InventoryError.userRequired(positions.compactMap { command.items[safe: $0 - 1]?.skuId })
         }
+    }
+
+    /// Sync mode: a hold of the order was taken back because the journal had the order (Redis forgot it): the reserve
+    /// runs again against the order restored from the journal, which keeps the request that made it, so another body
+    /// under its id is a conflict, as for any order Redis knows (not a replay of the journal's). The part must be the
+    /// journal's order now (a restored hash names no reserve event): a hold still there is this one's, not taken back
+    /// yet (a retry task will), or another attempt's made meanwhile, and neither answers for the journal's order.
+    func answerFromJournal(
+        _ command: ReserveCommand, shard: Int, fingerprint: String, failpoint: String, holdsChecked: Bool,
+        partOfSeveral: Bool
+    ) async throws -> (outcome: ReserveOutcome, eventId: String) {
+        let orderId = command.orderName
+        guard !holdsChecked, try await orders.restoreOrder(orderId),
+            try await stores.run(
+                ReadFieldsCall(keys.order(orderId, shard: shard), fields: ["event"], shard: shard, layout: keys)
+            ).first?.text ?? "" == ""
+        else {
+            throw InventoryError.unavailable("order \(command.orderId) is in the journal, and a hold of it is still being taken back; retry")
+        }
+        return try await reservePart(
+            command, shard: shard, fingerprint: fingerprint, journalChecked: true, failpoint: failpoint, holdsChecked: true,
+            partOfSeveral: partOfSeveral
+        )
     }
 
     /// Makes the shard's generation marker if it is missing: 0 (trust Redis) on the shard's first start, else (Redis
