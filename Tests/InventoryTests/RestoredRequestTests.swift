@@ -141,3 +141,57 @@ extension RestoredRequestTests {
         }
     }
 }
+
+extension RestoredRequestTests {
+    @Test("sync mode, a replay of a partial hold whose new line the journal recorded beside a duplicate line: not answered as held")
+    func replayOfPartialDuplicateHold() async throws {
+        try await TestStores.with(durability: .sync) { stores in
+            let engine = stores.engine
+            let orderId = "\(stores.bizId)-pd"
+            // Both items in one part of the order (on a cluster, a part of another shard is an order of its own to the
+            // worker's duplicate check: see the note of session 30).
+            let other = (2...64).first { stores.partShard(orderId, sku: $0) == stores.partShard(orderId, sku: 1) } ?? 2
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 2))
+            _ = try await engine.setStock(stores.item(other), StockSettings(stock: 0))
+            let partial = ReserveCommand(
+                orderId: orderId, bizId: stores.bizId, userId: nil,
+                items: [.init(skuId: 1, quantity: 3), .init(skuId: other, quantity: 1)], ttlSeconds: 600, shortage: .partial
+            )
+            _ = try await engine.reserve(partial)
+            _ = try await engine.confirm(orderId: orderId, bizId: stores.bizId)
+            #expect(try await stores.drainWithWorker())
+            try await RetentionRetryTests().forget(stores, orderId)
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.setStock(stores.item(other), StockSettings(stock: 5))
+            // A hold of the same request (3 and 1), committed (item 2 a row of its own, item 1 a duplicate of the
+            // confirmed row), its take-back not run.
+            var configuration = engine.configuration
+            configuration.durability = .async
+            let asynchronous = InventoryEngine(
+                redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(), configuration: configuration,
+                logger: stores.logger
+            )
+            _ = try await asynchronous.reserve(partial)
+            let stream = stores.outboxKey(orderId, sku: 1)
+            let events = OutboxEvent.entries(stream: stream, try await stores.redis.command("XRANGE", stream, "-", "+"))
+                .compactMap(\.event).filter { $0.orderId == orderId }
+            _ = try await JournalRepository(client: stores.mysql).apply(events, fences: engine.batchFences)
+            // Before: its item 2 row made it look recorded, and the replay answered it held (3 and 1), a hold the
+            // worker then took back. Now it is taken back at once and the order answered from the journal.
+            let answer = try? await engine.reserve(partial)
+            if case .created = answer { Issue.record("held anew") }
+            if case .replayed(let reservation) = answer { #expect(reservation.status == .confirmed) }
+            #expect(try await stores.drainWithWorker())
+            guard case .replayed(let again) = try await engine.reserve(partial) else {
+                Issue.record("not a replay")
+                return
+            }
+            #expect(again.status == .confirmed)
+            #expect(again.lines.map(\.reserved) == [2])
+            // The PUTs set on-hand after the first sale: the retry's hold taken back leaves 10 and 5.
+            #expect(try await engine.stock(stores.item(1)).available == 10)
+            #expect(try await engine.stock(stores.item(other)).available == 5)
+            #expect(try await stores.reconciler().run(.business(stores.bizId)).differences == [])
+        }
+    }
+}

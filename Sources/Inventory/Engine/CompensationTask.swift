@@ -28,7 +28,8 @@ public enum CompensationTask: Sendable, Equatable, CustomStringConvertible {
     ) -> Self {
         .undoReserve(
             orderId: orderId, bizId: bizId, eventId: eventId,
-            lines: lines.map { "\($0.skuId):\($0.reserved)" + (epochs[$0.skuId].map { ":" + $0 } ?? "") }.joined(separator: ","),
+            lines: lines.map { line in "\(line.skuId):\(line.reserved)" + (epochs[line.skuId].map { ":" + $0 } ?? "") }
+                .joined(separator: ","),
             earlierEventId: earlierEventId
         )
     }

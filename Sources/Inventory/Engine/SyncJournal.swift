@@ -86,19 +86,12 @@ struct SyncJournal: Sendable, EngineCollaborator {
         let eventId = try await stores.redisCall {
             try await self.stores.redis.command("HGET", self.keys.order(order.name, shard: shard), "event")
         }.text ?? ""
-        // A restored order ('' event) came from the journal. Otherwise the row must be this hold's own: a row of
-        // an earlier attempt of the order may be one an undo is about to remove.
-        let recorded = eventId.isEmpty
-            ? try? await journal.isPersisted(orderId: orderId, bizId: bizId)
-            : try? await journal.hasRow(orderId: orderId, bizId: bizId, reserveEvent: eventId)
-        if recorded == true { return }
+        if await holdRecorded(order, eventId: eventId, shard: shard) == true { return }
         guard let event = try await outboxEvent(shard: shard, eventId: eventId), event.kind == .reserve else {
             // A worker deletes an entry only after committing it: a row now means it was recorded meanwhile.
             // Otherwise Redis lost the event (its outbox went), and no one will ever record this hold: it is
             // taken back, so that the retry holds afresh instead of being answered 503 for good.
-            let recordedNow = eventId.isEmpty
-                ? try? await journal.isPersisted(orderId: orderId, bizId: bizId)
-                : try? await journal.hasRow(orderId: orderId, bizId: bizId, reserveEvent: eventId)
+            let recordedNow = await holdRecorded(order, eventId: eventId, shard: shard)
             if recordedNow == true { return }
             if recordedNow == false, !eventId.isEmpty, let part = try await orders.readPart(order.name, shard: shard),
                 part.status == .reserved
@@ -132,6 +125,24 @@ struct SyncJournal: Sendable, EngineCollaborator {
             epochs: Dictionary(event.lines.map { ($0.skuId, $0.epoch) }, uniquingKeysWith: { first, _ in first })
         )
         throw InventoryEngine.JournalHasOrder()
+    }
+
+    /// Whether the journal records the hold of reserve event `eventId` (nil: MySQL or Redis cannot tell). A restored
+    /// order ('' event) came from the journal: any row. Otherwise every line the part holds needs a row of this event:
+    /// a row of an earlier attempt of the order may be one an undo is about to remove, and a line the journal met as a
+    /// duplicate of the earlier order's row is not this hold's (a partial retry has rows of its own beside it).
+    func holdRecorded(_ order: OrderRef, eventId: String, shard: Int) async -> Bool? {
+        do {
+            if eventId.isEmpty { return try await journal.isPersisted(orderId: order.orderId, bizId: order.bizId) }
+            let own = Set(
+                try await journal.rows(orderId: order.orderId, bizId: order.bizId).filter { $0.reserveEvent == eventId }.map(\.skuId)
+            )
+            guard !own.isEmpty else { return false }
+            guard let part = try await orders.readPart(order.name, shard: shard) else { return true }
+            return part.lines.filter { $0.reserved > 0 }.allSatisfy { own.contains($0.skuId) }
+        } catch {
+            return nil
+        }
     }
 
     /// Sync mode: a hold's journal commit left (some of) its lines out, because Redis rebuilt their items since the

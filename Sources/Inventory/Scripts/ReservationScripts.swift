@@ -165,7 +165,8 @@ struct UndoReserveCall: ItemScriptCall {
     /// Its shard's drain mark, checked first (lua/lib/floor.lua).
     let drainMark: String?
 
-    /// `lines`: the reserve event's lines ('sku:quantity[:epoch]', the epoch its item had when the line was held), all of one part (its shard follows from any of them);
+    /// `lines`: the lines the reserve event held ('sku:quantity[:epoch]', the epoch its item had when the line was
+    /// held; lines of quantity 0 hold nothing), all of one part (its shard follows from any of them);
     /// `earlierEventId`: the reserve event whose journal row this hold duplicates ("" for none); `earlier`: what that
     /// row holds, by SKU (handed back, in place of this hold, when the order went on with this one).
     init(

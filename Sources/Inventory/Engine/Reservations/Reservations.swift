@@ -225,7 +225,9 @@ struct Reservations: Sendable, EngineCollaborator {
                 ReadFieldsCall(keys.order(orderId, shard: shard), fields: ["event"], shard: shard, layout: keys)
             ).first?.text ?? "" == ""
         else {
-            throw InventoryError.unavailable("order \(command.orderId) is in the journal, and a hold of it is still being taken back; retry")
+            throw InventoryError.unavailable(
+                "order \(command.orderId) is in the journal, and a hold of it is still being taken back; retry"
+            )
         }
         return try await reservePart(
             command, shard: shard, fingerprint: fingerprint, journalChecked: true, failpoint: failpoint, holdsChecked: true,
