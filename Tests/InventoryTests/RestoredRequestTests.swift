@@ -108,6 +108,16 @@ extension RestoredRequestTests {
 }
 
 extension RestoredRequestTests {
+    /// Another instance on the same stores with async durability: its holds wait for the worker (none commits them).
+    func asyncInstance(_ stores: TestStores) throws -> InventoryEngine {
+        var configuration = stores.engine.configuration
+        configuration.durability = .async
+        return InventoryEngine(
+            redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(), configuration: configuration,
+            logger: stores.logger
+        )
+    }
+
     @Test("sync mode, a replay of a hold that duplicates the journal's order and was not taken back: answered from the journal")
     func replayOfDuplicateHold() async throws {
         try await TestStores.with(durability: .sync) { stores in
@@ -119,13 +129,7 @@ extension RestoredRequestTests {
             #expect(try await stores.drainWithWorker())
             try await RetentionRetryTests().forget(stores, orderId)
             // A hold of the same request left in Redis, never committed (its instance's take-back did not run).
-            var configuration = engine.configuration
-            configuration.durability = .async
-            let other = InventoryEngine(
-                redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(), configuration: configuration,
-                logger: stores.logger
-            )
-            _ = try await other.reserve(command(stores, orderId, 3))
+            _ = try await asyncInstance(stores).reserve(command(stores, orderId, 3))
             // Before: its replay committed it, met the journal's row, and answered it as held and recorded (200
             // reserved, persisted), a hold the worker then takes back.
             guard case .replayed(let answer) = try await engine.reserve(command(stores, orderId, 3)) else {
@@ -165,13 +169,7 @@ extension RestoredRequestTests {
             _ = try await engine.setStock(stores.item(other), StockSettings(stock: 5))
             // A hold of the same request (3 and 1), committed (item 2 a row of its own, item 1 a duplicate of the
             // confirmed row), its take-back not run.
-            var configuration = engine.configuration
-            configuration.durability = .async
-            let asynchronous = InventoryEngine(
-                redis: stores.redis, mysql: stores.mysql, scripts: try InventoryScripts.load(), configuration: configuration,
-                logger: stores.logger
-            )
-            _ = try await asynchronous.reserve(partial)
+            _ = try await asyncInstance(stores).reserve(partial)
             let stream = stores.outboxKey(orderId, sku: 1)
             let events = OutboxEvent.entries(stream: stream, try await stores.redis.command("XRANGE", stream, "-", "+"))
                 .compactMap(\.event).filter { $0.orderId == orderId }
