@@ -149,15 +149,21 @@ struct OrderReader: Sendable, EngineCollaborator {
     func endDuplicates(of ref: OrderRef, skus: [UInt64], at lastEvent: String, shard: Int) async throws {
         do {
             try await journal.endDuplicates(orderId: ref.orderId, bizId: ref.bizId, skuIds: skus, lastEvent: lastEvent) {
-                try await stores.run(
-                    ReadFieldsCall(keys.order(ref.name, shard: shard), fields: ["event"], shard: shard, layout: keys)
-                ).first?.text ?? ""
+                try await heldEvent(ref.name, shard: shard)
             }
         } catch let error as InventoryError {
             throw error
         } catch {
             throw stores.mapMySQL(error)
         }
+    }
+
+    /// The reserve event the part's hash names: its hold's, "" for an order restored from the journal (or none).
+    /// `orderId`: the order's Redis name.
+    func heldEvent(_ orderId: String, shard: Int) async throws -> String {
+        try await stores.run(
+            ReadFieldsCall(keys.order(orderId, shard: shard), fields: ["event"], shard: shard, layout: keys)
+        ).first?.text ?? ""
     }
 
     /// Runs between reading a part's end and writing it (tests: a retry held and recorded in between).

@@ -68,7 +68,7 @@ struct SyncJournal: Sendable, EngineCollaborator {
         await compensator.undoReserve(
             orderId: command.orderId, bizId: command.bizId, lines: reservation.lines, eventId: eventId,
             earlierEventId: duplicate.earlierHold,
-            epochs: Dictionary(event.lines.map { ($0.skuId, $0.epoch) }, uniquingKeysWith: { first, _ in first })
+            epochs: event.lineEpochs
         )
         if await orders.wasTakenBack(orderId: command.orderId, eventId: duplicate.existingReserveEvent, shard: shard) {
             throw InventoryError.unavailable("an earlier attempt of this order is still being taken back; retry")
@@ -122,7 +122,7 @@ struct SyncJournal: Sendable, EngineCollaborator {
             orderId: orderId, bizId: bizId,
             lines: event.lines.map { ReservationLine(skuId: $0.skuId, requested: $0.quantity, reserved: $0.quantity) },
             eventId: event.id, earlierEventId: duplicate.earlierHold,
-            epochs: Dictionary(event.lines.map { ($0.skuId, $0.epoch) }, uniquingKeysWith: { first, _ in first })
+            epochs: event.lineEpochs
         )
         throw InventoryEngine.JournalHasOrder()
     }

@@ -57,6 +57,11 @@ public struct OutboxEvent: Sendable, Equatable {
     /// so that an order restored from them still tells a replay from another body; nil when the event has none.
     public let requestFingerprint: String?
 
+    /// The epoch of its item each line was made in, by SKU (the first line of a SKU named twice).
+    var lineEpochs: [UInt64: String] {
+        Dictionary(lines.map { ($0.skuId, $0.epoch) }, uniquingKeysWith: { first, _ in first })
+    }
+
     /// A copy with only the lines `keep` accepts.
     func filteringLines(_ keep: (Line) -> Bool) -> OutboxEvent {
         OutboxEvent(

@@ -412,7 +412,7 @@ public final class WriteBackWorker: Service, Sendable {
                 orderId: event.orderId, bizId: event.bizId,
                 lines: event.lines.map { ReservationLine(skuId: $0.skuId, requested: $0.quantity, reserved: $0.quantity) },
                 eventId: event.id, earlierEventId: found.contains("") ? "" : first,
-                epochs: Dictionary(event.lines.map { ($0.skuId, $0.epoch) }, uniquingKeysWith: { first, _ in first })
+                epochs: event.lineEpochs
             )
         }
     }

@@ -220,10 +220,7 @@ struct Reservations: Sendable, EngineCollaborator {
         partOfSeveral: Bool
     ) async throws -> (outcome: ReserveOutcome, eventId: String) {
         let orderId = command.orderName
-        guard !holdsChecked, try await orders.restoreOrder(orderId),
-            try await stores.run(
-                ReadFieldsCall(keys.order(orderId, shard: shard), fields: ["event"], shard: shard, layout: keys)
-            ).first?.text ?? "" == ""
+        guard !holdsChecked, try await orders.restoreOrder(orderId), try await orders.heldEvent(orderId, shard: shard).isEmpty
         else {
             throw InventoryError.unavailable(
                 "order \(command.orderId) is in the journal, and a hold of it is still being taken back; retry"
