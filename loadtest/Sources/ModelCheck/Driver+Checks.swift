@@ -85,12 +85,14 @@ extension Driver {
         var expected: [JournalLine] = []
         for (order, current) in model.orders {
             // (a duplicate hold its order went on with is not the journal's row: the earlier order's is)
+            // (and its rows' states may differ: `JournalState.movedLines`)
             let state = current.journal.map(ReferenceModel.Order.init(journal:)) ?? current
             for line in state.lines where line.reserved > 0 {
+                let status = current.journal?.status(of: line.skuId) ?? state.status
                 expected.append(
                     JournalLine(
                         orderId: orderId(order), skuId: line.skuId, quantity: line.reserved,
-                        status: state.status.rawValue.uppercased()
+                        status: status.rawValue.uppercased()
                     )
                 )
             }

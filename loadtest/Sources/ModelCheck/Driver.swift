@@ -252,6 +252,9 @@ public struct Driver: Sendable {
                 model.expire(order: order)
             }
         case .fault(let fault):
+            if case .deleteOrder(let order, _) = fault, model.partLossUnspecified(order: order, clustered: stores.keys.clustered) {
+                return
+            }
             try await inject(fault)
             if fault == .drainThenLoseEverything { model.redisLostEverything() }
             if fault == .goBack && wentBack.isSet { model.redisLostEverything() }
@@ -261,7 +264,14 @@ public struct Driver: Sendable {
             // A cluster's cancel before any reserve lives in the order's directory (no part): losing it is losing the
             // order hash on one Redis.
             if case .deleteDirectory(let order) = fault, stores.keys.clustered { model.directoryLost(order: order) }
-            if case .deleteOrder(let order, _) = fault { model.orderHashLost(order: order, recordedElsewhere: stores.keys.clustered) }
+            if case .deleteOrder(let order, let sku) = fault {
+                // On a cluster only the part of `sku`'s shard is lost: the order's items of that shard.
+                let part: Set<UInt64>? =
+                    stores.keys.clustered
+                    ? Set(model.skusEverHeld(order: order).filter { stores.partShard(orderId(order), sku: $0) == stores.partShard(orderId(order), sku: sku) })
+                    : nil
+                model.orderHashLost(order: order, recordedElsewhere: stores.keys.clustered, part: part)
+            }
             // The level check after this step reads the item, which rebuilds it from MySQL.
             if case .deleteItem(let sku) = fault { model.itemRebuilt(sku: sku) }
         }

@@ -41,11 +41,29 @@ extension ReferenceModel {
     /// it), with what the journal keeps; a cancel made before any reserve is forgotten (its tombstone is asked only
     /// after a data loss: a known limit), unless it is `recordedElsewhere` (on a cluster, the order's directory
     /// records such a cancel: there is no part hash to lose).
-    public mutating func orderHashLost(order id: Int, recordedElsewhere: Bool = false) {
-        // A duplicate hold's hash gone: the order comes back from the journal, as its earlier order.
+    /// `part`: on a cluster, the items of the part that was lost (nil: the order's hash on one Redis).
+    public mutating func orderHashLost(order id: Int, recordedElsewhere: Bool = false, part: Set<UInt64>? = nil) {
+        // A duplicate hold's hash gone: the order comes back from the journal, as its earlier order. On a cluster
+        // only the lost part does: its lines are the earlier order's again, the parts that survived stay the
+        // duplicate's, and so does the order's state, which its directory keeps (`partLossUnspecified` leaves out a
+        // loss where the two orders ended differently).
         if let journal = orders[id]?.journal {
-            orders[id] = Order(journal: journal)
-            orders[id]!.forgotten = true
+            guard let part else {
+                orders[id] = Order(journal: journal)
+                orders[id]!.forgotten = true
+                return
+            }
+            var order = orders[id]!
+            guard order.lines.contains(where: { part.contains($0.skuId) }) else { return }
+            order.lines = order.lines.map { line in
+                guard part.contains(line.skuId) else { return line }
+                return journal.lines.first { $0.skuId == line.skuId } ?? line
+            }
+            if part.contains(Features.codeItem) { order.codes = journal.codes }
+            order.journalLines.formUnion(order.lines.map(\.skuId).filter(part.contains))
+            order.fingerprintLost = true
+            order.forgotten = true
+            orders[id] = order
             return
         }
         guard let order = orders[id] else { return }
@@ -57,6 +75,21 @@ extension ReferenceModel {
             orders[id]!.hashDeleted = !order.lines.isEmpty
             if order.lines.isEmpty { orders[id]!.tombstoneOnly = true }
         }
+    }
+
+    /// A loss of one part of the order on a cluster the service is not specified to answer rightly (a known limit,
+    /// README "Model check"): the order is a duplicate hold that went on beside its earlier order, which ended
+    /// otherwise (cancelled or expired, say, where the duplicate was sold): the lost part comes back in the earlier
+    /// order's state under a directory in the duplicate's. The driver leaves such a step out.
+    public func partLossUnspecified(order id: Int, clustered: Bool) -> Bool {
+        guard clustered, let order = orders[id], let journal = order.journal else { return false }
+        return journal.status != order.status
+    }
+
+    /// The items the order holds or held, its journal's earlier order's too.
+    public func skusEverHeld(order id: Int) -> [UInt64] {
+        guard let order = orders[id] else { return [] }
+        return Array(Set(order.lines.map(\.skuId) + (order.journal?.lines.map(\.skuId) ?? [])))
     }
 
     /// A reserve the service is not specified to answer rightly (a known limit, README "Model check"): another body

@@ -13,6 +13,9 @@ extension ReferenceModel {
         public let fingerprint: String
         public let user: String?
         public let codes: [String]?
+        /// Lines of a part that came back from the journal on a cluster (`Order.journalLines`) and moved with the
+        /// order since (a refund): their rows' state, where it is no longer `status`.
+        public var movedLines: [UInt64: ReservationStatus] = [:]
 
         init(_ order: Order) {
             status = order.status
@@ -20,6 +23,24 @@ extension ReferenceModel {
             fingerprint = order.fingerprint
             user = order.user
             codes = order.codes
+            movedLines = order.journal?.movedLines ?? [:]
+        }
+
+        /// The state of the journal's row of `sku`.
+        public func status(of sku: UInt64) -> ReservationStatus { movedLines[sku] ?? status }
+
+        /// The state the rows decide together, as a restore of them all decides it (the furthest: a refunded line
+        /// was confirmed first).
+        public var decidedStatus: ReservationStatus {
+            lines.map { status(of: $0.skuId) }.max { Self.rank($0) < Self.rank($1) } ?? status
+        }
+
+        static func rank(_ status: ReservationStatus) -> Int {
+            switch status {
+            case .reserved: 0
+            case .refunded: 2
+            default: 1
+            }
         }
     }
 
@@ -114,8 +135,13 @@ extension ReferenceModel {
 extension ReferenceModel.Order {
     /// The order as its journal row keeps it (restored from the journal).
     init(journal: ReferenceModel.JournalState) {
-        self.init(status: journal.status, lines: journal.lines, fingerprint: journal.fingerprint, user: journal.user)
+        self.init(status: journal.decidedStatus, lines: journal.lines, fingerprint: journal.fingerprint, user: journal.user)
         codes = journal.codes
         fingerprintLost = true
+        // Rows that no longer share one state stay told apart (the journal's check compares each).
+        if !journal.movedLines.isEmpty {
+            self.journal = journal
+            journalLines = Set(journal.lines.map(\.skuId))
+        }
     }
 }

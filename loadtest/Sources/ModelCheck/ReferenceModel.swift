@@ -53,6 +53,9 @@ public struct ReferenceModel: Sendable, Equatable {
         /// The order's journal row when it is a duplicate hold its order went on with (the earlier order's, as it
         /// ended): what MySQL's journal shows, and what the order is again once Redis loses it.
         public var journal: JournalState? = nil
+        /// On a cluster, the items of the order's parts that came back from `journal` (a part of a duplicate hold
+        /// lost): those lines are the journal's rows, and they move with the order (`JournalState.movedLines`).
+        public var journalLines: Set<UInt64> = []
     }
 
     /// The one-time code pool of `Features.codeItem`: every code uploaded, and which are usable (not held by a
@@ -399,6 +402,7 @@ public struct ReferenceModel: Sendable, Equatable {
         case .confirmed:
             giveBackCodes(order)
             for line in order.lines { items[line.skuId]!.onHand += line.reserved }
+            for sku in order.journalLines { order.journal?.movedLines[sku] = .refunded }
             order.status = .refunded
             orders[id] = order
             return .reservation(status: .refunded, lines: order.lines, replayed: false)
