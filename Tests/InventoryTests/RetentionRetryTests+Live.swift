@@ -114,4 +114,35 @@ extension RetentionRetryTests {
             try await expectAgree(stores, available: 8)
         }
     }
+    @Test("a held order's retry, its item rebuilt before the worker takes the retry back: the earlier hold the rebuild counted stays counted")
+    func liveDuplicateRebuiltThenTakenBack() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let order = "\(stores.bizId)-u"
+            _ = try await engine.setStock(stores.item(1), StockSettings(stock: 10))
+            _ = try await engine.reserve(command(stores, order, 2))
+            #expect(try await stores.drainWithWorker())
+            try await forget(stores, order)
+            _ = try await engine.reserve(command(stores, order, 2))
+            #expect(try await engine.stock(stores.item(1)).available == 6)
+            // The item vanishes and is rebuilt: it counts the journal's row once, in the order's hold of its new epoch.
+            _ = try await stores.redis.command("DEL", stores.keys.item(stores.item(1)))
+            #expect(try await engine.stock(stores.item(1)).available == 8)
+            // The worker takes the retry back. Before: the re-stamped hold looked like the retry's own and was given
+            // back (10 available while the journal's row still held 2: 2 units to sell twice).
+            try await RebuildDrainTests().expectAgree(stores, available: 8, reserved: 2, mysql: 10)
+            #expect(try await stores.journalRows().map(\.status) == ["RESERVED"])
+            let other = ReserveCommand(
+                orderId: "\(stores.bizId)-v", bizId: stores.bizId, userId: nil, items: [.init(skuId: 1, quantity: 9)],
+                ttlSeconds: 600, shortage: .reject
+            )
+            await #expect(throws: InventoryError.insufficientStock([.init(skuId: 1, requested: 9, available: 8)])) {
+                try await engine.reserve(other)
+            }
+            // The order is the journal's again, and is sold once.
+            _ = try await engine.confirm(orderId: order, bizId: stores.bizId)
+            try await expectAgree(stores, available: 8)
+            #expect(try await stores.journalRows().map(\.status) == ["CONFIRMED"])
+        }
+    }
 }
