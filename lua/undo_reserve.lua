@@ -171,10 +171,12 @@ for i = 0, n - 1 do
   epochs[#epochs + 1] = epoch
   -- The reserve key is the order's on the item, shared with the earlier reserve this one duplicates: a rebuild since
   -- this hold (the item is no longer in the epoch the event held the line in) counted the earlier reserve's live
-  -- journal row and re-stamped the key as that hold, which is not this one's to give back: the key stays.
+  -- journal row and re-stamped the key as that hold, which is not this one's to give back: the key stays. (Only on a
+  -- line the earlier row holds: a line it held none of has a row of this reserve's own, which the rebuild counted.)
   local eventEpoch = ARGV[5 + 4 * n + i] or ''
+  local sharedWithEarlier = KEYS[5] ~= KEYS[4] and (tonumber(ARGV[5 + n + i] or '0') or 0) > 0
   local held, counted = 0, true
-  if KEYS[5] == KEYS[4] or eventEpoch == '' or eventEpoch == epoch then
+  if not sharedWithEarlier or eventEpoch == '' or eventEpoch == epoch then
     -- a hold of an earlier epoch is not in the item (lib/items.lua): nothing to give back. Without its reserve key
     -- the event's quantity and the order's record of the line stand for it.
     held, counted = holdIn(reserveKey, epoch, recorded[i + 1] and tonumber(ARGV[5 + i] or '0') or nil,

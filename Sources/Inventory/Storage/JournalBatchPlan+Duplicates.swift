@@ -65,17 +65,18 @@ extension BatchPlan {
         // forgotten it when the duplicate was made).
         for chunk in exactChunks(fresh.filter { inStreamOrder || $0.earlier.isEmpty }) {
             var binds: [MySQLValue] = []
-            binds.reserveCapacity(chunk.count * 5)
+            binds.reserveCapacity(chunk.count * 6)
             for (index, earlierEvent) in chunk {
                 reserves[index].key.appendBinds(to: &binds)
                 binds.append(.string(reserves[index].eventId))
                 binds.append(.string(earlierEvent))
+                binds.append(.int(reserves[index].quantity))
             }
             _ = try insertingConcurrently(
                 connection,
                 """
-                INSERT INTO reserve_duplicates (order_id, biz_id, sku_id, reserve_event, earlier_event, status)
-                VALUES \(tuples(chunk.count, "(?, ?, \(skuPlaceholder), ?, ?, 'RESERVED')"))
+                INSERT INTO reserve_duplicates (order_id, biz_id, sku_id, reserve_event, earlier_event, status, quantity)
+                VALUES \(tuples(chunk.count, "(?, ?, \(skuPlaceholder), ?, ?, 'RESERVED', ?)"))
                 """,
                 binds
             )

@@ -79,10 +79,26 @@ extension StockRepository {
                     """,
                     [.string(bizId), sku]
                 )
-                let holds = live.rows.compactMap { row -> (orderId: String, quantity: Int64, expiresAtMilliseconds: Int64)? in
+                var holds = live.rows.compactMap { row -> (orderId: String, quantity: Int64, expiresAtMilliseconds: Int64)? in
                     guard let order = row.string("order_id"), let quantity = row.int64("quantity") else { return nil }
                     let expires = row.int64("expires_ms") ?? 0
                     return (order, quantity, expires)
+                }
+                // A duplicate hold of an ended order (a retry after retention, Redis held it anew) is a hold of its own
+                // until its take-back, cancel, expiry or confirm moves its row: Redis counted it, and whatever ends it
+                // gives it back or sells it from the item (migrations/0020). Its reserve key, if it vanished, lives a
+                // retention period (its deadline is its order's in Redis).
+                let duplicates = try connection.query(
+                    """
+                    SELECT order_id, quantity FROM reserve_duplicates
+                    WHERE biz_id = ? AND sku_id = ? AND earlier_event = '' AND status = 'RESERVED' AND ended_event IS NULL
+                      AND quantity IS NOT NULL
+                    """,
+                    [.string(bizId), sku]
+                )
+                for row in duplicates.rows {
+                    guard let order = row.string("order_id"), let quantity = row.int64("quantity") else { continue }
+                    holds.append((order, quantity, 0))
                 }
                 let window = row.userWindow(atMilliseconds: nowMilliseconds)
                 var usage: [UserUsage] = []
