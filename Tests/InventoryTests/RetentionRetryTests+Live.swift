@@ -187,6 +187,21 @@ extension RetentionRetryTests {
         }
     }
 
+    @Test("an ended order's retry recorded as a duplicate, then Redis loses everything before its take-back: no rebuild counts the hold Redis lost")
+    func endedRetryLostWithRedis() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let order = "\(stores.bizId)-l"
+            try await endedAndForgotten(stores, order, end: .cancelled)
+            _ = try await engine.reserve(command(stores, order, 3))
+            // Recorded (its duplicate row RESERVED), not yet taken back, when Redis loses its data.
+            try await apply(stores, try await entries(stores, order))
+            try await stores.loseEverything()
+            // Before: the rebuild counted the row's 3 units, which no order held any more (7 available, for good).
+            try await expectAgree(stores, available: 10)
+        }
+    }
+
     enum AfterRebuild: String, CaseIterable, Sendable { case takenBack, cancelled, confirmed }
 
     @Test("an ended order's retry, its item rebuilt before the worker: taken back, cancelled or sold once", arguments: AfterRebuild.allCases)

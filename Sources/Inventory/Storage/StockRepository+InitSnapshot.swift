@@ -3,6 +3,13 @@ import MySQLClient
 /// What the init path rebuilds an item from: the stock row, its live holds, per-user usage and code pool, read in one
 /// transaction that holds the item's row.
 extension StockRepository {
+    /// A duplicate hold of an ended order (`reserve_duplicates`): its order, quantity and reserve event.
+    public struct DuplicateHold: Sendable, Equatable {
+        public let orderId: String
+        public let quantity: Int64
+        public let reserveEvent: String
+    }
+
     /// What `withInitSnapshot` reads.
     public struct InitSnapshot: Sendable {
         /// The stock row.
@@ -11,7 +18,10 @@ extension StockRepository {
         public var liveReserved: Int64 { liveHolds.reduce(0) { $0 + $1.quantity } }
         /// The item's live (RESERVED) journal lines: which order holds how much.
         /// The journal's RESERVED lines of the item: order, quantity, and when the hold runs out (Unix ms).
-        public let liveHolds: [LiveHold]
+        public var liveHolds: [LiveHold]
+        /// Duplicate holds of ended orders still RESERVED in `reserve_duplicates` (a retry after retention Redis held
+        /// anew, migrations/0020): holds of their own while Redis still has them (the caller asks it), not otherwise.
+        public var duplicateHolds: [DuplicateHold] = []
         /// The window `usage` counts (see `StockRow.userWindow`).
         public let userWindow: Int64
         /// Each user's units in that window, when the item has a per-user limit (empty otherwise).
@@ -79,26 +89,26 @@ extension StockRepository {
                     """,
                     [.string(bizId), sku]
                 )
-                var holds = live.rows.compactMap { row -> (orderId: String, quantity: Int64, expiresAtMilliseconds: Int64)? in
+                let holds = live.rows.compactMap { row -> (orderId: String, quantity: Int64, expiresAtMilliseconds: Int64)? in
                     guard let order = row.string("order_id"), let quantity = row.int64("quantity") else { return nil }
                     let expires = row.int64("expires_ms") ?? 0
                     return (order, quantity, expires)
                 }
                 // A duplicate hold of an ended order (a retry after retention, Redis held it anew) is a hold of its own
-                // until its take-back, cancel, expiry or confirm moves its row: Redis counted it, and whatever ends it
-                // gives it back or sells it from the item (migrations/0020). Its reserve key, if it vanished, lives a
-                // retention period (its deadline is its order's in Redis).
+                // until its take-back, cancel, expiry or confirm moves its row (migrations/0020): the caller counts the
+                // ones Redis still has.
                 let duplicates = try connection.query(
                     """
-                    SELECT order_id, quantity FROM reserve_duplicates
+                    SELECT order_id, quantity, reserve_event FROM reserve_duplicates
                     WHERE biz_id = ? AND sku_id = ? AND earlier_event = '' AND status = 'RESERVED' AND ended_event IS NULL
                       AND quantity IS NOT NULL
                     """,
                     [.string(bizId), sku]
-                )
-                for row in duplicates.rows {
-                    guard let order = row.string("order_id"), let quantity = row.int64("quantity") else { continue }
-                    holds.append((order, quantity, 0))
+                ).rows.compactMap { row -> DuplicateHold? in
+                    guard let order = row.string("order_id"), let quantity = row.int64("quantity"),
+                        let event = row.string("reserve_event")
+                    else { return nil }
+                    return DuplicateHold(orderId: order, quantity: quantity, reserveEvent: event)
                 }
                 let window = row.userWindow(atMilliseconds: nowMilliseconds)
                 var usage: [UserUsage] = []
@@ -127,7 +137,7 @@ extension StockRepository {
                 let pool = try CodePoolRepository.pool(bizId: bizId, sku: sku, on: connection)
                 let codes = try pool.map { try CodePoolRepository.usableCodes(bizId: bizId, sku: sku, kind: $0.kind, on: connection) } ?? []
                 return InitSnapshot(
-                    row: row, liveHolds: holds, userWindow: window, usage: usage,
+                    row: row, liveHolds: holds, duplicateHolds: duplicates, userWindow: window, usage: usage,
                     pool: pool, codes: codes, version: first.int64("version") ?? 0
                 )
             }
