@@ -5,7 +5,7 @@ import InventoryTestSupport
 /// held whose keys vanish (all but its item's count of its hold) is sent again, a duplicate of a live order.
 extension Driver {
     func retryAfterRetention(
-        order: Int, lines: [Line], shortage: ShortageMode, options: ReserveOptions, confirm: Bool,
+        order: Int, lines: [Line], shortage: ShortageMode, options: ReserveOptions, confirm: Bool, rebuild: Bool = false,
         model: inout ReferenceModel
     ) async throws {
         // Only an order that ended and held something (a retention period runs from its end), or one still held in
@@ -35,6 +35,15 @@ extension Driver {
         try await perform(.reserve(order: order, lines: lines, shortage: shortage, options: options), model: &model)
         // Refused (nothing held): the order is the journal's, and a confirm finds it there.
         if model.orders[order] == nil { model.duplicatesSettled() }
+        // The item vanishes while the duplicate waits for the worker: rebuilt from MySQL, it counts the duplicate of an
+        // ended order (a hold of its own until it is taken back or goes on) and the journal's live row of a held one
+        // (its duplicate is taken back giving nothing, or sells that hold). An item without per-user counts or codes,
+        // whose rebuild the model need not follow (`itemRebuilt`).
+        if rebuild, let sku = lines.map(\.sku).first(where: { $0 != 1 && $0 != Features.codeItem && model.items[$0] != nil }) {
+            try await inject(.deleteItem(sku: sku))
+            _ = try await retrying { try await stores.engine.stock(stores.item(sku)) }
+            model.itemRebuilt(sku: sku)
+        }
         if confirm && !options.contains(.dispense) { try await perform(.confirm(order: order), model: &model) }
         try await inject(.drain)
         model.duplicatesSettled()

@@ -230,8 +230,10 @@ public struct Driver: Sendable {
             try await perform(cancel ? .cancel(order: order) : .confirm(order: order), model: &model, on: engine)
         case .burst(let orders, let lines):
             try await burst(orders, lines, model: &model, on: engine)
-        case .retryAfterRetention(let order, let lines, let shortage, let options, let confirm):
-            try await retryAfterRetention(order: order, lines: lines, shortage: shortage, options: options, confirm: confirm, model: &model)
+        case .retryAfterRetention(let order, let lines, let shortage, let options, let confirm, let rebuild):
+            try await retryAfterRetention(
+                order: order, lines: lines, shortage: shortage, options: options, confirm: confirm, rebuild: rebuild, model: &model
+            )
         case .burstThroughKilledService(let orders, let lines, let after):
             try await burstThroughKilledService(orders, lines, afterMilliseconds: after, model: &model, on: engine)
         case .burstWhileRedisRestarts(let orders, let lines):

@@ -98,8 +98,12 @@ public enum Step: Sendable, Equatable, CustomStringConvertible {
     case fault(Fault)
     /// The retention period of an order that ended runs out: the outbox is drained and every key naming the order
     /// is deleted; its reserve is sent again (the body it had, `Features.retention`), confirmed at once or not, and
-    /// the write-back worker runs (a drain). Skipped when the order has not ended.
-    case retryAfterRetention(order: Int, lines: [Line], shortage: ShortageMode, options: ReserveOptions, confirm: Bool)
+    /// the write-back worker runs (a drain). Skipped when the order has not ended. `rebuild`: right after the reserve,
+    /// the item of its first line without a per-user limit or a code pool vanishes and is rebuilt from MySQL, while
+    /// the duplicate hold waits for the worker.
+    case retryAfterRetention(
+        order: Int, lines: [Line], shortage: ShortageMode, options: ReserveOptions, confirm: Bool, rebuild: Bool = false
+    )
     /// The call made through a second instance of the service on the same stores, whose clock is 2 s ahead.
     indirect case onSecondInstance(Step)
 
@@ -124,8 +128,9 @@ public enum Step: Sendable, Equatable, CustomStringConvertible {
         case .burstThroughKilledService(let orders, let lines, let after):
             "burst \(orders.map { "o\($0)" }) each \(lines) over HTTP, the service killed (SIGKILL) after \(after) ms"
         case .fault(let fault): "FAULT \(fault)"
-        case .retryAfterRetention(let order, let lines, let shortage, let options, let confirm):
-            "o\(order) forgotten (retention over), reserve again \(lines) \(shortage.rawValue)\(options)\(confirm ? ", confirm" : ""), drain"
+        case .retryAfterRetention(let order, let lines, let shortage, let options, let confirm, let rebuild):
+            "o\(order) forgotten (retention over), reserve again \(lines) \(shortage.rawValue)\(options)"
+                + "\(rebuild ? ", its item rebuilt" : "")\(confirm ? ", confirm" : ""), drain"
         case .onSecondInstance(let step): "[instance 2, clock +2 s] \(step)"
         }
     }
@@ -291,6 +296,9 @@ extension Program {
         var pool = SplitMix64(seed: seed ^ 0x0C0D_E500_1A11_0CA7)
         var fullness = SplitMix64(seed: seed ^ 0x0F11_1ED0_0F5E_7A11)
         var retention = SplitMix64(seed: seed ^ 0x0E7E_4710_4AF7_E411)
+        // whether a retry after retention meets a rebuild of its item: drawn apart, so that seeds found before it keep
+        // every other step
+        var retentionRebuild = SplitMix64(seed: seed ^ 0x0E7E_4710_0B11_D0E5)
         var reserved: [Int: (lines: [Line], shortage: ShortageMode, options: ReserveOptions)] = [:]
         var fullLeft = 0
         var nextCode = 0
@@ -424,7 +432,8 @@ extension Program {
                 let body = reserved[order]!
                 steps.append(
                     .retryAfterRetention(
-                        order: order, lines: body.lines, shortage: body.shortage, options: body.options, confirm: confirmRoll
+                        order: order, lines: body.lines, shortage: body.shortage, options: body.options, confirm: confirmRoll,
+                        rebuild: Int.random(in: 0..<3, using: &retentionRebuild) == 0
                     )
                 )
             }

@@ -129,6 +129,31 @@ struct ModelCheckTests {
         #expect(failure == nil, "\(failure.map { "\($0)" } ?? "")")
     }
 
+    /// Retries after retention whose item is rebuilt before the worker takes them back: of an order still held (the
+    /// rebuild counts the journal's row once, re-stamped: the take-back gives nothing back) and of an order that ended
+    /// (the rebuild counts the duplicate, a hold of its own: taken back, or sold). Before, the first gave the earlier
+    /// hold back (2 units sold twice) and the second gave back or sold units the item did not count.
+    @Test("retries after retention with their item rebuilt before the worker: nothing given back or sold that is not counted")
+    func rebuiltRetriesProgram() async throws {
+        let two = [Line(sku: 3, quantity: 2)]
+        let program = Program(
+            seed: 0,
+            steps: [
+                .setStock(sku: 3, stock: 12),
+                .reserve(order: 0, lines: two, shortage: .reject),
+                .retryAfterRetention(order: 0, lines: two, shortage: .reject, options: [], confirm: false, rebuild: true),
+                .reserve(order: 1, lines: two, shortage: .reject), .cancel(order: 1),
+                .retryAfterRetention(order: 1, lines: two, shortage: .reject, options: [], confirm: false, rebuild: true),
+                .reserve(order: 2, lines: two, shortage: .reject), .confirm(order: 2),
+                .retryAfterRetention(order: 2, lines: two, shortage: .reject, options: [], confirm: true, rebuild: true),
+                .reserve(order: 3, lines: [Line(sku: 3, quantity: 6)], shortage: .reject),
+            ],
+            features: .all
+        )
+        let failure = try await ModelCheck.failure(of: program)
+        #expect(failure == nil, "\(failure.map { "\($0)" } ?? "")")
+    }
+
     /// The shortest programs of defects seed 1 found on one Redis (session 11), on whichever topology the pass uses.
     static let seedOnePrograms: [String: [Step]] = [
         "the code export after the code set vanished listed no codes": [
