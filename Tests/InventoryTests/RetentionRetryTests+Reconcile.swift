@@ -133,4 +133,27 @@ extension RetentionRetryTests {
             try await expectAgree(stores, available: 7)
         }
     }
+    @Test("an ended order's retry recorded and acknowledged, its take-back still to run: no difference, and --fix leaves its hold counted")
+    func reconcileStandingDuplicate() async throws {
+        try await TestStores.with { stores in
+            let engine = stores.engine
+            let order = "\(stores.bizId)-s"
+            try await endedAndForgotten(stores, order, end: .cancelled)
+            guard case .created(let retry) = try await engine.reserve(command(stores, order, 3)) else {
+                Issue.record("Redis remembered the order")
+                return
+            }
+            // Committed and acknowledged, its take-back left for a retry task (a Redis error when it ran).
+            let events = try await entries(stores, order)
+            try await apply(stores, events)
+            for event in events { _ = try await stores.redis.command("XDEL", stores.outboxKey(order, sku: 1), event.id) }
+            // Before: the reconciler expected no hold (10 available), and --fix wrote it; the take-back then gave the
+            // 3 units back again (13 of 10).
+            let report = try await stores.reconciler().run(.business(stores.bizId), fix: true)
+            #expect(report.differences == [])
+            #expect(try await engine.stock(stores.item(1)).available == 7)
+            await engine.undoReserve(orderId: order, bizId: stores.bizId, lines: retry.lines, eventId: events[0].id)
+            try await expectAgree(stores, available: 10)
+        }
+    }
 }

@@ -201,11 +201,9 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
     func standing(_ duplicates: [StockRepository.DuplicateHold], of id: StockItemID) async throws -> [StockRepository.LiveHold] {
         var holds: [StockRepository.LiveHold] = []
         for duplicate in duplicates {
-            let name = OrderRef(bizId: id.bizId, orderId: duplicate.orderId).name
-            let key = keys.order(name, shard: keys.partShard(orderId: name, item: id))
+            let key = duplicate.recordKey(id, keys: keys)
             let fields = try await stores.redisCall { try await self.stores.redis.command("HMGET", key, "event", "status") }.array ?? []
-            guard fields[safe: 0]?.text == duplicate.reserveEvent, fields[safe: 1]?.text == "reserved" else { continue }
-            holds.append((duplicate.orderId, duplicate.quantity, 0))
+            if duplicate.stands(fields) { holds.append((duplicate.orderId, duplicate.quantity, 0)) }
         }
         return holds
     }

@@ -51,6 +51,19 @@ extension Reconciler {
         for duplicate in side.duplicates {
             applied.duplicates[Applied.key(duplicate.bizId, duplicate.orderId, duplicate.skuId), default: []].append(duplicate)
         }
-        return (side.reserved, applied)
+        // A duplicate hold of an ended order whose reserve entry the worker acknowledged while its take-back waits (a
+        // retry task) or its order goes on: a hold of its own while Redis still has it, as a rebuild counts it (one
+        // whose entry is in flight is counted by it, `expected`).
+        var reserved = side.reserved
+        for (id, duplicate) in side.standing {
+            let inFlight = snapshot.entries[id]?.contains {
+                $0.kind == .reserve && $0.orderId == duplicate.orderId && $0.entryId == duplicate.reserveEvent
+            } ?? false
+            guard !inFlight else { continue }
+            let key = duplicate.recordKey(id, keys: keys)
+            let fields = try await redisCall { try await self.redis.command("HMGET", key, "event", "status") }.array ?? []
+            if duplicate.stands(fields) { reserved[id, default: 0] += duplicate.quantity }
+        }
+        return (reserved, applied)
     }
 }

@@ -54,6 +54,9 @@ struct ReconcileRepository: Sendable {
         var ledger: Set<String> = []
         /// The `reserve_duplicates` rows of the orders asked about.
         var duplicates: [DuplicateRow] = []
+        /// The items' duplicate holds of ended orders still RESERVED (StockRepository+InitSnapshot.swift counts them
+        /// the same way, while Redis still has them).
+        var standing: [(item: StockItemID, hold: StockRepository.DuplicateHold)] = []
     }
 
     struct DuplicateRow: Sendable {
@@ -144,6 +147,22 @@ struct ReconcileRepository: Sendable {
                 )
                 for row in result.rows {
                     side.reserved[StockItemID(bizId: biz, skuId: row.uint64("sku_id") ?? 0)] = row.int64("live") ?? 0
+                }
+                let duplicates = try await query(
+                    """
+                    SELECT order_id, sku_id, quantity, reserve_event FROM reserve_duplicates
+                    WHERE biz_id = ? AND earlier_event = '' AND status = 'RESERVED' AND ended_event IS NULL
+                      AND quantity IS NOT NULL AND sku_id IN (\(tuples(chunk.count, skuPlaceholder)))
+                    """,
+                    [.string(biz)] + chunk.map { skuValue($0.skuId) }
+                )
+                for row in duplicates.rows {
+                    guard let order = row.string("order_id"), let sku = row.uint64("sku_id"), let quantity = row.int64("quantity"),
+                        let event = row.string("reserve_event")
+                    else { continue }
+                    side.standing.append(
+                        (StockItemID(bizId: biz, skuId: sku), .init(orderId: order, quantity: quantity, reserveEvent: event))
+                    )
                 }
             }
         }

@@ -1,4 +1,5 @@
 import MySQLClient
+import RedisClient
 
 /// What the init path rebuilds an item from: the stock row, its live holds, per-user usage and code pool, read in one
 /// transaction that holds the item's row.
@@ -8,6 +9,18 @@ extension StockRepository {
         public let orderId: String
         public let quantity: Int64
         public let reserveEvent: String
+
+        /// The order's record in Redis that says whether the hold stands (on a cluster its part on the item's shard).
+        public func recordKey(_ item: StockItemID, keys: KeyLayout) -> String {
+            let name = OrderRef(bizId: item.bizId, orderId: orderId).name
+            return keys.order(name, shard: keys.partShard(orderId: name, item: item))
+        }
+
+        /// Whether Redis still has the hold, from its record's `event` and `status` (HMGET): still that reserve's, and
+        /// held. One taken back, cancelled, expired or sold, or lost with Redis's data, is not.
+        public func stands(_ fields: [RedisValue]) -> Bool {
+            fields.first?.text == reserveEvent && fields.dropFirst().first?.text == "reserved"
+        }
     }
 
     /// What `withInitSnapshot` reads.
