@@ -18,14 +18,18 @@
 -- ARGV[20+c] h = how many live holds follow (the rebuild's last part of them), then per hold j = 1..h:
 -- ARGV[19+c+2j] its quantity, ARGV[20+c+2j] the TTL (s) of its reserve key if it must be written anew (KEYS[4..3+h]
 -- their reserve keys)
--- then pairs ARGV[21+c+2h+2j] userId, ARGV[22+c+2h+2j] that user's units in the current window, as the journal
--- counts them (the last part of them)
+-- ARGV[21+c+2h] d = how many duplicate holds of ended orders follow (reserve_duplicates RESERVED), then per hold
+-- k = 1..d: ARGV[19+c+2h+3k] its quantity, ARGV[20+c+2h+3k] its reserve event, ARGV[21+c+2h+3k] the TTL (s) of its
+-- reserve key if it must be written anew (KEYS[4+3h..3+3h+d] their reserve keys, KEYS[4+3h+d..3+3h+2d] their orders'
+-- records, on a cluster the order's part on the item's shard)
+-- then pairs ARGV[22+c+2h+3d+2j-2] userId, ARGV[23+c+2h+3d+2j-2] that user's units in the current window, as the
+-- journal counts them (the last part of them)
 -- and last ARGV[#ARGV] the version of MySQL's stock row the rebuild read (kept as `mysql_version`: a stock change whose
 -- MySQL half made a later version is not in this item, lua/admin_done.lua)
 -- KEYS[4+h..3+2h] the order hashes of those holds (on a cluster the order's part on the item's shard), in the same
 -- order; KEYS[4+2h..3+3h] the same orders under their bare orderId, where an order of a business other than
 -- `default` made before orders were scoped is still kept (the same key as the first for business `default`)
--- KEYS[4+3h..] the outbox streams the item's events go to (every shard's on one Redis; its shard's on a cluster)
+-- KEYS[4+3h+2d..] the outbox streams the item's events go to (every shard's on one Redis; its shard's on a cluster)
 --
 -- A rebuild writes in parts of at most INVENTORY_REBUILD_CHUNK records (lib/parts.lua); this call writes the item and
 -- the last part of each. The holds the rebuild counts (the journal's RESERVED lines) get both their records written
@@ -75,7 +79,10 @@ fillMembers(KEYS[3], 'codes', '', 20, 19 + codeCount)
 local holdCount = tonumber(ARGV[20 + codeCount])
 -- Since when every stream of the item's events has kept all it was given (see above).
 local intactSince = 0
-for k = 4 + 3 * holdCount, #KEYS do
+local dupBase = 21 + codeCount + 2 * holdCount
+local dupCount = tonumber(ARGV[dupBase])
+local dupKeys = 3 + 3 * holdCount
+for k = 4 + 3 * holdCount + 2 * dupCount, #KEYS do
   local since
   local groups = redis.pcall('XINFO', 'GROUPS', KEYS[k])
   if type(groups) == 'table' and not groups.err then
@@ -108,8 +115,45 @@ end
 for epoch in string.gmatch(ARGV[16], '[^,]+') do absorb(epoch) end
 restampHolds(item, holdCount, 3, 20 + codeCount, ARGV[8], absorb)
 redis.call('HSET', item, 'absorbed', #absorbed > 0 and (',' .. table.concat(absorbed, ',') .. ',') or '')
+-- The ended orders' duplicate holds (a retry after retention Redis held anew; reserve_duplicates RESERVED, migrations/0020):
+-- each is a hold of its own, counted here and re-stamped like the journal's holds, if its order's record still has it
+-- (that reserve's, still held: not taken back, cancelled, expired, sold, nor lost with Redis's data) and it was made in
+-- an epoch this rebuild would absorb (its events all in the outbox or the journal); otherwise it is not in the rebuilt
+-- item, as any hold of an epoch the item does not count (lib/items.lua), and whatever ends it gives nothing back.
+do
+  local biz, sku = string.match(item, '[:{]([^:{}]+):(%d+)}?:item$')
+  local counted = 0
+  for k = 1, dupCount do
+    local reserveKey = KEYS[dupKeys + k]
+    local record = KEYS[dupKeys + dupCount + k]
+    local quantity = tonumber(ARGV[dupBase + 3 * k - 2])
+    local held = redis.call('HMGET', record, 'event', 'status', 'lines', 'line_epochs')
+    if held[1] == ARGV[dupBase + 3 * k - 1] and held[2] == 'reserved' then
+      local value = redis.call('GET', reserveKey)
+      local made = value and string.match(value, '@(.*)$') or lineEpochOf(held[3], held[4], sku)
+      local born = made and tonumber(string.match(made, '^(%w+)%-') or '', 36)
+      if born and born > intactSince then
+        counted = counted + quantity
+        local stamped = quantity .. '@' .. ARGV[8]
+        if value then
+          redis.call('SET', reserveKey, stamped, 'XX', 'KEEPTTL')
+        else
+          redis.call('SET', reserveKey, stamped, 'EX', math.max(tonumber(ARGV[dupBase + 3 * k]), 1))
+        end
+        restampOrder(record, biz, sku, ARGV[8])
+      end
+    end
+  end
+  if counted > 0 then
+    redis.call('HINCRBY', item, 'used_stock_num', counted)
+    if ARGV[4] ~= '1' then
+      local left = redis.call('HINCRBY', item, 'stock_num', -counted)
+      redis.call('HSET', item, 'is_sell_out', left <= 0 and '1' or '0')
+    end
+  end
+end
 -- The usage hash is rebuilt with the item: it counts what the rebuilt item counts, no more and no less.
-fillMembers(KEYS[2], 'users', ARGV[11], 21 + codeCount + 2 * holdCount, #ARGV - 1)
+fillMembers(KEYS[2], 'users', ARGV[11], 22 + codeCount + 2 * holdCount + 3 * dupCount, #ARGV - 1)
 -- (No fence entry of this item has lapsed yet: lib/fence.lua halfLost.)
 redis.call('HSET', item, 'mysql_version', ARGV[#ARGV], 'admin_lapsed', '0')
 -- the item is whole only with its usage hash while it has counts (lib/items.lua)

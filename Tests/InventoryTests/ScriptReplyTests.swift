@@ -361,7 +361,8 @@ struct ScriptReplyTests {
     func initItemLayout() {
         let snapshot = StockRepository.InitSnapshot(
             row: StockRow(bizId: "b", skuId: 7, stock: 10, infinite: false, dangerNum: 1, backorderLimit: 0),
-            liveHolds: [(orderId: "o1", quantity: 3, expiresAtMilliseconds: 5_000)], userWindow: 0,
+            liveHolds: [(orderId: "o1", quantity: 3, expiresAtMilliseconds: 5_000)],
+            duplicateHolds: [.init(orderId: "o9", quantity: 2, reserveEvent: "5-0")], userWindow: 0,
             usage: [UserUsage(userId: "u1", units: 3)], pool: nil, codes: ["A", "B"], version: 9
         )
         let call = InitItemCall(
@@ -372,7 +373,9 @@ struct ScriptReplyTests {
         // And the same order under its bare orderId, where one made before orders were scoped is still kept.
         let order = layout.order("b/o1", shard: layout.partShard(orderId: "b/o1", item: id))
         let bare = layout.order("o1", shard: layout.partShard(orderId: "o1", item: id))
-        #expect(call.keys == [layout.item(id), layout.userUsage(id), layout.codes(id), layout.reserveKey(id, orderId: "o1"), order, bare, "s0", "s1"])
+        // Then the duplicate hold of an ended order: its reserve key and its order's record, before the streams.
+        let duplicate = [layout.reserveKey(id, orderId: "o9"), layout.order("b/o9", shard: layout.partShard(orderId: "b/o9", item: id))]
+        #expect(call.keys == [layout.item(id), layout.userUsage(id), layout.codes(id), layout.reserveKey(id, orderId: "o1"), order, bare] + duplicate + ["s0", "s1"])
         // On a cluster the order's part that holds the item shares the item's slot: one script writes both.
         let cluster = KeyLayout(prefix: "u", shards: 8, clustered: true)
         let clustered = InitItemCall(
@@ -394,15 +397,16 @@ struct ScriptReplyTests {
         #expect(call.arguments[20 + c - 1] == String(h))
         #expect(call.arguments[19 + c + 2 - 1] == "3", "the hold's quantity")
         #expect(call.arguments[20 + c + 2 - 1] == "63", "its key's TTL: 3 s left plus the retention")
-        let usageStart: Int = 21 + c + 2 * h - 1
+        #expect(Array(call.arguments[(21 + c + 2 * h - 1)..<(24 + c + 2 * h)]) == ["1", "2", "5-0", "60"], "one duplicate: quantity, event, TTL")
+        let usageStart: Int = 22 + c + 2 * h + 3 - 1
         #expect(Array(call.arguments[usageStart...]) == ["u1", "3", "9"], "then the stock row's version, last")
         // After parts: only the rest of each, and how many the parts wrote.
         let last = InitItemCall(
             id, caller: "c", snapshot: snapshot, epoch: "ep", drainedEpochs: [], outboxes: ["s0"], now: 2_000,
             itemTTLSeconds: 0, retentionSeconds: 60, layout: layout, before: RebuildParts(holds: 1, codes: 1, users: 1)
         )
-        #expect(Array(last.arguments[(17 - 1)...]) == ["1", "1", "1", "B", "0", "9"], "codes 1 and users 1 before; code B; no holds; the version")
-        #expect(last.keys == [layout.item(id), layout.userUsage(id), layout.codes(id), "s0"])
+        #expect(Array(last.arguments[(17 - 1)...]) == ["1", "1", "1", "B", "0", "1", "2", "5-0", "60", "9"], "codes 1 and users 1 before; code B; no holds; the duplicate (never in parts); the version")
+        #expect(last.keys == [layout.item(id), layout.userUsage(id), layout.codes(id)] + duplicate + ["s0"])
     }
 
     @Test("fill_part.lua: the item and the set or hash; caller, lock, kind, count before, window, then the members")
@@ -448,7 +452,7 @@ struct ScriptReplyTests {
             itemTTLSeconds: 0, retentionSeconds: 60, layout: layout, before: RebuildParts(holds: 1)
         )
         #expect(last.keys == [layout.item(id), layout.userUsage(id), layout.codes(id), layout.reserveKey(id, orderId: "o2"), order("b/o2"), order("o2"), "s0"])
-        #expect(Array(last.arguments.suffix(4)) == ["1", "4", "60", "0"])
+        #expect(Array(last.arguments.suffix(5)) == ["1", "4", "60", "0", "0"], "one hold, no duplicate, the version")
         #expect(last.arguments[2] == "7", "used_stock_num counts every hold (3 + 4), not only the last part's")
         #expect(try RestampHoldsCall.decode(Self.reply("ok", "e1,e2")) == .restamped(previousEpochs: ["e1", "e2"]))
         #expect(try RestampHoldsCall.decode(Self.reply("ok", "")) == .restamped(previousEpochs: []))

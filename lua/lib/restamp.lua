@@ -28,6 +28,19 @@ local function restampOrder(orderKey, biz, sku, epoch)
   if changed then redis.call('HSET', orderKey, 'line_epochs', table.concat(epochs, ',')) end
 end
 
+-- The epoch an order's record says its line of `sku` was held in (nil when it holds none of it or keeps no epochs).
+local function lineEpochOf(lines, lineEpochs, sku)
+  if not lines or not lineEpochs then return nil end
+  local epochs = {}
+  for part in string.gmatch(lineEpochs .. ',', '([^,]*),') do epochs[#epochs + 1] = part end
+  local k = 0
+  for lineSku, held in string.gmatch(lines, '(%d+):%d+:(%d+)') do
+    k = k + 1
+    if lineSku == sku and tonumber(held) > 0 and epochs[k] and epochs[k] ~= '' then return epochs[k] end
+  end
+  return nil
+end
+
 local function restampHolds(item, count, keyBase, argBase, epoch, sawOld)
   -- The item's business and SKU, from its key ('prefix:{biz:sku}:item', or 'prefix:{sN}:i:biz:sku:item' on a
   -- cluster; neither a bizId nor a SKU has ':' or braces).

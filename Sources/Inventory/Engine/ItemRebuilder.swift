@@ -152,8 +152,7 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
             outcome = try await stockRepository.withInitSnapshot(
                 bizId: id.bizId, skuId: id.skuId, nowMilliseconds: now, pending: pending, fences: stores.batchFences
             ) { snapshot in
-                guard var snapshot else { return nil }
-                snapshot.liveHolds += try await self.standing(snapshot.duplicateHolds, of: id)
+                guard let snapshot else { return nil }
                 let written = try await self.write(
                     id, snapshot: snapshot, caller: caller, epoch: epoch, drainedEpochs: drainedEpochs, now: now
                 )
@@ -192,20 +191,6 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
             )
         }
         return .written
-    }
-
-    /// The duplicate holds of ended orders that Redis still has, as holds the rebuilt item counts: the order's record
-    /// (on a cluster its part on the item's shard) is still that reserve's and still held. One taken back, cancelled,
-    /// expired or sold, or lost with Redis's data, is not (its row waits for the worker, or for the order's restore).
-    /// Read while the item is not whole, so nothing that ends such a hold runs before the rebuilt item is written.
-    func standing(_ duplicates: [StockRepository.DuplicateHold], of id: StockItemID) async throws -> [StockRepository.LiveHold] {
-        var holds: [StockRepository.LiveHold] = []
-        for duplicate in duplicates {
-            let key = duplicate.recordKey(id, keys: keys)
-            let fields = try await stores.redisCall { try await self.stores.redis.command("HMGET", key, "event", "status") }.array ?? []
-            if duplicate.stands(fields) { holds.append((duplicate.orderId, duplicate.quantity, 0)) }
-        }
-        return holds
     }
 
     /// Writes the rebuilt item from its snapshot in parts of at most `rebuildChunk` records, each part a short script

@@ -52,7 +52,7 @@ extension Reconciler {
             applied.duplicates[Applied.key(duplicate.bizId, duplicate.orderId, duplicate.skuId), default: []].append(duplicate)
         }
         // A duplicate hold of an ended order whose reserve entry the worker acknowledged while its take-back waits (a
-        // retry task) or its order goes on: a hold of its own while Redis still has it, as a rebuild counts it (one
+        // retry task) or its order goes on: a hold of its own while the item counts it, as a rebuild counts it (one
         // whose entry is in flight is counted by it, `expected`).
         var reserved = side.reserved
         for (id, duplicate) in side.standing {
@@ -60,9 +60,7 @@ extension Reconciler {
                 $0.kind == .reserve && $0.orderId == duplicate.orderId && $0.entryId == duplicate.reserveEvent
             } ?? false
             guard !inFlight else { continue }
-            let key = duplicate.recordKey(id, keys: keys)
-            let fields = try await redisCall { try await self.redis.command("HMGET", key, "event", "status") }.array ?? []
-            if duplicate.stands(fields) { reserved[id, default: 0] += duplicate.quantity }
+            reserved[id, default: 0] += try await run(DuplicateHeldCall(id, duplicate, layout: keys))
         }
         return (reserved, applied)
     }

@@ -21,6 +21,7 @@ public enum ScriptName: String, CaseIterable, Sendable {
     case setPool = "set_pool", addCodes = "add_codes", poolCounts = "pool_counts"
     // The outbox, the write-back worker, the reconciler's snapshot and the sweeper (JournalScripts.swift)
     case ack, applied, epochs, snapshot, lease
+    case duplicateHeld = "duplicate_held"
     case drainMark = "drain_mark", raiseTo = "raise_to", outboxGroup = "outbox_group"
     case outboxRead = "outbox_read", outboxClaim = "outbox_claim", outboxEntries = "outbox_entries"
     // Reading a hash once Redis is known not to have gone back (InventoryScripts.swift)

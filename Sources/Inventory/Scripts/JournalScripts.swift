@@ -343,3 +343,24 @@ struct SnapshotCall: ScriptCall {
         return Reply(items: items, lines: lines)
     }
 }
+
+/// lua/duplicate_held.lua: the units of an ended order's duplicate hold its item counts now (the reconciler's read).
+struct DuplicateHeldCall: ScriptCall {
+    static let name = ScriptName.duplicateHeld
+
+    let keys: [String]
+    let arguments: [String]
+
+    init(_ item: StockItemID, _ duplicate: StockRepository.DuplicateHold, layout: KeyLayout) {
+        keys = [
+            layout.item(item), layout.reserveKey(item, orderId: OrderRef(bizId: item.bizId, orderId: duplicate.orderId).name),
+            duplicate.recordKey(item, keys: layout),
+        ]
+        arguments = [duplicate.reserveEvent, String(duplicate.quantity), String(item.skuId)]
+    }
+
+    static func decode(_ value: RedisValue) throws -> Int64 {
+        guard let units = value.int else { throw unexpected(value) }
+        return units
+    }
+}

@@ -65,9 +65,13 @@ struct InitItemCall: ScriptCall {
             id, holds: snapshot.liveHolds[before.holds...], now: now, retentionSeconds: retentionSeconds, layout: layout
         )
         arguments += records.arguments
+        // The ended orders' duplicate holds: each counted by the script only if it still stands in Redis and its
+        // epoch is one this rebuild absorbs (a hold of another epoch is not in the rebuilt item, lib/items.lua).
+        let duplicates = DuplicateRecords(id, duplicates: snapshot.duplicateHolds, now: now, retentionSeconds: retentionSeconds, layout: layout)
+        arguments += duplicates.arguments
         usage.appendArguments(to: &arguments)
         arguments.append(String(snapshot.version))
-        keys = [layout.item(id), layout.userUsage(id), layout.codes(id)] + records.keys + outboxes
+        keys = [layout.item(id), layout.userUsage(id), layout.codes(id)] + records.keys + duplicates.keys + outboxes
         self.arguments = arguments
     }
 
@@ -201,6 +205,24 @@ struct HoldRecords {
             arguments.append(String(max(hold.expiresAtMilliseconds - now, 0) / 1000 + Int64(retentionSeconds)))
         }
         keys += orders + bare
+    }
+}
+
+/// The keys and arguments of a rebuild's duplicate holds of ended orders (lua/init_item.lua): per hold its reserve key
+/// and its order's record (on a cluster the order's part on the item's shard); the count, then per hold its quantity,
+/// its reserve event and how long (s) its reserve key lives if it must be written anew (its deadline is its order's
+/// in Redis: a retention period).
+struct DuplicateRecords {
+    var keys: [String] = []
+    var arguments: [String] = []
+
+    init(_ id: StockItemID, duplicates: [StockRepository.DuplicateHold], now: Int64, retentionSeconds: Int, layout: KeyLayout) {
+        arguments.append(String(duplicates.count))
+        keys = duplicates.map { layout.reserveKey(id, orderId: OrderRef(bizId: id.bizId, orderId: $0.orderId).name) }
+            + duplicates.map { $0.recordKey(id, keys: layout) }
+        for duplicate in duplicates {
+            arguments += [String(duplicate.quantity), duplicate.reserveEvent, String(retentionSeconds)]
+        }
     }
 }
 

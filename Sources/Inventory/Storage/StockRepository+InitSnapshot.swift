@@ -1,5 +1,4 @@
 import MySQLClient
-import RedisClient
 
 /// What the init path rebuilds an item from: the stock row, its live holds, per-user usage and code pool, read in one
 /// transaction that holds the item's row.
@@ -16,11 +15,6 @@ extension StockRepository {
             return keys.order(name, shard: keys.partShard(orderId: name, item: item))
         }
 
-        /// Whether Redis still has the hold, from its record's `event` and `status` (HMGET): still that reserve's, and
-        /// held. One taken back, cancelled, expired or sold, or lost with Redis's data, is not.
-        public func stands(_ fields: [RedisValue]) -> Bool {
-            fields.first?.text == reserveEvent && fields.dropFirst().first?.text == "reserved"
-        }
     }
 
     /// What `withInitSnapshot` reads.
@@ -31,9 +25,10 @@ extension StockRepository {
         public var liveReserved: Int64 { liveHolds.reduce(0) { $0 + $1.quantity } }
         /// The item's live (RESERVED) journal lines: which order holds how much.
         /// The journal's RESERVED lines of the item: order, quantity, and when the hold runs out (Unix ms).
-        public var liveHolds: [LiveHold]
+        public let liveHolds: [LiveHold]
         /// Duplicate holds of ended orders still RESERVED in `reserve_duplicates` (a retry after retention Redis held
-        /// anew, migrations/0020): holds of their own while Redis still has them (the caller asks it), not otherwise.
+        /// anew, migrations/0020): holds of their own while Redis still has them in an epoch the rebuild absorbs
+        /// (lua/init_item.lua decides).
         public var duplicateHolds: [DuplicateHold] = []
         /// The window `usage` counts (see `StockRow.userWindow`).
         public let userWindow: Int64
@@ -108,8 +103,8 @@ extension StockRepository {
                     return (order, quantity, expires)
                 }
                 // A duplicate hold of an ended order (a retry after retention, Redis held it anew) is a hold of its own
-                // until its take-back, cancel, expiry or confirm moves its row (migrations/0020): the caller counts the
-                // ones Redis still has.
+                // until its take-back, cancel, expiry or confirm moves its row (migrations/0020): init_item.lua counts
+                // the ones Redis still has, in an epoch it absorbs.
                 let duplicates = try connection.query(
                     """
                     SELECT order_id, quantity, reserve_event FROM reserve_duplicates

@@ -1,3 +1,4 @@
+import Foundation
 import Inventory
 import InventoryTestSupport
 import ModelCheck
@@ -151,6 +152,32 @@ struct ModelCheckTests {
             features: .all
         )
         let failure = try await ModelCheck.failure(of: program)
+        #expect(failure == nil, "\(failure.map { "\($0)" } ?? "")")
+    }
+
+    /// An ended order's retry after Redis lost its data, its item rebuilt before the worker: the rebuild must not count
+    /// the retry's hold (its epoch began before the streams were made again, so the worker leaves it out as stale).
+    /// Before, the rebuild counted it and nothing ever gave it back (reserved 6 after the drain).
+    @Test("cluster seed 698307's shortest program: a retry after a loss of Redis's data, its item rebuilt before the worker")
+    func retryAfterLossRebuiltProgram() async throws {
+        let rebuild = true
+        let program = Program(
+            seed: 698307,
+            steps: [
+                .onSecondInstance(.setStock(sku: 5, stock: 9)), .read(order: 6), .confirm(order: 32), .fault(.deleteItem(sku: 3)),
+                .burstThroughKilledService(orders: [33, 34, 35, 36], lines: [Line(sku: 1, quantity: 2)], afterMilliseconds: 5),
+                .reserve(order: 4000006, lines: [Line(sku: 5, quantity: 6)], shortage: .backorder),
+                .retryAfterRetention(order: 4000002, lines: [Line(sku: 5, quantity: 3)], shortage: .partial, options: .dispense, confirm: true),
+                .onSecondInstance(.cancel(order: 54)), .fault(.redisRoom), .refund(order: 57),
+                .onSecondInstance(.confirm(order: 4000006)), .confirm(order: 1000059), .read(order: 58), .confirm(order: 53),
+                .fault(.drainThenLoseEverything), .fault(.workerKilled(afterMilliseconds: 0)), .cancel(order: 54),
+                .onSecondInstance(.confirm(order: 93)), .onSecondInstance(.adjust(sku: 5, id: 500000, delta: 8)),
+                .fault(.deleteReserveKey(order: 91, sku: 3)),
+                .retryAfterRetention(order: 4000006, lines: [Line(sku: 5, quantity: 6)], shortage: .backorder, options: [], confirm: false, rebuild: rebuild),
+            ],
+            features: .all
+        )
+        let failure = try await ModelCheck.failure(of: program, cluster: true)
         #expect(failure == nil, "\(failure.map { "\($0)" } ?? "")")
     }
 
