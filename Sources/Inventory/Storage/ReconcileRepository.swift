@@ -55,7 +55,7 @@ struct ReconcileRepository: Sendable {
         /// The `reserve_duplicates` rows of the orders asked about.
         var duplicates: [DuplicateRow] = []
         /// The items' duplicate holds of ended orders still RESERVED (StockRepository+InitSnapshot.swift counts them
-        /// the same way, while Redis still has them).
+        /// the same way: lua/duplicate_held.lua asks the item whether it counts each).
         var standing: [(item: StockItemID, hold: StockRepository.DuplicateHold)] = []
     }
 
