@@ -102,11 +102,15 @@ for k = 4 + 3 * holdCount + 2 * dupCount, #KEYS do
 end
 local absorbed = {}
 local seen = {}
+-- Whether an epoch began while the streams were intact (epochs start with their birth time, base 36).
+local function intactEpoch(epoch)
+  local born = epoch and tonumber(string.match(epoch, '^(%w+)%-') or '', 36)
+  return born ~= nil and born > intactSince
+end
 local function absorb(epoch)
   -- only an epoch that began while the streams were intact; bounded: a rebuild normally absorbs one epoch (two
   -- after rebuilds in quick succession)
-  local born = epoch and tonumber(string.match(epoch, '^(%w+)%-') or '', 36)
-  if not born or born <= intactSince then return end
+  if not intactEpoch(epoch) then return end
   if epoch ~= ARGV[8] and not seen[epoch] and #absorbed < 16 then
     seen[epoch] = true
     absorbed[#absorbed + 1] = epoch
@@ -131,8 +135,7 @@ do
     if held[1] == ARGV[dupBase + 3 * k - 1] and held[2] == 'reserved' then
       local value = redis.call('GET', reserveKey)
       local made = value and string.match(value, '@(.*)$') or lineEpochOf(held[3], held[4], sku)
-      local born = made and tonumber(string.match(made, '^(%w+)%-') or '', 36)
-      if born and born > intactSince then
+      if intactEpoch(made) then
         counted = counted + quantity
         local stamped = quantity .. '@' .. ARGV[8]
         if value then

@@ -309,7 +309,13 @@ public struct TestStores: Sendable {
     public func partShard(_ orderId: String, sku: UInt64) -> Int { keys.partShard(orderId: orderName(orderId), item: item(sku)) }
 
     /// The hash of the part of an order that holds `sku` (the whole order on a single Redis).
-    public func orderKey(_ orderId: String, sku: UInt64) -> String { keys.order(orderName(orderId), shard: partShard(orderId, sku: sku)) }
+    public func orderKey(_ orderId: String, sku: UInt64) -> String { keys.orderPart(orderName(orderId), item: item(sku)) }
+
+    /// An item other than `sku` whose line of `orderId` falls in the same part of the order (on a cluster a part of
+    /// another shard is an order of its own to the worker's duplicate check; on a single Redis any item: 2).
+    public func skuSharingPart(_ orderId: String, with sku: UInt64) -> UInt64 {
+        (2...64).first { $0 != sku && partShard(orderId, sku: $0) == partShard(orderId, sku: sku) } ?? 2
+    }
 
     /// The outbox stream the events of the part of an order that holds `sku` go to.
     public func outboxKey(_ orderId: String, sku: UInt64) -> String { keys.outbox(shard: partShard(orderId, sku: sku)) }

@@ -154,7 +154,7 @@ extension RestoredRequestTests {
             let orderId = "\(stores.bizId)-pd"
             // Both items in one part of the order (on a cluster, a part of another shard is an order of its own to the
             // worker's duplicate check: see the note of session 30).
-            let other = (2...64).first { stores.partShard(orderId, sku: $0) == stores.partShard(orderId, sku: 1) } ?? 2
+            let other = stores.skuSharingPart(orderId, with: 1)
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 2))
             _ = try await engine.setStock(stores.item(other), StockSettings(stock: 0))
             let partial = ReserveCommand(

@@ -155,7 +155,7 @@ extension RetentionRetryTests {
             let order = "\(stores.bizId)-q"
             // Both items in one part of the order (on a cluster, a part of another shard is an order of its own to the
             // worker's duplicate check: README, known limits).
-            let other = (2...64).first { stores.partShard(order, sku: $0) == stores.partShard(order, sku: 1) } ?? 2
+            let other = stores.skuSharingPart(order, with: 1)
             _ = try await engine.setStock(stores.item(1), StockSettings(stock: 2))
             _ = try await engine.setStock(stores.item(other), StockSettings(stock: 0))
             let partial = ReserveCommand(

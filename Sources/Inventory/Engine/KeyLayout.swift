@@ -133,6 +133,12 @@ public struct KeyLayout: Sendable {
     /// The order's hash on a single Redis (its only part).
     public func order(_ orderId: String) -> String { order(orderId, shard: shard(of: orderId)) }
 
+    /// The hash of the part of order `orderId` (its Redis name, or a bare orderId) that holds `item`: on a cluster the
+    /// part on the item's shard, on a single Redis the whole order.
+    public func orderPart(_ orderId: String, item: StockItemID) -> String {
+        order(orderId, shard: partShard(orderId: orderId, item: item))
+    }
+
     public func outbox(forOrder orderId: String) -> String { outbox(shard: shard(of: orderId)) }
 
     /// Marks a reserve event whose hold was taken back (see `undo_reserve.lua`); in the order's slot.

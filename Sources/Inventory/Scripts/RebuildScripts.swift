@@ -199,8 +199,8 @@ struct HoldRecords {
         for hold in holds {
             keys.append(layout.reserveKey(id, orderId: hold.orderId))
             let name = OrderRef(bizId: id.bizId, orderId: hold.orderId).name
-            orders.append(layout.order(name, shard: layout.partShard(orderId: name, item: id)))
-            bare.append(layout.order(hold.orderId, shard: layout.partShard(orderId: hold.orderId, item: id)))
+            orders.append(layout.orderPart(name, item: id))
+            bare.append(layout.orderPart(hold.orderId, item: id))
             arguments.append(String(hold.quantity))
             arguments.append(String(max(hold.expiresAtMilliseconds - now, 0) / 1000 + Int64(retentionSeconds)))
         }

@@ -11,8 +11,7 @@ extension StockRepository {
 
         /// The order's record in Redis that says whether the hold stands (on a cluster its part on the item's shard).
         public func recordKey(_ item: StockItemID, keys: KeyLayout) -> String {
-            let name = OrderRef(bizId: item.bizId, orderId: orderId).name
-            return keys.order(name, shard: keys.partShard(orderId: name, item: item))
+            keys.orderPart(OrderRef(bizId: item.bizId, orderId: orderId).name, item: item)
         }
 
     }
