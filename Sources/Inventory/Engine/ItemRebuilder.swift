@@ -166,6 +166,9 @@ final class ItemRebuilder: Sendable, EngineCollaborator {
         } catch {
             _ = try? await stores.redisCall { try await self.stores.redis.command("DEL", itemKey) }
             // The rebuilt item is dropped again whatever MySQL's COMMIT did (the transaction only read): nothing changed.
+            // A deadlock (its pending events' rows against another transaction's) rolled the read back: the rebuild
+            // starts over, as after a lost lock (MySQL: "try restarting transaction").
+            if (error as? MySQLError)?.code == .deadlock { return .lost }
             let mapped = stores.mapMySQL(error)
             if case .outcomeUnknown(let detail) = mapped { throw InventoryError.unavailable(detail) }
             throw mapped
